@@ -1,0 +1,264 @@
+"""Serving benchmark: perf_analyzer against tritonx and against a reference server.
+
+Both servers load the same repository (benchmarks/models: a Python identity model,
+FP32 [16] with batch 1 from the client) and run one at a time, so they never compete
+for the CPU. For every protocol (gRPC, HTTP with binary tensors) and concurrency,
+perf_analyzer measures throughput and latency percentiles; the table shows the
+tritonx/reference ratio per row (throughput: higher is better; p99: lower is better).
+
+    python benchmarks/bench_serving.py --reference-cmd "tritonserver"
+    python benchmarks/bench_serving.py --reference-cmd /path/to/triton_reference \\
+        --concurrency 1,2,4,8 --measurement-interval 3000 --json results.json
+
+The reference command gets tritonserver's flags appended (--model-repository,
+--http-port, --grpc-port, --metrics-port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_REPO = HERE / "models"
+
+
+@dataclass
+class Row:
+    server: str
+    protocol: str
+    concurrency: int
+    infer_per_sec: float
+    p50_us: float
+    p99_us: float
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running(
+    name: str, cmd: Sequence[str], repo: Path, env: dict[str, str], timeout: float
+) -> Iterator[tuple[int, int]]:
+    """Start a server with free ports, wait for /v2/health/ready, stop on exit."""
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    args = [
+        *cmd,
+        f"--model-repository={repo}",
+        f"--http-port={http}",
+        f"--grpc-port={grpc}",
+        f"--metrics-port={metrics}",
+    ]
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
+        prefix=f"bench-{name}-", suffix=".log", delete=False
+    )
+    process = subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{http}/v2/health/ready"
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited early; log: {log.name}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready in {timeout}s; log: {log.name}")
+            time.sleep(0.2)
+        yield http, grpc
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def measure(
+    perf_analyzer: str,
+    url: str,
+    protocol: str,
+    concurrency: int,
+    interval_ms: int,
+) -> tuple[float, float, float]:
+    """One perf_analyzer run; returns (infer/s, p50 us, p99 us)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.csv"
+        cmd = [
+            perf_analyzer,
+            "-m",
+            "identity",
+            "-u",
+            url,
+            "-i",
+            protocol,
+            "-b",
+            "1",
+            "--concurrency-range",
+            str(concurrency),
+            "--measurement-interval",
+            str(interval_ms),
+            # Noisy shared machines rarely meet the default 10 % stability band;
+            # the last three windows are averaged either way.
+            "--stability-percentage",
+            "100",
+            "--max-trials",
+            "10",
+            "-f",
+            str(report),
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0 or not report.exists():
+            raise RuntimeError(f"perf_analyzer failed:\n{result.stdout}{result.stderr}")
+        with report.open() as handle:
+            row = next(csv.DictReader(handle))
+    return (
+        float(row["Inferences/Second"]),
+        float(row["p50 latency"]),
+        float(row["p99 latency"]),
+    )
+
+
+def bench_server(
+    name: str,
+    cmd: Sequence[str],
+    args: argparse.Namespace,
+    env: dict[str, str],
+) -> list[Row]:
+    rows: list[Row] = []
+    with running(name, cmd, args.model_repository, env, args.start_timeout) as ports:
+        http, grpc = ports
+        for protocol in args.protocols:
+            url = f"127.0.0.1:{grpc if protocol == 'grpc' else http}"
+            for concurrency in args.concurrency:
+                rate, p50, p99 = measure(
+                    args.perf_analyzer,
+                    url,
+                    protocol,
+                    concurrency,
+                    args.measurement_interval,
+                )
+                rows.append(Row(name, protocol, concurrency, rate, p50, p99))
+                print(
+                    f"  {name:9s} {protocol:4s} c={concurrency:<2d} "
+                    f"{rate:9.1f} infer/s  p50 {p50:7.0f} us  p99 {p99:7.0f} us",
+                    flush=True,
+                )
+    return rows
+
+
+def table(rows: list[Row], reference: str) -> str:
+    ours = {(r.protocol, r.concurrency): r for r in rows if r.server == "tritonx"}
+    theirs = {(r.protocol, r.concurrency): r for r in rows if r.server == reference}
+    header = (
+        f"{'proto':5s} {'conc':>4s} | {'tritonx inf/s':>13s} {'p50 us':>7s} "
+        f"{'p99 us':>7s} | {'ref inf/s':>10s} {'p50 us':>7s} {'p99 us':>7s} | "
+        f"{'x inf/s':>7s} {'x p99':>6s}"
+    )
+    lines = [header, "-" * len(header)]
+    for key in sorted(ours.keys() | theirs.keys()):
+        a, b = ours.get(key), theirs.get(key)
+        left = (
+            f"{a.infer_per_sec:13.1f} {a.p50_us:7.0f} {a.p99_us:7.0f}"
+            if a
+            else f"{'-':>13s} {'-':>7s} {'-':>7s}"
+        )
+        right = (
+            f"{b.infer_per_sec:10.1f} {b.p50_us:7.0f} {b.p99_us:7.0f}"
+            if b
+            else f"{'-':>10s} {'-':>7s} {'-':>7s}"
+        )
+        ratio = (
+            f"{a.infer_per_sec / b.infer_per_sec:7.2f} {a.p99_us / b.p99_us:6.2f}"
+            if a and b and b.infer_per_sec and b.p99_us
+            else f"{'-':>7s} {'-':>6s}"
+        )
+        lines.append(f"{key[0]:5s} {key[1]:4d} | {left} | {right} | {ratio}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--reference-cmd",
+        default=None,
+        help="command that starts the reference server (e.g. tritonserver)",
+    )
+    p.add_argument(
+        "--tritonx-cmd",
+        default=f"{shlex.quote(sys.executable)} -m tritonx",
+        help="command that starts tritonx (default: this python -m tritonx)",
+    )
+    p.add_argument(
+        "--tritonx-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for tritonx, e.g. TRITONX_SWITCH_INTERVAL=off",
+    )
+    p.add_argument(
+        "--perf-analyzer",
+        default=os.environ.get("PERF_ANALYZER") or shutil.which("perf_analyzer"),
+    )
+    p.add_argument("--model-repository", type=Path, default=DEFAULT_REPO)
+    p.add_argument("--concurrency", default="1,2,4,8")
+    p.add_argument("--protocols", default="grpc,http")
+    p.add_argument("--measurement-interval", type=int, default=3000, metavar="MS")
+    p.add_argument("--start-timeout", type=float, default=120.0)
+    p.add_argument("--skip-tritonx", action="store_true")
+    p.add_argument("--json", type=Path, default=None, help="also write rows here")
+    args = p.parse_args(argv)
+    if not args.perf_analyzer:
+        p.error("perf_analyzer not found: pass --perf-analyzer or set PERF_ANALYZER")
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.protocols = [proto.strip() for proto in args.protocols.split(",")]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    env = dict(kv.split("=", 1) for kv in args.tritonx_env)
+    rows: list[Row] = []
+    if not args.skip_tritonx:
+        print("tritonx:", flush=True)
+        rows += bench_server("tritonx", shlex.split(args.tritonx_cmd), args, env)
+    if args.reference_cmd:
+        print("reference:", flush=True)
+        rows += bench_server("reference", shlex.split(args.reference_cmd), args, {})
+    print()
+    print(
+        f"identity (python backend), FP32 [1,16], batch 1, "
+        f"{args.measurement_interval} ms windows, {os.cpu_count()} CPUs"
+    )
+    print(table(rows, "reference"))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+// Host tensor arena statistics (for metrics), CUDA availability and stream pools.
+#include "pybind_common.h"
+
+#include "core/cuda_runtime.h"
+#include "core/logging.h"
+#include "core/stream_pool.h"
+#include "core/tensor_arena.h"
+
+namespace tritonx::bindings {
+
+void RegisterArena(py::module_& m) {
+  m.def("arena_stats", [] {
+    ArenaStats s = TensorArena::Global()->Stats();
+    py::dict out;
+    out["reserved_bytes"] = s.reserved_bytes;
+    out["in_use_bytes"] = s.in_use_bytes;
+    out["peak_in_use_bytes"] = s.peak_in_use_bytes;
+    out["allocations"] = s.allocations;
+    out["reuses"] = s.reuses;
+    out["pinned"] = s.pinned;
+    return out;
+  });
+  m.def("cuda_usable", &CudaUsable);
+#ifdef TRITONX_ENABLE_CUDA
+  m.attr("cuda_built") = true;
+#else
+  m.attr("cuda_built") = false;
+#endif
+
+  py::class_<StreamPool, std::shared_ptr<StreamPool>>(
+      m, "StreamPool", "One CUDA stream per instance; streams are 0 without a GPU")
+      .def(py::init<size_t>(), py::arg("count"))
+      .def("get", [](const StreamPool& pool,
+                     size_t index) { return reinterpret_cast<uintptr_t>(pool.Get(index)); })
+      .def("__len__", &StreamPool::size);
+
+  m.def("set_log_sink", [](py::object sink) {
+    if (sink.is_none()) {
+      SetLogSink(nullptr);
+      return;
+    }
+    auto owner = MakePyOwner(sink);
+    PyObject* raw = sink.ptr();
+    SetLogSink([raw, owner](LogLevel level, const std::string& message) {
+      if (!Py_IsInitialized()) return;
+      py::gil_scoped_acquire gil;
+      try {
+        py::handle fn(raw);
+        fn(static_cast<int>(level), message);
+      } catch (py::error_already_set& err) {
+        err.discard_as_unraisable("tritonx: log sink");
+      }
+    });
+  });
+}
+
+}  // namespace tritonx::bindings

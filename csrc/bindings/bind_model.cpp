@@ -1,0 +1,419 @@
+// Model: one served model version (spec + scheduler + instances), the executor that
+// runs Python backend instances on the core's worker threads, and the settings types.
+#include "pybind_common.h"
+
+#include <future>
+
+#include "core/model.h"
+
+namespace tritonx::bindings {
+namespace {
+
+// Leaked on purpose (see ErrorsModule in pybind_common.cpp).
+py::object* future_set_result = nullptr;
+py::object* future_set_exception = nullptr;
+
+DataType ParseDataType(const std::string& name) {
+  DataType dtype = DataTypeFromName(name);
+  if (dtype == DataType::kInvalid) throw py::value_error("unknown datatype '" + name + "'");
+  return dtype;
+}
+
+// Runs a Python backend instance (see the Instance protocol in docs/architecture.md) on
+// the core worker thread that owns it. The GIL is held only around the Python call and
+// the conversions next to it.
+class PyExecutor : public Executor {
+ public:
+  explicit PyExecutor(const py::object& instance) {
+    gather_ = py::bool_(py::getattr(instance, "gather_inputs", py::bool_(false)));
+    py::object method = instance.attr(gather_ ? "execute_batch" : "execute");
+    method_ = method.ptr();
+    method_owner_ = MakePyOwner(method);
+    instance_owner_ = MakePyOwner(instance);
+  }
+
+  bool WantsGatheredInputs() const override { return gather_; }
+
+  void Execute(Batch& batch) override {
+    py::gil_scoped_acquire gil;
+    ReleasePendingPyRefs();
+    try {
+      const size_t count = batch.requests.size();
+      py::list requests(count);
+      for (size_t i = 0; i < count; ++i) {
+        requests[i] = py::cast(std::make_shared<PyRequest>(PyRequest{batch.requests[i]}));
+      }
+      if (gather_) {
+        ExecuteGathered(batch, requests);
+      } else {
+        ExecutePerRequest(batch, requests);
+      }
+    } catch (py::error_already_set& err) {
+      batch.batch_status = StatusFromErrorAlreadySet(err);
+    } catch (const std::exception& err) {
+      batch.batch_status = Status(StatusCode::kInternal, err.what());
+    }
+  }
+
+ private:
+  void ExecutePerRequest(Batch& batch, const py::list& requests) {
+    batch.compute_input_end_ns = NowNs();
+    py::object result = py::reinterpret_borrow<py::object>(method_)(requests);
+    batch.compute_infer_end_ns = NowNs();
+    const size_t count = batch.requests.size();
+    if (!py::isinstance<py::sequence>(result) || py::len(result) != count) {
+      batch.batch_status = Status(
+          StatusCode::kInternal,
+          "backend returned " +
+              (py::isinstance<py::sequence>(result) ? std::to_string(py::len(result))
+                                                    : std::string("no list of")) +
+              " responses for " + std::to_string(count) + " requests");
+      return;
+    }
+    py::sequence items = py::reinterpret_borrow<py::sequence>(result);
+    batch.responses.resize(count);
+    for (size_t i = 0; i < count; ++i) {
+      auto response = std::make_unique<InferenceResponse>();
+      py::object item = items[i];
+      if (PyExceptionInstance_Check(item.ptr())) {
+        response->status = StatusFromPyException(item);
+      } else if (py::isinstance<py::dict>(item) || py::hasattr(item, "items")) {
+        for (const py::handle pair : item.attr("items")()) {
+          py::tuple kv = py::reinterpret_borrow<py::tuple>(pair);
+          Tensor tensor;
+          Status status = TensorFromPy(kv[0].cast<std::string>(), kv[1], &tensor);
+          if (!status.ok()) {
+            response->status = status;
+            response->outputs.clear();
+            break;
+          }
+          response->outputs.push_back(std::move(tensor));
+        }
+      } else {
+        response->status = Status(StatusCode::kInternal,
+                                  "backend response must be a mapping of output name to "
+                                  "array or an exception");
+      }
+      batch.responses[i] = std::move(response);
+    }
+  }
+
+  void ExecuteGathered(Batch& batch, const py::list& requests) {
+    py::dict inputs;
+    for (const Tensor& tensor : batch.gathered_inputs) {
+      py::object wrapper = py::cast(std::make_shared<PyTensor>(PyTensor{tensor}));
+      inputs[py::str(tensor.name)] = TensorToNumpy(wrapper);
+    }
+    batch.compute_input_end_ns = NowNs();
+    py::object result = py::reinterpret_borrow<py::object>(method_)(inputs, requests);
+    batch.compute_infer_end_ns = NowNs();
+    for (const py::handle pair : result.attr("items")()) {
+      py::tuple kv = py::reinterpret_borrow<py::tuple>(pair);
+      Tensor tensor;
+      Status status = TensorFromPy(kv[0].cast<std::string>(), kv[1], &tensor);
+      if (!status.ok()) {
+        batch.batch_status = status;
+        return;
+      }
+      batch.gathered_outputs.push_back(std::move(tensor));
+    }
+  }
+
+  bool gather_ = false;
+  PyObject* method_ = nullptr;  // borrowed from method_owner_
+  std::shared_ptr<const void> method_owner_;
+  std::shared_ptr<const void> instance_owner_;
+};
+
+// Python handle of a Model. Dropping it releases the GIL first: if it was the last
+// reference, ~Model joins worker threads that may be waiting for the GIL.
+struct PyModel {
+  std::shared_ptr<Model> model;
+  ~PyModel() {
+    if (!model) return;
+    if (PyGILState_Check()) {
+      py::gil_scoped_release release;
+      model.reset();
+    } else {
+      model.reset();
+    }
+  }
+};
+
+struct FutureState {
+  PyObject* future;
+  PyObject* call_soon_threadsafe;
+  std::shared_ptr<const void> owners[2];
+};
+
+void Submit(PyModel& self, PyRequest& request, const py::object& future) {
+  ReleasePendingPyRefs();
+  py::object call = future.attr("get_loop")().attr("call_soon_threadsafe");
+  auto state = std::make_shared<FutureState>();
+  state->future = future.ptr();
+  state->call_soon_threadsafe = call.ptr();
+  state->owners[0] = MakePyOwner(future);
+  state->owners[1] = MakePyOwner(call);
+  request.request->SetResponseCallback(
+      [state](std::unique_ptr<InferenceResponse> response) mutable {
+        py::gil_scoped_acquire gil;
+        try {
+          py::handle call(state->call_soon_threadsafe);
+          py::handle fut(state->future);
+          if (response->status.ok()) {
+            std::shared_ptr<InferenceResponse> shared(std::move(response));
+            call(*future_set_result, fut, py::cast(std::make_shared<PyResponse>(PyResponse{shared})));
+          } else {
+            call(*future_set_exception, fut, MakeError(response->status));
+          }
+        } catch (py::error_already_set& err) {
+          // The loop is closed: nobody is waiting for this answer any more.
+          err.discard_as_unraisable("tritonx: delivering a response");
+        }
+        state.reset();  // drop the Python references while the GIL is held
+      });
+  // Enqueue does not block (a mutex and a notify), so the GIL stays held.
+  Status status = self.model->Enqueue(request.request);
+  if (!status.ok()) {
+    request.request->SetResponseCallback(nullptr);
+    ThrowIfError(status);
+  }
+}
+
+void SubmitCallback(PyModel& self, PyRequest& request, const py::object& callback) {
+  ReleasePendingPyRefs();
+  PyObject* raw = callback.ptr();
+  auto owner = MakePyOwner(callback);
+  request.request->SetResponseCallback(
+      [raw, owner](std::unique_ptr<InferenceResponse> response) mutable {
+        py::gil_scoped_acquire gil;
+        try {
+          py::handle fn(raw);
+          if (response->status.ok()) {
+            std::shared_ptr<InferenceResponse> shared(std::move(response));
+            fn(py::cast(std::make_shared<PyResponse>(PyResponse{shared})));
+          } else {
+            fn(MakeError(response->status));
+          }
+        } catch (py::error_already_set& err) {
+          err.discard_as_unraisable("tritonx: response callback");
+        }
+        owner.reset();
+      });
+  Status status = self.model->Enqueue(request.request);
+  if (!status.ok()) {
+    request.request->SetResponseCallback(nullptr);
+    ThrowIfError(status);
+  }
+}
+
+std::shared_ptr<PyResponse> Infer(PyModel& self, PyRequest& request) {
+  auto promise = std::make_shared<std::promise<std::unique_ptr<InferenceResponse>>>();
+  std::future<std::unique_ptr<InferenceResponse>> done = promise->get_future();
+  request.request->SetResponseCallback(
+      [promise](std::unique_ptr<InferenceResponse> response) {
+        promise->set_value(std::move(response));
+      });
+  Status status = self.model->Enqueue(request.request);
+  if (!status.ok()) {
+    request.request->SetResponseCallback(nullptr);
+    ThrowIfError(status);
+  }
+  std::unique_ptr<InferenceResponse> response;
+  {
+    // Waiting can take as long as the model runs; Python backends need the GIL to run.
+    py::gil_scoped_release release;
+    response = done.get();
+  }
+  ThrowIfError(response->status);
+  return std::make_shared<PyResponse>(PyResponse{std::move(response)});
+}
+
+py::tuple DurationPair(const Duration& d) { return py::make_tuple(d.count, d.ns); }
+
+py::dict Statistics(const PyModel& self) {
+  StatsSnapshot s = self.model->Statistics();
+  py::dict out;
+  out["inference_count"] = s.inference_count;
+  out["execution_count"] = s.execution_count;
+  out["last_inference"] = s.last_inference_ms;
+  out["success"] = DurationPair(s.success);
+  out["fail"] = DurationPair(s.fail);
+  out["queue"] = DurationPair(s.queue);
+  out["compute_input"] = DurationPair(s.compute_input);
+  out["compute_infer"] = DurationPair(s.compute_infer);
+  out["compute_output"] = DurationPair(s.compute_output);
+  py::dict failures;
+  failures["REJECTED"] = s.failures[0];
+  failures["CANCELED"] = s.failures[1];
+  failures["BACKEND"] = s.failures[2];
+  failures["OTHER"] = s.failures[3];
+  out["failures"] = failures;
+  py::dict batches;
+  for (const auto& [size, b] : s.batch_stats) {
+    batches[py::int_(size)] = py::make_tuple(b.count, b.compute_input_ns,
+                                             b.compute_infer_ns, b.compute_output_ns);
+  }
+  out["batch_stats"] = batches;
+  out["pending"] = self.model->PendingCount();
+  return out;
+}
+
+}  // namespace
+
+std::shared_ptr<Model> ModelOf(const py::handle& obj) {
+  return obj.cast<PyModel&>().model;
+}
+
+py::object WrapModel(std::shared_ptr<Model> model) {
+  return py::cast(std::make_shared<PyModel>(PyModel{std::move(model)}));
+}
+
+void RegisterModel(py::module_& m) {
+  py::class_<TensorSpec>(m, "TensorSpec")
+      .def(py::init([](std::string name, const std::string& datatype,
+                       std::vector<int64_t> dims, bool optional,
+                       std::optional<std::vector<int64_t>> reshape) {
+             TensorSpec spec;
+             spec.name = std::move(name);
+             spec.dtype = ParseDataType(datatype);
+             spec.dims = std::move(dims);
+             spec.optional = optional;
+             if (reshape) {
+               spec.has_reshape = true;
+               spec.reshape = *reshape;
+             }
+             return spec;
+           }),
+           py::arg("name"), py::arg("datatype"), py::arg("dims"),
+           py::arg("optional") = false, py::arg("reshape") = py::none())
+      .def_readonly("name", &TensorSpec::name)
+      .def_property_readonly(
+          "datatype", [](const TensorSpec& s) { return std::string(DataTypeName(s.dtype)); })
+      .def_readonly("dims", &TensorSpec::dims)
+      .def_readonly("optional", &TensorSpec::optional)
+      .def_property_readonly("reshape", [](const TensorSpec& s) -> py::object {
+        if (!s.has_reshape) return py::none();
+        return py::cast(s.reshape);
+      });
+
+  py::class_<QueuePolicy>(m, "QueuePolicy")
+      .def(py::init([](const std::string& timeout_action, uint64_t default_timeout_us,
+                       bool allow_timeout_override, uint32_t max_queue_size) {
+             QueuePolicy policy;
+             if (timeout_action == "REJECT") {
+               policy.timeout_action = TimeoutAction::kReject;
+             } else if (timeout_action == "DELAY") {
+               policy.timeout_action = TimeoutAction::kDelay;
+             } else {
+               throw py::value_error("timeout_action must be REJECT or DELAY");
+             }
+             policy.default_timeout_us = default_timeout_us;
+             policy.allow_timeout_override = allow_timeout_override;
+             policy.max_queue_size = max_queue_size;
+             return policy;
+           }),
+           py::arg("timeout_action") = "REJECT", py::arg("default_timeout_us") = 0,
+           py::arg("allow_timeout_override") = false, py::arg("max_queue_size") = 0)
+      .def_property_readonly("timeout_action",
+                             [](const QueuePolicy& p) {
+                               return p.timeout_action == TimeoutAction::kReject ? "REJECT"
+                                                                                 : "DELAY";
+                             })
+      .def_readonly("default_timeout_us", &QueuePolicy::default_timeout_us)
+      .def_readonly("allow_timeout_override", &QueuePolicy::allow_timeout_override)
+      .def_readonly("max_queue_size", &QueuePolicy::max_queue_size);
+
+  py::class_<SchedulerConfig>(m, "SchedulerConfig")
+      .def(py::init([](bool dynamic_batching, std::vector<int32_t> preferred_batch_sizes,
+                       uint64_t max_queue_delay_us, bool preserve_ordering,
+                       uint32_t priority_levels, uint32_t default_priority_level,
+                       std::optional<QueuePolicy> default_queue_policy,
+                       std::map<uint32_t, QueuePolicy> priority_queue_policy) {
+             SchedulerConfig config;
+             config.dynamic_batching = dynamic_batching;
+             config.preferred_batch_sizes = std::move(preferred_batch_sizes);
+             config.max_queue_delay_us = max_queue_delay_us;
+             config.preserve_ordering = preserve_ordering;
+             config.priority_levels = priority_levels;
+             config.default_priority_level = default_priority_level;
+             if (default_queue_policy) config.default_queue_policy = *default_queue_policy;
+             config.priority_queue_policy = std::move(priority_queue_policy);
+             return config;
+           }),
+           py::arg("dynamic_batching") = false,
+           py::arg("preferred_batch_sizes") = std::vector<int32_t>(),
+           py::arg("max_queue_delay_us") = 0, py::arg("preserve_ordering") = false,
+           py::arg("priority_levels") = 0, py::arg("default_priority_level") = 0,
+           py::arg("default_queue_policy") = py::none(),
+           py::arg("priority_queue_policy") = std::map<uint32_t, QueuePolicy>())
+      .def_readonly("dynamic_batching", &SchedulerConfig::dynamic_batching)
+      .def_readonly("preferred_batch_sizes", &SchedulerConfig::preferred_batch_sizes)
+      .def_readonly("max_queue_delay_us", &SchedulerConfig::max_queue_delay_us)
+      .def_readonly("preserve_ordering", &SchedulerConfig::preserve_ordering)
+      .def_readonly("priority_levels", &SchedulerConfig::priority_levels)
+      .def_readonly("default_priority_level", &SchedulerConfig::default_priority_level)
+      .def_readonly("default_queue_policy", &SchedulerConfig::default_queue_policy)
+      .def_readonly("priority_queue_policy", &SchedulerConfig::priority_queue_policy);
+
+  py::class_<ModelSpec>(m, "ModelSpec")
+      .def(py::init([](std::string name, int64_t version, int32_t max_batch_size,
+                       std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs) {
+             ModelSpec spec;
+             spec.name = std::move(name);
+             spec.version = version;
+             spec.max_batch_size = max_batch_size;
+             spec.inputs = std::move(inputs);
+             spec.outputs = std::move(outputs);
+             return spec;
+           }),
+           py::arg("name"), py::arg("version"), py::arg("max_batch_size"),
+           py::arg("inputs"), py::arg("outputs"))
+      .def_readonly("name", &ModelSpec::name)
+      .def_readonly("version", &ModelSpec::version)
+      .def_readonly("max_batch_size", &ModelSpec::max_batch_size)
+      .def_readonly("inputs", &ModelSpec::inputs)
+      .def_readonly("outputs", &ModelSpec::outputs);
+
+  py::class_<PyModel, std::shared_ptr<PyModel>>(m, "Model",
+                                                "One served model version in the core")
+      .def(py::init([](const ModelSpec& spec, const SchedulerConfig& config,
+                       const py::sequence& instances) {
+             std::vector<std::shared_ptr<Executor>> executors;
+             for (const py::handle instance : instances) {
+               executors.push_back(
+                   std::make_shared<PyExecutor>(py::reinterpret_borrow<py::object>(instance)));
+             }
+             return std::make_shared<PyModel>(
+                 PyModel{std::make_shared<Model>(spec, config, std::move(executors))});
+           }),
+           py::arg("spec"), py::arg("config"), py::arg("instances"))
+      .def_property_readonly("name", [](const PyModel& m) { return m.model->spec().name; })
+      .def_property_readonly("version",
+                             [](const PyModel& m) { return m.model->spec().version; })
+      .def_property_readonly(
+          "max_batch_size", [](const PyModel& m) { return m.model->spec().max_batch_size; })
+      .def_property_readonly("spec", [](const PyModel& m) { return m.model->spec(); })
+      .def("submit", &Submit, py::arg("request"), py::arg("future"))
+      .def("submit_callback", &SubmitCallback, py::arg("request"), py::arg("callback"))
+      .def("infer", &Infer, py::arg("request"))
+      .def("cancel",
+           [](PyModel& self, PyRequest& request) {
+             return self.model->Cancel(request.request);
+           })
+      .def("statistics", &Statistics)
+      .def("pending_count", [](const PyModel& m) { return m.model->PendingCount(); })
+      .def("stop", [](PyModel& self) {
+        // Stop joins worker threads that may be running Python and need the GIL.
+        py::gil_scoped_release release;
+        self.model->Stop();
+      });
+
+  m.def("_set_future_hooks", [](py::object set_result, py::object set_exception) {
+    future_set_result = new py::object(std::move(set_result));
+    future_set_exception = new py::object(std::move(set_exception));
+  });
+  m.def("_release_pending_refs", &ReleasePendingPyRefs);
+}
+
+}  // namespace tritonx::bindings

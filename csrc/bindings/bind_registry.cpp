@@ -1,0 +1,43 @@
+// ModelRegistry: shared by the Python side (HTTP, model manager) and the C++ gRPC
+// server, hence held by std::shared_ptr.
+#include "pybind_common.h"
+
+#include "core/model_registry.h"
+
+namespace tritonx::bindings {
+
+void RegisterRegistry(py::module_& m) {
+  py::class_<ModelRegistry, std::shared_ptr<ModelRegistry>>(
+      m, "ModelRegistry", "The model versions the frontends can reach")
+      .def(py::init<>())
+      .def("add",
+           [](ModelRegistry& self, const py::handle& model) {
+             auto core = ModelOf(model);
+             // Replacing an entry may drop the last reference to the old model, whose
+             // destructor joins workers that may need the GIL.
+             py::gil_scoped_release release;
+             self.Add(std::move(core));
+           })
+      .def("remove",
+           [](ModelRegistry& self, const std::string& name, int64_t version) {
+             py::gil_scoped_release release;  // same reason as add
+             self.Remove(name, version);
+           })
+      .def("set_known", &ModelRegistry::SetKnown)
+      .def(
+          "find",
+          [](const ModelRegistry& self, const std::string& name,
+             const std::string& version) {
+            std::shared_ptr<Model> model;
+            ThrowIfError(self.Find(name, version, &model));
+            return WrapModel(std::move(model));
+          },
+          py::arg("name"), py::arg("version") = "")
+      .def("models", [](const ModelRegistry& self) {
+        py::list out;
+        for (auto& model : self.All()) out.append(WrapModel(model));
+        return out;
+      });
+}
+
+}  // namespace tritonx::bindings

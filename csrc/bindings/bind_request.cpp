@@ -1,0 +1,123 @@
+// Request and Response: what the frontends build and get back. Input bytes are not
+// copied: each input holds the Python buffer it was given until the request dies.
+#include "pybind_common.h"
+
+#include "core/request_parameters.h"
+
+namespace tritonx::bindings {
+namespace {
+
+// Owns a Py_buffer view so that the exporter keeps the memory fixed (a bytearray
+// cannot be resized while viewed); released with the GIL like any other reference.
+struct BufferView {
+  Py_buffer view{};
+  ~BufferView() { PyBuffer_Release(&view); }
+};
+
+Tensor InputFromPy(const py::handle& item) {
+  py::tuple t = py::reinterpret_borrow<py::tuple>(item);
+  if (t.size() != 4) {
+    throw py::value_error("an input is a (name, datatype, shape, data) tuple");
+  }
+  Tensor tensor;
+  tensor.name = t[0].cast<std::string>();
+  std::string datatype = t[1].cast<std::string>();
+  tensor.dtype = DataTypeFromName(datatype);
+  if (tensor.dtype == DataType::kInvalid) {
+    ThrowIfError(Status(StatusCode::kInvalidArg, "invalid datatype '" + datatype +
+                                                     "' for input '" + tensor.name + "'"));
+  }
+  for (const py::handle dim : t[2]) tensor.shape.push_back(dim.cast<int64_t>());
+  auto holder = std::make_unique<BufferView>();
+  if (PyObject_GetBuffer(t[3].ptr(), &holder->view, PyBUF_SIMPLE) != 0) {
+    throw py::error_already_set();
+  }
+  tensor.data = static_cast<const char*>(holder->view.buf);
+  tensor.byte_size = static_cast<size_t>(holder->view.len);
+  // The BufferView must be released with the GIL: wrap it in a capsule so that the
+  // deferred-release path handles it like any Python object.
+  py::capsule capsule(holder.release(),
+                      [](void* p) { delete static_cast<BufferView*>(p); });
+  tensor.owner = MakePyOwner(std::move(capsule));
+  return tensor;
+}
+
+std::shared_ptr<PyRequest> MakeRequest(const std::string& id, const py::iterable& inputs,
+                                       const std::vector<std::string>& requested_outputs,
+                                       const py::object& parameters) {
+  auto wrapper = std::make_shared<PyRequest>();
+  wrapper->request = std::make_shared<InferenceRequest>();
+  InferenceRequest& request = *wrapper->request;
+  request.id = id;
+  for (const py::handle item : inputs) request.inputs.push_back(InputFromPy(item));
+  request.requested_outputs = requested_outputs;
+  if (!parameters.is_none()) {
+    Parameters given;
+    for (const auto& [key, value] : parameters.cast<py::dict>()) {
+      std::string name = key.cast<std::string>();
+      given.emplace_back(name, ParameterFromPy(value, name));
+    }
+    ThrowIfError(ApplyRequestParameters(std::move(given), &request));
+  }
+  return wrapper;
+}
+
+py::list TensorList(const std::vector<Tensor>& tensors) {
+  py::list out(tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    out[i] = py::cast(std::make_shared<PyTensor>(PyTensor{tensors[i]}));
+  }
+  return out;
+}
+
+}  // namespace
+
+void RegisterRequest(py::module_& m) {
+  py::class_<PyRequest, std::shared_ptr<PyRequest>>(m, "Request",
+                                                    "An inference request for the core")
+      .def(py::init(&MakeRequest), py::arg("id") = "", py::arg("inputs") = py::tuple(),
+           py::arg("requested_outputs") = std::vector<std::string>(),
+           py::arg("parameters") = py::none())
+      .def_property_readonly("id", [](const PyRequest& r) { return r.request->id; })
+      .def_property_readonly("inputs",
+                             [](const PyRequest& r) { return TensorList(r.request->inputs); })
+      .def_property_readonly("requested_outputs",
+                             [](const PyRequest& r) { return r.request->requested_outputs; })
+      .def_property_readonly(
+          "parameters", [](const PyRequest& r) { return ParametersToDict(r.request->parameters); })
+      .def_property_readonly("priority", [](const PyRequest& r) { return r.request->priority; })
+      .def_property_readonly("timeout_us",
+                             [](const PyRequest& r) { return r.request->timeout_us; })
+      .def_property_readonly("correlation_id",
+                             [](const PyRequest& r) -> py::object {
+                               if (!r.request->correlation_id_str.empty()) {
+                                 return py::str(r.request->correlation_id_str);
+                               }
+                               return py::int_(r.request->correlation_id);
+                             })
+      .def_property_readonly("flags", [](const PyRequest& r) { return r.request->flags; })
+      .def_property_readonly("batch_size",
+                             [](const PyRequest& r) { return r.request->batch_size; })
+      .def_property_readonly("model_name",
+                             [](const PyRequest& r) { return r.request->model_name; })
+      .def_property_readonly("model_version",
+                             [](const PyRequest& r) { return r.request->model_version; })
+      .def_readwrite("context", &PyRequest::context)
+      .def("is_cancelled", [](const PyRequest& r) { return r.request->IsCancelled(); });
+
+  py::class_<PyResponse, std::shared_ptr<PyResponse>>(m, "Response",
+                                                      "A successful inference response")
+      .def_property_readonly("model_name",
+                             [](const PyResponse& r) { return r.response->model_name; })
+      .def_property_readonly(
+          "model_version",
+          [](const PyResponse& r) { return std::to_string(r.response->model_version); })
+      .def_property_readonly("id", [](const PyResponse& r) { return r.response->id; })
+      .def_property_readonly("outputs",
+                             [](const PyResponse& r) { return TensorList(r.response->outputs); })
+      .def_property_readonly("parameters", [](const PyResponse& r) {
+        return ParametersToDict(r.response->parameters);
+      });
+}
+
+}  // namespace tritonx::bindings

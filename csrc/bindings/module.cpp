@@ -1,0 +1,30 @@
+// tritonx._C: wires the per-component binding files together and nothing else.
+#include "pybind_common.h"
+
+namespace tritonx::bindings {
+void RegisterTensor(py::module_& m);
+void RegisterRequest(py::module_& m);
+void RegisterModel(py::module_& m);
+void RegisterRegistry(py::module_& m);
+void RegisterArena(py::module_& m);
+}  // namespace tritonx::bindings
+
+#ifdef TRITONX_ENABLE_GRPC
+void RegisterGrpc(pybind11::module_& m);
+#endif
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "tritonx C++ core: requests, scheduling, batching, tensor arena, gRPC";
+  using namespace tritonx::bindings;
+  RegisterTensor(m);
+  RegisterRequest(m);
+  RegisterModel(m);
+  RegisterRegistry(m);
+  RegisterArena(m);
+#ifdef TRITONX_ENABLE_GRPC
+  RegisterGrpc(m);
+  m.attr("grpc_built") = true;
+#else
+  m.attr("grpc_built") = false;
+#endif
+}

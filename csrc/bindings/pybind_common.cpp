@@ -1,0 +1,266 @@
+#include "pybind_common.h"
+
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <vector>
+
+namespace tritonx::bindings {
+namespace {
+
+// Module objects cached for the life of the process. Leaked on purpose: destroying
+// them after the interpreter finalizes would touch freed Python state.
+py::object& ErrorsModule() {
+  static py::object* module = new py::object(py::module_::import("tritonx.errors"));
+  return *module;
+}
+
+std::mutex& PendingMutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::vector<PyObject*>& Pending() {
+  static auto* pending = new std::vector<PyObject*>();
+  return *pending;
+}
+
+void ReleasePyObject(PyObject* obj) {
+  if (!Py_IsInitialized()) return;  // interpreter gone: leak rather than crash
+  if (PyGILState_Check()) {
+    Py_DECREF(obj);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(PendingMutex());
+  Pending().push_back(obj);
+}
+
+StatusCode CodeFromName(const std::string& name) {
+  if (name == "INTERNAL") return StatusCode::kInternal;
+  if (name == "NOT_FOUND") return StatusCode::kNotFound;
+  if (name == "INVALID_ARG") return StatusCode::kInvalidArg;
+  if (name == "UNAVAILABLE") return StatusCode::kUnavailable;
+  if (name == "UNSUPPORTED") return StatusCode::kUnsupported;
+  if (name == "ALREADY_EXISTS") return StatusCode::kAlreadyExists;
+  if (name == "CANCELLED") return StatusCode::kCancelled;
+  return StatusCode::kUnknown;
+}
+
+}  // namespace
+
+py::object MakeError(const Status& status) {
+  return ErrorsModule().attr("error_from_code")(status.CodeName(), status.message());
+}
+
+void ThrowIfError(const Status& status) {
+  if (status.ok()) return;
+  py::object exc = MakeError(status);
+  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+  throw py::error_already_set();
+}
+
+Status StatusFromPyException(const py::handle& exc) {
+  std::string message = py::str(exc);
+  if (py::isinstance(exc, ErrorsModule().attr("TritonXError"))) {
+    return Status(CodeFromName(py::str(exc.attr("code"))), message);
+  }
+  if (message.empty()) message = py::str(py::type::handle_of(exc).attr("__name__"));
+  return Status(StatusCode::kInternal, message);
+}
+
+Status StatusFromErrorAlreadySet(py::error_already_set& err) {
+  Status status = StatusFromPyException(err.value());
+  err.restore();
+  PyErr_Clear();
+  return status;
+}
+
+std::shared_ptr<const void> MakePyOwner(py::object obj) {
+  PyObject* raw = obj.release().ptr();
+  return std::shared_ptr<const void>(raw, [](const void* p) {
+    ReleasePyObject(static_cast<PyObject*>(const_cast<void*>(p)));
+  });
+}
+
+void ReleasePendingPyRefs() {
+  std::vector<PyObject*> batch;
+  {
+    std::lock_guard<std::mutex> lock(PendingMutex());
+    if (Pending().empty()) return;
+    batch.swap(Pending());
+  }
+  for (PyObject* obj : batch) Py_DECREF(obj);
+}
+
+ParameterValue ParameterFromPy(const py::handle& value, const std::string& key) {
+  if (py::isinstance<py::bool_>(value)) return value.cast<bool>();
+  if (py::isinstance<py::int_>(value)) {
+    // Values past INT64_MAX (a uint64 sequence id) keep their unsigned type.
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+    if (overflow > 0) return static_cast<uint64_t>(PyLong_AsUnsignedLongLong(value.ptr()));
+    if (overflow < 0) throw py::value_error("parameter '" + key + "' is out of range");
+    return static_cast<int64_t>(v);
+  }
+  if (py::isinstance<py::float_>(value)) return value.cast<double>();
+  if (py::isinstance<py::str>(value)) return value.cast<std::string>();
+  throw py::type_error("parameter '" + key + "' must be a bool, int, float or str");
+}
+
+py::object ParameterToPy(const ParameterValue& value) {
+  return std::visit([](const auto& v) -> py::object { return py::cast(v); }, value);
+}
+
+py::dict ParametersToDict(const Parameters& params) {
+  py::dict out;
+  for (const auto& [key, value] : params) out[py::str(key)] = ParameterToPy(value);
+  return out;
+}
+
+py::dtype NumpyDtype(DataType dtype) {
+  switch (dtype) {
+    case DataType::kBool:
+      return py::dtype("?");
+    case DataType::kUint8:
+      return py::dtype("u1");
+    case DataType::kUint16:
+    case DataType::kBf16:
+      return py::dtype("<u2");
+    case DataType::kUint32:
+      return py::dtype("<u4");
+    case DataType::kUint64:
+      return py::dtype("<u8");
+    case DataType::kInt8:
+      return py::dtype("i1");
+    case DataType::kInt16:
+      return py::dtype("<i2");
+    case DataType::kInt32:
+      return py::dtype("<i4");
+    case DataType::kInt64:
+      return py::dtype("<i8");
+    case DataType::kFp16:
+      return py::dtype("<f2");
+    case DataType::kFp32:
+      return py::dtype("<f4");
+    case DataType::kFp64:
+      return py::dtype("<f8");
+    default:
+      return py::dtype("u1");
+  }
+}
+
+namespace {
+
+DataType DataTypeOfArray(const py::array& array) {
+  const py::dtype dt = array.dtype();
+  const char kind = dt.kind();
+  const auto size = dt.itemsize();
+  switch (kind) {
+    case 'b':
+      return DataType::kBool;
+    case 'u':
+      return size == 1   ? DataType::kUint8
+             : size == 2 ? DataType::kUint16
+             : size == 4 ? DataType::kUint32
+                         : DataType::kUint64;
+    case 'i':
+      return size == 1   ? DataType::kInt8
+             : size == 2 ? DataType::kInt16
+             : size == 4 ? DataType::kInt32
+                         : DataType::kInt64;
+    case 'f':
+      return size == 2 ? DataType::kFp16 : size == 4 ? DataType::kFp32 : DataType::kFp64;
+    case 'O':
+    case 'S':
+    case 'U':
+      return DataType::kBytes;
+    default:
+      return DataType::kInvalid;
+  }
+}
+
+// Serializes an object/bytes/str array into BYTES wire form (row-major order).
+Status SerializeBytes(const py::array& array, std::string* out) {
+  py::object flat = array.attr("ravel")(py::str("C"));
+  for (const py::handle item : flat) {
+    char* data = nullptr;
+    Py_ssize_t length = 0;
+    py::object holder;
+    if (PyBytes_Check(item.ptr())) {
+      PyBytes_AsStringAndSize(item.ptr(), &data, &length);
+    } else if (PyUnicode_Check(item.ptr())) {
+      const char* utf8 = PyUnicode_AsUTF8AndSize(item.ptr(), &length);
+      if (utf8 == nullptr) throw py::error_already_set();
+      data = const_cast<char*>(utf8);
+    } else if (PyByteArray_Check(item.ptr())) {
+      data = PyByteArray_AsString(item.ptr());
+      length = PyByteArray_Size(item.ptr());
+    } else {
+      // numpy scalars (np.bytes_ / np.str_) and anything else with a str(): Triton's
+      // serializer stringifies non-bytes items the same way.
+      holder = py::reinterpret_steal<py::object>(PyObject_Str(item.ptr()));
+      if (!holder) throw py::error_already_set();
+      const char* utf8 = PyUnicode_AsUTF8AndSize(holder.ptr(), &length);
+      data = const_cast<char*>(utf8);
+    }
+    if (length > std::numeric_limits<uint32_t>::max()) {
+      return Status(StatusCode::kInvalidArg, "BYTES element larger than 4 GiB");
+    }
+    uint32_t len32 = static_cast<uint32_t>(length);
+    out->append(reinterpret_cast<const char*>(&len32), sizeof(len32));
+    out->append(data, static_cast<size_t>(length));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* out) {
+  py::object array_obj;
+  DataType forced = DataType::kInvalid;
+  if (py::isinstance<py::tuple>(value) && py::len(value) == 2) {
+    py::tuple pair = py::reinterpret_borrow<py::tuple>(value);
+    forced = DataTypeFromName(py::str(pair[0]).cast<std::string>());
+    if (forced == DataType::kInvalid) {
+      return Status(StatusCode::kInvalidArg,
+                    "output '" + name + "' has an unknown datatype");
+    }
+    array_obj = pair[1];
+  } else {
+    array_obj = py::reinterpret_borrow<py::object>(value);
+  }
+  py::array array = py::array::ensure(array_obj);
+  if (!array) {
+    PyErr_Clear();
+    return Status(StatusCode::kInvalidArg,
+                  "output '" + name + "' is not a numpy array (got " +
+                      std::string(py::str(py::type::handle_of(array_obj).attr("__name__"))) +
+                      ")");
+  }
+  DataType dtype = forced != DataType::kInvalid ? forced : DataTypeOfArray(array);
+  if (dtype == DataType::kInvalid) {
+    return Status(StatusCode::kInvalidArg,
+                  "output '" + name + "' has an unsupported numpy dtype " +
+                      std::string(py::str(array.dtype())));
+  }
+  out->name = name;
+  out->dtype = dtype;
+  out->shape.assign(array.shape(), array.shape() + array.ndim());
+  if (dtype == DataType::kBytes) {
+    auto serialized = std::make_shared<std::string>();
+    Status status = SerializeBytes(array, serialized.get());
+    if (!status.ok()) return status;
+    out->data = serialized->data();
+    out->byte_size = serialized->size();
+    out->owner = serialized;
+    return Status::Ok();
+  }
+  if (!(array.flags() & py::array::c_style)) {
+    array = py::array::ensure(array, py::array::c_style | py::array::forcecast);
+  }
+  out->data = static_cast<const char*>(array.data());
+  out->byte_size = static_cast<size_t>(array.nbytes());
+  out->owner = MakePyOwner(std::move(array));
+  return Status::Ok();
+}
+
+}  // namespace tritonx::bindings

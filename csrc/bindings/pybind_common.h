@@ -1,0 +1,77 @@
+// Shared helpers for the binding files; include this first in each of them.
+#pragma once
+
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+
+#include "core/infer_request.h"
+#include "core/status.h"
+#include "core/tensor.h"
+
+namespace py = pybind11;
+
+namespace tritonx {
+class Model;
+}
+
+namespace tritonx::bindings {
+
+// The core Model behind a Python Model handle, and a new handle for a core Model
+// (bind_model.cpp).
+std::shared_ptr<Model> ModelOf(const py::handle& obj);
+py::object WrapModel(std::shared_ptr<Model> model);
+
+// Raises the tritonx.errors exception matching the status (no-op when OK).
+void ThrowIfError(const Status& status);
+
+// The Python exception object (tritonx.errors) for a non-OK status. GIL held.
+py::object MakeError(const Status& status);
+
+// Status for a Python exception instance: TritonXError keeps its code, anything else
+// is INTERNAL. GIL held.
+Status StatusFromPyException(const py::handle& exc);
+Status StatusFromErrorAlreadySet(py::error_already_set& err);
+
+// A strong reference to a Python object that may be dropped from any thread: with the
+// GIL it is released at once, without it the release is queued and done the next time
+// a thread of ours holds the GIL (ReleasePendingPyRefs). C++ threads (gRPC, scheduler
+// workers) therefore never block on the GIL just to drop a reference.
+std::shared_ptr<const void> MakePyOwner(py::object obj);
+void ReleasePendingPyRefs();  // GIL held
+
+// Python value <-> request parameter.
+ParameterValue ParameterFromPy(const py::handle& value, const std::string& key);
+py::object ParameterToPy(const ParameterValue& value);
+py::dict ParametersToDict(const Parameters& params);
+
+// numpy dtype for a fixed-size data type (BF16 as uint16); BYTES has none.
+py::dtype NumpyDtype(DataType dtype);
+
+// A tensor from a Python output value: ndarray, or (datatype, ndarray). Object/bytes
+// arrays are serialized to BYTES wire form. GIL held.
+Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* out);
+
+// numpy view (or BYTES object array) of a Tensor wrapper object; the array keeps
+// `tensor_obj` alive. Defined in bind_tensor.cpp.
+py::array TensorToNumpy(const py::object& tensor_obj);
+
+// Python wrapper types, shared between binding files.
+struct PyTensor {
+  Tensor tensor;
+};
+
+struct PyRequest {
+  std::shared_ptr<InferenceRequest> request;
+  py::object context = py::none();
+};
+
+struct PyResponse {
+  std::shared_ptr<InferenceResponse> response;
+};
+
+}  // namespace tritonx::bindings

@@ -1,0 +1,21 @@
+// Gathering a batch's inputs into contiguous buffers and slicing batched outputs back
+// into per-request responses, for backends that run one tensor per batch (ONNX
+// Runtime). Runs on the scheduler's worker thread, never under the GIL.
+#pragma once
+
+#include "executor.h"
+#include "model_spec.h"
+#include "status.h"
+#include "tensor_arena.h"
+
+namespace tritonx {
+
+// Fills batch->gathered_inputs: per input, the requests' data concatenated along dim 0
+// (one request: its tensor as is, no copy). Copies go into `arena` buffers.
+Status GatherInputs(const ModelSpec& spec, TensorArena& arena, Batch* batch);
+
+// Slices batch->gathered_outputs (dim 0 = total batch size) into one response per
+// request; slices share the batched buffer, nothing is copied.
+Status ScatterOutputs(const ModelSpec& spec, Batch* batch);
+
+}  // namespace tritonx

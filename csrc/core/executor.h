@@ -1,0 +1,50 @@
+// Executor: the backend side of a model instance, as the scheduler sees it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "infer_request.h"
+#include "tensor_arena.h"
+
+namespace tritonx {
+
+// One execution's worth of requests, handed to an instance.
+struct Batch {
+  std::vector<RequestPtr> requests;
+  int64_t total_batch_size = 0;
+  int instance_index = 0;
+
+  // Filled by the scheduler before Execute when the executor wants gathered inputs:
+  // one tensor per model input, every request's data concatenated along dim 0, in
+  // arena buffers owned by `arena_blocks`.
+  std::vector<Tensor> gathered_inputs;
+  std::vector<ArenaBuffer> arena_blocks;
+
+  // Filled by Execute. Either one response per request (same order as `requests`),
+  // or, for gathered executors, `gathered_outputs` covering the whole batch, which
+  // the scheduler slices back into per-request responses. A null response or a
+  // missing output set fails the request with INTERNAL.
+  std::vector<std::unique_ptr<InferenceResponse>> responses;
+  std::vector<Tensor> gathered_outputs;
+  Status batch_status;  // non-OK: every request of the batch fails with it
+
+  // Timestamps (NowNs()) the executor may set to split compute time into input,
+  // infer and output stages. Unset stages count as zero; an executor that sets none
+  // has its whole run counted as infer.
+  uint64_t compute_input_end_ns = 0;
+  uint64_t compute_infer_end_ns = 0;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Whether the scheduler should gather the batch's inputs into contiguous buffers.
+  virtual bool WantsGatheredInputs() const { return false; }
+  // Runs one batch on this instance. Called on the instance's own worker thread, one
+  // batch at a time. Must not throw.
+  virtual void Execute(Batch& batch) = 0;
+};
+
+}  // namespace tritonx

@@ -1,0 +1,37 @@
+#include "model.h"
+
+#include "request_parameters.h"
+#include "scheduler.h"
+
+namespace tritonx {
+
+Model::Model(ModelSpec spec, SchedulerConfig config,
+             std::vector<std::shared_ptr<Executor>> instances,
+             std::shared_ptr<TensorArena> arena)
+    : spec_(std::move(spec)), config_(std::move(config)),
+      stats_(std::make_shared<ModelStats>()) {
+  config_.max_batch_size = spec_.max_batch_size;
+  if (!arena) arena = TensorArena::Global();
+  scheduler_ = std::make_unique<Scheduler>(spec_, config_, std::move(instances), stats_,
+                                           std::move(arena));
+}
+
+Model::~Model() { Stop(); }
+
+Status Model::Enqueue(const RequestPtr& request) {
+  Status status = ValidateRequest(spec_, request.get());
+  if (!status.ok()) return status;
+  request->model_name = spec_.name;
+  request->model_version = spec_.version;
+  return scheduler_->Enqueue(request);
+}
+
+bool Model::Cancel(const RequestPtr& request) { return scheduler_->Cancel(request); }
+
+size_t Model::PendingCount() const { return scheduler_->PendingCount(); }
+
+void Model::Stop() {
+  if (scheduler_) scheduler_->Stop();
+}
+
+}  // namespace tritonx

@@ -1,0 +1,57 @@
+// Model: one served model version — its spec, its scheduler and its statistics.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "executor.h"
+#include "infer_request.h"
+#include "model_spec.h"
+#include "model_stats.h"
+#include "scheduler_config.h"
+#include "status.h"
+#include "tensor_arena.h"
+
+namespace tritonx {
+
+class Scheduler;
+
+class Model {
+ public:
+  // Starts one worker thread per executor. `arena` may be null (the global arena).
+  Model(ModelSpec spec, SchedulerConfig config,
+        std::vector<std::shared_ptr<Executor>> instances,
+        std::shared_ptr<TensorArena> arena = nullptr);
+  ~Model();  // Stop()
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelSpec& spec() const { return spec_; }
+  const SchedulerConfig& scheduler_config() const { return config_; }
+
+  // Validates the request against the spec, stamps it and queues it. On OK the
+  // request's response callback runs exactly once, later, from a core thread (or
+  // inline if the request fails in the queue right away). On a non-OK return the
+  // request was not taken and its callback will never run. Thread safe.
+  Status Enqueue(const RequestPtr& request);
+
+  // Removes a still-queued request and answers it CANCELLED; returns false if it is
+  // no longer queued (then it is only marked cancelled for the backend to see).
+  bool Cancel(const RequestPtr& request);
+
+  size_t PendingCount() const;
+  StatsSnapshot Statistics() const { return stats_->Snapshot(); }
+
+  // Stops accepting, fails queued requests with UNAVAILABLE, waits for executing
+  // batches and joins the workers. Blocking; idempotent.
+  void Stop();
+
+ private:
+  ModelSpec spec_;
+  SchedulerConfig config_;
+  std::shared_ptr<ModelStats> stats_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+}  // namespace tritonx

@@ -1,0 +1,40 @@
+// ModelRegistry: the model versions the frontends can reach, shared by the C++ gRPC
+// server and the Python side. Swapping an entry never disturbs requests in flight:
+// they hold their own reference to the Model they were enqueued on.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "model.h"
+#include "status.h"
+
+namespace tritonx {
+
+class ModelRegistry {
+ public:
+  // Makes (model name, version) servable, replacing an existing entry.
+  void Add(std::shared_ptr<Model> model);
+  void Remove(const std::string& name, int64_t version);
+  // A model that exists in the repository (loading, unavailable) though maybe no
+  // version is servable; changes "not found" into "no available versions".
+  void SetKnown(const std::string& name, bool known);
+
+  // Finds the version to serve: `version` empty means the highest servable version.
+  // Errors carry Triton's messages.
+  Status Find(const std::string& name, const std::string& version,
+              std::shared_ptr<Model>* model) const;
+
+  std::vector<std::shared_ptr<Model>> All() const;
+
+ private:
+  mutable std::shared_mutex mu_;
+  std::map<std::string, std::map<int64_t, std::shared_ptr<Model>>> models_;
+  std::set<std::string> known_;
+};
+
+}  // namespace tritonx

@@ -1,0 +1,54 @@
+// ModelStats: the one place where a model version's counters live. The statistics API
+// and the Prometheus metrics both read these, so the two can never disagree.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+
+namespace tritonx {
+
+enum class FailureReason { kRejected = 0, kCanceled = 1, kBackend = 2, kOther = 3 };
+
+struct Duration {
+  uint64_t count = 0;
+  uint64_t ns = 0;
+};
+
+struct BatchStat {
+  uint64_t count = 0;
+  uint64_t compute_input_ns = 0;
+  uint64_t compute_infer_ns = 0;
+  uint64_t compute_output_ns = 0;
+};
+
+struct StatsSnapshot {
+  uint64_t inference_count = 0;  // batch items executed
+  uint64_t execution_count = 0;  // backend executions
+  uint64_t last_inference_ms = 0;
+  Duration success, fail, queue, compute_input, compute_infer, compute_output;
+  uint64_t failures[4] = {0, 0, 0, 0};  // indexed by FailureReason
+  std::map<uint64_t, BatchStat> batch_stats;
+};
+
+// Thread safe: every method may be called from any thread.
+class ModelStats {
+ public:
+  // A request finished successfully; durations in ns.
+  void RecordSuccess(uint64_t request_ns, uint64_t queue_ns, uint64_t input_ns,
+                     uint64_t infer_ns, uint64_t output_ns);
+  // A request failed. Failures before execution (queue timeout, cancellation) have no
+  // compute durations; Triton counts them as failures with their reason.
+  void RecordFailure(FailureReason reason, uint64_t request_ns);
+  // One backend execution of `batch_size` items.
+  void RecordExecution(uint64_t batch_size, uint64_t input_ns, uint64_t infer_ns,
+                       uint64_t output_ns);
+
+  StatsSnapshot Snapshot() const;
+
+ private:
+  mutable std::mutex mu_;
+  StatsSnapshot stats_;
+};
+
+}  // namespace tritonx

@@ -1,0 +1,94 @@
+// Scheduler: queues a model's requests and runs them on its instances.
+//
+// Default scheduling (dynamic_batching off) sends one request per execution to the
+// next free instance. The dynamic batcher follows Triton's rules: a batch takes
+// requests in priority order while their non-batch dims match and the sum of their
+// batch sizes stays within max_batch_size; it is sent at once when it reaches the
+// largest preferred size or cannot grow, otherwise when its oldest request has waited
+// max_queue_delay_microseconds — then as the largest preferred size formed so far, or
+// whole.
+//
+// Threads: one worker per instance forms its own batch when it is free (one wake-up
+// between a request's arrival and its execution), plus a sweeper thread only when some
+// queue policy has timeouts, so that a timed-out request is answered even while every
+// instance is busy.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "executor.h"
+#include "model_spec.h"
+#include "model_stats.h"
+#include "priority_queue.h"
+#include "scheduler_config.h"
+#include "tensor_arena.h"
+
+namespace tritonx {
+
+class Scheduler {
+ public:
+  Scheduler(const ModelSpec& spec, const SchedulerConfig& config,
+            std::vector<std::shared_ptr<Executor>> instances,
+            std::shared_ptr<ModelStats> stats, std::shared_ptr<TensorArena> arena);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Takes a validated request. UNAVAILABLE when its queue level is full or the
+  // scheduler is stopping (the request is then not taken). Thread safe.
+  Status Enqueue(const RequestPtr& request);
+
+  // Removes a queued request and answers it CANCELLED; false if not queued.
+  bool Cancel(const RequestPtr& request);
+
+  size_t PendingCount() const;
+
+  // Stops accepting, lets the workers run every queued request, joins them.
+  void Stop();
+
+ private:
+  struct DeliveryItem {
+    RequestPtr request;
+    std::unique_ptr<InferenceResponse> response;
+  };
+
+  void WorkerLoop(int instance_index);
+  void SweeperLoop();
+  // With mu_ held: takes the next batch if one should be sent now. Otherwise returns
+  // false and sets *wake_ns to when to look again (0: when a request arrives).
+  bool TakeBatch(uint64_t now_ns, Batch* batch, uint64_t* wake_ns);
+  void RunBatch(Executor& executor, Batch& batch);
+  void FinishResponse(const InferenceRequest& request, InferenceResponse* response);
+  void Deliver(uint64_t sequence, std::vector<DeliveryItem> items);
+  void FailRequests(std::vector<RequestPtr>& requests, const Status& status,
+                    FailureReason reason);
+
+  const ModelSpec& spec_;
+  const SchedulerConfig config_;
+  std::vector<std::shared_ptr<Executor>> instances_;
+  std::shared_ptr<ModelStats> stats_;
+  std::shared_ptr<TensorArena> arena_;
+  std::vector<int32_t> preferred_;  // sorted ascending
+  bool has_timeouts_ = false;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable sweep_cv_;
+  PriorityQueue queue_;
+  bool stopping_ = false;
+  uint64_t next_sequence_ = 0;
+  std::vector<std::thread> workers_;
+  std::thread sweeper_;
+
+  // preserve_ordering: batches deliver their responses in dispatch order.
+  std::mutex delivery_mu_;
+  uint64_t next_delivery_ = 0;
+  std::map<uint64_t, std::vector<DeliveryItem>> held_;
+};
+
+}  // namespace tritonx

@@ -1,0 +1,591 @@
+#include "grpc_server.h"
+
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/support/message_allocator.h>
+
+#include <chrono>
+#include <climits>
+#include <condition_variable>
+#include <deque>
+#include <thread>
+#include <unordered_map>
+
+#include "grpc_service.grpc.pb.h"
+#include "infer_codec.h"
+
+namespace tritonx {
+namespace {
+
+using inference::GRPCInferenceService;
+using inference::ModelInferRequest;
+using inference::ModelInferResponse;
+using inference::ModelStreamInferResponse;
+
+// Only the two inference RPCs are served by the typed service; the others are
+// marked generic so that grpc routes them to the ControlService below, which
+// forwards the raw bytes to the ControlHandler without parsing them here.
+using ServiceBase = GRPCInferenceService::WithCallbackMethod_ModelInfer<
+    GRPCInferenceService::WithCallbackMethod_ModelStreamInfer<
+        GRPCInferenceService::WithGenericMethod_ServerLive<
+            GRPCInferenceService::WithGenericMethod_ServerReady<
+                GRPCInferenceService::WithGenericMethod_ModelReady<
+                    GRPCInferenceService::WithGenericMethod_ServerMetadata<
+                        GRPCInferenceService::WithGenericMethod_ModelMetadata<
+                            GRPCInferenceService::WithGenericMethod_ModelConfig<
+                                GRPCInferenceService::WithGenericMethod_ModelStatistics<
+                                    GRPCInferenceService::WithGenericMethod_RepositoryIndex<
+                                        GRPCInferenceService::
+                                            WithGenericMethod_RepositoryModelLoad<
+                                                GRPCInferenceService::
+                                                    WithGenericMethod_RepositoryModelUnload<
+                                                        GRPCInferenceService::
+                                                            WithGenericMethod_SystemSharedMemoryStatus<
+                                                                GRPCInferenceService::
+                                                                    WithGenericMethod_SystemSharedMemoryRegister<
+                                                                        GRPCInferenceService::
+                                                                            WithGenericMethod_SystemSharedMemoryUnregister<
+                                                                                GRPCInferenceService::WithGenericMethod_CudaSharedMemoryStatus<
+                                                                                    GRPCInferenceService::WithGenericMethod_CudaSharedMemoryRegister<
+                                                                                        GRPCInferenceService::WithGenericMethod_CudaSharedMemoryUnregister<
+                                                                                            GRPCInferenceService::WithGenericMethod_TraceSetting<
+                                                                                                GRPCInferenceService::WithGenericMethod_LogSettings<
+                                                                                                    GRPCInferenceService::
+                                                                                                        Service>>>>>>>>>>>>>>>>>>>>;
+
+// ---------------------------------------------------------------------------
+// ModelInfer messages outlive the RPC when they must: the input tensors point
+// into the request message, and a request may still sit in a backend after
+// the client has gone away. grpc releases its MessageHolder when the call is
+// done; the tensors hold their own reference to the same messages.
+
+struct InferMessages {
+  ModelInferRequest request;
+  ModelInferResponse response;
+};
+
+class InferHolder : public grpc::MessageHolder<ModelInferRequest, ModelInferResponse> {
+ public:
+  InferHolder() : messages(std::make_shared<InferMessages>()) {
+    set_request(&messages->request);
+    set_response(&messages->response);
+  }
+  void Release() override { delete this; }
+
+  std::shared_ptr<InferMessages> messages;
+};
+
+class InferAllocator
+    : public grpc::MessageAllocator<ModelInferRequest, ModelInferResponse> {
+ public:
+  grpc::MessageHolder<ModelInferRequest, ModelInferResponse>* AllocateMessages()
+      override {
+    return new InferHolder();
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Threads for control-plane handlers. They grow on demand up to a cap so that
+// a few slow calls (model loads) do not queue the quick ones behind them.
+
+class WorkerPool {
+ public:
+  explicit WorkerPool(size_t max_threads) : max_threads_(max_threads ? max_threads : 1) {}
+  ~WorkerPool() { Shutdown(); }
+
+  void Submit(std::function<void()> task) {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(task));
+    if (queue_.size() > idle_ && threads_.size() < max_threads_) {
+      threads_.emplace_back([this] { Loop(); });
+    } else {
+      cv_.notify_one();
+    }
+  }
+
+  // Runs what is queued, then joins every thread.
+  void Shutdown() {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      threads.swap(threads_);
+    }
+    cv_.notify_all();
+    for (auto& thread : threads) thread.join();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      ++idle_;
+      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      --idle_;
+      if (queue_.empty()) return;  // stopping and drained
+      auto task = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  }
+
+  const size_t max_threads_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  std::vector<std::thread> threads_;
+  size_t idle_ = 0;
+  bool stop_ = false;
+};
+
+std::string FlattenByteBuffer(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  if (!buffer.Dump(&slices).ok()) return out;
+  out.reserve(buffer.Length());
+  for (const auto& slice : slices) {
+    out.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return out;
+}
+
+grpc_compression_level CompressionLevelFromName(const std::string& name) {
+  if (name == "low") return GRPC_COMPRESS_LEVEL_LOW;
+  if (name == "medium") return GRPC_COMPRESS_LEVEL_MED;
+  if (name == "high") return GRPC_COMPRESS_LEVEL_HIGH;
+  return GRPC_COMPRESS_LEVEL_NONE;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+class GrpcServer::Impl {
+ public:
+  Impl(std::shared_ptr<ModelRegistry> registry, ControlHandler handler,
+       GrpcServerOptions options)
+      : registry_(std::move(registry)),
+        handler_(std::move(handler)),
+        options_(std::move(options)),
+        compression_(CompressionLevelFromName(options_.infer_compression_level)),
+        infer_service_(this),
+        control_service_(this) {}
+
+  Status Start(const std::string& address, int port, int* bound_port);
+  void Stop(double grace_seconds);
+  bool running() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return server_ != nullptr;
+  }
+
+ private:
+  class InferReactor;
+  class StreamReactor;
+  class ControlReactor;
+
+  class InferService : public ServiceBase {
+   public:
+    explicit InferService(Impl* impl) : impl_(impl) {
+      SetMessageAllocatorFor_ModelInfer(&allocator_);
+    }
+    grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
+                                         const ModelInferRequest* request,
+                                         ModelInferResponse* response) override;
+    grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse>*
+    ModelStreamInfer(grpc::CallbackServerContext* ctx) override;
+
+   private:
+    Impl* impl_;
+    InferAllocator allocator_;
+  };
+
+  class ControlService : public grpc::CallbackGenericService {
+   public:
+    explicit ControlService(Impl* impl) : impl_(impl) {}
+    grpc::ServerGenericBidiReactor* CreateReactor(
+        grpc::GenericCallbackServerContext* ctx) override;
+
+   private:
+    Impl* impl_;
+  };
+
+  std::shared_ptr<ModelRegistry> registry_;
+  ControlHandler handler_;
+  const GrpcServerOptions options_;
+  const grpc_compression_level compression_;
+  InferService infer_service_;
+  ControlService control_service_;
+  std::unique_ptr<WorkerPool> pool_;
+
+  mutable std::mutex mu_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// ---------------------------------------------------------------------------
+// Unary ModelInfer.
+
+class GrpcServer::Impl::InferReactor : public grpc::ServerUnaryReactor {
+ public:
+  InferReactor(std::shared_ptr<Model> model, RequestPtr request)
+      : model_(std::move(model)), request_(std::move(request)) {}
+
+  void OnCancel() override {
+    // The client went away or its deadline passed: drop the request if it is
+    // still queued; an executing one is flagged for the backend to notice.
+    // Either way the response callback still runs and calls Finish.
+    model_->Cancel(request_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  std::shared_ptr<Model> model_;
+  RequestPtr request_;
+};
+
+grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
+    grpc::CallbackServerContext* ctx, const ModelInferRequest* request,
+    ModelInferResponse* response) {
+  auto fail = [ctx](const Status& status) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpcfe::ToGrpcStatus(status));
+    return reactor;
+  };
+
+  std::shared_ptr<Model> model;
+  Status status =
+      impl_->registry_->Find(request->model_name(), request->model_version(), &model);
+  if (!status.ok()) return fail(status);
+
+  // Tensors borrow the request message's bytes; the holder's shared state keeps
+  // them valid for as long as the core holds the request.
+  auto* holder = static_cast<InferHolder*>(ctx->GetRpcAllocatorState());
+  std::shared_ptr<const void> owner = holder->messages;
+
+  auto infer_request = std::make_shared<InferenceRequest>();
+  status = grpcfe::BuildInferenceRequest(*request, owner, infer_request.get());
+  if (!status.ok()) return fail(status);
+
+  if (impl_->compression_ != GRPC_COMPRESS_LEVEL_NONE) {
+    ctx->set_compression_level(impl_->compression_);
+  }
+
+  auto* reactor = new InferReactor(model, infer_request);
+  infer_request->SetResponseCallback(
+      [reactor, response, request](std::unique_ptr<InferenceResponse> result) {
+        if (!result->status.ok()) {
+          reactor->Finish(grpcfe::ToGrpcStatus(result->status));
+          return;
+        }
+        grpcfe::BuildInferResponse(*result, request->id(), response);
+        reactor->Finish(grpc::Status::OK);
+      });
+  status = model->Enqueue(infer_request);
+  if (!status.ok()) reactor->Finish(grpcfe::ToGrpcStatus(status));
+  return reactor;
+}
+
+// ---------------------------------------------------------------------------
+// ModelStreamInfer: every request read is enqueued at once; its response is
+// written when it completes, in completion order. grpc allows one outstanding
+// write per stream, so completed responses wait in a queue for their turn. The
+// stream finishes once the client has half-closed and every request has been
+// answered and written.
+
+class GrpcServer::Impl::StreamReactor
+    : public grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse> {
+ public:
+  StreamReactor(Impl* impl, grpc::CallbackServerContext* ctx) : impl_(impl) {
+    (void)ctx;
+    NextRead();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // Half-close, cancellation or a broken stream: no more requests.
+      Action action;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        reads_done_ = true;
+        action = NextActionLocked();
+      }
+      Act(action);
+      return;
+    }
+    std::shared_ptr<ModelInferRequest> message = std::move(reading_);
+    {
+      // Counted before the next read so the stream cannot finish under us.
+      std::lock_guard<std::mutex> lock(mu_);
+      ++outstanding_;
+    }
+    NextRead();
+    Process(std::move(message));
+  }
+
+  void OnWriteDone(bool ok) override {
+    Action action;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writes_.pop_front();
+      writing_ = false;
+      if (!ok) {
+        // The client is gone; nothing more can be delivered.
+        broken_ = true;
+        writes_.clear();
+      }
+      action = NextActionLocked();
+    }
+    Act(action);
+  }
+
+  void OnCancel() override {
+    std::vector<std::pair<std::shared_ptr<Model>, RequestPtr>> inflight;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      broken_ = true;
+      for (const auto& entry : inflight_) inflight.push_back(entry.second);
+    }
+    for (auto& [model, request] : inflight) model->Cancel(request);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  struct Action {
+    const ModelStreamInferResponse* write = nullptr;
+    bool finish = false;
+  };
+
+  void NextRead() {
+    reading_ = std::make_shared<ModelInferRequest>();
+    StartRead(reading_.get());
+  }
+
+  // Decides the next step under the lock; the step itself runs unlocked since
+  // grpc may run reactions inline.
+  Action NextActionLocked() {
+    Action action;
+    if (!writing_ && !writes_.empty()) {
+      writing_ = true;
+      action.write = writes_.front().get();
+    } else if (!writing_ && writes_.empty() && reads_done_ && outstanding_ == 0 &&
+               !finished_) {
+      finished_ = true;
+      action.finish = true;
+    }
+    return action;
+  }
+
+  void Act(const Action& action) {
+    if (action.write != nullptr) {
+      StartWrite(action.write);
+    } else if (action.finish) {
+      Finish(grpc::Status::OK);
+    }
+  }
+
+  void Complete(uint64_t key, std::unique_ptr<ModelStreamInferResponse> response) {
+    Action action;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (key != 0) inflight_.erase(key);
+      --outstanding_;
+      if (!broken_) writes_.push_back(std::move(response));
+      action = NextActionLocked();
+    }
+    // Past this point another thread may finish the stream and delete `this`,
+    // so Act is the last use of it.
+    Act(action);
+  }
+
+  void CompleteWithError(uint64_t key, const Status& status) {
+    auto response = std::make_unique<ModelStreamInferResponse>();
+    response->set_error_message(status.message());
+    Complete(key, std::move(response));
+  }
+
+  void Process(std::shared_ptr<ModelInferRequest> message) {
+    std::shared_ptr<Model> model;
+    Status status =
+        impl_->registry_->Find(message->model_name(), message->model_version(), &model);
+    if (!status.ok()) return CompleteWithError(0, status);
+
+    auto request = std::make_shared<InferenceRequest>();
+    status = grpcfe::BuildInferenceRequest(*message, message, request.get());
+    if (!status.ok()) return CompleteWithError(0, status);
+
+    uint64_t key;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      key = ++next_key_;
+      inflight_.emplace(key, std::make_pair(model, request));
+    }
+    request->SetResponseCallback(
+        [this, key, message](std::unique_ptr<InferenceResponse> result) {
+          if (!result->status.ok()) return CompleteWithError(key, result->status);
+          auto response = std::make_unique<ModelStreamInferResponse>();
+          grpcfe::BuildInferResponse(*result, message->id(),
+                                     response->mutable_infer_response());
+          Complete(key, std::move(response));
+        });
+    status = model->Enqueue(request);
+    if (!status.ok()) CompleteWithError(key, status);
+  }
+
+  Impl* impl_;
+  std::shared_ptr<ModelInferRequest> reading_;
+
+  std::mutex mu_;
+  std::deque<std::unique_ptr<ModelStreamInferResponse>> writes_;
+  std::unordered_map<uint64_t, std::pair<std::shared_ptr<Model>, RequestPtr>> inflight_;
+  uint64_t next_key_ = 0;
+  int64_t outstanding_ = 0;
+  bool writing_ = false;
+  bool reads_done_ = false;
+  bool broken_ = false;
+  bool finished_ = false;
+};
+
+grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse>*
+GrpcServer::Impl::InferService::ModelStreamInfer(grpc::CallbackServerContext* ctx) {
+  return new StreamReactor(impl_, ctx);
+}
+
+// ---------------------------------------------------------------------------
+// Control plane: one request message in, one response message out, computed by
+// the ControlHandler on the worker pool (it may take the GIL and block).
+
+class GrpcServer::Impl::ControlReactor : public grpc::ServerGenericBidiReactor {
+ public:
+  ControlReactor(Impl* impl, grpc::GenericCallbackServerContext* ctx)
+      : impl_(impl), method_(ctx->method()) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "no request message received"));
+      return;
+    }
+    impl_->pool_->Submit([this] { Run(); });
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Run() {
+    std::string response;
+    grpc::Status status =
+        impl_->handler_(method_, FlattenByteBuffer(request_), &response);
+    if (!status.ok()) {
+      Finish(status);
+      return;
+    }
+    grpc::Slice slice(response);
+    response_ = grpc::ByteBuffer(&slice, 1);
+    StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+  }
+
+  Impl* impl_;
+  std::string method_;
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer response_;
+};
+
+grpc::ServerGenericBidiReactor* GrpcServer::Impl::ControlService::CreateReactor(
+    grpc::GenericCallbackServerContext* ctx) {
+  return new ControlReactor(impl_, ctx);
+}
+
+// ---------------------------------------------------------------------------
+
+Status GrpcServer::Impl::Start(const std::string& address, int port, int* bound_port) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (server_ != nullptr) {
+    return Status(StatusCode::kAlreadyExists, "gRPC server is already running");
+  }
+  std::string host = address;
+  if (host.find(':') != std::string::npos && host.front() != '[') {
+    host = "[" + host + "]";  // IPv6 literal
+  }
+  const std::string target = host + ":" + std::to_string(port);
+
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  if (options_.use_ssl) {
+    grpc::SslServerCredentialsOptions ssl(
+        options_.use_mutual_auth
+            ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+            : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+    ssl.pem_root_certs = options_.root_cert;
+    ssl.pem_key_cert_pairs.push_back({options_.server_key, options_.server_cert});
+    credentials = grpc::SslServerCredentials(ssl);
+  } else {
+    credentials = grpc::InsecureServerCredentials();
+  }
+
+  pool_ = std::make_unique<WorkerPool>(static_cast<size_t>(options_.control_threads));
+
+  grpc::ServerBuilder builder;
+  int selected_port = 0;
+  builder.AddListeningPort(target, credentials, &selected_port);
+  builder.SetMaxReceiveMessageSize(INT32_MAX);
+  builder.SetMaxSendMessageSize(INT32_MAX);
+  // Without this a second server could silently share the port (SO_REUSEPORT)
+  // instead of failing to start, as Triton does.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  for (const auto& [key, value] : options_.channel_args) {
+    builder.AddChannelArgument(key, value);
+  }
+  builder.RegisterService(&infer_service_);
+  builder.RegisterCallbackGenericService(&control_service_);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || selected_port == 0) {
+    if (server != nullptr) server->Shutdown();
+    pool_.reset();
+    return Status(StatusCode::kUnavailable,
+                  "failed to start gRPC service: unable to bind to " + target);
+  }
+  server_ = std::move(server);
+  *bound_port = selected_port;
+  return Status::Ok();
+}
+
+void GrpcServer::Impl::Stop(double grace_seconds) {
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<WorkerPool> pool;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    server = std::move(server_);
+    pool = std::move(pool_);
+  }
+  if (server == nullptr) return;
+  if (grace_seconds < 0) grace_seconds = 0;
+  auto deadline = std::chrono::system_clock::now() +
+                  std::chrono::microseconds(static_cast<int64_t>(grace_seconds * 1e6));
+  // Past the deadline grpc cancels what is left and waits for every reactor to
+  // finish; control calls still running on the pool complete normally.
+  server->Shutdown(deadline);
+  server->Wait();
+  server.reset();
+  if (pool) pool->Shutdown();
+}
+
+// ---------------------------------------------------------------------------
+
+GrpcServer::GrpcServer(std::shared_ptr<ModelRegistry> registry, ControlHandler handler,
+                       GrpcServerOptions options)
+    : impl_(std::make_unique<Impl>(std::move(registry), std::move(handler),
+                                   std::move(options))) {}
+
+GrpcServer::~GrpcServer() { Stop(0); }
+
+Status GrpcServer::Start(const std::string& address, int port, int* bound_port) {
+  return impl_->Start(address, port, bound_port);
+}
+
+void GrpcServer::Stop(double grace_seconds) { impl_->Stop(grace_seconds); }
+
+bool GrpcServer::running() const { return impl_->running(); }
+
+}  // namespace tritonx

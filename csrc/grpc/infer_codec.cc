@@ -1,0 +1,304 @@
+#include "infer_codec.h"
+
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "core/request_parameters.h"
+
+namespace tritonx {
+namespace grpcfe {
+namespace {
+
+using inference::InferParameter;
+using inference::InferTensorContents;
+using inference::ModelInferRequest;
+
+// Packs a repeated field of wire values into the tensor's element type. The
+// wire type may be wider (INT8 travels as int32): only the low bytes are kept,
+// which on a little-endian host is what a narrowing cast produces.
+template <typename Elem, typename Field>
+std::string PackTyped(const Field& values) {
+  std::string out(static_cast<size_t>(values.size()) * sizeof(Elem), '\0');
+  char* dst = out.data();
+  for (const auto& value : values) {
+    Elem elem = static_cast<Elem>(value);
+    std::memcpy(dst, &elem, sizeof(Elem));
+    dst += sizeof(Elem);
+  }
+  return out;
+}
+
+std::string PackBytes(const InferTensorContents& contents) {
+  size_t total = 0;
+  for (const auto& element : contents.bytes_contents()) total += 4 + element.size();
+  std::string out;
+  out.reserve(total);
+  for (const auto& element : contents.bytes_contents()) {
+    const uint32_t len = static_cast<uint32_t>(element.size());
+    char prefix[4];
+    std::memcpy(prefix, &len, 4);
+    out.append(prefix, 4);
+    out.append(element);
+  }
+  return out;
+}
+
+// The bytes of a typed `contents` field, laid out as the raw wire form. FP16 and
+// BF16 have no typed field; they come out empty and fail the size check later
+// with the core's usual message.
+std::string ContentsToRaw(DataType dtype, const InferTensorContents& c) {
+  switch (dtype) {
+    case DataType::kBool:
+      return PackTyped<uint8_t>(c.bool_contents());
+    case DataType::kInt8:
+      return PackTyped<int8_t>(c.int_contents());
+    case DataType::kInt16:
+      return PackTyped<int16_t>(c.int_contents());
+    case DataType::kInt32:
+      return PackTyped<int32_t>(c.int_contents());
+    case DataType::kInt64:
+      return PackTyped<int64_t>(c.int64_contents());
+    case DataType::kUint8:
+      return PackTyped<uint8_t>(c.uint_contents());
+    case DataType::kUint16:
+      return PackTyped<uint16_t>(c.uint_contents());
+    case DataType::kUint32:
+      return PackTyped<uint32_t>(c.uint_contents());
+    case DataType::kUint64:
+      return PackTyped<uint64_t>(c.uint64_contents());
+    case DataType::kFp32:
+      return PackTyped<float>(c.fp32_contents());
+    case DataType::kFp64:
+      return PackTyped<double>(c.fp64_contents());
+    case DataType::kBytes:
+      return PackBytes(c);
+    default:
+      return std::string();
+  }
+}
+
+Status ConvertParameter(const std::string& key, const InferParameter& param,
+                        ParameterValue* out) {
+  switch (param.parameter_choice_case()) {
+    case InferParameter::kBoolParam:
+      *out = param.bool_param();
+      return Status::Ok();
+    case InferParameter::kInt64Param:
+      *out = param.int64_param();
+      return Status::Ok();
+    case InferParameter::kUint64Param:
+      *out = param.uint64_param();
+      return Status::Ok();
+    case InferParameter::kDoubleParam:
+      *out = param.double_param();
+      return Status::Ok();
+    case InferParameter::kStringParam:
+      *out = param.string_param();
+      return Status::Ok();
+    default:
+      return Status(StatusCode::kInvalidArg,
+                    "parameter '" + key + "' has no value set");
+  }
+}
+
+void SetParameter(const ParameterValue& value, InferParameter* param) {
+  std::visit(
+      [param](const auto& v) {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, bool>) {
+          param->set_bool_param(v);
+        } else if constexpr (std::is_same_v<T, int64_t>) {
+          param->set_int64_param(v);
+        } else if constexpr (std::is_same_v<T, uint64_t>) {
+          param->set_uint64_param(v);
+        } else if constexpr (std::is_same_v<T, double>) {
+          param->set_double_param(v);
+        } else {
+          param->set_string_param(v);
+        }
+      },
+      value);
+}
+
+bool UsesSharedMemory(const google::protobuf::Map<std::string, InferParameter>& params) {
+  return params.find("shared_memory_region") != params.end();
+}
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const Status& status) {
+  grpc::StatusCode code;
+  switch (status.code()) {
+    case StatusCode::kOk:
+      return grpc::Status::OK;
+    case StatusCode::kUnknown:
+      code = grpc::StatusCode::UNKNOWN;
+      break;
+    case StatusCode::kInternal:
+      code = grpc::StatusCode::INTERNAL;
+      break;
+    case StatusCode::kNotFound:
+      code = grpc::StatusCode::NOT_FOUND;
+      break;
+    case StatusCode::kInvalidArg:
+      code = grpc::StatusCode::INVALID_ARGUMENT;
+      break;
+    case StatusCode::kUnavailable:
+      code = grpc::StatusCode::UNAVAILABLE;
+      break;
+    case StatusCode::kUnsupported:
+      code = grpc::StatusCode::UNIMPLEMENTED;
+      break;
+    case StatusCode::kAlreadyExists:
+      code = grpc::StatusCode::ALREADY_EXISTS;
+      break;
+    case StatusCode::kCancelled:
+      code = grpc::StatusCode::CANCELLED;
+      break;
+    default:
+      code = grpc::StatusCode::UNKNOWN;
+      break;
+  }
+  return grpc::Status(code, status.message());
+}
+
+grpc::StatusCode GrpcCodeFromName(const std::string& name) {
+  static const std::pair<const char*, grpc::StatusCode> kCodes[] = {
+      {"OK", grpc::StatusCode::OK},
+      {"CANCELLED", grpc::StatusCode::CANCELLED},
+      {"UNKNOWN", grpc::StatusCode::UNKNOWN},
+      {"INVALID_ARGUMENT", grpc::StatusCode::INVALID_ARGUMENT},
+      {"DEADLINE_EXCEEDED", grpc::StatusCode::DEADLINE_EXCEEDED},
+      {"NOT_FOUND", grpc::StatusCode::NOT_FOUND},
+      {"ALREADY_EXISTS", grpc::StatusCode::ALREADY_EXISTS},
+      {"PERMISSION_DENIED", grpc::StatusCode::PERMISSION_DENIED},
+      {"RESOURCE_EXHAUSTED", grpc::StatusCode::RESOURCE_EXHAUSTED},
+      {"FAILED_PRECONDITION", grpc::StatusCode::FAILED_PRECONDITION},
+      {"ABORTED", grpc::StatusCode::ABORTED},
+      {"OUT_OF_RANGE", grpc::StatusCode::OUT_OF_RANGE},
+      {"UNIMPLEMENTED", grpc::StatusCode::UNIMPLEMENTED},
+      {"INTERNAL", grpc::StatusCode::INTERNAL},
+      {"UNAVAILABLE", grpc::StatusCode::UNAVAILABLE},
+      {"DATA_LOSS", grpc::StatusCode::DATA_LOSS},
+      {"UNAUTHENTICATED", grpc::StatusCode::UNAUTHENTICATED},
+  };
+  for (const auto& [code_name, code] : kCodes) {
+    if (name == code_name) return code;
+  }
+  return grpc::StatusCode::INTERNAL;
+}
+
+Status BuildInferenceRequest(const ModelInferRequest& msg,
+                             const std::shared_ptr<const void>& owner,
+                             InferenceRequest* out) {
+  const int raw_count = msg.raw_input_contents_size();
+  const bool use_raw = raw_count > 0;
+  out->id = msg.id();
+  out->inputs.reserve(static_cast<size_t>(msg.inputs_size()));
+
+  int raw_index = 0;
+  for (const auto& input : msg.inputs()) {
+    if (UsesSharedMemory(input.parameters())) {
+      return Status(StatusCode::kUnsupported,
+                    "shared memory input '" + input.name() + "' for model '" +
+                        msg.model_name() + "' is not supported by this server");
+    }
+    Tensor tensor;
+    tensor.name = input.name();
+    tensor.dtype = DataTypeFromName(input.datatype());
+    if (tensor.dtype == DataType::kInvalid) {
+      return Status(StatusCode::kInvalidArg, "invalid datatype '" + input.datatype() +
+                                                 "' for input '" + input.name() +
+                                                 "' for model '" + msg.model_name() +
+                                                 "'");
+    }
+    tensor.shape.assign(input.shape().begin(), input.shape().end());
+    if (use_raw) {
+      if (input.has_contents()) {
+        return Status(StatusCode::kInvalidArg,
+                      "contents field must not be specified when using "
+                      "raw_input_contents for '" +
+                          input.name() + "' for model '" + msg.model_name() + "'");
+      }
+      if (raw_index >= raw_count) {
+        // Reported below with the overall counts.
+        ++raw_index;
+        continue;
+      }
+      const std::string& raw = msg.raw_input_contents(raw_index++);
+      tensor.data = raw.data();
+      tensor.byte_size = raw.size();
+      tensor.owner = owner;
+    } else {
+      auto buffer = std::make_shared<std::string>(
+          ContentsToRaw(tensor.dtype, input.contents()));
+      tensor.data = buffer->data();
+      tensor.byte_size = buffer->size();
+      tensor.owner = std::move(buffer);
+    }
+    out->inputs.push_back(std::move(tensor));
+  }
+  if (use_raw && raw_index != raw_count) {
+    return Status(StatusCode::kInvalidArg,
+                  "expected " + std::to_string(raw_index) +
+                      " raw_input_contents entries (one per input) but got " +
+                      std::to_string(raw_count) + " for model '" + msg.model_name() +
+                      "'");
+  }
+
+  out->requested_outputs.reserve(static_cast<size_t>(msg.outputs_size()));
+  for (const auto& output : msg.outputs()) {
+    if (UsesSharedMemory(output.parameters())) {
+      return Status(StatusCode::kUnsupported,
+                    "shared memory output '" + output.name() + "' for model '" +
+                        msg.model_name() + "' is not supported by this server");
+    }
+    if (output.parameters().find("classification") != output.parameters().end()) {
+      return Status(StatusCode::kUnsupported,
+                    "classification output '" + output.name() + "' for model '" +
+                        msg.model_name() + "' is not supported by this server");
+    }
+    out->requested_outputs.push_back(output.name());
+  }
+
+  if (!msg.parameters().empty()) {
+    Parameters params;
+    params.reserve(msg.parameters().size());
+    for (const auto& [key, param] : msg.parameters()) {
+      ParameterValue value;
+      Status status = ConvertParameter(key, param, &value);
+      if (!status.ok()) return status;
+      params.emplace_back(key, std::move(value));
+    }
+    Status status = ApplyRequestParameters(std::move(params), out);
+    if (!status.ok()) return status;
+  }
+  return Status::Ok();
+}
+
+void BuildInferResponse(const InferenceResponse& response, const std::string& request_id,
+                        inference::ModelInferResponse* msg) {
+  msg->set_model_name(response.model_name);
+  msg->set_model_version(std::to_string(response.model_version));
+  msg->set_id(response.id.empty() ? request_id : response.id);
+  auto* outputs = msg->mutable_outputs();
+  auto* raws = msg->mutable_raw_output_contents();
+  outputs->Reserve(static_cast<int>(response.outputs.size()));
+  raws->Reserve(static_cast<int>(response.outputs.size()));
+  for (const Tensor& tensor : response.outputs) {
+    auto* out = outputs->Add();
+    out->set_name(tensor.name);
+    out->set_datatype(std::string(DataTypeName(tensor.dtype)));
+    out->mutable_shape()->Add(tensor.shape.begin(), tensor.shape.end());
+    std::string* raw = raws->Add();
+    if (tensor.data != nullptr) raw->assign(tensor.data, tensor.byte_size);
+  }
+  if (!response.parameters.empty()) {
+    auto* params = msg->mutable_parameters();
+    for (const auto& [key, value] : response.parameters) SetParameter(value, &(*params)[key]);
+  }
+}
+
+}  // namespace grpcfe
+}  // namespace tritonx

@@ -1,0 +1,40 @@
+// Conversions between the KServe gRPC messages and the core's request/response
+// types. Kept apart from the server so they can be unit-tested without sockets.
+#pragma once
+
+#include <grpcpp/support/status.h>
+
+#include <memory>
+#include <string>
+
+#include "core/infer_request.h"
+#include "core/status.h"
+#include "grpc_service.pb.h"
+
+namespace tritonx {
+namespace grpcfe {
+
+// Maps a core status onto the gRPC code Triton uses for it.
+grpc::Status ToGrpcStatus(const Status& status);
+
+// Maps a gRPC status code name ("INVALID_ARGUMENT", ...) onto the code; unknown
+// names become INTERNAL.
+grpc::StatusCode GrpcCodeFromName(const std::string& name);
+
+// Fills `out` from a ModelInferRequest. Raw input tensors point into `msg`
+// without copying, so `owner` must keep `msg` alive; typed `contents` are
+// converted into buffers the tensors own. Request parameters go through the
+// core's ApplyRequestParameters so gRPC and HTTP treat them alike.
+Status BuildInferenceRequest(const inference::ModelInferRequest& msg,
+                             const std::shared_ptr<const void>& owner,
+                             InferenceRequest* out);
+
+// Serializes a successful response. Every output gets exactly one
+// raw_output_contents entry (possibly empty), in the order of `outputs`,
+// because the C++ client indexes them positionally. `request_id` is used when
+// the core left the response's id empty.
+void BuildInferResponse(const InferenceResponse& response, const std::string& request_id,
+                        inference::ModelInferResponse* msg);
+
+}  // namespace grpcfe
+}  // namespace tritonx

@@ -1,0 +1,75 @@
+"""The only module that imports the compiled core, ``tritonx._C``.
+
+Everything else imports the core's names from here, so an ABI or build problem shows up
+in one place with one message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+try:
+    from tritonx import _C
+except ImportError as exc:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        "tritonx's compiled core (tritonx._C) could not be imported; reinstall with "
+        "`pip install .` from the source tree"
+    ) from exc
+
+Tensor = _C.Tensor
+Request = _C.Request
+Response = _C.Response
+Model = _C.Model
+ModelRegistry = _C.ModelRegistry
+ModelSpec = _C.ModelSpec
+TensorSpec = _C.TensorSpec
+SchedulerConfig = _C.SchedulerConfig
+QueuePolicy = _C.QueuePolicy
+StreamPool = _C.StreamPool
+arena_stats = _C.arena_stats
+cuda_usable = _C.cuda_usable
+CUDA_BUILT: bool = _C.cuda_built
+GRPC_BUILT: bool = _C.grpc_built
+release_pending_refs = _C._release_pending_refs
+
+_core_log = logging.getLogger("tritonx.core")
+_LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
+
+
+def _log_from_core(level: int, message: str) -> None:
+    _core_log.log(_LEVELS[level] if 0 <= level < len(_LEVELS) else logging.INFO, message)
+
+
+def _set_result_if_pending(future: asyncio.Future[Any], result: Any) -> None:
+    # Runs on the event loop: the request may have been cancelled meanwhile.
+    if not future.done():
+        future.set_result(result)
+
+
+def _set_exception_if_pending(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+_C._set_future_hooks(_set_result_if_pending, _set_exception_if_pending)
+_C.set_log_sink(_log_from_core)
+
+__all__ = [
+    "CUDA_BUILT",
+    "GRPC_BUILT",
+    "Model",
+    "ModelRegistry",
+    "ModelSpec",
+    "QueuePolicy",
+    "Request",
+    "Response",
+    "SchedulerConfig",
+    "StreamPool",
+    "Tensor",
+    "TensorSpec",
+    "arena_stats",
+    "cuda_usable",
+    "release_pending_refs",
+]

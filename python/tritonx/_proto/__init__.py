@@ -1,0 +1,1 @@
+"""Generated protobuf/grpc modules (built from protos/ at build time)."""

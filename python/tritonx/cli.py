@@ -1,0 +1,442 @@
+"""``tritonx-server`` / ``python -m tritonx``: Triton's command line on tritonx.
+
+Flags keep ``tritonserver``'s spellings, defaults and value syntax so that existing
+launch scripts work unchanged: booleans take a value (``true/false``, ``on/off``,
+``1/0``, any case), repeatable flags may be given several times, and errors end the
+process with exit code 1 and Triton's wording. Flags of tritonserver that only tune
+machinery tritonx does not have (thread counts, CUDA pools, backend directories) are
+accepted with a warning; flags whose meaning tritonx cannot honour (TLS, restricted
+APIs, caches, tracing) are refused rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from tritonx import __version__
+from tritonx.logging_setup import LogOptions, configure
+from tritonx.server import DEFAULT_SWITCH_INTERVAL_S, ServerOptions
+
+PROG = "tritonx-server"
+EXIT_USAGE = 1  # tritonserver exits 1 on every command-line error
+
+# Accepted for compatibility; they tune resources tritonx manages differently.
+IGNORED_FLAGS = (
+    "--backend-directory",
+    "--repoagent-directory",
+    "--cache-directory",
+    "--http-thread-count",
+    "--reuse-http-port",
+    "--reuse-grpc-port",
+    "--grpc-infer-allocation-pool-size",
+    "--grpc-max-response-pool-size",
+    "--grpc-infer-thread-count",
+    "--pinned-memory-pool-byte-size",
+    "--cuda-memory-pool-byte-size",
+    "--cuda-virtual-address-size",
+    "--min-supported-compute-capability",
+    "--buffer-manager-thread-count",
+    "--host-policy",
+    "--model-load-gpu-limit",
+    "--enable-peer-access",
+    "--model-load-retry-count",
+    "--metrics-config",
+)
+
+# tritonserver flags that change security or semantics; ignoring them would mislead.
+UNSUPPORTED_FLAGS = frozenset(
+    {
+        "--grpc-use-ssl",
+        "--grpc-use-ssl-mutual",
+        "--grpc-server-cert",
+        "--grpc-server-key",
+        "--grpc-root-cert",
+        "--grpc-infer-response-compression-level",
+        "--http-restricted-api",
+        "--grpc-restricted-protocol",
+        "--http-header-forward-pattern",
+        "--grpc-header-forward-pattern",
+        "--model-namespacing",
+        "--rate-limit",
+        "--rate-limit-resource",
+        "--cache-config",
+        "--response-cache-byte-size",
+        "--trace-config",
+        "--trace-file",
+        "--trace-level",
+        "--trace-rate",
+        "--trace-count",
+        "--trace-log-frequency",
+        "--allow-sagemaker",
+        "--sagemaker-port",
+        "--allow-vertex-ai",
+        "--vertex-ai-port",
+    }
+)
+
+_TRUE = {"true", "on", "1"}
+_FALSE = {"false", "off", "0"}
+
+
+class UsageError(Exception):
+    """A command-line error; the message is printed as is."""
+
+
+def parse_bool(text: str) -> bool:
+    """Triton's boolean values: true/false, on/off, 1/0 in any case."""
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"invalid value for bool option: {text}")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"Invalid option value. Got {text}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"Invalid option value. Got {text}") from None
+
+
+def _ignored_dest(flag: str) -> str:
+    return "ignored_" + flag[2:].replace("-", "_")
+
+
+def _choice(flag: str, choices: Sequence[str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"invalid argument for {flag}")
+        return text
+
+    return parse
+
+
+def parse_backend_config(values: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``<backend>,<setting>=<value>``; without a backend the setting is global ("")."""
+    result: dict[str, dict[str, str]] = {}
+    for value in values:
+        backend, comma, setting = value.partition(",")
+        if not comma:
+            backend, setting = "", value
+        key, equals, val = setting.partition("=")
+        if not equals or not key:
+            raise UsageError(
+                'Bad option: "--backend-config".\n'
+                "--backend-config option format is "
+                f"'<backend name>,<setting>=<value>'. Got {value}"
+            )
+        result.setdefault(backend, {})[key] = val
+    return result
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(_triton_style(message))
+
+
+def _triton_style(message: str) -> str:
+    """Rewrite argparse's messages the way tritonserver words them."""
+    prefix = "unrecognized arguments: "
+    if message.startswith(prefix):
+        flag = message[len(prefix) :].split()[0]
+        name = flag.split("=", 1)[0]
+        if name in UNSUPPORTED_FLAGS:
+            return (
+                f"{PROG}: option '{name}' of tritonserver is not supported by tritonx"
+            )
+        return f"{PROG}: unrecognized option '{flag}'"
+    if message.startswith("argument "):
+        flags, _, detail = message[len("argument ") :].partition(": ")
+        flag = flags.split("/")[0]
+        return f'Bad option: "{flag}".\n{detail}'
+    return message
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        usage=f"{PROG} [options]",
+        description="Triton-compatible inference server (tritonserver's flags).",
+        # tritonserver's getopt_long also takes unique prefixes, but a prefix
+        # silently changes meaning when a flag is added; accept exact names only.
+        allow_abbrev=False,
+    )
+    p.add_argument("--version", action="version", version=f"tritonx {__version__}")
+    g = p.add_argument_group("Server")
+    g.add_argument(
+        "--id", default="triton", metavar="<string>", help="Identifier for this server."
+    )
+    g.add_argument(
+        "--exit-timeout-secs",
+        type=_int,
+        default=30,
+        metavar="<integer>",
+        help="Seconds to wait for in-flight inferences when exiting (default 30).",
+    )
+
+    g = p.add_argument_group("Logging")
+    g.add_argument(
+        "--log-verbose",
+        type=_int,
+        default=0,
+        metavar="<integer>",
+        help="Verbose logging level; 0 disables verbose logging.",
+    )
+    for flag in ("--log-info", "--log-warning", "--log-error"):
+        g.add_argument(flag, type=parse_bool, default=True, metavar="<boolean>")
+    g.add_argument(
+        "--log-format",
+        type=_choice("--log-format", ("default", "ISO8601")),
+        default="default",
+        metavar="<string>",
+    )
+    g.add_argument(
+        "--log-file",
+        default=None,
+        metavar="<string>",
+        help="Write the log to this file instead of the console.",
+    )
+
+    g = p.add_argument_group("Model Repository")
+    for flag in ("--model-repository", "--model-store"):
+        g.add_argument(
+            flag,
+            dest="model_repository",
+            action="append",
+            default=[],
+            metavar="<string>",
+        )
+    g.add_argument(
+        "--exit-on-error", type=parse_bool, default=True, metavar="<boolean>"
+    )
+    g.add_argument(
+        "--disable-auto-complete-config",
+        action="store_true",
+        help="Do not let backends complete model configurations.",
+    )
+    g.add_argument(
+        "--strict-readiness", type=parse_bool, default=True, metavar="<boolean>"
+    )
+    g.add_argument(
+        "--model-control-mode",
+        type=_choice("--model-control-mode", ("none", "poll", "explicit")),
+        default="none",
+        metavar="<string>",
+    )
+    g.add_argument(
+        "--repository-poll-secs",
+        type=_int,
+        default=15,
+        metavar="<integer>",
+        help="Seconds between repository polls with --model-control-mode=poll.",
+    )
+    g.add_argument(
+        "--load-model",
+        action="append",
+        default=[],
+        metavar="<string>",
+        help="Model to load at startup in explicit mode (repeatable; '*' = all, alone).",
+    )
+    g.add_argument(
+        "--model-config-name",
+        default=None,
+        metavar="<string>",
+        help="Use <model>/configs/<name>.pbtxt instead of config.pbtxt when present.",
+    )
+    g.add_argument(
+        "--model-load-thread-count", type=_int, default=4, metavar="<integer>"
+    )
+
+    g = p.add_argument_group("HTTP")
+    g.add_argument("--allow-http", type=parse_bool, default=True, metavar="<boolean>")
+    g.add_argument(
+        "--http-address",
+        default="0.0.0.0",
+        metavar="<string>",
+        help="Address the HTTP server binds to (default 0.0.0.0).",
+    )
+    g.add_argument(
+        "--http-port",
+        type=_int,
+        default=8000,
+        metavar="<integer>",
+        help="HTTP port (default 8000; 0 picks a free port).",
+    )
+    g.add_argument(
+        "--http-max-input-size",
+        type=_int,
+        default=64 * 1024 * 1024,
+        metavar="<integer>",
+    )
+
+    g = p.add_argument_group("GRPC")
+    g.add_argument("--allow-grpc", type=parse_bool, default=True, metavar="<boolean>")
+    g.add_argument(
+        "--grpc-address",
+        default="0.0.0.0",
+        metavar="<string>",
+        help="Address the gRPC server binds to (default 0.0.0.0).",
+    )
+    g.add_argument(
+        "--grpc-port",
+        type=_int,
+        default=8001,
+        metavar="<integer>",
+        help="gRPC port (default 8001; 0 picks a free port).",
+    )
+
+    g = p.add_argument_group("Metrics")
+    for flag in ("--allow-metrics", "--allow-gpu-metrics", "--allow-cpu-metrics"):
+        g.add_argument(flag, type=parse_bool, default=True, metavar="<boolean>")
+    g.add_argument(
+        "--metrics-address",
+        default=None,
+        metavar="<string>",
+        help="Address of the metrics server (default: --http-address).",
+    )
+    g.add_argument(
+        "--metrics-port",
+        type=_int,
+        default=8002,
+        metavar="<integer>",
+        help="Prometheus metrics port (default 8002; 0 picks a free port).",
+    )
+    g.add_argument(
+        "--metrics-interval-ms", type=_float, default=2000.0, metavar="<float>"
+    )
+
+    g = p.add_argument_group("Backend")
+    g.add_argument(
+        "--backend-config",
+        action="append",
+        default=[],
+        metavar="<backend>,<setting>=<value>",
+    )
+
+    g = p.add_argument_group("DEPRECATED")
+    g.add_argument(
+        "--strict-model-config", type=parse_bool, default=None, metavar="<boolean>"
+    )
+
+    g = p.add_argument_group(
+        "Accepted for compatibility with tritonserver, without effect"
+    )
+    for flag in IGNORED_FLAGS:
+        g.add_argument(flag, dest=_ignored_dest(flag), default=None, metavar="<value>")
+    return p
+
+
+def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str]]:
+    """Parse flags; returns server options, log options and warnings to log.
+
+    Raises ``UsageError`` with the message to print on any command-line error.
+    """
+    args = build_parser().parse_args(list(argv))
+    warnings: list[str] = []
+    if not args.model_repository:
+        raise UsageError(
+            "error: creating server: Invalid argument - "
+            "--model-repository must be specified"
+        )
+    if args.load_model and args.model_control_mode != "explicit":
+        raise UsageError(
+            "Error: Use of '--load-model' requires setting "
+            "'--model-control-mode=explicit' as well."
+        )
+    if "*" in args.load_model and len(args.load_model) > 1:
+        raise UsageError(
+            "error: creating server: Invalid argument - Wildcard model name '*' "
+            "must be the ONLY startup model if specified at all."
+        )
+    auto_complete = not args.disable_auto_complete_config
+    if args.strict_model_config is not None:
+        warnings.append(
+            "--strict-model-config is deprecated, use --disable-auto-complete-config"
+        )
+        if args.strict_model_config:
+            auto_complete = False
+    for flag in IGNORED_FLAGS:
+        if getattr(args, _ignored_dest(flag)) is not None:
+            warnings.append(f"{flag} has no effect in tritonx and is ignored")
+    switch = os.environ.get("TRITONX_SWITCH_INTERVAL", "")
+    options = ServerOptions(
+        model_repositories=[Path(p) for p in args.model_repository],
+        model_control_mode=args.model_control_mode,
+        startup_models=list(args.load_model),
+        repository_poll_secs=args.repository_poll_secs,
+        exit_on_error=args.exit_on_error,
+        strict_readiness=args.strict_readiness,
+        exit_timeout_secs=args.exit_timeout_secs,
+        auto_complete=auto_complete,
+        model_config_name=args.model_config_name,
+        model_load_thread_count=args.model_load_thread_count,
+        backend_config=parse_backend_config(args.backend_config),
+        server_id=args.id,
+        allow_http=args.allow_http,
+        http_address=args.http_address,
+        http_port=args.http_port,
+        http_max_input_size=args.http_max_input_size,
+        allow_grpc=args.allow_grpc,
+        grpc_address=args.grpc_address,
+        grpc_port=args.grpc_port,
+        allow_metrics=args.allow_metrics,
+        allow_cpu_metrics=args.allow_cpu_metrics,
+        allow_gpu_metrics=args.allow_gpu_metrics,
+        metrics_address=args.metrics_address,
+        metrics_port=args.metrics_port,
+        metrics_interval_ms=args.metrics_interval_ms,
+        # Escape hatch for measuring the effect of the GIL switch interval:
+        # TRITONX_SWITCH_INTERVAL=off keeps CPython's default.
+        switch_interval_s=(
+            None
+            if switch == "off"
+            else float(switch)
+            if switch
+            else DEFAULT_SWITCH_INTERVAL_S
+        ),
+    )
+    log = LogOptions(
+        verbose=args.log_verbose,
+        info=args.log_info,
+        warning=args.log_warning,
+        error=args.log_error,
+        format=args.log_format,
+        file=Path(args.log_file) if args.log_file else None,
+    )
+    return options, log, warnings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        options, log_options, warnings = parse_args(
+            sys.argv[1:] if argv is None else argv
+        )
+    except UsageError as error:
+        print(str(error), file=sys.stderr)
+        print(f"Run '{PROG} --help' for the list of options.", file=sys.stderr)
+        return EXIT_USAGE
+    logger = configure(log_options)
+    for warning in warnings:
+        logger.warning("%s", warning)
+    from tritonx import server
+
+    try:
+        return server.run(options)
+    except KeyboardInterrupt:  # a signal before the handlers were installed
+        return 1
+    finally:
+        logging.shutdown()

@@ -1,0 +1,53 @@
+"""Load-time checks that are tritonx's own (unsupported features, warmup)."""
+
+from __future__ import annotations
+
+from tritonx.config._pb import ModelConfig
+from tritonx.errors import InvalidArgumentError, UnsupportedError
+
+
+def check_supported(config: ModelConfig) -> None:
+    """Refuse what tritonx parses and echoes but cannot serve yet.
+
+    Triton loads these; tritonx fails the load with UNSUPPORTED and says why, so a
+    model never runs with semantics that silently differ from Triton's.
+    """
+    name = config.name
+    if config.HasField("sequence_batching"):
+        raise UnsupportedError(
+            f"sequence batching is not supported yet by tritonx (model '{name}')"
+        )
+    if config.HasField("ensemble_scheduling"):
+        raise UnsupportedError(
+            f"ensemble models are not supported yet by tritonx (model '{name}')"
+        )
+    # Triton accepts duplicate tensor names but then cannot route them; reject.
+    for kind, tensors in (("input", config.input), ("output", config.output)):
+        seen: set[str] = set()
+        for tensor in tensors:
+            if tensor.name in seen:
+                raise InvalidArgumentError(
+                    f"model {kind} '{tensor.name}' is specified more than once "
+                    f"for {name}"
+                )
+            seen.add(tensor.name)
+
+
+def validate_warmup(config: ModelConfig) -> None:
+    """The warmup checks Triton makes before running any sample (its texts).
+
+    Checks that need a request (unknown input names, data type, batch size) are
+    left to the core's request validation, as in Triton.
+    """
+    for sample in config.model_warmup:
+        for input_name, spec in sample.inputs.items():
+            if spec.WhichOneof("input_data_type") is None:
+                raise InvalidArgumentError(
+                    "[request id: <id_unknown>] warmup setting expects input "
+                    f"'{input_name}' to have input_data_type set"
+                )
+            if any(dim == -1 for dim in spec.dims):
+                raise InvalidArgumentError(
+                    "warmup setting expects all variable-size dimensions are "
+                    f"specified for input '{input_name}'"
+                )

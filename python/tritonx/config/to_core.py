@@ -1,0 +1,77 @@
+"""Conversion of a normalized ModelConfig into the core's ModelSpec/SchedulerConfig.
+
+``tritonx._native`` is imported lazily so that config parsing works without the
+compiled core (tools, tests of the config rules).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tritonx.config._pb import ModelConfig, mc
+from tritonx.config.datatypes import wire_datatype
+
+if TYPE_CHECKING:
+    from tritonx import _native
+
+
+def _tensor_spec(
+    tensor: mc.ModelInput | mc.ModelOutput, optional: bool
+) -> _native.TensorSpec:
+    from tritonx import _native
+
+    reshape = list(tensor.reshape.shape) if tensor.HasField("reshape") else None
+    return _native.TensorSpec(
+        name=tensor.name,
+        datatype=wire_datatype(tensor.data_type),
+        dims=list(tensor.dims),
+        optional=optional,
+        reshape=reshape,
+    )
+
+
+def model_spec_from_config(config: ModelConfig, version: int) -> _native.ModelSpec:
+    """The core's view of one model version: name, batching and tensors."""
+    from tritonx import _native
+
+    return _native.ModelSpec(
+        name=config.name,
+        version=version,
+        max_batch_size=config.max_batch_size,
+        inputs=[_tensor_spec(i, i.optional) for i in config.input],
+        outputs=[_tensor_spec(o, False) for o in config.output],
+    )
+
+
+def _queue_policy(policy: mc.ModelQueuePolicy) -> _native.QueuePolicy:
+    from tritonx import _native
+
+    return _native.QueuePolicy(
+        timeout_action=mc.ModelQueuePolicy.TimeoutAction.Name(policy.timeout_action),
+        default_timeout_us=policy.default_timeout_microseconds,
+        allow_timeout_override=policy.allow_timeout_override,
+        max_queue_size=policy.max_queue_size,
+    )
+
+
+def scheduler_config_from_config(config: ModelConfig) -> _native.SchedulerConfig:
+    """Dynamic batcher settings, or the default scheduler (one request per
+    execution) when the config has no dynamic_batching block."""
+    from tritonx import _native
+
+    if not config.HasField("dynamic_batching"):
+        return _native.SchedulerConfig()
+    db = config.dynamic_batching
+    return _native.SchedulerConfig(
+        dynamic_batching=True,
+        preferred_batch_sizes=list(db.preferred_batch_size),
+        max_queue_delay_us=db.max_queue_delay_microseconds,
+        preserve_ordering=db.preserve_ordering,
+        priority_levels=db.priority_levels,
+        default_priority_level=db.default_priority_level,
+        default_queue_policy=_queue_policy(db.default_queue_policy),
+        priority_queue_policy={
+            int(level): _queue_policy(policy)
+            for level, policy in db.priority_queue_policy.items()
+        },
+    )

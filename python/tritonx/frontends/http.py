@@ -1,0 +1,437 @@
+"""The HTTP/REST frontend: KServe v2 plus Triton's extensions, on asyncio + httptools.
+
+``HttpFrontend`` binds the listening socket and routes each request parsed by
+``http_protocol.HttpConnection``. Inference never awaits a coroutine: the handler
+parses the body, submits to the core with a future and writes the response from the
+future's done-callback, so the per-request Python work is a JSON parse, one core
+call and one bytes join. The control-plane routes (load/unload) run as tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tritonx import __version__
+from tritonx.errors import (
+    InternalError,
+    InvalidArgumentError,
+    TritonXError,
+    UnsupportedError,
+)
+from tritonx.frontends import http_infer
+from tritonx.frontends.base import SERVER_EXTENSIONS
+from tritonx.frontends.http_protocol import (
+    JSON,
+    OCTETS,
+    TEXT,
+    Buffer,
+    HttpConnection,
+    HttpMessage,
+    Slot,
+    error_response,
+    response,
+    status_line,
+)
+from tritonx.frontends.http_routes import ROUTE_METHODS, Route, resolve
+
+DEFAULT_MAX_INPUT_SIZE = 64 * 1024 * 1024
+
+_EMPTY_OK = response(200, b"", TEXT)
+_EMPTY_BAD = response(400, b"", TEXT)
+_OK_JSON_EMPTY = response(200, b"", JSON)
+_NOT_FOUND = response(404, b'{"error":"Not Found"}', TEXT)
+_NOT_ALLOWED = response(405, b'{"error":"Method Not Allowed"}', JSON)
+_NOT_READY = response(400, b'{"error":"Model version not ready"}', TEXT)
+_ZERO_STATS = {"count": 0, "ns": 0}
+_STATS_KEYS = (
+    "success",
+    "fail",
+    "queue",
+    "compute_input",
+    "compute_infer",
+    "compute_output",
+    "cache_hit",
+    "cache_miss",
+)
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _error(exc: BaseException) -> list[Buffer]:
+    if isinstance(exc, TritonXError):
+        return error_response(exc.http_status, exc.message)
+    return error_response(500, str(exc) or type(exc).__name__)
+
+
+def _compression(accept: bytes) -> str:
+    """Triton's pick from Accept-Encoding: highest q among identity/gzip/deflate."""
+    best, weight = "identity", 0.0
+    for item in accept.decode("latin-1").split(","):
+        token, _, q = item.strip().partition(";q=")
+        try:
+            value = float(q) if q else 1.0
+        except ValueError:
+            continue
+        if token in ("identity", "gzip", "deflate") and value > weight:
+            best, weight = token, value
+    return best
+
+
+class _ModelInfo:
+    """Per served Model: what the infer path needs from its config, cached."""
+
+    __slots__ = ("decoupled", "inputs", "max_batch_size", "model")
+
+    def __init__(self, model: Any, config: Any) -> None:
+        from tritonx.config import wire_datatype
+
+        self.model = model
+        self.decoupled = bool(config.model_transaction_policy.decoupled)
+        self.max_batch_size = int(config.max_batch_size)
+        self.inputs = [
+            (i.name, wire_datatype(i.data_type), list(i.dims)) for i in config.input
+        ]
+
+
+class HttpFrontend:
+    """KServe v2 HTTP/REST endpoint over a ``ModelManager`` and a ``ModelRegistry``."""
+
+    def __init__(
+        self,
+        manager: Any,
+        registry: Any,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 8000,
+        server_id: str = "triton",
+        max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
+        version: str = __version__,
+        extensions: Sequence[str] = SERVER_EXTENSIONS,
+        reuse_port: bool = False,
+    ) -> None:
+        from tritonx import _native
+
+        self._request_type = _native.Request
+        self._manager = manager
+        self._registry = registry
+        self._host = host
+        self._port = port
+        self._reuse_port = reuse_port
+        self._max_input_size = max_input_size
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[HttpConnection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._models: dict[tuple[str, str], _ModelInfo] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._metadata = response(
+            200,
+            _dumps(
+                {"name": server_id, "version": version, "extensions": list(extensions)}
+            ),
+        )
+        handlers: dict[str, Callable[[HttpMessage, Slot, Route], None]] = {
+            "server_metadata": lambda m, s, r: s.done(self._metadata),
+            "live": lambda m, s, r: s.done(_EMPTY_OK),
+            "ready": self._server_ready,
+            "all_stats": self._stats,
+            "model_metadata": self._model_metadata,
+            "infer": self._infer,
+            "model_ready": self._model_ready,
+            "model_config": self._model_config,
+            "model_stats": self._stats,
+            "repo_index": self._repo_index,
+            "repo_load": self._repo_control,
+            "repo_unload": self._repo_control,
+        }
+        self._handlers = handlers
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._server = await loop.create_server(
+            lambda: HttpConnection(
+                self._dispatch, self._max_input_size, self._connections
+            ),
+            self._host,
+            self._port,
+            reuse_address=True,
+            reuse_port=self._reuse_port or None,
+            backlog=1024,
+        )
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self, grace: float) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for conn in list(self._connections):
+            conn.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(grace, 0.0)
+        while any(c.busy() for c in self._connections) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self._connections):
+            conn.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        self._server = None
+
+    # -- routing ---------------------------------------------------------------------
+
+    def _dispatch(self, message: HttpMessage, slot: Slot) -> None:
+        route = resolve(message.url)
+        method = ROUTE_METHODS.get(route.kind)
+        if method is None:
+            slot.done(_NOT_FOUND)
+        elif message.method != method:
+            slot.done(_NOT_ALLOWED)
+        else:
+            self._handlers[route.kind](message, slot, route)
+
+    # -- health, metadata, config, statistics -------------------------------------------
+
+    def _server_ready(self, message: HttpMessage, slot: Slot, route: Route) -> None:
+        slot.done(_EMPTY_OK if self._manager.server_ready() else _EMPTY_BAD)
+
+    def _model_ready(self, message: HttpMessage, slot: Slot, route: Route) -> None:
+        try:
+            ready = self._manager.model_ready(route.model, route.version)
+        except TritonXError:
+            ready = False  # Triton answers unknown models like not-ready ones
+        slot.done(_EMPTY_OK if ready else _NOT_READY)
+
+    def _model_metadata(self, message: HttpMessage, slot: Slot, route: Route) -> None:
+        try:
+            body = _dumps(self._manager.metadata(route.model, route.version))
+        except Exception as exc:
+            slot.done(_error(exc))
+            return
+        slot.done(response(200, body))
+
+    def _model_config(self, message: HttpMessage, slot: Slot, route: Route) -> None:
+        from tritonx.config import config_to_json
+
+        try:
+            config = self._manager.config(route.model, route.version)
+            body = config_to_json(config).encode()
+        except Exception as exc:
+            slot.done(_error(exc))
+            return
+        slot.done(response(200, body))
+
+    def _stats(self, message: HttpMessage, slot: Slot, route: Route) -> None:
+        try:
+            stats = self._manager.statistics(route.model, route.version)
+        except Exception as exc:
+            slot.done(_error(exc))
+            return
+        for entry in stats:
+            # perf_analyzer needs every key, even for features (cache) not used here.
+            inference = entry.setdefault("inference_stats", {})
+            for key in _STATS_KEYS:
+                inference.setdefault(key, dict(_ZERO_STATS))
+            entry["version"] = str(entry.get("version", ""))
+        slot.done(response(200, _dumps({"model_stats": stats})))
+
+    # -- repository -----------------------------------------------------------------------
+
+    def _repo_index(self, message: HttpMessage, slot: Slot, route: Route) -> None:
+        try:
+            ready = False
+            if message.body:
+                request = _load_json(message.body)
+                value = (
+                    request.get("ready", False) if isinstance(request, dict) else False
+                )
+                if not isinstance(value, bool):
+                    raise InternalError("attempt to access JSON non-boolean as boolean")
+                ready = value
+            rows = self._manager.index(ready)
+        except Exception as exc:
+            slot.done(_error(exc))
+            return
+        # Models never loaded show their name only, like Triton.
+        out = [
+            {k: v for k, v in row.items() if v != "" and v is not None} for row in rows
+        ]
+        slot.done(response(200, _dumps(out)))
+
+    def _repo_control(self, message: HttpMessage, slot: Slot, route: Route) -> None:
+        try:
+            if route.repository:
+                raise UnsupportedError(
+                    "'repository_name' specification is not supported"
+                )
+            params = _load_parameters(message.body)
+            if route.kind == "repo_load":
+                action = self._load(route.model, params)
+            else:
+                action = self._unload(route.model, params)
+        except Exception as exc:
+            slot.done(_error(exc))
+            return
+        task = asyncio.ensure_future(self._control(action, slot))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _load(self, name: str, params: dict[str, Any]) -> Any:
+        config: str | None = None
+        files: dict[str, bytes] = {}
+        for key, value in params.items():
+            if not isinstance(value, str):
+                raise InternalError("attempt to access JSON non-string as string")
+            if key == "config":
+                config = value
+            elif key.startswith("file:"):
+                try:
+                    files[key[len("file:") :]] = base64.b64decode(value)
+                except (binascii.Error, ValueError) as exc:
+                    raise InvalidArgumentError(
+                        f"failed to decode base64 content of '{key}': {exc}"
+                    ) from None
+            else:
+                raise InternalError("unexpected error on creating Triton parameter")
+        return self._manager.load(name, config, files or None)
+
+    def _unload(self, name: str, params: dict[str, Any]) -> Any:
+        dependents = params.get("unload_dependents", False)
+        if not isinstance(dependents, bool):
+            raise InternalError(
+                "Unable to parse 'unload_dependents': attempt to access JSON "
+                "non-boolean as boolean"
+            )
+        return self._manager.unload(name, dependents)
+
+    async def _control(self, action: Any, slot: Slot) -> None:
+        try:
+            await action
+        except Exception as exc:
+            slot.done(_error(exc))
+            return
+        slot.done(_OK_JSON_EMPTY)
+
+    # -- inference -------------------------------------------------------------------------
+
+    def _model_info(self, model: Any, name: str, version: str) -> _ModelInfo:
+        key = (name, version)
+        info = self._models.get(key)
+        if info is None or info.model is not model:
+            info = _ModelInfo(model, self._manager.config(name, str(model.version)))
+            self._models[key] = info
+        return info
+
+    def _infer(self, message: HttpMessage, slot: Slot, route: Route) -> None:
+        name = route.model
+        try:
+            model = self._registry.find(name, route.version)
+            info = self._model_info(model, name, route.version)
+            if info.decoupled:
+                raise UnsupportedError(
+                    "HTTP end point doesn't support models with decoupled "
+                    "transaction policy"
+                )
+            body = message.body
+            hlen = http_infer.header_length(
+                message.headers.get(b"inference-header-content-length"), len(body)
+            )
+            if hlen == 0:
+                parsed = http_infer.raw_input(
+                    body, info.inputs, info.max_batch_size, name
+                )
+            else:
+                parsed = http_infer.parse_infer(body, hlen, name)
+            request = self._request_type(
+                parsed.id, parsed.inputs, parsed.outputs, parsed.parameters
+            )
+            assert self._loop is not None
+            future = self._loop.create_future()
+            model.submit(request, future)
+        except Exception as exc:
+            slot.done(_error(exc))
+            return
+        accept = message.headers.get(b"accept-encoding")
+        future.add_done_callback(lambda f: self._infer_done(f, slot, parsed, accept))
+
+    def _infer_done(
+        self,
+        future: asyncio.Future[Any],
+        slot: Slot,
+        parsed: http_infer.ParsedInfer,
+        accept: bytes | None,
+    ) -> None:
+        try:
+            result = future.result()
+            header, binaries = http_infer.encode_response(
+                result.model_name,
+                result.model_version,
+                result.id,
+                result.parameters,
+                result.outputs,
+                parsed.binary_outputs,
+                parsed.default_binary,
+            )
+        except BaseException as exc:
+            slot.done(_error(exc))
+            return
+        encoding = "identity" if accept is None else _compression(accept)
+        if encoding != "identity":
+            slot.done(_compressed(header, binaries, encoding))
+        elif binaries:
+            size = len(header) + sum(b.nbytes for b in binaries)
+            head = (
+                b"%sContent-Type: %s\r\nInference-Header-Content-Length: %d\r\nContent-Length: %d\r\n\r\n"
+                % (
+                    status_line(200),
+                    OCTETS,
+                    len(header),
+                    size,
+                )
+            )
+            slot.done([head + header, *binaries])
+        else:
+            slot.done(response(200, header))
+
+
+def _compressed(
+    header: bytes, binaries: list[memoryview], encoding: str
+) -> list[Buffer]:
+    body = header if not binaries else b"".join([header, *binaries])
+    if encoding == "gzip":
+        packer = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+        data = packer.compress(body) + packer.flush()
+    else:
+        data = zlib.compress(body)
+    extra = b"Content-Encoding: " + encoding.encode() + b"\r\n"
+    if binaries:
+        extra += b"Inference-Header-Content-Length: %d\r\n" % len(header)
+        return response(200, data, OCTETS, extra)
+    return response(200, data, JSON, extra)
+
+
+def _load_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InternalError(f"failed to parse the request JSON buffer: {exc}") from None
+
+
+def _load_parameters(body: bytes) -> dict[str, Any]:
+    if not body:
+        return {}
+    request = _load_json(body)
+    params = request.get("parameters") if isinstance(request, dict) else None
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InternalError("attempt to access JSON non-object as object")
+    return params

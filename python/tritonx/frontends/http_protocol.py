@@ -1,0 +1,333 @@
+"""HTTP/1.1 server connection: httptools' C parser under an asyncio Protocol.
+
+One ``HttpConnection`` per socket. It frames requests (Content-Length or chunked),
+enforces ``--http-max-input-size`` on the wire and after decompression, undoes
+``Content-Encoding: gzip|deflate``, and hands each complete message to the frontend's
+handler together with a ``Slot``. The handler fills the slot now or later (inference
+completes on the event loop via the core's future); responses are written strictly
+in request order, so pipelined requests on one connection are answered in order
+while still being processed concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import httptools
+
+Buffer = bytes | bytearray | memoryview
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}
+_STATUS_LINES = {
+    code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()
+}
+JSON = b"application/json"
+TEXT = b"text/plain"
+OCTETS = b"application/octet-stream"
+
+# Pipelined requests beyond this many unanswered ones stop the reads until the
+# connection catches up, so one client cannot queue unbounded work.
+_MAX_PIPELINE = 128
+_RESUME_PIPELINE = 32
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = f"HTTP/1.1 {status} Unknown\r\n".encode()
+    return line
+
+
+def response(
+    status: int,
+    body: Buffer = b"",
+    content_type: bytes | None = JSON,
+    extra_headers: bytes = b"",
+) -> list[Buffer]:
+    """A complete response as buffers to write (head first)."""
+    head = [status_line(status)]
+    if content_type is not None:
+        head.append(b"Content-Type: " + content_type + b"\r\n")
+    head.append(extra_headers)
+    head.append(b"Content-Length: %d\r\n\r\n" % len(body))
+    if not body:
+        return [b"".join(head)]
+    return [b"".join(head), body]
+
+
+def error_response(
+    status: int, message: str, extra_headers: bytes = b""
+) -> list[Buffer]:
+    body = json.dumps({"error": message}, ensure_ascii=False).encode()
+    return response(status, body, JSON, extra_headers)
+
+
+class HttpMessage:
+    """One complete request as the handler sees it."""
+
+    __slots__ = ("body", "headers", "keep_alive", "method", "url")
+
+    def __init__(self) -> None:
+        self.method = b""
+        self.url = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.body: bytes = b""
+        self.keep_alive = True
+
+
+class Slot:
+    """Where the response to one request goes; filled exactly once."""
+
+    __slots__ = ("_conn", "data", "keep_alive")
+
+    def __init__(self, conn: HttpConnection, keep_alive: bool) -> None:
+        self._conn = conn
+        self.keep_alive = keep_alive
+        self.data: Sequence[Buffer] | None = None
+
+    def done(self, data: Sequence[Buffer]) -> None:
+        if self.data is None:
+            self.data = data
+            self._conn.flush()
+
+
+Handler = Callable[[HttpMessage, Slot], None]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class HttpConnection(asyncio.Protocol):
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_closing",
+        "_connections",
+        "_handler",
+        "_max_input",
+        "_message",
+        "_parser",
+        "_pipeline_paused",
+        "_queue",
+        "_too_large",
+        "_transport",
+        "_write_paused",
+    )
+
+    def __init__(
+        self, handler: Handler, max_input_size: int, connections: set[HttpConnection]
+    ) -> None:
+        self._handler = handler
+        self._max_input = max_input_size
+        self._connections = connections
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._queue: deque[Slot] = deque()
+        self._message = HttpMessage()
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._too_large = False
+        self._pipeline_paused = False
+        self._write_paused = False
+        self._closing = False
+
+    # -- asyncio.Protocol -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connections.discard(self)
+        self._transport = None
+        self._queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "Bad Request")
+        except httptools.HttpParserError:
+            self._fail(400, "Bad Request")
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    # -- httptools callbacks ----------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._message = HttpMessage()
+        self._body = []
+        self._body_size = 0
+        self._too_large = False
+
+    def on_url(self, url: bytes) -> None:
+        self._message.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._message.headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        message = self._message
+        message.method = self._parser.get_method()
+        length = message.headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self._max_input:
+            # Decided before reading: the body is counted and dropped as it arrives.
+            self._too_large = True
+            self._body_size = int(length)
+
+    def on_body(self, body: bytes) -> None:
+        if self._too_large:
+            return
+        self._body_size += len(body)
+        if self._body_size > self._max_input:
+            self._too_large = True
+            self._body = []
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        message = self._message
+        message.keep_alive = self._parser.should_keep_alive()
+        slot = Slot(self, message.keep_alive)
+        self._queue.append(slot)
+        if len(self._queue) > _MAX_PIPELINE:
+            self._pipeline_paused = True
+            self._update_reading()
+        if self._too_large:
+            slot.done(self._size_error(message, self._body_size))
+            return
+        body = self._body
+        message.body = body[0] if len(body) == 1 else b"".join(body)
+        self._body = []
+        encoding = message.headers.get(b"content-encoding")
+        if encoding is not None and message.body:
+            try:
+                message.body = self._decompress(encoding, message.body)
+            except _TooLarge:
+                slot.done(self._size_error(message, self._max_input + 1))
+                return
+            except _Unsupported:
+                slot.done(
+                    error_response(
+                        501,
+                        "Unsupported compression type",
+                        b"Accept-Encoding: gzip, deflate\r\n",
+                    )
+                )
+                return
+            except zlib.error as exc:
+                slot.done(
+                    error_response(400, f"failed to decompress the request: {exc}")
+                )
+                return
+        try:
+            self._handler(message, slot)
+        except Exception as exc:  # a handler bug must not kill the connection
+            slot.done(error_response(500, str(exc) or type(exc).__name__))
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _size_error(self, message: HttpMessage, size: int) -> list[Buffer]:
+        what = (
+            "body" if b"inference-header-content-length" in message.headers else "JSON"
+        )
+        return error_response(
+            400,
+            f"Request {what} size of {size} bytes exceeds the maximum allowed value "
+            f"of {self._max_input} bytes. Use --http-max-input-size to increase the "
+            "limit.",
+        )
+
+    def _decompress(self, encoding: bytes, body: bytes) -> bytes:
+        encoding = encoding.strip().lower()
+        if encoding in (b"", b"identity"):
+            return body
+        if encoding == b"gzip":
+            wbits = 16 + zlib.MAX_WBITS
+        elif encoding == b"deflate":
+            # zlib-wrapped, as tritonclient sends; the +32 also takes gzip headers.
+            wbits = 32 + zlib.MAX_WBITS
+        else:
+            raise _Unsupported
+        inflater = zlib.decompressobj(wbits)
+        # Inflate at most one byte past the limit so a small bomb costs little.
+        out = inflater.decompress(body, self._max_input + 1)
+        if len(out) > self._max_input or inflater.unconsumed_tail:
+            raise _TooLarge
+        return out
+
+    def flush(self) -> None:
+        """Write every finished response at the head of the queue."""
+        transport = self._transport
+        queue = self._queue
+        while queue and queue[0].data is not None:
+            slot = queue.popleft()
+            if transport is None:
+                continue
+            data = slot.data
+            assert data is not None
+            if len(data) == 1:
+                transport.write(data[0])
+            else:
+                transport.writelines(data)
+            if not slot.keep_alive:
+                transport.close()
+                self._transport = transport = None
+        if self._pipeline_paused and len(queue) <= _RESUME_PIPELINE:
+            self._pipeline_paused = False
+            self._update_reading()
+        if self._closing and not queue and transport is not None:
+            transport.close()
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._pipeline_paused or self._write_paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
+    def _fail(self, status: int, message: str) -> None:
+        transport = self._transport
+        if transport is not None:
+            data = error_response(status, message, b"Connection: close\r\n")
+            transport.writelines(data)
+            transport.close()
+            self._transport = None
+
+    def busy(self) -> bool:
+        return bool(self._queue)
+
+    def shutdown(self) -> None:
+        """Close once the responses already owed have been written."""
+        self._closing = True
+        if not self._queue and self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class _Unsupported(Exception):
+    pass

@@ -1,0 +1,103 @@
+"""Logging configuration that mirrors Triton's log flags and line format.
+
+Triton writes ``I1121 10:07:24.953745 11174 server.cc:305] "message"`` (severity letter,
+MMDD, time with microseconds, thread id, source file:line, quoted message) or, with
+``--log-format=ISO8601``, ``2024-11-21T10:07:24Z I 11174 server.cc:305] "message"``.
+Tools and tests grep these lines (e.g. "Started HTTPService at ..."), so tritonx keeps
+the shape. ``--log-verbose N`` enables DEBUG; ``--log-info/--log-warning/--log-error``
+switch single severities off.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+LOGGER_NAME = "tritonx"
+
+_LETTERS = {
+    logging.DEBUG: "I",  # Triton prints verbose lines with the info letter
+    logging.INFO: "I",
+    logging.WARNING: "W",
+    logging.ERROR: "E",
+    logging.CRITICAL: "E",
+}
+
+
+@dataclass
+class LogOptions:
+    verbose: int = 0
+    info: bool = True
+    warning: bool = True
+    error: bool = True
+    format: str = "default"  # "default" | "ISO8601"
+    file: Path | None = None
+
+
+class TritonFormatter(logging.Formatter):
+    """Formats records the way Triton's logger does."""
+
+    def __init__(self, iso8601: bool = False) -> None:
+        super().__init__()
+        self.iso8601 = iso8601
+
+    def format(self, record: logging.LogRecord) -> str:
+        letter = _LETTERS.get(record.levelno, "I")
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{self.formatException(record.exc_info)}"
+        # Triton logs the kernel thread id; threading.get_native_id matches that.
+        tid = record.thread_native_id if hasattr(record, "thread_native_id") else 0
+        where = f"{record.filename}:{record.lineno}"
+        if self.iso8601:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+            return f'{stamp} {letter} {tid} {where}] "{message}"'
+        local = time.localtime(record.created)
+        micros = int((record.created % 1) * 1_000_000)
+        stamp = time.strftime("%m%d %H:%M:%S", local)
+        return f'{letter}{stamp}.{micros:06d} {tid} {where}] "{message}"'
+
+
+class _SeverityFilter(logging.Filter):
+    """Drops the severities switched off by --log-info/--log-warning/--log-error."""
+
+    def __init__(self, options: LogOptions) -> None:
+        super().__init__()
+        self.options = options
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.thread_native_id = threading.get_native_id()
+        if record.levelno >= logging.ERROR:
+            return self.options.error
+        if record.levelno >= logging.WARNING:
+            return self.options.warning
+        if record.levelno >= logging.INFO:
+            return self.options.info
+        return self.options.verbose > 0
+
+
+def configure(options: LogOptions) -> logging.Logger:
+    """Install one handler on the ``tritonx`` logger; returns that logger."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    stream: TextIO
+    if options.file is not None:
+        # Line buffering keeps the file readable while the server runs.
+        stream = open(options.file, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+    else:
+        stream = sys.stderr
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TritonFormatter(iso8601=options.format == "ISO8601"))
+    handler.addFilter(_SeverityFilter(options))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if options.verbose > 0 else logging.INFO)
+    # Our handler is the only sink; the root logger would print a second copy.
+    logger.propagate = False
+    return logger

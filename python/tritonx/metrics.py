@@ -1,0 +1,343 @@
+"""Prometheus metrics with Triton's names, help texts and labels.
+
+Nothing here counts anything: at scrape time ``TritonCollector`` reads the core's own
+accounting (``Model.statistics()`` / ``pending_count()``, architecture §4) through the
+ModelManager, so /metrics and the statistics API can never disagree.
+
+The text is rendered here rather than by ``prometheus_client.generate_latest``: recent
+prometheus_client versions rename every counter family to ``<name>_total`` while
+Triton's counters are called ``nv_inference_count`` etc., and dashboards written for
+Triton query those exact names. ``TritonCollector`` is still a regular
+prometheus_client collector, so it can be registered in a ``CollectorRegistry`` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+import psutil
+from prometheus_client.metrics_core import Metric
+
+logger = logging.getLogger("tritonx.metrics")
+
+FAILURE_REASONS = ("OTHER", "BACKEND", "CANCELED", "REJECTED")  # Triton's order
+
+# (metric name, help text, statistics key): cumulative durations in microseconds.
+_DURATIONS = (
+    (
+        "nv_inference_request_duration_us",
+        "Cumulative inference request duration in microseconds "
+        "(includes cached requests)",
+        "success",
+    ),
+    (
+        "nv_inference_queue_duration_us",
+        "Cumulative inference queuing duration in microseconds "
+        "(includes cached requests)",
+        "queue",
+    ),
+    (
+        "nv_inference_compute_input_duration_us",
+        "Cumulative compute input duration in microseconds "
+        "(does not include cached requests)",
+        "compute_input",
+    ),
+    (
+        "nv_inference_compute_infer_duration_us",
+        "Cumulative compute inference duration in microseconds "
+        "(does not include cached requests)",
+        "compute_infer",
+    ),
+    (
+        "nv_inference_compute_output_duration_us",
+        "Cumulative inference compute output duration in microseconds "
+        "(does not include cached requests)",
+        "compute_output",
+    ),
+)
+
+
+class StatsSource(Protocol):
+    """What the collector needs from the ModelManager (architecture §6)."""
+
+    model_load_durations: dict[tuple[str, int], float]
+
+    def index(self, ready_only: bool = False) -> list[dict[str, Any]]: ...
+
+    def get(self, name: str, version: str = "") -> Any: ...
+
+
+class CpuSampler:
+    """CPU utilisation over the last ``--metrics-interval-ms`` window, like Triton.
+
+    Triton samples /proc/stat once per interval and reports the busy fraction of that
+    window; ``psutil.cpu_percent(None)`` gives exactly "busy since the previous call".
+    """
+
+    def __init__(self) -> None:
+        self.utilization = 0.0
+        psutil.cpu_percent(interval=None)  # primes the first window
+
+    def sample(self) -> None:
+        self.utilization = psutil.cpu_percent(interval=None) / 100.0
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self.sample()
+
+
+def _family(name: str, documentation: str, typ: str) -> Metric:
+    # None of Triton's counter names ends in "_total", so Metric keeps them as given.
+    return Metric(name, documentation, typ)
+
+
+class TritonCollector:
+    """prometheus_client collector over the live models of a ModelManager."""
+
+    def __init__(
+        self,
+        source: StatsSource,
+        *,
+        cpu: CpuSampler | None = None,
+        arena_stats: Callable[[], tuple[int, int] | None] | None = None,
+    ) -> None:
+        self.source = source
+        self.cpu = cpu
+        self.arena_stats = arena_stats
+
+    def _models(self) -> Iterator[tuple[dict[str, str], Any]]:
+        for entry in self.source.index(ready_only=True):
+            name, version = str(entry["name"]), str(entry.get("version", ""))
+            try:
+                loaded = self.source.get(name, version)
+            except Exception:  # unloaded between index() and get(): skip it
+                continue
+            yield {"model": name, "version": version}, loaded
+
+    def collect(self) -> Iterable[Metric]:
+        success = _family(
+            "nv_inference_request_success",
+            "Number of successful inference requests, all batch sizes",
+            "counter",
+        )
+        failure = _family(
+            "nv_inference_request_failure",
+            "Number of failed inference requests, all batch sizes",
+            "counter",
+        )
+        count = _family(
+            "nv_inference_count",
+            "Number of inferences performed (does not include cached requests)",
+            "counter",
+        )
+        execs = _family(
+            "nv_inference_exec_count",
+            "Number of model executions performed (does not include cached requests)",
+            "counter",
+        )
+        durations = [(_family(n, h, "counter"), key) for n, h, key in _DURATIONS]
+        pending = _family(
+            "nv_inference_pending_request_count",
+            "Instantaneous number of pending requests awaiting execution per-model.",
+            "gauge",
+        )
+        load = _family(
+            "nv_model_load_duration_secs", "Model load time in seconds", "gauge"
+        )
+        for labels, loaded in self._models():
+            core = loaded.core
+            stats = core.statistics()
+            success.add_sample(success.name, labels, stats["success"][0])
+            failures = stats.get("failures", {})
+            for reason in FAILURE_REASONS:
+                failure.add_sample(
+                    failure.name,
+                    {**labels, "reason": reason},
+                    failures.get(reason, 0),
+                )
+            count.add_sample(count.name, labels, stats["inference_count"])
+            execs.add_sample(execs.name, labels, stats["execution_count"])
+            for family, key in durations:
+                family.add_sample(family.name, labels, stats[key][1] // 1000)
+            pending.add_sample(pending.name, labels, core.pending_count())
+            seconds = self.source.model_load_durations.get(
+                (labels["model"], int(labels["version"]))
+            )
+            if seconds is not None:
+                load.add_sample(load.name, labels, seconds)
+        yield from (success, failure, count, execs)
+        yield from (family for family, _ in durations)
+        yield pending
+        if load.samples:
+            yield load
+        yield from self._process_metrics()
+
+    def _process_metrics(self) -> Iterator[Metric]:
+        arena = self.arena_stats() if self.arena_stats else None
+        if arena is not None:
+            total, used = arena
+            for name, doc, value in (
+                (
+                    "nv_pinned_memory_pool_total_bytes",
+                    "Pinned memory pool total memory size, in bytes",
+                    total,
+                ),
+                (
+                    "nv_pinned_memory_pool_used_bytes",
+                    "Pinned memory pool used memory size, in bytes",
+                    used,
+                ),
+            ):
+                gauge = _family(name, doc, "gauge")
+                gauge.add_sample(name, {}, value)
+                yield gauge
+        if self.cpu is None:
+            return
+        memory = psutil.virtual_memory()
+        for name, doc, value in (
+            (
+                "nv_cpu_utilization",
+                "CPU utilization rate [0.0 - 1.0]",
+                self.cpu.utilization,
+            ),
+            (
+                "nv_cpu_memory_total_bytes",
+                "CPU total memory (RAM), in bytes",
+                memory.total,
+            ),
+            (
+                # Triton reports MemTotal - MemAvailable from /proc/meminfo.
+                "nv_cpu_memory_used_bytes",
+                "CPU used memory (RAM), in bytes",
+                memory.total - memory.available,
+            ),
+        ):
+            gauge = _family(name, doc, "gauge")
+            gauge.add_sample(name, {}, value)
+            yield gauge
+
+
+def _format_value(value: float) -> str:
+    if isinstance(value, int) or (math.isfinite(value) and value == int(value)):
+        return str(int(value))  # Triton >= 2.4x prints integers without decimals
+    return repr(float(value))
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def render(families: Iterable[Metric]) -> bytes:
+    """Prometheus text exposition (format 0.0.4) with the family names unchanged."""
+    lines: list[str] = []
+    for family in families:
+        lines.append(f"# HELP {family.name} {family.documentation}")
+        lines.append(f"# TYPE {family.name} {family.type}")
+        for sample in family.samples:
+            if sample.labels:
+                labels = ",".join(
+                    f'{key}="{_escape(str(val))}"'
+                    for key, val in sorted(sample.labels.items())
+                )
+                lines.append(f"{sample.name}{{{labels}}} {_format_value(sample.value)}")
+            else:
+                lines.append(f"{sample.name} {_format_value(sample.value)}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def native_arena_stats() -> Callable[[], tuple[int, int] | None] | None:
+    """Reader for the core's pinned arena (total, used) bytes, if the core has one."""
+    try:
+        from tritonx import _native
+    except ImportError:
+        return None
+    reader = getattr(_native, "arena_stats", None)
+    if reader is None:
+        return None
+
+    # The core's tensor arena is tritonx's counterpart of Triton's pinned memory
+    # pool (it is page-locked when CUDA is usable): reserved = pool size, in use =
+    # used. Triton reports these gauges even when pinning is unavailable; so do we.
+    def read() -> tuple[int, int] | None:
+        stats = reader()
+        if not isinstance(stats, dict):
+            return None
+        return int(stats.get("reserved_bytes", 0)), int(stats.get("in_use_bytes", 0))
+
+    return read
+
+
+class MetricsService:
+    """GET /metrics over a minimal HTTP/1.1 server (keep-alive, no request bodies).
+
+    Prometheus only ever sends small GETs here, so asyncio streams are enough and
+    the metrics port does not depend on the HTTP frontend's internals.
+    """
+
+    def __init__(self, collector: TritonCollector, host: str, port: int) -> None:
+        self.collector = collector
+        self.host = host
+        self.port = port
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self, grace: float = 0.0) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), max(grace, 0.1))
+            self._server = None
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line, *header_lines = head.decode("latin-1").split("\r\n")
+                parts = request_line.split()
+                headers = {
+                    key.strip().lower(): val.strip()
+                    for key, _, val in (h.partition(":") for h in header_lines if h)
+                }
+                length = int(headers.get("content-length", "0") or 0)
+                if length:
+                    await reader.readexactly(length)
+                keep_alive = headers.get("connection", "").lower() != "close"
+                path = parts[1].split("?", 1)[0] if len(parts) > 1 else ""
+                if parts and parts[0] == "GET" and path == "/metrics":
+                    body = render(self.collector.collect())
+                else:
+                    # Triton's metrics server answers other paths with an empty 200.
+                    body = b""
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\n"
+                    b"Content-Type: text/plain; charset=utf-8\r\n"
+                    + f"Content-Length: {len(body)}\r\n".encode()
+                    + (b"" if keep_alive else b"Connection: close\r\n")
+                    + b"\r\n"
+                    + body
+                )
+                await writer.drain()
+                if not keep_alive:
+                    break
+        except (
+            asyncio.IncompleteReadError,
+            ConnectionError,
+            asyncio.LimitOverrunError,
+        ):
+            pass
+        except Exception:
+            logger.exception("metrics request failed")
+        finally:
+            writer.close()

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Developer loop: build the extension and the generated protos in build/dev and drop them
+# into python/tritonx so that `PYTHONPATH=python pytest` runs against the source tree.
+# Serialized with flock so that several shells can call it at once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p build
+exec 9>build/.dev-build.lock
+flock 9
+if [ ! -f build/dev/build.ninja ]; then
+  cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=ON \
+    -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" ${TRITONX_CMAKE_ARGS:-} >/dev/null
+fi
+cmake --build build/dev -j 2
+cp build/dev/csrc/_C*.so python/tritonx/
+cp build/dev/csrc/py_proto/*_pb2*.py python/tritonx/_proto/
+echo "dev build ready: python/tritonx/_C + python/tritonx/_proto"

@@ -1,0 +1,298 @@
+"""Infer body parsing, tensor JSON codecs and URL routing, on plain bytes."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+
+import numpy as np
+import pytest
+
+from tritonx.errors import InternalError, InvalidArgumentError, UnsupportedError
+from tritonx.frontends import codec, http_infer
+from tritonx.frontends.http_routes import Route, resolve
+
+
+def _wire(dtype: str, values: list[object]) -> bytes:
+    return np.asarray(values, dtype=codec.NUMPY_DTYPES[dtype]).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "values"),
+    [
+        ("BOOL", [True, False, True, True]),
+        ("UINT8", [0, 1, 255, 7]),
+        ("UINT16", [0, 1, 65535, 7]),
+        ("UINT32", [0, 1, 2**32 - 1, 7]),
+        ("UINT64", [0, 1, 2**64 - 1, 7]),
+        ("INT8", [-128, 1, 127, 0]),
+        ("INT16", [-(2**15), 1, 2**15 - 1, 0]),
+        ("INT32", [-(2**31), 1, 2**31 - 1, 0]),
+        ("INT64", [-(2**63), 1, 2**63 - 1, 0]),
+        ("FP32", [0.5, -1.0, 3.25, 1e30]),
+        ("FP64", [0.1, -1.0, 3.25, 1e300]),
+    ],
+)
+def test_json_round_trip_every_fixed_size_type(dtype: str, values: list[object]) -> None:
+    nested = [values[:2], values[2:]]
+    wire = codec.json_to_wire("X", dtype, [2, 2], nested)
+    assert wire == _wire(dtype, values)
+    assert json.loads(codec.wire_to_json(dtype, [2, 2], wire)) == pytest.approx(values)
+
+
+def test_bytes_json_round_trip() -> None:
+    wire = codec.json_to_wire("X", "BYTES", [3], ["a", "", "héllo"])
+    expected = b"".join(
+        struct.pack("<I", len(s)) + s for s in (b"a", b"", "héllo".encode())
+    )
+    assert wire == expected
+    assert json.loads(codec.wire_to_json("BYTES", [3], wire)) == ["a", "", "héllo"]
+
+
+def test_float_json_matches_triton_rendering() -> None:
+    wire = _wire("FP32", [0.1, 2.0, math.nan, math.inf])
+    assert codec.wire_to_json("FP32", [4], wire) == (
+        "[0.10000000149011612, 2.0, NaN, Infinity]"
+    )
+
+
+@pytest.mark.parametrize("dtype", ["FP16", "BF16"])
+def test_half_types_only_binary(dtype: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"receiving {dtype} data via JSON"):
+        codec.json_to_wire("IN", dtype, [1], [1.0])
+    with pytest.raises(InvalidArgumentError, match=f"sending {dtype} data via JSON"):
+        codec.wire_to_json(dtype, [1], b"\0\0")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "data", "message"),
+    [
+        ("FP32", [1, 2, 3], "Shape does not match true shape of 'data' field"),
+        ("FP32", [1, 2, 3, 4, 5], "Shape does not match true shape"),
+        ("FP32", [1, 2, 3, "x"], "attempt to access JSON non-number as double"),
+        ("FP32", [True, False, True, True], "non-number as double"),
+        ("INT32", [1, 2, 3, 4.5], "non-signed-integer as signed-integer"),
+        ("UINT8", [1, 2, 3, -4], "non-unsigned-integer as unsigned-integer"),
+        ("BOOL", [1, 0, 1, 0], "non-boolean as boolean"),
+        ("BYTES", ["a", "b", "c", 4], "non-string as string"),
+        ("FP32", 1, "attempt to access JSON non-array as array"),
+    ],
+)
+def test_json_data_errors(dtype: str, data: object, message: str) -> None:
+    with pytest.raises(InternalError, match="Unable to parse 'data'") as info:
+        codec.json_to_wire("IN", dtype, [1, 4], data)
+    assert message in str(info.value)
+
+
+def test_ragged_nesting_counts_leaves() -> None:
+    wire = codec.json_to_wire("X", "INT32", [4], [[1], [2, 3], 4])
+    assert wire == _wire("INT32", [1, 2, 3, 4])
+
+
+def _body(doc: dict[str, object], *blobs: bytes) -> tuple[bytes, int]:
+    header = json.dumps(doc).encode()
+    return header + b"".join(blobs), len(header)
+
+
+def test_parse_binary_inputs_are_views_into_the_body() -> None:
+    a = np.arange(4, dtype=np.float32).tobytes()
+    body, hlen = _body(
+        {
+            "id": "r1",
+            "inputs": [
+                {
+                    "name": "A",
+                    "datatype": "FP32",
+                    "shape": [1, 4],
+                    "parameters": {"binary_data_size": 16},
+                },
+                {"name": "B", "datatype": "INT32", "shape": [2], "data": [7, 8]},
+            ],
+            "outputs": [{"name": "O", "parameters": {"binary_data": True}}],
+            "parameters": {"binary_data_output": False, "custom": "x", "priority": 1},
+        },
+        a,
+    )
+    parsed = http_infer.parse_infer(body, hlen, "m")
+    assert parsed.id == "r1"
+    name, dtype, shape, data = parsed.inputs[0]
+    assert (name, dtype, shape) == ("A", "FP32", [1, 4])
+    assert isinstance(data, memoryview) and data.obj is body and bytes(data) == a
+    assert parsed.inputs[1][3] == _wire("INT32", [7, 8])
+    assert parsed.outputs == ["O"]
+    assert parsed.binary_outputs == {"O": True}
+    assert parsed.default_binary is False
+    assert parsed.parameters == {"custom": "x", "priority": 1}
+
+
+@pytest.mark.parametrize(
+    ("doc", "error", "message"),
+    [
+        ({}, InternalError, "Unable to parse 'inputs': attempt to access non-existing"),
+        ({"inputs": {}}, InternalError, "'inputs': attempt to access JSON non-array"),
+        ({"id": 5, "inputs": []}, InternalError, "Unable to parse 'id'"),
+        (
+            {"inputs": [{"name": "A", "datatype": "FP32", "shape": [1]}]},
+            InvalidArgumentError,
+            "Input must set only one of the following fields: 'data', "
+            "'binary_data_size' in 'parameters', 'shared_memory_region' in "
+            "'parameters'. But no field is set",
+        ),
+        (
+            {"inputs": [{"name": "A", "shape": [1], "data": [1]}]},
+            InternalError,
+            "Unable to parse 'datatype': attempt to access non-existing object member",
+        ),
+        (
+            {"inputs": [{"name": "A", "datatype": "FOO", "shape": [1], "data": [1]}]},
+            InvalidArgumentError,
+            "invalid datatype for input A",
+        ),
+        (
+            {"inputs": [{"name": "A", "datatype": "FP32", "shape": [-1], "data": [1]}]},
+            InternalError,
+            "Unable to parse 'shape'",
+        ),
+        (
+            {"inputs": [], "parameters": {"x": {"a": 1}}},
+            InvalidArgumentError,
+            "parameter 'x' has invalid type. It should be either 'int', 'bool', or "
+            "'string'.",
+        ),
+        (
+            {"inputs": [], "parameters": {"binary_data_output": 1}},
+            InternalError,
+            "Unable to parse 'binary_data_output'",
+        ),
+        (
+            {"inputs": [], "outputs": [{"name": "O", "parameters": {"binary_data": 1}}]},
+            InternalError,
+            "Unable to parse 'binary_data'",
+        ),
+        (
+            {"inputs": [], "outputs": [{"name": "O", "parameters": {"classification": 2}}]},
+            UnsupportedError,
+            "classification",
+        ),
+    ],
+)
+def test_parse_errors(doc: dict[str, object], error: type[Exception], message: str) -> None:
+    body = json.dumps(doc).encode()
+    with pytest.raises(error) as info:
+        http_infer.parse_infer(body, None, "m")
+    assert message in str(info.value)
+
+
+def test_parse_invalid_json() -> None:
+    with pytest.raises(InternalError, match="failed to parse the request JSON buffer"):
+        http_infer.parse_infer(b'{"inputs": [', None, "m")
+
+
+def test_binary_size_errors() -> None:
+    doc = {
+        "inputs": [
+            {
+                "name": "A",
+                "datatype": "FP32",
+                "shape": [4],
+                "parameters": {"binary_data_size": 16},
+            }
+        ]
+    }
+    body, hlen = _body(doc, b"\0" * 8)
+    with pytest.raises(InvalidArgumentError) as info:
+        http_infer.parse_infer(body, hlen, "m")
+    assert str(info.value) == (
+        "unexpected size for input 'A', expecting 8 additional bytes for model 'm'"
+    )
+    body, hlen = _body(doc, b"\0" * 20)
+    with pytest.raises(InvalidArgumentError, match="unexpected additional input data"):
+        http_infer.parse_infer(body, hlen, "m")
+
+
+def test_header_length_checks() -> None:
+    assert http_infer.header_length(None, 10) is None
+    assert http_infer.header_length(b"4", 10) == 4
+    assert http_infer.header_length(b"abc", 10) == 0  # atoi, like Triton
+    with pytest.raises(InvalidArgumentError) as info:
+        http_infer.header_length(b"11", 10)
+    assert str(info.value) == "inference header size should be in range (0, 10), got: 11"
+
+
+def test_raw_input_deduces_shape() -> None:
+    data = np.arange(6, dtype=np.float32).tobytes()
+    parsed = http_infer.raw_input(data, [("IN", "FP32", [-1])], 8, "m")
+    assert parsed.inputs[0][:3] == ("IN", "FP32", [1, 6])
+    assert parsed.default_binary is True
+    parsed = http_infer.raw_input(b"hello", [("S", "BYTES", [1])], 0, "m")
+    assert bytes(parsed.inputs[0][3]) == b"\x05\0\0\0hello"
+    with pytest.raises(InvalidArgumentError, match="Raw request must only have 1 input"):
+        http_infer.raw_input(data, [("A", "FP32", [3]), ("B", "FP32", [3])], 0, "m")
+
+
+class _Out:
+    def __init__(self, name: str, datatype: str, shape: list[int], raw: bytes) -> None:
+        self.name, self.datatype, self.shape, self._raw = name, datatype, shape, raw
+
+    def raw(self) -> memoryview:
+        return memoryview(self._raw)
+
+
+def test_encode_response_json_and_binary() -> None:
+    a = _wire("FP32", [1, 2])
+    b = _wire("INT64", [3])
+    header, blobs = http_infer.encode_response(
+        "m",
+        "1",
+        "",
+        {"p": 1},
+        [_Out("A", "FP32", [2], a), _Out("B", "INT64", [1], b)],
+        {"B": True},
+        False,
+    )
+    doc = json.loads(header)
+    assert "id" not in doc
+    assert doc == {
+        "model_name": "m",
+        "model_version": "1",
+        "parameters": {"p": 1},
+        "outputs": [
+            {"name": "A", "datatype": "FP32", "shape": [2], "data": [1.0, 2.0]},
+            {
+                "name": "B",
+                "datatype": "INT64",
+                "shape": [1],
+                "parameters": {"binary_data_size": 8},
+            },
+        ],
+    }
+    assert [bytes(x) for x in blobs] == [b]
+    header, _ = http_infer.encode_response("m", "1", "x", {}, [], {}, True)
+    assert header.startswith(b'{"id":"x","model_name":"m","model_version":"1"')
+
+
+@pytest.mark.parametrize(
+    ("url", "route"),
+    [
+        (b"/v2", Route("server_metadata")),
+        (b"/v2/health/live", Route("live")),
+        (b"/v2/health/ready?x=1", Route("ready")),
+        (b"/v2/models/stats", Route("all_stats")),
+        (b"/v2/models/m", Route("model_metadata", "m")),
+        (b"/v2/models/m/versions/3", Route("model_metadata", "m", "3")),
+        (b"/v2/models/m/versions/3/infer", Route("infer", "m", "3")),
+        (b"/v2/models/a%20b/ready", Route("model_ready", "a b")),
+        (b"/v2/models/m/config", Route("model_config", "m")),
+        (b"/v2/models/m/versions/2/stats", Route("model_stats", "m", "2")),
+        (b"/v2/repository/index", Route("repo_index")),
+        (b"/v2/repository/models/m/load", Route("repo_load", "m")),
+        (b"/v2/repository/r/models/m/unload", Route("repo_unload", "m", "", "r")),
+        (b"/v2/models/m/versions/x", Route("not_found")),
+        (b"/v2/models/m/", Route("not_found")),
+        (b"/v3", Route("not_found")),
+        (b"/v2/models/m/generate", Route("not_found")),
+    ],
+)
+def test_routes(url: bytes, route: Route) -> None:
+    assert resolve(url) == route

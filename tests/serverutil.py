@@ -1,0 +1,134 @@
+"""Start a real ``tritonx-server`` in a subprocess for end-to-end tests.
+
+The server is started with ports 0 and the bound ports are read back from its log
+lines, which use Triton's wording ("Started HTTPService at 0.0.0.0:PORT", ...).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PORT_LINES = {
+    "http": re.compile(r"Started HTTPService at [^:]+:(\d+)"),
+    "grpc": re.compile(r"Started GRPCInferenceService at [^:]+:(\d+)"),
+    "metrics": re.compile(r"Started Metrics Service at [^:]+:(\d+)"),
+}
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[str]
+    ports: dict[str, int] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.ports['http']}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.ports['grpc']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
+
+    def log_text(self) -> str:
+        return "".join(self.log)
+
+
+def _pump(server: RunningServer) -> None:
+    assert server.process.stdout is not None
+    for line in server.process.stdout:
+        server.log.append(line)
+
+
+def server_command(repos: Sequence[Path | str], args: Sequence[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "tritonx"]
+    for repo in repos:
+        cmd.append(f"--model-repository={repo}")
+    have = " ".join(args)
+    for flag in ("--http-port", "--grpc-port", "--metrics-port"):
+        if flag not in have:
+            cmd.append(f"{flag}=0")
+    if "--http-address" not in have:
+        cmd.append("--http-address=127.0.0.1")
+    if "--grpc-address" not in have:
+        cmd.append("--grpc-address=127.0.0.1")
+    cmd.extend(args)
+    return cmd
+
+
+@contextmanager
+def run_server(
+    repos: Sequence[Path | str] | Path | str,
+    *args: str,
+    timeout: float = 60.0,
+    expect_ready: bool = True,
+    env: dict[str, str] | None = None,
+) -> Iterator[RunningServer]:
+    """Run tritonx-server until the block exits; waits for the ports to be bound."""
+    if isinstance(repos, (str, Path)):
+        repos = [repos]
+    full_env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[1] / "python")
+    if os.environ.get("TRITONX_TEST_SOURCE_TREE"):
+        full_env["PYTHONPATH"] = src + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    if env:
+        full_env.update(env)
+    process = subprocess.Popen(
+        server_command(repos, args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=full_env,
+    )
+    server = RunningServer(process)
+    pump = threading.Thread(target=_pump, args=(server,), daemon=True)
+    pump.start()
+    try:
+        wanted = {
+            name
+            for name, flag in (
+                ("http", "--allow-http=false"),
+                ("grpc", "--allow-grpc=false"),
+                ("metrics", "--allow-metrics=false"),
+            )
+            if flag not in args
+        }
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = server.log_text()
+            for name in wanted:
+                match = _PORT_LINES[name].search(text)
+                if match:
+                    server.ports[name] = int(match.group(1))
+            if wanted <= server.ports.keys():
+                break
+            if process.poll() is not None:
+                if expect_ready:
+                    raise RuntimeError(f"server exited early:\n{server.log_text()}")
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"server did not start in {timeout}s:\n{server.log_text()}")
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        pump.join(timeout=5)

@@ -1,0 +1,285 @@
+"""tritonx-server's command line: Triton's flags, defaults, errors and startup."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serverutil import run_server
+from tritonx.cli import UsageError, parse_args, parse_bool
+from tritonx.server import ServerOptions
+
+SRC = Path(__file__).resolve().parents[1] / "python"
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "tritonx", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def test_defaults_match_tritonserver() -> None:
+    options, log, warnings = parse_args(["--model-repository=/models"])
+    assert options == ServerOptions(model_repositories=[Path("/models")])
+    assert (options.http_port, options.grpc_port, options.metrics_port) == (
+        8000,
+        8001,
+        8002,
+    )
+    assert options.exit_on_error and options.strict_readiness
+    assert options.exit_timeout_secs == 30
+    assert options.model_control_mode == "none"
+    assert options.model_load_thread_count == 4
+    assert options.auto_complete
+    assert options.server_id == "triton"
+    assert options.metrics_address is None  # follows --http-address, like Triton
+    assert (log.verbose, log.info, log.warning, log.error) == (0, True, True, True)
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("on", True),
+        ("1", True),
+        ("false", False),
+        ("Off", False),
+        ("0", False),
+    ],
+)
+def test_boolean_spellings(text: str, value: bool) -> None:
+    assert parse_bool(text) is value
+    options, _, _ = parse_args(["--model-store=/m", f"--exit-on-error={text}"])
+    assert options.exit_on_error is value
+    options, _, _ = parse_args(["--model-store=/m", "--allow-grpc", text])
+    assert options.allow_grpc is value
+
+
+def test_repeatable_and_aliased_flags() -> None:
+    options, _, _ = parse_args(
+        [
+            "--model-repository=/a",
+            "--model-store",
+            "/b",
+            "--model-control-mode=explicit",
+            "--load-model=x",
+            "--load-model",
+            "y",
+            "--backend-config=python,shm-default-byte-size=1048576",
+            "--backend-config=python,stub-timeout-seconds=5",
+            "--backend-config=default-max-batch-size=8",
+        ]
+    )
+    assert options.model_repositories == [Path("/a"), Path("/b")]
+    assert options.startup_models == ["x", "y"]
+    assert options.backend_config == {
+        "python": {"shm-default-byte-size": "1048576", "stub-timeout-seconds": "5"},
+        "": {"default-max-batch-size": "8"},
+    }
+
+
+def test_auto_complete_flags() -> None:
+    options, _, _ = parse_args(["--model-store=/m", "--disable-auto-complete-config"])
+    assert not options.auto_complete
+    options, _, warnings = parse_args(
+        ["--model-store=/m", "--strict-model-config=true"]
+    )
+    assert not options.auto_complete
+    assert any("deprecated" in w for w in warnings)
+    options, _, _ = parse_args(["--model-store=/m", "--strict-model-config=false"])
+    assert options.auto_complete
+
+
+def test_log_and_metrics_flags() -> None:
+    options, log, _ = parse_args(
+        [
+            "--model-store=/m",
+            "--log-verbose=1",
+            "--log-info=false",
+            "--log-format=ISO8601",
+            "--log-file=/tmp/x.log",
+            "--metrics-interval-ms=500",
+            "--allow-cpu-metrics=0",
+            "--http-address=127.0.0.1",
+            "--id=edge",
+        ]
+    )
+    assert (log.verbose, log.info, log.format) == (1, False, "ISO8601")
+    assert log.file == Path("/tmp/x.log")
+    assert options.metrics_interval_ms == 500.0
+    assert not options.allow_cpu_metrics
+    assert options.server_id == "edge"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--exit-on-error=maybe"], "invalid value for bool option: maybe"),
+        (["--http-port=abc"], "Invalid option value. Got abc"),
+        (["--model-control-mode=auto"], "invalid argument for --model-control-mode"),
+        (["--load-model=a"], "requires setting '--model-control-mode=explicit'"),
+        (
+            ["--model-control-mode=explicit", "--load-model=*", "--load-model=a"],
+            "Wildcard model name '*' must be the ONLY startup model",
+        ),
+        (["--backend-config=python"], "'<backend name>,<setting>=<value>'"),
+    ],
+)
+def test_bad_values(args: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=r".*") as error:
+        parse_args(["--model-store=/m", *args])
+    assert message in str(error.value)
+
+
+def test_unknown_flag_fails_with_clear_message() -> None:
+    result = run_cli("--model-store=/m", "--no-such-flag=1")
+    assert result.returncode != 0
+    assert "unrecognized option '--no-such-flag=1'" in result.stderr
+    assert "--help" in result.stderr
+
+
+def test_unsupported_triton_flag_is_refused_not_ignored() -> None:
+    result = run_cli("--model-store=/m", "--grpc-use-ssl=true")
+    assert result.returncode != 0
+    assert "'--grpc-use-ssl' of tritonserver is not supported" in result.stderr
+
+
+def test_bad_boolean_exits_1() -> None:
+    result = run_cli("--model-store=/m", "--strict-readiness=yes")
+    assert result.returncode == 1
+    assert 'Bad option: "--strict-readiness".' in result.stderr
+
+
+def test_missing_repository_is_an_error() -> None:
+    result = run_cli("--http-port=0", "--grpc-port=0", "--metrics-port=0")
+    assert result.returncode == 1
+    assert "--model-repository must be specified" in result.stderr
+
+
+def test_help_lists_triton_flags() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ("--model-repository", "--exit-timeout-secs", "--backend-config"):
+        assert flag in result.stdout
+
+
+# -- real server in a subprocess -------------------------------------------------
+
+
+def test_smoke_serves_example_repository(example_repo: Path) -> None:
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    with run_server(example_repo, "--model-control-mode=explicit") as server:
+        pass  # nothing loaded in explicit mode without --load-model
+    assert server.process.returncode == 0
+
+    with run_server(
+        example_repo,
+        "--model-control-mode=explicit",
+        "--load-model=add_sub",
+        "--load-model=identity",
+        "--backend-directory=/opt/tritonserver/backends",
+    ) as server:
+        text = server.log_text()
+        assert "--backend-directory has no effect" in text
+        http = httpclient.InferenceServerClient(server.http_url)
+        assert http.is_server_ready()
+        assert http.is_model_ready("add_sub")
+        a = np.arange(4, dtype=np.float32)
+        b = np.ones(4, dtype=np.float32)
+        inputs = [
+            httpclient.InferInput("INPUT0", [4], "FP32"),
+            httpclient.InferInput("INPUT1", [4], "FP32"),
+        ]
+        inputs[0].set_data_from_numpy(a)
+        inputs[1].set_data_from_numpy(b)
+        result = http.infer("add_sub", inputs)
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+
+        grpc = grpcclient.InferenceServerClient(server.grpc_url)
+        x = np.arange(16, dtype=np.float32).reshape(1, 16)
+        ginput = grpcclient.InferInput("INPUT0", [1, 16], "FP32")
+        ginput.set_data_from_numpy(x)
+        out = grpc.infer("identity", [ginput]).as_numpy("OUTPUT0")
+        np.testing.assert_array_equal(out, x)
+        grpc.close()
+    assert server.process.returncode == 0
+
+
+def test_frontends_can_be_disabled(example_repo: Path) -> None:
+    with run_server(
+        example_repo,
+        "--model-control-mode=explicit",
+        "--allow-grpc=false",
+        "--allow-metrics=false",
+    ) as server:
+        assert set(server.ports) == {"http"}
+    text = server.log_text()
+    assert "Started GRPCInferenceService" not in text
+    assert "Started Metrics Service" not in text
+
+
+BAD_MODEL = """
+class TritonPythonModel:
+    def initialize(self, args):
+        raise RuntimeError("boom in initialize")
+
+    def execute(self, requests):
+        return []
+"""
+
+GOOD_CONFIG = """
+name: "{name}"
+backend: "python"
+max_batch_size: 0
+input [ {{ name: "INPUT0", data_type: TYPE_FP32, dims: [ 1 ] }} ]
+output [ {{ name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 1 ] }} ]
+"""
+
+GOOD_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [
+            pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor("OUTPUT0", pb_utils.get_input_tensor_by_name(
+                    r, "INPUT0").as_numpy())])
+            for r in requests
+        ]
+"""
+
+
+def test_exit_on_error(write_model) -> None:  # type: ignore[no-untyped-def]
+    write_model("good", GOOD_CONFIG.format(name="good"), GOOD_MODEL)
+    repo = write_model("bad", GOOD_CONFIG.format(name="bad"), BAD_MODEL)
+
+    with run_server(repo, expect_ready=False) as server:
+        assert server.process.wait(timeout=60) == 1
+    text = server.log_text()
+    assert "boom in initialize" in text
+    assert "error: creating server:" in text
+    assert "Started HTTPService" not in text
+
+    with run_server(repo, "--exit-on-error=false", "--strict-readiness=false") as srv:
+        import tritonclient.http as httpclient
+
+        http = httpclient.InferenceServerClient(srv.http_url)
+        assert http.is_model_ready("good")
+        assert not http.is_model_ready("bad")
+        assert http.is_server_ready()
+    assert srv.process.returncode == 0

@@ -1,0 +1,175 @@
+"""GET /metrics: Triton's families, labels and values read from the core's stats."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+from serverutil import run_server
+
+COUNTERS = (
+    "nv_inference_request_success",
+    "nv_inference_request_failure",
+    "nv_inference_count",
+    "nv_inference_exec_count",
+    "nv_inference_request_duration_us",
+    "nv_inference_queue_duration_us",
+    "nv_inference_compute_input_duration_us",
+    "nv_inference_compute_infer_duration_us",
+    "nv_inference_compute_output_duration_us",
+)
+GAUGES = (
+    "nv_inference_pending_request_count",
+    "nv_cpu_utilization",
+    "nv_cpu_memory_total_bytes",
+    "nv_cpu_memory_used_bytes",
+)
+
+# One instance that sleeps per execute: while it runs, the next requests queue up and
+# the dynamic batcher hands them over together, so exec_count < inference_count.
+BATCH_CONFIG = """
+name: "batched"
+backend: "python"
+max_batch_size: 8
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ 2 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 2 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 20000 }
+instance_group [ { count: 1, kind: KIND_CPU } ]
+"""
+
+BATCH_MODEL = """
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        time.sleep(0.2)
+        responses = []
+        for request in requests:
+            data = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            if data[0][0] < 0:
+                error = pb_utils.TritonError("negative input")
+                responses.append(pb_utils.InferenceResponse(error=error))
+            else:
+                out = pb_utils.Tensor("OUTPUT0", data)
+                responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+        return responses
+"""
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return response.read().decode()
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def labels(**kv: str) -> frozenset[tuple[str, str]]:
+    return frozenset(kv.items())
+
+
+def infer(url: str, value: float) -> Exception | None:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url, network_timeout=60)
+    inp = httpclient.InferInput("INPUT0", [1, 2], "FP32")
+    inp.set_data_from_numpy(np.full((1, 2), value, dtype=np.float32))
+    try:
+        client.infer("batched", [inp])
+    except Exception as error:
+        return error
+    return None
+
+
+def test_metrics_after_batched_inferences(write_model) -> None:  # type: ignore[no-untyped-def]
+    repo: Path = write_model("batched", BATCH_CONFIG, BATCH_MODEL)
+    n = 8
+    with run_server(repo, "--metrics-interval-ms=100") as server:
+        text = scrape(server.metrics_url)
+        model = labels(model="batched", version="1")
+        before = samples(text)
+        assert before[("nv_inference_request_success", model)] == 0
+        for reason in ("REJECTED", "CANCELED", "BACKEND", "OTHER"):
+            key = labels(model="batched", version="1", reason=reason)
+            assert before[("nv_inference_request_failure", key)] == 0
+
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            errors = list(pool.map(lambda i: infer(server.http_url, i), range(n)))
+        assert errors == [None] * n
+        assert infer(server.http_url, -1.0) is not None  # one backend failure
+
+        text = scrape(server.metrics_url)
+        after = samples(text)
+        assert after[("nv_inference_request_success", model)] == n
+        assert after[("nv_inference_count", model)] == n
+        executions = after[("nv_inference_exec_count", model)]
+        assert 1 <= executions < n, executions  # batching is visible
+        failures = {
+            reason: after[
+                (
+                    "nv_inference_request_failure",
+                    labels(model="batched", version="1", reason=reason),
+                )
+            ]
+            for reason in ("REJECTED", "CANCELED", "BACKEND", "OTHER")
+        }
+        assert sum(failures.values()) == 1, failures
+        assert failures["BACKEND"] == 1, failures
+        # Each request slept in a 0.2 s execute: the cumulative compute time shows it.
+        assert after[("nv_inference_compute_infer_duration_us", model)] >= 200_000
+        assert after[("nv_inference_request_duration_us", model)] >= 200_000 * n
+        assert after[("nv_inference_pending_request_count", model)] == 0
+        assert after[("nv_model_load_duration_secs", model)] > 0
+        assert 0.0 <= after[("nv_cpu_utilization", frozenset())] <= 1.0
+        assert after[("nv_cpu_memory_total_bytes", frozenset())] > 0
+
+        # The statistics extension reads the same core counters.
+        import tritonclient.http as httpclient
+
+        stats = httpclient.InferenceServerClient(
+            server.http_url
+        ).get_inference_statistics("batched")["model_stats"][0]
+        assert int(stats["inference_count"]) == n
+        assert int(stats["execution_count"]) == executions
+
+
+def test_exposition_format_matches_triton(example_repo: Path) -> None:
+    with run_server(
+        example_repo, "--model-control-mode=explicit", "--load-model=identity"
+    ) as server:
+        text = scrape(server.metrics_url)
+    lines = text.splitlines()
+    for name in COUNTERS:
+        assert f"# TYPE {name} counter" in lines, name
+    for name in GAUGES:
+        assert f"# TYPE {name} gauge" in lines, name
+    assert "_total" not in text  # prometheus_client's counter suffix must not leak
+    assert (
+        "# HELP nv_inference_request_success Number of successful inference "
+        "requests, all batch sizes" in lines
+    )
+    assert 'nv_inference_count{model="identity",version="1"} 0' in lines
+    assert (
+        'nv_inference_request_failure{model="identity",reason="OTHER",version="1"} 0'
+        in lines
+    )
+
+
+def test_cpu_metrics_can_be_disabled(example_repo: Path) -> None:
+    with run_server(
+        example_repo, "--model-control-mode=explicit", "--allow-cpu-metrics=false"
+    ) as server:
+        text = scrape(server.metrics_url)
+    assert "nv_cpu_utilization" not in text

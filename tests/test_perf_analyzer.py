@@ -1,0 +1,70 @@
+"""NVIDIA perf_analyzer drives tritonx over HTTP and gRPC without errors.
+
+perf_analyzer reads the model's metadata and config, generates inputs and measures;
+it is the strictest everyday client of Triton's protocol. The binary is found via
+$PERF_ANALYZER or PATH; the test is skipped where neither has it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from serverutil import run_server
+
+
+def perf_analyzer() -> str | None:
+    candidate = os.environ.get("PERF_ANALYZER")
+    if candidate and Path(candidate).is_file():
+        return candidate
+    return shutil.which("perf_analyzer")
+
+
+pytestmark = pytest.mark.skipif(
+    perf_analyzer() is None, reason="perf_analyzer not found ($PERF_ANALYZER or PATH)"
+)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_perf_analyzer_identity(example_repo: Path, protocol: str) -> None:
+    binary = perf_analyzer()
+    assert binary is not None
+    with run_server(
+        example_repo, "--model-control-mode=explicit", "--load-model=identity"
+    ) as server:
+        url = server.http_url if protocol == "http" else server.grpc_url
+        # count_windows with a small request count keeps the run to a few seconds
+        # on a busy machine while still exercising metadata, config and infer.
+        result = subprocess.run(
+            [
+                binary,
+                "-m",
+                "identity",
+                "-u",
+                url,
+                "-i",
+                protocol,
+                "--shape",
+                "INPUT0:16",
+                "--concurrency-range",
+                "2",
+                "--measurement-mode",
+                "count_windows",
+                "--measurement-request-count",
+                "50",
+                "--max-trials",
+                "3",
+                "--stability-percentage",
+                "100",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Throughput:" in output, output
+    assert "error" not in output.lower().replace("stderr", ""), output

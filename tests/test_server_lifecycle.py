@@ -1,0 +1,162 @@
+"""Server lifecycle: in-process start/stop and graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serverutil import run_server
+
+SLOW_CONFIG = """
+name: "slow"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ 1 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 1 ] } ]
+instance_group [ { count: 1, kind: KIND_CPU } ]
+"""
+
+# Sleeps in execute so that requests are still queued/running when SIGTERM comes,
+# and records finalize() in a file next to the model so the test can see it ran.
+SLOW_MODEL = """
+import os
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.marker = os.path.join(args["model_repository"], "finalized")
+
+    def execute(self, requests):
+        time.sleep(0.5)
+        return [
+            pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor("OUTPUT0", pb_utils.get_input_tensor_by_name(
+                    r, "INPUT0").as_numpy() * 2)])
+            for r in requests
+        ]
+
+    def finalize(self):
+        with open(self.marker, "w") as f:
+            f.write("done")
+"""
+
+
+def _infer_in_threads(url: str, count: int) -> tuple[list[threading.Thread], list]:
+    import tritonclient.http as httpclient
+
+    results: list = [None] * count
+
+    def one(i: int) -> None:
+        client = httpclient.InferenceServerClient(url, network_timeout=60)
+        inp = httpclient.InferInput("INPUT0", [1], "FP32")
+        inp.set_data_from_numpy(np.array([i], dtype=np.float32))
+        try:
+            results[i] = client.infer("slow", [inp]).as_numpy("OUTPUT0")
+        except Exception as error:  # recorded and asserted on below
+            results[i] = error
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def _wait_for_requests_in_flight(metrics_url: str, count: int) -> None:
+    """Block until the model has `count` requests queued or executing."""
+    import urllib.request
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+        pending = success = 0.0
+        for line in text.splitlines():
+            if line.startswith("nv_inference_pending_request_count{"):
+                pending = float(line.rsplit(" ", 1)[1])
+            if line.startswith("nv_inference_request_success{"):
+                success = float(line.rsplit(" ", 1)[1])
+        if pending + success >= count - 1:  # one is executing, not pending
+            return
+        time.sleep(0.02)
+    raise AssertionError("requests never reached the server")
+
+
+def test_sigterm_drains_in_flight_requests_then_finalizes(write_model) -> None:  # type: ignore[no-untyped-def]
+    repo: Path = write_model("slow", SLOW_CONFIG, SLOW_MODEL)
+    marker = repo / "slow" / "finalized"
+    count = 4  # 4 x 0.5 s with one instance: the last ends ~2 s after SIGTERM
+    with run_server(repo, "--exit-timeout-secs=20") as server:
+        threads, results = _infer_in_threads(server.http_url, count)
+        _wait_for_requests_in_flight(server.metrics_url, count)
+        server.process.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(timeout=30)
+        assert server.process.wait(timeout=30) == 0
+    for i, result in enumerate(results):
+        assert not isinstance(result, Exception), result
+        np.testing.assert_array_equal(result, [2.0 * i])
+    assert marker.read_text() == "done"
+    text = server.log_text()
+    assert "Signal (15) received." in text
+    assert "Waiting for in-flight requests to complete." in text
+    assert "All models are stopped, unloading models" in text
+
+
+def test_exit_timeout_bounds_shutdown(write_model) -> None:  # type: ignore[no-untyped-def]
+    repo: Path = write_model("slow", SLOW_CONFIG, SLOW_MODEL)
+    count = 8  # ~4 s of work; the server must give up after ~1 s
+    with run_server(repo, "--exit-timeout-secs=1") as server:
+        threads, _ = _infer_in_threads(server.http_url, count)
+        _wait_for_requests_in_flight(server.metrics_url, count)
+        start = time.monotonic()
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(timeout=30) == 0
+        elapsed = time.monotonic() - start
+        for thread in threads:
+            thread.join(timeout=30)
+    # 1 s grace + the batch that is executing (0.5 s) + unload; well under 4 s.
+    assert elapsed < 3.5, elapsed
+    assert "Signal (2) received." in server.log_text()
+
+
+def test_in_process_start_and_stop(example_repo: Path) -> None:
+    pytest.importorskip("tritonx._native")
+    from tritonx import loops
+    from tritonx.server import Server, ServerOptions
+
+    options = ServerOptions(
+        model_repositories=[example_repo],
+        model_control_mode="explicit",
+        startup_models=["identity"],
+        http_address="127.0.0.1",
+        grpc_address="127.0.0.1",
+        http_port=0,
+        grpc_port=0,
+        metrics_port=0,
+    )
+
+    async def scenario() -> dict[str, int]:
+        server = Server(options)
+        await server.start()
+        try:
+            ports = dict(server.ports)
+            reader, writer = await asyncio.open_connection("127.0.0.1", ports["http"])
+            writer.write(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+            status = await reader.readline()
+            writer.close()
+            assert b" 200 " in status
+            assert server.manager.model_ready("identity")
+        finally:
+            await server.stop()
+        return ports
+
+    ports = loops.run(scenario())
+    assert set(ports) == {"http", "grpc", "metrics"}
+    assert all(port > 0 for port in ports.values())
