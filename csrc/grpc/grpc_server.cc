@@ -544,7 +544,7 @@ Status GrpcServer::Impl::Start(const std::string& address, int port, int* bound_
     if (server != nullptr) server->Shutdown();
     pool_.reset();
     return Status(StatusCode::kUnavailable,
-                  "failed to start gRPC service: unable to bind to " + target);
+                  "unable to bind to '" + target + "'");
   }
   server_ = std::move(server);
   *bound_port = selected_port;

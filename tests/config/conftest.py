@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-MODEL_PY = '''import triton_python_backend_utils as pb_utils
+MODEL_PY = """import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
     def execute(self, requests):
         return [pb_utils.InferenceResponse([]) for _ in requests]
-'''
+"""
 
 MakeModel = Callable[..., Path]
 
@@ -31,7 +31,9 @@ def make_model(tmp_path: Path) -> MakeModel:
         model_dir.mkdir(parents=True, exist_ok=True)
         if config is not None:
             (model_dir / "config.pbtxt").write_text(config)
-        for rel, content in (files if files is not None else {"1/model.py": MODEL_PY}).items():
+        for rel, content in (
+            files if files is not None else {"1/model.py": MODEL_PY}
+        ).items():
             path = model_dir / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, bytes):

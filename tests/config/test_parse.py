@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tritonx.config import (
     ConfigPollError,
     config_from_json,
@@ -111,7 +110,10 @@ def test_json_override_replaces_file(make_model: MakeModel) -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ('{"backend":"python","foo":1}', "Invalid config override: foo: Cannot find field."),
+        (
+            '{"backend":"python","foo":1}',
+            "Invalid config override: foo: Cannot find field.",
+        ),
         ("[]", "Invalid config override: : Root element must be a message."),
         (
             '{"name":"zz","backend":"python"}',
@@ -124,7 +126,9 @@ def test_json_override_replaces_file(make_model: MakeModel) -> None:
         ),
     ],
 )
-def test_json_override_errors(make_model: MakeModel, override: str, message: str) -> None:
+def test_json_override_errors(
+    make_model: MakeModel, override: str, message: str
+) -> None:
     model_dir = make_model("ov")
     with pytest.raises(ConfigPollError) as info:
         load_model_config(model_dir, config_override=override)

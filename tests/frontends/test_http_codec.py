@@ -8,7 +8,6 @@ import struct
 
 import numpy as np
 import pytest
-
 from tritonx.errors import InternalError, InvalidArgumentError, UnsupportedError
 from tritonx.frontends import codec, http_infer
 from tritonx.frontends.http_routes import Route, resolve
@@ -34,7 +33,9 @@ def _wire(dtype: str, values: list[object]) -> bytes:
         ("FP64", [0.1, -1.0, 3.25, 1e300]),
     ],
 )
-def test_json_round_trip_every_fixed_size_type(dtype: str, values: list[object]) -> None:
+def test_json_round_trip_every_fixed_size_type(
+    dtype: str, values: list[object]
+) -> None:
     nested = [values[:2], values[2:]]
     wire = codec.json_to_wire("X", dtype, [2, 2], nested)
     assert wire == _wire(dtype, values)
@@ -166,18 +167,26 @@ def test_parse_binary_inputs_are_views_into_the_body() -> None:
             "Unable to parse 'binary_data_output'",
         ),
         (
-            {"inputs": [], "outputs": [{"name": "O", "parameters": {"binary_data": 1}}]},
+            {
+                "inputs": [],
+                "outputs": [{"name": "O", "parameters": {"binary_data": 1}}],
+            },
             InternalError,
             "Unable to parse 'binary_data'",
         ),
         (
-            {"inputs": [], "outputs": [{"name": "O", "parameters": {"classification": 2}}]},
+            {
+                "inputs": [],
+                "outputs": [{"name": "O", "parameters": {"classification": 2}}],
+            },
             UnsupportedError,
             "classification",
         ),
     ],
 )
-def test_parse_errors(doc: dict[str, object], error: type[Exception], message: str) -> None:
+def test_parse_errors(
+    doc: dict[str, object], error: type[Exception], message: str
+) -> None:
     body = json.dumps(doc).encode()
     with pytest.raises(error) as info:
         http_infer.parse_infer(body, None, "m")
@@ -217,7 +226,9 @@ def test_header_length_checks() -> None:
     assert http_infer.header_length(b"abc", 10) == 0  # atoi, like Triton
     with pytest.raises(InvalidArgumentError) as info:
         http_infer.header_length(b"11", 10)
-    assert str(info.value) == "inference header size should be in range (0, 10), got: 11"
+    assert (
+        str(info.value) == "inference header size should be in range (0, 10), got: 11"
+    )
 
 
 def test_raw_input_deduces_shape() -> None:
@@ -227,7 +238,9 @@ def test_raw_input_deduces_shape() -> None:
     assert parsed.default_binary is True
     parsed = http_infer.raw_input(b"hello", [("S", "BYTES", [1])], 0, "m")
     assert bytes(parsed.inputs[0][3]) == b"\x05\0\0\0hello"
-    with pytest.raises(InvalidArgumentError, match="Raw request must only have 1 input"):
+    with pytest.raises(
+        InvalidArgumentError, match="Raw request must only have 1 input"
+    ):
         http_infer.raw_input(data, [("A", "FP32", [3]), ("B", "FP32", [3])], 0, "m")
 
 

@@ -27,16 +27,36 @@ def _int(obj: dict[str, Any], key: str) -> None:
         obj[key] = int(obj[key])
 
 
+_FLOAT_TYPES = (
+    descriptor.FieldDescriptor.TYPE_FLOAT,
+    descriptor.FieldDescriptor.TYPE_DOUBLE,
+)
+
+
+def _float(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return int(value)
+    return value
+
+
 def _declaration_order(
     doc: dict[str, Any], desc: descriptor.Descriptor
 ) -> dict[str, Any]:
-    """Keys in field declaration order, as the C++ printer emits them (Python's
-    printer puts set fields first)."""
+    """Keys in the order Triton's C++ printer emits them: declaration order,
+    except that set scalar oneof members come last (in field-number order).
+    Integral floats print as integers there ("0", not "0.0")."""
     out: dict[str, Any] = {}
-    for field in desc.fields:
+    scalar_oneof = [f for f in desc.fields if f.containing_oneof and not f.message_type]
+    fields = [f for f in desc.fields if f not in scalar_oneof]
+    fields += sorted(scalar_oneof, key=lambda f: f.number)
+    for field in fields:
         if field.name not in doc:
             continue
         value = doc[field.name]
+        if field.type in _FLOAT_TYPES:
+            value = (
+                [_float(v) for v in value] if isinstance(value, list) else _float(value)
+            )
         sub = field.message_type
         if sub is not None and sub.GetOptions().map_entry:
             value_desc = sub.fields_by_name["value"].message_type

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tritonx.config._pb import ModelConfig, mc
+from tritonx.config._pb import ModelConfig, ModelInstanceGroup, mc
 
 # Triton's default for sequence_batching.max_sequence_idle_microseconds.
 SEQUENCE_IDLE_DEFAULT_US = 1_000_000
@@ -42,7 +42,7 @@ def normalize_model_config(config: ModelConfig) -> None:
             opt.output_pinned_memory.enable = True
 
 
-def _default_count(group: mc.ModelInstanceGroup, backend: str) -> int:
+def _default_count(group: ModelInstanceGroup, backend: str) -> int:
     if (
         group.kind == mc.ModelInstanceGroup.KIND_CPU
         and backend in _TWO_CPU_INSTANCE_BACKENDS
@@ -55,7 +55,7 @@ def normalize_instance_groups(
     config: ModelConfig,
     *,
     gpu_ids: Sequence[int] = (),
-    preferred_groups: Sequence[mc.ModelInstanceGroup] = (),
+    preferred_groups: Sequence[ModelInstanceGroup] = (),
 ) -> None:
     """Give every instance group a name, a resolved kind, a count and its GPUs.
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonx.config._pb import ModelConfig, mc
+from tritonx.config._pb import ModelConfig, ModelInput, ModelOutput, mc
 from tritonx.config.datatypes import datatype_name, wire_datatype
 from tritonx.config.normalize import normalize_model_config
 from tritonx.errors import InvalidArgumentError
@@ -169,7 +169,7 @@ def check_onnx_consistency(config: ModelConfig, onnx_path: Path) -> None:
 
 def _check_tensor(
     config: ModelConfig,
-    io: mc.ModelInput | mc.ModelOutput,
+    io: ModelInput | ModelOutput,
     model: dict[str, OnnxTensor],
     kind: str,
 ) -> None:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tritonx.config._pb import ModelConfig, mc
+from tritonx.config._pb import (
+    ModelConfig,
+    ModelInput,
+    ModelOutput,
+    ModelQueuePolicy,
+    mc,
+)
 from tritonx.config.datatypes import wire_datatype
 
 if TYPE_CHECKING:
@@ -16,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def _tensor_spec(
-    tensor: mc.ModelInput | mc.ModelOutput, optional: bool
+    tensor: ModelInput | ModelOutput, optional: bool
 ) -> _native.TensorSpec:
     from tritonx import _native
 
@@ -43,7 +49,7 @@ def model_spec_from_config(config: ModelConfig, version: int) -> _native.ModelSp
     )
 
 
-def _queue_policy(policy: mc.ModelQueuePolicy) -> _native.QueuePolicy:
+def _queue_policy(policy: ModelQueuePolicy) -> _native.QueuePolicy:
     from tritonx import _native
 
     return _native.QueuePolicy(

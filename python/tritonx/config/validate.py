@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from tritonx.config._pb import ModelConfig, mc
+from tritonx.config._pb import ModelConfig, ModelInput, ModelMetrics, ModelOutput, mc
 from tritonx.config.backend_fields import (
     ENSEMBLE_PLATFORM,
     TRT_PLATFORM,
@@ -158,7 +158,7 @@ def _validate_ensemble(config: ModelConfig) -> None:
         raise _bad(f"must specify 'step' for ensemble '{name}'")
 
 
-def _validate_model_metrics(metrics: mc.ModelMetrics) -> None:
+def _validate_model_metrics(metrics: ModelMetrics) -> None:
     for control in metrics.metric_control:
         if not control.HasField("metric_identifier"):
             raise _bad("metric control must specify 'metric_identifier'")
@@ -237,7 +237,7 @@ def _chunks(dims: Iterable[int]) -> list[int]:
 
 
 def _validate_io_shape(
-    io: mc.ModelInput | mc.ModelOutput, max_batch_size: int, prefix: str
+    io: ModelInput | ModelOutput, max_batch_size: int, prefix: str
 ) -> None:
     if not io.name:
         raise _bad(prefix + "must specify 'name'")
@@ -297,7 +297,7 @@ def _validate_io(config: ModelConfig) -> None:
 
 
 def _validate_tensor_flags(
-    io: mc.ModelInput | mc.ModelOutput, platform: str, what: str
+    io: ModelInput | ModelOutput, platform: str, what: str
 ) -> None:
     if platform != TRT_PLATFORM and io.is_shape_tensor:
         raise _bad("shape tensors are only supported for TensorRT platform")

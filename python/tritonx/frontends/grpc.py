@@ -1,0 +1,477 @@
+"""The gRPC frontend: Triton's ``inference.GRPCInferenceService`` served by C++.
+
+``ModelInfer`` and ``ModelStreamInfer`` never reach this module: the C++ server
+(csrc/grpc) parses them, finds the model in the shared ``ModelRegistry`` and
+enqueues them on the core directly. Every other RPC (health, metadata, config,
+statistics, repository control, shared memory, trace and log settings, and
+``grpc.health.v1.Health/Check``) arrives here as ``(method path, request bytes)``
+on one of the C++ server's control threads, with the GIL held; the answer is the
+serialized response message, or a ``TritonXError`` whose ``grpc_code`` becomes
+the call's status.
+
+Handlers run off the event loop. They call the manager's synchronous methods
+directly; ``load``/``unload`` are coroutines and are run on the server's loop,
+the control thread waiting for their result (a slow load therefore occupies one
+control thread, never an inference thread nor the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+
+from tritonx import __version__
+from tritonx.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+    UnsupportedError,
+)
+from tritonx.frontends.base import SERVER_EXTENSIONS
+
+logger = logging.getLogger("tritonx.grpc")
+
+_SERVICE = "/inference.GRPCInferenceService/"
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+
+# The eight inference_stats durations perf_analyzer expects to find, even at zero.
+_INFER_STAT_FIELDS = (
+    "success",
+    "fail",
+    "queue",
+    "compute_input",
+    "compute_infer",
+    "compute_output",
+    "cache_hit",
+    "cache_miss",
+)
+
+
+class SettingsStore:
+    """Log or trace settings kept in memory; ``update`` validates and merges.
+
+    The server may pass stores shared with the HTTP frontend; any object with the
+    same ``get``/``update`` methods works.
+    """
+
+    def __init__(
+        self,
+        defaults: Mapping[str, Any],
+        validate: Callable[[str, Any], Any] | None = None,
+    ) -> None:
+        self._defaults = dict(defaults)
+        self._values = dict(defaults)
+        self._validate = validate
+
+    def get(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def update(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        staged = dict(self._values)
+        for key, value in changes.items():
+            if value is None:
+                staged[key] = self._defaults.get(key)
+                continue
+            staged[key] = self._validate(key, value) if self._validate else value
+        self._values = staged
+        return self.get()
+
+
+def _validate_log_setting(key: str, value: Any) -> Any:
+    if key == "log_file":
+        raise UnsupportedError(
+            "log file location can not be updated through network protocol"
+        )
+    if key in ("log_info", "log_warning", "log_error"):
+        if not isinstance(value, bool):
+            raise InvalidArgumentError(f"expect boolean for '{key}'")
+        return value
+    if key == "log_verbose_level":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidArgumentError(f"expect unsigned integer for '{key}'")
+        return value
+    if key == "log_format":
+        if value not in ("default", "ISO8601"):
+            raise InvalidArgumentError(
+                f"invalid value for '{key}': expected 'default' or 'ISO8601'"
+            )
+        return value
+    raise InvalidArgumentError(f"unknown log setting '{key}'")
+
+
+_TRACE_KEYS = ("trace_file", "trace_level", "trace_rate", "trace_count", "log_frequency",
+               "trace_mode")
+
+
+def _validate_trace_setting(key: str, value: Any) -> Any:
+    if key not in _TRACE_KEYS:
+        raise InvalidArgumentError(f"unknown trace setting '{key}'")
+    if key == "trace_level":
+        for level in value:
+            if level not in ("OFF", "TIMESTAMPS", "TENSORS"):
+                raise InvalidArgumentError(f"invalid trace level '{level}'")
+        return list(value)
+    if key in ("trace_rate", "trace_count", "log_frequency"):
+        text = value[0] if isinstance(value, list) else value
+        try:
+            int(text)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"unable to parse '{key}', got: '{text}'"
+            ) from None
+        return str(text)
+    return value[0] if isinstance(value, list) else value
+
+
+def default_log_settings() -> SettingsStore:
+    return SettingsStore(
+        {
+            "log_file": "",
+            "log_info": True,
+            "log_warning": True,
+            "log_error": True,
+            "log_verbose_level": 0,
+            "log_format": "default",
+        },
+        _validate_log_setting,
+    )
+
+
+def default_trace_settings() -> SettingsStore:
+    return SettingsStore(
+        {
+            "trace_file": "",
+            "trace_level": ["OFF"],
+            "trace_rate": "1000",
+            "trace_count": "-1",
+            "log_frequency": "0",
+            "trace_mode": "triton",
+        },
+        _validate_trace_setting,
+    )
+
+
+class GrpcFrontend:
+    """Runs the C++ gRPC server and answers its control-plane calls."""
+
+    def __init__(
+        self,
+        manager: Any,
+        registry: Any,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 8001,
+        server_id: str = "triton",
+        version: str = __version__,
+        extensions: Sequence[str] = SERVER_EXTENSIONS,
+        control_threads: int = 8,
+        infer_compression_level: str = "none",
+        channel_args: Mapping[str, int] | None = None,
+        use_ssl: bool = False,
+        use_mutual_auth: bool = False,
+        server_cert: str = "",
+        server_key: str = "",
+        root_cert: str = "",
+        log_settings: Any = None,
+        trace_settings: Any = None,
+    ) -> None:
+        from tritonx._proto import grpc_service_pb2 as pb
+        from tritonx._proto import health_pb2
+
+        self._pb = pb
+        self._health_pb = health_pb2
+        self._manager = manager
+        self._registry = registry
+        self._host = host
+        self._port = port
+        self._server_id = server_id
+        self._version = version
+        self._extensions = list(extensions)
+        self._server_options: dict[str, Any] = {
+            "control_threads": control_threads,
+            "infer_compression_level": infer_compression_level,
+            "channel_args": dict(channel_args or {}),
+            "use_ssl": use_ssl,
+            "use_mutual_auth": use_mutual_auth,
+            "server_cert": server_cert,
+            "server_key": server_key,
+            "root_cert": root_cert,
+        }
+        self.log_settings = log_settings or default_log_settings()
+        self.trace_settings = trace_settings or default_trace_settings()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Any = None
+        self._stopping = False
+        # method path -> (request message class, handler)
+        self._methods: dict[str, tuple[type[Message], Callable[[Any], Message]]] = {}
+        for rpc, request_type, fn in (
+            ("ServerLive", pb.ServerLiveRequest, self._server_live),
+            ("ServerReady", pb.ServerReadyRequest, self._server_ready),
+            ("ModelReady", pb.ModelReadyRequest, self._model_ready),
+            ("ServerMetadata", pb.ServerMetadataRequest, self._server_metadata),
+            ("ModelMetadata", pb.ModelMetadataRequest, self._model_metadata),
+            ("ModelConfig", pb.ModelConfigRequest, self._model_config),
+            ("ModelStatistics", pb.ModelStatisticsRequest, self._model_statistics),
+            ("RepositoryIndex", pb.RepositoryIndexRequest, self._repository_index),
+            ("RepositoryModelLoad", pb.RepositoryModelLoadRequest, self._load),
+            ("RepositoryModelUnload", pb.RepositoryModelUnloadRequest, self._unload),
+            ("SystemSharedMemoryStatus", pb.SystemSharedMemoryStatusRequest,
+             self._system_shm_status),
+            ("SystemSharedMemoryRegister", pb.SystemSharedMemoryRegisterRequest,
+             self._system_shm_register),
+            ("SystemSharedMemoryUnregister", pb.SystemSharedMemoryUnregisterRequest,
+             self._shm_unregister(pb.SystemSharedMemoryUnregisterResponse)),
+            ("CudaSharedMemoryStatus", pb.CudaSharedMemoryStatusRequest,
+             self._cuda_shm_status),
+            ("CudaSharedMemoryRegister", pb.CudaSharedMemoryRegisterRequest,
+             self._cuda_shm_register),
+            ("CudaSharedMemoryUnregister", pb.CudaSharedMemoryUnregisterRequest,
+             self._shm_unregister(pb.CudaSharedMemoryUnregisterResponse)),
+            ("TraceSetting", pb.TraceSettingRequest, self._trace_setting),
+            ("LogSettings", pb.LogSettingsRequest, self._log_settings),
+        ):
+            self._methods[_SERVICE + rpc] = (request_type, fn)
+        self._methods[_HEALTH_CHECK] = (health_pb2.HealthCheckRequest, self._health_check)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> int:
+        from tritonx import _native
+
+        server_type = getattr(_native, "GrpcServer", None) or _native._C.GrpcServer
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._server = server_type(self._registry, self.handle, **self._server_options)
+        try:
+            port: int = self._server.start(self._host, self._port)
+        except Exception as exc:
+            self._server = None
+            # The server maps bind failures to OSError-like startup errors.
+            raise OSError(str(exc)) from exc
+        return port
+
+    async def stop(self, grace: float) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping = True
+        # Stopping blocks until in-flight calls end; a load/unload among them needs
+        # this loop to finish, so the wait happens on another thread.
+        await asyncio.get_running_loop().run_in_executor(None, server.stop, grace)
+
+    # -- dispatch (control threads) ----------------------------------------------------
+
+    def handle(self, method: str, data: bytes) -> bytes:
+        """Answers one control-plane call; exceptions carry the gRPC status."""
+        entry = self._methods.get(method)
+        if entry is None:
+            raise UnsupportedError(f"unknown method '{method}'")
+        request_type, fn = entry
+        request = request_type()
+        try:
+            request.ParseFromString(data)
+        except DecodeError as exc:
+            raise InvalidArgumentError(f"unable to parse request: {exc}") from None
+        return fn(request).SerializeToString()
+
+    def _run_on_loop(self, coro: Any) -> Any:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            coro.close()
+            raise UnavailableError("Server is shutting down")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    # -- health and metadata -----------------------------------------------------------
+
+    def _server_live(self, request: Any) -> Message:
+        return self._pb.ServerLiveResponse(live=not self._stopping)
+
+    def _server_ready(self, request: Any) -> Message:
+        ready = not self._stopping and bool(self._manager.server_ready())
+        return self._pb.ServerReadyResponse(ready=ready)
+
+    def _health_check(self, request: Any) -> Message:
+        status_enum = self._health_pb.HealthCheckResponse
+        serving = not self._stopping and bool(self._manager.server_ready())
+        return status_enum(
+            status=status_enum.SERVING if serving else status_enum.NOT_SERVING
+        )
+
+    def _model_ready(self, request: Any) -> Message:
+        ready = bool(self._manager.model_ready(request.name, request.version))
+        return self._pb.ModelReadyResponse(ready=ready)
+
+    def _server_metadata(self, request: Any) -> Message:
+        return self._pb.ServerMetadataResponse(
+            name=self._server_id, version=self._version, extensions=self._extensions
+        )
+
+    def _model_metadata(self, request: Any) -> Message:
+        meta = self._manager.metadata(request.name, request.version)
+        response = self._pb.ModelMetadataResponse(
+            name=meta.get("name", request.name),
+            versions=[str(v) for v in meta.get("versions", [])],
+            platform=meta.get("platform", ""),
+        )
+        for field in ("inputs", "outputs"):
+            target = getattr(response, field)
+            for tensor in meta.get(field, []):
+                target.add(
+                    name=tensor["name"],
+                    datatype=tensor["datatype"],
+                    shape=[int(d) for d in tensor.get("shape", [])],
+                )
+        return response
+
+    def _model_config(self, request: Any) -> Message:
+        config = self._manager.config(request.name, request.version)
+        response = self._pb.ModelConfigResponse()
+        try:
+            response.config.CopyFrom(config)
+        except TypeError:
+            # A ModelConfig class from another descriptor pool: go through bytes.
+            response.config.ParseFromString(config.SerializeToString())
+        return response
+
+    def _model_statistics(self, request: Any) -> Message:
+        rows = self._manager.statistics(request.name, request.version)
+        response = self._pb.ModelStatisticsResponse()
+        for row in rows:
+            stats = response.model_stats.add()
+            json_format.ParseDict(_json_safe(row), stats, ignore_unknown_fields=True)
+            for field in _INFER_STAT_FIELDS:
+                getattr(stats.inference_stats, field).SetInParent()
+        return response
+
+    # -- repository --------------------------------------------------------------------
+
+    def _repository_index(self, request: Any) -> Message:
+        if request.repository_name:
+            raise UnsupportedError("'repository_name' specification is not supported")
+        response = self._pb.RepositoryIndexResponse()
+        for row in self._manager.index(request.ready):
+            entry = response.models.add(name=row["name"])
+            for key in ("version", "state", "reason"):
+                value = row.get(key)
+                if value not in (None, ""):
+                    setattr(entry, key, str(value))
+        return response
+
+    def _load(self, request: Any) -> Message:
+        if request.repository_name:
+            raise UnsupportedError("'repository_name' specification is not supported")
+        config: str | None = None
+        files: dict[str, bytes] = {}
+        for key, param in request.parameters.items():
+            kind = param.WhichOneof("parameter_choice")
+            if key == "config":
+                if kind != "string_param":
+                    raise InvalidArgumentError(
+                        "Unable to parse 'config', expect string parameter"
+                    )
+                config = param.string_param
+            elif key.startswith("file:"):
+                if kind == "bytes_param":
+                    files[key[len("file:"):]] = param.bytes_param
+                elif kind == "string_param":
+                    files[key[len("file:"):]] = param.string_param.encode()
+                else:
+                    raise InvalidArgumentError(
+                        f"Unable to parse '{key}', expect bytes parameter"
+                    )
+        self._run_on_loop(self._manager.load(request.model_name, config, files or None))
+        return self._pb.RepositoryModelLoadResponse()
+
+    def _unload(self, request: Any) -> Message:
+        if request.repository_name:
+            raise UnsupportedError("'repository_name' specification is not supported")
+        dependents = False
+        param = request.parameters.get("unload_dependents")
+        if param is not None:
+            if param.WhichOneof("parameter_choice") != "bool_param":
+                raise InvalidArgumentError(
+                    "Unable to parse 'unload_dependents', expect bool parameter"
+                )
+            dependents = param.bool_param
+        self._run_on_loop(self._manager.unload(request.model_name, dependents))
+        return self._pb.RepositoryModelUnloadResponse()
+
+    # -- shared memory (no regions can be registered: not supported yet) ----------------
+
+    def _system_shm_status(self, request: Any) -> Message:
+        if request.name:
+            raise NotFoundError(
+                f"Unable to find system shared memory region: '{request.name}'"
+            )
+        return self._pb.SystemSharedMemoryStatusResponse()
+
+    def _system_shm_register(self, request: Any) -> Message:
+        raise UnsupportedError("system shared memory is not supported by this server")
+
+    def _cuda_shm_status(self, request: Any) -> Message:
+        if request.name:
+            raise NotFoundError(
+                f"Unable to find cuda shared memory region: '{request.name}'"
+            )
+        return self._pb.CudaSharedMemoryStatusResponse()
+
+    def _cuda_shm_register(self, request: Any) -> Message:
+        raise UnsupportedError("CUDA shared memory is not supported by this server")
+
+    @staticmethod
+    def _shm_unregister(response_type: type[Message]) -> Callable[[Any], Message]:
+        # Nothing is ever registered, so unregistering (one region or all) is a no-op.
+        return lambda request: response_type()
+
+    # -- settings ----------------------------------------------------------------------
+
+    def _trace_setting(self, request: Any) -> Message:
+        if request.model_name:
+            # Per-model trace settings are not kept apart from the global ones.
+            self._manager.config(request.model_name, "")  # raises for unknown models
+        if request.settings:
+            changes = {
+                key: (list(value.value) if value.value else None)
+                for key, value in request.settings.items()
+            }
+            current = self.trace_settings.update(changes)
+        else:
+            current = self.trace_settings.get()
+        response = self._pb.TraceSettingResponse()
+        for key, value in current.items():
+            values = value if isinstance(value, list) else [str(value)]
+            response.settings[key].value.extend(str(v) for v in values)
+        return response
+
+    def _log_settings(self, request: Any) -> Message:
+        if request.settings:
+            changes: dict[str, Any] = {}
+            for key, value in request.settings.items():
+                kind = value.WhichOneof("parameter_choice")
+                changes[key] = getattr(value, kind) if kind else None
+            current = self.log_settings.update(changes)
+        else:
+            current = self.log_settings.get()
+        response = self._pb.LogSettingsResponse()
+        for key, value in current.items():
+            entry = response.settings[key]
+            if isinstance(value, bool):
+                entry.bool_param = value
+            elif isinstance(value, int):
+                entry.uint32_param = value
+            else:
+                entry.string_param = str(value)
+        return response
+
+
+def _json_safe(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Statistics rows may carry tuples or ints as versions; ParseDict wants JSON."""
+    out = dict(row)
+    if "version" in out:
+        out["version"] = str(out["version"])
+    return out

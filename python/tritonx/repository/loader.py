@@ -1,0 +1,157 @@
+"""Building and tearing down one model version. Everything here blocks (backend
+code, file I/O, joining worker threads) and runs on the manager's thread pool."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tritonx.config import (
+    ModelConfig,
+    config_to_json,
+    model_file_path,
+    model_spec_from_config,
+    scheduler_config_from_config,
+)
+from tritonx.config._pb import mc
+from tritonx.repository.records import LoadedModel
+from tritonx.repository.warmup import run_warmup
+
+log = logging.getLogger("tritonx.repository")
+
+# After a model leaves the registry, a request that looked it up just before may
+# still be on its way to submit(); wait this long before trusting pending_count().
+_DRAIN_GRACE_S = 0.05
+_DRAIN_POLL_S = 0.01
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """What a version load needs besides the model's own config."""
+
+    auto_complete: bool
+    backend_config: dict[str, dict[str, str]]
+
+
+def _backend_settings(
+    backend_config: dict[str, dict[str, str]], backend: str
+) -> dict[str, str]:
+    # Global settings (no backend name) apply unless the backend overrides them.
+    return {**backend_config.get("", {}), **backend_config.get(backend, {})}
+
+
+def _resolve_backend(name: str) -> Any:
+    from tritonx.backends.registry import get_backend
+
+    return get_backend(name)
+
+
+def _kind_name(kind: int) -> str:
+    return mc.ModelInstanceGroup.Kind.Name(kind).removeprefix("KIND_")
+
+
+def _create_instances(backend_model: Any, config: ModelConfig) -> list[Any]:
+    """One instance per group count (per listed GPU for KIND_GPU), named like
+    Triton: "<group name>_<n>", n counting within the group."""
+    from tritonx.backends.base import InstanceContext
+
+    instances: list[Any] = []
+    for group in config.instance_group:
+        kind = _kind_name(group.kind)
+        devices = list(group.gpus) if kind == "GPU" else [0]
+        for n in range(group.count):
+            for device in devices:
+                ictx = InstanceContext(
+                    name=f"{group.name}_{n}",
+                    index=len(instances),
+                    kind=kind,
+                    device_id=device,
+                    cuda_stream=0,
+                )
+                instances.append(backend_model.create_instance(ictx))
+    return instances
+
+
+def build_version(
+    config: ModelConfig,
+    version: int,
+    model_dir: Path,
+    repository: Path,
+    settings: LoadSettings,
+) -> LoadedModel:
+    """Load one version: backend model, instances, core Model, warmup."""
+    from tritonx import _native
+    from tritonx.backends.base import ModelContext
+
+    started = time.monotonic()
+    config = _copy(config)  # auto-complete may change it per version
+    backend = _resolve_backend(config.backend)
+    ctx = ModelContext(
+        name=config.name,
+        version=version,
+        config=config,
+        config_json=config_to_json(config),
+        model_dir=model_dir,
+        version_dir=model_dir / str(version),
+        model_file=model_file_path(config, model_dir, version),
+        repository=repository,
+        backend_config=_backend_settings(settings.backend_config, config.backend),
+    )
+    complete = getattr(backend, "auto_complete_config", None)
+    if settings.auto_complete and complete is not None:
+        complete(config, ctx)
+        ctx.config_json = config_to_json(config)
+    backend_model = backend.load_model(ctx)
+    try:
+        instances = _create_instances(backend_model, config)
+        core = _native.Model(
+            model_spec_from_config(config, version),
+            scheduler_config_from_config(config),
+            instances,
+        )
+        try:
+            run_warmup(core, config, model_dir, len(instances))
+        except BaseException:
+            core.stop()
+            raise
+    except BaseException:
+        _unload_backend(backend_model, config.name, version)
+        raise
+    return LoadedModel(
+        name=config.name,
+        version=version,
+        config=config,
+        core=core,
+        backend_model=backend_model,
+        instances=instances,
+        model_dir=model_dir,
+        load_seconds=time.monotonic() - started,
+    )
+
+
+def _copy(config: ModelConfig) -> ModelConfig:
+    copied = ModelConfig()
+    copied.CopyFrom(config)
+    return copied
+
+
+def _unload_backend(backend_model: Any, name: str, version: int) -> None:
+    try:
+        backend_model.unload()
+    except Exception:
+        log.exception("error while unloading model '%s' version %d", name, version)
+
+
+def retire_version(loaded: LoadedModel) -> None:
+    """Stop a version that is no longer in the registry, once its in-flight
+    requests have completed, then let the backend release it."""
+    core = loaded.core
+    time.sleep(_DRAIN_GRACE_S)
+    while core.pending_count() > 0:
+        time.sleep(_DRAIN_POLL_S)
+    core.stop()
+    _unload_backend(loaded.backend_model, loaded.name, loaded.version)
+    log.info("successfully unloaded '%s' version %d", loaded.name, loaded.version)

@@ -1,0 +1,170 @@
+"""The read side of the ModelManager: index, readiness, lookups, statistics.
+
+Messages follow Triton 2.51: a model the manager never tried to load is "not
+found"; one it tried but that has no READY version "has no available versions"; a
+known but not READY version "is not at ready state"; any other version "is not
+found".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tritonx.config import ModelConfig
+from tritonx.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
+from tritonx.repository.records import (
+    READY,
+    UNAVAILABLE,
+    UNLOADED_REASON,
+    LoadedModel,
+    ManagerOptions,
+    ModelRecord,
+)
+from tritonx.repository.reports import model_metadata, model_statistics
+from tritonx.repository.repository import DUPLICATE_REASON, list_repositories
+
+
+def _unknown(name: str, what: str) -> str:
+    return f"Request for unknown model: '{name}' {what}"
+
+
+def _parse_version(name: str, version: str) -> int | None:
+    if version == "":
+        return None
+    try:
+        return int(version)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"failed to parse model version '{version}' of model '{name}'"
+        ) from None
+
+
+class ModelLookup:
+    def __init__(self, options: ManagerOptions) -> None:
+        self.options = options
+        self._records: dict[str, ModelRecord] = {}
+        self._started = False
+        # (name, version) -> seconds the load took; for nv_model_load_duration_secs.
+        self.model_load_durations: dict[tuple[str, int], float] = {}
+
+    # -- index and readiness ---------------------------------------------------
+
+    def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        """Triton's repository index: every model directory of every repository,
+        sorted by name, with one entry per version the manager knows about.
+
+        Models never loaded have only a name; a name in two repositories is
+        UNAVAILABLE even with ``ready_only`` (as in Triton).
+        """
+        listing = list_repositories(self.options.repositories)
+        rows: list[dict[str, Any]] = []
+        for name in listing.names():
+            if name in listing.duplicates:
+                rows.append(
+                    {"name": name, "state": UNAVAILABLE, "reason": DUPLICATE_REASON}
+                )
+                continue
+            record = self._records.get(name)
+            if record is None:
+                if not ready_only:
+                    rows.append({"name": name})
+                continue
+            for version, slot in sorted(record.versions.items()):
+                if ready_only and slot.state != READY:
+                    continue
+                row: dict[str, Any] = {
+                    "name": name,
+                    "version": str(version),
+                    "state": slot.state,
+                }
+                if slot.reason:
+                    row["reason"] = slot.reason
+                rows.append(row)
+        return rows
+
+    def server_ready(self) -> bool:
+        """With strict readiness: every model the manager tried to load has
+        versions, all READY or unloaded on purpose (Triton's rule)."""
+        if not self._started:
+            return False
+        if not self.options.strict_readiness:
+            return True
+        for record in self._records.values():
+            if not record.versions:
+                return False
+            for slot in record.versions.values():
+                if slot.state != READY and slot.reason != UNLOADED_REASON:
+                    return False
+        return True
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        """Unknown models and versions are simply not ready, as in Triton."""
+        try:
+            self.get(name, version)
+        except (NotFoundError, UnavailableError, InvalidArgumentError):
+            return False
+        return True
+
+    # -- lookups ---------------------------------------------------------------
+
+    def get(self, name: str, version: str = "") -> LoadedModel:
+        """The READY version asked for ("" = the highest READY version)."""
+        record = self._records.get(name)
+        if record is None:
+            raise NotFoundError(_unknown(name, "is not found"))
+        wanted = _parse_version(name, version)
+        if wanted is None:
+            ready = record.ready_versions()
+            if not ready:
+                raise NotFoundError(_unknown(name, "has no available versions"))
+            wanted = ready[-1]
+        slot = record.versions.get(wanted)
+        if slot is None:
+            raise NotFoundError(_unknown(name, f"version {wanted} is not found"))
+        if slot.state != READY or slot.loaded is None:
+            raise UnavailableError(
+                _unknown(name, f"version {wanted} is not at ready state")
+            )
+        return slot.loaded
+
+    def ready_versions(self, name: str) -> list[int]:
+        record = self._records.get(name)
+        return record.ready_versions() if record is not None else []
+
+    def metadata(self, name: str, version: str = "") -> dict[str, Any]:
+        loaded = self.get(name, version)
+        versions = [loaded.version] if version else self.ready_versions(name)
+        return model_metadata(loaded, versions)
+
+    def config(self, name: str, version: str = "") -> ModelConfig:
+        return self.get(name, version).config
+
+    def statistics(self, name: str = "", version: str = "") -> list[dict[str, Any]]:
+        """``model_stats`` entries: all READY versions of ``name`` (or of every
+        model when ``name`` is empty), or the one ``version``."""
+        if not name:
+            return [
+                self._stats_of(record.name, v)
+                for _, record in sorted(self._records.items())
+                for v in record.ready_versions()
+            ]
+        ready = self.ready_versions(name)
+        if not ready:
+            raise InvalidArgumentError(f"requested model '{name}' is not available")
+        wanted = _parse_version(name, version)
+        if wanted is None:
+            return [self._stats_of(name, v) for v in ready]
+        if wanted not in ready:
+            raise InvalidArgumentError(
+                f"requested model version is not available for model '{name}'"
+            )
+        return [self._stats_of(name, wanted)]
+
+    def _stats_of(self, name: str, version: int) -> dict[str, Any]:
+        loaded = self._records[name].versions[version].loaded
+        assert loaded is not None  # READY versions always have a model
+        return model_statistics(name, version, loaded.core.statistics())

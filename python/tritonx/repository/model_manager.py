@@ -1,0 +1,379 @@
+"""ModelManager: loads, reloads and unloads model versions (architecture §6).
+
+Follows Triton's model lifecycle as observed on Triton 2.51:
+
+* A load builds every selected version; only when all succeeded are they swapped
+  into the registry and the versions no longer selected unloaded. If any failed,
+  the new versions are dropped again ("unloaded") and what was served before stays
+  served; a version that was READY stays READY even if its reload failed.
+* Backend code blocks, so version loads run on a thread pool of ``load_threads``.
+* Loads and unloads of the same model are serialized; different models proceed in
+  parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tritonx.config import ModelConfig
+from tritonx.errors import (
+    InternalError,
+    InvalidArgumentError,
+    TritonXError,
+    UnavailableError,
+    UnsupportedError,
+    as_triton_error,
+)
+from tritonx.repository.loader import LoadSettings, build_version, retire_version
+from tritonx.repository.lookup import ModelLookup
+from tritonx.repository.polling import PollFailure, read_model_config
+from tritonx.repository.records import (
+    LOADING,
+    READY,
+    UNAVAILABLE,
+    UNLOADED_REASON,
+    UNLOADING,
+    LoadedModel,
+    ManagerOptions,
+    ModelRecord,
+    VersionSlot,
+)
+from tritonx.repository.repository import (
+    OverrideDirectory,
+    list_repositories,
+    select_versions,
+    version_dirs,
+)
+
+log = logging.getLogger("tritonx.repository")
+T = TypeVar("T")
+
+_CONTROL_MODES = ("none", "explicit", "poll")
+# Triton's status code words, as they prefix a version's failure reason.
+_CODE_WORDS = {
+    "UNKNOWN": "Unknown",
+    "INTERNAL": "Internal",
+    "NOT_FOUND": "Not found",
+    "INVALID_ARG": "Invalid argument",
+    "UNAVAILABLE": "Unavailable",
+    "UNSUPPORTED": "Unsupported",
+    "ALREADY_EXISTS": "Already exists",
+    "CANCELLED": "Cancelled",
+}
+
+
+def failure_reason(error: BaseException) -> str:
+    triton = as_triton_error(error)
+    return f"{_CODE_WORDS.get(triton.code, 'Unknown')}: {triton.message}"
+
+
+class ModelManager(ModelLookup):
+    """See the module docstring; the query side lives in ModelLookup."""
+
+    def __init__(self, options: ManagerOptions, registry: Any) -> None:
+        if options.control_mode not in _CONTROL_MODES:
+            raise InvalidArgumentError(
+                f"unknown model control mode '{options.control_mode}'"
+            )
+        super().__init__(options)
+        self.registry = registry
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, options.load_threads),
+            thread_name_prefix="tritonx-load",
+        )
+        self._settings = LoadSettings(
+            auto_complete=options.auto_complete,
+            backend_config={k: dict(v) for k, v in options.backend_config.items()},
+        )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the startup models of the control mode (all of them in "none")."""
+        opts = self.options
+        if opts.control_mode == "poll":
+            raise UnsupportedError("poll mode not supported")
+        if opts.control_mode == "none":
+            names = list_repositories(opts.repositories).names()
+        else:
+            names = self._startup_names()
+        results = await asyncio.gather(
+            *(self._load_model(name, None, None) for name in names),
+            return_exceptions=True,
+        )
+        self._started = True
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for error in failed:
+            if not isinstance(error, TritonXError):
+                raise error
+        if failed and opts.exit_on_error:
+            await self.shutdown()
+            raise InternalError("failed to load all models")
+
+    def _startup_names(self) -> list[str]:
+        names = list(dict.fromkeys(self.options.startup_models))
+        if "*" not in names:
+            return names
+        if len(names) > 1:
+            raise InvalidArgumentError(
+                "Wildcard model name '*' must be the ONLY startup model if "
+                "specified at all."
+            )
+        return list_repositories(self.options.repositories).names()
+
+    async def shutdown(self) -> None:
+        """Unload every model version, then stop the load threads."""
+        for name in list(self._records):
+            async with self._lock(name):
+                record = self._records.get(name)
+                if record is not None:
+                    await self._unload_record(record)
+        self._started = False
+        self._pool.shutdown(wait=True)
+
+    # -- explicit control ------------------------------------------------------
+
+    def _check_explicit(self) -> None:
+        if self.options.control_mode != "explicit":
+            # Triton says "polling" for every mode that is not explicit.
+            raise UnavailableError(
+                "explicit model load / unload is not allowed if polling is enabled"
+            )
+
+    async def load(
+        self,
+        name: str,
+        config: str | None = None,
+        files: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Load or reload ``name``; ``config`` is a JSON override and ``files``
+        maps "<version>/<file>" to contents for a temporary model directory."""
+        self._check_explicit()
+        await self._load_model(name, config, files)
+
+    async def unload(self, name: str, unload_dependents: bool = False) -> None:
+        """Unload every version of ``name``; unknown names are not an error.
+
+        ``unload_dependents`` only matters for ensembles, which tritonx does not
+        have yet; it is accepted so clients that send it work.
+        """
+        self._check_explicit()
+        async with self._lock(name):
+            record = self._records.get(name)
+            if record is not None:
+                await self._unload_record(record)
+
+    # -- loading ---------------------------------------------------------------
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, partial(fn, *args)
+        )
+
+    def _model_source(
+        self, name: str, config: str | None, files: Mapping[str, bytes] | None
+    ) -> tuple[Path, Path, OverrideDirectory | None]:
+        """(model dir, repository, temp dir) for a load; PollFailure if none."""
+        if files:
+            if config is None:
+                raise PollFailure(name, "model files given without a model config")
+            override = OverrideDirectory(name, files)
+            return override.model_dir, override.repository, override
+        listing = list_repositories(self.options.repositories)
+        if name in listing.duplicates:
+            raise PollFailure(name, "not unique across all model repositories")
+        model_dir = listing.models.get(name)
+        if model_dir is None:
+            raise PollFailure(name, "model not found in any model repository")
+        return model_dir, model_dir.parent, None
+
+    async def _load_model(
+        self, name: str, config: str | None, files: Mapping[str, bytes] | None
+    ) -> None:
+        async with self._lock(name):
+            try:
+                model_dir, repository, override = self._model_source(
+                    name, config, files
+                )
+            except PollFailure as failure:
+                raise failure.as_error() from None
+            try:
+                await self._load_versions(name, config, model_dir, repository, override)
+            except BaseException:
+                if override is not None:
+                    override.cleanup()
+                raise
+
+    async def _load_versions(
+        self,
+        name: str,
+        config_json: str | None,
+        model_dir: Path,
+        repository: Path,
+        override: OverrideDirectory | None,
+    ) -> None:
+        try:
+            config, stage_error = await self._run(
+                read_model_config, model_dir, self.options, config_json
+            )
+        except PollFailure as failure:
+            raise failure.as_error() from None
+        selected = select_versions(config, version_dirs(model_dir))
+        record = self._records.setdefault(name, ModelRecord(name))
+        self.registry.set_known(name, True)
+        if not selected:
+            message = (
+                f"at least one version must be available under the version policy "
+                f"of model '{name}'"
+            )
+            log.error("failed to load model '%s': %s", name, message)
+            raise InvalidArgumentError(f"load failed for model '{name}': {message}\n")
+
+        was_ready = set(record.ready_versions())
+        for version in selected:
+            if version not in was_ready:
+                record.versions[version] = VersionSlot(version, LOADING)
+        results = await asyncio.gather(
+            *(
+                self._build(config, v, model_dir, repository, stage_error)
+                for v in selected
+            ),
+            return_exceptions=True,
+        )
+        built: dict[int, LoadedModel] = {}
+        failed: dict[int, BaseException] = {}
+        for version, result in zip(selected, results, strict=True):
+            if isinstance(result, LoadedModel):
+                built[version] = result
+            else:
+                failed[version] = result
+        if failed:
+            await self._roll_back(record, built, failed, was_ready)
+        else:
+            await self._swap_in(record, built, override)
+            log.info("successfully loaded '%s'", name)
+
+    async def _build(
+        self,
+        config: ModelConfig,
+        version: int,
+        model_dir: Path,
+        repository: Path,
+        stage_error: TritonXError | None,
+    ) -> LoadedModel:
+        log.info("loading: %s:%d", config.name, version)
+        if stage_error is not None:
+            raise stage_error
+        return await self._run(
+            build_version, config, version, model_dir, repository, self._settings
+        )
+
+    async def _roll_back(
+        self,
+        record: ModelRecord,
+        built: dict[int, LoadedModel],
+        failed: dict[int, BaseException],
+        was_ready: set[int],
+    ) -> None:
+        """Drop what this load built; whatever was served before stays served."""
+        await self._retire(list(built.values()))
+        for version in built:
+            if version not in was_ready:
+                record.versions[version] = VersionSlot(
+                    version, UNAVAILABLE, UNLOADED_REASON
+                )
+        parts = []
+        for version, error in sorted(failed.items()):
+            reason = failure_reason(error)
+            log.error(
+                "failed to load '%s' version %d: %s", record.name, version, reason
+            )
+            parts.append(f"version {version} is at UNAVAILABLE state: {reason};\n")
+            if version not in was_ready:
+                record.versions[version] = VersionSlot(version, UNAVAILABLE, reason)
+        raise InvalidArgumentError(
+            f"load failed for model '{record.name}': {''.join(parts)}"
+        )
+
+    async def _swap_in(
+        self,
+        record: ModelRecord,
+        built: dict[int, LoadedModel],
+        override: OverrideDirectory | None,
+    ) -> None:
+        """Serve the new versions, then retire what they replace."""
+        retiring: list[LoadedModel] = []
+        for version, loaded in sorted(built.items()):
+            old = record.versions.get(version)
+            self.registry.add(loaded.core)  # replaces the old entry atomically
+            if old is not None and old.loaded is not None:
+                retiring.append(old.loaded)
+            record.versions[version] = VersionSlot(version, READY, "", loaded)
+            self.model_load_durations[(record.name, version)] = loaded.load_seconds
+        dropped = []
+        for version, slot in record.versions.items():
+            if version not in built and slot.state == READY:
+                self.registry.remove(record.name, version)
+                dropped.append(slot)
+        old_override, record.override = record.override, override
+        await self._retire_slots(record, dropped, retiring)
+        if old_override is not None and old_override is not override:
+            old_override.cleanup()
+
+    # -- unloading -------------------------------------------------------------
+
+    async def _unload_record(self, record: ModelRecord) -> None:
+        serving = [s for s in record.versions.values() if s.state == READY]
+        for slot in serving:
+            self.registry.remove(record.name, slot.version)
+        await self._retire_slots(record, serving, [])
+        if record.override is not None:
+            record.override.cleanup()
+            record.override = None
+
+    async def _retire_slots(
+        self, record: ModelRecord, slots: list[VersionSlot], extra: list[LoadedModel]
+    ) -> None:
+        models = list(extra)
+        for slot in slots:
+            log.info("unloading: %s:%d", record.name, slot.version)
+            slot.state = UNLOADING
+            if slot.loaded is not None:
+                slot.loaded.state = UNLOADING
+                models.append(slot.loaded)
+            self.model_load_durations.pop((record.name, slot.version), None)
+        await self._retire(models)
+        for slot in slots:
+            if slot.state == UNLOADING:
+                slot.state, slot.reason = UNAVAILABLE, UNLOADED_REASON
+                slot.loaded = None
+
+    async def _retire(self, models: list[LoadedModel]) -> None:
+        # Draining may take as long as the slowest in-flight request, so it does
+        # not occupy the load threads.
+        loop = asyncio.get_running_loop()
+        for model in models:
+            model.state = UNLOADING
+        results = await asyncio.gather(
+            *(loop.run_in_executor(None, retire_version, m) for m in models),
+            return_exceptions=True,
+        )
+        for model, result in zip(models, results, strict=True):
+            model.state, model.reason = UNAVAILABLE, UNLOADED_REASON
+            if isinstance(result, BaseException):
+                log.error(
+                    "error while unloading '%s' version %d: %s",
+                    model.name,
+                    model.version,
+                    result,
+                )

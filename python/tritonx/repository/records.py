@@ -1,0 +1,76 @@
+"""The manager's bookkeeping: options, loaded model versions and version states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tritonx.config import ModelConfig
+from tritonx.repository.repository import OverrideDirectory
+
+READY = "READY"
+UNAVAILABLE = "UNAVAILABLE"
+LOADING = "LOADING"
+UNLOADING = "UNLOADING"
+# Triton's reason for a version that was loaded and then unloaded; strict
+# readiness does not count such versions as failures.
+UNLOADED_REASON = "unloaded"
+
+
+@dataclass
+class ManagerOptions:
+    repositories: list[Path]
+    control_mode: str = "none"  # "none" | "explicit" | "poll"
+    startup_models: list[str] = field(default_factory=list)
+    strict_readiness: bool = True
+    exit_on_error: bool = True
+    auto_complete: bool = True
+    config_name: str | None = None
+    load_threads: int = 4
+    # backend name -> setting -> value; settings for all backends under "".
+    backend_config: dict[str, dict[str, str]] = field(default_factory=dict)
+    gpu_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class LoadedModel:
+    """One loaded model version: what the frontends need to serve it."""
+
+    name: str
+    version: int
+    config: ModelConfig
+    core: Any  # tritonx._native.Model
+    backend_model: Any = None
+    instances: list[Any] = field(default_factory=list)
+    model_dir: Path | None = None
+    load_seconds: float = 0.0
+    state: str = READY
+    reason: str = ""
+
+
+@dataclass
+class VersionSlot:
+    """The state of one version of a model as index() reports it.
+
+    ``loaded`` is the version being served (READY, or UNLOADING while it drains);
+    a reload keeps serving it until the replacement is ready.
+    """
+
+    version: int
+    state: str
+    reason: str = ""
+    loaded: LoadedModel | None = None
+
+
+@dataclass
+class ModelRecord:
+    """A model the manager has tried to load (Triton's model lifecycle entry)."""
+
+    name: str
+    versions: dict[int, VersionSlot] = field(default_factory=dict)
+    # Temporary directory of a load with files; removed when no longer served.
+    override: OverrideDirectory | None = None
+
+    def ready_versions(self) -> list[int]:
+        return sorted(v for v, s in self.versions.items() if s.state == READY)

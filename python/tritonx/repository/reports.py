@@ -1,0 +1,77 @@
+"""Model metadata and statistics in Triton's JSON shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tritonx.config import wire_datatype
+from tritonx.repository.records import LoadedModel
+
+# inference_stats keys in Triton's order; the cache ones are always zero here.
+_DURATION_KEYS = (
+    "success",
+    "fail",
+    "queue",
+    "compute_input",
+    "compute_infer",
+    "compute_output",
+)
+_CACHE_KEYS = ("cache_hit", "cache_miss")
+
+
+def _tensor_metadata(tensor: Any, batched: bool) -> dict[str, Any]:
+    shape = [int(d) for d in tensor.dims]
+    return {
+        "name": tensor.name,
+        "datatype": wire_datatype(tensor.data_type),
+        "shape": [-1, *shape] if batched else shape,
+    }
+
+
+def model_metadata(loaded: LoadedModel, versions: Sequence[int]) -> dict[str, Any]:
+    """KServe model metadata; batched models get a leading -1 dimension."""
+    config = loaded.config
+    batched = config.max_batch_size > 0
+    return {
+        "name": loaded.name,
+        "versions": [str(v) for v in versions],
+        "platform": config.platform or config.backend,
+        "inputs": [_tensor_metadata(t, batched) for t in config.input],
+        "outputs": [_tensor_metadata(t, batched) for t in config.output],
+    }
+
+
+def _duration(pair: Sequence[int] | None) -> dict[str, int]:
+    count, ns = pair if pair else (0, 0)
+    return {"count": int(count), "ns": int(ns)}
+
+
+def model_statistics(
+    name: str, version: int, stats: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One ``model_stats`` entry from ``Model.statistics()`` (architecture §4)."""
+    inference = {key: _duration(stats.get(key)) for key in _DURATION_KEYS}
+    inference.update({key: _duration(None) for key in _CACHE_KEYS})
+    batches = []
+    for batch_size, entry in sorted(stats.get("batch_stats", {}).items()):
+        count, input_ns, infer_ns, output_ns = entry
+        batches.append(
+            {
+                "batch_size": int(batch_size),
+                "compute_input": _duration((count, input_ns)),
+                "compute_infer": _duration((count, infer_ns)),
+                "compute_output": _duration((count, output_ns)),
+            }
+        )
+    return {
+        "name": name,
+        "version": str(version),
+        "last_inference": int(stats.get("last_inference", 0)),
+        "inference_count": int(stats.get("inference_count", 0)),
+        "execution_count": int(stats.get("execution_count", 0)),
+        "inference_stats": inference,
+        "response_stats": {},
+        "batch_stats": batches,
+        "memory_usage": [],
+    }

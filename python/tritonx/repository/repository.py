@@ -1,0 +1,128 @@
+"""Reading model repositories: model directories, version directories, policies.
+
+Nothing here is cached: Triton lists the repositories again for every index or load
+request, so models added or removed on disk show up without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from tritonx.config import ModelConfig
+from tritonx.errors import InvalidArgumentError
+
+log = logging.getLogger("tritonx.repository")
+
+# Triton's reason for a model name found in more than one repository.
+DUPLICATE_REASON = "model appears in two or more repositories"
+
+
+@dataclass
+class RepositoryListing:
+    """Model directories of all repositories: unique names and duplicated ones."""
+
+    models: dict[str, Path] = field(default_factory=dict)
+    duplicates: set[str] = field(default_factory=set)
+
+    def names(self) -> list[str]:
+        return sorted(set(self.models) | self.duplicates)
+
+
+def list_repositories(repositories: Sequence[Path]) -> RepositoryListing:
+    """Every sub-directory of every repository is a model (plain files are not)."""
+    listing = RepositoryListing()
+    for repo in repositories:
+        try:
+            entries = sorted(Path(repo).iterdir())
+        except OSError as exc:
+            log.error("failed to list model repository '%s': %s", repo, exc)
+            continue
+        for entry in entries:
+            if not entry.is_dir():
+                continue
+            name = entry.name
+            if name in listing.models or name in listing.duplicates:
+                listing.duplicates.add(name)
+                listing.models.pop(name, None)
+            else:
+                listing.models[name] = entry
+    return listing
+
+
+def _version_number(dir_name: str) -> int | None:
+    # Triton ignores non-numeric names and numbers written with a leading zero
+    # ("01"); "0" itself is a valid version.
+    if not dir_name.isdigit() or (len(dir_name) > 1 and dir_name.startswith("0")):
+        return None
+    return int(dir_name)
+
+
+def version_dirs(model_dir: Path) -> dict[int, Path]:
+    """Numeric version sub-directories of a model directory."""
+    found: dict[int, Path] = {}
+    try:
+        entries = list(model_dir.iterdir())
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.is_dir():
+            version = _version_number(entry.name)
+            if version is not None:
+                found[version] = entry
+    return found
+
+
+def select_versions(config: ModelConfig, available: Iterable[int]) -> list[int]:
+    """The versions the config's version_policy asks for, ascending.
+
+    Versions named by a ``specific`` policy but missing on disk are skipped
+    silently, as Triton does.
+    """
+    have = sorted(set(available))
+    policy = config.version_policy
+    which = policy.WhichOneof("policy_choice")
+    if which == "all":
+        return have
+    if which == "specific":
+        wanted = set(policy.specific.versions)
+        return [v for v in have if v in wanted]
+    count = policy.latest.num_versions if which == "latest" else 1
+    return have[-count:] if count > 0 else []
+
+
+class OverrideDirectory:
+    """A temporary model directory holding the files of a load request.
+
+    With ``file:<path>`` parameters Triton loads the model from a fresh directory
+    that contains only those files (the repository's copy is not used). The
+    directory is named after the model because the model name is taken from it.
+    """
+
+    def __init__(self, name: str, files: Mapping[str, bytes]) -> None:
+        self._root = Path(tempfile.mkdtemp(prefix="tritonx-model-"))
+        self.repository = self._root
+        self.model_dir = self._root / name
+        try:
+            self.model_dir.mkdir()
+            for rel, content in files.items():
+                target = self.model_dir / _safe_relative(rel)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self._root, ignore_errors=True)
+
+
+def _safe_relative(rel: str) -> PurePosixPath:
+    path = PurePosixPath(rel.removeprefix("file:"))
+    if not path.parts or path.is_absolute() or ".." in path.parts:
+        raise InvalidArgumentError(f"invalid file path '{rel}' in model load request")
+    return path

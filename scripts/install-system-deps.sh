@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# System packages tritonx builds against: grpc++/protobuf for the C++ gRPC server,
+# GoogleTest for the C++ unit tests, a compiler and CMake/Ninja. Debian/Ubuntu.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+pkgs=(build-essential cmake ninja-build pkg-config libgrpc++-dev libprotobuf-dev
+      protobuf-compiler protobuf-compiler-grpc libgtest-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
