@@ -28,13 +28,18 @@ def main() -> int:
     ]
     if protoc.main(args) != 0:
         return 1
-    # Make imports between generated modules package-relative.
+    # Make imports between generated modules package-relative, and register the
+    # descriptors in a pool of our own: tritonclient registers the same `inference.*`
+    # messages in protobuf's default pool, and both must be importable in one process
+    # (a Python model may use tritonclient, tests use both).
     for path in out_dir.glob("*_pb2*.py"):
         text = path.read_text()
         text = re.sub(r"^import (\w+_pb2) as", r"from tritonx._proto import \1 as",
                       text, flags=re.M)
+        text = text.replace(
+            "_descriptor_pool.Default()", "__import__('tritonx._proto', fromlist=['POOL']).POOL"
+        )
         path.write_text(text)
-    (out_dir / "__init__.py").touch()
     return 0
 
 

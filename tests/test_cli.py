@@ -151,9 +151,9 @@ def test_unknown_flag_fails_with_clear_message() -> None:
 
 
 def test_unsupported_triton_flag_is_refused_not_ignored() -> None:
-    result = run_cli("--model-store=/m", "--grpc-use-ssl=true")
+    result = run_cli("--model-store=/m", "--http-restricted-api=health,k=v")
     assert result.returncode != 0
-    assert "'--grpc-use-ssl' of tritonserver is not supported" in result.stderr
+    assert "'--http-restricted-api' of tritonserver is not supported" in result.stderr
 
 
 def test_bad_boolean_exits_1() -> None:

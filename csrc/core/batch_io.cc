@@ -96,6 +96,9 @@ Status ScatterOutputs(const ModelSpec& spec, Batch* batch) {
   }
   const int64_t total = batch->total_batch_size;
   for (const Tensor& output : batch->gathered_outputs) {
+    // Outputs the model does not declare are dropped from the responses anyway; they
+    // need not be batch-shaped.
+    if (spec.FindOutput(output.name) == nullptr) continue;
     if (output.shape.empty() || output.shape[0] != total) {
       return Status(StatusCode::kInternal,
                     "output '" + output.name + "' has shape " +

@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include <thread>
+
 #include "request_parameters.h"
 #include "scheduler.h"
 
@@ -16,7 +18,20 @@ Model::Model(ModelSpec spec, SchedulerConfig config,
                                            std::move(arena));
 }
 
-Model::~Model() { Stop(); }
+Model::~Model() {
+  if (scheduler_ && scheduler_->OnWorkerThread()) {
+    // The last reference was dropped on one of this model's own workers (a response
+    // callback releasing it), whose stack still runs inside the scheduler. Hand the
+    // scheduler to a thread of its own: it stops it, joins every worker (this one once
+    // it has unwound) and frees it.
+    std::thread([scheduler = std::move(scheduler_)]() mutable {
+      scheduler->Stop();
+      scheduler.reset();
+    }).detach();
+    return;
+  }
+  Stop();
+}
 
 Status Model::Enqueue(const RequestPtr& request) {
   Status status = ValidateRequest(spec_, request.get());

@@ -54,9 +54,8 @@ Status ModelRegistry::Find(const std::string& name, const std::string& version,
   }
   auto version_it = it->second.find(parsed);
   if (version_it == it->second.end()) {
-    return Status(StatusCode::kUnavailable, "Request for unknown model: '" + name +
-                                                "' version " + version +
-                                                " is not at ready state");
+    return Status(StatusCode::kNotFound, "Request for unknown model: '" + name +
+                                             "' version " + version + " is not found");
   }
   *model = version_it->second;
   return Status::Ok();

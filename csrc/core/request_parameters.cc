@@ -33,7 +33,7 @@ Status ApplyRequestParameters(Parameters given, InferenceRequest* request) {
     if (key == "priority") {
       if (!AsUint(value, &request->priority)) {
         return Status(StatusCode::kInvalidArg,
-                      "parameter 'priority' must be a non-negative integer");
+                      "invalid value for 'priority', expected value >= 0.");
       }
     } else if (key == "timeout") {
       if (!AsUint(value, &request->timeout_us)) {

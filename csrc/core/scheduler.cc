@@ -9,6 +9,9 @@
 namespace tritonx {
 namespace {
 
+// The scheduler whose worker loop runs on this thread, if any.
+thread_local const Scheduler* current_worker_of = nullptr;
+
 std::chrono::steady_clock::time_point FromNs(uint64_t ns) {
   return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
 }
@@ -52,13 +55,22 @@ Scheduler::Scheduler(const ModelSpec& spec, const SchedulerConfig& config,
   for (const auto& [level, policy] : config.priority_queue_policy) {
     has_timeouts_ = has_timeouts_ || has_timeout(policy);
   }
+  running_workers_ = static_cast<int>(instances_.size());
   for (size_t i = 0; i < instances_.size(); ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(static_cast<int>(i)); });
   }
   if (has_timeouts_) sweeper_ = std::thread([this] { SweeperLoop(); });
 }
 
-Scheduler::~Scheduler() { Stop(); }
+Scheduler::~Scheduler() {
+  Stop();
+  // A worker that ran Stop() itself was detached rather than joined: wait until it
+  // has left WorkerLoop (it signals under mu_ and touches nothing of ours after).
+  std::unique_lock<std::mutex> lock(mu_);
+  exit_cv_.wait(lock, [this] { return running_workers_ == 0; });
+}
+
+bool Scheduler::OnWorkerThread() const { return current_worker_of == this; }
 
 Status Scheduler::Enqueue(const RequestPtr& request) {
   const uint64_t now = NowNs();
@@ -100,6 +112,7 @@ size_t Scheduler::PendingCount() const {
 }
 
 void Scheduler::Stop() {
+  std::lock_guard<std::mutex> stop_lock(stop_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_ && workers_.empty()) return;
@@ -201,6 +214,7 @@ bool Scheduler::TakeBatch(uint64_t now_ns, Batch* batch, uint64_t* wake_ns) {
 }
 
 void Scheduler::WorkerLoop(int instance_index) {
+  current_worker_of = this;
   Executor& executor = *instances_[instance_index];
   while (true) {
     Batch batch;
@@ -215,7 +229,12 @@ void Scheduler::WorkerLoop(int instance_index) {
         if (!expired.empty()) break;  // answer them outside the lock, then come back
         uint64_t wake_ns = 0;
         if (TakeBatch(now, &batch, &wake_ns)) break;
-        if (stopping_ && queue_.empty()) return;
+        if (stopping_ && queue_.empty()) {
+          --running_workers_;
+          exit_cv_.notify_all();  // under mu_: ~Scheduler cannot proceed before we leave
+          current_worker_of = nullptr;
+          return;
+        }
         uint64_t deadline = queue_.NextDeadline();
         if (deadline != 0 && (wake_ns == 0 || deadline < wake_ns)) wake_ns = deadline;
         if (wake_ns != 0) {

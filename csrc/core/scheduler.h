@@ -49,7 +49,12 @@ class Scheduler {
   size_t PendingCount() const;
 
   // Stops accepting, lets the workers run every queued request, joins them.
+  // Blocking; idempotent; concurrent callers wait for the first one to finish.
   void Stop();
+
+  // True on one of this scheduler's own worker threads (e.g. inside a response
+  // callback), where the scheduler must not be destroyed.
+  bool OnWorkerThread() const;
 
  private:
   struct DeliveryItem {
@@ -68,7 +73,7 @@ class Scheduler {
   void FailRequests(std::vector<RequestPtr>& requests, const Status& status,
                     FailureReason reason);
 
-  const ModelSpec& spec_;
+  const ModelSpec spec_;  // a copy: the scheduler may outlive its Model (see ~Model)
   const SchedulerConfig config_;
   std::vector<std::shared_ptr<Executor>> instances_;
   std::shared_ptr<ModelStats> stats_;
@@ -84,6 +89,11 @@ class Scheduler {
   uint64_t next_sequence_ = 0;
   std::vector<std::thread> workers_;
   std::thread sweeper_;
+  std::mutex stop_mu_;  // serializes Stop()
+  // Workers still inside WorkerLoop; a worker that called Stop() itself is detached,
+  // and the destructor waits for it here.
+  int running_workers_ = 0;
+  std::condition_variable exit_cv_;
 
   // preserve_ordering: batches deliver their responses in dispatch order.
   std::mutex delivery_mu_;

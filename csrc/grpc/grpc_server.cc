@@ -264,7 +264,8 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
   std::shared_ptr<const void> owner = holder->messages;
 
   auto infer_request = std::make_shared<InferenceRequest>();
-  status = grpcfe::BuildInferenceRequest(*request, owner, infer_request.get());
+  status = grpcfe::BuildInferenceRequest(*request, owner, &model->spec(),
+                                         infer_request.get());
   if (!status.ok()) return fail(status);
 
   if (impl_->compression_ != GRPC_COMPRESS_LEVEL_NONE) {
@@ -399,9 +400,11 @@ class GrpcServer::Impl::StreamReactor
     Act(action);
   }
 
-  void CompleteWithError(uint64_t key, const Status& status) {
+  // Like Triton, the failed request's id rides along so clients can match it.
+  void CompleteWithError(uint64_t key, const Status& status, const std::string& id) {
     auto response = std::make_unique<ModelStreamInferResponse>();
     response->set_error_message(status.message());
+    if (!id.empty()) response->mutable_infer_response()->set_id(id);
     Complete(key, std::move(response));
   }
 
@@ -409,11 +412,11 @@ class GrpcServer::Impl::StreamReactor
     std::shared_ptr<Model> model;
     Status status =
         impl_->registry_->Find(message->model_name(), message->model_version(), &model);
-    if (!status.ok()) return CompleteWithError(0, status);
+    if (!status.ok()) return CompleteWithError(0, status, message->id());
 
     auto request = std::make_shared<InferenceRequest>();
-    status = grpcfe::BuildInferenceRequest(*message, message, request.get());
-    if (!status.ok()) return CompleteWithError(0, status);
+    status = grpcfe::BuildInferenceRequest(*message, message, &model->spec(), request.get());
+    if (!status.ok()) return CompleteWithError(0, status, message->id());
 
     uint64_t key;
     {
@@ -423,14 +426,16 @@ class GrpcServer::Impl::StreamReactor
     }
     request->SetResponseCallback(
         [this, key, message](std::unique_ptr<InferenceResponse> result) {
-          if (!result->status.ok()) return CompleteWithError(key, result->status);
+          if (!result->status.ok()) {
+            return CompleteWithError(key, result->status, message->id());
+          }
           auto response = std::make_unique<ModelStreamInferResponse>();
           grpcfe::BuildInferResponse(*result, message->id(),
                                      response->mutable_infer_response());
           Complete(key, std::move(response));
         });
     status = model->Enqueue(request);
-    if (!status.ok()) CompleteWithError(key, status);
+    if (!status.ok()) CompleteWithError(key, status, message->id());
   }
 
   Impl* impl_;

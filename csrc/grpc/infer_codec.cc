@@ -98,7 +98,9 @@ Status ConvertParameter(const std::string& key, const InferParameter& param,
       return Status::Ok();
     default:
       return Status(StatusCode::kInvalidArg,
-                    "parameter '" + key + "' has no value set");
+                    "invalid value type for '" + key +
+                        "' parameter, expected int64_param, bool_param, or "
+                        "string_param.");
   }
 }
 
@@ -191,7 +193,7 @@ grpc::StatusCode GrpcCodeFromName(const std::string& name) {
 
 Status BuildInferenceRequest(const ModelInferRequest& msg,
                              const std::shared_ptr<const void>& owner,
-                             InferenceRequest* out) {
+                             const ModelSpec* spec, InferenceRequest* out) {
   const int raw_count = msg.raw_input_contents_size();
   const bool use_raw = raw_count > 0;
   out->id = msg.id();
@@ -208,10 +210,19 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
     tensor.name = input.name();
     tensor.dtype = DataTypeFromName(input.datatype());
     if (tensor.dtype == DataType::kInvalid) {
-      return Status(StatusCode::kInvalidArg, "invalid datatype '" + input.datatype() +
-                                                 "' for input '" + input.name() +
-                                                 "' for model '" + msg.model_name() +
-                                                 "'");
+      // Worded like the core's datatype check, which Triton also runs here.
+      const TensorSpec* input_spec = spec ? spec->FindInput(input.name()) : nullptr;
+      if (spec != nullptr && input_spec == nullptr) {
+        return Status(StatusCode::kInvalidArg, "unexpected inference input '" +
+                                                   input.name() + "' for model '" +
+                                                   msg.model_name() + "'");
+      }
+      std::string expects =
+          input_spec ? "', but model '" + msg.model_name() + "' expects '" +
+                           std::string(DataTypeName(input_spec->dtype)) + "'"
+                     : "'";
+      return Status(StatusCode::kInvalidArg, "inference input '" + input.name() +
+                                                 "' data-type is '<invalid>" + expects);
     }
     tensor.shape.assign(input.shape().begin(), input.shape().end());
     if (use_raw) {
@@ -221,32 +232,26 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
                       "raw_input_contents for '" +
                           input.name() + "' for model '" + msg.model_name() + "'");
       }
-      if (raw_index >= raw_count) {
-        // Reported below with the overall counts.
-        ++raw_index;
-        continue;
-      }
+    }
+    if (use_raw && raw_index < raw_count) {
       const std::string& raw = msg.raw_input_contents(raw_index++);
       tensor.data = raw.data();
       tensor.byte_size = raw.size();
       tensor.owner = owner;
-    } else {
+    } else if (!use_raw && input.has_contents()) {
       auto buffer = std::make_shared<std::string>(
           ContentsToRaw(tensor.dtype, input.contents()));
       tensor.data = buffer->data();
       tensor.byte_size = buffer->size();
       tensor.owner = std::move(buffer);
+    } else {
+      // Neither form carries this input (FP16/BF16 have no typed form either).
+      return Status(StatusCode::kInvalidArg, "unable to find data for input tensor '" +
+                                                 input.name() + "' for model '" +
+                                                 msg.model_name() + "' in request.");
     }
     out->inputs.push_back(std::move(tensor));
   }
-  if (use_raw && raw_index != raw_count) {
-    return Status(StatusCode::kInvalidArg,
-                  "expected " + std::to_string(raw_index) +
-                      " raw_input_contents entries (one per input) but got " +
-                      std::to_string(raw_count) + " for model '" + msg.model_name() +
-                      "'");
-  }
-
   out->requested_outputs.reserve(static_cast<size_t>(msg.outputs_size()));
   for (const auto& output : msg.outputs()) {
     if (UsesSharedMemory(output.parameters())) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/infer_request.h"
+#include "core/model_spec.h"
 #include "core/status.h"
 #include "grpc_service.pb.h"
 
@@ -24,10 +25,11 @@ grpc::StatusCode GrpcCodeFromName(const std::string& name);
 // Fills `out` from a ModelInferRequest. Raw input tensors point into `msg`
 // without copying, so `owner` must keep `msg` alive; typed `contents` are
 // converted into buffers the tensors own. Request parameters go through the
-// core's ApplyRequestParameters so gRPC and HTTP treat them alike.
+// core's ApplyRequestParameters so gRPC and HTTP treat them alike. `spec`
+// (may be null) only serves to word errors the way Triton does.
 Status BuildInferenceRequest(const inference::ModelInferRequest& msg,
                              const std::shared_ptr<const void>& owner,
-                             InferenceRequest* out);
+                             const ModelSpec* spec, InferenceRequest* out);
 
 // Serializes a successful response. Every output gets exactly one
 // raw_output_contents entry (possibly empty), in the order of `outputs`,

@@ -33,6 +33,8 @@ cuda_usable = _C.cuda_usable
 CUDA_BUILT: bool = _C.cuda_built
 GRPC_BUILT: bool = _C.grpc_built
 release_pending_refs = _C._release_pending_refs
+# The grpc++ server is absent when the extension was built with TRITONX_ENABLE_GRPC=OFF.
+GrpcServer = getattr(_C, "GrpcServer", None)
 
 _core_log = logging.getLogger("tritonx.core")
 _LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
@@ -59,6 +61,7 @@ _C.set_log_sink(_log_from_core)
 __all__ = [
     "CUDA_BUILT",
     "GRPC_BUILT",
+    "GrpcServer",
     "Model",
     "ModelRegistry",
     "ModelSpec",

@@ -32,7 +32,6 @@ IGNORED_FLAGS = (
     "--repoagent-directory",
     "--cache-directory",
     "--http-thread-count",
-    "--reuse-http-port",
     "--reuse-grpc-port",
     "--grpc-infer-allocation-pool-size",
     "--grpc-max-response-pool-size",
@@ -52,12 +51,6 @@ IGNORED_FLAGS = (
 # tritonserver flags that change security or semantics; ignoring them would mislead.
 UNSUPPORTED_FLAGS = frozenset(
     {
-        "--grpc-use-ssl",
-        "--grpc-use-ssl-mutual",
-        "--grpc-server-cert",
-        "--grpc-server-key",
-        "--grpc-root-cert",
-        "--grpc-infer-response-compression-level",
         "--http-restricted-api",
         "--grpc-restricted-protocol",
         "--http-header-forward-pattern",
@@ -79,6 +72,21 @@ UNSUPPORTED_FLAGS = frozenset(
         "--vertex-ai-port",
     }
 )
+
+# tritonserver's keepalive / connection-age flags and the gRPC core channel argument
+# each one sets; they are passed through unchanged, unset ones keep grpc's defaults.
+GRPC_CHANNEL_FLAGS = {
+    "--grpc-keepalive-time": "grpc.keepalive_time_ms",
+    "--grpc-keepalive-timeout": "grpc.keepalive_timeout_ms",
+    "--grpc-keepalive-permit-without-calls": "grpc.keepalive_permit_without_calls",
+    "--grpc-http2-max-pings-without-data": "grpc.http2.max_pings_without_data",
+    "--grpc-http2-min-recv-ping-interval-without-data": (
+        "grpc.http2.min_ping_interval_without_data_ms"
+    ),
+    "--grpc-http2-max-ping-strikes": "grpc.http2.max_ping_strikes",
+    "--grpc-max-connection-age": "grpc.max_connection_age_ms",
+    "--grpc-max-connection-age-grace": "grpc.max_connection_age_grace_ms",
+}
 
 _TRUE = {"true", "on", "1"}
 _FALSE = {"false", "off", "0"}
@@ -277,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="HTTP port (default 8000; 0 picks a free port).",
     )
     g.add_argument(
+        "--reuse-http-port", type=parse_bool, default=False, metavar="<boolean>"
+    )
+    g.add_argument(
         "--http-max-input-size",
         type=_int,
         default=64 * 1024 * 1024,
@@ -298,6 +309,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="<integer>",
         help="gRPC port (default 8001; 0 picks a free port).",
     )
+    g.add_argument(
+        "--grpc-use-ssl", type=parse_bool, default=False, metavar="<boolean>"
+    )
+    g.add_argument(
+        "--grpc-use-ssl-mutual", type=parse_bool, default=False, metavar="<boolean>"
+    )
+    for flag in ("--grpc-server-cert", "--grpc-server-key", "--grpc-root-cert"):
+        g.add_argument(flag, type=Path, default=None, metavar="<string>")
+    g.add_argument(
+        "--grpc-infer-response-compression-level",
+        type=_choice(
+            "--grpc-infer-response-compression-level", ("none", "low", "medium", "high")
+        ),
+        default="none",
+        metavar="<string>",
+    )
+    for flag in GRPC_CHANNEL_FLAGS:
+        g.add_argument(flag, type=_int, default=None, metavar="<integer>")
 
     g = p.add_argument_group("Metrics")
     for flag in ("--allow-metrics", "--allow-gpu-metrics", "--allow-cpu-metrics"):
@@ -390,9 +419,23 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         http_address=args.http_address,
         http_port=args.http_port,
         http_max_input_size=args.http_max_input_size,
+        http_reuse_port=args.reuse_http_port,
         allow_grpc=args.allow_grpc,
         grpc_address=args.grpc_address,
         grpc_port=args.grpc_port,
+        grpc_use_ssl=args.grpc_use_ssl,
+        grpc_use_ssl_mutual=args.grpc_use_ssl_mutual,
+        grpc_server_cert=args.grpc_server_cert,
+        grpc_server_key=args.grpc_server_key,
+        grpc_root_cert=args.grpc_root_cert,
+        grpc_infer_response_compression_level=(
+            args.grpc_infer_response_compression_level
+        ),
+        grpc_channel_args={
+            arg: value
+            for flag, arg in GRPC_CHANNEL_FLAGS.items()
+            if (value := getattr(args, flag[2:].replace("-", "_"))) is not None
+        },
         allow_metrics=args.allow_metrics,
         allow_cpu_metrics=args.allow_cpu_metrics,
         allow_gpu_metrics=args.allow_gpu_metrics,

@@ -200,7 +200,7 @@ class TritonCollector:
         if self.cpu is None:
             return
         memory = psutil.virtual_memory()
-        for name, doc, value in (
+        cpu_gauges: tuple[tuple[str, str, float], ...] = (
             (
                 "nv_cpu_utilization",
                 "CPU utilization rate [0.0 - 1.0]",
@@ -217,9 +217,10 @@ class TritonCollector:
                 "CPU used memory (RAM), in bytes",
                 memory.total - memory.available,
             ),
-        ):
+        )
+        for name, doc, reading in cpu_gauges:
             gauge = _family(name, doc, "gauge")
-            gauge.add_sample(name, {}, value)
+            gauge.add_sample(name, {}, reading)
             yield gauge
 
 
@@ -237,6 +238,8 @@ def render(families: Iterable[Metric]) -> bytes:
     """Prometheus text exposition (format 0.0.4) with the family names unchanged."""
     lines: list[str] = []
     for family in families:
+        if not family.samples:
+            continue  # Triton prints no HELP/TYPE for a family without series
         lines.append(f"# HELP {family.name} {family.documentation}")
         lines.append(f"# TYPE {family.name} {family.type}")
         for sample in family.samples:

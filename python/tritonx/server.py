@@ -71,9 +71,18 @@ class ServerOptions:
     http_address: str = "0.0.0.0"
     http_port: int = 8000
     http_max_input_size: int = 64 * 1024 * 1024
+    http_reuse_port: bool = False
     allow_grpc: bool = True
     grpc_address: str = "0.0.0.0"
     grpc_port: int = 8001
+    grpc_use_ssl: bool = False
+    grpc_use_ssl_mutual: bool = False
+    grpc_server_cert: Path | None = None  # PEM files, read at start
+    grpc_server_key: Path | None = None
+    grpc_root_cert: Path | None = None
+    grpc_infer_response_compression_level: str = "none"
+    # gRPC core channel arguments (keepalive, max connection age), by grpc's name.
+    grpc_channel_args: dict[str, int] = field(default_factory=dict)
     allow_metrics: bool = True
     allow_cpu_metrics: bool = True
     allow_gpu_metrics: bool = True
@@ -95,6 +104,17 @@ def creating_server_error(error: BaseException) -> str:
         word = _CODE_WORDS.get(error.code, "Internal")
         return f"error: creating server: {word} - {error.message}"
     return f"error: creating server: Internal - {error}"
+
+
+def _read_pem(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        return Path(path).read_text()
+    except OSError as error:
+        raise InvalidArgumentError(
+            f"failed to read {path}: {error.strerror}"
+        ) from error
 
 
 class Server:
@@ -140,8 +160,10 @@ class Server:
         for repo in self.options.model_repositories:
             if not Path(repo).exists():
                 raise InternalError(f"failed to stat file {repo}")
-        await self.manager.start()
-        self._log_model_table()
+        try:
+            await self.manager.start()
+        finally:
+            self._log_model_table()  # Triton prints the table on failure too
         opts = self.options
         if opts.allow_grpc:
             from tritonx.frontends.grpc import GrpcFrontend
@@ -152,6 +174,14 @@ class Server:
                 host=opts.grpc_address,
                 port=opts.grpc_port,
                 server_id=opts.server_id,
+                infer_compression_level=opts.grpc_infer_response_compression_level,
+                channel_args=opts.grpc_channel_args,
+                # --grpc-use-ssl-mutual implies SSL, as in tritonserver.
+                use_ssl=opts.grpc_use_ssl or opts.grpc_use_ssl_mutual,
+                use_mutual_auth=opts.grpc_use_ssl_mutual,
+                server_cert=_read_pem(opts.grpc_server_cert),
+                server_key=_read_pem(opts.grpc_server_key),
+                root_cert=_read_pem(opts.grpc_root_cert),
             )
             await self._start_frontend("grpc", grpc_frontend, opts.grpc_address)
             logger.info(
@@ -169,6 +199,7 @@ class Server:
                 port=opts.http_port,
                 server_id=opts.server_id,
                 max_input_size=opts.http_max_input_size,
+                reuse_port=opts.http_reuse_port,
             )
             await self._start_frontend("http", http_frontend, opts.http_address)
             logger.info(
@@ -211,7 +242,8 @@ class Server:
         logger.info("Started Metrics Service at %s:%d", host, self.ports["metrics"])
 
     def _log_model_table(self) -> None:
-        rows = self.manager.index()
+        # Like Triton, list only the versions a load was attempted for.
+        rows = [row for row in self.manager.index() if row.get("version")]
         if not rows:
             return
         table = [("Model", "Version", "Status")]
@@ -223,8 +255,8 @@ class Server:
         widths = [max(len(r[i]) for r in table) for i in range(3)]
         rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
         lines = [rule]
-        for i, row in enumerate(table):
-            cells = " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+        for i, cols in enumerate(table):
+            cells = " | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
             lines.append(f"| {cells} |")
             if i == 0:
                 lines.append(rule)

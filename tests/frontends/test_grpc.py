@@ -28,18 +28,37 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 HARNESS = Path(__file__).with_name("test_grpc_harness.py")
 ROOT = Path(__file__).resolve().parents[2]
 
-DTYPES = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-          "FP16", "FP32", "FP64", "BYTES", "BF16"]
+DTYPES = [
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+    "BF16",
+]
 
 
 class Harness:
     def __init__(self, *args: str) -> None:
         env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT / "python") + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = (
+            str(ROOT / "python") + os.pathsep + env.get("PYTHONPATH", "")
+        )
         self.process = subprocess.Popen(
             [sys.executable, str(HARNESS), *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -82,8 +101,10 @@ def client(server: Harness) -> Iterator[grpcclient.InferenceServerClient]:
 def stub(server: Harness) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
     channel = grpc.insecure_channel(
         server.url,
-        options=[("grpc.max_send_message_length", 2**31 - 1),
-                 ("grpc.max_receive_message_length", 2**31 - 1)],
+        options=[
+            ("grpc.max_send_message_length", 2**31 - 1),
+            ("grpc.max_receive_message_length", 2**31 - 1),
+        ],
     )
     yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
     channel.close()
@@ -94,20 +115,34 @@ def sample(dtype: str, shape: tuple[int, ...] = (2, 3)) -> np.ndarray:
     if dtype == "BOOL":
         return (np.arange(count) % 2 == 0).reshape(shape)
     if dtype == "BYTES":
-        return np.array([f"s{i}".encode() * (i + 1) for i in range(count)],
-                        dtype=np.object_).reshape(shape)
+        return np.array(
+            [f"s{i}".encode() * (i + 1) for i in range(count)], dtype=np.object_
+        ).reshape(shape)
     if dtype == "BF16":
         return np.arange(count, dtype=np.uint16).reshape(shape) + 16256
-    np_type = {"UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
-               "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16,
-               "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
-               "FP32": np.float32, "FP64": np.float64}[dtype]
+    np_type = {
+        "UINT8": np.uint8,
+        "UINT16": np.uint16,
+        "UINT32": np.uint32,
+        "UINT64": np.uint64,
+        "INT8": np.int8,
+        "INT16": np.int16,
+        "INT32": np.int32,
+        "INT64": np.int64,
+        "FP16": np.float16,
+        "FP32": np.float32,
+        "FP64": np.float64,
+    }[dtype]
     values = np.arange(count) - (count // 2 if dtype.startswith("INT") else 0)
     return values.astype(np_type).reshape(shape)
 
 
-def make_input(name: str, data: np.ndarray, dtype: str | None = None) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(name, list(data.shape), dtype or np_to_triton_dtype(data.dtype))
+def make_input(
+    name: str, data: np.ndarray, dtype: str | None = None
+) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(
+        name, list(data.shape), dtype or np_to_triton_dtype(data.dtype)
+    )
     if dtype == "BF16":
         # tritonclient wants float32 for BF16; send the raw uint16 bits instead.
         tensor._raw_content = data.astype("<u2").tobytes()
@@ -117,7 +152,9 @@ def make_input(name: str, data: np.ndarray, dtype: str | None = None) -> grpccli
 
 
 def fp32_input(values: np.ndarray | None = None) -> grpcclient.InferInput:
-    data = values if values is not None else np.arange(4, dtype=np.float32).reshape(1, 4)
+    data = (
+        values if values is not None else np.arange(4, dtype=np.float32).reshape(1, 4)
+    )
     return make_input("INPUT0", data)
 
 
@@ -171,7 +208,11 @@ def test_model_metadata_and_config(client: grpcclient.InferenceServerClient) -> 
     meta = client.get_model_metadata("multi", as_json=True)
     assert meta["name"] == "multi"
     assert meta["versions"] == ["1", "3"]
-    assert meta["inputs"][0] == {"name": "INPUT0", "datatype": "FP32", "shape": ["-1", "-1"]}
+    assert meta["inputs"][0] == {
+        "name": "INPUT0",
+        "datatype": "FP32",
+        "shape": ["-1", "-1"],
+    }
     config = client.get_model_config("identity").config
     assert config.name == "identity"
     assert config.max_batch_size == 8
@@ -183,10 +224,15 @@ def test_model_metadata_and_config(client: grpcclient.InferenceServerClient) -> 
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_infer_raw_every_datatype(client: grpcclient.InferenceServerClient, dtype: str) -> None:
+def test_infer_raw_every_datatype(
+    client: grpcclient.InferenceServerClient, dtype: str
+) -> None:
     data = sample(dtype)
-    result = client.infer(f"identity_{dtype.lower()}", [make_input("INPUT0", data, dtype)],
-                          request_id=f"req-{dtype}")
+    result = client.infer(
+        f"identity_{dtype.lower()}",
+        [make_input("INPUT0", data, dtype)],
+        request_id=f"req-{dtype}",
+    )
     response = result.get_response()
     assert response.model_name == f"identity_{dtype.lower()}"
     assert response.model_version == "1"
@@ -202,22 +248,34 @@ def test_infer_raw_every_datatype(client: grpcclient.InferenceServerClient, dtyp
 
 
 def _typed_request(dtype: str, data: np.ndarray) -> service_pb2.ModelInferRequest:
-    request = service_pb2.ModelInferRequest(model_name=f"identity_{dtype.lower()}", id="typed")
+    request = service_pb2.ModelInferRequest(
+        model_name=f"identity_{dtype.lower()}", id="typed"
+    )
     tensor = request.inputs.add(name="INPUT0", datatype=dtype, shape=list(data.shape))
     flat = data.flatten()
-    field = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
-             "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
-             "UINT16": "uint_contents", "UINT32": "uint_contents",
-             "UINT64": "uint64_contents", "FP32": "fp32_contents",
-             "FP64": "fp64_contents", "BYTES": "bytes_contents"}[dtype]
+    field = {
+        "BOOL": "bool_contents",
+        "INT8": "int_contents",
+        "INT16": "int_contents",
+        "INT32": "int_contents",
+        "INT64": "int64_contents",
+        "UINT8": "uint_contents",
+        "UINT16": "uint_contents",
+        "UINT32": "uint_contents",
+        "UINT64": "uint64_contents",
+        "FP32": "fp32_contents",
+        "FP64": "fp64_contents",
+        "BYTES": "bytes_contents",
+    }[dtype]
     values = [bytes(v) for v in flat] if dtype == "BYTES" else flat.tolist()
     getattr(tensor.contents, field).extend(values)
     return request
 
 
 @pytest.mark.parametrize("dtype", [d for d in DTYPES if d not in ("FP16", "BF16")])
-def test_infer_typed_contents(stub: service_pb2_grpc.GRPCInferenceServiceStub,
-                              dtype: str) -> None:
+def test_infer_typed_contents(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub, dtype: str
+) -> None:
     data = sample(dtype)
     response = stub.ModelInfer(_typed_request(dtype, data))
     assert response.id == "typed"
@@ -228,8 +286,8 @@ def test_infer_typed_contents(stub: service_pb2_grpc.GRPCInferenceServiceStub,
     if dtype == "BYTES":
         items, offset = [], 0
         while offset < len(raw):
-            size = int.from_bytes(raw[offset:offset + 4], "little")
-            items.append(raw[offset + 4:offset + 4 + size])
+            size = int.from_bytes(raw[offset : offset + 4], "little")
+            items.append(raw[offset + 4 : offset + 4 + size])
             offset += 4 + size
         assert items == list(data.flatten())
     else:
@@ -238,16 +296,22 @@ def test_infer_typed_contents(stub: service_pb2_grpc.GRPCInferenceServiceStub,
         np.testing.assert_array_equal(got, data)
 
 
-def test_typed_fp16_has_no_contents_field(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
+def test_typed_fp16_has_no_contents_field(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub,
+) -> None:
     request = service_pb2.ModelInferRequest(model_name="identity_fp16")
     request.inputs.add(name="INPUT0", datatype="FP16", shape=[1, 2])
     with pytest.raises(grpc.RpcError) as info:
         stub.ModelInfer(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "byte size mismatch" in info.value.details()
+    assert info.value.details() == (
+        "unable to find data for input tensor 'INPUT0' for model 'identity_fp16' in request."
+    )
 
 
-def test_raw_and_typed_contents_together(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
+def test_raw_and_typed_contents_together(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub,
+) -> None:
     request = _typed_request("FP32", sample("FP32"))
     request.raw_input_contents.append(sample("FP32").tobytes())
     with pytest.raises(grpc.RpcError) as info:
@@ -259,13 +323,37 @@ def test_raw_and_typed_contents_together(stub: service_pb2_grpc.GRPCInferenceSer
 def test_raw_count_mismatch(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
     request = service_pb2.ModelInferRequest(model_name="identity")
     request.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 1])
-    request.raw_input_contents.extend([b"\0\0\0\0", b"\0\0\0\0"])
+    request.inputs.add(name="INPUT1", datatype="FP32", shape=[1, 1])
+    request.raw_input_contents.append(b"\0\0\0\0")
     with pytest.raises(grpc.RpcError) as info:
         stub.ModelInfer(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == (
+        "unable to find data for input tensor 'INPUT1' for model 'identity' in request."
+    )
+    # Like Triton, surplus raw entries are ignored.
+    request = service_pb2.ModelInferRequest(model_name="identity")
+    request.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 1])
+    request.raw_input_contents.extend([b"\0\0\0\0", b"\0\0\0\0"])
+    assert len(stub.ModelInfer(request).raw_output_contents) == 1
 
 
-def test_zero_sized_output_has_raw_entry(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
+def test_unset_parameter(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
+    request = service_pb2.ModelInferRequest(model_name="identity")
+    request.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 1])
+    request.raw_input_contents.append(b"\0\0\0\0")
+    request.parameters["p"].SetInParent()
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(request)
+    assert info.value.details() == (
+        "invalid value type for 'p' parameter, expected "
+        "int64_param, bool_param, or string_param."
+    )
+
+
+def test_zero_sized_output_has_raw_entry(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub,
+) -> None:
     request = service_pb2.ModelInferRequest(model_name="identity")
     request.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 0])
     request.raw_input_contents.append(b"")
@@ -275,7 +363,9 @@ def test_zero_sized_output_has_raw_entry(stub: service_pb2_grpc.GRPCInferenceSer
 
 
 def test_large_message(client: grpcclient.InferenceServerClient) -> None:
-    data = np.random.default_rng(0).random((1, 16 * 1024 * 1024), dtype=np.float32)  # 64 MiB
+    data = np.random.default_rng(0).random(
+        (1, 16 * 1024 * 1024), dtype=np.float32
+    )  # 64 MiB
     result = client.infer("identity", [fp32_input(data)])
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
 
@@ -283,7 +373,9 @@ def test_large_message(client: grpcclient.InferenceServerClient) -> None:
 def test_compressed_request(client: grpcclient.InferenceServerClient) -> None:
     data = np.ones((1, 1000), dtype=np.float32)
     for algorithm in ("gzip", "deflate"):
-        result = client.infer("identity", [fp32_input(data)], compression_algorithm=algorithm)
+        result = client.infer(
+            "identity", [fp32_input(data)], compression_algorithm=algorithm
+        )
         np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
 
 
@@ -291,29 +383,62 @@ def test_compressed_request(client: grpcclient.InferenceServerClient) -> None:
 
 
 def test_unknown_model_and_version(client: grpcclient.InferenceServerClient) -> None:
-    message = expect_error(grpc.StatusCode.NOT_FOUND, client.infer, "nosuch", [fp32_input()])
+    message = expect_error(
+        grpc.StatusCode.NOT_FOUND, client.infer, "nosuch", [fp32_input()]
+    )
     assert message == "Request for unknown model: 'nosuch' is not found"
     expect_error(grpc.StatusCode.UNAVAILABLE, client.infer, "notready", [fp32_input()])
-    expect_error(grpc.StatusCode.UNAVAILABLE, client.infer, "multi", [fp32_input()],
-                 model_version="2")
+    expect_error(
+        grpc.StatusCode.UNAVAILABLE,
+        client.infer,
+        "multi",
+        [fp32_input()],
+        model_version="2",
+    )
     result = client.infer("multi", [fp32_input()])
     assert result.get_response().model_version == "3"
-    assert client.infer("multi", [fp32_input()], model_version="1").get_response().model_version == "1"
+    assert (
+        client.infer("multi", [fp32_input()], model_version="1")
+        .get_response()
+        .model_version
+        == "1"
+    )
 
 
 def test_validation_errors(client: grpcclient.InferenceServerClient) -> None:
-    message = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.infer, "identity",
-                           [make_input("INPUT0", np.ones(4, dtype=np.float32))])
-    assert message.startswith("unexpected shape for input 'INPUT0' for model 'identity'")
-    message = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.infer, "identity",
-                           [make_input("INPUT0", np.ones((1, 4), dtype=np.int32))])
-    assert message == ("inference input 'INPUT0' data-type is 'INT32', but model "
-                       "'identity' expects 'FP32'")
-    message = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.infer, "identity",
-                           [make_input("BOGUS", np.ones((1, 4), dtype=np.float32))])
+    message = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.infer,
+        "identity",
+        [make_input("INPUT0", np.ones(4, dtype=np.float32))],
+    )
+    assert message.startswith(
+        "unexpected shape for input 'INPUT0' for model 'identity'"
+    )
+    message = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.infer,
+        "identity",
+        [make_input("INPUT0", np.ones((1, 4), dtype=np.int32))],
+    )
+    assert message == (
+        "inference input 'INPUT0' data-type is 'INT32', but model "
+        "'identity' expects 'FP32'"
+    )
+    message = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.infer,
+        "identity",
+        [make_input("BOGUS", np.ones((1, 4), dtype=np.float32))],
+    )
     assert message == "unexpected inference input 'BOGUS' for model 'identity'"
-    message = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.infer, "identity",
-                           [fp32_input()], outputs=[grpcclient.InferRequestedOutput("NOPE")])
+    message = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.infer,
+        "identity",
+        [fp32_input()],
+        outputs=[grpcclient.InferRequestedOutput("NOPE")],
+    )
     assert message == "unexpected inference output 'NOPE' for model 'identity'"
 
 
@@ -324,33 +449,60 @@ def test_invalid_datatype_name(stub: service_pb2_grpc.GRPCInferenceServiceStub) 
     with pytest.raises(grpc.RpcError) as info:
         stub.ModelInfer(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == (
+        "inference input 'INPUT0' data-type is '<invalid>', but model 'identity' "
+        "expects 'FP32'"
+    )
 
 
 def test_parameters(client: grpcclient.InferenceServerClient) -> None:
-    message = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.infer, "identity",
-                           [fp32_input()], parameters={"triton_foo": "x"})
-    assert message == "The parameter 'triton_foo' is a reserved parameter and cannot be specified."
+    message = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.infer,
+        "identity",
+        [fp32_input()],
+        parameters={"triton_foo": "x"},
+    )
+    assert (
+        message
+        == "The parameter 'triton_foo' is a reserved parameter and cannot be specified."
+    )
     # Custom parameters reach the backend; the harness model fails on request.
-    message = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.infer, "identity",
-                           [fp32_input()], parameters={"fail": "boom"})
+    message = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.infer,
+        "identity",
+        [fp32_input()],
+        parameters={"fail": "boom"},
+    )
     assert message == "boom"
     # Scheduling parameters as the python client sends them (priority as uint64).
-    result = client.infer("identity", [fp32_input()], priority=1, timeout=10_000_000,
-                          parameters={"custom": 3, "flag": True, "name": "x"})
+    result = client.infer(
+        "identity",
+        [fp32_input()],
+        priority=1,
+        timeout=10_000_000,
+        parameters={"custom": 3, "flag": True, "name": "x"},
+    )
     assert result.as_numpy("OUTPUT0") is not None
 
 
 def test_requested_outputs(client: grpcclient.InferenceServerClient) -> None:
-    result = client.infer("identity", [fp32_input()],
-                          outputs=[grpcclient.InferRequestedOutput("OUTPUT0")])
+    result = client.infer(
+        "identity", [fp32_input()], outputs=[grpcclient.InferRequestedOutput("OUTPUT0")]
+    )
     assert [o.name for o in result.get_response().outputs] == ["OUTPUT0"]
 
 
 # -- streaming ---------------------------------------------------------------------------
 
 
-def _collect_stream(client: grpcclient.InferenceServerClient, sends: list[dict],
-                    expected: int, timeout: float = 20.0) -> list[tuple]:
+def _collect_stream(
+    client: grpcclient.InferenceServerClient,
+    sends: list[dict],
+    expected: int,
+    timeout: float = 20.0,
+) -> list[tuple]:
     results: queue.Queue = queue.Queue()
     client.start_stream(callback=lambda result, error: results.put((result, error)))
     try:
@@ -362,14 +514,23 @@ def _collect_stream(client: grpcclient.InferenceServerClient, sends: list[dict],
     return out
 
 
-def test_stream_infer_with_errors_mid_stream(client: grpcclient.InferenceServerClient) -> None:
+def test_stream_infer_with_errors_mid_stream(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     sends = [
         {"model_name": "identity", "inputs": [fp32_input()], "request_id": "a"},
         {"model_name": "nosuch", "inputs": [fp32_input()], "request_id": "b"},
-        {"model_name": "identity", "inputs": [fp32_input()], "request_id": "c",
-         "parameters": {"fail": "bad input"}},
-        {"model_name": "identity", "inputs": [make_input("INPUT0", np.ones(3, np.float32))],
-         "request_id": "d"},
+        {
+            "model_name": "identity",
+            "inputs": [fp32_input()],
+            "request_id": "c",
+            "parameters": {"fail": "bad input"},
+        },
+        {
+            "model_name": "identity",
+            "inputs": [make_input("INPUT0", np.ones(3, np.float32))],
+            "request_id": "d",
+        },
         {"model_name": "identity", "inputs": [fp32_input()], "request_id": "e"},
     ]
     out = _collect_stream(client, sends, expected=5)
@@ -381,7 +542,9 @@ def test_stream_infer_with_errors_mid_stream(client: grpcclient.InferenceServerC
     assert "bad input" in errors
 
 
-def test_stream_out_of_order_completion(client: grpcclient.InferenceServerClient) -> None:
+def test_stream_out_of_order_completion(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     sends = [
         {"model_name": "slowmodel", "inputs": [fp32_input()], "request_id": "slow"},
         {"model_name": "identity", "inputs": [fp32_input()], "request_id": "fast"},
@@ -391,9 +554,14 @@ def test_stream_out_of_order_completion(client: grpcclient.InferenceServerClient
 
 
 def test_stream_many_requests(client: grpcclient.InferenceServerClient) -> None:
-    sends = [{"model_name": "identity",
-              "inputs": [fp32_input(np.full((1, 8), i, np.float32))],
-              "request_id": str(i)} for i in range(200)]
+    sends = [
+        {
+            "model_name": "identity",
+            "inputs": [fp32_input(np.full((1, 8), i, np.float32))],
+            "request_id": str(i),
+        }
+        for i in range(200)
+    ]
     out = _collect_stream(client, sends, expected=200)
     for result, error in out:
         assert error is None
@@ -414,6 +582,20 @@ def test_stream_end_waits_for_outstanding(server: Harness) -> None:
     assert responses[0].error_message == ""
 
 
+def test_stream_error_carries_request_id(server: Harness) -> None:
+    with grpc.insecure_channel(server.url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        responses = list(
+            stub.ModelStreamInfer(
+                iter([service_pb2.ModelInferRequest(model_name="nosuch", id="zz")])
+            )
+        )
+    assert (
+        responses[0].error_message == "Request for unknown model: 'nosuch' is not found"
+    )
+    assert responses[0].infer_response.id == "zz"
+
+
 # -- cancellation ------------------------------------------------------------------------
 
 
@@ -422,14 +604,21 @@ def _fails(client: grpcclient.InferenceServerClient, model: str) -> int:
     return int(stats["inference_stats"]["fail"].get("count", 0))
 
 
-def test_client_timeout_cancels_queued_request(client: grpcclient.InferenceServerClient) -> None:
+def test_client_timeout_cancels_queued_request(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     before = _fails(client, "slowmodel")
     blocker = threading.Thread(target=client.infer, args=("slowmodel", [fp32_input()]))
     blocker.start()
     time.sleep(0.1)
     # Queued behind the blocker; the deadline passes while it waits.
-    expect_error(grpc.StatusCode.DEADLINE_EXCEEDED, client.infer, "slowmodel",
-                 [fp32_input()], client_timeout=0.2)
+    expect_error(
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        client.infer,
+        "slowmodel",
+        [fp32_input()],
+        client_timeout=0.2,
+    )
     blocker.join()
     deadline = time.monotonic() + 5
     while _fails(client, "slowmodel") == before and time.monotonic() < deadline:
@@ -441,7 +630,8 @@ def test_aio_cancel(server: Harness) -> None:
     async def run() -> None:
         async with aioclient.InferenceServerClient(server.url) as c:
             before = (await c.get_inference_statistics("slowmodel", as_json=True))[
-                "model_stats"][0]["inference_stats"]["fail"].get("count", "0")
+                "model_stats"
+            ][0]["inference_stats"]["fail"].get("count", "0")
             first = asyncio.ensure_future(c.infer("slowmodel", [fp32_input()]))
             await asyncio.sleep(0.1)
             second = asyncio.ensure_future(c.infer("slowmodel", [fp32_input()]))
@@ -452,7 +642,9 @@ def test_aio_cancel(server: Harness) -> None:
             await first
             for _ in range(100):
                 stats = await c.get_inference_statistics("slowmodel", as_json=True)
-                after = stats["model_stats"][0]["inference_stats"]["fail"].get("count", "0")
+                after = stats["model_stats"][0]["inference_stats"]["fail"].get(
+                    "count", "0"
+                )
                 if int(after) == int(before) + 1:
                     break
                 await asyncio.sleep(0.05)
@@ -470,8 +662,11 @@ def test_aio_infer_and_stream(server: Harness) -> None:
 
             async def requests():
                 for i in range(5):
-                    yield {"model_name": "identity", "inputs": [fp32_input()],
-                           "request_id": str(i)}
+                    yield {
+                        "model_name": "identity",
+                        "inputs": [fp32_input()],
+                        "request_id": str(i),
+                    }
 
             ids = []
             async for result, error in c.stream_infer(requests()):
@@ -493,14 +688,24 @@ def test_statistics(client: grpcclient.InferenceServerClient) -> None:
     row = stats["model_stats"][0]
     assert row["name"] == "identity_int32" and row["version"] == "1"
     assert int(row["inference_count"]) >= 2
-    for key in ("success", "fail", "queue", "compute_input", "compute_infer",
-                "compute_output", "cache_hit", "cache_miss"):
+    for key in (
+        "success",
+        "fail",
+        "queue",
+        "compute_input",
+        "compute_infer",
+        "compute_output",
+        "cache_hit",
+        "cache_miss",
+    ):
         assert key in row["inference_stats"], key
     assert int(row["inference_stats"]["success"]["count"]) >= 1
     assert row["batch_stats"][0]["batch_size"] == "2"
     every = client.get_inference_statistics(as_json=True)["model_stats"]
     assert {"identity", "multi", "slowmodel"} <= {r["name"] for r in every}
-    expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.get_inference_statistics, "nosuch")
+    expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT, client.get_inference_statistics, "nosuch"
+    )
 
 
 def test_repository_index_load_unload(client: grpcclient.InferenceServerClient) -> None:
@@ -508,13 +713,17 @@ def test_repository_index_load_unload(client: grpcclient.InferenceServerClient) 
     assert {"name": "identity", "version": "1", "state": "READY"} in index
     assert {"name": "notready"} in index
 
-    client.load_model("loaded", config='{"max_batch_size": 2}', files={"file:1/model.py": b"x"})
+    client.load_model(
+        "loaded", config='{"max_batch_size": 2}', files={"file:1/model.py": b"x"}
+    )
     assert client.is_model_ready("loaded")
     client.infer("loaded", [fp32_input()])
     client.unload_model("loaded", unload_dependents=True)
     assert not client.is_model_ready("loaded")
 
-    message = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.load_model, "bad_model")
+    message = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT, client.load_model, "bad_model"
+    )
     assert message == "failed to load 'bad_model': no such model"
     expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.unload_model, "never_loaded")
 
@@ -542,8 +751,13 @@ def test_slow_load_does_not_block_inference(server: Harness) -> None:
 def test_shared_memory_rpcs(client: grpcclient.InferenceServerClient) -> None:
     assert len(client.get_system_shared_memory_status().regions) == 0
     assert len(client.get_cuda_shared_memory_status().regions) == 0
-    expect_error(grpc.StatusCode.UNIMPLEMENTED, client.register_system_shared_memory,
-                 "r", "/key", 64)
+    expect_error(
+        grpc.StatusCode.UNIMPLEMENTED,
+        client.register_system_shared_memory,
+        "r",
+        "/key",
+        64,
+    )
     expect_error(grpc.StatusCode.NOT_FOUND, client.get_system_shared_memory_status, "r")
     client.unregister_system_shared_memory()
     client.unregister_cuda_shared_memory("r")
@@ -556,22 +770,31 @@ def test_trace_settings(client: grpcclient.InferenceServerClient) -> None:
     updated = client.update_trace_settings(settings={"trace_rate": "5"}, as_json=True)
     assert updated["settings"]["trace_rate"]["value"] == ["5"]
     client.update_trace_settings(settings={"trace_rate": None})
-    assert client.get_trace_settings(as_json=True)["settings"]["trace_rate"]["value"] == ["1000"]
-    expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.update_trace_settings,
-                 settings={"trace_level": ["LOUD"]})
+    assert client.get_trace_settings(as_json=True)["settings"]["trace_rate"][
+        "value"
+    ] == ["1000"]
+    expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.update_trace_settings,
+        settings={"trace_level": ["LOUD"]},
+    )
 
 
 def test_log_settings(client: grpcclient.InferenceServerClient) -> None:
     settings = client.get_log_settings(as_json=True)["settings"]
-    assert settings["log_info"]["boolParam"] is True
-    assert settings["log_format"]["stringParam"] == "default"
-    updated = client.update_log_settings({"log_verbose_level": 2, "log_info": False},
-                                         as_json=True)["settings"]
-    assert updated["log_verbose_level"]["uint32Param"] == 2
-    assert updated["log_info"]["boolParam"] is False
+    assert settings["log_info"]["bool_param"] is True
+    assert settings["log_format"]["string_param"] == "default"
+    updated = client.update_log_settings(
+        {"log_verbose_level": 2, "log_info": False}, as_json=True
+    )["settings"]
+    assert updated["log_verbose_level"]["uint32_param"] == 2
+    assert updated["log_info"]["bool_param"] is False
     client.update_log_settings({"log_verbose_level": 0, "log_info": True})
-    expect_error(grpc.StatusCode.UNIMPLEMENTED, client.update_log_settings,
-                 {"log_file": "/tmp/x"})
+    expect_error(
+        grpc.StatusCode.UNIMPLEMENTED,
+        client.update_log_settings,
+        {"log_file": "/tmp/x"},
+    )
 
 
 # -- lifecycle ---------------------------------------------------------------------------
@@ -582,7 +805,8 @@ def test_stop_waits_for_in_flight_request() -> None:
     c = grpcclient.InferenceServerClient(harness.url)
     results: list = []
     thread = threading.Thread(
-        target=lambda: results.append(c.infer("slowmodel", [fp32_input()])))
+        target=lambda: results.append(c.infer("slowmodel", [fp32_input()]))
+    )
     thread.start()
     time.sleep(0.1)
     output = harness.close()

@@ -66,7 +66,7 @@ class _Identity:
                 results.append(InvalidArgumentError(str(params["fail"])))
                 continue
             out: dict[str, Any] = {}
-            for tensor, name in zip(request.inputs, self.outputs):
+            for tensor, name in zip(request.inputs, self.outputs, strict=False):
                 if tensor.datatype in ("BF16",):
                     out[name] = ("BF16", tensor.as_numpy())
                 else:
@@ -182,7 +182,7 @@ class FakeManager:
                 )
             for v, model in sorted(self.models[model_name].items()):
                 s = model.statistics()
-                pair = lambda key: {"count": s[key][0], "ns": s[key][1]}  # noqa: E731
+                pair = lambda key, s=s: {"count": s[key][0], "ns": s[key][1]}  # noqa: E731
                 rows.append(
                     {
                         "name": model_name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from repo_helpers import Repo, infer, make_manager, run
+
 from tritonx.errors import (
     InternalError,
     InvalidArgumentError,
@@ -293,5 +294,27 @@ def test_statistics_shape(repo: Repo) -> None:
         assert [s["name"] for s in manager.statistics()] == ["m"]
         assert manager.model_load_durations[("m", 1)] > 0
         await manager.shutdown()
+
+    run(scenario())
+
+
+def test_unknown_backend(repo: Repo) -> None:
+    repo.add("nobe", config='backend: "nosuchbe"\nmax_batch_size: 0\n')
+    manager = make_manager([repo.root])
+
+    async def scenario() -> None:
+        with pytest.raises(InvalidArgumentError) as caught:
+            await manager.load("nobe")
+        reason = (
+            "Invalid argument: unable to find backend library for backend "
+            "'nosuchbe', try specifying runtime on the model configuration."
+        )
+        assert caught.value.message == (
+            f"load failed for model 'nobe': version 1 is at UNAVAILABLE state: "
+            f"{reason};\n"
+        )
+        assert manager.index() == [
+            {"name": "nobe", "version": "1", "state": "UNAVAILABLE", "reason": reason}
+        ]
 
     run(scenario())

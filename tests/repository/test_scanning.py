@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from repo_helpers import Repo, make_manager
+
 from tritonx.config import parse_config_text
 from tritonx.repository.repository import (
     list_repositories,

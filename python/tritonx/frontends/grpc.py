@@ -77,7 +77,11 @@ class SettingsStore:
             if value is None:
                 staged[key] = self._defaults.get(key)
                 continue
-            staged[key] = self._validate(key, value) if self._validate else value
+            if self._validate is not None:
+                value = self._validate(key, value)
+                if value is None:
+                    continue
+            staged[key] = value
         self._values = staged
         return self.get()
 
@@ -101,16 +105,22 @@ def _validate_log_setting(key: str, value: Any) -> Any:
                 f"invalid value for '{key}': expected 'default' or 'ISO8601'"
             )
         return value
-    raise InvalidArgumentError(f"unknown log setting '{key}'")
+    return None  # Triton ignores settings it does not know
 
 
-_TRACE_KEYS = ("trace_file", "trace_level", "trace_rate", "trace_count", "log_frequency",
-               "trace_mode")
+_TRACE_KEYS = (
+    "trace_file",
+    "trace_level",
+    "trace_rate",
+    "trace_count",
+    "log_frequency",
+    "trace_mode",
+)
 
 
 def _validate_trace_setting(key: str, value: Any) -> Any:
     if key not in _TRACE_KEYS:
-        raise InvalidArgumentError(f"unknown trace setting '{key}'")
+        return None  # Triton ignores settings it does not know
     if key == "trace_level":
         for level in value:
             if level not in ("OFF", "TIMESTAMPS", "TENSORS"):
@@ -180,11 +190,13 @@ class GrpcFrontend:
         log_settings: Any = None,
         trace_settings: Any = None,
     ) -> None:
-        from tritonx._proto import grpc_service_pb2 as pb
-        from tritonx._proto import health_pb2
+        from tritonx._proto import grpc_service_pb2, health_pb2
 
-        self._pb = pb
-        self._health_pb = health_pb2
+        # Generated modules have no type stubs; their classes are looked up by name.
+        pb: Any = grpc_service_pb2
+
+        self._pb: Any = pb
+        self._health_pb: Any = health_pb2
         self._manager = manager
         self._registry = registry
         self._host = host
@@ -192,6 +204,11 @@ class GrpcFrontend:
         self._server_id = server_id
         self._version = version
         self._extensions = list(extensions)
+        if use_ssl:
+            # The flags name PEM files; the C++ server takes their contents.
+            server_cert, server_key, root_cert = (
+                _read_pem(path) for path in (server_cert, server_key, root_cert)
+            )
         self._server_options: dict[str, Any] = {
             "control_threads": control_threads,
             "infer_compression_level": infer_compression_level,
@@ -220,23 +237,44 @@ class GrpcFrontend:
             ("RepositoryIndex", pb.RepositoryIndexRequest, self._repository_index),
             ("RepositoryModelLoad", pb.RepositoryModelLoadRequest, self._load),
             ("RepositoryModelUnload", pb.RepositoryModelUnloadRequest, self._unload),
-            ("SystemSharedMemoryStatus", pb.SystemSharedMemoryStatusRequest,
-             self._system_shm_status),
-            ("SystemSharedMemoryRegister", pb.SystemSharedMemoryRegisterRequest,
-             self._system_shm_register),
-            ("SystemSharedMemoryUnregister", pb.SystemSharedMemoryUnregisterRequest,
-             self._shm_unregister(pb.SystemSharedMemoryUnregisterResponse)),
-            ("CudaSharedMemoryStatus", pb.CudaSharedMemoryStatusRequest,
-             self._cuda_shm_status),
-            ("CudaSharedMemoryRegister", pb.CudaSharedMemoryRegisterRequest,
-             self._cuda_shm_register),
-            ("CudaSharedMemoryUnregister", pb.CudaSharedMemoryUnregisterRequest,
-             self._shm_unregister(pb.CudaSharedMemoryUnregisterResponse)),
+            (
+                "SystemSharedMemoryStatus",
+                pb.SystemSharedMemoryStatusRequest,
+                self._system_shm_status,
+            ),
+            (
+                "SystemSharedMemoryRegister",
+                pb.SystemSharedMemoryRegisterRequest,
+                self._system_shm_register,
+            ),
+            (
+                "SystemSharedMemoryUnregister",
+                pb.SystemSharedMemoryUnregisterRequest,
+                self._shm_unregister(pb.SystemSharedMemoryUnregisterResponse),
+            ),
+            (
+                "CudaSharedMemoryStatus",
+                pb.CudaSharedMemoryStatusRequest,
+                self._cuda_shm_status,
+            ),
+            (
+                "CudaSharedMemoryRegister",
+                pb.CudaSharedMemoryRegisterRequest,
+                self._cuda_shm_register,
+            ),
+            (
+                "CudaSharedMemoryUnregister",
+                pb.CudaSharedMemoryUnregisterRequest,
+                self._shm_unregister(pb.CudaSharedMemoryUnregisterResponse),
+            ),
             ("TraceSetting", pb.TraceSettingRequest, self._trace_setting),
             ("LogSettings", pb.LogSettingsRequest, self._log_settings),
         ):
             self._methods[_SERVICE + rpc] = (request_type, fn)
-        self._methods[_HEALTH_CHECK] = (health_pb2.HealthCheckRequest, self._health_check)
+        self._methods[_HEALTH_CHECK] = (
+            self._health_pb.HealthCheckRequest,
+            self._health_check,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -377,9 +415,9 @@ class GrpcFrontend:
                 config = param.string_param
             elif key.startswith("file:"):
                 if kind == "bytes_param":
-                    files[key[len("file:"):]] = param.bytes_param
+                    files[key[len("file:") :]] = param.bytes_param
                 elif kind == "string_param":
-                    files[key[len("file:"):]] = param.string_param.encode()
+                    files[key[len("file:") :]] = param.string_param.encode()
                 else:
                     raise InvalidArgumentError(
                         f"Unable to parse '{key}', expect bytes parameter"
@@ -433,7 +471,12 @@ class GrpcFrontend:
     def _trace_setting(self, request: Any) -> Message:
         if request.model_name:
             # Per-model trace settings are not kept apart from the global ones.
-            self._manager.config(request.model_name, "")  # raises for unknown models
+            try:
+                self._manager.config(request.model_name, "")
+            except Exception:
+                raise InvalidArgumentError(
+                    f"Request for unknown model : {request.model_name}"
+                ) from None
         if request.settings:
             changes = {
                 key: (list(value.value) if value.value else None)
@@ -467,6 +510,13 @@ class GrpcFrontend:
             else:
                 entry.string_param = str(value)
         return response
+
+
+def _read_pem(path: str) -> str:
+    if not path:
+        return ""
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
 
 
 def _json_safe(row: Mapping[str, Any]) -> dict[str, Any]:

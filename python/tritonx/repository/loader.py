@@ -17,6 +17,7 @@ from tritonx.config import (
     scheduler_config_from_config,
 )
 from tritonx.config._pb import mc
+from tritonx.errors import InvalidArgumentError
 from tritonx.repository.records import LoadedModel
 from tritonx.repository.warmup import run_warmup
 
@@ -46,7 +47,16 @@ def _backend_settings(
 def _resolve_backend(name: str) -> Any:
     from tritonx.backends.registry import get_backend
 
-    return get_backend(name)
+    try:
+        backend = get_backend(name)
+    except LookupError:
+        backend = None
+    if backend is None:
+        raise InvalidArgumentError(
+            f"unable to find backend library for backend '{name}', try specifying "
+            "runtime on the model configuration."
+        )
+    return backend
 
 
 def _kind_name(kind: int) -> str:
@@ -145,13 +155,15 @@ def _unload_backend(backend_model: Any, name: str, version: int) -> None:
         log.exception("error while unloading model '%s' version %d", name, version)
 
 
-def retire_version(loaded: LoadedModel) -> None:
-    """Stop a version that is no longer in the registry, once its in-flight
-    requests have completed, then let the backend release it."""
+def retire_version(loaded: LoadedModel, drain: bool = True) -> None:
+    """Stop a version that is no longer in the registry, then let the backend
+    release it. With ``drain`` its in-flight requests complete first; without,
+    queued ones fail (shutdown, after the server's own grace period)."""
     core = loaded.core
-    time.sleep(_DRAIN_GRACE_S)
-    while core.pending_count() > 0:
-        time.sleep(_DRAIN_POLL_S)
+    if drain:
+        time.sleep(_DRAIN_GRACE_S)
+        while core.pending_count() > 0:
+            time.sleep(_DRAIN_POLL_S)
     core.stop()
     _unload_backend(loaded.backend_model, loaded.name, loaded.version)
     log.info("successfully unloaded '%s' version %d", loaded.name, loaded.version)

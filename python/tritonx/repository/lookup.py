@@ -51,6 +51,15 @@ class ModelLookup:
         # (name, version) -> seconds the load took; for nv_model_load_duration_secs.
         self.model_load_durations: dict[tuple[str, int], float] = {}
 
+    def _set_duration(self, name: str, version: int, seconds: float | None) -> None:
+        # Replaced, not mutated: the metrics collector may be iterating the old one.
+        durations = dict(self.model_load_durations)
+        if seconds is None:
+            durations.pop((name, version), None)
+        else:
+            durations[(name, version)] = seconds
+        self.model_load_durations = durations
+
     # -- index and readiness ---------------------------------------------------
 
     def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
@@ -93,10 +102,11 @@ class ModelLookup:
             return False
         if not self.options.strict_readiness:
             return True
-        for record in self._records.values():
+        # list(): frontends on other threads may ask while a load changes states.
+        for record in list(self._records.values()):
             if not record.versions:
                 return False
-            for slot in record.versions.values():
+            for slot in list(record.versions.values()):
                 if slot.state != READY and slot.reason != UNLOADED_REASON:
                     return False
         return True

@@ -134,7 +134,8 @@ class ModelManager(ModelLookup):
             async with self._lock(name):
                 record = self._records.get(name)
                 if record is not None:
-                    await self._unload_record(record)
+                    # The server has drained requests already (exit timeout).
+                    await self._unload_record(record, drain=False)
         self._started = False
         self._pool.shutdown(wait=True)
 
@@ -319,7 +320,7 @@ class ModelManager(ModelLookup):
             if old is not None and old.loaded is not None:
                 retiring.append(old.loaded)
             record.versions[version] = VersionSlot(version, READY, "", loaded)
-            self.model_load_durations[(record.name, version)] = loaded.load_seconds
+            self._set_duration(record.name, version, loaded.load_seconds)
         dropped = []
         for version, slot in record.versions.items():
             if version not in built and slot.state == READY:
@@ -332,17 +333,21 @@ class ModelManager(ModelLookup):
 
     # -- unloading -------------------------------------------------------------
 
-    async def _unload_record(self, record: ModelRecord) -> None:
+    async def _unload_record(self, record: ModelRecord, drain: bool = True) -> None:
         serving = [s for s in record.versions.values() if s.state == READY]
         for slot in serving:
             self.registry.remove(record.name, slot.version)
-        await self._retire_slots(record, serving, [])
+        await self._retire_slots(record, serving, [], drain)
         if record.override is not None:
             record.override.cleanup()
             record.override = None
 
     async def _retire_slots(
-        self, record: ModelRecord, slots: list[VersionSlot], extra: list[LoadedModel]
+        self,
+        record: ModelRecord,
+        slots: list[VersionSlot],
+        extra: list[LoadedModel],
+        drain: bool = True,
     ) -> None:
         models = list(extra)
         for slot in slots:
@@ -351,21 +356,21 @@ class ModelManager(ModelLookup):
             if slot.loaded is not None:
                 slot.loaded.state = UNLOADING
                 models.append(slot.loaded)
-            self.model_load_durations.pop((record.name, slot.version), None)
-        await self._retire(models)
+            self._set_duration(record.name, slot.version, None)
+        await self._retire(models, drain)
         for slot in slots:
             if slot.state == UNLOADING:
                 slot.state, slot.reason = UNAVAILABLE, UNLOADED_REASON
                 slot.loaded = None
 
-    async def _retire(self, models: list[LoadedModel]) -> None:
+    async def _retire(self, models: list[LoadedModel], drain: bool = True) -> None:
         # Draining may take as long as the slowest in-flight request, so it does
         # not occupy the load threads.
         loop = asyncio.get_running_loop()
         for model in models:
             model.state = UNLOADING
         results = await asyncio.gather(
-            *(loop.run_in_executor(None, retire_version, m) for m in models),
+            *(loop.run_in_executor(None, retire_version, m, drain) for m in models),
             return_exceptions=True,
         )
         for model, result in zip(models, results, strict=True):

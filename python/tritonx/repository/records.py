@@ -73,4 +73,4 @@ class ModelRecord:
     override: OverrideDirectory | None = None
 
     def ready_versions(self) -> list[int]:
-        return sorted(v for v, s in self.versions.items() if s.state == READY)
+        return sorted(v for v, s in list(self.versions.items()) if s.state == READY)

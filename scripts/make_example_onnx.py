@@ -2,7 +2,8 @@
 
 The graph computes OUTPUT0 = INPUT0 + INPUT1 and OUTPUT1 = INPUT0 - INPUT1 on FP32
 tensors of shape [batch, 4]. The generated file is committed; rerun this script
-only when the graph changes:  python model_repository/scripts/make_example_onnx.py
+only when the graph changes:  python scripts/make_example_onnx.py
+(It lives outside model_repository/ because every directory there is a model.)
 """
 
 from __future__ import annotations
@@ -44,7 +45,13 @@ def build() -> onnx.ModelProto:
 
 
 def main(argv: list[str]) -> int:
-    default = Path(__file__).resolve().parents[1] / "simple_onnx" / "1" / "model.onnx"
+    default = (
+        Path(__file__).resolve().parents[1]
+        / "model_repository"
+        / "simple_onnx"
+        / "1"
+        / "model.onnx"
+    )
     target = Path(argv[1]) if len(argv) > 1 else default
     target.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(build(), str(target))

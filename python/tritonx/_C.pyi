@@ -1,0 +1,274 @@
+"""Type stubs for tritonx._C, the pybind11 extension over the C++ core.
+
+Written from csrc/bindings/*.cpp; import these names from tritonx._native, never from
+tritonx._C directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from tritonx.errors import TritonXError
+
+ParameterValue = bool | int | float | str
+# (name, datatype, shape, data): data supports the buffer protocol; BYTES data is the
+# wire form (uint32 little-endian length + bytes per element).
+InputTuple = tuple[str, str, Sequence[int], Any]
+# What an instance returns per output: an ndarray (object/bytes/str arrays become
+# BYTES) or (datatype, ndarray) to force the wire datatype, e.g. ("BF16", uint16 array).
+OutputValue = np.ndarray[Any, Any] | tuple[str, np.ndarray[Any, Any]]
+
+cuda_built: bool
+grpc_built: bool
+
+class Tensor:
+    """Read-only view of a core tensor (buffer protocol: the raw wire bytes)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def datatype(self) -> str: ...
+    @property
+    def shape(self) -> list[int]: ...
+    @property
+    def byte_size(self) -> int: ...
+    def as_numpy(self) -> np.ndarray[Any, Any]:
+        """Fixed-size types: a read-only view (BF16 as uint16). BYTES: an object array
+        of bytes (a decoded copy)."""
+    def raw(self) -> memoryview: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+
+class Request:
+    """An inference request; input buffers are not copied but kept alive."""
+
+    def __init__(
+        self,
+        id: str = "",
+        inputs: Sequence[InputTuple] = (),
+        requested_outputs: Sequence[str] = ...,
+        parameters: Mapping[str, ParameterValue] | None = None,
+    ) -> None: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def inputs(self) -> list[Tensor]: ...
+    @property
+    def requested_outputs(self) -> list[str]: ...
+    @property
+    def parameters(self) -> dict[str, ParameterValue]:
+        """Custom parameters only: priority, timeout and sequence_* are taken out."""
+    @property
+    def priority(self) -> int: ...
+    @property
+    def timeout_us(self) -> int: ...
+    @property
+    def correlation_id(self) -> int | str: ...
+    @property
+    def flags(self) -> int: ...
+    @property
+    def batch_size(self) -> int:
+        """Valid after submit: dim 0 when the model batches, else 1."""
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def model_version(self) -> int: ...
+    context: object
+    def is_cancelled(self) -> bool: ...
+
+class Response:
+    """A successful inference response."""
+
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def model_version(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def outputs(self) -> list[Tensor]: ...
+    @property
+    def parameters(self) -> dict[str, ParameterValue]: ...
+
+class TensorSpec:
+    def __init__(
+        self,
+        name: str,
+        datatype: str,
+        dims: Sequence[int],
+        optional: bool = False,
+        reshape: Sequence[int] | None = None,
+    ) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def datatype(self) -> str: ...
+    @property
+    def dims(self) -> list[int]: ...
+    @property
+    def optional(self) -> bool: ...
+    @property
+    def reshape(self) -> list[int] | None: ...
+
+class QueuePolicy:
+    def __init__(
+        self,
+        timeout_action: Literal["REJECT", "DELAY"] = "REJECT",
+        default_timeout_us: int = 0,
+        allow_timeout_override: bool = False,
+        max_queue_size: int = 0,
+    ) -> None: ...
+    @property
+    def timeout_action(self) -> Literal["REJECT", "DELAY"]: ...
+    @property
+    def default_timeout_us(self) -> int: ...
+    @property
+    def allow_timeout_override(self) -> bool: ...
+    @property
+    def max_queue_size(self) -> int: ...
+
+class SchedulerConfig:
+    def __init__(
+        self,
+        dynamic_batching: bool = False,
+        preferred_batch_sizes: Sequence[int] = ...,
+        max_queue_delay_us: int = 0,
+        preserve_ordering: bool = False,
+        priority_levels: int = 0,
+        default_priority_level: int = 0,
+        default_queue_policy: QueuePolicy | None = None,
+        priority_queue_policy: Mapping[int, QueuePolicy] = ...,
+    ) -> None: ...
+    @property
+    def dynamic_batching(self) -> bool: ...
+    @property
+    def preferred_batch_sizes(self) -> list[int]: ...
+    @property
+    def max_queue_delay_us(self) -> int: ...
+    @property
+    def preserve_ordering(self) -> bool: ...
+    @property
+    def priority_levels(self) -> int: ...
+    @property
+    def default_priority_level(self) -> int: ...
+    @property
+    def default_queue_policy(self) -> QueuePolicy: ...
+    @property
+    def priority_queue_policy(self) -> dict[int, QueuePolicy]: ...
+
+class ModelSpec:
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        max_batch_size: int,
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[TensorSpec],
+    ) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def max_batch_size(self) -> int: ...
+    @property
+    def inputs(self) -> list[TensorSpec]: ...
+    @property
+    def outputs(self) -> list[TensorSpec]: ...
+
+class Instance(Protocol):
+    """What a backend gives the core per model instance (docs/architecture.md)."""
+
+    gather_inputs: bool
+    # gather_inputs False:
+    #   def execute(self, requests: list[Request])
+    #       -> Sequence[Mapping[str, OutputValue] | BaseException]
+    # gather_inputs True:
+    #   def execute_batch(self, inputs: dict[str, np.ndarray], requests: list[Request])
+    #       -> Mapping[str, OutputValue]
+
+class Model:
+    """One served model version: spec, scheduler, instances and statistics."""
+
+    def __init__(
+        self, spec: ModelSpec, config: SchedulerConfig, instances: Sequence[Instance]
+    ) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def max_batch_size(self) -> int: ...
+    @property
+    def spec(self) -> ModelSpec: ...
+    def submit(self, request: Request, future: asyncio.Future[Response]) -> None:
+        """Validates (raising TritonXError) and enqueues; the future is completed from
+        the worker thread through loop.call_soon_threadsafe."""
+    def submit_callback(
+        self, request: Request, callback: Callable[[Response | TritonXError], object]
+    ) -> None:
+        """Like submit, but calls `callback` (with the GIL, on a core thread) with the
+        response or the error."""
+    def infer(self, request: Request) -> Response:
+        """Blocking; the GIL is released while waiting."""
+    def cancel(self, request: Request) -> bool:
+        """Removes a still-queued request (answered CANCELLED); else only marks it."""
+    def statistics(self) -> dict[str, Any]: ...
+    def pending_count(self) -> int: ...
+    def stop(self) -> None: ...
+
+class ModelRegistry:
+    """The model versions the frontends (HTTP in Python, gRPC in C++) can reach."""
+
+    def __init__(self) -> None: ...
+    def add(self, model: Model) -> None: ...
+    def remove(self, name: str, version: int) -> None: ...
+    def set_known(self, name: str, known: bool) -> None: ...
+    def find(self, name: str, version: str = "") -> Model: ...
+    def models(self) -> list[Model]: ...
+
+class StreamPool:
+    """One CUDA stream per instance; streams are 0 without a GPU."""
+
+    def __init__(self, count: int) -> None: ...
+    def get(self, index: int) -> int: ...
+    def __len__(self) -> int: ...
+
+class GrpcServer:
+    """Triton's inference.GRPCInferenceService served from C++ (when grpc_built)."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        handler: Callable[[str, bytes], bytes | Any],
+        *,
+        control_threads: int = 8,
+        infer_compression_level: str = "none",
+        channel_args: Mapping[str, int] = ...,
+        use_ssl: bool = False,
+        use_mutual_auth: bool = False,
+        server_cert: str = "",
+        server_key: str = "",
+        root_cert: str = "",
+    ) -> None: ...
+    def start(self, address: str, port: int) -> int:
+        """Binds and starts serving; returns the bound port (port 0 picks one)."""
+    def stop(self, grace: float = 0.0) -> None:
+        """Stops accepting, waits up to `grace` seconds for in-flight calls, then
+        cancels the rest. Blocking; idempotent."""
+    @property
+    def running(self) -> bool: ...
+
+def arena_stats() -> dict[str, int | bool]:
+    """reserved_bytes, in_use_bytes, peak_in_use_bytes, allocations, reuses, pinned."""
+
+def cuda_usable() -> bool: ...
+def set_log_sink(sink: Callable[[int, str], object] | None) -> None: ...
+def _set_future_hooks(
+    set_result: Callable[[asyncio.Future[Any], Any], None],
+    set_exception: Callable[[asyncio.Future[Any], BaseException], None],
+) -> None: ...
+def _release_pending_refs() -> None: ...

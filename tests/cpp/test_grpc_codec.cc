@@ -1,0 +1,157 @@
+// gRPC message <-> core request/response conversions (csrc/grpc/infer_codec).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <memory>
+
+#include "infer_codec.h"
+
+namespace tritonx::grpcfe {
+namespace {
+
+using inference::ModelInferRequest;
+using inference::ModelInferResponse;
+
+ModelSpec OneInputSpec() {
+  ModelSpec spec;
+  spec.name = "m";
+  spec.inputs.push_back({"IN", DataType::kFp32, {-1}});
+  spec.outputs.push_back({"OUT", DataType::kFp32, {-1}});
+  return spec;
+}
+
+TEST(GrpcCodec, RawInputsAreNotCopied) {
+  auto msg = std::make_shared<ModelInferRequest>();
+  msg->set_model_name("m");
+  msg->set_id("r1");
+  auto* in = msg->add_inputs();
+  in->set_name("IN");
+  in->set_datatype("FP32");
+  in->add_shape(2);
+  msg->add_raw_input_contents(std::string(8, '\x01'));
+  InferenceRequest request;
+  ASSERT_TRUE(BuildInferenceRequest(*msg, msg, nullptr, &request).ok());
+  ASSERT_EQ(request.inputs.size(), 1u);
+  EXPECT_EQ(request.id, "r1");
+  EXPECT_EQ(request.inputs[0].data, msg->raw_input_contents(0).data());
+  EXPECT_EQ(request.inputs[0].byte_size, 8u);
+  EXPECT_EQ(request.inputs[0].owner.get(), msg.get());
+  EXPECT_EQ(request.inputs[0].shape, Shape({2}));
+}
+
+TEST(GrpcCodec, TypedContentsBecomeRawBytes) {
+  ModelInferRequest msg;
+  auto* i8 = msg.add_inputs();
+  i8->set_name("A");
+  i8->set_datatype("INT8");
+  i8->add_shape(2);
+  i8->mutable_contents()->add_int_contents(-1);
+  i8->mutable_contents()->add_int_contents(0x1234);  // only the low byte is kept
+  auto* b = msg.add_inputs();
+  b->set_name("B");
+  b->set_datatype("BOOL");
+  b->add_shape(2);
+  b->mutable_contents()->add_bool_contents(true);
+  b->mutable_contents()->add_bool_contents(false);
+  auto* s = msg.add_inputs();
+  s->set_name("S");
+  s->set_datatype("BYTES");
+  s->add_shape(2);
+  s->mutable_contents()->add_bytes_contents("ab");
+  s->mutable_contents()->add_bytes_contents("");
+  InferenceRequest request;
+  ASSERT_TRUE(BuildInferenceRequest(msg, nullptr, nullptr, &request).ok());
+  ASSERT_EQ(request.inputs.size(), 3u);
+  EXPECT_EQ(std::string(request.inputs[0].data, request.inputs[0].byte_size),
+            std::string("\xff\x34", 2));
+  EXPECT_EQ(std::string(request.inputs[1].data, request.inputs[1].byte_size),
+            std::string("\x01\x00", 2));
+  EXPECT_EQ(std::string(request.inputs[2].data, request.inputs[2].byte_size),
+            std::string("\x02\x00\x00\x00" "ab" "\x00\x00\x00\x00", 10));
+  EXPECT_NE(request.inputs[0].owner, nullptr);
+}
+
+TEST(GrpcCodec, RawAndTypedTogetherIsRejected) {
+  ModelInferRequest msg;
+  msg.set_model_name("m");
+  auto* in = msg.add_inputs();
+  in->set_name("IN");
+  in->set_datatype("FP32");
+  in->mutable_contents()->add_fp32_contents(1.0f);
+  msg.add_raw_input_contents(std::string(4, '\0'));
+  InferenceRequest request;
+  Status status = BuildInferenceRequest(msg, nullptr, nullptr, &request);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            "contents field must not be specified when using raw_input_contents for "
+            "'IN' for model 'm'");
+}
+
+TEST(GrpcCodec, MissingDataAndBadDatatype) {
+  ModelSpec spec = OneInputSpec();
+  ModelInferRequest msg;
+  msg.set_model_name("m");
+  auto* in = msg.add_inputs();
+  in->set_name("IN");
+  in->set_datatype("FP16");
+  InferenceRequest request;
+  Status status = BuildInferenceRequest(msg, nullptr, &spec, &request);
+  EXPECT_EQ(status.message(),
+            "unable to find data for input tensor 'IN' for model 'm' in request.");
+  in->set_datatype("FLOAT");
+  InferenceRequest request2;
+  status = BuildInferenceRequest(msg, nullptr, &spec, &request2);
+  EXPECT_EQ(status.message(),
+            "inference input 'IN' data-type is '<invalid>', but model 'm' expects 'FP32'");
+}
+
+TEST(GrpcCodec, ParametersGoThroughTheCoreRules) {
+  ModelInferRequest msg;
+  (*msg.mutable_parameters())["priority"].set_uint64_param(2);
+  (*msg.mutable_parameters())["custom"].set_string_param("x");
+  InferenceRequest request;
+  ASSERT_TRUE(BuildInferenceRequest(msg, nullptr, nullptr, &request).ok());
+  EXPECT_EQ(request.priority, 2u);
+  ASSERT_EQ(request.parameters.size(), 1u);
+  EXPECT_EQ(std::get<std::string>(request.parameters[0].second), "x");
+
+  ModelInferRequest unset;
+  (*unset.mutable_parameters())["p"];
+  InferenceRequest request2;
+  EXPECT_EQ(BuildInferenceRequest(unset, nullptr, nullptr, &request2).code(),
+            StatusCode::kInvalidArg);
+}
+
+TEST(GrpcCodec, ResponseHasOneRawEntryPerOutput) {
+  InferenceResponse response;
+  response.model_name = "m";
+  response.model_version = 3;
+  const float values[2] = {1.0f, 2.0f};
+  Tensor full{"A", DataType::kFp32, {1, 2}, reinterpret_cast<const char*>(values), 8, nullptr};
+  Tensor empty{"B", DataType::kBytes, {1, 0}, nullptr, 0, nullptr};
+  response.outputs = {full, empty};
+  response.parameters.emplace_back("triton_final_response", ParameterValue(true));
+  ModelInferResponse msg;
+  BuildInferResponse(response, "rid", &msg);
+  EXPECT_EQ(msg.model_version(), "3");
+  EXPECT_EQ(msg.id(), "rid");
+  ASSERT_EQ(msg.outputs_size(), 2);
+  ASSERT_EQ(msg.raw_output_contents_size(), 2);
+  EXPECT_EQ(msg.outputs(1).datatype(), "BYTES");
+  EXPECT_EQ(msg.raw_output_contents(0).size(), 8u);
+  EXPECT_TRUE(msg.raw_output_contents(1).empty());
+  EXPECT_TRUE(msg.parameters().at("triton_final_response").bool_param());
+}
+
+TEST(GrpcCodec, StatusMapping) {
+  EXPECT_EQ(ToGrpcStatus(Status(StatusCode::kUnsupported, "x")).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(ToGrpcStatus(Status(StatusCode::kInvalidArg, "x")).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(ToGrpcStatus(Status::Ok()).ok());
+  EXPECT_EQ(GrpcCodeFromName("NOT_FOUND"), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(GrpcCodeFromName("bogus"), grpc::StatusCode::INTERNAL);
+}
+
+}  // namespace
+}  // namespace tritonx::grpcfe

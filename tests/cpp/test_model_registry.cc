@@ -1,0 +1,75 @@
+// ModelRegistry: lookup by name and version with Triton's messages.
+#include "core/model_registry.h"
+
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+
+namespace tritonx {
+namespace {
+
+using testing::MakeSpec;
+
+std::shared_ptr<Model> MakeModel(const std::string& name, int64_t version) {
+  ModelSpec spec = MakeSpec(8, {4}, name);
+  spec.version = version;
+  return std::make_shared<Model>(spec, SchedulerConfig(),
+                                 std::vector<std::shared_ptr<Executor>>());
+}
+
+TEST(ModelRegistry, FindsHighestVersionByDefault) {
+  ModelRegistry registry;
+  registry.Add(MakeModel("m", 1));
+  registry.Add(MakeModel("m", 3));
+  registry.Add(MakeModel("m", 2));
+  std::shared_ptr<Model> found;
+  ASSERT_TRUE(registry.Find("m", "", &found).ok());
+  EXPECT_EQ(found->spec().version, 3);
+  ASSERT_TRUE(registry.Find("m", "2", &found).ok());
+  EXPECT_EQ(found->spec().version, 2);
+  EXPECT_EQ(registry.All().size(), 3u);
+}
+
+TEST(ModelRegistry, UnknownModelMessages) {
+  ModelRegistry registry;
+  std::shared_ptr<Model> found;
+  Status status = registry.Find("nope", "", &found);
+  EXPECT_EQ(status.code(), StatusCode::kNotFound);
+  EXPECT_EQ(status.message(), "Request for unknown model: 'nope' is not found");
+
+  registry.SetKnown("loading", true);
+  status = registry.Find("loading", "", &found);
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(status.message(),
+            "Request for unknown model: 'loading' has no available versions");
+  registry.SetKnown("loading", false);
+  EXPECT_EQ(registry.Find("loading", "", &found).code(), StatusCode::kNotFound);
+}
+
+TEST(ModelRegistry, VersionMessages) {
+  ModelRegistry registry;
+  registry.Add(MakeModel("m", 1));
+  std::shared_ptr<Model> found;
+  Status status = registry.Find("m", "7", &found);
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(status.message(), "Request for unknown model: 'm' version 7 is not at ready state");
+  status = registry.Find("m", "x1", &found);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(), "failed to parse model version 'x1' of model 'm'");
+}
+
+TEST(ModelRegistry, RemoveKeepsTheModelKnown) {
+  ModelRegistry registry;
+  std::shared_ptr<Model> model = MakeModel("m", 1);
+  registry.Add(model);
+  registry.Remove("m", 1);
+  registry.Remove("m", 1);  // harmless twice
+  std::shared_ptr<Model> found;
+  EXPECT_EQ(registry.Find("m", "", &found).code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(registry.All().empty());
+  // The caller's reference still works after removal.
+  EXPECT_EQ(model->spec().name, "m");
+}
+
+}  // namespace
+}  // namespace tritonx

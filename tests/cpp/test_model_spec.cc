@@ -1,0 +1,247 @@
+// ValidateRequest: Triton's checks and messages, batch size, shape key, reshape.
+#include "core/model_spec.h"
+
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+
+namespace tritonx {
+namespace {
+
+using testing::FloatTensor;
+using testing::MakeSpec;
+
+const char kBatchNote[] =
+    ". NOTE: Setting a non-zero max_batch_size in the model config requires a batch "
+    "dimension to be prepended to each input shape. If you want to specify the full "
+    "shape including the batch dim in your input dims config, try setting "
+    "max_batch_size to zero. See the model configuration docs for more info on "
+    "max_batch_size.";
+
+std::string BytesWire(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) {
+    uint32_t length = static_cast<uint32_t>(item.size());
+    out.append(reinterpret_cast<const char*>(&length), sizeof(length));
+    out += item;
+  }
+  return out;
+}
+
+Tensor BytesTensor(const std::string& name, Shape shape,
+                   std::shared_ptr<std::string> wire) {
+  Tensor tensor;
+  tensor.name = name;
+  tensor.dtype = DataType::kBytes;
+  tensor.shape = std::move(shape);
+  tensor.data = wire->data();
+  tensor.byte_size = wire->size();
+  tensor.owner = std::move(wire);
+  return tensor;
+}
+
+Status Validate(const ModelSpec& spec, std::vector<Tensor> inputs) {
+  InferenceRequest request;
+  request.inputs = std::move(inputs);
+  return ValidateRequest(spec, &request);
+}
+
+TEST(ModelSpec, AcceptsAValidBatchedRequest) {
+  ModelSpec spec = MakeSpec(8, {4});
+  InferenceRequest request;
+  request.inputs.push_back(FloatTensor("INPUT0", {3, 4}));
+  ASSERT_TRUE(ValidateRequest(spec, &request).ok());
+  EXPECT_EQ(request.batch_size, 3);
+  EXPECT_EQ(request.shape_key, "INPUT0[4]");
+}
+
+TEST(ModelSpec, AcceptsANonBatchedRequest) {
+  ModelSpec spec = MakeSpec(0, {2, 2});
+  InferenceRequest request;
+  request.inputs.push_back(FloatTensor("INPUT0", {2, 2}));
+  ASSERT_TRUE(ValidateRequest(spec, &request).ok());
+  EXPECT_EQ(request.batch_size, 1);
+}
+
+TEST(ModelSpec, FindsInputsAndOutputs) {
+  ModelSpec spec = MakeSpec(8);
+  ASSERT_NE(spec.FindInput("INPUT0"), nullptr);
+  EXPECT_EQ(spec.FindInput("OUTPUT0"), nullptr);
+  ASSERT_NE(spec.FindOutput("OUTPUT0"), nullptr);
+  EXPECT_EQ(spec.FindOutput("nope"), nullptr);
+}
+
+TEST(ModelSpec, RejectsUnexpectedInput) {
+  Status status = Validate(MakeSpec(8), {FloatTensor("INPUT0", {1, 4}),
+                                         FloatTensor("EXTRA", {1, 4})});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(), "unexpected inference input 'EXTRA' for model 'm'");
+}
+
+TEST(ModelSpec, RejectsDuplicateInput) {
+  Status status = Validate(MakeSpec(8), {FloatTensor("INPUT0", {1, 4}),
+                                         FloatTensor("INPUT0", {1, 4})});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(), "input 'INPUT0' already exists in request");
+}
+
+TEST(ModelSpec, RejectsMissingRequiredInput) {
+  ModelSpec spec = MakeSpec(8);
+  spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, false, false, {}});
+  Status status = Validate(spec, {FloatTensor("INPUT0", {1, 4})});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            "expected 2 inputs but got 1 inputs for model 'm'. Got input(s) ['INPUT0'], "
+            "but missing required input(s) ['INPUT1']. Please provide all required "
+            "input(s).");
+}
+
+TEST(ModelSpec, OptionalInputMayBeLeftOut) {
+  ModelSpec spec = MakeSpec(8);
+  spec.inputs.push_back({"OPT", DataType::kFp32, {4}, true, false, {}});
+  InferenceRequest request;
+  request.inputs.push_back(FloatTensor("INPUT0", {2, 4}));
+  ASSERT_TRUE(ValidateRequest(spec, &request).ok());
+  EXPECT_EQ(request.batch_size, 2);
+  // Requests with and without the optional input do not batch together.
+  InferenceRequest with;
+  with.inputs.push_back(FloatTensor("INPUT0", {2, 4}));
+  with.inputs.push_back(FloatTensor("OPT", {2, 4}));
+  ASSERT_TRUE(ValidateRequest(spec, &with).ok());
+  EXPECT_NE(with.shape_key, request.shape_key);
+}
+
+TEST(ModelSpec, RejectsWrongDataType) {
+  Tensor input = FloatTensor("INPUT0", {1, 4});
+  input.dtype = DataType::kInt32;
+  Status status = Validate(MakeSpec(8), {input});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            "inference input 'INPUT0' data-type is 'INT32', but model 'm' expects 'FP32'");
+}
+
+TEST(ModelSpec, RejectsWrongShapeWithBatchingNote) {
+  Status status = Validate(MakeSpec(8), {FloatTensor("INPUT0", {1, 3})});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            std::string("unexpected shape for input 'INPUT0' for model 'm'. Expected "
+                        "[-1,4], got [1,3]") +
+                kBatchNote);
+}
+
+TEST(ModelSpec, RejectsMissingBatchDim) {
+  Tensor input = FloatTensor("INPUT0", {4});
+  input.shape = {};
+  input.byte_size = 4;
+  Status status = Validate(MakeSpec(8), {input});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            std::string("unexpected shape for input 'INPUT0' for model 'm'. Expected "
+                        "[-1,4], got []") +
+                kBatchNote);
+}
+
+TEST(ModelSpec, RejectsWrongShapeWithoutBatching) {
+  Status status = Validate(MakeSpec(0, {4}), {FloatTensor("INPUT0", {1, 4})});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            "unexpected shape for input 'INPUT0' for model 'm'. Expected [4], got [1,4]");
+}
+
+TEST(ModelSpec, AcceptsVariableDims) {
+  ModelSpec spec = MakeSpec(8, {-1, 2});
+  InferenceRequest a;
+  a.inputs.push_back(FloatTensor("INPUT0", {1, 5, 2}));
+  InferenceRequest b;
+  b.inputs.push_back(FloatTensor("INPUT0", {1, 3, 2}));
+  ASSERT_TRUE(ValidateRequest(spec, &a).ok());
+  ASSERT_TRUE(ValidateRequest(spec, &b).ok());
+  EXPECT_NE(a.shape_key, b.shape_key);
+  Status status = Validate(spec, {FloatTensor("INPUT0", {1, 3, 3})});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+}
+
+TEST(ModelSpec, RejectsBatchSizeMismatchBetweenInputs) {
+  ModelSpec spec = MakeSpec(8);
+  spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, false, false, {}});
+  Status status = Validate(spec, {FloatTensor("INPUT0", {2, 4}),
+                                  FloatTensor("INPUT1", {3, 4})});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(), "input 'INPUT1' batch size does not match other inputs for 'm'");
+}
+
+TEST(ModelSpec, RejectsBatchSizeAboveMax) {
+  Status status = Validate(MakeSpec(8), {FloatTensor("INPUT0", {9, 4})});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(), "inference request batch-size must be <= 8 for 'm'");
+}
+
+TEST(ModelSpec, RejectsByteSizeMismatch) {
+  Tensor input = FloatTensor("INPUT0", {1, 4});
+  input.byte_size = 12;
+  Status status = Validate(MakeSpec(8), {input});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            "input byte size mismatch for input 'INPUT0' for model 'm'. Expected 16, got 12");
+}
+
+TEST(ModelSpec, ChecksBytesElementCount) {
+  ModelSpec spec;
+  spec.name = "s";
+  spec.max_batch_size = 4;
+  spec.inputs.push_back({"TEXT", DataType::kBytes, {2}, false, false, {}});
+  auto good = std::make_shared<std::string>(BytesWire({"ab", ""}));
+  EXPECT_TRUE(Validate(spec, {BytesTensor("TEXT", {1, 2}, good)}).ok());
+
+  auto short_wire = std::make_shared<std::string>(BytesWire({"only"}));
+  Status status = Validate(spec, {BytesTensor("TEXT", {1, 2}, short_wire)});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            "expected 2 string elements for inference input 'TEXT' for model 's', got 1");
+
+  // A length running past the end is malformed: reported as 0 elements.
+  auto malformed = std::make_shared<std::string>(BytesWire({"abc", "de"}));
+  malformed->resize(malformed->size() - 1);
+  status = Validate(spec, {BytesTensor("TEXT", {1, 2}, malformed)});
+  EXPECT_EQ(status.message(),
+            "expected 2 string elements for inference input 'TEXT' for model 's', got 0");
+}
+
+TEST(ModelSpec, RejectsUnknownRequestedOutput) {
+  InferenceRequest request;
+  request.inputs.push_back(FloatTensor("INPUT0", {1, 4}));
+  request.requested_outputs = {"OUTPUT0", "NOPE"};
+  Status status = ValidateRequest(MakeSpec(8), &request);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(), "unexpected inference output 'NOPE' for model 'm'");
+}
+
+TEST(ModelSpec, AppliesInputReshape) {
+  ModelSpec spec = MakeSpec(8, {4});
+  spec.inputs[0].has_reshape = true;
+  spec.inputs[0].reshape = {2, -1};
+  InferenceRequest request;
+  request.inputs.push_back(FloatTensor("INPUT0", {3, 4}));
+  ASSERT_TRUE(ValidateRequest(spec, &request).ok());
+  EXPECT_EQ(request.inputs[0].shape, (Shape{3, 2, 2}));
+  EXPECT_EQ(request.batch_size, 3);
+
+  ModelSpec flat = MakeSpec(0, {1, 6});
+  flat.inputs[0].has_reshape = true;
+  flat.inputs[0].reshape = {6};
+  InferenceRequest unbatched;
+  unbatched.inputs.push_back(FloatTensor("INPUT0", {1, 6}));
+  ASSERT_TRUE(ValidateRequest(flat, &unbatched).ok());
+  EXPECT_EQ(unbatched.inputs[0].shape, (Shape{6}));
+}
+
+TEST(ModelSpec, FailedValidationLeavesBatchFieldsAlone) {
+  InferenceRequest request;
+  request.inputs.push_back(FloatTensor("INPUT0", {9, 4}));
+  EXPECT_FALSE(ValidateRequest(MakeSpec(8), &request).ok());
+  EXPECT_EQ(request.batch_size, 1);
+  EXPECT_TRUE(request.shape_key.empty());
+}
+
+}  // namespace
+}  // namespace tritonx

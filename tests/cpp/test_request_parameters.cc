@@ -1,0 +1,67 @@
+// ApplyRequestParameters: Triton's reserved request parameters.
+#include "core/request_parameters.h"
+
+#include <gtest/gtest.h>
+
+namespace tritonx {
+namespace {
+
+TEST(RequestParameters, TakesSchedulingParametersOut) {
+  InferenceRequest request;
+  Parameters given = {{"priority", int64_t{2}},
+                      {"timeout", uint64_t{1500}},
+                      {"sequence_id", int64_t{42}},
+                      {"sequence_start", true},
+                      {"sequence_end", true},
+                      {"custom", std::string("x")},
+                      {"triton_enable_empty_final_response", true}};
+  ASSERT_TRUE(ApplyRequestParameters(std::move(given), &request).ok());
+  EXPECT_EQ(request.priority, 2u);
+  EXPECT_EQ(request.timeout_us, 1500u);
+  EXPECT_EQ(request.correlation_id, 42u);
+  EXPECT_EQ(request.flags, 3u);
+  ASSERT_EQ(request.parameters.size(), 2u);
+  EXPECT_EQ(request.parameters[0].first, "custom");
+  EXPECT_EQ(std::get<std::string>(request.parameters[0].second), "x");
+  EXPECT_EQ(request.parameters[1].first, "triton_enable_empty_final_response");
+}
+
+TEST(RequestParameters, StringSequenceId) {
+  InferenceRequest request;
+  ASSERT_TRUE(
+      ApplyRequestParameters({{"sequence_id", std::string("abc")}}, &request).ok());
+  EXPECT_EQ(request.correlation_id_str, "abc");
+  EXPECT_EQ(request.correlation_id, 0u);
+}
+
+TEST(RequestParameters, RejectsReservedNames) {
+  for (const char* key : {"headers", "binary_data_output", "triton_anything"}) {
+    InferenceRequest request;
+    Status status = ApplyRequestParameters({{key, true}}, &request);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArg) << key;
+    EXPECT_EQ(status.message(), std::string("The parameter '") + key +
+                                    "' is a reserved parameter and cannot be specified.");
+  }
+}
+
+TEST(RequestParameters, RejectsBadTypes) {
+  InferenceRequest request;
+  EXPECT_EQ(ApplyRequestParameters({{"priority", int64_t{-1}}}, &request).message(),
+            "parameter 'priority' must be a non-negative integer");
+  EXPECT_EQ(ApplyRequestParameters({{"timeout", 1.5}}, &request).message(),
+            "parameter 'timeout' must be a non-negative integer");
+  EXPECT_EQ(ApplyRequestParameters({{"sequence_start", int64_t{1}}}, &request).message(),
+            "parameter 'sequence_start' must be a boolean");
+  EXPECT_EQ(ApplyRequestParameters({{"sequence_id", 2.0}}, &request).message(),
+            "parameter 'sequence_id' must be an unsigned integer or a string");
+}
+
+TEST(RequestParameters, SequenceEndFalseClearsTheFlag) {
+  InferenceRequest request;
+  request.flags = 3;
+  ASSERT_TRUE(ApplyRequestParameters({{"sequence_end", false}}, &request).ok());
+  EXPECT_EQ(request.flags, 1u);
+}
+
+}  // namespace
+}  // namespace tritonx
