@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from serverutil import run_server
+
 from tritonx.cli import UsageError, parse_args, parse_bool
 from tritonx.server import ServerOptions
 

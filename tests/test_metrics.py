@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
@@ -62,6 +66,85 @@ class TritonPythonModel:
 """
 
 
+class CoreModels:
+    """Real core models behind the two ModelManager methods the collector reads."""
+
+    def __init__(self, *models: Any) -> None:
+        self.models = {(m.name, str(m.version)): m for m in models}
+        self.model_load_durations = {(m.name, m.version): 0.25 for m in models}
+
+    def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        return [{"name": n, "version": v, "state": "READY"} for n, v in self.models]
+
+    def get(self, name: str, version: str = "") -> Any:
+        return SimpleNamespace(core=self.models[(name, version)])
+
+
+class SleepyInstance:
+    """Echoes INPUT0 after 50 ms; a negative first value fails that request."""
+
+    gather_inputs = False
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        time.sleep(0.05)
+        results: list[Any] = []
+        for request in requests:
+            data = request.inputs[0].as_numpy()
+            results.append(
+                ValueError("negative") if data[0][0] < 0 else {"OUTPUT0": data.copy()}
+            )
+        return results
+
+
+def test_collector_reads_core_accounting() -> None:
+    from tritonx import _native as core
+    from tritonx.metrics import CpuSampler, TritonCollector, render
+
+    spec = core.ModelSpec(
+        "m",
+        1,
+        8,
+        [core.TensorSpec("INPUT0", "FP32", [2])],
+        [core.TensorSpec("OUTPUT0", "FP32", [2])],
+    )
+    config = core.SchedulerConfig(dynamic_batching=True, max_queue_delay_us=20000)
+    model = core.Model(spec, config, [SleepyInstance()])
+
+    async def submit_all() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        futures = []
+        for i in range(8):
+            value = -1.0 if i == 7 else float(i)
+            data = np.full((1, 2), value, dtype=np.float32)
+            future = loop.create_future()
+            model.submit(
+                core.Request(inputs=[("INPUT0", "FP32", [1, 2], data)]), future
+            )
+            futures.append(future)
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    try:
+        results = asyncio.run(submit_all())
+        assert sum(isinstance(r, Exception) for r in results) == 1
+        collector = TritonCollector(CoreModels(model), cpu=CpuSampler())
+        text = render(collector.collect()).decode()
+    finally:
+        model.stop()
+    values = samples(text)
+    key = labels(model="m", version="1")
+    stats = model.statistics()
+    assert values[("nv_inference_request_success", key)] == 7
+    assert values[("nv_inference_count", key)] == stats["inference_count"] == 8
+    assert values[("nv_inference_exec_count", key)] == stats["execution_count"] < 8
+    failure = labels(model="m", version="1", reason="BACKEND")
+    assert values[("nv_inference_request_failure", failure)] == 1
+    assert values[("nv_inference_compute_infer_duration_us", key)] == (
+        stats["compute_infer"][1] // 1000
+    )
+    assert values[("nv_model_load_duration_secs", key)] == 0.25
+    assert "# TYPE nv_inference_count counter" in text.splitlines()
+
+
 def scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.headers["Content-Type"].startswith("text/plain")
@@ -69,8 +152,10 @@ def scrape(url: str) -> str:
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Series by (name, labels). prometheus_client's parser renames counter samples
+    to <name>_total; the exposition itself is checked line by line elsewhere."""
     return {
-        (s.name, frozenset(s.labels.items())): s.value
+        (s.name.removesuffix("_total"), frozenset(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }

@@ -43,8 +43,9 @@ class Model {
   size_t PendingCount() const;
   StatsSnapshot Statistics() const { return stats_->Snapshot(); }
 
-  // Stops accepting, fails queued requests with UNAVAILABLE, waits for executing
-  // batches and joins the workers. Blocking; idempotent.
+  // Stops accepting, runs every request already queued (an unload or reload loses
+  // nothing that was accepted), then joins the workers. Blocking; idempotent. Queued
+  // requests fail with UNAVAILABLE only when the model has no instances.
   void Stop();
 
  private:

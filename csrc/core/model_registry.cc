@@ -38,7 +38,7 @@ Status ModelRegistry::Find(const std::string& name, const std::string& version,
       return Status(StatusCode::kNotFound,
                     "Request for unknown model: '" + name + "' is not found");
     }
-    return Status(StatusCode::kUnavailable,
+    return Status(StatusCode::kNotFound,
                   "Request for unknown model: '" + name + "' has no available versions");
   }
   if (version.empty()) {

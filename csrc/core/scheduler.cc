@@ -230,8 +230,9 @@ void Scheduler::WorkerLoop(int instance_index) {
         uint64_t wake_ns = 0;
         if (TakeBatch(now, &batch, &wake_ns)) break;
         if (stopping_ && queue_.empty()) {
+          // Signalled under mu_: ~Scheduler cannot proceed before this thread leaves.
           --running_workers_;
-          exit_cv_.notify_all();  // under mu_: ~Scheduler cannot proceed before we leave
+          exit_cv_.notify_all();
           current_worker_of = nullptr;
           return;
         }

@@ -14,19 +14,20 @@ import numpy as np
 
 from tritonx.errors import TritonXError
 
-ParameterValue = bool | int | float | str
+_ParameterValue = bool | int | float | str
 # (name, datatype, shape, data): data supports the buffer protocol; BYTES data is the
 # wire form (uint32 little-endian length + bytes per element).
-InputTuple = tuple[str, str, Sequence[int], Any]
+_InputTuple = tuple[str, str, Sequence[int], Any]
 # What an instance returns per output: an ndarray (object/bytes/str arrays become
 # BYTES) or (datatype, ndarray) to force the wire datatype, e.g. ("BF16", uint16 array).
-OutputValue = np.ndarray[Any, Any] | tuple[str, np.ndarray[Any, Any]]
+_OutputValue = np.ndarray[Any, Any] | tuple[str, np.ndarray[Any, Any]]
 
 cuda_built: bool
 grpc_built: bool
 
 class Tensor:
-    """Read-only view of a core tensor (buffer protocol: the raw wire bytes)."""
+    """Read-only view of a core tensor; supports the buffer protocol (the raw wire
+    bytes, 1-D uint8, read-only). Created by the core only."""
 
     @property
     def name(self) -> str: ...
@@ -40,7 +41,6 @@ class Tensor:
         """Fixed-size types: a read-only view (BF16 as uint16). BYTES: an object array
         of bytes (a decoded copy)."""
     def raw(self) -> memoryview: ...
-    def __buffer__(self, flags: int, /) -> memoryview: ...
 
 class Request:
     """An inference request; input buffers are not copied but kept alive."""
@@ -48,9 +48,9 @@ class Request:
     def __init__(
         self,
         id: str = "",
-        inputs: Sequence[InputTuple] = (),
+        inputs: Sequence[_InputTuple] = (),
         requested_outputs: Sequence[str] = ...,
-        parameters: Mapping[str, ParameterValue] | None = None,
+        parameters: Mapping[str, _ParameterValue] | None = None,
     ) -> None: ...
     @property
     def id(self) -> str: ...
@@ -59,7 +59,7 @@ class Request:
     @property
     def requested_outputs(self) -> list[str]: ...
     @property
-    def parameters(self) -> dict[str, ParameterValue]:
+    def parameters(self) -> dict[str, _ParameterValue]:
         """Custom parameters only: priority, timeout and sequence_* are taken out."""
     @property
     def priority(self) -> int: ...
@@ -91,7 +91,7 @@ class Response:
     @property
     def outputs(self) -> list[Tensor]: ...
     @property
-    def parameters(self) -> dict[str, ParameterValue]: ...
+    def parameters(self) -> dict[str, _ParameterValue]: ...
 
 class TensorSpec:
     def __init__(
@@ -179,22 +179,22 @@ class ModelSpec:
     @property
     def outputs(self) -> list[TensorSpec]: ...
 
-class Instance(Protocol):
+class _Instance(Protocol):
     """What a backend gives the core per model instance (docs/architecture.md)."""
 
     gather_inputs: bool
     # gather_inputs False:
     #   def execute(self, requests: list[Request])
-    #       -> Sequence[Mapping[str, OutputValue] | BaseException]
+    #       -> Sequence[Mapping[str, _OutputValue] | BaseException]
     # gather_inputs True:
     #   def execute_batch(self, inputs: dict[str, np.ndarray], requests: list[Request])
-    #       -> Mapping[str, OutputValue]
+    #       -> Mapping[str, _OutputValue]
 
 class Model:
     """One served model version: spec, scheduler, instances and statistics."""
 
     def __init__(
-        self, spec: ModelSpec, config: SchedulerConfig, instances: Sequence[Instance]
+        self, spec: ModelSpec, config: SchedulerConfig, instances: Sequence[_Instance]
     ) -> None: ...
     @property
     def name(self) -> str: ...

@@ -1,12 +1,11 @@
 // GatherInputs / ScatterOutputs: concatenation along dim 0 into arena buffers and
 // zero-copy slicing back, for fixed-size types and BYTES.
-#include "core/batch_io.h"
-
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <numeric>
 
+#include "core/batch_io.h"
 #include "test_util.h"
 
 namespace tritonx {
@@ -38,8 +37,8 @@ std::vector<std::string> ParseBytes(const Tensor& tensor) {
 }
 
 Tensor Floats(const std::string& name, Shape shape, float first) {
-  auto values = std::make_shared<std::vector<float>>(
-      static_cast<size_t>(ElementCount(shape)));
+  auto values =
+      std::make_shared<std::vector<float>>(static_cast<size_t>(ElementCount(shape)));
   std::iota(values->begin(), values->end(), first);
   Tensor tensor;
   tensor.name = name;
@@ -51,7 +50,8 @@ Tensor Floats(const std::string& name, Shape shape, float first) {
   return tensor;
 }
 
-Tensor Bytes(const std::string& name, Shape shape, const std::vector<std::string>& items) {
+Tensor Bytes(const std::string& name, Shape shape,
+             const std::vector<std::string>& items) {
   auto wire = std::make_shared<std::string>(BytesWire(items));
   Tensor tensor;
   tensor.name = name;
@@ -118,8 +118,8 @@ TEST(BatchIo, GathersAlongDimZero) {
   EXPECT_EQ(in0.shape, (Shape{4, 2}));
   EXPECT_EQ(FloatsOf(in0), (std::vector<float>{0, 1, 10, 11, 12, 13, 20, 21}));
   EXPECT_EQ(in1.shape, (Shape{4, 3}));
-  EXPECT_EQ(FloatsOf(in1),
-            (std::vector<float>{100, 101, 102, 200, 201, 202, 203, 204, 205, 300, 301, 302}));
+  EXPECT_EQ(FloatsOf(in1), (std::vector<float>{100, 101, 102, 200, 201, 202, 203, 204,
+                                               205, 300, 301, 302}));
   EXPECT_EQ(reinterpret_cast<uintptr_t>(in0.data) % 64, 0u);
   EXPECT_EQ(batch.arena_blocks.size(), 2u);
   EXPECT_TRUE(in0.owner);
@@ -187,7 +187,8 @@ TEST(BatchIo, ScatterBytes) {
       RequestWith({Floats("INPUT0", {2, 1}, 0)}),
       RequestWith({Floats("INPUT0", {1, 1}, 0)}),
   });
-  batch.gathered_outputs.push_back(Bytes("OUT", {3, 2}, {"a", "", "bcd", "e", "ff", "g"}));
+  batch.gathered_outputs.push_back(
+      Bytes("OUT", {3, 2}, {"a", "", "bcd", "e", "ff", "g"}));
   ASSERT_TRUE(ScatterOutputs(BytesOutSpec(), &batch).ok());
   const Tensor& first = batch.responses[0]->outputs.at(0);
   const Tensor& second = batch.responses[1]->outputs.at(0);

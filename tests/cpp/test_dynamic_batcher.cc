@@ -15,6 +15,7 @@
 namespace tritonx {
 namespace {
 
+using std::chrono::milliseconds;
 using testing::Collector;
 using testing::ExecutionLog;
 using testing::ExecutionRecord;
@@ -23,7 +24,6 @@ using testing::MakeRequest;
 using testing::MakeSpec;
 using testing::MsSince;
 using testing::TestExecutor;
-using std::chrono::milliseconds;
 
 class DynamicBatcher : public ::testing::Test {
  protected:
@@ -100,7 +100,8 @@ TEST_F(DynamicBatcher, FormsLargestPreferredSize) {
   // The four leave as soon as the instance is free; the fifth waits out the delay.
   EXPECT_LT(collector_.TimeOf("r3"), collector_.TimeOf("r4"));
   EXPECT_GE(MsSince(enqueued), 299.0);
-  for (int i = 0; i < 5; ++i) EXPECT_TRUE(collector_.StatusOf("r" + std::to_string(i)).ok());
+  for (int i = 0; i < 5; ++i)
+    EXPECT_TRUE(collector_.StatusOf("r" + std::to_string(i)).ok());
 }
 
 TEST_F(DynamicBatcher, SendsLargestPreferredFormedWhenDelayExpires) {
@@ -192,9 +193,9 @@ TEST_F(DynamicBatcher, PriorityLevelOneFirst) {
     ASSERT_TRUE(model_->Enqueue(request).ok());
   };
   submit("low1", 2);
-  submit("default", 0);   // the default level (2)
+  submit("default", 0);  // the default level (2)
   submit("high1", 1);
-  submit("beyond", 9);    // out of range: the default level
+  submit("beyond", 9);  // out of range: the default level
   submit("high2", 1);
   gate_.Open();
   ASSERT_TRUE(collector_.WaitFor(6));
@@ -282,7 +283,8 @@ TEST_F(DynamicBatcher, TimeoutOverrideOnlyShortens) {
     ASSERT_TRUE(model_->Enqueue(request).ok());
   }
   ASSERT_TRUE(collector_.WaitFor(2, milliseconds(20000)));
-  const double longer_ms = static_cast<double>(collector_.TimeOf("longer") - start) / 1e6;
+  const double longer_ms =
+      static_cast<double>(collector_.TimeOf("longer") - start) / 1e6;
   const double shorter_ms =
       static_cast<double>(collector_.TimeOf("shorter") - start) / 1e6;
   EXPECT_GE(longer_ms, 99.0);
@@ -454,9 +456,8 @@ TEST_F(DynamicBatcher, CancelRemovesQueuedRequest) {
 
 TEST_F(DynamicBatcher, CancelOfExecutingRequestOnlyMarksIt) {
   std::atomic<bool> seen_cancelled{false};
-  Start(MakeSpec(8), SchedulerConfig(), 1, [&](Batch& batch) {
-    seen_cancelled = batch.requests[0]->IsCancelled();
-  });
+  Start(MakeSpec(8), SchedulerConfig(), 1,
+        [&](Batch& batch) { seen_cancelled = batch.requests[0]->IsCancelled(); });
   RequestPtr blocker = Submit("blocker");
   ASSERT_TRUE(log_->WaitForStarted(1));
   EXPECT_FALSE(model_->Cancel(blocker));
@@ -526,7 +527,8 @@ TEST_F(DynamicBatcher, BatchStatusFailsEveryRequestOfTheBatch) {
   ASSERT_TRUE(collector_.WaitFor(3));
   EXPECT_EQ(collector_.StatusOf("x").message(), "boom");
   EXPECT_EQ(collector_.StatusOf("y").code(), StatusCode::kInternal);
-  EXPECT_EQ(model_->Statistics().failures[static_cast<int>(FailureReason::kBackend)], 2u);
+  EXPECT_EQ(model_->Statistics().failures[static_cast<int>(FailureReason::kBackend)],
+            2u);
 }
 
 TEST_F(DynamicBatcher, NoRequestLostOrAnsweredTwiceUnderConcurrentSubmitters) {
@@ -601,7 +603,8 @@ class DestructionProbe : public TestExecutor {
  public:
   DestructionProbe(std::shared_ptr<ExecutionLog> log, Hook hook,
                    std::shared_ptr<std::promise<void>> destroyed)
-      : TestExecutor(std::move(log), std::move(hook)), destroyed_(std::move(destroyed)) {}
+      : TestExecutor(std::move(log), std::move(hook)),
+        destroyed_(std::move(destroyed)) {}
   ~DestructionProbe() override { destroyed_->set_value(); }
 
  private:
@@ -637,10 +640,12 @@ TEST(DynamicBatcherLifetime, ModelDestroyedFromItsOwnResponseCallback) {
   model.reset();  // only the callback holds the model now
   request.reset();
   gate->Open();
-  ASSERT_EQ(answered_future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  ASSERT_EQ(answered_future.wait_for(std::chrono::seconds(10)),
+            std::future_status::ready);
   EXPECT_EQ(answered_future.get(), StatusCode::kOk);
   // The model's executor is destroyed once the model is fully gone.
-  ASSERT_EQ(destroyed_future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  ASSERT_EQ(destroyed_future.wait_for(std::chrono::seconds(10)),
+            std::future_status::ready);
 }
 
 TEST(DynamicBatcherLifetime, StopFromResponseCallbackThenDestroy) {
@@ -648,7 +653,8 @@ TEST(DynamicBatcherLifetime, StopFromResponseCallbackThenDestroy) {
   std::vector<std::shared_ptr<Executor>> executors;
   executors.push_back(std::make_shared<TestExecutor>(log));
   executors.push_back(std::make_shared<TestExecutor>(log));
-  auto model = std::make_unique<Model>(MakeSpec(8), SchedulerConfig(), std::move(executors));
+  auto model =
+      std::make_unique<Model>(MakeSpec(8), SchedulerConfig(), std::move(executors));
   auto stopped = std::make_shared<std::promise<void>>();
   std::future<void> stopped_future = stopped->get_future();
   Model* raw = model.get();
@@ -658,7 +664,8 @@ TEST(DynamicBatcherLifetime, StopFromResponseCallbackThenDestroy) {
     stopped->set_value();
   });
   ASSERT_TRUE(model->Enqueue(request).ok());
-  ASSERT_EQ(stopped_future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  ASSERT_EQ(stopped_future.wait_for(std::chrono::seconds(10)),
+            std::future_status::ready);
   EXPECT_EQ(model->Enqueue(MakeRequest("after")).code(), StatusCode::kUnavailable);
   model.reset();  // waits for the detached worker to leave
 }

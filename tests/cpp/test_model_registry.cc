@@ -1,8 +1,7 @@
 // ModelRegistry: lookup by name and version with Triton's messages.
-#include "core/model_registry.h"
-
 #include <gtest/gtest.h>
 
+#include "core/model_registry.h"
 #include "test_util.h"
 
 namespace tritonx {
@@ -39,11 +38,12 @@ TEST(ModelRegistry, UnknownModelMessages) {
 
   registry.SetKnown("loading", true);
   status = registry.Find("loading", "", &found);
-  EXPECT_EQ(status.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(status.code(), StatusCode::kNotFound);
   EXPECT_EQ(status.message(),
             "Request for unknown model: 'loading' has no available versions");
   registry.SetKnown("loading", false);
-  EXPECT_EQ(registry.Find("loading", "", &found).code(), StatusCode::kNotFound);
+  EXPECT_EQ(registry.Find("loading", "", &found).message(),
+            "Request for unknown model: 'loading' is not found");
 }
 
 TEST(ModelRegistry, VersionMessages) {
@@ -51,8 +51,8 @@ TEST(ModelRegistry, VersionMessages) {
   registry.Add(MakeModel("m", 1));
   std::shared_ptr<Model> found;
   Status status = registry.Find("m", "7", &found);
-  EXPECT_EQ(status.code(), StatusCode::kUnavailable);
-  EXPECT_EQ(status.message(), "Request for unknown model: 'm' version 7 is not at ready state");
+  EXPECT_EQ(status.code(), StatusCode::kNotFound);
+  EXPECT_EQ(status.message(), "Request for unknown model: 'm' version 7 is not found");
   status = registry.Find("m", "x1", &found);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(status.message(), "failed to parse model version 'x1' of model 'm'");
@@ -65,7 +65,8 @@ TEST(ModelRegistry, RemoveKeepsTheModelKnown) {
   registry.Remove("m", 1);
   registry.Remove("m", 1);  // harmless twice
   std::shared_ptr<Model> found;
-  EXPECT_EQ(registry.Find("m", "", &found).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(registry.Find("m", "", &found).message(),
+            "Request for unknown model: 'm' has no available versions");
   EXPECT_TRUE(registry.All().empty());
   // The caller's reference still works after removal.
   EXPECT_EQ(model->spec().name, "m");

@@ -1,8 +1,7 @@
 // ValidateRequest: Triton's checks and messages, batch size, shape key, reshape.
-#include "core/model_spec.h"
-
 #include <gtest/gtest.h>
 
+#include "core/model_spec.h"
 #include "test_util.h"
 
 namespace tritonx {
@@ -72,15 +71,15 @@ TEST(ModelSpec, FindsInputsAndOutputs) {
 }
 
 TEST(ModelSpec, RejectsUnexpectedInput) {
-  Status status = Validate(MakeSpec(8), {FloatTensor("INPUT0", {1, 4}),
-                                         FloatTensor("EXTRA", {1, 4})});
+  Status status = Validate(
+      MakeSpec(8), {FloatTensor("INPUT0", {1, 4}), FloatTensor("EXTRA", {1, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(status.message(), "unexpected inference input 'EXTRA' for model 'm'");
 }
 
 TEST(ModelSpec, RejectsDuplicateInput) {
-  Status status = Validate(MakeSpec(8), {FloatTensor("INPUT0", {1, 4}),
-                                         FloatTensor("INPUT0", {1, 4})});
+  Status status = Validate(
+      MakeSpec(8), {FloatTensor("INPUT0", {1, 4}), FloatTensor("INPUT0", {1, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(status.message(), "input 'INPUT0' already exists in request");
 }
@@ -90,10 +89,11 @@ TEST(ModelSpec, RejectsMissingRequiredInput) {
   spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, false, false, {}});
   Status status = Validate(spec, {FloatTensor("INPUT0", {1, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
-  EXPECT_EQ(status.message(),
-            "expected 2 inputs but got 1 inputs for model 'm'. Got input(s) ['INPUT0'], "
-            "but missing required input(s) ['INPUT1']. Please provide all required "
-            "input(s).");
+  EXPECT_EQ(
+      status.message(),
+      "expected 2 inputs but got 1 inputs for model 'm'. Got input(s) ['INPUT0'], "
+      "but missing required input(s) ['INPUT1']. Please provide all required "
+      "input(s).");
 }
 
 TEST(ModelSpec, OptionalInputMayBeLeftOut) {
@@ -116,8 +116,9 @@ TEST(ModelSpec, RejectsWrongDataType) {
   input.dtype = DataType::kInt32;
   Status status = Validate(MakeSpec(8), {input});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
-  EXPECT_EQ(status.message(),
-            "inference input 'INPUT0' data-type is 'INT32', but model 'm' expects 'FP32'");
+  EXPECT_EQ(
+      status.message(),
+      "inference input 'INPUT0' data-type is 'INT32', but model 'm' expects 'FP32'");
 }
 
 TEST(ModelSpec, RejectsWrongShapeWithBatchingNote) {
@@ -144,8 +145,9 @@ TEST(ModelSpec, RejectsMissingBatchDim) {
 TEST(ModelSpec, RejectsWrongShapeWithoutBatching) {
   Status status = Validate(MakeSpec(0, {4}), {FloatTensor("INPUT0", {1, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
-  EXPECT_EQ(status.message(),
-            "unexpected shape for input 'INPUT0' for model 'm'. Expected [4], got [1,4]");
+  EXPECT_EQ(
+      status.message(),
+      "unexpected shape for input 'INPUT0' for model 'm'. Expected [4], got [1,4]");
 }
 
 TEST(ModelSpec, AcceptsVariableDims) {
@@ -164,10 +166,11 @@ TEST(ModelSpec, AcceptsVariableDims) {
 TEST(ModelSpec, RejectsBatchSizeMismatchBetweenInputs) {
   ModelSpec spec = MakeSpec(8);
   spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, false, false, {}});
-  Status status = Validate(spec, {FloatTensor("INPUT0", {2, 4}),
-                                  FloatTensor("INPUT1", {3, 4})});
+  Status status =
+      Validate(spec, {FloatTensor("INPUT0", {2, 4}), FloatTensor("INPUT1", {3, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
-  EXPECT_EQ(status.message(), "input 'INPUT1' batch size does not match other inputs for 'm'");
+  EXPECT_EQ(status.message(),
+            "input 'INPUT1' batch size does not match other inputs for 'm'");
 }
 
 TEST(ModelSpec, RejectsBatchSizeAboveMax) {
@@ -181,8 +184,9 @@ TEST(ModelSpec, RejectsByteSizeMismatch) {
   input.byte_size = 12;
   Status status = Validate(MakeSpec(8), {input});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
-  EXPECT_EQ(status.message(),
-            "input byte size mismatch for input 'INPUT0' for model 'm'. Expected 16, got 12");
+  EXPECT_EQ(
+      status.message(),
+      "input byte size mismatch for input 'INPUT0' for model 'm'. Expected 16, got 12");
 }
 
 TEST(ModelSpec, ChecksBytesElementCount) {
@@ -196,15 +200,17 @@ TEST(ModelSpec, ChecksBytesElementCount) {
   auto short_wire = std::make_shared<std::string>(BytesWire({"only"}));
   Status status = Validate(spec, {BytesTensor("TEXT", {1, 2}, short_wire)});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
-  EXPECT_EQ(status.message(),
-            "expected 2 string elements for inference input 'TEXT' for model 's', got 1");
+  EXPECT_EQ(
+      status.message(),
+      "expected 2 string elements for inference input 'TEXT' for model 's', got 1");
 
   // A length running past the end is malformed: reported as 0 elements.
   auto malformed = std::make_shared<std::string>(BytesWire({"abc", "de"}));
   malformed->resize(malformed->size() - 1);
   status = Validate(spec, {BytesTensor("TEXT", {1, 2}, malformed)});
-  EXPECT_EQ(status.message(),
-            "expected 2 string elements for inference input 'TEXT' for model 's', got 0");
+  EXPECT_EQ(
+      status.message(),
+      "expected 2 string elements for inference input 'TEXT' for model 's', got 0");
 }
 
 TEST(ModelSpec, RejectsUnknownRequestedOutput) {

@@ -1,8 +1,7 @@
 // PriorityQueue: levels, default level, per-level policies, timeouts, removal.
-#include "core/priority_queue.h"
-
 #include <gtest/gtest.h>
 
+#include "core/priority_queue.h"
 #include "test_util.h"
 
 namespace tritonx {
@@ -44,7 +43,8 @@ SchedulerConfig Levels(uint32_t levels, uint32_t default_level) {
 
 TEST(PriorityQueue, FifoWithinASingleLevel) {
   PriorityQueue queue{SchedulerConfig()};
-  for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(queue.Push(MakeRequest(id), kNow).ok());
+  for (const char* id : {"a", "b", "c"})
+    ASSERT_TRUE(queue.Push(MakeRequest(id), kNow).ok());
   EXPECT_EQ(queue.size(), 3u);
   EXPECT_EQ(Ids(queue), (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_EQ(Ids(queue.PopFront(2)), (std::vector<std::string>{"a", "b"}));
@@ -114,7 +114,8 @@ TEST(PriorityQueue, NoTimeoutMeansNoDeadline) {
   PriorityQueue queue{SchedulerConfig()};
   RequestPtr request = WithPriority("r", 0, /*timeout_us=*/100);
   ASSERT_TRUE(queue.Push(request, kNow).ok());
-  EXPECT_EQ(request->deadline_ns, 0u);  // no override allowed: the request's own is ignored
+  EXPECT_EQ(request->deadline_ns,
+            0u);  // no override allowed: the request's own is ignored
   EXPECT_EQ(queue.NextDeadline(), 0u);
 }
 
@@ -220,7 +221,8 @@ TEST(PriorityQueue, RemoveByUidFromLevelsAndDelayed) {
 
 TEST(PriorityQueue, ForEachStopsWhenVisitReturnsFalse) {
   PriorityQueue queue{SchedulerConfig()};
-  for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(queue.Push(MakeRequest(id), kNow).ok());
+  for (const char* id : {"a", "b", "c"})
+    ASSERT_TRUE(queue.Push(MakeRequest(id), kNow).ok());
   int visited = 0;
   queue.ForEach([&](const RequestPtr&) { return ++visited < 2; });
   EXPECT_EQ(visited, 2);

@@ -1,7 +1,7 @@
 // ApplyRequestParameters: Triton's reserved request parameters.
-#include "core/request_parameters.h"
-
 #include <gtest/gtest.h>
+
+#include "core/request_parameters.h"
 
 namespace tritonx {
 namespace {
@@ -39,19 +39,21 @@ TEST(RequestParameters, RejectsReservedNames) {
     InferenceRequest request;
     Status status = ApplyRequestParameters({{key, true}}, &request);
     EXPECT_EQ(status.code(), StatusCode::kInvalidArg) << key;
-    EXPECT_EQ(status.message(), std::string("The parameter '") + key +
-                                    "' is a reserved parameter and cannot be specified.");
+    EXPECT_EQ(status.message(),
+              std::string("The parameter '") + key +
+                  "' is a reserved parameter and cannot be specified.");
   }
 }
 
 TEST(RequestParameters, RejectsBadTypes) {
   InferenceRequest request;
   EXPECT_EQ(ApplyRequestParameters({{"priority", int64_t{-1}}}, &request).message(),
-            "parameter 'priority' must be a non-negative integer");
+            "invalid value for 'priority', expected value >= 0.");
   EXPECT_EQ(ApplyRequestParameters({{"timeout", 1.5}}, &request).message(),
             "parameter 'timeout' must be a non-negative integer");
-  EXPECT_EQ(ApplyRequestParameters({{"sequence_start", int64_t{1}}}, &request).message(),
-            "parameter 'sequence_start' must be a boolean");
+  EXPECT_EQ(
+      ApplyRequestParameters({{"sequence_start", int64_t{1}}}, &request).message(),
+      "parameter 'sequence_start' must be a boolean");
   EXPECT_EQ(ApplyRequestParameters({{"sequence_id", 2.0}}, &request).message(),
             "parameter 'sequence_id' must be an unsigned integer or a string");
 }

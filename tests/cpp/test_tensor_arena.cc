@@ -1,6 +1,4 @@
 // TensorArena: alignment, size classes, reuse, cache limit, stats, threads.
-#include "core/tensor_arena.h"
-
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -8,6 +6,8 @@
 #include <random>
 #include <thread>
 #include <vector>
+
+#include "core/tensor_arena.h"
 
 namespace tritonx {
 namespace {

@@ -229,7 +229,8 @@ class TestExecutor : public Executor {
   TestExecutor(std::shared_ptr<ExecutionLog> log, Hook hook = nullptr,
                std::shared_ptr<std::atomic<int>> running = nullptr,
                std::shared_ptr<std::atomic<int>> peak = nullptr)
-      : log_(std::move(log)), hook_(std::move(hook)),
+      : log_(std::move(log)),
+        hook_(std::move(hook)),
         running_(running ? std::move(running) : std::make_shared<std::atomic<int>>(0)),
         peak_(peak ? std::move(peak) : std::make_shared<std::atomic<int>>(0)) {}
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper
 from repo_helpers import Repo, make_manager, run
+
+# Runs once the onnxruntime backend is part of the tree.
+pytest.importorskip("tritonx.backends.onnxruntime_backend")
 
 
 def _add_one_model() -> bytes:

@@ -1,0 +1,89 @@
+"""The contracts between the model manager, the backends and the core (§3).
+
+A backend is a factory of models; a model is a factory of instances; an instance is
+what a core worker thread calls. Only ``Instance`` is seen by C++, so its shape is
+fixed by architecture.md §1; the rest is Python-to-Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from tritonx._native import Request
+
+# The config is a generated protobuf message; typed loosely so that this module
+# imports even before the protos are generated.
+ModelConfig = Any
+
+# An output is a numpy array (object arrays become BYTES) or (wire datatype, array).
+OutputValue = np.ndarray | tuple[str, np.ndarray]
+ExecuteResult = Sequence[Mapping[str, OutputValue] | BaseException]
+
+
+@dataclass
+class ModelContext:
+    """Everything a backend needs to load one model version."""
+
+    name: str
+    version: int
+    config: ModelConfig  # model_config_pb2.ModelConfig, normalized
+    config_json: str  # Triton's JSON rendering of ``config``
+    model_dir: Path  # <repository>/<name>
+    version_dir: Path  # <repository>/<name>/<version>
+    model_file: Path  # version_dir / default_model_filename (or backend default)
+    repository: Path
+    backend_config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class InstanceContext:
+    """One instance of an instance group (Triton's naming is decided by the caller)."""
+
+    name: str  # e.g. "add_sub_0" or "add_sub_0_1" when the group has count > 1
+    index: int  # position among all instances of the model
+    kind: str  # "CPU" | "GPU" | "MODEL"
+    device_id: int = 0
+    cuda_stream: int = 0  # 0 = none
+
+
+@runtime_checkable
+class Instance(Protocol):
+    """What the core's worker thread calls (see architecture.md §1)."""
+
+    gather_inputs: bool
+
+    def execute(self, requests: list[Request]) -> ExecuteResult:
+        """One entry per request, in order: outputs or an exception."""
+        ...
+
+    def execute_batch(
+        self, inputs: dict[str, np.ndarray], requests: list[Request]
+    ) -> Mapping[str, OutputValue]:
+        """Batched outputs for inputs concatenated along dim 0."""
+        ...
+
+
+class BackendModel(Protocol):
+    """A loaded model version: makes instances, releases everything on unload."""
+
+    def create_instance(self, ictx: InstanceContext) -> Instance: ...
+
+    def unload(self) -> None: ...
+
+
+class Backend(Protocol):
+    """A backend resolved by name from the ``tritonx.backends`` entry points.
+
+    ``auto_complete_config(config, ctx)`` is optional: when present it fills the
+    config in place before the config is normalized and validated.
+    """
+
+    name: str
+
+    def load_model(self, ctx: ModelContext) -> BackendModel: ...

@@ -1,0 +1,181 @@
+"""The onnxruntime backend: one InferenceSession per instance, gathered batches.
+
+The core concatenates the batch's inputs in C++ (GIL released) and hands numpy views
+of its arena buffers to ``execute_batch``. Those are wrapped as OrtValues without a
+copy, and outputs come back as numpy views of ORT's own output buffers
+(``run_with_ort_values`` + ``OrtValue.numpy()``), which the core slices per request.
+Measured on a 16 MB identity model this saves one output copy over ``run`` (1.36 ms
+vs 1.68 ms); io_binding with ``copy_outputs_to_cpu`` was slower (2.19 ms).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnxruntime as ort
+
+from tritonx.backends.base import (
+    ExecuteResult,
+    InstanceContext,
+    ModelConfig,
+    ModelContext,
+    OutputValue,
+)
+from tritonx.backends.ort_options import OrtSettings, build_settings, providers_for
+from tritonx.errors import InternalError, InvalidArgumentError, as_triton_error
+
+if TYPE_CHECKING:
+    from tritonx._native import Request
+
+log = logging.getLogger("tritonx.backends.onnxruntime")
+
+DEFAULT_MODEL_FILENAME = "model.onnx"
+_ORT_STRING = "tensor(string)"
+
+
+def _model_path(ctx: ModelContext) -> Path:
+    path = ctx.model_file
+    if not path.name:
+        path = ctx.version_dir / DEFAULT_MODEL_FILENAME
+    # Triton also accepts a directory (model plus external data) holding model.onnx.
+    if path.is_dir():
+        path = path / DEFAULT_MODEL_FILENAME
+    if not path.is_file():
+        raise InvalidArgumentError(f"unable to find '{path}' for model '{ctx.name}'")
+    return path
+
+
+def _to_ort_strings(array: np.ndarray) -> np.ndarray:
+    """BYTES arrive as object arrays of bytes; ORT string tensors need str."""
+    out = np.empty(array.shape, dtype=object)
+    out.reshape(-1)[:] = [
+        v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)
+    ]
+    return out
+
+
+class OrtInstance:
+    """One InferenceSession; called by its core worker thread."""
+
+    gather_inputs = True
+
+    def __init__(self, model: OrtModel, ictx: InstanceContext) -> None:
+        self._name = ictx.name
+        self._run_options = model.settings.run_options
+        try:
+            self._session = ort.InferenceSession(
+                str(model.path),
+                sess_options=model.settings.options,
+                providers=providers_for(model.settings, ictx),
+            )
+        except Exception as exc:
+            raise as_triton_error(exc) from exc
+        self._string_inputs = {
+            i.name for i in self._session.get_inputs() if i.type == _ORT_STRING
+        }
+        self._outputs = model.output_names or [
+            o.name for o in self._session.get_outputs()
+        ]
+
+    def _wanted_outputs(self, requests: Sequence[Request]) -> list[str]:
+        # Only what some request asked for; a request that named none wants all.
+        wanted: set[str] = set()
+        for r in requests:
+            if not r.requested_outputs:
+                return self._outputs
+            wanted.update(r.requested_outputs)
+        return [name for name in self._outputs if name in wanted] or self._outputs
+
+    def _run(self, inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]:
+        try:
+            if self._string_inputs:
+                # ORT cannot wrap string arrays as OrtValues: plain run() (copies).
+                feed = {
+                    n: _to_ort_strings(a) if n in self._string_inputs else a
+                    for n, a in inputs.items()
+                }
+                arrays = self._session.run(names, feed, self._run_options)
+                return dict(zip(names, arrays, strict=True))
+            # Wraps the core's buffers; ORT reads them in place.
+            ort_feed = {
+                n: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a))
+                for n, a in inputs.items()
+            }
+            values = self._session.run_with_ort_values(
+                names, ort_feed, self._run_options
+            )
+        except Exception as exc:
+            # ORT's own message (shape/type mismatch, missing input...) is the reason.
+            raise InternalError(str(exc)) from exc
+        # numpy views of ORT's output buffers (they keep the OrtValue alive).
+        return {name: value.numpy() for name, value in zip(names, values, strict=True)}
+
+    def execute_batch(
+        self, inputs: dict[str, np.ndarray], requests: list[Request]
+    ) -> dict[str, OutputValue]:
+        return self._run(inputs, self._wanted_outputs(requests))
+
+    def execute(self, requests: list[Request]) -> ExecuteResult:
+        """Per-request fallback (the core uses execute_batch)."""
+        results: list[dict[str, OutputValue] | BaseException] = []
+        for r in requests:
+            try:
+                inputs = {t.name: t.as_numpy() for t in r.inputs}
+                results.append(self._run(inputs, self._wanted_outputs([r])))
+            except Exception as exc:
+                results.append(as_triton_error(exc))
+        return results
+
+    def close(self) -> None:
+        self._session = None
+
+
+class OrtModel:
+    """A loaded ONNX model version; sessions are created per instance."""
+
+    def __init__(self, ctx: ModelContext) -> None:
+        self.ctx = ctx
+        self.path = _model_path(ctx)
+        self.settings: OrtSettings = build_settings(ctx.config, ctx.backend_config)
+        self.output_names = [o.name for o in ctx.config.output]
+        self._instances: list[OrtInstance] = []
+
+    def create_instance(self, ictx: InstanceContext) -> OrtInstance:
+        instance = OrtInstance(self, ictx)
+        self._instances.append(instance)
+        return instance
+
+    def unload(self) -> None:
+        instances, self._instances = self._instances, []
+        for instance in instances:
+            instance.close()
+
+
+class OrtBackend:
+    """Backend ``onnxruntime``."""
+
+    name = "onnxruntime"
+
+    def auto_complete_config(self, config: ModelConfig, ctx: ModelContext) -> None:
+        """Fill inputs/outputs/max_batch_size from the graph when the config lacks
+        them (the config layer usually did this already; then nothing changes)."""
+        from tritonx.config import complete_from_onnx
+
+        try:
+            path = _model_path(ctx)
+        except InvalidArgumentError:
+            return  # load_model reports the missing file
+        default = ctx.backend_config.get("default-max-batch-size")
+        kwargs = {"default_max_batch_size": int(default)} if default else {}
+        complete_from_onnx(config, path, **kwargs)
+
+    def load_model(self, ctx: ModelContext) -> OrtModel:
+        return OrtModel(ctx)
+
+
+def create_backend() -> OrtBackend:
+    return OrtBackend()

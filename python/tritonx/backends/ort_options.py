@@ -1,0 +1,160 @@
+"""Model config -> onnxruntime SessionOptions and execution providers.
+
+Follows Triton's onnxruntime backend: ``parameters`` keys (intra_op_thread_count,
+inter_op_thread_count, execution_mode, enable_mem_arena, enable_mem_pattern,
+session.*/memory.* entries, CUDA EP tunables), ``optimization.graph.level``
+(-1 basic, 1 extended, 2 none, anything else all) and
+``optimization.execution_accelerators`` (gpu: tensorrt, cuda; cpu: openvino).
+Thread counts given with --backend-config=onnxruntime,... are the defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnxruntime as ort
+
+from tritonx.backends.base import InstanceContext, ModelConfig
+from tritonx.errors import InvalidArgumentError, UnavailableError
+
+_GRAPH_LEVELS = {
+    -1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    1: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    2: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+
+# Deprecated top-level parameters Triton still forwards to the CUDA EP.
+_CUDA_PARAMS = (
+    "cudnn_conv_algo_search",
+    "gpu_mem_limit",
+    "arena_extend_strategy",
+    "do_copy_in_default_stream",
+)
+_TRT_OPTION_NAMES = {
+    "max_workspace_size_bytes": "trt_max_workspace_size",
+    "int8_calibration_table_name": "trt_int8_calibration_table_name",
+    "int8_use_native_calibration_table": "trt_int8_use_native_calibration_table",
+}
+
+
+@dataclass
+class OrtSettings:
+    """What every instance's InferenceSession is built from."""
+
+    options: ort.SessionOptions
+    run_options: ort.RunOptions
+    gpu_accelerators: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    cpu_accelerators: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    cuda_options: dict[str, str] = field(default_factory=dict)
+
+
+def _parameters(config: ModelConfig) -> dict[str, str]:
+    return {key: value.string_value for key, value in config.parameters.items()}
+
+
+def _int(params: Mapping[str, str], key: str) -> int | None:
+    if key not in params:
+        return None
+    try:
+        return int(params[key])
+    except ValueError:
+        raise InvalidArgumentError(
+            f"failed to convert '{params[key]}' to integral number for '{key}'"
+        ) from None
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "on", "yes")
+
+
+def build_settings(
+    config: ModelConfig, backend_config: Mapping[str, str]
+) -> OrtSettings:
+    params = _parameters(config)
+    options = ort.SessionOptions()
+    run_options = ort.RunOptions()
+    for key in ("intra_op_thread_count", "inter_op_thread_count"):
+        value = _int(params, key)
+        if value is None:
+            value = _int(backend_config, key)
+        if value is not None and value > 0:
+            setattr(options, key.replace("_thread_count", "_num_threads"), value)
+    if _int(params, "execution_mode") == 1:
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    if "enable_mem_arena" in params:
+        options.enable_cpu_mem_arena = _flag(params["enable_mem_arena"])
+    if "enable_mem_pattern" in params:
+        options.enable_mem_pattern = _flag(params["enable_mem_pattern"])
+    for key, entry in params.items():
+        if key.startswith("session."):
+            options.add_session_config_entry(key, entry)
+        elif key.startswith("memory."):
+            run_options.add_run_config_entry(key, entry)
+    if config.HasField("optimization") and config.optimization.HasField("graph"):
+        options.graph_optimization_level = _GRAPH_LEVELS.get(
+            config.optimization.graph.level,
+            ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        )
+    settings = OrtSettings(options=options, run_options=run_options)
+    settings.cuda_options = {k: params[k] for k in _CUDA_PARAMS if k in params}
+    accel = config.optimization.execution_accelerators
+    for acc in accel.gpu_execution_accelerator:
+        if acc.name not in ("tensorrt", "cuda"):
+            raise InvalidArgumentError(
+                f"unknown Execution Accelerator '{acc.name}' is requested"
+            )
+        settings.gpu_accelerators.append((acc.name, dict(acc.parameters)))
+    for acc in accel.cpu_execution_accelerator:
+        if acc.name != "openvino":
+            raise InvalidArgumentError(
+                f"unknown Execution Accelerator '{acc.name}' is requested"
+            )
+        settings.cpu_accelerators.append((acc.name, dict(acc.parameters)))
+    return settings
+
+
+def _trt_options(params: Mapping[str, str], device_id: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"device_id": device_id}
+    for key, value in params.items():
+        if key == "precision_mode":
+            if value == "FP16":
+                out["trt_fp16_enable"] = True
+            elif value == "INT8":
+                out["trt_int8_enable"] = True
+        else:
+            out[_TRT_OPTION_NAMES.get(key, key)] = value
+    return out
+
+
+def providers_for(
+    settings: OrtSettings, ictx: InstanceContext
+) -> list[tuple[str, dict[str, Any]]]:
+    """Execution providers for one instance, in priority order (CPU always last)."""
+    available = set(ort.get_available_providers())
+    chosen: list[tuple[str, dict[str, Any]]] = []
+    if ictx.kind == "GPU":
+        if "CUDAExecutionProvider" not in available:
+            raise UnavailableError(
+                "onnxruntime has no CUDAExecutionProvider for GPU instance "
+                f"'{ictx.name}' (install onnxruntime-gpu)"
+            )
+        cuda: dict[str, Any] = {"device_id": ictx.device_id, **settings.cuda_options}
+        for name, params in settings.gpu_accelerators:
+            if name == "tensorrt" and "TensorrtExecutionProvider" in available:
+                chosen.append(
+                    ("TensorrtExecutionProvider", _trt_options(params, ictx.device_id))
+                )
+            elif name == "cuda":
+                cuda.update(params)
+        if ictx.cuda_stream:
+            # Run on the stream the core gave this instance.
+            cuda["has_user_compute_stream"] = "1"
+            cuda["user_compute_stream"] = str(ictx.cuda_stream)
+        chosen.append(("CUDAExecutionProvider", cuda))
+    for name, params in settings.cpu_accelerators:
+        if name == "openvino" and "OpenVINOExecutionProvider" in available:
+            chosen.append(("OpenVINOExecutionProvider", dict(params)))
+    chosen.append(("CPUExecutionProvider", {}))
+    return chosen

@@ -1,0 +1,287 @@
+"""pb_utils.InferenceRequest / InferenceResponse / InferenceResponseSender.
+
+Requests handed to ``execute`` wrap the core's ``Request``; every accessor reads it
+directly, so building the list costs a few attribute reads per request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from tritonx.backends.pb.errors import TritonError, TritonModelException
+from tritonx.backends.pb.tensor import Tensor
+
+TRITONSERVER_REQUEST_FLAG_SEQUENCE_START = 1
+TRITONSERVER_REQUEST_FLAG_SEQUENCE_END = 2
+TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+TRITONSERVER_REQUEST_RELEASE_ALL = 1
+TRITONSERVER_REQUEST_RELEASE_RESCHEDULE = 2
+TRITONSERVER_MEMORY_CPU = 0
+TRITONSERVER_MEMORY_CPU_PINNED = 1
+TRITONSERVER_MEMORY_GPU = 2
+
+
+def _params_json(parameters: Mapping[str, Any] | str | None) -> str:
+    if parameters is None:
+        return "{}"
+    if isinstance(parameters, str):
+        json.loads(parameters)  # reject malformed JSON early, like Triton
+        return parameters
+    # Triton renders parameters compactly: {"a":1,"b":"x"}.
+    return json.dumps(dict(parameters), separators=(",", ":"))
+
+
+class PreferredMemory:
+    """Where BLS outputs should live; accepted and recorded (outputs stay on CPU)."""
+
+    def __init__(
+        self, preferred_memory_type: int, preferred_device_id: int = 0
+    ) -> None:
+        self.preferred_memory_type = preferred_memory_type
+        self.preferred_device_id = preferred_device_id
+
+
+class InferenceTrace:
+    """Placeholder for Triton's trace handle (tracing is not wired to models)."""
+
+    def __init__(self, triton_trace: int = 0, trace_context: str = "") -> None:
+        self.triton_trace = triton_trace
+        self.trace_context = trace_context
+
+    def get_context(self, mode: str = "opentelemetry") -> str | None:
+        return self.trace_context or None
+
+
+class InferenceResponse:
+    """The result for one request: output tensors, or an error."""
+
+    __slots__ = ("_error", "_parameters", "_tensors")
+
+    def __init__(
+        self,
+        output_tensors: Sequence[Tensor] | None = None,
+        error: TritonError | None = None,
+        parameters: Mapping[str, Any] | str | None = None,
+    ) -> None:
+        tensors = list(output_tensors) if output_tensors is not None else []
+        for t in tensors:
+            if not isinstance(t, Tensor):
+                raise TypeError(
+                    "InferenceResponse(): output_tensors must be a list of "
+                    f"pb_utils.Tensor, found an element of type '{type(t)}'"
+                )
+        if error is not None and not isinstance(error, TritonError):
+            raise TypeError(
+                "InferenceResponse(): error must be a pb_utils.TritonError, "
+                f"found type '{type(error)}'"
+            )
+        self._tensors = tensors
+        self._error = error
+        self._parameters = _params_json(parameters)
+
+    def output_tensors(self) -> list[Tensor]:
+        return self._tensors
+
+    def has_error(self) -> bool:
+        return self._error is not None
+
+    def error(self) -> TritonError | None:
+        return self._error
+
+    def parameters(self) -> str:
+        return self._parameters
+
+
+class _ResponseSlot:
+    """The one response a non-decoupled request may produce through its sender."""
+
+    __slots__ = ("closed", "response")
+
+    def __init__(self) -> None:
+        self.response: InferenceResponse | None = None
+        self.closed = False
+
+
+class InferenceResponseSender:
+    """``request.get_response_sender()``: in default (non-decoupled) mode a model
+    may send exactly one response, with or followed by the FINAL flag."""
+
+    __slots__ = ("_request", "_slot")
+
+    def __init__(self, request: InferenceRequest, slot: _ResponseSlot) -> None:
+        self._request = request
+        self._slot = slot
+
+    def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
+        slot = self._slot
+        if slot.closed:
+            raise TritonModelException(
+                "Unable to send response. Response sender has been closed."
+            )
+        if response is not None:
+            if not isinstance(response, InferenceResponse):
+                raise TypeError(
+                    "send(): expected a pb_utils.InferenceResponse, found type "
+                    f"'{type(response)}'"
+                )
+            if slot.response is not None:
+                raise TritonModelException(
+                    "Unable to send response. Non-decoupled model cannot send more "
+                    "than one response."
+                )
+            slot.response = response
+        if flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL:
+            if slot.response is None:
+                raise TritonModelException(
+                    "Unable to send response. Non-decoupled model cannot send "
+                    "complete final before sending a response."
+                )
+            slot.closed = True
+
+    def is_cancelled(self) -> bool:
+        return self._request.is_cancelled()
+
+
+class InferenceRequest:
+    """A request: the ones passed to ``execute``, or one built by the model (BLS)."""
+
+    __slots__ = (
+        "_core",
+        "_correlation_id",
+        "_flags",
+        "_inputs",
+        "_model_name",
+        "_model_version",
+        "_parameters",
+        "_preferred_memory",
+        "_release_flags",
+        "_request_id",
+        "_requested",
+        "_slot",
+        "_timeout",
+        "_trace",
+    )
+
+    def __init__(
+        self,
+        request_id: str = "",
+        correlation_id: int | str = 0,
+        inputs: Iterable[Tensor] = (),
+        requested_output_names: Iterable[str] = (),
+        model_name: str = "",
+        model_version: int = -1,
+        flags: int = 0,
+        timeout: int = 0,
+        preferred_memory: PreferredMemory | None = None,
+        trace: InferenceTrace | None = None,
+        parameters: Mapping[str, Any] | str | None = None,
+    ) -> None:
+        self._core: Any = None
+        self._slot: _ResponseSlot | None = None
+        self._request_id = request_id
+        self._correlation_id = correlation_id
+        self._inputs: list[Tensor] | None = list(inputs)
+        self._requested: set[str] = set(requested_output_names)
+        self._model_name = model_name
+        self._model_version = int(model_version)
+        self._flags = int(flags)
+        self._timeout = int(timeout)
+        self._preferred_memory = preferred_memory or PreferredMemory(
+            TRITONSERVER_MEMORY_CPU
+        )
+        self._trace = trace or InferenceTrace()
+        self._parameters: str | None = _params_json(parameters)
+        self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
+
+    @classmethod
+    def _from_core(
+        cls, core: Any, model_name: str, model_version: int, all_outputs: Sequence[str]
+    ) -> InferenceRequest:
+        self = cls.__new__(cls)
+        self._core = core
+        self._slot = None
+        self._request_id = core.id
+        self._correlation_id = core.correlation_id
+        self._inputs = None  # built on first use
+        # Triton hands every model output to the model when none were requested.
+        self._requested = set(core.requested_outputs or all_outputs)
+        self._model_name = model_name
+        self._model_version = model_version
+        self._flags = core.flags
+        self._timeout = core.timeout_us
+        self._preferred_memory = PreferredMemory(TRITONSERVER_MEMORY_CPU)
+        self._trace = InferenceTrace()
+        self._parameters = None  # rendered on first use
+        self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
+        return self
+
+    def inputs(self) -> list[Tensor]:
+        if self._inputs is None:
+            self._inputs = [Tensor._from_core(t) for t in self._core.inputs]
+        return self._inputs
+
+    def request_id(self) -> str:
+        return self._request_id
+
+    def correlation_id(self) -> int | str:
+        return self._correlation_id
+
+    def flags(self) -> int:
+        return self._flags
+
+    def set_flags(self, flags: int) -> None:
+        self._flags = int(flags)
+
+    def timeout(self) -> int:
+        return self._timeout
+
+    def parameters(self) -> str:
+        if self._parameters is None:
+            self._parameters = _params_json(self._core.parameters)
+        return self._parameters
+
+    def requested_output_names(self) -> set[str]:
+        return self._requested
+
+    def model_name(self) -> str:
+        return self._model_name
+
+    def model_version(self) -> int:
+        return self._model_version
+
+    def trace(self) -> InferenceTrace:
+        return self._trace
+
+    def preferred_memory(self) -> PreferredMemory:
+        return self._preferred_memory
+
+    def is_cancelled(self) -> bool:
+        return bool(self._core is not None and self._core.is_cancelled())
+
+    def set_release_flags(self, flags: int) -> None:
+        if flags & TRITONSERVER_REQUEST_RELEASE_RESCHEDULE:
+            raise TritonModelException(
+                "request rescheduling (iterative sequences) is not supported by tritonx"
+            )
+        self._release_flags = int(flags)
+
+    def get_response_sender(self) -> InferenceResponseSender:
+        if self._core is None:
+            raise TritonModelException(
+                "get_response_sender() is only available on requests passed to execute"
+            )
+        if self._slot is None:
+            self._slot = _ResponseSlot()
+        return InferenceResponseSender(self, self._slot)
+
+    def exec(self, decoupled: bool = False) -> Any:
+        from tritonx.backends.pb.bls import execute_bls
+
+        return execute_bls(self, decoupled)
+
+    async def async_exec(self, decoupled: bool = False) -> Any:
+        from tritonx.backends.pb.bls import execute_bls_async
+
+        return await execute_bls_async(self, decoupled)

@@ -1,0 +1,276 @@
+"""The python backend: Triton ``model.py`` files run unchanged, in process.
+
+Each instance gets its own ``TritonPythonModel`` object (and its own copy of the
+module) and is executed on its own core worker thread. The GIL is held while Python
+code runs, so instances overlap only where the model releases it (numpy, torch and
+onnxruntime calls do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tritonx.backends._pymodule import (
+    format_exception,
+    load_model_module,
+    model_class,
+    unload_model_module,
+)
+from tritonx.backends.base import (
+    ExecuteResult,
+    InstanceContext,
+    ModelConfig,
+    ModelContext,
+    OutputValue,
+)
+from tritonx.backends.pb.messages import InferenceRequest, InferenceResponse
+from tritonx.backends.pb.model_config import ModelConfig as PbModelConfig
+from tritonx.errors import InternalError, TritonXError, UnsupportedError
+
+if TYPE_CHECKING:
+    from tritonx._native import Request
+
+log = logging.getLogger("tritonx.backends.python")
+
+DEFAULT_MODEL_FILENAME = "model.py"
+
+
+class OutputMap(dict[str, OutputValue]):
+    """Outputs of one response, plus the response parameters the model set."""
+
+    parameters: dict[str, Any]
+
+    def __init__(self, outputs: dict[str, OutputValue], parameters: dict[str, Any]):
+        super().__init__(outputs)
+        self.parameters = parameters
+
+
+def run_python_auto_complete(
+    model_file: Path, config_dict: dict[str, Any]
+) -> dict[str, Any]:
+    """Run ``TritonPythonModel.auto_complete_config`` on ``config_dict`` (Triton's JSON
+    shape) and return the completed dict; unchanged when the model has none."""
+    module = load_model_module(model_file)
+    try:
+        cls = model_class(module, model_file)
+        complete = getattr(cls, "auto_complete_config", None)
+        if complete is None:
+            return config_dict
+        try:
+            result = complete(PbModelConfig(json.loads(json.dumps(config_dict))))
+        except Exception as exc:
+            raise InternalError(format_exception(exc)) from exc
+        if not isinstance(result, PbModelConfig):
+            raise InternalError(
+                "auto_complete_config must return a pb_utils.ModelConfig object, "
+                f"found type '{type(result)}'"
+            )
+        return result.as_dict()
+    finally:
+        unload_model_module(module)
+
+
+class PythonInstance:
+    """One ``TritonPythonModel`` object; called by its core worker thread."""
+
+    gather_inputs = False
+
+    def __init__(self, model: PythonModel, ictx: InstanceContext) -> None:
+        self._ctx = ictx
+        self._model_name = model.ctx.name
+        self._version = model.ctx.version
+        self._outputs = tuple(o.name for o in model.ctx.config.output)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._module: ModuleType = load_model_module(model.model_file)
+        try:
+            self._obj = model_class(self._module, model.model_file)()
+            init = getattr(self._obj, "initialize", None)
+            if init is not None:
+                result = init(model.initialize_args(ictx))
+                if inspect.isawaitable(result):
+                    self._run(result)
+        except TritonXError:
+            unload_model_module(self._module)
+            raise
+        except Exception as exc:
+            unload_model_module(self._module)
+            raise InternalError(format_exception(exc)) from exc
+
+    def _run(self, awaitable: Any) -> Any:
+        # async execute/initialize run on a loop owned by this instance's thread.
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(awaitable)
+
+    def _failure(self, detail: str) -> InternalError:
+        message = (
+            f"Failed to process the request(s) for model '{self._ctx.name}', "
+            f"message: {detail}"
+        )
+        log.error("%s", message)
+        return InternalError(message)
+
+    def execute(self, requests: list[Request]) -> ExecuteResult:
+        pb_requests = [
+            InferenceRequest._from_core(
+                r, self._model_name, self._version, self._outputs
+            )
+            for r in requests
+        ]
+        try:
+            result = self._obj.execute(pb_requests)
+            if inspect.isawaitable(result):
+                result = self._run(result)
+        except Exception as exc:
+            return [self._failure(format_exception(exc))] * len(requests)
+        if result is None:
+            return self._from_senders(pb_requests)
+        if not isinstance(result, list):
+            err = self._failure(
+                f"Expected a list in the execute return, found type '{type(result)}'."
+            )
+            return [err] * len(requests)
+        if len(result) != len(requests):
+            err = self._failure(
+                "Number of InferenceResponse objects do not match the number of "
+                "InferenceRequest objects. InferenceRequest(s) size is:"
+                f"{len(requests)}, and InferenceResponse(s) size is:{len(result)}\n"
+            )
+            return [err] * len(requests)
+        for item in result:
+            if not isinstance(item, InferenceResponse):
+                err = self._failure(
+                    "Expected an 'InferenceResponse' object in the execute function "
+                    f"return list, found type '{type(item)}'."
+                )
+                return [err] * len(requests)
+        return [self._convert(r) for r in result]
+
+    def _from_senders(self, requests: Sequence[InferenceRequest]) -> ExecuteResult:
+        # Returning None is how a model says "I answered through the senders".
+        out: list[OutputMap | BaseException] = []
+        for req in requests:
+            slot = req._slot
+            if slot is None or slot.response is None:
+                out.append(
+                    self._failure(
+                        "Expected a list in the execute return, found type "
+                        f"'{type(None)}'."
+                    )
+                )
+            else:
+                out.append(self._convert(slot.response))
+        return out
+
+    @staticmethod
+    def _convert(response: InferenceResponse) -> OutputMap | BaseException:
+        error = response.error()
+        if error is not None:
+            return error.to_exception()
+        try:
+            outputs = {t.name(): t._output_value() for t in response.output_tensors()}
+        except Exception as exc:
+            return InternalError(format_exception(exc))
+        params = json.loads(response.parameters())
+        return OutputMap(outputs, params)
+
+    def execute_batch(
+        self, inputs: dict[str, np.ndarray], requests: list[Request]
+    ) -> dict[str, OutputValue]:
+        raise UnsupportedError("the python backend does not take gathered inputs")
+
+    def finalize(self) -> None:
+        try:
+            fin = getattr(self._obj, "finalize", None)
+            if fin is not None:
+                result = fin()
+                if inspect.isawaitable(result):
+                    self._run(result)
+        finally:
+            if self._loop is not None:
+                self._loop.close()
+            unload_model_module(self._module)
+
+
+class PythonModel:
+    """A loaded python model version; finalizes its instances on unload."""
+
+    def __init__(self, ctx: ModelContext) -> None:
+        self.ctx = ctx
+        config = ctx.config
+        if config.model_transaction_policy.decoupled:
+            raise UnsupportedError(
+                "decoupled python models are not supported by tritonx yet"
+            )
+        self.model_file = _model_file(ctx)
+        self._instances: list[PythonInstance] = []
+
+    def initialize_args(self, ictx: InstanceContext) -> dict[str, str]:
+        """The ``args`` dict Triton passes to ``initialize`` (all values strings)."""
+        return {
+            "model_config": self.ctx.config_json,
+            "model_instance_kind": ictx.kind,
+            "model_instance_name": ictx.name,
+            "model_instance_device_id": str(ictx.device_id),
+            "model_repository": str(self.ctx.model_dir),
+            "model_version": str(self.ctx.version),
+            "model_name": self.ctx.name,
+        }
+
+    def create_instance(self, ictx: InstanceContext) -> PythonInstance:
+        instance = PythonInstance(self, ictx)
+        self._instances.append(instance)
+        return instance
+
+    def unload(self) -> None:
+        instances, self._instances = self._instances, []
+        for instance in instances:
+            try:
+                instance.finalize()
+            except Exception as exc:
+                log.error(
+                    "finalize failed for model '%s': %s",
+                    self.ctx.name,
+                    format_exception(exc),
+                )
+
+
+def _model_file(ctx: ModelContext) -> Path:
+    filename = ctx.config.default_model_filename or DEFAULT_MODEL_FILENAME
+    if ctx.model_file and ctx.model_file.name == filename:
+        return ctx.model_file
+    return ctx.version_dir / filename
+
+
+class PythonBackend:
+    """Backend ``python``."""
+
+    name = "python"
+
+    def auto_complete_config(self, config: ModelConfig, ctx: ModelContext) -> None:
+        """Run the model's ``auto_complete_config`` and merge what it filled in."""
+        from tritonx.config import apply_python_auto_complete, config_to_json_dict
+
+        model_file = _model_file(ctx)
+        if not model_file.is_file():
+            return  # the load itself reports the missing file
+        before = config_to_json_dict(config)
+        after = run_python_auto_complete(model_file, before)
+        if after is not before:
+            apply_python_auto_complete(config, after)
+
+    def load_model(self, ctx: ModelContext) -> PythonModel:
+        return PythonModel(ctx)
+
+
+def create_backend() -> PythonBackend:
+    return PythonBackend()

@@ -1,0 +1,91 @@
+"""Find a backend by name: entry points of group ``tritonx.backends``, then built-ins.
+
+An installed tritonx declares its own backends as entry points too, so third-party
+packages and built-ins are found the same way. The built-in table only matters when
+tritonx runs from a source tree that was never installed (no dist-info to read).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from tritonx.backends.base import Backend
+from tritonx.errors import InvalidArgumentError
+
+ENTRY_POINT_GROUP = "tritonx.backends"
+
+BUILTIN_BACKENDS: dict[str, str] = {
+    "python": "tritonx.backends.python_backend:create_backend",
+    "onnxruntime": "tritonx.backends.onnxruntime_backend:create_backend",
+}
+
+BackendFactory = Callable[[], Backend]
+
+_lock = threading.Lock()
+_factories: dict[str, BackendFactory] = {}
+_backends: dict[str, Backend] = {}
+
+
+def _entry_point_targets() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_backends() -> list[str]:
+    """Names of every backend that can be resolved (entry points and built-ins)."""
+    return sorted({*BUILTIN_BACKENDS, *_entry_point_targets()})
+
+
+def _import_target(target: str) -> BackendFactory:
+    module_name, _, attr = target.partition(":")
+    obj: object = importlib.import_module(module_name.strip())
+    for part in attr.strip().split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"backend entry point '{target}' is not callable")
+    return obj
+
+
+def get_backend_factory(name: str) -> BackendFactory:
+    """The factory registered for ``name``; raises InvalidArgumentError if unknown."""
+    with _lock:
+        factory = _factories.get(name)
+        if factory is not None:
+            return factory
+        target = _entry_point_targets().get(name) or BUILTIN_BACKENDS.get(name)
+        if target is None:
+            # Triton's wording (backend_model.cc) so that clients see the same reason.
+            raise InvalidArgumentError(
+                f"unable to find backend library for backend '{name}', "
+                "try specifying runtime on the model configuration."
+            )
+        factory = _import_target(target)
+        _factories[name] = factory
+        return factory
+
+
+def get_backend(name: str) -> Backend:
+    """The shared Backend object for ``name``, created on first use.
+
+    Like Triton, which loads a backend library once and shares it by every model of
+    that backend, one Backend object serves all models.
+    """
+    backend = _backends.get(name)
+    if backend is not None:
+        return backend
+    factory = get_backend_factory(name)
+    with _lock:
+        backend = _backends.get(name)
+        if backend is None:
+            backend = factory()
+            _backends[name] = backend
+        return backend
+
+
+def clear_cache() -> None:
+    """Forget resolved backends (after installing a plugin at runtime, in tests)."""
+    with _lock:
+        _factories.clear()
+        _backends.clear()

@@ -1,0 +1,228 @@
+"""The onnxruntime backend against numpy references, with models built in the test."""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tritonx.backends.base import InstanceContext
+from tritonx.backends.ort_options import build_settings, providers_for
+from tritonx.config import parse_config_text
+from tritonx.errors import InvalidArgumentError
+
+
+def _save(model_dir: Path, graph: onnx.GraphProto, config: str = "") -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    (model_dir / "1").mkdir(parents=True)
+    onnx.save(model, str(model_dir / "1" / "model.onnx"))
+    (model_dir / "config.pbtxt").write_text(textwrap.dedent(config))
+    return model_dir
+
+
+def _add_sub(model_dir: Path, config: str) -> Path:
+    f32 = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+            helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),
+        ],
+        "add_sub",
+        [
+            helper.make_tensor_value_info(n, f32, [None, 4])
+            for n in ("INPUT0", "INPUT1")
+        ],
+        [
+            helper.make_tensor_value_info(n, f32, [None, 4])
+            for n in ("OUTPUT0", "OUTPUT1")
+        ],
+    )
+    return _save(model_dir, graph, config)
+
+
+def test_add_sub_autocompleted(tmp_path: Path, serve, infer) -> None:
+    # No inputs/outputs in the config: they come from the graph.
+    model_dir = _add_sub(tmp_path / "add_sub", 'backend: "onnxruntime"\n')
+    a = np.random.rand(3, 4).astype(np.float32)
+    b = np.random.rand(3, 4).astype(np.float32)
+    with serve(model_dir) as core:
+        assert core.max_batch_size == 4
+        out = infer(core, {"INPUT0": a, "INPUT1": b})
+        np.testing.assert_allclose(out["OUTPUT0"], a + b)
+        np.testing.assert_allclose(out["OUTPUT1"], a - b)
+        only = infer(core, {"INPUT0": a, "INPUT1": b}, outputs=["OUTPUT1"])
+        assert list(only) == ["OUTPUT1"]
+
+
+def test_dynamic_batching_slices_per_request(
+    tmp_path: Path, serve, make_request
+) -> None:
+    config = """
+    backend: "onnxruntime"
+    max_batch_size: 64
+    dynamic_batching { max_queue_delay_microseconds: 20000 }
+    """
+    model_dir = _add_sub(tmp_path / "add_sub_b", config)
+    rng = np.random.default_rng(0)
+    pairs = [
+        (rng.random((n, 4), np.float32), rng.random((n, 4), np.float32))
+        for n in (1, 2, 3, 1, 5, 2, 1, 4)
+    ]
+    results: dict[int, dict[str, np.ndarray]] = {}
+    with serve(model_dir) as core:
+
+        def run(i: int) -> None:
+            a, b = pairs[i]
+            resp = core.infer(make_request({"INPUT0": a, "INPUT1": b}))
+            results[i] = {t.name: t.as_numpy().copy() for t in resp.outputs}
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(pairs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = core.statistics()
+    for i, (a, b) in enumerate(pairs):
+        np.testing.assert_allclose(results[i]["OUTPUT0"], a + b)
+        np.testing.assert_allclose(results[i]["OUTPUT1"], a - b)
+    assert stats["inference_count"] == sum(a.shape[0] for a, _ in pairs)
+    assert stats["execution_count"] < len(pairs)  # some requests were batched
+
+
+def test_mlp_matches_numpy(tmp_path: Path, serve, infer) -> None:
+    rng = np.random.default_rng(1)
+    w1 = rng.standard_normal((16, 32)).astype(np.float32)
+    b1 = rng.standard_normal(32).astype(np.float32)
+    w2 = rng.standard_normal((32, 5)).astype(np.float32)
+    b2 = rng.standard_normal(5).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(v, n)
+        for v, n in ((w1, "W1"), (b1, "B1"), (w2, "W2"), (b2, "B2"))
+    ]
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "W1"], ["h0"]),
+            helper.make_node("Add", ["h0", "B1"], ["h1"]),
+            helper.make_node("Relu", ["h1"], ["h2"]),
+            helper.make_node("MatMul", ["h2", "W2"], ["h3"]),
+            helper.make_node("Add", ["h3", "B2"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+        ],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 5]),
+            helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 5]),
+        ],
+        initializer=inits,
+    )
+    config = """
+    backend: "onnxruntime"
+    max_batch_size: 8
+    input [ { name: "x" data_type: TYPE_FP32 dims: [ 16 ] } ]
+    output [ { name: "logits" data_type: TYPE_FP32 dims: [ 5 ] },
+             { name: "probs" data_type: TYPE_FP32 dims: [ 5 ] } ]
+    instance_group [ { count: 2 kind: KIND_CPU } ]
+    optimization { graph { level: 1 } }
+    parameters { key: "intra_op_thread_count" value: { string_value: "1" } }
+    """
+    model_dir = _save(tmp_path / "mlp", graph, config)
+    x = rng.standard_normal((6, 16)).astype(np.float32)
+    logits = np.maximum(x @ w1 + b1, 0) @ w2 + b2
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    with serve(model_dir) as core:
+        for _ in range(3):
+            out = infer(core, {"x": x})
+            np.testing.assert_allclose(out["logits"], logits, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(out["probs"], probs, rtol=1e-4, atol=1e-5)
+
+
+def test_bytes_identity(tmp_path: Path, serve, infer) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["IN"], ["OUT"])],
+        "strings",
+        [helper.make_tensor_value_info("IN", TensorProto.STRING, [None, None])],
+        [helper.make_tensor_value_info("OUT", TensorProto.STRING, [None, None])],
+    )
+    config = """
+    backend: "onnxruntime"
+    max_batch_size: 4
+    input [ { name: "IN" data_type: TYPE_STRING dims: [ -1 ] } ]
+    output [ { name: "OUT" data_type: TYPE_STRING dims: [ -1 ] } ]
+    """
+    model_dir = _save(tmp_path / "strings", graph, config)
+    data = np.array([["ab", "", "h\u00e9"], ["x", "yz", "w"]], dtype=object)
+    wire = np.vectorize(lambda s: s.encode(), otypes=[object])(data)
+    with serve(model_dir) as core:
+        out = infer(core, {"IN": wire})
+    assert out["OUT"].tolist() == wire.tolist()
+
+
+def test_variable_dims(tmp_path: Path, serve, infer) -> None:
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceSum", ["X"], ["S"], keepdims=0, axes=None),
+            helper.make_node("Mul", ["X", "X"], ["SQ"]),
+        ],
+        "var",
+        [helper.make_tensor_value_info("X", TensorProto.INT64, [None, None])],
+        [
+            helper.make_tensor_value_info("S", TensorProto.INT64, []),
+            helper.make_tensor_value_info("SQ", TensorProto.INT64, [None, None]),
+        ],
+    )
+    config = """
+    backend: "onnxruntime"
+    max_batch_size: 0
+    input [ { name: "X" data_type: TYPE_INT64 dims: [ -1, -1 ] } ]
+    output [ { name: "S" data_type: TYPE_INT64 dims: [ 1 ] },
+             { name: "SQ" data_type: TYPE_INT64 dims: [ -1, -1 ] } ]
+    """
+    model_dir = _save(tmp_path / "var", graph, config)
+    with serve(model_dir) as core:
+        for shape in ((1, 1), (2, 7), (5, 3)):
+            x = np.arange(np.prod(shape), dtype=np.int64).reshape(shape)
+            out = infer(core, {"X": x}, outputs=["SQ"])
+            np.testing.assert_array_equal(out["SQ"], x * x)
+
+
+def test_session_settings_from_config() -> None:
+    config = parse_config_text(
+        """
+        name: "m"
+        backend: "onnxruntime"
+        optimization { graph { level: -1 } }
+        parameters { key: "intra_op_thread_count" value: { string_value: "2" } }
+        parameters { key: "execution_mode" value: { string_value: "1" } }
+        parameters { key: "enable_mem_pattern" value: { string_value: "0" } }
+        """,
+        "test",
+    )
+    settings = build_settings(config, {"inter_op_thread_count": "3"})
+    opts = settings.options
+    assert opts.intra_op_num_threads == 2
+    assert opts.inter_op_num_threads == 3
+    assert opts.execution_mode == ort.ExecutionMode.ORT_PARALLEL
+    assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert opts.enable_mem_pattern is False
+    cpu = InstanceContext("m_0", 0, "CPU")
+    assert providers_for(settings, cpu) == [("CPUExecutionProvider", {})]
+
+
+def test_unknown_accelerator_is_rejected() -> None:
+    config = parse_config_text(
+        'name: "m" optimization { execution_accelerators {'
+        ' cpu_execution_accelerator: [ { name: "magic" } ] } }',
+        "test",
+    )
+    with pytest.raises(InvalidArgumentError, match="unknown Execution Accelerator"):
+        build_settings(config, {})
