@@ -121,7 +121,9 @@ def run_server(
                 break
             time.sleep(0.05)
         else:
-            raise RuntimeError(f"server did not start in {timeout}s:\n{server.log_text()}")
+            raise RuntimeError(
+                f"server did not start in {timeout}s:\n{server.log_text()}"
+            )
         yield server
     finally:
         if process.poll() is None:
@@ -132,3 +134,33 @@ def run_server(
                 process.kill()
                 process.wait()
         pump.join(timeout=5)
+
+
+def infer_json(
+    server: RunningServer,
+    model: str,
+    inputs: list[dict[str, object]],
+    timeout: float = 60.0,
+) -> tuple[int, dict[str, object]]:
+    """POST a KServe v2 JSON infer request; returns (HTTP status, parsed body).
+
+    Plain http.client rather than tritonclient.http, whose gevent pool misbehaves
+    when clients are created on many threads (greenlet errors at interpreter exit).
+    """
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection(
+        "127.0.0.1", server.ports["http"], timeout=timeout
+    )
+    try:
+        conn.request(
+            "POST",
+            f"/v2/models/{model}/infer",
+            json.dumps({"inputs": inputs}),
+            {"Content-Type": "application/json"},
+        )
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()

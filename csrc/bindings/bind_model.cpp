@@ -53,6 +53,14 @@ class PyExecutor : public Executor {
     } catch (const std::exception& err) {
       batch.batch_status = Status(StatusCode::kInternal, err.what());
     }
+    // Answer Python futures now, while this thread holds the GIL: otherwise each
+    // response callback would have to win the GIL back from the event loop.
+    for (const auto& request : batch.requests) {
+      if (request->deliver_in_executor) {
+        batch.finish();
+        break;
+      }
+    }
   }
 
  private:
@@ -78,6 +86,16 @@ class PyExecutor : public Executor {
       if (PyExceptionInstance_Check(item.ptr())) {
         response->status = StatusFromPyException(item);
       } else if (py::isinstance<py::dict>(item) || py::hasattr(item, "items")) {
+        // A mapping may carry response parameters (the Python backend's
+        // InferenceResponse(parameters=...)) as a `parameters` attribute.
+        py::object params = py::getattr(item, "parameters", py::none());
+        if (!params.is_none() && py::hasattr(params, "items")) {
+          for (const py::handle pair : params.attr("items")()) {
+            py::tuple kv = py::reinterpret_borrow<py::tuple>(pair);
+            std::string key = py::str(kv[0]);
+            response->parameters.emplace_back(key, ParameterFromPy(kv[1], key));
+          }
+        }
         for (const py::handle pair : item.attr("items")()) {
           py::tuple kv = py::reinterpret_borrow<py::tuple>(pair);
           Tensor tensor;
@@ -172,6 +190,7 @@ void Submit(PyModel& self, PyRequest& request, const py::object& future) {
         }
         state.reset();  // drop the Python references while the GIL is held
       });
+  request.request->deliver_in_executor = true;
   // Enqueue does not block (a mutex and a notify), so the GIL stays held.
   Status status = self.model->Enqueue(request.request);
   if (!status.ok()) {
@@ -200,6 +219,7 @@ void SubmitCallback(PyModel& self, PyRequest& request, const py::object& callbac
         }
         owner.reset();
       });
+  request.request->deliver_in_executor = true;
   Status status = self.model->Enqueue(request.request);
   if (!status.ok()) {
     request.request->SetResponseCallback(nullptr);

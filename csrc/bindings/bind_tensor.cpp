@@ -35,11 +35,9 @@ py::array AsNumpy(const py::object& self) {
   }
   py::dtype dtype = NumpyDtype(t.dtype);
   std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
-  py::array view(dtype, shape, {}, t.data, self);
-  // The bytes may belong to a client's request body: hand out a read-only view.
-  reinterpret_cast<py::detail::PyArray_Proxy*>(view.ptr())->flags &=
-      ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-  return view;
+  // Writable like Triton's (models do `x -= mean`): the bytes are this request's own
+  // copy of what the client sent (its body or gRPC message), shared with nobody else.
+  return py::array(dtype, shape, {}, t.data, self);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -35,6 +36,12 @@ struct Batch {
   // has its whole run counted as infer.
   uint64_t compute_input_end_ns = 0;
   uint64_t compute_infer_end_ns = 0;
+
+  // Records statistics and delivers the responses; runs once. An executor may call it
+  // at the end of Execute while it still holds a lock the response callbacks need
+  // (the GIL, for Python futures), saving them a second acquisition; otherwise the
+  // scheduler calls it after Execute returns.
+  std::function<void()> finish;
 };
 
 class Executor {

@@ -58,6 +58,10 @@ class InferenceRequest {
   // Opaque state owned on behalf of the frontend or backend (e.g. a Python object);
   // released with the request.
   std::shared_ptr<void> frontend_context;
+  // The response callback needs the executing instance's context (a Python future
+  // needs the GIL, which a Python backend's executor already holds): such requests
+  // are answered from inside Execute rather than after it.
+  bool deliver_in_executor = false;
 
   // Installs the completion callback. Must be set before the request is enqueued.
   void SetResponseCallback(ResponseFn fn) { on_response_ = std::move(fn); }

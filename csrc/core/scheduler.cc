@@ -256,14 +256,7 @@ void Scheduler::WorkerLoop(int instance_index) {
     }
     if (batch.requests.empty()) continue;
 
-    RunBatch(executor, batch);
-
-    std::vector<DeliveryItem> items;
-    items.reserve(batch.requests.size());
-    for (size_t i = 0; i < batch.requests.size(); ++i) {
-      items.push_back({std::move(batch.requests[i]), std::move(batch.responses[i])});
-    }
-    Deliver(sequence, std::move(items));
+    RunBatch(executor, batch, sequence);
   }
 }
 
@@ -288,19 +281,29 @@ void Scheduler::SweeperLoop() {
   }
 }
 
-void Scheduler::RunBatch(Executor& executor, Batch& batch) {
+void Scheduler::RunBatch(Executor& executor, Batch& batch, uint64_t sequence) {
   const uint64_t start = NowNs();
   for (auto& request : batch.requests) request->dispatch_ns = start;
 
   Status status;
   if (executor.WantsGatheredInputs()) status = GatherInputs(spec_, *arena_, &batch);
   const uint64_t gathered = NowNs();
-  if (status.ok()) {
-    executor.Execute(batch);
-    status = batch.batch_status;
-  }
+  bool finished = false;
+  batch.finish = [&] {
+    if (finished) return;
+    finished = true;
+    FinishBatch(batch, status, start, gathered, sequence);
+  };
+  if (status.ok()) executor.Execute(batch);
+  batch.finish();  // a no-op when the executor already finished the batch
+  batch.finish = nullptr;
+}
+
+void Scheduler::FinishBatch(Batch& batch, Status status, uint64_t start,
+                            uint64_t gathered, uint64_t sequence) {
+  if (status.ok()) status = batch.batch_status;
   uint64_t end = NowNs();
-  if (status.ok() && executor.WantsGatheredInputs()) {
+  if (status.ok() && !batch.gathered_outputs.empty()) {
     status = ScatterOutputs(spec_, &batch);
     end = NowNs();
   }
@@ -317,6 +320,8 @@ void Scheduler::RunBatch(Executor& executor, Batch& batch) {
                           infer_ns, output_ns);
 
   batch.responses.resize(batch.requests.size());
+  std::vector<DeliveryItem> items;
+  items.reserve(batch.requests.size());
   for (size_t i = 0; i < batch.requests.size(); ++i) {
     InferenceRequest& request = *batch.requests[i];
     auto& response = batch.responses[i];
@@ -337,7 +342,9 @@ void Scheduler::RunBatch(Executor& executor, Batch& batch) {
       response->outputs.clear();
       stats_->RecordFailure(FailureReason::kBackend, end - request.enqueue_ns);
     }
+    items.push_back({std::move(batch.requests[i]), std::move(response)});
   }
+  Deliver(sequence, std::move(items));
 }
 
 void Scheduler::FinishResponse(const InferenceRequest& request,
@@ -375,17 +382,22 @@ void Scheduler::Deliver(uint64_t sequence, std::vector<DeliveryItem> items) {
     for (auto& item : items) item.request->Respond(std::move(item.response));
     return;
   }
-  // Responses leave in dispatch order: hold this batch until every earlier batch has
-  // been delivered, and deliver under the lock so two workers cannot interleave.
-  std::lock_guard<std::mutex> lock(delivery_mu_);
+  // Responses leave in dispatch order. One thread at a time delivers whatever is next
+  // in line; callbacks run outside the lock, because a callback may need a lock (the
+  // GIL) that another worker holds while it waits to hand in its own batch.
+  std::unique_lock<std::mutex> lock(delivery_mu_);
   held_.emplace(sequence, std::move(items));
+  if (delivering_) return;  // the delivering thread picks this batch up
+  delivering_ = true;
   while (!held_.empty() && held_.begin()->first == next_delivery_) {
-    for (auto& item : held_.begin()->second) {
-      item.request->Respond(std::move(item.response));
-    }
+    std::vector<DeliveryItem> ready = std::move(held_.begin()->second);
     held_.erase(held_.begin());
     ++next_delivery_;
+    lock.unlock();
+    for (auto& item : ready) item.request->Respond(std::move(item.response));
+    lock.lock();
   }
+  delivering_ = false;
 }
 
 }  // namespace tritonx

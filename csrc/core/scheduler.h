@@ -67,7 +67,10 @@ class Scheduler {
   // With mu_ held: takes the next batch if one should be sent now. Otherwise returns
   // false and sets *wake_ns to when to look again (0: when a request arrives).
   bool TakeBatch(uint64_t now_ns, Batch* batch, uint64_t* wake_ns);
-  void RunBatch(Executor& executor, Batch& batch);
+  void RunBatch(Executor& executor, Batch& batch, uint64_t sequence);
+  // Scatters gathered outputs, records statistics and delivers the responses.
+  void FinishBatch(Batch& batch, Status status, uint64_t start, uint64_t gathered,
+                   uint64_t sequence);
   void FinishResponse(const InferenceRequest& request, InferenceResponse* response);
   void Deliver(uint64_t sequence, std::vector<DeliveryItem> items);
   void FailRequests(std::vector<RequestPtr>& requests, const Status& status,
@@ -99,6 +102,7 @@ class Scheduler {
   std::mutex delivery_mu_;
   uint64_t next_delivery_ = 0;
   std::map<uint64_t, std::vector<DeliveryItem>> held_;
+  bool delivering_ = false;
 };
 
 }  // namespace tritonx

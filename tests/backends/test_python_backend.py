@@ -452,3 +452,37 @@ def test_bls_exec_calls_another_model(python_model, serve, infer) -> None:
             registry.remove("doubler", 1)
     finally:
         set_model_registry(None)
+
+
+def test_run_python_auto_complete_on_a_dict(tmp_path: Path) -> None:
+    from tritonx.backends.python_backend import run_python_auto_complete
+
+    plain = tmp_path / "plain.py"
+    plain.write_text("class TritonPythonModel:\n    pass\n")
+    config = {"name": "m", "max_batch_size": 0, "input": [], "output": []}
+    assert run_python_auto_complete(plain, config) is config
+
+    filled = tmp_path / "filled.py"
+    filled.write_text(
+        "class TritonPythonModel:\n"
+        "    @staticmethod\n"
+        "    def auto_complete_config(c):\n"
+        "        c.add_output({'name': 'O', 'data_type': 'TYPE_INT32', 'dims': [2]})\n"
+        "        c.set_model_transaction_policy({'decoupled': False})\n"
+        "        return c\n"
+    )
+    out = run_python_auto_complete(filled, config)
+    assert out["output"] == [{"name": "O", "data_type": "TYPE_INT32", "dims": [2]}]
+    assert out["model_transaction_policy"] == {"decoupled": False}
+    assert config["output"] == []  # the caller's dict is not modified
+
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "class TritonPythonModel:\n"
+        "    @staticmethod\n"
+        "    def auto_complete_config(c):\n"
+        "        c.set_max_batch_size(-1)\n"
+        "        return c\n"
+    )
+    with pytest.raises(InternalError, match="configuration specified max_batch_size 0"):
+        run_python_auto_complete(bad, config)

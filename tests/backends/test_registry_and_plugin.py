@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -40,11 +41,14 @@ def test_unknown_backend_message() -> None:
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example plugin pip-installed into a private --target directory."""
     target = tmp_path_factory.mktemp("plugin_site")
+    # Build from a copy: setuptools writes build/ and *.egg-info next to the sources.
+    source = tmp_path_factory.mktemp("plugin_src") / PLUGIN_SRC.name
+    shutil.copytree(PLUGIN_SRC, source)
     subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
             "--no-build-isolation", "--no-index", "--target", str(target),
-            str(PLUGIN_SRC),
+            str(source),
         ],
         check=True,
     )  # fmt: skip

@@ -184,7 +184,7 @@ def test_unload_and_lookup_messages(repo: Repo) -> None:
         assert manager.server_ready()  # unloaded on purpose is not a failure
         with pytest.raises(NotFoundError, match="'m' has no available versions"):
             manager.metadata("m")
-        with pytest.raises(UnavailableError):
+        with pytest.raises(NotFoundError, match="'m' has no available versions"):
             manager.registry.find("m")
         assert manager.model_load_durations == {}
         await manager.shutdown()
