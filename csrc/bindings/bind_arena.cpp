@@ -10,7 +10,12 @@ namespace tritonx::bindings {
 
 void RegisterArena(py::module_& m) {
   m.def("arena_stats", [] {
-    ArenaStats s = TensorArena::Global()->Stats();
+    ArenaStats s;
+    {
+      // The first call may probe CUDA, which can wait on other threads.
+      py::gil_scoped_release release;
+      s = TensorArena::Global()->Stats();
+    }
     py::dict out;
     out["reserved_bytes"] = s.reserved_bytes;
     out["in_use_bytes"] = s.in_use_bytes;
@@ -20,7 +25,10 @@ void RegisterArena(py::module_& m) {
     out["pinned"] = s.pinned;
     return out;
   });
-  m.def("cuda_usable", &CudaUsable);
+  m.def("cuda_usable", [] {
+    py::gil_scoped_release release;  // the first call probes the driver
+    return CudaUsable();
+  });
 #ifdef TRITONX_ENABLE_CUDA
   m.attr("cuda_built") = true;
 #else
@@ -29,7 +37,11 @@ void RegisterArena(py::module_& m) {
 
   py::class_<StreamPool, std::shared_ptr<StreamPool>>(
       m, "StreamPool", "One CUDA stream per instance; streams are 0 without a GPU")
-      .def(py::init<size_t>(), py::arg("count"))
+      .def(py::init([](size_t count) {
+             py::gil_scoped_release release;  // creating streams may probe the driver
+             return std::make_shared<StreamPool>(count);
+           }),
+           py::arg("count"))
       .def("get", [](const StreamPool& pool,
                      size_t index) { return reinterpret_cast<uintptr_t>(pool.Get(index)); })
       .def("__len__", &StreamPool::size);
@@ -39,11 +51,15 @@ void RegisterArena(py::module_& m) {
       SetLogSink(nullptr);
       return;
     }
-    auto owner = MakePyOwner(sink);
-    PyObject* raw = sink.ptr();
-    SetLogSink([raw, owner](LogLevel level, const std::string& message) {
+    SetLogSink([raw = sink.release().ptr()](LogLevel level, const std::string& message) {
+      // Never block on the GIL here: the core logs from threads that other threads,
+      // holding the GIL, may be waiting for. Without the GIL the message is queued and
+      // written the next time one of our threads holds it.
       if (!Py_IsInitialized()) return;
-      py::gil_scoped_acquire gil;
+      if (!PyGILState_Check()) {
+        QueueLogMessage(raw, static_cast<int>(level), message);
+        return;
+      }
       try {
         py::handle fn(raw);
         fn(static_cast<int>(level), message);

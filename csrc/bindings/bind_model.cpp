@@ -404,8 +404,14 @@ void RegisterModel(py::module_& m) {
                executors.push_back(
                    std::make_shared<PyExecutor>(py::reinterpret_borrow<py::object>(instance)));
              }
-             return std::make_shared<PyModel>(
-                 PyModel{std::make_shared<Model>(spec, config, std::move(executors))});
+             std::shared_ptr<Model> model;
+             {
+               // Creating the model may probe CUDA and start threads; nothing here
+               // needs Python, and holding the GIL could deadlock with a parallel load.
+               py::gil_scoped_release release;
+               model = std::make_shared<Model>(spec, config, std::move(executors));
+             }
+             return std::make_shared<PyModel>(PyModel{std::move(model)});
            }),
            py::arg("spec"), py::arg("config"), py::arg("instances"))
       .def_property_readonly("name", [](const PyModel& m) { return m.model->spec().name; })

@@ -81,14 +81,40 @@ std::shared_ptr<const void> MakePyOwner(py::object obj) {
   });
 }
 
+struct QueuedLog {
+  PyObject* sink;
+  int level;
+  std::string message;
+};
+
+std::vector<QueuedLog>& QueuedLogs() {
+  static auto* logs = new std::vector<QueuedLog>();
+  return *logs;
+}
+
+void QueueLogMessage(PyObject* sink, int level, std::string message) {
+  std::lock_guard<std::mutex> lock(PendingMutex());
+  QueuedLogs().push_back({sink, level, std::move(message)});
+}
+
 void ReleasePendingPyRefs() {
   std::vector<PyObject*> batch;
+  std::vector<QueuedLog> logs;
   {
     std::lock_guard<std::mutex> lock(PendingMutex());
-    if (Pending().empty()) return;
+    if (Pending().empty() && QueuedLogs().empty()) return;
     batch.swap(Pending());
+    logs.swap(QueuedLogs());
   }
   for (PyObject* obj : batch) Py_DECREF(obj);
+  for (auto& log : logs) {
+    try {
+      py::handle fn(log.sink);
+      fn(log.level, log.message);
+    } catch (py::error_already_set& err) {
+      err.discard_as_unraisable("tritonx: log sink");
+    }
+  }
 }
 
 ParameterValue ParameterFromPy(const py::handle& value, const std::string& key) {

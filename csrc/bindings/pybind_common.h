@@ -42,7 +42,11 @@ Status StatusFromErrorAlreadySet(py::error_already_set& err);
 // a thread of ours holds the GIL (ReleasePendingPyRefs). C++ threads (gRPC, scheduler
 // workers) therefore never block on the GIL just to drop a reference.
 std::shared_ptr<const void> MakePyOwner(py::object obj);
-void ReleasePendingPyRefs();  // GIL held
+void ReleasePendingPyRefs();  // GIL held; also writes queued core log messages
+
+// Queues a core log message for `sink` (a borrowed callable kept alive by the caller)
+// to be written by ReleasePendingPyRefs. Callable without the GIL.
+void QueueLogMessage(PyObject* sink, int level, std::string message);
 
 // Python value <-> request parameter.
 ParameterValue ParameterFromPy(const py::handle& value, const std::string& key);

@@ -1,5 +1,6 @@
 #include "cuda_runtime.h"
 
+#include <atomic>
 #include <mutex>
 #include <string>
 
@@ -11,26 +12,47 @@
 
 namespace tritonx {
 
-bool CudaUsable() {
-  static const bool usable = [] {
+namespace {
+
+struct CudaProbe {
+  bool usable = false;
+  std::string message;
+};
+
+// Probed once. Nothing here logs: a static initializer must not call out to a log
+// sink, which may need a lock (the GIL) that a thread waiting on this very
+// initializer holds.
+const CudaProbe& Probe() {
+  static const CudaProbe probe = [] {
+    CudaProbe result;
 #ifdef TRITONX_ENABLE_CUDA
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess || count == 0) {
-      Log(LogLevel::kInfo, std::string("CUDA support is built in but no usable GPU (") +
-                               cudaGetErrorString(err) +
-                               "): using pageable host memory and no CUDA streams");
+      result.message = std::string("CUDA support is built in but no usable GPU (") +
+                       cudaGetErrorString(err) +
+                       "): using pageable host memory and no CUDA streams";
       cudaGetLastError();  // clear the sticky error
-      return false;
+    } else {
+      result.usable = true;
+      result.message = "CUDA: " + std::to_string(count) +
+                       " device(s); pinned host memory and per-instance streams";
     }
-    Log(LogLevel::kInfo, "CUDA: " + std::to_string(count) +
-                             " device(s); pinned host memory and per-instance streams");
-    return true;
-#else
-    return false;
 #endif
+    return result;
   }();
-  return usable;
+  return probe;
+}
+
+}  // namespace
+
+bool CudaUsable() {
+  const CudaProbe& probe = Probe();
+  static std::atomic<bool> logged{false};
+  if (!probe.message.empty() && !logged.exchange(true)) {
+    Log(LogLevel::kInfo, probe.message);
+  }
+  return probe.usable;
 }
 
 void* CudaHostAlloc(size_t bytes) {

@@ -33,7 +33,11 @@ std::shared_ptr<TensorArena> TensorArena::Create(size_t max_cached_bytes,
 }
 
 std::shared_ptr<TensorArena> TensorArena::Global() {
-  static std::shared_ptr<TensorArena> global = Create(256u << 20, true);
+  // Probe CUDA before entering the static initializer: the probe may log, and logging
+  // must not happen while other threads are blocked on this initializer.
+  const bool pinned = CudaUsable();
+  static std::shared_ptr<TensorArena> global =
+      std::shared_ptr<TensorArena>(new TensorArena(256u << 20, pinned));
   return global;
 }
 

@@ -55,6 +55,17 @@ def _set_exception_if_pending(future: asyncio.Future[Any], exc: BaseException) -
         future.set_exception(exc)
 
 
+def probe_cuda() -> bool:
+    """Probe the CUDA runtime once and write the core's verdict to the log now.
+
+    The core never waits for the GIL to log, so a message logged from a thread without
+    it is queued; flushing here makes the one-time CUDA line appear at start-up.
+    """
+    usable = bool(_C.cuda_usable())
+    _C._release_pending_refs()
+    return usable
+
+
 _C._set_future_hooks(_set_result_if_pending, _set_exception_if_pending)
 _C.set_log_sink(_log_from_core)
 
@@ -74,5 +85,6 @@ __all__ = [
     "TensorSpec",
     "arena_stats",
     "cuda_usable",
+    "probe_cuda",
     "release_pending_refs",
 ]
