@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,9 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 
 def test_defaults_match_tritonserver() -> None:
     options, log, warnings = parse_args(["--model-repository=/models"])
-    assert options == ServerOptions(model_repositories=[Path("/models")])
+    assert options.log == log
+    expected = ServerOptions(model_repositories=[Path("/models")], log=log)
+    assert options == expected
     assert (options.http_port, options.grpc_port, options.metrics_port) == (
         8000,
         8001,
@@ -265,7 +268,7 @@ class TritonPythonModel:
 """
 
 
-def test_exit_on_error(write_model) -> None:  # type: ignore[no-untyped-def]
+def test_exit_on_error(write_model: Callable[..., Path]) -> None:
     write_model("good", GOOD_CONFIG.format(name="good"), GOOD_MODEL)
     repo = write_model("bad", GOOD_CONFIG.format(name="bad"), BAD_MODEL)
 
@@ -284,3 +287,54 @@ def test_exit_on_error(write_model) -> None:  # type: ignore[no-untyped-def]
         assert not http.is_model_ready("bad")
         assert http.is_server_ready()
     assert srv.process.returncode == 0
+
+
+def test_log_lines_use_tritons_shape(tmp_path: Path) -> None:
+    import logging
+    import re
+
+    from tritonx.logging_setup import LogOptions, configure
+
+    log_file = tmp_path / "server.log"
+    root = logging.getLogger("tritonx")
+    saved = (list(root.handlers), root.level, root.propagate)
+    try:
+        configure(LogOptions(file=log_file, warning=False))
+        logging.getLogger("tritonx.server").info("Started HTTPService at 0.0.0.0:1")
+        logging.getLogger("tritonx.server").warning("dropped by --log-warning=false")
+        logging.getLogger("tritonx.server").debug("dropped without --log-verbose")
+        configure(LogOptions(file=log_file, verbose=1, format="ISO8601"))
+        logging.getLogger("tritonx.server").debug("verbose line")
+        logging.getLogger("tritonx.server").error("an error")
+    finally:
+        # Leave the pytest process's logging as it was (caplog relies on it).
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        root.handlers[:], root.level, root.propagate = saved
+    lines = log_file.read_text().splitlines()
+    assert len(lines) == 3, lines
+    default = r'I\d{4} \d\d:\d\d:\d\d\.\d{6} \d+ test_cli\.py:\d+\] "(.*)"'
+    assert re.fullmatch(default, lines[0])
+    assert (
+        re.fullmatch(default, lines[0]).group(1) == "Started HTTPService at 0.0.0.0:1"
+    )
+    iso = r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ([IE]) \d+ test_cli\.py:\d+\] "(.*)"'
+    assert re.fullmatch(iso, lines[1]).groups() == ("I", "verbose line")
+    assert re.fullmatch(iso, lines[2]).groups() == ("E", "an error")
+
+
+def test_log_settings_api_changes_live_logging(example_repo: Path) -> None:
+    import tritonclient.grpc as grpcclient
+
+    with run_server(example_repo, "--model-control-mode=explicit") as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        settings = client.get_log_settings(as_json=True)["settings"]
+        assert settings["log_info"]["bool_param"] is True
+        client.update_log_settings({"log_info": False})
+        settings = client.get_log_settings(as_json=True)["settings"]
+        assert settings["log_info"]["bool_param"] is False
+        client.close()
+    # Info lines of the shutdown are gone; the server still stopped cleanly.
+    assert server.process.returncode == 0
+    assert "Waiting for in-flight requests" not in server.log_text()

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -171,7 +172,7 @@ def infer(server: RunningServer, value: float) -> int:
     return status
 
 
-def test_metrics_after_batched_inferences(write_model) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_after_batched_inferences(write_model: Callable[..., Path]) -> None:
     repo: Path = write_model("batched", BATCH_CONFIG, BATCH_MODEL)
     n = 8
     with run_server(repo, "--metrics-interval-ms=100") as server:

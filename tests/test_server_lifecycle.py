@@ -6,6 +6,7 @@ import asyncio
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,9 @@ def _wait_for_requests_in_flight(metrics_url: str, count: int) -> None:
     raise AssertionError("requests never reached the server")
 
 
-def test_sigterm_drains_in_flight_requests_then_finalizes(write_model) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_drains_in_flight_requests_then_finalizes(
+    write_model: Callable[..., Path],
+) -> None:
     repo: Path = write_model("slow", SLOW_CONFIG, SLOW_MODEL)
     marker = repo / "slow" / "finalized"
     count = 4  # 4 x 0.5 s with one instance: the last ends ~2 s after SIGTERM
@@ -105,6 +108,7 @@ def test_sigterm_drains_in_flight_requests_then_finalizes(write_model) -> None: 
     assert marker.read_text() == "done"
     text = server.log_text()
     assert "Signal (15) received." in text
+    assert text.index("All models are stopped") < text.index("successfully unloaded")
     assert "Waiting for in-flight requests to complete." in text
     assert "All models are stopped, unloading models" in text
 
@@ -114,7 +118,7 @@ def test_sigterm_drains_in_flight_requests_then_finalizes(write_model) -> None: 
     "UNAVAILABLE (architecture §1), so shutdown waits for the whole queue",
     strict=True,
 )
-def test_exit_timeout_bounds_shutdown(write_model) -> None:  # type: ignore[no-untyped-def]
+def test_exit_timeout_bounds_shutdown(write_model: Callable[..., Path]) -> None:
     repo: Path = write_model("slow", SLOW_CONFIG, SLOW_MODEL)
     count = 8  # ~4 s of work; the server must give up after ~1 s
     with run_server(repo, "--exit-timeout-secs=1") as server:
@@ -165,3 +169,36 @@ def test_in_process_start_and_stop(example_repo: Path) -> None:
     ports = loops.run(scenario())
     assert set(ports) == {"http", "grpc", "metrics"}
     assert all(port > 0 for port in ports.values())
+
+
+def test_sigterm_drains_grpc_requests(write_model: Callable[..., Path]) -> None:
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    repo: Path = write_model("slow", SLOW_CONFIG, SLOW_MODEL)
+    count = 3
+    with run_server(repo, "--exit-timeout-secs=20") as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        done = threading.Semaphore(0)
+        results: list[Any] = [None] * count
+
+        def finished(i: int, result: Any, error: Any) -> None:
+            results[i] = error if error is not None else result.as_numpy("OUTPUT0")
+            done.release()
+
+        for i in range(count):
+            tensor = grpcclient.InferInput("INPUT0", [1], "FP32")
+            tensor.set_data_from_numpy(np.array([i], dtype=np.float32))
+            client.async_infer(
+                "slow",
+                [tensor],
+                lambda result, error, i=i: finished(i, result, error),
+                timeout=60,
+            )
+        _wait_for_requests_in_flight(server.metrics_url, count)
+        server.process.send_signal(signal.SIGTERM)
+        for _ in range(count):
+            assert done.acquire(timeout=30)
+        assert server.process.wait(timeout=30) == 0
+        client.close()
+    assert [r.tolist() for r in results] == [[2.0 * i] for i in range(count)]

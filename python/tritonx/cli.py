@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="<string>",
-        help="Model to load at startup in explicit mode (repeatable; '*' = all, alone).",
+        help="Model to load at startup in explicit mode (repeatable; '*': all).",
     )
     g.add_argument(
         "--model-config-name",
@@ -452,7 +452,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
             else DEFAULT_SWITCH_INTERVAL_S
         ),
     )
-    log = LogOptions(
+    options.log = LogOptions(
         verbose=args.log_verbose,
         info=args.log_info,
         warning=args.log_warning,
@@ -460,7 +460,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         format=args.log_format,
         file=Path(args.log_file) if args.log_file else None,
     )
-    return options, log, warnings
+    return options, options.log, warnings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
