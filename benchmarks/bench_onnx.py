@@ -308,23 +308,38 @@ def offline_rate(session: ort.InferenceSession, batch: int, seconds: float) -> f
 class Window:
     rate: float  # inferences/s
     mean_batch: float  # inference_count / execution_count
-    infer_ms: float  # compute_infer per execution: ORT's run as the core timed it
+    # Per execution, from the core's statistics: input = gather + GIL + backend's
+    # input wrapping, infer = the backend call (ORT's run), output = slicing back.
+    input_ms: float
+    infer_ms: float
+    output_ms: float
+
+    @property
+    def period_ms(self) -> float:
+        """Wall time per execution; minus the three stages = the worker's idle gap."""
+        return self.mean_batch / self.rate * 1e3
 
 
-def _counts(model: _native.Model) -> tuple[int, int, int]:
+_STAGES = ("compute_input", "compute_infer", "compute_output")
+
+
+def _counts(model: _native.Model) -> tuple[int, ...]:
     stats = model.statistics()
-    # compute_infer is accounted per request (each with its batch's time).
-    infer_ns_sum = stats["compute_infer"][1]
-    return stats["inference_count"], stats["execution_count"], infer_ns_sum
+    # Stage times are accounted per request (each with its batch's time).
+    return (
+        stats["inference_count"],
+        stats["execution_count"],
+        *(stats[stage][1] for stage in _STAGES),
+    )
 
 
-def _window(
-    before: tuple[int, int, int], after: tuple[int, int, int], elapsed: float
-) -> Window:
-    inferences = after[0] - before[0]
+def _window(before: tuple[int, ...], after: tuple[int, ...], elapsed: float) -> Window:
+    inferences = max(after[0] - before[0], 1)
     executions = max(after[1] - before[1], 1)
-    per_request_ns = (after[2] - before[2]) / max(inferences, 1)
-    return Window(inferences / elapsed, inferences / executions, per_request_ns / 1e6)
+    stage_ms = [
+        (a - b) / inferences / 1e6 for a, b in zip(after[2:], before[2:], strict=True)
+    ]
+    return Window(inferences / elapsed, inferences / executions, *stage_ms)
 
 
 def threaded_rate(model: _native.Model, submitters: int, seconds: float) -> Window:
@@ -375,6 +390,11 @@ async def async_rate(model: _native.Model, in_flight: int, seconds: float) -> Wi
     return _window(before, after, elapsed)
 
 
+def _median_by_rate(windows: list[Window]) -> Window:
+    """The window with the median rate (its stage times belong together)."""
+    return sorted(windows, key=lambda w: w.rate)[len(windows) // 2]
+
+
 def _throughput_row(
     label: str, batch: int, offline: list[float], windows: list[Window]
 ) -> Row:
@@ -382,7 +402,7 @@ def _throughput_row(
     # exposed to drift (other load on the machine) than a ratio of medians.
     ratio = statistics.median(w.rate / o for w, o in zip(windows, offline, strict=True))
     mean_batch = statistics.median(w.mean_batch for w in windows)
-    infer_ms = statistics.median(w.infer_ms for w in windows)
+    med = _median_by_rate(windows)
     return Row(
         f"mlp_big B{batch}, {label}",
         f"{statistics.median(offline):,.0f} inf/s",
@@ -390,7 +410,9 @@ def _throughput_row(
         f"{ratio:.1%}",
         f">= {RATIO_TARGET:.0%}",
         ratio >= RATIO_TARGET,
-        f"mean batch {mean_batch:.1f}, ORT {infer_ms:.2f} ms/batch",
+        f"mean batch {mean_batch:.1f}; per batch (ms): input {med.input_ms:.2f}, "
+        f"ORT {med.infer_ms:.2f}, output {med.output_ms:.2f}, idle gap "
+        f"{med.period_ms - med.input_ms - med.infer_ms - med.output_ms:.2f}",
     )
 
 

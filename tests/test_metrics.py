@@ -54,6 +54,10 @@ import triton_python_backend_utils as pb_utils
 class TritonPythonModel:
     def execute(self, requests):
         time.sleep(0.2)
+        for request in requests:
+            data = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            if data[0][0] < -100:
+                raise pb_utils.TritonModelException("execution failed")
         responses = []
         for request in requests:
             data = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
@@ -134,11 +138,12 @@ def test_collector_reads_core_accounting() -> None:
     values = samples(text)
     key = labels(model="m", version="1")
     stats = model.statistics()
-    assert values[("nv_inference_request_success", key)] == 7
+    # An error *response* from a model that ran is a success in Triton's accounting.
+    assert values[("nv_inference_request_success", key)] == 8
     assert values[("nv_inference_count", key)] == stats["inference_count"] == 8
     assert values[("nv_inference_exec_count", key)] == stats["execution_count"] < 8
     failure = labels(model="m", version="1", reason="BACKEND")
-    assert values[("nv_inference_request_failure", failure)] == 1
+    assert values[("nv_inference_request_failure", failure)] == 0
     assert values[("nv_inference_compute_infer_duration_us", key)] == (
         stats["compute_infer"][1] // 1000
     )
@@ -187,14 +192,15 @@ def test_metrics_after_batched_inferences(write_model: Callable[..., Path]) -> N
         with concurrent.futures.ThreadPoolExecutor(n) as pool:
             statuses = list(pool.map(lambda i: infer(server, i), range(n)))
         assert statuses == [200] * n
-        assert infer(server, -1.0) != 200  # one backend failure
+        assert infer(server, -1.0) != 200  # an error response from the model
+        assert infer(server, -1000.0) != 200  # a failed execution
 
         text = scrape(server.metrics_url)
         after = samples(text)
-        # The failing request was executed too: it counts as an inference.
-        # (Triton 2.51 counts a Python model's error response as a *success*;
-        # tritonx reports it as a BACKEND failure, which is what it is.)
-        assert after[("nv_inference_request_success", model)] == n
+        # Triton's accounting (checked against Triton 2.51): an error response from a
+        # model that ran counts as a success and an inference; a failed execution is
+        # a BACKEND failure and performs no inference.
+        assert after[("nv_inference_request_success", model)] == n + 1
         assert after[("nv_inference_count", model)] == n + 1
         executions = after[("nv_inference_exec_count", model)]
         assert 2 <= executions < n, executions  # batching is visible

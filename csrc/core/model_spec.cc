@@ -39,6 +39,19 @@ Shape ResolveReshape(const Shape& reshape, int64_t elements) {
   return out;
 }
 
+// Triton prefixes the errors it finds while normalizing a request with its id.
+std::string RequestPrefix(const InferenceRequest& request) {
+  return "[request id: " + (request.id.empty() ? std::string("<id_unknown>") : request.id) +
+         "] ";
+}
+
+constexpr const char* kBatchDimNote =
+    "NOTE: Setting a non-zero max_batch_size in the model config requires a batch "
+    "dimension to be prepended to each input shape. If you want to specify the full "
+    "shape including the batch dim in your input dims config, try setting "
+    "max_batch_size to zero. See the model configuration docs for more info on "
+    "max_batch_size.";
+
 std::string QuotedList(const std::vector<std::string>& names) {
   std::string out = "[";
   for (size_t i = 0; i < names.size(); ++i) {
@@ -66,6 +79,7 @@ const TensorSpec* ModelSpec::FindOutput(const std::string& output_name) const {
 
 Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
   const std::string model = "'" + spec.name + "'";
+  const std::string prefix = RequestPrefix(*request);
 
   // Known inputs, no duplicates.
   for (size_t i = 0; i < request->inputs.size(); ++i) {
@@ -96,7 +110,7 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
     std::vector<std::string> given;
     for (const auto& input : request->inputs) given.push_back(input.name);
     return Status(StatusCode::kInvalidArg,
-                  "expected " + std::to_string(required) + " inputs but got " +
+                  prefix + "expected " + std::to_string(required) + " inputs but got " +
                       std::to_string(request->inputs.size()) + " inputs for model " +
                       model + ". Got input(s) " + QuotedList(given) +
                       ", but missing required input(s) " + QuotedList(missing) +
@@ -115,7 +129,7 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
 
     if (input->dtype != input_spec.dtype) {
       return Status(StatusCode::kInvalidArg,
-                    "inference input '" + input->name + "' data-type is '" +
+                    prefix + "inference input '" + input->name + "' data-type is '" +
                         std::string(DataTypeName(input->dtype)) + "', but model " +
                         model + " expects '" +
                         std::string(DataTypeName(input_spec.dtype)) + "'");
@@ -125,41 +139,31 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
     if (spec.max_batch_size > 0) {
       if (dims.empty()) {
         return Status(StatusCode::kInvalidArg,
-                      "unexpected shape for input '" + input->name + "' for model " +
-                          model + ". Expected " + DimsWithBatch(spec, input_spec.dims) +
-                          ", got " + ShapeToString(input->shape) +
-                          ". NOTE: Setting a non-zero max_batch_size in the model config "
-                          "requires a batch dimension to be prepended to each input "
-                          "shape. If you want to specify the full shape including the "
-                          "batch dim in your input dims config, try setting "
-                          "max_batch_size to zero. See the model configuration docs for "
-                          "more info on max_batch_size.");
+                      prefix + "unexpected shape for input '" + input->name +
+                          "' for model " + model + ". Expected " +
+                          DimsWithBatch(spec, input_spec.dims) + ", got " +
+                          ShapeToString(input->shape) + ". " + kBatchDimNote);
       }
       int64_t this_batch = dims[0];
       if (batch_size == -1) {
         batch_size = this_batch;
       } else if (batch_size != this_batch) {
         return Status(StatusCode::kInvalidArg,
-                      "input '" + input->name +
+                      prefix + "input '" + input->name +
                           "' batch size does not match other inputs for " + model);
       }
       dims.erase(dims.begin());
     }
 
     if (!DimsMatch(input_spec.dims, dims)) {
-      std::string message = "unexpected shape for input '" + input->name +
-                            "' for model " + model + ". Expected " +
-                            DimsWithBatch(spec, input_spec.dims) + ", got " +
-                            ShapeToString(input->shape);
-      if (spec.max_batch_size > 0) {
-        message +=
-            ". NOTE: Setting a non-zero max_batch_size in the model config requires a "
-            "batch dimension to be prepended to each input shape. If you want to "
-            "specify the full shape including the batch dim in your input dims config, "
-            "try setting max_batch_size to zero. See the model configuration docs for "
-            "more info on max_batch_size.";
-      }
-      return Status(StatusCode::kInvalidArg, message);
+      // Triton ends the sentence and appends the batch-dim note (empty for a model
+      // that does not batch), hence the trailing ". " in that case.
+      return Status(StatusCode::kInvalidArg,
+                    prefix + "unexpected shape for input '" + input->name +
+                        "' for model " + model + ". Expected " +
+                        DimsWithBatch(spec, input_spec.dims) + ", got " +
+                        ShapeToString(input->shape) + ". " +
+                        (spec.max_batch_size > 0 ? kBatchDimNote : ""));
     }
 
     const int64_t elements = ElementCount(input->shape);
@@ -167,7 +171,7 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
       int64_t found = CountBytesElements(input->data, input->byte_size);
       if (found != elements) {
         return Status(StatusCode::kInvalidArg,
-                      "expected " + std::to_string(elements) +
+                      prefix + "expected " + std::to_string(elements) +
                           " string elements for inference input '" + input->name +
                           "' for model " + model + ", got " +
                           std::to_string(found < 0 ? 0 : found));
@@ -177,7 +181,7 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
                                 DataTypeByteSize(input->dtype);
       if (expected != input->byte_size) {
         return Status(StatusCode::kInvalidArg,
-                      "input byte size mismatch for input '" + input->name +
+                      prefix + "input byte size mismatch for input '" + input->name +
                           "' for model " + model + ". Expected " +
                           std::to_string(expected) + ", got " +
                           std::to_string(input->byte_size));
@@ -199,7 +203,7 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
     if (batch_size == -1) batch_size = 1;  // only optional inputs were left out
     if (batch_size > spec.max_batch_size) {
       return Status(StatusCode::kInvalidArg,
-                    "inference request batch-size must be <= " +
+                    prefix + "inference request batch-size must be <= " +
                         std::to_string(spec.max_batch_size) + " for " + model);
     }
   }

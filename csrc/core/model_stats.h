@@ -40,9 +40,10 @@ class ModelStats {
   // A request failed. Failures before execution (queue timeout, cancellation) have no
   // compute durations; Triton counts them as failures with their reason.
   void RecordFailure(FailureReason reason, uint64_t request_ns);
-  // One backend execution of `batch_size` items.
+  // One backend execution of `batch_size` items. A failed execution counts as an
+  // execution but, as in Triton, performs no inferences.
   void RecordExecution(uint64_t batch_size, uint64_t input_ns, uint64_t infer_ns,
-                       uint64_t output_ns);
+                       uint64_t output_ns, bool succeeded = true);
 
   StatsSnapshot Snapshot() const;
 

@@ -55,12 +55,15 @@ Status ApplyRequestParameters(Parameters given, InferenceRequest* request) {
       }
       const uint32_t bit = key == "sequence_start" ? 1u : 2u;
       request->flags = flag ? (request->flags | bit) : (request->flags & ~bit);
-    } else if (key == "headers" || key == "binary_data_output" ||
-               (key.rfind("triton_", 0) == 0 &&
-                key != "triton_enable_empty_final_response")) {
+    } else if (key.rfind("triton_", 0) == 0 &&
+               key != "triton_enable_empty_final_response") {
       return Status(StatusCode::kInvalidArg,
-                    "The parameter '" + key +
-                        "' is a reserved parameter and cannot be specified.");
+                    "parameter keys starting with 'triton_' are reserved for Triton "
+                    "usage and should not be specified.");
+    } else if (key == "headers" || key == "binary_data_output") {
+      return Status(StatusCode::kInvalidArg,
+                    "parameter '" + key +
+                        "' is reserved for Triton usage and should not be specified.");
     } else {
       request->parameters.emplace_back(std::move(key), std::move(value));
     }

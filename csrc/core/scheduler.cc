@@ -317,7 +317,7 @@ void Scheduler::FinishBatch(Batch& batch, Status status, uint64_t start,
   const uint64_t infer_ns = infer_end - input_end;
   const uint64_t output_ns = end - infer_end;
   stats_->RecordExecution(static_cast<uint64_t>(batch.total_batch_size), input_ns,
-                          infer_ns, output_ns);
+                          infer_ns, output_ns, status.ok());
 
   batch.responses.resize(batch.requests.size());
   std::vector<DeliveryItem> items;
@@ -334,13 +334,19 @@ void Scheduler::FinishBatch(Batch& batch, Status status, uint64_t start,
                                 "backend returned no response for request '" +
                                     request.id + "' of model '" + spec_.name + "'");
     }
-    if (response->status.ok()) {
-      FinishResponse(request, response.get());
+    // Triton's accounting: a failed execution fails each of its requests (BACKEND);
+    // after a successful one every request counts as a success, including those the
+    // model answered with an error response.
+    if (status.ok()) {
       stats_->RecordSuccess(end - request.enqueue_ns, start - request.enqueue_ns,
                             input_ns, infer_ns, output_ns);
     } else {
-      response->outputs.clear();
       stats_->RecordFailure(FailureReason::kBackend, end - request.enqueue_ns);
+    }
+    if (response->status.ok()) {
+      FinishResponse(request, response.get());
+    } else {
+      response->outputs.clear();
     }
     items.push_back({std::move(batch.requests[i]), std::move(response)});
   }

@@ -70,7 +70,11 @@ def test_per_request_errors_map_to_error_classes(make_model: ModelFactory) -> No
         model.infer(request("junk", rows(1, 0)))
     with pytest.raises(errors.InvalidArgumentError, match="unsupported numpy dtype"):
         model.infer(request("badout", rows(1, 0)))
-    assert model.statistics()["failures"]["BACKEND"] == 4
+    # As in Triton, error *responses* from a model that ran count as successes; only
+    # a failed execution counts as a BACKEND failure.
+    stats = model.statistics()
+    assert stats["failures"]["BACKEND"] == 0
+    assert stats["success"][0] == 5
 
 
 def test_per_request_errors_within_one_batch(make_model: ModelFactory) -> None:
@@ -140,6 +144,7 @@ def test_whole_batch_raise_fails_every_request(
     stats = model.statistics()
     assert stats["failures"]["BACKEND"] == 4
     assert stats["execution_count"] == 1
+    assert stats["inference_count"] == 0  # a failed execution performs no inferences
 
 
 def test_wrong_response_count_is_internal(make_model: ModelFactory) -> None:
@@ -168,7 +173,7 @@ def test_validation_errors_raise_synchronously(make_model: ModelFactory) -> None
     asyncio.run(main())
     with pytest.raises(errors.InvalidArgumentError, match="unexpected inference input"):
         model.infer(request("name", rows(1, 0), name="WRONG"))
-    with pytest.raises(errors.InvalidArgumentError, match="reserved parameter"):
+    with pytest.raises(errors.InvalidArgumentError, match="reserved for Triton usage"):
         request("param", rows(1, 0), parameters={"triton_x": 1})
     with pytest.raises(errors.InvalidArgumentError, match="data-type is 'INT32'"):
         model.infer(

@@ -91,7 +91,7 @@ TEST(ModelSpec, RejectsMissingRequiredInput) {
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(
       status.message(),
-      "expected 2 inputs but got 1 inputs for model 'm'. Got input(s) ['INPUT0'], "
+      "[request id: <id_unknown>] expected 2 inputs but got 1 inputs for model 'm'. Got input(s) ['INPUT0'], "
       "but missing required input(s) ['INPUT1']. Please provide all required "
       "input(s).");
 }
@@ -118,15 +118,15 @@ TEST(ModelSpec, RejectsWrongDataType) {
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(
       status.message(),
-      "inference input 'INPUT0' data-type is 'INT32', but model 'm' expects 'FP32'");
+      "[request id: <id_unknown>] inference input 'INPUT0' data-type is 'INT32', but model 'm' expects 'FP32'");
 }
 
 TEST(ModelSpec, RejectsWrongShapeWithBatchingNote) {
   Status status = Validate(MakeSpec(8), {FloatTensor("INPUT0", {1, 3})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(status.message(),
-            std::string("unexpected shape for input 'INPUT0' for model 'm'. Expected "
-                        "[-1,4], got [1,3]") +
+            std::string("[request id: <id_unknown>] unexpected shape for input "
+                        "'INPUT0' for model 'm'. Expected [-1,4], got [1,3]") +
                 kBatchNote);
 }
 
@@ -137,8 +137,8 @@ TEST(ModelSpec, RejectsMissingBatchDim) {
   Status status = Validate(MakeSpec(8), {input});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(status.message(),
-            std::string("unexpected shape for input 'INPUT0' for model 'm'. Expected "
-                        "[-1,4], got []") +
+            std::string("[request id: <id_unknown>] unexpected shape for input "
+                        "'INPUT0' for model 'm'. Expected [-1,4], got []") +
                 kBatchNote);
 }
 
@@ -147,7 +147,8 @@ TEST(ModelSpec, RejectsWrongShapeWithoutBatching) {
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(
       status.message(),
-      "unexpected shape for input 'INPUT0' for model 'm'. Expected [4], got [1,4]");
+      "[request id: <id_unknown>] unexpected shape for input 'INPUT0' for model 'm'. "
+      "Expected [4], got [1,4]. ");
 }
 
 TEST(ModelSpec, AcceptsVariableDims) {
@@ -170,13 +171,15 @@ TEST(ModelSpec, RejectsBatchSizeMismatchBetweenInputs) {
       Validate(spec, {FloatTensor("INPUT0", {2, 4}), FloatTensor("INPUT1", {3, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(status.message(),
-            "input 'INPUT1' batch size does not match other inputs for 'm'");
+            "[request id: <id_unknown>] input 'INPUT1' batch size does not match other inputs for 'm'");
 }
 
 TEST(ModelSpec, RejectsBatchSizeAboveMax) {
   Status status = Validate(MakeSpec(8), {FloatTensor("INPUT0", {9, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
-  EXPECT_EQ(status.message(), "inference request batch-size must be <= 8 for 'm'");
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] inference request batch-size must be <= 8 for "
+            "'m'");
 }
 
 TEST(ModelSpec, RejectsByteSizeMismatch) {
@@ -186,7 +189,8 @@ TEST(ModelSpec, RejectsByteSizeMismatch) {
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(
       status.message(),
-      "input byte size mismatch for input 'INPUT0' for model 'm'. Expected 16, got 12");
+      "[request id: <id_unknown>] input byte size mismatch for input 'INPUT0' for "
+      "model 'm'. Expected 16, got 12");
 }
 
 TEST(ModelSpec, ChecksBytesElementCount) {
@@ -202,7 +206,8 @@ TEST(ModelSpec, ChecksBytesElementCount) {
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(
       status.message(),
-      "expected 2 string elements for inference input 'TEXT' for model 's', got 1");
+      "[request id: <id_unknown>] expected 2 string elements for inference input "
+      "'TEXT' for model 's', got 1");
 
   // A length running past the end is malformed: reported as 0 elements.
   auto malformed = std::make_shared<std::string>(BytesWire({"abc", "de"}));
@@ -210,7 +215,8 @@ TEST(ModelSpec, ChecksBytesElementCount) {
   status = Validate(spec, {BytesTensor("TEXT", {1, 2}, malformed)});
   EXPECT_EQ(
       status.message(),
-      "expected 2 string elements for inference input 'TEXT' for model 's', got 0");
+      "[request id: <id_unknown>] expected 2 string elements for inference input "
+      "'TEXT' for model 's', got 0");
 }
 
 TEST(ModelSpec, RejectsUnknownRequestedOutput) {

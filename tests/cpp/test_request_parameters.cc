@@ -35,14 +35,20 @@ TEST(RequestParameters, StringSequenceId) {
 }
 
 TEST(RequestParameters, RejectsReservedNames) {
-  for (const char* key : {"headers", "binary_data_output", "triton_anything"}) {
+  for (const char* key : {"headers", "binary_data_output"}) {
     InferenceRequest request;
     Status status = ApplyRequestParameters({{key, true}}, &request);
     EXPECT_EQ(status.code(), StatusCode::kInvalidArg) << key;
-    EXPECT_EQ(status.message(),
-              std::string("The parameter '") + key +
-                  "' is a reserved parameter and cannot be specified.");
+    EXPECT_EQ(status.message(), std::string("parameter '") + key +
+                                    "' is reserved for Triton usage and should not be "
+                                    "specified.");
   }
+  InferenceRequest request;
+  Status status = ApplyRequestParameters({{"triton_anything", true}}, &request);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            "parameter keys starting with 'triton_' are reserved for Triton usage and "
+            "should not be specified.");
 }
 
 TEST(RequestParameters, RejectsBadTypes) {

@@ -387,14 +387,20 @@ def test_unknown_model_and_version(client: grpcclient.InferenceServerClient) -> 
         grpc.StatusCode.NOT_FOUND, client.infer, "nosuch", [fp32_input()]
     )
     assert message == "Request for unknown model: 'nosuch' is not found"
-    expect_error(grpc.StatusCode.UNAVAILABLE, client.infer, "notready", [fp32_input()])
-    expect_error(
-        grpc.StatusCode.UNAVAILABLE,
+    # Triton answers NOT_FOUND both for a model with no ready version and for a
+    # version it does not serve.
+    message = expect_error(
+        grpc.StatusCode.NOT_FOUND, client.infer, "notready", [fp32_input()]
+    )
+    assert message == "Request for unknown model: 'notready' has no available versions"
+    message = expect_error(
+        grpc.StatusCode.NOT_FOUND,
         client.infer,
         "multi",
         [fp32_input()],
         model_version="2",
     )
+    assert message == "Request for unknown model: 'multi' version 2 is not found"
     result = client.infer("multi", [fp32_input()])
     assert result.get_response().model_version == "3"
     assert (
@@ -413,7 +419,8 @@ def test_validation_errors(client: grpcclient.InferenceServerClient) -> None:
         [make_input("INPUT0", np.ones(4, dtype=np.float32))],
     )
     assert message.startswith(
-        "unexpected shape for input 'INPUT0' for model 'identity'"
+        "[request id: <id_unknown>] unexpected shape for input 'INPUT0' for model "
+        "'identity'"
     )
     message = expect_error(
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -422,8 +429,8 @@ def test_validation_errors(client: grpcclient.InferenceServerClient) -> None:
         [make_input("INPUT0", np.ones((1, 4), dtype=np.int32))],
     )
     assert message == (
-        "inference input 'INPUT0' data-type is 'INT32', but model "
-        "'identity' expects 'FP32'"
+        "[request id: <id_unknown>] inference input 'INPUT0' data-type is 'INT32', "
+        "but model 'identity' expects 'FP32'"
     )
     message = expect_error(
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -465,7 +472,8 @@ def test_parameters(client: grpcclient.InferenceServerClient) -> None:
     )
     assert (
         message
-        == "The parameter 'triton_foo' is a reserved parameter and cannot be specified."
+        == "parameter keys starting with 'triton_' are reserved for Triton usage and "
+        "should not be specified."
     )
     # Custom parameters reach the backend; the harness model fails on request.
     message = expect_error(

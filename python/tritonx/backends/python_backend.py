@@ -131,28 +131,29 @@ class PythonInstance:
             if inspect.isawaitable(result):
                 result = self._run(result)
         except Exception as exc:
-            return [self._failure(format_exception(exc))] * len(requests)
+            # A failed execute fails the whole batch; raising (rather than returning an
+            # error per request) lets the core count it as Triton does: a BACKEND
+            # failure per request and no inferences, where an error *response* counts
+            # as a success.
+            raise self._failure(format_exception(exc)) from None
         if result is None:
             return self._from_senders(pb_requests)
         if not isinstance(result, list):
-            err = self._failure(
+            raise self._failure(
                 f"Expected a list in the execute return, found type '{type(result)}'."
             )
-            return [err] * len(requests)
         if len(result) != len(requests):
-            err = self._failure(
+            raise self._failure(
                 "Number of InferenceResponse objects do not match the number of "
                 "InferenceRequest objects. InferenceRequest(s) size is:"
                 f"{len(requests)}, and InferenceResponse(s) size is:{len(result)}\n"
             )
-            return [err] * len(requests)
         for item in result:
             if not isinstance(item, InferenceResponse):
-                err = self._failure(
+                raise self._failure(
                     "Expected an 'InferenceResponse' object in the execute function "
                     f"return list, found type '{type(item)}'."
                 )
-                return [err] * len(requests)
         return [self._convert(r) for r in result]
 
     def _from_senders(self, requests: Sequence[InferenceRequest]) -> ExecuteResult:
