@@ -113,11 +113,6 @@ def test_sigterm_drains_in_flight_requests_then_finalizes(
     assert "All models are stopped, unloading models" in text
 
 
-@pytest.mark.xfail(
-    reason="core Model.stop() runs queued requests instead of failing them "
-    "UNAVAILABLE (architecture §1), so shutdown waits for the whole queue",
-    strict=True,
-)
 def test_exit_timeout_bounds_shutdown(write_model: Callable[..., Path]) -> None:
     repo: Path = write_model("slow", SLOW_CONFIG, SLOW_MODEL)
     count = 8  # ~4 s of work; the server must give up after ~1 s

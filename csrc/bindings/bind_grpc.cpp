@@ -41,7 +41,7 @@ class PyGrpcServer {
         std::move(registry),
         [fn](const std::string& method, const std::string& request,
              std::string* response) -> grpc::Status {
-          py::gil_scoped_acquire gil;
+          GilAcquire gil;
           try {
             py::object result = py::reinterpret_borrow<py::object>(fn)(
                 method, py::bytes(request));

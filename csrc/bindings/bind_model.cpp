@@ -35,7 +35,7 @@ class PyExecutor : public Executor {
   bool WantsGatheredInputs() const override { return gather_; }
 
   void Execute(Batch& batch) override {
-    py::gil_scoped_acquire gil;
+    GilAcquire gil;
     ReleasePendingPyRefs();
     try {
       const size_t count = batch.requests.size();
@@ -174,7 +174,7 @@ void Submit(PyModel& self, PyRequest& request, const py::object& future) {
   state->owners[1] = MakePyOwner(call);
   request.request->SetResponseCallback(
       [state](std::unique_ptr<InferenceResponse> response) mutable {
-        py::gil_scoped_acquire gil;
+        GilAcquire gil;
         try {
           py::handle call(state->call_soon_threadsafe);
           py::handle fut(state->future);
@@ -205,7 +205,7 @@ void SubmitCallback(PyModel& self, PyRequest& request, const py::object& callbac
   auto owner = MakePyOwner(callback);
   request.request->SetResponseCallback(
       [raw, owner](std::unique_ptr<InferenceResponse> response) mutable {
-        py::gil_scoped_acquire gil;
+        GilAcquire gil;
         try {
           py::handle fn(raw);
           if (response->status.ok()) {
@@ -420,6 +420,10 @@ void RegisterModel(py::module_& m) {
       .def_property_readonly(
           "max_batch_size", [](const PyModel& m) { return m.model->spec().max_batch_size; })
       .def_property_readonly("spec", [](const PyModel& m) { return m.model->spec(); })
+      // Identity of the core model: handles from ModelRegistry.find are new Python
+      // objects each time, so caches keyed on a served model compare this instead.
+      .def_property_readonly(
+          "core_id", [](const PyModel& m) { return reinterpret_cast<uintptr_t>(m.model.get()); })
       .def("submit", &Submit, py::arg("request"), py::arg("future"))
       .def("submit_callback", &SubmitCallback, py::arg("request"), py::arg("callback"))
       .def("infer", &Infer, py::arg("request"))
@@ -429,11 +433,14 @@ void RegisterModel(py::module_& m) {
            })
       .def("statistics", &Statistics)
       .def("pending_count", [](const PyModel& m) { return m.model->PendingCount(); })
-      .def("stop", [](PyModel& self) {
-        // Stop joins worker threads that may be running Python and need the GIL.
-        py::gil_scoped_release release;
-        self.model->Stop();
-      });
+      .def(
+          "stop",
+          [](PyModel& self, bool drain) {
+            // Stop joins worker threads that may be running Python and need the GIL.
+            py::gil_scoped_release release;
+            self.model->Stop(drain);
+          },
+          py::arg("drain") = true);
 
   m.def("_set_future_hooks", [](py::object set_result, py::object set_exception) {
     future_set_result = new py::object(std::move(set_result));

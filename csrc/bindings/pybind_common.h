@@ -26,6 +26,24 @@ namespace tritonx::bindings {
 std::shared_ptr<Model> ModelOf(const py::handle& obj);
 py::object WrapModel(std::shared_ptr<Model> model);
 
+// Takes the GIL on a C++ thread (scheduler worker, gRPC thread) and keeps that
+// thread's Python thread state after release. Plain gil_scoped_acquire creates and
+// destroys a thread state on every acquisition from a foreign thread, which costs
+// more than the Python call it guards on the per-request path.
+class GilAcquire {
+ public:
+  GilAcquire() {
+    thread_local bool kept = false;
+    if (!kept) {
+      gil_.inc_ref();  // leaked on purpose: one thread state per long-lived thread
+      kept = true;
+    }
+  }
+
+ private:
+  py::gil_scoped_acquire gil_;
+};
+
 // Raises the tritonx.errors exception matching the status (no-op when OK).
 void ThrowIfError(const Status& status);
 

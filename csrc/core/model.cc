@@ -45,8 +45,8 @@ bool Model::Cancel(const RequestPtr& request) { return scheduler_->Cancel(reques
 
 size_t Model::PendingCount() const { return scheduler_->PendingCount(); }
 
-void Model::Stop() {
-  if (scheduler_) scheduler_->Stop();
+void Model::Stop(bool drain) {
+  if (scheduler_) scheduler_->Stop(drain);
 }
 
 }  // namespace tritonx

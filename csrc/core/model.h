@@ -44,9 +44,10 @@ class Model {
   StatsSnapshot Statistics() const { return stats_->Snapshot(); }
 
   // Stops accepting, runs every request already queued (an unload or reload loses
-  // nothing that was accepted), then joins the workers. Blocking; idempotent. Queued
-  // requests fail with UNAVAILABLE only when the model has no instances.
-  void Stop();
+  // nothing that was accepted), then joins the workers. Blocking; idempotent. With
+  // `drain` false (shutdown past its grace period) queued requests fail UNAVAILABLE
+  // instead and only the batches already executing finish.
+  void Stop(bool drain = true);
 
  private:
   ModelSpec spec_;

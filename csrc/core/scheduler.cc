@@ -111,13 +111,19 @@ size_t Scheduler::PendingCount() const {
   return queue_.size();
 }
 
-void Scheduler::Stop() {
+void Scheduler::Stop(bool drain) {
   std::lock_guard<std::mutex> stop_lock(stop_mu_);
+  std::vector<RequestPtr> abandoned;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ && workers_.empty()) return;
+    if (!drain) abandoned = queue_.DrainAll();
+    if (stopping_ && workers_.empty() && abandoned.empty()) return;
     stopping_ = true;
   }
+  FailRequests(abandoned,
+               Status(StatusCode::kUnavailable,
+                      "model '" + spec_.name + "' is unloading, request abandoned"),
+               FailureReason::kOther);
   work_cv_.notify_all();
   sweep_cv_.notify_all();
   for (auto& worker : workers_) {

@@ -48,9 +48,10 @@ class Scheduler {
 
   size_t PendingCount() const;
 
-  // Stops accepting, lets the workers run every queued request, joins them.
-  // Blocking; idempotent; concurrent callers wait for the first one to finish.
-  void Stop();
+  // Stops accepting and joins the workers. With `drain` they first run every queued
+  // request; without, queued requests fail UNAVAILABLE and only the batches already
+  // executing finish. Blocking; idempotent; concurrent callers wait for the first.
+  void Stop(bool drain = true);
 
   // True on one of this scheduler's own worker threads (e.g. inside a response
   // callback), where the scheduler must not be destroyed.

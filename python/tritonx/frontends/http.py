@@ -88,12 +88,12 @@ def _compression(accept: bytes) -> str:
 class _ModelInfo:
     """Per served Model: what the infer path needs from its config, cached."""
 
-    __slots__ = ("decoupled", "inputs", "max_batch_size", "model")
+    __slots__ = ("core_id", "decoupled", "inputs", "max_batch_size")
 
     def __init__(self, model: Any, config: Any) -> None:
         from tritonx.config import wire_datatype
 
-        self.model = model
+        self.core_id = model.core_id
         self.decoupled = bool(config.model_transaction_policy.decoupled)
         self.max_batch_size = int(config.max_batch_size)
         self.inputs = [
@@ -325,7 +325,7 @@ class HttpFrontend:
     def _model_info(self, model: Any, name: str, version: str) -> _ModelInfo:
         key = (name, version)
         info = self._models.get(key)
-        if info is None or info.model is not model:
+        if info is None or info.core_id != model.core_id:
             info = _ModelInfo(model, self._manager.config(name, str(model.version)))
             self._models[key] = info
         return info

@@ -164,6 +164,6 @@ def retire_version(loaded: LoadedModel, drain: bool = True) -> None:
         time.sleep(_DRAIN_GRACE_S)
         while core.pending_count() > 0:
             time.sleep(_DRAIN_POLL_S)
-    core.stop()
+    core.stop(drain=drain)
     _unload_backend(loaded.backend_model, loaded.name, loaded.version)
     log.info("successfully unloaded '%s' version %d", loaded.name, loaded.version)
