@@ -262,3 +262,58 @@ def test_cpu_metrics_can_be_disabled(example_repo: Path) -> None:
     ) as server:
         text = scrape(server.metrics_url)
     assert "nv_cpu_utilization" not in text
+
+
+CUSTOM_CONFIG = """
+name: "counting"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ 2 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 2 ] } ]
+"""
+
+CUSTOM_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        family = pb_utils.MetricFamily(
+            name="requests_seen", description="Requests this model saw",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        self.seen = family.Metric(labels={"model": args["model_name"]})
+        sizes = pb_utils.MetricFamily(
+            name="input_sum", description="Sum of each input",
+            kind=pb_utils.MetricFamily.HISTOGRAM,
+        )
+        self.sums = sizes.Metric(labels={}, buckets=[1.0, 10.0])
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            data = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            self.seen.increment(1)
+            self.sums.observe(float(data.sum()))
+            out = pb_utils.Tensor("OUTPUT0", data)
+            responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+        return responses
+"""
+
+
+def test_model_defined_metrics_are_exported(write_model: Callable[..., Path]) -> None:
+    repo: Path = write_model("counting", CUSTOM_CONFIG, CUSTOM_MODEL)
+    with run_server(repo) as server:
+        tensor = {"name": "INPUT0", "shape": [2], "datatype": "FP32"}
+        for value in (0.25, 2.0, 50.0):
+            status, _ = infer_json(server, "counting", [{**tensor, "data": [value, 0]}])
+            assert status == 200
+        text = scrape(server.metrics_url)
+    assert "# TYPE requests_seen counter" in text
+    values = samples(text)
+    assert values[("requests_seen", labels(model="counting"))] == 3
+    assert values[("input_sum_bucket", labels(le="1.0"))] == 1
+    assert values[("input_sum_bucket", labels(le="10.0"))] == 2
+    assert values[("input_sum_bucket", labels(le="+Inf"))] == 3
+    assert values[("input_sum_count", frozenset())] == 3
+    assert values[("input_sum_sum", frozenset())] == 52.25

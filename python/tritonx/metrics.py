@@ -97,6 +97,34 @@ def _family(name: str, documentation: str, typ: str) -> Metric:
     return Metric(name, documentation, typ)
 
 
+def _model_defined_metrics() -> Iterator[Metric]:
+    """Families that Python models created with pb_utils.MetricFamily."""
+    from tritonx.backends.pb.metrics import MetricFamily, metric_families
+
+    kinds = {
+        MetricFamily.COUNTER: "counter",
+        MetricFamily.GAUGE: "gauge",
+        MetricFamily.HISTOGRAM: "histogram",
+    }
+    for family in metric_families():
+        out = _family(family.name, family.description, kinds[family.kind])
+        for metric in list(family.metrics):
+            if family.kind != MetricFamily.HISTOGRAM:
+                out.add_sample(family.name, metric.labels, metric.value())
+                continue
+            cumulative = 0
+            bounds = [*(metric.buckets or []), float("inf")]
+            for bound, hits in zip(bounds, metric.bucket_counts, strict=True):
+                cumulative += hits
+                le = "+Inf" if bound == float("inf") else repr(float(bound))
+                out.add_sample(
+                    f"{family.name}_bucket", {**metric.labels, "le": le}, cumulative
+                )
+            out.add_sample(f"{family.name}_count", metric.labels, metric.count)
+            out.add_sample(f"{family.name}_sum", metric.labels, metric.sum)
+        yield out
+
+
 class TritonCollector:
     """prometheus_client collector over the live models of a ModelManager."""
 
@@ -177,6 +205,7 @@ class TritonCollector:
         if load.samples:
             yield load
         yield from self._process_metrics()
+        yield from _model_defined_metrics()
 
     def _process_metrics(self) -> Iterator[Metric]:
         arena = self.arena_stats() if self.arena_stats else None

@@ -174,12 +174,14 @@ class Server:
         from tritonx.repository import ManagerOptions, ModelManager
 
         self.options = options
-        # Create the core's global tensor arena here, on one thread: its lazy
-        # creation logs through the GIL-taking log sink while holding a C++ static
-        # init guard, and two load threads racing into it deadlock (one holds the
-        # GIL and waits on the guard, the other the reverse).
-        _native.arena_stats()
+        # Probe CUDA once, up front, so its one log line (GPU in use, or the fallback
+        # to pageable memory and no streams) comes out before the model table.
+        _native.probe_cuda()
         self.registry = _native.ModelRegistry()
+        # BLS calls from Python models (InferenceRequest.exec) find models here.
+        from tritonx.backends.pb.bls import set_model_registry
+
+        set_model_registry(self.registry)
         self.manager = ModelManager(
             ManagerOptions(
                 repositories=list(options.model_repositories),
