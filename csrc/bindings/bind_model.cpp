@@ -33,6 +33,9 @@ class PyExecutor : public Executor {
   }
 
   bool WantsGatheredInputs() const override { return gather_; }
+  // Any thread may run a Python instance: Execute takes the GIL itself. Whether it
+  // actually runs inline is the scheduler's call, from measured execution times.
+  bool AllowsInline() const override { return true; }
 
   void Execute(Batch& batch) override {
     GilAcquire gil;

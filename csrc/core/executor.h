@@ -49,6 +49,10 @@ class Executor {
   virtual ~Executor() = default;
   // Whether the scheduler should gather the batch's inputs into contiguous buffers.
   virtual bool WantsGatheredInputs() const { return false; }
+  // Whether a single request may run on the thread that enqueues it (when this
+  // instance is idle and the model measured cheap), instead of waking the worker.
+  // Execute must then be safe on any thread, not just the instance's own worker.
+  virtual bool AllowsInline() const { return false; }
   // Runs one batch on this instance. Called on the instance's own worker thread, one
   // batch at a time. Must not throw.
   virtual void Execute(Batch& batch) = 0;

@@ -55,6 +55,18 @@ Scheduler::Scheduler(const ModelSpec& spec, const SchedulerConfig& config,
   for (const auto& [level, policy] : config.priority_queue_policy) {
     has_timeouts_ = has_timeouts_ || has_timeout(policy);
   }
+  const size_t count = instances_.size();
+  waiting_.assign(count, 0);
+  claimed_.assign(count, 0);
+  recent_exec_ns_ = std::make_unique<std::atomic<uint64_t>[]>(count);
+  exec_samples_ = std::make_unique<std::atomic<uint32_t>[]>(count);
+  for (size_t i = 0; i < count; ++i) {
+    recent_exec_ns_[i] = 0;
+    exec_samples_[i] = 0;
+  }
+  // Inline dispatch never delays batching: only when a batch would be sent at once.
+  inline_possible_ =
+      !config_.dynamic_batching || config_.max_queue_delay_us == 0;
   running_workers_ = static_cast<int>(instances_.size());
   for (size_t i = 0; i < instances_.size(); ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(static_cast<int>(i)); });
@@ -76,10 +88,16 @@ Status Scheduler::Enqueue(const RequestPtr& request) {
   const uint64_t now = NowNs();
   request->enqueue_ns = now;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (stopping_) {
       return Status(StatusCode::kUnavailable,
                     "model '" + spec_.name + "' is unloading, request rejected");
+    }
+    const int inline_instance = queue_.empty() ? ClaimInlineInstance() : -1;
+    if (inline_instance >= 0) {
+      lock.unlock();
+      RunInline(inline_instance, request);
+      return Status::Ok();
     }
     Status status = queue_.Push(request, now);
     if (!status.ok()) {
@@ -90,6 +108,50 @@ Status Scheduler::Enqueue(const RequestPtr& request) {
   work_cv_.notify_one();
   if (request->deadline_ns != 0) sweep_cv_.notify_one();
   return Status::Ok();
+}
+
+namespace {
+// A model whose executions take longer than this runs on its workers only: inline
+// dispatch blocks the caller (an event loop, a gRPC thread) for the whole execution.
+constexpr uint64_t kInlineMaxExecNs = 200'000;
+// Executions measured before an instance may run inline, so a slow model never gets
+// a chance to block its caller.
+constexpr uint32_t kInlineMinSamples = 8;
+}  // namespace
+
+int Scheduler::ClaimInlineInstance() {
+  if (!inline_possible_) return -1;
+  for (size_t i = 0; i < instances_.size(); ++i) {
+    if (!waiting_[i] || claimed_[i] || !instances_[i]->AllowsInline()) continue;
+    if (exec_samples_[i].load(std::memory_order_relaxed) < kInlineMinSamples ||
+        recent_exec_ns_[i].load(std::memory_order_relaxed) > kInlineMaxExecNs) {
+      continue;
+    }
+    claimed_[i] = 1;
+    ++inline_active_;
+    return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void Scheduler::RunInline(int instance_index, const RequestPtr& request) {
+  Batch batch;
+  batch.instance_index = instance_index;
+  batch.requests.push_back(request);
+  batch.total_batch_size = request->batch_size;
+  uint64_t sequence;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sequence = next_sequence_++;
+  }
+  RunBatch(*instances_[instance_index], batch, sequence);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    claimed_[instance_index] = 0;
+    --inline_active_;
+  }
+  // Requests may have queued behind the claim, and Stop may be waiting for it.
+  work_cv_.notify_all();
 }
 
 bool Scheduler::Cancel(const RequestPtr& request) {
@@ -124,6 +186,11 @@ void Scheduler::Stop(bool drain) {
                Status(StatusCode::kUnavailable,
                       "model '" + spec_.name + "' is unloading, request abandoned"),
                FailureReason::kOther);
+  {
+    // Requests running inline on callers' threads finish before the workers go.
+    std::unique_lock<std::mutex> lock(mu_);
+    work_cv_.wait(lock, [this] { return inline_active_ == 0; });
+  }
   work_cv_.notify_all();
   sweep_cv_.notify_all();
   for (auto& worker : workers_) {
@@ -234,6 +301,11 @@ void Scheduler::WorkerLoop(int instance_index) {
         if (has_timeouts_) queue_.SweepExpired(now, &expired);
         if (!expired.empty()) break;  // answer them outside the lock, then come back
         uint64_t wake_ns = 0;
+        if (claimed_[instance_index]) {
+          // The instance is running a request inline on another thread.
+          work_cv_.wait(lock);
+          continue;
+        }
         if (TakeBatch(now, &batch, &wake_ns)) break;
         if (stopping_ && queue_.empty()) {
           // Signalled under mu_: ~Scheduler cannot proceed before this thread leaves.
@@ -247,7 +319,9 @@ void Scheduler::WorkerLoop(int instance_index) {
         if (wake_ns != 0) {
           work_cv_.wait_until(lock, FromNs(wake_ns));
         } else {
+          waiting_[instance_index] = queue_.empty();
           work_cv_.wait(lock);
+          waiting_[instance_index] = 0;
         }
       }
       if (!batch.requests.empty()) {
@@ -303,6 +377,13 @@ void Scheduler::RunBatch(Executor& executor, Batch& batch, uint64_t sequence) {
   if (status.ok()) executor.Execute(batch);
   batch.finish();  // a no-op when the executor already finished the batch
   batch.finish = nullptr;
+  // Smoothed execution time per instance: decides whether inline dispatch is cheap.
+  const uint64_t took = NowNs() - start;
+  const int i = batch.instance_index;
+  const uint64_t before = recent_exec_ns_[i].load(std::memory_order_relaxed);
+  recent_exec_ns_[i].store(before == 0 ? took : (before * 7 + took) / 8,
+                           std::memory_order_relaxed);
+  exec_samples_[i].fetch_add(1, std::memory_order_relaxed);
 }
 
 void Scheduler::FinishBatch(Batch& batch, Status status, uint64_t start,

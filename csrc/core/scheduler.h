@@ -14,6 +14,7 @@
 // instance is busy.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -64,6 +65,10 @@ class Scheduler {
   };
 
   void WorkerLoop(int instance_index);
+  // With mu_ held: an idle instance that may run `request` on the caller's thread
+  // right now, or -1. Claims it.
+  int ClaimInlineInstance();
+  void RunInline(int instance_index, const RequestPtr& request);
   void SweeperLoop();
   // With mu_ held: takes the next batch if one should be sent now. Otherwise returns
   // false and sets *wake_ns to when to look again (0: when a request arrives).
@@ -98,6 +103,17 @@ class Scheduler {
   // and the destructor waits for it here.
   int running_workers_ = 0;
   std::condition_variable exit_cv_;
+
+  // Inline dispatch. Waking a sleeping worker costs tens of microseconds on a busy
+  // machine, more than a cheap model's whole execution; so when nothing is queued, an
+  // instance is idle and its recent executions were short, the enqueueing thread runs
+  // the request itself. Guarded by mu_, except the timings (written after each run).
+  std::vector<char> waiting_;  // worker i is blocked in work_cv_ with nothing to do
+  std::vector<char> claimed_;  // instance i is running a request inline
+  int inline_active_ = 0;
+  std::unique_ptr<std::atomic<uint64_t>[]> recent_exec_ns_;  // smoothed, per instance
+  std::unique_ptr<std::atomic<uint32_t>[]> exec_samples_;
+  bool inline_possible_ = false;
 
   // preserve_ordering: batches deliver their responses in dispatch order.
   std::mutex delivery_mu_;
