@@ -181,7 +181,9 @@ class PythonInstance:
             outputs = {t.name(): t._output_value() for t in response.output_tensors()}
         except Exception as exc:
             return InternalError(format_exception(exc))
-        params = json.loads(response.parameters())
+        text = response.parameters()
+        # Most responses carry no parameters: skip the JSON round trip for those.
+        params = json.loads(text) if text not in ("", "{}") else {}
         return OutputMap(outputs, params)
 
     def execute_batch(
