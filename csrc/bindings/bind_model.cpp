@@ -12,6 +12,49 @@ namespace {
 // Leaked on purpose (see ErrorsModule in pybind_common.cpp).
 py::object* future_set_result = nullptr;
 py::object* future_set_exception = nullptr;
+py::object* future_complete_many = nullptr;
+
+// Future completions produced while an executor delivers a batch. Each
+// call_soon_threadsafe wakes the event loop (a pipe write and a loop iteration), so
+// a batch's completions for one loop are handed over in a single call.
+struct PendingCompletion {
+  py::object call_soon_threadsafe;
+  py::object future;
+  py::object value;
+  bool is_error;
+};
+thread_local std::vector<PendingCompletion>* collecting_completions = nullptr;
+
+// GIL held. Hands every collected completion to its loop, one call per loop.
+void FlushCompletions(std::vector<PendingCompletion>& pending) {
+  size_t start = 0;
+  while (start < pending.size()) {
+    size_t end = start + 1;
+    while (end < pending.size() &&
+           pending[end].call_soon_threadsafe.is(pending[start].call_soon_threadsafe)) {
+      ++end;
+    }
+    try {
+      if (end - start == 1) {
+        PendingCompletion& one = pending[start];
+        one.call_soon_threadsafe(
+            one.is_error ? *future_set_exception : *future_set_result, one.future,
+            one.value);
+      } else {
+        py::list items(end - start);
+        for (size_t i = start; i < end; ++i) {
+          items[i - start] =
+              py::make_tuple(pending[i].future, pending[i].is_error, pending[i].value);
+        }
+        pending[start].call_soon_threadsafe(*future_complete_many, items);
+      }
+    } catch (py::error_already_set& err) {
+      err.discard_as_unraisable("tritonx: delivering responses");
+    }
+    start = end;
+  }
+  pending.clear();
+}
 
 DataType ParseDataType(const std::string& name) {
   DataType dtype = DataTypeFromName(name);
@@ -60,7 +103,11 @@ class PyExecutor : public Executor {
     // response callback would have to win the GIL back from the event loop.
     for (const auto& request : batch.requests) {
       if (request->deliver_in_executor) {
+        std::vector<PendingCompletion> pending;
+        collecting_completions = &pending;
         batch.finish();
+        collecting_completions = nullptr;
+        FlushCompletions(pending);
         break;
       }
     }
@@ -181,11 +228,20 @@ void Submit(PyModel& self, PyRequest& request, const py::object& future) {
         try {
           py::handle call(state->call_soon_threadsafe);
           py::handle fut(state->future);
-          if (response->status.ok()) {
-            std::shared_ptr<InferenceResponse> shared(std::move(response));
-            call(*future_set_result, fut, py::cast(std::make_shared<PyResponse>(PyResponse{shared})));
+          const bool is_error = !response->status.ok();
+          py::object value;
+          if (is_error) {
+            value = MakeError(response->status);
           } else {
-            call(*future_set_exception, fut, MakeError(response->status));
+            std::shared_ptr<InferenceResponse> shared(std::move(response));
+            value = py::cast(std::make_shared<PyResponse>(PyResponse{shared}));
+          }
+          if (collecting_completions != nullptr) {
+            collecting_completions->push_back(
+                {py::reinterpret_borrow<py::object>(call),
+                 py::reinterpret_borrow<py::object>(fut), std::move(value), is_error});
+          } else {
+            call(is_error ? *future_set_exception : *future_set_result, fut, value);
           }
         } catch (py::error_already_set& err) {
           // The loop is closed: nobody is waiting for this answer any more.
@@ -445,9 +501,11 @@ void RegisterModel(py::module_& m) {
           },
           py::arg("drain") = true);
 
-  m.def("_set_future_hooks", [](py::object set_result, py::object set_exception) {
+  m.def("_set_future_hooks", [](py::object set_result, py::object set_exception,
+                                 py::object complete_many) {
     future_set_result = new py::object(std::move(set_result));
     future_set_exception = new py::object(std::move(set_exception));
+    future_complete_many = new py::object(std::move(complete_many));
   });
   m.def("_release_pending_refs", &ReleasePendingPyRefs);
 }

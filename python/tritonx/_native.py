@@ -55,6 +55,16 @@ def _set_exception_if_pending(future: asyncio.Future[Any], exc: BaseException) -
         future.set_exception(exc)
 
 
+def _complete_many(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    # One loop callback for a whole batch of responses (see FlushCompletions).
+    for future, is_error, value in items:
+        if not future.done():
+            if is_error:
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+
+
 def probe_cuda() -> bool:
     """Probe the CUDA runtime once and write the core's verdict to the log now.
 
@@ -66,7 +76,7 @@ def probe_cuda() -> bool:
     return usable
 
 
-_C._set_future_hooks(_set_result_if_pending, _set_exception_if_pending)
+_C._set_future_hooks(_set_result_if_pending, _set_exception_if_pending, _complete_many)
 _C.set_log_sink(_log_from_core)
 
 __all__ = [
