@@ -34,10 +34,15 @@ def main() -> int:
     # (a Python model may use tritonclient, tests use both).
     for path in out_dir.glob("*_pb2*.py"):
         text = path.read_text()
-        text = re.sub(r"^import (\w+_pb2) as", r"from tritonx._proto import \1 as",
-                      text, flags=re.M)
+        text = re.sub(
+            r"^import (\w+_pb2) as",
+            r"from tritonx._proto import \1 as",
+            text,
+            flags=re.M,
+        )
         text = text.replace(
-            "_descriptor_pool.Default()", "__import__('tritonx._proto', fromlist=['POOL']).POOL"
+            "_descriptor_pool.Default()",
+            "__import__('tritonx._proto', fromlist=['POOL']).POOL",
         )
         path.write_text(text)
     return 0

@@ -19,7 +19,9 @@ from serverutil import run_server
 def _runs(binary: str) -> bool:
     # tritonclient's pip package puts a perf_analyzer launcher on PATH whose binary
     # lacks its shared libraries on many machines; such a one counts as absent.
-    probe = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=300)
+    probe = subprocess.run(
+        [binary, "--help"], capture_output=True, text=True, timeout=300
+    )
     return "error while loading shared libraries" not in probe.stderr + probe.stdout
 
 

@@ -41,7 +41,9 @@ _LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
 
 
 def _log_from_core(level: int, message: str) -> None:
-    _core_log.log(_LEVELS[level] if 0 <= level < len(_LEVELS) else logging.INFO, message)
+    _core_log.log(
+        _LEVELS[level] if 0 <= level < len(_LEVELS) else logging.INFO, message
+    )
 
 
 def _set_result_if_pending(future: asyncio.Future[Any], result: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from tritonx.config import (
     apply_python_auto_complete,
     config_to_json_dict,

@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
 from tritonx.config import ModelConfig, complete_from_onnx, load_model_config
 from tritonx.config._pb import mc
 from tritonx.errors import InvalidArgumentError

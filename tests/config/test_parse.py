@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tritonx.config import (
     ConfigPollError,
     config_from_json,

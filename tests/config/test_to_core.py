@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+
 from tritonx.config import (
     load_model_config,
     model_spec_from_config,

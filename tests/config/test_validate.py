@@ -5,6 +5,7 @@ the Triton 2.51 reference server loading the same config.pbtxt (python backend);
 from __future__ import annotations
 
 import pytest
+
 from tritonx.config import ConfigPollError, load_model_config
 from tritonx.errors import InvalidArgumentError, UnsupportedError
 

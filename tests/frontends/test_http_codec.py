@@ -8,6 +8,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from tritonx.errors import InternalError, InvalidArgumentError, UnsupportedError
 from tritonx.frontends import codec, http_infer
 from tritonx.frontends.http_routes import Route, resolve

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 import uvloop
+
 from tritonx.frontends.http_protocol import (
     HttpConnection,
     HttpMessage,

@@ -76,7 +76,8 @@ def header_length(value: bytes | None, body_size: int) -> int | None:
 
 def _loads(data: Buffer) -> Any:
     try:
-        return json.loads(data)
+        # json accepts bytes and bytearray but not memoryview.
+        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InternalError(f"failed to parse the request JSON buffer: {exc}") from None
 
