@@ -20,7 +20,8 @@ SRC = Path(__file__).resolve().parents[1] / "python"
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+    if os.environ.get("TRITONX_TEST_SOURCE_TREE"):
+        env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run(
         [sys.executable, "-m", "tritonx", *args],
         capture_output=True,
