@@ -18,24 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from tritonx.dtypes import NUMPY_DTYPES
 from tritonx.errors import InternalError, InvalidArgumentError
 
-# Wire datatype -> numpy dtype (little-endian). BF16 travels as raw uint16 bits.
-NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-    "BF16": np.dtype("<u2"),
-}
 DATATYPES = frozenset((*NUMPY_DTYPES, "BYTES"))
 
 # What TritonJson calls each element type in its "attempt to access ..." messages.

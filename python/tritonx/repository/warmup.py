@@ -19,25 +19,11 @@ import numpy as np
 
 from tritonx.config import ModelConfig, wire_datatype
 from tritonx.config._pb import mc
+from tritonx.dtypes import NUMPY_DTYPES
 from tritonx.errors import InvalidArgumentError, TritonXError, as_triton_error
 
 log = logging.getLogger("tritonx.repository")
 
-_NUMPY_TYPES: dict[str, Any] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "BF16": np.uint16,  # raw bits
-}
 
 WarmupInput = tuple[str, str, list[int], bytes]
 
@@ -61,7 +47,7 @@ def _sample_data(
                 f"failed to read warmup data file {path}: {exc.strerror or exc}"
             ) from exc
         if datatype != "BYTES":
-            expected = count * np.dtype(_NUMPY_TYPES[datatype]).itemsize
+            expected = count * np.dtype(NUMPY_DTYPES[datatype]).itemsize
             if len(data) < expected:
                 raise InvalidArgumentError(
                     f"warmup setting expects {expected} bytes, but the data "
@@ -72,7 +58,7 @@ def _sample_data(
     if datatype == "BYTES":
         # Zero and random data both give empty strings (what Triton sends).
         return datatype, b"\x00\x00\x00\x00" * count
-    np_type = _NUMPY_TYPES[datatype]
+    np_type = NUMPY_DTYPES[datatype]
     if source == "random_data":
         if np.issubdtype(np_type, np.floating):
             values = rng.random(count).astype(np_type)
