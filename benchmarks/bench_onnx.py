@@ -366,6 +366,18 @@ def threaded_rate(model: _native.Model, submitters: int, seconds: float) -> Wind
     return _window(before, after, elapsed)
 
 
+def native_rate(model: _native.Model, in_flight: int, seconds: float) -> Window:
+    """`in_flight` closed-loop clients on C++ threads (no GIL), like the requests the
+    C++ gRPC frontend feeds the scheduler: the row that measures the server side."""
+    x = sample_inputs({"INPUT0": MLP_DIMS[0]})["INPUT0"]
+    inputs = [("INPUT0", "FP32", list(x.shape), x)]
+    _native.generate_load(model, inputs, in_flight, min(0.5, seconds / 4))  # warm-up
+    before = _counts(model)
+    result = _native.generate_load(model, inputs, in_flight, seconds)
+    after = _counts(model)
+    return _window(before, after, float(result["seconds"]))
+
+
 async def async_rate(model: _native.Model, in_flight: int, seconds: float) -> Window:
     """`in_flight` asyncio clients, each submit + await batch-1 requests."""
     feed = sample_inputs({"INPUT0": MLP_DIMS[0]})
@@ -424,13 +436,16 @@ async def throughput_rows(
     offline: list[float] = []
     threaded: list[Window] = []
     asynced: list[Window] = []
+    native: list[Window] = []
     for _ in range(repeats):
         offline.append(offline_rate(session, batch, seconds))
+        native.append(await asyncio.to_thread(native_rate, model, 2 * batch, seconds))
         threaded.append(
             await asyncio.to_thread(threaded_rate, model, submitters, seconds)
         )
         asynced.append(await async_rate(model, 2 * batch, seconds))
     rows = [
+        _throughput_row(f"C++ clients {2 * batch} in flight", batch, offline, native),
         _throughput_row(f"{submitters} threads infer", batch, offline, threaded),
         _throughput_row(f"asyncio {2 * batch} in flight", batch, offline, asynced),
     ]

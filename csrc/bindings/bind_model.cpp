@@ -4,6 +4,7 @@
 
 #include <future>
 
+#include "core/load_generator.h"
 #include "core/model.h"
 
 namespace tritonx::bindings {
@@ -508,6 +509,26 @@ void RegisterModel(py::module_& m) {
     future_complete_many = new py::object(std::move(complete_many));
   });
   m.def("_release_pending_refs", &ReleasePendingPyRefs);
+  m.def(
+      "generate_load",
+      [](PyModel& model, const py::sequence& inputs, int concurrency, double seconds) {
+        std::vector<Tensor> tensors;
+        for (const py::handle item : inputs) tensors.push_back(InputFromPy(item));
+        LoadResult result;
+        {
+          // The clients are C++ threads: the point is that they never need the GIL.
+          py::gil_scoped_release release;
+          result = GenerateLoad(*model.model, tensors, concurrency, seconds);
+        }
+        py::dict out;
+        out["completed"] = result.completed;
+        out["failed"] = result.failed;
+        out["seconds"] = result.seconds;
+        return out;
+      },
+      py::arg("model"), py::arg("inputs"), py::arg("concurrency"), py::arg("seconds"),
+      "Closed-loop load from C++ client threads (benchmarks): `concurrency` requests "
+      "in flight for `seconds`, each with `inputs` (name, datatype, shape, buffer).");
 }
 
 }  // namespace tritonx::bindings

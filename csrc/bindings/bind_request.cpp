@@ -14,6 +14,8 @@ struct BufferView {
   ~BufferView() { PyBuffer_Release(&view); }
 };
 
+}  // namespace
+
 Tensor InputFromPy(const py::handle& item) {
   py::tuple t = py::reinterpret_borrow<py::tuple>(item);
   if (t.size() != 4) {
@@ -41,6 +43,8 @@ Tensor InputFromPy(const py::handle& item) {
   tensor.owner = MakePyOwner(std::move(capsule));
   return tensor;
 }
+
+namespace {
 
 std::shared_ptr<PyRequest> MakeRequest(const std::string& id, const py::iterable& inputs,
                                        const std::vector<std::string>& requested_outputs,

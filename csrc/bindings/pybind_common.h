@@ -78,6 +78,10 @@ py::dtype NumpyDtype(DataType dtype);
 // arrays are serialized to BYTES wire form. GIL held.
 Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* out);
 
+// A request input from a Python (name, datatype, shape, buffer) tuple; the buffer is
+// held, not copied (bind_request.cpp).
+Tensor InputFromPy(const py::handle& item);
+
 // numpy view (or BYTES object array) of a Tensor wrapper object; the array keeps
 // `tensor_obj` alive. Defined in bind_tensor.cpp.
 py::array TensorToNumpy(const py::object& tensor_obj);

@@ -275,3 +275,9 @@ def _set_future_hooks(
     complete_many: Callable[[list[tuple[asyncio.Future[Any], bool, Any]]], None],
 ) -> None: ...
 def _release_pending_refs() -> None: ...
+def generate_load(
+    model: Model,
+    inputs: Sequence[tuple[str, str, Sequence[int], Any]],
+    concurrency: int,
+    seconds: float,
+) -> dict[str, float]: ...

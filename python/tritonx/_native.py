@@ -33,6 +33,7 @@ cuda_usable = _C.cuda_usable
 CUDA_BUILT: bool = _C.cuda_built
 GRPC_BUILT: bool = _C.grpc_built
 release_pending_refs = _C._release_pending_refs
+generate_load = _C.generate_load
 # The grpc++ server is absent when the extension was built with TRITONX_ENABLE_GRPC=OFF.
 GrpcServer = getattr(_C, "GrpcServer", None)
 
@@ -97,6 +98,7 @@ __all__ = [
     "TensorSpec",
     "arena_stats",
     "cuda_usable",
+    "generate_load",
     "probe_cuda",
     "release_pending_refs",
 ]
