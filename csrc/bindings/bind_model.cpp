@@ -70,6 +70,9 @@ class PyExecutor : public Executor {
  public:
   explicit PyExecutor(const py::object& instance) {
     gather_ = py::bool_(py::getattr(instance, "gather_inputs", py::bool_(false)));
+    // An instance may refuse to run on its callers' threads (one of them is the
+    // server's event loop, where e.g. an async execute cannot run its own loop).
+    allows_inline_ = py::bool_(py::getattr(instance, "allow_inline", py::bool_(true)));
     py::object method = instance.attr(gather_ ? "execute_batch" : "execute");
     method_ = method.ptr();
     method_owner_ = MakePyOwner(method);
@@ -77,9 +80,10 @@ class PyExecutor : public Executor {
   }
 
   bool WantsGatheredInputs() const override { return gather_; }
-  // Any thread may run a Python instance: Execute takes the GIL itself. Whether it
-  // actually runs inline is the scheduler's call, from measured execution times.
-  bool AllowsInline() const override { return true; }
+  // Any thread may run a Python instance (Execute takes the GIL itself) unless it says
+  // otherwise; whether it actually runs inline is the scheduler's call, from measured
+  // execution times.
+  bool AllowsInline() const override { return allows_inline_; }
 
   void Execute(Batch& batch) override {
     GilAcquire gil;
@@ -189,6 +193,7 @@ class PyExecutor : public Executor {
   }
 
   bool gather_ = false;
+  bool allows_inline_ = true;
   PyObject* method_ = nullptr;  // borrowed from method_owner_
   std::shared_ptr<const void> method_owner_;
   std::shared_ptr<const void> instance_owner_;

@@ -83,6 +83,7 @@ class PythonInstance:
     """One ``TritonPythonModel`` object; called by its core worker thread."""
 
     gather_inputs = False
+    allow_inline = True  # may run a request on the caller's thread (core decides)
 
     def __init__(self, model: PythonModel, ictx: InstanceContext) -> None:
         self._ctx = ictx
@@ -93,6 +94,11 @@ class PythonInstance:
         self._module: ModuleType = load_model_module(model.model_file)
         try:
             self._obj = model_class(self._module, model.model_file)()
+            # An async execute runs on a loop of its own, which cannot run on a thread
+            # that already runs one (the server's): keep it off callers' threads.
+            self.allow_inline = not inspect.iscoroutinefunction(
+                getattr(self._obj, "execute", None)
+            )
             init = getattr(self._obj, "initialize", None)
             if init is not None:
                 result = init(model.initialize_args(ictx))
