@@ -234,5 +234,7 @@ def test_async_execute_model_serves_many_requests(
     tensor = {"name": "INPUT0", "shape": [2], "datatype": "FP32"}
     with run_server(repo) as server:
         for i in range(40):
-            status, body = infer_json(server, "async_echo", [{**tensor, "data": [i, 1]}])
+            status, body = infer_json(
+                server, "async_echo", [{**tensor, "data": [i, 1]}]
+            )
             assert status == 200, body
