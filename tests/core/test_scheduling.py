@@ -266,3 +266,16 @@ def test_priority_parameter_orders_execution(make_model: ModelFactory) -> None:
     for _ in range(4):
         assert done.acquire(timeout=10)
     assert instance.executed_ids == ["blocker", "high", "low", "dflt"]
+
+
+def test_native_load_generator_answers_every_request(make_model: ModelFactory) -> None:
+    # The benchmarks' GIL-free clients: C++ threads keeping requests in flight.
+    model = make_model(spec(8), batching((4,), 500), [EchoInstance()])
+    inputs = [("INPUT0", "FP32", [1, 4], rows(1, 2.0))]
+    result = _native.generate_load(model, inputs, 8, 0.3)
+    assert result["failed"] == 0
+    assert result["completed"] > 0
+    stats = model.statistics()
+    assert stats["success"][0] == result["completed"]
+    assert stats["inference_count"] == result["completed"]
+    assert stats["execution_count"] < result["completed"]  # batched
