@@ -88,6 +88,20 @@ ERRORS_BY_CODE: dict[str, type[TritonXError]] = {
 }
 
 
+# How Triton spells each code when it prefixes a message ("Invalid argument: ...",
+# "error: creating server: Internal - ...").
+CODE_WORDS: dict[str, str] = {
+    "UNKNOWN": "Unknown",
+    "INTERNAL": "Internal",
+    "NOT_FOUND": "Not found",
+    "INVALID_ARG": "Invalid argument",
+    "UNAVAILABLE": "Unavailable",
+    "UNSUPPORTED": "Unsupported",
+    "ALREADY_EXISTS": "Already exists",
+    "CANCELLED": "Cancelled",
+}
+
+
 def error_from_code(code: str, message: str) -> TritonXError:
     """Build the exception for a Triton error code name ("INVALID_ARG", ...)."""
     return ERRORS_BY_CODE.get(code, UnknownError)(message)

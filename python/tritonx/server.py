@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tritonx import loops
-from tritonx.errors import InternalError, InvalidArgumentError, TritonXError
+from tritonx.errors import (
+    CODE_WORDS,
+    InternalError,
+    InvalidArgumentError,
+    TritonXError,
+)
 from tritonx.logging_setup import LogOptions, configure
 from tritonx.metrics import CpuSampler, MetricsService, TritonCollector
 
@@ -40,18 +45,6 @@ logger = logging.getLogger("tritonx.server")
 # at concurrency 4 went from 481 to 915 infer/s and p99 from 16.3 to 6.3 ms; the
 # trivial identity model and the gRPC path (C++) showed no change either way.
 DEFAULT_SWITCH_INTERVAL_S = 0.0002
-
-# Triton's spelling of status codes in "error: creating server: <Code> - <msg>".
-_CODE_WORDS = {
-    "UNKNOWN": "Unknown",
-    "INTERNAL": "Internal",
-    "NOT_FOUND": "Not found",
-    "INVALID_ARG": "Invalid argument",
-    "UNAVAILABLE": "Unavailable",
-    "UNSUPPORTED": "Unsupported",
-    "ALREADY_EXISTS": "Already exists",
-    "CANCELLED": "Cancelled",
-}
 
 
 @dataclass
@@ -107,7 +100,7 @@ class Frontend(Protocol):
 def creating_server_error(error: BaseException) -> str:
     """Triton's last line when startup fails, e.g. "... Internal - failed to ..."."""
     if isinstance(error, TritonXError):
-        word = _CODE_WORDS.get(error.code, "Internal")
+        word = CODE_WORDS.get(error.code, "Internal")
         return f"error: creating server: {word} - {error.message}"
     return f"error: creating server: Internal - {error}"
 

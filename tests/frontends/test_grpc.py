@@ -25,6 +25,8 @@ import tritonclient.grpc.aio as aioclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from tritonx.dtypes import NUMPY_DTYPES
+
 HARNESS = Path(__file__).with_name("test_grpc_harness.py")
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,19 +125,7 @@ def sample(dtype: str, shape: tuple[int, ...] = (2, 3)) -> np.ndarray:
         ).reshape(shape)
     if dtype == "BF16":
         return np.arange(count, dtype=np.uint16).reshape(shape) + 16256
-    np_type = {
-        "UINT8": np.uint8,
-        "UINT16": np.uint16,
-        "UINT32": np.uint32,
-        "UINT64": np.uint64,
-        "INT8": np.int8,
-        "INT16": np.int16,
-        "INT32": np.int32,
-        "INT64": np.int64,
-        "FP16": np.float16,
-        "FP32": np.float32,
-        "FP64": np.float64,
-    }[dtype]
+    np_type = NUMPY_DTYPES[dtype]
     values = np.arange(count) - (count // 2 if dtype.startswith("INT") else 0)
     return values.astype(np_type).reshape(shape)
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from tritonx.config import ModelConfig
 from tritonx.errors import (
+    CODE_WORDS,
     InternalError,
     InvalidArgumentError,
     TritonXError,
@@ -55,22 +56,11 @@ log = logging.getLogger("tritonx.repository")
 T = TypeVar("T")
 
 _CONTROL_MODES = ("none", "explicit", "poll")
-# Triton's status code words, as they prefix a version's failure reason.
-_CODE_WORDS = {
-    "UNKNOWN": "Unknown",
-    "INTERNAL": "Internal",
-    "NOT_FOUND": "Not found",
-    "INVALID_ARG": "Invalid argument",
-    "UNAVAILABLE": "Unavailable",
-    "UNSUPPORTED": "Unsupported",
-    "ALREADY_EXISTS": "Already exists",
-    "CANCELLED": "Cancelled",
-}
 
 
 def failure_reason(error: BaseException) -> str:
     triton = as_triton_error(error)
-    return f"{_CODE_WORDS.get(triton.code, 'Unknown')}: {triton.message}"
+    return f"{CODE_WORDS.get(triton.code, 'Unknown')}: {triton.message}"
 
 
 class ModelManager(ModelLookup):
