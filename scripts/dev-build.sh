@@ -12,6 +12,9 @@ if [ ! -f build/dev/build.ninja ]; then
     -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" ${TRITONX_CMAKE_ARGS:-} >/dev/null
 fi
 cmake --build build/dev -j 2
-cp build/dev/csrc/_C*.so python/tritonx/
+# Copy then rename: running servers keep the old file mapped, never a half-written one.
+for f in build/dev/csrc/_C*.so; do
+  cp "$f" "python/tritonx/.$(basename "$f").tmp" && mv -f "python/tritonx/.$(basename "$f").tmp" "python/tritonx/$(basename "$f")"
+done
 cp build/dev/csrc/py_proto/*_pb2*.py python/tritonx/_proto/
 echo "dev build ready: python/tritonx/_C + python/tritonx/_proto"
