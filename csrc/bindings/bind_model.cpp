@@ -1,11 +1,10 @@
 // Model: one served model version (spec + scheduler + instances), the executor that
 // runs Python backend instances on the core's worker threads, and the settings types.
-#include "pybind_common.h"
-
 #include <future>
 
 #include "core/load_generator.h"
 #include "core/model.h"
+#include "pybind_common.h"
 
 namespace tritonx::bindings {
 namespace {
@@ -59,7 +58,8 @@ void FlushCompletions(std::vector<PendingCompletion>& pending) {
 
 DataType ParseDataType(const std::string& name) {
   DataType dtype = DataTypeFromName(name);
-  if (dtype == DataType::kInvalid) throw py::value_error("unknown datatype '" + name + "'");
+  if (dtype == DataType::kInvalid)
+    throw py::value_error("unknown datatype '" + name + "'");
   return dtype;
 }
 
@@ -92,7 +92,8 @@ class PyExecutor : public Executor {
       const size_t count = batch.requests.size();
       py::list requests(count);
       for (size_t i = 0; i < count; ++i) {
-        requests[i] = py::cast(std::make_shared<PyRequest>(PyRequest{batch.requests[i]}));
+        requests[i] =
+            py::cast(std::make_shared<PyRequest>(PyRequest{batch.requests[i]}));
       }
       if (gather_) {
         ExecuteGathered(batch, requests);
@@ -163,9 +164,10 @@ class PyExecutor : public Executor {
           response->outputs.push_back(std::move(tensor));
         }
       } else {
-        response->status = Status(StatusCode::kInternal,
-                                  "backend response must be a mapping of output name to "
-                                  "array or an exception");
+        response->status =
+            Status(StatusCode::kInternal,
+                   "backend response must be a mapping of output name to "
+                   "array or an exception");
       }
       batch.responses[i] = std::move(response);
     }
@@ -243,9 +245,9 @@ void Submit(PyModel& self, PyRequest& request, const py::object& future) {
             value = py::cast(std::make_shared<PyResponse>(PyResponse{shared}));
           }
           if (collecting_completions != nullptr) {
-            collecting_completions->push_back(
-                {py::reinterpret_borrow<py::object>(call),
-                 py::reinterpret_borrow<py::object>(fut), std::move(value), is_error});
+            collecting_completions->push_back({py::reinterpret_borrow<py::object>(call),
+                                               py::reinterpret_borrow<py::object>(fut),
+                                               std::move(value), is_error});
           } else {
             call(is_error ? *future_set_exception : *future_set_result, fut, value);
           }
@@ -299,7 +301,8 @@ std::shared_ptr<PyResponse> Infer(PyModel& self, PyRequest& request) {
       [promise](std::unique_ptr<InferenceResponse> response) {
         promise->set_value(std::move(response));
       });
-  Status status = self.model->Enqueue(request.request);
+  // This thread only waits for the answer, so the request may run on it.
+  Status status = self.model->Enqueue(request.request, /*caller_waits=*/true);
   if (!status.ok()) {
     request.request->SetResponseCallback(nullptr);
     ThrowIfError(status);
@@ -374,7 +377,8 @@ void RegisterModel(py::module_& m) {
            py::arg("optional") = false, py::arg("reshape") = py::none())
       .def_readonly("name", &TensorSpec::name)
       .def_property_readonly(
-          "datatype", [](const TensorSpec& s) { return std::string(DataTypeName(s.dtype)); })
+          "datatype",
+          [](const TensorSpec& s) { return std::string(DataTypeName(s.dtype)); })
       .def_readonly("dims", &TensorSpec::dims)
       .def_readonly("optional", &TensorSpec::optional)
       .def_property_readonly("reshape", [](const TensorSpec& s) -> py::object {
@@ -400,38 +404,40 @@ void RegisterModel(py::module_& m) {
            }),
            py::arg("timeout_action") = "REJECT", py::arg("default_timeout_us") = 0,
            py::arg("allow_timeout_override") = false, py::arg("max_queue_size") = 0)
-      .def_property_readonly("timeout_action",
-                             [](const QueuePolicy& p) {
-                               return p.timeout_action == TimeoutAction::kReject ? "REJECT"
-                                                                                 : "DELAY";
-                             })
+      .def_property_readonly(
+          "timeout_action",
+          [](const QueuePolicy& p) {
+            return p.timeout_action == TimeoutAction::kReject ? "REJECT" : "DELAY";
+          })
       .def_readonly("default_timeout_us", &QueuePolicy::default_timeout_us)
       .def_readonly("allow_timeout_override", &QueuePolicy::allow_timeout_override)
       .def_readonly("max_queue_size", &QueuePolicy::max_queue_size);
 
   py::class_<SchedulerConfig>(m, "SchedulerConfig")
-      .def(py::init([](bool dynamic_batching, std::vector<int32_t> preferred_batch_sizes,
-                       uint64_t max_queue_delay_us, bool preserve_ordering,
-                       uint32_t priority_levels, uint32_t default_priority_level,
-                       std::optional<QueuePolicy> default_queue_policy,
-                       std::map<uint32_t, QueuePolicy> priority_queue_policy) {
-             SchedulerConfig config;
-             config.dynamic_batching = dynamic_batching;
-             config.preferred_batch_sizes = std::move(preferred_batch_sizes);
-             config.max_queue_delay_us = max_queue_delay_us;
-             config.preserve_ordering = preserve_ordering;
-             config.priority_levels = priority_levels;
-             config.default_priority_level = default_priority_level;
-             if (default_queue_policy) config.default_queue_policy = *default_queue_policy;
-             config.priority_queue_policy = std::move(priority_queue_policy);
-             return config;
-           }),
-           py::arg("dynamic_batching") = false,
-           py::arg("preferred_batch_sizes") = std::vector<int32_t>(),
-           py::arg("max_queue_delay_us") = 0, py::arg("preserve_ordering") = false,
-           py::arg("priority_levels") = 0, py::arg("default_priority_level") = 0,
-           py::arg("default_queue_policy") = py::none(),
-           py::arg("priority_queue_policy") = std::map<uint32_t, QueuePolicy>())
+      .def(
+          py::init([](bool dynamic_batching, std::vector<int32_t> preferred_batch_sizes,
+                      uint64_t max_queue_delay_us, bool preserve_ordering,
+                      uint32_t priority_levels, uint32_t default_priority_level,
+                      std::optional<QueuePolicy> default_queue_policy,
+                      std::map<uint32_t, QueuePolicy> priority_queue_policy) {
+            SchedulerConfig config;
+            config.dynamic_batching = dynamic_batching;
+            config.preferred_batch_sizes = std::move(preferred_batch_sizes);
+            config.max_queue_delay_us = max_queue_delay_us;
+            config.preserve_ordering = preserve_ordering;
+            config.priority_levels = priority_levels;
+            config.default_priority_level = default_priority_level;
+            if (default_queue_policy)
+              config.default_queue_policy = *default_queue_policy;
+            config.priority_queue_policy = std::move(priority_queue_policy);
+            return config;
+          }),
+          py::arg("dynamic_batching") = false,
+          py::arg("preferred_batch_sizes") = std::vector<int32_t>(),
+          py::arg("max_queue_delay_us") = 0, py::arg("preserve_ordering") = false,
+          py::arg("priority_levels") = 0, py::arg("default_priority_level") = 0,
+          py::arg("default_queue_policy") = py::none(),
+          py::arg("priority_queue_policy") = std::map<uint32_t, QueuePolicy>())
       .def_readonly("dynamic_batching", &SchedulerConfig::dynamic_batching)
       .def_readonly("preferred_batch_sizes", &SchedulerConfig::preferred_batch_sizes)
       .def_readonly("max_queue_delay_us", &SchedulerConfig::max_queue_delay_us)
@@ -442,18 +448,19 @@ void RegisterModel(py::module_& m) {
       .def_readonly("priority_queue_policy", &SchedulerConfig::priority_queue_policy);
 
   py::class_<ModelSpec>(m, "ModelSpec")
-      .def(py::init([](std::string name, int64_t version, int32_t max_batch_size,
-                       std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs) {
-             ModelSpec spec;
-             spec.name = std::move(name);
-             spec.version = version;
-             spec.max_batch_size = max_batch_size;
-             spec.inputs = std::move(inputs);
-             spec.outputs = std::move(outputs);
-             return spec;
-           }),
-           py::arg("name"), py::arg("version"), py::arg("max_batch_size"),
-           py::arg("inputs"), py::arg("outputs"))
+      .def(
+          py::init([](std::string name, int64_t version, int32_t max_batch_size,
+                      std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs) {
+            ModelSpec spec;
+            spec.name = std::move(name);
+            spec.version = version;
+            spec.max_batch_size = max_batch_size;
+            spec.inputs = std::move(inputs);
+            spec.outputs = std::move(outputs);
+            return spec;
+          }),
+          py::arg("name"), py::arg("version"), py::arg("max_batch_size"),
+          py::arg("inputs"), py::arg("outputs"))
       .def_readonly("name", &ModelSpec::name)
       .def_readonly("version", &ModelSpec::version)
       .def_readonly("max_batch_size", &ModelSpec::max_batch_size)
@@ -466,8 +473,8 @@ void RegisterModel(py::module_& m) {
                        const py::sequence& instances) {
              std::vector<std::shared_ptr<Executor>> executors;
              for (const py::handle instance : instances) {
-               executors.push_back(
-                   std::make_shared<PyExecutor>(py::reinterpret_borrow<py::object>(instance)));
+               executors.push_back(std::make_shared<PyExecutor>(
+                   py::reinterpret_borrow<py::object>(instance)));
              }
              std::shared_ptr<Model> model;
              {
@@ -479,16 +486,19 @@ void RegisterModel(py::module_& m) {
              return std::make_shared<PyModel>(PyModel{std::move(model)});
            }),
            py::arg("spec"), py::arg("config"), py::arg("instances"))
-      .def_property_readonly("name", [](const PyModel& m) { return m.model->spec().name; })
+      .def_property_readonly("name",
+                             [](const PyModel& m) { return m.model->spec().name; })
       .def_property_readonly("version",
                              [](const PyModel& m) { return m.model->spec().version; })
       .def_property_readonly(
-          "max_batch_size", [](const PyModel& m) { return m.model->spec().max_batch_size; })
+          "max_batch_size",
+          [](const PyModel& m) { return m.model->spec().max_batch_size; })
       .def_property_readonly("spec", [](const PyModel& m) { return m.model->spec(); })
       // Identity of the core model: handles from ModelRegistry.find are new Python
       // objects each time, so caches keyed on a served model compare this instead.
       .def_property_readonly(
-          "core_id", [](const PyModel& m) { return reinterpret_cast<uintptr_t>(m.model.get()); })
+          "core_id",
+          [](const PyModel& m) { return reinterpret_cast<uintptr_t>(m.model.get()); })
       .def("submit", &Submit, py::arg("request"), py::arg("future"))
       .def("submit_callback", &SubmitCallback, py::arg("request"), py::arg("callback"))
       .def("infer", &Infer, py::arg("request"))
@@ -507,12 +517,12 @@ void RegisterModel(py::module_& m) {
           },
           py::arg("drain") = true);
 
-  m.def("_set_future_hooks", [](py::object set_result, py::object set_exception,
-                                 py::object complete_many) {
-    future_set_result = new py::object(std::move(set_result));
-    future_set_exception = new py::object(std::move(set_exception));
-    future_complete_many = new py::object(std::move(complete_many));
-  });
+  m.def("_set_future_hooks",
+        [](py::object set_result, py::object set_exception, py::object complete_many) {
+          future_set_result = new py::object(std::move(set_result));
+          future_set_exception = new py::object(std::move(set_exception));
+          future_complete_many = new py::object(std::move(complete_many));
+        });
   m.def("_release_pending_refs", &ReleasePendingPyRefs);
   m.def(
       "generate_load",

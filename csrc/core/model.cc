@@ -10,7 +10,8 @@ namespace tritonx {
 Model::Model(ModelSpec spec, SchedulerConfig config,
              std::vector<std::shared_ptr<Executor>> instances,
              std::shared_ptr<TensorArena> arena)
-    : spec_(std::move(spec)), config_(std::move(config)),
+    : spec_(std::move(spec)),
+      config_(std::move(config)),
       stats_(std::make_shared<ModelStats>()) {
   config_.max_batch_size = spec_.max_batch_size;
   if (!arena) arena = TensorArena::Global();
@@ -33,12 +34,12 @@ Model::~Model() {
   Stop();
 }
 
-Status Model::Enqueue(const RequestPtr& request) {
+Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
   Status status = ValidateRequest(spec_, request.get());
   if (!status.ok()) return status;
   request->model_name = spec_.name;
   request->model_version = spec_.version;
-  return scheduler_->Enqueue(request);
+  return scheduler_->Enqueue(request, caller_waits);
 }
 
 bool Model::Cancel(const RequestPtr& request) { return scheduler_->Cancel(request); }

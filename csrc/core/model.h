@@ -34,7 +34,13 @@ class Model {
   // request's response callback runs exactly once, later, from a core thread (or
   // inline if the request fails in the queue right away). On a non-OK return the
   // request was not taken and its callback will never run. Thread safe.
-  Status Enqueue(const RequestPtr& request);
+  //
+  // `caller_waits`: the calling thread does nothing but wait for this response (a
+  // blocking infer, a BLS call from inside another model). Only then may the
+  // scheduler run the request on that thread ("inline dispatch"). Frontends pass
+  // false: their threads serve other connections, and model code running there
+  // would stall every one of them for as long as the model takes.
+  Status Enqueue(const RequestPtr& request, bool caller_waits = false);
 
   // Removes a still-queued request and answers it CANCELLED; returns false if it is
   // no longer queued (then it is only marked cancelled for the backend to see).

@@ -16,8 +16,7 @@ std::chrono::steady_clock::time_point FromNs(uint64_t ns) {
   return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
 }
 
-Shape ResolveOutputShape(const TensorSpec& spec, const Shape& produced,
-                         bool batched) {
+Shape ResolveOutputShape(const TensorSpec& spec, const Shape& produced, bool batched) {
   // Output reshape: the backend produced `reshape`, the client sees `dims`.
   int64_t batch = batched && !produced.empty() ? produced[0] : 0;
   int64_t elements = ElementCount(produced);
@@ -43,8 +42,12 @@ Scheduler::Scheduler(const ModelSpec& spec, const SchedulerConfig& config,
                      std::vector<std::shared_ptr<Executor>> instances,
                      std::shared_ptr<ModelStats> stats,
                      std::shared_ptr<TensorArena> arena)
-    : spec_(spec), config_(config), instances_(std::move(instances)),
-      stats_(std::move(stats)), arena_(std::move(arena)), queue_(config) {
+    : spec_(spec),
+      config_(config),
+      instances_(std::move(instances)),
+      stats_(std::move(stats)),
+      arena_(std::move(arena)),
+      queue_(config) {
   preferred_.assign(config.preferred_batch_sizes.begin(),
                     config.preferred_batch_sizes.end());
   std::sort(preferred_.begin(), preferred_.end());
@@ -65,8 +68,7 @@ Scheduler::Scheduler(const ModelSpec& spec, const SchedulerConfig& config,
     exec_samples_[i] = 0;
   }
   // Inline dispatch never delays batching: only when a batch would be sent at once.
-  inline_possible_ =
-      !config_.dynamic_batching || config_.max_queue_delay_us == 0;
+  inline_possible_ = !config_.dynamic_batching || config_.max_queue_delay_us == 0;
   running_workers_ = static_cast<int>(instances_.size());
   for (size_t i = 0; i < instances_.size(); ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(static_cast<int>(i)); });
@@ -84,7 +86,7 @@ Scheduler::~Scheduler() {
 
 bool Scheduler::OnWorkerThread() const { return current_worker_of == this; }
 
-Status Scheduler::Enqueue(const RequestPtr& request) {
+Status Scheduler::Enqueue(const RequestPtr& request, bool caller_waits) {
   const uint64_t now = NowNs();
   request->enqueue_ns = now;
   {
@@ -93,7 +95,8 @@ Status Scheduler::Enqueue(const RequestPtr& request) {
       return Status(StatusCode::kUnavailable,
                     "model '" + spec_.name + "' is unloading, request rejected");
     }
-    const int inline_instance = queue_.empty() ? ClaimInlineInstance() : -1;
+    const int inline_instance =
+        caller_waits && queue_.empty() ? ClaimInlineInstance() : -1;
     if (inline_instance >= 0) {
       lock.unlock();
       RunInline(inline_instance, request);
@@ -111,11 +114,10 @@ Status Scheduler::Enqueue(const RequestPtr& request) {
 }
 
 namespace {
-// A model whose executions take longer than this runs on its workers only: inline
-// dispatch blocks the caller (an event loop, a gRPC thread) for the whole execution.
+// A model whose executions take longer than this runs on its workers only: a long
+// execution gains nothing from skipping the worker wake-up.
 constexpr uint64_t kInlineMaxExecNs = 200'000;
-// Executions measured before an instance may run inline, so a slow model never gets
-// a chance to block its caller.
+// Executions measured before an instance may run inline.
 constexpr uint32_t kInlineMinSamples = 8;
 }  // namespace
 
@@ -210,9 +212,9 @@ void Scheduler::Stop(bool drain) {
     std::lock_guard<std::mutex> lock(mu_);
     left = queue_.DrainAll();
   }
-  FailRequests(left, Status(StatusCode::kUnavailable, "model '" + spec_.name +
-                                                          "' is unloading"),
-               FailureReason::kOther);
+  FailRequests(
+      left, Status(StatusCode::kUnavailable, "model '" + spec_.name + "' is unloading"),
+      FailureReason::kOther);
 }
 
 void Scheduler::FailRequests(std::vector<RequestPtr>& requests, const Status& status,
@@ -254,7 +256,8 @@ bool Scheduler::TakeBatch(uint64_t now_ns, Batch* batch, uint64_t* wake_ns) {
     }
     total += request->batch_size;
     ++count;
-    if (oldest_ns == 0 || request->enqueue_ns < oldest_ns) oldest_ns = request->enqueue_ns;
+    if (oldest_ns == 0 || request->enqueue_ns < oldest_ns)
+      oldest_ns = request->enqueue_ns;
     if (std::binary_search(preferred_.begin(), preferred_.end(),
                            static_cast<int32_t>(total))) {
       preferred_count = count;
@@ -396,7 +399,8 @@ void Scheduler::FinishBatch(Batch& batch, Status status, uint64_t start,
   }
 
   // Split the compute time into Triton's three stages from what the executor marked.
-  uint64_t input_end = batch.compute_input_end_ns ? batch.compute_input_end_ns : gathered;
+  uint64_t input_end =
+      batch.compute_input_end_ns ? batch.compute_input_end_ns : gathered;
   uint64_t infer_end = batch.compute_infer_end_ns ? batch.compute_infer_end_ns : end;
   input_end = std::clamp(input_end, start, end);
   infer_end = std::clamp(infer_end, input_end, end);
@@ -452,8 +456,8 @@ void Scheduler::FinishResponse(const InferenceRequest& request,
       if (taken[i] || produced[i].name != output_spec.name) continue;
       Tensor& tensor = produced[i];
       if (output_spec.has_reshape) {
-        tensor.shape = ResolveOutputShape(output_spec, tensor.shape,
-                                          spec_.max_batch_size > 0);
+        tensor.shape =
+            ResolveOutputShape(output_spec, tensor.shape, spec_.max_batch_size > 0);
       }
       taken[i] = true;
       kept.push_back(std::move(tensor));

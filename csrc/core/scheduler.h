@@ -41,8 +41,10 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // Takes a validated request. UNAVAILABLE when its queue level is full or the
-  // scheduler is stopping (the request is then not taken). Thread safe.
-  Status Enqueue(const RequestPtr& request);
+  // scheduler is stopping (the request is then not taken). With `caller_waits` (the
+  // calling thread only waits for this response) the request may run on the calling
+  // thread; see Model::Enqueue. Thread safe.
+  Status Enqueue(const RequestPtr& request, bool caller_waits = false);
 
   // Removes a queued request and answers it CANCELLED; false if not queued.
   bool Cancel(const RequestPtr& request);
@@ -105,9 +107,11 @@ class Scheduler {
   std::condition_variable exit_cv_;
 
   // Inline dispatch. Waking a sleeping worker costs tens of microseconds on a busy
-  // machine, more than a cheap model's whole execution; so when nothing is queued, an
-  // instance is idle and its recent executions were short, the enqueueing thread runs
-  // the request itself. Guarded by mu_, except the timings (written after each run).
+  // machine, more than a cheap model's whole execution; so when the enqueueing thread
+  // would only wait for the response, nothing is queued, an instance is idle and its
+  // recent executions were short, that thread runs the request itself. Never on a
+  // frontend's thread (see Model::Enqueue). Guarded by mu_, except the timings
+  // (written after each run).
   std::vector<char> waiting_;  // worker i is blocked in work_cv_ with nothing to do
   std::vector<char> claimed_;  // instance i is running a request inline
   int inline_active_ = 0;
