@@ -121,13 +121,53 @@ def test_exit_timeout_bounds_shutdown(write_model: Callable[..., Path]) -> None:
         _wait_for_requests_in_flight(server.metrics_url, count)
         start = time.monotonic()
         server.process.send_signal(signal.SIGINT)
-        assert server.process.wait(timeout=30) == 0
+        # Queued requests were abandoned: a non-zero exit says so.
+        assert server.process.wait(timeout=30) == 1
         elapsed = time.monotonic() - start
         for thread in threads:
             thread.join(timeout=30)
     # 1 s grace + the batch that is executing (0.5 s) + unload; well under 4 s.
     assert elapsed < 3.5, elapsed
     assert "Signal (2) received." in server.log_text()
+
+
+STUCK_MODEL = """
+import os
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.marker = os.path.join(args["model_repository"], "stuck")
+
+    def execute(self, requests):
+        open(self.marker, "w").close()
+        time.sleep(3600)
+"""
+
+
+def test_sigterm_exits_even_with_a_model_stuck_in_execute(
+    write_model: Callable[..., Path],
+) -> None:
+    repo: Path = write_model("slow", SLOW_CONFIG, STUCK_MODEL)
+    with run_server(repo, "--exit-timeout-secs=2") as server:
+        threads, results = _infer_in_threads(server, 1)
+        marker = repo / "slow" / "stuck"
+        for _ in range(2000):
+            if marker.exists():
+                break
+            time.sleep(0.01)
+        assert marker.exists()
+        server.process.send_signal(signal.SIGTERM)
+        # Exits on its own (bounded by the exit timeout), non-zero: work was abandoned.
+        assert server.process.wait(timeout=60) == 1
+        for thread in threads:
+            thread.join(timeout=30)
+    assert "Exit timeout expired" in server.log_text()
+    # The client was not left hanging: its connection was closed.
+    assert isinstance(results[0], Exception) or results[0][0] != 200
 
 
 def test_in_process_start_and_stop(example_repo: Path) -> None:

@@ -9,7 +9,9 @@ log lines, so scripts written against ``tritonserver`` logs keep working:
   then gRPC, HTTP and metrics, each logging "Started <Service> at <addr>:<port>";
 * stop (SIGINT/SIGTERM): stop accepting on both frontends while in-flight requests
   finish (bounded by ``--exit-timeout-secs``), then unload every model so that
-  ``finalize()`` runs, then close the metrics endpoint.
+  ``finalize()`` runs, then close the metrics endpoint. Work still running past the
+  timeout is abandoned: queued requests fail, and if a model is stuck in ``execute``
+  the process exits non-zero without waiting for it (``run``), as Triton does.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -45,6 +48,9 @@ logger = logging.getLogger("tritonx.server")
 # at concurrency 4 went from 481 to 915 infer/s and p99 from 16.3 to 6.3 ms; the
 # trivial identity model and the gRPC path (C++) showed no change either way.
 DEFAULT_SWITCH_INTERVAL_S = 0.0002
+
+# Time that unloading (finalize) may take after the exit timeout has run out.
+UNLOAD_MARGIN_S = 3.0
 
 
 @dataclass
@@ -197,6 +203,8 @@ class Server:
         self._force_stop: asyncio.Event | None = None
         self._manager_started = False
         self._stopped = False
+        # Set when stopping gave up on work (requests or executions past the timeout).
+        self.abandoned_work = False
 
     # -- startup ---------------------------------------------------------------
 
@@ -351,12 +359,26 @@ class Server:
             for frontend in self.frontends.values():
                 with contextlib.suppress(Exception):
                     await frontend.stop(0.0)
+            self.abandoned_work = True
         elif drain.exception() is not None:
             logger.error("error while stopping frontends: %s", drain.exception())
+        if self._models_with_pending():
+            self.abandoned_work = True  # still queued: unloading fails them
         self.frontends.clear()
         logger.info("All models are stopped, unloading models")
+        # Unloading waits for executions still running; a model stuck in execute()
+        # would hold the process forever. Past the exit timeout (plus a short margin
+        # for finalize()) the server gives up on it.
+        unload_budget = max(deadline - time.monotonic(), 0.0) + UNLOAD_MARGIN_S
+        unload = asyncio.ensure_future(self.manager.shutdown())
         try:
-            await self.manager.shutdown()
+            await asyncio.wait_for(asyncio.shield(unload), unload_budget)
+        except TimeoutError:
+            logger.error(
+                "Exit timeout expired with model executions still running; "
+                "exiting without waiting for them"
+            )
+            self.abandoned_work = True
         except Exception:
             logger.exception("error while unloading models")
         for task in self._background:
@@ -423,11 +445,13 @@ class Server:
             return 1
         await self._stop_requested.wait()
         await self.stop()
-        return 0
+        return 1 if self.abandoned_work else 0
 
 
 def run(options: ServerOptions) -> int:
     """Run a server on a fresh (uv)loop until a signal stops it."""
+
+    servers: list[Server] = []
 
     async def main() -> int:
         try:
@@ -435,6 +459,15 @@ def run(options: ServerOptions) -> int:
         except (TritonXError, ImportError) as error:
             logger.error("%s", creating_server_error(error))
             return 1
+        servers.append(server)
         return await server.serve()
 
-    return loops.run(main())
+    code = loops.run(main())
+    if servers and servers[0].abandoned_work:
+        # Threads stuck in model code cannot be joined, and the interpreter's exit
+        # would wait for them (thread pools join at exit): leave at once.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 1)
+    return code
