@@ -178,7 +178,14 @@ class ModelManager(ModelLookup):
         if files:
             if config is None:
                 raise PollFailure(name, "model files given without a model config")
-            override = OverrideDirectory(name, files)
+            try:
+                override = OverrideDirectory(name, files)
+            except OSError as error:
+                # e.g. a file name too long for the file system: Triton's poll
+                # failure for the client, the server-side path only in the log.
+                raise PollFailure(
+                    name, f"writing the request's files: {error}"
+                ) from None
             return override.model_dir, override.repository, override
         listing = list_repositories(self.options.repositories)
         if name in listing.duplicates:

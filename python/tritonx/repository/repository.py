@@ -104,13 +104,17 @@ class OverrideDirectory:
     """
 
     def __init__(self, name: str, files: Mapping[str, bytes]) -> None:
+        # Every path is checked before anything is written: the name and the file
+        # paths come from the client and must not reach outside the new directory.
+        _check_directory_name(name)
+        targets = [(_safe_relative(rel), content) for rel, content in files.items()]
         self._root = Path(tempfile.mkdtemp(prefix="tritonx-model-"))
         self.repository = self._root
         self.model_dir = self._root / name
         try:
             self.model_dir.mkdir()
-            for rel, content in files.items():
-                target = self.model_dir / _safe_relative(rel)
+            for rel_path, content in targets:
+                target = self.model_dir / rel_path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(content)
         except BaseException:
@@ -119,6 +123,15 @@ class OverrideDirectory:
 
     def cleanup(self) -> None:
         shutil.rmtree(self._root, ignore_errors=True)
+
+
+def _check_directory_name(name: str) -> None:
+    """A model name that names a directory inside the override root, and only that."""
+    if not name or name in (".", "..") or any(c in name for c in ("/", "\\", "\0")):
+        raise InvalidArgumentError(
+            f"invalid model name '{name}': a model loaded with files must be named "
+            "by a single directory name"
+        )
 
 
 def _safe_relative(rel: str) -> PurePosixPath:
