@@ -2,6 +2,7 @@
 // runs Python backend instances on the core's worker threads, and the settings types.
 #include <future>
 
+#include "core/inflight_limit.h"
 #include "core/load_generator.h"
 #include "core/model.h"
 #include "pybind_common.h"
@@ -524,6 +525,12 @@ void RegisterModel(py::module_& m) {
           future_complete_many = new py::object(std::move(complete_many));
         });
   m.def("_release_pending_refs", &ReleasePendingPyRefs);
+  m.def(
+      "set_max_inflight_requests",
+      [](int64_t limit) { InflightLimit::Global().SetLimit(limit < 0 ? 0 : limit); },
+      py::arg("limit"),
+      "Server-wide bound on requests accepted and not yet answered (0: none).");
+  m.def("inflight_requests", [] { return InflightLimit::Global().inflight(); });
   m.def(
       "generate_load",
       [](PyModel& model, const py::sequence& inputs, int concurrency, double seconds) {

@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "inflight_limit.h"
+
 namespace tritonx {
 namespace {
 std::atomic<uint64_t> next_uid{1};
@@ -15,10 +17,18 @@ uint64_t NowNs() {
 
 InferenceRequest::InferenceRequest() : uid(next_uid.fetch_add(1)) {}
 
-InferenceRequest::~InferenceRequest() = default;
+InferenceRequest::~InferenceRequest() { ReleaseInflightSlot(); }
+
+void InferenceRequest::ReleaseInflightSlot() {
+  InflightLimit* limit = inflight_slot_.exchange(nullptr, std::memory_order_acq_rel);
+  if (limit != nullptr) limit->Release();
+}
 
 bool InferenceRequest::Respond(std::unique_ptr<InferenceResponse> response) {
   if (responded_.exchange(true, std::memory_order_acq_rel)) return false;
+  // Answered: the slot is free before the callback runs, so a client that sends its
+  // next request from the callback is not refused for its own finished one.
+  ReleaseInflightSlot();
   if (response->model_name.empty()) response->model_name = model_name;
   if (response->model_version == 0) response->model_version = model_version;
   if (response->id.empty()) response->id = id;

@@ -21,6 +21,8 @@
 
 namespace tritonx {
 
+class InflightLimit;
+
 using ParameterValue = std::variant<bool, int64_t, uint64_t, double, std::string>;
 using Parameters = std::vector<std::pair<std::string, ParameterValue>>;
 
@@ -76,6 +78,11 @@ class InferenceRequest {
 
   bool responded() const { return responded_.load(std::memory_order_acquire); }
 
+  // The request holds one slot of `limit` until it is answered or destroyed (see
+  // InflightLimit). Set by Model::Enqueue once the slot is taken.
+  void HoldInflightSlot(InflightLimit* limit) { inflight_slot_ = limit; }
+  void ReleaseInflightSlot();
+
   // Cancellation is cooperative once a request is executing: backends may poll this.
   void MarkCancelled() { cancelled_.store(true, std::memory_order_release); }
   bool IsCancelled() const { return cancelled_.load(std::memory_order_acquire); }
@@ -83,16 +90,17 @@ class InferenceRequest {
   // --- filled by Model::Enqueue and the scheduler ---
   std::string model_name;
   int64_t model_version = 0;
-  int64_t batch_size = 1;     // dim 0 when the model batches, else 1
-  std::string shape_key;      // non-batch dims of every input; equal keys batch together
-  uint64_t uid = 0;           // unique per process, used by Cancel
+  int64_t batch_size = 1;  // dim 0 when the model batches, else 1
+  std::string shape_key;   // non-batch dims of every input; equal keys batch together
+  uint64_t uid = 0;        // unique per process, used by Cancel
   uint64_t enqueue_ns = 0;
   uint64_t dispatch_ns = 0;
-  uint64_t deadline_ns = 0;   // 0: no queue timeout
+  uint64_t deadline_ns = 0;  // 0: no queue timeout
   uint32_t priority_level = 0;
 
  private:
   ResponseFn on_response_;
+  std::atomic<InflightLimit*> inflight_slot_{nullptr};
   std::atomic<bool> responded_{false};
   std::atomic<bool> cancelled_{false};
 };

@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include "inflight_limit.h"
 #include "request_parameters.h"
 #include "scheduler.h"
 
@@ -39,7 +40,17 @@ Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
   if (!status.ok()) return status;
   request->model_name = spec_.name;
   request->model_version = spec_.version;
-  return scheduler_->Enqueue(request, caller_waits);
+  InflightLimit& limit = InflightLimit::Global();
+  if (!limit.TryAcquire()) {
+    stats_->RecordFailure(FailureReason::kRejected, 0);
+    return Status(StatusCode::kUnavailable,
+                  "server is overloaded: " + std::to_string(limit.limit()) +
+                      " requests in flight (--max-inflight-requests)");
+  }
+  request->HoldInflightSlot(&limit);
+  status = scheduler_->Enqueue(request, caller_waits);
+  if (!status.ok()) request->ReleaseInflightSlot();
+  return status;
 }
 
 bool Model::Cancel(const RequestPtr& request) { return scheduler_->Cancel(request); }

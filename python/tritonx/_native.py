@@ -34,6 +34,8 @@ CUDA_BUILT: bool = _C.cuda_built
 GRPC_BUILT: bool = _C.grpc_built
 release_pending_refs = _C._release_pending_refs
 generate_load = _C.generate_load
+set_max_inflight_requests = _C.set_max_inflight_requests
+inflight_requests = _C.inflight_requests
 # The grpc++ server is absent when the extension was built with TRITONX_ENABLE_GRPC=OFF.
 GrpcServer = getattr(_C, "GrpcServer", None)
 
@@ -99,6 +101,8 @@ __all__ = [
     "arena_stats",
     "cuda_usable",
     "generate_load",
+    "inflight_requests",
     "probe_cuda",
     "release_pending_refs",
+    "set_max_inflight_requests",
 ]

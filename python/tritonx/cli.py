@@ -21,7 +21,11 @@ from typing import NoReturn
 
 from tritonx import __version__
 from tritonx.logging_setup import LogOptions, configure
-from tritonx.server import DEFAULT_SWITCH_INTERVAL_S, ServerOptions
+from tritonx.server import (
+    DEFAULT_MAX_INFLIGHT_REQUESTS,
+    DEFAULT_SWITCH_INTERVAL_S,
+    ServerOptions,
+)
 
 PROG = "tritonx-server"
 EXIT_USAGE = 1  # tritonserver exits 1 on every command-line error
@@ -194,6 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=30,
         metavar="<integer>",
         help="Seconds to wait for in-flight inferences when exiting (default 30).",
+    )
+    g.add_argument(
+        "--max-inflight-requests",
+        type=_int,
+        default=DEFAULT_MAX_INFLIGHT_REQUESTS,
+        metavar="<integer>",
+        help="tritonx: requests accepted and not yet answered, across all models, "
+        "beyond which new ones fail UNAVAILABLE (HTTP 503) at once so that a flood "
+        f"cannot grow memory without bound; 0 for no limit (default "
+        f"{DEFAULT_MAX_INFLIGHT_REQUESTS}).",
     )
 
     g = p.add_argument_group("Logging")
@@ -410,6 +424,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         exit_on_error=args.exit_on_error,
         strict_readiness=args.strict_readiness,
         exit_timeout_secs=args.exit_timeout_secs,
+        max_inflight_requests=args.max_inflight_requests,
         auto_complete=auto_complete,
         model_config_name=args.model_config_name,
         model_load_thread_count=args.model_load_thread_count,

@@ -52,6 +52,10 @@ DEFAULT_SWITCH_INTERVAL_S = 0.0002
 # Time that unloading (finalize) may take after the exit timeout has run out.
 UNLOAD_MARGIN_S = 3.0
 
+# Enough for thousands of concurrent clients; small enough that a flood of requests
+# against models without max_queue_size cannot exhaust memory.
+DEFAULT_MAX_INFLIGHT_REQUESTS = 10_000
+
 
 @dataclass
 class ServerOptions:
@@ -64,6 +68,8 @@ class ServerOptions:
     exit_on_error: bool = True
     strict_readiness: bool = True
     exit_timeout_secs: int = 30
+    # Server-wide bound on accepted, unanswered requests (0: none); see the CLI.
+    max_inflight_requests: int = DEFAULT_MAX_INFLIGHT_REQUESTS
     auto_complete: bool = True
     model_config_name: str | None = None
     model_load_thread_count: int = 4
@@ -101,6 +107,21 @@ class Frontend(Protocol):
     async def start(self) -> int: ...
 
     async def stop(self, grace: float) -> None: ...
+
+
+def raise_open_file_limit() -> None:
+    """Lift the soft open-file limit to the hard one: each connection takes a file
+    descriptor, and the usual soft limit (1024) refuses clients long before the
+    server is busy."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def creating_server_error(error: BaseException) -> str:
@@ -212,6 +233,10 @@ class Server:
         """Load models, then bind gRPC, HTTP and metrics. Raises on fatal errors."""
         if self.options.switch_interval_s is not None:
             sys.setswitchinterval(self.options.switch_interval_s)
+        raise_open_file_limit()
+        from tritonx import _native
+
+        _native.set_max_inflight_requests(self.options.max_inflight_requests)
         if not self.options.model_repositories:
             raise InvalidArgumentError("--model-repository must be specified")
         for repo in self.options.model_repositories:
