@@ -189,6 +189,7 @@ class Tally:
         self.failures: list[str] = []  # bad outcomes of the current test
         self.samples: dict[str, list[str]] = {}
         self.live = {"probes": 0, "failures": 0, "max_ms": 0.0}
+        self.slowest: list[tuple[float, str]] = []  # (seconds, request), worst 5
 
     def record(self, protocol: str, categories: list[str], problem: str | None) -> None:
         counts = self.counts.setdefault(protocol, {})
@@ -202,6 +203,12 @@ class Tally:
         samples = self.samples.setdefault(protocol, [])
         if len(samples) < 50:
             samples.append(problem[:1000])
+
+    def timing(self, seconds: float, shown: object) -> None:
+        if len(self.slowest) < 5 or seconds > self.slowest[-1][0]:
+            self.slowest.append((round(seconds, 4), repr(shown)[:300]))
+            self.slowest.sort(reverse=True)
+            del self.slowest[5:]
 
     def add_live(self, stats: dict[str, Any]) -> None:
         self.live["probes"] += stats["count"]
@@ -218,6 +225,7 @@ class Tally:
                 "seed": SEED,
                 "counts": self.counts,
                 "liveness": self.live,
+                "slowest": self.slowest,
                 "samples": self.samples,
             }
             Path(TALLY_PATH).write_text(json.dumps(doc, indent=2))
@@ -287,6 +295,7 @@ class Exchange:
     timed_out: bool  # nothing more within ANSWER_S, connection still open
     reset: bool = False
     garbage: bytes = b""  # bytes that did not parse as a response
+    seconds: float = 0.0
 
 
 def _parse_answers(data: bytes) -> tuple[list[HttpAnswer], bytes]:
@@ -362,7 +371,8 @@ def exchange(
         sock.close()
     answers, rest = _parse_answers(received)
     done = closed or reset or (expect is not None and len(answers) >= expect)
-    return Exchange(answers, closed, not done, reset, rest)
+    elapsed = timeout - (deadline - time.monotonic())
+    return Exchange(answers, closed, not done, reset, rest, elapsed)
 
 
 def request_bytes(

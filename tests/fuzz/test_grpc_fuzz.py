@@ -11,6 +11,7 @@ The server process must survive, and the liveness prober (conftest.py) must see
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -77,11 +78,13 @@ def unary(
 ) -> None:
     """One raw unary call; counts its outcome and fails on a bad one."""
     call = channel.unary_unary(SERVICE + method)  # bytes in, bytes out
+    start = time.monotonic()
     try:
         call(data, timeout=ANSWER_S)
         code, details = "OK", ""
     except grpc.RpcError as error:
         code, details = error.code().name, error.details() or ""
+    TALLY.timing(time.monotonic() - start, shown)
     categories = [code]
     problem = None
     if not target.alive():

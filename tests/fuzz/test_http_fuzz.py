@@ -40,9 +40,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 
-def judge(target: Target, ex: Exchange, sent: bytes) -> None:
-    """Counts the outcome of one fuzzed request; fails on a bad one."""
+def judge(
+    target: Target, ex: Exchange, sent: bytes, parts: list[bytes] | None = None
+) -> None:
+    """Counts the outcome of one fuzzed exchange; fails on a bad one. ``parts``:
+    the pipelined requests ``sent`` is made of, to name the one answered badly."""
     shown = sent[:600]
+    TALLY.timing(ex.seconds, shown)
     categories: list[str] = []
     problem = None
     if not target.alive():
@@ -60,11 +64,12 @@ def judge(target: Target, ex: Exchange, sent: bytes) -> None:
             problem = f"connection closed without an answer to {shown!r}"
     else:
         categories.append(f"{ex.answers[0].status // 100}xx")
-        for answer in ex.answers:
+        for i, answer in enumerate(ex.answers):
             verdict = http_verdict(answer.status, answer.body)
             if verdict is not None:
                 categories.append("leak" if "leaks" in verdict else "bad-5xx")
-                problem = f"{verdict}\nrequest: {shown!r}"
+                culprit = parts[i % len(parts)][:600] if parts else shown
+                problem = f"{verdict}\nrequest: {culprit!r}"
                 break
     TALLY.record("http", categories, problem)
 
@@ -85,7 +90,7 @@ def infer_request(case: InferCase, extra: dict[str, str] | None = None) -> bytes
 # -- hypothesis: infer bodies ------------------------------------------------------------
 
 
-@fuzz(0.25)
+@fuzz(0.2)
 @given(data=st.data())
 def test_infer_json_mutations(target: Target, data: st.DataObject) -> None:
     case = data.draw(infer_cases(binary=False), label="valid request")
@@ -154,7 +159,7 @@ def test_control_plane(
     send(target, request_bytes(method, path, payload))
 
 
-@fuzz(0.2)
+@fuzz(0.15)
 @given(data=st.data())
 def test_framing(target: Target, data: st.DataObject) -> None:
     """Headers, chunked transfer and compression around a valid infer body."""
@@ -195,6 +200,26 @@ def test_framing(target: Target, data: st.DataObject) -> None:
         send(target, head + wire + b"0\r\n" + trailer + b"\r\n")
     else:
         send(target, request_bytes("POST", case.path, body, headers))
+
+
+@fuzz(0.1)
+@given(data=st.data())
+def test_pipelined_requests(target: Target, data: st.DataObject) -> None:
+    """Valid and mutated requests pipelined on one connection, past the
+    server's pipelining limit (128): every one answered, in order."""
+    wires = []
+    for _ in range(data.draw(st.integers(1, 12), label="distinct requests")):
+        case = data.draw(infer_cases())
+        if data.draw(st.booleans()):
+            mutate_doc(case.doc, data)
+        wires.append(infer_request(case))
+    count = len(wires) * data.draw(st.sampled_from([1, 3, 20]), label="repeat")
+    wire = b"".join(wires * (count // len(wires)))
+    ex = exchange(target.http_port, wire, expect=count)
+    judge(target, ex, wire, wires)
+    assert len(ex.answers) == count or not target.alive(), (
+        f"{len(ex.answers)} answers to {count} pipelined requests"
+    )
 
 
 @fuzz(0.1)
