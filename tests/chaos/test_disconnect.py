@@ -1,7 +1,7 @@
 """Clients that go away mid-request: the server keeps serving everyone else.
 
-HTTP clients close their socket right after sending a request to a slow model;
-gRPC clients cancel their call. Meanwhile other clients use a fast model and
+HTTP clients close (FIN) or abort (RST) their socket right after sending a request
+to a slow model; gRPC clients cancel their unary call or their stream. Meanwhile other clients use a fast model and
 must all succeed; the server stays live and ready, logs no traceback, and the
 slow model still answers later requests over both protocols.
 """
@@ -12,6 +12,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from chaosutil import (
@@ -25,6 +26,7 @@ from chaosutil import (
     write_echo_model,
 )
 from serverutil import run_server
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 DELAY = 0.5
 DROPS = 5  # per protocol
@@ -46,6 +48,21 @@ def _send_and_close(port: int, reset: bool) -> None:
             sock.setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
             )
+
+
+def _cancel_stream(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
+    """A ModelStreamInfer stream with requests in flight, cancelled by the client."""
+    release = threading.Event()
+
+    def requests() -> Iterator[service_pb2.ModelInferRequest]:
+        yield grpc_request("slow")
+        yield grpc_request("slow")
+        release.wait(10)  # keep the stream open until it is cancelled
+
+    stream = stub.ModelStreamInfer(requests(), timeout=30)
+    time.sleep(0.05)
+    stream.cancel()
+    release.set()
 
 
 def test_disconnects_mid_request(tmp_path: Path) -> None:
@@ -72,6 +89,7 @@ def test_disconnects_mid_request(tmp_path: Path) -> None:
             future = stub.ModelInfer.future(grpc_request("slow"), timeout=30)
             time.sleep(0.05)
             future.cancel()
+            _cancel_stream(stub)
             health.append(http_get(port, "/v2/health/live"))
             health.append(http_get(port, "/v2/health/ready"))
         assert wait_for_lines(marker, 1, timeout=10), "the slow model never ran"

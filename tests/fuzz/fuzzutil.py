@@ -397,6 +397,22 @@ def request_bytes(
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+# Triton 2.51 (libevhtp) drops the connection without an answer when a URL, header
+# name or header value reaches 8 KiB (checked against the real server); tritonx
+# does the same, so such a request may go unanswered.
+TRITON_FIELD_LIMIT = 8191
+
+
+def oversized_head_field(request: bytes) -> bool:
+    """Whether the first request's URL or a header name / value is >= 8 KiB."""
+    head = request.split(b"\r\n\r\n", 1)[0]
+    lines = head.split(b"\r\n")
+    fields = lines[0].split(b" ")
+    for line in lines[1:]:
+        fields.extend(line.split(b":", 1))
+    return any(len(field.strip()) >= TRITON_FIELD_LIMIT for field in fields)
+
+
 SENTINEL = (
     b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 )
