@@ -509,6 +509,7 @@ void RegisterModel(py::module_& m) {
            })
       .def("statistics", &Statistics)
       .def("pending_count", [](const PyModel& m) { return m.model->PendingCount(); })
+      .def("inflight_count", [](const PyModel& m) { return m.model->InflightCount(); })
       .def(
           "stop",
           [](PyModel& self, bool drain) {

@@ -16,8 +16,8 @@ Model::Model(ModelSpec spec, SchedulerConfig config,
       stats_(std::make_shared<ModelStats>()) {
   config_.max_batch_size = spec_.max_batch_size;
   if (!arena) arena = TensorArena::Global();
-  scheduler_ = std::make_unique<Scheduler>(spec_, config_, std::move(instances), stats_,
-                                           std::move(arena));
+  scheduler_ =
+      MakeScheduler(spec_, config_, std::move(instances), stats_, std::move(arena));
 }
 
 Model::~Model() {
@@ -27,7 +27,7 @@ Model::~Model() {
     // scheduler to a thread of its own: it stops it, joins every worker (this one once
     // it has unwound) and frees it.
     std::thread([scheduler = std::move(scheduler_)]() mutable {
-      scheduler->Stop();
+      scheduler->Stop(/*drain=*/true);
       scheduler.reset();
     }).detach();
     return;
@@ -56,6 +56,8 @@ Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
 bool Model::Cancel(const RequestPtr& request) { return scheduler_->Cancel(request); }
 
 size_t Model::PendingCount() const { return scheduler_->PendingCount(); }
+
+size_t Model::InflightCount() const { return scheduler_->InflightCount(); }
 
 void Model::Stop(bool drain) {
   if (scheduler_) scheduler_->Stop(drain);

@@ -46,7 +46,10 @@ class Model {
   // no longer queued (then it is only marked cancelled for the backend to see).
   bool Cancel(const RequestPtr& request);
 
+  // Requests waiting for an instance.
   size_t PendingCount() const;
+  // Requests taken and not yet answered (queued or executing): what a drain waits for.
+  size_t InflightCount() const;
   StatsSnapshot Statistics() const { return stats_->Snapshot(); }
 
   // Stops accepting, runs every request already queued (an unload or reload loses

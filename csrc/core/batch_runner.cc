@@ -1,0 +1,205 @@
+#include "batch_runner.h"
+
+#include <algorithm>
+
+#include "batch_io.h"
+
+namespace tritonx {
+namespace {
+
+// A model whose executions take longer than this runs on its workers only: a long
+// execution gains nothing from skipping the worker wake-up.
+constexpr uint64_t kInlineMaxExecNs = 200'000;
+// Executions measured before an instance may run inline.
+constexpr uint32_t kInlineMinSamples = 8;
+
+Shape ResolveOutputShape(const TensorSpec& spec, const Shape& produced, bool batched) {
+  // Output reshape: the backend produced `reshape`, the client sees `dims`.
+  int64_t batch = batched && !produced.empty() ? produced[0] : 0;
+  int64_t elements = ElementCount(produced);
+  int64_t per_item = batched ? (batch == 0 ? 0 : elements / batch) : elements;
+  Shape out = spec.dims;
+  int64_t known = 1;
+  int wildcard = -1;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == -1) {
+      wildcard = static_cast<int>(i);
+    } else {
+      known *= out[i];
+    }
+  }
+  if (wildcard >= 0) out[wildcard] = known == 0 ? 0 : per_item / known;
+  if (batched) out.insert(out.begin(), batch);
+  return out;
+}
+
+}  // namespace
+
+BatchRunner::BatchRunner(const ModelSpec& spec, bool preserve_ordering,
+                         std::vector<std::shared_ptr<Executor>> instances,
+                         std::shared_ptr<ModelStats> stats,
+                         std::shared_ptr<TensorArena> arena)
+    : spec_(spec),
+      preserve_ordering_(preserve_ordering),
+      instances_(std::move(instances)),
+      stats_(std::move(stats)),
+      arena_(std::move(arena)) {
+  const size_t count = instances_.size();
+  recent_exec_ns_ = std::make_unique<std::atomic<uint64_t>[]>(count);
+  exec_samples_ = std::make_unique<std::atomic<uint32_t>[]>(count);
+  for (size_t i = 0; i < count; ++i) {
+    recent_exec_ns_[i] = 0;
+    exec_samples_[i] = 0;
+  }
+}
+
+bool BatchRunner::MeasuredCheap(int index) const {
+  return exec_samples_[index].load(std::memory_order_relaxed) >= kInlineMinSamples &&
+         recent_exec_ns_[index].load(std::memory_order_relaxed) <= kInlineMaxExecNs;
+}
+
+void BatchRunner::Fail(std::vector<RequestPtr>& requests, const Status& status,
+                       FailureReason reason) {
+  const uint64_t now = NowNs();
+  for (auto& request : requests) {
+    stats_->RecordFailure(reason, now - request->enqueue_ns);
+    request->RespondError(status);
+  }
+  requests.clear();
+}
+
+void BatchRunner::Run(Batch& batch, uint64_t sequence) {
+  Executor& executor = *instances_[batch.instance_index];
+  const uint64_t start = NowNs();
+  for (auto& request : batch.requests) request->dispatch_ns = start;
+
+  Status status;
+  if (executor.WantsGatheredInputs()) status = GatherInputs(spec_, *arena_, &batch);
+  const uint64_t gathered = NowNs();
+  bool finished = false;
+  batch.finish = [&] {
+    if (finished) return;
+    finished = true;
+    FinishBatch(batch, status, start, gathered, sequence);
+  };
+  if (status.ok()) executor.Execute(batch);
+  batch.finish();  // a no-op when the executor already finished the batch
+  batch.finish = nullptr;
+  // Smoothed execution time per instance: decides whether inline dispatch is cheap.
+  const uint64_t took = NowNs() - start;
+  const int i = batch.instance_index;
+  const uint64_t before = recent_exec_ns_[i].load(std::memory_order_relaxed);
+  recent_exec_ns_[i].store(before == 0 ? took : (before * 7 + took) / 8,
+                           std::memory_order_relaxed);
+  exec_samples_[i].fetch_add(1, std::memory_order_relaxed);
+}
+
+void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
+                              uint64_t gathered, uint64_t sequence) {
+  if (status.ok()) status = batch.batch_status;
+  uint64_t end = NowNs();
+  if (status.ok() && !batch.gathered_outputs.empty()) {
+    status = ScatterOutputs(spec_, &batch);
+    end = NowNs();
+  }
+
+  // Split the compute time into Triton's three stages from what the executor marked.
+  uint64_t input_end =
+      batch.compute_input_end_ns ? batch.compute_input_end_ns : gathered;
+  uint64_t infer_end = batch.compute_infer_end_ns ? batch.compute_infer_end_ns : end;
+  input_end = std::clamp(input_end, start, end);
+  infer_end = std::clamp(infer_end, input_end, end);
+  const uint64_t input_ns = input_end - start;
+  const uint64_t infer_ns = infer_end - input_end;
+  const uint64_t output_ns = end - infer_end;
+  stats_->RecordExecution(static_cast<uint64_t>(batch.total_batch_size), input_ns,
+                          infer_ns, output_ns, status.ok());
+
+  batch.responses.resize(batch.requests.size());
+  std::vector<DeliveryItem> items;
+  items.reserve(batch.requests.size());
+  for (size_t i = 0; i < batch.requests.size(); ++i) {
+    InferenceRequest& request = *batch.requests[i];
+    auto& response = batch.responses[i];
+    if (!status.ok()) {
+      response = std::make_unique<InferenceResponse>();
+      response->status = status;
+    } else if (!response) {
+      response = std::make_unique<InferenceResponse>();
+      response->status = Status(StatusCode::kInternal,
+                                "backend returned no response for request '" +
+                                    request.id + "' of model '" + spec_.name + "'");
+    }
+    // Triton's accounting: a failed execution fails each of its requests (BACKEND);
+    // after a successful one every request counts as a success, including those the
+    // model answered with an error response.
+    if (status.ok()) {
+      stats_->RecordSuccess(end - request.enqueue_ns, start - request.enqueue_ns,
+                            input_ns, infer_ns, output_ns);
+    } else {
+      stats_->RecordFailure(FailureReason::kBackend, end - request.enqueue_ns);
+    }
+    if (response->status.ok()) {
+      FinishResponse(request, response.get());
+    } else {
+      response->outputs.clear();
+    }
+    items.push_back({std::move(batch.requests[i]), std::move(response)});
+  }
+  Deliver(sequence, std::move(items));
+}
+
+void BatchRunner::FinishResponse(const InferenceRequest& request,
+                                 InferenceResponse* response) {
+  // Keep only outputs the model declares, in the order the client asked for them
+  // (all of them in config order when it asked for none), with output reshape undone.
+  std::vector<Tensor> produced = std::move(response->outputs);
+  std::vector<bool> taken(produced.size(), false);
+  std::vector<Tensor> kept;
+  auto take = [&](const TensorSpec& output_spec) {
+    for (size_t i = 0; i < produced.size(); ++i) {
+      if (taken[i] || produced[i].name != output_spec.name) continue;
+      Tensor& tensor = produced[i];
+      if (output_spec.has_reshape) {
+        tensor.shape =
+            ResolveOutputShape(output_spec, tensor.shape, spec_.max_batch_size > 0);
+      }
+      taken[i] = true;
+      kept.push_back(std::move(tensor));
+      return;
+    }
+  };
+  if (request.requested_outputs.empty()) {
+    for (const auto& output_spec : spec_.outputs) take(output_spec);
+  } else {
+    for (const auto& name : request.requested_outputs) {
+      if (const TensorSpec* output_spec = spec_.FindOutput(name)) take(*output_spec);
+    }
+  }
+  response->outputs = std::move(kept);
+}
+
+void BatchRunner::Deliver(uint64_t sequence, std::vector<DeliveryItem> items) {
+  if (!preserve_ordering_) {
+    for (auto& item : items) item.request->Respond(std::move(item.response));
+    return;
+  }
+  // Responses leave in dispatch order. One thread at a time delivers whatever is next
+  // in line; callbacks run outside the lock, because a callback may need a lock (the
+  // GIL) that another worker holds while it waits to hand in its own batch.
+  std::unique_lock<std::mutex> lock(delivery_mu_);
+  held_.emplace(sequence, std::move(items));
+  if (delivering_) return;  // the delivering thread picks this batch up
+  delivering_ = true;
+  while (!held_.empty() && held_.begin()->first == next_delivery_) {
+    std::vector<DeliveryItem> ready = std::move(held_.begin()->second);
+    held_.erase(held_.begin());
+    ++next_delivery_;
+    lock.unlock();
+    for (auto& item : ready) item.request->Respond(std::move(item.response));
+    lock.lock();
+  }
+  delivering_ = false;
+}
+
+}  // namespace tritonx

@@ -1,0 +1,89 @@
+// BatchRunner: runs one batch on one instance and answers its requests. Shared by
+// every scheduler kind that executes on instances (today the dynamic batcher; the
+// sequence batcher next), so that gathering inputs, statistics, output filtering and
+// ordered delivery behave the same whichever scheduler formed the batch.
+//
+// For each batch: gather inputs (when the executor wants them), Execute, scatter
+// gathered outputs, record Triton's statistics, keep only the outputs each request
+// asked for (output reshape undone), and deliver the responses — in dispatch order
+// when preserve_ordering is set.
+//
+// Ownership: holds the instances, the statistics and the arena (shared with the
+// scheduler that owns it). Thread safety: Run may be called concurrently for
+// different instances (one batch per instance at a time); every other method is
+// thread safe.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "executor.h"
+#include "model_spec.h"
+#include "model_stats.h"
+#include "tensor_arena.h"
+
+namespace tritonx {
+
+class BatchRunner {
+ public:
+  BatchRunner(const ModelSpec& spec, bool preserve_ordering,
+              std::vector<std::shared_ptr<Executor>> instances,
+              std::shared_ptr<ModelStats> stats, std::shared_ptr<TensorArena> arena);
+  BatchRunner(const BatchRunner&) = delete;
+  BatchRunner& operator=(const BatchRunner&) = delete;
+
+  const ModelSpec& spec() const { return spec_; }
+  size_t instance_count() const { return instances_.size(); }
+  Executor& instance(int index) { return *instances_[index]; }
+  ModelStats& stats() { return *stats_; }
+
+  // The dispatch sequence number of the next batch. Take it where the scheduler
+  // decides dispatch order (under its own lock): under preserve_ordering, responses
+  // leave in this order.
+  uint64_t NextSequence() { return next_sequence_.fetch_add(1); }
+
+  // Runs `batch` (its instance_index set) and answers every request in it.
+  void Run(Batch& batch, uint64_t sequence);
+
+  // Answers `requests` with `status`, counting each as a failure for `reason`.
+  void Fail(std::vector<RequestPtr>& requests, const Status& status,
+            FailureReason reason);
+
+  // Whether instance `index` has run enough executions, all short, that running one
+  // request on a waiting caller's thread beats waking its worker.
+  bool MeasuredCheap(int index) const;
+
+ private:
+  struct DeliveryItem {
+    RequestPtr request;
+    std::unique_ptr<InferenceResponse> response;
+  };
+
+  void FinishBatch(Batch& batch, Status status, uint64_t start, uint64_t gathered,
+                   uint64_t sequence);
+  void FinishResponse(const InferenceRequest& request, InferenceResponse* response);
+  void Deliver(uint64_t sequence, std::vector<DeliveryItem> items);
+
+  const ModelSpec spec_;  // a copy: the runner may outlive its Model (see ~Model)
+  const bool preserve_ordering_;
+  std::vector<std::shared_ptr<Executor>> instances_;
+  std::shared_ptr<ModelStats> stats_;
+  std::shared_ptr<TensorArena> arena_;
+  std::atomic<uint64_t> next_sequence_{0};
+
+  // Smoothed execution time per instance, written after each run (inline dispatch).
+  std::unique_ptr<std::atomic<uint64_t>[]> recent_exec_ns_;
+  std::unique_ptr<std::atomic<uint32_t>[]> exec_samples_;
+
+  // preserve_ordering: batches deliver their responses in dispatch order.
+  std::mutex delivery_mu_;
+  uint64_t next_delivery_ = 0;
+  std::map<uint64_t, std::vector<DeliveryItem>> held_;
+  bool delivering_ = false;
+};
+
+}  // namespace tritonx
