@@ -58,8 +58,8 @@ Status GatherInputs(const ModelSpec& spec, TensorArena& arena, Batch* batch) {
     }
     ArenaBuffer buffer = arena.Allocate(total_bytes);
     if (!buffer) {
-      return Status(StatusCode::kInternal, "out of host memory gathering input '" +
-                                               model_input.name + "'");
+      return Status(StatusCode::kInternal,
+                    "out of host memory gathering input '" + model_input.name + "'");
     }
     size_t offset = 0;
     for (const Tensor* part : parts) {
@@ -100,10 +100,10 @@ Status ScatterOutputs(const ModelSpec& spec, Batch* batch) {
     // need not be batch-shaped.
     if (spec.FindOutput(output.name) == nullptr) continue;
     if (output.shape.empty() || output.shape[0] != total) {
-      return Status(StatusCode::kInternal,
-                    "output '" + output.name + "' has shape " +
-                        ShapeToString(output.shape) + ", expected batch dim " +
-                        std::to_string(total));
+      return Status(StatusCode::kInternal, "output '" + output.name + "' has shape " +
+                                               ShapeToString(output.shape) +
+                                               ", expected batch dim " +
+                                               std::to_string(total));
     }
     const int64_t elements = ElementCount(output.shape);
     const int64_t per_item = total == 0 ? 0 : elements / total;
@@ -121,8 +121,8 @@ Status ScatterOutputs(const ModelSpec& spec, Batch* batch) {
                       "malformed BYTES output '" + output.name + "'");
       }
     } else {
-      const size_t item_bytes = static_cast<size_t>(per_item) *
-                                DataTypeByteSize(output.dtype);
+      const size_t item_bytes =
+          static_cast<size_t>(per_item) * DataTypeByteSize(output.dtype);
       size_t offset = 0;
       for (const auto& request : requests) {
         offsets.push_back(offset);

@@ -8,8 +8,8 @@
 
 namespace tritonx {
 
-LoadResult GenerateLoad(Model& model, const std::vector<Tensor>& inputs, int concurrency,
-                        double seconds) {
+LoadResult GenerateLoad(Model& model, const std::vector<Tensor>& inputs,
+                        int concurrency, double seconds) {
   std::atomic<uint64_t> completed{0};
   std::atomic<uint64_t> failed{0};
   const auto start = std::chrono::steady_clock::now();

@@ -19,7 +19,7 @@ struct LoadResult {
 
 // Runs `concurrency` closed-loop clients for `seconds`; every request carries
 // `inputs` (shared, not copied). Blocking.
-LoadResult GenerateLoad(Model& model, const std::vector<Tensor>& inputs, int concurrency,
-                        double seconds);
+LoadResult GenerateLoad(Model& model, const std::vector<Tensor>& inputs,
+                        int concurrency, double seconds);
 
 }  // namespace tritonx

@@ -38,8 +38,8 @@ Status ModelRegistry::Find(const std::string& name, const std::string& version,
       return Status(StatusCode::kNotFound,
                     "Request for unknown model: '" + name + "' is not found");
     }
-    return Status(StatusCode::kNotFound,
-                  "Request for unknown model: '" + name + "' has no available versions");
+    return Status(StatusCode::kNotFound, "Request for unknown model: '" + name +
+                                             "' has no available versions");
   }
   if (version.empty()) {
     *model = it->second.rbegin()->second;
@@ -48,9 +48,8 @@ Status ModelRegistry::Find(const std::string& name, const std::string& version,
   char* end = nullptr;
   const long long parsed = std::strtoll(version.c_str(), &end, 10);
   if (end == version.c_str() || *end != '\0') {
-    return Status(StatusCode::kInvalidArg,
-                  "failed to parse model version '" + version + "' of model '" + name +
-                      "'");
+    return Status(StatusCode::kInvalidArg, "failed to parse model version '" + version +
+                                               "' of model '" + name + "'");
   }
   auto version_it = it->second.find(parsed);
   if (version_it == it->second.end()) {

@@ -15,8 +15,9 @@ void Add(Duration& d, uint64_t ns) {
 }
 }  // namespace
 
-void ModelStats::RecordSuccess(uint64_t request_ns, uint64_t queue_ns, uint64_t input_ns,
-                               uint64_t infer_ns, uint64_t output_ns) {
+void ModelStats::RecordSuccess(uint64_t request_ns, uint64_t queue_ns,
+                               uint64_t input_ns, uint64_t infer_ns,
+                               uint64_t output_ns) {
   std::lock_guard<std::mutex> lock(mu_);
   Add(stats_.success, request_ns);
   Add(stats_.queue, queue_ns);

@@ -58,7 +58,7 @@ class PriorityQueue {
   uint32_t LevelOf(uint64_t priority) const;
   const QueuePolicy& PolicyOf(uint32_t level) const;
 
-  std::vector<QueuePolicy> policies_;          // index: level - 1
+  std::vector<QueuePolicy> policies_;           // index: level - 1
   std::vector<std::deque<RequestPtr>> levels_;  // index: level - 1
   std::deque<RequestPtr> delayed_;
   uint32_t default_level_;

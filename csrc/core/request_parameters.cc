@@ -44,8 +44,9 @@ Status ApplyRequestParameters(Parameters given, InferenceRequest* request) {
       if (const auto* s = std::get_if<std::string>(&value)) {
         request->correlation_id_str = *s;
       } else if (!AsUint(value, &request->correlation_id)) {
-        return Status(StatusCode::kInvalidArg,
-                      "parameter 'sequence_id' must be an unsigned integer or a string");
+        return Status(
+            StatusCode::kInvalidArg,
+            "parameter 'sequence_id' must be an unsigned integer or a string");
       }
     } else if (key == "sequence_start" || key == "sequence_end") {
       bool flag = false;

@@ -12,7 +12,7 @@ enum class TimeoutAction { kReject = 0, kDelay = 1 };
 
 struct QueuePolicy {
   TimeoutAction timeout_action = TimeoutAction::kReject;
-  uint64_t default_timeout_us = 0;  // 0: requests never time out in the queue
+  uint64_t default_timeout_us = 0;      // 0: requests never time out in the queue
   bool allow_timeout_override = false;  // a request's own timeout may only shorten it
   uint32_t max_queue_size = 0;          // 0: unbounded
 };

@@ -42,7 +42,8 @@ std::shared_ptr<TensorArena> TensorArena::Global() {
 }
 
 TensorArena::TensorArena(size_t max_cached_bytes, bool pinned)
-    : state_(std::make_unique<State>()), max_cached_bytes_(max_cached_bytes),
+    : state_(std::make_unique<State>()),
+      max_cached_bytes_(max_cached_bytes),
       pinned_(pinned) {
   state_->stats.pinned = pinned;
 }

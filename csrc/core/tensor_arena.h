@@ -14,11 +14,11 @@
 namespace tritonx {
 
 struct ArenaStats {
-  uint64_t reserved_bytes = 0;      // held from the system (in use + cached)
-  uint64_t in_use_bytes = 0;        // handed out and not yet returned
+  uint64_t reserved_bytes = 0;  // held from the system (in use + cached)
+  uint64_t in_use_bytes = 0;    // handed out and not yet returned
   uint64_t peak_in_use_bytes = 0;
-  uint64_t allocations = 0;         // Allocate calls
-  uint64_t reuses = 0;              // Allocate calls served from the cache
+  uint64_t allocations = 0;  // Allocate calls
+  uint64_t reuses = 0;       // Allocate calls served from the cache
   bool pinned = false;
 };
 
