@@ -3,8 +3,18 @@
 # against the installed package (real servers on loopback, real tritonclient).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Every C++ component is built, gRPC included, so that the gRPC frontend's unit tests
+# (tests/cpp/test_grpc_*) build and run too. The Python extension comes from
+# `pip install`, not from this tree.
 cmake -S . -B build/ctest -G Ninja -DBUILD_TESTING=ON -DTRITONX_BUILD_PYTHON=OFF \
-  -DTRITONX_ENABLE_GRPC=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  -DTRITONX_ENABLE_GRPC=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/ctest -j "$(nproc)"
+# Fail loudly rather than pass without them if a configure change drops the gRPC tests.
+for suite in GrpcCodec GrpcPolicy; do
+  if ! ctest --test-dir build/ctest -N -R "^${suite}\." | grep -q "Total Tests: [1-9]"; then
+    echo "run-tests: no ${suite} tests in build/ctest (is TRITONX_ENABLE_GRPC on?)" >&2
+    exit 1
+  fi
+done
 ctest --test-dir build/ctest --output-on-failure -j 2
 python -m pytest -q "$@"

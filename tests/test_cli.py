@@ -148,6 +148,30 @@ def test_bad_values(args: list[str], message: str) -> None:
     assert message in str(error.value)
 
 
+def test_grpc_restriction_and_forwarding_flags() -> None:
+    options, _, _ = parse_args(
+        [
+            "--model-store=/m",
+            "--grpc-restricted-protocol=inference,health:infer-key=s=1",
+            "--grpc-restricted-protocol=model-repository:admin=x",
+            "--grpc-header-forward-pattern=x-.*",
+        ]
+    )
+    # The value keeps everything after the first '=', like tritonserver.
+    assert options.grpc_restricted_protocols == [
+        ("inference", "infer-key", "s=1"),
+        ("health", "infer-key", "s=1"),
+        ("model-repository", "admin", "x"),
+    ]
+    assert options.grpc_header_forward_pattern == "x-.*"
+    with pytest.raises(UsageError) as error:
+        parse_args(["--model-store=/m", "--grpc-restricted-protocol=infer:k=v"])
+    assert str(error.value) == (
+        'Bad option: "--grpc-restricted-protocol".\n'
+        "unknown restricted protocol 'infer'"
+    )
+
+
 def test_unknown_flag_fails_with_clear_message() -> None:
     result = run_cli("--model-store=/m", "--no-such-flag=1")
     assert result.returncode != 0

@@ -1,11 +1,10 @@
 // GrpcServer: the C++ gRPC frontend, driven from tritonx.frontends.grpc. Python is
 // involved only through the control-plane handler; inference never enters Python
 // here (a Python backend is reached through the core's executor instead).
-#include "pybind_common.h"
-
 #include "core/model_registry.h"
 #include "grpc_server.h"
 #include "infer_codec.h"
+#include "pybind_common.h"
 
 namespace tritonx::bindings {
 namespace {
@@ -43,9 +42,10 @@ class PyGrpcServer {
              std::string* response) -> grpc::Status {
           GilAcquire gil;
           try {
-            py::object result = py::reinterpret_borrow<py::object>(fn)(
-                method, py::bytes(request));
-            if (!py::isinstance<py::bytes>(result) && py::hasattr(result, "SerializeToString")) {
+            py::object result =
+                py::reinterpret_borrow<py::object>(fn)(method, py::bytes(request));
+            if (!py::isinstance<py::bytes>(result) &&
+                py::hasattr(result, "SerializeToString")) {
               result = result.attr("SerializeToString")();
             }
             *response = result.cast<std::string>();
@@ -101,33 +101,44 @@ void RegisterGrpc(pybind11::module_& m) {
   using tritonx::bindings::PyGrpcServer;
   py::class_<PyGrpcServer>(m, "GrpcServer",
                            "Triton's inference.GRPCInferenceService served from C++")
-      .def(py::init([](std::shared_ptr<ModelRegistry> registry, py::object handler,
-                       int control_threads, const std::string& infer_compression_level,
-                       const std::map<std::string, int>& channel_args, bool use_ssl,
-                       bool use_mutual_auth, const std::string& server_cert,
-                       const std::string& server_key, const std::string& root_cert) {
-             if (!registry) throw py::value_error("registry must not be None");
-             if (!PyCallable_Check(handler.ptr())) {
-               throw py::type_error("handler must be callable");
-             }
-             GrpcServerOptions options;
-             options.control_threads = control_threads;
-             options.infer_compression_level = infer_compression_level;
-             options.channel_args.assign(channel_args.begin(), channel_args.end());
-             options.use_ssl = use_ssl;
-             options.use_mutual_auth = use_mutual_auth;
-             options.server_cert = server_cert;
-             options.server_key = server_key;
-             options.root_cert = root_cert;
-             return std::make_unique<PyGrpcServer>(std::move(registry), std::move(handler),
-                                                   std::move(options));
-           }),
+      .def(py::init(
+               [](std::shared_ptr<ModelRegistry> registry, py::object handler,
+                  int control_threads, const std::string& infer_compression_level,
+                  const std::map<std::string, int>& channel_args, bool use_ssl,
+                  bool use_mutual_auth, const std::string& server_cert,
+                  const std::string& server_key, const std::string& root_cert,
+                  const std::vector<std::tuple<std::string, std::string, std::string>>&
+                      restricted_protocols,
+                  const std::string& header_forward_pattern) {
+                 if (!registry) throw py::value_error("registry must not be None");
+                 if (!PyCallable_Check(handler.ptr())) {
+                   throw py::type_error("handler must be callable");
+                 }
+                 GrpcServerOptions options;
+                 options.control_threads = control_threads;
+                 options.infer_compression_level = infer_compression_level;
+                 options.channel_args.assign(channel_args.begin(), channel_args.end());
+                 options.use_ssl = use_ssl;
+                 options.use_mutual_auth = use_mutual_auth;
+                 options.server_cert = server_cert;
+                 options.server_key = server_key;
+                 options.root_cert = root_cert;
+                 for (const auto& [group, header, value] : restricted_protocols) {
+                   options.restricted_protocols.push_back({group, header, value});
+                 }
+                 options.header_forward_pattern = header_forward_pattern;
+                 return std::make_unique<PyGrpcServer>(
+                     std::move(registry), std::move(handler), std::move(options));
+               }),
            py::arg("registry"), py::arg("handler"), py::kw_only(),
            py::arg("control_threads") = 8, py::arg("infer_compression_level") = "none",
            py::arg("channel_args") = std::map<std::string, int>(),
            py::arg("use_ssl") = false, py::arg("use_mutual_auth") = false,
            py::arg("server_cert") = "", py::arg("server_key") = "",
-           py::arg("root_cert") = "")
+           py::arg("root_cert") = "",
+           py::arg("restricted_protocols") =
+               std::vector<std::tuple<std::string, std::string, std::string>>(),
+           py::arg("header_forward_pattern") = "")
       .def("start", &PyGrpcServer::Start, py::arg("address"), py::arg("port"),
            "Binds and starts serving; returns the bound port (port 0 picks one).")
       .def("stop", &PyGrpcServer::Stop, py::arg("grace") = 0.0,

@@ -1,8 +1,7 @@
 // ModelRegistry: shared by the Python side (HTTP, model manager) and the C++ gRPC
 // server, hence held by std::shared_ptr.
-#include "pybind_common.h"
-
 #include "core/model_registry.h"
+#include "pybind_common.h"
 
 namespace tritonx::bindings {
 
@@ -26,10 +25,13 @@ void RegisterRegistry(py::module_& m) {
       .def("set_known", &ModelRegistry::SetKnown)
       .def(
           "find",
-          [](const ModelRegistry& self, const std::string& name,
-             const std::string& version) {
+          // Names come from clients: a value that is not UTF-8 text fails as
+          // InvalidArgumentError, not as a pybind11 overload error.
+          [](const ModelRegistry& self, const py::object& name,
+             const py::object& version) {
             std::shared_ptr<Model> model;
-            ThrowIfError(self.Find(name, version, &model));
+            ThrowIfError(self.Find(TextFromPy(name, "model name"),
+                                   TextFromPy(version, "model version"), &model));
             return WrapModel(std::move(model));
           },
           py::arg("name"), py::arg("version") = "")

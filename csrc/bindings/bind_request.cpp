@@ -1,8 +1,7 @@
 // Request and Response: what the frontends build and get back. Input bytes are not
 // copied: each input holds the Python buffer it was given until the request dies.
-#include "pybind_common.h"
-
 #include "core/request_parameters.h"
+#include "pybind_common.h"
 
 namespace tritonx::bindings {
 namespace {
@@ -17,22 +16,33 @@ struct BufferView {
 }  // namespace
 
 Tensor InputFromPy(const py::handle& item) {
-  py::tuple t = py::reinterpret_borrow<py::tuple>(item);
+  if (!PyTuple_Check(item.ptr()) && !PyList_Check(item.ptr())) {
+    ThrowInvalidArg("an input is a (name, datatype, shape, data) tuple");
+  }
+  py::sequence t = py::reinterpret_borrow<py::sequence>(item);
   if (t.size() != 4) {
-    throw py::value_error("an input is a (name, datatype, shape, data) tuple");
+    ThrowInvalidArg("an input is a (name, datatype, shape, data) tuple");
   }
   Tensor tensor;
-  tensor.name = t[0].cast<std::string>();
-  std::string datatype = t[1].cast<std::string>();
+  tensor.name = TextFromPy(t[0], "input name");
+  const std::string what = "'shape' for input '" + tensor.name + "'";
+  std::string datatype = TextFromPy(t[1], "'datatype' for input '" + tensor.name + "'");
   tensor.dtype = DataTypeFromName(datatype);
   if (tensor.dtype == DataType::kInvalid) {
-    ThrowIfError(Status(StatusCode::kInvalidArg, "invalid datatype '" + datatype +
-                                                     "' for input '" + tensor.name + "'"));
+    ThrowInvalidArg("invalid datatype '" + datatype + "' for input '" + tensor.name +
+                    "'");
   }
-  for (const py::handle dim : t[2]) tensor.shape.push_back(dim.cast<int64_t>());
+  py::object dims = t[2];
+  if (!PyTuple_Check(dims.ptr()) && !PyList_Check(dims.ptr())) {
+    ThrowInvalidArg("Unable to parse " + what + ": expected a list of integers");
+  }
+  for (const py::handle dim : dims) tensor.shape.push_back(Int64FromPy(dim, what));
   auto holder = std::make_unique<BufferView>();
-  if (PyObject_GetBuffer(t[3].ptr(), &holder->view, PyBUF_SIMPLE) != 0) {
-    throw py::error_already_set();
+  py::object data = t[3];
+  if (PyObject_GetBuffer(data.ptr(), &holder->view, PyBUF_SIMPLE) != 0) {
+    PyErr_Clear();
+    ThrowInvalidArg("the data of input '" + tensor.name +
+                    "' is not a contiguous bytes-like object");
   }
   tensor.data = static_cast<const char*>(holder->view.buf);
   tensor.byte_size = static_cast<size_t>(holder->view.len);
@@ -46,20 +56,35 @@ Tensor InputFromPy(const py::handle& item) {
 
 namespace {
 
-std::shared_ptr<PyRequest> MakeRequest(const std::string& id, const py::iterable& inputs,
-                                       const std::vector<std::string>& requested_outputs,
+// Every argument is taken as a plain Python object and converted here, so that
+// any value a frontend passes on from a client fails as InvalidArgumentError
+// with a readable message, never as a pybind11 overload or cast error.
+std::shared_ptr<PyRequest> MakeRequest(const py::object& id, const py::object& inputs,
+                                       const py::object& requested_outputs,
                                        const py::object& parameters) {
   auto wrapper = std::make_shared<PyRequest>();
   wrapper->request = std::make_shared<InferenceRequest>();
   InferenceRequest& request = *wrapper->request;
-  request.id = id;
+  request.id = TextFromPy(id, "'id'");
+  if (!py::isinstance<py::iterable>(inputs) || PyUnicode_Check(inputs.ptr())) {
+    ThrowInvalidArg("Unable to parse 'inputs': expected a list of inputs");
+  }
   for (const py::handle item : inputs) request.inputs.push_back(InputFromPy(item));
-  request.requested_outputs = requested_outputs;
+  if (!py::isinstance<py::iterable>(requested_outputs) ||
+      PyUnicode_Check(requested_outputs.ptr())) {
+    ThrowInvalidArg("Unable to parse 'outputs': expected a list of output names");
+  }
+  for (const py::handle name : requested_outputs) {
+    request.requested_outputs.push_back(TextFromPy(name, "output name"));
+  }
   if (!parameters.is_none()) {
+    if (!PyDict_Check(parameters.ptr())) {
+      ThrowInvalidArg("Unable to parse 'parameters': expected an object");
+    }
     Parameters given;
-    for (const auto& [key, value] : parameters.cast<py::dict>()) {
-      std::string name = key.cast<std::string>();
-      given.emplace_back(name, ParameterFromPy(value, name));
+    for (const auto& [key, value] : py::reinterpret_borrow<py::dict>(parameters)) {
+      std::string name = TextFromPy(key, "parameter name");
+      given.emplace_back(name, ClientParameterFromPy(value, name));
     }
     ThrowIfError(ApplyRequestParameters(std::move(given), &request));
   }
@@ -80,16 +105,19 @@ void RegisterRequest(py::module_& m) {
   py::class_<PyRequest, std::shared_ptr<PyRequest>>(m, "Request",
                                                     "An inference request for the core")
       .def(py::init(&MakeRequest), py::arg("id") = "", py::arg("inputs") = py::tuple(),
-           py::arg("requested_outputs") = std::vector<std::string>(),
+           py::arg("requested_outputs") = py::tuple(),
            py::arg("parameters") = py::none())
       .def_property_readonly("id", [](const PyRequest& r) { return r.request->id; })
-      .def_property_readonly("inputs",
-                             [](const PyRequest& r) { return TensorList(r.request->inputs); })
-      .def_property_readonly("requested_outputs",
-                             [](const PyRequest& r) { return r.request->requested_outputs; })
       .def_property_readonly(
-          "parameters", [](const PyRequest& r) { return ParametersToDict(r.request->parameters); })
-      .def_property_readonly("priority", [](const PyRequest& r) { return r.request->priority; })
+          "inputs", [](const PyRequest& r) { return TensorList(r.request->inputs); })
+      .def_property_readonly(
+          "requested_outputs",
+          [](const PyRequest& r) { return r.request->requested_outputs; })
+      .def_property_readonly(
+          "parameters",
+          [](const PyRequest& r) { return ParametersToDict(r.request->parameters); })
+      .def_property_readonly("priority",
+                             [](const PyRequest& r) { return r.request->priority; })
       .def_property_readonly("timeout_us",
                              [](const PyRequest& r) { return r.request->timeout_us; })
       .def_property_readonly("correlation_id",
@@ -99,13 +127,14 @@ void RegisterRequest(py::module_& m) {
                                }
                                return py::int_(r.request->correlation_id);
                              })
-      .def_property_readonly("flags", [](const PyRequest& r) { return r.request->flags; })
+      .def_property_readonly("flags",
+                             [](const PyRequest& r) { return r.request->flags; })
       .def_property_readonly("batch_size",
                              [](const PyRequest& r) { return r.request->batch_size; })
       .def_property_readonly("model_name",
                              [](const PyRequest& r) { return r.request->model_name; })
-      .def_property_readonly("model_version",
-                             [](const PyRequest& r) { return r.request->model_version; })
+      .def_property_readonly(
+          "model_version", [](const PyRequest& r) { return r.request->model_version; })
       .def_readwrite("context", &PyRequest::context)
       .def("is_cancelled", [](const PyRequest& r) { return r.request->IsCancelled(); });
 
@@ -117,8 +146,9 @@ void RegisterRequest(py::module_& m) {
           "model_version",
           [](const PyResponse& r) { return std::to_string(r.response->model_version); })
       .def_property_readonly("id", [](const PyResponse& r) { return r.response->id; })
-      .def_property_readonly("outputs",
-                             [](const PyResponse& r) { return TensorList(r.response->outputs); })
+      .def_property_readonly(
+          "outputs",
+          [](const PyResponse& r) { return TensorList(r.response->outputs); })
       .def_property_readonly("parameters", [](const PyResponse& r) {
         return ParametersToDict(r.response->parameters);
       });

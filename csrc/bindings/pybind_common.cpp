@@ -3,6 +3,7 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
 #include <vector>
 
 namespace tritonx::bindings {
@@ -56,6 +57,52 @@ void ThrowIfError(const Status& status) {
   py::object exc = MakeError(status);
   PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
   throw py::error_already_set();
+}
+
+void ThrowInvalidArg(const std::string& message) {
+  ThrowIfError(Status(StatusCode::kInvalidArg, message));
+  throw std::logic_error("unreachable");  // ThrowIfError always throws for an error
+}
+
+std::string TextFromPy(const py::handle& value, const std::string& what) {
+  if (!PyUnicode_Check(value.ptr())) {
+    ThrowInvalidArg("Unable to parse " + what + ": expected a string");
+  }
+  Py_ssize_t size = 0;
+  const char* utf8 = PyUnicode_AsUTF8AndSize(value.ptr(), &size);
+  if (utf8 == nullptr) {
+    PyErr_Clear();  // UnicodeEncodeError: a lone surrogate
+    ThrowInvalidArg("Unable to parse " + what + ": not a valid UTF-8 string");
+  }
+  return std::string(utf8, static_cast<size_t>(size));
+}
+
+namespace {
+
+// The integer value of `value` as a Python int, or nothing if it is not an
+// integer (floats, strings, bools, None...).
+py::object AsPyInt(const py::handle& value) {
+  if (PyBool_Check(value.ptr()) || !PyIndex_Check(value.ptr())) return py::object();
+  PyObject* index = PyNumber_Index(value.ptr());
+  if (index == nullptr) {
+    PyErr_Clear();
+    return py::object();
+  }
+  return py::reinterpret_steal<py::object>(index);
+}
+
+}  // namespace
+
+int64_t Int64FromPy(const py::handle& value, const std::string& what) {
+  py::object number = AsPyInt(value);
+  if (!number) ThrowInvalidArg("Unable to parse " + what + ": expected an integer");
+  int overflow = 0;
+  long long v = PyLong_AsLongLongAndOverflow(number.ptr(), &overflow);
+  if (overflow != 0) {
+    ThrowInvalidArg("Unable to parse " + what + ": " + std::string(py::str(number)) +
+                    " is out of the int64 range");
+  }
+  return static_cast<int64_t>(v);
 }
 
 Status StatusFromPyException(const py::handle& exc) {
@@ -117,22 +164,80 @@ void ReleasePendingPyRefs() {
   }
 }
 
-ParameterValue ParameterFromPy(const py::handle& value, const std::string& key) {
-  if (py::isinstance<py::bool_>(value)) return value.cast<bool>();
-  if (py::isinstance<py::int_>(value)) {
+namespace {
+
+// The parameter value of a Python object, or false with `*error` saying why.
+bool TryParameterFromPy(const py::handle& value, const std::string& key,
+                        ParameterValue* out, std::string* error) {
+  if (PyBool_Check(value.ptr())) {
+    *out = value.ptr() == Py_True;
+    return true;
+  }
+  if (py::object number = AsPyInt(value)) {
     // Values past INT64_MAX (a uint64 sequence id) keep their unsigned type.
     int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
-    if (overflow > 0) return static_cast<uint64_t>(PyLong_AsUnsignedLongLong(value.ptr()));
-    if (overflow < 0) throw py::value_error("parameter '" + key + "' is out of range");
-    return static_cast<int64_t>(v);
+    long long v = PyLong_AsLongLongAndOverflow(number.ptr(), &overflow);
+    if (overflow == 0) {
+      *out = static_cast<int64_t>(v);
+      return true;
+    }
+    if (overflow > 0) {
+      unsigned long long u = PyLong_AsUnsignedLongLong(number.ptr());
+      if (!(u == static_cast<unsigned long long>(-1) && PyErr_Occurred())) {
+        *out = static_cast<uint64_t>(u);
+        return true;
+      }
+      PyErr_Clear();
+    }
+    *error = "Unable to parse '" + key + "': " + std::string(py::str(number)) +
+             " does not fit in a 64-bit integer";
+    return false;
   }
-  if (py::isinstance<py::float_>(value)) return value.cast<double>();
-  if (py::isinstance<py::str>(value)) return value.cast<std::string>();
-  throw py::type_error("parameter '" + key + "' must be a bool, int, float or str");
+  if (PyFloat_Check(value.ptr())) {
+    *out = PyFloat_AS_DOUBLE(value.ptr());
+    return true;
+  }
+  if (PyUnicode_Check(value.ptr())) {
+    Py_ssize_t size = 0;
+    const char* utf8 = PyUnicode_AsUTF8AndSize(value.ptr(), &size);
+    if (utf8 != nullptr) {
+      *out = std::string(utf8, static_cast<size_t>(size));
+      return true;
+    }
+    PyErr_Clear();
+    *error = "Unable to parse '" + key + "': not a valid UTF-8 string";
+    return false;
+  }
+  *error = "Unable to parse '" + key +
+           "': expected a boolean, an integer, a number or a string";
+  return false;
+}
+
+}  // namespace
+
+ParameterValue ParameterFromPy(const py::handle& value, const std::string& key) {
+  ParameterValue out;
+  std::string error;
+  if (!TryParameterFromPy(value, key, &out, &error)) throw py::value_error(error);
+  return out;
+}
+
+ParameterValue ClientParameterFromPy(const py::handle& value, const std::string& key) {
+  ParameterValue out;
+  std::string error;
+  if (!TryParameterFromPy(value, key, &out, &error)) ThrowInvalidArg(error);
+  return out;
 }
 
 py::object ParameterToPy(const ParameterValue& value) {
+  if (const auto* text = std::get_if<std::string>(&value)) {
+    // Strings normally come from protobuf or Python and are valid UTF-8; header
+    // values forwarded from gRPC metadata need not be.
+    PyObject* str = PyUnicode_DecodeUTF8(
+        text->data(), static_cast<Py_ssize_t>(text->size()), "replace");
+    if (str == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(str);
+  }
   return std::visit([](const auto& v) -> py::object { return py::cast(v); }, value);
 }
 
@@ -194,7 +299,9 @@ DataType DataTypeOfArray(const py::array& array) {
              : size == 4 ? DataType::kInt32
                          : DataType::kInt64;
     case 'f':
-      return size == 2 ? DataType::kFp16 : size == 4 ? DataType::kFp32 : DataType::kFp64;
+      return size == 2   ? DataType::kFp16
+             : size == 4 ? DataType::kFp32
+                         : DataType::kFp64;
     case 'O':
     case 'S':
     case 'U':
@@ -257,16 +364,17 @@ Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* ou
   py::array array = py::array::ensure(array_obj);
   if (!array) {
     PyErr_Clear();
-    return Status(StatusCode::kInvalidArg,
-                  "output '" + name + "' is not a numpy array (got " +
-                      std::string(py::str(py::type::handle_of(array_obj).attr("__name__"))) +
-                      ")");
+    return Status(
+        StatusCode::kInvalidArg,
+        "output '" + name + "' is not a numpy array (got " +
+            std::string(py::str(py::type::handle_of(array_obj).attr("__name__"))) +
+            ")");
   }
   DataType dtype = forced != DataType::kInvalid ? forced : DataTypeOfArray(array);
   if (dtype == DataType::kInvalid) {
-    return Status(StatusCode::kInvalidArg,
-                  "output '" + name + "' has an unsupported numpy dtype " +
-                      std::string(py::str(array.dtype())));
+    return Status(StatusCode::kInvalidArg, "output '" + name +
+                                               "' has an unsupported numpy dtype " +
+                                               std::string(py::str(array.dtype())));
   }
   out->name = name;
   out->dtype = dtype;

@@ -47,6 +47,17 @@ class GilAcquire {
 // Raises the tritonx.errors exception matching the status (no-op when OK).
 void ThrowIfError(const Status& status);
 
+// Raises tritonx.errors.InvalidArgumentError(message).
+[[noreturn]] void ThrowInvalidArg(const std::string& message);
+
+// Conversions of values that come from clients (through a frontend). Anything
+// unconvertible raises InvalidArgumentError with a message naming `what` (e.g.
+// "'id'"), never a pybind11 cast error or a UnicodeEncodeError.
+// A str that encodes to UTF-8 (a lone surrogate does not).
+std::string TextFromPy(const py::handle& value, const std::string& what);
+// An integer (int or anything with __index__, bool excluded) within int64.
+int64_t Int64FromPy(const py::handle& value, const std::string& what);
+
 // The Python exception object (tritonx.errors) for a non-OK status. GIL held.
 py::object MakeError(const Status& status);
 
@@ -66,8 +77,12 @@ void ReleasePendingPyRefs();  // GIL held; also writes queued core log messages
 // to be written by ReleasePendingPyRefs. Callable without the GIL.
 void QueueLogMessage(PyObject* sink, int level, std::string message);
 
-// Python value <-> request parameter.
+// Python value <-> request parameter: bool, int (int64, or uint64 past INT64_MAX),
+// float, str. ParameterFromPy (values from backends) raises ValueError for anything
+// else, ClientParameterFromPy (values from clients) InvalidArgumentError.
+// ParameterToPy decodes invalid UTF-8 with replacement characters, never fails.
 ParameterValue ParameterFromPy(const py::handle& value, const std::string& key);
+ParameterValue ClientParameterFromPy(const py::handle& value, const std::string& key);
 py::object ParameterToPy(const ParameterValue& value);
 py::dict ParametersToDict(const Parameters& params);
 

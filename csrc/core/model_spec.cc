@@ -1,6 +1,7 @@
 #include "model_spec.h"
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
 namespace tritonx {
@@ -13,14 +14,6 @@ std::string DimsWithBatch(const ModelSpec& spec, const Shape& dims) {
   full.push_back(-1);
   full.insert(full.end(), dims.begin(), dims.end());
   return ShapeToString(full);
-}
-
-bool DimsMatch(const Shape& config_dims, const Shape& dims) {
-  if (config_dims.size() != dims.size()) return false;
-  for (size_t i = 0; i < dims.size(); ++i) {
-    if (config_dims[i] != -1 && config_dims[i] != dims[i]) return false;
-  }
-  return true;
 }
 
 // Resolves at most one -1 in `reshape` so that it covers `elements` elements.
@@ -41,8 +34,8 @@ Shape ResolveReshape(const Shape& reshape, int64_t elements) {
 
 // Triton prefixes the errors it finds while normalizing a request with its id.
 std::string RequestPrefix(const InferenceRequest& request) {
-  return "[request id: " + (request.id.empty() ? std::string("<id_unknown>") : request.id) +
-         "] ";
+  return "[request id: " +
+         (request.id.empty() ? std::string("<id_unknown>") : request.id) + "] ";
 }
 
 constexpr const char* kBatchDimNote =
@@ -59,6 +52,78 @@ std::string QuotedList(const std::vector<std::string>& names) {
     out += "'" + names[i] + "'";
   }
   return out + "]";
+}
+
+Tensor* FindTensor(InferenceRequest& request, const std::string& name) {
+  for (auto& candidate : request.inputs) {
+    if (candidate.name == name) return &candidate;
+  }
+  return nullptr;
+}
+
+enum class DimsMatch { kOk, kWildcard, kMismatch };
+
+// Triton's shape check: walking the dims in order, a -1 from the client
+// ("unspecified") is reported before a mismatch found further on.
+DimsMatch MatchDims(const Shape& config_dims, const Shape& dims) {
+  if (config_dims.size() != dims.size()) return DimsMatch::kMismatch;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] == -1) return DimsMatch::kWildcard;
+    if (config_dims[i] != -1 && config_dims[i] != dims[i]) return DimsMatch::kMismatch;
+  }
+  return DimsMatch::kOk;
+}
+
+// Checks the input's data against its shape with overflow-safe arithmetic and
+// Triton's messages. Triton counts a batching model's zero batch as "no batch
+// dim" (`dims` alone), which is what its byte-size message then reports.
+Status CheckInputSize(const ModelSpec& spec, const Tensor& input, const Shape& dims,
+                      int64_t batch_size, const std::string& prefix,
+                      const std::string& model) {
+  const Shape& counted =
+      (spec.max_batch_size > 0 && batch_size == 0) ? dims : input.shape;
+  const bool is_bytes = input.dtype == DataType::kBytes;
+  const std::string too_big = std::string(is_bytes ? "element count" : "byte size") +
+                              " for tensor '" + input.name +
+                              "' exceeds maximum size of " +
+                              std::to_string(std::numeric_limits<int64_t>::max());
+  int64_t elements = 0;
+  switch (CheckedElementCount(counted, &elements)) {
+    case ShapeCount::kOk:
+      break;
+    case ShapeCount::kInvalidDim:
+      return Status(StatusCode::kInvalidArg,
+                    "tensor '" + input.name + "' contains an invalid dimension " +
+                        (is_bytes ? "in shape " : "") + ShapeToString(counted));
+    case ShapeCount::kOverflow:
+      return Status(StatusCode::kInvalidArg, too_big);
+  }
+
+  if (is_bytes) {
+    int64_t found = CountBytesElements(input.data, input.byte_size);
+    if (found != elements) {
+      return Status(StatusCode::kInvalidArg,
+                    prefix + "expected " + std::to_string(elements) +
+                        " string elements for inference input '" + input.name +
+                        "' for model " + model + ", got " +
+                        std::to_string(found < 0 ? 0 : found));
+    }
+    return Status::Ok();
+  }
+  const auto item_size = static_cast<int64_t>(DataTypeByteSize(input.dtype));
+  if (item_size > 0 && elements > std::numeric_limits<int64_t>::max() / item_size) {
+    return Status(StatusCode::kInvalidArg, too_big);
+  }
+  const int64_t expected = elements * item_size;
+  if (input.byte_size > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+      static_cast<int64_t>(input.byte_size) != expected) {
+    return Status(StatusCode::kInvalidArg,
+                  prefix + "input byte size mismatch for input '" + input.name +
+                      "' for model " + model + ". Expected " +
+                      std::to_string(expected) + ", got " +
+                      std::to_string(input.byte_size));
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -85,13 +150,13 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
   for (size_t i = 0; i < request->inputs.size(); ++i) {
     const Tensor& input = request->inputs[i];
     if (spec.FindInput(input.name) == nullptr) {
-      return Status(StatusCode::kInvalidArg, "unexpected inference input '" + input.name +
-                                                 "' for model " + model);
+      return Status(StatusCode::kInvalidArg, "unexpected inference input '" +
+                                                 input.name + "' for model " + model);
     }
     for (size_t j = 0; j < i; ++j) {
       if (request->inputs[j].name == input.name) {
-        return Status(StatusCode::kInvalidArg, "input '" + input.name +
-                                                   "' already exists in request");
+        return Status(StatusCode::kInvalidArg,
+                      "input '" + input.name + "' already exists in request");
       }
     }
   }
@@ -102,8 +167,9 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
   for (const auto& input_spec : spec.inputs) {
     if (input_spec.optional) continue;
     ++required;
-    bool found = std::any_of(request->inputs.begin(), request->inputs.end(),
-                             [&](const Tensor& t) { return t.name == input_spec.name; });
+    bool found =
+        std::any_of(request->inputs.begin(), request->inputs.end(),
+                    [&](const Tensor& t) { return t.name == input_spec.name; });
     if (!found) missing.push_back(input_spec.name);
   }
   if (!missing.empty()) {
@@ -117,14 +183,41 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
                       ". Please provide all required input(s).");
   }
 
+  // Batch size first, as Triton does: dim 0 of every input, the same for all of
+  // them and within max_batch_size, before any input's shape is looked at.
+  int64_t batch_size = 1;
+  if (spec.max_batch_size > 0) {
+    bool have_batch = false;
+    for (const auto& input_spec : spec.inputs) {
+      const Tensor* input = FindTensor(*request, input_spec.name);
+      if (input == nullptr) continue;  // an optional input left out
+      if (input->shape.empty()) {
+        return Status(StatusCode::kInvalidArg,
+                      prefix + "unexpected shape for input '" + input->name +
+                          "' for model " + model + ". Expected " +
+                          DimsWithBatch(spec, input_spec.dims) + ", got " +
+                          ShapeToString(input->shape) + ". " + kBatchDimNote);
+      }
+      if (!have_batch) {
+        batch_size = input->shape[0];
+        have_batch = true;
+      } else if (input->shape[0] != batch_size) {
+        return Status(StatusCode::kInvalidArg,
+                      prefix + "input '" + input->name +
+                          "' batch size does not match other inputs for " + model);
+      }
+    }
+    if (batch_size > spec.max_batch_size) {
+      return Status(StatusCode::kInvalidArg,
+                    prefix + "inference request batch-size must be <= " +
+                        std::to_string(spec.max_batch_size) + " for " + model);
+    }
+  }
+
   // Types, shapes and sizes.
-  int64_t batch_size = spec.max_batch_size > 0 ? -1 : 1;
   std::string shape_key;
   for (const auto& input_spec : spec.inputs) {
-    Tensor* input = nullptr;
-    for (auto& candidate : request->inputs) {
-      if (candidate.name == input_spec.name) input = &candidate;
-    }
+    Tensor* input = FindTensor(*request, input_spec.name);
     if (input == nullptr) continue;  // an optional input left out
 
     if (input->dtype != input_spec.dtype) {
@@ -136,57 +229,29 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
     }
 
     Shape dims = input->shape;
-    if (spec.max_batch_size > 0) {
-      if (dims.empty()) {
+    if (spec.max_batch_size > 0) dims.erase(dims.begin());
+
+    switch (MatchDims(input_spec.dims, dims)) {
+      case DimsMatch::kOk:
+        break;
+      case DimsMatch::kWildcard:
+        return Status(StatusCode::kInvalidArg,
+                      prefix + "All input dimensions should be specified for input '" +
+                          input->name + "' for model " + model + ", got " +
+                          ShapeToString(input->shape));
+      case DimsMatch::kMismatch:
+        // Triton ends the sentence and appends the batch-dim note (empty for a
+        // model that does not batch), hence the trailing ". " in that case.
         return Status(StatusCode::kInvalidArg,
                       prefix + "unexpected shape for input '" + input->name +
                           "' for model " + model + ". Expected " +
                           DimsWithBatch(spec, input_spec.dims) + ", got " +
-                          ShapeToString(input->shape) + ". " + kBatchDimNote);
-      }
-      int64_t this_batch = dims[0];
-      if (batch_size == -1) {
-        batch_size = this_batch;
-      } else if (batch_size != this_batch) {
-        return Status(StatusCode::kInvalidArg,
-                      prefix + "input '" + input->name +
-                          "' batch size does not match other inputs for " + model);
-      }
-      dims.erase(dims.begin());
+                          ShapeToString(input->shape) + ". " +
+                          (spec.max_batch_size > 0 ? kBatchDimNote : ""));
     }
 
-    if (!DimsMatch(input_spec.dims, dims)) {
-      // Triton ends the sentence and appends the batch-dim note (empty for a model
-      // that does not batch), hence the trailing ". " in that case.
-      return Status(StatusCode::kInvalidArg,
-                    prefix + "unexpected shape for input '" + input->name +
-                        "' for model " + model + ". Expected " +
-                        DimsWithBatch(spec, input_spec.dims) + ", got " +
-                        ShapeToString(input->shape) + ". " +
-                        (spec.max_batch_size > 0 ? kBatchDimNote : ""));
-    }
-
-    const int64_t elements = ElementCount(input->shape);
-    if (input->dtype == DataType::kBytes) {
-      int64_t found = CountBytesElements(input->data, input->byte_size);
-      if (found != elements) {
-        return Status(StatusCode::kInvalidArg,
-                      prefix + "expected " + std::to_string(elements) +
-                          " string elements for inference input '" + input->name +
-                          "' for model " + model + ", got " +
-                          std::to_string(found < 0 ? 0 : found));
-      }
-    } else {
-      const uint64_t expected = static_cast<uint64_t>(elements) *
-                                DataTypeByteSize(input->dtype);
-      if (expected != input->byte_size) {
-        return Status(StatusCode::kInvalidArg,
-                      prefix + "input byte size mismatch for input '" + input->name +
-                          "' for model " + model + ". Expected " +
-                          std::to_string(expected) + ", got " +
-                          std::to_string(input->byte_size));
-      }
-    }
+    Status status = CheckInputSize(spec, *input, dims, batch_size, prefix, model);
+    if (!status.ok()) return status;
 
     shape_key += input->name;
     shape_key += ShapeToString(dims);
@@ -199,13 +264,11 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
     }
   }
 
-  if (spec.max_batch_size > 0) {
-    if (batch_size == -1) batch_size = 1;  // only optional inputs were left out
-    if (batch_size > spec.max_batch_size) {
-      return Status(StatusCode::kInvalidArg,
-                    prefix + "inference request batch-size must be <= " +
-                        std::to_string(spec.max_batch_size) + " for " + model);
-    }
+  // A zero batch whose data happened to match one item: Triton would run it
+  // with the batch dim silently dropped (and its Python stub dies on it). Refused.
+  if (spec.max_batch_size > 0 && batch_size == 0) {
+    return Status(StatusCode::kInvalidArg,
+                  prefix + "inference request batch-size must be >= 1 for " + model);
   }
 
   for (const auto& output_name : request->requested_outputs) {

@@ -1,6 +1,7 @@
 #include "tensor.h"
 
 #include <cstring>
+#include <limits>
 
 namespace tritonx {
 
@@ -8,6 +9,20 @@ int64_t ElementCount(const Shape& shape) {
   int64_t count = 1;
   for (int64_t dim : shape) count *= dim;
   return count;
+}
+
+ShapeCount CheckedElementCount(const Shape& shape, int64_t* count) {
+  int64_t total = 1;
+  for (int64_t dim : shape) {
+    if (dim < 0) return ShapeCount::kInvalidDim;
+    // Once the count is 0 it stays 0, whatever follows.
+    if (dim != 0 && total > std::numeric_limits<int64_t>::max() / dim) {
+      return ShapeCount::kOverflow;
+    }
+    total *= dim;
+  }
+  *count = total;
+  return ShapeCount::kOk;
 }
 
 std::string ShapeToString(const Shape& shape) {

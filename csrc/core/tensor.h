@@ -17,7 +17,21 @@ namespace tritonx {
 using Shape = std::vector<int64_t>;
 
 // Number of elements of a fully specified shape (1 for a scalar, 0 if any dim is 0).
+// The shape must already be validated (no negative dims, no overflow); request
+// shapes from the wire go through CheckedElementCount first.
 int64_t ElementCount(const Shape& shape);
+
+// Outcome of counting the elements of an untrusted shape.
+enum class ShapeCount {
+  kOk,
+  kInvalidDim,  // a negative dim
+  kOverflow,    // the count does not fit in int64
+};
+
+// Element count of a shape from a client, without ever wrapping. Dims are
+// visited in order, as Triton does, so whichever problem comes first is the
+// one reported. `*count` is set only on kOk.
+ShapeCount CheckedElementCount(const Shape& shape, int64_t* count);
 
 // "[1,16]" in Triton's spelling for error messages.
 std::string ShapeToString(const Shape& shape);

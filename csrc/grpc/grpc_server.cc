@@ -2,17 +2,16 @@
 
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/support/message_allocator.h>
+#include <grpcpp/support/proto_buffer_reader.h>
 
 #include <chrono>
 #include <climits>
-#include <condition_variable>
 #include <deque>
-#include <thread>
 #include <unordered_map>
 
 #include "grpc_service.grpc.pb.h"
 #include "infer_codec.h"
+#include "worker_pool.h"
 
 namespace tritonx {
 namespace {
@@ -22,123 +21,47 @@ using inference::ModelInferRequest;
 using inference::ModelInferResponse;
 using inference::ModelStreamInferResponse;
 
-// Only the two inference RPCs are served by the typed service; the others are
-// marked generic so that grpc routes them to the ControlService below, which
-// forwards the raw bytes to the ControlHandler without parsing them here.
-using ServiceBase = GRPCInferenceService::WithCallbackMethod_ModelInfer<
-    GRPCInferenceService::WithCallbackMethod_ModelStreamInfer<
-        GRPCInferenceService::WithGenericMethod_ServerLive<
-            GRPCInferenceService::WithGenericMethod_ServerReady<
-                GRPCInferenceService::WithGenericMethod_ModelReady<
-                    GRPCInferenceService::WithGenericMethod_ServerMetadata<
-                        GRPCInferenceService::WithGenericMethod_ModelMetadata<
-                            GRPCInferenceService::WithGenericMethod_ModelConfig<
-                                GRPCInferenceService::WithGenericMethod_ModelStatistics<
-                                    GRPCInferenceService::WithGenericMethod_RepositoryIndex<
-                                        GRPCInferenceService::
-                                            WithGenericMethod_RepositoryModelLoad<
-                                                GRPCInferenceService::
-                                                    WithGenericMethod_RepositoryModelUnload<
-                                                        GRPCInferenceService::
-                                                            WithGenericMethod_SystemSharedMemoryStatus<
+// Only the two inference RPCs are served by this service; the others are marked
+// generic so that grpc routes them to the ControlService below, which forwards
+// the raw bytes to the ControlHandler. ModelInfer is taken raw and parsed here so
+// that an undecodable message gets Triton's answer (INTERNAL "Unable to parse
+// request") rather than grpc's bare UNIMPLEMENTED.
+using ServiceBase = GRPCInferenceService::WithRawCallbackMethod_ModelInfer<
+    GRPCInferenceService::WithCallbackMethod_ModelStreamInfer<GRPCInferenceService::WithGenericMethod_ServerLive<
+        GRPCInferenceService::WithGenericMethod_ServerReady<GRPCInferenceService::WithGenericMethod_ModelReady<
+            GRPCInferenceService::WithGenericMethod_ServerMetadata<GRPCInferenceService::WithGenericMethod_ModelMetadata<
+                GRPCInferenceService::WithGenericMethod_ModelConfig<GRPCInferenceService::WithGenericMethod_ModelStatistics<
+                    GRPCInferenceService::WithGenericMethod_RepositoryIndex<
+                        GRPCInferenceService::WithGenericMethod_RepositoryModelLoad<
+                            GRPCInferenceService::WithGenericMethod_RepositoryModelUnload<
+                                GRPCInferenceService::WithGenericMethod_SystemSharedMemoryStatus<
+                                    GRPCInferenceService::WithGenericMethod_SystemSharedMemoryRegister<
+                                        GRPCInferenceService::WithGenericMethod_SystemSharedMemoryUnregister<
+                                            GRPCInferenceService::WithGenericMethod_CudaSharedMemoryStatus<
+                                                GRPCInferenceService::WithGenericMethod_CudaSharedMemoryRegister<
+                                                    GRPCInferenceService::WithGenericMethod_CudaSharedMemoryUnregister<
+                                                        GRPCInferenceService::WithGenericMethod_TraceSetting<
+                                                            GRPCInferenceService::WithGenericMethod_LogSettings<
                                                                 GRPCInferenceService::
-                                                                    WithGenericMethod_SystemSharedMemoryRegister<
-                                                                        GRPCInferenceService::
-                                                                            WithGenericMethod_SystemSharedMemoryUnregister<
-                                                                                GRPCInferenceService::WithGenericMethod_CudaSharedMemoryStatus<
-                                                                                    GRPCInferenceService::WithGenericMethod_CudaSharedMemoryRegister<
-                                                                                        GRPCInferenceService::WithGenericMethod_CudaSharedMemoryUnregister<
-                                                                                            GRPCInferenceService::WithGenericMethod_TraceSetting<
-                                                                                                GRPCInferenceService::WithGenericMethod_LogSettings<
-                                                                                                    GRPCInferenceService::
-                                                                                                        Service>>>>>>>>>>>>>>>>>>>>;
+                                                                    Service>>>>>>>>>>>>>>>>>>>>;
 
 // ---------------------------------------------------------------------------
 // ModelInfer messages outlive the RPC when they must: the input tensors point
 // into the request message, and a request may still sit in a backend after
-// the client has gone away. grpc releases its MessageHolder when the call is
-// done; the tensors hold their own reference to the same messages.
+// the client has gone away. The tensors hold their own reference to them.
 
 struct InferMessages {
   ModelInferRequest request;
   ModelInferResponse response;
 };
 
-class InferHolder : public grpc::MessageHolder<ModelInferRequest, ModelInferResponse> {
- public:
-  InferHolder() : messages(std::make_shared<InferMessages>()) {
-    set_request(&messages->request);
-    set_response(&messages->response);
-  }
-  void Release() override { delete this; }
-
-  std::shared_ptr<InferMessages> messages;
-};
-
-class InferAllocator
-    : public grpc::MessageAllocator<ModelInferRequest, ModelInferResponse> {
- public:
-  grpc::MessageHolder<ModelInferRequest, ModelInferResponse>* AllocateMessages()
-      override {
-    return new InferHolder();
-  }
-};
-
-// ---------------------------------------------------------------------------
-// Threads for control-plane handlers. They grow on demand up to a cap so that
-// a few slow calls (model loads) do not queue the quick ones behind them.
-
-class WorkerPool {
- public:
-  explicit WorkerPool(size_t max_threads) : max_threads_(max_threads ? max_threads : 1) {}
-  ~WorkerPool() { Shutdown(); }
-
-  void Submit(std::function<void()> task) {
-    std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(std::move(task));
-    if (queue_.size() > idle_ && threads_.size() < max_threads_) {
-      threads_.emplace_back([this] { Loop(); });
-    } else {
-      cv_.notify_one();
-    }
-  }
-
-  // Runs what is queued, then joins every thread.
-  void Shutdown() {
-    std::vector<std::thread> threads;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-      threads.swap(threads_);
-    }
-    cv_.notify_all();
-    for (auto& thread : threads) thread.join();
-  }
-
- private:
-  void Loop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (true) {
-      ++idle_;
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-      --idle_;
-      if (queue_.empty()) return;  // stopping and drained
-      auto task = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      task();
-      lock.lock();
-    }
-  }
-
-  const size_t max_threads_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  std::vector<std::thread> threads_;
-  size_t idle_ = 0;
-  bool stop_ = false;
-};
+// Parses a message from a received buffer without flattening it first.
+bool ParseFromBuffer(const grpc::ByteBuffer& buffer, google::protobuf::Message* msg) {
+  if (!buffer.Valid()) return true;  // an empty message: every field at its default
+  grpc::ByteBuffer view(buffer);  // shares the slices; the reader needs a mutable one
+  grpc::ProtoBufferReader reader(&view);
+  return msg->ParseFromZeroCopyStream(&reader);
+}
 
 std::string FlattenByteBuffer(const grpc::ByteBuffer& buffer) {
   std::vector<grpc::Slice> slices;
@@ -161,6 +84,8 @@ grpc_compression_level CompressionLevelFromName(const std::string& name) {
 }  // namespace
 
 // ---------------------------------------------------------------------------
+// Thread safety: mu_ guards server_ and pool_; everything else is set before the
+// server starts serving and only read while it runs.
 
 class GrpcServer::Impl {
  public:
@@ -187,18 +112,15 @@ class GrpcServer::Impl {
 
   class InferService : public ServiceBase {
    public:
-    explicit InferService(Impl* impl) : impl_(impl) {
-      SetMessageAllocatorFor_ModelInfer(&allocator_);
-    }
+    explicit InferService(Impl* impl) : impl_(impl) {}
     grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
-                                         const ModelInferRequest* request,
-                                         ModelInferResponse* response) override;
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
     grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse>*
     ModelStreamInfer(grpc::CallbackServerContext* ctx) override;
 
    private:
     Impl* impl_;
-    InferAllocator allocator_;
   };
 
   class ControlService : public grpc::CallbackGenericService {
@@ -217,14 +139,19 @@ class GrpcServer::Impl {
   const grpc_compression_level compression_;
   InferService infer_service_;
   ControlService control_service_;
-  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<grpcfe::WorkerPool> pool_;
+  // Restricted protocols and header forwarding; set by Start before the server
+  // runs and left alone until it has stopped, so reactors read it unlocked.
+  std::unique_ptr<grpcfe::CallPolicy> policy_;
 
   mutable std::mutex mu_;
   std::unique_ptr<grpc::Server> server_;
 };
 
 // ---------------------------------------------------------------------------
-// Unary ModelInfer.
+// Unary ModelInfer. The reactor deletes itself in OnDone; grpc calls OnCancel and
+// OnDone at most once each, from its own threads, while the response callback
+// may call Finish from a core thread.
 
 class GrpcServer::Impl::InferReactor : public grpc::ServerUnaryReactor {
  public:
@@ -245,43 +172,60 @@ class GrpcServer::Impl::InferReactor : public grpc::ServerUnaryReactor {
 };
 
 grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
-    grpc::CallbackServerContext* ctx, const ModelInferRequest* request,
-    ModelInferResponse* response) {
-  auto fail = [ctx](const Status& status) {
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request_buffer,
+    grpc::ByteBuffer* response_buffer) {
+  auto fail = [ctx](const grpc::Status& status) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    reactor->Finish(grpcfe::ToGrpcStatus(status));
+    reactor->Finish(status);
     return reactor;
   };
+
+  // Tensors borrow the request message's bytes; `messages` keeps them valid for
+  // as long as the core holds the request.
+  auto messages = std::make_shared<InferMessages>();
+  const ModelInferRequest* request = &messages->request;
+  // Triton parses before it checks the protocol restriction.
+  if (!ParseFromBuffer(*request_buffer, &messages->request)) {
+    return fail(grpc::Status(grpc::StatusCode::INTERNAL, grpcfe::kParseFailure));
+  }
+  const grpcfe::CallPolicy& policy = *impl_->policy_;
+  if (policy.restricted(grpcfe::ProtocolGroup::kInference)) {
+    grpc::Status admitted =
+        policy.Admit(grpcfe::ProtocolGroup::kInference, ctx->client_metadata());
+    if (!admitted.ok()) return fail(admitted);
+  }
 
   std::shared_ptr<Model> model;
   Status status =
       impl_->registry_->Find(request->model_name(), request->model_version(), &model);
-  if (!status.ok()) return fail(status);
-
-  // Tensors borrow the request message's bytes; the holder's shared state keeps
-  // them valid for as long as the core holds the request.
-  auto* holder = static_cast<InferHolder*>(ctx->GetRpcAllocatorState());
-  std::shared_ptr<const void> owner = holder->messages;
+  if (!status.ok()) return fail(grpcfe::ToGrpcStatus(status));
 
   auto infer_request = std::make_shared<InferenceRequest>();
-  status = grpcfe::BuildInferenceRequest(*request, owner, &model->spec(),
+  status = grpcfe::BuildInferenceRequest(*request, messages, &model->spec(),
                                          infer_request.get());
-  if (!status.ok()) return fail(status);
+  if (!status.ok()) return fail(grpcfe::ToGrpcStatus(status));
+  if (policy.forwards_headers()) {
+    policy.ForwardHeaders(ctx->client_metadata(), &infer_request->parameters);
+  }
 
   if (impl_->compression_ != GRPC_COMPRESS_LEVEL_NONE) {
     ctx->set_compression_level(impl_->compression_);
   }
 
   auto* reactor = new InferReactor(model, infer_request);
-  infer_request->SetResponseCallback(
-      [reactor, response, request](std::unique_ptr<InferenceResponse> result) {
-        if (!result->status.ok()) {
-          reactor->Finish(grpcfe::ToGrpcStatus(result->status));
-          return;
-        }
-        grpcfe::BuildInferResponse(*result, request->id(), response);
-        reactor->Finish(grpc::Status::OK);
-      });
+  infer_request->SetResponseCallback([reactor, messages, response_buffer](
+                                         std::unique_ptr<InferenceResponse> result) {
+    if (!result->status.ok()) {
+      reactor->Finish(grpcfe::ToGrpcStatus(result->status));
+      return;
+    }
+    ModelInferResponse& response = messages->response;
+    grpcfe::BuildInferResponse(*result, messages->request.id(), &response);
+    bool own_buffer = false;
+    grpc::Status serialized = grpc::SerializationTraits<ModelInferResponse>::Serialize(
+        response, response_buffer, &own_buffer);
+    reactor->Finish(serialized);
+  });
   status = model->Enqueue(infer_request);
   if (!status.ok()) reactor->Finish(grpcfe::ToGrpcStatus(status));
   return reactor;
@@ -292,13 +236,22 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
 // written when it completes, in completion order. grpc allows one outstanding
 // write per stream, so completed responses wait in a queue for their turn. The
 // stream finishes once the client has half-closed and every request has been
-// answered and written.
+// answered and written. Thread safety: reactions come from grpc threads and
+// responses from core threads; mu_ guards the shared state. The reactor deletes
+// itself in OnDone.
 
 class GrpcServer::Impl::StreamReactor
     : public grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse> {
  public:
-  StreamReactor(Impl* impl, grpc::CallbackServerContext* ctx) : impl_(impl) {
-    (void)ctx;
+  StreamReactor(Impl* impl, grpc::CallbackServerContext* ctx) : impl_(impl), ctx_(ctx) {
+    // A restricted stream is refused before anything is read, as Triton does.
+    grpc::Status admitted = impl_->policy_->Admit(grpcfe::ProtocolGroup::kInference,
+                                                  ctx->client_metadata());
+    if (!admitted.ok()) {
+      finished_ = true;
+      Finish(admitted);
+      return;
+    }
     NextRead();
   }
 
@@ -415,8 +368,12 @@ class GrpcServer::Impl::StreamReactor
     if (!status.ok()) return CompleteWithError(0, status, message->id());
 
     auto request = std::make_shared<InferenceRequest>();
-    status = grpcfe::BuildInferenceRequest(*message, message, &model->spec(), request.get());
+    status =
+        grpcfe::BuildInferenceRequest(*message, message, &model->spec(), request.get());
     if (!status.ok()) return CompleteWithError(0, status, message->id());
+    if (impl_->policy_->forwards_headers()) {
+      impl_->policy_->ForwardHeaders(ctx_->client_metadata(), &request->parameters);
+    }
 
     uint64_t key;
     {
@@ -439,6 +396,7 @@ class GrpcServer::Impl::StreamReactor
   }
 
   Impl* impl_;
+  grpc::CallbackServerContext* ctx_;  // valid until OnDone
   std::shared_ptr<ModelInferRequest> reading_;
 
   std::mutex mu_;
@@ -459,12 +417,13 @@ GrpcServer::Impl::InferService::ModelStreamInfer(grpc::CallbackServerContext* ct
 
 // ---------------------------------------------------------------------------
 // Control plane: one request message in, one response message out, computed by
-// the ControlHandler on the worker pool (it may take the GIL and block).
+// the ControlHandler on the worker pool (it may take the GIL and block). One
+// reactor per call, used by one thread at a time; it deletes itself in OnDone.
 
 class GrpcServer::Impl::ControlReactor : public grpc::ServerGenericBidiReactor {
  public:
   ControlReactor(Impl* impl, grpc::GenericCallbackServerContext* ctx)
-      : impl_(impl), method_(ctx->method()) {
+      : impl_(impl), ctx_(ctx), method_(ctx->method()) {
     StartRead(&request_);
   }
 
@@ -480,9 +439,20 @@ class GrpcServer::Impl::ControlReactor : public grpc::ServerGenericBidiReactor {
 
  private:
   void Run() {
-    std::string response;
+    std::string request = FlattenByteBuffer(request_);
+    // Triton parses the message before it checks the protocol restriction.
+    if (!grpcfe::ControlRequestParses(method_, request)) {
+      Finish(grpc::Status(grpc::StatusCode::INTERNAL, grpcfe::kParseFailure));
+      return;
+    }
     grpc::Status status =
-        impl_->handler_(method_, FlattenByteBuffer(request_), &response);
+        impl_->policy_->Admit(grpcfe::GroupOfMethod(method_), ctx_->client_metadata());
+    if (!status.ok()) {
+      Finish(status);
+      return;
+    }
+    std::string response;
+    status = impl_->handler_(method_, request, &response);
     if (!status.ok()) {
       Finish(status);
       return;
@@ -493,6 +463,7 @@ class GrpcServer::Impl::ControlReactor : public grpc::ServerGenericBidiReactor {
   }
 
   Impl* impl_;
+  grpc::GenericCallbackServerContext* ctx_;  // valid until OnDone
   std::string method_;
   grpc::ByteBuffer request_;
   grpc::ByteBuffer response_;
@@ -516,6 +487,12 @@ Status GrpcServer::Impl::Start(const std::string& address, int port, int* bound_
   }
   const std::string target = host + ":" + std::to_string(port);
 
+  std::unique_ptr<grpcfe::CallPolicy> policy;
+  Status policy_status = grpcfe::CallPolicy::Create(
+      options_.restricted_protocols, options_.header_forward_pattern, &policy);
+  if (!policy_status.ok()) return policy_status;
+  policy_ = std::move(policy);
+
   std::shared_ptr<grpc::ServerCredentials> credentials;
   if (options_.use_ssl) {
     grpc::SslServerCredentialsOptions ssl(
@@ -529,7 +506,8 @@ Status GrpcServer::Impl::Start(const std::string& address, int port, int* bound_
     credentials = grpc::InsecureServerCredentials();
   }
 
-  pool_ = std::make_unique<WorkerPool>(static_cast<size_t>(options_.control_threads));
+  pool_ = std::make_unique<grpcfe::WorkerPool>(
+      static_cast<size_t>(options_.control_threads));
 
   grpc::ServerBuilder builder;
   int selected_port = 0;
@@ -548,8 +526,7 @@ Status GrpcServer::Impl::Start(const std::string& address, int port, int* bound_
   if (server == nullptr || selected_port == 0) {
     if (server != nullptr) server->Shutdown();
     pool_.reset();
-    return Status(StatusCode::kUnavailable,
-                  "unable to bind to '" + target + "'");
+    return Status(StatusCode::kUnavailable, "unable to bind to '" + target + "'");
   }
   server_ = std::move(server);
   *bound_port = selected_port;
@@ -558,7 +535,7 @@ Status GrpcServer::Impl::Start(const std::string& address, int port, int* bound_
 
 void GrpcServer::Impl::Stop(double grace_seconds) {
   std::unique_ptr<grpc::Server> server;
-  std::unique_ptr<WorkerPool> pool;
+  std::unique_ptr<grpcfe::WorkerPool> pool;
   {
     std::lock_guard<std::mutex> lock(mu_);
     server = std::move(server_);

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "call_policy.h"
 #include "core/model_registry.h"
 #include "core/status.h"
 
@@ -41,8 +42,15 @@ struct GrpcServerOptions {
   std::string server_cert;
   std::string server_key;
   std::string root_cert;
+  // --grpc-restricted-protocol groups and --grpc-header-forward-pattern; see
+  // call_policy.h. Checked by Start, which fails on an invalid entry.
+  std::vector<grpcfe::RestrictedProtocol> restricted_protocols;
+  std::string header_forward_pattern;
 };
 
+// Thread safety: Start, Stop and running may be called from any thread; calls
+// are served on grpc's threads and the control pool. Ownership: the caller owns
+// the server; it shares the registry and copies the handler.
 class GrpcServer {
  public:
   // Answers a control-plane RPC. `method` is the full gRPC path, e.g.

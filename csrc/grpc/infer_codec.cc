@@ -1,10 +1,13 @@
 #include "infer_codec.h"
 
 #include <cstring>
+#include <memory>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 
 #include "core/request_parameters.h"
+#include "health.pb.h"
 
 namespace tritonx {
 namespace grpcfe {
@@ -123,11 +126,51 @@ void SetParameter(const ParameterValue& value, InferParameter* param) {
       value);
 }
 
-bool UsesSharedMemory(const google::protobuf::Map<std::string, InferParameter>& params) {
+bool UsesSharedMemory(
+    const google::protobuf::Map<std::string, InferParameter>& params) {
   return params.find("shared_memory_region") != params.end();
 }
 
 }  // namespace
+
+bool ControlRequestParses(const std::string& method, const std::string& request) {
+  using google::protobuf::Message;
+  static const auto* const kPrototypes =
+      new std::unordered_map<std::string, const Message*>{
+          {"/grpc.health.v1.Health/Check",
+           &grpc::health::v1::HealthCheckRequest::default_instance()},
+#define TRITONX_CONTROL_RPC(rpc, type) \
+  {"/inference.GRPCInferenceService/" #rpc, &inference::type::default_instance()}
+          TRITONX_CONTROL_RPC(ServerLive, ServerLiveRequest),
+          TRITONX_CONTROL_RPC(ServerReady, ServerReadyRequest),
+          TRITONX_CONTROL_RPC(ModelReady, ModelReadyRequest),
+          TRITONX_CONTROL_RPC(ServerMetadata, ServerMetadataRequest),
+          TRITONX_CONTROL_RPC(ModelMetadata, ModelMetadataRequest),
+          TRITONX_CONTROL_RPC(ModelConfig, ModelConfigRequest),
+          TRITONX_CONTROL_RPC(ModelStatistics, ModelStatisticsRequest),
+          TRITONX_CONTROL_RPC(RepositoryIndex, RepositoryIndexRequest),
+          TRITONX_CONTROL_RPC(RepositoryModelLoad, RepositoryModelLoadRequest),
+          TRITONX_CONTROL_RPC(RepositoryModelUnload, RepositoryModelUnloadRequest),
+          TRITONX_CONTROL_RPC(SystemSharedMemoryStatus,
+                              SystemSharedMemoryStatusRequest),
+          TRITONX_CONTROL_RPC(SystemSharedMemoryRegister,
+                              SystemSharedMemoryRegisterRequest),
+          TRITONX_CONTROL_RPC(SystemSharedMemoryUnregister,
+                              SystemSharedMemoryUnregisterRequest),
+          TRITONX_CONTROL_RPC(CudaSharedMemoryStatus, CudaSharedMemoryStatusRequest),
+          TRITONX_CONTROL_RPC(CudaSharedMemoryRegister,
+                              CudaSharedMemoryRegisterRequest),
+          TRITONX_CONTROL_RPC(CudaSharedMemoryUnregister,
+                              CudaSharedMemoryUnregisterRequest),
+          TRITONX_CONTROL_RPC(TraceSetting, TraceSettingRequest),
+          TRITONX_CONTROL_RPC(LogSettings, LogSettingsRequest),
+#undef TRITONX_CONTROL_RPC
+      };
+  auto it = kPrototypes->find(method);
+  if (it == kPrototypes->end()) return true;
+  std::unique_ptr<Message> message(it->second->New());
+  return message->ParseFromString(request);
+}
 
 grpc::Status ToGrpcStatus(const Status& status) {
   grpc::StatusCode code;
@@ -202,9 +245,9 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
   int raw_index = 0;
   for (const auto& input : msg.inputs()) {
     if (UsesSharedMemory(input.parameters())) {
-      return Status(StatusCode::kUnsupported,
-                    "shared memory input '" + input.name() + "' for model '" +
-                        msg.model_name() + "' is not supported by this server");
+      return Status(StatusCode::kUnsupported, "shared memory input '" + input.name() +
+                                                  "' for model '" + msg.model_name() +
+                                                  "' is not supported by this server");
     }
     Tensor tensor;
     tensor.name = input.name();
@@ -217,10 +260,10 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
                                                    input.name() + "' for model '" +
                                                    msg.model_name() + "'");
       }
-      std::string expects =
-          input_spec ? "', but model '" + msg.model_name() + "' expects '" +
-                           std::string(DataTypeName(input_spec->dtype)) + "'"
-                     : "'";
+      std::string expects = input_spec
+                                ? "', but model '" + msg.model_name() + "' expects '" +
+                                      std::string(DataTypeName(input_spec->dtype)) + "'"
+                                : "'";
       return Status(StatusCode::kInvalidArg, "inference input '" + input.name() +
                                                  "' data-type is '<invalid>" + expects);
     }
@@ -239,8 +282,8 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
       tensor.byte_size = raw.size();
       tensor.owner = owner;
     } else if (!use_raw && input.has_contents()) {
-      auto buffer = std::make_shared<std::string>(
-          ContentsToRaw(tensor.dtype, input.contents()));
+      auto buffer =
+          std::make_shared<std::string>(ContentsToRaw(tensor.dtype, input.contents()));
       tensor.data = buffer->data();
       tensor.byte_size = buffer->size();
       tensor.owner = std::move(buffer);
@@ -255,9 +298,9 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
   out->requested_outputs.reserve(static_cast<size_t>(msg.outputs_size()));
   for (const auto& output : msg.outputs()) {
     if (UsesSharedMemory(output.parameters())) {
-      return Status(StatusCode::kUnsupported,
-                    "shared memory output '" + output.name() + "' for model '" +
-                        msg.model_name() + "' is not supported by this server");
+      return Status(StatusCode::kUnsupported, "shared memory output '" + output.name() +
+                                                  "' for model '" + msg.model_name() +
+                                                  "' is not supported by this server");
     }
     if (output.parameters().find("classification") != output.parameters().end()) {
       return Status(StatusCode::kUnsupported,
@@ -282,7 +325,8 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
   return Status::Ok();
 }
 
-void BuildInferResponse(const InferenceResponse& response, const std::string& request_id,
+void BuildInferResponse(const InferenceResponse& response,
+                        const std::string& request_id,
                         inference::ModelInferResponse* msg) {
   msg->set_model_name(response.model_name);
   msg->set_model_version(std::to_string(response.model_version));
@@ -301,7 +345,8 @@ void BuildInferResponse(const InferenceResponse& response, const std::string& re
   }
   if (!response.parameters.empty()) {
     auto* params = msg->mutable_parameters();
-    for (const auto& [key, value] : response.parameters) SetParameter(value, &(*params)[key]);
+    for (const auto& [key, value] : response.parameters)
+      SetParameter(value, &(*params)[key]);
   }
 }
 

@@ -15,6 +15,15 @@
 namespace tritonx {
 namespace grpcfe {
 
+// Triton's status message (with INTERNAL) for a request message that does not parse.
+inline constexpr const char kParseFailure[] = "Unable to parse request";
+
+// False when `request` does not parse as the request message of `method` (a
+// control-plane RPC of inference.GRPCInferenceService or grpc.health.v1.Health);
+// true for a message that parses, and for methods it does not know (whatever
+// answers those decides).
+bool ControlRequestParses(const std::string& method, const std::string& request);
+
 // Maps a core status onto the gRPC code Triton uses for it.
 grpc::Status ToGrpcStatus(const Status& status);
 
@@ -35,7 +44,8 @@ Status BuildInferenceRequest(const inference::ModelInferRequest& msg,
 // raw_output_contents entry (possibly empty), in the order of `outputs`,
 // because the C++ client indexes them positionally. `request_id` is used when
 // the core left the response's id empty.
-void BuildInferResponse(const InferenceResponse& response, const std::string& request_id,
+void BuildInferResponse(const InferenceResponse& response,
+                        const std::string& request_id,
                         inference::ModelInferResponse* msg);
 
 }  // namespace grpcfe

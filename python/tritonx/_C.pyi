@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, SupportsIndex
 
 import numpy as np
 
@@ -16,8 +16,10 @@ from tritonx.errors import TritonXError
 
 _ParameterValue = bool | int | float | str
 # (name, datatype, shape, data): data supports the buffer protocol; BYTES data is the
-# wire form (uint32 little-endian length + bytes per element).
-_InputTuple = tuple[str, str, Sequence[int], Any]
+# wire form (uint32 little-endian length + bytes per element). Dims are ints or
+# anything with __index__ (numpy integers). Values a client could have sent wrong
+# (types, integers past 64 bits, lone surrogates) raise InvalidArgumentError.
+_InputTuple = tuple[str, str, Sequence[SupportsIndex], Any]
 # What an instance returns per output: an ndarray (object/bytes/str arrays become
 # BYTES) or (datatype, ndarray) to force the wire datatype, e.g. ("BF16", uint16 array).
 _OutputValue = np.ndarray[Any, Any] | tuple[str, np.ndarray[Any, Any]]
@@ -255,7 +257,11 @@ class GrpcServer:
         server_cert: str = "",
         server_key: str = "",
         root_cert: str = "",
-    ) -> None: ...
+        restricted_protocols: Sequence[tuple[str, str, str]] = (),
+        header_forward_pattern: str = "",
+    ) -> None:
+        """restricted_protocols: (group, full metadata key, value) per restricted
+        protocol group; header_forward_pattern: RE2, case-insensitive by default."""
     def start(self, address: str, port: int) -> int:
         """Binds and starts serving; returns the bound port (port 0 picks one)."""
     def stop(self, grace: float = 0.0) -> None:

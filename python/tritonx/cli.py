@@ -5,8 +5,8 @@ launch scripts work unchanged: booleans take a value (``true/false``, ``on/off``
 ``1/0``, any case), repeatable flags may be given several times, and errors end the
 process with exit code 1 and Triton's wording. Flags of tritonserver that only tune
 machinery tritonx does not have (thread counts, CUDA pools, backend directories) are
-accepted with a warning; flags whose meaning tritonx cannot honour (TLS, restricted
-APIs, caches, tracing) are refused rather than silently ignored.
+accepted with a warning; flags whose meaning tritonx cannot honour (caches, tracing,
+see UNSUPPORTED_FLAGS) are refused rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from tritonx import __version__
+from tritonx.frontends.grpc import PROTOCOL_GROUPS as GRPC_PROTOCOL_GROUPS
 from tritonx.logging_setup import LogOptions, configure
 from tritonx.server import (
     DEFAULT_MAX_INFLIGHT_REQUESTS,
@@ -56,9 +57,7 @@ IGNORED_FLAGS = (
 UNSUPPORTED_FLAGS = frozenset(
     {
         "--http-restricted-api",
-        "--grpc-restricted-protocol",
         "--http-header-forward-pattern",
-        "--grpc-header-forward-pattern",
         "--model-namespacing",
         "--rate-limit",
         "--rate-limit-resource",
@@ -152,6 +151,41 @@ def parse_backend_config(values: Sequence[str]) -> dict[str, dict[str, str]]:
                 f"'<backend name>,<setting>=<value>'. Got {value}"
             )
         result.setdefault(backend, {})[key] = val
+    return result
+
+
+def parse_restricted_features(
+    values: Sequence[str], flag: str, feature_type: str, groups: Sequence[str]
+) -> list[tuple[str, str, str]]:
+    """``<group>[,<group>...]:<key>=<value>`` (repeatable) -> [(group, key, value)].
+
+    tritonserver's parser for ``--grpc-restricted-protocol`` (``feature_type``
+    "protocol") and ``--http-restricted-api`` ("api"), with its messages: a group
+    may appear in one flag only.
+    """
+    result: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    for value in values:
+        names, colon, setting = value.partition(":")
+        key, equals, val = setting.partition("=")
+        if not colon or not equals or not names or not key or not val:
+            raise UsageError(
+                f'Bad option: "{flag}".\n{flag} option format is '
+                f"'<config name>:<setting>=<value>'. Got {value}"
+            )
+        for name in names.split(","):
+            if name not in groups:
+                raise UsageError(
+                    f'Bad option: "{flag}".\n'
+                    f"unknown restricted {feature_type} '{name}'"
+                )
+            if name in seen:
+                raise UsageError(
+                    f'Bad option: "{flag}".\nrestricted {feature_type} '
+                    f"'{name}' can not be specified in multiple config groups"
+                )
+            seen.add(name)
+            result.append((name, key, val))
     return result
 
 
@@ -341,6 +375,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for flag in GRPC_CHANNEL_FLAGS:
         g.add_argument(flag, type=_int, default=None, metavar="<integer>")
+    g.add_argument(
+        "--grpc-restricted-protocol",
+        action="append",
+        default=[],
+        metavar="<string>",
+        help="<protocol>,...:<key>=<value>: calls of these protocol groups must "
+        "carry the metadata 'triton-grpc-protocol-<key>: <value>' (repeatable).",
+    )
+    g.add_argument(
+        "--grpc-header-forward-pattern",
+        default="",
+        metavar="<string>",
+        help="Regex (case-insensitive unless it starts with (?-i)): matching "
+        "metadata becomes string parameters of inference requests.",
+    )
 
     g = p.add_argument_group("Metrics")
     for flag in ("--allow-metrics", "--allow-gpu-metrics", "--allow-cpu-metrics"):
@@ -443,6 +492,14 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         grpc_server_cert=args.grpc_server_cert,
         grpc_server_key=args.grpc_server_key,
         grpc_root_cert=args.grpc_root_cert,
+        grpc_restricted_protocols=parse_restricted_features(
+            args.grpc_restricted_protocol,
+            "--grpc-restricted-protocol",
+            "protocol",
+            GRPC_PROTOCOL_GROUPS,
+        ),
+        # tritonserver matches it case-insensitively; the gRPC server adds "(?i)".
+        grpc_header_forward_pattern=args.grpc_header_forward_pattern,
         grpc_infer_response_compression_level=(
             args.grpc_infer_response_compression_level
         ),

@@ -89,6 +89,10 @@ class ServerOptions:
     grpc_server_cert: Path | None = None  # PEM files, read at start
     grpc_server_key: Path | None = None
     grpc_root_cert: Path | None = None
+    # --grpc-restricted-protocol: (group, key, value), key without Triton's
+    # "triton-grpc-protocol-" prefix; --grpc-header-forward-pattern ("" = none).
+    grpc_restricted_protocols: list[tuple[str, str, str]] = field(default_factory=list)
+    grpc_header_forward_pattern: str = ""
     grpc_infer_response_compression_level: str = "none"
     # gRPC core channel arguments (keepalive, max connection age), by grpc's name.
     grpc_channel_args: dict[str, int] = field(default_factory=dict)
@@ -265,6 +269,8 @@ class Server:
                 server_cert=_read_pem(opts.grpc_server_cert),
                 server_key=_read_pem(opts.grpc_server_key),
                 root_cert=_read_pem(opts.grpc_root_cert),
+                restricted_protocols=opts.grpc_restricted_protocols,
+                header_forward_pattern=opts.grpc_header_forward_pattern,
                 log_settings=AppliedLogSettings(opts.log) if opts.log else None,
             )
             await self._start_frontend("grpc", grpc_frontend, opts.grpc_address)

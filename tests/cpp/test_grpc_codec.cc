@@ -15,8 +15,8 @@ using inference::ModelInferResponse;
 ModelSpec OneInputSpec() {
   ModelSpec spec;
   spec.name = "m";
-  spec.inputs.push_back({"IN", DataType::kFp32, {-1}});
-  spec.outputs.push_back({"OUT", DataType::kFp32, {-1}});
+  spec.inputs.push_back({"IN", DataType::kFp32, {-1}, false, false, {}});
+  spec.outputs.push_back({"OUT", DataType::kFp32, {-1}, false, false, {}});
   return spec;
 }
 
@@ -67,7 +67,10 @@ TEST(GrpcCodec, TypedContentsBecomeRawBytes) {
   EXPECT_EQ(std::string(request.inputs[1].data, request.inputs[1].byte_size),
             std::string("\x01\x00", 2));
   EXPECT_EQ(std::string(request.inputs[2].data, request.inputs[2].byte_size),
-            std::string("\x02\x00\x00\x00" "ab" "\x00\x00\x00\x00", 10));
+            std::string("\x02\x00\x00\x00"
+                        "ab"
+                        "\x00\x00\x00\x00",
+                        10));
   EXPECT_NE(request.inputs[0].owner, nullptr);
 }
 
@@ -101,8 +104,9 @@ TEST(GrpcCodec, MissingDataAndBadDatatype) {
   in->set_datatype("FLOAT");
   InferenceRequest request2;
   status = BuildInferenceRequest(msg, nullptr, &spec, &request2);
-  EXPECT_EQ(status.message(),
-            "inference input 'IN' data-type is '<invalid>', but model 'm' expects 'FP32'");
+  EXPECT_EQ(
+      status.message(),
+      "inference input 'IN' data-type is '<invalid>', but model 'm' expects 'FP32'");
 }
 
 TEST(GrpcCodec, ParametersGoThroughTheCoreRules) {
@@ -127,7 +131,8 @@ TEST(GrpcCodec, ResponseHasOneRawEntryPerOutput) {
   response.model_name = "m";
   response.model_version = 3;
   const float values[2] = {1.0f, 2.0f};
-  Tensor full{"A", DataType::kFp32, {1, 2}, reinterpret_cast<const char*>(values), 8, nullptr};
+  Tensor full{"A", DataType::kFp32, {1, 2}, reinterpret_cast<const char*>(values),
+              8,   nullptr};
   Tensor empty{"B", DataType::kBytes, {1, 0}, nullptr, 0, nullptr};
   response.outputs = {full, empty};
   response.parameters.emplace_back("triton_final_response", ParameterValue(true));
@@ -151,6 +156,25 @@ TEST(GrpcCodec, StatusMapping) {
   EXPECT_TRUE(ToGrpcStatus(Status::Ok()).ok());
   EXPECT_EQ(GrpcCodeFromName("NOT_FOUND"), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(GrpcCodeFromName("bogus"), grpc::StatusCode::INTERNAL);
+}
+
+TEST(GrpcCodec, ControlRequestsMustParse) {
+  // Garbage: a length-delimited field that runs past the end of the message.
+  const std::string garbage("\x0a\xff\xff\xff\x0f garbage", 14);
+  for (const char* rpc : {"ServerLive", "ModelConfig", "RepositoryModelLoad",
+                          "CudaSharedMemoryRegister", "TraceSetting", "LogSettings"}) {
+    const std::string method = std::string("/inference.GRPCInferenceService/") + rpc;
+    EXPECT_FALSE(ControlRequestParses(method, garbage)) << method;
+    EXPECT_TRUE(ControlRequestParses(method, "")) << method;
+  }
+  EXPECT_FALSE(ControlRequestParses("/grpc.health.v1.Health/Check", garbage));
+  inference::ModelConfigRequest request;
+  request.set_name("m");
+  EXPECT_TRUE(ControlRequestParses("/inference.GRPCInferenceService/ModelConfig",
+                                   request.SerializeAsString()));
+  // Methods it does not know are left to whoever answers them.
+  EXPECT_TRUE(ControlRequestParses("/other.Service/Method", garbage));
+  EXPECT_STREQ(kParseFailure, "Unable to parse request");
 }
 
 }  // namespace

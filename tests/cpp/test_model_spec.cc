@@ -89,11 +89,11 @@ TEST(ModelSpec, RejectsMissingRequiredInput) {
   spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, false, false, {}});
   Status status = Validate(spec, {FloatTensor("INPUT0", {1, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
-  EXPECT_EQ(
-      status.message(),
-      "[request id: <id_unknown>] expected 2 inputs but got 1 inputs for model 'm'. Got input(s) ['INPUT0'], "
-      "but missing required input(s) ['INPUT1']. Please provide all required "
-      "input(s).");
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] expected 2 inputs but got 1 inputs for model "
+            "'m'. Got input(s) ['INPUT0'], "
+            "but missing required input(s) ['INPUT1']. Please provide all required "
+            "input(s).");
 }
 
 TEST(ModelSpec, OptionalInputMayBeLeftOut) {
@@ -116,9 +116,9 @@ TEST(ModelSpec, RejectsWrongDataType) {
   input.dtype = DataType::kInt32;
   Status status = Validate(MakeSpec(8), {input});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
-  EXPECT_EQ(
-      status.message(),
-      "[request id: <id_unknown>] inference input 'INPUT0' data-type is 'INT32', but model 'm' expects 'FP32'");
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] inference input 'INPUT0' data-type is 'INT32', "
+            "but model 'm' expects 'FP32'");
 }
 
 TEST(ModelSpec, RejectsWrongShapeWithBatchingNote) {
@@ -171,7 +171,8 @@ TEST(ModelSpec, RejectsBatchSizeMismatchBetweenInputs) {
       Validate(spec, {FloatTensor("INPUT0", {2, 4}), FloatTensor("INPUT1", {3, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(status.message(),
-            "[request id: <id_unknown>] input 'INPUT1' batch size does not match other inputs for 'm'");
+            "[request id: <id_unknown>] input 'INPUT1' batch size does not match other "
+            "inputs for 'm'");
 }
 
 TEST(ModelSpec, RejectsBatchSizeAboveMax) {
@@ -204,19 +205,17 @@ TEST(ModelSpec, ChecksBytesElementCount) {
   auto short_wire = std::make_shared<std::string>(BytesWire({"only"}));
   Status status = Validate(spec, {BytesTensor("TEXT", {1, 2}, short_wire)});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
-  EXPECT_EQ(
-      status.message(),
-      "[request id: <id_unknown>] expected 2 string elements for inference input "
-      "'TEXT' for model 's', got 1");
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] expected 2 string elements for inference input "
+            "'TEXT' for model 's', got 1");
 
   // A length running past the end is malformed: reported as 0 elements.
   auto malformed = std::make_shared<std::string>(BytesWire({"abc", "de"}));
   malformed->resize(malformed->size() - 1);
   status = Validate(spec, {BytesTensor("TEXT", {1, 2}, malformed)});
-  EXPECT_EQ(
-      status.message(),
-      "[request id: <id_unknown>] expected 2 string elements for inference input "
-      "'TEXT' for model 's', got 0");
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] expected 2 string elements for inference input "
+            "'TEXT' for model 's', got 0");
 }
 
 TEST(ModelSpec, RejectsUnknownRequestedOutput) {
@@ -253,6 +252,137 @@ TEST(ModelSpec, FailedValidationLeavesBatchFieldsAlone) {
   EXPECT_FALSE(ValidateRequest(MakeSpec(8), &request).ok());
   EXPECT_EQ(request.batch_size, 1);
   EXPECT_TRUE(request.shape_key.empty());
+}
+
+// A tensor claiming `shape` whose data is `bytes` zero bytes, whatever the shape
+// says (shapes from the wire are not to be trusted).
+Tensor ClaimedTensor(Shape shape, size_t bytes, DataType dtype = DataType::kFp32) {
+  auto data = std::make_shared<std::string>(bytes, '\0');
+  Tensor tensor;
+  tensor.name = "INPUT0";
+  tensor.dtype = dtype;
+  tensor.shape = std::move(shape);
+  tensor.data = data->data();
+  tensor.byte_size = data->size();
+  tensor.owner = std::move(data);
+  return tensor;
+}
+
+constexpr int64_t kHuge = (int64_t{1} << 62) + 4;
+
+TEST(ModelSpecOverflow, ByteSizeThatWrapsIsRefused) {
+  // 2^62+4 FP32 elements is 2^64+16 bytes: wrapped, it would equal the 16 sent.
+  Status status = Validate(MakeSpec(8, {-1}), {ClaimedTensor({1, kHuge}, 16)});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(
+      status.message(),
+      "byte size for tensor 'INPUT0' exceeds maximum size of 9223372036854775807");
+}
+
+TEST(ModelSpecOverflow, ElementCountThatWrapsIsRefused) {
+  // 2^32 * 2^32 elements wraps to 0, which would match an empty payload.
+  Status status = Validate(MakeSpec(0, {-1, -1}),
+                           {ClaimedTensor({int64_t{1} << 32, int64_t{1} << 32}, 0)});
+  EXPECT_EQ(
+      status.message(),
+      "byte size for tensor 'INPUT0' exceeds maximum size of 9223372036854775807");
+  ModelSpec text = MakeSpec(0, {-1, -1});
+  text.inputs[0].dtype = DataType::kBytes;
+  status = Validate(
+      text, {ClaimedTensor({int64_t{1} << 32, int64_t{1} << 32}, 0, DataType::kBytes)});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            "element count for tensor 'INPUT0' exceeds maximum size of "
+            "9223372036854775807");
+}
+
+TEST(ModelSpecOverflow, LargeButRepresentableSizeIsAMismatch) {
+  Status status = Validate(MakeSpec(0, {-1}), {ClaimedTensor({int64_t{1} << 40}, 16)});
+  EXPECT_EQ(
+      status.message(),
+      "[request id: <id_unknown>] input byte size mismatch for input 'INPUT0' for "
+      "model 'm'. Expected 4398046511104, got 16");
+}
+
+TEST(ModelSpecNegativeDims, UnspecifiedDimIsRefusedWithTritonsMessage) {
+  InferenceRequest request;
+  request.id = "r1";
+  request.inputs.push_back(ClaimedTensor({1, -1}, 4));
+  Status status = ValidateRequest(MakeSpec(8, {-1}), &request);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            "[request id: r1] All input dimensions should be specified for input "
+            "'INPUT0' for model 'm', got [1,-1]");
+  status = Validate(MakeSpec(0, {-1, 4}), {ClaimedTensor({-1, 4}, 16)});
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] All input dimensions should be specified for "
+            "input 'INPUT0' for model 'm', got [-1,4]");
+}
+
+TEST(ModelSpecNegativeDims, OtherNegativeDimsAreInvalid) {
+  Status status = Validate(MakeSpec(8, {-1}), {ClaimedTensor({1, -4}, 16)});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(), "tensor 'INPUT0' contains an invalid dimension [1,-4]");
+  // Two negatives multiply to a positive count; still refused.
+  status = Validate(MakeSpec(0, {-1, -1}), {ClaimedTensor({-2, -2}, 16)});
+  EXPECT_EQ(status.message(), "tensor 'INPUT0' contains an invalid dimension [-2,-2]");
+  // A negative batch dim.
+  status = Validate(MakeSpec(8, {4}), {ClaimedTensor({-1, 4}, 16)});
+  EXPECT_EQ(status.message(), "tensor 'INPUT0' contains an invalid dimension [-1,4]");
+  ModelSpec text = MakeSpec(0, {-1});
+  text.inputs[0].dtype = DataType::kBytes;
+  status = Validate(text, {ClaimedTensor({-3}, 0, DataType::kBytes)});
+  EXPECT_EQ(status.message(),
+            "tensor 'INPUT0' contains an invalid dimension in shape [-3]");
+}
+
+TEST(ModelSpecZeroBatch, ZeroBatchIsRefused) {
+  // What tritonclient sends for np.zeros((0, 4)): Triton reports the size of one
+  // item as expected, the batch dim being dropped.
+  Status status = Validate(MakeSpec(8, {4}), {ClaimedTensor({0, 4}, 0)});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(
+      status.message(),
+      "[request id: <id_unknown>] input byte size mismatch for input 'INPUT0' for "
+      "model 'm'. Expected 16, got 0");
+  // Data for exactly one item with a zero batch dim is refused too.
+  status = Validate(MakeSpec(8, {4}), {ClaimedTensor({0, 4}, 16)});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] inference request batch-size must be >= 1 for "
+            "'m'");
+  // Zero-sized non-batch dims stay valid.
+  InferenceRequest empty_item;
+  empty_item.inputs.push_back(ClaimedTensor({2, 0}, 0));
+  EXPECT_TRUE(ValidateRequest(MakeSpec(8, {-1}), &empty_item).ok());
+  EXPECT_EQ(empty_item.batch_size, 2);
+  // A model that does not batch may take a zero-sized first dim.
+  EXPECT_TRUE(Validate(MakeSpec(0, {-1, 4}), {ClaimedTensor({0, 4}, 0)}).ok());
+}
+
+TEST(ModelSpecZeroBatch, BatchSizeIsCheckedBeforeShapes) {
+  // Triton settles the batch size before looking at shapes.
+  Status status = Validate(MakeSpec(8, {4}), {FloatTensor("INPUT0", {9, 3})});
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] inference request batch-size must be <= 8 for "
+            "'m'");
+}
+
+TEST(CheckedElementCount, CountsAndRefuses) {
+  int64_t count = -7;
+  EXPECT_EQ(CheckedElementCount({}, &count), ShapeCount::kOk);
+  EXPECT_EQ(count, 1);
+  EXPECT_EQ(CheckedElementCount({0, int64_t{1} << 62, 8}, &count), ShapeCount::kOk);
+  EXPECT_EQ(count, 0);
+  EXPECT_EQ(CheckedElementCount({int64_t{1} << 31, int64_t{1} << 31}, &count),
+            ShapeCount::kOk);
+  EXPECT_EQ(count, int64_t{1} << 62);
+  // 2^63 is one past INT64_MAX.
+  EXPECT_EQ(CheckedElementCount({int64_t{1} << 62, 2}, &count), ShapeCount::kOverflow);
+  EXPECT_EQ(CheckedElementCount({3, -1}, &count), ShapeCount::kInvalidDim);
+  // Triton's order: the overflow at the second dim comes before the negative third.
+  EXPECT_EQ(CheckedElementCount({int64_t{1} << 62, 4, -2}, &count),
+            ShapeCount::kOverflow);
 }
 
 }  // namespace

@@ -27,6 +27,7 @@ from google.protobuf.message import DecodeError, Message
 
 from tritonx import __version__
 from tritonx.errors import (
+    InternalError,
     InvalidArgumentError,
     NotFoundError,
     UnavailableError,
@@ -38,6 +39,26 @@ logger = logging.getLogger("tritonx.grpc")
 
 _SERVICE = "/inference.GRPCInferenceService/"
 _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+
+# tritonserver's status message (INTERNAL) for a request message that does not parse.
+PARSE_FAILURE = "Unable to parse request"
+
+# What tritonserver prepends to the key of --grpc-restricted-protocol: the metadata a
+# client must send is "triton-grpc-protocol-<key>: <value>".
+RESTRICTED_HEADER_PREFIX = "triton-grpc-protocol-"
+
+# The protocol groups --grpc-restricted-protocol accepts.
+PROTOCOL_GROUPS = (
+    "health",
+    "metadata",
+    "inference",
+    "shared-memory",
+    "model-config",
+    "model-repository",
+    "statistics",
+    "trace",
+    "logging",
+)
 
 # The eight inference_stats durations perf_analyzer expects to find, even at zero.
 _INFER_STAT_FIELDS = (
@@ -187,9 +208,16 @@ class GrpcFrontend:
         server_cert: str = "",
         server_key: str = "",
         root_cert: str = "",
+        restricted_protocols: Sequence[tuple[str, str, str]] = (),
+        header_forward_pattern: str = "",
         log_settings: Any = None,
         trace_settings: Any = None,
     ) -> None:
+        """``server_cert``, ``server_key`` and ``root_cert`` are PEM contents (the
+        server reads the files named on the command line). ``restricted_protocols``
+        holds ``(group, key, value)`` per ``--grpc-restricted-protocol`` group, the
+        key as given on the command line (without ``RESTRICTED_HEADER_PREFIX``).
+        """
         from tritonx._proto import grpc_service_pb2, health_pb2
 
         # Generated modules have no type stubs; their classes are looked up by name.
@@ -204,11 +232,6 @@ class GrpcFrontend:
         self._server_id = server_id
         self._version = version
         self._extensions = list(extensions)
-        if use_ssl:
-            # The flags name PEM files; the C++ server takes their contents.
-            server_cert, server_key, root_cert = (
-                _read_pem(path) for path in (server_cert, server_key, root_cert)
-            )
         self._server_options: dict[str, Any] = {
             "control_threads": control_threads,
             "infer_compression_level": infer_compression_level,
@@ -218,6 +241,11 @@ class GrpcFrontend:
             "server_cert": server_cert,
             "server_key": server_key,
             "root_cert": root_cert,
+            "restricted_protocols": [
+                (group, RESTRICTED_HEADER_PREFIX + key, value)
+                for group, key, value in restricted_protocols
+            ],
+            "header_forward_pattern": header_forward_pattern,
         }
         self.log_settings = log_settings or default_log_settings()
         self.trace_settings = trace_settings or default_trace_settings()
@@ -287,6 +315,9 @@ class GrpcFrontend:
         self._server = server_type(self._registry, self.handle, **self._server_options)
         try:
             port: int = self._server.start(self._host, self._port)
+        except InvalidArgumentError:
+            self._server = None  # a bad restricted protocol or forward pattern
+            raise
         except Exception as exc:
             self._server = None
             # The server maps bind failures to OSError-like startup errors.
@@ -313,8 +344,10 @@ class GrpcFrontend:
         request = request_type()
         try:
             request.ParseFromString(data)
-        except DecodeError as exc:
-            raise InvalidArgumentError(f"unable to parse request: {exc}") from None
+        except DecodeError:
+            # The C++ server already answers undecodable messages so; kept for
+            # callers that reach this handler directly.
+            raise InternalError(PARSE_FAILURE) from None
         return fn(request).SerializeToString()
 
     def _run_on_loop(self, coro: Any) -> Any:
@@ -477,6 +510,11 @@ class GrpcFrontend:
                 raise InvalidArgumentError(
                     f"Request for unknown model : {request.model_name}"
                 ) from None
+        if "trace_file" in request.settings:
+            # Like Triton: a client may not point the server at a file, nor clear it.
+            raise UnsupportedError(
+                "trace file location can not be updated through network protocol"
+            )
         if request.settings:
             changes = {
                 key: (list(value.value) if value.value else None)
@@ -510,13 +548,6 @@ class GrpcFrontend:
             else:
                 entry.string_param = str(value)
         return response
-
-
-def _read_pem(path: str) -> str:
-    if not path:
-        return ""
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
 
 
 def _json_safe(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,75 @@
+// WorkerPool: threads for the gRPC server's control-plane handlers. They are
+// started on demand up to a cap, so that a few slow calls (model loads) do not
+// queue the quick ones behind them, and no thread exists until one is needed.
+//
+// Thread safety: Submit and Shutdown may be called from any thread. Ownership:
+// owned by the GrpcServer; tasks run on the pool's own threads.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace tritonx {
+namespace grpcfe {
+
+class WorkerPool {
+ public:
+  explicit WorkerPool(size_t max_threads)
+      : max_threads_(max_threads ? max_threads : 1) {}
+  ~WorkerPool() { Shutdown(); }
+
+  void Submit(std::function<void()> task) {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(task));
+    if (queue_.size() > idle_ && threads_.size() < max_threads_) {
+      threads_.emplace_back([this] { Loop(); });
+    } else {
+      cv_.notify_one();
+    }
+  }
+
+  // Runs what is queued, then joins every thread.
+  void Shutdown() {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      threads.swap(threads_);
+    }
+    cv_.notify_all();
+    for (auto& thread : threads) thread.join();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      ++idle_;
+      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      --idle_;
+      if (queue_.empty()) return;  // stopping and drained
+      auto task = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  }
+
+  const size_t max_threads_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  std::vector<std::thread> threads_;
+  size_t idle_ = 0;
+  bool stop_ = false;
+};
+
+}  // namespace grpcfe
+}  // namespace tritonx
