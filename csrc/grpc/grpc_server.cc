@@ -495,6 +495,17 @@ Status GrpcServer::Impl::Start(const std::string& address, int port, int* bound_
 
   std::shared_ptr<grpc::ServerCredentials> credentials;
   if (options_.use_ssl) {
+    // Without these grpc only fails to listen, which reads as a port problem.
+    if (options_.server_cert.empty() || options_.server_key.empty()) {
+      return Status(StatusCode::kInvalidArg,
+                    "gRPC SSL needs a server certificate and key "
+                    "(--grpc-server-cert, --grpc-server-key)");
+    }
+    if (options_.use_mutual_auth && options_.root_cert.empty()) {
+      return Status(StatusCode::kInvalidArg,
+                    "gRPC mutual SSL needs the CA certificate that client "
+                    "certificates must chain to (--grpc-root-cert)");
+    }
     grpc::SslServerCredentialsOptions ssl(
         options_.use_mutual_auth
             ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY

@@ -183,3 +183,23 @@ def test_missing_certificate_file_stops_the_server(pki: Pki, repo: Path) -> None
     with run_server(repo, *flags, expect_ready=False) as server:
         assert server.process.wait(timeout=60) != 0
     assert "missing.crt" in server.log_text()
+
+
+@pytest.mark.parametrize(
+    ("drop", "message"),
+    [
+        (
+            "--grpc-server-key",
+            "gRPC SSL needs a server certificate and key "
+            "(--grpc-server-cert, --grpc-server-key)",
+        ),
+        ("--grpc-root-cert", "gRPC mutual SSL needs the CA certificate"),
+    ],
+)
+def test_tls_without_its_files_says_which(
+    pki: Pki, repo: Path, drop: str, message: str
+) -> None:
+    flags = [f for f in _tls_flags(pki, mutual=True) if not f.startswith(drop)]
+    with run_server(repo, *flags, expect_ready=False) as server:
+        assert server.process.wait(timeout=60) != 0
+    assert "error: creating server: Invalid argument - " + message in server.log_text()
