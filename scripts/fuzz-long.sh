@@ -51,7 +51,8 @@ print("(wrong code: 5xx / INTERNAL where Triton 2.51 answers a client error, or 
       " misleading gRPC code; see docs/reliability.md)")
 live = doc.get("liveness", {})
 print(f"\n/v2/health/live: {live.get('probes', 0)} probes, {live.get('failures', 0)} failed,"
-      f" max {live.get('max_ms', 0)} ms")
+      f" max {live.get('max_ms', 0)} ms caused by the server"
+      f" ({live.get('raw_max_ms', 0)} ms wall clock, CPU run-queue waits included)")
 for proto, samples in sorted(doc.get("samples", {}).items()):
     seen = set()
     for sample in samples:

@@ -74,7 +74,7 @@ def target(server: RunningServer) -> Target:
 
 @pytest.fixture(scope="module")
 def prober(server: RunningServer) -> Iterator[LivenessProber]:
-    probe = LivenessProber(server.ports["http"])
+    probe = LivenessProber(server.ports["http"], server.process.pid)
     yield probe
     probe.close()
 
