@@ -335,9 +335,18 @@ def test_surrogate_bytes_element(target: Target) -> None:
     send(target, request_bytes("POST", "/v2/models/fuzz_bytes/infer", dumps(body)))
 
 
-def test_deep_index_body(target: Target) -> None:
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/repository/index",
+        "/v2/repository/models/add_sub/load",
+        "/v2/repository/models/add_sub/unload",
+    ],
+)
+def test_deep_repository_bodies(target: Target, path: str) -> None:
     body = ("[" * 100_000 + "]" * 100_000).encode()
-    send(target, request_bytes("POST", "/v2/repository/index", body))
+    send(target, request_bytes("POST", path, body))
+    send(target, request_bytes("POST", path, b'{"parameters":' + body + b"}"))
 
 
 def test_oversized_body_and_headers(target: Target) -> None:
