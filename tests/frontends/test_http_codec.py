@@ -305,7 +305,13 @@ def test_encode_response_json_and_binary() -> None:
         (b"/v2/models/m/versions/x", Route("not_found")),
         (b"/v2/models/m/", Route("not_found")),
         (b"/v3", Route("not_found")),
-        (b"/v2/models/m/generate", Route("not_found")),
+        # Served as 404 by the frontend, but resolved so that restrictions apply.
+        (b"/v2/models/m/generate", Route("generate", "m")),
+        (b"/v2/models/m/trace/setting", Route("trace", "m")),
+        (b"/v2/trace/setting", Route("trace")),
+        (b"/v2/logging", Route("logging")),
+        (b"/v2/systemsharedmemory/region/r/status", Route("shared_memory")),
+        (b"/v2/cudasharedmemory/unregister", Route("shared_memory")),
     ],
 )
 def test_routes(url: bytes, route: Route) -> None:

@@ -148,13 +148,20 @@ def _bytes_to_wire(data: list[Any], expected: int) -> bytes:
     for item in flat:
         if not isinstance(item, str):
             raise _parse_error("attempt to access " + _JSON_ACCESS["BYTES"])
-        raw = item.encode("utf-8", "surrogateescape")
+        try:
+            raw = item.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            # A lone surrogate from a JSON escape; rapidjson refuses it so.
+            raise InvalidArgumentError(
+                "failed to parse the request JSON buffer: The surrogate pair in "
+                "string is invalid."
+            ) from None
         parts.append(pack(len(raw)))
         parts.append(raw)
     return b"".join(parts)
 
 
-def wire_bytes_to_list(raw: bytes | memoryview, count: int) -> list[bytes]:
+def wire_bytes_to_list(raw: bytes | bytearray | memoryview, count: int) -> list[bytes]:
     """Split length-prefixed BYTES wire data into ``count`` elements."""
     view = memoryview(raw)
     out: list[bytes] = []
@@ -170,7 +177,9 @@ def wire_bytes_to_list(raw: bytes | memoryview, count: int) -> list[bytes]:
     return out
 
 
-def wire_to_json(datatype: str, shape: Sequence[int], raw: bytes | memoryview) -> str:
+def wire_to_json(
+    datatype: str, shape: Sequence[int], raw: bytes | bytearray | memoryview
+) -> str:
     """Wire bytes of one output -> the JSON text of its flat ``data`` array."""
     if datatype == "FP16" or datatype == "BF16":
         raise InvalidArgumentError(

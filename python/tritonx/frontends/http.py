@@ -5,6 +5,11 @@
 parses the body, submits to the core with a future and writes the response from the
 future's done-callback, so the per-request Python work is a JSON parse, one core
 call and one bytes join. The control-plane routes (load/unload) run as tasks.
+JSON bodies and JSON output data beyond ``http_offload.OFFLOAD_BYTES`` are parsed and
+rendered in helper processes, so one large request cannot stall the loop.
+
+Access control (restricted API groups, header forwarding, TLS) lives in
+``http_access``; request-head limits in ``http_protocol``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import asyncio
 import base64
 import binascii
 import json
+import re
+import ssl
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,11 +29,21 @@ from tritonx.errors import (
     InternalError,
     InvalidArgumentError,
     TritonXError,
+    UnavailableError,
     UnsupportedError,
 )
 from tritonx.frontends import http_infer
 from tritonx.frontends.base import SERVER_EXTENSIONS
+from tritonx.frontends.http_access import (
+    AccessRules,
+    Restrictions,
+    compile_forward_pattern,
+    forwarded_headers,
+)
+from tritonx.frontends.http_offload import OFFLOAD_BYTES, JsonOffload, MemoryReturn
 from tritonx.frontends.http_protocol import (
+    DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_HEADER_SIZE,
     JSON,
     OCTETS,
     TEXT,
@@ -116,6 +133,11 @@ class HttpFrontend:
         version: str = __version__,
         extensions: Sequence[str] = SERVER_EXTENSIONS,
         reuse_port: bool = False,
+        restricted_apis: Restrictions | None = None,
+        header_forward_pattern: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+        max_header_count: int = DEFAULT_MAX_HEADER_COUNT,
     ) -> None:
         from tritonx import _native
 
@@ -126,6 +148,17 @@ class HttpFrontend:
         self._port = port
         self._reuse_port = reuse_port
         self._max_input_size = max_input_size
+        self._max_header_size = max_header_size
+        self._max_header_count = max_header_count
+        self._access = AccessRules(restricted_apis or {})
+        self._forward: re.Pattern[str] | None = (
+            compile_forward_pattern(header_forward_pattern)
+            if header_forward_pattern
+            else None
+        )
+        self._ssl_context = ssl_context
+        self._offload = JsonOffload()
+        self._memory = MemoryReturn()
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[HttpConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -158,15 +191,22 @@ class HttpFrontend:
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
         self._loop = loop
+        keep_raw = self._forward is not None
         self._server = await loop.create_server(
             lambda: HttpConnection(
-                self._dispatch, self._max_input_size, self._connections
+                self._dispatch,
+                self._max_input_size,
+                self._connections,
+                max_header_size=self._max_header_size,
+                max_header_count=self._max_header_count,
+                keep_raw_headers=keep_raw,
             ),
             self._host,
             self._port,
             reuse_address=True,
             reuse_port=self._reuse_port or None,
             backlog=1024,
+            ssl=self._ssl_context,
         )
         return int(self._server.sockets[0].getsockname()[1])
 
@@ -184,12 +224,21 @@ class HttpFrontend:
             conn.abort()
         for task in list(self._tasks):
             task.cancel()
+        self._offload.close()
+        self._memory.close()
         self._server = None
 
     # -- routing ---------------------------------------------------------------------
 
     def _dispatch(self, message: HttpMessage, slot: Slot) -> None:
+        if len(message.body) > OFFLOAD_BYTES:
+            slot.on_done = self._memory.note
         route = resolve(message.url)
+        if self._access:
+            refusal = self._access.refusal(route.kind, message.headers)
+            if refusal is not None:
+                slot.done(refusal)
+                return
         method = ROUTE_METHODS.get(route.kind)
         if method is None:
             slot.done(_NOT_FOUND)
@@ -348,10 +397,54 @@ class HttpFrontend:
                 parsed = http_infer.raw_input(
                     body, info.inputs, info.max_batch_size, name
                 )
+            elif (len(body) if hlen is None else hlen) > OFFLOAD_BYTES:
+                # Only the JSON part travels; binary inputs stay here as views.
+                header = body if hlen is None else bytes(memoryview(body)[:hlen])
+                parsing = self._offload.run(
+                    http_infer.parse_header, header, hlen, len(body), name
+                )
+                parsing.add_done_callback(
+                    lambda f: self._infer_parsed(f, message, slot, model)
+                )
+                return
             else:
                 parsed = http_infer.parse_infer(body, hlen, name)
+        except Exception as exc:
+            slot.done(_error(exc))
+            return
+        self._submit(model, parsed, message, slot)
+
+    def _infer_parsed(
+        self,
+        parsing: asyncio.Future[http_infer.ParsedInfer],
+        message: HttpMessage,
+        slot: Slot,
+        model: Any,
+    ) -> None:
+        try:
+            parsed = self._offload.result(parsing)
+            http_infer.attach_binary(parsed, message.body)
+        except Exception as exc:
+            slot.done(_error(exc))
+            return
+        self._submit(model, parsed, message, slot)
+
+    def _submit(
+        self,
+        model: Any,
+        parsed: http_infer.ParsedInfer,
+        message: HttpMessage,
+        slot: Slot,
+    ) -> None:
+        try:
+            params: dict[str, Any] | None = parsed.parameters
+            if self._forward is not None and message.raw_headers:
+                forwarded = forwarded_headers(self._forward, message.raw_headers)
+                if forwarded:
+                    # After the JSON ones, as Triton adds them: a header wins.
+                    params = {**params, **forwarded} if params else forwarded
             request = self._request_type(
-                parsed.id, parsed.inputs, parsed.outputs, parsed.parameters
+                parsed.id, parsed.inputs, parsed.outputs, params
             )
             assert self._loop is not None
             future = self._loop.create_future()
@@ -369,8 +462,41 @@ class HttpFrontend:
         parsed: http_infer.ParsedInfer,
         accept: bytes | None,
     ) -> None:
+        # The error is taken without re-raising it: raising would chain this
+        # frame (and the request it references) onto the exception the future
+        # keeps, a cycle only a full GC would free.
+        error = _future_error(future)
+        if error is not None:
+            slot.done(_error(error))
+            return
         try:
             result = future.result()
+            items = http_infer.json_items(
+                result.outputs, parsed.binary_outputs, parsed.default_binary
+            )
+            if sum(raw.nbytes for _, _, raw in items) > OFFLOAD_BYTES:
+                # Rendering millions of numbers as text holds the GIL for seconds.
+                jobs = [(datatype, shape, bytes(raw)) for datatype, shape, raw in items]
+                rendering = self._offload.run(http_infer.render_json_data, jobs)
+                rendering.add_done_callback(
+                    lambda f: self._respond(slot, result, parsed, accept, f)
+                )
+                return
+        except BaseException as exc:
+            slot.done(_error(exc))
+            return
+        self._respond(slot, result, parsed, accept, None)
+
+    def _respond(
+        self,
+        slot: Slot,
+        result: Any,
+        parsed: http_infer.ParsedInfer,
+        accept: bytes | None,
+        rendering: asyncio.Future[list[bytes]] | None,
+    ) -> None:
+        try:
+            json_data = None if rendering is None else self._offload.result(rendering)
             header, binaries = http_infer.encode_response(
                 result.model_name,
                 result.model_version,
@@ -379,10 +505,13 @@ class HttpFrontend:
                 result.outputs,
                 parsed.binary_outputs,
                 parsed.default_binary,
+                json_data,
             )
         except BaseException as exc:
             slot.done(_error(exc))
             return
+        if len(header) > OFFLOAD_BYTES:
+            slot.on_done = self._memory.note
         encoding = "identity" if accept is None else _compression(accept)
         if encoding != "identity":
             slot.done(_compressed(header, binaries, encoding))
@@ -402,6 +531,12 @@ class HttpFrontend:
             slot.done(response(200, header))
 
 
+def _future_error(future: asyncio.Future[Any]) -> BaseException | None:
+    if future.cancelled():
+        return UnavailableError("the request was cancelled")
+    return future.exception()
+
+
 def _compressed(
     header: bytes, binaries: list[memoryview], encoding: str
 ) -> list[Buffer]:
@@ -418,14 +553,14 @@ def _compressed(
     return response(200, data, JSON, extra)
 
 
-def _load_json(body: bytes) -> Any:
+def _load_json(body: bytes | bytearray) -> Any:
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InternalError(f"failed to parse the request JSON buffer: {exc}") from None
 
 
-def _load_parameters(body: bytes) -> dict[str, Any]:
+def _load_parameters(body: bytes | bytearray) -> dict[str, Any]:
     if not body:
         return {}
     request = _load_json(body)

@@ -5,7 +5,13 @@ given in binary (``binary_data_size``) is passed on as memoryviews into the requ
 body, never copied; outputs marked binary are written from the response tensors'
 ``raw()`` views. Checks and messages follow Triton's HTTP frontend, in its order;
 everything about the tensors themselves (names, shapes, sizes, datatypes against the
-model) is left to the core's validation.
+model) is left to the core's validation, but every value is checked to be one the
+core can take (integers within 64 bits, strings encodable as UTF-8): such range
+errors answer 400 with Triton's message for the JSON member, never a binding error.
+
+Parsing is split so that the JSON part can run in a helper process
+(``http_offload``): ``parse_header`` needs only the JSON bytes and returns binary
+inputs as ``slice`` objects into the body, which ``attach_binary`` turns into views.
 """
 
 from __future__ import annotations
@@ -18,8 +24,16 @@ from tritonx.errors import InternalError, InvalidArgumentError, UnsupportedError
 from tritonx.frontends import codec
 
 Buffer = bytes | bytearray | memoryview
-InputTuple = tuple[str, str, list[int], Buffer]
+# Input data: wire bytes, a view into the body, or (from parse_header) a slice of it.
+InputTuple = tuple[str, str, list[int], Buffer | slice]
 ParamValue = bool | int | float | str
+
+INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1
+# Inputs, and requested outputs, one request may name. Triton has no such limit,
+# but a request naming more tensors than any model has cannot succeed, and each
+# one costs work before the core can refuse it.
+MAX_TENSORS = 4096
 
 
 class ParsedInfer:
@@ -78,8 +92,40 @@ def _loads(data: Buffer) -> Any:
     try:
         # json accepts bytes and bytearray but not memoryview.
         return json.loads(bytes(data) if isinstance(data, memoryview) else data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        # rapidjson's wording; Python's names the codec.
+        raise InternalError(
+            "failed to parse the request JSON buffer: Invalid encoding in string."
+        ) from None
+    except ValueError as exc:
         raise InternalError(f"failed to parse the request JSON buffer: {exc}") from None
+    except RecursionError:
+        raise InternalError(
+            "failed to parse the request JSON buffer: the document is nested too "
+            "deeply."
+        ) from None
+
+
+def checked_text(value: str) -> str:
+    """``value`` if it is encodable as UTF-8. JSON ``\\ud800`` escapes decode to
+    lone surrogates, which the core cannot take; rapidjson refuses them while
+    parsing, with this message."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(
+                "failed to parse the request JSON buffer: The surrogate pair in "
+                "string is invalid."
+            ) from None
+    return value
+
+
+def _unsigned(member: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"Unable to parse '{member}': attempt to access JSON non-unsigned-integer "
+        "as unsigned-integer"
+    )
 
 
 def _missing(member: str) -> InternalError:
@@ -93,11 +139,30 @@ def _wrong_type(member: str, what: str) -> InternalError:
     return InternalError(f"Unable to parse '{member}': attempt to access JSON {what}")
 
 
-def parse_infer(body: bytes, hlen: int | None, model: str) -> ParsedInfer:
+def parse_infer(body: Buffer, hlen: int | None, model: str) -> ParsedInfer:
     """Parse a JSON (``hlen is None``) or binary-extension (``hlen > 0``) body."""
-    view = memoryview(body)
-    header = body if hlen is None else view[:hlen]
-    doc = _loads(header if isinstance(header, bytes) else bytes(header))
+    header = body if hlen is None else memoryview(body)[:hlen]
+    parsed = parse_header(header, hlen, len(body), model)
+    attach_binary(parsed, body)
+    return parsed
+
+
+def attach_binary(parsed: ParsedInfer, body: Buffer) -> None:
+    """Replace the slices ``parse_header`` left for binary inputs by views into
+    ``body`` (no copy)."""
+    view: memoryview | None = None
+    for i, (name, datatype, shape, data) in enumerate(parsed.inputs):
+        if isinstance(data, slice):
+            if view is None:
+                view = memoryview(body)
+            parsed.inputs[i] = (name, datatype, shape, view[data])
+
+
+def parse_header(
+    header: Buffer, hlen: int | None, body_size: int, model: str
+) -> ParsedInfer:
+    """The JSON part of an infer body; ``body_size`` is the whole body's length."""
+    doc = _loads(header)
     if not isinstance(doc, dict):
         raise _missing("inputs")
     parsed = ParsedInfer()
@@ -105,7 +170,7 @@ def parse_infer(body: bytes, hlen: int | None, model: str) -> ParsedInfer:
     if rid is not None:
         if not isinstance(rid, str):
             raise _wrong_type("id", "non-string as string")
-        parsed.id = rid
+        parsed.id = checked_text(rid)
     params = doc.get("parameters")
     if params is not None:
         _parse_parameters(params, parsed)
@@ -114,10 +179,11 @@ def parse_infer(body: bytes, hlen: int | None, model: str) -> ParsedInfer:
         raise _missing("inputs")
     if not isinstance(inputs, list):
         raise _wrong_type("inputs", "non-array as array")
+    _check_count(len(inputs), "inputs")
     offset = 0 if hlen is None else hlen
     for item in inputs:
-        offset = _parse_input(item, parsed, view, offset, hlen, model)
-    if hlen is not None and offset != len(body):
+        offset = _parse_input(item, parsed, body_size, offset, hlen, model)
+    if hlen is not None and offset != body_size:
         raise InvalidArgumentError(
             f"unexpected additional input data for model '{model}'"
         )
@@ -127,30 +193,69 @@ def parse_infer(body: bytes, hlen: int | None, model: str) -> ParsedInfer:
     return parsed
 
 
+def _check_count(count: int, what: str) -> None:
+    if count > MAX_TENSORS:
+        raise InvalidArgumentError(
+            f"the request has {count} {what}, more than the {MAX_TENSORS} this "
+            "server accepts in one request"
+        )
+
+
 def _parse_parameters(params: Any, parsed: ParsedInfer) -> None:
     if not isinstance(params, dict):
         raise InternalError("failed to get request params.")
     out: dict[str, ParamValue] = {}
     for key, value in params.items():
+        checked_text(key)
         if key == "binary_data_output":
             if not isinstance(value, bool):
                 raise _wrong_type(key, "non-boolean as boolean")
             parsed.default_binary = value
             continue
-        if value is None or isinstance(value, (dict, list)):
-            raise InvalidArgumentError(
-                f"parameter '{key}' has invalid type. It should be either 'int', "
-                "'bool', or 'string'."
-            )
-        out[key] = value
+        out[key] = _parameter(key, value)
     if out:
         parsed.parameters = out
+
+
+def _parameter(key: str, value: Any) -> ParamValue:
+    """One request parameter, typed the way Triton's HTTP frontend reads it."""
+    is_int = type(value) is int
+    if key in ("priority", "timeout"):
+        if not is_int or not 0 <= value <= UINT64_MAX:
+            raise _unsigned(key)
+        return int(value)
+    if key == "sequence_id":
+        if is_int and 0 <= value <= UINT64_MAX:
+            return int(value)
+        if isinstance(value, str):
+            return checked_text(value)
+        raise InvalidArgumentError(
+            "Unable to parse 'sequence_id': attempt to access JSON non-string as string"
+        )
+    if key in ("sequence_start", "sequence_end"):
+        if not isinstance(value, bool):
+            raise InvalidArgumentError(
+                f"Unable to parse '{key}': attempt to access JSON non-boolean as "
+                "boolean"
+            )
+        return value
+    if isinstance(value, str):
+        return checked_text(value)
+    if is_int:
+        # Triton keeps integers that do not fit int64 as doubles.
+        return int(value) if -INT64_MAX - 1 <= value <= INT64_MAX else float(value)
+    if isinstance(value, (bool, float)):
+        return value
+    raise InvalidArgumentError(
+        f"parameter '{key}' has invalid type. It should be either 'int', "
+        "'bool', or 'string'."
+    )
 
 
 def _parse_input(
     item: Any,
     parsed: ParsedInfer,
-    view: memoryview,
+    body_size: int,
     offset: int,
     hlen: int | None,
     model: str,
@@ -192,9 +297,19 @@ def _parse_input(
         if shape is None:
             raise _missing("shape")
         raise _wrong_type("shape", "non-array as array")
+    checked_text(name)
     for dim in shape:
         if type(dim) is not int or dim < 0:
             raise _wrong_type("shape", "non-unsigned-integer as unsigned-integer")
+        if dim > INT64_MAX:
+            # Triton reads dims as uint64 and its core as int64; larger ones are
+            # refused here rather than wrapping.
+            if dim > UINT64_MAX:
+                raise _unsigned("shape")
+            raise InvalidArgumentError(
+                f"Unable to parse 'shape': dimension {dim} of input '{name}' is "
+                f"larger than the maximum of {INT64_MAX}"
+            )
     if has_shm:
         raise InvalidArgumentError(
             f"shared memory inputs are not supported by this server (input '{name}')"
@@ -214,13 +329,13 @@ def _parse_input(
                 "and 'binary_data_size' when passing inputs in binary data format"
             )
         end = offset + size
-        if end > len(view):
-            missing = end - len(view)
+        if end > body_size:
+            missing = end - body_size
             raise InvalidArgumentError(
                 f"unexpected size for input '{name}', expecting {missing} additional "
                 f"bytes for model '{model}'"
             )
-        parsed.inputs.append((name, datatype, shape, view[offset:end]))
+        parsed.inputs.append((name, datatype, shape, slice(offset, end)))
         return end
     if codec.element_count(shape) == 0:
         parsed.inputs.append((name, datatype, shape, b""))
@@ -233,6 +348,7 @@ def _parse_input(
 def _parse_outputs(outputs: Any, parsed: ParsedInfer) -> None:
     if not isinstance(outputs, list):
         raise _wrong_type("outputs", "non-array as array")
+    _check_count(len(outputs), "outputs")
     for item in outputs:
         if not isinstance(item, dict):
             raise _missing("name")
@@ -243,6 +359,7 @@ def _parse_outputs(outputs: Any, parsed: ParsedInfer) -> None:
                 if name is None
                 else _wrong_type("name", "non-string as string")
             )
+        checked_text(name)
         oparams = item.get("parameters")
         if isinstance(oparams, dict):
             if "shared_memory_region" in oparams:
@@ -265,7 +382,7 @@ def _parse_outputs(outputs: Any, parsed: ParsedInfer) -> None:
 
 
 def raw_input(
-    body: bytes,
+    body: bytes | bytearray,
     inputs: Sequence[tuple[str, str, Sequence[int]]],
     max_batch_size: int,
     model: str,
@@ -304,6 +421,28 @@ def raw_input(
     return parsed
 
 
+def json_items(
+    outputs: Sequence[OutputTensor],
+    binary_outputs: dict[str, bool],
+    default_binary: bool,
+) -> list[tuple[str, list[int], memoryview]]:
+    """(datatype, shape, wire bytes) of the outputs answered as JSON ``data``."""
+    get = binary_outputs.get
+    return [
+        (out.datatype, list(out.shape), out.raw())
+        for out in outputs
+        if not get(out.name, default_binary)
+    ]
+
+
+def render_json_data(items: Sequence[tuple[str, list[int], Buffer]]) -> list[bytes]:
+    """The JSON text of each item's ``data`` array (see ``json_items``)."""
+    return [
+        codec.wire_to_json(datatype, shape, raw).encode()
+        for datatype, shape, raw in items
+    ]
+
+
 def encode_response(
     model_name: str,
     model_version: str,
@@ -312,16 +451,21 @@ def encode_response(
     outputs: Sequence[OutputTensor],
     binary_outputs: dict[str, bool],
     default_binary: bool,
+    json_data: Sequence[bytes] | None = None,
 ) -> tuple[bytes, list[memoryview]]:
-    """Response JSON header and the binary sections that follow it, in order."""
-    parts = ['{"id":' + json.dumps(rid) + "," if rid else "{"]
-    parts.append('"model_name":' + json.dumps(model_name))
-    parts.append(',"model_version":' + json.dumps(model_version))
+    """Response JSON header and the binary sections that follow it, in order.
+
+    ``json_data``, when given, is ``render_json_data(json_items(...))`` computed
+    elsewhere (large outputs are rendered off the event loop)."""
+    parts = [('{"id":' + json.dumps(rid) + "," if rid else "{").encode()]
+    parts.append(b'"model_name":' + json.dumps(model_name).encode())
+    parts.append(b',"model_version":' + json.dumps(model_version).encode())
     if parameters:
-        parts.append(',"parameters":' + json.dumps(parameters))
-    parts.append(',"outputs":[')
+        parts.append(b',"parameters":' + json.dumps(parameters).encode())
+    parts.append(b',"outputs":[')
     binaries: list[memoryview] = []
     get = binary_outputs.get
+    rendered = 0
     for i, out in enumerate(outputs):
         name = out.name
         datatype = out.datatype
@@ -332,9 +476,17 @@ def encode_response(
         raw = out.raw()
         if get(name, default_binary):
             binaries.append(raw)
-            parts.append(f'{head},"parameters":{{"binary_data_size":{raw.nbytes}}}}}')
+            parts.append(
+                f'{head},"parameters":{{"binary_data_size":{raw.nbytes}}}}}'.encode()
+            )
+            continue
+        if json_data is not None:
+            data = json_data[rendered]
+            rendered += 1
         else:
-            data = codec.wire_to_json(datatype, out.shape, raw)
-            parts.append(f'{head},"data":{data}}}')
-    parts.append("]}")
-    return "".join(parts).encode(), binaries
+            data = codec.wire_to_json(datatype, out.shape, raw).encode()
+        parts.append(f'{head},"data":'.encode())
+        parts.append(data)
+        parts.append(b"}")
+    parts.append(b"]}")
+    return b"".join(parts), binaries

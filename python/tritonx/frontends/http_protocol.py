@@ -7,6 +7,11 @@ handler together with a ``Slot``. The handler fills the slot now or later (infer
 completes on the event loop via the core's future); responses are written strictly
 in request order, so pipelined requests on one connection are answered in order
 while still being processed concurrently.
+
+The request head is bounded before httptools buffers it: a URL, header name or header
+value of 8 KiB or more closes the connection without an answer, as Triton's HTTP
+server does; a head over ``max_header_size`` bytes or with more than
+``max_header_count`` fields (limits Triton does not have) is answered 431 and closed.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ Buffer = bytes | bytearray | memoryview
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",
     503: "Service Unavailable",
@@ -41,6 +48,14 @@ OCTETS = b"application/octet-stream"
 # connection catches up, so one client cannot queue unbounded work.
 _MAX_PIPELINE = 128
 _RESUME_PIPELINE = 32
+
+# Triton (libevhtp) drops the connection, without answering, when a URL, header
+# name or header value reaches 8 KiB; checked with tritonserver 2.51.
+MAX_FIELD_SIZE = 8191
+DEFAULT_MAX_HEADER_SIZE = 64 * 1024
+# Two fields of the largest allowed size plus separators and the request line's.
+_MAX_UNREPORTED = 2 * (MAX_FIELD_SIZE + 4) + 32
+DEFAULT_MAX_HEADER_COUNT = 1000
 
 
 def status_line(status: int) -> bytes:
@@ -77,30 +92,37 @@ def error_response(
 class HttpMessage:
     """One complete request as the handler sees it."""
 
-    __slots__ = ("body", "headers", "keep_alive", "method", "url")
+    __slots__ = ("body", "headers", "keep_alive", "method", "raw_headers", "url")
 
     def __init__(self) -> None:
         self.method = b""
         self.url = b""
+        # Lower-cased names; the first of repeated headers wins, as in libevhtp.
         self.headers: dict[bytes, bytes] = {}
-        self.body: bytes = b""
+        # Names as sent, in order; kept only for header forwarding.
+        self.raw_headers: list[tuple[bytes, bytes]] | None = None
+        self.body: bytes | bytearray = b""
         self.keep_alive = True
 
 
 class Slot:
     """Where the response to one request goes; filled exactly once."""
 
-    __slots__ = ("_conn", "data", "keep_alive")
+    __slots__ = ("_conn", "data", "keep_alive", "on_done")
 
     def __init__(self, conn: HttpConnection, keep_alive: bool) -> None:
         self._conn = conn
         self.keep_alive = keep_alive
         self.data: Sequence[Buffer] | None = None
+        # Called once the response is handed to the connection (optional).
+        self.on_done: Callable[[], None] | None = None
 
     def done(self, data: Sequence[Buffer]) -> None:
         if self.data is None:
             self.data = data
             self._conn.flush()
+            if self.on_done is not None:
+                self.on_done()
 
 
 Handler = Callable[[HttpMessage, Slot], None]
@@ -110,6 +132,15 @@ class _TooLarge(Exception):
     pass
 
 
+class _HeadRefused(Exception):
+    """Raised from a parser callback to stop parsing a head over the limits."""
+
+
+_CLOSE = -1  # _refused: drop the connection without answering (Triton's way)
+# Between requests; replaced by a fresh message when the next one begins.
+_NO_MESSAGE = HttpMessage()
+
+
 class HttpConnection(asyncio.Protocol):
     __slots__ = (
         "_body",
@@ -117,32 +148,59 @@ class HttpConnection(asyncio.Protocol):
         "_closing",
         "_connections",
         "_handler",
+        "_head_bytes",
+        "_head_fields",
+        "_head_seen",
+        "_in_head",
+        "_keep_raw",
+        "_max_header_count",
+        "_max_header_size",
         "_max_input",
         "_message",
         "_parser",
         "_pipeline_paused",
         "_queue",
+        "_refused",
         "_too_large",
         "_transport",
         "_write_paused",
     )
 
     def __init__(
-        self, handler: Handler, max_input_size: int, connections: set[HttpConnection]
+        self,
+        handler: Handler,
+        max_input_size: int,
+        connections: set[HttpConnection],
+        *,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+        max_header_count: int = DEFAULT_MAX_HEADER_COUNT,
+        keep_raw_headers: bool = False,
     ) -> None:
         self._handler = handler
         self._max_input = max_input_size
+        self._max_header_size = max_header_size
+        self._max_header_count = max_header_count
+        self._keep_raw = keep_raw_headers
         self._connections = connections
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._queue: deque[Slot] = deque()
-        self._message = HttpMessage()
-        self._body: list[bytes] = []
+        self._message = _NO_MESSAGE
+        # The first chunk is kept as is (no copy for one-chunk bodies); later chunks
+        # go into one growing bytearray, so a large body is never held twice.
+        self._body: bytes | bytearray = b""
         self._body_size = 0
         self._too_large = False
         self._pipeline_paused = False
         self._write_paused = False
         self._closing = False
+        # Head accounting: bytes received while a head is incomplete, bytes of the
+        # URL and fields httptools has reported, and the field count.
+        self._in_head = True
+        self._head_bytes = 0
+        self._head_seen = 0
+        self._head_fields = 0
+        self._refused = 0  # 0, _CLOSE or the status answered
 
     # -- asyncio.Protocol -------------------------------------------------------
 
@@ -154,14 +212,40 @@ class HttpConnection(asyncio.Protocol):
         self._connections.discard(self)
         self._transport = None
         self._queue.clear()
+        # The parser and this protocol reference each other, so this object
+        # lives until a full GC; it must not keep a request body that long.
+        self._message = _NO_MESSAGE
+        self._body = b""
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the connection is being closed; what follows is not read
+        if self._in_head:
+            # httptools buffers a partial URL or header field internally and
+            # reports it only once complete, so the head is bounded here, per
+            # chunk, before an endless header line can grow that buffer.
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(400, "Bad Request")
+            return
         except httptools.HttpParserError:
-            self._fail(400, "Bad Request")
+            if self._refused:
+                self._refuse_head()
+            else:
+                self._fail(400, "Bad Request")
+            return
+        if not self._in_head:
+            return
+        # Bytes httptools holds but has not reported: the field being read and,
+        # at most, the complete one before it (reported when the next begins).
+        if self._head_bytes - self._head_seen > _MAX_UNREPORTED:
+            self._refused = _CLOSE  # a field over Triton's limit
+            self._refuse_head()
+        elif self._head_bytes > self._max_header_size:
+            self._refused = 431
+            self._refuse_head()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -175,17 +259,38 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._message = HttpMessage()
-        self._body = []
+        if self._keep_raw:
+            self._message.raw_headers = []
+        self._body = b""
         self._body_size = 0
         self._too_large = False
+        self._head_seen = 0
+        self._head_fields = 0
 
     def on_url(self, url: bytes) -> None:
-        self._message.url += url
+        message = self._message
+        if len(message.url) + len(url) > MAX_FIELD_SIZE:
+            self._refused = _CLOSE
+            raise _HeadRefused
+        message.url += url
+        self._head_seen += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._message.headers[name.lower()] = value
+        if len(name) > MAX_FIELD_SIZE or len(value) > MAX_FIELD_SIZE:
+            self._refused = _CLOSE
+            raise _HeadRefused
+        self._head_fields += 1
+        if self._head_fields > self._max_header_count:
+            self._refused = 431
+            raise _HeadRefused
+        self._head_seen += len(name) + len(value) + 4
+        message = self._message
+        message.headers.setdefault(name.lower(), value)
+        if message.raw_headers is not None:
+            message.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         message = self._message
         message.method = self._parser.get_method()
         length = message.headers.get(b"content-length")
@@ -200,12 +305,25 @@ class HttpConnection(asyncio.Protocol):
         self._body_size += len(body)
         if self._body_size > self._max_input:
             self._too_large = True
-            self._body = []
+            self._body = b""
             return
-        self._body.append(body)
+        current = self._body
+        if not current:
+            self._body = body
+        elif isinstance(current, bytearray):
+            current += body
+        else:
+            grown = bytearray(current)
+            grown += body
+            self._body = grown
 
     def on_message_complete(self) -> None:
+        self._in_head = True
+        self._head_bytes = 0
         message = self._message
+        # The handler owns the message now; an idle keep-alive connection must
+        # not hold on to the last (maybe huge) body.
+        self._message = _NO_MESSAGE
         message.keep_alive = self._parser.should_keep_alive()
         slot = Slot(self, message.keep_alive)
         self._queue.append(slot)
@@ -215,9 +333,8 @@ class HttpConnection(asyncio.Protocol):
         if self._too_large:
             slot.done(self._size_error(message, self._body_size))
             return
-        body = self._body
-        message.body = body[0] if len(body) == 1 else b"".join(body)
-        self._body = []
+        message.body = self._body
+        self._body = b""
         encoding = message.headers.get(b"content-encoding")
         if encoding is not None and message.body:
             try:
@@ -257,7 +374,9 @@ class HttpConnection(asyncio.Protocol):
             "limit.",
         )
 
-    def _decompress(self, encoding: bytes, body: bytes) -> bytes:
+    def _decompress(
+        self, encoding: bytes, body: bytes | bytearray
+    ) -> bytes | bytearray:
         encoding = encoding.strip().lower()
         if encoding in (b"", b"identity"):
             return body
@@ -302,10 +421,32 @@ class HttpConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if self._pipeline_paused or self._write_paused:
+        if self._pipeline_paused or self._write_paused or self._refused:
             transport.pause_reading()
         else:
             transport.resume_reading()
+
+    def _refuse_head(self) -> None:
+        """Stop reading and close once the answers owed are written; a 431 is
+        queued behind them so that pipelined answers keep their order."""
+        transport = self._transport
+        if transport is None:
+            return
+        transport.pause_reading()
+        if self._refused != _CLOSE:
+            slot = Slot(self, keep_alive=False)
+            self._queue.append(slot)
+            slot.done(
+                error_response(
+                    431,
+                    "request header fields too large: the request line and headers "
+                    f"may take at most {self._max_header_size} bytes in at most "
+                    f"{self._max_header_count} fields",
+                    b"Connection: close\r\n",
+                )
+            )
+        else:
+            self.shutdown()
 
     def _fail(self, status: int, message: str) -> None:
         transport = self._transport

@@ -1,7 +1,10 @@
 """URL -> route for the KServe v2 / Triton HTTP API, with a cache per raw path.
 
 The patterns follow Triton's server regexes. Resolving a path costs one dict lookup
-once it has been seen, so the inference path never runs a regex.
+once it has been seen, so the inference path never runs a regex. Routes of Triton's
+that tritonx does not serve (generate, trace, logging, shared memory) still resolve
+to their own kinds so that ``--http-restricted-api`` guards them as Triton does;
+the frontend answers them 404.
 """
 
 from __future__ import annotations
@@ -36,6 +39,39 @@ ROUTE_METHODS: dict[str, bytes] = {
     "repo_unload": b"POST",
 }
 
+# Triton's --http-restricted-api groups, in its order (restricted_features.h).
+RESTRICTED_CATEGORIES = (
+    "health",
+    "metadata",
+    "inference",
+    "shared-memory",
+    "model-config",
+    "model-repository",
+    "statistics",
+    "trace",
+    "logging",
+)
+
+# Route kind -> the group its Triton handler checks before anything else.
+ROUTE_CATEGORIES: dict[str, str] = {
+    "live": "health",
+    "ready": "health",
+    "model_ready": "health",
+    "server_metadata": "metadata",
+    "model_metadata": "metadata",
+    "infer": "inference",
+    "generate": "inference",
+    "model_config": "model-config",
+    "repo_index": "model-repository",
+    "repo_load": "model-repository",
+    "repo_unload": "model-repository",
+    "all_stats": "statistics",
+    "model_stats": "statistics",
+    "trace": "trace",
+    "logging": "logging",
+    "shared_memory": "shared-memory",
+}
+
 _SERVER = re.compile(r"/v2(?:/health/(live|ready))?")
 _MODEL = re.compile(
     r"/v2/models/([^/]+)(?:/versions/([0-9]+))?"
@@ -44,12 +80,23 @@ _MODEL = re.compile(
 _REPOSITORY = re.compile(
     r"/v2/repository(?:/([^/]+))?/(index|models/([^/]+)/(load|unload))"
 )
+_SHARED_MEMORY = re.compile(
+    r"/v2/(?:system|cuda)sharedmemory(?:/region/[^/]+)?/(?:status|register|unregister)"
+)
 _MODEL_ACTIONS = {
     None: "model_metadata",
     "infer": "infer",
+    "generate": "generate",
+    "generate_stream": "generate",
     "ready": "model_ready",
     "config": "model_config",
     "stats": "model_stats",
+    "trace/setting": "trace",
+}
+_EXACT = {
+    "/v2/models/stats": "all_stats",
+    "/v2/trace/setting": "trace",
+    "/v2/logging": "logging",
 }
 _CACHE_LIMIT = 4096
 _cache: dict[bytes, Route] = {}
@@ -68,17 +115,15 @@ def resolve(url: bytes) -> Route:
 
 def _resolve(url: bytes) -> Route:
     path = url.split(b"?", 1)[0].split(b"#", 1)[0].decode("latin-1")
-    if path == "/v2/models/stats":
-        return Route("all_stats")
+    exact = _EXACT.get(path)
+    if exact is not None:
+        return Route(exact)
     match = _SERVER.fullmatch(path)
     if match:
         return Route(match.group(1) or "server_metadata")
     match = _MODEL.fullmatch(path)
     if match:
-        kind = _MODEL_ACTIONS.get(match.group(3))
-        if kind is None:
-            # generate / trace exist in Triton but not here.
-            return NOT_FOUND
+        kind = _MODEL_ACTIONS[match.group(3)]
         return Route(kind, _decode(match.group(1)), match.group(2) or "")
     match = _REPOSITORY.fullmatch(path)
     if match:
@@ -87,6 +132,8 @@ def _resolve(url: bytes) -> Route:
             return Route("repo_index", repository=repo)
         kind = "repo_load" if match.group(4) == "load" else "repo_unload"
         return Route(kind, _decode(match.group(3)), repository=repo)
+    if _SHARED_MEMORY.fullmatch(path):
+        return Route("shared_memory")
     return NOT_FOUND
 
 
