@@ -180,9 +180,62 @@ def test_unknown_flag_fails_with_clear_message() -> None:
 
 
 def test_unsupported_triton_flag_is_refused_not_ignored() -> None:
-    result = run_cli("--model-store=/m", "--http-restricted-api=health,k=v")
+    result = run_cli("--model-store=/m", "--cache-config=local,size=1048576")
     assert result.returncode != 0
-    assert "'--http-restricted-api' of tritonserver is not supported" in result.stderr
+    assert "'--cache-config' of tritonserver is not supported" in result.stderr
+
+
+def test_http_restriction_forwarding_and_tls_flags() -> None:
+    options, _, _ = parse_args(
+        [
+            "--model-store=/m",
+            "--http-restricted-api=inference,health:infer-key=s=1",
+            "--http-restricted-api=model-repository:admin=x",
+            "--http-header-forward-pattern=(?-i)X-.*",
+            "--http-use-ssl-mutual=true",
+            "--http-server-cert=/c.pem",
+            "--http-server-key=/k.pem",
+            "--http-root-cert=/ca.pem",
+        ]
+    )
+    assert options.http_restricted_apis == {
+        "inference": ("infer-key", "s=1"),
+        "health": ("infer-key", "s=1"),
+        "model-repository": ("admin", "x"),
+    }
+    assert options.http_header_forward_pattern == "(?-i)X-.*"
+    assert options.http_use_ssl and options.http_use_ssl_mutual  # mutual implies TLS
+    assert options.http_root_cert == Path("/ca.pem")
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        # tritonserver 2.51's answers, checked with the real binary.
+        (
+            "--http-restricted-api=bogus:k=v",
+            'Bad option: "--http-restricted-api".\nunknown restricted api \'bogus\'',
+        ),
+        (
+            "--http-restricted-api=health",
+            'Bad option: "--http-restricted-api".\n--http-restricted-api option '
+            "format is '<config name>:<setting>=<value>'. Got health",
+        ),
+        (
+            "--http-restricted-api=health,health:k=v",
+            'Bad option: "--http-restricted-api".\nrestricted api \'health\' can not '
+            "be specified in multiple config groups",
+        ),
+        (
+            "--http-header-forward-pattern=(",
+            'Bad option: "--http-header-forward-pattern".\ninvalid regular expression',
+        ),
+    ],
+)
+def test_http_access_flag_errors(flag: str, message: str) -> None:
+    with pytest.raises(UsageError) as error:
+        parse_args(["--model-store=/m", flag])
+    assert str(error.value).startswith(message)
 
 
 def test_bad_boolean_exits_1() -> None:

@@ -21,6 +21,12 @@ from typing import NoReturn
 
 from tritonx import __version__
 from tritonx.frontends.grpc import PROTOCOL_GROUPS as GRPC_PROTOCOL_GROUPS
+from tritonx.frontends.http_access import compile_forward_pattern
+from tritonx.frontends.http_protocol import (
+    DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_HEADER_SIZE,
+)
+from tritonx.frontends.http_routes import RESTRICTED_CATEGORIES as HTTP_API_GROUPS
 from tritonx.logging_setup import LogOptions, configure
 from tritonx.server import (
     DEFAULT_MAX_INFLIGHT_REQUESTS,
@@ -56,8 +62,6 @@ IGNORED_FLAGS = (
 # tritonserver flags that change security or semantics; ignoring them would mislead.
 UNSUPPORTED_FLAGS = frozenset(
     {
-        "--http-restricted-api",
-        "--http-header-forward-pattern",
         "--model-namespacing",
         "--rate-limit",
         "--rate-limit-resource",
@@ -187,6 +191,17 @@ def parse_restricted_features(
             seen.add(name)
             result.append((name, key, val))
     return result
+
+
+def _forward_pattern(flag: str, pattern: str) -> str:
+    """The pattern if it compiles. tritonserver logs a bad one and then forwards
+    nothing; refusing it at start-up makes the mistake visible."""
+    if pattern:
+        try:
+            compile_forward_pattern(pattern)
+        except ValueError as error:
+            raise UsageError(f'Bad option: "{flag}".\n{error}') from None
+    return pattern
 
 
 class _Parser(argparse.ArgumentParser):
@@ -341,6 +356,67 @@ def build_parser() -> argparse.ArgumentParser:
         default=64 * 1024 * 1024,
         metavar="<integer>",
     )
+    g.add_argument(
+        "--http-restricted-api",
+        action="append",
+        default=[],
+        metavar="<string>:<string>=<string>",
+        help="<api>,...:<key>=<value>: requests to these API groups must carry the "
+        "header '<key>: <value>', else 403 (repeatable). Groups: "
+        + ", ".join(HTTP_API_GROUPS)
+        + ".",
+    )
+    g.add_argument(
+        "--http-header-forward-pattern",
+        default="",
+        metavar="<string>",
+        help="Regex (case-insensitive unless it starts with (?-i)): matching request "
+        "headers become string parameters of inference requests.",
+    )
+    g.add_argument(
+        "--http-max-header-size",
+        type=_int,
+        default=DEFAULT_MAX_HEADER_SIZE,
+        metavar="<integer>",
+        help="tritonx: bytes a request line and headers may take (default "
+        f"{DEFAULT_MAX_HEADER_SIZE}); larger heads get 431. A single URL or header "
+        "of 8 KiB or more closes the connection, as in tritonserver.",
+    )
+    g.add_argument(
+        "--http-max-header-count",
+        type=_int,
+        default=DEFAULT_MAX_HEADER_COUNT,
+        metavar="<integer>",
+        help="tritonx: header fields a request may have (default "
+        f"{DEFAULT_MAX_HEADER_COUNT}); more get 431.",
+    )
+    g.add_argument(
+        "--http-use-ssl",
+        type=parse_bool,
+        default=False,
+        metavar="<boolean>",
+        help="tritonx: serve HTTPS (TLS) with --http-server-cert/--http-server-key.",
+    )
+    g.add_argument(
+        "--http-use-ssl-mutual",
+        type=parse_bool,
+        default=False,
+        metavar="<boolean>",
+        help="tritonx: HTTPS that also requires a client certificate signed by "
+        "--http-root-cert (implies --http-use-ssl).",
+    )
+    for flag, what in (
+        ("--http-server-cert", "server certificate (chain)"),
+        ("--http-server-key", "server private key"),
+        ("--http-root-cert", "CA certificate that client certificates must chain to"),
+    ):
+        g.add_argument(
+            flag,
+            type=Path,
+            default=None,
+            metavar="<string>",
+            help=f"tritonx: PEM file with the HTTPS {what}.",
+        )
 
     g = p.add_argument_group("GRPC")
     g.add_argument("--allow-grpc", type=parse_bool, default=True, metavar="<boolean>")
@@ -484,6 +560,26 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         http_port=args.http_port,
         http_max_input_size=args.http_max_input_size,
         http_reuse_port=args.reuse_http_port,
+        http_restricted_apis={
+            group: (key, value)
+            for group, key, value in parse_restricted_features(
+                args.http_restricted_api,
+                "--http-restricted-api",
+                "api",
+                HTTP_API_GROUPS,
+            )
+        },
+        http_header_forward_pattern=_forward_pattern(
+            "--http-header-forward-pattern", args.http_header_forward_pattern
+        ),
+        http_max_header_size=args.http_max_header_size,
+        http_max_header_count=args.http_max_header_count,
+        # --http-use-ssl-mutual implies TLS, as the gRPC flags do.
+        http_use_ssl=args.http_use_ssl or args.http_use_ssl_mutual,
+        http_use_ssl_mutual=args.http_use_ssl_mutual,
+        http_server_cert=args.http_server_cert,
+        http_server_key=args.http_server_key,
+        http_root_cert=args.http_root_cert,
         allow_grpc=args.allow_grpc,
         grpc_address=args.grpc_address,
         grpc_port=args.grpc_port,

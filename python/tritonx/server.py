@@ -81,6 +81,17 @@ class ServerOptions:
     http_port: int = 8000
     http_max_input_size: int = 64 * 1024 * 1024
     http_reuse_port: bool = False
+    # --http-restricted-api: API group -> (header, value); --http-header-forward-
+    # pattern ("" = none); head limits; HTTPS (tritonx flags, parallel to gRPC's).
+    http_restricted_apis: dict[str, tuple[str, str]] = field(default_factory=dict)
+    http_header_forward_pattern: str = ""
+    http_max_header_size: int = 64 * 1024
+    http_max_header_count: int = 1000
+    http_use_ssl: bool = False
+    http_use_ssl_mutual: bool = False
+    http_server_cert: Path | None = None
+    http_server_key: Path | None = None
+    http_root_cert: Path | None = None
     allow_grpc: bool = True
     grpc_address: str = "0.0.0.0"
     grpc_port: int = 8001
@@ -281,6 +292,7 @@ class Server:
             )
         if opts.allow_http:
             from tritonx.frontends.http import HttpFrontend
+            from tritonx.frontends.http_access import server_ssl_context
 
             http_frontend = HttpFrontend(
                 self.manager,
@@ -290,6 +302,20 @@ class Server:
                 server_id=opts.server_id,
                 max_input_size=opts.http_max_input_size,
                 reuse_port=opts.http_reuse_port,
+                restricted_apis=opts.http_restricted_apis,
+                header_forward_pattern=opts.http_header_forward_pattern or None,
+                ssl_context=(
+                    server_ssl_context(
+                        opts.http_server_cert,
+                        opts.http_server_key,
+                        opts.http_root_cert,
+                        mutual=opts.http_use_ssl_mutual,
+                    )
+                    if opts.http_use_ssl or opts.http_use_ssl_mutual
+                    else None
+                ),
+                max_header_size=opts.http_max_header_size,
+                max_header_count=opts.http_max_header_count,
             )
             await self._start_frontend("http", http_frontend, opts.http_address)
             logger.info(

@@ -120,24 +120,29 @@ def server_ssl_context(
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(server_cert, server_key)
-    except (OSError, ssl.SSLError) as error:
+    except OSError as error:
+        # ssl.SSLError is an OSError whose text names OpenSSL's source file.
+        reason = (
+            "not a PEM certificate and its private key"
+            if isinstance(error, ssl.SSLError)
+            else error.strerror or str(error)
+        )
         raise InvalidArgumentError(
             f"failed to load --http-server-cert {server_cert} / --http-server-key "
-            f"{server_key}: {_reason(error)}"
+            f"{server_key}: {reason}"
         ) from None
     if root_cert is not None:
         try:
             context.load_verify_locations(cafile=root_cert)
-        except (OSError, ssl.SSLError) as error:
+        except OSError as error:
+            reason = (
+                "not a PEM certificate"
+                if isinstance(error, ssl.SSLError)
+                else error.strerror or str(error)
+            )
             raise InvalidArgumentError(
-                f"failed to load --http-root-cert {root_cert}: {_reason(error)}"
+                f"failed to load --http-root-cert {root_cert}: {reason}"
             ) from None
     if mutual:
         context.verify_mode = ssl.CERT_REQUIRED
     return context
-
-
-def _reason(error: OSError | ssl.SSLError) -> str:
-    if isinstance(error, ssl.SSLError):
-        return str(error.reason or error)
-    return error.strerror or str(error)
