@@ -9,6 +9,7 @@ a 128 MB header was read whole (~2 s) and answered 200.
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import socket
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import psutil
 import pytest
 
@@ -161,6 +163,34 @@ def test_health_answers_during_30mb_json_tensor(server: RunningServer) -> None:
     out = json.loads(data)["outputs"][0]
     assert out["shape"] == [count]
     assert len(out["data"]) == count and out["data"][0] == pytest.approx(1.2345678)
+
+
+def test_large_gzip_response_while_health_answers(server: RunningServer) -> None:
+    count = 1_000_000
+    body = _tensor_body(count, binary_output=True)
+
+    def call() -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", server.ports["http"], timeout=120
+        )
+        try:
+            conn.request(
+                "POST", "/v2/models/identity/infer", body, {"Accept-Encoding": "gzip"}
+            )
+            reply = conn.getresponse()
+            return reply.status, dict(reply.getheaders()), reply.read()
+        finally:
+            conn.close()
+
+    status, headers, data = _health_during(server, call)  # type: ignore[misc]
+    assert status == 200 and headers["Content-Encoding"] == "gzip"
+    plain = gzip.decompress(data)
+    hlen = int(headers["Inference-Header-Content-Length"])
+    assert json.loads(plain[:hlen])["outputs"][0]["parameters"] == {
+        "binary_data_size": count * 4
+    }
+    values = np.frombuffer(plain[hlen:], dtype=np.float32)
+    assert values.shape == (count,) and values[-1] == np.float32(1.2345678)
 
 
 def test_too_many_inputs_is_400_and_health_answers(server: RunningServer) -> None:
@@ -415,9 +445,46 @@ def test_large_integers_reach_the_model_as_doubles(server: RunningServer) -> Non
     assert all(isinstance(v, float) for v in seen.values())
 
 
-def test_deep_nesting_is_a_parse_error(server: RunningServer) -> None:
-    status, data = _post(
-        server, "/v2/models/identity/infer", b'{"inputs":' + b"[" * 100_000
-    )
+@pytest.mark.parametrize("path", ["/v2/repository/index", "/v2/models/identity/infer"])
+def test_deep_nesting_is_a_parse_error(server: RunningServer, path: str) -> None:
+    status, data = _post(server, path, b"[" * 100_000 + b"]" * 100_000)
     assert status == 500  # Triton's status for JSON it cannot parse
     assert _error(data).startswith("failed to parse the request JSON buffer")
+
+
+def _helpers(pid: int) -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process(pid).children()
+        if "spawn_main" in " ".join(child.cmdline())
+    ]
+
+
+def test_json_helpers_recover_and_never_outlive_the_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    repo = tmp_path_factory.mktemp("helpers")
+    (repo / "identity" / "1").mkdir(parents=True)
+    (repo / "identity" / "config.pbtxt").write_text(IDENTITY_CONFIG)
+    (repo / "identity" / "1" / "model.py").write_text(IDENTITY_PY)
+    body = _tensor_body(100_000, binary_output=True)  # ~1 MB: parsed in a helper
+    with run_server(repo, "--allow-grpc=false", "--allow-metrics=false") as server:
+        assert _post(server, "/v2/models/identity/infer", body)[0] == 200
+        helpers = _helpers(server.process.pid)
+        assert helpers
+        for helper in helpers:  # e.g. killed by the OOM killer
+            helper.kill()
+        psutil.wait_procs(helpers, timeout=10)
+        status, data = _post(server, "/v2/models/identity/infer", body)
+        if status != 200:  # the job was queued before the loss was noticed
+            assert (status, _error(data)) == (
+                503,
+                "the JSON worker process stopped unexpectedly; retry the request",
+            )
+        assert _post(server, "/v2/models/identity/infer", body)[0] == 200
+        helpers = _helpers(server.process.pid)
+        assert helpers
+        server.process.kill()  # no clean-up at all
+        server.process.wait()
+        _, alive = psutil.wait_procs(helpers, timeout=10)
+        assert not alive, "helpers outlived the server"

@@ -174,3 +174,16 @@ def test_garbage_gets_400_and_close(port: int) -> None:
         while chunk := sock.recv(4096):
             data += chunk
     assert data.startswith(b"HTTP/1.1 400 Bad Request")
+
+
+def test_half_closed_client_gets_its_answers(port: int) -> None:
+    """After shutdown(SHUT_WR) the answers owed still arrive, also ones completed
+    later (Triton 2.51 answers such clients); then the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /slow/1 HTTP/1.1\r\n\r\nGET /fast/2 HTTP/1.1\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 OK") == 2
+    assert data.index(b'"url": "/slow/1"') < data.index(b'"url": "/fast/2"')

@@ -298,7 +298,7 @@ class HttpFrontend:
         try:
             ready = False
             if message.body:
-                request = _load_json(message.body)
+                request = http_infer.load_json(message.body)
                 value = (
                     request.get("ready", False) if isinstance(request, dict) else False
                 )
@@ -471,17 +471,21 @@ class HttpFrontend:
             return
         try:
             result = future.result()
-            items = http_infer.json_items(
-                result.outputs, parsed.binary_outputs, parsed.default_binary
-            )
-            if sum(raw.nbytes for _, _, raw in items) > OFFLOAD_BYTES:
-                # Rendering millions of numbers as text holds the GIL for seconds.
-                jobs = [(datatype, shape, bytes(raw)) for datatype, shape, raw in items]
-                rendering = self._offload.run(http_infer.render_json_data, jobs)
-                rendering.add_done_callback(
-                    lambda f: self._respond(slot, result, parsed, accept, f)
+            outputs = result.outputs
+            # Cheap test first: most responses are far below the threshold.
+            if sum(out.byte_size for out in outputs) > OFFLOAD_BYTES:
+                items = http_infer.json_items(
+                    outputs, parsed.binary_outputs, parsed.default_binary
                 )
-                return
+                if sum(raw.nbytes for _, _, raw in items) > OFFLOAD_BYTES:
+                    # Rendering millions of numbers as text holds the GIL for
+                    # seconds; the helper gets a copy of the wire bytes.
+                    jobs = [(dtype, shape, bytes(raw)) for dtype, shape, raw in items]
+                    rendering = self._offload.run(http_infer.render_json_data, jobs)
+                    rendering.add_done_callback(
+                        lambda f: self._respond(slot, result, parsed, accept, f)
+                    )
+                    return
         except BaseException as exc:
             slot.done(_error(exc))
             return
@@ -510,13 +514,22 @@ class HttpFrontend:
         except BaseException as exc:
             slot.done(_error(exc))
             return
-        if len(header) > OFFLOAD_BYTES:
+        size = len(header) + sum(b.nbytes for b in binaries)
+        if size > OFFLOAD_BYTES:
             slot.on_done = self._memory.note
         encoding = "identity" if accept is None else _compression(accept)
         if encoding != "identity":
-            slot.done(_compressed(header, binaries, encoding))
+            if size > OFFLOAD_BYTES:
+                # zlib releases the GIL while it compresses: a thread keeps the
+                # loop free for the duration.
+                assert self._loop is not None
+                packing = self._loop.run_in_executor(
+                    None, _compressed, header, binaries, encoding
+                )
+                packing.add_done_callback(lambda f: _send_compressed(f, slot))
+            else:
+                slot.done(_compressed(header, binaries, encoding))
         elif binaries:
-            size = len(header) + sum(b.nbytes for b in binaries)
             head = (
                 b"%sContent-Type: %s\r\nInference-Header-Content-Length: %d\r\nContent-Length: %d\r\n\r\n"
                 % (
@@ -529,6 +542,11 @@ class HttpFrontend:
             slot.done([head + header, *binaries])
         else:
             slot.done(response(200, header))
+
+
+def _send_compressed(packing: asyncio.Future[list[Buffer]], slot: Slot) -> None:
+    error = _future_error(packing)
+    slot.done(_error(error) if error is not None else packing.result())
 
 
 def _future_error(future: asyncio.Future[Any]) -> BaseException | None:
@@ -553,17 +571,10 @@ def _compressed(
     return response(200, data, JSON, extra)
 
 
-def _load_json(body: bytes | bytearray) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InternalError(f"failed to parse the request JSON buffer: {exc}") from None
-
-
 def _load_parameters(body: bytes | bytearray) -> dict[str, Any]:
     if not body:
         return {}
-    request = _load_json(body)
+    request = http_infer.load_json(body)
     params = request.get("parameters") if isinstance(request, dict) else None
     if params is None:
         return {}

@@ -88,7 +88,8 @@ def header_length(value: bytes | None, body_size: int) -> int | None:
     return parsed
 
 
-def _loads(data: Buffer) -> Any:
+def load_json(data: Buffer) -> Any:
+    """``json.loads`` with every failure as Triton's parse error (INTERNAL)."""
     try:
         # json accepts bytes and bytearray but not memoryview.
         return json.loads(bytes(data) if isinstance(data, memoryview) else data)
@@ -162,7 +163,7 @@ def parse_header(
     header: Buffer, hlen: int | None, body_size: int, model: str
 ) -> ParsedInfer:
     """The JSON part of an infer body; ``body_size`` is the whole body's length."""
-    doc = _loads(header)
+    doc = load_json(header)
     if not isinstance(doc, dict):
         raise _missing("inputs")
     parsed = ParsedInfer()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -69,6 +70,16 @@ class JsonOffload:
             future: asyncio.Future[T] = loop.create_future()
             future.set_exception(_stopping())
             return future
+        try:
+            future = loop.run_in_executor(self._ensure_pool(), fn, *args)
+        except BrokenProcessPool:
+            # Found broken on submit (a helper died while idle): once more afresh.
+            self._drop_pool()
+            future = loop.run_in_executor(self._ensure_pool(), fn, *args)
+        future.add_done_callback(self._flush)
+        return future
+
+    def _ensure_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self._helpers,
@@ -76,16 +87,16 @@ class JsonOffload:
                 initializer=_watch_parent,
                 initargs=(os.getpid(),),
             )
-        future = loop.run_in_executor(self._pool, fn, *args)
-        future.add_done_callback(self._flush)
-        return future
+        return self._pool
 
     def _flush(self, _: object) -> None:
         # multiprocessing's queue feeder thread keeps the last item it pickled
         # (here: a whole request body) until it sends the next one; a no-op call
         # replaces it so the body's memory is freed now.
         if self._pool is not None:
-            self._pool.submit(int)
+            # A pool that broke meanwhile is replaced on the next run().
+            with contextlib.suppress(BrokenProcessPool, RuntimeError):
+                self._pool.submit(int)
 
     def result(self, future: asyncio.Future[T]) -> T:
         """The helper's result, or its error raised as a fresh exception.

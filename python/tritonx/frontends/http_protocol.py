@@ -247,6 +247,16 @@ class HttpConnection(asyncio.Protocol):
             self._refused = 431
             self._refuse_head()
 
+    def eof_received(self) -> bool | None:
+        """The client half-closed after its requests (``nc -N``, some proxies):
+        answer what is owed, then close, as Triton does. A TLS transport cannot
+        stay half-open, so it closes at once."""
+        transport = self._transport
+        if transport is None or transport.get_extra_info("sslcontext") is not None:
+            return None
+        self.shutdown()
+        return True
+
     def pause_writing(self) -> None:
         self._write_paused = True
         self._update_reading()
