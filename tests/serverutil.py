@@ -164,3 +164,70 @@ def infer_json(
         return response.status, json.loads(response.read() or b"{}")
     finally:
         conn.close()
+
+
+# Differential tests: the real Triton, started the same way, when a command for it is
+# given (e.g. TRITONX_REFERENCE_CMD=../shared/tools/triton_reference). Tests that
+# compare behaviour take a server fixture parametrized over both.
+REFERENCE_CMD_ENV = "TRITONX_REFERENCE_CMD"
+
+
+def reference_command() -> list[str] | None:
+    import shlex
+
+    value = os.environ.get(REFERENCE_CMD_ENV, "").strip()
+    return shlex.split(value) if value else None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def run_reference(
+    repos: Sequence[Path | str], *args: str, timeout: float = 120.0
+) -> Iterator[RunningServer]:
+    """Run the reference Triton on free ports until the block exits."""
+    import urllib.request
+
+    cmd = reference_command()
+    if cmd is None:
+        raise RuntimeError(f"{REFERENCE_CMD_ENV} is not set")
+    ports = {"http": _free_port(), "grpc": _free_port(), "metrics": _free_port()}
+    full = [*cmd, *(f"--model-repository={repo}" for repo in repos)]
+    full += [f"--{name}-port={port}" for name, port in ports.items()]
+    full += list(args)
+    process = subprocess.Popen(
+        full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    server = RunningServer(process, ports)
+    pump = threading.Thread(target=_pump, args=(server,), daemon=True)
+    pump.start()
+    try:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{ports['http']}/v2/health/ready"
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"reference exited early:\n{server.log_text()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"reference not ready:\n{server.log_text()}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        pump.join(timeout=5)

@@ -57,6 +57,42 @@ void FlushCompletions(std::vector<PendingCompletion>& pending) {
   pending.clear();
 }
 
+// GIL held. One response from what a Python backend returns for one request: a
+// mapping output-name -> value (with optional `parameters`), or an exception.
+std::unique_ptr<InferenceResponse> ResponseFromPy(const py::object& item) {
+  auto response = std::make_unique<InferenceResponse>();
+  if (PyExceptionInstance_Check(item.ptr())) {
+    response->status = StatusFromPyException(item);
+  } else if (py::isinstance<py::dict>(item) || py::hasattr(item, "items")) {
+    // A mapping may carry response parameters (the Python backend's
+    // InferenceResponse(parameters=...)) as a `parameters` attribute.
+    py::object params = py::getattr(item, "parameters", py::none());
+    if (!params.is_none() && py::hasattr(params, "items")) {
+      for (const py::handle pair : params.attr("items")()) {
+        py::tuple kv = py::reinterpret_borrow<py::tuple>(pair);
+        std::string key = py::str(kv[0]);
+        response->parameters.emplace_back(key, ParameterFromPy(kv[1], key));
+      }
+    }
+    for (const py::handle pair : item.attr("items")()) {
+      py::tuple kv = py::reinterpret_borrow<py::tuple>(pair);
+      Tensor tensor;
+      Status status = TensorFromPy(kv[0].cast<std::string>(), kv[1], &tensor);
+      if (!status.ok()) {
+        response->status = status;
+        response->outputs.clear();
+        break;
+      }
+      response->outputs.push_back(std::move(tensor));
+    }
+  } else {
+    response->status = Status(StatusCode::kInternal,
+                              "backend response must be a mapping of output name to "
+                              "array or an exception");
+  }
+  return response;
+}
+
 DataType ParseDataType(const std::string& name) {
   DataType dtype = DataTypeFromName(name);
   if (dtype == DataType::kInvalid)
@@ -126,6 +162,11 @@ class PyExecutor : public Executor {
     py::object result = py::reinterpret_borrow<py::object>(method_)(requests);
     batch.compute_infer_end_ns = NowNs();
     const size_t count = batch.requests.size();
+    // A decoupled model answers through its requests' senders: nothing to return.
+    if (result.is_none() && count > 0 && batch.requests[0]->spec &&
+        batch.requests[0]->spec->decoupled) {
+      return;
+    }
     if (!py::isinstance<py::sequence>(result) || py::len(result) != count) {
       batch.batch_status = Status(
           StatusCode::kInternal,
@@ -138,39 +179,7 @@ class PyExecutor : public Executor {
     py::sequence items = py::reinterpret_borrow<py::sequence>(result);
     batch.responses.resize(count);
     for (size_t i = 0; i < count; ++i) {
-      auto response = std::make_unique<InferenceResponse>();
-      py::object item = items[i];
-      if (PyExceptionInstance_Check(item.ptr())) {
-        response->status = StatusFromPyException(item);
-      } else if (py::isinstance<py::dict>(item) || py::hasattr(item, "items")) {
-        // A mapping may carry response parameters (the Python backend's
-        // InferenceResponse(parameters=...)) as a `parameters` attribute.
-        py::object params = py::getattr(item, "parameters", py::none());
-        if (!params.is_none() && py::hasattr(params, "items")) {
-          for (const py::handle pair : params.attr("items")()) {
-            py::tuple kv = py::reinterpret_borrow<py::tuple>(pair);
-            std::string key = py::str(kv[0]);
-            response->parameters.emplace_back(key, ParameterFromPy(kv[1], key));
-          }
-        }
-        for (const py::handle pair : item.attr("items")()) {
-          py::tuple kv = py::reinterpret_borrow<py::tuple>(pair);
-          Tensor tensor;
-          Status status = TensorFromPy(kv[0].cast<std::string>(), kv[1], &tensor);
-          if (!status.ok()) {
-            response->status = status;
-            response->outputs.clear();
-            break;
-          }
-          response->outputs.push_back(std::move(tensor));
-        }
-      } else {
-        response->status =
-            Status(StatusCode::kInternal,
-                   "backend response must be a mapping of output name to "
-                   "array or an exception");
-      }
-      batch.responses[i] = std::move(response);
+      batch.responses[i] = ResponseFromPy(items[i]);
     }
   }
 
@@ -293,6 +302,50 @@ void SubmitCallback(PyModel& self, PyRequest& request, const py::object& callbac
     request.request->SetResponseCallback(nullptr);
     ThrowIfError(status);
   }
+}
+
+// Every response of the request: callback(value, final) with value a Response, an
+// error (TritonXError) or None (a final flag without data), from core or backend
+// threads, the GIL taken for each call.
+void SubmitStream(PyModel& self, PyRequest& request, const py::object& callback) {
+  ReleasePendingPyRefs();
+  PyObject* raw = callback.ptr();
+  auto owner = MakePyOwner(callback);
+  request.request->SetResponseStream(
+      [raw, owner](std::unique_ptr<InferenceResponse> response,
+                   uint32_t flags) mutable {
+        GilAcquire gil;
+        const bool final = (flags & kResponseFlagFinal) != 0;
+        try {
+          py::object value = py::none();
+          if (response && response->status.ok()) {
+            std::shared_ptr<InferenceResponse> shared(std::move(response));
+            value = py::cast(std::make_shared<PyResponse>(PyResponse{shared}));
+          } else if (response) {
+            value = MakeError(response->status);
+          }
+          py::handle fn(raw);
+          fn(value, py::bool_(final));
+        } catch (py::error_already_set& err) {
+          err.discard_as_unraisable("tritonx: response stream callback");
+        }
+        if (final) owner.reset();
+      });
+  request.request->deliver_in_executor = true;
+  Status status = self.model->Enqueue(request.request);
+  if (!status.ok()) {
+    request.request->SetResponseStream(nullptr);
+    ThrowIfError(status);
+  }
+}
+
+// A backend's response sender: one response (a mapping, an exception, or None for
+// a final flag alone) for `request`, possibly long after its execute returned.
+void SendResponse(PyRequest& request, const py::object& item, bool final) {
+  std::unique_ptr<InferenceResponse> response;
+  if (!item.is_none()) response = ResponseFromPy(item);
+  ThrowIfError(
+      request.request->Send(std::move(response), final ? kResponseFlagFinal : 0));
 }
 
 std::shared_ptr<PyResponse> Infer(PyModel& self, PyRequest& request) {
@@ -449,20 +502,22 @@ void RegisterModel(py::module_& m) {
       .def_readonly("priority_queue_policy", &SchedulerConfig::priority_queue_policy);
 
   py::class_<ModelSpec>(m, "ModelSpec")
-      .def(
-          py::init([](std::string name, int64_t version, int32_t max_batch_size,
-                      std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs) {
-            ModelSpec spec;
-            spec.name = std::move(name);
-            spec.version = version;
-            spec.max_batch_size = max_batch_size;
-            spec.inputs = std::move(inputs);
-            spec.outputs = std::move(outputs);
-            return spec;
-          }),
-          py::arg("name"), py::arg("version"), py::arg("max_batch_size"),
-          py::arg("inputs"), py::arg("outputs"))
+      .def(py::init([](std::string name, int64_t version, int32_t max_batch_size,
+                       std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs,
+                       bool decoupled) {
+             ModelSpec spec;
+             spec.name = std::move(name);
+             spec.version = version;
+             spec.max_batch_size = max_batch_size;
+             spec.decoupled = decoupled;
+             spec.inputs = std::move(inputs);
+             spec.outputs = std::move(outputs);
+             return spec;
+           }),
+           py::arg("name"), py::arg("version"), py::arg("max_batch_size"),
+           py::arg("inputs"), py::arg("outputs"), py::arg("decoupled") = false)
       .def_readonly("name", &ModelSpec::name)
+      .def_readonly("decoupled", &ModelSpec::decoupled)
       .def_readonly("version", &ModelSpec::version)
       .def_readonly("max_batch_size", &ModelSpec::max_batch_size)
       .def_readonly("inputs", &ModelSpec::inputs)
@@ -502,6 +557,7 @@ void RegisterModel(py::module_& m) {
           [](const PyModel& m) { return reinterpret_cast<uintptr_t>(m.model.get()); })
       .def("submit", &Submit, py::arg("request"), py::arg("future"))
       .def("submit_callback", &SubmitCallback, py::arg("request"), py::arg("callback"))
+      .def("submit_stream", &SubmitStream, py::arg("request"), py::arg("callback"))
       .def("infer", &Infer, py::arg("request"))
       .def("cancel",
            [](PyModel& self, PyRequest& request) {
@@ -526,6 +582,10 @@ void RegisterModel(py::module_& m) {
           future_complete_many = new py::object(std::move(complete_many));
         });
   m.def("_release_pending_refs", &ReleasePendingPyRefs);
+  m.def("send_response", &SendResponse, py::arg("request"), py::arg("response"),
+        py::arg("final"),
+        "Sends one response for `request` through its sender (decoupled models): a "
+        "mapping of outputs, an exception, or None with final=True.");
   m.def(
       "set_max_inflight_requests",
       [](int64_t limit) { InflightLimit::Global().SetLimit(limit < 0 ? 0 : limit); },

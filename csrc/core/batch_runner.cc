@@ -13,26 +13,6 @@ constexpr uint64_t kInlineMaxExecNs = 200'000;
 // Executions measured before an instance may run inline.
 constexpr uint32_t kInlineMinSamples = 8;
 
-Shape ResolveOutputShape(const TensorSpec& spec, const Shape& produced, bool batched) {
-  // Output reshape: the backend produced `reshape`, the client sees `dims`.
-  int64_t batch = batched && !produced.empty() ? produced[0] : 0;
-  int64_t elements = ElementCount(produced);
-  int64_t per_item = batched ? (batch == 0 ? 0 : elements / batch) : elements;
-  Shape out = spec.dims;
-  int64_t known = 1;
-  int wildcard = -1;
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (out[i] == -1) {
-      wildcard = static_cast<int>(i);
-    } else {
-      known *= out[i];
-    }
-  }
-  if (wildcard >= 0) out[wildcard] = known == 0 ? 0 : per_item / known;
-  if (batched) out.insert(out.begin(), batch);
-  return out;
-}
-
 }  // namespace
 
 BatchRunner::BatchRunner(const ModelSpec& spec, bool preserve_ordering,
@@ -115,6 +95,22 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
   stats_->RecordExecution(static_cast<uint64_t>(batch.total_batch_size), input_ns,
                           infer_ns, output_ns, status.ok());
 
+  if (spec_.decoupled) {
+    // The backend answers through the requests' senders, during Execute or later.
+    // Only a failed execution answers here: every request not closed yet gets its
+    // error as the final response.
+    for (auto& request : batch.requests) {
+      if (status.ok()) {
+        stats_->RecordSuccess(end - request->enqueue_ns, start - request->enqueue_ns,
+                              input_ns, infer_ns, output_ns);
+      } else {
+        stats_->RecordFailure(FailureReason::kBackend, end - request->enqueue_ns);
+        request->RespondError(status);
+      }
+    }
+    return;
+  }
+
   batch.responses.resize(batch.requests.size());
   std::vector<DeliveryItem> items;
   items.reserve(batch.requests.size());
@@ -139,44 +135,9 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
     } else {
       stats_->RecordFailure(FailureReason::kBackend, end - request.enqueue_ns);
     }
-    if (response->status.ok()) {
-      FinishResponse(request, response.get());
-    } else {
-      response->outputs.clear();
-    }
     items.push_back({std::move(batch.requests[i]), std::move(response)});
   }
   Deliver(sequence, std::move(items));
-}
-
-void BatchRunner::FinishResponse(const InferenceRequest& request,
-                                 InferenceResponse* response) {
-  // Keep only outputs the model declares, in the order the client asked for them
-  // (all of them in config order when it asked for none), with output reshape undone.
-  std::vector<Tensor> produced = std::move(response->outputs);
-  std::vector<bool> taken(produced.size(), false);
-  std::vector<Tensor> kept;
-  auto take = [&](const TensorSpec& output_spec) {
-    for (size_t i = 0; i < produced.size(); ++i) {
-      if (taken[i] || produced[i].name != output_spec.name) continue;
-      Tensor& tensor = produced[i];
-      if (output_spec.has_reshape) {
-        tensor.shape =
-            ResolveOutputShape(output_spec, tensor.shape, spec_.max_batch_size > 0);
-      }
-      taken[i] = true;
-      kept.push_back(std::move(tensor));
-      return;
-    }
-  };
-  if (request.requested_outputs.empty()) {
-    for (const auto& output_spec : spec_.outputs) take(output_spec);
-  } else {
-    for (const auto& name : request.requested_outputs) {
-      if (const TensorSpec* output_spec = spec_.FindOutput(name)) take(*output_spec);
-    }
-  }
-  response->outputs = std::move(kept);
 }
 
 void BatchRunner::Deliver(uint64_t sequence, std::vector<DeliveryItem> items) {

@@ -4,9 +4,10 @@
 // ordered delivery behave the same whichever scheduler formed the batch.
 //
 // For each batch: gather inputs (when the executor wants them), Execute, scatter
-// gathered outputs, record Triton's statistics, keep only the outputs each request
-// asked for (output reshape undone), and deliver the responses — in dispatch order
-// when preserve_ordering is set.
+// gathered outputs, record Triton's statistics, and deliver the responses — in
+// dispatch order when preserve_ordering is set. A decoupled model's requests are
+// answered by its backend through their senders instead; the runner only answers
+// them when the execution itself failed.
 //
 // Ownership: holds the instances, the statistics and the arena (shared with the
 // scheduler that owns it). Thread safety: Run may be called concurrently for
@@ -65,7 +66,6 @@ class BatchRunner {
 
   void FinishBatch(Batch& batch, Status status, uint64_t start, uint64_t gathered,
                    uint64_t sequence);
-  void FinishResponse(const InferenceRequest& request, InferenceResponse* response);
   void Deliver(uint64_t sequence, std::vector<DeliveryItem> items);
 
   const ModelSpec spec_;  // a copy: the runner may outlive its Model (see ~Model)

@@ -114,8 +114,7 @@ void DynamicBatchScheduler::RunInline(int instance_index, const RequestPtr& requ
     std::lock_guard<std::mutex> lock(mu_);
     sequence = runner_.NextSequence();
   }
-  executing_.fetch_add(1, std::memory_order_relaxed);
-  Execute(batch, sequence);
+  runner_.Run(batch, sequence);
   {
     std::lock_guard<std::mutex> lock(mu_);
     claimed_[instance_index] = 0;
@@ -143,17 +142,6 @@ bool DynamicBatchScheduler::Cancel(const RequestPtr& request) {
 size_t DynamicBatchScheduler::PendingCount() const {
   std::lock_guard<std::mutex> lock(mu_);
   return queue_.size();
-}
-
-size_t DynamicBatchScheduler::InflightCount() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return queue_.size() + executing_.load(std::memory_order_relaxed);
-}
-
-void DynamicBatchScheduler::Execute(Batch& batch, uint64_t sequence) {
-  const size_t count = batch.requests.size();
-  runner_.Run(batch, sequence);
-  executing_.fetch_sub(count, std::memory_order_relaxed);
 }
 
 void DynamicBatchScheduler::Stop(bool drain) {
@@ -302,7 +290,6 @@ void DynamicBatchScheduler::WorkerLoop(int instance_index) {
       }
       if (!batch.requests.empty()) {
         sequence = runner_.NextSequence();
-        executing_.fetch_add(batch.requests.size(), std::memory_order_relaxed);
         // Another idle worker may be able to take what is left.
         if (!queue_.empty()) work_cv_.notify_one();
       }
@@ -313,7 +300,7 @@ void DynamicBatchScheduler::WorkerLoop(int instance_index) {
     }
     if (batch.requests.empty()) continue;
 
-    Execute(batch, sequence);
+    runner_.Run(batch, sequence);
   }
 }
 

@@ -42,7 +42,6 @@ class DynamicBatchScheduler final : public Scheduler {
   Status Enqueue(const RequestPtr& request, bool caller_waits) override;
   bool Cancel(const RequestPtr& request) override;
   size_t PendingCount() const override;
-  size_t InflightCount() const override;
   void Stop(bool drain) override;
   bool OnWorkerThread() const override;
 
@@ -56,8 +55,6 @@ class DynamicBatchScheduler final : public Scheduler {
   // With mu_ held: takes the next batch if one should be sent now. Otherwise returns
   // false and sets *wake_ns to when to look again (0: when a request arrives).
   bool TakeBatch(uint64_t now_ns, Batch* batch, uint64_t* wake_ns);
-  // Runs a taken batch and counts its requests out of the executing set.
-  void Execute(Batch& batch, uint64_t sequence);
 
   const SchedulerConfig config_;
   BatchRunner runner_;
@@ -76,8 +73,6 @@ class DynamicBatchScheduler final : public Scheduler {
   // and the destructor waits for it here.
   int running_workers_ = 0;
   std::condition_variable exit_cv_;
-  // Requests taken off the queue whose batch has not finished yet.
-  std::atomic<size_t> executing_{0};
 
   // Inline dispatch. Waking a sleeping worker costs tens of microseconds on a busy
   // machine, more than a cheap model's whole execution; so when the enqueueing thread

@@ -1,8 +1,10 @@
 #include "infer_request.h"
 
 #include <chrono>
+#include <thread>
 
 #include "inflight_limit.h"
+#include "response_outputs.h"
 
 namespace tritonx {
 namespace {
@@ -17,26 +19,107 @@ uint64_t NowNs() {
 
 InferenceRequest::InferenceRequest() : uid(next_uid.fetch_add(1)) {}
 
-InferenceRequest::~InferenceRequest() { ReleaseInflightSlot(); }
+InferenceRequest::~InferenceRequest() { ReleaseInflight(); }
 
-void InferenceRequest::ReleaseInflightSlot() {
-  InflightLimit* limit = inflight_slot_.exchange(nullptr, std::memory_order_acq_rel);
-  if (limit != nullptr) limit->Release();
+void InferenceRequest::HoldInflight(
+    InflightLimit* limit, std::shared_ptr<std::atomic<int64_t>> model_inflight) {
+  inflight_limit_ = limit;
+  model_inflight_ = std::move(model_inflight);
+  if (model_inflight_) model_inflight_->fetch_add(1, std::memory_order_relaxed);
+  holding_.store(true, std::memory_order_release);
+}
+
+void InferenceRequest::ReleaseInflight() {
+  if (!holding_.exchange(false, std::memory_order_acq_rel)) return;
+  if (inflight_limit_ != nullptr) inflight_limit_->Release();
+  if (model_inflight_) model_inflight_->fetch_sub(1, std::memory_order_relaxed);
+}
+
+Status InferenceRequest::Send(std::unique_ptr<InferenceResponse> response,
+                              uint32_t flags) {
+  if ((flags & kResponseFlagFinal) == 0) {
+    if (!streams_) {
+      return Status(StatusCode::kUnsupported,
+                    "this request takes a single response (the model is not "
+                    "decoupled)");
+    }
+    if (!response) {
+      return Status(StatusCode::kInvalidArg, "a non-final response must not be empty");
+    }
+    const uint32_t before =
+        send_state_.fetch_add(kSendingUnit, std::memory_order_acq_rel);
+    if (before & kClosedBit) {
+      send_state_.fetch_sub(kSendingUnit, std::memory_order_acq_rel);
+      return Status(StatusCode::kInvalidArg, "response sender is closed");
+    }
+    Deliver(std::move(response), flags);
+    send_state_.fetch_sub(kSendingUnit, std::memory_order_acq_rel);
+    return Status::Ok();
+  }
+  // FINAL: close, after any non-final Send still delivering (one compare-and-swap on
+  // the usual one-response path).
+  uint32_t state = send_state_.load(std::memory_order_acquire);
+  while (true) {
+    if (state & kClosedBit) {
+      return Status(StatusCode::kInvalidArg, "response sender is closed");
+    }
+    if (state != 0) {
+      std::this_thread::yield();
+      state = send_state_.load(std::memory_order_acquire);
+      continue;
+    }
+    if (send_state_.compare_exchange_weak(state, kClosedBit,
+                                          std::memory_order_acq_rel)) {
+      break;
+    }
+  }
+  // Answered: the slots are free before the callback runs, so a client that sends its
+  // next request from the callback is not refused for its own finished one.
+  ReleaseInflight();
+  Deliver(std::move(response), flags);
+  return Status::Ok();
+}
+
+void InferenceRequest::Deliver(std::unique_ptr<InferenceResponse> response,
+                               uint32_t flags) {
+  if (response) {
+    if (response->model_name.empty()) response->model_name = model_name;
+    if (response->model_version == 0) response->model_version = model_version;
+    if (response->id.empty()) response->id = id;
+    if (!response->status.ok()) {
+      response->outputs.clear();
+    } else if (spec) {
+      ApplyOutputSpec(*spec, *this, response.get());
+    }
+  }
+  const bool final = (flags & kResponseFlagFinal) != 0;
+  if (on_stream_) {
+    if (!final) {
+      on_stream_(std::move(response), flags);
+      return;
+    }
+    // The last call: move the callback out, so that what it captured is released as
+    // soon as it ran (the callback may even drop the last reference to this request).
+    ResponseStreamFn fn = std::move(on_stream_);
+    fn(std::move(response), flags);
+    return;
+  }
+  ResponseFn fn = std::move(on_response_);
+  if (!fn) return;
+  if (!response) {
+    // A final flag without data on a one-response consumer: the model sent nothing.
+    response = std::make_unique<InferenceResponse>();
+    response->model_name = model_name;
+    response->model_version = model_version;
+    response->id = id;
+    response->status = Status(StatusCode::kInternal,
+                              "the model sent no response for request '" + id + "'");
+  }
+  fn(std::move(response));
 }
 
 bool InferenceRequest::Respond(std::unique_ptr<InferenceResponse> response) {
-  if (responded_.exchange(true, std::memory_order_acq_rel)) return false;
-  // Answered: the slot is free before the callback runs, so a client that sends its
-  // next request from the callback is not refused for its own finished one.
-  ReleaseInflightSlot();
-  if (response->model_name.empty()) response->model_name = model_name;
-  if (response->model_version == 0) response->model_version = model_version;
-  if (response->id.empty()) response->id = id;
-  // Move the callback out so that whatever it captured is released as soon as it ran,
-  // not when the request itself dies.
-  ResponseFn fn = std::move(on_response_);
-  if (fn) fn(std::move(response));
-  return true;
+  return Send(std::move(response), kResponseFlagFinal).ok();
 }
 
 bool InferenceRequest::RespondError(const Status& status) {

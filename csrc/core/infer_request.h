@@ -1,9 +1,18 @@
 // InferenceRequest / InferenceResponse: what the frontends hand the core and get back.
 //
-// A request is shared (std::shared_ptr) between the frontend that built it, the
-// scheduler's queue and the executing instance; whoever holds it last frees it. The
-// response callback is invoked exactly once per request, from whatever thread
-// finishes it (a scheduler worker, the timeout sweeper, or the canceller).
+// Ownership: a request is shared (std::shared_ptr) between the frontend that built
+// it, the scheduler's queue, the executing instance and, for decoupled models, the
+// backend's response sender, which may outlive Execute; whoever holds it last frees
+// it (its inputs with it). Being answered and being freed are separate events.
+//
+// Responding (the response-sender contract): a request is answered through Send, 0..N
+// times without kResponseFlagFinal and then exactly once with it. Send may be called
+// from any thread, also after Execute returned. After FINAL every Send fails with an
+// error status (never a crash). Concurrent Sends on one request are delivered in some
+// order, never after FINAL; a backend that needs an order sends from one thread. The
+// consumer is the frontend's callback: SetResponseCallback for one response per
+// request (non-decoupled models; a non-final Send to it fails UNSUPPORTED), or
+// SetResponseStream for every response (decoupled models: gRPC streams, BLS).
 #pragma once
 
 #include <atomic>
@@ -22,6 +31,7 @@
 namespace tritonx {
 
 class InflightLimit;
+struct ModelSpec;
 
 using ParameterValue = std::variant<bool, int64_t, uint64_t, double, std::string>;
 using Parameters = std::vector<std::pair<std::string, ParameterValue>>;
@@ -35,7 +45,13 @@ struct InferenceResponse {
   Parameters parameters;
 };
 
+// One response per request: the final one (never null).
 using ResponseFn = std::function<void(std::unique_ptr<InferenceResponse>)>;
+// Every response of a request; `flags` has kResponseFlagFinal on the last, whose
+// response may be null (the stream ends without more data).
+using ResponseStreamFn =
+    std::function<void(std::unique_ptr<InferenceResponse>, uint32_t flags)>;
+constexpr uint32_t kResponseFlagFinal = 1u;
 
 // Monotonic clock in nanoseconds, the time base of every duration the core records.
 uint64_t NowNs();
@@ -65,23 +81,42 @@ class InferenceRequest {
   // are answered from inside Execute rather than after it.
   bool deliver_in_executor = false;
 
-  // Installs the completion callback. Must be set before the request is enqueued.
+  // Installs the consumer (one of the two). Must be set before the request is
+  // enqueued; not thread safe with respect to Send.
   void SetResponseCallback(ResponseFn fn) { on_response_ = std::move(fn); }
+  void SetResponseStream(ResponseStreamFn fn) {
+    on_stream_ = std::move(fn);
+    streams_ = static_cast<bool>(on_stream_);
+  }
+  // The consumer takes any number of responses.
+  bool streams() const { return streams_; }
 
-  // Delivers the response. The first call wins; later calls are dropped (and return
-  // false) so that a request racing between cancellation and execution is answered
-  // once. Thread safe.
+  // Sends one response (see the contract above). An OK response keeps only the
+  // outputs the request asked for, in its order (output reshape undone), when the
+  // request came through a Model. Errors: INVALID_ARG after FINAL ("response sender
+  // is closed"); UNSUPPORTED for a non-final response to a one-response consumer.
+  // Thread safe.
+  Status Send(std::unique_ptr<InferenceResponse> response, uint32_t flags);
+
+  // Sends `response` as the final one. The first final answer wins; false when the
+  // request was answered already (a request racing between cancellation and
+  // execution is answered once). Thread safe.
   bool Respond(std::unique_ptr<InferenceResponse> response);
 
-  // Convenience: respond with an error status.
+  // Convenience: a final error response.
   bool RespondError(const Status& status);
 
-  bool responded() const { return responded_.load(std::memory_order_acquire); }
+  // FINAL was sent.
+  bool responded() const {
+    return (send_state_.load(std::memory_order_acquire) & kClosedBit) != 0;
+  }
 
-  // The request holds one slot of `limit` until it is answered or destroyed (see
-  // InflightLimit). Set by Model::Enqueue once the slot is taken.
-  void HoldInflightSlot(InflightLimit* limit) { inflight_slot_ = limit; }
-  void ReleaseInflightSlot();
+  // Admission, by Model::Enqueue: the request holds one slot of the server-wide
+  // `limit` and counts in its model's `model_inflight` until it is answered (FINAL)
+  // or destroyed, whichever comes first.
+  void HoldInflight(InflightLimit* limit,
+                    std::shared_ptr<std::atomic<int64_t>> model_inflight);
+  void ReleaseInflight();
 
   // Cancellation is cooperative once a request is executing: backends may poll this.
   void MarkCancelled() { cancelled_.store(true, std::memory_order_release); }
@@ -97,11 +132,27 @@ class InferenceRequest {
   uint64_t dispatch_ns = 0;
   uint64_t deadline_ns = 0;  // 0: no queue timeout
   uint32_t priority_level = 0;
+  // The model's spec, for output filtering in Send (shared: a decoupled model's
+  // sender may outlive the model).
+  std::shared_ptr<const ModelSpec> spec;
 
  private:
+  // send_state_: kClosedBit once FINAL is sent; the rest counts non-final Sends in
+  // progress (in units of kSendingUnit), which a FINAL Send waits out.
+  static constexpr uint32_t kClosedBit = 1u;
+  static constexpr uint32_t kSendingUnit = 2u;
+
+  void Deliver(std::unique_ptr<InferenceResponse> response, uint32_t flags);
+
   ResponseFn on_response_;
-  std::atomic<InflightLimit*> inflight_slot_{nullptr};
-  std::atomic<bool> responded_{false};
+  ResponseStreamFn on_stream_;
+  bool streams_ = false;
+  std::atomic<uint32_t> send_state_{0};
+  // Admission holds (HoldInflight): written before the request is enqueued, given
+  // back once, by whoever flips `holding_`.
+  std::atomic<bool> holding_{false};
+  InflightLimit* inflight_limit_ = nullptr;
+  std::shared_ptr<std::atomic<int64_t>> model_inflight_;
   std::atomic<bool> cancelled_{false};
 };
 

@@ -11,13 +11,14 @@ namespace tritonx {
 Model::Model(ModelSpec spec, SchedulerConfig config,
              std::vector<std::shared_ptr<Executor>> instances,
              std::shared_ptr<TensorArena> arena)
-    : spec_(std::move(spec)),
+    : spec_(std::make_shared<const ModelSpec>(std::move(spec))),
       config_(std::move(config)),
-      stats_(std::make_shared<ModelStats>()) {
-  config_.max_batch_size = spec_.max_batch_size;
+      stats_(std::make_shared<ModelStats>()),
+      inflight_(std::make_shared<std::atomic<int64_t>>(0)) {
+  config_.max_batch_size = spec_->max_batch_size;
   if (!arena) arena = TensorArena::Global();
   scheduler_ =
-      MakeScheduler(spec_, config_, std::move(instances), stats_, std::move(arena));
+      MakeScheduler(*spec_, config_, std::move(instances), stats_, std::move(arena));
 }
 
 Model::~Model() {
@@ -36,10 +37,11 @@ Model::~Model() {
 }
 
 Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
-  Status status = ValidateRequest(spec_, request.get());
+  Status status = ValidateRequest(*spec_, request.get());
   if (!status.ok()) return status;
-  request->model_name = spec_.name;
-  request->model_version = spec_.version;
+  request->model_name = spec_->name;
+  request->model_version = spec_->version;
+  request->spec = spec_;
   InflightLimit& limit = InflightLimit::Global();
   if (!limit.TryAcquire()) {
     stats_->RecordFailure(FailureReason::kRejected, 0);
@@ -47,9 +49,9 @@ Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
                   "server is overloaded: " + std::to_string(limit.limit()) +
                       " requests in flight (--max-inflight-requests)");
   }
-  request->HoldInflightSlot(&limit);
+  request->HoldInflight(&limit, inflight_);
   status = scheduler_->Enqueue(request, caller_waits);
-  if (!status.ok()) request->ReleaseInflightSlot();
+  if (!status.ok()) request->ReleaseInflight();
   return status;
 }
 
@@ -57,7 +59,9 @@ bool Model::Cancel(const RequestPtr& request) { return scheduler_->Cancel(reques
 
 size_t Model::PendingCount() const { return scheduler_->PendingCount(); }
 
-size_t Model::InflightCount() const { return scheduler_->InflightCount(); }
+size_t Model::InflightCount() const {
+  return static_cast<size_t>(inflight_->load(std::memory_order_relaxed));
+}
 
 void Model::Stop(bool drain) {
   if (scheduler_) scheduler_->Stop(drain);

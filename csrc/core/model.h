@@ -1,6 +1,7 @@
 // Model: one served model version — its spec, its scheduler and its statistics.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,7 +28,7 @@ class Model {
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
-  const ModelSpec& spec() const { return spec_; }
+  const ModelSpec& spec() const { return *spec_; }
   const SchedulerConfig& scheduler_config() const { return config_; }
 
   // Validates the request against the spec, stamps it and queues it. On OK the
@@ -48,7 +49,8 @@ class Model {
 
   // Requests waiting for an instance.
   size_t PendingCount() const;
-  // Requests taken and not yet answered (queued or executing): what a drain waits for.
+  // Requests taken and not yet answered with FINAL (queued, executing, or streaming
+  // from a decoupled model): what a drain waits for.
   size_t InflightCount() const;
   StatsSnapshot Statistics() const { return stats_->Snapshot(); }
 
@@ -59,9 +61,12 @@ class Model {
   void Stop(bool drain = true);
 
  private:
-  ModelSpec spec_;
+  // Shared with every request it admits (output filtering in Send may run after
+  // the model is gone).
+  std::shared_ptr<const ModelSpec> spec_;
   SchedulerConfig config_;
   std::shared_ptr<ModelStats> stats_;
+  std::shared_ptr<std::atomic<int64_t>> inflight_;
   std::unique_ptr<Scheduler> scheduler_;
 };
 

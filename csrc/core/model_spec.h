@@ -25,6 +25,9 @@ struct ModelSpec {
   std::string name;
   int64_t version = 1;
   int32_t max_batch_size = 0;
+  // model_transaction_policy.decoupled: the backend answers each request with 0..N
+  // responses through its sender instead of one response per execution.
+  bool decoupled = false;
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
 

@@ -43,10 +43,9 @@ class Scheduler {
   // queued (it is then only marked cancelled, for the backend to see).
   virtual bool Cancel(const RequestPtr& request) = 0;
 
-  // Requests waiting for an instance.
+  // Requests waiting for an instance. (Requests in flight — queued, executing or
+  // streaming — are counted by the Model, which admits them.)
   virtual size_t PendingCount() const = 0;
-  // Requests taken and not yet answered: queued or executing.
-  virtual size_t InflightCount() const = 0;
 
   // Stops accepting and joins the worker threads. With `drain` every queued request
   // runs first; without, queued requests fail UNAVAILABLE and only executions already

@@ -199,6 +199,13 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
   Status status =
       impl_->registry_->Find(request->model_name(), request->model_version(), &model);
   if (!status.ok()) return fail(grpcfe::ToGrpcStatus(status));
+  if (model->spec().decoupled) {
+    // One response per call cannot carry a stream: Triton sends such clients to
+    // ModelStreamInfer.
+    return fail(grpc::Status(
+        grpc::StatusCode::UNIMPLEMENTED,
+        "ModelInfer RPC doesn't support models with decoupled transaction policy"));
+  }
 
   auto infer_request = std::make_shared<InferenceRequest>();
   status = grpcfe::BuildInferenceRequest(*request, messages, &model->spec(),
@@ -232,13 +239,16 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
 }
 
 // ---------------------------------------------------------------------------
-// ModelStreamInfer: every request read is enqueued at once; its response is
-// written when it completes, in completion order. grpc allows one outstanding
-// write per stream, so completed responses wait in a queue for their turn. The
-// stream finishes once the client has half-closed and every request has been
-// answered and written. Thread safety: reactions come from grpc threads and
-// responses from core threads; mu_ guards the shared state. The reactor deletes
-// itself in OnDone.
+// ModelStreamInfer: every request read is enqueued at once; its responses are
+// written as they come, in completion order across requests and in send order
+// within one (a decoupled model sends 0..N responses then FINAL); each carries
+// `triton_final_response`, and a FINAL without data is written only when the request
+// set `triton_enable_empty_final_response`. grpc allows one outstanding write per
+// stream, so responses wait in a queue for their turn. Errors travel as
+// `error_message` without closing the stream. The stream finishes once the client
+// has half-closed and every request has sent FINAL and been written. Thread safety:
+// reactions come from grpc threads and responses from core threads; mu_ guards the
+// shared state. The reactor deletes itself in OnDone.
 
 class GrpcServer::Impl::StreamReactor
     : public grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse> {
@@ -339,13 +349,18 @@ class GrpcServer::Impl::StreamReactor
     }
   }
 
-  void Complete(uint64_t key, std::unique_ptr<ModelStreamInferResponse> response) {
+  // Queues `response` (may be null: nothing to write) for the request `key`; with
+  // `final` the request is done.
+  void Complete(uint64_t key, std::unique_ptr<ModelStreamInferResponse> response,
+                bool final = true) {
     Action action;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (key != 0) inflight_.erase(key);
-      --outstanding_;
-      if (!broken_) writes_.push_back(std::move(response));
+      if (final) {
+        if (key != 0) inflight_.erase(key);
+        --outstanding_;
+      }
+      if (!broken_ && response) writes_.push_back(std::move(response));
       action = NextActionLocked();
     }
     // Past this point another thread may finish the stream and delete `this`,
@@ -354,11 +369,12 @@ class GrpcServer::Impl::StreamReactor
   }
 
   // Like Triton, the failed request's id rides along so clients can match it.
-  void CompleteWithError(uint64_t key, const Status& status, const std::string& id) {
+  void CompleteWithError(uint64_t key, const Status& status, const std::string& id,
+                         bool final = true) {
     auto response = std::make_unique<ModelStreamInferResponse>();
     response->set_error_message(status.message());
     if (!id.empty()) response->mutable_infer_response()->set_id(id);
-    Complete(key, std::move(response));
+    Complete(key, std::move(response), final);
   }
 
   void Process(std::shared_ptr<ModelInferRequest> message) {
@@ -381,18 +397,43 @@ class GrpcServer::Impl::StreamReactor
       key = ++next_key_;
       inflight_.emplace(key, std::make_pair(model, request));
     }
-    request->SetResponseCallback(
-        [this, key, message](std::unique_ptr<InferenceResponse> result) {
-          if (!result->status.ok()) {
-            return CompleteWithError(key, result->status, message->id());
+    const bool decoupled = model->spec().decoupled;
+    const bool empty_final = decoupled && WantsEmptyFinal(request->parameters);
+    request->SetResponseStream(
+        [this, key, message, empty_final, name = model->spec().name,
+         version = model->spec().version](std::unique_ptr<InferenceResponse> result,
+                                          uint32_t flags) {
+          const bool final = (flags & kResponseFlagFinal) != 0;
+          if (result && !result->status.ok()) {
+            return CompleteWithError(key, result->status, message->id(), final);
+          }
+          if (!result && !(final && empty_final)) return Complete(key, nullptr, final);
+          if (!result) {
+            // FINAL alone, and the client asked to see it: an empty response.
+            result = std::make_unique<InferenceResponse>();
+            result->model_name = name;
+            result->model_version = version;
           }
           auto response = std::make_unique<ModelStreamInferResponse>();
-          grpcfe::BuildInferResponse(*result, message->id(),
-                                     response->mutable_infer_response());
-          Complete(key, std::move(response));
+          ModelInferResponse* infer = response->mutable_infer_response();
+          grpcfe::BuildInferResponse(*result, message->id(), infer);
+          // Every stream response says whether it is its request's last (Triton does
+          // so for non-decoupled models too).
+          (*infer->mutable_parameters())["triton_final_response"].set_bool_param(final);
+          Complete(key, std::move(response), final);
         });
     status = model->Enqueue(request);
     if (!status.ok()) CompleteWithError(key, status, message->id());
+  }
+
+  static bool WantsEmptyFinal(const Parameters& parameters) {
+    for (const auto& [key, value] : parameters) {
+      if (key == "triton_enable_empty_final_response") {
+        const bool* flag = std::get_if<bool>(&value);
+        return flag != nullptr && *flag;
+      }
+    }
+    return false;
   }
 
   Impl* impl_;

@@ -35,6 +35,7 @@ GRPC_BUILT: bool = _C.grpc_built
 release_pending_refs = _C._release_pending_refs
 generate_load = _C.generate_load
 set_max_inflight_requests = _C.set_max_inflight_requests
+send_response = _C.send_response
 inflight_requests = _C.inflight_requests
 # The grpc++ server is absent when the extension was built with TRITONX_ENABLE_GRPC=OFF.
 GrpcServer = getattr(_C, "GrpcServer", None)
@@ -104,5 +105,6 @@ __all__ = [
     "inflight_requests",
     "probe_cuda",
     "release_pending_refs",
+    "send_response",
     "set_max_inflight_requests",
 ]

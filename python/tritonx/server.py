@@ -419,8 +419,8 @@ class Server:
             self.abandoned_work = True
         elif drain.exception() is not None:
             logger.error("error while stopping frontends: %s", drain.exception())
-        if self._models_with_pending():
-            self.abandoned_work = True  # still queued: unloading fails them
+        if self._models_with_inflight():
+            self.abandoned_work = True  # unloading fails what is queued
         self.frontends.clear()
         logger.info("All models are stopped, unloading models")
         # Unloading waits for executions still running; a model stuck in execute()
@@ -451,7 +451,7 @@ class Server:
     async def _wait_for_idle_models(self, deadline: float) -> None:
         last_report = -1
         while True:
-            busy = self._models_with_pending()
+            busy = self._models_with_inflight()
             remaining = max(0, int(deadline - time.monotonic() + 0.999))
             if remaining != last_report:
                 logger.info(
@@ -465,12 +465,12 @@ class Server:
                 return
             await asyncio.sleep(0.05)
 
-    def _models_with_pending(self) -> int:
+    def _models_with_inflight(self) -> int:
         busy = 0
         for row in self.manager.index(ready_only=True):
             try:
                 model: Any = self.manager.get(str(row["name"]), str(row["version"]))
-                busy += model.core.pending_count() > 0
+                busy += model.core.inflight_count() > 0
             except TritonXError:
                 continue
         return busy

@@ -13,12 +13,14 @@ import inspect
 import json
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tritonx import _native
 from tritonx.backends._pymodule import (
     format_exception,
     load_model_module,
@@ -90,6 +92,7 @@ class PythonInstance:
         self._model_name = model.ctx.name
         self._version = model.ctx.version
         self._outputs = tuple(o.name for o in model.ctx.config.output)
+        self._decoupled = bool(model.ctx.config.model_transaction_policy.decoupled)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._module: ModuleType = load_model_module(model.model_file)
         try:
@@ -125,7 +128,10 @@ class PythonInstance:
         log.error("%s", message)
         return InternalError(message)
 
-    def execute(self, requests: list[Request]) -> ExecuteResult:
+    def execute(self, requests: list[Request]) -> ExecuteResult | None:
+        if self._decoupled:
+            self._execute_decoupled(requests)
+            return None
         pb_requests = [
             InferenceRequest._from_core(
                 r, self._model_name, self._version, self._outputs
@@ -161,6 +167,37 @@ class PythonInstance:
                     f"return list, found type '{type(item)}'."
                 )
         return [self._convert(r) for r in result]
+
+    def _execute_decoupled(self, requests: list[Request]) -> None:
+        """A decoupled model answers through its senders, during execute or later;
+        execute itself must return None."""
+        pb_requests = [
+            InferenceRequest._from_core(
+                r,
+                self._model_name,
+                self._version,
+                self._outputs,
+                send=partial(self._send, r),
+            )
+            for r in requests
+        ]
+        try:
+            result = self._obj.execute(pb_requests)
+            if inspect.isawaitable(result):
+                result = self._run(result)
+        except Exception as exc:
+            raise self._failure(format_exception(exc)) from None
+        if result is not None:
+            raise self._failure(
+                f"Python model '{self._model_name}' is using the decoupled mode and "
+                "the execute function must return None."
+            )
+
+    def _send(
+        self, core: Request, response: InferenceResponse | None, final: bool
+    ) -> None:
+        payload = None if response is None else self._convert(response)
+        _native.send_response(core, payload, final)
 
     def _from_senders(self, requests: Sequence[InferenceRequest]) -> ExecuteResult:
         # Returning None is how a model says "I answered through the senders".
@@ -215,11 +252,6 @@ class PythonModel:
 
     def __init__(self, ctx: ModelContext) -> None:
         self.ctx = ctx
-        config = ctx.config
-        if config.model_transaction_policy.decoupled:
-            raise UnsupportedError(
-                "decoupled python models are not supported by tritonx yet"
-            )
         self.model_file = _model_file(ctx)
         self._instances: list[PythonInstance] = []
 

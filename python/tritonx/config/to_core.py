@@ -46,6 +46,7 @@ def model_spec_from_config(config: ModelConfig, version: int) -> _native.ModelSp
         max_batch_size=config.max_batch_size,
         inputs=[_tensor_spec(i, i.optional) for i in config.input],
         outputs=[_tensor_spec(o, False) for o in config.output],
+        decoupled=config.model_transaction_policy.decoupled,
     )
 
 

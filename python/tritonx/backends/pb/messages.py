@@ -7,7 +7,7 @@ directly, so building the list costs a few attribute reads per request.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from tritonx.backends.pb.errors import TritonError, TritonModelException
@@ -144,6 +144,49 @@ class InferenceResponseSender:
         return self._request.is_cancelled()
 
 
+# What a decoupled request's sender hands the core: (response or None, final).
+SendFn = Callable[["InferenceResponse | None", bool], None]
+
+
+class DecoupledResponseSender:
+    """``request.get_response_sender()`` of a decoupled model: any number of
+    responses, from ``execute`` or from any thread after it returned, then the FINAL
+    flag (with a last response or alone). Each response leaves at once."""
+
+    __slots__ = ("_closed", "_request", "_send")
+
+    def __init__(self, request: InferenceRequest, send: SendFn) -> None:
+        self._request = request
+        self._send = send
+        self._closed = False
+
+    def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
+        if self._closed:
+            raise TritonModelException(
+                "Unable to send response. Response sender has been closed."
+            )
+        if response is not None and not isinstance(response, InferenceResponse):
+            raise TypeError(
+                "send(): expected a pb_utils.InferenceResponse, found type "
+                f"'{type(response)}'"
+            )
+        final = bool(flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        if response is None and not final:
+            raise TritonModelException(
+                "Unable to send response. A response or the complete-final flag "
+                "must be given."
+            )
+        if final:
+            self._closed = True
+        try:
+            self._send(response, final)
+        except Exception as error:  # the core refused it (e.g. sent after FINAL)
+            raise TritonModelException(f"Unable to send response. {error}") from None
+
+    def is_cancelled(self) -> bool:
+        return self._request.is_cancelled()
+
+
 class InferenceRequest:
     """A request: the ones passed to ``execute``, or one built by the model (BLS)."""
 
@@ -159,6 +202,7 @@ class InferenceRequest:
         "_release_flags",
         "_request_id",
         "_requested",
+        "_send",
         "_slot",
         "_timeout",
         "_trace",
@@ -180,6 +224,7 @@ class InferenceRequest:
     ) -> None:
         self._core: Any = None
         self._slot: _ResponseSlot | None = None
+        self._send: SendFn | None = None
         self._request_id = request_id
         self._correlation_id = correlation_id
         self._inputs: list[Tensor] | None = list(inputs)
@@ -197,11 +242,18 @@ class InferenceRequest:
 
     @classmethod
     def _from_core(
-        cls, core: Any, model_name: str, model_version: int, all_outputs: Sequence[str]
+        cls,
+        core: Any,
+        model_name: str,
+        model_version: int,
+        all_outputs: Sequence[str],
+        send: SendFn | None = None,
     ) -> InferenceRequest:
+        """A request handed to ``execute``; ``send`` is set for decoupled models."""
         self = cls.__new__(cls)
         self._core = core
         self._slot = None
+        self._send = send
         self._request_id = core.id
         self._correlation_id = core.correlation_id
         self._inputs = None  # built on first use
@@ -267,11 +319,13 @@ class InferenceRequest:
             )
         self._release_flags = int(flags)
 
-    def get_response_sender(self) -> InferenceResponseSender:
+    def get_response_sender(self) -> InferenceResponseSender | DecoupledResponseSender:
         if self._core is None:
             raise TritonModelException(
                 "get_response_sender() is only available on requests passed to execute"
             )
+        if self._send is not None:
+            return DecoupledResponseSender(self, self._send)
         if self._slot is None:
             self._slot = _ResponseSlot()
         return InferenceResponseSender(self, self._slot)
