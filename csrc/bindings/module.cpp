@@ -12,6 +12,9 @@ void RegisterArena(py::module_& m);
 #ifdef TRITONX_ENABLE_GRPC
 void RegisterGrpc(pybind11::module_& m);
 #endif
+#ifdef TRITONX_ENABLE_HTTP
+namespace tritonx::bindings { void RegisterHttp(py::module_& m); }
+#endif
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "tritonx C++ core: requests, scheduling, batching, tensor arena, gRPC";
@@ -26,5 +29,8 @@ PYBIND11_MODULE(_C, m) {
   m.attr("grpc_built") = true;
 #else
   m.attr("grpc_built") = false;
+#endif
+#ifdef TRITONX_ENABLE_HTTP
+  RegisterHttp(m);
 #endif
 }

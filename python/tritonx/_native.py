@@ -39,6 +39,8 @@ send_response = _C.send_response
 inflight_requests = _C.inflight_requests
 # The grpc++ server is absent when the extension was built with TRITONX_ENABLE_GRPC=OFF.
 GrpcServer = getattr(_C, "GrpcServer", None)
+# The evhttp server is absent when built with TRITONX_ENABLE_HTTP=OFF.
+HttpServer = getattr(_C, "HttpServer", None)
 
 _core_log = logging.getLogger("tritonx.core")
 _LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
@@ -89,6 +91,7 @@ __all__ = [
     "CUDA_BUILT",
     "GRPC_BUILT",
     "GrpcServer",
+    "HttpServer",
     "Model",
     "ModelRegistry",
     "ModelSpec",

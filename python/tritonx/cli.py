@@ -42,7 +42,6 @@ IGNORED_FLAGS = (
     "--backend-directory",
     "--repoagent-directory",
     "--cache-directory",
-    "--http-thread-count",
     "--reuse-grpc-port",
     "--grpc-infer-allocation-pool-size",
     "--grpc-max-response-pool-size",
@@ -351,6 +350,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--reuse-http-port", type=parse_bool, default=False, metavar="<boolean>"
     )
     g.add_argument(
+        "--http-engine",
+        choices=("python", "native"),
+        default="python",
+        help="tritonx: 'python' (asyncio frontend) or 'native' (C++ libevent server: "
+        "inference parsed and answered in C++; no HTTPS yet).",
+    )
+    g.add_argument(
+        "--http-thread-count",
+        type=_int,
+        default=min(8, os.cpu_count() or 1),
+        metavar="<integer>",
+        help="Event threads of the native HTTP server (default: CPUs, at most 8).",
+    )
+    g.add_argument(
         "--http-max-input-size",
         type=_int,
         default=64 * 1024 * 1024,
@@ -580,6 +593,8 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         http_server_cert=args.http_server_cert,
         http_server_key=args.http_server_key,
         http_root_cert=args.http_root_cert,
+        http_engine=args.http_engine,
+        http_thread_count=args.http_thread_count,
         allow_grpc=args.allow_grpc,
         grpc_address=args.grpc_address,
         grpc_port=args.grpc_port,

@@ -92,6 +92,10 @@ class ServerOptions:
     http_server_cert: Path | None = None
     http_server_key: Path | None = None
     http_root_cert: Path | None = None
+    # --http-engine: "python" (asyncio frontend) or "native" (C++ evhttp server);
+    # --http-thread-count: the native server's event threads.
+    http_engine: str = "python"
+    http_thread_count: int = 2
     allow_grpc: bool = True
     grpc_address: str = "0.0.0.0"
     grpc_port: int = 8001
@@ -290,7 +294,33 @@ class Server:
                 opts.grpc_address,
                 self.ports["grpc"],
             )
-        if opts.allow_http:
+        if opts.allow_http and opts.http_engine == "native":
+            from tritonx.frontends.http_native import NativeHttpFrontend
+
+            if opts.http_use_ssl or opts.http_use_ssl_mutual:
+                raise InvalidArgumentError(
+                    "--http-engine=native does not serve HTTPS yet; use "
+                    "--http-engine=python with --http-use-ssl[-mutual]"
+                )
+            native_frontend = NativeHttpFrontend(
+                self.manager,
+                self.registry,
+                host=opts.http_address,
+                port=opts.http_port,
+                server_id=opts.server_id,
+                max_input_size=opts.http_max_input_size,
+                reuse_port=opts.http_reuse_port,
+                restricted_apis=opts.http_restricted_apis,
+                header_forward_pattern=opts.http_header_forward_pattern or None,
+                max_header_size=opts.http_max_header_size,
+                max_header_count=opts.http_max_header_count,
+                thread_count=opts.http_thread_count,
+            )
+            await self._start_frontend("http", native_frontend, opts.http_address)
+            logger.info(
+                "Started HTTPService at %s:%d", opts.http_address, self.ports["http"]
+            )
+        elif opts.allow_http:
             from tritonx.frontends.http import HttpFrontend
             from tritonx.frontends.http_access import server_ssl_context
 

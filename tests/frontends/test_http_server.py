@@ -124,10 +124,14 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def server(repo: Path) -> Iterator[RunningServer]:
+@pytest.fixture(scope="module", params=["python", "native"])
+def server(repo: Path, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
     with run_server(
-        repo, "--model-control-mode=explicit", "--load-model=*", "--allow-grpc=false"
+        repo,
+        "--model-control-mode=explicit",
+        "--load-model=*",
+        "--allow-grpc=false",
+        f"--http-engine={request.param}",
     ) as running:
         yield running
 

@@ -1,0 +1,124 @@
+// HttpServer: the C++ HTTP/REST frontend, driven from tritonx.frontends.http_native.
+// Python runs only for control-plane routes, through `handler(method, url, headers,
+// body, reply)`, called on the server's control pool with the GIL; the handler
+// answers by calling `reply(status, headers, body)` once, from any thread.
+#include "core/model_registry.h"
+#include "http/http_infer_codec.h"
+#include "http_server.h"
+#include "pybind_common.h"
+
+namespace tritonx::bindings {
+namespace {
+
+// Owns the Python handler for exactly as long as the server may call it, and stops
+// the server with the GIL released when Python drops the object.
+class PyHttpServer {
+ public:
+  PyHttpServer(std::shared_ptr<ModelRegistry> registry, py::object handler,
+               HttpServerOptions options)
+      : handler_(std::move(handler)) {
+    PyObject* fn = handler_.ptr();  // kept alive by handler_, which outlives server_
+    server_ = std::make_unique<HttpServer>(
+        std::move(registry),
+        [fn](HttpControlRequest request, HttpReplyFn reply) {
+          GilAcquire gil;
+          try {
+            py::list headers;
+            for (auto& [name, value] : request.headers) {
+              headers.append(py::make_tuple(py::bytes(name), py::bytes(value)));
+            }
+            py::cpp_function respond(
+                [reply](int status,
+                        const std::vector<std::pair<std::string, std::string>>& hs,
+                        const py::bytes& body) {
+                  HttpReply out;
+                  out.status = status;
+                  out.headers = hs;
+                  out.body = body.cast<std::string>();
+                  reply(std::move(out));
+                });
+            py::reinterpret_borrow<py::object>(fn)(request.method,
+                                                   py::bytes(request.url), headers,
+                                                   py::bytes(request.body), respond);
+          } catch (py::error_already_set& err) {
+            HttpReply out;
+            out.status = 500;
+            out.headers.emplace_back("Content-Type", "application/json");
+            out.body = httpfe::ErrorBody(py::str(err.value()).cast<std::string>());
+            reply(std::move(out));
+          }
+        },
+        std::move(options));
+  }
+
+  ~PyHttpServer() {
+    // Stopping waits for control calls in flight, which need the GIL.
+    py::gil_scoped_release release;
+    server_.reset();
+  }
+
+  int Start(const std::string& address, int port, bool reuse_port) {
+    int bound = 0;
+    Status status;
+    {
+      py::gil_scoped_release release;
+      status = server_->Start(address, port, reuse_port, &bound);
+    }
+    ThrowIfError(status);
+    return bound;
+  }
+
+  void Stop(double grace) {
+    py::gil_scoped_release release;
+    server_->Stop(grace);
+  }
+
+  bool running() const { return server_->running(); }
+
+ private:
+  py::object handler_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+}  // namespace
+
+void RegisterHttp(py::module_& m) {
+  py::class_<PyHttpServer>(m, "HttpServer",
+                           "KServe v2 HTTP/REST served from C++ (evhttp)")
+      .def(py::init([](std::shared_ptr<ModelRegistry> registry, py::object handler,
+                       int thread_count, size_t max_input_size, size_t max_header_size,
+                       size_t max_header_count, int control_threads,
+                       bool infer_via_control, const std::string& infer_header,
+                       const std::string& infer_value, bool live_in_cpp) {
+             if (!registry) throw py::value_error("registry must not be None");
+             if (!PyCallable_Check(handler.ptr()))
+               throw py::type_error("handler must be callable");
+             HttpServerOptions options;
+             options.thread_count = thread_count;
+             options.max_input_size = max_input_size;
+             options.max_header_size = max_header_size;
+             options.max_header_count = max_header_count;
+             options.control_threads = control_threads;
+             options.infer_via_control = infer_via_control;
+             options.infer_header = infer_header;
+             options.infer_value = infer_value;
+             options.live_in_cpp = live_in_cpp;
+             return std::make_unique<PyHttpServer>(
+                 std::move(registry), std::move(handler), std::move(options));
+           }),
+           py::arg("registry"), py::arg("handler"), py::kw_only(),
+           py::arg("thread_count") = 2, py::arg("max_input_size") = size_t{64} << 20,
+           py::arg("max_header_size") = size_t{64} << 10,
+           py::arg("max_header_count") = 1000, py::arg("control_threads") = 4,
+           py::arg("infer_via_control") = false, py::arg("infer_header") = "",
+           py::arg("infer_value") = "", py::arg("live_in_cpp") = true)
+      .def("start", &PyHttpServer::Start, py::arg("address"), py::arg("port"),
+           py::arg("reuse_port") = false,
+           "Binds and starts serving; returns the bound port (port 0 picks one).")
+      .def("stop", &PyHttpServer::Stop, py::arg("grace") = 0.0,
+           "Stops accepting, waits up to `grace` seconds for requests in flight, then "
+           "drops the rest. Blocking; idempotent.")
+      .def_property_readonly("running", &PyHttpServer::running);
+}
+
+}  // namespace tritonx::bindings

@@ -1,0 +1,813 @@
+#include "http_infer_codec.h"
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/reader.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "core/request_parameters.h"
+
+namespace tritonx {
+namespace httpfe {
+namespace {
+
+using rapidjson::Value;
+
+// Python's json module gives up near this depth (RecursionError); Triton's
+// rapidjson parses recursively too. Deeper documents are parse errors.
+constexpr int kMaxDepth = 900;
+constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag |
+                                 rapidjson::kParseValidateEncodingFlag |
+                                 rapidjson::kParseNanAndInfFlag;
+
+// Builds the DOM while counting nesting, so a hostile document fails the parse
+// instead of recursing in whatever walks it later.
+struct DepthLimitedHandler {
+  rapidjson::Document& doc;
+  int depth = 0;
+  bool too_deep = false;
+  bool Null() { return doc.Null(); }
+  bool Bool(bool b) { return doc.Bool(b); }
+  bool Int(int i) { return doc.Int(i); }
+  bool Uint(unsigned u) { return doc.Uint(u); }
+  bool Int64(int64_t i) { return doc.Int64(i); }
+  bool Uint64(uint64_t u) { return doc.Uint64(u); }
+  bool Double(double d) { return doc.Double(d); }
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool copy) {
+    return doc.RawNumber(s, n, copy);
+  }
+  bool String(const char* s, rapidjson::SizeType n, bool copy) {
+    return doc.String(s, n, copy);
+  }
+  bool Key(const char* s, rapidjson::SizeType n, bool copy) {
+    return doc.Key(s, n, copy);
+  }
+  bool Enter() {
+    if (++depth > kMaxDepth) {
+      too_deep = true;
+      return false;
+    }
+    return true;
+  }
+  bool StartObject() { return Enter() && doc.StartObject(); }
+  bool EndObject(rapidjson::SizeType n) {
+    --depth;
+    return doc.EndObject(n);
+  }
+  bool StartArray() { return Enter() && doc.StartArray(); }
+  bool EndArray(rapidjson::SizeType n) {
+    --depth;
+    return doc.EndArray(n);
+  }
+};
+
+Status Internal(std::string message) {
+  return Status(StatusCode::kInternal, std::move(message));
+}
+Status Invalid(std::string message) {
+  return Status(StatusCode::kInvalidArg, std::move(message));
+}
+
+Status Missing(const std::string& member) {
+  return Internal("Unable to parse '" + member +
+                  "': attempt to access non-existing object member '" + member + "'");
+}
+Status WrongType(const std::string& member, const std::string& what) {
+  return Internal("Unable to parse '" + member + "': attempt to access JSON " + what);
+}
+Status Unsigned(const std::string& member) {
+  return Invalid("Unable to parse '" + member +
+                 "': attempt to access JSON non-unsigned-integer as unsigned-integer");
+}
+
+Status ParseJson(const char* data, size_t size, rapidjson::Document* doc) {
+  rapidjson::MemoryStream stream(data, size);
+  rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>> reader;
+  DepthLimitedHandler handler{*doc};
+  auto generator = [&](rapidjson::Document& d) {
+    (void)d;
+    return !reader.Parse<kParseFlags>(stream, handler).IsError();
+  };
+  doc->Populate(generator);
+  if (!reader.HasParseError()) return Status::Ok();
+  if (handler.too_deep) {
+    return Internal(
+        "failed to parse the request JSON buffer: the document is nested too deeply.");
+  }
+  const rapidjson::ParseErrorCode code = reader.GetParseErrorCode();
+  std::string message = std::string("failed to parse the request JSON buffer: ") +
+                        rapidjson::GetParseError_En(code);
+  // A lone surrogate cannot reach the core (it is not UTF-8): a client error.
+  if (code == rapidjson::kParseErrorStringUnicodeSurrogateInvalid)
+    return Invalid(message);
+  if (code == rapidjson::kParseErrorStringInvalidEncoding) return Internal(message);
+  return Internal(message + " at " + std::to_string(reader.GetErrorOffset()));
+}
+
+// `obj[key]`, with JSON null treated as absent (the Python frontend's dict.get).
+const Value* Member(const Value& obj, const char* key) {
+  auto it = obj.FindMember(key);
+  if (it == obj.MemberEnd() || it->value.IsNull()) return nullptr;
+  return &it->value;
+}
+
+std::string Str(const Value& v) {
+  return std::string(v.GetString(), v.GetStringLength());
+}
+
+Status CheckCount(size_t count, const char* what) {
+  if (count > kMaxTensors) {
+    return Invalid("the request has " + std::to_string(count) + " " + what +
+                   ", more than the " + std::to_string(kMaxTensors) +
+                   " this server accepts in one request");
+  }
+  return Status::Ok();
+}
+
+// One request parameter, typed the way Triton's HTTP frontend reads it.
+Status ConvertParameter(const std::string& key, const Value& value,
+                        ParameterValue* out) {
+  if (key == "priority" || key == "timeout") {
+    if (!value.IsUint64()) return Unsigned(key);
+    *out = value.GetUint64();
+    return Status::Ok();
+  }
+  if (key == "sequence_id") {
+    if (value.IsUint64()) {
+      *out = value.GetUint64();
+    } else if (value.IsString()) {
+      *out = Str(value);
+    } else {
+      return Invalid(
+          "Unable to parse 'sequence_id': attempt to access JSON non-string as string");
+    }
+    return Status::Ok();
+  }
+  if (key == "sequence_start" || key == "sequence_end") {
+    if (!value.IsBool()) {
+      return Invalid("Unable to parse '" + key +
+                     "': attempt to access JSON non-boolean as boolean");
+    }
+    *out = value.GetBool();
+    return Status::Ok();
+  }
+  if (value.IsString()) {
+    *out = Str(value);
+  } else if (value.IsInt64()) {
+    *out = value.GetInt64();
+  } else if (value.IsNumber()) {
+    // Integers beyond int64 are kept as doubles, as Triton does.
+    *out = value.GetDouble();
+  } else if (value.IsBool()) {
+    *out = value.GetBool();
+  } else {
+    return Invalid(
+        "parameter '" + key +
+        "' has invalid type. It should be either 'int', 'bool', or 'string'.");
+  }
+  return Status::Ok();
+}
+
+// --- JSON `data` -> wire bytes ------------------------------------------------
+
+enum class Kind { kBool, kFloat, kInt, kUint, kBytes };
+
+Kind KindOf(DataType dtype) {
+  switch (dtype) {
+    case DataType::kBool:
+      return Kind::kBool;
+    case DataType::kFp32:
+    case DataType::kFp64:
+      return Kind::kFloat;
+    case DataType::kInt8:
+    case DataType::kInt16:
+    case DataType::kInt32:
+    case DataType::kInt64:
+      return Kind::kInt;
+    case DataType::kBytes:
+      return Kind::kBytes;
+    default:
+      return Kind::kUint;
+  }
+}
+
+const char* AccessMessage(Kind kind) {
+  switch (kind) {
+    case Kind::kBool:
+      return "JSON non-boolean as boolean";
+    case Kind::kFloat:
+      return "JSON non-number as double";
+    case Kind::kInt:
+      return "JSON non-signed-integer as signed-integer";
+    case Kind::kUint:
+      return "JSON non-unsigned-integer as unsigned-integer";
+    default:
+      return "JSON non-string as string";
+  }
+}
+
+// Leaves of a (possibly ragged) nested array; depth is bounded by the parse.
+void Flatten(const Value& array, std::vector<const Value*>* out) {
+  for (const Value& item : array.GetArray()) {
+    if (item.IsArray()) {
+      Flatten(item, out);
+    } else {
+      out->push_back(&item);
+    }
+  }
+}
+
+bool Accepts(Kind kind, const Value& v) {
+  switch (kind) {
+    case Kind::kBool:
+      return v.IsBool();
+    case Kind::kFloat:
+      return v.IsNumber();
+    case Kind::kInt:
+    case Kind::kUint:
+      return v.IsInt64() || v.IsUint64();
+    default:
+      return v.IsString();
+  }
+}
+
+template <typename T>
+void Pack(const std::vector<const Value*>& leaves, std::string* out) {
+  out->resize(leaves.size() * sizeof(T));
+  char* dst = out->data();
+  for (const Value* v : leaves) {
+    T elem;
+    if constexpr (std::is_floating_point_v<T>) {
+      elem = static_cast<T>(v->GetDouble());
+    } else if (v->IsUint64()) {
+      // A C-style cast like Triton's: integers wrap.
+      elem = static_cast<T>(v->GetUint64());
+    } else {
+      elem = static_cast<T>(v->GetInt64());
+    }
+    std::memcpy(dst, &elem, sizeof(T));
+    dst += sizeof(T);
+  }
+}
+
+Status JsonToWire(const std::string& name, DataType dtype, int64_t expected,
+                  const Value& data, std::string* out) {
+  if (dtype == DataType::kFp16 || dtype == DataType::kBf16) {
+    return Invalid("receiving " + std::string(DataTypeName(dtype)) +
+                   " data via JSON is not supported. Please use the binary data format "
+                   "for input " +
+                   name);
+  }
+  if (!data.IsArray()) {
+    return Internal(
+        "Unable to parse 'data': attempt to access JSON non-array as array");
+  }
+  const Kind kind = KindOf(dtype);
+  std::vector<const Value*> leaves;
+  Flatten(data, &leaves);
+  for (const Value* v : leaves) {
+    if (!Accepts(kind, *v)) {
+      return Internal(std::string("Unable to parse 'data': attempt to access ") +
+                      AccessMessage(kind));
+    }
+  }
+  if (expected < 0 || static_cast<uint64_t>(expected) != leaves.size()) {
+    return Internal(
+        "Unable to parse 'data': Shape does not match true shape of 'data' field");
+  }
+  if (kind == Kind::kUint) {
+    for (const Value* v : leaves) {
+      if (!v->IsUint64()) {
+        return Internal(std::string("Unable to parse 'data': attempt to access ") +
+                        AccessMessage(kind));
+      }
+    }
+  }
+  switch (dtype) {
+    case DataType::kBool: {
+      out->resize(leaves.size());
+      for (size_t i = 0; i < leaves.size(); ++i)
+        (*out)[i] = leaves[i]->GetBool() ? 1 : 0;
+      return Status::Ok();
+    }
+    case DataType::kBytes: {
+      size_t total = 0;
+      for (const Value* v : leaves) total += 4 + v->GetStringLength();
+      out->reserve(total);
+      for (const Value* v : leaves) {
+        const uint32_t len = v->GetStringLength();
+        out->append(reinterpret_cast<const char*>(&len), 4);
+        out->append(v->GetString(), len);
+      }
+      return Status::Ok();
+    }
+    case DataType::kInt8:
+      Pack<int8_t>(leaves, out);
+      break;
+    case DataType::kInt16:
+      Pack<int16_t>(leaves, out);
+      break;
+    case DataType::kInt32:
+      Pack<int32_t>(leaves, out);
+      break;
+    case DataType::kInt64:
+      Pack<int64_t>(leaves, out);
+      break;
+    case DataType::kUint8:
+      Pack<uint8_t>(leaves, out);
+      break;
+    case DataType::kUint16:
+      Pack<uint16_t>(leaves, out);
+      break;
+    case DataType::kUint32:
+      Pack<uint32_t>(leaves, out);
+      break;
+    case DataType::kUint64:
+      Pack<uint64_t>(leaves, out);
+      break;
+    case DataType::kFp32:
+      Pack<float>(leaves, out);
+      break;
+    case DataType::kFp64:
+      Pack<double>(leaves, out);
+      break;
+    default:
+      break;
+  }
+  return Status::Ok();
+}
+
+// --- inputs and outputs of the JSON header ---------------------------------------
+
+Status ParseInput(const Value& item, const char* body, size_t body_size,
+                  const std::shared_ptr<const void>& owner, bool has_hlen,
+                  const std::string& model, size_t* offset, InferenceRequest* out) {
+  if (!item.IsObject()) return Missing("name");
+  const Value* iparams = Member(item, "parameters");
+  const bool params_obj = iparams != nullptr && iparams->IsObject();
+  const bool has_data = item.HasMember("data");
+  const bool has_binary = params_obj && iparams->HasMember("binary_data_size");
+  const bool has_shm = params_obj && iparams->HasMember("shared_memory_region");
+  if (int(has_data) + int(has_binary) + int(has_shm) != 1) {
+    std::string message =
+        "Input must set only one of the following fields: 'data', 'binary_data_size' "
+        "in "
+        "'parameters', 'shared_memory_region' in 'parameters'. But";
+    if (!(has_data || has_binary || has_shm)) {
+      message += " no field is set";
+    } else {
+      message += " set";
+      if (has_data) message += " 'data'";
+      if (has_binary) message += " 'binary_data_size'";
+      if (has_shm) message += " 'shared_memory_region'";
+    }
+    return Invalid(message);
+  }
+  const Value* name = Member(item, "name");
+  if (name == nullptr) return Missing("name");
+  if (!name->IsString()) return WrongType("name", "non-string as string");
+  const Value* datatype = Member(item, "datatype");
+  if (datatype == nullptr) return Missing("datatype");
+  if (!datatype->IsString()) return WrongType("datatype", "non-string as string");
+  const Value* shape = Member(item, "shape");
+  if (shape == nullptr) return Missing("shape");
+  if (!shape->IsArray()) return WrongType("shape", "non-array as array");
+
+  Tensor tensor;
+  tensor.name = Str(*name);
+  tensor.shape.reserve(shape->Size());
+  bool zero_dim = false;
+  for (const Value& dim : shape->GetArray()) {
+    if (dim.IsUint64()) {
+      const uint64_t d = dim.GetUint64();
+      if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return Invalid("Unable to parse 'shape': dimension " + std::to_string(d) +
+                       " of input '" + tensor.name +
+                       "' is larger than the maximum of " +
+                       std::to_string(std::numeric_limits<int64_t>::max()));
+      }
+      zero_dim = zero_dim || d == 0;
+      tensor.shape.push_back(static_cast<int64_t>(d));
+    } else if (dim.IsDouble() && dim.GetDouble() >= 1.8446744073709552e19 &&
+               std::floor(dim.GetDouble()) == dim.GetDouble()) {
+      return Unsigned(
+          "shape");  // an integer past uint64, which rapidjson reads as double
+    } else {
+      return WrongType("shape", "non-unsigned-integer as unsigned-integer");
+    }
+  }
+  if (has_shm) {
+    return Invalid("shared memory inputs are not supported by this server (input '" +
+                   tensor.name + "')");
+  }
+  tensor.dtype = DataTypeFromName(
+      std::string_view(datatype->GetString(), datatype->GetStringLength()));
+  if (tensor.dtype == DataType::kInvalid) {
+    return Invalid("invalid datatype for input " + tensor.name);
+  }
+  if (has_binary) {
+    const Value& size = (*iparams)["binary_data_size"];
+    if (!size.IsUint64()) {
+      return Internal(
+          "Unable to parse 'binary_data_size': attempt to access JSON "
+          "non-unsigned-integer as unsigned-integer");
+    }
+    const uint64_t bytes = size.GetUint64();
+    if (bytes != 0 && !has_hlen) {
+      return Invalid(
+          "must specify valid 'Infer-Header-Content-Length' in request header and "
+          "'binary_data_size' when passing inputs in binary data format");
+    }
+    if (bytes > body_size - *offset) {
+      return Invalid("unexpected size for input '" + tensor.name + "', expecting " +
+                     std::to_string(bytes - (body_size - *offset)) +
+                     " additional bytes for model '" + model + "'");
+    }
+    tensor.data = body + *offset;
+    tensor.byte_size = bytes;
+    tensor.owner = owner;
+    *offset += bytes;
+  } else if (zero_dim) {
+    tensor.data = "";
+  } else {
+    int64_t count = 0;
+    if (CheckedElementCount(tensor.shape, &count) != ShapeCount::kOk) count = -1;
+    auto buffer = std::make_shared<std::string>();
+    Status status =
+        JsonToWire(tensor.name, tensor.dtype, count, item["data"], buffer.get());
+    if (!status.ok()) return status;
+    tensor.data = buffer->data();
+    tensor.byte_size = buffer->size();
+    tensor.owner = std::move(buffer);
+  }
+  out->inputs.push_back(std::move(tensor));
+  return Status::Ok();
+}
+
+Status ParseOutputs(const Value& outputs, InferenceRequest* out,
+                    OutputEncoding* encoding) {
+  if (!outputs.IsArray()) return WrongType("outputs", "non-array as array");
+  Status status = CheckCount(outputs.Size(), "outputs");
+  if (!status.ok()) return status;
+  for (const Value& item : outputs.GetArray()) {
+    if (!item.IsObject()) return Missing("name");
+    const Value* name = Member(item, "name");
+    if (name == nullptr) return Missing("name");
+    if (!name->IsString()) return WrongType("name", "non-string as string");
+    std::string output = Str(*name);
+    const Value* oparams = Member(item, "parameters");
+    if (oparams != nullptr && oparams->IsObject()) {
+      if (oparams->HasMember("shared_memory_region")) {
+        return Invalid(
+            "shared memory outputs are not supported by this server (output '" +
+            output + "')");
+      }
+      const Value* classes = Member(*oparams, "classification");
+      // Python's truthiness: 0, false, "" and empty containers do not ask for it.
+      if (classes != nullptr &&
+          !(classes->IsFalse() || (classes->IsNumber() && classes->GetDouble() == 0) ||
+            (classes->IsString() && classes->GetStringLength() == 0) ||
+            (classes->IsArray() && classes->Empty()) ||
+            (classes->IsObject() && classes->ObjectEmpty()))) {
+        return Status(StatusCode::kUnsupported,
+                      "the classification extension is not supported by this server "
+                      "(output '" +
+                          output + "')");
+      }
+      const Value* flag = Member(*oparams, "binary_data");
+      if (flag != nullptr) {
+        if (!flag->IsBool()) return WrongType("binary_data", "non-boolean as boolean");
+        encoding->explicit_binary.emplace_back(output, flag->GetBool());
+      }
+    }
+    out->requested_outputs.push_back(std::move(output));
+  }
+  return Status::Ok();
+}
+
+// --- response rendering ------------------------------------------------------------
+
+using Writer =
+    rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
+                      rapidjson::CrtAllocator, rapidjson::kWriteNanAndInfFlag>;
+
+void WriteParameter(const ParameterValue& value, Writer* w) {
+  std::visit(
+      [w](const auto& v) {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, bool>) {
+          w->Bool(v);
+        } else if constexpr (std::is_same_v<T, int64_t>) {
+          w->Int64(v);
+        } else if constexpr (std::is_same_v<T, uint64_t>) {
+          w->Uint64(v);
+        } else if constexpr (std::is_same_v<T, double>) {
+          w->Double(v);
+        } else {
+          w->String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+        }
+      },
+      value);
+}
+
+template <typename T, typename Fn>
+void WriteNumbers(const Tensor& t, Fn fn) {
+  const size_t n = t.byte_size / sizeof(T);
+  for (size_t i = 0; i < n; ++i) {
+    T v;
+    std::memcpy(&v, t.data + i * sizeof(T), sizeof(T));
+    fn(v);
+  }
+}
+
+Status WriteData(const Tensor& t, Writer* w) {
+  w->StartArray();
+  switch (t.dtype) {
+    case DataType::kBool:
+      WriteNumbers<uint8_t>(t, [w](uint8_t v) { w->Bool(v != 0); });
+      break;
+    case DataType::kUint8:
+      WriteNumbers<uint8_t>(t, [w](uint8_t v) { w->Uint(v); });
+      break;
+    case DataType::kUint16:
+      WriteNumbers<uint16_t>(t, [w](uint16_t v) { w->Uint(v); });
+      break;
+    case DataType::kUint32:
+      WriteNumbers<uint32_t>(t, [w](uint32_t v) { w->Uint(v); });
+      break;
+    case DataType::kUint64:
+      WriteNumbers<uint64_t>(t, [w](uint64_t v) { w->Uint64(v); });
+      break;
+    case DataType::kInt8:
+      WriteNumbers<int8_t>(t, [w](int8_t v) { w->Int(v); });
+      break;
+    case DataType::kInt16:
+      WriteNumbers<int16_t>(t, [w](int16_t v) { w->Int(v); });
+      break;
+    case DataType::kInt32:
+      WriteNumbers<int32_t>(t, [w](int32_t v) { w->Int(v); });
+      break;
+    case DataType::kInt64:
+      WriteNumbers<int64_t>(t, [w](int64_t v) { w->Int64(v); });
+      break;
+    case DataType::kFp32:
+      // Rendered as the double it widens to, like Triton (0.1f -> 0.10000000149011612).
+      WriteNumbers<float>(t, [w](float v) { w->Double(static_cast<double>(v)); });
+      break;
+    case DataType::kFp64:
+      WriteNumbers<double>(t, [w](double v) { w->Double(v); });
+      break;
+    case DataType::kBytes: {
+      const int64_t count = ElementCount(t.shape);
+      size_t offset = 0;
+      for (int64_t i = 0; i < count && offset + 4 <= t.byte_size; ++i) {
+        uint32_t len;
+        std::memcpy(&len, t.data + offset, 4);
+        offset += 4;
+        len = static_cast<uint32_t>(std::min<size_t>(len, t.byte_size - offset));
+        w->String(t.data + offset, len);
+        offset += len;
+      }
+      break;
+    }
+    default:
+      return Invalid(
+          "sending " + std::string(DataTypeName(t.dtype)) +
+          " data via JSON is not supported. Please use the binary data format "
+          "for output");
+  }
+  w->EndArray();
+  return Status::Ok();
+}
+
+}  // namespace
+
+int HttpStatusOf(StatusCode code) {
+  switch (code) {
+    case StatusCode::kInternal:
+      return 500;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kUnavailable:
+      return 503;
+    case StatusCode::kUnsupported:
+      return 501;
+    default:
+      return 400;
+  }
+}
+
+std::string ErrorBody(const std::string& message) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  writer.String(message.data(), static_cast<rapidjson::SizeType>(message.size()));
+  return std::string("{\"error\": ") + buffer.GetString() + "}";
+}
+
+bool OutputEncoding::Binary(const std::string& name) const {
+  for (const auto& [output, flag] : explicit_binary) {
+    if (output == name) return flag;
+  }
+  return default_binary;
+}
+
+Status ParseHeaderLength(const char* value, size_t body_size, size_t* out) {
+  std::string text(value);
+  size_t b = text.find_first_not_of(" \t");
+  size_t e = text.find_last_not_of(" \t");
+  text = b == std::string::npos ? std::string() : text.substr(b, e - b + 1);
+  size_t i = 0;
+  bool negative = false;
+  if (!text.empty() && (text[0] == '-' || text[0] == '+')) {
+    negative = text[0] == '-';
+    i = 1;
+  }
+  unsigned long long digits = 0;
+  bool overflow = false;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+    if (digits > (std::numeric_limits<unsigned long long>::max() - 9) / 10)
+      overflow = true;
+    digits = digits * 10 + static_cast<unsigned>(text[i] - '0');
+  }
+  if ((negative && digits != 0) || overflow || digits > body_size) {
+    return Invalid("inference header size should be in range (0, " +
+                   std::to_string(body_size) + "), got: " + text);
+  }
+  *out = static_cast<size_t>(digits);
+  return Status::Ok();
+}
+
+Status ParseInferBody(const char* body, size_t body_size,
+                      const std::shared_ptr<const void>& owner, bool has_hlen,
+                      size_t hlen, const std::string& model, InferenceRequest* out,
+                      OutputEncoding* encoding) {
+  rapidjson::Document doc;
+  Status status = ParseJson(body, has_hlen ? hlen : body_size, &doc);
+  if (!status.ok()) return status;
+  if (!doc.IsObject()) return Missing("inputs");
+  if (const Value* id = Member(doc, "id")) {
+    if (!id->IsString()) return WrongType("id", "non-string as string");
+    out->id = Str(*id);
+  }
+  Parameters params;
+  if (const Value* given = Member(doc, "parameters")) {
+    if (!given->IsObject()) return Internal("failed to get request params.");
+    for (const auto& m : given->GetObject()) {
+      std::string key = Str(m.name);
+      if (key == "binary_data_output") {
+        if (!m.value.IsBool()) return WrongType(key, "non-boolean as boolean");
+        encoding->default_binary = m.value.GetBool();
+        continue;
+      }
+      ParameterValue value;
+      status = ConvertParameter(key, m.value, &value);
+      if (!status.ok()) return status;
+      params.emplace_back(std::move(key), std::move(value));
+    }
+  }
+  const Value* inputs = Member(doc, "inputs");
+  if (inputs == nullptr) return Missing("inputs");
+  if (!inputs->IsArray()) return WrongType("inputs", "non-array as array");
+  status = CheckCount(inputs->Size(), "inputs");
+  if (!status.ok()) return status;
+  out->inputs.reserve(inputs->Size());
+  size_t offset = has_hlen ? hlen : 0;
+  for (const Value& item : inputs->GetArray()) {
+    status = ParseInput(item, body, body_size, owner, has_hlen, model, &offset, out);
+    if (!status.ok()) return status;
+  }
+  if (has_hlen && offset != body_size) {
+    return Invalid("unexpected additional input data for model '" + model + "'");
+  }
+  if (const Value* outputs = Member(doc, "outputs")) {
+    status = ParseOutputs(*outputs, out, encoding);
+    if (!status.ok()) return status;
+  }
+  if (!params.empty()) return ApplyRequestParameters(std::move(params), out);
+  return Status::Ok();
+}
+
+Status ParseRawBody(const char* body, size_t body_size,
+                    const std::shared_ptr<const void>& owner, const ModelSpec& spec,
+                    InferenceRequest* out, OutputEncoding* encoding) {
+  if (spec.inputs.size() != 1) {
+    return Invalid(
+        "[request id: <id_unknown>] Raw request must only have 1 input (found 1) to be "
+        "deduced but got " +
+        std::to_string(spec.inputs.size()) + " inputs in '" + spec.name +
+        "' model configuration");
+  }
+  const TensorSpec& input = spec.inputs[0];
+  Tensor tensor;
+  tensor.name = input.name;
+  tensor.dtype = input.dtype;
+  if (input.dtype == DataType::kBytes) {
+    // One element: the whole body, in the length-prefixed wire form.
+    auto buffer = std::make_shared<std::string>();
+    const uint32_t len = static_cast<uint32_t>(body_size);
+    buffer->append(reinterpret_cast<const char*>(&len), 4);
+    buffer->append(body, body_size);
+    tensor.data = buffer->data();
+    tensor.byte_size = buffer->size();
+    tensor.owner = std::move(buffer);
+    tensor.shape.assign(std::max<size_t>(input.dims.size(), 1), 1);
+  } else {
+    tensor.shape = input.dims;
+    int variable = -1;
+    int64_t fixed = 1;
+    for (size_t i = 0; i < tensor.shape.size(); ++i) {
+      if (tensor.shape[i] < 0) {
+        if (variable >= 0) {
+          return Invalid("[request id: <id_unknown>] Raw input '" + input.name +
+                         "' of model '" + spec.name +
+                         "' has more than one variable-size dimension and cannot be "
+                         "deduced");
+        }
+        variable = static_cast<int>(i);
+      } else {
+        fixed *= tensor.shape[i];
+      }
+    }
+    if (variable >= 0) {
+      const size_t item = std::max<size_t>(DataTypeByteSize(input.dtype), 1);
+      tensor.shape[variable] = static_cast<int64_t>(
+          body_size / item / static_cast<size_t>(std::max<int64_t>(fixed, 1)));
+    }
+    tensor.data = body;
+    tensor.byte_size = body_size;
+    tensor.owner = owner;
+  }
+  if (spec.max_batch_size > 0) tensor.shape.insert(tensor.shape.begin(), 1);
+  out->inputs.push_back(std::move(tensor));
+  encoding->default_binary = true;
+  return Status::Ok();
+}
+
+Status RenderInferResponse(const InferenceResponse& response,
+                           const std::string& request_id,
+                           const OutputEncoding& encoding, std::string* json,
+                           std::vector<size_t>* binaries) {
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  w.StartObject();
+  const std::string& id = response.id.empty() ? request_id : response.id;
+  if (!id.empty()) {
+    w.Key("id");
+    w.String(id.data(), static_cast<rapidjson::SizeType>(id.size()));
+  }
+  w.Key("model_name");
+  w.String(response.model_name.data(),
+           static_cast<rapidjson::SizeType>(response.model_name.size()));
+  w.Key("model_version");
+  w.String(std::to_string(response.model_version).c_str());
+  if (!response.parameters.empty()) {
+    w.Key("parameters");
+    w.StartObject();
+    for (const auto& [key, value] : response.parameters) {
+      w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size()));
+      WriteParameter(value, &w);
+    }
+    w.EndObject();
+  }
+  w.Key("outputs");
+  w.StartArray();
+  for (size_t i = 0; i < response.outputs.size(); ++i) {
+    const Tensor& t = response.outputs[i];
+    w.StartObject();
+    w.Key("name");
+    w.String(t.name.data(), static_cast<rapidjson::SizeType>(t.name.size()));
+    w.Key("datatype");
+    const std::string_view dtype = DataTypeName(t.dtype);
+    w.String(dtype.data(), static_cast<rapidjson::SizeType>(dtype.size()));
+    w.Key("shape");
+    w.StartArray();
+    for (int64_t d : t.shape) w.Int64(d);
+    w.EndArray();
+    if (encoding.Binary(t.name)) {
+      w.Key("parameters");
+      w.StartObject();
+      w.Key("binary_data_size");
+      w.Uint64(t.byte_size);
+      w.EndObject();
+      binaries->push_back(i);
+    } else {
+      w.Key("data");
+      Status status = WriteData(t, &w);
+      if (!status.ok()) return status;
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  json->assign(buffer.GetString(), buffer.GetSize());
+  return Status::Ok();
+}
+
+}  // namespace httpfe
+}  // namespace tritonx

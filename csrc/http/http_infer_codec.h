@@ -1,0 +1,68 @@
+// KServe v2 infer bodies over HTTP, in C++: JSON (RapidJSON) and the binary tensor
+// extension in, JSON and binary out. Checks, their order and their messages follow
+// the Python frontend (python/tritonx/frontends/http_infer.py and codec.py), which
+// follows Triton's HTTP frontend; the tensors themselves (names, shapes, sizes
+// against the model) are left to the core's ValidateRequest, as for gRPC, and the
+// request parameters go through the core's ApplyRequestParameters.
+//
+// Stateless functions; safe from any thread.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/infer_request.h"
+#include "core/model_spec.h"
+#include "core/status.h"
+
+namespace tritonx {
+namespace httpfe {
+
+// Inputs, and requested outputs, one request may name (as in the Python frontend).
+inline constexpr size_t kMaxTensors = 4096;
+
+// HTTP status for a core status code: INTERNAL 500, NOT_FOUND 404, UNAVAILABLE 503,
+// UNSUPPORTED 501, the rest 400.
+int HttpStatusOf(StatusCode code);
+
+// `{"error": "<message>"}` exactly as the Python frontend writes it.
+std::string ErrorBody(const std::string& message);
+
+// How each output travels back: binary (after the JSON header) or JSON `data`.
+struct OutputEncoding {
+  bool default_binary = false;
+  std::vector<std::pair<std::string, bool>> explicit_binary;  // per-output flags
+  bool Binary(const std::string& name) const;
+};
+
+// `Inference-Header-Content-Length` with atoi semantics; it must lie in
+// [0, body_size] (INVALID_ARG with Triton's message otherwise).
+Status ParseHeaderLength(const char* value, size_t body_size, size_t* out);
+
+// A JSON body (`has_header_length` false: the whole body is JSON) or a binary
+// extension body (`header_length` bytes of JSON, then the binary inputs). Tensor
+// data points into `body`, which `owner` keeps alive.
+Status ParseInferBody(const char* body, size_t body_size,
+                      const std::shared_ptr<const void>& owner, bool has_header_length,
+                      size_t header_length, const std::string& model_name,
+                      InferenceRequest* out, OutputEncoding* encoding);
+
+// `Inference-Header-Content-Length: 0`: the body is the raw bytes of the model's only
+// input; its shape is deduced from the config like Triton's core does.
+Status ParseRawBody(const char* body, size_t body_size,
+                    const std::shared_ptr<const void>& owner, const ModelSpec& spec,
+                    InferenceRequest* out, OutputEncoding* encoding);
+
+// The response: `*json` is the JSON header; `*binaries` the indices (into
+// response.outputs) of outputs sent in binary after it, in order. Errors (FP16/BF16
+// as JSON) carry the Python frontend's message.
+Status RenderInferResponse(const InferenceResponse& response,
+                           const std::string& request_id,
+                           const OutputEncoding& encoding, std::string* json,
+                           std::vector<size_t>* binaries);
+
+}  // namespace httpfe
+}  // namespace tritonx

@@ -1,0 +1,109 @@
+// Internals of HttpServer shared by its source files: the per-thread worker (an
+// event_base + evhttp) and its mailbox.
+#pragma once
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "core/model.h"
+#include "http_server.h"
+
+namespace tritonx {
+namespace httpfe {
+
+// Work handed to a worker's loop thread from any thread. Thread safety: Post and
+// Close from any thread; Drain only on the loop thread. Ownership: shared by the
+// worker and every pending completion, so a late completion finds it closed
+// instead of dangling.
+class Mailbox {
+ public:
+  explicit Mailbox(event* wake) : wake_(wake) {}
+  // False when closed (the task is dropped, never run).
+  bool Post(std::function<void()> task) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return false;
+    const bool wake = tasks_.empty();
+    tasks_.push_back(std::move(task));
+    // Activated under the lock: Close cannot free the event in between.
+    if (wake) event_active(wake_, 0, 0);
+    return true;
+  }
+  void Drain() {
+    std::vector<std::function<void()>> tasks;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tasks.swap(tasks_);
+    }
+    for (auto& task : tasks) task();
+  }
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    tasks_.clear();
+  }
+
+ private:
+  std::mutex mu_;
+  event* const wake_;
+  std::vector<std::function<void()>> tasks_;
+  bool closed_ = false;
+};
+
+struct Worker;
+
+// One request handed off (to the core or the control pool) and not yet answered.
+// Thread safety: `req`, `closed_ev` and `worker` are used only on the worker's loop
+// thread; the rest is set before the hand-off. Ownership: shared by the worker's
+// pending set and the completion closure; evhttp keeps `req` valid until it is
+// replied to, because it stops reading a connection while a request is out.
+struct PendingCall {
+  Worker* worker = nullptr;
+  evhttp_request* req = nullptr;
+  event* closed_ev = nullptr;  // peer-closed watcher (infer only)
+  std::shared_ptr<Model> model;
+  RequestPtr request;
+  bool answered = false;
+};
+
+struct Worker {
+  event_base* base = nullptr;
+  evhttp* http = nullptr;
+  evhttp_bound_socket* bound = nullptr;
+  event* wake = nullptr;
+  std::shared_ptr<Mailbox> mailbox;
+  std::thread thread;
+  std::unordered_set<std::shared_ptr<PendingCall>> pending;  // loop thread only
+  void* owner = nullptr;                                     // the HttpServer::Impl
+};
+
+// A reply built on any thread, sent on the loop thread. `body` is an evbuffer the
+// reply owns (freed after sending).
+struct Outgoing {
+  int status = 200;
+  HttpHeaders headers;
+  evbuffer* body = nullptr;
+};
+
+// Sends `out` for `call` on its worker's loop thread and forgets the call.
+void SendOnLoop(const std::shared_ptr<PendingCall>& call, Outgoing out,
+                std::atomic<int64_t>* inflight);
+
+// Queues `out` for `call` from any thread (dropped, buffer freed, if the server
+// has stopped).
+void PostReply(const std::shared_ptr<Mailbox>& mailbox,
+               const std::shared_ptr<PendingCall>& call, Outgoing out,
+               std::atomic<int64_t>* inflight);
+
+const char* ReasonPhrase(int status);
+
+}  // namespace httpfe
+}  // namespace tritonx

@@ -1,0 +1,188 @@
+"""The HTTP/REST frontend served from C++ (``--http-engine=native``).
+
+``tritonx._native.HttpServer`` (csrc/http, libevent's evhttp) owns the sockets and
+serves ``POST /v2/models/{m}[/versions/{v}]/infer`` without Python: the body is
+parsed, enqueued on the core and the response rendered in C++. Every other route
+(health, metadata, config, statistics, repository, restricted-API answers ...) is
+handed to :meth:`HttpFrontend._dispatch` of an unstarted Python ``HttpFrontend`` on
+this event loop, so that logic lives in one place. The C++ control pool calls
+:meth:`NativeHttpFrontend._handle` with the GIL; it only schedules the work here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tritonx import __version__
+from tritonx.errors import InvalidArgumentError
+from tritonx.frontends.base import SERVER_EXTENSIONS
+from tritonx.frontends.http import DEFAULT_MAX_INPUT_SIZE, HttpFrontend
+from tritonx.frontends.http_access import Restrictions
+from tritonx.frontends.http_protocol import (
+    DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_HEADER_SIZE,
+    Buffer,
+    HttpMessage,
+    error_response,
+)
+
+Reply = Callable[[int, list[tuple[str, str]], bytes], None]
+
+
+class _NativeSlot:
+    """``http_protocol.Slot`` for one request from C++: the complete response the
+    Python handlers produce (status line, headers, body, all written by
+    ``http_protocol.response``) is split up again and handed to ``reply``."""
+
+    __slots__ = ("_reply", "data", "keep_alive", "on_done")
+
+    def __init__(self, reply: Reply) -> None:
+        self._reply = reply
+        self.keep_alive = True
+        self.data: Sequence[Buffer] | None = None
+        self.on_done: Callable[[], None] | None = None
+
+    def done(self, data: Sequence[Buffer]) -> None:
+        if self.data is not None:
+            return
+        self.data = data
+        raw = b"".join(bytes(part) for part in data)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        headers: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.lower() != b"content-length":
+                headers.append(
+                    (name.decode("latin-1"), value.strip().decode("latin-1"))
+                )
+        self._reply(status, headers, body)
+        if self.on_done is not None:
+            self.on_done()
+
+
+class NativeHttpFrontend:
+    """KServe v2 HTTP/REST on the C++ server; same constructor options as
+    ``HttpFrontend`` plus ``thread_count`` (``--http-thread-count``)."""
+
+    def __init__(
+        self,
+        manager: Any,
+        registry: Any,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 8000,
+        server_id: str = "triton",
+        max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
+        version: str = __version__,
+        extensions: Sequence[str] = SERVER_EXTENSIONS,
+        reuse_port: bool = False,
+        restricted_apis: Restrictions | None = None,
+        header_forward_pattern: str | None = None,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+        max_header_count: int = DEFAULT_MAX_HEADER_COUNT,
+        thread_count: int = 2,
+        control_threads: int = 4,
+    ) -> None:
+        from tritonx import _native
+
+        server_type = getattr(_native, "HttpServer", None)
+        if server_type is None:
+            raise InvalidArgumentError(
+                "--http-engine=native: this build has no C++ HTTP server "
+                "(built with TRITONX_ENABLE_HTTP=OFF)"
+            )
+        restricted = dict(restricted_apis or {})
+        self._python = HttpFrontend(
+            manager,
+            registry,
+            host=host,
+            port=port,
+            server_id=server_id,
+            max_input_size=max_input_size,
+            version=version,
+            extensions=extensions,
+            restricted_apis=restricted,
+            header_forward_pattern=header_forward_pattern,
+            max_header_size=max_header_size,
+            max_header_count=max_header_count,
+        )
+        self._keep_raw = bool(header_forward_pattern)
+        infer_header, infer_value = restricted.get("inference", ("", ""))
+        self._host = host
+        self._port = port
+        self._reuse_port = reuse_port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server = server_type(
+            registry,
+            self._handle,
+            thread_count=max(1, thread_count),
+            max_input_size=max_input_size,
+            max_header_size=max_header_size,
+            max_header_count=max_header_count,
+            control_threads=control_threads,
+            # Header forwarding is the Python frontend's; inference then goes there.
+            infer_via_control=bool(header_forward_pattern),
+            infer_header=infer_header.lower(),
+            infer_value=infer_value,
+            live_in_cpp="health" not in restricted,
+        )
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        # The Python frontend is never started; its handlers need only the loop.
+        self._python._loop = loop
+        try:
+            return int(self._server.start(self._host, self._port, self._reuse_port))
+        except Exception as exc:
+            raise OSError(str(exc)) from exc
+
+    async def stop(self, grace: float) -> None:
+        loop = asyncio.get_running_loop()
+        # Blocking, and control calls in flight need this loop to finish.
+        await loop.run_in_executor(None, self._server.stop, grace)
+        self._python._offload.close()
+        self._python._memory.close()
+
+    # -- called from C++ ------------------------------------------------------------
+
+    def _handle(
+        self,
+        method: str,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        reply: Reply,
+    ) -> None:
+        """On a C++ control-pool thread with the GIL: hand over to the loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            reply(503, [("Content-Type", "application/json")], b'{"error": "stopping"}')
+            return
+        loop.call_soon_threadsafe(self._dispatch, method, url, headers, body, reply)
+
+    def _dispatch(
+        self,
+        method: str,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        reply: Reply,
+    ) -> None:
+        message = HttpMessage()
+        message.method = method.encode()
+        message.url = url
+        for name, value in headers:
+            message.headers.setdefault(name.lower(), value)
+        if self._keep_raw:
+            message.raw_headers = list(headers)
+        message.body = body
+        slot = _NativeSlot(reply)
+        try:
+            self._python._dispatch(message, slot)  # type: ignore[arg-type]
+        except Exception as exc:  # a handler bug must not lose the answer
+            slot.done(error_response(500, str(exc) or type(exc).__name__))
