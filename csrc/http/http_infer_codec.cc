@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "core/request_parameters.h"
+#include "http_json_tensor.h"
 
 namespace tritonx {
 namespace httpfe {
@@ -86,6 +87,46 @@ Status Unsigned(const std::string& member) {
                  "': attempt to access JSON non-unsigned-integer as unsigned-integer");
 }
 
+// True when a string of `v` holds a UTF-16 surrogate encoded as UTF-8 (ED A0..BF):
+// rapidjson turns a lone low-surrogate escape (\udc00..\udfff) into one, which
+// is not UTF-8 and which the Python frontend refuses.
+bool HasEncodedSurrogate(const Value& v) {
+  auto bad = [](const char* s, size_t n) {
+    for (size_t i = 0; i + 1 < n; ++i) {
+      if (static_cast<unsigned char>(s[i]) == 0xED &&
+          static_cast<unsigned char>(s[i + 1]) >= 0xA0) {
+        return true;
+      }
+    }
+    return false;
+  };
+  if (v.IsString()) return bad(v.GetString(), v.GetStringLength());
+  if (v.IsArray()) {
+    for (const Value& item : v.GetArray()) {
+      if (HasEncodedSurrogate(item)) return true;
+    }
+  } else if (v.IsObject()) {
+    for (const auto& m : v.GetObject()) {
+      if (bad(m.name.GetString(), m.name.GetStringLength()) ||
+          HasEncodedSurrogate(m.value)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool MentionsLowSurrogate(const char* data, size_t size) {
+  // "\ud" or "\uD" followed by c..f: only then can a lone low surrogate be there.
+  for (size_t i = 0; i + 3 < size; ++i) {
+    if (data[i] == '\\' && data[i + 1] == 'u' && (data[i + 2] | 0x20) == 'd') {
+      const char c = static_cast<char>(data[i + 3] | 0x20);
+      if (c >= 'c' && c <= 'f') return true;
+    }
+  }
+  return false;
+}
+
 Status ParseJson(const char* data, size_t size, rapidjson::Document* doc) {
   rapidjson::MemoryStream stream(data, size);
   rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>> reader;
@@ -95,7 +136,14 @@ Status ParseJson(const char* data, size_t size, rapidjson::Document* doc) {
     return !reader.Parse<kParseFlags>(stream, handler).IsError();
   };
   doc->Populate(generator);
-  if (!reader.HasParseError()) return Status::Ok();
+  if (!reader.HasParseError()) {
+    if (MentionsLowSurrogate(data, size) && HasEncodedSurrogate(*doc)) {
+      return Invalid(
+          "failed to parse the request JSON buffer: The surrogate pair in string is "
+          "invalid.");
+    }
+    return Status::Ok();
+  }
   if (handler.too_deep) {
     return Internal(
         "failed to parse the request JSON buffer: the document is nested too deeply.");
@@ -170,175 +218,6 @@ Status ConvertParameter(const std::string& key, const Value& value,
     return Invalid(
         "parameter '" + key +
         "' has invalid type. It should be either 'int', 'bool', or 'string'.");
-  }
-  return Status::Ok();
-}
-
-// --- JSON `data` -> wire bytes ------------------------------------------------
-
-enum class Kind { kBool, kFloat, kInt, kUint, kBytes };
-
-Kind KindOf(DataType dtype) {
-  switch (dtype) {
-    case DataType::kBool:
-      return Kind::kBool;
-    case DataType::kFp32:
-    case DataType::kFp64:
-      return Kind::kFloat;
-    case DataType::kInt8:
-    case DataType::kInt16:
-    case DataType::kInt32:
-    case DataType::kInt64:
-      return Kind::kInt;
-    case DataType::kBytes:
-      return Kind::kBytes;
-    default:
-      return Kind::kUint;
-  }
-}
-
-const char* AccessMessage(Kind kind) {
-  switch (kind) {
-    case Kind::kBool:
-      return "JSON non-boolean as boolean";
-    case Kind::kFloat:
-      return "JSON non-number as double";
-    case Kind::kInt:
-      return "JSON non-signed-integer as signed-integer";
-    case Kind::kUint:
-      return "JSON non-unsigned-integer as unsigned-integer";
-    default:
-      return "JSON non-string as string";
-  }
-}
-
-// Leaves of a (possibly ragged) nested array; depth is bounded by the parse.
-void Flatten(const Value& array, std::vector<const Value*>* out) {
-  for (const Value& item : array.GetArray()) {
-    if (item.IsArray()) {
-      Flatten(item, out);
-    } else {
-      out->push_back(&item);
-    }
-  }
-}
-
-bool Accepts(Kind kind, const Value& v) {
-  switch (kind) {
-    case Kind::kBool:
-      return v.IsBool();
-    case Kind::kFloat:
-      return v.IsNumber();
-    case Kind::kInt:
-    case Kind::kUint:
-      return v.IsInt64() || v.IsUint64();
-    default:
-      return v.IsString();
-  }
-}
-
-template <typename T>
-void Pack(const std::vector<const Value*>& leaves, std::string* out) {
-  out->resize(leaves.size() * sizeof(T));
-  char* dst = out->data();
-  for (const Value* v : leaves) {
-    T elem;
-    if constexpr (std::is_floating_point_v<T>) {
-      elem = static_cast<T>(v->GetDouble());
-    } else if (v->IsUint64()) {
-      // A C-style cast like Triton's: integers wrap.
-      elem = static_cast<T>(v->GetUint64());
-    } else {
-      elem = static_cast<T>(v->GetInt64());
-    }
-    std::memcpy(dst, &elem, sizeof(T));
-    dst += sizeof(T);
-  }
-}
-
-Status JsonToWire(const std::string& name, DataType dtype, int64_t expected,
-                  const Value& data, std::string* out) {
-  if (dtype == DataType::kFp16 || dtype == DataType::kBf16) {
-    return Invalid("receiving " + std::string(DataTypeName(dtype)) +
-                   " data via JSON is not supported. Please use the binary data format "
-                   "for input " +
-                   name);
-  }
-  if (!data.IsArray()) {
-    return Internal(
-        "Unable to parse 'data': attempt to access JSON non-array as array");
-  }
-  const Kind kind = KindOf(dtype);
-  std::vector<const Value*> leaves;
-  Flatten(data, &leaves);
-  for (const Value* v : leaves) {
-    if (!Accepts(kind, *v)) {
-      return Internal(std::string("Unable to parse 'data': attempt to access ") +
-                      AccessMessage(kind));
-    }
-  }
-  if (expected < 0 || static_cast<uint64_t>(expected) != leaves.size()) {
-    return Internal(
-        "Unable to parse 'data': Shape does not match true shape of 'data' field");
-  }
-  if (kind == Kind::kUint) {
-    for (const Value* v : leaves) {
-      if (!v->IsUint64()) {
-        return Internal(std::string("Unable to parse 'data': attempt to access ") +
-                        AccessMessage(kind));
-      }
-    }
-  }
-  switch (dtype) {
-    case DataType::kBool: {
-      out->resize(leaves.size());
-      for (size_t i = 0; i < leaves.size(); ++i)
-        (*out)[i] = leaves[i]->GetBool() ? 1 : 0;
-      return Status::Ok();
-    }
-    case DataType::kBytes: {
-      size_t total = 0;
-      for (const Value* v : leaves) total += 4 + v->GetStringLength();
-      out->reserve(total);
-      for (const Value* v : leaves) {
-        const uint32_t len = v->GetStringLength();
-        out->append(reinterpret_cast<const char*>(&len), 4);
-        out->append(v->GetString(), len);
-      }
-      return Status::Ok();
-    }
-    case DataType::kInt8:
-      Pack<int8_t>(leaves, out);
-      break;
-    case DataType::kInt16:
-      Pack<int16_t>(leaves, out);
-      break;
-    case DataType::kInt32:
-      Pack<int32_t>(leaves, out);
-      break;
-    case DataType::kInt64:
-      Pack<int64_t>(leaves, out);
-      break;
-    case DataType::kUint8:
-      Pack<uint8_t>(leaves, out);
-      break;
-    case DataType::kUint16:
-      Pack<uint16_t>(leaves, out);
-      break;
-    case DataType::kUint32:
-      Pack<uint32_t>(leaves, out);
-      break;
-    case DataType::kUint64:
-      Pack<uint64_t>(leaves, out);
-      break;
-    case DataType::kFp32:
-      Pack<float>(leaves, out);
-      break;
-    case DataType::kFp64:
-      Pack<double>(leaves, out);
-      break;
-    default:
-      break;
   }
   return Status::Ok();
 }
@@ -491,101 +370,6 @@ Status ParseOutputs(const Value& outputs, InferenceRequest* out,
   return Status::Ok();
 }
 
-// --- response rendering ------------------------------------------------------------
-
-using Writer =
-    rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
-                      rapidjson::CrtAllocator, rapidjson::kWriteNanAndInfFlag>;
-
-void WriteParameter(const ParameterValue& value, Writer* w) {
-  std::visit(
-      [w](const auto& v) {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, bool>) {
-          w->Bool(v);
-        } else if constexpr (std::is_same_v<T, int64_t>) {
-          w->Int64(v);
-        } else if constexpr (std::is_same_v<T, uint64_t>) {
-          w->Uint64(v);
-        } else if constexpr (std::is_same_v<T, double>) {
-          w->Double(v);
-        } else {
-          w->String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
-        }
-      },
-      value);
-}
-
-template <typename T, typename Fn>
-void WriteNumbers(const Tensor& t, Fn fn) {
-  const size_t n = t.byte_size / sizeof(T);
-  for (size_t i = 0; i < n; ++i) {
-    T v;
-    std::memcpy(&v, t.data + i * sizeof(T), sizeof(T));
-    fn(v);
-  }
-}
-
-Status WriteData(const Tensor& t, Writer* w) {
-  w->StartArray();
-  switch (t.dtype) {
-    case DataType::kBool:
-      WriteNumbers<uint8_t>(t, [w](uint8_t v) { w->Bool(v != 0); });
-      break;
-    case DataType::kUint8:
-      WriteNumbers<uint8_t>(t, [w](uint8_t v) { w->Uint(v); });
-      break;
-    case DataType::kUint16:
-      WriteNumbers<uint16_t>(t, [w](uint16_t v) { w->Uint(v); });
-      break;
-    case DataType::kUint32:
-      WriteNumbers<uint32_t>(t, [w](uint32_t v) { w->Uint(v); });
-      break;
-    case DataType::kUint64:
-      WriteNumbers<uint64_t>(t, [w](uint64_t v) { w->Uint64(v); });
-      break;
-    case DataType::kInt8:
-      WriteNumbers<int8_t>(t, [w](int8_t v) { w->Int(v); });
-      break;
-    case DataType::kInt16:
-      WriteNumbers<int16_t>(t, [w](int16_t v) { w->Int(v); });
-      break;
-    case DataType::kInt32:
-      WriteNumbers<int32_t>(t, [w](int32_t v) { w->Int(v); });
-      break;
-    case DataType::kInt64:
-      WriteNumbers<int64_t>(t, [w](int64_t v) { w->Int64(v); });
-      break;
-    case DataType::kFp32:
-      // Rendered as the double it widens to, like Triton (0.1f -> 0.10000000149011612).
-      WriteNumbers<float>(t, [w](float v) { w->Double(static_cast<double>(v)); });
-      break;
-    case DataType::kFp64:
-      WriteNumbers<double>(t, [w](double v) { w->Double(v); });
-      break;
-    case DataType::kBytes: {
-      const int64_t count = ElementCount(t.shape);
-      size_t offset = 0;
-      for (int64_t i = 0; i < count && offset + 4 <= t.byte_size; ++i) {
-        uint32_t len;
-        std::memcpy(&len, t.data + offset, 4);
-        offset += 4;
-        len = static_cast<uint32_t>(std::min<size_t>(len, t.byte_size - offset));
-        w->String(t.data + offset, len);
-        offset += len;
-      }
-      break;
-    }
-    default:
-      return Invalid(
-          "sending " + std::string(DataTypeName(t.dtype)) +
-          " data via JSON is not supported. Please use the binary data format "
-          "for output");
-  }
-  w->EndArray();
-  return Status::Ok();
-}
-
 }  // namespace
 
 int HttpStatusOf(StatusCode code) {
@@ -601,20 +385,6 @@ int HttpStatusOf(StatusCode code) {
     default:
       return 400;
   }
-}
-
-std::string ErrorBody(const std::string& message) {
-  rapidjson::StringBuffer buffer;
-  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
-  writer.String(message.data(), static_cast<rapidjson::SizeType>(message.size()));
-  return std::string("{\"error\": ") + buffer.GetString() + "}";
-}
-
-bool OutputEncoding::Binary(const std::string& name) const {
-  for (const auto& [output, flag] : explicit_binary) {
-    if (output == name) return flag;
-  }
-  return default_binary;
 }
 
 Status ParseHeaderLength(const char* value, size_t body_size, size_t* out) {
@@ -746,66 +516,6 @@ Status ParseRawBody(const char* body, size_t body_size,
   if (spec.max_batch_size > 0) tensor.shape.insert(tensor.shape.begin(), 1);
   out->inputs.push_back(std::move(tensor));
   encoding->default_binary = true;
-  return Status::Ok();
-}
-
-Status RenderInferResponse(const InferenceResponse& response,
-                           const std::string& request_id,
-                           const OutputEncoding& encoding, std::string* json,
-                           std::vector<size_t>* binaries) {
-  rapidjson::StringBuffer buffer;
-  Writer w(buffer);
-  w.StartObject();
-  const std::string& id = response.id.empty() ? request_id : response.id;
-  if (!id.empty()) {
-    w.Key("id");
-    w.String(id.data(), static_cast<rapidjson::SizeType>(id.size()));
-  }
-  w.Key("model_name");
-  w.String(response.model_name.data(),
-           static_cast<rapidjson::SizeType>(response.model_name.size()));
-  w.Key("model_version");
-  w.String(std::to_string(response.model_version).c_str());
-  if (!response.parameters.empty()) {
-    w.Key("parameters");
-    w.StartObject();
-    for (const auto& [key, value] : response.parameters) {
-      w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size()));
-      WriteParameter(value, &w);
-    }
-    w.EndObject();
-  }
-  w.Key("outputs");
-  w.StartArray();
-  for (size_t i = 0; i < response.outputs.size(); ++i) {
-    const Tensor& t = response.outputs[i];
-    w.StartObject();
-    w.Key("name");
-    w.String(t.name.data(), static_cast<rapidjson::SizeType>(t.name.size()));
-    w.Key("datatype");
-    const std::string_view dtype = DataTypeName(t.dtype);
-    w.String(dtype.data(), static_cast<rapidjson::SizeType>(dtype.size()));
-    w.Key("shape");
-    w.StartArray();
-    for (int64_t d : t.shape) w.Int64(d);
-    w.EndArray();
-    if (encoding.Binary(t.name)) {
-      w.Key("parameters");
-      w.StartObject();
-      w.Key("binary_data_size");
-      w.Uint64(t.byte_size);
-      w.EndObject();
-      binaries->push_back(i);
-    } else {
-      w.Key("data");
-      Status status = WriteData(t, &w);
-      if (!status.ok()) return status;
-    }
-    w.EndObject();
-  }
-  w.EndArray();
-  w.EndObject();
-  json->assign(buffer.GetString(), buffer.GetSize());
   return Status::Ok();
 }
 

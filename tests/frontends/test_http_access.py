@@ -58,10 +58,11 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def server(repo: Path) -> Iterator[RunningServer]:
+@pytest.fixture(scope="module", params=["python", "native"])
+def server(repo: Path, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
     with run_server(
         repo,
+        f"--http-engine={request.param}",
         "--allow-grpc=false",
         "--allow-metrics=false",
         "--http-restricted-api=model-repository,health,trace:admin-key=admin-value",

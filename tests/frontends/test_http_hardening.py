@@ -65,8 +65,10 @@ class TritonPythonModel:
 HEALTH_BOUND_S = 1.0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+@pytest.fixture(scope="module", params=["python", "native"])
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RunningServer]:
     repo = tmp_path_factory.mktemp("hardening")
     for name, config, code in (
         ("identity", IDENTITY_CONFIG, IDENTITY_PY),
@@ -75,7 +77,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(config)
         (repo / name / "1" / "model.py").write_text(code)
-    with run_server(repo, "--allow-grpc=false", "--allow-metrics=false") as running:
+    with run_server(
+        repo,
+        "--allow-grpc=false",
+        "--allow-metrics=false",
+        f"--http-engine={request.param}",
+    ) as running:
         yield running
 
 

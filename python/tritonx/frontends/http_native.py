@@ -36,13 +36,16 @@ class _NativeSlot:
     Python handlers produce (status line, headers, body, all written by
     ``http_protocol.response``) is split up again and handed to ``reply``."""
 
-    __slots__ = ("_reply", "data", "keep_alive", "on_done")
+    __slots__ = ("_reply", "data", "keep_alive", "on_done", "on_lost")
 
     def __init__(self, reply: Reply) -> None:
         self._reply = reply
         self.keep_alive = True
         self.data: Sequence[Buffer] | None = None
         self.on_done: Callable[[], None] | None = None
+        # Disconnects are seen in C++, which cancels native inference itself; the
+        # requests that come through here are not cancelled.
+        self.on_lost: Callable[[], None] | None = None
 
     def done(self, data: Sequence[Buffer]) -> None:
         if self.data is not None:

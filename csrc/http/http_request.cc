@@ -1,0 +1,362 @@
+// What each request gets: head checks, body decoding, the native infer path and
+// the hand-off of every other route to the control handler.
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/keyvalq_struct.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "http_compression.h"
+#include "http_infer_codec.h"
+#include "http_server_impl.h"
+
+namespace tritonx {
+
+using httpfe::Mailbox;
+using httpfe::Outgoing;
+using httpfe::PendingCall;
+using httpfe::Worker;
+
+namespace httpfe {
+
+// Triton (libevhtp) drops the connection, unanswered, when a URL, header name or
+// header value reaches 8 KiB; the Python frontend does the same.
+constexpr size_t kMaxFieldSize = 8191;
+
+Outgoing Simple(int status, const std::string& body, const char* content_type,
+                HttpHeaders extra) {
+  Outgoing out;
+  out.status = status;
+  if (content_type) out.headers.emplace_back("Content-Type", content_type);
+  for (auto& h : extra) out.headers.push_back(std::move(h));
+  out.body = evbuffer_new();
+  if (!body.empty()) evbuffer_add(out.body, body.data(), body.size());
+  return out;
+}
+
+Outgoing Error(int status, const std::string& message, HttpHeaders extra) {
+  return Simple(status, ErrorBody(message), "application/json", std::move(extra));
+}
+
+namespace {
+
+// Renders a finished inference on the core thread that completed it.
+Outgoing RenderReply(std::unique_ptr<InferenceResponse> result,
+                     const std::string& request_id, const OutputEncoding& encoding,
+                     Encoding compression) {
+  if (!result->status.ok()) {
+    return Error(HttpStatusOf(result->status.code()), result->status.message());
+  }
+  std::string json;
+  std::vector<size_t> binaries;
+  Status status = RenderInferResponse(*result, request_id, encoding, &json, &binaries);
+  if (!status.ok()) return Error(HttpStatusOf(status.code()), status.message());
+  const char* type = binaries.empty() ? "application/json" : "application/octet-stream";
+  Outgoing out;
+  out.headers.emplace_back("Content-Type", type);
+  if (compression == Encoding::kGzip || compression == Encoding::kDeflate) {
+    std::vector<Span> parts{{json.data(), json.size()}};
+    for (size_t i : binaries) {
+      const Tensor& t = result->outputs[i];
+      parts.push_back({t.data, t.byte_size});
+    }
+    std::string packed = Deflate(compression, parts.data(), parts.size());
+    out.headers.emplace_back("Content-Encoding",
+                             compression == Encoding::kGzip ? "gzip" : "deflate");
+    if (!binaries.empty()) {
+      out.headers.emplace_back("Inference-Header-Content-Length",
+                               std::to_string(json.size()));
+    }
+    out.body = evbuffer_new();
+    evbuffer_add(out.body, packed.data(), packed.size());
+    return out;
+  }
+  if (!binaries.empty()) {
+    out.headers.emplace_back("Inference-Header-Content-Length",
+                             std::to_string(json.size()));
+  }
+  out.body = evbuffer_new();
+  evbuffer_add(out.body, json.data(), json.size());
+  std::shared_ptr<InferenceResponse> keep(std::move(result));
+  for (size_t i : binaries) {
+    const Tensor& t = keep->outputs[i];
+    if (t.byte_size >= 64 * 1024) {
+      // Large outputs are written from the tensor itself; the buffer holds the
+      // response until the bytes have gone out.
+      auto* hold = new std::shared_ptr<InferenceResponse>(keep);
+      evbuffer_add_reference(
+          out.body, t.data, t.byte_size,
+          [](const void*, size_t, void* arg) {
+            delete static_cast<std::shared_ptr<InferenceResponse>*>(arg);
+          },
+          hold);
+    } else if (t.byte_size > 0) {
+      evbuffer_add(out.body, t.data, t.byte_size);
+    }
+  }
+  out.status = 200;
+  return out;
+}
+
+const char* MethodName(evhttp_cmd_type cmd) {
+  switch (cmd) {
+    case EVHTTP_REQ_GET:
+      return "GET";
+    case EVHTTP_REQ_POST:
+      return "POST";
+    case EVHTTP_REQ_HEAD:
+      return "HEAD";
+    case EVHTTP_REQ_PUT:
+      return "PUT";
+    case EVHTTP_REQ_DELETE:
+      return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+      return "OPTIONS";
+    case EVHTTP_REQ_TRACE:
+      return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+      return "CONNECT";
+    case EVHTTP_REQ_PATCH:
+      return "PATCH";
+    default:
+      return "UNKNOWN";
+  }
+}
+
+// "/v2/models/{m}[/versions/{v}]/infer" (path without query) -> model, version.
+bool MatchInfer(const std::string& path, std::string* model, std::string* version) {
+  static const char kPrefix[] = "/v2/models/";
+  static const char kSuffix[] = "/infer";
+  const size_t plen = sizeof(kPrefix) - 1, slen = sizeof(kSuffix) - 1;
+  if (path.size() <= plen + slen || path.compare(0, plen, kPrefix) != 0 ||
+      path.compare(path.size() - slen, slen, kSuffix) != 0) {
+    return false;
+  }
+  std::string middle = path.substr(plen, path.size() - plen - slen);
+  size_t slash = middle.find('/');
+  std::string name = middle.substr(0, slash);
+  if (name.empty()) return false;
+  version->clear();
+  if (slash != std::string::npos) {
+    static const char kVersions[] = "/versions/";
+    std::string rest = middle.substr(slash);
+    if (rest.compare(0, sizeof(kVersions) - 1, kVersions) != 0) return false;
+    *version = rest.substr(sizeof(kVersions) - 1);
+    if (version->empty() ||
+        version->find_first_not_of("0123456789") != std::string::npos) {
+      return false;
+    }
+  }
+  // tritonclient percent-encodes model names.
+  char* decoded = evhttp_uridecode(name.c_str(), 0, nullptr);
+  if (decoded == nullptr) return false;
+  *model = decoded;
+  free(decoded);
+  return true;
+}
+
+}  // namespace
+}  // namespace httpfe
+
+void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
+  using namespace httpfe;
+  const char* uri = evhttp_request_get_uri(req);
+  evkeyvalq* in = evhttp_request_get_input_headers(req);
+  const evhttp_cmd_type cmd = evhttp_request_get_command(req);
+
+  // Head limits of the Python frontend (evhttp itself only bounds the total).
+  size_t head = std::strlen(uri) + std::strlen(MethodName(cmd)) + 13;
+  size_t fields = 0;
+  bool field_too_long = std::strlen(uri) > kMaxFieldSize;
+  for (evkeyval* kv = in->tqh_first; kv != nullptr; kv = kv->next.tqe_next) {
+    const size_t key_len = std::strlen(kv->key), value_len = std::strlen(kv->value);
+    field_too_long =
+        field_too_long || key_len > kMaxFieldSize || value_len > kMaxFieldSize;
+    head += key_len + value_len + 4;
+    ++fields;
+  }
+  if (field_too_long) {
+    // Closed without an answer, as Triton does: the reply cannot be written.
+    evhttp_connection* conn = evhttp_request_get_connection(req);
+    shutdown(bufferevent_getfd(evhttp_connection_get_bufferevent(conn)), SHUT_RDWR);
+    Reply(worker, req, Simple(400, "", nullptr));
+    return;
+  }
+  if (head > options_.max_header_size || fields > options_.max_header_count) {
+    Reply(
+        worker, req,
+        Error(431,
+              "request header fields too large: the request line and headers may take "
+              "at most " +
+                  std::to_string(options_.max_header_size) + " bytes in at most " +
+                  std::to_string(options_.max_header_count) + " fields",
+              {{"Connection", "close"}}));
+    return;
+  }
+
+  evbuffer* input = evhttp_request_get_input_buffer(req);
+  const size_t wire_size = evbuffer_get_length(input);
+  const char* hlen_header = evhttp_find_header(in, "Inference-Header-Content-Length");
+  const char* size_what = hlen_header != nullptr ? "body" : "JSON";
+  auto size_error = [&](size_t size) {
+    return Error(400, std::string("Request ") + size_what + " size of " +
+                          std::to_string(size) +
+                          " bytes exceeds the maximum allowed value of " +
+                          std::to_string(options_.max_input_size) +
+                          " bytes. Use --http-max-input-size to increase the limit.");
+  };
+
+  if (wire_size > options_.max_input_size) {
+    Reply(worker, req, size_error(wire_size));
+    return;
+  }
+
+  // The body: moved out of evhttp's buffer without copying its chains, made
+  // contiguous, and kept alive by whoever holds a tensor pointing into it.
+  std::shared_ptr<const void> owner;
+  const char* body = nullptr;
+  size_t size = 0;
+  const char* encoding_header = evhttp_find_header(in, "Content-Encoding");
+  const Encoding encoding =
+      encoding_header ? RequestEncoding(encoding_header) : Encoding::kIdentity;
+  if (encoding != Encoding::kIdentity && wire_size > 0) {
+    if (encoding == Encoding::kUnsupported) {
+      Reply(worker, req,
+            Error(501, "Unsupported compression type",
+                  {{"Accept-Encoding", "gzip, deflate"}}));
+      return;
+    }
+    auto inflated = std::make_shared<std::string>();
+    bool too_large = false;
+    std::string error;
+    const char* wire = reinterpret_cast<const char*>(evbuffer_pullup(input, -1));
+    if (!Inflate(encoding, wire, wire_size, options_.max_input_size, inflated.get(),
+                 &too_large, &error)) {
+      Reply(worker, req, Error(400, "failed to decompress the request: " + error));
+      return;
+    }
+    if (too_large) {
+      Reply(worker, req, size_error(options_.max_input_size + 1));
+      return;
+    }
+    body = inflated->data();
+    size = inflated->size();
+    owner = std::move(inflated);
+  } else {
+    std::shared_ptr<evbuffer> own(evbuffer_new(), evbuffer_free);
+    evbuffer_add_buffer(own.get(), input);
+    size = evbuffer_get_length(own.get());
+    body = size ? reinterpret_cast<const char*>(evbuffer_pullup(own.get(), -1)) : "";
+    owner = std::move(own);
+  }
+
+  std::string path(uri);
+  path = path.substr(0, path.find_first_of("?#"));
+  std::string model, version;
+  if (cmd == EVHTTP_REQ_POST && !options_.infer_via_control &&
+      MatchInfer(path, &model, &version)) {
+    HandleInfer(worker, req, model, version, std::move(owner), body, size);
+    return;
+  }
+  if (cmd == EVHTTP_REQ_GET && options_.live_in_cpp && path == "/v2/health/live") {
+    Reply(worker, req, Simple(200, "", "text/plain"));
+    return;
+  }
+  HandleControl(worker, req, std::string(body, size));
+}
+
+void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
+                                   const std::string& name, const std::string& version,
+                                   std::shared_ptr<const void> owner, const char* body,
+                                   size_t size) {
+  using namespace httpfe;
+  evkeyvalq* in = evhttp_request_get_input_headers(req);
+  if (!options_.infer_header.empty()) {
+    const char* value = evhttp_find_header(in, options_.infer_header.c_str());
+    if (value == nullptr || options_.infer_value != value) {
+      Reply(worker, req,
+            Simple(403,
+                   "{\"error\":\"This API is restricted, expecting header '" +
+                       options_.infer_header + "'\"}",
+                   "text/plain"));
+      return;
+    }
+  }
+  std::shared_ptr<Model> model;
+  Status status = registry_->Find(name, version, &model);
+  if (status.ok() && model->spec().decoupled) {
+    status = Status(
+        StatusCode::kUnsupported,
+        "HTTP end point doesn't support models with decoupled transaction policy");
+  }
+  auto request = std::make_shared<InferenceRequest>();
+  OutputEncoding encoding;
+  if (status.ok()) {
+    const char* hlen_header = evhttp_find_header(in, "Inference-Header-Content-Length");
+    size_t hlen = 0;
+    if (hlen_header != nullptr) status = ParseHeaderLength(hlen_header, size, &hlen);
+    if (status.ok() && hlen_header != nullptr && hlen == 0) {
+      status = ParseRawBody(body, size, owner, model->spec(), request.get(), &encoding);
+    } else if (status.ok()) {
+      status = ParseInferBody(body, size, owner, hlen_header != nullptr, hlen, name,
+                              request.get(), &encoding);
+    }
+  }
+  if (!status.ok()) {
+    Reply(worker, req, Error(HttpStatusOf(status.code()), status.message()));
+    return;
+  }
+  const char* accept = evhttp_find_header(in, "Accept-Encoding");
+  const Encoding compression = accept ? ResponseEncoding(accept) : Encoding::kIdentity;
+
+  std::shared_ptr<PendingCall> call = Track(worker, req);
+  call->model = model;
+  call->request = request;
+  std::shared_ptr<Mailbox> mailbox = worker->mailbox;
+  std::atomic<int64_t>* inflight = &inflight_;
+  request->SetResponseCallback(
+      [call, mailbox, inflight, encoding = std::move(encoding), compression,
+       id = request->id](std::unique_ptr<InferenceResponse> result) {
+        PostReply(mailbox, call,
+                  RenderReply(std::move(result), id, encoding, compression), inflight);
+      });
+  evhttp_connection* conn = evhttp_request_get_connection(req);
+  const evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(conn));
+  call->closed_ev =
+      event_new(worker->base, fd, EV_CLOSED, &Impl::OnPeerClosed, call.get());
+  event_add(call->closed_ev, nullptr);
+  status = model->Enqueue(request);
+  if (!status.ok()) {
+    // Not taken: the callback will never run.
+    SendOnLoop(call, Error(HttpStatusOf(status.code()), status.message()), inflight);
+  }
+}
+
+void HttpServer::Impl::HandleControl(Worker* worker, evhttp_request* req,
+                                     std::string body) {
+  HttpControlRequest request;
+  request.method = httpfe::MethodName(evhttp_request_get_command(req));
+  request.url = evhttp_request_get_uri(req);
+  evkeyvalq* in = evhttp_request_get_input_headers(req);
+  for (evkeyval* kv = in->tqh_first; kv != nullptr; kv = kv->next.tqe_next) {
+    request.headers.emplace_back(kv->key, kv->value);
+  }
+  request.body = std::move(body);
+  std::shared_ptr<PendingCall> call = Track(worker, req);
+  std::shared_ptr<Mailbox> mailbox = worker->mailbox;
+  std::atomic<int64_t>* inflight = &inflight_;
+  HttpReplyFn reply = [call, mailbox, inflight](HttpReply r) {
+    Outgoing out;
+    out.status = r.status;
+    out.headers = std::move(r.headers);
+    out.body = evbuffer_new();
+    if (!r.body.empty()) evbuffer_add(out.body, r.body.data(), r.body.size());
+    httpfe::PostReply(mailbox, call, std::move(out), inflight);
+  };
+  pool_->Submit([handler = handler_, request = std::move(request), reply]() mutable {
+    handler(std::move(request), std::move(reply));
+  });
+}
+
+}  // namespace tritonx

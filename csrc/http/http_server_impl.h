@@ -1,0 +1,73 @@
+// HttpServer::Impl, shared by http_server.cc (lifecycle, threads, replies) and
+// http_request.cc (what each request gets). Internal to csrc/http.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../grpc/worker_pool.h"
+#include "http_server.h"
+#include "http_worker.h"
+
+namespace tritonx {
+
+using httpfe::Mailbox;
+using httpfe::Outgoing;
+using httpfe::PendingCall;
+using httpfe::Worker;
+
+// Thread safety: mu_ guards start/stop; workers_ and pool_ are set by Start before
+// any worker runs and reset by Stop after they have been joined.
+
+class HttpServer::Impl {
+ public:
+  Impl(std::shared_ptr<ModelRegistry> registry, HttpControlHandler handler,
+       HttpServerOptions options)
+      : registry_(std::move(registry)),
+        handler_(std::move(handler)),
+        options_(std::move(options)) {}
+
+  Status Start(const std::string& address, int port, bool reuse_port, int* bound_port);
+  void Stop(double grace_seconds);
+  bool running() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return !workers_.empty();
+  }
+
+ private:
+  static void OnRequest(evhttp_request* req, void* arg);
+  static void OnWake(evutil_socket_t, short, void* arg);
+  static void OnPeerClosed(evutil_socket_t, short, void* arg);
+
+  void Handle(Worker* worker, evhttp_request* req);
+  void HandleInfer(Worker* worker, evhttp_request* req, const std::string& model,
+                   const std::string& version, std::shared_ptr<const void> owner,
+                   const char* body, size_t size);
+  void HandleControl(Worker* worker, evhttp_request* req, std::string body);
+  void Reply(Worker* worker, evhttp_request* req, Outgoing out);
+  std::shared_ptr<PendingCall> Track(Worker* worker, evhttp_request* req);
+
+  std::shared_ptr<ModelRegistry> registry_;
+  HttpControlHandler handler_;
+  const HttpServerOptions options_;
+  std::atomic<int64_t> inflight_{0};
+
+  mutable std::mutex mu_;
+  int listen_fd_ = -1;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<grpcfe::WorkerPool> pool_;
+};
+
+namespace httpfe {
+
+// A complete reply with `body` as its content (Content-Type omitted when null).
+Outgoing Simple(int status, const std::string& body, const char* content_type,
+                HttpHeaders extra = {});
+// `{"error": ...}` as application/json.
+Outgoing Error(int status, const std::string& message, HttpHeaders extra = {});
+
+}  // namespace httpfe
+}  // namespace tritonx

@@ -1,0 +1,337 @@
+"""``--http-engine=native``: what only the C++ HTTP server does, end to end with
+real ``tritonclient.http`` and raw sockets. (The shared behaviour is covered by
+test_http_server/_access/_hardening, which run against both engines.)"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tritonx._native", reason="core not built")
+from tritonx import _native
+
+if getattr(_native, "HttpServer", None) is None:
+    pytest.skip("built without the C++ HTTP server", allow_module_level=True)
+
+import tritonclient.http as httpclient
+from serverutil import RunningServer, run_server
+from tritonclient.utils import InferenceServerException
+
+IDENTITY_CONFIG = """
+name: "{name}"
+backend: "python"
+max_batch_size: 0
+input [ {{ name: "INPUT0", data_type: {dtype}, dims: [ -1 ] }} ]
+output [ {{ name: "OUTPUT0", data_type: {dtype}, dims: [ -1 ] }} ]
+instance_group [ {{ count: 1, kind: KIND_CPU }} ]
+"""
+IDENTITY_PY = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
+            for r in requests]
+"""
+# Records each execution and waits until its request is cancelled or "open" exists.
+HELD_PY = """
+import os
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.dir = args["model_repository"]
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            value = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
+            tag = str(int(value[0]))
+            open(os.path.join(self.dir, "ran-" + tag), "w").close()
+            while not os.path.exists(os.path.join(self.dir, "open")):
+                if r.is_cancelled():
+                    open(os.path.join(self.dir, "cancelled-" + tag), "w").close()
+                    break
+                time.sleep(0.01)
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", value)]))
+        return out
+"""
+DECOUPLED_CONFIG = IDENTITY_CONFIG + "model_transaction_policy {{ decoupled: true }}\n"
+DECOUPLED_PY = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for r in requests:
+            r.get_response_sender().send(
+                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+"""
+
+
+def _model(repo: Path, name: str, dtype: str, code: str, config: str) -> None:
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "config.pbtxt").write_text(config.format(name=name, dtype=dtype))
+    (repo / name / "1" / "model.py").write_text(code)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("native_repo")
+    _model(root, "identity", "TYPE_FP32", IDENTITY_PY, IDENTITY_CONFIG)
+    _model(root, "text", "TYPE_STRING", IDENTITY_PY, IDENTITY_CONFIG)
+    _model(root, "held", "TYPE_FP32", HELD_PY, IDENTITY_CONFIG)
+    _model(root, "decoupled", "TYPE_FP32", DECOUPLED_PY, DECOUPLED_CONFIG)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(repo: Path) -> Iterator[RunningServer]:
+    with run_server(
+        repo,
+        "--http-engine=native",
+        "--http-thread-count=2",
+        "--allow-grpc=false",
+        "--http-max-input-size=1048576",
+    ) as running:
+        yield running
+
+
+def _post(
+    server: RunningServer, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=30)
+    try:
+        conn.request("POST", path, body, headers or {})
+        reply = conn.getresponse()
+        return reply.status, reply.read()
+    finally:
+        conn.close()
+
+
+def _json_body(value: float) -> bytes:
+    return json.dumps(
+        {
+            "inputs": [
+                {"name": "INPUT0", "datatype": "FP32", "shape": [1], "data": [value]}
+            ]
+        }
+    ).encode()
+
+
+def test_binary_json_and_bytes_through_tritonclient(server: RunningServer) -> None:
+    client = httpclient.InferenceServerClient(server.http_url)
+    data = np.arange(16, dtype=np.float32)
+    for binary in (True, False):
+        tensor = httpclient.InferInput("INPUT0", [16], "FP32")
+        tensor.set_data_from_numpy(data, binary_data=binary)
+        out = httpclient.InferRequestedOutput("OUTPUT0", binary_data=binary)
+        result = client.infer("identity", [tensor], outputs=[out], request_id="r1")
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+        assert result.get_response()["id"] == "r1"
+    words = np.array([b"a", "é".encode(), b""], dtype=np.object_)
+    tensor = httpclient.InferInput("INPUT0", [3], "BYTES")
+    tensor.set_data_from_numpy(words)
+    result = client.infer("text", [tensor])
+    assert list(result.as_numpy("OUTPUT0")) == list(words)
+    client.close()
+
+
+def test_decoupled_model_is_501(server: RunningServer) -> None:
+    status, body = _post(server, "/v2/models/decoupled/infer", _json_body(1))
+    assert status == 501
+    assert json.loads(body) == {
+        "error": "HTTP end point doesn't support models with decoupled transaction "
+        "policy"
+    }
+
+
+def test_errors_keep_the_python_frontend_bodies(server: RunningServer) -> None:
+    status, body = _post(server, "/v2/models/nope/infer", _json_body(1))
+    assert status == 404
+    assert body == b'{"error": "Request for unknown model: \'nope\' is not found"}'
+    status, body = _post(server, "/v2/models/identity/infer", b"{}")
+    assert (status, json.loads(body)["error"]) == (
+        500,
+        "Unable to parse 'inputs': attempt to access non-existing object member "
+        "'inputs'",
+    )
+
+
+def test_body_limits(server: RunningServer) -> None:
+    limit = 1048576
+    status, body = _post(server, "/v2/models/identity/infer", b" " * (limit + 1))
+    assert status == 400
+    assert json.loads(body)["error"] == (
+        f"Request JSON size of {limit + 1} bytes exceeds the maximum allowed value "
+        f"of {limit} bytes. Use --http-max-input-size to increase the limit."
+    )
+    # Beyond twice the limit evhttp refuses the body itself (drained, then 413).
+    status, _ = _post(server, "/v2/models/identity/infer", b" " * (2 * limit + 1))
+    assert status == 413
+
+
+def test_chunked_body_and_keep_alive(server: RunningServer) -> None:
+    body = _json_body(7)
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + 10]), body[i : i + 10])
+        for i in range(0, len(body), 10)
+    )
+    request = (
+        b"POST /v2/models/identity/infer HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.ports["http"]), timeout=10) as s:
+        for _ in range(2):  # the same connection twice
+            s.sendall(request)
+            data = b""
+            while b'"data":[7.0]}' not in data:
+                chunk = s.recv(65536)
+                assert chunk
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200 OK")
+
+
+def test_health_answers_while_a_model_is_busy(
+    server: RunningServer, repo: Path
+) -> None:
+    sock = socket.create_connection(("127.0.0.1", server.ports["http"]))
+    body = _json_body(5)
+    sock.sendall(
+        b"POST /v2/models/held/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
+    try:
+        for _ in range(500):
+            if (repo / "held" / "ran-5").exists():
+                break
+            time.sleep(0.01)
+        conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=5)
+        for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/held/ready"):
+            start = time.monotonic()
+            conn.request("GET", path)
+            reply = conn.getresponse()
+            reply.read()
+            assert reply.status == 200
+            assert time.monotonic() - start < 1.0
+        conn.close()
+    finally:
+        sock.close()  # cancels the held request
+        for _ in range(500):
+            if (repo / "held" / "cancelled-5").exists():
+                break
+            time.sleep(0.01)
+
+
+def _canceled(server: RunningServer) -> float:
+    text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
+    for line in text.splitlines():
+        if (
+            line.startswith("nv_inference_request_failure")
+            and 'model="held"' in line
+            and "CANCELED" in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_disconnect_cancels_queued_and_flags_executing(
+    server: RunningServer, repo: Path
+) -> None:
+    def open_request(value: int) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", server.ports["http"]))
+        body = _json_body(value)
+        sock.sendall(
+            b"POST /v2/models/held/infer HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        return sock
+
+    held = repo / "held"
+    before = _canceled(server)
+    running = open_request(11)
+    for _ in range(1000):
+        if (held / "ran-11").exists():
+            break
+        time.sleep(0.01)
+    queued = open_request(12)
+    time.sleep(0.3)
+    queued.close()
+    deadline = time.monotonic() + 10
+    while _canceled(server) < before + 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _canceled(server) == before + 1
+    running.close()
+    while not (held / "cancelled-11").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (held / "cancelled-11").exists()
+    assert not (held / "ran-12").exists()
+
+
+def test_many_concurrent_clients(server: RunningServer) -> None:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            client = httpclient.InferenceServerClient(server.http_url)
+            tensor = httpclient.InferInput("INPUT0", [4], "FP32")
+            data = np.ones(4, dtype=np.float32)
+            tensor.set_data_from_numpy(data)
+            for _ in range(50):
+                result = client.infer("identity", [tensor])
+                np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+            client.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_native_refuses_https(repo: Path, tmp_path: Path) -> None:
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    with (
+        pytest.raises(RuntimeError) as info,
+        run_server(
+            repo,
+            "--http-engine=native",
+            "--http-use-ssl=true",
+            f"--http-server-cert={cert}",
+            f"--http-server-key={cert}",
+            timeout=30,
+        ),
+    ):
+        pass
+    assert "--http-engine=native does not serve HTTPS yet" in str(info.value)
+
+
+def test_unknown_model_raises_through_tritonclient(server: RunningServer) -> None:
+    client = httpclient.InferenceServerClient(server.http_url)
+    tensor = httpclient.InferInput("INPUT0", [1], "FP32")
+    tensor.set_data_from_numpy(np.ones(1, dtype=np.float32))
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("missing", [tensor])
+    assert info.value.status() == "404"
+    client.close()
+    assert os.environ is not None
