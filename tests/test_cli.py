@@ -172,6 +172,18 @@ def test_grpc_restriction_and_forwarding_flags() -> None:
     )
 
 
+def test_http_engine_and_thread_count() -> None:
+    options, _, warnings = parse_args(["--model-store=/m"])
+    assert options.http_engine == "python"
+    options, _, warnings = parse_args(
+        ["--model-store=/m", "--http-engine=native", "--http-thread-count=3"]
+    )
+    assert (options.http_engine, options.http_thread_count) == ("native", 3)
+    assert not warnings
+    with pytest.raises(UsageError, match="--http-engine"):
+        parse_args(["--model-store=/m", "--http-engine=rust"])
+
+
 def test_unknown_flag_fails_with_clear_message() -> None:
     result = run_cli("--model-store=/m", "--no-such-flag=1")
     assert result.returncode != 0

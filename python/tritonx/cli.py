@@ -351,8 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--http-engine",
-        choices=("python", "native"),
+        type=_choice("--http-engine", ("python", "native")),
         default="python",
+        metavar="<string>",
         help="tritonx: 'python' (asyncio frontend) or 'native' (C++ libevent server: "
         "inference parsed and answered in C++; no HTTPS yet).",
     )
