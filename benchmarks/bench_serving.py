@@ -201,6 +201,30 @@ def table(rows: list[Row], reference: str) -> str:
     return "\n".join(lines)
 
 
+def every_row(rows: list[Row], reference: str) -> str:
+    """All servers (variants included), with throughput relative to `reference`
+    and to tritonx's gRPC at the same concurrency."""
+    ref = {(r.protocol, r.concurrency): r for r in rows if r.server == reference}
+    grpc = {
+        r.concurrency: r for r in rows if r.server == "tritonx" and r.protocol == "grpc"
+    }
+    header = (
+        f"{'server':10s} {'proto':5s} {'conc':>4s} | {'inf/s':>9s} {'p50 us':>7s} "
+        f"{'p99 us':>7s} | {'x ref':>6s} {'x grpc':>6s}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in sorted(rows, key=lambda r: (r.protocol, r.concurrency, r.server)):
+        b = ref.get((r.protocol, r.concurrency))
+        g = grpc.get(r.concurrency)
+        x_ref = f"{r.infer_per_sec / b.infer_per_sec:6.2f}" if b else f"{'-':>6s}"
+        x_grpc = f"{r.infer_per_sec / g.infer_per_sec:6.2f}" if g else f"{'-':>6s}"
+        lines.append(
+            f"{r.server:10s} {r.protocol:5s} {r.concurrency:4d} | "
+            f"{r.infer_per_sec:9.1f} {r.p50_us:7.0f} {r.p99_us:7.0f} | {x_ref} {x_grpc}"
+        )
+    return "\n".join(lines)
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -230,6 +254,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--measurement-interval", type=int, default=3000, metavar="MS")
     p.add_argument("--start-timeout", type=float, default=120.0)
     p.add_argument("--skip-tritonx", action="store_true")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="also run tritonx with these extra arguments, as rows named NAME "
+        "(repeatable), e.g. 'native=--http-engine=native'",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write rows here")
     args = p.parse_args(argv)
     if not args.perf_analyzer:
@@ -246,6 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_tritonx:
         print("tritonx:", flush=True)
         rows += bench_server("tritonx", shlex.split(args.tritonx_cmd), args, env)
+    for variant in args.variant:
+        name, _, extra = variant.partition("=")
+        print(f"{name}:", flush=True)
+        cmd = shlex.split(args.tritonx_cmd) + shlex.split(extra)
+        rows += bench_server(name, cmd, args, env)
     if args.reference_cmd:
         print("reference:", flush=True)
         rows += bench_server("reference", shlex.split(args.reference_cmd), args, {})
@@ -255,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.measurement_interval} ms windows, {os.cpu_count()} CPUs"
     )
     print(table(rows, "reference"))
+    if args.variant:
+        print()
+        print(every_row(rows, "reference"))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
     return 0
