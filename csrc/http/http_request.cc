@@ -2,6 +2,8 @@
 // the hand-off of every other route to the control handler.
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <sys/socket.h>
 
@@ -40,6 +42,10 @@ Outgoing Error(int status, const std::string& message, HttpHeaders extra) {
 }
 
 namespace {
+
+bool IsHttp11(evhttp_request* req) {
+  return req->major > 1 || (req->major == 1 && req->minor >= 1);
+}
 
 // Renders a finished inference on the core thread that completed it.
 Outgoing RenderReply(std::unique_ptr<InferenceResponse> result,
@@ -323,6 +329,7 @@ void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
       });
   evhttp_connection* conn = evhttp_request_get_connection(req);
   const evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(conn));
+  call->http11 = IsHttp11(req);
   call->closed_ev =
       event_new(worker->base, fd, EV_CLOSED, &Impl::OnPeerClosed, call.get());
   event_add(call->closed_ev, nullptr);

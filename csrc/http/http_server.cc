@@ -6,6 +6,7 @@
 #include <event2/thread.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -59,6 +60,10 @@ void SendOnLoop(const std::shared_ptr<PendingCall>& call, Outgoing out,
   if (call->closed_ev != nullptr) {
     event_free(call->closed_ev);
     call->closed_ev = nullptr;
+  }
+  if (call->probe_ev != nullptr) {
+    event_free(call->probe_ev);
+    call->probe_ev = nullptr;
   }
   evkeyvalq* headers = evhttp_request_get_output_headers(call->req);
   for (const auto& [name, value] : out.headers) {
@@ -196,6 +201,8 @@ void HttpServer::Impl::Stop(double grace_seconds) {
     for (const auto& call : worker->pending) {
       if (call->closed_ev) event_free(call->closed_ev);
       call->closed_ev = nullptr;
+      if (call->probe_ev) event_free(call->probe_ev);
+      call->probe_ev = nullptr;
       if (call->model && call->request) call->model->Cancel(call->request);
     }
     worker->pending.clear();
@@ -221,13 +228,56 @@ void HttpServer::Impl::OnRequest(evhttp_request* req, void* arg) {
   static_cast<Impl*>(worker->owner)->Handle(worker, req);
 }
 
-void HttpServer::Impl::OnPeerClosed(evutil_socket_t, short, void* arg) {
-  // The client went away while its request was out: drop it if still queued (the
-  // callback then answers CANCELLED, which goes nowhere); an executing one is
-  // flagged for the backend to notice.
+namespace {
+
+// True once the connection is gone for good (reset, or closed on both sides).
+bool PeerGone(evutil_socket_t fd) {
+  tcp_info info{};
+  socklen_t len = sizeof(info);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+      info.tcpi_state == TCP_CLOSE) {
+    return true;
+  }
+  int error = 0;
+  len = sizeof(error);
+  return getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error != 0;
+}
+
+void CancelCall(PendingCall* call) {
+  if (call->model && call->request) call->model->Cancel(call->request);
+}
+
+void OnProbe(evutil_socket_t, short, void* arg) {
+  auto* call = static_cast<PendingCall*>(arg);
+  if (PeerGone(call->fd)) {
+    CancelCall(call);
+    return;
+  }
+  // Still half-open: look again while the request is out.
+  timeval again{0, 20000};
+  event_add(call->probe_ev, &again);
+}
+
+}  // namespace
+
+void HttpServer::Impl::OnPeerClosed(evutil_socket_t fd, short, void* arg) {
+  // A FIN while the request is out: either the client went away (then its request
+  // is dropped if still queued, or flagged for the backend to notice) or it only
+  // half-closed after sending (nc -N; Triton answers those). The two look alike
+  // until something is sent: an interim "100 Continue", which HTTP/1.1 clients
+  // skip, makes a closed peer answer with a reset that OnProbe then sees.
   auto* call = static_cast<PendingCall*>(arg);
   event_del(call->closed_ev);
-  if (call->model && call->request) call->model->Cancel(call->request);
+  static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  if (!call->http11 ||
+      send(fd, kContinue, sizeof(kContinue) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+    CancelCall(call);
+    return;
+  }
+  call->fd = fd;
+  call->probe_ev = evtimer_new(call->worker->base, &OnProbe, call);
+  timeval soon{0, 2000};
+  event_add(call->probe_ev, &soon);
 }
 
 void HttpServer::Impl::Reply(Worker* worker, evhttp_request* req, Outgoing out) {

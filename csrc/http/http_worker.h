@@ -69,6 +69,9 @@ struct PendingCall {
   Worker* worker = nullptr;
   evhttp_request* req = nullptr;
   event* closed_ev = nullptr;  // peer-closed watcher (infer only)
+  event* probe_ev = nullptr;   // after a FIN: is the peer gone or half-closed?
+  evutil_socket_t fd = -1;
+  bool http11 = true;  // may be sent an interim 100 response
   std::shared_ptr<Model> model;
   RequestPtr request;
   bool answered = false;

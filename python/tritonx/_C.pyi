@@ -297,3 +297,41 @@ def generate_load(
 def set_max_inflight_requests(limit: int) -> None: ...
 def inflight_requests() -> int: ...
 def send_response(request: Request, response: Any, final: bool) -> None: ...
+
+class HttpServer:
+    """KServe v2 HTTP/REST served from C++ on libevent's evhttp (absent when built
+    with TRITONX_ENABLE_HTTP=OFF). Infer is served in C++; every other request is
+    passed to ``handler(method, url, headers, body, reply)`` on a C++ pool thread
+    with the GIL, which answers once with ``reply(status, headers, body)``."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        handler: Callable[
+            [
+                str,
+                bytes,
+                list[tuple[bytes, bytes]],
+                bytes,
+                Callable[[int, list[tuple[str, str]], bytes], None],
+            ],
+            None,
+        ],
+        *,
+        thread_count: int = 2,
+        max_input_size: int = 67108864,
+        max_header_size: int = 65536,
+        max_header_count: int = 1000,
+        control_threads: int = 4,
+        infer_via_control: bool = False,
+        infer_header: str = "",
+        infer_value: str = "",
+        live_in_cpp: bool = True,
+    ) -> None: ...
+    def start(self, address: str, port: int, reuse_port: bool = False) -> int:
+        """Binds and starts serving; returns the bound port (port 0 picks one)."""
+    def stop(self, grace: float = 0.0) -> None:
+        """Stops accepting, waits up to `grace` seconds for requests in flight,
+        then drops the rest. Blocking; idempotent."""
+    @property
+    def running(self) -> bool: ...

@@ -335,3 +335,24 @@ def test_unknown_model_raises_through_tritonclient(server: RunningServer) -> Non
     assert info.value.status() == "404"
     client.close()
     assert os.environ is not None
+
+
+def test_half_closed_client_gets_its_answer(server: RunningServer) -> None:
+    """A client that half-closes after its request (nc -N) is answered, as Triton
+    does; the FIN is told apart from a client that left by an interim
+    ``100 Continue`` (a gone client answers it with a reset)."""
+    for value in range(10):
+        with socket.create_connection(
+            ("127.0.0.1", server.ports["http"]), timeout=10
+        ) as s:
+            body = _json_body(value)
+            s.sendall(
+                b"POST /v2/models/identity/infer HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            s.shutdown(socket.SHUT_WR)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        assert b"HTTP/1.1 200 OK" in data, data
+        assert b'"data":[%d.0]' % value in data
