@@ -397,6 +397,18 @@ py::dict Statistics(const PyModel& self) {
                                              b.compute_infer_ns, b.compute_output_ns);
   }
   out["batch_stats"] = batches;
+  py::dict responses;  // decoupled models only (Triton's response_stats)
+  for (const auto& [index, r] : s.response_stats) {
+    py::dict entry;
+    entry["compute_infer"] = DurationPair(r.compute_infer);
+    entry["compute_output"] = DurationPair(r.compute_output);
+    entry["success"] = DurationPair(r.success);
+    entry["fail"] = DurationPair(r.fail);
+    entry["empty_response"] = DurationPair(r.empty_response);
+    entry["cancel"] = DurationPair(r.cancel);
+    responses[py::int_(index)] = entry;
+  }
+  out["response_stats"] = responses;
   out["pending"] = self.model->PendingCount();
   return out;
 }

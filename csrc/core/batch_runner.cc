@@ -51,7 +51,11 @@ void BatchRunner::Fail(std::vector<RequestPtr>& requests, const Status& status,
 void BatchRunner::Run(Batch& batch, uint64_t sequence) {
   Executor& executor = *instances_[batch.instance_index];
   const uint64_t start = NowNs();
-  for (auto& request : batch.requests) request->dispatch_ns = start;
+  for (auto& request : batch.requests) {
+    request->dispatch_ns = start;
+    // A decoupled model's senders record Triton's per-response statistics.
+    if (spec_.decoupled) request->response_stats = stats_;
+  }
 
   Status status;
   if (executor.WantsGatheredInputs()) status = GatherInputs(spec_, *arena_, &batch);

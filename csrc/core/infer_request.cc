@@ -4,11 +4,21 @@
 #include <thread>
 
 #include "inflight_limit.h"
+#include "model_stats.h"
 #include "response_outputs.h"
 
 namespace tritonx {
 namespace {
 std::atomic<uint64_t> next_uid{1};
+
+ResponseOutcome OutcomeOf(const InferenceResponse* response) {
+  if (response == nullptr) return ResponseOutcome::kEmpty;
+  if (response->status.ok()) return ResponseOutcome::kSuccess;
+  if (response->status.code() == StatusCode::kCancelled) {
+    return ResponseOutcome::kCancel;
+  }
+  return ResponseOutcome::kFail;
+}
 }  // namespace
 
 uint64_t NowNs() {
@@ -52,7 +62,20 @@ Status InferenceRequest::Send(std::unique_ptr<InferenceResponse> response,
       send_state_.fetch_sub(kSendingUnit, std::memory_order_acq_rel);
       return Status(StatusCode::kInvalidArg, "response sender is closed");
     }
-    Deliver(std::move(response), flags);
+    if (ModelStats* stats = response_stats.get()) {
+      uint64_t index = 0, start = 0;
+      BeginResponseStat(&index, &start);
+      const uint64_t output_start = NowNs();
+      const ResponseOutcome outcome = OutcomeOf(response.get());
+      Deliver(std::move(response), flags);
+      const uint64_t end = NowNs();
+      last_response_end_ns_.store(end, std::memory_order_release);
+      stats->RecordResponse(index, outcome, start, output_start, end);
+    } else {
+      Deliver(std::move(response), flags);
+    }
+    // Recorded before this unit is given back: a FINAL Send waits for it, so the
+    // request is alive and the statistics are in before the stream ends.
     send_state_.fetch_sub(kSendingUnit, std::memory_order_acq_rel);
     return Status::Ok();
   }
@@ -76,8 +99,26 @@ Status InferenceRequest::Send(std::unique_ptr<InferenceResponse> response,
   // Answered: the slots are free before the callback runs, so a client that sends its
   // next request from the callback is not refused for its own finished one.
   ReleaseInflight();
+  if (!response_stats) {
+    Deliver(std::move(response), flags);
+    return Status::Ok();
+  }
+  // The callback may drop the last reference to this request: what the record needs
+  // after Deliver is copied out first.
+  std::shared_ptr<ModelStats> stats = response_stats;
+  uint64_t index = 0, start = 0;
+  BeginResponseStat(&index, &start);
+  const uint64_t output_start = NowNs();
+  const ResponseOutcome outcome = OutcomeOf(response.get());
   Deliver(std::move(response), flags);
+  stats->RecordResponse(index, outcome, start, output_start, NowNs());
   return Status::Ok();
+}
+
+void InferenceRequest::BeginResponseStat(uint64_t* index, uint64_t* start_ns) {
+  *index = response_index_.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t last = last_response_end_ns_.load(std::memory_order_acquire);
+  *start_ns = last != 0 ? last : dispatch_ns;
 }
 
 void InferenceRequest::Deliver(std::unique_ptr<InferenceResponse> response,

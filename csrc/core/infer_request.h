@@ -31,6 +31,7 @@
 namespace tritonx {
 
 class InflightLimit;
+class ModelStats;
 struct ModelSpec;
 
 using ParameterValue = std::variant<bool, int64_t, uint64_t, double, std::string>;
@@ -135,6 +136,10 @@ class InferenceRequest {
   // The model's spec, for output filtering in Send (shared: a decoupled model's
   // sender may outlive the model).
   std::shared_ptr<const ModelSpec> spec;
+  // Where Send records per-response statistics (Triton's `response_stats`); set by
+  // the scheduler when a decoupled model's request is dispatched. Null (every other
+  // request): Send records nothing and costs nothing extra.
+  std::shared_ptr<ModelStats> response_stats;
 
  private:
   // send_state_: kClosedBit once FINAL is sent; the rest counts non-final Sends in
@@ -143,6 +148,9 @@ class InferenceRequest {
   static constexpr uint32_t kSendingUnit = 2u;
 
   void Deliver(std::unique_ptr<InferenceResponse> response, uint32_t flags);
+  // Per-response statistics: claims the next response index and its start time
+  // (the previous response's end, else dispatch_ns).
+  void BeginResponseStat(uint64_t* index, uint64_t* start_ns);
 
   ResponseFn on_response_;
   ResponseStreamFn on_stream_;
@@ -154,6 +162,8 @@ class InferenceRequest {
   InflightLimit* inflight_limit_ = nullptr;
   std::shared_ptr<std::atomic<int64_t>> model_inflight_;
   std::atomic<bool> cancelled_{false};
+  std::atomic<uint64_t> response_index_{0};
+  std::atomic<uint64_t> last_response_end_ns_{0};
 };
 
 using RequestPtr = std::shared_ptr<InferenceRequest>;

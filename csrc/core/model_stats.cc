@@ -1,5 +1,6 @@
 #include "model_stats.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace tritonx {
@@ -44,6 +45,39 @@ void ModelStats::RecordExecution(uint64_t batch_size, uint64_t input_ns,
   batch.compute_input_ns += input_ns;
   batch.compute_infer_ns += infer_ns;
   batch.compute_output_ns += output_ns;
+}
+
+void ModelStats::RecordResponse(uint64_t index, ResponseOutcome outcome,
+                                uint64_t start_ns, uint64_t output_start_ns,
+                                uint64_t end_ns) {
+  // Clocks read on different threads may be a little out of order; never wrap.
+  output_start_ns = std::clamp(output_start_ns, std::min(start_ns, end_ns), end_ns);
+  start_ns = std::min(start_ns, output_start_ns);
+  const uint64_t total_ns = end_ns - start_ns;
+  const uint64_t infer_ns = output_start_ns - start_ns;
+  const uint64_t output_ns = end_ns - output_start_ns;
+  std::lock_guard<std::mutex> lock(mu_);
+  ResponseStat& stat = stats_.response_stats[index];
+  switch (outcome) {
+    case ResponseOutcome::kSuccess:
+      Add(stat.compute_infer, infer_ns);
+      Add(stat.compute_output, output_ns);
+      Add(stat.success, total_ns);
+      break;
+    case ResponseOutcome::kFail:
+      // An error carries no output tensors: Triton counts the whole span as compute
+      // infer and no compute output.
+      Add(stat.compute_infer, total_ns);
+      Add(stat.fail, total_ns);
+      break;
+    case ResponseOutcome::kEmpty:
+      Add(stat.compute_infer, total_ns);
+      Add(stat.empty_response, total_ns);
+      break;
+    case ResponseOutcome::kCancel:
+      Add(stat.cancel, total_ns);
+      break;
+  }
 }
 
 StatsSnapshot ModelStats::Snapshot() const {

@@ -22,6 +22,16 @@ struct BatchStat {
   uint64_t compute_output_ns = 0;
 };
 
+// Triton's per-response statistics (statistics extension `response_stats`): what
+// happened to the i-th response of a request, aggregated over requests. Only decoupled
+// models record them (Triton's core fills them from the backend's reports only).
+struct ResponseStat {
+  Duration compute_infer, compute_output, success, fail, empty_response, cancel;
+};
+
+// What a response was: data, an error, the FINAL flag without data, or a cancellation.
+enum class ResponseOutcome { kSuccess = 0, kFail = 1, kEmpty = 2, kCancel = 3 };
+
 struct StatsSnapshot {
   uint64_t inference_count = 0;  // batch items executed
   uint64_t execution_count = 0;  // backend executions
@@ -29,6 +39,7 @@ struct StatsSnapshot {
   Duration success, fail, queue, compute_input, compute_infer, compute_output;
   uint64_t failures[4] = {0, 0, 0, 0};  // indexed by FailureReason
   std::map<uint64_t, BatchStat> batch_stats;
+  std::map<uint64_t, ResponseStat> response_stats;  // by response index (0, 1, ...)
 };
 
 // Thread safe: every method may be called from any thread.
@@ -44,6 +55,13 @@ class ModelStats {
   // execution but, as in Triton, performs no inferences.
   void RecordExecution(uint64_t batch_size, uint64_t input_ns, uint64_t infer_ns,
                        uint64_t output_ns, bool succeeded = true);
+
+  // The response with index `index` of some request: it started at `start_ns` (its
+  // request's dispatch for the first, else the previous response's end), its output
+  // handling at `output_start_ns` (the backend handed it to the sender) and it was
+  // delivered at `end_ns`. Durations split as in Triton's InferenceStatsAggregator.
+  void RecordResponse(uint64_t index, ResponseOutcome outcome, uint64_t start_ns,
+                      uint64_t output_start_ns, uint64_t end_ns);
 
   StatsSnapshot Snapshot() const;
 

@@ -47,6 +47,26 @@ def _duration(pair: Sequence[int] | None) -> dict[str, int]:
     return {"count": int(count), "ns": int(ns)}
 
 
+_RESPONSE_KEYS = (
+    "compute_infer",
+    "compute_output",
+    "success",
+    "fail",
+    "empty_response",
+    "cancel",
+)
+
+
+def _response_stats(entries: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    """Triton's ``response_stats``: keyed by the response index as a string, in the
+    order of Triton's std::map<std::string> ("0", "1", "10", "2", ...)."""
+    rendered = {
+        str(index): {key: _duration(entry.get(key)) for key in _RESPONSE_KEYS}
+        for index, entry in entries.items()
+    }
+    return dict(sorted(rendered.items()))
+
+
 def model_statistics(
     name: str, version: int, stats: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -71,7 +91,7 @@ def model_statistics(
         "inference_count": int(stats.get("inference_count", 0)),
         "execution_count": int(stats.get("execution_count", 0)),
         "inference_stats": inference,
-        "response_stats": {},
+        "response_stats": _response_stats(stats.get("response_stats", {})),
         "batch_stats": batches,
         "memory_usage": [],
     }
