@@ -17,21 +17,16 @@ The reference command gets tritonserver's flags appended (--model-repository,
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shlex
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from _harness import run_perf_analyzer, running
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_REPO = HERE / "models"
@@ -47,57 +42,6 @@ class Row:
     p99_us: float
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def running(
-    name: str, cmd: Sequence[str], repo: Path, env: dict[str, str], timeout: float
-) -> Iterator[tuple[int, int]]:
-    """Start a server with free ports, wait for /v2/health/ready, stop on exit."""
-    http, grpc, metrics = free_port(), free_port(), free_port()
-    args = [
-        *cmd,
-        f"--model-repository={repo}",
-        f"--http-port={http}",
-        f"--grpc-port={grpc}",
-        f"--metrics-port={metrics}",
-    ]
-    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
-        prefix=f"bench-{name}-", suffix=".log", delete=False
-    )
-    process = subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{http}/v2/health/ready"
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited early; log: {log.name}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready in {timeout}s; log: {log.name}")
-            time.sleep(0.2)
-        yield http, grpc
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
 def measure(
     perf_analyzer: str,
     url: str,
@@ -106,36 +50,9 @@ def measure(
     interval_ms: int,
 ) -> tuple[float, float, float]:
     """One perf_analyzer run; returns (infer/s, p50 us, p99 us)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.csv"
-        cmd = [
-            perf_analyzer,
-            "-m",
-            "identity",
-            "-u",
-            url,
-            "-i",
-            protocol,
-            "-b",
-            "1",
-            "--concurrency-range",
-            str(concurrency),
-            "--measurement-interval",
-            str(interval_ms),
-            # Noisy shared machines rarely meet the default 10 % stability band;
-            # the last three windows are averaged either way.
-            "--stability-percentage",
-            "100",
-            "--max-trials",
-            "10",
-            "-f",
-            str(report),
-        ]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0 or not report.exists():
-            raise RuntimeError(f"perf_analyzer failed:\n{result.stdout}{result.stderr}")
-        with report.open() as handle:
-            row = next(csv.DictReader(handle))
+    row = run_perf_analyzer(
+        perf_analyzer, "identity", url, protocol, concurrency, interval_ms
+    )
     return (
         float(row["Inferences/Second"]),
         float(row["p50 latency"]),

@@ -1,0 +1,119 @@
+"""Pieces the perf_analyzer benchmarks share: start a server on free ports (one at a
+time, so servers never compete for the CPU) and run perf_analyzer, reading its CSV.
+
+Used by bench_serving.py and bench_streaming.py (run as scripts from benchmarks/).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running(
+    name: str,
+    cmd: Sequence[str],
+    repo: Path,
+    env: dict[str, str],
+    timeout: float,
+    extra_args: Sequence[str] = (),
+) -> Iterator[tuple[int, int]]:
+    """Start a server with free ports, wait for /v2/health/ready, stop on exit.
+    Yields (http port, grpc port)."""
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    args = [
+        *cmd,
+        f"--model-repository={repo}",
+        f"--http-port={http}",
+        f"--grpc-port={grpc}",
+        f"--metrics-port={metrics}",
+        *extra_args,
+    ]
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
+        prefix=f"bench-{name}-", suffix=".log", delete=False
+    )
+    process = subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{http}/v2/health/ready"
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited early; log: {log.name}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready in {timeout}s; log: {log.name}")
+            time.sleep(0.2)
+        yield http, grpc
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def run_perf_analyzer(
+    perf_analyzer: str,
+    model: str,
+    url: str,
+    protocol: str,
+    concurrency: int,
+    interval_ms: int,
+    extra: Sequence[str] = (),
+) -> dict[str, str]:
+    """One perf_analyzer run at one concurrency; returns its CSV report row."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.csv"
+        cmd = [
+            perf_analyzer,
+            "-m",
+            model,
+            "-u",
+            url,
+            "-i",
+            protocol,
+            "-b",
+            "1",
+            "--concurrency-range",
+            str(concurrency),
+            "--measurement-interval",
+            str(interval_ms),
+            # Noisy shared machines rarely meet the default 10 % stability band;
+            # the last three windows are averaged either way.
+            "--stability-percentage",
+            "100",
+            "--max-trials",
+            "10",
+            "-f",
+            str(report),
+            *extra,
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0 or not report.exists():
+            raise RuntimeError(f"perf_analyzer failed:\n{result.stdout}{result.stderr}")
+        with report.open() as handle:
+            return dict(next(csv.DictReader(handle)))
