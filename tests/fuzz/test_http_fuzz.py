@@ -364,7 +364,9 @@ def test_half_closed_client_is_answered(target: Target) -> None:
 
     Clients such as ``nc -N`` and some proxies half-close after the request;
     Triton 2.51 answers them (checked against the real server). Ten tries per
-    model: an answer computed after the EOF is read must not be dropped.
+    model: an answer computed after the EOF is read must not be dropped. tritonx
+    may send an interim ``100 Continue`` first (its probe for a client that left
+    rather than half-closed); HTTP/1.1 clients skip 1xx answers.
     """
     identity = (
         '{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,2],"data":[1,2]}]}'
@@ -374,7 +376,7 @@ def test_half_closed_client_is_answered(target: Target) -> None:
         for attempt in range(10):
             ex = exchange(target.http_port, wire, half_close=True)
             assert not ex.timed_out, f"{model} try {attempt}: no answer, no close"
-            statuses = [a.status for a in ex.answers]
+            statuses = [a.status for a in ex.answers if a.status >= 200]
             assert statuses == [200], f"{model} try {attempt}: {ex}"
 
 

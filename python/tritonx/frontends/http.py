@@ -452,6 +452,9 @@ class HttpFrontend:
         except Exception as exc:
             slot.done(_error(exc))
             return
+        # A client that disconnects cancels its request: dropped if still queued,
+        # flagged (request.is_cancelled()) if executing; counted as CANCELED.
+        slot.on_lost = lambda: model.cancel(request)
         accept = message.headers.get(b"accept-encoding")
         future.add_done_callback(lambda f: self._infer_done(f, slot, parsed, accept))
 

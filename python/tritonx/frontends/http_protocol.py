@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -108,7 +109,7 @@ class HttpMessage:
 class Slot:
     """Where the response to one request goes; filled exactly once."""
 
-    __slots__ = ("_conn", "data", "keep_alive", "on_done")
+    __slots__ = ("_conn", "data", "keep_alive", "on_done", "on_lost")
 
     def __init__(self, conn: HttpConnection, keep_alive: bool) -> None:
         self._conn = conn
@@ -116,10 +117,14 @@ class Slot:
         self.data: Sequence[Buffer] | None = None
         # Called once the response is handed to the connection (optional).
         self.on_done: Callable[[], None] | None = None
+        # Called if the client goes away before the response is ready (optional):
+        # the handler cancels the work it started for this request.
+        self.on_lost: Callable[[], None] | None = None
 
     def done(self, data: Sequence[Buffer]) -> None:
         if self.data is None:
             self.data = data
+            self.on_lost = None  # answered: nothing left to cancel
             self._conn.flush()
             if self.on_done is not None:
                 self.on_done()
@@ -137,6 +142,8 @@ class _HeadRefused(Exception):
 
 
 _CLOSE = -1  # _refused: drop the connection without answering (Triton's way)
+# First look for a reset after a client's FIN (then backing off to 1 s).
+_PEER_CHECK_S = 0.05
 # Between requests; replaced by a fresh message when the next one begins.
 _NO_MESSAGE = HttpMessage()
 
@@ -211,7 +218,12 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
         self._transport = None
+        # Nobody will read these answers: cancel what is still being worked on.
+        abandoned = [slot for slot in self._queue if slot.data is None]
         self._queue.clear()
+        for slot in abandoned:
+            if slot.on_lost is not None:
+                slot.on_lost()
         # The parser and this protocol reference each other, so this object
         # lives until a full GC; it must not keep a request body that long.
         self._message = _NO_MESSAGE
@@ -254,8 +266,32 @@ class HttpConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.get_extra_info("sslcontext") is not None:
             return None
+        if any(slot.data is None for slot in self._queue):
+            # A FIN means either "done sending" or "gone". An interim response
+            # (every HTTP/1.1 client must skip 1xx answers it did not ask for)
+            # tells them apart: a client that is gone answers it with a reset,
+            # and then its requests are cancelled at once instead of after the
+            # model has run them.
+            transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            asyncio.get_running_loop().call_later(
+                _PEER_CHECK_S, self._check_peer, _PEER_CHECK_S
+            )
         self.shutdown()
         return True
+
+    def _check_peer(self, delay: float) -> None:
+        """After a FIN: a reset from the peer leaves an error on the socket (nothing
+        reads it while the connection is half-closed); end the connection on it."""
+        transport = self._transport
+        if transport is None or not any(s.data is None for s in self._queue):
+            return
+        sock = transport.get_extra_info("socket")
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if sock else 0
+        if error:
+            transport.abort()  # connection_lost cancels what is owed
+            return
+        delay = min(delay * 2, 1.0)
+        asyncio.get_running_loop().call_later(delay, self._check_peer, delay)
 
     def pause_writing(self) -> None:
         self._write_paused = True
