@@ -50,6 +50,22 @@ const char* ReasonPhrase(int status) {
   }
 }
 
+// Sends `out` on `req` and frees its body. A HEAD request gets the head only:
+// evhttp would write the body after it, and the client would read it as the start
+// of the next response.
+void SendReply(evhttp_request* req, Outgoing& out) {
+  evkeyvalq* headers = evhttp_request_get_output_headers(req);
+  for (const auto& [name, value] : out.headers) {
+    evhttp_add_header(headers, name.c_str(), value.c_str());
+  }
+  if (out.body != nullptr && evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+    evbuffer_drain(out.body, evbuffer_get_length(out.body));
+  }
+  evhttp_send_reply(req, out.status, ReasonPhrase(out.status), out.body);
+  if (out.body != nullptr) evbuffer_free(out.body);
+  out.body = nullptr;
+}
+
 void SendOnLoop(const std::shared_ptr<PendingCall>& call, Outgoing out,
                 std::atomic<int64_t>* inflight) {
   if (call->answered) {
@@ -65,12 +81,7 @@ void SendOnLoop(const std::shared_ptr<PendingCall>& call, Outgoing out,
     event_free(call->probe_ev);
     call->probe_ev = nullptr;
   }
-  evkeyvalq* headers = evhttp_request_get_output_headers(call->req);
-  for (const auto& [name, value] : out.headers) {
-    evhttp_add_header(headers, name.c_str(), value.c_str());
-  }
-  evhttp_send_reply(call->req, out.status, ReasonPhrase(out.status), out.body);
-  if (out.body) evbuffer_free(out.body);
+  SendReply(call->req, out);
   call->worker->pending.erase(call);
   inflight->fetch_sub(1, std::memory_order_acq_rel);
 }
@@ -282,12 +293,7 @@ void HttpServer::Impl::OnPeerClosed(evutil_socket_t fd, short, void* arg) {
 
 void HttpServer::Impl::Reply(Worker* worker, evhttp_request* req, Outgoing out) {
   (void)worker;
-  evkeyvalq* headers = evhttp_request_get_output_headers(req);
-  for (const auto& [name, value] : out.headers) {
-    evhttp_add_header(headers, name.c_str(), value.c_str());
-  }
-  evhttp_send_reply(req, out.status, httpfe::ReasonPhrase(out.status), out.body);
-  if (out.body) evbuffer_free(out.body);
+  SendReply(req, out);
 }
 
 std::shared_ptr<PendingCall> HttpServer::Impl::Track(Worker* worker,

@@ -149,8 +149,14 @@ def test_right_header_opens_the_route(server: RunningServer) -> None:
     ],
 )
 def test_wrong_values_are_refused(
-    server: RunningServer, headers: dict[str, str]
+    server: RunningServer, headers: dict[str, str], request: pytest.FixtureRequest
 ) -> None:
+    trailing_space = any(v != v.rstrip() for v in headers.values())
+    if trailing_space and request.node.callspec.params.get("server") == "native":
+        # evhttp drops a value's trailing whitespace, which HTTP says is not part
+        # of the value (RFC 9110, 5.5); Triton's libevhtp keeps it.
+        assert _call(server, "GET", "/v2/health/live", headers)[0] == 200
+        return
     assert _call(server, "GET", "/v2/health/live", headers)[0] == 403
 
 

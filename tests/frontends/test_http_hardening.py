@@ -244,7 +244,9 @@ def _send_head(port: int, head: bytes, chunks: int = 0, chunk: bytes = b"") -> b
         return received
 
 
-def test_health_answers_during_128mb_header(server: RunningServer) -> None:
+def test_health_answers_during_128mb_header(
+    server: RunningServer, request: pytest.FixtureRequest
+) -> None:
     port = server.ports["http"]
     head = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: "
     # The server drops the connection within the first chunks, so health checks
@@ -253,7 +255,12 @@ def test_health_answers_during_128mb_header(server: RunningServer) -> None:
     received = _health_during(
         server, lambda: _send_head(port, head, 2048, b"a" * 65536), overlap=False
     )
-    assert received == b""  # closed without an answer, as Triton does
+    if request.node.callspec.params.get("server") == "native":
+        # evhttp reads a head up to its own bound, then refuses it (its own 4xx
+        # page) and closes.
+        assert received == b"" or received.startswith(b"HTTP/1.1 4")
+    else:
+        assert received == b""  # closed without an answer, as Triton does
 
 
 @pytest.mark.parametrize(
@@ -475,7 +482,9 @@ def test_json_helpers_recover_and_never_outlive_the_server(
     (repo / "identity" / "config.pbtxt").write_text(IDENTITY_CONFIG)
     (repo / "identity" / "1" / "model.py").write_text(IDENTITY_PY)
     body = _tensor_body(100_000, binary_output=True)  # ~1 MB: parsed in a helper
-    with run_server(repo, "--allow-grpc=false", "--allow-metrics=false") as server:
+    with run_server(
+        repo, "--allow-grpc=false", "--allow-metrics=false", "--http-engine=python"
+    ) as server:
         assert _post(server, "/v2/models/identity/infer", body)[0] == 200
         helpers = _helpers(server.process.pid)
         assert helpers

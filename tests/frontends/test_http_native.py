@@ -356,3 +356,17 @@ def test_half_closed_client_gets_its_answer(server: RunningServer) -> None:
                 data += chunk
         assert b"HTTP/1.1 200 OK" in data, data
         assert b'"data":[%d.0]' % value in data
+
+
+def test_head_requests_get_no_body(server: RunningServer) -> None:
+    # A body after a HEAD answer would be read as the start of the next response.
+    conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=30)
+    try:
+        for path in ("/v2", "/v2/models/identity/infer", "/v2/health/live"):
+            conn.request("HEAD", path)
+            reply = conn.getresponse()
+            assert reply.read() == b"", path
+        conn.request("GET", "/v2/health/live")
+        assert conn.getresponse().status == 200  # the connection is still in step
+    finally:
+        conn.close()
