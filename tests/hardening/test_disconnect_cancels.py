@@ -109,16 +109,20 @@ def _grpc_call(server: RunningServer, value: int) -> tuple[object, object]:
     return client, call
 
 
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize(
+    ("protocol", "engine"),
+    [("http", "python"), ("http", "native"), ("grpc", "python")],
+    ids=["http-python", "http-native", "grpc"],
+)
 def test_disconnect_cancels_queued_and_flags_executing(
-    tmp_path: Path, protocol: str
+    tmp_path: Path, protocol: str, engine: str
 ) -> None:
     repo = tmp_path / "repo"
     (repo / "held" / "1").mkdir(parents=True)
     (repo / "held" / "config.pbtxt").write_text(CONFIG)
     (repo / "held" / "1" / "model.py").write_text(MODEL)
     model_dir = repo / "held"
-    with run_server(repo) as server:
+    with run_server(repo, f"--http-engine={engine}") as server:
         if protocol == "http":
             running = _open_http_request(server, 1)
             _wait_for(model_dir / "ran-1")
