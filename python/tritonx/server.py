@@ -294,65 +294,59 @@ class Server:
                 opts.grpc_address,
                 self.ports["grpc"],
             )
-        if opts.allow_http and opts.http_engine == "native":
-            from tritonx.frontends.http_native import NativeHttpFrontend
-
-            if opts.http_use_ssl or opts.http_use_ssl_mutual:
-                raise InvalidArgumentError(
-                    "--http-engine=native does not serve HTTPS yet; use "
-                    "--http-engine=python with --http-use-ssl[-mutual]"
-                )
-            native_frontend = NativeHttpFrontend(
-                self.manager,
-                self.registry,
-                host=opts.http_address,
-                port=opts.http_port,
-                server_id=opts.server_id,
-                max_input_size=opts.http_max_input_size,
-                reuse_port=opts.http_reuse_port,
-                restricted_apis=opts.http_restricted_apis,
-                header_forward_pattern=opts.http_header_forward_pattern or None,
-                max_header_size=opts.http_max_header_size,
-                max_header_count=opts.http_max_header_count,
-                thread_count=opts.http_thread_count,
-            )
-            await self._start_frontend("http", native_frontend, opts.http_address)
-            logger.info(
-                "Started HTTPService at %s:%d", opts.http_address, self.ports["http"]
-            )
-        elif opts.allow_http:
-            from tritonx.frontends.http import HttpFrontend
-            from tritonx.frontends.http_access import server_ssl_context
-
-            http_frontend = HttpFrontend(
-                self.manager,
-                self.registry,
-                host=opts.http_address,
-                port=opts.http_port,
-                server_id=opts.server_id,
-                max_input_size=opts.http_max_input_size,
-                reuse_port=opts.http_reuse_port,
-                restricted_apis=opts.http_restricted_apis,
-                header_forward_pattern=opts.http_header_forward_pattern or None,
-                ssl_context=(
-                    server_ssl_context(
-                        opts.http_server_cert,
-                        opts.http_server_key,
-                        opts.http_root_cert,
-                        mutual=opts.http_use_ssl_mutual,
-                    )
-                    if opts.http_use_ssl or opts.http_use_ssl_mutual
-                    else None
-                ),
-                max_header_size=opts.http_max_header_size,
-                max_header_count=opts.http_max_header_count,
-            )
-            await self._start_frontend("http", http_frontend, opts.http_address)
+        if opts.allow_http:
+            await self._start_frontend("http", self._http_frontend(), opts.http_address)
             logger.info(
                 "Started HTTPService at %s:%d", opts.http_address, self.ports["http"]
             )
         if opts.allow_metrics:
             await self._start_metrics()
+
+    def _http_frontend(self) -> Frontend:
+        """The HTTP frontend of --http-engine, with the options both engines share."""
+        opts = self.options
+        common: dict[str, Any] = {
+            "host": opts.http_address,
+            "port": opts.http_port,
+            "server_id": opts.server_id,
+            "max_input_size": opts.http_max_input_size,
+            "reuse_port": opts.http_reuse_port,
+            "restricted_apis": opts.http_restricted_apis,
+            "header_forward_pattern": opts.http_header_forward_pattern or None,
+            "max_header_size": opts.http_max_header_size,
+            "max_header_count": opts.http_max_header_count,
+        }
+        https = opts.http_use_ssl or opts.http_use_ssl_mutual
+        if opts.http_engine == "native":
+            from tritonx.frontends.http_native import NativeHttpFrontend
+
+            if https:
+                raise InvalidArgumentError(
+                    "--http-engine=native does not serve HTTPS yet; use "
+                    "--http-engine=python with --http-use-ssl[-mutual]"
+                )
+            return NativeHttpFrontend(
+                self.manager,
+                self.registry,
+                thread_count=opts.http_thread_count,
+                **common,
+            )
+        from tritonx.frontends.http import HttpFrontend
+        from tritonx.frontends.http_access import server_ssl_context
+
+        ssl_context = (
+            server_ssl_context(
+                opts.http_server_cert,
+                opts.http_server_key,
+                opts.http_root_cert,
+                mutual=opts.http_use_ssl_mutual,
+            )
+            if https
+            else None
+        )
+        return HttpFrontend(
+            self.manager, self.registry, ssl_context=ssl_context, **common
+        )
 
     async def _start_frontend(self, name: str, frontend: Frontend, host: str) -> None:
         try:
