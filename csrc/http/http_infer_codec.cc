@@ -205,8 +205,19 @@ Status ConvertParameter(const std::string& key, const Value& value,
     *out = value.GetBool();
     return Status::Ok();
   }
+  return ConvertCustomParameter(key, value, out);
+}
+
+}  // namespace
+
+Status ParseRequestJson(const char* data, size_t size, rapidjson::Document* doc) {
+  return ParseJson(data, size, doc);
+}
+
+Status ConvertCustomParameter(const std::string& key, const Value& value,
+                              ParameterValue* out) {
   if (value.IsString()) {
-    *out = Str(value);
+    *out = std::string(value.GetString(), value.GetStringLength());
   } else if (value.IsInt64()) {
     *out = value.GetInt64();
   } else if (value.IsNumber()) {
@@ -221,6 +232,8 @@ Status ConvertParameter(const std::string& key, const Value& value,
   }
   return Status::Ok();
 }
+
+namespace {
 
 // --- inputs and outputs of the JSON header ---------------------------------------
 

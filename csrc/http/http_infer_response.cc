@@ -3,11 +3,10 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
-#include <algorithm>
-#include <cstring>
 #include <type_traits>
 
 #include "http_infer_codec.h"
+#include "http_json_tensor.h"
 
 namespace tritonx {
 namespace httpfe {
@@ -15,9 +14,7 @@ namespace {
 
 // --- response rendering ------------------------------------------------------------
 
-using Writer =
-    rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
-                      rapidjson::CrtAllocator, rapidjson::kWriteNanAndInfFlag>;
+using Writer = JsonWriter;
 
 void WriteParameter(const ParameterValue& value, Writer* w) {
   std::visit(
@@ -36,77 +33,6 @@ void WriteParameter(const ParameterValue& value, Writer* w) {
         }
       },
       value);
-}
-
-template <typename T, typename Fn>
-void WriteNumbers(const Tensor& t, Fn fn) {
-  const size_t n = t.byte_size / sizeof(T);
-  for (size_t i = 0; i < n; ++i) {
-    T v;
-    std::memcpy(&v, t.data + i * sizeof(T), sizeof(T));
-    fn(v);
-  }
-}
-
-Status WriteData(const Tensor& t, Writer* w) {
-  w->StartArray();
-  switch (t.dtype) {
-    case DataType::kBool:
-      WriteNumbers<uint8_t>(t, [w](uint8_t v) { w->Bool(v != 0); });
-      break;
-    case DataType::kUint8:
-      WriteNumbers<uint8_t>(t, [w](uint8_t v) { w->Uint(v); });
-      break;
-    case DataType::kUint16:
-      WriteNumbers<uint16_t>(t, [w](uint16_t v) { w->Uint(v); });
-      break;
-    case DataType::kUint32:
-      WriteNumbers<uint32_t>(t, [w](uint32_t v) { w->Uint(v); });
-      break;
-    case DataType::kUint64:
-      WriteNumbers<uint64_t>(t, [w](uint64_t v) { w->Uint64(v); });
-      break;
-    case DataType::kInt8:
-      WriteNumbers<int8_t>(t, [w](int8_t v) { w->Int(v); });
-      break;
-    case DataType::kInt16:
-      WriteNumbers<int16_t>(t, [w](int16_t v) { w->Int(v); });
-      break;
-    case DataType::kInt32:
-      WriteNumbers<int32_t>(t, [w](int32_t v) { w->Int(v); });
-      break;
-    case DataType::kInt64:
-      WriteNumbers<int64_t>(t, [w](int64_t v) { w->Int64(v); });
-      break;
-    case DataType::kFp32:
-      // Rendered as the double it widens to, like Triton (0.1f -> 0.10000000149011612).
-      WriteNumbers<float>(t, [w](float v) { w->Double(static_cast<double>(v)); });
-      break;
-    case DataType::kFp64:
-      WriteNumbers<double>(t, [w](double v) { w->Double(v); });
-      break;
-    case DataType::kBytes: {
-      const int64_t count = ElementCount(t.shape);
-      size_t offset = 0;
-      for (int64_t i = 0; i < count && offset + 4 <= t.byte_size; ++i) {
-        uint32_t len;
-        std::memcpy(&len, t.data + offset, 4);
-        offset += 4;
-        len = static_cast<uint32_t>(std::min<size_t>(len, t.byte_size - offset));
-        w->String(t.data + offset, len);
-        offset += len;
-      }
-      break;
-    }
-    default:
-      return Status(
-          StatusCode::kInvalidArg,
-          "sending " + std::string(DataTypeName(t.dtype)) +
-              " data via JSON is not supported. Please use the binary data format "
-              "for output");
-  }
-  w->EndArray();
-  return Status::Ok();
 }
 
 }  // namespace
@@ -174,8 +100,10 @@ Status RenderInferResponse(const InferenceResponse& response,
       binaries->push_back(i);
     } else {
       w.Key("data");
-      Status status = WriteData(t, &w);
+      w.StartArray();
+      Status status = WriteTensorElements(t, &w);
       if (!status.ok()) return status;
+      w.EndArray();
     }
     w.EndObject();
   }

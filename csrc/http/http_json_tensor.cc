@@ -1,5 +1,6 @@
 #include "http_json_tensor.h"
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -97,6 +98,16 @@ void Pack(const std::vector<const Value*>& leaves, std::string* out) {
   }
 }
 
+template <typename T, typename Fn>
+void WriteNumbers(const Tensor& t, Fn fn) {
+  const size_t n = t.byte_size / sizeof(T);
+  for (size_t i = 0; i < n; ++i) {
+    T v;
+    std::memcpy(&v, t.data + i * sizeof(T), sizeof(T));
+    fn(v);
+  }
+}
+
 }  // namespace
 
 Status JsonToWire(const std::string& name, DataType dtype, int64_t expected,
@@ -182,6 +193,65 @@ Status JsonToWire(const std::string& name, DataType dtype, int64_t expected,
       break;
     default:
       break;
+  }
+  return Status::Ok();
+}
+
+Status WriteTensorElements(const Tensor& t, JsonWriter* w) {
+  switch (t.dtype) {
+    case DataType::kBool:
+      WriteNumbers<uint8_t>(t, [w](uint8_t v) { w->Bool(v != 0); });
+      break;
+    case DataType::kUint8:
+      WriteNumbers<uint8_t>(t, [w](uint8_t v) { w->Uint(v); });
+      break;
+    case DataType::kUint16:
+      WriteNumbers<uint16_t>(t, [w](uint16_t v) { w->Uint(v); });
+      break;
+    case DataType::kUint32:
+      WriteNumbers<uint32_t>(t, [w](uint32_t v) { w->Uint(v); });
+      break;
+    case DataType::kUint64:
+      WriteNumbers<uint64_t>(t, [w](uint64_t v) { w->Uint64(v); });
+      break;
+    case DataType::kInt8:
+      WriteNumbers<int8_t>(t, [w](int8_t v) { w->Int(v); });
+      break;
+    case DataType::kInt16:
+      WriteNumbers<int16_t>(t, [w](int16_t v) { w->Int(v); });
+      break;
+    case DataType::kInt32:
+      WriteNumbers<int32_t>(t, [w](int32_t v) { w->Int(v); });
+      break;
+    case DataType::kInt64:
+      WriteNumbers<int64_t>(t, [w](int64_t v) { w->Int64(v); });
+      break;
+    case DataType::kFp32:
+      // Rendered as the double it widens to, like Triton (0.1f -> 0.10000000149011612).
+      WriteNumbers<float>(t, [w](float v) { w->Double(static_cast<double>(v)); });
+      break;
+    case DataType::kFp64:
+      WriteNumbers<double>(t, [w](double v) { w->Double(v); });
+      break;
+    case DataType::kBytes: {
+      const int64_t count = ElementCount(t.shape);
+      size_t offset = 0;
+      for (int64_t i = 0; i < count && offset + 4 <= t.byte_size; ++i) {
+        uint32_t len;
+        std::memcpy(&len, t.data + offset, 4);
+        offset += 4;
+        len = static_cast<uint32_t>(std::min<size_t>(len, t.byte_size - offset));
+        w->String(t.data + offset, len);
+        offset += len;
+      }
+      break;
+    }
+    default:
+      return Status(
+          StatusCode::kInvalidArg,
+          "sending " + std::string(DataTypeName(t.dtype)) +
+              " data via JSON is not supported. Please use the binary data format "
+              "for output");
   }
   return Status::Ok();
 }

@@ -130,11 +130,12 @@ const char* MethodName(evhttp_cmd_type cmd) {
   }
 }
 
-// "/v2/models/{m}[/versions/{v}]/infer" (path without query) -> model, version.
-bool MatchInfer(const std::string& path, std::string* model, std::string* version) {
+// "/v2/models/{m}[/versions/{v}]{suffix}" (path without query) -> model, version.
+bool MatchModelRoute(const std::string& path, const char* suffix, std::string* model,
+                     std::string* version) {
   static const char kPrefix[] = "/v2/models/";
-  static const char kSuffix[] = "/infer";
-  const size_t plen = sizeof(kPrefix) - 1, slen = sizeof(kSuffix) - 1;
+  const std::string kSuffix(suffix);
+  const size_t plen = sizeof(kPrefix) - 1, slen = kSuffix.size();
   if (path.size() <= plen + slen || path.compare(0, plen, kPrefix) != 0 ||
       path.compare(path.size() - slen, slen, kSuffix) != 0) {
     return false;
@@ -161,6 +162,8 @@ bool MatchInfer(const std::string& path, std::string* model, std::string* versio
   free(decoded);
   return true;
 }
+
+enum class Route { kOther, kInfer, kGenerate, kGenerateStream };
 
 }  // namespace
 }  // namespace httpfe
@@ -201,6 +204,21 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
     return;
   }
 
+  std::string path(uri);
+  path = path.substr(0, path.find_first_of("?#"));
+  std::string model, version;
+  Route route = Route::kOther;
+  if (cmd == EVHTTP_REQ_POST && !options_.infer_via_control) {
+    if (MatchModelRoute(path, "/infer", &model, &version)) {
+      route = Route::kInfer;
+    } else if (MatchModelRoute(path, "/generate", &model, &version)) {
+      route = Route::kGenerate;
+    } else if (MatchModelRoute(path, "/generate_stream", &model, &version)) {
+      route = Route::kGenerateStream;
+    }
+  }
+  const bool generate = route == Route::kGenerate || route == Route::kGenerateStream;
+
   evbuffer* input = evhttp_request_get_input_buffer(req);
   const size_t wire_size = evbuffer_get_length(input);
   const char* hlen_header = evhttp_find_header(in, "Inference-Header-Content-Length");
@@ -226,6 +244,12 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
   const char* encoding_header = evhttp_find_header(in, "Content-Encoding");
   const Encoding encoding =
       encoding_header ? RequestEncoding(encoding_header) : Encoding::kIdentity;
+  if (generate && encoding != Encoding::kIdentity) {
+    // Triton's generate endpoints take no compressed bodies.
+    Reply(worker, req,
+          Error(400, "Unsupported content-encoding, only 'identity' is supported."));
+    return;
+  }
   if (encoding != Encoding::kIdentity && wire_size > 0) {
     if (encoding == Encoding::kUnsupported) {
       Reply(worker, req,
@@ -257,12 +281,13 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
     owner = std::move(own);
   }
 
-  std::string path(uri);
-  path = path.substr(0, path.find_first_of("?#"));
-  std::string model, version;
-  if (cmd == EVHTTP_REQ_POST && !options_.infer_via_control &&
-      MatchInfer(path, &model, &version)) {
+  if (route == Route::kInfer) {
     HandleInfer(worker, req, model, version, std::move(owner), body, size);
+    return;
+  }
+  if (generate) {
+    HandleGenerate(worker, req, model, version, route == Route::kGenerateStream, body,
+                   size);
     return;
   }
   if (cmd == EVHTTP_REQ_GET && options_.live_in_cpp && path == "/v2/health/live") {
@@ -272,23 +297,26 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
   HandleControl(worker, req, std::string(body, size));
 }
 
+bool HttpServer::Impl::AdmitInfer(Worker* worker, evhttp_request* req) {
+  if (options_.infer_header.empty()) return true;
+  evkeyvalq* in = evhttp_request_get_input_headers(req);
+  const char* value = evhttp_find_header(in, options_.infer_header.c_str());
+  if (value != nullptr && options_.infer_value == value) return true;
+  Reply(worker, req,
+        httpfe::Simple(403,
+                       "{\"error\":\"This API is restricted, expecting header '" +
+                           options_.infer_header + "'\"}",
+                       "text/plain"));
+  return false;
+}
+
 void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
                                    const std::string& name, const std::string& version,
                                    std::shared_ptr<const void> owner, const char* body,
                                    size_t size) {
   using namespace httpfe;
   evkeyvalq* in = evhttp_request_get_input_headers(req);
-  if (!options_.infer_header.empty()) {
-    const char* value = evhttp_find_header(in, options_.infer_header.c_str());
-    if (value == nullptr || options_.infer_value != value) {
-      Reply(worker, req,
-            Simple(403,
-                   "{\"error\":\"This API is restricted, expecting header '" +
-                       options_.infer_header + "'\"}",
-                   "text/plain"));
-      return;
-    }
-  }
+  if (!AdmitInfer(worker, req)) return;
   std::shared_ptr<Model> model;
   Status status = registry_->Find(name, version, &model);
   if (status.ok() && model->spec().decoupled) {

@@ -214,6 +214,7 @@ void HttpServer::Impl::Stop(double grace_seconds) {
       call->closed_ev = nullptr;
       if (call->probe_ev) event_free(call->probe_ev);
       call->probe_ev = nullptr;
+      ReleaseStream(call.get());
       if (call->model && call->request) call->model->Cancel(call->request);
     }
     worker->pending.clear();

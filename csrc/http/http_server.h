@@ -1,14 +1,15 @@
 // HttpServer: the KServe v2 HTTP/REST endpoint on libevent's evhttp.
 //
 // N worker threads each run their own event_base and evhttp on one shared listening
-// socket (the kernel spreads connections over them). `POST .../infer` is handled
-// entirely in C++: the body is parsed (http_infer_codec), enqueued on the core's
-// Model and the response rendered on the core thread that completes it, then
-// handed back to the connection's own event_base through a mailbox (evhttp is not
-// thread safe). Every other route goes, as method/URL/headers/body, to one
-// ControlHandler that runs on a small pool of its own threads (it may take the GIL
-// and answer later from any thread), so the Python frontend's handlers stay the one
-// place where that logic lives.
+// socket (the kernel spreads connections over them). `POST .../infer` (and Triton's
+// generate extension, `.../generate` and `.../generate_stream` as Server-Sent
+// Events, see http_generate.h) is handled entirely in C++: the body is parsed
+// (http_infer_codec), enqueued on the core's Model and the response rendered on the
+// core thread that completes it, then handed back to the connection's own event_base
+// through a mailbox (evhttp is not thread safe). Every other route goes, as
+// method/URL/headers/body, to one ControlHandler that runs on a small pool of its own
+// threads (it may take the GIL and answer later from any thread), so the Python
+// frontend's handlers stay the one place where that logic lives.
 #pragma once
 
 #include <cstddef>
@@ -38,6 +39,11 @@ struct HttpServerOptions {
   // exact value an infer request must carry; empty name: not restricted.
   std::string infer_header;
   std::string infer_value;
+  // Bytes a generate_stream reply may have queued for one connection (written but
+  // not yet taken by the client). The model cannot be paused, so a client that
+  // reads slower than it produces is disconnected past this bound and its request
+  // cancelled, instead of the server buffering without limit.
+  size_t max_stream_buffer = 32 * 1024 * 1024;
   // GET /v2/health/live answered in C++ (off when the health group is restricted).
   bool live_in_cpp = true;
 };

@@ -47,6 +47,23 @@ class HttpServer::Impl {
                    const std::string& version, std::shared_ptr<const void> owner,
                    const char* body, size_t size);
   void HandleControl(Worker* worker, evhttp_request* req, std::string body);
+  // False (and answered 403) when the inference group is restricted and `req`
+  // lacks the header.
+  bool AdmitInfer(Worker* worker, evhttp_request* req);
+
+  // Triton's generate extension (http_generate_stream.cc).
+  struct GenerateEvent;
+  void HandleGenerate(Worker* worker, evhttp_request* req, const std::string& model,
+                      const std::string& version, bool stream, const char* body,
+                      size_t size);
+  void OnGenerateEvent(const std::shared_ptr<PendingCall>& call, GenerateEvent& event);
+  void StartStream(const std::shared_ptr<PendingCall>& call, int status);
+  void WriteEvent(const std::shared_ptr<PendingCall>& call, const std::string& json);
+  void FinishStream(const std::shared_ptr<PendingCall>& call);
+  static void OnStreamClosed(evhttp_connection* conn, void* arg);
+  // Stop: forgets the stream calls' close callbacks and frees their requests that
+  // evhttp no longer owns.
+  static void ReleaseStream(PendingCall* call);
   void Reply(Worker* worker, evhttp_request* req, Outgoing out);
   std::shared_ptr<PendingCall> Track(Worker* worker, evhttp_request* req);
 

@@ -60,6 +60,25 @@ class Mailbox {
 
 struct Worker;
 
+// A reply built on any thread, sent on the loop thread. `body` is an evbuffer the
+// reply owns (freed after sending).
+struct Outgoing {
+  int status = 200;
+  HttpHeaders headers;
+  evbuffer* body = nullptr;
+};
+
+// A generate call's progress (see http_generate_stream.cc). Loop thread only.
+struct GenerateState {
+  bool stream = false;     // generate_stream: Server-Sent Events, chunked
+  bool head_sent = false;  // the SSE head is out; evhttp watches the peer from here
+  bool dropped = false;    // connection gone or over its bound: responses discarded
+  int responses = 0;       // /generate: how many responses arrived
+  int first_status = 200;  // /generate: the first response, rendered
+  std::string first_body;
+  evhttp_connection* conn = nullptr;  // while our close callback is installed on it
+};
+
 // One request handed off (to the core or the control pool) and not yet answered.
 // Thread safety: `req`, `closed_ev` and `worker` are used only on the worker's loop
 // thread; the rest is set before the hand-off. Ownership: shared by the worker's
@@ -75,6 +94,7 @@ struct PendingCall {
   std::shared_ptr<Model> model;
   RequestPtr request;
   bool answered = false;
+  std::unique_ptr<GenerateState> generate;  // generate routes only
 };
 
 struct Worker {
@@ -86,14 +106,6 @@ struct Worker {
   std::thread thread;
   std::unordered_set<std::shared_ptr<PendingCall>> pending;  // loop thread only
   void* owner = nullptr;                                     // the HttpServer::Impl
-};
-
-// A reply built on any thread, sent on the loop thread. `body` is an evbuffer the
-// reply owns (freed after sending).
-struct Outgoing {
-  int status = 200;
-  HttpHeaders headers;
-  evbuffer* body = nullptr;
 };
 
 // Sends `out` for `call` on its worker's loop thread and forgets the call.

@@ -1,0 +1,181 @@
+#include "http_generate.h"
+
+#include <rapidjson/document.h>
+
+#include <algorithm>
+#include <limits>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "http_json_tensor.h"
+
+namespace tritonx {
+namespace httpfe {
+namespace {
+
+using rapidjson::Value;
+
+Status Internal(std::string message) {
+  return Status(StatusCode::kInternal, std::move(message));
+}
+Status Invalid(std::string message) {
+  return Status(StatusCode::kInvalidArg, std::move(message));
+}
+
+// The shape `count` elements take for `input`, or false when none fits.
+bool ShapeFor(const TensorSpec& input, bool batched, int64_t count, Shape* shape) {
+  shape->clear();
+  if (batched) shape->push_back(-1);
+  shape->insert(shape->end(), input.dims.begin(), input.dims.end());
+  int64_t known = 1;
+  bool variable = false;
+  for (int64_t d : *shape) {
+    if (d < 0) {
+      variable = true;
+    } else if (d > 0 && known > std::numeric_limits<int64_t>::max() / d) {
+      return false;  // more elements than any request holds
+    } else {
+      known *= d;
+    }
+  }
+  if (!variable) return known == count;
+  if (known == 0 ? count != 0 : count % known != 0) return false;
+  bool first = true;
+  for (int64_t& d : *shape) {
+    if (d >= 0) continue;
+    d = first && known != 0 ? count / known : 1;
+    first = false;
+  }
+  return true;
+}
+
+Status ParseInput(const TensorSpec& input, bool batched, const Value& given,
+                  rapidjson::Document::AllocatorType& allocator,
+                  InferenceRequest* out) {
+  Value wrapped;
+  const Value* data = &given;
+  if (!given.IsArray()) {
+    wrapped.SetArray();
+    wrapped.PushBack(Value(given, allocator), allocator);
+    data = &wrapped;
+  }
+  Tensor tensor;
+  tensor.name = input.name;
+  tensor.dtype = input.dtype;
+  if (!ShapeFor(input, batched, static_cast<int64_t>(data->Size()), &tensor.shape)) {
+    return Invalid("The schema can not convert input '" + input.name +
+                   "' to tensor with proper shape");
+  }
+  int64_t count = 0;
+  if (CheckedElementCount(tensor.shape, &count) != ShapeCount::kOk) count = -1;
+  auto buffer = std::make_shared<std::string>();
+  Status status = JsonToWire(input.name, input.dtype, count, *data, buffer.get());
+  if (!status.ok()) {
+    static const char kBytesData[] =
+        "Unable to parse 'data': attempt to access JSON non-string as string";
+    if (input.dtype == DataType::kBytes && status.message() == kBytesData) {
+      return Internal(
+          "Unable to parse JSON bytes array: attempt to access JSON non-string as "
+          "string");
+    }
+    return status;
+  }
+  tensor.data = buffer->data();
+  tensor.byte_size = buffer->size();
+  tensor.owner = std::move(buffer);
+  out->inputs.push_back(std::move(tensor));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ParseGenerateBody(const char* body, size_t size, const ModelSpec& spec,
+                         InferenceRequest* out) {
+  rapidjson::Document doc;
+  Status status = ParseRequestJson(body, size, &doc);
+  if (!status.ok()) return status;
+  if (!doc.IsObject()) return Internal("attempt to get members for non-object");
+  const bool batched = spec.max_batch_size > 0;
+  for (const auto& member : doc.GetObject()) {
+    const std::string key(member.name.GetString(), member.name.GetStringLength());
+    const Value& value = member.value;
+    if (key == "parameters") {
+      if (!value.IsObject()) {
+        return Internal(
+            "Expected JSON object for keyword: 'parameters': attempt to access JSON "
+            "non-object as object");
+      }
+      for (const auto& p : value.GetObject()) {
+        std::string name(p.name.GetString(), p.name.GetStringLength());
+        ParameterValue converted;
+        status = ConvertCustomParameter(name, p.value, &converted);
+        if (!status.ok()) {
+          return Invalid("Converting keyword: 'parameters': " + status.message());
+        }
+        out->parameters.emplace_back(std::move(name), std::move(converted));
+      }
+      continue;
+    }
+    if (const TensorSpec* input = spec.FindInput(key)) {
+      status = ParseInput(*input, batched, value, doc.GetAllocator(), out);
+      if (!status.ok()) return status;
+      continue;
+    }
+    if (key == "id") {
+      if (!value.IsString()) {
+        return Internal(
+            "Unable to parse 'id': attempt to access JSON non-string as string");
+      }
+      out->id.assign(value.GetString(), value.GetStringLength());
+    }
+    ParameterValue converted;
+    status = ConvertCustomParameter(key, value, &converted);
+    if (!status.ok()) return status;
+    out->parameters.emplace_back(key, std::move(converted));
+  }
+  return Status::Ok();
+}
+
+Status RenderGenerateResponse(const InferenceResponse& response,
+                              const std::string& request_id, std::string* json) {
+  const std::string& id = response.id.empty() ? request_id : response.id;
+  const std::string version = std::to_string(response.model_version);
+  // Each key with the string it names, or the output it names.
+  struct Entry {
+    const std::string* key;
+    const std::string* text;
+    const Tensor* tensor;
+  };
+  static const std::string kId = "id", kName = "model_name", kVersion = "model_version";
+  std::vector<Entry> entries;
+  entries.reserve(response.outputs.size() + 3);
+  if (!id.empty()) entries.push_back({&kId, &id, nullptr});
+  entries.push_back({&kName, &response.model_name, nullptr});
+  entries.push_back({&kVersion, &version, nullptr});
+  for (const Tensor& t : response.outputs) entries.push_back({&t.name, nullptr, &t});
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const Entry& a, const Entry& b) { return *a.key < *b.key; });
+
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartObject();
+  for (const Entry& e : entries) {
+    w.Key(e.key->data(), static_cast<rapidjson::SizeType>(e.key->size()));
+    if (e.text != nullptr) {
+      w.String(e.text->data(), static_cast<rapidjson::SizeType>(e.text->size()));
+      continue;
+    }
+    const bool scalar = ElementCount(e.tensor->shape) == 1;
+    if (!scalar) w.StartArray();
+    Status status = WriteTensorElements(*e.tensor, &w);
+    if (!status.ok()) return status;
+    if (!scalar) w.EndArray();
+  }
+  w.EndObject();
+  json->assign(buffer.GetString(), buffer.GetSize());
+  return Status::Ok();
+}
+
+}  // namespace httpfe
+}  // namespace tritonx
