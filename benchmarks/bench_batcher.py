@@ -120,7 +120,7 @@ def run_submit(model: _native.Model, total: int, in_flight: int) -> float:
         async def client(count: int) -> None:
             for _ in range(count):
                 future: asyncio.Future[_native.Response] = loop.create_future()
-                model.submit(new_request(), future)
+                model.submit(new_request(), _native.settle(future), future.get_loop())
                 await future
 
         start = time.perf_counter()

@@ -224,7 +224,7 @@ async def async_per_call_us(
     for i in range(iters):
         t0 = clock()
         future: asyncio.Future[_native.Response] = loop.create_future()
-        model.submit(make_request(feed), future)
+        model.submit(make_request(feed), _native.settle(future), future.get_loop())
         response = await future
         response.outputs[0].as_numpy()
         samples[i] = clock() - t0
@@ -387,7 +387,7 @@ async def async_rate(model: _native.Model, in_flight: int, seconds: float) -> Wi
     async def client() -> None:
         while not stop:
             future: asyncio.Future[_native.Response] = loop.create_future()
-            model.submit(make_request(feed), future)
+            model.submit(make_request(feed), _native.settle(future), future.get_loop())
             await future
 
     tasks = [asyncio.create_task(client()) for _ in range(in_flight)]

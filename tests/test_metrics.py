@@ -123,7 +123,9 @@ def test_collector_reads_core_accounting() -> None:
             data = np.full((1, 2), value, dtype=np.float32)
             future = loop.create_future()
             model.submit(
-                core.Request(inputs=[("INPUT0", "FP32", [1, 2], data)]), future
+                core.Request(inputs=[("INPUT0", "FP32", [1, 2], data)]),
+                core.settle(future),
+                loop,
             )
             futures.append(future)
         return await asyncio.gather(*futures, return_exceptions=True)

@@ -11,18 +11,17 @@ namespace tritonx::bindings {
 namespace {
 
 // Leaked on purpose (see ErrorsModule in pybind_common.cpp).
-py::object* future_set_result = nullptr;
-py::object* future_set_exception = nullptr;
-py::object* future_complete_many = nullptr;
+// _native._call_many: runs [(on_response, value, final), ...] on the event loop.
+py::object* call_many = nullptr;
 
 // Future completions produced while an executor delivers a batch. Each
 // call_soon_threadsafe wakes the event loop (a pipe write and a loop iteration), so
 // a batch's completions for one loop are handed over in a single call.
 struct PendingCompletion {
   py::object call_soon_threadsafe;
-  py::object future;
+  py::object on_response;
   py::object value;
-  bool is_error;
+  bool final;
 };
 thread_local std::vector<PendingCompletion>* collecting_completions = nullptr;
 
@@ -38,16 +37,14 @@ void FlushCompletions(std::vector<PendingCompletion>& pending) {
     try {
       if (end - start == 1) {
         PendingCompletion& one = pending[start];
-        one.call_soon_threadsafe(
-            one.is_error ? *future_set_exception : *future_set_result, one.future,
-            one.value);
+        one.call_soon_threadsafe(one.on_response, one.value, py::bool_(one.final));
       } else {
         py::list items(end - start);
         for (size_t i = start; i < end; ++i) {
-          items[i - start] =
-              py::make_tuple(pending[i].future, pending[i].is_error, pending[i].value);
+          items[i - start] = py::make_tuple(pending[i].on_response, pending[i].value,
+                                            py::bool_(pending[i].final));
         }
-        pending[start].call_soon_threadsafe(*future_complete_many, items);
+        pending[start].call_soon_threadsafe(*call_many, items);
       }
     } catch (py::error_already_set& err) {
       err.discard_as_unraisable("tritonx: delivering responses");
@@ -226,94 +223,35 @@ struct PyModel {
   }
 };
 
-struct FutureState {
-  PyObject* future;
-  PyObject* call_soon_threadsafe;
+// What a submitted request's responses go to: `on_response(value, final)`, called
+// on the event loop of `call_soon_threadsafe` when there is one (batched per loop
+// while an executor delivers a batch), else on the delivering thread.
+struct ResponseTarget {
+  PyObject* on_response;
+  PyObject* call_soon_threadsafe;  // null: call directly
   std::shared_ptr<const void> owners[2];
 };
 
-void Submit(PyModel& self, PyRequest& request, const py::object& future) {
+// Every response of the request, then FINAL: on_response(value, final) with value a
+// Response, an error (TritonXError) or None (a FINAL without data). The GIL is taken
+// per call; C++ threads never touch asyncio objects (call_soon_threadsafe does).
+void Submit(PyModel& self, PyRequest& request, const py::object& on_response,
+            const py::object& loop) {
   ReleasePendingPyRefs();
-  py::object call = future.attr("get_loop")().attr("call_soon_threadsafe");
-  auto state = std::make_shared<FutureState>();
-  state->future = future.ptr();
-  state->call_soon_threadsafe = call.ptr();
-  state->owners[0] = MakePyOwner(future);
-  state->owners[1] = MakePyOwner(call);
-  request.request->SetResponseCallback(
-      [state](std::unique_ptr<InferenceResponse> response) mutable {
-        GilAcquire gil;
-        try {
-          py::handle call(state->call_soon_threadsafe);
-          py::handle fut(state->future);
-          const bool is_error = !response->status.ok();
-          py::object value;
-          if (is_error) {
-            value = MakeError(response->status);
-          } else {
-            std::shared_ptr<InferenceResponse> shared(std::move(response));
-            value = py::cast(std::make_shared<PyResponse>(PyResponse{shared}));
-          }
-          if (collecting_completions != nullptr) {
-            collecting_completions->push_back({py::reinterpret_borrow<py::object>(call),
-                                               py::reinterpret_borrow<py::object>(fut),
-                                               std::move(value), is_error});
-          } else {
-            call(is_error ? *future_set_exception : *future_set_result, fut, value);
-          }
-        } catch (py::error_already_set& err) {
-          // The loop is closed: nobody is waiting for this answer any more.
-          err.discard_as_unraisable("tritonx: delivering a response");
-        }
-        state.reset();  // drop the Python references while the GIL is held
-      });
-  request.request->deliver_in_executor = true;
-  // Enqueue does not block (a mutex and a notify), so the GIL stays held.
-  Status status = self.model->Enqueue(request.request);
-  if (!status.ok()) {
-    request.request->SetResponseCallback(nullptr);
-    ThrowIfError(status);
+  if (!PyCallable_Check(on_response.ptr())) {
+    throw py::type_error("on_response must be callable");
   }
-}
-
-void SubmitCallback(PyModel& self, PyRequest& request, const py::object& callback) {
-  ReleasePendingPyRefs();
-  PyObject* raw = callback.ptr();
-  auto owner = MakePyOwner(callback);
-  request.request->SetResponseCallback(
-      [raw, owner](std::unique_ptr<InferenceResponse> response) mutable {
-        GilAcquire gil;
-        try {
-          py::handle fn(raw);
-          if (response->status.ok()) {
-            std::shared_ptr<InferenceResponse> shared(std::move(response));
-            fn(py::cast(std::make_shared<PyResponse>(PyResponse{shared})));
-          } else {
-            fn(MakeError(response->status));
-          }
-        } catch (py::error_already_set& err) {
-          err.discard_as_unraisable("tritonx: response callback");
-        }
-        owner.reset();
-      });
-  request.request->deliver_in_executor = true;
-  Status status = self.model->Enqueue(request.request);
-  if (!status.ok()) {
-    request.request->SetResponseCallback(nullptr);
-    ThrowIfError(status);
+  auto target = std::make_shared<ResponseTarget>();
+  target->on_response = on_response.ptr();
+  target->owners[0] = MakePyOwner(on_response);
+  target->call_soon_threadsafe = nullptr;
+  if (!loop.is_none()) {
+    py::object call = loop.attr("call_soon_threadsafe");
+    target->call_soon_threadsafe = call.ptr();
+    target->owners[1] = MakePyOwner(call);
   }
-}
-
-// Every response of the request: callback(value, final) with value a Response, an
-// error (TritonXError) or None (a final flag without data), from core or backend
-// threads, the GIL taken for each call.
-void SubmitStream(PyModel& self, PyRequest& request, const py::object& callback) {
-  ReleasePendingPyRefs();
-  PyObject* raw = callback.ptr();
-  auto owner = MakePyOwner(callback);
   request.request->SetResponseStream(
-      [raw, owner](std::unique_ptr<InferenceResponse> response,
-                   uint32_t flags) mutable {
+      [target](std::unique_ptr<InferenceResponse> response, uint32_t flags) mutable {
         GilAcquire gil;
         const bool final = (flags & kResponseFlagFinal) != 0;
         try {
@@ -324,14 +262,25 @@ void SubmitStream(PyModel& self, PyRequest& request, const py::object& callback)
           } else if (response) {
             value = MakeError(response->status);
           }
-          py::handle fn(raw);
-          fn(value, py::bool_(final));
+          py::handle fn(target->on_response);
+          if (target->call_soon_threadsafe == nullptr) {
+            fn(value, py::bool_(final));
+          } else if (collecting_completions != nullptr) {
+            collecting_completions->push_back(
+                {py::reinterpret_borrow<py::object>(target->call_soon_threadsafe),
+                 py::reinterpret_borrow<py::object>(fn), std::move(value), final});
+          } else {
+            py::handle(target->call_soon_threadsafe)(fn, value, py::bool_(final));
+          }
         } catch (py::error_already_set& err) {
-          err.discard_as_unraisable("tritonx: response stream callback");
+          // e.g. the loop is closed: nobody is waiting for this answer any more.
+          err.discard_as_unraisable("tritonx: delivering a response");
         }
-        if (final) owner.reset();
+        if (final) target.reset();  // drop the Python references while the GIL is held
       });
+  // Answered from inside Execute while the executor holds the GIL (see PyExecutor).
   request.request->deliver_in_executor = true;
+  // Enqueue does not block (a mutex and a notify), so the GIL stays held.
   Status status = self.model->Enqueue(request.request);
   if (!status.ok()) {
     request.request->SetResponseStream(nullptr);
@@ -567,9 +516,8 @@ void RegisterModel(py::module_& m) {
       .def_property_readonly(
           "core_id",
           [](const PyModel& m) { return reinterpret_cast<uintptr_t>(m.model.get()); })
-      .def("submit", &Submit, py::arg("request"), py::arg("future"))
-      .def("submit_callback", &SubmitCallback, py::arg("request"), py::arg("callback"))
-      .def("submit_stream", &SubmitStream, py::arg("request"), py::arg("callback"))
+      .def("submit", &Submit, py::arg("request"), py::arg("on_response"),
+           py::arg("loop") = py::none())
       .def("infer", &Infer, py::arg("request"))
       .def("cancel",
            [](PyModel& self, PyRequest& request) {
@@ -587,12 +535,8 @@ void RegisterModel(py::module_& m) {
           },
           py::arg("drain") = true);
 
-  m.def("_set_future_hooks",
-        [](py::object set_result, py::object set_exception, py::object complete_many) {
-          future_set_result = new py::object(std::move(set_result));
-          future_set_exception = new py::object(std::move(set_exception));
-          future_complete_many = new py::object(std::move(complete_many));
-        });
+  m.def("_set_call_many",
+        [](py::object fn) { call_many = new py::object(std::move(fn)); });
   m.def("_release_pending_refs", &ReleasePendingPyRefs);
   m.def("send_response", &SendResponse, py::arg("request"), py::arg("response"),
         py::arg("final"),

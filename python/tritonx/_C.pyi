@@ -211,14 +211,16 @@ class Model:
     def spec(self) -> ModelSpec: ...
     @property
     def core_id(self) -> int: ...
-    def submit(self, request: Request, future: asyncio.Future[Response]) -> None:
-        """Validates (raising TritonXError) and enqueues; the future is completed from
-        the worker thread through loop.call_soon_threadsafe."""
-    def submit_callback(
-        self, request: Request, callback: Callable[[Response | TritonXError], object]
+    def submit(
+        self,
+        request: Request,
+        on_response: Callable[[Response | TritonXError | None, bool], object],
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        """Like submit, but calls `callback` (with the GIL, on a core thread) with the
-        response or the error."""
+        """Validates (raising TritonXError) and enqueues. Every response of the
+        request, then FINAL, goes to on_response(value, final): on `loop` through
+        call_soon_threadsafe, or (no loop) on the delivering core thread with the GIL.
+        value is a Response, an error, or None (a FINAL without data)."""
     def infer(self, request: Request) -> Response:
         """Blocking; the GIL is released while waiting."""
     def cancel(self, request: Request) -> bool:
@@ -226,9 +228,6 @@ class Model:
     def statistics(self) -> dict[str, Any]: ...
     def pending_count(self) -> int: ...
     def inflight_count(self) -> int: ...
-    def submit_stream(
-        self, request: Request, callback: Callable[[Any, bool], None]
-    ) -> None: ...
     def stop(self, drain: bool = True) -> None: ...
 
 class ModelRegistry:
@@ -282,10 +281,8 @@ def arena_stats() -> dict[str, int | bool]:
 
 def cuda_usable() -> bool: ...
 def set_log_sink(sink: Callable[[int, str], object] | None) -> None: ...
-def _set_future_hooks(
-    set_result: Callable[[asyncio.Future[Any], Any], None],
-    set_exception: Callable[[asyncio.Future[Any], BaseException], None],
-    complete_many: Callable[[list[tuple[asyncio.Future[Any], bool, Any]]], None],
+def _set_call_many(
+    fn: Callable[[list[tuple[Callable[[Any, bool], object], Any, bool]]], None],
 ) -> None: ...
 def _release_pending_refs() -> None: ...
 def generate_load(

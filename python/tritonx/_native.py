@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 try:
@@ -52,25 +53,50 @@ def _log_from_core(level: int, message: str) -> None:
     )
 
 
-def _set_result_if_pending(future: asyncio.Future[Any], result: Any) -> None:
-    # Runs on the event loop: the request may have been cancelled meanwhile.
-    if not future.done():
-        future.set_result(result)
+OnResponse = Callable[[Any, bool], object]
 
 
-def _set_exception_if_pending(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
-
-
-def _complete_many(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+def _call_many(items: list[tuple[OnResponse, Any, bool]]) -> None:
     # One loop callback for a whole batch of responses (see FlushCompletions).
-    for future, is_error, value in items:
-        if not future.done():
-            if is_error:
-                future.set_exception(value)
-            else:
-                future.set_result(value)
+    for on_response, value, final in items:
+        on_response(value, final)
+
+
+def settle(future: asyncio.Future[Any]) -> Callable[[Any, bool], None]:
+    """An ``on_response`` for ``Model.submit(request, on_response, loop)`` that
+    completes ``future`` with the request's final response, or with the first error.
+    A future already done (e.g. cancelled by its awaiter) is left alone."""
+
+    def on_response(value: Any, final: bool) -> None:
+        if future.done():
+            return
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+        elif final:
+            future.set_result(value)
+
+    return on_response
+
+
+async def responses(model: Any, request: Any) -> AsyncIterator[Any]:
+    """Every response of ``request`` as it arrives (decoupled models send 0..N):
+    ``Response`` objects, or the ``TritonXError`` a model sent as a response. Ends
+    after FINAL. Leaving the loop early cancels the request."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[Any, bool]] = asyncio.Queue()
+    model.submit(request, lambda value, final: queue.put_nowait((value, final)), loop)
+    finished = False
+    try:
+        while True:
+            value, final = await queue.get()
+            if value is not None:
+                yield value
+            if final:
+                finished = True
+                return
+    finally:
+        if not finished:
+            model.cancel(request)
 
 
 def probe_cuda() -> bool:
@@ -84,7 +110,7 @@ def probe_cuda() -> bool:
     return usable
 
 
-_C._set_future_hooks(_set_result_if_pending, _set_exception_if_pending, _complete_many)
+_C._set_call_many(_call_many)
 _C.set_log_sink(_log_from_core)
 
 __all__ = [
@@ -108,6 +134,8 @@ __all__ = [
     "inflight_requests",
     "probe_cuda",
     "release_pending_refs",
+    "responses",
     "send_response",
     "set_max_inflight_requests",
+    "settle",
 ]

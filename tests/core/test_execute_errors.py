@@ -92,12 +92,16 @@ def test_per_request_errors_within_one_batch(make_model: ModelFactory) -> None:
     async def main() -> list[Any]:
         loop = asyncio.get_running_loop()
         first: asyncio.Future[_native.Response] = loop.create_future()
-        model.submit(request("block", rows(8, 0)), first)
+        model.submit(
+            request("block", rows(8, 0)), _native.settle(first), first.get_loop()
+        )
         await asyncio.sleep(0.05)
         futures = []
         for rid in ("ok1", "value1", "invalid1", "ok2"):
             future: asyncio.Future[_native.Response] = loop.create_future()
-            model.submit(request(rid, rows(1, 0)), future)
+            model.submit(
+                request(rid, rows(1, 0)), _native.settle(future), future.get_loop()
+            )
             futures.append(future)
         blocker.set()
         await first
@@ -130,7 +134,9 @@ def test_whole_batch_raise_fails_every_request(
         futures = []
         for i in range(4):
             future: asyncio.Future[_native.Response] = loop.create_future()
-            model.submit(request(f"r{i}", rows(1, i)), future)
+            model.submit(
+                request(f"r{i}", rows(1, i)), _native.settle(future), future.get_loop()
+            )
             futures.append(future)
         return await asyncio.wait_for(
             asyncio.gather(*futures, return_exceptions=True), 10
@@ -167,7 +173,11 @@ def test_validation_errors_raise_synchronously(make_model: ModelFactory) -> None
             asyncio.get_running_loop().create_future()
         )
         with pytest.raises(errors.InvalidArgumentError, match="unexpected shape"):
-            model.submit(request("shape", rows(1, 0, width=3)), future)
+            model.submit(
+                request("shape", rows(1, 0, width=3)),
+                _native.settle(future),
+                future.get_loop(),
+            )
         assert not future.done()
 
     asyncio.run(main())

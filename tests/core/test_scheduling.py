@@ -67,7 +67,9 @@ def test_asyncio_submit_no_request_lost(make_model: ModelFactory) -> None:
         for i in range(count):
             data = rows(1 + i % 2, i * 3)
             future: asyncio.Future[_native.Response] = loop.create_future()
-            model.submit(request(str(i), data), future)
+            model.submit(
+                request(str(i), data), _native.settle(future), future.get_loop()
+            )
             futures.append(future)
             inputs.append(data)
             if i % 50 == 0:
@@ -105,7 +107,7 @@ def test_callbacks_answer_each_request_exactly_once(make_model: ModelFactory) ->
         for i in range(per_thread):
             rid = f"{t}-{i}"
             req = request(rid, rows(1, i))
-            model.submit_callback(req, lambda result, rid=rid: answer(rid, result))
+            model.submit(req, lambda result, _final, rid=rid: answer(rid, result))
             if i % 5 == 0 and model.cancel(req):
                 cancelled += 1
         return cancelled
@@ -129,12 +131,15 @@ def test_batches_formed_as_configured(make_model: ModelFactory) -> None:
     async def main() -> list[int]:
         loop = asyncio.get_running_loop()
         blocker: asyncio.Future[_native.Response] = loop.create_future()
-        model.submit(request("blocker", rows(8, 0)), blocker)  # full: leaves at once
+        # full: leaves at once
+        model.submit(request("blocker", rows(8, 0)), _native.settle(blocker), loop)
         assert await asyncio.to_thread(instance.started.wait, 10)
         futures = []
         for i in range(5):
             future: asyncio.Future[_native.Response] = loop.create_future()
-            model.submit(request(f"r{i}", rows(1, i)), future)
+            model.submit(
+                request(f"r{i}", rows(1, i)), _native.settle(future), future.get_loop()
+            )
             futures.append(future)
         assert model.pending_count() == 5
         instance.release.set()
@@ -171,10 +176,14 @@ def test_cancel_removes_queued_request(make_model: ModelFactory) -> None:
         loop = asyncio.get_running_loop()
         futures = {rid: loop.create_future() for rid in ("blocker", "a", "b")}
         reqs = {rid: request(rid, rows(1, 0)) for rid in futures}
-        model.submit(reqs["blocker"], futures["blocker"])
+        model.submit(
+            reqs["blocker"],
+            _native.settle(futures["blocker"]),
+            futures["blocker"].get_loop(),
+        )
         assert await asyncio.to_thread(instance.started.wait, 10)
-        model.submit(reqs["a"], futures["a"])
-        model.submit(reqs["b"], futures["b"])
+        model.submit(reqs["a"], _native.settle(futures["a"]), futures["a"].get_loop())
+        model.submit(reqs["b"], _native.settle(futures["b"]), futures["b"].get_loop())
         assert model.cancel(reqs["a"]) is True
         assert model.cancel(reqs["a"]) is False
         assert reqs["a"].is_cancelled()
@@ -200,10 +209,16 @@ def test_stop_answers_queued_requests(make_model: ModelFactory) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(4)]
-        model.submit(request("blocker", rows(8, 0)), futures[0])
+        model.submit(
+            request("blocker", rows(8, 0)),
+            _native.settle(futures[0]),
+            futures[0].get_loop(),
+        )
         assert await asyncio.to_thread(instance.started.wait, 10)
         for i, future in enumerate(futures[1:]):
-            model.submit(request(f"q{i}", rows(1, i)), future)
+            model.submit(
+                request(f"q{i}", rows(1, i)), _native.settle(future), future.get_loop()
+            )
         stopper = asyncio.create_task(asyncio.to_thread(model.stop))
         await asyncio.sleep(0.05)
         with pytest.raises(errors.UnavailableError):
@@ -224,14 +239,14 @@ def test_queue_timeout_rejects_while_instance_busy(make_model: ModelFactory) -> 
     model = make_model(spec(8), batching(default_queue_policy=policy), [instance])
     done = threading.Event()
     result: list[object] = []
-    model.submit_callback(request("blocker", rows(8, 0)), lambda r: None)
+    model.submit(request("blocker", rows(8, 0)), lambda r, _final: None)
     assert instance.started.wait(10)
 
     def late(r: object) -> None:
         result.append(r)
         done.set()
 
-    model.submit_callback(request("late", rows(1, 0)), late)
+    model.submit(request("late", rows(1, 0)), lambda r, _final: late(r))
     assert done.wait(10)  # answered while the only instance is still blocked
     assert isinstance(result[0], errors.UnavailableError)
     assert str(result[0]) == "Request timeout expired"
@@ -243,11 +258,11 @@ def test_max_queue_size_overflow_raises_unavailable(make_model: ModelFactory) ->
     instance = EchoInstance()
     policy = _native.QueuePolicy(max_queue_size=1)
     model = make_model(spec(8), batching(default_queue_policy=policy), [instance])
-    model.submit_callback(request("blocker", rows(8, 0)), lambda r: None)
+    model.submit(request("blocker", rows(8, 0)), lambda r, _final: None)
     assert instance.started.wait(10)
-    model.submit_callback(request("q1", rows(1, 0)), lambda r: None)
+    model.submit(request("q1", rows(1, 0)), lambda r, _final: None)
     with pytest.raises(errors.UnavailableError, match="Exceeds maximum queue size"):
-        model.submit_callback(request("q2", rows(1, 0)), lambda r: None)
+        model.submit(request("q2", rows(1, 0)), lambda r, _final: None)
     instance.release.set()
 
 
@@ -256,12 +271,12 @@ def test_priority_parameter_orders_execution(make_model: ModelFactory) -> None:
     config = _native.SchedulerConfig(priority_levels=2, default_priority_level=2)
     model = make_model(spec(8), config, [instance])
     done = threading.Semaphore(0)
-    model.submit_callback(request("blocker", rows(1, 0)), lambda r: done.release())
+    model.submit(request("blocker", rows(1, 0)), lambda r, _final: done.release())
     assert instance.started.wait(10)
     for rid, priority in (("low", 2), ("dflt", 0), ("high", 1)):
         req = request(rid, rows(1, 0), parameters={"priority": priority})
         assert req.priority == priority
-        model.submit_callback(req, lambda r: done.release())
+        model.submit(req, lambda r, _final: done.release())
     instance.release.set()
     for _ in range(4):
         assert done.acquire(timeout=10)

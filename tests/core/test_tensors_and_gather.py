@@ -123,12 +123,16 @@ def test_gathered_execution_matches_numpy(make_model: ModelFactory) -> None:
     async def main() -> list[_native.Response]:
         loop = asyncio.get_running_loop()
         first: asyncio.Future[_native.Response] = loop.create_future()
-        model.submit(request("first", rows(1, -1.0)), first)
+        model.submit(
+            request("first", rows(1, -1.0)), _native.settle(first), first.get_loop()
+        )
         assert await asyncio.to_thread(instance.started.wait, 10)
         futures = []
         for i, data in enumerate(inputs):
             future: asyncio.Future[_native.Response] = loop.create_future()
-            model.submit(request(f"r{i}", data), future)
+            model.submit(
+                request(f"r{i}", data), _native.settle(future), future.get_loop()
+            )
             futures.append(future)
         instance.hold.set()  # type: ignore[union-attr]
         await first

@@ -446,34 +446,32 @@ class HttpFrontend:
             request = self._request_type(
                 parsed.id, parsed.inputs, parsed.outputs, params
             )
-            assert self._loop is not None
-            future = self._loop.create_future()
-            model.submit(request, future)
+            accept = message.headers.get(b"accept-encoding")
+            # Non-decoupled (checked above): exactly one response, final, answered
+            # on this loop.
+            model.submit(
+                request,
+                lambda value, final: self._infer_done(value, slot, parsed, accept),
+                self._loop,
+            )
         except Exception as exc:
             slot.done(_error(exc))
             return
         # A client that disconnects cancels its request: dropped if still queued,
         # flagged (request.is_cancelled()) if executing; counted as CANCELED.
         slot.on_lost = lambda: model.cancel(request)
-        accept = message.headers.get(b"accept-encoding")
-        future.add_done_callback(lambda f: self._infer_done(f, slot, parsed, accept))
 
     def _infer_done(
         self,
-        future: asyncio.Future[Any],
+        result: Any,
         slot: Slot,
         parsed: http_infer.ParsedInfer,
         accept: bytes | None,
     ) -> None:
-        # The error is taken without re-raising it: raising would chain this
-        # frame (and the request it references) onto the exception the future
-        # keeps, a cycle only a full GC would free.
-        error = _future_error(future)
-        if error is not None:
-            slot.done(_error(error))
+        if isinstance(result, BaseException):
+            slot.done(_error(result))
             return
         try:
-            result = future.result()
             outputs = result.outputs
             # Cheap test first: most responses are far below the threshold.
             if sum(out.byte_size for out in outputs) > OFFLOAD_BYTES:
@@ -547,15 +545,17 @@ class HttpFrontend:
             slot.done(response(200, header))
 
 
-def _send_compressed(packing: asyncio.Future[list[Buffer]], slot: Slot) -> None:
-    error = _future_error(packing)
-    slot.done(_error(error) if error is not None else packing.result())
-
-
 def _future_error(future: asyncio.Future[Any]) -> BaseException | None:
+    # Taken without re-raising: raising would chain this frame (and what it
+    # references) onto the exception the future keeps, a cycle only a full GC frees.
     if future.cancelled():
         return UnavailableError("the request was cancelled")
     return future.exception()
+
+
+def _send_compressed(packing: asyncio.Future[list[Buffer]], slot: Slot) -> None:
+    error = _future_error(packing)
+    slot.done(_error(error) if error is not None else packing.result())
 
 
 def _compressed(

@@ -10,7 +10,9 @@ class TritonPythonModel:
     def execute(self, requests):
         for request in requests:
             data = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
-            count = int(pb_utils.get_input_tensor_by_name(request, "N").as_numpy().flat[0])
+            count = int(
+                pb_utils.get_input_tensor_by_name(request, "N").as_numpy().flat[0]
+            )
             sender = request.get_response_sender()
             if count <= 0:
                 sender.send(flags=FINAL)
