@@ -1,0 +1,579 @@
+"""Triton's generate extension (``POST .../generate`` and ``.../generate_stream``) on
+``--http-engine=native``, through the wire with raw HTTP. Each test that states
+Triton's behaviour runs against the reference Triton too when
+$TRITONX_REFERENCE_CMD names one (python-backend models only); cancellation and the
+slow-reader bound are tritonx's own. The Python engine does not serve these routes
+(it answers 404)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("tritonx._native", reason="core not built")
+from tritonx import _native
+
+if getattr(_native, "HttpServer", None) is None:
+    pytest.skip("built without the C++ HTTP server", allow_module_level=True)
+
+from serverutil import (
+    REFERENCE_CMD_ENV,
+    RunningServer,
+    reference_command,
+    run_reference,
+    run_server,
+)
+
+# Decoupled. MODE 0: COUNT responses from execute; 1: from a thread after execute
+# returned; 2: a response, an error, a last response with FINAL; 3: no response,
+# waits until cancelled and marks it; 4: one response, then as 3.
+GEN_CONFIG = """
+name: "gen"
+backend: "python"
+max_batch_size: 0
+input [
+  { name: "COUNT", data_type: TYPE_INT32, dims: [ 1 ] },
+  { name: "MODE", data_type: TYPE_INT32, dims: [ 1 ] }
+]
+output [ { name: "OUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
+instance_group [ { count: 2, kind: KIND_CPU } ]
+model_transaction_policy { decoupled: true }
+"""
+GEN_MODEL = """
+import os
+import threading
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+def out(i):
+    return pb_utils.InferenceResponse(
+        output_tensors=[pb_utils.Tensor("OUT", np.array([i], dtype=np.int32))])
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.dir = args["model_repository"]
+        self.threads = []
+
+    def _send_all(self, sender, count, delay=0.0):
+        for i in range(count):
+            sender.send(out(i))
+            time.sleep(delay)
+        sender.send(flags=FINAL)
+
+    def _wait_cancel(self, sender, tag, first):
+        if first:
+            sender.send(out(0))
+        while not sender.is_cancelled():
+            time.sleep(0.01)
+        open(os.path.join(self.dir, "cancelled-" + tag), "w").close()
+        sender.send(flags=FINAL)
+
+    def _start(self, target, *args):
+        thread = threading.Thread(target=target, args=args)
+        thread.start()
+        self.threads.append(thread)
+
+    def execute(self, requests):
+        for request in requests:
+            count = int(pb_utils.get_input_tensor_by_name(request, "COUNT").as_numpy()[0])
+            mode = int(pb_utils.get_input_tensor_by_name(request, "MODE").as_numpy()[0])
+            sender = request.get_response_sender()
+            if mode == 0:
+                self._send_all(sender, count)
+            elif mode == 1:
+                self._start(self._send_all, sender, count, 0.002)
+            elif mode == 2:
+                sender.send(out(0))
+                sender.send(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError("mid-stream failure")))
+                sender.send(out(2), flags=FINAL)
+            else:
+                self._start(self._wait_cancel, sender, request.request_id(), mode == 4)
+        return None
+
+    def finalize(self):
+        for thread in self.threads:
+            thread.join(timeout=30)
+"""
+
+# Not decoupled: reports what it received (shapes, types, values, parameters).
+PROBE_CONFIG = """
+name: "probe"
+backend: "python"
+max_batch_size: 0
+input [
+  { name: "text_input", data_type: TYPE_STRING, dims: [ 1 ] },
+  { name: "V", data_type: TYPE_FP32, dims: [ -1 ], optional: true },
+  { name: "M", data_type: TYPE_INT64, dims: [ 2, 2 ], optional: true },
+  { name: "B", data_type: TYPE_BOOL, dims: [ 1 ], optional: true }
+]
+output [
+  { name: "text_output", data_type: TYPE_STRING, dims: [ 1 ] },
+  { name: "INFO", data_type: TYPE_STRING, dims: [ 1 ] },
+  { name: "VOUT", data_type: TYPE_FP32, dims: [ -1 ] }
+]
+"""
+PROBE_MODEL = """
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for r in requests:
+            info = {"params": json.loads(r.parameters())}
+            for name in ("text_input", "V", "M", "B"):
+                t = pb_utils.get_input_tensor_by_name(r, name)
+                if t is not None:
+                    a = t.as_numpy()
+                    values = [x.decode() for x in a.flatten()] if a.dtype == object \\
+                        else a.flatten().tolist()
+                    info[name] = [list(a.shape), values]
+            v = pb_utils.get_input_tensor_by_name(r, "V")
+            vout = v.as_numpy() if v is not None else np.array([1.5, 2.5], np.float32)
+            text = pb_utils.get_input_tensor_by_name(r, "text_input").as_numpy()
+            responses.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("text_output", text),
+                pb_utils.Tensor("INFO", np.array([json.dumps(info).encode()], object)),
+                pb_utils.Tensor("VOUT", vout)]))
+        return responses
+"""
+
+BATCH_CONFIG = """
+name: "batch"
+backend: "python"
+max_batch_size: 4
+input [ { name: "X", data_type: TYPE_INT32, dims: [ 2 ] } ]
+output [ { name: "Y", data_type: TYPE_INT32, dims: [ 2 ] } ]
+"""
+BATCH_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "Y", pb_utils.get_input_tensor_by_name(r, "X").as_numpy())])
+            for r in requests]
+"""
+
+# Decoupled, from a thread: up to COUNT responses of 1 MiB each, stopping when the
+# request is cancelled; marks how it ended.
+FLOOD_CONFIG = """
+name: "flood"
+backend: "python"
+max_batch_size: 0
+input [ { name: "COUNT", data_type: TYPE_INT32, dims: [ 1 ] } ]
+output [ { name: "BIG", data_type: TYPE_STRING, dims: [ 1 ] } ]
+model_transaction_policy { decoupled: true }
+"""
+FLOOD_MODEL = """
+import os
+import threading
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+BIG = np.array([b"x" * (1 << 20)], dtype=object)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.dir = args["model_repository"]
+        self.threads = []
+
+    def _flood(self, sender, count):
+        end = "done"
+        for _ in range(count):
+            if sender.is_cancelled():
+                end = "cancelled"
+                break
+            sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("BIG", BIG)]))
+        open(os.path.join(self.dir, end), "w").close()
+        sender.send(flags=FINAL)
+
+    def execute(self, requests):
+        for r in requests:
+            count = int(pb_utils.get_input_tensor_by_name(r, "COUNT").as_numpy()[0])
+            thread = threading.Thread(
+                target=self._flood, args=(r.get_response_sender(), count))
+            thread.start()
+            self.threads.append(thread)
+        return None
+
+    def finalize(self):
+        for thread in self.threads:
+            thread.join(timeout=30)
+"""
+
+SSE_TYPE = "text/event-stream; charset=utf-8"
+ONE_RESPONSE = (
+    "generate expects model to produce exactly 1 response, use generate stream for "
+    "model that generates various number of responses"
+)
+
+
+def _write_models(repo: Path) -> None:
+    for name, config, code in (
+        ("gen", GEN_CONFIG, GEN_MODEL),
+        ("probe", PROBE_CONFIG, PROBE_MODEL),
+        ("batch", BATCH_CONFIG, BATCH_MODEL),
+        ("flood", FLOOD_CONFIG, FLOOD_MODEL),
+    ):
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(config)
+        (repo / name / "1" / "model.py").write_text(code)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("generate_repo")
+    _write_models(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def native(repo: Path) -> Iterator[RunningServer]:
+    with run_server(
+        repo, "--http-engine=native", "--http-thread-count=2", "--allow-grpc=false"
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module", params=["tritonx", "triton"])
+def server(
+    request: pytest.FixtureRequest, repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """The native tritonx server, and the reference Triton when one is given: the
+    same assertions hold for both."""
+    if request.param == "tritonx":
+        yield request.getfixturevalue("native")
+        return
+    if reference_command() is None:
+        pytest.skip(f"{REFERENCE_CMD_ENV} not set: no reference Triton")
+    ref_repo = tmp_path_factory.mktemp("generate_ref_repo")
+    _write_models(ref_repo)
+    with run_reference([ref_repo]) as running:
+        yield running
+
+
+def _post(
+    server: RunningServer, path: str, body: Any
+) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=60)
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    conn.request("POST", path, data, {"Content-Type": "application/json"})
+    return conn.getresponse(), conn
+
+
+def generate(server: RunningServer, model: str, body: Any) -> tuple[int, Any]:
+    reply, conn = _post(server, f"/v2/models/{model}/generate", body)
+    try:
+        data = reply.read()
+        assert reply.getheader("Content-Type") == "application/json"
+        return reply.status, json.loads(data)
+    finally:
+        conn.close()
+
+
+def read_events(reply: http.client.HTTPResponse) -> Iterator[Any]:
+    """The `data:` payloads of a Server-Sent Events reply, parsed, as they come."""
+    data: list[str] = []
+    while line := reply.readline():
+        text = line.decode().rstrip("\n")
+        if text.startswith("data: "):
+            data.append(text[len("data: ") :])
+        elif text == "" and data:
+            yield json.loads("\n".join(data))
+            data = []
+    assert not data, "an event was cut off"
+
+
+def stream(server: RunningServer, model: str, body: Any) -> tuple[int, list[Any]]:
+    reply, conn = _post(server, f"/v2/models/{model}/generate_stream", body)
+    try:
+        if reply.getheader("Content-Type") == "application/json":
+            return reply.status, [json.loads(reply.read())]
+        assert reply.getheader("Content-Type") == SSE_TYPE
+        assert reply.getheader("Transfer-Encoding") == "chunked"
+        return reply.status, list(read_events(reply))
+    finally:
+        conn.close()
+
+
+def _out(model: str, **outputs: Any) -> dict[str, Any]:
+    return {"model_name": model, "model_version": "1", **outputs}
+
+
+# --- what Triton does (both servers) ----------------------------------------------
+
+
+def test_stream_sends_each_response_as_an_event(server: RunningServer) -> None:
+    for mode in (0, 1):
+        status, events = stream(server, "gen", {"COUNT": 3, "MODE": mode})
+        assert status == 200
+        assert events == [_out("gen", OUT=i) for i in range(3)]
+    # No response before FINAL: an empty stream.
+    assert stream(server, "gen", {"COUNT": 0, "MODE": 0}) == (200, [])
+    # The request id comes back in every event; keys are in byte order.
+    reply, conn = _post(
+        server,
+        "/v2/models/gen/generate_stream",
+        {"COUNT": [2], "MODE": [0], "id": "q1"},
+    )
+    lines = [line for line in reply.read().split(b"\n") if line]
+    conn.close()
+    assert lines == [
+        b'data: {"OUT":%d,"id":"q1","model_name":"gen","model_version":"1"}' % i
+        for i in range(2)
+    ]
+
+
+def test_error_mid_stream_is_an_event(server: RunningServer) -> None:
+    status, events = stream(server, "gen", {"COUNT": 0, "MODE": 2})
+    assert status == 200
+    assert events == [
+        _out("gen", OUT=0),
+        {"error": "mid-stream failure"},
+        _out("gen", OUT=2),
+    ]
+
+
+def test_generate_wants_exactly_one_response(server: RunningServer) -> None:
+    assert generate(server, "gen", {"COUNT": 1, "MODE": 0}) == (200, _out("gen", OUT=0))
+    for count in (0, 3):
+        assert generate(server, "gen", {"COUNT": count, "MODE": 0}) == (
+            200,
+            {"error": ONE_RESPONSE},
+        )
+    # A model that is not decoupled streams its one response.
+    body = {"text_input": "hi"}
+    status, events = stream(server, "probe", body)
+    assert status == 200 and len(events) == 1
+    assert events[0] == generate(server, "probe", body)[1]
+
+
+def test_routes_versions_and_unknown_models(server: RunningServer) -> None:
+    reply, conn = _post(server, "/v2/models/batch/versions/1/generate", {"X": [1, 2]})
+    assert (reply.status, json.loads(reply.read())) == (200, _out("batch", Y=[1, 2]))
+    conn.close()
+    assert generate(server, "nope", {"X": 1}) == (
+        404,
+        {"error": "Request for unknown model: 'nope' is not found"},
+    )
+    assert stream(server, "batch/versions/2", {"X": 1}) == (
+        404,
+        [{"error": "Request for unknown model: 'batch' version 2 is not found"}],
+    )
+
+
+def test_inputs_take_the_config_shape(server: RunningServer) -> None:
+    status, body = generate(
+        server,
+        "probe",
+        {"text_input": ["hi"], "V": [1, 2, 3], "M": [1, 2, 3, 4], "B": True},
+    )
+    assert status == 200
+    assert json.loads(body.pop("INFO")) == {
+        "params": {},
+        "text_input": [[1], ["hi"]],
+        "V": [[3], [1.0, 2.0, 3.0]],
+        "M": [[2, 2], [1, 2, 3, 4]],
+        "B": [[1], [True]],
+    }
+    assert body == _out("probe", text_output="hi", VOUT=[1.0, 2.0, 3.0])
+    # One element: a scalar, in and out; none: an empty list.
+    status, body = generate(server, "probe", {"text_input": "a", "V": 2.5})
+    assert json.loads(body["INFO"])["V"] == [[1], [2.5]] and body["VOUT"] == 2.5
+    status, body = generate(server, "probe", {"text_input": "a", "V": []})
+    assert json.loads(body["INFO"])["V"] == [[0], []] and body["VOUT"] == []
+    # The batch dim comes first and takes the elements left over.
+    assert generate(server, "batch", {"X": [1, 2, 3, 4]}) == (
+        200,
+        _out("batch", Y=[1, 2, 3, 4]),
+    )
+
+
+def test_other_keys_become_parameters(server: RunningServer) -> None:
+    status, body = generate(
+        server,
+        "probe",
+        {
+            "text_input": "a",
+            "parameters": {"a": 1, "b": "x", "c": True, "d": 1.5, "priority": 2},
+            "extra": -5,
+            "id": "r1",
+            "triton_x": 3,
+            "big": 18446744073709551615,
+        },
+    )
+    assert status == 200
+    assert json.loads(body.pop("INFO"))["params"] == {
+        "a": 1,
+        "b": "x",
+        "c": True,
+        "d": 1.5,
+        "priority": 2,
+        "extra": -5,
+        "id": "r1",
+        "triton_x": 3,
+        "big": 1.8446744073709552e19,
+    }
+    assert list(body) == sorted(body)
+    assert body["id"] == "r1"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (
+            {"text_input": "a", "M": [[1, 2], [3, 4]]},
+            400,
+            "The schema can not convert input 'M' to tensor with proper shape",
+        ),
+        (
+            {"text_input": ["a", "b"]},
+            400,
+            "The schema can not convert input 'text_input' to tensor with proper shape",
+        ),
+        (
+            {"text_input": 5},
+            500,
+            "Unable to parse JSON bytes array: attempt to access JSON non-string as "
+            "string",
+        ),
+        (
+            {"text_input": "a", "V": [[1, 2], [3]]},
+            500,
+            "Unable to parse 'data': Shape does not match true shape of 'data' field",
+        ),
+        (
+            {"text_input": "a", "B": 1},
+            500,
+            "Unable to parse 'data': attempt to access JSON non-boolean as boolean",
+        ),
+        (
+            {"zz": None, "parameters": {"q": None}},
+            400,
+            "parameter 'zz' has invalid type. It should be either 'int', 'bool', or "
+            "'string'.",
+        ),
+        (
+            {"text_input": "a", "parameters": {"q": [1]}},
+            400,
+            "Converting keyword: 'parameters': parameter 'q' has invalid type. It "
+            "should be either 'int', 'bool', or 'string'.",
+        ),
+        (
+            {"text_input": "a", "parameters": 5},
+            500,
+            "Expected JSON object for keyword: 'parameters': attempt to access JSON "
+            "non-object as object",
+        ),
+        (
+            {"text_input": "a", "id": 5},
+            500,
+            "Unable to parse 'id': attempt to access JSON non-string as string",
+        ),
+        (b"[1]", 500, "attempt to get members for non-object"),
+        (b"nope", 500, "failed to parse the request JSON buffer: Invalid value. at 1"),
+    ],
+)
+def test_bad_requests(
+    server: RunningServer, body: Any, status: int, message: str
+) -> None:
+    for route in ("generate", "generate_stream"):
+        reply, conn = _post(server, f"/v2/models/probe/{route}", body)
+        assert reply.getheader("Content-Type") == "application/json"
+        assert (reply.status, json.loads(reply.read())) == (status, {"error": message})
+        conn.close()
+
+
+# --- tritonx's own: cancellation and the slow-reader bound ------------------------
+
+
+def _wait_for(path: Path, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return path.exists()
+
+
+def test_disconnect_cancels_the_stream(native: RunningServer, repo: Path) -> None:
+    # Before the first response: nothing has been answered yet.
+    sock = socket.create_connection(("127.0.0.1", native.ports["http"]))
+    body = b'{"COUNT": 0, "MODE": 3, "id": "before"}'
+    sock.sendall(
+        b"POST /v2/models/gen/generate_stream HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    time.sleep(0.2)  # the request reaches the model
+    sock.close()
+    assert _wait_for(repo / "gen" / "cancelled-before")
+    # After the first event.
+    reply, conn = _post(
+        native, "/v2/models/gen/generate_stream", {"COUNT": 0, "MODE": 4, "id": "after"}
+    )
+    assert reply.status == 200
+    assert next(read_events(reply)) == _out("gen", OUT=0, id="after")
+    conn.close()
+    reply.close()
+    assert _wait_for(repo / "gen" / "cancelled-after")
+
+
+def test_slow_reader_is_cut_and_cancelled(native: RunningServer, repo: Path) -> None:
+    """A client that stops reading: past the per-connection bound (32 MiB of
+    queued output) the server drops the connection and cancels the request instead
+    of buffering all 400 MiB the model would send."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", native.ports["http"]))
+    body = b'{"COUNT": 400}'
+    sock.sendall(
+        b"POST /v2/models/flood/generate_stream HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(
+            (repo / "flood" / end).exists() for end in ("cancelled", "done")
+        ):
+            time.sleep(0.02)
+        assert not (repo / "flood" / "done").exists(), "nothing bounded the stream"
+        assert (repo / "flood" / "cancelled").exists()
+        received = 0
+        tail = b""
+        sock.settimeout(30)
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+                tail = (tail + chunk)[-16:]
+        except ConnectionResetError:
+            pass
+        print(f"received {received} bytes")
+        assert received < 100 << 20
+        assert not tail.endswith(b"0\r\n\r\n")  # cut, not ended
+    finally:
+        sock.close()
+    ready = urllib.request.urlopen(
+        f"http://{native.http_url}/v2/health/ready", timeout=10
+    )
+    assert ready.status == 200
