@@ -527,6 +527,16 @@ void RegisterModel(py::module_& m) {
       .def("pending_count", [](const PyModel& m) { return m.model->PendingCount(); })
       .def("inflight_count", [](const PyModel& m) { return m.model->InflightCount(); })
       .def(
+          "wait_idle",
+          [](PyModel& self, double timeout_s) {
+            // Blocks until requests finish, which may need the GIL.
+            py::gil_scoped_release release;
+            return self.model->WaitIdle(std::chrono::nanoseconds(
+                static_cast<int64_t>(std::max(timeout_s, 0.0) * 1e9)));
+          },
+          py::arg("timeout_s"),
+          "Waits until no request is in flight or timeout_s passes; True when idle.")
+      .def(
           "stop",
           [](PyModel& self, bool drain) {
             // Stop joins worker threads that may be running Python and need the GIL.

@@ -31,18 +31,18 @@ InferenceRequest::InferenceRequest() : uid(next_uid.fetch_add(1)) {}
 
 InferenceRequest::~InferenceRequest() { ReleaseInflight(); }
 
-void InferenceRequest::HoldInflight(
-    InflightLimit* limit, std::shared_ptr<std::atomic<int64_t>> model_inflight) {
+void InferenceRequest::HoldInflight(InflightLimit* limit,
+                                    std::shared_ptr<InflightCounter> model_inflight) {
   inflight_limit_ = limit;
   model_inflight_ = std::move(model_inflight);
-  if (model_inflight_) model_inflight_->fetch_add(1, std::memory_order_relaxed);
+  if (model_inflight_) model_inflight_->Add();
   holding_.store(true, std::memory_order_release);
 }
 
 void InferenceRequest::ReleaseInflight() {
   if (!holding_.exchange(false, std::memory_order_acq_rel)) return;
   if (inflight_limit_ != nullptr) inflight_limit_->Release();
-  if (model_inflight_) model_inflight_->fetch_sub(1, std::memory_order_relaxed);
+  if (model_inflight_) model_inflight_->Release();
 }
 
 Status InferenceRequest::Send(std::unique_ptr<InferenceResponse> response,

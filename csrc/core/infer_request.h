@@ -30,6 +30,7 @@
 
 namespace tritonx {
 
+class InflightCounter;
 class InflightLimit;
 class ModelStats;
 struct ModelSpec;
@@ -116,7 +117,7 @@ class InferenceRequest {
   // `limit` and counts in its model's `model_inflight` until it is answered (FINAL)
   // or destroyed, whichever comes first.
   void HoldInflight(InflightLimit* limit,
-                    std::shared_ptr<std::atomic<int64_t>> model_inflight);
+                    std::shared_ptr<InflightCounter> model_inflight);
   void ReleaseInflight();
 
   // Cancellation is cooperative once a request is executing: backends may poll this.
@@ -160,7 +161,7 @@ class InferenceRequest {
   // back once, by whoever flips `holding_`.
   std::atomic<bool> holding_{false};
   InflightLimit* inflight_limit_ = nullptr;
-  std::shared_ptr<std::atomic<int64_t>> model_inflight_;
+  std::shared_ptr<InflightCounter> model_inflight_;
   std::atomic<bool> cancelled_{false};
   std::atomic<uint64_t> response_index_{0};
   std::atomic<uint64_t> last_response_end_ns_{0};

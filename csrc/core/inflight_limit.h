@@ -12,7 +12,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 
 namespace tritonx {
 
@@ -40,6 +43,35 @@ class InflightLimit {
  private:
   std::atomic<int64_t> limit_{0};
   std::atomic<int64_t> inflight_{0};
+};
+
+// One model's requests admitted and not yet answered with FINAL (queued, executing
+// or streaming), and a wait for that to reach zero (drains on shutdown and unload
+// block on it instead of polling).
+//
+// Thread safety: every method is thread safe. Ownership: shared by the Model and each
+// request it admitted (a decoupled request may outlive its model).
+class InflightCounter {
+ public:
+  void Add() { count_.fetch_add(1, std::memory_order_relaxed); }
+  void Release() {
+    if (count_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      // Taking the lock orders this notify after a waiter's check of the count.
+      std::lock_guard<std::mutex> lock(mu_);
+      idle_.notify_all();
+    }
+  }
+  int64_t count() const { return count_.load(std::memory_order_acquire); }
+  // Blocks until nothing is in flight or `timeout` passes; true when idle.
+  bool WaitIdle(std::chrono::nanoseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return idle_.wait_for(lock, timeout, [this] { return count() == 0; });
+  }
+
+ private:
+  std::atomic<int64_t> count_{0};
+  std::mutex mu_;
+  std::condition_variable idle_;
 };
 
 }  // namespace tritonx

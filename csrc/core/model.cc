@@ -14,7 +14,7 @@ Model::Model(ModelSpec spec, SchedulerConfig config,
     : spec_(std::make_shared<const ModelSpec>(std::move(spec))),
       config_(std::move(config)),
       stats_(std::make_shared<ModelStats>()),
-      inflight_(std::make_shared<std::atomic<int64_t>>(0)) {
+      inflight_(std::make_shared<InflightCounter>()) {
   config_.max_batch_size = spec_->max_batch_size;
   if (!arena) arena = TensorArena::Global();
   scheduler_ =
@@ -59,8 +59,10 @@ bool Model::Cancel(const RequestPtr& request) { return scheduler_->Cancel(reques
 
 size_t Model::PendingCount() const { return scheduler_->PendingCount(); }
 
-size_t Model::InflightCount() const {
-  return static_cast<size_t>(inflight_->load(std::memory_order_relaxed));
+size_t Model::InflightCount() const { return static_cast<size_t>(inflight_->count()); }
+
+bool Model::WaitIdle(std::chrono::nanoseconds timeout) {
+  return inflight_->WaitIdle(timeout);
 }
 
 void Model::Stop(bool drain) {

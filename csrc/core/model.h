@@ -2,12 +2,14 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "executor.h"
 #include "infer_request.h"
+#include "inflight_limit.h"
 #include "model_spec.h"
 #include "model_stats.h"
 #include "scheduler_config.h"
@@ -52,6 +54,8 @@ class Model {
   // Requests taken and not yet answered with FINAL (queued, executing, or streaming
   // from a decoupled model): what a drain waits for.
   size_t InflightCount() const;
+  // Blocks until InflightCount() is 0 or `timeout` passes; true when idle. Thread safe.
+  bool WaitIdle(std::chrono::nanoseconds timeout);
   StatsSnapshot Statistics() const { return stats_->Snapshot(); }
 
   // Stops accepting, runs every request already queued (an unload or reload loses
@@ -66,7 +70,7 @@ class Model {
   std::shared_ptr<const ModelSpec> spec_;
   SchedulerConfig config_;
   std::shared_ptr<ModelStats> stats_;
-  std::shared_ptr<std::atomic<int64_t>> inflight_;
+  std::shared_ptr<InflightCounter> inflight_;
   std::unique_ptr<Scheduler> scheduler_;
 };
 

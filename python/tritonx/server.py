@@ -473,30 +473,35 @@ class Server:
             self.metrics = None
 
     async def _wait_for_idle_models(self, deadline: float) -> None:
-        last_report = -1
+        """Wait until no model has requests in flight, or the deadline. Sleeps on the
+        models' own idle signal (no polling), waking once a second to log like
+        Triton."""
+        loop = asyncio.get_running_loop()
         while True:
             busy = self._models_with_inflight()
-            remaining = max(0, int(deadline - time.monotonic() + 0.999))
-            if remaining != last_report:
-                logger.info(
-                    "Timeout %d: Found %d model versions that have in-flight "
-                    "inferences",
-                    remaining,
-                    busy,
-                )
-                last_report = remaining
-            if busy == 0 or time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            logger.info(
+                "Timeout %d: Found %d model versions that have in-flight inferences",
+                max(0, int(left + 0.999)),
+                len(busy),
+            )
+            if not busy or left <= 0:
                 return
-            await asyncio.sleep(0.05)
+            wait = min(1.0, left)
+            await asyncio.gather(
+                *(loop.run_in_executor(None, core.wait_idle, wait) for core in busy)
+            )
 
-    def _models_with_inflight(self) -> int:
-        busy = 0
+    def _models_with_inflight(self) -> list[Any]:
+        """The core models of every ready version that still has requests in flight."""
+        busy = []
         for row in self.manager.index(ready_only=True):
             try:
                 model: Any = self.manager.get(str(row["name"]), str(row["version"]))
-                busy += model.core.inflight_count() > 0
             except TritonXError:
                 continue
+            if model.core.inflight_count() > 0:
+                busy.append(model.core)
         return busy
 
     # -- running ---------------------------------------------------------------

@@ -78,5 +78,16 @@ TEST_F(InflightLimitTest, RequestsNeverTakenHoldNoSlot) {
   EXPECT_EQ(InflightLimit::Global().inflight(), before);
 }
 
+TEST_F(InflightLimitTest, WaitIdleWakesWhenTheLastRequestIsAnswered) {
+  Start();
+  ASSERT_TRUE(Submit("a").ok());
+  ASSERT_TRUE(Submit("b").ok());
+  EXPECT_FALSE(model_->WaitIdle(std::chrono::milliseconds(20)));  // held at the gate
+  std::thread opener([this] { gate_.Open(); });
+  EXPECT_TRUE(model_->WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(model_->InflightCount(), 0u);
+  opener.join();
+}
+
 }  // namespace
 }  // namespace tritonx
