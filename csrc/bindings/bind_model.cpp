@@ -2,9 +2,9 @@
 // runs Python backend instances on the core's worker threads, and the settings types.
 #include <future>
 
-#include "core/inflight_limit.h"
 #include "core/load_generator.h"
 #include "core/model.h"
+#include "core/server_context.h"
 #include "pybind_common.h"
 
 namespace tritonx::bindings {
@@ -487,7 +487,8 @@ void RegisterModel(py::module_& m) {
   py::class_<PyModel, std::shared_ptr<PyModel>>(m, "Model",
                                                 "One served model version in the core")
       .def(py::init([](const ModelSpec& spec, const SchedulerConfig& config,
-                       const py::sequence& instances) {
+                       const py::sequence& instances,
+                       std::shared_ptr<ServerContext> context) {
              std::vector<std::shared_ptr<Executor>> executors;
              for (const py::handle instance : instances) {
                executors.push_back(std::make_shared<PyExecutor>(
@@ -498,11 +499,13 @@ void RegisterModel(py::module_& m) {
                // Creating the model may probe CUDA and start threads; nothing here
                // needs Python, and holding the GIL could deadlock with a parallel load.
                py::gil_scoped_release release;
-               model = std::make_shared<Model>(spec, config, std::move(executors));
+               model = std::make_shared<Model>(spec, config, std::move(executors),
+                                               context.get());
              }
              return std::make_shared<PyModel>(PyModel{std::move(model)});
            }),
-           py::arg("spec"), py::arg("config"), py::arg("instances"))
+           py::arg("spec"), py::arg("config"), py::arg("instances"),
+           py::arg("context") = nullptr)
       .def_property_readonly("name",
                              [](const PyModel& m) { return m.model->spec().name; })
       .def_property_readonly("version",
@@ -552,12 +555,6 @@ void RegisterModel(py::module_& m) {
         py::arg("final"),
         "Sends one response for `request` through its sender (decoupled models): a "
         "mapping of outputs, an exception, or None with final=True.");
-  m.def(
-      "set_max_inflight_requests",
-      [](int64_t limit) { InflightLimit::Global().SetLimit(limit < 0 ? 0 : limit); },
-      py::arg("limit"),
-      "Server-wide bound on requests accepted and not yet answered (0: none).");
-  m.def("inflight_requests", [] { return InflightLimit::Global().inflight(); });
   m.def(
       "generate_load",
       [](PyModel& model, const py::sequence& inputs, int concurrency, double seconds) {

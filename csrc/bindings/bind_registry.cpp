@@ -1,6 +1,7 @@
 // ModelRegistry: shared by the Python side (HTTP, model manager) and the C++ gRPC
 // server, hence held by std::shared_ptr.
 #include "core/model_registry.h"
+#include "core/server_context.h"
 #include "pybind_common.h"
 
 namespace tritonx::bindings {
@@ -40,6 +41,22 @@ void RegisterRegistry(py::module_& m) {
         for (auto& model : self.All()) out.append(WrapModel(model));
         return out;
       });
+
+  py::class_<ServerContext, std::shared_ptr<ServerContext>>(
+      m, "ServerContext",
+      "What one server's models share: the registry, the arena, the admission limit")
+      .def(py::init([] { return std::make_shared<ServerContext>(); }))
+      .def_property_readonly("registry", &ServerContext::registry)
+      .def(
+          "set_max_inflight_requests",
+          [](ServerContext& self, int64_t limit) {
+            self.inflight_limit()->SetLimit(limit < 0 ? 0 : limit);
+          },
+          py::arg("limit"),
+          "Bound on requests accepted and not yet answered, across the server's "
+          "models (0: none).")
+      .def("inflight_requests",
+           [](const ServerContext& self) { return self.inflight_limit()->inflight(); });
 }
 
 }  // namespace tritonx::bindings

@@ -31,18 +31,14 @@ InferenceRequest::InferenceRequest() : uid(next_uid.fetch_add(1)) {}
 
 InferenceRequest::~InferenceRequest() { ReleaseInflight(); }
 
-void InferenceRequest::HoldInflight(InflightLimit* limit,
-                                    std::shared_ptr<InflightCounter> model_inflight) {
-  inflight_limit_ = limit;
-  model_inflight_ = std::move(model_inflight);
-  if (model_inflight_) model_inflight_->Add();
+void InferenceRequest::HoldInflight(std::shared_ptr<InflightCounter> admission) {
+  admission_ = std::move(admission);
   holding_.store(true, std::memory_order_release);
 }
 
 void InferenceRequest::ReleaseInflight() {
   if (!holding_.exchange(false, std::memory_order_acq_rel)) return;
-  if (inflight_limit_ != nullptr) inflight_limit_->Release();
-  if (model_inflight_) model_inflight_->Release();
+  if (admission_) admission_->Release();
 }
 
 Status InferenceRequest::Send(std::unique_ptr<InferenceResponse> response,

@@ -31,7 +31,6 @@
 namespace tritonx {
 
 class InflightCounter;
-class InflightLimit;
 class ModelStats;
 struct ModelSpec;
 
@@ -113,11 +112,10 @@ class InferenceRequest {
     return (send_state_.load(std::memory_order_acquire) & kClosedBit) != 0;
   }
 
-  // Admission, by Model::Enqueue: the request holds one slot of the server-wide
-  // `limit` and counts in its model's `model_inflight` until it is answered (FINAL)
-  // or destroyed, whichever comes first.
-  void HoldInflight(InflightLimit* limit,
-                    std::shared_ptr<InflightCounter> model_inflight);
+  // Admission, by Model::Enqueue: the request holds what `admission` granted (a slot
+  // of the server's limit, a count in its model's in-flight number) until it is
+  // answered (FINAL) or destroyed, whichever comes first.
+  void HoldInflight(std::shared_ptr<InflightCounter> admission);
   void ReleaseInflight();
 
   // Cancellation is cooperative once a request is executing: backends may poll this.
@@ -160,8 +158,7 @@ class InferenceRequest {
   // Admission holds (HoldInflight): written before the request is enqueued, given
   // back once, by whoever flips `holding_`.
   std::atomic<bool> holding_{false};
-  InflightLimit* inflight_limit_ = nullptr;
-  std::shared_ptr<InflightCounter> model_inflight_;
+  std::shared_ptr<InflightCounter> admission_;
   std::atomic<bool> cancelled_{false};
   std::atomic<uint64_t> response_index_{0};
   std::atomic<uint64_t> last_response_end_ns_{0};

@@ -6,23 +6,22 @@
 // when the request is answered (or was never taken); past the limit new requests
 // fail UNAVAILABLE at once and the server stays responsive.
 //
-// Thread safety: all methods are thread safe and lock free. Ownership: one process-
-// wide instance (Global()) lives for the whole process; requests keep a plain pointer
-// to it.
+// Thread safety: all methods are thread safe and lock free. Ownership: one per server
+// (ServerContext), shared with every model's InflightCounter, so it outlives every
+// request admitted against it.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 
 namespace tritonx {
 
 class InflightLimit {
  public:
-  static InflightLimit& Global();
-
   // 0: unlimited. Changing it while serving affects later admissions only.
   void SetLimit(int64_t limit) { limit_.store(limit, std::memory_order_relaxed); }
   int64_t limit() const { return limit_.load(std::memory_order_relaxed); }
@@ -45,16 +44,30 @@ class InflightLimit {
   std::atomic<int64_t> inflight_{0};
 };
 
-// One model's requests admitted and not yet answered with FINAL (queued, executing
-// or streaming), and a wait for that to reach zero (drains on shutdown and unload
-// block on it instead of polling).
+// One model's admission: each request takes a slot of the server's InflightLimit and
+// counts here until it is answered with FINAL (queued, executing or streaming); a
+// wait for the count to reach zero lets drains on shutdown and unload block instead
+// of polling.
 //
 // Thread safety: every method is thread safe. Ownership: shared by the Model and each
-// request it admitted (a decoupled request may outlive its model).
+// request it admitted (a decoupled request may outlive its model); holds the server's
+// limit alive for them.
 class InflightCounter {
  public:
-  void Add() { count_.fetch_add(1, std::memory_order_relaxed); }
+  explicit InflightCounter(std::shared_ptr<InflightLimit> server)
+      : server_(std::move(server)) {}
+
+  const InflightLimit& server() const { return *server_; }
+
+  // Admits one request: false (nothing taken) when the server is at its limit.
+  bool TryAdmit() {
+    if (!server_->TryAcquire()) return false;
+    count_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  // Gives back what TryAdmit took.
   void Release() {
+    server_->Release();
     if (count_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       // Taking the lock orders this notify after a waiter's check of the count.
       std::lock_guard<std::mutex> lock(mu_);
@@ -69,6 +82,7 @@ class InflightCounter {
   }
 
  private:
+  const std::shared_ptr<InflightLimit> server_;
   std::atomic<int64_t> count_{0};
   std::mutex mu_;
   std::condition_variable idle_;

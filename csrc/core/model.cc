@@ -5,20 +5,22 @@
 #include "inflight_limit.h"
 #include "request_parameters.h"
 #include "scheduler.h"
+#include "server_context.h"
 
 namespace tritonx {
 
 Model::Model(ModelSpec spec, SchedulerConfig config,
              std::vector<std::shared_ptr<Executor>> instances,
-             std::shared_ptr<TensorArena> arena)
+             const ServerContext* context)
     : spec_(std::make_shared<const ModelSpec>(std::move(spec))),
       config_(std::move(config)),
       stats_(std::make_shared<ModelStats>()),
-      inflight_(std::make_shared<InflightCounter>()) {
+      inflight_(std::make_shared<InflightCounter>(
+          (context ? *context : *ServerContext::Default()).inflight_limit())) {
   config_.max_batch_size = spec_->max_batch_size;
-  if (!arena) arena = TensorArena::Global();
+  const ServerContext& server = context ? *context : *ServerContext::Default();
   scheduler_ =
-      MakeScheduler(*spec_, config_, std::move(instances), stats_, std::move(arena));
+      MakeScheduler(*spec_, config_, std::move(instances), stats_, server.arena());
 }
 
 Model::~Model() {
@@ -42,14 +44,14 @@ Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
   request->model_name = spec_->name;
   request->model_version = spec_->version;
   request->spec = spec_;
-  InflightLimit& limit = InflightLimit::Global();
-  if (!limit.TryAcquire()) {
+  if (!inflight_->TryAdmit()) {
     stats_->RecordFailure(FailureReason::kRejected, 0);
-    return Status(StatusCode::kUnavailable,
-                  "server is overloaded: " + std::to_string(limit.limit()) +
-                      " requests in flight (--max-inflight-requests)");
+    return Status(
+        StatusCode::kUnavailable,
+        "server is overloaded: " + std::to_string(inflight_->server().limit()) +
+            " requests in flight (--max-inflight-requests)");
   }
-  request->HoldInflight(&limit, inflight_);
+  request->HoldInflight(inflight_);
   status = scheduler_->Enqueue(request, caller_waits);
   if (!status.ok()) request->ReleaseInflight();
   return status;

@@ -19,13 +19,15 @@
 namespace tritonx {
 
 class Scheduler;
+class ServerContext;
 
 class Model {
  public:
-  // Starts one worker thread per executor. `arena` may be null (the global arena).
+  // Starts one worker thread per executor. `context`: the server this model belongs
+  // to (its arena and admission limit); null means ServerContext::Default().
   Model(ModelSpec spec, SchedulerConfig config,
         std::vector<std::shared_ptr<Executor>> instances,
-        std::shared_ptr<TensorArena> arena = nullptr);
+        const ServerContext* context = nullptr);
   ~Model();  // Stop()
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;

@@ -24,6 +24,7 @@ Request = _C.Request
 Response = _C.Response
 Model = _C.Model
 ModelRegistry = _C.ModelRegistry
+ServerContext = _C.ServerContext
 ModelSpec = _C.ModelSpec
 TensorSpec = _C.TensorSpec
 SchedulerConfig = _C.SchedulerConfig
@@ -35,9 +36,7 @@ CUDA_BUILT: bool = _C.cuda_built
 GRPC_BUILT: bool = _C.grpc_built
 release_pending_refs = _C._release_pending_refs
 generate_load = _C.generate_load
-set_max_inflight_requests = _C.set_max_inflight_requests
 send_response = _C.send_response
-inflight_requests = _C.inflight_requests
 # The grpc++ server is absent when the extension was built with TRITONX_ENABLE_GRPC=OFF.
 GrpcServer = getattr(_C, "GrpcServer", None)
 # The evhttp server is absent when built with TRITONX_ENABLE_HTTP=OFF.
@@ -125,17 +124,16 @@ __all__ = [
     "Request",
     "Response",
     "SchedulerConfig",
+    "ServerContext",
     "StreamPool",
     "Tensor",
     "TensorSpec",
     "arena_stats",
     "cuda_usable",
     "generate_load",
-    "inflight_requests",
     "probe_cuda",
     "release_pending_refs",
     "responses",
     "send_response",
-    "set_max_inflight_requests",
     "settle",
 ]

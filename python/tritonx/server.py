@@ -216,7 +216,9 @@ class Server:
         # Probe CUDA once, up front, so its one log line (GPU in use, or the fallback
         # to pageable memory and no streams) comes out before the model table.
         _native.probe_cuda()
-        self.registry = _native.ModelRegistry()
+        # What this server's models share: registry, arena, admission limit.
+        self.context = _native.ServerContext()
+        self.registry = self.context.registry
         # BLS calls from Python models (InferenceRequest.exec) find models here.
         from tritonx.backends.pb.bls import set_model_registry
 
@@ -234,6 +236,7 @@ class Server:
                 backend_config=options.backend_config,
             ),
             self.registry,
+            context=self.context,
         )
         self.frontends: dict[str, Frontend] = {}
         self.metrics: MetricsService | None = None
@@ -253,9 +256,7 @@ class Server:
         if self.options.switch_interval_s is not None:
             sys.setswitchinterval(self.options.switch_interval_s)
         raise_open_file_limit()
-        from tritonx import _native
-
-        _native.set_max_inflight_requests(self.options.max_inflight_requests)
+        self.context.set_max_inflight_requests(self.options.max_inflight_requests)
         if not self.options.model_repositories:
             raise InvalidArgumentError("--model-repository must be specified")
         for repo in self.options.model_repositories:

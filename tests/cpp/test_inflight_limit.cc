@@ -3,8 +3,8 @@
 // taken).
 #include <gtest/gtest.h>
 
-#include "core/inflight_limit.h"
 #include "core/model.h"
+#include "core/server_context.h"
 #include "test_util.h"
 
 namespace tritonx {
@@ -19,18 +19,18 @@ using testing::TestExecutor;
 
 class InflightLimitTest : public ::testing::Test {
  protected:
-  void SetUp() override { InflightLimit::Global().SetLimit(3); }
+  void SetUp() override { context_.inflight_limit()->SetLimit(3); }
   void TearDown() override {
     gate_.Open();
     if (model_) model_->Stop();
     model_.reset();
-    InflightLimit::Global().SetLimit(0);
   }
   void Start() {
     auto executor = std::make_shared<TestExecutor>(std::make_shared<ExecutionLog>(),
                                                    [this](Batch&) { gate_.Wait(); });
     model_ = std::make_unique<Model>(MakeSpec(8), SchedulerConfig{},
-                                     std::vector<std::shared_ptr<Executor>>{executor});
+                                     std::vector<std::shared_ptr<Executor>>{executor},
+                                     &context_);
   }
   Status Submit(const std::string& id) {
     RequestPtr request = MakeRequest(id);
@@ -39,6 +39,7 @@ class InflightLimitTest : public ::testing::Test {
     return model_->Enqueue(request);
   }
 
+  ServerContext context_;
   Gate gate_;
   Collector collector_;
   std::unique_ptr<Model> model_;
@@ -47,7 +48,7 @@ class InflightLimitTest : public ::testing::Test {
 
 TEST_F(InflightLimitTest, RefusesBeyondTheLimitAndAdmitsAgainOnceAnswered) {
   Start();
-  const int64_t before = InflightLimit::Global().inflight();
+  const int64_t before = context_.inflight_limit()->inflight();
   ASSERT_TRUE(Submit("a").ok());
   ASSERT_TRUE(Submit("b").ok());
   ASSERT_TRUE(Submit("c").ok());
@@ -64,18 +65,18 @@ TEST_F(InflightLimitTest, RefusesBeyondTheLimitAndAdmitsAgainOnceAnswered) {
   gate_.Open();
   ASSERT_TRUE(collector_.WaitFor(4));
   requests_.clear();
-  EXPECT_EQ(InflightLimit::Global().inflight(), before);
+  EXPECT_EQ(context_.inflight_limit()->inflight(), before);
 }
 
 TEST_F(InflightLimitTest, RequestsNeverTakenHoldNoSlot) {
   Start();
-  const int64_t before = InflightLimit::Global().inflight();
+  const int64_t before = context_.inflight_limit()->inflight();
   RequestPtr invalid = MakeRequest("bad", 1, 5);  // wrong shape: validation fails
   EXPECT_FALSE(model_->Enqueue(invalid).ok());
-  EXPECT_EQ(InflightLimit::Global().inflight(), before);
+  EXPECT_EQ(context_.inflight_limit()->inflight(), before);
   model_->Stop();
   EXPECT_FALSE(Submit("after-stop").ok());  // stopping: not taken
-  EXPECT_EQ(InflightLimit::Global().inflight(), before);
+  EXPECT_EQ(context_.inflight_limit()->inflight(), before);
 }
 
 TEST_F(InflightLimitTest, WaitIdleWakesWhenTheLastRequestIsAnswered) {

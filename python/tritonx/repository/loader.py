@@ -35,6 +35,7 @@ class LoadSettings:
 
     auto_complete: bool
     backend_config: dict[str, dict[str, str]]
+    context: Any = None  # the server's _native.ServerContext; None: the default
 
 
 def _backend_settings(
@@ -121,6 +122,7 @@ def build_version(
             model_spec_from_config(config, version),
             scheduler_config_from_config(config),
             instances,
+            settings.context,
         )
         try:
             run_warmup(core, config, model_dir, len(instances))

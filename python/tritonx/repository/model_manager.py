@@ -66,7 +66,11 @@ def failure_reason(error: BaseException) -> str:
 class ModelManager(ModelLookup):
     """See the module docstring; the query side lives in ModelLookup."""
 
-    def __init__(self, options: ManagerOptions, registry: Any) -> None:
+    def __init__(
+        self, options: ManagerOptions, registry: Any, context: Any = None
+    ) -> None:
+        """``context``: the server's ``_native.ServerContext`` (None: the core's
+        default, for managers used without a server)."""
         if options.control_mode not in _CONTROL_MODES:
             raise InvalidArgumentError(
                 f"unknown model control mode '{options.control_mode}'"
@@ -81,6 +85,7 @@ class ModelManager(ModelLookup):
         self._settings = LoadSettings(
             auto_complete=options.auto_complete,
             backend_config={k: dict(v) for k, v in options.backend_config.items()},
+            context=context,
         )
 
     # -- lifecycle -------------------------------------------------------------

@@ -1,0 +1,50 @@
+// ServerContext: what the models of one server share, handed to each Model instead
+// of process globals — the registry the frontends find models in, the tensor arena
+// and the server-wide admission limit. The stateful work (rate limiter, response
+// cache) adds its shared objects here.
+//
+// Thread safety: the accessors are thread safe; the objects they return state their
+// own rules. Ownership: shared by the server and its frontends. A Model keeps only
+// the pieces it uses (arena, limit), never the context, because the registry holds
+// the models: the context owning them back would be a cycle.
+#pragma once
+
+#include <memory>
+
+#include "inflight_limit.h"
+#include "model_registry.h"
+#include "tensor_arena.h"
+
+namespace tritonx {
+
+class ServerContext {
+ public:
+  // `arena` null: the process's default arena (pinned memory is a per-process
+  // resource, so servers in one process share one pinned pool).
+  explicit ServerContext(std::shared_ptr<TensorArena> arena = nullptr)
+      : registry_(std::make_shared<ModelRegistry>()),
+        arena_(arena ? std::move(arena) : TensorArena::Global()),
+        inflight_limit_(std::make_shared<InflightLimit>()) {}
+  ServerContext(const ServerContext&) = delete;
+  ServerContext& operator=(const ServerContext&) = delete;
+
+  const std::shared_ptr<ModelRegistry>& registry() const { return registry_; }
+  const std::shared_ptr<TensorArena>& arena() const { return arena_; }
+  const std::shared_ptr<InflightLimit>& inflight_limit() const {
+    return inflight_limit_;
+  }
+
+  // The context of models built outside any server (unit tests, tools).
+  static const std::shared_ptr<ServerContext>& Default() {
+    static const auto* context = new std::shared_ptr<ServerContext>(
+        std::make_shared<ServerContext>());  // never destroyed (see TensorArena)
+    return *context;
+  }
+
+ private:
+  const std::shared_ptr<ModelRegistry> registry_;
+  const std::shared_ptr<TensorArena> arena_;
+  const std::shared_ptr<InflightLimit> inflight_limit_;
+};
+
+}  // namespace tritonx
