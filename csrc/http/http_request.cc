@@ -173,6 +173,11 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
   const char* uri = evhttp_request_get_uri(req);
   evkeyvalq* in = evhttp_request_get_input_headers(req);
   const evhttp_cmd_type cmd = evhttp_request_get_command(req);
+  if (cmd == static_cast<evhttp_cmd_type>(kUnknownMethod)) {
+    // The Python frontend's answer to a method it cannot parse.
+    Reply(worker, req, Error(400, "Bad Request", {{"Connection", "close"}}));
+    return;
+  }
 
   // Head limits of the Python frontend (evhttp itself only bounds the total).
   size_t head = std::strlen(uri) + std::strlen(MethodName(cmd)) + 13;

@@ -156,10 +156,15 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
     worker->base = event_base_new();
     worker->http = evhttp_new(worker->base);
     evhttp_set_gencb(worker->http, &Impl::OnRequest, worker.get());
-    evhttp_set_allowed_methods(worker->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-                                                 EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                                 EVHTTP_REQ_DELETE |
-                                                 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    // Every method reaches Handle, so that each gets the Python frontend's JSON
+    // answer rather than evhttp's HTML 501 page: known ones are routed (405 from
+    // the control handler), unknown ones (libevent 2.1 types them
+    // EVHTTP_REQ_UNKNOWN_, 1 << 15, in http-internal.h) get 400 in Handle.
+    evhttp_set_allowed_methods(
+        worker->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                          EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                          EVHTTP_REQ_PATCH | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
+                          httpfe::kUnknownMethod);
     // evhttp's own head limit is a backstop well above ours, so that heads between
     // the two get the Python frontend's 431 (checked in Handle).
     evhttp_set_max_headers_size(

@@ -80,6 +80,10 @@ class HttpServer::Impl {
 
 namespace httpfe {
 
+// The request type libevent 2.1 gives a method it does not know
+// (EVHTTP_REQ_UNKNOWN_ in its http-internal.h).
+inline constexpr uint16_t kUnknownMethod = 1u << 15;
+
 // A complete reply with `body` as its content (Content-Type omitted when null).
 Outgoing Simple(int status, const std::string& body, const char* content_type,
                 HttpHeaders extra = {});

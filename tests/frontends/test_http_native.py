@@ -370,3 +370,22 @@ def test_head_requests_get_no_body(server: RunningServer) -> None:
         assert conn.getresponse().status == 200  # the connection is still in step
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "error"),
+    [(b"FOO", 400, "Bad Request"), (b"TRACE", 405, "Method Not Allowed")],
+)
+def test_other_methods_get_json_answers(
+    server: RunningServer, method: bytes, status: int, error: str
+) -> None:
+    # As the Python engine answers: evhttp's own page for these is HTML 501.
+    with socket.create_connection(("127.0.0.1", server.ports["http"]), timeout=10) as s:
+        s.sendall(method + b" /v2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status)
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body) == {"error": error}
