@@ -174,7 +174,7 @@ def test_grpc_restriction_and_forwarding_flags() -> None:
 
 def test_http_engine_and_thread_count() -> None:
     options, _, warnings = parse_args(["--model-store=/m"])
-    assert options.http_engine == "python"
+    assert options.http_engine == "auto"
     options, _, warnings = parse_args(
         ["--model-store=/m", "--http-engine=native", "--http-thread-count=3"]
     )

@@ -351,11 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--http-engine",
-        type=_choice("--http-engine", ("python", "native")),
-        default="python",
+        type=_choice("--http-engine", ("auto", "python", "native")),
+        default="auto",
         metavar="<string>",
-        help="tritonx: 'python' (asyncio frontend) or 'native' (C++ libevent server: "
-        "inference parsed and answered in C++; no HTTPS yet).",
+        help="tritonx: 'native' (C++ libevent server: inference and generate parsed "
+        "and answered in C++; no HTTPS yet), 'python' (asyncio frontend), or 'auto' "
+        "(default: native, or python when HTTPS is asked for or native is not built).",
     )
     g.add_argument(
         "--http-thread-count",

@@ -92,9 +92,10 @@ class ServerOptions:
     http_server_cert: Path | None = None
     http_server_key: Path | None = None
     http_root_cert: Path | None = None
-    # --http-engine: "python" (asyncio frontend) or "native" (C++ evhttp server);
+    # --http-engine: "native" (C++ evhttp server), "python" (asyncio frontend) or
+    # "auto" (native unless HTTPS is asked for or it was not built);
     # --http-thread-count: the native server's event threads.
-    http_engine: str = "python"
+    http_engine: str = "auto"
     http_thread_count: int = 2
     allow_grpc: bool = True
     grpc_address: str = "0.0.0.0"
@@ -318,7 +319,13 @@ class Server:
             "max_header_count": opts.http_max_header_count,
         }
         https = opts.http_use_ssl or opts.http_use_ssl_mutual
-        if opts.http_engine == "native":
+        engine = opts.http_engine
+        if engine == "auto":
+            from tritonx import _native
+
+            native_built = _native.HttpServer is not None
+            engine = "native" if native_built and not https else "python"
+        if engine == "native":
             from tritonx.frontends.http_native import NativeHttpFrontend
 
             if https:

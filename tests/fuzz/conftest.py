@@ -60,10 +60,15 @@ def fuzz_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-@pytest.fixture(scope="module")
-def server(fuzz_repo: Path) -> Iterator[RunningServer]:
+@pytest.fixture(scope="module", params=["native", "python"])
+def server(fuzz_repo: Path, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """Both HTTP engines: the C++ one (the default) and the Python one (HTTPS)."""
     print(f"fuzz: {EXAMPLES} examples per protocol, seed {SEED or 'derandomized'}")
-    with run_server(fuzz_repo, f"--http-max-input-size={MAX_INPUT}") as running:
+    with run_server(
+        fuzz_repo,
+        f"--http-max-input-size={MAX_INPUT}",
+        f"--http-engine={request.param}",
+    ) as running:
         yield running
 
 

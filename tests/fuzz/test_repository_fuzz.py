@@ -84,7 +84,12 @@ def victim_config(target: Target) -> dict[str, object]:
 
 
 def load_verdict(status: int, body: bytes) -> str | None:
-    message = json.loads(body).get("error", "") if status >= 400 else ""
+    try:
+        message = json.loads(body).get("error", "") if status >= 400 else ""
+    except (ValueError, AttributeError):
+        # Not a JSON error: a request line or head the HTTP layer itself refused
+        # (e.g. a raw newline in the model name); judged like any other answer.
+        return http_verdict(status, body)
     if message.startswith("load failed for model") and (
         "model.py(" in message or "'TritonPythonModel'" in message
     ):
