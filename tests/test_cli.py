@@ -226,7 +226,7 @@ def test_http_restriction_forwarding_and_tls_flags() -> None:
         # tritonserver 2.51's answers, checked with the real binary.
         (
             "--http-restricted-api=bogus:k=v",
-            'Bad option: "--http-restricted-api".\nunknown restricted api \'bogus\'',
+            "Bad option: \"--http-restricted-api\".\nunknown restricted api 'bogus'",
         ),
         (
             "--http-restricted-api=health",
@@ -235,7 +235,7 @@ def test_http_restriction_forwarding_and_tls_flags() -> None:
         ),
         (
             "--http-restricted-api=health,health:k=v",
-            'Bad option: "--http-restricted-api".\nrestricted api \'health\' can not '
+            "Bad option: \"--http-restricted-api\".\nrestricted api 'health' can not "
             "be specified in multiple config groups",
         ),
         (

@@ -1,10 +1,9 @@
 // Host tensor arena statistics (for metrics), CUDA availability and stream pools.
-#include "pybind_common.h"
-
 #include "core/cuda_runtime.h"
 #include "core/logging.h"
 #include "core/stream_pool.h"
 #include "core/tensor_arena.h"
+#include "pybind_common.h"
 
 namespace tritonx::bindings {
 
@@ -42,8 +41,10 @@ void RegisterArena(py::module_& m) {
              return std::make_shared<StreamPool>(count);
            }),
            py::arg("count"))
-      .def("get", [](const StreamPool& pool,
-                     size_t index) { return reinterpret_cast<uintptr_t>(pool.Get(index)); })
+      .def("get",
+           [](const StreamPool& pool, size_t index) {
+             return reinterpret_cast<uintptr_t>(pool.Get(index));
+           })
       .def("__len__", &StreamPool::size);
 
   m.def("set_log_sink", [](py::object sink) {
@@ -51,22 +52,23 @@ void RegisterArena(py::module_& m) {
       SetLogSink(nullptr);
       return;
     }
-    SetLogSink([raw = sink.release().ptr()](LogLevel level, const std::string& message) {
-      // Never block on the GIL here: the core logs from threads that other threads,
-      // holding the GIL, may be waiting for. Without the GIL the message is queued and
-      // written the next time one of our threads holds it.
-      if (!Py_IsInitialized()) return;
-      if (!PyGILState_Check()) {
-        QueueLogMessage(raw, static_cast<int>(level), message);
-        return;
-      }
-      try {
-        py::handle fn(raw);
-        fn(static_cast<int>(level), message);
-      } catch (py::error_already_set& err) {
-        err.discard_as_unraisable("tritonx: log sink");
-      }
-    });
+    SetLogSink(
+        [raw = sink.release().ptr()](LogLevel level, const std::string& message) {
+          // Never block on the GIL here: the core logs from threads that other threads,
+          // holding the GIL, may be waiting for. Without the GIL the message is queued
+          // and written the next time one of our threads holds it.
+          if (!Py_IsInitialized()) return;
+          if (!PyGILState_Check()) {
+            QueueLogMessage(raw, static_cast<int>(level), message);
+            return;
+          }
+          try {
+            py::handle fn(raw);
+            fn(static_cast<int>(level), message);
+          } catch (py::error_already_set& err) {
+            err.discard_as_unraisable("tritonx: log sink");
+          }
+        });
   });
 }
 

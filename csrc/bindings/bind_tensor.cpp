@@ -1,8 +1,8 @@
 // Tensor: a read-only view over core tensor bytes. numpy arrays and memoryviews made
 // from it keep it (and so the bytes' owner) alive through their base object.
-#include "pybind_common.h"
-
 #include <cstring>
+
+#include "pybind_common.h"
 
 namespace tritonx::bindings {
 namespace {

@@ -13,7 +13,9 @@ void RegisterArena(py::module_& m);
 void RegisterGrpc(pybind11::module_& m);
 #endif
 #ifdef TRITONX_ENABLE_HTTP
-namespace tritonx::bindings { void RegisterHttp(py::module_& m); }
+namespace tritonx::bindings {
+void RegisterHttp(py::module_& m);
+}
 #endif
 
 PYBIND11_MODULE(_C, m) {
