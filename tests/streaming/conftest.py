@@ -152,3 +152,10 @@ def streaming_server(
     example = Path(__file__).resolve().parents[2] / "model_repository"
     with run_server([repo, example]) as server:
         yield server, model_dir
+
+
+@pytest.fixture
+def repeat_repo(tmp_path: Path) -> Path:
+    """A fresh repository with the `repeat` (and `echo`) models."""
+    write_repeat(tmp_path)
+    return tmp_path
