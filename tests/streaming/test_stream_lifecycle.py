@@ -101,3 +101,25 @@ def test_async_execute_decoupled_model(tmp_path: Path) -> None:
             assert _values(events, 5) == [0, 1, 2, 3, None]
         client.stop_stream()
         client.close()
+
+
+def test_unload_waits_for_streams_in_flight(repeat_repo: Path) -> None:
+    import tritonclient.http as httpclient
+
+    count = 300
+    with run_server(
+        repeat_repo, "--model-control-mode=explicit", "--load-model=repeat"
+    ) as server:
+        client, events = _stream(server.grpc_url)
+        client.async_stream_infer(
+            "repeat", _inputs(count, 1), enable_empty_final_response=True
+        )
+        first = _values(events, 5)
+        control = httpclient.InferenceServerClient(server.http_url)
+        control.unload_model("repeat")  # drains: the stream is not cut short
+        rest = _values(events, count + 1 - 5)
+        assert first + rest == [*range(count), None]
+        assert not control.is_model_ready("repeat")
+        control.close()
+        client.stop_stream()
+        client.close()

@@ -24,9 +24,10 @@ from tritonx.repository.warmup import run_warmup
 log = logging.getLogger("tritonx.repository")
 
 # After a model leaves the registry, a request that looked it up just before may
-# still be on its way to submit(); wait this long before trusting pending_count().
+# still be on its way to submit(); wait this long before trusting the in-flight count.
 _DRAIN_GRACE_S = 0.05
-_DRAIN_POLL_S = 0.01
+# How often an unload that is still waiting for requests says so in the log.
+_DRAIN_REPORT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -159,13 +160,19 @@ def _unload_backend(backend_model: Any, name: str, version: int) -> None:
 
 def retire_version(loaded: LoadedModel, drain: bool = True) -> None:
     """Stop a version that is no longer in the registry, then let the backend
-    release it. With ``drain`` its in-flight requests complete first; without,
-    queued ones fail (shutdown, after the server's own grace period)."""
+    release it. With ``drain`` its requests in flight (queued, executing, streaming
+    from a decoupled model) complete first, as in Triton; without, queued ones fail
+    (shutdown, after the server's own grace period)."""
     core = loaded.core
     if drain:
         time.sleep(_DRAIN_GRACE_S)
-        while core.pending_count() > 0:
-            time.sleep(_DRAIN_POLL_S)
+        while not core.wait_idle(_DRAIN_REPORT_S):
+            log.warning(
+                "unloading '%s' version %d: waiting for %d requests in flight",
+                loaded.name,
+                loaded.version,
+                core.inflight_count(),
+            )
     core.stop(drain=drain)
     _unload_backend(loaded.backend_model, loaded.name, loaded.version)
     log.info("successfully unloaded '%s' version %d", loaded.name, loaded.version)
