@@ -10,7 +10,6 @@ import os
 import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -237,51 +236,6 @@ def test_health_answers_while_a_model_is_busy(
             if (repo / "held" / "cancelled-5").exists():
                 break
             time.sleep(0.01)
-
-
-def _canceled(server: RunningServer) -> float:
-    text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
-    for line in text.splitlines():
-        if (
-            line.startswith("nv_inference_request_failure")
-            and 'model="held"' in line
-            and "CANCELED" in line
-        ):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
-def test_disconnect_cancels_queued_and_flags_executing(
-    server: RunningServer, repo: Path
-) -> None:
-    def open_request(value: int) -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", server.ports["http"]))
-        body = _json_body(value)
-        sock.sendall(
-            b"POST /v2/models/held/infer HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        return sock
-
-    held = repo / "held"
-    before = _canceled(server)
-    running = open_request(11)
-    for _ in range(1000):
-        if (held / "ran-11").exists():
-            break
-        time.sleep(0.01)
-    queued = open_request(12)
-    time.sleep(0.3)
-    queued.close()
-    deadline = time.monotonic() + 10
-    while _canceled(server) < before + 1 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _canceled(server) == before + 1
-    running.close()
-    while not (held / "cancelled-11").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert (held / "cancelled-11").exists()
-    assert not (held / "ran-12").exists()
 
 
 def test_many_concurrent_clients(server: RunningServer) -> None:
