@@ -7,7 +7,7 @@ SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 pkgs=(build-essential cmake ninja-build pkg-config libgrpc++-dev libprotobuf-dev
       protobuf-compiler protobuf-compiler-grpc libgtest-dev python3-venv python3-dev
-      libevent-dev rapidjson-dev zlib1g-dev)
+      libevent-dev libssl-dev rapidjson-dev zlib1g-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

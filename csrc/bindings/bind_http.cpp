@@ -5,6 +5,7 @@
 #include "core/model_registry.h"
 #include "http/http_infer_codec.h"
 #include "http_server.h"
+#include "http_tls.h"
 #include "pybind_common.h"
 
 namespace tritonx::bindings {
@@ -89,7 +90,10 @@ void RegisterHttp(py::module_& m) {
                        int thread_count, size_t max_input_size, size_t max_header_size,
                        size_t max_header_count, int control_threads,
                        bool infer_via_control, const std::string& infer_header,
-                       const std::string& infer_value, bool live_in_cpp) {
+                       const std::string& infer_value, bool live_in_cpp,
+                       const std::string& tls_server_cert,
+                       const std::string& tls_server_key,
+                       const std::string& tls_root_cert, bool tls, bool tls_mutual) {
              if (!registry) throw py::value_error("registry must not be None");
              if (!PyCallable_Check(handler.ptr()))
                throw py::type_error("handler must be callable");
@@ -103,6 +107,13 @@ void RegisterHttp(py::module_& m) {
              options.infer_header = infer_header;
              options.infer_value = infer_value;
              options.live_in_cpp = live_in_cpp;
+             if (tls || tls_mutual) {
+               // Loaded here, not at start, so that bad files fail server creation
+               // as they do on the Python engine.
+               HttpTlsOptions files{tls_server_cert, tls_server_key, tls_root_cert,
+                                    tls_mutual};
+               ThrowIfError(HttpTlsContext::Create(files, &options.tls));
+             }
              return std::make_unique<PyHttpServer>(
                  std::move(registry), std::move(handler), std::move(options));
            }),
@@ -111,7 +122,10 @@ void RegisterHttp(py::module_& m) {
            py::arg("max_header_size") = size_t{64} << 10,
            py::arg("max_header_count") = 1000, py::arg("control_threads") = 4,
            py::arg("infer_via_control") = false, py::arg("infer_header") = "",
-           py::arg("infer_value") = "", py::arg("live_in_cpp") = true)
+           py::arg("infer_value") = "", py::arg("live_in_cpp") = true,
+           py::arg("tls_server_cert") = "", py::arg("tls_server_key") = "",
+           py::arg("tls_root_cert") = "", py::arg("tls") = false,
+           py::arg("tls_mutual") = false)
       .def("start", &PyHttpServer::Start, py::arg("address"), py::arg("port"),
            py::arg("reuse_port") = false,
            "Binds and starts serving; returns the bound port (port 0 picks one).")

@@ -2,6 +2,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <netdb.h>
@@ -15,6 +16,7 @@
 #include <mutex>
 
 #include "http_server_impl.h"
+#include "http_tls.h"
 
 namespace tritonx {
 
@@ -156,6 +158,13 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
     worker->base = event_base_new();
     worker->http = evhttp_new(worker->base);
     evhttp_set_gencb(worker->http, &Impl::OnRequest, worker.get());
+    if (options_.tls) {
+      // Every accepted connection gets a TLS bufferevent; libevent runs the
+      // handshake before evhttp reads a byte of HTTP.
+      evhttp_set_bevcb(worker->http, &HttpTlsContext::NewBufferEvent,
+                       options_.tls.get());
+      worker->tls = true;
+    }
     // Every method reaches Handle, so that each gets the Python frontend's JSON
     // answer rather than evhttp's HTML 501 page: known ones are routed (405 from
     // the control handler), unknown ones (libevent 2.1 types them
@@ -242,6 +251,19 @@ void HttpServer::Impl::OnWake(evutil_socket_t, short, void* arg) {
 
 void HttpServer::Impl::OnRequest(evhttp_request* req, void* arg) {
   auto* worker = static_cast<Worker*>(arg);
+  if (worker->tls) {
+    // evhttp falls back to a plaintext bufferevent when ours could not be made
+    // (HttpTlsContext::NewBufferEvent); nothing is served over one.
+    evhttp_connection* conn = evhttp_request_get_connection(req);
+    bufferevent* bev = evhttp_connection_get_bufferevent(conn);
+    if (bufferevent_openssl_get_ssl(bev) == nullptr) {
+      shutdown(bufferevent_getfd(bev), SHUT_RDWR);
+      Outgoing refused;
+      refused.status = 400;
+      httpfe::SendReply(req, refused);
+      return;
+    }
+  }
   static_cast<Impl*>(worker->owner)->Handle(worker, req);
 }
 
@@ -282,11 +304,13 @@ void HttpServer::Impl::OnPeerClosed(evutil_socket_t fd, short, void* arg) {
   // is dropped if still queued, or flagged for the backend to notice) or it only
   // half-closed after sending (nc -N; Triton answers those). The two look alike
   // until something is sent: an interim "100 Continue", which HTTP/1.1 clients
-  // skip, makes a closed peer answer with a reset that OnProbe then sees.
+  // skip, makes a closed peer answer with a reset that OnProbe then sees. Over TLS
+  // nothing can be written past the TLS bufferevent, and TLS clients end a session
+  // with close_notify rather than half-closing, so a FIN there means gone.
   auto* call = static_cast<PendingCall*>(arg);
   event_del(call->closed_ev);
   static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-  if (!call->http11 ||
+  if (!call->http11 || call->worker->tls ||
       send(fd, kContinue, sizeof(kContinue) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
     CancelCall(call);
     return;

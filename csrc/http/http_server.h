@@ -24,6 +24,8 @@
 
 namespace tritonx {
 
+class HttpTlsContext;  // http_tls.h
+
 struct HttpServerOptions {
   int thread_count = 2;
   size_t max_input_size = 64 * 1024 * 1024;
@@ -46,6 +48,9 @@ struct HttpServerOptions {
   size_t max_stream_buffer = 32 * 1024 * 1024;
   // GET /v2/health/live answered in C++ (off when the health group is restricted).
   bool live_in_cpp = true;
+  // HTTPS (every connection, plaintext ones are refused) when set; shared by the
+  // workers for as long as the server runs.
+  std::shared_ptr<HttpTlsContext> tls;
 };
 
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;

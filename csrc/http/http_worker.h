@@ -106,6 +106,7 @@ struct Worker {
   std::thread thread;
   std::unordered_set<std::shared_ptr<PendingCall>> pending;  // loop thread only
   void* owner = nullptr;                                     // the HttpServer::Impl
+  bool tls = false;  // connections are HTTPS (bufferevent_openssl)
 };
 
 // Sends `out` for `call` on its worker's loop thread and forgets the call.

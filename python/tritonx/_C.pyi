@@ -311,7 +311,9 @@ class HttpServer:
     """KServe v2 HTTP/REST served from C++ on libevent's evhttp (absent when built
     with TRITONX_ENABLE_HTTP=OFF). Infer is served in C++; every other request is
     passed to ``handler(method, url, headers, body, reply)`` on a C++ pool thread
-    with the GIL, which answers once with ``reply(status, headers, body)``."""
+    with the GIL, which answers once with ``reply(status, headers, body)``. With
+    ``tls`` (or ``tls_mutual``) every connection is HTTPS from the PEM files given;
+    bad files raise InvalidArgumentError naming the --http-* flag."""
 
     def __init__(
         self,
@@ -336,6 +338,11 @@ class HttpServer:
         infer_header: str = "",
         infer_value: str = "",
         live_in_cpp: bool = True,
+        tls_server_cert: str = "",
+        tls_server_key: str = "",
+        tls_root_cert: str = "",
+        tls: bool = False,
+        tls_mutual: bool = False,
     ) -> None: ...
     def start(self, address: str, port: int, reuse_port: bool = False) -> int:
         """Binds and starts serving; returns the bound port (port 0 picks one)."""

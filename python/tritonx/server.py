@@ -324,19 +324,19 @@ class Server:
             from tritonx import _native
 
             native_built = _native.HttpServer is not None
-            engine = "native" if native_built and not https else "python"
+            engine = "native" if native_built else "python"
         if engine == "native":
             from tritonx.frontends.http_native import NativeHttpFrontend
 
-            if https:
-                raise InvalidArgumentError(
-                    "--http-engine=native does not serve HTTPS yet; use "
-                    "--http-engine=python with --http-use-ssl[-mutual]"
-                )
             return NativeHttpFrontend(
                 self.manager,
                 self.registry,
                 thread_count=opts.http_thread_count,
+                use_ssl=opts.http_use_ssl,
+                use_ssl_mutual=opts.http_use_ssl_mutual,
+                server_cert=opts.http_server_cert,
+                server_key=opts.http_server_key,
+                root_cert=opts.http_root_cert,
                 **common,
             )
         from tritonx.frontends.http import HttpFrontend

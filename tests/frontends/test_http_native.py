@@ -262,22 +262,21 @@ def test_many_concurrent_clients(server: RunningServer) -> None:
     assert not errors, errors
 
 
-def test_native_refuses_https(repo: Path, tmp_path: Path) -> None:
-    cert = tmp_path / "c.pem"
-    cert.write_text("x")
-    with (
-        pytest.raises(RuntimeError) as info,
-        run_server(
-            repo,
-            "--http-engine=native",
-            "--http-use-ssl=true",
-            f"--http-server-cert={cert}",
-            f"--http-server-key={cert}",
-            timeout=30,
-        ),
-    ):
-        pass
-    assert "--http-engine=native does not serve HTTPS yet" in str(info.value)
+def test_auto_engine_serves_https_natively(tmp_path: Path) -> None:
+    # HTTPS itself, on both engines, is tests/frontends/test_http_tls.py.
+    from tlsutil import make_pki
+
+    from tritonx.frontends.http_native import NativeHttpFrontend
+    from tritonx.server import Server, ServerOptions
+
+    pki = make_pki(tmp_path)
+    options = ServerOptions(
+        model_repositories=[tmp_path],
+        http_use_ssl=True,
+        http_server_cert=pki.server_cert,
+        http_server_key=pki.server_key,
+    )
+    assert isinstance(Server(options)._http_frontend(), NativeHttpFrontend)
 
 
 def test_unknown_model_raises_through_tritonclient(server: RunningServer) -> None:

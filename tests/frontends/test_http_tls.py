@@ -1,5 +1,6 @@
 """HTTPS on the HTTP frontend (tritonx flags, parallel to gRPC's): server-side TLS
-and mutual TLS, with certificates made on the spot (tests/tlsutil.py)."""
+and mutual TLS, with certificates made on the spot (tests/tlsutil.py). Every case
+runs on both engines: Python's ssl module and the C++ server's OpenSSL."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import numpy as np
 import tritonclient.http as httpclient
 from serverutil import RunningServer, run_server
 from tlsutil import Pki, make_pki
+
+from tritonx import _native
 
 IDENTITY_CONFIG = """
 name: "identity"
@@ -37,6 +40,13 @@ class TritonPythonModel:
 """
 
 
+@pytest.fixture(scope="module", params=["python", "native"])
+def engine(request: pytest.FixtureRequest) -> str:
+    if request.param == "native" and getattr(_native, "HttpServer", None) is None:
+        pytest.skip("built without the C++ HTTP server")
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
@@ -51,8 +61,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _tls_flags(pki: Pki, mutual: bool) -> list[str]:
+def _tls_flags(pki: Pki, engine: str, mutual: bool) -> list[str]:
     flags = [
+        f"--http-engine={engine}",
         "--allow-grpc=false",
         "--allow-metrics=false",
         f"--http-server-cert={pki.server_cert}",
@@ -64,8 +75,8 @@ def _tls_flags(pki: Pki, mutual: bool) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def mutual(repo: Path, pki: Pki) -> Iterator[RunningServer]:
-    with run_server(repo, *_tls_flags(pki, mutual=True)) as running:
+def mutual(repo: Path, pki: Pki, engine: str) -> Iterator[RunningServer]:
+    with run_server(repo, *_tls_flags(pki, engine, mutual=True)) as running:
         yield running
 
 
@@ -142,8 +153,8 @@ def test_mutual_tls_refuses_unknown_clients(
     assert _get_live(mutual.ports["http"], good) == 200
 
 
-def test_server_side_tls(repo: Path, pki: Pki) -> None:
-    with run_server(repo, *_tls_flags(pki, mutual=False)) as server:
+def test_server_side_tls(repo: Path, pki: Pki, engine: str) -> None:
+    with run_server(repo, *_tls_flags(pki, engine, mutual=False)) as server:
         port = server.ports["http"]
         assert _get_live(port, _context(pki)) == 200
         with pytest.raises(REFUSED):
@@ -183,14 +194,19 @@ def test_server_side_tls(repo: Path, pki: Pki) -> None:
     ],
 )
 def test_bad_tls_setup_fails_start(
-    repo: Path, pki: Pki, flags: list[str], message: str
+    repo: Path, pki: Pki, engine: str, flags: list[str], message: str
 ) -> None:
     flags = [
         f.replace("CERT", str(pki.server_cert)).replace("KEY", str(pki.server_key))
         for f in flags
     ]
     with run_server(
-        repo, "--allow-grpc=false", "--allow-metrics=false", *flags, expect_ready=False
+        repo,
+        f"--http-engine={engine}",
+        "--allow-grpc=false",
+        "--allow-metrics=false",
+        *flags,
+        expect_ready=False,
     ) as server:
         assert server.process.wait(timeout=60) == 1
     log = server.log_text()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from tritonx import __version__
@@ -69,7 +70,11 @@ class _NativeSlot:
 
 class NativeHttpFrontend:
     """KServe v2 HTTP/REST on the C++ server; same constructor options as
-    ``HttpFrontend`` plus ``thread_count`` (``--http-thread-count``)."""
+    ``HttpFrontend`` plus ``thread_count`` (``--http-thread-count``). HTTPS takes
+    the PEM files themselves (``use_ssl``/``use_ssl_mutual`` with ``server_cert``,
+    ``server_key``, ``root_cert``, as the --http-* flags): OpenSSL in C++ loads
+    them, and bad ones raise InvalidArgumentError here, as ``server_ssl_context``
+    does for the Python engine."""
 
     def __init__(
         self,
@@ -89,6 +94,11 @@ class NativeHttpFrontend:
         max_header_count: int = DEFAULT_MAX_HEADER_COUNT,
         thread_count: int = 2,
         control_threads: int = 4,
+        use_ssl: bool = False,
+        use_ssl_mutual: bool = False,
+        server_cert: Path | None = None,
+        server_key: Path | None = None,
+        root_cert: Path | None = None,
     ) -> None:
         from tritonx import _native
 
@@ -132,6 +142,11 @@ class NativeHttpFrontend:
             infer_header=infer_header.lower(),
             infer_value=infer_value,
             live_in_cpp="health" not in restricted,
+            tls=use_ssl,
+            tls_mutual=use_ssl_mutual,
+            tls_server_cert=str(server_cert or ""),
+            tls_server_key=str(server_key or ""),
+            tls_root_cert=str(root_cert or ""),
         )
 
     async def start(self) -> int:
