@@ -355,8 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         metavar="<string>",
         help="tritonx: 'native' (C++ libevent server: inference and generate parsed "
-        "and answered in C++; no HTTPS yet), 'python' (asyncio frontend), or 'auto' "
-        "(default: native, or python when HTTPS is asked for or native is not built).",
+        "and answered in C++), 'python' (asyncio frontend), or 'auto' (default: "
+        "native, or python when the native server was not built).",
     )
     g.add_argument(
         "--http-thread-count",
