@@ -93,7 +93,7 @@ class ServerOptions:
     http_server_key: Path | None = None
     http_root_cert: Path | None = None
     # --http-engine: "native" (C++ evhttp server), "python" (asyncio frontend) or
-    # "auto" (native unless HTTPS is asked for or it was not built);
+    # "auto" (native unless it was not built);
     # --http-thread-count: the native server's event threads.
     http_engine: str = "auto"
     http_thread_count: int = 2
