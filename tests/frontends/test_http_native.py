@@ -24,6 +24,7 @@ if getattr(_native, "HttpServer", None) is None:
 
 import tritonclient.http as httpclient
 from serverutil import RunningServer, run_server
+from testmodels import HELD_MODEL
 from tritonclient.utils import InferenceServerException
 
 IDENTITY_CONFIG = """
@@ -43,32 +44,6 @@ class TritonPythonModel:
         return [pb_utils.InferenceResponse([pb_utils.Tensor(
             "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
             for r in requests]
-"""
-# Records each execution and waits until its request is cancelled or "open" exists.
-HELD_PY = """
-import os
-import time
-
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        self.dir = args["model_repository"]
-
-    def execute(self, requests):
-        out = []
-        for r in requests:
-            value = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
-            tag = str(int(value[0]))
-            open(os.path.join(self.dir, "ran-" + tag), "w").close()
-            while not os.path.exists(os.path.join(self.dir, "open")):
-                if r.is_cancelled():
-                    open(os.path.join(self.dir, "cancelled-" + tag), "w").close()
-                    break
-                time.sleep(0.01)
-            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", value)]))
-        return out
 """
 DECOUPLED_CONFIG = IDENTITY_CONFIG + "model_transaction_policy {{ decoupled: true }}\n"
 DECOUPLED_PY = """
@@ -95,7 +70,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("native_repo")
     _model(root, "identity", "TYPE_FP32", IDENTITY_PY, IDENTITY_CONFIG)
     _model(root, "text", "TYPE_STRING", IDENTITY_PY, IDENTITY_CONFIG)
-    _model(root, "held", "TYPE_FP32", HELD_PY, IDENTITY_CONFIG)
+    _model(root, "held", "TYPE_FP32", HELD_MODEL, IDENTITY_CONFIG)
     _model(root, "decoupled", "TYPE_FP32", DECOUPLED_PY, DECOUPLED_CONFIG)
     return root
 

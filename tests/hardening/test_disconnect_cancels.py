@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from serverutil import RunningServer, run_server
+from testmodels import HELD_MODEL
 
 CONFIG = """
 name: "held"
@@ -23,35 +24,6 @@ max_batch_size: 0
 input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ 1 ] } ]
 output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 1 ] } ]
 instance_group [ { count: 1, kind: KIND_CPU } ]
-"""
-
-# Each execution records its input and waits until its request is cancelled or the
-# file "open" appears; a cancelled request leaves "cancelled-<value>".
-MODEL = """
-import os
-import time
-
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        self.dir = args["model_repository"]
-
-    def execute(self, requests):
-        responses = []
-        for r in requests:
-            value = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
-            tag = str(int(value[0]))
-            open(os.path.join(self.dir, "ran-" + tag), "w").close()
-            while not os.path.exists(os.path.join(self.dir, "open")):
-                if r.is_cancelled():
-                    open(os.path.join(self.dir, "cancelled-" + tag), "w").close()
-                    break
-                time.sleep(0.01)
-            responses.append(pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor("OUTPUT0", value)]))
-        return responses
 """
 
 
@@ -120,7 +92,7 @@ def test_disconnect_cancels_queued_and_flags_executing(
     repo = tmp_path / "repo"
     (repo / "held" / "1").mkdir(parents=True)
     (repo / "held" / "config.pbtxt").write_text(CONFIG)
-    (repo / "held" / "1" / "model.py").write_text(MODEL)
+    (repo / "held" / "1" / "model.py").write_text(HELD_MODEL)
     model_dir = repo / "held"
     with run_server(repo, f"--http-engine={engine}") as server:
         if protocol == "http":
