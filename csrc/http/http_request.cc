@@ -240,6 +240,7 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
     Reply(worker, req, size_error(wire_size));
     return;
   }
+  if (wire_size >= kTrimAfterBytes) worker->large_seen = true;
 
   // The body: moved out of evhttp's buffer without copying its chains, made
   // contiguous, and kept alive by whoever holds a tensor pointing into it.

@@ -14,6 +14,9 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "http_server_impl.h"
 #include "http_tls.h"
@@ -86,6 +89,27 @@ void SendOnLoop(const std::shared_ptr<PendingCall>& call, Outgoing out,
   SendReply(call->req, out);
   call->worker->pending.erase(call);
   inflight->fetch_sub(1, std::memory_order_acq_rel);
+  ArmMemoryReturn(call->worker);
+}
+
+void ArmMemoryReturn(Worker* worker) {
+  if (!worker->large_seen || worker->trim == nullptr) return;
+  timeval delay{kTrimDelayMs / 1000, (kTrimDelayMs % 1000) * 1000};
+  evtimer_add(worker->trim, &delay);  // re-arming pushes it back: trim when quiet
+}
+
+// Timer: the worker saw a large request; once it has nothing in flight, give the
+// memory freed since back to the OS (glibc keeps it in the arena otherwise).
+void OnTrim(evutil_socket_t, short, void* arg) {
+  auto* worker = static_cast<Worker*>(arg);
+  if (!worker->pending.empty()) {
+    ArmMemoryReturn(worker);  // still busy: look again later
+    return;
+  }
+  worker->large_seen = false;
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 void PostReply(const std::shared_ptr<Mailbox>& mailbox,
@@ -188,6 +212,7 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
     evhttp_set_timeout(worker->http, 600);
     worker->bound = evhttp_accept_socket_with_handle(worker->http, fd);
     worker->wake = event_new(worker->base, -1, 0, &Impl::OnWake, worker.get());
+    worker->trim = evtimer_new(worker->base, &httpfe::OnTrim, worker.get());
     worker->mailbox = std::make_shared<Mailbox>(worker->wake);
     workers_.push_back(std::move(worker));
   }
@@ -234,6 +259,7 @@ void HttpServer::Impl::Stop(double grace_seconds) {
     worker->pending.clear();
     evhttp_free(worker->http);
     event_free(worker->wake);
+    if (worker->trim != nullptr) event_free(worker->trim);
     event_base_free(worker->base);
   }
   workers_.clear();
@@ -322,8 +348,8 @@ void HttpServer::Impl::OnPeerClosed(evutil_socket_t fd, short, void* arg) {
 }
 
 void HttpServer::Impl::Reply(Worker* worker, evhttp_request* req, Outgoing out) {
-  (void)worker;
   SendReply(req, out);
+  httpfe::ArmMemoryReturn(worker);
 }
 
 std::shared_ptr<PendingCall> HttpServer::Impl::Track(Worker* worker,
