@@ -17,6 +17,7 @@ pytest.importorskip("tritonx._native", reason="core not built")
 
 import tritonclient.grpc as grpcclient
 from serverutil import RunningServer, run_server
+from testmodels import ECHO_MODEL
 from tritonclient.utils import InferenceServerException
 
 CONFIG = """
@@ -25,20 +26,6 @@ backend: "python"
 max_batch_size: 4
 input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 2 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 2 ] } ]
-"""
-MODEL = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [
-            pb_utils.InferenceResponse(
-                [pb_utils.Tensor("OUTPUT0",
-                 pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())]
-            )
-            for r in requests
-        ]
 """
 
 SERVICE = "/inference.GRPCInferenceService/"
@@ -71,7 +58,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("malformed") / "repo"
     (root / "echo" / "1").mkdir(parents=True)
     (root / "echo" / "config.pbtxt").write_text(textwrap.dedent(CONFIG))
-    (root / "echo" / "1" / "model.py").write_text(textwrap.dedent(MODEL))
+    (root / "echo" / "1" / "model.py").write_text(textwrap.dedent(ECHO_MODEL))
     with run_server(root, "--allow-metrics=false") as running:
         yield running
 

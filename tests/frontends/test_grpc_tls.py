@@ -18,6 +18,7 @@ pytest.importorskip("cryptography", reason="the test extra makes the certificate
 
 import tritonclient.grpc as grpcclient
 from serverutil import RunningServer, run_server
+from testmodels import ECHO_MODEL
 from tlsutil import Pki, make_pki
 from tritonclient.utils import InferenceServerException
 
@@ -28,27 +29,13 @@ max_batch_size: 4
 input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
 """
-MODEL = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [
-            pb_utils.InferenceResponse(
-                [pb_utils.Tensor("OUTPUT0",
-                 pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())]
-            )
-            for r in requests
-        ]
-"""
 
 
 def _repo(root: Path) -> Path:
     version = root / "repo" / "echo" / "1"
     version.mkdir(parents=True)
     (root / "repo" / "echo" / "config.pbtxt").write_text(textwrap.dedent(CONFIG))
-    (version / "model.py").write_text(textwrap.dedent(MODEL))
+    (version / "model.py").write_text(textwrap.dedent(ECHO_MODEL))
     return root / "repo"
 
 

@@ -23,6 +23,7 @@ import pytest
 
 pytest.importorskip("tritonx._native", reason="core not built")
 from serverutil import RunningServer, run_server
+from testmodels import ECHO_MODEL
 
 from tritonx.frontends.http_infer import MAX_TENSORS
 
@@ -32,16 +33,6 @@ backend: "python"
 max_batch_size: 0
 input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-"""
-IDENTITY_PY = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [pb_utils.InferenceResponse([pb_utils.Tensor(
-            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
-            for r in requests]
 """
 # Echoes the request parameters the model sees, as JSON text.
 PARAMS_CONFIG = """
@@ -71,7 +62,7 @@ def server(
 ) -> Iterator[RunningServer]:
     repo = tmp_path_factory.mktemp("hardening")
     for name, config, code in (
-        ("identity", IDENTITY_CONFIG, IDENTITY_PY),
+        ("identity", IDENTITY_CONFIG, ECHO_MODEL),
         ("params", PARAMS_CONFIG, PARAMS_PY),
     ):
         (repo / name / "1").mkdir(parents=True)
@@ -480,7 +471,7 @@ def test_json_helpers_recover_and_never_outlive_the_server(
     repo = tmp_path_factory.mktemp("helpers")
     (repo / "identity" / "1").mkdir(parents=True)
     (repo / "identity" / "config.pbtxt").write_text(IDENTITY_CONFIG)
-    (repo / "identity" / "1" / "model.py").write_text(IDENTITY_PY)
+    (repo / "identity" / "1" / "model.py").write_text(ECHO_MODEL)
     body = _tensor_body(100_000, binary_output=True)  # ~1 MB: parsed in a helper
     with run_server(
         repo, "--allow-grpc=false", "--allow-metrics=false", "--http-engine=python"

@@ -24,7 +24,7 @@ if getattr(_native, "HttpServer", None) is None:
 
 import tritonclient.http as httpclient
 from serverutil import RunningServer, run_server
-from testmodels import HELD_MODEL
+from testmodels import ECHO_MODEL, HELD_MODEL
 from tritonclient.utils import InferenceServerException
 
 IDENTITY_CONFIG = """
@@ -34,16 +34,6 @@ max_batch_size: 0
 input [ {{ name: "INPUT0", data_type: {dtype}, dims: [ -1 ] }} ]
 output [ {{ name: "OUTPUT0", data_type: {dtype}, dims: [ -1 ] }} ]
 instance_group [ {{ count: 1, kind: KIND_CPU }} ]
-"""
-IDENTITY_PY = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [pb_utils.InferenceResponse([pb_utils.Tensor(
-            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
-            for r in requests]
 """
 DECOUPLED_CONFIG = IDENTITY_CONFIG + "model_transaction_policy {{ decoupled: true }}\n"
 DECOUPLED_PY = """
@@ -68,8 +58,8 @@ def _model(repo: Path, name: str, dtype: str, code: str, config: str) -> None:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("native_repo")
-    _model(root, "identity", "TYPE_FP32", IDENTITY_PY, IDENTITY_CONFIG)
-    _model(root, "text", "TYPE_STRING", IDENTITY_PY, IDENTITY_CONFIG)
+    _model(root, "identity", "TYPE_FP32", ECHO_MODEL, IDENTITY_CONFIG)
+    _model(root, "text", "TYPE_STRING", ECHO_MODEL, IDENTITY_CONFIG)
     _model(root, "held", "TYPE_FP32", HELD_MODEL, IDENTITY_CONFIG)
     _model(root, "decoupled", "TYPE_FP32", DECOUPLED_PY, DECOUPLED_CONFIG)
     return root

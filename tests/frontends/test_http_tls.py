@@ -17,6 +17,7 @@ import gevent.ssl
 import numpy as np
 import tritonclient.http as httpclient
 from serverutil import RunningServer, run_server
+from testmodels import ECHO_MODEL
 from tlsutil import Pki, make_pki
 
 from tritonx import _native
@@ -27,16 +28,6 @@ backend: "python"
 max_batch_size: 0
 input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-"""
-IDENTITY_PY = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [pb_utils.InferenceResponse([pb_utils.Tensor(
-            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
-            for r in requests]
 """
 
 
@@ -57,7 +48,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tls_repo")
     (root / "identity" / "1").mkdir(parents=True)
     (root / "identity" / "config.pbtxt").write_text(IDENTITY_CONFIG)
-    (root / "identity" / "1" / "model.py").write_text(IDENTITY_PY)
+    (root / "identity" / "1" / "model.py").write_text(ECHO_MODEL)
     return root
 
 

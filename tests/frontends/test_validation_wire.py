@@ -22,6 +22,7 @@ import pytest
 pytest.importorskip("tritonx._native", reason="core not built")
 
 from serverutil import RunningServer, run_server
+from testmodels import ECHO_MODEL
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from tritonx import _native
@@ -48,20 +49,6 @@ max_batch_size: 0
 input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1, -1 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1, -1 ] } ]
 """
-MODEL = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [
-            pb_utils.InferenceResponse(
-                [pb_utils.Tensor("OUTPUT0",
-                 pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())]
-            )
-            for r in requests
-        ]
-"""
 
 INT64_MAX = 2**63 - 1
 TOO_BIG = f"byte size for tensor 'INPUT0' exceeds maximum size of {INT64_MAX}"
@@ -78,7 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     ):
         (root / name / "1").mkdir(parents=True)
         (root / name / "config.pbtxt").write_text(textwrap.dedent(config))
-        (root / name / "1" / "model.py").write_text(textwrap.dedent(MODEL))
+        (root / name / "1" / "model.py").write_text(textwrap.dedent(ECHO_MODEL))
     with run_server(root, "--allow-metrics=false") as running:
         yield running
 
