@@ -166,6 +166,22 @@ def infer_json(
         conn.close()
 
 
+# perf_analyzer flags for a short, bounded run in tests (counts, not time windows;
+# a shared machine rarely meets the default stability band).
+SHORT_PERF_RUN = [
+    "--concurrency-range",
+    "2",
+    "--measurement-mode",
+    "count_windows",
+    "--measurement-request-count",
+    "50",
+    "--max-trials",
+    "3",
+    "--stability-percentage",
+    "100",
+]
+
+
 # Differential tests: the real Triton, started the same way, when a command for it is
 # given (e.g. TRITONX_REFERENCE_CMD=../shared/tools/triton_reference). Tests that
 # compare behaviour take a server fixture parametrized over both.

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from serverutil import run_server
+from serverutil import SHORT_PERF_RUN, run_server
 
 
 def _runs(binary: str) -> bool:
@@ -59,16 +59,7 @@ def test_perf_analyzer_identity(example_repo: Path, protocol: str) -> None:
                 protocol,
                 "--shape",
                 "INPUT0:16",
-                "--concurrency-range",
-                "2",
-                "--measurement-mode",
-                "count_windows",
-                "--measurement-request-count",
-                "50",
-                "--max-trials",
-                "3",
-                "--stability-percentage",
-                "100",
+                *SHORT_PERF_RUN,
             ],
             capture_output=True,
             text=True,

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from serverutil import RunningServer
+from serverutil import SHORT_PERF_RUN, RunningServer
 from test_perf_analyzer import perf_analyzer
 
 pytestmark = pytest.mark.skipif(
@@ -53,16 +53,7 @@ def test_perf_analyzer_streaming(
             "--streaming",
             "--input-data",
             str(data),
-            "--concurrency-range",
-            "2",
-            "--measurement-mode",
-            "count_windows",
-            "--measurement-request-count",
-            "50",
-            "--max-trials",
-            "3",
-            "--stability-percentage",
-            "100",
+            *SHORT_PERF_RUN,
         ],
         capture_output=True,
         text=True,
