@@ -68,7 +68,11 @@ class InflightCounter {
   // Gives back what TryAdmit took.
   void Release() {
     server_->Release();
-    if (count_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    // The lock and notify only when a drain is waiting: at low load every request
+    // takes the count to zero. (Dekker pairing with WaitIdle: either this sees the
+    // waiter, or the waiter sees the zero.)
+    if (count_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+        waiters_.load(std::memory_order_seq_cst) > 0) {
       // Taking the lock orders this notify after a waiter's check of the count.
       std::lock_guard<std::mutex> lock(mu_);
       idle_.notify_all();
@@ -77,13 +81,22 @@ class InflightCounter {
   int64_t count() const { return count_.load(std::memory_order_acquire); }
   // Blocks until nothing is in flight or `timeout` passes; true when idle.
   bool WaitIdle(std::chrono::nanoseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return idle_.wait_for(lock, timeout, [this] { return count() == 0; });
+    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    bool idle;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      idle = idle_.wait_for(lock, timeout, [this] {
+        return count_.load(std::memory_order_seq_cst) == 0;
+      });
+    }
+    waiters_.fetch_sub(1, std::memory_order_seq_cst);
+    return idle;
   }
 
  private:
   const std::shared_ptr<InflightLimit> server_;
   std::atomic<int64_t> count_{0};
+  std::atomic<int> waiters_{0};  // threads in WaitIdle
   std::mutex mu_;
   std::condition_variable idle_;
 };
