@@ -7,8 +7,14 @@ cd "$(dirname "$0")/.."
 mkdir -p build
 exec 9>build/.dev-build.lock
 flock 9
+# ccache, when installed, lets several checkouts (git worktrees) share compiled objects.
+launcher=()
+if command -v ccache >/dev/null; then
+  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(cd .. && pwd)}"
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+fi
 if [ ! -f build/dev/build.ninja ]; then
-  cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=ON \
+  cmake -S . -B build/dev "${launcher[@]}" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=ON \
     -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" ${TRITONX_CMAKE_ARGS:-} >/dev/null
 fi
 cmake --build build/dev -j 2
