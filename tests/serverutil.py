@@ -52,8 +52,12 @@ def _pump(server: RunningServer) -> None:
         server.log.append(line)
 
 
-def server_command(repos: Sequence[Path | str], args: Sequence[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "tritonx"]
+def server_command(
+    repos: Sequence[Path | str],
+    args: Sequence[str],
+    launcher: Sequence[str] | None = None,
+) -> list[str]:
+    cmd = list(launcher) if launcher else [sys.executable, "-m", "tritonx"]
     for repo in repos:
         cmd.append(f"--model-repository={repo}")
     have = " ".join(args)
@@ -75,8 +79,13 @@ def run_server(
     timeout: float = 60.0,
     expect_ready: bool = True,
     env: dict[str, str] | None = None,
+    services: Sequence[str] | None = None,
+    launcher: Sequence[str] | None = None,
 ) -> Iterator[RunningServer]:
-    """Run tritonx-server until the block exits; waits for the ports to be bound."""
+    """Run tritonx-server until the block exits; waits for the ports to be bound.
+
+    ``services`` names the ports to wait for (default: every one not turned off);
+    ``launcher`` replaces ``python -m tritonx`` (e.g. another venv's tritonx-server)."""
     if isinstance(repos, (str, Path)):
         repos = [repos]
     full_env = dict(os.environ)
@@ -87,7 +96,7 @@ def run_server(
     if env:
         full_env.update(env)
     process = subprocess.Popen(
-        server_command(repos, args),
+        server_command(repos, args, launcher),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -106,6 +115,8 @@ def run_server(
             )
             if flag not in args
         }
+        if services is not None:
+            wanted = set(services)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = server.log_text()

@@ -204,6 +204,12 @@ def _read_pem(path: Path | None) -> str:
         ) from error
 
 
+def _grpc_server_built() -> bool:
+    from tritonx import _native
+
+    return _native.GrpcServer is not None
+
+
 class Server:
     """A running tritonx server; see the module docstring for the lifecycle."""
 
@@ -269,7 +275,16 @@ class Server:
         finally:
             self._log_model_table()  # Triton prints the table on failure too
         opts = self.options
-        if opts.allow_grpc:
+        if opts.allow_grpc and not _grpc_server_built():
+            # A build with -DTRITONX_ENABLE_GRPC=OFF (no grpc++ on the build machine)
+            # serves HTTP and metrics; say so once rather than fail on the missing type.
+            logger.warning(
+                "gRPC is not served: this build of tritonx has no C++ gRPC server "
+                "(built with TRITONX_ENABLE_GRPC=OFF). HTTP and metrics are served; "
+                "to get gRPC, install grpc++ (./scripts/install-system-deps.sh) and "
+                "reinstall tritonx, or install a released tritonx wheel"
+            )
+        elif opts.allow_grpc:
             from tritonx.frontends.grpc import GrpcFrontend
 
             grpc_frontend = GrpcFrontend(
@@ -325,6 +340,11 @@ class Server:
 
             native_built = _native.HttpServer is not None
             engine = "native" if native_built else "python"
+            if not native_built:
+                logger.info(
+                    "HTTP is served by the Python engine: this build of tritonx has "
+                    "no C++ HTTP server (built with TRITONX_ENABLE_HTTP=OFF)"
+                )
         if engine == "native":
             from tritonx.frontends.http_native import NativeHttpFrontend
 
