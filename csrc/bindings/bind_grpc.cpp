@@ -98,6 +98,7 @@ class PyGrpcServer {
 void RegisterGrpc(pybind11::module_& m) {
   using tritonx::GrpcServerOptions;
   using tritonx::ModelRegistry;
+  using tritonx::SharedMemoryRegistry;
   using tritonx::bindings::PyGrpcServer;
   py::class_<PyGrpcServer>(m, "GrpcServer",
                            "Triton's inference.GRPCInferenceService served from C++")
@@ -109,7 +110,8 @@ void RegisterGrpc(pybind11::module_& m) {
                   const std::string& server_key, const std::string& root_cert,
                   const std::vector<std::tuple<std::string, std::string, std::string>>&
                       restricted_protocols,
-                  const std::string& header_forward_pattern) {
+                  const std::string& header_forward_pattern,
+                  std::shared_ptr<SharedMemoryRegistry> shared_memory) {
                  if (!registry) throw py::value_error("registry must not be None");
                  if (!PyCallable_Check(handler.ptr())) {
                    throw py::type_error("handler must be callable");
@@ -127,6 +129,7 @@ void RegisterGrpc(pybind11::module_& m) {
                    options.restricted_protocols.push_back({group, header, value});
                  }
                  options.header_forward_pattern = header_forward_pattern;
+                 options.shared_memory = std::move(shared_memory);
                  return std::make_unique<PyGrpcServer>(
                      std::move(registry), std::move(handler), std::move(options));
                }),
@@ -138,7 +141,8 @@ void RegisterGrpc(pybind11::module_& m) {
            py::arg("root_cert") = "",
            py::arg("restricted_protocols") =
                std::vector<std::tuple<std::string, std::string, std::string>>(),
-           py::arg("header_forward_pattern") = "")
+           py::arg("header_forward_pattern") = "",
+           py::arg("shared_memory") = std::shared_ptr<tritonx::SharedMemoryRegistry>())
       .def("start", &PyGrpcServer::Start, py::arg("address"), py::arg("port"),
            "Binds and starts serving; returns the bound port (port 0 picks one).")
       .def("stop", &PyGrpcServer::Stop, py::arg("grace") = 0.0,

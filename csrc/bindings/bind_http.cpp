@@ -93,7 +93,8 @@ void RegisterHttp(py::module_& m) {
                        const std::string& infer_value, bool live_in_cpp,
                        const std::string& tls_server_cert,
                        const std::string& tls_server_key,
-                       const std::string& tls_root_cert, bool tls, bool tls_mutual) {
+                       const std::string& tls_root_cert, bool tls, bool tls_mutual,
+                       std::shared_ptr<SharedMemoryRegistry> shared_memory) {
              if (!registry) throw py::value_error("registry must not be None");
              if (!PyCallable_Check(handler.ptr()))
                throw py::type_error("handler must be callable");
@@ -107,6 +108,7 @@ void RegisterHttp(py::module_& m) {
              options.infer_header = infer_header;
              options.infer_value = infer_value;
              options.live_in_cpp = live_in_cpp;
+             options.shared_memory = std::move(shared_memory);
              if (tls || tls_mutual) {
                // Loaded here, not at start, so that bad files fail server creation
                // as they do on the Python engine.
@@ -125,7 +127,8 @@ void RegisterHttp(py::module_& m) {
            py::arg("infer_value") = "", py::arg("live_in_cpp") = true,
            py::arg("tls_server_cert") = "", py::arg("tls_server_key") = "",
            py::arg("tls_root_cert") = "", py::arg("tls") = false,
-           py::arg("tls_mutual") = false)
+           py::arg("tls_mutual") = false,
+           py::arg("shared_memory") = std::shared_ptr<SharedMemoryRegistry>())
       .def("start", &PyHttpServer::Start, py::arg("address"), py::arg("port"),
            py::arg("reuse_port") = false,
            "Binds and starts serving; returns the bound port (port 0 picks one).")

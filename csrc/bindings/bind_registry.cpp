@@ -47,6 +47,7 @@ void RegisterRegistry(py::module_& m) {
       "What one server's models share: the registry, the arena, the admission limit")
       .def(py::init([] { return std::make_shared<ServerContext>(); }))
       .def_property_readonly("registry", &ServerContext::registry)
+      .def_property_readonly("shared_memory", &ServerContext::shared_memory)
       .def(
           "set_max_inflight_requests",
           [](ServerContext& self, int64_t limit) {

@@ -7,6 +7,7 @@ void RegisterRequest(py::module_& m);
 void RegisterModel(py::module_& m);
 void RegisterRegistry(py::module_& m);
 void RegisterArena(py::module_& m);
+void RegisterSharedMemory(py::module_& m);
 }  // namespace tritonx::bindings
 
 #ifdef TRITONX_ENABLE_GRPC
@@ -26,6 +27,7 @@ PYBIND11_MODULE(_C, m) {
   RegisterModel(m);
   RegisterRegistry(m);
   RegisterArena(m);
+  RegisterSharedMemory(m);
 #ifdef TRITONX_ENABLE_GRPC
   RegisterGrpc(m);
   m.attr("grpc_built") = true;

@@ -13,6 +13,7 @@
 
 #include "inflight_limit.h"
 #include "model_registry.h"
+#include "shared_memory_registry.h"
 #include "tensor_arena.h"
 
 namespace tritonx {
@@ -24,7 +25,8 @@ class ServerContext {
   explicit ServerContext(std::shared_ptr<TensorArena> arena = nullptr)
       : registry_(std::make_shared<ModelRegistry>()),
         arena_(arena ? std::move(arena) : TensorArena::Global()),
-        inflight_limit_(std::make_shared<InflightLimit>()) {}
+        inflight_limit_(std::make_shared<InflightLimit>()),
+        shared_memory_(std::make_shared<SharedMemoryRegistry>()) {}
   ServerContext(const ServerContext&) = delete;
   ServerContext& operator=(const ServerContext&) = delete;
 
@@ -32,6 +34,10 @@ class ServerContext {
   const std::shared_ptr<TensorArena>& arena() const { return arena_; }
   const std::shared_ptr<InflightLimit>& inflight_limit() const {
     return inflight_limit_;
+  }
+  // The system shared memory regions clients registered (both frontends).
+  const std::shared_ptr<SharedMemoryRegistry>& shared_memory() const {
+    return shared_memory_;
   }
 
   // The context of models built outside any server (unit tests, tools).
@@ -45,6 +51,7 @@ class ServerContext {
   const std::shared_ptr<ModelRegistry> registry_;
   const std::shared_ptr<TensorArena> arena_;
   const std::shared_ptr<InflightLimit> inflight_limit_;
+  const std::shared_ptr<SharedMemoryRegistry> shared_memory_;
 };
 
 }  // namespace tritonx

@@ -54,6 +54,7 @@ using ServiceBase = GRPCInferenceService::WithRawCallbackMethod_ModelInfer<
 struct InferMessages {
   ModelInferRequest request;
   ModelInferResponse response;
+  ShmOutputs shm_outputs;  // outputs the client wants written into its regions
 };
 
 // Parses a message from a received buffer without flattening it first.
@@ -95,6 +96,7 @@ class GrpcServer::Impl {
       : registry_(std::move(registry)),
         handler_(std::move(handler)),
         options_(std::move(options)),
+        shm_(options_.shared_memory.get()),
         compression_(CompressionLevelFromName(options_.infer_compression_level)),
         infer_service_(this),
         control_service_(this) {}
@@ -140,6 +142,7 @@ class GrpcServer::Impl {
   std::shared_ptr<ModelRegistry> registry_;
   ControlHandler handler_;
   const GrpcServerOptions options_;
+  const SharedMemoryRegistry* const shm_;  // options_.shared_memory, may be null
   const grpc_compression_level compression_;
   InferService infer_service_;
   ControlService control_service_;
@@ -213,7 +216,8 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
 
   auto infer_request = std::make_shared<InferenceRequest>();
   status = grpcfe::BuildInferenceRequest(*request, messages, &model->spec(),
-                                         infer_request.get());
+                                         infer_request.get(), impl_->shm_,
+                                         &messages->shm_outputs);
   if (!status.ok()) return fail(grpcfe::ToGrpcStatus(status));
   if (policy.forwards_headers()) {
     policy.ForwardHeaders(ctx->client_metadata(), &infer_request->parameters);
@@ -231,7 +235,12 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
       return;
     }
     ModelInferResponse& response = messages->response;
-    grpcfe::BuildInferResponse(*result, messages->request.id(), &response);
+    Status built = grpcfe::BuildInferResponse(*result, messages->request.id(),
+                                              &response, &messages->shm_outputs);
+    if (!built.ok()) {
+      reactor->Finish(grpcfe::ToGrpcStatus(built));
+      return;
+    }
     bool own_buffer = false;
     grpc::Status serialized = grpc::SerializationTraits<ModelInferResponse>::Serialize(
         response, response_buffer, &own_buffer);
@@ -396,8 +405,10 @@ class GrpcServer::Impl::StreamReactor
     if (!status.ok()) return CompleteWithError(0, status, message->id());
 
     auto request = std::make_shared<InferenceRequest>();
+    auto shm_outputs = std::make_shared<ShmOutputs>();
     status =
-        grpcfe::BuildInferenceRequest(*message, message, &model->spec(), request.get());
+        grpcfe::BuildInferenceRequest(*message, message, &model->spec(), request.get(),
+                                      impl_->shm_, shm_outputs.get());
     if (!status.ok()) return CompleteWithError(0, status, message->id());
     if (impl_->policy_->forwards_headers()) {
       impl_->policy_->ForwardHeaders(ctx_->client_metadata(), &request->parameters);
@@ -412,7 +423,7 @@ class GrpcServer::Impl::StreamReactor
     const bool decoupled = model->spec().decoupled;
     const bool empty_final = decoupled && WantsEmptyFinal(request->parameters);
     request->SetResponseStream(
-        [this, key, message, empty_final, name = model->spec().name,
+        [this, key, message, empty_final, shm_outputs, name = model->spec().name,
          version = model->spec().version](std::unique_ptr<InferenceResponse> result,
                                           uint32_t flags) {
           const bool final = (flags & kResponseFlagFinal) != 0;
@@ -428,7 +439,9 @@ class GrpcServer::Impl::StreamReactor
           }
           auto response = std::make_unique<ModelStreamInferResponse>();
           ModelInferResponse* infer = response->mutable_infer_response();
-          grpcfe::BuildInferResponse(*result, message->id(), infer);
+          Status built = grpcfe::BuildInferResponse(*result, message->id(), infer,
+                                                    shm_outputs.get());
+          if (!built.ok()) return CompleteWithError(key, built, message->id(), final);
           // Every stream response says whether it is its request's last (Triton does
           // so for non-decoupled models too).
           (*infer->mutable_parameters())["triton_final_response"].set_bool_param(final);

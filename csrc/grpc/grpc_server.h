@@ -20,6 +20,7 @@
 
 #include "call_policy.h"
 #include "core/model_registry.h"
+#include "core/shared_memory_registry.h"
 #include "core/status.h"
 
 namespace grpc {
@@ -46,6 +47,9 @@ struct GrpcServerOptions {
   // call_policy.h. Checked by Start, which fails on an invalid entry.
   std::vector<grpcfe::RestrictedProtocol> restricted_protocols;
   std::string header_forward_pattern;
+  // The server's system shared memory regions, for tensors that name one; null:
+  // such tensors are refused.
+  std::shared_ptr<SharedMemoryRegistry> shared_memory;
 };
 
 // Thread safety: Start, Stop and running may be called from any thread; calls

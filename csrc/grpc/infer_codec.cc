@@ -131,6 +131,45 @@ bool UsesSharedMemory(
   return params.find("shared_memory_region") != params.end();
 }
 
+// Triton's reading of a tensor's shared memory parameters: the region as a
+// string, the byte size (required) and offset (default 0) as int64.
+Status ParseShmParameters(
+    const std::string& tensor,
+    const google::protobuf::Map<std::string, InferParameter>& params,
+    const SharedMemoryRegistry* shm, std::string* region, uint64_t* offset,
+    uint64_t* byte_size) {
+  if (shm == nullptr || !shm->allowed()) return ShmDisallowed();
+  auto wrong_type = [&tensor](const std::string& key, const char* expected) {
+    return Status(StatusCode::kInvalidArg, "invalid value type for '" + key +
+                                               "' parameter for tensor '" + tensor +
+                                               "', expected " + expected + ".");
+  };
+  const InferParameter& name = params.at("shared_memory_region");
+  if (name.parameter_choice_case() != InferParameter::kStringParam) {
+    return wrong_type("shared_memory_region", "string_param");
+  }
+  *region = name.string_param();
+  auto size = params.find("shared_memory_byte_size");
+  if (size == params.end()) {
+    return Status(StatusCode::kInvalidArg,
+                  "'shared_memory_byte_size' must be specified along with "
+                  "'shared_memory_region' parameter for tensor '" +
+                      tensor + "'");
+  }
+  if (size->second.parameter_choice_case() != InferParameter::kInt64Param) {
+    return wrong_type("shared_memory_byte_size", "int64_param");
+  }
+  *byte_size = static_cast<uint64_t>(size->second.int64_param());
+  auto at = params.find("shared_memory_offset");
+  if (at != params.end()) {
+    if (at->second.parameter_choice_case() != InferParameter::kInt64Param) {
+      return wrong_type("shared_memory_offset", "int64_param");
+    }
+    *offset = static_cast<uint64_t>(at->second.int64_param());
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 bool ControlRequestParses(const std::string& method, const std::string& request) {
@@ -236,7 +275,8 @@ grpc::StatusCode GrpcCodeFromName(const std::string& name) {
 
 Status BuildInferenceRequest(const ModelInferRequest& msg,
                              const std::shared_ptr<const void>& owner,
-                             const ModelSpec* spec, InferenceRequest* out) {
+                             const ModelSpec* spec, InferenceRequest* out,
+                             const SharedMemoryRegistry* shm, ShmOutputs* shm_outputs) {
   const int raw_count = msg.raw_input_contents_size();
   const bool use_raw = raw_count > 0;
   out->id = msg.id();
@@ -244,10 +284,16 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
 
   int raw_index = 0;
   for (const auto& input : msg.inputs()) {
-    if (UsesSharedMemory(input.parameters())) {
-      return Status(StatusCode::kUnsupported, "shared memory input '" + input.name() +
-                                                  "' for model '" + msg.model_name() +
-                                                  "' is not supported by this server");
+    const bool from_shm = UsesSharedMemory(input.parameters());
+    ShmSpan span;
+    if (from_shm) {
+      std::string region;
+      uint64_t offset = 0;
+      uint64_t byte_size = 0;
+      Status status = ParseShmParameters(input.name(), input.parameters(), shm, &region,
+                                         &offset, &byte_size);
+      if (status.ok()) status = shm->Resolve(region, offset, byte_size, &span);
+      if (!status.ok()) return status;
     }
     Tensor tensor;
     tensor.name = input.name();
@@ -268,7 +314,7 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
                                                  "' data-type is '<invalid>" + expects);
     }
     tensor.shape.assign(input.shape().begin(), input.shape().end());
-    if (use_raw) {
+    if (use_raw && !from_shm) {
       if (input.has_contents()) {
         return Status(StatusCode::kInvalidArg,
                       "contents field must not be specified when using "
@@ -276,7 +322,12 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
                           input.name() + "' for model '" + msg.model_name() + "'");
       }
     }
-    if (use_raw && raw_index < raw_count) {
+    if (from_shm) {
+      // Zero copy: the tensor holds the mapping until the request is freed.
+      tensor.data = span.data;
+      tensor.byte_size = span.byte_size;
+      tensor.owner = std::move(span.owner);
+    } else if (use_raw && raw_index < raw_count) {
       const std::string& raw = msg.raw_input_contents(raw_index++);
       tensor.data = raw.data();
       tensor.byte_size = raw.size();
@@ -298,9 +349,16 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
   out->requested_outputs.reserve(static_cast<size_t>(msg.outputs_size()));
   for (const auto& output : msg.outputs()) {
     if (UsesSharedMemory(output.parameters())) {
-      return Status(StatusCode::kUnsupported, "shared memory output '" + output.name() +
-                                                  "' for model '" + msg.model_name() +
-                                                  "' is not supported by this server");
+      ShmOutput target;
+      target.name = output.name();
+      uint64_t byte_size = 0;
+      Status status = ParseShmParameters(output.name(), output.parameters(), shm,
+                                         &target.region, &target.offset, &byte_size);
+      if (status.ok()) {
+        status = shm->Resolve(target.region, target.offset, byte_size, &target.span);
+      }
+      if (!status.ok()) return status;
+      if (shm_outputs != nullptr) shm_outputs->push_back(std::move(target));
     }
     if (output.parameters().find("classification") != output.parameters().end()) {
       return Status(StatusCode::kUnsupported,
@@ -325,9 +383,10 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
   return Status::Ok();
 }
 
-void BuildInferResponse(const InferenceResponse& response,
-                        const std::string& request_id,
-                        inference::ModelInferResponse* msg) {
+Status BuildInferResponse(const InferenceResponse& response,
+                          const std::string& request_id,
+                          inference::ModelInferResponse* msg,
+                          const ShmOutputs* shm_outputs) {
   msg->set_model_name(response.model_name);
   msg->set_model_version(std::to_string(response.model_version));
   msg->set_id(response.id.empty() ? request_id : response.id);
@@ -341,13 +400,21 @@ void BuildInferResponse(const InferenceResponse& response,
     out->set_datatype(std::string(DataTypeName(tensor.dtype)));
     out->mutable_shape()->Add(tensor.shape.begin(), tensor.shape.end());
     std::string* raw = raws->Add();
-    if (tensor.data != nullptr) raw->assign(tensor.data, tensor.byte_size);
+    const ShmOutput* target =
+        shm_outputs != nullptr ? FindShmOutput(*shm_outputs, tensor.name) : nullptr;
+    if (target != nullptr) {
+      Status status = WriteShmOutput(*target, tensor);
+      if (!status.ok()) return status;
+    } else if (tensor.data != nullptr) {
+      raw->assign(tensor.data, tensor.byte_size);
+    }
   }
   if (!response.parameters.empty()) {
     auto* params = msg->mutable_parameters();
     for (const auto& [key, value] : response.parameters)
       SetParameter(value, &(*params)[key]);
   }
+  return Status::Ok();
 }
 
 }  // namespace grpcfe

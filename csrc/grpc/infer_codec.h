@@ -9,6 +9,7 @@
 
 #include "core/infer_request.h"
 #include "core/model_spec.h"
+#include "core/shared_memory_registry.h"
 #include "core/status.h"
 #include "grpc_service.pb.h"
 
@@ -35,18 +36,25 @@ grpc::StatusCode GrpcCodeFromName(const std::string& name);
 // without copying, so `owner` must keep `msg` alive; typed `contents` are
 // converted into buffers the tensors own. Request parameters go through the
 // core's ApplyRequestParameters so gRPC and HTTP treat them alike. `spec`
-// (may be null) only serves to word errors the way Triton does.
+// (may be null) only serves to word errors the way Triton does. Tensors with
+// `shared_memory_region` parameters are read from (inputs, zero copy) or bound
+// to (outputs, into `*shm_outputs`) a region of `shm`; null `shm`: refused.
 Status BuildInferenceRequest(const inference::ModelInferRequest& msg,
                              const std::shared_ptr<const void>& owner,
-                             const ModelSpec* spec, InferenceRequest* out);
+                             const ModelSpec* spec, InferenceRequest* out,
+                             const SharedMemoryRegistry* shm = nullptr,
+                             ShmOutputs* shm_outputs = nullptr);
 
 // Serializes a successful response. Every output gets exactly one
 // raw_output_contents entry (possibly empty), in the order of `outputs`,
 // because the C++ client indexes them positionally. `request_id` is used when
-// the core left the response's id empty.
-void BuildInferResponse(const InferenceResponse& response,
-                        const std::string& request_id,
-                        inference::ModelInferResponse* msg);
+// the core left the response's id empty. Outputs in `shm_outputs` are copied into
+// their regions and get an empty entry (Triton's INTERNAL error when one does
+// not fit).
+Status BuildInferResponse(const InferenceResponse& response,
+                          const std::string& request_id,
+                          inference::ModelInferResponse* msg,
+                          const ShmOutputs* shm_outputs = nullptr);
 
 }  // namespace grpcfe
 }  // namespace tritonx

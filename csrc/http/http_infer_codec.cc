@@ -237,9 +237,33 @@ namespace {
 
 // --- inputs and outputs of the JSON header ---------------------------------------
 
+// Triton's reading of `shared_memory_region`, `shared_memory_offset` (default 0)
+// and `shared_memory_byte_size` (default 0, which no region range accepts).
+Status ParseShmParameters(const Value& params, const SharedMemoryRegistry* shm,
+                          std::string* region, uint64_t* offset, uint64_t* size) {
+  if (shm == nullptr || !shm->allowed()) return ShmDisallowed();
+  const Value& name = params["shared_memory_region"];
+  if (!name.IsString()) {
+    return WrongType("shared_memory_region", "non-string as string");
+  }
+  *region = Str(name);
+  for (auto [key, out] :
+       {std::pair<const char*, uint64_t*>{"shared_memory_offset", offset},
+        {"shared_memory_byte_size", size}}) {
+    const Value* value = Member(params, key);
+    if (value == nullptr) continue;
+    if (!value->IsUint64()) {
+      return WrongType(key, "non-unsigned-integer as unsigned-integer");
+    }
+    *out = value->GetUint64();
+  }
+  return Status::Ok();
+}
+
 Status ParseInput(const Value& item, const char* body, size_t body_size,
                   const std::shared_ptr<const void>& owner, bool has_hlen,
-                  const std::string& model, size_t* offset, InferenceRequest* out) {
+                  const std::string& model, const SharedMemoryRegistry* shm,
+                  size_t* offset, InferenceRequest* out) {
   if (!item.IsObject()) return Missing("name");
   const Value* iparams = Member(item, "parameters");
   const bool params_obj = iparams != nullptr && iparams->IsObject();
@@ -295,15 +319,26 @@ Status ParseInput(const Value& item, const char* body, size_t body_size,
     }
   }
   if (has_shm) {
-    return Invalid("shared memory inputs are not supported by this server (input '" +
-                   tensor.name + "')");
+    std::string region;
+    uint64_t shm_offset = 0;
+    uint64_t shm_size = 0;
+    Status status = ParseShmParameters(*iparams, shm, &region, &shm_offset, &shm_size);
+    if (!status.ok()) return status;
+    ShmSpan span;
+    status = shm->Resolve(region, shm_offset, shm_size, &span);
+    if (!status.ok()) return status;
+    tensor.data = span.data;
+    tensor.byte_size = span.byte_size;
+    tensor.owner = std::move(span.owner);
   }
   tensor.dtype = DataTypeFromName(
       std::string_view(datatype->GetString(), datatype->GetStringLength()));
   if (tensor.dtype == DataType::kInvalid) {
     return Invalid("invalid datatype for input " + tensor.name);
   }
-  if (has_binary) {
+  if (has_shm) {
+    // data taken from the region above
+  } else if (has_binary) {
     const Value& size = (*iparams)["binary_data_size"];
     if (!size.IsUint64()) {
       return Internal(
@@ -342,8 +377,8 @@ Status ParseInput(const Value& item, const char* body, size_t body_size,
   return Status::Ok();
 }
 
-Status ParseOutputs(const Value& outputs, InferenceRequest* out,
-                    OutputEncoding* encoding) {
+Status ParseOutputs(const Value& outputs, const SharedMemoryRegistry* shm,
+                    InferenceRequest* out, OutputEncoding* encoding) {
   if (!outputs.IsArray()) return WrongType("outputs", "non-array as array");
   Status status = CheckCount(outputs.Size(), "outputs");
   if (!status.ok()) return status;
@@ -356,9 +391,20 @@ Status ParseOutputs(const Value& outputs, InferenceRequest* out,
     const Value* oparams = Member(item, "parameters");
     if (oparams != nullptr && oparams->IsObject()) {
       if (oparams->HasMember("shared_memory_region")) {
-        return Invalid(
-            "shared memory outputs are not supported by this server (output '" +
-            output + "')");
+        const Value* binary = Member(*oparams, "binary_data");
+        if (binary != nullptr && binary->IsTrue()) {
+          return Invalid(
+              "Output can't set both 'shared_memory_region' and 'binary_data'");
+        }
+        ShmOutput target;
+        target.name = output;
+        uint64_t size = 0;
+        status =
+            ParseShmParameters(*oparams, shm, &target.region, &target.offset, &size);
+        if (!status.ok()) return status;
+        status = shm->Resolve(target.region, target.offset, size, &target.span);
+        if (!status.ok()) return status;
+        encoding->shm_outputs.push_back(std::move(target));
       }
       const Value* classes = Member(*oparams, "classification");
       // Python's truthiness: 0, false, "" and empty containers do not ask for it.
@@ -429,7 +475,7 @@ Status ParseHeaderLength(const char* value, size_t body_size, size_t* out) {
 Status ParseInferBody(const char* body, size_t body_size,
                       const std::shared_ptr<const void>& owner, bool has_hlen,
                       size_t hlen, const std::string& model, InferenceRequest* out,
-                      OutputEncoding* encoding) {
+                      OutputEncoding* encoding, const SharedMemoryRegistry* shm) {
   rapidjson::Document doc;
   Status status = ParseJson(body, has_hlen ? hlen : body_size, &doc);
   if (!status.ok()) return status;
@@ -462,14 +508,15 @@ Status ParseInferBody(const char* body, size_t body_size,
   out->inputs.reserve(inputs->Size());
   size_t offset = has_hlen ? hlen : 0;
   for (const Value& item : inputs->GetArray()) {
-    status = ParseInput(item, body, body_size, owner, has_hlen, model, &offset, out);
+    status =
+        ParseInput(item, body, body_size, owner, has_hlen, model, shm, &offset, out);
     if (!status.ok()) return status;
   }
   if (has_hlen && offset != body_size) {
     return Invalid("unexpected additional input data for model '" + model + "'");
   }
   if (const Value* outputs = Member(doc, "outputs")) {
-    status = ParseOutputs(*outputs, out, encoding);
+    status = ParseOutputs(*outputs, shm, out, encoding);
     if (!status.ok()) return status;
   }
   if (!params.empty()) return ApplyRequestParameters(std::move(params), out);

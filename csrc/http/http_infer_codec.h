@@ -16,6 +16,7 @@
 
 #include "core/infer_request.h"
 #include "core/model_spec.h"
+#include "core/shared_memory_registry.h"
 #include "core/status.h"
 
 namespace tritonx {
@@ -31,10 +32,13 @@ int HttpStatusOf(StatusCode code);
 // `{"error": "<message>"}` exactly as the Python frontend writes it.
 std::string ErrorBody(const std::string& message);
 
-// How each output travels back: binary (after the JSON header) or JSON `data`.
+// How each output travels back: binary (after the JSON header), JSON `data`, or
+// written into a shared memory region (then only its name, datatype and shape are
+// in the JSON, as in Triton).
 struct OutputEncoding {
   bool default_binary = false;
   std::vector<std::pair<std::string, bool>> explicit_binary;  // per-output flags
+  ShmOutputs shm_outputs;
   bool Binary(const std::string& name) const;
 };
 
@@ -44,11 +48,13 @@ Status ParseHeaderLength(const char* value, size_t body_size, size_t* out);
 
 // A JSON body (`has_header_length` false: the whole body is JSON) or a binary
 // extension body (`header_length` bytes of JSON, then the binary inputs). Tensor
-// data points into `body`, which `owner` keeps alive.
+// data points into `body`, which `owner` keeps alive, or into a region of `shm`
+// for tensors with `shared_memory_region` parameters (null `shm`: refused).
 Status ParseInferBody(const char* body, size_t body_size,
                       const std::shared_ptr<const void>& owner, bool has_header_length,
                       size_t header_length, const std::string& model_name,
-                      InferenceRequest* out, OutputEncoding* encoding);
+                      InferenceRequest* out, OutputEncoding* encoding,
+                      const SharedMemoryRegistry* shm = nullptr);
 
 // `Inference-Header-Content-Length: 0`: the body is the raw bytes of the model's only
 // input; its shape is deduced from the config like Triton's core does.
@@ -58,7 +64,8 @@ Status ParseRawBody(const char* body, size_t body_size,
 
 // The response: `*json` is the JSON header; `*binaries` the indices (into
 // response.outputs) of outputs sent in binary after it, in order. Errors (FP16/BF16
-// as JSON) carry the Python frontend's message.
+// as JSON) carry the Python frontend's message. Outputs bound for shared memory are
+// copied into their regions here (INTERNAL with Triton's message when too small).
 Status RenderInferResponse(const InferenceResponse& response,
                            const std::string& request_id,
                            const OutputEncoding& encoding, std::string* json,

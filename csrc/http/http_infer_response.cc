@@ -91,7 +91,10 @@ Status RenderInferResponse(const InferenceResponse& response,
     w.StartArray();
     for (int64_t d : t.shape) w.Int64(d);
     w.EndArray();
-    if (encoding.Binary(t.name)) {
+    if (const ShmOutput* target = FindShmOutput(encoding.shm_outputs, t.name)) {
+      Status status = WriteShmOutput(*target, t);
+      if (!status.ok()) return status;
+    } else if (encoding.Binary(t.name)) {
       w.Key("parameters");
       w.StartObject();
       w.Key("binary_data_size");

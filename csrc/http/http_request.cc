@@ -340,7 +340,7 @@ void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
       status = ParseRawBody(body, size, owner, model->spec(), request.get(), &encoding);
     } else if (status.ok()) {
       status = ParseInferBody(body, size, owner, hlen_header != nullptr, hlen, name,
-                              request.get(), &encoding);
+                              request.get(), &encoding, options_.shared_memory.get());
     }
   }
   if (!status.ok()) {

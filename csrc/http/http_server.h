@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/model_registry.h"
+#include "core/shared_memory_registry.h"
 #include "core/status.h"
 
 namespace tritonx {
@@ -51,6 +52,9 @@ struct HttpServerOptions {
   // HTTPS (every connection, plaintext ones are refused) when set; shared by the
   // workers for as long as the server runs.
   std::shared_ptr<HttpTlsContext> tls;
+  // The server's system shared memory regions, for tensors that name one; null:
+  // such tensors are refused.
+  std::shared_ptr<SharedMemoryRegistry> shared_memory;
 };
 
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;

@@ -241,8 +241,20 @@ class ServerContext:
     def __init__(self) -> None: ...
     @property
     def registry(self) -> ModelRegistry: ...
+    @property
+    def shared_memory(self) -> SharedMemoryRegistry: ...
     def set_max_inflight_requests(self, limit: int) -> None: ...
     def inflight_requests(self) -> int: ...
+
+class SharedMemoryRegistry:
+    """Registered system shared memory regions (one per server context)."""
+
+    allowed: bool
+    def register(self, name: str, key: str, offset: int, byte_size: int) -> None: ...
+    def unregister(self, name: str = "") -> None: ...
+    def status(self, name: str = "") -> list[dict[str, Any]]: ...
+    def __contains__(self, name: str) -> bool: ...
+    def view(self, name: str, offset: int, byte_size: int) -> memoryview: ...
 
 class ModelRegistry:
     """The model versions the frontends (HTTP in Python, gRPC in C++) can reach."""
@@ -279,6 +291,7 @@ class GrpcServer:
         root_cert: str = "",
         restricted_protocols: Sequence[tuple[str, str, str]] = (),
         header_forward_pattern: str = "",
+        shared_memory: SharedMemoryRegistry | None = None,
     ) -> None:
         """restricted_protocols: (group, full metadata key, value) per restricted
         protocol group; header_forward_pattern: RE2, case-insensitive by default."""
@@ -343,6 +356,7 @@ class HttpServer:
         tls_root_cert: str = "",
         tls: bool = False,
         tls_mutual: bool = False,
+        shared_memory: SharedMemoryRegistry | None = None,
     ) -> None: ...
     def start(self, address: str, port: int, reuse_port: bool = False) -> int:
         """Binds and starts serving; returns the bound port (port 0 picks one)."""

@@ -294,6 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-on-error", type=parse_bool, default=True, metavar="<boolean>"
     )
     g.add_argument(
+        "--allow-client-shm",
+        type=parse_bool,
+        default=True,
+        metavar="<boolean>",
+        help="Let clients register system shared memory regions and name them in "
+        "inference requests (Triton 2.51 always allows it; newer Triton has this "
+        "flag, default false).",
+    )
+    g.add_argument(
         "--disable-auto-complete-config",
         action="store_true",
         help="Do not let backends complete model configurations.",
@@ -565,6 +574,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         strict_readiness=args.strict_readiness,
         exit_timeout_secs=args.exit_timeout_secs,
         max_inflight_requests=args.max_inflight_requests,
+        allow_client_shm=args.allow_client_shm,
         auto_complete=auto_complete,
         model_config_name=args.model_config_name,
         model_load_thread_count=args.model_load_thread_count,

@@ -70,6 +70,8 @@ class ServerOptions:
     exit_timeout_secs: int = 30
     # Server-wide bound on accepted, unanswered requests (0: none); see the CLI.
     max_inflight_requests: int = DEFAULT_MAX_INFLIGHT_REQUESTS
+    # --allow-client-shm: clients may use system shared memory regions.
+    allow_client_shm: bool = True
     auto_complete: bool = True
     model_config_name: str | None = None
     model_load_thread_count: int = 4
@@ -155,7 +157,7 @@ def creating_server_error(error: BaseException) -> str:
 class AppliedLogSettings:
     """The LogSettings extension's store, applied to the running logger.
 
-    Validation and Triton's error messages come from the gRPC frontend's store;
+    Each protocol validates in ``frontends.log_settings`` (with Triton's messages);
     every accepted update reconfigures the ``tritonx`` logger at once.
     """
 
@@ -246,6 +248,12 @@ class Server:
             context=self.context,
         )
         self.frontends: dict[str, Frontend] = {}
+        # The logging extension's settings, one store for both protocols.
+        from tritonx.frontends.grpc import default_log_settings
+
+        self.log_settings: Any = (
+            AppliedLogSettings(options.log) if options.log else default_log_settings()
+        )
         self.metrics: MetricsService | None = None
         self.ports: dict[str, int] = {}
         self._background: list[asyncio.Task[None]] = []
@@ -264,6 +272,7 @@ class Server:
             sys.setswitchinterval(self.options.switch_interval_s)
         raise_open_file_limit()
         self.context.set_max_inflight_requests(self.options.max_inflight_requests)
+        self.context.shared_memory.allowed = self.options.allow_client_shm
         if not self.options.model_repositories:
             raise InvalidArgumentError("--model-repository must be specified")
         for repo in self.options.model_repositories:
@@ -303,7 +312,8 @@ class Server:
                 root_cert=_read_pem(opts.grpc_root_cert),
                 restricted_protocols=opts.grpc_restricted_protocols,
                 header_forward_pattern=opts.grpc_header_forward_pattern,
-                log_settings=AppliedLogSettings(opts.log) if opts.log else None,
+                log_settings=self.log_settings,
+                shared_memory=self.context.shared_memory,
             )
             await self._start_frontend("grpc", grpc_frontend, opts.grpc_address)
             logger.info(
@@ -332,6 +342,8 @@ class Server:
             "header_forward_pattern": opts.http_header_forward_pattern or None,
             "max_header_size": opts.http_max_header_size,
             "max_header_count": opts.http_max_header_count,
+            "shared_memory": self.context.shared_memory,
+            "log_settings": self.log_settings,
         }
         https = opts.http_use_ssl or opts.http_use_ssl_mutual
         engine = opts.http_engine

@@ -310,8 +310,14 @@ def test_encode_response_json_and_binary() -> None:
         (b"/v2/models/m/trace/setting", Route("trace", "m")),
         (b"/v2/trace/setting", Route("trace")),
         (b"/v2/logging", Route("logging")),
-        (b"/v2/systemsharedmemory/region/r/status", Route("shared_memory")),
-        (b"/v2/cudasharedmemory/unregister", Route("shared_memory")),
+        (
+            b"/v2/systemsharedmemory/region/r/status",
+            Route("shared_memory", memory="system", region="r", action="status"),
+        ),
+        (
+            b"/v2/cudasharedmemory/unregister",
+            Route("shared_memory", memory="cuda", action="unregister"),
+        ),
     ],
 )
 def test_routes(url: bytes, route: Route) -> None:

@@ -19,13 +19,17 @@ class Frontend(Protocol):
 
 
 # Triton's extension names in its order (src/server.cc), limited to what tritonx
-# implements; both frontends report this list in server metadata.
+# implements; both frontends report this list in server metadata. Not listed:
+# cuda_shared_memory (no GPU build: its calls answer as a CPU-only Triton's do),
+# classification, sequence, trace.
 SERVER_EXTENSIONS: tuple[str, ...] = (
     "model_repository",
     "model_repository(unload_dependents)",
     "schedule_policy",
     "model_configuration",
+    "system_shared_memory",
     "binary_tensor_data",
     "parameters",
     "statistics",
+    "logging",
 )

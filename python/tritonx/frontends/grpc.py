@@ -29,11 +29,12 @@ from tritonx import __version__
 from tritonx.errors import (
     InternalError,
     InvalidArgumentError,
-    NotFoundError,
     UnavailableError,
     UnsupportedError,
 )
 from tritonx.frontends.base import SERVER_EXTENSIONS
+from tritonx.frontends.log_settings import grpc_update
+from tritonx.frontends.shared_memory import SharedMemoryControl, default_registry
 
 logger = logging.getLogger("tritonx.grpc")
 
@@ -107,28 +108,6 @@ class SettingsStore:
         return self.get()
 
 
-def _validate_log_setting(key: str, value: Any) -> Any:
-    if key == "log_file":
-        raise UnsupportedError(
-            "log file location can not be updated through network protocol"
-        )
-    if key in ("log_info", "log_warning", "log_error"):
-        if not isinstance(value, bool):
-            raise InvalidArgumentError(f"expect boolean for '{key}'")
-        return value
-    if key == "log_verbose_level":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidArgumentError(f"expect unsigned integer for '{key}'")
-        return value
-    if key == "log_format":
-        if value not in ("default", "ISO8601"):
-            raise InvalidArgumentError(
-                f"invalid value for '{key}': expected 'default' or 'ISO8601'"
-            )
-        return value
-    return None  # Triton ignores settings it does not know
-
-
 _TRACE_KEYS = (
     "trace_file",
     "trace_level",
@@ -169,7 +148,6 @@ def default_log_settings() -> SettingsStore:
             "log_verbose_level": 0,
             "log_format": "default",
         },
-        _validate_log_setting,
     )
 
 
@@ -212,6 +190,7 @@ class GrpcFrontend:
         header_forward_pattern: str = "",
         log_settings: Any = None,
         trace_settings: Any = None,
+        shared_memory: Any = None,
     ) -> None:
         """``server_cert``, ``server_key`` and ``root_cert`` are PEM contents (the
         server reads the files named on the command line). ``restricted_protocols``
@@ -247,6 +226,10 @@ class GrpcFrontend:
             ],
             "header_forward_pattern": header_forward_pattern,
         }
+        if shared_memory is None:
+            shared_memory = default_registry()
+        self._shm = SharedMemoryControl(shared_memory)
+        self._server_options["shared_memory"] = shared_memory
         self.log_settings = log_settings or default_log_settings()
         self.trace_settings = trace_settings or default_trace_settings()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -278,7 +261,7 @@ class GrpcFrontend:
             (
                 "SystemSharedMemoryUnregister",
                 pb.SystemSharedMemoryUnregisterRequest,
-                self._shm_unregister(pb.SystemSharedMemoryUnregisterResponse),
+                self._system_shm_unregister,
             ),
             (
                 "CudaSharedMemoryStatus",
@@ -293,7 +276,7 @@ class GrpcFrontend:
             (
                 "CudaSharedMemoryUnregister",
                 pb.CudaSharedMemoryUnregisterRequest,
-                self._shm_unregister(pb.CudaSharedMemoryUnregisterResponse),
+                self._cuda_shm_unregister,
             ),
             ("TraceSetting", pb.TraceSettingRequest, self._trace_setting),
             ("LogSettings", pb.LogSettingsRequest, self._log_settings),
@@ -472,32 +455,39 @@ class GrpcFrontend:
         self._run_on_loop(self._manager.unload(request.model_name, dependents))
         return self._pb.RepositoryModelUnloadResponse()
 
-    # -- shared memory (no regions can be registered: not supported yet) ----------------
+    # -- shared memory -----------------------------------------------------------------
 
     def _system_shm_status(self, request: Any) -> Message:
-        if request.name:
-            raise NotFoundError(
-                f"Unable to find system shared memory region: '{request.name}'"
-            )
-        return self._pb.SystemSharedMemoryStatusResponse()
+        response = self._pb.SystemSharedMemoryStatusResponse()
+        for row in self._shm.system_status(request.name):
+            entry = response.regions[row["name"]]
+            entry.name = row["name"]
+            entry.key = row["key"]
+            entry.offset = row["offset"]
+            entry.byte_size = row["byte_size"]
+        return response
 
     def _system_shm_register(self, request: Any) -> Message:
-        raise UnsupportedError("system shared memory is not supported by this server")
+        self._shm.system_register(
+            request.name, request.key, request.offset, request.byte_size
+        )
+        return self._pb.SystemSharedMemoryRegisterResponse()
+
+    def _system_shm_unregister(self, request: Any) -> Message:
+        self._shm.system_unregister(request.name)
+        return self._pb.SystemSharedMemoryUnregisterResponse()
 
     def _cuda_shm_status(self, request: Any) -> Message:
-        if request.name:
-            raise NotFoundError(
-                f"Unable to find cuda shared memory region: '{request.name}'"
-            )
+        self._shm.cuda_status(request.name)  # raises for a named region
         return self._pb.CudaSharedMemoryStatusResponse()
 
     def _cuda_shm_register(self, request: Any) -> Message:
-        raise UnsupportedError("CUDA shared memory is not supported by this server")
+        self._shm.cuda_register(request.name)
+        return self._pb.CudaSharedMemoryRegisterResponse()
 
-    @staticmethod
-    def _shm_unregister(response_type: type[Message]) -> Callable[[Any], Message]:
-        # Nothing is ever registered, so unregistering (one region or all) is a no-op.
-        return lambda request: response_type()
+    def _cuda_shm_unregister(self, request: Any) -> Message:
+        # Nothing can be registered without a GPU: always a no-op, as in Triton.
+        return self._pb.CudaSharedMemoryUnregisterResponse()
 
     # -- settings ----------------------------------------------------------------------
 
@@ -530,14 +520,11 @@ class GrpcFrontend:
         return response
 
     def _log_settings(self, request: Any) -> Message:
-        if request.settings:
-            changes: dict[str, Any] = {}
-            for key, value in request.settings.items():
-                kind = value.WhichOneof("parameter_choice")
-                changes[key] = getattr(value, kind) if kind else None
-            current = self.log_settings.update(changes)
-        else:
-            current = self.log_settings.get()
+        changes: dict[str, tuple[str | None, Any]] = {}
+        for key, value in request.settings.items():
+            kind = value.WhichOneof("parameter_choice")
+            changes[key] = (kind, getattr(value, kind) if kind else None)
+        current = grpc_update(self.log_settings, changes)
         response = self._pb.LogSettingsResponse()
         for key, value in current.items():
             entry = response.settings[key]

@@ -32,7 +32,7 @@ from tritonx.errors import (
     UnavailableError,
     UnsupportedError,
 )
-from tritonx.frontends import http_infer
+from tritonx.frontends import http_extensions, http_infer
 from tritonx.frontends.base import SERVER_EXTENSIONS
 from tritonx.frontends.http_access import (
     AccessRules,
@@ -138,10 +138,22 @@ class HttpFrontend:
         ssl_context: ssl.SSLContext | None = None,
         max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
         max_header_count: int = DEFAULT_MAX_HEADER_COUNT,
+        shared_memory: Any = None,
+        log_settings: Any = None,
     ) -> None:
+        """``shared_memory``: the server context's ``SharedMemoryRegistry``;
+        ``log_settings``: the logging extension's store, shared with gRPC."""
         from tritonx import _native
+        from tritonx.frontends.grpc import default_log_settings
+        from tritonx.frontends.shared_memory import (
+            SharedMemoryControl,
+            default_registry,
+        )
 
         self._request_type = _native.Request
+        self._shm = shared_memory if shared_memory is not None else default_registry()
+        self._shm_control = SharedMemoryControl(self._shm)
+        self.log_settings = log_settings or default_log_settings()
         self._manager = manager
         self._registry = registry
         self._host = host
@@ -183,6 +195,12 @@ class HttpFrontend:
             "repo_index": self._repo_index,
             "repo_load": self._repo_control,
             "repo_unload": self._repo_control,
+            "shared_memory": lambda m, s, r: s.done(
+                http_extensions.shared_memory_reply(self._shm_control, m, r)
+            ),
+            "logging": lambda m, s, r: s.done(
+                http_extensions.logging_reply(self.log_settings, m)
+            ),
         }
         self._handlers = handlers
 
@@ -242,7 +260,7 @@ class HttpFrontend:
         method = ROUTE_METHODS.get(route.kind)
         if method is None:
             slot.done(_NOT_FOUND)
-        elif message.method != method:
+        elif method and message.method != method:
             slot.done(_NOT_ALLOWED)
         else:
             self._handlers[route.kind](message, slot, route)
@@ -408,7 +426,7 @@ class HttpFrontend:
                 )
                 return
             else:
-                parsed = http_infer.parse_infer(body, hlen, name)
+                parsed = http_infer.parse_infer(body, hlen, name, self._shm)
         except Exception as exc:
             slot.done(_error(exc))
             return
@@ -423,7 +441,7 @@ class HttpFrontend:
     ) -> None:
         try:
             parsed = self._offload.result(parsing)
-            http_infer.attach_binary(parsed, message.body)
+            http_infer.attach_binary(parsed, message.body, self._shm)
         except Exception as exc:
             slot.done(_error(exc))
             return
@@ -476,7 +494,10 @@ class HttpFrontend:
             # Cheap test first: most responses are far below the threshold.
             if sum(out.byte_size for out in outputs) > OFFLOAD_BYTES:
                 items = http_infer.json_items(
-                    outputs, parsed.binary_outputs, parsed.default_binary
+                    outputs,
+                    parsed.binary_outputs,
+                    parsed.default_binary,
+                    parsed.shm_outputs,
                 )
                 if sum(raw.nbytes for _, _, raw in items) > OFFLOAD_BYTES:
                     # Rendering millions of numbers as text holds the GIL for
@@ -511,6 +532,7 @@ class HttpFrontend:
                 parsed.binary_outputs,
                 parsed.default_binary,
                 json_data,
+                parsed.shm_outputs,
             )
         except BaseException as exc:
             slot.done(_error(exc))

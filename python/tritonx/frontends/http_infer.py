@@ -18,14 +18,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from tritonx.errors import InternalError, InvalidArgumentError, UnsupportedError
 from tritonx.frontends import codec
 
 Buffer = bytes | bytearray | memoryview
-# Input data: wire bytes, a view into the body, or (from parse_header) a slice of it.
-InputTuple = tuple[str, str, list[int], Buffer | slice]
+
+
+class ShmRef(NamedTuple):
+    """A tensor's ``shared_memory_*`` parameters, resolved by ``attach_binary``
+    (``parse_header`` may run in a helper process, which has no regions)."""
+
+    region: str
+    offset: int
+    byte_size: int
+
+
+# Input data: wire bytes, a view into the body or a region, or (from parse_header)
+# a slice of the body or a ShmRef.
+InputTuple = tuple[str, str, list[int], Buffer | slice | ShmRef]
 ParamValue = bool | int | float | str
 
 INT64_MAX = 2**63 - 1
@@ -46,6 +58,7 @@ class ParsedInfer:
         "inputs",
         "outputs",
         "parameters",
+        "shm_outputs",
     )
 
     def __init__(self) -> None:
@@ -56,6 +69,9 @@ class ParsedInfer:
         self.binary_outputs: dict[str, bool] = {}
         self.default_binary = False
         self.parameters: dict[str, ParamValue] | None = None
+        # Outputs to write into shared memory: a ShmRef until attach_binary, then a
+        # writable memoryview of the region.
+        self.shm_outputs: dict[str, ShmRef | memoryview] = {}
 
 
 class OutputTensor(Protocol):
@@ -140,23 +156,55 @@ def _wrong_type(member: str, what: str) -> InternalError:
     return InternalError(f"Unable to parse '{member}': attempt to access JSON {what}")
 
 
-def parse_infer(body: Buffer, hlen: int | None, model: str) -> ParsedInfer:
-    """Parse a JSON (``hlen is None``) or binary-extension (``hlen > 0``) body."""
+def parse_infer(
+    body: Buffer, hlen: int | None, model: str, shm: Any = None
+) -> ParsedInfer:
+    """Parse a JSON (``hlen is None``) or binary-extension (``hlen > 0``) body;
+    ``shm`` is the server's ``SharedMemoryRegistry`` (None: shared memory refused)."""
     header = body if hlen is None else memoryview(body)[:hlen]
     parsed = parse_header(header, hlen, len(body), model)
-    attach_binary(parsed, body)
+    attach_binary(parsed, body, shm)
     return parsed
 
 
-def attach_binary(parsed: ParsedInfer, body: Buffer) -> None:
+def attach_binary(parsed: ParsedInfer, body: Buffer, shm: Any = None) -> None:
     """Replace the slices ``parse_header`` left for binary inputs by views into
-    ``body`` (no copy)."""
+    ``body`` (no copy), and shared memory references by views of their regions
+    (no copy; a view keeps its region mapped even if it is unregistered)."""
     view: memoryview | None = None
     for i, (name, datatype, shape, data) in enumerate(parsed.inputs):
         if isinstance(data, slice):
             if view is None:
                 view = memoryview(body)
             parsed.inputs[i] = (name, datatype, shape, view[data])
+        elif isinstance(data, ShmRef):
+            parsed.inputs[i] = (name, datatype, shape, _region_view(shm, data))
+    for name, ref in parsed.shm_outputs.items():
+        if isinstance(ref, ShmRef):
+            parsed.shm_outputs[name] = _region_view(shm, ref)
+
+
+def _region_view(shm: Any, ref: ShmRef) -> memoryview:
+    from tritonx.frontends.shared_memory import DISALLOWED
+
+    if shm is None or not shm.allowed:
+        raise UnsupportedError(DISALLOWED)
+    view: memoryview = shm.view(ref.region, ref.offset, ref.byte_size)
+    return view
+
+
+def _shm_ref(params: dict[str, Any]) -> ShmRef:
+    """Triton's reading of a tensor's ``shared_memory_*`` parameters."""
+    region = params["shared_memory_region"]
+    if not isinstance(region, str):
+        raise _wrong_type("shared_memory_region", "non-string as string")
+    values = []
+    for key in ("shared_memory_offset", "shared_memory_byte_size"):
+        value = params.get(key, 0)
+        if type(value) is not int or not 0 <= value <= UINT64_MAX:
+            raise _wrong_type(key, "non-unsigned-integer as unsigned-integer")
+        values.append(value)
+    return ShmRef(checked_text(region), values[0], values[1])
 
 
 def parse_header(
@@ -312,9 +360,8 @@ def _parse_input(
                 f"larger than the maximum of {INT64_MAX}"
             )
     if has_shm:
-        raise InvalidArgumentError(
-            f"shared memory inputs are not supported by this server (input '{name}')"
-        )
+        parsed.inputs.append((name, datatype, shape, _shm_ref(iparams)))  # type: ignore[arg-type]
+        return offset
     if datatype not in codec.DATATYPES:
         raise InvalidArgumentError(f"invalid datatype for input {name}")
     if has_binary:
@@ -364,10 +411,11 @@ def _parse_outputs(outputs: Any, parsed: ParsedInfer) -> None:
         oparams = item.get("parameters")
         if isinstance(oparams, dict):
             if "shared_memory_region" in oparams:
-                raise InvalidArgumentError(
-                    "shared memory outputs are not supported by this server "
-                    f"(output '{name}')"
-                )
+                if oparams.get("binary_data") is True:
+                    raise InvalidArgumentError(
+                        "Output can't set both 'shared_memory_region' and 'binary_data'"
+                    )
+                parsed.shm_outputs[name] = _shm_ref(oparams)
             classes = oparams.get("classification")
             if classes:
                 raise UnsupportedError(
@@ -426,13 +474,15 @@ def json_items(
     outputs: Sequence[OutputTensor],
     binary_outputs: dict[str, bool],
     default_binary: bool,
+    shm_outputs: dict[str, Any] | None = None,
 ) -> list[tuple[str, list[int], memoryview]]:
     """(datatype, shape, wire bytes) of the outputs answered as JSON ``data``."""
     get = binary_outputs.get
+    shm = shm_outputs or {}
     return [
         (out.datatype, list(out.shape), out.raw())
         for out in outputs
-        if not get(out.name, default_binary)
+        if not get(out.name, default_binary) and out.name not in shm
     ]
 
 
@@ -453,11 +503,14 @@ def encode_response(
     binary_outputs: dict[str, bool],
     default_binary: bool,
     json_data: Sequence[bytes] | None = None,
+    shm_outputs: dict[str, Any] | None = None,
 ) -> tuple[bytes, list[memoryview]]:
     """Response JSON header and the binary sections that follow it, in order.
 
     ``json_data``, when given, is ``render_json_data(json_items(...))`` computed
-    elsewhere (large outputs are rendered off the event loop)."""
+    elsewhere (large outputs are rendered off the event loop). Outputs in
+    ``shm_outputs`` (name -> writable view of their region) are copied there and
+    answered without data, as Triton does."""
     parts = [('{"id":' + json.dumps(rid) + "," if rid else "{").encode()]
     parts.append(b'"model_name":' + json.dumps(model_name).encode())
     parts.append(b',"model_version":' + json.dumps(model_version).encode())
@@ -475,6 +528,11 @@ def encode_response(
         if i:
             head = "," + head
         raw = out.raw()
+        target = shm_outputs.get(name) if shm_outputs else None
+        if target is not None:
+            _write_shm(name, raw, target)
+            parts.append(f"{head}}}".encode())
+            continue
         if get(name, default_binary):
             binaries.append(raw)
             parts.append(
@@ -491,3 +549,14 @@ def encode_response(
         parts.append(b"}")
     parts.append(b"]}")
     return b"".join(parts), binaries
+
+
+def _write_shm(name: str, raw: memoryview, target: memoryview) -> None:
+    size = raw.nbytes
+    if size > target.nbytes:
+        raise InternalError(
+            "shared memory size specified with the request for output "
+            f"'{name}' ({target.nbytes} bytes) should be at least {size} bytes to "
+            "hold the results"
+        )
+    target[:size] = raw.cast("B")

@@ -99,6 +99,8 @@ class NativeHttpFrontend:
         server_cert: Path | None = None,
         server_key: Path | None = None,
         root_cert: Path | None = None,
+        shared_memory: Any = None,
+        log_settings: Any = None,
     ) -> None:
         from tritonx import _native
 
@@ -122,6 +124,8 @@ class NativeHttpFrontend:
             header_forward_pattern=header_forward_pattern,
             max_header_size=max_header_size,
             max_header_count=max_header_count,
+            shared_memory=shared_memory,
+            log_settings=log_settings,
         )
         self._keep_raw = bool(header_forward_pattern)
         infer_header, infer_value = restricted.get("inference", ("", ""))
@@ -147,6 +151,7 @@ class NativeHttpFrontend:
             tls_server_cert=str(server_cert or ""),
             tls_server_key=str(server_key or ""),
             tls_root_cert=str(root_cert or ""),
+            shared_memory=self._python._shm,
         )
 
     async def start(self) -> int:

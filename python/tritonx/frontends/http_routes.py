@@ -2,9 +2,10 @@
 
 The patterns follow Triton's server regexes. Resolving a path costs one dict lookup
 once it has been seen, so the inference path never runs a regex. Routes of Triton's
-that tritonx does not serve (generate, trace, logging, shared memory) still resolve
-to their own kinds so that ``--http-restricted-api`` guards them as Triton does;
-the frontend answers them 404.
+that tritonx does not serve (generate, trace) still resolve to their own kinds so
+that ``--http-restricted-api`` guards them as Triton does; the frontend answers
+them 404. Shared memory routes carry the memory kind ("system"/"cuda"), the region
+and the action.
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ class Route(NamedTuple):
     model: str = ""
     version: str = ""
     repository: str = ""
+    memory: str = ""  # shared memory routes: "system" or "cuda"
+    region: str = ""
+    action: str = ""  # shared memory routes: "status", "register" or "unregister"
 
 
 NOT_FOUND = Route("not_found")
 
-# Allowed method per route kind; any other method gets 405.
+# Allowed method per route kind; any other method gets 405. An empty entry: the
+# handler checks the method itself (it depends on more than the kind).
 ROUTE_METHODS: dict[str, bytes] = {
+    "shared_memory": b"",
+    "logging": b"",
     "server_metadata": b"GET",
     "live": b"GET",
     "ready": b"GET",
@@ -81,7 +88,7 @@ _REPOSITORY = re.compile(
     r"/v2/repository(?:/([^/]+))?/(index|models/([^/]+)/(load|unload))"
 )
 _SHARED_MEMORY = re.compile(
-    r"/v2/(?:system|cuda)sharedmemory(?:/region/[^/]+)?/(?:status|register|unregister)"
+    r"/v2/(system|cuda)sharedmemory(?:/region/([^/]+))?/(status|register|unregister)"
 )
 _MODEL_ACTIONS = {
     None: "model_metadata",
@@ -132,8 +139,12 @@ def _resolve(url: bytes) -> Route:
             return Route("repo_index", repository=repo)
         kind = "repo_load" if match.group(4) == "load" else "repo_unload"
         return Route(kind, _decode(match.group(3)), repository=repo)
-    if _SHARED_MEMORY.fullmatch(path):
-        return Route("shared_memory")
+    match = _SHARED_MEMORY.fullmatch(path)
+    if match:
+        region = _decode(match.group(2) or "")
+        return Route(
+            "shared_memory", memory=match.group(1), region=region, action=match.group(3)
+        )
     return NOT_FOUND
 
 

@@ -1,0 +1,101 @@
+// SharedMemoryRegistry: the system shared memory regions clients registered
+// (Triton's system_shared_memory extension), one per server, shared by the HTTP
+// and gRPC frontends through the ServerContext.
+//
+// A region is a POSIX shared memory object (shm_open) mapped into this process
+// when it is registered. Tensors read from a region point straight into the
+// mapping (no copy); outputs are copied into it when the response is built.
+//
+// Thread safety: every method is thread safe (one mutex around the name map).
+// Ownership: the map holds each region's mapping through a shared_ptr, and so does
+// every tensor or output target resolved from it. Unregistering only removes the
+// name; the mapping is unmapped when the last request using it lets go, so a
+// region unregistered while a request reads or writes it never faults.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "status.h"
+#include "tensor.h"
+
+namespace tritonx {
+
+// What the status call reports for one region (Triton's JSON/proto fields).
+struct ShmRegionStatus {
+  std::string name;
+  std::string key;
+  uint64_t offset = 0;
+  uint64_t byte_size = 0;
+};
+
+// A range of a registered region: `data` stays valid while `owner` lives.
+struct ShmSpan {
+  char* data = nullptr;
+  size_t byte_size = 0;
+  std::shared_ptr<const void> owner;
+};
+
+// An output a request asked to receive in a region: resolved (and bounds-checked)
+// when the request is parsed, written when its response is built.
+struct ShmOutput {
+  std::string name;    // the output tensor
+  std::string region;  // as the client named it
+  uint64_t offset = 0;
+  ShmSpan span;
+};
+using ShmOutputs = std::vector<ShmOutput>;
+
+class SharedMemoryRegistry {
+ public:
+  SharedMemoryRegistry() = default;
+  SharedMemoryRegistry(const SharedMemoryRegistry&) = delete;
+  SharedMemoryRegistry& operator=(const SharedMemoryRegistry&) = delete;
+
+  // Opens `key`, checks [offset, offset + byte_size) lies within it and maps that
+  // range. ALREADY_EXISTS for a taken name, INTERNAL when the object cannot be
+  // opened or is too small (Triton 2.51's codes and messages).
+  Status Register(const std::string& name, const std::string& key, uint64_t offset,
+                  uint64_t byte_size);
+  // Removes one region; an unknown name is not an error (as in Triton).
+  Status Unregister(const std::string& name);
+  void UnregisterAll();
+  // Every region (`name` empty) or the one named; NOT_FOUND when it is unknown.
+  Status GetStatus(const std::string& name, std::vector<ShmRegionStatus>* out) const;
+  bool Contains(const std::string& name) const;
+
+  // [offset, offset + byte_size) of a region for a tensor, with Triton's errors:
+  // NOT_FOUND for an unknown region, INVALID_ARG when the range leaves it.
+  Status Resolve(const std::string& name, uint64_t offset, uint64_t byte_size,
+                 ShmSpan* out) const;
+
+  // Whether clients may use shared memory at all (--allow-client-shm). Checked by
+  // the frontends before they call anything else.
+  void set_allowed(bool allowed) { allowed_.store(allowed); }
+  bool allowed() const { return allowed_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Region;
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Region>> regions_;
+  std::atomic<bool> allowed_{true};
+};
+
+// The message and code when shared memory is used while --allow-client-shm=false.
+Status ShmDisallowed();
+
+// Copies `tensor` into its target region; INTERNAL with Triton's message when it
+// does not fit.
+Status WriteShmOutput(const ShmOutput& target, const Tensor& tensor);
+
+// The target for output `name`, or null.
+const ShmOutput* FindShmOutput(const ShmOutputs& outputs, const std::string& name);
+
+}  // namespace tritonx

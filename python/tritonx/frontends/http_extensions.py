@@ -1,0 +1,86 @@
+"""HTTP routes of Triton's shared memory and logging extensions.
+
+Pure functions from a request to the complete response, used by the Python HTTP
+frontend (and so by the native engine, which hands these routes to it). The logic
+they share with gRPC lives in ``shared_memory`` and ``log_settings``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tritonx.errors import TritonXError
+from tritonx.frontends import http_infer
+from tritonx.frontends.http_protocol import (
+    JSON,
+    Buffer,
+    HttpMessage,
+    error_response,
+    response,
+)
+from tritonx.frontends.http_routes import Route
+from tritonx.frontends.log_settings import LogStore, http_update, ordered
+from tritonx.frontends.shared_memory import (
+    SharedMemoryControl,
+    http_cuda_register,
+    http_system_register,
+)
+
+_NOT_ALLOWED = response(405, b'{"error":"Method Not Allowed"}', JSON)
+_OK_EMPTY = response(200, b"", JSON)
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _failed(exc: BaseException) -> list[Buffer]:
+    if isinstance(exc, TritonXError):
+        return error_response(exc.http_status, exc.message)
+    return error_response(500, str(exc) or type(exc).__name__)
+
+
+def shared_memory_reply(
+    control: SharedMemoryControl, message: HttpMessage, route: Route
+) -> list[Buffer]:
+    """``/v2/{system,cuda}sharedmemory[/region/{r}]/{status,register,unregister}``."""
+    wanted = b"GET" if route.action == "status" else b"POST"
+    if message.method != wanted:
+        return _NOT_ALLOWED
+    system = route.memory == "system"
+    try:
+        if route.action == "status":
+            if system:
+                rows = control.system_status(route.region)
+            else:
+                rows = control.cuda_status(route.region)
+            return response(200, _dumps(rows))
+        if route.action == "register":
+            if system:
+                if not route.region:
+                    http_system_register(control, route.region, None)
+                http_system_register(
+                    control, route.region, http_infer.load_json(message.body)
+                )
+            else:
+                http_cuda_register(route.region)
+        elif system:
+            control.system_unregister(route.region)
+        # CUDA unregister: nothing can be registered without a GPU, a no-op.
+    except Exception as exc:
+        return _failed(exc)
+    return _OK_EMPTY
+
+
+def logging_reply(store: LogStore, message: HttpMessage) -> list[Buffer]:
+    """``GET`` / ``POST /v2/logging``."""
+    try:
+        if message.method == b"GET":
+            return response(200, _dumps(ordered(store.get())))
+        if message.method != b"POST":
+            return _NOT_ALLOWED
+        current = http_update(store, http_infer.load_json(message.body))
+    except Exception as exc:
+        return _failed(exc)
+    return response(200, _dumps(current))
