@@ -8,6 +8,7 @@ void RegisterModel(py::module_& m);
 void RegisterRegistry(py::module_& m);
 void RegisterArena(py::module_& m);
 void RegisterSharedMemory(py::module_& m);
+void RegisterEnsemble(py::module_& m);
 }  // namespace tritonx::bindings
 
 #ifdef TRITONX_ENABLE_GRPC
@@ -28,6 +29,7 @@ PYBIND11_MODULE(_C, m) {
   RegisterRegistry(m);
   RegisterArena(m);
   RegisterSharedMemory(m);
+  RegisterEnsemble(m);
 #ifdef TRITONX_ENABLE_GRPC
   RegisterGrpc(m);
   m.attr("grpc_built") = true;

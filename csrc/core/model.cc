@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include "ensemble_scheduler.h"
 #include "inflight_limit.h"
 #include "request_parameters.h"
 #include "scheduler.h"
@@ -19,8 +20,15 @@ Model::Model(ModelSpec spec, SchedulerConfig config,
           (context ? *context : *ServerContext::Default()).inflight_limit())) {
   config_.max_batch_size = spec_->max_batch_size;
   const ServerContext& server = context ? *context : *ServerContext::Default();
-  scheduler_ =
-      MakeScheduler(*spec_, config_, std::move(instances), stats_, server.arena());
+  if (config_.ensemble) {
+    // The ensemble finds its composing models in the server's registry at request
+    // time; it holds the registry weakly (the registry holds this model).
+    scheduler_ = std::make_unique<EnsembleScheduler>(*spec_, *config_.ensemble, stats_,
+                                                     server.registry());
+  } else {
+    scheduler_ =
+        MakeScheduler(*spec_, config_, std::move(instances), stats_, server.arena());
+  }
 }
 
 Model::~Model() {

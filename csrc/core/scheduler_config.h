@@ -4,9 +4,12 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <vector>
 
 namespace tritonx {
+
+struct EnsembleSpec;
 
 enum class TimeoutAction { kReject = 0, kDelay = 1 };
 
@@ -27,6 +30,9 @@ struct SchedulerConfig {
   uint32_t default_priority_level = 0;
   QueuePolicy default_queue_policy;
   std::map<uint32_t, QueuePolicy> priority_queue_policy;
+  // Set for an ensemble model (platform "ensemble"): its steps run on the server's
+  // composing models through the EnsembleScheduler; the model has no instances.
+  std::shared_ptr<const EnsembleSpec> ensemble;
 };
 
 }  // namespace tritonx

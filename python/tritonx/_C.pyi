@@ -319,6 +319,13 @@ def generate_load(
     seconds: float,
 ) -> dict[str, float]: ...
 def send_response(request: Request, response: Any, final: bool) -> None: ...
+def make_ensemble_model(
+    spec: ModelSpec,
+    steps: Sequence[
+        tuple[str, int, Sequence[tuple[str, str]], Sequence[tuple[str, str]]]
+    ],
+    context: ServerContext | None = None,
+) -> Model: ...
 
 class HttpServer:
     """KServe v2 HTTP/REST served from C++ on libevent's evhttp (absent when built

@@ -36,6 +36,7 @@ CUDA_BUILT: bool = _C.cuda_built
 GRPC_BUILT: bool = _C.grpc_built
 release_pending_refs = _C._release_pending_refs
 generate_load = _C.generate_load
+make_ensemble_model = _C.make_ensemble_model
 send_response = _C.send_response
 # The grpc++ server is absent when the extension was built with TRITONX_ENABLE_GRPC=OFF.
 GrpcServer = getattr(_C, "GrpcServer", None)

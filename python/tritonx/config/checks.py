@@ -17,10 +17,6 @@ def check_supported(config: ModelConfig) -> None:
         raise UnsupportedError(
             f"sequence batching is not supported yet by tritonx (model '{name}')"
         )
-    if config.HasField("ensemble_scheduling"):
-        raise UnsupportedError(
-            f"ensemble models are not supported yet by tritonx (model '{name}')"
-        )
     # Triton accepts duplicate tensor names but then cannot route them; reject.
     for kind, tensors in (("input", config.input), ("output", config.output)):
         seen: set[str] = set()

@@ -108,8 +108,13 @@ def config_to_json_dict(config: ModelConfig) -> dict[str, Any]:
                 _int(sb[key], "max_queue_delay_microseconds")
         for state in sb.get("state", []):
             _ints(state, "dims")
-    for step in doc.get("ensemble_scheduling", {}).get("step", []):
-        _int(step, "model_version")
+    ensemble = doc.get("ensemble_scheduling")
+    if ensemble is not None:
+        for step in ensemble.get("step", []):
+            _int(step, "model_version")
+        # A newer field than Triton 2.51's config: shown only when set.
+        if not ensemble.get("max_inflight_requests"):
+            ensemble.pop("max_inflight_requests", None)
     for warmup in doc.get("model_warmup", []):
         for spec in warmup.get("inputs", {}).values():
             _ints(spec, "dims")

@@ -82,3 +82,19 @@ def scheduler_config_from_config(config: ModelConfig) -> _native.SchedulerConfig
             for level, policy in db.priority_queue_policy.items()
         },
     )
+
+
+def ensemble_steps_from_config(
+    config: ModelConfig,
+) -> list[tuple[str, int, list[tuple[str, str]], list[tuple[str, str]]]]:
+    """The steps of an ensemble as ``_native.make_ensemble_model`` takes them:
+    (model name, version (-1: latest), input map, output map)."""
+    return [
+        (
+            step.model_name,
+            int(step.model_version),
+            sorted(step.input_map.items()),
+            sorted(step.output_map.items()),
+        )
+        for step in config.ensemble_scheduling.step
+    ]

@@ -16,6 +16,7 @@ from tritonx.config.backend_fields import (
     backend_kind,
     platform_kind,
 )
+from tritonx.config.ensemble import validate_ensemble_graph
 from tritonx.errors import InternalError, InvalidArgumentError
 
 WILDCARD_DIM = -1
@@ -156,6 +157,7 @@ def _validate_ensemble(config: ModelConfig) -> None:
         raise _bad(f"model_warmup can not be specified for ensemble '{name}'")
     if not config.ensemble_scheduling.step:
         raise _bad(f"must specify 'step' for ensemble '{name}'")
+    validate_ensemble_graph(config)
 
 
 def _validate_model_metrics(metrics: ModelMetrics) -> None:

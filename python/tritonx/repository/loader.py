@@ -17,6 +17,7 @@ from tritonx.config import (
     scheduler_config_from_config,
 )
 from tritonx.config._pb import mc
+from tritonx.config.to_core import ensemble_steps_from_config
 from tritonx.errors import InvalidArgumentError
 from tritonx.repository.records import LoadedModel
 from tritonx.repository.warmup import run_warmup
@@ -100,6 +101,8 @@ def build_version(
 
     started = time.monotonic()
     config = _copy(config)  # auto-complete may change it per version
+    if config.HasField("ensemble_scheduling"):
+        return _build_ensemble(config, version, model_dir, settings, started)
     backend = _resolve_backend(config.backend)
     ctx = ModelContext(
         name=config.name,
@@ -145,6 +148,32 @@ def build_version(
     )
 
 
+def _build_ensemble(
+    config: ModelConfig,
+    version: int,
+    model_dir: Path,
+    settings: LoadSettings,
+    started: float,
+) -> LoadedModel:
+    """An ensemble has no backend and no instances: its core Model runs the steps
+    on the composing models it finds in the server's registry."""
+    from tritonx import _native
+
+    core = _native.make_ensemble_model(
+        model_spec_from_config(config, version),
+        ensemble_steps_from_config(config),
+        settings.context,
+    )
+    return LoadedModel(
+        name=config.name,
+        version=version,
+        config=config,
+        core=core,
+        model_dir=model_dir,
+        load_seconds=time.monotonic() - started,
+    )
+
+
 def _copy(config: ModelConfig) -> ModelConfig:
     copied = ModelConfig()
     copied.CopyFrom(config)
@@ -152,6 +181,8 @@ def _copy(config: ModelConfig) -> ModelConfig:
 
 
 def _unload_backend(backend_model: Any, name: str, version: int) -> None:
+    if backend_model is None:  # an ensemble
+        return
     try:
         backend_model.unload()
     except Exception:

@@ -31,6 +31,7 @@ from tritonx.errors import (
     UnsupportedError,
     as_triton_error,
 )
+from tritonx.repository.ensembles import EnsembleDependencies, is_ensemble
 from tritonx.repository.loader import LoadSettings, build_version, retire_version
 from tritonx.repository.lookup import ModelLookup
 from tritonx.repository.polling import PollFailure, read_model_config
@@ -63,8 +64,9 @@ def failure_reason(error: BaseException) -> str:
     return f"{CODE_WORDS.get(triton.code, 'Unknown')}: {triton.message}"
 
 
-class ModelManager(ModelLookup):
-    """See the module docstring; the query side lives in ModelLookup."""
+class ModelManager(ModelLookup, EnsembleDependencies):
+    """See the module docstring; the query side lives in ModelLookup, ensemble
+    dependencies in EnsembleDependencies."""
 
     def __init__(
         self, options: ManagerOptions, registry: Any, context: Any = None
@@ -76,6 +78,7 @@ class ModelManager(ModelLookup):
                 f"unknown model control mode '{options.control_mode}'"
             )
         super().__init__(options)
+        self._init_ensembles()
         self.registry = registry
         self._locks: dict[str, asyncio.Lock] = {}
         self._pool = ThreadPoolExecutor(
@@ -99,8 +102,15 @@ class ModelManager(ModelLookup):
             names = list_repositories(opts.repositories).names()
         else:
             names = self._startup_names()
+        self._explicit.update(names)
+        # Ensembles after the models they use (which they would load otherwise).
+        ensembles = set(await self._run(self._ensemble_names, names))
         results = await asyncio.gather(
-            *(self._load_model(name, None, None) for name in names),
+            *(self._load_model(n, None, None) for n in names if n not in ensembles),
+            return_exceptions=True,
+        )
+        results += await asyncio.gather(
+            *(self._load_if_not_ready(n) for n in names if n in ensembles),
             return_exceptions=True,
         )
         self._started = True
@@ -111,6 +121,26 @@ class ModelManager(ModelLookup):
         if failed and opts.exit_on_error:
             await self.shutdown()
             raise InternalError("failed to load all models")
+
+    def _ensemble_names(self, names: list[str]) -> list[str]:
+        listing = list_repositories(self.options.repositories)
+        found = []
+        for name in names:
+            model_dir = listing.models.get(name)
+            if model_dir is None:
+                continue
+            try:
+                config, _ = read_model_config(model_dir, self.options, None)
+            except PollFailure:
+                continue
+            if is_ensemble(config):
+                found.append(name)
+        return found
+
+    async def _load_if_not_ready(self, name: str) -> None:
+        # An ensemble another ensemble of the startup set loaded already.
+        if self._ready_config(name) is None:
+            await self._load_model(name, None, None)
 
     def _startup_names(self) -> list[str]:
         names = list(dict.fromkeys(self.options.startup_models))
@@ -153,18 +183,26 @@ class ModelManager(ModelLookup):
         maps "<version>/<file>" to contents for a temporary model directory."""
         self._check_explicit()
         await self._load_model(name, config, files)
+        self._explicit.add(name)
+        await self._restore_users(name)
 
     async def unload(self, name: str, unload_dependents: bool = False) -> None:
         """Unload every version of ``name``; unknown names are not an error.
 
-        ``unload_dependents`` only matters for ensembles, which tritonx does not
-        have yet; it is accepted so clients that send it work.
+        Ensembles using ``name`` are unloaded too. ``unload_dependents`` on an
+        ensemble also unloads the composing models loaded only for it (see
+        repository/ensembles.py).
         """
         self._check_explicit()
+        self._explicit.discard(name)
+        config = self._ready_config(name)
         async with self._lock(name):
             record = self._records.get(name)
             if record is not None:
                 await self._unload_record(record)
+        await self._unload_users(name)
+        if unload_dependents and config is not None and is_ensemble(config):
+            await self._unload_composing(config)
 
     # -- loading ---------------------------------------------------------------
 
@@ -201,7 +239,11 @@ class ModelManager(ModelLookup):
         return model_dir, model_dir.parent, None
 
     async def _load_model(
-        self, name: str, config: str | None, files: Mapping[str, bytes] | None
+        self,
+        name: str,
+        config: str | None,
+        files: Mapping[str, bytes] | None,
+        chain: tuple[str, ...] = (),
     ) -> None:
         async with self._lock(name):
             try:
@@ -211,7 +253,9 @@ class ModelManager(ModelLookup):
             except PollFailure as failure:
                 raise failure.as_error() from None
             try:
-                await self._load_versions(name, config, model_dir, repository, override)
+                await self._load_versions(
+                    name, config, model_dir, repository, override, chain
+                )
             except BaseException:
                 if override is not None:
                     override.cleanup()
@@ -224,6 +268,7 @@ class ModelManager(ModelLookup):
         model_dir: Path,
         repository: Path,
         override: OverrideDirectory | None,
+        chain: tuple[str, ...] = (),
     ) -> None:
         try:
             config, stage_error = await self._run(
@@ -231,6 +276,8 @@ class ModelManager(ModelLookup):
             )
         except PollFailure as failure:
             raise failure.as_error() from None
+        if stage_error is None and is_ensemble(config):
+            await self._prepare_ensemble(name, config, (*chain, name))
         selected = select_versions(config, version_dirs(model_dir))
         record = self._records.setdefault(name, ModelRecord(name))
         self.registry.set_known(name, True)

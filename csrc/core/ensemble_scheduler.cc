@@ -1,0 +1,514 @@
+#include "ensemble_scheduler.h"
+
+#include <algorithm>
+#include <deque>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "model.h"
+
+namespace tritonx {
+namespace {
+
+bool DimsMatch(const Shape& config, const Shape& dims) {
+  if (config.size() != dims.size()) return false;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (config[i] != -1 && dims[i] != -1 && config[i] != dims[i]) return false;
+  }
+  return true;
+}
+
+// Triton's batch / non-batch conversion between a tensor and the model (or ensemble
+// output) that receives it: a tensor from a non-batching model gets a batch dim of 1
+// when the receiver batches and the shape matches its dims; a batch-1 tensor from a
+// batching model loses it when the receiver does not batch and the shape does not
+// match as it is. `batch_size` 0: the producer does not batch.
+Shape ConvertShape(const Shape& config_dims, bool receiver_batches, int64_t batch_size,
+                   const Shape& dims) {
+  if (receiver_batches == (batch_size != 0)) return dims;
+  if (receiver_batches) {
+    if (!DimsMatch(config_dims, dims)) return dims;
+    Shape out;
+    out.reserve(dims.size() + 1);
+    out.push_back(1);
+    out.insert(out.end(), dims.begin(), dims.end());
+    return out;
+  }
+  if (!DimsMatch(config_dims, dims) && batch_size == 1 && !dims.empty()) {
+    return Shape(dims.begin() + 1, dims.end());
+  }
+  return dims;
+}
+
+// The state of one ensemble request. Shared by the callbacks of its steps; ends when
+// the last step has answered FINAL. Thread safety: every field below `mu_` is guarded
+// by it; requests are launched and responses delivered outside it (a step may run
+// inline and call back into this run; a response consumer may need the GIL, which a
+// Python step that sends from its own execute already holds).
+class EnsembleRun : public std::enable_shared_from_this<EnsembleRun> {
+ public:
+  EnsembleRun(std::shared_ptr<const EnsemblePlan> plan,
+              std::shared_ptr<ModelStats> stats, RequestPtr parent)
+      : plan_(std::move(plan)), stats_(std::move(stats)), parent_(std::move(parent)) {}
+
+  void Start(const std::shared_ptr<ModelRegistry>& registry, bool caller_waits);
+  void CancelSteps();
+
+ private:
+  struct Value {
+    uint64_t iteration = 0;
+    Tensor tensor;
+    bool present = false;    // false: the producer left this optional tensor out
+    int64_t batch_size = 0;  // 0: the producing model does not batch
+    int refs = 0;            // readers still to take it (steps, the response)
+  };
+  struct Launch {
+    int step = 0;
+    RequestPtr request;
+  };
+  struct Updated {
+    int tensor;
+    uint64_t iteration;
+  };
+
+  // All with mu_ held.
+  Value* Find(int tensor, uint64_t iteration);
+  void Release(int tensor, uint64_t iteration);
+  void AddValue(int tensor, Tensor data, bool present, int64_t batch_size,
+                std::vector<Updated>* updated);
+  void NextSteps(const std::vector<Updated>& updated, std::vector<Launch>* launches);
+  RequestPtr MakeStepRequest(int step, uint64_t iteration);
+  void CollectOutputs(const std::vector<Updated>& updated);
+  void Fail(const Status& status);
+  void MaybeFinish();
+
+  void OnStepResponse(int step, InferenceRequest* step_request,
+                      std::unique_ptr<InferenceResponse> response, uint32_t flags);
+  void LaunchAll(std::vector<Launch> launches, bool caller_waits);
+  void Flush();
+
+  const std::shared_ptr<const EnsemblePlan> plan_;
+  const std::shared_ptr<ModelStats> stats_;
+  const RequestPtr parent_;
+  std::vector<std::shared_ptr<Model>> models_;  // per step; fixed after Start
+
+  std::mutex mu_;
+  std::vector<std::vector<Value>> values_;  // tensor id -> one value per iteration
+  std::vector<uint64_t> next_iteration_;    // tensor id -> next iteration number
+  std::vector<int> readers_;                // tensor id -> active readers per value
+  std::vector<char> active_;                // step -> needed for the requested outputs
+  std::vector<char> requested_;             // tensor id -> a requested output
+  std::vector<std::pair<int, std::weak_ptr<InferenceRequest>>> inflight_;
+  int inflight_steps_ = 0;
+  bool done_ = false;       // the final answer is decided (queued or sent)
+  bool responded_ = false;  // a response with outputs was produced
+  uint64_t compute_input_ns_ = 0, compute_infer_ns_ = 0, compute_output_ns_ = 0;
+  std::unique_ptr<InferenceResponse> held_;  // a non-decoupled ensemble's answer
+  // Responses to the ensemble request, delivered in order by one thread at a time.
+  std::deque<std::pair<std::unique_ptr<InferenceResponse>, uint32_t>> outbox_;
+  bool sending_ = false;
+};
+
+void EnsembleRun::Start(const std::shared_ptr<ModelRegistry>& registry,
+                        bool caller_waits) {
+  const EnsemblePlan& plan = *plan_;
+  const size_t tensor_count = plan.tensor_names.size();
+  values_.resize(tensor_count);
+  next_iteration_.assign(tensor_count, 0);
+  readers_.assign(tensor_count, 0);
+  requested_.assign(tensor_count, 0);
+  active_.assign(plan.steps.size(), 0);
+
+  Status status;
+  models_.resize(plan.steps.size());
+  for (size_t i = 0; i < plan.steps.size() && status.ok(); ++i) {
+    const auto& step = plan.steps[i];
+    for (size_t j = 0; j < i; ++j) {  // the same model in several steps: one lookup
+      if (plan.steps[j].model_name == step.model_name &&
+          plan.steps[j].version == step.version) {
+        models_[i] = models_[j];
+        break;
+      }
+    }
+    if (models_[i]) continue;
+    if (!registry) {
+      status = Status(StatusCode::kUnavailable, "the server is shutting down");
+    } else {
+      status = registry->Find(step.model_name, step.version, &models_[i]);
+    }
+  }
+
+  // The requested outputs (every output when none is named) and, backwards from
+  // them, the steps they need: steps feeding only outputs nobody asked for are
+  // skipped, as in Triton.
+  if (parent_->requested_outputs.empty()) {
+    for (int id : plan.output_ids) requested_[id] = 1;
+  } else {
+    for (const auto& name : parent_->requested_outputs) {
+      const int id = plan.TensorId(name);
+      if (id >= 0) requested_[id] = 1;
+    }
+  }
+  std::vector<int> pending;
+  for (size_t id = 0; id < tensor_count; ++id) {
+    if (requested_[id]) pending.push_back(static_cast<int>(id));
+  }
+  while (!pending.empty()) {
+    const int id = pending.back();
+    pending.pop_back();
+    const int producer = plan.producer[id];
+    if (producer < 0 || active_[producer]) continue;
+    active_[producer] = 1;
+    for (const auto& input : plan.steps[producer].inputs)
+      pending.push_back(input.tensor);
+  }
+  for (size_t id = 0; id < tensor_count; ++id) {
+    int readers = requested_[id] ? 1 : 0;
+    for (int step : plan.consumers[id]) readers += active_[step] ? 1 : 0;
+    readers_[id] = readers;
+  }
+
+  std::vector<Launch> launches;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!status.ok()) {
+      Fail(status);
+    } else {
+      const int64_t batch = plan.model.max_batch_size > 0 ? parent_->batch_size : 0;
+      std::vector<Updated> updated;
+      std::vector<char> given(tensor_count, 0);
+      for (const Tensor& input : parent_->inputs) {
+        const int id = plan.TensorId(input.name);
+        if (id < 0 || given[id]) continue;
+        given[id] = 1;
+        AddValue(id, input, true, batch, &updated);
+      }
+      // Optional inputs the request left out exist as absent values, so that steps
+      // reading them (as optional inputs of their own) can run.
+      for (int id : plan.input_ids) {
+        if (!given[id]) AddValue(id, Tensor(), false, batch, &updated);
+      }
+      NextSteps(updated, &launches);
+      CollectOutputs(updated);
+      MaybeFinish();
+    }
+  }
+  LaunchAll(std::move(launches), caller_waits);
+  Flush();
+}
+
+EnsembleRun::Value* EnsembleRun::Find(int tensor, uint64_t iteration) {
+  for (Value& value : values_[tensor]) {
+    if (value.iteration == iteration) return &value;
+  }
+  return nullptr;
+}
+
+void EnsembleRun::Release(int tensor, uint64_t iteration) {
+  auto& list = values_[tensor];
+  for (auto it = list.begin(); it != list.end(); ++it) {
+    if (it->iteration == iteration) {
+      if (--it->refs <= 0) list.erase(it);
+      return;
+    }
+  }
+}
+
+void EnsembleRun::AddValue(int tensor, Tensor data, bool present, int64_t batch_size,
+                           std::vector<Updated>* updated) {
+  const uint64_t iteration = next_iteration_[tensor]++;
+  if (readers_[tensor] == 0) return;  // nobody reads it (a pruned branch)
+  Value value;
+  value.iteration = iteration;
+  value.tensor = std::move(data);
+  value.present = present;
+  value.batch_size = batch_size;
+  value.refs = readers_[tensor];
+  values_[tensor].push_back(std::move(value));
+  updated->push_back({tensor, iteration});
+}
+
+void EnsembleRun::NextSteps(const std::vector<Updated>& updated,
+                            std::vector<Launch>* launches) {
+  if (done_) return;
+  std::vector<std::pair<int, uint64_t>> ready;
+  for (const Updated& u : updated) {
+    for (int step : plan_->consumers[u.tensor]) {
+      if (!active_[step]) continue;
+      const std::pair<int, uint64_t> key(step, u.iteration);
+      if (std::find(ready.begin(), ready.end(), key) != ready.end()) continue;
+      bool all = true;
+      for (const auto& input : plan_->steps[step].inputs) {
+        if (Find(input.tensor, u.iteration) == nullptr) {
+          all = false;
+          break;
+        }
+      }
+      if (all) ready.push_back(key);
+    }
+  }
+  for (const auto& [step, iteration] : ready) {
+    launches->push_back({step, MakeStepRequest(step, iteration)});
+  }
+  inflight_steps_ += static_cast<int>(ready.size());
+}
+
+RequestPtr EnsembleRun::MakeStepRequest(int step, uint64_t iteration) {
+  const EnsemblePlan::Step& plan_step = plan_->steps[step];
+  const ModelSpec& spec = models_[step]->spec();
+  auto request = std::make_shared<InferenceRequest>();
+  request->id = parent_->id;
+  request->parameters = parent_->parameters;
+  request->priority = parent_->priority;
+  request->timeout_us = parent_->timeout_us;
+  request->correlation_id = parent_->correlation_id;
+  request->correlation_id_str = parent_->correlation_id_str;
+  request->flags = parent_->flags;
+  request->inputs.reserve(plan_step.inputs.size());
+  for (const auto& input : plan_step.inputs) {
+    Value* value = Find(input.tensor, iteration);
+    if (value->present) {
+      Tensor tensor = value->tensor;  // shares the producer's buffer
+      tensor.name = input.model_tensor;
+      if (const TensorSpec* config = spec.FindInput(input.model_tensor)) {
+        tensor.shape = ConvertShape(config->dims, spec.max_batch_size > 0,
+                                    value->batch_size, tensor.shape);
+      }
+      request->inputs.push_back(std::move(tensor));
+    }
+  }
+  // Released after every input was read: one tensor may feed two inputs.
+  for (const auto& input : plan_step.inputs) Release(input.tensor, iteration);
+  request->requested_outputs.reserve(plan_step.outputs.size());
+  for (const auto& output : plan_step.outputs) {
+    request->requested_outputs.push_back(output.model_tensor);
+  }
+  InferenceRequest* raw = request.get();
+  request->SetResponseStream(
+      [run = shared_from_this(), step, raw](std::unique_ptr<InferenceResponse> response,
+                                            uint32_t flags) {
+        run->OnStepResponse(step, raw, std::move(response), flags);
+      });
+  inflight_.emplace_back(step, request);
+  return request;
+}
+
+void EnsembleRun::CollectOutputs(const std::vector<Updated>& updated) {
+  if (done_) return;
+  const EnsemblePlan& plan = *plan_;
+  for (const Updated& u : updated) {
+    if (!requested_[u.tensor]) continue;
+    bool ready = true;
+    for (int id : plan.output_ids) {
+      if (requested_[id] && Find(id, u.iteration) == nullptr) {
+        ready = false;
+        break;
+      }
+    }
+    if (!ready) continue;
+    auto response = std::make_unique<InferenceResponse>();
+    const bool batching = plan.model.max_batch_size > 0;
+    for (int id : plan.output_ids) {
+      if (!requested_[id]) continue;
+      Value* value = Find(id, u.iteration);
+      if (value->present) {
+        Tensor tensor = value->tensor;
+        tensor.name = plan.tensor_names[id];
+        const TensorSpec* config = plan.ensemble_io[id];
+        const Shape& dims = config->has_reshape ? config->reshape : config->dims;
+        tensor.shape = ConvertShape(dims, batching, value->batch_size, tensor.shape);
+        response->outputs.push_back(std::move(tensor));
+      }
+      Release(id, u.iteration);
+    }
+    responded_ = true;
+    if (plan.model.decoupled) {
+      outbox_.emplace_back(std::move(response), 0);
+    } else {
+      held_ = std::move(response);  // one response, sent with FINAL at the end
+    }
+  }
+}
+
+void EnsembleRun::Fail(const Status& status) {
+  if (done_) return;
+  done_ = true;
+  // Triton counts a failed ensemble request twice: once when it answers the error,
+  // once more when its last step is released. Kept so that the counters agree.
+  const uint64_t now = NowNs();
+  stats_->RecordFailure(FailureReason::kOther, now - parent_->enqueue_ns);
+  stats_->RecordFailure(FailureReason::kOther, now - parent_->enqueue_ns);
+  auto response = std::make_unique<InferenceResponse>();
+  response->status = Status(
+      status.code(), "in ensemble '" + plan_->model.name + "', " + status.message());
+  outbox_.clear();
+  held_.reset();
+  outbox_.emplace_back(std::move(response), kResponseFlagFinal);
+}
+
+void EnsembleRun::MaybeFinish() {
+  if (done_ || inflight_steps_ > 0) return;
+  done_ = true;
+  if (!responded_ && !plan_->model.decoupled) {
+    done_ = false;
+    Fail(Status(StatusCode::kInvalidArg,
+                "unexpected deadlock, at least one output is not set while no more "
+                "ensemble steps can be made"));
+    return;
+  }
+  const uint64_t now = NowNs();
+  const uint64_t batch = static_cast<uint64_t>(
+      std::max<int64_t>(1, plan_->model.max_batch_size > 0 ? parent_->batch_size : 1));
+  stats_->RecordSuccess(now - parent_->enqueue_ns, 0, compute_input_ns_,
+                        compute_infer_ns_, compute_output_ns_);
+  stats_->RecordExecution(batch, compute_input_ns_, compute_infer_ns_,
+                          compute_output_ns_);
+  // The last response carries FINAL when it is still queued; a decoupled ensemble
+  // may also end without data.
+  if (held_) {
+    outbox_.emplace_back(std::move(held_), kResponseFlagFinal);
+  } else if (!outbox_.empty() && outbox_.back().second == 0) {
+    outbox_.back().second = kResponseFlagFinal;
+  } else {
+    outbox_.emplace_back(nullptr, kResponseFlagFinal);
+  }
+}
+
+void EnsembleRun::OnStepResponse(int step, InferenceRequest* step_request,
+                                 std::unique_ptr<InferenceResponse> response,
+                                 uint32_t flags) {
+  const bool final = (flags & kResponseFlagFinal) != 0;
+  std::vector<Launch> launches;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (final) {
+      --inflight_steps_;
+      for (auto it = inflight_.begin(); it != inflight_.end(); ++it) {
+        if (it->second.lock().get() == step_request) {
+          inflight_.erase(it);
+          break;
+        }
+      }
+      compute_input_ns_ += step_request->compute_input_ns;
+      compute_infer_ns_ += step_request->compute_infer_ns;
+      compute_output_ns_ += step_request->compute_output_ns;
+    }
+    if (response && !done_) {
+      if (!response->status.ok()) {
+        Fail(response->status);
+      } else {
+        const EnsemblePlan::Step& plan_step = plan_->steps[step];
+        const int64_t batch =
+            models_[step]->spec().max_batch_size > 0 ? step_request->batch_size : 0;
+        std::vector<Updated> updated;
+        for (const auto& output : plan_step.outputs) {
+          Tensor* found = nullptr;
+          for (Tensor& tensor : response->outputs) {
+            if (tensor.name == output.model_tensor) {
+              found = &tensor;
+              break;
+            }
+          }
+          if (found != nullptr) {
+            AddValue(output.tensor, std::move(*found), true, batch, &updated);
+          } else {
+            AddValue(output.tensor, Tensor(), false, batch, &updated);
+          }
+        }
+        NextSteps(updated, &launches);
+        CollectOutputs(updated);
+      }
+    }
+    if (final) MaybeFinish();
+  }
+  // A step launched from here runs inline when its model is idle and cheap: this
+  // thread is a core thread that finished the previous step, not a frontend's.
+  LaunchAll(std::move(launches), /*caller_waits=*/true);
+  Flush();
+}
+
+void EnsembleRun::LaunchAll(std::vector<Launch> launches, bool caller_waits) {
+  for (Launch& launch : launches) {
+    if (parent_->IsCancelled()) launch.request->MarkCancelled();
+    Status status = models_[launch.step]->Enqueue(launch.request, caller_waits);
+    if (status.ok()) continue;
+    // Not taken: it will never answer, so account for it here.
+    launch.request->SetResponseStream(nullptr);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --inflight_steps_;
+      for (auto it = inflight_.begin(); it != inflight_.end(); ++it) {
+        if (it->second.lock() == launch.request) {
+          inflight_.erase(it);
+          break;
+        }
+      }
+      Fail(status);
+    }
+    Flush();
+  }
+}
+
+void EnsembleRun::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (sending_) return;  // the sending thread delivers what was queued
+  sending_ = true;
+  while (!outbox_.empty()) {
+    auto [response, flags] = std::move(outbox_.front());
+    outbox_.pop_front();
+    lock.unlock();
+    parent_->Send(std::move(response), flags);
+    lock.lock();
+  }
+  sending_ = false;
+}
+
+void EnsembleRun::CancelSteps() {
+  std::vector<std::pair<int, RequestPtr>> running;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [step, weak] : inflight_) {
+      if (RequestPtr request = weak.lock()) running.emplace_back(step, request);
+    }
+  }
+  for (auto& [step, request] : running) models_[step]->Cancel(request);
+}
+
+}  // namespace
+
+EnsembleScheduler::EnsembleScheduler(const ModelSpec& spec,
+                                     const EnsembleSpec& ensemble,
+                                     std::shared_ptr<ModelStats> stats,
+                                     std::weak_ptr<ModelRegistry> registry)
+    : plan_(std::make_shared<const EnsemblePlan>(spec, ensemble)),
+      stats_(std::move(stats)),
+      registry_(std::move(registry)) {}
+
+Status EnsembleScheduler::Enqueue(const RequestPtr& request, bool caller_waits) {
+  if (stopping_.load(std::memory_order_acquire)) {
+    return Status(StatusCode::kUnavailable,
+                  "model '" + plan_->model.name + "' is unloading, request rejected");
+  }
+  request->enqueue_ns = NowNs();
+  request->dispatch_ns = request->enqueue_ns;
+  auto run = std::make_shared<EnsembleRun>(plan_, stats_, request);
+  request->scheduler_state = run;
+  run->Start(registry_.lock(), caller_waits);
+  return Status::Ok();
+}
+
+bool EnsembleScheduler::Cancel(const RequestPtr& request) {
+  request->MarkCancelled();
+  if (auto run =
+          std::static_pointer_cast<EnsembleRun>(request->scheduler_state.lock())) {
+    run->CancelSteps();
+  }
+  return false;
+}
+
+void EnsembleScheduler::Stop(bool /*drain*/) {
+  stopping_.store(true, std::memory_order_release);
+}
+
+}  // namespace tritonx
