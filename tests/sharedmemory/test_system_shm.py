@@ -6,6 +6,7 @@ errors, and a region unregistered (and unlinked) while a request still uses it.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -368,3 +369,33 @@ def test_unregister_while_in_flight(
     assert admin.get_system_shared_memory_status(as_json=True) == {}
     assert admin.is_server_live()
     admin.close()
+
+
+def test_grpc_stream_through_regions(server: RunningServer, region: Region) -> None:
+    in_key, _ = region(16, [5, 6, 7, 8])
+    out_key, out_handle = region(16)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    client.register_system_shared_memory("s-in", in_key, 16)
+    client.register_system_shared_memory("s-out", out_key, 16)
+    answers: queue.Queue[Any] = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        inp = grpcclient.InferInput("INPUT0", [4], "FP32")
+        inp.set_shared_memory("s-in", 16)
+        out = grpcclient.InferRequestedOutput("OUTPUT0")
+        out.set_shared_memory("s-out", 16)
+        client.async_stream_infer("echo", [inp], outputs=[out])
+        result, error = answers.get(timeout=60)
+        assert error is None
+        assert list(result.get_response().raw_output_contents) == [b""]
+        got = shm.get_contents_as_numpy(out_handle, np.float32, [4])
+        np.testing.assert_array_equal(got, [5, 6, 7, 8])
+        out.set_shared_memory("s-out", 8)
+        client.async_stream_infer("echo", [inp], outputs=[out])
+        result, error = answers.get(timeout=60)
+        assert result is None
+        assert "should be at least 16 bytes" in error.message()
+    finally:
+        client.stop_stream()
+        client.unregister_system_shared_memory()
+        client.close()
