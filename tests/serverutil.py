@@ -214,6 +214,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# For tests that start a server themselves (e.g. one logging to a file, whose
+# ports run_server cannot read from the console).
+free_port = _free_port
+
+
 @contextmanager
 def run_reference(
     repos: Sequence[Path | str], *args: str, timeout: float = 120.0

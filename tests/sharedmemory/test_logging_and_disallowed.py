@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from serverutil import RunningServer, run_server
+from serverutil import RunningServer, free_port, run_server, server_command
 from shmutil import Region
 from tritonclient.utils import InferenceServerException
 
@@ -179,3 +181,52 @@ def test_client_shm_disallowed(server: RunningServer, region: Region) -> None:
     assert post(server, "/v2/models/echo/infer", body) == (501, {"error": DISALLOWED})
     assert client.get_system_shared_memory_status(as_json=True) == {}
     client.close()
+
+
+def test_log_file_receives_verbose_lines(repo: Path, tmp_path: Path) -> None:
+    """With --log-file the settings name the file, and turning verbose logging on
+    over the API makes verbose lines appear in it."""
+    log = tmp_path / "server.log"
+    http_port, grpc_port = free_port(), free_port()
+    cmd = server_command(
+        [repo],
+        [
+            f"--http-port={http_port}",
+            f"--grpc-port={grpc_port}",
+            "--allow-metrics=false",
+            f"--log-file={log}",
+        ],
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = (
+        str(Path(__file__).parents[2] / "python")
+        + os.pathsep
+        + env.get("PYTHONPATH", "")
+    )
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    try:
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text() if log.exists() else ""
+            try:
+                if client.is_server_ready():
+                    break
+            except Exception:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        assert client.get_log_settings()["log_file"] == str(log)
+        client.unregister_system_shared_memory("before-verbose")
+        client.update_log_settings({"log_verbose_level": 1})
+        client.unregister_system_shared_memory("after-verbose")
+        client.close()
+        deadline = time.monotonic() + 10
+        while "'after-verbose'" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        text = log.read_text()
+        assert "Started HTTPService" in text
+        assert "'after-verbose'" in text
+        assert "'before-verbose'" not in text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
