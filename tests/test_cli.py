@@ -428,3 +428,10 @@ def test_log_settings_api_changes_live_logging(example_repo: Path) -> None:
     # Info lines of the shutdown are gone; the server still stopped cleanly.
     assert server.process.returncode == 0
     assert "Waiting for in-flight requests" not in server.log_text()
+
+
+def test_allow_client_shm() -> None:
+    options, _, _ = parse_args(["--model-store=/m"])
+    assert options.allow_client_shm is True  # Triton 2.51 always allows it
+    options, _, _ = parse_args(["--model-store=/m", "--allow-client-shm=false"])
+    assert options.allow_client_shm is False

@@ -9,6 +9,7 @@ namespace {
 
 // A writable buffer over a range of a region; holds the mapping for as long as any
 // memoryview of it lives, so unregistering the region never invalidates it.
+// Immutable once made (the bytes it points at are the client's to change).
 struct ShmBuffer {
   ShmSpan span;
 };
