@@ -77,11 +77,22 @@ def write_repo(repo: Path) -> None:
     )
 
 
+def source_tree_env() -> dict[str, str]:
+    """Run tritonx from this checkout when it has a built core (dev builds)."""
+    if any((ROOT / "python" / "tritonx").glob("_C*.so")):
+        return {"PYTHONPATH": str(ROOT / "python")}
+    return {}
+
+
 def perf_rows(
-    name: str, cmd: Sequence[str], repo: Path, args: argparse.Namespace
+    name: str,
+    cmd: Sequence[str],
+    repo: Path,
+    args: argparse.Namespace,
+    env: dict[str, str],
 ) -> dict[tuple[str, int], tuple[float, float]]:
     rows = {}
-    with running(name, cmd, repo, {}, 180.0) as (http, grpc):
+    with running(name, cmd, repo, env, 180.0) as (http, grpc):
         for protocol in args.protocols:
             url = f"127.0.0.1:{grpc if protocol == 'grpc' else http}"
             for concurrency in args.concurrency:
@@ -169,12 +180,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.perf_analyzer:
                 p.error("perf_analyzer not found: pass --perf-analyzer")
             print("tritonx:", flush=True)
-            ours = perf_rows("tritonx", shlex.split(args.tritonx_cmd), repo, args)
+            ours = perf_rows(
+                "tritonx", shlex.split(args.tritonx_cmd), repo, args, source_tree_env()
+            )
             theirs = {}
             if args.reference_cmd:
                 print("reference:", flush=True)
                 theirs = perf_rows(
-                    "reference", shlex.split(args.reference_cmd), repo, args
+                    "reference", shlex.split(args.reference_cmd), repo, args, {}
                 )
             print(
                 f"\nens3 (3 python identity steps), FP32 [1,16], "

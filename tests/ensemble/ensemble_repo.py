@@ -328,3 +328,63 @@ def write_batched(repo: Path) -> None:
         [step("batched", {"INPUT0": "INPUT0"}, {"OUTPUT0": "OUTPUT0"})],
         max_batch_size=2,
     )
+
+
+# OUTPUT0 = INPUT0 + the request parameter "offset" (0 when absent): shows that an
+# ensemble's request parameters reach its steps.
+PARAM_MODEL = textwrap.dedent(
+    """
+    import json
+
+    import numpy as np
+    import triton_python_backend_utils as pb_utils
+
+
+    class TritonPythonModel:
+        def execute(self, requests):
+            out = []
+            for r in requests:
+                offset = float(json.loads(r.parameters() or "{}").get("offset", 0))
+                x = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
+                y = (x + offset).astype(np.float32)
+                out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", y)]))
+            return out
+    """
+)
+
+
+def write_extras(repo: Path, held_model: str) -> None:
+    """A parameter-reading step and a step held until cancelled, each behind an
+    ensemble (param_pipe, via_held)."""
+    write_model(
+        repo,
+        "param",
+        PARAM_MODEL,
+        io_block([tensor("INPUT0")], [tensor("OUTPUT0")])
+        + "instance_group [ { kind: KIND_CPU count: 1 } ]\n",
+    )
+    write_ensemble(
+        repo,
+        "param_pipe",
+        [
+            step("add_one", {"INPUT0": "INPUT0"}, {"OUTPUT0": "t"}),
+            step("param", {"INPUT0": "t"}, {"OUTPUT0": "OUTPUT0"}),
+        ],
+    )
+    one = "[ 1 ]"
+    write_model(
+        repo,
+        "held",
+        held_model,
+        io_block([tensor("INPUT0", one)], [tensor("OUTPUT0", one)])
+        + "instance_group [ { kind: KIND_CPU count: 1 } ]\n",
+        max_batch_size=0,
+    )
+    write_ensemble(
+        repo,
+        "via_held",
+        [step("held", {"INPUT0": "INPUT0"}, {"OUTPUT0": "OUTPUT0"})],
+        inputs=[tensor("INPUT0", one)],
+        outputs=[tensor("OUTPUT0", one)],
+        max_batch_size=0,
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from serverutil import RunningServer, run_server
+from testmodels import HELD_MODEL
 from tritonclient.utils import InferenceServerException
 
 
@@ -36,11 +38,17 @@ X = np.arange(8, dtype=np.float32).reshape(2, 4)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    repo = tmp_path_factory.mktemp("ensembles") / "repo"
-    repo.mkdir()
-    er.build_basic_repo(repo)
-    er.write_batched(repo)
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ensembles") / "repo"
+    path.mkdir()
+    er.build_basic_repo(path)
+    er.write_batched(path)
+    er.write_extras(path, HELD_MODEL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(repo: Path) -> Iterator[RunningServer]:
     with run_server(repo) as running:
         yield running
 
@@ -217,3 +225,40 @@ def test_metadata_and_config(server: RunningServer) -> None:
     gconfig = gclient.get_model_config("pipeline", as_json=True)["config"]
     assert gconfig["platform"] == "ensemble"
     assert len(gconfig["ensemble_scheduling"]["step"]) == 3
+
+
+def test_request_parameters_reach_the_steps(server: RunningServer) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    inp = grpcclient.InferInput("INPUT0", [2, 4], "FP32")
+    inp.set_data_from_numpy(X)
+    result = client.infer("param_pipe", [inp], parameters={"offset": 10})
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), X + 11)
+
+
+def wait_for(path: Path, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_cancelling_the_ensemble_request_reaches_the_running_step(
+    server: RunningServer, repo: Path
+) -> None:
+    held_dir = repo / "held"
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    inp = grpcclient.InferInput("INPUT0", [1], "FP32")
+    inp.set_data_from_numpy(np.array([7], dtype=np.float32))
+    answers: queue.Queue[Any] = queue.Queue()
+    call = client.async_infer(
+        "via_held", [inp], callback=lambda result, error: answers.put(error)
+    )
+    assert wait_for(held_dir / "ran-7")
+    call.cancel()
+    # The step saw the cancellation while executing, and the client got its answer.
+    assert wait_for(held_dir / "cancelled-7")
+    error = answers.get(timeout=60)
+    assert isinstance(error, InferenceServerException)
+    assert "CANCELLED" in str(error.status()) or "ancel" in str(error.message())
