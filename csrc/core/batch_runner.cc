@@ -104,9 +104,9 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
     // Only a failed execution answers here: every request not closed yet gets its
     // error as the final response.
     for (auto& request : batch.requests) {
-      request->compute_input_ns = input_ns;
-      request->compute_infer_ns = infer_ns;
-      request->compute_output_ns = output_ns;
+      request->compute_input_ns.store(input_ns, std::memory_order_relaxed);
+      request->compute_infer_ns.store(infer_ns, std::memory_order_relaxed);
+      request->compute_output_ns.store(output_ns, std::memory_order_relaxed);
       if (status.ok()) {
         stats_->RecordSuccess(end - request->enqueue_ns, start - request->enqueue_ns,
                               input_ns, infer_ns, output_ns);
@@ -124,9 +124,9 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
   for (size_t i = 0; i < batch.requests.size(); ++i) {
     InferenceRequest& request = *batch.requests[i];
     auto& response = batch.responses[i];
-    request.compute_input_ns = input_ns;
-    request.compute_infer_ns = infer_ns;
-    request.compute_output_ns = output_ns;
+    request.compute_input_ns.store(input_ns, std::memory_order_relaxed);
+    request.compute_infer_ns.store(infer_ns, std::memory_order_relaxed);
+    request.compute_output_ns.store(output_ns, std::memory_order_relaxed);
     if (!status.ok()) {
       response = std::make_unique<InferenceResponse>();
       response->status = status;

@@ -3,12 +3,38 @@
 #include <algorithm>
 #include <deque>
 #include <mutex>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "model.h"
 
 namespace tritonx {
+
+// The runs in flight by request uid, for Cancel. Shared by the scheduler and its runs
+// (a run may outlive its scheduler); entries are weak, removed by the run's
+// destructor. Thread safe.
+class EnsembleRunTable {
+ public:
+  void Add(uint64_t uid, std::weak_ptr<void> run) {
+    std::lock_guard<std::mutex> lock(mu_);
+    runs_[uid] = std::move(run);
+  }
+  void Remove(uint64_t uid) {
+    std::lock_guard<std::mutex> lock(mu_);
+    runs_.erase(uid);
+  }
+  std::shared_ptr<void> Find(uint64_t uid) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(uid);
+    return it == runs_.end() ? nullptr : it->second.lock();
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<uint64_t, std::weak_ptr<void>> runs_;
+};
+
 namespace {
 
 bool DimsMatch(const Shape& config, const Shape& dims) {
@@ -49,8 +75,15 @@ Shape ConvertShape(const Shape& config_dims, bool receiver_batches, int64_t batc
 class EnsembleRun : public std::enable_shared_from_this<EnsembleRun> {
  public:
   EnsembleRun(std::shared_ptr<const EnsemblePlan> plan,
-              std::shared_ptr<ModelStats> stats, RequestPtr parent)
-      : plan_(std::move(plan)), stats_(std::move(stats)), parent_(std::move(parent)) {}
+              std::shared_ptr<ModelStats> stats, RequestPtr parent,
+              std::shared_ptr<EnsembleRunTable> table)
+      : plan_(std::move(plan)),
+        stats_(std::move(stats)),
+        parent_(std::move(parent)),
+        table_(std::move(table)) {}
+  ~EnsembleRun() { table_->Remove(parent_->uid); }
+  EnsembleRun(const EnsembleRun&) = delete;
+  EnsembleRun& operator=(const EnsembleRun&) = delete;
 
   void Start(const std::shared_ptr<ModelRegistry>& registry, bool caller_waits);
   void CancelSteps();
@@ -91,6 +124,7 @@ class EnsembleRun : public std::enable_shared_from_this<EnsembleRun> {
   const std::shared_ptr<const EnsemblePlan> plan_;
   const std::shared_ptr<ModelStats> stats_;
   const RequestPtr parent_;
+  const std::shared_ptr<EnsembleRunTable> table_;
   std::vector<std::shared_ptr<Model>> models_;  // per step; fixed after Start
 
   std::mutex mu_;
@@ -364,6 +398,10 @@ void EnsembleRun::MaybeFinish() {
                         compute_infer_ns_, compute_output_ns_);
   stats_->RecordExecution(batch, compute_input_ns_, compute_infer_ns_,
                           compute_output_ns_);
+  // For an enclosing ensemble that uses this one as a step.
+  parent_->compute_input_ns.store(compute_input_ns_, std::memory_order_relaxed);
+  parent_->compute_infer_ns.store(compute_infer_ns_, std::memory_order_relaxed);
+  parent_->compute_output_ns.store(compute_output_ns_, std::memory_order_relaxed);
   // The last response carries FINAL when it is still queued; a decoupled ensemble
   // may also end without data.
   if (held_) {
@@ -390,9 +428,12 @@ void EnsembleRun::OnStepResponse(int step, InferenceRequest* step_request,
           break;
         }
       }
-      compute_input_ns_ += step_request->compute_input_ns;
-      compute_infer_ns_ += step_request->compute_infer_ns;
-      compute_output_ns_ += step_request->compute_output_ns;
+      compute_input_ns_ +=
+          step_request->compute_input_ns.load(std::memory_order_relaxed);
+      compute_infer_ns_ +=
+          step_request->compute_infer_ns.load(std::memory_order_relaxed);
+      compute_output_ns_ +=
+          step_request->compute_output_ns.load(std::memory_order_relaxed);
     }
     if (response && !done_) {
       if (!response->status.ok()) {
@@ -483,7 +524,8 @@ EnsembleScheduler::EnsembleScheduler(const ModelSpec& spec,
                                      std::weak_ptr<ModelRegistry> registry)
     : plan_(std::make_shared<const EnsemblePlan>(spec, ensemble)),
       stats_(std::move(stats)),
-      registry_(std::move(registry)) {}
+      registry_(std::move(registry)),
+      runs_(std::make_shared<EnsembleRunTable>()) {}
 
 Status EnsembleScheduler::Enqueue(const RequestPtr& request, bool caller_waits) {
   if (stopping_.load(std::memory_order_acquire)) {
@@ -492,16 +534,15 @@ Status EnsembleScheduler::Enqueue(const RequestPtr& request, bool caller_waits) 
   }
   request->enqueue_ns = NowNs();
   request->dispatch_ns = request->enqueue_ns;
-  auto run = std::make_shared<EnsembleRun>(plan_, stats_, request);
-  request->scheduler_state = run;
+  auto run = std::make_shared<EnsembleRun>(plan_, stats_, request, runs_);
+  runs_->Add(request->uid, run);
   run->Start(registry_.lock(), caller_waits);
   return Status::Ok();
 }
 
 bool EnsembleScheduler::Cancel(const RequestPtr& request) {
   request->MarkCancelled();
-  if (auto run =
-          std::static_pointer_cast<EnsembleRun>(request->scheduler_state.lock())) {
+  if (auto run = std::static_pointer_cast<EnsembleRun>(runs_->Find(request->uid))) {
     run->CancelSteps();
   }
   return false;

@@ -31,6 +31,8 @@
 
 namespace tritonx {
 
+class EnsembleRunTable;
+
 class EnsembleScheduler final : public Scheduler {
  public:
   EnsembleScheduler(const ModelSpec& spec, const EnsembleSpec& ensemble,
@@ -52,6 +54,7 @@ class EnsembleScheduler final : public Scheduler {
   std::shared_ptr<const EnsemblePlan> plan_;
   std::shared_ptr<ModelStats> stats_;
   std::weak_ptr<ModelRegistry> registry_;
+  std::shared_ptr<EnsembleRunTable> runs_;  // runs in flight, for Cancel
   std::atomic<bool> stopping_{false};
 };
 

@@ -139,14 +139,12 @@ class InferenceRequest {
   // the scheduler when a decoupled model's request is dispatched. Null (every other
   // request): Send records nothing and costs nothing extra.
   std::shared_ptr<ModelStats> response_stats;
-  // The compute durations of this request's execution (its batch's), set before it
-  // is answered: an ensemble sums its steps' into its own statistics, as Triton.
-  uint64_t compute_input_ns = 0;
-  uint64_t compute_infer_ns = 0;
-  uint64_t compute_output_ns = 0;
-  // State a scheduler keeps for a request it took (an ensemble's run), so that
-  // Cancel can find it; weak: the state holds the request.
-  std::weak_ptr<void> scheduler_state;
+  // The compute durations of this request's execution (its batch's), stored when
+  // the execution ends (for a decoupled model possibly after its FINAL, hence
+  // atomic): an ensemble sums its steps' into its own statistics, as Triton does.
+  std::atomic<uint64_t> compute_input_ns{0};
+  std::atomic<uint64_t> compute_infer_ns{0};
+  std::atomic<uint64_t> compute_output_ns{0};
 
  private:
   // send_state_: kClosedBit once FINAL is sent; the rest counts non-final Sends in

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from serverutil import RunningServer, run_server
@@ -166,3 +167,9 @@ def test_none_mode_orders_startup(tmp_path: Path) -> None:
         assert client.is_server_ready()
         for name in ("a_outer", "pipeline", "fan", "stream", "failing"):
             assert client.is_model_ready(name), name
+        # An ensemble step runs an ensemble.
+        x = np.arange(4, dtype=np.float32).reshape(1, 4)
+        inp = httpclient.InferInput("INPUT0", [1, 4], "FP32")
+        inp.set_data_from_numpy(x)
+        result = client.infer("a_outer", [inp])
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), ((x + 1) * 2 + 1) * 2)
