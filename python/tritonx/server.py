@@ -291,7 +291,7 @@ class Server:
                 "gRPC is not served: this build of tritonx has no C++ gRPC server "
                 "(built with TRITONX_ENABLE_GRPC=OFF). HTTP and metrics are served; "
                 "to get gRPC, install grpc++ (./scripts/install-system-deps.sh) and "
-                "reinstall tritonx, or install a released tritonx wheel"
+                "reinstall tritonx, or install a wheel built by scripts/build-wheel.sh"
             )
         elif opts.allow_grpc:
             from tritonx.frontends.grpc import GrpcFrontend
