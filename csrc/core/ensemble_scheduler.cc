@@ -463,9 +463,13 @@ void EnsembleRun::OnStepResponse(int step, InferenceRequest* step_request,
     }
     if (final) MaybeFinish();
   }
-  // A step launched from here runs inline when its model is idle and cheap: this
-  // thread is a core thread that finished the previous step, not a frontend's.
-  LaunchAll(std::move(launches), /*caller_waits=*/true);
+  // This thread is a core thread that finished the previous step, not a frontend's:
+  // the next step may run on it (inline, when its model is idle and cheap), saving
+  // a worker wake-up. Not while the finished step's model has requests waiting:
+  // this thread is then its worker's, and under load queueing the next step keeps
+  // the models pipelined and batching.
+  const bool caller_waits = !launches.empty() && models_[step]->PendingCount() == 0;
+  LaunchAll(std::move(launches), caller_waits);
   Flush();
 }
 
