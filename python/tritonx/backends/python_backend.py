@@ -253,7 +253,7 @@ class PythonModel:
     def __init__(self, ctx: ModelContext) -> None:
         self.ctx = ctx
         self.model_file = _model_file(ctx)
-        self._instances: list[PythonInstance] = []
+        self._instances: list[Any] = []  # PythonInstance or stub.StubInstance
 
     def initialize_args(self, ictx: InstanceContext) -> dict[str, str]:
         """The ``args`` dict Triton passes to ``initialize`` (all values strings)."""
@@ -267,8 +267,14 @@ class PythonModel:
             "model_name": self.ctx.name,
         }
 
-    def create_instance(self, ictx: InstanceContext) -> PythonInstance:
-        instance = PythonInstance(self, ictx)
+    def create_instance(self, ictx: InstanceContext) -> Any:
+        from tritonx.backends.stub.process import StubInstance, execution_mode
+
+        instance: Any
+        if execution_mode(self) == "process":
+            instance = StubInstance(self, ictx)  # crash-isolated: its own process
+        else:
+            instance = PythonInstance(self, ictx)
         self._instances.append(instance)
         return instance
 

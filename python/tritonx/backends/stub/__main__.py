@@ -1,0 +1,281 @@
+"""The stub process: ``python -m tritonx.backends.stub <socket fd>``.
+
+Runs one instance of a Triton ``model.py`` for the server on the other end of the
+socket (see channel.py for the wire). The model code is the in-process backend's
+(``PythonInstance``), fed with requests whose inputs are views of the server's
+shared-memory region; outputs are written into this process's region. The process
+exits when the server says so, when the socket reaches EOF, or when its parent
+changes (the server died), so no stub outlives its server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from tritonx.backends.stub.channel import (
+    Channel,
+    ChannelClosed,
+    Region,
+    TensorDesc,
+    Writer,
+    array_bytes,
+    padded,
+    view_tensor,
+)
+
+
+class _ForwardHandler(logging.Handler):
+    """Sends log records to the server, which logs them as its own."""
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__()
+        self._channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # server gone: nothing to log to
+            self._channel.send(
+                (
+                    "log",
+                    record.name,
+                    record.levelno,
+                    record.getMessage(),
+                    record.pathname,
+                    record.lineno,
+                    record.funcName,
+                )
+            )
+
+
+class _Input:
+    """A core-tensor lookalike over the server's region (what pb_utils.Tensor wraps)."""
+
+    __slots__ = ("_array", "datatype", "name", "shape")
+
+    def __init__(self, region: Region, desc: TensorDesc, copy: bool) -> None:
+        self.name = desc[0]
+        self.datatype = desc[1]
+        self.shape = list(desc[2])
+        self._array = view_tensor(region.mm, desc, copy)
+
+    def as_numpy(self) -> Any:
+        return self._array
+
+
+class _Request:
+    """A core-request lookalike: what ``InferenceRequest._from_core`` reads."""
+
+    __slots__ = (
+        "_index",
+        "_stub",
+        "correlation_id",
+        "flags",
+        "id",
+        "inputs",
+        "key",
+        "parameters",
+        "requested_outputs",
+        "timeout_us",
+    )
+
+    def __init__(self, stub: Stub, index: int, fields: tuple[Any, ...]) -> None:
+        (
+            self.key,
+            self.id,
+            self.correlation_id,
+            self.requested_outputs,
+            self.flags,
+            self.timeout_us,
+            self.parameters,
+            descs,
+        ) = fields
+        copy = stub.decoupled  # a decoupled model may read its inputs after execute
+        self.inputs = [_Input(stub.inputs, d, copy) for d in descs]
+        self._stub = stub
+        self._index = index
+
+    def is_cancelled(self) -> bool:
+        return self._stub.ask_cancelled(self._index)
+
+
+class Stub:
+    """The stub's main loop; single-threaded apart from a decoupled model's senders."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.inputs = Region.create(0)
+        self.decoupled = False
+        self._instance: Any = None
+        self._out: Writer | None = None
+        self._executing = False
+
+    def ask_cancelled(self, index: int) -> bool:
+        if not self._executing:
+            return False  # only answerable while the server waits on this execute
+        self.channel.send(("cancelled?", index))
+        while True:
+            msg, _fds = self.channel.recv()
+            if msg[0] == "cancelled":
+                return bool(msg[1])
+
+    def serve(self) -> None:
+        while True:
+            try:
+                msg, fds = self.channel.recv()
+            except ChannelClosed:
+                return
+            if fds:
+                self.inputs.close()
+                self.inputs = Region.adopt(fds[-1])
+            kind = msg[0]
+            if kind == "exec":
+                self._execute(msg[1])
+            elif kind == "init":
+                self._initialize(msg[1])
+            elif kind == "fin":
+                self._finalize()
+                return
+
+    def _initialize(self, args: dict[str, Any]) -> None:
+        from tritonx.backends.python_backend import PythonInstance
+
+        self.decoupled = bool(args["decoupled"])
+        self._out = Writer(args["shm_size"], args["shm_growth"])
+        outputs = [SimpleNamespace(name=name) for name in args["outputs"]]
+        config = SimpleNamespace(
+            output=outputs,
+            model_transaction_policy=SimpleNamespace(decoupled=self.decoupled),
+        )
+        model = SimpleNamespace(
+            ctx=SimpleNamespace(
+                name=args["model_name"], version=args["model_version"], config=config
+            ),
+            model_file=Path(args["model_file"]),
+            initialize_args=lambda _ictx: args["initialize_args"],
+        )
+        try:
+            self._instance = PythonInstance(model, args["ictx"])  # type: ignore[arg-type]
+            if self.decoupled:
+                self._instance._send = self._send_decoupled
+        except Exception as exc:
+            self.channel.send(("err", type(exc).__name__, str(exc)))
+            return
+        self.channel.send(("ok",), self._out.take_new_fd())
+
+    def _execute(self, fields: list[tuple[Any, ...]]) -> None:
+        requests = [_Request(self, i, f) for i, f in enumerate(fields)]
+        self._executing = True
+        try:
+            result = self._instance.execute(requests)
+        except Exception as exc:
+            self._executing = False
+            if _out_of_memory(exc):
+                # Past its memory limit the stub is replaced rather than left to limp
+                # on: the server sees it end and restarts it with fresh memory.
+                os._exit(3)
+            self.channel.send(("raise", type(exc).__name__, str(exc)))
+            return
+        self._executing = False
+        if result is None:
+            self.channel.send(("result", None))
+            return
+        entries: list[tuple[Any, ...]] = []
+        packed: list[list[tuple[str, str, tuple[int, ...], Any]]] = []
+        total = 0
+        for item in result:
+            if isinstance(item, BaseException):
+                packed.append([])
+                continue
+            tensors = []
+            for name, value in item.items():
+                datatype, shape, data = array_bytes(value)
+                total += padded(memoryview(data).nbytes)
+                tensors.append((name, datatype, shape, data))
+            packed.append(tensors)
+        out = self._out
+        assert out is not None
+        out.begin()
+        out.reserve(total)
+        for item, tensors in zip(result, packed, strict=True):
+            if isinstance(item, BaseException):
+                entries.append(("err", type(item).__name__, str(item)))
+            else:
+                descs = [out.put(*t) for t in tensors]
+                entries.append(("ok", descs, getattr(item, "parameters", {})))
+        self.channel.send(("result", entries), out.take_new_fd())
+
+    def _send_decoupled(self, core: _Request, response: Any, final: bool) -> None:
+        # Each decoupled response gets a one-off region: it may be sent from any
+        # thread at any time, while the main region belongs to execute.
+        payload: tuple[Any, ...] | None = None
+        fds: list[int] = []
+        region: Writer | None = None
+        if response is not None:
+            converted = self._instance._convert(response)
+            if isinstance(converted, BaseException):
+                payload = ("err", type(converted).__name__, str(converted))
+            else:
+                tensors = [(n, *array_bytes(v)) for n, v in converted.items()]
+                total = sum(padded(memoryview(t[3]).nbytes) for t in tensors)
+                region = Writer(total, total)
+                descs = [region.put(*t) for t in tensors]
+                payload = ("ok", descs, converted.parameters)
+                fds = region.take_new_fd()
+        try:
+            self.channel.send(("send", core.key, payload, final), fds)
+        finally:
+            if region is not None:
+                region.region.close()
+
+    def _finalize(self) -> None:
+        try:
+            if self._instance is not None:
+                self._instance.finalize()
+        except Exception as exc:
+            logging.getLogger("tritonx.backends.python").error(
+                "finalize failed: %s: %s", type(exc).__name__, exc
+            )
+        self.channel.send(("bye",))
+
+
+def _out_of_memory(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, MemoryError):
+            return True
+        exc = exc.__context__
+    return False
+
+
+def _watch_parent(parent: int) -> None:
+    """Ends the stub when the server is gone, even mid-execute. (PR_SET_PDEATHSIG
+    would follow the server *thread* that spawned the stub, and restarts spawn from
+    short-lived threads.)"""
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(0)
+
+
+def main() -> None:
+    threading.Thread(
+        target=_watch_parent, args=(os.getppid(),), name="parent-watch", daemon=True
+    ).start()
+    import socket
+
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    channel = Channel(sock)
+    level = int(sys.argv[2]) if len(sys.argv) > 2 else logging.INFO
+    root = logging.getLogger()
+    root.handlers[:] = [_ForwardHandler(channel)]
+    root.setLevel(level)
+    Stub(channel).serve()
+
+
+if __name__ == "__main__":
+    main()

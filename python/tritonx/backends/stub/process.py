@@ -1,0 +1,449 @@
+"""The server side of a python model instance run in a stub process (EXECUTION_MODE
+"process").
+
+``StubInstance`` implements the Instance protocol (architecture.md §1) by forwarding
+each batch to its stub: input bytes are copied once from the core's tensors into this
+instance's shared-memory region, outputs are copied once out of the stub's region.
+The core's worker thread does the round trip itself (GIL released while it waits on
+the socket), answering the stub's questions (``is_cancelled``) and forwarding its log
+records as they come. A decoupled model's responses may arrive after ``execute``
+returned, so those instances also run a reader thread that owns the socket.
+
+A stub that dies (exit, signal, OOM kill) or runs past the execution timeout fails the
+batch in flight with Triton's "Stub process '<instance>' is not healthy." and is
+restarted in the background with bounded exponential backoff; until it is back,
+requests get the same error and the instance reports itself down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from tritonx import _native, errors
+from tritonx.backends.base import ExecuteResult, InstanceContext, OutputValue
+from tritonx.backends.stub.channel import (
+    Channel,
+    ChannelClosed,
+    Region,
+    TensorDesc,
+    Writer,
+    padded,
+    view_tensor,
+)
+from tritonx.errors import InternalError, UnsupportedError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tritonx._native import Request
+    from tritonx.backends.python_backend import PythonModel
+
+log = logging.getLogger("tritonx.backends.python")
+
+DEFAULT_SHM_SIZE = 1 << 20  # Triton's shm-default-byte-size
+DEFAULT_SHM_GROWTH = 1 << 20  # Triton's shm-growth-byte-size
+_BACKOFF_FIRST_S = 0.05
+_BACKOFF_MAX_S = 5.0
+_HEALTHY_AFTER_S = 30.0  # a stub that lived this long resets the backoff
+
+
+def _param(model: PythonModel, key: str) -> str:
+    params = model.ctx.config.parameters
+    if key in params:
+        return str(params[key].string_value).strip()
+    return ""
+
+
+def execution_mode(model: PythonModel) -> str:
+    """ "process" or "in-process": the model's EXECUTION_MODE, else the server's
+    ``--backend-config=python,execution-mode=...``, else in-process."""
+    value = _param(model, "EXECUTION_MODE") or model.ctx.backend_config.get(
+        "execution-mode", ""
+    )
+    value = value.lower().replace("_", "-") or "in-process"
+    if value not in ("process", "in-process"):
+        raise errors.InvalidArgumentError(
+            f"unknown EXECUTION_MODE '{value}' for model '{model.ctx.name}': "
+            "expected 'process' or 'in-process'"
+        )
+    return value
+
+
+def _float_param(model: PythonModel, key: str, default: float) -> float:
+    text = _param(model, key) or model.ctx.backend_config.get(
+        key.lower().replace("_", "-"), ""
+    )
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise errors.InvalidArgumentError(
+            f"parameter {key} of model '{model.ctx.name}' must be a number, got '{text}'"
+        ) from None
+
+
+class StubRestarts:
+    """Restart counts per model (the ``nv_python_stub_restarts`` metric reads these).
+    Thread-safe: a dict updated under the GIL."""
+
+    counts: dict[str, int] = {}
+
+    @classmethod
+    def bump(cls, model: str) -> None:
+        cls.counts[model] = cls.counts.get(model, 0) + 1
+
+
+class StubInstance:
+    """One model instance in its own process.
+
+    Thread-safety: ``execute`` runs on the instance's core worker thread (or a caller
+    thread for inline dispatch); ``_lock`` serializes it against restarts and
+    finalize. The restart thread and a decoupled reader thread are owned here and end
+    with ``finalize``.
+    """
+
+    gather_inputs = False
+    allow_inline = False  # a round trip to another process is never "cheap"
+
+    def __init__(self, model: PythonModel, ictx: InstanceContext) -> None:
+        ctx = model.ctx
+        self._name = ictx.name
+        self._model_name = ctx.name
+        self._decoupled = bool(ctx.config.model_transaction_policy.decoupled)
+        self._timeout = _float_param(model, "EXECUTION_TIMEOUT", 0.0) or None
+        self._memory_limit = int(_float_param(model, "MEMORY_LIMIT_BYTES", 0.0))
+        shm_size = int(
+            ctx.backend_config.get("shm-default-byte-size", DEFAULT_SHM_SIZE)
+        )
+        shm_growth = int(
+            ctx.backend_config.get("shm-growth-byte-size", DEFAULT_SHM_GROWTH)
+        )
+        self._init_args: dict[str, Any] = {
+            "model_name": ctx.name,
+            "model_version": ctx.version,
+            "outputs": [o.name for o in ctx.config.output],
+            "decoupled": self._decoupled,
+            "model_file": str(model.model_file),
+            "initialize_args": model.initialize_args(ictx),
+            "ictx": ictx,
+            "shm_size": shm_size,
+            "shm_growth": shm_growth,
+        }
+        self._shm = (shm_size, shm_growth)
+        self._lock = threading.Lock()
+        self._closing = False
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._channel: Channel | None = None
+        self._inputs: Writer | None = None
+        self._outputs: Region | None = None
+        self._started_at = 0.0
+        self._backoff = _BACKOFF_FIRST_S
+        self._restarter: threading.Thread | None = None
+        # decoupled: key -> core request until its FINAL; replies for execute
+        self._pending: dict[int, Request] = {}
+        self._replies: queue.Queue[tuple[Any, list[int]] | None] = queue.Queue()
+        self._next_key = 0
+        self._start()  # raises the model's initialize error as the load error
+
+    # -- process lifecycle -----------------------------------------------------------
+    def _start(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        cmd = [
+            sys.executable,
+            "-m",
+            "tritonx.backends.stub",
+            str(child.fileno()),
+            str(logging.getLogger().getEffectiveLevel()),
+        ]
+        limit = self._memory_limit
+
+        def preexec() -> None:
+            if limit > 0:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        proc = subprocess.Popen(
+            cmd, pass_fds=[child.fileno()], preexec_fn=preexec if limit else None
+        )
+        child.close()
+        channel = Channel(parent)
+        inputs = Writer(*self._shm)
+        try:
+            channel.send(("init", self._init_args), inputs.take_new_fd())
+            msg, fds = self._wait_reply(channel, None)
+        except ChannelClosed:
+            proc.wait()
+            raise InternalError(
+                f"Stub process '{self._name}' failed to start (exit status "
+                f"{proc.returncode})"
+            ) from None
+        if msg[0] == "err":
+            channel.send(("fin",))
+            _reap(proc, 5.0)
+            parent.close()
+            raise _error(msg[1], msg[2])
+        self._proc, self._channel, self._inputs = proc, channel, inputs
+        self._outputs = Region.adopt(fds[-1])
+        self._started_at = time.monotonic()
+        if self._decoupled:
+            threading.Thread(
+                target=self._read_loop,
+                args=(channel,),
+                name=f"stub-reader-{self._name}",
+                daemon=True,
+            ).start()
+
+    def alive(self) -> bool:
+        return self._proc is not None
+
+    def _on_death(self, reason: str, timed_out: bool = False) -> None:
+        """Forget the dead stub and schedule its restart. Holds ``_lock``."""
+        proc, channel = self._proc, self._channel
+        self._proc = self._channel = None
+        if proc is not None:
+            if not timed_out:
+                # EOF can come a moment before the exit status does
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(2.0)
+            if proc.poll() is None:
+                proc.kill()
+            _reap(proc, 5.0)
+            reason = f"{reason} (exit status {proc.returncode})"
+        if channel is not None:
+            channel.sock.close()
+        self._fail_pending()
+        if self._closing:
+            return
+        if time.monotonic() - self._started_at > _HEALTHY_AFTER_S:
+            self._backoff = _BACKOFF_FIRST_S
+        delay, self._backoff = self._backoff, min(self._backoff * 2, _BACKOFF_MAX_S)
+        StubRestarts.bump(self._model_name)
+        log.error(
+            "Stub process '%s' is not healthy: %s; restart %d in %.2f s",
+            self._name,
+            reason,
+            StubRestarts.counts[self._model_name],
+            delay,
+        )
+        self._restarter = threading.Thread(
+            target=self._restart,
+            args=(delay,),
+            name=f"stub-restart-{self._name}",
+            daemon=True,
+        )
+        self._restarter.start()
+
+    def _restart(self, delay: float) -> None:
+        time.sleep(delay)
+        with self._lock:
+            if self._closing or self._proc is not None:
+                return
+            try:
+                self._start()
+                log.info("Stub process '%s' restarted", self._name)
+            except Exception as exc:
+                self._started_at = time.monotonic()
+                log.error("restarting stub process '%s' failed: %s", self._name, exc)
+                self._on_death("restart failed")
+
+    def _unhealthy(self) -> InternalError:
+        return InternalError(f"Stub process '{self._name}' is not healthy.")
+
+    # -- execute -----------------------------------------------------------------------
+    def execute(self, requests: list[Request]) -> ExecuteResult | None:
+        with self._lock:
+            channel = self._channel
+            inputs = self._inputs
+            if channel is None or inputs is None:
+                raise self._unhealthy()
+            inputs.begin()
+            inputs.reserve(sum(padded(t.byte_size) for r in requests for t in r.inputs))
+            fields = []
+            for r in requests:
+                key = self._next_key
+                self._next_key += 1
+                if self._decoupled:
+                    self._pending[key] = r
+                descs = [
+                    inputs.put(t.name, t.datatype, t.shape, t.raw()) for t in r.inputs
+                ]
+                fields.append(
+                    (
+                        key,
+                        r.id,
+                        r.correlation_id,
+                        r.requested_outputs,
+                        r.flags,
+                        r.timeout_us,
+                        r.parameters,
+                        descs,
+                    )
+                )
+            try:
+                channel.send(("exec", fields), inputs.take_new_fd())
+                while True:
+                    msg, fds = self._wait_reply(channel, self._timeout, requests)
+                    if msg[0] in ("result", "raise"):
+                        break
+            except ChannelClosed:
+                self._on_death("the process ended")
+                raise self._unhealthy() from None
+            except TimeoutError:
+                self._on_death(f"execute ran past {self._timeout} s", timed_out=True)
+                raise self._unhealthy() from None
+            if fds:
+                assert self._outputs is not None
+                self._outputs.close()
+                self._outputs = Region.adopt(fds[-1])
+            if msg[0] == "raise":
+                raise _error(msg[1], msg[2])
+            if msg[1] is None:
+                return None
+            assert self._outputs is not None
+            mm = self._outputs.mm
+            return [_result(mm, entry) for entry in msg[1]]
+
+    def _wait_reply(
+        self,
+        channel: Channel,
+        timeout: float | None,
+        requests: list[Request] | None = None,
+    ) -> tuple[Any, list[int]]:
+        """The stub's next reply, handling its log records and questions meanwhile."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if self._decoupled and channel is self._channel:
+                try:
+                    item = self._replies.get(timeout=left)
+                except queue.Empty:
+                    raise TimeoutError from None
+                if item is None:
+                    raise ChannelClosed("end of file")
+                msg, fds = item
+            else:
+                msg, fds = channel.recv(left)
+            kind = msg[0]
+            if kind == "log":
+                _forward_log(msg)
+            elif kind == "cancelled?":
+                flag = requests is not None and requests[msg[1]].is_cancelled()
+                channel.send(("cancelled", flag))
+            else:
+                return msg, fds
+
+    # -- decoupled ---------------------------------------------------------------------
+    def _read_loop(self, channel: Channel) -> None:
+        """Owns the socket of a decoupled stub: streams its responses to the core."""
+        while True:
+            try:
+                msg, fds = channel.recv()
+            except (ChannelClosed, OSError):
+                self._replies.put(None)
+                return
+            if msg[0] == "send":
+                self._deliver(msg, fds)
+            elif msg[0] == "log":
+                _forward_log(msg)
+            else:
+                self._replies.put((msg, fds))
+
+    def _deliver(self, msg: tuple[Any, ...], fds: list[int]) -> None:
+        _kind, key, payload, final = msg
+        core = self._pending.pop(key, None) if final else self._pending.get(key)
+        value: Any = None
+        if payload is not None:
+            region = Region.adopt(fds[-1]) if fds else None
+            try:
+                value = _result(region.mm if region else None, payload)
+            finally:
+                if region is not None:
+                    region.close()
+        if core is not None:
+            try:
+                _native.send_response(core, value, final)
+            except Exception as exc:
+                log.error("decoupled response dropped: %s", exc)
+
+    def _fail_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for core in pending.values():
+            with contextlib.suppress(Exception):  # already final
+                _native.send_response(core, self._unhealthy(), True)
+
+    def execute_batch(
+        self, inputs: dict[str, np.ndarray], requests: list[Request]
+    ) -> dict[str, OutputValue]:
+        raise UnsupportedError("the python backend does not take gathered inputs")
+
+    def finalize(self, timeout_s: float = 30.0) -> None:
+        with self._lock:
+            self._closing = True
+            proc, channel = self._proc, self._channel
+            if proc is None or channel is None:
+                return
+            try:
+                channel.send(("fin",))
+                while True:
+                    msg, _fds = self._wait_reply(channel, timeout_s)
+                    if msg[0] == "bye":
+                        break
+            except (ChannelClosed, TimeoutError):
+                pass
+            _reap(proc, timeout_s)
+            self._proc = self._channel = None
+            channel.sock.close()
+            if self._inputs is not None:
+                self._inputs.region.close()
+            if self._outputs is not None:
+                self._outputs.close()
+            self._fail_pending()
+
+
+def _reap(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _error(cls_name: str, message: str) -> errors.TritonXError:
+    cls = getattr(errors, cls_name, None)
+    if isinstance(cls, type) and issubclass(cls, errors.TritonXError):
+        return cls(message)
+    return InternalError(message)
+
+
+def _value(mm: Any, desc: TensorDesc) -> OutputValue:
+    array = view_tensor(mm, desc, copy=True)
+    return ("BF16", array) if desc[1] == "BF16" else array
+
+
+def _result(mm: Any, entry: tuple[Any, ...]) -> Any:
+    from tritonx.backends.python_backend import OutputMap
+
+    if entry[0] == "err":
+        return _error(entry[1], entry[2])
+    return OutputMap({d[0]: _value(mm, d) for d in entry[1]}, entry[2])
+
+
+def _forward_log(msg: tuple[Any, ...]) -> None:
+    _kind, name, level, text, path, line, func = msg
+    logger = logging.getLogger(name)
+    if logger.isEnabledFor(level):
+        record = logger.makeRecord(name, level, path, line, "%s", (text,), None, func)
+        logger.handle(record)
+
+
+__all__ = ["StubInstance", "StubRestarts", "execution_mode"]

@@ -1,0 +1,309 @@
+"""Python models in stub processes (EXECUTION_MODE "process") through the wire: same
+answers as in-process, crashes and hangs isolated and recovered, finalize on unload,
+a stub's memory its own, no process left behind, and Triton's error text."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from serverutil import RunningServer, reference_command, run_reference, run_server
+from tritonclient.utils import InferenceServerException
+
+PROCESS = 'parameters { key: "EXECUTION_MODE" value: { string_value: "process" } }\n'
+
+CONFIG = """
+name: "%s"
+backend: "python"
+max_batch_size: 8
+input [
+  { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
+  { name: "TEXT" data_type: TYPE_STRING dims: [ 2 ] }
+]
+output [
+  { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
+  { name: "OUTPUT1" data_type: TYPE_STRING dims: [ 2 ] }
+]
+"""
+
+# OUTPUT0 = INPUT0 * 2, OUTPUT1 = TEXT upper-cased. A negative INPUT0[0] triggers the
+# fault named by the model's FAULT parameter; a request parameter "tag" comes back.
+MODEL = """
+import ctypes
+import json
+import os
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.fault = config.get("parameters", {}).get("FAULT", {}).get("string_value")
+        self.dir = args["model_repository"]
+        self.kept = []
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
+            text = pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy()
+            if x.reshape(-1)[0] < 0:
+                if self.fault == "exit":
+                    os._exit(1)
+                if self.fault == "segv":
+                    ctypes.string_at(0)
+                if self.fault == "hang":
+                    while True:
+                        time.sleep(0.05)
+                if self.fault == "leak":
+                    self.kept.append(np.ones(64 << 20, dtype=np.uint8))
+            upper = np.array([t.upper() for t in text.reshape(-1)], dtype=object)
+            params = json.loads(r.parameters())
+            out.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUTPUT0", (x * 2).astype(np.float32)),
+                 pb_utils.Tensor("OUTPUT1", upper.reshape(text.shape))],
+                parameters={"tag": params.get("tag", ""), "pid": os.getpid()}))
+        return out
+
+    def finalize(self):
+        open(os.path.join(self.dir, "finalized-%d" % os.getpid()), "w").close()
+"""
+
+
+def _write(repo: Path, name: str, extra: str = "", model: str = MODEL) -> None:
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "config.pbtxt").write_text(CONFIG % name + extra)
+    (repo / name / "1" / "model.py").write_text(model)
+
+
+def _fault(kind: str) -> str:
+    return f'parameters {{ key: "FAULT" value: {{ string_value: "{kind}" }} }}\n'
+
+
+def _inputs(mod: object, value: float) -> list[object]:
+    x = np.full((1, 4), value, dtype=np.float32)
+    text = np.array([[b"ab", b"cd"]], dtype=object)
+    a = mod.InferInput("INPUT0", [1, 4], "FP32")  # type: ignore[attr-defined]
+    a.set_data_from_numpy(x)
+    b = mod.InferInput("TEXT", [1, 2], "BYTES")  # type: ignore[attr-defined]
+    b.set_data_from_numpy(text)
+    return [a, b]
+
+
+def _http(server: RunningServer, model: str, value: float = 1.0) -> object:
+    with httpclient.InferenceServerClient(server.http_url) as client:
+        return client.infer(model, _inputs(httpclient, value), parameters={"tag": "h"})
+
+
+def _grpc(server: RunningServer, model: str, value: float = 1.0) -> object:
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        return client.infer(model, _inputs(grpcclient, value), parameters={"tag": "g"})
+
+
+def _stub_pids(server_pid: int) -> list[int]:
+    """The server's child processes that are stubs."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == server_pid and b"tritonx.backends.stub" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _until(check: Callable[[], bool], what: str, limit_s: float = 60.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.1)
+
+
+def _serves(server: RunningServer, model: str) -> bool:
+    try:
+        _http(server, model)
+    except InferenceServerException:
+        return False
+    return True
+
+
+def test_same_answers_in_both_modes(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _write(repo, "inproc")
+    _write(repo, "stub", PROCESS)
+    with run_server(repo) as server:
+        for call in (_http, _grpc):
+            a = call(server, "inproc", 1.5)
+            b = call(server, "stub", 1.5)
+            for name in ("OUTPUT0", "OUTPUT1"):
+                np.testing.assert_array_equal(a.as_numpy(name), b.as_numpy(name))
+            assert b.as_numpy("OUTPUT1").tolist() == [[b"AB", b"CD"]]
+            # the tag parameter made the round trip; the pid says where it ran
+            pa = a.get_response()["parameters"] if call is _http else None
+            if pa is not None:
+                pb = b.get_response()["parameters"]
+                assert pa["tag"] == pb["tag"] == "h"
+                assert pa["pid"] == server.process.pid
+                assert pb["pid"] in _stub_pids(server.process.pid)
+
+
+def test_backend_config_default_and_large_tensors(tmp_path: Path) -> None:
+    """--backend-config=python,execution-mode=process moves every python model into a
+    stub; tensors past the initial shared-memory region grow it."""
+    repo = tmp_path / "repo"
+    _write(repo, "big")
+    cfg = (
+        "--backend-config=python,execution-mode=process",
+        "--backend-config=python,shm-default-byte-size=65536",
+    )
+    with run_server(repo, *cfg) as server:
+        assert len(_stub_pids(server.process.pid)) == 1
+        x = np.random.default_rng(0).random((8, 4), dtype=np.float32)
+        text = np.array([[b"x" * 50000, b"y"]] * 8, dtype=object)
+        a = httpclient.InferInput("INPUT0", [8, 4], "FP32")
+        a.set_data_from_numpy(x)
+        b = httpclient.InferInput("TEXT", [8, 2], "BYTES")
+        b.set_data_from_numpy(text)
+        with httpclient.InferenceServerClient(server.http_url) as client:
+            for _ in range(2):
+                result = client.infer("big", [a, b])
+                np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), x * 2)
+                assert result.as_numpy("OUTPUT1")[0, 0] == b"X" * 50000
+
+
+@pytest.mark.parametrize("fault", ["exit", "segv"])
+def test_crash_fails_the_request_and_the_stub_restarts(
+    tmp_path: Path, fault: str
+) -> None:
+    repo = tmp_path / "repo"
+    _write(repo, "crash", PROCESS + _fault(fault))
+    _write(repo, "other", PROCESS)
+    with run_server(repo) as server:
+        before = _stub_pids(server.process.pid)
+        with pytest.raises(InferenceServerException) as info:
+            _http(server, "crash", -1.0)
+        assert info.value.message() == "Stub process 'crash_0' is not healthy."
+        assert info.value.status() == "500"
+        assert _serves(server, "other")
+        _until(lambda: _serves(server, "crash"), "the crashed stub to come back")
+        with pytest.raises(InferenceServerException) as info:
+            _grpc(server, "crash", -1.0)
+        assert "Stub process 'crash_0' is not healthy." in info.value.message()
+        assert info.value.status() == "StatusCode.INTERNAL"
+        _until(lambda: _serves(server, "crash"), "the second restart")
+        assert "restart 2" in server.log_text()
+        after = _stub_pids(server.process.pid)
+        assert len(after) == 2 and len(set(after) - set(before)) == 1, (
+            before,
+            after,
+            server.log_text(),
+        )
+
+
+def test_hung_stub_is_killed_after_the_execution_timeout(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    timeout = 'parameters { key: "EXECUTION_TIMEOUT" value: { string_value: "1" } }\n'
+    _write(repo, "hang", PROCESS + _fault("hang") + timeout)
+    with run_server(repo) as server:
+        (pid,) = _stub_pids(server.process.pid)
+        with pytest.raises(InferenceServerException) as info:
+            _grpc(server, "hang", -1.0)
+        assert "Stub process 'hang_0' is not healthy." in info.value.message()
+        assert not _alive(pid)
+        _until(lambda: _serves(server, "hang"), "the stub to restart")
+
+
+def test_leak_stays_in_the_stub_and_a_memory_limit_restarts_it(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    limit = (
+        'parameters { key: "MEMORY_LIMIT_BYTES" value: { string_value: "'
+        + str(1 << 30)
+        + '" } }\n'
+    )
+    _write(repo, "leak", PROCESS + _fault("leak") + limit)
+    with run_server(repo) as server:
+
+        def rss(pid: int) -> int:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+            raise AssertionError("no VmRSS")
+
+        server_before = rss(server.process.pid)
+        (stub,) = _stub_pids(server.process.pid)
+        for _ in range(4):
+            _http(server, "leak", -1.0)  # each call keeps 64 MiB in the stub
+        assert rss(stub) > 200 << 20
+        assert rss(server.process.pid) - server_before < 100 << 20
+        for _ in range(30):  # past 1 GiB the stub fails and is replaced
+            try:
+                _http(server, "leak", -1.0)
+            except InferenceServerException as exc:
+                assert exc.message() == "Stub process 'leak_0' is not healthy."
+                break
+        else:
+            raise AssertionError("the memory limit never stopped the leak")
+        _until(lambda: _serves(server, "leak"), "the stub to restart")
+        assert not _alive(stub)
+
+
+def test_finalize_on_unload_and_no_stub_left_behind(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _write(repo, "m", PROCESS)
+    _write(repo, "k", PROCESS)
+    with run_server(
+        repo, "--model-control-mode=explicit", "--load-model=m", "--load-model=k"
+    ) as server:
+        pids = _stub_pids(server.process.pid)
+        assert len(pids) == 2
+        with httpclient.InferenceServerClient(server.http_url) as client:
+            client.unload_model("m")
+            _until(lambda: not client.is_model_ready("m"), "the unload")
+        finalized = list((repo / "m").glob("finalized-*"))
+        assert len(finalized) == 1
+        gone = int(finalized[0].name.split("-")[1])
+        _until(lambda: not _alive(gone), "the stub to exit")
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        # the parent-death signal ends the stub of the model still loaded
+        _until(lambda: not any(_alive(p) for p in pids), "orphan stubs to exit")
+
+
+@pytest.mark.skipif(reference_command() is None, reason="TRITONX_REFERENCE_CMD unset")
+def test_crash_error_matches_triton(tmp_path: Path) -> None:
+    triton_repo = tmp_path / "triton"
+    ours_repo = tmp_path / "ours"
+    _write(triton_repo, "crash", _fault("exit"))
+    _write(ours_repo, "crash", PROCESS + _fault("exit"))
+    messages = []
+    for runner, repo in ((run_reference, triton_repo), (run_server, ours_repo)):
+        with runner([repo]) as server:
+            for call in (_http, _grpc):
+                with pytest.raises(InferenceServerException) as info:
+                    call(server, "crash", -1.0)
+                messages.append((info.value.status(), info.value.message()))
+    assert messages[:2] == messages[2:]
