@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ from tritonx.config._pb import mc
 
 
 @contextmanager
-def _serve(model_dir: Path, version: int = 1) -> Iterator[Any]:
+def _serve(
+    model_dir: Path, version: int = 1, execution_mode: str = "in-process"
+) -> Iterator[Any]:
     config = load_model_config(model_dir)
     backend = get_backend(config.backend)
     ctx = ModelContext(
@@ -42,7 +45,7 @@ def _serve(model_dir: Path, version: int = 1) -> Iterator[Any]:
         version_dir=model_dir / str(version),
         model_file=model_dir / str(version) / config.default_model_filename,
         repository=model_dir.parent,
-        backend_config={},
+        backend_config={"execution-mode": execution_mode},
     )
     complete = getattr(backend, "auto_complete_config", None)
     if complete is not None:
@@ -97,9 +100,23 @@ def _infer(
     return {t.name: t.as_numpy() for t in response.outputs}
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # The python backend's tests run in both execution modes (in-process and stub
+    # processes); other backends ignore the setting.
+    if "serve" in metafunc.fixturenames and metafunc.module.__name__.endswith(
+        "test_python_backend"
+    ):
+        metafunc.parametrize("execution_mode", ["in-process", "process"])
+
+
 @pytest.fixture
-def serve() -> Callable[..., AbstractContextManager[Any]]:
-    return _serve
+def execution_mode() -> str:
+    return "in-process"
+
+
+@pytest.fixture
+def serve(execution_mode: str) -> Callable[..., AbstractContextManager[Any]]:
+    return partial(_serve, execution_mode=execution_mode)
 
 
 @pytest.fixture

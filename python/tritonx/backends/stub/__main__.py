@@ -115,15 +115,72 @@ class Stub:
         self._instance: Any = None
         self._out: Writer | None = None
         self._executing = False
+        # One question to the server at a time (an async model's BLS calls run on
+        # worker threads while the main thread waits in execute).
+        self._ask_lock = threading.Lock()
+
+    def ask(self, msg: tuple[Any, ...], fds: list[int], answer: str) -> tuple[Any, ...]:
+        """A round trip to the server while it waits on this execute."""
+        with self._ask_lock:
+            self.channel.send(msg, fds)
+            while True:
+                reply, got = self.channel.recv()
+                if reply[0] == answer:
+                    return (*reply, got)
 
     def ask_cancelled(self, index: int) -> bool:
         if not self._executing:
             return False  # only answerable while the server waits on this execute
-        self.channel.send(("cancelled?", index))
-        while True:
-            msg, _fds = self.channel.recv()
-            if msg[0] == "cancelled":
-                return bool(msg[1])
+        return bool(self.ask(("cancelled?", index), [], "cancelled")[1])
+
+    def execute_bls(self, request: Any, decoupled: bool = False) -> Any:
+        """``InferenceRequest.exec`` in a stub: the server runs the call through its
+        scheduler; tensors go both ways in one-off shared-memory regions."""
+        from tritonx.backends.pb.errors import TritonError, TritonModelException
+        from tritonx.backends.pb.messages import InferenceResponse
+        from tritonx.backends.pb.tensor import Tensor
+
+        if decoupled:
+            raise TritonModelException(
+                "decoupled BLS calls are not supported in process mode"
+            )
+        if not self._executing:
+            raise TritonModelException(
+                "BLS calls from a stub process are only possible during execute"
+            )
+        tensors = [
+            (t.name(), *array_bytes((t.datatype(), t.as_numpy())))
+            for t in request.inputs()
+        ]
+        total = sum(padded(memoryview(t[3]).nbytes) for t in tensors)
+        region = Writer(total, total)
+        try:
+            fields = (
+                [region.put(*t) for t in tensors],
+                request.request_id(),
+                request.correlation_id(),
+                sorted(request.requested_output_names()),
+                request.model_name(),
+                request.model_version(),
+                request.flags(),
+                request.timeout(),
+                request.parameters(),
+            )
+            reply = self.ask(("bls", fields), region.take_new_fd(), "bls_result")
+        finally:
+            region.region.close()
+        payload, fds = reply[1], reply[2]
+        if payload[0] == "err":
+            return InferenceResponse(error=TritonError(payload[2], payload[1]))
+        back = Region.adopt(fds[-1]) if fds else Region.create(0)
+        try:
+            outputs = [
+                Tensor._with_datatype(d[0], view_tensor(back.mm, d, copy=True), d[1])
+                for d in payload[1]
+            ]
+        finally:
+            back.close()
+        return InferenceResponse(outputs, parameters=payload[2])
 
     def serve(self) -> None:
         while True:
@@ -274,7 +331,11 @@ def main() -> None:
     root = logging.getLogger()
     root.handlers[:] = [_ForwardHandler(channel)]
     root.setLevel(level)
-    Stub(channel).serve()
+    stub = Stub(channel)
+    from tritonx.backends.pb import bls
+
+    bls.execute_bls = stub.execute_bls
+    stub.serve()
 
 
 if __name__ == "__main__":

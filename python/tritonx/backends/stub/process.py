@@ -339,6 +339,8 @@ class StubInstance:
             elif kind == "cancelled?":
                 flag = requests is not None and requests[msg[1]].is_cancelled()
                 channel.send(("cancelled", flag))
+            elif kind == "bls":
+                _run_bls(channel, msg[1], fds)
             else:
                 return msg, fds
 
@@ -408,6 +410,55 @@ class StubInstance:
             if self._outputs is not None:
                 self._outputs.close()
             self._fail_pending()
+
+
+def _run_bls(channel: Channel, fields: tuple[Any, ...], fds: list[int]) -> None:
+    """Runs a stub's BLS call through the server's scheduler (``pb.bls``)."""
+    from tritonx.backends.pb import bls
+    from tritonx.backends.pb.messages import InferenceRequest
+    from tritonx.backends.pb.tensor import Tensor
+    from tritonx.backends.stub.channel import array_bytes
+
+    descs, rid, corr, outputs, name, version, flags, timeout, params = fields
+    region = Region.adopt(fds[-1]) if fds else Region.create(0)
+    try:
+        inputs = [
+            Tensor._with_datatype(d[0], view_tensor(region.mm, d, copy=True), d[1])
+            for d in descs
+        ]
+    finally:
+        region.close()
+    request = InferenceRequest(
+        request_id=rid,
+        correlation_id=corr,
+        inputs=inputs,
+        requested_output_names=outputs,
+        model_name=name,
+        model_version=version,
+        flags=flags,
+        timeout=timeout,
+        parameters=params,
+    )
+    try:
+        response = bls.execute_bls(request)
+    except Exception as exc:
+        channel.send(("bls_result", ("err", 1, f"{type(exc).__name__}: {exc}")))
+        return
+    error = response.error()
+    if error is not None:
+        channel.send(("bls_result", ("err", error.code(), error.message())))
+        return
+    tensors = [
+        (t.name(), *array_bytes((t.datatype(), t.as_numpy())))
+        for t in response.output_tensors()
+    ]
+    total = sum(padded(memoryview(t[3]).nbytes) for t in tensors)
+    out = Writer(total, total)
+    try:
+        payload = ("ok", [out.put(*t) for t in tensors], response.parameters())
+        channel.send(("bls_result", payload), out.take_new_fd())
+    finally:
+        out.region.close()
 
 
 def _reap(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
