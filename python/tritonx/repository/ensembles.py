@@ -151,11 +151,11 @@ class EnsembleDependencies:
         so that loading ``name`` again restores them."""
         for user in self._users_of(name):
             self._dropped.setdefault(name, set()).add(user)
+            await self._unload_users(user)
             async with self._lock(user):
                 record = self._records.get(user)
                 if record is not None:
                     await self._unload_record(record)
-            await self._unload_users(user)
 
     async def _unload_composing(self, config: ModelConfig) -> None:
         """``unload_dependents``: composing models only loaded for this ensemble."""

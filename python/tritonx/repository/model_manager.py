@@ -195,12 +195,15 @@ class ModelManager(ModelLookup, EnsembleDependencies):
         """
         self._check_explicit()
         self._explicit.discard(name)
+        for dropped in self._dropped.values():  # unloaded on purpose: stays so
+            dropped.discard(name)
         config = self._ready_config(name)
+        # Ensembles first: none is left serving without a model it needs.
+        await self._unload_users(name)
         async with self._lock(name):
             record = self._records.get(name)
             if record is not None:
                 await self._unload_record(record)
-        await self._unload_users(name)
         if unload_dependents and config is not None and is_ensemble(config):
             await self._unload_composing(config)
 
