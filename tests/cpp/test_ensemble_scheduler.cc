@@ -194,6 +194,39 @@ TEST_F(EnsembleTest, CancellationReachesTheRunningStep) {
   EXPECT_TRUE(saw_cancel.load());
 }
 
+TEST_F(EnsembleTest, OptionalInputLeftOutReachesNoStep) {
+  AddModel(TwoInputSpec("add"), std::make_shared<AddExecutor>());
+  ModelSpec spec = TwoInputSpec("ens");
+  auto ens = Ensemble({{"add",
+                        -1,
+                        {{"INPUT0", "INPUT0"}, {"INPUT1", "INPUT1"}},
+                        {{"OUTPUT0", "OUTPUT0"}}}},
+                      spec);
+  RequestPtr request = MakeRequest("r", 1, 4, 2.f);  // no INPUT1: add uses + 1
+  Collector collector;
+  collector.Attach(request);
+  ASSERT_TRUE(ens->Enqueue(request).ok());
+  ASSERT_TRUE(collector.WaitFor(1));
+  ASSERT_TRUE(collector.StatusOf("r").ok()) << collector.StatusOf("r").message();
+  EXPECT_EQ(Values(collector.ResponseOf("r")->outputs[0]), std::vector<float>(4, 3.f));
+}
+
+TEST_F(EnsembleTest, NonBatchingStepInBatchingEnsemble) {
+  auto log = std::make_shared<ExecutionLog>();
+  // The step does not batch: a batch-1 tensor loses its batch dim on the way in and
+  // gets it back on the way out (Triton's conversion).
+  AddModel(MakeSpec(0, {4}, "flat"), std::make_shared<TestExecutor>(log));
+  auto ens = Ensemble({{"flat", -1, {{"INPUT0", "INPUT0"}}, {{"OUTPUT0", "OUTPUT0"}}}});
+  RequestPtr request = MakeRequest("r", 1, 4, 2.f);
+  Collector collector;
+  collector.Attach(request);
+  ASSERT_TRUE(ens->Enqueue(request).ok());
+  ASSERT_TRUE(collector.WaitFor(1));
+  ASSERT_TRUE(collector.StatusOf("r").ok()) << collector.StatusOf("r").message();
+  EXPECT_EQ(log->Records().at(0).shapes.at(0), (Shape{4}));
+  EXPECT_EQ(collector.ResponseOf("r")->outputs[0].shape, (Shape{1, 4}));
+}
+
 // Decoupled: three responses (INPUT0 * k), then FINAL alone.
 class RepeatExecutor : public Executor {
  public:
