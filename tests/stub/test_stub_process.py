@@ -110,9 +110,9 @@ def _grpc(server: RunningServer, model: str, value: float = 1.0) -> object:
         return client.infer(model, _inputs(grpcclient, value), parameters={"tag": "g"})
 
 
-def _stub_pids(server_pid: int) -> list[int]:
-    """The server's child processes that are stubs."""
-    pids = []
+def _children(pid: int) -> dict[int, bytes]:
+    """Child pid -> command line."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -121,10 +121,20 @@ def _stub_pids(server_pid: int) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == server_pid and b"tritonx.backends.stub" in cmdline:
-            pids.append(int(entry.name))
-    return pids
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def _stub_pids(server_pid: int) -> list[int]:
+    """The server's stub processes: its own children, or the zygote's."""
+    pids = []
+    for pid, cmdline in _children(server_pid).items():
+        if b"--zygote" in cmdline:
+            pids.extend(_children(pid))
+        elif b"tritonx.backends.stub" in cmdline:
+            pids.append(pid)
+    return sorted(pids)
 
 
 def _alive(pid: int) -> bool:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import socket
 import sys
 import threading
 import time
@@ -319,15 +321,12 @@ def _watch_parent(parent: int) -> None:
     os._exit(0)
 
 
-def main() -> None:
+def run_stub(fd: int, level: int) -> None:
+    """Serve one model instance over the socket ``fd`` until told to stop."""
     threading.Thread(
         target=_watch_parent, args=(os.getppid(),), name="parent-watch", daemon=True
     ).start()
-    import socket
-
-    sock = socket.socket(fileno=int(sys.argv[1]))
-    channel = Channel(sock)
-    level = int(sys.argv[2]) if len(sys.argv) > 2 else logging.INFO
+    channel = Channel(socket.socket(fileno=fd))
     root = logging.getLogger()
     root.handlers[:] = [_ForwardHandler(channel)]
     root.setLevel(level)
@@ -336,6 +335,69 @@ def main() -> None:
 
     bls.execute_bls = stub.execute_bls
     stub.serve()
+
+
+def run_zygote(fd: int) -> None:
+    """A preloaded parent for stubs: forks one per ``("spawn", level, limit)`` with
+    the stub's socket attached, so a stub starts in milliseconds rather than paying
+    for interpreter start-up and imports. Exit statuses are kept for ``status?``.
+    Ends at EOF (the server is gone); its stubs then notice their parent changed."""
+    import tritonx.backends.pb_utils
+    import tritonx.backends.python_backend  # noqa: F401
+
+    channel = Channel(socket.socket(fileno=fd))
+    statuses: dict[int, int] = {}
+
+    def reap(_signum: int, _frame: Any) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            statuses[pid] = os.waitstatus_to_exitcode(status)
+
+    signal.signal(signal.SIGCHLD, reap)
+    while True:
+        try:
+            msg, fds = channel.recv()
+        except ChannelClosed:
+            os._exit(0)
+        if msg[0] == "spawn":
+            pid = os.fork()
+            if pid == 0:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                channel.sock.close()
+                code = 0
+                try:
+                    _limit_memory(msg[2])
+                    run_stub(fds[0], msg[1])
+                except BaseException:
+                    code = 1
+                os._exit(code)
+            os.close(fds[0])
+            channel.send(("pid", pid))
+        elif msg[0] == "status?":
+            deadline = time.monotonic() + msg[2]
+            while msg[1] not in statuses and time.monotonic() < deadline:
+                time.sleep(0.005)
+            channel.send(("status", statuses.pop(msg[1], None)))
+
+
+def _limit_memory(limit: int) -> None:
+    if limit > 0:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def main() -> None:
+    if sys.argv[1] == "--zygote":
+        run_zygote(int(sys.argv[2]))
+    else:
+        level = int(sys.argv[2]) if len(sys.argv) > 2 else logging.INFO
+        run_stub(int(sys.argv[1]), level)
 
 
 if __name__ == "__main__":
