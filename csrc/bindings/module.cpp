@@ -9,6 +9,7 @@ void RegisterRegistry(py::module_& m);
 void RegisterArena(py::module_& m);
 void RegisterSharedMemory(py::module_& m);
 void RegisterEnsemble(py::module_& m);
+void RegisterSequence(py::module_& m);
 }  // namespace tritonx::bindings
 
 #ifdef TRITONX_ENABLE_GRPC
@@ -30,6 +31,7 @@ PYBIND11_MODULE(_C, m) {
   RegisterArena(m);
   RegisterSharedMemory(m);
   RegisterEnsemble(m);
+  RegisterSequence(m);
 #ifdef TRITONX_ENABLE_GRPC
   RegisterGrpc(m);
   m.attr("grpc_built") = true;

@@ -96,8 +96,12 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
   const uint64_t input_ns = input_end - start;
   const uint64_t infer_ns = infer_end - input_end;
   const uint64_t output_ns = end - infer_end;
+  uint64_t fillers = 0;
+  for (const auto& request : batch.requests) {
+    if (request->null_request) fillers += static_cast<uint64_t>(request->batch_size);
+  }
   stats_->RecordExecution(static_cast<uint64_t>(batch.total_batch_size), input_ns,
-                          infer_ns, output_ns, status.ok());
+                          infer_ns, output_ns, status.ok(), fillers);
 
   if (spec_.decoupled) {
     // The backend answers through the requests' senders, during Execute or later.
@@ -119,6 +123,7 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
   }
 
   batch.responses.resize(batch.requests.size());
+  if (status.ok() && before_deliver_) before_deliver_(batch);
   std::vector<DeliveryItem> items;
   items.reserve(batch.requests.size());
   for (size_t i = 0; i < batch.requests.size(); ++i) {
@@ -139,7 +144,9 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
     // Triton's accounting: a failed execution fails each of its requests (BACKEND);
     // after a successful one every request counts as a success, including those the
     // model answered with an error response.
-    if (status.ok()) {
+    if (request.null_request) {
+      // A sequence batcher's filler: nobody asked for it, nothing counts it.
+    } else if (status.ok()) {
       stats_->RecordSuccess(end - request.enqueue_ns, start - request.enqueue_ns,
                             input_ns, infer_ns, output_ns);
     } else {

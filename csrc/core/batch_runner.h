@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -47,6 +48,13 @@ class BatchRunner {
   // leave in this order.
   uint64_t NextSequence() { return next_sequence_.fetch_add(1); }
 
+  // Called after a successful execution of a non-decoupled model, before its
+  // responses leave, with the batch's responses in place (the sequence batcher keeps
+  // implicit state outputs here). Set before the first Run.
+  void SetBeforeDeliver(std::function<void(Batch&)> hook) {
+    before_deliver_ = std::move(hook);
+  }
+
   // Runs `batch` (its instance_index set) and answers every request in it.
   void Run(Batch& batch, uint64_t sequence);
 
@@ -74,6 +82,7 @@ class BatchRunner {
   std::shared_ptr<ModelStats> stats_;
   std::shared_ptr<TensorArena> arena_;
   std::atomic<uint64_t> next_sequence_{0};
+  std::function<void(Batch&)> before_deliver_;
 
   // Smoothed execution time per instance, written after each run (inline dispatch).
   std::unique_ptr<std::atomic<uint64_t>[]> recent_exec_ns_;

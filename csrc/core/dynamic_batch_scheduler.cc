@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "sequence_batch_scheduler.h"
+
 namespace tritonx {
 namespace {
 
@@ -19,6 +21,10 @@ std::unique_ptr<Scheduler> MakeScheduler(
     const ModelSpec& spec, const SchedulerConfig& config,
     std::vector<std::shared_ptr<Executor>> instances, std::shared_ptr<ModelStats> stats,
     std::shared_ptr<TensorArena> arena) {
+  if (config.sequence.strategy != SequenceStrategy::kNone) {
+    return std::make_unique<SequenceBatchScheduler>(spec, config, std::move(instances),
+                                                    std::move(stats), std::move(arena));
+  }
   return std::make_unique<DynamicBatchScheduler>(spec, config, std::move(instances),
                                                  std::move(stats), std::move(arena));
 }

@@ -132,6 +132,9 @@ class InferenceRequest {
   uint64_t dispatch_ns = 0;
   uint64_t deadline_ns = 0;  // 0: no queue timeout
   uint32_t priority_level = 0;
+  // A sequence batcher's filler for an empty batch slot: executed, never answered
+  // to anyone, not counted in the statistics.
+  bool null_request = false;
   // The model's spec, for output filtering in Send (shared: a decoupled model's
   // sender may outlive the model).
   std::shared_ptr<const ModelSpec> spec;

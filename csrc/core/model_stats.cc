@@ -34,10 +34,10 @@ void ModelStats::RecordFailure(FailureReason reason, uint64_t request_ns) {
 }
 
 void ModelStats::RecordExecution(uint64_t batch_size, uint64_t input_ns,
-                                 uint64_t infer_ns, uint64_t output_ns,
-                                 bool succeeded) {
+                                 uint64_t infer_ns, uint64_t output_ns, bool succeeded,
+                                 uint64_t fillers) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (succeeded) stats_.inference_count += batch_size;
+  if (succeeded) stats_.inference_count += batch_size - fillers;
   stats_.execution_count += 1;
   stats_.last_inference_ms = WallClockMs();
   BatchStat& batch = stats_.batch_stats[batch_size];

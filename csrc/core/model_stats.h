@@ -52,9 +52,10 @@ class ModelStats {
   // compute durations; Triton counts them as failures with their reason.
   void RecordFailure(FailureReason reason, uint64_t request_ns);
   // One backend execution of `batch_size` items. A failed execution counts as an
-  // execution but, as in Triton, performs no inferences.
+  // execution but, as in Triton, performs no inferences. `fillers`: items of the
+  // batch that were a sequence batcher's null requests (executed, not inferences).
   void RecordExecution(uint64_t batch_size, uint64_t input_ns, uint64_t infer_ns,
-                       uint64_t output_ns, bool succeeded = true);
+                       uint64_t output_ns, bool succeeded = true, uint64_t fillers = 0);
 
   // The response with index `index` of some request: it started at `start_ns` (its
   // request's dispatch for the first, else the previous response's end), its output

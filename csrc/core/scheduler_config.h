@@ -1,11 +1,14 @@
 // Scheduling settings of one model: Triton's dynamic_batching block, or the default
-// scheduler (one request per execution) when dynamic_batching is false.
+// scheduler (one request per execution) when dynamic_batching is false, or the
+// sequence batcher when `sequence.strategy` is set.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <vector>
+
+#include "sequence_config.h"
 
 namespace tritonx {
 
@@ -33,6 +36,8 @@ struct SchedulerConfig {
   // Set for an ensemble model (platform "ensemble"): its steps run on the server's
   // composing models through the EnsembleScheduler; the model has no instances.
   std::shared_ptr<const EnsembleSpec> ensemble;
+  // sequence_batching: strategy kNone for every other model.
+  SequenceBatchingConfig sequence;
 };
 
 }  // namespace tritonx

@@ -161,6 +161,32 @@ class SchedulerConfig:
     @property
     def priority_queue_policy(self) -> dict[int, QueuePolicy]: ...
 
+class SequenceBatching:
+    def __init__(
+        self,
+        strategy: str = "direct",
+        max_sequence_idle_us: int = 1000000,
+        max_queue_delay_us: int = 0,
+        minimum_slot_utilization: float = 0.0,
+        max_candidate_sequences: int = 0,
+        preferred_batch_sizes: Sequence[int] = ...,
+        preserve_ordering: bool = False,
+        controls: Sequence[tuple[str, str, str, bytes, bytes]] = ...,
+        states: Sequence[
+            tuple[str, str, str, Sequence[int], Sequence[int] | None, bytes | None]
+        ] = ...,
+    ) -> None: ...
+    @property
+    def strategy(self) -> str: ...
+    @property
+    def max_sequence_idle_us(self) -> int: ...
+    @property
+    def max_queue_delay_us(self) -> int: ...
+
+def set_sequence_batching(
+    config: SchedulerConfig, sequence: SequenceBatching
+) -> None: ...
+
 class ModelSpec:
     def __init__(
         self,

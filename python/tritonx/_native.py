@@ -28,6 +28,8 @@ ServerContext = _C.ServerContext
 ModelSpec = _C.ModelSpec
 TensorSpec = _C.TensorSpec
 SchedulerConfig = _C.SchedulerConfig
+SequenceBatching = _C.SequenceBatching
+set_sequence_batching = _C.set_sequence_batching
 QueuePolicy = _C.QueuePolicy
 StreamPool = _C.StreamPool
 arena_stats = _C.arena_stats
@@ -125,6 +127,7 @@ __all__ = [
     "Request",
     "Response",
     "SchedulerConfig",
+    "SequenceBatching",
     "ServerContext",
     "StreamPool",
     "Tensor",
@@ -136,5 +139,6 @@ __all__ = [
     "release_pending_refs",
     "responses",
     "send_response",
+    "set_sequence_batching",
     "settle",
 ]

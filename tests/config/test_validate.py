@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tritonx.config import ConfigPollError, load_model_config
-from tritonx.errors import InvalidArgumentError, UnsupportedError
+from tritonx.errors import InvalidArgumentError
 
 from .conftest import MakeModel
 
@@ -201,11 +201,21 @@ def test_variable_reshape_chunks_must_match(make_model: MakeModel) -> None:
     )
 
 
-def test_sequence_batching_is_unsupported(make_model: MakeModel) -> None:
-    text = PY + "max_batch_size: 4\n" + IO + "sequence_batching { }"
-    with pytest.raises(UnsupportedError) as info:
-        load_model_config(make_model("m", text))
-    assert "sequence batching is not supported" in str(info.value)
+def test_sequence_control_needs_two_values(make_model: MakeModel) -> None:
+    from tritonx.config.sequence import validate_sequence_controls
+
+    text = (
+        PY + "max_batch_size: 4\n" + IO + "sequence_batching { control_input [ "
+        '{ name: "S" control [ { kind: CONTROL_SEQUENCE_START '
+        "int32_false_true: [ 1 ] } ] } ] }"
+    )
+    config = load_model_config(make_model("m", text))
+    with pytest.raises(InvalidArgumentError) as info:
+        validate_sequence_controls(config)
+    assert str(info.value) == (
+        "sequence batching control 'int32_false_true' must have exactly 2 entries "
+        "for CONTROL_SEQUENCE_START for m"
+    )
 
 
 def test_duplicate_input_names_rejected(make_model: MakeModel) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tritonx.config._pb import ModelConfig
-from tritonx.errors import InvalidArgumentError, UnsupportedError
+from tritonx.errors import InvalidArgumentError
 
 
 def check_supported(config: ModelConfig) -> None:
@@ -13,10 +13,6 @@ def check_supported(config: ModelConfig) -> None:
     model never runs with semantics that silently differ from Triton's.
     """
     name = config.name
-    if config.HasField("sequence_batching"):
-        raise UnsupportedError(
-            f"sequence batching is not supported yet by tritonx (model '{name}')"
-        )
     # Triton accepts duplicate tensor names but then cannot route them; reject.
     for kind, tensors in (("input", config.input), ("output", config.output)):
         seen: set[str] = set()

@@ -6,6 +6,7 @@ compiled core (tools, tests of the config rules).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tritonx.config._pb import (
@@ -16,6 +17,7 @@ from tritonx.config._pb import (
     mc,
 )
 from tritonx.config.datatypes import wire_datatype
+from tritonx.config.sequence import sequence_batching_from_config
 
 if TYPE_CHECKING:
     from tritonx import _native
@@ -61,11 +63,20 @@ def _queue_policy(policy: ModelQueuePolicy) -> _native.QueuePolicy:
     )
 
 
-def scheduler_config_from_config(config: ModelConfig) -> _native.SchedulerConfig:
-    """Dynamic batcher settings, or the default scheduler (one request per
-    execution) when the config has no dynamic_batching block."""
+def scheduler_config_from_config(
+    config: ModelConfig, model_dir: Path | None = None
+) -> _native.SchedulerConfig:
+    """Dynamic batcher settings, the sequence batcher's (`model_dir` holds its
+    initial_state files), or the default scheduler (one request per execution)
+    when the config has neither block."""
     from tritonx import _native
 
+    if config.HasField("sequence_batching"):
+        scheduler = _native.SchedulerConfig()
+        _native.set_sequence_batching(
+            scheduler, sequence_batching_from_config(config, model_dir)
+        )
+        return scheduler
     if not config.HasField("dynamic_batching"):
         return _native.SchedulerConfig()
     db = config.dynamic_batching

@@ -124,7 +124,7 @@ def build_version(
         instances = _create_instances(backend_model, config)
         core = _native.Model(
             model_spec_from_config(config, version),
-            scheduler_config_from_config(config),
+            scheduler_config_from_config(config, model_dir),
             instances,
             settings.context,
         )

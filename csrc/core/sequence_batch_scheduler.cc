@@ -1,0 +1,505 @@
+#include "sequence_batch_scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace tritonx {
+namespace {
+
+thread_local const SequenceBatchScheduler* current_worker_of = nullptr;
+
+constexpr uint32_t kFlagStart = 1u;
+constexpr uint32_t kFlagEnd = 2u;
+
+std::chrono::steady_clock::time_point FromNs(uint64_t ns) {
+  return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
+}
+
+// The runner's view of the model: the model's inputs plus the control and state
+// inputs the batcher adds, so that gathering executors receive them too.
+ModelSpec RunnerSpec(const ModelSpec& spec, const SequenceBatchingConfig& config) {
+  ModelSpec out = spec;
+  for (const auto& control : config.controls) {
+    TensorSpec t;
+    t.name = control.name;
+    t.dtype = control.dtype;
+    t.dims = {1};
+    out.inputs.push_back(std::move(t));
+  }
+  for (const auto& state : config.states) {
+    TensorSpec t;
+    t.name = state.input_name;
+    t.dtype = state.dtype;
+    t.dims = state.dims;
+    out.inputs.push_back(std::move(t));
+  }
+  return out;
+}
+
+std::string IdText(const InferenceRequest& request) {
+  return request.correlation_id_str.empty() ? std::to_string(request.correlation_id)
+                                            : request.correlation_id_str;
+}
+
+}  // namespace
+
+SequenceBatchScheduler::SequenceBatchScheduler(
+    const ModelSpec& spec, const SchedulerConfig& config,
+    std::vector<std::shared_ptr<Executor>> instances, std::shared_ptr<ModelStats> stats,
+    std::shared_ptr<TensorArena> arena)
+    : config_(config.sequence),
+      max_batch_size_(spec.max_batch_size),
+      owned_config_(std::make_shared<const SequenceBatchingConfig>(config.sequence)),
+      arena_(std::move(arena)),
+      runner_(RunnerSpec(spec, config.sequence),
+              config.sequence.strategy == SequenceStrategy::kOldest &&
+                  config.sequence.preserve_ordering,
+              std::move(instances), std::move(stats), arena_) {
+  preferred_ = config_.preferred_batch_sizes;
+  std::sort(preferred_.begin(), preferred_.end());
+  if (config_.strategy == SequenceStrategy::kOldest) {
+    slots_per_instance_ = config_.max_candidate_sequences > 0
+                              ? config_.max_candidate_sequences
+                              : std::max<int32_t>(1, max_batch_size_);
+  } else {
+    slots_per_instance_ = std::max<int32_t>(1, max_batch_size_);
+  }
+  if (!config_.states.empty()) {
+    runner_.SetBeforeDeliver([this](Batch& batch) { CaptureStates(batch); });
+  }
+  const size_t count = runner_.instance_count();
+  slots_.assign(count, std::vector<SequencePtr>(slots_per_instance_));
+  running_.assign(count, {});
+  running_workers_ = static_cast<int>(count);
+  for (size_t i = 0; i < count; ++i) {
+    workers_.emplace_back([this, i] { WorkerLoop(static_cast<int>(i)); });
+  }
+  reaper_ = std::thread([this] { ReaperLoop(); });
+}
+
+SequenceBatchScheduler::~SequenceBatchScheduler() {
+  Stop(/*drain=*/true);
+  std::unique_lock<std::mutex> lock(mu_);
+  exit_cv_.wait(lock, [this] { return running_workers_ == 0; });
+}
+
+bool SequenceBatchScheduler::OnWorkerThread() const {
+  return current_worker_of == this;
+}
+
+Status SequenceBatchScheduler::Enqueue(const RequestPtr& request,
+                                       bool /*caller_waits*/) {
+  const uint64_t now = NowNs();
+  request->enqueue_ns = now;
+  const bool string_id = !request->correlation_id_str.empty();
+  if (!string_id && request->correlation_id == 0) {
+    return Status(StatusCode::kInvalidArg,
+                  "inference request to model '" + Name() +
+                      "' must specify a non-zero or non-empty correlation ID");
+  }
+  if (!string_id && config_.corrid_dtype == DataType::kBytes) {
+    return Status(StatusCode::kInvalidArg,
+                  "sequence batching control 'CONTROL_SEQUENCE_CORRID' of model '" +
+                      Name() + "' expects a string correlation ID, got " +
+                      std::to_string(request->correlation_id));
+  }
+  const std::string key = string_id ? "s" + request->correlation_id_str
+                                    : "u" + std::to_string(request->correlation_id);
+  const bool start = (request->flags & kFlagStart) != 0;
+  const bool end = (request->flags & kFlagEnd) != 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      return Status(StatusCode::kUnavailable,
+                    "model '" + Name() + "' is unloading, request rejected");
+    }
+    auto it = active_.find(key);
+    SequencePtr seq;
+    if (it == active_.end()) {
+      if (!start) {
+        return Status(StatusCode::kInvalidArg,
+                      "inference request for sequence " + IdText(*request) +
+                          " to model '" + Name() +
+                          "' must specify the START flag on the first request of "
+                          "the sequence");
+      }
+      seq = std::make_shared<Sequence>();
+      seq->key = key;
+      seq->id = request->correlation_id;
+      seq->id_str = request->correlation_id_str;
+      seq->string_id = string_id;
+      active_.emplace(key, seq);
+      AssignSlot(seq);
+    } else {
+      // START on a running sequence restarts it in place (its state is reset when
+      // that request runs), as Triton does.
+      seq = it->second;
+    }
+    seq->queue.push_back(request);
+    seq->last_ns = now;
+    ++pending_;
+    if (end) {
+      seq->ended = true;
+      active_.erase(key);
+    }
+  }
+  work_cv_.notify_all();
+  return Status::Ok();
+}
+
+void SequenceBatchScheduler::AssignSlot(const SequencePtr& seq) {
+  // Lowest slot first, spread over instances, so that few slots stay busy.
+  for (int s = 0; s < slots_per_instance_; ++s) {
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (!slots_[i][s]) {
+        slots_[i][s] = seq;
+        seq->instance = static_cast<int>(i);
+        seq->slot = s;
+        return;
+      }
+    }
+  }
+  backlog_.push_back(seq);
+}
+
+void SequenceBatchScheduler::ReleaseSlot(const SequencePtr& seq) {
+  if (seq->instance < 0) return;
+  const int instance = seq->instance;
+  const int slot = seq->slot;
+  slots_[instance][slot].reset();
+  seq->instance = -1;
+  seq->slot = -1;
+  if (!backlog_.empty()) {
+    SequencePtr next = std::move(backlog_.front());
+    backlog_.pop_front();
+    slots_[instance][slot] = next;
+    next->instance = instance;
+    next->slot = slot;
+    next->last_ns = NowNs();
+  }
+}
+
+bool SequenceBatchScheduler::Cancel(const RequestPtr& request) {
+  request->MarkCancelled();
+  bool removed = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto remove_from = [&](const SequencePtr& seq) {
+      if (!seq || removed) return;
+      auto& q = seq->queue;
+      for (auto it = q.begin(); it != q.end(); ++it) {
+        if ((*it)->uid == request->uid) {
+          q.erase(it);
+          --pending_;
+          removed = true;
+          return;
+        }
+      }
+    };
+    for (auto& instance : slots_) {
+      for (auto& seq : instance) remove_from(seq);
+    }
+    for (auto& seq : backlog_) remove_from(seq);
+  }
+  if (removed) {
+    runner_.stats().RecordFailure(FailureReason::kCanceled,
+                                  NowNs() - request->enqueue_ns);
+    request->RespondError(Status(StatusCode::kCancelled, "request cancelled"));
+  }
+  return removed;
+}
+
+size_t SequenceBatchScheduler::PendingCount() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pending_;
+}
+
+size_t SequenceBatchScheduler::ActiveSequences() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (const auto& instance : slots_) {
+    for (const auto& seq : instance) n += seq ? 1 : 0;
+  }
+  return n;
+}
+
+size_t SequenceBatchScheduler::BacklogSequences() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return backlog_.size();
+}
+
+void SequenceBatchScheduler::Stop(bool drain) {
+  std::lock_guard<std::mutex> stop_lock(stop_mu_);
+  std::vector<RequestPtr> abandoned;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && workers_.empty()) return;
+    stopping_ = true;
+    if (!drain) {
+      auto take = [&](const SequencePtr& seq) {
+        if (!seq) return;
+        for (auto& r : seq->queue) abandoned.push_back(std::move(r));
+        seq->queue.clear();
+      };
+      for (auto& instance : slots_) {
+        for (auto& seq : instance) take(seq);
+      }
+      for (auto& seq : backlog_) take(seq);
+      pending_ = 0;
+    }
+  }
+  runner_.Fail(abandoned,
+               Status(StatusCode::kUnavailable,
+                      "model '" + Name() + "' is unloading, request abandoned"),
+               FailureReason::kOther);
+  work_cv_.notify_all();
+  reap_cv_.notify_all();
+  for (auto& worker : workers_) {
+    if (worker.get_id() == std::this_thread::get_id()) {
+      worker.detach();
+    } else if (worker.joinable()) {
+      worker.join();
+    }
+  }
+  workers_.clear();
+  if (reaper_.joinable()) reaper_.join();
+  std::vector<RequestPtr> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& seq : backlog_) {
+      for (auto& r : seq->queue) left.push_back(std::move(r));
+      seq->queue.clear();
+    }
+    backlog_.clear();
+    for (auto& instance : slots_) {
+      for (auto& seq : instance) {
+        if (!seq) continue;
+        for (auto& r : seq->queue) left.push_back(std::move(r));
+        seq->queue.clear();
+        seq.reset();
+      }
+    }
+    active_.clear();
+    pending_ = 0;
+  }
+  runner_.Fail(left,
+               Status(StatusCode::kUnavailable, "model '" + Name() + "' is unloading"),
+               FailureReason::kOther);
+}
+
+bool SequenceBatchScheduler::HasQueuedWork(int instance) const {
+  for (const auto& seq : slots_[instance]) {
+    if (seq && !seq->queue.empty()) return true;
+  }
+  return false;
+}
+
+bool SequenceBatchScheduler::TakeDirect(int instance, uint64_t now, Batch* batch,
+                                        std::vector<SequencePtr>* seqs,
+                                        uint64_t* wake_ns) {
+  *wake_ns = 0;
+  const auto& slots = slots_[instance];
+  int ready = 0;
+  int highest = -1;
+  uint64_t oldest_ns = 0;
+  for (int s = 0; s < slots_per_instance_; ++s) {
+    const SequencePtr& seq = slots[s];
+    if (!seq || seq->queue.empty() || seq->executing) continue;
+    ++ready;
+    highest = s;
+    const uint64_t t = seq->queue.front()->enqueue_ns;
+    if (oldest_ns == 0 || t < oldest_ns) oldest_ns = t;
+  }
+  if (ready == 0) return false;
+  const uint64_t delay_ns = config_.max_queue_delay_us * 1000;
+  const bool utilized =
+      ready >= slots_per_instance_ || static_cast<float>(ready) / slots_per_instance_ >=
+                                          config_.minimum_slot_utilization;
+  // Without a delay a batch goes at once; with one it waits for the utilization.
+  if (!stopping_ && delay_ns > 0 && !utilized && now < oldest_ns + delay_ns) {
+    *wake_ns = oldest_ns + delay_ns;
+    return false;
+  }
+  for (int s = 0; s <= highest; ++s) {
+    const SequencePtr& seq = slots[s];
+    if (!seq || seq->queue.empty() || seq->executing) {
+      // An empty slot: a null request takes its place (filled in PrepareBatch).
+      batch->requests.push_back(nullptr);
+      seqs->push_back(nullptr);
+      continue;
+    }
+    batch->requests.push_back(std::move(seq->queue.front()));
+    seq->queue.pop_front();
+    seqs->push_back(seq);
+  }
+  return true;
+}
+
+bool SequenceBatchScheduler::TakeOldest(int instance, uint64_t now, Batch* batch,
+                                        std::vector<SequencePtr>* seqs,
+                                        uint64_t* wake_ns) {
+  *wake_ns = 0;
+  std::vector<SequencePtr> ready;
+  for (const SequencePtr& seq : slots_[instance]) {
+    if (seq && !seq->queue.empty() && !seq->executing) ready.push_back(seq);
+  }
+  if (ready.empty()) return false;
+  std::sort(ready.begin(), ready.end(), [](const SequencePtr& a, const SequencePtr& b) {
+    return a->queue.front()->enqueue_ns < b->queue.front()->enqueue_ns;
+  });
+  const int64_t max_batch = std::max<int32_t>(1, max_batch_size_);
+  const std::string& key = ready.front()->queue.front()->shape_key;
+  int64_t total = 0;
+  size_t count = 0, preferred_count = 0;
+  int64_t preferred_total = 0;
+  bool blocked = false;
+  for (const SequencePtr& seq : ready) {
+    const RequestPtr& r = seq->queue.front();
+    if (max_batch_size_ == 0 && count == 1) {
+      blocked = true;
+      break;
+    }
+    if (r->shape_key != key || total + r->batch_size > max_batch) {
+      blocked = true;
+      break;
+    }
+    total += r->batch_size;
+    ++count;
+    if (std::binary_search(preferred_.begin(), preferred_.end(),
+                           static_cast<int32_t>(total))) {
+      preferred_count = count;
+      preferred_total = total;
+    }
+  }
+  if (count == 0) count = 1;
+  const uint64_t oldest_ns = ready.front()->queue.front()->enqueue_ns;
+  const uint64_t delay_ns = config_.max_queue_delay_us * 1000;
+  const bool full = blocked || total >= max_batch;
+  const bool at_largest_preferred =
+      !preferred_.empty() && preferred_total == preferred_.back();
+  const bool waited = delay_ns == 0 || now >= oldest_ns + delay_ns;
+  if (!(full || at_largest_preferred || waited || stopping_)) {
+    *wake_ns = oldest_ns + delay_ns;
+    return false;
+  }
+  const size_t take = preferred_count > 0 ? preferred_count : count;
+  for (size_t i = 0; i < take; ++i) {
+    const SequencePtr& seq = ready[i];
+    batch->requests.push_back(std::move(seq->queue.front()));
+    seq->queue.pop_front();
+    seqs->push_back(seq);
+  }
+  return true;
+}
+
+void SequenceBatchScheduler::WorkerLoop(int instance) {
+  current_worker_of = this;
+  while (true) {
+    Batch batch;
+    batch.instance_index = instance;
+    std::vector<SequencePtr> seqs;
+    uint64_t sequence_no = 0;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (true) {
+        const uint64_t now = NowNs();
+        uint64_t wake_ns = 0;
+        const bool taken = config_.strategy == SequenceStrategy::kOldest
+                               ? TakeOldest(instance, now, &batch, &seqs, &wake_ns)
+                               : TakeDirect(instance, now, &batch, &seqs, &wake_ns);
+        if (taken) break;
+        if (stopping_) {
+          // Draining: a sequence that has nothing queued gives its slot to the
+          // backlog now instead of waiting out its idle time.
+          for (auto& seq : slots_[instance]) {
+            if (seq && seq->queue.empty() && !seq->executing) {
+              if (!seq->ended) active_.erase(seq->key);
+              SequencePtr held = seq;
+              ReleaseSlot(held);
+            }
+          }
+          if (HasQueuedWork(instance)) continue;
+          if (pending_ == 0 || backlog_.empty()) {
+            --running_workers_;
+            exit_cv_.notify_all();
+            work_cv_.notify_all();
+            current_worker_of = nullptr;
+            return;
+          }
+        }
+        if (wake_ns != 0) {
+          work_cv_.wait_until(lock, FromNs(wake_ns));
+        } else {
+          work_cv_.wait(lock);
+        }
+      }
+      for (size_t i = 0; i < seqs.size(); ++i) {
+        if (!seqs[i]) continue;
+        seqs[i]->executing = true;
+        --pending_;
+        // The END request is on its way: the slot goes to the next sequence now.
+        if (batch.requests[i]->flags & kFlagEnd) ReleaseSlot(seqs[i]);
+      }
+      sequence_no = runner_.NextSequence();
+    }
+    PrepareBatch(batch, seqs);
+    running_[instance] = seqs;
+    runner_.Run(batch, sequence_no);
+    running_[instance].clear();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const uint64_t now = NowNs();
+      for (auto& seq : seqs) {
+        if (!seq) continue;
+        seq->executing = false;
+        seq->last_ns = now;
+        if (seq->instance < 0) seq->state.clear();  // ended: its state goes
+      }
+    }
+    work_cv_.notify_all();
+    reap_cv_.notify_all();
+  }
+}
+
+void SequenceBatchScheduler::ReaperLoop() {
+  const uint64_t idle_ns = config_.max_sequence_idle_us * 1000;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    const uint64_t now = NowNs();
+    uint64_t next = 0;
+    bool freed = false;
+    for (auto& instance : slots_) {
+      for (auto& slot : instance) {
+        if (!slot || !slot->queue.empty() || slot->executing) continue;
+        const uint64_t due = slot->last_ns + idle_ns;
+        if (due <= now) {
+          // Idle too long: the sequence ends and its slot is free; a later request
+          // of it without START is then an unknown sequence.
+          SequencePtr seq = slot;
+          if (!seq->ended) {
+            auto it = active_.find(seq->key);
+            if (it != active_.end() && it->second == seq) active_.erase(it);
+          }
+          ReleaseSlot(seq);
+          seq->state.clear();
+          freed = true;
+        } else if (next == 0 || due < next) {
+          next = due;
+        }
+      }
+    }
+    if (freed) {
+      lock.unlock();
+      work_cv_.notify_all();
+      lock.lock();
+      continue;
+    }
+    if (next == 0) {
+      reap_cv_.wait(lock);
+    } else {
+      reap_cv_.wait_until(lock, FromNs(next));
+    }
+  }
+}
+
+}  // namespace tritonx

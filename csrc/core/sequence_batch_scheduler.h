@@ -1,0 +1,133 @@
+// SequenceBatchScheduler: Triton's sequence batcher (sequence_batching).
+//
+// Every request names its sequence (a uint64 or string correlation id) and carries
+// START/END flags. A sequence is bound to one batch slot of one instance from its
+// START until its END is dispatched or it stays idle past max_sequence_idle; the
+// requests of one sequence run one at a time, in arrival order, on that instance.
+// Sequences that find every slot taken wait in a backlog (in arrival order) for the
+// next slot to free.
+//
+// Strategies (each instance's worker forms the batches of its own slots):
+//   direct  max(1, max_batch_size) slots per instance; a batch covers slots 0..n of
+//           the instance where n is the highest slot with a request ready; an empty
+//           slot below n gets a "null request" (READY false, correlation id 0) whose
+//           response is dropped, which is what Triton hands its backends. Waits up to
+//           max_queue_delay for minimum_slot_utilization of the slots to be ready.
+//   oldest  max_candidate_sequences slots per instance; the batch takes the oldest
+//           ready request of each slot's sequence (at most one per sequence) like the
+//           dynamic batcher: up to max_batch_size, preferred sizes, max_queue_delay.
+//
+// The batcher adds the configured control inputs to each request (START, END, READY,
+// CORRID) and the implicit states: a state's input is the state output the model
+// produced in the sequence's previous step (kept in arena buffers, per sequence),
+// reset at START to its initial_state or zeros, freed when the sequence ends.
+// Execution, statistics and delivery go through the shared BatchRunner.
+//
+// Threads: one worker per instance plus a reaper that ends idle sequences.
+// Thread safety and ownership: see Scheduler. All bookkeeping is guarded by mu_; a
+// sequence's state tensors are touched only by the worker of its instance while one
+// of its requests is executing (the `executing` mark keeps the reaper away).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "batch_runner.h"
+#include "scheduler.h"
+
+namespace tritonx {
+
+class SequenceBatchScheduler final : public Scheduler {
+ public:
+  SequenceBatchScheduler(const ModelSpec& spec, const SchedulerConfig& config,
+                         std::vector<std::shared_ptr<Executor>> instances,
+                         std::shared_ptr<ModelStats> stats,
+                         std::shared_ptr<TensorArena> arena);
+  ~SequenceBatchScheduler() override;
+  SequenceBatchScheduler(const SequenceBatchScheduler&) = delete;
+  SequenceBatchScheduler& operator=(const SequenceBatchScheduler&) = delete;
+
+  Status Enqueue(const RequestPtr& request, bool caller_waits) override;
+  bool Cancel(const RequestPtr& request) override;
+  size_t PendingCount() const override;
+  void Stop(bool drain) override;
+  bool OnWorkerThread() const override;
+
+  // Slots per instance and the sequences holding one / waiting in the backlog (tests).
+  int slots_per_instance() const { return slots_per_instance_; }
+  size_t ActiveSequences() const;
+  size_t BacklogSequences() const;
+
+ private:
+  struct Sequence {
+    std::string key;  // "u<id>" or "s<id>"
+    uint64_t id = 0;
+    std::string id_str;
+    bool string_id = false;
+    std::deque<RequestPtr> queue;
+    int instance = -1;  // -1 with slot -1: in the backlog
+    int slot = -1;
+    bool ended = false;         // its END was queued: the id may start a new sequence
+    bool executing = false;     // one of its requests is in a running batch
+    uint64_t last_ns = 0;       // last arrival or completion (idle timeout)
+    std::vector<Tensor> state;  // current implicit states (empty: not initialised)
+  };
+  using SequencePtr = std::shared_ptr<Sequence>;
+
+  void WorkerLoop(int instance);
+  void ReaperLoop();
+  // With mu_ held: the next batch of `instance`, if one should run now; else false
+  // and *wake_ns says when to look again (0: on the next event).
+  bool TakeDirect(int instance, uint64_t now, Batch* batch,
+                  std::vector<SequencePtr>* seqs, uint64_t* wake_ns);
+  bool TakeOldest(int instance, uint64_t now, Batch* batch,
+                  std::vector<SequencePtr>* seqs, uint64_t* wake_ns);
+  // With mu_ held: gives `seq` a free slot, or puts it in the backlog.
+  void AssignSlot(const SequencePtr& seq);
+  // With mu_ held: frees the slot of `seq` and hands it to the oldest backlog entry.
+  void ReleaseSlot(const SequencePtr& seq);
+  bool HasQueuedWork(int instance) const;
+  // Outside mu_: adds control and state inputs; null slots (seqs[i] null) get a
+  // request of zeros shaped like the batch's first real request.
+  void PrepareBatch(Batch& batch, const std::vector<SequencePtr>& seqs);
+  void AddControls(InferenceRequest* request, bool null_request);
+  // The states at START (initial_state or zeros) for a request of `batch_size`.
+  std::vector<Tensor> InitialStates(int64_t batch_size);
+  // BatchRunner hook: keeps the state outputs of each request for its sequence.
+  void CaptureStates(Batch& batch);
+  std::string Name() const { return runner_.spec().name; }
+
+  const SequenceBatchingConfig config_;
+  const int32_t max_batch_size_;
+  // Holds the control values the added tensors point into (requests may outlive us).
+  std::shared_ptr<const SequenceBatchingConfig> owned_config_;
+  std::shared_ptr<TensorArena> arena_;  // state and null-request buffers
+  BatchRunner runner_;
+  std::vector<int32_t> preferred_;
+  int slots_per_instance_ = 1;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable reap_cv_;
+  std::unordered_map<std::string, SequencePtr> active_;  // ids a request may continue
+  std::vector<std::vector<SequencePtr>> slots_;          // [instance][slot]
+  std::deque<SequencePtr> backlog_;
+  size_t pending_ = 0;  // queued requests
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+  std::thread reaper_;
+  std::mutex stop_mu_;
+  int running_workers_ = 0;
+  std::condition_variable exit_cv_;
+  // The sequences of the batch each instance is running (null: a null slot); only
+  // that instance's worker touches its entry.
+  std::vector<std::vector<SequencePtr>> running_;
+};
+
+}  // namespace tritonx
