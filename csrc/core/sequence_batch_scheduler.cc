@@ -97,12 +97,6 @@ Status SequenceBatchScheduler::Enqueue(const RequestPtr& request,
                   "inference request to model '" + Name() +
                       "' must specify a non-zero or non-empty correlation ID");
   }
-  if (!string_id && config_.corrid_dtype == DataType::kBytes) {
-    return Status(StatusCode::kInvalidArg,
-                  "sequence batching control 'CONTROL_SEQUENCE_CORRID' of model '" +
-                      Name() + "' expects a string correlation ID, got " +
-                      std::to_string(request->correlation_id));
-  }
   const std::string key = string_id ? "s" + request->correlation_id_str
                                     : "u" + std::to_string(request->correlation_id);
   const bool start = (request->flags & kFlagStart) != 0;
