@@ -46,7 +46,8 @@ class TritonPythonModel:
             if ready.flat[0]:
                 if start.flat[0]:
                     self.sums[key] = 0
-                self.sums[key] = self.sums.get(key, 0) + int(x.flat[0])
+                # perf_analyzer sends random values: keep the sum in int32 range.
+                self.sums[key] = (self.sums.get(key, 0) + int(x.flat[0])) % 2**31
             total = np.full(x.shape, self.sums.get(key, 0), dtype=np.int32)
             responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT", total)]))
         return responses
