@@ -202,16 +202,14 @@ def test_variable_reshape_chunks_must_match(make_model: MakeModel) -> None:
 
 
 def test_sequence_control_needs_two_values(make_model: MakeModel) -> None:
-    from tritonx.config.sequence import validate_sequence_controls
-
     text = (
         PY + "max_batch_size: 4\n" + IO + "sequence_batching { control_input [ "
         '{ name: "S" control [ { kind: CONTROL_SEQUENCE_START '
         "int32_false_true: [ 1 ] } ] } ] }"
     )
-    config = load_model_config(make_model("m", text))
-    with pytest.raises(InvalidArgumentError) as info:
-        validate_sequence_controls(config)
+    # Rejected while polling, as Triton does (checked against Triton 2.51).
+    with pytest.raises(ConfigPollError) as info:
+        load_model_config(make_model("m", text))
     assert str(info.value) == (
         "sequence batching control 'int32_false_true' must have exactly 2 entries "
         "for CONTROL_SEQUENCE_START for m"

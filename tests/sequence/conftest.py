@@ -63,10 +63,24 @@ def write_sequence_model(
     idle_us: int = 5_000_000,
     state: bool = True,
     instances: int = 1,
+    initial: int | None = None,
 ) -> Path:
+    """A SEQUENCE_MODEL; `initial`: the state starts at this value (an
+    initial_state read from initial_state/init.bin) instead of zeros."""
     model = repo / name
     (model / "1").mkdir(parents=True)
     (model / "1" / "model.py").write_text(SEQUENCE_MODEL)
+    state_text = STATE if state else ""
+    if initial is not None:
+        (model / "initial_state").mkdir()
+        (model / "initial_state" / "init.bin").write_bytes(
+            initial.to_bytes(4, "little", signed=True)
+        )
+        state_text = state_text.replace(
+            "dims: [ 1 ] }",
+            "dims: [ 1 ]\n initial_state { data_type: TYPE_INT32 dims: [ 1 ] "
+            'data_file: "init.bin" name: "init" } }',
+        )
     (model / "config.pbtxt").write_text(
         f'name: "{name}"\nbackend: "python"\nmax_batch_size: {max_batch_size}\n'
         'input [ { name: "INPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
@@ -75,7 +89,7 @@ def write_sequence_model(
         "sequence_batching {\n"
         f"  max_sequence_idle_microseconds: {idle_us}\n  {strategy}\n"
         + CONTROLS
-        + (STATE if state else "")
+        + state_text
         + "}\n"
         f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]\n"
     )

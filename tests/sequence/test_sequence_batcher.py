@@ -42,6 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         instances=2,
     )
     write_sequence_model(repo, "seq_one", max_batch_size=0)
+    write_sequence_model(repo, "seq_init", initial=100)
     write_sequence_model(repo, "seq_idle", max_batch_size=0, idle_us=300_000)
     with run_server(repo) as running:
         yield running
@@ -129,6 +130,18 @@ def test_interleaved_sequences_keep_state(
         assert out.tolist() == [[60]]
         out, _ = client.step(model, 1, a, end=True)
         assert out.tolist() == [[6]]
+    finally:
+        client.close()
+
+
+def test_initial_state_from_data_file(server: RunningServer) -> None:
+    client = Client(server, "grpc")
+    try:
+        assert client.step("seq_init", 1, 61, start=True)[0].tolist() == [[101]]
+        assert client.step("seq_init", 2, 61)[0].tolist() == [[103]]
+        # START again: back to the initial state.
+        assert client.step("seq_init", 5, 61, start=True)[0].tolist() == [[105]]
+        assert client.step("seq_init", 1, 61, end=True)[0].tolist() == [[106]]
     finally:
         client.close()
 

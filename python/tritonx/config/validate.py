@@ -112,8 +112,6 @@ def _validate_dynamic_batching(config: ModelConfig) -> None:
 
 
 def _validate_sequence_batching(config: ModelConfig) -> None:
-    # Only the checks that do not depend on control tensors; tritonx refuses to
-    # load sequence models anyway (see check_supported).
     name = config.name
     sb = config.sequence_batching
     if config.response_cache.enable:
@@ -133,6 +131,10 @@ def _validate_sequence_batching(config: ModelConfig) -> None:
                     "sequence batching preferred batch size must be <= max batch "
                     f"size for {name}"
                 )
+    # The control inputs: checked while polling, as Triton does.
+    from tritonx.config.sequence import validate_sequence_controls
+
+    validate_sequence_controls(config)
     if sb.HasField("direct"):
         util = sb.direct.minimum_slot_utilization
         if util < 0.0 or util > 1.0:
