@@ -178,7 +178,16 @@ class TritonCollector:
         load = _family(
             "nv_model_load_duration_secs", "Model load time in seconds", "gauge"
         )
+        restarts = _family(
+            "tritonx_python_stub_restarts",
+            "Number of times a python model's stub processes were restarted",
+            "counter",
+        )
         for labels, loaded in self._models():
+            instances = getattr(loaded, "instances", ())
+            counts = [i.restarts for i in instances if hasattr(i, "restarts")]
+            if counts:
+                restarts.add_sample(restarts.name, labels, sum(counts))
             core = loaded.core
             stats = core.statistics()
             success.add_sample(success.name, labels, stats["success"][0])
@@ -204,6 +213,8 @@ class TritonCollector:
         yield pending
         if load.samples:
             yield load
+        if restarts.samples:
+            yield restarts
         yield from self._process_metrics()
         yield from _model_defined_metrics()
 

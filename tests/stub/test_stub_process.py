@@ -51,6 +51,8 @@ class TritonPythonModel:
         self.fault = config.get("parameters", {}).get("FAULT", {}).get("string_value")
         self.dir = args["model_repository"]
         self.kept = []
+        if os.path.exists(os.path.join(self.dir, "broken")):
+            raise RuntimeError("the model is broken")
 
     def execute(self, requests):
         out = []
@@ -59,6 +61,9 @@ class TritonPythonModel:
             text = pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy()
             if x.reshape(-1)[0] < 0:
                 if self.fault == "exit":
+                    os._exit(1)
+                if self.fault == "break":  # later initializes fail
+                    open(os.path.join(self.dir, "broken"), "w").close()
                     os._exit(1)
                 if self.fault == "segv":
                     ctypes.string_at(0)
@@ -232,6 +237,32 @@ def test_crash_fails_the_request_and_the_stub_restarts(
             after,
             server.log_text(),
         )
+
+
+def test_stub_that_cannot_restart_makes_the_model_unready(tmp_path: Path) -> None:
+    import urllib.request
+
+    repo = tmp_path / "repo"
+    _write(repo, "flaky", PROCESS + _fault("break"))
+    with run_server(repo) as server:
+        with pytest.raises(InferenceServerException):
+            _http(server, "flaky", -1.0)
+        with httpclient.InferenceServerClient(server.http_url) as client:
+            # each restart fails in initialize: the model stays down, and says so
+            _until(lambda: "restart 3" in server.log_text(), "failed restarts")
+            assert not client.is_model_ready("flaky")
+            assert "the model is broken" in server.log_text()
+            (repo / "flaky" / "broken").unlink()
+            _until(lambda: client.is_model_ready("flaky"), "the model to recover")
+        assert _serves(server, "flaky")
+        with urllib.request.urlopen(server.metrics_url) as reply:
+            metrics = reply.read().decode()
+        line = next(
+            m
+            for m in metrics.splitlines()
+            if m.startswith('tritonx_python_stub_restarts{model="flaky"')
+        )
+        assert float(line.split()[-1]) >= 3
 
 
 def test_hung_stub_is_killed_after_the_execution_timeout(tmp_path: Path) -> None:

@@ -114,10 +114,13 @@ class ModelLookup:
     def model_ready(self, name: str, version: str = "") -> bool:
         """Unknown models and versions are simply not ready, as in Triton."""
         try:
-            self.get(name, version)
+            loaded = self.get(name, version)
         except (NotFoundError, UnavailableError, InvalidArgumentError):
             return False
-        return True
+        # Instances in stub processes (python EXECUTION_MODE "process") can be down
+        # while they restart; with all of them down the model cannot serve.
+        alive = [i.alive() for i in loaded.instances if hasattr(i, "alive")]
+        return not alive or any(alive)
 
     # -- lookups ---------------------------------------------------------------
 

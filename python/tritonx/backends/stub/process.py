@@ -93,17 +93,6 @@ def _float_param(model: PythonModel, key: str, default: float) -> float:
         ) from None
 
 
-class StubRestarts:
-    """Restart counts per model (the ``nv_python_stub_restarts`` metric reads these).
-    Thread-safe: a dict updated under the GIL."""
-
-    counts: dict[str, int] = {}
-
-    @classmethod
-    def bump(cls, model: str) -> None:
-        cls.counts[model] = cls.counts.get(model, 0) + 1
-
-
 class StubInstance:
     """One model instance in its own process.
 
@@ -114,7 +103,9 @@ class StubInstance:
     """
 
     gather_inputs = False
-    allow_inline = False  # a round trip to another process is never "cheap"
+    # The core inlines only executions that recently took under 200 µs; a short
+    # round trip to the stub then saves a worker wake-up, as for in-process models.
+    allow_inline = True
 
     def __init__(self, model: PythonModel, ictx: InstanceContext) -> None:
         ctx = model.ctx
@@ -150,6 +141,7 @@ class StubInstance:
         self._started_at = 0.0
         self._backoff = _BACKOFF_FIRST_S
         self._restarter: threading.Thread | None = None
+        self.restarts = 0  # read by /metrics (tritonx_python_stub_restarts)
         # decoupled: key -> core request until its FINAL; replies for execute
         self._pending: dict[int, Request] = {}
         self._replies: queue.Queue[tuple[Any, list[int]] | None] = queue.Queue()
@@ -211,6 +203,7 @@ class StubInstance:
             ).start()
 
     def alive(self) -> bool:
+        """False while the stub is down (restarting): model readiness reads it."""
         return self._proc is not None
 
     def _on_death(self, reason: str, timed_out: bool = False) -> None:
@@ -234,12 +227,12 @@ class StubInstance:
         if time.monotonic() - self._started_at > _HEALTHY_AFTER_S:
             self._backoff = _BACKOFF_FIRST_S
         delay, self._backoff = self._backoff, min(self._backoff * 2, _BACKOFF_MAX_S)
-        StubRestarts.bump(self._model_name)
+        self.restarts += 1
         log.error(
             "Stub process '%s' is not healthy: %s; restart %d in %.2f s",
             self._name,
             reason,
-            StubRestarts.counts[self._model_name],
+            self.restarts,
             delay,
         )
         self._restarter = threading.Thread(
@@ -579,10 +572,10 @@ def _value(mm: Any, desc: TensorDesc) -> OutputValue:
 
 
 def _result(mm: Any, entry: tuple[Any, ...]) -> Any:
-    from tritonx.backends.python_backend import OutputMap
-
     if entry[0] == "err":
         return _error(entry[1], entry[2])
+    from tritonx.backends.python_backend import OutputMap  # (imports this module)
+
     return OutputMap({d[0]: _value(mm, d) for d in entry[1]}, entry[2])
 
 
@@ -594,4 +587,4 @@ def _forward_log(msg: tuple[Any, ...]) -> None:
         logger.handle(record)
 
 
-__all__ = ["StubInstance", "StubRestarts", "execution_mode"]
+__all__ = ["StubInstance", "execution_mode"]
