@@ -135,12 +135,12 @@ def write_repeat(repo: Path) -> Path:
     return repo / "repeat"
 
 
-@pytest.fixture(scope="module", params=["tritonx", "triton"])
+@pytest.fixture(scope="module", params=["tritonx", "tritonx-process", "triton"])
 def streaming_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RunningServer, Path]]:
-    """tritonx, and the reference Triton when $TRITONX_REFERENCE_CMD names one: the
-    same tests hold for both."""
+    """tritonx (python models in process and in stub processes), and the reference
+    Triton when $TRITONX_REFERENCE_CMD names one: the same tests hold for all."""
     repo = tmp_path_factory.mktemp("repo")
     model_dir = write_repeat(repo)
     if request.param == "triton":
@@ -150,7 +150,11 @@ def streaming_server(
             yield server, model_dir
         return
     example = Path(__file__).resolve().parents[2] / "model_repository"
-    with run_server([repo, example]) as server:
+    # tritonx-process: every python model in stub processes (EXECUTION_MODE)
+    mode = "process" if request.param == "tritonx-process" else "in-process"
+    with run_server(
+        [repo, example], f"--backend-config=python,execution-mode={mode}"
+    ) as server:
         yield server, model_dir
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import signal
 import socket
 import sys
@@ -104,7 +105,7 @@ class _Request:
         self._index = index
 
     def is_cancelled(self) -> bool:
-        return self._stub.ask_cancelled(self._index)
+        return self._stub.ask_cancelled(self.key, self._index)
 
 
 class Stub:
@@ -120,20 +121,35 @@ class Stub:
         # One question to the server at a time (an async model's BLS calls run on
         # worker threads while the main thread waits in execute).
         self._ask_lock = threading.Lock()
+        # Whoever holds _read_lock reads the socket: the main loop while idle, an
+        # asking thread while the main thread runs the model. Answers read by the
+        # other party are handed over through _answers.
+        self._read_lock = threading.Lock()
+        self._answers: queue.Queue[tuple[Any, ...]] = queue.Queue()
 
     def ask(self, msg: tuple[Any, ...], fds: list[int], answer: str) -> tuple[Any, ...]:
-        """A round trip to the server while it waits on this execute."""
+        """A round trip to the server (its reader answers while it is not waiting on
+        an execute; only decoupled instances have one)."""
         with self._ask_lock:
             self.channel.send(msg, fds)
             while True:
-                reply, got = self.channel.recv()
-                if reply[0] == answer:
-                    return (*reply, got)
+                if self._read_lock.acquire(blocking=False):
+                    try:
+                        with contextlib.suppress(queue.Empty):
+                            return self._answers.get_nowait()
+                        reply, got = self.channel.recv()
+                    finally:
+                        self._read_lock.release()
+                    if reply[0] == answer:
+                        return (*reply, got)
+                    continue  # nothing else is sent while a question is open
+                with contextlib.suppress(queue.Empty):
+                    return self._answers.get(timeout=0.02)
 
-    def ask_cancelled(self, index: int) -> bool:
-        if not self._executing:
+    def ask_cancelled(self, key: int, index: int) -> bool:
+        if not self._executing and not self.decoupled:
             return False  # only answerable while the server waits on this execute
-        return bool(self.ask(("cancelled?", index), [], "cancelled")[1])
+        return bool(self.ask(("cancelled?", index, key), [], "cancelled")[1])
 
     def execute_bls(self, request: Any, decoupled: bool = False) -> Any:
         """``InferenceRequest.exec`` in a stub: the server runs the call through its
@@ -187,9 +203,13 @@ class Stub:
     def serve(self) -> None:
         while True:
             try:
-                msg, fds = self.channel.recv()
+                with self._read_lock:
+                    msg, fds = self.channel.recv()
             except ChannelClosed:
                 return
+            if msg[0] in ("cancelled", "bls_result"):
+                self._answers.put((*msg, fds))  # for a thread waiting in ask()
+                continue
             if fds:
                 self.inputs.close()
                 self.inputs = Region.adopt(fds[-1])

@@ -357,6 +357,12 @@ class StubInstance:
                 self._deliver(msg, fds)
             elif msg[0] == "log":
                 _forward_log(msg)
+            elif msg[0] == "cancelled?":  # from execute or a model thread
+                core = self._pending.get(msg[2])
+                with contextlib.suppress(ChannelClosed):
+                    channel.send(
+                        ("cancelled", core is not None and core.is_cancelled())
+                    )
             else:
                 self._replies.put((msg, fds))
 
