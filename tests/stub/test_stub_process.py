@@ -348,3 +348,42 @@ def test_crash_error_matches_triton(tmp_path: Path) -> None:
                     call(server, "crash", -1.0)
                 messages.append((info.value.status(), info.value.message()))
     assert messages[:2] == messages[2:]
+
+
+ENV_MODEL = """
+import onlyinenv
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [
+            pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUTPUT0", np.full((1, 4), onlyinenv.VALUE, np.float32)),
+                pb_utils.Tensor("OUTPUT1", np.array([[b"a", b"b"]], dtype=object)),
+            ])
+            for r in requests
+        ]
+"""
+
+
+def test_model_in_its_own_environment(tmp_path: Path) -> None:
+    """EXECUTION_ENV_PATH names a venv whose package the server's environment
+    lacks; the model imports it in its stub."""
+    import subprocess
+    import sys
+
+    env = tmp_path / "env"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", env],
+        check=True,
+    )
+    (site,) = env.glob("lib/python*/site-packages")
+    (site / "onlyinenv.py").write_text("VALUE = 42.0\n")
+    repo = tmp_path / "repo"
+    path = f'parameters {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{env}" }} }}\n'
+    _write(repo, "envmodel", path, model=ENV_MODEL)
+    with run_server(repo) as server:
+        result = _grpc(server, "envmodel")
+        assert result.as_numpy("OUTPUT0").tolist() == [[42.0] * 4]

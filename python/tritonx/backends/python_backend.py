@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -311,7 +311,19 @@ class PythonBackend:
         if not model_file.is_file():
             return  # the load itself reports the missing file
         before = config_to_json_dict(config)
-        after = run_python_auto_complete(model_file, before)
+        from tritonx.backends.stub.process import (
+            auto_complete_in_stub,
+            execution_mode,
+            model_python,
+        )
+
+        model = SimpleNamespace(ctx=ctx)  # what the mode helpers read
+        if execution_mode(model) == "process":  # keep model code out of the server
+            after = auto_complete_in_stub(
+                ctx.name, model_python(model), model_file, before
+            )
+        else:
+            after = run_python_auto_complete(model_file, before)
         if after is not before:
             apply_python_auto_complete(config, after)
 

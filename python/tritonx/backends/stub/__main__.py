@@ -216,11 +216,23 @@ class Stub:
             kind = msg[0]
             if kind == "exec":
                 self._execute(msg[1])
+            elif kind == "autocomplete":
+                self._auto_complete(msg[1], msg[2])
             elif kind == "init":
                 self._initialize(msg[1])
             elif kind == "fin":
                 self._finalize()
                 return
+
+    def _auto_complete(self, model_file: str, config: dict[str, Any]) -> None:
+        from tritonx.backends.python_backend import run_python_auto_complete
+
+        try:
+            result = run_python_auto_complete(Path(model_file), config)
+        except Exception as exc:
+            self.channel.send(("err", type(exc).__name__, str(exc)))
+            return
+        self.channel.send(("ok", result))
 
     def _initialize(self, args: dict[str, Any]) -> None:
         from tritonx.backends.python_backend import PythonInstance

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tritonx import _native, errors
@@ -57,19 +58,20 @@ _BACKOFF_MAX_S = 5.0
 _HEALTHY_AFTER_S = 30.0  # a stub that lived this long resets the backoff
 
 
-def _param(model: PythonModel, key: str) -> str:
+def _param(model: Any, key: str) -> str:
     params = model.ctx.config.parameters
     if key in params:
         return str(params[key].string_value).strip()
     return ""
 
 
-def execution_mode(model: PythonModel) -> str:
+def execution_mode(model: Any) -> str:  # PythonModel or anything with .ctx
     """ "process" or "in-process": the model's EXECUTION_MODE, else the server's
     ``--backend-config=python,execution-mode=...``, else in-process."""
-    value = _param(model, "EXECUTION_MODE") or model.ctx.backend_config.get(
-        "execution-mode", ""
-    )
+    value = _param(model, "EXECUTION_MODE")
+    if not value and _param(model, "EXECUTION_ENV_PATH"):
+        value = "process"  # another environment's interpreter needs its own process
+    value = value or model.ctx.backend_config.get("execution-mode", "")
     value = value.lower().replace("_", "-") or "in-process"
     if value not in ("process", "in-process"):
         raise errors.InvalidArgumentError(
@@ -114,6 +116,7 @@ class StubInstance:
         self._decoupled = bool(ctx.config.model_transaction_policy.decoupled)
         self._timeout = _float_param(model, "EXECUTION_TIMEOUT", 0.0) or None
         self._memory_limit = int(_float_param(model, "MEMORY_LIMIT_BYTES", 0.0))
+        self._python = model_python(model)
         shm_size = int(
             ctx.backend_config.get("shm-default-byte-size", DEFAULT_SHM_SIZE)
         )
@@ -150,32 +153,8 @@ class StubInstance:
 
     # -- process lifecycle -----------------------------------------------------------
     def _start(self) -> None:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        cmd = [
-            sys.executable,
-            "-m",
-            "tritonx.backends.stub",
-            str(child.fileno()),
-            str(logging.getLogger().getEffectiveLevel()),
-        ]
-        limit = self._memory_limit
-        level = logging.getLogger().getEffectiveLevel()
-        proc: Any = None
-        if os.environ.get("TRITONX_STUB_ZYGOTE", "1") != "0":
-            proc = _Zygote.spawn(child.fileno(), level, limit)
-        if proc is None:  # no zygote: a fresh interpreter
-
-            def preexec() -> None:
-                if limit > 0:
-                    import resource
-
-                    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-            proc = subprocess.Popen(
-                cmd, pass_fds=[child.fileno()], preexec_fn=preexec if limit else None
-            )
-        child.close()
-        channel = Channel(parent)
+        proc, channel = spawn_stub(self._python, self._memory_limit)
+        parent = channel.sock
         inputs = Writer(*self._shm)
         try:
             channel.send(("init", self._init_args), inputs.take_new_fd())
@@ -475,6 +454,79 @@ def _reap(proc: Any, timeout_s: float) -> None:
         proc.wait()
 
 
+def spawn_stub(python: Path | None, limit: int) -> tuple[Any, Channel]:
+    """A new stub process and the server's end of its socket: forked by the zygote,
+    or a fresh interpreter (``python``: a model's own environment)."""
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    level = logging.getLogger().getEffectiveLevel()
+    cmd = [
+        sys.executable,
+        "-m",
+        "tritonx.backends.stub",
+        str(child.fileno()),
+        str(level),
+    ]
+    proc: Any = None
+    env = None
+    if python is not None:
+        from tritonx.backends.stub.environment import python_path
+
+        cmd[0] = str(python)
+        env = {**os.environ, "PYTHONPATH": python_path()}
+    elif os.environ.get("TRITONX_STUB_ZYGOTE", "1") != "0":
+        proc = _Zygote.spawn(child.fileno(), level, limit)
+    if proc is None:
+
+        def preexec() -> None:
+            if limit > 0:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        proc = subprocess.Popen(
+            cmd,
+            pass_fds=[child.fileno()],
+            preexec_fn=preexec if limit else None,
+            env=env,
+        )
+    child.close()
+    return proc, Channel(parent)
+
+
+def auto_complete_in_stub(
+    model_name: str, python: Path | None, model_file: Path, config: dict[str, Any]
+) -> dict[str, Any]:
+    """``run_python_auto_complete`` in a one-off stub (the model's module is never
+    imported into the server in process mode)."""
+    proc, channel = spawn_stub(python, 0)
+    try:
+        channel.send(("autocomplete", str(model_file), config))
+        msg, _fds = channel.recv(120.0)
+        with contextlib.suppress(ChannelClosed):
+            channel.send(("fin",))
+    except (ChannelClosed, TimeoutError):
+        raise InternalError(
+            f"Stub process for auto-completing model '{model_name}' is not healthy."
+        ) from None
+    finally:
+        _reap(proc, 10.0)
+        channel.sock.close()
+    if msg[0] == "err":
+        raise _error(msg[1], msg[2])
+    result: dict[str, Any] = msg[1]
+    return result
+
+
+def model_python(model: Any) -> Path | None:
+    """The interpreter of the model's EXECUTION_ENV_PATH, or None."""
+    value = _param(model, "EXECUTION_ENV_PATH")
+    if not value:
+        return None
+    from tritonx.backends.stub.environment import interpreter
+
+    return interpreter(value, model.ctx.model_dir, model.ctx.name)
+
+
 class _ZygoteChild:
     """A stub forked by the zygote, with the slice of ``Popen``'s API used here (its
     exit status comes from the zygote, its parent)."""
@@ -593,4 +645,4 @@ def _forward_log(msg: tuple[Any, ...]) -> None:
         logger.handle(record)
 
 
-__all__ = ["StubInstance", "execution_mode"]
+__all__ = ["StubInstance", "auto_complete_in_stub", "execution_mode", "model_python"]
