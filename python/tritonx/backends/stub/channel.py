@@ -67,6 +67,7 @@ class Channel:
         self.sock = sock
         self._buf = bytearray(MAX_DATAGRAM)
         self._view = memoryview(self._buf)
+        self._timeout: float | None = None
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -99,7 +100,9 @@ class Channel:
     def recv(self, timeout: float | None = None) -> tuple[Any, list[int]]:
         """The next message and the file descriptors it carried (owned by the caller).
         Raises ChannelClosed at EOF and TimeoutError after ``timeout`` seconds."""
-        self.sock.settimeout(timeout)
+        if timeout != self._timeout:  # settimeout costs fcntl calls: only on change
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
         try:
             n, anc, _flags, _addr = self.sock.recvmsg_into([self._buf], _FD_ANC)
         except TimeoutError:
