@@ -1,0 +1,155 @@
+"""Starting stub processes: the zygote (a preloaded parent that forks stubs in
+milliseconds) or a fresh interpreter (a model's own environment, or
+TRITONX_STUB_ZYGOTE=0). See process.py for what runs over the socket."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from tritonx.backends.stub.channel import Channel, ChannelClosed
+
+
+def reap(proc: Any, timeout_s: float) -> None:
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def spawn_stub(python: Path | None, limit: int) -> tuple[Any, Channel]:
+    """A new stub process and the server's end of its socket: forked by the zygote,
+    or a fresh interpreter (``python``: a model's own environment)."""
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    level = logging.getLogger().getEffectiveLevel()
+    cmd = [
+        sys.executable,
+        "-m",
+        "tritonx.backends.stub",
+        str(child.fileno()),
+        str(level),
+    ]
+    proc: Any = None
+    env = None
+    if python is not None:
+        from tritonx.backends.stub.environment import python_path
+
+        cmd[0] = str(python)
+        env = {**os.environ, "PYTHONPATH": python_path()}
+    elif os.environ.get("TRITONX_STUB_ZYGOTE", "1") != "0":
+        proc = _Zygote.spawn(child.fileno(), level, limit)
+    if proc is None:
+
+        def preexec() -> None:
+            if limit > 0:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        proc = subprocess.Popen(
+            cmd,
+            pass_fds=[child.fileno()],
+            preexec_fn=preexec if limit else None,
+            env=env,
+        )
+    child.close()
+    return proc, Channel(parent)
+
+
+class _ZygoteChild:
+    """A stub forked by the zygote, with the slice of ``Popen``'s API used here (its
+    exit status comes from the zygote, its parent)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = _Zygote.status(self.pid, 0.0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self.returncode = _Zygote.status(
+                self.pid, 30.0 if timeout is None else timeout
+            )
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired(f"stub {self.pid}", timeout or 0.0)
+        return self.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+class _Zygote:
+    """The server's one preloaded stub parent (``--zygote``), started on first use
+    and again if it dies. Thread-safe: one request at a time under ``_lock``."""
+
+    _lock = threading.Lock()
+    _channel: Channel | None = None
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def _start(cls) -> Channel:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        cmd = [sys.executable, "-m", "tritonx.backends.stub", "--zygote"]
+        cls._proc = subprocess.Popen(
+            [*cmd, str(child.fileno())], pass_fds=[child.fileno()]
+        )
+        child.close()
+        cls._channel = Channel(parent)
+        return cls._channel
+
+    @classmethod
+    def _drop(cls) -> None:
+        if cls._channel is not None:
+            cls._channel.sock.close()
+        if cls._proc is not None:
+            cls._proc.kill()
+            cls._proc.wait()
+        cls._channel = cls._proc = None
+
+    @classmethod
+    def spawn(cls, fd: int, level: int, limit: int) -> _ZygoteChild | None:
+        """A new stub on socket ``fd``; None if the zygote cannot make one."""
+        with cls._lock:
+            for _attempt in range(2):
+                channel = cls._channel or cls._start()
+                try:
+                    channel.send(("spawn", level, limit), [fd])
+                    msg, _fds = channel.recv(60.0)
+                    return _ZygoteChild(int(msg[1]))
+                except (ChannelClosed, TimeoutError, OSError):
+                    cls._drop()
+            return None
+
+    @classmethod
+    def status(cls, pid: int, timeout: float) -> int | None:
+        """The stub's exit status, waiting up to ``timeout``; None while it runs."""
+        with cls._lock:
+            channel = cls._channel
+            if channel is not None:
+                try:
+                    channel.send(("status?", pid, timeout))
+                    msg, _fds = channel.recv(timeout + 30.0)
+                    if msg[1] is not None:
+                        return int(msg[1])
+                except (ChannelClosed, TimeoutError, OSError):
+                    cls._drop()
+        # no answer from the zygote: judge by the process itself
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return -signal.SIGKILL
+        return None
