@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "tritonx.backends"
 BUILTIN_BACKENDS: dict[str, str] = {
     "python": "tritonx.backends.python_backend:create_backend",
     "onnxruntime": "tritonx.backends.onnxruntime_backend:create_backend",
+    "pytorch": "tritonx.backends.pytorch_backend:create_backend",
 }
 
 BackendFactory = Callable[[], Backend]

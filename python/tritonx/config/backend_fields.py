@@ -31,6 +31,8 @@ OPENVINO_FILE = "model.xml"
 PYTORCH_BACKEND = "pytorch"
 PYTORCH_PLATFORM = "pytorch_libtorch"
 PYTORCH_FILE = "model.pt"
+# torch.export / AOTInductor artifacts; tritonx also recognises them unconfigured.
+PYTORCH_EXPORTED_FILE = "model.pt2"
 PYTHON_BACKEND = "python"
 PYTHON_FILE = "model.py"
 
@@ -148,7 +150,7 @@ def autofill_backend_fields(
             or config.default_model_filename == PYTORCH_FILE
         ):
             config.backend = PYTORCH_BACKEND
-        elif no_hint and has_file(PYTORCH_FILE):
+        elif no_hint and (has_file(PYTORCH_FILE) or has_file(PYTORCH_EXPORTED_FILE)):
             config.backend = PYTORCH_BACKEND
             config.platform = PYTORCH_PLATFORM
     if config.backend == PYTORCH_BACKEND:
