@@ -320,6 +320,22 @@ std::shared_ptr<PyResponse> Infer(PyModel& self, PyRequest& request) {
   return std::make_shared<PyResponse>(PyResponse{std::move(response)});
 }
 
+// Registers the instances with the server's rate limiter (when it is on): entry i of
+// `limits` is instance i's rate_limiter block; missing entries need no resources
+// but still take turns by priority. Raises Triton's error when the resource counts
+// cannot schedule them.
+void AttachRateLimits(const ServerContext& context,
+                      const std::vector<InstanceRateLimit>& limits,
+                      std::vector<std::shared_ptr<Executor>>& executors) {
+  std::vector<InstanceRateLimit> configs(executors.size());
+  for (size_t i = 0; i < configs.size() && i < limits.size(); ++i) {
+    configs[i] = limits[i];
+  }
+  std::vector<std::shared_ptr<RateLimiter::Slot>> slots;
+  ThrowIfError(context.rate_limiter()->Register(configs, &slots));
+  for (size_t i = 0; i < slots.size(); ++i) executors[i]->rate_limit = slots[i];
+}
+
 py::tuple DurationPair(const Duration& d) { return py::make_tuple(d.count, d.ns); }
 
 py::dict Statistics(const PyModel& self) {
@@ -462,6 +478,24 @@ void RegisterModel(py::module_& m) {
       .def_readonly("default_queue_policy", &SchedulerConfig::default_queue_policy)
       .def_readonly("priority_queue_policy", &SchedulerConfig::priority_queue_policy);
 
+  py::class_<InstanceRateLimit>(m, "InstanceRateLimit")
+      .def(
+          py::init(
+              [](const std::vector<std::tuple<std::string, uint64_t, bool>>& resources,
+                 uint32_t priority, int device) {
+                InstanceRateLimit limit;
+                for (const auto& [name, count, global] : resources) {
+                  limit.resources.push_back({name, count, global});
+                }
+                limit.priority = priority;
+                limit.device = device;
+                return limit;
+              }),
+          py::arg("resources") = std::vector<std::tuple<std::string, uint64_t, bool>>(),
+          py::arg("priority") = 0, py::arg("device") = 0)
+      .def_readonly("priority", &InstanceRateLimit::priority)
+      .def_readonly("device", &InstanceRateLimit::device);
+
   py::class_<ModelSpec>(m, "ModelSpec")
       .def(py::init([](std::string name, int64_t version, int32_t max_batch_size,
                        std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs,
@@ -488,12 +522,14 @@ void RegisterModel(py::module_& m) {
                                                 "One served model version in the core")
       .def(py::init([](const ModelSpec& spec, const SchedulerConfig& config,
                        const py::sequence& instances,
-                       std::shared_ptr<ServerContext> context) {
+                       std::shared_ptr<ServerContext> context,
+                       const std::vector<InstanceRateLimit>& rate_limits) {
              std::vector<std::shared_ptr<Executor>> executors;
              for (const py::handle instance : instances) {
                executors.push_back(std::make_shared<PyExecutor>(
                    py::reinterpret_borrow<py::object>(instance)));
              }
+             if (context) AttachRateLimits(*context, rate_limits, executors);
              std::shared_ptr<Model> model;
              {
                // Creating the model may probe CUDA and start threads; nothing here
@@ -505,7 +541,8 @@ void RegisterModel(py::module_& m) {
              return std::make_shared<PyModel>(PyModel{std::move(model)});
            }),
            py::arg("spec"), py::arg("config"), py::arg("instances"),
-           py::arg("context") = nullptr)
+           py::arg("context") = nullptr,
+           py::arg("rate_limits") = std::vector<InstanceRateLimit>())
       .def_property_readonly("name",
                              [](const PyModel& m) { return m.model->spec().name; })
       .def_property_readonly("version",

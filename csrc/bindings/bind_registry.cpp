@@ -57,7 +57,26 @@ void RegisterRegistry(py::module_& m) {
           "Bound on requests accepted and not yet answered, across the server's "
           "models (0: none).")
       .def("inflight_requests",
-           [](const ServerContext& self) { return self.inflight_limit()->inflight(); });
+           [](const ServerContext& self) { return self.inflight_limit()->inflight(); })
+      .def(
+          "configure_rate_limiter",
+          [](ServerContext& self, bool enabled,
+             const std::vector<std::tuple<std::string, uint64_t, int>>& resources) {
+            // Triton keeps the smallest count when a resource is given twice.
+            RateLimiter::ResourceMap counts;
+            for (const auto& [name, count, device] : resources) {
+              auto& per_device = counts[device];
+              auto it = per_device.find(name);
+              if (it == per_device.end() || it->second > count)
+                per_device[name] = count;
+            }
+            self.rate_limiter()->Configure(enabled, std::move(counts));
+          },
+          py::arg("enabled"), py::arg("resources"),
+          "--rate-limit / --rate-limit-resource: resources are (name, count, device), "
+          "device -1 for every device. Before any model loads.")
+      .def("rate_limiter_limits",
+           [](const ServerContext& self) { return self.rate_limiter()->Limits(); });
 }
 
 }  // namespace tritonx::bindings

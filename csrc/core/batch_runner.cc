@@ -34,6 +34,9 @@ BatchRunner::BatchRunner(const ModelSpec& spec, bool preserve_ordering,
 }
 
 bool BatchRunner::MeasuredCheap(int index) const {
+  // A rate-limited instance may have to wait for other models' executions: never
+  // on a caller's thread.
+  if (instances_[index]->rate_limit) return false;
   return exec_samples_[index].load(std::memory_order_relaxed) >= kInlineMinSamples &&
          recent_exec_ns_[index].load(std::memory_order_relaxed) <= kInlineMaxExecNs;
 }
@@ -50,6 +53,17 @@ void BatchRunner::Fail(std::vector<RequestPtr>& requests, const Status& status,
 
 void BatchRunner::Run(Batch& batch, uint64_t sequence) {
   Executor& executor = *instances_[batch.instance_index];
+  // Rate limiting: wait for the instance's resources before the clock of the
+  // execution starts, so that the wait counts as queue time, as in Triton.
+  RateLimiter::Slot* limit = executor.rate_limit.get();
+  if (limit != nullptr && !limit->Acquire()) {
+    Fail(batch.requests,
+         Status(StatusCode::kUnavailable,
+                "model '" + spec_.name + "' is unloading, request abandoned"),
+         FailureReason::kOther);
+    Deliver(sequence, {});  // under preserve_ordering, later batches still leave
+    return;
+  }
   const uint64_t start = NowNs();
   for (auto& request : batch.requests) {
     request->dispatch_ns = start;
@@ -67,6 +81,8 @@ void BatchRunner::Run(Batch& batch, uint64_t sequence) {
     FinishBatch(batch, status, start, gathered, sequence);
   };
   if (status.ok()) executor.Execute(batch);
+  // The execution is over (a decoupled model may still be sending, as in Triton).
+  if (limit != nullptr) limit->Release();
   batch.finish();  // a no-op when the executor already finished the batch
   batch.finish = nullptr;
   // Smoothed execution time per instance: decides whether inline dispatch is cheap.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "infer_request.h"
+#include "rate_limiter.h"
 #include "tensor_arena.h"
 
 namespace tritonx {
@@ -56,6 +57,11 @@ class Executor {
   // Runs one batch on this instance. Called on the instance's own worker thread, one
   // batch at a time. Must not throw.
   virtual void Execute(Batch& batch) = 0;
+
+  // This instance's place in its server's rate limiter, when rate limiting is on
+  // (set once, before the model's scheduler starts). BatchRunner takes it around
+  // every execution, so every scheduler kind is rate limited alike.
+  std::shared_ptr<RateLimiter::Slot> rate_limit;
 };
 
 }  // namespace tritonx

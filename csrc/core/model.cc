@@ -20,6 +20,9 @@ Model::Model(ModelSpec spec, SchedulerConfig config,
           (context ? *context : *ServerContext::Default()).inflight_limit())) {
   config_.max_batch_size = spec_->max_batch_size;
   const ServerContext& server = context ? *context : *ServerContext::Default();
+  for (const auto& instance : instances) {
+    if (instance && instance->rate_limit) rate_limits_.push_back(instance->rate_limit);
+  }
   if (config_.ensemble) {
     // The ensemble finds its composing models in the server's registry at request
     // time; it holds the registry weakly (the registry holds this model).
@@ -76,6 +79,9 @@ bool Model::WaitIdle(std::chrono::nanoseconds timeout) {
 }
 
 void Model::Stop(bool drain) {
+  if (!drain) {
+    for (const auto& slot : rate_limits_) slot->Abandon();
+  }
   if (scheduler_) scheduler_->Stop(drain);
 }
 

@@ -12,6 +12,7 @@
 #include "inflight_limit.h"
 #include "model_spec.h"
 #include "model_stats.h"
+#include "rate_limiter.h"
 #include "scheduler_config.h"
 #include "status.h"
 #include "tensor_arena.h"
@@ -74,6 +75,9 @@ class Model {
   std::shared_ptr<ModelStats> stats_;
   std::shared_ptr<InflightCounter> inflight_;
   std::unique_ptr<Scheduler> scheduler_;
+  // The instances' rate limiter slots (Executor::rate_limit): Stop without drain
+  // abandons them, so that no worker keeps waiting for another model's resources.
+  std::vector<std::shared_ptr<RateLimiter::Slot>> rate_limits_;
 };
 
 }  // namespace tritonx

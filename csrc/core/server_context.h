@@ -1,7 +1,7 @@
 // ServerContext: what the models of one server share, handed to each Model instead
-// of process globals — the registry the frontends find models in, the tensor arena
-// and the server-wide admission limit. The stateful work (rate limiter, response
-// cache) adds its shared objects here.
+// of process globals — the registry the frontends find models in, the tensor arena,
+// the server-wide admission limit, the system shared memory regions and the rate
+// limiter.
 //
 // Thread safety: the accessors are thread safe; the objects they return state their
 // own rules. Ownership: shared by the server and its frontends. A Model keeps only
@@ -14,6 +14,7 @@
 #include "inflight_limit.h"
 #include "model_registry.h"
 #include "shared_memory_registry.h"
+#include "rate_limiter.h"
 #include "tensor_arena.h"
 
 namespace tritonx {
@@ -26,7 +27,8 @@ class ServerContext {
       : registry_(std::make_shared<ModelRegistry>()),
         arena_(arena ? std::move(arena) : TensorArena::Global()),
         inflight_limit_(std::make_shared<InflightLimit>()),
-        shared_memory_(std::make_shared<SharedMemoryRegistry>()) {}
+        shared_memory_(std::make_shared<SharedMemoryRegistry>()),
+        rate_limiter_(std::make_shared<RateLimiter>()) {}
   ServerContext(const ServerContext&) = delete;
   ServerContext& operator=(const ServerContext&) = delete;
 
@@ -39,6 +41,9 @@ class ServerContext {
   const std::shared_ptr<SharedMemoryRegistry>& shared_memory() const {
     return shared_memory_;
   }
+  // Off unless the server configures it (--rate-limit); instances register when
+  // their model is built.
+  const std::shared_ptr<RateLimiter>& rate_limiter() const { return rate_limiter_; }
 
   // The context of models built outside any server (unit tests, tools).
   static const std::shared_ptr<ServerContext>& Default() {
@@ -52,6 +57,7 @@ class ServerContext {
   const std::shared_ptr<TensorArena> arena_;
   const std::shared_ptr<InflightLimit> inflight_limit_;
   const std::shared_ptr<SharedMemoryRegistry> shared_memory_;
+  const std::shared_ptr<RateLimiter> rate_limiter_;
 };
 
 }  // namespace tritonx

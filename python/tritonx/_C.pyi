@@ -210,6 +210,21 @@ class ModelSpec:
     @property
     def outputs(self) -> list[TensorSpec]: ...
 
+class InstanceRateLimit:
+    """One instance's rate_limiter block: resources (name, count, global), its
+    priority and the device it runs on."""
+
+    def __init__(
+        self,
+        resources: Sequence[tuple[str, int, bool]] = ...,
+        priority: int = 0,
+        device: int = 0,
+    ) -> None: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def device(self) -> int: ...
+
 class _Instance(Protocol):
     """What a backend gives the core per model instance (docs/architecture.md)."""
 
@@ -230,6 +245,7 @@ class Model:
         config: SchedulerConfig,
         instances: Sequence[_Instance],
         context: ServerContext | None = None,
+        rate_limits: Sequence[InstanceRateLimit] = ...,
     ) -> None: ...
     @property
     def name(self) -> str: ...
@@ -271,6 +287,10 @@ class ServerContext:
     def shared_memory(self) -> SharedMemoryRegistry: ...
     def set_max_inflight_requests(self, limit: int) -> None: ...
     def inflight_requests(self) -> int: ...
+    def configure_rate_limiter(
+        self, enabled: bool, resources: Sequence[tuple[str, int, int]]
+    ) -> None: ...
+    def rate_limiter_limits(self) -> dict[int, dict[str, int]]: ...
 
 class SharedMemoryRegistry:
     """Registered system shared memory regions (one per server context)."""

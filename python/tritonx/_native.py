@@ -25,6 +25,7 @@ Response = _C.Response
 Model = _C.Model
 ModelRegistry = _C.ModelRegistry
 ServerContext = _C.ServerContext
+InstanceRateLimit = _C.InstanceRateLimit
 ModelSpec = _C.ModelSpec
 TensorSpec = _C.TensorSpec
 SchedulerConfig = _C.SchedulerConfig
@@ -120,6 +121,7 @@ __all__ = [
     "GRPC_BUILT",
     "GrpcServer",
     "HttpServer",
+    "InstanceRateLimit",
     "Model",
     "ModelRegistry",
     "ModelSpec",

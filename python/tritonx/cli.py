@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from tritonx import __version__
+from tritonx import __version__, cli_limits
 from tritonx.frontends.grpc import PROTOCOL_GROUPS as GRPC_PROTOCOL_GROUPS
 from tritonx.frontends.http_access import compile_forward_pattern
 from tritonx.frontends.http_protocol import (
@@ -62,8 +62,6 @@ IGNORED_FLAGS = (
 UNSUPPORTED_FLAGS = frozenset(
     {
         "--model-namespacing",
-        "--rate-limit",
-        "--rate-limit-resource",
         "--cache-config",
         "--response-cache-byte-size",
         "--trace-config",
@@ -519,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="<backend>,<setting>=<value>",
     )
 
+    cli_limits.add_flags(p)
+
     g = p.add_argument_group("DEPRECATED")
     g.add_argument(
         "--strict-model-config", type=parse_bool, default=None, metavar="<boolean>"
@@ -564,6 +564,23 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
     for flag in IGNORED_FLAGS:
         if getattr(args, _ignored_dest(flag)) is not None:
             warnings.append(f"{flag} has no effect in tritonx and is ignored")
+    try:
+        rate_limit_resources = cli_limits.parse_rate_limit_resources(
+            args.rate_limit_resource
+        )
+        cache_size = cli_limits.parse_cache_config(
+            getattr(args, "cache_config", []),
+            getattr(args, "response_cache_byte_size", None),
+        )
+    except cli_limits.FlagError as error:
+        if not error.flag:
+            raise UsageError(error.detail) from None
+        raise UsageError(f'Bad option: "{error.flag}".\n{error.detail}') from None
+    if getattr(args, "response_cache_byte_size", None) is not None:
+        warnings.append(
+            "'--response-cache-byte-size' has been deprecated! Please use "
+            f"'--cache-config=local,size={args.response_cache_byte_size}' instead."
+        )
     switch = os.environ.get("TRITONX_SWITCH_INTERVAL", "")
     options = ServerOptions(
         model_repositories=[Path(p) for p in args.model_repository],
@@ -575,6 +592,9 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         exit_timeout_secs=args.exit_timeout_secs,
         max_inflight_requests=args.max_inflight_requests,
         allow_client_shm=args.allow_client_shm,
+        rate_limit=args.rate_limit,
+        rate_limit_resources=rate_limit_resources,
+        response_cache_byte_size=cache_size,
         auto_complete=auto_complete,
         model_config_name=args.model_config_name,
         model_load_thread_count=args.model_load_thread_count,

@@ -72,6 +72,12 @@ class ServerOptions:
     max_inflight_requests: int = DEFAULT_MAX_INFLIGHT_REQUESTS
     # --allow-client-shm: clients may use system shared memory regions.
     allow_client_shm: bool = True
+    # --rate-limit ("off" | "execution_count") and --rate-limit-resource entries
+    # (name, count, device; device -1: every device).
+    rate_limit: str = "off"
+    rate_limit_resources: list[tuple[str, int, int]] = field(default_factory=list)
+    # --cache-config local,size=N: the response cache's size (None: no cache).
+    response_cache_byte_size: int | None = None
     auto_complete: bool = True
     model_config_name: str | None = None
     model_load_thread_count: int = 4
@@ -273,6 +279,10 @@ class Server:
         raise_open_file_limit()
         self.context.set_max_inflight_requests(self.options.max_inflight_requests)
         self.context.shared_memory.allowed = self.options.allow_client_shm
+        self.context.configure_rate_limiter(
+            self.options.rate_limit == "execution_count",
+            list(self.options.rate_limit_resources),
+        )
         if not self.options.model_repositories:
             raise InvalidArgumentError("--model-repository must be specified")
         for repo in self.options.model_repositories:

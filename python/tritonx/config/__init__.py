@@ -22,7 +22,11 @@ from tritonx.config.loader import (
 )
 from tritonx.config.onnx_complete import check_onnx_consistency, complete_from_onnx
 from tritonx.config.parse import config_from_json, parse_config_text, read_config_file
-from tritonx.config.to_core import model_spec_from_config, scheduler_config_from_config
+from tritonx.config.to_core import (
+    model_spec_from_config,
+    rate_limits_from_config,
+    scheduler_config_from_config,
+)
 
 __all__ = [
     "BackendConfig",
@@ -45,6 +49,7 @@ __all__ = [
     "normalize_and_validate",
     "parse_config_text",
     "poll_model_config",
+    "rate_limits_from_config",
     "read_config_file",
     "scheduler_config_from_config",
     "wire_datatype",

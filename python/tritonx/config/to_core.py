@@ -52,6 +52,31 @@ def model_spec_from_config(config: ModelConfig, version: int) -> _native.ModelSp
     )
 
 
+def rate_limits_from_config(config: ModelConfig) -> list[_native.InstanceRateLimit]:
+    """Each instance's rate_limiter block and device, in the order the loader
+    creates instances (per group: count x the group's GPUs, else device 0)."""
+    from tritonx import _native
+
+    limits = []
+    for group in config.instance_group:
+        resources = [
+            (r.name, r.count, getattr(r, "global"))
+            for r in group.rate_limiter.resources
+        ]
+        gpu = group.kind == mc.ModelInstanceGroup.KIND_GPU
+        devices = list(group.gpus) if gpu else [0]
+        for _ in range(group.count):
+            for device in devices:
+                limits.append(
+                    _native.InstanceRateLimit(
+                        resources=resources,
+                        priority=group.rate_limiter.priority,
+                        device=device,
+                    )
+                )
+    return limits
+
+
 def _queue_policy(policy: ModelQueuePolicy) -> _native.QueuePolicy:
     from tritonx import _native
 

@@ -14,6 +14,7 @@ from tritonx.config import (
     config_to_json,
     model_file_path,
     model_spec_from_config,
+    rate_limits_from_config,
     scheduler_config_from_config,
 )
 from tritonx.config._pb import mc
@@ -127,6 +128,7 @@ def build_version(
             scheduler_config_from_config(config, model_dir),
             instances,
             settings.context,
+            rate_limits_from_config(config),
         )
         try:
             run_warmup(core, config, model_dir, len(instances))

@@ -1,0 +1,164 @@
+"""tritonserver's rate limiter and response cache flags (``--rate-limit``,
+``--rate-limit-resource``, ``--cache-config``, ``--response-cache-byte-size``): their
+value syntax and Triton's error messages. Split out of ``cli.py`` to keep it short."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+RATE_LIMIT_MODES = ("off", "execution_count")
+_RESOURCE_FORMAT = (
+    "--rate-limit-resource option format is '<resource_name>:<count>:<device>' or "
+    "'<resource_name>:<count>'. Got "
+)
+_UINT64 = 1 << 64
+# The response cache flags are offered once the core has the cache.
+CACHE_BUILT = False
+
+
+class FlagError(Exception):
+    """A command-line error: (flag, detail) for 'Bad option: "<flag>".' or a whole
+    message when flag is empty."""
+
+    def __init__(self, flag: str, detail: str) -> None:
+        super().__init__(detail)
+        self.flag = flag
+        self.detail = detail
+
+
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise FlagError(flag, f"Invalid option value. Got {text}") from None
+
+
+def rate_limit_mode(text: str) -> str:
+    """``--rate-limit``: off or execution_count, in any case."""
+    lowered = text.lower()
+    if lowered not in RATE_LIMIT_MODES:
+        raise argparse.ArgumentTypeError("invalid argument for --rate-limit")
+    return lowered
+
+
+def parse_rate_limit_resources(values: Sequence[str]) -> list[tuple[str, int, int]]:
+    """``<name>:<count>[:<device>]`` (repeatable) -> [(name, count, device)], device
+    -1 for every device. As in tritonserver a count is a C int stored unsigned, so
+    a negative one means "practically unlimited"."""
+    flag = "--rate-limit-resource"
+    result = []
+    for value in values:
+        parts = value.split(":")
+        if len(parts) not in (2, 3):
+            raise FlagError(flag, _RESOURCE_FORMAT + value)
+        count = _int(parts[1], flag)
+        device = _int(parts[2], flag) if len(parts) == 3 else -1
+        result.append((parts[0], count % _UINT64, device))
+    return result
+
+
+def parse_cache_config(values: Sequence[str], byte_size: int | None) -> int | None:
+    """``--cache-config <cache>,<setting>=<value>`` (repeatable) and the deprecated
+    ``--response-cache-byte-size``: the local cache's size in bytes, or None when no
+    cache is configured."""
+    flag = "--cache-config"
+    if values and byte_size is not None:
+        raise FlagError(
+            "",
+            "Error: Incompatible flags --response-cache-byte-size and --cache-config "
+            "both provided. Please provide one or the other.",
+        )
+    settings: dict[str, dict[str, str]] = {}
+    for value in values:
+        name, comma, setting = value.partition(",")
+        if not comma or not name:
+            raise FlagError(
+                flag,
+                "No cache specified. --cache-config option format is "
+                f"<cache name>,<setting>=<value>. Got {value}",
+            )
+        key, equals, val = setting.partition("=")
+        if not equals or not key or not val:
+            raise FlagError(
+                flag,
+                f"--cache-config option format is '<cache name>,<setting>=<value>'. "
+                f"Got {value}",
+            )
+        settings.setdefault(name, {})[key] = val
+    if byte_size is not None:
+        settings = {"local": {"size": str(byte_size)}}
+    if not settings:
+        return None
+    for name in settings:
+        if name != "local":
+            raise FlagError(
+                "",
+                "error: creating server: Invalid argument - unable to find "
+                f"'libtritoncache_{name}.so' for cache. tritonx has the 'local' "
+                "cache only",
+            )
+    size_text = settings["local"].get("size")
+    if size_text is None:
+        raise FlagError(
+            "",
+            "error: creating server: Invalid argument - Failed to initialize "
+            "LocalCache: config didn't contain a valid 'size' field.",
+        )
+    try:
+        size = int(size_text)
+    except ValueError:
+        size = -1
+    if size <= 0:
+        raise FlagError(
+            "",
+            "error: creating server: Internal - Failed to initialize LocalCache: "
+            f"invalid size '{size_text}'",
+        )
+    return size
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("Rate limiter and response cache")
+    g.add_argument(
+        "--rate-limit",
+        type=rate_limit_mode,
+        default="off",
+        metavar="<string>",
+        help="'execution_count': an instance executes only when the resources of "
+        "its rate_limiter config are free, instances taking turns by priority; "
+        "'off' (default): instances execute as soon as they are free.",
+    )
+    g.add_argument(
+        "--rate-limit-resource",
+        action="append",
+        default=[],
+        metavar="<string>:<integer>:<integer>",
+        help="<name>:<count>[:<device>]: copies of a rate limiter resource (per "
+        "device, or on one device); default: the most any instance needs "
+        "(repeatable).",
+    )
+    if not CACHE_BUILT:
+        return
+    g.add_argument(
+        "--cache-config",
+        action="append",
+        default=[],
+        metavar="<string>,<string>=<string>",
+        help="'local,size=<bytes>': a response cache of that size shared by the "
+        "models whose config enables response_cache.",
+    )
+    g.add_argument(
+        "--response-cache-byte-size",
+        type=lambda text: _int_arg(text),
+        default=None,
+        metavar="<integer>",
+        help="Deprecated: --cache-config=local,size=<bytes>.",
+    )
+
+
+def _int_arg(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"Invalid option value. Got {text}") from None
