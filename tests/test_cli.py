@@ -192,9 +192,9 @@ def test_unknown_flag_fails_with_clear_message() -> None:
 
 
 def test_unsupported_triton_flag_is_refused_not_ignored() -> None:
-    result = run_cli("--model-store=/m", "--cache-config=local,size=1048576")
+    result = run_cli("--model-store=/m", "--trace-config=level=TIMESTAMPS")
     assert result.returncode != 0
-    assert "'--cache-config' of tritonserver is not supported" in result.stderr
+    assert "'--trace-config' of tritonserver is not supported" in result.stderr
 
 
 def test_http_restriction_forwarding_and_tls_flags() -> None:

@@ -350,6 +350,8 @@ py::dict Statistics(const PyModel& self) {
   out["compute_input"] = DurationPair(s.compute_input);
   out["compute_infer"] = DurationPair(s.compute_infer);
   out["compute_output"] = DurationPair(s.compute_output);
+  out["cache_hit"] = DurationPair(s.cache_hit);
+  out["cache_miss"] = DurationPair(s.cache_miss);
   py::dict failures;
   failures["REJECTED"] = s.failures[0];
   failures["CANCELED"] = s.failures[1];
@@ -499,18 +501,20 @@ void RegisterModel(py::module_& m) {
   py::class_<ModelSpec>(m, "ModelSpec")
       .def(py::init([](std::string name, int64_t version, int32_t max_batch_size,
                        std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs,
-                       bool decoupled) {
+                       bool decoupled, bool response_cache) {
              ModelSpec spec;
              spec.name = std::move(name);
              spec.version = version;
              spec.max_batch_size = max_batch_size;
              spec.decoupled = decoupled;
+             spec.response_cache = response_cache;
              spec.inputs = std::move(inputs);
              spec.outputs = std::move(outputs);
              return spec;
            }),
            py::arg("name"), py::arg("version"), py::arg("max_batch_size"),
-           py::arg("inputs"), py::arg("outputs"), py::arg("decoupled") = false)
+           py::arg("inputs"), py::arg("outputs"), py::arg("decoupled") = false,
+           py::arg("response_cache") = false)
       .def_readonly("name", &ModelSpec::name)
       .def_readonly("decoupled", &ModelSpec::decoupled)
       .def_readonly("version", &ModelSpec::version)

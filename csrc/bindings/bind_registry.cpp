@@ -75,6 +75,29 @@ void RegisterRegistry(py::module_& m) {
           py::arg("enabled"), py::arg("resources"),
           "--rate-limit / --rate-limit-resource: resources are (name, count, device), "
           "device -1 for every device. Before any model loads.")
+      .def(
+          "configure_response_cache",
+          [](ServerContext& self, uint64_t byte_size) {
+            self.SetResponseCache(std::make_shared<ResponseCache>(byte_size));
+          },
+          py::arg("byte_size"),
+          "--cache-config local,size=N: the response cache. Before any model loads.")
+      .def("response_cache_stats",
+           [](const ServerContext& self) -> py::object {
+             const auto& cache = self.response_cache();
+             if (!cache) return py::none();
+             ResponseCacheStats s = cache->Stats();
+             py::dict out;
+             out["entries"] = s.entries;
+             out["bytes"] = s.bytes;
+             out["capacity"] = s.capacity;
+             out["lookups"] = s.lookups;
+             out["hits"] = s.hits;
+             out["misses"] = s.misses;
+             out["insertions"] = s.insertions;
+             out["evictions"] = s.evictions;
+             return out;
+           })
       .def("rate_limiter_limits",
            [](const ServerContext& self) { return self.rate_limiter()->Limits(); });
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "batch_io.h"
+#include "response_cache.h"
 
 namespace tritonx {
 namespace {
@@ -165,12 +166,22 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
     } else if (status.ok()) {
       stats_->RecordSuccess(end - request.enqueue_ns, start - request.enqueue_ns,
                             input_ns, infer_ns, output_ns);
+      if (request.response_cache) CacheResponse(request, *response);
     } else {
       stats_->RecordFailure(FailureReason::kBackend, end - request.enqueue_ns);
     }
     items.push_back({std::move(batch.requests[i]), std::move(response)});
   }
   Deliver(sequence, std::move(items));
+}
+
+void BatchRunner::CacheResponse(const InferenceRequest& request,
+                                const InferenceResponse& response) {
+  // Every output the model produced is kept (before the request's output filter),
+  // so a later hit can answer a request asking for other outputs.
+  const uint64_t start = NowNs();
+  if (response.status.ok()) request.response_cache->Insert(request.cache_key, response);
+  stats_->RecordCacheMiss(request.cache_lookup_ns + (NowNs() - start));
 }
 
 void BatchRunner::Deliver(uint64_t sequence, std::vector<DeliveryItem> items) {

@@ -75,6 +75,9 @@ class BatchRunner {
   void FinishBatch(Batch& batch, Status status, uint64_t start, uint64_t gathered,
                    uint64_t sequence);
   void Deliver(uint64_t sequence, std::vector<DeliveryItem> items);
+  // A response cache miss executed: cache the response, record the miss.
+  void CacheResponse(const InferenceRequest& request,
+                     const InferenceResponse& response);
 
   const ModelSpec spec_;  // a copy: the runner may outlive its Model (see ~Model)
   const bool preserve_ordering_;

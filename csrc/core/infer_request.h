@@ -32,6 +32,7 @@ namespace tritonx {
 
 class InflightCounter;
 class ModelStats;
+class ResponseCache;
 struct ModelSpec;
 
 using ParameterValue = std::variant<bool, int64_t, uint64_t, double, std::string>;
@@ -142,6 +143,12 @@ class InferenceRequest {
   // the scheduler when a decoupled model's request is dispatched. Null (every other
   // request): Send records nothing and costs nothing extra.
   std::shared_ptr<ModelStats> response_stats;
+  // A response cache miss (set by Model::Enqueue): BatchRunner caches this
+  // request's successful response under `cache_key` and records the miss, whose
+  // lookup took `cache_lookup_ns`. Null for every other request.
+  std::shared_ptr<ResponseCache> response_cache;
+  uint64_t cache_key = 0;
+  uint64_t cache_lookup_ns = 0;
   // The compute durations of this request's execution (its batch's), stored when
   // the execution ends (for a decoupled model possibly after its FINAL, hence
   // atomic): an ensemble sums its steps' into its own statistics, as Triton does.

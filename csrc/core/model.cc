@@ -23,6 +23,9 @@ Model::Model(ModelSpec spec, SchedulerConfig config,
   for (const auto& instance : instances) {
     if (instance && instance->rate_limit) rate_limits_.push_back(instance->rate_limit);
   }
+  if (spec_->response_cache && !spec_->decoupled && !config_.ensemble) {
+    cache_ = server.response_cache();
+  }
   if (config_.ensemble) {
     // The ensemble finds its composing models in the server's registry at request
     // time; it holds the registry weakly (the registry holds this model).
@@ -55,6 +58,24 @@ Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
   request->model_name = spec_->name;
   request->model_version = spec_->version;
   request->spec = spec_;
+  if (cache_) {
+    // Triton looks the request up before queueing it: a hit is answered here,
+    // without admission, queue or execution; a miss carries its key to the
+    // BatchRunner, which caches the response.
+    const uint64_t start = NowNs();
+    const uint64_t key = ResponseCache::Key(*request);
+    std::unique_ptr<InferenceResponse> cached = cache_->Lookup(key);
+    const uint64_t end = NowNs();
+    if (cached) {
+      request->enqueue_ns = start;
+      stats_->RecordCacheHit(end - start, 0, end - start);
+      request->Respond(std::move(cached));
+      return Status::Ok();
+    }
+    request->response_cache = cache_;
+    request->cache_key = key;
+    request->cache_lookup_ns = end - start;
+  }
   if (!inflight_->TryAdmit()) {
     stats_->RecordFailure(FailureReason::kRejected, 0);
     return Status(

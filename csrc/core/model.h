@@ -13,6 +13,7 @@
 #include "model_spec.h"
 #include "model_stats.h"
 #include "rate_limiter.h"
+#include "response_cache.h"
 #include "scheduler_config.h"
 #include "status.h"
 #include "tensor_arena.h"
@@ -78,6 +79,9 @@ class Model {
   // The instances' rate limiter slots (Executor::rate_limit): Stop without drain
   // abandons them, so that no worker keeps waiting for another model's resources.
   std::vector<std::shared_ptr<RateLimiter::Slot>> rate_limits_;
+  // The server's response cache when this model uses it (Triton: enabled in the
+  // config and on the server, not decoupled); null otherwise.
+  std::shared_ptr<ResponseCache> cache_;
 };
 
 }  // namespace tritonx

@@ -28,6 +28,9 @@ struct ModelSpec {
   // model_transaction_policy.decoupled: the backend answers each request with 0..N
   // responses through its sender instead of one response per execution.
   bool decoupled = false;
+  // response_cache.enable: answers may come from the server's response cache (when
+  // it has one; never for decoupled models).
+  bool response_cache = false;
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
 

@@ -80,6 +80,20 @@ void ModelStats::RecordResponse(uint64_t index, ResponseOutcome outcome,
   }
 }
 
+void ModelStats::RecordCacheHit(uint64_t request_ns, uint64_t queue_ns,
+                                uint64_t hit_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Add(stats_.success, request_ns);
+  Add(stats_.queue, queue_ns);
+  Add(stats_.cache_hit, hit_ns);
+}
+
+void ModelStats::RecordCacheMiss(uint64_t miss_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.success.ns += miss_ns;
+  Add(stats_.cache_miss, miss_ns);
+}
+
 StatsSnapshot ModelStats::Snapshot() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;

@@ -37,6 +37,7 @@ struct StatsSnapshot {
   uint64_t execution_count = 0;  // backend executions
   uint64_t last_inference_ms = 0;
   Duration success, fail, queue, compute_input, compute_infer, compute_output;
+  Duration cache_hit, cache_miss;       // response cache: lookups answered / executed
   uint64_t failures[4] = {0, 0, 0, 0};  // indexed by FailureReason
   std::map<uint64_t, BatchStat> batch_stats;
   std::map<uint64_t, ResponseStat> response_stats;  // by response index (0, 1, ...)
@@ -63,6 +64,12 @@ class ModelStats {
   // delivered at `end_ns`. Durations split as in Triton's InferenceStatsAggregator.
   void RecordResponse(uint64_t index, ResponseOutcome outcome, uint64_t start_ns,
                       uint64_t output_start_ns, uint64_t end_ns);
+
+  // Response cache, as Triton counts it: a hit is a success (no execution, no
+  // inference) with its request and queue durations and the lookup as hit time; a
+  // miss adds its lookup and insertion time to the request's success duration.
+  void RecordCacheHit(uint64_t request_ns, uint64_t queue_ns, uint64_t hit_ns);
+  void RecordCacheMiss(uint64_t miss_ns);
 
   StatsSnapshot Snapshot() const;
 

@@ -13,8 +13,9 @@
 
 #include "inflight_limit.h"
 #include "model_registry.h"
-#include "shared_memory_registry.h"
 #include "rate_limiter.h"
+#include "response_cache.h"
+#include "shared_memory_registry.h"
 #include "tensor_arena.h"
 
 namespace tritonx {
@@ -44,6 +45,14 @@ class ServerContext {
   // Off unless the server configures it (--rate-limit); instances register when
   // their model is built.
   const std::shared_ptr<RateLimiter>& rate_limiter() const { return rate_limiter_; }
+  // The response cache (--cache-config local,size=N); null when the server has
+  // none. Set once at server start, before any model is built.
+  const std::shared_ptr<ResponseCache>& response_cache() const {
+    return response_cache_;
+  }
+  void SetResponseCache(std::shared_ptr<ResponseCache> cache) {
+    response_cache_ = std::move(cache);
+  }
 
   // The context of models built outside any server (unit tests, tools).
   static const std::shared_ptr<ServerContext>& Default() {
@@ -58,6 +67,7 @@ class ServerContext {
   const std::shared_ptr<InflightLimit> inflight_limit_;
   const std::shared_ptr<SharedMemoryRegistry> shared_memory_;
   const std::shared_ptr<RateLimiter> rate_limiter_;
+  std::shared_ptr<ResponseCache> response_cache_;
 };
 
 }  // namespace tritonx

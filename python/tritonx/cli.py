@@ -62,8 +62,6 @@ IGNORED_FLAGS = (
 UNSUPPORTED_FLAGS = frozenset(
     {
         "--model-namespacing",
-        "--cache-config",
-        "--response-cache-byte-size",
         "--trace-config",
         "--trace-file",
         "--trace-level",

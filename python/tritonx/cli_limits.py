@@ -14,7 +14,7 @@ _RESOURCE_FORMAT = (
 )
 _UINT64 = 1 << 64
 # The response cache flags are offered once the core has the cache.
-CACHE_BUILT = False
+CACHE_BUILT = True
 
 
 class FlagError(Exception):

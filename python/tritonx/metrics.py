@@ -62,6 +62,31 @@ _DURATIONS = (
 )
 
 
+# Per-model response cache counters: (name, help, statistics key, divisor of the
+# ns total; 0 for the count).
+_CACHE = (
+    ("nv_cache_num_hits_per_model", "Number of cache hits per model", "cache_hit", 0),
+    (
+        "nv_cache_hit_duration_per_model",
+        "Total cache hit duration per model, in microseconds",
+        "cache_hit",
+        1000,
+    ),
+    (
+        "nv_cache_num_misses_per_model",
+        "Number of cache misses per model",
+        "cache_miss",
+        0,
+    ),
+    (
+        "nv_cache_miss_duration_per_model",
+        "Total cache miss (insert+lookup) duration per model, in microseconds",
+        "cache_miss",
+        1000,
+    ),
+)
+
+
 class StatsSource(Protocol):
     """What the collector needs from the ModelManager (architecture §6)."""
 
@@ -134,8 +159,12 @@ class TritonCollector:
         *,
         cpu: CpuSampler | None = None,
         arena_stats: Callable[[], tuple[int, int] | None] | None = None,
+        cache_enabled: bool = False,
     ) -> None:
         self.source = source
+        # The server has a response cache: models that enable it get Triton's
+        # per-model cache families (Triton exports them for those models only).
+        self.cache_enabled = cache_enabled
         self.cpu = cpu
         self.arena_stats = arena_stats
 
@@ -183,6 +212,7 @@ class TritonCollector:
             "Number of times a python model's stub processes were restarted",
             "counter",
         )
+        cache = [(_family(n, h, "counter"), key, div) for n, h, key, div in _CACHE]
         for labels, loaded in self._models():
             instances = getattr(loaded, "instances", ())
             counts = [i.restarts for i in instances if hasattr(i, "restarts")]
@@ -203,6 +233,10 @@ class TritonCollector:
             for family, key in durations:
                 family.add_sample(family.name, labels, stats[key][1] // 1000)
             pending.add_sample(pending.name, labels, core.pending_count())
+            if self.cache_enabled and loaded.config.response_cache.enable:
+                for family, key, div in cache:
+                    value = stats[key][0] if div == 0 else stats[key][1] // div
+                    family.add_sample(family.name, labels, value)
             seconds = self.source.model_load_durations.get(
                 (labels["model"], int(labels["version"]))
             )
@@ -211,6 +245,7 @@ class TritonCollector:
         yield from (success, failure, count, execs)
         yield from (family for family, _ in durations)
         yield pending
+        yield from (family for family, _, _ in cache if family.samples)
         if load.samples:
             yield load
         if restarts.samples:

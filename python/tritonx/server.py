@@ -279,6 +279,8 @@ class Server:
         raise_open_file_limit()
         self.context.set_max_inflight_requests(self.options.max_inflight_requests)
         self.context.shared_memory.allowed = self.options.allow_client_shm
+        if self.options.response_cache_byte_size:
+            self.context.configure_response_cache(self.options.response_cache_byte_size)
         self.context.configure_rate_limiter(
             self.options.rate_limit == "execution_count",
             list(self.options.rate_limit_resources),
@@ -420,7 +422,10 @@ class Server:
         from tritonx.metrics import native_arena_stats
 
         collector = TritonCollector(
-            self.manager, cpu=cpu, arena_stats=native_arena_stats()
+            self.manager,
+            cpu=cpu,
+            arena_stats=native_arena_stats(),
+            cache_enabled=bool(opts.response_cache_byte_size),
         )
         self.metrics = MetricsService(collector, host, opts.metrics_port)
         try:

@@ -4,8 +4,9 @@ without the limiter they do; flag and resource-count errors use Triton's words.
 
 Overlap is observed, not timed: an execution leaves a marker file named after its
 model and looks for the other model's marker for a while before it leaves (removing
-its own). Seeing the other's marker proves both were executing at the same moment;
-under the limiter the second one cannot start before the first has left.
+its own; once it saw the other it stays until the other saw it too). Seeing the
+other's marker proves both were executing at the same moment; under the limiter the
+second one cannot start before the first has left.
 """
 
 from __future__ import annotations
@@ -40,10 +41,16 @@ class TritonPythonModel:
         open(mine, "w").close()
         seen = 0.0
         deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline and not seen:
-            others = [f for f in os.listdir(self.dir)
-                      if f.startswith("in-") and f != "in-" + self.name]
-            seen = 1.0 if others else 0.0
+        while time.monotonic() < deadline:
+            names = os.listdir(self.dir)
+            if not seen and any(
+                    f.startswith("in-") and f != "in-" + self.name for f in names):
+                seen = 1.0
+                open(os.path.join(self.dir, "saw-" + self.name), "w").close()
+            # Once seen, stay until the other has seen this one too.
+            if seen and any(
+                    f.startswith("saw-") and f != "saw-" + self.name for f in names):
+                break
             time.sleep(0.01)
         os.remove(mine)
         out = np.array([seen], dtype=np.float32)

@@ -49,6 +49,7 @@ def model_spec_from_config(config: ModelConfig, version: int) -> _native.ModelSp
         inputs=[_tensor_spec(i, i.optional) for i in config.input],
         outputs=[_tensor_spec(o, False) for o in config.output],
         decoupled=config.model_transaction_policy.decoupled,
+        response_cache=config.response_cache.enable,
     )
 
 

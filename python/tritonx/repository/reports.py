@@ -8,7 +8,7 @@ from typing import Any
 from tritonx.config import wire_datatype
 from tritonx.repository.records import LoadedModel
 
-# inference_stats keys in Triton's order; the cache ones are always zero here.
+# inference_stats keys in Triton's order.
 _DURATION_KEYS = (
     "success",
     "fail",
@@ -16,8 +16,9 @@ _DURATION_KEYS = (
     "compute_input",
     "compute_infer",
     "compute_output",
+    "cache_hit",
+    "cache_miss",
 )
-_CACHE_KEYS = ("cache_hit", "cache_miss")
 
 
 def _tensor_metadata(tensor: Any, batched: bool) -> dict[str, Any]:
@@ -72,7 +73,6 @@ def model_statistics(
 ) -> dict[str, Any]:
     """One ``model_stats`` entry from ``Model.statistics()`` (architecture §4)."""
     inference = {key: _duration(stats.get(key)) for key in _DURATION_KEYS}
-    inference.update({key: _duration(None) for key in _CACHE_KEYS})
     batches = []
     for batch_size, entry in sorted(stats.get("batch_stats", {}).items()):
         count, input_ns, infer_ns, output_ns = entry

@@ -1,0 +1,76 @@
+// ResponseCache: Triton's local response cache (`--cache-config local,size=N`),
+// shared by every model of a server whose config sets `response_cache.enable`.
+//
+// A request's key hashes its model name and version and its inputs in name order:
+// each input's name, datatype, shape and bytes. Triton hashes names and bytes only;
+// tritonx adds datatype and shape so that the same bytes under another shape never
+// return a response of the wrong shape. Like Triton it leaves out request
+// parameters and requested outputs: a hit returns the cached outputs, filtered to
+// what the request asks for (the cache keeps every output the model produced).
+// The key is 64 bits, as in Triton, and a collision returns the other request's
+// response (Triton's documented limitation).
+//
+// Entries own copies of the output bytes (the model's buffers are not kept). The
+// cache holds at most `capacity` bytes, counted as the output bytes plus a small
+// per-tensor overhead; inserting evicts least recently used entries, and an entry
+// larger than the whole cache is not inserted. A response handed out on a hit keeps
+// its entry's bytes alive even if the entry is evicted meanwhile.
+//
+// Thread safety: every method is thread safe (one mutex; copying into an entry
+// happens outside it). Ownership: one per ServerContext, shared with the models.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "infer_request.h"
+
+namespace tritonx {
+
+struct ResponseCacheStats {
+  uint64_t entries = 0;
+  uint64_t bytes = 0;  // in use, of `capacity`
+  uint64_t capacity = 0;
+  uint64_t lookups = 0;
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t insertions = 0;
+  uint64_t evictions = 0;
+};
+
+class ResponseCache {
+ public:
+  explicit ResponseCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
+  ResponseCache(const ResponseCache&) = delete;
+  ResponseCache& operator=(const ResponseCache&) = delete;
+
+  // The key of a validated request (model name and version already stamped).
+  static uint64_t Key(const InferenceRequest& request);
+
+  // The cached response for `key` (outputs pointing into the entry), or null.
+  std::unique_ptr<InferenceResponse> Lookup(uint64_t key);
+
+  // Caches a copy of a successful response's outputs under `key`. Does nothing
+  // when the key is present already or the entry would not fit in the cache.
+  void Insert(uint64_t key, const InferenceResponse& response);
+
+  ResponseCacheStats Stats() const;
+
+ private:
+  struct Entry;
+  using EntryPtr = std::shared_ptr<const Entry>;
+
+  const uint64_t capacity_;
+  mutable std::mutex mu_;
+  std::list<std::pair<uint64_t, EntryPtr>> lru_;  // most recently used first
+  std::unordered_map<uint64_t, std::list<std::pair<uint64_t, EntryPtr>>::iterator>
+      index_;
+  ResponseCacheStats stats_;
+};
+
+}  // namespace tritonx
