@@ -297,7 +297,10 @@ void SendResponse(PyRequest& request, const py::object& item, bool final) {
       request.request->Send(std::move(response), final ? kResponseFlagFinal : 0));
 }
 
-std::shared_ptr<PyResponse> Infer(PyModel& self, PyRequest& request) {
+// `errors_as_values`: an error the request is answered with (the model's, a queue
+// timeout, a cancellation) is returned as the exception object instead of raised,
+// so a caller can tell it from a request that was never taken (raised).
+py::object Infer(PyModel& self, PyRequest& request, bool errors_as_values) {
   auto promise = std::make_shared<std::promise<std::unique_ptr<InferenceResponse>>>();
   std::future<std::unique_ptr<InferenceResponse>> done = promise->get_future();
   request.request->SetResponseCallback(
@@ -316,8 +319,9 @@ std::shared_ptr<PyResponse> Infer(PyModel& self, PyRequest& request) {
     py::gil_scoped_release release;
     response = done.get();
   }
+  if (errors_as_values && !response->status.ok()) return MakeError(response->status);
   ThrowIfError(response->status);
-  return std::make_shared<PyResponse>(PyResponse{std::move(response)});
+  return py::cast(std::make_shared<PyResponse>(PyResponse{std::move(response)}));
 }
 
 // Registers the instances with the server's rate limiter (when it is on): entry i of
@@ -555,6 +559,8 @@ void RegisterModel(py::module_& m) {
           "max_batch_size",
           [](const PyModel& m) { return m.model->spec().max_batch_size; })
       .def_property_readonly("spec", [](const PyModel& m) { return m.model->spec(); })
+      .def_property_readonly("decoupled",
+                             [](const PyModel& m) { return m.model->spec().decoupled; })
       // Identity of the core model: handles from ModelRegistry.find are new Python
       // objects each time, so caches keyed on a served model compare this instead.
       .def_property_readonly(
@@ -562,7 +568,7 @@ void RegisterModel(py::module_& m) {
           [](const PyModel& m) { return reinterpret_cast<uintptr_t>(m.model.get()); })
       .def("submit", &Submit, py::arg("request"), py::arg("on_response"),
            py::arg("loop") = py::none())
-      .def("infer", &Infer, py::arg("request"))
+      .def("infer", &Infer, py::arg("request"), py::arg("errors_as_values") = false)
       .def("cancel",
            [](PyModel& self, PyRequest& request) {
              return self.model->Cancel(request.request);

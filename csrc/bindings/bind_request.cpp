@@ -61,7 +61,10 @@ namespace {
 // with a readable message, never as a pybind11 overload or cast error.
 std::shared_ptr<PyRequest> MakeRequest(const py::object& id, const py::object& inputs,
                                        const py::object& requested_outputs,
-                                       const py::object& parameters) {
+                                       const py::object& parameters,
+                                       const py::object& correlation_id, uint32_t flags,
+                                       uint64_t timeout_us,
+                                       const py::object& custom_parameters) {
   auto wrapper = std::make_shared<PyRequest>();
   wrapper->request = std::make_shared<InferenceRequest>();
   InferenceRequest& request = *wrapper->request;
@@ -88,6 +91,24 @@ std::shared_ptr<PyRequest> MakeRequest(const py::object& id, const py::object& i
     }
     ThrowIfError(ApplyRequestParameters(std::move(given), &request));
   }
+  // What an in-process caller (BLS) sets through fields, as Triton's C API does:
+  // no parameter carries them, so every parameter key reaches the model as given.
+  if (!correlation_id.is_none()) {
+    if (PyUnicode_Check(correlation_id.ptr())) {
+      request.correlation_id_str = correlation_id.cast<std::string>();
+    } else {
+      request.correlation_id = correlation_id.cast<uint64_t>();
+    }
+  }
+  request.flags |= flags;
+  if (timeout_us != 0) request.timeout_us = timeout_us;
+  if (!custom_parameters.is_none()) {
+    for (const auto& [key, value] :
+         py::reinterpret_borrow<py::dict>(custom_parameters)) {
+      std::string name = TextFromPy(key, "parameter name");
+      request.parameters.emplace_back(name, ParameterFromPy(value, name));
+    }
+  }
   return wrapper;
 }
 
@@ -106,7 +127,9 @@ void RegisterRequest(py::module_& m) {
                                                     "An inference request for the core")
       .def(py::init(&MakeRequest), py::arg("id") = "", py::arg("inputs") = py::tuple(),
            py::arg("requested_outputs") = py::tuple(),
-           py::arg("parameters") = py::none())
+           py::arg("parameters") = py::none(), py::kw_only(),
+           py::arg("correlation_id") = py::none(), py::arg("flags") = 0,
+           py::arg("timeout_us") = 0, py::arg("custom_parameters") = py::none())
       .def_property_readonly("id", [](const PyRequest& r) { return r.request->id; })
       .def_property_readonly(
           "inputs", [](const PyRequest& r) { return TensorList(r.request->inputs); })

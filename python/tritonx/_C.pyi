@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol, SupportsIndex
+from typing import Any, Literal, Protocol, SupportsIndex, overload
 
 import numpy as np
 
@@ -53,7 +53,14 @@ class Request:
         inputs: Sequence[_InputTuple] = (),
         requested_outputs: Sequence[str] = ...,
         parameters: Mapping[str, _ParameterValue] | None = None,
-    ) -> None: ...
+        *,
+        correlation_id: int | str | None = None,
+        flags: int = 0,
+        timeout_us: int = 0,
+        custom_parameters: Mapping[str, _ParameterValue] | None = None,
+    ) -> None:
+        """The keyword-only fields are set directly (BLS, like Triton's C API):
+        custom_parameters reach the backend as given, reserved names included."""
     @property
     def id(self) -> str: ...
     @property
@@ -257,6 +264,8 @@ class Model:
     @property
     def spec(self) -> ModelSpec: ...
     @property
+    def decoupled(self) -> bool: ...
+    @property
     def core_id(self) -> int: ...
     def submit(
         self,
@@ -268,8 +277,14 @@ class Model:
         request, then FINAL, goes to on_response(value, final): on `loop` through
         call_soon_threadsafe, or (no loop) on the delivering core thread with the GIL.
         value is a Response, an error, or None (a FINAL without data)."""
-    def infer(self, request: Request) -> Response:
-        """Blocking; the GIL is released while waiting."""
+    @overload
+    def infer(self, request: Request) -> Response: ...
+    @overload
+    def infer(
+        self, request: Request, errors_as_values: bool
+    ) -> Response | TritonXError:
+        """Blocking; the GIL is released while waiting. errors_as_values: an error
+        the request was answered with is returned instead of raised."""
     def cancel(self, request: Request) -> bool:
         """Removes a still-queued request (answered CANCELLED); else only marks it."""
     def statistics(self) -> dict[str, Any]: ...

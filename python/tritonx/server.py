@@ -234,10 +234,6 @@ class Server:
         # What this server's models share: registry, arena, admission limit.
         self.context = _native.ServerContext()
         self.registry = self.context.registry
-        # BLS calls from Python models (InferenceRequest.exec) find models here.
-        from tritonx.backends.pb.bls import set_model_registry
-
-        set_model_registry(self.registry)
         self.manager = ModelManager(
             ManagerOptions(
                 repositories=list(options.model_repositories),

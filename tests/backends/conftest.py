@@ -32,8 +32,13 @@ from tritonx.config._pb import mc
 
 @contextmanager
 def _serve(
-    model_dir: Path, version: int = 1, execution_mode: str = "in-process"
+    model_dir: Path,
+    version: int = 1,
+    execution_mode: str = "in-process",
+    context: Any = None,
 ) -> Iterator[Any]:
+    """``context``: a ``_native.ServerContext`` the model joins (its registry is
+    where the model's BLS calls look); the model is added to that registry."""
     config = load_model_config(model_dir)
     backend = get_backend(config.backend)
     ctx = ModelContext(
@@ -46,6 +51,7 @@ def _serve(
         model_file=model_dir / str(version) / config.default_model_filename,
         repository=model_dir.parent,
         backend_config={"execution-mode": execution_mode},
+        server=context,
     )
     complete = getattr(backend, "auto_complete_config", None)
     if complete is not None:
@@ -63,13 +69,18 @@ def _serve(
             model_spec_from_config(config, version),
             scheduler_config_from_config(config),
             instances,
+            context,
         )
     except BaseException:
         backend_model.unload()
         raise
+    if context is not None:
+        context.registry.add(core)
     try:
         yield core
     finally:
+        if context is not None:
+            context.registry.remove(config.name, version)
         core.stop()
         backend_model.unload()
 

@@ -419,7 +419,6 @@ class TritonPythonModel:
 
 def test_bls_exec_calls_another_model(python_model, serve, infer) -> None:
     from tritonx import _native
-    from tritonx.backends.pb.bls import set_model_registry
 
     body = """
     out = []
@@ -441,17 +440,12 @@ def test_bls_exec_calls_another_model(python_model, serve, infer) -> None:
     return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT",
         pb_utils.get_input_tensor_by_name(r, "IN").as_numpy() * 2)]) for r in requests]
     """
-    registry = _native.ModelRegistry()
-    set_model_registry(registry)
-    try:
-        d1 = python_model("doubler", SIMPLE_CONFIG, _model_with_execute(doubler))
-        d2 = python_model("bls", SIMPLE_CONFIG, _model_with_execute(body))
-        with serve(d1) as core_doubler, serve(d2) as core_bls:
-            registry.add(core_doubler)
-            np.testing.assert_array_equal(infer(core_bls, X3)["OUT"], X3["IN"] * 2 + 1)
-            registry.remove("doubler", 1)
-    finally:
-        set_model_registry(None)
+    # The BLS model finds "doubler" through the server context both joined.
+    context = _native.ServerContext()
+    d1 = python_model("doubler", SIMPLE_CONFIG, _model_with_execute(doubler))
+    d2 = python_model("bls", SIMPLE_CONFIG, _model_with_execute(body))
+    with serve(d1, context=context), serve(d2, context=context) as core_bls:
+        np.testing.assert_array_equal(infer(core_bls, X3)["OUT"], X3["IN"] * 2 + 1)
 
 
 def test_run_python_auto_complete_on_a_dict(tmp_path: Path) -> None:

@@ -39,6 +39,9 @@ class ModelContext:
     model_file: Path  # version_dir / default_model_filename (or backend default)
     repository: Path
     backend_config: dict[str, str] = field(default_factory=dict)
+    # The server's _native.ServerContext (None outside a server): a backend that
+    # lets models call models (BLS) finds them in its registry, never elsewhere.
+    server: Any = None
 
 
 @dataclass

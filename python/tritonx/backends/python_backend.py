@@ -34,6 +34,7 @@ from tritonx.backends.base import (
     ModelContext,
     OutputValue,
 )
+from tritonx.backends.pb import bls
 from tritonx.backends.pb.messages import InferenceRequest, InferenceResponse
 from tritonx.backends.pb.model_config import ModelConfig as PbModelConfig
 from tritonx.errors import InternalError, TritonXError, UnsupportedError
@@ -95,6 +96,13 @@ class PythonInstance:
         self._decoupled = bool(model.ctx.config.model_transaction_policy.decoupled)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._module: ModuleType = load_model_module(model.model_file)
+        # BLS calls made by this instance's code go to its own server (bls.py).
+        # (A stub process's model has no link: no registry in that process.)
+        link = getattr(model, "bls_link", None)
+        self._scope = bls.BlsScope(
+            link or bls.ModelLink(None, model.ctx.name, model.ctx.version)
+        )
+        setattr(self._module, bls.SCOPE_GLOBAL, self._scope)
         try:
             self._obj = model_class(self._module, model.model_file)()
             # An async execute runs on a loop of its own, which cannot run on a thread
@@ -107,6 +115,7 @@ class PythonInstance:
                 result = init(model.initialize_args(ictx))
                 if inspect.isawaitable(result):
                     self._run(result)
+            self._scope.ready = True
         except TritonXError:
             unload_model_module(self._module)
             raise
@@ -138,6 +147,7 @@ class PythonInstance:
             )
             for r in requests
         ]
+        scope = bls.running_scope.set(self._scope)
         try:
             result = self._obj.execute(pb_requests)
             if inspect.isawaitable(result):
@@ -148,6 +158,8 @@ class PythonInstance:
             # failure per request and no inferences, where an error *response* counts
             # as a success.
             raise self._failure(format_exception(exc)) from None
+        finally:
+            bls.running_scope.reset(scope)
         if result is None:
             return self._from_senders(pb_requests)
         if not isinstance(result, list):
@@ -181,12 +193,15 @@ class PythonInstance:
             )
             for r in requests
         ]
+        scope = bls.running_scope.set(self._scope)
         try:
             result = self._obj.execute(pb_requests)
             if inspect.isawaitable(result):
                 result = self._run(result)
         except Exception as exc:
             raise self._failure(format_exception(exc)) from None
+        finally:
+            bls.running_scope.reset(scope)
         if result is not None:
             raise self._failure(
                 f"Python model '{self._model_name}' is using the decoupled mode and "
@@ -235,6 +250,7 @@ class PythonInstance:
         raise UnsupportedError("the python backend does not take gathered inputs")
 
     def finalize(self) -> None:
+        self._scope.ready = False
         try:
             fin = getattr(self._obj, "finalize", None)
             if fin is not None:
@@ -254,6 +270,8 @@ class PythonModel:
         self.ctx = ctx
         self.model_file = _model_file(ctx)
         self._instances: list[Any] = []  # PythonInstance or stub.StubInstance
+        registry = ctx.server.registry if ctx.server is not None else None
+        self.bls_link = bls.ModelLink(registry, ctx.name, ctx.version)
 
     def initialize_args(self, ictx: InstanceContext) -> dict[str, str]:
         """The ``args`` dict Triton passes to ``initialize`` (all values strings)."""
@@ -276,6 +294,7 @@ class PythonModel:
         else:
             instance = PythonInstance(self, ictx)
         self._instances.append(instance)
+        self.bls_link.instances = len(self._instances)
         return instance
 
     def unload(self) -> None:

@@ -115,6 +115,7 @@ def build_version(
         model_file=model_file_path(config, model_dir, version),
         repository=repository,
         backend_config=_backend_settings(settings.backend_config, config.backend),
+        server=settings.context,
     )
     complete = getattr(backend, "auto_complete_config", None)
     if settings.auto_complete and complete is not None:

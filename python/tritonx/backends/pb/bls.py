@@ -1,28 +1,51 @@
-"""Business Logic Scripting: ``InferenceRequest.exec()`` from inside ``execute``.
+"""Business Logic Scripting: ``InferenceRequest.exec()`` / ``async_exec()`` from
+inside a Python model, through the same core path as a request from the wire.
 
-The server hands its ``ModelRegistry`` to ``set_model_registry`` at start; a BLS call
-then runs the target model through the core like any client request (``Model.infer``
-blocks with the GIL released). As in Triton, a model calling itself with a single
-instance deadlocks, and errors come back as responses with ``error()`` set.
+Which server a call goes to: every instance gets a ``BlsScope`` (its server's
+``ModelRegistry`` from ``ModelContext.server``, its model's identity, whether
+``execute`` may run BLS yet). A call finds the scope of the code making it: the
+context variable set around ``execute`` (also inherited by the tasks of an
+``async def execute``), else a global of the model's module found on the calling
+stack (threads a model starts itself). Two servers in one process thus never see
+each other's models, and nothing is process-wide.
+
+How each call runs:
+- ``exec()``: ``Model.infer`` (the caller waits, so the core may run the request on
+  this thread when the target is idle and cheap; the GIL is released while waiting).
+- ``async_exec()``: ``Model.submit(..., loop)``; the answer completes an asyncio
+  future on the caller's loop. No thread per call.
+- ``decoupled=True``: a ``ResponseIterator`` fed by the request's response stream
+  (every response, then one more at FINAL, empty when FINAL came without data),
+  iterable with ``for`` and ``async for``; ``cancel()`` cancels the request.
+
+Errors are responses with ``has_error()``, as in Triton: a request that could not
+be started reads "Model <name> - Error when running inference: <why>" (code
+INTERNAL), an error the target answered with keeps its own message and code.
+Triton blocks forever when a model calls itself and no other instance is free;
+here that one call is answered with an error instead (see ``ModelLink``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+import json
+import sys
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
 from tritonx.backends.pb.dtypes import serialize_byte_tensor
 from tritonx.backends.pb.errors import TritonError, TritonModelException
-from tritonx.backends.pb.messages import (
-    TRITONSERVER_REQUEST_FLAG_SEQUENCE_END,
-    TRITONSERVER_REQUEST_FLAG_SEQUENCE_START,
-    InferenceRequest,
-    InferenceResponse,
-)
 from tritonx.backends.pb.tensor import Tensor
 from tritonx.errors import as_triton_error
 
-_registry: Any = None
+if TYPE_CHECKING:
+    from tritonx.backends.pb.messages import InferenceRequest, InferenceResponse
+
+# Name of the module global through which threads a model starts find its scope.
+SCOPE_GLOBAL = "__tritonx_bls_scope__"
 
 _CODE_NUMBERS = {
     "UNKNOWN": TritonError.UNKNOWN,
@@ -36,70 +59,396 @@ _CODE_NUMBERS = {
 }
 
 
-def set_model_registry(registry: Any) -> None:
-    """Make ``registry`` (a ``tritonx._native.ModelRegistry``) reachable by BLS."""
-    global _registry
-    _registry = registry
+class ModelLink:
+    """What the instances of one loaded model version share for BLS: the server's
+    registry and the count of instances that wait on a call to their own model.
+
+    When every instance of a model is inside ``execute`` waiting for a request to
+    that same model, nothing can ever run it (Triton hangs there). The call that
+    would complete that circle is refused instead, so the others still finish.
+    Thread safe (a lock around the waiting counts)."""
+
+    def __init__(self, registry: Any, name: str, version: int) -> None:
+        self.registry = registry
+        self.name = name
+        self.version = version
+        self.instances = 0  # set by the backend as instances are created
+        self._lock = threading.Lock()
+        self._waiting: dict[int, int] = {}  # id(scope) -> self-calls in flight
+
+    def enter_self_call(self, scope: BlsScope) -> bool:
+        """False when this call would leave no instance free to run it."""
+        key = id(scope)
+        with self._lock:
+            if key not in self._waiting and len(self._waiting) + 1 >= self.instances:
+                return False
+            self._waiting[key] = self._waiting.get(key, 0) + 1
+            return True
+
+    def leave_self_call(self, scope: BlsScope) -> None:
+        key = id(scope)
+        with self._lock:
+            left = self._waiting.get(key, 0) - 1
+            if left > 0:
+                self._waiting[key] = left
+            else:
+                self._waiting.pop(key, None)
+
+
+class BlsScope:
+    """One instance's link to its server. ``ready`` is True between the end of
+    ``initialize`` and the start of ``finalize`` (Triton allows BLS in ``execute``
+    only)."""
+
+    __slots__ = ("__weakref__", "link", "ready")
+
+    def __init__(self, link: ModelLink) -> None:
+        self.link = link
+        self.ready = False
+
+
+# The scope of the instance whose execute runs in this context (see module doc).
+running_scope: ContextVar[BlsScope | None] = ContextVar(
+    "tritonx_bls_scope", default=None
+)
+
+
+def _find_scope() -> tuple[BlsScope | None, bool]:
+    """(scope, inside execute) of the model code calling exec/async_exec."""
+    scope = running_scope.get()
+    if scope is not None:
+        return scope, True
+    frame: Any = sys._getframe(2)
+    while frame is not None:
+        found = frame.f_globals.get(SCOPE_GLOBAL)
+        if found is not None:
+            return found, False
+        frame = frame.f_back
+    return None, False
+
+
+def _scope_or_raise() -> tuple[BlsScope, bool]:
+    scope, executing = _find_scope()
+    if scope is None or not scope.ready:
+        raise TritonModelException(
+            "BLS is only supported during the 'execute' function."
+        )
+    return scope, executing
+
+
+# -- requests and responses ---------------------------------------------------------
+
+
+def _input_of(t: Tensor) -> tuple[str, str, list[int], Any]:
+    core = t._core
+    if core is not None:  # a tensor the model received: pass its bytes on as they are
+        return (t.name(), t.datatype(), list(core.shape), core.raw())
+    value = t._output_value()
+    array = value[1] if isinstance(value, tuple) else value
+    if t.datatype() == "BYTES":
+        data: Any = serialize_byte_tensor(array)
+    else:
+        data = array if array.flags.c_contiguous else array.copy(order="C")
+    return (t.name(), t.datatype(), list(array.shape), data)
 
 
 def _core_request(request: InferenceRequest) -> Any:
     from tritonx._native import Request
 
-    inputs = []
-    for t in request.inputs():
-        array = t.as_numpy()
-        data: Any = serialize_byte_tensor(array) if t.datatype() == "BYTES" else array
-        inputs.append((t.name(), t.datatype(), list(array.shape), data))
-    params: dict[str, Any] = dict(_loads(request.parameters()))
-    # The core takes sequence and timeout controls out of the parameters.
-    if request.correlation_id():
-        params["sequence_id"] = request.correlation_id()
-        flags = request.flags()
-        params["sequence_start"] = bool(
-            flags & TRITONSERVER_REQUEST_FLAG_SEQUENCE_START
-        )
-        params["sequence_end"] = bool(flags & TRITONSERVER_REQUEST_FLAG_SEQUENCE_END)
-    if request.timeout():
-        params["timeout"] = request.timeout()
     return Request(
         id=request.request_id(),
-        inputs=inputs,
+        inputs=[_input_of(t) for t in request.inputs()],
         requested_outputs=sorted(request.requested_output_names()),
-        parameters=params,
+        correlation_id=request.correlation_id(),
+        flags=request.flags(),
+        timeout_us=request.timeout(),
+        custom_parameters=request._parameter_values(),
     )
 
 
-def _loads(text: str) -> dict[str, Any]:
-    import json
+def _response(core_response: Any) -> InferenceResponse:
+    from tritonx.backends.pb.messages import InferenceResponse
 
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}
+    params = core_response.parameters
+    return InferenceResponse._from_parts(
+        [Tensor._from_core(t) for t in core_response.outputs],
+        None,
+        json.dumps(params, separators=(",", ":")) if params else "{}",
+    )
 
 
-def execute_bls(
-    request: InferenceRequest, decoupled: bool = False
-) -> InferenceResponse:
-    if decoupled:
-        raise TritonModelException("decoupled BLS calls are not supported by tritonx")
-    if _registry is None:
-        raise TritonModelException("BLS is unavailable: no model registry is set")
+def _error_response(message: str, code: int) -> InferenceResponse:
+    from tritonx.backends.pb.messages import InferenceResponse
+
+    return InferenceResponse._from_parts([], TritonError(message, code), "{}")
+
+
+def _answered_with(error: BaseException) -> InferenceResponse:
+    """The response for an error the target answered with."""
+    err = as_triton_error(error)
+    return _error_response(err.message, _CODE_NUMBERS.get(err.code, 0))
+
+
+def _not_started(model_name: str, why: str) -> InferenceResponse:
+    """The response for a request that could not be started (Triton's wording)."""
+    return _error_response(
+        f"Model {model_name} - Error when running inference: {why}",
+        TritonError.INTERNAL,
+    )
+
+
+class _Refused(Exception):
+    def __init__(self, response: InferenceResponse) -> None:
+        self.response = response
+
+
+def _prepare(
+    scope: BlsScope, executing: bool, request: InferenceRequest, decoupled: bool
+) -> tuple[Any, Any, bool]:
+    """(model, core request, counted as a self-call) or _Refused."""
+    name = request.model_name()
     version = request.model_version()
+    link = scope.link
+    if link.registry is None:
+        raise _Refused(
+            _not_started(
+                name,
+                f"BLS is not available to model '{link.name}': it was loaded "
+                "outside a server",
+            )
+        )
     try:
-        model = _registry.find(
-            request.model_name(), str(version) if version > 0 else ""
+        model = link.registry.find(name, str(version) if version > 0 else "")
+    except Exception:
+        raise _Refused(
+            _not_started(
+                name,
+                f"Failed for execute the inference request. Model '{name}' is not "
+                "ready.",
+            )
+        ) from None
+    if model.decoupled and not decoupled:
+        raise _Refused(
+            _not_started(
+                name,
+                f"Model {name} is using the decoupled. The current BLS request call "
+                "doesn't support models using the decoupled transaction policy. "
+                "Please use 'decoupled=True' argument to the 'exec' or 'async_exec' "
+                "calls for decoupled models.'",
+            )
         )
-        response = model.infer(_core_request(request))
+    try:
+        core = _core_request(request)
     except Exception as exc:
-        err = as_triton_error(exc)
-        return InferenceResponse(
-            error=TritonError(err.message, _CODE_NUMBERS.get(err.code, 0))
+        raise _Refused(_not_started(name, as_triton_error(exc).message)) from None
+    counted = False
+    if executing and model.name == link.name and model.version == link.version:
+        if not link.enter_self_call(scope):
+            raise _Refused(
+                _error_response(
+                    f"Model {name} - Error when running inference: the request "
+                    f"would never run: every instance of model '{name}' is "
+                    "executing a request that waits for it",
+                    TritonError.UNAVAILABLE,
+                )
+            )
+        counted = True
+    return model, core, counted
+
+
+# -- exec / async_exec ----------------------------------------------------------------
+
+# Set in a stub process (backends/stub), which runs one instance away from its
+# server: calls are forwarded there over the stub's socket, one at a time.
+remote: Callable[[InferenceRequest, bool], Any] | None = None
+
+
+def execute(request: InferenceRequest, decoupled: bool) -> Any:
+    """``InferenceRequest.exec()``."""
+    if remote is not None:
+        return remote(request, decoupled)
+    scope, executing = _scope_or_raise()
+    return execute_in(scope, executing, request, decoupled)
+
+
+def execute_in(
+    scope: BlsScope, executing: bool, request: InferenceRequest, decoupled: bool
+) -> Any:
+    """A call made by the instance of ``scope`` (``executing``: from inside its
+    execute, holding the instance)."""
+    if decoupled:
+        return ResponseIterator._start(scope, executing, request)
+    try:
+        model, core, counted = _prepare(scope, executing, request, False)
+    except _Refused as refused:
+        return refused.response
+    try:
+        result = model.infer(core, errors_as_values=True)
+    except Exception as exc:  # refused before it was queued (validation, overload)
+        return _not_started(request.model_name(), as_triton_error(exc).message)
+    finally:
+        if counted:
+            scope.link.leave_self_call(scope)
+    if isinstance(result, BaseException):
+        return _answered_with(result)
+    return _response(result)
+
+
+def execute_async(request: InferenceRequest, decoupled: bool) -> asyncio.Future[Any]:
+    """``InferenceRequest.async_exec()``: a future on the running loop (Triton's
+    ``async_exec`` also needs one), completed when the answer arrives."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    if remote is not None:  # a stub process: the call is made now, synchronously
+        future.set_result(remote(request, decoupled))
+        return future
+    scope, executing = _scope_or_raise()
+    if decoupled:
+        future.set_result(ResponseIterator._start(scope, executing, request))
+        return future
+    try:
+        model, core, counted = _prepare(scope, executing, request, False)
+    except _Refused as refused:
+        future.set_result(refused.response)
+        return future
+
+    def on_response(value: Any, final: bool) -> None:
+        if future.done():  # the caller stopped waiting (cancelled)
+            return
+        if isinstance(value, BaseException):
+            future.set_result(_answered_with(value))
+        elif final:
+            future.set_result(_response(value))
+
+    try:
+        model.submit(core, on_response, loop)
+    except Exception as exc:
+        if counted:
+            scope.link.leave_self_call(scope)
+        future.set_result(
+            _not_started(request.model_name(), as_triton_error(exc).message)
         )
-    tensors = [Tensor._from_core(t) for t in response.outputs]
-    return InferenceResponse(tensors, parameters=dict(response.parameters))
+        return future
+
+    def done(f: asyncio.Future[Any]) -> None:
+        if counted:
+            scope.link.leave_self_call(scope)
+        if f.cancelled():
+            model.cancel(core)  # nobody waits for it any more: drop it if queued
+
+    future.add_done_callback(done)
+    return future
 
 
-async def execute_bls_async(
-    request: InferenceRequest, decoupled: bool = False
-) -> InferenceResponse:
-    # infer() releases the GIL, so a worker thread lets other coroutines run.
-    return await asyncio.to_thread(execute_bls, request, decoupled)
+class ResponseIterator:
+    """The responses of a decoupled BLS request, as they arrive: ``for`` blocks
+    (GIL released) until the next one, ``async for`` awaits it. Ends after the
+    response that came with FINAL (an empty one when FINAL came alone). Iterating a
+    finished iterator again starts from its first response, as in Triton.
+
+    Fed on the delivering thread, never through an event loop, so a plain ``for``
+    works on a loop's own thread too. Thread safe (a condition variable)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._responses: list[InferenceResponse] = []
+        self._index = 0
+        self._finished = False
+        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None
+        self._waiter = None
+        self._cancel: Callable[[], Any] | None = None
+
+    @classmethod
+    def _start(
+        cls, scope: BlsScope, executing: bool, request: InferenceRequest
+    ) -> ResponseIterator:
+        self = cls()
+        try:
+            model, core, counted = _prepare(scope, executing, request, True)
+        except _Refused as refused:
+            self._push(refused.response, True)
+            return self
+        link = scope.link
+
+        def on_response(value: Any, final: bool) -> None:
+            if final and counted:
+                link.leave_self_call(scope)
+            if isinstance(value, BaseException):
+                response = _answered_with(value)
+            elif value is None:  # FINAL without data
+                response = _empty()
+            else:
+                response = _response(value)
+            self._push(response, final)
+
+        try:
+            model.submit(core, on_response)
+        except Exception as exc:
+            if counted:
+                link.leave_self_call(scope)
+            self._push(
+                _not_started(request.model_name(), as_triton_error(exc).message), True
+            )
+            return self
+        self._cancel = lambda: model.cancel(core)
+        return self
+
+    def _push(self, response: InferenceResponse, final: bool) -> None:
+        with self._cond:
+            self._responses.append(response)
+            self._finished = final
+            waiter, self._waiter = self._waiter, None
+            self._cond.notify_all()
+        if waiter is not None:
+            loop, future = waiter
+            # A closed loop (RuntimeError) has nobody waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_wake, future)
+
+    def __iter__(self) -> ResponseIterator:
+        with self._cond:
+            if self._finished and self._index >= len(self._responses):
+                self._index = 0
+        return self
+
+    def __next__(self) -> InferenceResponse:
+        with self._cond:
+            while self._index >= len(self._responses) and not self._finished:
+                self._cond.wait()
+            if self._index < len(self._responses):
+                self._index += 1
+                return self._responses[self._index - 1]
+        raise StopIteration
+
+    def __aiter__(self) -> ResponseIterator:
+        return self.__iter__()
+
+    async def __anext__(self) -> InferenceResponse:
+        while True:
+            with self._cond:
+                if self._index < len(self._responses):
+                    self._index += 1
+                    return self._responses[self._index - 1]
+                if self._finished:
+                    raise StopAsyncIteration
+                loop = asyncio.get_running_loop()
+                future: asyncio.Future[None] = loop.create_future()
+                self._waiter = (loop, future)
+            await future
+
+    def cancel(self) -> None:
+        """Cancel the request (a decoupled model sees ``is_cancelled()``; a queued
+        request is answered CANCELLED). Responses already sent still arrive."""
+        if not self._finished and self._cancel is not None:
+            self._cancel()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _empty() -> InferenceResponse:
+    from tritonx.backends.pb.messages import InferenceResponse
+
+    return InferenceResponse._from_parts([], None, "{}")

@@ -33,6 +33,20 @@ def _params_json(parameters: Mapping[str, Any] | str | None) -> str:
     return json.dumps(dict(parameters), separators=(",", ":"))
 
 
+def _checked_parameters(parameters: Mapping[Any, Any]) -> dict[str, Any]:
+    for key, value in parameters.items():
+        if not isinstance(key, str):
+            raise TritonModelException(
+                f"Expect parameters keys to have type str, found type {type(key)}"
+            )
+        if not isinstance(value, bool | int | str):
+            raise TritonModelException(
+                "Expect parameters values to have type bool/int/str, found type "
+                f"{type(value)}"
+            )
+    return dict(parameters)
+
+
 class PreferredMemory:
     """Where BLS outputs should live; accepted and recorded (outputs stay on CPU)."""
 
@@ -80,6 +94,17 @@ class InferenceResponse:
         self._tensors = tensors
         self._error = error
         self._parameters = _params_json(parameters)
+
+    @classmethod
+    def _from_parts(
+        cls, tensors: list[Tensor], error: TritonError | None, parameters: str
+    ) -> InferenceResponse:
+        """A response built by tritonx itself (BLS results): nothing to check."""
+        self = cls.__new__(cls)
+        self._tensors = tensors
+        self._error = error
+        self._parameters = parameters
+        return self
 
     def output_tensors(self) -> list[Tensor]:
         return self._tensors
@@ -197,6 +222,7 @@ class InferenceRequest:
         "_inputs",
         "_model_name",
         "_model_version",
+        "_param_values",
         "_parameters",
         "_preferred_memory",
         "_release_flags",
@@ -222,6 +248,16 @@ class InferenceRequest:
         trace: InferenceTrace | None = None,
         parameters: Mapping[str, Any] | str | None = None,
     ) -> None:
+        if isinstance(requested_output_names, str):
+            raise TypeError(
+                "InferenceRequest(): requested_output_names must be a list of str"
+            )
+        if not isinstance(correlation_id, int | str):
+            raise TritonModelException("Correlation ID must be integer or string")
+        if isinstance(correlation_id, int) and not 0 <= correlation_id < 1 << 64:
+            raise RuntimeError(
+                "InferenceRequest(): correlation_id must be an unsigned 64-bit integer"
+            )
         self._core: Any = None
         self._slot: _ResponseSlot | None = None
         self._send: SendFn | None = None
@@ -237,7 +273,13 @@ class InferenceRequest:
             TRITONSERVER_MEMORY_CPU
         )
         self._trace = trace or InferenceTrace()
-        self._parameters: str | None = _params_json(parameters)
+        self._param_values: dict[str, bool | int | str] | None = None
+        if parameters is None or isinstance(parameters, Mapping):
+            # As Triton's constructor: bool/int/str values, rendered by json.dumps.
+            self._param_values = _checked_parameters(parameters or {})
+            self._parameters: str | None = json.dumps(self._param_values)
+        else:
+            self._parameters = _params_json(parameters)
         self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
 
     @classmethod
@@ -266,6 +308,7 @@ class InferenceRequest:
         self._preferred_memory = PreferredMemory(TRITONSERVER_MEMORY_CPU)
         self._trace = InferenceTrace()
         self._parameters = None  # rendered on first use
+        self._param_values = None
         self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
         return self
 
@@ -293,6 +336,15 @@ class InferenceRequest:
         if self._parameters is None:
             self._parameters = _params_json(self._core.parameters)
         return self._parameters
+
+    def _parameter_values(self) -> dict[str, Any]:
+        """The parameters as a dict (what a BLS call hands the core)."""
+        if self._param_values is not None:
+            return self._param_values
+        if self._core is not None and self._parameters is None:
+            return dict(self._core.parameters)
+        value = json.loads(self.parameters())
+        return value if isinstance(value, dict) else {}
 
     def requested_output_names(self) -> set[str]:
         return self._requested
@@ -331,11 +383,15 @@ class InferenceRequest:
         return InferenceResponseSender(self, self._slot)
 
     def exec(self, decoupled: bool = False) -> Any:
-        from tritonx.backends.pb.bls import execute_bls
+        """Run this request on ``model_name`` and wait: an InferenceResponse (a
+        ResponseIterator with ``decoupled=True``); errors come back as responses."""
+        from tritonx.backends.pb import bls
 
-        return execute_bls(self, decoupled)
+        return bls.execute(self, decoupled)
 
-    async def async_exec(self, decoupled: bool = False) -> Any:
-        from tritonx.backends.pb.bls import execute_bls_async
+    def async_exec(self, decoupled: bool = False) -> Any:
+        """Start this request now; returns an awaitable of what ``exec`` returns.
+        Needs a running event loop (``async def execute``), as in Triton."""
+        from tritonx.backends.pb import bls
 
-        return await execute_bls_async(self, decoupled)
+        return bls.execute_async(self, decoupled)

@@ -365,7 +365,7 @@ def run_stub(fd: int, level: int) -> None:
     stub = Stub(channel)
     from tritonx.backends.pb import bls
 
-    bls.execute_bls = stub.execute_bls
+    bls.remote = stub.execute_bls  # this process has no server: ask the real one
     stub.serve()
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from tritonx import _native, errors
 from tritonx.backends.base import ExecuteResult, InstanceContext, OutputValue
+from tritonx.backends.pb import bls
 from tritonx.backends.stub.channel import (
     Channel,
     ChannelClosed,
@@ -147,6 +148,9 @@ class StubInstance:
         self._pending: dict[int, Request] = {}
         self._replies: queue.Queue[tuple[Any, list[int]] | None] = queue.Queue()
         self._next_key = 0
+        # BLS calls the stub sends run here, for this instance of this server's model.
+        self._bls_scope = bls.BlsScope(model.bls_link)
+        self._bls_scope.ready = True
         self._start()  # raises the model's initialize error as the load error
 
     # -- process lifecycle -----------------------------------------------------------
@@ -317,7 +321,7 @@ class StubInstance:
                 flag = requests is not None and requests[msg[1]].is_cancelled()
                 channel.send(("cancelled", flag))
             elif kind == "bls":
-                _run_bls(channel, msg[1], fds)
+                _run_bls(channel, msg[1], fds, self._bls_scope)
             else:
                 return msg, fds
 
@@ -395,9 +399,11 @@ class StubInstance:
             self._fail_pending()
 
 
-def _run_bls(channel: Channel, fields: tuple[Any, ...], fds: list[int]) -> None:
-    """Runs a stub's BLS call through the server's scheduler (``pb.bls``)."""
-    from tritonx.backends.pb import bls
+def _run_bls(
+    channel: Channel, fields: tuple[Any, ...], fds: list[int], scope: bls.BlsScope
+) -> None:
+    """Runs a stub's BLS call through the server's scheduler (``pb.bls``), as the
+    instance whose execute makes it."""
     from tritonx.backends.pb.messages import InferenceRequest
     from tritonx.backends.pb.tensor import Tensor
     from tritonx.backends.stub.channel import array_bytes
@@ -423,7 +429,7 @@ def _run_bls(channel: Channel, fields: tuple[Any, ...], fds: list[int]) -> None:
         parameters=params,
     )
     try:
-        response = bls.execute_bls(request)
+        response = bls.execute_in(scope, True, request, False)
     except Exception as exc:
         channel.send(("bls_result", ("err", 1, f"{type(exc).__name__}: {exc}")))
         return

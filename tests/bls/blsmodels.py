@@ -1,0 +1,386 @@
+"""A BLS model repository shared by the BLS tests, the differential test against
+Triton and benchmarks/bench_bls.py.
+
+``bls_probe`` runs a script of BLS calls given as JSON in its ``CMD`` input and
+answers with what each call returned (outputs, errors with code and message,
+exceptions raised) as JSON in ``RESULT``: one model covers sync, async, decoupled,
+error and timeout cases, and both servers can be compared on its output alone.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+# Step kinds of a probe script (JSON list in CMD):
+#   {"call": "exec"|"async_exec", "req": REQ, "decoupled": bool}  -> one result
+#   {"start": KEY, "req": REQ, "decoupled": bool}  async_exec, not awaited yet
+#   {"await": KEY}                                  -> the result of a started call
+#   {"gather": [REQ, ...], "decoupled": bool}       -> asyncio.gather of async_exec
+#   {"touch": NAME}                                 creates <model dir>/../NAME
+#   {"cancel_after": N, "req": REQ}  decoupled exec; cancel() after N responses
+#   {"threads": true}                               -> threading.active_count()
+# A decoupled call with "aiter": true reads its responses with ``async for``.
+# REQ: InferenceRequest keyword arguments; inputs as [name, dtype, values].
+PROBE_MODEL = r"""
+import asyncio
+import json
+import os
+import threading
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+def _request(spec):
+    spec = dict(spec)
+    inputs = [pb_utils.Tensor(name, np.array(values, dtype=dtype))
+              for name, dtype, values in spec.pop("inputs", [])]
+    return pb_utils.InferenceRequest(inputs=inputs, **spec)
+
+
+def _response(response):
+    if response.has_error():
+        err = response.error()
+        return {"error": err.message(), "code": int(err.code())}
+    outputs = {}
+    for t in response.output_tensors():
+        a = t.as_numpy()
+        values = [v.decode() if isinstance(v, bytes) else v for v in a.tolist()] \
+            if a.dtype == object else a.tolist()
+        outputs[t.name()] = [list(a.shape), values]
+    return {"outputs": outputs}
+
+
+def _raised(exc):
+    return {"raised": type(exc).__name__, "message": str(exc)}
+
+
+def _decoupled(responses):
+    return {"responses": [_response(r) for r in responses]}
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.root = os.path.dirname(args["model_repository"])
+
+    async def execute(self, requests):
+        out = []
+        for request in requests:
+            cmd = pb_utils.get_input_tensor_by_name(request, "CMD").as_numpy()
+            steps = json.loads(cmd.reshape(-1)[0])
+            results = []
+            started = {}
+            for step in steps:
+                results.append(await self._step(step, started))
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor(
+                "RESULT", np.array([json.dumps(results)], dtype=object))]))
+        return out
+
+    async def _step(self, step, started):
+        try:
+            if "threads" in step:
+                return threading.active_count()
+            if "touch" in step:
+                open(os.path.join(self.root, step["touch"]), "w").close()
+                return None
+            decoupled = step.get("decoupled", False)
+            aiter = step.get("aiter", False)
+            if "await" in step:
+                return await self._finish(await started.pop(step["await"]),
+                                          decoupled, aiter)
+            if "gather" in step:
+                calls = [_request(r).async_exec(decoupled=decoupled)
+                         for r in step["gather"]]
+                results = await asyncio.gather(*calls)
+                return [await self._finish(r, decoupled, aiter) for r in results]
+            request = _request(step["req"])
+            if "start" in step:
+                started[step["start"]] = asyncio.ensure_future(
+                    request.async_exec(decoupled=decoupled))
+                return None
+            if "cancel_after" in step:
+                iterator = request.exec(decoupled=True)
+                seen = []
+                for response in iterator:
+                    seen.append(_response(response))
+                    if len(seen) == step["cancel_after"]:
+                        iterator.cancel()
+                return {"responses": seen}
+            if step["call"] == "exec":
+                return await self._finish(request.exec(decoupled=decoupled),
+                                          decoupled, aiter)
+            return await self._finish(await request.async_exec(decoupled=decoupled),
+                                      decoupled, aiter)
+        except Exception as exc:
+            return _raised(exc)
+
+    async def _finish(self, result, decoupled, aiter=False):
+        if not decoupled:
+            return _response(result)
+        if aiter:
+            return _decoupled([r async for r in result])
+        return _decoupled(list(result))
+"""
+
+PROBE_CONFIG = """
+backend: "python"
+max_batch_size: 0
+input [ { name: "CMD" data_type: TYPE_STRING dims: [ 1 ] } ]
+output [ { name: "RESULT" data_type: TYPE_STRING dims: [ 1 ] } ]
+instance_group [ { count: 2 kind: KIND_CPU } ]
+"""
+
+# IN -> OUT = IN + 1, OUT2 = IN * 2, META = what the request carried (JSON).
+ADD_MODEL = r"""
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()
+            if x.size and x.reshape(-1)[0] == -1:
+                out.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(
+                    "negative one is refused", pb_utils.TritonError.INVALID_ARG)))
+                continue
+            if x.size and x.reshape(-1)[0] == -2:
+                raise pb_utils.TritonModelException("minus two fails the batch")
+            meta = {"params": json.loads(r.parameters()),
+                    "request_id": r.request_id(),
+                    "correlation_id": r.correlation_id(), "flags": r.flags()}
+            out.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUT", x + 1), pb_utils.Tensor("OUT2", x * 2),
+                 pb_utils.Tensor("META", np.array([json.dumps(meta, sort_keys=True)],
+                                                  dtype=object))]))
+        return out
+"""
+
+ADD_CONFIG = """
+backend: "python"
+max_batch_size: 0
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ -1 ] } ]
+output [
+  { name: "OUT" data_type: TYPE_FP32 dims: [ -1 ] },
+  { name: "OUT2" data_type: TYPE_FP32 dims: [ -1 ] },
+  { name: "META" data_type: TYPE_STRING dims: [ 1 ] }
+]
+"""
+
+# Decoupled: IN = n sends n responses OUT = 0..n-1, then FINAL alone; n < 0 sends an
+# error response first. Like Triton's square_int32 example.
+SQUARE_MODEL = r"""
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for r in requests:
+            n = int(pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()[0])
+            sender = r.get_response_sender()
+            if n < 0:
+                sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(
+                    "count must not be negative")))
+            for i in range(max(n, 0)):
+                if sender.is_cancelled():
+                    break
+                sender.send(pb_utils.InferenceResponse(
+                    [pb_utils.Tensor("OUT", np.array([i], dtype=np.int32))]))
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+"""
+
+SQUARE_CONFIG = """
+backend: "python"
+max_batch_size: 0
+input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+model_transaction_policy { decoupled: true }
+"""
+
+# One instance that holds each request (IN = tag) until a file named "open-<tag>"
+# exists next to the models, or the request is cancelled; on start it leaves
+# "held-<tag>". Tests decide what is in flight, not a clock.
+HELD_MODEL = r"""
+import os
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.root = os.path.dirname(args["model_repository"])
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()
+            tag = str(int(x[0]))
+            open(os.path.join(self.root, "held-" + tag), "w").close()
+            # Let go when the test is over even if it failed before opening: its
+            # directory is gone, or (a safety net only) a minute has passed.
+            deadline = time.monotonic() + 60
+            while not os.path.exists(os.path.join(self.root, "open-" + tag)):
+                if r.is_cancelled() or not os.path.isdir(self.root):
+                    break
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", x)]))
+        return out
+"""
+
+HELD_CONFIG = """
+backend: "python"
+max_batch_size: 0
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]
+instance_group [ { count: 1 kind: KIND_CPU } ]
+dynamic_batching {
+  default_queue_policy {
+    default_timeout_microseconds: 60000000 allow_timeout_override: true
+  }
+}
+"""
+
+# Decoupled: sends OUT = 0, then waits until the request is cancelled and ends with
+# FINAL alone (a safety deadline lets go after a minute if a test fails).
+TICKER_MODEL = r"""
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for r in requests:
+            sender = r.get_response_sender()
+            sender.send(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUT", np.array([0], dtype=np.int32))]))
+            deadline = time.monotonic() + 60
+            while not sender.is_cancelled() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+"""
+
+# IN = n > 0 calls itself with n - 1 (sync exec from a sync execute) and answers
+# OUT = what it got + 1, or the error of the inner call; IN = 0 answers 0.
+COUNTDOWN_MODEL = r"""
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            n = pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()
+            if n[0] <= 0:
+                out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", n)]))
+                continue
+            inner = pb_utils.InferenceRequest(
+                model_name="countdown", requested_output_names=["OUT"],
+                inputs=[pb_utils.Tensor("IN", n - 1)]).exec()
+            if inner.has_error():
+                out.append(inner)
+                continue
+            got = pb_utils.get_output_tensor_by_name(inner, "OUT").as_numpy()
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", got + 1)]))
+        return out
+"""
+
+COUNTDOWN_CONFIG = """
+backend: "python"
+max_batch_size: 0
+input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+instance_group [ { count: 2 kind: KIND_CPU } ]
+"""
+
+# BLS from initialize is refused (Triton: only in execute); execute reports what
+# initialize saw.
+INIT_BLS_MODEL = r"""
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        try:
+            pb_utils.InferenceRequest(
+                model_name="add", requested_output_names=["OUT"],
+                inputs=[pb_utils.Tensor("IN", np.zeros(1, np.float32))]).exec()
+            self.seen = "no error"
+        except pb_utils.TritonModelException as exc:
+            self.seen = str(exc)
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "RESULT", np.array([self.seen.encode()], dtype=object))]) for _ in requests]
+"""
+
+INIT_BLS_CONFIG = """
+backend: "python"
+max_batch_size: 0
+input [ { name: "CMD" data_type: TYPE_STRING dims: [ 1 ] } ]
+output [ { name: "RESULT" data_type: TYPE_STRING dims: [ 1 ] } ]
+"""
+
+MODELS: dict[str, tuple[str, str]] = {
+    "bls_probe": (PROBE_CONFIG, PROBE_MODEL),
+    "add": (ADD_CONFIG, ADD_MODEL),
+    "square": (SQUARE_CONFIG, SQUARE_MODEL),
+    "held": (HELD_CONFIG, HELD_MODEL),
+    "ticker": (SQUARE_CONFIG, TICKER_MODEL),
+    "countdown": (COUNTDOWN_CONFIG, COUNTDOWN_MODEL),
+    "init_bls": (INIT_BLS_CONFIG, INIT_BLS_MODEL),
+}
+
+
+def write_repo(root: Path, names: Iterable[str] = MODELS) -> Path:
+    """Write the named models (default: all) into ``root``; returns ``root``."""
+    for name in names:
+        config, model = MODELS[name]
+        version = root / name / "1"
+        version.mkdir(parents=True, exist_ok=True)
+        (root / name / "config.pbtxt").write_text(
+            f'name: "{name}"\n' + textwrap.dedent(config)
+        )
+        (version / "model.py").write_text(textwrap.dedent(model).lstrip())
+    return root
+
+
+def req(model: str, inputs: Sequence[Any] = (), **kwargs: Any) -> dict[str, Any]:
+    """A REQ for a probe script: InferenceRequest(model_name=model, ...)."""
+    kwargs.setdefault("requested_output_names", [])
+    return {"model_name": model, "inputs": list(inputs), **kwargs}
+
+
+def probe(url: str, steps: Sequence[dict[str, Any]], protocol: str = "http") -> Any:
+    """Run a probe script on the server at ``url``; returns the results list."""
+    import numpy as np
+
+    cmd = np.array([json.dumps(list(steps)).encode()], dtype=object)
+    if protocol == "http":
+        import tritonclient.http as client
+    else:
+        import tritonclient.grpc as client  # type: ignore[no-redef]
+    c = client.InferenceServerClient(url)
+    try:
+        tensor = client.InferInput("CMD", [1], "BYTES")
+        tensor.set_data_from_numpy(cmd)
+        result = c.infer("bls_probe", [tensor])
+        return json.loads(result.as_numpy("RESULT")[0])
+    finally:
+        c.close()

@@ -1,0 +1,28 @@
+"""One tritonx server over the BLS repository (tests/bls/blsmodels.py) per module.
+Tests that hold the "held" model use tags of their own (see HELD_MODEL)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from blsmodels import write_repo  # noqa: E402
+from serverutil import RunningServer, run_server  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bls_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_repo(tmp_path_factory.mktemp("bls") / "repo")
+
+
+@pytest.fixture(scope="module")
+def bls_server(bls_repo: Path) -> Iterator[RunningServer]:
+    with run_server(bls_repo) as server:
+        yield server

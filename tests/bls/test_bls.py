@@ -1,0 +1,357 @@
+"""BLS end to end: a Python model calling models of its server through the wire of
+a real tritonx server (tests/bls/blsmodels.py holds the models and the probe)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from blsmodels import probe, req
+from serverutil import RunningServer
+
+FP32 = "float32"
+NOT_STARTED = "Model {0} - Error when running inference: "
+
+
+def f32(*values: float) -> list[Any]:
+    return ["IN", FP32, list(values)]
+
+
+def i32(value: int) -> list[Any]:
+    return ["IN", "int32", [value]]
+
+
+def outputs(result: dict[str, Any]) -> dict[str, list[Any]]:
+    assert "outputs" in result, result
+    return {name: values for name, (_shape, values) in result["outputs"].items()}
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
+    """Polls for a state the test set up (not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.01)
+
+
+def _pending(server: RunningServer, model: str) -> int:
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    match = re.search(
+        rf'nv_inference_pending_request_count{{model="{model}",version="1"}} (\d+)',
+        text,
+    )
+    return int(match.group(1)) if match else -1
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_exec_returns_the_called_models_outputs(
+    bls_server: RunningServer, protocol: str
+) -> None:
+    url = bls_server.http_url if protocol == "http" else bls_server.grpc_url
+    sync, every, one_async = probe(
+        url,
+        [
+            {
+                "call": "exec",
+                "req": req("add", [f32(1, 2)], requested_output_names=["OUT"]),
+            },
+            {"call": "exec", "req": req("add", [f32(4)])},
+            {
+                "call": "async_exec",
+                "req": req("add", [f32(5)], requested_output_names=["OUT2"]),
+            },
+        ],
+        protocol,
+    )
+    assert outputs(sync) == {"OUT": [2.0, 3.0]}
+    # No requested outputs: every output of the called model, as in Triton.
+    assert set(outputs(every)) == {"OUT", "OUT2", "META"}
+    assert outputs(one_async) == {"OUT2": [10.0]}
+
+
+def test_request_fields_reach_the_called_model(bls_server: RunningServer) -> None:
+    meta = ["META"]
+    results = probe(
+        bls_server.http_url,
+        [
+            {
+                "call": "exec",
+                "req": req(
+                    "add",
+                    [f32(3)],
+                    requested_output_names=meta,
+                    request_id="r1",
+                    correlation_id=7,
+                    flags=3,
+                    parameters={"a": 1, "b": "x", "c": True},
+                ),
+            },
+            {
+                "call": "exec",
+                "req": req(
+                    "add", [f32(3)], requested_output_names=meta, correlation_id="abc"
+                ),
+            },
+            # Names reserved on the wire are ordinary parameters here (Triton's C API).
+            {
+                "call": "async_exec",
+                "req": req(
+                    "add",
+                    [f32(3)],
+                    requested_output_names=meta,
+                    parameters={"timeout": 5, "sequence_id": 3, "triton_x": 1},
+                ),
+            },
+            {
+                "call": "exec",
+                "req": req(
+                    "add", [f32(1)], requested_output_names=["OUT"], model_version=1
+                ),
+            },
+            {
+                "call": "exec",
+                "req": req(
+                    "add", [f32(1)], requested_output_names=["OUT"], model_version=5
+                ),
+            },
+        ],
+    )
+    import json
+
+    seen = [json.loads(outputs(r)["META"][0]) for r in results[:3]]
+    assert seen[0] == {
+        "params": {"a": 1, "b": "x", "c": True},
+        "request_id": "r1",
+        "correlation_id": 7,
+        "flags": 3,
+    }
+    assert seen[1]["correlation_id"] == "abc"
+    assert seen[2]["params"] == {"timeout": 5, "sequence_id": 3, "triton_x": 1}
+    assert outputs(results[3]) == {"OUT": [2.0]}
+    assert results[4]["error"] == NOT_STARTED.format("add") + (
+        "Failed for execute the inference request. Model 'add' is not ready."
+    )
+
+
+def test_async_exec_calls_are_in_flight_together(
+    bls_server: RunningServer, bls_repo: Path
+) -> None:
+    """Four async_exec calls to a one-instance model that holds its request: all four
+    are submitted before any answer (three wait in its queue), by no extra thread."""
+    tags = [101, 102, 103, 104]
+    steps: list[dict[str, Any]] = [{"threads": True}]
+    steps += [
+        {"start": str(t), "req": req("held", [f32(t)], requested_output_names=["OUT"])}
+        for t in tags
+    ]
+    steps += [{"threads": True}]
+    steps += [{"await": str(t)} for t in tags]
+    result: list[Any] = []
+    caller = threading.Thread(
+        target=lambda: result.append(probe(bls_server.grpc_url, steps, "grpc"))
+    )
+    caller.start()
+    try:
+        _wait_for(lambda: (bls_repo / "held-101").exists(), "the first call runs")
+        _wait_for(
+            lambda: _pending(bls_server, "held") == 3, "three calls queued behind it"
+        )
+    finally:
+        for t in tags:
+            (bls_repo / f"open-{t}").touch()
+        caller.join(120)
+    threads_before, *_, threads_during = result[0][: len(tags) + 2]
+    assert threads_during == threads_before
+    assert [outputs(r) for r in result[0][len(tags) + 2 :]] == [
+        {"OUT": [float(t)]} for t in tags
+    ]
+
+
+def test_decoupled_responses_by_for_and_async_for(bls_server: RunningServer) -> None:
+    three = req("square", [i32(3)], requested_output_names=["OUT"])
+    results = probe(
+        bls_server.http_url,
+        [
+            {"call": "exec", "decoupled": True, "req": three},
+            {"call": "async_exec", "decoupled": True, "req": three},
+            {"call": "async_exec", "decoupled": True, "aiter": True, "req": three},
+            {"call": "exec", "decoupled": True, "aiter": True, "req": three},
+            {"gather": [three, three], "decoupled": True, "aiter": True},
+            {"call": "exec", "decoupled": True, "req": req("square", [i32(0)])},
+            {"call": "exec", "decoupled": True, "req": req("square", [i32(-1)])},
+            # A model that is not decoupled answers once, FINAL included.
+            {
+                "call": "exec",
+                "decoupled": True,
+                "req": req("add", [f32(1)], requested_output_names=["OUT"]),
+            },
+        ],
+    )
+    # Every response, then the FINAL one (empty: the model sent FINAL alone).
+    streamed = [{"OUT": [0]}, {"OUT": [1]}, {"OUT": [2]}, {}]
+    for result in [*results[:4], *results[4]]:
+        assert [outputs(r) for r in result["responses"]] == streamed
+    assert [outputs(r) for r in results[5]["responses"]] == [{}]
+    error, final = results[6]["responses"]
+    assert error["error"] == "count must not be negative"
+    assert outputs(final) == {}
+    assert [outputs(r) for r in results[7]["responses"]] == [{"OUT": [2.0]}]
+
+
+def test_cancel_a_decoupled_call(bls_server: RunningServer) -> None:
+    """ticker sends one response, then waits for cancellation before FINAL."""
+    (result,) = probe(
+        bls_server.http_url, [{"cancel_after": 1, "req": req("ticker", [i32(0)])}]
+    )
+    assert [outputs(r) for r in result["responses"]] == [{"OUT": [0]}, {}]
+
+
+def test_errors_come_back_as_responses(bls_server: RunningServer) -> None:
+    bad = NOT_STARTED.format("add")
+    steps = [
+        {"call": "exec", "req": req("nope", [f32(1)])},
+        {"call": "async_exec", "req": req("nope", [f32(1)])},
+        {"call": "exec", "decoupled": True, "req": req("nope", [f32(1)])},
+        {"call": "exec", "req": req("add", [["X", FP32, [1.0]]])},
+        {"call": "exec", "req": req("add", [["IN", "int32", [1]]])},
+        {"call": "async_exec", "req": req("add", [])},
+        {"call": "exec", "req": req("add", [f32(1)], requested_output_names=["NOPE"])},
+        {"call": "exec", "req": req("add", [f32(-1)])},
+        {"call": "exec", "req": req("square", [i32(2)])},
+        {"call": "exec", "req": req("add", [f32(-2)])},
+        {"call": "exec", "req": req("add", [f32(1)], parameters={"f": 1.5})},
+    ]
+    r = probe(bls_server.http_url, steps)
+    not_ready = NOT_STARTED.format("nope") + (
+        "Failed for execute the inference request. Model 'nope' is not ready."
+    )
+    assert r[0] == r[1] == {"error": not_ready, "code": 1}
+    assert r[2] == {"responses": [{"error": not_ready, "code": 1}]}
+    assert r[3]["error"] == bad + "unexpected inference input 'X' for model 'add'"
+    assert r[4]["error"] == bad + (
+        "[request id: <id_unknown>] inference input 'IN' data-type is 'INT32', but "
+        "model 'add' expects 'FP32'"
+    )
+    assert r[5]["error"].startswith(
+        bad + "[request id: <id_unknown>] expected 1 inputs"
+    )
+    assert r[6]["error"] == bad + "unexpected inference output 'NOPE' for model 'add'"
+    # An error the called model answered with keeps its message and code.
+    assert r[7] == {"error": "negative one is refused", "code": 3}
+    assert r[8]["error"].startswith(
+        NOT_STARTED.format("square") + "Model square is using the decoupled."
+    )
+    assert r[9]["error"].startswith(
+        "Failed to process the request(s) for model 'add_0', message: "
+        "TritonModelException: minus two fails the batch"
+    )
+    # Building a request with a parameter Triton cannot pass on raises, as there.
+    assert r[10] == {
+        "raised": "TritonModelException",
+        "message": "Expect parameters values to have type bool/int/str, found type "
+        "<class 'float'>",
+    }
+
+
+def test_timeout_expires_in_the_called_models_queue(
+    bls_server: RunningServer, bls_repo: Path
+) -> None:
+    """held's queue policy allows a request timeout to shorten its 60 s default."""
+    steps = [
+        {
+            "start": "first",
+            "req": req("held", [f32(201)], requested_output_names=["OUT"]),
+        },
+        {
+            "call": "async_exec",
+            "req": req(
+                "held", [f32(202)], requested_output_names=["OUT"], timeout=1000
+            ),
+        },
+        {"touch": "open-201"},
+        {"await": "first"},
+    ]
+    try:
+        _, expired, _, first = probe(bls_server.http_url, steps)
+    finally:
+        (bls_repo / "open-201").touch()
+    assert expired == {"error": "Request timeout expired", "code": 4}
+    assert outputs(first) == {"OUT": [201.0]}
+
+
+def test_bls_is_refused_outside_execute(bls_server: RunningServer) -> None:
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(bls_server.http_url)
+    tensor = httpclient.InferInput("CMD", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([b""], dtype=object))
+    seen = client.infer("init_bls", [tensor]).as_numpy("RESULT")[0]
+    client.close()
+    assert seen == b"BLS is only supported during the 'execute' function."
+
+
+def test_a_model_calling_itself_never_deadlocks(bls_server: RunningServer) -> None:
+    """countdown has two instances: one level of self-call has an instance to run
+    on; a second level would wait forever (Triton hangs) and is refused instead."""
+    results = probe(
+        bls_server.http_url,
+        [
+            {
+                "call": "exec",
+                "req": req("countdown", [i32(1)], requested_output_names=["OUT"]),
+            },
+            {
+                "call": "exec",
+                "req": req("countdown", [i32(2)], requested_output_names=["OUT"]),
+            },
+            {
+                "call": "exec",
+                "req": req("countdown", [i32(1)], requested_output_names=["OUT"]),
+            },
+        ],
+    )
+    assert outputs(results[0]) == {"OUT": [1]}
+    assert results[1] == {
+        "error": NOT_STARTED.format("countdown")
+        + "the request would never run: every instance of model 'countdown' is "
+        "executing a request that waits for it",
+        "code": 4,
+    }
+    assert outputs(results[2]) == {"OUT": [1]}
+
+
+def test_statistics_count_bls_requests_on_the_called_model(
+    bls_server: RunningServer,
+) -> None:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(bls_server.http_url)
+
+    def add_stats() -> tuple[int, int]:
+        stats = client.get_inference_statistics("add")["model_stats"][0]
+        return int(stats["inference_count"]), int(
+            stats["inference_stats"]["success"]["count"]
+        )
+
+    before = add_stats()
+    probe(
+        bls_server.http_url,
+        [
+            {
+                "call": "exec",
+                "req": req("add", [f32(1)], requested_output_names=["OUT"]),
+            },
+            {"gather": [req("add", [f32(1)], requested_output_names=["OUT"])] * 3},
+        ],
+    )
+    after = add_stats()
+    client.close()
+    assert (after[0] - before[0], after[1] - before[1]) == (4, 4)
