@@ -79,3 +79,37 @@ def test_each_server_sees_only_its_own_models(tmp_path: Path) -> None:
         "Model only_a - Error when running inference: Failed for execute the "
         "inference request. Model 'only_a' is not ready."
     )
+
+
+def test_bls_from_a_stub_process(tmp_path: Path) -> None:
+    """EXECUTION_MODE=process: the stub forwards each call to its server, which runs
+    it for that instance (same results, same self-call refusal)."""
+    from serverutil import run_server
+
+    repo = write_repo(tmp_path / "repo", ["bls_probe", "add", "countdown"])
+    count = ["IN", "int32", [2]]
+    with run_server(repo, "--backend-config=python,execution-mode=process") as server:
+        add, nope, deep = probe(
+            server.http_url,
+            [
+                {
+                    "call": "async_exec",
+                    "req": req(
+                        "add",
+                        [["IN", "float32", [2.0]]],
+                        requested_output_names=["OUT"],
+                    ),
+                },
+                {
+                    "call": "exec",
+                    "req": req("nope", [], requested_output_names=["OUT"]),
+                },
+                {
+                    "call": "exec",
+                    "req": req("countdown", [count], requested_output_names=["OUT"]),
+                },
+            ],
+        )
+    assert add["outputs"]["OUT"][1] == [3.0]
+    assert nope["error"].endswith("Model 'nope' is not ready.")
+    assert "would never run" in deep["error"]
