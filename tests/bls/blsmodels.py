@@ -337,6 +337,58 @@ input [ { name: "CMD" data_type: TYPE_STRING dims: [ 1 ] } ]
 output [ { name: "RESULT" data_type: TYPE_STRING dims: [ 1 ] } ]
 """
 
+# A sequence model (direct strategy, implicit state): OUT = the sum of IN over the
+# sequence so far; CORR = the correlation id it was given.
+SEQ_MODEL = r"""
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()
+            state = pb_utils.get_input_tensor_by_name(r, "STATE_IN").as_numpy()
+            corr = pb_utils.get_input_tensor_by_name(r, "CORRID").as_numpy()
+            total = (state + x).astype(np.int32)
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUT", total), pb_utils.Tensor("STATE_OUT", total),
+                pb_utils.Tensor("CORR", corr.astype(np.uint64))]))
+        return out
+"""
+
+SEQ_CONFIG = """
+backend: "python"
+max_batch_size: 4
+input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] },
+         { name: "CORR" data_type: TYPE_UINT64 dims: [ 1 ] } ]
+sequence_batching {
+  max_sequence_idle_microseconds: 5000000
+  direct { }
+  control_input [
+    { name: "CORRID" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 } ] }
+  ]
+  state [ { input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_INT32
+            dims: [ 1 ] } ]
+}
+instance_group [ { count: 1 kind: KIND_CPU } ]
+"""
+
+# An ensemble of one step: IN -> add -> OUT.
+ENSEMBLE_CONFIG = """
+platform: "ensemble"
+max_batch_size: 0
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ -1 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ -1 ] } ]
+ensemble_scheduling { step [ {
+  model_name: "add" model_version: -1
+  input_map { key: "IN" value: "IN" }
+  output_map { key: "OUT" value: "OUT" }
+} ] }
+"""
+
 MODELS: dict[str, tuple[str, str]] = {
     "bls_probe": (PROBE_CONFIG, PROBE_MODEL),
     "add": (ADD_CONFIG, ADD_MODEL),
@@ -345,6 +397,8 @@ MODELS: dict[str, tuple[str, str]] = {
     "ticker": (SQUARE_CONFIG, TICKER_MODEL),
     "countdown": (COUNTDOWN_CONFIG, COUNTDOWN_MODEL),
     "init_bls": (INIT_BLS_CONFIG, INIT_BLS_MODEL),
+    "seq": (SEQ_CONFIG, SEQ_MODEL),
+    "ens_add": (ENSEMBLE_CONFIG, ""),
 }
 
 
@@ -357,7 +411,8 @@ def write_repo(root: Path, names: Iterable[str] = MODELS) -> Path:
         (root / name / "config.pbtxt").write_text(
             f'name: "{name}"\n' + textwrap.dedent(config)
         )
-        (version / "model.py").write_text(textwrap.dedent(model).lstrip())
+        if model:  # an ensemble has no model file
+            (version / "model.py").write_text(textwrap.dedent(model).lstrip())
     return root
 
 

@@ -355,3 +355,56 @@ def test_statistics_count_bls_requests_on_the_called_model(
     after = add_stats()
     client.close()
     assert (after[0] - before[0], after[1] - before[1]) == (4, 4)
+
+
+def test_sequence_model_gets_correlation_id_and_flags(
+    bls_server: RunningServer,
+) -> None:
+    """seq sums IN over a sequence (implicit state); START=1, END=2 as in pb_utils."""
+
+    def step(corr: int, flags: int, value: int) -> dict[str, Any]:
+        return {
+            "call": "exec",
+            "req": req(
+                "seq",
+                [["IN", "int32", [[value]]]],
+                requested_output_names=["OUT", "CORR"],
+                correlation_id=corr,
+                flags=flags,
+            ),
+        }
+
+    results = probe(
+        bls_server.http_url,
+        [
+            step(42, 1, 5),
+            step(43, 3, 100),
+            step(42, 0, 3),
+            step(42, 2, 1),
+            step(42, 0, 1),
+        ],
+    )
+    got = [outputs(r) if "outputs" in r else r for r in results]
+    assert got[:4] == [
+        {"OUT": [[5]], "CORR": [[42]]},
+        {"OUT": [[100]], "CORR": [[43]]},
+        {"OUT": [[8]], "CORR": [[42]]},
+        {"OUT": [[9]], "CORR": [[42]]},
+    ]
+    # The sequence ended: without START the sequence batcher refuses it.
+    assert "error" in got[4]
+
+
+def test_bls_to_an_ensemble(bls_server: RunningServer) -> None:
+    sync, one_async = probe(
+        bls_server.http_url,
+        [
+            {
+                "call": "exec",
+                "req": req("ens_add", [f32(1, 2)], requested_output_names=["OUT"]),
+            },
+            {"call": "async_exec", "req": req("ens_add", [f32(7)])},
+        ],
+    )
+    assert outputs(sync) == {"OUT": [2.0, 3.0]}
+    assert outputs(one_async) == {"OUT": [8.0]}
