@@ -15,13 +15,23 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from tritonx import __version__, cli_limits
+from tritonx.cli_values import (
+    UsageError,
+    forward_pattern,
+    ignored_dest,
+    parse_backend_config,
+    parse_bool,
+    parse_choice,
+    parse_float,
+    parse_int,
+    parse_restricted_features,
+)
 from tritonx.frontends.grpc import PROTOCOL_GROUPS as GRPC_PROTOCOL_GROUPS
-from tritonx.frontends.http_access import compile_forward_pattern
 from tritonx.frontends.http_protocol import (
     DEFAULT_MAX_HEADER_COUNT,
     DEFAULT_MAX_HEADER_SIZE,
@@ -90,114 +100,6 @@ GRPC_CHANNEL_FLAGS = {
     "--grpc-max-connection-age-grace": "grpc.max_connection_age_grace_ms",
 }
 
-_TRUE = {"true", "on", "1"}
-_FALSE = {"false", "off", "0"}
-
-
-class UsageError(Exception):
-    """A command-line error; the message is printed as is."""
-
-
-def parse_bool(text: str) -> bool:
-    """Triton's boolean values: true/false, on/off, 1/0 in any case."""
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"invalid value for bool option: {text}")
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"Invalid option value. Got {text}") from None
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"Invalid option value. Got {text}") from None
-
-
-def _ignored_dest(flag: str) -> str:
-    return "ignored_" + flag[2:].replace("-", "_")
-
-
-def _choice(flag: str, choices: Sequence[str]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise argparse.ArgumentTypeError(f"invalid argument for {flag}")
-        return text
-
-    return parse
-
-
-def parse_backend_config(values: Sequence[str]) -> dict[str, dict[str, str]]:
-    """``<backend>,<setting>=<value>``; without a backend the setting is global ("")."""
-    result: dict[str, dict[str, str]] = {}
-    for value in values:
-        backend, comma, setting = value.partition(",")
-        if not comma:
-            backend, setting = "", value
-        key, equals, val = setting.partition("=")
-        if not equals or not key:
-            raise UsageError(
-                'Bad option: "--backend-config".\n'
-                "--backend-config option format is "
-                f"'<backend name>,<setting>=<value>'. Got {value}"
-            )
-        result.setdefault(backend, {})[key] = val
-    return result
-
-
-def parse_restricted_features(
-    values: Sequence[str], flag: str, feature_type: str, groups: Sequence[str]
-) -> list[tuple[str, str, str]]:
-    """``<group>[,<group>...]:<key>=<value>`` (repeatable) -> [(group, key, value)].
-
-    tritonserver's parser for ``--grpc-restricted-protocol`` (``feature_type``
-    "protocol") and ``--http-restricted-api`` ("api"), with its messages: a group
-    may appear in one flag only.
-    """
-    result: list[tuple[str, str, str]] = []
-    seen: set[str] = set()
-    for value in values:
-        names, colon, setting = value.partition(":")
-        key, equals, val = setting.partition("=")
-        if not colon or not equals or not names or not key or not val:
-            raise UsageError(
-                f'Bad option: "{flag}".\n{flag} option format is '
-                f"'<config name>:<setting>=<value>'. Got {value}"
-            )
-        for name in names.split(","):
-            if name not in groups:
-                raise UsageError(
-                    f'Bad option: "{flag}".\n'
-                    f"unknown restricted {feature_type} '{name}'"
-                )
-            if name in seen:
-                raise UsageError(
-                    f'Bad option: "{flag}".\nrestricted {feature_type} '
-                    f"'{name}' can not be specified in multiple config groups"
-                )
-            seen.add(name)
-            result.append((name, key, val))
-    return result
-
-
-def _forward_pattern(flag: str, pattern: str) -> str:
-    """The pattern if it compiles. tritonserver logs a bad one and then forwards
-    nothing; refusing it at start-up makes the mistake visible."""
-    if pattern:
-        try:
-            compile_forward_pattern(pattern)
-        except ValueError as error:
-            raise UsageError(f'Bad option: "{flag}".\n{error}') from None
-    return pattern
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -238,14 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--exit-timeout-secs",
-        type=_int,
+        type=parse_int,
         default=30,
         metavar="<integer>",
         help="Seconds to wait for in-flight inferences when exiting (default 30).",
     )
     g.add_argument(
         "--max-inflight-requests",
-        type=_int,
+        type=parse_int,
         default=DEFAULT_MAX_INFLIGHT_REQUESTS,
         metavar="<integer>",
         help="tritonx: requests accepted and not yet answered, across all models, "
@@ -257,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("Logging")
     g.add_argument(
         "--log-verbose",
-        type=_int,
+        type=parse_int,
         default=0,
         metavar="<integer>",
         help="Verbose logging level; 0 disables verbose logging.",
@@ -266,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(flag, type=parse_bool, default=True, metavar="<boolean>")
     g.add_argument(
         "--log-format",
-        type=_choice("--log-format", ("default", "ISO8601")),
+        type=parse_choice("--log-format", ("default", "ISO8601")),
         default="default",
         metavar="<string>",
     )
@@ -308,13 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--model-control-mode",
-        type=_choice("--model-control-mode", ("none", "poll", "explicit")),
+        type=parse_choice("--model-control-mode", ("none", "poll", "explicit")),
         default="none",
         metavar="<string>",
     )
     g.add_argument(
         "--repository-poll-secs",
-        type=_int,
+        type=parse_int,
         default=15,
         metavar="<integer>",
         help="Seconds between repository polls with --model-control-mode=poll.",
@@ -333,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Use <model>/configs/<name>.pbtxt instead of config.pbtxt when present.",
     )
     g.add_argument(
-        "--model-load-thread-count", type=_int, default=4, metavar="<integer>"
+        "--model-load-thread-count", type=parse_int, default=4, metavar="<integer>"
     )
 
     g = p.add_argument_group("HTTP")
@@ -346,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--http-port",
-        type=_int,
+        type=parse_int,
         default=8000,
         metavar="<integer>",
         help="HTTP port (default 8000; 0 picks a free port).",
@@ -356,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--http-engine",
-        type=_choice("--http-engine", ("auto", "python", "native")),
+        type=parse_choice("--http-engine", ("auto", "python", "native")),
         default="auto",
         metavar="<string>",
         help="tritonx: 'native' (C++ libevent server: inference and generate parsed "
@@ -365,14 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--http-thread-count",
-        type=_int,
+        type=parse_int,
         default=min(8, os.cpu_count() or 1),
         metavar="<integer>",
         help="Event threads of the native HTTP server (default: CPUs, at most 8).",
     )
     g.add_argument(
         "--http-max-input-size",
-        type=_int,
+        type=parse_int,
         default=64 * 1024 * 1024,
         metavar="<integer>",
     )
@@ -395,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--http-max-header-size",
-        type=_int,
+        type=parse_int,
         default=DEFAULT_MAX_HEADER_SIZE,
         metavar="<integer>",
         help="tritonx: bytes a request line and headers may take (default "
@@ -404,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--http-max-header-count",
-        type=_int,
+        type=parse_int,
         default=DEFAULT_MAX_HEADER_COUNT,
         metavar="<integer>",
         help="tritonx: header fields a request may have (default "
@@ -448,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--grpc-port",
-        type=_int,
+        type=parse_int,
         default=8001,
         metavar="<integer>",
         help="gRPC port (default 8001; 0 picks a free port).",
@@ -463,14 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(flag, type=Path, default=None, metavar="<string>")
     g.add_argument(
         "--grpc-infer-response-compression-level",
-        type=_choice(
+        type=parse_choice(
             "--grpc-infer-response-compression-level", ("none", "low", "medium", "high")
         ),
         default="none",
         metavar="<string>",
     )
     for flag in GRPC_CHANNEL_FLAGS:
-        g.add_argument(flag, type=_int, default=None, metavar="<integer>")
+        g.add_argument(flag, type=parse_int, default=None, metavar="<integer>")
     g.add_argument(
         "--grpc-restricted-protocol",
         action="append",
@@ -498,13 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--metrics-port",
-        type=_int,
+        type=parse_int,
         default=8002,
         metavar="<integer>",
         help="Prometheus metrics port (default 8002; 0 picks a free port).",
     )
     g.add_argument(
-        "--metrics-interval-ms", type=_float, default=2000.0, metavar="<float>"
+        "--metrics-interval-ms", type=parse_float, default=2000.0, metavar="<float>"
     )
 
     g = p.add_argument_group("Backend")
@@ -526,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Accepted for compatibility with tritonserver, without effect"
     )
     for flag in IGNORED_FLAGS:
-        g.add_argument(flag, dest=_ignored_dest(flag), default=None, metavar="<value>")
+        g.add_argument(flag, dest=ignored_dest(flag), default=None, metavar="<value>")
     return p
 
 
@@ -560,7 +462,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         if args.strict_model_config:
             auto_complete = False
     for flag in IGNORED_FLAGS:
-        if getattr(args, _ignored_dest(flag)) is not None:
+        if getattr(args, ignored_dest(flag)) is not None:
             warnings.append(f"{flag} has no effect in tritonx and is ignored")
     try:
         rate_limit_resources = cli_limits.parse_rate_limit_resources(
@@ -612,7 +514,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
                 HTTP_API_GROUPS,
             )
         },
-        http_header_forward_pattern=_forward_pattern(
+        http_header_forward_pattern=forward_pattern(
             "--http-header-forward-pattern", args.http_header_forward_pattern
         ),
         http_max_header_size=args.http_max_header_size,
