@@ -6,16 +6,37 @@ Used by bench_serving.py and bench_streaming.py (run as scripts from benchmarks/
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
+import shlex
+import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every side-by-side benchmark takes: how to start each server and
+    where perf_analyzer is."""
+    parser.add_argument(
+        "--reference-cmd", default=None, help="starts the reference Triton"
+    )
+    parser.add_argument(
+        "--tritonx-cmd",
+        default=f"{shlex.quote(sys.executable)} -m tritonx",
+        help="command that starts tritonx (default: this python -m tritonx)",
+    )
+    parser.add_argument(
+        "--perf-analyzer",
+        default=os.environ.get("PERF_ANALYZER") or shutil.which("perf_analyzer"),
+    )
 
 
 def free_port() -> int:

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from _harness import run_perf_analyzer, running
+from _harness import add_server_arguments, run_perf_analyzer, running
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -135,12 +134,7 @@ def perf_rows(
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--reference-cmd", default=None)
-    p.add_argument("--tritonx-cmd", default=f"{shlex.quote(sys.executable)} -m tritonx")
-    p.add_argument(
-        "--perf-analyzer",
-        default=os.environ.get("PERF_ANALYZER") or shutil.which("perf_analyzer"),
-    )
+    add_server_arguments(p)
     p.add_argument("--models", default="cheap,bls_sync,bls_async")
     p.add_argument("--concurrency", default="1,4")
     p.add_argument("--protocols", default="grpc")

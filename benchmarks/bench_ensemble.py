@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _harness import run_perf_analyzer, running
+from _harness import add_server_arguments, run_perf_analyzer, running
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -158,12 +157,7 @@ def python_overhead(repo: Path, iterations: int) -> tuple[float, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--reference-cmd", default=None)
-    p.add_argument("--tritonx-cmd", default=f"{shlex.quote(sys.executable)} -m tritonx")
-    p.add_argument(
-        "--perf-analyzer",
-        default=os.environ.get("PERF_ANALYZER") or shutil.which("perf_analyzer"),
-    )
+    add_server_arguments(p)
     p.add_argument("--concurrency", default="1,4")
     p.add_argument("--protocols", default="grpc,http")
     p.add_argument("--measurement-interval", type=int, default=2000, metavar="MS")

@@ -58,10 +58,7 @@ void BatchRunner::Run(Batch& batch, uint64_t sequence) {
   // execution starts, so that the wait counts as queue time, as in Triton.
   RateLimiter::Slot* limit = executor.rate_limit.get();
   if (limit != nullptr && !limit->Acquire()) {
-    Fail(batch.requests,
-         Status(StatusCode::kUnavailable,
-                "model '" + spec_.name + "' is unloading, request abandoned"),
-         FailureReason::kOther);
+    FailAbandoned(batch.requests);
     Deliver(sequence, {});  // under preserve_ordering, later batches still leave
     return;
   }
@@ -205,6 +202,25 @@ void BatchRunner::Deliver(uint64_t sequence, std::vector<DeliveryItem> items) {
     lock.lock();
   }
   delivering_ = false;
+}
+
+void BatchRunner::FailAbandoned(std::vector<RequestPtr>& requests) {
+  if (requests.empty()) return;
+  Fail(requests,
+       Status(StatusCode::kUnavailable,
+              "model '" + spec_.name + "' is unloading, request abandoned"),
+       FailureReason::kOther);
+}
+
+void JoinWorkers(std::vector<std::thread>& workers) {
+  for (auto& worker : workers) {
+    if (worker.get_id() == std::this_thread::get_id()) {
+      worker.detach();
+    } else if (worker.joinable()) {
+      worker.join();
+    }
+  }
+  workers.clear();
 }
 
 }  // namespace tritonx

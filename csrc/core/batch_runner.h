@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "executor.h"
@@ -61,6 +62,9 @@ class BatchRunner {
   // Answers `requests` with `status`, counting each as a failure for `reason`.
   void Fail(std::vector<RequestPtr>& requests, const Status& status,
             FailureReason reason);
+  // Answers requests a stop without drain gives up: UNAVAILABLE "model 'm' is
+  // unloading, request abandoned", counted as OTHER failures.
+  void FailAbandoned(std::vector<RequestPtr>& requests);
 
   // Whether instance `index` has run enough executions, all short, that running one
   // request on a waiting caller's thread beats waking its worker.
@@ -97,5 +101,10 @@ class BatchRunner {
   std::map<uint64_t, std::vector<DeliveryItem>> held_;
   bool delivering_ = false;
 };
+
+// Joins a scheduler's worker threads when it stops. The last reference to a model
+// can be dropped by one of its own workers (in a response callback); that worker
+// cannot join itself, so it is detached and exits on its own.
+void JoinWorkers(std::vector<std::thread>& workers);
 
 }  // namespace tritonx

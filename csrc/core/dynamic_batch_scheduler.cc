@@ -159,11 +159,7 @@ void DynamicBatchScheduler::Stop(bool drain) {
     if (stopping_ && workers_.empty() && abandoned.empty()) return;
     stopping_ = true;
   }
-  runner_.Fail(
-      abandoned,
-      Status(StatusCode::kUnavailable,
-             "model '" + runner_.spec().name + "' is unloading, request abandoned"),
-      FailureReason::kOther);
+  runner_.FailAbandoned(abandoned);
   {
     // Requests running inline on callers' threads finish before the workers go.
     std::unique_lock<std::mutex> lock(mu_);
@@ -171,16 +167,7 @@ void DynamicBatchScheduler::Stop(bool drain) {
   }
   work_cv_.notify_all();
   sweep_cv_.notify_all();
-  for (auto& worker : workers_) {
-    // The last reference to a model can be dropped by one of its own workers (a
-    // response callback); that worker cannot join itself, it exits on its own.
-    if (worker.get_id() == std::this_thread::get_id()) {
-      worker.detach();
-    } else if (worker.joinable()) {
-      worker.join();
-    }
-  }
-  workers_.clear();
+  JoinWorkers(workers_);
   if (sweeper_.joinable()) sweeper_.join();
   // With no instances nothing drained the queue: fail what is left.
   std::vector<RequestPtr> left;

@@ -242,20 +242,10 @@ void SequenceBatchScheduler::Stop(bool drain) {
       pending_ = 0;
     }
   }
-  runner_.Fail(abandoned,
-               Status(StatusCode::kUnavailable,
-                      "model '" + Name() + "' is unloading, request abandoned"),
-               FailureReason::kOther);
+  runner_.FailAbandoned(abandoned);
   work_cv_.notify_all();
   reap_cv_.notify_all();
-  for (auto& worker : workers_) {
-    if (worker.get_id() == std::this_thread::get_id()) {
-      worker.detach();
-    } else if (worker.joinable()) {
-      worker.join();
-    }
-  }
-  workers_.clear();
+  JoinWorkers(workers_);
   if (reaper_.joinable()) reaper_.join();
   std::vector<RequestPtr> left;
   {

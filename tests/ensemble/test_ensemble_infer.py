@@ -5,16 +5,15 @@ ensemble and of its composing models."""
 
 from __future__ import annotations
 
-import importlib.util
 import queue
 import threading
 import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import ensemble_repo as er
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -23,17 +22,6 @@ from serverutil import RunningServer, run_server
 from testmodels import HELD_MODEL
 from tritonclient.utils import InferenceServerException
 
-
-def load_repo_module() -> ModuleType:
-    path = Path(__file__).with_name("ensemble_repo.py")
-    spec = importlib.util.spec_from_file_location("ensemble_repo", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-er = load_repo_module()
 X = np.arange(8, dtype=np.float32).reshape(2, 4)
 
 

@@ -4,28 +4,15 @@ explicit load/unload with composing models and dependents, startup ordering."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
+import ensemble_repo as er
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from serverutil import RunningServer, run_server
 from tritonclient.utils import InferenceServerException
-
-
-def load_repo_module() -> ModuleType:
-    path = Path(__file__).with_name("ensemble_repo.py")
-    spec = importlib.util.spec_from_file_location("ensemble_repo", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-er = load_repo_module()
 
 # Triton 2.51's answers (checked against it, see test_ensemble_reference.py).
 # Graph errors are found while polling the repository: the client gets the poll

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from tritonx.errors import as_triton_error
+
 if TYPE_CHECKING:
     from tritonx._native import Request
 
@@ -70,6 +72,47 @@ class Instance(Protocol):
     ) -> Mapping[str, OutputValue]:
         """Batched outputs for inputs concatenated along dim 0."""
         ...
+
+
+def requested_outputs_of(requests: Sequence[Request]) -> set[str] | None:
+    """The outputs a batch must produce: those some request asked for, or None (all)
+    when one of them named none."""
+    wanted: set[str] = set()
+    for request in requests:
+        if not request.requested_outputs:
+            return None
+        wanted.update(request.requested_outputs)
+    return wanted or None
+
+
+class GatheredInstance:
+    """Base of instances that run a whole gathered batch as one framework call
+    (onnxruntime, PyTorch). A subclass gives ``run(inputs, wanted)``; this class
+    gives both entry points of the Instance protocol over it."""
+
+    gather_inputs = True
+
+    def run(
+        self, inputs: Mapping[str, np.ndarray], wanted: set[str] | None
+    ) -> Mapping[str, OutputValue]:
+        """Outputs for `inputs` (batched along dim 0); `wanted` None means all."""
+        raise NotImplementedError
+
+    def execute_batch(
+        self, inputs: dict[str, np.ndarray], requests: list[Request]
+    ) -> Mapping[str, OutputValue]:
+        return self.run(inputs, requested_outputs_of(requests))
+
+    def execute(self, requests: list[Request]) -> ExecuteResult:
+        """Per-request fallback (the core calls execute_batch)."""
+        results: list[Mapping[str, OutputValue] | BaseException] = []
+        for request in requests:
+            try:
+                inputs = {t.name: t.as_numpy() for t in request.inputs}
+                results.append(self.run(inputs, requested_outputs_of([request])))
+            except Exception as exc:
+                results.append(as_triton_error(exc))
+        return results
 
 
 class BackendModel(Protocol):

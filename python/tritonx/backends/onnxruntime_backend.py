@@ -17,7 +17,7 @@ directly, bench_onnx.py). If the private names are missing the wrapper is used.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,17 +25,16 @@ import numpy as np
 import onnxruntime as ort
 
 from tritonx.backends.base import (
-    ExecuteResult,
+    GatheredInstance,
     InstanceContext,
     ModelConfig,
     ModelContext,
-    OutputValue,
 )
 from tritonx.backends.ort_options import OrtSettings, build_settings, providers_for
 from tritonx.errors import InternalError, InvalidArgumentError, as_triton_error
 
 if TYPE_CHECKING:
-    from tritonx._native import Request
+    pass
 
 log = logging.getLogger("tritonx.backends.onnxruntime")
 
@@ -83,7 +82,7 @@ class _FastRun:
         self._cpu = ort.OrtDevice.make("cpu", 0)._get_c_device()
 
     def __call__(
-        self, names: list[str], inputs: dict[str, np.ndarray], run_options: Any
+        self, names: list[str], inputs: Mapping[str, np.ndarray], run_options: Any
     ) -> dict[str, np.ndarray]:
         # The arrays stay referenced by `inputs` for the whole call.
         feed = {
@@ -103,10 +102,8 @@ def _fast_run(session: ort.InferenceSession) -> _FastRun | None:
         return None
 
 
-class OrtInstance:
+class OrtInstance(GatheredInstance):
     """One InferenceSession; called by its core worker thread."""
-
-    gather_inputs = True
 
     def __init__(self, model: OrtModel, ictx: InstanceContext) -> None:
         self._name = ictx.name
@@ -127,16 +124,18 @@ class OrtInstance:
         ]
         self._fast = _fast_run(self._session)
 
-    def _wanted_outputs(self, requests: Sequence[Request]) -> list[str]:
-        # Only what some request asked for; a request that named none wants all.
-        wanted: set[str] = set()
-        for r in requests:
-            if not r.requested_outputs:
-                return self._outputs
-            wanted.update(r.requested_outputs)
-        return [name for name in self._outputs if name in wanted] or self._outputs
+    def run(
+        self, inputs: Mapping[str, np.ndarray], wanted: set[str] | None
+    ) -> dict[str, Any]:
+        # Only what some request asked for, in the model's order; None wants all.
+        names = self._outputs
+        if wanted is not None:
+            names = [name for name in self._outputs if name in wanted] or names
+        return self._run(inputs, names)
 
-    def _run(self, inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]:
+    def _run(
+        self, inputs: Mapping[str, np.ndarray], names: list[str]
+    ) -> dict[str, Any]:
         try:
             if self._string_inputs:
                 # ORT cannot wrap string arrays as OrtValues: plain run() (copies).
@@ -161,22 +160,6 @@ class OrtInstance:
             raise InternalError(str(exc)) from exc
         # numpy views of ORT's output buffers (they keep the OrtValue alive).
         return {name: value.numpy() for name, value in zip(names, values, strict=True)}
-
-    def execute_batch(
-        self, inputs: dict[str, np.ndarray], requests: list[Request]
-    ) -> dict[str, OutputValue]:
-        return self._run(inputs, self._wanted_outputs(requests))
-
-    def execute(self, requests: list[Request]) -> ExecuteResult:
-        """Per-request fallback (the core uses execute_batch)."""
-        results: list[dict[str, OutputValue] | BaseException] = []
-        for r in requests:
-            try:
-                inputs = {t.name: t.as_numpy() for t in r.inputs}
-                results.append(self._run(inputs, self._wanted_outputs([r])))
-            except Exception as exc:
-                results.append(as_triton_error(exc))
-        return results
 
     def close(self) -> None:
         self._session = None

@@ -20,7 +20,7 @@ import os
 import threading
 import warnings
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ import torch
 
 from tritonx.backends import torch_io
 from tritonx.backends.base import (
-    ExecuteResult,
+    GatheredInstance,
     InstanceContext,
     ModelConfig,
     ModelContext,
@@ -43,11 +43,10 @@ from tritonx.errors import (
     InvalidArgumentError,
     TritonXError,
     UnavailableError,
-    as_triton_error,
 )
 
 if TYPE_CHECKING:
-    from tritonx._native import Request
+    pass
 
 log = logging.getLogger("tritonx.backends.pytorch")
 
@@ -244,10 +243,8 @@ class TorchModel:
         self._shared.clear()
 
 
-class TorchInstance:
+class TorchInstance(GatheredInstance):
     """One module on one device; called by its core worker thread."""
-
-    gather_inputs = True
 
     def __init__(self, model: TorchModel, ictx: InstanceContext) -> None:
         self._model = model
@@ -374,7 +371,7 @@ class TorchInstance:
             return [{name: args[pos] for name, pos, _, _ in self._inputs}]
         return args
 
-    def _run(
+    def run(
         self, inputs: Mapping[str, np.ndarray], wanted: set[str] | None
     ) -> dict[str, OutputValue]:
         self._prepare_thread()
@@ -498,31 +495,6 @@ class TorchInstance:
         if config_type == mc.TYPE_BF16:
             return ("BF16", tensor.view(torch.int16).numpy().view(np.uint16))
         return tensor.numpy()
-
-    @staticmethod
-    def _wanted(requests: Sequence[Request]) -> set[str] | None:
-        wanted: set[str] = set()
-        for r in requests:
-            if not r.requested_outputs:
-                return None
-            wanted.update(r.requested_outputs)
-        return wanted or None
-
-    def execute_batch(
-        self, inputs: dict[str, np.ndarray], requests: list[Request]
-    ) -> dict[str, OutputValue]:
-        return self._run(inputs, self._wanted(requests))
-
-    def execute(self, requests: list[Request]) -> ExecuteResult:
-        """Per-request fallback (the core uses execute_batch)."""
-        results: list[Mapping[str, OutputValue] | BaseException] = []
-        for r in requests:
-            try:
-                inputs = {t.name: t.as_numpy() for t in r.inputs}
-                results.append(self._run(inputs, self._wanted([r])))
-            except Exception as exc:
-                results.append(as_triton_error(exc))
-        return results
 
     def close(self) -> None:
         self._module = None
