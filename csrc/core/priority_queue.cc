@@ -14,9 +14,9 @@ PriorityQueue::PriorityQueue(const SchedulerConfig& config) {
                             ? it->second
                             : config.default_queue_policy);
     const QueuePolicy& policy = policies_.back();
-    if (policy.default_timeout_us > 0 || policy.allow_timeout_override) {
-      any_timeouts_ = true;
-    }
+    // A request's `timeout` may only shorten a default one (Triton's rule), so
+    // only a level with a default timeout ever expires requests.
+    if (policy.default_timeout_us > 0) any_timeouts_ = true;
   }
   default_level_ = config.default_priority_level;
   if (default_level_ == 0 || default_level_ > count) {
@@ -43,7 +43,7 @@ Status PriorityQueue::Push(const RequestPtr& request, uint64_t now_ns) {
   }
   uint64_t timeout_us = policy.default_timeout_us;
   if (policy.allow_timeout_override && request->timeout_us > 0 &&
-      (timeout_us == 0 || request->timeout_us < timeout_us)) {
+      request->timeout_us < timeout_us) {
     timeout_us = request->timeout_us;
   }
   request->priority_level = level;

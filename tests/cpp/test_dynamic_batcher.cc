@@ -251,6 +251,8 @@ TEST_F(DynamicBatcher, TimeoutRejectAnsweredWhileOnlyInstanceBusy) {
 TEST_F(DynamicBatcher, TimeoutDelayRunsAfterOthers) {
   SchedulerConfig config;
   config.default_queue_policy.timeout_action = TimeoutAction::kDelay;
+  // An override may only shorten a default timeout (Triton's rule).
+  config.default_queue_policy.default_timeout_us = 60000000;
   config.default_queue_policy.allow_timeout_override = true;
   Start(MakeSpec(8), config);
   Block();

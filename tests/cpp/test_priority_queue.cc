@@ -133,18 +133,25 @@ TEST(PriorityQueue, TimeoutOverrideOnlyShortens) {
   EXPECT_EQ(unset->deadline_ns, kNow + 1000000);
   EXPECT_EQ(queue.NextDeadline(), kNow + 200000);
 
-  // With no default timeout, an override sets one.
+  // With no default timeout there is nothing to shorten: as in Triton, a
+  // request's own timeout then sets none.
   SchedulerConfig open;
   open.default_queue_policy.allow_timeout_override = true;
   PriorityQueue open_queue(open);
   RequestPtr own = WithPriority("own", 0, 300);
   ASSERT_TRUE(open_queue.Push(own, kNow).ok());
-  EXPECT_EQ(own->deadline_ns, kNow + 300000);
+  EXPECT_EQ(own->deadline_ns, 0u);
+  EXPECT_EQ(open_queue.NextDeadline(), 0u);
 }
+
+// A default timeout far past every sweep in these tests (an override can only
+// shorten a default one).
+constexpr uint64_t kLongTimeoutUs = 10000000;
 
 TEST(PriorityQueue, SweepRejectRemovesExpired) {
   SchedulerConfig config;
   config.default_queue_policy.timeout_action = TimeoutAction::kReject;
+  config.default_queue_policy.default_timeout_us = kLongTimeoutUs;
   config.default_queue_policy.allow_timeout_override = true;
   PriorityQueue queue(config);
   ASSERT_TRUE(queue.Push(WithPriority("a", 0, 100), kNow).ok());
@@ -160,13 +167,14 @@ TEST(PriorityQueue, SweepRejectRemovesExpired) {
   queue.SweepExpired(kNow + 1000000, &rejected);
   EXPECT_EQ(Ids(rejected), (std::vector<std::string>{"a", "c"}));
   EXPECT_EQ(Ids(queue), (std::vector<std::string>{"b"}));
-  EXPECT_EQ(queue.NextDeadline(), 0u);
+  EXPECT_EQ(queue.NextDeadline(), kNow + kLongTimeoutUs * 1000);
 }
 
 TEST(PriorityQueue, SweepDelayMovesExpiredBehindEverything) {
   SchedulerConfig config = Levels(2, 2);
   QueuePolicy delay;
   delay.timeout_action = TimeoutAction::kDelay;
+  delay.default_timeout_us = kLongTimeoutUs;
   delay.allow_timeout_override = true;
   config.priority_queue_policy[1] = delay;
   PriorityQueue queue(config);
@@ -178,8 +186,8 @@ TEST(PriorityQueue, SweepDelayMovesExpiredBehindEverything) {
   EXPECT_TRUE(rejected.empty());
   EXPECT_EQ(queue.size(), 3u);
   EXPECT_EQ(Ids(queue), (std::vector<std::string>{"h", "l", "h-expiring"}));
-  // Delayed requests do not time out again.
-  EXPECT_EQ(queue.NextDeadline(), 0u);
+  // Delayed requests do not time out again; "h" keeps its default deadline.
+  EXPECT_EQ(queue.NextDeadline(), kNow + kLongTimeoutUs * 1000);
   queue.SweepExpired(kNow + 900000000, &rejected);
   EXPECT_TRUE(rejected.empty());
   EXPECT_EQ(Ids(queue.PopFront(3)), (std::vector<std::string>{"h", "l", "h-expiring"}));
