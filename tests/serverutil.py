@@ -72,6 +72,19 @@ def server_command(
     return cmd
 
 
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a test server runs in: the installed tritonx, or the source
+    tree's when TRITONX_TEST_SOURCE_TREE is set (the developer loop)."""
+    env = dict(os.environ)
+    if os.environ.get("TRITONX_TEST_SOURCE_TREE"):
+        src = str(Path(__file__).resolve().parents[1] / "python")
+        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if extra:
+        env.update(extra)
+    return env
+
+
 @contextmanager
 def run_server(
     repos: Sequence[Path | str] | Path | str,
@@ -88,13 +101,7 @@ def run_server(
     ``launcher`` replaces ``python -m tritonx`` (e.g. another venv's tritonx-server)."""
     if isinstance(repos, (str, Path)):
         repos = [repos]
-    full_env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1] / "python")
-    if os.environ.get("TRITONX_TEST_SOURCE_TREE"):
-        full_env["PYTHONPATH"] = src + os.pathsep + full_env.get("PYTHONPATH", "")
-    full_env.setdefault("PYTHONUNBUFFERED", "1")
-    if env:
-        full_env.update(env)
+    full_env = server_env(env)
     process = subprocess.Popen(
         server_command(repos, args, launcher),
         stdout=subprocess.PIPE,

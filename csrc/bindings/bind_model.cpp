@@ -47,7 +47,10 @@ void FlushCompletions(std::vector<PendingCompletion>& pending) {
         pending[start].call_soon_threadsafe(*call_many, items);
       }
     } catch (py::error_already_set& err) {
-      err.discard_as_unraisable("tritonx: delivering responses");
+      // A closed loop (RuntimeError): nobody waits for these answers any more.
+      if (!err.matches(PyExc_RuntimeError)) {
+        err.discard_as_unraisable("tritonx: delivering responses");
+      }
     }
     start = end;
   }
@@ -273,8 +276,11 @@ void Submit(PyModel& self, PyRequest& request, const py::object& on_response,
             py::handle(target->call_soon_threadsafe)(fn, value, py::bool_(final));
           }
         } catch (py::error_already_set& err) {
-          // e.g. the loop is closed: nobody is waiting for this answer any more.
-          err.discard_as_unraisable("tritonx: delivering a response");
+          // A closed loop (RuntimeError) means nobody waits for this answer any
+          // more: dropping it is expected. Anything else is a bug worth a report.
+          if (!err.matches(PyExc_RuntimeError)) {
+            err.discard_as_unraisable("tritonx: delivering a response");
+          }
         }
         if (final) target.reset();  // drop the Python references while the GIL is held
       });

@@ -21,6 +21,7 @@ from typing import Any
 #   {"await": KEY}                                  -> the result of a started call
 #   {"gather": [REQ, ...], "decoupled": bool}       -> asyncio.gather of async_exec
 #   {"touch": NAME}                                 creates <model dir>/../NAME
+#   {"wait_for": NAME}                              until <model dir>/../NAME exists
 #   {"cancel_after": N, "req": REQ}  decoupled exec; cancel() after N responses
 #   {"threads": true}                               -> threading.active_count()
 # A decoupled call with "aiter": true reads its responses with ``async for``.
@@ -30,6 +31,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -86,6 +88,13 @@ class TritonPythonModel:
                 return threading.active_count()
             if "touch" in step:
                 open(os.path.join(self.root, step["touch"]), "w").close()
+                return None
+            if "wait_for" in step:
+                # e.g. "held-<tag>": that call is executing, so the next one queues.
+                path = os.path.join(self.root, step["wait_for"])
+                deadline = time.monotonic() + 60  # a safety net only
+                while not os.path.exists(path) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
                 return None
             decoupled = step.get("decoupled", False)
             aiter = step.get("aiter", False)

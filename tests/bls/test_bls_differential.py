@@ -148,6 +148,7 @@ SCRIPTS: dict[str, list[dict[str, Any]]] = {
     ],
     "timeout": [
         {"start": "first", "req": req("held", [f32(301)], requested_output_names=OUT)},
+        {"wait_for": "held-301"},
         {
             "call": "async_exec",
             "req": req("held", [f32(302)], requested_output_names=OUT, timeout=1000),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
 import subprocess
 import textwrap
@@ -24,7 +23,7 @@ import pytest
 pytest.importorskip("tritonx._native", reason="core not built")
 
 import tritonclient.grpc as grpcclient
-from serverutil import RunningServer, run_server, server_command
+from serverutil import RunningServer, run_server, server_command, server_env
 from tritonclient.utils import InferenceServerException
 
 CONFIG = """
@@ -202,14 +201,6 @@ def test_a_header_wins_over_a_parameter_of_the_same_name(
     assert _params(result) == {"x-fwd-who": "header"}
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    if os.environ.get("TRITONX_TEST_SOURCE_TREE"):
-        src = str(Path(__file__).resolve().parents[2] / "python")
-        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def _forwarded(repo: Path, pattern: str, headers: dict[str, str]) -> dict[str, Any]:
     with run_server(
         repo, f"--grpc-header-forward-pattern={pattern}", "--allow-metrics=false"
@@ -257,7 +248,7 @@ def test_bad_restricted_protocol_flags_stop_the_server(
         capture_output=True,
         text=True,
         timeout=120,
-        env=_env(),
+        env=server_env(),
     )
     assert result.returncode == 1
     assert 'Bad option: "--grpc-restricted-protocol".' in result.stderr

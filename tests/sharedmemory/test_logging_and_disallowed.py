@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import subprocess
 import time
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from serverutil import RunningServer, free_port, run_server, server_command
+from serverutil import RunningServer, free_port, run_server, server_command, server_env
 from shmutil import Region
 from tritonclient.utils import InferenceServerException
 
@@ -197,13 +196,7 @@ def test_log_file_receives_verbose_lines(repo: Path, tmp_path: Path) -> None:
             f"--log-file={log}",
         ],
     )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = (
-        str(Path(__file__).parents[2] / "python")
-        + os.pathsep
-        + env.get("PYTHONPATH", "")
-    )
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(cmd, env=server_env(), stdout=subprocess.DEVNULL)
     try:
         client = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
         deadline = time.monotonic() + 60
