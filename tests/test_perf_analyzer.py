@@ -38,34 +38,33 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_perf_analyzer_identity(example_repo: Path, protocol: str) -> None:
+def run_perf_analyzer(
+    url: str, protocol: str, model: str, *extra: str, timeout: float = 120
+) -> str:
+    """One short perf_analyzer run that must succeed without errors; its output.
+
+    count_windows with a small request count (SHORT_PERF_RUN) keeps the run to a
+    few seconds on a busy machine while still exercising metadata, config and infer.
+    """
     binary = perf_analyzer()
     assert binary is not None
-    with run_server(
-        example_repo, "--model-control-mode=explicit", "--load-model=identity"
-    ) as server:
-        url = server.http_url if protocol == "http" else server.grpc_url
-        # count_windows with a small request count keeps the run to a few seconds
-        # on a busy machine while still exercising metadata, config and infer.
-        result = subprocess.run(
-            [
-                binary,
-                "-m",
-                "identity",
-                "-u",
-                url,
-                "-i",
-                protocol,
-                "--shape",
-                "INPUT0:16",
-                *SHORT_PERF_RUN,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    result = subprocess.run(
+        [binary, "-m", model, "-u", url, "-i", protocol, *extra, *SHORT_PERF_RUN],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Throughput:" in output, output
     assert "error" not in output.lower().replace("stderr", ""), output
+    return output
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_perf_analyzer_identity(example_repo: Path, protocol: str) -> None:
+    with run_server(
+        example_repo, "--model-control-mode=explicit", "--load-model=identity"
+    ) as server:
+        url = server.http_url if protocol == "http" else server.grpc_url
+        run_perf_analyzer(url, protocol, "identity", "--shape", "INPUT0:16")

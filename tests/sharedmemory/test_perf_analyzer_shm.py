@@ -4,12 +4,12 @@ in them, then unregisters. The binary comes from $PERF_ANALYZER or PATH."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from serverutil import SHORT_PERF_RUN, run_server
-from test_perf_analyzer import perf_analyzer
+import tritonclient.http as httpclient
+from serverutil import run_server
+from test_perf_analyzer import perf_analyzer, run_perf_analyzer
 
 pytestmark = pytest.mark.skipif(
     perf_analyzer() is None, reason="perf_analyzer not found ($PERF_ANALYZER or PATH)"
@@ -18,40 +18,22 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_perf_analyzer_system_shared_memory(repo: Path, protocol: str) -> None:
-    binary = perf_analyzer()
-    assert binary is not None
     with run_server(
         repo, "--model-control-mode=explicit", "--load-model=echo"
     ) as server:
         url = server.http_url if protocol == "http" else server.grpc_url
-        result = subprocess.run(
-            [
-                binary,
-                "-m",
-                "echo",
-                "-u",
-                url,
-                "-i",
-                protocol,
-                "--shape",
-                "INPUT0:16",
-                "--shared-memory",
-                "system",
-                "--output-shared-memory-size",
-                "64",
-                *SHORT_PERF_RUN,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
+        run_perf_analyzer(
+            url,
+            protocol,
+            "echo",
+            "--shape",
+            "INPUT0:16",
+            "--shared-memory",
+            "system",
+            "--output-shared-memory-size",
+            "64",
         )
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, output
-        assert "Throughput:" in output, output
-        assert "error" not in output.lower().replace("stderr", ""), output
         # perf_analyzer unregisters what it registered.
-        import tritonclient.http as httpclient
-
         client = httpclient.InferenceServerClient(server.http_url)
         assert client.get_system_shared_memory_status() == []
         client.close()
