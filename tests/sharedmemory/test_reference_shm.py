@@ -45,11 +45,9 @@ def scenario(server: RunningServer, region: Region) -> list[Any]:
         http("GET", f"{sysm}/status")
         http("POST", f"{sysm}/region/in/register", {"key": key, "byte_size": 64})
         http("POST", f"{sysm}/region/in/register", {"key": key, "byte_size": 64})
-        http(
-            "POST",
-            f"{sysm}/region/x/register",
-            {"key": key, "offset": 32, "byte_size": 64},
-        )
+        # Registering past the object's end is compared over gRPC ("oob" below):
+        # over HTTP Triton 2.51 answered it once with 500 "Invalid shared memory
+        # region" and once with 400 "... invalid args" (one CI run each).
         http(
             "POST",
             f"{sysm}/region/x/register",
