@@ -48,3 +48,99 @@ class TritonPythonModel:
                 output_tensors=[pb_utils.Tensor("OUTPUT0", value)]))
         return responses
 """
+
+
+# A decoupled Python model (tests serve it under other names by replacing the name).
+REPEAT_CONFIG = """
+name: "repeat"
+backend: "python"
+max_batch_size: 0
+input [
+  { name: "COUNT", data_type: TYPE_INT32, dims: [ 1 ] },
+  { name: "MODE", data_type: TYPE_INT32, dims: [ 1 ] }
+]
+output [ { name: "OUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
+instance_group [ { count: 2, kind: KIND_CPU } ]
+model_transaction_policy { decoupled: true }
+"""
+
+# MODE: 0 sends COUNT responses from execute; 1 from a thread after execute returned;
+# 2 sends a response, an error, a last response with FINAL; 3 waits until the request
+# is cancelled, then marks it on disk ("cancelled-<request id>"); 4 sends FINAL then
+# tries once more and writes the error it got ("after-final"); 5 is 3 after a first
+# response.
+REPEAT_MODEL = """
+import os
+import threading
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+def out(i):
+    return pb_utils.InferenceResponse(
+        output_tensors=[pb_utils.Tensor("OUT", np.array([i], dtype=np.int32))])
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.dir = args["model_repository"]
+        self.threads = []
+
+    def _mark(self, name, text=""):
+        with open(os.path.join(self.dir, name), "w") as f:
+            f.write(text)
+
+    def _send_all(self, sender, count, delay=0.0):
+        for i in range(count):
+            sender.send(out(i))
+            if delay:
+                time.sleep(delay)
+        sender.send(flags=FINAL)
+
+    def _wait_cancel(self, sender, tag, first=False):
+        if first:
+            sender.send(out(0))
+        while not sender.is_cancelled():
+            time.sleep(0.01)
+        self._mark("cancelled-" + tag)
+        sender.send(flags=FINAL)
+
+    def _start(self, target, *args):
+        thread = threading.Thread(target=target, args=args)
+        thread.start()
+        self.threads.append(thread)
+
+    def execute(self, requests):
+        for request in requests:
+            count = int(pb_utils.get_input_tensor_by_name(request, "COUNT").as_numpy()[0])
+            mode = int(pb_utils.get_input_tensor_by_name(request, "MODE").as_numpy()[0])
+            sender = request.get_response_sender()
+            if mode == 0:
+                self._send_all(sender, count)
+            elif mode == 1:
+                self._start(self._send_all, sender, count, 0.002)
+            elif mode == 2:
+                sender.send(out(0))
+                sender.send(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError("mid-stream failure")))
+                sender.send(out(2), flags=FINAL)
+            elif mode == 3:
+                self._start(self._wait_cancel, sender, request.request_id())
+            elif mode == 4:
+                sender.send(out(0), flags=FINAL)
+                try:
+                    sender.send(out(1))
+                except pb_utils.TritonModelException as error:
+                    self._mark("after-final", str(error))
+            elif mode == 5:
+                self._start(self._wait_cancel, sender, request.request_id(), True)
+        return None
+
+    def finalize(self):
+        for thread in self.threads:
+            thread.join(timeout=30)
+"""

@@ -31,84 +31,10 @@ from serverutil import (
     run_reference,
     run_server,
 )
+from testmodels import REPEAT_CONFIG, REPEAT_MODEL
 
-# Decoupled. MODE 0: COUNT responses from execute; 1: from a thread after execute
-# returned; 2: a response, an error, a last response with FINAL; 3: no response,
-# waits until cancelled and marks it; 4: one response, then as 3.
-GEN_CONFIG = """
-name: "gen"
-backend: "python"
-max_batch_size: 0
-input [
-  { name: "COUNT", data_type: TYPE_INT32, dims: [ 1 ] },
-  { name: "MODE", data_type: TYPE_INT32, dims: [ 1 ] }
-]
-output [ { name: "OUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
-instance_group [ { count: 2, kind: KIND_CPU } ]
-model_transaction_policy { decoupled: true }
-"""
-GEN_MODEL = """
-import os
-import threading
-import time
-
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-
-
-def out(i):
-    return pb_utils.InferenceResponse(
-        output_tensors=[pb_utils.Tensor("OUT", np.array([i], dtype=np.int32))])
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        self.dir = args["model_repository"]
-        self.threads = []
-
-    def _send_all(self, sender, count, delay=0.0):
-        for i in range(count):
-            sender.send(out(i))
-            time.sleep(delay)
-        sender.send(flags=FINAL)
-
-    def _wait_cancel(self, sender, tag, first):
-        if first:
-            sender.send(out(0))
-        while not sender.is_cancelled():
-            time.sleep(0.01)
-        open(os.path.join(self.dir, "cancelled-" + tag), "w").close()
-        sender.send(flags=FINAL)
-
-    def _start(self, target, *args):
-        thread = threading.Thread(target=target, args=args)
-        thread.start()
-        self.threads.append(thread)
-
-    def execute(self, requests):
-        for request in requests:
-            count = int(pb_utils.get_input_tensor_by_name(request, "COUNT").as_numpy()[0])
-            mode = int(pb_utils.get_input_tensor_by_name(request, "MODE").as_numpy()[0])
-            sender = request.get_response_sender()
-            if mode == 0:
-                self._send_all(sender, count)
-            elif mode == 1:
-                self._start(self._send_all, sender, count, 0.002)
-            elif mode == 2:
-                sender.send(out(0))
-                sender.send(pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError("mid-stream failure")))
-                sender.send(out(2), flags=FINAL)
-            else:
-                self._start(self._wait_cancel, sender, request.request_id(), mode == 4)
-        return None
-
-    def finalize(self):
-        for thread in self.threads:
-            thread.join(timeout=30)
-"""
+# "gen" is testmodels' decoupled `repeat` model (MODE 0-5) under another name.
+GEN_CONFIG = REPEAT_CONFIG.replace('name: "repeat"', 'name: "gen"')
 
 # Not decoupled: reports what it received (shapes, types, values, parameters).
 PROBE_CONFIG = """
@@ -233,7 +159,7 @@ ONE_RESPONSE = (
 
 def _write_models(repo: Path) -> None:
     for name, config, code in (
-        ("gen", GEN_CONFIG, GEN_MODEL),
+        ("gen", GEN_CONFIG, REPEAT_MODEL),
         ("probe", PROBE_CONFIG, PROBE_MODEL),
         ("batch", BATCH_CONFIG, BATCH_MODEL),
         ("flood", FLOOD_CONFIG, FLOOD_MODEL),
@@ -530,7 +456,7 @@ def test_disconnect_cancels_the_stream(native: RunningServer, repo: Path) -> Non
     assert _wait_for(repo / "gen" / "cancelled-before")
     # After the first event.
     reply, conn = _post(
-        native, "/v2/models/gen/generate_stream", {"COUNT": 0, "MODE": 4, "id": "after"}
+        native, "/v2/models/gen/generate_stream", {"COUNT": 0, "MODE": 5, "id": "after"}
     )
     assert reply.status == 200
     assert next(read_events(reply)) == _out("gen", OUT=0, id="after")
