@@ -4,6 +4,7 @@
 namespace tritonx::bindings {
 void RegisterTensor(py::module_& m);
 void RegisterRequest(py::module_& m);
+void RegisterModelSettings(py::module_& m);
 void RegisterModel(py::module_& m);
 void RegisterRegistry(py::module_& m);
 void RegisterArena(py::module_& m);
@@ -26,6 +27,7 @@ PYBIND11_MODULE(_C, m) {
   using namespace tritonx::bindings;
   RegisterTensor(m);
   RegisterRequest(m);
+  RegisterModelSettings(m);
   RegisterModel(m);
   RegisterRegistry(m);
   RegisterArena(m);
