@@ -128,6 +128,22 @@ def test_log_and_metrics_flags() -> None:
     assert options.server_id == "edge"
 
 
+def test_memory_pool_flags() -> None:
+    options, _, warnings = parse_args(
+        [
+            "--model-store=/m",
+            "--pinned-memory-pool-byte-size=0",
+            "--cuda-memory-pool-byte-size=0:1024",
+            "--cuda-memory-pool-byte-size=1:2048",
+        ]
+    )
+    assert options.pinned_memory_pool_byte_size == 0
+    assert options.cuda_memory_pool_byte_size == {0: 1024, 1: 2048}
+    assert not any("pool" in w for w in warnings)  # no longer "ignored"
+    defaults, _, _ = parse_args(["--model-store=/m"])
+    assert defaults.pinned_memory_pool_byte_size is None  # the shared 256 MiB pool
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -140,6 +156,13 @@ def test_log_and_metrics_flags() -> None:
             "Wildcard model name '*' must be the ONLY startup model",
         ),
         (["--backend-config=python"], "'<backend name>,<setting>=<value>'"),
+        (
+            ["--cuda-memory-pool-byte-size=64"],
+            "--cuda-memory-pool-byte-size option format is "
+            "'<GPU device ID>:<pool byte size>'. Got 64",
+        ),
+        (["--cuda-memory-pool-byte-size=0:x"], "Invalid option value. Got x"),
+        (["--pinned-memory-pool-byte-size=big"], "Invalid option value. Got big"),
     ],
 )
 def test_bad_values(args: list[str], message: str) -> None:

@@ -45,7 +45,32 @@ void RegisterRegistry(py::module_& m) {
   py::class_<ServerContext, std::shared_ptr<ServerContext>>(
       m, "ServerContext",
       "What one server's models share: the registry, the arena, the admission limit")
-      .def(py::init([] { return std::make_shared<ServerContext>(); }))
+      .def(py::init([](int64_t pinned_pool_bytes) {
+             // --pinned-memory-pool-byte-size: < 0 keeps the process's shared pinned
+             // pool; 0 turns pinning off (Triton: no pinned pool); N bounds the
+             // pool's cached bytes at N.
+             std::shared_ptr<TensorArena> arena;
+             if (pinned_pool_bytes >= 0) {
+               py::gil_scoped_release release;  // may probe the driver
+               arena = TensorArena::Create(static_cast<size_t>(pinned_pool_bytes),
+                                           pinned_pool_bytes > 0);
+             }
+             return std::make_shared<ServerContext>(std::move(arena));
+           }),
+           py::arg("pinned_pool_bytes") = -1)
+      .def("arena_stats",
+           [](const ServerContext& self) {
+             ArenaStats s;
+             {
+               py::gil_scoped_release release;
+               s = self.arena()->Stats();
+             }
+             py::dict out;
+             out["reserved_bytes"] = s.reserved_bytes;
+             out["in_use_bytes"] = s.in_use_bytes;
+             out["pinned"] = s.pinned;
+             return out;
+           })
       .def_property_readonly("registry", &ServerContext::registry)
       .def_property_readonly("shared_memory", &ServerContext::shared_memory)
       .def(

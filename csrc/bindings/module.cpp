@@ -11,6 +11,7 @@ void RegisterArena(py::module_& m);
 void RegisterSharedMemory(py::module_& m);
 void RegisterEnsemble(py::module_& m);
 void RegisterSequence(py::module_& m);
+void RegisterCuda(py::module_& m);
 }  // namespace tritonx::bindings
 
 #ifdef TRITONX_ENABLE_GRPC
@@ -34,6 +35,7 @@ PYBIND11_MODULE(_C, m) {
   RegisterSharedMemory(m);
   RegisterEnsemble(m);
   RegisterSequence(m);
+  RegisterCuda(m);
 #ifdef TRITONX_ENABLE_GRPC
   RegisterGrpc(m);
   m.attr("grpc_built") = true;

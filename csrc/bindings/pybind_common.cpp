@@ -361,6 +361,24 @@ Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* ou
   } else {
     array_obj = py::reinterpret_borrow<py::object>(value);
   }
+  if (!py::isinstance<py::array>(array_obj) &&
+      py::hasattr(array_obj, "__dlpack_device__")) {
+    // Any DLPack tensor (torch, CuPy, JAX; GPU ones copied device->host by their
+    // producer): the core keeps output bytes in host memory, so this is where they
+    // get there, once.
+    try {
+      py::tuple host =
+          py::module_::import("tritonx.dlpack_host").attr("to_host")(array_obj);
+      std::string datatype = py::str(host[0]);
+      if (!datatype.empty() && forced == DataType::kInvalid) {
+        forced = DataTypeFromName(datatype);
+      }
+      array_obj = host[1];
+    } catch (py::error_already_set& err) {
+      return Status(StatusCode::kInvalidArg,
+                    "output '" + name + "': " + std::string(err.what()));
+    }
+  }
   py::array array = py::array::ensure(array_obj);
   if (!array) {
     PyErr_Clear();

@@ -78,16 +78,73 @@ void CudaHostFree(void* ptr) {
 #endif
 }
 
-void* CudaStreamCreate() {
+int CudaDeviceCount() {
+#ifdef TRITONX_ENABLE_CUDA
+  if (!CudaUsable()) return 0;
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
+#else
+  return 0;
+#endif
+}
+
+bool CudaIsPinned(const void* ptr) {
+#ifdef TRITONX_ENABLE_CUDA
+  if (ptr == nullptr || !CudaUsable()) return false;
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, ptr) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return attributes.type == cudaMemoryTypeHost;
+#else
+  (void)ptr;
+  return false;
+#endif
+}
+
+#ifdef TRITONX_ENABLE_CUDA
+namespace {
+// Runs `fn` with `device` current on this thread, then puts the previous one back
+// (the caller's thread may be a Python thread whose device torch tracks).
+template <typename Fn>
+auto OnDevice(int device, Fn fn) {
+  int previous = -1;
+  if (device >= 0 && cudaGetDevice(&previous) == cudaSuccess && previous != device) {
+    cudaSetDevice(device);
+  } else {
+    previous = -1;
+  }
+  auto result = fn();
+  if (previous >= 0) cudaSetDevice(previous);
+  return result;
+}
+
+std::string ErrorText(cudaError_t err) {
+  if (err == cudaSuccess) return std::string();
+  cudaGetLastError();
+  return std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err);
+}
+}  // namespace
+#endif
+
+void* CudaStreamCreate(int device) {
 #ifdef TRITONX_ENABLE_CUDA
   if (!CudaUsable()) return nullptr;
-  cudaStream_t stream = nullptr;
-  if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess) {
-    cudaGetLastError();
-    return nullptr;
-  }
-  return stream;
+  return OnDevice(device, [] {
+    cudaStream_t stream = nullptr;
+    if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess) {
+      cudaGetLastError();
+      return static_cast<void*>(nullptr);
+    }
+    return static_cast<void*>(stream);
+  });
 #else
+  (void)device;
   return nullptr;
 #endif
 }
@@ -97,6 +154,61 @@ void CudaStreamDestroy(void* stream) {
   if (stream != nullptr) cudaStreamDestroy(static_cast<cudaStream_t>(stream));
 #else
   (void)stream;
+#endif
+}
+
+void* CudaDeviceAlloc(int device, size_t bytes) {
+#ifdef TRITONX_ENABLE_CUDA
+  if (!CudaUsable()) return nullptr;
+  return OnDevice(device, [bytes] {
+    void* ptr = nullptr;
+    if (cudaMalloc(&ptr, bytes) != cudaSuccess) {
+      cudaGetLastError();
+      return static_cast<void*>(nullptr);
+    }
+    return ptr;
+  });
+#else
+  (void)device;
+  (void)bytes;
+  return nullptr;
+#endif
+}
+
+void CudaDeviceFree(void* ptr) {
+#ifdef TRITONX_ENABLE_CUDA
+  if (ptr != nullptr) cudaFree(ptr);
+#else
+  (void)ptr;
+#endif
+}
+
+std::string CudaCopyHostToDevice(void* dst, const void* src, size_t bytes,
+                                 void* stream) {
+#ifdef TRITONX_ENABLE_CUDA
+  return ErrorText(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice,
+                                   static_cast<cudaStream_t>(stream)));
+#else
+  return "CUDA support is not built in";
+#endif
+}
+
+std::string CudaCopyDeviceToHost(void* dst, const void* src, size_t bytes,
+                                 void* stream) {
+#ifdef TRITONX_ENABLE_CUDA
+  return ErrorText(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost,
+                                   static_cast<cudaStream_t>(stream)));
+#else
+  return "CUDA support is not built in";
+#endif
+}
+
+std::string CudaStreamSync(void* stream) {
+#ifdef TRITONX_ENABLE_CUDA
+  return ErrorText(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
+#else
+  (void)stream;
+  return "CUDA support is not built in";
 #endif
 }
 

@@ -1,9 +1,14 @@
 // Thin wrappers over the few CUDA runtime calls the core makes. Without CUDA support
 // compiled in (or with no usable device at run time) they report "unavailable" and the
 // core falls back to pageable memory and no streams.
+//
+// Thread safety: every function may be called from any thread (the CUDA runtime is
+// thread safe; the probe runs once). Ownership: what an *Alloc/*Create returns
+// belongs to the caller until passed to the matching *Free/*Destroy.
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 namespace tritonx {
 
@@ -11,12 +16,31 @@ namespace tritonx {
 // negative answer is logged once.
 bool CudaUsable();
 
+// Devices the runtime sees (0 when CUDA is not usable).
+int CudaDeviceCount();
+
 // cudaHostAlloc / cudaFreeHost; null / no-op when CUDA is not usable.
 void* CudaHostAlloc(size_t bytes);
 void CudaHostFree(void* ptr);
 
+// True when `ptr` is page-locked host memory the driver knows about.
+bool CudaIsPinned(const void* ptr);
+
 // cudaStreamCreateWithFlags(non-blocking) / cudaStreamDestroy; null when unusable.
-void* CudaStreamCreate();
+// `device` < 0: the calling thread's current device.
+void* CudaStreamCreate(int device = -1);
 void CudaStreamDestroy(void* stream);
+
+// Device memory for tests and benchmarks (cudaMalloc on `device`); null when unusable.
+void* CudaDeviceAlloc(int device, size_t bytes);
+void CudaDeviceFree(void* ptr);
+
+// Async copies on `stream` and the one synchronisation a batch needs. They return
+// an empty string on success, else the CUDA error text.
+std::string CudaCopyHostToDevice(void* dst, const void* src, size_t bytes,
+                                 void* stream);
+std::string CudaCopyDeviceToHost(void* dst, const void* src, size_t bytes,
+                                 void* stream);
+std::string CudaStreamSync(void* stream);
 
 }  // namespace tritonx

@@ -4,9 +4,9 @@
 
 namespace tritonx {
 
-StreamPool::StreamPool(size_t count) {
+StreamPool::StreamPool(size_t count, int device) : device_(device) {
   streams_.reserve(count);
-  for (size_t i = 0; i < count; ++i) streams_.push_back(CudaStreamCreate());
+  for (size_t i = 0; i < count; ++i) streams_.push_back(CudaStreamCreate(device));
 }
 
 StreamPool::~StreamPool() {

@@ -35,6 +35,10 @@ QueuePolicy = _C.QueuePolicy
 StreamPool = _C.StreamPool
 arena_stats = _C.arena_stats
 cuda_usable = _C.cuda_usable
+cuda_device_count = _C.cuda_device_count
+cuda_is_pinned = _C.cuda_is_pinned
+arena_array = _C.arena_array
+h2d_copy_seconds = _C.h2d_copy_seconds
 CUDA_BUILT: bool = _C.cuda_built
 GRPC_BUILT: bool = _C.grpc_built
 release_pending_refs = _C._release_pending_refs
@@ -113,6 +117,12 @@ def probe_cuda() -> bool:
     return usable
 
 
+def cuda_device_ids() -> list[int]:
+    """The GPUs KIND_GPU instances may name: every device the CUDA runtime sees, or
+    none when the core was built without CUDA or no GPU is usable."""
+    return list(range(_C.cuda_device_count())) if probe_cuda() else []
+
+
 _C._set_call_many(_call_many)
 _C.set_log_sink(_log_from_core)
 
@@ -134,9 +144,14 @@ __all__ = [
     "StreamPool",
     "Tensor",
     "TensorSpec",
+    "arena_array",
     "arena_stats",
+    "cuda_device_count",
+    "cuda_device_ids",
+    "cuda_is_pinned",
     "cuda_usable",
     "generate_load",
+    "h2d_copy_seconds",
     "probe_cuda",
     "release_pending_refs",
     "responses",

@@ -56,8 +56,6 @@ IGNORED_FLAGS = (
     "--grpc-infer-allocation-pool-size",
     "--grpc-max-response-pool-size",
     "--grpc-infer-thread-count",
-    "--pinned-memory-pool-byte-size",
-    "--cuda-memory-pool-byte-size",
     "--cuda-virtual-address-size",
     "--min-supported-compute-capability",
     "--buffer-manager-thread-count",
@@ -468,6 +466,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         rate_limit_resources = cli_limits.parse_rate_limit_resources(
             args.rate_limit_resource
         )
+        cuda_pools = cli_limits.parse_cuda_pools(args.cuda_memory_pool_byte_size)
         cache_size = cli_limits.parse_cache_config(
             getattr(args, "cache_config", []),
             getattr(args, "response_cache_byte_size", None),
@@ -495,6 +494,8 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         rate_limit=args.rate_limit,
         rate_limit_resources=rate_limit_resources,
         response_cache_byte_size=cache_size,
+        pinned_memory_pool_byte_size=args.pinned_memory_pool_byte_size,
+        cuda_memory_pool_byte_size=cuda_pools,
         auto_complete=auto_complete,
         model_config_name=args.model_config_name,
         model_load_thread_count=args.model_load_thread_count,

@@ -1,6 +1,8 @@
-"""tritonserver's rate limiter and response cache flags (``--rate-limit``,
-``--rate-limit-resource``, ``--cache-config``, ``--response-cache-byte-size``): their
-value syntax and Triton's error messages. Split out of ``cli.py`` to keep it short."""
+"""tritonserver's rate limiter, response cache and memory pool flags
+(``--rate-limit``, ``--rate-limit-resource``, ``--cache-config``,
+``--response-cache-byte-size``, ``--pinned-memory-pool-byte-size``,
+``--cuda-memory-pool-byte-size``): their value syntax and Triton's error messages.
+Split out of ``cli.py`` to keep it short."""
 
 from __future__ import annotations
 
@@ -118,6 +120,22 @@ def parse_cache_config(values: Sequence[str], byte_size: int | None) -> int | No
     return size
 
 
+def parse_cuda_pools(values: Sequence[str]) -> dict[int, int]:
+    """``<GPU id>:<bytes>`` (repeatable; the last one for a GPU wins)."""
+    flag = "--cuda-memory-pool-byte-size"
+    pools: dict[int, int] = {}
+    for value in values:
+        parts = value.split(":")
+        if len(parts) != 2:
+            raise FlagError(
+                flag,
+                f"{flag} option format is '<GPU device ID>:<pool byte size>'. "
+                f"Got {value}",
+            )
+        pools[_int(parts[0], flag)] = _int(parts[1], flag)
+    return pools
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("Rate limiter and response cache")
     g.add_argument(
@@ -137,6 +155,22 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help="<name>:<count>[:<device>]: copies of a rate limiter resource (per "
         "device, or on one device); default: the most any instance needs "
         "(repeatable).",
+    )
+    g.add_argument(
+        "--pinned-memory-pool-byte-size",
+        type=_int_arg,
+        default=None,
+        metavar="<integer>",
+        help="Bytes of page-locked host memory kept for staging batches to and from "
+        "GPUs (default 268435456; 0: pageable memory only).",
+    )
+    g.add_argument(
+        "--cuda-memory-pool-byte-size",
+        action="append",
+        default=[],
+        metavar="<integer>:<integer>",
+        help="<GPU id>:<bytes> (repeatable): accepted as Triton's; device memory is "
+        "allocated by each framework's own allocator in tritonx.",
     )
     if not CACHE_BUILT:
         return

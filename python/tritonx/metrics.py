@@ -160,6 +160,7 @@ class TritonCollector:
         cpu: CpuSampler | None = None,
         arena_stats: Callable[[], tuple[int, int] | None] | None = None,
         cache_enabled: bool = False,
+        gpu: Any = None,
     ) -> None:
         self.source = source
         # The server has a response cache: models that enable it get Triton's
@@ -167,6 +168,7 @@ class TritonCollector:
         self.cache_enabled = cache_enabled
         self.cpu = cpu
         self.arena_stats = arena_stats
+        self.gpu = gpu  # gpu_metrics.GpuSampler, or None: no GPU families
 
     def _models(self) -> Iterator[tuple[dict[str, str], Any]]:
         for entry in self.source.index(ready_only=True):
@@ -272,6 +274,8 @@ class TritonCollector:
                 gauge = _family(name, doc, "gauge")
                 gauge.add_sample(name, {}, value)
                 yield gauge
+        if self.gpu is not None:
+            yield from self.gpu.families()
         if self.cpu is None:
             return
         memory = psutil.virtual_memory()
@@ -329,13 +333,18 @@ def render(families: Iterable[Metric]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def native_arena_stats() -> Callable[[], tuple[int, int] | None] | None:
-    """Reader for the core's pinned arena (total, used) bytes, if the core has one."""
+def native_arena_stats(
+    context: Any = None,
+) -> Callable[[], tuple[int, int] | None] | None:
+    """Reader for the core's pinned arena (total, used) bytes, if the core has one:
+    the server context's (--pinned-memory-pool-byte-size), else the process's."""
     try:
         from tritonx import _native
     except ImportError:
         return None
-    reader = getattr(_native, "arena_stats", None)
+    reader = getattr(context, "arena_stats", None) or getattr(
+        _native, "arena_stats", None
+    )
     if reader is None:
         return None
 

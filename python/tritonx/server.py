@@ -126,6 +126,11 @@ class ServerOptions:
     metrics_address: str | None = None  # None: same as http_address, like Triton
     metrics_port: int = 8002
     metrics_interval_ms: float = 2000.0
+    # --pinned-memory-pool-byte-size: None keeps the process's shared pinned pool
+    # (256 MiB, Triton's default); 0 turns pinned staging off.
+    pinned_memory_pool_byte_size: int | None = None
+    # --cuda-memory-pool-byte-size <GPU id>:<bytes>, as given (see docs/gpu.md).
+    cuda_memory_pool_byte_size: dict[int, int] = field(default_factory=dict)
     switch_interval_s: float | None = DEFAULT_SWITCH_INTERVAL_S
     # The logging the CLI configured; lets the LogSettings API change it live.
     log: LogOptions | None = None
@@ -232,7 +237,17 @@ class Server:
         # to pageable memory and no streams) comes out before the model table.
         _native.probe_cuda()
         # What this server's models share: registry, arena, admission limit.
-        self.context = _native.ServerContext()
+        pinned = options.pinned_memory_pool_byte_size
+        self.context = _native.ServerContext(-1 if pinned is None else pinned)
+        # KIND_GPU may name these; without a usable GPU, none (Triton's load error,
+        # and KIND_AUTO becomes KIND_CPU).
+        self.gpu_ids = _native.cuda_device_ids()
+        for gpu in options.cuda_memory_pool_byte_size:
+            if gpu not in self.gpu_ids:
+                logger.warning(
+                    "--cuda-memory-pool-byte-size names GPU %d, which does not exist",
+                    gpu,
+                )
         self.registry = self.context.registry
         self.manager = ModelManager(
             ManagerOptions(
@@ -245,6 +260,7 @@ class Server:
                 config_name=options.model_config_name,
                 load_threads=options.model_load_thread_count,
                 backend_config=options.backend_config,
+                gpu_ids=list(self.gpu_ids),
             ),
             self.registry,
             context=self.context,
@@ -415,12 +431,21 @@ class Server:
             interval = max(opts.metrics_interval_ms, 1.0) / 1000.0
             self._background.append(asyncio.create_task(cpu.run(interval)))
             logger.info("Collecting CPU metrics")
+        from tritonx.gpu_metrics import GpuSampler
         from tritonx.metrics import native_arena_stats
 
+        gpu = GpuSampler.create(len(self.gpu_ids)) if opts.allow_gpu_metrics else None
+        if gpu is not None:
+            interval = max(opts.metrics_interval_ms, 1.0) / 1000.0
+            self._background.append(asyncio.create_task(gpu.run(interval)))
+            logger.info(
+                "Collecting metrics for GPU %s", ", ".join(r.uuid for r in gpu.readings)
+            )
         collector = TritonCollector(
             self.manager,
             cpu=cpu,
-            arena_stats=native_arena_stats(),
+            gpu=gpu,
+            arena_stats=native_arena_stats(self.context),
             cache_enabled=bool(opts.response_cache_byte_size),
         )
         self.metrics = MetricsService(collector, host, opts.metrics_port)

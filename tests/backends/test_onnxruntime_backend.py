@@ -226,3 +226,37 @@ def test_unknown_accelerator_is_rejected() -> None:
     )
     with pytest.raises(InvalidArgumentError, match="unknown Execution Accelerator"):
         build_settings(config, {})
+
+
+def test_gpu_instance_providers_follow_the_config(caplog) -> None:
+    """TensorRT then CUDA (on the instance's device and stream) for a GPU instance,
+    as Triton's onnxruntime backend; a provider this onnxruntime lacks is skipped
+    with one log line per model and the instance runs on the CPU."""
+    config = parse_config_text(
+        'name: "m" optimization { execution_accelerators {'
+        ' gpu_execution_accelerator: [ { name: "tensorrt" },'
+        ' { name: "cuda" parameters { key: "cudnn_conv_use_max_workspace"'
+        ' value: "1" } } ] } }',
+        "test",
+    )
+    settings = build_settings(config, {})
+    available = set(ort.get_available_providers())
+    gpus = [InstanceContext(f"m_0_{i}", i, "GPU", 0, 0x1000 + i) for i in range(2)]
+    with caplog.at_level("WARNING", logger="tritonx.backends.onnxruntime"):
+        chosen = [providers_for(settings, ictx) for ictx in gpus]
+    names = [[name for name, _ in providers] for providers in chosen]
+    expected = [
+        p
+        for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+        if p in available
+    ]
+    assert names == [[*expected, "CPUExecutionProvider"]] * 2
+    missing = {"TensorrtExecutionProvider", "CUDAExecutionProvider"} - available
+    for provider in missing:
+        lines = [r for r in caplog.records if provider in r.getMessage()]
+        assert len(lines) == 1, caplog.text  # once per model, not per instance
+    if "CUDAExecutionProvider" in available:
+        cuda = dict(chosen[1])["CUDAExecutionProvider"]
+        assert cuda["device_id"] == 0
+        assert cuda["user_compute_stream"] == str(0x1001)
+        assert cuda["cudnn_conv_use_max_workspace"] == "1"

@@ -159,7 +159,9 @@ class TritonPythonModel:
     assert set(args) == {
         "model_config", "model_instance_kind", "model_instance_name",
         "model_instance_device_id", "model_repository", "model_version", "model_name",
+        "tritonx_cuda_stream",
     }  # fmt: skip
+    assert args["tritonx_cuda_stream"] == "0"  # a CPU instance has no stream
     assert args["model_instance_kind"] == "CPU"
     assert args["model_instance_name"] == "argsmodel_0_1"
     assert args["model_instance_device_id"] == "0"

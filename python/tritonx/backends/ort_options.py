@@ -10,6 +10,7 @@ Thread counts given with --backend-config=onnxruntime,... are the defaults.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 import onnxruntime as ort
 
 from tritonx.backends.base import InstanceContext, ModelConfig
-from tritonx.errors import InvalidArgumentError, UnavailableError
+from tritonx.errors import InvalidArgumentError
+
+log = logging.getLogger("tritonx.backends.onnxruntime")
 
 _GRAPH_LEVELS = {
     -1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -48,6 +51,8 @@ class OrtSettings:
     gpu_accelerators: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     cpu_accelerators: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     cuda_options: dict[str, str] = field(default_factory=dict)
+    # Providers already reported missing for this model (one log line each).
+    missing_reported: set[str] = field(default_factory=set)
 
 
 def _parameters(config: ModelConfig) -> dict[str, str]:
@@ -128,31 +133,54 @@ def _trt_options(params: Mapping[str, str], device_id: int) -> dict[str, Any]:
     return out
 
 
+def _missing(settings: OrtSettings, provider: str, what: str) -> None:
+    if provider not in settings.missing_reported:
+        settings.missing_reported.add(provider)
+        log.warning(
+            "onnxruntime has no %s (install onnxruntime-gpu): %s", provider, what
+        )
+
+
 def providers_for(
     settings: OrtSettings, ictx: InstanceContext
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Execution providers for one instance, in priority order (CPU always last)."""
+    """Execution providers for one instance, in priority order (CPU always last).
+
+    A GPU instance gets the TensorRT provider when its config asks for it, then
+    the CUDA provider on the instance's device and the core's stream for it, as
+    Triton's onnxruntime backend does. A provider this onnxruntime lacks is
+    skipped with one log line per model (the instance then runs on the CPU)."""
     available = set(ort.get_available_providers())
     chosen: list[tuple[str, dict[str, Any]]] = []
     if ictx.kind == "GPU":
-        if "CUDAExecutionProvider" not in available:
-            raise UnavailableError(
-                "onnxruntime has no CUDAExecutionProvider for GPU instance "
-                f"'{ictx.name}' (install onnxruntime-gpu)"
-            )
-        cuda: dict[str, Any] = {"device_id": ictx.device_id, **settings.cuda_options}
         for name, params in settings.gpu_accelerators:
-            if name == "tensorrt" and "TensorrtExecutionProvider" in available:
+            if name != "tensorrt":
+                continue
+            if "TensorrtExecutionProvider" in available:
                 chosen.append(
                     ("TensorrtExecutionProvider", _trt_options(params, ictx.device_id))
                 )
-            elif name == "cuda":
-                cuda.update(params)
-        if ictx.cuda_stream:
-            # Run on the stream the core gave this instance.
-            cuda["has_user_compute_stream"] = "1"
-            cuda["user_compute_stream"] = str(ictx.cuda_stream)
-        chosen.append(("CUDAExecutionProvider", cuda))
+            else:
+                _missing(settings, "TensorrtExecutionProvider", "not using TensorRT")
+        if "CUDAExecutionProvider" in available:
+            cuda: dict[str, Any] = {
+                "device_id": ictx.device_id,
+                **settings.cuda_options,
+            }
+            for name, params in settings.gpu_accelerators:
+                if name == "cuda":
+                    cuda.update(params)
+            if ictx.cuda_stream:
+                # Run on the stream the core gave this instance.
+                cuda["has_user_compute_stream"] = "1"
+                cuda["user_compute_stream"] = str(ictx.cuda_stream)
+            chosen.append(("CUDAExecutionProvider", cuda))
+        else:
+            _missing(
+                settings,
+                "CUDAExecutionProvider",
+                f"GPU instance '{ictx.name}' runs on the CPU",
+            )
     for name, params in settings.cpu_accelerators:
         if name == "openvino" and "OpenVINOExecutionProvider" in available:
             chosen.append(("OpenVINOExecutionProvider", dict(params)))

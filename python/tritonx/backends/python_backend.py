@@ -283,6 +283,9 @@ class PythonModel:
             "model_repository": str(self.ctx.model_dir),
             "model_version": str(self.ctx.version),
             "model_name": self.ctx.name,
+            # tritonx: the instance's CUDA stream (a cudaStream_t as an integer, "0"
+            # for CPU instances), for models that launch their own GPU work.
+            "tritonx_cuda_stream": str(ictx.cuda_stream),
         }
 
     def create_instance(self, ictx: InstanceContext) -> Any:

@@ -255,6 +255,7 @@ class TorchInstance(GatheredInstance):
         self._script = model.kind == "script"
         self._threads = 0 if self._cuda else model.cpu_threads
         self._stream: Any = None
+        self._copies_pending = False  # device->host output copies not waited for
         if self._cuda and ictx.cuda_stream:
             self._stream = torch.cuda.ExternalStream(
                 ictx.cuda_stream, device=self._device
@@ -460,6 +461,9 @@ class TorchInstance(GatheredInstance):
             if wanted is not None and name not in wanted:
                 continue
             out[name] = self._to_output(name, value, dtype, config_type)
+        if self._copies_pending:
+            self._copies_pending = False
+            torch.cuda.current_stream(self._device).synchronize()
         return out
 
     def _to_output(
@@ -490,7 +494,12 @@ class TorchInstance(GatheredInstance):
             )
         tensor = value.detach()
         if tensor.device.type != "cpu":
-            tensor = tensor.cpu()  # synchronises with the stream that produced it
+            # Into pinned host memory without waiting: _read_outputs synchronises
+            # the instance's stream once for all the outputs of the batch.
+            host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            host.copy_(tensor, non_blocking=True)
+            self._copies_pending = True
+            tensor = host
         tensor = tensor.contiguous()
         if config_type == mc.TYPE_BF16:
             return ("BF16", tensor.view(torch.int16).numpy().view(np.uint16))

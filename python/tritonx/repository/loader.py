@@ -17,9 +17,9 @@ from tritonx.config import (
     rate_limits_from_config,
     scheduler_config_from_config,
 )
-from tritonx.config._pb import mc
 from tritonx.config.to_core import ensemble_steps_from_config
 from tritonx.errors import InvalidArgumentError
+from tritonx.repository.placement import instance_contexts
 from tritonx.repository.records import LoadedModel
 from tritonx.repository.warmup import run_warmup
 
@@ -63,30 +63,11 @@ def _resolve_backend(name: str) -> Any:
     return backend
 
 
-def _kind_name(kind: int) -> str:
-    return mc.ModelInstanceGroup.Kind.Name(kind).removeprefix("KIND_")
-
-
-def _create_instances(backend_model: Any, config: ModelConfig) -> list[Any]:
-    """One instance per group count (per listed GPU for KIND_GPU), named like
-    Triton: "<group name>_<n>", n counting within the group."""
-    from tritonx.backends.base import InstanceContext
-
-    instances: list[Any] = []
-    for group in config.instance_group:
-        kind = _kind_name(group.kind)
-        devices = list(group.gpus) if kind == "GPU" else [0]
-        for n in range(group.count):
-            for device in devices:
-                ictx = InstanceContext(
-                    name=f"{group.name}_{n}",
-                    index=len(instances),
-                    kind=kind,
-                    device_id=device,
-                    cuda_stream=0,
-                )
-                instances.append(backend_model.create_instance(ictx))
-    return instances
+def _create_instances(backend_model: Any, config: ModelConfig) -> tuple[list, list]:
+    """The backend's instances (placement.py names and places them) and the CUDA
+    stream pools their contexts point into."""
+    contexts, streams = instance_contexts(config)
+    return [backend_model.create_instance(ictx) for ictx in contexts], streams
 
 
 def build_version(
@@ -123,7 +104,7 @@ def build_version(
         ctx.config_json = config_to_json(config)
     backend_model = backend.load_model(ctx)
     try:
-        instances = _create_instances(backend_model, config)
+        instances, streams = _create_instances(backend_model, config)
         core = _native.Model(
             model_spec_from_config(config, version),
             scheduler_config_from_config(config, model_dir),
@@ -146,6 +127,7 @@ def build_version(
         core=core,
         backend_model=backend_model,
         instances=instances,
+        streams=streams,
         model_dir=model_dir,
         load_seconds=time.monotonic() - started,
     )
@@ -209,4 +191,5 @@ def retire_version(loaded: LoadedModel, drain: bool = True) -> None:
             )
     core.stop(drain=drain)
     _unload_backend(loaded.backend_model, loaded.name, loaded.version)
+    loaded.streams = []  # the instances are gone: their CUDA streams may go too
     log.info("successfully unloaded '%s' version %d", loaded.name, loaded.version)

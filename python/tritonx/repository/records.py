@@ -43,6 +43,8 @@ class LoadedModel:
     core: Any  # tritonx._native.Model
     backend_model: Any = None
     instances: list[Any] = field(default_factory=list)
+    # The core StreamPools of the GPU instances (kept until the backend unloaded).
+    streams: list[Any] = field(default_factory=list)
     model_dir: Path | None = None
     load_seconds: float = 0.0
     state: str = READY

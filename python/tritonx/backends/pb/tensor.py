@@ -161,16 +161,9 @@ def _datatype_of_producer(producer: Any) -> str:
 
 def _to_host(producer: Any) -> np.ndarray:
     """Copy a device tensor to host memory using the producer's own API."""
-    if hasattr(producer, "cpu"):  # torch
-        host = producer.cpu()
-        if "bfloat16" in str(getattr(host, "dtype", "")):
-            import torch  # only reachable with torch tensors
+    from tritonx.dlpack_host import to_host
 
-            return host.view(torch.int16).numpy().view(np.uint16)
-        return np.asarray(host.numpy())
-    if hasattr(producer, "get"):  # cupy
-        return np.asarray(producer.get())
-    raise TritonModelException(
-        "cannot copy a device DLPack tensor to the host: unsupported producer "
-        f"'{type(producer).__name__}'"
-    )
+    try:
+        return to_host(producer)[1]
+    except TypeError as exc:
+        raise TritonModelException(str(exc)) from None

@@ -1,0 +1,56 @@
+"""Where a model's instances run: names, kinds, devices and CUDA streams.
+
+Each KIND_GPU instance gets its device id and a stream of its own from the core's
+``StreamPool`` (one pool per device per model version, created with the GIL
+released). The pools live as long as the loaded version: they are dropped after
+the backend unloaded its instances. Without a usable GPU validation has already
+refused KIND_GPU (Triton's message), so every stream here is real.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from tritonx.backends.base import InstanceContext
+from tritonx.config import ModelConfig
+from tritonx.config._pb import mc
+
+
+def _kind_name(kind: int) -> str:
+    return mc.ModelInstanceGroup.Kind.Name(kind).removeprefix("KIND_")
+
+
+def _placements(config: ModelConfig) -> list[tuple[str, str, int]]:
+    """(instance name, kind, device) per instance, in Triton's order: one instance
+    per group count (per listed GPU for KIND_GPU), named "<group name>_<n>"."""
+    out: list[tuple[str, str, int]] = []
+    for group in config.instance_group:
+        kind = _kind_name(group.kind)
+        devices = list(group.gpus) if kind == "GPU" else [0]
+        for n in range(group.count):
+            for device in devices:
+                out.append((f"{group.name}_{n}", kind, device))
+    return out
+
+
+def instance_contexts(config: ModelConfig) -> tuple[list[InstanceContext], list[Any]]:
+    """The InstanceContexts of a model version and the stream pools backing them."""
+    from tritonx import _native
+
+    placements = _placements(config)
+    per_device = Counter(device for _, kind, device in placements if kind == "GPU")
+    pools = {dev: _native.StreamPool(n, dev) for dev, n in sorted(per_device.items())}
+    taken: Counter[int] = Counter()
+    contexts: list[InstanceContext] = []
+    for index, (name, kind, device) in enumerate(placements):
+        stream = 0
+        if kind == "GPU":
+            stream = pools[device].get(taken[device])
+            taken[device] += 1
+        contexts.append(
+            InstanceContext(
+                name=name, index=index, kind=kind, device_id=device, cuda_stream=stream
+            )
+        )
+    return contexts, list(pools.values())
