@@ -1,0 +1,56 @@
+"""Running tritonx-analyze in tests: the perf command it drives, and a runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from serverutil import server_env
+
+# Measurement flags for the perf command in tests: short time windows and a loose
+# stability band keep each point under a second on a busy machine
+# (perf_analyzer's count windows cost it about 3 s a run whatever the count).
+TEST_PERF_ARGS = (
+    "--measurement-mode time_windows --measurement-interval 200 "
+    "--max-trials 4 --stability-percentage 100"
+)
+
+
+def perf_command() -> str | None:
+    """tritonx-perf when installed, else perf_analyzer ($PERF_ANALYZER or PATH)."""
+    found = shutil.which("tritonx-perf")
+    if found:
+        return found
+    from test_perf_analyzer import perf_analyzer
+
+    return perf_analyzer()
+
+
+def analyze_command(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "tritonx.tools.analyze", *map(str, args)]
+
+
+def run_analyze(
+    *args: str | Path, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        analyze_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=server_env(),
+        cwd=os.getcwd(),
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single line a bad input ends with (and nothing that looks like a
+    traceback)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr
+    assert lines, result.stderr
+    assert lines[-1].startswith("tritonx-analyze: error: "), result.stderr
+    return lines[-1]

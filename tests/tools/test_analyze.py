@@ -1,0 +1,162 @@
+"""tritonx-analyze end to end: a small search over the example identity model on
+a server the tool starts, its outputs, serving the chosen config, and resuming
+after an interruption.
+
+The perf command is tritonx-perf when installed, else perf_analyzer; without
+either the tests are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from analyzeutil import TEST_PERF_ARGS, analyze_command, perf_command, run_analyze
+from serverutil import run_server, server_env
+
+pytestmark = pytest.mark.skipif(
+    perf_command() is None, reason="no perf command (tritonx-perf or perf_analyzer)"
+)
+
+
+def _common(repo: Path, out: Path) -> list[str]:
+    command = perf_command()
+    assert command is not None
+    return [
+        "-r", str(repo), "-m", "identity", "--perf-command", command,
+        "--perf-args", TEST_PERF_ARGS, "--shape", "INPUT0:16",
+        "--output-dir", str(out), "--mode", "brute", "--max-batch-sizes", "8",
+    ]  # fmt: skip
+
+
+def test_search_report_chosen_config_serves(example_repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_analyze(
+        *_common(example_repo, out),
+        "--instance-counts", "1,2", "--dynamic-batching", "off,on",
+        "--concurrency", "1,2",
+        "--slo", "p99=2000ms", "--slo-delays", "0,200", "--slo-repeats", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    expected = ["default", "cpu1_b8", "cpu1_b8_dyn", "cpu2_b8", "cpu2_b8_dyn"]
+    summary = json.loads((out / "results.json").read_text())["models"]["identity"]
+    assert summary["candidates"] == expected
+
+    # The report: one self-contained page with the plots inline and a row per
+    # candidate.
+    page = (out / "report.html").read_text()
+    assert "<svg" in page and "<script" not in page and "src=" not in page
+    section = page[page.index("All candidates") :]
+    rows = re.findall(r'<tr data-candidate="([^"]+)"', section)
+    assert sorted(rows) == sorted(expected)
+    assert "Pareto" in page
+    assert (out / "plots" / "identity.png").stat().st_size > 1000
+
+    # Every measurement in the CSV, with ordered percentiles.
+    with (out / "measurements.csv").open() as handle:
+        rows_csv = list(csv.DictReader(handle))
+    measured = {r["candidate"] for r in rows_csv if r["phase"] == "search"}
+    assert measured == set(expected)
+    ok = [r for r in rows_csv if r["ok"] == "True"]
+    assert ok
+    for r in ok:
+        assert float(r["throughput"]) > 0
+        assert float(r["p50_ms"]) <= float(r["p90_ms"]) <= float(r["p99_ms"])
+        assert float(r["rss_mb"]) > 0 and float(r["cpu_percent"]) >= 0
+    # --slo: delays measured twice each, a delay proposed with a confidence.
+    slo_rows = [r for r in rows_csv if r["phase"] == "slo"]
+    assert {r["repeat"] for r in slo_rows} == {"0", "1"}
+    slo = summary["slo"]
+    assert slo["delay_us"] in (0, 200)
+    assert slo["confidence"] in ("high", "medium", "low")
+
+    # The chosen config is written where it can be served, and it is.
+    config_path = Path(summary["winner_config"])
+    assert config_path == out / "best_models" / "identity" / "config.pbtxt"
+    text = config_path.read_text()
+    assert 'name: "identity"' in text
+    assert f"max_queue_delay_microseconds: {slo['delay_us']}" in text or (
+        slo["delay_us"] == 0 and "dynamic_batching" in text
+    )
+    import tritonclient.grpc as grpcclient
+
+    with run_server(
+        out / "best_models", "--model-control-mode=explicit", "--load-model=identity"
+    ) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        try:
+            config = client.get_model_config("identity").config
+            assert config.max_batch_size == 8
+            assert config.HasField("dynamic_batching")
+            data = np.arange(16, dtype=np.float32).reshape(1, 16)
+            tensor = grpcclient.InferInput("INPUT0", [1, 16], "FP32")
+            tensor.set_data_from_numpy(data)
+            answer = client.infer("identity", [tensor])
+            np.testing.assert_array_equal(answer.as_numpy("OUTPUT0"), data)
+        finally:
+            client.close()
+
+
+def _checkpointed(path: Path) -> list[dict[str, object]]:
+    try:
+        return list(json.loads(path.read_text())["measurements"])
+    except (OSError, ValueError):
+        return []
+
+
+def test_resume_after_interrupt(example_repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [
+        *_common(example_repo, out),
+        "--instance-counts", "1,2", "--dynamic-batching", "on",
+        "--concurrency", "1,2", "--no-early-stop",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        analyze_command(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=server_env(),
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while len(_checkpointed(out / "checkpoint.json")) < 2:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no measurement in time"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("tritonx-analyze: interrupted")
+    before = {
+        m["candidate"] + str(m["concurrency"]): m
+        for m in _checkpointed(out / "checkpoint.json")
+    }
+    assert 2 <= len(before) < 6
+    assert not (out / "report.html").exists()
+
+    again = run_analyze(*args)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {len(before)} measurements" in again.stderr
+    after = {
+        m["candidate"] + str(m["concurrency"]): m
+        for m in _checkpointed(out / "checkpoint.json")
+    }
+    assert len(after) == 6  # 3 candidates x 2 concurrencies
+    for key, m in before.items():  # kept, not measured again
+        assert after[key] == m
+    new_lines = re.findall(r"^  \S+ c=\d+: ", again.stderr, re.MULTILINE)
+    assert len(new_lines) == 6 - len(before)
+    assert (out / "best_models" / "identity" / "config.pbtxt").is_file()
