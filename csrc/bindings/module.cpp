@@ -12,6 +12,7 @@ void RegisterSharedMemory(py::module_& m);
 void RegisterEnsemble(py::module_& m);
 void RegisterSequence(py::module_& m);
 void RegisterCuda(py::module_& m);
+void RegisterPerf(py::module_& m);
 }  // namespace tritonx::bindings
 
 #ifdef TRITONX_ENABLE_GRPC
@@ -36,6 +37,7 @@ PYBIND11_MODULE(_C, m) {
   RegisterEnsemble(m);
   RegisterSequence(m);
   RegisterCuda(m);
+  RegisterPerf(m);
 #ifdef TRITONX_ENABLE_GRPC
   RegisterGrpc(m);
   m.attr("grpc_built") = true;

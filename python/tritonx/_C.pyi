@@ -398,6 +398,50 @@ def generate_load(
     seconds: float,
 ) -> dict[str, float]: ...
 def send_response(request: Request, response: Any, final: bool) -> None: ...
+
+# tritonx-perf's load generator (csrc/perf, bind_perf.cpp).
+# An input: (name, datatype, shape, data | None, shm_region, shm_offset, shm_size);
+# an output: (name, shm_region, shm_offset, shm_size).
+class PerfTarget:
+    def __init__(
+        self,
+        protocol: str,
+        url: str,
+        model: str,
+        version: str,
+        steps: list[list[tuple[str, str, list[int], bytes | None, str, int, int]]],
+        outputs: list[tuple[str, str, int, int]],
+        streaming: bool = False,
+        decoupled: bool = False,
+        http_headers: list[tuple[str, str]] = ...,
+    ) -> None: ...
+
+class PerfLoad:
+    def __init__(
+        self,
+        target: PerfTarget,
+        concurrency: int = 1,
+        request_rate: float = 0.0,
+        poisson: bool = False,
+        max_threads: int = 16,
+        sequence_length: int = 0,
+        sequence_variation: float = 20.0,
+        sequence_id_start: int = 1,
+        sequence_id_end: int = 0,
+        seed: int = 0,
+    ) -> None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def drain(self) -> dict[str, np.ndarray[Any, Any]]:
+        """start_ns, end_ns, send_ns, recv_ns, sequence_id, ok, response_count,
+        first_response_ns (per request); response_ns with response_offsets (n + 1)."""
+    def first_error(self) -> str: ...
+    @property
+    def delayed(self) -> int: ...
+    @property
+    def completed(self) -> int: ...
+
+def perf_now_ns() -> int: ...
 def make_ensemble_model(
     spec: ModelSpec,
     steps: Sequence[

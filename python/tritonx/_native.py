@@ -43,6 +43,10 @@ CUDA_BUILT: bool = _C.cuda_built
 GRPC_BUILT: bool = _C.grpc_built
 release_pending_refs = _C._release_pending_refs
 generate_load = _C.generate_load
+# tritonx-perf's network load generator (csrc/perf).
+PerfTarget = _C.PerfTarget
+PerfLoad = _C.PerfLoad
+perf_now_ns = _C.perf_now_ns
 make_ensemble_model = _C.make_ensemble_model
 send_response = _C.send_response
 # The grpc++ server is absent when the extension was built with TRITONX_ENABLE_GRPC=OFF.
@@ -135,6 +139,8 @@ __all__ = [
     "Model",
     "ModelRegistry",
     "ModelSpec",
+    "PerfLoad",
+    "PerfTarget",
     "QueuePolicy",
     "Request",
     "Response",
@@ -152,6 +158,7 @@ __all__ = [
     "cuda_usable",
     "generate_load",
     "h2d_copy_seconds",
+    "perf_now_ns",
     "probe_cuda",
     "release_pending_refs",
     "responses",

@@ -1,1 +1,1 @@
-"""Command-line tools shipped with tritonx."""
+"""Command-line tools shipped with tritonx (tritonx-perf, tritonx-analyze)."""

@@ -1,0 +1,201 @@
+"""tritonx-perf against perf_analyzer: the same tritonx server, measured by both.
+
+One tritonx server serves benchmarks/models (Python identity, FP32 [16], batch 1).
+For every protocol and concurrency the two tools take turns (perf_analyzer,
+tritonx-perf, perf_analyzer, ... `--repeats` times each) with the same windows and
+stability settings; the table gives each tool's median throughput and p99 and the
+ratio tritonx-perf / perf_analyzer, plus each tool's own CPU time per 1000 requests
+(its client cost: what it takes from the CPUs the server needs).
+
+    flock /work/wt/bench.lock python benchmarks/bench_perf_tool.py \\
+        --perf-analyzer shared/tools/perf_analyzer --concurrency 1,4,16
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from _harness import add_server_arguments, running
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Run:
+    tool: str
+    protocol: str
+    concurrency: int
+    infer_per_sec: float
+    p99_us: float
+    cpu_s: float  # the tool's user + system CPU time
+    requests: float  # estimated: throughput x measured seconds
+
+    @property
+    def cpu_ms_per_1k(self) -> float:
+        return 1e6 * self.cpu_s / max(self.requests, 1.0)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(
+    tool: str, cmd: list[str], protocol: str, concurrency: int, interval_ms: int
+) -> Run:
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.csv"
+        before = _children_cpu()
+        result = subprocess.run(
+            [*cmd, "-f", str(report)], capture_output=True, text=True, timeout=900
+        )
+        cpu = _children_cpu() - before
+        if result.returncode != 0 or not report.exists():
+            raise RuntimeError(f"{tool} failed:\n{result.stdout}{result.stderr}")
+        with report.open() as handle:
+            row = next(csv.DictReader(handle))
+    rate = float(row["Inferences/Second"])
+    # Both tools report the last three windows; the run lasted at least that long.
+    return Run(
+        tool,
+        protocol,
+        concurrency,
+        rate,
+        float(row["p99 latency"]),
+        cpu,
+        rate * 3 * interval_ms / 1000,
+    )
+
+
+def command(
+    tool: str, args: argparse.Namespace, url: str, protocol: str, concurrency: int
+) -> list[str]:
+    common = [
+        "-m",
+        "identity",
+        "-u",
+        url,
+        "-i",
+        protocol,
+        "-b",
+        "1",
+        "--concurrency-range",
+        str(concurrency),
+        "--measurement-interval",
+        str(args.measurement_interval),
+        "--stability-percentage",
+        "100",
+        "--max-trials",
+        "10",
+    ]
+    if tool == "perf_analyzer":
+        return [args.perf_analyzer, *common]
+    return [*shlex.split(args.tritonx_perf_cmd), *common]
+
+
+def table(runs: list[Run]) -> str:
+    lines = [
+        "| proto | conc | perf_analyzer infer/s | tritonx-perf infer/s | ratio "
+        "| p99 PA / tx-perf (µs) | p99 ratio | client CPU ms/1k req PA / tx-perf |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    keys = sorted({(r.protocol, r.concurrency) for r in runs})
+    for protocol, conc in keys:
+
+        def med(tool: str, attr: str, p: str = protocol, c: int = conc) -> float:
+            values = [
+                getattr(r, attr)
+                for r in runs
+                if r.tool == tool and r.protocol == p and r.concurrency == c
+            ]
+            return statistics.median(values)
+
+        pa_t, tx_t = (
+            med("perf_analyzer", "infer_per_sec"),
+            med("tritonx-perf", "infer_per_sec"),
+        )
+        pa_p, tx_p = med("perf_analyzer", "p99_us"), med("tritonx-perf", "p99_us")
+        pa_c = med("perf_analyzer", "cpu_ms_per_1k")
+        tx_c = med("tritonx-perf", "cpu_ms_per_1k")
+        lines.append(
+            f"| {protocol} | {conc} | {pa_t:.0f} | {tx_t:.0f} | {tx_t / pa_t:.3f} "
+            f"| {pa_p:.0f} / {tx_p:.0f} | {tx_p / pa_p:.3f} | {pa_c:.0f} / {tx_c:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_server_arguments(p)
+    p.add_argument(
+        "--tritonx-perf-cmd",
+        default=f"{shlex.quote(sys.executable)} -m tritonx.tools.perf",
+    )
+    p.add_argument("--model-repository", type=Path, default=HERE / "models")
+    p.add_argument("--concurrency", default="1,4,16")
+    p.add_argument("--protocols", default="grpc,http")
+    p.add_argument("--measurement-interval", type=int, default=2000, metavar="MS")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--start-timeout", type=float, default=120.0)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    if not args.perf_analyzer:
+        p.error("perf_analyzer not found: pass --perf-analyzer or set PERF_ANALYZER")
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.protocols = [x.strip() for x in args.protocols.split(",")]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    runs: list[Run] = []
+    cmd = shlex.split(args.tritonx_cmd)
+    with running("tritonx", cmd, args.model_repository, {}, args.start_timeout) as (
+        http,
+        grpc,
+    ):
+        for protocol in args.protocols:
+            url = f"127.0.0.1:{grpc if protocol == 'grpc' else http}"
+            for conc in args.concurrency:
+                for _ in range(args.repeats):
+                    for tool in ("perf_analyzer", "tritonx-perf"):
+                        run = measure(
+                            tool,
+                            command(tool, args, url, protocol, conc),
+                            protocol,
+                            conc,
+                            args.measurement_interval,
+                        )
+                        runs.append(run)
+                        print(
+                            f"{tool:14s} {protocol:4s} c{conc:<3d} "
+                            f"{run.infer_per_sec:9.1f} infer/s  p99 {run.p99_us:7.0f} us  "
+                            f"cpu {run.cpu_ms_per_1k:5.0f} ms/1k",
+                            flush=True,
+                        )
+    print()
+    print(
+        f"identity (python backend), FP32 [16], batch 1, one tritonx server, "
+        f"{args.measurement_interval} ms windows, medians of {args.repeats} runs "
+        f"per tool, {os.cpu_count()} CPUs"
+    )
+    print(table(runs))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in runs], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

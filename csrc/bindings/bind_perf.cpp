@@ -1,0 +1,173 @@
+// tritonx-perf's load generator (csrc/perf) for python/tritonx/tools/perf: the Python
+// side describes the requests, starts a load, and reads the finished requests back
+// between measurement windows. The load itself never takes the GIL.
+#include "load_driver.h"
+#include "pybind_common.h"
+
+namespace tritonx::bindings {
+namespace {
+
+using perf::InputData;
+using perf::LoadDriver;
+using perf::LoadOptions;
+using perf::OutputSpec;
+using perf::RequestRecord;
+using perf::Target;
+
+// (name, datatype, shape, data: bytes | None, shm_region, shm_offset, shm_byte_size)
+InputData InputFrom(const py::tuple& t) {
+  if (t.size() != 7) throw py::value_error("an input is a 7-tuple");
+  InputData in;
+  in.name = t[0].cast<std::string>();
+  in.datatype = t[1].cast<std::string>();
+  in.shape = t[2].cast<std::vector<int64_t>>();
+  if (!t[3].is_none()) in.data = t[3].cast<std::string>();
+  in.shm_region = t[4].cast<std::string>();
+  in.shm_offset = t[5].cast<uint64_t>();
+  in.shm_byte_size = t[6].cast<uint64_t>();
+  return in;
+}
+
+template <typename T>
+py::array_t<T> ToArray(std::vector<T>&& values) {
+  auto* heap = new std::vector<T>(std::move(values));
+  py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>(static_cast<py::ssize_t>(heap->size()), heap->data(), owner);
+}
+
+// Column-wise records: numpy arrays are what the statistics need, and a few
+// arrays cost far less than one Python object per request.
+py::dict RecordsToDict(std::vector<RequestRecord>&& records) {
+  const size_t n = records.size();
+  std::vector<int64_t> start(n), end(n), send(n), recv(n), first(n), count(n),
+      offsets(n + 1);
+  std::vector<uint64_t> sequence(n);
+  std::vector<uint8_t> ok(n);
+  std::vector<int64_t> responses;
+  offsets[0] = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const RequestRecord& r = records[i];
+    start[i] = r.start_ns;
+    end[i] = r.end_ns;
+    send[i] = r.send_ns;
+    recv[i] = r.recv_ns;
+    sequence[i] = r.sequence_id;
+    ok[i] = r.ok ? 1 : 0;
+    count[i] = static_cast<int64_t>(r.response_ns.size());
+    first[i] = r.response_ns.empty() ? 0 : r.response_ns.front();
+    responses.insert(responses.end(), r.response_ns.begin(), r.response_ns.end());
+    offsets[i + 1] = static_cast<int64_t>(responses.size());
+  }
+  py::dict out;
+  out["start_ns"] = ToArray(std::move(start));
+  out["end_ns"] = ToArray(std::move(end));
+  out["send_ns"] = ToArray(std::move(send));
+  out["recv_ns"] = ToArray(std::move(recv));
+  out["sequence_id"] = ToArray(std::move(sequence));
+  out["ok"] = ToArray(std::move(ok)).attr("astype")("bool");
+  out["response_count"] = ToArray(std::move(count));
+  out["first_response_ns"] = ToArray(std::move(first));
+  out["response_ns"] = ToArray(std::move(responses));
+  out["response_offsets"] = ToArray(std::move(offsets));
+  return out;
+}
+
+}  // namespace
+
+void RegisterPerf(py::module_& m) {
+  py::class_<Target, std::shared_ptr<Target>>(
+      m, "PerfTarget", "What tritonx-perf's connections talk to and send (immutable).")
+      .def(py::init([](const std::string& protocol, const std::string& url,
+                       const std::string& model, const std::string& version,
+                       const py::list& steps, const py::list& outputs, bool streaming,
+                       bool decoupled,
+                       std::vector<std::pair<std::string, std::string>> headers) {
+             auto target = std::make_shared<Target>();
+             target->protocol = protocol;
+             target->url = url;
+             target->model = model;
+             target->version = version;
+             for (const auto& step : steps) {
+               std::vector<InputData> inputs;
+               for (const auto& in : step.cast<py::list>()) {
+                 inputs.push_back(InputFrom(in.cast<py::tuple>()));
+               }
+               target->steps.push_back(std::move(inputs));
+             }
+             for (const auto& item : outputs) {
+               const auto t = item.cast<py::tuple>();
+               OutputSpec out;
+               out.name = t[0].cast<std::string>();
+               out.shm_region = t[1].cast<std::string>();
+               out.shm_offset = t[2].cast<uint64_t>();
+               out.shm_byte_size = t[3].cast<uint64_t>();
+               target->outputs.push_back(std::move(out));
+             }
+             target->streaming = streaming;
+             target->decoupled = decoupled;
+             target->http_headers = std::move(headers);
+             return target;
+           }),
+           py::arg("protocol"), py::arg("url"), py::arg("model"), py::arg("version"),
+           py::arg("steps"), py::arg("outputs"), py::arg("streaming") = false,
+           py::arg("decoupled") = false,
+           py::arg("http_headers") = std::vector<std::pair<std::string, std::string>>{});
+
+  py::class_<LoadDriver>(m, "PerfLoad",
+                         "One step of tritonx-perf's load: C++ client threads sending "
+                         "to a server (closed loop, or open loop at a request rate).")
+      .def(py::init([](std::shared_ptr<Target> target, int concurrency,
+                       double request_rate, bool poisson, int max_threads,
+                       int sequence_length, double sequence_variation,
+                       uint64_t sequence_id_start, uint64_t sequence_id_end,
+                       uint64_t seed) {
+             LoadOptions options;
+             options.concurrency = concurrency;
+             options.request_rate = request_rate;
+             options.poisson = poisson;
+             options.max_threads = max_threads;
+             options.sequence_length = sequence_length;
+             options.sequence_variation = sequence_variation;
+             options.sequence_id_start = sequence_id_start;
+             options.sequence_id_end = sequence_id_end;
+             options.seed = seed;
+             return std::make_unique<LoadDriver>(std::move(target), options);
+           }),
+           py::arg("target"), py::arg("concurrency") = 1, py::arg("request_rate") = 0.0,
+           py::arg("poisson") = false, py::arg("max_threads") = 16,
+           py::arg("sequence_length") = 0, py::arg("sequence_variation") = 20.0,
+           py::arg("sequence_id_start") = 1, py::arg("sequence_id_end") = 0,
+           py::arg("seed") = 0)
+      .def(
+          "start",
+          [](LoadDriver& self) {
+            std::string error;
+            bool ok;
+            {
+              py::gil_scoped_release release;
+              ok = self.Start(&error);
+            }
+            if (!ok) throw std::runtime_error(error);
+          },
+          "Connects and starts sending; RuntimeError when a connection fails.")
+      .def("stop", &LoadDriver::Stop, py::call_guard<py::gil_scoped_release>(),
+           "Stops sending and waits for the requests in flight.")
+      .def(
+          "drain",
+          [](LoadDriver& self) {
+            std::vector<RequestRecord> records;
+            {
+              py::gil_scoped_release release;
+              records = self.Drain();
+            }
+            return RecordsToDict(std::move(records));
+          },
+          "Requests finished since the last drain, as numpy columns.")
+      .def("first_error", &LoadDriver::FirstError)
+      .def_property_readonly("delayed", &LoadDriver::Delayed)
+      .def_property_readonly("completed", &LoadDriver::Completed);
+
+  m.def("perf_now_ns", &perf::NowNs, "The load generator's clock (steady, ns).");
+}
+
+}  // namespace tritonx::bindings

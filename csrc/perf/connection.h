@@ -1,0 +1,90 @@
+// The load generator's view of one client connection to a KServe V2 server
+// (tritonx-perf). A Connection sends one prepared request and waits for its last
+// response; the LoadDriver (load_driver.h) runs many of them, one per thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tritonx::perf {
+
+// One input tensor of one request template: wire bytes inline, or a reference into a
+// system shared memory region the caller registered with the server.
+struct InputData {
+  std::string name;
+  std::string datatype;
+  std::vector<int64_t> shape;
+  std::string data;  // BYTES in wire form (4-byte LE length + bytes per element)
+  std::string shm_region;  // non-empty: the tensor lives there, `data` is unused
+  uint64_t shm_offset = 0;
+  uint64_t shm_byte_size = 0;
+};
+
+struct OutputSpec {
+  std::string name;
+  std::string shm_region;  // non-empty: the server writes the output there
+  uint64_t shm_offset = 0;
+  uint64_t shm_byte_size = 0;
+};
+
+// What every connection of a run talks to and sends. Immutable once the load
+// starts; shared read-only by all worker threads.
+struct Target {
+  std::string protocol = "grpc";  // "grpc" | "http"
+  std::string url;                // host:port
+  std::string model;
+  std::string version;  // "" = the server's choice
+  // Request templates, used in turn (perf_analyzer's input-data "steps").
+  std::vector<std::vector<InputData>> steps;
+  std::vector<OutputSpec> outputs;  // empty: the server returns every output
+  bool streaming = false;           // gRPC ModelStreamInfer
+  bool decoupled = false;  // the model may answer 0..N times; wait for the final flag
+  std::vector<std::pair<std::string, std::string>> http_headers;
+};
+
+struct SequenceParams {
+  uint64_t id = 0;  // 0: not part of a sequence
+  bool start = false;
+  bool end = false;
+};
+
+// One request as the client saw it. Times are steady_clock nanoseconds.
+struct RequestRecord {
+  int64_t start_ns = 0;  // before the request was serialized and sent
+  int64_t end_ns = 0;    // the last (final) response arrived
+  int64_t send_ns = 0;   // client time spent preparing and writing the request
+  int64_t recv_ns = 0;   // client time spent reading and decoding responses
+  uint64_t sequence_id = 0;
+  bool ok = false;
+  // Arrival of each response that carried data (streaming; unary: the one answer).
+  std::vector<int64_t> response_ns;
+};
+
+int64_t NowNs();
+
+// Thread-safety: a Connection is used by one thread at a time (its worker).
+// Ownership: it owns its socket / channel and its own copies of the templates.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Sends template `step` (with the sequence parameters) and waits for the final
+  // response. Never throws: failures set rec->ok = false and error().
+  virtual void Infer(size_t step, const SequenceParams& seq, RequestRecord* rec) = 0;
+  const std::string& error() const { return error_; }
+
+ protected:
+  std::string error_;
+};
+
+// Opens a connection of target.protocol; nullptr with *error set when it cannot.
+std::unique_ptr<Connection> Connect(const std::shared_ptr<const Target>& target,
+                                    std::string* error);
+std::unique_ptr<Connection> ConnectHttp(const std::shared_ptr<const Target>& target,
+                                        std::string* error);
+std::unique_ptr<Connection> ConnectGrpc(const std::shared_ptr<const Target>& target,
+                                        std::string* error);
+
+}  // namespace tritonx::perf

@@ -1,0 +1,182 @@
+#include "load_driver.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+namespace tritonx::perf {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::unique_ptr<Connection> Connect(const std::shared_ptr<const Target>& target,
+                                    std::string* error) {
+  if (target->protocol == "http") return ConnectHttp(target, error);
+#ifdef TRITONX_PERF_GRPC
+  if (target->protocol == "grpc") return ConnectGrpc(target, error);
+#endif
+  *error = "protocol '" + target->protocol + "' is not available in this build";
+  return nullptr;
+}
+
+// One thread, its connection, the records it finished and its sequence in progress.
+struct LoadDriver::Worker {
+  std::unique_ptr<Connection> connection;
+  std::thread thread;
+  std::mutex mu;  // guards records (the worker appends, Drain takes)
+  std::vector<RequestRecord> records;
+  uint64_t sequence_id = 0;
+  int sequence_left = 0;  // requests left in the current sequence
+  int sequence_pos = 0;
+  std::mt19937_64 rng;
+};
+
+LoadDriver::LoadDriver(std::shared_ptr<const Target> target, LoadOptions options)
+    : target_(std::move(target)),
+      options_(options),
+      next_sequence_(options.sequence_id_start),
+      rng_(options.seed) {}
+
+LoadDriver::~LoadDriver() { Stop(); }
+
+bool LoadDriver::Start(std::string* error) {
+  const bool open_loop = options_.request_rate > 0;
+  int count = open_loop ? std::max(1, options_.max_threads) : options_.concurrency;
+  if (target_->steps.empty()) {
+    *error = "no request to send";
+    return false;
+  }
+  for (int i = 0; i < count; ++i) {
+    auto worker = std::make_unique<Worker>();
+    worker->connection = Connect(target_, error);
+    if (!worker->connection) {
+      workers_.clear();
+      return false;
+    }
+    worker->rng.seed(options_.seed + 7919 * static_cast<uint64_t>(i + 1));
+    workers_.push_back(std::move(worker));
+  }
+  stop_.store(false);
+  next_send_ns_ = NowNs();
+  for (auto& worker : workers_) {
+    Worker* w = worker.get();
+    w->thread = std::thread([this, w, open_loop] {
+      if (open_loop) {
+        RunOpen(w);
+      } else {
+        RunClosed(w);
+      }
+    });
+  }
+  return true;
+}
+
+void LoadDriver::Stop() {
+  stop_.store(true);
+  for (auto& worker : workers_) {
+    if (worker->thread.joinable()) worker->thread.join();
+  }
+}
+
+std::vector<RequestRecord> LoadDriver::Drain() {
+  std::vector<RequestRecord> all;
+  for (auto& worker : workers_) {
+    std::vector<RequestRecord> taken;
+    {
+      std::lock_guard<std::mutex> lock(worker->mu);
+      taken.swap(worker->records);
+    }
+    if (all.empty()) {
+      all = std::move(taken);
+    } else {
+      all.insert(all.end(), std::make_move_iterator(taken.begin()),
+                 std::make_move_iterator(taken.end()));
+    }
+  }
+  return all;
+}
+
+std::string LoadDriver::FirstError() {
+  std::lock_guard<std::mutex> lock(error_mu_);
+  return first_error_;
+}
+
+void LoadDriver::Execute(Worker* w, size_t step) {
+  SequenceParams seq;
+  if (options_.sequence_length > 0) {
+    if (w->sequence_left == 0) {
+      // A new sequence: the next id (wrapping inside the range) and a length within
+      // +/- variation % of the base, as perf_analyzer draws them.
+      uint64_t id = next_sequence_.fetch_add(1);
+      if (options_.sequence_id_end > options_.sequence_id_start) {
+        const uint64_t span = options_.sequence_id_end - options_.sequence_id_start;
+        id = options_.sequence_id_start + (id - options_.sequence_id_start) % span;
+      }
+      const double base = options_.sequence_length;
+      const double spread = base * options_.sequence_variation / 100.0;
+      std::uniform_real_distribution<double> length(base - spread, base + spread);
+      w->sequence_id = id;
+      w->sequence_left = std::max(1, static_cast<int>(std::lround(length(w->rng))));
+      w->sequence_pos = 0;
+      seq.start = true;
+    }
+    seq.id = w->sequence_id;
+    seq.end = w->sequence_left == 1;
+    step = static_cast<size_t>(w->sequence_pos);
+  }
+  RequestRecord record;
+  w->connection->Infer(step, seq, &record);
+  if (seq.id != 0) {
+    // A failed step still moves on: its END must reach the server sometime.
+    --w->sequence_left;
+    ++w->sequence_pos;
+  }
+  if (!record.ok) {
+    std::lock_guard<std::mutex> lock(error_mu_);
+    if (first_error_.empty()) first_error_ = w->connection->error();
+  }
+  completed_.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(w->mu);
+  w->records.push_back(std::move(record));
+}
+
+void LoadDriver::RunClosed(Worker* w) {
+  while (!stop_.load(std::memory_order_relaxed)) {
+    Execute(w, next_step_.fetch_add(1, std::memory_order_relaxed));
+  }
+}
+
+int64_t LoadDriver::NextSendTime() {
+  std::lock_guard<std::mutex> lock(schedule_mu_);
+  const int64_t at = next_send_ns_;
+  double gap_s = 1.0 / options_.request_rate;
+  if (options_.poisson) {
+    std::exponential_distribution<double> exp(options_.request_rate);
+    gap_s = exp(rng_);
+  }
+  next_send_ns_ += static_cast<int64_t>(gap_s * 1e9);
+  return at;
+}
+
+void LoadDriver::RunOpen(Worker* w) {
+  // Late by more than this counts as delayed (the pool could not keep the rate).
+  constexpr int64_t kLateNs = 1'000'000;
+  while (!stop_.load(std::memory_order_relaxed)) {
+    const int64_t at = NextSendTime();
+    // Sleep in short slices so that Stop is not held up by a low rate.
+    for (;;) {
+      if (stop_.load(std::memory_order_relaxed)) return;
+      const int64_t wait = at - NowNs();
+      if (wait <= 0) break;
+      std::this_thread::sleep_for(
+          std::chrono::nanoseconds(std::min<int64_t>(wait, 50'000'000)));
+    }
+    if (NowNs() - at > kLateNs) delayed_.fetch_add(1, std::memory_order_relaxed);
+    Execute(w, next_step_.fetch_add(1, std::memory_order_relaxed));
+  }
+}
+
+}  // namespace tritonx::perf

@@ -1,0 +1,5 @@
+import sys
+
+from tritonx.tools.perf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,537 @@
+"""tritonx-perf: a load generator for KServe V2 / Triton servers with
+perf_analyzer's flags, output and CSV. The load runs in C++ (csrc/perf); this
+module parses flags, builds the requests, runs the measurement steps and reports.
+
+Every failure a user can cause (flags, data files, an unknown model, a server that
+cannot be reached, failing requests) ends with one `error: ...` line and exit 1
+(2 for flag syntax), never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+from pathlib import Path
+from typing import Any, NoReturn
+
+from tritonx.tools.perf.errors import PerfError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse prints usage + message; one line reads better in scripts.
+        self.exit(2, f"error: {message} (see tritonx-perf --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="tritonx-perf",
+        description="Measure throughput and latency of a model served by tritonx or "
+        "Triton (perf_analyzer's flags and reports; the load is generated in C++).",
+    )
+    p.add_argument("-m", dest="model", required=True, help="model name")
+    p.add_argument("-x", dest="version", default="", help="model version")
+    p.add_argument("-u", dest="url", help="server URL (host:port)")
+    p.add_argument(
+        "-i",
+        dest="protocol",
+        default="http",
+        type=str.lower,
+        help="grpc or http (default http)",
+    )
+    p.add_argument("-b", dest="batch", type=int, default=1, help="batch size")
+    p.add_argument(
+        "-a",
+        "--async",
+        dest="async_mode",
+        action="store_true",
+        help="accepted for perf_analyzer compatibility (same load)",
+    )
+    p.add_argument("--sync", action="store_true", help="synchronous requests (default)")
+    p.add_argument("--concurrency-range", help="start:end:step (closed loop)")
+    p.add_argument(
+        "--request-rate-range", help="start:end:step in requests/s (open loop)"
+    )
+    p.add_argument(
+        "--request-distribution", default="constant", choices=["constant", "poisson"]
+    )
+    p.add_argument(
+        "--max-threads",
+        type=int,
+        default=16,
+        help="workers serving a request rate (one request in flight each)",
+    )
+    p.add_argument(
+        "-p",
+        "--measurement-interval",
+        type=int,
+        default=5000,
+        help="window length in ms (time_windows)",
+    )
+    p.add_argument(
+        "--measurement-mode",
+        default="time_windows",
+        choices=["time_windows", "count_windows"],
+    )
+    p.add_argument("--measurement-request-count", type=int, default=50)
+    p.add_argument("-s", "--stability-percentage", type=float, default=10.0)
+    p.add_argument("-r", "--max-trials", type=int, default=10)
+    p.add_argument(
+        "--percentile",
+        type=int,
+        default=-1,
+        help="stabilize on this latency percentile instead of the average",
+    )
+    p.add_argument(
+        "-l",
+        "--latency-threshold",
+        type=float,
+        default=0.0,
+        help="ms; stop the sweep once the latency exceeds it",
+    )
+    p.add_argument("--shape", action="append", default=[], help="NAME:d1,d2,...")
+    p.add_argument("--input-data", default="random", help="zero, random or FILE.json")
+    p.add_argument("--string-length", type=int, default=128)
+    p.add_argument("--string-data", default=None)
+    p.add_argument("--streaming", action="store_true", help="gRPC streaming API")
+    p.add_argument("--sequence-length", type=int, default=20)
+    p.add_argument("--sequence-length-variation", type=float, default=20.0)
+    p.add_argument("--sequence-id-range", default=None, help="start[:end]")
+    p.add_argument(
+        "--num-of-sequences",
+        type=int,
+        default=4,
+        help="concurrent sequences at a request rate",
+    )
+    p.add_argument(
+        "--shared-memory", default="none", choices=["none", "system", "cuda"]
+    )
+    p.add_argument("--output-shared-memory-size", type=int, default=102400)
+    p.add_argument("-f", dest="csv_file", default=None, help="CSV report file")
+    p.add_argument("--profile-export-file", default=None)
+    p.add_argument(
+        "-H",
+        dest="headers",
+        action="append",
+        default=[],
+        help="HTTP header 'Name:Value'",
+    )
+    p.add_argument(
+        "--verbose-csv",
+        action="store_true",
+        help="CSV: also Avg latency, request/response, response wait",
+    )
+    p.add_argument("--collect-metrics", action="store_true", help="accepted, ignored")
+    p.add_argument("--metrics-url", default=None, help="accepted, ignored")
+    p.add_argument(
+        "--metrics-interval", type=int, default=None, help="accepted, ignored"
+    )
+    p.add_argument(
+        "--input-tensor-format", default="binary", choices=["binary", "json"]
+    )
+    p.add_argument(
+        "--output-tensor-format", default="binary", choices=["binary", "json"]
+    )
+    p.add_argument("-v", dest="verbose", action="count", default=0)
+    p.add_argument("--seed", type=int, default=0, help="random data and schedule seed")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for control-plane answers",
+    )
+    return p
+
+
+def _parse_range(text: str, flag: str, integer: bool) -> list[float]:
+    parts = text.split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise PerfError(f"{flag} '{text}' must be start[:end[:step]]")
+    try:
+        values = [int(v) if integer else float(v) for v in parts]
+    except ValueError:
+        kind = "integers" if integer else "numbers"
+        raise PerfError(
+            f"{flag} '{text}': start, end and step must be {kind}"
+        ) from None
+    start = values[0]
+    end = values[1] if len(values) > 1 else start
+    step = values[2] if len(values) > 2 else 1
+    if start <= 0 or step <= 0 or end < start:
+        raise PerfError(f"{flag} '{text}': need 0 < start <= end and step > 0")
+    out = []
+    value = start
+    while value <= end + 1e-9:
+        out.append(value)
+        value += step
+    return out
+
+
+@dataclass
+class _Shm:
+    name: str
+    block: shared_memory.SharedMemory
+    registered: bool = False
+
+
+class _SharedMemory:
+    """--shared-memory system: one region with every step's inputs, one per output."""
+
+    def __init__(self, api: Any) -> None:
+        self._api = api
+        self._regions: list[_Shm] = []
+
+    def create(self, suffix: str, size: int) -> str:
+        name = f"tritonx_perf_{os.getpid()}_{suffix}"
+        try:
+            block = shared_memory.SharedMemory(
+                name=name, create=True, size=max(size, 1)
+            )
+        except OSError as exc:
+            raise PerfError(
+                f"cannot create shared memory {name}: {exc.strerror}"
+            ) from None
+        region = _Shm(name, block)
+        self._regions.append(region)
+        try:
+            self._api.register_system_shm(name, "/" + name, max(size, 1))
+        except PerfError as exc:
+            raise PerfError(
+                f"failed to register shared memory region {name}: {exc}"
+            ) from None
+        region.registered = True
+        return name
+
+    def write(self, name: str, offset: int, data: bytes) -> None:
+        region = next(r for r in self._regions if r.name == name)
+        assert region.block.buf is not None
+        region.block.buf[offset : offset + len(data)] = data
+
+    def close(self) -> None:
+        for region in self._regions:
+            if region.registered:
+                # A server that went away cannot unregister; the object goes anyway.
+                with contextlib.suppress(PerfError):
+                    self._api.unregister_system_shm(region.name)
+            region.block.close()
+            with contextlib.suppress(FileNotFoundError):
+                region.block.unlink()
+        self._regions = []
+
+
+def _print_settings(args: argparse.Namespace, sequence: bool) -> None:
+    print("*** Measurement Settings ***")
+    print(f"  Batch size: {args.batch}")
+    print("  Service Kind: TRITON")
+    if args.measurement_mode == "count_windows":
+        print('  Using "count_windows" mode for stabilization')
+        print(
+            f"  Minimum number of samples in each window: {args.measurement_request_count}"
+        )
+    else:
+        print('  Using "time_windows" mode for stabilization')
+        print(f"  Measurement window: {args.measurement_interval} msec")
+    if args.percentile > 0:
+        print(f"  Stabilizing using p{args.percentile} latency and throughput")
+    else:
+        print("  Stabilizing using average latency and throughput")
+    print(f"  Latency limit: {args.latency_threshold:g} msec")
+    if args.request_rate_range:
+        print(f"  Request rate range: {args.request_rate_range} requests/sec")
+    else:
+        limit = (args.concurrency_range or "1").split(":")
+        print(
+            f"  Concurrency limit: {limit[1] if len(limit) > 1 else limit[0]} "
+            "concurrent requests"
+        )
+    if sequence:
+        print(
+            f"  Sequence length: {args.sequence_length} (+/- "
+            f"{args.sequence_length_variation:g}%)"
+        )
+    print(
+        "  Using asynchronous calls for inference"
+        if args.async_mode
+        else "  Using synchronous calls for inference"
+    )
+    print("  The load is generated by C++ client threads (tritonx-perf)")
+    print()
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if args.protocol not in ("grpc", "http"):
+        raise PerfError(f"unsupported protocol '{args.protocol}' (-i grpc or -i http)")
+    if args.streaming and args.protocol != "grpc":
+        raise PerfError("streaming is only allowed with gRPC protocol (-i grpc)")
+    if args.shared_memory == "cuda":
+        raise PerfError("--shared-memory cuda is not supported by tritonx-perf")
+    if "json" in (args.input_tensor_format, args.output_tensor_format):
+        raise PerfError("tritonx-perf sends and receives binary tensors only")
+    if args.concurrency_range and args.request_rate_range:
+        raise PerfError(
+            "cannot specify both --concurrency-range and --request-rate-range"
+        )
+    checks = [
+        (args.measurement_interval > 0, "--measurement-interval must be > 0"),
+        (args.measurement_request_count > 0, "--measurement-request-count must be > 0"),
+        (args.max_trials > 0, "--max-trials must be > 0"),
+        (args.stability_percentage >= 0, "--stability-percentage must be >= 0"),
+        (
+            args.percentile == -1 or 0 < args.percentile < 100,
+            "--percentile must be between 1 and 99",
+        ),
+        (args.latency_threshold >= 0, "--latency-threshold must be >= 0"),
+        (args.string_length >= 0, "--string-length must be >= 0"),
+        (args.sequence_length > 0, "--sequence-length must be > 0"),
+        (args.max_threads > 0, "--max-threads must be > 0"),
+        (args.num_of_sequences > 0, "--num-of-sequences must be > 0"),
+        (args.output_shared_memory_size > 0, "--output-shared-memory-size must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise PerfError(message)
+
+
+def _sequence_ids(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 1, 0
+    parts = text.split(":")
+    try:
+        start = int(parts[0])
+        end = int(parts[1]) if len(parts) > 1 and parts[1] else 0
+    except ValueError:
+        raise PerfError(f"--sequence-id-range '{text}' must be start[:end]") from None
+    if start <= 0 or (end and end <= start) or len(parts) > 2:
+        raise PerfError(f"--sequence-id-range '{text}': need 0 < start < end")
+    return start, end
+
+
+def run(args: argparse.Namespace) -> int:
+    _validate(args)
+    from tritonx import _native
+    from tritonx.tools.perf import inputs as inp
+    from tritonx.tools.perf.measure import MeasureOptions, run_step
+    from tritonx.tools.perf.progress import Progress
+    from tritonx.tools.perf.report import (
+        ProfileExport,
+        Summary,
+        print_final,
+        print_step,
+        step_label,
+        summarize,
+        write_csv,
+    )
+    from tritonx.tools.perf.server_api import connect
+
+    url = args.url or (
+        "localhost:8001" if args.protocol == "grpc" else "localhost:8000"
+    )
+    url = url.removeprefix("http://")
+    if args.protocol == "grpc":
+        url = url.removeprefix("grpc://")
+    headers = {}
+    for header in args.headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise PerfError(f"-H '{header}' must be 'Name:Value'")
+        headers[name.strip()] = value.strip()
+    shapes = inp.parse_shapes(args.shape)
+    seq_start, seq_end = _sequence_ids(args.sequence_id_range)
+    if args.request_rate_range:
+        mode, values = (
+            "request_rate",
+            _parse_range(
+                args.request_rate_range, "--request-rate-range", integer=False
+            ),
+        )
+    else:
+        mode, values = (
+            "concurrency",
+            _parse_range(
+                args.concurrency_range or "1", "--concurrency-range", integer=True
+            ),
+        )
+
+    api = connect(args.protocol, url, headers, args.timeout)
+    shm = _SharedMemory(api)
+    try:
+        try:
+            metadata = api.metadata(args.model, args.version)
+        except PerfError as exc:
+            raise PerfError(f"failed to get model metadata: {exc}") from None
+        try:
+            config = api.config(args.model, args.version)
+        except PerfError as exc:
+            raise PerfError(f"failed to get model config: {exc}") from None
+        info = inp.model_info(metadata, config, args.version)
+        inp.check_batch(info, args.batch)
+        if info.decoupled and not args.streaming:
+            raise PerfError(
+                f"model '{args.model}' is decoupled: measure it with --streaming -i grpc"
+            )
+        if args.input_data in ("zero", "random"):
+            steps = inp.generated_steps(
+                info,
+                args.batch,
+                shapes,
+                args.input_data,
+                args.string_length,
+                args.string_data,
+                args.seed,
+            )
+        else:
+            steps = inp.json_steps(Path(args.input_data), info, args.batch, shapes)
+
+        wire_steps: list[list[tuple[str, str, list[int], bytes | None, str, int, int]]]
+        outputs: list[tuple[str, str, int, int]]
+        if args.shared_memory == "system":
+            total = sum(len(t.data) for step in steps for t in step)
+            region = shm.create("input", total)
+            offset = 0
+            wire_steps = []
+            for step in steps:
+                wire: list[tuple[str, str, list[int], bytes | None, str, int, int]] = []
+                for t in step:
+                    shm.write(region, offset, t.data)
+                    wire.append(
+                        (t.name, t.datatype, t.shape, None, region, offset, len(t.data))
+                    )
+                    offset += len(t.data)
+                wire_steps.append(wire)
+            outputs = []
+            for i, out in enumerate(info.outputs):
+                name = shm.create(f"output{i}", args.output_shared_memory_size)
+                outputs.append((out.name, name, 0, args.output_shared_memory_size))
+        else:
+            wire_steps = [
+                [(t.name, t.datatype, t.shape, t.data, "", 0, 0) for t in step]
+                for step in steps
+            ]
+            outputs = [(out.name, "", 0, 0) for out in info.outputs]
+
+        target = _native.PerfTarget(
+            args.protocol,
+            url,
+            args.model,
+            args.version,
+            wire_steps,
+            outputs,
+            args.streaming,
+            info.decoupled,
+            list(headers.items()),
+        )
+        options = MeasureOptions(
+            interval_ms=args.measurement_interval,
+            count_windows=args.measurement_mode == "count_windows",
+            request_count=args.measurement_request_count,
+            stability_pct=args.stability_percentage,
+            max_trials=args.max_trials,
+            percentile=args.percentile,
+            batch=args.batch,
+        )
+        _print_settings(args, info.sequence)
+        progress = Progress()
+        profile = (
+            ProfileExport(args.model, args.version, args.protocol)
+            if args.profile_export_file
+            else None
+        )
+        summaries: list[Summary] = []
+        for value in values:
+            threads = args.max_threads
+            if mode == "request_rate" and info.sequence:
+                threads = args.num_of_sequences  # one sequence per worker
+            load = _native.PerfLoad(
+                target,
+                concurrency=int(value) if mode == "concurrency" else 0,
+                request_rate=float(value) if mode == "request_rate" else 0.0,
+                poisson=args.request_distribution == "poisson",
+                max_threads=threads,
+                sequence_length=args.sequence_length if info.sequence else 0,
+                sequence_variation=args.sequence_length_variation,
+                sequence_id_start=seq_start,
+                sequence_id_end=seq_end,
+                seed=args.seed,
+            )
+            try:
+                load.start()
+            except RuntimeError as exc:
+                raise PerfError(str(exc)) from None
+            label = "Concurrency" if mode == "concurrency" else "Request rate"
+            progress.start_step(f"{label} {value:g}", args.max_trials)
+            try:
+                result = run_step(
+                    load,
+                    api,
+                    args.model,
+                    args.version,
+                    options,
+                    mode,
+                    value,
+                    progress.update,
+                )
+            finally:
+                progress.end_step()
+                load.stop()
+            summary = summarize(result, args.batch, args.percentile)
+            summaries.append(summary)
+            print_step(
+                sys.stdout, summary, args.protocol, args.streaming, args.percentile
+            )
+            sys.stdout.flush()
+            if profile:
+                profile.add(result)
+            if args.latency_threshold and (
+                summary.stabilizing_latency > args.latency_threshold * 1000
+            ):
+                print(
+                    f"Measured latency went over the set limit of "
+                    f"{args.latency_threshold:g} msec. ({step_label(summary)})"
+                )
+                break
+        print_final(sys.stdout, summaries)
+        if args.csv_file:
+            try:
+                write_csv(
+                    Path(args.csv_file),
+                    summaries,
+                    args.percentile,
+                    args.streaming,
+                    args.verbose_csv,
+                )
+            except OSError as exc:
+                raise PerfError(
+                    f"cannot write {args.csv_file}: {exc.strerror}"
+                ) from None
+        if profile and args.profile_export_file:
+            try:
+                profile.write(Path(args.profile_export_file))
+            except OSError as exc:
+                raise PerfError(
+                    f"cannot write {args.profile_export_file}: {exc.strerror}"
+                ) from None
+        return 0
+    finally:
+        shm.close()
+        api.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except PerfError as exc:
+        sys.stdout.flush()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""The measurement loop of one load step, as perf_analyzer's: windows of
+--measurement-interval ms (or of --measurement-request-count requests), until the
+last three agree within --stability-percentage on throughput and latency, or
+--max-trials windows were measured. The load runs in C++ the whole time; between
+windows this side only reads the finished requests and the server's statistics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tritonx import _native
+from tritonx.tools.perf.errors import PerfError
+from tritonx.tools.perf.server_api import ServerApi, StatsSnapshot
+
+Columns = dict[str, np.ndarray[Any, Any]]
+STABLE_WINDOWS = 3
+
+
+@dataclass
+class MeasureOptions:
+    interval_ms: int = 5000
+    count_windows: bool = False
+    request_count: int = 50
+    stability_pct: float = 10.0
+    max_trials: int = 10
+    percentile: int = -1  # -1: stabilize on the average latency
+    batch: int = 1
+
+
+@dataclass
+class Window:
+    start_ns: int
+    end_ns: int
+    records: Columns  # requests that started and finished inside the window
+    stats: StatsSnapshot | None
+
+    @property
+    def seconds(self) -> float:
+        return max(self.end_ns - self.start_ns, 1) / 1e9
+
+    def count(self) -> int:
+        return int(self.records["ok"].sum())
+
+    def throughput(self, batch: int) -> float:
+        return self.count() * batch / self.seconds
+
+    def latency_us(self, percentile: int) -> float:
+        lat = latencies_us(self.records)
+        if lat.size == 0:
+            return 0.0
+        return float(np.mean(lat) if percentile < 0 else np.percentile(lat, percentile))
+
+
+@dataclass
+class StepResult:
+    mode: str  # "concurrency" | "request_rate"
+    value: float
+    windows: list[Window]  # the ones the result is made of (the last three)
+    all_windows: list[Window] = field(default_factory=list)
+    stable: bool = True
+    delayed: int = 0
+
+    def merged(self) -> Columns:
+        return concat([w.records for w in self.windows])
+
+    def stats(self) -> StatsSnapshot | None:
+        total: StatsSnapshot | None = None
+        for window in self.windows:
+            if window.stats is None:
+                return None
+            total = window.stats if total is None else total.plus(window.stats)
+        return total
+
+    def seconds(self) -> float:
+        return sum(w.seconds for w in self.windows)
+
+
+def concat(chunks: list[Columns]) -> Columns:
+    chunks = [c for c in chunks if c and len(c["start_ns"])]
+    if not chunks:
+        return empty_columns()
+    out: Columns = {}
+    for key in (
+        "start_ns",
+        "end_ns",
+        "send_ns",
+        "recv_ns",
+        "sequence_id",
+        "ok",
+        "response_count",
+        "first_response_ns",
+    ):
+        out[key] = np.concatenate([c[key] for c in chunks])
+    # Per-request response times: rebuild the offsets over the concatenation.
+    out["response_ns"] = np.concatenate([c["response_ns"] for c in chunks])
+    out["response_offsets"] = np.concatenate(
+        [[0], np.cumsum(out["response_count"])]
+    ).astype(np.int64)
+    return out
+
+
+def empty_columns() -> Columns:
+    ints = np.zeros(0, dtype=np.int64)
+    return {
+        "start_ns": ints,
+        "end_ns": ints,
+        "send_ns": ints,
+        "recv_ns": ints,
+        "sequence_id": np.zeros(0, dtype=np.uint64),
+        "ok": np.zeros(0, dtype=bool),
+        "response_count": ints,
+        "first_response_ns": ints,
+        "response_ns": ints,
+        "response_offsets": np.zeros(1, dtype=np.int64),
+    }
+
+
+def select(columns: Columns, mask: np.ndarray[Any, Any]) -> Columns:
+    out = {
+        k: v[mask]
+        for k, v in columns.items()
+        if k not in ("response_ns", "response_offsets")
+    }
+    offsets = columns["response_offsets"]
+    pieces = [
+        columns["response_ns"][offsets[i] : offsets[i + 1]]
+        for i in np.flatnonzero(mask)
+    ]
+    out["response_ns"] = (
+        np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+    )
+    out["response_offsets"] = np.concatenate(
+        [[0], np.cumsum(out["response_count"])]
+    ).astype(np.int64)
+    return out
+
+
+def latencies_us(columns: Columns) -> np.ndarray[Any, Any]:
+    ok = columns["ok"]
+    return (columns["end_ns"][ok] - columns["start_ns"][ok]) / 1000.0
+
+
+def _stable(windows: list[Window], options: MeasureOptions) -> bool:
+    if len(windows) < STABLE_WINDOWS:
+        return False
+    last = windows[-STABLE_WINDOWS:]
+    band = options.stability_pct / 100.0
+    for values in (
+        [w.throughput(options.batch) for w in last],
+        [w.latency_us(options.percentile) for w in last],
+    ):
+        mean = sum(values) / len(values)
+        if mean <= 0 or any(abs(v - mean) > band * mean for v in values):
+            return False
+    return True
+
+
+ProgressFn = Callable[[int, float, int], None]  # (window index, fraction, requests)
+
+
+def run_step(
+    load: Any,
+    api: ServerApi | None,
+    model: str,
+    version: str,
+    options: MeasureOptions,
+    mode: str,
+    value: float,
+    progress: ProgressFn | None = None,
+) -> StepResult:
+    """Measures windows on a running `load` (a started _native.PerfLoad)."""
+    windows: list[Window] = []
+    pending: list[Columns] = []
+    start = _native.perf_now_ns()
+    load.drain()  # what finished before the first window belongs to no window
+    stats_before = api.statistics(model, version) if api else None
+    for trial in range(options.max_trials):
+        window_start = start
+        chunks = pending
+        pending = []
+        interval_ns = options.interval_ms * 1_000_000
+        counted = 0
+        # A count window that cannot fill (a stalled server) still ends, after a
+        # generous multiple of the interval.
+        deadline = window_start + (
+            max(interval_ns * 20, 60_000_000_000)
+            if options.count_windows
+            else interval_ns
+        )
+        while True:
+            now = _native.perf_now_ns()
+            if options.count_windows:
+                if counted >= options.request_count or now >= deadline:
+                    break
+            elif now >= deadline:
+                break
+            time.sleep(min(0.05, max(deadline - now, 0) / 1e9))
+            chunk = load.drain()
+            if len(chunk["start_ns"]):
+                if not chunk["ok"].all():
+                    failed = int(np.count_nonzero(~chunk["ok"]))
+                    error = load.first_error() or "unknown error"
+                    raise PerfError(f"{failed} request(s) failed: {error}")
+                chunks.append(chunk)
+                counted += int(np.count_nonzero(chunk["start_ns"] >= window_start))
+            if progress:
+                fraction = (
+                    min(counted / options.request_count, 1.0)
+                    if options.count_windows
+                    else min((now - window_start) / interval_ns, 1.0)
+                )
+                progress(trial, fraction, counted)
+        end = _native.perf_now_ns()
+        stats_after = api.statistics(model, version) if api else None
+        everything = concat([*chunks, load.drain()])
+        inside = (everything["start_ns"] >= window_start) & (
+            everything["end_ns"] <= end
+        )
+        later = everything["end_ns"] > end
+        if np.any(later):
+            pending = [select(everything, later)]
+        records = select(everything, inside)
+        failed = int(np.count_nonzero(~everything["ok"]))
+        if failed:
+            error = load.first_error() or "unknown error"
+            raise PerfError(f"{failed} request(s) failed: {error}")
+        delta = (
+            stats_after.minus(stats_before)
+            if stats_after is not None and stats_before is not None
+            else None
+        )
+        stats_before = stats_after
+        windows.append(Window(window_start, end, records, delta))
+        start = end
+        if _stable(windows, options):
+            return StepResult(
+                mode, value, windows[-STABLE_WINDOWS:], windows, True, int(load.delayed)
+            )
+    return StepResult(
+        mode, value, windows[-STABLE_WINDOWS:], windows, False, int(load.delayed)
+    )

@@ -1,0 +1,329 @@
+"""What tritonx-perf reports: the per-step summary (perf_analyzer's layout), the CSV
+of -f (perf_analyzer's header names and columns, so either tool's file feeds the
+same readers) and the profile export of --profile-export-file (every request's
+timestamps, perf_analyzer's JSON shape)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from tritonx import _native
+from tritonx.tools.perf.measure import StepResult, latencies_us
+
+
+@dataclass
+class Summary:
+    """One step's numbers, in microseconds where they are times."""
+
+    mode: str
+    value: float
+    stable: bool
+    request_count: int
+    seconds: float
+    throughput: float  # inferences per second (requests x batch)
+    latency_avg: float
+    latency_std: float
+    percentiles: dict[int, float]
+    stabilizing_latency: float  # the average, or --percentile's value
+    send: float
+    recv: float
+    delayed: int
+    # Server side (absent when statistics could not be read).
+    server: dict[str, float] | None
+    # Streaming (decoupled): responses per request, first response, between responses.
+    responses_per_request: float
+    first_response: float
+    inter_response: float
+    response_throughput: float
+
+    @property
+    def response_wait(self) -> float:
+        return max(self.latency_avg - self.send - self.recv, 0.0)
+
+    @property
+    def network(self) -> float:
+        if not self.server:
+            return self.response_wait
+        s = self.server
+        used = (
+            s["queue"] + s["compute_input"] + s["compute_infer"] + s["compute_output"]
+        )
+        return max(self.response_wait - used, 0.0)
+
+
+def summarize(step: StepResult, batch: int, percentile: int) -> Summary:
+    records = step.merged()
+    lat = latencies_us(records)
+    ok = records["ok"]
+    count = int(ok.sum())
+    seconds = step.seconds()
+    pcts = {
+        p: float(np.percentile(lat, p)) if lat.size else 0.0 for p in (50, 90, 95, 99)
+    }
+    if percentile > 0 and percentile not in pcts:
+        pcts[percentile] = float(np.percentile(lat, percentile)) if lat.size else 0.0
+    avg = float(lat.mean()) if lat.size else 0.0
+    server = None
+    stats = step.stats()
+    if stats is not None and stats.counts and stats.ns:
+        success = max(stats.counts.get("success", 0), 1)
+
+        def per(key: str) -> float:
+            n = stats.counts.get(key, 0) if stats.counts else 0
+            total = stats.ns.get(key, 0) if stats.ns else 0
+            return total / max(n, 1) / 1000.0
+
+        request = (stats.ns.get("success", 0)) / success / 1000.0
+        parts = {
+            k: per(k)
+            for k in ("queue", "compute_input", "compute_infer", "compute_output")
+        }
+        server = {
+            "inference_count": float(stats.inference_count),
+            "execution_count": float(stats.execution_count),
+            "success_count": float(stats.counts.get("success", 0)),
+            "request": request,
+            "overhead": max(request - sum(parts.values()), 0.0),
+            **parts,
+        }
+    responses = records["response_count"][ok]
+    first = (records["first_response_ns"][ok] - records["start_ns"][ok]) / 1000.0
+    gaps: list[float] = []
+    offsets = records["response_offsets"]
+    times = records["response_ns"]
+    for i in np.flatnonzero(ok):
+        chunk = times[offsets[i] : offsets[i + 1]]
+        if chunk.size > 1:
+            gaps.extend((np.diff(chunk) / 1000.0).tolist())
+    has_first = responses > 0
+    return Summary(
+        mode=step.mode,
+        value=step.value,
+        stable=step.stable,
+        request_count=count,
+        seconds=seconds,
+        throughput=count * batch / seconds if seconds else 0.0,
+        latency_avg=avg,
+        latency_std=float(lat.std()) if lat.size else 0.0,
+        percentiles=pcts,
+        stabilizing_latency=pcts[percentile] if percentile > 0 else avg,
+        send=float(records["send_ns"][ok].mean() / 1000.0) if count else 0.0,
+        recv=float(records["recv_ns"][ok].mean() / 1000.0) if count else 0.0,
+        delayed=step.delayed,
+        server=server,
+        responses_per_request=float(responses.mean()) if count else 0.0,
+        first_response=float(first[has_first].mean()) if has_first.any() else 0.0,
+        inter_response=float(np.mean(gaps)) if gaps else 0.0,
+        response_throughput=float(responses.sum()) / seconds if seconds else 0.0,
+    )
+
+
+def _us(value: float) -> int:
+    return round(value)
+
+
+def step_label(summary: Summary) -> str:
+    if summary.mode == "concurrency":
+        return f"Request concurrency: {summary.value:g}"
+    return f"Request Rate: {summary.value:g} inference requests per seconds"
+
+
+def print_step(
+    out: TextIO, summary: Summary, protocol: str, streaming: bool, percentile: int
+) -> None:
+    w = out.write
+    w(f"{step_label(summary)}\n")
+    w("  Client: \n")
+    w(f"    Request count: {summary.request_count}\n")
+    w(f"    Throughput: {summary.throughput:g} infer/sec\n")
+    if streaming:
+        w(f"    Response Throughput: {summary.response_throughput:g} infer/sec\n")
+        w(f"    Avg responses per request: {summary.responses_per_request:g}\n")
+        w(f"    Avg time to first response: {_us(summary.first_response)} usec\n")
+        w(f"    Avg inter-response latency: {_us(summary.inter_response)} usec\n")
+    if percentile < 0:
+        w(
+            f"    Avg latency: {_us(summary.latency_avg)} usec (standard deviation "
+            f"{_us(summary.latency_std)} usec)\n"
+        )
+    for p in sorted(summary.percentiles):
+        w(f"    p{p} latency: {_us(summary.percentiles[p])} usec\n")
+    kind, parts = (
+        ("gRPC", "(un)marshal request/response")
+        if protocol == "grpc"
+        else ("HTTP", "send/recv")
+    )
+    w(
+        f"    Avg {kind} time: {_us(summary.latency_avg)} usec ({parts} "
+        f"{_us(summary.send + summary.recv)} usec + response wait "
+        f"{_us(summary.response_wait)} usec)\n"
+    )
+    if summary.delayed:
+        w(f"    Delayed requests (sent late for the rate): {summary.delayed}\n")
+    if summary.server is not None:
+        s = summary.server
+        w("  Server: \n")
+        w(f"    Inference count: {int(s['inference_count'])}\n")
+        w(f"    Execution count: {int(s['execution_count'])}\n")
+        w(f"    Successful request count: {int(s['success_count'])}\n")
+        w(
+            f"    Avg request latency: {_us(s['request'])} usec (overhead "
+            f"{_us(s['overhead'])} usec + queue {_us(s['queue'])} usec + compute input "
+            f"{_us(s['compute_input'])} usec + compute infer {_us(s['compute_infer'])} "
+            f"usec + compute output {_us(s['compute_output'])} usec)\n"
+        )
+    if not summary.stable:
+        w(
+            "  Warning: the measurement did not stabilize within the windows allowed "
+            "(--max-trials); the last windows are reported\n"
+        )
+    w("\n")
+
+
+def print_final(out: TextIO, summaries: list[Summary], streaming: bool = False) -> None:
+    out.write("Inferences/Second vs. Client Average Batch Latency\n")
+    for s in summaries:
+        head = "Concurrency" if s.mode == "concurrency" else "Request Rate"
+        out.write(
+            f"{head}: {s.value:g}, throughput: {s.throughput:g} infer/sec, latency "
+            f"{_us(s.stabilizing_latency)} usec\n"
+        )
+
+
+def csv_header(mode: str, percentile: int, streaming: bool, verbose: bool) -> list[str]:
+    head = ["Concurrency" if mode == "concurrency" else "Request Rate"]
+    head += [
+        "Inferences/Second",
+        "Client Send",
+        "Network+Server Send/Recv",
+        "Server Queue",
+        "Server Compute Input",
+        "Server Compute Infer",
+        "Server Compute Output",
+        "Client Recv",
+        "p50 latency",
+        "p90 latency",
+        "p95 latency",
+        "p99 latency",
+    ]
+    if percentile > 0 and percentile not in (50, 90, 95, 99):
+        head.append(f"p{percentile} latency")
+    if verbose:
+        if percentile < 0:
+            head.append("Avg latency")
+        head += ["request/response", "response wait"]
+    if streaming:
+        head += [
+            "Response Throughput",
+            "Avg Responses Per Request",
+            "Avg First Response Time",
+            "Avg Inter Response Time",
+        ]
+    return head
+
+
+def write_csv(
+    path: Path,
+    summaries: list[Summary],
+    percentile: int,
+    streaming: bool,
+    verbose: bool,
+) -> None:
+    if not summaries:
+        return
+    # perf_analyzer orders rows by increasing throughput.
+    rows = sorted(summaries, key=lambda s: s.throughput)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(csv_header(summaries[0].mode, percentile, streaming, verbose))
+        for s in rows:
+            server = s.server or {}
+            row: list[Any] = [
+                f"{s.value:g}",
+                f"{s.throughput:g}",
+                _us(s.send),
+                _us(s.network),
+                _us(server.get("queue", 0.0)),
+                _us(server.get("compute_input", 0.0)),
+                _us(server.get("compute_infer", 0.0)),
+                _us(server.get("compute_output", 0.0)),
+                _us(s.recv),
+            ]
+            row += [_us(s.percentiles[p]) for p in (50, 90, 95, 99)]
+            if percentile > 0 and percentile not in (50, 90, 95, 99):
+                row.append(_us(s.percentiles[percentile]))
+            if verbose:
+                if percentile < 0:
+                    row.append(_us(s.latency_avg))
+                row += [_us(s.send + s.recv), _us(s.response_wait)]
+            if streaming:
+                row += [
+                    f"{s.response_throughput:g}",
+                    f"{s.responses_per_request:g}",
+                    _us(s.first_response),
+                    _us(s.inter_response),
+                ]
+            writer.writerow(row)
+
+
+class ProfileExport:
+    """--profile-export-file: every request of every window, with wall-clock
+    nanosecond timestamps (perf_analyzer's `experiments` layout)."""
+
+    def __init__(self, model: str, version: str, protocol: str) -> None:
+        # The load's clock is monotonic; one offset turns it into epoch time.
+        self._offset = time.time_ns() - _native.perf_now_ns()
+        self._experiments: list[dict[str, Any]] = []
+        self._model = model
+        self._version = version
+        self._protocol = protocol
+
+    def add(self, step: StepResult) -> None:
+        requests = []
+        boundaries: list[int] = []
+        for window in step.all_windows:
+            boundaries += [window.start_ns + self._offset, window.end_ns + self._offset]
+            r = window.records
+            offsets = r["response_offsets"]
+            for i in range(len(r["start_ns"])):
+                times = r["response_ns"][offsets[i] : offsets[i + 1]] + self._offset
+                requests.append(
+                    {
+                        "timestamp": int(r["start_ns"][i] + self._offset),
+                        "sequence_id": int(r["sequence_id"][i]),
+                        "response_timestamps": [int(t) for t in times],
+                        "end_timestamp": int(r["end_ns"][i] + self._offset),
+                        "success": bool(r["ok"][i]),
+                    }
+                )
+        value: float | int = (
+            int(step.value) if step.mode == "concurrency" else step.value
+        )
+        self._experiments.append(
+            {
+                "experiment": {"mode": step.mode, "value": value},
+                "requests": requests,
+                "window_boundaries": sorted(set(boundaries)),
+            }
+        )
+
+    def write(self, path: Path) -> None:
+        from tritonx import __version__
+
+        document = {
+            "experiments": self._experiments,
+            "version": f"tritonx-perf {__version__}",
+            "service_kind": "triton",
+            "endpoint": "",
+            "model": self._model,
+            "model_version": self._version,
+            "protocol": self._protocol,
+        }
+        path.write_text(json.dumps(document))

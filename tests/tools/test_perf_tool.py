@@ -1,0 +1,477 @@
+"""tritonx-perf end to end: the real CLI against a real tritonx server on loopback.
+
+Every run is short (count windows of a few dozen requests, stability band wide
+open) so the whole module stays within seconds of CI time; what is checked is
+what the numbers must satisfy whatever the machine's speed: the run succeeds,
+the CSV has perf_analyzer's columns, counts add up, percentiles are ordered.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from serverutil import RunningServer, free_port, run_server, server_env
+from testmodels import ECHO_MODEL, REPEAT_CONFIG, REPEAT_MODEL
+
+pytestmark = pytest.mark.timeout(180)
+
+SHORT = [
+    "--measurement-mode",
+    "count_windows",
+    "--measurement-request-count",
+    "30",
+    "--max-trials",
+    "3",
+    "--stability-percentage",
+    "100",
+]
+
+PA_COLUMNS = [
+    "Inferences/Second",
+    "Client Send",
+    "Network+Server Send/Recv",
+    "Server Queue",
+    "Server Compute Input",
+    "Server Compute Infer",
+    "Server Compute Output",
+    "Client Recv",
+    "p50 latency",
+    "p90 latency",
+    "p95 latency",
+    "p99 latency",
+]
+VERBOSE_COLUMNS = ["Avg latency", "request/response", "response wait"]
+
+IDENTITY = """
+name: "identity"
+backend: "python"
+max_batch_size: 8
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
+dynamic_batching { }
+"""
+
+# BYTES in, BYTES out; a request whose strings are not the expected ones fails, so a
+# successful run proves tritonx-perf sent the data file's strings intact.
+STRINGS = """
+name: "strings"
+backend: "python"
+max_batch_size: 4
+input [ { name: "INPUT0", data_type: TYPE_STRING, dims: [ -1 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_STRING, dims: [ -1 ] } ]
+"""
+STRINGS_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+ALLOWED = {b"hello", b"wide world", "\\u00e9t\\u00e9".encode()}
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            value = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
+            if not set(value.reshape(-1).tolist()) <= ALLOWED:
+                out.append(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(f"unexpected {value!r}")))
+            else:
+                out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", value)]))
+        return out
+"""
+
+SEQUENCE = """
+name: "counter"
+backend: "python"
+max_batch_size: 2
+input [ { name: "INPUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
+output [ { name: "OUTPUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
+sequence_batching {
+  max_sequence_idle_microseconds: 5000000
+  control_input [
+    { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
+    { name: "END" control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ] },
+    { name: "CORRID" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 } ] }
+  ]
+}
+"""
+# Fails a request that continues a sequence the model never saw start, or one that
+# arrives after its sequence ended: sequences must be sent whole and in order.
+SEQUENCE_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.open = set()
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            get = lambda n: int(pb_utils.get_input_tensor_by_name(r, n).as_numpy().reshape(-1)[0])
+            corrid, start, end = get("CORRID"), get("START"), get("END")
+            if start:
+                self.open.add(corrid)
+            if corrid not in self.open:
+                out.append(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(f"sequence {corrid} did not start")))
+                continue
+            if end:
+                self.open.discard(corrid)
+            x = pb_utils.get_input_tensor_by_name(r, "INPUT").as_numpy()
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT", x)]))
+        return out
+"""
+
+
+def _write(repo: Path, name: str, config: str, model: str) -> None:
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "config.pbtxt").write_text(config)
+    (repo / name / "1" / "model.py").write_text(model)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> RunningServer:
+    repo = tmp_path_factory.mktemp("perf_repo")
+    _write(repo, "identity", IDENTITY, ECHO_MODEL)
+    _write(repo, "strings", STRINGS, STRINGS_MODEL)
+    _write(repo, "repeat", REPEAT_CONFIG, REPEAT_MODEL)
+    _write(repo, "counter", SEQUENCE, SEQUENCE_MODEL)
+    with run_server(repo) as running:
+        yield running
+
+
+def perf(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tritonx.tools.perf", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=server_env(),
+    )
+
+
+def ok_run(*args: str) -> str:
+    result = perf(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stdout
+
+
+def url(server: RunningServer, protocol: str) -> str:
+    return server.grpc_url if protocol == "grpc" else server.http_url
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open() as handle:
+        rows = list(csv.reader(handle))
+    return rows[0], [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+
+def check_row(row: dict[str, str]) -> None:
+    assert float(row["Inferences/Second"]) > 0
+    p = [int(row[f"p{q} latency"]) for q in (50, 90, 95, 99)]
+    assert p == sorted(p), row
+    assert int(row["Avg latency"]) > 0
+    # The client's latency is the sum of its parts (rounding to whole usec aside).
+    parts = int(row["request/response"]) + int(row["response wait"])
+    assert abs(parts - int(row["Avg latency"])) <= 2, row
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_concurrency_sweep_csv_and_server_breakdown(
+    server: RunningServer, protocol: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "perf.csv"
+    export = tmp_path / "profile.json"
+    text = ok_run(
+        "-m",
+        "identity",
+        "-u",
+        url(server, protocol),
+        "-i",
+        protocol,
+        "--shape",
+        "INPUT0:16",
+        "--concurrency-range",
+        "1:3:2",
+        "-f",
+        str(out),
+        "--verbose-csv",
+        "--profile-export-file",
+        str(export),
+        *SHORT,
+    )
+    assert "Request concurrency: 1" in text and "Request concurrency: 3" in text
+    assert "Avg request latency" in text and "compute infer" in text
+    header, rows = read_csv(out)
+    assert header == ["Concurrency", *PA_COLUMNS, *VERBOSE_COLUMNS]
+    assert sorted(int(r["Concurrency"]) for r in rows) == [1, 3]
+    for row in rows:
+        check_row(row)
+        # The server answered these requests: its side of the breakdown is there.
+        assert int(row["Server Compute Infer"]) > 0
+    document = json.loads(export.read_text())
+    experiments = document["experiments"]
+    assert [e["experiment"] for e in experiments] == [
+        {"mode": "concurrency", "value": 1},
+        {"mode": "concurrency", "value": 3},
+    ]
+    for experiment in experiments:
+        requests = experiment["requests"]
+        # count windows: at least the requested count per window, three windows.
+        assert len(requests) >= 3 * 30
+        bounds = experiment["window_boundaries"]
+        assert bounds == sorted(bounds)
+        for request in requests:
+            assert request["success"]
+            assert len(request["response_timestamps"]) == 1
+            assert (
+                bounds[0]
+                <= request["timestamp"]
+                <= request["end_timestamp"]
+                <= bounds[-1]
+            )
+    # Concurrency 1 never overlaps requests.
+    first = sorted(experiments[0]["requests"], key=lambda r: r["timestamp"])
+    assert all(
+        a["end_timestamp"] <= b["timestamp"] for a, b in itertools.pairwise(first)
+    )
+
+
+def test_bytes_from_a_json_data_file_with_batching(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    data = tmp_path / "data.json"
+    data.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {"INPUT0": ["hello", "wide world"]},
+                    {"INPUT0": {"content": ["été"], "shape": [1]}},
+                    {"INPUT0": {"b64": "aGVsbG8=", "shape": [1]}},
+                ]
+            }
+        )
+    )
+    out = tmp_path / "perf.csv"
+    for protocol in ("grpc", "http"):
+        ok_run(
+            "-m",
+            "strings",
+            "-u",
+            url(server, protocol),
+            "-i",
+            protocol,
+            "-b",
+            "2",
+            "--input-data",
+            str(data),
+            "-f",
+            str(out),
+            "--verbose-csv",
+            *SHORT,
+        )
+        _, rows = read_csv(out)
+        check_row(rows[0])
+
+
+def test_request_rate_poisson(server: RunningServer, tmp_path: Path) -> None:
+    out = tmp_path / "perf.csv"
+    text = ok_run(
+        "-m",
+        "identity",
+        "-u",
+        server.http_url,
+        "--shape",
+        "INPUT0:4",
+        "--request-rate-range",
+        "100",
+        "--request-distribution",
+        "poisson",
+        "-f",
+        str(out),
+        "--verbose-csv",
+        *SHORT,
+    )
+    assert "Request Rate: 100" in text
+    header, rows = read_csv(out)
+    assert header[0] == "Request Rate"
+    check_row(rows[0])
+
+
+def test_streaming_decoupled_responses(server: RunningServer, tmp_path: Path) -> None:
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps({"data": [{"COUNT": [3], "MODE": [0]}]}))
+    out = tmp_path / "perf.csv"
+    export = tmp_path / "profile.json"
+    text = ok_run(
+        "-m",
+        "repeat",
+        "-u",
+        server.grpc_url,
+        "-i",
+        "grpc",
+        "--streaming",
+        "--input-data",
+        str(data),
+        "--concurrency-range",
+        "2",
+        "-f",
+        str(out),
+        "--verbose-csv",
+        "--profile-export-file",
+        str(export),
+        *SHORT,
+    )
+    assert "Avg responses per request: 3" in text
+    header, rows = read_csv(out)
+    assert header[: len(PA_COLUMNS) + 4] == [
+        "Concurrency",
+        *PA_COLUMNS,
+        *VERBOSE_COLUMNS,
+    ]
+    assert float(rows[0]["Avg Responses Per Request"]) == 3
+    assert 0 < int(rows[0]["Avg First Response Time"]) <= int(rows[0]["Avg latency"])
+    for request in json.loads(export.read_text())["experiments"][0]["requests"]:
+        times = request["response_timestamps"]
+        assert len(times) == 3 and times == sorted(times)
+        assert (
+            request["timestamp"] <= times[0] and times[-1] <= request["end_timestamp"]
+        )
+
+
+def test_decoupled_without_streaming_is_refused(server: RunningServer) -> None:
+    result = perf("-m", "repeat", "-u", server.grpc_url, "-i", "grpc", *SHORT)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("measure it with --streaming -i grpc")
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_sequences_are_sent_whole_and_in_order(
+    server: RunningServer, protocol: str, tmp_path: Path
+) -> None:
+    export = tmp_path / "profile.json"
+    ok_run(
+        "-m",
+        "counter",
+        "-u",
+        url(server, protocol),
+        "-i",
+        protocol,
+        "--sequence-length",
+        "5",
+        "--sequence-id-range",
+        "1000",
+        "--concurrency-range",
+        "3",
+        "--profile-export-file",
+        str(export),
+        *SHORT,
+    )
+    requests = json.loads(export.read_text())["experiments"][0]["requests"]
+    ids = Counter(r["sequence_id"] for r in requests)
+    assert min(ids) >= 1000
+    # 5 +/- 20 %: whole sequences have 4..6 requests (the first and last seen may
+    # be cut by the measurement windows).
+    assert len(ids) >= 3
+    assert max(ids.values()) <= 6
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_system_shared_memory(
+    server: RunningServer, protocol: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "perf.csv"
+    ok_run(
+        "-m",
+        "identity",
+        "-u",
+        url(server, protocol),
+        "-i",
+        protocol,
+        "--shape",
+        "INPUT0:64",
+        "--shared-memory",
+        "system",
+        "--output-shared-memory-size",
+        "256",
+        "-f",
+        str(out),
+        "--verbose-csv",
+        *SHORT,
+    )
+    check_row(read_csv(out)[1][0])
+    # Everything it registered and created is gone again.
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=30)
+    conn.request("GET", "/v2/systemsharedmemory/status")
+    assert json.loads(conn.getresponse().read()) == []
+    conn.close()
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith("tritonx_perf_")]
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_bad_inputs_end_with_one_line(server: RunningServer, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"data": [{"INPUT0": [1, 2,')
+    short_data = tmp_path / "short.json"
+    short_data.write_text(
+        json.dumps({"data": [{"INPUT0": {"content": [1, 2], "shape": [3]}}]})
+    )
+    dead = f"127.0.0.1:{free_port()}"
+    g = ["-u", server.grpc_url, "-i", "grpc"]
+    cases = {
+        "unknown model": (["-m", "nope", *g], "unknown model"),
+        "unreachable grpc": (["-m", "identity", "-u", dead, "-i", "grpc"], "failed to"),
+        "unreachable http": (["-m", "identity", "-u", dead], "failed to"),
+        "malformed data": (
+            ["-m", "identity", *g, "--input-data", str(broken)],
+            "not valid JSON",
+        ),
+        "short data": (
+            ["-m", "identity", *g, "--input-data", str(short_data)],
+            "do not fill",
+        ),
+        "missing data file": (
+            ["-m", "identity", *g, "--input-data", str(tmp_path / "x")],
+            "cannot read",
+        ),
+        "dynamic shape": (["-m", "identity", *g], "provide shapes"),
+        "batch too big": (
+            ["-m", "identity", *g, "--shape", "INPUT0:2", "-b", "9"],
+            "batch size",
+        ),
+        "zero concurrency": (
+            ["-m", "identity", *g, "--concurrency-range", "0"],
+            "start",
+        ),
+        "bad range": (["-m", "identity", *g, "--concurrency-range", "a:b"], "integers"),
+        "bad percentile": (["-m", "identity", *g, "--percentile", "200"], "percentile"),
+        "bad protocol": (["-m", "identity", "-i", "ftp"], "protocol"),
+        "streaming over http": (
+            ["-m", "repeat", "-u", server.http_url, "--streaming"],
+            "gRPC",
+        ),
+        "bad shape": (["-m", "identity", *g, "--shape", "INPUT0:x"], "integers"),
+        "not a number": (["-m", "identity", *g, "-b", "two"], "invalid int"),
+    }
+    for name, (args, expected) in cases.items():
+        line = _one_error_line(perf(*args, *SHORT, timeout=60))
+        assert expected in line, (name, line)
