@@ -77,41 +77,42 @@ py::dict RecordsToDict(std::vector<RequestRecord>&& records) {
 void RegisterPerf(py::module_& m) {
   py::class_<Target, std::shared_ptr<Target>>(
       m, "PerfTarget", "What tritonx-perf's connections talk to and send (immutable).")
-      .def(py::init([](const std::string& protocol, const std::string& url,
-                       const std::string& model, const std::string& version,
-                       const py::list& steps, const py::list& outputs, bool streaming,
-                       bool decoupled,
-                       std::vector<std::pair<std::string, std::string>> headers) {
-             auto target = std::make_shared<Target>();
-             target->protocol = protocol;
-             target->url = url;
-             target->model = model;
-             target->version = version;
-             for (const auto& step : steps) {
-               std::vector<InputData> inputs;
-               for (const auto& in : step.cast<py::list>()) {
-                 inputs.push_back(InputFrom(in.cast<py::tuple>()));
-               }
-               target->steps.push_back(std::move(inputs));
-             }
-             for (const auto& item : outputs) {
-               const auto t = item.cast<py::tuple>();
-               OutputSpec out;
-               out.name = t[0].cast<std::string>();
-               out.shm_region = t[1].cast<std::string>();
-               out.shm_offset = t[2].cast<uint64_t>();
-               out.shm_byte_size = t[3].cast<uint64_t>();
-               target->outputs.push_back(std::move(out));
-             }
-             target->streaming = streaming;
-             target->decoupled = decoupled;
-             target->http_headers = std::move(headers);
-             return target;
-           }),
-           py::arg("protocol"), py::arg("url"), py::arg("model"), py::arg("version"),
-           py::arg("steps"), py::arg("outputs"), py::arg("streaming") = false,
-           py::arg("decoupled") = false,
-           py::arg("http_headers") = std::vector<std::pair<std::string, std::string>>{});
+      .def(
+          py::init([](const std::string& protocol, const std::string& url,
+                      const std::string& model, const std::string& version,
+                      const py::list& steps, const py::list& outputs, bool streaming,
+                      bool decoupled,
+                      std::vector<std::pair<std::string, std::string>> headers) {
+            auto target = std::make_shared<Target>();
+            target->protocol = protocol;
+            target->url = url;
+            target->model = model;
+            target->version = version;
+            for (const auto& step : steps) {
+              std::vector<InputData> inputs;
+              for (const auto& in : step.cast<py::list>()) {
+                inputs.push_back(InputFrom(in.cast<py::tuple>()));
+              }
+              target->steps.push_back(std::move(inputs));
+            }
+            for (const auto& item : outputs) {
+              const auto t = item.cast<py::tuple>();
+              OutputSpec out;
+              out.name = t[0].cast<std::string>();
+              out.shm_region = t[1].cast<std::string>();
+              out.shm_offset = t[2].cast<uint64_t>();
+              out.shm_byte_size = t[3].cast<uint64_t>();
+              target->outputs.push_back(std::move(out));
+            }
+            target->streaming = streaming;
+            target->decoupled = decoupled;
+            target->http_headers = std::move(headers);
+            return target;
+          }),
+          py::arg("protocol"), py::arg("url"), py::arg("model"), py::arg("version"),
+          py::arg("steps"), py::arg("outputs"), py::arg("streaming") = false,
+          py::arg("decoupled") = false,
+          py::arg("http_headers") = std::vector<std::pair<std::string, std::string>>{});
 
   py::class_<LoadDriver>(m, "PerfLoad",
                          "One step of tritonx-perf's load: C++ client threads sending "

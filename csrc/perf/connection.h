@@ -17,7 +17,7 @@ struct InputData {
   std::string name;
   std::string datatype;
   std::vector<int64_t> shape;
-  std::string data;  // BYTES in wire form (4-byte LE length + bytes per element)
+  std::string data;        // BYTES in wire form (4-byte LE length + bytes per element)
   std::string shm_region;  // non-empty: the tensor lives there, `data` is unused
   uint64_t shm_offset = 0;
   uint64_t shm_byte_size = 0;

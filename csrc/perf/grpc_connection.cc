@@ -50,8 +50,8 @@ inference::ModelInferRequest BuildRequest(const Target& target,
   }
   if (target.decoupled && target.streaming) {
     // Without it a decoupled model's last response may carry no final flag.
-    (*request.mutable_parameters())["triton_enable_empty_final_response"].set_bool_param(
-        true);
+    (*request.mutable_parameters())["triton_enable_empty_final_response"]
+        .set_bool_param(true);
   }
   return request;
 }
@@ -74,8 +74,8 @@ class GrpcConnection : public Connection {
     // Each connection its own TCP connection, as separate clients would have
     // (grpc otherwise multiplexes every channel with equal arguments onto one).
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    channel_ = grpc::CreateCustomChannel(target_->url, grpc::InsecureChannelCredentials(),
-                                         args);
+    channel_ = grpc::CreateCustomChannel(target_->url,
+                                         grpc::InsecureChannelCredentials(), args);
     generic_ = std::make_unique<grpc::GenericStub>(channel_);
     stub_ = inference::GRPCInferenceService::NewStub(channel_);
     for (const auto& step : target_->steps) {
@@ -122,8 +122,8 @@ class GrpcConnection : public Connection {
   }
 
   void InferUnary(size_t index, const SequenceParams& seq, RequestRecord* rec) {
-    grpc::ByteBuffer request = seq.id == 0 ? serialized_[index]
-                                           : Serialize(WithSequence(index, seq));
+    grpc::ByteBuffer request =
+        seq.id == 0 ? serialized_[index] : Serialize(WithSequence(index, seq));
     grpc::ClientContext context;
     auto call = generic_->PrepareUnaryCall(&context, kInferMethod, request, &cq_);
     call->StartCall();

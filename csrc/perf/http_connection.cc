@@ -64,8 +64,9 @@ void BuildBody(const Target& target, const std::vector<InputData>& inputs,
     if (!in.shm_region.empty()) {
       *json += ShmParameters(in.shm_region, in.shm_offset, in.shm_byte_size);
     } else {
-      *json += "\"parameters\":{\"binary_data_size\":" + std::to_string(in.data.size()) +
-               "}";
+      *json +=
+          "\"parameters\":{\"binary_data_size\":" + std::to_string(in.data.size()) +
+          "}";
       *binary += in.data;
     }
     *json += "}";
@@ -164,8 +165,8 @@ class HttpConnection : public Connection {
     if (seq.id == 0) {
       sent = SendAll(whole_[index].data(), whole_[index].size());
     } else {
-      std::string json = jsons_[index] + ",\"parameters\":{\"sequence_id\":" +
-                         std::to_string(seq.id) +
+      std::string json = jsons_[index] +
+                         ",\"parameters\":{\"sequence_id\":" + std::to_string(seq.id) +
                          ",\"sequence_start\":" + (seq.start ? "true" : "false") +
                          ",\"sequence_end\":" + (seq.end ? "true" : "false") + "}}";
       const std::string message = Compose(json, binaries_[index]);
@@ -203,9 +204,8 @@ class HttpConnection : public Connection {
     std::string message = "POST " + path_ + " HTTP/1.1\r\nHost: " + target_->url +
                           "\r\nContent-Type: application/octet-stream"
                           "\r\nInference-Header-Content-Length: " +
-                          std::to_string(json.size()) +
-                          "\r\nContent-Length: " + std::to_string(json.size() + binary.size()) +
-                          "\r\n";
+                          std::to_string(json.size()) + "\r\nContent-Length: " +
+                          std::to_string(json.size() + binary.size()) + "\r\n";
     for (const auto& [name, value] : target_->http_headers) {
       message += name + ": " + value + "\r\n";
     }
@@ -326,7 +326,8 @@ class HttpConnection : public Connection {
         if (!Fill(first_byte)) return false;
       }
       // Only error bodies are read as text; success bodies are just consumed.
-      if (*status != 200) body->assign(buffer_, pos, static_cast<size_t>(content_length));
+      if (*status != 200)
+        body->assign(buffer_, pos, static_cast<size_t>(content_length));
       pos += static_cast<size_t>(content_length);
     }
     buffer_.erase(0, pos);

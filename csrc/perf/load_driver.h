@@ -25,11 +25,11 @@
 namespace tritonx::perf {
 
 struct LoadOptions {
-  int concurrency = 1;        // closed loop; ignored when request_rate > 0
-  double request_rate = 0;    // requests per second; > 0 selects the open loop
-  bool poisson = false;       // open loop intervals: exponential instead of constant
-  int max_threads = 16;       // open loop workers
-  int sequence_length = 0;    // 0: requests carry no sequence
+  int concurrency = 1;      // closed loop; ignored when request_rate > 0
+  double request_rate = 0;  // requests per second; > 0 selects the open loop
+  bool poisson = false;     // open loop intervals: exponential instead of constant
+  int max_threads = 16;     // open loop workers
+  int sequence_length = 0;  // 0: requests carry no sequence
   double sequence_variation = 20;  // percent around sequence_length
   uint64_t sequence_id_start = 1;
   uint64_t sequence_id_end = 0;  // exclusive; 0: unbounded

@@ -6,6 +6,7 @@ protos), so it works against tritonx or Triton alike."""
 from __future__ import annotations
 
 import http.client
+import importlib
 import json
 import urllib.parse
 from dataclasses import dataclass
@@ -177,7 +178,9 @@ class GrpcApi:
         from google.protobuf import json_format
 
         from tritonx._proto import grpc_service_pb2 as pb
-        from tritonx._proto import grpc_service_pb2_grpc as pb_grpc
+
+        # Imported by name: the generated stubs module has no type information.
+        pb_grpc: Any = importlib.import_module("tritonx._proto.grpc_service_pb2_grpc")
 
         self._grpc = grpc
         self._json_format = json_format
