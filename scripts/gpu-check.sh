@@ -17,8 +17,6 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/build/gpu-check-out}
 mkdir -p "$OUT"
 LOG="$OUT/gpu-check.log"
-: >"$LOG"
-exec > >(tee -a "$LOG") 2>&1
 PY=${PYTHON:-python3}
 JOBS=${JOBS:-$(nproc)}
 BUILD=${BUILD_DIR:-build/gpu}
@@ -26,6 +24,7 @@ STATUS=0
 section() { echo; echo "=== $* [$(date +%T), ${SECONDS}s]"; }
 fail() { echo "FAILED: $*"; STATUS=1; }
 
+checks() {
 section "preflight"
 nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv \
   || echo "nvidia-smi: no GPU"
@@ -65,6 +64,12 @@ fi
 
 section "configure"
 extra=()
+if ! command -v nvcc >/dev/null; then
+  for dir in /usr/local/cuda/bin /usr/local/cuda-*/bin; do
+    [ -x "$dir/nvcc" ] && { export PATH="$dir:$PATH"; break; }
+  done
+fi
+command -v nvcc >/dev/null && extra+=(-DCMAKE_CUDA_COMPILER="$(command -v nvcc)")
 include=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 if [ ! -f "$include/Python.h" ] && [ -d .whl/extra/python3.12-include ]; then
   echo "no Python.h in $include: using the carried headers"
@@ -89,13 +94,13 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} -DBUIL
   -DPython_EXECUTABLE="$(command -v "$PY")" \
   -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" "${extra[@]}" \
   | grep -E "tritonx|Error|error" || true
-[ -f "$BUILD/build.ninja" ] || { fail "configure"; exit 1; }
+[ -f "$BUILD/build.ninja" ] || { fail "configure"; return 1; }
 
 section "build (-j$JOBS)"
 tests=$(sed -n '/set(TRITONX_CPP_TESTS/,/)/p' tests/cpp/CMakeLists.txt \
   | grep -oE 'test_[a-z_]+')
 # shellcheck disable=SC2086
-cmake --build "$BUILD" -j"$JOBS" --target _C $tests || { fail "build"; exit 1; }
+cmake --build "$BUILD" -j"$JOBS" --target _C $tests || { fail "build"; return 1; }
 for f in "$BUILD"/csrc/_C*.so; do cp "$f" python/tritonx/; done
 if "$PY" -c "import grpc_tools" 2>/dev/null; then
   "$PY" scripts/gen_protos.py protos python/tritonx/_proto || fail "protos"
@@ -131,4 +136,9 @@ timeout 180 "$PY" benchmarks/bench_gpu.py --seconds ${BENCH_SECONDS:-2} --repeat
   || fail "bench_gpu"
 
 section "done: $([ $STATUS = 0 ] && echo ALL OK || echo FAILURES) in ${SECONDS}s"
-exit $STATUS
+return $STATUS
+}
+
+# A pipeline rather than `exec > >(tee)`: the log is complete when the script ends.
+checks 2>&1 | tee "$LOG"
+exit "${PIPESTATUS[0]}"

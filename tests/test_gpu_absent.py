@@ -58,8 +58,10 @@ def test_kind_gpu_fails_kind_auto_runs_on_cpu_no_gpu_metrics(tmp_path: Path) -> 
     repo = tmp_path / "repo"
     _model(repo, "ongpu", "KIND_GPU")
     _model(repo, "auto", "KIND_AUTO")
+    no_grpc = [] if _native.GRPC_BUILT else ["--allow-grpc=false"]
     with run_server(
         repo,
+        *no_grpc,
         "--exit-on-error=false",
         "--allow-gpu-metrics=true",
         "--metrics-interval-ms=50",

@@ -159,7 +159,8 @@ class TritonPythonModel:
             checks = np.array([
                 not a.is_cpu(), not b.is_cpu(), back.is_cuda,
                 back.data_ptr() == gpu.data_ptr(), numpy_refused,
-            ])
+            ], dtype=bool)
+            checks = np.tile(checks, (gpu.shape[0], 1))  # one row per batch item
             out.append(pb_utils.InferenceResponse(
                 [a, b, pb_utils.Tensor("CHECKS", checks)]))
         return out

@@ -120,7 +120,7 @@ class Tensor:
         """Wrap any DLPack producer (or a capsule from ``to_dlpack``) without copying."""
         producer = dlpack_tensor
         if not hasattr(producer, "__dlpack__"):
-            producer = _CapsuleHolder(producer)
+            producer = _from_capsule(producer)
         device = tuple(producer.__dlpack_device__())
         if device[0] in (_KDL_CPU, _KDL_CUDA_HOST):
             return Tensor(name, np.from_dlpack(producer))
@@ -146,6 +146,17 @@ class Tensor:
 
     def __repr__(self) -> str:
         return f"Tensor(name={self._name!r}, datatype={self._datatype}, shape={self.shape()})"
+
+
+def _from_capsule(capsule: Any) -> Any:
+    """A bare capsule does not say where its memory is; torch, when installed,
+    reads that from the capsule (GPU capsules from ``torch.utils.dlpack`` or CuPy),
+    else it is taken to be host memory."""
+    try:
+        from torch.utils.dlpack import from_dlpack
+    except ImportError:
+        return _CapsuleHolder(capsule)
+    return from_dlpack(capsule)
 
 
 def _datatype_of_producer(producer: Any) -> str:
