@@ -61,7 +61,11 @@ def _figure(result: ModelResult, constraints: Constraints, objective_key: Any) -
     slo = result.slo if isinstance(result.slo, SloResult) else None
     panels = 2 if slo is not None and slo.stats else 1
     fig, axes = plt.subplots(
-        1, panels, figsize=(6.4 * panels, 4.2), squeeze=False, layout="constrained"
+        1,
+        panels,
+        figsize=(7.4 + 5.4 * (panels - 1), 4.2),
+        squeeze=False,
+        layout="constrained",
     )
     ax = axes[0][0]
     ranked = sorted(result.candidates, key=objective_key, reverse=True)
@@ -72,13 +76,14 @@ def _figure(result: ModelResult, constraints: Constraints, objective_key: Any) -
             continue
         points.extend(ok)
         winner = result.winner is c
+        tag = " (chosen)" if result.chosen == c.candidate else " (best searched)"
         ax.plot(
             [m.p99_ms for m in ok],
             [m.throughput for m in ok],
             marker="o",
             markersize=4,
             linewidth=2.6 if winner else 1.1,
-            label=c.candidate.key + (" (chosen)" if winner else ""),
+            label=c.candidate.key + (tag if winner else ""),
             zorder=3 if winner else 2,
         )
     front = pareto_front(points)
@@ -101,7 +106,9 @@ def _figure(result: ModelResult, constraints: Constraints, objective_key: Any) -
     ax.set_ylabel("throughput (infer/s)")
     ax.set_title(f"{result.model}: throughput vs latency per candidate")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    if points and max(m.p99_ms for m in points) > 20 * min(m.p99_ms for m in points):
+        ax.set_xscale("log")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if panels == 2 and slo is not None:
         ax2 = axes[0][1]
         xs = [str(s.delay_us) for s in slo.stats]
