@@ -1,9 +1,8 @@
-"""Running tritonx-analyze in tests: the perf command it drives, and a runner."""
+"""Running tritonx-analyze in tests: the perf commands it drives, and a runner."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,17 +12,20 @@ from serverutil import server_env
 # Measurement flags for the perf command in tests: short time windows and a loose
 # stability band keep each point under a second on a busy machine
 # (perf_analyzer's count windows cost it about 3 s a run whatever the count).
+# Both tritonx-perf and perf_analyzer take them.
 TEST_PERF_ARGS = (
     "--measurement-mode time_windows --measurement-interval 200 "
     "--max-trials 4 --stability-percentage 100"
 )
 
 
-def perf_command() -> str | None:
-    """tritonx-perf when installed, else perf_analyzer ($PERF_ANALYZER or PATH)."""
-    found = shutil.which("tritonx-perf")
-    if found:
-        return found
+def perf_command() -> str:
+    """The bundled tritonx-perf, as tritonx-analyze runs it by default."""
+    return f"{sys.executable} -m tritonx.tools.perf"
+
+
+def perf_analyzer_command() -> str | None:
+    """NVIDIA's perf_analyzer ($PERF_ANALYZER or PATH), when there is one."""
     from test_perf_analyzer import perf_analyzer
 
     return perf_analyzer()

@@ -2,8 +2,8 @@
 a server the tool starts, its outputs, serving the chosen config, and resuming
 after an interruption.
 
-The perf command is tritonx-perf when installed, else perf_analyzer; without
-either the tests are skipped.
+The perf command is the bundled tritonx-perf (the default); one test drives
+NVIDIA's perf_analyzer instead, when there is one, as Model Analyzer does.
 """
 
 from __future__ import annotations
@@ -18,20 +18,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from analyzeutil import TEST_PERF_ARGS, analyze_command, perf_command, run_analyze
-from serverutil import run_server, server_env
-
-pytestmark = pytest.mark.skipif(
-    perf_command() is None, reason="no perf command (tritonx-perf or perf_analyzer)"
+from analyzeutil import (
+    TEST_PERF_ARGS,
+    analyze_command,
+    perf_analyzer_command,
+    run_analyze,
 )
+from serverutil import run_server, server_env
 
 
 def _common(repo: Path, out: Path) -> list[str]:
-    command = perf_command()
-    assert command is not None
     return [
-        "-r", str(repo), "-m", "identity", "--perf-command", command,
-        "--perf-args", TEST_PERF_ARGS, "--shape", "INPUT0:16",
+        "-r", str(repo), "-m", "identity", "--perf-args", TEST_PERF_ARGS, "--shape", "INPUT0:16",
         "--output-dir", str(out), "--mode", "brute", "--max-batch-sizes", "8",
     ]  # fmt: skip
 
@@ -40,12 +38,12 @@ def test_search_report_chosen_config_serves(example_repo: Path, tmp_path: Path) 
     out = tmp_path / "out"
     result = run_analyze(
         *_common(example_repo, out),
-        "--instance-counts", "1,2", "--dynamic-batching", "off,on",
+        "--instance-counts", "1,2", "--dynamic-batching", "on",
         "--concurrency", "1,2",
         "--slo", "p99=2000ms", "--slo-delays", "0,200", "--slo-repeats", "2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    expected = ["default", "cpu1_b8", "cpu1_b8_dyn", "cpu2_b8", "cpu2_b8_dyn"]
+    expected = ["default", "cpu1_b8_dyn", "cpu2_b8_dyn"]
     summary = json.loads((out / "results.json").read_text())["models"]["identity"]
     assert summary["candidates"] == expected
 
@@ -159,4 +157,21 @@ def test_resume_after_interrupt(example_repo: Path, tmp_path: Path) -> None:
         assert after[key] == m
     new_lines = re.findall(r"^  \S+ c=\d+: ", again.stderr, re.MULTILINE)
     assert len(new_lines) == 6 - len(before)
+    assert (out / "best_models" / "identity" / "config.pbtxt").is_file()
+
+
+@pytest.mark.skipif(perf_analyzer_command() is None, reason="perf_analyzer not found")
+def test_drives_perf_analyzer(example_repo: Path, tmp_path: Path) -> None:
+    """perf_analyzer as the perf command: its CSV is read the same way."""
+    out = tmp_path / "out"
+    result = run_analyze(
+        *_common(example_repo, out), "--perf-command", perf_analyzer_command() or "",
+        "--instance-counts", "1", "--dynamic-batching", "on", "--concurrency", "1,2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "perf_analyzer" in (out / "report.html").read_text()
+    with (out / "measurements.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["candidate"] for r in rows} == {"default", "cpu1_b8_dyn"}
+    assert any(r["ok"] == "True" and float(r["throughput"]) > 0 for r in rows)
     assert (out / "best_models" / "identity" / "config.pbtxt").is_file()

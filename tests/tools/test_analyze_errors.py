@@ -1,13 +1,13 @@
 """tritonx-analyze's bad inputs: each ends with one line on stderr and a non-zero
-exit, never a traceback. Most never reach a measurement, so they need no perf
-command (/bin/true stands in where one must exist)."""
+exit, never a traceback. Most never reach a measurement (/bin/true stands in
+for the perf command there)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from analyzeutil import TEST_PERF_ARGS, one_error_line, perf_command, run_analyze
+from analyzeutil import TEST_PERF_ARGS, one_error_line, run_analyze
 from serverutil import free_port
 
 STAND_IN = "/bin/true"
@@ -60,19 +60,21 @@ def test_model_that_does_not_load(tmp_path: Path) -> None:
     assert "model 'broken' does not load" in one_error_line(result)
 
 
-@pytest.mark.skipif(perf_command() is None, reason="no perf command")
 def test_impossible_constraints(example_repo: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = run_analyze(
-        "-r", example_repo, "-m", "identity", "--perf-command", perf_command() or "",
-        "--perf-args", TEST_PERF_ARGS, "--shape", "INPUT0:16",
+        "-r", example_repo, "-m", "identity", "--perf-args", TEST_PERF_ARGS, "--shape", "INPUT0:16",
         "--output-dir", out, "--mode", "brute", "--instance-counts", "1",
-        "--max-batch-sizes", "8", "--dynamic-batching", "on",
+        "--max-batch-sizes", "8", "--dynamic-batching", "off,on",
         "--concurrency", "1,2", "--latency-budget", "0.000001",
     )  # fmt: skip
     assert result.returncode == 3, result.stderr
     line = one_error_line(result)
     assert "no candidate of identity met the constraints (p99 <= 1e-06 ms)" in line
-    # The report says so; no config is written.
-    assert "No candidate met the constraints" in (out / "report.html").read_text()
+    # The report says so, candidates with their reasons; no config is written.
+    page = (out / "report.html").read_text()
+    assert "No candidate met the constraints" in page
+    for key in ("default", "cpu1_b8", "cpu1_b8_dyn"):
+        assert f'data-candidate="{key}"' in page
+    assert "no: p99" in page
     assert not (out / "best_models" / "identity").exists()

@@ -9,10 +9,12 @@ stable measurement is retried with longer windows.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +64,10 @@ class PerfRunError(Exception):
 
 
 def default_perf_command() -> list[str] | None:
-    """tritonx-perf when it is installed; else None (the user names one)."""
+    """The bundled tritonx-perf, run by this interpreter (so the same tritonx as
+    the analyzer's); None when this tritonx lacks it."""
+    if importlib.util.find_spec("tritonx.tools.perf") is not None:
+        return [sys.executable, "-m", "tritonx.tools.perf"]
     found = shutil.which("tritonx-perf")
     return [found] if found else None
 
@@ -73,7 +78,7 @@ def resolve_perf_command(text: str | None) -> list[str]:
         command = default_perf_command()
         if command is None:
             raise AnalyzeError(
-                "no perf command: tritonx-perf is not installed; pass "
+                "no perf command: this tritonx has no tritonx-perf; pass "
                 "--perf-command PATH (e.g. perf_analyzer)"
             )
         return command
