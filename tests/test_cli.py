@@ -215,9 +215,65 @@ def test_unknown_flag_fails_with_clear_message() -> None:
 
 
 def test_unsupported_triton_flag_is_refused_not_ignored() -> None:
-    result = run_cli("--model-store=/m", "--trace-config=level=TIMESTAMPS")
+    result = run_cli("--model-store=/m", "--model-namespacing=true")
     assert result.returncode != 0
-    assert "'--trace-config' of tritonserver is not supported" in result.stderr
+    assert "'--model-namespacing' of tritonserver is not supported" in result.stderr
+
+
+def test_trace_flags() -> None:
+    options, _, warnings = parse_args(
+        [
+            "--model-repository=/m",
+            "--trace-config=triton,file=/t.json",
+            "--trace-config=triton,log-frequency=5",
+            "--trace-config=level=TIMESTAMPS",
+            "--trace-config=level=TENSORS",
+            "--trace-config=rate=7",
+            "--trace-config=count=3",
+            "--trace-config=opentelemetry,resource=service.name=x",
+        ]
+    )
+    trace = options.trace
+    assert (trace.file, trace.log_frequency, trace.rate, trace.count) == (
+        "/t.json",
+        5,
+        7,
+        3,
+    )
+    assert trace.level == 0x4 | 0x8
+    assert trace.resource == {"service.name": "x"}
+    assert warnings == []
+    options, _, warnings = parse_args(["--model-repository=/m", "--trace-rate=2"])
+    assert options.trace.rate == 2
+    assert warnings == [
+        "Warning: '--trace-rate' has been deprecated and will be removed in future "
+        "releases. Please use '--trace-config rate=<rate value> instead."
+    ]
+    for flag, message in (
+        (
+            "--trace-config=level=BAD",
+            'Bad option: "--trace-config level".\n'
+            "invalid value for trace level option: bad",
+        ),
+        (
+            "--trace-config=rate=abc",
+            'Bad option: "--trace-config rate".\nInvalid option value. Got abc',
+        ),
+        (
+            "--trace-config=level",
+            'Bad option: "--trace-config".\n--trace-config '
+            "option format is '<trace mode>,<setting>=<value>'. Got level",
+        ),
+        (
+            "--trace-config=xx,file=a",
+            'Bad option: "--trace-config".\ninvalid value '
+            'for trace mode option: xx. Available options are "triton" and '
+            '"opentelemetry"',
+        ),
+    ):
+        with pytest.raises(UsageError) as info:
+            parse_args(["--model-repository=/m", flag])
+        assert str(info.value) == message
 
 
 def test_http_restriction_forwarding_and_tls_flags() -> None:

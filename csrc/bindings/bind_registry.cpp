@@ -73,6 +73,7 @@ void RegisterRegistry(py::module_& m) {
            })
       .def_property_readonly("registry", &ServerContext::registry)
       .def_property_readonly("shared_memory", &ServerContext::shared_memory)
+      .def_property_readonly("tracer", &ServerContext::tracer)
       .def(
           "set_max_inflight_requests",
           [](ServerContext& self, int64_t limit) {

@@ -13,6 +13,7 @@ void RegisterEnsemble(py::module_& m);
 void RegisterSequence(py::module_& m);
 void RegisterCuda(py::module_& m);
 void RegisterPerf(py::module_& m);
+void RegisterTrace(py::module_& m);
 }  // namespace tritonx::bindings
 
 #ifdef TRITONX_ENABLE_GRPC
@@ -38,6 +39,7 @@ PYBIND11_MODULE(_C, m) {
   RegisterSequence(m);
   RegisterCuda(m);
   RegisterPerf(m);
+  RegisterTrace(m);
 #ifdef TRITONX_ENABLE_GRPC
   RegisterGrpc(m);
   m.attr("grpc_built") = true;

@@ -4,6 +4,7 @@
 
 #include "batch_io.h"
 #include "response_cache.h"
+#include "trace.h"
 
 namespace tritonx {
 namespace {
@@ -113,6 +114,12 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
   uint64_t fillers = 0;
   for (const auto& request : batch.requests) {
     if (request->null_request) fillers += static_cast<uint64_t>(request->batch_size);
+    if (RequestTrace* trace = request->trace.get()) {
+      trace->Record(trace_activity::kComputeStart, start);
+      trace->Record(trace_activity::kComputeInputEnd, input_end);
+      trace->Record(trace_activity::kComputeOutputStart, infer_end);
+      trace->Record(trace_activity::kComputeEnd, end);
+    }
   }
   stats_->RecordExecution(static_cast<uint64_t>(batch.total_batch_size), input_ns,
                           infer_ns, output_ns, status.ok(), fillers);
@@ -158,6 +165,11 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
     // Triton's accounting: a failed execution fails each of its requests (BACKEND);
     // after a successful one every request counts as a success, including those the
     // model answered with an error response.
+    if (request.trace && request.trace->tensors() && response->status.ok()) {
+      for (const Tensor& output : response->outputs) {
+        request.trace->RecordTensor(trace_activity::kTensorBackendOutput, output);
+      }
+    }
     if (request.null_request) {
       // A sequence batcher's filler: nobody asked for it, nothing counts it.
     } else if (status.ok()) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model.h"
+#include "trace.h"
 
 namespace tritonx {
 
@@ -299,6 +300,8 @@ RequestPtr EnsembleRun::MakeStepRequest(int step, uint64_t iteration) {
   request->correlation_id = parent_->correlation_id;
   request->correlation_id_str = parent_->correlation_id_str;
   request->flags = parent_->flags;
+  // A traced ensemble request traces its steps as children (Triton's parent_id).
+  if (parent_->trace) request->trace = parent_->trace->SpawnChild();
   request->inputs.reserve(plan_step.inputs.size());
   for (const auto& input : plan_step.inputs) {
     Value* value = Find(input.tensor, iteration);

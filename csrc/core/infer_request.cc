@@ -6,6 +6,7 @@
 #include "inflight_limit.h"
 #include "model_stats.h"
 #include "response_outputs.h"
+#include "trace.h"
 
 namespace tritonx {
 namespace {
@@ -91,6 +92,11 @@ Status InferenceRequest::Send(std::unique_ptr<InferenceResponse> response,
                                           std::memory_order_acq_rel)) {
       break;
     }
+  }
+  if (RequestTrace* t = trace.get()) {
+    const uint64_t now = NowNs();
+    t->Record(trace_activity::kRequestEnd, now);
+    t->Record(trace_activity::kInferResponseComplete, now);
   }
   // Answered: the slots are free before the callback runs, so a client that sends its
   // next request from the callback is not refused for its own finished one.

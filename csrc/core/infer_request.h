@@ -32,6 +32,7 @@ namespace tritonx {
 
 class InflightCounter;
 class ModelStats;
+class RequestTrace;
 class ResponseCache;
 struct ModelSpec;
 
@@ -82,6 +83,17 @@ class InferenceRequest {
   // needs the GIL, which a Python backend's executor already holds): such requests
   // are answered from inside Execute rather than after it.
   bool deliver_in_executor = false;
+  // For a trace (Triton's HTTP_RECV_* / GRPC_WAITREAD_* stamps): when the frontend
+  // began and finished reading the request (0: not measured), and the W3C
+  // traceparent it arrived with. Read only if the request is sampled.
+  enum class Protocol : uint8_t { kNone, kHttp, kGrpc };
+  Protocol protocol = Protocol::kNone;
+  uint64_t recv_start_ns = 0;
+  uint64_t recv_end_ns = 0;
+  std::string traceparent;
+  // The request's trace: null unless sampled (Model::Enqueue) or an ensemble step of
+  // a sampled request. Every trace hook tests only this pointer.
+  std::shared_ptr<RequestTrace> trace;
 
   // Installs the consumer (one of the two). Must be set before the request is
   // enqueued; not thread safe with respect to Send.

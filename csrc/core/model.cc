@@ -23,6 +23,7 @@ Model::Model(ModelSpec spec, SchedulerConfig config,
   for (const auto& instance : instances) {
     if (instance && instance->rate_limit) rate_limits_.push_back(instance->rate_limit);
   }
+  tracer_ = server.tracer();
   if (spec_->response_cache && !spec_->decoupled && !config_.ensemble) {
     cache_ = server.response_cache();
   }
@@ -58,6 +59,14 @@ Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
   request->model_name = spec_->name;
   request->model_version = spec_->version;
   request->spec = spec_;
+  // An ensemble step of a traced request carries its child trace already; anything
+  // else is sampled here, the one path of both frontends, ensembles and BLS.
+  if (request->trace) {
+    StartTrace(*request);
+  } else if (tracer_->active()) {
+    request->trace = tracer_->Sample(spec_->name, !request->traceparent.empty());
+    if (request->trace) StartTrace(*request);
+  }
   if (cache_) {
     // Triton looks the request up before queueing it: a hit is answered here,
     // without admission, queue or execution; a miss carries its key to the
@@ -84,9 +93,31 @@ Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
             " requests in flight (--max-inflight-requests)");
   }
   request->HoldInflight(inflight_);
+  if (request->trace) request->trace->Record(trace_activity::kQueueStart);
   status = scheduler_->Enqueue(request, caller_waits);
   if (!status.ok()) request->ReleaseInflight();
   return status;
+}
+
+void Model::StartTrace(InferenceRequest& request) {
+  RequestTrace& trace = *request.trace;
+  trace.SetModel(spec_->name, spec_->version, request.id);
+  if (!request.traceparent.empty()) trace.SetTraceparent(request.traceparent);
+  if (request.recv_start_ns != 0) {
+    const bool http = request.protocol == InferenceRequest::Protocol::kHttp;
+    trace.Record(
+        http ? trace_activity::kHttpRecvStart : trace_activity::kGrpcWaitReadStart,
+        request.recv_start_ns);
+    trace.Record(
+        http ? trace_activity::kHttpRecvEnd : trace_activity::kGrpcWaitReadEnd,
+        request.recv_end_ns != 0 ? request.recv_end_ns : request.recv_start_ns);
+  }
+  trace.Record(trace_activity::kRequestStart);
+  if (trace.tensors()) {
+    for (const Tensor& input : request.inputs) {
+      trace.RecordTensor(trace_activity::kTensorQueueInput, input);
+    }
+  }
 }
 
 bool Model::Cancel(const RequestPtr& request) { return scheduler_->Cancel(request); }

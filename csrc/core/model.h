@@ -17,6 +17,7 @@
 #include "scheduler_config.h"
 #include "status.h"
 #include "tensor_arena.h"
+#include "trace.h"
 
 namespace tritonx {
 
@@ -61,6 +62,8 @@ class Model {
   // Blocks until InflightCount() is 0 or `timeout` passes; true when idle. Thread safe.
   bool WaitIdle(std::chrono::nanoseconds timeout);
   StatsSnapshot Statistics() const { return stats_->Snapshot(); }
+  // Some trace setting is on: frontends then look for a traceparent header.
+  bool Tracing() const { return tracer_->active(); }
 
   // Stops accepting, runs every request already queued (an unload or reload loses
   // nothing that was accepted), then joins the workers. Blocking; idempotent. With
@@ -82,6 +85,10 @@ class Model {
   // The server's response cache when this model uses it (Triton: enabled in the
   // config and on the server, not decoupled); null otherwise.
   std::shared_ptr<ResponseCache> cache_;
+  // The server's tracer (never null); sampled requests get a RequestTrace.
+  std::shared_ptr<Tracer> tracer_;
+
+  void StartTrace(InferenceRequest& request);
 };
 
 }  // namespace tritonx

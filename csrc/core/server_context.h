@@ -1,7 +1,7 @@
 // ServerContext: what the models of one server share, handed to each Model instead
 // of process globals — the registry the frontends find models in, the tensor arena,
-// the server-wide admission limit, the system shared memory regions and the rate
-// limiter.
+// the server-wide admission limit, the system shared memory regions, the rate
+// limiter and the tracer.
 //
 // Thread safety: the accessors are thread safe; the objects they return state their
 // own rules. Ownership: shared by the server and its frontends. A Model keeps only
@@ -17,6 +17,7 @@
 #include "response_cache.h"
 #include "shared_memory_registry.h"
 #include "tensor_arena.h"
+#include "trace.h"
 
 namespace tritonx {
 
@@ -29,7 +30,8 @@ class ServerContext {
         arena_(arena ? std::move(arena) : TensorArena::Global()),
         inflight_limit_(std::make_shared<InflightLimit>()),
         shared_memory_(std::make_shared<SharedMemoryRegistry>()),
-        rate_limiter_(std::make_shared<RateLimiter>()) {}
+        rate_limiter_(std::make_shared<RateLimiter>()),
+        tracer_(std::make_shared<Tracer>()) {}
   ServerContext(const ServerContext&) = delete;
   ServerContext& operator=(const ServerContext&) = delete;
 
@@ -45,6 +47,8 @@ class ServerContext {
   // Off unless the server configures it (--rate-limit); instances register when
   // their model is built.
   const std::shared_ptr<RateLimiter>& rate_limiter() const { return rate_limiter_; }
+  // Request tracing (the trace extension); off until a setting turns it on.
+  const std::shared_ptr<Tracer>& tracer() const { return tracer_; }
   // The response cache (--cache-config local,size=N); null when the server has
   // none. Set once at server start, before any model is built.
   const std::shared_ptr<ResponseCache>& response_cache() const {
@@ -67,6 +71,7 @@ class ServerContext {
   const std::shared_ptr<InflightLimit> inflight_limit_;
   const std::shared_ptr<SharedMemoryRegistry> shared_memory_;
   const std::shared_ptr<RateLimiter> rate_limiter_;
+  const std::shared_ptr<Tracer> tracer_;
   std::shared_ptr<ResponseCache> response_cache_;
 };
 

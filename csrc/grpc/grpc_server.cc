@@ -10,6 +10,7 @@
 #include <deque>
 #include <unordered_map>
 
+#include "core/trace.h"
 #include "grpc_server_impl.h"
 #include "grpc_service.grpc.pb.h"
 #include "infer_codec.h"
@@ -79,7 +80,14 @@ class GrpcServer::Impl::InferReactor : public grpc::ServerUnaryReactor {
     // Either way the response callback still runs and calls Finish.
     model_->Cancel(request_);
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    // The response is sent: the request (and its trace, if sampled) goes with us.
+    if (RequestTrace* trace = request_->trace.get()) {
+      trace->Record(trace_activity::kGrpcSendEnd);
+    }
+    delete this;
+  }
+  RequestTrace* trace() const { return request_->trace.get(); }
 
  private:
   std::shared_ptr<Model> model_;
@@ -89,6 +97,7 @@ class GrpcServer::Impl::InferReactor : public grpc::ServerUnaryReactor {
 grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request_buffer,
     grpc::ByteBuffer* response_buffer) {
+  const uint64_t received_ns = NowNs();  // for a trace: GRPC_WAITREAD_START
   auto fail = [ctx](const grpc::Status& status) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     reactor->Finish(status);
@@ -130,6 +139,15 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
   if (policy.forwards_headers()) {
     policy.ForwardHeaders(ctx->client_metadata(), &infer_request->parameters);
   }
+  infer_request->protocol = InferenceRequest::Protocol::kGrpc;
+  infer_request->recv_start_ns = received_ns;
+  if (model->Tracing()) {
+    infer_request->recv_end_ns = NowNs();
+    auto parent = ctx->client_metadata().find("traceparent");
+    if (parent != ctx->client_metadata().end()) {
+      infer_request->traceparent.assign(parent->second.data(), parent->second.size());
+    }
+  }
 
   if (impl_->compression_ != GRPC_COMPRESS_LEVEL_NONE) {
     ctx->set_compression_level(impl_->compression_);
@@ -138,6 +156,9 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
   auto* reactor = new InferReactor(model, infer_request);
   infer_request->SetResponseCallback([reactor, messages, response_buffer](
                                          std::unique_ptr<InferenceResponse> result) {
+    if (RequestTrace* trace = reactor->trace()) {
+      trace->Record(trace_activity::kGrpcSendStart);
+    }
     if (!result->status.ok()) {
       reactor->Finish(grpcfe::ToGrpcStatus(result->status));
       return;

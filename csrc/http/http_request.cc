@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "core/trace.h"
 #include "http_compression.h"
 #include "http_infer_codec.h"
 #include "http_server_impl.h"
@@ -321,6 +322,7 @@ void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
                                    std::shared_ptr<const void> owner, const char* body,
                                    size_t size) {
   using namespace httpfe;
+  const uint64_t received_ns = NowNs();  // for a trace: HTTP_RECV_START
   evkeyvalq* in = evhttp_request_get_input_headers(req);
   if (!AdmitInfer(worker, req)) return;
   std::shared_ptr<Model> model;
@@ -346,6 +348,14 @@ void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
   if (!status.ok()) {
     Reply(worker, req, Error(HttpStatusOf(status.code()), status.message()));
     return;
+  }
+  request->protocol = InferenceRequest::Protocol::kHttp;
+  request->recv_start_ns = received_ns;
+  if (model->Tracing()) {
+    request->recv_end_ns = NowNs();
+    if (const char* parent = evhttp_find_header(in, "traceparent")) {
+      request->traceparent = parent;
+    }
   }
   const char* accept = evhttp_find_header(in, "Accept-Encoding");
   const Encoding compression = accept ? ResponseEncoding(accept) : Encoding::kIdentity;

@@ -18,6 +18,7 @@
 #include <malloc.h>
 #endif
 
+#include "core/trace.h"
 #include "http_server_impl.h"
 #include "http_tls.h"
 
@@ -86,7 +87,10 @@ void SendOnLoop(const std::shared_ptr<PendingCall>& call, Outgoing out,
     event_free(call->probe_ev);
     call->probe_ev = nullptr;
   }
+  RequestTrace* trace = call->request ? call->request->trace.get() : nullptr;
+  if (trace != nullptr) trace->Record(trace_activity::kHttpSendStart);
   SendReply(call->req, out);
+  if (trace != nullptr) trace->Record(trace_activity::kHttpSendEnd);
   call->worker->pending.erase(call);
   inflight->fetch_sub(1, std::memory_order_acq_rel);
   ArmMemoryReturn(call->worker);

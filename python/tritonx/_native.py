@@ -25,6 +25,7 @@ Response = _C.Response
 Model = _C.Model
 ModelRegistry = _C.ModelRegistry
 ServerContext = _C.ServerContext
+Tracer = _C.Tracer
 InstanceRateLimit = _C.InstanceRateLimit
 ModelSpec = _C.ModelSpec
 TensorSpec = _C.TensorSpec

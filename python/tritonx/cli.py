@@ -43,6 +43,11 @@ from tritonx.server import (
     DEFAULT_SWITCH_INTERVAL_S,
     ServerOptions,
 )
+from tritonx.tracing.config import (
+    TraceFlagError,
+    add_trace_arguments,
+    parse_trace_flags,
+)
 
 PROG = "tritonx-server"
 EXIT_USAGE = 1  # tritonserver exits 1 on every command-line error
@@ -70,12 +75,6 @@ IGNORED_FLAGS = (
 UNSUPPORTED_FLAGS = frozenset(
     {
         "--model-namespacing",
-        "--trace-config",
-        "--trace-file",
-        "--trace-level",
-        "--trace-rate",
-        "--trace-count",
-        "--trace-log-frequency",
         "--allow-sagemaker",
         "--sagemaker-port",
         "--allow-vertex-ai",
@@ -427,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for flag in IGNORED_FLAGS:
         g.add_argument(flag, dest=ignored_dest(flag), default=None, metavar="<value>")
+    add_trace_arguments(p)
     return p
 
 
@@ -471,7 +471,8 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
             getattr(args, "cache_config", []),
             getattr(args, "response_cache_byte_size", None),
         )
-    except cli_limits.FlagError as error:
+        trace, trace_warnings = parse_trace_flags(args.trace_config, vars(args))
+    except (cli_limits.FlagError, TraceFlagError) as error:
         if not error.flag:
             raise UsageError(error.detail) from None
         raise UsageError(f'Bad option: "{error.flag}".\n{error.detail}') from None
@@ -568,6 +569,8 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
             else DEFAULT_SWITCH_INTERVAL_S
         ),
     )
+    options.trace = trace
+    warnings += trace_warnings
     options.log = LogOptions(
         verbose=args.log_verbose,
         info=args.log_info,

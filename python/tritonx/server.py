@@ -23,8 +23,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,8 +34,10 @@ from tritonx.errors import (
     InvalidArgumentError,
     TritonXError,
 )
-from tritonx.logging_setup import LogOptions, configure
+from tritonx.frontends.log_settings import AppliedLogSettings
+from tritonx.logging_setup import LogOptions
 from tritonx.metrics import CpuSampler, MetricsService, TritonCollector
+from tritonx.tracing.settings import TraceConfig
 
 logger = logging.getLogger("tritonx.server")
 
@@ -134,6 +135,8 @@ class ServerOptions:
     switch_interval_s: float | None = DEFAULT_SWITCH_INTERVAL_S
     # The logging the CLI configured; lets the LogSettings API change it live.
     log: LogOptions | None = None
+    # --trace-config and the deprecated --trace-* flags.
+    trace: TraceConfig = field(default_factory=TraceConfig)
 
 
 class Frontend(Protocol):
@@ -165,47 +168,6 @@ def creating_server_error(error: BaseException) -> str:
     return f"error: creating server: Internal - {error}"
 
 
-class AppliedLogSettings:
-    """The LogSettings extension's store, applied to the running logger.
-
-    Each protocol validates in ``frontends.log_settings`` (with Triton's messages);
-    every accepted update reconfigures the ``tritonx`` logger at once.
-    """
-
-    def __init__(self, options: LogOptions) -> None:
-        from tritonx.frontends.grpc import default_log_settings
-
-        self.options = options
-        self._store = default_log_settings()
-        self._store.update(
-            {
-                "log_info": options.info,
-                "log_warning": options.warning,
-                "log_error": options.error,
-                "log_verbose_level": options.verbose,
-                "log_format": options.format,
-            }
-        )
-
-    def get(self) -> dict[str, Any]:
-        values = self._store.get()
-        values["log_file"] = str(self.options.file or "")
-        return values
-
-    def update(self, changes: Mapping[str, Any]) -> dict[str, Any]:
-        values = self._store.update(changes)
-        self.options = replace(
-            self.options,
-            info=bool(values["log_info"]),
-            warning=bool(values["log_warning"]),
-            error=bool(values["log_error"]),
-            verbose=int(values["log_verbose_level"]),
-            format=str(values["log_format"]),
-        )
-        configure(self.options)
-        return self.get()
-
-
 def _read_pem(path: Path | None) -> str:
     if path is None:
         return ""
@@ -215,6 +177,15 @@ def _read_pem(path: Path | None) -> str:
         raise InvalidArgumentError(
             f"failed to read {path}: {error.strerror}"
         ) from error
+
+
+def _start_tracing(config: TraceConfig, context: Any, manager: Any) -> Any:
+    from tritonx.tracing import TraceService
+
+    def exists(name: str) -> bool:
+        return any(row["name"] == name for row in manager.index())
+
+    return TraceService(config, context.tracer, exists)
 
 
 def _grpc_server_built() -> bool:
@@ -272,6 +243,7 @@ class Server:
         self.log_settings: Any = (
             AppliedLogSettings(options.log) if options.log else default_log_settings()
         )
+        self.trace: Any = None  # tracing.TraceService, made at start
         self.metrics: MetricsService | None = None
         self.ports: dict[str, int] = {}
         self._background: list[asyncio.Task[None]] = []
@@ -302,6 +274,7 @@ class Server:
         for repo in self.options.model_repositories:
             if not Path(repo).exists():
                 raise InternalError(f"failed to stat file {repo}")
+        self.trace = _start_tracing(self.options.trace, self.context, self.manager)
         self._manager_started = True
         try:
             await self.manager.start()
@@ -337,6 +310,7 @@ class Server:
                 restricted_protocols=opts.grpc_restricted_protocols,
                 header_forward_pattern=opts.grpc_header_forward_pattern,
                 log_settings=self.log_settings,
+                trace_settings=self.trace.settings,
                 shared_memory=self.context.shared_memory,
             )
             await self._start_frontend("grpc", grpc_frontend, opts.grpc_address)
@@ -368,6 +342,7 @@ class Server:
             "max_header_count": opts.http_max_header_count,
             "shared_memory": self.context.shared_memory,
             "log_settings": self.log_settings,
+            "trace_settings": self.trace.settings,
         }
         https = opts.http_use_ssl or opts.http_use_ssl_mutual
         engine = opts.http_engine
@@ -544,6 +519,8 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
+        if self.trace is not None:  # writes the traces still buffered
+            await asyncio.get_running_loop().run_in_executor(None, self.trace.stop)
         if self.metrics is not None:
             await self.metrics.stop()
             self.metrics = None

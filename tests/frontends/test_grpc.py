@@ -470,10 +470,15 @@ def test_trace_settings(client: grpcclient.InferenceServerClient) -> None:
     assert client.get_trace_settings(as_json=True)["settings"]["trace_rate"][
         "value"
     ] == ["1000"]
+    # Triton ignores level names it does not know.
+    updated = client.update_trace_settings(
+        settings={"trace_level": ["LOUD"]}, as_json=True
+    )
+    assert updated["settings"]["trace_level"]["value"] == ["OFF"]
     expect_error(
         grpc.StatusCode.INVALID_ARGUMENT,
         client.update_trace_settings,
-        settings={"trace_level": ["LOUD"]},
+        settings={"trace_level": ["OFF", "TIMESTAMPS"]},
     )
 
 

@@ -21,7 +21,7 @@ class Frontend(Protocol):
 # Triton's extension names in its order (src/server.cc), limited to what tritonx
 # implements; both frontends report this list in server metadata. Not listed:
 # cuda_shared_memory (no GPU build: its calls answer as a CPU-only Triton's do),
-# classification, sequence, trace.
+# classification, sequence.
 SERVER_EXTENSIONS: tuple[str, ...] = (
     "model_repository",
     "model_repository(unload_dependents)",
@@ -31,5 +31,6 @@ SERVER_EXTENSIONS: tuple[str, ...] = (
     "binary_tensor_data",
     "parameters",
     "statistics",
+    "trace",
     "logging",
 )

@@ -108,34 +108,20 @@ class SettingsStore:
         return self.get()
 
 
-_TRACE_KEYS = (
-    "trace_file",
-    "trace_level",
-    "trace_rate",
-    "trace_count",
-    "log_frequency",
-    "trace_mode",
-)
+def standalone_trace_settings(manager: Any) -> Any:
+    """Trace settings for a frontend made outside a Server: its own tracer, which
+    no model samples from."""
+    from tritonx import _native
+    from tritonx.tracing import TraceConfig, TraceManager, TraceSettingsService
 
-
-def _validate_trace_setting(key: str, value: Any) -> Any:
-    if key not in _TRACE_KEYS:
-        return None  # Triton ignores settings it does not know
-    if key == "trace_level":
-        for level in value:
-            if level not in ("OFF", "TIMESTAMPS", "TENSORS"):
-                raise InvalidArgumentError(f"invalid trace level '{level}'")
-        return list(value)
-    if key in ("trace_rate", "trace_count", "log_frequency"):
-        text = value[0] if isinstance(value, list) else value
+    def exists(name: str) -> bool:
         try:
-            int(text)
-        except ValueError:
-            raise InvalidArgumentError(
-                f"unable to parse '{key}', got: '{text}'"
-            ) from None
-        return str(text)
-    return value[0] if isinstance(value, list) else value
+            manager.config(name, "")
+        except Exception:
+            return False
+        return True
+
+    return TraceSettingsService(TraceManager(TraceConfig(), _native.Tracer()), exists)
 
 
 def default_log_settings() -> SettingsStore:
@@ -148,20 +134,6 @@ def default_log_settings() -> SettingsStore:
             "log_verbose_level": 0,
             "log_format": "default",
         },
-    )
-
-
-def default_trace_settings() -> SettingsStore:
-    return SettingsStore(
-        {
-            "trace_file": "",
-            "trace_level": ["OFF"],
-            "trace_rate": "1000",
-            "trace_count": "-1",
-            "log_frequency": "0",
-            "trace_mode": "triton",
-        },
-        _validate_trace_setting,
     )
 
 
@@ -231,7 +203,8 @@ class GrpcFrontend:
         self._shm = SharedMemoryControl(shared_memory)
         self._server_options["shared_memory"] = shared_memory
         self.log_settings = log_settings or default_log_settings()
-        self.trace_settings = trace_settings or default_trace_settings()
+        # The trace extension (tracing.TraceSettingsService), shared with HTTP.
+        self.trace_settings = trace_settings or standalone_trace_settings(manager)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._stopping = False
@@ -492,31 +465,18 @@ class GrpcFrontend:
     # -- settings ----------------------------------------------------------------------
 
     def _trace_setting(self, request: Any) -> Message:
-        if request.model_name:
-            # Per-model trace settings are not kept apart from the global ones.
-            try:
-                self._manager.config(request.model_name, "")
-            except Exception:
-                raise InvalidArgumentError(
-                    f"Request for unknown model : {request.model_name}"
-                ) from None
-        if "trace_file" in request.settings:
-            # Like Triton: a client may not point the server at a file, nor clear it.
-            raise UnsupportedError(
-                "trace file location can not be updated through network protocol"
-            )
-        if request.settings:
-            changes = {
-                key: (list(value.value) if value.value else None)
-                for key, value in request.settings.items()
-            }
-            current = self.trace_settings.update(changes)
+        values = {
+            key: (list(value.value) if value.value else None)
+            for key, value in request.settings.items()
+        }
+        if values:
+            current = self.trace_settings.update(request.model_name, values, grpc=True)
         else:
-            current = self.trace_settings.get()
+            current = self.trace_settings.get(request.model_name)
         response = self._pb.TraceSettingResponse()
         for key, value in current.items():
-            values = value if isinstance(value, list) else [str(value)]
-            response.settings[key].value.extend(str(v) for v in values)
+            values_out = value if isinstance(value, list) else [str(value)]
+            response.settings[key].value.extend(str(v) for v in values_out)
         return response
 
     def _log_settings(self, request: Any) -> Message:

@@ -140,11 +140,16 @@ class HttpFrontend:
         max_header_count: int = DEFAULT_MAX_HEADER_COUNT,
         shared_memory: Any = None,
         log_settings: Any = None,
+        trace_settings: Any = None,
     ) -> None:
         """``shared_memory``: the server context's ``SharedMemoryRegistry``;
-        ``log_settings``: the logging extension's store, shared with gRPC."""
+        ``log_settings`` / ``trace_settings``: the logging and trace extensions'
+        stores, shared with gRPC."""
         from tritonx import _native
-        from tritonx.frontends.grpc import default_log_settings
+        from tritonx.frontends.grpc import (
+            default_log_settings,
+            standalone_trace_settings,
+        )
         from tritonx.frontends.shared_memory import (
             SharedMemoryControl,
             default_registry,
@@ -154,6 +159,7 @@ class HttpFrontend:
         self._shm = shared_memory if shared_memory is not None else default_registry()
         self._shm_control = SharedMemoryControl(self._shm)
         self.log_settings = log_settings or default_log_settings()
+        self.trace_settings = trace_settings or standalone_trace_settings(manager)
         self._manager = manager
         self._registry = registry
         self._host = host
@@ -200,6 +206,9 @@ class HttpFrontend:
             ),
             "logging": lambda m, s, r: s.done(
                 http_extensions.logging_reply(self.log_settings, m)
+            ),
+            "trace": lambda m, s, r: s.done(
+                http_extensions.trace_reply(self.trace_settings, m, r)
             ),
         }
         self._handlers = handlers
@@ -339,7 +348,7 @@ class HttpFrontend:
                 raise UnsupportedError(
                     "'repository_name' specification is not supported"
                 )
-            params = _load_parameters(message.body)
+            params = http_extensions.load_parameters(message.body)
             if route.kind == "repo_load":
                 action = self._load(route.model, params)
             else:
@@ -594,15 +603,3 @@ def _compressed(
         extra += b"Inference-Header-Content-Length: %d\r\n" % len(header)
         return response(200, data, OCTETS, extra)
     return response(200, data, JSON, extra)
-
-
-def _load_parameters(body: bytes | bytearray) -> dict[str, Any]:
-    if not body:
-        return {}
-    request = http_infer.load_json(body)
-    params = request.get("parameters") if isinstance(request, dict) else None
-    if params is None:
-        return {}
-    if not isinstance(params, dict):
-        raise InternalError("attempt to access JSON non-object as object")
-    return params

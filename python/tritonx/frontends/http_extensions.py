@@ -1,4 +1,4 @@
-"""HTTP routes of Triton's shared memory and logging extensions.
+"""HTTP routes of Triton's shared memory, logging and trace extensions.
 
 Pure functions from a request to the complete response, used by the Python HTTP
 frontend (and so by the native engine, which hands these routes to it). The logic
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tritonx.errors import TritonXError
+from tritonx.errors import InternalError, TritonXError
 from tritonx.frontends import http_infer
 from tritonx.frontends.http_protocol import (
     JSON,
@@ -26,6 +26,7 @@ from tritonx.frontends.shared_memory import (
     http_cuda_register,
     http_system_register,
 )
+from tritonx.tracing.api import http_values
 
 _NOT_ALLOWED = response(405, b'{"error":"Method Not Allowed"}', JSON)
 _OK_EMPTY = response(200, b"", JSON)
@@ -84,3 +85,28 @@ def logging_reply(store: LogStore, message: HttpMessage) -> list[Buffer]:
     except Exception as exc:
         return _failed(exc)
     return response(200, _dumps(current))
+
+
+def trace_reply(store: Any, message: HttpMessage, route: Route) -> list[Buffer]:
+    """``GET`` / ``POST /v2[/models/{m}]/trace/setting`` (a ``TraceSettingsService``)."""
+    try:
+        if message.method == b"GET":
+            return response(200, _dumps(store.get(route.model)))
+        if message.method != b"POST":
+            return _NOT_ALLOWED
+        values = http_values(http_infer.load_json(message.body) if message.body else {})
+        return response(200, _dumps(store.update(route.model, values)))
+    except Exception as exc:
+        return _failed(exc)
+
+
+def load_parameters(body: bytes | bytearray) -> dict[str, Any]:
+    if not body:
+        return {}
+    request = http_infer.load_json(body)
+    params = request.get("parameters") if isinstance(request, dict) else None
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InternalError("attempt to access JSON non-object as object")
+    return params

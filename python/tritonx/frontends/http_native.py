@@ -101,6 +101,7 @@ class NativeHttpFrontend:
         root_cert: Path | None = None,
         shared_memory: Any = None,
         log_settings: Any = None,
+        trace_settings: Any = None,
     ) -> None:
         from tritonx import _native
 
@@ -126,6 +127,7 @@ class NativeHttpFrontend:
             max_header_count=max_header_count,
             shared_memory=shared_memory,
             log_settings=log_settings,
+            trace_settings=trace_settings,
         )
         self._keep_raw = bool(header_forward_pattern)
         infer_header, infer_value = restricted.get("inference", ("", ""))

@@ -2,7 +2,7 @@
 
 The patterns follow Triton's server regexes. Resolving a path costs one dict lookup
 once it has been seen, so the inference path never runs a regex. Routes of Triton's
-that tritonx does not serve (generate, trace) still resolve to their own kinds so
+that tritonx does not serve (generate) still resolve to their own kinds so
 that ``--http-restricted-api`` guards them as Triton does; the frontend answers
 them 404. Shared memory routes carry the memory kind ("system"/"cuda"), the region
 and the action.
@@ -32,6 +32,7 @@ NOT_FOUND = Route("not_found")
 ROUTE_METHODS: dict[str, bytes] = {
     "shared_memory": b"",
     "logging": b"",
+    "trace": b"",
     "server_metadata": b"GET",
     "live": b"GET",
     "ready": b"GET",

@@ -1,6 +1,6 @@
 """Triton's logging extension: ``/v2/logging`` (GET, POST) and gRPC ``LogSettings``.
 
-Both frontends share one store (``server.AppliedLogSettings`` applies every change
+Both frontends share one store (``AppliedLogSettings`` applies every change
 to the running ``tritonx`` logger at once). The two protocols validate differently
 in Triton 2.51, so each has its own reader here: settings are applied one at a time
 in Triton's order, and a bad one stops there (the ones before it stay applied, as in
@@ -10,6 +10,7 @@ Triton). Unknown keys are ignored; ``log_file`` cannot be changed over the netwo
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from tritonx.errors import (
@@ -18,6 +19,7 @@ from tritonx.errors import (
     UnavailableError,
     UnsupportedError,
 )
+from tritonx.logging_setup import LogOptions, configure
 
 # Triton's order, which is also the order of the response.
 LOG_KEYS = (
@@ -99,3 +101,44 @@ def grpc_update(
                 )
         store.update({key: value})
     return ordered(store.get())
+
+
+class AppliedLogSettings:
+    """The LogSettings extension's store, applied to the running logger.
+
+    Each protocol validates in ``frontends.log_settings`` (with Triton's messages);
+    every accepted update reconfigures the ``tritonx`` logger at once.
+    """
+
+    def __init__(self, options: LogOptions) -> None:
+        from tritonx.frontends.grpc import default_log_settings
+
+        self.options = options
+        self._store = default_log_settings()
+        self._store.update(
+            {
+                "log_info": options.info,
+                "log_warning": options.warning,
+                "log_error": options.error,
+                "log_verbose_level": options.verbose,
+                "log_format": options.format,
+            }
+        )
+
+    def get(self) -> dict[str, Any]:
+        values = self._store.get()
+        values["log_file"] = str(self.options.file or "")
+        return values
+
+    def update(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        values = self._store.update(changes)
+        self.options = replace(
+            self.options,
+            info=bool(values["log_info"]),
+            warning=bool(values["log_warning"]),
+            error=bool(values["log_error"]),
+            verbose=int(values["log_verbose_level"]),
+            format=str(values["log_format"]),
+        )
+        configure(self.options)
+        return self.get()

@@ -1,0 +1,249 @@
+#include "trace.h"
+
+#include <chrono>
+#include <cstring>
+#include <sstream>
+
+#include "data_type.h"
+#include "infer_request.h"
+
+namespace tritonx {
+namespace {
+
+template <typename T>
+void AppendValues(const char* data, size_t count, std::ostringstream& out) {
+  for (size_t i = 0; i < count; ++i) {
+    T value;
+    std::memcpy(&value, data + i * sizeof(T), sizeof(T));
+    if (i > 0) out << ',';
+    if constexpr (sizeof(T) == 1) {
+      out << static_cast<int>(value);  // numbers, not characters
+    } else {
+      out << value;
+    }
+  }
+}
+
+// Triton's "data" text: values joined by ',' (FP16/BF16 left empty, BYTES elements
+// quoted).
+std::string TensorText(const Tensor& tensor) {
+  std::ostringstream out;
+  const size_t width = DataTypeByteSize(tensor.dtype);
+  const size_t count = width == 0 ? 0 : tensor.byte_size / width;
+  switch (tensor.dtype) {
+    case DataType::kBool:
+      for (size_t i = 0; i < tensor.byte_size; ++i) {
+        out << (i > 0 ? "," : "") << (tensor.data[i] != 0 ? 1 : 0);
+      }
+      break;
+    case DataType::kUint8:
+      AppendValues<uint8_t>(tensor.data, count, out);
+      break;
+    case DataType::kUint16:
+      AppendValues<uint16_t>(tensor.data, count, out);
+      break;
+    case DataType::kUint32:
+      AppendValues<uint32_t>(tensor.data, count, out);
+      break;
+    case DataType::kUint64:
+      AppendValues<uint64_t>(tensor.data, count, out);
+      break;
+    case DataType::kInt8:
+      AppendValues<int8_t>(tensor.data, count, out);
+      break;
+    case DataType::kInt16:
+      AppendValues<int16_t>(tensor.data, count, out);
+      break;
+    case DataType::kInt32:
+      AppendValues<int32_t>(tensor.data, count, out);
+      break;
+    case DataType::kInt64:
+      AppendValues<int64_t>(tensor.data, count, out);
+      break;
+    case DataType::kFp32:
+      AppendValues<float>(tensor.data, count, out);
+      break;
+    case DataType::kFp64:
+      AppendValues<double>(tensor.data, count, out);
+      break;
+    case DataType::kBytes: {
+      size_t offset = 0;
+      bool first = true;
+      while (offset + sizeof(uint32_t) <= tensor.byte_size) {
+        uint32_t len;
+        std::memcpy(&len, tensor.data + offset, sizeof(len));
+        offset += sizeof(len);
+        if (offset + len > tensor.byte_size) break;
+        out << (first ? "" : ",") << '"';
+        out.write(tensor.data + offset, len);
+        out << '"';
+        offset += len;
+        first = false;
+      }
+      break;
+    }
+    default:  // FP16 and BF16: Triton writes no text for them
+      break;
+  }
+  return out.str();
+}
+
+}  // namespace
+
+TraceSetting::TraceSetting(uint64_t id, uint32_t level, uint32_t rate, int32_t count,
+                           bool valid, bool propagate)
+    : id(id),
+      level(level),
+      propagate(propagate),
+      rate_(rate),
+      valid_(valid),
+      count_(count) {}
+
+bool TraceSetting::Sample() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!valid_ || count_ == 0) return false;
+  if (++sample_ % rate_ != 0) return false;
+  if (count_ > 0) --count_;
+  return true;
+}
+
+int32_t TraceSetting::count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return count_;
+}
+
+uint64_t TraceSetting::sampled() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sample_;
+}
+
+RequestTrace::RequestTrace(std::shared_ptr<Tracer> tracer,
+                           std::shared_ptr<TraceSetting> setting, uint64_t id,
+                           uint64_t parent_id, std::shared_ptr<RequestTrace> root)
+    : tracer_(std::move(tracer)), setting_(std::move(setting)), root_(std::move(root)) {
+  record_.id = id;
+  record_.parent_id = parent_id;
+}
+
+RequestTrace::~RequestTrace() {
+  if (root_) {
+    root_->Adopt(std::move(record_));
+    return;
+  }
+  CompletedTrace done;
+  done.setting_id = setting_->id;
+  done.traceparent = std::move(traceparent_);
+  done.records.reserve(1 + children_.size());
+  done.records.push_back(std::move(record_));
+  for (auto& child : children_) done.records.push_back(std::move(child));
+  tracer_->Complete(std::move(done));
+}
+
+std::shared_ptr<RequestTrace> RequestTrace::SpawnChild() {
+  // Children of a child hang off the same root (nested ensembles), with the
+  // immediate parent's id, as Triton does.
+  std::shared_ptr<RequestTrace> root = root_ ? root_ : shared_from_this();
+  return std::make_shared<RequestTrace>(tracer_, setting_, tracer_->NextTraceId(),
+                                        record_.id, std::move(root));
+}
+
+void RequestTrace::SetModel(const std::string& name, int64_t version,
+                            const std::string& request_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  record_.model_name = name;
+  record_.model_version = version;
+  record_.request_id = request_id;
+}
+
+void RequestTrace::SetTraceparent(std::string value) {
+  std::lock_guard<std::mutex> lock(mu_);
+  traceparent_ = std::move(value);
+}
+
+void RequestTrace::Record(const char* activity, uint64_t ns) {
+  if (!timestamps()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  record_.stamps.push_back({activity, ns});
+}
+
+void RequestTrace::Record(const char* activity) { Record(activity, NowNs()); }
+
+void RequestTrace::RecordTensor(const char* activity, const Tensor& tensor) {
+  if (!tensors() || tensor.data == nullptr) return;
+  TraceRecord::TensorEntry entry;
+  entry.activity = activity;
+  entry.name = tensor.name;
+  entry.data = TensorText(tensor);
+  for (size_t i = 0; i < tensor.shape.size(); ++i) {
+    entry.shape += (i > 0 ? "," : "") + std::to_string(tensor.shape[i]);
+  }
+  entry.dtype = std::string(DataTypeName(tensor.dtype));
+  std::lock_guard<std::mutex> lock(mu_);
+  record_.tensors.push_back(std::move(entry));
+}
+
+void RequestTrace::Adopt(TraceRecord record) {
+  std::lock_guard<std::mutex> lock(mu_);
+  children_.push_back(std::move(record));
+}
+
+void Tracer::Install(const std::string& model, std::shared_ptr<TraceSetting> setting) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (model.empty()) {
+    global_ = std::move(setting);
+  } else if (setting) {
+    models_[model] = std::move(setting);
+  } else {
+    models_.erase(model);
+  }
+  UpdateActive();
+}
+
+void Tracer::UpdateActive() {
+  bool any = global_ && global_->level != 0;
+  for (const auto& [name, setting] : models_) any = any || setting->level != 0;
+  active_.store(any, std::memory_order_relaxed);
+}
+
+std::shared_ptr<RequestTrace> Tracer::Sample(const std::string& model,
+                                             bool has_context) {
+  std::shared_ptr<TraceSetting> setting;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = models_.find(model);
+    setting = it != models_.end() ? it->second : global_;
+  }
+  if (!setting || setting->level == 0) return nullptr;
+  const bool forced = has_context && setting->propagate;
+  if (!forced && !setting->Sample()) return nullptr;
+  return std::make_shared<RequestTrace>(shared_from_this(), std::move(setting),
+                                        NextTraceId(), 0, nullptr);
+}
+
+void Tracer::Complete(CompletedTrace trace) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_.push_back(std::move(trace));
+  }
+  ready_.notify_one();
+}
+
+std::vector<CompletedTrace> Tracer::Drain(int timeout_ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  ready_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                  [this] { return !done_.empty() || closed_; });
+  std::vector<CompletedTrace> out(std::make_move_iterator(done_.begin()),
+                                  std::make_move_iterator(done_.end()));
+  done_.clear();
+  return out;
+}
+
+void Tracer::Close() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+  }
+  ready_.notify_all();
+}
+
+}  // namespace tritonx

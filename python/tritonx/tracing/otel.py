@@ -1,0 +1,122 @@
+"""``--trace-config mode=opentelemetry``: finished traces as OpenTelemetry spans,
+exported over OTLP/HTTP with a batch span processor (the optional ``otel`` extra:
+opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http).
+
+Spans as Triton makes them: one root ``InferRequest`` span per trace (the child of
+the request's ``traceparent`` context when it came with one), a span named after
+the model per request (an ensemble step's under its ensemble's), and a ``compute``
+span under each executed request; every timestamp is an event on its span.
+Timestamps come from the core's monotonic clock and are moved to wall-clock time
+with one offset taken at start.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tritonx.errors import InvalidArgumentError
+from tritonx.tracing.settings import Setting, TraceConfig
+
+_COMPUTE = {"COMPUTE_START", "COMPUTE_INPUT_END", "COMPUTE_OUTPUT_START", "COMPUTE_END"}
+_REQUEST = {"REQUEST_START", "QUEUE_START", "REQUEST_END"}
+
+
+class OtelSink:
+    """Exports each finished trace; thread safe (the SDK's processor is)."""
+
+    def __init__(self, config: TraceConfig, exporter: Any = None) -> None:
+        try:
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.trace.propagation.tracecontext import (
+                TraceContextTextMapPropagator,
+            )
+        except ImportError:
+            raise InvalidArgumentError(
+                "--trace-config mode=opentelemetry needs the OpenTelemetry SDK: "
+                "pip install 'tritonx[otel]'"
+            ) from None
+        if exporter is None:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter,
+            )
+
+            exporter = OTLPSpanExporter(endpoint=config.url)
+        attributes = {"service.name": "triton-inference-server"}
+        attributes.update(config.resource)
+        self._provider = TracerProvider(resource=Resource.create(attributes))
+        processor = BatchSpanProcessor(
+            exporter,
+            max_queue_size=config.bsp.get("bsp_max_queue_size", 2048),
+            schedule_delay_millis=config.bsp.get("bsp_schedule_delay", 5000),
+            max_export_batch_size=config.bsp.get("bsp_max_export_batch_size", 512),
+        )
+        self._provider.add_span_processor(processor)
+        self._tracer = self._provider.get_tracer("triton-server")
+        self._propagator = TraceContextTextMapPropagator()
+        self._offset = time.time_ns() - time.monotonic_ns()
+
+    def register(self, setting: Setting) -> None:
+        pass
+
+    def write(
+        self, setting_id: int, records: list[dict[str, Any]], traceparent: str = ""
+    ) -> None:
+        from opentelemetry import trace
+
+        stamps = [ns for r in records for _, ns in r["timestamps"]]
+        if not stamps:
+            return
+        wall = self._offset
+        context = None
+        if traceparent:
+            context = self._propagator.extract({"traceparent": traceparent})
+        root = self._tracer.start_span(
+            "InferRequest",
+            context=context,
+            kind=trace.SpanKind.SERVER,
+            start_time=min(stamps) + wall,
+        )
+        root_context = trace.set_span_in_context(root)
+        spans: dict[int, Any] = {}
+        for record in records:  # the root record comes first
+            parent = spans.get(record["parent_id"])
+            ctx = trace.set_span_in_context(parent) if parent else root_context
+            own = [(n, ns) for n, ns in record["timestamps"] if n not in _COMPUTE]
+            start = min((ns for _, ns in record["timestamps"]), default=min(stamps))
+            span = self._tracer.start_span(
+                record["model_name"],
+                context=ctx,
+                kind=trace.SpanKind.SERVER,
+                start_time=start + wall,
+            )
+            span.set_attribute("triton.model_name", record["model_name"])
+            span.set_attribute("triton.model_version", record["model_version"])
+            span.set_attribute("triton.trace_id", record["id"])
+            span.set_attribute("triton.trace_parent_id", record["parent_id"])
+            if record["request_id"]:
+                span.set_attribute("triton.request_id", record["request_id"])
+            for name, ns in own:
+                span.add_event(name, timestamp=ns + wall)
+            compute = [(n, ns) for n, ns in record["timestamps"] if n in _COMPUTE]
+            if compute:
+                child = self._tracer.start_span(
+                    "compute",
+                    context=trace.set_span_in_context(span),
+                    kind=trace.SpanKind.SERVER,
+                    start_time=compute[0][1] + wall,
+                )
+                for name, ns in compute:
+                    child.add_event(name, timestamp=ns + wall)
+                child.end(end_time=compute[-1][1] + wall)
+            spans[record["id"]] = span
+        for record in reversed(records):
+            span = spans[record["id"]]
+            end = max((ns for _, ns in record["timestamps"]), default=max(stamps))
+            span.end(end_time=end + wall)
+        root.end(end_time=max(stamps) + wall)
+
+    def close(self) -> None:
+        self._provider.shutdown()  # flushes the batch processor

@@ -1,0 +1,101 @@
+// Tracer: Triton's sampling rule (every rate-th request while count lasts), settings
+// replaced per model, and a root trace finished once with its children's records.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "core/trace.h"
+
+namespace tritonx {
+namespace {
+
+TEST(TracerTest, SamplesEveryRateThWhileCountLasts) {
+  auto tracer = std::make_shared<Tracer>();
+  EXPECT_FALSE(tracer->active());
+  tracer->Install("", std::make_shared<TraceSetting>(1, kTraceLevelTimestamps, 3, 2,
+                                                     /*valid=*/true));
+  EXPECT_TRUE(tracer->active());
+  std::vector<int> traced;
+  for (int i = 1; i <= 12; ++i) {
+    if (tracer->Sample("m", false)) traced.push_back(i);
+  }
+  EXPECT_EQ(traced, (std::vector<int>{3, 6}));
+}
+
+TEST(TracerTest, ModelSettingOverridesGlobalAndInvalidSamplesNothing) {
+  auto tracer = std::make_shared<Tracer>();
+  tracer->Install("", std::make_shared<TraceSetting>(1, kTraceLevelTimestamps, 1, -1,
+                                                     /*valid=*/false));
+  tracer->Install("a", std::make_shared<TraceSetting>(2, kTraceLevelTimestamps, 1, -1,
+                                                      /*valid=*/true));
+  EXPECT_EQ(tracer->Sample("b", false), nullptr);
+  EXPECT_NE(tracer->Sample("a", false), nullptr);
+  tracer->Install("a", nullptr);
+  EXPECT_EQ(tracer->Sample("a", false), nullptr);
+  // OpenTelemetry mode: a propagated context is traced whatever the rate.
+  tracer->Install("", std::make_shared<TraceSetting>(3, kTraceLevelTimestamps, 1000, -1,
+                                                     true, /*propagate=*/true));
+  EXPECT_EQ(tracer->Sample("b", false), nullptr);
+  EXPECT_NE(tracer->Sample("b", true), nullptr);
+}
+
+TEST(TracerTest, RootFinishesOnceAfterItsChildren) {
+  auto tracer = std::make_shared<Tracer>();
+  tracer->Install(
+      "", std::make_shared<TraceSetting>(7, kTraceLevelTimestamps, 1, -1, true));
+  auto root = tracer->Sample("ensemble", false);
+  ASSERT_NE(root, nullptr);
+  root->SetModel("ensemble", 1, "r1");
+  root->Record(trace_activity::kRequestStart, 10);
+  auto child = root->SpawnChild();
+  auto grandchild = child->SpawnChild();
+  child->SetModel("step", 1, "r1");
+  child->Record(trace_activity::kComputeStart, 20);
+  const uint64_t root_id = root->id();
+  const uint64_t child_id = child->id();
+  root.reset();
+  child.reset();
+  EXPECT_TRUE(tracer->Drain(0).empty());  // the grandchild still holds the root
+  grandchild.reset();
+  auto done = tracer->Drain(0);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].setting_id, 7u);
+  ASSERT_EQ(done[0].records.size(), 3u);
+  EXPECT_EQ(done[0].records[0].id, root_id);
+  EXPECT_EQ(done[0].records[0].parent_id, 0u);
+  std::map<uint64_t, uint64_t> parents;
+  for (const auto& record : done[0].records) parents[record.id] = record.parent_id;
+  EXPECT_EQ(parents[child_id], root_id);
+  int grand = 0;
+  for (const auto& [id, parent] : parents) grand += parent == child_id ? 1 : 0;
+  EXPECT_EQ(grand, 1);
+}
+
+TEST(TracerTest, TensorsAsTritonWritesThem) {
+  auto tracer = std::make_shared<Tracer>();
+  tracer->Install("",
+                  std::make_shared<TraceSetting>(1, kTraceLevelTensors, 1, -1, true));
+  auto trace = tracer->Sample("m", false);
+  ASSERT_NE(trace, nullptr);
+  const float values[3] = {0.5f, 1.0f, 2.0f};
+  Tensor tensor;
+  tensor.name = "x";
+  tensor.dtype = DataType::kFp32;
+  tensor.shape = {1, 3};
+  tensor.data = reinterpret_cast<const char*>(values);
+  tensor.byte_size = sizeof(values);
+  trace->RecordTensor(trace_activity::kTensorQueueInput, tensor);
+  trace->Record(trace_activity::kRequestStart, 1);  // TIMESTAMPS is off: dropped
+  trace.reset();
+  auto done = tracer->Drain(0);
+  ASSERT_EQ(done.size(), 1u);
+  const TraceRecord& record = done[0].records[0];
+  EXPECT_TRUE(record.stamps.empty());
+  ASSERT_EQ(record.tensors.size(), 1u);
+  EXPECT_EQ(record.tensors[0].data, "0.5,1,2");
+  EXPECT_EQ(record.tensors[0].shape, "1,3");
+  EXPECT_EQ(record.tensors[0].dtype, "FP32");
+}
+
+}  // namespace
+}  // namespace tritonx

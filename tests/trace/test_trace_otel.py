@@ -1,0 +1,106 @@
+"""OpenTelemetry mode: spans exported over OTLP/HTTP to a collector on loopback
+(in this test process), with Triton's span tree and a propagated traceparent."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serverutil import run_server
+from traceutil import build_repo, grpc_infer, http_infer
+
+trace_service = pytest.importorskip(
+    "opentelemetry.proto.collector.trace.v1.trace_service_pb2",
+    reason="the otel extra is not installed",
+)
+pytest.importorskip("opentelemetry.sdk")
+
+
+class Collector:
+    """Collects every span posted to /v1/traces."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        self.lock = threading.Lock()
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                request = trace_service.ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                with collector.lock:
+                    for resource in request.resource_spans:
+                        for scope in resource.scope_spans:
+                            collector.spans.extend(scope.spans)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    c = Collector()
+    yield c
+    c.server.shutdown()
+
+
+def test_spans_exported_with_parent_context(
+    tmp_path: Path, collector: Collector
+) -> None:
+    repo = build_repo(tmp_path / "repo")
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    parent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    with run_server(
+        repo,
+        "--trace-config=mode=opentelemetry",
+        f"--trace-config=opentelemetry,url={collector.url}",
+        "--trace-config=opentelemetry,bsp_schedule_delay=50",
+        "--trace-config=rate=1",
+        "--trace-config=level=TIMESTAMPS",
+    ) as server:
+        http_infer(server.http_url, "add_one", "h1")
+        grpc_infer(server.grpc_url, "pipeline", "g1", headers={"traceparent": parent})
+    # Shutting down flushed the exporter.
+    spans = collector.spans
+    names = sorted(span.name for span in spans)
+    assert names.count("InferRequest") == 2
+    assert names.count("compute") == 3  # add_one, and the pipeline's two steps
+    propagated = [s for s in spans if s.trace_id.hex() == trace_id]
+    assert {s.name for s in propagated} == {
+        "InferRequest",
+        "pipeline",
+        "add_one",
+        "double",
+        "compute",
+    }
+    (root,) = [s for s in propagated if s.name == "InferRequest"]
+    assert root.parent_span_id.hex() == "00f067aa0ba902b7"
+    by_id = {s.span_id: s for s in propagated}
+    (ensemble,) = [s for s in propagated if s.name == "pipeline"]
+    assert ensemble.parent_span_id == root.span_id
+    for step in ("add_one", "double"):
+        (span,) = [s for s in propagated if s.name == step]
+        assert by_id[span.parent_span_id].name == "pipeline"
+    events = {e.name for s in propagated if s.name == "compute" for e in s.events}
+    assert events == {
+        "COMPUTE_START",
+        "COMPUTE_INPUT_END",
+        "COMPUTE_OUTPUT_START",
+        "COMPUTE_END",
+    }
