@@ -37,7 +37,7 @@ from tritonx.errors import (
 from tritonx.frontends.log_settings import AppliedLogSettings
 from tritonx.logging_setup import LogOptions
 from tritonx.metrics import CpuSampler, MetricsService, TritonCollector
-from tritonx.tracing.settings import TraceConfig
+from tritonx.tracing import TraceConfig, start_tracing
 
 logger = logging.getLogger("tritonx.server")
 
@@ -179,15 +179,6 @@ def _read_pem(path: Path | None) -> str:
         ) from error
 
 
-def _start_tracing(config: TraceConfig, context: Any, manager: Any) -> Any:
-    from tritonx.tracing import TraceService
-
-    def exists(name: str) -> bool:
-        return any(row["name"] == name for row in manager.index())
-
-    return TraceService(config, context.tracer, exists)
-
-
 def _grpc_server_built() -> bool:
     from tritonx import _native
 
@@ -274,7 +265,7 @@ class Server:
         for repo in self.options.model_repositories:
             if not Path(repo).exists():
                 raise InternalError(f"failed to stat file {repo}")
-        self.trace = _start_tracing(self.options.trace, self.context, self.manager)
+        self.trace = start_tracing(self.options.trace, self.context, self.manager)
         self._manager_started = True
         try:
             await self.manager.start()

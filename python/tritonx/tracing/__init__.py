@@ -22,6 +22,7 @@ __all__ = [
     "TraceSettingsService",
     "add_trace_arguments",
     "parse_trace_flags",
+    "start_tracing",
 ]
 
 
@@ -46,3 +47,13 @@ class TraceService:
 
     def stop(self) -> None:
         self._writer.stop()
+
+
+def start_tracing(config: TraceConfig, context: Any, manager: Any) -> TraceService:
+    """The tracing of a server whose models share ``context`` (its tracer);
+    ``manager``: the model manager, for Triton's unknown-model check."""
+
+    def exists(name: str) -> bool:
+        return any(row["name"] == name for row in manager.index())
+
+    return TraceService(config, context.tracer, exists)
