@@ -54,7 +54,9 @@ class Mlp(torch.nn.Module):
         return x
 
 
-def write_model(root: Path, dims: tuple[int, ...], args: argparse.Namespace) -> Path:
+def write_model(
+    root: Path, dims: tuple[int, ...], args: argparse.Namespace, instances: int
+) -> Path:
     (root / "mlp" / "1").mkdir(parents=True)
     path = root / "mlp" / "1" / "model.pt"
     torch.jit.script(Mlp(dims).eval()).save(str(path))
@@ -62,7 +64,7 @@ def write_model(root: Path, dims: tuple[int, ...], args: argparse.Namespace) -> 
         f'backend: "pytorch"\nmax_batch_size: {args.batch}\n'
         f'input [ {{ name: "INPUT__0" data_type: TYPE_FP32 dims: [ {dims[0]} ] }} ]\n'
         f'output [ {{ name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ {dims[-1]} ] }} ]\n'
-        f"instance_group [ {{ count: {args.instances} kind: KIND_GPU gpus: [ 0 ] }} ]\n"
+        f"instance_group [ {{ count: {instances} kind: KIND_GPU gpus: [ 0 ] }} ]\n"
         f"dynamic_batching {{ preferred_batch_size: [ {args.batch} ] "
         f"max_queue_delay_microseconds: {args.delay_us} }}\n"
     )
@@ -87,7 +89,9 @@ def torch_rate(path: Path, width: int, batch: int, seconds: float) -> float:
     return count / elapsed
 
 
-async def served(root: Path, path: Path, args: argparse.Namespace) -> list[str]:
+async def served(
+    root: Path, path: Path, args: argparse.Namespace, instances: int
+) -> list[str]:
     manager = ModelManager(
         ManagerOptions(repositories=[root], gpu_ids=_native.cuda_device_ids()),
         _native.ModelRegistry(),
@@ -98,7 +102,7 @@ async def served(root: Path, path: Path, args: argparse.Namespace) -> list[str]:
         width = args.dims[0]
         x = np.random.default_rng(1).random((1, width), np.float32)
         inputs = [("INPUT__0", "FP32", [1, width], x)]
-        clients = 2 * args.batch * args.instances
+        clients = 2 * args.batch * instances
         ratios, rates, offline, batches = [], [], [], []
         for _ in range(args.repeats):
             off = torch_rate(path, width, args.batch, args.seconds)
@@ -116,7 +120,7 @@ async def served(root: Path, path: Path, args: argparse.Namespace) -> list[str]:
         ratio = statistics.median(ratios)
         dims = "-".join(map(str, args.dims))
         return [
-            f"| served MLP {dims} FP32 on cuda:0, B{args.batch}, {args.instances} "
+            f"| served MLP {dims} FP32 on cuda:0, B{args.batch}, {instances} "
             f"GPU instance(s), {clients} C++ clients (mean batch "
             f"{statistics.median(batches):.1f}) | torch batched "
             f"{statistics.median(offline):,.0f} inf/s | {statistics.median(rates):,.0f}"
@@ -175,7 +179,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[2048, 8192, 8192, 2048])
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--instances", type=int, default=2)
+    parser.add_argument("--instances", type=int, nargs="+", default=[2])
     parser.add_argument("--delay-us", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
@@ -191,10 +195,13 @@ def main() -> int:
         "|---|---|---|---|---|---|",
     ]
     rows += copy_rows(args)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        path = write_model(root, tuple(args.dims), args)
-        rows += asyncio.run(served(root, path, args))
+    print("\n".join(rows[2:]), flush=True)
+    for instances in args.instances:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            path = write_model(root, tuple(args.dims), args, instances)
+            rows += asyncio.run(served(root, path, args, instances))
+        print(rows[-1], flush=True)
     print("\n".join(rows))
     return 0
 

@@ -126,13 +126,14 @@ echo "--- the CUDA ones in full:"
 
 section "pytest (gpu-marked and the GPU-side neighbours)"
 export TRITONX_TEST_SOURCE_TREE=1 PYTHONUNBUFFERED=1
-timeout 300 "$PY" -m pytest -p no:cacheprovider -q -rs --timeout 240 \
+timeout 240 "$PY" -m pytest -p no:cacheprovider -q -rs --timeout 240 \
   tests/gpu tests/core/test_dlpack_outputs.py tests/test_gpu_absent.py \
   "tests/backends/test_onnxruntime_backend.py::test_gpu_instance_providers_follow_the_config" \
   || fail "pytest"
 
 section "bench_gpu.py (short)"
-timeout 180 "$PY" benchmarks/bench_gpu.py --seconds ${BENCH_SECONDS:-2} --repeats 2 \
+timeout 150 "$PY" benchmarks/bench_gpu.py --seconds ${BENCH_SECONDS:-2} --repeats 2 \
+  --instances 1 2 \
   || fail "bench_gpu"
 
 section "done: $([ $STATUS = 0 ] && echo ALL OK || echo FAILURES) in ${SECONDS}s"

@@ -36,11 +36,13 @@ void RegisterArena(py::module_& m) {
 
   py::class_<StreamPool, std::shared_ptr<StreamPool>>(
       m, "StreamPool", "One CUDA stream per instance; streams are 0 without a GPU")
-      .def(py::init([](size_t count) {
+      .def(py::init([](size_t count, int device) {
              py::gil_scoped_release release;  // creating streams may probe the driver
-             return std::make_shared<StreamPool>(count);
+             return std::make_shared<StreamPool>(count, device);
            }),
-           py::arg("count"))
+           py::arg("count"), py::arg("device") = -1,
+           "`count` streams on `device` (-1: the calling thread's current one)")
+      .def_property_readonly("device", &StreamPool::device)
       .def("get",
            [](const StreamPool& pool, size_t index) {
              return reinterpret_cast<uintptr_t>(pool.Get(index));
