@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from serverutil import RunningServer, infer_json, run_server
 
@@ -290,6 +291,16 @@ class TritonPythonModel:
             kind=pb_utils.MetricFamily.HISTOGRAM,
         )
         self.sums = sizes.Metric(labels={}, buckets=[1.0, 10.0])
+        last = pb_utils.MetricFamily(
+            name="last_input", description="First value of the last input",
+            kind=pb_utils.MetricFamily.GAUGE,
+        )
+        self.last = last.Metric(labels={"model": args["model_name"]})
+        try:  # the name is taken with another kind: refused
+            pb_utils.MetricFamily("requests_seen", "Requests this model saw",
+                                  pb_utils.MetricFamily.GAUGE)
+        except pb_utils.TritonModelException:
+            self.last.set(-1)  # replaced by execute; 50 means refused and updated
 
     def execute(self, requests):
         responses = []
@@ -299,13 +310,20 @@ class TritonPythonModel:
             self.sums.observe(float(data.sum()))
             out = pb_utils.Tensor("OUTPUT0", data)
             responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+        if self.last.value() != 0:  # -1: the clash was refused
+            self.last.set(float(data[0]))
         return responses
 """
 
 
-def test_model_defined_metrics_are_exported(write_model: Callable[..., Path]) -> None:
+@pytest.mark.parametrize("mode", ["in-process", "process"])
+def test_model_defined_metrics_are_exported(
+    write_model: Callable[..., Path], mode: str
+) -> None:
+    """Also from a stub process (EXECUTION_MODE=process), where each update is
+    mirrored into the server's families: same names, samples and refusals."""
     repo: Path = write_model("counting", CUSTOM_CONFIG, CUSTOM_MODEL)
-    with run_server(repo) as server:
+    with run_server(repo, f"--backend-config=python,execution-mode={mode}") as server:
         tensor = {"name": "INPUT0", "shape": [2], "datatype": "FP32"}
         for value in (0.25, 2.0, 50.0):
             status, _ = infer_json(server, "counting", [{**tensor, "data": [value, 0]}])
@@ -319,3 +337,5 @@ def test_model_defined_metrics_are_exported(write_model: Callable[..., Path]) ->
     assert values[("input_sum_bucket", labels(le="+Inf"))] == 3
     assert values[("input_sum_count", frozenset())] == 3
     assert values[("input_sum_sum", frozenset())] == 52.25
+    assert values[("last_input", labels(model="counting"))] == 50.0
+    assert "# TYPE last_input gauge" in text

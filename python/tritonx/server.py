@@ -221,7 +221,14 @@ class Server:
                 auto_complete=options.auto_complete,
                 config_name=options.model_config_name,
                 load_threads=options.model_load_thread_count,
-                backend_config=options.backend_config,
+                backend_config={
+                    **options.backend_config,
+                    # Python stubs stop within the exit timeout (finalize, then kill).
+                    "": {
+                        "exit-timeout-secs": str(options.exit_timeout_secs),
+                        **options.backend_config.get("", {}),
+                    },
+                },
                 gpu_ids=list(self.gpu_ids),
             ),
             self.registry,

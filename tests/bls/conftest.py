@@ -22,7 +22,12 @@ def bls_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_repo(tmp_path_factory.mktemp("bls") / "repo")
 
 
-@pytest.fixture(scope="module")
-def bls_server(bls_repo: Path) -> Iterator[RunningServer]:
-    with run_server(bls_repo) as server:
+@pytest.fixture(scope="module", params=["in-process", "process"])
+def bls_server(
+    bls_repo: Path, request: pytest.FixtureRequest
+) -> Iterator[RunningServer]:
+    """Every BLS test runs against both execution modes: in a stub process the
+    calls (plain, async and decoupled) are forwarded to the server."""
+    mode = f"--backend-config=python,execution-mode={request.param}"
+    with run_server(bls_repo, mode) as server:
         yield server

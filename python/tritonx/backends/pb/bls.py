@@ -259,8 +259,10 @@ def _prepare(
 # -- exec / async_exec ----------------------------------------------------------------
 
 # Set in a stub process (backends/stub), which runs one instance away from its
-# server: calls are forwarded there over the stub's socket, one at a time.
+# server: calls are forwarded there over the stub's socket (``remote``: exec,
+# ``remote_async``: a non-decoupled async_exec, answered on the caller's loop).
 remote: Callable[[InferenceRequest, bool], Any] | None = None
+remote_async: Callable[[InferenceRequest, asyncio.Future[Any]], None] | None = None
 
 
 def execute(request: InferenceRequest, decoupled: bool) -> Any:
@@ -299,8 +301,11 @@ def execute_async(request: InferenceRequest, decoupled: bool) -> asyncio.Future[
     ``async_exec`` also needs one), completed when the answer arrives."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
-    if remote is not None:  # a stub process: the call is made now, synchronously
-        future.set_result(remote(request, decoupled))
+    if remote is not None:  # a stub process
+        if decoupled or remote_async is None:
+            future.set_result(remote(request, decoupled))
+        else:
+            remote_async(request, future)
         return future
     scope, executing = _scope_or_raise()
     if decoupled:
@@ -360,11 +365,19 @@ class ResponseIterator:
 
     @classmethod
     def _start(
-        cls, scope: BlsScope, executing: bool, request: InferenceRequest
+        cls,
+        scope: BlsScope,
+        executing: bool,
+        request: InferenceRequest,
+        into: ResponseIterator | None = None,
+        decoupled: bool = True,
     ) -> ResponseIterator:
-        self = cls()
+        """Start the call; ``into``: an iterator (subclass) to feed instead of a new
+        one (a stub's calls, forwarded as they arrive; ``decoupled`` False for its
+        async_exec of a model that is not decoupled)."""
+        self = into if into is not None else cls()
         try:
-            model, core, counted = _prepare(scope, executing, request, True)
+            model, core, counted = _prepare(scope, executing, request, decoupled)
         except _Refused as refused:
             self._push(refused.response, True)
             return self

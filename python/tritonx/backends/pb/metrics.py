@@ -1,7 +1,10 @@
 """pb_utils.MetricFamily: custom metrics defined by models.
 
 Families live in a process-wide table that the /metrics endpoint can render with
-``metric_families()``; values are plain Python numbers guarded by one lock.
+``metric_families()``; values are plain Python numbers guarded by one lock. In a
+stub process (EXECUTION_MODE "process") ``sync`` mirrors them into the server's
+table (backends/stub/metrics_sync.py): creation asks the server, updates only mark
+the metric for the next batched flush.
 """
 
 from __future__ import annotations
@@ -9,12 +12,25 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from tritonx.backends.pb.errors import TritonModelException
 
 _lock = threading.Lock()
 _families: dict[str, MetricFamily] = {}
+
+
+class MetricSync(Protocol):
+    """Where a stub process sends its metrics (None in the server itself)."""
+
+    dirty: set[Metric]  # changed since the last flush; updated under _lock
+
+    def family_created(self, family: MetricFamily) -> None: ...
+
+    def metric_created(self, metric: Metric) -> None: ...
+
+
+sync: MetricSync | None = None
 
 
 class Metric:
@@ -33,6 +49,8 @@ class Metric:
         self.bucket_counts = [0] * (len(self.buckets) + 1) if self.buckets else []
         self.sum = 0.0
         self.count = 0
+        if sync is not None:
+            sync.metric_created(self)
 
     def increment(self, value: float) -> None:
         if self.family.kind == MetricFamily.HISTOGRAM:
@@ -41,12 +59,16 @@ class Metric:
             raise TritonModelException("Failed to increment metric with negative value")
         with _lock:
             self._value += value
+            if sync is not None:
+                sync.dirty.add(self)
 
     def set(self, value: float) -> None:
         if self.family.kind != MetricFamily.GAUGE:
             raise TritonModelException("set() is only supported by gauges")
         with _lock:
             self._value = float(value)
+            if sync is not None:
+                sync.dirty.add(self)
 
     def observe(self, value: float) -> None:
         if self.family.kind != MetricFamily.HISTOGRAM or self.buckets is None:
@@ -55,6 +77,8 @@ class Metric:
             self.bucket_counts[bisect.bisect_left(self.buckets, value)] += 1
             self.sum += value
             self.count += 1
+            if sync is not None:
+                sync.dirty.add(self)
 
     def value(self) -> float:
         if self.family.kind == MetricFamily.HISTOGRAM:
@@ -76,6 +100,8 @@ class MetricFamily:
         self.description = description
         self.kind = kind
         self.metrics: list[Metric] = []
+        if sync is not None:
+            sync.family_created(self)  # the server's table decides on conflicts
         with _lock:
             existing = _families.get(name)
             if existing is not None and (

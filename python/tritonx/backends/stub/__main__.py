@@ -19,10 +19,12 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from tritonx.backends.stub.bls_remote import StubBls
 from tritonx.backends.stub.channel import (
     Channel,
     ChannelClosed,
@@ -33,6 +35,7 @@ from tritonx.backends.stub.channel import (
     padded,
     view_tensor,
 )
+from tritonx.backends.stub.metrics_sync import StubMetrics
 
 
 class _ForwardHandler(logging.Handler):
@@ -108,6 +111,15 @@ class _Request:
         return self._stub.ask_cancelled(self.key, self._index)
 
 
+# The server's answers to the stub's questions.
+_ANSWER_TO = {
+    "cancelled?": "cancelled",
+    "bls": "bls_result",
+    "metric_family": "metric_family_ok",
+}
+_ANSWERS = frozenset(_ANSWER_TO.values())
+
+
 class Stub:
     """The stub's main loop; single-threaded apart from a decoupled model's senders."""
 
@@ -126,6 +138,8 @@ class Stub:
         # other party are handed over through _answers.
         self._read_lock = threading.Lock()
         self._answers: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._listening = False  # the server reads this socket (init/execute/fin)
+        self._metrics: StubMetrics | None = None
 
     def ask(self, msg: tuple[Any, ...], fds: list[int], answer: str) -> tuple[Any, ...]:
         """A round trip to the server (its reader answers while it is not waiting on
@@ -151,54 +165,16 @@ class Stub:
             return False  # only answerable while the server waits on this execute
         return bool(self.ask(("cancelled?", index, key), [], "cancelled")[1])
 
-    def execute_bls(self, request: Any, decoupled: bool = False) -> Any:
-        """``InferenceRequest.exec`` in a stub: the server runs the call through its
-        scheduler; tensors go both ways in one-off shared-memory regions."""
-        from tritonx.backends.pb.errors import TritonError, TritonModelException
-        from tritonx.backends.pb.messages import InferenceResponse
-        from tritonx.backends.pb.tensor import Tensor
+    def reply(self, msg: tuple[Any, ...], fds: Sequence[int] = ()) -> None:
+        """Send an answer to the server, after the metric updates made before it."""
+        if self._metrics is not None:
+            self._metrics.flush()
+        self.channel.send(msg, fds)
 
-        if decoupled:
-            raise TritonModelException(
-                "decoupled BLS calls are not supported in process mode"
-            )
-        if not self._executing:
-            raise TritonModelException(
-                "BLS calls from a stub process are only possible during execute"
-            )
-        tensors = [
-            (t.name(), *array_bytes((t.datatype(), t.as_numpy())))
-            for t in request.inputs()
-        ]
-        total = sum(padded(memoryview(t[3]).nbytes) for t in tensors)
-        region = Writer(total, total)
-        try:
-            fields = (
-                [region.put(*t) for t in tensors],
-                request.request_id(),
-                request.correlation_id(),
-                sorted(request.requested_output_names()),
-                request.model_name(),
-                request.model_version(),
-                request.flags(),
-                request.timeout(),
-                request.parameters(),
-            )
-            reply = self.ask(("bls", fields), region.take_new_fd(), "bls_result")
-        finally:
-            region.region.close()
-        payload, fds = reply[1], reply[2]
-        if payload[0] == "err":
-            return InferenceResponse(error=TritonError(payload[2], payload[1]))
-        back = Region.adopt(fds[-1]) if fds else Region.create(0)
-        try:
-            outputs = [
-                Tensor._with_datatype(d[0], view_tensor(back.mm, d, copy=True), d[1])
-                for d in payload[1]
-            ]
-        finally:
-            back.close()
-        return InferenceResponse(outputs, parameters=payload[2])
+    def _answer(
+        self, msg: tuple[Any, ...], fds: list[int] | None = None
+    ) -> tuple[Any, ...]:
+        return self.ask(msg, fds or [], _ANSWER_TO[msg[0]])
 
     def serve(self) -> None:
         while True:
@@ -207,7 +183,7 @@ class Stub:
                     msg, fds = self.channel.recv()
             except ChannelClosed:
                 return
-            if msg[0] in ("cancelled", "bls_result"):
+            if msg[0] in _ANSWERS:
                 self._answers.put((*msg, fds))  # for a thread waiting in ask()
                 continue
             if fds:
@@ -251,31 +227,53 @@ class Stub:
             model_file=Path(args["model_file"]),
             initialize_args=lambda _ictx: args["initialize_args"],
         )
+        streams, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._install(Channel(streams))
+        self._listening = True
         try:
             self._instance = PythonInstance(model, args["ictx"])  # type: ignore[arg-type]
             if self.decoupled:
                 self._instance._send = self._send_decoupled
         except Exception as exc:
-            self.channel.send(("err", type(exc).__name__, str(exc)))
+            self.reply(("err", type(exc).__name__, str(exc)))
             return
-        self.channel.send(("ok",), self._out.take_new_fd())
+        finally:
+            self._listening = False
+        self.reply(("ok",), [*self._out.take_new_fd(), server_end.fileno()])
+        server_end.close()
+
+    def _install(self, streams: Channel) -> None:
+        """This process has no server: BLS calls and custom metrics go to the real
+        one (bls_remote.py, metrics_sync.py)."""
+        from tritonx.backends.pb import bls, metrics
+
+        remote = StubBls(
+            self._answer, self.channel.send, lambda: self._executing, streams
+        )
+        bls.remote, bls.remote_async = remote, remote.submit
+        self._metrics = StubMetrics(
+            lambda msg: self._answer(msg),
+            lambda msg: self.channel.send(msg),
+            lambda: self._listening or self.decoupled,
+        )
+        metrics.sync = self._metrics
 
     def _execute(self, fields: list[tuple[Any, ...]]) -> None:
         requests = [_Request(self, i, f) for i, f in enumerate(fields)]
-        self._executing = True
+        self._executing = self._listening = True
         try:
             result = self._instance.execute(requests)
         except Exception as exc:
-            self._executing = False
+            self._executing = self._listening = False
             if _out_of_memory(exc):
                 # Past its memory limit the stub is replaced rather than left to limp
                 # on: the server sees it end and restarts it with fresh memory.
                 os._exit(3)
-            self.channel.send(("raise", type(exc).__name__, str(exc)))
+            self.reply(("raise", type(exc).__name__, str(exc)))
             return
-        self._executing = False
+        self._executing = self._listening = False
         if result is None:
-            self.channel.send(("result", None))
+            self.reply(("result", None))
             return
         entries: list[tuple[Any, ...]] = []
         packed: list[list[tuple[str, str, tuple[int, ...], Any]]] = []
@@ -300,7 +298,7 @@ class Stub:
             else:
                 descs = [out.put(*t) for t in tensors]
                 entries.append(("ok", descs, getattr(item, "parameters", {})))
-        self.channel.send(("result", entries), out.take_new_fd())
+        self.reply(("result", entries), out.take_new_fd())
 
     def _send_decoupled(self, core: _Request, response: Any, final: bool) -> None:
         # Each decoupled response gets a one-off region: it may be sent from any
@@ -320,12 +318,13 @@ class Stub:
                 payload = ("ok", descs, converted.parameters)
                 fds = region.take_new_fd()
         try:
-            self.channel.send(("send", core.key, payload, final), fds)
+            self.reply(("send", core.key, payload, final), fds)
         finally:
             if region is not None:
                 region.region.close()
 
     def _finalize(self) -> None:
+        self._listening = True
         try:
             if self._instance is not None:
                 self._instance.finalize()
@@ -333,7 +332,7 @@ class Stub:
             logging.getLogger("tritonx.backends.python").error(
                 "finalize failed: %s: %s", type(exc).__name__, exc
             )
-        self.channel.send(("bye",))
+        self.reply(("bye",))
 
 
 def _out_of_memory(exc: BaseException | None) -> bool:
@@ -362,11 +361,7 @@ def run_stub(fd: int, level: int) -> None:
     root = logging.getLogger()
     root.handlers[:] = [_ForwardHandler(channel)]
     root.setLevel(level)
-    stub = Stub(channel)
-    from tritonx.backends.pb import bls
-
-    bls.remote = stub.execute_bls  # this process has no server: ask the real one
-    stub.serve()
+    Stub(channel).serve()
 
 
 def run_zygote(fd: int) -> None:
@@ -400,6 +395,7 @@ def run_zygote(fd: int) -> None:
             pid = os.fork()
             if pid == 0:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _die_with_parent()  # the zygote forks on its only thread
                 channel.sock.close()
                 code = 0
                 try:
@@ -415,6 +411,18 @@ def run_zygote(fd: int) -> None:
             while msg[1] not in statuses and time.monotonic() < deadline:
                 time.sleep(0.005)
             channel.send(("status", statuses.pop(msg[1], None)))
+
+
+def _die_with_parent() -> None:
+    """SIGKILL when the zygote ends (it ends at EOF from the server, SIGKILL of the
+    server included); _watch_parent covers stubs started otherwise."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the zygote died before prctl took effect
+            os._exit(0)
 
 
 def _limit_memory(limit: int) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import socket
 import subprocess
 import threading
 import time
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from tritonx import _native, errors
 from tritonx.backends.base import ExecuteResult, InstanceContext, OutputValue
 from tritonx.backends.pb import bls
+from tritonx.backends.stub.bls_remote import ServerBls
 from tritonx.backends.stub.channel import (
     Channel,
     ChannelClosed,
@@ -38,6 +40,7 @@ from tritonx.backends.stub.channel import (
     padded,
     view_tensor,
 )
+from tritonx.backends.stub.metrics_sync import MetricsMirror
 from tritonx.backends.stub.spawn import reap as _reap
 from tritonx.backends.stub.spawn import spawn_stub
 from tritonx.errors import InternalError, UnsupportedError
@@ -115,6 +118,8 @@ class StubInstance:
         self._decoupled = bool(ctx.config.model_transaction_policy.decoupled)
         self._timeout = _float_param(model, "EXECUTION_TIMEOUT", 0.0) or None
         self._memory_limit = int(_float_param(model, "MEMORY_LIMIT_BYTES", 0.0))
+        # finalize plus exit at unload and shutdown, then SIGKILL
+        self._stop_timeout = float(ctx.backend_config.get("exit-timeout-secs", 30))
         self._python = model_python(model)
         shm_size = int(
             ctx.backend_config.get("shm-default-byte-size", DEFAULT_SHM_SIZE)
@@ -149,14 +154,17 @@ class StubInstance:
         self._replies: queue.Queue[tuple[Any, list[int]] | None] = queue.Queue()
         self._next_key = 0
         # BLS calls the stub sends run here, for this instance of this server's model.
-        self._bls_scope = bls.BlsScope(model.bls_link)
-        self._bls_scope.ready = True
+        scope = bls.BlsScope(model.bls_link)
+        scope.ready = True
+        self._bls = ServerBls(scope)
+        self._metrics = MetricsMirror()  # the stub's custom metrics, on /metrics
         self._start()  # raises the model's initialize error as the load error
 
     # -- process lifecycle -----------------------------------------------------------
     def _start(self) -> None:
         proc, channel = spawn_stub(self._python, self._memory_limit)
         parent = channel.sock
+        self._metrics.restarted()
         inputs = Writer(*self._shm)
         try:
             channel.send(("init", self._init_args), inputs.take_new_fd())
@@ -173,7 +181,8 @@ class StubInstance:
             parent.close()
             raise _error(msg[1], msg[2])
         self._proc, self._channel, self._inputs = proc, channel, inputs
-        self._outputs = Region.adopt(fds[-1])
+        self._outputs = Region.adopt(fds[0])
+        self._bls.streams = Channel(socket.socket(fileno=fds[1]))
         self._started_at = time.monotonic()
         if self._decoupled:
             threading.Thread(
@@ -202,6 +211,7 @@ class StubInstance:
             reason = f"{reason} (exit status {proc.returncode})"
         if channel is not None:
             channel.sock.close()
+        self._bls.close()
         self._fail_pending()
         if self._closing:
             return
@@ -321,9 +331,23 @@ class StubInstance:
                 flag = requests is not None and requests[msg[1]].is_cancelled()
                 channel.send(("cancelled", flag))
             elif kind == "bls":
-                _run_bls(channel, msg[1], fds, self._bls_scope)
-            else:
+                self._bls.run(channel, msg, fds)
+            elif not self._side_message(channel, msg):
                 return msg, fds
+
+    def _side_message(self, channel: Channel, msg: tuple[Any, ...]) -> bool:
+        """Handles the stub's messages that need no execute context."""
+        kind = msg[0]
+        if kind == "metrics":
+            self._metrics.apply(msg[1])
+        elif kind == "metric_family":
+            error = self._metrics.create_family(*msg[1:])
+            channel.send(("metric_family_ok", error))
+        elif kind == "bls_cancel":
+            self._bls.cancel(msg[1])
+        else:
+            return False
+        return True
 
     # -- decoupled ---------------------------------------------------------------------
     def _read_loop(self, channel: Channel) -> None:
@@ -344,6 +368,9 @@ class StubInstance:
                     channel.send(
                         ("cancelled", core is not None and core.is_cancelled())
                     )
+            elif msg[0] in ("metrics", "metric_family", "bls_cancel"):
+                with contextlib.suppress(ChannelClosed):
+                    self._side_message(channel, msg)
             else:
                 self._replies.put((msg, fds))
 
@@ -375,7 +402,11 @@ class StubInstance:
     ) -> dict[str, OutputValue]:
         raise UnsupportedError("the python backend does not take gathered inputs")
 
-    def finalize(self, timeout_s: float = 30.0) -> None:
+    def finalize(self, timeout_s: float | None = None) -> None:
+        """Runs the model's finalize in the stub and waits for the stub to exit, all
+        within ``timeout_s`` (the server's --exit-timeout-secs); then kills it."""
+        timeout_s = self._stop_timeout if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
         with self._lock:
             self._closing = True
             proc, channel = self._proc, self._channel
@@ -384,70 +415,30 @@ class StubInstance:
             try:
                 channel.send(("fin",))
                 while True:
-                    msg, _fds = self._wait_reply(channel, timeout_s)
+                    left = max(deadline - time.monotonic(), 0.0)
+                    msg, _fds = self._wait_reply(channel, left)
                     if msg[0] == "bye":
                         break
             except (ChannelClosed, TimeoutError):
                 pass
-            _reap(proc, timeout_s)
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.0))
+            except subprocess.TimeoutExpired:
+                log.warning(
+                    "Stub process '%s' did not stop within %g s (exit timeout); killed",
+                    self._name,
+                    timeout_s,
+                )
+                proc.kill()
+                _reap(proc, 5.0)
             self._proc = self._channel = None
             channel.sock.close()
+            self._bls.close()
             if self._inputs is not None:
                 self._inputs.region.close()
             if self._outputs is not None:
                 self._outputs.close()
             self._fail_pending()
-
-
-def _run_bls(
-    channel: Channel, fields: tuple[Any, ...], fds: list[int], scope: bls.BlsScope
-) -> None:
-    """Runs a stub's BLS call through the server's scheduler (``pb.bls``), as the
-    instance whose execute makes it."""
-    from tritonx.backends.pb.messages import InferenceRequest
-    from tritonx.backends.pb.tensor import Tensor
-    from tritonx.backends.stub.channel import array_bytes
-
-    descs, rid, corr, outputs, name, version, flags, timeout, params = fields
-    region = Region.adopt(fds[-1]) if fds else Region.create(0)
-    try:
-        inputs = [
-            Tensor._with_datatype(d[0], view_tensor(region.mm, d, copy=True), d[1])
-            for d in descs
-        ]
-    finally:
-        region.close()
-    request = InferenceRequest(
-        request_id=rid,
-        correlation_id=corr,
-        inputs=inputs,
-        requested_output_names=outputs,
-        model_name=name,
-        model_version=version,
-        flags=flags,
-        timeout=timeout,
-        parameters=params,
-    )
-    try:
-        response = bls.execute_in(scope, True, request, False)
-    except Exception as exc:
-        channel.send(("bls_result", ("err", 1, f"{type(exc).__name__}: {exc}")))
-        return
-    error = response.error()
-    if error is not None:
-        channel.send(("bls_result", ("err", error.code(), error.message())))
-        return
-    tensors = [
-        (t.name(), *array_bytes((t.datatype(), t.as_numpy())))
-        for t in response.output_tensors()
-    ]
-    total = sum(padded(memoryview(t[3]).nbytes) for t in tensors)
-    out = Writer(total, total)
-    try:
-        payload = ("ok", [out.put(*t) for t in tensors], response.parameters())
-        channel.send(("bls_result", payload), out.take_new_fd())
-    finally:
-        out.region.close()
 
 
 def auto_complete_in_stub(

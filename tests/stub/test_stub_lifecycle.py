@@ -1,0 +1,123 @@
+"""Stub processes over their lifetime, through the wire: custom metrics mirrored on
+/metrics across a restart, stop within --exit-timeout-secs when finalize hangs, and
+no stub left after the server is SIGKILLed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import urllib.request
+from pathlib import Path
+
+import pytest
+from serverutil import run_server
+from test_stub_process import (
+    PROCESS,
+    _alive,
+    _fault,
+    _http,
+    _serves,
+    _stub_pids,
+    _until,
+    _write,
+)
+from tritonclient.utils import InferenceServerException
+
+# Counts requests in a counter and a histogram; a negative INPUT0[0] exits the stub;
+# FAULT "hang-finalize" makes finalize never return.
+MODEL = """
+import json
+import os
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.fault = config.get("parameters", {}).get("FAULT", {}).get("string_value")
+        self.calls = pb_utils.MetricFamily(
+            "stub_calls", "Calls", pb_utils.MetricFamily.COUNTER
+        ).Metric(labels={"model": args["model_name"]})
+        self.sizes = pb_utils.MetricFamily(
+            "stub_sizes", "Sizes", pb_utils.MetricFamily.HISTOGRAM
+        ).Metric(labels={"model": args["model_name"]}, buckets=[1.0, 100.0])
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
+            text = pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy()
+            self.calls.increment(1)
+            self.sizes.observe(float(x.size))
+            if x.reshape(-1)[0] < 0:
+                os._exit(1)
+            out.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUTPUT0", (x * 2).astype(np.float32)),
+                 pb_utils.Tensor("OUTPUT1", text)]))
+        return out
+
+    def finalize(self):
+        while self.fault == "hang-finalize":
+            time.sleep(0.05)
+"""
+
+
+def _scrape(url: str) -> list[str]:
+    with urllib.request.urlopen(url, timeout=30) as reply:
+        return [
+            line
+            for line in reply.read().decode().splitlines()
+            if line.startswith("stub_")
+        ]
+
+
+def test_custom_metrics_continue_across_a_restart(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _write(repo, "counted", PROCESS, MODEL)
+    with run_server(repo) as server:
+        _http(server, "counted")
+        _http(server, "counted")
+        with pytest.raises(InferenceServerException):
+            _http(server, "counted", -1.0)
+        _until(lambda: _serves(server, "counted"), "the stub to restart")
+        lines = _scrape(server.metrics_url)
+    # The crashing call's update died with its stub; the restarted stub continues
+    # the same series (one sample per label set, never reset).
+    assert 'stub_calls{model="counted"} 3' in lines, lines
+    assert 'stub_sizes_count{model="counted"} 3' in lines, lines
+    assert 'stub_sizes_bucket{le="100.0",model="counted"} 3' in lines, lines
+    assert sum(line.startswith("stub_calls{") for line in lines) == 1
+
+
+def test_hung_finalize_is_cut_short_by_the_exit_timeout(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _write(repo, "stuck", PROCESS + _fault("hang-finalize"), MODEL)
+    with run_server(repo, "--exit-timeout-secs=1") as server:
+        (pid,) = _stub_pids(server.process.pid)
+        _http(server, "stuck")
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(60) == 0
+    assert not _alive(pid)
+    assert "Stub process 'stuck_0' did not stop within 1 s" in server.log_text()
+
+
+def test_no_stub_outlives_a_killed_server(tmp_path: Path) -> None:
+    """SIGKILL of the server: zygote-forked stubs get their parent-death signal,
+    a stub in its own interpreter (as for EXECUTION_ENV_PATH) sees its parent
+    change; neither is left behind."""
+    repo = tmp_path / "repo"
+    _write(repo, "a", PROCESS, MODEL)
+    with (
+        run_server(repo, env={"TRITONX_STUB_ZYGOTE": "0"}) as plain,
+        run_server(repo) as forked,
+    ):
+        pids = _stub_pids(plain.process.pid) + _stub_pids(forked.process.pid)
+        assert len(pids) == 2
+        os.kill(forked.process.pid, signal.SIGKILL)
+        os.kill(plain.process.pid, signal.SIGKILL)
+        forked.process.wait()
+        plain.process.wait()
+        _until(lambda: not any(_alive(p) for p in pids), "orphan stubs to exit")
