@@ -17,17 +17,21 @@ from blsmodels import write_repo  # noqa: E402
 from serverutil import RunningServer, run_server  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def bls_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_repo(tmp_path_factory.mktemp("bls") / "repo")
-
-
 @pytest.fixture(scope="module", params=["in-process", "process"])
-def bls_server(
-    bls_repo: Path, request: pytest.FixtureRequest
-) -> Iterator[RunningServer]:
+def bls_mode(request: pytest.FixtureRequest) -> str:
     """Every BLS test runs against both execution modes: in a stub process the
     calls (plain, async and decoupled) are forwarded to the server."""
-    mode = f"--backend-config=python,execution-mode={request.param}"
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def bls_repo(tmp_path_factory: pytest.TempPathFactory, bls_mode: str) -> Path:
+    # one repository per mode: the held model keeps its state in files there
+    return write_repo(tmp_path_factory.mktemp(f"bls-{bls_mode}") / "repo")
+
+
+@pytest.fixture(scope="module")
+def bls_server(bls_repo: Path, bls_mode: str) -> Iterator[RunningServer]:
+    mode = f"--backend-config=python,execution-mode={bls_mode}"
     with run_server(bls_repo, mode) as server:
         yield server
