@@ -283,6 +283,44 @@ class TritonPythonModel:
         return None
 """
 
+# Decoupled; answers each request from a thread of its own after execute returned
+# (Triton allows BLS there: the instance is initialized): square's n responses
+# relayed as they stream in, then OUT = add(n) + 1 from a plain exec, then FINAL.
+RELAY_MODEL = r"""
+import threading
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        done = threading.Event()
+        for r in requests:
+            threading.Thread(target=self._answer, args=(r, done)).start()
+        done.set()
+        return None
+
+    def _answer(self, request, done):
+        done.wait()
+        sender = request.get_response_sender()
+        n = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
+        square = pb_utils.InferenceRequest(
+            model_name="square", inputs=[pb_utils.Tensor("IN", n)],
+            requested_output_names=["OUT"])
+        for response in square.exec(decoupled=True):
+            out = pb_utils.get_output_tensor_by_name(response, "OUT")
+            if out is not None:
+                sender.send(pb_utils.InferenceResponse([out]))
+        add = pb_utils.InferenceRequest(
+            model_name="add", inputs=[pb_utils.Tensor("IN", n.astype(np.float32))],
+            requested_output_names=["OUT"]).exec()
+        total = pb_utils.get_output_tensor_by_name(add, "OUT").as_numpy()
+        sender.send(pb_utils.InferenceResponse(
+            [pb_utils.Tensor("OUT", total.astype(np.int32))]),
+            flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+"""
+
 # IN = n > 0 calls itself with n - 1 (sync exec from a sync execute) and answers
 # OUT = what it got + 1, or the error of the inner call; IN = 0 answers 0.
 COUNTDOWN_MODEL = r"""
@@ -404,6 +442,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "square": (SQUARE_CONFIG, SQUARE_MODEL),
     "held": (HELD_CONFIG, HELD_MODEL),
     "ticker": (SQUARE_CONFIG, TICKER_MODEL),
+    "relay": (SQUARE_CONFIG, RELAY_MODEL),
     "countdown": (COUNTDOWN_CONFIG, COUNTDOWN_MODEL),
     "init_bls": (INIT_BLS_CONFIG, INIT_BLS_MODEL),
     "seq": (SEQ_CONFIG, SEQ_MODEL),

@@ -213,6 +213,20 @@ def test_cancel_a_decoupled_call(bls_server: RunningServer) -> None:
     assert [outputs(r) for r in result["responses"]] == [{"OUT": [0]}, {}]
 
 
+def test_bls_from_a_decoupled_models_own_thread(bls_server: RunningServer) -> None:
+    """relay answers from threads it starts, after execute returned: a decoupled
+    call streamed back and a plain one (in a stub, its reader serves them)."""
+    (result,) = probe(
+        bls_server.http_url,
+        [{"call": "exec", "decoupled": True, "req": req("relay", [i32(2)])}],
+    )
+    assert [outputs(r) for r in result["responses"]] == [
+        {"OUT": [0]},
+        {"OUT": [1]},
+        {"OUT": [3]},  # sent with FINAL
+    ]
+
+
 def test_errors_come_back_as_responses(bls_server: RunningServer) -> None:
     bad = NOT_STARTED.format("add")
     steps = [

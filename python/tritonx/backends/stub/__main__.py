@@ -139,6 +139,7 @@ class Stub:
         self._read_lock = threading.Lock()
         self._answers: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._listening = False  # the server reads this socket (init/execute/fin)
+        self._finalizing = False
         self._metrics: StubMetrics | None = None
 
     def ask(self, msg: tuple[Any, ...], fds: list[int], answer: str) -> tuple[Any, ...]:
@@ -242,14 +243,19 @@ class Stub:
         self.reply(("ok",), [*self._out.take_new_fd(), server_end.fileno()])
         server_end.close()
 
+    def _bls_state(self) -> tuple[bool, bool]:
+        """(BLS allowed, inside execute). Triton allows BLS once the instance is
+        initialized; here outside execute only for decoupled models, whose
+        server side reads this socket all the time."""
+        ready = self._instance is not None and not self._finalizing
+        return self._executing or (self.decoupled and ready), self._executing
+
     def _install(self, streams: Channel) -> None:
         """This process has no server: BLS calls and custom metrics go to the real
         one (bls_remote.py, metrics_sync.py)."""
         from tritonx.backends.pb import bls, metrics
 
-        remote = StubBls(
-            self._answer, self.channel.send, lambda: self._executing, streams
-        )
+        remote = StubBls(self._answer, self.channel.send, self._bls_state, streams)
         bls.remote, bls.remote_async = remote, remote.submit
         self._metrics = StubMetrics(
             lambda msg: self._answer(msg),
@@ -324,7 +330,7 @@ class Stub:
                 region.region.close()
 
     def _finalize(self) -> None:
-        self._listening = True
+        self._listening = self._finalizing = True
         try:
             if self._instance is not None:
                 self._instance.finalize()

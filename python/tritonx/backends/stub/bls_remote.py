@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tritonx.backends.pb import bls
@@ -117,6 +118,7 @@ class ServerBls:
         self.streams: Channel | None = None  # set when the stub is up
         self._lock = threading.Lock()
         self._open: dict[int, _Forwarder] = {}
+        self._worker: ThreadPoolExecutor | None = None
 
     def run(self, channel: Channel, msg: tuple[Any, ...], fds: list[int]) -> None:
         from tritonx.backends.pb.messages import InferenceRequest
@@ -143,17 +145,18 @@ class ServerBls:
             timeout=timeout,
             parameters=params,
         )
+        executing = msg[4]
         if cid is not None:
-            self._stream(cid, request, msg[3])
+            self._stream(cid, request, msg[3], executing)
             return
         try:
-            response = bls.execute_in(self.scope, True, request, False)
+            response = bls.execute_in(self.scope, executing, request, False)
         except Exception as exc:
             channel.send(("bls_result", ("err", 1, f"{type(exc).__name__}: {exc}")))
             return
         _send_response(channel, ("bls_result",), response)
 
-    def _stream(self, cid: int, request: Any, decoupled: bool) -> None:
+    def _stream(self, cid: int, request: Any, decoupled: bool, executing: bool) -> None:
         streams = self.streams
         if streams is None:
             return
@@ -161,8 +164,25 @@ class ServerBls:
         with self._lock:
             self._open[cid] = forwarder
         bls.ResponseIterator._start(
-            self.scope, True, request, into=forwarder, decoupled=decoupled
+            self.scope, executing, request, into=forwarder, decoupled=decoupled
         )
+
+    def run_later(self, channel: Channel, msg: tuple[Any, ...], fds: list[int]) -> None:
+        """``run`` for a decoupled stub's reader thread, which must keep reading: a
+        plain call (it blocks) runs on this stub's one BLS thread (the stub asks one
+        question at a time), a streamed one starts here."""
+        if msg[2] is not None:
+            self.run(channel, msg, fds)
+            return
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="stub-bls")
+        self._worker.submit(self._run_quietly, channel, msg, fds)
+
+    def _run_quietly(
+        self, channel: Channel, msg: tuple[Any, ...], fds: list[int]
+    ) -> None:
+        with contextlib.suppress(ChannelClosed, OSError):  # the stub is gone
+            self.run(channel, msg, fds)
 
     def _finished(self, cid: int) -> None:
         with self._lock:
@@ -184,6 +204,9 @@ class ServerBls:
         if self.streams is not None:
             self.streams.sock.close()
             self.streams = None
+        if self._worker is not None:
+            self._worker.shutdown(wait=False)
+            self._worker = None
 
 
 # -- stub side ---------------------------------------------------------------------
@@ -191,20 +214,19 @@ class ServerBls:
 
 class StubBls:
     """``bls.remote`` in a stub. ``ask`` is the stub's round trip to the server,
-    ``send`` a one-way message, ``executing()`` whether execute is running (Triton
-    allows BLS there only). Thread-safety: calls may come from any thread of the
+    ``send`` a one-way message, ``state()`` (BLS allowed now, inside execute). Thread-safety: calls may come from any thread of the
     model; ``_open`` is guarded by ``_lock``."""
 
     def __init__(
         self,
         ask: Callable[[tuple[Any, ...], list[int]], tuple[Any, ...]],
         send: Callable[[tuple[Any, ...], list[int]], None],
-        executing: Callable[[], bool],
+        state: Callable[[], tuple[bool, bool]],
         streams: Channel,
     ) -> None:
         self._ask = ask
         self._send = send
-        self._executing = executing
+        self._state = state
         self._streams = streams
         self._ids = itertools.count()
         self._lock = threading.Lock()
@@ -222,7 +244,8 @@ class StubBls:
     def _call(self, request: Any, decoupled: bool, sink: Any) -> Any:
         from tritonx.backends.pb.errors import TritonModelException
 
-        if not self._executing():
+        allowed, executing = self._state()
+        if not allowed:
             raise TritonModelException(
                 "BLS is only supported during the 'execute' function."
             )
@@ -246,15 +269,16 @@ class StubBls:
             )
             if decoupled or sink is not None:
                 sink = sink or bls.ResponseIterator()
-                return self._start_stream(fields, region.take_new_fd(), sink, decoupled)
-            reply = self._ask(("bls", fields, None, False), region.take_new_fd())
+                return self._start_stream(
+                    (fields, decoupled, executing), region.take_new_fd(), sink
+                )
+            msg = ("bls", fields, None, False, executing)
+            reply = self._ask(msg, region.take_new_fd())
         finally:
             region.region.close()
         return _decode(reply[1], reply[2])
 
-    def _start_stream(
-        self, fields: tuple[Any, ...], fds: list[int], sink: Any, decoupled: bool
-    ) -> Any:
+    def _start_stream(self, call: tuple[Any, ...], fds: list[int], sink: Any) -> Any:
         cid = next(self._ids)
         sink._cancel = lambda: self._send(("bls_cancel", cid), [])
         with self._lock:
@@ -264,7 +288,8 @@ class StubBls:
                     target=self._read, name="bls-streams", daemon=True
                 )
                 self._reader.start()
-        self._send(("bls", fields, cid, decoupled), fds)
+        fields, decoupled, executing = call
+        self._send(("bls", fields, cid, decoupled, executing), fds)
         return sink
 
     def _read(self) -> None:

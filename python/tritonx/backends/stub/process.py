@@ -368,6 +368,8 @@ class StubInstance:
                     channel.send(
                         ("cancelled", core is not None and core.is_cancelled())
                     )
+            elif msg[0] == "bls":  # from execute or a model thread
+                self._bls.run_later(channel, msg, fds)
             elif msg[0] in ("metrics", "metric_family", "bls_cancel"):
                 with contextlib.suppress(ChannelClosed):
                     self._side_message(channel, msg)
