@@ -100,9 +100,10 @@ def command(
         "--max-trials",
         "10",
     ]
+    pin = ["taskset", "-c", args.client_cpus] if args.client_cpus else []
     if tool == "perf_analyzer":
-        return [args.perf_analyzer, *common]
-    return [*shlex.split(args.tritonx_perf_cmd), *common]
+        return [*pin, args.perf_analyzer, *common]
+    return [*pin, *shlex.split(args.tritonx_perf_cmd), *common]
 
 
 def table(runs: list[Run]) -> str:
@@ -150,6 +151,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--start-timeout", type=float, default=120.0)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument(
+        "--server-cpus",
+        default="",
+        help="taskset CPU list for the server (e.g. 0); with --client-cpus the tool "
+        "and the server stop competing for the same CPUs",
+    )
+    p.add_argument("--client-cpus", default="", help="taskset CPU list for the tools")
     args = p.parse_args(argv)
     if not args.perf_analyzer:
         p.error("perf_analyzer not found: pass --perf-analyzer or set PERF_ANALYZER")
@@ -162,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     runs: list[Run] = []
     cmd = shlex.split(args.tritonx_cmd)
+    if args.server_cpus:
+        cmd = ["taskset", "-c", args.server_cpus, *cmd]
     with running("tritonx", cmd, args.model_repository, {}, args.start_timeout) as (
         http,
         grpc,
@@ -189,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"identity (python backend), FP32 [16], batch 1, one tritonx server, "
         f"{args.measurement_interval} ms windows, medians of {args.repeats} runs "
-        f"per tool, {os.cpu_count()} CPUs"
+        f"per tool, {os.cpu_count()} CPUs, server CPUs {args.server_cpus or 'all'}, "
+        f"tool CPUs {args.client_cpus or 'all'}"
     )
     print(table(runs))
     if args.json:

@@ -472,7 +472,7 @@ def run(args: argparse.Namespace) -> int:
                     options,
                     mode,
                     value,
-                    progress.update,
+                    progress.update if progress.enabled else None,
                 )
             finally:
                 progress.end_step()

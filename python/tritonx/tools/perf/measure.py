@@ -126,14 +126,9 @@ def select(columns: Columns, mask: np.ndarray[Any, Any]) -> Columns:
         for k, v in columns.items()
         if k not in ("response_ns", "response_offsets")
     }
-    offsets = columns["response_offsets"]
-    pieces = [
-        columns["response_ns"][offsets[i] : offsets[i + 1]]
-        for i in np.flatnonzero(mask)
-    ]
-    out["response_ns"] = (
-        np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
-    )
+    # Each request's response times follow each other: keep those of the kept ones.
+    keep = np.repeat(mask, columns["response_count"])
+    out["response_ns"] = columns["response_ns"][keep]
     out["response_offsets"] = np.concatenate(
         [[0], np.cumsum(out["response_count"])]
     ).astype(np.int64)
@@ -184,7 +179,7 @@ def run_step(
         chunks = pending
         pending = []
         interval_ns = options.interval_ms * 1_000_000
-        counted = 0
+        completed_before = int(load.completed)
         # A count window that cannot fill (a stalled server) still ends, after a
         # generous multiple of the interval.
         deadline = window_start + (
@@ -192,29 +187,27 @@ def run_step(
             if options.count_windows
             else interval_ns
         )
+        # Between windows nothing is read but a counter: the client threads and the
+        # server keep the CPUs (a time window with no display is one sleep).
+        if options.count_windows:
+            pause = 0.01
+        else:
+            pause = 0.25 if progress else options.interval_ms / 1000
         while True:
             now = _native.perf_now_ns()
-            if options.count_windows:
-                if counted >= options.request_count or now >= deadline:
-                    break
-            elif now >= deadline:
+            done = int(load.completed) - completed_before
+            if now >= deadline or load.first_error():
                 break
-            time.sleep(min(0.05, max(deadline - now, 0) / 1e9))
-            chunk = load.drain()
-            if len(chunk["start_ns"]):
-                if not chunk["ok"].all():
-                    failed = int(np.count_nonzero(~chunk["ok"]))
-                    error = load.first_error() or "unknown error"
-                    raise PerfError(f"{failed} request(s) failed: {error}")
-                chunks.append(chunk)
-                counted += int(np.count_nonzero(chunk["start_ns"] >= window_start))
+            if options.count_windows and done >= options.request_count:
+                break
             if progress:
                 fraction = (
-                    min(counted / options.request_count, 1.0)
+                    done / options.request_count
                     if options.count_windows
-                    else min((now - window_start) / interval_ns, 1.0)
+                    else (now - window_start) / interval_ns
                 )
-                progress(trial, fraction, counted)
+                progress(trial, min(fraction, 1.0), done)
+            time.sleep(min(pause, max(deadline - now, 0) / 1e9))
         end = _native.perf_now_ns()
         stats_after = api.statistics(model, version) if api else None
         everything = concat([*chunks, load.drain()])

@@ -29,6 +29,10 @@ class Progress:
                 transient=True,
             )
 
+    @property
+    def enabled(self) -> bool:
+        return self._progress is not None
+
     def start_step(self, label: str, max_trials: int) -> None:
         self._label = label
         self._trials = max_trials

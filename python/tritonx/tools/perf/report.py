@@ -95,13 +95,11 @@ def summarize(step: StepResult, batch: int, percentile: int) -> Summary:
         }
     responses = records["response_count"][ok]
     first = (records["first_response_ns"][ok] - records["start_ns"][ok]) / 1000.0
-    gaps: list[float] = []
-    offsets = records["response_offsets"]
+    # Gaps between consecutive responses of the same (successful) request.
+    owner = np.repeat(np.arange(len(ok)), records["response_count"])
     times = records["response_ns"]
-    for i in np.flatnonzero(ok):
-        chunk = times[offsets[i] : offsets[i + 1]]
-        if chunk.size > 1:
-            gaps.extend((np.diff(chunk) / 1000.0).tolist())
+    same = (owner[1:] == owner[:-1]) & ok[owner[1:]] if owner.size > 1 else owner[:0]
+    gaps = np.diff(times)[same] / 1000.0 if owner.size > 1 else np.zeros(0)
     has_first = responses > 0
     return Summary(
         mode=step.mode,
@@ -120,7 +118,7 @@ def summarize(step: StepResult, batch: int, percentile: int) -> Summary:
         server=server,
         responses_per_request=float(responses.mean()) if count else 0.0,
         first_response=float(first[has_first].mean()) if has_first.any() else 0.0,
-        inter_response=float(np.mean(gaps)) if gaps else 0.0,
+        inter_response=float(np.mean(gaps)) if gaps.size else 0.0,
         response_throughput=float(responses.sum()) / seconds if seconds else 0.0,
     )
 
