@@ -5,6 +5,8 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 
+#include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -62,20 +64,43 @@ grpc::ByteBuffer Serialize(const google::protobuf::Message& message) {
   return grpc::ByteBuffer(&slice, 1);
 }
 
-// Thread-safety: one worker thread at a time. Ownership: owns its channel, its
+// Up to kChannelShare connections share one channel (one HTTP/2 connection), as
+// tritonclient's cached channels do for perf_analyzer; more get a new one.
+constexpr int kChannelShare = 6;
+
+std::shared_ptr<grpc::Channel> SharedChannel(const std::string& url) {
+  struct Entry {
+    std::weak_ptr<grpc::Channel> channel;
+    int users = 0;
+  };
+  static std::mutex mu;  // guards cache
+  static std::map<std::string, Entry> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  Entry& entry = cache[url];
+  std::shared_ptr<grpc::Channel> channel = entry.channel.lock();
+  if (channel && entry.users < kChannelShare) {
+    ++entry.users;
+    return channel;
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  // A channel of its own TCP connection (grpc otherwise multiplexes every channel
+  // with equal arguments onto one).
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  channel = grpc::CreateCustomChannel(url, grpc::InsecureChannelCredentials(), args);
+  entry.channel = channel;
+  entry.users = 1;
+  return channel;
+}
+
+// Thread-safety: one worker thread at a time. Ownership: shares its channel, owns its
 // completion queue, its stream and its copies of the request templates.
 class GrpcConnection : public Connection {
  public:
   explicit GrpcConnection(std::shared_ptr<const Target> target)
       : target_(std::move(target)) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(-1);
-    args.SetMaxSendMessageSize(-1);
-    // Each connection its own TCP connection, as separate clients would have
-    // (grpc otherwise multiplexes every channel with equal arguments onto one).
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    channel_ = grpc::CreateCustomChannel(target_->url,
-                                         grpc::InsecureChannelCredentials(), args);
+    channel_ = SharedChannel(target_->url);
     generic_ = std::make_unique<grpc::GenericStub>(channel_);
     stub_ = inference::GRPCInferenceService::NewStub(channel_);
     for (const auto& step : target_->steps) {

@@ -154,37 +154,41 @@ class HttpConnection : public Connection {
   void Infer(size_t step, const SequenceParams& seq, RequestRecord* rec) override {
     rec->start_ns = NowNs();
     rec->sequence_id = seq.id;
-    if (fd_ < 0 && !Open(&error_)) {
-      Fail(rec);
-      // Back off a little: an unreachable server must not turn into a busy loop.
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      return;
-    }
     const size_t index = step % whole_.size();
-    bool sent;
-    if (seq.id == 0) {
-      sent = SendAll(whole_[index].data(), whole_[index].size());
-    } else {
+    std::string with_sequence;
+    if (seq.id != 0) {
       std::string json = jsons_[index] +
                          ",\"parameters\":{\"sequence_id\":" + std::to_string(seq.id) +
                          ",\"sequence_start\":" + (seq.start ? "true" : "false") +
                          ",\"sequence_end\":" + (seq.end ? "true" : "false") + "}}";
-      const std::string message = Compose(json, binaries_[index]);
-      sent = SendAll(message.data(), message.size());
+      with_sequence = Compose(json, binaries_[index]);
     }
-    const int64_t sent_at = NowNs();
-    rec->send_ns = sent_at - rec->start_ns;
-    if (!sent) {
-      error_ = std::string("failed to send the request: ") + strerror(errno);
-      Close();
-      Fail(rec);
-      return;
-    }
+    const std::string& message = seq.id == 0 ? whole_[index] : with_sequence;
     int status = 0;
     std::string body;
     int64_t first_byte = 0;
-    if (!ReadResponse(&status, &body, &first_byte)) {
+    for (int attempt = 0;; ++attempt) {
+      // A kept-alive connection the server has closed in the meantime fails before
+      // any byte of an answer: the request never reached it, so send it once more on
+      // a fresh connection, as HTTP clients do.
+      const bool reused = fd_ >= 0;
+      if (!reused && !Open(&error_)) {
+        Fail(rec);
+        // Back off a little: an unreachable server must not become a busy loop.
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        return;
+      }
+      if (!SendAll(message.data(), message.size())) {
+        error_ = std::string("failed to send the request: ") + strerror(errno);
+        Close();
+        if (reused && attempt == 0) continue;
+        Fail(rec);
+        return;
+      }
+      rec->send_ns = NowNs() - rec->start_ns;
+      if (ReadResponse(&status, &body, &first_byte)) break;
       Close();
+      if (reused && attempt == 0 && first_byte == 0) continue;
       Fail(rec);
       return;
     }
