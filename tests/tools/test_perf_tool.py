@@ -12,6 +12,7 @@ import csv
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -225,12 +226,20 @@ def test_concurrency_sweep_csv_and_server_breakdown(
         {"mode": "concurrency", "value": 1},
         {"mode": "concurrency", "value": 3},
     ]
-    for experiment in experiments:
+    counts = [int(n) for n in re.findall(r"Request count: (\d+)", text)]
+    by_concurrency = {int(r["Concurrency"]): r for r in rows}
+    for experiment, count in zip(experiments, counts, strict=True):
         requests = experiment["requests"]
-        # count windows: at least the requested count per window, three windows.
-        assert len(requests) >= 3 * 30
+        # Three count windows of 30 completions each (a request in flight across a
+        # window's start belongs to no window).
+        assert len(requests) >= 3 * (30 - 3)
         bounds = experiment["window_boundaries"]
-        assert bounds == sorted(bounds)
+        assert bounds == sorted(bounds) and len(bounds) == 4
+        # The report is made of exactly these requests: counts and rate add up.
+        assert count == len(requests)
+        row = by_concurrency[experiment["experiment"]["value"]]
+        rate = len(requests) / ((bounds[-1] - bounds[0]) / 1e9)
+        assert abs(float(row["Inferences/Second"]) - rate) <= 0.01 * rate
         for request in requests:
             assert request["success"]
             assert len(request["response_timestamps"]) == 1
