@@ -1,14 +1,16 @@
 """tritonx-perf against perf_analyzer: the same tritonx server, measured by both.
 
 One tritonx server serves benchmarks/models (Python identity, FP32 [16], batch 1).
-For every protocol and concurrency the two tools take turns (perf_analyzer,
+For every protocol and load (concurrency, and with --rates request rates: an open
+loop both tools must deliver, where throughput must match and latency compares
+directly) the two tools take turns (perf_analyzer,
 tritonx-perf, perf_analyzer, ... `--repeats` times each) with the same windows and
 stability settings; the table gives each tool's median throughput and p99 and the
 ratio tritonx-perf / perf_analyzer, plus each tool's own CPU time per 1000 requests
 (its client cost: what it takes from the CPUs the server needs).
 
     flock /work/wt/bench.lock python benchmarks/bench_perf_tool.py \\
-        --perf-analyzer shared/tools/perf_analyzer --concurrency 1,4,16
+        --perf-analyzer shared/tools/perf_analyzer --concurrency 1,4,16 --rates 2000
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 class Run:
     tool: str
     protocol: str
-    concurrency: int
+    load: str  # "c4": concurrency 4; "r2000": 2000 requests/s
     infer_per_sec: float
     p99_us: float
     cpu_s: float  # the tool's user + system CPU time
@@ -53,7 +55,7 @@ def _children_cpu() -> float:
 
 
 def measure(
-    tool: str, cmd: list[str], protocol: str, concurrency: int, interval_ms: int
+    tool: str, cmd: list[str], protocol: str, load: str, interval_ms: int
 ) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.csv"
@@ -71,7 +73,7 @@ def measure(
     return Run(
         tool,
         protocol,
-        concurrency,
+        load,
         rate,
         float(row["p99 latency"]),
         cpu,
@@ -80,8 +82,9 @@ def measure(
 
 
 def command(
-    tool: str, args: argparse.Namespace, url: str, protocol: str, concurrency: int
+    tool: str, args: argparse.Namespace, url: str, protocol: str, load: str
 ) -> list[str]:
+    flag = "--concurrency-range" if load[0] == "c" else "--request-rate-range"
     common = [
         "-m",
         "identity",
@@ -91,8 +94,8 @@ def command(
         protocol,
         "-b",
         "1",
-        "--concurrency-range",
-        str(concurrency),
+        flag,
+        load[1:],
         "--measurement-interval",
         str(args.measurement_interval),
         "--stability-percentage",
@@ -108,30 +111,31 @@ def command(
 
 def table(runs: list[Run]) -> str:
     lines = [
-        "| proto | conc | perf_analyzer infer/s | tritonx-perf infer/s | ratio "
+        "| proto | load | perf_analyzer infer/s | tritonx-perf infer/s | ratio "
         "| p99 PA / tx-perf (µs) | p99 ratio | client CPU ms/1k req PA / tx-perf |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    keys = sorted({(r.protocol, r.concurrency) for r in runs})
-    for protocol, conc in keys:
+    keys = sorted(
+        {(r.protocol, r.load) for r in runs},
+        key=lambda k: (k[0], k[1][0], int(k[1][1:])),
+    )
+    for protocol, load in keys:
 
-        def med(tool: str, attr: str, p: str = protocol, c: int = conc) -> float:
+        def med(tool: str, attr: str, p: str = protocol, x: str = load) -> float:
             values = [
                 getattr(r, attr)
                 for r in runs
-                if r.tool == tool and r.protocol == p and r.concurrency == c
+                if r.tool == tool and r.protocol == p and r.load == x
             ]
             return statistics.median(values)
 
-        pa_t, tx_t = (
-            med("perf_analyzer", "infer_per_sec"),
-            med("tritonx-perf", "infer_per_sec"),
-        )
+        pa_t = med("perf_analyzer", "infer_per_sec")
+        tx_t = med("tritonx-perf", "infer_per_sec")
         pa_p, tx_p = med("perf_analyzer", "p99_us"), med("tritonx-perf", "p99_us")
         pa_c = med("perf_analyzer", "cpu_ms_per_1k")
         tx_c = med("tritonx-perf", "cpu_ms_per_1k")
         lines.append(
-            f"| {protocol} | {conc} | {pa_t:.0f} | {tx_t:.0f} | {tx_t / pa_t:.3f} "
+            f"| {protocol} | {load} | {pa_t:.0f} | {tx_t:.0f} | {tx_t / pa_t:.3f} "
             f"| {pa_p:.0f} / {tx_p:.0f} | {tx_p / pa_p:.3f} | {pa_c:.0f} / {tx_c:.0f} |"
         )
     return "\n".join(lines)
@@ -146,6 +150,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--model-repository", type=Path, default=HERE / "models")
     p.add_argument("--concurrency", default="1,4,16")
+    p.add_argument(
+        "--rates",
+        default="",
+        help="also request rates (requests/s, comma-separated): an open loop both "
+        "tools must deliver, so throughput matches and latency is comparable",
+    )
     p.add_argument("--protocols", default="grpc,http")
     p.add_argument("--measurement-interval", type=int, default=2000, metavar="MS")
     p.add_argument("--repeats", type=int, default=2)
@@ -161,7 +171,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.perf_analyzer:
         p.error("perf_analyzer not found: pass --perf-analyzer or set PERF_ANALYZER")
-    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.loads = [f"c{int(c)}" for c in args.concurrency.split(",") if c] + [
+        f"r{int(r)}" for r in args.rates.split(",") if r
+    ]
     args.protocols = [x.strip() for x in args.protocols.split(",")]
     return args
 
@@ -178,19 +190,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         for protocol in args.protocols:
             url = f"127.0.0.1:{grpc if protocol == 'grpc' else http}"
-            for conc in args.concurrency:
+            for load in args.loads:
                 for _ in range(args.repeats):
                     for tool in ("perf_analyzer", "tritonx-perf"):
                         run = measure(
                             tool,
-                            command(tool, args, url, protocol, conc),
+                            command(tool, args, url, protocol, load),
                             protocol,
-                            conc,
+                            load,
                             args.measurement_interval,
                         )
                         runs.append(run)
                         print(
-                            f"{tool:14s} {protocol:4s} c{conc:<3d} "
+                            f"{tool:14s} {protocol:4s} {load:6s} "
                             f"{run.infer_per_sec:9.1f} infer/s  p99 {run.p99_us:7.0f} us  "
                             f"cpu {run.cpu_ms_per_1k:5.0f} ms/1k",
                             flush=True,
