@@ -3,6 +3,7 @@
 // body, reply)`, called on the server's control pool with the GIL; the handler
 // answers by calling `reply(status, headers, body)` once, from any thread.
 #include "core/model_registry.h"
+#include "http/http_forward.h"
 #include "http/http_infer_codec.h"
 #include "http_server.h"
 #include "http_tls.h"
@@ -89,9 +90,9 @@ void RegisterHttp(py::module_& m) {
       .def(py::init([](std::shared_ptr<ModelRegistry> registry, py::object handler,
                        int thread_count, size_t max_input_size, size_t max_header_size,
                        size_t max_header_count, int control_threads,
-                       bool infer_via_control, const std::string& infer_header,
-                       const std::string& infer_value, bool live_in_cpp,
-                       const std::string& tls_server_cert,
+                       const std::string& header_forward_pattern,
+                       const std::string& infer_header, const std::string& infer_value,
+                       bool live_in_cpp, const std::string& tls_server_cert,
                        const std::string& tls_server_key,
                        const std::string& tls_root_cert, bool tls, bool tls_mutual,
                        std::shared_ptr<SharedMemoryRegistry> shared_memory) {
@@ -104,7 +105,10 @@ void RegisterHttp(py::module_& m) {
              options.max_header_size = max_header_size;
              options.max_header_count = max_header_count;
              options.control_threads = control_threads;
-             options.infer_via_control = infer_via_control;
+             if (!header_forward_pattern.empty()) {
+               ThrowIfError(httpfe::HeaderForwarder::Create(header_forward_pattern,
+                                                            &options.forward));
+             }
              options.infer_header = infer_header;
              options.infer_value = infer_value;
              options.live_in_cpp = live_in_cpp;
@@ -123,7 +127,7 @@ void RegisterHttp(py::module_& m) {
            py::arg("thread_count") = 2, py::arg("max_input_size") = size_t{64} << 20,
            py::arg("max_header_size") = size_t{64} << 10,
            py::arg("max_header_count") = 1000, py::arg("control_threads") = 4,
-           py::arg("infer_via_control") = false, py::arg("infer_header") = "",
+           py::arg("header_forward_pattern") = "", py::arg("infer_header") = "",
            py::arg("infer_value") = "", py::arg("live_in_cpp") = true,
            py::arg("tls_server_cert") = "", py::arg("tls_server_key") = "",
            py::arg("tls_root_cert") = "", py::arg("tls") = false,

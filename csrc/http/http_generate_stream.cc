@@ -28,6 +28,7 @@
 #include <event2/http_struct.h>
 #include <sys/socket.h>
 
+#include "http_forward.h"
 #include "http_generate.h"
 #include "http_infer_codec.h"
 #include "http_server_impl.h"
@@ -68,6 +69,10 @@ void HttpServer::Impl::HandleGenerate(Worker* worker, evhttp_request* req,
   Status status = registry_->Find(name, version, &model);
   auto request = std::make_shared<InferenceRequest>();
   if (status.ok()) status = ParseGenerateBody(body, size, model->spec(), request.get());
+  if (status.ok() && options_.forward) {
+    status = options_.forward->Forward(evhttp_request_get_input_headers(req),
+                                       &request->parameters);
+  }
   if (!status.ok()) {
     Reply(worker, req, Error(HttpStatusOf(status.code()), status.message()));
     return;

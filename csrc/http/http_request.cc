@@ -11,6 +11,7 @@
 
 #include "core/trace.h"
 #include "http_compression.h"
+#include "http_forward.h"
 #include "http_infer_codec.h"
 #include "http_server_impl.h"
 
@@ -43,6 +44,21 @@ Outgoing Error(int status, const std::string& message, HttpHeaders extra) {
 }
 
 namespace {
+
+// A field value without the whitespace (SP, HTAB) around it, which HTTP says is not
+// part of it (RFC 9110, 5.5); evhttp strips only leading spaces and trailing
+// whitespace. In place; returns the new length.
+size_t TrimWhitespace(char* value) {
+  size_t length = std::strlen(value);
+  size_t start = 0;
+  while (start < length && (value[start] == ' ' || value[start] == '\t')) ++start;
+  while (length > start && (value[length - 1] == ' ' || value[length - 1] == '\t')) {
+    --length;
+  }
+  if (start > 0) std::memmove(value, value + start, length - start);
+  value[length - start] = '\0';
+  return length - start;
+}
 
 bool IsHttp11(evhttp_request* req) {
   return req->major > 1 || (req->major == 1 && req->minor >= 1);
@@ -185,7 +201,8 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
   size_t fields = 0;
   bool field_too_long = std::strlen(uri) > kMaxFieldSize;
   for (evkeyval* kv = in->tqh_first; kv != nullptr; kv = kv->next.tqe_next) {
-    const size_t key_len = std::strlen(kv->key), value_len = std::strlen(kv->value);
+    const size_t key_len = std::strlen(kv->key);
+    const size_t value_len = TrimWhitespace(kv->value);
     field_too_long =
         field_too_long || key_len > kMaxFieldSize || value_len > kMaxFieldSize;
     head += key_len + value_len + 4;
@@ -214,7 +231,7 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
   path = path.substr(0, path.find_first_of("?#"));
   std::string model, version;
   Route route = Route::kOther;
-  if (cmd == EVHTTP_REQ_POST && !options_.infer_via_control) {
+  if (cmd == EVHTTP_REQ_POST) {
     if (MatchModelRoute(path, "/infer", &model, &version)) {
       route = Route::kInfer;
     } else if (MatchModelRoute(path, "/generate", &model, &version)) {
@@ -284,7 +301,12 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
     std::shared_ptr<evbuffer> own(evbuffer_new(), evbuffer_free);
     evbuffer_add_buffer(own.get(), input);
     size = evbuffer_get_length(own.get());
-    body = size ? reinterpret_cast<const char*>(evbuffer_pullup(own.get(), -1)) : "";
+    // A large infer body is made contiguous (a copy) where it is parsed, off the
+    // loop; body stays null until then.
+    const bool later = route == Route::kInfer && size >= kParseOffloadBytes;
+    if (!later) {
+      body = size ? reinterpret_cast<const char*>(evbuffer_pullup(own.get(), -1)) : "";
+    }
     owner = std::move(own);
   }
 
@@ -317,6 +339,23 @@ bool HttpServer::Impl::AdmitInfer(Worker* worker, evhttp_request* req) {
   return false;
 }
 
+namespace httpfe {
+
+// What the loop thread reads from an infer request's head before the body is parsed
+// (on the loop, or on the parse pool for large bodies, where evhttp's request must
+// not be touched).
+struct InferHead {
+  std::string model_name;            // as in the URL
+  std::shared_ptr<Mailbox> mailbox;  // the connection's worker's
+  bool has_header_length = false;
+  std::string header_length;
+  Encoding compression = Encoding::kIdentity;
+  Status forwarded_status;
+  Parameters forwarded;  // --http-header-forward-pattern matches
+};
+
+}  // namespace httpfe
+
 void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
                                    const std::string& name, const std::string& version,
                                    std::shared_ptr<const void> owner, const char* body,
@@ -332,56 +371,100 @@ void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
         StatusCode::kUnsupported,
         "HTTP end point doesn't support models with decoupled transaction policy");
   }
-  auto request = std::make_shared<InferenceRequest>();
-  OutputEncoding encoding;
-  if (status.ok()) {
-    const char* hlen_header = evhttp_find_header(in, "Inference-Header-Content-Length");
-    size_t hlen = 0;
-    if (hlen_header != nullptr) status = ParseHeaderLength(hlen_header, size, &hlen);
-    if (status.ok() && hlen_header != nullptr && hlen == 0) {
-      status = ParseRawBody(body, size, owner, model->spec(), request.get(), &encoding);
-    } else if (status.ok()) {
-      status = ParseInferBody(body, size, owner, hlen_header != nullptr, hlen, name,
-                              request.get(), &encoding, options_.shared_memory.get());
-    }
-  }
   if (!status.ok()) {
     Reply(worker, req, Error(HttpStatusOf(status.code()), status.message()));
     return;
   }
-  request->protocol = InferenceRequest::Protocol::kHttp;
-  request->recv_start_ns = received_ns;
-  if (model->Tracing()) {
-    request->recv_end_ns = NowNs();
-    if (const char* parent = evhttp_find_header(in, "traceparent")) {
-      request->traceparent = parent;
-    }
+  InferHead head;
+  head.model_name = name;
+  head.mailbox = worker->mailbox;
+  if (const char* hlen = evhttp_find_header(in, "Inference-Header-Content-Length")) {
+    head.has_header_length = true;
+    head.header_length = hlen;
   }
   const char* accept = evhttp_find_header(in, "Accept-Encoding");
-  const Encoding compression = accept ? ResponseEncoding(accept) : Encoding::kIdentity;
+  head.compression = accept ? ResponseEncoding(accept) : Encoding::kIdentity;
+  if (options_.forward) {
+    head.forwarded_status = options_.forward->Forward(in, &head.forwarded);
+  }
 
   std::shared_ptr<PendingCall> call = Track(worker, req);
   call->model = model;
-  call->request = request;
-  std::shared_ptr<Mailbox> mailbox = worker->mailbox;
-  std::atomic<int64_t>* inflight = &inflight_;
-  request->SetResponseCallback(
-      [call, mailbox, inflight, encoding = std::move(encoding), compression,
-       id = request->id](std::unique_ptr<InferenceResponse> result) {
-        PostReply(mailbox, call,
-                  RenderReply(std::move(result), id, encoding, compression), inflight);
-      });
+  call->request = std::make_shared<InferenceRequest>();
+  call->request->protocol = InferenceRequest::Protocol::kHttp;
+  call->request->recv_start_ns = received_ns;
+  if (model->Tracing()) {
+    if (const char* parent = evhttp_find_header(in, "traceparent")) {
+      call->request->traceparent = parent;
+    }
+  }
   evhttp_connection* conn = evhttp_request_get_connection(req);
   const evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(conn));
   call->http11 = IsHttp11(req);
   call->closed_ev =
       event_new(worker->base, fd, EV_CLOSED, &Impl::OnPeerClosed, call.get());
   event_add(call->closed_ev, nullptr);
-  status = model->Enqueue(request);
-  if (!status.ok()) {
-    // Not taken: the callback will never run.
-    SendOnLoop(call, Error(HttpStatusOf(status.code()), status.message()), inflight);
+  if (size < kParseOffloadBytes) {
+    ParseAndEnqueue(call, head, owner, body, size, /*on_loop=*/true);
+    return;
   }
+  // Parsing a large JSON body takes long enough (tens of ms for 30 MB) to delay
+  // every other connection of this worker: it runs on the parse pool instead.
+  auto moved = std::make_shared<InferHead>(std::move(head));
+  parse_pool_->Submit([this, call, moved, owner = std::move(owner), body, size] {
+    ParseAndEnqueue(call, *moved, owner, body, size, /*on_loop=*/false);
+  });
+}
+
+void HttpServer::Impl::ParseAndEnqueue(const std::shared_ptr<PendingCall>& call,
+                                       httpfe::InferHead& head,
+                                       const std::shared_ptr<const void>& owner,
+                                       const char* body, size_t size, bool on_loop) {
+  using namespace httpfe;
+  std::atomic<int64_t>* inflight = &inflight_;
+  const std::shared_ptr<Mailbox>& mailbox = head.mailbox;
+  auto fail = [&](const Status& status) {
+    Outgoing out = Error(HttpStatusOf(status.code()), status.message());
+    if (on_loop) {
+      SendOnLoop(call, std::move(out), inflight);
+    } else {
+      PostReply(mailbox, call, std::move(out), inflight);
+    }
+  };
+  if (body == nullptr) {
+    // The body's own evbuffer (Handle), not yet contiguous; no one else uses it.
+    auto* buffer = static_cast<evbuffer*>(const_cast<void*>(owner.get()));
+    body = reinterpret_cast<const char*>(evbuffer_pullup(buffer, -1));
+  }
+  const std::shared_ptr<Model>& model = call->model;
+  InferenceRequest* request = call->request.get();
+  OutputEncoding encoding;
+  size_t hlen = 0;
+  Status status;
+  if (head.has_header_length) {
+    status = ParseHeaderLength(head.header_length.c_str(), size, &hlen);
+  }
+  if (status.ok() && head.has_header_length && hlen == 0) {
+    status = ParseRawBody(body, size, owner, model->spec(), request, &encoding);
+  } else if (status.ok()) {
+    status =
+        ParseInferBody(body, size, owner, head.has_header_length, hlen, head.model_name,
+                       request, &encoding, options_.shared_memory.get());
+  }
+  if (status.ok()) status = head.forwarded_status;
+  if (!status.ok()) return fail(status);
+  if (model->Tracing()) request->recv_end_ns = NowNs();
+  for (auto& param : head.forwarded) request->parameters.push_back(std::move(param));
+
+  request->SetResponseCallback([call, mailbox, inflight, encoding = std::move(encoding),
+                                compression = head.compression, id = request->id](
+                                   std::unique_ptr<InferenceResponse> result) {
+    PostReply(mailbox, call, RenderReply(std::move(result), id, encoding, compression),
+              inflight);
+  });
+  status = model->Enqueue(call->request);
+  // Not taken: the callback will never run.
+  if (!status.ok()) fail(status);
 }
 
 void HttpServer::Impl::HandleControl(Worker* worker, evhttp_request* req,

@@ -19,6 +19,7 @@
 #endif
 
 #include "core/trace.h"
+#include "http_error_page.h"
 #include "http_server_impl.h"
 #include "http_tls.h"
 
@@ -43,6 +44,10 @@ const char* ReasonPhrase(int status) {
       return "Not Found";
     case 405:
       return "Method Not Allowed";
+    case 413:
+      return "Request Entity Too Large";
+    case 417:
+      return "Expectation Failed";
     case 431:
       return "Request Header Fields Too Large";
     case 500:
@@ -183,6 +188,7 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
 
   pool_ = std::make_unique<grpcfe::WorkerPool>(
       static_cast<size_t>(options_.control_threads));
+  parse_pool_ = std::make_unique<grpcfe::WorkerPool>(2);
   const int count = options_.thread_count > 0 ? options_.thread_count : 1;
   for (int i = 0; i < count; ++i) {
     auto worker = std::make_unique<Worker>();
@@ -190,13 +196,10 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
     worker->base = event_base_new();
     worker->http = evhttp_new(worker->base);
     evhttp_set_gencb(worker->http, &Impl::OnRequest, worker.get());
-    if (options_.tls) {
-      // Every accepted connection gets a TLS bufferevent; libevent runs the
-      // handshake before evhttp reads a byte of HTTP.
-      evhttp_set_bevcb(worker->http, &HttpTlsContext::NewBufferEvent,
-                       options_.tls.get());
-      worker->tls = true;
-    }
+    // Every connection's bufferevent is ours (TLS or not), so that evhttp's own
+    // error pages on it are replaced (http_error_page.h).
+    evhttp_set_bevcb(worker->http, &Impl::OnNewConnection, worker.get());
+    worker->tls = options_.tls != nullptr;
     // Every method reaches Handle, so that each gets the Python frontend's JSON
     // answer rather than evhttp's HTML 501 page: known ones are routed (405 from
     // the control handler), unknown ones (libevent 2.1 types them
@@ -226,8 +229,11 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
   }
   for (auto& worker : workers_) {
     Worker* w = worker.get();
-    worker->thread =
-        std::thread([w] { event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY); });
+    const httpfe::ErrorPageLimits* limits = &page_limits_;
+    worker->thread = std::thread([w, limits] {
+      httpfe::SetThreadErrorPageLimits(limits);
+      event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    });
   }
   return Status::Ok();
 }
@@ -250,6 +256,10 @@ void HttpServer::Impl::Stop(double grace_seconds) {
   while (inflight_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  // Bodies being parsed are enqueued (or answered) while the loops still run; they
+  // touch no worker.
+  parse_pool_->Shutdown();
+  parse_pool_.reset();
   for (auto& worker : workers_) {
     worker->mailbox->Close();
     event_base_loopbreak(worker->base);
@@ -277,6 +287,19 @@ void HttpServer::Impl::Stop(double grace_seconds) {
   pool_->Shutdown();
   pool_.reset();
   inflight_.store(0);
+}
+
+bufferevent* HttpServer::Impl::OnNewConnection(event_base* base, void* arg) {
+  auto* worker = static_cast<Worker*>(arg);
+  auto* self = static_cast<Impl*>(worker->owner);
+  // A TLS connection's handshake runs in its bufferevent before evhttp reads a byte
+  // of HTTP. Null (TLS could not be set up) makes evhttp use a plaintext one, on
+  // which nothing is served (OnRequest).
+  bufferevent* bev =
+      worker->tls ? HttpTlsContext::NewBufferEvent(base, self->options_.tls.get())
+                  : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+  if (bev != nullptr) httpfe::WatchErrorPages(bev);
+  return bev;
 }
 
 void HttpServer::Impl::OnWake(evutil_socket_t, short, void* arg) {

@@ -26,6 +26,9 @@
 namespace tritonx {
 
 class HttpTlsContext;  // http_tls.h
+namespace httpfe {
+class HeaderForwarder;  // http_forward.h
+}  // namespace httpfe
 
 struct HttpServerOptions {
   int thread_count = 2;
@@ -35,9 +38,9 @@ struct HttpServerOptions {
   size_t max_header_count = 1000;
   // Upper bound on threads running ControlHandler calls at once.
   int control_threads = 4;
-  // Inference requests go to the ControlHandler too (header forwarding, which the
-  // Python frontend implements).
-  bool infer_via_control = false;
+  // --http-header-forward-pattern: matching headers of infer and generate requests
+  // become request parameters (null: none are forwarded).
+  std::shared_ptr<const httpfe::HeaderForwarder> forward;
   // --http-restricted-api for the inference group: the header (any case) and the
   // exact value an infer request must carry; empty name: not restricted.
   std::string infer_header;

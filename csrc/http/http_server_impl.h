@@ -9,18 +9,27 @@
 #include <vector>
 
 #include "../grpc/worker_pool.h"
+#include "http_error_page.h"
 #include "http_server.h"
 #include "http_worker.h"
 
 namespace tritonx {
+namespace httpfe {
+struct InferHead;  // http_request.cc
+// Infer bodies of this many bytes or more are parsed on the parse pool, not on the
+// loop thread: parsing a JSON tensor costs ~10 ms per MB, which every other
+// connection of that worker would wait for.
+inline constexpr size_t kParseOffloadBytes = size_t{256} << 10;
+}  // namespace httpfe
 
 using httpfe::Mailbox;
 using httpfe::Outgoing;
 using httpfe::PendingCall;
 using httpfe::Worker;
 
-// Thread safety: mu_ guards start/stop; workers_ and pool_ are set by Start before
-// any worker runs and reset by Stop after they have been joined.
+// Thread safety: mu_ guards start/stop; workers_, pool_ and parse_pool_ are set by
+// Start before any worker runs and reset by Stop after they have been joined.
+// Ownership: owned by HttpServer; owns the workers and pools.
 
 class HttpServer::Impl {
  public:
@@ -28,7 +37,8 @@ class HttpServer::Impl {
        HttpServerOptions options)
       : registry_(std::move(registry)),
         handler_(std::move(handler)),
-        options_(std::move(options)) {}
+        options_(std::move(options)),
+        page_limits_{options_.max_input_size} {}
 
   Status Start(const std::string& address, int port, bool reuse_port, int* bound_port);
   void Stop(double grace_seconds);
@@ -39,6 +49,7 @@ class HttpServer::Impl {
 
  private:
   static void OnRequest(evhttp_request* req, void* arg);
+  static bufferevent* OnNewConnection(event_base* base, void* arg);
   static void OnWake(evutil_socket_t, short, void* arg);
   static void OnPeerClosed(evutil_socket_t, short, void* arg);
 
@@ -46,6 +57,12 @@ class HttpServer::Impl {
   void HandleInfer(Worker* worker, evhttp_request* req, const std::string& model,
                    const std::string& version, std::shared_ptr<const void> owner,
                    const char* body, size_t size);
+  // Parses an infer body into call->request and enqueues it; answers errors (from
+  // the loop thread directly, else through the worker's mailbox).
+  void ParseAndEnqueue(const std::shared_ptr<PendingCall>& call,
+                       httpfe::InferHead& head,
+                       const std::shared_ptr<const void>& owner, const char* body,
+                       size_t size, bool on_loop);
   void HandleControl(Worker* worker, evhttp_request* req, std::string body);
   // False (and answered 403) when the inference group is restricted and `req`
   // lacks the header.
@@ -70,12 +87,15 @@ class HttpServer::Impl {
   std::shared_ptr<ModelRegistry> registry_;
   HttpControlHandler handler_;
   const HttpServerOptions options_;
+  const httpfe::ErrorPageLimits page_limits_;
   std::atomic<int64_t> inflight_{0};
 
   mutable std::mutex mu_;
   int listen_fd_ = -1;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<grpcfe::WorkerPool> pool_;
+  // Parses large infer bodies off the loop threads (kParseOffloadBytes).
+  std::unique_ptr<grpcfe::WorkerPool> parse_pool_;
 };
 
 namespace httpfe {

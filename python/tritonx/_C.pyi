@@ -508,7 +508,7 @@ class HttpServer:
         max_header_size: int = 65536,
         max_header_count: int = 1000,
         control_threads: int = 4,
-        infer_via_control: bool = False,
+        header_forward_pattern: str = "",
         infer_header: str = "",
         infer_value: str = "",
         live_in_cpp: bool = True,

@@ -129,7 +129,6 @@ class NativeHttpFrontend:
             log_settings=log_settings,
             trace_settings=trace_settings,
         )
-        self._keep_raw = bool(header_forward_pattern)
         infer_header, infer_value = restricted.get("inference", ("", ""))
         self._host = host
         self._port = port
@@ -143,8 +142,9 @@ class NativeHttpFrontend:
             max_header_size=max_header_size,
             max_header_count=max_header_count,
             control_threads=control_threads,
-            # Header forwarding is the Python frontend's; inference then goes there.
-            infer_via_control=bool(header_forward_pattern),
+            # Matched with RE2 in C++, as tritonserver does (the Python frontend
+            # above has checked the pattern with Python's re already).
+            header_forward_pattern=header_forward_pattern or "",
             infer_header=infer_header.lower(),
             infer_value=infer_value,
             live_in_cpp="health" not in restricted,
@@ -203,8 +203,6 @@ class NativeHttpFrontend:
         message.url = url
         for name, value in headers:
             message.headers.setdefault(name.lower(), value)
-        if self._keep_raw:
-            message.raw_headers = list(headers)
         message.body = body
         slot = _NativeSlot(reply)
         try:

@@ -1,0 +1,197 @@
+"""Head-of-line stalls: how long does `GET /v2/health/live` on other connections
+wait while one connection sends a huge request?
+
+Hostile requests (each repeated `--repeat` times, one at a time):
+  json30   POST .../infer with a ~30 MB JSON tensor (3M FP32 values, identity model)
+  header1  a request head with a 1 MB header line, sent in 64 KiB pieces
+While one is in flight, health checks go round-robin over `--probes` keep-alive
+connections (several, so that some share the hostile connection's server thread);
+the table shows their latency before (baseline) and during each kind, and the added
+delay (max during minus baseline median). Target: < 5 ms added.
+
+    flock /work/wt/bench.lock python benchmarks/bench_stall.py \\
+        --reference-cmd /work/shared/tools/triton_reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import shlex
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from _harness import add_server_arguments, running
+
+CONFIG = """
+name: "identity_any"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
+"""
+MODEL = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
+            for r in requests]
+"""
+
+
+def make_repo(root: Path) -> Path:
+    (root / "identity_any" / "1").mkdir(parents=True)
+    (root / "identity_any" / "config.pbtxt").write_text(CONFIG)
+    (root / "identity_any" / "1" / "model.py").write_text(MODEL)
+    return root
+
+
+def json30(port: int) -> None:
+    count = 3_000_000
+    body = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "INPUT0",
+                    "datatype": "FP32",
+                    "shape": [count],
+                    "data": [1.2345678] * count,
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    try:
+        conn.request("POST", "/v2/models/identity_any/infer", body)
+        reply = conn.getresponse()
+        reply.read()
+        assert reply.status == 200, reply.status
+    finally:
+        conn.close()
+
+
+def header1(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        try:
+            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            for _ in range(16):
+                sock.sendall(b"a" * 65536)
+            sock.sendall(b"\r\n\r\n")
+        except OSError:
+            pass  # refused and closed part-way: expected
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+
+
+def probe_once(conns: list[http.client.HTTPConnection], i: int) -> float:
+    conn = conns[i % len(conns)]
+    start = time.perf_counter()
+    conn.request("GET", "/v2/health/live")
+    reply = conn.getresponse()
+    reply.read()
+    took = time.perf_counter() - start
+    assert reply.status == 200
+    return took
+
+
+def during(
+    port: int, probes: int, hostile: Callable[[int], None], repeat: int
+) -> tuple[list[float], list[float]]:
+    """(baseline latencies, latencies while `hostile` ran), in seconds."""
+    conns = [
+        http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(probes)
+    ]
+    try:
+        base = [probe_once(conns, i) for i in range(20 * probes)]
+        seen: list[float] = []
+        for _ in range(repeat):
+            thread = threading.Thread(target=hostile, args=(port,), daemon=True)
+            thread.start()
+            i = 0
+            while thread.is_alive():
+                took = probe_once(conns, i)
+                if thread.is_alive():
+                    seen.append(took)
+                i += 1
+                time.sleep(0.002)
+            thread.join()
+        return base, seen
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def bench(
+    name: str, cmd: Sequence[str], repo: Path, args: argparse.Namespace
+) -> list[tuple[str, str, list[float], list[float]]]:
+    rows = []
+    with running(name, cmd, repo, {}, 120.0, args.extra) as (http_port, _):
+        for kind, hostile in (("json30", json30), ("header1", header1)):
+            base, seen = during(http_port, args.probes, hostile, args.repeat)
+            rows.append((name, kind, base, seen))
+            print(f"  {name} {kind}: {len(seen)} probes during", flush=True)
+    return rows
+
+
+def ms(values: list[float], q: float) -> str:
+    if not values:
+        return "-"
+    values = sorted(values)
+    return f"{values[min(len(values) - 1, int(q * len(values)))] * 1e3:.2f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_server_arguments(p)
+    p.add_argument("--probes", type=int, default=4, help="health connections")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument(
+        "--tritonx-args",
+        default="",
+        help="extra tritonx flags, e.g. --http-engine=python",
+    )
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = make_repo(Path(tmp))
+        args.extra = shlex.split(args.tritonx_args)
+        rows += bench("tritonx", shlex.split(args.tritonx_cmd), repo, args)
+        if args.reference_cmd:
+            args.extra = []
+            rows += bench("reference", shlex.split(args.reference_cmd), repo, args)
+    print()
+    print(f"health/live latency (ms) on {args.probes} other connections")
+    header = (
+        f"{'server':10s} {'hostile':8s} | {'base p50':>8s} {'base max':>8s} | "
+        f"{'n':>4s} {'p50':>7s} {'p99':>7s} {'max':>7s} | {'added':>7s}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, kind, base, seen in rows:
+        added = (
+            f"{(max(seen) - statistics.median(base)) * 1e3:7.2f}" if seen else "      -"
+        )
+        print(
+            f"{name:10s} {kind:8s} | {ms(base, 0.5):>8s} {ms(base, 1.0):>8s} | "
+            f"{len(seen):4d} {ms(seen, 0.5):>7s} {ms(seen, 0.99):>7s} "
+            f"{ms(seen, 1.0):>7s} | {added}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+#include "http_forward.h"
+
+#include <re2/re2.h>
+
+#include <cstring>
+
+namespace tritonx {
+namespace httpfe {
+namespace {
+
+// Parameters tritonserver reads itself; a header forwarded under one of these names
+// would be taken as a control parameter, so it refuses them (as does the Python
+// engine, http_access.py).
+bool Reserved(const char* name) {
+  static const char* const kReserved[] = {
+      "sequence_id", "sequence_start", "sequence_end",      "priority",
+      "timeout",     "headers",        "binary_data_output"};
+  for (const char* reserved : kReserved) {
+    if (std::strcmp(name, reserved) == 0) return true;
+  }
+  return std::strncmp(name, "triton_", 7) == 0;
+}
+
+// Length of the valid UTF-8 sequence at `s` (0 if none starts there).
+size_t Utf8Length(const unsigned char* s, size_t left) {
+  const unsigned char c = s[0];
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;  // no surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (left < n || s[1] < lo || s[1] > hi) return 0;
+  for (size_t i = 2; i < n; ++i) {
+    if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+  }
+  return n;
+}
+
+// The value as Python's bytes.decode("utf-8", "replace") would give it (per bad
+// byte): parameters are Python strings on the model's side.
+std::string AsUtf8(const char* value) {
+  const auto* s = reinterpret_cast<const unsigned char*>(value);
+  const size_t size = std::strlen(value);
+  std::string out;
+  out.reserve(size);
+  for (size_t i = 0; i < size;) {
+    const size_t n = Utf8Length(s + i, size - i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    } else {
+      out.append(value + i, n);
+      i += n;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Status HeaderForwarder::Create(const std::string& pattern,
+                               std::shared_ptr<const HeaderForwarder>* out) {
+  RE2::Options options;
+  options.set_log_errors(false);
+  // tritonserver matches case-insensitively unless the pattern itself says
+  // otherwise; "(?-i)" at its start then overrides this prefix.
+  auto regex = std::make_unique<re2::RE2>("(?i)" + pattern, options);
+  if (!regex->ok()) {
+    return Status(StatusCode::kInvalidArg, "invalid --http-header-forward-pattern '" +
+                                               pattern + "': " + regex->error());
+  }
+  std::shared_ptr<HeaderForwarder> forwarder(new HeaderForwarder());
+  forwarder->regex_ = std::move(regex);
+  *out = std::move(forwarder);
+  return Status::Ok();
+}
+
+HeaderForwarder::~HeaderForwarder() = default;
+
+Status HeaderForwarder::Forward(const evkeyvalq* headers, Parameters* params) const {
+  for (const evkeyval* kv = headers->tqh_first; kv != nullptr; kv = kv->next.tqe_next) {
+    if (!RE2::PartialMatch(kv->key, *regex_)) continue;
+    if (Reserved(kv->key)) {
+      return Status(StatusCode::kInvalidArg,
+                    std::string("Header '") + kv->key +
+                        "' is reserved for Triton usage and cannot be forwarded.");
+    }
+    params->emplace_back(kv->key, ParameterValue(AsUtf8(kv->value)));
+  }
+  return Status::Ok();
+}
+
+}  // namespace httpfe
+}  // namespace tritonx
