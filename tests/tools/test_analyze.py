@@ -175,3 +175,36 @@ def test_drives_perf_analyzer(example_repo: Path, tmp_path: Path) -> None:
     assert {r["candidate"] for r in rows} == {"default", "cpu1_b8_dyn"}
     assert any(r["ok"] == "True" and float(r["throughput"]) > 0 for r in rows)
     assert (out / "best_models" / "identity" / "config.pbtxt").is_file()
+
+
+def test_quick_search_on_a_running_server(example_repo: Path, tmp_path: Path) -> None:
+    """--server-url: a server someone else runs gets each candidate as a load with a
+    config override; the quick search climbs from the smallest point; the model is
+    left with its own config."""
+    import json as jsonlib
+    import urllib.request
+
+    out = tmp_path / "out"
+    with run_server(
+        example_repo, "--model-control-mode=explicit", "--load-model=identity"
+    ) as server:
+        result = run_analyze(
+            "-r", example_repo, "-m", "identity", "--perf-args", TEST_PERF_ARGS,
+            "--shape", "INPUT0:16", "--output-dir", out, "--mode", "quick",
+            "--instance-counts", "1,2", "--max-batch-sizes", "8",
+            "--dynamic-batching", "on", "--concurrency", "1",
+            "--server-url", server.http_url, "--server-grpc-url", server.grpc_url,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        url = f"http://{server.http_url}/v2/models/identity/config"
+        with urllib.request.urlopen(url) as response:
+            config = jsonlib.loads(response.read())
+    summary = jsonlib.loads((out / "results.json").read_text())["models"]["identity"]
+    assert summary["candidates"] == ["default", "cpu1_b8_dyn", "cpu2_b8_dyn"]
+    assert config["instance_group"][0]["count"] == 1
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 100
+    with (out / "measurements.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["ok"] for r in rows] == ["True"] * 3, rows  # every override loaded
+    assert {r["rss_mb"] for r in rows} == {""}  # not sampled on another's server
+    assert (out / "best_models" / "identity" / "config.pbtxt").is_file()

@@ -150,7 +150,10 @@ class Analyzer:
             self.control.load(model)
         else:
             config = candidate_config(self.base[model], candidate, model)
-            self.control.load(model, json_format.MessageToJson(config))
+            self.control.load(
+                model,
+                json_format.MessageToJson(config, preserving_proto_field_name=True),
+            )
         return name
 
     # -- one candidate ------------------------------------------------------
