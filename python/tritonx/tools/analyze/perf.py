@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tritonx.tools.analyze.errors import AnalyzeError
+from tritonx.tools.analyze.server import die_with_parent
 
 # perf_analyzer's CSV columns that add up to the client's average latency (the CSV
 # has no average column; Model Analyzer sums the same parts).
@@ -215,6 +216,7 @@ class PerfRunner:
                     stderr=subprocess.STDOUT,
                     text=True,
                     start_new_session=True,
+                    preexec_fn=die_with_parent,
                 )
             except OSError as exc:
                 raise AnalyzeError(

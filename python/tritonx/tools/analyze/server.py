@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +30,19 @@ _PORT_LINES = {
     "http": re.compile(r"Started HTTPService at [^:\s]+:(\d+)"),
     "grpc": re.compile(r"Started GRPCInferenceService at [^:\s]+:(\d+)"),
 }
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the analyzer dies, even by SIGKILL
+    (Linux), so an interrupted job leaves no server or load generator behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 class LoadError(Exception):
@@ -128,6 +142,7 @@ class LocalServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             raise AnalyzeError(
