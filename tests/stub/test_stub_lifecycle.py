@@ -28,6 +28,7 @@ from tritonclient.utils import InferenceServerException
 MODEL = """
 import json
 import os
+import threading
 import time
 
 import numpy as np
@@ -44,6 +45,9 @@ class TritonPythonModel:
         self.sizes = pb_utils.MetricFamily(
             "stub_sizes", "Sizes", pb_utils.MetricFamily.HISTOGRAM
         ).Metric(labels={"model": args["model_name"]}, buckets=[1.0, 100.0])
+        self.later = pb_utils.MetricFamily(
+            "stub_later", "Set by a thread", pb_utils.MetricFamily.GAUGE
+        ).Metric(labels={})
 
     def execute(self, requests):
         out = []
@@ -54,6 +58,8 @@ class TritonPythonModel:
             self.sizes.observe(float(x.size))
             if x.reshape(-1)[0] < 0:
                 os._exit(1)
+            if x.reshape(-1)[0] == 7:  # set from a thread once execute returned
+                threading.Timer(0.2, self.later.set, args=(7.0,)).start()
             out.append(pb_utils.InferenceResponse(
                 [pb_utils.Tensor("OUTPUT0", (x * 2).astype(np.float32)),
                  pb_utils.Tensor("OUTPUT1", text)]))
@@ -90,6 +96,19 @@ def test_custom_metrics_continue_across_a_restart(tmp_path: Path) -> None:
     assert 'stub_sizes_count{model="counted"} 3' in lines, lines
     assert 'stub_sizes_bucket{le="100.0",model="counted"} 3' in lines, lines
     assert sum(line.startswith("stub_calls{") for line in lines) == 1
+
+
+def test_metric_set_by_a_models_thread_shows_without_another_request(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    _write(repo, "later", PROCESS, MODEL)
+    with run_server(repo) as server:
+        _http(server, "later", 7.0)
+        _until(
+            lambda: "stub_later 7" in _scrape(server.metrics_url),
+            "the thread's update on /metrics",
+        )
 
 
 def test_hung_finalize_is_cut_short_by_the_exit_timeout(tmp_path: Path) -> None:

@@ -260,6 +260,7 @@ class Stub:
         self._metrics = StubMetrics(
             lambda msg: self._answer(msg),
             lambda msg: self.channel.send(msg),
+            lambda msg: streams.send(msg),  # read by the server at any time
             lambda: self._listening or self.decoupled,
         )
         metrics.sync = self._metrics

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -202,6 +203,8 @@ class ServerBls:
             with contextlib.suppress(Exception):
                 forwarder.cancel()
         if self.streams is not None:
+            with contextlib.suppress(OSError):  # wakes the server's reader of it
+                self.streams.sock.shutdown(socket.SHUT_RDWR)
             self.streams.sock.close()
             self.streams = None
         if self._worker is not None:

@@ -12,7 +12,8 @@ replies (and from a timer for updates made by the model's own threads):
 - ``("add", mid, delta, bucket deltas, sum delta, count delta)``: counters and
   histograms travel as deltas, so a restarted stub continues its predecessor's
   series instead of resetting it;
-- ``("set", mid, value)``: gauges travel as values.
+- ``("set", mid, value, seq)``: gauges travel as values; ``seq`` orders them across
+  the two sockets.
 
 Server side (``MetricsMirror``, one per StubInstance) applies them to real
 ``pb.metrics`` objects under the metric lock.
@@ -38,7 +39,8 @@ _FLUSH_EVERY_S = 0.5
 
 class StubMetrics:
     """The stub's half. ``ask`` makes a round trip to the server, ``send`` a one-way
-    message, ``listening()`` says whether the server reads the socket now.
+    message on the control socket, ``send_side`` one on the stream socket,
+    ``listening()`` says whether the server reads the control socket now.
 
     Thread-safety: creation and updates may come from any thread; ``flush`` holds
     ``_flush_lock`` from snapshot to send so records reach the server in order."""
@@ -47,10 +49,13 @@ class StubMetrics:
         self,
         ask: Callable[[tuple[Any, ...]], tuple[Any, ...]],
         send: Callable[[tuple[Any, ...]], None],
+        send_side: Callable[[tuple[Any, ...]], None],
         listening: Callable[[], bool],
     ) -> None:
         self._ask = ask
         self._send = send
+        self._send_side = send_side
+        self._seq = itertools.count()
         self._listening = listening
         self._ids = itertools.count()
         self._family_ids: dict[int, int] = {}  # id(family object) -> fid
@@ -95,13 +100,14 @@ class StubMetrics:
                 for metric in dirty:
                     records.append(self._update(metric))
             if records:
+                send = self._send if self._listening() else self._send_side
                 with contextlib.suppress(Exception):  # server gone: nothing to tell
-                    self._send(("metrics", records))
+                    send(("metrics", records))
 
     def _update(self, metric: Metric) -> tuple[Any, ...]:
         mid = self._metric_ids[metric]
         if metric.family.kind == metrics.MetricFamily.GAUGE:
-            return ("set", mid, metric._value)
+            return ("set", mid, metric._value, next(self._seq))
         value, buckets, total, count = self._sent[metric]
         now = (metric._value, list(metric.bucket_counts), metric.sum, metric.count)
         self._sent[metric] = now
@@ -125,41 +131,51 @@ class MetricsMirror:
     """The server's half for one stub instance: stub ids -> the server's families
     and metrics. Series of a dead stub are kept for its successor (same family,
     labels and buckets), so a restart neither resets nor duplicates them.
-    Thread-safety: called by the one thread reading the instance's socket."""
+    Thread-safety: the readers of both sockets apply records, under ``_lock``."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gauge_seq: dict[int, int] = {}
         self._families: dict[int, metrics.MetricFamily] = {}
         self._metrics: dict[int, metrics.Metric] = {}
         self._orphans: dict[tuple[Any, ...], list[metrics.Metric]] = {}
 
     def restarted(self) -> None:
         """A new stub: its ids start over; its metrics take over the old series."""
-        for metric in self._metrics.values():
-            self._orphans.setdefault(_key(metric), []).append(metric)
-        self._families.clear()
-        self._metrics.clear()
+        with self._lock:
+            for metric in self._metrics.values():
+                self._orphans.setdefault(_key(metric), []).append(metric)
+            self._families.clear()
+            self._metrics.clear()
+            self._gauge_seq.clear()
 
     def create_family(self, fid: int, name: str, description: str, kind: int) -> Any:
         """The error message of a clash, or None."""
         try:
-            self._families[fid] = metrics.MetricFamily(name, description, kind)
+            family = metrics.MetricFamily(name, description, kind)
         except TritonModelException as exc:
             return str(exc)
+        with self._lock:
+            self._families[fid] = family
         return None
 
     def apply(self, records: list[tuple[Any, ...]]) -> None:
-        for record in records:
-            try:
-                self._apply(record)
-            except Exception as exc:  # a stub bug must not break the server
-                log.error("metric update from a stub dropped: %s", exc)
+        with self._lock:
+            for record in records:
+                try:
+                    self._apply(record)
+                except Exception as exc:  # a stub bug must not break the server
+                    log.error("metric update from a stub dropped: %s", exc)
 
     def _apply(self, record: tuple[Any, ...]) -> None:
         kind = record[0]
         if kind == "family":
-            error = self.create_family(*record[1:])
-            if error is not None:
-                log.error("%s", error)
+            try:
+                family = metrics.MetricFamily(*record[2:])
+            except TritonModelException as exc:
+                log.error("%s", exc)
+                return
+            self._families[record[1]] = family
         elif kind == "metric":
             _kind, mid, fid, labels, buckets = record
             family = self._families[fid]
@@ -170,9 +186,13 @@ class MetricsMirror:
             else:
                 self._metrics[mid] = family.Metric(labels, buckets)
         elif kind == "set":
-            metric = self._metrics[record[1]]
+            _kind, mid, value, seq = record
+            if seq < self._gauge_seq.get(mid, -1):
+                return  # a newer value came first, on the other socket
+            self._gauge_seq[mid] = seq
+            metric = self._metrics[mid]
             with metrics._lock:
-                metric._value = float(record[2])
+                metric._value = float(value)
         elif kind == "add":
             _kind, mid, delta, buckets, total, count = record
             metric = self._metrics[mid]

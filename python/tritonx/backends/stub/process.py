@@ -182,7 +182,14 @@ class StubInstance:
             raise _error(msg[1], msg[2])
         self._proc, self._channel, self._inputs = proc, channel, inputs
         self._outputs = Region.adopt(fds[0])
-        self._bls.streams = Channel(socket.socket(fileno=fds[1]))
+        streams = Channel(socket.socket(fileno=fds[1]))
+        self._bls.streams = streams
+        threading.Thread(
+            target=self._side_loop,
+            args=(streams,),
+            name=f"stub-side-{self._name}",
+            daemon=True,
+        ).start()
         self._started_at = time.monotonic()
         if self._decoupled:
             threading.Thread(
@@ -348,6 +355,17 @@ class StubInstance:
         else:
             return False
         return True
+
+    def _side_loop(self, streams: Channel) -> None:
+        """Reads the stream socket: metric updates the stub's threads made between
+        executes. Ends at EOF (the stub ended) or when the socket is shut down."""
+        while True:
+            try:
+                msg, _fds = streams.recv()
+            except (ChannelClosed, OSError):
+                return
+            if msg[0] == "metrics":
+                self._metrics.apply(msg[1])
 
     # -- decoupled ---------------------------------------------------------------------
     def _read_loop(self, channel: Channel) -> None:
