@@ -143,10 +143,20 @@ void LoadDriver::Execute(Worker* w, size_t step) {
   w->records.push_back(std::move(record));
 }
 
+void LoadDriver::EndSequence(Worker* w) {
+  // A sequence cut short by Stop would hold its server slot until the model's idle
+  // timeout; its END is sent now so that the next step starts from free slots.
+  if (options_.sequence_length > 0 && w->sequence_left > 0) {
+    w->sequence_left = 1;
+    Execute(w, 0);
+  }
+}
+
 void LoadDriver::RunClosed(Worker* w) {
   while (!stop_.load(std::memory_order_relaxed)) {
     Execute(w, next_step_.fetch_add(1, std::memory_order_relaxed));
   }
+  EndSequence(w);
 }
 
 int64_t LoadDriver::NextSendTime() {
@@ -168,15 +178,17 @@ void LoadDriver::RunOpen(Worker* w) {
     const int64_t at = NextSendTime();
     // Sleep in short slices so that Stop is not held up by a low rate.
     for (;;) {
-      if (stop_.load(std::memory_order_relaxed)) return;
+      if (stop_.load(std::memory_order_relaxed)) break;
       const int64_t wait = at - NowNs();
       if (wait <= 0) break;
       std::this_thread::sleep_for(
           std::chrono::nanoseconds(std::min<int64_t>(wait, 50'000'000)));
     }
+    if (stop_.load(std::memory_order_relaxed)) break;
     if (NowNs() - at > kLateNs) delayed_.fetch_add(1, std::memory_order_relaxed);
     Execute(w, next_step_.fetch_add(1, std::memory_order_relaxed));
   }
+  EndSequence(w);
 }
 
 }  // namespace tritonx::perf

@@ -49,7 +49,8 @@ class LoadDriver {
   // Opens every connection and starts the workers; false with *error when a
   // connection cannot be opened (nothing is left running then).
   bool Start(std::string* error);
-  // Stops sending and joins the workers (each finishes its request in flight).
+  // Stops sending and joins the workers (each finishes its request in flight and
+  // sends END for a sequence it had started).
   void Stop();
   // Every record completed since the previous Drain.
   std::vector<RequestRecord> Drain();
@@ -62,6 +63,7 @@ class LoadDriver {
   void RunClosed(Worker* worker);
   void RunOpen(Worker* worker);
   void Execute(Worker* worker, size_t step);
+  void EndSequence(Worker* worker);
   int64_t NextSendTime();
 
   std::shared_ptr<const Target> target_;
