@@ -19,7 +19,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from serverutil import RunningServer, free_port, run_server, server_env
+from serverutil import (
+    RunningServer,
+    free_port,
+    reference_command,
+    run_reference,
+    run_server,
+    server_env,
+)
 from testmodels import ECHO_MODEL, REPEAT_CONFIG, REPEAT_MODEL
 
 pytestmark = pytest.mark.timeout(180)
@@ -484,3 +491,34 @@ def test_bad_inputs_end_with_one_line(server: RunningServer, tmp_path: Path) -> 
     for name, (args, expected) in cases.items():
         line = _one_error_line(perf(*args, *SHORT, timeout=60))
         assert expected in line, (name, line)
+
+
+@pytest.mark.skipif(
+    reference_command() is None, reason="TRITONX_REFERENCE_CMD not set (real Triton)"
+)
+def test_against_the_real_triton(tmp_path: Path) -> None:
+    """The tool is a KServe V2 client, not a tritonx one: Triton 2.51 is measured the
+    same way (metadata, config, statistics and both protocols)."""
+    repo = tmp_path / "repo"
+    _write(repo, "identity", IDENTITY, ECHO_MODEL)
+    out = tmp_path / "perf.csv"
+    with run_reference([repo]) as triton:
+        for protocol in ("grpc", "http"):
+            text = ok_run(
+                "-m",
+                "identity",
+                "-u",
+                url(triton, protocol),
+                "-i",
+                protocol,
+                "--shape",
+                "INPUT0:16",
+                "-f",
+                str(out),
+                "--verbose-csv",
+                *SHORT,
+            )
+            assert "Avg request latency" in text
+            row = read_csv(out)[1][0]
+            check_row(row)
+            assert int(row["Server Compute Infer"]) > 0
