@@ -263,6 +263,39 @@ def test_concurrency_sweep_csv_and_server_breakdown(
     )
 
 
+def test_latency_threshold_stops_the_sweep_and_percentile_columns(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "perf.csv"
+    text = ok_run(
+        "-m",
+        "identity",
+        "-u",
+        server.grpc_url,
+        "-i",
+        "grpc",
+        "--shape",
+        "INPUT0:4",
+        "--concurrency-range",
+        "1:3",
+        "--latency-threshold",
+        "0.001",
+        "--percentile",
+        "95",
+        "-f",
+        str(out),
+        "--verbose-csv",
+        *SHORT,
+    )
+    # No request takes under a microsecond: the first step is the last.
+    assert "Measured latency went over the set limit of 0.001 msec" in text
+    assert "Request concurrency: 2" not in text
+    header, rows = read_csv(out)
+    # perf_analyzer's layout with --percentile: no Avg latency column.
+    assert header == ["Concurrency", *PA_COLUMNS, "request/response", "response wait"]
+    assert [r["Concurrency"] for r in rows] == ["1"]
+
+
 def test_bytes_from_a_json_data_file_with_batching(
     server: RunningServer, tmp_path: Path
 ) -> None:
