@@ -439,6 +439,7 @@ def test_sequences_are_sent_whole_and_in_order(
 def test_system_shared_memory(
     server: RunningServer, protocol: str, tmp_path: Path
 ) -> None:
+    before = set(os.listdir("/dev/shm"))
     out = tmp_path / "perf.csv"
     ok_run(
         "-m",
@@ -466,7 +467,8 @@ def test_system_shared_memory(
     conn.request("GET", "/v2/systemsharedmemory/status")
     assert json.loads(conn.getresponse().read()) == []
     conn.close()
-    assert not [n for n in os.listdir("/dev/shm") if n.startswith("tritonx_perf_")]
+    left = set(os.listdir("/dev/shm")) - before
+    assert not [n for n in left if n.startswith("tritonx_perf_")]
 
 
 def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
