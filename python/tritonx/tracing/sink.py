@@ -168,11 +168,17 @@ class TraceWriter:
                 except Exception:  # a broken exporter must not stop the writer
                     logger.exception("writing a trace failed")
             if stopping:
-                return
+                break
+        # Closed here, after the last write, so nothing drained is lost.
+        try:
+            self.sink.close()
+        except Exception:
+            logger.exception("closing the trace output failed")
 
     def stop(self) -> None:
         """Writes what is left (traces of requests already answered) and closes."""
         self._stopping = True
         self._tracer.close()
-        self._thread.join(timeout=10)
-        self.sink.close()
+        self._thread.join(timeout=60)
+        if self._thread.is_alive():
+            logger.error("the trace writer did not finish; traces may be lost")
