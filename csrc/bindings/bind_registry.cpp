@@ -24,6 +24,7 @@ void RegisterRegistry(py::module_& m) {
              self.Remove(name, version);
            })
       .def("set_known", &ModelRegistry::SetKnown)
+      .def("set_unavailable", &ModelRegistry::SetUnavailable)
       .def(
           "find",
           // Names come from clients: a value that is not UTF-8 text fails as

@@ -9,6 +9,7 @@ void ModelRegistry::Add(std::shared_ptr<Model> model) {
   std::unique_lock<std::shared_mutex> lock(mu_);
   const auto& spec = model->spec();
   known_.insert(spec.name);
+  unloaded_.erase({spec.name, spec.version});
   models_[spec.name][spec.version] = std::move(model);
 }
 
@@ -16,7 +17,7 @@ void ModelRegistry::Remove(const std::string& name, int64_t version) {
   std::unique_lock<std::shared_mutex> lock(mu_);
   auto it = models_.find(name);
   if (it == models_.end()) return;
-  it->second.erase(version);
+  if (it->second.erase(version) != 0) unloaded_.insert({name, version});
   if (it->second.empty()) models_.erase(it);
 }
 
@@ -29,11 +30,21 @@ void ModelRegistry::SetKnown(const std::string& name, bool known) {
   }
 }
 
+void ModelRegistry::SetUnavailable(const std::string& name, int64_t version) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  known_.insert(name);
+  auto it = models_.find(name);
+  if (it == models_.end() || it->second.count(version) == 0) {
+    unloaded_.insert({name, version});
+  }
+}
+
 Status ModelRegistry::Find(const std::string& name, const std::string& version,
                            std::shared_ptr<Model>* model) const {
   std::shared_lock<std::shared_mutex> lock(mu_);
   auto it = models_.find(name);
-  if (it == models_.end() || it->second.empty()) {
+  const bool none = it == models_.end() || it->second.empty();
+  if (none && (version.empty() || known_.count(name) == 0)) {
     if (known_.count(name) == 0) {
       return Status(StatusCode::kNotFound,
                     "Request for unknown model: '" + name + "' is not found");
@@ -51,13 +62,24 @@ Status ModelRegistry::Find(const std::string& name, const std::string& version,
     return Status(StatusCode::kInvalidArg, "failed to parse model version '" + version +
                                                "' of model '" + name + "'");
   }
-  auto version_it = it->second.find(parsed);
-  if (version_it == it->second.end()) {
-    return Status(StatusCode::kNotFound, "Request for unknown model: '" + name +
-                                             "' version " + version + " is not found");
+  if (!none) {
+    auto version_it = it->second.find(parsed);
+    if (version_it != it->second.end()) {
+      *model = version_it->second;
+      return Status::Ok();
+    }
   }
-  *model = version_it->second;
-  return Status::Ok();
+  if (unloaded_.count({name, parsed}) != 0) {
+    return Status(StatusCode::kUnavailable, "Request for unknown model: '" + name +
+                                                "' version " + version +
+                                                " is not at ready state");
+  }
+  if (none) {
+    return Status(StatusCode::kNotFound, "Request for unknown model: '" + name +
+                                             "' has no available versions");
+  }
+  return Status(StatusCode::kNotFound, "Request for unknown model: '" + name +
+                                           "' version " + version + " is not found");
 }
 
 std::vector<std::shared_ptr<Model>> ModelRegistry::All() const {

@@ -8,6 +8,7 @@
 #include <set>
 #include <shared_mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model.h"
@@ -23,6 +24,9 @@ class ModelRegistry {
   // A model that exists in the repository (loading, unavailable) though maybe no
   // version is servable; changes "not found" into "no available versions".
   void SetKnown(const std::string& name, bool known);
+  // A version the repository has (it failed to load, or was unloaded) but that is
+  // not served: asking for it answers "is not at ready state" until it is added.
+  void SetUnavailable(const std::string& name, int64_t version);
 
   // Finds the version to serve: `version` empty means the highest servable version.
   // Errors carry Triton's messages.
@@ -35,6 +39,9 @@ class ModelRegistry {
   mutable std::shared_mutex mu_;
   std::map<std::string, std::map<int64_t, std::shared_ptr<Model>>> models_;
   std::set<std::string> known_;
+  // Versions that were served and then removed: Triton keeps their state, so asking
+  // for one answers "is not at ready state" rather than "is not found".
+  std::set<std::pair<std::string, int64_t>> unloaded_;
 };
 
 }  // namespace tritonx

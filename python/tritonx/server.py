@@ -215,6 +215,7 @@ class Server:
             ManagerOptions(
                 repositories=list(options.model_repositories),
                 control_mode=options.model_control_mode,
+                poll_secs=options.repository_poll_secs,
                 startup_models=list(options.startup_models),
                 strict_readiness=options.strict_readiness,
                 exit_on_error=options.exit_on_error,
@@ -431,26 +432,11 @@ class Server:
         logger.info("Started Metrics Service at %s:%d", host, self.ports["metrics"])
 
     def _log_model_table(self) -> None:
-        # Like Triton, list only the versions a load was attempted for.
-        rows = [row for row in self.manager.index() if row.get("version")]
-        if not rows:
-            return
-        table = [("Model", "Version", "Status")]
-        for row in rows:
-            status = str(row.get("state", ""))
-            if row.get("reason"):
-                status = f"{status}: {row['reason']}"
-            table.append((str(row["name"]), str(row.get("version", "")), status))
-        widths = [max(len(r[i]) for r in table) for i in range(3)]
-        rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-        lines = [rule]
-        for i, cols in enumerate(table):
-            cells = " | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
-            lines.append(f"| {cells} |")
-            if i == 0:
-                lines.append(rule)
-        lines.append(rule)
-        logger.info("\n%s\n", "\n".join(lines))
+        from tritonx.repository.reports import model_table
+
+        table = model_table(self.manager.index())
+        if table:
+            logger.info("\n%s\n", table)
 
     # -- shutdown --------------------------------------------------------------
 

@@ -72,5 +72,27 @@ TEST(ModelRegistry, RemoveKeepsTheModelKnown) {
   EXPECT_EQ(model->spec().name, "m");
 }
 
+TEST(ModelRegistry, RemovedVersionIsNotAtReadyState) {
+  // Triton keeps an unloaded version's state: asking for it by number says so.
+  ModelRegistry registry;
+  registry.Add(MakeModel("m", 1));
+  registry.Add(MakeModel("m", 2));
+  registry.Remove("m", 1);
+  std::shared_ptr<Model> found;
+  Status status = registry.Find("m", "1", &found);
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(status.message(),
+            "Request for unknown model: 'm' version 1 is not at ready state");
+  EXPECT_EQ(registry.Find("m", "3", &found).message(),
+            "Request for unknown model: 'm' version 3 is not found");
+  registry.Remove("m", 2);  // none left: still the version's own state
+  EXPECT_EQ(registry.Find("m", "2", &found).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(registry.Find("m", "", &found).message(),
+            "Request for unknown model: 'm' has no available versions");
+  registry.Add(MakeModel("m", 1));  // served again
+  ASSERT_TRUE(registry.Find("m", "1", &found).ok());
+  EXPECT_EQ(found->spec().version, 1);
+}
+
 }  // namespace
 }  // namespace tritonx

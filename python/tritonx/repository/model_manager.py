@@ -28,12 +28,12 @@ from tritonx.errors import (
     InvalidArgumentError,
     TritonXError,
     UnavailableError,
-    UnsupportedError,
     as_triton_error,
 )
 from tritonx.repository.ensembles import EnsembleDependencies, is_ensemble
 from tritonx.repository.loader import LoadSettings, build_version, retire_version
 from tritonx.repository.lookup import ModelLookup
+from tritonx.repository.poll_mode import RepositoryPolling
 from tritonx.repository.polling import PollFailure, read_model_config
 from tritonx.repository.records import (
     LOADING,
@@ -64,9 +64,9 @@ def failure_reason(error: BaseException) -> str:
     return f"{CODE_WORDS.get(triton.code, 'Unknown')}: {triton.message}"
 
 
-class ModelManager(ModelLookup, EnsembleDependencies):
+class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
     """See the module docstring; the query side lives in ModelLookup, ensemble
-    dependencies in EnsembleDependencies."""
+    dependencies in EnsembleDependencies, poll mode in RepositoryPolling."""
 
     def __init__(
         self, options: ManagerOptions, registry: Any, context: Any = None
@@ -79,6 +79,7 @@ class ModelManager(ModelLookup, EnsembleDependencies):
             )
         super().__init__(options)
         self._init_ensembles()
+        self._init_polling()
         self.registry = registry
         self._locks: dict[str, asyncio.Lock] = {}
         self._pool = ThreadPoolExecutor(
@@ -96,24 +97,30 @@ class ModelManager(ModelLookup, EnsembleDependencies):
     async def start(self) -> None:
         """Load the startup models of the control mode (all of them in "none")."""
         opts = self.options
-        if opts.control_mode == "poll":
-            raise UnsupportedError("poll mode not supported")
-        if opts.control_mode == "none":
-            names = list_repositories(opts.repositories).names()
-        else:
+        polling = opts.control_mode == "poll"
+        if opts.control_mode == "explicit":
             names = self._startup_names()
+        else:
+            names = list_repositories(opts.repositories).names()
         self._explicit.update(names)
+        # What the first poll compares with, taken before anything loads.
+        stamps = await self._run(self._snapshot, names) if polling else {}
         # Ensembles after the models they use (which they would load otherwise).
         ensembles = set(await self._run(self._ensemble_names, names))
+        plain = [n for n in names if n not in ensembles]
         results = await asyncio.gather(
-            *(self._load_model(n, None, None) for n in names if n not in ensembles),
+            *(self._load_model(n, None, None) for n in plain),
             return_exceptions=True,
         )
+        composed = [n for n in names if n in ensembles]
         results += await asyncio.gather(
-            *(self._load_if_not_ready(n) for n in names if n in ensembles),
+            *(self._load_if_not_ready(n) for n in composed),
             return_exceptions=True,
         )
         self._started = True
+        for name, result in zip(plain + composed, results, strict=True):
+            if polling and not isinstance(result, BaseException):
+                self._mark_polled(name, stamps.get(name))
         failed = [r for r in results if isinstance(r, BaseException)]
         for error in failed:
             if not isinstance(error, TritonXError):
@@ -121,6 +128,8 @@ class ModelManager(ModelLookup, EnsembleDependencies):
         if failed and opts.exit_on_error:
             await self.shutdown()
             raise InternalError("failed to load all models")
+        if polling:
+            self._start_polling()
 
     def _ensemble_names(self, names: list[str]) -> list[str]:
         listing = list_repositories(self.options.repositories)
@@ -155,6 +164,7 @@ class ModelManager(ModelLookup, EnsembleDependencies):
 
     async def shutdown(self) -> None:
         """Unload every model version, then stop the load threads."""
+        await self._stop_polling()
         for name in list(self._records):
             async with self._lock(name):
                 record = self._records.get(name)
@@ -247,7 +257,10 @@ class ModelManager(ModelLookup, EnsembleDependencies):
         config: str | None,
         files: Mapping[str, bytes] | None,
         chain: tuple[str, ...] = (),
+        unchanged: frozenset[int] = frozenset(),
     ) -> None:
+        """``unchanged``: versions whose files did not change since they were
+        loaded (poll mode); with an equal config they keep serving as they are."""
         async with self._lock(name):
             try:
                 model_dir, repository, override = self._model_source(
@@ -257,7 +270,7 @@ class ModelManager(ModelLookup, EnsembleDependencies):
                 raise failure.as_error() from None
             try:
                 await self._load_versions(
-                    name, config, model_dir, repository, override, chain
+                    name, config, model_dir, repository, override, chain, unchanged
                 )
             except BaseException:
                 if override is not None:
@@ -272,6 +285,7 @@ class ModelManager(ModelLookup, EnsembleDependencies):
         repository: Path,
         override: OverrideDirectory | None,
         chain: tuple[str, ...] = (),
+        unchanged: frozenset[int] = frozenset(),
     ) -> None:
         try:
             config, stage_error = await self._run(
@@ -293,19 +307,21 @@ class ModelManager(ModelLookup, EnsembleDependencies):
             raise InvalidArgumentError(f"load failed for model '{name}': {message}\n")
 
         was_ready = set(record.ready_versions())
-        for version in selected:
+        kept = self._kept_versions(record, config, unchanged, stage_error)
+        to_build = [v for v in selected if v not in kept]
+        for version in to_build:
             if version not in was_ready:
                 record.versions[version] = VersionSlot(version, LOADING)
         results = await asyncio.gather(
             *(
                 self._build(config, v, model_dir, repository, stage_error)
-                for v in selected
+                for v in to_build
             ),
             return_exceptions=True,
         )
         built: dict[int, LoadedModel] = {}
         failed: dict[int, BaseException] = {}
-        for version, result in zip(selected, results, strict=True):
+        for version, result in zip(to_build, results, strict=True):
             if isinstance(result, LoadedModel):
                 built[version] = result
             else:
@@ -313,8 +329,32 @@ class ModelManager(ModelLookup, EnsembleDependencies):
         if failed:
             await self._roll_back(record, built, failed, was_ready)
         else:
+            built.update({v: kept[v] for v in selected if v in kept})
             await self._swap_in(record, built, override)
             log.info("successfully loaded '%s'", name)
+
+    @staticmethod
+    def _kept_versions(
+        record: ModelRecord,
+        config: ModelConfig,
+        unchanged: frozenset[int],
+        stage_error: TritonXError | None,
+    ) -> dict[int, LoadedModel]:
+        """Serving versions a reload may keep as they are (poll mode)."""
+        kept = {}
+        for version in unchanged:
+            slot = record.versions.get(version)
+            loaded = slot.loaded if slot is not None else None
+            if (
+                stage_error is None
+                and slot is not None
+                and slot.state == READY
+                and loaded is not None
+                and loaded.config == config
+                and record.override is None
+            ):
+                kept[version] = loaded
+        return kept
 
     async def _build(
         self,
@@ -354,6 +394,7 @@ class ModelManager(ModelLookup, EnsembleDependencies):
             parts.append(f"version {version} is at UNAVAILABLE state: {reason};\n")
             if version not in was_ready:
                 record.versions[version] = VersionSlot(version, UNAVAILABLE, reason)
+                self.registry.set_unavailable(record.name, version)
         raise InvalidArgumentError(
             f"load failed for model '{record.name}': {''.join(parts)}"
         )
@@ -369,7 +410,7 @@ class ModelManager(ModelLookup, EnsembleDependencies):
         for version, loaded in sorted(built.items()):
             old = record.versions.get(version)
             self.registry.add(loaded.core)  # replaces the old entry atomically
-            if old is not None and old.loaded is not None:
+            if old is not None and old.loaded is not None and old.loaded is not loaded:
                 retiring.append(old.loaded)
             record.versions[version] = VersionSlot(version, READY, "", loaded)
             self._set_duration(record.name, version, loaded.load_seconds)

@@ -22,6 +22,7 @@ UNLOADED_REASON = "unloaded"
 class ManagerOptions:
     repositories: list[Path]
     control_mode: str = "none"  # "none" | "explicit" | "poll"
+    poll_secs: int = 15  # poll mode: seconds between repository polls (0: never)
     startup_models: list[str] = field(default_factory=list)
     strict_readiness: bool = True
     exit_on_error: bool = True

@@ -95,3 +95,27 @@ def model_statistics(
         "batch_stats": batches,
         "memory_usage": [],
     }
+
+
+def model_table(index: Sequence[Mapping[str, Any]]) -> str:
+    """Triton's startup model table ("" when no load was attempted): like Triton,
+    only the versions a load was attempted for."""
+    rows = [row for row in index if row.get("version")]
+    if not rows:
+        return ""
+    table = [("Model", "Version", "Status")]
+    for row in rows:
+        status = str(row.get("state", ""))
+        if row.get("reason"):
+            status = f"{status}: {row['reason']}"
+        table.append((str(row["name"]), str(row.get("version", "")), status))
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    lines = [rule]
+    for i, cols in enumerate(table):
+        cells = " | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
+        lines.append(f"| {cells} |")
+        if i == 0:
+            lines.append(rule)
+    lines.append(rule)
+    return "\n".join(lines)

@@ -1,0 +1,215 @@
+"""Model control mode "poll": the repository is rescanned while the server runs.
+
+Triton 2.51's rules, as observed on the reference server:
+
+* Every ``--repository-poll-secs`` (0: never) the repositories are listed again.
+  A model directory that is new is loaded; one that disappeared is unloaded (its
+  in-flight requests finish; new ones get "has no available versions"); a name in
+  two repositories is unloaded too. A model whose files changed is loaded again
+  through the ordinary load path: new versions are built while the old ones serve,
+  then swapped in (no request is dropped), and if anything fails the old versions
+  keep serving.
+* "Changed" compares modification times, per entry of the model directory (each
+  entry's time is the latest one found beneath it), like Triton's ModelTimestamp.
+  A version whose own directory did not change, with the same config and no other
+  shared file changed, keeps its loaded instance (Triton's "update" path).
+* A model is marked as polled only when its load succeeded: a config that fails to
+  parse or validate ("Poll failed for model directory ..." in the log; the index
+  and the serving versions stay as they were) or a version that fails to load is
+  tried again at every poll, as Triton does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from tritonx.errors import TritonXError
+from tritonx.repository.records import ManagerOptions, ModelRecord
+from tritonx.repository.repository import list_repositories
+
+log = logging.getLogger("tritonx.repository")
+
+# Entry name -> latest mtime (ns) beneath it; "" is the model directory itself.
+Timestamp = dict[str, int]
+
+
+def _latest_mtime(path: str) -> int:
+    """The newest mtime of ``path`` and everything beneath it (0 on errors, so a
+    transient error never looks like a change that keeps recurring)."""
+    try:
+        latest = os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+    if os.path.isdir(path):
+        try:
+            children = os.listdir(path)
+        except OSError:
+            return 0
+        for child in children:
+            latest = max(latest, _latest_mtime(os.path.join(path, child)))
+    return latest
+
+
+def model_timestamp(model_dir: Path) -> Timestamp:
+    try:
+        stamp = {"": os.stat(model_dir).st_mtime_ns}
+        entries = os.listdir(model_dir)
+    except OSError:
+        return {}
+    for entry in entries:
+        stamp[entry] = _latest_mtime(os.path.join(model_dir, entry))
+    return stamp
+
+
+def _config_entry(options: ManagerOptions, model_dir: Path) -> str:
+    if (
+        options.config_name
+        and (model_dir / "configs" / f"{options.config_name}.pbtxt").exists()
+    ):
+        return "configs"
+    return "config.pbtxt"
+
+
+def unchanged_versions(
+    old: Timestamp, new: Timestamp, config_entry: str
+) -> frozenset[int]:
+    """Versions whose directory and whose shared files (anything but the config,
+    the version directories and the model directory itself) did not change."""
+
+    def shared(stamp: Timestamp) -> dict[str, int]:
+        return {
+            k: v
+            for k, v in stamp.items()
+            if k and not k.isdigit() and k != config_entry
+        }
+
+    if shared(old) != shared(new):
+        return frozenset()
+    return frozenset(int(k) for k, v in new.items() if k.isdigit() and old.get(k) == v)
+
+
+class RepositoryPolling:
+    """The poll side of the ModelManager (mixed into it)."""
+
+    options: ManagerOptions
+    _records: dict[str, ModelRecord]
+    _explicit: set[str]
+
+    # Provided by ModelManager.
+    _run: Callable[..., Awaitable[Any]]
+    _load_model: Callable[..., Awaitable[None]]
+    _unload_record: Callable[..., Awaitable[None]]
+    _unload_users: Callable[[str], Awaitable[None]]
+    _lock: Callable[[str], asyncio.Lock]
+    _ensemble_names: Callable[[list[str]], list[str]]
+
+    def _init_polling(self) -> None:
+        # Models as of their last successful (re)load: what the next poll compares.
+        self._stamps: dict[str, Timestamp] = {}
+        self._poll_task: asyncio.Task[None] | None = None
+        self._poll_round: asyncio.Future[None] | None = None
+
+    def _snapshot(self, names: list[str]) -> dict[str, Timestamp]:
+        listing = list_repositories(self.options.repositories)
+        return {
+            name: model_timestamp(listing.models[name])
+            for name in names
+            if name in listing.models
+        }
+
+    def _mark_polled(self, name: str, stamp: Timestamp | None) -> None:
+        if stamp is not None:
+            self._stamps[name] = stamp
+
+    def _start_polling(self) -> None:
+        if self.options.poll_secs > 0:
+            self._poll_task = asyncio.ensure_future(self._poll_forever())
+
+    async def _stop_polling(self) -> None:
+        """Stops the timer; a round in progress finishes first (cancelling it
+        could leave a freshly built model that nobody unloads)."""
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll_task
+            self._poll_task = None
+        if self._poll_round is not None:
+            with contextlib.suppress(Exception):
+                await self._poll_round
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.poll_secs)
+            self._poll_round = asyncio.ensure_future(self.poll())
+            try:
+                await asyncio.shield(self._poll_round)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("failed to poll the model repositories")
+
+    async def poll(self) -> None:
+        """One round: unload what went away, (re)load what is new or changed."""
+        listing = await self._run(list_repositories, self.options.repositories)
+        for name in sorted(listing.duplicates):
+            if name in self._stamps or self._serving(name):
+                log.error(
+                    "failed to poll model '%s': not unique across all model "
+                    "repositories",
+                    name,
+                )
+        present = set(listing.models)
+        gone = [
+            name
+            for name in sorted(set(self._stamps) | set(self._records))
+            if name not in present and (name in self._stamps or self._serving(name))
+        ]
+        for name in gone:
+            await self._poll_unload(name)
+        stamps: dict[str, Timestamp] = await self._run(self._snapshot, sorted(present))
+        changed = [
+            name for name in sorted(stamps) if self._stamps.get(name) != stamps[name]
+        ]
+        if not changed:
+            return
+        ensembles = set(await self._run(self._ensemble_names, changed))
+        for group in (
+            [n for n in changed if n not in ensembles],
+            [n for n in changed if n in ensembles],
+        ):
+            await asyncio.gather(
+                *(self._poll_load(n, listing.models[n], stamps[n]) for n in group)
+            )
+
+    def _serving(self, name: str) -> bool:
+        record = self._records.get(name)
+        return record is not None and bool(record.ready_versions())
+
+    async def _poll_load(self, name: str, model_dir: Path, stamp: Timestamp) -> None:
+        old = self._stamps.get(name)
+        unchanged = (
+            unchanged_versions(old, stamp, _config_entry(self.options, model_dir))
+            if old is not None
+            else frozenset()
+        )
+        try:
+            await self._load_model(name, None, None, unchanged=unchanged)
+        except TritonXError:
+            return  # logged by the load; tried again at the next poll
+        self._explicit.add(name)
+        self._stamps[name] = stamp
+
+    async def _poll_unload(self, name: str) -> None:
+        self._stamps.pop(name, None)
+        self._explicit.discard(name)
+        await self._unload_users(name)
+        async with self._lock(name):
+            record = self._records.get(name)
+            if record is not None:
+                await self._unload_record(record)
