@@ -19,8 +19,10 @@ void RegisterModelSettings(py::module_& m) {
   py::class_<TensorSpec>(m, "TensorSpec")
       .def(py::init([](std::string name, const std::string& datatype,
                        std::vector<int64_t> dims, bool optional,
-                       std::optional<std::vector<int64_t>> reshape) {
+                       std::optional<std::vector<int64_t>> reshape,
+                       std::vector<std::string> labels) {
              TensorSpec spec;
+             spec.labels = std::move(labels);
              spec.name = std::move(name);
              spec.dtype = ParseDataType(datatype);
              spec.dims = std::move(dims);
@@ -32,7 +34,9 @@ void RegisterModelSettings(py::module_& m) {
              return spec;
            }),
            py::arg("name"), py::arg("datatype"), py::arg("dims"),
-           py::arg("optional") = false, py::arg("reshape") = py::none())
+           py::arg("optional") = false, py::arg("reshape") = py::none(),
+           py::arg("labels") = std::vector<std::string>())
+      .def_readonly("labels", &TensorSpec::labels)
       .def_readonly("name", &TensorSpec::name)
       .def_property_readonly(
           "datatype",

@@ -64,7 +64,8 @@ std::shared_ptr<PyRequest> MakeRequest(const py::object& id, const py::object& i
                                        const py::object& parameters,
                                        const py::object& correlation_id, uint32_t flags,
                                        uint64_t timeout_us,
-                                       const py::object& custom_parameters) {
+                                       const py::object& custom_parameters,
+                                       const py::object& class_counts) {
   auto wrapper = std::make_shared<PyRequest>();
   wrapper->request = std::make_shared<InferenceRequest>();
   InferenceRequest& request = *wrapper->request;
@@ -109,6 +110,14 @@ std::shared_ptr<PyRequest> MakeRequest(const py::object& id, const py::object& i
       request.parameters.emplace_back(name, ParameterFromPy(value, name));
     }
   }
+  if (!class_counts.is_none()) {
+    for (const auto& [key, value] : py::reinterpret_borrow<py::dict>(class_counts)) {
+      const uint32_t count = value.cast<uint32_t>();
+      if (count > 0) {
+        request.class_counts.emplace_back(TextFromPy(key, "output name"), count);
+      }
+    }
+  }
   return wrapper;
 }
 
@@ -129,7 +138,8 @@ void RegisterRequest(py::module_& m) {
            py::arg("requested_outputs") = py::tuple(),
            py::arg("parameters") = py::none(), py::kw_only(),
            py::arg("correlation_id") = py::none(), py::arg("flags") = 0,
-           py::arg("timeout_us") = 0, py::arg("custom_parameters") = py::none())
+           py::arg("timeout_us") = 0, py::arg("custom_parameters") = py::none(),
+           py::arg("class_counts") = py::none())
       .def_property_readonly("id", [](const PyRequest& r) { return r.request->id; })
       .def_property_readonly(
           "inputs", [](const PyRequest& r) { return TensorList(r.request->inputs); })

@@ -132,7 +132,11 @@ void InferenceRequest::Deliver(std::unique_ptr<InferenceResponse> response,
     if (!response->status.ok()) {
       response->outputs.clear();
     } else if (spec) {
-      ApplyOutputSpec(*spec, *this, response.get());
+      Status status = ApplyOutputSpec(*spec, *this, response.get());
+      if (!status.ok()) {
+        response->status = std::move(status);
+        response->outputs.clear();
+      }
     }
   }
   const bool final = (flags & kResponseFlagFinal) != 0;

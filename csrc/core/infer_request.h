@@ -70,9 +70,12 @@ class InferenceRequest {
   std::string id;
   std::vector<Tensor> inputs;
   std::vector<std::string> requested_outputs;  // empty: every output of the model
-  Parameters parameters;                       // custom parameters for the backend
-  uint64_t priority = 0;                       // 0: the model's default level
-  uint64_t timeout_us = 0;                     // 0: the queue policy's default
+  // Classification extension: requested outputs answered as their top-N classes
+  // (output name, N > 0); see response_outputs.h.
+  std::vector<std::pair<std::string, uint32_t>> class_counts;
+  Parameters parameters;    // custom parameters for the backend
+  uint64_t priority = 0;    // 0: the model's default level
+  uint64_t timeout_us = 0;  // 0: the queue policy's default
   uint64_t correlation_id = 0;
   std::string correlation_id_str;
   uint32_t flags = 0;
@@ -94,6 +97,14 @@ class InferenceRequest {
   // The request's trace: null unless sampled (Model::Enqueue) or an ensemble step of
   // a sampled request. Every trace hook tests only this pointer.
   std::shared_ptr<RequestTrace> trace;
+
+  // The class count asked for `output` (0: its values as produced).
+  uint32_t ClassCount(const std::string& output) const {
+    for (const auto& [name, count] : class_counts) {
+      if (name == output) return count;
+    }
+    return 0;
+  }
 
   // Installs the consumer (one of the two). Must be set before the request is
   // enqueued; not thread safe with respect to Send.

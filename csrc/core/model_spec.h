@@ -19,6 +19,8 @@ struct TensorSpec {
   bool optional = false;
   bool has_reshape = false;
   Shape reshape;  // what the backend sees instead of `dims` (batch dim excluded)
+  // Outputs: the lines of `label_filename` (classification labels; may be empty).
+  std::vector<std::string> labels;
 };
 
 struct ModelSpec {

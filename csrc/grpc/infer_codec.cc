@@ -1,5 +1,7 @@
 #include "infer_codec.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <type_traits>
@@ -79,6 +81,27 @@ std::string ContentsToRaw(DataType dtype, const InferTensorContents& c) {
     default:
       return std::string();
   }
+}
+
+// Classification extension: the class count an output asks for (Triton sends it as
+// int64_param; 0 asks for the values as produced).
+Status ClassCountOf(const InferParameter& param, uint32_t* count) {
+  int64_t value = 0;
+  if (param.parameter_choice_case() == InferParameter::kInt64Param) {
+    value = param.int64_param();
+  } else if (param.parameter_choice_case() == InferParameter::kUint64Param) {
+    value = static_cast<int64_t>(std::min<uint64_t>(param.uint64_param(), UINT32_MAX));
+  } else {
+    return Status(StatusCode::kInvalidArg,
+                  "invalid value type for 'classification' parameter, expected "
+                  "int64_param");
+  }
+  if (value < 0) {
+    return Status(StatusCode::kInvalidArg,
+                  "invalid value for 'classification' parameter, expected >= 0");
+  }
+  *count = static_cast<uint32_t>(std::min<int64_t>(value, UINT32_MAX));
+  return Status::Ok();
 }
 
 Status ConvertParameter(const std::string& key, const InferParameter& param,
@@ -360,10 +383,12 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
       if (!status.ok()) return status;
       if (shm_outputs != nullptr) shm_outputs->push_back(std::move(target));
     }
-    if (output.parameters().find("classification") != output.parameters().end()) {
-      return Status(StatusCode::kUnsupported,
-                    "classification output '" + output.name() + "' for model '" +
-                        msg.model_name() + "' is not supported by this server");
+    auto classes = output.parameters().find("classification");
+    if (classes != output.parameters().end()) {
+      uint32_t count = 0;
+      Status status = ClassCountOf(classes->second, &count);
+      if (!status.ok()) return status;
+      if (count > 0) out->class_counts.emplace_back(output.name(), count);
     }
     out->requested_outputs.push_back(output.name());
   }

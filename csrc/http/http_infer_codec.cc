@@ -6,6 +6,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -407,16 +408,15 @@ Status ParseOutputs(const Value& outputs, const SharedMemoryRegistry* shm,
         encoding->shm_outputs.push_back(std::move(target));
       }
       const Value* classes = Member(*oparams, "classification");
-      // Python's truthiness: 0, false, "" and empty containers do not ask for it.
-      if (classes != nullptr &&
-          !(classes->IsFalse() || (classes->IsNumber() && classes->GetDouble() == 0) ||
-            (classes->IsString() && classes->GetStringLength() == 0) ||
-            (classes->IsArray() && classes->Empty()) ||
-            (classes->IsObject() && classes->ObjectEmpty()))) {
-        return Status(StatusCode::kUnsupported,
-                      "the classification extension is not supported by this server "
-                      "(output '" +
-                          output + "')");
+      if (classes != nullptr) {
+        // Triton reads it as a JSON unsigned integer; 0 asks for no classification.
+        if (!classes->IsUint64()) {
+          return Invalid(
+              "Unable to set 'classification': attempt to access JSON "
+              "non-unsigned-integer as unsigned-integer");
+        }
+        const uint64_t count = std::min<uint64_t>(classes->GetUint64(), UINT32_MAX);
+        if (count > 0) out->class_counts.emplace_back(output, count);
       }
       const Value* flag = Member(*oparams, "binary_data");
       if (flag != nullptr) {

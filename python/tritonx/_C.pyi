@@ -58,9 +58,11 @@ class Request:
         flags: int = 0,
         timeout_us: int = 0,
         custom_parameters: Mapping[str, _ParameterValue] | None = None,
+        class_counts: Mapping[str, int] | None = None,
     ) -> None:
         """The keyword-only fields are set directly (BLS, like Triton's C API):
-        custom_parameters reach the backend as given, reserved names included."""
+        custom_parameters reach the backend as given, reserved names included;
+        class_counts: output name -> top-N (classification extension)."""
     @property
     def id(self) -> str: ...
     @property
@@ -110,7 +112,10 @@ class TensorSpec:
         dims: Sequence[int],
         optional: bool = False,
         reshape: Sequence[int] | None = None,
+        labels: Sequence[str] = (),
     ) -> None: ...
+    @property
+    def labels(self) -> list[str]: ...
     @property
     def name(self) -> str: ...
     @property

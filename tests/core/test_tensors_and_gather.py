@@ -141,7 +141,7 @@ def test_gathered_execution_matches_numpy(make_model: ModelFactory) -> None:
     responses = asyncio.run(main())
     for data, response in zip(inputs, responses, strict=True):
         names = [t.name for t in response.outputs]
-        assert names == ["OUTPUT0", "SUM"]  # config order, IGNORED dropped
+        assert names == ["OUTPUT0", "SUM"]  # produced order, IGNORED dropped
         np.testing.assert_allclose(response.outputs[0].as_numpy(), 2 * data + 1)
         np.testing.assert_allclose(
             response.outputs[1].as_numpy(), data.sum(axis=1, keepdims=True)

@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from tritonx.errors import InternalError, InvalidArgumentError, UnsupportedError
+from tritonx.errors import InternalError, InvalidArgumentError
 from tritonx.frontends import codec, http_infer
 from tritonx.frontends.http_routes import Route, resolve
 
@@ -178,10 +178,11 @@ def test_parse_binary_inputs_are_views_into_the_body() -> None:
         (
             {
                 "inputs": [],
-                "outputs": [{"name": "O", "parameters": {"classification": 2}}],
+                "outputs": [{"name": "O", "parameters": {"classification": -2}}],
             },
-            UnsupportedError,
-            "classification",
+            InvalidArgumentError,
+            "Unable to set 'classification': attempt to access JSON "
+            "non-unsigned-integer as unsigned-integer",
         ),
     ],
 )

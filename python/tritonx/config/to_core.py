@@ -18,13 +18,14 @@ from tritonx.config._pb import (
 )
 from tritonx.config.datatypes import wire_datatype
 from tritonx.config.sequence import sequence_batching_from_config
+from tritonx.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from tritonx import _native
 
 
 def _tensor_spec(
-    tensor: ModelInput | ModelOutput, optional: bool
+    tensor: ModelInput | ModelOutput, optional: bool, labels: list[str] | None = None
 ) -> _native.TensorSpec:
     from tritonx import _native
 
@@ -35,11 +36,34 @@ def _tensor_spec(
         dims=list(tensor.dims),
         optional=optional,
         reshape=reshape,
+        labels=labels or [],
     )
 
 
-def model_spec_from_config(config: ModelConfig, version: int) -> _native.ModelSpec:
-    """The core's view of one model version: name, batching and tensors."""
+def read_labels(output: ModelOutput, model_dir: Path | None) -> list[str]:
+    """The lines of an output's ``label_filename`` (in the model directory), the
+    classification extension's labels, read as Triton does (line by line, a final
+    newline adds no label). A file that cannot be read fails the load."""
+    if not output.label_filename or model_dir is None:
+        return []
+    path = Path(model_dir) / output.label_filename
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as error:
+        raise InvalidArgumentError(
+            f"failed to open text file for read {path}: {error.strerror}"
+        ) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def model_spec_from_config(
+    config: ModelConfig, version: int, model_dir: Path | None = None
+) -> _native.ModelSpec:
+    """The core's view of one model version: name, batching and tensors (with
+    their classification labels when ``model_dir`` is given)."""
     from tritonx import _native
 
     return _native.ModelSpec(
@@ -47,7 +71,9 @@ def model_spec_from_config(config: ModelConfig, version: int) -> _native.ModelSp
         version=version,
         max_batch_size=config.max_batch_size,
         inputs=[_tensor_spec(i, i.optional) for i in config.input],
-        outputs=[_tensor_spec(o, False) for o in config.output],
+        outputs=[
+            _tensor_spec(o, False, read_labels(o, model_dir)) for o in config.output
+        ],
         decoupled=config.model_transaction_policy.decoupled,
         response_cache=config.response_cache.enable,
     )

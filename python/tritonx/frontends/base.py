@@ -21,8 +21,9 @@ class Frontend(Protocol):
 # Triton's extension names in its order (src/server.cc), limited to what tritonx
 # implements; both frontends report this list in server metadata. Not listed:
 # cuda_shared_memory (no GPU build: its calls answer as a CPU-only Triton's do),
-# classification, sequence.
+# sequence.
 SERVER_EXTENSIONS: tuple[str, ...] = (
+    "classification",
     "model_repository",
     "model_repository(unload_dependents)",
     "schedule_policy",

@@ -470,9 +470,7 @@ class HttpFrontend:
                 if forwarded:
                     # After the JSON ones, as Triton adds them: a header wins.
                     params = {**params, **forwarded} if params else forwarded
-            request = self._request_type(
-                parsed.id, parsed.inputs, parsed.outputs, params
-            )
+            request = parsed.core_request(self._request_type, params)
             accept = message.headers.get(b"accept-encoding")
             # Non-decoupled (checked above): exactly one response, final, answered
             # on this loop.

@@ -53,6 +53,7 @@ class ParsedInfer:
 
     __slots__ = (
         "binary_outputs",
+        "class_counts",
         "default_binary",
         "id",
         "inputs",
@@ -72,6 +73,18 @@ class ParsedInfer:
         # Outputs to write into shared memory: a ShmRef until attach_binary, then a
         # writable memoryview of the region.
         self.shm_outputs: dict[str, ShmRef | memoryview] = {}
+        # Classification extension: output name -> top-N.
+        self.class_counts: dict[str, int] = {}
+
+    def core_request(self, request_type: Any, params: dict[str, Any] | None) -> Any:
+        """The core request (``request_type``: ``tritonx._native.Request``)."""
+        return request_type(
+            self.id,
+            self.inputs,
+            self.outputs,
+            params,
+            class_counts=self.class_counts or None,
+        )
 
 
 class OutputTensor(Protocol):
@@ -416,12 +429,19 @@ def _parse_outputs(outputs: Any, parsed: ParsedInfer) -> None:
                         "Output can't set both 'shared_memory_region' and 'binary_data'"
                     )
                 parsed.shm_outputs[name] = _shm_ref(oparams)
-            classes = oparams.get("classification")
-            if classes:
-                raise UnsupportedError(
-                    "the classification extension is not supported by this server "
-                    f"(output '{name}')"
-                )
+            if "classification" in oparams:
+                classes = oparams["classification"]
+                if (
+                    not isinstance(classes, int)
+                    or isinstance(classes, bool)
+                    or classes < 0
+                ):
+                    raise InvalidArgumentError(
+                        "Unable to set 'classification': attempt to access JSON "
+                        "non-unsigned-integer as unsigned-integer"
+                    )
+                if classes > 0:
+                    parsed.class_counts[name] = min(classes, 0xFFFFFFFF)
             flag = oparams.get("binary_data")
             if flag is not None:
                 if not isinstance(flag, bool):

@@ -102,11 +102,13 @@ def build_version(
     if settings.auto_complete and complete is not None:
         complete(config, ctx)
         ctx.config_json = config_to_json(config)
+    # Before the backend: an unreadable label file fails the load with nothing to undo.
+    spec = model_spec_from_config(config, version, model_dir)
     backend_model = backend.load_model(ctx)
     try:
         instances, streams = _create_instances(backend_model, config)
         core = _native.Model(
-            model_spec_from_config(config, version),
+            spec,
             scheduler_config_from_config(config, model_dir),
             instances,
             settings.context,
