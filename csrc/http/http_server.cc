@@ -117,7 +117,13 @@ void OnTrim(evutil_socket_t, short, void* arg) {
   }
   worker->large_seen = false;
 #if defined(__GLIBC__)
-  malloc_trim(0);
+  // Off the loop: trimming a large heap takes milliseconds, which this worker's
+  // other connections would wait for.
+  if (worker->background != nullptr) {
+    worker->background->Submit([] { malloc_trim(0); });
+  } else {
+    malloc_trim(0);
+  }
 #endif
 }
 
@@ -224,6 +230,7 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
     worker->bound = evhttp_accept_socket_with_handle(worker->http, fd);
     worker->wake = event_new(worker->base, -1, 0, &Impl::OnWake, worker.get());
     worker->trim = evtimer_new(worker->base, &httpfe::OnTrim, worker.get());
+    worker->background = parse_pool_.get();
     worker->mailbox = std::make_shared<Mailbox>(worker->wake);
     workers_.push_back(std::move(worker));
   }
@@ -256,10 +263,6 @@ void HttpServer::Impl::Stop(double grace_seconds) {
   while (inflight_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  // Bodies being parsed are enqueued (or answered) while the loops still run; they
-  // touch no worker.
-  parse_pool_->Shutdown();
-  parse_pool_.reset();
   for (auto& worker : workers_) {
     worker->mailbox->Close();
     event_base_loopbreak(worker->base);
@@ -286,6 +289,9 @@ void HttpServer::Impl::Stop(double grace_seconds) {
   // Control calls still running finish; their replies find the mailboxes closed.
   pool_->Shutdown();
   pool_.reset();
+  // Likewise bodies still being parsed (their calls hold no worker) and trims.
+  parse_pool_->Shutdown();
+  parse_pool_.reset();
   inflight_.store(0);
 }
 

@@ -14,6 +14,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "../grpc/worker_pool.h"
 #include "core/model.h"
 #include "http_server.h"
 
@@ -110,6 +111,8 @@ struct Worker {
   // Memory return after large requests (see NoteLargeRequest). Loop thread only.
   event* trim = nullptr;
   bool large_seen = false;
+  // Where memory is trimmed (the server's parse pool, which outlives the loop).
+  grpcfe::WorkerPool* background = nullptr;
 };
 
 // A request of this many body bytes or more makes its worker hand freed memory back
