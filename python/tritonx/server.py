@@ -341,7 +341,7 @@ class Server:
             "max_header_count": opts.http_max_header_count,
             "shared_memory": self.context.shared_memory,
             "log_settings": self.log_settings,
-            "trace_settings": self.trace.settings,
+            "trace_settings": self.trace.settings if self.trace is not None else None,
         }
         https = opts.http_use_ssl or opts.http_use_ssl_mutual
         engine = opts.http_engine
