@@ -19,6 +19,7 @@ echo "fuzz-long: $EXAMPLES examples per protocol, seed $SEED"
 echo "  replay: TRITONX_FUZZ_SEED=$SEED $0 $EXAMPLES; outcomes: $TALLY"
 start=$(date +%s)
 status=0
+TRITONX_FUZZ_LIVE_MS=${TRITONX_FUZZ_LIVE_MS:-50} \
 TRITONX_FUZZ_EXAMPLES=$EXAMPLES TRITONX_FUZZ_SEED=$SEED TRITONX_FUZZ_TALLY=$TALLY \
   python -m pytest tests/fuzz -q -p no:cacheprovider --timeout=7200 "$@" || status=$?
 python - "$TALLY" "$(($(date +%s) - start))" <<'PY'
