@@ -1,0 +1,94 @@
+// A model's lifetime against its own worker threads: the last reference dropped, or
+// Stop called, from inside a response callback.
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "core/model.h"
+#include "test_util.h"
+
+namespace tritonx {
+namespace {
+
+using testing::ExecutionLog;
+using testing::Gate;
+using testing::MakeRequest;
+using testing::MakeSpec;
+using testing::TestExecutor;
+
+// The last reference to a model can be dropped by a response callback, i.e. on one
+// of the model's own worker threads (a frontend keeping the model alive for its
+// in-flight requests while the model is unloaded).
+class DestructionProbe : public TestExecutor {
+ public:
+  DestructionProbe(std::shared_ptr<ExecutionLog> log, Hook hook,
+                   std::shared_ptr<std::promise<void>> destroyed)
+      : TestExecutor(std::move(log), std::move(hook)),
+        destroyed_(std::move(destroyed)) {}
+  ~DestructionProbe() override { destroyed_->set_value(); }
+
+ private:
+  std::shared_ptr<std::promise<void>> destroyed_;
+};
+
+TEST(DynamicBatcherLifetime, ModelDestroyedFromItsOwnResponseCallback) {
+  auto log = std::make_shared<ExecutionLog>();
+  auto gate = std::make_shared<Gate>();
+  auto destroyed = std::make_shared<std::promise<void>>();
+  std::future<void> destroyed_future = destroyed->get_future();
+  std::vector<std::shared_ptr<Executor>> executors;
+  executors.push_back(std::make_shared<DestructionProbe>(
+      log, [gate](Batch&) { gate->Wait(); }, destroyed));
+  SchedulerConfig config = Batching({}, 0);
+  config.preserve_ordering = true;  // delivery under the ordering lock, the hard case
+  auto model = std::make_shared<Model>(MakeSpec(8), config, std::move(executors));
+
+  auto answered = std::make_shared<std::promise<StatusCode>>();
+  std::future<StatusCode> answered_future = answered->get_future();
+  RequestPtr request = MakeRequest("last");
+  std::shared_ptr<Model> keep_alive = model;
+  request->SetResponseCallback(
+      [keep_alive, answered](std::unique_ptr<InferenceResponse> r) mutable {
+        answered->set_value(r->status.code());
+        keep_alive.reset();  // the last reference goes here, on the worker thread
+      });
+  keep_alive.reset();
+  ASSERT_TRUE(model->Enqueue(request).ok());
+  RequestPtr queued = MakeRequest("queued");
+  ASSERT_TRUE(model->Enqueue(queued).ok());
+  ASSERT_TRUE(log->WaitForStarted(1));
+  model.reset();  // only the callback holds the model now
+  request.reset();
+  gate->Open();
+  ASSERT_EQ(answered_future.wait_for(std::chrono::seconds(10)),
+            std::future_status::ready);
+  EXPECT_EQ(answered_future.get(), StatusCode::kOk);
+  // The model's executor is destroyed once the model is fully gone.
+  ASSERT_EQ(destroyed_future.wait_for(std::chrono::seconds(10)),
+            std::future_status::ready);
+}
+
+TEST(DynamicBatcherLifetime, StopFromResponseCallbackThenDestroy) {
+  auto log = std::make_shared<ExecutionLog>();
+  std::vector<std::shared_ptr<Executor>> executors;
+  executors.push_back(std::make_shared<TestExecutor>(log));
+  executors.push_back(std::make_shared<TestExecutor>(log));
+  auto model =
+      std::make_unique<Model>(MakeSpec(8), SchedulerConfig(), std::move(executors));
+  auto stopped = std::make_shared<std::promise<void>>();
+  std::future<void> stopped_future = stopped->get_future();
+  Model* raw = model.get();
+  RequestPtr request = MakeRequest("stopper");
+  request->SetResponseCallback([raw, stopped](std::unique_ptr<InferenceResponse>) {
+    raw->Stop();  // on a worker thread: joins the other worker, detaches itself
+    stopped->set_value();
+  });
+  ASSERT_TRUE(model->Enqueue(request).ok());
+  ASSERT_EQ(stopped_future.wait_for(std::chrono::seconds(10)),
+            std::future_status::ready);
+  EXPECT_EQ(model->Enqueue(MakeRequest("after")).code(), StatusCode::kUnavailable);
+  model.reset();  // waits for the detached worker to leave
+}
+
+}  // namespace
+}  // namespace tritonx
