@@ -39,7 +39,8 @@ TEST(DynamicBatcherLifetime, ModelDestroyedFromItsOwnResponseCallback) {
   std::vector<std::shared_ptr<Executor>> executors;
   executors.push_back(std::make_shared<DestructionProbe>(
       log, [gate](Batch&) { gate->Wait(); }, destroyed));
-  SchedulerConfig config = Batching({}, 0);
+  SchedulerConfig config;
+  config.dynamic_batching = true;
   config.preserve_ordering = true;  // delivery under the ordering lock, the hard case
   auto model = std::make_shared<Model>(MakeSpec(8), config, std::move(executors));
 

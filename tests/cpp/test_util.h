@@ -40,8 +40,8 @@ inline ModelSpec MakeSpec(int32_t max_batch_size, Shape dims = {4},
   spec.name = std::move(name);
   spec.version = 1;
   spec.max_batch_size = max_batch_size;
-  spec.inputs.push_back({"INPUT0", DataType::kFp32, dims, false, false, {}});
-  spec.outputs.push_back({"OUTPUT0", DataType::kFp32, dims, false, false, {}});
+  spec.inputs.push_back({"INPUT0", DataType::kFp32, dims, false, false, {}, {}});
+  spec.outputs.push_back({"OUTPUT0", DataType::kFp32, dims, false, false, {}, {}});
   return spec;
 }
 
