@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import statistics
 import sys
 import tempfile
@@ -31,27 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _torch_mlp import Mlp
+
 from tritonx import _native
 from tritonx.repository import ManagerOptions, ModelManager
 
 SERVE_TARGET = 0.95
 COPY_TARGET = 0.90
-
-
-class Mlp(torch.nn.Module):
-    def __init__(self, dims: tuple[int, ...]) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.layers = torch.nn.ModuleList(
-            torch.nn.Linear(a, b) for a, b in itertools.pairwise(dims)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = torch.relu(x)
-        return x
 
 
 def write_model(

@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import itertools
 
 from _harness import run_perf_analyzer, running
+from _torch_mlp import Mlp
 
 from tritonx import _native
 from tritonx.repository import ManagerOptions, ModelManager
@@ -50,22 +50,6 @@ from tritonx.repository import ManagerOptions, ModelManager
 OVERHEAD_TARGET_US = 50.0
 RATIO_TARGET = 0.90
 PERF_ANALYZER = os.environ.get("PERF_ANALYZER", "/work/shared/tools/perf_analyzer")
-
-
-class Mlp(torch.nn.Module):
-    def __init__(self, dims: tuple[int, ...]) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.layers = torch.nn.ModuleList(
-            torch.nn.Linear(a, b) for a, b in itertools.pairwise(dims)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = torch.relu(x)
-        return x
 
 
 def write_model(

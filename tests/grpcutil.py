@@ -20,22 +20,8 @@ from tritonx.dtypes import NUMPY_DTYPES
 HARNESS = Path(__file__).parent / "frontends" / "test_grpc_harness.py"
 ROOT = Path(__file__).resolve().parents[1]
 
-DTYPES = [
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-    "BYTES",
-    "BF16",
-]
+# Every wire datatype: the numeric ones, and BYTES.
+DTYPES = [*NUMPY_DTYPES, "BYTES"]
 
 
 class Harness:

@@ -18,24 +18,12 @@ import threading
 import time
 from typing import Any
 
+from tritonx.dtypes import NUMPY_DTYPES
+
 # Nothing here is a test; pytest collects no functions from this module.
 
-DTYPES = [
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-    "BYTES",
-    "BF16",
-]
+# Every wire datatype: the numeric ones, and BYTES.
+DTYPES = [*NUMPY_DTYPES, "BYTES"]
 
 
 class _Identity:
