@@ -73,7 +73,7 @@ RequestPtr RequestWith(std::vector<Tensor> inputs) {
 // A model with a BYTES output "OUT".
 ModelSpec BytesOutSpec() {
   ModelSpec spec = MakeSpec(8, {-1});
-  spec.outputs.push_back({"OUT", DataType::kBytes, {-1}, false, false, {}});
+  spec.outputs.push_back({"OUT", DataType::kBytes, {-1}, false, false, {}, {}});
   return spec;
 }
 
@@ -103,7 +103,7 @@ TEST(BatchIo, SingleRequestPassesThroughWithoutCopy) {
 TEST(BatchIo, GathersAlongDimZero) {
   auto arena = TensorArena::Create(1 << 20, false);
   ModelSpec spec = MakeSpec(8, {2});
-  spec.inputs.push_back({"INPUT1", DataType::kFp32, {3}, false, false, {}});
+  spec.inputs.push_back({"INPUT1", DataType::kFp32, {3}, false, false, {}, {}});
   Batch batch = MakeBatch({
       RequestWith({Floats("INPUT0", {1, 2}, 0), Floats("INPUT1", {1, 3}, 100)}),
       // Inputs in another order: gathered by name.
@@ -134,7 +134,7 @@ TEST(BatchIo, GathersBytes) {
   ModelSpec spec;
   spec.name = "s";
   spec.max_batch_size = 8;
-  spec.inputs.push_back({"TEXT", DataType::kBytes, {-1}, false, false, {}});
+  spec.inputs.push_back({"TEXT", DataType::kBytes, {-1}, false, false, {}, {}});
   Batch batch = MakeBatch({
       RequestWith({Bytes("TEXT", {1, 2}, {"a", "bc"})}),
       RequestWith({Bytes("TEXT", {2, 2}, {"", "def", "g", "hijk"})}),

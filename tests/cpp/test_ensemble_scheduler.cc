@@ -43,7 +43,7 @@ class AddExecutor : public Executor {
 
 ModelSpec TwoInputSpec(const std::string& name) {
   ModelSpec spec = MakeSpec(8, {4}, name);
-  spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, true, false, {}});
+  spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, true, false, {}, {}});
   return spec;
 }
 
@@ -116,7 +116,7 @@ TEST_F(EnsembleTest, ParallelBranchesJoin) {
   AddModel(MakeSpec(8, {4}, "echo"), std::make_shared<TestExecutor>(log));
   AddModel(TwoInputSpec("add"), std::make_shared<AddExecutor>());
   ModelSpec spec = MakeSpec(8, {4}, "ens");
-  spec.outputs.push_back({"A", DataType::kFp32, {4}, false, false, {}});
+  spec.outputs.push_back({"A", DataType::kFp32, {4}, false, false, {}, {}});
   auto ens = Ensemble(
       {{"echo", -1, {{"INPUT0", "INPUT0"}}, {{"OUTPUT0", "A"}}},
        {"add", -1, {{"INPUT0", "INPUT0"}}, {{"OUTPUT0", "B"}}},

@@ -15,8 +15,8 @@ using inference::ModelInferResponse;
 ModelSpec OneInputSpec() {
   ModelSpec spec;
   spec.name = "m";
-  spec.inputs.push_back({"IN", DataType::kFp32, {-1}, false, false, {}});
-  spec.outputs.push_back({"OUT", DataType::kFp32, {-1}, false, false, {}});
+  spec.inputs.push_back({"IN", DataType::kFp32, {-1}, false, false, {}, {}});
+  spec.outputs.push_back({"OUT", DataType::kFp32, {-1}, false, false, {}, {}});
   return spec;
 }
 

@@ -86,7 +86,7 @@ TEST(ModelSpec, RejectsDuplicateInput) {
 
 TEST(ModelSpec, RejectsMissingRequiredInput) {
   ModelSpec spec = MakeSpec(8);
-  spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, false, false, {}});
+  spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, false, false, {}, {}});
   Status status = Validate(spec, {FloatTensor("INPUT0", {1, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(status.message(),
@@ -98,7 +98,7 @@ TEST(ModelSpec, RejectsMissingRequiredInput) {
 
 TEST(ModelSpec, OptionalInputMayBeLeftOut) {
   ModelSpec spec = MakeSpec(8);
-  spec.inputs.push_back({"OPT", DataType::kFp32, {4}, true, false, {}});
+  spec.inputs.push_back({"OPT", DataType::kFp32, {4}, true, false, {}, {}});
   InferenceRequest request;
   request.inputs.push_back(FloatTensor("INPUT0", {2, 4}));
   ASSERT_TRUE(ValidateRequest(spec, &request).ok());
@@ -166,7 +166,7 @@ TEST(ModelSpec, AcceptsVariableDims) {
 
 TEST(ModelSpec, RejectsBatchSizeMismatchBetweenInputs) {
   ModelSpec spec = MakeSpec(8);
-  spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, false, false, {}});
+  spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, false, false, {}, {}});
   Status status =
       Validate(spec, {FloatTensor("INPUT0", {2, 4}), FloatTensor("INPUT1", {3, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
@@ -198,7 +198,7 @@ TEST(ModelSpec, ChecksBytesElementCount) {
   ModelSpec spec;
   spec.name = "s";
   spec.max_batch_size = 4;
-  spec.inputs.push_back({"TEXT", DataType::kBytes, {2}, false, false, {}});
+  spec.inputs.push_back({"TEXT", DataType::kBytes, {2}, false, false, {}, {}});
   auto good = std::make_shared<std::string>(BytesWire({"ab", ""}));
   EXPECT_TRUE(Validate(spec, {BytesTensor("TEXT", {1, 2}, good)}).ok());
 
