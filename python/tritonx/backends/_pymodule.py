@@ -61,14 +61,19 @@ def load_model_module(model_file: Path) -> ModuleType:
     with _import_lock:
         before = set(sys.modules)
         sys.modules[name] = module  # dataclasses/pickle look the module up by name
-        sys.path.insert(0, search_dir)
+        # sys.path is replaced, never edited in place: imports on other threads
+        # (models load in parallel) iterate the list they started with, and an
+        # entry removed under them would make them skip site-packages.
+        sys.path = [search_dir, *sys.path]
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
             sys.modules.pop(name, None)
             raise InternalError(format_exception(exc)) from exc
         finally:
-            sys.path.remove(search_dir)
+            restored = list(sys.path)
+            restored.remove(search_dir)
+            sys.path = restored
             _drop_local_modules(before, search_dir, keep=name)
     return module
 
