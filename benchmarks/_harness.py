@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -138,3 +139,19 @@ def run_perf_analyzer(
             raise RuntimeError(f"perf_analyzer failed:\n{result.stdout}{result.stderr}")
         with report.open() as handle:
             return dict(next(csv.DictReader(handle)))
+
+
+def served_rate(
+    model: Any, inputs: Sequence[Any], clients: int, seconds: float, warmup: float
+) -> tuple[float, float]:
+    """Inferences/s and mean batch size of a core model under closed-loop load from
+    `clients` C++ threads in process (``_native.generate_load``), after a warm-up."""
+    from tritonx import _native
+
+    _native.generate_load(model, inputs, clients, warmup)
+    before = model.statistics()
+    result = _native.generate_load(model, inputs, clients, seconds)
+    after = model.statistics()
+    count = after["inference_count"] - before["inference_count"]
+    execs = max(1, after["execution_count"] - before["execution_count"])
+    return count / float(result["seconds"]), count / execs

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import served_rate
 from _torch_mlp import Mlp
 
 from tritonx import _native
@@ -92,17 +93,11 @@ async def served(
         ratios, rates, offline, batches = [], [], [], []
         for _ in range(args.repeats):
             off = torch_rate(path, width, args.batch, args.seconds)
-            _native.generate_load(model, inputs, clients, 1.0)  # warm-up
-            before = model.statistics()
-            result = _native.generate_load(model, inputs, clients, args.seconds)
-            after = model.statistics()
-            count = after["inference_count"] - before["inference_count"]
-            execs = max(1, after["execution_count"] - before["execution_count"])
-            rate = count / float(result["seconds"])
+            rate, mean_batch = served_rate(model, inputs, clients, args.seconds, 1.0)
             ratios.append(rate / off)
             rates.append(rate)
             offline.append(off)
-            batches.append(count / execs)
+            batches.append(mean_batch)
         ratio = statistics.median(ratios)
         dims = "-".join(map(str, args.dims))
         return [

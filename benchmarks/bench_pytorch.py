@@ -41,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import run_perf_analyzer, running
+from _harness import run_perf_analyzer, running, served_rate
 from _torch_mlp import Mlp
 
 from tritonx import _native
@@ -126,17 +126,12 @@ def native_batching(manager: ModelManager, root: Path, args: argparse.Namespace)
     ratios, rates, offline, batches = [], [], [], []
     for _ in range(args.repeats):
         off, _ = bare_rate(module, args.big[0], args.batch, args.seconds)
-        _native.generate_load(model, inputs, 2 * args.batch, 0.5)  # warm-up
-        before = model.statistics()
-        result = _native.generate_load(model, inputs, 2 * args.batch, args.seconds)
-        after = model.statistics()
-        count = after["inference_count"] - before["inference_count"]
-        execs = max(1, after["execution_count"] - before["execution_count"])
-        rate = count / float(result["seconds"])
+        clients = 2 * args.batch
+        rate, mean_batch = served_rate(model, inputs, clients, args.seconds, 0.5)
         ratios.append(rate / off)
         rates.append(rate)
         offline.append(off)
-        batches.append(count / execs)
+        batches.append(mean_batch)
     ratio = statistics.median(ratios)
     return (
         f"| dyn. batching B{args.batch}, {2 * args.batch} C++ clients in process "
