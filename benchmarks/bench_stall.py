@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import shlex
 import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -73,8 +73,9 @@ def json30_body() -> bytes:
     ).encode()
 
 
-# Built once, before any probe: encoding it holds this process's GIL for a second,
-# which would delay the probes on the client side.
+# Built once, before any probe. The hostile request runs in a forked child process:
+# in a thread of this one, its encoding and its reply's reads would hold this
+# process's GIL and show up as probe latency that the server never caused.
 JSON30: list[bytes] = []
 
 
@@ -126,17 +127,20 @@ def during(
     try:
         base = [probe_once(conns, i) for i in range(20 * probes)]
         seen: list[float] = []
+        fork = multiprocessing.get_context("fork")
         for _ in range(repeat):
-            thread = threading.Thread(target=hostile, args=(port,), daemon=True)
-            thread.start()
+            child = fork.Process(target=hostile, args=(port,), daemon=True)
+            child.start()
             i = 0
-            while thread.is_alive():
+            while child.is_alive():
                 took = probe_once(conns, i)
-                if thread.is_alive():
+                if child.is_alive():
                     seen.append(took)
                 i += 1
                 time.sleep(0.002)
-            thread.join()
+            child.join()
+            if child.exitcode != 0:
+                raise RuntimeError(f"{hostile.__name__} failed: exit {child.exitcode}")
         return base, seen
     finally:
         for conn in conns:

@@ -2,10 +2,21 @@
 // started on demand up to a cap, so that a few slow calls (model loads) do not
 // queue the quick ones behind them, and no thread exists until one is needed.
 //
+// A pool for bulk work (the HTTP server's large-body parsing) may run its threads
+// at a lower scheduling priority (a positive nice increment, per thread on Linux):
+// on a machine with few cores, an event-loop thread that wakes for a health check
+// then preempts a parse that takes a hundred milliseconds instead of queueing
+// behind it for scheduler ticks.
+//
 // Thread safety: Submit and Shutdown may be called from any thread. Ownership:
-// owned by the GrpcServer; tasks run on the pool's own threads.
+// owned by its server; tasks run on the pool's own threads.
 #pragma once
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -20,8 +31,8 @@ namespace grpcfe {
 
 class WorkerPool {
  public:
-  explicit WorkerPool(size_t max_threads)
-      : max_threads_(max_threads ? max_threads : 1) {}
+  explicit WorkerPool(size_t max_threads, int nice_increment = 0)
+      : max_threads_(max_threads ? max_threads : 1), nice_increment_(nice_increment) {}
   ~WorkerPool() { Shutdown(); }
 
   void Submit(std::function<void()> task) {
@@ -48,6 +59,14 @@ class WorkerPool {
 
  private:
   void Loop() {
+    if (nice_increment_ > 0) {
+      // Best effort: lowering one's own priority needs no privilege; on failure the
+      // thread keeps the process' priority.
+      const auto tid = static_cast<id_t>(syscall(SYS_gettid));
+      errno = 0;
+      const int current = getpriority(PRIO_PROCESS, tid);
+      if (errno == 0) setpriority(PRIO_PROCESS, tid, current + nice_increment_);
+    }
     std::unique_lock<std::mutex> lock(mu_);
     while (true) {
       ++idle_;
@@ -63,6 +82,7 @@ class WorkerPool {
   }
 
   const size_t max_threads_;
+  const int nice_increment_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;
