@@ -11,6 +11,13 @@ ratio tritonx-perf / perf_analyzer, plus each tool's own CPU time per 1000 reque
 
     flock /work/wt/bench.lock python benchmarks/bench_perf_tool.py \\
         --perf-analyzer shared/tools/perf_analyzer --concurrency 1,4,16 --rates 2000
+
+`--models sleep,sleep_batched` measures instead two Python models whose capacity is
+set by the server, not by the CPUs the clients take: each execute sleeps a fixed
+time (`--sleep-ms`, default 2) on one instance, unbatched (capacity 1/sleep) or
+with dynamic batching up to 4 (4/sleep). There both tools must report the same
+throughput and latency whatever their own CPU cost; on the CPU-bound `identity`
+model they differ by what each takes from the server's CPUs.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 @dataclass
 class Run:
     tool: str
+    model: str
     protocol: str
     load: str  # "c4": concurrency 4; "r2000": 2000 requests/s
     infer_per_sec: float
@@ -54,8 +62,54 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+SLEEP_CONFIG = """
+name: "{name}"
+backend: "python"
+max_batch_size: {batch}
+input [ {{ name: "INPUT0", data_type: TYPE_FP32, dims: [ 16 ] }} ]
+output [ {{ name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 16 ] }} ]
+instance_group [ {{ count: 1, kind: KIND_CPU }} ]
+{batching}
+"""
+SLEEP_MODEL = """
+import time
+
+import triton_python_backend_utils as pb_utils
+
+SLEEP_S = {sleep_s}
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        # A fixed service time per execute, batched or not: the server's capacity
+        # does not depend on how much CPU the load generator leaves it.
+        time.sleep(SLEEP_S)
+        return [
+            pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())]
+            )
+            for r in requests
+        ]
+"""
+
+
+def sleep_repository(root: Path, sleep_ms: float) -> Path:
+    for name, batch, batching in (
+        ("sleep", 0, ""),
+        ("sleep_batched", 4, "dynamic_batching { }"),
+    ):
+        (root / name / "1").mkdir(parents=True)
+        (root / name / "config.pbtxt").write_text(
+            SLEEP_CONFIG.format(name=name, batch=batch, batching=batching)
+        )
+        (root / name / "1" / "model.py").write_text(
+            SLEEP_MODEL.format(sleep_s=sleep_ms / 1000)
+        )
+    return root
+
+
 def measure(
-    tool: str, cmd: list[str], protocol: str, load: str, interval_ms: int
+    tool: str, cmd: list[str], model: str, protocol: str, load: str, interval_ms: int
 ) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.csv"
@@ -72,6 +126,7 @@ def measure(
     # Both tools report the last three windows; the run lasted at least that long.
     return Run(
         tool,
+        model,
         protocol,
         load,
         rate,
@@ -82,12 +137,12 @@ def measure(
 
 
 def command(
-    tool: str, args: argparse.Namespace, url: str, protocol: str, load: str
+    tool: str, args: argparse.Namespace, model: str, url: str, protocol: str, load: str
 ) -> list[str]:
     flag = "--concurrency-range" if load[0] == "c" else "--request-rate-range"
     common = [
         "-m",
-        "identity",
+        model,
         "-u",
         url,
         "-i",
@@ -111,21 +166,23 @@ def command(
 
 def table(runs: list[Run]) -> str:
     lines = [
-        "| proto | load | perf_analyzer infer/s | tritonx-perf infer/s | ratio "
+        "| model | proto | load | perf_analyzer infer/s | tritonx-perf infer/s | ratio "
         "| p99 PA / tx-perf (µs) | p99 ratio | client CPU ms/1k req PA / tx-perf |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     keys = sorted(
-        {(r.protocol, r.load) for r in runs},
-        key=lambda k: (k[0], k[1][0], int(k[1][1:])),
+        {(r.model, r.protocol, r.load) for r in runs},
+        key=lambda k: (k[0], k[1], k[2][0], int(k[2][1:])),
     )
-    for protocol, load in keys:
+    for model, protocol, load in keys:
 
-        def med(tool: str, attr: str, p: str = protocol, x: str = load) -> float:
+        def med(
+            tool: str, attr: str, m: str = model, p: str = protocol, x: str = load
+        ) -> float:
             values = [
                 getattr(r, attr)
                 for r in runs
-                if r.tool == tool and r.protocol == p and r.load == x
+                if r.tool == tool and r.model == m and r.protocol == p and r.load == x
             ]
             return statistics.median(values)
 
@@ -135,7 +192,7 @@ def table(runs: list[Run]) -> str:
         pa_c = med("perf_analyzer", "cpu_ms_per_1k")
         tx_c = med("tritonx-perf", "cpu_ms_per_1k")
         lines.append(
-            f"| {protocol} | {load} | {pa_t:.0f} | {tx_t:.0f} | {tx_t / pa_t:.3f} "
+            f"| {model} | {protocol} | {load} | {pa_t:.0f} | {tx_t:.0f} | {tx_t / pa_t:.3f} "
             f"| {pa_p:.0f} / {tx_p:.0f} | {tx_p / pa_p:.3f} | {pa_c:.0f} / {tx_c:.0f} |"
         )
     return "\n".join(lines)
@@ -149,6 +206,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=f"{shlex.quote(sys.executable)} -m tritonx.tools.perf",
     )
     p.add_argument("--model-repository", type=Path, default=HERE / "models")
+    p.add_argument(
+        "--models",
+        default="identity",
+        help="models to measure; 'sleep' and 'sleep_batched' are generated "
+        "(server-bound, see above) in a repository of their own",
+    )
+    p.add_argument("--sleep-ms", type=float, default=2.0)
     p.add_argument("--concurrency", default="1,4,16")
     p.add_argument(
         "--rates",
@@ -175,6 +239,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         f"r{int(r)}" for r in args.rates.split(",") if r
     ]
     args.protocols = [x.strip() for x in args.protocols.split(",")]
+    args.models = [x.strip() for x in args.models.split(",") if x.strip()]
     return args
 
 
@@ -184,35 +249,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = shlex.split(args.tritonx_cmd)
     if args.server_cpus:
         cmd = ["taskset", "-c", args.server_cpus, *cmd]
-    with running("tritonx", cmd, args.model_repository, {}, args.start_timeout) as (
-        http,
-        grpc,
-    ):
-        for protocol in args.protocols:
-            url = f"127.0.0.1:{grpc if protocol == 'grpc' else http}"
-            for load in args.loads:
+    sleepy = any(m.startswith("sleep") for m in args.models)
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = (
+            sleep_repository(Path(tmp), args.sleep_ms)
+            if sleepy
+            else args.model_repository
+        )
+        with running("tritonx", cmd, repo, {}, args.start_timeout) as (http, grpc):
+            for model, protocol, load in (
+                (m, p, x)
+                for m in args.models
+                for p in args.protocols
+                for x in args.loads
+            ):
+                url = f"127.0.0.1:{grpc if protocol == 'grpc' else http}"
                 for _ in range(args.repeats):
                     for tool in ("perf_analyzer", "tritonx-perf"):
                         run = measure(
                             tool,
-                            command(tool, args, url, protocol, load),
+                            command(tool, args, model, url, protocol, load),
+                            model,
                             protocol,
                             load,
                             args.measurement_interval,
                         )
                         runs.append(run)
                         print(
-                            f"{tool:14s} {protocol:4s} {load:6s} "
+                            f"{tool:14s} {model:13s} {protocol:4s} {load:6s} "
                             f"{run.infer_per_sec:9.1f} infer/s  p99 {run.p99_us:7.0f} us  "
                             f"cpu {run.cpu_ms_per_1k:5.0f} ms/1k",
                             flush=True,
                         )
     print()
     print(
-        f"identity (python backend), FP32 [16], batch 1, one tritonx server, "
+        f"{', '.join(args.models)} (python backend; sleep {args.sleep_ms:g} ms per "
+        f"execute for sleep*), FP32 [16], batch 1, one tritonx server, "
         f"{args.measurement_interval} ms windows, medians of {args.repeats} runs "
         f"per tool, {os.cpu_count()} CPUs, server CPUs {args.server_cpus or 'all'}, "
-        f"tool CPUs {args.client_cpus or 'all'}"
+        f"tool CPUs {args.client_cpus or 'all'}, load average "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
     print(table(runs))
     if args.json:

@@ -77,42 +77,45 @@ py::dict RecordsToDict(std::vector<RequestRecord>&& records) {
 void RegisterPerf(py::module_& m) {
   py::class_<Target, std::shared_ptr<Target>>(
       m, "PerfTarget", "What tritonx-perf's connections talk to and send (immutable).")
-      .def(
-          py::init([](const std::string& protocol, const std::string& url,
-                      const std::string& model, const std::string& version,
-                      const py::list& steps, const py::list& outputs, bool streaming,
-                      bool decoupled,
-                      std::vector<std::pair<std::string, std::string>> headers) {
-            auto target = std::make_shared<Target>();
-            target->protocol = protocol;
-            target->url = url;
-            target->model = model;
-            target->version = version;
-            for (const auto& step : steps) {
-              std::vector<InputData> inputs;
-              for (const auto& in : step.cast<py::list>()) {
-                inputs.push_back(InputFrom(in.cast<py::tuple>()));
-              }
-              target->steps.push_back(std::move(inputs));
-            }
-            for (const auto& item : outputs) {
-              const auto t = item.cast<py::tuple>();
-              OutputSpec out;
-              out.name = t[0].cast<std::string>();
-              out.shm_region = t[1].cast<std::string>();
-              out.shm_offset = t[2].cast<uint64_t>();
-              out.shm_byte_size = t[3].cast<uint64_t>();
-              target->outputs.push_back(std::move(out));
-            }
-            target->streaming = streaming;
-            target->decoupled = decoupled;
-            target->http_headers = std::move(headers);
-            return target;
-          }),
-          py::arg("protocol"), py::arg("url"), py::arg("model"), py::arg("version"),
-          py::arg("steps"), py::arg("outputs"), py::arg("streaming") = false,
-          py::arg("decoupled") = false,
-          py::arg("http_headers") = std::vector<std::pair<std::string, std::string>>{});
+      .def(py::init([](const std::string& protocol, const std::string& url,
+                       const std::string& model, const std::string& version,
+                       const py::list& steps, const py::list& outputs, bool streaming,
+                       bool decoupled,
+                       std::vector<std::pair<std::string, std::string>> headers,
+                       bool json_inputs, bool json_outputs) {
+             auto target = std::make_shared<Target>();
+             target->protocol = protocol;
+             target->url = url;
+             target->model = model;
+             target->version = version;
+             for (const auto& step : steps) {
+               std::vector<InputData> inputs;
+               for (const auto& in : step.cast<py::list>()) {
+                 inputs.push_back(InputFrom(in.cast<py::tuple>()));
+               }
+               target->steps.push_back(std::move(inputs));
+             }
+             for (const auto& item : outputs) {
+               const auto t = item.cast<py::tuple>();
+               OutputSpec out;
+               out.name = t[0].cast<std::string>();
+               out.shm_region = t[1].cast<std::string>();
+               out.shm_offset = t[2].cast<uint64_t>();
+               out.shm_byte_size = t[3].cast<uint64_t>();
+               target->outputs.push_back(std::move(out));
+             }
+             target->streaming = streaming;
+             target->decoupled = decoupled;
+             target->http_headers = std::move(headers);
+             target->json_inputs = json_inputs;
+             target->json_outputs = json_outputs;
+             return target;
+           }),
+           py::arg("protocol"), py::arg("url"), py::arg("model"), py::arg("version"),
+           py::arg("steps"), py::arg("outputs"), py::arg("streaming") = false,
+           py::arg("decoupled") = false,
+           py::arg("http_headers") = std::vector<std::pair<std::string, std::string>>{},
+           py::arg("json_inputs") = false, py::arg("json_outputs") = false);
 
   py::class_<LoadDriver>(m, "PerfLoad",
                          "One step of tritonx-perf's load: C++ client threads sending "
@@ -121,7 +124,7 @@ void RegisterPerf(py::module_& m) {
                        double request_rate, bool poisson, int max_threads,
                        int sequence_length, double sequence_variation,
                        uint64_t sequence_id_start, uint64_t sequence_id_end,
-                       uint64_t seed) {
+                       uint64_t seed, bool async, uint64_t max_requests) {
              LoadOptions options;
              options.concurrency = concurrency;
              options.request_rate = request_rate;
@@ -132,13 +135,16 @@ void RegisterPerf(py::module_& m) {
              options.sequence_id_start = sequence_id_start;
              options.sequence_id_end = sequence_id_end;
              options.seed = seed;
+             options.async = async;
+             options.max_requests = max_requests;
              return std::make_unique<LoadDriver>(std::move(target), options);
            }),
            py::arg("target"), py::arg("concurrency") = 1, py::arg("request_rate") = 0.0,
            py::arg("poisson") = false, py::arg("max_threads") = 16,
            py::arg("sequence_length") = 0, py::arg("sequence_variation") = 20.0,
            py::arg("sequence_id_start") = 1, py::arg("sequence_id_end") = 0,
-           py::arg("seed") = 0)
+           py::arg("seed") = 0, py::arg("async_mode") = false,
+           py::arg("max_requests") = 0)
       .def(
           "start",
           [](LoadDriver& self) {

@@ -43,6 +43,10 @@ struct Target {
   bool streaming = false;           // gRPC ModelStreamInfer
   bool decoupled = false;  // the model may answer 0..N times; wait for the final flag
   std::vector<std::pair<std::string, std::string>> http_headers;
+  // HTTP only: tensors as JSON values instead of the binary tensor extension
+  // (perf_analyzer's --input-tensor-format / --output-tensor-format json).
+  bool json_inputs = false;
+  bool json_outputs = false;
 };
 
 struct SequenceParams {
@@ -79,6 +83,27 @@ class Connection {
   std::string error_;
 };
 
+// Thread-safety: used by one thread (its worker). Ownership: owns its sockets or
+// completion queue and the calls in flight. Many requests in flight from one thread
+// (perf_analyzer's async mode): Send starts one and returns at once; Poll collects
+// those that finished. Unary requests only (no streaming, no sequences: a sequence's
+// requests must not overtake each other).
+class AsyncClient {
+ public:
+  virtual ~AsyncClient() = default;
+  // Starts template `step`; false (and error()) when it could not even be sent,
+  // in which case *failed holds its record.
+  virtual bool Send(size_t step, RequestRecord* failed) = 0;
+  // Waits until deadline_ns (steady ns) at most for requests to finish and appends
+  // the records of those that did; returns as soon as at least one finished.
+  virtual void Poll(int64_t deadline_ns, std::vector<RequestRecord>* done) = 0;
+  virtual size_t InFlight() const = 0;
+  const std::string& error() const { return error_; }
+
+ protected:
+  std::string error_;
+};
+
 // Opens a connection of target.protocol; nullptr with *error set when it cannot.
 std::unique_ptr<Connection> Connect(const std::shared_ptr<const Target>& target,
                                     std::string* error);
@@ -86,5 +111,13 @@ std::unique_ptr<Connection> ConnectHttp(const std::shared_ptr<const Target>& tar
                                         std::string* error);
 std::unique_ptr<Connection> ConnectGrpc(const std::shared_ptr<const Target>& target,
                                         std::string* error);
+// An AsyncClient of target.protocol (connections open on demand); nullptr with
+// *error set when the protocol is not built in or a request cannot be built.
+std::unique_ptr<AsyncClient> MakeAsyncClient(
+    const std::shared_ptr<const Target>& target, std::string* error);
+std::unique_ptr<AsyncClient> MakeHttpAsync(const std::shared_ptr<const Target>& target,
+                                           std::string* error);
+std::unique_ptr<AsyncClient> MakeGrpcAsync(const std::shared_ptr<const Target>& target,
+                                           std::string* error);
 
 }  // namespace tritonx::perf

@@ -245,7 +245,113 @@ class GrpcConnection : public Connection {
       stream_;
 };
 
+// Many unary calls in flight from one thread (--async): every call is a tag on the
+// client's completion queue; Poll takes the finished ones off it.
+// Thread-safety: one thread (its worker). Ownership: owns its completion queue and
+// the calls in flight (deleted when they finish, or when the client goes).
+class GrpcAsyncClient : public AsyncClient {
+ public:
+  explicit GrpcAsyncClient(std::shared_ptr<const Target> target)
+      : target_(std::move(target)) {
+    channel_ = SharedChannel(target_->url);
+    generic_ = std::make_unique<grpc::GenericStub>(channel_);
+    for (const auto& step : target_->steps) {
+      serialized_.push_back(Serialize(BuildRequest(*target_, step)));
+    }
+  }
+
+  ~GrpcAsyncClient() override {
+    cq_.Shutdown();
+    void* tag;
+    bool ok;
+    while (cq_.Next(&tag, &ok)) delete static_cast<Call*>(tag);
+  }
+
+  bool Send(size_t step, RequestRecord* /*failed*/) override {
+    auto* call = new Call;
+    call->rec.start_ns = NowNs();
+    call->reader = generic_->PrepareUnaryCall(
+        &call->context, kInferMethod, serialized_[step % serialized_.size()], &cq_);
+    call->reader->StartCall();
+    call->reader->Finish(&call->response, &call->status, call);
+    call->rec.send_ns = NowNs() - call->rec.start_ns;
+    ++in_flight_;
+    return true;
+  }
+
+  void Poll(int64_t deadline_ns, std::vector<RequestRecord>* done) override {
+    if (in_flight_ == 0) {
+      const int64_t wait = deadline_ns - NowNs();
+      if (wait > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(wait));
+      return;
+    }
+    // The queue's deadline is a system_clock time; ours is steady.
+    auto deadline =
+        std::chrono::system_clock::now() +
+        std::chrono::nanoseconds(std::max<int64_t>(deadline_ns - NowNs(), 0));
+    for (;;) {
+      void* tag = nullptr;
+      bool ok = false;
+      const auto status = cq_.AsyncNext(&tag, &ok, deadline);
+      if (status != grpc::CompletionQueue::GOT_EVENT) return;
+      std::unique_ptr<Call> call(static_cast<Call*>(tag));
+      --in_flight_;
+      Complete(call.get(), ok);
+      done->push_back(std::move(call->rec));
+      // Collect what else is ready without waiting again.
+      deadline = std::chrono::system_clock::now();
+    }
+  }
+
+  size_t InFlight() const override { return in_flight_; }
+
+ private:
+  struct Call {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::GenericClientAsyncResponseReader> reader;
+    grpc::ByteBuffer response;
+    grpc::Status status;
+    RequestRecord rec;
+  };
+
+  void Complete(Call* call, bool ok) {
+    RequestRecord& rec = call->rec;
+    const int64_t arrived = NowNs();
+    rec.end_ns = arrived;
+    if (!ok) {
+      error_ = "gRPC completion queue failed";
+      return;
+    }
+    if (!call->status.ok()) {
+      error_ = call->status.error_message();
+      return;
+    }
+    inference::ModelInferResponse decoded;
+    grpc::ProtoBufferReader reader(&call->response);
+    if (!decoded.ParseFromZeroCopyStream(&reader)) {
+      error_ = "cannot decode the ModelInfer response";
+      return;
+    }
+    rec.end_ns = NowNs();
+    rec.recv_ns = rec.end_ns - arrived;
+    rec.response_ns.push_back(arrived);
+    rec.ok = true;
+  }
+
+  std::shared_ptr<const Target> target_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<grpc::GenericStub> generic_;
+  grpc::CompletionQueue cq_;
+  std::vector<grpc::ByteBuffer> serialized_;
+  size_t in_flight_ = 0;
+};
+
 }  // namespace
+
+std::unique_ptr<AsyncClient> MakeGrpcAsync(const std::shared_ptr<const Target>& target,
+                                           std::string* /*error*/) {
+  return std::make_unique<GrpcAsyncClient>(target);
+}
 
 std::unique_ptr<Connection> ConnectGrpc(const std::shared_ptr<const Target>& target,
                                         std::string* error) {

@@ -24,7 +24,10 @@ std::unique_ptr<Connection> Connect(const std::shared_ptr<const Target>& target,
 
 // One thread, its connection, the records it finished and its sequence in progress.
 struct LoadDriver::Worker {
-  std::unique_ptr<Connection> connection;
+  std::unique_ptr<Connection> connection;  // sync
+  std::unique_ptr<AsyncClient> async;      // async
+  size_t share = 0;                        // async closed loop: requests in flight
+  std::vector<RequestRecord> done;         // async: Poll's output, reused
   std::thread thread;
   std::mutex mu;  // guards records (the worker appends, Drain takes)
   std::vector<RequestRecord> records;
@@ -44,15 +47,25 @@ LoadDriver::~LoadDriver() { Stop(); }
 
 bool LoadDriver::Start(std::string* error) {
   const bool open_loop = options_.request_rate > 0;
+  const bool async =
+      options_.async && options_.sequence_length == 0 && !target_->streaming;
   int count = open_loop ? std::max(1, options_.max_threads) : options_.concurrency;
+  if (async && !open_loop) count = std::min(count, std::max(1, options_.max_threads));
   if (target_->steps.empty()) {
     *error = "no request to send";
     return false;
   }
   for (int i = 0; i < count; ++i) {
     auto worker = std::make_unique<Worker>();
-    worker->connection = Connect(target_, error);
-    if (!worker->connection) {
+    if (async) {
+      worker->async = MakeAsyncClient(target_, error);
+      // The concurrency spread evenly, the first workers taking the remainder.
+      worker->share = static_cast<size_t>(options_.concurrency / count +
+                                          (i < options_.concurrency % count ? 1 : 0));
+    } else {
+      worker->connection = Connect(target_, error);
+    }
+    if (!worker->connection && !worker->async) {
       workers_.clear();
       return false;
     }
@@ -60,11 +73,18 @@ bool LoadDriver::Start(std::string* error) {
     workers_.push_back(std::move(worker));
   }
   stop_.store(false);
+  sent_.store(0);
   next_send_ns_ = NowNs();
   for (auto& worker : workers_) {
     Worker* w = worker.get();
     w->thread = std::thread([this, w, open_loop] {
-      if (open_loop) {
+      if (w->async) {
+        if (open_loop) {
+          RunAsyncOpen(w);
+        } else {
+          RunAsyncClosed(w, w->share);
+        }
+      } else if (open_loop) {
         RunOpen(w);
       } else {
         RunClosed(w);
@@ -134,13 +154,20 @@ void LoadDriver::Execute(Worker* w, size_t step) {
     --w->sequence_left;
     ++w->sequence_pos;
   }
+  Record(w, std::move(record), w->connection->error());
+}
+
+void LoadDriver::Record(Worker* w, RequestRecord&& record, const std::string& error) {
   if (!record.ok) {
     std::lock_guard<std::mutex> lock(error_mu_);
-    if (first_error_.empty()) first_error_ = w->connection->error();
+    if (first_error_.empty()) first_error_ = error.empty() ? "request failed" : error;
   }
-  completed_.fetch_add(1, std::memory_order_relaxed);
-  std::lock_guard<std::mutex> lock(w->mu);
-  w->records.push_back(std::move(record));
+  {
+    std::lock_guard<std::mutex> lock(w->mu);
+    w->records.push_back(std::move(record));
+  }
+  // Counted after it is stored: a reader that sees the count can Drain the record.
+  completed_.fetch_add(1, std::memory_order_release);
 }
 
 void LoadDriver::EndSequence(Worker* w) {
@@ -152,8 +179,13 @@ void LoadDriver::EndSequence(Worker* w) {
   }
 }
 
+bool LoadDriver::TakeSend() {
+  if (options_.max_requests == 0) return true;
+  return sent_.fetch_add(1, std::memory_order_relaxed) < options_.max_requests;
+}
+
 void LoadDriver::RunClosed(Worker* w) {
-  while (!stop_.load(std::memory_order_relaxed)) {
+  while (!stop_.load(std::memory_order_relaxed) && TakeSend()) {
     Execute(w, next_step_.fetch_add(1, std::memory_order_relaxed));
   }
   EndSequence(w);
@@ -184,11 +216,84 @@ void LoadDriver::RunOpen(Worker* w) {
       std::this_thread::sleep_for(
           std::chrono::nanoseconds(std::min<int64_t>(wait, 50'000'000)));
     }
-    if (stop_.load(std::memory_order_relaxed)) break;
+    if (stop_.load(std::memory_order_relaxed) || !TakeSend()) break;
     if (NowNs() - at > kLateNs) delayed_.fetch_add(1, std::memory_order_relaxed);
     Execute(w, next_step_.fetch_add(1, std::memory_order_relaxed));
   }
   EndSequence(w);
+}
+
+namespace {
+// Async workers wake at least this often to see Stop.
+constexpr int64_t kPollSliceNs = 50'000'000;
+}  // namespace
+
+void LoadDriver::Finish(Worker* w) {
+  // Every request sent is answered (or fails) before the worker ends, as the sync
+  // workers finish theirs; a server that never answers is given up on after a while.
+  const int64_t limit = NowNs() + 60'000'000'000;
+  while (w->async->InFlight() > 0 && NowNs() < limit) {
+    w->async->Poll(std::min(NowNs() + kPollSliceNs, limit), &w->done);
+    for (auto& record : w->done) Record(w, std::move(record), w->async->error());
+    w->done.clear();
+  }
+}
+
+void LoadDriver::RunAsyncClosed(Worker* w, size_t share) {
+  bool more = true;  // max_requests not reached yet
+  while (!stop_.load(std::memory_order_relaxed) && (more || w->async->InFlight() > 0)) {
+    while (more && w->async->InFlight() < share &&
+           !stop_.load(std::memory_order_relaxed)) {
+      if (!TakeSend()) {
+        more = false;
+        break;
+      }
+      RequestRecord failed;
+      if (!w->async->Send(next_step_.fetch_add(1, std::memory_order_relaxed),
+                          &failed)) {
+        Record(w, std::move(failed), w->async->error());
+        // An unreachable server must not become a busy loop.
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+    w->async->Poll(NowNs() + kPollSliceNs, &w->done);
+    for (auto& record : w->done) {
+      // A server that is down fails every call at once: keep that from spinning.
+      if (!record.ok) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      Record(w, std::move(record), w->async->error());
+    }
+    w->done.clear();
+  }
+  Finish(w);
+}
+
+void LoadDriver::RunAsyncOpen(Worker* w) {
+  constexpr int64_t kLateNs = 1'000'000;
+  while (!stop_.load(std::memory_order_relaxed)) {
+    const int64_t at = NextSendTime();
+    // Until the request's time: collect answers (or just wait when none is due).
+    for (;;) {
+      if (stop_.load(std::memory_order_relaxed)) break;
+      const int64_t now = NowNs();
+      if (now >= at) {
+        // Behind schedule: still take what is ready, without waiting.
+        if (w->async->InFlight() > 0) w->async->Poll(now, &w->done);
+        break;
+      }
+      w->async->Poll(std::min(at, now + kPollSliceNs), &w->done);
+      for (auto& record : w->done) Record(w, std::move(record), w->async->error());
+      w->done.clear();
+    }
+    for (auto& record : w->done) Record(w, std::move(record), w->async->error());
+    w->done.clear();
+    if (stop_.load(std::memory_order_relaxed) || !TakeSend()) break;
+    if (NowNs() - at > kLateNs) delayed_.fetch_add(1, std::memory_order_relaxed);
+    RequestRecord failed;
+    if (!w->async->Send(next_step_.fetch_add(1, std::memory_order_relaxed), &failed)) {
+      Record(w, std::move(failed), w->async->error());
+    }
+  }
+  Finish(w);
 }
 
 }  // namespace tritonx::perf

@@ -7,6 +7,11 @@
 //   - request-rate mode (open loop): a schedule of send times (constant or Poisson
 //     intervals) served by a pool of workers; a request whose worker was still busy
 //     at its time is sent late and counted in delayed().
+// With async (perf_analyzer's --async) a worker keeps many requests in flight
+// through an AsyncClient instead of one through a Connection: closed loop, the
+// concurrency is split over min(max_threads, concurrency) workers; open loop, every
+// request is sent at its time whatever is still in flight, so --max-threads no
+// longer caps the requests in flight at a rate.
 // Sequences: every worker runs its own sequence at a time (ids from a shared
 // counter, lengths around sequence_length), so a sequence's requests stay in order.
 #pragma once
@@ -34,6 +39,10 @@ struct LoadOptions {
   uint64_t sequence_id_start = 1;
   uint64_t sequence_id_end = 0;  // exclusive; 0: unbounded
   uint64_t seed = 0;
+  bool async = false;  // many requests in flight per worker (unary, no sequences)
+  // Requests to send in all (perf_analyzer's --request-count and the warm-up);
+  // 0: until Stop. Workers end by themselves once the last one is answered.
+  uint64_t max_requests = 0;
 };
 
 // Thread-safety: Start/Stop from one controlling thread; Drain, FirstError,
@@ -62,15 +71,21 @@ class LoadDriver {
   struct Worker;
   void RunClosed(Worker* worker);
   void RunOpen(Worker* worker);
+  void RunAsyncClosed(Worker* worker, size_t share);
+  void RunAsyncOpen(Worker* worker);
+  void Finish(Worker* worker);  // async: waits for the requests still in flight
+  void Record(Worker* worker, RequestRecord&& record, const std::string& error);
   void Execute(Worker* worker, size_t step);
   void EndSequence(Worker* worker);
   int64_t NextSendTime();
+  bool TakeSend();  // false once max_requests were sent
 
   std::shared_ptr<const Target> target_;
   LoadOptions options_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> next_step_{0};
+  std::atomic<uint64_t> sent_{0};
   std::atomic<uint64_t> next_sequence_;
   std::atomic<uint64_t> delayed_{0};
   std::atomic<uint64_t> completed_{0};

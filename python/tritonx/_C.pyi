@@ -451,6 +451,8 @@ class PerfTarget:
         streaming: bool = False,
         decoupled: bool = False,
         http_headers: list[tuple[str, str]] = ...,
+        json_inputs: bool = False,
+        json_outputs: bool = False,
     ) -> None: ...
 
 class PerfLoad:
@@ -466,6 +468,8 @@ class PerfLoad:
         sequence_id_start: int = 1,
         sequence_id_end: int = 0,
         seed: int = 0,
+        async_mode: bool = False,
+        max_requests: int = 0,
     ) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...

@@ -301,6 +301,29 @@ class TritonCollector:
             gauge = _family(name, doc, "gauge")
             gauge.add_sample(name, {}, reading)
             yield gauge
+        # The server process itself, under the Prometheus client libraries' standard
+        # names (Triton has no such families): what tools measuring a remote server
+        # (tritonx-perf --collect-metrics, tritonx-analyze --server-url) read.
+        # Stub processes (--python-execution-mode=process) are the server's too.
+        cpu_total, rss_total = 0.0, 0
+        root = psutil.Process()
+        for proc in (root, *root.children(recursive=True)):
+            with contextlib.suppress(psutil.Error):  # a stub that just exited
+                times = proc.cpu_times()
+                cpu_total += times.user + times.system
+                rss_total += proc.memory_info().rss
+        cpu_seconds = _family(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            "counter",
+        )
+        cpu_seconds.add_sample("process_cpu_seconds_total", {}, cpu_total)
+        yield cpu_seconds
+        rss = _family(
+            "process_resident_memory_bytes", "Resident memory size in bytes.", "gauge"
+        )
+        rss.add_sample("process_resident_memory_bytes", {}, rss_total)
+        yield rss
 
 
 def _format_value(value: float) -> str:

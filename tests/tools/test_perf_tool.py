@@ -140,6 +140,34 @@ class TritonPythonModel:
 """
 
 
+# One instance, 20 ms per execute, no batching: at 200 requests/s requests must
+# queue, so a client that holds one request per thread cannot keep the rate.
+SLEEPY = """
+name: "sleepy"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ 4 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 4 ] } ]
+instance_group [ { count: 1, kind: KIND_CPU } ]
+"""
+SLEEPY_MODEL = """
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        time.sleep(0.02)
+        return [
+            pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())]
+            )
+            for r in requests
+        ]
+"""
+
+
 def _write(repo: Path, name: str, config: str, model: str) -> None:
     (repo / name / "1").mkdir(parents=True)
     (repo / name / "config.pbtxt").write_text(config)
@@ -153,6 +181,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> RunningServer:
     _write(repo, "strings", STRINGS, STRINGS_MODEL)
     _write(repo, "repeat", REPEAT_CONFIG, REPEAT_MODEL)
     _write(repo, "counter", SEQUENCE, SEQUENCE_MODEL)
+    _write(repo, "sleepy", SLEEPY, SLEEPY_MODEL)
     with run_server(repo) as running:
         yield running
 
@@ -471,6 +500,91 @@ def test_system_shared_memory(
     assert not [n for n in left if n.startswith("tritonx_perf_")]
 
 
+def _success_count(server: RunningServer, model: str) -> int:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=30)
+    conn.request("GET", f"/v2/models/{model}/stats")
+    stats = json.loads(conn.getresponse().read())["model_stats"]
+    conn.close()
+    return sum(int(v["inference_stats"]["success"]["count"]) for v in stats)
+
+
+def test_request_count_warmup_async_json_tensors_and_metrics(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """--request-count 40 after --warmup-request-count 7: the server sees 47, the
+    report and the export 40. One worker thread keeps 4 requests in flight
+    (--async --max-threads 1), tensors travel as JSON both ways, and the server's
+    Prometheus endpoint gives the step's model counters and process usage."""
+    out = tmp_path / "perf.csv"
+    export = tmp_path / "profile.json"
+    before = _success_count(server, "identity")
+    text = ok_run(
+        "-m", "identity", "-u", server.http_url, "-i", "http", "--shape", "INPUT0:8",
+        "--concurrency-range", "4", "--async", "--max-threads", "1",
+        "--request-count", "40", "--warmup-request-count", "7",
+        "--input-tensor-format", "json", "--output-tensor-format", "json",
+        "--collect-metrics", "--metrics-url", server.metrics_url,
+        "--metrics-interval", "100", "-f", str(out), "--verbose-csv",
+        "--profile-export-file", str(export),
+    )  # fmt: skip
+    assert _success_count(server, "identity") - before == 47
+    assert "Request count: 40\n" in text
+    requests = json.loads(export.read_text())["experiments"][0]["requests"]
+    assert len(requests) == 40 and all(r["success"] for r in requests)
+    # Requests overlapped although one thread sent them all.
+    spans = sorted((r["timestamp"], r["end_timestamp"]) for r in requests)
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))
+    assert "Server Prometheus Metrics" in text
+    assert "requests succeeded 40," in text  # the measured step alone
+    assert re.search(r"Server process: CPU \d+%, max RSS \d+ MB", text), text
+    header, rows = read_csv(out)
+    assert header[-4:] == [
+        "Avg GPU Utilization",
+        "Avg GPU Power Usage",
+        "Max GPU Memory Usage",
+        "Total GPU Memory",
+    ]
+    check_row(rows[0])
+
+    # BYTES as JSON strings: the strings model fails any request whose strings
+    # are not the data file's, so success means they arrived intact.
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps({"data": [{"INPUT0": ["hello", "été"]}]}))
+    ok_run(
+        "-m", "strings", "-u", server.http_url, "--input-data", str(data),
+        "--input-tensor-format", "json", "--output-tensor-format", "json",
+        "--request-count", "10",
+    )  # fmt: skip
+
+
+def test_async_request_rate_is_not_capped_by_threads(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """200 requests/s on a model that serves 50/s: one worker thread (the default
+    at a rate is async) keeps sending on schedule, so requests pile up in flight.
+    An unreachable metrics endpoint is a warning, not a failure."""
+    export = tmp_path / "profile.json"
+    dead = f"127.0.0.1:{free_port()}"
+    for protocol in ("grpc", "http"):
+        result = perf(
+            "-m", "sleepy", "-u", url(server, protocol), "-i", protocol,
+            "--request-rate-range", "200", "--max-threads", "1",
+            "--request-count", "20", "--profile-export-file", str(export),
+            "--collect-metrics", "--metrics-url", dead,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        warnings = result.stderr.strip().splitlines()
+        assert len(warnings) == 1 and "cannot read metrics" in warnings[0]
+        requests = json.loads(export.read_text())["experiments"][0]["requests"]
+        assert len(requests) == 20
+        starts = sorted(r["timestamp"] for r in requests)
+        ends = sorted(r["end_timestamp"] for r in requests)
+        # The 5th request was sent before the 2nd answer came back.
+        assert starts[4] < ends[1], protocol
+
+
 def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
@@ -486,6 +600,8 @@ def test_bad_inputs_end_with_one_line(server: RunningServer, tmp_path: Path) -> 
     short_data.write_text(
         json.dumps({"data": [{"INPUT0": {"content": [1, 2], "shape": [3]}}]})
     )
+    binary = tmp_path / "binary.json"
+    binary.write_text(json.dumps({"data": [{"INPUT0": {"b64": "//4=", "shape": [1]}}]}))
     dead = f"127.0.0.1:{free_port()}"
     g = ["-u", server.grpc_url, "-i", "grpc"]
     cases = {
@@ -522,6 +638,32 @@ def test_bad_inputs_end_with_one_line(server: RunningServer, tmp_path: Path) -> 
         ),
         "bad shape": (["-m", "identity", *g, "--shape", "INPUT0:x"], "integers"),
         "not a number": (["-m", "identity", *g, "-b", "two"], "invalid int"),
+        "json over grpc": (
+            ["-m", "identity", *g, "--input-tensor-format", "json"],
+            "need -i http",
+        ),
+        "async and sync": (["-m", "identity", *g, "--async", "--sync"], "both"),
+        "negative request count": (
+            ["-m", "identity", *g, "--request-count", "-1"],
+            "--request-count must be >= 0",
+        ),
+        "cuda shared memory": (
+            ["-m", "identity", *g, "--shared-memory", "cuda"],
+            "not supported",
+        ),
+        "bytes that are not text as json": (
+            [
+                "-m",
+                "strings",
+                "-u",
+                server.http_url,
+                "--input-data",
+                str(binary),
+                "--input-tensor-format",
+                "json",
+            ],
+            "not UTF-8",
+        ),
     }
     for name, (args, expected) in cases.items():
         line = _one_error_line(perf(*args, *SHORT, timeout=60))

@@ -140,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument("--server-grpc-url", help="its gRPC HOST:PORT (default port 8001)")
     o.add_argument(
+        "--server-metrics-url",
+        help="its Prometheus endpoint, for server CPU/RSS/GPU (default: HOST:8002/"
+        "metrics of --server-url)",
+    )
+    o.add_argument(
         "--server-arg", action="append", default=[],
         help="extra tritonx-server flag (repeatable)",
     )  # fmt: skip

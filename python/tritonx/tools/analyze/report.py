@@ -184,8 +184,8 @@ def _table(rows: list[dict[str, Any]], chosen: CandidateResult | None) -> str:
             _fmt(m.throughput if m else None),
             _fmt(m.p50_ms if m else None, 2),
             _fmt(m.p99_ms if m else None, 2),
-            _fmt(m.cpu_percent if m else None, 0),
-            _fmt(m.rss_mb if m else None, 0),
+            _fmt(m.cpu_percent if m else None, 0) or "n/a",
+            _fmt(m.rss_mb if m else None, 0) or "n/a",
             _fmt(m.gpu_memory_mb if m else None, 0),
             "yes" if row["pareto"] else "",
         ]

@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         _log(f"resuming: {checkpoint.resumed} measurements from {checkpoint.path}")
     server: LocalServer | None = None
     work: Path | None = None
+    metrics_url: str | None = None
     if args.server_url is None:
         work = (out / "work_repository").resolve()
         shutil.rmtree(work, ignore_errors=True)
@@ -159,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         grpc_url = args.server_grpc_url or f"{host}:8001"
         perf_url = args.server_url if args.protocol == "http" else grpc_url
         control = RemoteServer(args.server_url, perf_url).connect()
+        metrics_url = args.server_metrics_url or f"{host}:8002/metrics"
     perf = PerfRunner(
         perf_command, perf_url, args.protocol, perf_args, args.perf_timeout
     )
@@ -180,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         work,
         server.pid if server else None,
         _log,
+        metrics_url,
     )
     results = []
     try:

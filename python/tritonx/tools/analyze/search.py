@@ -88,6 +88,7 @@ class Analyzer:
         work_repository: Path | None,
         server_pid: int | None,
         log: Callable[[str], None],
+        metrics_url: str | None = None,
     ) -> None:
         self.settings = settings
         self.control = control
@@ -96,6 +97,8 @@ class Analyzer:
         self.repository = repository
         self.work = work_repository  # None: remote server, config overrides
         self.server_pid = server_pid
+        self.metrics_url = metrics_url  # remote server: CPU/RSS from its metrics
+        self._metrics_warned = False
         self.log = log
         self.base: dict[str, ModelConfig] = {}
 
@@ -224,12 +227,15 @@ class Analyzer:
         blank: Callable[[int], Measurement],
     ) -> Measurement:
         m = blank(concurrency)
-        with UsageSampler(self.server_pid) as sampler:
+        with UsageSampler(self.server_pid, metrics_url=self.metrics_url) as sampler:
             try:
                 perf = self.perf.run(name, concurrency)
             except PerfRunError as exc:
                 m.error = str(exc)
                 return m
+        if sampler.remote_error and not self._metrics_warned:
+            self._metrics_warned = True
+            self.log(f"  server CPU and memory: n/a ({sampler.remote_error})")
         m.ok = True
         for key, value in vars(perf).items():
             setattr(m, key, round(value, 4))
@@ -242,9 +248,11 @@ class Analyzer:
             self.log(f"  {candidate.key} c={m.concurrency}: failed: {m.error}")
             return
         extra = (
-            f", server cpu {m.cpu_percent:.0f}%" if m.cpu_percent is not None else ""
+            f", server cpu {m.cpu_percent:.0f}%"
+            if m.cpu_percent is not None
+            else ", server cpu n/a"
         )
-        extra += f", rss {m.rss_mb:.0f} MB" if m.rss_mb is not None else ""
+        extra += f", rss {m.rss_mb:.0f} MB" if m.rss_mb is not None else ", rss n/a"
         self.log(
             f"  {candidate.key} c={m.concurrency}: {m.throughput:.1f} infer/s, "
             f"p99 {m.p99_ms:.2f} ms{extra}"

@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 
 from tritonx.tools.analyze.errors import AnalyzeError
+from tritonx.tools.perf.metrics import MetricsCollector, StepMetrics
 
 _PORT_LINES = {
     "http": re.compile(r"Started HTTPService at [^:\s]+:(\d+)"),
@@ -271,10 +272,21 @@ NVML = _Nvml()
 
 
 class UsageSampler:
-    """Samples a process tree's CPU and memory (and GPU) during a perf run."""
+    """Samples a process tree's CPU and memory (and GPU) during a perf run; for a
+    server it did not start (no pid), the server's Prometheus endpoint instead:
+    process_cpu_seconds_total and process_resident_memory_bytes (tritonx exports
+    them; Triton does not, and its rows say n/a), nv_gpu_* for the GPUs."""
 
-    def __init__(self, pid: int | None, interval_s: float = 0.1) -> None:
+    def __init__(
+        self, pid: int | None, interval_s: float = 0.1, metrics_url: str | None = None
+    ) -> None:
         self.pid = pid
+        self._remote = (
+            MetricsCollector(metrics_url, 500, "", "")
+            if pid is None and metrics_url
+            else None
+        )
+        self._remote_usage = Usage()
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -321,6 +333,8 @@ class UsageSampler:
                 return
 
     def __enter__(self) -> UsageSampler:
+        if self._remote is not None:
+            self._remote.start()
         if self.pid is None:
             return self
         self._cpu_start = self._cpu_seconds()
@@ -334,10 +348,16 @@ class UsageSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self._remote is not None:
+            self._remote_usage = _usage_from_metrics(self._remote.stop())
+
+    @property
+    def remote_error(self) -> str | None:
+        return self._remote.error if self._remote else None
 
     def usage(self) -> Usage:
         if self.pid is None:
-            return Usage()
+            return self._remote_usage
         try:
             cpu = self._cpu_seconds() - self._cpu_start
         except psutil.Error:
@@ -354,3 +374,29 @@ class UsageSampler:
                 else None
             ),
         )
+
+
+def _usage_from_metrics(metrics: StepMetrics | None) -> Usage:
+    if metrics is None:
+        return Usage()
+    gpu_mem = (
+        round(sum(metrics.gpu_memory_max.values()) / (1 << 20), 1)
+        if metrics.gpu_memory_max
+        else None
+    )
+    utils = list(metrics.gpu_utilization.values())
+    return Usage(
+        cpu_percent=(
+            round(100.0 * metrics.server_cpu, 1)
+            if metrics.server_cpu is not None
+            else None
+        ),
+        rss_mb=(
+            round(metrics.server_rss_max / (1 << 20), 1)
+            if metrics.server_rss_max is not None
+            else None
+        ),
+        # Device-wide: the endpoint does not tell which process uses the memory.
+        gpu_memory_mb=gpu_mem,
+        gpu_util_percent=round(100.0 * sum(utils) / len(utils), 1) if utils else None,
+    )

@@ -9,16 +9,13 @@ cannot be reached, failing requests) ends with one `error: ...` line and exit 1
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from multiprocessing import shared_memory
 from pathlib import Path
 from typing import Any, NoReturn
 
 from tritonx.tools.perf.errors import PerfError
+from tritonx.tools.perf.shm import SystemSharedMemory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,9 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--async",
         dest="async_mode",
         action="store_true",
-        help="accepted for perf_analyzer compatibility (same load)",
+        help="many requests in flight per worker thread (default at a request rate)",
     )
-    p.add_argument("--sync", action="store_true", help="synchronous requests (default)")
+    p.add_argument(
+        "--sync",
+        action="store_true",
+        help="one request in flight per worker thread (default for concurrency)",
+    )
     p.add_argument("--concurrency-range", help="start:end:step (closed loop)")
     p.add_argument(
         "--request-rate-range", help="start:end:step in requests/s (open loop)"
@@ -62,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-threads",
         type=int,
-        default=16,
-        help="workers serving a request rate (one request in flight each)",
+        default=None,
+        help="worker threads at a request rate (default 4), or with --async the "
+        "concurrency is spread over them (default 16)",
     )
     p.add_argument(
         "-p",
@@ -78,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["time_windows", "count_windows"],
     )
     p.add_argument("--measurement-request-count", type=int, default=50)
+    p.add_argument(
+        "--request-count",
+        type=int,
+        default=0,
+        help="measure exactly this many requests per step (one window; 0: windows "
+        "until stable)",
+    )
+    p.add_argument(
+        "--warmup-request-count",
+        type=int,
+        default=0,
+        help="requests sent and answered before each step's measurement, not measured",
+    )
     p.add_argument("-s", "--stability-percentage", type=float, default=10.0)
     p.add_argument("-r", "--max-trials", type=int, default=10)
     p.add_argument(
@@ -125,11 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="CSV: also Avg latency, request/response, response wait",
     )
-    p.add_argument("--collect-metrics", action="store_true", help="accepted, ignored")
-    p.add_argument("--metrics-url", default=None, help="accepted, ignored")
     p.add_argument(
-        "--metrics-interval", type=int, default=None, help="accepted, ignored"
+        "--collect-metrics",
+        action="store_true",
+        help="scrape the server's Prometheus metrics during each step",
     )
+    p.add_argument(
+        "--metrics-url", default=None, help="default: the -u host, port 8002, /metrics"
+    )
+    p.add_argument("--metrics-interval", type=int, default=1000, help="ms")
     p.add_argument(
         "--input-tensor-format", default="binary", choices=["binary", "json"]
     )
@@ -171,58 +190,6 @@ def _parse_range(text: str, flag: str, integer: bool) -> list[float]:
     return out
 
 
-@dataclass
-class _Shm:
-    name: str
-    block: shared_memory.SharedMemory
-    registered: bool = False
-
-
-class _SharedMemory:
-    """--shared-memory system: one region with every step's inputs, one per output."""
-
-    def __init__(self, api: Any) -> None:
-        self._api = api
-        self._regions: list[_Shm] = []
-
-    def create(self, suffix: str, size: int) -> str:
-        name = f"tritonx_perf_{os.getpid()}_{suffix}"
-        try:
-            block = shared_memory.SharedMemory(
-                name=name, create=True, size=max(size, 1)
-            )
-        except OSError as exc:
-            raise PerfError(
-                f"cannot create shared memory {name}: {exc.strerror}"
-            ) from None
-        region = _Shm(name, block)
-        self._regions.append(region)
-        try:
-            self._api.register_system_shm(name, "/" + name, max(size, 1))
-        except PerfError as exc:
-            raise PerfError(
-                f"failed to register shared memory region {name}: {exc}"
-            ) from None
-        region.registered = True
-        return name
-
-    def write(self, name: str, offset: int, data: bytes) -> None:
-        region = next(r for r in self._regions if r.name == name)
-        assert region.block.buf is not None
-        region.block.buf[offset : offset + len(data)] = data
-
-    def close(self) -> None:
-        for region in self._regions:
-            if region.registered:
-                # A server that went away cannot unregister; the object goes anyway.
-                with contextlib.suppress(PerfError):
-                    self._api.unregister_system_shm(region.name)
-            region.block.close()
-            with contextlib.suppress(FileNotFoundError):
-                region.block.unlink()
-        self._regions = []
-
-
 def _print_settings(args: argparse.Namespace, sequence: bool) -> None:
     print("*** Measurement Settings ***")
     print(f"  Batch size: {args.batch}")
@@ -253,6 +220,10 @@ def _print_settings(args: argparse.Namespace, sequence: bool) -> None:
             f"  Sequence length: {args.sequence_length} (+/- "
             f"{args.sequence_length_variation:g}%)"
         )
+    if args.request_count:
+        print(f"  Request count: {args.request_count} per step (one window)")
+    if args.warmup_request_count:
+        print(f"  Warm-up: {args.warmup_request_count} requests before each step")
     print(
         "  Using asynchronous calls for inference"
         if args.async_mode
@@ -268,9 +239,20 @@ def _validate(args: argparse.Namespace) -> None:
     if args.streaming and args.protocol != "grpc":
         raise PerfError("streaming is only allowed with gRPC protocol (-i grpc)")
     if args.shared_memory == "cuda":
-        raise PerfError("--shared-memory cuda is not supported by tritonx-perf")
-    if "json" in (args.input_tensor_format, args.output_tensor_format):
-        raise PerfError("tritonx-perf sends and receives binary tensors only")
+        raise PerfError(
+            "--shared-memory cuda is not supported by tritonx-perf "
+            "(--shared-memory system is)"
+        )
+    if args.protocol == "grpc" and "json" in (
+        args.input_tensor_format,
+        args.output_tensor_format,
+    ):
+        raise PerfError(
+            "--input-tensor-format/--output-tensor-format json need -i http "
+            "(gRPC tensors are always binary)"
+        )
+    if args.async_mode and args.sync:
+        raise PerfError("cannot specify both --async and --sync")
     if args.concurrency_range and args.request_rate_range:
         raise PerfError(
             "cannot specify both --concurrency-range and --request-rate-range"
@@ -287,9 +269,12 @@ def _validate(args: argparse.Namespace) -> None:
         (args.latency_threshold >= 0, "--latency-threshold must be >= 0"),
         (args.string_length >= 0, "--string-length must be >= 0"),
         (args.sequence_length > 0, "--sequence-length must be > 0"),
-        (args.max_threads > 0, "--max-threads must be > 0"),
+        (args.max_threads is None or args.max_threads > 0, "--max-threads must be > 0"),
         (args.num_of_sequences > 0, "--num-of-sequences must be > 0"),
         (args.output_shared_memory_size > 0, "--output-shared-memory-size must be > 0"),
+        (args.request_count >= 0, "--request-count must be >= 0"),
+        (args.warmup_request_count >= 0, "--warmup-request-count must be >= 0"),
+        (args.metrics_interval > 0, "--metrics-interval must be > 0"),
     ]
     for ok, message in checks:
         if not ok:
@@ -314,7 +299,8 @@ def run(args: argparse.Namespace) -> int:
     _validate(args)
     from tritonx import _native
     from tritonx.tools.perf import inputs as inp
-    from tritonx.tools.perf.measure import MeasureOptions, run_step
+    from tritonx.tools.perf.measure import MeasureOptions, run_step, warm_up
+    from tritonx.tools.perf.metrics import MetricsCollector, report_lines
     from tritonx.tools.perf.progress import Progress
     from tritonx.tools.perf.report import (
         ProfileExport,
@@ -357,7 +343,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     api = connect(args.protocol, url, headers, args.timeout)
-    shm = _SharedMemory(api)
+    shm = SystemSharedMemory(api)
     try:
         try:
             metadata = api.metadata(args.model, args.version)
@@ -423,6 +409,8 @@ def run(args: argparse.Namespace) -> int:
             args.streaming,
             info.decoupled,
             list(headers.items()),
+            json_inputs=args.input_tensor_format == "json",
+            json_outputs=args.output_tensor_format == "json",
         )
         options = MeasureOptions(
             interval_ms=args.measurement_interval,
@@ -432,6 +420,23 @@ def run(args: argparse.Namespace) -> int:
             max_trials=args.max_trials,
             percentile=args.percentile,
             batch=args.batch,
+            total_requests=args.request_count,
+        )
+        # perf_analyzer's default: async at a request rate (so --max-threads does not
+        # cap the requests in flight), sync for concurrency; sequences stay sync.
+        if not args.sync and mode == "request_rate":
+            args.async_mode = True
+        if info.sequence or args.streaming:
+            args.async_mode = False
+        collector = (
+            MetricsCollector(
+                args.metrics_url or f"{url.rsplit(':', 1)[0]}:8002/metrics",
+                args.metrics_interval,
+                args.model,
+                args.version,
+            )
+            if args.collect_metrics
+            else None
         )
         _print_settings(args, info.sequence)
         progress = Progress()
@@ -441,28 +446,47 @@ def run(args: argparse.Namespace) -> int:
             else None
         )
         summaries: list[Summary] = []
+        warned_metrics = False
         for value in values:
-            threads = args.max_threads
+            threads = args.max_threads or (4 if mode == "request_rate" else 16)
             if mode == "request_rate" and info.sequence:
                 threads = args.num_of_sequences  # one sequence per worker
-            load = _native.PerfLoad(
-                target,
-                concurrency=int(value) if mode == "concurrency" else 0,
-                request_rate=float(value) if mode == "request_rate" else 0.0,
-                poisson=args.request_distribution == "poisson",
-                max_threads=threads,
-                sequence_length=args.sequence_length if info.sequence else 0,
-                sequence_variation=args.sequence_length_variation,
-                sequence_id_start=seq_start,
-                sequence_id_end=seq_end,
-                seed=args.seed,
-            )
-            try:
-                load.start()
-            except RuntimeError as exc:
-                raise PerfError(str(exc)) from None
+
+            def make_load(
+                max_requests: int, value: float = value, threads: int = threads
+            ) -> Any:
+                load = _native.PerfLoad(
+                    target,
+                    concurrency=int(value) if mode == "concurrency" else 0,
+                    request_rate=float(value) if mode == "request_rate" else 0.0,
+                    poisson=args.request_distribution == "poisson",
+                    max_threads=threads,
+                    sequence_length=args.sequence_length if info.sequence else 0,
+                    sequence_variation=args.sequence_length_variation,
+                    sequence_id_start=seq_start,
+                    sequence_id_end=seq_end,
+                    seed=args.seed,
+                    async_mode=args.async_mode,
+                    max_requests=max_requests,
+                )
+                try:
+                    load.start()
+                except RuntimeError as exc:
+                    raise PerfError(str(exc)) from None
+                return load
+
+            if args.warmup_request_count:
+                warm_up(make_load(args.warmup_request_count), args.warmup_request_count)
             label = "Concurrency" if mode == "concurrency" else "Request rate"
             progress.start_step(f"{label} {value:g}", args.max_trials)
+            stats_before = begin = None
+            if args.request_count:
+                # The one window holds every request: it opens before the first.
+                stats_before = api.statistics(args.model, args.version)
+                begin = _native.perf_now_ns()
+            if collector:
+                collector.start()
+            load = make_load(args.request_count)
             try:
                 result = run_step(
                     load,
@@ -473,15 +497,24 @@ def run(args: argparse.Namespace) -> int:
                     mode,
                     value,
                     progress.update if progress.enabled else None,
+                    stats_before,
+                    begin,
                 )
             finally:
                 progress.end_step()
                 load.stop()
+            metrics = collector.stop() if collector else None
+            if collector and metrics is None and not warned_metrics:
+                print(f"warning: {collector.error}; metrics skipped", file=sys.stderr)
+                warned_metrics = True
             summary = summarize(result, args.batch, args.percentile)
+            summary.metrics = metrics
             summaries.append(summary)
             print_step(
                 sys.stdout, summary, args.protocol, args.streaming, args.percentile
             )
+            if metrics is not None:
+                print("\n".join(report_lines(metrics)) + "\n")
             sys.stdout.flush()
             if profile:
                 profile.add(result)
@@ -502,6 +535,7 @@ def run(args: argparse.Namespace) -> int:
                     args.percentile,
                     args.streaming,
                     args.verbose_csv,
+                    metrics=args.collect_metrics and args.verbose_csv,
                 )
             except OSError as exc:
                 raise PerfError(

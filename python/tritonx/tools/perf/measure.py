@@ -1,8 +1,10 @@
 """The measurement loop of one load step, as perf_analyzer's: windows of
 --measurement-interval ms (or of --measurement-request-count requests), until the
 last three agree within --stability-percentage on throughput and latency, or
---max-trials windows were measured. The load runs in C++ the whole time; between
-windows this side only reads the finished requests and the server's statistics."""
+--max-trials windows were measured. With --request-count the step is one window of
+exactly that many requests (the load sends no more). The load runs in C++ the whole
+time; between windows this side only reads the finished requests and the server's
+statistics."""
 
 from __future__ import annotations
 
@@ -30,6 +32,11 @@ class MeasureOptions:
     max_trials: int = 10
     percentile: int = -1  # -1: stabilize on the average latency
     batch: int = 1
+    total_requests: int = 0  # --request-count: one window of this many requests
+
+
+# A --request-count window with no request finishing for this long has stalled.
+STALL_NS = 60_000_000_000
 
 
 @dataclass
@@ -167,8 +174,25 @@ def run_step(
     mode: str,
     value: float,
     progress: ProgressFn | None = None,
+    stats_before: StatsSnapshot | None = None,
+    begin_ns: int | None = None,
 ) -> StepResult:
-    """Measures windows on a running `load` (a started _native.PerfLoad)."""
+    """Measures windows on a running `load` (a started _native.PerfLoad). With
+    options.total_requests, `begin_ns` (taken before the load started) opens the one
+    window, and `stats_before` are the statistics read then."""
+    if options.total_requests:
+        return _run_counted(
+            load,
+            api,
+            model,
+            version,
+            options,
+            mode,
+            value,
+            progress,
+            stats_before,
+            begin_ns,
+        )
     windows: list[Window] = []
     pending: list[Columns] = []
     start = _native.perf_now_ns()
@@ -237,3 +261,69 @@ def run_step(
     return StepResult(
         mode, value, windows[-STABLE_WINDOWS:], windows, False, int(load.delayed)
     )
+
+
+def _run_counted(
+    load: Any,
+    api: ServerApi | None,
+    model: str,
+    version: str,
+    options: MeasureOptions,
+    mode: str,
+    value: float,
+    progress: ProgressFn | None,
+    stats_before: StatsSnapshot | None,
+    begin_ns: int | None,
+) -> StepResult:
+    """--request-count: every request the load sends (exactly that many) is one
+    window, from before the first was sent to the last answer; no stability loop."""
+    start = begin_ns if begin_ns is not None else _native.perf_now_ns()
+    total = options.total_requests
+    last_done, last_progress = 0, _native.perf_now_ns()
+    while True:
+        done = int(load.completed)
+        now = _native.perf_now_ns()
+        if done >= total or load.first_error():
+            break
+        if done != last_done:
+            last_done, last_progress = done, now
+        elif now - last_progress > STALL_NS:
+            raise PerfError(
+                f"the server answered {done} of {total} requests and then nothing "
+                f"for {STALL_NS // 1_000_000_000} s"
+            )
+        if progress:
+            progress(0, done / total, done)
+        time.sleep(0.25 if progress else 0.01)
+    end = _native.perf_now_ns()
+    stats_after = api.statistics(model, version) if api else None
+    records = load.drain()
+    failed = int(np.count_nonzero(~records["ok"]))
+    if failed:
+        error = load.first_error() or "unknown error"
+        raise PerfError(f"{failed} request(s) failed: {error}")
+    delta = (
+        stats_after.minus(stats_before)
+        if stats_after is not None and stats_before is not None
+        else None
+    )
+    window = Window(start, end, records, delta)
+    return StepResult(mode, value, [window], [window], True, int(load.delayed))
+
+
+def warm_up(load: Any, count: int) -> None:
+    """--warmup-request-count: waits for a load limited to `count` requests to
+    answer them all, checks none failed, and drops it; nothing is measured."""
+    try:
+        last_done, last_progress = -1, _native.perf_now_ns()
+        while int(load.completed) < count and not load.first_error():
+            done, now = int(load.completed), _native.perf_now_ns()
+            if done != last_done:
+                last_done, last_progress = done, now
+            elif now - last_progress > STALL_NS:
+                raise PerfError(f"warm-up: the server answered {done} of {count}")
+            time.sleep(0.01)
+    finally:
+        load.stop()
+    if load.first_error():
+        raise PerfError(f"warm-up request failed: {load.first_error()}")

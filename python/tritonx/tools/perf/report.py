@@ -16,6 +16,7 @@ import numpy as np
 
 from tritonx import _native
 from tritonx.tools.perf.measure import StepResult, latencies_us
+from tritonx.tools.perf.metrics import METRIC_COLUMNS, StepMetrics, csv_cells
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Summary:
     first_response: float
     inter_response: float
     response_throughput: float
+    metrics: StepMetrics | None = None  # --collect-metrics
 
     @property
     def response_wait(self) -> float:
@@ -195,7 +197,9 @@ def print_final(out: TextIO, summaries: list[Summary], streaming: bool = False) 
         )
 
 
-def csv_header(mode: str, percentile: int, streaming: bool, verbose: bool) -> list[str]:
+def csv_header(
+    mode: str, percentile: int, streaming: bool, verbose: bool, metrics: bool = False
+) -> list[str]:
     head = ["Concurrency" if mode == "concurrency" else "Request Rate"]
     head += [
         "Inferences/Second",
@@ -224,6 +228,8 @@ def csv_header(mode: str, percentile: int, streaming: bool, verbose: bool) -> li
             "Avg First Response Time",
             "Avg Inter Response Time",
         ]
+    if metrics:
+        head += METRIC_COLUMNS
     return head
 
 
@@ -233,6 +239,7 @@ def write_csv(
     percentile: int,
     streaming: bool,
     verbose: bool,
+    metrics: bool = False,
 ) -> None:
     if not summaries:
         return
@@ -240,7 +247,9 @@ def write_csv(
     rows = sorted(summaries, key=lambda s: s.throughput)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(csv_header(summaries[0].mode, percentile, streaming, verbose))
+        writer.writerow(
+            csv_header(summaries[0].mode, percentile, streaming, verbose, metrics)
+        )
         for s in rows:
             server = s.server or {}
             row: list[Any] = [
@@ -268,6 +277,8 @@ def write_csv(
                     _us(s.first_response),
                     _us(s.inter_response),
                 ]
+            if metrics:
+                row += csv_cells(s.metrics)
             writer.writerow(row)
 
 

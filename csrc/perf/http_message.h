@@ -1,0 +1,65 @@
+// HTTP/1.1 pieces of tritonx-perf's HTTP clients (http_connection.cc: one blocking
+// request at a time; http_async.cc: many non-blocking connections per thread):
+// the prebuilt infer requests (binary tensor extension or plain JSON tensors) and an
+// incremental response parser, so both clients send and read the same bytes.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "connection.h"
+
+namespace tritonx::perf {
+
+// Every request template of a Target as complete HTTP messages, built once.
+// Thread-safety: immutable after construction; Message/WithSequence are const.
+class HttpMessages {
+ public:
+  explicit HttpMessages(const Target& target);
+  // Empty when every template could be built; else why not (e.g. a BYTES element
+  // that is not UTF-8 cannot travel as a JSON string).
+  const std::string& error() const { return error_; }
+  size_t size() const { return whole_.size(); }
+  // The request for template step % size(), without sequence parameters.
+  const std::string& Message(size_t step) const { return whole_[step % whole_.size()]; }
+  // The same request carrying sequence id/start/end parameters.
+  std::string WithSequence(size_t step, const SequenceParams& seq) const;
+
+ private:
+  std::string Compose(const std::string& json, const std::string& binary) const;
+
+  const Target& target_;
+  std::string path_;
+  std::string error_;
+  // The JSON header of each template without its closing brace (request parameters
+  // go there), and the binary tensor bytes that follow it (empty for JSON tensors).
+  std::vector<std::string> jsons_, binaries_, whole_;
+};
+
+// Appends the JSON array of one tensor's values ("data" of the KServe V2 JSON
+// tensor format) decoded from its raw little-endian bytes; false with *error when
+// the bytes do not fit the datatype and shape.
+bool AppendJsonTensorData(const InputData& input, std::string* out, std::string* error);
+
+// One parsed response. Only a non-200 answer keeps its body (the error text).
+struct HttpResponse {
+  int status = 0;
+  bool close = false;  // the server ends the connection after it
+  std::string body;
+};
+
+enum class ParseResult { kIncomplete, kComplete, kError };
+
+// Parses the response at the front of `buffer` (Content-Length or chunked body).
+// kComplete sets *consumed to its length; kError sets *error.
+ParseResult ParseHttpResponse(const std::string& buffer, HttpResponse* response,
+                              size_t* consumed, std::string* error);
+
+// A connected TCP socket (TCP_NODELAY) to host:port; -1 with *error when not.
+int OpenHttpSocket(const std::string& url, std::string* error);
+
+// {"error":"..."}: the message alone reads better than the JSON.
+std::string HttpErrorText(const std::string& body);
+
+}  // namespace tritonx::perf
