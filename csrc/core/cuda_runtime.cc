@@ -1,6 +1,7 @@
 #include "cuda_runtime.h"
 
 #include <atomic>
+#include <cstring>
 #include <mutex>
 #include <string>
 
@@ -209,6 +210,66 @@ std::string CudaStreamSync(void* stream) {
 #else
   (void)stream;
   return "CUDA support is not built in";
+#endif
+}
+
+std::string CudaCopyBlocking(void* dst, const void* src, size_t bytes) {
+#ifdef TRITONX_ENABLE_CUDA
+  return ErrorText(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+#else
+  (void)dst;
+  (void)src;
+  (void)bytes;
+  return "CUDA support is not built in";
+#endif
+}
+
+std::string CudaIpcOpen(const void* handle, int device, void** ptr,
+                        size_t* allocation_bytes) {
+#ifdef TRITONX_ENABLE_CUDA
+  if (!CudaUsable()) return "no usable GPU";
+  static_assert(sizeof(cudaIpcMemHandle_t) == kCudaIpcHandleBytes,
+                "cudaIpcMemHandle_t is 64 bytes");
+  cudaIpcMemHandle_t ipc{};
+  std::memcpy(&ipc, handle, sizeof(ipc));
+  return OnDevice(device, [&]() -> std::string {
+    void* opened = nullptr;
+    cudaError_t err =
+        cudaIpcOpenMemHandle(&opened, ipc, cudaIpcMemLazyEnablePeerAccess);
+    if (err != cudaSuccess) return ErrorText(err);
+    // The allocation's size comes from the driver (cuMemGetAddressRange), reached
+    // through the runtime so that the core does not link libcuda itself.
+    using GetRange = int (*)(unsigned long long*, size_t*, unsigned long long);
+    void* entry = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    err = cudaGetDriverEntryPointByVersion("cuMemGetAddressRange", &entry, 12000,
+                                           cudaEnableDefault, &found);
+    size_t size = 0;
+    if (err != cudaSuccess || entry == nullptr ||
+        reinterpret_cast<GetRange>(entry)(
+            nullptr, &size, reinterpret_cast<unsigned long long>(opened)) != 0) {
+      cudaIpcCloseMemHandle(opened);
+      return err != cudaSuccess ? ErrorText(err)
+                                : std::string("cuMemGetAddressRange failed");
+    }
+    *ptr = opened;
+    *allocation_bytes = size;
+    return std::string();
+  });
+#else
+  (void)handle;
+  (void)device;
+  (void)ptr;
+  (void)allocation_bytes;
+  return "CUDA support is not built in";
+#endif
+}
+
+void CudaIpcClose(void* ptr) {
+#ifdef TRITONX_ENABLE_CUDA
+  if (ptr != nullptr && cudaIpcCloseMemHandle(ptr) != cudaSuccess) cudaGetLastError();
+#else
+  (void)ptr;
 #endif
 }
 

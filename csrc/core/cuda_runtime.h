@@ -43,4 +43,17 @@ std::string CudaCopyDeviceToHost(void* dst, const void* src, size_t bytes,
                                  void* stream);
 std::string CudaStreamSync(void* stream);
 
+// A blocking copy in either direction between host memory and device memory the
+// runtime knows (unified addressing picks the direction); empty string on success.
+std::string CudaCopyBlocking(void* dst, const void* src, size_t bytes);
+
+// CUDA IPC (the cuda_shared_memory extension): opens a peer's cudaIpcMemHandle_t
+// (`handle` points at its 64 bytes) on `device`; *ptr is the mapped allocation's
+// start and *allocation_bytes its size. Empty string on success, else the CUDA
+// error text. The mapping stays until CudaIpcClose.
+constexpr size_t kCudaIpcHandleBytes = 64;
+std::string CudaIpcOpen(const void* handle, int device, void** ptr,
+                        size_t* allocation_bytes);
+void CudaIpcClose(void* ptr);
+
 }  // namespace tritonx

@@ -378,7 +378,8 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
       Status status = ParseShmParameters(output.name(), output.parameters(), shm,
                                          &target.region, &target.offset, &byte_size);
       if (status.ok()) {
-        status = shm->Resolve(target.region, target.offset, byte_size, &target.span);
+        status = shm->Resolve(target.region, target.offset, byte_size, &target.span,
+                              ShmUse::kWrite);
       }
       if (!status.ok()) return status;
       if (shm_outputs != nullptr) shm_outputs->push_back(std::move(target));

@@ -403,7 +403,8 @@ Status ParseOutputs(const Value& outputs, const SharedMemoryRegistry* shm,
         status =
             ParseShmParameters(*oparams, shm, &target.region, &target.offset, &size);
         if (!status.ok()) return status;
-        status = shm->Resolve(target.region, target.offset, size, &target.span);
+        status = shm->Resolve(target.region, target.offset, size, &target.span,
+                              ShmUse::kWrite);
         if (!status.ok()) return status;
         encoding->shm_outputs.push_back(std::move(target));
       }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cuda_runtime.h"
 #include "core/shared_memory_registry.h"
 
 namespace tritonx {
@@ -107,6 +108,32 @@ TEST(SharedMemoryRegistry, MappingOutlivesUnregisterWhileInUse) {
   tensor.byte_size = 16;
   EXPECT_TRUE(WriteShmOutput(target, tensor).ok());
   EXPECT_EQ(std::memcmp(span.data, bytes.data(), 16), 0);
+}
+
+// System and CUDA regions share names but not status or unregistration; without a
+// usable GPU a CUDA registration is refused as by a CPU-only Triton.
+TEST(SharedMemoryRegistry, CudaKindIsSeparateAndRefusedWithoutAGpu) {
+  SharedMemoryRegistry registry;
+  ShmObject object(64);
+  ASSERT_TRUE(registry.Register("sys", object.key(), 0, 64).ok());
+  std::vector<ShmRegionStatus> rows;
+  ASSERT_TRUE(registry.GetStatus("", &rows, ShmKind::kCuda).ok());
+  EXPECT_TRUE(rows.empty());
+  Status other = registry.GetStatus("sys", &rows, ShmKind::kCuda);
+  EXPECT_EQ(other.code(), StatusCode::kNotFound);
+  EXPECT_EQ(other.message(),
+            "The region named 'sys' is registered as system shared memory, not CUDA "
+            "shared memory");
+  EXPECT_EQ(registry.GetStatus("zz", &rows, ShmKind::kCuda).message(),
+            "Unable to find cuda shared memory region: 'zz'");
+  registry.Unregister("sys", ShmKind::kCuda);  // not a CUDA region: kept
+  registry.UnregisterAll(ShmKind::kCuda);
+  EXPECT_TRUE(registry.Contains("sys"));
+  if (CudaUsable()) GTEST_SKIP() << "a GPU is present (tests/gpu covers CUDA regions)";
+  Status refused = registry.RegisterCuda("c", std::string(64, '\0'), 0, 64);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(refused.message(),
+            "failed to register CUDA shared memory region: 'c', GPUs not supported");
 }
 
 }  // namespace

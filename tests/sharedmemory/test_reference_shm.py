@@ -4,6 +4,7 @@ test creates are visible to it), comparing status codes, bodies and messages."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,22 @@ def scenario(server: RunningServer, region: Region) -> list[Any]:
         seen.append(result.as_numpy("OUTPUT0").tolist())
         inp.set_shared_memory("in", 16, offset=64)
         grpc_call("offset", client.infer, "echo", [inp])
-        # CUDA shared memory (tritonx: as a CPU-only Triton; the reference's
-        # register differs with its GPU build, so only status/unregister here).
+        # CUDA shared memory. Without a GPU, a well-formed register differs on
+        # purpose: the reference (a GPU build) answers "invalid args" when it cannot
+        # open the handle, tritonx says "GPUs not supported" as a CPU-only Triton
+        # does. Malformed bodies are answered alike.
+        handle = base64.b64encode(bytes(64)).decode()
+        for body in (
+            {},
+            {"raw_handle": {}},
+            {"raw_handle": {"b64": 5}},
+            {"raw_handle": {"b64": "!!"}, "device_id": 0, "byte_size": 64},
+            {"raw_handle": {"b64": handle}},
+            {"raw_handle": {"b64": handle}, "byte_size": 64},
+            {"raw_handle": {"b64": handle}, "byte_size": -1, "device_id": 0},
+            {"raw_handle": {"b64": "AAAA"}, "byte_size": 64, "device_id": 0},
+        ):
+            http("POST", "/v2/cudasharedmemory/region/c/register", body)
         http("GET", "/v2/cudasharedmemory/status")
         http("GET", "/v2/cudasharedmemory/region/in/status")
         http("GET", "/v2/cudasharedmemory/region/zz/status")

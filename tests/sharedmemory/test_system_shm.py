@@ -6,6 +6,7 @@ errors, and a region unregistered (and unlinked) while a request still uses it.
 
 from __future__ import annotations
 
+import base64
 import queue
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ import tritonclient.http as httpclient
 import tritonclient.utils.shared_memory as shm
 from serverutil import RunningServer, run_server
 from shmutil import Region, grpc_error, infer_body, raw
+
+from tritonx import _native
 
 
 @pytest.fixture(scope="module", params=["native", "python"])
@@ -284,6 +287,9 @@ def test_grpc_parameter_types(server: RunningServer, region: Region) -> None:
         client.close()
 
 
+@pytest.mark.skipif(
+    _native.cuda_usable(), reason="a GPU is present (tests/gpu covers CUDA regions)"
+)
 def test_cuda_shared_memory_without_gpu(server: RunningServer, region: Region) -> None:
     key, _ = region(64)
     assert raw(server, "GET", "/v2/cudasharedmemory/status") == (200, [])
@@ -291,7 +297,8 @@ def test_cuda_shared_memory_without_gpu(server: RunningServer, region: Region) -
         404,
         {"error": "Unable to find cuda shared memory region: 'zz'"},
     )
-    body = {"raw_handle": {"b64": "AAAA"}, "device_id": 0, "byte_size": 64}
+    handle = base64.b64encode(bytes(64)).decode()
+    body = {"raw_handle": {"b64": handle}, "device_id": 0, "byte_size": 64}
     assert raw(server, "POST", "/v2/cudasharedmemory/region/c/register", body) == (
         400,
         {

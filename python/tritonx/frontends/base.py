@@ -19,9 +19,8 @@ class Frontend(Protocol):
 
 
 # Triton's extension names in its order (src/server.cc), limited to what tritonx
-# implements; both frontends report this list in server metadata. Not listed:
-# cuda_shared_memory (no GPU build: its calls answer as a CPU-only Triton's do),
-# sequence.
+# implements; both frontends report `server_extensions()` in server metadata. Not
+# listed: sequence.
 SERVER_EXTENSIONS: tuple[str, ...] = (
     "classification",
     "model_repository",
@@ -35,3 +34,14 @@ SERVER_EXTENSIONS: tuple[str, ...] = (
     "trace",
     "logging",
 )
+
+
+def server_extensions() -> tuple[str, ...]:
+    """SERVER_EXTENSIONS, plus cuda_shared_memory where this build has CUDA and the
+    machine a usable GPU (elsewhere its calls answer as a CPU-only Triton's do)."""
+    from tritonx import _native
+
+    if not _native.cuda_usable():
+        return SERVER_EXTENSIONS
+    at = SERVER_EXTENSIONS.index("system_shared_memory") + 1
+    return (*SERVER_EXTENSIONS[:at], "cuda_shared_memory", *SERVER_EXTENSIONS[at:])

@@ -32,7 +32,7 @@ from tritonx.errors import (
     UnavailableError,
     UnsupportedError,
 )
-from tritonx.frontends.base import SERVER_EXTENSIONS
+from tritonx.frontends.base import server_extensions
 from tritonx.frontends.log_settings import grpc_update
 from tritonx.frontends.shared_memory import SharedMemoryControl, default_registry
 
@@ -149,7 +149,7 @@ class GrpcFrontend:
         port: int = 8001,
         server_id: str = "triton",
         version: str = __version__,
-        extensions: Sequence[str] = SERVER_EXTENSIONS,
+        extensions: Sequence[str] | None = None,
         control_threads: int = 8,
         infer_compression_level: str = "none",
         channel_args: Mapping[str, int] | None = None,
@@ -182,7 +182,9 @@ class GrpcFrontend:
         self._port = port
         self._server_id = server_id
         self._version = version
-        self._extensions = list(extensions)
+        self._extensions = list(
+            server_extensions() if extensions is None else extensions
+        )
         self._server_options: dict[str, Any] = {
             "control_threads": control_threads,
             "infer_compression_level": infer_compression_level,
@@ -451,15 +453,22 @@ class GrpcFrontend:
         return self._pb.SystemSharedMemoryUnregisterResponse()
 
     def _cuda_shm_status(self, request: Any) -> Message:
-        self._shm.cuda_status(request.name)  # raises for a named region
-        return self._pb.CudaSharedMemoryStatusResponse()
+        response = self._pb.CudaSharedMemoryStatusResponse()
+        for row in self._shm.cuda_status(request.name):
+            entry = response.regions[row["name"]]
+            entry.name = row["name"]
+            entry.device_id = row["device_id"]
+            entry.byte_size = row["byte_size"]
+        return response
 
     def _cuda_shm_register(self, request: Any) -> Message:
-        self._shm.cuda_register(request.name)
+        self._shm.cuda_register(
+            request.name, request.raw_handle, request.device_id, request.byte_size
+        )
         return self._pb.CudaSharedMemoryRegisterResponse()
 
     def _cuda_shm_unregister(self, request: Any) -> Message:
-        # Nothing can be registered without a GPU: always a no-op, as in Triton.
+        self._shm.cuda_unregister(request.name)
         return self._pb.CudaSharedMemoryUnregisterResponse()
 
     # -- settings ----------------------------------------------------------------------

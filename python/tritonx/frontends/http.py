@@ -33,7 +33,7 @@ from tritonx.errors import (
     UnsupportedError,
 )
 from tritonx.frontends import http_extensions, http_infer
-from tritonx.frontends.base import SERVER_EXTENSIONS
+from tritonx.frontends.base import server_extensions
 from tritonx.frontends.http_access import (
     AccessRules,
     Restrictions,
@@ -131,7 +131,7 @@ class HttpFrontend:
         server_id: str = "triton",
         max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
         version: str = __version__,
-        extensions: Sequence[str] = SERVER_EXTENSIONS,
+        extensions: Sequence[str] | None = None,
         reuse_port: bool = False,
         restricted_apis: Restrictions | None = None,
         header_forward_pattern: str | None = None,
@@ -182,12 +182,10 @@ class HttpFrontend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._models: dict[tuple[str, str], _ModelInfo] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._metadata = response(
-            200,
-            _dumps(
-                {"name": server_id, "version": version, "extensions": list(extensions)}
-            ),
-        )
+        if extensions is None:
+            extensions = server_extensions()
+        info = {"name": server_id, "version": version, "extensions": list(extensions)}
+        self._metadata = response(200, _dumps(info))
         handlers: dict[str, Callable[[HttpMessage, Slot, Route], None]] = {
             "server_metadata": lambda m, s, r: s.done(self._metadata),
             "live": lambda m, s, r: s.done(_EMPTY_OK),

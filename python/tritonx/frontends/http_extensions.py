@@ -65,10 +65,12 @@ def shared_memory_reply(
                     control, route.region, http_infer.load_json(message.body)
                 )
             else:
-                http_cuda_register(route.region)
+                body = http_infer.load_json(message.body) if route.region else None
+                http_cuda_register(control, route.region, body)
         elif system:
             control.system_unregister(route.region)
-        # CUDA unregister: nothing can be registered without a GPU, a no-op.
+        else:
+            control.cuda_unregister(route.region)
     except Exception as exc:
         return _failed(exc)
     return _OK_EMPTY

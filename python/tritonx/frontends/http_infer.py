@@ -70,9 +70,9 @@ class ParsedInfer:
         self.binary_outputs: dict[str, bool] = {}
         self.default_binary = False
         self.parameters: dict[str, ParamValue] | None = None
-        # Outputs to write into shared memory: a ShmRef until attach_binary, then a
-        # writable memoryview of the region.
-        self.shm_outputs: dict[str, ShmRef | memoryview] = {}
+        # Outputs to write into shared memory: a ShmRef until attach_binary, then
+        # the region's ShmTarget (host or CUDA memory).
+        self.shm_outputs: dict[str, Any] = {}
         # Classification extension: output name -> top-N.
         self.class_counts: dict[str, int] = {}
 
@@ -194,16 +194,18 @@ def attach_binary(parsed: ParsedInfer, body: Buffer, shm: Any = None) -> None:
             parsed.inputs[i] = (name, datatype, shape, _region_view(shm, data))
     for name, ref in parsed.shm_outputs.items():
         if isinstance(ref, ShmRef):
-            parsed.shm_outputs[name] = _region_view(shm, ref)
+            parsed.shm_outputs[name] = _region_view(shm, ref, output=True)
 
 
-def _region_view(shm: Any, ref: ShmRef) -> memoryview:
+def _region_view(shm: Any, ref: ShmRef, output: bool = False) -> Any:
+    """An input's bytes (a memoryview), or an output's target (``ShmTarget``)."""
     from tritonx.frontends.shared_memory import DISALLOWED
 
     if shm is None or not shm.allowed:
         raise UnsupportedError(DISALLOWED)
-    view: memoryview = shm.view(ref.region, ref.offset, ref.byte_size)
-    return view
+    if output:
+        return shm.output_target(ref.region, ref.offset, ref.byte_size)
+    return shm.view(ref.region, ref.offset, ref.byte_size)
 
 
 def _shm_ref(params: dict[str, Any]) -> ShmRef:
@@ -550,7 +552,7 @@ def encode_response(
         raw = out.raw()
         target = shm_outputs.get(name) if shm_outputs else None
         if target is not None:
-            _write_shm(name, raw, target)
+            target.write(name, raw)  # Triton's error when it does not fit
             parts.append(f"{head}}}".encode())
             continue
         if get(name, default_binary):
@@ -569,14 +571,3 @@ def encode_response(
         parts.append(b"}")
     parts.append(b"]}")
     return b"".join(parts), binaries
-
-
-def _write_shm(name: str, raw: memoryview, target: memoryview) -> None:
-    size = raw.nbytes
-    if size > target.nbytes:
-        raise InternalError(
-            "shared memory size specified with the request for output "
-            f"'{name}' ({target.nbytes} bytes) should be at least {size} bytes to "
-            "hold the results"
-        )
-    target[:size] = raw.cast("B")

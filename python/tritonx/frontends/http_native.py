@@ -18,7 +18,6 @@ from typing import Any
 
 from tritonx import __version__
 from tritonx.errors import InvalidArgumentError
-from tritonx.frontends.base import SERVER_EXTENSIONS
 from tritonx.frontends.http import DEFAULT_MAX_INPUT_SIZE, HttpFrontend
 from tritonx.frontends.http_access import Restrictions
 from tritonx.frontends.http_protocol import (
@@ -86,7 +85,7 @@ class NativeHttpFrontend:
         server_id: str = "triton",
         max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
         version: str = __version__,
-        extensions: Sequence[str] = SERVER_EXTENSIONS,
+        extensions: Sequence[str] | None = None,
         reuse_port: bool = False,
         restricted_apis: Restrictions | None = None,
         header_forward_pattern: str | None = None,

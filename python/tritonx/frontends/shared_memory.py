@@ -1,9 +1,9 @@
 """Triton's shared memory extensions: the control plane both frontends share.
 
-System shared memory regions live in the C++ ``SharedMemoryRegistry`` of the
-server's ``ServerContext`` (``context.shared_memory``), which the C++ infer paths
-(gRPC, native HTTP) read directly; the control RPCs and routes land here. CUDA
-shared memory needs a GPU build, which tritonx does not have: its calls answer as a
+System and CUDA shared memory regions live in the C++ ``SharedMemoryRegistry`` of
+the server's ``ServerContext`` (``context.shared_memory``), which the C++ infer
+paths (gRPC, native HTTP) read directly; the control RPCs and routes land here.
+CUDA regions need a CUDA build and a usable GPU; elsewhere their calls answer as a
 CPU-only tritonserver does (status lists nothing, register fails "GPUs not
 supported", unregister succeeds).
 
@@ -13,13 +13,14 @@ the HTTP/gRPC handlers), checked against the real server.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from typing import Any
 
 from tritonx.errors import (
     InternalError,
     InvalidArgumentError,
-    NotFoundError,
     UnsupportedError,
 )
 
@@ -29,6 +30,7 @@ DISALLOWED = (
     "client shared memory is disabled on this server (--allow-client-shm=false)"
 )
 UINT64_MAX = 2**64 - 1
+CUDA_IPC_HANDLE_BYTES = 64  # sizeof(cudaIpcMemHandle_t)
 
 
 def default_registry() -> Any:
@@ -66,27 +68,36 @@ class SharedMemoryControl:
         self.registry.unregister(name)
         logger.debug("unregistered system shared memory region '%s'", name or "*")
 
-    # -- CUDA (no GPU support in this build) ---------------------------------------
+    # -- CUDA (register refuses without a CUDA build and a GPU) ---------------------
 
     def cuda_status(self, name: str = "") -> list[dict[str, Any]]:
-        if not name:
-            return []
-        if name in self.registry:
-            raise NotFoundError(
-                f"The region named '{name}' is registered as system shared memory, "
-                "not CUDA shared memory"
-            )
-        raise NotFoundError(f"Unable to find cuda shared memory region: '{name}'")
+        return list(self.registry.status(name, cuda=True))
 
-    @staticmethod
-    def cuda_register(name: str) -> None:
-        raise InvalidArgumentError(
-            f"failed to register CUDA shared memory region: '{name}', GPUs not "
-            "supported"
+    def cuda_register(
+        self, name: str, raw_handle: bytes, device_id: int, byte_size: int
+    ) -> None:
+        if not self.registry.allowed:
+            raise UnsupportedError(DISALLOWED)
+        self.registry.register_cuda(name, raw_handle, device_id, byte_size)
+        logger.debug(
+            "registered CUDA shared memory region '%s' (device %d, %d bytes)",
+            name,
+            device_id,
+            byte_size,
         )
+
+    def cuda_unregister(self, name: str = "") -> None:
+        self.registry.unregister(name, cuda=True)
+        logger.debug("unregistered CUDA shared memory region '%s'", name or "*")
 
 
 # -- HTTP bodies ------------------------------------------------------------------------
+
+
+def _member(doc: Any, key: str) -> Any:
+    if not isinstance(doc, dict) or key not in doc:
+        raise InternalError(f"attempt to access non-existing object member '{key}'")
+    return doc[key]
 
 
 def _unsigned(value: Any) -> int:
@@ -117,9 +128,30 @@ def http_system_register(control: SharedMemoryControl, region: str, doc: Any) ->
     control.system_register(region, key, offset, _unsigned(fields["byte_size"]))
 
 
-def http_cuda_register(region: str) -> None:
+def http_cuda_register(control: SharedMemoryControl, region: str, doc: Any) -> None:
+    """POST /v2/cudasharedmemory/region/{region}/register with its parsed body:
+    ``{"raw_handle": {"b64": ...}, "device_id": ..., "byte_size": ...}``."""
     if not region:
         raise InvalidArgumentError(
             "'region name' is necessary to register cuda shared memory region"
         )
-    SharedMemoryControl.cuda_register(region)
+    fields = doc if isinstance(doc, dict) else {}
+    if "raw_handle" not in fields:
+        raise InvalidArgumentError(
+            "Shared memory register request has no 'raw_handle' field"
+        )
+    handle = fields["raw_handle"]
+    b64 = _member(handle, "b64")
+    if not isinstance(b64, str):
+        raise InternalError("attempt to access JSON non-string as string")
+    byte_size = _unsigned(_member(fields, "byte_size"))
+    device_id = _unsigned(_member(fields, "device_id"))
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != CUDA_IPC_HANDLE_BYTES:
+        raise InvalidArgumentError(
+            "'raw_handle' must be a valid base64 encoded cudaIpcMemHandle_t"
+        )
+    control.cuda_register(region, raw, device_id, byte_size)
