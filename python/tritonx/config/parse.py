@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,23 @@ from tritonx.config._pb import ModelConfig
 from tritonx.errors import InvalidArgumentError
 
 log = logging.getLogger("tritonx.config")
+
+# Set while a caller reads a config only to look ahead (e.g. which models of a poll
+# round are ensembles): the load that follows reads it again and logs the failure,
+# so that every failure is logged once per round, as Triton does.
+_UNLOGGED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "tritonx_config_parse_unlogged", default=False
+)
+
+
+@contextlib.contextmanager
+def parse_errors_unlogged() -> Iterator[None]:
+    """Parse errors inside the block raise as usual but are not logged."""
+    token = _UNLOGGED.set(True)
+    try:
+        yield
+    finally:
+        _UNLOGGED.reset(token)
 
 
 def parse_config_text(text: str, source: str) -> ModelConfig:
@@ -26,7 +46,8 @@ def parse_config_text(text: str, source: str) -> ModelConfig:
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as exc:
-        log.error("Error parsing text-format inference.ModelConfig: %s", exc)
+        if not _UNLOGGED.get():
+            log.error("Error parsing text-format inference.ModelConfig: %s", exc)
         raise InvalidArgumentError(f"failed to read text proto from {source}") from exc
     return config
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tritonx.config import ModelConfig
+from tritonx.config.parse import parse_errors_unlogged
 from tritonx.errors import (
     CODE_WORDS,
     InternalError,
@@ -139,7 +140,9 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
             if model_dir is None:
                 continue
             try:
-                config, _ = read_model_config(model_dir, self.options, None)
+                # A look-ahead: the load that follows reports a failure.
+                with parse_errors_unlogged():
+                    config, _ = read_model_config(model_dir, self.options, None)
             except PollFailure:
                 continue
             if is_ensemble(config):
