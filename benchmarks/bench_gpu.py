@@ -3,16 +3,22 @@ torch's own batched loop, and the pinned staging copy against cudaMemcpyAsync.
 
 1. Served throughput. In process, through the real ModelManager and pytorch
    backend: a KIND_GPU model (``--instances`` instances, each on its own stream
-   from the core's StreamPool) with dynamic batching, fed by 2*B C++ closed-loop
-   clients (``_native.generate_load``: no GIL, no network) sending batch-1 FP32
-   requests. The reference is torch itself at batch B doing the same work per
-   batch: host input -> cuda (non_blocking, from pinned memory) -> module -> host
-   output. Target: served >= 95 % of torch's.
+   from the core's StreamPool) with dynamic batching, fed by 2*B per instance C++
+   closed-loop clients (``_native.generate_load``: no GIL, no network) sending
+   batch-1 FP32 requests. The reference is torch itself at batch B doing the same
+   work per batch: host input -> cuda (non_blocking, from pinned memory, which
+   favours torch) -> module -> host output -> numpy. Target: served >= 95 % of
+   torch's. Each row also prints where a served batch's time goes (Triton's
+   compute input/infer/output per execution, and the rest: delivery and the
+   scheduler) and the GPU utilisation NVML saw in both loops.
 2. Staging bandwidth. Host->device copies of ``--copy-mib`` MiB: the path the
    backend's batches take (a numpy view of a tensor-arena buffer, copied with
    ``torch.from_numpy(view).to(cuda, non_blocking=True)`` on a StreamPool stream,
    one synchronisation per round) against plain ``cudaMemcpyAsync`` from
    ``cudaHostAlloc`` memory (C++). Target: >= 90 %. Pageable memory for contrast.
+
+Every row runs in a process of its own (``--row``), so that a crash loses that row
+only; a failed row prints its exit status and the end of its output.
 
     PYTHONPATH=python python benchmarks/bench_gpu.py [--seconds 3 --repeats 3]
 """
@@ -22,10 +28,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +50,38 @@ from tritonx.repository import ManagerOptions, ModelManager
 
 SERVE_TARGET = 0.95
 COPY_TARGET = 0.90
+
+
+@contextmanager
+def gpu_busy(device: int = 0) -> Iterator[list[float]]:
+    """NVML's utilisation of `device`, sampled every 100 ms while the block runs
+    (the list stays empty without nvidia-ml-py)."""
+    samples: list[float] = []
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(device)
+    except Exception:
+        yield samples
+        return
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.1):
+            samples.append(float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join()
+
+
+def utilisation(samples: list[float]) -> str:
+    return f"{statistics.median(samples):.0f} %" if samples else "n/a"
 
 
 def write_model(
@@ -58,9 +101,11 @@ def write_model(
     return path
 
 
-def torch_rate(path: Path, width: int, batch: int, seconds: float) -> float:
-    """Inferences/s of torch's own loop at batch B: pinned host input -> cuda ->
-    module -> host output, the work one served batch does."""
+def torch_rate(
+    path: Path, width: int, batch: int, seconds: float
+) -> tuple[float, float, list[float]]:
+    """Inferences/s of torch's own loop at batch B (pinned host input -> cuda ->
+    module -> host output -> numpy), ms per batch, NVML utilisation samples."""
     module = torch.jit.load(str(path), map_location="cuda:0").eval()
     host = torch.rand(batch, width).pin_memory()
     count = 0
@@ -68,16 +113,28 @@ def torch_rate(path: Path, width: int, batch: int, seconds: float) -> float:
         warm_until = time.perf_counter() + 1.0
         while time.perf_counter() < warm_until:
             module(host.to("cuda:0", non_blocking=True)).cpu()
-        start = time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            module(host.to("cuda:0", non_blocking=True)).cpu().numpy()
-            count += batch
-        elapsed = time.perf_counter() - start
-    return count / elapsed
+        with gpu_busy() as busy:
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                module(host.to("cuda:0", non_blocking=True)).cpu().numpy()
+                count += batch
+            elapsed = time.perf_counter() - start
+    return count / elapsed, 1e3 * elapsed * batch / count, busy
+
+
+def per_execution_ms(before: dict[str, Any], after: dict[str, Any]) -> list[float]:
+    """Mean compute input / infer / output per execution between two snapshots."""
+    totals = [0, 0, 0, 0]
+    for size, now in after["batch_stats"].items():
+        was = before["batch_stats"].get(size, (0, 0, 0, 0))
+        for i in range(4):
+            totals[i] += now[i] - was[i]
+    count = max(1, totals[0])
+    return [totals[i] / count / 1e6 for i in (1, 2, 3)]
 
 
 async def served(
-    root: Path, path: Path, args: argparse.Namespace, instances: int
+    root: Path, path: Path, args: argparse.Namespace, instances: int, per_batch: int
 ) -> list[str]:
     manager = ModelManager(
         ManagerOptions(repositories=[root], gpu_ids=_native.cuda_device_ids()),
@@ -89,11 +146,30 @@ async def served(
         width = args.dims[0]
         x = np.random.default_rng(1).random((1, width), np.float32)
         inputs = [("INPUT__0", "FP32", [1, width], x)]
-        clients = 2 * args.batch * instances
-        ratios, rates, offline, batches = [], [], [], []
+        clients = per_batch * args.batch * instances
+        ratios, rates, offline, batches, notes = [], [], [], [], []
         for _ in range(args.repeats):
-            off = torch_rate(path, width, args.batch, args.seconds)
-            rate, mean_batch = served_rate(model, inputs, clients, args.seconds, 1.0)
+            off, off_ms, off_busy = torch_rate(path, width, args.batch, args.seconds)
+            before = model.statistics()
+            with gpu_busy() as busy:
+                rate, mean_batch = served_rate(
+                    model, inputs, clients, args.seconds, 1.0
+                )
+            after = model.statistics()
+            execs = after["execution_count"] - before["execution_count"]
+            # The execution count includes the warm-up window of served_rate:
+            # estimate the wall time per batch from the measured rate instead.
+            period = 1e3 * mean_batch / rate if rate else 0.0
+            inp, infer, out = per_execution_ms(before, after)
+            queued = after["queue"][1] - before["queue"][1]
+            queue_ms = queued / max(1, after["queue"][0] - before["queue"][0]) / 1e6
+            notes.append(
+                f"  torch loop {off_ms:.3f} ms/batch, GPU busy {utilisation(off_busy)}"
+                f"; served {period:.3f} ms/batch ({execs} executions, each: "
+                f"compute input {inp:.3f} + infer "
+                f"{infer:.3f} + output {out:.3f} ms), queue {queue_ms:.3f} ms/request, "
+                f"GPU busy {utilisation(busy)}"
+            )
             ratios.append(rate / off)
             rates.append(rate)
             offline.append(off)
@@ -106,7 +182,8 @@ async def served(
             f"{statistics.median(batches):.1f}) | torch batched "
             f"{statistics.median(offline):,.0f} inf/s | {statistics.median(rates):,.0f}"
             f" inf/s | {ratio:.1%} | >= {SERVE_TARGET:.0%} | "
-            f"{'PASS' if ratio >= SERVE_TARGET else 'FAIL'} |"
+            f"{'PASS' if ratio >= SERVE_TARGET else 'FAIL'} |",
+            *notes,
         ]
     finally:
         await manager.shutdown()
@@ -156,35 +233,91 @@ def copy_rows(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def run_row(row: str, args: argparse.Namespace) -> int:
+    """One row, in this process: "copy" or "served:<instances>:<clients per
+    batch slot>"."""
+    if row == "copy":
+        print("\n".join(copy_rows(args)), flush=True)
+        return 0
+    _, instances, per_batch = row.split(":")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        path = write_model(root, tuple(args.dims), args, int(instances))
+        lines = asyncio.run(served(root, path, args, int(instances), int(per_batch)))
+        print("\n".join(lines), flush=True)
+    return 0
+
+
+def row_in_subprocess(row: str, argv: list[str], timeout: float) -> list[str]:
+    """A row's output lines from a child process; a crash or a timeout becomes a
+    FAILED line with the exit status and the child's last lines."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--row", row]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        tail = (exc.stdout or b"")[-2000:]
+        text = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
+        return [f"| {row}: FAILED (timed out after {timeout:.0f} s) |", text]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("|", " "))]
+    if done.returncode != 0:
+        how = (
+            f"signal {-done.returncode}"
+            if done.returncode < 0
+            else f"exit {done.returncode}"
+        )
+        tail = (done.stdout + done.stderr).splitlines()[-25:]
+        lines += [f"| {row}: FAILED ({how}) |", *("    " + t for t in tail)]
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[2048, 8192, 8192, 2048])
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--instances", type=int, nargs="+", default=[2])
+    parser.add_argument("--instances", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--clients-per-batch",
+        type=int,
+        default=2,
+        help="closed-loop clients per instance, in multiples of --batch",
+    )
+    parser.add_argument(
+        "--extra-rows",
+        nargs="*",
+        default=[],
+        help="more served rows as <instances>:<clients per batch>",
+    )
     parser.add_argument("--delay-us", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--copy-mib", type=int, default=256)
     parser.add_argument("--copy-iters", type=int, default=20)
+    parser.add_argument("--row-timeout", type=float, default=120.0)
+    parser.add_argument("--row", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not (_native.probe_cuda() and torch.cuda.is_available()):
         print("bench_gpu: no usable CUDA device; nothing to measure")
         return 0
-    print(f"# {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    if args.row:
+        return run_row(args.row, args)
+    argv = sys.argv[1:]
+    print(f"# {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
     rows = [
         "| what | reference | tritonx | ratio | target | |",
         "|---|---|---|---|---|---|",
     ]
-    rows += copy_rows(args)
-    print("\n".join(rows[2:]), flush=True)
-    for instances in args.instances:
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            path = write_model(root, tuple(args.dims), args, instances)
-            rows += asyncio.run(served(root, path, args, instances))
-        print(rows[-1], flush=True)
+    failed = False
+    served_rows = [f"served:{n}:{args.clients_per_batch}" for n in args.instances]
+    served_rows += [f"served:{spec}" for spec in args.extra_rows]
+    for row in ["copy", *served_rows]:
+        lines = row_in_subprocess(row, argv, args.row_timeout)
+        failed |= any("FAILED" in line for line in lines)
+        print("\n".join(lines), flush=True)
+        rows += [
+            line for line in lines if line.startswith("| ") and "FAILED" not in line
+        ]
     print("\n".join(rows))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -120,23 +120,34 @@ export PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
 
 section "C++ tests"
 ctest --test-dir "$BUILD" -j"$JOBS" --timeout 120 --output-on-failure \
-  | tail -n 40 || fail "C++ tests"
+  > "$OUT/ctest.log" 2>&1 || fail "C++ tests"
+tail -n 40 "$OUT/ctest.log"
 echo "--- the CUDA ones in full:"
 "$BUILD"/tests/cpp/test_cuda_runtime || fail "test_cuda_runtime"
 
-section "pytest (gpu-marked and the GPU-side neighbours)"
+section "pytest (every gpu-marked test under tests/, then the GPU-side neighbours)"
 export TRITONX_TEST_SOURCE_TREE=1 PYTHONUNBUFFERED=1
-timeout 240 "$PY" -m pytest -p no:cacheprovider -q -rs --timeout 240 \
-  tests/gpu tests/core/test_dlpack_outputs.py tests/test_gpu_absent.py \
+# Any test file that marks tests `gpu` (tests/gpu marks all of its own).
+mapfile -t marked < <(grep -rlE "mark\.gpu\b" tests --include='test_*.py' | sort)
+timeout 200 "$PY" -m pytest -p no:cacheprovider -q -rs --timeout 200 -m gpu \
+  tests/gpu "${marked[@]}" 2>&1 | tee "$OUT/pytest-gpu.log" || fail "pytest (gpu)"
+timeout 120 "$PY" -m pytest -p no:cacheprovider -q -rs --timeout 120 \
+  tests/core/test_dlpack_outputs.py tests/test_gpu_absent.py \
   "tests/backends/test_onnxruntime_backend.py::test_gpu_instance_providers_follow_the_config" \
-  || fail "pytest"
+  2>&1 | tee "$OUT/pytest-more.log" || fail "pytest (neighbours)"
 
-section "bench_gpu.py (short)"
-timeout 150 "$PY" benchmarks/bench_gpu.py --seconds ${BENCH_SECONDS:-2} --repeats 2 \
-  --instances 1 2 \
+section "bench_gpu.py (short; each row in a process of its own)"
+# shellcheck disable=SC2086
+timeout ${BENCH_TIMEOUT:-150} "$PY" benchmarks/bench_gpu.py --seconds ${BENCH_SECONDS:-2} \
+  --repeats 2 --instances 1 2 ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" \
   || fail "bench_gpu"
 
-section "done: $([ $STATUS = 0 ] && echo ALL OK || echo FAILURES) in ${SECONDS}s"
+section "summary"
+grep -m1 "^core:" "$LOG" || true
+grep -E "tests passed|tests failed" "$OUT/ctest.log" || echo "ctest: no summary"
+for f in "$OUT"/pytest-*.log; do echo "$(basename "$f" .log): $(tail -n 1 "$f")"; done
+grep -E "^\| |^  torch loop|FAILED" "$OUT/bench.log" || echo "bench: no rows"
+echo "done: $([ $STATUS = 0 ] && echo ALL OK || echo FAILURES) in ${SECONDS}s"
 return $STATUS
 }
 

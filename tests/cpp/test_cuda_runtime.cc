@@ -24,9 +24,12 @@ TEST(CudaRuntime, WithoutAGpuEverythingIsInert) {
   EXPECT_EQ(CudaDeviceCount(), 0);
   EXPECT_EQ(CudaHostAlloc(64), nullptr);
   EXPECT_EQ(CudaStreamCreate(0), nullptr);
-  StreamPool pool(3, 0);
-  EXPECT_EQ(pool.size(), 3u);
-  EXPECT_EQ(pool.Get(0), nullptr);
+  {
+    StreamPool pool(3, 0);
+    EXPECT_EQ(pool.size(), 3u);
+    EXPECT_EQ(pool.Get(0), nullptr);
+  }
+  EXPECT_EQ(StreamPool::FreeStreams(0), 0u);  // null streams are not kept
   EXPECT_FALSE(TensorArena::Create(1 << 20, /*want_pinned=*/true)->pinned());
 }
 
@@ -58,6 +61,24 @@ TEST(CudaRuntime, StreamPoolGivesDistinctStreamsOnItsDevice) {
   }
   EXPECT_EQ(seen.size(), 4u);
   EXPECT_EQ(pool.Get(4), nullptr);
+}
+
+TEST(CudaRuntime, ReleasedStreamsAreReusedNotDestroyed) {
+  SKIP_WITHOUT_CUDA();
+  // A framework may still hold a released pool's streams (torch records events on
+  // them when pinned blocks are freed): they must stay valid, so the next pool on
+  // the device gets them back instead of new ones.
+  std::set<void*> first;
+  {
+    StreamPool pool(3, 0);
+    for (size_t i = 0; i < pool.size(); ++i) first.insert(pool.Get(i));
+  }
+  EXPECT_GE(StreamPool::FreeStreams(0), 3u);
+  for (void* stream : first) EXPECT_EQ(CudaStreamSync(stream), "");
+  StreamPool again(2, 0);
+  for (size_t i = 0; i < again.size(); ++i) {
+    EXPECT_TRUE(first.count(again.Get(i))) << i;
+  }
 }
 
 TEST(CudaRuntime, ArenaBatchRoundTripsOnAnInstanceStream) {

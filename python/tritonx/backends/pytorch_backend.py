@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from tritonx import _native
 from tritonx.backends import torch_io
 from tritonx.backends.base import (
     GatheredInstance,
@@ -255,10 +256,15 @@ class TorchInstance(GatheredInstance):
         self._script = model.kind == "script"
         self._threads = 0 if self._cuda else model.cpu_threads
         self._stream: Any = None
-        self._copies_pending = False  # device->host output copies not waited for
-        if self._cuda and ictx.cuda_stream:
-            self._stream = torch.cuda.ExternalStream(
-                ictx.cuda_stream, device=self._device
+        # Where GPU outputs land: the server's tensor arena (page-locked, recycled
+        # by the core), never torch's pinned allocator, which would record events
+        # on this instance's stream whenever a response releases its block.
+        self._server = model.ctx.server
+        if self._cuda:
+            self._stream = (
+                torch.cuda.ExternalStream(ictx.cuda_stream, device=self._device)
+                if ictx.cuda_stream
+                else torch.cuda.current_stream(self._device)
             )
         where = (
             "CPU device 0"
@@ -397,9 +403,14 @@ class TorchInstance(GatheredInstance):
         if self._stream is None:
             return self._call_on_stream(inputs, wanted)
         # The core's stream for this instance: copies in, kernels and copies out
-        # are ordered on it; reading outputs to host waits for it.
-        with torch.cuda.stream(self._stream):
-            return self._call_on_stream(inputs, wanted)
+        # are queued on it without waiting; one synchronisation (GIL released) ends
+        # the batch, also when the model failed: the core reuses the arena buffers
+        # the host->device copies read from as soon as this returns.
+        try:
+            with torch.cuda.stream(self._stream):
+                return self._call_on_stream(inputs, wanted)
+        finally:
+            self._stream.synchronize()
 
     def _call_on_stream(
         self, inputs: Mapping[str, np.ndarray], wanted: set[str] | None
@@ -461,9 +472,6 @@ class TorchInstance(GatheredInstance):
             if wanted is not None and name not in wanted:
                 continue
             out[name] = self._to_output(name, value, dtype, config_type)
-        if self._copies_pending:
-            self._copies_pending = False
-            torch.cuda.current_stream(self._device).synchronize()
         return out
 
     def _to_output(
@@ -494,16 +502,23 @@ class TorchInstance(GatheredInstance):
             )
         tensor = value.detach()
         if tensor.device.type != "cpu":
-            # Into pinned host memory without waiting: _read_outputs synchronises
-            # the instance's stream once for all the outputs of the batch.
-            host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-            host.copy_(tensor, non_blocking=True)
-            self._copies_pending = True
-            tensor = host
+            tensor = self._to_host(tensor)
         tensor = tensor.contiguous()
         if config_type == mc.TYPE_BF16:
             return ("BF16", tensor.view(torch.int16).numpy().view(np.uint16))
         return tensor.numpy()
+
+    def _to_host(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A device tensor copied into an arena buffer, queued on the instance's
+        stream (_call synchronises it once for all the outputs of the batch); the
+        returned tensor's numpy view keeps the buffer until the responses go."""
+        nbytes = tensor.numel() * tensor.element_size()
+        if nbytes == 0:
+            return torch.empty(tensor.shape, dtype=tensor.dtype)
+        buffer = _native.arena_array(nbytes, self._server)
+        host = torch.from_numpy(buffer).view(tensor.dtype).view(tensor.shape)
+        host.copy_(tensor, non_blocking=True)
+        return host
 
     def close(self) -> None:
         self._module = None
