@@ -97,10 +97,9 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} -DBUIL
 [ -f "$BUILD/build.ninja" ] || { fail "configure"; return 1; }
 
 section "build (-j$JOBS)"
-tests=$(sed -n '/set(TRITONX_CPP_TESTS/,/)/p' tests/cpp/CMakeLists.txt \
-  | grep -oE 'test_[a-z_]+')
-# shellcheck disable=SC2086
-cmake --build "$BUILD" -j"$JOBS" --target _C $tests || { fail "build"; return 1; }
+# Everything configured (the extension and every C++ test the options enable), so
+# that ctest finds no test whose executable was not built.
+cmake --build "$BUILD" -j"$JOBS" || { fail "build"; return 1; }
 for f in "$BUILD"/csrc/_C*.so; do cp "$f" python/tritonx/; done
 if "$PY" -c "import grpc_tools" 2>/dev/null; then
   "$PY" scripts/gen_protos.py protos python/tritonx/_proto || fail "protos"

@@ -58,7 +58,7 @@ async def _serve_twice(repo: Path, inputs: list[np.ndarray]) -> list[np.ndarray]
         got = [r.outputs[0].as_numpy().copy() for r in held]  # type: ignore[attr-defined]
         del held
         gc.collect()
-        _native._release_pending_refs()  # what C++ threads dropped goes now
+        _native.release_pending_refs()  # what C++ threads dropped goes now
         got += [
             _infer(model, x, f"b{i}").outputs[0].as_numpy().copy()  # type: ignore[attr-defined]
             for i, x in enumerate(inputs)

@@ -255,6 +255,14 @@ class TorchInstance(GatheredInstance):
         self._cuda = self._device is not None and self._device.type == "cuda"
         self._script = model.kind == "script"
         self._threads = 0 if self._cuda else model.cpu_threads
+        # Worker threads the core runs this instance on (placement.core_executors):
+        # on a GPU, two batches share the instance's stream, so the GPU computes
+        # one while the host gathers the next or answers the last. Module calls
+        # are re-entrant (Triton's weight sharing relies on it too); AOTInductor
+        # packages run one call at a time and gain nothing.
+        self.pipeline_depth = (
+            self._settings.pipeline_depth if self._cuda and model.kind != "aoti" else 1
+        )
         self._stream: Any = None
         # Where GPU outputs land: the server's tensor arena (page-locked, recycled
         # by the core), never torch's pinned allocator, which would record events
@@ -403,14 +411,18 @@ class TorchInstance(GatheredInstance):
         if self._stream is None:
             return self._call_on_stream(inputs, wanted)
         # The core's stream for this instance: copies in, kernels and copies out
-        # are queued on it without waiting; one synchronisation (GIL released) ends
-        # the batch, also when the model failed: the core reuses the arena buffers
+        # are queued on it without waiting; the batch ends by waiting (GIL
+        # released) for an event recorded after its own work, not for the whole
+        # stream, where the next batch of a pipelined instance may already be
+        # queued. Also when the model failed: the core reuses the arena buffers
         # the host->device copies read from as soon as this returns.
+        done = torch.cuda.Event()
         try:
             with torch.cuda.stream(self._stream):
                 return self._call_on_stream(inputs, wanted)
         finally:
-            self._stream.synchronize()
+            done.record(self._stream)
+            done.synchronize()
 
     def _call_on_stream(
         self, inputs: Mapping[str, np.ndarray], wanted: set[str] | None

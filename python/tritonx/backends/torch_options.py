@@ -66,6 +66,14 @@ class TorchSettings:
             log.warning("ENABLE_NVFUSER is ignored: this torch has no NvFuser")
         self.intra_op_threads = _int_param(params, "INTRA_OP_THREAD_COUNT")
         self.inter_op_threads = _int_param(params, "INTER_OP_THREAD_COUNT")
+        # tritonx: batches a GPU instance keeps in flight on its stream (2: the
+        # next one's copies and kernels queue while the host finishes this one).
+        depth = _int_param(params, "PIPELINE_DEPTH")
+        if depth is not None and not 1 <= depth <= 8:
+            raise InvalidArgumentError(
+                f"PIPELINE_DEPTH must be between 1 and 8, got {depth}"
+            )
+        self.pipeline_depth = depth or 2
 
     def apply_process_wide(self) -> None:
         """JIT switches are process-wide in torch; only explicit ones change."""

@@ -19,7 +19,7 @@ from tritonx.config import (
 )
 from tritonx.config.to_core import ensemble_steps_from_config
 from tritonx.errors import InvalidArgumentError
-from tritonx.repository.placement import instance_contexts
+from tritonx.repository.placement import core_executors, instance_contexts
 from tritonx.repository.records import LoadedModel
 from tritonx.repository.warmup import run_warmup
 
@@ -110,7 +110,7 @@ def build_version(
         core = _native.Model(
             spec,
             scheduler_config_from_config(config, model_dir),
-            instances,
+            core_executors(instances, config),
             settings.context,
             rate_limits_from_config(config),
         )

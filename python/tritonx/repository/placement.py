@@ -54,3 +54,18 @@ def instance_contexts(config: ModelConfig) -> tuple[list[InstanceContext], list[
             )
         )
     return contexts, list(pools.values())
+
+
+def core_executors(instances: list[Any], config: ModelConfig) -> list[Any]:
+    """What the core runs: each instance once, or ``pipeline_depth`` times (one
+    worker thread each) when it keeps that many batches in flight on its stream,
+    as a pytorch GPU instance does. Not under sequence batching (sequence slots
+    belong to instances) nor rate limiting (resources are counted per instance)."""
+    if config.HasField("sequence_batching") or any(
+        group.HasField("rate_limiter") for group in config.instance_group
+    ):
+        return list(instances)
+    out: list[Any] = []
+    for instance in instances:
+        out += [instance] * max(1, int(getattr(instance, "pipeline_depth", 1)))
+    return out
