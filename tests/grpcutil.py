@@ -1,67 +1,259 @@
-"""The gRPC frontend test harness: a subprocess server (frontends/test_grpc_harness.py)
-with the C++ GrpcServer, real core models and an in-memory model manager, plus small
-helpers for building tritonclient inputs."""
+"""Shared pieces of the gRPC frontend tests: the model repository they serve (real
+python-backend models run by a real ``tritonx`` server, started with
+``serverutil.run_server``), handles on its held model, and small helpers for
+building tritonclient inputs.
+
+The repository is served in explicit mode with the models in ``STARTUP_MODELS``
+loaded at start; ``slowload`` stays in the repository unloaded (its ``initialize``
+blocks until the test lets it go) and ``notready`` fails to initialize, so the server
+runs with ``--exit-on-error=false`` and ``--strict-readiness=false``.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import itertools
+import time
+import urllib.request
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from serverutil import RunningServer
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from tritonx.dtypes import NUMPY_DTYPES
 
-HARNESS = Path(__file__).parent / "frontends" / "test_grpc_harness.py"
-ROOT = Path(__file__).resolve().parents[1]
-
 # Every wire datatype: the numeric ones, and BYTES.
 DTYPES = [*NUMPY_DTYPES, "BYTES"]
 
+# INPUTn echoed as OUTPUTn. numpy has no bfloat16, so a BF16 input is handed on
+# through DLPack, the way Triton's python backend documents for BF16. A request
+# parameter "fail" (request.parameters() is JSON text, as in Triton) makes the
+# response an INVALID_ARG error carrying its value.
+ECHO_MODEL = """
+import json
 
-class Harness:
-    def __init__(self, *args: str) -> None:
-        env = dict(os.environ)
-        # The harness imports tritonx: the installed package, or the source tree
-        # when the developer loop asks for it (as tests/serverutil.py does).
-        if os.environ.get("TRITONX_TEST_SOURCE_TREE"):
-            env["PYTHONPATH"] = (
-                str(ROOT / "python") + os.pathsep + env.get("PYTHONPATH", "")
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.pairs = [
+            (i["name"], o["name"], o["data_type"])
+            for i, o in zip(config["input"], config["output"])
+        ]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            fail = json.loads(request.parameters() or "{}").get("fail")
+            if fail:
+                error = pb_utils.TritonError(str(fail), pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
+                continue
+            outputs = []
+            for name, out, datatype in self.pairs:
+                tensor = pb_utils.get_input_tensor_by_name(request, name)
+                if datatype == "TYPE_BF16":
+                    outputs.append(pb_utils.Tensor.from_dlpack(out, tensor.to_dlpack()))
+                else:
+                    outputs.append(pb_utils.Tensor(out, tensor.as_numpy()))
+            responses.append(pb_utils.InferenceResponse(outputs))
+        return responses
+"""
+
+# FP32 INPUT0 -> OUTPUT0, held: the first element of INPUT0 is the request's tag. An
+# execution leaves "ran-<tag>" in the model directory, then waits until the request
+# is cancelled (leaving "cancelled-<tag>") or "release-<tag>" (or "release-all")
+# appears, so tests decide when a request completes, without timing.
+HELD_MODEL = """
+import os
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.dir = args["model_repository"]
+
+    def _has(self, name):
+        return os.path.exists(os.path.join(self.dir, name))
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            value = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            tag = str(int(value.flat[0]))
+            open(os.path.join(self.dir, "ran-" + tag), "w").close()
+            while not (self._has("release-" + tag) or self._has("release-all")):
+                if request.is_cancelled():
+                    open(os.path.join(self.dir, "cancelled-" + tag), "w").close()
+                    break
+                time.sleep(0.01)
+            responses.append(
+                pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", value)])
             )
-        self.process = subprocess.Popen(
-            [sys.executable, str(HARNESS), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line.startswith("PORT "):
-            rest = self.process.stdout.read() if self.process.poll() is not None else ""
-            self.close()
-            raise RuntimeError(f"harness failed to start: {line}{rest}")
-        self.url = f"127.0.0.1:{int(line.split()[1])}"
+        return responses
+"""
 
-    def close(self) -> str:
-        output = ""
-        if self.process.poll() is None:
-            assert self.process.stdin is not None
-            assert self.process.stdout is not None
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            output = self.process.stdout.read()
-        return output
+# An echo model whose initialize leaves "loading" in its directory, then waits for
+# "go" there (for at most two minutes, so that a failed test cannot hang the server).
+SLOW_LOAD_MODEL = """
+import os
+import time
+""" + ECHO_MODEL.replace(
+    "    def initialize(self, args):\n",
+    """    def initialize(self, args):
+        where = args["model_repository"]
+        open(os.path.join(where, "loading"), "w").close()
+        deadline = time.monotonic() + 120
+        while not os.path.exists(os.path.join(where, "go")):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test never let the load go on")
+            time.sleep(0.01)
+""",
+)
+
+FAILING_MODEL = """
+class TritonPythonModel:
+    def initialize(self, args):
+        raise RuntimeError("notready refuses to initialize")
+
+    def execute(self, requests):
+        return []
+"""
+
+
+def config_text(
+    name: str, datatype: str = "FP32", max_batch: int = 8, extra: str = ""
+) -> str:
+    """A python-backend config: INPUT0 -> OUTPUT0 of one datatype, dims [-1]."""
+    kind = "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
+    return f"""name: "{name}"
+backend: "python"
+max_batch_size: {max_batch}
+input [ {{ name: "INPUT0", data_type: {kind}, dims: [ -1 ] }} ]
+output [ {{ name: "OUTPUT0", data_type: {kind}, dims: [ -1 ] }} ]
+instance_group [ {{ count: 1, kind: KIND_CPU }} ]
+{extra}"""
+
+
+def _write(root: Path, name: str, config: str, source: str, versions=(1,)) -> None:
+    (root / name).mkdir(parents=True)
+    (root / name / "config.pbtxt").write_text(config)
+    for version in versions:
+        (root / name / str(version)).mkdir()
+        (root / name / str(version) / "model.py").write_text(source)
+
+
+def write_repository(root: Path, names: list[str] | None = None) -> Path:
+    """Write the test repository under ``root`` (all models, or just ``names``)."""
+    models: dict[str, tuple[str, str, tuple[int, ...]]] = {
+        f"identity_{d.lower()}": (
+            config_text(f"identity_{d.lower()}", d),
+            ECHO_MODEL,
+            (1,),
+        )
+        for d in DTYPES
+    }
+    models["identity"] = (config_text("identity"), ECHO_MODEL, (1,))
+    models["nobatch"] = (config_text("nobatch", max_batch=0), ECHO_MODEL, (1,))
+    models["slowmodel"] = (config_text("slowmodel"), HELD_MODEL, (1,))
+    models["multi"] = (
+        config_text("multi", extra="version_policy: { all { } }"),
+        ECHO_MODEL,
+        (1, 3),
+    )
+    models["notready"] = (config_text("notready"), FAILING_MODEL, (1,))
+    models["slowload"] = (config_text("slowload"), SLOW_LOAD_MODEL, (1,))
+    root.mkdir(parents=True, exist_ok=True)
+    for name, (config, source, versions) in models.items():
+        if names is None or name in names:
+            _write(root, name, config, source, versions)
+    return root
+
+
+# Everything but slowload (loaded by its test).
+STARTUP_MODELS = [
+    *(f"identity_{d.lower()}" for d in DTYPES),
+    "identity",
+    "nobatch",
+    "slowmodel",
+    "multi",
+    "notready",
+]
+
+
+def server_args(models: list[str] = STARTUP_MODELS) -> list[str]:
+    return [
+        "--model-control-mode=explicit",
+        *(f"--load-model={name}" for name in models),
+        "--exit-on-error=false",
+        "--strict-readiness=false",
+    ]
+
+
+def wait_for(path: Path, timeout: float = 60.0) -> None:
+    """Wait until a marker file exists (bounded, so a broken server fails the test)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path.name} never appeared in {path.parent}")
+        time.sleep(0.01)
+
+
+_tags = itertools.count(1)
+
+
+class Held:
+    """The held model's requests, by tag (unique per test run)."""
+
+    def __init__(self, repo: Path) -> None:
+        self.dir = repo / "slowmodel"
+
+    @staticmethod
+    def new_tag() -> int:
+        return next(_tags)
+
+    @staticmethod
+    def input(tag: int) -> grpcclient.InferInput:
+        return fp32_input(np.full((1, 4), tag, np.float32))
+
+    def started(self, tag: int) -> None:
+        wait_for(self.dir / f"ran-{tag}")
+
+    def ran(self, tag: int) -> bool:
+        return (self.dir / f"ran-{tag}").exists()
+
+    def cancelled(self, tag: int) -> bool:
+        return (self.dir / f"cancelled-{tag}").exists()
+
+    def release(self, tag: int | str) -> None:
+        (self.dir / f"release-{tag}").touch()
+
+
+def pending(server: RunningServer, model: str) -> int:
+    """nv_inference_pending_request_count for a model (requests queued, not running)."""
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith("nv_inference_pending_request_count{") and (
+            f'model="{model}"' in line
+        ):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+def wait_until(condition, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
 
 def sample(dtype: str, shape: tuple[int, ...] = (2, 3)) -> np.ndarray:

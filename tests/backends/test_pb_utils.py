@@ -64,6 +64,33 @@ def test_tensor_basics_and_dlpack() -> None:
         pb_utils.Tensor("c", np.zeros(2, np.complex64))
 
 
+def test_bf16_through_dlpack() -> None:
+    # Triton's way to pass a BF16 tensor on (numpy has no bfloat16): the capsule's
+    # dtype is bfloat16 and from_dlpack makes a BF16 tensor of it again.
+    from tritonx.backends.pb import dlpack_bf16
+
+    bits = (np.arange(6, dtype=np.uint16) + 16256).reshape(2, 3)
+    t = pb_utils.Tensor._with_datatype("in", bits, "BF16")
+    for source in (t.to_dlpack(), t):
+        out = pb_utils.Tensor.from_dlpack("out", source)
+        assert out.triton_dtype() == 14 and out.shape() == [2, 3]
+        np.testing.assert_array_equal(out.as_numpy(), bits)
+        assert out._output_value()[0] == "BF16"
+    assert not dlpack_bf16._alive  # consumed capsules let go of their array
+    unused = t.to_dlpack()
+    del unused
+    assert not dlpack_bf16._alive
+    torch = pytest.importorskip("torch")
+    as_torch = torch.utils.dlpack.from_dlpack(t.to_dlpack())
+    assert as_torch.dtype == torch.bfloat16
+    assert as_torch[0, 1].item() == 1.0078125  # bits 0x3f81
+    back = pb_utils.Tensor.from_dlpack(
+        "back", torch.utils.dlpack.to_dlpack(as_torch.t())
+    )
+    np.testing.assert_array_equal(back.as_numpy(), bits.T)
+    assert back.triton_dtype() == 14
+
+
 def test_inference_response_validation() -> None:
     ok = pb_utils.InferenceResponse([pb_utils.Tensor("o", np.zeros(1))])
     assert not ok.has_error() and ok.parameters() == "{}"

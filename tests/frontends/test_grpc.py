@@ -1,14 +1,16 @@
 """The gRPC frontend against the real ``tritonclient.grpc`` (sync and aio) clients.
 
-The server runs in a subprocess (tests/frontends/test_grpc_harness.py): the C++
-GrpcServer, real core models with Python identity instances, and a small in-memory
-model manager behind the control-plane handler.
+The server is a real ``tritonx`` (``python -m tritonx``) in explicit model-control mode
+over the python-backend repository of tests/grpcutil.py: every control-plane answer
+checked here comes from the real model manager. Where Triton's answer differs from
+what one might guess, the expectation was checked against Triton 2.51.
 """
 
 from __future__ import annotations
 
+import json
 import threading
-import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -16,12 +18,14 @@ import pytest
 import tritonclient.grpc as grpcclient
 from grpcutil import (
     DTYPES,
-    Harness,
+    ECHO_MODEL,
     expect_error,
     fp32_input,
     make_input,
     sample,
+    wait_for,
 )
+from serverutil import RunningServer
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 # -- health and metadata ---------------------------------------------------------------
@@ -32,15 +36,15 @@ def test_server_live_ready(client: grpcclient.InferenceServerClient) -> None:
     assert client.is_server_ready()
 
 
-def test_health_check(server: Harness) -> None:
-    with grpc.insecure_channel(server.url) as channel:
+def test_health_check(server: RunningServer) -> None:
+    with grpc.insecure_channel(server.grpc_url) as channel:
         check = channel.unary_unary("/grpc.health.v1.Health/Check")
         # HealthCheckResponse{status: SERVING (1)}
         assert check(b"") == b"\x08\x01"
 
 
-def test_unknown_method_is_unimplemented(server: Harness) -> None:
-    with grpc.insecure_channel(server.url) as channel:
+def test_unknown_method_is_unimplemented(server: RunningServer) -> None:
+    with grpc.insecure_channel(server.grpc_url) as channel:
         call = channel.unary_unary("/inference.GRPCInferenceService/NoSuchRpc")
         with pytest.raises(grpc.RpcError) as info:
             call(b"")
@@ -58,25 +62,46 @@ def test_model_ready(client: grpcclient.InferenceServerClient) -> None:
     assert client.is_model_ready("identity")
     assert client.is_model_ready("multi", "3")
     assert not client.is_model_ready("multi", "2")
+    # A model whose initialize failed, one never loaded and one that does not exist
+    # are all simply not ready (Triton answers no error for any of them).
     assert not client.is_model_ready("notready")
-    message = expect_error(grpc.StatusCode.NOT_FOUND, client.is_model_ready, "nosuch")
-    assert message == "Request for unknown model: 'nosuch' is not found"
+    assert not client.is_model_ready("slowload")
+    assert not client.is_model_ready("nosuch")
 
 
 def test_model_metadata_and_config(client: grpcclient.InferenceServerClient) -> None:
     meta = client.get_model_metadata("multi", as_json=True)
-    assert meta["name"] == "multi"
-    assert meta["versions"] == ["1", "3"]
-    assert meta["inputs"][0] == {
-        "name": "INPUT0",
-        "datatype": "FP32",
-        "shape": ["-1", "-1"],
+    assert meta == {
+        "name": "multi",
+        "versions": ["1", "3"],
+        "platform": "python",
+        "inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": ["-1", "-1"]}],
+        "outputs": [{"name": "OUTPUT0", "datatype": "FP32", "shape": ["-1", "-1"]}],
     }
+    # Without batching there is no batch dimension; BF16 is named as on the wire.
+    meta = client.get_model_metadata("nobatch", as_json=True)
+    assert meta["inputs"][0]["shape"] == ["-1"]
+    meta = client.get_model_metadata("identity_bf16", as_json=True)
+    assert meta["outputs"][0]["datatype"] == "BF16"
+
     config = client.get_model_config("identity").config
     assert config.name == "identity"
+    assert config.backend == "python"
     assert config.max_batch_size == 8
-    assert config.input[0].name == "INPUT0"
-    expect_error(grpc.StatusCode.NOT_FOUND, client.get_model_metadata, "nosuch")
+    assert [(i.name, list(i.dims)) for i in config.input] == [("INPUT0", [-1])]
+    assert [(g.name, g.count) for g in config.instance_group] == [("identity_0", 1)]
+    assert client.get_model_config("multi").config.version_policy.HasField("all")
+
+    for name, expected in (
+        ("nosuch", "Request for unknown model: 'nosuch' is not found"),
+        ("notready", "Request for unknown model: 'notready' has no available versions"),
+    ):
+        message = expect_error(
+            grpc.StatusCode.NOT_FOUND, client.get_model_metadata, name
+        )
+        assert message == expected
+    message = expect_error(grpc.StatusCode.NOT_FOUND, client.get_model_config, "nosuch")
+    assert message == "Request for unknown model: 'nosuch' is not found"
 
 
 # -- inference: data encodings -----------------------------------------------------------
@@ -347,7 +372,8 @@ def test_parameters(
             stub.ModelInfer(request)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert info.value.details() == expected
-    # Custom parameters reach the backend; the harness model fails on request.
+    # Custom parameters reach the model as request.parameters() JSON; the identity
+    # model answers pb_utils.TritonError(value, INVALID_ARG) for "fail".
     message = expect_error(
         grpc.StatusCode.INVALID_ARGUMENT,
         client.infer,
@@ -377,13 +403,27 @@ def test_requested_outputs(client: grpcclient.InferenceServerClient) -> None:
 # -- statistics, repository, settings ----------------------------------------------------
 
 
+def _stats(client: grpcclient.InferenceServerClient, model: str) -> dict:
+    rows = client.get_inference_statistics(model, as_json=True)["model_stats"]
+    assert len(rows) == 1
+    return rows[0]
+
+
+def _count(row: dict, key: str) -> int:
+    return int(row["inference_stats"][key].get("count", 0))
+
+
 def test_statistics(client: grpcclient.InferenceServerClient) -> None:
+    before = _stats(client, "identity_int32")
     client.infer("identity_int32", [make_input("INPUT0", sample("INT32"))])
-    stats = client.get_inference_statistics("identity_int32", as_json=True)
-    row = stats["model_stats"][0]
+    row = _stats(client, "identity_int32")
     assert row["name"] == "identity_int32" and row["version"] == "1"
-    assert int(row["inference_count"]) >= 2
-    for key in (
+    # One execution of a batch of two.
+    assert int(row["inference_count"]) == int(before.get("inference_count", 0)) + 2
+    assert int(row["execution_count"]) == int(before.get("execution_count", 0)) + 1
+    assert _count(row, "success") == _count(before, "success") + 1
+    assert _count(row, "fail") == _count(before, "fail")
+    assert set(row["inference_stats"]) == {
         "success",
         "fail",
         "queue",
@@ -392,53 +432,156 @@ def test_statistics(client: grpcclient.InferenceServerClient) -> None:
         "compute_output",
         "cache_hit",
         "cache_miss",
-    ):
-        assert key in row["inference_stats"], key
-    assert int(row["inference_stats"]["success"]["count"]) >= 1
-    assert row["batch_stats"][0]["batch_size"] == "2"
+    }
+    batch = {b["batch_size"]: b for b in row["batch_stats"]}
+    assert int(batch["2"]["compute_infer"]["count"]) >= 1
+    assert int(row["last_inference"]) > 0
+
+    # An error response from the model is still a successful execution in Triton's
+    # accounting (checked against Triton 2.51): "fail" counts requests that failed
+    # before or around the model, not answers the model chose to give.
+    expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.infer,
+        "identity_int32",
+        [make_input("INPUT0", sample("INT32"))],
+        parameters={"fail": "no"},
+    )
+    after = _stats(client, "identity_int32")
+    assert _count(after, "success") == _count(row, "success") + 1
+    assert _count(after, "fail") == _count(row, "fail")
+
+    # Every served version has a row, used or not.
+    versions = client.get_inference_statistics("multi", as_json=True)["model_stats"]
+    assert [r["version"] for r in versions] == ["1", "3"]
     every = client.get_inference_statistics(as_json=True)["model_stats"]
     assert {"identity", "multi", "slowmodel"} <= {r["name"] for r in every}
-    expect_error(
-        grpc.StatusCode.INVALID_ARGUMENT, client.get_inference_statistics, "nosuch"
-    )
+    assert "notready" not in {r["name"] for r in every}
+    for name in ("nosuch", "notready"):
+        message = expect_error(
+            grpc.StatusCode.INVALID_ARGUMENT, client.get_inference_statistics, name
+        )
+        assert message == f"requested model '{name}' is not available"
 
 
-def test_repository_index_load_unload(client: grpcclient.InferenceServerClient) -> None:
+def _others(index: list[dict]) -> list[dict]:
+    return [row for row in index if not row["name"].startswith("identity")]
+
+
+def test_repository_index(client: grpcclient.InferenceServerClient, repo: Path) -> None:
     index = client.get_model_repository_index(as_json=True)["models"]
-    assert {"name": "identity", "version": "1", "state": "READY"} in index
-    assert {"name": "notready"} in index
+    assert {"name": "identity_bf16", "version": "1", "state": "READY"} in index
+    others = _others(index)
+    notready = next(row for row in others if row["name"] == "notready")
+    assert (notready["version"], notready["state"]) == ("1", "UNAVAILABLE")
+    assert "notready refuses to initialize" in notready["reason"]
+    assert [row for row in others if row["name"] != "notready"] == [
+        {"name": "multi", "version": "1", "state": "READY"},
+        {"name": "multi", "version": "3", "state": "READY"},
+        {"name": "nobatch", "version": "1", "state": "READY"},
+        # In the repository, never loaded: a name only.
+        {"name": "slowload"},
+        {"name": "slowmodel", "version": "1", "state": "READY"},
+    ]
+    assert len(index) == len(DTYPES) + len(others) + 1
 
+
+def test_load_with_files_and_unload(client: grpcclient.InferenceServerClient) -> None:
+    config = {
+        "backend": "python",
+        "max_batch_size": 2,
+        "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [-1]}],
+        "output": [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": [-1]}],
+    }
     client.load_model(
-        "loaded", config='{"max_batch_size": 2}', files={"file:1/model.py": b"x"}
+        "loaded",
+        config=json.dumps(config),
+        files={"file:1/model.py": ECHO_MODEL.encode()},
     )
     assert client.is_model_ready("loaded")
-    client.infer("loaded", [fp32_input()])
+    meta = client.get_model_metadata("loaded", as_json=True)
+    assert (meta["versions"], meta["platform"]) == (["1"], "python")
+    data = np.array([[1.5, -2.0, 3.0]], np.float32)
+    result = client.infer("loaded", [fp32_input(data)])
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+    # The config given with the load is the one served.
+    message = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.infer,
+        "loaded",
+        [fp32_input(np.zeros((3, 1), np.float32))],
+    )
+    assert message.endswith("batch-size must be <= 2 for 'loaded'")
+
     client.unload_model("loaded", unload_dependents=True)
     assert not client.is_model_ready("loaded")
-
     message = expect_error(
-        grpc.StatusCode.INVALID_ARGUMENT, client.load_model, "bad_model"
+        grpc.StatusCode.NOT_FOUND, client.infer, "loaded", [fp32_input()]
     )
-    assert message == "failed to load 'bad_model': no such model"
-    expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.unload_model, "never_loaded")
+    assert message == "Request for unknown model: 'loaded' has no available versions"
+    # Its files lived outside the repository: the index does not list it.
+    index = client.get_model_repository_index(as_json=True)["models"]
+    assert "loaded" not in {row["name"] for row in index}
 
 
-def test_slow_load_does_not_block_inference(server: Harness) -> None:
-    loader = grpcclient.InferenceServerClient(server.url)
-    other = grpcclient.InferenceServerClient(server.url)
+def test_load_errors(client: grpcclient.InferenceServerClient) -> None:
+    message = expect_error(grpc.StatusCode.INTERNAL, client.load_model, "bad_model")
+    assert message == "failed to load 'bad_model', failed to poll from model repository"
+    # Loading the failing model again fails again, with initialize's error.
+    message = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT, client.load_model, "notready"
+    )
+    assert message.startswith(
+        "load failed for model 'notready': version 1 is at UNAVAILABLE state: "
+    )
+    assert "notready refuses to initialize" in message
+    assert not client.is_model_ready("notready")
+    # Triton unloads a model it never loaded without complaint.
+    client.unload_model("never_loaded")
+
+
+def test_slow_load_does_not_block_inference(server: RunningServer, repo: Path) -> None:
+    loader = grpcclient.InferenceServerClient(server.grpc_url)
+    other = grpcclient.InferenceServerClient(server.grpc_url)
     done = threading.Event()
-    thread = threading.Thread(target=lambda: (loader.load_model("slow_2"), done.set()))
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            loader.load_model("slowload")
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+        done.set()
+
+    thread = threading.Thread(target=load)
     thread.start()
-    time.sleep(0.2)
-    start = time.monotonic()
-    for _ in range(20):
-        other.infer("identity", [fp32_input()])
-    assert other.is_server_live()
-    assert other.get_model_metadata("identity")
-    assert time.monotonic() - start < 1.5
-    assert not done.is_set()
-    thread.join(10)
-    assert done.is_set()
+    try:
+        # initialize is running and cannot return before "go" exists: everything
+        # below happens while the load is provably still in progress.
+        wait_for(repo / "slowload" / "loading")
+        for i in range(20):
+            data = np.full((1, 4), i, np.float32)
+            result = other.infer("identity", [fp32_input(data)])
+            np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+        assert other.is_server_live()
+        assert other.get_model_metadata("identity", as_json=True)["name"] == "identity"
+        index = other.get_model_repository_index(as_json=True)["models"]
+        assert {"name": "slowload", "version": "1", "state": "LOADING"} in index
+        assert not other.is_model_ready("slowload")
+        message = expect_error(
+            grpc.StatusCode.NOT_FOUND, other.infer, "slowload", [fp32_input()]
+        )
+        assert message == (
+            "Request for unknown model: 'slowload' has no available versions"
+        )
+        assert not done.is_set()
+    finally:
+        (repo / "slowload" / "go").touch()
+        thread.join(60)
+    assert done.is_set() and not errors, errors
+    assert other.is_model_ready("slowload")
+    other.infer("slowload", [fp32_input()])
+    other.unload_model("slowload")
     loader.close()
     other.close()
 

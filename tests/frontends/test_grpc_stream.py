@@ -1,12 +1,15 @@
 """gRPC streaming, cancellation and shutdown against the real ``tritonclient.grpc``
-(sync and aio); the harness is tests/grpcutil.py."""
+(sync and aio) and a real ``tritonx`` server (tests/frontends/conftest.py). The
+held model ``slowmodel`` (tests/grpcutil.py) completes a request only when the test
+releases it, so every ordering below is decided by the test, not by timing."""
 
 from __future__ import annotations
 
 import asyncio
 import queue
+import signal
 import threading
-import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -14,11 +17,16 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from grpcutil import (
-    Harness,
+    Held,
     expect_error,
     fp32_input,
     make_input,
+    pending,
+    server_args,
+    wait_until,
+    write_repository,
 )
+from serverutil import RunningServer, run_server
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 # -- streaming ---------------------------------------------------------------------------
@@ -70,14 +78,22 @@ def test_stream_infer_with_errors_mid_stream(
 
 
 def test_stream_out_of_order_completion(
-    client: grpcclient.InferenceServerClient,
+    client: grpcclient.InferenceServerClient, held: Held
 ) -> None:
-    sends = [
-        {"model_name": "slowmodel", "inputs": [fp32_input()], "request_id": "slow"},
-        {"model_name": "identity", "inputs": [fp32_input()], "request_id": "fast"},
-    ]
-    out = _collect_stream(client, sends, expected=2)
-    assert [r.get_response().id for r, e in out] == ["fast", "slow"]
+    tag = held.new_tag()
+    results: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    try:
+        client.async_stream_infer("slowmodel", [held.input(tag)], request_id="slow")
+        held.started(tag)
+        client.async_stream_infer("identity", [fp32_input()], request_id="fast")
+        first = results.get(timeout=60)
+        held.release(tag)
+        second = results.get(timeout=60)
+    finally:
+        client.stop_stream()
+    assert [r.get_response().id for r, e in (first, second)] == ["fast", "slow"]
+    np.testing.assert_array_equal(second[0].as_numpy("OUTPUT0"), np.full((1, 4), tag))
 
 
 def test_stream_many_requests(client: grpcclient.InferenceServerClient) -> None:
@@ -96,21 +112,34 @@ def test_stream_many_requests(client: grpcclient.InferenceServerClient) -> None:
         assert (result.as_numpy("OUTPUT0") == value).all()
 
 
-def test_stream_end_waits_for_outstanding(server: Harness) -> None:
-    # Half-closing the stream right after sending must still deliver the response.
-    with grpc.insecure_channel(server.url) as channel:
+def test_stream_end_waits_for_outstanding(server: RunningServer, held: Held) -> None:
+    # The client ends its request stream (half-close) while the request executes:
+    # the generator returns once the model holds the request, and the model is
+    # released only after that, so the response comes on a half-closed stream.
+    tag = held.new_tag()
+    request = service_pb2.ModelInferRequest(model_name="slowmodel", id="late")
+    request.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 1])
+    request.raw_input_contents.append(np.float32(tag).tobytes())
+    ended = threading.Event()
+
+    def requests():
+        yield request
+        held.started(tag)
+        ended.set()
+
+    with grpc.insecure_channel(server.grpc_url) as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-        request = service_pb2.ModelInferRequest(model_name="slowmodel", id="late")
-        request.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 1])
-        request.raw_input_contents.append(b"\0\0\x80?")
-        responses = list(stub.ModelStreamInfer(iter([request])))
+        responses = stub.ModelStreamInfer(requests())
+        assert ended.wait(60)
+        held.release(tag)
+        responses = list(responses)
     assert len(responses) == 1
     assert responses[0].infer_response.id == "late"
     assert responses[0].error_message == ""
 
 
-def test_stream_error_carries_request_id(server: Harness) -> None:
-    with grpc.insecure_channel(server.url) as channel:
+def test_stream_error_carries_request_id(server: RunningServer) -> None:
+    with grpc.insecure_channel(server.grpc_url) as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
         responses = list(
             stub.ModelStreamInfer(
@@ -132,57 +161,77 @@ def _fails(client: grpcclient.InferenceServerClient, model: str) -> int:
 
 
 def test_client_timeout_cancels_queued_request(
-    client: grpcclient.InferenceServerClient,
+    server: RunningServer, client: grpcclient.InferenceServerClient, held: Held
 ) -> None:
     before = _fails(client, "slowmodel")
-    blocker = threading.Thread(target=client.infer, args=("slowmodel", [fp32_input()]))
-    blocker.start()
-    time.sleep(0.1)
-    # Queued behind the blocker; the deadline passes while it waits.
-    expect_error(
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        client.infer,
-        "slowmodel",
-        [fp32_input()],
-        client_timeout=0.2,
+    running, queued = held.new_tag(), held.new_tag()
+    blocker = threading.Thread(
+        target=client.infer, args=("slowmodel", [held.input(running)])
     )
-    blocker.join()
-    deadline = time.monotonic() + 5
-    while _fails(client, "slowmodel") == before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _fails(client, "slowmodel") == before + 1
+    blocker.start()
+    try:
+        held.started(running)
+        # slowmodel has one instance: this request waits in the queue until its
+        # deadline passes.
+        expect_error(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            client.infer,
+            "slowmodel",
+            [held.input(queued)],
+            client_timeout=2.0,
+        )
+        wait_until(lambda: pending(server, "slowmodel") == 0, "the queue to empty")
+    finally:
+        held.release(running)
+        blocker.join(60)
+    wait_until(
+        lambda: _fails(client, "slowmodel") == before + 1, "the failure to be counted"
+    )
+    assert not held.ran(queued)
 
 
-def test_aio_cancel(server: Harness) -> None:
+def test_aio_cancel(server: RunningServer, held: Held) -> None:
+    running, queued = held.new_tag(), held.new_tag()
+
     async def run() -> None:
-        async with aioclient.InferenceServerClient(server.url) as c:
-            before = (await c.get_inference_statistics("slowmodel", as_json=True))[
-                "model_stats"
-            ][0]["inference_stats"]["fail"].get("count", "0")
-            first = asyncio.ensure_future(c.infer("slowmodel", [fp32_input()]))
-            await asyncio.sleep(0.1)
-            second = asyncio.ensure_future(c.infer("slowmodel", [fp32_input()]))
-            await asyncio.sleep(0.1)
+        async with aioclient.InferenceServerClient(server.grpc_url) as c:
+            stats = await c.get_inference_statistics("slowmodel", as_json=True)
+            before = int(
+                stats["model_stats"][0]["inference_stats"]["fail"].get("count", 0)
+            )
+            first = asyncio.ensure_future(c.infer("slowmodel", [held.input(running)]))
+            await asyncio.to_thread(held.started, running)
+            second = asyncio.ensure_future(c.infer("slowmodel", [held.input(queued)]))
+            await asyncio.to_thread(
+                wait_until,
+                lambda: pending(server, "slowmodel") == 1,
+                "the second request to be queued",
+            )
             second.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await second
-            await first
-            for _ in range(100):
-                stats = await c.get_inference_statistics("slowmodel", as_json=True)
-                after = stats["model_stats"][0]["inference_stats"]["fail"].get(
-                    "count", "0"
-                )
-                if int(after) == int(before) + 1:
-                    break
-                await asyncio.sleep(0.05)
-            assert int(after) == int(before) + 1
+            await asyncio.to_thread(
+                wait_until,
+                lambda: pending(server, "slowmodel") == 0,
+                "the cancelled request to leave the queue",
+            )
+            held.release(running)
+            result = await first
+            assert result.as_numpy("OUTPUT0")[0, 0] == running
+            stats = await c.get_inference_statistics("slowmodel", as_json=True)
+            after = stats["model_stats"][0]["inference_stats"]["fail"].get("count", 0)
+            assert int(after) == before + 1
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        held.release(running)
+    assert not held.ran(queued)
 
 
-def test_aio_infer_and_stream(server: Harness) -> None:
+def test_aio_infer_and_stream(server: RunningServer) -> None:
     async def run() -> None:
-        async with aioclient.InferenceServerClient(server.url) as c:
+        async with aioclient.InferenceServerClient(server.grpc_url) as c:
             assert await c.is_server_live()
             result = await c.infer("identity", [fp32_input()], request_id="x")
             assert result.get_response().id == "x"
@@ -209,17 +258,38 @@ def test_aio_infer_and_stream(server: Harness) -> None:
 # -- lifecycle ---------------------------------------------------------------------------
 
 
-def test_stop_waits_for_in_flight_request() -> None:
-    harness = Harness()
-    c = grpcclient.InferenceServerClient(harness.url)
-    results: list = []
-    thread = threading.Thread(
-        target=lambda: results.append(c.infer("slowmodel", [fp32_input()]))
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stop_waits_for_in_flight_request(tmp_path: Path, signum: int) -> None:
+    repo = write_repository(tmp_path, ["slowmodel"])
+    held = Held(repo)
+    tag = held.new_tag()
+    with run_server(
+        repo, *server_args(["slowmodel"]), "--allow-http=false", "--allow-metrics=false"
+    ) as server:
+        c = grpcclient.InferenceServerClient(server.grpc_url)
+        results: list = []
+        thread = threading.Thread(
+            target=lambda: results.append(c.infer("slowmodel", [held.input(tag)]))
+        )
+        thread.start()
+        held.started(tag)
+        server.process.send_signal(signum)
+        # The server is draining and counts the held request as in flight; only
+        # then does the model answer it.
+        wait_until(
+            lambda: (
+                "Found 1 model versions that have in-flight inferences"
+                in server.log_text()
+            ),
+            "the server to wait for the request",
+        )
+        assert server.process.poll() is None
+        held.release(tag)
+        thread.join(60)
+        assert server.process.wait(60) == 0
+        c.close()
+    assert results and results[0].as_numpy("OUTPUT0")[0, 0] == tag
+    log = server.log_text()
+    assert log.index("Waiting for in-flight requests") < log.index(
+        "All models are stopped"
     )
-    thread.start()
-    time.sleep(0.1)
-    output = harness.close()
-    thread.join(10)
-    assert "STOPPED" in output
-    assert results and results[0].as_numpy("OUTPUT0") is not None
-    c.close()

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from tritonx.backends.pb.dlpack_bf16 import bf16_bits, bf16_capsule
 from tritonx.backends.pb.dtypes import WIRE_TO_ENUM, wire_datatype_of
 from tritonx.backends.pb.errors import TritonModelException
 
@@ -103,6 +104,9 @@ class Tensor:
             return self._producer.__dlpack__(stream=stream, **kwargs)
         if self._datatype == "BYTES":
             raise TritonModelException("DLPack does not support BYTES tensors.")
+        if self._datatype == "BF16":
+            # numpy cannot export bfloat16: a capsule of that dtype over the bits.
+            return bf16_capsule(self.as_numpy())
         array = self.as_numpy()
         if not array.flags.writeable:
             # Legacy DLPack capsules cannot say "read-only"; numpy refuses to export.
@@ -117,12 +121,23 @@ class Tensor:
 
     @staticmethod
     def from_dlpack(name: str, dlpack_tensor: Any) -> Tensor:
-        """Wrap any DLPack producer (or a capsule from ``to_dlpack``) without copying."""
+        """Wrap any DLPack producer (or a capsule from ``to_dlpack``) without copying
+        (host bfloat16 capsules are copied: numpy cannot wrap that dtype)."""
         producer = dlpack_tensor
-        if not hasattr(producer, "__dlpack__"):
+        if isinstance(producer, Tensor) and producer._datatype == "BF16":
+            if producer._producer is None:
+                return Tensor._with_datatype(name, producer.as_numpy(), "BF16")
+        elif not hasattr(producer, "__dlpack__"):
+            bits = bf16_bits(producer)
+            if bits is not None:
+                return Tensor._with_datatype(name, bits, "BF16")
             producer = _from_capsule(producer)
         device = tuple(producer.__dlpack_device__())
         if device[0] in (_KDL_CPU, _KDL_CUDA_HOST):
+            if "bfloat16" in str(getattr(producer, "dtype", "")):
+                bits = bf16_bits(producer.__dlpack__())
+                if bits is not None:
+                    return Tensor._with_datatype(name, bits, "BF16")
             return Tensor(name, np.from_dlpack(producer))
         # Device memory: keep the producer; outputs are copied to host on return.
         self = Tensor.__new__(Tensor)
