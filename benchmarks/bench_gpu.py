@@ -85,7 +85,11 @@ def utilisation(samples: list[float]) -> str:
 
 
 def write_model(
-    root: Path, dims: tuple[int, ...], args: argparse.Namespace, instances: int
+    root: Path,
+    dims: tuple[int, ...],
+    args: argparse.Namespace,
+    instances: int,
+    depth: str = "",
 ) -> Path:
     (root / "mlp" / "1").mkdir(parents=True)
     path = root / "mlp" / "1" / "model.pt"
@@ -97,6 +101,11 @@ def write_model(
         f"instance_group [ {{ count: {instances} kind: KIND_GPU gpus: [ 0 ] }} ]\n"
         f"dynamic_batching {{ preferred_batch_size: [ {args.batch} ] "
         f"max_queue_delay_microseconds: {args.delay_us} }}\n"
+        + (
+            f'parameters {{ key: "PIPELINE_DEPTH" value {{ string_value: "{depth}" }} }}'
+            if depth
+            else ""
+        )
     )
     return path
 
@@ -134,7 +143,12 @@ def per_execution_ms(before: dict[str, Any], after: dict[str, Any]) -> list[floa
 
 
 async def served(
-    root: Path, path: Path, args: argparse.Namespace, instances: int, per_batch: int
+    root: Path,
+    path: Path,
+    args: argparse.Namespace,
+    instances: int,
+    per_batch: int,
+    label: str = "",
 ) -> list[str]:
     manager = ModelManager(
         ManagerOptions(repositories=[root], gpu_ids=_native.cuda_device_ids()),
@@ -178,7 +192,7 @@ async def served(
         dims = "-".join(map(str, args.dims))
         return [
             f"| served MLP {dims} FP32 on cuda:0, B{args.batch}, {instances} "
-            f"GPU instance(s), {clients} C++ clients (mean batch "
+            f"GPU instance(s){label}, {clients} C++ clients (mean batch "
             f"{statistics.median(batches):.1f}) | torch batched "
             f"{statistics.median(offline):,.0f} inf/s | {statistics.median(rates):,.0f}"
             f" inf/s | {ratio:.1%} | >= {SERVE_TARGET:.0%} | "
@@ -235,15 +249,18 @@ def copy_rows(args: argparse.Namespace) -> list[str]:
 
 def run_row(row: str, args: argparse.Namespace) -> int:
     """One row, in this process: "copy" or "served:<instances>:<clients per
-    batch slot>"."""
+    batch slot>[:<PIPELINE_DEPTH>]"."""
     if row == "copy":
         print("\n".join(copy_rows(args)), flush=True)
         return 0
-    _, instances, per_batch = row.split(":")
+    _, instances, per_batch, *depth = row.split(":")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        path = write_model(root, tuple(args.dims), args, int(instances))
-        lines = asyncio.run(served(root, path, args, int(instances), int(per_batch)))
+        path = write_model(root, tuple(args.dims), args, int(instances), *depth)
+        label = f" PIPELINE_DEPTH {depth[0]}" if depth else ""
+        lines = asyncio.run(
+            served(root, path, args, int(instances), int(per_batch), label)
+        )
         print("\n".join(lines), flush=True)
     return 0
 
@@ -285,7 +302,7 @@ def main() -> int:
         "--extra-rows",
         nargs="*",
         default=[],
-        help="more served rows as <instances>:<clients per batch>",
+        help="more served rows as <instances>:<clients per batch>[:<depth>]",
     )
     parser.add_argument("--delay-us", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=3.0)

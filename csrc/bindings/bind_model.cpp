@@ -101,6 +101,7 @@ class PyExecutor : public Executor {
  public:
   explicit PyExecutor(const py::object& instance) {
     gather_ = py::bool_(py::getattr(instance, "gather_inputs", py::bool_(false)));
+    staged_ = py::bool_(py::getattr(instance, "staged_inputs", py::bool_(false)));
     // An instance may refuse to run on its callers' threads (one of them is the
     // server's event loop, where e.g. an async execute cannot run its own loop).
     allows_inline_ = py::bool_(py::getattr(instance, "allow_inline", py::bool_(true)));
@@ -111,6 +112,7 @@ class PyExecutor : public Executor {
   }
 
   bool WantsGatheredInputs() const override { return gather_; }
+  bool WantsStagedInputs() const override { return staged_; }
   // Any thread may run a Python instance (Execute takes the GIL itself) unless it says
   // otherwise; whether it actually runs inline is the scheduler's call, from measured
   // execution times.
@@ -199,6 +201,7 @@ class PyExecutor : public Executor {
   }
 
   bool gather_ = false;
+  bool staged_ = false;
   bool allows_inline_ = true;
   PyObject* method_ = nullptr;  // borrowed from method_owner_
   std::shared_ptr<const void> method_owner_;

@@ -31,13 +31,29 @@ bool BytesOffsets(const Tensor& tensor, const std::vector<int64_t>& element_mark
 
 }  // namespace
 
-Status GatherInputs(const ModelSpec& spec, TensorArena& arena, Batch* batch) {
+Status GatherInputs(const ModelSpec& spec, TensorArena& arena, Batch* batch,
+                    bool copy_single) {
   batch->gathered_inputs.clear();
   const auto& requests = batch->requests;
   if (requests.empty()) return Status::Ok();
   const InferenceRequest& first = *requests.front();
   if (requests.size() == 1) {
     batch->gathered_inputs = first.inputs;
+    if (!copy_single) return Status::Ok();
+    for (Tensor& tensor : batch->gathered_inputs) {
+      // Same name, type and shape; only the bytes move (into the arena).
+      ArenaBuffer buffer = arena.Allocate(tensor.byte_size);
+      if (!buffer) {
+        return Status(StatusCode::kInternal,
+                      "out of host memory staging input '" + tensor.name + "'");
+      }
+      if (tensor.byte_size > 0) {
+        std::memcpy(buffer->data(), tensor.data, tensor.byte_size);
+      }
+      tensor.data = buffer->data();
+      tensor.owner = buffer;
+      batch->arena_blocks.push_back(std::move(buffer));
+    }
     return Status::Ok();
   }
   for (const Tensor& model_input : first.inputs) {

@@ -11,8 +11,11 @@
 namespace tritonx {
 
 // Fills batch->gathered_inputs: per input, the requests' data concatenated along dim 0
-// (one request: its tensor as is, no copy). Copies go into `arena` buffers.
-Status GatherInputs(const ModelSpec& spec, TensorArena& arena, Batch* batch);
+// (one request: its tensor as is, no copy, unless `copy_single`: a GPU instance
+// wants even one request's bytes in the arena's page-locked memory, where its
+// host->device copy is asynchronous). Copies go into `arena` buffers.
+Status GatherInputs(const ModelSpec& spec, TensorArena& arena, Batch* batch,
+                    bool copy_single = false);
 
 // Slices batch->gathered_outputs (dim 0 = total batch size) into one response per
 // request; slices share the batched buffer, nothing is copied.

@@ -71,7 +71,11 @@ void BatchRunner::Run(Batch& batch, uint64_t sequence) {
   }
 
   Status status;
-  if (executor.WantsGatheredInputs()) status = GatherInputs(spec_, *arena_, &batch);
+  if (executor.WantsGatheredInputs()) {
+    // Staging one request only pays when the arena is page-locked.
+    const bool stage = executor.WantsStagedInputs() && arena_->pinned();
+    status = GatherInputs(spec_, *arena_, &batch, stage);
+  }
   const uint64_t gathered = NowNs();
   bool finished = false;
   batch.finish = [&] {

@@ -50,6 +50,9 @@ class Executor {
   virtual ~Executor() = default;
   // Whether the scheduler should gather the batch's inputs into contiguous buffers.
   virtual bool WantsGatheredInputs() const { return false; }
+  // Whether a gathered batch of one request is copied into the arena too (a GPU
+  // instance: page-locked memory makes its host->device copy asynchronous).
+  virtual bool WantsStagedInputs() const { return false; }
   // Whether a single request may run on the thread that enqueues it (when this
   // instance is idle and the model measured cheap), instead of waking the worker.
   // Execute must then be safe on any thread, not just the instance's own worker.

@@ -100,6 +100,21 @@ TEST(BatchIo, SingleRequestPassesThroughWithoutCopy) {
   EXPECT_EQ(arena->Stats().allocations, 0u);
 }
 
+TEST(BatchIo, SingleRequestIsCopiedIntoTheArenaWhenAsked) {
+  auto arena = TensorArena::Create(1 << 20, false);
+  RequestPtr request = RequestWith({Floats("INPUT0", {2, 4}, 5)});
+  Batch batch = MakeBatch({request});
+  ASSERT_TRUE(GatherInputs(MakeSpec(8), *arena, &batch, /*copy_single=*/true).ok());
+  ASSERT_EQ(batch.gathered_inputs.size(), 1u);
+  const Tensor& staged = batch.gathered_inputs[0];
+  EXPECT_NE(staged.data, request->inputs[0].data);
+  EXPECT_EQ(staged.name, "INPUT0");
+  EXPECT_EQ(staged.shape, (Shape{2, 4}));
+  EXPECT_EQ(FloatsOf(staged), FloatsOf(request->inputs[0]));
+  EXPECT_EQ(arena->Stats().allocations, 1u);
+  EXPECT_EQ(batch.arena_blocks.size(), 1u);
+}
+
 TEST(BatchIo, GathersAlongDimZero) {
   auto arena = TensorArena::Create(1 << 20, false);
   ModelSpec spec = MakeSpec(8, {2});

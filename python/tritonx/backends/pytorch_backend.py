@@ -264,6 +264,10 @@ class TorchInstance(GatheredInstance):
             self._settings.pipeline_depth if self._cuda and model.kind != "aoti" else 1
         )
         self._stream: Any = None
+        # A GPU instance wants a lone request's inputs in the pinned arena too
+        # (read by the core's executor): from pageable memory the host->device
+        # copy is synchronous and would stall the pipeline.
+        self.staged_inputs = self._cuda
         # Where GPU outputs land: the server's tensor arena (page-locked, recycled
         # by the core), never torch's pinned allocator, which would record events
         # on this instance's stream whenever a response releases its block.
