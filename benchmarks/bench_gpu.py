@@ -3,8 +3,9 @@ torch's own batched loop, and the pinned staging copy against cudaMemcpyAsync.
 
 1. Served throughput. In process, through the real ModelManager and pytorch
    backend: a KIND_GPU model (``--instances`` instances, each on its own stream
-   from the core's StreamPool) with dynamic batching, fed by 2*B per instance C++
-   closed-loop clients (``_native.generate_load``: no GIL, no network) sending
+   from the core's StreamPool, two batches in flight on it by default) with
+   dynamic batching, fed by 2*B C++ closed-loop clients per core worker (instance
+   x PIPELINE_DEPTH; ``_native.generate_load``: no GIL, no network) sending
    batch-1 FP32 requests. The reference is torch itself at batch B doing the same
    work per batch: host input -> cuda (non_blocking, from pinned memory, which
    favours torch) -> module -> host output -> numpy. Target: served >= 95 % of
@@ -50,6 +51,7 @@ from tritonx.repository import ManagerOptions, ModelManager
 
 SERVE_TARGET = 0.95
 COPY_TARGET = 0.90
+DEFAULT_DEPTH = 2  # the pytorch backend's PIPELINE_DEPTH for GPU instances
 
 
 @contextmanager
@@ -146,9 +148,10 @@ async def served(
     root: Path,
     path: Path,
     args: argparse.Namespace,
-    instances: int,
+    workers: int,
     per_batch: int,
-    label: str = "",
+    label: str,
+    instances: int,
 ) -> list[str]:
     manager = ModelManager(
         ManagerOptions(repositories=[root], gpu_ids=_native.cuda_device_ids()),
@@ -160,7 +163,7 @@ async def served(
         width = args.dims[0]
         x = np.random.default_rng(1).random((1, width), np.float32)
         inputs = [("INPUT__0", "FP32", [1, width], x)]
-        clients = per_batch * args.batch * instances
+        clients = per_batch * args.batch * workers
         ratios, rates, offline, batches, notes = [], [], [], [], []
         for _ in range(args.repeats):
             off, off_ms, off_busy = torch_rate(path, width, args.batch, args.seconds)
@@ -258,8 +261,11 @@ def run_row(row: str, args: argparse.Namespace) -> int:
         root = Path(tmp)
         path = write_model(root, tuple(args.dims), args, int(instances), *depth)
         label = f" PIPELINE_DEPTH {depth[0]}" if depth else ""
+        # Clients per core worker (a GPU instance has PIPELINE_DEPTH of them, 2 by
+        # default): each worker then has a full batch waiting while it runs one.
+        workers = int(instances) * int(depth[0] if depth else DEFAULT_DEPTH)
         lines = asyncio.run(
-            served(root, path, args, int(instances), int(per_batch), label)
+            served(root, path, args, workers, int(per_batch), label, int(instances))
         )
         print("\n".join(lines), flush=True)
     return 0
@@ -296,7 +302,8 @@ def main() -> int:
         "--clients-per-batch",
         type=int,
         default=2,
-        help="closed-loop clients per instance, in multiples of --batch",
+        help="closed-loop clients per core worker (instances x PIPELINE_DEPTH), "
+        "in multiples of --batch",
     )
     parser.add_argument(
         "--extra-rows",
