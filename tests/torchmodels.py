@@ -3,6 +3,7 @@ torch.export), each in its own model directory with an optional config.pbtxt."""
 
 from __future__ import annotations
 
+import inspect
 import textwrap
 import warnings
 from pathlib import Path
@@ -46,6 +47,13 @@ class Mlp(torch.nn.Module):
         return self.l2(torch.relu(self.l1(x)))
 
 
+class ScaledShift(torch.nn.Module):
+    """Keyword-only arguments: exported programs take them by name."""
+
+    def forward(self, x: Tensor, *, scale: Tensor, shift: Tensor) -> Tensor:
+        return x * scale + shift
+
+
 class HalfAndCount(torch.nn.Module):
     """FP16 in, FP16 and INT64 out (exported, auto-completed)."""
 
@@ -77,10 +85,16 @@ def export(
     example: tuple[Any, ...],
     config: str | None,
     batch_dynamic: bool = True,
+    kwargs: dict[str, Any] | None = None,
 ) -> None:
-    dynamic = None
+    dynamic: Any = None
     if batch_dynamic:
         batch = torch.export.Dim("batch", min=1, max=1024)
         dynamic = tuple({0: batch} for _ in example)
-    program = torch.export.export(module, example, dynamic_shapes=dynamic)
+        if kwargs:
+            names = list(inspect.signature(module.forward).parameters)
+            dynamic = {name: {0: batch} for name in names}
+    program = torch.export.export(
+        module, example, kwargs=kwargs, dynamic_shapes=dynamic
+    )
     torch.export.save(program, str(write_dir(repo, name, config, "model.pt2")))

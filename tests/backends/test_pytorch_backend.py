@@ -91,6 +91,14 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     tm.export(
         root,
+        "exported_kwargs",
+        tm.ScaledShift(),
+        (torch.ones(2, 3),),
+        None,
+        kwargs={"scale": torch.ones(2, 3), "shift": torch.ones(2, 3)},
+    )
+    tm.export(
+        root,
         "exported_half",
         tm.HalfAndCount(),
         (torch.ones(2, 5, dtype=torch.float16),),
@@ -206,6 +214,24 @@ def test_exported_program_infers(server: RunningServer, protocol: str) -> None:
     y = np.random.rand(3, 3).astype(np.float32)
     out = _infer(server, protocol, "exported", {"x": x, "y": y})
     np.testing.assert_allclose(out["OUTPUT__0"], x * 2 - y, rtol=1e-6)
+
+
+def test_exported_program_with_keyword_arguments(server: RunningServer) -> None:
+    # Exported as forward(x, *, scale, shift): completed from its signature and
+    # called with the keyword arguments by name (positionally torch refuses it).
+    config = _grpc(server).get_model_config("exported_kwargs", as_json=True)["config"]
+    assert [i["name"] for i in config["input"]] == ["x", "scale", "shift"]
+    rng = np.random.default_rng(7)
+    x, scale, shift = (rng.random((2, 3), dtype=np.float32) for _ in range(3))
+    for protocol in ("http", "grpc"):
+        # Inputs sent in another order than the program's: matched by name.
+        out = _infer(
+            server,
+            protocol,
+            "exported_kwargs",
+            {"shift": shift, "x": x, "scale": scale},
+        )
+        np.testing.assert_allclose(out["OUTPUT__0"], x * scale + shift, rtol=1e-6)
 
 
 def test_exported_fp16_and_int64_outputs(server: RunningServer) -> None:

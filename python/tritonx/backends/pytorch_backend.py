@@ -316,6 +316,9 @@ class TorchInstance(GatheredInstance):
                     "than the number of inputs the model takes"
                 )
         self._arity = len(names)
+        # Arguments past this position go by keyword (programs exported so).
+        self._keywords = sig.keywords
+        self._positional = len(sig.arguments) - len(sig.keywords)
         self._inputs = [
             (t.name, pos, t.data_type == mc.TYPE_BF16, t.data_type == mc.TYPE_STRING)
             for t, pos in zip(config.input, positions, strict=True)
@@ -433,7 +436,11 @@ class TorchInstance(GatheredInstance):
     ) -> dict[str, OutputValue]:
         args = self._arguments(inputs)
         try:
-            result = self._module(*args)
+            if self._keywords:
+                named = dict(zip(self._keywords, args[self._positional :], strict=True))
+                result = self._module(*args[: self._positional], **named)
+            else:
+                result = self._module(*args)
         except TritonXError:
             raise
         except Exception as exc:

@@ -135,6 +135,9 @@ class Signature:
     input_tensors: tuple[tuple[str, int, tuple[int, ...]], ...] = ()
     output_tensors: tuple[tuple[str, int, tuple[int, ...]], ...] = ()
     output_keys: tuple[str, ...] | None = None  # the dict keys a dict output has
+    # Exported with keyword arguments: the last len(keywords) of ``arguments`` are
+    # passed by these names (torch checks the call against the exported spec).
+    keywords: tuple[str, ...] = ()
 
 
 def script_signature(module: Any) -> Signature:
@@ -201,7 +204,26 @@ def exported_signature(program: Any) -> Signature:
         input_tensors=tuple(inputs),
         output_tensors=tuple(outputs),
         output_keys=keys,
+        keywords=_keyword_names(program, len(user_inputs)),
     )
+
+
+def _keyword_names(program: Any, count: int) -> tuple[str, ...]:
+    """The keyword arguments a program was exported with, in the order of its
+    user inputs (they come after the positional ones); () when it takes none."""
+    spec = program.call_spec.in_spec
+    if spec is None or spec.type is not tuple or spec.num_children != 2:
+        return ()
+    args, kwargs = spec.children_specs
+    if kwargs.type is not dict or kwargs.num_children == 0:
+        return ()
+    leaves = list(args.children_specs) + list(kwargs.children_specs)
+    if not all(leaf.is_leaf() for leaf in leaves) or len(leaves) != count:
+        raise InternalError(
+            "exported program inputs must be tensors passed one per argument; "
+            "nested arguments are not supported"
+        )
+    return tuple(str(name) for name in kwargs.context)
 
 
 def complete_from_signature(
