@@ -210,3 +210,50 @@ def test_quick_search_on_a_running_server(example_repo: Path, tmp_path: Path) ->
     # Another's server: its CPU and memory come from its metrics endpoint.
     assert all(float(r["rss_mb"]) > 0 and r["cpu_percent"] != "" for r in rows), rows
     assert (out / "best_models" / "identity" / "config.pbtxt").is_file()
+
+
+def test_concurrent_search_of_two_models(example_repo: Path, tmp_path: Path) -> None:
+    """--concurrent: combinations of one candidate per model, each measured with
+    load on both models at once; the combination's throughput is the sum of the
+    models', and every model's chosen config is written."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(example_repo / "identity", repo / "identity")
+    shutil.copytree(example_repo / "identity", repo / "twin")
+    config = repo / "twin" / "config.pbtxt"
+    config.write_text(config.read_text().replace('name: "identity"', 'name: "twin"'))
+    out = tmp_path / "out"
+    result = run_analyze(
+        "-r", repo, "-m", "identity,twin", "--concurrent", "--perf-args",
+        TEST_PERF_ARGS, "--shape", "INPUT0:16", "--output-dir", out,
+        "--instance-counts", "1", "--max-batch-sizes", "8", "--dynamic-batching",
+        "on", "--concurrency", "1", "--max-candidates", "3",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "results.json").read_text())["models"]
+    combos = summary["identity+twin"]["candidates"]
+    # From both models' own configs outwards: one model changed at a time first.
+    assert combos == [
+        "identity.default+twin.default",
+        "identity.default+twin.cpu1_b8_dyn",
+        "identity.cpu1_b8_dyn+twin.default",
+    ]
+    with (out / "measurements.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    for combo in combos:
+        total = next(
+            r for r in rows if r["candidate"] == combo and r["phase"] == "search"
+        )
+        parts = [
+            r for r in rows if r["candidate"] == combo and r["phase"] == "concurrent"
+        ]
+        assert sorted(r["model"] for r in parts) == ["identity", "twin"]
+        assert total["ok"] == "True" and all(r["ok"] == "True" for r in parts)
+        summed = sum(float(r["throughput"]) for r in parts)
+        assert abs(float(total["throughput"]) - summed) <= 0.01 * summed
+        assert float(total["p99_ms"]) == max(float(r["p99_ms"]) for r in parts)
+    for model in ("identity", "twin"):
+        text = (out / "best_models" / model / "config.pbtxt").read_text()
+        assert f'name: "{model}"' in text
+    assert "Chosen together" in (out / "report.html").read_text()

@@ -24,6 +24,11 @@ STAND_IN = "/bin/true"
         (["-m", "identity", "--shape", "INPUT0"], "bad --shape 'INPUT0'"),
         (["-m", "identity", "--perf-command", "/nonexistent/perf"], "perf command"),
         ([], "required: -m"),
+        (["-m", "identity", "--concurrent"], "needs at least two models"),
+        (
+            ["-m", "identity,add_sub", "--concurrent", "--slo", "p99=5ms"],
+            "not with --concurrent",
+        ),
     ],
 )
 def test_bad_flags_and_names(

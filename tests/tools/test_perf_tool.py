@@ -699,3 +699,15 @@ def test_against_the_real_triton(tmp_path: Path) -> None:
             row = read_csv(out)[1][0]
             check_row(row)
             assert int(row["Server Compute Infer"]) > 0
+        # JSON tensors, many requests in flight per thread, a counted step after a
+        # warm-up, and Triton's Prometheus endpoint (which has no process_* families).
+        text = ok_run(
+            "-m", "identity", "-u", triton.http_url, "--shape", "INPUT0:16",
+            "--async", "--max-threads", "1", "--concurrency-range", "3",
+            "--request-count", "30", "--warmup-request-count", "5",
+            "--input-tensor-format", "json", "--output-tensor-format", "json",
+            "--collect-metrics", "--metrics-url", triton.metrics_url,
+        )  # fmt: skip
+        assert "Request count: 30\n" in text
+        assert "requests succeeded 30," in text
+        assert "Server process:" not in text

@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-queue-delays", type=_ints, default=[0], help="microseconds")
     s.add_argument("--kinds", type=_words(["cpu", "gpu"]))
     s.add_argument("--max-candidates", type=int, default=64)
+    s.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="search the models together: combinations of one candidate per model, "
+        "measured with load on all of them at once, throughput summed",
+    )
     c = p.add_argument_group("objectives and constraints")
     c.add_argument(
         "--objective", choices=["throughput", "latency"], default="throughput"

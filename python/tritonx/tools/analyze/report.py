@@ -235,6 +235,12 @@ def write_report(
             chosen = f"<p>Chosen: <code>{html.escape(key_text)}</code>"
             chosen += f", written to <code>{html.escape(str(winners.get(result.model)))}</code></p>"
             chosen += f"<pre>{html.escape(config_text(result.winner_config))}</pre>"
+        elif result.part_configs:
+            key_text = result.chosen.key if result.chosen else ""
+            chosen = f"<p>Chosen together: <code>{html.escape(key_text)}</code>"
+            chosen += f", written to <code>{html.escape(str(winners.get(result.model)))}</code></p>"
+            for part, config in result.part_configs.items():
+                chosen += f"<h4>{html.escape(part)}</h4><pre>{html.escape(config_text(config))}</pre>"
         else:
             chosen = "<p><b>No candidate met the constraints.</b></p>"
         slo_html = ""

@@ -56,6 +56,10 @@ def _check_inputs(args: argparse.Namespace, models: list[str]) -> None:
         raise AnalyzeError("--max-batch-sizes values must be at least 1")
     if any(d < 0 for d in args.max_queue_delays + (args.slo_delays or [])):
         raise AnalyzeError("queue delays cannot be negative")
+    if args.concurrent and len(models) < 2:
+        raise AnalyzeError("--concurrent needs at least two models (-m a,b)")
+    if args.concurrent and args.slo:
+        raise AnalyzeError("--slo tunes one model's batcher: not with --concurrent")
     if args.max_candidates < 1 or args.slo_repeats < 1:
         raise AnalyzeError("--max-candidates and --slo-repeats must be at least 1")
     for shape in args.shape:
@@ -94,6 +98,7 @@ def _settings_text(args: argparse.Namespace, argv_perf: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tritonx.tools.analyze.concurrent import ConcurrentSearch
     from tritonx.tools.analyze.report import require_plotting, write_csv, write_report
     from tritonx.tools.analyze.search import Analyzer, SearchSettings
     from tritonx.tools.analyze.slo import DEFAULT_DELAYS_US, tune_delay
@@ -185,8 +190,11 @@ def run(args: argparse.Namespace) -> int:
         metrics_url,
     )
     results = []
+    together = ConcurrentSearch(analyzer, models) if args.concurrent else None
     try:
-        for model in models:
+        if together is not None:
+            results.append(together.run())
+        for model in [] if together is not None else models:
             result = analyzer.analyze(model)
             if slo is not None:
                 delays = args.slo_delays or list(DEFAULT_DELAYS_US)
@@ -207,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
             results.append(result)
     finally:
         perf.kill()
+        if together is not None:
+            together.kill()
         if server is not None:
             server.stop()
     winners = {r.model: analyzer.write_winner(r, output_repo) for r in results}

@@ -65,6 +65,8 @@ class ModelResult:
     winner_config: ModelConfig | None = None
     chosen: Candidate | None = None  # the winner's, or the SLO proposal's
     slo: object | None = None  # slo.SloResult when --slo was given
+    # --concurrent: the chosen combination's config of each model.
+    part_configs: dict[str, ModelConfig] = field(default_factory=dict)
 
 
 def _stalled(values: list[float]) -> bool:
@@ -368,19 +370,27 @@ class Analyzer:
     # -- output -------------------------------------------------------------
 
     def write_winner(self, result: ModelResult, output_repository: Path) -> Path | None:
-        """The winning config (the model's files copied beside it), ready to serve."""
+        """The winning config (the model's files copied beside it), ready to serve;
+        for a concurrent search every model's, and the repository is returned."""
+        if result.part_configs:
+            for model, config in result.part_configs.items():
+                self._write_model(model, config, output_repository)
+            return output_repository
         if result.winner_config is None:
             return None
-        target = output_repository / result.model
+        return self._write_model(result.model, result.winner_config, output_repository)
+
+    def _write_model(self, model: str, config: ModelConfig, repository: Path) -> Path:
+        target = repository / model
         if target.exists():
             shutil.rmtree(target)
-        source = self.repository / result.model
+        source = self.repository / model
         if source.is_dir():
             shutil.copytree(
                 source, target, ignore=shutil.ignore_patterns("config.pbtxt")
             )
         target.mkdir(parents=True, exist_ok=True)
-        (target / "config.pbtxt").write_text(config_text(result.winner_config))
+        (target / "config.pbtxt").write_text(config_text(config))
         return target / "config.pbtxt"
 
 
