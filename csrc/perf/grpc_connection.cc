@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 
 #include "connection.h"
 #include "grpc_service.grpc.pb.h"
@@ -261,6 +262,8 @@ class GrpcAsyncClient : public AsyncClient {
   }
 
   ~GrpcAsyncClient() override {
+    // Calls a server never answered end now instead of holding the queue open.
+    for (Call* call : calls_) call->context.TryCancel();
     cq_.Shutdown();
     void* tag;
     bool ok;
@@ -275,6 +278,7 @@ class GrpcAsyncClient : public AsyncClient {
     call->reader->StartCall();
     call->reader->Finish(&call->response, &call->status, call);
     call->rec.send_ns = NowNs() - call->rec.start_ns;
+    calls_.insert(call);
     ++in_flight_;
     return true;
   }
@@ -295,6 +299,7 @@ class GrpcAsyncClient : public AsyncClient {
       const auto status = cq_.AsyncNext(&tag, &ok, deadline);
       if (status != grpc::CompletionQueue::GOT_EVENT) return;
       std::unique_ptr<Call> call(static_cast<Call*>(tag));
+      calls_.erase(call.get());
       --in_flight_;
       Complete(call.get(), ok);
       done->push_back(std::move(call->rec));
@@ -343,6 +348,7 @@ class GrpcAsyncClient : public AsyncClient {
   std::unique_ptr<grpc::GenericStub> generic_;
   grpc::CompletionQueue cq_;
   std::vector<grpc::ByteBuffer> serialized_;
+  std::unordered_set<Call*> calls_;  // in flight; owned through their queue tags
   size_t in_flight_ = 0;
 };
 

@@ -14,6 +14,7 @@ namespace tritonx::perf {
 
 // Every request template of a Target as complete HTTP messages, built once.
 // Thread-safety: immutable after construction; Message/WithSequence are const.
+// Ownership: owns the built messages; borrows the Target, which outlives it.
 class HttpMessages {
  public:
   explicit HttpMessages(const Target& target);

@@ -156,7 +156,8 @@ TEST(HttpMessagesTest, BinaryAndJsonBodies) {
 // A KServe-shaped HTTP server on loopback: every request is answered 200 after
 // `delay`, on its own thread per connection; it records the most requests it
 // held at once.
-// Thread-safety: counters are atomic; Stop from the owning test thread.
+// Thread-safety: counters are atomic; destroyed by the test thread that made it.
+// Ownership: owns its listening socket, the accepted ones and their threads.
 class LoopbackServer {
  public:
   explicit LoopbackServer(std::chrono::milliseconds delay) : delay_(delay) {
