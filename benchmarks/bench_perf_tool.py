@@ -287,8 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )
     print()
     print(
-        f"{', '.join(args.models)} (python backend; sleep {args.sleep_ms:g} ms per "
-        f"execute for sleep*), FP32 [16], batch 1, one tritonx server, "
+        f"{', '.join(args.models)} (python backend"
+        + (f"; sleep {args.sleep_ms:g} ms per execute" if sleepy else "")
+        + "), FP32 [16], batch 1, one tritonx server, "
         f"{args.measurement_interval} ms windows, medians of {args.repeats} runs "
         f"per tool, {os.cpu_count()} CPUs, server CPUs {args.server_cpus or 'all'}, "
         f"tool CPUs {args.client_cpus or 'all'}, load average "
