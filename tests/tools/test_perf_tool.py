@@ -548,6 +548,19 @@ def test_request_count_warmup_async_json_tensors_and_metrics(
     ]
     check_row(rows[0])
 
+    # gRPC: the calls of one thread overlap on its completion queue.
+    before = _success_count(server, "identity")
+    ok_run(
+        "-m", "identity", "-u", server.grpc_url, "-i", "grpc", "--shape", "INPUT0:8",
+        "--concurrency-range", "3", "--async", "--max-threads", "1",
+        "--request-count", "30", "--warmup-request-count", "3",
+        "--profile-export-file", str(export),
+    )  # fmt: skip
+    assert _success_count(server, "identity") - before == 33
+    requests = json.loads(export.read_text())["experiments"][0]["requests"]
+    spans = sorted((r["timestamp"], r["end_timestamp"]) for r in requests)
+    assert len(spans) == 30 and any(b[0] < a[1] for a, b in itertools.pairwise(spans))
+
     # BYTES as JSON strings: the strings model fails any request whose strings
     # are not the data file's, so success means they arrived intact.
     data = tmp_path / "data.json"
