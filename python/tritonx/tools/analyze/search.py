@@ -235,14 +235,18 @@ class Analyzer:
             except PerfRunError as exc:
                 m.error = str(exc)
                 return m
-        if sampler.remote_error and not self._metrics_warned:
-            self._metrics_warned = True
-            self.log(f"  server CPU and memory: n/a ({sampler.remote_error})")
         m.ok = True
         for key, value in vars(perf).items():
             setattr(m, key, round(value, 4))
         for key, value in vars(sampler.usage()).items():
             setattr(m, key, value)
+        if self.metrics_url and m.cpu_percent is None and not self._metrics_warned:
+            self._metrics_warned = True
+            why = sampler.remote_error or (
+                f"{self.metrics_url} has no process_cpu_seconds_total/"
+                "process_resident_memory_bytes"
+            )
+            self.log(f"  server CPU and memory: n/a ({why})")
         return m
 
     def _say(self, candidate: Candidate, m: Measurement) -> None:
