@@ -8,219 +8,52 @@ the CSV has perf_analyzer's columns, counts add up, percentiles are ordered.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import os
 import re
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from perfutil import (
+    IDENTITY,
+    PA_COLUMNS,
+    SEQUENCE,
+    SEQUENCE_MODEL,
+    SHORT,
+    STRINGS,
+    STRINGS_MODEL,
+    VERBOSE_COLUMNS,
+    check_row,
+    ok_run,
+    one_error_line,
+    perf,
+    read_csv,
+    url,
+    write_model,
+)
 from serverutil import (
     RunningServer,
     free_port,
     reference_command,
     run_reference,
     run_server,
-    server_env,
 )
 from testmodels import ECHO_MODEL, REPEAT_CONFIG, REPEAT_MODEL
 
 pytestmark = pytest.mark.timeout(180)
 
-SHORT = [
-    "--measurement-mode",
-    "count_windows",
-    "--measurement-request-count",
-    "30",
-    "--max-trials",
-    "3",
-    "--stability-percentage",
-    "100",
-]
-
-PA_COLUMNS = [
-    "Inferences/Second",
-    "Client Send",
-    "Network+Server Send/Recv",
-    "Server Queue",
-    "Server Compute Input",
-    "Server Compute Infer",
-    "Server Compute Output",
-    "Client Recv",
-    "p50 latency",
-    "p90 latency",
-    "p95 latency",
-    "p99 latency",
-]
-VERBOSE_COLUMNS = ["Avg latency", "request/response", "response wait"]
-
-IDENTITY = """
-name: "identity"
-backend: "python"
-max_batch_size: 8
-input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
-output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
-dynamic_batching { }
-"""
-
-# BYTES in, BYTES out; a request whose strings are not the expected ones fails, so a
-# successful run proves tritonx-perf sent the data file's strings intact.
-STRINGS = """
-name: "strings"
-backend: "python"
-max_batch_size: 4
-input [ { name: "INPUT0", data_type: TYPE_STRING, dims: [ -1 ] } ]
-output [ { name: "OUTPUT0", data_type: TYPE_STRING, dims: [ -1 ] } ]
-"""
-STRINGS_MODEL = """
-import triton_python_backend_utils as pb_utils
-
-ALLOWED = {b"hello", b"wide world", "\\u00e9t\\u00e9".encode()}
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        out = []
-        for r in requests:
-            value = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
-            if not set(value.reshape(-1).tolist()) <= ALLOWED:
-                out.append(pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError(f"unexpected {value!r}")))
-            else:
-                out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", value)]))
-        return out
-"""
-
-SEQUENCE = """
-name: "counter"
-backend: "python"
-max_batch_size: 2
-input [ { name: "INPUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
-output [ { name: "OUTPUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
-sequence_batching {
-  max_sequence_idle_microseconds: 5000000
-  control_input [
-    { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
-    { name: "END" control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ] },
-    { name: "CORRID" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 } ] }
-  ]
-}
-"""
-# Fails a request that continues a sequence the model never saw start, or one that
-# arrives after its sequence ended: sequences must be sent whole and in order.
-SEQUENCE_MODEL = """
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        self.open = set()
-
-    def execute(self, requests):
-        out = []
-        for r in requests:
-            get = lambda n: int(pb_utils.get_input_tensor_by_name(r, n).as_numpy().reshape(-1)[0])
-            corrid, start, end = get("CORRID"), get("START"), get("END")
-            if start:
-                self.open.add(corrid)
-            if corrid not in self.open:
-                out.append(pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError(f"sequence {corrid} did not start")))
-                continue
-            if end:
-                self.open.discard(corrid)
-            x = pb_utils.get_input_tensor_by_name(r, "INPUT").as_numpy()
-            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT", x)]))
-        return out
-"""
-
-
-# One instance, 20 ms per execute, no batching: at 200 requests/s requests must
-# queue, so a client that holds one request per thread cannot keep the rate.
-SLEEPY = """
-name: "sleepy"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ 4 ] } ]
-output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 4 ] } ]
-instance_group [ { count: 1, kind: KIND_CPU } ]
-"""
-SLEEPY_MODEL = """
-import time
-
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        time.sleep(0.02)
-        return [
-            pb_utils.InferenceResponse(
-                [pb_utils.Tensor("OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())]
-            )
-            for r in requests
-        ]
-"""
-
-
-def _write(repo: Path, name: str, config: str, model: str) -> None:
-    (repo / name / "1").mkdir(parents=True)
-    (repo / name / "config.pbtxt").write_text(config)
-    (repo / name / "1" / "model.py").write_text(model)
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> RunningServer:
     repo = tmp_path_factory.mktemp("perf_repo")
-    _write(repo, "identity", IDENTITY, ECHO_MODEL)
-    _write(repo, "strings", STRINGS, STRINGS_MODEL)
-    _write(repo, "repeat", REPEAT_CONFIG, REPEAT_MODEL)
-    _write(repo, "counter", SEQUENCE, SEQUENCE_MODEL)
-    _write(repo, "sleepy", SLEEPY, SLEEPY_MODEL)
+    write_model(repo, "identity", IDENTITY, ECHO_MODEL)
+    write_model(repo, "strings", STRINGS, STRINGS_MODEL)
+    write_model(repo, "repeat", REPEAT_CONFIG, REPEAT_MODEL)
+    write_model(repo, "counter", SEQUENCE, SEQUENCE_MODEL)
     with run_server(repo) as running:
         yield running
-
-
-def perf(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tritonx.tools.perf", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=server_env(),
-    )
-
-
-def ok_run(*args: str) -> str:
-    result = perf(*args)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    return result.stdout
-
-
-def url(server: RunningServer, protocol: str) -> str:
-    return server.grpc_url if protocol == "grpc" else server.http_url
-
-
-def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open() as handle:
-        rows = list(csv.reader(handle))
-    return rows[0], [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
-
-
-def check_row(row: dict[str, str]) -> None:
-    assert float(row["Inferences/Second"]) > 0
-    p = [int(row[f"p{q} latency"]) for q in (50, 90, 95, 99)]
-    assert p == sorted(p), row
-    assert int(row["Avg latency"]) > 0
-    # The client's latency is the sum of its parts (rounding to whole usec aside).
-    parts = int(row["request/response"]) + int(row["response wait"])
-    assert abs(parts - int(row["Avg latency"])) <= 2, row
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -500,112 +333,6 @@ def test_system_shared_memory(
     assert not [n for n in left if n.startswith("tritonx_perf_")]
 
 
-def _success_count(server: RunningServer, model: str) -> int:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=30)
-    conn.request("GET", f"/v2/models/{model}/stats")
-    stats = json.loads(conn.getresponse().read())["model_stats"]
-    conn.close()
-    return sum(int(v["inference_stats"]["success"]["count"]) for v in stats)
-
-
-def test_request_count_warmup_async_json_tensors_and_metrics(
-    server: RunningServer, tmp_path: Path
-) -> None:
-    """--request-count 40 after --warmup-request-count 7: the server sees 47, the
-    report and the export 40. One worker thread keeps 4 requests in flight
-    (--async --max-threads 1), tensors travel as JSON both ways, and the server's
-    Prometheus endpoint gives the step's model counters and process usage."""
-    out = tmp_path / "perf.csv"
-    export = tmp_path / "profile.json"
-    before = _success_count(server, "identity")
-    text = ok_run(
-        "-m", "identity", "-u", server.http_url, "-i", "http", "--shape", "INPUT0:8",
-        "--concurrency-range", "4", "--async", "--max-threads", "1",
-        "--request-count", "40", "--warmup-request-count", "7",
-        "--input-tensor-format", "json", "--output-tensor-format", "json",
-        "--collect-metrics", "--metrics-url", server.metrics_url,
-        "--metrics-interval", "100", "-f", str(out), "--verbose-csv",
-        "--profile-export-file", str(export),
-    )  # fmt: skip
-    assert _success_count(server, "identity") - before == 47
-    assert "Request count: 40\n" in text
-    requests = json.loads(export.read_text())["experiments"][0]["requests"]
-    assert len(requests) == 40 and all(r["success"] for r in requests)
-    # Requests overlapped although one thread sent them all.
-    spans = sorted((r["timestamp"], r["end_timestamp"]) for r in requests)
-    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))
-    assert "Server Prometheus Metrics" in text
-    assert "requests succeeded 40," in text  # the measured step alone
-    assert re.search(r"Server process: CPU \d+%, max RSS \d+ MB", text), text
-    header, rows = read_csv(out)
-    assert header[-4:] == [
-        "Avg GPU Utilization",
-        "Avg GPU Power Usage",
-        "Max GPU Memory Usage",
-        "Total GPU Memory",
-    ]
-    check_row(rows[0])
-
-    # gRPC: the calls of one thread overlap on its completion queue.
-    before = _success_count(server, "identity")
-    ok_run(
-        "-m", "identity", "-u", server.grpc_url, "-i", "grpc", "--shape", "INPUT0:8",
-        "--concurrency-range", "3", "--async", "--max-threads", "1",
-        "--request-count", "30", "--warmup-request-count", "3",
-        "--profile-export-file", str(export),
-    )  # fmt: skip
-    assert _success_count(server, "identity") - before == 33
-    requests = json.loads(export.read_text())["experiments"][0]["requests"]
-    spans = sorted((r["timestamp"], r["end_timestamp"]) for r in requests)
-    assert len(spans) == 30 and any(b[0] < a[1] for a, b in itertools.pairwise(spans))
-
-    # BYTES as JSON strings: the strings model fails any request whose strings
-    # are not the data file's, so success means they arrived intact.
-    data = tmp_path / "data.json"
-    data.write_text(json.dumps({"data": [{"INPUT0": ["hello", "été"]}]}))
-    ok_run(
-        "-m", "strings", "-u", server.http_url, "--input-data", str(data),
-        "--input-tensor-format", "json", "--output-tensor-format", "json",
-        "--request-count", "10",
-    )  # fmt: skip
-
-
-def test_async_request_rate_is_not_capped_by_threads(
-    server: RunningServer, tmp_path: Path
-) -> None:
-    """200 requests/s on a model that serves 50/s: one worker thread (the default
-    at a rate is async) keeps sending on schedule, so requests pile up in flight.
-    An unreachable metrics endpoint is a warning, not a failure."""
-    export = tmp_path / "profile.json"
-    dead = f"127.0.0.1:{free_port()}"
-    for protocol in ("grpc", "http"):
-        result = perf(
-            "-m", "sleepy", "-u", url(server, protocol), "-i", protocol,
-            "--request-rate-range", "200", "--max-threads", "1",
-            "--request-count", "20", "--profile-export-file", str(export),
-            "--collect-metrics", "--metrics-url", dead,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stdout + result.stderr
-        warnings = result.stderr.strip().splitlines()
-        assert len(warnings) == 1 and "cannot read metrics" in warnings[0]
-        requests = json.loads(export.read_text())["experiments"][0]["requests"]
-        assert len(requests) == 20
-        starts = sorted(r["timestamp"] for r in requests)
-        ends = sorted(r["end_timestamp"] for r in requests)
-        # The 5th request was sent before the 2nd answer came back.
-        assert starts[4] < ends[1], protocol
-
-
-def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
 def test_bad_inputs_end_with_one_line(server: RunningServer, tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text('{"data": [{"INPUT0": [1, 2,')
@@ -679,7 +406,7 @@ def test_bad_inputs_end_with_one_line(server: RunningServer, tmp_path: Path) -> 
         ),
     }
     for name, (args, expected) in cases.items():
-        line = _one_error_line(perf(*args, *SHORT, timeout=60))
+        line = one_error_line(perf(*args, *SHORT, timeout=60))
         assert expected in line, (name, line)
 
 
@@ -690,7 +417,7 @@ def test_against_the_real_triton(tmp_path: Path) -> None:
     """The tool is a KServe V2 client, not a tritonx one: Triton 2.51 is measured the
     same way (metadata, config, statistics and both protocols)."""
     repo = tmp_path / "repo"
-    _write(repo, "identity", IDENTITY, ECHO_MODEL)
+    write_model(repo, "identity", IDENTITY, ECHO_MODEL)
     out = tmp_path / "perf.csv"
     with run_reference([repo]) as triton:
         for protocol in ("grpc", "http"):

@@ -422,8 +422,9 @@ def run(args: argparse.Namespace) -> int:
             batch=args.batch,
             total_requests=args.request_count,
         )
-        # perf_analyzer's default: async at a request rate (so --max-threads does not
-        # cap the requests in flight), sync for concurrency; sequences stay sync.
+        # Async by default at a request rate (so --max-threads does not cap the
+        # requests in flight), sync for concurrency as perf_analyzer; sequences and
+        # streams stay sync (a sequence's requests must not overtake each other).
         if not args.sync and mode == "request_rate":
             args.async_mode = True
         if info.sequence or args.streaming:

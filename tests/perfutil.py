@@ -1,0 +1,208 @@
+"""Shared pieces of the tritonx-perf tests (tests/tools/test_perf_tool*.py): the
+models they serve, the CLI runner and the checks every CSV row must pass."""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from serverutil import RunningServer, server_env
+
+SHORT = [
+    "--measurement-mode",
+    "count_windows",
+    "--measurement-request-count",
+    "30",
+    "--max-trials",
+    "3",
+    "--stability-percentage",
+    "100",
+]
+
+PA_COLUMNS = [
+    "Inferences/Second",
+    "Client Send",
+    "Network+Server Send/Recv",
+    "Server Queue",
+    "Server Compute Input",
+    "Server Compute Infer",
+    "Server Compute Output",
+    "Client Recv",
+    "p50 latency",
+    "p90 latency",
+    "p95 latency",
+    "p99 latency",
+]
+VERBOSE_COLUMNS = ["Avg latency", "request/response", "response wait"]
+
+IDENTITY = """
+name: "identity"
+backend: "python"
+max_batch_size: 8
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
+dynamic_batching { }
+"""
+
+# BYTES in, BYTES out; a request whose strings are not the expected ones fails, so a
+# successful run proves tritonx-perf sent the data file's strings intact.
+STRINGS = """
+name: "strings"
+backend: "python"
+max_batch_size: 4
+input [ { name: "INPUT0", data_type: TYPE_STRING, dims: [ -1 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_STRING, dims: [ -1 ] } ]
+"""
+STRINGS_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+ALLOWED = {b"hello", b"wide world", "\\u00e9t\\u00e9".encode()}
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            value = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
+            if not set(value.reshape(-1).tolist()) <= ALLOWED:
+                out.append(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(f"unexpected {value!r}")))
+            else:
+                out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", value)]))
+        return out
+"""
+
+SEQUENCE = """
+name: "counter"
+backend: "python"
+max_batch_size: 2
+input [ { name: "INPUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
+output [ { name: "OUTPUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
+sequence_batching {
+  max_sequence_idle_microseconds: 5000000
+  control_input [
+    { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
+    { name: "END" control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ] },
+    { name: "CORRID" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 } ] }
+  ]
+}
+"""
+# Fails a request that continues a sequence the model never saw start, or one that
+# arrives after its sequence ended: sequences must be sent whole and in order.
+SEQUENCE_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.open = set()
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            get = lambda n: int(pb_utils.get_input_tensor_by_name(r, n).as_numpy().reshape(-1)[0])
+            corrid, start, end = get("CORRID"), get("START"), get("END")
+            if start:
+                self.open.add(corrid)
+            if corrid not in self.open:
+                out.append(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(f"sequence {corrid} did not start")))
+                continue
+            if end:
+                self.open.discard(corrid)
+            x = pb_utils.get_input_tensor_by_name(r, "INPUT").as_numpy()
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT", x)]))
+        return out
+"""
+
+
+# One instance, 20 ms per execute, no batching: at 200 requests/s requests must
+# queue, so a client that holds one request per thread cannot keep the rate.
+SLEEPY = """
+name: "sleepy"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ 4 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 4 ] } ]
+instance_group [ { count: 1, kind: KIND_CPU } ]
+"""
+SLEEPY_MODEL = """
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        time.sleep(0.02)
+        return [
+            pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())]
+            )
+            for r in requests
+        ]
+"""
+
+
+def write_model(repo: Path, name: str, config: str, model: str) -> None:
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "config.pbtxt").write_text(config)
+    (repo / name / "1" / "model.py").write_text(model)
+
+
+def perf(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tritonx.tools.perf", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=server_env(),
+    )
+
+
+def ok_run(*args: str) -> str:
+    result = perf(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stdout
+
+
+def url(server: RunningServer, protocol: str) -> str:
+    return server.grpc_url if protocol == "grpc" else server.http_url
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open() as handle:
+        rows = list(csv.reader(handle))
+    return rows[0], [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+
+def check_row(row: dict[str, str]) -> None:
+    assert float(row["Inferences/Second"]) > 0
+    p = [int(row[f"p{q} latency"]) for q in (50, 90, 95, 99)]
+    assert p == sorted(p), row
+    assert int(row["Avg latency"]) > 0
+    # The client's latency is the sum of its parts (rounding to whole usec aside).
+    parts = int(row["request/response"]) + int(row["response wait"])
+    assert abs(parts - int(row["Avg latency"])) <= 2, row
+
+
+def success_count(server: RunningServer, model: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=30)
+    conn.request("GET", f"/v2/models/{model}/stats")
+    stats = json.loads(conn.getresponse().read())["model_stats"]
+    conn.close()
+    return sum(int(v["inference_stats"]["success"]["count"]) for v in stats)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
