@@ -406,6 +406,12 @@ void RegisterModel(py::module_& m) {
                        const std::vector<InstanceRateLimit>& rate_limits) {
              std::vector<std::shared_ptr<Executor>> executors;
              for (const py::handle instance : instances) {
+               // An instance may bring a C++ executor (stub processes, bind_stub.cpp).
+               py::object native = py::getattr(instance, "native_executor", py::none());
+               if (!native.is_none()) {
+                 executors.push_back(NativeExecutorOf(native));
+                 continue;
+               }
                executors.push_back(std::make_shared<PyExecutor>(
                    py::reinterpret_borrow<py::object>(instance)));
              }

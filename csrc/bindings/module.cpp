@@ -14,6 +14,7 @@ void RegisterSequence(py::module_& m);
 void RegisterCuda(py::module_& m);
 void RegisterPerf(py::module_& m);
 void RegisterTrace(py::module_& m);
+void RegisterStub(py::module_& m);
 }  // namespace tritonx::bindings
 
 #ifdef TRITONX_ENABLE_GRPC
@@ -40,6 +41,7 @@ PYBIND11_MODULE(_C, m) {
   RegisterCuda(m);
   RegisterPerf(m);
   RegisterTrace(m);
+  RegisterStub(m);
 #ifdef TRITONX_ENABLE_GRPC
   RegisterGrpc(m);
   m.attr("grpc_built") = true;

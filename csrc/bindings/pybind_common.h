@@ -16,6 +16,7 @@
 namespace py = pybind11;
 
 namespace tritonx {
+class Executor;
 class Model;
 }
 
@@ -25,6 +26,8 @@ namespace tritonx::bindings {
 // (bind_model.cpp).
 std::shared_ptr<Model> ModelOf(const py::handle& obj);
 py::object WrapModel(std::shared_ptr<Model> model);
+// The C++ executor an instance object brings (`native_executor`, bind_stub.cpp).
+std::shared_ptr<Executor> NativeExecutorOf(const py::handle& obj);
 
 // Takes the GIL on a C++ thread (scheduler worker, gRPC thread) and keeps that
 // thread's Python thread state after release. Plain gil_scoped_acquire creates and

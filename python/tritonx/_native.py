@@ -50,6 +50,9 @@ PerfLoad = _C.PerfLoad
 perf_now_ns = _C.perf_now_ns
 make_ensemble_model = _C.make_ensemble_model
 send_response = _C.send_response
+# Stub processes' execute ring (bind_stub.cpp): the server's and the stub's ends.
+StubExecutor = _C.StubExecutor
+StubEndpoint = _C.StubEndpoint
 # The grpc++ server is absent when the extension was built with TRITONX_ENABLE_GRPC=OFF.
 GrpcServer = getattr(_C, "GrpcServer", None)
 # The evhttp server is absent when built with TRITONX_ENABLE_HTTP=OFF.

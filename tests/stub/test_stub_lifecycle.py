@@ -140,3 +140,63 @@ def test_no_stub_outlives_a_killed_server(tmp_path: Path) -> None:
         forked.process.wait()
         plain.process.wait()
         _until(lambda: not any(_alive(p) for p in pids), "orphan stubs to exit")
+
+
+# A non-decoupled model whose own thread (started in initialize) makes a BLS call once
+# the first execute let it go; the second execute returns what that call got.
+THREAD_BLS = """
+import threading
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.go = threading.Event()
+        self.result = None
+        self.thread = threading.Thread(target=self.call, daemon=True)
+        self.thread.start()
+
+    def call(self):
+        self.go.wait()
+        x = np.array([[21.0, 1.0, 2.0, 3.0]], dtype=np.float32)
+        text = np.array([[b"x", b"y"]], dtype=object)
+        response = pb_utils.InferenceRequest(
+            model_name="target",
+            inputs=[pb_utils.Tensor("INPUT0", x), pb_utils.Tensor("TEXT", text)],
+            requested_output_names=["OUTPUT0"],
+        ).exec()
+        if response.has_error():
+            self.result = np.full((1, 4), -1.0, dtype=np.float32)
+        else:
+            self.result = pb_utils.get_output_tensor_by_name(response, "OUTPUT0").as_numpy()
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            text = pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy()
+            if not self.go.is_set():
+                self.go.set()
+                value = np.zeros((1, 4), dtype=np.float32)
+            else:
+                self.thread.join(60)
+                value = self.result
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUTPUT0", value.astype(np.float32)),
+                pb_utils.Tensor("OUTPUT1", text)]))
+        return out
+"""
+
+
+@pytest.mark.parametrize("mode", ["in-process", "process"])
+def test_bls_from_a_non_decoupled_models_own_thread(tmp_path: Path, mode: str) -> None:
+    repo = tmp_path / "repo"
+    _write(repo, "target")  # in-process: OUTPUT0 = INPUT0 * 2
+    extra = PROCESS if mode == "process" else ""
+    _write(repo, "caller", extra, model=THREAD_BLS)
+    with run_server(repo) as server:
+        first = _http(server, "caller")
+        assert first.as_numpy("OUTPUT0").tolist() == [[0.0] * 4]  # type: ignore[attr-defined]
+        second = _http(server, "caller")
+        assert second.as_numpy("OUTPUT0").tolist() == [[42.0, 2.0, 4.0, 6.0]]  # type: ignore[attr-defined]

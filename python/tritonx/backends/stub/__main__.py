@@ -24,6 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from tritonx.backends.pb.dtypes import deserialize_bytes_tensor
 from tritonx.backends.stub.bls_remote import StubBls
 from tritonx.backends.stub.channel import (
     Channel,
@@ -111,11 +112,65 @@ class _Request:
         return self._stub.ask_cancelled(self.key, self._index)
 
 
+class _RingInput:
+    """An input of a ring execute: a read-only view of the server's region (BYTES
+    decoded from its wire form)."""
+
+    __slots__ = ("_array", "datatype", "name", "shape")
+
+    def __init__(self, name: str, datatype: str, shape: list[int], value: Any) -> None:
+        self.name = name
+        self.datatype = datatype
+        self.shape = shape
+        if datatype == "BYTES":
+            value = deserialize_bytes_tensor(value).reshape(shape)
+        self._array = value
+
+    def as_numpy(self) -> Any:
+        return self._array
+
+
+class _RingRequest:
+    """A core-request lookalike built from a ring execute's fields (bind_stub.cpp)."""
+
+    __slots__ = (
+        "_index",
+        "_stub",
+        "correlation_id",
+        "flags",
+        "id",
+        "inputs",
+        "key",
+        "parameters",
+        "requested_outputs",
+        "timeout_us",
+    )
+
+    def __init__(self, stub: Stub, index: int, fields: tuple[Any, ...]) -> None:
+        (
+            self.id,
+            self.correlation_id,
+            self.requested_outputs,
+            self.flags,
+            self.timeout_us,
+            self.parameters,
+            inputs,
+        ) = fields
+        self.inputs = [_RingInput(*t) for t in inputs]
+        self.key = index
+        self._stub = stub
+        self._index = index
+
+    def is_cancelled(self) -> bool:
+        return self._stub.ask_cancelled(self.key, self._index)
+
+
 # The server's answers to the stub's questions.
 _ANSWER_TO = {
     "cancelled?": "cancelled",
     "bls": "bls_result",
     "metric_family": "metric_family_ok",
+    "metrics_sync": "metrics_ok",
 }
 _ANSWERS = frozenset(_ANSWER_TO.values())
 
@@ -140,6 +195,9 @@ class Stub:
         self._answers: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._listening = False  # the server reads this socket (init/execute/fin)
         self._finalizing = False
+        # Non-decoupled stubs take executes from the shared-memory ring (bind_stub.cpp);
+        # their server reads this socket at all times.
+        self._ring: Any = None
         self._metrics: StubMetrics | None = None
 
     def ask(self, msg: tuple[Any, ...], fds: list[int], answer: str) -> tuple[Any, ...]:
@@ -162,7 +220,7 @@ class Stub:
                     return self._answers.get(timeout=0.02)
 
     def ask_cancelled(self, key: int, index: int) -> bool:
-        if not self._executing and not self.decoupled:
+        if not self._executing and not (self.decoupled or self._ring is not None):
             return False  # only answerable while the server waits on this execute
         return bool(self.ask(("cancelled?", index, key), [], "cancelled")[1])
 
@@ -187,10 +245,15 @@ class Stub:
             if msg[0] in _ANSWERS:
                 self._answers.put((*msg, fds))  # for a thread waiting in ask()
                 continue
+            kind = msg[0]
+            if kind == "init" and msg[1].get("ring"):
+                if self._initialize(msg[1], fds[-1]):
+                    self._serve_ring()
+                    return
+                continue
             if fds:
                 self.inputs.close()
                 self.inputs = Region.adopt(fds[-1])
-            kind = msg[0]
             if kind == "exec":
                 self._execute(msg[1])
             elif kind == "autocomplete":
@@ -211,11 +274,18 @@ class Stub:
             return
         self.channel.send(("ok", result))
 
-    def _initialize(self, args: dict[str, Any]) -> None:
+    def _initialize(self, args: dict[str, Any], ring_fd: int | None = None) -> bool:
+        """Runs the model's initialize; True when it succeeded."""
+        from tritonx import _native
         from tritonx.backends.python_backend import PythonInstance
 
         self.decoupled = bool(args["decoupled"])
-        self._out = Writer(args["shm_size"], args["shm_growth"])
+        if ring_fd is not None:
+            self._ring = _native.StubEndpoint(
+                ring_fd, args["shm_size"], args["shm_growth"]
+            )
+        else:
+            self._out = Writer(args["shm_size"], args["shm_growth"])
         outputs = [SimpleNamespace(name=name) for name in args["outputs"]]
         config = SimpleNamespace(
             output=outputs,
@@ -237,18 +307,70 @@ class Stub:
                 self._instance._send = self._send_decoupled
         except Exception as exc:
             self.reply(("err", type(exc).__name__, str(exc)))
-            return
+            return False
         finally:
             self._listening = False
-        self.reply(("ok",), [*self._out.take_new_fd(), server_end.fileno()])
+        out_fds = [self._ring.out_fd] if self._ring else self._out.take_new_fd()  # type: ignore[union-attr]
+        self.reply(("ok",), [*out_fds, server_end.fileno()])
         server_end.close()
+        return True
+
+    def _serve_ring(self) -> None:
+        """The main loop of a ring stub: executes (and finally finalize) come through
+        shared memory; the socket only carries this side's questions and records."""
+        ring = self._ring
+        while True:
+            kind, fields = ring.wait()  # GIL released while waiting
+            if fields is None:
+                self._finalize()
+                return
+            self._execute_ring(ring, fields)
+
+    def _execute_ring(self, ring: Any, fields: list[tuple[Any, ...]]) -> None:
+        requests = [_RingRequest(self, i, f) for i, f in enumerate(fields)]
+        self._executing = True
+        try:
+            result = self._instance.execute(requests)
+        except Exception as exc:
+            self._executing = False
+            if _out_of_memory(exc):
+                os._exit(3)  # replaced rather than left to limp on (see _execute)
+            self._flush_metrics()
+            ring.reply_error(exc)
+            return
+        self._executing = False
+        entries: list[Any] = []
+        for item in result or ():
+            if isinstance(item, BaseException):
+                entries.append(item)
+                continue
+            try:
+                outputs = [(name, *array_bytes(v)) for name, v in item.items()]
+            except Exception as exc:
+                entries.append(exc)
+                continue
+            entries.append((outputs, getattr(item, "parameters", None)))
+        self._flush_metrics()
+        try:
+            ring.reply(entries)
+        except Exception as exc:
+            if _out_of_memory(exc):
+                os._exit(3)
+            ring.reply_error(exc)
+
+    def _flush_metrics(self) -> None:
+        """Metric updates reach the server before the response does (a round trip,
+        only when something changed)."""
+        if self._metrics is not None:
+            self._metrics.flush()
 
     def _bls_state(self) -> tuple[bool, bool]:
         """(BLS allowed, inside execute). Triton allows BLS once the instance is
         initialized; here outside execute only for decoupled models, whose
         server side reads this socket all the time."""
         ready = self._instance is not None and not self._finalizing
-        return self._executing or (self.decoupled and ready), self._executing
+        always = self.decoupled or self._ring is not None
+        return self._executing or (always and ready), self._executing
 
     def _install(self, streams: Channel) -> None:
         """This process has no server: BLS calls and custom metrics go to the real
@@ -257,11 +379,17 @@ class Stub:
 
         remote = StubBls(self._answer, self.channel.send, self._bls_state, streams)
         bls.remote, bls.remote_async = remote, remote.submit
+        def send_metrics(msg: tuple[Any, ...]) -> None:
+            if self._ring is not None:  # applied before the reply that follows
+                self._answer(("metrics_sync", *msg[1:]))
+            else:
+                self.channel.send(msg)
+
         self._metrics = StubMetrics(
             lambda msg: self._answer(msg),
-            lambda msg: self.channel.send(msg),
+            send_metrics,
             lambda msg: streams.send(msg),  # read by the server at any time
-            lambda: self._listening or self.decoupled,
+            lambda: self._listening or self.decoupled or self._ring is not None,
         )
         metrics.sync = self._metrics
 

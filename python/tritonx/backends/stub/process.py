@@ -139,6 +139,15 @@ class StubInstance:
             "shm_growth": shm_growth,
         }
         self._shm = (shm_size, shm_growth)
+        # Non-decoupled instances execute through the C++ StubExecutor over a
+        # shared-memory ring (no Python here per execute); decoupled ones through
+        # ``execute`` below, as their responses stream back over the socket.
+        self.native_executor: Any = None
+        if not self._decoupled:
+            self.native_executor = _native.StubExecutor(
+                self._name, self._timeout or 0.0, shm_size, shm_growth
+            )
+            self._init_args["ring"] = True
         self._lock = threading.Lock()
         self._closing = False
         self._proc: Any = None  # subprocess.Popen or _ZygoteChild
@@ -165,9 +174,16 @@ class StubInstance:
         proc, channel = spawn_stub(self._python, self._memory_limit)
         parent = channel.sock
         self._metrics.restarted()
-        inputs = Writer(*self._shm)
+        native = self.native_executor
+        inputs = Writer(*self._shm) if native is None else None
         try:
-            channel.send(("init", self._init_args), inputs.take_new_fd())
+            if native is None:
+                channel.send(("init", self._init_args), inputs.take_new_fd())  # type: ignore[union-attr]
+            else:
+                ring_fd = native.prepare()
+                if ring_fd < 0:
+                    raise ChannelClosed("no shared memory for the ring")
+                channel.send(("init", self._init_args), [ring_fd])
             msg, fds = self._wait_reply(channel, None)
         except ChannelClosed:
             proc.wait()
@@ -180,8 +196,11 @@ class StubInstance:
             _reap(proc, 5.0)
             parent.close()
             raise _error(msg[1], msg[2])
+        if native is not None:
+            native.attach(fds[0], proc.pid)  # takes the descriptor over
+        else:
+            self._outputs = Region.adopt(fds[0])
         self._proc, self._channel, self._inputs = proc, channel, inputs
-        self._outputs = Region.adopt(fds[0])
         streams = Channel(socket.socket(fileno=fds[1]))
         self._bls.streams = streams
         threading.Thread(
@@ -191,13 +210,12 @@ class StubInstance:
             daemon=True,
         ).start()
         self._started_at = time.monotonic()
-        if self._decoupled:
-            threading.Thread(
-                target=self._read_loop,
-                args=(channel,),
-                name=f"stub-reader-{self._name}",
-                daemon=True,
-            ).start()
+        threading.Thread(
+            target=self._read_loop,
+            args=(channel,),
+            name=f"stub-reader-{self._name}",
+            daemon=True,
+        ).start()
 
     def alive(self) -> bool:
         """False while the stub is down (restarting): model readiness reads it."""
@@ -207,6 +225,8 @@ class StubInstance:
         """Forget the dead stub and schedule its restart. Holds ``_lock``."""
         proc, channel = self._proc, self._channel
         self._proc = self._channel = None
+        if self.native_executor is not None:
+            self.native_executor.detach()
         if proc is not None:
             if not timed_out:
                 # EOF can come a moment before the exit status does
@@ -321,7 +341,7 @@ class StubInstance:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            if self._decoupled and channel is self._channel:
+            if channel is self._channel:  # the reader thread owns the socket
                 try:
                     item = self._replies.get(timeout=left)
                 except queue.Empty:
@@ -352,6 +372,9 @@ class StubInstance:
             channel.send(("metric_family_ok", error))
         elif kind == "bls_cancel":
             self._bls.cancel(msg[1])
+        elif kind == "metrics_sync":
+            self._metrics.apply(msg[1])
+            channel.send(("metrics_ok",))
         else:
             return False
         return True
@@ -369,30 +392,48 @@ class StubInstance:
 
     # -- decoupled ---------------------------------------------------------------------
     def _read_loop(self, channel: Channel) -> None:
-        """Owns the socket of a decoupled stub: streams its responses to the core."""
+        """Owns the stub's socket: a decoupled stub's responses, and every stub's log
+        records, questions and BLS calls, from execute or from the model's threads."""
         while True:
             try:
                 msg, fds = channel.recv()
             except (ChannelClosed, OSError):
                 self._replies.put(None)
+                self._reader_saw_end(channel)
                 return
             if msg[0] == "send":
                 self._deliver(msg, fds)
             elif msg[0] == "log":
                 _forward_log(msg)
             elif msg[0] == "cancelled?":  # from execute or a model thread
-                core = self._pending.get(msg[2])
+                if self.native_executor is not None:
+                    flag = bool(self.native_executor.is_cancelled(msg[1]))
+                else:
+                    core = self._pending.get(msg[2])
+                    flag = core is not None and core.is_cancelled()
                 with contextlib.suppress(ChannelClosed):
-                    channel.send(
-                        ("cancelled", core is not None and core.is_cancelled())
-                    )
+                    channel.send(("cancelled", flag))
             elif msg[0] == "bls":  # from execute or a model thread
                 self._bls.run_later(channel, msg, fds)
-            elif msg[0] in ("metrics", "metric_family", "bls_cancel"):
+            elif msg[0] in ("metrics", "metrics_sync", "metric_family", "bls_cancel"):
                 with contextlib.suppress(ChannelClosed):
                     self._side_message(channel, msg)
             else:
                 self._replies.put((msg, fds))
+
+    def _reader_saw_end(self, channel: Channel) -> None:
+        """The stub's socket ended: unless an execute or finalize already dealt with
+        it, the stub died between executes (or the C++ executor saw it die)."""
+        native = self.native_executor
+        if native is not None:
+            native.detach()  # waits for an execute in flight to notice it too
+        with self._lock:
+            if self._closing or self._channel is not channel:
+                return
+            reason = (native.take_failure() if native is not None else "") or (
+                "the process ended"
+            )
+            self._on_death(reason, timed_out="ran past" in reason)
 
     def _deliver(self, msg: tuple[Any, ...], fds: list[int]) -> None:
         _kind, key, payload, final = msg
@@ -433,7 +474,10 @@ class StubInstance:
             if proc is None or channel is None:
                 return
             try:
-                channel.send(("fin",))
+                if self.native_executor is None:
+                    channel.send(("fin",))
+                elif not self.native_executor.post_finalize():
+                    raise ChannelClosed("the stub is not attached")
                 while True:
                     left = max(deadline - time.monotonic(), 0.0)
                     msg, _fds = self._wait_reply(channel, left)

@@ -1,0 +1,224 @@
+// Stub processes (EXECUTION_MODE "process"): the server's StubExecutor, driven by
+// stub/process.py around the stub's lifetime, and the stub's end of the ring
+// (StubEndpoint), used by the stub's main loop in stub/__main__.py. Every call that
+// can block releases the GIL.
+#include <algorithm>
+#include <cstring>
+
+#include "core/stub_executor.h"
+#include "core/stub_wire.h"
+#include "pybind_common.h"
+
+namespace tritonx::bindings {
+namespace {
+
+// numpy dtype of a fixed-size wire datatype (BF16 as its uint16 bits); "" for BYTES.
+const char* NumpyFormat(std::string_view datatype) {
+  static const std::pair<std::string_view, const char*> kFormats[] = {
+      {"BOOL", "?"},   {"INT8", "i1"},   {"INT16", "i2"},  {"INT32", "i4"},
+      {"INT64", "i8"}, {"UINT8", "u1"},  {"UINT16", "u2"}, {"UINT32", "u4"},
+      {"UINT64", "u8"}, {"FP16", "f2"},  {"FP32", "f4"},   {"FP64", "f8"},
+      {"BF16", "u2"}};
+  for (const auto& [name, format] : kFormats) {
+    if (name == datatype) return format;
+  }
+  return "";
+}
+
+py::object CorrelationId(const stub::WireRequest& q) {
+  if (q.correlation_is_string) return py::str(q.correlation_id_str.data(), q.correlation_id_str.size());
+  return py::int_(q.correlation_id);
+}
+
+// The stub's end of the ring. Thread-compatible: the stub's main loop only.
+class StubEndpoint {
+ public:
+  StubEndpoint(int server_fd, size_t out_bytes, size_t growth) {
+    client_ = stub::RingClient::Open(server_fd, out_bytes, growth);
+    if (!client_) throw std::runtime_error("cannot map the server's stub ring");
+  }
+
+  int out_fd() const { return client_->out_fd(); }
+
+  // (kind, requests): kind 1 execute (requests: a list of field tuples, inputs as
+  // read-only numpy views of the server's region), 2 finalize (requests None).
+  py::tuple Wait() {
+    std::string_view message;
+    stub::RequestKind kind;
+    {
+      py::gil_scoped_release release;
+      kind = client_->Wait(&message);
+    }
+    if (kind != stub::RequestKind::kExecute) {
+      return py::make_tuple(static_cast<int>(kind), py::none());
+    }
+    if (!stub::ReadRequests(message, &requests_)) {
+      throw std::runtime_error("malformed execute request from the server");
+    }
+    // Arrays keep the mapping they view alive (it may be replaced when it grows).
+    auto* holder = new std::shared_ptr<stub::Mapping>(client_->server_mapping());
+    py::capsule base(holder, [](void* p) {
+      delete static_cast<std::shared_ptr<stub::Mapping>*>(p);
+    });
+    const char* data = client_->server_data();
+    const size_t avail = client_->server_data_size();
+    py::list out(requests_.size());
+    for (size_t i = 0; i < requests_.size(); ++i) {
+      const stub::WireRequest& q = requests_[i];
+      py::list names(q.requested_outputs.size());
+      for (size_t k = 0; k < q.requested_outputs.size(); ++k) {
+        names[k] = py::str(q.requested_outputs[k].data(), q.requested_outputs[k].size());
+      }
+      py::list inputs(q.inputs.size());
+      for (size_t k = 0; k < q.inputs.size(); ++k) {
+        const stub::WireTensor& t = q.inputs[k];
+        if (t.offset > avail || t.bytes > avail - t.offset) {
+          throw std::runtime_error("execute request names bytes past the region");
+        }
+        py::object value;
+        const char* format = NumpyFormat(t.datatype);
+        if (*format == '\0') {
+          value = py::bytes(data + t.offset, t.bytes);  // BYTES: decoded in Python
+        } else {
+          py::dtype dtype(format);
+          const auto itemsize = static_cast<size_t>(dtype.itemsize());
+          std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
+          size_t elements = 1;
+          for (int64_t d : t.shape) elements *= static_cast<size_t>(std::max<int64_t>(d, 0));
+          if (elements * itemsize != t.bytes) {
+            shape = {static_cast<py::ssize_t>(t.bytes / itemsize)};
+          }
+          py::array array(dtype, shape, {}, data + t.offset, base);
+          py::detail::array_proxy(array.ptr())->flags &=
+              ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+          value = std::move(array);
+        }
+        inputs[k] = py::make_tuple(py::str(t.name.data(), t.name.size()),
+                                   py::str(t.datatype.data(), t.datatype.size()),
+                                   py::cast(t.shape), value);
+      }
+      out[i] = py::make_tuple(py::str(q.id.data(), q.id.size()), CorrelationId(q), names,
+                              q.flags, q.timeout_us, ParametersToDict(q.parameters),
+                              inputs);
+    }
+    return py::make_tuple(static_cast<int>(kind), out);
+  }
+
+  // Answers the execute: per request an exception, or (outputs, parameters) with
+  // outputs a list of (name, datatype, shape, buffer).
+  void Reply(const py::list& entries) {
+    std::vector<py::buffer_info> buffers;
+    size_t total = 0;
+    for (const py::handle entry : entries) {
+      if (PyExceptionInstance_Check(entry.ptr())) continue;
+      for (const py::handle out : entry.cast<py::tuple>()[0]) {
+        py::tuple t = out.cast<py::tuple>();
+        buffers.push_back(py::buffer(t[3]).request());
+        total += stub::Padded(static_cast<size_t>(buffers.back().size *
+                                                  buffers.back().itemsize));
+      }
+    }
+    message_.Clear();
+    stub::WriteReplyHeader(message_, static_cast<uint32_t>(entries.size()));
+    std::vector<stub::WireTensor> outputs;
+    std::vector<std::string> names;
+    size_t offset = 0, b = 0;
+    for (const py::handle entry : entries) {
+      if (PyExceptionInstance_Check(entry.ptr())) {
+        stub::WriteError(message_, StatusFromPyException(entry));
+        continue;
+      }
+      py::tuple pair = entry.cast<py::tuple>();
+      outputs.clear();
+      names.clear();
+      py::list items = pair[0].cast<py::list>();
+      names.reserve(items.size() * 2);
+      for (const py::handle out : items) {
+        py::tuple t = out.cast<py::tuple>();
+        names.push_back(t[0].cast<std::string>());
+        names.push_back(t[1].cast<std::string>());
+        stub::WireTensor w;
+        w.name = names[names.size() - 2];
+        w.datatype = names.back();
+        w.shape = t[2].cast<std::vector<int64_t>>();
+        w.offset = offset;
+        w.bytes = static_cast<uint64_t>(buffers[b].size * buffers[b].itemsize);
+        offset += stub::Padded(w.bytes);
+        ++b;
+        outputs.push_back(std::move(w));
+      }
+      Parameters params;
+      py::object given = pair[1];
+      if (!given.is_none()) {
+        for (const auto& [key, value] : given.cast<py::dict>()) {
+          std::string name = py::str(key);
+          params.emplace_back(name, ParameterFromPy(value, name));
+        }
+      }
+      stub::WriteOutputs(message_, outputs, params);
+    }
+    Post(buffers, total);
+  }
+
+  // The whole execute failed with `exc`.
+  void ReplyError(const py::handle& exc) {
+    message_.Clear();
+    stub::WriteBatchError(message_, StatusFromPyException(exc));
+    Post({}, 0);
+  }
+
+ private:
+  void Post(const std::vector<py::buffer_info>& buffers, size_t total) {
+    const std::string& message = message_.bytes();
+    char* data = client_->Reserve(total + message.size());
+    if (data == nullptr) throw std::bad_alloc();
+    size_t offset = 0;
+    for (const py::buffer_info& info : buffers) {
+      const size_t n = static_cast<size_t>(info.size * info.itemsize);
+      if (n > 0) std::memcpy(data + offset, info.ptr, n);
+      offset += stub::Padded(n);
+    }
+    std::memcpy(data + total, message.data(), message.size());
+    client_->Reply(total, message.size());
+  }
+
+  std::unique_ptr<stub::RingClient> client_;
+  std::vector<stub::WireRequest> requests_;
+  stub::MessageWriter message_;
+};
+
+}  // namespace
+
+std::shared_ptr<Executor> NativeExecutorOf(const py::handle& obj) {
+  return obj.cast<std::shared_ptr<StubExecutor>>();
+}
+
+void RegisterStub(py::module_& m) {
+  using Release = py::call_guard<py::gil_scoped_release>;
+  py::class_<StubExecutor, std::shared_ptr<StubExecutor>>(
+      m, "StubExecutor", "The server's side of a stub process' execute ring")
+      .def(py::init([](std::string name, double timeout_s, size_t shm_bytes,
+                       size_t growth) {
+             return std::make_shared<StubExecutor>(
+                 std::move(name), static_cast<int64_t>(timeout_s * 1e9), shm_bytes,
+                 growth);
+           }),
+           py::arg("name"), py::arg("timeout_s"), py::arg("shm_bytes"),
+           py::arg("growth"))
+      .def("prepare", &StubExecutor::Prepare, Release())
+      .def("attach", &StubExecutor::Attach, py::arg("stub_fd"), py::arg("pid"), Release())
+      .def("detach", &StubExecutor::Detach, Release())
+      .def("post_finalize", &StubExecutor::PostFinalize, Release())
+      .def("is_cancelled", &StubExecutor::IsCancelled, py::arg("index"), Release())
+      .def("take_failure", &StubExecutor::TakeFailure, Release());
+
+  py::class_<StubEndpoint>(m, "StubEndpoint", "A stub process' end of its execute ring")
+      .def(py::init<int, size_t, size_t>(), py::arg("server_fd"), py::arg("out_bytes"),
+           py::arg("growth"))
+      .def_property_readonly("out_fd", &StubEndpoint::out_fd)
+      .def("wait", &StubEndpoint::Wait)
+      .def("reply", &StubEndpoint::Reply, py::arg("entries"))
+      .def("reply_error", &StubEndpoint::ReplyError, py::arg("exc"));
+}
+
+}  // namespace tritonx::bindings

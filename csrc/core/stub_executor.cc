@@ -1,0 +1,156 @@
+#include "stub_executor.h"
+
+#include <cstring>
+
+#include "data_type.h"
+#include "stub_wire.h"
+#include "tensor_arena.h"
+
+namespace tritonx {
+
+StubExecutor::StubExecutor(std::string instance_name, int64_t timeout_ns,
+                           size_t shm_bytes, size_t growth)
+    : name_(std::move(instance_name)),
+      timeout_ns_(timeout_ns > 0 ? timeout_ns : -1),
+      shm_bytes_(shm_bytes),
+      growth_(growth) {}
+
+StubExecutor::~StubExecutor() = default;
+
+Status StubExecutor::Unhealthy() const {
+  return Status(StatusCode::kInternal, "Stub process '" + name_ + "' is not healthy.");
+}
+
+int StubExecutor::Prepare() {
+  std::lock_guard<std::mutex> lock(mu_);
+  attached_ = false;
+  ring_ = stub::RingServer::Create(shm_bytes_, growth_);
+  return ring_ ? ring_->fd() : -1;
+}
+
+bool StubExecutor::Attach(int stub_fd, int pid) {
+  std::lock_guard<std::mutex> lock(mu_);
+  attached_ = ring_ != nullptr && ring_->AttachStub(stub_fd, pid);
+  failure_.clear();
+  return attached_;
+}
+
+void StubExecutor::Detach() {
+  std::lock_guard<std::mutex> lock(mu_);
+  attached_ = false;
+}
+
+bool StubExecutor::PostFinalize() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!attached_) return false;
+  ring_->Post(stub::RequestKind::kFinalize, 0, 0);
+  attached_ = false;  // nothing runs after finalize
+  return true;
+}
+
+bool StubExecutor::IsCancelled(size_t index) {
+  std::lock_guard<std::mutex> lock(cancel_mu_);
+  return index < inflight_.size() && inflight_[index]->IsCancelled();
+}
+
+std::string StubExecutor::TakeFailure() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::exchange(failure_, std::string());
+}
+
+void StubExecutor::Execute(Batch& batch) {
+  std::lock_guard<std::mutex> lock(mu_);
+  {
+    std::lock_guard<std::mutex> cancel(cancel_mu_);
+    inflight_ = batch.requests;
+  }
+  Status status = RunLocked(batch);
+  if (!status.ok()) batch.batch_status = std::move(status);
+  std::lock_guard<std::mutex> cancel(cancel_mu_);
+  inflight_.clear();
+}
+
+Status StubExecutor::RunLocked(Batch& batch) {
+  if (!attached_) return Unhealthy();
+  message_.Clear();
+  const size_t tensor_bytes = stub::WriteRequests(message_, batch.requests);
+  const std::string& message = message_.bytes();
+  char* data = ring_->Reserve(tensor_bytes + message.size());
+  if (data == nullptr) {
+    return Status(StatusCode::kInternal,
+                  "Failed to allocate " + std::to_string(tensor_bytes) +
+                      " bytes of shared memory for the stub of '" + name_ + "'");
+  }
+  size_t offset = 0;
+  for (const RequestPtr& request : batch.requests) {
+    for (const Tensor& input : request->inputs) {
+      if (input.byte_size > 0) std::memcpy(data + offset, input.data, input.byte_size);
+      offset += stub::Padded(input.byte_size);
+    }
+  }
+  std::memcpy(data + tensor_bytes, message.data(), message.size());
+  batch.compute_input_end_ns = NowNs();
+  ring_->Post(stub::RequestKind::kExecute, tensor_bytes, message.size());
+  const stub::WaitResult result = ring_->WaitReply(timeout_ns_);
+  batch.compute_infer_end_ns = NowNs();
+  if (result == stub::WaitResult::kTimeout) {
+    ring_->KillPeer();
+    attached_ = false;
+    failure_ = "execute ran past " + std::to_string(timeout_ns_ / 1e9) + " s";
+    return Unhealthy();
+  }
+  if (result == stub::WaitResult::kPeerGone) {
+    attached_ = false;
+    failure_ = "the process ended";
+    return Unhealthy();
+  }
+  return BuildResponses(batch, *ring_);
+}
+
+Status StubExecutor::BuildResponses(Batch& batch, const stub::RingServer& ring) {
+  stub::WireReply reply;
+  if (!stub::ReadReply(ring.Reply(), &reply)) {
+    return Status(StatusCode::kInternal,
+                  "malformed reply from stub process '" + name_ + "'");
+  }
+  if (!reply.batch_status.ok()) return reply.batch_status;
+  const size_t count = batch.requests.size();
+  if (reply.responses.size() != count) {
+    return Status(StatusCode::kInternal,
+                  "backend returned " + std::to_string(reply.responses.size()) +
+                      " responses for " + std::to_string(count) + " requests");
+  }
+  const stub::SharedRegion& region = *ring.stub_region();
+  batch.responses.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    stub::WireResponse& wire = reply.responses[i];
+    auto response = std::make_unique<InferenceResponse>();
+    response->status = std::move(wire.status);
+    response->parameters = std::move(wire.parameters);
+    for (const stub::WireTensor& out : wire.outputs) {
+      Tensor tensor;
+      tensor.name = std::string(out.name);
+      tensor.dtype = DataTypeFromName(out.datatype);
+      tensor.shape = out.shape;
+      if (tensor.dtype == DataType::kInvalid || out.offset > region.size() ||
+          out.bytes > region.size() - out.offset) {
+        response->status = Status(StatusCode::kInternal,
+                                  "stub process '" + name_ + "' sent a bad output '" +
+                                      tensor.name + "'");
+        response->outputs.clear();
+        break;
+      }
+      ArenaBuffer buffer = TensorArena::Global()->Allocate(std::max<size_t>(out.bytes, 1));
+      if (!buffer) return Status(StatusCode::kInternal, "out of memory");
+      if (out.bytes > 0) std::memcpy(buffer->data(), region.data() + out.offset, out.bytes);
+      tensor.data = buffer->data();
+      tensor.byte_size = out.bytes;
+      tensor.owner = std::move(buffer);
+      response->outputs.push_back(std::move(tensor));
+    }
+    batch.responses[i] = std::move(response);
+  }
+  return Status::Ok();
+}
+
+}  // namespace tritonx

@@ -1,0 +1,68 @@
+// The execute messages that travel through a StubRing (stub_ring.h): what the server
+// writes for a batch and what the stub answers. Tensor bytes are not in the messages:
+// a tensor is named by (offset, byte count) in the writer's data area. Both ends are
+// this code (the stub loads the same extension), so the encoding is private to it.
+// Plain functions and values; thread safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "infer_request.h"
+#include "status.h"
+#include "stub_ring.h"
+
+namespace tritonx::stub {
+
+struct WireTensor {
+  std::string_view name;
+  std::string_view datatype;
+  std::vector<int64_t> shape;
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
+};
+
+// One request as the stub sees it (views into the message).
+struct WireRequest {
+  std::string_view id;
+  bool correlation_is_string = false;
+  uint64_t correlation_id = 0;
+  std::string_view correlation_id_str;
+  uint32_t flags = 0;
+  uint64_t timeout_us = 0;
+  std::vector<std::string_view> requested_outputs;
+  Parameters parameters;
+  std::vector<WireTensor> inputs;
+};
+
+// One request's answer: an error, or outputs and response parameters.
+struct WireResponse {
+  Status status;
+  std::vector<WireTensor> outputs;
+  Parameters parameters;
+};
+
+// The stub's answer to an execute: a response per request, or an error for the
+// whole batch (execute raised).
+struct WireReply {
+  Status batch_status;
+  std::vector<WireResponse> responses;
+};
+
+void WriteTensor(MessageWriter& w, const WireTensor& t);
+void WriteParameters(MessageWriter& w, const Parameters& params);
+// The request message for `requests`, whose inputs were laid out one after another
+// from data offset 0, each padded to kTensorAlign. Returns their total size.
+size_t WriteRequests(MessageWriter& w, const std::vector<RequestPtr>& requests);
+bool ReadRequests(std::string_view message, std::vector<WireRequest>* out);
+
+// Reply: WriteReplyHeader, then per response WriteError or WriteOutputs.
+void WriteBatchError(MessageWriter& w, const Status& status);
+void WriteReplyHeader(MessageWriter& w, uint32_t count);
+void WriteError(MessageWriter& w, const Status& status);
+void WriteOutputs(MessageWriter& w, const std::vector<WireTensor>& outputs,
+                  const Parameters& params);
+bool ReadReply(std::string_view message, WireReply* out);
+
+}  // namespace tritonx::stub

@@ -1,0 +1,227 @@
+// StubRing and StubExecutor across a real process boundary: the stub end runs in a
+// forked child that maps the server's region from the inherited descriptor, as a stub
+// process does, and answers through its own region.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/stub_executor.h"
+#include "core/stub_ring.h"
+#include "core/stub_wire.h"
+#include "test_util.h"
+
+namespace tritonx::stub {
+namespace {
+
+enum class Behaviour { kEcho, kExitOnFirst, kHang, kGarbage };
+
+// The child: echoes every input of every request as an output named OUT_<input>
+// (doubling each byte to prove the bytes went through the stub), until finalize.
+[[noreturn]] void RunStub(int server_fd, Behaviour behaviour, int out_fd_pipe) {
+  auto client = RingClient::Open(server_fd, 4096, 4096);
+  if (!client) _exit(10);
+  int out_fd = client->out_fd();
+  // The real stub sends its region over the socket; the test inherits nothing back,
+  // so it passes the descriptor number through a pipe and the parent opens /proc.
+  if (write(out_fd_pipe, &out_fd, sizeof(out_fd)) != sizeof(out_fd)) _exit(11);
+  std::vector<WireRequest> requests;
+  MessageWriter reply;
+  while (true) {
+    std::string_view message;
+    if (client->Wait(&message) != RequestKind::kExecute) _exit(0);
+    if (behaviour == Behaviour::kExitOnFirst) _exit(3);
+    if (behaviour == Behaviour::kHang) pause();
+    if (!ReadRequests(message, &requests)) _exit(12);
+    size_t total = 0;
+    for (const WireRequest& q : requests) {
+      for (const WireTensor& t : q.inputs) total += Padded(t.bytes);
+    }
+    reply.Clear();
+    WriteReplyHeader(reply, static_cast<uint32_t>(requests.size()));
+    std::vector<std::string> names;
+    names.reserve(64);
+    size_t offset = 0;
+    std::vector<std::pair<const WireTensor*, size_t>> copies;
+    for (const WireRequest& q : requests) {
+      std::vector<WireTensor> outs;
+      for (const WireTensor& t : q.inputs) {
+        names.push_back("OUT_" + std::string(t.name));
+        WireTensor o = t;
+        o.name = names.back();
+        o.offset = offset;
+        copies.emplace_back(&t, offset);
+        offset += Padded(t.bytes);
+        outs.push_back(o);
+      }
+      Parameters params;
+      params.emplace_back("id", std::string(q.id));
+      WriteOutputs(reply, outs, params);
+    }
+    const std::string& bytes = reply.bytes();
+    char* out = client->Reserve(total + bytes.size());
+    for (auto [t, off] : copies) {
+      const char* src = client->server_data() + t->offset;
+      for (size_t i = 0; i < t->bytes; ++i) out[off + i] = static_cast<char>(src[i] * 2);
+    }
+    if (behaviour == Behaviour::kGarbage) {
+      std::memset(out + total, 0xff, bytes.size());
+    } else {
+      std::memcpy(out + total, bytes.data(), bytes.size());
+    }
+    client->Reply(total, bytes.size());
+  }
+}
+
+struct Child {
+  pid_t pid = -1;
+  int out_fd = -1;
+};
+
+// Forks a stub for `executor` and attaches it.
+Child StartStub(StubExecutor& executor, Behaviour behaviour) {
+  const int ring_fd = executor.Prepare();
+  EXPECT_GE(ring_fd, 0);
+  int pipefd[2];
+  EXPECT_EQ(pipe(pipefd), 0);
+  Child child;
+  child.pid = fork();
+  if (child.pid == 0) {
+    close(pipefd[0]);
+    RunStub(dup(ring_fd), behaviour, pipefd[1]);
+  }
+  close(pipefd[1]);
+  int remote_fd = -1;
+  EXPECT_EQ(read(pipefd[0], &remote_fd, sizeof(remote_fd)),
+            static_cast<ssize_t>(sizeof(remote_fd)));
+  close(pipefd[0]);
+  const std::string path =
+      "/proc/" + std::to_string(child.pid) + "/fd/" + std::to_string(remote_fd);
+  child.out_fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  EXPECT_GE(child.out_fd, 0);
+  EXPECT_TRUE(executor.Attach(child.out_fd, child.pid));
+  return child;
+}
+
+int Reap(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+RequestPtr RequestWith(const std::string& id, std::vector<float>* data, size_t n) {
+  auto request = std::make_shared<InferenceRequest>();
+  request->id = id;
+  Tensor t;
+  t.name = "IN";
+  t.dtype = DataType::kFp32;
+  t.shape = {1, static_cast<int64_t>(n)};
+  data->assign(n, 1.5f);
+  t.data = reinterpret_cast<const char*>(data->data());
+  t.byte_size = n * sizeof(float);
+  request->inputs.push_back(t);
+  return request;
+}
+
+TEST(StubRing, ExecutesAcrossProcessesAndGrowsBothRegions) {
+  StubExecutor executor("echo_0_0", 0, 1024, 1024);
+  Child child = StartStub(executor, Behaviour::kEcho);
+  // Small first, then far beyond both regions' initial size (both grow in place).
+  for (size_t n : {size_t{4}, size_t{100000}, size_t{8}}) {
+    std::vector<float> a, b;
+    Batch batch;
+    batch.requests = {RequestWith("a", &a, n), RequestWith("b", &b, n)};
+    executor.Execute(batch);
+    ASSERT_TRUE(batch.batch_status.ok()) << batch.batch_status.message();
+    ASSERT_EQ(batch.responses.size(), 2u);
+    for (size_t r = 0; r < 2; ++r) {
+      const InferenceResponse& response = *batch.responses[r];
+      ASSERT_TRUE(response.status.ok());
+      ASSERT_EQ(response.outputs.size(), 1u);
+      const Tensor& out = response.outputs[0];
+      EXPECT_EQ(out.name, "OUT_IN");
+      EXPECT_EQ(out.byte_size, n * sizeof(float));
+      EXPECT_EQ(out.shape, (Shape{1, static_cast<int64_t>(n)}));
+      // each byte doubled by the stub: compare against the same transform
+      std::vector<char> expect(n * sizeof(float));
+      const char* src = reinterpret_cast<const char*>((r == 0 ? a : b).data());
+      for (size_t i = 0; i < expect.size(); ++i) expect[i] = static_cast<char>(src[i] * 2);
+      EXPECT_EQ(std::memcmp(out.data, expect.data(), expect.size()), 0);
+      ASSERT_EQ(response.parameters.size(), 1u);
+      EXPECT_EQ(std::get<std::string>(response.parameters[0].second), r == 0 ? "a" : "b");
+    }
+  }
+  EXPECT_TRUE(executor.PostFinalize());
+  EXPECT_EQ(WEXITSTATUS(Reap(child.pid)), 0);
+  // After finalize nothing runs.
+  std::vector<float> a;
+  Batch batch;
+  batch.requests = {RequestWith("a", &a, 4)};
+  executor.Execute(batch);
+  EXPECT_EQ(batch.batch_status.message(), "Stub process 'echo_0_0' is not healthy.");
+}
+
+TEST(StubRing, AStubThatDiesMidExecuteFailsTheBatch) {
+  StubExecutor executor("crash_0_0", 0, 1024, 1024);
+  Child child = StartStub(executor, Behaviour::kExitOnFirst);
+  std::vector<float> a;
+  Batch batch;
+  batch.requests = {RequestWith("a", &a, 4)};
+  executor.Execute(batch);  // returns once the pidfd says the child ended
+  EXPECT_EQ(batch.batch_status.code(), StatusCode::kInternal);
+  EXPECT_EQ(batch.batch_status.message(), "Stub process 'crash_0_0' is not healthy.");
+  EXPECT_EQ(executor.TakeFailure(), "the process ended");
+  EXPECT_EQ(WEXITSTATUS(Reap(child.pid)), 3);
+}
+
+TEST(StubRing, AStubPastTheTimeoutIsKilled) {
+  StubExecutor executor("hang_0_0", 50'000'000, 1024, 1024);
+  Child child = StartStub(executor, Behaviour::kHang);
+  std::vector<float> a;
+  Batch batch;
+  batch.requests = {RequestWith("a", &a, 4)};
+  executor.Execute(batch);
+  EXPECT_EQ(batch.batch_status.message(), "Stub process 'hang_0_0' is not healthy.");
+  EXPECT_NE(executor.TakeFailure().find("ran past"), std::string::npos);
+  const int status = Reap(child.pid);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+}
+
+TEST(StubRing, AMalformedReplyIsAnErrorNotACrash) {
+  StubExecutor executor("bad_0_0", 0, 1024, 1024);
+  Child child = StartStub(executor, Behaviour::kGarbage);
+  std::vector<float> a;
+  Batch batch;
+  batch.requests = {RequestWith("a", &a, 4)};
+  executor.Execute(batch);
+  EXPECT_FALSE(batch.batch_status.ok());
+  EXPECT_TRUE(executor.PostFinalize());
+  Reap(child.pid);
+}
+
+TEST(StubWire, ReadersRefuseTruncatedMessages) {
+  std::vector<float> a;
+  std::vector<RequestPtr> requests = {RequestWith("abc", &a, 3)};
+  requests[0]->parameters.emplace_back("k", int64_t{7});
+  requests[0]->correlation_id_str = "seq";
+  MessageWriter w;
+  WriteRequests(w, requests);
+  std::vector<WireRequest> read;
+  ASSERT_TRUE(ReadRequests(w.bytes(), &read));
+  ASSERT_EQ(read.size(), 1u);
+  EXPECT_EQ(read[0].id, "abc");
+  EXPECT_EQ(read[0].correlation_id_str, "seq");
+  EXPECT_EQ(std::get<int64_t>(read[0].parameters[0].second), 7);
+  for (size_t cut = 0; cut < w.bytes().size(); ++cut) {
+    EXPECT_FALSE(ReadRequests(std::string_view(w.bytes()).substr(0, cut), &read)) << cut;
+  }
+}
+
+}  // namespace
+}  // namespace tritonx::stub
