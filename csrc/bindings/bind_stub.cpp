@@ -15,8 +15,8 @@ namespace {
 // numpy dtype of a fixed-size wire datatype (BF16 as its uint16 bits); "" for BYTES.
 const char* NumpyFormat(std::string_view datatype) {
   static const std::pair<std::string_view, const char*> kFormats[] = {
-      {"BOOL", "?"},   {"INT8", "i1"},   {"INT16", "i2"},  {"INT32", "i4"},
-      {"INT64", "i8"}, {"UINT8", "u1"},  {"UINT16", "u2"}, {"UINT32", "u4"},
+      {"BOOL", "?"},    {"INT8", "i1"},  {"INT16", "i2"},  {"INT32", "i4"},
+      {"INT64", "i8"},  {"UINT8", "u1"}, {"UINT16", "u2"}, {"UINT32", "u4"},
       {"UINT64", "u8"}, {"FP16", "f2"},  {"FP32", "f4"},   {"FP64", "f8"},
       {"BF16", "u2"}};
   for (const auto& [name, format] : kFormats) {
@@ -26,7 +26,8 @@ const char* NumpyFormat(std::string_view datatype) {
 }
 
 py::object CorrelationId(const stub::WireRequest& q) {
-  if (q.correlation_is_string) return py::str(q.correlation_id_str.data(), q.correlation_id_str.size());
+  if (q.correlation_is_string)
+    return py::str(q.correlation_id_str.data(), q.correlation_id_str.size());
   return py::int_(q.correlation_id);
 }
 
@@ -67,7 +68,8 @@ class StubEndpoint {
       const stub::WireRequest& q = requests_[i];
       py::list names(q.requested_outputs.size());
       for (size_t k = 0; k < q.requested_outputs.size(); ++k) {
-        names[k] = py::str(q.requested_outputs[k].data(), q.requested_outputs[k].size());
+        names[k] =
+            py::str(q.requested_outputs[k].data(), q.requested_outputs[k].size());
       }
       py::list inputs(q.inputs.size());
       for (size_t k = 0; k < q.inputs.size(); ++k) {
@@ -84,7 +86,8 @@ class StubEndpoint {
           const auto itemsize = static_cast<size_t>(dtype.itemsize());
           std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
           size_t elements = 1;
-          for (int64_t d : t.shape) elements *= static_cast<size_t>(std::max<int64_t>(d, 0));
+          for (int64_t d : t.shape)
+            elements *= static_cast<size_t>(std::max<int64_t>(d, 0));
           if (elements * itemsize != t.bytes) {
             shape = {static_cast<py::ssize_t>(t.bytes / itemsize)};
           }
@@ -97,9 +100,9 @@ class StubEndpoint {
                                    py::str(t.datatype.data(), t.datatype.size()),
                                    py::cast(t.shape), value);
       }
-      out[i] = py::make_tuple(py::str(q.id.data(), q.id.size()), CorrelationId(q), names,
-                              q.flags, q.timeout_us, ParametersToDict(q.parameters),
-                              inputs);
+      out[i] =
+          py::make_tuple(py::str(q.id.data(), q.id.size()), CorrelationId(q), names,
+                         q.flags, q.timeout_us, ParametersToDict(q.parameters), inputs);
     }
     return py::make_tuple(static_cast<int>(kind), out);
   }
@@ -114,8 +117,8 @@ class StubEndpoint {
       for (const py::handle out : entry.cast<py::tuple>()[0]) {
         py::tuple t = out.cast<py::tuple>();
         buffers.push_back(py::buffer(t[3]).request());
-        total += stub::Padded(static_cast<size_t>(buffers.back().size *
-                                                  buffers.back().itemsize));
+        total += stub::Padded(
+            static_cast<size_t>(buffers.back().size * buffers.back().itemsize));
       }
     }
     message_.Clear();
@@ -197,16 +200,17 @@ void RegisterStub(py::module_& m) {
   using Release = py::call_guard<py::gil_scoped_release>;
   py::class_<StubExecutor, std::shared_ptr<StubExecutor>>(
       m, "StubExecutor", "The server's side of a stub process' execute ring")
-      .def(py::init([](std::string name, double timeout_s, size_t shm_bytes,
-                       size_t growth) {
-             return std::make_shared<StubExecutor>(
-                 std::move(name), static_cast<int64_t>(timeout_s * 1e9), shm_bytes,
-                 growth);
-           }),
+      .def(py::init(
+               [](std::string name, double timeout_s, size_t shm_bytes, size_t growth) {
+                 return std::make_shared<StubExecutor>(
+                     std::move(name), static_cast<int64_t>(timeout_s * 1e9), shm_bytes,
+                     growth);
+               }),
            py::arg("name"), py::arg("timeout_s"), py::arg("shm_bytes"),
            py::arg("growth"))
       .def("prepare", &StubExecutor::Prepare, Release())
-      .def("attach", &StubExecutor::Attach, py::arg("stub_fd"), py::arg("pid"), Release())
+      .def("attach", &StubExecutor::Attach, py::arg("stub_fd"), py::arg("pid"),
+           Release())
       .def("detach", &StubExecutor::Detach, Release())
       .def("post_finalize", &StubExecutor::PostFinalize, Release())
       .def("is_cancelled", &StubExecutor::IsCancelled, py::arg("index"), Release())

@@ -18,7 +18,7 @@ namespace py = pybind11;
 namespace tritonx {
 class Executor;
 class Model;
-}
+}  // namespace tritonx
 
 namespace tritonx::bindings {
 

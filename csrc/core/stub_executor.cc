@@ -50,7 +50,8 @@ bool StubExecutor::PostFinalize() {
 
 bool StubExecutor::IsCancelled(size_t index) {
   std::lock_guard<std::mutex> lock(cancel_mu_);
-  return index < inflight_.size() && inflight_[index]->IsCancelled();
+  return inflight_ != nullptr && index < inflight_->size() &&
+         (*inflight_)[index]->IsCancelled();
 }
 
 std::string StubExecutor::TakeFailure() {
@@ -62,12 +63,12 @@ void StubExecutor::Execute(Batch& batch) {
   std::lock_guard<std::mutex> lock(mu_);
   {
     std::lock_guard<std::mutex> cancel(cancel_mu_);
-    inflight_ = batch.requests;
+    inflight_ = &batch.requests;  // until this Execute returns
   }
   Status status = RunLocked(batch);
   if (!status.ok()) batch.batch_status = std::move(status);
   std::lock_guard<std::mutex> cancel(cancel_mu_);
-  inflight_.clear();
+  inflight_ = nullptr;
 }
 
 Status StubExecutor::RunLocked(Batch& batch) {
@@ -134,15 +135,17 @@ Status StubExecutor::BuildResponses(Batch& batch, const stub::RingServer& ring) 
       tensor.shape = out.shape;
       if (tensor.dtype == DataType::kInvalid || out.offset > region.size() ||
           out.bytes > region.size() - out.offset) {
-        response->status = Status(StatusCode::kInternal,
-                                  "stub process '" + name_ + "' sent a bad output '" +
-                                      tensor.name + "'");
+        response->status = Status(
+            StatusCode::kInternal,
+            "stub process '" + name_ + "' sent a bad output '" + tensor.name + "'");
         response->outputs.clear();
         break;
       }
-      ArenaBuffer buffer = TensorArena::Global()->Allocate(std::max<size_t>(out.bytes, 1));
+      ArenaBuffer buffer =
+          TensorArena::Global()->Allocate(std::max<size_t>(out.bytes, 1));
       if (!buffer) return Status(StatusCode::kInternal, "out of memory");
-      if (out.bytes > 0) std::memcpy(buffer->data(), region.data() + out.offset, out.bytes);
+      if (out.bytes > 0)
+        std::memcpy(buffer->data(), region.data() + out.offset, out.bytes);
       tensor.data = buffer->data();
       tensor.byte_size = out.bytes;
       tensor.owner = std::move(buffer);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -32,9 +33,8 @@ int FutexWait(std::atomic<uint32_t>* word, uint32_t expected, int64_t timeout_ns
     ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
     tsp = &ts;
   }
-  return static_cast<int>(
-      syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, tsp,
-              nullptr, 0));
+  return static_cast<int>(syscall(SYS_futex, reinterpret_cast<uint32_t*>(word),
+                                  FUTEX_WAIT, expected, tsp, nullptr, 0));
 }
 
 void FutexWake(std::atomic<uint32_t>* word) {
@@ -53,15 +53,19 @@ void Publish(std::atomic<uint32_t>* word, std::atomic<uint32_t>* waiting,
 
 // One wait of at most `slice_ns` (< 0: unbounded) for `*word` to differ from `old`.
 // True when it did.
-bool WaitSlice(std::atomic<uint32_t>* word, std::atomic<uint32_t>* waiting, uint32_t old,
-               int64_t slice_ns) {
+int64_t MonotonicNs();
+
+bool WaitSlice(std::atomic<uint32_t>* word, std::atomic<uint32_t>* waiting,
+               uint32_t old, int64_t slice_ns, int64_t spin_ns) {
   // A short spin first: a cheap model answers within microseconds, and a futex sleep
   // plus wake costs more than that.
-  for (int i = 0; i < 64; ++i) {
+  const int64_t spin_end = spin_ns > 0 ? MonotonicNs() + spin_ns : 0;
+  for (int i = 0;; ++i) {
     if (word->load(std::memory_order_acquire) != old) return true;
 #if defined(__x86_64__)
     __builtin_ia32_pause();
 #endif
+    if (i >= 64 && (i & 63) == 0 && MonotonicNs() >= spin_end) break;
   }
   waiting->store(1, std::memory_order_seq_cst);
   if (word->load(std::memory_order_seq_cst) == old) FutexWait(word, old, slice_ns);
@@ -102,7 +106,7 @@ std::unique_ptr<SharedRegion> SharedRegion::Create(size_t size, const char* name
 }
 
 std::unique_ptr<SharedRegion> SharedRegion::Adopt(int fd) {
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd, &st) != 0 || st.st_size <= 0) {
     close(fd);
     return nullptr;
@@ -134,7 +138,7 @@ bool SharedRegion::Grow(size_t size, size_t growth) {
 
 bool SharedRegion::Follow(size_t size) {
   if (size <= this->size()) return true;
-  struct stat st{};
+  struct stat st {};
   // The owner grew the file before saying so; never map past its end.
   if (fstat(fd_, &st) != 0 || static_cast<size_t>(st.st_size) < size) return false;
   return Remap(size);
@@ -148,7 +152,10 @@ std::unique_ptr<RingServer> RingServer::Create(size_t data_bytes, size_t growth)
   auto* ctl = new (region->data()) RingControl{};
   ctl->magic = kRingMagic;
   ctl->server_size = region->size();
-  return std::unique_ptr<RingServer>(new RingServer(std::move(region), growth));
+  auto server = std::unique_ptr<RingServer>(new RingServer(std::move(region), growth));
+  const char* spin = std::getenv("TRITONX_STUB_SPIN_US");
+  if (spin != nullptr) server->spin_ns_ = std::atoll(spin) * 1000;
+  return server;
 }
 
 RingServer::~RingServer() {
@@ -191,7 +198,7 @@ WaitResult RingServer::WaitReply(int64_t timeout_ns, int64_t slice_ns) {
     }
     const uint32_t seen = ctl->reply_seq.load(std::memory_order_acquire);
     if (seen == want) break;
-    if (!WaitSlice(&ctl->reply_seq, &ctl->server_waiting, seen, slice) &&
+    if (!WaitSlice(&ctl->reply_seq, &ctl->server_waiting, seen, slice, spin_ns_) &&
         !PeerAlive()) {
       // It may have answered just before it ended.
       if (ctl->reply_seq.load(std::memory_order_acquire) == want) break;
@@ -235,6 +242,8 @@ std::unique_ptr<RingClient> RingClient::Open(int server_fd, size_t out_bytes,
   client->out_ = SharedRegion::Create(out_bytes, "tritonx-stub-out");
   if (!client->out_) return nullptr;
   client->growth_ = growth;
+  const char* spin = std::getenv("TRITONX_STUB_CLIENT_SPIN_US");
+  if (spin != nullptr) client->spin_ns_ = std::atoll(spin) * 1000;
   client->seen_ = client->control()->request_seq.load(std::memory_order_acquire);
   client->control()->stub_size = client->out_->size();
   return client;
@@ -242,16 +251,15 @@ std::unique_ptr<RingClient> RingClient::Open(int server_fd, size_t out_bytes,
 
 RequestKind RingClient::Wait(std::string_view* message) {
   RingControl* ctl = control();
-  while (!WaitSlice(&ctl->request_seq, &ctl->stub_waiting, seen_, -1)) {
+  while (!WaitSlice(&ctl->request_seq, &ctl->stub_waiting, seen_, -1, spin_ns_)) {
   }
   seen_ = ctl->request_seq.load(std::memory_order_acquire);
   server_->Follow(ctl->server_size);
   ctl = control();  // the old mapping may be gone
   const uint64_t off = ctl->request_offset, n = ctl->request_bytes;
   const size_t avail = server_data_size();
-  *message = off <= avail && n <= avail - off
-                 ? std::string_view(server_data() + off, n)
-                 : std::string_view();
+  *message = off <= avail && n <= avail - off ? std::string_view(server_data() + off, n)
+                                              : std::string_view();
   return static_cast<RequestKind>(ctl->request_kind);
 }
 
@@ -268,7 +276,8 @@ void RingClient::Reply(size_t offset, size_t bytes) {
   Publish(&ctl->reply_seq, &ctl->server_waiting, seen_);
 }
 
-// --- messages --------------------------------------------------------------------------
+// --- messages
+// --------------------------------------------------------------------------
 
 std::string_view MessageReader::Str() {
   const uint32_t n = U32();

@@ -92,10 +92,12 @@ struct RingControl {
 };
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
-constexpr size_t kControlBytes = 4096;  // the data area starts here
+constexpr size_t kControlBytes = 4096;       // the data area starts here
 constexpr uint32_t kRingMagic = 0x54585231;  // "TXR1"
 constexpr size_t kTensorAlign = 64;
-inline size_t Padded(size_t n) { return (n + kTensorAlign - 1) / kTensorAlign * kTensorAlign; }
+inline size_t Padded(size_t n) {
+  return (n + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
+}
 
 enum class RequestKind : uint32_t { kExecute = 1, kFinalize = 2 };
 enum class WaitResult { kReady, kTimeout, kPeerGone };
@@ -130,11 +132,17 @@ class RingServer {
  private:
   RingServer(std::unique_ptr<SharedRegion> region, size_t growth)
       : region_(std::move(region)), growth_(growth) {}
-  RingControl* control() const { return reinterpret_cast<RingControl*>(region_->data()); }
+  RingControl* control() const {
+    return reinterpret_cast<RingControl*>(region_->data());
+  }
   std::unique_ptr<SharedRegion> region_;
   size_t growth_;
   std::unique_ptr<SharedRegion> stub_;
   int pidfd_ = -1;
+  // How long WaitReply spins before sleeping (TRITONX_STUB_SPIN_US, default 50 µs):
+  // the waiting core thread has nothing else to do, and a cheap model's reply often
+  // comes sooner than a futex sleep and wake-up would take on a busy machine.
+  int64_t spin_ns_ = 50'000;
   std::string_view reply_;
 };
 
@@ -143,7 +151,8 @@ class RingClient {
  public:
   // Maps the server's region (`server_fd`, taken over) and creates this stub's own
   // output region of `out_bytes` (grown by `growth`). Null on failure.
-  static std::unique_ptr<RingClient> Open(int server_fd, size_t out_bytes, size_t growth);
+  static std::unique_ptr<RingClient> Open(int server_fd, size_t out_bytes,
+                                          size_t growth);
   int out_fd() const { return out_->fd(); }
   // Blocks until the next request; then its message (in the server's mapping).
   RequestKind Wait(std::string_view* message);
@@ -158,11 +167,16 @@ class RingClient {
 
  private:
   RingClient() = default;
-  RingControl* control() const { return reinterpret_cast<RingControl*>(server_->data()); }
+  RingControl* control() const {
+    return reinterpret_cast<RingControl*>(server_->data());
+  }
   std::unique_ptr<SharedRegion> server_;
   std::unique_ptr<SharedRegion> out_;
   size_t growth_ = 0;
   uint32_t seen_ = 0;
+  // The stub's spin before sleeping (TRITONX_STUB_CLIENT_SPIN_US, default none: an
+  // idle model's stub should not burn a core).
+  int64_t spin_ns_ = 0;
 };
 
 // Encoding of the messages (little-endian, native layout; both ends run this code).

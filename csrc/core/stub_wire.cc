@@ -137,7 +137,8 @@ bool ReadRequests(std::string_view message, std::vector<WireRequest>* out) {
     q.flags = r.U32();
     q.timeout_us = r.U64();
     const uint32_t names = r.U32();
-    for (uint32_t n = 0; n < names && r.ok(); ++n) q.requested_outputs.push_back(r.Str());
+    for (uint32_t n = 0; n < names && r.ok(); ++n)
+      q.requested_outputs.push_back(r.Str());
     q.parameters = ReadParameters(r);
     const uint32_t inputs = r.U32();
     for (uint32_t n = 0; n < inputs && r.ok(); ++n) q.inputs.push_back(ReadTensor(r));
@@ -186,7 +187,8 @@ bool ReadReply(std::string_view message, WireReply* out) {
       response.status = ReadStatus(r);
     } else {
       const uint32_t n = r.U32();
-      for (uint32_t k = 0; k < n && r.ok(); ++k) response.outputs.push_back(ReadTensor(r));
+      for (uint32_t k = 0; k < n && r.ok(); ++k)
+        response.outputs.push_back(ReadTensor(r));
       response.parameters = ReadParameters(r);
     }
     out->responses.push_back(std::move(response));

@@ -1,8 +1,8 @@
 // StubRing and StubExecutor across a real process boundary: the stub end runs in a
 // forked child that maps the server's region from the inherited descriptor, as a stub
 // process does, and answers through its own region.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,7 +67,8 @@ enum class Behaviour { kEcho, kExitOnFirst, kHang, kGarbage };
     char* out = client->Reserve(total + bytes.size());
     for (auto [t, off] : copies) {
       const char* src = client->server_data() + t->offset;
-      for (size_t i = 0; i < t->bytes; ++i) out[off + i] = static_cast<char>(src[i] * 2);
+      for (size_t i = 0; i < t->bytes; ++i)
+        out[off + i] = static_cast<char>(src[i] * 2);
     }
     if (behaviour == Behaviour::kGarbage) {
       std::memset(out + total, 0xff, bytes.size());
@@ -150,10 +151,12 @@ TEST(StubRing, ExecutesAcrossProcessesAndGrowsBothRegions) {
       // each byte doubled by the stub: compare against the same transform
       std::vector<char> expect(n * sizeof(float));
       const char* src = reinterpret_cast<const char*>((r == 0 ? a : b).data());
-      for (size_t i = 0; i < expect.size(); ++i) expect[i] = static_cast<char>(src[i] * 2);
+      for (size_t i = 0; i < expect.size(); ++i)
+        expect[i] = static_cast<char>(src[i] * 2);
       EXPECT_EQ(std::memcmp(out.data, expect.data(), expect.size()), 0);
       ASSERT_EQ(response.parameters.size(), 1u);
-      EXPECT_EQ(std::get<std::string>(response.parameters[0].second), r == 0 ? "a" : "b");
+      EXPECT_EQ(std::get<std::string>(response.parameters[0].second),
+                r == 0 ? "a" : "b");
     }
   }
   EXPECT_TRUE(executor.PostFinalize());
@@ -219,7 +222,8 @@ TEST(StubWire, ReadersRefuseTruncatedMessages) {
   EXPECT_EQ(read[0].correlation_id_str, "seq");
   EXPECT_EQ(std::get<int64_t>(read[0].parameters[0].second), 7);
   for (size_t cut = 0; cut < w.bytes().size(); ++cut) {
-    EXPECT_FALSE(ReadRequests(std::string_view(w.bytes()).substr(0, cut), &read)) << cut;
+    EXPECT_FALSE(ReadRequests(std::string_view(w.bytes()).substr(0, cut), &read))
+        << cut;
   }
 }
 

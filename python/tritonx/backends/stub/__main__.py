@@ -320,7 +320,7 @@ class Stub:
         shared memory; the socket only carries this side's questions and records."""
         ring = self._ring
         while True:
-            kind, fields = ring.wait()  # GIL released while waiting
+            _kind, fields = ring.wait()  # GIL released while waiting
             if fields is None:
                 self._finalize()
                 return
@@ -379,6 +379,7 @@ class Stub:
 
         remote = StubBls(self._answer, self.channel.send, self._bls_state, streams)
         bls.remote, bls.remote_async = remote, remote.submit
+
         def send_metrics(msg: tuple[Any, ...]) -> None:
             if self._ring is not None:  # applied before the reply that follows
                 self._answer(("metrics_sync", *msg[1:]))
