@@ -2,6 +2,7 @@
 
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -57,15 +58,19 @@ int64_t MonotonicNs();
 
 bool WaitSlice(std::atomic<uint32_t>* word, std::atomic<uint32_t>* waiting,
                uint32_t old, int64_t slice_ns, int64_t spin_ns) {
-  // A short spin first: a cheap model answers within microseconds, and a futex sleep
-  // plus wake costs more than that.
+  // A spin first: a cheap model answers within microseconds, sooner than a futex
+  // sleep and wake-up on a busy machine. It yields between checks, so threads that
+  // have work (the frontend's, the stub itself on a shared core) are not starved.
   const int64_t spin_end = spin_ns > 0 ? MonotonicNs() + spin_ns : 0;
   for (int i = 0;; ++i) {
     if (word->load(std::memory_order_acquire) != old) return true;
 #if defined(__x86_64__)
     __builtin_ia32_pause();
 #endif
-    if (i >= 64 && (i & 63) == 0 && MonotonicNs() >= spin_end) break;
+    if (i >= 64 && (i & 63) == 0) {
+      if (MonotonicNs() >= spin_end) break;
+      sched_yield();
+    }
   }
   waiting->store(1, std::memory_order_seq_cst);
   if (word->load(std::memory_order_seq_cst) == old) FutexWait(word, old, slice_ns);
