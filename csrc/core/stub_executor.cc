@@ -31,11 +31,13 @@ int StubExecutor::Prepare() {
 bool StubExecutor::Attach(int stub_fd, int pid) {
   std::lock_guard<std::mutex> lock(mu_);
   attached_ = ring_ != nullptr && ring_->AttachStub(stub_fd, pid);
+  abandoned_.store(false);
   failure_.clear();
   return attached_;
 }
 
 void StubExecutor::Detach() {
+  abandoned_.store(true);
   std::lock_guard<std::mutex> lock(mu_);
   attached_ = false;
 }
@@ -92,7 +94,7 @@ Status StubExecutor::RunLocked(Batch& batch) {
   std::memcpy(data + tensor_bytes, message.data(), message.size());
   batch.compute_input_end_ns = NowNs();
   ring_->Post(stub::RequestKind::kExecute, tensor_bytes, message.size());
-  const stub::WaitResult result = ring_->WaitReply(timeout_ns_);
+  const stub::WaitResult result = ring_->WaitReply(timeout_ns_, &abandoned_);
   batch.compute_infer_end_ns = NowNs();
   if (result == stub::WaitResult::kTimeout) {
     ring_->KillPeer();

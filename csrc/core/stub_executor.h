@@ -17,6 +17,7 @@
 // IsCancelled uses its own lock so the socket reader can answer while Execute waits.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -66,6 +67,9 @@ class StubExecutor : public Executor {
   const size_t shm_bytes_;
   const size_t growth_;
 
+  // Set by Detach without waiting for mu_: an Execute waiting on a stub that the
+  // socket says is gone stops within one wait slice (the pidfd usually tells first).
+  std::atomic<bool> abandoned_{false};
   std::mutex mu_;
   std::unique_ptr<stub::RingServer> ring_;  // guarded by mu_
   bool attached_ = false;                   // guarded by mu_

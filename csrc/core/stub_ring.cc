@@ -170,6 +170,7 @@ RingServer::~RingServer() {
 bool RingServer::AttachStub(int stub_fd, int pid) {
   stub_ = SharedRegion::Adopt(stub_fd);
   if (pidfd_ >= 0) close(pidfd_);
+  pid_ = pid;
   pidfd_ = pid > 0 ? static_cast<int>(syscall(SYS_pidfd_open, pid, 0)) : -1;
   return stub_ != nullptr;
 }
@@ -190,7 +191,8 @@ void RingServer::Post(RequestKind kind, size_t offset, size_t bytes) {
           ctl->request_seq.load(std::memory_order_relaxed) + 1);
 }
 
-WaitResult RingServer::WaitReply(int64_t timeout_ns, int64_t slice_ns) {
+WaitResult RingServer::WaitReply(int64_t timeout_ns, const std::atomic<bool>* abandon,
+                                 int64_t slice_ns) {
   RingControl* ctl = control();
   const uint32_t want = ctl->request_seq.load(std::memory_order_relaxed);
   const int64_t deadline = timeout_ns < 0 ? -1 : MonotonicNs() + timeout_ns;
@@ -204,7 +206,7 @@ WaitResult RingServer::WaitReply(int64_t timeout_ns, int64_t slice_ns) {
     const uint32_t seen = ctl->reply_seq.load(std::memory_order_acquire);
     if (seen == want) break;
     if (!WaitSlice(&ctl->reply_seq, &ctl->server_waiting, seen, slice, spin_ns_) &&
-        !PeerAlive()) {
+        (!PeerAlive() || (abandon != nullptr && abandon->load()))) {
       // It may have answered just before it ended.
       if (ctl->reply_seq.load(std::memory_order_acquire) == want) break;
       return WaitResult::kPeerGone;
@@ -222,13 +224,20 @@ WaitResult RingServer::WaitReply(int64_t timeout_ns, int64_t slice_ns) {
 std::string_view RingServer::Reply() const { return reply_; }
 
 bool RingServer::PeerAlive() const {
-  if (pidfd_ < 0) return stub_ != nullptr;
+  if (pidfd_ < 0) {
+    // No pidfd (kernels before 5.3): the stub's parent reaps it, so a gone pid is a
+    // dead stub (the zygote's children never linger as zombies for long).
+    return stub_ != nullptr && (pid_ <= 0 || kill(pid_, 0) == 0 || errno != ESRCH);
+  }
   pollfd p{pidfd_, POLLIN, 0};
   return poll(&p, 1, 0) == 0;  // readable: the process has ended
 }
 
 void RingServer::KillPeer(int wait_ms) {
-  if (pidfd_ < 0) return;
+  if (pidfd_ < 0) {
+    if (pid_ > 0) kill(pid_, SIGKILL);
+    return;
+  }
   syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
   pollfd p{pidfd_, POLLIN, 0};
   poll(&p, 1, wait_ms);

@@ -119,8 +119,10 @@ class RingServer {
   // Publishes a request whose message is at data offset `offset`, `bytes` long.
   void Post(RequestKind kind, size_t offset, size_t bytes);
   // Waits for the reply to the last Post: kTimeout after `timeout_ns` (< 0: none),
-  // kPeerGone as soon as the stub process has ended (checked every `slice_ns`).
-  WaitResult WaitReply(int64_t timeout_ns, int64_t slice_ns = 20'000'000);
+  // kPeerGone as soon as the stub process has ended or `*abandon` turns true (both
+  // checked every `slice_ns`; `abandon` covers systems without pidfds).
+  WaitResult WaitReply(int64_t timeout_ns, const std::atomic<bool>* abandon = nullptr,
+                       int64_t slice_ns = 20'000'000);
   // The reply message and the stub's region (bounds already checked against it).
   std::string_view Reply() const;
   const SharedRegion* stub_region() const { return stub_.get(); }
@@ -139,6 +141,7 @@ class RingServer {
   size_t growth_;
   std::unique_ptr<SharedRegion> stub_;
   int pidfd_ = -1;
+  int pid_ = 0;
   // How long WaitReply spins (yielding) before sleeping (TRITONX_STUB_SPIN_US,
   // default 200 µs): the waiting core thread has nothing else to do, and a cheap
   // model's reply often comes sooner than a futex sleep and wake-up would take on a

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/stub_executor.h"
@@ -194,6 +195,25 @@ TEST(StubRing, AStubPastTheTimeoutIsKilled) {
   const int status = Reap(child.pid);
   EXPECT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGKILL);
+}
+
+TEST(StubRing, DetachReleasesAnExecuteWaitingOnAStubThatWillNotAnswer) {
+  // What the socket reader does when it sees the stub's socket end (the fallback
+  // where no pidfd tells).
+  StubExecutor executor("hang_0_0", 0, 1024, 1024);
+  Child child = StartStub(executor, Behaviour::kHang);
+  std::vector<float> a;
+  Batch batch;
+  batch.requests = {RequestWith("a", &a, 4)};
+  std::thread detach([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    executor.Detach();
+  });
+  executor.Execute(batch);
+  detach.join();
+  EXPECT_EQ(batch.batch_status.message(), "Stub process 'hang_0_0' is not healthy.");
+  kill(child.pid, SIGKILL);
+  Reap(child.pid);
 }
 
 TEST(StubRing, AMalformedReplyIsAnErrorNotACrash) {
