@@ -3,7 +3,9 @@
 Runs one instance of a Triton ``model.py`` for the server on the other end of the
 socket (see channel.py for the wire). The model code is the in-process backend's
 (``PythonInstance``), fed with requests whose inputs are views of the server's
-shared-memory region; outputs are written into this process's region. The process
+shared-memory region; outputs are written into this process's region. After init a
+non-decoupled stub takes its executes from the shared-memory ring (``_serve_ring``,
+bind_stub.cpp); a decoupled one keeps reading them from the socket. The process
 exits when the server says so, when the socket reaches EOF, or when its parent
 changes (the server died), so no stub outlives its server.
 """

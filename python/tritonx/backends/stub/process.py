@@ -1,13 +1,13 @@
 """The server side of a python model instance run in a stub process (EXECUTION_MODE
 "process").
 
-``StubInstance`` implements the Instance protocol (architecture.md §1) by forwarding
-each batch to its stub: input bytes are copied once from the core's tensors into this
-instance's shared-memory region, outputs are copied once out of the stub's region.
-The core's worker thread does the round trip itself (GIL released while it waits on
-the socket), answering the stub's questions (``is_cancelled``) and forwarding its log
-records as they come. A decoupled model's responses may arrive after ``execute``
-returned, so those instances also run a reader thread that owns the socket.
+``StubInstance`` manages the stub's life (spawn, init, restart, finalize). A
+non-decoupled instance hands the core a C++ executor (``native_executor``,
+csrc/core/stub_executor.h): each batch goes through a shared-memory ring with no
+Python here. A decoupled one implements the Instance protocol (architecture.md §1)
+by forwarding each batch over the socket, its responses streaming back after
+``execute`` returned. Either way a reader thread owns the socket for the stub's life:
+log records, ``is_cancelled`` questions, BLS calls and custom metrics.
 
 A stub that dies (exit, signal, OOM kill) or runs past the execution timeout fails the
 batch in flight with Triton's "Stub process '<instance>' is not healthy." and is
