@@ -10,22 +10,10 @@ namespace tritonx::bindings {
 namespace {
 
 // The gRPC status for a Python exception raised by the control handler: a
-// `grpc_code` attribute (tritonx.errors sets one on every error class; a
-// grpc.StatusCode member also works) picks the code, anything else is INTERNAL.
+// TritonXError keeps its code (mapped by the one status table), anything else is
+// INTERNAL.
 grpc::Status StatusFromHandlerError(py::error_already_set& err) {
-  py::object exc = err.value();
-  std::string code_name = "INTERNAL";
-  if (py::hasattr(exc, "grpc_code")) {
-    py::object code = exc.attr("grpc_code");
-    if (py::isinstance<py::str>(code)) {
-      code_name = code.cast<std::string>();
-    } else if (py::hasattr(code, "name")) {
-      code_name = py::str(code.attr("name")).cast<std::string>();
-    }
-  }
-  std::string message = py::str(exc).cast<std::string>();
-  if (message.empty()) message = py::str(py::type::handle_of(exc).attr("__name__"));
-  return grpc::Status(grpcfe::GrpcCodeFromName(code_name), message);
+  return grpcfe::ToGrpcStatus(StatusFromPyException(err.value()));
 }
 
 // Owns the Python handler for exactly as long as the server may call it, and

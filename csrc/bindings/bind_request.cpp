@@ -1,6 +1,9 @@
 // Request and Response: what the frontends build and get back. Input bytes are not
 // copied: each input holds the Python buffer it was given until the request dies.
+#include "core/model.h"
+#include "core/request_builder.h"
 #include "core/request_parameters.h"
+#include "core/shared_memory_registry.h"
 #include "pybind_common.h"
 
 namespace tritonx::bindings {
@@ -12,6 +15,49 @@ struct BufferView {
   Py_buffer view{};
   ~BufferView() { PyBuffer_Release(&view); }
 };
+
+// Holds `data`'s buffer (not copied) for as long as the returned owner lives.
+std::shared_ptr<const void> BorrowBuffer(const py::handle& data,
+                                         const std::string& input, const char** bytes,
+                                         size_t* size) {
+  auto holder = std::make_unique<BufferView>();
+  if (PyObject_GetBuffer(data.ptr(), &holder->view, PyBUF_SIMPLE) != 0) {
+    PyErr_Clear();
+    ThrowInvalidArg("the data of input '" + input +
+                    "' is not a contiguous bytes-like object");
+  }
+  *bytes = static_cast<const char*>(holder->view.buf);
+  *size = static_cast<size_t>(holder->view.len);
+  // The BufferView must be released with the GIL: wrap it in a capsule so that the
+  // deferred-release path handles it like any Python object.
+  py::capsule capsule(holder.release(),
+                      [](void* p) { delete static_cast<BufferView*>(p); });
+  return MakePyOwner(std::move(capsule));
+}
+
+Shape ShapeFromPy(const py::handle& dims, const std::string& input) {
+  const std::string what = "'shape' for input '" + input + "'";
+  if (!PyTuple_Check(dims.ptr()) && !PyList_Check(dims.ptr())) {
+    ThrowInvalidArg("Unable to parse " + what + ": expected a list of integers");
+  }
+  Shape shape;
+  for (const py::handle dim : dims) shape.push_back(Int64FromPy(dim, what));
+  return shape;
+}
+
+// Request parameters from a client, as given (a dict or None).
+Parameters ParametersFromPy(const py::object& parameters) {
+  Parameters given;
+  if (parameters.is_none()) return given;
+  if (!PyDict_Check(parameters.ptr())) {
+    ThrowInvalidArg("Unable to parse 'parameters': expected an object");
+  }
+  for (const auto& [key, value] : py::reinterpret_borrow<py::dict>(parameters)) {
+    std::string name = TextFromPy(key, "parameter name");
+    given.emplace_back(name, ClientParameterFromPy(value, name));
+  }
+  return given;
+}
 
 }  // namespace
 
@@ -25,32 +71,11 @@ Tensor InputFromPy(const py::handle& item) {
   }
   Tensor tensor;
   tensor.name = TextFromPy(t[0], "input name");
-  const std::string what = "'shape' for input '" + tensor.name + "'";
   std::string datatype = TextFromPy(t[1], "'datatype' for input '" + tensor.name + "'");
-  tensor.dtype = DataTypeFromName(datatype);
-  if (tensor.dtype == DataType::kInvalid) {
-    ThrowInvalidArg("invalid datatype '" + datatype + "' for input '" + tensor.name +
-                    "'");
-  }
-  py::object dims = t[2];
-  if (!PyTuple_Check(dims.ptr()) && !PyList_Check(dims.ptr())) {
-    ThrowInvalidArg("Unable to parse " + what + ": expected a list of integers");
-  }
-  for (const py::handle dim : dims) tensor.shape.push_back(Int64FromPy(dim, what));
-  auto holder = std::make_unique<BufferView>();
-  py::object data = t[3];
-  if (PyObject_GetBuffer(data.ptr(), &holder->view, PyBUF_SIMPLE) != 0) {
-    PyErr_Clear();
-    ThrowInvalidArg("the data of input '" + tensor.name +
-                    "' is not a contiguous bytes-like object");
-  }
-  tensor.data = static_cast<const char*>(holder->view.buf);
-  tensor.byte_size = static_cast<size_t>(holder->view.len);
-  // The BufferView must be released with the GIL: wrap it in a capsule so that the
-  // deferred-release path handles it like any Python object.
-  py::capsule capsule(holder.release(),
-                      [](void* p) { delete static_cast<BufferView*>(p); });
-  tensor.owner = MakePyOwner(std::move(capsule));
+  ThrowIfError(ParseDataType(datatype, tensor.name, WireProtocol::kNone, "", nullptr,
+                             &tensor.dtype));
+  tensor.shape = ShapeFromPy(t[2], tensor.name);
+  tensor.owner = BorrowBuffer(t[3], tensor.name, &tensor.data, &tensor.byte_size);
   return tensor;
 }
 
@@ -82,15 +107,7 @@ std::shared_ptr<PyRequest> MakeRequest(const py::object& id, const py::object& i
     request.requested_outputs.push_back(TextFromPy(name, "output name"));
   }
   if (!parameters.is_none()) {
-    if (!PyDict_Check(parameters.ptr())) {
-      ThrowInvalidArg("Unable to parse 'parameters': expected an object");
-    }
-    Parameters given;
-    for (const auto& [key, value] : py::reinterpret_borrow<py::dict>(parameters)) {
-      std::string name = TextFromPy(key, "parameter name");
-      given.emplace_back(name, ClientParameterFromPy(value, name));
-    }
-    ThrowIfError(ApplyRequestParameters(std::move(given), &request));
+    ThrowIfError(ApplyRequestParameters(ParametersFromPy(parameters), &request));
   }
   // What an in-process caller (BLS) sets through fields, as Triton's C API does:
   // no parameter carries them, so every parameter key reaches the model as given.
@@ -127,6 +144,126 @@ py::list TensorList(const std::vector<Tensor>& tensors) {
     out[i] = py::cast(std::make_shared<PyTensor>(PyTensor{tensors[i]}));
   }
   return out;
+}
+
+// JSON `data` decoded by Python's json module, as the builder's typed leaves (the
+// types RapidJSON would give the same text). Strings point into the str objects,
+// which the caller's list keeps alive while the request is built.
+void FlattenPyJson(const py::handle& value, std::vector<JsonScalar>* out) {
+  for (const py::handle item : value) {
+    PyObject* obj = item.ptr();
+    if (PyList_Check(obj)) {
+      FlattenPyJson(item, out);
+      continue;
+    }
+    JsonScalar leaf;
+    if (PyBool_Check(obj)) {
+      leaf.type = JsonScalar::Type::kBool;
+      leaf.b = obj == Py_True;
+    } else if (PyLong_Check(obj)) {
+      int overflow = 0;
+      const long long i = PyLong_AsLongLongAndOverflow(obj, &overflow);
+      if (overflow == 0) {
+        leaf.type = JsonScalar::Type::kInt;
+        leaf.i = i;
+      } else {
+        const unsigned long long u = overflow > 0 ? PyLong_AsUnsignedLongLong(obj) : 0;
+        if (overflow > 0 && !PyErr_Occurred()) {
+          leaf.type = JsonScalar::Type::kUint;
+          leaf.u = u;
+        } else {
+          PyErr_Clear();
+          leaf.type =
+              JsonScalar::Type::kDouble;  // past 64 bits: a double, as RapidJSON
+          leaf.d = PyLong_AsDouble(obj);
+          if (PyErr_Occurred()) {
+            PyErr_Clear();
+            leaf.type = JsonScalar::Type::kOther;
+          }
+        }
+      }
+    } else if (PyFloat_Check(obj)) {
+      leaf.type = JsonScalar::Type::kDouble;
+      leaf.d = PyFloat_AS_DOUBLE(obj);
+    } else if (PyUnicode_Check(obj)) {
+      Py_ssize_t size = 0;
+      const char* text = PyUnicode_AsUTF8AndSize(obj, &size);
+      if (text == nullptr) {
+        PyErr_Clear();
+        ThrowIfError(InvalidSurrogate());
+      }
+      leaf.type = JsonScalar::Type::kString;
+      leaf.text = std::string_view(text, static_cast<size_t>(size));
+    }
+    out->push_back(leaf);
+  }
+}
+
+ShmReference ShmReferenceFromPy(const py::handle& ref, const std::string& tensor) {
+  py::sequence t = py::reinterpret_borrow<py::sequence>(ref);
+  if (t.size() != 3)
+    ThrowInvalidArg("bad shared memory reference for '" + tensor + "'");
+  return ShmReference{TextFromPy(t[0], "'shared_memory_region'"), t[1].cast<uint64_t>(),
+                      t[2].cast<uint64_t>()};
+}
+
+// The resolved shared memory targets of one request's outputs (Python HTTP engine).
+// Immutable after the build; each target holds its region mapped.
+struct PyShmTargets {
+  ShmOutputs targets;
+};
+
+// The Python HTTP engine's way into the request builder: inputs are (name,
+// datatype, shape, kind, data) with kind "bytes" (a buffer, held), "json" (the
+// decoded `data` value) or "shm" ((region, offset, byte_size)); outputs are
+// (name, (region, offset, byte_size) | None, class_count).
+py::tuple BuildRequestFromPy(const std::string& model_name, const py::object& id,
+                             const py::sequence& inputs, const py::sequence& outputs,
+                             const py::object& parameters, const py::object& shm) {
+  auto wrapper = std::make_shared<PyRequest>();
+  wrapper->request = std::make_shared<InferenceRequest>();
+  InferenceRequest& request = *wrapper->request;
+  request.id = TextFromPy(id, "'id'");
+  std::shared_ptr<SharedMemoryRegistry> registry;
+  if (!shm.is_none()) registry = shm.cast<std::shared_ptr<SharedMemoryRegistry>>();
+  RequestBuilder builder(&request, WireProtocol::kHttp, model_name, nullptr,
+                         registry.get());
+  for (const py::handle item : inputs) {
+    py::sequence t = py::reinterpret_borrow<py::sequence>(item);
+    InputDescription input;
+    input.name = TextFromPy(t[0], "input name");
+    const std::string datatype = TextFromPy(t[1], "'datatype'");
+    input.datatype = datatype;
+    input.shape = ShapeFromPy(t[2], input.name);
+    const std::string kind = t[3].cast<std::string>();
+    if (kind == "shm") {
+      input.source = InputDescription::Source::kSharedMemory;
+      input.shm = ShmReferenceFromPy(t[4], input.name);
+    } else if (kind == "json") {
+      input.source = InputDescription::Source::kJson;
+      input.json_is_array = PyList_Check(t[4].ptr());
+      if (input.json_is_array) FlattenPyJson(t[4], &input.json);
+    } else {
+      input.owner = BorrowBuffer(t[4], input.name, &input.data, &input.byte_size);
+    }
+    ThrowIfError(builder.AddInput(std::move(input)));
+  }
+  PyShmTargets targets;
+  for (const py::handle item : outputs) {
+    py::sequence t = py::reinterpret_borrow<py::sequence>(item);
+    OutputDescription output;
+    output.name = TextFromPy(t[0], "output name");
+    if (!t[1].is_none()) {
+      output.to_shm = true;
+      output.shm = ShmReferenceFromPy(t[1], output.name);
+    }
+    output.class_count = t[2].cast<uint32_t>();
+    ThrowIfError(builder.AddOutput(std::move(output), &targets.targets));
+  }
+  ThrowIfError(builder.SetParameters(ParametersFromPy(parameters)));
+  py::object shm_targets = py::none();
+  if (!targets.targets.empty()) shm_targets = py::cast(std::move(targets));
+  return py::make_tuple(std::move(wrapper), std::move(shm_targets));
 }
 
 }  // namespace
@@ -170,6 +307,57 @@ void RegisterRequest(py::module_& m) {
           "model_version", [](const PyRequest& r) { return r.request->model_version; })
       .def_readwrite("context", &PyRequest::context)
       .def("is_cancelled", [](const PyRequest& r) { return r.request->IsCancelled(); });
+
+  py::class_<PyShmTargets>(m, "ShmTargets",
+                           "The shared memory regions a request's outputs go to")
+      .def("__contains__",
+           [](const PyShmTargets& self, const std::string& name) {
+             return FindShmOutput(self.targets, name) != nullptr;
+           })
+      .def(
+          "write",
+          [](const PyShmTargets& self, const PyTensor& tensor) {
+            const ShmOutput* target = FindShmOutput(self.targets, tensor.tensor.name);
+            if (target == nullptr) return;
+            Status status;
+            {
+              py::gil_scoped_release release;  // a CUDA region's copy blocks
+              status = WriteShmOutput(*target, tensor.tensor);
+            }
+            ThrowIfError(status);
+          },
+          "Copies an output into its region (INTERNAL when it does not fit)");
+  m.def("build_request", &BuildRequestFromPy, py::arg("model_name"), py::arg("id"),
+        py::arg("inputs"), py::arg("outputs"), py::arg("parameters"), py::arg("shm"),
+        "(Request, ShmTargets | None) through the core's request builder");
+  m.def(
+      "deduce_raw_input",
+      [](const py::handle& model, const py::object& body,
+         const py::object& parameters) {
+        auto wrapper = std::make_shared<PyRequest>();
+        wrapper->request = std::make_shared<InferenceRequest>();
+        InferenceRequest& request = *wrapper->request;
+        request.protocol = WireProtocol::kHttp;
+        const char* data = nullptr;
+        size_t size = 0;
+        std::shared_ptr<const void> owner = BorrowBuffer(body, "raw", &data, &size);
+        ThrowIfError(
+            DeduceRawInput(ModelOf(model)->spec(), data, size, owner, &request));
+        ThrowIfError(ApplyRequestParameters(ParametersFromPy(parameters), &request));
+        return wrapper;
+      },
+      py::arg("model"), py::arg("body"), py::arg("parameters") = py::none(),
+      "A request whose body is the raw bytes of the model's only input");
+  m.def(
+      "check_transaction_policy",
+      [](const py::handle& model, const std::string& protocol) {
+        ThrowIfError(CheckTransactionPolicy(
+            ModelOf(model)->spec(),
+            protocol == "http" ? WireProtocol::kHttp : WireProtocol::kGrpc));
+      },
+      py::arg("model"), py::arg("protocol"),
+      "Raises UnsupportedError when the protocol's one-response endpoint cannot "
+      "serve the model (decoupled)");
 
   py::class_<PyResponse, std::shared_ptr<PyResponse>>(m, "Response",
                                                       "A successful inference response")

@@ -14,23 +14,18 @@ py::array AsNumpy(const py::object& self) {
     const int64_t count = ElementCount(t.shape);
     py::array result(py::dtype("O"), t.shape);
     auto** slots = static_cast<PyObject**>(result.mutable_data());
-    size_t offset = 0;
-    for (int64_t i = 0; i < count; ++i) {
-      if (offset + sizeof(uint32_t) > t.byte_size) {
-        throw py::value_error("malformed BYTES tensor '" + t.name + "'");
-      }
-      uint32_t length;
-      std::memcpy(&length, t.data + offset, sizeof(length));
-      offset += sizeof(length);
-      if (offset + length > t.byte_size) {
-        throw py::value_error("malformed BYTES tensor '" + t.name + "'");
-      }
-      PyObject* item = PyBytes_FromStringAndSize(t.data + offset, length);
-      if (item == nullptr) throw py::error_already_set();
-      Py_XDECREF(slots[i]);
-      slots[i] = item;
-      offset += length;
-    }
+    int64_t i = 0;
+    const int64_t seen = ForEachBytesElement(
+        t.data, t.byte_size,
+        [&](const char* data, size_t size) {
+          PyObject* item =
+              PyBytes_FromStringAndSize(data, static_cast<Py_ssize_t>(size));
+          if (item == nullptr) throw py::error_already_set();
+          Py_XDECREF(slots[i]);
+          slots[i++] = item;
+        },
+        count);
+    if (seen != count) throw py::value_error("malformed BYTES tensor '" + t.name + "'");
     return result;
   }
   py::dtype dtype = NumpyDtype(t.dtype);

@@ -15,6 +15,7 @@ void RegisterCuda(py::module_& m);
 void RegisterPerf(py::module_& m);
 void RegisterTrace(py::module_& m);
 void RegisterStub(py::module_& m);
+void RegisterTables(py::module_& m);
 }  // namespace tritonx::bindings
 
 #ifdef TRITONX_ENABLE_GRPC
@@ -42,6 +43,7 @@ PYBIND11_MODULE(_C, m) {
   RegisterPerf(m);
   RegisterTrace(m);
   RegisterStub(m);
+  RegisterTables(m);
 #ifdef TRITONX_ENABLE_GRPC
   RegisterGrpc(m);
   m.attr("grpc_built") = true;

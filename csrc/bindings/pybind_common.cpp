@@ -35,17 +35,6 @@ void ReleasePyObject(PyObject* obj) {
   Pending().push_back(obj);
 }
 
-StatusCode CodeFromName(const std::string& name) {
-  if (name == "INTERNAL") return StatusCode::kInternal;
-  if (name == "NOT_FOUND") return StatusCode::kNotFound;
-  if (name == "INVALID_ARG") return StatusCode::kInvalidArg;
-  if (name == "UNAVAILABLE") return StatusCode::kUnavailable;
-  if (name == "UNSUPPORTED") return StatusCode::kUnsupported;
-  if (name == "ALREADY_EXISTS") return StatusCode::kAlreadyExists;
-  if (name == "CANCELLED") return StatusCode::kCancelled;
-  return StatusCode::kUnknown;
-}
-
 }  // namespace
 
 py::object MakeError(const Status& status) {
@@ -108,7 +97,7 @@ int64_t Int64FromPy(const py::handle& value, const std::string& what) {
 Status StatusFromPyException(const py::handle& exc) {
   std::string message = py::str(exc);
   if (py::isinstance(exc, ErrorsModule().attr("TritonXError"))) {
-    return Status(CodeFromName(py::str(exc.attr("code"))), message);
+    return Status(StatusCodeFromName(py::str(exc.attr("code"))), message);
   }
   if (message.empty()) message = py::str(py::type::handle_of(exc).attr("__name__"));
   return Status(StatusCode::kInternal, message);
@@ -311,7 +300,8 @@ DataType DataTypeOfArray(const py::array& array) {
   }
 }
 
-// Serializes an object/bytes/str array into BYTES wire form (row-major order).
+}  // namespace
+
 Status SerializeBytes(const py::array& array, std::string* out) {
   py::object flat = array.attr("ravel")(py::str("C"));
   for (const py::handle item : flat) {
@@ -338,14 +328,10 @@ Status SerializeBytes(const py::array& array, std::string* out) {
     if (length > std::numeric_limits<uint32_t>::max()) {
       return Status(StatusCode::kInvalidArg, "BYTES element larger than 4 GiB");
     }
-    uint32_t len32 = static_cast<uint32_t>(length);
-    out->append(reinterpret_cast<const char*>(&len32), sizeof(len32));
-    out->append(data, static_cast<size_t>(length));
+    AppendBytesElement(out, data, static_cast<size_t>(length));
   }
   return Status::Ok();
 }
-
-}  // namespace
 
 Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* out) {
   py::object array_obj;

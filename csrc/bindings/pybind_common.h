@@ -92,6 +92,10 @@ py::dict ParametersToDict(const Parameters& params);
 // numpy dtype for a fixed-size data type (BF16 as uint16); BYTES has none.
 py::dtype NumpyDtype(DataType dtype);
 
+// Serializes an object/bytes/str array into BYTES wire form (row-major order; str
+// as UTF-8, other objects as their str()). GIL held.
+Status SerializeBytes(const py::array& array, std::string* out);
+
 // A tensor from a Python output value: ndarray, or (datatype, ndarray). Object/bytes
 // arrays are serialized to BYTES wire form. GIL held.
 Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* out);

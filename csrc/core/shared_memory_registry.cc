@@ -48,6 +48,7 @@ Status AlreadyRegistered(const std::string& name) {
 
 Status SharedMemoryRegistry::Register(const std::string& name, const std::string& key,
                                       uint64_t offset, uint64_t byte_size) {
+  if (!allowed()) return ShmDisallowed();
   std::lock_guard<std::mutex> lock(mu_);
   if (regions_.count(name) != 0) return AlreadyRegistered(name);
   const int fd = shm_open(key.c_str(), O_RDWR, S_IRUSR | S_IWUSR);
@@ -90,6 +91,7 @@ Status SharedMemoryRegistry::Register(const std::string& name, const std::string
 Status SharedMemoryRegistry::RegisterCuda(const std::string& name,
                                           const std::string& raw_handle,
                                           int64_t device_id, uint64_t byte_size) {
+  if (!allowed()) return ShmDisallowed();
   if (!CudaUsable()) {
     return Status(StatusCode::kInvalidArg,
                   "failed to register CUDA shared memory region: '" + name +

@@ -75,7 +75,8 @@ class SharedMemoryRegistry {
   SharedMemoryRegistry& operator=(const SharedMemoryRegistry&) = delete;
 
   // Opens `key`, checks [offset, offset + byte_size) lies within it and maps that
-  // range. ALREADY_EXISTS for a taken name, INTERNAL when the object cannot be
+  // range. UNSUPPORTED while clients may not use shared memory (ShmDisallowed);
+  // ALREADY_EXISTS for a taken name, INTERNAL when the object cannot be
   // opened or is too small (Triton 2.51's codes and messages).
   Status Register(const std::string& name, const std::string& key, uint64_t offset,
                   uint64_t byte_size);
@@ -101,7 +102,7 @@ class SharedMemoryRegistry {
                  ShmSpan* out, ShmUse use = ShmUse::kRead) const;
 
   // Whether clients may use shared memory at all (--allow-client-shm). Checked by
-  // the frontends before they call anything else.
+  // Register and by the request builder (request_builder.h) for every tensor.
   void set_allowed(bool allowed) { allowed_.store(allowed); }
   bool allowed() const { return allowed_.load(std::memory_order_relaxed); }
 

@@ -3,6 +3,7 @@
 // (and from there onto HTTP statuses and gRPC codes in the frontends).
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <utility>
 
@@ -40,5 +41,24 @@ class Status {
 };
 
 const char* StatusCodeName(StatusCode code);
+
+// How each code travels, the one table for C++ and Python (tritonx.errors reads it
+// through tritonx._native.status_codes): Triton's name, the word it prefixes
+// messages with ("Invalid argument"), the HTTP status and the gRPC status code
+// (grpc::StatusCode's numbering, which is the gRPC wire's).
+struct StatusCodeInfo {
+  StatusCode code;
+  const char* name;
+  const char* words;
+  int http_status;
+  int grpc_code;
+  const char* grpc_name;
+};
+const StatusCodeInfo& StatusCodeInfoOf(StatusCode code);
+// Every code but kOk, in enum order.
+const StatusCodeInfo* StatusCodeTable(size_t* count);
+// The code Triton names `name` ("INVALID_ARG"); kUnknown for any other name.
+StatusCode StatusCodeFromName(const std::string& name);
+inline int HttpStatusOf(StatusCode code) { return StatusCodeInfoOf(code).http_status; }
 
 }  // namespace tritonx

@@ -35,19 +35,16 @@ std::string ShapeToString(const Shape& shape) {
   return out;
 }
 
+void AppendBytesElement(std::string* out, const char* data, size_t size) {
+  const uint32_t length = static_cast<uint32_t>(size);
+  char prefix[4];
+  std::memcpy(prefix, &length, 4);  // little-endian hosts only, as the wire form
+  out->append(prefix, 4);
+  out->append(data, size);
+}
+
 int64_t CountBytesElements(const char* data, size_t byte_size) {
-  int64_t count = 0;
-  size_t offset = 0;
-  while (offset < byte_size) {
-    if (byte_size - offset < sizeof(uint32_t)) return -1;
-    uint32_t length;
-    std::memcpy(&length, data + offset, sizeof(length));
-    offset += sizeof(length);
-    if (length > byte_size - offset) return -1;
-    offset += length;
-    ++count;
-  }
-  return count;
+  return ForEachBytesElement(data, byte_size, [](const char*, size_t) {});
 }
 
 }  // namespace tritonx

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,32 @@ ShapeCount CheckedElementCount(const Shape& shape, int64_t* count);
 
 // "[1,16]" in Triton's spelling for error messages.
 std::string ShapeToString(const Shape& shape);
+
+// BYTES wire form (the one implementation; Python reaches it through
+// tritonx._native.serialize_bytes / deserialize_bytes): each element is a uint32
+// little-endian length followed by that many bytes, with no padding.
+void AppendBytesElement(std::string* out, const char* data, size_t size);
+
+// Calls fn(data, size) for each element of a BYTES buffer, in order, at most `limit`
+// of them (-1: every one). Returns the number visited, or -1 when the buffer is
+// malformed (an element's length runs past the end) before `limit` was reached.
+template <typename Fn>
+int64_t ForEachBytesElement(const char* data, size_t byte_size, Fn&& fn,
+                            int64_t limit = -1) {
+  int64_t count = 0;
+  size_t offset = 0;
+  while (offset < byte_size && count != limit) {
+    if (byte_size - offset < 4) return -1;
+    uint32_t length;
+    std::memcpy(&length, data + offset, 4);
+    offset += 4;
+    if (length > byte_size - offset) return -1;
+    fn(data + offset, static_cast<size_t>(length));
+    offset += length;
+    ++count;
+  }
+  return count;
+}
 
 // Number of length-prefixed elements in a BYTES buffer, or -1 if the buffer is
 // malformed (an element's length runs past the end).

@@ -67,19 +67,14 @@ std::string TensorText(const Tensor& tensor) {
       AppendValues<double>(tensor.data, count, out);
       break;
     case DataType::kBytes: {
-      size_t offset = 0;
       bool first = true;
-      while (offset + sizeof(uint32_t) <= tensor.byte_size) {
-        uint32_t len;
-        std::memcpy(&len, tensor.data + offset, sizeof(len));
-        offset += sizeof(len);
-        if (offset + len > tensor.byte_size) break;
-        out << (first ? "" : ",") << '"';
-        out.write(tensor.data + offset, len);
-        out << '"';
-        offset += len;
-        first = false;
-      }
+      ForEachBytesElement(tensor.data, tensor.byte_size,
+                          [&](const char* data, size_t size) {
+                            out << (first ? "" : ",") << '"';
+                            out.write(data, static_cast<std::streamsize>(size));
+                            out << '"';
+                            first = false;
+                          });
       break;
     }
     default:  // FP16 and BF16: Triton writes no text for them

@@ -10,6 +10,7 @@
 #include <deque>
 #include <unordered_map>
 
+#include "core/request_builder.h"
 #include "core/trace.h"
 #include "grpc_server_impl.h"
 #include "grpc_service.grpc.pb.h"
@@ -123,13 +124,8 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
   Status status =
       impl_->registry_->Find(request->model_name(), request->model_version(), &model);
   if (!status.ok()) return fail(grpcfe::ToGrpcStatus(status));
-  if (model->spec().decoupled) {
-    // One response per call cannot carry a stream: Triton sends such clients to
-    // ModelStreamInfer.
-    return fail(grpc::Status(
-        grpc::StatusCode::UNIMPLEMENTED,
-        "ModelInfer RPC doesn't support models with decoupled transaction policy"));
-  }
+  status = CheckTransactionPolicy(model->spec(), WireProtocol::kGrpc);
+  if (!status.ok()) return fail(grpcfe::ToGrpcStatus(status));
 
   auto infer_request = std::make_shared<InferenceRequest>();
   status = grpcfe::BuildInferenceRequest(*request, messages, &model->spec(),

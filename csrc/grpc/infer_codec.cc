@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "core/request_parameters.h"
+#include "core/request_builder.h"
 #include "health.pb.h"
 
 namespace tritonx {
@@ -40,11 +40,7 @@ std::string PackBytes(const InferTensorContents& contents) {
   std::string out;
   out.reserve(total);
   for (const auto& element : contents.bytes_contents()) {
-    const uint32_t len = static_cast<uint32_t>(element.size());
-    char prefix[4];
-    std::memcpy(prefix, &len, 4);
-    out.append(prefix, 4);
-    out.append(element);
+    AppendBytesElement(&out, element.data(), element.size());
   }
   return out;
 }
@@ -159,9 +155,10 @@ bool UsesSharedMemory(
 Status ParseShmParameters(
     const std::string& tensor,
     const google::protobuf::Map<std::string, InferParameter>& params,
-    const SharedMemoryRegistry* shm, std::string* region, uint64_t* offset,
-    uint64_t* byte_size) {
-  if (shm == nullptr || !shm->allowed()) return ShmDisallowed();
+    ShmReference* ref) {
+  std::string* region = &ref->region;
+  uint64_t* offset = &ref->offset;
+  uint64_t* byte_size = &ref->byte_size;
   auto wrong_type = [&tensor](const std::string& key, const char* expected) {
     return Status(StatusCode::kInvalidArg, "invalid value type for '" + key +
                                                "' parameter for tensor '" + tensor +
@@ -235,65 +232,10 @@ bool ControlRequestParses(const std::string& method, const std::string& request)
 }
 
 grpc::Status ToGrpcStatus(const Status& status) {
-  grpc::StatusCode code;
-  switch (status.code()) {
-    case StatusCode::kOk:
-      return grpc::Status::OK;
-    case StatusCode::kUnknown:
-      code = grpc::StatusCode::UNKNOWN;
-      break;
-    case StatusCode::kInternal:
-      code = grpc::StatusCode::INTERNAL;
-      break;
-    case StatusCode::kNotFound:
-      code = grpc::StatusCode::NOT_FOUND;
-      break;
-    case StatusCode::kInvalidArg:
-      code = grpc::StatusCode::INVALID_ARGUMENT;
-      break;
-    case StatusCode::kUnavailable:
-      code = grpc::StatusCode::UNAVAILABLE;
-      break;
-    case StatusCode::kUnsupported:
-      code = grpc::StatusCode::UNIMPLEMENTED;
-      break;
-    case StatusCode::kAlreadyExists:
-      code = grpc::StatusCode::ALREADY_EXISTS;
-      break;
-    case StatusCode::kCancelled:
-      code = grpc::StatusCode::CANCELLED;
-      break;
-    default:
-      code = grpc::StatusCode::UNKNOWN;
-      break;
-  }
-  return grpc::Status(code, status.message());
-}
-
-grpc::StatusCode GrpcCodeFromName(const std::string& name) {
-  static const std::pair<const char*, grpc::StatusCode> kCodes[] = {
-      {"OK", grpc::StatusCode::OK},
-      {"CANCELLED", grpc::StatusCode::CANCELLED},
-      {"UNKNOWN", grpc::StatusCode::UNKNOWN},
-      {"INVALID_ARGUMENT", grpc::StatusCode::INVALID_ARGUMENT},
-      {"DEADLINE_EXCEEDED", grpc::StatusCode::DEADLINE_EXCEEDED},
-      {"NOT_FOUND", grpc::StatusCode::NOT_FOUND},
-      {"ALREADY_EXISTS", grpc::StatusCode::ALREADY_EXISTS},
-      {"PERMISSION_DENIED", grpc::StatusCode::PERMISSION_DENIED},
-      {"RESOURCE_EXHAUSTED", grpc::StatusCode::RESOURCE_EXHAUSTED},
-      {"FAILED_PRECONDITION", grpc::StatusCode::FAILED_PRECONDITION},
-      {"ABORTED", grpc::StatusCode::ABORTED},
-      {"OUT_OF_RANGE", grpc::StatusCode::OUT_OF_RANGE},
-      {"UNIMPLEMENTED", grpc::StatusCode::UNIMPLEMENTED},
-      {"INTERNAL", grpc::StatusCode::INTERNAL},
-      {"UNAVAILABLE", grpc::StatusCode::UNAVAILABLE},
-      {"DATA_LOSS", grpc::StatusCode::DATA_LOSS},
-      {"UNAUTHENTICATED", grpc::StatusCode::UNAUTHENTICATED},
-  };
-  for (const auto& [code_name, code] : kCodes) {
-    if (name == code_name) return code;
-  }
-  return grpc::StatusCode::INTERNAL;
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(
+      static_cast<grpc::StatusCode>(StatusCodeInfoOf(status.code()).grpc_code),
+      status.message());
 }
 
 Status BuildInferenceRequest(const ModelInferRequest& msg,
@@ -304,109 +246,75 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
   const bool use_raw = raw_count > 0;
   out->id = msg.id();
   out->inputs.reserve(static_cast<size_t>(msg.inputs_size()));
+  RequestBuilder builder(out, WireProtocol::kGrpc, msg.model_name(), spec, shm);
 
   int raw_index = 0;
   for (const auto& input : msg.inputs()) {
-    const bool from_shm = UsesSharedMemory(input.parameters());
-    ShmSpan span;
-    if (from_shm) {
-      std::string region;
-      uint64_t offset = 0;
-      uint64_t byte_size = 0;
-      Status status = ParseShmParameters(input.name(), input.parameters(), shm, &region,
-                                         &offset, &byte_size);
-      if (status.ok()) status = shm->Resolve(region, offset, byte_size, &span);
+    InputDescription desc;
+    desc.name = input.name();
+    desc.datatype = input.datatype();
+    desc.shape.assign(input.shape().begin(), input.shape().end());
+    if (UsesSharedMemory(input.parameters())) {
+      desc.source = InputDescription::Source::kSharedMemory;
+      Status status = ParseShmParameters(input.name(), input.parameters(), &desc.shm);
       if (!status.ok()) return status;
-    }
-    Tensor tensor;
-    tensor.name = input.name();
-    tensor.dtype = DataTypeFromName(input.datatype());
-    if (tensor.dtype == DataType::kInvalid) {
-      // Worded like the core's datatype check, which Triton also runs here.
-      const TensorSpec* input_spec = spec ? spec->FindInput(input.name()) : nullptr;
-      if (spec != nullptr && input_spec == nullptr) {
-        return Status(StatusCode::kInvalidArg, "unexpected inference input '" +
-                                                   input.name() + "' for model '" +
-                                                   msg.model_name() + "'");
-      }
-      std::string expects = input_spec
-                                ? "', but model '" + msg.model_name() + "' expects '" +
-                                      std::string(DataTypeName(input_spec->dtype)) + "'"
-                                : "'";
-      return Status(StatusCode::kInvalidArg, "inference input '" + input.name() +
-                                                 "' data-type is '<invalid>" + expects);
-    }
-    tensor.shape.assign(input.shape().begin(), input.shape().end());
-    if (use_raw && !from_shm) {
+    } else if (use_raw) {
       if (input.has_contents()) {
         return Status(StatusCode::kInvalidArg,
                       "contents field must not be specified when using "
                       "raw_input_contents for '" +
                           input.name() + "' for model '" + msg.model_name() + "'");
       }
-    }
-    if (from_shm) {
-      // Zero copy: the tensor holds the mapping until the request is freed.
-      tensor.data = span.data;
-      tensor.byte_size = span.byte_size;
-      tensor.owner = std::move(span.owner);
-    } else if (use_raw && raw_index < raw_count) {
-      const std::string& raw = msg.raw_input_contents(raw_index++);
-      tensor.data = raw.data();
-      tensor.byte_size = raw.size();
-      tensor.owner = owner;
-    } else if (!use_raw && input.has_contents()) {
+      if (raw_index < raw_count) {
+        const std::string& raw = msg.raw_input_contents(raw_index++);
+        desc.data = raw.data();
+        desc.byte_size = raw.size();
+        desc.owner = owner;
+      } else {
+        desc.source = InputDescription::Source::kMissing;
+      }
+    } else if (input.has_contents()) {
+      // Typed contents: converted into a buffer the tensor owns (FP16/BF16 have no
+      // typed field; they come out empty and fail the core's size check).
+      const DataType dtype = DataTypeFromName(input.datatype());
       auto buffer =
-          std::make_shared<std::string>(ContentsToRaw(tensor.dtype, input.contents()));
-      tensor.data = buffer->data();
-      tensor.byte_size = buffer->size();
-      tensor.owner = std::move(buffer);
+          std::make_shared<std::string>(ContentsToRaw(dtype, input.contents()));
+      desc.data = buffer->data();
+      desc.byte_size = buffer->size();
+      desc.owner = std::move(buffer);
     } else {
-      // Neither form carries this input (FP16/BF16 have no typed form either).
-      return Status(StatusCode::kInvalidArg, "unable to find data for input tensor '" +
-                                                 input.name() + "' for model '" +
-                                                 msg.model_name() + "' in request.");
+      desc.source = InputDescription::Source::kMissing;
     }
-    out->inputs.push_back(std::move(tensor));
+    Status status = builder.AddInput(std::move(desc));
+    if (!status.ok()) return status;
   }
   out->requested_outputs.reserve(static_cast<size_t>(msg.outputs_size()));
   for (const auto& output : msg.outputs()) {
+    OutputDescription desc;
+    desc.name = output.name();
     if (UsesSharedMemory(output.parameters())) {
-      ShmOutput target;
-      target.name = output.name();
-      uint64_t byte_size = 0;
-      Status status = ParseShmParameters(output.name(), output.parameters(), shm,
-                                         &target.region, &target.offset, &byte_size);
-      if (status.ok()) {
-        status = shm->Resolve(target.region, target.offset, byte_size, &target.span,
-                              ShmUse::kWrite);
-      }
+      desc.to_shm = true;
+      Status status = ParseShmParameters(output.name(), output.parameters(), &desc.shm);
       if (!status.ok()) return status;
-      if (shm_outputs != nullptr) shm_outputs->push_back(std::move(target));
     }
     auto classes = output.parameters().find("classification");
     if (classes != output.parameters().end()) {
-      uint32_t count = 0;
-      Status status = ClassCountOf(classes->second, &count);
+      Status status = ClassCountOf(classes->second, &desc.class_count);
       if (!status.ok()) return status;
-      if (count > 0) out->class_counts.emplace_back(output.name(), count);
     }
-    out->requested_outputs.push_back(output.name());
-  }
-
-  if (!msg.parameters().empty()) {
-    Parameters params;
-    params.reserve(msg.parameters().size());
-    for (const auto& [key, param] : msg.parameters()) {
-      ParameterValue value;
-      Status status = ConvertParameter(key, param, &value);
-      if (!status.ok()) return status;
-      params.emplace_back(key, std::move(value));
-    }
-    Status status = ApplyRequestParameters(std::move(params), out);
+    Status status = builder.AddOutput(std::move(desc), shm_outputs);
     if (!status.ok()) return status;
   }
-  return Status::Ok();
+
+  Parameters params;
+  params.reserve(msg.parameters().size());
+  for (const auto& [key, param] : msg.parameters()) {
+    ParameterValue value;
+    Status status = ConvertParameter(key, param, &value);
+    if (!status.ok()) return status;
+    params.emplace_back(key, std::move(value));
+  }
+  return builder.SetParameters(std::move(params));
 }
 
 Status BuildInferResponse(const InferenceResponse& response,

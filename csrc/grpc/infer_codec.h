@@ -25,12 +25,8 @@ inline constexpr const char kParseFailure[] = "Unable to parse request";
 // answers those decides).
 bool ControlRequestParses(const std::string& method, const std::string& request);
 
-// Maps a core status onto the gRPC code Triton uses for it.
+// Maps a core status onto the gRPC code Triton uses for it (core/status.h's table).
 grpc::Status ToGrpcStatus(const Status& status);
-
-// Maps a gRPC status code name ("INVALID_ARGUMENT", ...) onto the code; unknown
-// names become INTERNAL.
-grpc::StatusCode GrpcCodeFromName(const std::string& name);
 
 // Fills `out` from a ModelInferRequest. Raw input tensors point into `msg`
 // without copying, so `owner` must keep `msg` alive; typed `contents` are

@@ -50,8 +50,8 @@ bool ShapeFor(const TensorSpec& input, bool batched, int64_t count, Shape* shape
   return true;
 }
 
-Status ParseInput(const TensorSpec& input, bool batched, const Value& given,
-                  rapidjson::Document::AllocatorType& allocator,
+Status ParseInput(const ModelSpec& spec, const TensorSpec& input, bool batched,
+                  const Value& given, rapidjson::Document::AllocatorType& allocator,
                   InferenceRequest* out) {
   Value wrapped;
   const Value* data = &given;
@@ -60,17 +60,16 @@ Status ParseInput(const TensorSpec& input, bool batched, const Value& given,
     wrapped.PushBack(Value(given, allocator), allocator);
     data = &wrapped;
   }
-  Tensor tensor;
-  tensor.name = input.name;
-  tensor.dtype = input.dtype;
-  if (!ShapeFor(input, batched, static_cast<int64_t>(data->Size()), &tensor.shape)) {
+  InputDescription desc;
+  desc.name = input.name;
+  desc.datatype = DataTypeName(input.dtype);
+  if (!ShapeFor(input, batched, static_cast<int64_t>(data->Size()), &desc.shape)) {
     return Invalid("The schema can not convert input '" + input.name +
                    "' to tensor with proper shape");
   }
-  int64_t count = 0;
-  if (CheckedElementCount(tensor.shape, &count) != ShapeCount::kOk) count = -1;
-  auto buffer = std::make_shared<std::string>();
-  Status status = JsonToWire(input.name, input.dtype, count, *data, buffer.get());
+  JsonDataToInput(*data, &desc);
+  RequestBuilder builder(out, WireProtocol::kHttp, spec.name, &spec, nullptr);
+  Status status = builder.AddInput(std::move(desc));
   if (!status.ok()) {
     static const char kBytesData[] =
         "Unable to parse 'data': attempt to access JSON non-string as string";
@@ -81,10 +80,6 @@ Status ParseInput(const TensorSpec& input, bool batched, const Value& given,
     }
     return status;
   }
-  tensor.data = buffer->data();
-  tensor.byte_size = buffer->size();
-  tensor.owner = std::move(buffer);
-  out->inputs.push_back(std::move(tensor));
   return Status::Ok();
 }
 
@@ -118,7 +113,7 @@ Status ParseGenerateBody(const char* body, size_t size, const ModelSpec& spec,
       continue;
     }
     if (const TensorSpec* input = spec.FindInput(key)) {
-      status = ParseInput(*input, batched, value, doc.GetAllocator(), out);
+      status = ParseInput(spec, *input, batched, value, doc.GetAllocator(), out);
       if (!status.ok()) return status;
       continue;
     }

@@ -12,7 +12,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "core/request_parameters.h"
+#include "core/request_builder.h"
 #include "http_json_tensor.h"
 
 namespace tritonx {
@@ -139,9 +139,7 @@ Status ParseJson(const char* data, size_t size, rapidjson::Document* doc) {
   doc->Populate(generator);
   if (!reader.HasParseError()) {
     if (MentionsLowSurrogate(data, size) && HasEncodedSurrogate(*doc)) {
-      return Invalid(
-          "failed to parse the request JSON buffer: The surrogate pair in string is "
-          "invalid.");
+      return InvalidSurrogate();
     }
     return Status::Ok();
   }
@@ -240,17 +238,15 @@ namespace {
 
 // Triton's reading of `shared_memory_region`, `shared_memory_offset` (default 0)
 // and `shared_memory_byte_size` (default 0, which no region range accepts).
-Status ParseShmParameters(const Value& params, const SharedMemoryRegistry* shm,
-                          std::string* region, uint64_t* offset, uint64_t* size) {
-  if (shm == nullptr || !shm->allowed()) return ShmDisallowed();
+Status ParseShmParameters(const Value& params, ShmReference* ref) {
   const Value& name = params["shared_memory_region"];
   if (!name.IsString()) {
     return WrongType("shared_memory_region", "non-string as string");
   }
-  *region = Str(name);
+  ref->region = Str(name);
   for (auto [key, out] :
-       {std::pair<const char*, uint64_t*>{"shared_memory_offset", offset},
-        {"shared_memory_byte_size", size}}) {
+       {std::pair<const char*, uint64_t*>{"shared_memory_offset", &ref->offset},
+        {"shared_memory_byte_size", &ref->byte_size}}) {
     const Value* value = Member(params, key);
     if (value == nullptr) continue;
     if (!value->IsUint64()) {
@@ -263,8 +259,7 @@ Status ParseShmParameters(const Value& params, const SharedMemoryRegistry* shm,
 
 Status ParseInput(const Value& item, const char* body, size_t body_size,
                   const std::shared_ptr<const void>& owner, bool has_hlen,
-                  const std::string& model, const SharedMemoryRegistry* shm,
-                  size_t* offset, InferenceRequest* out) {
+                  const std::string& model, size_t* offset, RequestBuilder* builder) {
   if (!item.IsObject()) return Missing("name");
   const Value* iparams = Member(item, "parameters");
   const bool params_obj = iparams != nullptr && iparams->IsObject();
@@ -296,21 +291,19 @@ Status ParseInput(const Value& item, const char* body, size_t body_size,
   if (shape == nullptr) return Missing("shape");
   if (!shape->IsArray()) return WrongType("shape", "non-array as array");
 
-  Tensor tensor;
-  tensor.name = Str(*name);
-  tensor.shape.reserve(shape->Size());
-  bool zero_dim = false;
+  InputDescription input;
+  input.name = Str(*name);
+  input.datatype = std::string_view(datatype->GetString(), datatype->GetStringLength());
+  input.shape.reserve(shape->Size());
   for (const Value& dim : shape->GetArray()) {
     if (dim.IsUint64()) {
       const uint64_t d = dim.GetUint64();
       if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
         return Invalid("Unable to parse 'shape': dimension " + std::to_string(d) +
-                       " of input '" + tensor.name +
-                       "' is larger than the maximum of " +
+                       " of input '" + input.name + "' is larger than the maximum of " +
                        std::to_string(std::numeric_limits<int64_t>::max()));
       }
-      zero_dim = zero_dim || d == 0;
-      tensor.shape.push_back(static_cast<int64_t>(d));
+      input.shape.push_back(static_cast<int64_t>(d));
     } else if (dim.IsDouble() && dim.GetDouble() >= 1.8446744073709552e19 &&
                std::floor(dim.GetDouble()) == dim.GetDouble()) {
       return Unsigned(
@@ -320,66 +313,43 @@ Status ParseInput(const Value& item, const char* body, size_t body_size,
     }
   }
   if (has_shm) {
-    std::string region;
-    uint64_t shm_offset = 0;
-    uint64_t shm_size = 0;
-    Status status = ParseShmParameters(*iparams, shm, &region, &shm_offset, &shm_size);
+    input.source = InputDescription::Source::kSharedMemory;
+    Status status = ParseShmParameters(*iparams, &input.shm);
     if (!status.ok()) return status;
-    ShmSpan span;
-    status = shm->Resolve(region, shm_offset, shm_size, &span);
-    if (!status.ok()) return status;
-    tensor.data = span.data;
-    tensor.byte_size = span.byte_size;
-    tensor.owner = std::move(span.owner);
-  }
-  tensor.dtype = DataTypeFromName(
-      std::string_view(datatype->GetString(), datatype->GetStringLength()));
-  if (tensor.dtype == DataType::kInvalid) {
-    return Invalid("invalid datatype for input " + tensor.name);
-  }
-  if (has_shm) {
-    // data taken from the region above
   } else if (has_binary) {
-    const Value& size = (*iparams)["binary_data_size"];
-    if (!size.IsUint64()) {
-      return Internal(
-          "Unable to parse 'binary_data_size': attempt to access JSON "
-          "non-unsigned-integer as unsigned-integer");
+    // For a known datatype only: otherwise the builder's datatype error comes
+    // first, as in Triton.
+    if (DataTypeFromName(input.datatype) != DataType::kInvalid) {
+      const Value& size = (*iparams)["binary_data_size"];
+      if (!size.IsUint64()) {
+        return Internal(
+            "Unable to parse 'binary_data_size': attempt to access JSON "
+            "non-unsigned-integer as unsigned-integer");
+      }
+      const uint64_t bytes = size.GetUint64();
+      if (bytes != 0 && !has_hlen) {
+        return Invalid(
+            "must specify valid 'Infer-Header-Content-Length' in request header and "
+            "'binary_data_size' when passing inputs in binary data format");
+      }
+      if (bytes > body_size - *offset) {
+        return Invalid("unexpected size for input '" + input.name + "', expecting " +
+                       std::to_string(bytes - (body_size - *offset)) +
+                       " additional bytes for model '" + model + "'");
+      }
+      input.data = body + *offset;
+      input.byte_size = bytes;
+      input.owner = owner;
+      *offset += bytes;
     }
-    const uint64_t bytes = size.GetUint64();
-    if (bytes != 0 && !has_hlen) {
-      return Invalid(
-          "must specify valid 'Infer-Header-Content-Length' in request header and "
-          "'binary_data_size' when passing inputs in binary data format");
-    }
-    if (bytes > body_size - *offset) {
-      return Invalid("unexpected size for input '" + tensor.name + "', expecting " +
-                     std::to_string(bytes - (body_size - *offset)) +
-                     " additional bytes for model '" + model + "'");
-    }
-    tensor.data = body + *offset;
-    tensor.byte_size = bytes;
-    tensor.owner = owner;
-    *offset += bytes;
-  } else if (zero_dim) {
-    tensor.data = "";
   } else {
-    int64_t count = 0;
-    if (CheckedElementCount(tensor.shape, &count) != ShapeCount::kOk) count = -1;
-    auto buffer = std::make_shared<std::string>();
-    Status status =
-        JsonToWire(tensor.name, tensor.dtype, count, item["data"], buffer.get());
-    if (!status.ok()) return status;
-    tensor.data = buffer->data();
-    tensor.byte_size = buffer->size();
-    tensor.owner = std::move(buffer);
+    JsonDataToInput(item["data"], &input);
   }
-  out->inputs.push_back(std::move(tensor));
-  return Status::Ok();
+  return builder->AddInput(std::move(input));
 }
 
-Status ParseOutputs(const Value& outputs, const SharedMemoryRegistry* shm,
-                    InferenceRequest* out, OutputEncoding* encoding) {
+Status ParseOutputs(const Value& outputs, RequestBuilder* builder,
+                    OutputEncoding* encoding) {
   if (!outputs.IsArray()) return WrongType("outputs", "non-array as array");
   Status status = CheckCount(outputs.Size(), "outputs");
   if (!status.ok()) return status;
@@ -388,7 +358,8 @@ Status ParseOutputs(const Value& outputs, const SharedMemoryRegistry* shm,
     const Value* name = Member(item, "name");
     if (name == nullptr) return Missing("name");
     if (!name->IsString()) return WrongType("name", "non-string as string");
-    std::string output = Str(*name);
+    OutputDescription output;
+    output.name = Str(*name);
     const Value* oparams = Member(item, "parameters");
     if (oparams != nullptr && oparams->IsObject()) {
       if (oparams->HasMember("shared_memory_region")) {
@@ -397,16 +368,9 @@ Status ParseOutputs(const Value& outputs, const SharedMemoryRegistry* shm,
           return Invalid(
               "Output can't set both 'shared_memory_region' and 'binary_data'");
         }
-        ShmOutput target;
-        target.name = output;
-        uint64_t size = 0;
-        status =
-            ParseShmParameters(*oparams, shm, &target.region, &target.offset, &size);
+        output.to_shm = true;
+        status = ParseShmParameters(*oparams, &output.shm);
         if (!status.ok()) return status;
-        status = shm->Resolve(target.region, target.offset, size, &target.span,
-                              ShmUse::kWrite);
-        if (!status.ok()) return status;
-        encoding->shm_outputs.push_back(std::move(target));
       }
       const Value* classes = Member(*oparams, "classification");
       if (classes != nullptr) {
@@ -416,36 +380,22 @@ Status ParseOutputs(const Value& outputs, const SharedMemoryRegistry* shm,
               "Unable to set 'classification': attempt to access JSON "
               "non-unsigned-integer as unsigned-integer");
         }
-        const uint64_t count = std::min<uint64_t>(classes->GetUint64(), UINT32_MAX);
-        if (count > 0) out->class_counts.emplace_back(output, count);
+        output.class_count =
+            static_cast<uint32_t>(std::min<uint64_t>(classes->GetUint64(), UINT32_MAX));
       }
       const Value* flag = Member(*oparams, "binary_data");
       if (flag != nullptr) {
         if (!flag->IsBool()) return WrongType("binary_data", "non-boolean as boolean");
-        encoding->explicit_binary.emplace_back(output, flag->GetBool());
+        encoding->explicit_binary.emplace_back(output.name, flag->GetBool());
       }
     }
-    out->requested_outputs.push_back(std::move(output));
+    status = builder->AddOutput(std::move(output), &encoding->shm_outputs);
+    if (!status.ok()) return status;
   }
   return Status::Ok();
 }
 
 }  // namespace
-
-int HttpStatusOf(StatusCode code) {
-  switch (code) {
-    case StatusCode::kInternal:
-      return 500;
-    case StatusCode::kNotFound:
-      return 404;
-    case StatusCode::kUnavailable:
-      return 503;
-    case StatusCode::kUnsupported:
-      return 501;
-    default:
-      return 400;
-  }
-}
 
 Status ParseHeaderLength(const char* value, size_t body_size, size_t* out) {
   std::string text(value);
@@ -477,6 +427,7 @@ Status ParseInferBody(const char* body, size_t body_size,
                       const std::shared_ptr<const void>& owner, bool has_hlen,
                       size_t hlen, const std::string& model, InferenceRequest* out,
                       OutputEncoding* encoding, const SharedMemoryRegistry* shm) {
+  RequestBuilder builder(out, WireProtocol::kHttp, model, nullptr, shm);
   rapidjson::Document doc;
   Status status = ParseJson(body, has_hlen ? hlen : body_size, &doc);
   if (!status.ok()) return status;
@@ -510,74 +461,17 @@ Status ParseInferBody(const char* body, size_t body_size,
   size_t offset = has_hlen ? hlen : 0;
   for (const Value& item : inputs->GetArray()) {
     status =
-        ParseInput(item, body, body_size, owner, has_hlen, model, shm, &offset, out);
+        ParseInput(item, body, body_size, owner, has_hlen, model, &offset, &builder);
     if (!status.ok()) return status;
   }
   if (has_hlen && offset != body_size) {
     return Invalid("unexpected additional input data for model '" + model + "'");
   }
   if (const Value* outputs = Member(doc, "outputs")) {
-    status = ParseOutputs(*outputs, shm, out, encoding);
+    status = ParseOutputs(*outputs, &builder, encoding);
     if (!status.ok()) return status;
   }
-  if (!params.empty()) return ApplyRequestParameters(std::move(params), out);
-  return Status::Ok();
-}
-
-Status ParseRawBody(const char* body, size_t body_size,
-                    const std::shared_ptr<const void>& owner, const ModelSpec& spec,
-                    InferenceRequest* out, OutputEncoding* encoding) {
-  if (spec.inputs.size() != 1) {
-    return Invalid(
-        "[request id: <id_unknown>] Raw request must only have 1 input (found 1) to be "
-        "deduced but got " +
-        std::to_string(spec.inputs.size()) + " inputs in '" + spec.name +
-        "' model configuration");
-  }
-  const TensorSpec& input = spec.inputs[0];
-  Tensor tensor;
-  tensor.name = input.name;
-  tensor.dtype = input.dtype;
-  if (input.dtype == DataType::kBytes) {
-    // One element: the whole body, in the length-prefixed wire form.
-    auto buffer = std::make_shared<std::string>();
-    const uint32_t len = static_cast<uint32_t>(body_size);
-    buffer->append(reinterpret_cast<const char*>(&len), 4);
-    buffer->append(body, body_size);
-    tensor.data = buffer->data();
-    tensor.byte_size = buffer->size();
-    tensor.owner = std::move(buffer);
-    tensor.shape.assign(std::max<size_t>(input.dims.size(), 1), 1);
-  } else {
-    tensor.shape = input.dims;
-    int variable = -1;
-    int64_t fixed = 1;
-    for (size_t i = 0; i < tensor.shape.size(); ++i) {
-      if (tensor.shape[i] < 0) {
-        if (variable >= 0) {
-          return Invalid("[request id: <id_unknown>] Raw input '" + input.name +
-                         "' of model '" + spec.name +
-                         "' has more than one variable-size dimension and cannot be "
-                         "deduced");
-        }
-        variable = static_cast<int>(i);
-      } else {
-        fixed *= tensor.shape[i];
-      }
-    }
-    if (variable >= 0) {
-      const size_t item = std::max<size_t>(DataTypeByteSize(input.dtype), 1);
-      tensor.shape[variable] = static_cast<int64_t>(
-          body_size / item / static_cast<size_t>(std::max<int64_t>(fixed, 1)));
-    }
-    tensor.data = body;
-    tensor.byte_size = body_size;
-    tensor.owner = owner;
-  }
-  if (spec.max_batch_size > 0) tensor.shape.insert(tensor.shape.begin(), 1);
-  out->inputs.push_back(std::move(tensor));
-  encoding->default_binary = true;
-  return Status::Ok();
+  return builder.SetParameters(std::move(params));
 }
 
 }  // namespace httpfe

@@ -25,9 +25,7 @@ namespace httpfe {
 // Inputs, and requested outputs, one request may name (as in the Python frontend).
 inline constexpr size_t kMaxTensors = 4096;
 
-// HTTP status for a core status code: INTERNAL 500, NOT_FOUND 404, UNAVAILABLE 503,
-// UNSUPPORTED 501, the rest 400.
-int HttpStatusOf(StatusCode code);
+// HTTP status for a core status code: tritonx::HttpStatusOf (core/status.h).
 
 // `{"error": "<message>"}` exactly as the Python frontend writes it.
 std::string ErrorBody(const std::string& message);
@@ -55,12 +53,6 @@ Status ParseInferBody(const char* body, size_t body_size,
                       size_t header_length, const std::string& model_name,
                       InferenceRequest* out, OutputEncoding* encoding,
                       const SharedMemoryRegistry* shm = nullptr);
-
-// `Inference-Header-Content-Length: 0`: the body is the raw bytes of the model's only
-// input; its shape is deduced from the config like Triton's core does.
-Status ParseRawBody(const char* body, size_t body_size,
-                    const std::shared_ptr<const void>& owner, const ModelSpec& spec,
-                    InferenceRequest* out, OutputEncoding* encoding);
 
 // The response: `*json` is the JSON header; `*binaries` the indices (into
 // response.outputs) of outputs sent in binary after it, in order. Errors (FP16/BF16

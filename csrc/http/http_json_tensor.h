@@ -12,14 +12,15 @@
 
 #include "core/data_type.h"
 #include "core/infer_request.h"
+#include "core/request_builder.h"
 #include "core/status.h"
 
 namespace tritonx {
 namespace httpfe {
 
-// `expected`: the element count of the input's shape (-1: it overflows).
-Status JsonToWire(const std::string& name, DataType dtype, int64_t expected,
-                  const rapidjson::Value& data, std::string* out);
+// An input's JSON `data` as the request builder's description (its leaves, typed
+// as RapidJSON reads them; strings point into the document).
+void JsonDataToInput(const rapidjson::Value& data, InputDescription* input);
 
 // The writer every response uses (NaN and infinities written as Triton does).
 using JsonWriter =

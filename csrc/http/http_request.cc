@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "core/request_builder.h"
 #include "core/trace.h"
 #include "http_compression.h"
 #include "http_forward.h"
@@ -366,11 +367,7 @@ void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
   if (!AdmitInfer(worker, req)) return;
   std::shared_ptr<Model> model;
   Status status = registry_->Find(name, version, &model);
-  if (status.ok() && model->spec().decoupled) {
-    status = Status(
-        StatusCode::kUnsupported,
-        "HTTP end point doesn't support models with decoupled transaction policy");
-  }
+  if (status.ok()) status = CheckTransactionPolicy(model->spec(), WireProtocol::kHttp);
   if (!status.ok()) {
     Reply(worker, req, Error(HttpStatusOf(status.code()), status.message()));
     return;
@@ -445,7 +442,8 @@ void HttpServer::Impl::ParseAndEnqueue(const std::shared_ptr<PendingCall>& call,
     status = ParseHeaderLength(head.header_length.c_str(), size, &hlen);
   }
   if (status.ok() && head.has_header_length && hlen == 0) {
-    status = ParseRawBody(body, size, owner, model->spec(), request, &encoding);
+    status = DeduceRawInput(model->spec(), body, size, owner, request);
+    encoding.default_binary = true;  // a raw request gets binary outputs back
   } else if (status.ok()) {
     status =
         ParseInferBody(body, size, owner, head.has_header_length, hlen, head.model_name,

@@ -53,10 +53,26 @@ send_response = _C.send_response
 # Stub processes' execute ring (bind_stub.cpp): the server's and the stub's ends.
 StubExecutor = _C.StubExecutor
 StubEndpoint = _C.StubEndpoint
+# The core's wire tables (bind_tables.cpp) and request builder (bind_request.cpp).
+datatypes = _C.datatypes
+serialize_bytes = _C.serialize_bytes
+deserialize_bytes = _C.deserialize_bytes
+build_request = _C.build_request
+deduce_raw_input = _C.deduce_raw_input
+check_transaction_policy = _C.check_transaction_policy
+ShmTargets = _C.ShmTargets
 # The grpc++ server is absent when the extension was built with TRITONX_ENABLE_GRPC=OFF.
 GrpcServer = getattr(_C, "GrpcServer", None)
 # The evhttp server is absent when built with TRITONX_ENABLE_HTTP=OFF.
 HttpServer = getattr(_C, "HttpServer", None)
+
+
+def status_codes() -> list[tuple[str, str, int, str]]:
+    """(Triton name, message word, HTTP status, gRPC code name) per error code
+    (typed here: tritonx.errors reads it, and _C's stubs import tritonx.errors)."""
+    codes: list[tuple[str, str, int, str]] = _C.status_codes()
+    return codes
+
 
 _core_log = logging.getLogger("tritonx.core")
 _LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)

@@ -2,20 +2,29 @@
 
 The C++ core returns a status code; the extension raises the matching class below. The
 frontends turn an exception into an HTTP status (``http_status``) or a gRPC status code
-(``grpc_code``) from the same table, so each error is mapped in exactly one place.
+(``grpc_code``); both come from the core's one table (``csrc/core/status.cc``), which the
+C++ frontends use too, so each code is mapped in exactly one place.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from tritonx import _native
+
+# Triton name -> (word it prefixes messages with, HTTP status, gRPC code name).
+_CODES: dict[str, tuple[str, int, str]] = {
+    name: (words, http, grpc) for name, words, http, grpc in _native.status_codes()
+}
+
 
 class TritonXError(Exception):
     """Base class; ``code`` is Triton's spelling of the error code."""
 
     code: ClassVar[str] = "UNKNOWN"
-    http_status: ClassVar[int] = 400
-    grpc_code: ClassVar[str] = "UNKNOWN"  # name of a grpc.StatusCode member
+    # Set for every class from the core's table (below).
+    http_status: ClassVar[int]
+    grpc_code: ClassVar[str]  # name of a grpc.StatusCode member
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -27,50 +36,34 @@ class TritonXError(Exception):
 
 class UnknownError(TritonXError):
     code = "UNKNOWN"
-    http_status = 400
-    grpc_code = "UNKNOWN"
 
 
 class InternalError(TritonXError):
     code = "INTERNAL"
-    http_status = 500
-    grpc_code = "INTERNAL"
 
 
 class NotFoundError(TritonXError):
     code = "NOT_FOUND"
-    http_status = 404
-    grpc_code = "NOT_FOUND"
 
 
 class InvalidArgumentError(TritonXError):
     code = "INVALID_ARG"
-    http_status = 400
-    grpc_code = "INVALID_ARGUMENT"
 
 
 class UnavailableError(TritonXError):
     code = "UNAVAILABLE"
-    http_status = 503
-    grpc_code = "UNAVAILABLE"
 
 
 class UnsupportedError(TritonXError):
     code = "UNSUPPORTED"
-    http_status = 501
-    grpc_code = "UNIMPLEMENTED"
 
 
 class AlreadyExistsError(TritonXError):
     code = "ALREADY_EXISTS"
-    http_status = 400
-    grpc_code = "ALREADY_EXISTS"
 
 
 class CancelledError(TritonXError):
     code = "CANCELLED"
-    http_status = 400
-    grpc_code = "CANCELLED"
 
 
 ERRORS_BY_CODE: dict[str, type[TritonXError]] = {
@@ -88,18 +81,13 @@ ERRORS_BY_CODE: dict[str, type[TritonXError]] = {
 }
 
 
+_CLASSES: list[type[TritonXError]] = [TritonXError, *ERRORS_BY_CODE.values()]
+for _cls in _CLASSES:
+    _, _cls.http_status, _cls.grpc_code = _CODES[_cls.code]
+
 # How Triton spells each code when it prefixes a message ("Invalid argument: ...",
 # "error: creating server: Internal - ...").
-CODE_WORDS: dict[str, str] = {
-    "UNKNOWN": "Unknown",
-    "INTERNAL": "Internal",
-    "NOT_FOUND": "Not found",
-    "INVALID_ARG": "Invalid argument",
-    "UNAVAILABLE": "Unavailable",
-    "UNSUPPORTED": "Unsupported",
-    "ALREADY_EXISTS": "Already exists",
-    "CANCELLED": "Cancelled",
-}
+CODE_WORDS: dict[str, str] = {name: words for name, (words, _, _) in _CODES.items()}
 
 
 def error_from_code(code: str, message: str) -> TritonXError:

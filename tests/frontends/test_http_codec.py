@@ -18,6 +18,19 @@ def _wire(dtype: str, values: list[object]) -> bytes:
     return np.asarray(values, dtype=codec.NUMPY_DTYPES[dtype]).tobytes()
 
 
+def _body(doc: dict[str, object], *blobs: bytes) -> tuple[bytes, int]:
+    header = json.dumps(doc).encode()
+    return header + b"".join(blobs), len(header)
+
+
+def _json_input(dtype: str, shape: list[int], data: object) -> bytes:
+    """One JSON input through the decoder and the core's request builder."""
+    doc = {"inputs": [{"name": "IN", "datatype": dtype, "shape": shape, "data": data}]}
+    parsed = http_infer.parse_infer(json.dumps(doc).encode(), None, "m")
+    request = parsed.core_request(None, None, "m")
+    return bytes(request.inputs[0].raw())
+
+
 @pytest.mark.parametrize(
     ("dtype", "values"),
     [
@@ -38,13 +51,13 @@ def test_json_round_trip_every_fixed_size_type(
     dtype: str, values: list[object]
 ) -> None:
     nested = [values[:2], values[2:]]
-    wire = codec.json_to_wire("X", dtype, [2, 2], nested)
+    wire = _json_input(dtype, [2, 2], nested)
     assert wire == _wire(dtype, values)
     assert json.loads(codec.wire_to_json(dtype, [2, 2], wire)) == pytest.approx(values)
 
 
 def test_bytes_json_round_trip() -> None:
-    wire = codec.json_to_wire("X", "BYTES", [3], ["a", "", "héllo"])
+    wire = _json_input("BYTES", [3], ["a", "", "héllo"])
     expected = b"".join(
         struct.pack("<I", len(s)) + s for s in (b"a", b"", "héllo".encode())
     )
@@ -62,7 +75,7 @@ def test_float_json_matches_triton_rendering() -> None:
 @pytest.mark.parametrize("dtype", ["FP16", "BF16"])
 def test_half_types_only_binary(dtype: str) -> None:
     with pytest.raises(InvalidArgumentError, match=f"receiving {dtype} data via JSON"):
-        codec.json_to_wire("IN", dtype, [1], [1.0])
+        _json_input(dtype, [1], [1.0])
     with pytest.raises(InvalidArgumentError, match=f"sending {dtype} data via JSON"):
         codec.wire_to_json(dtype, [1], b"\0\0")
 
@@ -75,6 +88,7 @@ def test_half_types_only_binary(dtype: str) -> None:
         ("FP32", [1, 2, 3, "x"], "attempt to access JSON non-number as double"),
         ("FP32", [True, False, True, True], "non-number as double"),
         ("INT32", [1, 2, 3, 4.5], "non-signed-integer as signed-integer"),
+        ("INT32", [1, 2, 3, 2**64], "non-signed-integer as signed-integer"),
         ("UINT8", [1, 2, 3, -4], "non-unsigned-integer as unsigned-integer"),
         ("BOOL", [1, 0, 1, 0], "non-boolean as boolean"),
         ("BYTES", ["a", "b", "c", 4], "non-string as string"),
@@ -83,18 +97,12 @@ def test_half_types_only_binary(dtype: str) -> None:
 )
 def test_json_data_errors(dtype: str, data: object, message: str) -> None:
     with pytest.raises(InternalError, match="Unable to parse 'data'") as info:
-        codec.json_to_wire("IN", dtype, [1, 4], data)
+        _json_input(dtype, [1, 4], data)
     assert message in str(info.value)
 
 
 def test_ragged_nesting_counts_leaves() -> None:
-    wire = codec.json_to_wire("X", "INT32", [4], [[1], [2, 3], 4])
-    assert wire == _wire("INT32", [1, 2, 3, 4])
-
-
-def _body(doc: dict[str, object], *blobs: bytes) -> tuple[bytes, int]:
-    header = json.dumps(doc).encode()
-    return header + b"".join(blobs), len(header)
+    assert _json_input("INT32", [4], [[1], [2, 3], 4]) == _wire("INT32", [1, 2, 3, 4])
 
 
 def test_parse_binary_inputs_are_views_into_the_body() -> None:
@@ -111,21 +119,29 @@ def test_parse_binary_inputs_are_views_into_the_body() -> None:
                 },
                 {"name": "B", "datatype": "INT32", "shape": [2], "data": [7, 8]},
             ],
-            "outputs": [{"name": "O", "parameters": {"binary_data": True}}],
+            "outputs": [
+                {"name": "O", "parameters": {"binary_data": True, "classification": 2}}
+            ],
             "parameters": {"binary_data_output": False, "custom": "x", "priority": 1},
         },
         a,
     )
     parsed = http_infer.parse_infer(body, hlen, "m")
     assert parsed.id == "r1"
-    name, dtype, shape, data = parsed.inputs[0]
-    assert (name, dtype, shape) == ("A", "FP32", [1, 4])
+    name, dtype, shape, kind, data = parsed.inputs[0]
+    assert (name, dtype, shape, kind) == ("A", "FP32", [1, 4], "bytes")
     assert isinstance(data, memoryview) and data.obj is body and bytes(data) == a
-    assert parsed.inputs[1][3] == _wire("INT32", [7, 8])
-    assert parsed.outputs == ["O"]
+    assert parsed.inputs[1][3:] == ("json", [7, 8])
+    assert parsed.outputs == [("O", None, 2)]
     assert parsed.binary_outputs == {"O": True}
     assert parsed.default_binary is False
     assert parsed.parameters == {"custom": "x", "priority": 1}
+    request = parsed.core_request(parsed.parameters, None, "m")
+    assert request.id == "r1" and request.priority == 1
+    assert request.parameters == {"custom": "x"}
+    assert bytes(request.inputs[0].raw()) == a
+    assert bytes(request.inputs[1].raw()) == _wire("INT32", [7, 8])
+    assert request.requested_outputs == ["O"]
 
 
 @pytest.mark.parametrize(
@@ -191,13 +207,32 @@ def test_parse_errors(
 ) -> None:
     body = json.dumps(doc).encode()
     with pytest.raises(error) as info:
-        http_infer.parse_infer(body, None, "m")
+        http_infer.parse_infer(body, None, "m").core_request(None, None, "m")
     assert message in str(info.value)
+
+
+def test_an_earlier_inputs_error_wins() -> None:
+    # The builder's error for input A comes before the decoder's for input B, as in
+    # the native engine, where decoding and building interleave.
+    doc = {
+        "inputs": [
+            {"name": "A", "datatype": "FOO", "shape": [1], "data": [1]},
+            {"name": "B", "datatype": "FP32", "shape": [1]},
+        ]
+    }
+    parsed = http_infer.parse_infer(json.dumps(doc).encode(), None, "m")
+    assert parsed.error is not None
+    with pytest.raises(InvalidArgumentError, match="invalid datatype for input A"):
+        parsed.core_request(None, None, "m")
+
+
+def _build(body: bytes, hlen: int | None) -> object:
+    return http_infer.parse_infer(body, hlen, "m").core_request(None, None, "m")
 
 
 def test_parse_invalid_json() -> None:
     with pytest.raises(InternalError, match="failed to parse the request JSON buffer"):
-        http_infer.parse_infer(b'{"inputs": [', None, "m")
+        _build(b'{"inputs": [', None)
 
 
 def test_binary_size_errors() -> None:
@@ -213,13 +248,13 @@ def test_binary_size_errors() -> None:
     }
     body, hlen = _body(doc, b"\0" * 8)
     with pytest.raises(InvalidArgumentError) as info:
-        http_infer.parse_infer(body, hlen, "m")
+        _build(body, hlen)
     assert str(info.value) == (
         "unexpected size for input 'A', expecting 8 additional bytes for model 'm'"
     )
     body, hlen = _body(doc, b"\0" * 20)
     with pytest.raises(InvalidArgumentError, match="unexpected additional input data"):
-        http_infer.parse_infer(body, hlen, "m")
+        _build(body, hlen)
 
 
 def test_header_length_checks() -> None:
@@ -231,19 +266,6 @@ def test_header_length_checks() -> None:
     assert (
         str(info.value) == "inference header size should be in range (0, 10), got: 11"
     )
-
-
-def test_raw_input_deduces_shape() -> None:
-    data = np.arange(6, dtype=np.float32).tobytes()
-    parsed = http_infer.raw_input(data, [("IN", "FP32", [-1])], 8, "m")
-    assert parsed.inputs[0][:3] == ("IN", "FP32", [1, 6])
-    assert parsed.default_binary is True
-    parsed = http_infer.raw_input(b"hello", [("S", "BYTES", [1])], 0, "m")
-    assert bytes(parsed.inputs[0][3]) == b"\x05\0\0\0hello"
-    with pytest.raises(
-        InvalidArgumentError, match="Raw request must only have 1 input"
-    ):
-        http_infer.raw_input(data, [("A", "FP32", [3]), ("B", "FP32", [3])], 0, "m")
 
 
 class _Out:

@@ -1,37 +1,23 @@
-"""Conversions between config data types (TYPE_FP32) and wire names (FP32)."""
+"""Conversions between config data types (TYPE_FP32) and wire names (FP32).
+
+model_config.proto numbers its DataType enum as the core does (TYPE_STRING is the wire's
+BYTES), so both directions come from the core's table (``tritonx.dtypes``).
+"""
 
 from __future__ import annotations
 
 from tritonx.config._pb import mc
-
-# The wire name is the enum name without TYPE_, except STRING which is BYTES.
-_WIRE_BY_ENUM: dict[int, str] = {
-    mc.TYPE_BOOL: "BOOL",
-    mc.TYPE_UINT8: "UINT8",
-    mc.TYPE_UINT16: "UINT16",
-    mc.TYPE_UINT32: "UINT32",
-    mc.TYPE_UINT64: "UINT64",
-    mc.TYPE_INT8: "INT8",
-    mc.TYPE_INT16: "INT16",
-    mc.TYPE_INT32: "INT32",
-    mc.TYPE_INT64: "INT64",
-    mc.TYPE_FP16: "FP16",
-    mc.TYPE_FP32: "FP32",
-    mc.TYPE_FP64: "FP64",
-    mc.TYPE_STRING: "BYTES",
-    mc.TYPE_BF16: "BF16",
-}
-_ENUM_BY_WIRE: dict[str, int] = {v: k for k, v in _WIRE_BY_ENUM.items()}
+from tritonx.dtypes import ENUM_TO_WIRE, WIRE_TO_ENUM
 
 
 def wire_datatype(data_type: int) -> str:
     """TYPE_FP32 -> "FP32"; TYPE_INVALID (or unknown) -> "INVALID"."""
-    return _WIRE_BY_ENUM.get(data_type, "INVALID")
+    return ENUM_TO_WIRE.get(data_type, "INVALID")
 
 
 def config_datatype(wire: str) -> int:
     """ "FP32" -> TYPE_FP32; unknown names -> TYPE_INVALID."""
-    return _ENUM_BY_WIRE.get(wire, mc.TYPE_INVALID)
+    return WIRE_TO_ENUM.get(wire, mc.TYPE_INVALID)
 
 
 def datatype_name(data_type: int) -> str:

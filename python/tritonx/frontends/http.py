@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tritonx import __version__
+from tritonx import __version__, _native
 from tritonx.errors import (
     InternalError,
     InvalidArgumentError,
@@ -102,22 +102,6 @@ def _compression(accept: bytes) -> str:
     return best
 
 
-class _ModelInfo:
-    """Per served Model: what the infer path needs from its config, cached."""
-
-    __slots__ = ("core_id", "decoupled", "inputs", "max_batch_size")
-
-    def __init__(self, model: Any, config: Any) -> None:
-        from tritonx.config import wire_datatype
-
-        self.core_id = model.core_id
-        self.decoupled = bool(config.model_transaction_policy.decoupled)
-        self.max_batch_size = int(config.max_batch_size)
-        self.inputs = [
-            (i.name, wire_datatype(i.data_type), list(i.dims)) for i in config.input
-        ]
-
-
 class HttpFrontend:
     """KServe v2 HTTP/REST endpoint over a ``ModelManager`` and a ``ModelRegistry``."""
 
@@ -145,7 +129,6 @@ class HttpFrontend:
         """``shared_memory``: the server context's ``SharedMemoryRegistry``;
         ``log_settings`` / ``trace_settings``: the logging and trace extensions'
         stores, shared with gRPC."""
-        from tritonx import _native
         from tritonx.frontends.grpc import (
             default_log_settings,
             standalone_trace_settings,
@@ -155,7 +138,6 @@ class HttpFrontend:
             default_registry,
         )
 
-        self._request_type = _native.Request
         self._shm = shared_memory if shared_memory is not None else default_registry()
         self._shm_control = SharedMemoryControl(self._shm)
         self.log_settings = log_settings or default_log_settings()
@@ -180,7 +162,6 @@ class HttpFrontend:
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[HttpConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._models: dict[tuple[str, str], _ModelInfo] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         if extensions is None:
             extensions = server_extensions()
@@ -396,32 +377,20 @@ class HttpFrontend:
 
     # -- inference -------------------------------------------------------------------------
 
-    def _model_info(self, model: Any, name: str, version: str) -> _ModelInfo:
-        key = (name, version)
-        info = self._models.get(key)
-        if info is None or info.core_id != model.core_id:
-            info = _ModelInfo(model, self._manager.config(name, str(model.version)))
-            self._models[key] = info
-        return info
-
     def _infer(self, message: HttpMessage, slot: Slot, route: Route) -> None:
         name = route.model
         try:
             model = self._registry.find(name, route.version)
-            info = self._model_info(model, name, route.version)
-            if info.decoupled:
-                raise UnsupportedError(
-                    "HTTP end point doesn't support models with decoupled "
-                    "transaction policy"
-                )
+            _native.check_transaction_policy(model, "http")
             body = message.body
             hlen = http_infer.header_length(
                 message.headers.get(b"inference-header-content-length"), len(body)
             )
             if hlen == 0:
-                parsed = http_infer.raw_input(
-                    body, info.inputs, info.max_batch_size, name
-                )
+                # The body is the raw bytes of the model's only input.
+                parsed = http_infer.ParsedInfer()
+                parsed.raw = (model, body)
+                parsed.default_binary = True
             elif (len(body) if hlen is None else hlen) > OFFLOAD_BYTES:
                 # Only the JSON part travels; binary inputs stay here as views.
                 header = body if hlen is None else bytes(memoryview(body)[:hlen])
@@ -429,15 +398,15 @@ class HttpFrontend:
                     http_infer.parse_header, header, hlen, len(body), name
                 )
                 parsing.add_done_callback(
-                    lambda f: self._infer_parsed(f, message, slot, model)
+                    lambda f: self._infer_parsed(f, message, slot, model, name)
                 )
                 return
             else:
-                parsed = http_infer.parse_infer(body, hlen, name, self._shm)
+                parsed = http_infer.parse_infer(body, hlen, name)
         except Exception as exc:
             slot.done(_error(exc))
             return
-        self._submit(model, parsed, message, slot)
+        self._submit(model, name, parsed, message, slot)
 
     def _infer_parsed(
         self,
@@ -445,18 +414,20 @@ class HttpFrontend:
         message: HttpMessage,
         slot: Slot,
         model: Any,
+        name: str,
     ) -> None:
         try:
             parsed = self._offload.result(parsing)
-            http_infer.attach_binary(parsed, message.body, self._shm)
+            http_infer.attach_binary(parsed, message.body)
         except Exception as exc:
             slot.done(_error(exc))
             return
-        self._submit(model, parsed, message, slot)
+        self._submit(model, name, parsed, message, slot)
 
     def _submit(
         self,
         model: Any,
+        name: str,
         parsed: http_infer.ParsedInfer,
         message: HttpMessage,
         slot: Slot,
@@ -468,7 +439,7 @@ class HttpFrontend:
                 if forwarded:
                     # After the JSON ones, as Triton adds them: a header wins.
                     params = {**params, **forwarded} if params else forwarded
-            request = parsed.core_request(self._request_type, params)
+            request = parsed.core_request(params, self._shm, name)
             accept = message.headers.get(b"accept-encoding")
             # Non-decoupled (checked above): exactly one response, final, answered
             # on this loop.

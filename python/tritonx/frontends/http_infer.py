@@ -1,13 +1,17 @@
-"""KServe v2 infer bodies over HTTP: request parsing and response encoding.
+"""KServe v2 infer bodies over HTTP for the Python engine: JSON decoding and
+response encoding.
 
-Pure functions over bytes so that they can be tested without a server. Tensor data
-given in binary (``binary_data_size``) is passed on as memoryviews into the request
-body, never copied; outputs marked binary are written from the response tensors'
-``raw()`` views. Checks and messages follow Triton's HTTP frontend, in its order;
-everything about the tensors themselves (names, shapes, sizes, datatypes against the
-model) is left to the core's validation, but every value is checked to be one the
-core can take (integers within 64 bits, strings encodable as UTF-8): such range
-errors answer 400 with Triton's message for the JSON member, never a binding error.
+This module only decodes the JSON syntax (Python's json module: the engine must work
+in builds without RapidJSON) into the core request builder's neutral description;
+every rule that is not about the syntax (datatypes, JSON values to wire bytes, shared
+memory, reserved parameters, raw bodies, the decoupled check) is the builder's
+(``csrc/core/request_builder.h`` through ``_native.build_request``), shared with the
+native HTTP engine and gRPC. Tensor data given in binary (``binary_data_size``) is
+passed on as memoryviews into the request body, never copied; outputs marked binary
+are written from the response tensors' ``raw()`` views. Checks and messages follow
+Triton's HTTP frontend, in its order: a decoding error is held (``ParsedInfer.error``)
+until the builder has seen what came before it, so that an earlier input's error
+wins, as in the native engine where decoding and building interleave.
 
 Parsing is split so that the JSON part can run in a helper process
 (``http_offload``): ``parse_header`` needs only the JSON bytes and returns binary
@@ -20,24 +24,28 @@ import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
-from tritonx.errors import InternalError, InvalidArgumentError, UnsupportedError
+from tritonx import _native
+from tritonx.errors import InternalError, InvalidArgumentError, TritonXError
 from tritonx.frontends import codec
 
 Buffer = bytes | bytearray | memoryview
 
 
 class ShmRef(NamedTuple):
-    """A tensor's ``shared_memory_*`` parameters, resolved by ``attach_binary``
-    (``parse_header`` may run in a helper process, which has no regions)."""
+    """A tensor's ``shared_memory_*`` parameters, resolved by the core's request
+    builder (``parse_header`` may run in a helper process, which has no regions)."""
 
     region: str
     offset: int
     byte_size: int
 
 
-# Input data: wire bytes, a view into the body or a region, or (from parse_header)
-# a slice of the body or a ShmRef.
-InputTuple = tuple[str, str, list[int], Buffer | slice | ShmRef]
+# (name, datatype, shape, kind, data), the builder's input description: kind "bytes"
+# (a view into the body; from parse_header a slice of it), "json" (the decoded
+# `data` value) or "shm" (a ShmRef).
+InputTuple = tuple[str, str, list[int], str, Any]
+# (name, ShmRef | None, classification count)
+OutputTuple = tuple[str, ShmRef | None, int]
 ParamValue = bool | int | float | str
 
 INT64_MAX = 2**63 - 1
@@ -49,42 +57,51 @@ MAX_TENSORS = 4096
 
 
 class ParsedInfer:
-    """What an infer body says, ready for ``tritonx._native.Request``."""
+    """What an infer body says, ready for the core's request builder."""
 
     __slots__ = (
         "binary_outputs",
-        "class_counts",
         "default_binary",
+        "error",
         "id",
         "inputs",
         "outputs",
         "parameters",
+        "raw",
         "shm_outputs",
     )
 
     def __init__(self) -> None:
         self.id = ""
         self.inputs: list[InputTuple] = []
-        self.outputs: list[str] = []
+        self.outputs: list[OutputTuple] = []
         # Explicit per-output "binary_data" flags; others use default_binary.
         self.binary_outputs: dict[str, bool] = {}
         self.default_binary = False
         self.parameters: dict[str, ParamValue] | None = None
-        # Outputs to write into shared memory: a ShmRef until attach_binary, then
-        # the region's ShmTarget (host or CUDA memory).
-        self.shm_outputs: dict[str, Any] = {}
-        # Classification extension: output name -> top-N.
-        self.class_counts: dict[str, int] = {}
+        # The first decoding error, raised after the builder saw what came before it.
+        self.error: TritonXError | None = None
+        # A raw body (Inference-Header-Content-Length: 0): (core model, body).
+        self.raw: tuple[Any, Buffer] | None = None
+        # The regions outputs are written into (a _native.ShmTargets), or None.
+        self.shm_outputs: Any = None
 
-    def core_request(self, request_type: Any, params: dict[str, Any] | None) -> Any:
-        """The core request (``request_type``: ``tritonx._native.Request``)."""
-        return request_type(
+    def core_request(self, params: dict[str, Any] | None, shm: Any, model: str) -> Any:
+        """The core request, from the builder; ``shm``: the server's
+        ``SharedMemoryRegistry`` (None: shared memory refused)."""
+        if self.raw is not None:
+            return _native.deduce_raw_input(self.raw[0], self.raw[1], params)
+        request, self.shm_outputs = _native.build_request(
+            model,
             self.id,
             self.inputs,
             self.outputs,
-            params,
-            class_counts=self.class_counts or None,
+            params if self.error is None else None,
+            shm,
         )
+        if self.error is not None:
+            raise self.error
+        return request
 
 
 class OutputTensor(Protocol):
@@ -169,43 +186,23 @@ def _wrong_type(member: str, what: str) -> InternalError:
     return InternalError(f"Unable to parse '{member}': attempt to access JSON {what}")
 
 
-def parse_infer(
-    body: Buffer, hlen: int | None, model: str, shm: Any = None
-) -> ParsedInfer:
-    """Parse a JSON (``hlen is None``) or binary-extension (``hlen > 0``) body;
-    ``shm`` is the server's ``SharedMemoryRegistry`` (None: shared memory refused)."""
+def parse_infer(body: Buffer, hlen: int | None, model: str) -> ParsedInfer:
+    """Parse a JSON (``hlen is None``) or binary-extension (``hlen > 0``) body."""
     header = body if hlen is None else memoryview(body)[:hlen]
     parsed = parse_header(header, hlen, len(body), model)
-    attach_binary(parsed, body, shm)
+    attach_binary(parsed, body)
     return parsed
 
 
-def attach_binary(parsed: ParsedInfer, body: Buffer, shm: Any = None) -> None:
+def attach_binary(parsed: ParsedInfer, body: Buffer) -> None:
     """Replace the slices ``parse_header`` left for binary inputs by views into
-    ``body`` (no copy), and shared memory references by views of their regions
-    (no copy; a view keeps its region mapped even if it is unregistered)."""
+    ``body`` (no copy)."""
     view: memoryview | None = None
-    for i, (name, datatype, shape, data) in enumerate(parsed.inputs):
+    for i, (name, datatype, shape, kind, data) in enumerate(parsed.inputs):
         if isinstance(data, slice):
             if view is None:
                 view = memoryview(body)
-            parsed.inputs[i] = (name, datatype, shape, view[data])
-        elif isinstance(data, ShmRef):
-            parsed.inputs[i] = (name, datatype, shape, _region_view(shm, data))
-    for name, ref in parsed.shm_outputs.items():
-        if isinstance(ref, ShmRef):
-            parsed.shm_outputs[name] = _region_view(shm, ref, output=True)
-
-
-def _region_view(shm: Any, ref: ShmRef, output: bool = False) -> Any:
-    """An input's bytes (a memoryview), or an output's target (``ShmTarget``)."""
-    from tritonx.frontends.shared_memory import DISALLOWED
-
-    if shm is None or not shm.allowed:
-        raise UnsupportedError(DISALLOWED)
-    if output:
-        return shm.output_target(ref.region, ref.offset, ref.byte_size)
-    return shm.view(ref.region, ref.offset, ref.byte_size)
+            parsed.inputs[i] = (name, datatype, shape, kind, view[data])
 
 
 def _shm_ref(params: dict[str, Any]) -> ShmRef:
@@ -225,11 +222,22 @@ def _shm_ref(params: dict[str, Any]) -> ShmRef:
 def parse_header(
     header: Buffer, hlen: int | None, body_size: int, model: str
 ) -> ParsedInfer:
-    """The JSON part of an infer body; ``body_size`` is the whole body's length."""
+    """The JSON part of an infer body; ``body_size`` is the whole body's length.
+    A decoding error is kept in ``error`` (see the module docstring)."""
+    parsed = ParsedInfer()
+    try:
+        _parse_header(parsed, header, hlen, body_size, model)
+    except TritonXError as exc:
+        parsed.error = exc
+    return parsed
+
+
+def _parse_header(
+    parsed: ParsedInfer, header: Buffer, hlen: int | None, body_size: int, model: str
+) -> None:
     doc = load_json(header)
     if not isinstance(doc, dict):
         raise _missing("inputs")
-    parsed = ParsedInfer()
     rid = doc.get("id")
     if rid is not None:
         if not isinstance(rid, str):
@@ -254,7 +262,6 @@ def parse_header(
     outputs = doc.get("outputs")
     if outputs is not None:
         _parse_outputs(outputs, parsed)
-    return parsed
 
 
 def _check_count(count: int, what: str) -> None:
@@ -375,11 +382,11 @@ def _parse_input(
                 f"larger than the maximum of {INT64_MAX}"
             )
     if has_shm:
-        parsed.inputs.append((name, datatype, shape, _shm_ref(iparams)))  # type: ignore[arg-type]
+        parsed.inputs.append((name, datatype, shape, "shm", _shm_ref(iparams)))  # type: ignore[arg-type]
         return offset
-    if datatype not in codec.DATATYPES:
-        raise InvalidArgumentError(f"invalid datatype for input {name}")
-    if has_binary:
+    if has_binary and datatype in codec.DATATYPES:
+        # For a known datatype only: otherwise the builder's datatype error comes
+        # first, as in Triton.
         size = iparams["binary_data_size"]  # type: ignore[index]
         if type(size) is not int or size < 0:
             raise InternalError(
@@ -398,13 +405,13 @@ def _parse_input(
                 f"unexpected size for input '{name}', expecting {missing} additional "
                 f"bytes for model '{model}'"
             )
-        parsed.inputs.append((name, datatype, shape, slice(offset, end)))
+        parsed.inputs.append((name, datatype, shape, "bytes", slice(offset, end)))
         return end
-    if codec.element_count(shape) == 0:
-        parsed.inputs.append((name, datatype, shape, b""))
+    if has_binary:
+        # The builder refuses the datatype before any later decoding error.
+        parsed.inputs.append((name, datatype, shape, "bytes", b""))
         return offset
-    data = codec.json_to_wire(name, datatype, shape, item["data"])
-    parsed.inputs.append((name, datatype, shape, data))
+    parsed.inputs.append((name, datatype, shape, "json", item["data"]))
     return offset
 
 
@@ -424,13 +431,15 @@ def _parse_outputs(outputs: Any, parsed: ParsedInfer) -> None:
             )
         checked_text(name)
         oparams = item.get("parameters")
+        shm: ShmRef | None = None
+        classes = 0
         if isinstance(oparams, dict):
             if "shared_memory_region" in oparams:
                 if oparams.get("binary_data") is True:
                     raise InvalidArgumentError(
                         "Output can't set both 'shared_memory_region' and 'binary_data'"
                     )
-                parsed.shm_outputs[name] = _shm_ref(oparams)
+                shm = _shm_ref(oparams)
             if "classification" in oparams:
                 classes = oparams["classification"]
                 if (
@@ -442,69 +451,29 @@ def _parse_outputs(outputs: Any, parsed: ParsedInfer) -> None:
                         "Unable to set 'classification': attempt to access JSON "
                         "non-unsigned-integer as unsigned-integer"
                     )
-                if classes > 0:
-                    parsed.class_counts[name] = min(classes, 0xFFFFFFFF)
+                classes = min(classes, 0xFFFFFFFF)
             flag = oparams.get("binary_data")
             if flag is not None:
                 if not isinstance(flag, bool):
                     raise _wrong_type("binary_data", "non-boolean as boolean")
                 parsed.binary_outputs[name] = flag
-        parsed.outputs.append(name)
-
-
-def raw_input(
-    body: bytes | bytearray,
-    inputs: Sequence[tuple[str, str, Sequence[int]]],
-    max_batch_size: int,
-    model: str,
-) -> ParsedInfer:
-    """A body with ``Inference-Header-Content-Length: 0``: the raw bytes of the
-    model's only input, shape deduced from the config like Triton's core does."""
-    if len(inputs) != 1:
-        raise InvalidArgumentError(
-            "[request id: <id_unknown>] Raw request must only have 1 input (found 1) "
-            f"to be deduced but got {len(inputs)} inputs in '{model}' model "
-            "configuration"
-        )
-    name, datatype, dims = inputs[0]
-    data: Buffer = body
-    if datatype == "BYTES":
-        # One element: the whole body, in the length-prefixed wire form.
-        data = len(body).to_bytes(4, "little") + body
-        shape = [1] * max(len(dims), 1)
-    else:
-        shape = list(dims)
-        itemsize = codec.NUMPY_DTYPES[datatype].itemsize
-        variable = [i for i, d in enumerate(shape) if d < 0]
-        fixed = codec.element_count([d for d in shape if d >= 0])
-        if len(variable) > 1:
-            raise InvalidArgumentError(
-                f"[request id: <id_unknown>] Raw input '{name}' of model '{model}' "
-                "has more than one variable-size dimension and cannot be deduced"
-            )
-        if variable:
-            shape[variable[0]] = len(body) // itemsize // max(fixed, 1)
-    if max_batch_size > 0:
-        shape = [1, *shape]
-    parsed = ParsedInfer()
-    parsed.inputs.append((name, datatype, shape, memoryview(data)))
-    parsed.default_binary = True
-    return parsed
+        parsed.outputs.append((name, shm, classes))
 
 
 def json_items(
     outputs: Sequence[OutputTensor],
     binary_outputs: dict[str, bool],
     default_binary: bool,
-    shm_outputs: dict[str, Any] | None = None,
+    shm_outputs: Any = None,
 ) -> list[tuple[str, list[int], memoryview]]:
-    """(datatype, shape, wire bytes) of the outputs answered as JSON ``data``."""
+    """(datatype, shape, wire bytes) of the outputs answered as JSON ``data``
+    (``shm_outputs``: the request's ``_native.ShmTargets`` or None)."""
     get = binary_outputs.get
-    shm = shm_outputs or {}
     return [
         (out.datatype, list(out.shape), out.raw())
         for out in outputs
-        if not get(out.name, default_binary) and out.name not in shm
+        if not get(out.name, default_binary)
+        and (shm_outputs is None or out.name not in shm_outputs)
     ]
 
 
@@ -525,13 +494,13 @@ def encode_response(
     binary_outputs: dict[str, bool],
     default_binary: bool,
     json_data: Sequence[bytes] | None = None,
-    shm_outputs: dict[str, Any] | None = None,
+    shm_outputs: Any = None,
 ) -> tuple[bytes, list[memoryview]]:
     """Response JSON header and the binary sections that follow it, in order.
 
     ``json_data``, when given, is ``render_json_data(json_items(...))`` computed
     elsewhere (large outputs are rendered off the event loop). Outputs in
-    ``shm_outputs`` (name -> writable view of their region) are copied there and
+    ``shm_outputs`` (a ``_native.ShmTargets``) are copied into their regions and
     answered without data, as Triton does."""
     parts = [('{"id":' + json.dumps(rid) + "," if rid else "{").encode()]
     parts.append(b'"model_name":' + json.dumps(model_name).encode())
@@ -549,12 +518,11 @@ def encode_response(
         head = f'{{"name":{json.dumps(name)},"datatype":"{datatype}","shape":{shape}'
         if i:
             head = "," + head
-        raw = out.raw()
-        target = shm_outputs.get(name) if shm_outputs else None
-        if target is not None:
-            target.write(name, raw)  # Triton's error when it does not fit
+        if shm_outputs is not None and name in shm_outputs:
+            shm_outputs.write(out)
             parts.append(f"{head}}}".encode())
             continue
+        raw = out.raw()
         if get(name, default_binary):
             binaries.append(raw)
             parts.append(

@@ -21,14 +21,10 @@ from typing import Any
 from tritonx.errors import (
     InternalError,
     InvalidArgumentError,
-    UnsupportedError,
 )
 
 logger = logging.getLogger("tritonx.shared_memory")
 
-DISALLOWED = (
-    "client shared memory is disabled on this server (--allow-client-shm=false)"
-)
 UINT64_MAX = 2**64 - 1
 CUDA_IPC_HANDLE_BYTES = 64  # sizeof(cudaIpcMemHandle_t)
 
@@ -52,8 +48,7 @@ class SharedMemoryControl:
         return list(self.registry.status(name))
 
     def system_register(self, name: str, key: str, offset: int, byte_size: int) -> None:
-        if not self.registry.allowed:
-            raise UnsupportedError(DISALLOWED)
+        # Refused (UNSUPPORTED) by the registry itself while --allow-client-shm=false.
         self.registry.register(name, key, offset, byte_size)
         logger.debug(
             "registered system shared memory region '%s' (key '%s', offset %d, "
@@ -76,8 +71,7 @@ class SharedMemoryControl:
     def cuda_register(
         self, name: str, raw_handle: bytes, device_id: int, byte_size: int
     ) -> None:
-        if not self.registry.allowed:
-            raise UnsupportedError(DISALLOWED)
+        # Refused (UNSUPPORTED) by the registry itself while --allow-client-shm=false.
         self.registry.register_cuda(name, raw_handle, device_id, byte_size)
         logger.debug(
             "registered CUDA shared memory region '%s' (device %d, %d bytes)",

@@ -6,43 +6,39 @@ API (TRITONSERVER_TYPE_*): BOOL=1 ... BYTES/STRING=13, BF16=14.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import numpy as np
 
-# Wire datatype names in enum order, starting at 1.
-WIRE_NAMES: tuple[str, ...] = (
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
-    "INT64", "FP16", "FP32", "FP64", "BYTES", "BF16",
-)  # fmt: skip
-WIRE_TO_ENUM: dict[str, int] = {name: i + 1 for i, name in enumerate(WIRE_NAMES)}
+from tritonx.dtypes import (
+    NUMPY_DTYPES,
+    WIRE_NAMES,
+    WIRE_TO_ENUM,
+    deserialize_bytes,
+    serialize_bytes,
+)
+
+__all__ = ["WIRE_NAMES", "WIRE_TO_ENUM"]
 
 # numpy types per enum value; BF16 has no numpy type (carried as uint16 bits).
 _ENUM_TO_NUMPY: dict[int, Any] = {
-    1: np.bool_, 2: np.uint8, 3: np.uint16, 4: np.uint32, 5: np.uint64,
-    6: np.int8, 7: np.int16, 8: np.int32, 9: np.int64,
-    10: np.float16, 11: np.float32, 12: np.float64, 13: np.object_,
-}  # fmt: skip
+    WIRE_TO_ENUM[name]: dtype.type
+    for name, dtype in NUMPY_DTYPES.items()
+    if name != "BF16"
+}
+_ENUM_TO_NUMPY[WIRE_TO_ENUM["BYTES"]] = np.object_
 
 _NUMPY_TO_WIRE: dict[np.dtype[Any], str] = {
-    np.dtype(t): WIRE_NAMES[e - 1] for e, t in _ENUM_TO_NUMPY.items() if e != 13
+    dtype: name for name, dtype in NUMPY_DTYPES.items() if name != "BF16"
 }
 
+# Triton's python backend spells these with the config names (TYPE_STRING for
+# BYTES) and gives BOOL as Python's bool.
 TRITON_STRING_TO_NUMPY: dict[str, Any] = {
-    "TYPE_BOOL": bool,
-    "TYPE_UINT8": np.uint8,
-    "TYPE_UINT16": np.uint16,
-    "TYPE_UINT32": np.uint32,
-    "TYPE_UINT64": np.uint64,
-    "TYPE_INT8": np.int8,
-    "TYPE_INT16": np.int16,
-    "TYPE_INT32": np.int32,
-    "TYPE_INT64": np.int64,
-    "TYPE_FP16": np.float16,
-    "TYPE_FP32": np.float32,
-    "TYPE_FP64": np.float64,
-    "TYPE_STRING": np.object_,
+    "TYPE_" + ("STRING" if name == "BYTES" else name): bool if name == "BOOL" else t
+    for name, t in (
+        (n, _ENUM_TO_NUMPY[WIRE_TO_ENUM[n]]) for n in WIRE_NAMES if n != "BF16"
+    )
 }
 
 
@@ -81,24 +77,9 @@ def serialize_byte_tensor(input_tensor: np.ndarray) -> bytes | None:
     """
     if input_tensor.dtype != np.object_ and input_tensor.dtype.type is not np.bytes_:
         return None
-    parts: list[bytes] = []
-    for item in input_tensor.reshape(-1, order="C"):
-        data = item if isinstance(item, bytes) else str(item).encode("utf-8")
-        parts.append(struct.pack("<I", len(data)))
-        parts.append(data)
-    return b"".join(parts)
+    return serialize_bytes(input_tensor)
 
 
 def deserialize_bytes_tensor(encoded_tensor: bytes | memoryview) -> np.ndarray:
     """Inverse of ``serialize_byte_tensor``: a 1-D object array of ``bytes``."""
-    view = memoryview(encoded_tensor).cast("B")
-    items: list[bytes] = []
-    offset = 0
-    while offset < len(view):
-        (length,) = struct.unpack_from("<I", view, offset)
-        offset += 4
-        items.append(bytes(view[offset : offset + length]))
-        offset += length
-    out = np.empty(len(items), dtype=np.object_)
-    out[:] = items
-    return out
+    return deserialize_bytes(encoded_tensor)

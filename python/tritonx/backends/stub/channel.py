@@ -18,36 +18,18 @@ import mmap
 import os
 import pickle
 import socket
-import struct
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from tritonx.backends.pb.dtypes import deserialize_bytes_tensor
+from tritonx.dtypes import NUMPY_DTYPES, deserialize_bytes, serialize_bytes
 
 # One datagram carries one message; bigger ones (a huge parameter map or traceback)
 # go through a one-off memfd instead.
 MAX_DATAGRAM = 1 << 18
 _ALIGN = 64
 _FD_ANC = socket.CMSG_SPACE(4 * 4)
-
-# Wire datatype -> numpy dtype for fixed-size types (BF16 travels as its uint16 bits).
-_NUMPY = {
-    "BOOL": np.dtype(np.bool_),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BF16": np.dtype(np.uint16),
-}
 
 TensorDesc = tuple[str, str, tuple[int, ...], int, int]
 
@@ -211,12 +193,7 @@ def array_bytes(value: Any) -> tuple[str, tuple[int, ...], Any]:
         datatype = wire_datatype_of(array)
     shape = tuple(int(d) for d in array.shape)
     if datatype == "BYTES":
-        parts: list[bytes] = []
-        for item in array.reshape(-1):
-            data = item if isinstance(item, bytes) else str(item).encode("utf-8")
-            parts.append(struct.pack("<I", len(data)))
-            parts.append(data)
-        return datatype, shape, b"".join(parts)
+        return datatype, shape, serialize_bytes(array)
     return datatype, shape, np.ascontiguousarray(array)
 
 
@@ -224,8 +201,8 @@ def view_tensor(mm: mmap.mmap, desc: TensorDesc, copy: bool) -> np.ndarray:
     """The array a descriptor names in ``mm``: a read-only view, or a private copy."""
     _name, datatype, shape, off, n = desc
     if datatype == "BYTES":
-        return deserialize_bytes_tensor(mm[off : off + n]).reshape(shape)
-    dtype = _NUMPY[datatype]
+        return deserialize_bytes(mm[off : off + n]).reshape(shape)
+    dtype = NUMPY_DTYPES[datatype]
     array = np.frombuffer(mm, dtype=dtype, count=n // dtype.itemsize, offset=off)
     array = array.reshape(shape)
     if copy:

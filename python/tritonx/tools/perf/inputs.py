@@ -13,14 +13,13 @@ from __future__ import annotations
 import base64
 import json
 import math
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tritonx.dtypes import NUMPY_DTYPES
+from tritonx.dtypes import NUMPY_DTYPES, serialize_bytes
 from tritonx.tools.perf.errors import PerfError
 
 
@@ -107,15 +106,14 @@ def parse_shapes(values: list[str]) -> dict[str, list[int]]:
 
 
 def encode_bytes(items: list[bytes]) -> bytes:
-    return b"".join(struct.pack("<I", len(item)) + item for item in items)
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return serialize_bytes(array)
 
 
 def _encode(datatype: str, values: np.ndarray[Any, Any] | list[Any]) -> bytes:
     if datatype == "BYTES":
-        flat = np.asarray(values, dtype=object).reshape(-1)
-        return encode_bytes(
-            [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in flat]
-        )
+        return serialize_bytes(np.asarray(values, dtype=object))
     if datatype == "BF16":
         as_f32 = np.asarray(values, dtype=np.float32).reshape(-1)
         return (as_f32.view(np.uint32) >> 16).astype("<u2").tobytes()

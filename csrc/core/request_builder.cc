@@ -1,0 +1,381 @@
+#include "request_builder.h"
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "request_parameters.h"
+
+namespace tritonx {
+namespace {
+
+Status Internal(std::string message) {
+  return Status(StatusCode::kInternal, std::move(message));
+}
+Status Invalid(std::string message) {
+  return Status(StatusCode::kInvalidArg, std::move(message));
+}
+
+// How Triton's JSON reader types the elements of each datatype, and what it says
+// when an element is of another JSON type ("attempt to access ...").
+enum class Kind { kBool, kFloat, kInt, kUint, kBytes };
+
+Kind KindOf(DataType dtype) {
+  switch (dtype) {
+    case DataType::kBool:
+      return Kind::kBool;
+    case DataType::kFp32:
+    case DataType::kFp64:
+      return Kind::kFloat;
+    case DataType::kInt8:
+    case DataType::kInt16:
+    case DataType::kInt32:
+    case DataType::kInt64:
+      return Kind::kInt;
+    case DataType::kBytes:
+      return Kind::kBytes;
+    default:
+      return Kind::kUint;
+  }
+}
+
+const char* AccessMessage(Kind kind) {
+  switch (kind) {
+    case Kind::kBool:
+      return "JSON non-boolean as boolean";
+    case Kind::kFloat:
+      return "JSON non-number as double";
+    case Kind::kInt:
+      return "JSON non-signed-integer as signed-integer";
+    case Kind::kUint:
+      return "JSON non-unsigned-integer as unsigned-integer";
+    default:
+      return "JSON non-string as string";
+  }
+}
+
+using JType = JsonScalar::Type;
+
+bool IsInteger(const JsonScalar& v) {
+  return v.type == JType::kInt || v.type == JType::kUint;
+}
+
+bool Accepts(Kind kind, const JsonScalar& v) {
+  switch (kind) {
+    case Kind::kBool:
+      return v.type == JType::kBool;
+    case Kind::kFloat:
+      return IsInteger(v) || v.type == JType::kDouble;
+    case Kind::kInt:
+    case Kind::kUint:
+      return IsInteger(v);
+    default:
+      return v.type == JType::kString;
+  }
+}
+
+template <typename T>
+void Pack(const std::vector<JsonScalar>& leaves, std::string* out) {
+  out->resize(leaves.size() * sizeof(T));
+  char* dst = out->data();
+  for (const JsonScalar& v : leaves) {
+    T elem;
+    if constexpr (std::is_floating_point_v<T>) {
+      elem = v.type == JType::kDouble ? static_cast<T>(v.d)
+             : v.type == JType::kUint ? static_cast<T>(v.u)
+                                      : static_cast<T>(v.i);
+    } else if (v.type == JType::kUint) {
+      // A C-style cast like Triton's: integers wrap.
+      elem = static_cast<T>(v.u);
+    } else {
+      elem = static_cast<T>(v.i);
+    }
+    std::memcpy(dst, &elem, sizeof(T));
+    dst += sizeof(T);
+  }
+}
+
+}  // namespace
+
+Status InvalidSurrogate() {
+  return Invalid(
+      "failed to parse the request JSON buffer: The surrogate pair in string is "
+      "invalid.");
+}
+
+Status ParseDataType(std::string_view datatype, const std::string& input,
+                     WireProtocol protocol, const std::string& model_name,
+                     const ModelSpec* spec, DataType* out) {
+  *out = DataTypeFromName(datatype);
+  if (*out != DataType::kInvalid) return Status::Ok();
+  switch (protocol) {
+    case WireProtocol::kHttp:
+      // Triton's HTTP frontend checks the name itself.
+      return Invalid("invalid datatype for input " + input);
+    case WireProtocol::kGrpc: {
+      // Triton's gRPC frontend passes the name on; its core then words it as the
+      // datatype mismatch it checks later (ValidateRequest), without the request id.
+      const TensorSpec* input_spec = spec ? spec->FindInput(input) : nullptr;
+      if (spec != nullptr && input_spec == nullptr) {
+        return Invalid("unexpected inference input '" + input + "' for model '" +
+                       model_name + "'");
+      }
+      std::string expects = input_spec
+                                ? "', but model '" + model_name + "' expects '" +
+                                      std::string(DataTypeName(input_spec->dtype)) + "'"
+                                : "'";
+      return Invalid("inference input '" + input + "' data-type is '<invalid>" +
+                     expects);
+    }
+    default:
+      return Invalid("invalid datatype '" + std::string(datatype) + "' for input '" +
+                     input + "'");
+  }
+}
+
+Status CheckTransactionPolicy(const ModelSpec& spec, WireProtocol protocol) {
+  if (!spec.decoupled) return Status::Ok();
+  // One response per call cannot carry a stream (Triton sends gRPC clients to
+  // ModelStreamInfer, HTTP ones to generate_stream).
+  if (protocol == WireProtocol::kHttp) {
+    return Status(
+        StatusCode::kUnsupported,
+        "HTTP end point doesn't support models with decoupled transaction policy");
+  }
+  if (protocol == WireProtocol::kGrpc) {
+    return Status(
+        StatusCode::kUnsupported,
+        "ModelInfer RPC doesn't support models with decoupled transaction policy");
+  }
+  return Status::Ok();
+}
+
+Status DeduceRawInput(const ModelSpec& spec, const char* body, size_t body_size,
+                      const std::shared_ptr<const void>& owner, InferenceRequest* out) {
+  if (spec.inputs.size() != 1) {
+    return Invalid(
+        "[request id: <id_unknown>] Raw request must only have 1 input (found 1) to be "
+        "deduced but got " +
+        std::to_string(spec.inputs.size()) + " inputs in '" + spec.name +
+        "' model configuration");
+  }
+  const TensorSpec& input = spec.inputs[0];
+  Tensor tensor;
+  tensor.name = input.name;
+  tensor.dtype = input.dtype;
+  if (input.dtype == DataType::kBytes) {
+    // One element: the whole body, in the length-prefixed wire form.
+    auto buffer = std::make_shared<std::string>();
+    buffer->reserve(body_size + 4);
+    AppendBytesElement(buffer.get(), body, body_size);
+    tensor.data = buffer->data();
+    tensor.byte_size = buffer->size();
+    tensor.owner = std::move(buffer);
+    tensor.shape.assign(std::max<size_t>(input.dims.size(), 1), 1);
+  } else {
+    tensor.shape = input.dims;
+    int variable = -1;
+    int64_t fixed = 1;
+    for (size_t i = 0; i < tensor.shape.size(); ++i) {
+      if (tensor.shape[i] < 0) {
+        if (variable >= 0) {
+          return Invalid("[request id: <id_unknown>] Raw input '" + input.name +
+                         "' of model '" + spec.name +
+                         "' has more than one variable-size dimension and cannot be "
+                         "deduced");
+        }
+        variable = static_cast<int>(i);
+      } else {
+        fixed *= tensor.shape[i];
+      }
+    }
+    if (variable >= 0) {
+      const size_t item = std::max<size_t>(DataTypeByteSize(input.dtype), 1);
+      tensor.shape[variable] = static_cast<int64_t>(
+          body_size / item / static_cast<size_t>(std::max<int64_t>(fixed, 1)));
+    }
+    tensor.data = body;
+    tensor.byte_size = body_size;
+    tensor.owner = owner;
+  }
+  if (spec.max_batch_size > 0) tensor.shape.insert(tensor.shape.begin(), 1);
+  out->inputs.push_back(std::move(tensor));
+  return Status::Ok();
+}
+
+RequestBuilder::RequestBuilder(InferenceRequest* out, WireProtocol protocol,
+                               std::string model_name, const ModelSpec* spec,
+                               const SharedMemoryRegistry* shm)
+    : out_(out),
+      protocol_(protocol),
+      model_name_(std::move(model_name)),
+      spec_(spec),
+      shm_(shm) {
+  out_->protocol = protocol;
+}
+
+Status RequestBuilder::ResolveShm(const ShmReference& ref, ShmUse use,
+                                  ShmSpan* span) const {
+  if (shm_ == nullptr || !shm_->allowed()) return ShmDisallowed();
+  return shm_->Resolve(ref.region, ref.offset, ref.byte_size, span, use);
+}
+
+Status RequestBuilder::AddInput(InputDescription input) {
+  Tensor tensor;
+  tensor.name = std::move(input.name);
+  tensor.shape = std::move(input.shape);
+  // The region first (Triton resolves it while reading the tensor's parameters).
+  if (input.source == InputDescription::Source::kSharedMemory) {
+    ShmSpan span;
+    Status status = ResolveShm(input.shm, ShmUse::kRead, &span);
+    if (!status.ok()) return status;
+    // Zero copy: the tensor holds the mapping until the request is freed.
+    tensor.data = span.data;
+    tensor.byte_size = span.byte_size;
+    tensor.owner = std::move(span.owner);
+  }
+  Status status = ParseDataType(input.datatype, tensor.name, protocol_, model_name_,
+                                spec_, &tensor.dtype);
+  if (!status.ok()) return status;
+  switch (input.source) {
+    case InputDescription::Source::kSharedMemory:
+      break;
+    case InputDescription::Source::kBytes:
+      tensor.data = input.data;
+      tensor.byte_size = input.byte_size;
+      tensor.owner = std::move(input.owner);
+      break;
+    case InputDescription::Source::kJson: {
+      int64_t count = 0;
+      if (CheckedElementCount(tensor.shape, &count) == ShapeCount::kOk && count == 0) {
+        tensor.data = "";  // nothing to read, whatever `data` holds
+        break;
+      }
+      auto buffer = std::make_shared<std::string>();
+      status = JsonToWire(tensor, input, buffer.get());
+      if (!status.ok()) return status;
+      tensor.data = buffer->data();
+      tensor.byte_size = buffer->size();
+      tensor.owner = std::move(buffer);
+      break;
+    }
+    case InputDescription::Source::kMissing:
+      // gRPC: neither raw nor typed contents (FP16/BF16 have no typed form either).
+      return Invalid("unable to find data for input tensor '" + tensor.name +
+                     "' for model '" + model_name_ + "' in request.");
+  }
+  out_->inputs.push_back(std::move(tensor));
+  return Status::Ok();
+}
+
+Status RequestBuilder::JsonToWire(const Tensor& tensor, const InputDescription& input,
+                                  std::string* out) const {
+  const std::string& name = tensor.name;
+  const DataType dtype = tensor.dtype;
+  if (dtype == DataType::kFp16 || dtype == DataType::kBf16) {
+    return Invalid("receiving " + std::string(DataTypeName(dtype)) +
+                   " data via JSON is not supported. Please use the binary data format "
+                   "for input " +
+                   name);
+  }
+  if (!input.json_is_array) {
+    return Internal(
+        "Unable to parse 'data': attempt to access JSON non-array as array");
+  }
+  const Kind kind = KindOf(dtype);
+  const std::vector<JsonScalar>& leaves = input.json;
+  for (const JsonScalar& v : leaves) {
+    if (!Accepts(kind, v)) {
+      return Internal(std::string("Unable to parse 'data': attempt to access ") +
+                      AccessMessage(kind));
+    }
+  }
+  int64_t expected = 0;
+  if (CheckedElementCount(tensor.shape, &expected) != ShapeCount::kOk ||
+      static_cast<uint64_t>(expected) != leaves.size()) {
+    return Internal(
+        "Unable to parse 'data': Shape does not match true shape of 'data' field");
+  }
+  if (kind == Kind::kUint) {
+    for (const JsonScalar& v : leaves) {
+      if (v.type == JType::kInt && v.i < 0) {
+        return Internal(std::string("Unable to parse 'data': attempt to access ") +
+                        AccessMessage(kind));
+      }
+    }
+  }
+  switch (dtype) {
+    case DataType::kBool:
+      out->resize(leaves.size());
+      for (size_t i = 0; i < leaves.size(); ++i) (*out)[i] = leaves[i].b ? 1 : 0;
+      break;
+    case DataType::kBytes: {
+      size_t total = 0;
+      for (const JsonScalar& v : leaves) total += 4 + v.text.size();
+      out->reserve(total);
+      for (const JsonScalar& v : leaves) {
+        AppendBytesElement(out, v.text.data(), v.text.size());
+      }
+      break;
+    }
+    case DataType::kInt8:
+      Pack<int8_t>(leaves, out);
+      break;
+    case DataType::kInt16:
+      Pack<int16_t>(leaves, out);
+      break;
+    case DataType::kInt32:
+      Pack<int32_t>(leaves, out);
+      break;
+    case DataType::kInt64:
+      Pack<int64_t>(leaves, out);
+      break;
+    case DataType::kUint8:
+      Pack<uint8_t>(leaves, out);
+      break;
+    case DataType::kUint16:
+      Pack<uint16_t>(leaves, out);
+      break;
+    case DataType::kUint32:
+      Pack<uint32_t>(leaves, out);
+      break;
+    case DataType::kUint64:
+      Pack<uint64_t>(leaves, out);
+      break;
+    case DataType::kFp32:
+      Pack<float>(leaves, out);
+      break;
+    case DataType::kFp64:
+      Pack<double>(leaves, out);
+      break;
+    default:
+      break;
+  }
+  return Status::Ok();
+}
+
+Status RequestBuilder::AddOutput(OutputDescription output, ShmOutputs* targets) {
+  if (output.to_shm) {
+    ShmOutput target;
+    target.name = output.name;
+    target.region = std::move(output.shm.region);
+    target.offset = output.shm.offset;
+    ShmReference ref{target.region, target.offset, output.shm.byte_size};
+    Status status = ResolveShm(ref, ShmUse::kWrite, &target.span);
+    if (!status.ok()) return status;
+    if (targets != nullptr) targets->push_back(std::move(target));
+  }
+  if (output.class_count > 0) {
+    out_->class_counts.emplace_back(output.name, output.class_count);
+  }
+  out_->requested_outputs.push_back(std::move(output.name));
+  return Status::Ok();
+}
+
+Status RequestBuilder::SetParameters(Parameters parameters) {
+  if (parameters.empty()) return Status::Ok();
+  return ApplyRequestParameters(std::move(parameters), out_);
+}
+
+}  // namespace tritonx
