@@ -72,8 +72,8 @@ Tensor InputFromPy(const py::handle& item) {
   Tensor tensor;
   tensor.name = TextFromPy(t[0], "input name");
   std::string datatype = TextFromPy(t[1], "'datatype' for input '" + tensor.name + "'");
-  ThrowIfError(ParseDataType(datatype, tensor.name, WireProtocol::kNone, "", nullptr,
-                             &tensor.dtype));
+  ThrowIfError(
+      ParseDataType(datatype, tensor.name, WireProtocol::kNone, false, &tensor.dtype));
   tensor.shape = ShapeFromPy(t[2], tensor.name);
   tensor.owner = BorrowBuffer(t[3], tensor.name, &tensor.data, &tensor.byte_size);
   return tensor;
@@ -214,9 +214,9 @@ struct PyShmTargets {
 };
 
 // The Python HTTP engine's way into the request builder: inputs are (name,
-// datatype, shape, kind, data) with kind "bytes" (a buffer, held), "json" (the
-// decoded `data` value) or "shm" ((region, offset, byte_size)); outputs are
-// (name, (region, offset, byte_size) | None, class_count).
+// datatype, shape, kind, data) with kind "bytes" (a buffer, held; JSON `data` comes
+// converted by json_data_to_wire) or "shm" ((region, offset, byte_size)); outputs
+// are (name, (region, offset, byte_size) | None, class_count).
 py::tuple BuildRequestFromPy(const std::string& model_name, const py::object& id,
                              const py::sequence& inputs, const py::sequence& outputs,
                              const py::object& parameters, const py::object& shm) {
@@ -226,8 +226,7 @@ py::tuple BuildRequestFromPy(const std::string& model_name, const py::object& id
   request.id = TextFromPy(id, "'id'");
   std::shared_ptr<SharedMemoryRegistry> registry;
   if (!shm.is_none()) registry = shm.cast<std::shared_ptr<SharedMemoryRegistry>>();
-  RequestBuilder builder(&request, WireProtocol::kHttp, model_name, nullptr,
-                         registry.get());
+  RequestBuilder builder(&request, WireProtocol::kHttp, model_name, registry.get());
   for (const py::handle item : inputs) {
     py::sequence t = py::reinterpret_borrow<py::sequence>(item);
     InputDescription input;
@@ -239,10 +238,6 @@ py::tuple BuildRequestFromPy(const std::string& model_name, const py::object& id
     if (kind == "shm") {
       input.source = InputDescription::Source::kSharedMemory;
       input.shm = ShmReferenceFromPy(t[4], input.name);
-    } else if (kind == "json") {
-      input.source = InputDescription::Source::kJson;
-      input.json_is_array = PyList_Check(t[4].ptr());
-      if (input.json_is_array) FlattenPyJson(t[4], &input.json);
     } else {
       input.owner = BorrowBuffer(t[4], input.name, &input.data, &input.byte_size);
     }
@@ -327,6 +322,24 @@ void RegisterRequest(py::module_& m) {
             ThrowIfError(status);
           },
           "Copies an output into its region (INTERNAL when it does not fit)");
+  m.def(
+      "json_data_to_wire",
+      [](const std::string& name, const std::string& datatype, const py::handle& shape,
+         const py::handle& data) {
+        InputDescription input;
+        input.source = InputDescription::Source::kJson;
+        input.json_is_array = PyList_Check(data.ptr());
+        if (input.json_is_array) FlattenPyJson(data, &input.json);
+        DataType dtype = DataType::kInvalid;
+        ThrowIfError(ParseDataType(datatype, name, WireProtocol::kHttp, true, &dtype));
+        std::string out;
+        ThrowIfError(
+            JsonDataToWire(name, dtype, ShapeFromPy(shape, name), input, &out));
+        return py::bytes(out);
+      },
+      py::arg("name"), py::arg("datatype"), py::arg("shape"), py::arg("data"),
+      "An HTTP input's decoded JSON `data` as wire bytes (the request builder's "
+      "rules and messages)");
   m.def("build_request", &BuildRequestFromPy, py::arg("model_name"), py::arg("id"),
         py::arg("inputs"), py::arg("outputs"), py::arg("parameters"), py::arg("shm"),
         "(Request, ShmTargets | None) through the core's request builder");

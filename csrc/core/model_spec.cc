@@ -223,8 +223,10 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
     if (input->dtype != input_spec.dtype) {
       return Status(StatusCode::kInvalidArg,
                     prefix + "inference input '" + input->name + "' data-type is '" +
-                        std::string(DataTypeName(input->dtype)) + "', but model " +
-                        model + " expects '" +
+                        (input->dtype == DataType::kInvalid
+                             ? std::string("<invalid>")  // a name no type has
+                             : std::string(DataTypeName(input->dtype))) +
+                        "', but model " + model + " expects '" +
                         std::string(DataTypeName(input_spec.dtype)) + "'");
     }
 

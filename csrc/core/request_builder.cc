@@ -105,33 +105,21 @@ Status InvalidSurrogate() {
 }
 
 Status ParseDataType(std::string_view datatype, const std::string& input,
-                     WireProtocol protocol, const std::string& model_name,
-                     const ModelSpec* spec, DataType* out) {
+                     WireProtocol protocol, bool json_data, DataType* out) {
   *out = DataTypeFromName(datatype);
   if (*out != DataType::kInvalid) return Status::Ok();
-  switch (protocol) {
-    case WireProtocol::kHttp:
-      // Triton's HTTP frontend checks the name itself.
-      return Invalid("invalid datatype for input " + input);
-    case WireProtocol::kGrpc: {
-      // Triton's gRPC frontend passes the name on; its core then words it as the
-      // datatype mismatch it checks later (ValidateRequest), without the request id.
-      const TensorSpec* input_spec = spec ? spec->FindInput(input) : nullptr;
-      if (spec != nullptr && input_spec == nullptr) {
-        return Invalid("unexpected inference input '" + input + "' for model '" +
-                       model_name + "'");
-      }
-      std::string expects = input_spec
-                                ? "', but model '" + model_name + "' expects '" +
-                                      std::string(DataTypeName(input_spec->dtype)) + "'"
-                                : "'";
-      return Invalid("inference input '" + input + "' data-type is '<invalid>" +
-                     expects);
-    }
-    default:
-      return Invalid("invalid datatype '" + std::string(datatype) + "' for input '" +
-                     input + "'");
+  if (protocol == WireProtocol::kNone) {
+    return Invalid("invalid datatype '" + std::string(datatype) + "' for input '" +
+                   input + "'");
   }
+  // Triton's HTTP frontend needs the type to read JSON `data` and refuses it there;
+  // otherwise (gRPC, HTTP binary or shared memory data) the unknown type reaches
+  // its core, whose request validation words it ("data-type is '<invalid>'", with
+  // the request id): ValidateRequest does the same here.
+  if (protocol == WireProtocol::kHttp && json_data) {
+    return Invalid("invalid datatype for input " + input);
+  }
+  return Status::Ok();
 }
 
 Status CheckTransactionPolicy(const ModelSpec& spec, WireProtocol protocol) {
@@ -205,13 +193,8 @@ Status DeduceRawInput(const ModelSpec& spec, const char* body, size_t body_size,
 }
 
 RequestBuilder::RequestBuilder(InferenceRequest* out, WireProtocol protocol,
-                               std::string model_name, const ModelSpec* spec,
-                               const SharedMemoryRegistry* shm)
-    : out_(out),
-      protocol_(protocol),
-      model_name_(std::move(model_name)),
-      spec_(spec),
-      shm_(shm) {
+                               std::string model_name, const SharedMemoryRegistry* shm)
+    : out_(out), protocol_(protocol), model_name_(std::move(model_name)), shm_(shm) {
   out_->protocol = protocol;
 }
 
@@ -235,8 +218,9 @@ Status RequestBuilder::AddInput(InputDescription input) {
     tensor.byte_size = span.byte_size;
     tensor.owner = std::move(span.owner);
   }
-  Status status = ParseDataType(input.datatype, tensor.name, protocol_, model_name_,
-                                spec_, &tensor.dtype);
+  Status status =
+      ParseDataType(input.datatype, tensor.name, protocol_,
+                    input.source == InputDescription::Source::kJson, &tensor.dtype);
   if (!status.ok()) return status;
   switch (input.source) {
     case InputDescription::Source::kSharedMemory:
@@ -247,13 +231,9 @@ Status RequestBuilder::AddInput(InputDescription input) {
       tensor.owner = std::move(input.owner);
       break;
     case InputDescription::Source::kJson: {
-      int64_t count = 0;
-      if (CheckedElementCount(tensor.shape, &count) == ShapeCount::kOk && count == 0) {
-        tensor.data = "";  // nothing to read, whatever `data` holds
-        break;
-      }
       auto buffer = std::make_shared<std::string>();
-      status = JsonToWire(tensor, input, buffer.get());
+      status =
+          JsonDataToWire(tensor.name, tensor.dtype, tensor.shape, input, buffer.get());
       if (!status.ok()) return status;
       tensor.data = buffer->data();
       tensor.byte_size = buffer->size();
@@ -269,10 +249,11 @@ Status RequestBuilder::AddInput(InputDescription input) {
   return Status::Ok();
 }
 
-Status RequestBuilder::JsonToWire(const Tensor& tensor, const InputDescription& input,
-                                  std::string* out) const {
-  const std::string& name = tensor.name;
-  const DataType dtype = tensor.dtype;
+Status JsonDataToWire(const std::string& name, DataType dtype, const Shape& shape,
+                      const InputDescription& input, std::string* out) {
+  int64_t expected = 0;
+  const bool counted = CheckedElementCount(shape, &expected) == ShapeCount::kOk;
+  if (counted && expected == 0) return Status::Ok();  // nothing to read in `data`
   if (dtype == DataType::kFp16 || dtype == DataType::kBf16) {
     return Invalid("receiving " + std::string(DataTypeName(dtype)) +
                    " data via JSON is not supported. Please use the binary data format "
@@ -291,9 +272,7 @@ Status RequestBuilder::JsonToWire(const Tensor& tensor, const InputDescription& 
                       AccessMessage(kind));
     }
   }
-  int64_t expected = 0;
-  if (CheckedElementCount(tensor.shape, &expected) != ShapeCount::kOk ||
-      static_cast<uint64_t>(expected) != leaves.size()) {
+  if (!counted || static_cast<uint64_t>(expected) != leaves.size()) {
     return Internal(
         "Unable to parse 'data': Shape does not match true shape of 'data' field");
   }

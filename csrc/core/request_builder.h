@@ -79,10 +79,10 @@ struct OutputDescription {
 
 class RequestBuilder {
  public:
-  // `spec` (may be null) only words the gRPC datatype error like Triton; `shm` null
-  // refuses every shared memory reference as --allow-client-shm=false does.
+  // `model_name` words messages; `shm` null refuses every shared memory reference
+  // as --allow-client-shm=false does.
   RequestBuilder(InferenceRequest* out, WireProtocol protocol, std::string model_name,
-                 const ModelSpec* spec, const SharedMemoryRegistry* shm);
+                 const SharedMemoryRegistry* shm);
 
   // In the order the codec decodes them; the first error ends the request.
   Status AddInput(InputDescription input);
@@ -93,22 +93,29 @@ class RequestBuilder {
 
  private:
   Status ResolveShm(const ShmReference& ref, ShmUse use, ShmSpan* span) const;
-  Status JsonToWire(const Tensor& tensor, const InputDescription& input,
-                    std::string* out) const;
 
   InferenceRequest* out_;
   WireProtocol protocol_;
   std::string model_name_;
-  const ModelSpec* spec_;
   const SharedMemoryRegistry* shm_;
 };
 
-// The datatype of an input as a wire name, with the error each protocol words as
-// Triton does (HTTP: its frontend's; gRPC: the core's, `spec` naming the expected
-// type; kNone: an in-process caller's). Also used for Request(...) from Python.
+// The datatype of an input as a wire name. An unknown name is refused here only
+// where Triton refuses it before its core sees the request (HTTP JSON `data`:
+// "invalid datatype for input X"; in-process callers); elsewhere `*out` is
+// kInvalid and the core's ValidateRequest words it as Triton's core does. Also used
+// for Request(...) from Python.
 Status ParseDataType(std::string_view datatype, const std::string& input,
-                     WireProtocol protocol, const std::string& model_name,
-                     const ModelSpec* spec, DataType* out);
+                     WireProtocol protocol, bool json_data, DataType* out);
+
+// An input's JSON `data` leaves (`input.json`, `input.json_is_array`) as the wire
+// bytes of `dtype` for `shape`, with Triton's checks in its order: FP16/BF16, an
+// array, each element's JSON type, the count, unsigned values; nothing is read for
+// a shape without elements. Used by AddInput, and by the Python HTTP engine
+// (_native.json_data_to_wire) to convert where it decodes (a helper process for
+// large bodies).
+Status JsonDataToWire(const std::string& name, DataType dtype, const Shape& shape,
+                      const InputDescription& input, std::string* out);
 
 // UNSUPPORTED when `protocol` cannot answer `spec`'s model: one-response endpoints
 // (HTTP infer, gRPC ModelInfer) refuse decoupled models with Triton's message.

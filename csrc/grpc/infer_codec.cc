@@ -246,7 +246,7 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
   const bool use_raw = raw_count > 0;
   out->id = msg.id();
   out->inputs.reserve(static_cast<size_t>(msg.inputs_size()));
-  RequestBuilder builder(out, WireProtocol::kGrpc, msg.model_name(), spec, shm);
+  RequestBuilder builder(out, WireProtocol::kGrpc, msg.model_name(), shm);
 
   int raw_index = 0;
   for (const auto& input : msg.inputs()) {

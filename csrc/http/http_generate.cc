@@ -68,7 +68,7 @@ Status ParseInput(const ModelSpec& spec, const TensorSpec& input, bool batched,
                    "' to tensor with proper shape");
   }
   JsonDataToInput(*data, &desc);
-  RequestBuilder builder(out, WireProtocol::kHttp, spec.name, &spec, nullptr);
+  RequestBuilder builder(out, WireProtocol::kHttp, spec.name, nullptr);
   Status status = builder.AddInput(std::move(desc));
   if (!status.ok()) {
     static const char kBytesData[] =

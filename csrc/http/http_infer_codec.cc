@@ -317,31 +317,27 @@ Status ParseInput(const Value& item, const char* body, size_t body_size,
     Status status = ParseShmParameters(*iparams, &input.shm);
     if (!status.ok()) return status;
   } else if (has_binary) {
-    // For a known datatype only: otherwise the builder's datatype error comes
-    // first, as in Triton.
-    if (DataTypeFromName(input.datatype) != DataType::kInvalid) {
-      const Value& size = (*iparams)["binary_data_size"];
-      if (!size.IsUint64()) {
-        return Internal(
-            "Unable to parse 'binary_data_size': attempt to access JSON "
-            "non-unsigned-integer as unsigned-integer");
-      }
-      const uint64_t bytes = size.GetUint64();
-      if (bytes != 0 && !has_hlen) {
-        return Invalid(
-            "must specify valid 'Infer-Header-Content-Length' in request header and "
-            "'binary_data_size' when passing inputs in binary data format");
-      }
-      if (bytes > body_size - *offset) {
-        return Invalid("unexpected size for input '" + input.name + "', expecting " +
-                       std::to_string(bytes - (body_size - *offset)) +
-                       " additional bytes for model '" + model + "'");
-      }
-      input.data = body + *offset;
-      input.byte_size = bytes;
-      input.owner = owner;
-      *offset += bytes;
+    const Value& size = (*iparams)["binary_data_size"];
+    if (!size.IsUint64()) {
+      return Internal(
+          "Unable to parse 'binary_data_size': attempt to access JSON "
+          "non-unsigned-integer as unsigned-integer");
     }
+    const uint64_t bytes = size.GetUint64();
+    if (bytes != 0 && !has_hlen) {
+      return Invalid(
+          "must specify valid 'Infer-Header-Content-Length' in request header and "
+          "'binary_data_size' when passing inputs in binary data format");
+    }
+    if (bytes > body_size - *offset) {
+      return Invalid("unexpected size for input '" + input.name + "', expecting " +
+                     std::to_string(bytes - (body_size - *offset)) +
+                     " additional bytes for model '" + model + "'");
+    }
+    input.data = body + *offset;
+    input.byte_size = bytes;
+    input.owner = owner;
+    *offset += bytes;
   } else {
     JsonDataToInput(item["data"], &input);
   }
@@ -427,7 +423,7 @@ Status ParseInferBody(const char* body, size_t body_size,
                       const std::shared_ptr<const void>& owner, bool has_hlen,
                       size_t hlen, const std::string& model, InferenceRequest* out,
                       OutputEncoding* encoding, const SharedMemoryRegistry* shm) {
-  RequestBuilder builder(out, WireProtocol::kHttp, model, nullptr, shm);
+  RequestBuilder builder(out, WireProtocol::kHttp, model, shm);
   rapidjson::Document doc;
   Status status = ParseJson(body, has_hlen ? hlen : body_size, &doc);
   if (!status.ok()) return status;

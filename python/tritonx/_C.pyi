@@ -454,6 +454,9 @@ def build_request(
     parameters: Mapping[str, Any] | None,
     shm: SharedMemoryRegistry | None,
 ) -> tuple[Request, ShmTargets | None]: ...
+def json_data_to_wire(
+    name: str, datatype: str, shape: Sequence[int], data: Any
+) -> bytes: ...
 def deduce_raw_input(
     model: Model, body: Any, parameters: Mapping[str, Any] | None = None
 ) -> Request: ...

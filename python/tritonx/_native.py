@@ -58,6 +58,7 @@ datatypes = _C.datatypes
 serialize_bytes = _C.serialize_bytes
 deserialize_bytes = _C.deserialize_bytes
 build_request = _C.build_request
+json_data_to_wire = _C.json_data_to_wire
 deduce_raw_input = _C.deduce_raw_input
 check_transaction_policy = _C.check_transaction_policy
 ShmTargets = _C.ShmTargets

@@ -46,28 +46,34 @@ JsonScalar Text(std::string_view v) {
   return s;
 }
 
-TEST(RequestBuilder, DatatypeWordedPerProtocol) {
-  ModelSpec spec = Spec(DataType::kFp32, {1});
+TEST(RequestBuilder, UnknownDatatypeRefusedWhereTritonRefusesIt) {
   InferenceRequest http, grpc, local;
   InputDescription in = Json("FLOAT", {1}, {Int(1)});
-  EXPECT_EQ(RequestBuilder(&http, WireProtocol::kHttp, "m", &spec, nullptr)
-                .AddInput(in)
-                .message(),
-            "invalid datatype for input IN");
-  EXPECT_EQ(RequestBuilder(&grpc, WireProtocol::kGrpc, "m", &spec, nullptr)
-                .AddInput(in)
-                .message(),
-            "inference input 'IN' data-type is '<invalid>', but model 'm' expects "
-            "'FP32'");
-  EXPECT_EQ(RequestBuilder(&local, WireProtocol::kNone, "m", nullptr, nullptr)
-                .AddInput(in)
-                .message(),
-            "invalid datatype 'FLOAT' for input 'IN'");
+  EXPECT_EQ(
+      RequestBuilder(&http, WireProtocol::kHttp, "m", nullptr).AddInput(in).message(),
+      "invalid datatype for input IN");
+  EXPECT_EQ(
+      RequestBuilder(&local, WireProtocol::kNone, "m", nullptr).AddInput(in).message(),
+      "invalid datatype 'FLOAT' for input 'IN'");
+  // Bytes (gRPC; HTTP binary data): left to the core's validation, as in Triton.
+  InputDescription raw;
+  raw.name = "IN";
+  raw.datatype = "FLOAT";
+  raw.shape = {1};
+  raw.data = "\0\0\0\0";
+  raw.byte_size = 4;
+  ASSERT_TRUE(
+      RequestBuilder(&grpc, WireProtocol::kGrpc, "m", nullptr).AddInput(raw).ok());
+  EXPECT_EQ(grpc.inputs[0].dtype, DataType::kInvalid);
+  InferenceRequest http_binary;
+  ASSERT_TRUE(RequestBuilder(&http_binary, WireProtocol::kHttp, "m", nullptr)
+                  .AddInput(raw)
+                  .ok());
 }
 
 TEST(RequestBuilder, JsonValuesBecomeWireBytes) {
   InferenceRequest request;
-  RequestBuilder builder(&request, WireProtocol::kHttp, "m", nullptr, nullptr);
+  RequestBuilder builder(&request, WireProtocol::kHttp, "m", nullptr);
   ASSERT_TRUE(builder.AddInput(Json("INT16", {2}, {Int(-1), Int(0x10002)})).ok());
   const int16_t* values = reinterpret_cast<const int16_t*>(request.inputs[0].data);
   EXPECT_EQ(values[0], -1);
@@ -80,7 +86,7 @@ TEST(RequestBuilder, JsonValuesBecomeWireBytes) {
 
 TEST(RequestBuilder, JsonChecksInTritonsOrder) {
   InferenceRequest request;
-  RequestBuilder builder(&request, WireProtocol::kHttp, "m", nullptr, nullptr);
+  RequestBuilder builder(&request, WireProtocol::kHttp, "m", nullptr);
   // The kind of every element before the count.
   Status status = builder.AddInput(Json("UINT8", {5}, {Text("x")}));
   EXPECT_EQ(status.code(), StatusCode::kInternal);
@@ -109,9 +115,9 @@ TEST(RequestBuilder, SharedMemoryNeedsARegistryThatAllowsIt) {
   in.shape = {1};
   in.source = InputDescription::Source::kSharedMemory;
   in.shm = {"r", 0, 4};
-  RequestBuilder none(&request, WireProtocol::kGrpc, "m", nullptr, nullptr);
+  RequestBuilder none(&request, WireProtocol::kGrpc, "m", nullptr);
   EXPECT_EQ(none.AddInput(in).code(), StatusCode::kUnsupported);
-  RequestBuilder builder(&request, WireProtocol::kGrpc, "m", nullptr, &registry);
+  RequestBuilder builder(&request, WireProtocol::kGrpc, "m", &registry);
   Status status = builder.AddInput(in);
   EXPECT_EQ(status.code(), StatusCode::kNotFound);
   EXPECT_EQ(status.message(), "Unable to find shared memory region: 'r'");
@@ -127,7 +133,7 @@ TEST(RequestBuilder, SharedMemoryNeedsARegistryThatAllowsIt) {
 
 TEST(RequestBuilder, OutputsParametersAndMissingData) {
   InferenceRequest request;
-  RequestBuilder builder(&request, WireProtocol::kGrpc, "m", nullptr, nullptr);
+  RequestBuilder builder(&request, WireProtocol::kGrpc, "m", nullptr);
   OutputDescription out;
   out.name = "OUT";
   out.class_count = 3;

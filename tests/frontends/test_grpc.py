@@ -340,9 +340,10 @@ def test_invalid_datatype_name(stub: service_pb2_grpc.GRPCInferenceServiceStub) 
     with pytest.raises(grpc.RpcError) as info:
         stub.ModelInfer(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Triton's gRPC frontend passes the name on and its core words it (2.51).
     assert info.value.details() == (
-        "inference input 'INPUT0' data-type is '<invalid>', but model 'identity' "
-        "expects 'FP32'"
+        "[request id: <id_unknown>] inference input 'INPUT0' data-type is "
+        "'<invalid>', but model 'identity' expects 'FP32'"
     )
 
 

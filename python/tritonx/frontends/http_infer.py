@@ -41,8 +41,8 @@ class ShmRef(NamedTuple):
 
 
 # (name, datatype, shape, kind, data), the builder's input description: kind "bytes"
-# (a view into the body; from parse_header a slice of it), "json" (the decoded
-# `data` value) or "shm" (a ShmRef).
+# (JSON `data` converted by the builder's rules, or a view into the body; from
+# parse_header a slice of it) or "shm" (a ShmRef).
 InputTuple = tuple[str, str, list[int], str, Any]
 # (name, ShmRef | None, classification count)
 OutputTuple = tuple[str, ShmRef | None, int]
@@ -384,9 +384,7 @@ def _parse_input(
     if has_shm:
         parsed.inputs.append((name, datatype, shape, "shm", _shm_ref(iparams)))  # type: ignore[arg-type]
         return offset
-    if has_binary and datatype in codec.DATATYPES:
-        # For a known datatype only: otherwise the builder's datatype error comes
-        # first, as in Triton.
+    if has_binary:
         size = iparams["binary_data_size"]  # type: ignore[index]
         if type(size) is not int or size < 0:
             raise InternalError(
@@ -407,11 +405,10 @@ def _parse_input(
             )
         parsed.inputs.append((name, datatype, shape, "bytes", slice(offset, end)))
         return end
-    if has_binary:
-        # The builder refuses the datatype before any later decoding error.
-        parsed.inputs.append((name, datatype, shape, "bytes", b""))
-        return offset
-    parsed.inputs.append((name, datatype, shape, "json", item["data"]))
+    # Converted here by the builder's own rules, so that a helper process hands
+    # back bytes, not a decoded list.
+    data = _native.json_data_to_wire(name, datatype, shape, item["data"])
+    parsed.inputs.append((name, datatype, shape, "bytes", data))
     return offset
 
 
