@@ -19,6 +19,7 @@ import argparse
 import http.client
 import json
 import multiprocessing
+import os
 import shlex
 import socket
 import statistics
@@ -80,6 +81,7 @@ JSON30: list[bytes] = []
 
 
 def json30(port: int) -> None:
+    os.setpriority(os.PRIO_PROCESS, 0, 0)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     try:
         conn.request("POST", "/v2/models/identity_any/infer", JSON30[0])
@@ -91,6 +93,7 @@ def json30(port: int) -> None:
 
 
 def header1(port: int) -> None:
+    os.setpriority(os.PRIO_PROCESS, 0, 0)
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         try:
             sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: ")
@@ -118,7 +121,7 @@ def probe_once(conns: list[http.client.HTTPConnection], i: int) -> float:
 
 
 def during(
-    port: int, probes: int, hostile: Callable[[int], None], repeat: int
+    port: int, probes: int, hostile: Callable[[int], None], repeat: int, probe_nice: int
 ) -> tuple[list[float], list[float]]:
     """(baseline latencies, latencies while `hostile` ran), in seconds."""
     conns = [
@@ -128,8 +131,10 @@ def during(
         base = [probe_once(conns, i) for i in range(20 * probes)]
         seen: list[float] = []
         fork = multiprocessing.get_context("fork")
+        os.setpriority(os.PRIO_PROCESS, 0, probe_nice)  # this thread only (Linux)
         for _ in range(repeat):
             child = fork.Process(target=hostile, args=(port,), daemon=True)
+            # The child starts at the probe's own niceness (fork); it resets itself.
             child.start()
             i = 0
             while child.is_alive():
@@ -143,6 +148,7 @@ def during(
                 raise RuntimeError(f"{hostile.__name__} failed: exit {child.exitcode}")
         return base, seen
     finally:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
         for conn in conns:
             conn.close()
 
@@ -153,7 +159,9 @@ def bench(
     rows = []
     with running(name, cmd, repo, {}, 120.0, args.extra) as (http_port, _):
         for kind, hostile in (("json30", json30), ("header1", header1)):
-            base, seen = during(http_port, args.probes, hostile, args.repeat)
+            base, seen = during(
+                http_port, args.probes, hostile, args.repeat, args.probe_nice
+            )
             rows.append((name, kind, base, seen))
             print(f"  {name} {kind}: {len(seen)} probes during", flush=True)
     return rows
@@ -171,6 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_server_arguments(p)
     p.add_argument("--probes", type=int, default=4, help="health connections")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument(
+        "--probe-nice",
+        type=int,
+        default=0,
+        help="niceness of the probing thread while the hostile request runs (e.g. -10,"
+        " needs root): on a 2-core machine the hostile sender competes with the probe"
+        " client for a core, and that wait is the client's, not the server's",
+    )
     p.add_argument(
         "--tritonx-args",
         default="",
