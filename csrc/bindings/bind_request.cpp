@@ -146,59 +146,6 @@ py::list TensorList(const std::vector<Tensor>& tensors) {
   return out;
 }
 
-// JSON `data` decoded by Python's json module, as the builder's typed leaves (the
-// types RapidJSON would give the same text). Strings point into the str objects,
-// which the caller's list keeps alive while the request is built.
-void FlattenPyJson(const py::handle& value, std::vector<JsonScalar>* out) {
-  for (const py::handle item : value) {
-    PyObject* obj = item.ptr();
-    if (PyList_Check(obj)) {
-      FlattenPyJson(item, out);
-      continue;
-    }
-    JsonScalar leaf;
-    if (PyBool_Check(obj)) {
-      leaf.type = JsonScalar::Type::kBool;
-      leaf.b = obj == Py_True;
-    } else if (PyLong_Check(obj)) {
-      int overflow = 0;
-      const long long i = PyLong_AsLongLongAndOverflow(obj, &overflow);
-      if (overflow == 0) {
-        leaf.type = JsonScalar::Type::kInt;
-        leaf.i = i;
-      } else {
-        const unsigned long long u = overflow > 0 ? PyLong_AsUnsignedLongLong(obj) : 0;
-        if (overflow > 0 && !PyErr_Occurred()) {
-          leaf.type = JsonScalar::Type::kUint;
-          leaf.u = u;
-        } else {
-          PyErr_Clear();
-          leaf.type =
-              JsonScalar::Type::kDouble;  // past 64 bits: a double, as RapidJSON
-          leaf.d = PyLong_AsDouble(obj);
-          if (PyErr_Occurred()) {
-            PyErr_Clear();
-            leaf.type = JsonScalar::Type::kOther;
-          }
-        }
-      }
-    } else if (PyFloat_Check(obj)) {
-      leaf.type = JsonScalar::Type::kDouble;
-      leaf.d = PyFloat_AS_DOUBLE(obj);
-    } else if (PyUnicode_Check(obj)) {
-      Py_ssize_t size = 0;
-      const char* text = PyUnicode_AsUTF8AndSize(obj, &size);
-      if (text == nullptr) {
-        PyErr_Clear();
-        ThrowIfError(InvalidSurrogate());
-      }
-      leaf.type = JsonScalar::Type::kString;
-      leaf.text = std::string_view(text, static_cast<size_t>(size));
-    }
-    out->push_back(leaf);
-  }
-}
-
 ShmReference ShmReferenceFromPy(const py::handle& ref, const std::string& tensor) {
   py::sequence t = py::reinterpret_borrow<py::sequence>(ref);
   if (t.size() != 3)
@@ -215,8 +162,8 @@ struct PyShmTargets {
 
 // The Python HTTP engine's way into the request builder: inputs are (name,
 // datatype, shape, kind, data) with kind "bytes" (a buffer, held; JSON `data` comes
-// converted by json_data_to_wire) or "shm" ((region, offset, byte_size)); outputs
-// are (name, (region, offset, byte_size) | None, class_count).
+// converted by decode_infer_json, bind_infer_json.cpp) or "shm" ((region, offset,
+// byte_size)); outputs are (name, (region, offset, byte_size) | None, class_count).
 py::tuple BuildRequestFromPy(const std::string& model_name, const py::object& id,
                              const py::sequence& inputs, const py::sequence& outputs,
                              const py::object& parameters, const py::object& shm) {
@@ -322,24 +269,6 @@ void RegisterRequest(py::module_& m) {
             ThrowIfError(status);
           },
           "Copies an output into its region (INTERNAL when it does not fit)");
-  m.def(
-      "json_data_to_wire",
-      [](const std::string& name, const std::string& datatype, const py::handle& shape,
-         const py::handle& data) {
-        InputDescription input;
-        input.source = InputDescription::Source::kJson;
-        input.json_is_array = PyList_Check(data.ptr());
-        if (input.json_is_array) FlattenPyJson(data, &input.json);
-        DataType dtype = DataType::kInvalid;
-        ThrowIfError(ParseDataType(datatype, name, WireProtocol::kHttp, true, &dtype));
-        std::string out;
-        ThrowIfError(
-            JsonDataToWire(name, dtype, ShapeFromPy(shape, name), input, &out));
-        return py::bytes(out);
-      },
-      py::arg("name"), py::arg("datatype"), py::arg("shape"), py::arg("data"),
-      "An HTTP input's decoded JSON `data` as wire bytes (the request builder's "
-      "rules and messages)");
   m.def("build_request", &BuildRequestFromPy, py::arg("model_name"), py::arg("id"),
         py::arg("inputs"), py::arg("outputs"), py::arg("parameters"), py::arg("shm"),
         "(Request, ShmTargets | None) through the core's request builder");

@@ -1,8 +1,10 @@
 // The core's wire tables for Python: datatypes (names, enum values, sizes, numpy
 // types), status codes (Triton's names, HTTP statuses, gRPC codes) and the BYTES
 // wire form. tritonx.dtypes, tritonx.errors and the BYTES helpers read these, so
-// each table exists once, in C++.
+// each table exists once, in C++. Also the texts both HTTP engines answer for
+// checks each makes with its own machinery (core/http_messages.h).
 #include "core/data_type.h"
+#include "core/http_messages.h"
 #include "core/status.h"
 #include "pybind_common.h"
 
@@ -73,6 +75,28 @@ void RegisterTables(py::module_& m) {
       },
       py::arg("data"), py::arg("count") = -1,
       "BYTES wire data as a 1-D object array of bytes (`count` elements, -1: all)");
+
+  // The HTTP engines' shared texts, one function each, named as in C++.
+  py::module_ http = m.def_submodule("http_messages", "core/http_messages.h");
+  http.def("restricted_api", &HttpRestrictedApi, py::arg("header"));
+  http.def("reserved_header", &HttpReservedHeader, py::arg("name"));
+  http.def("input_too_large", &HttpInputTooLarge, py::arg("binary_body"),
+           py::arg("size"), py::arg("limit"));
+  http.def("head_too_large", &HttpHeadTooLarge, py::arg("max_size"),
+           py::arg("max_count"));
+  http.def("unsupported_compression", &HttpUnsupportedCompression);
+  http.def("decompress_failed", &HttpDecompressFailed, py::arg("detail"));
+  http.def("output_not_json", &HttpOutputNotJson, py::arg("datatype"));
+  http.def(
+      "accept_encoding",
+      [](const std::string& accept) { return std::string(HttpAcceptEncoding(accept)); },
+      py::arg("accept"));
+  http.def("tls_needs_cert", &HttpTlsNeedsCert);
+  http.def("tls_needs_root", &HttpTlsNeedsRoot);
+  http.def("tls_bad_server_cert", &HttpTlsBadServerCert, py::arg("cert"),
+           py::arg("key"), py::arg("reason"));
+  http.def("tls_bad_root_cert", &HttpTlsBadRootCert, py::arg("root"),
+           py::arg("reason"));
 }
 
 }  // namespace tritonx::bindings

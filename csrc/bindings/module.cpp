@@ -16,6 +16,7 @@ void RegisterPerf(py::module_& m);
 void RegisterTrace(py::module_& m);
 void RegisterStub(py::module_& m);
 void RegisterTables(py::module_& m);
+void RegisterInferJson(py::module_& m);
 }  // namespace tritonx::bindings
 
 #ifdef TRITONX_ENABLE_GRPC
@@ -44,6 +45,7 @@ PYBIND11_MODULE(_C, m) {
   RegisterTrace(m);
   RegisterStub(m);
   RegisterTables(m);
+  RegisterInferJson(m);
 #ifdef TRITONX_ENABLE_GRPC
   RegisterGrpc(m);
   m.attr("grpc_built") = true;

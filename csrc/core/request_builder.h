@@ -111,9 +111,9 @@ Status ParseDataType(std::string_view datatype, const std::string& input,
 // An input's JSON `data` leaves (`input.json`, `input.json_is_array`) as the wire
 // bytes of `dtype` for `shape`, with Triton's checks in its order: FP16/BF16, an
 // array, each element's JSON type, the count, unsigned values; nothing is read for
-// a shape without elements. Used by AddInput, and by the Python HTTP engine
-// (_native.json_data_to_wire) to convert where it decodes (a helper process for
-// large bodies).
+// a shape without elements. Used by AddInput, and by the Python HTTP engine's
+// infer JSON walk (bind_infer_json.cpp) to convert where it decodes (a helper
+// process for large bodies).
 Status JsonDataToWire(const std::string& name, DataType dtype, const Shape& shape,
                       const InputDescription& input, std::string* out);
 

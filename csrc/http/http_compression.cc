@@ -4,8 +4,9 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdlib>
 #include <vector>
+
+#include "core/http_messages.h"
 
 namespace tritonx {
 namespace httpfe {
@@ -38,39 +39,10 @@ Encoding RequestEncoding(std::string_view header) {
 }
 
 Encoding ResponseEncoding(std::string_view accept) {
-  Encoding best = Encoding::kIdentity;
-  double weight = 0.0;
-  while (!accept.empty()) {
-    size_t comma = accept.find(',');
-    std::string_view item = Trim(accept.substr(0, comma));
-    accept =
-        comma == std::string_view::npos ? std::string_view() : accept.substr(comma + 1);
-    // Same split as the Python frontend: "<token>;q=<value>".
-    size_t q = item.find(";q=");
-    std::string_view token = item.substr(0, q);
-    double value = 1.0;
-    if (q != std::string_view::npos) {
-      std::string text(item.substr(q + 3));
-      char* end = nullptr;
-      value = std::strtod(text.c_str(), &end);
-      if (text.empty() || end != text.c_str() + text.size()) continue;
-    }
-    Encoding enc;
-    if (token == "identity") {
-      enc = Encoding::kIdentity;
-    } else if (token == "gzip") {
-      enc = Encoding::kGzip;
-    } else if (token == "deflate") {
-      enc = Encoding::kDeflate;
-    } else {
-      continue;
-    }
-    if (value > weight) {
-      best = enc;
-      weight = value;
-    }
-  }
-  return best;
+  const std::string_view pick = HttpAcceptEncoding(accept);
+  if (pick == "gzip") return Encoding::kGzip;
+  if (pick == "deflate") return Encoding::kDeflate;
+  return Encoding::kIdentity;
 }
 
 bool Inflate(Encoding encoding, const char* data, size_t size, size_t limit,

@@ -14,8 +14,8 @@ enum class Encoding { kIdentity, kGzip, kDeflate, kUnsupported };
 // Content-Encoding of a request body (case-insensitive, surrounding spaces ignored).
 Encoding RequestEncoding(std::string_view header);
 
-// The response encoding for an Accept-Encoding value: the highest q among
-// identity/gzip/deflate, first one on ties, as Triton and the Python frontend pick.
+// The response encoding for an Accept-Encoding value (tritonx::HttpAcceptEncoding,
+// the pick both HTTP engines share).
 Encoding ResponseEncoding(std::string_view accept);
 
 // Inflates `in` into `*out`, stopping once more than `limit` bytes came out.

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/http_messages.h"
 #include "http_infer_codec.h"
 #include "http_server_impl.h"
 
@@ -33,11 +34,9 @@ std::string Replacement(const std::string& version, int evhttp_status,
     // (broken, or past the bound) leaves chunk data. libevent keeps the request's
     // state private, so that is all there is to tell the two apart.
     status = 400;
-    message = input_left ? "Bad Request"
-                         : "Request body size exceeds the maximum allowed value of " +
-                               std::to_string(limits ? limits->max_input_size : 0) +
-                               " bytes. Use --http-max-input-size to increase the "
-                               "limit.";
+    message = input_left
+                  ? "Bad Request"
+                  : HttpInputTooLarge(true, -1, limits ? limits->max_input_size : 0);
   }
   const std::string body = ErrorBody(message);
   return version + " " + std::to_string(status) + " " + ReasonPhrase(status) +

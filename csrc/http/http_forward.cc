@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "core/http_messages.h"
+
 namespace tritonx {
 namespace httpfe {
 namespace {
@@ -92,9 +94,7 @@ Status HeaderForwarder::Forward(const evkeyvalq* headers, Parameters* params) co
   for (const evkeyval* kv = headers->tqh_first; kv != nullptr; kv = kv->next.tqe_next) {
     if (!RE2::PartialMatch(kv->key, *regex_)) continue;
     if (Reserved(kv->key)) {
-      return Status(StatusCode::kInvalidArg,
-                    std::string("Header '") + kv->key +
-                        "' is reserved for Triton usage and cannot be forwarded.");
+      return Status(StatusCode::kInvalidArg, HttpReservedHeader(kv->key));
     }
     params->emplace_back(kv->key, ParameterValue(AsUtf8(kv->value)));
   }

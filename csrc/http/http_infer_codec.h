@@ -1,9 +1,8 @@
 // KServe v2 infer bodies over HTTP, in C++: JSON (RapidJSON) and the binary tensor
-// extension in, JSON and binary out. Checks, their order and their messages follow
-// the Python frontend (python/tritonx/frontends/http_infer.py and codec.py), which
-// follows Triton's HTTP frontend; the tensors themselves (names, shapes, sizes
-// against the model) are left to the core's ValidateRequest, as for gRPC, and the
-// request parameters go through the core's ApplyRequestParameters.
+// extension in, JSON and binary out. The decoded JSON is checked by the walk both
+// HTTP engines share (core/infer_json.h, Triton's order and messages) and built by
+// the core's RequestBuilder; the tensors themselves (names, shapes, sizes against
+// the model) are left to the core's ValidateRequest, as for gRPC.
 //
 // Stateless functions; safe from any thread.
 #pragma once
@@ -22,9 +21,6 @@
 namespace tritonx {
 namespace httpfe {
 
-// Inputs, and requested outputs, one request may name (as in the Python frontend).
-inline constexpr size_t kMaxTensors = 4096;
-
 // HTTP status for a core status code: tritonx::HttpStatusOf (core/status.h).
 
 // `{"error": "<message>"}` exactly as the Python frontend writes it.
@@ -40,9 +36,7 @@ struct OutputEncoding {
   bool Binary(const std::string& name) const;
 };
 
-// `Inference-Header-Content-Length` with atoi semantics; it must lie in
-// [0, body_size] (INVALID_ARG with Triton's message otherwise).
-Status ParseHeaderLength(const char* value, size_t body_size, size_t* out);
+// `Inference-Header-Content-Length`: tritonx::ParseHeaderLength (core/infer_json.h).
 
 // A JSON body (`has_header_length` false: the whole body is JSON) or a binary
 // extension body (`header_length` bytes of JSON, then the binary inputs). Tensor

@@ -102,11 +102,7 @@ Status WriteTensorElements(const Tensor& t, JsonWriter* w) {
           ElementCount(t.shape));
       break;
     default:
-      return Status(
-          StatusCode::kInvalidArg,
-          "sending " + std::string(DataTypeName(t.dtype)) +
-              " data via JSON is not supported. Please use the binary data format "
-              "for output");
+      return Status(StatusCode::kInvalidArg, HttpOutputNotJson(DataTypeName(t.dtype)));
   }
   return Status::Ok();
 }

@@ -9,6 +9,8 @@
 
 #include <cstring>
 
+#include "core/http_messages.h"
+#include "core/infer_json.h"
 #include "core/request_builder.h"
 #include "core/trace.h"
 #include "http_compression.h"
@@ -217,14 +219,10 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
     return;
   }
   if (head > options_.max_header_size || fields > options_.max_header_count) {
-    Reply(
-        worker, req,
-        Error(431,
-              "request header fields too large: the request line and headers may take "
-              "at most " +
-                  std::to_string(options_.max_header_size) + " bytes in at most " +
-                  std::to_string(options_.max_header_count) + " fields",
-              {{"Connection", "close"}}));
+    Reply(worker, req,
+          Error(431,
+                HttpHeadTooLarge(options_.max_header_size, options_.max_header_count),
+                {{"Connection", "close"}}));
     return;
   }
 
@@ -246,13 +244,10 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
   evbuffer* input = evhttp_request_get_input_buffer(req);
   const size_t wire_size = evbuffer_get_length(input);
   const char* hlen_header = evhttp_find_header(in, "Inference-Header-Content-Length");
-  const char* size_what = hlen_header != nullptr ? "body" : "JSON";
   auto size_error = [&](size_t size) {
-    return Error(400, std::string("Request ") + size_what + " size of " +
-                          std::to_string(size) +
-                          " bytes exceeds the maximum allowed value of " +
-                          std::to_string(options_.max_input_size) +
-                          " bytes. Use --http-max-input-size to increase the limit.");
+    return Error(400,
+                 HttpInputTooLarge(hlen_header != nullptr, static_cast<int64_t>(size),
+                                   options_.max_input_size));
   };
 
   if (wire_size > options_.max_input_size) {
@@ -278,7 +273,7 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
   if (encoding != Encoding::kIdentity && wire_size > 0) {
     if (encoding == Encoding::kUnsupported) {
       Reply(worker, req,
-            Error(501, "Unsupported compression type",
+            Error(501, HttpUnsupportedCompression(),
                   {{"Accept-Encoding", "gzip, deflate"}}));
       return;
     }
@@ -288,7 +283,7 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
     const char* wire = reinterpret_cast<const char*>(evbuffer_pullup(input, -1));
     if (!Inflate(encoding, wire, wire_size, options_.max_input_size, inflated.get(),
                  &too_large, &error)) {
-      Reply(worker, req, Error(400, "failed to decompress the request: " + error));
+      Reply(worker, req, Error(400, HttpDecompressFailed(error)));
       return;
     }
     if (too_large) {
@@ -333,10 +328,9 @@ bool HttpServer::Impl::AdmitInfer(Worker* worker, evhttp_request* req) {
   const char* value = evhttp_find_header(in, options_.infer_header.c_str());
   if (value != nullptr && options_.infer_value == value) return true;
   Reply(worker, req,
-        httpfe::Simple(403,
-                       "{\"error\":\"This API is restricted, expecting header '" +
-                           options_.infer_header + "'\"}",
-                       "text/plain"));
+        httpfe::Simple(
+            403, "{\"error\":\"" + HttpRestrictedApi(options_.infer_header) + "\"}",
+            "text/plain"));
   return false;
 }
 

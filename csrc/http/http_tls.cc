@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/http_messages.h"
+
 namespace tritonx {
 namespace {
 
@@ -30,9 +32,8 @@ std::string OpenError(const std::string& path) {
 Status HttpTlsContext::Create(const HttpTlsOptions& options,
                               std::shared_ptr<HttpTlsContext>* out) {
   if (options.server_cert.empty() || options.server_key.empty())
-    return Invalid("--http-use-ssl needs --http-server-cert and --http-server-key");
-  if (options.mutual && options.root_cert.empty())
-    return Invalid("--http-use-ssl-mutual needs --http-root-cert");
+    return Invalid(HttpTlsNeedsCert());
+  if (options.mutual && options.root_cert.empty()) return Invalid(HttpTlsNeedsRoot());
   std::shared_ptr<HttpTlsContext> tls(new HttpTlsContext());
   tls->ctx_ = SSL_CTX_new(TLS_server_method());
   if (tls->ctx_ == nullptr) return Status(StatusCode::kInternal, "SSL_CTX_new failed");
@@ -46,6 +47,9 @@ Status HttpTlsContext::Create(const HttpTlsOptions& options,
   SSL_CTX_set_mode(ctx,
                    SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 
+  // An empty reason with `not_pem`: the file opened but is not PEM (worded by
+  // HttpTlsBad*Cert).
+  bool not_pem = false;
   std::string reason = OpenError(options.server_cert);
   if (reason.empty()) reason = OpenError(options.server_key);
   if (reason.empty() &&
@@ -53,22 +57,22 @@ Status HttpTlsContext::Create(const HttpTlsOptions& options,
        SSL_CTX_use_PrivateKey_file(ctx, options.server_key.c_str(), SSL_FILETYPE_PEM) !=
            1 ||
        SSL_CTX_check_private_key(ctx) != 1)) {
-    reason = "not a PEM certificate and its private key";
+    not_pem = true;
   }
   ERR_clear_error();
-  if (!reason.empty()) {
-    return Invalid("failed to load --http-server-cert " + options.server_cert +
-                   " / --http-server-key " + options.server_key + ": " + reason);
+  if (!reason.empty() || not_pem) {
+    return Invalid(
+        HttpTlsBadServerCert(options.server_cert, options.server_key, reason));
   }
   if (!options.root_cert.empty()) {
     reason = OpenError(options.root_cert);
     if (reason.empty() &&
         SSL_CTX_load_verify_locations(ctx, options.root_cert.c_str(), nullptr) != 1)
-      reason = "not a PEM certificate";
+      not_pem = true;
     ERR_clear_error();
-    if (!reason.empty())
-      return Invalid("failed to load --http-root-cert " + options.root_cert + ": " +
-                     reason);
+    if (!reason.empty() || not_pem) {
+      return Invalid(HttpTlsBadRootCert(options.root_cert, reason));
+    }
   }
   // A client without a certificate, or with one that does not chain to the root,
   // fails the handshake (Python: verify_mode = CERT_REQUIRED). Without mutual the

@@ -58,7 +58,13 @@ datatypes = _C.datatypes
 serialize_bytes = _C.serialize_bytes
 deserialize_bytes = _C.deserialize_bytes
 build_request = _C.build_request
-json_data_to_wire = _C.json_data_to_wire
+# The infer JSON walk both HTTP engines share (bind_infer_json.cpp).
+decode_infer_json = _C.decode_infer_json
+parse_header_length = _C.parse_header_length
+json_parse_error = _C.json_parse_error
+MAX_REQUEST_TENSORS: int = _C.MAX_REQUEST_TENSORS
+# Texts both HTTP engines answer for checks each makes itself (core/http_messages.h).
+http_messages = _C.http_messages
 deduce_raw_input = _C.deduce_raw_input
 check_transaction_policy = _C.check_transaction_policy
 ShmTargets = _C.ShmTargets

@@ -123,14 +123,81 @@ def observe(server: RunningServer) -> dict[str, Any]:
     }
 
 
+def _input(**fields: Any) -> dict[str, Any]:
+    return {"name": "INPUT0", "datatype": "FP32", "shape": [1], "data": [1.0], **fields}
+
+
+# Infer bodies that each break one of the JSON walk's rules (core/infer_json.h), some
+# where the two engines' decoders used to disagree (a float dim past uint64, a lone
+# surrogate in a member nobody reads, an error after another input's). Triton 2.51
+# answers these with the same texts except where tritonx deliberately differs:
+# wrong-typed members are 400 (Triton: 500); a dim past int64 is refused as such
+# (Triton: "Shape does not match true shape of 'data' field"); a lone surrogate
+# escape fails the parse wherever it is (Triton reads on until it uses the string);
+# a binary size without Inference-Header-Content-Length asks for the header
+# (Triton: "unexpected size ..."). Not compared with Triton for that reason.
+WALK_CASES: dict[str, bytes] = {
+    name: doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    for name, doc in {
+        "dim past uint64 as a float": b'{"inputs":[{"name":"INPUT0","datatype":"FP32",'
+        b'"shape":[2e19],"data":[1.0]}]}',
+        "dim past int64": {"inputs": [_input(shape=[2**63])]},
+        "lone surrogate anywhere": b'{"inputs":5,"note":"\\udc00"}',
+        "negative priority": {"inputs": [_input()], "parameters": {"priority": -1}},
+        "float sequence id": {"inputs": [_input()], "parameters": {"sequence_id": 1.5}},
+        "list parameter": {"inputs": [_input()], "parameters": {"p": [1]}},
+        "two data sources": {"inputs": [_input(parameters={"binary_data_size": 4})]},
+        "binary size without header": {
+            "inputs": [
+                {
+                    "name": "INPUT0",
+                    "datatype": "FP32",
+                    "shape": [1],
+                    "parameters": {"binary_data_size": 4},
+                }
+            ]
+        },
+        "shm and binary output": {
+            "inputs": [_input()],
+            "outputs": [
+                {
+                    "name": "OUTPUT0",
+                    "parameters": {"shared_memory_region": "r", "binary_data": True},
+                }
+            ],
+        },
+        "classification not unsigned": {
+            "inputs": [_input()],
+            "outputs": [{"name": "OUTPUT0", "parameters": {"classification": "x"}}],
+        },
+        "first input's error wins": {
+            "inputs": [_input(datatype="FLOAT"), {"datatype": "FP32"}]
+        },
+        "outputs not an array": {"inputs": [_input()], "outputs": {}},
+    }.items()
+}
+
+
+def observe_walk(server: RunningServer) -> dict[str, Any]:
+    return {name: _post(server, "echo", body, {}) for name, body in WALK_CASES.items()}
+
+
 @pytest.fixture(scope="module")
 def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     repo = _repo(tmp_path_factory.mktemp("drift"))
     with run_server(repo, "--http-engine=native") as server:
         native = observe(server)
+        native_walk = observe_walk(server)
     with run_server(repo, "--http-engine=python") as server:
         python = observe(server)
-    yield {"native": native, "python": python, "repo": repo}
+        python_walk = observe_walk(server)
+    yield {
+        "native": native,
+        "python": python,
+        "native walk": native_walk,
+        "python walk": python_walk,
+        "repo": repo,
+    }
 
 
 def test_both_http_engines_and_grpc_answer_alike(answers: dict[str, Any]) -> None:
@@ -165,3 +232,24 @@ def test_answers_match_triton(answers: dict[str, Any]) -> None:
     with run_reference([answers["repo"]]) as server:
         triton = observe(server)
     assert answers["native"] == triton
+
+
+def test_both_http_engines_walk_the_json_alike(answers: dict[str, Any]) -> None:
+    native = answers["native walk"]
+    assert native == answers["python walk"]
+    not_unsigned = "attempt to access JSON non-unsigned-integer as unsigned-integer"
+    assert native["dim past uint64 as a float"] == (
+        400,
+        {"error": f"Unable to parse 'shape': {not_unsigned}"},
+    )
+    assert native["lone surrogate anywhere"] == (
+        400,
+        {
+            "error": "failed to parse the request JSON buffer: The surrogate pair in "
+            "string is invalid."
+        },
+    )
+    assert native["first input's error wins"] == (
+        400,
+        {"error": "invalid datatype for input INPUT0"},
+    )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tritonx import _native
 from tritonx.dtypes import NUMPY_DTYPES, WIRE_NAMES, deserialize_bytes
 from tritonx.errors import InvalidArgumentError
 
@@ -37,10 +38,7 @@ def wire_to_json(
 ) -> str:
     """Wire bytes of one output -> the JSON text of its flat ``data`` array."""
     if datatype == "FP16" or datatype == "BF16":
-        raise InvalidArgumentError(
-            f"sending {datatype} data via JSON is not supported. Please use the "
-            "binary data format for output"
-        )
+        raise InvalidArgumentError(_native.http_messages.output_not_json(datatype))
     if datatype == "BYTES":
         items = deserialize_bytes(raw, element_count(shape))
         # Triton writes the bytes as-is; undecodable bytes are kept reversibly.

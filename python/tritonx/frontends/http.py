@@ -89,17 +89,9 @@ def _error(exc: BaseException) -> list[Buffer]:
 
 
 def _compression(accept: bytes) -> str:
-    """Triton's pick from Accept-Encoding: highest q among identity/gzip/deflate."""
-    best, weight = "identity", 0.0
-    for item in accept.decode("latin-1").split(","):
-        token, _, q = item.strip().partition(";q=")
-        try:
-            value = float(q) if q else 1.0
-        except ValueError:
-            continue
-        if token in ("identity", "gzip", "deflate") and value > weight:
-            best, weight = token, value
-    return best
+    """Triton's pick from Accept-Encoding (the core's rule, shared with the native
+    engine): "identity", "gzip" or "deflate"."""
+    return _native.http_messages.accept_encoding(accept.decode("latin-1"))
 
 
 class HttpFrontend:

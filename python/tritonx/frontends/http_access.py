@@ -19,6 +19,7 @@ import ssl
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from tritonx import _native
 from tritonx.errors import InvalidArgumentError
 from tritonx.frontends.http_protocol import TEXT, Buffer, response
 from tritonx.frontends.http_routes import ROUTE_CATEGORIES
@@ -53,7 +54,7 @@ class AccessRules:
                 continue
             header, value = rule
             # Triton's JSON error body, sent as text/plain like Triton does.
-            message = f"This API is restricted, expecting header '{header}'"
+            message = _native.http_messages.restricted_api(header)
             body = json.dumps({"error": message}, separators=(",", ":")).encode()
             self._by_route[kind] = (
                 header.lower().encode("latin-1"),
@@ -95,9 +96,7 @@ def forwarded_headers(
         if not pattern.search(name):
             continue
         if name in _RESERVED or name.startswith("triton_"):
-            raise InvalidArgumentError(
-                f"Header '{name}' is reserved for Triton usage and cannot be forwarded."
-            )
+            raise InvalidArgumentError(_native.http_messages.reserved_header(name))
         out[name] = raw_value.decode("utf-8", "replace")
     return out
 
@@ -110,38 +109,31 @@ def server_ssl_context(
     mutual: bool,
 ) -> ssl.SSLContext:
     """A TLS server context from PEM files; errors name the flag to fix."""
+    messages = _native.http_messages
     if server_cert is None or server_key is None:
-        raise InvalidArgumentError(
-            "--http-use-ssl needs --http-server-cert and --http-server-key"
-        )
+        raise InvalidArgumentError(messages.tls_needs_cert())
     if mutual and root_cert is None:
-        raise InvalidArgumentError("--http-use-ssl-mutual needs --http-root-cert")
+        raise InvalidArgumentError(messages.tls_needs_root())
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(server_cert, server_key)
     except OSError as error:
-        # ssl.SSLError is an OSError whose text names OpenSSL's source file.
-        reason = (
-            "not a PEM certificate and its private key"
-            if isinstance(error, ssl.SSLError)
-            else error.strerror or str(error)
-        )
+        # ssl.SSLError is an OSError whose text names OpenSSL's source file: ""
+        # lets the message say the file is not PEM.
+        reason = "" if isinstance(error, ssl.SSLError) else error.strerror or str(error)
         raise InvalidArgumentError(
-            f"failed to load --http-server-cert {server_cert} / --http-server-key "
-            f"{server_key}: {reason}"
+            messages.tls_bad_server_cert(str(server_cert), str(server_key), reason)
         ) from None
     if root_cert is not None:
         try:
             context.load_verify_locations(cafile=root_cert)
         except OSError as error:
             reason = (
-                "not a PEM certificate"
-                if isinstance(error, ssl.SSLError)
-                else error.strerror or str(error)
+                "" if isinstance(error, ssl.SSLError) else error.strerror or str(error)
             )
             raise InvalidArgumentError(
-                f"failed to load --http-root-cert {root_cert}: {reason}"
+                messages.tls_bad_root_cert(str(root_cert), reason)
             ) from None
     if mutual:
         context.verify_mode = ssl.CERT_REQUIRED

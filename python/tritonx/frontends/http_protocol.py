@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 
 import httptools
 
+from tritonx import _native
+
 Buffer = bytes | bytearray | memoryview
 
 _REASONS = {
@@ -392,14 +394,16 @@ class HttpConnection(asyncio.Protocol):
                 slot.done(
                     error_response(
                         501,
-                        "Unsupported compression type",
+                        _native.http_messages.unsupported_compression(),
                         b"Accept-Encoding: gzip, deflate\r\n",
                     )
                 )
                 return
             except zlib.error as exc:
                 slot.done(
-                    error_response(400, f"failed to decompress the request: {exc}")
+                    error_response(
+                        400, _native.http_messages.decompress_failed(str(exc))
+                    )
                 )
                 return
         try:
@@ -410,14 +414,9 @@ class HttpConnection(asyncio.Protocol):
     # -- helpers ------------------------------------------------------------------
 
     def _size_error(self, message: HttpMessage, size: int) -> list[Buffer]:
-        what = (
-            "body" if b"inference-header-content-length" in message.headers else "JSON"
-        )
+        binary = b"inference-header-content-length" in message.headers
         return error_response(
-            400,
-            f"Request {what} size of {size} bytes exceeds the maximum allowed value "
-            f"of {self._max_input} bytes. Use --http-max-input-size to increase the "
-            "limit.",
+            400, _native.http_messages.input_too_large(binary, size, self._max_input)
         )
 
     def _decompress(
@@ -485,9 +484,9 @@ class HttpConnection(asyncio.Protocol):
             slot.done(
                 error_response(
                     431,
-                    "request header fields too large: the request line and headers "
-                    f"may take at most {self._max_header_size} bytes in at most "
-                    f"{self._max_header_count} fields",
+                    _native.http_messages.head_too_large(
+                        self._max_header_size, self._max_header_count
+                    ),
                     b"Connection: close\r\n",
                 )
             )

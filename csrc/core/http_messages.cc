@@ -1,0 +1,104 @@
+#include "http_messages.h"
+
+#include <cctype>
+#include <cstdlib>
+
+namespace tritonx {
+namespace {
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string HttpRestrictedApi(std::string_view header) {
+  return "This API is restricted, expecting header '" + std::string(header) + "'";
+}
+
+std::string HttpReservedHeader(std::string_view name) {
+  return "Header '" + std::string(name) +
+         "' is reserved for Triton usage and cannot be forwarded.";
+}
+
+std::string HttpInputTooLarge(bool binary_body, int64_t size, uint64_t limit) {
+  std::string text = binary_body ? "Request body size " : "Request JSON size ";
+  if (size >= 0) text += "of " + std::to_string(size) + " bytes ";
+  return text + "exceeds the maximum allowed value of " + std::to_string(limit) +
+         " bytes. Use --http-max-input-size to increase the limit.";
+}
+
+std::string HttpHeadTooLarge(uint64_t max_size, uint64_t max_count) {
+  return "request header fields too large: the request line and headers may take at "
+         "most " +
+         std::to_string(max_size) + " bytes in at most " + std::to_string(max_count) +
+         " fields";
+}
+
+std::string HttpUnsupportedCompression() { return "Unsupported compression type"; }
+
+std::string HttpDecompressFailed(std::string_view detail) {
+  return "failed to decompress the request: " + std::string(detail);
+}
+
+std::string HttpOutputNotJson(std::string_view datatype) {
+  return "sending " + std::string(datatype) +
+         " data via JSON is not supported. Please use the binary data format for "
+         "output";
+}
+
+std::string_view HttpAcceptEncoding(std::string_view accept) {
+  std::string_view best = "identity";
+  double weight = 0.0;
+  while (!accept.empty()) {
+    const size_t comma = accept.find(',');
+    const std::string_view item = Trim(accept.substr(0, comma));
+    accept =
+        comma == std::string_view::npos ? std::string_view() : accept.substr(comma + 1);
+    // "<token>;q=<value>"; an unreadable q drops the item.
+    const size_t q = item.find(";q=");
+    const std::string_view token = item.substr(0, q);
+    double value = 1.0;
+    if (q != std::string_view::npos) {
+      const std::string text(item.substr(q + 3));
+      char* end = nullptr;
+      value = std::strtod(text.c_str(), &end);
+      if (text.empty() || end != text.c_str() + text.size()) continue;
+    }
+    if (token != "identity" && token != "gzip" && token != "deflate") continue;
+    if (value > weight) {
+      best = token == "identity" ? "identity" : token == "gzip" ? "gzip" : "deflate";
+      weight = value;
+    }
+  }
+  return best;
+}
+
+std::string HttpTlsNeedsCert() {
+  return "--http-use-ssl needs --http-server-cert and --http-server-key";
+}
+
+std::string HttpTlsNeedsRoot() {
+  return "--http-use-ssl-mutual needs --http-root-cert";
+}
+
+std::string HttpTlsBadServerCert(std::string_view cert, std::string_view key,
+                                 std::string_view reason) {
+  return "failed to load --http-server-cert " + std::string(cert) +
+         " / --http-server-key " + std::string(key) + ": " +
+         (reason.empty() ? std::string("not a PEM certificate and its private key")
+                         : std::string(reason));
+}
+
+std::string HttpTlsBadRootCert(std::string_view root, std::string_view reason) {
+  return "failed to load --http-root-cert " + std::string(root) + ": " +
+         (reason.empty() ? std::string("not a PEM certificate") : std::string(reason));
+}
+
+}  // namespace tritonx
