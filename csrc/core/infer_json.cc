@@ -103,11 +103,10 @@ Status DimTooLarge(uint64_t dim, const std::string& input) {
 Status CheckBinarySize(uint64_t bytes, const std::string& input,
                        const InferBodyLayout& layout, size_t offset,
                        const std::string& model) {
-  if (bytes != 0 && !layout.has_header_length) {
-    return Invalid(
-        "must specify valid 'Infer-Header-Content-Length' in request header and "
-        "'binary_data_size' when passing inputs in binary data format");
-  }
+  // Without Inference-Header-Content-Length the JSON is the whole body and no
+  // binary data can follow it: Triton answers the size (its "must specify valid
+  // 'Infer-Header-Content-Length'" is only reached for a zero header length, which
+  // is a raw body here).
   const size_t left = layout.body_size - offset;
   if (bytes > left) {
     return Invalid("unexpected size for input '" + input + "', expecting " +

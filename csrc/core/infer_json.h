@@ -399,7 +399,7 @@ Status DecodeInferJson(typename Json::Value doc, const InferBodyLayout& layout,
   if (Json::Kind(value) != JsonKind::kArray) return JsonWrongType("inputs", kNotArray);
   Status status = CheckCount(Json::Size(value), "inputs");
   if (!status.ok()) return status;
-  size_t offset = layout.has_header_length ? layout.header_length : 0;
+  size_t offset = layout.has_header_length ? layout.header_length : layout.body_size;
   status = Json::Elements(value, [&](V<Json> item) {
     return DecodeInput<Json>(item, layout, model, &offset, sink);
   });
