@@ -14,6 +14,9 @@
 
 namespace tritonx {
 
+// The reason phrase both engines put in a status line ("Unknown" for codes they
+// never answer).
+const char* HttpReasonPhrase(int status);
 // 403 for a route of a restricted API group without the expected header.
 std::string HttpRestrictedApi(std::string_view header);
 // A header matched by --http-header-forward-pattern that Triton keeps for itself.

@@ -18,6 +18,7 @@
 #include <malloc.h>
 #endif
 
+#include "core/http_messages.h"
 #include "core/trace.h"
 #include "http_error_page.h"
 #include "http_server_impl.h"
@@ -32,34 +33,7 @@ using httpfe::Worker;
 
 namespace httpfe {
 
-const char* ReasonPhrase(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 400:
-      return "Bad Request";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 413:
-      return "Request Entity Too Large";
-    case 417:
-      return "Expectation Failed";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 501:
-      return "Not Implemented";
-    case 503:
-      return "Service Unavailable";
-    default:
-      return "Unknown";
-  }
-}
+const char* ReasonPhrase(int status) { return HttpReasonPhrase(status); }
 
 // Sends `out` on `req` and frees its body. A HEAD request gets the head only:
 // evhttp would write the body after it, and the client would read it as the start

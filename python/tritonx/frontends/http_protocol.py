@@ -29,20 +29,9 @@ from tritonx import _native
 
 Buffer = bytes | bytearray | memoryview
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    503: "Service Unavailable",
-}
-_STATUS_LINES = {
-    code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()
-}
+# Status lines as sent, filled on first use (reason phrases: the core's table,
+# shared with the native engine).
+_STATUS_LINES: dict[int, bytes] = {}
 JSON = b"application/json"
 TEXT = b"text/plain"
 OCTETS = b"application/octet-stream"
@@ -64,7 +53,8 @@ DEFAULT_MAX_HEADER_COUNT = 1000
 def status_line(status: int) -> bytes:
     line = _STATUS_LINES.get(status)
     if line is None:
-        line = f"HTTP/1.1 {status} Unknown\r\n".encode()
+        reason = _native.http_messages.reason_phrase(status)
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {reason}\r\n".encode()
     return line
 
 
