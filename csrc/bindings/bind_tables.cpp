@@ -80,6 +80,7 @@ void RegisterTables(py::module_& m) {
   py::module_ http = m.def_submodule("http_messages", "core/http_messages.h");
   http.def("reason_phrase", &HttpReasonPhrase, py::arg("status"));
   http.def("restricted_api", &HttpRestrictedApi, py::arg("header"));
+  http.def("header_reserved", &HttpHeaderReserved, py::arg("name"));
   http.def("reserved_header", &HttpReservedHeader, py::arg("name"));
   http.def("input_too_large", &HttpInputTooLarge, py::arg("binary_body"),
            py::arg("size"), py::arg("limit"));

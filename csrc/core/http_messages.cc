@@ -51,6 +51,15 @@ std::string HttpRestrictedApi(std::string_view header) {
   return "This API is restricted, expecting header '" + std::string(header) + "'";
 }
 
+bool HttpHeaderReserved(std::string_view name) {
+  for (std::string_view reserved :
+       {"sequence_id", "sequence_start", "sequence_end", "priority", "timeout",
+        "headers", "binary_data_output"}) {
+    if (name == reserved) return true;
+  }
+  return name.substr(0, 7) == "triton_";
+}
+
 std::string HttpReservedHeader(std::string_view name) {
   return "Header '" + std::string(name) +
          "' is reserved for Triton usage and cannot be forwarded.";

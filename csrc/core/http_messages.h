@@ -19,7 +19,10 @@ namespace tritonx {
 const char* HttpReasonPhrase(int status);
 // 403 for a route of a restricted API group without the expected header.
 std::string HttpRestrictedApi(std::string_view header);
-// A header matched by --http-header-forward-pattern that Triton keeps for itself.
+// A header matched by --http-header-forward-pattern that Triton keeps for itself:
+// the parameters tritonserver reads (a forwarded header would be taken as one) and
+// names starting "triton_"; refused with HttpReservedHeader.
+bool HttpHeaderReserved(std::string_view name);
 std::string HttpReservedHeader(std::string_view name);
 // A request past --http-max-input-size: `binary_body` when it has an
 // Inference-Header-Content-Length (Triton says "body", else "JSON"); `size` < 0

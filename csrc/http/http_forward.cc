@@ -10,19 +10,6 @@ namespace tritonx {
 namespace httpfe {
 namespace {
 
-// Parameters tritonserver reads itself; a header forwarded under one of these names
-// would be taken as a control parameter, so it refuses them (as does the Python
-// engine, http_access.py).
-bool Reserved(const char* name) {
-  static const char* const kReserved[] = {
-      "sequence_id", "sequence_start", "sequence_end",      "priority",
-      "timeout",     "headers",        "binary_data_output"};
-  for (const char* reserved : kReserved) {
-    if (std::strcmp(name, reserved) == 0) return true;
-  }
-  return std::strncmp(name, "triton_", 7) == 0;
-}
-
 // Length of the valid UTF-8 sequence at `s` (0 if none starts there).
 size_t Utf8Length(const unsigned char* s, size_t left) {
   const unsigned char c = s[0];
@@ -93,7 +80,7 @@ HeaderForwarder::~HeaderForwarder() = default;
 Status HeaderForwarder::Forward(const evkeyvalq* headers, Parameters* params) const {
   for (const evkeyval* kv = headers->tqh_first; kv != nullptr; kv = kv->next.tqe_next) {
     if (!RE2::PartialMatch(kv->key, *regex_)) continue;
-    if (Reserved(kv->key)) {
+    if (HttpHeaderReserved(kv->key)) {
       return Status(StatusCode::kInvalidArg, HttpReservedHeader(kv->key));
     }
     params->emplace_back(kv->key, ParameterValue(AsUtf8(kv->value)));

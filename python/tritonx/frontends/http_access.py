@@ -27,20 +27,6 @@ from tritonx.frontends.http_routes import ROUTE_CATEGORIES
 # category -> (header name, expected value)
 Restrictions = Mapping[str, tuple[str, str]]
 
-# Request parameters Triton keeps for itself; a header forwarded under one of these
-# names would be taken as a control parameter, so Triton refuses it.
-_RESERVED = frozenset(
-    (
-        "sequence_id",
-        "sequence_start",
-        "sequence_end",
-        "priority",
-        "timeout",
-        "headers",
-        "binary_data_output",
-    )
-)
-
 
 class AccessRules:
     """The per-route restriction check, with the 403 answers prepared once."""
@@ -95,7 +81,9 @@ def forwarded_headers(
         name = raw_name.decode("latin-1")
         if not pattern.search(name):
             continue
-        if name in _RESERVED or name.startswith("triton_"):
+        # Names Triton keeps for itself (the core's rule, shared with the native
+        # engine).
+        if _native.http_messages.header_reserved(name):
             raise InvalidArgumentError(_native.http_messages.reserved_header(name))
         out[name] = raw_value.decode("utf-8", "replace")
     return out
