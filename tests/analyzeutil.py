@@ -12,9 +12,10 @@ from serverutil import server_env
 # Measurement flags for the perf command in tests: short time windows and a loose
 # stability band keep each point under a second on a busy machine
 # (perf_analyzer's count windows cost it about 3 s a run whatever the count).
-# Both tritonx-perf and perf_analyzer take them.
+# Both tritonx-perf and perf_analyzer take them (and both stretch a time window to
+# 1.2 x the interval: 170 ms windows last about 200 ms).
 TEST_PERF_ARGS = (
-    "--measurement-mode time_windows --measurement-interval 200 "
+    "--measurement-mode time_windows --measurement-interval 170 "
     "--max-trials 4 --stability-percentage 100"
 )
 

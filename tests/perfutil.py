@@ -76,49 +76,75 @@ class TritonPythonModel:
         return out
 """
 
-SEQUENCE = """
-name: "counter"
+# A sequence model that logs every request it executes (correlation id, START, END;
+# a batcher's null requests, READY false, are skipped), in execution order, to the
+# file named by its "log" parameter: a test reads the sequences the server saw.
+SEQUENCE_LOG = """
+name: "NAME"
 backend: "python"
-max_batch_size: 2
+max_batch_size: 4
 input [ { name: "INPUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
 output [ { name: "OUTPUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
 sequence_batching {
-  max_sequence_idle_microseconds: 5000000
+  max_sequence_idle_microseconds: 60000000
   control_input [
     { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
     { name: "END" control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ] },
+    { name: "READY" control [ { kind: CONTROL_SEQUENCE_READY int32_false_true: [ 0, 1 ] } ] },
     { name: "CORRID" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 } ] }
   ]
 }
+instance_group [ { count: 1, kind: KIND_CPU } ]
+parameters { key: "log" value: { string_value: "LOG" } }
 """
-# Fails a request that continues a sequence the model never saw start, or one that
-# arrives after its sequence ended: sequences must be sent whole and in order.
-SEQUENCE_MODEL = """
-import numpy as np
+SEQUENCE_LOG_MODEL = """
+import json
+
 import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.open = set()
+        config = json.loads(args["model_config"])
+        self.log = open(config["parameters"]["log"]["string_value"], "a")
 
     def execute(self, requests):
         out = []
         for r in requests:
             get = lambda n: int(pb_utils.get_input_tensor_by_name(r, n).as_numpy().reshape(-1)[0])
-            corrid, start, end = get("CORRID"), get("START"), get("END")
-            if start:
-                self.open.add(corrid)
-            if corrid not in self.open:
-                out.append(pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError(f"sequence {corrid} did not start")))
-                continue
-            if end:
-                self.open.discard(corrid)
+            if get("READY"):
+                self.log.write(f"{get('CORRID')} {get('START')} {get('END')}\\n")
             x = pb_utils.get_input_tensor_by_name(r, "INPUT").as_numpy()
             out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT", x)]))
+        self.log.flush()
         return out
 """
+
+
+def write_sequence_log_model(repo: Path, name: str, log: Path) -> None:
+    config = SEQUENCE_LOG.replace("NAME", name).replace("LOG", str(log))
+    write_model(repo, name, config, SEQUENCE_LOG_MODEL)
+
+
+def check_sequences(lines: list[str]) -> tuple[list[int], int]:
+    """Checks that the logged requests form whole sequences: each id STARTs before
+    its other requests, ENDs once, and is not reused while open; every sequence
+    ended. Returns the sequence ids seen and the most sequences open at once."""
+    open_ids: set[int] = set()
+    ids: list[int] = []
+    most = 0
+    for line in lines:
+        corrid, start, end = (int(v) for v in line.split())
+        if start:
+            assert corrid not in open_ids, f"sequence {corrid} restarted while open"
+            open_ids.add(corrid)
+            ids.append(corrid)
+        assert corrid in open_ids, f"request for sequence {corrid}, which is not open"
+        most = max(most, len(open_ids))
+        if end:
+            open_ids.discard(corrid)
+    assert not open_ids, f"sequences never ended: {sorted(open_ids)}"
+    return ids, most
 
 
 # One instance, 20 ms per execute, no batching: at 200 requests/s requests must

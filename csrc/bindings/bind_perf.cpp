@@ -42,7 +42,7 @@ py::dict RecordsToDict(std::vector<RequestRecord>&& records) {
   std::vector<int64_t> start(n), end(n), send(n), recv(n), first(n), count(n),
       offsets(n + 1);
   std::vector<uint64_t> sequence(n);
-  std::vector<uint8_t> ok(n);
+  std::vector<uint8_t> ok(n), seq_start(n), seq_end(n);
   std::vector<int64_t> responses;
   offsets[0] = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -53,6 +53,8 @@ py::dict RecordsToDict(std::vector<RequestRecord>&& records) {
     recv[i] = r.recv_ns;
     sequence[i] = r.sequence_id;
     ok[i] = r.ok ? 1 : 0;
+    seq_start[i] = r.sequence_start ? 1 : 0;
+    seq_end[i] = r.sequence_end ? 1 : 0;
     count[i] = static_cast<int64_t>(r.response_ns.size());
     first[i] = r.response_ns.empty() ? 0 : r.response_ns.front();
     responses.insert(responses.end(), r.response_ns.begin(), r.response_ns.end());
@@ -65,6 +67,8 @@ py::dict RecordsToDict(std::vector<RequestRecord>&& records) {
   out["recv_ns"] = ToArray(std::move(recv));
   out["sequence_id"] = ToArray(std::move(sequence));
   out["ok"] = ToArray(std::move(ok)).attr("astype")("bool");
+  out["sequence_start"] = ToArray(std::move(seq_start)).attr("astype")("bool");
+  out["sequence_end"] = ToArray(std::move(seq_end)).attr("astype")("bool");
   out["response_count"] = ToArray(std::move(count));
   out["first_response_ns"] = ToArray(std::move(first));
   out["response_ns"] = ToArray(std::move(responses));
@@ -124,7 +128,8 @@ void RegisterPerf(py::module_& m) {
                        double request_rate, bool poisson, int max_threads,
                        int sequence_length, double sequence_variation,
                        uint64_t sequence_id_start, uint64_t sequence_id_end,
-                       uint64_t seed, bool async, uint64_t max_requests) {
+                       uint64_t seed, bool async, uint64_t max_requests,
+                       int num_sequences) {
              LoadOptions options;
              options.concurrency = concurrency;
              options.request_rate = request_rate;
@@ -137,6 +142,7 @@ void RegisterPerf(py::module_& m) {
              options.seed = seed;
              options.async = async;
              options.max_requests = max_requests;
+             options.num_sequences = num_sequences;
              return std::make_unique<LoadDriver>(std::move(target), options);
            }),
            py::arg("target"), py::arg("concurrency") = 1, py::arg("request_rate") = 0.0,
@@ -144,7 +150,7 @@ void RegisterPerf(py::module_& m) {
            py::arg("sequence_length") = 0, py::arg("sequence_variation") = 20.0,
            py::arg("sequence_id_start") = 1, py::arg("sequence_id_end") = 0,
            py::arg("seed") = 0, py::arg("async_mode") = false,
-           py::arg("max_requests") = 0)
+           py::arg("max_requests") = 0, py::arg("num_sequences") = 4)
       .def(
           "start",
           [](LoadDriver& self) {

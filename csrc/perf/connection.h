@@ -62,12 +62,21 @@ struct RequestRecord {
   int64_t send_ns = 0;   // client time spent preparing and writing the request
   int64_t recv_ns = 0;   // client time spent reading and decoding responses
   uint64_t sequence_id = 0;
+  bool sequence_start = false;  // the request carried sequence_start / sequence_end
+  bool sequence_end = false;
   bool ok = false;
   // Arrival of each response that carried data (streaming; unary: the one answer).
   std::vector<int64_t> response_ns;
 };
 
 int64_t NowNs();
+
+// Copies the sequence parameters a request is sent with into its record.
+inline void MarkSequence(const SequenceParams& seq, RequestRecord* rec) {
+  rec->sequence_id = seq.id;
+  rec->sequence_start = seq.start;
+  rec->sequence_end = seq.end;
+}
 
 // Thread-safety: a Connection is used by one thread at a time (its worker).
 // Ownership: it owns its socket / channel and its own copies of the templates.
@@ -86,14 +95,15 @@ class Connection {
 // Thread-safety: used by one thread (its worker). Ownership: owns its sockets or
 // completion queue and the calls in flight. Many requests in flight from one thread
 // (perf_analyzer's async mode): Send starts one and returns at once; Poll collects
-// those that finished. Unary requests only (no streaming, no sequences: a sequence's
-// requests must not overtake each other).
+// those that finished. Unary requests only (no streaming). Sequences: the caller
+// keeps at most one request of a sequence in flight, so that none overtakes another.
 class AsyncClient {
  public:
   virtual ~AsyncClient() = default;
-  // Starts template `step`; false (and error()) when it could not even be sent,
-  // in which case *failed holds its record.
-  virtual bool Send(size_t step, RequestRecord* failed) = 0;
+  // Starts template `step` (with the sequence parameters when seq.id != 0); false
+  // (and error()) when it could not even be sent, in which case *failed holds its
+  // record.
+  virtual bool Send(size_t step, const SequenceParams& seq, RequestRecord* failed) = 0;
   // Waits until deadline_ns (steady ns) at most for requests to finish and appends
   // the records of those that did; returns as soon as at least one finished.
   virtual void Poll(int64_t deadline_ns, std::vector<RequestRecord>* done) = 0;

@@ -59,6 +59,19 @@ inference::ModelInferRequest BuildRequest(const Target& target,
   return request;
 }
 
+// Sets the sequence parameters on a request template (kept between requests: the
+// next request of any sequence overwrites all three).
+const inference::ModelInferRequest& WithSequence(inference::ModelInferRequest* request,
+                                                 const SequenceParams& seq) {
+  if (seq.id != 0) {
+    auto& params = *request->mutable_parameters();
+    params["sequence_id"].set_int64_param(static_cast<int64_t>(seq.id));
+    params["sequence_start"].set_bool_param(seq.start);
+    params["sequence_end"].set_bool_param(seq.end);
+  }
+  return *request;
+}
+
 grpc::ByteBuffer Serialize(const google::protobuf::Message& message) {
   std::string bytes = message.SerializeAsString();
   grpc::Slice slice(bytes);
@@ -121,7 +134,7 @@ class GrpcConnection : public Connection {
 
   void Infer(size_t step, const SequenceParams& seq, RequestRecord* rec) override {
     const size_t index = step % requests_.size();
-    rec->sequence_id = seq.id;
+    MarkSequence(seq, rec);
     rec->start_ns = NowNs();
     if (target_->streaming) {
       InferStream(index, seq, rec);
@@ -136,20 +149,10 @@ class GrpcConnection : public Connection {
   }
 
  private:
-  inference::ModelInferRequest& WithSequence(size_t index, const SequenceParams& seq) {
-    inference::ModelInferRequest& request = requests_[index];
-    auto& params = *request.mutable_parameters();
-    if (seq.id != 0) {
-      params["sequence_id"].set_int64_param(static_cast<int64_t>(seq.id));
-      params["sequence_start"].set_bool_param(seq.start);
-      params["sequence_end"].set_bool_param(seq.end);
-    }
-    return request;
-  }
-
   void InferUnary(size_t index, const SequenceParams& seq, RequestRecord* rec) {
-    grpc::ByteBuffer request =
-        seq.id == 0 ? serialized_[index] : Serialize(WithSequence(index, seq));
+    grpc::ByteBuffer request = seq.id == 0
+                                   ? serialized_[index]
+                                   : Serialize(WithSequence(&requests_[index], seq));
     grpc::ClientContext context;
     auto call = generic_->PrepareUnaryCall(&context, kInferMethod, request, &cq_);
     call->StartCall();
@@ -195,7 +198,7 @@ class GrpcConnection : public Connection {
       stream_context_ = std::make_unique<grpc::ClientContext>();
       stream_ = stub_->ModelStreamInfer(stream_context_.get());
     }
-    const auto& request = WithSequence(index, seq);
+    const auto& request = WithSequence(&requests_[index], seq);
     const bool written = stream_->Write(request);
     rec->send_ns = NowNs() - rec->start_ns;
     if (!written) {
@@ -257,7 +260,8 @@ class GrpcAsyncClient : public AsyncClient {
     channel_ = SharedChannel(target_->url);
     generic_ = std::make_unique<grpc::GenericStub>(channel_);
     for (const auto& step : target_->steps) {
-      serialized_.push_back(Serialize(BuildRequest(*target_, step)));
+      requests_.push_back(BuildRequest(*target_, step));
+      serialized_.push_back(Serialize(requests_.back()));
     }
   }
 
@@ -270,11 +274,18 @@ class GrpcAsyncClient : public AsyncClient {
     while (cq_.Next(&tag, &ok)) delete static_cast<Call*>(tag);
   }
 
-  bool Send(size_t step, RequestRecord* /*failed*/) override {
+  bool Send(size_t step, const SequenceParams& seq,
+            RequestRecord* /*failed*/) override {
     auto* call = new Call;
+    MarkSequence(seq, &call->rec);
     call->rec.start_ns = NowNs();
-    call->reader = generic_->PrepareUnaryCall(
-        &call->context, kInferMethod, serialized_[step % serialized_.size()], &cq_);
+    const size_t index = step % serialized_.size();
+    // A sequence's request carries its parameters: serialized per request, as the
+    // synchronous client does. The call keeps its buffer (a reference) until done.
+    call->request = seq.id == 0 ? serialized_[index]
+                                : Serialize(WithSequence(&requests_[index], seq));
+    call->reader =
+        generic_->PrepareUnaryCall(&call->context, kInferMethod, call->request, &cq_);
     call->reader->StartCall();
     call->reader->Finish(&call->response, &call->status, call);
     call->rec.send_ns = NowNs() - call->rec.start_ns;
@@ -314,6 +325,7 @@ class GrpcAsyncClient : public AsyncClient {
   struct Call {
     grpc::ClientContext context;
     std::unique_ptr<grpc::GenericClientAsyncResponseReader> reader;
+    grpc::ByteBuffer request;
     grpc::ByteBuffer response;
     grpc::Status status;
     RequestRecord rec;
@@ -347,6 +359,7 @@ class GrpcAsyncClient : public AsyncClient {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<grpc::GenericStub> generic_;
   grpc::CompletionQueue cq_;
+  std::vector<inference::ModelInferRequest> requests_;
   std::vector<grpc::ByteBuffer> serialized_;
   std::unordered_set<Call*> calls_;  // in flight; owned through their queue tags
   size_t in_flight_ = 0;

@@ -34,7 +34,7 @@ class HttpAsyncClient : public AsyncClient {
 
   const std::string& BuildError() const { return messages_.error(); }
 
-  bool Send(size_t step, RequestRecord* failed) override {
+  bool Send(size_t step, const SequenceParams& seq, RequestRecord* failed) override {
     Conn* conn;
     if (idle_.empty()) {
       conns_.push_back(std::make_unique<Conn>());
@@ -44,8 +44,15 @@ class HttpAsyncClient : public AsyncClient {
       idle_.pop_back();
     }
     conn->rec = RequestRecord{};
+    MarkSequence(seq, &conn->rec);
     conn->rec.start_ns = NowNs();
     conn->step = step;
+    // A sequence's request carries its parameters; others are sent prebuilt.
+    if (seq.id != 0) {
+      conn->message = messages_.WithSequence(step, seq);
+    } else {
+      conn->message.clear();
+    }
     conn->retried = false;
     if (!Transmit(conn)) {
       conn->rec.ok = false;
@@ -98,6 +105,7 @@ class HttpAsyncClient : public AsyncClient {
     bool used = false;  // answered a request before: the server may have closed it
     bool retried = false;
     size_t step = 0;
+    std::string message;  // a sequence request's own bytes; empty: the prebuilt one
     int64_t first_byte = 0;
     std::string buffer;
     RequestRecord rec;
@@ -114,7 +122,8 @@ class HttpAsyncClient : public AsyncClient {
   // Writes the request (opening the connection when needed); a kept-alive one the
   // server closed meanwhile gets one more try on a fresh connection.
   bool Transmit(Conn* conn) {
-    const std::string& message = messages_.Message(conn->step);
+    const std::string& message =
+        conn->message.empty() ? messages_.Message(conn->step) : conn->message;
     conn->first_byte = 0;
     conn->buffer.clear();
     for (int attempt = 0; attempt < 2; ++attempt) {

@@ -40,7 +40,7 @@ class HttpConnection : public Connection {
 
   void Infer(size_t step, const SequenceParams& seq, RequestRecord* rec) override {
     rec->start_ns = NowNs();
-    rec->sequence_id = seq.id;
+    MarkSequence(seq, rec);
     std::string with_sequence;
     if (seq.id != 0) with_sequence = messages_.WithSequence(step, seq);
     const std::string& message = seq.id == 0 ? messages_.Message(step) : with_sequence;

@@ -22,7 +22,17 @@ std::unique_ptr<Connection> Connect(const std::shared_ptr<const Target>& target,
   return nullptr;
 }
 
-// One thread, its connection, the records it finished and its sequence in progress.
+// One sequence in progress: its id, the requests it has left, and whether one of
+// them is in flight. Owned by one worker.
+struct LoadDriver::Sequence {
+  size_t index = 0;  // in sequence_ids_
+  uint64_t id = 0;
+  int left = 0;  // requests still to send; 0: the next request starts a new one
+  int pos = 0;   // requests sent so far (the data step of the next one)
+  bool busy = false;
+};
+
+// One thread, its connection, the records it finished and its sequences.
 struct LoadDriver::Worker {
   std::unique_ptr<Connection> connection;  // sync
   std::unique_ptr<AsyncClient> async;      // async
@@ -31,43 +41,67 @@ struct LoadDriver::Worker {
   std::thread thread;
   std::mutex mu;  // guards records (the worker appends, Drain takes)
   std::vector<RequestRecord> records;
-  uint64_t sequence_id = 0;
-  int sequence_left = 0;  // requests left in the current sequence
-  int sequence_pos = 0;
+  std::vector<Sequence> sequences;  // sync: one; async: the worker's share
+  std::deque<size_t> free;          // async: sequences with nothing in flight
   std::mt19937_64 rng;
 };
 
 LoadDriver::LoadDriver(std::shared_ptr<const Target> target, LoadOptions options)
-    : target_(std::move(target)),
-      options_(options),
-      next_sequence_(options.sequence_id_start),
-      rng_(options.seed) {}
+    : target_(std::move(target)), options_(options), rng_(options.seed) {}
 
 LoadDriver::~LoadDriver() { Stop(); }
 
 bool LoadDriver::Start(std::string* error) {
   const bool open_loop = options_.request_rate > 0;
-  const bool async =
-      options_.async && options_.sequence_length == 0 && !target_->streaming;
+  const bool async = options_.async && !target_->streaming;
+  const bool sequences = options_.sequence_length > 0;
   int count = open_loop ? std::max(1, options_.max_threads) : options_.concurrency;
-  if (async && !open_loop) count = std::min(count, std::max(1, options_.max_threads));
+  // Async: requests (closed loop) or sequences (open loop) spread over the workers.
+  int spread = options_.concurrency;
+  if (async && open_loop && sequences) {
+    spread = std::max(1, options_.num_sequences);
+    count = std::min(count, spread);
+  } else if (async && !open_loop) {
+    count = std::min(count, std::max(1, options_.max_threads));
+  }
   if (target_->steps.empty()) {
     *error = "no request to send";
     return false;
   }
+  const int in_progress = async && (open_loop || sequences) ? spread : count;
+  const uint64_t range = options_.sequence_id_end > options_.sequence_id_start
+                             ? options_.sequence_id_end - options_.sequence_id_start
+                             : 0;
+  if (sequences && range != 0 && range < static_cast<uint64_t>(in_progress)) {
+    // Two sequences in progress must never share an id.
+    *error = "--sequence-id-range holds " + std::to_string(range) +
+             " ids, fewer than the " + std::to_string(in_progress) +
+             " sequences in progress at once";
+    return false;
+  }
+  sequence_ids_.assign(sequences ? static_cast<size_t>(in_progress) : 0, 0);
+  sequence_counter_ = 0;
+  size_t next_index = 0;
   for (int i = 0; i < count; ++i) {
     auto worker = std::make_unique<Worker>();
+    size_t owned = 1;  // sequences of this worker
     if (async) {
       worker->async = MakeAsyncClient(target_, error);
-      // The concurrency spread evenly, the first workers taking the remainder.
-      worker->share = static_cast<size_t>(options_.concurrency / count +
-                                          (i < options_.concurrency % count ? 1 : 0));
+      // The concurrency (or the sequences) spread evenly, the first workers taking
+      // the remainder.
+      owned = static_cast<size_t>(spread / count + (i < spread % count ? 1 : 0));
+      worker->share = owned;
     } else {
       worker->connection = Connect(target_, error);
     }
     if (!worker->connection && !worker->async) {
       workers_.clear();
       return false;
+    }
+    if (sequences) {
+      worker->sequences.resize(async ? owned : 1);
+      for (auto& sequence : worker->sequences) sequence.index = next_index++;
+      for (size_t k = 0; k < worker->sequences.size(); ++k) worker->free.push_back(k);
     }
     worker->rng.seed(options_.seed + 7919 * static_cast<uint64_t>(i + 1));
     workers_.push_back(std::move(worker));
@@ -82,7 +116,7 @@ bool LoadDriver::Start(std::string* error) {
         if (open_loop) {
           RunAsyncOpen(w);
         } else {
-          RunAsyncClosed(w, w->share);
+          RunAsyncClosed(w);
         }
       } else if (open_loop) {
         RunOpen(w);
@@ -124,36 +158,55 @@ std::string LoadDriver::FirstError() {
   return first_error_;
 }
 
+uint64_t LoadDriver::NewSequenceId(size_t index) {
+  // perf_analyzer's rule: the next id of the range, in turn; one that another
+  // sequence in progress still holds is passed over (Start checked that the range
+  // has an id for every sequence in progress).
+  std::lock_guard<std::mutex> lock(sequence_mu_);
+  const uint64_t start = options_.sequence_id_start;
+  const uint64_t range =
+      options_.sequence_id_end > start ? options_.sequence_id_end - start : 0;
+  for (;;) {
+    const uint64_t n = sequence_counter_++;
+    const uint64_t id = range != 0 ? start + n % range : start + n;
+    bool taken = false;
+    for (size_t i = 0; i < sequence_ids_.size() && !taken; ++i) {
+      taken = i != index && sequence_ids_[i] == id;
+    }
+    if (!taken) {
+      sequence_ids_[index] = id;
+      return id;
+    }
+  }
+}
+
+SequenceParams LoadDriver::NextInSequence(Worker* w, Sequence* s, size_t* step) {
+  SequenceParams seq;
+  if (s->left == 0) {
+    // A new sequence: a length within +/- variation % of the base, as perf_analyzer
+    // draws them.
+    const double base = options_.sequence_length;
+    const double spread = base * options_.sequence_variation / 100.0;
+    std::uniform_real_distribution<double> length(base - spread, base + spread);
+    s->id = NewSequenceId(s->index);
+    s->left = std::max(1, static_cast<int>(std::lround(length(w->rng))));
+    s->pos = 0;
+    seq.start = true;
+  }
+  seq.id = s->id;
+  seq.end = s->left == 1;
+  *step = static_cast<size_t>(s->pos);
+  // A failed request still moves the sequence on: its END must reach the server.
+  --s->left;
+  ++s->pos;
+  return seq;
+}
+
 void LoadDriver::Execute(Worker* w, size_t step) {
   SequenceParams seq;
-  if (options_.sequence_length > 0) {
-    if (w->sequence_left == 0) {
-      // A new sequence: the next id (wrapping inside the range) and a length within
-      // +/- variation % of the base, as perf_analyzer draws them.
-      uint64_t id = next_sequence_.fetch_add(1);
-      if (options_.sequence_id_end > options_.sequence_id_start) {
-        const uint64_t span = options_.sequence_id_end - options_.sequence_id_start;
-        id = options_.sequence_id_start + (id - options_.sequence_id_start) % span;
-      }
-      const double base = options_.sequence_length;
-      const double spread = base * options_.sequence_variation / 100.0;
-      std::uniform_real_distribution<double> length(base - spread, base + spread);
-      w->sequence_id = id;
-      w->sequence_left = std::max(1, static_cast<int>(std::lround(length(w->rng))));
-      w->sequence_pos = 0;
-      seq.start = true;
-    }
-    seq.id = w->sequence_id;
-    seq.end = w->sequence_left == 1;
-    step = static_cast<size_t>(w->sequence_pos);
-  }
+  if (!w->sequences.empty()) seq = NextInSequence(w, &w->sequences[0], &step);
   RequestRecord record;
   w->connection->Infer(step, seq, &record);
-  if (seq.id != 0) {
-    // A failed step still moves on: its END must reach the server sometime.
-    --w->sequence_left;
-    ++w->sequence_pos;
-  }
   Record(w, std::move(record), w->connection->error());
 }
 
@@ -173,8 +226,8 @@ void LoadDriver::Record(Worker* w, RequestRecord&& record, const std::string& er
 void LoadDriver::EndSequence(Worker* w) {
   // A sequence cut short by Stop would hold its server slot until the model's idle
   // timeout; its END is sent now so that the next step starts from free slots.
-  if (options_.sequence_length > 0 && w->sequence_left > 0) {
-    w->sequence_left = 1;
+  if (!w->sequences.empty() && w->sequences[0].left > 0) {
+    w->sequences[0].left = 1;
     Execute(w, 0);
   }
 }
@@ -234,36 +287,94 @@ void LoadDriver::Finish(Worker* w) {
   const int64_t limit = NowNs() + 60'000'000'000;
   while (w->async->InFlight() > 0 && NowNs() < limit) {
     w->async->Poll(std::min(NowNs() + kPollSliceNs, limit), &w->done);
-    for (auto& record : w->done) Record(w, std::move(record), w->async->error());
-    w->done.clear();
+    Collect(w);
   }
 }
 
-void LoadDriver::RunAsyncClosed(Worker* w, size_t share) {
+bool LoadDriver::CanSend(Worker* w) const {
+  if (!w->sequences.empty()) return !w->free.empty();
+  // The open loop sends at each scheduled time whatever is in flight.
+  return options_.request_rate > 0 || w->async->InFlight() < w->share;
+}
+
+void LoadDriver::SendNext(Worker* w) {
+  size_t step = next_step_.fetch_add(1, std::memory_order_relaxed);
+  SequenceParams seq;
+  Sequence* sequence = nullptr;
+  if (!w->sequences.empty()) {
+    sequence = &w->sequences[w->free.front()];
+    w->free.pop_front();
+    seq = NextInSequence(w, sequence, &step);
+    sequence->busy = true;
+  }
+  RequestRecord failed;
+  if (!w->async->Send(step, seq, &failed)) {
+    if (sequence != nullptr) {
+      sequence->busy = false;
+      w->free.push_back(static_cast<size_t>(sequence - w->sequences.data()));
+    }
+    Record(w, std::move(failed), w->async->error());
+    // An unreachable server must not become a busy loop.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+void LoadDriver::Collect(Worker* w) {
+  for (auto& record : w->done) {
+    if (record.sequence_id != 0) {
+      // Its sequence may send again (ids of sequences in progress are distinct).
+      for (size_t k = 0; k < w->sequences.size(); ++k) {
+        Sequence& s = w->sequences[k];
+        if (s.busy && s.id == record.sequence_id) {
+          s.busy = false;
+          w->free.push_back(k);
+          break;
+        }
+      }
+    }
+    // A server that is down fails every call at once: keep that from spinning.
+    if (!record.ok) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    Record(w, std::move(record), w->async->error());
+  }
+  w->done.clear();
+}
+
+void LoadDriver::EndSequencesAsync(Worker* w) {
+  // Each sequence cut short gets its END once its request in flight is answered
+  // (never before it: the END must not overtake it).
+  const int64_t limit = NowNs() + 60'000'000'000;
+  for (;;) {
+    bool pending = false;
+    for (size_t k = 0; k < w->sequences.size(); ++k) {
+      Sequence& s = w->sequences[k];
+      if (s.left == 0) continue;
+      pending = true;
+      if (s.busy) continue;
+      s.left = 1;
+      w->free.erase(std::find(w->free.begin(), w->free.end(), k));
+      w->free.push_front(k);
+      SendNext(w);
+    }
+    if (!pending || NowNs() >= limit) return;
+    w->async->Poll(std::min(NowNs() + kPollSliceNs, limit), &w->done);
+    Collect(w);
+  }
+}
+
+void LoadDriver::RunAsyncClosed(Worker* w) {
   bool more = true;  // max_requests not reached yet
   while (!stop_.load(std::memory_order_relaxed) && (more || w->async->InFlight() > 0)) {
-    while (more && w->async->InFlight() < share &&
-           !stop_.load(std::memory_order_relaxed)) {
+    while (more && CanSend(w) && !stop_.load(std::memory_order_relaxed)) {
       if (!TakeSend()) {
         more = false;
         break;
       }
-      RequestRecord failed;
-      if (!w->async->Send(next_step_.fetch_add(1, std::memory_order_relaxed),
-                          &failed)) {
-        Record(w, std::move(failed), w->async->error());
-        // An unreachable server must not become a busy loop.
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
+      SendNext(w);
     }
     w->async->Poll(NowNs() + kPollSliceNs, &w->done);
-    for (auto& record : w->done) {
-      // A server that is down fails every call at once: keep that from spinning.
-      if (!record.ok) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      Record(w, std::move(record), w->async->error());
-    }
-    w->done.clear();
+    Collect(w);
   }
+  EndSequencesAsync(w);
   Finish(w);
 }
 
@@ -281,18 +392,20 @@ void LoadDriver::RunAsyncOpen(Worker* w) {
         break;
       }
       w->async->Poll(std::min(at, now + kPollSliceNs), &w->done);
-      for (auto& record : w->done) Record(w, std::move(record), w->async->error());
-      w->done.clear();
+      Collect(w);
     }
-    for (auto& record : w->done) Record(w, std::move(record), w->async->error());
-    w->done.clear();
+    Collect(w);
+    // Sequences: the request goes to one with nothing in flight, waiting for one
+    // when all are busy (it is then late, and counted so).
+    while (!CanSend(w) && !stop_.load(std::memory_order_relaxed)) {
+      w->async->Poll(NowNs() + kPollSliceNs, &w->done);
+      Collect(w);
+    }
     if (stop_.load(std::memory_order_relaxed) || !TakeSend()) break;
     if (NowNs() - at > kLateNs) delayed_.fetch_add(1, std::memory_order_relaxed);
-    RequestRecord failed;
-    if (!w->async->Send(next_step_.fetch_add(1, std::memory_order_relaxed), &failed)) {
-      Record(w, std::move(failed), w->async->error());
-    }
+    SendNext(w);
   }
+  EndSequencesAsync(w);
   Finish(w);
 }
 

@@ -12,12 +12,18 @@
 // concurrency is split over min(max_threads, concurrency) workers; open loop, every
 // request is sent at its time whatever is still in flight, so --max-threads no
 // longer caps the requests in flight at a rate.
-// Sequences: every worker runs its own sequence at a time (ids from a shared
-// counter, lengths around sequence_length), so a sequence's requests stay in order.
+// Sequences (perf_analyzer's sequence statuses): a fixed number of sequences are in
+// progress at once, each with at most one request in flight, so that a sequence's
+// requests reach the server whole and in order. Sync: one per worker. Async, closed
+// loop: the concurrency (each worker keeps its share of sequences going); open loop:
+// num_sequences, spread over the workers, a scheduled request going to a sequence
+// that has none in flight (perf_analyzer's --serial-sequences). A sequence that ends
+// takes the next id of the range that no other sequence in progress holds.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -39,7 +45,8 @@ struct LoadOptions {
   uint64_t sequence_id_start = 1;
   uint64_t sequence_id_end = 0;  // exclusive; 0: unbounded
   uint64_t seed = 0;
-  bool async = false;  // many requests in flight per worker (unary, no sequences)
+  int num_sequences = 4;  // open loop with sequences and async: sequences at once
+  bool async = false;     // many requests in flight per worker (unary)
   // Requests to send in all (perf_analyzer's --request-count and the warm-up);
   // 0: until Stop. Workers end by themselves once the last one is answered.
   uint64_t max_requests = 0;
@@ -69,14 +76,25 @@ class LoadDriver {
 
  private:
   struct Worker;
+  struct Sequence;
   void RunClosed(Worker* worker);
   void RunOpen(Worker* worker);
-  void RunAsyncClosed(Worker* worker, size_t share);
+  void RunAsyncClosed(Worker* worker);
   void RunAsyncOpen(Worker* worker);
   void Finish(Worker* worker);  // async: waits for the requests still in flight
   void Record(Worker* worker, RequestRecord&& record, const std::string& error);
   void Execute(Worker* worker, size_t step);
   void EndSequence(Worker* worker);
+  // Async: whether another request may go now (a free sequence, or room in the
+  // worker's share), sending it; Collect records Poll's output and frees sequences.
+  bool CanSend(Worker* worker) const;
+  void SendNext(Worker* worker);
+  void Collect(Worker* worker);
+  void EndSequencesAsync(Worker* worker);
+  // The parameters of the sequence's next request (starting a new sequence when the
+  // last one ended) and the data step it uses.
+  SequenceParams NextInSequence(Worker* worker, Sequence* sequence, size_t* step);
+  uint64_t NewSequenceId(size_t index);
   int64_t NextSendTime();
   bool TakeSend();  // false once max_requests were sent
 
@@ -86,13 +104,16 @@ class LoadDriver {
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> next_step_{0};
   std::atomic<uint64_t> sent_{0};
-  std::atomic<uint64_t> next_sequence_;
   std::atomic<uint64_t> delayed_{0};
   std::atomic<uint64_t> completed_{0};
 
   std::mutex schedule_mu_;  // guards the open loop's schedule
   int64_t next_send_ns_ = 0;
   std::mt19937_64 rng_;
+
+  std::mutex sequence_mu_;              // guards sequence_ids_ and sequence_counter_
+  std::vector<uint64_t> sequence_ids_;  // per sequence in progress (global index)
+  uint64_t sequence_counter_ = 0;
 
   std::mutex error_mu_;  // guards first_error_
   std::string first_error_;

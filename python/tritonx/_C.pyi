@@ -540,12 +540,14 @@ class PerfLoad:
         seed: int = 0,
         async_mode: bool = False,
         max_requests: int = 0,
+        num_sequences: int = 4,
     ) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def drain(self) -> dict[str, np.ndarray[Any, Any]]:
-        """start_ns, end_ns, send_ns, recv_ns, sequence_id, ok, response_count,
-        first_response_ns (per request); response_ns with response_offsets (n + 1)."""
+        """start_ns, end_ns, send_ns, recv_ns, sequence_id, ok, sequence_start,
+        sequence_end, response_count, first_response_ns (per request); response_ns
+        with response_offsets (n + 1)."""
     def first_error(self) -> str: ...
     @property
     def delayed(self) -> int: ...

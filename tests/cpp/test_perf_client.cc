@@ -1,6 +1,6 @@
 // tritonx-perf's load generator core (csrc/perf): the HTTP response parser, the JSON
 // tensor encoding, and the LoadDriver's HTTP clients against a loopback server
-// written here (sync and async, closed and open loop).
+// written here (sync and async, closed and open loop, sequences).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -338,6 +339,72 @@ TEST(LoadDriverHttp, MaxRequestsSendsExactlyThatMany) {
     EXPECT_EQ(driver.Drain().size(), 10u) << async;
     EXPECT_EQ(server.requests(), 10) << async;
   }
+}
+
+// Client-side view of the sequences a load sent: per id, requests in order START
+// ... END, never two in flight at once, never two sequences on one id at once.
+void ExpectWholeSequences(std::vector<RequestRecord> records, uint64_t first_id,
+                          uint64_t end_id) {
+  std::sort(records.begin(), records.end(),
+            [](const auto& a, const auto& b) { return a.start_ns < b.start_ns; });
+  std::map<uint64_t, int64_t> open;  // id -> end of its last request
+  for (const auto& r : records) {
+    ASSERT_GE(r.sequence_id, first_id);
+    ASSERT_LT(r.sequence_id, end_id);
+    const auto it = open.find(r.sequence_id);
+    if (r.sequence_start) {
+      EXPECT_EQ(it, open.end()) << "id " << r.sequence_id << " reused while open";
+    } else {
+      ASSERT_NE(it, open.end()) << "id " << r.sequence_id << " continued unopened";
+      EXPECT_LE(it->second, r.start_ns) << "two requests of one sequence in flight";
+    }
+    if (r.sequence_end) {
+      open.erase(r.sequence_id);
+    } else {
+      open[r.sequence_id] = r.end_ns;
+    }
+  }
+  EXPECT_TRUE(open.empty()) << open.size() << " sequences never ended";
+}
+
+TEST(LoadDriverHttp, AsyncSequencesManyInFlightEachWholeAndInOrder) {
+  for (const bool open_loop : {false, true}) {
+    LoopbackServer server(std::chrono::milliseconds(5));
+    LoadOptions options;
+    options.async = true;
+    options.max_threads = 1;
+    options.sequence_length = 3;
+    options.sequence_id_start = 100;
+    options.sequence_id_end = 105;  // five ids for four sequences in progress
+    if (open_loop) {
+      options.request_rate = 2000;
+      options.num_sequences = 4;
+    } else {
+      options.concurrency = 4;
+    }
+    const auto records = RunUntil(server, options, 60);
+    ExpectSane(records, 60);
+    EXPECT_EQ(static_cast<int>(records.size()), server.requests());
+    // One thread kept several sequences going, one request of each at a time.
+    EXPECT_GE(server.max_in_flight(), 2) << open_loop;
+    EXPECT_LE(server.max_in_flight(), 4) << open_loop;
+    ExpectWholeSequences(records, 100, 105);
+  }
+}
+
+TEST(LoadDriverHttp, SequenceIdRangeSmallerThanTheSequencesIsRefused) {
+  LoopbackServer server(std::chrono::milliseconds(0));
+  LoadOptions options;
+  options.async = true;
+  options.concurrency = 4;
+  options.sequence_length = 3;
+  options.sequence_id_start = 1;
+  options.sequence_id_end = 3;
+  LoadDriver driver(HttpTarget(server.url()), options);
+  std::string error;
+  EXPECT_FALSE(driver.Start(&error));
+  EXPECT_NE(error.find("holds 2 ids, fewer than the 4 sequences"), std::string::npos)
+      << error;
 }
 
 TEST(LoadDriverHttp, UnreachableServerFailsWithAClearError) {

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tritonx.tools.perf.errors import PerfError
-from tritonx.tools.perf.shm import SystemSharedMemory
+from tritonx.tools.perf.shm import CudaSharedMemory, SystemSharedMemory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=4,
         help="concurrent sequences at a request rate",
+    )
+    p.add_argument(
+        "--serial-sequences",
+        action="store_true",
+        help="at most one request in flight per sequence (always the case here)",
     )
     p.add_argument(
         "--shared-memory", default="none", choices=["none", "system", "cuda"]
@@ -238,11 +243,6 @@ def _validate(args: argparse.Namespace) -> None:
         raise PerfError(f"unsupported protocol '{args.protocol}' (-i grpc or -i http)")
     if args.streaming and args.protocol != "grpc":
         raise PerfError("streaming is only allowed with gRPC protocol (-i grpc)")
-    if args.shared_memory == "cuda":
-        raise PerfError(
-            "--shared-memory cuda is not supported by tritonx-perf "
-            "(--shared-memory system is)"
-        )
     if args.protocol == "grpc" and "json" in (
         args.input_tensor_format,
         args.output_tensor_format,
@@ -343,7 +343,16 @@ def run(args: argparse.Namespace) -> int:
         )
 
     api = connect(args.protocol, url, headers, args.timeout)
-    shm = SystemSharedMemory(api)
+    shm: SystemSharedMemory | CudaSharedMemory
+    try:
+        shm = (
+            CudaSharedMemory(api)
+            if args.shared_memory == "cuda"
+            else SystemSharedMemory(api)
+        )
+    except PerfError:
+        api.close()
+        raise
     try:
         try:
             metadata = api.metadata(args.model, args.version)
@@ -355,6 +364,10 @@ def run(args: argparse.Namespace) -> int:
             raise PerfError(f"failed to get model config: {exc}") from None
         info = inp.model_info(metadata, config, args.version)
         inp.check_batch(info, args.batch)
+        if info.sequence and args.batch > 1:
+            raise PerfError(
+                "can not specify batch size > 1 when using a sequence model"
+            )
         if info.decoupled and not args.streaming:
             raise PerfError(
                 f"model '{args.model}' is decoupled: measure it with --streaming -i grpc"
@@ -374,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
 
         wire_steps: list[list[tuple[str, str, list[int], bytes | None, str, int, int]]]
         outputs: list[tuple[str, str, int, int]]
-        if args.shared_memory == "system":
+        if args.shared_memory != "none":
             total = sum(len(t.data) for step in steps for t in step)
             region = shm.create("input", total)
             offset = 0
@@ -388,6 +401,8 @@ def run(args: argparse.Namespace) -> int:
                     )
                     offset += len(t.data)
                 wire_steps.append(wire)
+            if isinstance(shm, CudaSharedMemory):
+                shm.flush()
             outputs = []
             for i, out in enumerate(info.outputs):
                 name = shm.create(f"output{i}", args.output_shared_memory_size)
@@ -421,14 +436,17 @@ def run(args: argparse.Namespace) -> int:
             percentile=args.percentile,
             batch=args.batch,
             total_requests=args.request_count,
+            latency_threshold_us=args.latency_threshold * 1000,
         )
-        # Async by default at a request rate (so --max-threads does not cap the
-        # requests in flight), sync for concurrency as perf_analyzer; sequences and
-        # streams stay sync (a sequence's requests must not overtake each other).
-        if not args.sync and mode == "request_rate":
+        # As perf_analyzer: async by default at a request rate (so --max-threads
+        # does not cap the requests in flight) and for sequence models (many
+        # sequences in flight, one request each), sync otherwise. Streams stay sync:
+        # one stream per worker, its requests in order.
+        if not args.sync and (mode == "request_rate" or info.sequence):
             args.async_mode = True
-        if info.sequence or args.streaming:
+        if args.streaming:
             args.async_mode = False
+        options.async_mode = args.async_mode
         collector = (
             MetricsCollector(
                 args.metrics_url or f"{url.rsplit(':', 1)[0]}:8002/metrics",
@@ -450,8 +468,8 @@ def run(args: argparse.Namespace) -> int:
         warned_metrics = False
         for value in values:
             threads = args.max_threads or (4 if mode == "request_rate" else 16)
-            if mode == "request_rate" and info.sequence:
-                threads = args.num_of_sequences  # one sequence per worker
+            if mode == "request_rate" and info.sequence and not args.async_mode:
+                threads = args.num_of_sequences  # sync: one sequence per worker
 
             def make_load(
                 max_requests: int, value: float = value, threads: int = threads
@@ -469,6 +487,7 @@ def run(args: argparse.Namespace) -> int:
                     seed=args.seed,
                     async_mode=args.async_mode,
                     max_requests=max_requests,
+                    num_sequences=args.num_of_sequences,
                 )
                 try:
                     load.start()
@@ -510,6 +529,7 @@ def run(args: argparse.Namespace) -> int:
                 warned_metrics = True
             summary = summarize(result, args.batch, args.percentile)
             summary.metrics = metrics
+            summary.sequences = info.sequence
             summaries.append(summary)
             print_step(
                 sys.stdout, summary, args.protocol, args.streaming, args.percentile

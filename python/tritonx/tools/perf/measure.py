@@ -4,7 +4,22 @@ last three agree within --stability-percentage on throughput and latency, or
 --max-trials windows were measured. With --request-count the step is one window of
 exactly that many requests (the load sends no more). The load runs in C++ the whole
 time; between windows this side only reads the finished requests and the server's
-statistics."""
+statistics.
+
+The method is perf_analyzer's (inference_profiler.cc), because the tail of the
+latency distribution depends on it:
+- a request belongs to the window in which it ENDS, wherever it started, so a
+  request in flight across a window edge is counted once (in the later window)
+  rather than dropped: dropping those drops the requests slowed by whatever happens
+  at the edges, and long requests are the likeliest to straddle one;
+- a time window lasts 1.2 x --measurement-interval, as perf_analyzer sleeps;
+- percentiles are the sorted latencies at index round(p/100 x (n - 1)), not an
+  interpolation;
+- a step is stable when max/min of the last three windows' throughput and of their
+  latency (average or --percentile) are within 1 + --stability-percentage/100;
+  asynchronous loads whose throughput is stable but latency is not are accepted
+  with a warning, as perf_analyzer does;
+- with --latency-threshold the windows stop once one of the last three exceeds it."""
 
 from __future__ import annotations
 
@@ -33,6 +48,12 @@ class MeasureOptions:
     percentile: int = -1  # -1: stabilize on the average latency
     batch: int = 1
     total_requests: int = 0  # --request-count: one window of this many requests
+    latency_threshold_us: float = 0.0  # --latency-threshold; 0: none
+    async_mode: bool = False
+
+
+# perf_analyzer sleeps this multiple of --measurement-interval per time window.
+WINDOW_STRETCH = 1.2
 
 
 # A --request-count window with no request finishing for this long has stalled.
@@ -60,7 +81,16 @@ class Window:
         lat = latencies_us(self.records)
         if lat.size == 0:
             return 0.0
-        return float(np.mean(lat) if percentile < 0 else np.percentile(lat, percentile))
+        if percentile < 0:
+            return float(np.mean(lat))
+        return percentile_of(np.sort(lat), percentile)
+
+
+def percentile_of(ordered: np.ndarray[Any, Any], p: float) -> float:
+    """perf_analyzer's percentile: the sorted value at index round(p/100 x (n-1))."""
+    if ordered.size == 0:
+        return 0.0
+    return float(ordered[int(p / 100.0 * (ordered.size - 1) + 0.5)])
 
 
 @dataclass
@@ -71,6 +101,7 @@ class StepResult:
     all_windows: list[Window] = field(default_factory=list)
     stable: bool = True
     delayed: int = 0
+    latency_unstable: bool = False  # async: accepted on throughput alone
 
     def merged(self) -> Columns:
         return concat([w.records for w in self.windows])
@@ -99,6 +130,8 @@ def concat(chunks: list[Columns]) -> Columns:
         "recv_ns",
         "sequence_id",
         "ok",
+        "sequence_start",
+        "sequence_end",
         "response_count",
         "first_response_ns",
     ):
@@ -120,6 +153,8 @@ def empty_columns() -> Columns:
         "recv_ns": ints,
         "sequence_id": np.zeros(0, dtype=np.uint64),
         "ok": np.zeros(0, dtype=bool),
+        "sequence_start": np.zeros(0, dtype=bool),
+        "sequence_end": np.zeros(0, dtype=bool),
         "response_count": ints,
         "first_response_ns": ints,
         "response_ns": ints,
@@ -147,19 +182,36 @@ def latencies_us(columns: Columns) -> np.ndarray[Any, Any]:
     return (columns["end_ns"][ok] - columns["start_ns"][ok]) / 1000.0
 
 
-def _stable(windows: list[Window], options: MeasureOptions) -> bool:
+def _within(values: list[float], band: float) -> bool:
+    low, high = min(values), max(values)
+    return low > 0 and high / low <= 1 + band
+
+
+def _stable(
+    windows: list[Window], options: MeasureOptions, check_latency: bool = True
+) -> bool:
+    """perf_analyzer's rule: over the last three windows, max/min of throughput
+    (and of the stabilizing latency) at most 1 + the stability percentage."""
     if len(windows) < STABLE_WINDOWS:
         return False
     last = windows[-STABLE_WINDOWS:]
     band = options.stability_pct / 100.0
-    for values in (
-        [w.throughput(options.batch) for w in last],
-        [w.latency_us(options.percentile) for w in last],
-    ):
-        mean = sum(values) / len(values)
-        if mean <= 0 or any(abs(v - mean) > band * mean for v in values):
-            return False
-    return True
+    if not _within([w.throughput(options.batch) for w in last], band):
+        return False
+    return not check_latency or _within(
+        [w.latency_us(options.percentile) for w in last], band
+    )
+
+
+def _over_threshold(windows: list[Window], options: MeasureOptions) -> bool:
+    """perf_analyzer stops measuring a step once one of its last three windows'
+    stabilizing latency reaches --latency-threshold."""
+    if not options.latency_threshold_us or len(windows) < STABLE_WINDOWS:
+        return False
+    return any(
+        w.latency_us(options.percentile) >= options.latency_threshold_us
+        for w in windows[-STABLE_WINDOWS:]
+    )
 
 
 ProgressFn = Callable[[int, float, int], None]  # (window index, fraction, requests)
@@ -195,8 +247,8 @@ def run_step(
         )
     windows: list[Window] = []
     pending: list[Columns] = []
-    start = _native.perf_now_ns()
     load.drain()  # what finished before the first window belongs to no window
+    start = _native.perf_now_ns()
     stats_before = api.statistics(model, version) if api else None
     for trial in range(options.max_trials):
         window_start = start
@@ -209,14 +261,14 @@ def run_step(
         deadline = window_start + (
             max(interval_ns * 20, 60_000_000_000)
             if options.count_windows
-            else interval_ns
+            else int(interval_ns * WINDOW_STRETCH)
         )
         # Between windows nothing is read but a counter: the client threads and the
         # server keep the CPUs (a time window with no display is one sleep).
         if options.count_windows:
             pause = 0.01
         else:
-            pause = 0.25 if progress else options.interval_ms / 1000
+            pause = 0.25 if progress else options.interval_ms * WINDOW_STRETCH / 1000
         while True:
             now = _native.perf_now_ns()
             done = int(load.completed) - completed_before
@@ -228,17 +280,18 @@ def run_step(
                 fraction = (
                     done / options.request_count
                     if options.count_windows
-                    else (now - window_start) / interval_ns
+                    else (now - window_start) / (interval_ns * WINDOW_STRETCH)
                 )
                 progress(trial, min(fraction, 1.0), done)
             time.sleep(min(pause, max(deadline - now, 0) / 1e9))
         end = _native.perf_now_ns()
         stats_after = api.statistics(model, version) if api else None
         everything = concat([*chunks, load.drain()])
-        inside = (everything["start_ns"] >= window_start) & (
-            everything["end_ns"] <= end
-        )
-        later = everything["end_ns"] > end
+        # The window's requests are those that ended in it, wherever they started
+        # (perf_analyzer's rule; see the module docstring).
+        ends = everything["end_ns"]
+        inside = (ends > window_start) & (ends <= end)
+        later = ends > end
         if np.any(later):
             pending = [select(everything, later)]
         records = select(everything, inside)
@@ -254,10 +307,28 @@ def run_step(
         stats_before = stats_after
         windows.append(Window(window_start, end, records, delta))
         start = end
-        if _stable(windows, options):
+        stable = _stable(windows, options)
+        if stable or _over_threshold(windows, options):
             return StepResult(
-                mode, value, windows[-STABLE_WINDOWS:], windows, True, int(load.delayed)
+                mode,
+                value,
+                windows[-STABLE_WINDOWS:],
+                windows,
+                stable,
+                int(load.delayed),
             )
+    # perf_analyzer accepts an asynchronous step whose throughput settled although
+    # its latency did not (requests queue up at a rate the server cannot keep).
+    if options.async_mode and _stable(windows, options, check_latency=False):
+        return StepResult(
+            mode,
+            value,
+            windows[-STABLE_WINDOWS:],
+            windows,
+            True,
+            int(load.delayed),
+            latency_unstable=True,
+        )
     return StepResult(
         mode, value, windows[-STABLE_WINDOWS:], windows, False, int(load.delayed)
     )

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from tritonx import _native
-from tritonx.tools.perf.measure import StepResult, latencies_us
+from tritonx.tools.perf.measure import StepResult, latencies_us, percentile_of
 from tritonx.tools.perf.metrics import METRIC_COLUMNS, StepMetrics, csv_cells
 
 
@@ -27,6 +27,7 @@ class Summary:
     value: float
     stable: bool
     request_count: int
+    sequence_count: int  # sequences whose END was answered (sequence models)
     seconds: float
     throughput: float  # inferences per second (requests x batch)
     latency_avg: float
@@ -44,6 +45,8 @@ class Summary:
     inter_response: float
     response_throughput: float
     metrics: StepMetrics | None = None  # --collect-metrics
+    sequences: bool = False  # a sequence model: report the sequence count
+    latency_unstable: bool = False
 
     @property
     def response_wait(self) -> float:
@@ -66,11 +69,10 @@ def summarize(step: StepResult, batch: int, percentile: int) -> Summary:
     ok = records["ok"]
     count = int(ok.sum())
     seconds = step.seconds()
-    pcts = {
-        p: float(np.percentile(lat, p)) if lat.size else 0.0 for p in (50, 90, 95, 99)
-    }
+    ordered = np.sort(lat)
+    pcts = {p: percentile_of(ordered, p) for p in (50, 90, 95, 99)}
     if percentile > 0 and percentile not in pcts:
-        pcts[percentile] = float(np.percentile(lat, percentile)) if lat.size else 0.0
+        pcts[percentile] = percentile_of(ordered, percentile)
     avg = float(lat.mean()) if lat.size else 0.0
     server = None
     stats = step.stats()
@@ -108,6 +110,7 @@ def summarize(step: StepResult, batch: int, percentile: int) -> Summary:
         value=step.value,
         stable=step.stable,
         request_count=count,
+        sequence_count=int(np.count_nonzero(records["sequence_end"] & ok)),
         seconds=seconds,
         throughput=count * batch / seconds if seconds else 0.0,
         latency_avg=avg,
@@ -122,6 +125,7 @@ def summarize(step: StepResult, batch: int, percentile: int) -> Summary:
         first_response=float(first[has_first].mean()) if has_first.any() else 0.0,
         inter_response=float(np.mean(gaps)) if gaps.size else 0.0,
         response_throughput=float(responses.sum()) / seconds if seconds else 0.0,
+        latency_unstable=step.latency_unstable,
     )
 
 
@@ -142,6 +146,9 @@ def print_step(
     w(f"{step_label(summary)}\n")
     w("  Client: \n")
     w(f"    Request count: {summary.request_count}\n")
+    if summary.sequences:
+        rate = summary.sequence_count / summary.seconds if summary.seconds else 0.0
+        w(f"    Sequence count: {summary.sequence_count} ({rate:g} seq/sec)\n")
     w(f"    Throughput: {summary.throughput:g} infer/sec\n")
     if streaming:
         w(f"    Response Throughput: {summary.response_throughput:g} infer/sec\n")
@@ -178,6 +185,11 @@ def print_step(
             f"{_us(s['overhead'])} usec + queue {_us(s['queue'])} usec + compute input "
             f"{_us(s['compute_input'])} usec + compute infer {_us(s['compute_infer'])} "
             f"usec + compute output {_us(s['compute_output'])} usec)\n"
+        )
+    if summary.latency_unstable:
+        w(
+            "  Warning: request latency is not stabilizing (the throughput is); "
+            "try a lower request rate\n"
         )
     if not summary.stable:
         w(

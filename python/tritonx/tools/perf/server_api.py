@@ -1,10 +1,11 @@
 """The control plane tritonx-perf needs from a KServe V2 / Triton server: model
-metadata and config, statistics, and system shared memory registration, over the
+metadata and config, statistics, and system / CUDA shared memory registration, over the
 protocol the load uses (HTTP with http.client, gRPC with grpcio and tritonx's own
 protos), so it works against tritonx or Triton alike."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import importlib
 import json
@@ -66,6 +67,10 @@ class ServerApi(Protocol):
     def statistics(self, model: str, version: str) -> StatsSnapshot: ...
     def register_system_shm(self, name: str, key: str, byte_size: int) -> None: ...
     def unregister_system_shm(self, name: str) -> None: ...
+    def register_cuda_shm(
+        self, name: str, raw_handle: bytes, device_id: int, byte_size: int
+    ) -> None: ...
+    def unregister_cuda_shm(self, name: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -164,6 +169,26 @@ class HttpApi:
         self._request(
             "POST",
             f"/v2/systemsharedmemory/region/{urllib.parse.quote(name)}/unregister",
+        )
+
+    def register_cuda_shm(
+        self, name: str, raw_handle: bytes, device_id: int, byte_size: int
+    ) -> None:
+        # raw_handle: the cudaIpcMemHandle in base64, as the HTTP API carries it.
+        self._request(
+            "POST",
+            f"/v2/cudasharedmemory/region/{urllib.parse.quote(name)}/register",
+            {
+                "raw_handle": {"b64": raw_handle.decode()},
+                "device_id": device_id,
+                "byte_size": byte_size,
+            },
+        )
+
+    def unregister_cuda_shm(self, name: str) -> None:
+        self._request(
+            "POST",
+            f"/v2/cudasharedmemory/region/{urllib.parse.quote(name)}/unregister",
         )
 
     def close(self) -> None:
@@ -267,6 +292,25 @@ class GrpcApi:
         self._call(
             "SystemSharedMemoryUnregister",
             self._pb.SystemSharedMemoryUnregisterRequest(name=name),
+        )
+
+    def register_cuda_shm(
+        self, name: str, raw_handle: bytes, device_id: int, byte_size: int
+    ) -> None:
+        self._call(
+            "CudaSharedMemoryRegister",
+            self._pb.CudaSharedMemoryRegisterRequest(
+                name=name,
+                raw_handle=base64.b64decode(raw_handle),
+                device_id=device_id,
+                byte_size=byte_size,
+            ),
+        )
+
+    def unregister_cuda_shm(self, name: str) -> None:
+        self._call(
+            "CudaSharedMemoryUnregister",
+            self._pb.CudaSharedMemoryUnregisterRequest(name=name),
         )
 
     def close(self) -> None:
