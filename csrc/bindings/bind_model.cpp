@@ -439,6 +439,10 @@ void RegisterModel(py::module_& m) {
       .def_property_readonly("spec", [](const PyModel& m) { return m.model->spec(); })
       .def_property_readonly("decoupled",
                              [](const PyModel& m) { return m.model->spec().decoupled; })
+      // Some trace setting is on (one atomic load): the Python HTTP engine then
+      // takes the receive times and the traceparent header.
+      .def_property_readonly("tracing",
+                             [](const PyModel& m) { return m.model->Tracing(); })
       // Identity of the core model: handles from ModelRegistry.find are new Python
       // objects each time, so caches keyed on a served model compare this instead.
       .def_property_readonly(

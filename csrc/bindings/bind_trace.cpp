@@ -1,5 +1,7 @@
 // Tracer: the server's request sampler and its queue of finished traces. The Python
 // side (tritonx.tracing) installs settings and drains traces into a file or spans.
+#include "core/infer_request.h"
+#include "core/model.h"
 #include "core/trace.h"
 #include "pybind_common.h"
 
@@ -24,6 +26,19 @@ py::dict RecordToPy(const TraceRecord& record) {
   out["tensors"] = tensors;
   return out;
 }
+
+// The frontend stamps a request's trace may take from Python, by Triton's name (the
+// trace keeps the name's pointer, so only these static strings are handed over).
+const char* FrontendActivity(const std::string& name) {
+  for (const char* known :
+       {trace_activity::kHttpSendStart, trace_activity::kHttpSendEnd,
+        trace_activity::kGrpcSendStart, trace_activity::kGrpcSendEnd}) {
+    if (name == known) return known;
+  }
+  throw py::value_error("not a frontend trace activity: " + name);
+}
+
+InferenceRequest& RequestOf(const PyRequest& request) { return *request.request; }
 
 }  // namespace
 
@@ -76,6 +91,59 @@ void RegisterTrace(py::module_& m) {
           "Finished traces as (setting_id, traceparent, [record, ...]), the root "
           "first; waits up to timeout_ms for one.")
       .def("close", &Tracer::Close, "Wakes and ends every drain.");
+
+  // A request's trace, for the Python HTTP engine and BLS. Each is a no-op on a
+  // request that is not traced.
+  m.def(
+      "trace_received",
+      [](const PyRequest& request, uint64_t start_ns, uint64_t end_ns,
+         const py::object& traceparent) {
+        InferenceRequest& r = RequestOf(request);
+        r.recv_start_ns = start_ns;
+        r.recv_end_ns = end_ns;
+        if (!traceparent.is_none()) r.traceparent = traceparent.cast<std::string>();
+      },
+      py::arg("request"), py::arg("start_ns"), py::arg("end_ns"),
+      py::arg("traceparent") = py::none(),
+      "Before enqueueing: when the frontend began and finished reading the request "
+      "(time.monotonic_ns, the core's clock) and the W3C traceparent it came with.");
+  m.def(
+      "trace_stamp",
+      [](const PyRequest& request, const std::string& activity) {
+        const char* name = FrontendActivity(activity);
+        if (RequestTrace* trace = RequestOf(request).trace.get()) trace->Record(name);
+      },
+      py::arg("request"), py::arg("activity"),
+      "Records a frontend timestamp (HTTP_SEND_START, ...) now, if traced.");
+  m.def(
+      "trace_id",
+      [](const PyRequest& request) -> uint64_t {
+        RequestTrace* trace = RequestOf(request).trace.get();
+        return trace != nullptr ? trace->id() : 0;
+      },
+      py::arg("request"), "The request's trace id (0: not traced).");
+  m.def(
+      "inherit_trace",
+      [](const PyRequest& child, const PyRequest& parent) {
+        const std::shared_ptr<RequestTrace>& trace = RequestOf(parent).trace;
+        if (!trace) return false;
+        RequestOf(child).trace = trace->SpawnChild();
+        return true;
+      },
+      py::arg("child"), py::arg("parent"),
+      "BLS: `child` (not enqueued yet) is traced as a child of `parent`'s trace "
+      "(Triton's parent_id); false when the parent is not traced.");
+  m.def(
+      "inherit_trace_id",
+      [](const PyRequest& child, const py::handle& model, uint64_t trace_id) {
+        std::shared_ptr<RequestTrace> parent = ModelOf(model)->tracer()->Find(trace_id);
+        if (!parent) return false;
+        RequestOf(child).trace = parent->SpawnChild();
+        return true;
+      },
+      py::arg("child"), py::arg("model"), py::arg("trace_id"),
+      "inherit_trace for a parent known by its trace id (a stub process's BLS "
+      "call); false when that trace has finished or never was.");
 }
 
 }  // namespace tritonx::bindings

@@ -169,11 +169,6 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
     // Triton's accounting: a failed execution fails each of its requests (BACKEND);
     // after a successful one every request counts as a success, including those the
     // model answered with an error response.
-    if (request.trace && request.trace->tensors() && response->status.ok()) {
-      for (const Tensor& output : response->outputs) {
-        request.trace->RecordTensor(trace_activity::kTensorBackendOutput, output);
-      }
-    }
     if (request.null_request) {
       // A sequence batcher's filler: nobody asked for it, nothing counts it.
     } else if (status.ok()) {

@@ -59,6 +59,7 @@ Status InferenceRequest::Send(std::unique_ptr<InferenceResponse> response,
       send_state_.fetch_sub(kSendingUnit, std::memory_order_acq_rel);
       return Status(StatusCode::kInvalidArg, "response sender is closed");
     }
+    if (RequestTrace* t = trace.get()) t->RecordFirstResponse(NowNs());
     if (ModelStats* stats = response_stats.get()) {
       uint64_t index = 0, start = 0;
       BeginResponseStat(&index, &start);
@@ -96,7 +97,7 @@ Status InferenceRequest::Send(std::unique_ptr<InferenceResponse> response,
   if (RequestTrace* t = trace.get()) {
     const uint64_t now = NowNs();
     t->Record(trace_activity::kRequestEnd, now);
-    t->Record(trace_activity::kInferResponseComplete, now);
+    t->RecordFirstResponse(now);
   }
   // Answered: the slots are free before the callback runs, so a client that sends its
   // next request from the callback is not refused for its own finished one.
@@ -136,6 +137,13 @@ void InferenceRequest::Deliver(std::unique_ptr<InferenceResponse> response,
       if (!status.ok()) {
         response->status = std::move(status);
         response->outputs.clear();
+      }
+    }
+    // TENSORS level: each response's outputs as sent (every response of a
+    // decoupled model), as Triton records them when a response is sent.
+    if (trace && trace->tensors() && response->status.ok()) {
+      for (const Tensor& output : response->outputs) {
+        trace->RecordTensor(trace_activity::kTensorBackendOutput, output);
       }
     }
   }

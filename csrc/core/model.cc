@@ -59,11 +59,13 @@ Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
   request->model_name = spec_->name;
   request->model_version = spec_->version;
   request->spec = spec_;
-  // An ensemble step of a traced request carries its child trace already; anything
-  // else is sampled here, the one path of both frontends, ensembles and BLS.
+  // An ensemble step or BLS call of a traced request carries its child trace
+  // already. Only requests from a frontend are sampled, as in Triton (whose
+  // frontends sample): steps and calls of untraced requests, and warmup, are not.
   if (request->trace) {
     StartTrace(*request);
-  } else if (tracer_->active()) {
+  } else if (tracer_->active() &&
+             request->protocol != InferenceRequest::Protocol::kNone) {
     request->trace = tracer_->Sample(spec_->name, !request->traceparent.empty());
     if (request->trace) StartTrace(*request);
   }

@@ -64,6 +64,7 @@ class Model {
   StatsSnapshot Statistics() const { return stats_->Snapshot(); }
   // Some trace setting is on: frontends then look for a traceparent header.
   bool Tracing() const { return tracer_->active(); }
+  const std::shared_ptr<Tracer>& tracer() const { return tracer_; }
 
   // Stops accepting, runs every request already queued (an unload or reload loses
   // nothing that was accepted), then joins the workers. Blocking; idempotent. With

@@ -31,6 +31,7 @@ struct WireRequest {
   std::string_view correlation_id_str;
   uint32_t flags = 0;
   uint64_t timeout_us = 0;
+  uint64_t trace_id = 0;  // the request's trace (0: not traced), for BLS children
   std::vector<std::string_view> requested_outputs;
   Parameters parameters;
   std::vector<WireTensor> inputs;

@@ -121,8 +121,11 @@ RequestTrace::RequestTrace(std::shared_ptr<Tracer> tracer,
 }
 
 RequestTrace::~RequestTrace() {
+  tracer_->Forget(record_.id);
   if (root_) {
-    root_->Adopt(std::move(record_));
+    // A child whose request was refused before it started (no model set) has
+    // nothing to show.
+    if (!record_.model_name.empty()) root_->Adopt(std::move(record_));
     return;
   }
   CompletedTrace done;
@@ -138,8 +141,10 @@ std::shared_ptr<RequestTrace> RequestTrace::SpawnChild() {
   // Children of a child hang off the same root (nested ensembles), with the
   // immediate parent's id, as Triton does.
   std::shared_ptr<RequestTrace> root = root_ ? root_ : shared_from_this();
-  return std::make_shared<RequestTrace>(tracer_, setting_, tracer_->NextTraceId(),
-                                        record_.id, std::move(root));
+  auto child = std::make_shared<RequestTrace>(tracer_, setting_, tracer_->NextTraceId(),
+                                              record_.id, std::move(root));
+  tracer_->Track(child);
+  return child;
 }
 
 void RequestTrace::SetModel(const std::string& name, int64_t version,
@@ -162,6 +167,14 @@ void RequestTrace::Record(const char* activity, uint64_t ns) {
 }
 
 void RequestTrace::Record(const char* activity) { Record(activity, NowNs()); }
+
+void RequestTrace::RecordFirstResponse(uint64_t ns) {
+  if (root_ || !timestamps()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (responded_) return;
+  responded_ = true;
+  record_.stamps.push_back({trace_activity::kInferResponseComplete, ns});
+}
 
 void RequestTrace::RecordTensor(const char* activity, const Tensor& tensor) {
   if (!tensors() || tensor.data == nullptr) return;
@@ -211,8 +224,26 @@ std::shared_ptr<RequestTrace> Tracer::Sample(const std::string& model,
   if (!setting || setting->level == 0) return nullptr;
   const bool forced = has_context && setting->propagate;
   if (!forced && !setting->Sample()) return nullptr;
-  return std::make_shared<RequestTrace>(shared_from_this(), std::move(setting),
-                                        NextTraceId(), 0, nullptr);
+  auto trace = std::make_shared<RequestTrace>(shared_from_this(), std::move(setting),
+                                              NextTraceId(), 0, nullptr);
+  Track(trace);
+  return trace;
+}
+
+void Tracer::Track(const std::shared_ptr<RequestTrace>& trace) {
+  std::lock_guard<std::mutex> lock(mu_);
+  live_[trace->id()] = trace;
+}
+
+void Tracer::Forget(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  live_.erase(id);
+}
+
+std::shared_ptr<RequestTrace> Tracer::Find(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = live_.find(id);
+  return it != live_.end() ? it->second.lock() : nullptr;
 }
 
 void Tracer::Complete(CompletedTrace trace) {

@@ -127,6 +127,9 @@ class RequestTrace : public std::enable_shared_from_this<RequestTrace> {
   void Record(const char* activity);  // now
   bool tensors() const { return (setting_->level & kTraceLevelTensors) != 0; }
   bool timestamps() const { return (setting_->level & kTraceLevelTimestamps) != 0; }
+  // INFER_RESPONSE_COMPLETE, once: at the first response of a root trace (Triton's
+  // frontends record it when the first response reaches them; children have none).
+  void RecordFirstResponse(uint64_t ns);
   void RecordTensor(const char* activity, const Tensor& tensor);
   uint64_t id() const { return record_.id; }
 
@@ -139,6 +142,7 @@ class RequestTrace : public std::enable_shared_from_this<RequestTrace> {
   std::mutex mu_;
   TraceRecord record_;
   std::string traceparent_;
+  bool responded_ = false;
   std::vector<TraceRecord> children_;  // root only
 };
 
@@ -160,6 +164,12 @@ class Tracer : public std::enable_shared_from_this<Tracer> {
   // `has_context`: the request carries a W3C traceparent.
   std::shared_ptr<RequestTrace> Sample(const std::string& model, bool has_context);
 
+  // A trace in flight by id (null once finished): a BLS call from a stub process
+  // names its parent so. Traces are listed only while they live.
+  std::shared_ptr<RequestTrace> Find(uint64_t id);
+  void Track(const std::shared_ptr<RequestTrace>& trace);  // by RequestTrace
+  void Forget(uint64_t id);                                // by ~RequestTrace
+
   // Finished traces, oldest first; waits up to `timeout_ms` for one. Also returns
   // (possibly empty) once Close was called.
   std::vector<CompletedTrace> Drain(int timeout_ms);
@@ -174,6 +184,7 @@ class Tracer : public std::enable_shared_from_this<Tracer> {
   std::shared_ptr<TraceSetting> global_;
   std::unordered_map<std::string, std::shared_ptr<TraceSetting>> models_;
   std::deque<CompletedTrace> done_;
+  std::unordered_map<uint64_t, std::weak_ptr<RequestTrace>> live_;
   bool closed_ = false;
   std::atomic<bool> active_{false};
   std::atomic<uint64_t> next_trace_id_{1};

@@ -2,6 +2,7 @@
 // many requests on one call). Part of GrpcServer::Impl (grpc_server_impl.h).
 #include <unordered_map>
 
+#include "core/trace.h"
 #include "grpc_server_impl.h"
 #include "infer_codec.h"
 
@@ -20,7 +21,11 @@ using inference::ModelStreamInferResponse;
 // set `triton_enable_empty_final_response`. grpc allows one outstanding write per
 // stream, so responses wait in a queue for their turn. Errors travel as
 // `error_message` without closing the stream. The stream finishes once the client
-// has half-closed and every request has sent FINAL and been written. Thread safety:
+// has half-closed and every request has sent FINAL and been written. A traced
+// request gets Triton's stream stamps: GRPC_WAITREAD_START when the read that
+// brought it was started, GRPC_WAITREAD_END once read, and GRPC_SEND_START/END
+// around the write of each of its responses (the queued write holds the trace, so
+// the trace completes after its last write). Thread safety:
 // reactions come from grpc threads and responses from core threads; mu_ guards the
 // shared state. The reactor deletes itself in OnDone.
 
@@ -52,19 +57,22 @@ class GrpcServer::Impl::StreamReactor
       return;
     }
     std::shared_ptr<ModelInferRequest> message = std::move(reading_);
+    const uint64_t read_started_ns = read_started_ns_;
     {
       // Counted before the next read so the stream cannot finish under us.
       std::lock_guard<std::mutex> lock(mu_);
       ++outstanding_;
     }
     NextRead();
-    Process(std::move(message));
+    Process(std::move(message), read_started_ns);
   }
 
   void OnWriteDone(bool ok) override {
     Action action;
+    std::shared_ptr<RequestTrace> written;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      written = std::move(writes_.front().trace);
       writes_.pop_front();
       writing_ = false;
       if (!ok) {
@@ -74,6 +82,8 @@ class GrpcServer::Impl::StreamReactor
       }
       action = NextActionLocked();
     }
+    if (written) written->Record(trace_activity::kGrpcSendEnd);
+    written.reset();  // may complete the trace: before Act, which may end us
     Act(action);
   }
 
@@ -92,11 +102,18 @@ class GrpcServer::Impl::StreamReactor
  private:
   struct Action {
     const ModelStreamInferResponse* write = nullptr;
+    RequestTrace* trace = nullptr;  // the written response's request, if traced
     bool finish = false;
+  };
+  // A response waiting for its turn to be written.
+  struct Write {
+    std::unique_ptr<ModelStreamInferResponse> response;
+    std::shared_ptr<RequestTrace> trace;
   };
 
   void NextRead() {
     reading_ = std::make_shared<ModelInferRequest>();
+    read_started_ns_ = NowNs();  // for a trace: GRPC_WAITREAD_START
     StartRead(reading_.get());
   }
 
@@ -106,7 +123,8 @@ class GrpcServer::Impl::StreamReactor
     Action action;
     if (!writing_ && !writes_.empty()) {
       writing_ = true;
-      action.write = writes_.front().get();
+      action.write = writes_.front().response.get();
+      action.trace = writes_.front().trace.get();
     } else if (!writing_ && writes_.empty() && reads_done_ && outstanding_ == 0 &&
                !finished_) {
       finished_ = true;
@@ -117,6 +135,8 @@ class GrpcServer::Impl::StreamReactor
 
   void Act(const Action& action) {
     if (action.write != nullptr) {
+      // The write holds the trace until OnWriteDone.
+      if (action.trace != nullptr) action.trace->Record(trace_activity::kGrpcSendStart);
       StartWrite(action.write);
     } else if (action.finish) {
       Finish(grpc::Status::OK);
@@ -124,9 +144,9 @@ class GrpcServer::Impl::StreamReactor
   }
 
   // Queues `response` (may be null: nothing to write) for the request `key`; with
-  // `final` the request is done.
+  // `final` the request is done. `trace`: the request's, if it is traced.
   void Complete(uint64_t key, std::unique_ptr<ModelStreamInferResponse> response,
-                bool final = true) {
+                bool final = true, std::shared_ptr<RequestTrace> trace = nullptr) {
     Action action;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -134,7 +154,9 @@ class GrpcServer::Impl::StreamReactor
         if (key != 0) inflight_.erase(key);
         --outstanding_;
       }
-      if (!broken_ && response) writes_.push_back(std::move(response));
+      if (!broken_ && response) {
+        writes_.push_back({std::move(response), std::move(trace)});
+      }
       action = NextActionLocked();
     }
     // Past this point another thread may finish the stream and delete `this`,
@@ -144,14 +166,15 @@ class GrpcServer::Impl::StreamReactor
 
   // Like Triton, the failed request's id rides along so clients can match it.
   void CompleteWithError(uint64_t key, const Status& status, const std::string& id,
-                         bool final = true) {
+                         bool final = true,
+                         std::shared_ptr<RequestTrace> trace = nullptr) {
     auto response = std::make_unique<ModelStreamInferResponse>();
     response->set_error_message(status.message());
     if (!id.empty()) response->mutable_infer_response()->set_id(id);
-    Complete(key, std::move(response), final);
+    Complete(key, std::move(response), final, std::move(trace));
   }
 
-  void Process(std::shared_ptr<ModelInferRequest> message) {
+  void Process(std::shared_ptr<ModelInferRequest> message, uint64_t read_started_ns) {
     std::shared_ptr<Model> model;
     Status status =
         impl_->registry_->Find(message->model_name(), message->model_version(), &model);
@@ -166,6 +189,15 @@ class GrpcServer::Impl::StreamReactor
     if (impl_->policy_->forwards_headers()) {
       impl_->policy_->ForwardHeaders(ctx_->client_metadata(), &request->parameters);
     }
+    request->protocol = InferenceRequest::Protocol::kGrpc;
+    request->recv_start_ns = read_started_ns;
+    if (model->Tracing()) {
+      request->recv_end_ns = NowNs();
+      auto parent = ctx_->client_metadata().find("traceparent");
+      if (parent != ctx_->client_metadata().end()) {
+        request->traceparent.assign(parent->second.data(), parent->second.size());
+      }
+    }
 
     uint64_t key;
     {
@@ -175,31 +207,39 @@ class GrpcServer::Impl::StreamReactor
     }
     const bool decoupled = model->spec().decoupled;
     const bool empty_final = decoupled && WantsEmptyFinal(request->parameters);
-    request->SetResponseStream(
-        [this, key, message, empty_final, shm_outputs, name = model->spec().name,
-         version = model->spec().version](std::unique_ptr<InferenceResponse> result,
-                                          uint32_t flags) {
-          const bool final = (flags & kResponseFlagFinal) != 0;
-          if (result && !result->status.ok()) {
-            return CompleteWithError(key, result->status, message->id(), final);
-          }
-          if (!result && !(final && empty_final)) return Complete(key, nullptr, final);
-          if (!result) {
-            // FINAL alone, and the client asked to see it: an empty response.
-            result = std::make_unique<InferenceResponse>();
-            result->model_name = name;
-            result->model_version = version;
-          }
-          auto response = std::make_unique<ModelStreamInferResponse>();
-          ModelInferResponse* infer = response->mutable_infer_response();
-          Status built = grpcfe::BuildInferResponse(*result, message->id(), infer,
-                                                    shm_outputs.get());
-          if (!built.ok()) return CompleteWithError(key, built, message->id(), final);
-          // Every stream response says whether it is its request's last (Triton does
-          // so for non-decoupled models too).
-          (*infer->mutable_parameters())["triton_final_response"].set_bool_param(final);
-          Complete(key, std::move(response), final);
-        });
+    // The callback belongs to the request and runs only while it lives: a plain
+    // pointer reads its trace (sampled at Enqueue, before any response).
+    InferenceRequest* raw = request.get();
+    request->SetResponseStream([this, key, message, empty_final, shm_outputs, raw,
+                                name = model->spec().name,
+                                version = model->spec().version](
+                                   std::unique_ptr<InferenceResponse> result,
+                                   uint32_t flags) {
+      const bool final = (flags & kResponseFlagFinal) != 0;
+      std::shared_ptr<RequestTrace> trace = raw->trace;
+      if (result && !result->status.ok()) {
+        return CompleteWithError(key, result->status, message->id(), final,
+                                 std::move(trace));
+      }
+      if (!result && !(final && empty_final)) return Complete(key, nullptr, final);
+      if (!result) {
+        // FINAL alone, and the client asked to see it: an empty response.
+        result = std::make_unique<InferenceResponse>();
+        result->model_name = name;
+        result->model_version = version;
+      }
+      auto response = std::make_unique<ModelStreamInferResponse>();
+      ModelInferResponse* infer = response->mutable_infer_response();
+      Status built =
+          grpcfe::BuildInferResponse(*result, message->id(), infer, shm_outputs.get());
+      if (!built.ok()) {
+        return CompleteWithError(key, built, message->id(), final, std::move(trace));
+      }
+      // Every stream response says whether it is its request's last (Triton does
+      // so for non-decoupled models too).
+      (*infer->mutable_parameters())["triton_final_response"].set_bool_param(final);
+      Complete(key, std::move(response), final, std::move(trace));
+    });
     status = model->Enqueue(request);
     if (!status.ok()) CompleteWithError(key, status, message->id());
   }
@@ -217,9 +257,10 @@ class GrpcServer::Impl::StreamReactor
   Impl* impl_;
   grpc::CallbackServerContext* ctx_;  // valid until OnDone
   std::shared_ptr<ModelInferRequest> reading_;
+  uint64_t read_started_ns_ = 0;  // of the read in progress (grpc's thread)
 
   std::mutex mu_;
-  std::deque<std::unique_ptr<ModelStreamInferResponse>> writes_;
+  std::deque<Write> writes_;
   std::unordered_map<uint64_t, std::pair<std::shared_ptr<Model>, RequestPtr>> inflight_;
   uint64_t next_key_ = 0;
   int64_t outstanding_ = 0;

@@ -28,6 +28,7 @@
 #include <event2/http_struct.h>
 #include <sys/socket.h>
 
+#include "core/trace.h"
 #include "http_forward.h"
 #include "http_generate.h"
 #include "http_infer_codec.h"
@@ -64,11 +65,20 @@ void HttpServer::Impl::HandleGenerate(Worker* worker, evhttp_request* req,
                                       const std::string& version, bool stream,
                                       const char* body, size_t size) {
   using namespace httpfe;
+  const uint64_t received_ns = NowNs();  // for a trace: HTTP_RECV_START
   if (!AdmitInfer(worker, req)) return;
   std::shared_ptr<Model> model;
   Status status = registry_->Find(name, version, &model);
   auto request = std::make_shared<InferenceRequest>();
   if (status.ok()) status = ParseGenerateBody(body, size, model->spec(), request.get());
+  request->recv_start_ns = received_ns;
+  if (status.ok() && model->Tracing()) {
+    request->recv_end_ns = NowNs();
+    if (const char* parent =
+            evhttp_find_header(evhttp_request_get_input_headers(req), "traceparent")) {
+      request->traceparent = parent;
+    }
+  }
   if (status.ok() && options_.forward) {
     status = options_.forward->Forward(evhttp_request_get_input_headers(req),
                                        &request->parameters);
@@ -168,7 +178,11 @@ void HttpServer::Impl::WriteEvent(const std::shared_ptr<PendingCall>& call,
   evbuffer_add(chunk, "data: ", 6);
   evbuffer_add(chunk, json.data(), json.size());
   evbuffer_add(chunk, "\n\n", 2);
+  // A traced request: a send pair per response (Triton writes these with 0 times).
+  RequestTrace* trace = call->request ? call->request->trace.get() : nullptr;
+  if (trace != nullptr) trace->Record(trace_activity::kHttpSendStart);
   evhttp_send_reply_chunk(call->req, chunk);
+  if (trace != nullptr) trace->Record(trace_activity::kHttpSendEnd);
   evbuffer_free(chunk);
   bufferevent* bev = evhttp_connection_get_bufferevent(state.conn);
   if (evbuffer_get_length(bufferevent_get_output(bev)) <= options_.max_stream_buffer) {

@@ -49,6 +49,9 @@ TEST(TracerTest, RootFinishesOnceAfterItsChildren) {
   root->Record(trace_activity::kRequestStart, 10);
   auto child = root->SpawnChild();
   auto grandchild = child->SpawnChild();
+  grandchild->SetModel("inner", 1, "r1");
+  auto refused = child->SpawnChild();  // never started: dropped
+  refused.reset();
   child->SetModel("step", 1, "r1");
   child->Record(trace_activity::kComputeStart, 20);
   const uint64_t root_id = root->id();
@@ -69,6 +72,40 @@ TEST(TracerTest, RootFinishesOnceAfterItsChildren) {
   int grand = 0;
   for (const auto& [id, parent] : parents) grand += parent == child_id ? 1 : 0;
   EXPECT_EQ(grand, 1);
+}
+
+TEST(TracerTest, LiveTracesFoundByIdAndResponseCompleteOnceOnRoots) {
+  auto tracer = std::make_shared<Tracer>();
+  tracer->Install(
+      "", std::make_shared<TraceSetting>(3, kTraceLevelTimestamps, 1, -1, true));
+  auto root = tracer->Sample("bls", false);
+  ASSERT_NE(root, nullptr);
+  root->SetModel("bls", 1, "b1");
+  auto child = root->SpawnChild();
+  child->SetModel("add_one", 1, "");
+  EXPECT_EQ(tracer->Find(root->id()), root);
+  EXPECT_EQ(tracer->Find(child->id()), child);
+  const uint64_t child_id = child->id();
+  root->RecordFirstResponse(5);
+  root->RecordFirstResponse(6);   // once
+  child->RecordFirstResponse(7);  // children have none
+  child.reset();
+  EXPECT_EQ(tracer->Find(child_id), nullptr);
+  root.reset();
+  auto done = tracer->Drain(0);
+  ASSERT_EQ(done.size(), 1u);
+  ASSERT_EQ(done[0].records.size(), 2u);
+  int complete = 0;
+  for (const auto& record : done[0].records) {
+    for (const auto& stamp : record.stamps) {
+      if (std::string(stamp.name) == trace_activity::kInferResponseComplete) {
+        EXPECT_EQ(record.parent_id, 0u);
+        EXPECT_EQ(stamp.ns, 5u);
+        ++complete;
+      }
+    }
+  }
+  EXPECT_EQ(complete, 1);
 }
 
 TEST(TracerTest, TensorsAsTritonWritesThem) {

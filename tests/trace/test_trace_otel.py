@@ -60,14 +60,18 @@ def collector() -> Iterator[Collector]:
     c.server.shutdown()
 
 
+@pytest.mark.parametrize("engine", ["native", "python"])
 def test_spans_exported_with_parent_context(
-    tmp_path: Path, collector: Collector
+    tmp_path: Path, collector: Collector, engine: str
 ) -> None:
     repo = build_repo(tmp_path / "repo")
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     parent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    http_trace_id = "0af7651916cd43dd8448eb211c80319c"
+    http_parent = f"00-{http_trace_id}-b7ad6b7169203331-01"
     with run_server(
         repo,
+        f"--http-engine={engine}",
         "--trace-config=mode=opentelemetry",
         f"--trace-config=opentelemetry,url={collector.url}",
         "--trace-config=opentelemetry,bsp_schedule_delay=50",
@@ -75,12 +79,33 @@ def test_spans_exported_with_parent_context(
         "--trace-config=level=TIMESTAMPS",
     ) as server:
         http_infer(server.http_url, "add_one", "h1")
+        http_infer(
+            server.http_url, "add_one", "h2", headers={"traceparent": http_parent}
+        )
         grpc_infer(server.grpc_url, "pipeline", "g1", headers={"traceparent": parent})
     # Shutting down flushed the exporter.
     spans = collector.spans
     names = sorted(span.name for span in spans)
-    assert names.count("InferRequest") == 2
-    assert names.count("compute") == 3  # add_one, and the pipeline's two steps
+    assert names.count("InferRequest") == 3
+    assert names.count("compute") == 4  # add_one twice, the pipeline's two steps
+    over_http = [s for s in spans if s.trace_id.hex() == http_trace_id]
+    assert sorted(s.name for s in over_http) == ["InferRequest", "add_one", "compute"]
+    (http_root,) = [s for s in over_http if s.name == "InferRequest"]
+    assert http_root.parent_span_id.hex() == "b7ad6b7169203331"
+    # The frontend's stamps are the root span's events, as in Triton.
+    assert {e.name for e in http_root.events} == {
+        "HTTP_RECV_START",
+        "HTTP_RECV_END",
+        "INFER_RESPONSE_COMPLETE",
+        "HTTP_SEND_START",
+        "HTTP_SEND_END",
+    }
+    (http_model,) = [s for s in over_http if s.name == "add_one"]
+    assert {e.name for e in http_model.events} == {
+        "REQUEST_START",
+        "QUEUE_START",
+        "REQUEST_END",
+    }
     propagated = [s for s in spans if s.trace_id.hex() == trace_id]
     assert {s.name for s in propagated} == {
         "InferRequest",

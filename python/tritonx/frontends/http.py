@@ -20,6 +20,7 @@ import binascii
 import json
 import re
 import ssl
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -373,6 +374,8 @@ class HttpFrontend:
         name = route.model
         try:
             model = self._registry.find(name, route.version)
+            # While some trace setting is on: HTTP_RECV_START (0: not taken).
+            received = time.monotonic_ns() if model.tracing else 0
             _native.check_transaction_policy(model, "http")
             body = message.body
             hlen = http_infer.header_length(
@@ -390,7 +393,9 @@ class HttpFrontend:
                     http_infer.parse_header, header, hlen, len(body), name
                 )
                 parsing.add_done_callback(
-                    lambda f: self._infer_parsed(f, message, slot, model, name)
+                    lambda f: self._infer_parsed(
+                        f, message, slot, model, name, received
+                    )
                 )
                 return
             else:
@@ -398,7 +403,7 @@ class HttpFrontend:
         except Exception as exc:
             slot.done(_error(exc))
             return
-        self._submit(model, name, parsed, message, slot)
+        self._submit(model, name, parsed, message, slot, received)
 
     def _infer_parsed(
         self,
@@ -407,6 +412,7 @@ class HttpFrontend:
         slot: Slot,
         model: Any,
         name: str,
+        received: int,
     ) -> None:
         try:
             parsed = self._offload.result(parsing)
@@ -414,7 +420,7 @@ class HttpFrontend:
         except Exception as exc:
             slot.done(_error(exc))
             return
-        self._submit(model, name, parsed, message, slot)
+        self._submit(model, name, parsed, message, slot, received)
 
     def _submit(
         self,
@@ -423,7 +429,9 @@ class HttpFrontend:
         parsed: http_infer.ParsedInfer,
         message: HttpMessage,
         slot: Slot,
+        received: int = 0,
     ) -> None:
+        """``received``: HTTP_RECV_START while tracing is on, else 0."""
         try:
             params: dict[str, Any] | None = parsed.parameters
             if self._forward is not None and message.raw_headers:
@@ -432,6 +440,15 @@ class HttpFrontend:
                     # After the JSON ones, as Triton adds them: a header wins.
                     params = {**params, **forwarded} if params else forwarded
             request = parsed.core_request(params, self._shm, name)
+            if received:
+                parent = message.headers.get(b"traceparent")
+                _native.trace_received(
+                    request,
+                    received,
+                    time.monotonic_ns(),
+                    None if parent is None else parent.decode("latin-1"),
+                )
+                slot.trace = _SendStamps(request)
             accept = message.headers.get(b"accept-encoding")
             # Non-decoupled (checked above): exactly one response, final, answered
             # on this loop.
@@ -533,6 +550,23 @@ class HttpFrontend:
             slot.done([head + header, *binaries])
         else:
             slot.done(response(200, header))
+
+
+class _SendStamps:
+    """HTTP_SEND_START / HTTP_SEND_END of a request sampled for a trace, around
+    the write of its response (no-ops when the request was not sampled). Holds the
+    request, so its trace completes once the response is written."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+
+    def sending(self) -> None:
+        _native.trace_stamp(self._request, "HTTP_SEND_START")
+
+    def sent(self) -> None:
+        _native.trace_stamp(self._request, "HTTP_SEND_END")
 
 
 def _future_error(future: asyncio.Future[Any]) -> BaseException | None:

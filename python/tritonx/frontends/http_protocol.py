@@ -22,6 +22,7 @@ import socket
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import httptools
 
@@ -98,10 +99,17 @@ class HttpMessage:
         self.keep_alive = True
 
 
+class SendTrace(Protocol):
+    """What a traced request's slot stamps around the write of its response."""
+
+    def sending(self) -> None: ...
+    def sent(self) -> None: ...
+
+
 class Slot:
     """Where the response to one request goes; filled exactly once."""
 
-    __slots__ = ("_conn", "data", "keep_alive", "on_done", "on_lost")
+    __slots__ = ("_conn", "data", "keep_alive", "on_done", "on_lost", "trace")
 
     def __init__(self, conn: HttpConnection, keep_alive: bool) -> None:
         self._conn = conn
@@ -112,12 +120,21 @@ class Slot:
         # Called if the client goes away before the response is ready (optional):
         # the handler cancels the work it started for this request.
         self.on_lost: Callable[[], None] | None = None
+        # Stamps the write of the response for a request trace (optional).
+        self.trace: SendTrace | None = None
 
     def done(self, data: Sequence[Buffer]) -> None:
         if self.data is None:
             self.data = data
             self.on_lost = None  # answered: nothing left to cancel
-            self._conn.flush()
+            trace = self.trace
+            if trace is None:
+                self._conn.flush()
+            else:
+                self.trace = None
+                trace.sending()
+                self._conn.flush()
+                trace.sent()
             if self.on_done is not None:
                 self.on_done()
 

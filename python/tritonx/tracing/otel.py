@@ -5,7 +5,8 @@ opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http).
 Spans as Triton makes them: one root ``InferRequest`` span per trace (the child of
 the request's ``traceparent`` context when it came with one), a span named after
 the model per request (an ensemble step's under its ensemble's), and a ``compute``
-span under each executed request; every timestamp is an event on its span.
+span under each executed request; every timestamp is an event on its span (the
+frontend's receive and send stamps and INFER_RESPONSE_COMPLETE on the root span).
 Timestamps come from the core's monotonic clock and are moved to wall-clock time
 with one offset taken at start.
 """
@@ -20,6 +21,18 @@ from tritonx.tracing.settings import Setting, TraceConfig
 
 _COMPUTE = {"COMPUTE_START", "COMPUTE_INPUT_END", "COMPUTE_OUTPUT_START", "COMPUTE_END"}
 _REQUEST = {"REQUEST_START", "QUEUE_START", "REQUEST_END"}
+# The frontend's stamps: events of the root InferRequest span, as in Triton.
+_FRONTEND = {
+    "HTTP_RECV_START",
+    "HTTP_RECV_END",
+    "HTTP_SEND_START",
+    "HTTP_SEND_END",
+    "GRPC_WAITREAD_START",
+    "GRPC_WAITREAD_END",
+    "GRPC_SEND_START",
+    "GRPC_SEND_END",
+    "INFER_RESPONSE_COMPLETE",
+}
 
 
 class OtelSink:
@@ -81,10 +94,21 @@ class OtelSink:
         )
         root_context = trace.set_span_in_context(root)
         spans: dict[int, Any] = {}
-        for record in records:  # the root record comes first
+        # Parents before their children: a trace id is taken when its request is
+        # sampled or spawned, so a parent's is always the smaller (children are
+        # queued in the order they finished).
+        records = sorted(records, key=lambda r: int(r["id"]))
+        for record in records:
             parent = spans.get(record["parent_id"])
             ctx = trace.set_span_in_context(parent) if parent else root_context
-            own = [(n, ns) for n, ns in record["timestamps"] if n not in _COMPUTE]
+            own = [
+                (n, ns)
+                for n, ns in record["timestamps"]
+                if n not in _COMPUTE and n not in _FRONTEND
+            ]
+            for name, ns in record["timestamps"]:
+                if name in _FRONTEND and not record["parent_id"]:
+                    root.add_event(name, timestamp=ns + wall)
             start = min((ns for _, ns in record["timestamps"]), default=min(stamps))
             span = self._tracer.start_span(
                 record["model_name"],

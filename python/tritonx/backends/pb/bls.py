@@ -152,10 +152,10 @@ def _input_of(t: Tensor) -> tuple[str, str, list[int], Any]:
     return (t.name(), t.datatype(), list(array.shape), data)
 
 
-def _core_request(request: InferenceRequest) -> Any:
-    from tritonx._native import Request
+def _core_request(request: InferenceRequest, model: Any) -> Any:
+    from tritonx import _native
 
-    return Request(
+    core = _native.Request(
         id=request.request_id(),
         inputs=[_input_of(t) for t in request.inputs()],
         requested_outputs=sorted(request.requested_output_names()),
@@ -164,6 +164,14 @@ def _core_request(request: InferenceRequest) -> Any:
         timeout_us=request.timeout(),
         custom_parameters=request._parameter_values(),
     )
+    # trace=<a traced request's trace()>: a child of that trace, as in Triton
+    # (without it the call is not traced: only frontends sample requests).
+    trace = request._trace
+    if trace is not None and trace._core is not None:
+        _native.inherit_trace(core, trace._core)
+    elif trace is not None and trace.triton_trace:  # from a stub process, by id
+        _native.inherit_trace_id(core, model, trace.triton_trace)
+    return core
 
 
 def _response(core_response: Any) -> InferenceResponse:
@@ -238,7 +246,7 @@ def _prepare(
             )
         )
     try:
-        core = _core_request(request)
+        core = _core_request(request, model)
     except Exception as exc:
         raise _Refused(_not_started(name, as_triton_error(exc).message)) from None
     counted = False

@@ -58,11 +58,27 @@ class PreferredMemory:
 
 
 class InferenceTrace:
-    """Placeholder for Triton's trace handle (tracing is not wired to models)."""
+    """Triton's trace handle. ``request.trace()`` of a request handed to
+    ``execute`` refers to that request's trace (``triton_trace``: its trace id, 0
+    when the request is not traced); a BLS request given it as ``trace=`` is traced
+    as its child (Triton's ``parent_id``), as an ensemble step is."""
 
     def __init__(self, triton_trace: int = 0, trace_context: str = "") -> None:
         self.triton_trace = triton_trace
         self.trace_context = trace_context
+        # The core request whose trace this is (in-process), else None.
+        self._core: Any = None
+
+    @classmethod
+    def _of(cls, core: Any) -> InferenceTrace:
+        from tritonx import _native
+
+        if not isinstance(core, _native.Request):  # a stub process's lookalike
+            return cls(int(getattr(core, "trace_id", 0)))
+        trace = cls(int(_native.trace_id(core)))
+        if trace.triton_trace:
+            trace._core = core
+        return trace
 
     def get_context(self, mode: str = "opentelemetry") -> str | None:
         return self.trace_context or None
@@ -272,7 +288,7 @@ class InferenceRequest:
         self._preferred_memory = preferred_memory or PreferredMemory(
             TRITONSERVER_MEMORY_CPU
         )
-        self._trace = trace or InferenceTrace()
+        self._trace: InferenceTrace | None = trace or InferenceTrace()
         self._param_values: dict[str, bool | int | str] | None = None
         if parameters is None or isinstance(parameters, Mapping):
             # As Triton's constructor: bool/int/str values, rendered by json.dumps.
@@ -306,7 +322,7 @@ class InferenceRequest:
         self._flags = core.flags
         self._timeout = core.timeout_us
         self._preferred_memory = PreferredMemory(TRITONSERVER_MEMORY_CPU)
-        self._trace = InferenceTrace()
+        self._trace = None  # looked up on first use
         self._parameters = None  # rendered on first use
         self._param_values = None
         self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
@@ -356,6 +372,8 @@ class InferenceRequest:
         return self._model_version
 
     def trace(self) -> InferenceTrace:
+        if self._trace is None:
+            self._trace = InferenceTrace._of(self._core)
         return self._trace
 
     def preferred_memory(self) -> PreferredMemory:

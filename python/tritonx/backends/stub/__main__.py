@@ -92,6 +92,7 @@ class _Request:
         "parameters",
         "requested_outputs",
         "timeout_us",
+        "trace_id",
     )
 
     def __init__(self, stub: Stub, index: int, fields: tuple[Any, ...]) -> None:
@@ -104,6 +105,7 @@ class _Request:
             self.timeout_us,
             self.parameters,
             descs,
+            self.trace_id,  # the server's trace of the request (0: not traced)
         ) = fields
         copy = stub.decoupled  # a decoupled model may read its inputs after execute
         self.inputs = [_Input(stub.inputs, d, copy) for d in descs]
@@ -146,6 +148,7 @@ class _RingRequest:
         "parameters",
         "requested_outputs",
         "timeout_us",
+        "trace_id",
     )
 
     def __init__(self, stub: Stub, index: int, fields: tuple[Any, ...]) -> None:
@@ -157,6 +160,7 @@ class _RingRequest:
             self.timeout_us,
             self.parameters,
             inputs,
+            self.trace_id,
         ) = fields
         self.inputs = [_RingInput(*t) for t in inputs]
         self.key = index

@@ -122,10 +122,10 @@ class ServerBls:
         self._worker: ThreadPoolExecutor | None = None
 
     def run(self, channel: Channel, msg: tuple[Any, ...], fds: list[int]) -> None:
-        from tritonx.backends.pb.messages import InferenceRequest
+        from tritonx.backends.pb.messages import InferenceRequest, InferenceTrace
         from tritonx.backends.pb.tensor import Tensor
 
-        descs, rid, corr, outputs, name, version, flags, timeout, params = msg[1]
+        descs, rid, corr, outputs, name, version, flags, timeout, params, tid = msg[1]
         cid = msg[2]
         region = Region.adopt(fds[-1]) if fds else Region.create(0)
         try:
@@ -145,6 +145,7 @@ class ServerBls:
             flags=flags,
             timeout=timeout,
             parameters=params,
+            trace=InferenceTrace(tid),  # the stub request's trace id, or 0
         )
         executing = msg[4]
         if cid is not None:
@@ -269,6 +270,7 @@ class StubBls:
                 request.flags(),
                 request.timeout(),
                 request.parameters(),
+                request.trace().triton_trace,
             )
             if decoupled or sink is not None:
                 sink = sink or bls.ResponseIterator()

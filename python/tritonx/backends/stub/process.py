@@ -305,6 +305,7 @@ class StubInstance:
                         r.timeout_us,
                         r.parameters,
                         descs,
+                        _native.trace_id(r),  # BLS children of a traced request
                     )
                 )
             try:

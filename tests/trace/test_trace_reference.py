@@ -1,0 +1,67 @@
+"""Trace files of tritonx and the real Triton for the same requests (runs when
+TRITONX_REFERENCE_CMD is set): per trace, the timestamp names and their counts,
+the tensors written and the parent's model, over HTTP (both engines), gRPC,
+gRPC streams (decoupled and not), BLS and the SSE generate stream."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serverutil import RunningServer, reference_command, run_reference, run_server
+from traceutil import (
+    build_stream_repo,
+    generate_stream,
+    grpc_infer,
+    grpc_stream,
+    http_infer,
+    http_infer_bls,
+    summary,
+)
+
+pytestmark = pytest.mark.skipif(
+    reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
+)
+
+TRACE_ALL = (
+    "--trace-config=rate=1",
+    "--trace-config=level=TIMESTAMPS",
+    "--trace-config=level=TENSORS",
+)
+
+
+def observe(server: AbstractContextManager[RunningServer], sse: bool) -> None:
+    with server as running:
+        http_infer(running.http_url, "add_one", "h1")
+        grpc_infer(running.grpc_url, "add_one", "g1")
+        grpc_stream(running.grpc_url, [("repeat", "s1", 3), ("add_one", "s2", 1)])
+        http_infer_bls(running.http_url)
+        http_infer(running.http_url, "pipeline", "p1")
+        if sse:  # the Python engine serves no generate endpoints
+            generate_stream(running.http_url, "repeat", "e1")
+
+
+def test_trace_files_match_reference(tmp_path: Path) -> None:
+    repo = build_stream_repo(tmp_path / "repo")
+    files = {}
+    for who in ("native", "python", "reference"):
+        out = tmp_path / f"{who}.json"
+        args = (f"--trace-config=triton,file={out}", *TRACE_ALL)
+        if who == "reference":
+            observe(run_reference([repo], *args), sse=True)
+        else:
+            observe(run_server(repo, f"--http-engine={who}", *args), who == "native")
+        files[who] = out
+    theirs = summary(files["reference"])
+    # Deliberate difference: on the SSE stream Triton records an
+    # INFER_RESPONSE_COMPLETE per response callback (FINAL included) and writes
+    # each response's send pair with 0 for both times; tritonx records one
+    # INFER_RESPONSE_COMPLETE, as on every other endpoint, and the real times.
+    sse: dict[str, Any] = theirs[("repeat", "e1", "")]["stamps"]
+    assert sse["INFER_RESPONSE_COMPLETE"] == 4
+    sse["INFER_RESPONSE_COMPLETE"] = 1
+    assert summary(files["native"]) == theirs
+    del theirs[("repeat", "e1", "")]
+    assert summary(files["python"]) == theirs
