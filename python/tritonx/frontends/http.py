@@ -448,7 +448,7 @@ class HttpFrontend:
                     time.monotonic_ns(),
                     None if parent is None else parent.decode("latin-1"),
                 )
-                slot.trace = _SendStamps(request)
+                slot.trace = http_infer.SendStamps(request)
             accept = message.headers.get(b"accept-encoding")
             # Non-decoupled (checked above): exactly one response, final, answered
             # on this loop.
@@ -550,23 +550,6 @@ class HttpFrontend:
             slot.done([head + header, *binaries])
         else:
             slot.done(response(200, header))
-
-
-class _SendStamps:
-    """HTTP_SEND_START / HTTP_SEND_END of a request sampled for a trace, around
-    the write of its response (no-ops when the request was not sampled). Holds the
-    request, so its trace completes once the response is written."""
-
-    __slots__ = ("_request",)
-
-    def __init__(self, request: Any) -> None:
-        self._request = request
-
-    def sending(self) -> None:
-        _native.trace_stamp(self._request, "HTTP_SEND_START")
-
-    def sent(self) -> None:
-        _native.trace_stamp(self._request, "HTTP_SEND_END")
 
 
 def _future_error(future: asyncio.Future[Any]) -> BaseException | None:

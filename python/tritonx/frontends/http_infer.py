@@ -95,6 +95,23 @@ class ParsedInfer:
         return request
 
 
+class SendStamps:
+    """HTTP_SEND_START / HTTP_SEND_END of a request sampled for a trace, around
+    the write of its response (no-ops when the request was not sampled). Holds the
+    request, so its trace completes once the response is written."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+
+    def sending(self) -> None:
+        _native.trace_stamp(self._request, "HTTP_SEND_START")
+
+    def sent(self) -> None:
+        _native.trace_stamp(self._request, "HTTP_SEND_END")
+
+
 class OutputTensor(Protocol):
     name: str
     datatype: str
