@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 from serverutil import run_server
-from traceutil import build_repo, grpc_infer, http_infer
+from traceutil import (
+    build_repo,
+    build_stream_repo,
+    grpc_infer,
+    http_infer,
+    http_infer_bls,
+)
 
 trace_service = pytest.importorskip(
     "opentelemetry.proto.collector.trace.v1.trace_service_pb2",
@@ -129,3 +135,30 @@ def test_spans_exported_with_parent_context(
         "COMPUTE_OUTPUT_START",
         "COMPUTE_END",
     }
+
+
+def test_bls_children_are_spans_under_their_parent(
+    tmp_path: Path, collector: Collector
+) -> None:
+    repo = build_stream_repo(tmp_path / "repo")
+    with run_server(
+        repo,
+        "--trace-config=mode=opentelemetry",
+        f"--trace-config=opentelemetry,url={collector.url}",
+        "--trace-config=opentelemetry,bsp_schedule_delay=50",
+        "--trace-config=rate=1",
+        "--trace-config=level=TIMESTAMPS",
+    ) as server:
+        http_infer_bls(server.http_url)
+    spans = collector.spans
+    by_id = {s.span_id: s for s in spans}
+    assert sorted(s.name for s in spans if s.name != "compute") == [
+        "InferRequest",
+        "add_one",
+        "bls",
+        "repeat",
+    ]
+    for child in ("add_one", "repeat"):
+        (span,) = [s for s in spans if s.name == child]
+        assert by_id[span.parent_span_id].name == "bls"
+        assert "INFER_RESPONSE_COMPLETE" not in {e.name for e in span.events}
