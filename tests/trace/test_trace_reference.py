@@ -41,6 +41,7 @@ def observe(server: AbstractContextManager[RunningServer], sse: bool) -> None:
         http_infer(running.http_url, "pipeline", "p1")
         if sse:  # the Python engine serves no generate endpoints
             generate_stream(running.http_url, "repeat", "e1")
+            generate_stream(running.http_url, "add_one", "e2", "generate")
 
 
 def test_trace_files_match_reference(tmp_path: Path) -> None:
@@ -64,4 +65,5 @@ def test_trace_files_match_reference(tmp_path: Path) -> None:
     sse["INFER_RESPONSE_COMPLETE"] = 1
     assert summary(files["native"]) == theirs
     del theirs[("repeat", "e1", "")]
+    del theirs[("add_one", "e2", "")]
     assert summary(files["python"]) == theirs

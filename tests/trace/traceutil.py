@@ -116,10 +116,13 @@ def http_infer_bls(url: str, request_id: str = "b1") -> None:
         client.close()
 
 
-def generate_stream(url: str, model: str, request_id: str) -> bytes:
+def generate_stream(
+    url: str, model: str, request_id: str, endpoint: str = "generate_stream"
+) -> bytes:
+    """One request to the generate extension (``endpoint``: or "generate")."""
     body = json.dumps({"id": request_id, "INPUT0": X.reshape(4).tolist()}).encode()
     request = urllib.request.Request(
-        f"http://{url}/v2/models/{model}/generate_stream", data=body, method="POST"
+        f"http://{url}/v2/models/{model}/{endpoint}", data=body, method="POST"
     )
     with urllib.request.urlopen(request, timeout=60) as response:
         data: bytes = response.read()
