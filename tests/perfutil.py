@@ -147,6 +147,37 @@ def check_sequences(lines: list[str]) -> tuple[list[int], int]:
     return ids, most
 
 
+# Generated data as the model sees it: every TEXT element must be 7 bytes long
+# (--string-length 7), and NUM all zeros exactly when the strings are zero data
+# ("0000000", --input-data zero); random data fails the other way round.
+GENERATED = """
+name: "generated"
+backend: "python"
+max_batch_size: 0
+input [ { name: "TEXT", data_type: TYPE_STRING, dims: [ 2 ] },
+        { name: "NUM", data_type: TYPE_FP32, dims: [ 4 ] } ]
+output [ { name: "OUT", data_type: TYPE_FP32, dims: [ 4 ] } ]
+"""
+GENERATED_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            text = pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy().reshape(-1)
+            num = pb_utils.get_input_tensor_by_name(r, "NUM").as_numpy()
+            zero = all(t == b"0" * 7 for t in text)
+            if any(len(t) != 7 for t in text) or zero != (not num.any()):
+                out.append(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(f"unexpected {text!r} {num!r}")))
+            else:
+                out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", num)]))
+        return out
+"""
+
+
 # One instance, 20 ms per execute, no batching: at 200 requests/s requests must
 # queue, so a client that holds one request per thread cannot keep the rate.
 SLEEPY = """

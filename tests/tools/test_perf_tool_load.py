@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from perfutil import (
+    GENERATED,
+    GENERATED_MODEL,
     IDENTITY,
     SLEEPY,
     SLEEPY_MODEL,
@@ -36,6 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> RunningServer:
     write_model(repo, "identity", IDENTITY, ECHO_MODEL)
     write_model(repo, "strings", STRINGS, STRINGS_MODEL)
     write_model(repo, "sleepy", SLEEPY, SLEEPY_MODEL)
+    write_model(repo, "generated", GENERATED, GENERATED_MODEL)
     with run_server(repo) as running:
         yield running
 
@@ -126,3 +129,16 @@ def test_async_request_rate_is_not_capped_by_threads(
         ends = sorted(r["end_timestamp"] for r in requests)
         # The 5th request was sent before the 2nd answer came back.
         assert starts[4] < ends[1], protocol
+
+
+@pytest.mark.parametrize("data", ["zero", "random"])
+def test_generated_data_and_string_length(server: RunningServer, data: str) -> None:
+    """--input-data zero|random and --string-length reach the model as asked (it
+    fails any request whose data is not what the flags say)."""
+    for protocol in ("grpc", "http"):
+        before = success_count(server, "generated")
+        ok_run(
+            "-m", "generated", "-u", url(server, protocol), "-i", protocol,
+            "--input-data", data, "--string-length", "7", "--request-count", "8",
+        )  # fmt: skip
+        assert success_count(server, "generated") - before == 8
