@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,10 +29,12 @@ pytest.importorskip("opentelemetry.sdk")
 
 
 class Collector:
-    """Collects every span posted to /v1/traces."""
+    """Collects every span posted to /v1/traces: protobuf (tritonx's exporter)
+    into ``spans``, OTLP/JSON (Triton's) into ``json_spans``."""
 
     def __init__(self) -> None:
         self.spans: list[Any] = []
+        self.json_spans: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         collector = self
 
@@ -40,6 +43,15 @@ class Collector:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
+                if "json" in self.headers.get("Content-Type", ""):
+                    with collector.lock:
+                        for resource in json.loads(body)["resourceSpans"]:
+                            for scope in resource["scopeSpans"]:
+                                collector.json_spans.extend(scope["spans"])
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 request = trace_service.ExportTraceServiceRequest()
                 request.ParseFromString(body)
                 with collector.lock:
@@ -57,6 +69,60 @@ class Collector:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def span_trees(collector: Collector) -> dict[str, list[tuple[Any, ...]]]:
+    """Per trace (keyed by its request id): each span as (name, parent's name,
+    event names, attribute names), from either exporter's spans."""
+    spans = [
+        {
+            "trace": s.trace_id.hex(),
+            "id": s.span_id.hex(),
+            "parent": s.parent_span_id.hex(),
+            "name": s.name,
+            "events": [e.name for e in s.events],
+            "attrs": {a.key: a.value.string_value for a in s.attributes},
+        }
+        for s in collector.spans
+    ]
+    spans += [
+        {
+            "trace": s["traceId"],
+            "id": s["spanId"],
+            "parent": s.get("parentSpanId", ""),
+            "name": s["name"],
+            "events": [e["name"] for e in s.get("events", [])],
+            "attrs": {
+                a["key"]: a["value"].get("stringValue", "")
+                for a in s.get("attributes", [])
+            },
+        }
+        for s in collector.json_spans
+    ]
+    names = {s["id"]: s["name"] for s in spans}
+    trees: dict[str, list[tuple[Any, ...]]] = {}
+    for trace in {s["trace"] for s in spans}:
+        group = [s for s in spans if s["trace"] == trace]
+        key = next(
+            (
+                s["attrs"].get("triton.request_id", "")
+                for s in group
+                if names.get(s["parent"]) == "InferRequest"
+            ),
+            None,
+        )
+        if key is None:  # its spans are not all in yet
+            continue
+        trees[key] = sorted(
+            (
+                s["name"],
+                names.get(s["parent"], ""),
+                tuple(sorted(s["events"])),
+                tuple(sorted(s["attrs"])),
+            )
+            for s in group
+        )
+    return trees
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ gRPC streams (decoupled and not), BLS and the SSE generate stream."""
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -67,3 +68,39 @@ def test_trace_files_match_reference(tmp_path: Path) -> None:
     del theirs[("repeat", "e1", "")]
     del theirs[("add_one", "e2", "")]
     assert summary(files["python"]) == theirs
+
+
+def test_opentelemetry_spans_match_reference(tmp_path: Path) -> None:
+    """The span tree (names, parents, events, attribute names) of each request."""
+    pytest.importorskip("opentelemetry.sdk")
+    from test_trace_otel import Collector, span_trees
+
+    repo = build_stream_repo(tmp_path / "repo")
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    trees = {}
+    for who in ("native", "reference"):
+        collector = Collector()
+        args = (
+            "--trace-config=mode=opentelemetry",
+            f"--trace-config=opentelemetry,url={collector.url}",
+            "--trace-config=opentelemetry,bsp_schedule_delay=50",
+            "--trace-config=rate=1",
+            "--trace-config=level=TIMESTAMPS",
+        )
+        server = (
+            run_reference([repo], *args)
+            if who == "reference"
+            else run_server(repo, *args)
+        )
+        with server as running:
+            http_infer(running.http_url, "add_one", "h1", {"traceparent": parent})
+            grpc_infer(running.grpc_url, "pipeline", "g1")
+            grpc_stream(running.grpc_url, [("repeat", "s1", 3)])
+            http_infer_bls(running.http_url)
+        # Triton exports on its batch schedule, also after shutdown began.
+        deadline = time.monotonic() + 30
+        while len(span_trees(collector)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        collector.server.shutdown()
+        trees[who] = span_trees(collector)
+    assert trees["native"] == trees["reference"]

@@ -109,7 +109,9 @@ class OtelSink:
             for name, ns in record["timestamps"]:
                 if name in _FRONTEND and not record["parent_id"]:
                     root.add_event(name, timestamp=ns + wall)
-            start = min((ns for _, ns in record["timestamps"]), default=min(stamps))
+            # The model's span covers its own stamps (the root span the frontend's).
+            inner = [ns for n, ns in record["timestamps"] if n not in _FRONTEND]
+            start = min(inner, default=min(stamps))
             span = self._tracer.start_span(
                 record["model_name"],
                 context=ctx,
@@ -138,7 +140,8 @@ class OtelSink:
             spans[record["id"]] = span
         for record in reversed(records):
             span = spans[record["id"]]
-            end = max((ns for _, ns in record["timestamps"]), default=max(stamps))
+            inner = [ns for n, ns in record["timestamps"] if n not in _FRONTEND]
+            end = max(inner, default=max(stamps))
             span.end(end_time=end + wall)
         root.end(end_time=max(stamps) + wall)
 
