@@ -76,8 +76,8 @@ class TritonPythonModel:
         return out
 """
 
-# A sequence model that logs every request it executes (correlation id, START, END;
-# a batcher's null requests, READY false, are skipped), in execution order, to the
+# A sequence model that logs every request it executes (correlation id, START, END,
+# INPUT; a batcher's null requests, READY false, are skipped), in execution order, to the
 # file named by its "log" parameter: a test reads the sequences the server saw.
 SEQUENCE_LOG = """
 name: "NAME"
@@ -113,7 +113,9 @@ class TritonPythonModel:
         for r in requests:
             get = lambda n: int(pb_utils.get_input_tensor_by_name(r, n).as_numpy().reshape(-1)[0])
             if get("READY"):
-                self.log.write(f"{get('CORRID')} {get('START')} {get('END')}\\n")
+                self.log.write(
+                    f"{get('CORRID')} {get('START')} {get('END')} {get('INPUT')}\\n"
+                )
             x = pb_utils.get_input_tensor_by_name(r, "INPUT").as_numpy()
             out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT", x)]))
         self.log.flush()
@@ -134,7 +136,7 @@ def check_sequences(lines: list[str]) -> tuple[list[int], int]:
     ids: list[int] = []
     most = 0
     for line in lines:
-        corrid, start, end = (int(v) for v in line.split())
+        corrid, start, end = (int(v) for v in line.split()[:3])
         if start:
             assert corrid not in open_ids, f"sequence {corrid} restarted while open"
             open_ids.add(corrid)

@@ -129,7 +129,8 @@ void RegisterPerf(py::module_& m) {
                        int sequence_length, double sequence_variation,
                        uint64_t sequence_id_start, uint64_t sequence_id_end,
                        uint64_t seed, bool async, uint64_t max_requests,
-                       int num_sequences) {
+                       int num_sequences, std::vector<int> stream_lengths,
+                       bool length_from_stream) {
              LoadOptions options;
              options.concurrency = concurrency;
              options.request_rate = request_rate;
@@ -143,6 +144,8 @@ void RegisterPerf(py::module_& m) {
              options.async = async;
              options.max_requests = max_requests;
              options.num_sequences = num_sequences;
+             options.stream_lengths = std::move(stream_lengths);
+             options.length_from_stream = length_from_stream;
              return std::make_unique<LoadDriver>(std::move(target), options);
            }),
            py::arg("target"), py::arg("concurrency") = 1, py::arg("request_rate") = 0.0,
@@ -150,7 +153,9 @@ void RegisterPerf(py::module_& m) {
            py::arg("sequence_length") = 0, py::arg("sequence_variation") = 20.0,
            py::arg("sequence_id_start") = 1, py::arg("sequence_id_end") = 0,
            py::arg("seed") = 0, py::arg("async_mode") = false,
-           py::arg("max_requests") = 0, py::arg("num_sequences") = 4)
+           py::arg("max_requests") = 0, py::arg("num_sequences") = 4,
+           py::arg("stream_lengths") = std::vector<int>{},
+           py::arg("length_from_stream") = false)
       .def(
           "start",
           [](LoadDriver& self) {

@@ -29,6 +29,8 @@ struct LoadDriver::Sequence {
   uint64_t id = 0;
   int left = 0;  // requests still to send; 0: the next request starts a new one
   int pos = 0;   // requests sent so far (the data step of the next one)
+  size_t stream_start = 0;   // its data stream: steps [start, start + length)
+  size_t stream_length = 0;  // 0: no streams, the steps from the first
   bool busy = false;
 };
 
@@ -184,18 +186,29 @@ SequenceParams LoadDriver::NextInSequence(Worker* w, Sequence* s, size_t* step) 
   SequenceParams seq;
   if (s->left == 0) {
     // A new sequence: a length within +/- variation % of the base, as perf_analyzer
-    // draws them.
+    // draws them, or its data stream's length.
     const double base = options_.sequence_length;
     const double spread = base * options_.sequence_variation / 100.0;
     std::uniform_real_distribution<double> length(base - spread, base + spread);
     s->id = NewSequenceId(s->index);
     s->left = std::max(1, static_cast<int>(std::lround(length(w->rng))));
     s->pos = 0;
+    const auto& streams = options_.stream_lengths;
+    if (!streams.empty()) {
+      std::uniform_int_distribution<size_t> pick(0, streams.size() - 1);
+      const size_t chosen = pick(w->rng);
+      s->stream_start = 0;
+      for (size_t i = 0; i < chosen; ++i) s->stream_start += streams[i];
+      s->stream_length = static_cast<size_t>(std::max(1, streams[chosen]));
+      if (options_.length_from_stream) s->left = static_cast<int>(s->stream_length);
+    }
     seq.start = true;
   }
   seq.id = s->id;
   seq.end = s->left == 1;
-  *step = static_cast<size_t>(s->pos);
+  *step = s->stream_length == 0
+              ? static_cast<size_t>(s->pos)
+              : s->stream_start + static_cast<size_t>(s->pos) % s->stream_length;
   // A failed request still moves the sequence on: its END must reach the server.
   --s->left;
   ++s->pos;

@@ -46,7 +46,13 @@ struct LoadOptions {
   uint64_t sequence_id_end = 0;  // exclusive; 0: unbounded
   uint64_t seed = 0;
   int num_sequences = 4;  // open loop with sequences and async: sequences at once
-  bool async = false;     // many requests in flight per worker (unary)
+  // JSON input data in streams (perf_analyzer's list of lists): the lengths of the
+  // consecutive runs of Target::steps that form each stream. A new sequence takes
+  // one stream at random and walks its steps (wrapping); its length is the
+  // stream's own unless length_from_stream is false (--sequence-length given).
+  std::vector<int> stream_lengths;
+  bool length_from_stream = false;
+  bool async = false;  // many requests in flight per worker (unary)
   // Requests to send in all (perf_analyzer's --request-count and the warm-up);
   // 0: until Stop. Workers end by themselves once the last one is answered.
   uint64_t max_requests = 0;

@@ -129,6 +129,38 @@ def test_sync_sequences_and_windows(server: RunningServer, log: Path) -> None:
     assert len(ids) >= 3 and 1 <= most <= 3
 
 
+def test_json_data_streams_one_per_sequence(
+    server: RunningServer, log: Path, tmp_path: Path
+) -> None:
+    """perf_analyzer's JSON format for sequence models, a list of streams: each
+    sequence walks one stream, its length the stream's own."""
+    data = tmp_path / "streams.json"
+    streams = [[1, 2, 3], [10, 20]]
+    data.write_text(
+        json.dumps({"data": [[{"INPUT": [v]} for v in s] for s in streams]})
+    )
+    offset = _size(log)
+    ok_run(
+        "-m", "seqlog", "-u", server.grpc_url, "-i", "grpc", "--input-data", str(data),
+        "--concurrency-range", "2", "--request-count", "40",
+    )  # fmt: skip
+    lines = _lines_since(log, offset)
+    check_sequences(lines)
+    walked: dict[int, list[int]] = {}
+    done = []
+    for line in lines:
+        corrid, start, end, value = (int(v) for v in line.split())
+        walked[corrid] = [value] if start else [*walked[corrid], value]
+        if end:
+            done.append(walked.pop(corrid))
+    # Whole streams only (a sequence cut short by the count ends early).
+    assert len(done) >= 8
+    for values in done:
+        assert any(s[: len(values)] == values for s in streams), values
+    assert sum(values in streams for values in done) >= len(done) - 2
+    assert {tuple(v) for v in done if v in streams} == {(1, 2, 3), (10, 20)}
+
+
 def test_sequence_flag_errors(server: RunningServer) -> None:
     cases = {
         "id range too small": (

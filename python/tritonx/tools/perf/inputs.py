@@ -311,7 +311,9 @@ def json_steps(
     info: ModelInfo,
     batch: int,
     shapes: dict[str, list[int]],
-) -> list[list[InputTensor]]:
+) -> tuple[list[list[InputTensor]], list[int]]:
+    """The file's requests in order, and the length of each of its streams (a list
+    of lists: perf_analyzer's per-sequence streams; [] for a flat list)."""
     try:
         document = json.loads(path.read_text())
     except OSError as exc:
@@ -321,7 +323,11 @@ def json_steps(
     entries = document.get("data") if isinstance(document, dict) else None
     if not isinstance(entries, list) or not entries:
         raise PerfError(f'input data file {path}: expected {{"data": [ ... ]}}')
+    streams: list[int] = []
     if all(isinstance(e, list) for e in entries):
+        if not all(entries):
+            raise PerfError(f"input data file {path}: a stream has no steps")
+        streams = [len(stream) for stream in entries]
         entries = [step for stream in entries for step in stream]
     by_name = {t.name: t for t in info.inputs}
     steps = []
@@ -342,4 +348,4 @@ def json_steps(
                 _step_tensor(info, tensor, entry[tensor.name], shapes, batch, where)
             )
         steps.append(step)
-    return steps
+    return steps, streams
