@@ -114,12 +114,19 @@ def test_async_sequences_reach_the_server_whole(
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
 
 
-def test_sync_sequences_and_windows(server: RunningServer, log: Path) -> None:
-    """--sync: one sequence per worker; count windows, so sequences are cut by the
-    end of the step and get their END then."""
+@pytest.mark.parametrize("how", ["sync-http", "stream-grpc"])
+def test_sync_sequences_and_windows(server: RunningServer, log: Path, how: str) -> None:
+    """--sync (or --streaming: one gRPC stream per worker): one sequence per worker;
+    count windows, so sequences are cut by the end of the step and get their END
+    then."""
+    flags = (
+        ["-u", server.http_url, "--sync"]
+        if how == "sync-http"
+        else ["-u", server.grpc_url, "-i", "grpc", "--streaming"]
+    )
     offset = _size(log)
     text = ok_run(
-        "-m", "seqlog", "-u", server.http_url, "--sync", "--sequence-length", "4",
+        "-m", "seqlog", *flags, "--sequence-length", "4",
         "--concurrency-range", "3", "--measurement-mode", "count_windows",
         "--measurement-request-count", "20", "--max-trials", "3",
         "--stability-percentage", "100",
