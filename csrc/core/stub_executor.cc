@@ -110,7 +110,7 @@ Status StubExecutor::RunLocked(Batch& batch) {
   return BuildResponses(batch, *ring_);
 }
 
-Status StubExecutor::BuildResponses(Batch& batch, const stub::RingServer& ring) {
+Status StubExecutor::BuildResponses(Batch& batch, stub::RingServer& ring) {
   stub::WireReply reply;
   if (!stub::ReadReply(ring.Reply(), &reply)) {
     return Status(StatusCode::kInternal,
@@ -124,6 +124,17 @@ Status StubExecutor::BuildResponses(Batch& batch, const stub::RingServer& ring) 
                       " responses for " + std::to_string(count) + " requests");
   }
   const stub::SharedRegion& region = *ring.stub_region();
+  const uint64_t base = ring.reply_base();  // <= region.size(), checked by WaitReply
+  const size_t avail = region.size() - base;
+  // Outputs are read in place from the stub's region while the lease is held (the
+  // common case); past the lease cap they are copied into arena buffers.
+  std::shared_ptr<const void> lease;
+  for (const stub::WireResponse& wire : reply.responses) {
+    if (!wire.outputs.empty()) {
+      lease = ring.LeaseReply();
+      break;
+    }
+  }
   batch.responses.resize(count);
   for (size_t i = 0; i < count; ++i) {
     stub::WireResponse& wire = reply.responses[i];
@@ -135,22 +146,27 @@ Status StubExecutor::BuildResponses(Batch& batch, const stub::RingServer& ring) 
       tensor.name = std::string(out.name);
       tensor.dtype = DataTypeFromName(out.datatype);
       tensor.shape = out.shape;
-      if (tensor.dtype == DataType::kInvalid || out.offset > region.size() ||
-          out.bytes > region.size() - out.offset) {
+      if (tensor.dtype == DataType::kInvalid || out.offset > avail ||
+          out.bytes > avail - out.offset) {
         response->status = Status(
             StatusCode::kInternal,
             "stub process '" + name_ + "' sent a bad output '" + tensor.name + "'");
         response->outputs.clear();
         break;
       }
-      ArenaBuffer buffer =
-          TensorArena::Global()->Allocate(std::max<size_t>(out.bytes, 1));
-      if (!buffer) return Status(StatusCode::kInternal, "out of memory");
-      if (out.bytes > 0)
-        std::memcpy(buffer->data(), region.data() + out.offset, out.bytes);
-      tensor.data = buffer->data();
+      const char* bytes = region.data() + base + out.offset;
       tensor.byte_size = out.bytes;
-      tensor.owner = std::move(buffer);
+      if (lease) {
+        tensor.data = bytes;
+        tensor.owner = lease;
+      } else {
+        ArenaBuffer buffer =
+            TensorArena::Global()->Allocate(std::max<size_t>(out.bytes, 1));
+        if (!buffer) return Status(StatusCode::kInternal, "out of memory");
+        if (out.bytes > 0) std::memcpy(buffer->data(), bytes, out.bytes);
+        tensor.data = buffer->data();
+        tensor.owner = std::move(buffer);
+      }
       response->outputs.push_back(std::move(tensor));
     }
     batch.responses[i] = std::move(response);

@@ -2,8 +2,9 @@
 // "process"), executed without Python on the server side. Execute writes the batch's
 // input bytes and an encoded request into the instance's StubRing (shared memory),
 // wakes the stub, waits for its reply on the calling thread (a worker or an inline
-// caller; no GIL, no hand-off to another thread) and builds the responses from the
-// stub's output region (one copy, into arena buffers the responses own).
+// caller; no GIL, no hand-off to another thread) and builds the responses on the
+// stub's output region: their outputs point into it, under a lease the responses
+// own (RingServer::LeaseReply; copied into arena buffers only past the lease cap).
 //
 // The process around it (spawn, init, restart, finalize, log records, BLS, custom
 // metrics, is_cancelled questions) is managed by stub/process.py over the stub's
@@ -60,7 +61,7 @@ class StubExecutor : public Executor {
  private:
   Status Unhealthy() const;
   Status RunLocked(Batch& batch);
-  Status BuildResponses(Batch& batch, const stub::RingServer& ring);
+  Status BuildResponses(Batch& batch, stub::RingServer& ring);
 
   const std::string name_;
   const int64_t timeout_ns_;

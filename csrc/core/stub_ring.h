@@ -7,7 +7,12 @@
 // - the server's region: a control page (RingControl: sequence words, sizes, offsets)
 //   followed by the data area holding the request (input bytes, then the encoded
 //   request message);
-// - the stub's region: the reply (output bytes, then the encoded reply message).
+// - the stub's region: replies (output bytes, then the encoded reply message), each
+//   at a base offset the stub picks (`reply_base`; offsets in a reply are relative to
+//   it). Responses read their outputs in place there (no copy on the server side):
+//   each reply is a *lease* that the responses hold until their bytes are sent, and
+//   before every request the server says which bytes of the region leases still pin
+//   (`reply_low`, `reply_high`), so the stub writes its next reply around them.
 // One request is in flight at a time (an instance runs one batch at a time), so the
 // "ring" has a single slot per direction: the server bumps `request_seq` after writing
 // a request; the stub sets `reply_seq` to that value after writing its reply. A region
@@ -27,6 +32,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace tritonx::stub {
 
@@ -86,9 +92,15 @@ struct RingControl {
   uint64_t server_size;  // bytes of the server's region (the stub follows)
   uint64_t request_offset;
   uint64_t request_bytes;
-  uint64_t stub_size;  // bytes of the stub's region (the server follows)
-  uint64_t reply_offset;
+  uint64_t stub_size;     // bytes of the stub's region (the server follows)
+  uint64_t reply_base;    // where the stub put its reply; what follows is relative
+  uint64_t reply_offset;  // the reply message, from reply_base
   uint64_t reply_bytes;
+  // Written by the server with each request: the stub's region below `reply_low`
+  // and from `reply_high` on is free for the reply (held leases lie in between;
+  // none: low is UINT64_MAX, high 0).
+  uint64_t reply_low;
+  uint64_t reply_high;
 };
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
@@ -126,6 +138,15 @@ class RingServer {
   // The reply message and the stub's region (bounds already checked against it).
   std::string_view Reply() const;
   const SharedRegion* stub_region() const { return stub_.get(); }
+  // Where the last reply starts in the stub's region (its offsets are relative).
+  uint64_t reply_base() const { return reply_base_; }
+  // Lends the last reply's bytes to the responses built from it: while the returned
+  // owner (or a copy) lives, the stub writes no later reply over them, and their
+  // mapping stays. Null when kMaxLeases replies are lent already (copy instead), so
+  // responses held for long (a Python caller's arrays) cannot grow the region
+  // without bound. Thread safe to release from any thread.
+  std::shared_ptr<const void> LeaseReply();
+  static constexpr size_t kMaxLeases = 8;
   bool PeerAlive() const;
   // SIGKILL through the pidfd; returns once the process has ended (up to `wait_ms`),
   // so that no caller sees the killed stub still running.
@@ -144,10 +165,21 @@ class RingServer {
   int pid_ = 0;
   // How long WaitReply spins (yielding) before sleeping (TRITONX_STUB_SPIN_US,
   // default 200 µs): the waiting core thread has nothing else to do, and a cheap
-  // model's reply often comes sooner than a futex sleep and wake-up would take on a
-  // busy machine (measured: 50 µs of plain spinning cost throughput at c4).
+  // model's reply often comes sooner than a futex sleep and wake-up would take
+  // (measured: 50 µs of plain spinning cost throughput at c4). The spin ends early
+  // once the core turns out to have other work (see WaitSlice).
   int64_t spin_ns_ = 200'000;
   std::string_view reply_;
+  uint64_t reply_base_ = 0;
+  uint64_t reply_end_ = 0;  // reply_base_ + the reply's extent
+  // Replies lent to responses: [begin, end) of the stub's region, pinned while the
+  // owner lives (checked, and forgotten once expired, at each Post).
+  struct Lease {
+    std::weak_ptr<const void> owner;
+    uint64_t begin;
+    uint64_t end;
+  };
+  std::vector<Lease> leases_;
 };
 
 // The stub's end. Thread-compatible: the stub's main loop only.
@@ -164,9 +196,11 @@ class RingClient {
   // Data offsets in requests are relative to this.
   const char* server_data() const { return server_->data() + kControlBytes; }
   size_t server_data_size() const { return server_->size() - kControlBytes; }
-  // The output area, at least `bytes` long (null when it cannot grow).
+  // Room for a reply of `bytes` outside the server's leases (null when the region
+  // cannot grow); offsets in the reply are relative to the returned pointer.
   char* Reserve(size_t bytes);
-  // Publishes the reply whose message is at output offset `offset`, `bytes` long.
+  // Publishes the reply whose message is `offset` bytes into the reserved room,
+  // `bytes` long.
   void Reply(size_t offset, size_t bytes);
 
  private:
@@ -178,9 +212,13 @@ class RingClient {
   std::unique_ptr<SharedRegion> out_;
   size_t growth_ = 0;
   uint32_t seen_ = 0;
+  uint64_t base_ = 0;  // where the last Reserve put the reply
   // The stub's spin before sleeping (TRITONX_STUB_CLIENT_SPIN_US, default none: an
-  // idle model's stub should not burn a core).
+  // idle model's stub should not burn a core), used only while the last request came
+  // within that long of the reply before it.
   int64_t spin_ns_ = 0;
+  int64_t replied_at_ns_ = 0;
+  int64_t last_gap_ns_ = INT64_MAX;
 };
 
 // Encoding of the messages (little-endian, native layout; both ends run this code).

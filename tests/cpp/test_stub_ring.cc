@@ -3,6 +3,7 @@
 // process does, and answers through its own region.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -168,6 +169,74 @@ TEST(StubRing, ExecutesAcrossProcessesAndGrowsBothRegions) {
   batch.requests = {RequestWith("a", &a, 4)};
   executor.Execute(batch);
   EXPECT_EQ(batch.batch_status.message(), "Stub process 'echo_0_0' is not healthy.");
+}
+
+// Responses read their outputs in place from the stub's region (leased): a reply
+// must never be written over the outputs of responses still held, whether leased or,
+// past the lease cap, copied out; and a region whose leases come back stays small.
+TEST(StubRing, HeldResponsesKeepTheirOutputsWhileLaterRepliesArrive) {
+  StubExecutor executor("lease_0_0", 0, 1024, 1024);
+  Child child = StartStub(executor, Behaviour::kEcho);
+  // A failed assertion returns early: the stub must not outlive the test.
+  struct KillOnExit {
+    pid_t pid;
+    ~KillOnExit() {
+      if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
+    }
+  } guard{child.pid};
+  constexpr size_t kFloats = 25000;  // 100 KB per output
+  const size_t reply_bytes = 2 * Padded(kFloats * sizeof(float));
+  auto region_size = [&] {
+    struct stat st {};
+    EXPECT_EQ(fstat(child.out_fd, &st), 0);
+    return static_cast<size_t>(st.st_size);
+  };
+  // Released at once: every reply reuses the same bytes.
+  for (int i = 0; i < 20; ++i) {
+    std::vector<float> a, b;
+    Batch batch;
+    batch.requests = {RequestWith("a", &a, kFloats), RequestWith("b", &b, kFloats)};
+    executor.Execute(batch);
+    ASSERT_TRUE(batch.batch_status.ok()) << batch.batch_status.message();
+  }
+  EXPECT_LE(region_size(), 2 * reply_bytes + 4096);
+  // Held: four times the lease cap, each batch with its own input value.
+  std::vector<std::unique_ptr<InferenceResponse>> held;
+  const size_t rounds = 4 * RingServer::kMaxLeases;
+  for (size_t i = 0; i < rounds; ++i) {
+    std::vector<float> a, b;
+    Batch batch;
+    batch.requests = {RequestWith("a", &a, kFloats), RequestWith("b", &b, kFloats)};
+    for (float& v : a) v = static_cast<float>(i + 1);
+    for (float& v : b) v = static_cast<float>(i + 100);
+    executor.Execute(batch);
+    ASSERT_TRUE(batch.batch_status.ok()) << batch.batch_status.message();
+    for (auto& response : batch.responses) held.push_back(std::move(response));
+  }
+  for (size_t i = 0; i < rounds; ++i) {
+    for (size_t r = 0; r < 2; ++r) {
+      const Tensor& out = held[2 * i + r]->outputs.at(0);
+      const float value = static_cast<float>(r == 0 ? i + 1 : i + 100);
+      std::vector<char> expect(kFloats * sizeof(float));
+      const char* src = reinterpret_cast<const char*>(&value);
+      for (size_t k = 0; k < expect.size(); ++k)
+        expect[k] = static_cast<char>(src[k % sizeof(float)] * 2);
+      ASSERT_EQ(std::memcmp(out.data, expect.data(), expect.size()), 0)
+          << "batch " << i << " request " << r;
+    }
+  }
+  // Leases pin at most kMaxLeases replies (plus the one being written; the region
+  // grows by doubling), not all of them.
+  EXPECT_LT(region_size(), 2 * (RingServer::kMaxLeases + 1) * (reply_bytes + 4096));
+  EXPECT_LT(2 * (RingServer::kMaxLeases + 1) * (reply_bytes + 4096),
+            rounds * reply_bytes);
+  held.clear();
+  EXPECT_TRUE(executor.PostFinalize());
+  EXPECT_EQ(WEXITSTATUS(Reap(child.pid)), 0);
+  guard.pid = -1;
 }
 
 TEST(StubRing, AStubThatDiesMidExecuteFailsTheBatch) {
