@@ -95,7 +95,8 @@ class Connection {
 // Thread-safety: used by one thread (its worker). Ownership: owns its sockets or
 // completion queue and the calls in flight. Many requests in flight from one thread
 // (perf_analyzer's async mode): Send starts one and returns at once; Poll collects
-// those that finished. Unary requests only (no streaming). Sequences: the caller
+// those that finished: unary calls, or (--streaming) many requests on one gRPC
+// stream, matched to their responses by request id. Sequences: the caller
 // keeps at most one request of a sequence in flight, so that none overtakes another.
 class AsyncClient {
  public:

@@ -1,10 +1,13 @@
 // gRPC client for tritonx-perf: unary ModelInfer through a generic stub with the
 // request serialized once per template (a request costs a ByteBuffer reference, not
-// a serialization), and ModelStreamInfer for --streaming (decoupled models).
+// a serialization), and ModelStreamInfer for --streaming (decoupled models): one
+// request at a time per stream (sync) or many on one stream (async).
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 
+#include <cstdint>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <string>
@@ -365,10 +368,185 @@ class GrpcAsyncClient : public AsyncClient {
   size_t in_flight_ = 0;
 };
 
+// Many requests in flight on one ModelStreamInfer stream (--streaming with async, as
+// perf_analyzer streams): writes go out one at a time from a queue, one read is
+// always pending, and responses find their request by the id each request carries.
+// Thread-safety: one thread (its worker). Ownership: owns its completion queue, its
+// stream and the requests in flight.
+class GrpcStreamAsyncClient : public AsyncClient {
+ public:
+  explicit GrpcStreamAsyncClient(std::shared_ptr<const Target> target)
+      : target_(std::move(target)) {
+    stub_ = inference::GRPCInferenceService::NewStub(SharedChannel(target_->url));
+    for (const auto& step : target_->steps) {
+      requests_.push_back(BuildRequest(*target_, step));
+    }
+  }
+
+  ~GrpcStreamAsyncClient() override {
+    if (stream_) context_->TryCancel();
+    cq_.Shutdown();
+    void* tag;
+    bool ok;
+    while (cq_.Next(&tag, &ok)) {
+    }
+  }
+
+  bool Send(size_t step, const SequenceParams& seq, RequestRecord* failed) override {
+    if (broken_) {
+      // The stream failed (the server went away or ended it): so do the requests
+      // that follow; the run reports the error.
+      failed->start_ns = failed->end_ns = NowNs();
+      MarkSequence(seq, failed);
+      return false;
+    }
+    if (!stream_) Open();
+    inference::ModelInferRequest request =
+        WithSequence(&requests_[step % requests_.size()], seq);
+    const std::string id = std::to_string(++next_id_);
+    request.set_id(id);
+    RequestRecord& rec = pending_[id];
+    MarkSequence(seq, &rec);
+    rec.start_ns = NowNs();
+    writes_.push_back(std::move(request));
+    if (started_ && !writing_) WriteNext();
+    rec.send_ns = NowNs() - rec.start_ns;
+    return true;
+  }
+
+  void Poll(int64_t deadline_ns, std::vector<RequestRecord>* done) override {
+    // Requests of a stream that failed are answered (as failures) here.
+    for (auto& rec : failed_) done->push_back(std::move(rec));
+    failed_.clear();
+    if (!stream_ || pending_.empty()) {
+      const int64_t wait = deadline_ns - NowNs();
+      if (done->empty() && wait > 0) {
+        std::this_thread::sleep_for(std::chrono::nanoseconds(wait));
+      }
+      return;
+    }
+    auto deadline =
+        std::chrono::system_clock::now() +
+        std::chrono::nanoseconds(std::max<int64_t>(deadline_ns - NowNs(), 0));
+    for (;;) {
+      void* tag = nullptr;
+      bool ok = false;
+      if (cq_.AsyncNext(&tag, &ok, deadline) != grpc::CompletionQueue::GOT_EVENT) break;
+      Handle(tag, ok, done);
+      deadline = std::chrono::system_clock::now();  // only what is ready now
+    }
+    for (auto& rec : failed_) done->push_back(std::move(rec));
+    failed_.clear();
+  }
+
+  size_t InFlight() const override { return pending_.size() + failed_.size(); }
+
+ private:
+  // Completion queue tags: the stream's three kinds of operation.
+  static void* Tag(int kind) {
+    return reinterpret_cast<void*>(static_cast<intptr_t>(kind));
+  }
+  enum : int { kStart = 1, kWrite = 2, kRead = 3 };
+
+  void Open() {
+    context_ = std::make_unique<grpc::ClientContext>();
+    stream_ = stub_->PrepareAsyncModelStreamInfer(context_.get(), &cq_);
+    stream_->StartCall(Tag(kStart));
+    started_ = writing_ = false;
+  }
+
+  void WriteNext() {
+    if (writes_.empty()) return;
+    writing_ = true;
+    stream_->Write(writes_.front(), Tag(kWrite));
+  }
+
+  void FailAll(const std::string& why) {
+    error_ = why;
+    broken_ = true;
+    const int64_t now = NowNs();
+    for (auto& [id, rec] : pending_) {
+      rec.ok = false;
+      rec.end_ns = now;
+      failed_.push_back(std::move(rec));
+    }
+    pending_.clear();
+    writes_.clear();
+    writing_ = false;
+  }
+
+  void Handle(void* tag, bool ok, std::vector<RequestRecord>* done) {
+    const auto kind = static_cast<int>(reinterpret_cast<intptr_t>(tag));
+    if (broken_) return;  // a tag of the stream that failed
+    if (!ok) {
+      FailAll(kind == kStart ? "failed to open the inference stream"
+                             : "the stream ended before the final response");
+      return;
+    }
+    switch (kind) {
+      case kStart:
+        started_ = true;
+        stream_->Read(&response_, Tag(kRead));
+        WriteNext();
+        break;
+      case kWrite:
+        writing_ = false;
+        writes_.pop_front();
+        WriteNext();
+        break;
+      case kRead:
+        Received(done);
+        stream_->Read(&response_, Tag(kRead));
+        break;
+      default:
+        break;
+    }
+  }
+
+  void Received(std::vector<RequestRecord>* done) {
+    const int64_t arrived = NowNs();
+    const auto& infer = response_.infer_response();
+    const auto it = pending_.find(infer.id());
+    if (it == pending_.end()) return;  // not ours (or already failed)
+    RequestRecord& rec = it->second;
+    bool final = !target_->decoupled;
+    if (!response_.error_message().empty()) {
+      error_ = response_.error_message();
+      rec.ok = false;
+      final = true;
+    } else {
+      if (infer.outputs_size() > 0) rec.response_ns.push_back(arrived);
+      const auto param = infer.parameters().find("triton_final_response");
+      if (param != infer.parameters().end()) final = param->second.bool_param();
+      rec.ok = true;
+    }
+    if (!final) return;
+    rec.end_ns = NowNs();
+    done->push_back(std::move(rec));
+    pending_.erase(it);
+  }
+
+  std::shared_ptr<const Target> target_;
+  std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
+  grpc::CompletionQueue cq_;
+  std::vector<inference::ModelInferRequest> requests_;
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<inference::ModelInferRequest,
+                                                inference::ModelStreamInferResponse>>
+      stream_;
+  inference::ModelStreamInferResponse response_;     // the pending read's target
+  std::deque<inference::ModelInferRequest> writes_;  // front: being written
+  std::map<std::string, RequestRecord> pending_;     // by request id
+  std::vector<RequestRecord> failed_;
+  uint64_t next_id_ = 0;
+  bool started_ = false, writing_ = false, broken_ = false;
+};
+
 }  // namespace
 
 std::unique_ptr<AsyncClient> MakeGrpcAsync(const std::shared_ptr<const Target>& target,
                                            std::string* /*error*/) {
+  if (target->streaming) return std::make_unique<GrpcStreamAsyncClient>(target);
   return std::make_unique<GrpcAsyncClient>(target);
 }
 

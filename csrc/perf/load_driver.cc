@@ -55,7 +55,7 @@ LoadDriver::~LoadDriver() { Stop(); }
 
 bool LoadDriver::Start(std::string* error) {
   const bool open_loop = options_.request_rate > 0;
-  const bool async = options_.async && !target_->streaming;
+  const bool async = options_.async;
   const bool sequences = options_.sequence_length > 0;
   int count = open_loop ? std::max(1, options_.max_threads) : options_.concurrency;
   // Async: requests (closed loop) or sequences (open loop) spread over the workers.

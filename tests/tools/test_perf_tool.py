@@ -270,6 +270,8 @@ def test_request_rate_poisson_time_windows(
 
 
 def test_streaming_decoupled_responses(server: RunningServer, tmp_path: Path) -> None:
+    """Async streaming (perf_analyzer's default): one thread keeps both requests
+    in flight on one stream; each gets its 3 responses."""
     data = tmp_path / "data.json"
     data.write_text(json.dumps({"data": [{"COUNT": [3], "MODE": [0]}]}))
     out = tmp_path / "perf.csv"
@@ -286,6 +288,8 @@ def test_streaming_decoupled_responses(server: RunningServer, tmp_path: Path) ->
         str(data),
         "--concurrency-range",
         "2",
+        "--max-threads",
+        "1",
         "-f",
         str(out),
         "--verbose-csv",
@@ -294,6 +298,7 @@ def test_streaming_decoupled_responses(server: RunningServer, tmp_path: Path) ->
         *SHORT,
     )
     assert "Avg responses per request: 3" in text
+    assert "Using asynchronous calls for inference" in text
     header, rows = read_csv(out)
     assert header[: len(PA_COLUMNS) + 4] == [
         "Concurrency",
@@ -302,12 +307,15 @@ def test_streaming_decoupled_responses(server: RunningServer, tmp_path: Path) ->
     ]
     assert float(rows[0]["Avg Responses Per Request"]) == 3
     assert 0 < int(rows[0]["Avg First Response Time"]) <= int(rows[0]["Avg latency"])
-    for request in json.loads(export.read_text())["experiments"][0]["requests"]:
+    requests = json.loads(export.read_text())["experiments"][0]["requests"]
+    for request in requests:
         times = request["response_timestamps"]
         assert len(times) == 3 and times == sorted(times)
         assert (
             request["timestamp"] <= times[0] and times[-1] <= request["end_timestamp"]
         )
+    spans = sorted((r["timestamp"], r["end_timestamp"]) for r in requests)
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))
 
 
 def test_decoupled_without_streaming_is_refused(server: RunningServer) -> None:
@@ -361,6 +369,8 @@ def test_bad_inputs_end_with_one_line(server: RunningServer, tmp_path: Path) -> 
     )
     binary = tmp_path / "binary.json"
     binary.write_text(json.dumps({"data": [{"INPUT0": {"b64": "//4=", "shape": [1]}}]}))
+    rejected = tmp_path / "rejected.json"
+    rejected.write_text(json.dumps({"data": [{"INPUT0": ["nope"]}]}))
     dead = f"127.0.0.1:{free_port()}"
     g = ["-u", server.grpc_url, "-i", "grpc"]
     cases = {
@@ -416,6 +426,11 @@ def test_bad_inputs_end_with_one_line(server: RunningServer, tmp_path: Path) -> 
                 )
             }
         ),
+        # The model fails the request: on an async stream too, one line.
+        "failing requests on a stream": (
+            ["-m", "strings", *g, "--streaming", "--input-data", str(rejected)],
+            "request(s) failed: unexpected",
+        ),
         "bytes that are not text as json": (
             [
                 "-m",
@@ -447,16 +462,17 @@ def test_against_the_real_triton(tmp_path: Path) -> None:
     write_sequence_log_model(repo, "seqlog", log)
     out = tmp_path / "perf.csv"
     with run_reference([repo]) as triton:
-        # Many sequences in flight from one thread: Triton's sequence batcher takes
-        # them whole (it fails a request whose sequence did not START).
-        for protocol in ("grpc", "http"):
+        # Many sequences in flight from one thread (unary, and on one stream):
+        # Triton's sequence batcher takes them whole (it fails a request whose
+        # sequence did not START).
+        for protocol, extra in (("grpc", []), ("http", []), ("grpc", ["--streaming"])):
             ok_run(
                 "-m", "seqlog", "-u", url(triton, protocol), "-i", protocol,
                 "--concurrency-range", "4", "--max-threads", "1",
-                "--sequence-length", "4", "--request-count", "40",
+                "--sequence-length", "4", "--request-count", "40", *extra,
             )  # fmt: skip
         ids, most = check_sequences(log.read_text().splitlines())
-        assert len(ids) >= 8 and most >= 2
+        assert len(ids) >= 12 and most >= 2
         for protocol in ("grpc", "http"):
             text = ok_run(
                 "-m",

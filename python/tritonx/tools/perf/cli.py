@@ -408,13 +408,13 @@ def run(args: argparse.Namespace) -> int:
             latency_threshold_us=args.latency_threshold * 1000,
         )
         # As perf_analyzer: async by default at a request rate (so --max-threads
-        # does not cap the requests in flight) and for sequence models (many
-        # sequences in flight, one request each), sync otherwise. Streams stay sync:
-        # one stream per worker, its requests in order.
-        if not args.sync and (mode == "request_rate" or info.sequence):
+        # does not cap the requests in flight), for sequence models (many
+        # sequences in flight, one request each) and for streaming (many requests
+        # on one stream); sync otherwise. --sync keeps one request per stream.
+        if not args.sync and (
+            mode == "request_rate" or info.sequence or args.streaming
+        ):
             args.async_mode = True
-        if args.streaming:
-            args.async_mode = False
         options.async_mode = args.async_mode
         collector = (
             MetricsCollector(
