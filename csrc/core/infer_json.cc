@@ -3,21 +3,11 @@
 #include <limits>
 
 namespace tritonx {
-namespace {
-
-Status Internal(std::string message) {
-  return Status(StatusCode::kInternal, std::move(message));
-}
-Status Invalid(std::string message) {
-  return Status(StatusCode::kInvalidArg, std::move(message));
-}
-
-}  // namespace
 
 Status JsonMissingMember(std::string_view member) {
   const std::string m(member);
-  return Internal("Unable to parse '" + m +
-                  "': attempt to access non-existing object member '" + m + "'");
+  return InternalError("Unable to parse '" + m +
+                       "': attempt to access non-existing object member '" + m + "'");
 }
 
 Status JsonWrongType(std::string_view member, std::string_view what, StatusCode code) {
@@ -30,7 +20,8 @@ Status JsonNotUnsigned(std::string_view member) {
 }
 
 Status JsonParseFailure(std::string_view detail) {
-  return Internal("failed to parse the request JSON buffer: " + std::string(detail));
+  return InternalError("failed to parse the request JSON buffer: " +
+                       std::string(detail));
 }
 
 Status JsonTooDeep() { return JsonParseFailure("the document is nested too deeply."); }
@@ -58,8 +49,8 @@ Status ParseHeaderLength(std::string_view value, size_t body_size, size_t* out) 
     digits = digits * 10 + static_cast<unsigned>(text[i] - '0');
   }
   if ((negative && digits != 0) || overflow || digits > body_size) {
-    return Invalid("inference header size should be in range (0, " +
-                   std::to_string(body_size) + "), got: " + text);
+    return InvalidArgError("inference header size should be in range (0, " +
+                           std::to_string(body_size) + "), got: " + text);
   }
   *out = static_cast<size_t>(digits);
   return Status::Ok();
@@ -69,9 +60,9 @@ namespace infer_json {
 
 Status CheckCount(size_t count, const char* what) {
   if (count > kMaxRequestTensors) {
-    return Invalid("the request has " + std::to_string(count) + " " + what +
-                   ", more than the " + std::to_string(kMaxRequestTensors) +
-                   " this server accepts in one request");
+    return InvalidArgError("the request has " + std::to_string(count) + " " + what +
+                           ", more than the " + std::to_string(kMaxRequestTensors) +
+                           " this server accepts in one request");
   }
   return Status::Ok();
 }
@@ -89,15 +80,15 @@ Status CheckOneSource(bool has_data, bool has_binary, bool has_shm) {
     if (has_binary) message += " 'binary_data_size'";
     if (has_shm) message += " 'shared_memory_region'";
   }
-  return Invalid(message);
+  return InvalidArgError(message);
 }
 
 Status DimTooLarge(uint64_t dim, const std::string& input) {
   // Triton reads dims as uint64 and its core as int64; larger ones are refused
   // here rather than wrapping.
-  return Invalid("Unable to parse 'shape': dimension " + std::to_string(dim) +
-                 " of input '" + input + "' is larger than the maximum of " +
-                 std::to_string(std::numeric_limits<int64_t>::max()));
+  return InvalidArgError("Unable to parse 'shape': dimension " + std::to_string(dim) +
+                         " of input '" + input + "' is larger than the maximum of " +
+                         std::to_string(std::numeric_limits<int64_t>::max()));
 }
 
 Status CheckBinarySize(uint64_t bytes, const std::string& input,
@@ -109,33 +100,35 @@ Status CheckBinarySize(uint64_t bytes, const std::string& input,
   // is a raw body here).
   const size_t left = layout.body_size - offset;
   if (bytes > left) {
-    return Invalid("unexpected size for input '" + input + "', expecting " +
-                   std::to_string(bytes - left) + " additional bytes for model '" +
-                   model + "'");
+    return InvalidArgError("unexpected size for input '" + input + "', expecting " +
+                           std::to_string(bytes - left) +
+                           " additional bytes for model '" + model + "'");
   }
   return Status::Ok();
 }
 
 Status ExtraBinaryData(const std::string& model) {
-  return Invalid("unexpected additional input data for model '" + model + "'");
+  return InvalidArgError("unexpected additional input data for model '" + model + "'");
 }
 
 Status ParameterInvalidType(const std::string& key) {
-  return Invalid("parameter '" + key +
-                 "' has invalid type. It should be either 'int', 'bool', or 'string'.");
+  return InvalidArgError(
+      "parameter '" + key +
+      "' has invalid type. It should be either 'int', 'bool', or 'string'.");
 }
 
 Status OutputShmAndBinary() {
-  return Invalid("Output can't set both 'shared_memory_region' and 'binary_data'");
+  return InvalidArgError(
+      "Output can't set both 'shared_memory_region' and 'binary_data'");
 }
 
 Status NotUnsignedClassification() {
-  return Invalid(
+  return InvalidArgError(
       "Unable to set 'classification': attempt to access JSON non-unsigned-integer as "
       "unsigned-integer");
 }
 
-Status NotRequestParameters() { return Internal("failed to get request params."); }
+Status NotRequestParameters() { return InternalError("failed to get request params."); }
 
 }  // namespace infer_json
 }  // namespace tritonx

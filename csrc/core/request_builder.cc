@@ -10,13 +10,6 @@
 namespace tritonx {
 namespace {
 
-Status Internal(std::string message) {
-  return Status(StatusCode::kInternal, std::move(message));
-}
-Status Invalid(std::string message) {
-  return Status(StatusCode::kInvalidArg, std::move(message));
-}
-
 // How Triton's JSON reader types the elements of each datatype, and what it says
 // when an element is of another JSON type ("attempt to access ...").
 enum class Kind { kBool, kFloat, kInt, kUint, kBytes };
@@ -99,7 +92,7 @@ void Pack(const std::vector<JsonScalar>& leaves, std::string* out) {
 }  // namespace
 
 Status InvalidSurrogate() {
-  return Invalid(
+  return InvalidArgError(
       "failed to parse the request JSON buffer: The surrogate pair in string is "
       "invalid.");
 }
@@ -109,15 +102,15 @@ Status ParseDataType(std::string_view datatype, const std::string& input,
   *out = DataTypeFromName(datatype);
   if (*out != DataType::kInvalid) return Status::Ok();
   if (protocol == WireProtocol::kNone) {
-    return Invalid("invalid datatype '" + std::string(datatype) + "' for input '" +
-                   input + "'");
+    return InvalidArgError("invalid datatype '" + std::string(datatype) +
+                           "' for input '" + input + "'");
   }
   // Triton's HTTP frontend needs the type to read JSON `data` and refuses it there;
   // otherwise (gRPC, HTTP binary or shared memory data) the unknown type reaches
   // its core, whose request validation words it ("data-type is '<invalid>'", with
   // the request id): ValidateRequest does the same here.
   if (protocol == WireProtocol::kHttp && json_data) {
-    return Invalid("invalid datatype for input " + input);
+    return InvalidArgError("invalid datatype for input " + input);
   }
   return Status::Ok();
 }
@@ -142,7 +135,7 @@ Status CheckTransactionPolicy(const ModelSpec& spec, WireProtocol protocol) {
 Status DeduceRawInput(const ModelSpec& spec, const char* body, size_t body_size,
                       const std::shared_ptr<const void>& owner, InferenceRequest* out) {
   if (spec.inputs.size() != 1) {
-    return Invalid(
+    return InvalidArgError(
         "[request id: <id_unknown>] Raw request must only have 1 input (found 1) to be "
         "deduced but got " +
         std::to_string(spec.inputs.size()) + " inputs in '" + spec.name +
@@ -168,10 +161,11 @@ Status DeduceRawInput(const ModelSpec& spec, const char* body, size_t body_size,
     for (size_t i = 0; i < tensor.shape.size(); ++i) {
       if (tensor.shape[i] < 0) {
         if (variable >= 0) {
-          return Invalid("[request id: <id_unknown>] Raw input '" + input.name +
-                         "' of model '" + spec.name +
-                         "' has more than one variable-size dimension and cannot be "
-                         "deduced");
+          return InvalidArgError(
+              "[request id: <id_unknown>] Raw input '" + input.name + "' of model '" +
+              spec.name +
+              "' has more than one variable-size dimension and cannot be "
+              "deduced");
         }
         variable = static_cast<int>(i);
       } else {
@@ -242,8 +236,8 @@ Status RequestBuilder::AddInput(InputDescription input) {
     }
     case InputDescription::Source::kMissing:
       // gRPC: neither raw nor typed contents (FP16/BF16 have no typed form either).
-      return Invalid("unable to find data for input tensor '" + tensor.name +
-                     "' for model '" + model_name_ + "' in request.");
+      return InvalidArgError("unable to find data for input tensor '" + tensor.name +
+                             "' for model '" + model_name_ + "' in request.");
   }
   out_->inputs.push_back(std::move(tensor));
   return Status::Ok();
@@ -255,32 +249,33 @@ Status JsonDataToWire(const std::string& name, DataType dtype, const Shape& shap
   const bool counted = CheckedElementCount(shape, &expected) == ShapeCount::kOk;
   if (counted && expected == 0) return Status::Ok();  // nothing to read in `data`
   if (dtype == DataType::kFp16 || dtype == DataType::kBf16) {
-    return Invalid("receiving " + std::string(DataTypeName(dtype)) +
-                   " data via JSON is not supported. Please use the binary data format "
-                   "for input " +
-                   name);
+    return InvalidArgError(
+        "receiving " + std::string(DataTypeName(dtype)) +
+        " data via JSON is not supported. Please use the binary data format "
+        "for input " +
+        name);
   }
   if (!input.json_is_array) {
-    return Internal(
+    return InternalError(
         "Unable to parse 'data': attempt to access JSON non-array as array");
   }
   const Kind kind = KindOf(dtype);
   const std::vector<JsonScalar>& leaves = input.json;
   for (const JsonScalar& v : leaves) {
     if (!Accepts(kind, v)) {
-      return Internal(std::string("Unable to parse 'data': attempt to access ") +
-                      AccessMessage(kind));
+      return InternalError(std::string("Unable to parse 'data': attempt to access ") +
+                           AccessMessage(kind));
     }
   }
   if (!counted || static_cast<uint64_t>(expected) != leaves.size()) {
-    return Internal(
+    return InternalError(
         "Unable to parse 'data': Shape does not match true shape of 'data' field");
   }
   if (kind == Kind::kUint) {
     for (const JsonScalar& v : leaves) {
       if (v.type == JType::kInt && v.i < 0) {
-        return Internal(std::string("Unable to parse 'data': attempt to access ") +
-                        AccessMessage(kind));
+        return InternalError(std::string("Unable to parse 'data': attempt to access ") +
+                             AccessMessage(kind));
       }
     }
   }

@@ -42,6 +42,14 @@ class Status {
 
 const char* StatusCodeName(StatusCode code);
 
+// Shorthands for the two codes request decoding returns most.
+inline Status InternalError(std::string message) {
+  return Status(StatusCode::kInternal, std::move(message));
+}
+inline Status InvalidArgError(std::string message) {
+  return Status(StatusCode::kInvalidArg, std::move(message));
+}
+
 // How each code travels, the one table for C++ and Python (tritonx.errors reads it
 // through tritonx._native.status_codes): Triton's name, the word it prefixes
 // messages with ("Invalid argument"), the HTTP status and the gRPC status code

@@ -16,13 +16,6 @@ namespace {
 
 using rapidjson::Value;
 
-Status Internal(std::string message) {
-  return Status(StatusCode::kInternal, std::move(message));
-}
-Status Invalid(std::string message) {
-  return Status(StatusCode::kInvalidArg, std::move(message));
-}
-
 // The shape `count` elements take for `input`, or false when none fits.
 bool ShapeFor(const TensorSpec& input, bool batched, int64_t count, Shape* shape) {
   shape->clear();
@@ -64,8 +57,8 @@ Status ParseInput(const ModelSpec& spec, const TensorSpec& input, bool batched,
   desc.name = input.name;
   desc.datatype = DataTypeName(input.dtype);
   if (!ShapeFor(input, batched, static_cast<int64_t>(data->Size()), &desc.shape)) {
-    return Invalid("The schema can not convert input '" + input.name +
-                   "' to tensor with proper shape");
+    return InvalidArgError("The schema can not convert input '" + input.name +
+                           "' to tensor with proper shape");
   }
   JsonDataToInput(*data, &desc);
   RequestBuilder builder(out, WireProtocol::kHttp, spec.name, nullptr);
@@ -74,7 +67,7 @@ Status ParseInput(const ModelSpec& spec, const TensorSpec& input, bool batched,
     static const char kBytesData[] =
         "Unable to parse 'data': attempt to access JSON non-string as string";
     if (input.dtype == DataType::kBytes && status.message() == kBytesData) {
-      return Internal(
+      return InternalError(
           "Unable to parse JSON bytes array: attempt to access JSON non-string as "
           "string");
     }
@@ -90,14 +83,14 @@ Status ParseGenerateBody(const char* body, size_t size, const ModelSpec& spec,
   rapidjson::Document doc;
   Status status = ParseRequestJson(body, size, &doc);
   if (!status.ok()) return status;
-  if (!doc.IsObject()) return Internal("attempt to get members for non-object");
+  if (!doc.IsObject()) return InternalError("attempt to get members for non-object");
   const bool batched = spec.max_batch_size > 0;
   for (const auto& member : doc.GetObject()) {
     const std::string key(member.name.GetString(), member.name.GetStringLength());
     const Value& value = member.value;
     if (key == "parameters") {
       if (!value.IsObject()) {
-        return Internal(
+        return InternalError(
             "Expected JSON object for keyword: 'parameters': attempt to access JSON "
             "non-object as object");
       }
@@ -106,7 +99,8 @@ Status ParseGenerateBody(const char* body, size_t size, const ModelSpec& spec,
         ParameterValue converted;
         status = ConvertCustomParameter(name, p.value, &converted);
         if (!status.ok()) {
-          return Invalid("Converting keyword: 'parameters': " + status.message());
+          return InvalidArgError("Converting keyword: 'parameters': " +
+                                 status.message());
         }
         out->parameters.emplace_back(std::move(name), std::move(converted));
       }
@@ -119,7 +113,7 @@ Status ParseGenerateBody(const char* body, size_t size, const ModelSpec& spec,
     }
     if (key == "id") {
       if (!value.IsString()) {
-        return Internal(
+        return InternalError(
             "Unable to parse 'id': attempt to access JSON non-string as string");
       }
       out->id.assign(value.GetString(), value.GetStringLength());

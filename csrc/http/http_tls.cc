@@ -14,10 +14,6 @@
 namespace tritonx {
 namespace {
 
-Status Invalid(const std::string& message) {
-  return Status(StatusCode::kInvalidArg, message);
-}
-
 // The reason a file cannot be opened (as Python's OSError.strerror), or empty.
 // Checked first so that a missing file is reported as such, not as bad PEM.
 std::string OpenError(const std::string& path) {
@@ -32,8 +28,9 @@ std::string OpenError(const std::string& path) {
 Status HttpTlsContext::Create(const HttpTlsOptions& options,
                               std::shared_ptr<HttpTlsContext>* out) {
   if (options.server_cert.empty() || options.server_key.empty())
-    return Invalid(HttpTlsNeedsCert());
-  if (options.mutual && options.root_cert.empty()) return Invalid(HttpTlsNeedsRoot());
+    return InvalidArgError(HttpTlsNeedsCert());
+  if (options.mutual && options.root_cert.empty())
+    return InvalidArgError(HttpTlsNeedsRoot());
   std::shared_ptr<HttpTlsContext> tls(new HttpTlsContext());
   tls->ctx_ = SSL_CTX_new(TLS_server_method());
   if (tls->ctx_ == nullptr) return Status(StatusCode::kInternal, "SSL_CTX_new failed");
@@ -61,7 +58,7 @@ Status HttpTlsContext::Create(const HttpTlsOptions& options,
   }
   ERR_clear_error();
   if (!reason.empty() || not_pem) {
-    return Invalid(
+    return InvalidArgError(
         HttpTlsBadServerCert(options.server_cert, options.server_key, reason));
   }
   if (!options.root_cert.empty()) {
@@ -71,7 +68,7 @@ Status HttpTlsContext::Create(const HttpTlsOptions& options,
       not_pem = true;
     ERR_clear_error();
     if (!reason.empty() || not_pem) {
-      return Invalid(HttpTlsBadRootCert(options.root_cert, reason));
+      return InvalidArgError(HttpTlsBadRootCert(options.root_cert, reason));
     }
   }
   // A client without a certificate, or with one that does not chain to the root,

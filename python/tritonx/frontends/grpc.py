@@ -35,6 +35,7 @@ from tritonx.errors import (
 from tritonx.frontends.base import server_extensions
 from tritonx.frontends.log_settings import grpc_update
 from tritonx.frontends.shared_memory import SharedMemoryControl, default_registry
+from tritonx.repository.reports import INFERENCE_STATS_KEYS
 
 logger = logging.getLogger("tritonx.grpc")
 
@@ -59,18 +60,6 @@ PROTOCOL_GROUPS = (
     "statistics",
     "trace",
     "logging",
-)
-
-# The eight inference_stats durations perf_analyzer expects to find, even at zero.
-_INFER_STAT_FIELDS = (
-    "success",
-    "fail",
-    "queue",
-    "compute_input",
-    "compute_infer",
-    "compute_output",
-    "cache_hit",
-    "cache_miss",
 )
 
 
@@ -373,7 +362,7 @@ class GrpcFrontend:
         for row in rows:
             stats = response.model_stats.add()
             json_format.ParseDict(_json_safe(row), stats, ignore_unknown_fields=True)
-            for field in _INFER_STAT_FIELDS:
+            for field in INFERENCE_STATS_KEYS:
                 getattr(stats.inference_stats, field).SetInParent()
         return response
 

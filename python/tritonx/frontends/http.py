@@ -57,6 +57,7 @@ from tritonx.frontends.http_protocol import (
     status_line,
 )
 from tritonx.frontends.http_routes import ROUTE_METHODS, Route, resolve
+from tritonx.repository.reports import INFERENCE_STATS_KEYS
 
 DEFAULT_MAX_INPUT_SIZE = 64 * 1024 * 1024
 
@@ -67,16 +68,6 @@ _NOT_FOUND = response(404, b'{"error":"Not Found"}', TEXT)
 _NOT_ALLOWED = response(405, b'{"error":"Method Not Allowed"}', JSON)
 _NOT_READY = response(400, b'{"error":"Model version not ready"}', TEXT)
 _ZERO_STATS = {"count": 0, "ns": 0}
-_STATS_KEYS = (
-    "success",
-    "fail",
-    "queue",
-    "compute_input",
-    "compute_infer",
-    "compute_output",
-    "cache_hit",
-    "cache_miss",
-)
 
 
 def _dumps(obj: Any) -> bytes:
@@ -286,7 +277,7 @@ class HttpFrontend:
         for entry in stats:
             # perf_analyzer needs every key, even for features (cache) not used here.
             inference = entry.setdefault("inference_stats", {})
-            for key in _STATS_KEYS:
+            for key in INFERENCE_STATS_KEYS:
                 inference.setdefault(key, dict(_ZERO_STATS))
             entry["version"] = str(entry.get("version", ""))
         slot.done(response(200, _dumps({"model_stats": stats})))

@@ -8,8 +8,9 @@ from typing import Any
 from tritonx.config import wire_datatype
 from tritonx.repository.records import LoadedModel
 
-# inference_stats keys in Triton's order.
-_DURATION_KEYS = (
+# inference_stats keys in Triton's order; both frontends fill in the missing ones
+# (perf_analyzer expects all eight, even at zero).
+INFERENCE_STATS_KEYS = (
     "success",
     "fail",
     "queue",
@@ -72,7 +73,7 @@ def model_statistics(
     name: str, version: int, stats: Mapping[str, Any]
 ) -> dict[str, Any]:
     """One ``model_stats`` entry from ``Model.statistics()`` (architecture §4)."""
-    inference = {key: _duration(stats.get(key)) for key in _DURATION_KEYS}
+    inference = {key: _duration(stats.get(key)) for key in INFERENCE_STATS_KEYS}
     batches = []
     for batch_size, entry in sorted(stats.get("batch_stats", {}).items()):
         count, input_ns, infer_ns, output_ns = entry
