@@ -228,3 +228,21 @@ def test_checkpoint_refuses_other_settings(tmp_path: Path) -> None:
     path.write_text("{")
     with pytest.raises(AnalyzeError, match="unreadable checkpoint"):
         Checkpoint(path, {}, fresh=False)
+
+
+def test_report_draws_an_slo_whose_delays_all_failed(tmp_path: Path) -> None:
+    # Every repeat of every delay failed (no throughputs): the report still renders,
+    # with bars at zero and no whiskers, instead of ending in a traceback.
+    from tritonx.tools.analyze.report import write_report
+    from tritonx.tools.analyze.search import ModelResult
+
+    slo = SloResult("p99", 5.0, Candidate("CPU", 1, 8, True))
+    slo.stats = [DelayStats(0, [], failed=2), DelayStats(200, [], failed=2)]
+    _choose(slo)
+    base = parse_config_text('name: "m" backend: "python" max_batch_size: 8', "m")
+    result = ModelResult("m", base, slo=slo)
+    page = write_report(
+        tmp_path, [result], Constraints([("p99", 5.0)]), "throughput", "", {}
+    )
+    assert "no delay met p99" in page.read_text()
+    assert (tmp_path / "plots" / "m.png").stat().st_size > 0

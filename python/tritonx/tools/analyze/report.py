@@ -113,8 +113,9 @@ def _figure(result: ModelResult, constraints: Constraints, objective_key: Any) -
         ax2 = axes[0][1]
         xs = [str(s.delay_us) for s in slo.stats]
         means = [s.mean for s in slo.stats]
-        low = [s.mean - min(s.throughputs) for s in slo.stats]
-        high = [max(s.throughputs) - s.mean for s in slo.stats]
+        # A delay whose every repeat failed has no throughputs: no whiskers.
+        low = [s.mean - min(s.throughputs, default=s.mean) for s in slo.stats]
+        high = [max(s.throughputs, default=s.mean) - s.mean for s in slo.stats]
         colors = ["tab:green" if s is slo.chosen else "tab:gray" for s in slo.stats]
         ax2.bar(xs, means, yerr=[low, high], capsize=4, color=colors)
         ax2.set_xlabel("max_queue_delay_microseconds")
