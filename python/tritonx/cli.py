@@ -21,6 +21,9 @@ from typing import NoReturn
 
 from tritonx import __version__, cli_limits
 from tritonx.cli_values import (
+    GRPC_CHANNEL_FLAGS,
+    IGNORED_FLAGS,
+    UNSUPPORTED_FLAGS,
     UsageError,
     forward_pattern,
     ignored_dest,
@@ -51,51 +54,6 @@ from tritonx.tracing.config import (
 
 PROG = "tritonx-server"
 EXIT_USAGE = 1  # tritonserver exits 1 on every command-line error
-
-# Accepted for compatibility; they tune resources tritonx manages differently.
-IGNORED_FLAGS = (
-    "--backend-directory",
-    "--repoagent-directory",
-    "--cache-directory",
-    "--reuse-grpc-port",
-    "--grpc-infer-allocation-pool-size",
-    "--grpc-max-response-pool-size",
-    "--grpc-infer-thread-count",
-    "--cuda-virtual-address-size",
-    "--min-supported-compute-capability",
-    "--buffer-manager-thread-count",
-    "--host-policy",
-    "--model-load-gpu-limit",
-    "--enable-peer-access",
-    "--model-load-retry-count",
-    "--metrics-config",
-)
-
-# tritonserver flags that change security or semantics; ignoring them would mislead.
-UNSUPPORTED_FLAGS = frozenset(
-    {
-        "--model-namespacing",
-        "--allow-sagemaker",
-        "--sagemaker-port",
-        "--allow-vertex-ai",
-        "--vertex-ai-port",
-    }
-)
-
-# tritonserver's keepalive / connection-age flags and the gRPC core channel argument
-# each one sets; they are passed through unchanged, unset ones keep grpc's defaults.
-GRPC_CHANNEL_FLAGS = {
-    "--grpc-keepalive-time": "grpc.keepalive_time_ms",
-    "--grpc-keepalive-timeout": "grpc.keepalive_timeout_ms",
-    "--grpc-keepalive-permit-without-calls": "grpc.keepalive_permit_without_calls",
-    "--grpc-http2-max-pings-without-data": "grpc.http2.max_pings_without_data",
-    "--grpc-http2-min-recv-ping-interval-without-data": (
-        "grpc.http2.min_ping_interval_without_data_ms"
-    ),
-    "--grpc-http2-max-ping-strikes": "grpc.http2.max_ping_strikes",
-    "--grpc-max-connection-age": "grpc.max_connection_age_ms",
-    "--grpc-max-connection-age-grace": "grpc.max_connection_age_grace_ms",
-}
 
 
 class _Parser(argparse.ArgumentParser):
