@@ -113,6 +113,7 @@ int DynamicBatchScheduler::ClaimInlineInstance() {
 void DynamicBatchScheduler::RunInline(int instance_index, const RequestPtr& request) {
   Batch batch;
   batch.instance_index = instance_index;
+  batch.inline_run = true;
   batch.requests.push_back(request);
   batch.total_batch_size = request->batch_size;
   uint64_t sequence;

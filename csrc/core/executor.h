@@ -17,6 +17,9 @@ struct Batch {
   std::vector<RequestPtr> requests;
   int64_t total_batch_size = 0;
   int instance_index = 0;
+  // Set when the batch runs on the thread that enqueued its one request (see
+  // Executor::AllowsInline) rather than on the instance's worker.
+  bool inline_run = false;
 
   // Filled by the scheduler before Execute when the executor wants gathered inputs:
   // one tensor per model input, every request's data concatenated along dim 0, in

@@ -213,7 +213,7 @@ void RingServer::Post(RequestKind kind, size_t offset, size_t bytes) {
 }
 
 WaitResult RingServer::WaitReply(int64_t timeout_ns, const std::atomic<bool>* abandon,
-                                 int64_t slice_ns) {
+                                 bool spin, int64_t slice_ns) {
   RingControl* ctl = control();
   const uint32_t want = ctl->request_seq.load(std::memory_order_relaxed);
   const int64_t deadline = timeout_ns < 0 ? -1 : MonotonicNs() + timeout_ns;
@@ -226,7 +226,8 @@ WaitResult RingServer::WaitReply(int64_t timeout_ns, const std::atomic<bool>* ab
     }
     const uint32_t seen = ctl->reply_seq.load(std::memory_order_acquire);
     if (seen == want) break;
-    if (!WaitSlice(&ctl->reply_seq, &ctl->server_waiting, seen, slice, spin_ns_) &&
+    if (!WaitSlice(&ctl->reply_seq, &ctl->server_waiting, seen, slice,
+                   spin ? spin_ns_ : 0) &&
         (!PeerAlive() || (abandon != nullptr && abandon->load()))) {
       // It may have answered just before it ended.
       if (ctl->reply_seq.load(std::memory_order_acquire) == want) break;
