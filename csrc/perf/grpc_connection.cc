@@ -75,6 +75,13 @@ const inference::ModelInferRequest& WithSequence(inference::ModelInferRequest* r
   return *request;
 }
 
+// A completion queue's deadline is a system_clock time; the load driver's
+// deadlines are steady-clock nanoseconds (NowNs). A deadline already past is "now".
+std::chrono::system_clock::time_point QueueDeadline(int64_t deadline_ns) {
+  return std::chrono::system_clock::now() +
+         std::chrono::nanoseconds(std::max<int64_t>(deadline_ns - NowNs(), 0));
+}
+
 grpc::ByteBuffer Serialize(const google::protobuf::Message& message) {
   std::string bytes = message.SerializeAsString();
   grpc::Slice slice(bytes);
@@ -303,10 +310,7 @@ class GrpcAsyncClient : public AsyncClient {
       if (wait > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(wait));
       return;
     }
-    // The queue's deadline is a system_clock time; ours is steady.
-    auto deadline =
-        std::chrono::system_clock::now() +
-        std::chrono::nanoseconds(std::max<int64_t>(deadline_ns - NowNs(), 0));
+    auto deadline = QueueDeadline(deadline_ns);
     for (;;) {
       void* tag = nullptr;
       bool ok = false;
@@ -425,9 +429,7 @@ class GrpcStreamAsyncClient : public AsyncClient {
       }
       return;
     }
-    auto deadline =
-        std::chrono::system_clock::now() +
-        std::chrono::nanoseconds(std::max<int64_t>(deadline_ns - NowNs(), 0));
+    auto deadline = QueueDeadline(deadline_ns);
     for (;;) {
       void* tag = nullptr;
       bool ok = false;
