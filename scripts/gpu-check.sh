@@ -129,6 +129,7 @@ ctest --test-dir "$BUILD" -j"$JOBS" --timeout 120 --output-on-failure \
 tail -n 40 "$OUT/ctest.log"
 echo "--- the CUDA ones in full:"
 "$BUILD"/tests/cpp/test_cuda_runtime || fail "test_cuda_runtime"
+"$BUILD"/tests/cpp/test_tensor_memory || fail "test_tensor_memory"
 
 section "pytest (every gpu-marked test under tests/, then the GPU-side neighbours)"
 export TRITONX_TEST_SOURCE_TREE=1 PYTHONUNBUFFERED=1
@@ -137,7 +138,8 @@ mapfile -t marked < <(grep -rlE "mark\.gpu\b" tests --include='test_*.py' | sort
 timeout 200 "$PY" -m pytest -p no:cacheprovider -q -rs --timeout 200 -m gpu \
   tests/gpu "${marked[@]}" 2>&1 | tee "$OUT/pytest-gpu.log" || fail "pytest (gpu)"
 timeout 120 "$PY" -m pytest -p no:cacheprovider -q -rs --timeout 120 \
-  tests/core/test_dlpack_outputs.py tests/test_gpu_absent.py \
+  tests/core/test_dlpack_outputs.py tests/core/test_dlpack_tensors.py \
+  tests/test_gpu_absent.py \
   "tests/backends/test_onnxruntime_backend.py::test_gpu_instance_providers_follow_the_config" \
   2>&1 | tee "$OUT/pytest-more.log" || fail "pytest (neighbours)"
 

@@ -10,6 +10,7 @@
 #include "core/cuda_runtime.h"
 #include "core/server_context.h"
 #include "core/tensor_arena.h"
+#include "core/tensor_memory.h"
 #include "pybind_common.h"
 
 namespace tritonx::bindings {
@@ -60,6 +61,8 @@ double CopySeconds(const std::string& source, size_t bytes, int iterations, int 
 }  // namespace
 
 void RegisterCuda(py::module_& m) {
+  m.def("device_to_host_copies", &DeviceToHostCopies,
+        "Device->host tensor copies the core made so far (tensor_memory.h)");
   m.def("cuda_device_count", [] {
     py::gil_scoped_release release;  // the first call probes the driver
     return CudaDeviceCount();

@@ -84,17 +84,16 @@ namespace {
 // Every argument is taken as a plain Python object and converted here, so that
 // any value a frontend passes on from a client fails as InvalidArgumentError
 // with a readable message, never as a pybind11 overload or cast error.
-std::shared_ptr<PyRequest> MakeRequest(const py::object& id, const py::object& inputs,
-                                       const py::object& requested_outputs,
-                                       const py::object& parameters,
-                                       const py::object& correlation_id, uint32_t flags,
-                                       uint64_t timeout_us,
-                                       const py::object& custom_parameters,
-                                       const py::object& class_counts) {
+std::shared_ptr<PyRequest> MakeRequest(
+    const py::object& id, const py::object& inputs, const py::object& requested_outputs,
+    const py::object& parameters, const py::object& correlation_id, uint32_t flags,
+    uint64_t timeout_us, const py::object& custom_parameters,
+    const py::object& class_counts, bool device_outputs) {
   auto wrapper = std::make_shared<PyRequest>();
   wrapper->request = std::make_shared<InferenceRequest>();
   InferenceRequest& request = *wrapper->request;
   request.id = TextFromPy(id, "'id'");
+  request.device_outputs_any = device_outputs;
   if (!py::isinstance<py::iterable>(inputs) || PyUnicode_Check(inputs.ptr())) {
     ThrowInvalidArg("Unable to parse 'inputs': expected a list of inputs");
   }
@@ -218,7 +217,7 @@ void RegisterRequest(py::module_& m) {
            py::arg("parameters") = py::none(), py::kw_only(),
            py::arg("correlation_id") = py::none(), py::arg("flags") = 0,
            py::arg("timeout_us") = 0, py::arg("custom_parameters") = py::none(),
-           py::arg("class_counts") = py::none())
+           py::arg("class_counts") = py::none(), py::arg("device_outputs") = false)
       .def_property_readonly("id", [](const PyRequest& r) { return r.request->id; })
       .def_property_readonly(
           "inputs", [](const PyRequest& r) { return TensorList(r.request->inputs); })

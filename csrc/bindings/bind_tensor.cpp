@@ -1,14 +1,33 @@
 // Tensor: a read-only view over core tensor bytes. numpy arrays and memoryviews made
-// from it keep it (and so the bytes' owner) alive through their base object.
+// from it keep it (and so the bytes' owner) alive through their base object. A GPU
+// tensor is copied to host memory on its first host read (kept with the wrapper);
+// DLPack hands it on without a copy (`__dlpack__`, bind_dlpack.cpp).
 #include <cstring>
 
+#include "core/tensor_memory.h"
 #include "pybind_common.h"
 
 namespace tritonx::bindings {
+
+const Tensor& PyTensor::Host() {
+  if (tensor.on_host()) return tensor;
+  if (!host) {
+    auto copy = std::make_shared<Tensor>();
+    Status status;
+    {
+      py::gil_scoped_release release;  // a blocking device->host copy
+      status = HostTensor(tensor, copy.get());
+    }
+    ThrowIfError(status);
+    host = std::move(copy);
+  }
+  return *host;
+}
+
 namespace {
 
 py::array AsNumpy(const py::object& self) {
-  const Tensor& t = self.cast<PyTensor&>().tensor;
+  const Tensor& t = self.cast<PyTensor&>().Host();
   if (t.dtype == DataType::kBytes) {
     // BYTES elements become Python bytes objects: a copy, as in Triton's as_numpy().
     const int64_t count = ElementCount(t.shape);
@@ -53,19 +72,51 @@ void RegisterTensor(py::module_& m) {
                              })
       .def_property_readonly("byte_size",
                              [](const PyTensor& t) { return t.tensor.byte_size; })
+      .def_property_readonly(
+          "memory_type",
+          [](const PyTensor& t) {
+            return std::string(MemoryTypeName(t.tensor.memory_type));
+          },
+          "CPU, CPU_PINNED or GPU")
+      .def_property_readonly("device_id",
+                             [](const PyTensor& t) { return t.tensor.device_id; })
       .def("as_numpy", &AsNumpy)
       .def("raw", [](const py::object& self) { return py::memoryview(self); })
       .def_buffer([](PyTensor& t) {
-        // Raw wire bytes, 1-D uint8, read-only.
-        return py::buffer_info(const_cast<char*>(t.tensor.data), 1,
+        // Raw wire bytes, 1-D uint8, read-only (host memory: a GPU tensor's copy).
+        const Tensor& host = t.Host();
+        return py::buffer_info(const_cast<char*>(host.data), 1,
                                py::format_descriptor<uint8_t>::format(), 1,
-                               {static_cast<py::ssize_t>(t.tensor.byte_size)}, {1},
+                               {static_cast<py::ssize_t>(host.byte_size)}, {1},
                                /*readonly=*/true);
       })
+      .def(
+          "__dlpack__",
+          [](const PyTensor& t, const py::object& stream, const py::object& max_version,
+             const py::object& dl_device, const py::object& copy) {
+            return TensorToDLPack(t.tensor, stream, max_version, dl_device, copy);
+          },
+          py::kw_only(), py::arg("stream") = py::none(),
+          py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(),
+          py::arg("copy") = py::none(),
+          "A DLPack capsule viewing these bytes (no copy; keeps them alive)")
+      .def("__dlpack_device__",
+           [](const PyTensor& t) { return TensorDLPackDevice(t.tensor); })
+      .def_static(
+          "from_dlpack",
+          [](const std::string& name, const py::handle& producer) {
+            auto wrapper = std::make_shared<PyTensor>();
+            ThrowIfError(TensorFromDLPack(name, producer, &wrapper->tensor, false));
+            return wrapper;
+          },
+          py::arg("name"), py::arg("producer"),
+          "A core tensor over any DLPack producer or capsule, without a copy; "
+          "InvalidArgumentError for dtypes, layouts or devices it cannot hold")
       .def("__repr__", [](const PyTensor& t) {
         return "Tensor(name='" + t.tensor.name + "', datatype='" +
                std::string(DataTypeName(t.tensor.dtype)) +
-               "', shape=" + ShapeToString(t.tensor.shape) + ")";
+               "', shape=" + ShapeToString(t.tensor.shape) + ", memory_type='" +
+               MemoryTypeName(t.tensor.memory_type) + "')";
       });
 }
 

@@ -348,22 +348,32 @@ Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* ou
     array_obj = py::reinterpret_borrow<py::object>(value);
   }
   if (!py::isinstance<py::array>(array_obj) &&
-      py::hasattr(array_obj, "__dlpack_device__")) {
-    // Any DLPack tensor (torch, CuPy, JAX; GPU ones copied device->host by their
-    // producer): the core keeps output bytes in host memory, so this is where they
-    // get there, once.
-    try {
-      py::tuple host =
-          py::module_::import("tritonx.dlpack_host").attr("to_host")(array_obj);
-      std::string datatype = py::str(host[0]);
-      if (!datatype.empty() && forced == DataType::kInvalid) {
-        forced = DataTypeFromName(datatype);
+      (py::isinstance<PyTensor>(array_obj) || py::hasattr(array_obj, "__dlpack__"))) {
+    // A core tensor (pb_utils.Tensor.from_dlpack, a BLS output passed on) as it is;
+    // any other DLPack tensor (torch, CuPy, JAX) without a copy, where it lives: a
+    // GPU output stays on the device until a consumer needs host bytes
+    // (tensor_memory.h).
+    if (py::isinstance<PyTensor>(array_obj)) {
+      *out = array_obj.cast<PyTensor&>().tensor;
+      out->name = name;
+    } else {
+      Status status = TensorFromDLPack(name, array_obj, out, /*compact=*/true);
+      if (!status.ok()) {
+        return Status(StatusCode::kInvalidArg,
+                      "output '" + name + "': " + status.message());
       }
-      array_obj = host[1];
-    } catch (py::error_already_set& err) {
-      return Status(StatusCode::kInvalidArg,
-                    "output '" + name + "': " + std::string(err.what()));
     }
+    if (forced != DataType::kInvalid && forced != out->dtype) {
+      if (forced == DataType::kBytes ||
+          DataTypeByteSize(forced) != DataTypeByteSize(out->dtype)) {
+        return Status(StatusCode::kInvalidArg,
+                      "output '" + name + "' cannot be sent as " +
+                          std::string(DataTypeName(forced)) + ": its elements are " +
+                          std::string(DataTypeName(out->dtype)));
+      }
+      out->dtype = forced;
+    }
+    return Status::Ok();
   }
   py::array array = py::array::ensure(array_obj);
   if (!array) {

@@ -96,9 +96,26 @@ py::dtype NumpyDtype(DataType dtype);
 // as UTF-8, other objects as their str()). GIL held.
 Status SerializeBytes(const py::array& array, std::string* out);
 
-// A tensor from a Python output value: ndarray, or (datatype, ndarray). Object/bytes
-// arrays are serialized to BYTES wire form. GIL held.
+// A tensor from a Python output value: ndarray, a core Tensor, any DLPack tensor
+// (torch, CuPy, JAX; GPU ones stay on the device), or (datatype, one of those) to
+// relabel an equally sized type. Object/bytes arrays are serialized to BYTES wire
+// form; non-contiguous arrays and host DLPack tensors are copied once into
+// row-major order. GIL held.
 Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* out);
+
+// DLPack (bind_dlpack.cpp). A core tensor over any producer (an object with
+// __dlpack__, or a "dltensor"/"dltensor_versioned" capsule) without a copy: its
+// owner holds the producer and the consumed capsule's tensor; memory type and device
+// come from the DLPack device. `compact`: a strided host tensor is copied once
+// instead of refused. Errors (INVALID_ARG, naming the tensor) are returned. GIL held.
+Status TensorFromDLPack(const std::string& name, const py::handle& producer,
+                        Tensor* out, bool compact);
+// `__dlpack__(stream, max_version, dl_device, copy)` of a core tensor (array API
+// semantics; BufferError for what cannot be exported) and `__dlpack_device__()`.
+py::object TensorToDLPack(const Tensor& tensor, const py::object& stream,
+                          const py::object& max_version, const py::object& dl_device,
+                          const py::object& copy);
+py::tuple TensorDLPackDevice(const Tensor& tensor);
 
 // A request input from a Python (name, datatype, shape, buffer) tuple; the buffer is
 // held, not copied (bind_request.cpp).
@@ -110,7 +127,13 @@ py::array TensorToNumpy(const py::object& tensor_obj);
 
 // Python wrapper types, shared between binding files.
 struct PyTensor {
+  PyTensor() = default;
+  explicit PyTensor(Tensor t) : tensor(std::move(t)) {}
   Tensor tensor;
+  // A GPU tensor's host copy, made on its first host read (as_numpy, raw, the
+  // buffer protocol) and kept with the wrapper. GIL held.
+  std::shared_ptr<Tensor> host;
+  const Tensor& Host();  // bind_tensor.cpp; raises on a failed copy
 };
 
 struct PyRequest {

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "tensor_memory.h"
+
 namespace tritonx {
 namespace {
 
@@ -99,12 +101,23 @@ Status GatherInputs(const ModelSpec& spec, TensorArena& arena, Batch* batch,
   return Status::Ok();
 }
 
-Status ScatterOutputs(const ModelSpec& spec, Batch* batch) {
+Status ScatterOutputs(const ModelSpec& spec, Batch* batch, TensorArena* arena) {
   const auto& requests = batch->requests;
   batch->responses.clear();
   batch->responses.resize(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     batch->responses[i] = std::make_unique<InferenceResponse>();
+  }
+  for (Tensor& output : batch->gathered_outputs) {
+    if (output.on_host() || spec.FindOutput(output.name) == nullptr) continue;
+    bool host = output.dtype == DataType::kBytes;
+    for (const auto& request : requests) {
+      host = host || !request->KeepsOnDevice(output.name);
+    }
+    if (host) {
+      Status status = HostTensor(output, &output, arena);
+      if (!status.ok()) return status;
+    }
   }
   if (requests.size() == 1 || spec.max_batch_size == 0) {
     batch->responses[0]->outputs = batch->gathered_outputs;
@@ -155,6 +168,8 @@ Status ScatterOutputs(const ModelSpec& spec, Batch* batch) {
       slice.data = output.data + offsets[i];
       slice.byte_size = offsets[i + 1] - offsets[i];
       slice.owner = output.owner;
+      slice.memory_type = output.memory_type;
+      slice.device_id = output.device_id;
       batch->responses[i]->outputs.push_back(std::move(slice));
     }
   }

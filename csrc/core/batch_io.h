@@ -18,7 +18,11 @@ Status GatherInputs(const ModelSpec& spec, TensorArena& arena, Batch* batch,
                     bool copy_single = false);
 
 // Slices batch->gathered_outputs (dim 0 = total batch size) into one response per
-// request; slices share the batched buffer, nothing is copied.
-Status ScatterOutputs(const ModelSpec& spec, Batch* batch);
+// request; slices share the batched buffer and its memory type, nothing is copied,
+// except that a batched GPU output some request needs in host memory (BYTES, or
+// not InferenceRequest::KeepsOnDevice) is copied device->host once, whole, into
+// an `arena` buffer, instead of once per request later in Send.
+Status ScatterOutputs(const ModelSpec& spec, Batch* batch,
+                      TensorArena* arena = nullptr);
 
 }  // namespace tritonx

@@ -102,7 +102,7 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
   if (status.ok()) status = batch.batch_status;
   uint64_t end = NowNs();
   if (status.ok() && !batch.gathered_outputs.empty()) {
-    status = ScatterOutputs(spec_, &batch);
+    status = ScatterOutputs(spec_, &batch, arena_.get());
     end = NowNs();
   }
 

@@ -224,6 +224,23 @@ std::string CudaCopyBlocking(void* dst, const void* src, size_t bytes) {
 #endif
 }
 
+std::string CudaStreamWaitLegacy(void* stream) {
+#ifdef TRITONX_ENABLE_CUDA
+  cudaEvent_t event = nullptr;
+  cudaError_t err = cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
+  if (err != cudaSuccess) return ErrorText(err);
+  err = cudaEventRecord(event, cudaStreamLegacy);
+  if (err == cudaSuccess) {
+    err = cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), event, 0);
+  }
+  cudaEventDestroy(event);  // released once the wait completes
+  return ErrorText(err);
+#else
+  (void)stream;
+  return "CUDA support is not built in";
+#endif
+}
+
 std::string CudaIpcOpen(const void* handle, int device, void** ptr,
                         size_t* allocation_bytes) {
 #ifdef TRITONX_ENABLE_CUDA

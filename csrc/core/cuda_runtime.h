@@ -47,6 +47,11 @@ std::string CudaStreamSync(void* stream);
 // runtime knows (unified addressing picks the direction); empty string on success.
 std::string CudaCopyBlocking(void* dst, const void* src, size_t bytes);
 
+// Makes `stream` (a raw cudaStream_t, as a DLPack consumer names it) wait for the
+// work queued so far on the legacy default stream, where the core's copies run.
+// Empty string on success, else the CUDA error text.
+std::string CudaStreamWaitLegacy(void* stream);
+
 // CUDA IPC (the cuda_shared_memory extension): opens a peer's cudaIpcMemHandle_t
 // (`handle` points at its 64 bytes) on `device`; *ptr is the mapped allocation's
 // start and *allocation_bytes its size. Empty string on success, else the CUDA

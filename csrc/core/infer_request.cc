@@ -132,8 +132,10 @@ void InferenceRequest::Deliver(std::unique_ptr<InferenceResponse> response,
     if (response->id.empty()) response->id = id;
     if (!response->status.ok()) {
       response->outputs.clear();
-    } else if (spec) {
-      Status status = ApplyOutputSpec(*spec, *this, response.get());
+    } else {
+      Status status =
+          spec ? ApplyOutputSpec(*spec, *this, response.get()) : Status::Ok();
+      if (status.ok()) status = PlaceOutputs(*this, response.get());
       if (!status.ok()) {
         response->status = std::move(status);
         response->outputs.clear();

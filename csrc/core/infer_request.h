@@ -98,6 +98,21 @@ class InferenceRequest {
   // a sampled request. Every trace hook tests only this pointer.
   std::shared_ptr<RequestTrace> trace;
 
+  // Which outputs may reach the consumer still in GPU memory. By default none:
+  // Send copies each GPU output to host memory (PlaceOutputs, response_outputs.h).
+  // The request builder names the outputs a client wants in a CUDA shared memory
+  // region (copied device->device there); an in-process Python caller (BLS) takes
+  // any (`device_outputs_any`), its tensors copying on their first host read.
+  bool device_outputs_any = false;
+  std::vector<std::string> device_outputs;
+  bool KeepsOnDevice(const std::string& output) const {
+    if (device_outputs_any) return true;
+    for (const auto& name : device_outputs) {
+      if (name == output) return true;
+    }
+    return false;
+  }
+
   // The class count asked for `output` (0: its values as produced).
   uint32_t ClassCount(const std::string& output) const {
     for (const auto& [name, count] : class_counts) {

@@ -4,6 +4,8 @@
 #include <limits>
 #include <string>
 
+#include "tensor_memory.h"
+
 namespace tritonx {
 namespace {
 
@@ -148,7 +150,13 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
 
   // Known inputs, no duplicates.
   for (size_t i = 0; i < request->inputs.size(); ++i) {
-    const Tensor& input = request->inputs[i];
+    Tensor& input = request->inputs[i];
+    if (!input.on_host()) {
+      // Backends, batching, the cache key and stub processes read inputs on the
+      // host: a GPU input (a BLS call passing on a device tensor) is copied once.
+      Status status = HostTensor(input, &input);
+      if (!status.ok()) return status;
+    }
     if (spec.FindInput(input.name) == nullptr) {
       return Status(StatusCode::kInvalidArg, "unexpected inference input '" +
                                                  input.name + "' for model " + model);

@@ -338,6 +338,8 @@ Status RequestBuilder::AddOutput(OutputDescription output, ShmOutputs* targets) 
     ShmReference ref{target.region, target.offset, output.shm.byte_size};
     Status status = ResolveShm(ref, ShmUse::kWrite, &target.span);
     if (!status.ok()) return status;
+    // A CUDA region takes a GPU output as it is (device->device when written).
+    if (target.span.device >= 0) out_->device_outputs.push_back(output.name);
     if (targets != nullptr) targets->push_back(std::move(target));
   }
   if (output.class_count > 0) {

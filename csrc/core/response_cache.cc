@@ -5,6 +5,8 @@
 #include <functional>
 #include <string_view>
 
+#include "tensor_memory.h"
+
 namespace tritonx {
 namespace {
 
@@ -104,9 +106,9 @@ void ResponseCache::Insert(uint64_t key, const InferenceResponse& response) {
   entry->bytes.resize(total);
   size_t offset = 0;
   for (const Tensor& tensor : response.outputs) {
-    if (tensor.byte_size > 0) {
-      std::memcpy(&entry->bytes[offset], tensor.data, tensor.byte_size);
-    }
+    // Entries hold host bytes (hits are answered from them); a GPU output is
+    // copied device->host here, and a response that cannot be copied is not cached.
+    if (!CopyTensorBytes(tensor, &entry->bytes[offset]).ok()) return;
     entry->outputs.push_back(
         {tensor.name, tensor.dtype, tensor.shape, offset, tensor.byte_size});
     offset += tensor.byte_size;

@@ -5,6 +5,8 @@
 #include <numeric>
 #include <string>
 
+#include "tensor_memory.h"
+
 namespace tritonx {
 namespace {
 
@@ -92,8 +94,11 @@ Status ClassifyItem(DataType dtype, const char* base, size_t n, uint32_t count,
 
 }  // namespace
 
-Status Classify(const Tensor& output, uint32_t count, bool batched,
+Status Classify(const Tensor& produced, uint32_t count, bool batched,
                 const std::vector<std::string>& labels, Tensor* result) {
+  Tensor output;  // the values are read on the host
+  Status host = HostTensor(produced, &output);
+  if (!host.ok()) return host;
   const size_t element_size = DataTypeByteSize(output.dtype);
   if (element_size == 0 || output.dtype == DataType::kBool ||
       output.dtype == DataType::kFp16 || output.dtype == DataType::kBf16) {
@@ -130,6 +135,15 @@ Status Classify(const Tensor& output, uint32_t count, bool batched,
   result->data = buffer->data();
   result->byte_size = buffer->size();
   result->owner = std::move(buffer);
+  return Status::Ok();
+}
+
+Status PlaceOutputs(const InferenceRequest& request, InferenceResponse* response) {
+  for (Tensor& tensor : response->outputs) {
+    if (tensor.on_host() || request.KeepsOnDevice(tensor.name)) continue;
+    Status status = HostTensor(tensor, &tensor);
+    if (!status.ok()) return status;
+  }
   return Status::Ok();
 }
 

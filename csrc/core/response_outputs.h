@@ -21,6 +21,13 @@ namespace tritonx {
 Status ApplyOutputSpec(const ModelSpec& spec, const InferenceRequest& request,
                        InferenceResponse* response);
 
+// Where each output of an OK response reaches its consumer: a GPU output the
+// request does not keep on the device (InferenceRequest::KeepsOnDevice) is copied
+// to host memory here, once (tensor_memory.h). Applied by Send after
+// ApplyOutputSpec, so frontends, ensembles and every other C++ consumer see host
+// bytes. INTERNAL when a copy fails (or CUDA is not built).
+Status PlaceOutputs(const InferenceRequest& request, InferenceResponse* response);
+
 // Triton's classification extension: the `count` largest values of `output` (per
 // batch item when `batched`) as BYTES "value:index[:label]", shape [batch, k] or [k]
 // with k = min(count, values per item). Ties keep the lower index first.

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "sequence_batch_scheduler.h"
+#include "tensor_memory.h"
 
 namespace tritonx {
 namespace {
@@ -214,9 +215,7 @@ void SequenceBatchScheduler::CaptureStates(Batch& batch) {
         // Copied: the output's memory belongs to the response, which leaves now.
         Tensor kept = ArenaTensor(*arena_, state.input_name, output.dtype, output.shape,
                                   "", output.byte_size);
-        if (output.byte_size > 0) {
-          std::memcpy(const_cast<char*>(kept.data), output.data, output.byte_size);
-        }
+        if (!CopyTensorBytes(output, const_cast<char*>(kept.data)).ok()) break;
         seq->state[k] = std::move(kept);
         break;
       }

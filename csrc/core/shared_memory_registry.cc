@@ -10,6 +10,7 @@
 
 #include "cuda_runtime.h"
 #include "logging.h"
+#include "tensor_memory.h"
 
 namespace tritonx {
 
@@ -257,17 +258,16 @@ Status WriteShmOutput(const ShmOutput& target, const Tensor& tensor) {
                       " bytes to hold the results");
   }
   if (tensor.byte_size == 0 || tensor.data == target.span.data) return Status::Ok();
-  if (target.span.device >= 0) {
-    const std::string error =
-        CudaCopyBlocking(target.span.data, tensor.data, tensor.byte_size);
-    if (!error.empty()) {
-      return Status(StatusCode::kInternal, "failed to write output '" + tensor.name +
-                                               "' into CUDA shared memory region '" +
-                                               target.region + "': " + error);
-    }
-    return Status::Ok();
+  // Host or GPU output into a host or CUDA region: memcpy, or one CUDA copy (a GPU
+  // output into a CUDA region goes device->device, never through the host).
+  Status status = CopyTensorBytes(tensor, target.span.data, target.span.device);
+  if (!status.ok()) {
+    return Status(StatusCode::kInternal, "failed to write output '" + tensor.name +
+                                             "' into " +
+                                             (target.span.device >= 0 ? "CUDA " : "") +
+                                             "shared memory region '" + target.region +
+                                             "': " + status.message());
   }
-  std::memcpy(target.span.data, tensor.data, tensor.byte_size);
   return Status::Ok();
 }
 

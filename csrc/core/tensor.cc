@@ -43,6 +43,18 @@ void AppendBytesElement(std::string* out, const char* data, size_t size) {
   out->append(data, size);
 }
 
+const char* MemoryTypeName(MemoryType type) {
+  switch (type) {
+    case MemoryType::kCpu:
+      return "CPU";
+    case MemoryType::kCpuPinned:
+      return "CPU_PINNED";
+    case MemoryType::kGpu:
+      return "GPU";
+  }
+  return "CPU";
+}
+
 int64_t CountBytesElements(const char* data, size_t byte_size) {
   return ForEachBytesElement(data, byte_size, [](const char*, size_t) {});
 }

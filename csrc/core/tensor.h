@@ -67,6 +67,15 @@ int64_t ForEachBytesElement(const char* data, size_t byte_size, Fn&& fn,
 // malformed (an element's length runs past the end).
 int64_t CountBytesElements(const char* data, size_t byte_size);
 
+// Where a tensor's bytes live. Host memory (pageable or page-locked) may be read
+// by the CPU directly; GPU memory may not: code that needs host bytes of a tensor
+// gets them through tensor_memory.h (HostTensor / CopyTensorBytes), the one place
+// that copies device->host, never by reading `data`.
+enum class MemoryType : uint8_t { kCpu, kCpuPinned, kGpu };
+
+// "CPU", "CPU_PINNED", "GPU" (Triton's TRITONSERVER_MEMORY_* spellings).
+const char* MemoryTypeName(MemoryType type);
+
 struct Tensor {
   std::string name;
   DataType dtype = DataType::kInvalid;
@@ -76,6 +85,12 @@ struct Tensor {
   // Keeps `data` valid for as long as any copy of this tensor lives. May be null when
   // the caller guarantees the lifetime some other way (tests, arena-owned batches).
   std::shared_ptr<const void> owner;
+  // Host memory unless a producer says otherwise (a GPU DLPack tensor); device_id
+  // is the CUDA device for kGpu (and for kCpuPinned, the device it was pinned for).
+  MemoryType memory_type = MemoryType::kCpu;
+  int device_id = 0;
+
+  bool on_host() const { return memory_type != MemoryType::kGpu; }
 };
 
 }  // namespace tritonx

@@ -6,6 +6,7 @@
 
 #include "data_type.h"
 #include "infer_request.h"
+#include "tensor_memory.h"
 
 namespace tritonx {
 namespace {
@@ -176,8 +177,10 @@ void RequestTrace::RecordFirstResponse(uint64_t ns) {
   record_.stamps.push_back({trace_activity::kInferResponseComplete, ns});
 }
 
-void RequestTrace::RecordTensor(const char* activity, const Tensor& tensor) {
-  if (!tensors() || tensor.data == nullptr) return;
+void RequestTrace::RecordTensor(const char* activity, const Tensor& produced) {
+  if (!tensors() || produced.data == nullptr) return;
+  Tensor tensor;  // the values are written out from host memory
+  if (!HostTensor(produced, &tensor).ok()) return;
   TraceRecord::TensorEntry entry;
   entry.activity = activity;
   entry.name = tensor.name;

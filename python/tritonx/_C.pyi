@@ -43,6 +43,23 @@ class Tensor:
         """Fixed-size types: a read-only view (BF16 as uint16). BYTES: an object array
         of bytes (a decoded copy)."""
     def raw(self) -> memoryview: ...
+    @property
+    def memory_type(self) -> str:
+        """CPU, CPU_PINNED or GPU (host reads of a GPU tensor copy it once)."""
+    @property
+    def device_id(self) -> int: ...
+    def __dlpack__(
+        self,
+        *,
+        stream: int | None = None,
+        max_version: tuple[int, int] | None = None,
+        dl_device: tuple[int, int] | None = None,
+        copy: bool | None = None,
+    ) -> Any: ...
+    def __dlpack_device__(self) -> tuple[int, int]: ...
+    @staticmethod
+    def from_dlpack(name: str, producer: Any) -> Tensor:
+        """Zero-copy core tensor over a DLPack producer or capsule."""
 
 class Request:
     """An inference request; input buffers are not copied but kept alive."""
@@ -59,10 +76,12 @@ class Request:
         timeout_us: int = 0,
         custom_parameters: Mapping[str, _ParameterValue] | None = None,
         class_counts: Mapping[str, int] | None = None,
+        device_outputs: bool = False,
     ) -> None:
         """The keyword-only fields are set directly (BLS, like Triton's C API):
         custom_parameters reach the backend as given, reserved names included;
-        class_counts: output name -> top-N (classification extension)."""
+        class_counts: output name -> top-N (classification extension);
+        device_outputs: GPU outputs reach the caller on the device (BLS)."""
     @property
     def id(self) -> str: ...
     @property
@@ -434,6 +453,9 @@ def h2d_copy_seconds(
     device: int = 0,
     context: ServerContext | None = None,
 ) -> float: ...
+def device_to_host_copies() -> int:
+    """Device->host tensor copies the core made so far (tensor_memory.h)."""
+
 def set_log_sink(sink: Callable[[int, str], object] | None) -> None: ...
 def _set_call_many(
     fn: Callable[[list[tuple[Callable[[Any, bool], object], Any, bool]]], None],

@@ -45,6 +45,7 @@ cuda_device_count = _C.cuda_device_count
 cuda_is_pinned = _C.cuda_is_pinned
 arena_array = _C.arena_array
 h2d_copy_seconds = _C.h2d_copy_seconds
+device_to_host_copies = _C.device_to_host_copies
 CUDA_BUILT: bool = _C.cuda_built
 GRPC_BUILT: bool = _C.grpc_built
 release_pending_refs = _C._release_pending_refs

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 # imports even before the protos are generated.
 ModelConfig = Any
 
-# An output is a numpy array (object arrays become BYTES) or (wire datatype, array).
-OutputValue = np.ndarray | tuple[str, np.ndarray]
+# An output is a numpy array (object arrays become BYTES), any DLPack tensor (torch,
+# CuPy, a core Tensor; taken where it lives) or (wire datatype, one of those).
+OutputValue = np.ndarray | tuple[str, np.ndarray] | Any
 ExecuteResult = Sequence[Mapping[str, OutputValue] | BaseException]
 
 

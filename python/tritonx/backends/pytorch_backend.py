@@ -3,10 +3,11 @@ AOTInductor packages (``model.pt2``), one module per instance on its device.
 
 The core gathers a batch's inputs in C++ and hands numpy views of its arena buffers
 to ``execute_batch``; they become tensors with ``torch.from_numpy`` (no copy) and
-outputs go back as numpy views of the output tensors, which the core slices per
-request. A TorchScript call releases the GIL for the whole graph, and eager ops
-(exported programs run as an FX GraphModule) release it inside each kernel, so
-other instances and the frontends keep running while a batch computes.
+the output tensors go back as they are, through DLPack (no copy, GPU ones on their
+device), which the core slices per request. A TorchScript call releases the GIL for
+the whole graph, and eager ops (exported programs run as an FX GraphModule) release
+it inside each kernel, so other instances and the frontends keep running while a
+batch computes.
 
 Thread settings that torch keeps per thread (intra-op thread count with OpenMP,
 grad mode, optimized execution) are applied on the thread that executes, the first
@@ -27,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from tritonx import _native
 from tritonx.backends import torch_io
 from tritonx.backends.base import (
     GatheredInstance,
@@ -268,10 +268,6 @@ class TorchInstance(GatheredInstance):
         # (read by the core's executor): from pageable memory the host->device
         # copy is synchronous and would stall the pipeline.
         self.staged_inputs = self._cuda
-        # Where GPU outputs land: the server's tensor arena (page-locked, recycled
-        # by the core), never torch's pinned allocator, which would record events
-        # on this instance's stream whenever a response releases its block.
-        self._server = model.ctx.server
         if self._cuda:
             self._stream = (
                 torch.cuda.ExternalStream(ictx.cuda_stream, device=self._device)
@@ -523,25 +519,12 @@ class TorchInstance(GatheredInstance):
             raise InvalidArgumentError(
                 f"output '{name}' is a scalar which is not supported."
             )
-        tensor = value.detach()
-        if tensor.device.type != "cpu":
-            tensor = self._to_host(tensor)
-        tensor = tensor.contiguous()
-        if config_type == mc.TYPE_BF16:
-            return ("BF16", tensor.view(torch.int16).numpy().view(np.uint16))
-        return tensor.numpy()
-
-    def _to_host(self, tensor: torch.Tensor) -> torch.Tensor:
-        """A device tensor copied into an arena buffer, queued on the instance's
-        stream (_call synchronises it once for all the outputs of the batch); the
-        returned tensor's numpy view keeps the buffer until the responses go."""
-        nbytes = tensor.numel() * tensor.element_size()
-        if nbytes == 0:
-            return torch.empty(tensor.shape, dtype=tensor.dtype)
-        buffer = _native.arena_array(nbytes, self._server)
-        host = torch.from_numpy(buffer).view(tensor.dtype).view(tensor.shape)
-        host.copy_(tensor, non_blocking=True)
-        return host
+        # The tensor itself goes to the core, through DLPack (bfloat16 as BF16),
+        # where it lives: a GPU output stays on the device (its work is done: _call
+        # waited for the batch's event) until a consumer needs host bytes, then the
+        # core copies the whole batch's output device->host once, into its pinned
+        # arena (tensor_memory.h), never through torch's pinned allocator.
+        return value.detach().contiguous()
 
     def close(self) -> None:
         self._module = None

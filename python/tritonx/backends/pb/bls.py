@@ -163,6 +163,10 @@ def _core_request(request: InferenceRequest, model: Any) -> Any:
         flags=request.flags(),
         timeout_us=request.timeout(),
         custom_parameters=request._parameter_values(),
+        # As Triton's BLS: without preferred_memory (or with GPU) outputs stay where
+        # the model produced them (a GPU output's as_numpy() refuses; to_dlpack()
+        # hands it on); TRITONSERVER_MEMORY_CPU brings them to the host.
+        device_outputs=request._keeps_device_outputs(),
     )
     # trace=<a traced request's trace()>: a child of that trace, as in Triton
     # (without it the call is not traced: only frontends sample requests).

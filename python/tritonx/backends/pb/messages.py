@@ -48,7 +48,8 @@ def _checked_parameters(parameters: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 class PreferredMemory:
-    """Where BLS outputs should live; accepted and recorded (outputs stay on CPU)."""
+    """Where BLS outputs should live: TRITONSERVER_MEMORY_CPU brings GPU outputs to
+    the host; without one (or with GPU) they stay where the model produced them."""
 
     def __init__(
         self, preferred_memory_type: int, preferred_device_id: int = 0
@@ -285,9 +286,8 @@ class InferenceRequest:
         self._model_version = int(model_version)
         self._flags = int(flags)
         self._timeout = int(timeout)
-        self._preferred_memory = preferred_memory or PreferredMemory(
-            TRITONSERVER_MEMORY_CPU
-        )
+        # None: not given (outputs stay where the model produced them, as Triton).
+        self._preferred_memory = preferred_memory
         self._trace: InferenceTrace | None = trace or InferenceTrace()
         self._param_values: dict[str, bool | int | str] | None = None
         if parameters is None or isinstance(parameters, Mapping):
@@ -321,7 +321,7 @@ class InferenceRequest:
         self._model_version = model_version
         self._flags = core.flags
         self._timeout = core.timeout_us
-        self._preferred_memory = PreferredMemory(TRITONSERVER_MEMORY_CPU)
+        self._preferred_memory = None
         self._trace = None  # looked up on first use
         self._parameters = None  # rendered on first use
         self._param_values = None
@@ -377,7 +377,13 @@ class InferenceRequest:
         return self._trace
 
     def preferred_memory(self) -> PreferredMemory:
-        return self._preferred_memory
+        return self._preferred_memory or PreferredMemory(TRITONSERVER_MEMORY_CPU)
+
+    def _keeps_device_outputs(self) -> bool:
+        preferred = self._preferred_memory
+        return preferred is None or preferred.preferred_memory_type == (
+            TRITONSERVER_MEMORY_GPU
+        )
 
     def is_cancelled(self) -> bool:
         return bool(self._core is not None and self._core.is_cancelled())

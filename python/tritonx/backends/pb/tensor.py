@@ -1,7 +1,10 @@
-"""pb_utils.Tensor: a named array, either built by the model or over a core input.
+"""pb_utils.Tensor: a named array, either built by the model or over a core tensor.
 
 Input tensors wrap the core's ``Tensor`` and call ``as_numpy()`` lazily, so a model
 that never reads an input never converts it; fixed-size types are zero-copy views.
+DLPack tensors (``from_dlpack``, or a torch/CuPy tensor given to the constructor)
+become core tensors too, without a copy and wherever they live: a GPU tensor stays
+on its device (``is_cpu()`` false) until a consumer needs host bytes.
 """
 
 from __future__ import annotations
@@ -10,42 +13,41 @@ from typing import Any
 
 import numpy as np
 
+from tritonx import _native
 from tritonx.backends.pb.dlpack_bf16 import bf16_bits, bf16_capsule
 from tritonx.backends.pb.dtypes import WIRE_TO_ENUM, wire_datatype_of
 from tritonx.backends.pb.errors import TritonModelException
+from tritonx.errors import TritonXError
 
 _KDL_CPU = 1
 _KDL_CUDA_HOST = 3  # pinned host memory: readable from the CPU
 
 
-class _CapsuleHolder:
-    """Lets ``np.from_dlpack`` consume a bare DLPack capsule (to_dlpack output)."""
-
-    def __init__(self, capsule: Any) -> None:
-        self._capsule = capsule
-
-    def __dlpack__(self, **_: Any) -> Any:
-        return self._capsule
-
-    def __dlpack_device__(self) -> tuple[int, int]:
-        return (_KDL_CPU, 0)
+def _is_core(value: Any) -> bool:
+    return isinstance(value, _native.Tensor)
 
 
 class Tensor:
-    """A named tensor. ``Tensor(name, numpy_array)`` as in Triton's python backend."""
+    """A named tensor. ``Tensor(name, numpy_array)`` as in Triton's python backend;
+    tritonx also takes any DLPack tensor there (zero copy, as ``from_dlpack``)."""
 
-    __slots__ = ("_array", "_core", "_datatype", "_device", "_name", "_producer")
+    __slots__ = ("_array", "_core", "_datatype", "_name")
 
     def __init__(self, name: str, data: Any) -> None:
         # No conversion: the core serializes bytes/str/object arrays and makes
         # non-contiguous arrays contiguous itself, so the model's array is kept as is.
-        array = data if isinstance(data, np.ndarray) else np.asarray(data)
         self._name = str(name)
-        self._datatype = wire_datatype_of(array)
-        self._array: np.ndarray | None = array
         self._core: Any = None
-        self._producer: Any = None
-        self._device = (_KDL_CPU, 0)
+        if not isinstance(data, np.ndarray) and hasattr(data, "__dlpack__"):
+            core = _dlpack_core(self._name, data, strict=False)
+            if core is not None:
+                self._core = core
+                self._datatype = core.datatype
+                self._array: np.ndarray | None = None
+                return
+        array = data if isinstance(data, np.ndarray) else np.asarray(data)
+        self._datatype = wire_datatype_of(array)
+        self._array = array
 
     @classmethod
     def _from_core(cls, core_tensor: Any) -> Tensor:
@@ -54,8 +56,6 @@ class Tensor:
         self._datatype = core_tensor.datatype
         self._array = None
         self._core = core_tensor
-        self._producer = None
-        self._device = (_KDL_CPU, 0)
         return self
 
     @classmethod
@@ -77,18 +77,16 @@ class Tensor:
         return self._datatype
 
     def shape(self) -> list[int]:
-        if self._core is not None:
-            return list(self._core.shape)
         if self._array is not None:
             return list(self._array.shape)
-        return list(self._producer.shape)
+        return list(self._core.shape)
 
     def is_cpu(self) -> bool:
-        return self._device[0] in (_KDL_CPU, _KDL_CUDA_HOST)
+        return getattr(self._core, "memory_type", "CPU") != "GPU"
 
     def as_numpy(self) -> np.ndarray:
         if self._array is None:
-            if self._core is None:
+            if not self.is_cpu():
                 raise TritonModelException(
                     "Tensor is stored in GPU and cannot be converted to NumPy."
                 )
@@ -100,10 +98,11 @@ class Tensor:
         return self.__dlpack__()
 
     def __dlpack__(self, *, stream: Any = None, **kwargs: Any) -> Any:
-        if self._producer is not None:
-            return self._producer.__dlpack__(stream=stream, **kwargs)
         if self._datatype == "BYTES":
             raise TritonModelException("DLPack does not support BYTES tensors.")
+        if _is_core(self._core):
+            # The core's own export: no copy, BF16 as bfloat16, GPU memory as is.
+            return self._core.__dlpack__(stream=stream, **kwargs)
         if self._datatype == "BF16":
             # numpy cannot export bfloat16: a capsule of that dtype over the bits.
             return bf16_capsule(self.as_numpy())
@@ -117,43 +116,34 @@ class Tensor:
         return array.__dlpack__(**kwargs)
 
     def __dlpack_device__(self) -> tuple[int, int]:
-        return self._device
+        if _is_core(self._core):
+            device = self._core.__dlpack_device__()
+            return (int(device[0]), int(device[1]))
+        return (_KDL_CPU, 0)
 
     @staticmethod
     def from_dlpack(name: str, dlpack_tensor: Any) -> Tensor:
-        """Wrap any DLPack producer (or a capsule from ``to_dlpack``) without copying
-        (host bfloat16 capsules are copied: numpy cannot wrap that dtype)."""
+        """Wrap any DLPack producer (or a capsule from ``to_dlpack``) without copying,
+        on the CPU or a GPU; C-contiguous tensors only, as in Triton (host bfloat16
+        capsules are copied: numpy cannot hold that dtype)."""
         producer = dlpack_tensor
-        if isinstance(producer, Tensor) and producer._datatype == "BF16":
-            if producer._producer is None:
+        if isinstance(producer, Tensor):
+            if producer._core is None and producer._datatype == "BF16":
                 return Tensor._with_datatype(name, producer.as_numpy(), "BF16")
         elif not hasattr(producer, "__dlpack__"):
             bits = bf16_bits(producer)
             if bits is not None:
                 return Tensor._with_datatype(name, bits, "BF16")
-            producer = _from_capsule(producer)
-        device = tuple(producer.__dlpack_device__())
-        if device[0] in (_KDL_CPU, _KDL_CUDA_HOST):
-            if "bfloat16" in str(getattr(producer, "dtype", "")):
-                bits = bf16_bits(producer.__dlpack__())
-                if bits is not None:
-                    return Tensor._with_datatype(name, bits, "BF16")
-            return Tensor(name, np.from_dlpack(producer))
-        # Device memory: keep the producer; outputs are copied to host on return.
-        self = Tensor.__new__(Tensor)
-        self._name = str(name)
-        self._array = None
-        self._core = None
-        self._producer = producer
-        self._device = (int(device[0]), int(device[1]))
-        self._datatype = _datatype_of_producer(producer)
-        return self
+        core = _dlpack_core(str(name), producer, strict=True)
+        assert core is not None
+        return Tensor._from_core(core)
 
     # -- for the backend ------------------------------------------------------------
-    def _output_value(self) -> np.ndarray | tuple[str, np.ndarray]:
-        """What the core receives: an array, or (datatype, array) when they differ."""
-        if self._array is None and self._core is None:
-            self._array = _to_host(self._producer)
+    def _output_value(self) -> Any:
+        """What the core receives: the core tensor as it is (no copy, any device),
+        an array, or (datatype, array) when they differ."""
+        if _is_core(self._core):
+            return self._core
         array = self.as_numpy()
         if self._datatype == "BF16":
             return ("BF16", array)
@@ -163,33 +153,17 @@ class Tensor:
         return f"Tensor(name={self._name!r}, datatype={self._datatype}, shape={self.shape()})"
 
 
-def _from_capsule(capsule: Any) -> Any:
-    """A bare capsule does not say where its memory is; torch, when installed,
-    reads that from the capsule (GPU capsules from ``torch.utils.dlpack`` or CuPy),
-    else it is taken to be host memory."""
+def _dlpack_core(name: str, producer: Any, *, strict: bool) -> Any:
+    """The core tensor over a DLPack producer or capsule (zero copy). ``strict``
+    (from_dlpack): refusals raise TritonModelException; else a host tensor the core
+    refuses (strided, say) gives None, for the caller's numpy fallback."""
     try:
-        from torch.utils.dlpack import from_dlpack
-    except ImportError:
-        return _CapsuleHolder(capsule)
-    return from_dlpack(capsule)
-
-
-def _datatype_of_producer(producer: Any) -> str:
-    dtype = str(getattr(producer, "dtype", ""))
-    if "bfloat16" in dtype:
-        return "BF16"
-    name = dtype.rsplit(".", 1)[-1]  # "torch.float32" -> "float32"
-    try:
-        return wire_datatype_of(np.empty(0, dtype=name))
-    except TypeError as exc:
-        raise TritonModelException(f"unsupported DLPack dtype '{dtype}'") from exc
-
-
-def _to_host(producer: Any) -> np.ndarray:
-    """Copy a device tensor to host memory using the producer's own API."""
-    from tritonx.dlpack_host import to_host
-
-    try:
-        return to_host(producer)[1]
-    except TypeError as exc:
+        return _native.Tensor.from_dlpack(name, producer)
+    except TritonXError as exc:
+        if (
+            not strict
+            and hasattr(producer, "__dlpack_device__")
+            and int(producer.__dlpack_device__()[0]) in (_KDL_CPU, _KDL_CUDA_HOST)
+        ):
+            return None
         raise TritonModelException(str(exc)) from None

@@ -45,8 +45,7 @@ def _encode(response: Any) -> tuple[tuple[Any, ...], Writer | None]:
     if error is not None:
         return ("err", error.code(), error.message()), None
     tensors = [
-        (t.name(), *array_bytes((t.datatype(), t.as_numpy())))
-        for t in response.output_tensors()
+        (t.name(), *array_bytes(t._output_value())) for t in response.output_tensors()
     ]
     if not tensors:
         return ("ok", [], response.parameters()), None
@@ -254,8 +253,7 @@ class StubBls:
                 "BLS is only supported during the 'execute' function."
             )
         tensors = [
-            (t.name(), *array_bytes((t.datatype(), t.as_numpy())))
-            for t in request.inputs()
+            (t.name(), *array_bytes(t._output_value())) for t in request.inputs()
         ]
         total = sum(padded(memoryview(t[3]).nbytes) for t in tensors)
         region = Writer(total, total)

@@ -183,10 +183,14 @@ def padded(n: int) -> int:
 
 
 def array_bytes(value: Any) -> tuple[str, tuple[int, ...], Any]:
-    """(wire datatype, shape, buffer) of an output value (an array or (dtype, array))."""
+    """(wire datatype, shape, buffer) of an output value (an array, (dtype, array),
+    or a core tensor: a DLPack tensor's, whose host bytes a GPU one copies once)."""
+    from tritonx import _native
     from tritonx.backends.pb.dtypes import wire_datatype_of
 
-    if isinstance(value, tuple):
+    if isinstance(value, _native.Tensor):
+        datatype, array = value.datatype, value.as_numpy()
+    elif isinstance(value, tuple):
         datatype, array = value
     else:
         array = value if isinstance(value, np.ndarray) else np.asarray(value)
