@@ -135,3 +135,88 @@ def test_torch_cuda_output_into_a_cuda_shm_region(tmp_path: Path, serve) -> None
             client.close()
     finally:
         cudashm.destroy_shared_memory_region(region)
+
+
+PRODUCER = """
+import torch
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "IN")
+            gpu = torch.from_dlpack(x.to_dlpack()).cuda() * 2
+            torch.cuda.current_stream().synchronize()
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", gpu)]))
+        return out
+"""
+CALLER = """
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "IN")
+            kept = pb_utils.InferenceRequest(
+                model_name="producer", requested_output_names=["OUT"], inputs=[x]
+            ).exec()
+            host = pb_utils.InferenceRequest(
+                model_name="producer", requested_output_names=["OUT"], inputs=[x],
+                preferred_memory=pb_utils.PreferredMemory(
+                    pb_utils.TRITONSERVER_MEMORY_CPU, 0),
+            ).exec()
+            for answer in (kept, host):
+                if answer.has_error():
+                    raise pb_utils.TritonModelException(answer.error().message())
+            on_gpu = pb_utils.get_output_tensor_by_name(kept, "OUT")
+            on_cpu = pb_utils.get_output_tensor_by_name(host, "OUT")
+            back = torch.from_dlpack(on_gpu.to_dlpack())
+            checks = np.array(
+                [not on_gpu.is_cpu(), back.is_cuda, on_cpu.is_cpu(),
+                 bool(torch.equal(back.cpu(), torch.from_numpy(on_cpu.as_numpy())))],
+                dtype=bool,
+            )
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor.from_dlpack("OUT", back + 1),
+                pb_utils.Tensor("CHECKS", checks),
+            ]))
+        return out
+"""
+
+
+def _python_model(repo: Path, name: str, outputs: str, code: str) -> None:
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "config.pbtxt").write_text(
+        f'backend: "python"\ninput [ {{ name: "IN" data_type: TYPE_FP32 dims: [ 4 ] }} ]\n'
+        f"output [ {outputs} ]\ninstance_group [ {{ kind: KIND_GPU }} ]\n"
+    )
+    (repo / name / "1" / "model.py").write_text(code)
+
+
+def test_bls_outputs_stay_on_the_gpu_unless_cpu_is_preferred(
+    tmp_path: Path, serve
+) -> None:
+    repo = tmp_path / "repo"
+    _python_model(
+        repo, "producer", '{ name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] }', PRODUCER
+    )
+    _python_model(
+        repo,
+        "caller",
+        '{ name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] },'
+        ' { name: "CHECKS" data_type: TYPE_BOOL dims: [ 4 ] }',
+        CALLER,
+    )
+    x = np.array([1, 2, 3, 4], np.float32)
+    with serve(repo) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        inp = httpclient.InferInput("IN", [4], "FP32")
+        inp.set_data_from_numpy(x)
+        result = client.infer("caller", [inp])
+        client.close()
+    np.testing.assert_array_equal(result.as_numpy("OUT"), x * 2 + 1)
+    assert result.as_numpy("CHECKS").all()
