@@ -44,7 +44,8 @@ py::object CapsuleOf(const py::handle& producer, bool gpu) {
 // torch.Tensor, the usual producer, answers __dlpack_device__ and __dlpack__ in
 // Python (~3 us together per output); `is_cuda`, `requires_grad` and
 // torch.utils.dlpack.to_dlpack are C (~0.3 us). Found once torch is imported by
-// someone else (the binding never imports it); leaked, as the module stays.
+// someone else (the binding never imports it); leaked, as the module stays. Called
+// with the GIL held, which serialises the lazy lookup.
 struct TorchFastPath {
   PyObject* tensor_type = nullptr;
   PyObject* to_dlpack = nullptr;
@@ -186,7 +187,7 @@ py::object TensorToDLPack(const Tensor& tensor, const py::object& stream,
                           const py::object& max_version, const py::object& dl_device,
                           const py::object& copy) {
   if (tensor.dtype == DataType::kBytes) {
-    ThrowBufferError("DLPack does not support BYTES tensors");
+    ThrowBufferError("DLPack does not have support for string tensors.");
   }
   Tensor source = tensor;
   const bool must_copy = !copy.is_none() && copy.cast<bool>();
@@ -228,8 +229,8 @@ py::object TensorToDLPack(const Tensor& tensor, const py::object& stream,
     // 1 (and 0, undefined): the legacy stream itself.
     const auto value = stream.cast<int64_t>();
     if (value != -1 && value != 0 && value != 1) {
-      const std::string error =
-          CudaStreamWaitLegacy(reinterpret_cast<void*>(static_cast<intptr_t>(value)));
+      const std::string error = CudaStreamWaitLegacy(
+          reinterpret_cast<void*>(static_cast<intptr_t>(value)), source.device_id);
       if (!error.empty()) ThrowBufferError(error);
     }
   }

@@ -4,6 +4,7 @@
 // DLPack hands it on without a copy (`__dlpack__`, bind_dlpack.cpp).
 #include <cstring>
 
+#include "core/cuda_runtime.h"
 #include "core/tensor_memory.h"
 #include "pybind_common.h"
 
@@ -107,6 +108,21 @@ void RegisterTensor(py::module_& m) {
           [](const std::string& name, const py::handle& producer) {
             auto wrapper = std::make_shared<PyTensor>();
             ThrowIfError(TensorFromDLPack(name, producer, &wrapper->tensor, false));
+            if (!wrapper->tensor.on_host()) {
+              // As Triton's from_dlpack: the producer's work on the tensor is done
+              // when this returns (its stream was made to order it before the
+              // device's legacy stream, which is waited for here).
+              std::string error;
+              {
+                py::gil_scoped_release release;
+                error = CudaLegacyStreamSync(wrapper->tensor.device_id);
+              }
+              if (!error.empty()) {
+                ThrowIfError(Status(
+                    StatusCode::kInternal,
+                    "tensor '" + name + "': waiting for its producer: " + error));
+              }
+            }
             return wrapper;
           },
           py::arg("name"), py::arg("producer"),

@@ -213,30 +213,46 @@ std::string CudaStreamSync(void* stream) {
 #endif
 }
 
-std::string CudaCopyBlocking(void* dst, const void* src, size_t bytes) {
+std::string CudaCopyBlocking(void* dst, const void* src, size_t bytes, int device) {
 #ifdef TRITONX_ENABLE_CUDA
-  return ErrorText(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  return OnDevice(device, [&] {
+    return ErrorText(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  });
 #else
   (void)dst;
   (void)src;
   (void)bytes;
+  (void)device;
   return "CUDA support is not built in";
 #endif
 }
 
-std::string CudaStreamWaitLegacy(void* stream) {
+std::string CudaLegacyStreamSync(int device) {
 #ifdef TRITONX_ENABLE_CUDA
-  cudaEvent_t event = nullptr;
-  cudaError_t err = cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
-  if (err != cudaSuccess) return ErrorText(err);
-  err = cudaEventRecord(event, cudaStreamLegacy);
-  if (err == cudaSuccess) {
-    err = cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), event, 0);
-  }
-  cudaEventDestroy(event);  // released once the wait completes
-  return ErrorText(err);
+  return OnDevice(device,
+                  [] { return ErrorText(cudaStreamSynchronize(cudaStreamLegacy)); });
+#else
+  (void)device;
+  return "CUDA support is not built in";
+#endif
+}
+
+std::string CudaStreamWaitLegacy(void* stream, int device) {
+#ifdef TRITONX_ENABLE_CUDA
+  return OnDevice(device, [stream] {
+    cudaEvent_t event = nullptr;
+    cudaError_t err = cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
+    if (err != cudaSuccess) return ErrorText(err);
+    err = cudaEventRecord(event, cudaStreamLegacy);
+    if (err == cudaSuccess) {
+      err = cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), event, 0);
+    }
+    cudaEventDestroy(event);  // released once the wait completes
+    return ErrorText(err);
+  });
 #else
   (void)stream;
+  (void)device;
   return "CUDA support is not built in";
 #endif
 }

@@ -45,12 +45,19 @@ std::string CudaStreamSync(void* stream);
 
 // A blocking copy in either direction between host memory and device memory the
 // runtime knows (unified addressing picks the direction); empty string on success.
-std::string CudaCopyBlocking(void* dst, const void* src, size_t bytes);
+// `device` >= 0: issued on that device's legacy default stream (the device whose
+// memory is read, so the copy is ordered after work a DLPack producer made that
+// stream wait for); -1: the calling thread's current device.
+std::string CudaCopyBlocking(void* dst, const void* src, size_t bytes, int device = -1);
 
 // Makes `stream` (a raw cudaStream_t, as a DLPack consumer names it) wait for the
-// work queued so far on the legacy default stream, where the core's copies run.
-// Empty string on success, else the CUDA error text.
-std::string CudaStreamWaitLegacy(void* stream);
+// work queued so far on `device`'s legacy default stream, where the core's copies
+// run. Empty string on success, else the CUDA error text.
+std::string CudaStreamWaitLegacy(void* stream, int device);
+
+// Waits (blocking the caller) for the work queued so far on `device`'s legacy
+// default stream. Empty string on success, else the CUDA error text.
+std::string CudaLegacyStreamSync(int device);
 
 // CUDA IPC (the cuda_shared_memory extension): opens a peer's cudaIpcMemHandle_t
 // (`handle` points at its 64 bytes) on `device`; *ptr is the mapped allocation's

@@ -24,7 +24,11 @@ Status CopyTensorBytes(const Tensor& tensor, char* dst, int dst_device) {
     return Status::Ok();
   }
   // cudaMemcpyDefault: unified addressing tells the direction from the pointers.
-  const std::string error = CudaCopyBlocking(dst, tensor.data, tensor.byte_size);
+  // Issued on the source device (its legacy stream is the one a DLPack producer
+  // was asked to order its work before), else on the destination's.
+  const std::string error =
+      CudaCopyBlocking(dst, tensor.data, tensor.byte_size,
+                       tensor.on_host() ? dst_device : tensor.device_id);
   if (error.empty()) {
     if (!tensor.on_host() && dst_device < 0) {
       device_to_host_copies.fetch_add(1, std::memory_order_relaxed);

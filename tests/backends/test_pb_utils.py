@@ -91,6 +91,38 @@ def test_bf16_through_dlpack() -> None:
     assert back.triton_dtype() == 14
 
 
+def test_dlpack_behaves_as_tritons_python_backend() -> None:
+    # The cases of Triton's own python-backend DLPack unit test that need no GPU,
+    # with its messages.
+    torch = pytest.importorskip("torch")
+    from torch.utils.dlpack import to_dlpack
+
+    half = torch.rand([100], dtype=torch.float16) * 100
+    t = pb_utils.Tensor.from_dlpack("tensor", half)
+    assert t.is_cpu() and t.__dlpack_device__() == half.__dlpack_device__()
+    assert np.array_equal(np.from_dlpack(t), half.numpy())
+    assert torch.equal(torch.from_dlpack(t), half)
+    assert np.shares_memory(t.as_numpy(), half.numpy())  # no copy on the way in
+    with pytest.raises(pb_utils.TritonModelException) as err:
+        pb_utils.Tensor.from_dlpack("t", to_dlpack(torch.rand([20, 30]).t()))
+    assert str(err.value) == (
+        "DLPack tensor is not contiguous. Only contiguous DLPack tensors that are "
+        "stored in C-Order are supported."
+    )
+    words = pb_utils.Tensor("s", np.array(["An Example String"], dtype=np.object_))
+    with pytest.raises(pb_utils.TritonModelException) as err:
+        words.to_dlpack()
+    assert str(err.value) == "DLPack does not have support for string tensors."
+    flags = pb_utils.Tensor.from_dlpack(
+        "b", pb_utils.Tensor("b", np.array([False, True]))
+    )
+    assert flags.as_numpy().tolist() == [False, True]
+    # tritonx: the constructor takes a DLPack tensor too (a strided one is copied).
+    assert pb_utils.Tensor("c", half).as_numpy().ctypes.data == half.data_ptr()
+    strided = torch.arange(6.0).reshape(2, 3).t()
+    assert pb_utils.Tensor("d", strided).as_numpy().tolist() == strided.tolist()
+
+
 def test_inference_response_validation() -> None:
     ok = pb_utils.InferenceResponse([pb_utils.Tensor("o", np.zeros(1))])
     assert not ok.has_error() and ok.parameters() == "{}"

@@ -99,7 +99,9 @@ class Tensor:
 
     def __dlpack__(self, *, stream: Any = None, **kwargs: Any) -> Any:
         if self._datatype == "BYTES":
-            raise TritonModelException("DLPack does not support BYTES tensors.")
+            raise TritonModelException(
+                "DLPack does not have support for string tensors."
+            )
         if _is_core(self._core):
             # The core's own export: no copy, BF16 as bfloat16, GPU memory as is.
             return self._core.__dlpack__(stream=stream, **kwargs)
@@ -166,4 +168,9 @@ def _dlpack_core(name: str, producer: Any, *, strict: bool) -> Any:
             and int(producer.__dlpack_device__()[0]) in (_KDL_CPU, _KDL_CUDA_HOST)
         ):
             return None
+        if "not contiguous" in str(exc):  # Triton's words for this one
+            raise TritonModelException(
+                "DLPack tensor is not contiguous. Only contiguous DLPack tensors that "
+                "are stored in C-Order are supported."
+            ) from None
         raise TritonModelException(str(exc)) from None
