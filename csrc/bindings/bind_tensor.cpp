@@ -20,7 +20,9 @@ const Tensor& PyTensor::Host() {
       status = HostTensor(tensor, copy.get());
     }
     ThrowIfError(status);
-    host = std::move(copy);
+    // Another thread may have made one meanwhile (the GIL was released): the first
+    // stays, so a view made from it never loses its bytes.
+    if (!host) host = std::move(copy);
   }
   return *host;
 }
