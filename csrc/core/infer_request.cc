@@ -37,6 +37,10 @@ void InferenceRequest::HoldInflight(std::shared_ptr<InflightCounter> admission) 
   holding_.store(true, std::memory_order_release);
 }
 
+const std::atomic<int64_t>* InferenceRequest::ServerInflight() const {
+  return admission_ ? &admission_->server().inflight_word() : nullptr;
+}
+
 void InferenceRequest::ReleaseInflight() {
   if (!holding_.exchange(false, std::memory_order_acq_rel)) return;
   if (admission_) admission_->Release();

@@ -155,6 +155,9 @@ class InferenceRequest {
   // of the server's limit, a count in its model's in-flight number) until it is
   // answered (FINAL) or destroyed, whichever comes first.
   void HoldInflight(std::shared_ptr<InflightCounter> admission);
+  // The server-wide count of requests in flight this request was admitted against
+  // (null when it was not admitted, e.g. in tests).
+  const std::atomic<int64_t>* ServerInflight() const;
   void ReleaseInflight();
 
   // Cancellation is cooperative once a request is executing: backends may poll this.

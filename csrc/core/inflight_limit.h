@@ -26,6 +26,8 @@ class InflightLimit {
   void SetLimit(int64_t limit) { limit_.store(limit, std::memory_order_relaxed); }
   int64_t limit() const { return limit_.load(std::memory_order_relaxed); }
   int64_t inflight() const { return inflight_.load(std::memory_order_relaxed); }
+  // The count itself, for waits that watch it while spinning (StubExecutor).
+  const std::atomic<int64_t>& inflight_word() const { return inflight_; }
 
   // Takes a slot; false (nothing taken) when the limit is reached.
   bool TryAcquire() {

@@ -133,9 +133,12 @@ class RingServer {
   // Waits for the reply to the last Post: kTimeout after `timeout_ns` (< 0: none),
   // kPeerGone as soon as the stub process has ended or `*abandon` turns true (both
   // checked every `slice_ns`; `abandon` covers systems without pidfds). `spin`:
-  // whether to spin first (see spin_ns_) before sleeping on the futex.
+  // whether to spin first (see spin_ns_) before sleeping on the futex; `busy`, when
+  // given: spin only while it is at most 1 (the server's requests in flight: with
+  // another one on its way the core is needed by the threads serving it).
   WaitResult WaitReply(int64_t timeout_ns, const std::atomic<bool>* abandon = nullptr,
-                       bool spin = true, int64_t slice_ns = 20'000'000);
+                       bool spin = true, const std::atomic<int64_t>* busy = nullptr,
+                       int64_t slice_ns = 20'000'000);
   // The reply message and the stub's region (bounds already checked against it).
   std::string_view Reply() const;
   const SharedRegion* stub_region() const { return stub_.get(); }
