@@ -116,16 +116,9 @@ Status Classify(const Tensor& produced, uint32_t count, bool batched,
         per_item, count, labels, &entries);
     if (!status.ok()) return status;
   }
-  // BYTES wire form: a little-endian uint32 length before each element.
   auto buffer = std::make_shared<std::string>();
   for (const std::string& entry : entries) {
-    const uint32_t length = static_cast<uint32_t>(entry.size());
-    char prefix[4] = {static_cast<char>(length & 0xff),
-                      static_cast<char>((length >> 8) & 0xff),
-                      static_cast<char>((length >> 16) & 0xff),
-                      static_cast<char>((length >> 24) & 0xff)};
-    buffer->append(prefix, 4);
-    buffer->append(entry);
+    AppendBytesElement(buffer.get(), entry.data(), entry.size());
   }
   const int64_t k =
       static_cast<int64_t>(std::min(per_item, static_cast<size_t>(count)));
