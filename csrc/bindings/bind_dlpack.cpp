@@ -81,6 +81,12 @@ py::object TorchHostCapsule(const py::handle& producer) {
   return py::reinterpret_borrow<py::object>(torch->to_dlpack)(producer);
 }
 
+// Whether the producer forbids writes: only DLPack 1.x can say so.
+bool ProducerReadOnly(const DLManagedTensor&) { return false; }
+bool ProducerReadOnly(const DLManagedTensorVersioned& managed) {
+  return (managed.flags & kDLPackFlagReadOnly) != 0;
+}
+
 template <typename Managed>
 void DeleteManaged(void* ptr) {
   auto* managed = static_cast<Managed*>(ptr);
@@ -88,7 +94,8 @@ void DeleteManaged(void* ptr) {
 }
 
 // Describes the capsule's tensor and, when it is used as it is, takes the managed
-// tensor over from the capsule (renamed "used_...", so its destructor leaves it).
+// tensor over from the capsule (renamed "used_...", so its destructor leaves it)
+// and keeps the producer's read-only flag (a copy is ours: writable).
 template <typename Managed>
 Status Consume(PyObject* capsule, const char* name, const char* used,
                const std::string& tensor_name, const py::object& producer, bool compact,
@@ -100,6 +107,7 @@ Status Consume(PyObject* capsule, const char* name, const char* used,
   if (!status.ok() || out->owner)
     return status;  // refused, or copied: capsule frees it
   if (PyCapsule_SetName(capsule, used) != 0) throw py::error_already_set();
+  out->read_only = ProducerReadOnly(*managed);
   py::capsule keep(managed, &DeleteManaged<Managed>);
   out->owner = MakePyOwner(py::make_tuple(producer, std::move(keep)));
   return Status::Ok();
@@ -221,6 +229,7 @@ py::object TensorToDLPack(const Tensor& tensor, const py::object& stream,
     auto bytes = std::make_shared<std::string>(source.data, source.byte_size);
     source.data = bytes->data();
     source.owner = std::move(bytes);
+    source.read_only = false;  // the consumer's own copy
     source.memory_type = MemoryType::kCpu;
   }
   if (!source.on_host() && !stream.is_none()) {

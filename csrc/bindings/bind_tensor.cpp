@@ -1,5 +1,6 @@
-// Tensor: a read-only view over core tensor bytes. numpy arrays and memoryviews made
-// from it keep it (and so the bytes' owner) alive through their base object. A GPU
+// Tensor: a view over core tensor bytes. numpy arrays and memoryviews made from it
+// keep it (and so the bytes' owner) alive through their base object; `raw()` is
+// read-only, `as_numpy()` too where the producer's bytes are (Tensor::read_only). A GPU
 // tensor is copied to host memory on its first host read (kept with the wrapper);
 // DLPack hands it on without a copy (`__dlpack__`, bind_dlpack.cpp).
 #include <cstring>
@@ -52,9 +53,12 @@ py::array AsNumpy(const py::object& self) {
   }
   py::dtype dtype = NumpyDtype(t.dtype);
   std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
-  // Writable like Triton's (models do `x -= mean`): the bytes are this request's own
-  // copy of what the client sent (its body or gRPC message), shared with nobody else.
-  return py::array(dtype, shape, {}, t.data, self);
+  // Writable like Triton's (models do `x -= mean`), unless the bytes belong to a
+  // producer that forbids writes (Tensor::read_only: a read-only numpy array or
+  // DLPack 1.x capsule taken without a copy), whose memory a view must not change.
+  py::array view(dtype, shape, {}, t.data, self);
+  if (t.read_only) view.attr("setflags")(py::arg("write") = false);
+  return view;
 }
 
 }  // namespace

@@ -400,6 +400,7 @@ Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* ou
     out->data = serialized->data();
     out->byte_size = serialized->size();
     out->owner = serialized;
+    out->read_only = false;
     return Status::Ok();
   }
   if (!(array.flags() & py::array::c_style)) {
@@ -407,6 +408,9 @@ Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* ou
   }
   out->data = static_cast<const char*>(array.data());
   out->byte_size = static_cast<size_t>(array.nbytes());
+  // Not copied: whoever views these bytes later (a BLS caller, an ensemble's next
+  // step) may write them only if the model's array allowed it.
+  out->read_only = !array.writeable();
   out->owner = MakePyOwner(std::move(array));
   return Status::Ok();
 }

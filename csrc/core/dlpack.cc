@@ -182,6 +182,7 @@ Status DescribeDLTensor(const DLTensor& dl, const std::string& name, Tensor* out
   out->data = static_cast<const char*>(dl.data) + dl.byte_offset;
   out->memory_type = memory;
   out->device_id = memory == MemoryType::kCpu ? 0 : dl.device.device_id;
+  out->read_only = false;  // a DLTensor cannot say; the versioned capsule's flags do
   return Status::Ok();
 }
 
@@ -222,6 +223,7 @@ Status CompactHostDLTensor(const DLTensor& dl, const std::string& name, Tensor* 
   out->byte_size = static_cast<size_t>(count) * element;
   out->data = buffer.get();
   out->owner = std::move(buffer);
+  out->read_only = false;  // our own copy
   out->memory_type = MemoryType::kCpu;
   out->device_id = 0;
   return Status::Ok();
@@ -240,7 +242,7 @@ Status ExportDLPackVersioned(const Tensor& tensor, DLManagedTensorVersioned** ou
   Status status = Export(tensor, out);
   if (status.ok()) {
     (*out)->version = DLPackVersion{kDLPackMajorVersion, 0};
-    (*out)->flags = 0;
+    (*out)->flags = tensor.read_only ? kDLPackFlagReadOnly : 0;
   }
   return status;
 }

@@ -73,12 +73,13 @@ struct DLManagedTensorVersioned {
 constexpr uint64_t kDLPackFlagReadOnly = 1u;
 constexpr uint32_t kDLPackMajorVersion = 1;
 
-// Fills `out` (name, dtype, shape, data, byte_size, memory type and device; not
-// `owner`) from a DLTensor, without copying. INVALID_ARG, naming the tensor, for
-// what a core tensor cannot be: lanes != 1 or a type with no wire datatype,
-// strides that are not compact row-major (`*strided` set, so a caller may copy),
-// negative dims, devices other than CPU / CUDA / CUDA host / CUDA managed; a GPU
-// tensor where CUDA is not usable (not built, or no device) is refused too.
+// Fills `out` (name, dtype, shape, data, byte_size, memory type and device,
+// `read_only` false; not `owner`) from a DLTensor, without copying. INVALID_ARG,
+// naming the tensor, for what a core tensor cannot be: lanes != 1 or a type with no
+// wire datatype, strides that are not compact row-major (`*strided` set, so a
+// caller may copy), negative dims, devices other than CPU / CUDA / CUDA host / CUDA
+// managed; a GPU tensor where CUDA is not usable (not built, or no device) is
+// refused too.
 Status DescribeDLTensor(const DLTensor& dl, const std::string& name, Tensor* out,
                         bool* strided = nullptr);
 
@@ -93,7 +94,8 @@ DLDevice DLDeviceOf(const Tensor& tensor);
 
 // A DLManagedTensor (or the versioned kind) viewing `tensor`, compact row-major,
 // holding a copy of it until the deleter runs. INVALID_ARG for BYTES (DLPack has
-// no string type).
+// no string type). The versioned kind is flagged read-only for a `read_only`
+// tensor; the legacy kind cannot say so (its consumer is trusted not to write).
 Status ExportDLPack(const Tensor& tensor, DLManagedTensor** out);
 Status ExportDLPackVersioned(const Tensor& tensor, DLManagedTensorVersioned** out);
 

@@ -88,6 +88,11 @@ struct Tensor {
   // Host memory unless a producer says otherwise (a GPU DLPack tensor); device_id
   // is the CUDA device for kGpu (and for kCpuPinned, the device it was pinned for).
   MemoryType memory_type = MemoryType::kCpu;
+  // The bytes belong to a producer that did not let them be written (a read-only
+  // numpy array, a DLPack 1.x capsule flagged read-only): host views handed to
+  // Python (as_numpy) are read-only and DLPack exports carry the flag. A copy of
+  // the bytes (HostTensor, compaction) is the core's own and writable.
+  bool read_only = false;
   int device_id = 0;
 
   bool on_host() const { return memory_type != MemoryType::kGpu; }

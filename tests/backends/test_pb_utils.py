@@ -64,6 +64,23 @@ def test_tensor_basics_and_dlpack() -> None:
         pb_utils.Tensor("c", np.zeros(2, np.complex64))
 
 
+def test_read_only_producers_stay_read_only() -> None:
+    # Whatever the model wraps without a copy keeps the producer's read-only flag:
+    # as_numpy() must not let model code write into memory it does not own.
+    ro = np.arange(3, dtype=np.float32)
+    ro.flags.writeable = False
+    for made in (
+        pb_utils.Tensor.from_dlpack("a", ro),
+        pb_utils.Tensor.from_dlpack("b", ro.__dlpack__(max_version=(1, 0))),
+        pb_utils.Tensor("c", ro),
+    ):
+        view = made.as_numpy()
+        assert np.shares_memory(view, ro) and not view.flags.writeable
+        passed_on = pb_utils.Tensor.from_dlpack("d", made)
+        assert not passed_on.as_numpy().flags.writeable
+    assert pb_utils.Tensor.from_dlpack("w", np.zeros(2)).as_numpy().flags.writeable
+
+
 def test_bf16_through_dlpack() -> None:
     # Triton's way to pass a BF16 tensor on (numpy has no bfloat16): the capsule's
     # dtype is bfloat16 and from_dlpack makes a BF16 tensor of it again.

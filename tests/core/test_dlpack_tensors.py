@@ -38,6 +38,61 @@ def test_numpy_round_trip_without_copies() -> None:
     assert Tensor.from_dlpack("ro", ro).as_numpy().tolist() == [1, 1, 1]
 
 
+def test_read_only_producers_stay_read_only() -> None:
+    ro = np.arange(3, dtype=np.float32)
+    ro.flags.writeable = False
+    # The array (numpy hands out a versioned capsule flagged read-only) and such a
+    # capsule given bare.
+    for producer in (ro, ro.__dlpack__(max_version=(1, 0))):
+        t = Tensor.from_dlpack("ro", producer)
+        view = t.as_numpy()
+        assert np.shares_memory(view, ro) and not view.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            view[0] = 42
+        again = np.from_dlpack(t)  # exported on: the flag goes with it
+        assert np.shares_memory(again, ro) and not again.flags.writeable
+        assert np.from_dlpack(t, copy=True).flags.writeable  # the consumer's own
+    assert ro.tolist() == [0, 1, 2]
+    # Writable producers still give writable views over their own bytes, and a
+    # legacy capsule (which cannot say read-only) is taken as writable.
+    w = np.zeros(2, np.float32)
+    Tensor.from_dlpack("w", w).as_numpy()[0] = 5
+    legacy = Tensor.from_dlpack("l", torch.utils.dlpack.to_dlpack(torch.zeros(2)))
+    assert w[0] == 5 and legacy.as_numpy().flags.writeable
+
+
+class ArrayAnswers:
+    """Answers every request with the array it was given (zero copy)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        return [{"OUTPUT0": self.array} for _ in requests]
+
+
+def test_outputs_over_read_only_arrays_stay_read_only(
+    make_model: ModelFactory,
+) -> None:
+    # What a BLS caller or an ensemble's next step views: the model's own array.
+    kept = np.ones((1, 4), np.float32)
+    kept.flags.writeable = False
+    strided = np.ones((1, 8), np.float32)[:, ::2]  # copied into row-major order: ours
+    strided.flags.writeable = False
+    own = np.ones((1, 4), np.float32)
+    for array, writable, shared in (
+        (kept, False, True),
+        (strided, True, False),
+        (own, True, True),
+    ):
+        model = make_model(spec(), batching(delay_us=0), [ArrayAnswers(array)])
+        out = model.infer(request("r", rows(1, 0.0))).outputs[0]
+        view = out.as_numpy()
+        assert view.flags.writeable == writable
+        assert np.shares_memory(view, array) == shared
+        assert np.from_dlpack(out).flags.writeable == writable
+
+
 def test_torch_cpu_round_trip_and_dtypes() -> None:
     x = torch.arange(6, dtype=torch.float32).reshape(2, 3)
     t = Tensor.from_dlpack("x", x)

@@ -256,6 +256,16 @@ TEST(DLPack, ExportViewsTheTensorAndHoldsItsOwnerUntilDeleted) {
   EXPECT_EQ(versioned->version.major, 1u);
   EXPECT_EQ(versioned->dl_tensor.device.device_type, kDLCUDA);
   EXPECT_EQ(versioned->dl_tensor.device.device_id, 1);
+  EXPECT_EQ(versioned->flags, 0u);
+  versioned->deleter(versioned);
+  // A read-only producer's bytes are exported read-only; describing a DLTensor
+  // (which has no flags) starts writable again.
+  Tensor kept = FloatTensor("k", {2}, 1.f);
+  kept.read_only = true;
+  ASSERT_TRUE(ExportDLPackVersioned(kept, &versioned).ok());
+  EXPECT_EQ(versioned->flags, kDLPackFlagReadOnly);
+  ASSERT_TRUE(DescribeDLTensor(versioned->dl_tensor, "k", &kept).ok());
+  EXPECT_FALSE(kept.read_only);
   versioned->deleter(versioned);
 
   Tensor bytes;

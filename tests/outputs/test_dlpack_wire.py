@@ -1,7 +1,8 @@
 """Python models answering with DLPack tensors, through the wire (real server,
 tritonclient HTTP and gRPC): a torch tensor given to pb_utils.Tensor, torch tensors
 and capsules through pb_utils.Tensor.from_dlpack, bfloat16, a non-contiguous tensor
-(copied once), a producer that must outlive the response, in the server process
+(copied once), a producer that must outlive the response, a read-only producer whose
+view refuses the model's writes, in the server process
 and in a stub process, and a BLS caller passing a callee's output on via DLPack.
 None of them goes through numpy on the way to the core."""
 
@@ -31,7 +32,7 @@ output [
   {{ name: "D", data_type: TYPE_FP32, dims: [ 3 ] }},
   {{ name: "H", data_type: TYPE_BF16, dims: [ 3 ] }},
   {{ name: "P", data_type: TYPE_FP32, dims: [ 3 ] }},
-  {{ name: "CHECKS", data_type: TYPE_BOOL, dims: [ 4 ] }}
+  {{ name: "CHECKS", data_type: TYPE_BOOL, dims: [ 5 ] }}
 ]
 {extra}
 """
@@ -58,6 +59,18 @@ class Producer:
         return self.array.__dlpack_device__()
 
 
+def read_only_kept():
+    # A view of a read-only producer refuses writes; the producer stays as it was.
+    ro = np.arange(3, dtype=np.float32)
+    ro.flags.writeable = False
+    view = pb_utils.Tensor.from_dlpack("R", ro).as_numpy()
+    try:
+        view[0] = 42
+    except ValueError:
+        return bool(ro[0] == 0 and np.shares_memory(view, ro))
+    return False
+
+
 class TritonPythonModel:
     def execute(self, requests):
         out = []
@@ -77,6 +90,7 @@ class TritonPythonModel:
                     b.as_numpy().ctypes.data == bt.data_ptr(),  # no copy in
                     torch.from_dlpack(b.to_dlpack()).data_ptr() == bt.data_ptr(),
                     torch.from_dlpack(c).data_ptr() == c.as_numpy().ctypes.data,
+                    read_only_kept(),
                 ],
                 dtype=bool,
             )
