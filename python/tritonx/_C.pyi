@@ -28,8 +28,8 @@ cuda_built: bool
 grpc_built: bool
 
 class Tensor:
-    """Read-only view of a core tensor; supports the buffer protocol (the raw wire
-    bytes, 1-D uint8, read-only). Created by the core only."""
+    """A view of a core tensor; supports the buffer protocol (the raw wire bytes,
+    1-D uint8, read-only). Created by the core or from_dlpack only."""
 
     @property
     def name(self) -> str: ...
@@ -40,8 +40,8 @@ class Tensor:
     @property
     def byte_size(self) -> int: ...
     def as_numpy(self) -> np.ndarray[Any, Any]:
-        """Fixed-size types: a read-only view (BF16 as uint16). BYTES: an object array
-        of bytes (a decoded copy)."""
+        """Fixed-size types: a view (BF16 as uint16), writable unless the producer's
+        bytes are read-only. BYTES: an object array of bytes (a decoded copy)."""
     def raw(self) -> memoryview: ...
     @property
     def memory_type(self) -> str:
@@ -322,8 +322,10 @@ class Model:
 class TraceSetting:
     """One installed version of a trace setting."""
 
-    id: int
-    level: int
+    @property
+    def id(self) -> int: ...
+    @property
+    def level(self) -> int: ...
     @property
     def count(self) -> int: ...
     @property
@@ -383,6 +385,9 @@ class SharedMemoryRegistry:
 
     allowed: bool
     def register(self, name: str, key: str, offset: int, byte_size: int) -> None: ...
+    def register_cuda(
+        self, name: str, raw_handle: bytes, device_id: int, byte_size: int
+    ) -> None: ...
     def unregister(self, name: str = "") -> None: ...
     def status(self, name: str = "") -> list[dict[str, Any]]: ...
     def __contains__(self, name: str) -> bool: ...
