@@ -76,6 +76,7 @@ Tensor InputFromPy(const py::handle& item) {
       ParseDataType(datatype, tensor.name, WireProtocol::kNone, false, &tensor.dtype));
   tensor.shape = ShapeFromPy(t[2], tensor.name);
   tensor.owner = BorrowBuffer(t[3], tensor.name, &tensor.data, &tensor.byte_size);
+  tensor.aliased = true;  // the caller's buffer (a BLS caller's array)
   return tensor;
 }
 

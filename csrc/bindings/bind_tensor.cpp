@@ -87,6 +87,9 @@ void RegisterTensor(py::module_& m) {
           "CPU, CPU_PINNED or GPU")
       .def_property_readonly("device_id",
                              [](const PyTensor& t) { return t.tensor.device_id; })
+      .def_property_readonly(
+          "aliased", [](const PyTensor& t) { return t.tensor.aliased; },
+          "Others read these bytes too (shared memory, ensembles, a BLS caller)")
       .def("as_numpy", &AsNumpy)
       .def("raw", [](const py::object& self) { return py::memoryview(self); })
       .def_buffer([](PyTensor& t) {

@@ -307,6 +307,7 @@ RequestPtr EnsembleRun::MakeStepRequest(int step, uint64_t iteration) {
     Value* value = Find(input.tensor, iteration);
     if (value->present) {
       Tensor tensor = value->tensor;  // shares the producer's buffer
+      tensor.aliased = true;          // with other steps, the response, the producer
       tensor.name = input.model_tensor;
       if (const TensorSpec* config = spec.FindInput(input.model_tensor)) {
         tensor.shape = ConvertShape(config->dims, spec.max_batch_size > 0,

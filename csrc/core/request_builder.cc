@@ -211,6 +211,7 @@ Status RequestBuilder::AddInput(InputDescription input) {
     tensor.data = span.data;
     tensor.byte_size = span.byte_size;
     tensor.owner = std::move(span.owner);
+    tensor.aliased = true;  // the client's region: not the model's to write
   }
   Status status =
       ParseDataType(input.datatype, tensor.name, protocol_,

@@ -93,6 +93,12 @@ struct Tensor {
   // Python (as_numpy) are read-only and DLPack exports carry the flag. A copy of
   // the bytes (HostTensor, compaction) is the core's own and writable.
   bool read_only = false;
+  // Others read these bytes too: a client's shared memory region, an ensemble
+  // tensor (other steps, the response), a BLS caller's array. C++ consumers read
+  // them in place; a Python model's as_numpy()/to_dlpack() of such an input is a
+  // private copy (pb_utils), as Triton's python backend gives every model, so an
+  // in-place `x -= mean` cannot change what the others see.
+  bool aliased = false;
   int device_id = 0;
 
   bool on_host() const { return memory_type != MemoryType::kGpu; }

@@ -48,6 +48,9 @@ class Tensor:
         """CPU, CPU_PINNED or GPU (host reads of a GPU tensor copy it once)."""
     @property
     def device_id(self) -> int: ...
+    @property
+    def aliased(self) -> bool:
+        """Others read these bytes too (shared memory, ensembles, a BLS caller)."""
     def __dlpack__(
         self,
         *,

@@ -81,6 +81,26 @@ def test_read_only_producers_stay_read_only() -> None:
     assert pb_utils.Tensor.from_dlpack("w", np.zeros(2)).as_numpy().flags.writeable
 
 
+def test_inputs_others_read_are_the_models_own_copy() -> None:
+    # A BLS caller's array (like a client's shared memory region or an ensemble
+    # tensor) is read in place by the core, but a model's in-place write must not
+    # reach it: as_numpy()/to_dlpack() copy it, as Triton's python backend does.
+    from tritonx import _native
+
+    caller = np.arange(3, dtype=np.float32)
+    core = _native.Request("r", [("x", "FP32", [3], caller)]).inputs[0]
+    assert core.aliased and np.shares_memory(core.as_numpy(), caller)
+    given = pb_utils.Tensor._from_core(core)
+    view = given.as_numpy()
+    view -= 1
+    assert view.tolist() == [-1, 0, 1] and given.as_numpy() is view
+    again = np.from_dlpack(given)  # through __dlpack__, as to_dlpack() does
+    assert not np.shares_memory(again, caller) and again.flags.writeable
+    assert caller.tolist() == [0, 1, 2]
+    made = pb_utils.Tensor.from_dlpack("m", caller)  # the model's own: no copy
+    assert np.shares_memory(made.as_numpy(), caller)
+
+
 def test_bf16_through_dlpack() -> None:
     # Triton's way to pass a BF16 tensor on (numpy has no bfloat16): the capsule's
     # dtype is bfloat16 and from_dlpack makes a BF16 tensor of it again.

@@ -27,6 +27,10 @@ def _is_core(value: Any) -> bool:
     return isinstance(value, _native.Tensor)
 
 
+def _aliased(core: Any) -> bool:
+    return bool(getattr(core, "aliased", False))
+
+
 class Tensor:
     """A named tensor. ``Tensor(name, numpy_array)`` as in Triton's python backend;
     tritonx also takes any DLPack tensor there (zero copy, as ``from_dlpack``)."""
@@ -90,7 +94,12 @@ class Tensor:
                 raise TritonModelException(
                     "Tensor is stored in GPU and cannot be converted to NumPy."
                 )
-            self._array = self._core.as_numpy()
+            array = self._core.as_numpy()
+            if _aliased(self._core) and array.dtype != np.object_:
+                # Bytes others read too (shared memory, an ensemble tensor, a BLS
+                # caller's array): the model gets its own copy, as in Triton.
+                array = array.copy()
+            self._array = array
         return self._array
 
     # -- DLPack ---------------------------------------------------------------------
@@ -103,7 +112,10 @@ class Tensor:
                 "DLPack does not have support for string tensors."
             )
         if _is_core(self._core):
-            # The core's own export: no copy, BF16 as bfloat16, GPU memory as is.
+            # The core's own export: no copy, BF16 as bfloat16, GPU memory as is;
+            # host bytes others read too are copied (see as_numpy).
+            if _aliased(self._core) and self.is_cpu() and kwargs.get("copy") is None:
+                kwargs["copy"] = True
             return self._core.__dlpack__(stream=stream, **kwargs)
         if self._datatype == "BF16":
             # numpy cannot export bfloat16: a capsule of that dtype over the bits.
