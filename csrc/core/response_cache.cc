@@ -82,7 +82,8 @@ std::unique_ptr<InferenceResponse> ResponseCache::Lookup(uint64_t key) {
     tensor.shape = output.shape;
     tensor.data = entry->bytes.data() + output.offset;
     tensor.byte_size = output.size;
-    tensor.owner = entry;  // the bytes outlive an eviction
+    tensor.owner = entry;   // the bytes outlive an eviction
+    tensor.aliased = true;  // every hit reads them (a BLS caller may not write)
     response->outputs.push_back(std::move(tensor));
   }
   return response;

@@ -94,10 +94,11 @@ struct Tensor {
   // the bytes (HostTensor, compaction) is the core's own and writable.
   bool read_only = false;
   // Others read these bytes too: a client's shared memory region, an ensemble
-  // tensor (other steps, the response), a BLS caller's array. C++ consumers read
-  // them in place; a Python model's as_numpy()/to_dlpack() of such an input is a
-  // private copy (pb_utils), as Triton's python backend gives every model, so an
-  // in-place `x -= mean` cannot change what the others see.
+  // tensor (other steps, the response), a BLS caller's array, a response cache
+  // entry. C++ consumers read them in place; a Python model's as_numpy() /
+  // to_dlpack() of such a tensor is a private copy (pb_utils), as Triton's python
+  // backend gives every model, so an in-place `x -= mean` cannot change what the
+  // others see.
   bool aliased = false;
   int device_id = 0;
 

@@ -3,7 +3,8 @@ normalising data do) changes only its own copy when others read the same bytes: 
 client's shared memory region (reused by the next request), an ensemble tensor that
 is also an ensemble output, a BLS caller's array. Triton's python backend always
 hands models a copy; tritonx copies exactly these inputs (``Tensor::aliased``) and
-reads the rest in place. Real servers, tritonclient HTTP, models in the server
+reads the rest in place. Likewise a BLS caller writing into an answer the response
+cache gave it leaves the cache as it was. Real servers, tritonclient HTTP, models in the server
 process; compared with Triton 2.51 when TRITONX_REFERENCE_CMD is set. (In a stub
 process, inputs are read-only views of the server's region, so such a model fails
 there: not covered here.)"""
@@ -68,6 +69,30 @@ ensemble_scheduling { step [
     input_map { key: "IN" value: "DOUBLED" } output_map { key: "OUT" value: "LESS" } }
 ] }
 """
+CACHED_CALLS = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            answers = []
+            for _ in range(3):  # the second and third are cache hits
+                answer = pb_utils.InferenceRequest(
+                    model_name="double_cached", requested_output_names=["OUT"],
+                    inputs=[pb_utils.get_input_tensor_by_name(r, "IN")],
+                ).exec()
+                if answer.has_error():
+                    raise pb_utils.TritonModelException(answer.error().message())
+                got = pb_utils.get_output_tensor_by_name(answer, "OUT").as_numpy()
+                answers.append(got[:2].copy())
+                got -= 100.0  # the caller's own copy, not the cache's entry
+            out.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUT", np.concatenate(answers))]))
+        return out
+"""
 BLS = """
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -91,6 +116,9 @@ class TritonPythonModel:
 """
 
 
+CACHE = "--cache-config=local,size=1048576"
+
+
 def _write(repo: Path, name: str, config: str, model: str | None) -> None:
     (repo / name / "1").mkdir(parents=True)
     (repo / name / "config.pbtxt").write_text(textwrap.dedent(config))
@@ -104,13 +132,16 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write(root, "in_place", SIMPLE.format(name="in_place"), IN_PLACE)
     _write(root, "double", SIMPLE.format(name="double"), DOUBLE)
     _write(root, "bls", SIMPLE.format(name="bls"), BLS)
+    cached = SIMPLE.format(name="double_cached") + "response_cache { enable: true }\n"
+    _write(root, "double_cached", cached, DOUBLE)
+    _write(root, "cached_calls", SIMPLE.format(name="cached_calls"), CACHED_CALLS)
     _write(root, "ens", ENSEMBLE, None)
     return root
 
 
 @pytest.fixture(scope="module")
 def server(repo: Path) -> Iterator[RunningServer]:
-    with run_server(repo, timeout=120.0) as running:
+    with run_server(repo, CACHE, timeout=120.0) as running:
         yield running
 
 
@@ -141,6 +172,7 @@ def _answers(url: str) -> dict[str, Any]:
     result = client.infer("ens", [given])
     got["ens"] = (result.as_numpy("DOUBLED").tolist(), result.as_numpy("LESS").tolist())
     got["bls"] = client.infer("bls", [given]).as_numpy("OUT").tolist()
+    got["cached"] = client.infer("cached_calls", [given]).as_numpy("OUT").tolist()
     client.close()
     return got
 
@@ -152,6 +184,8 @@ EXPECTED = {
     "ens": ([2.0, 4.0, 6.0, 8.0], [1.0, 3.0, 5.0, 7.0]),
     # The callee's answer (9s), then the caller's array, unchanged (10s).
     "bls": [9.0, 9.0, 10.0, 10.0],
+    # Every call answers 2 * IN: each -100 stayed with the caller's copy.
+    "cached": [2.0, 4.0] * 3,
 }
 
 
@@ -161,5 +195,5 @@ def test_in_place_writes_reach_only_the_models_copy(server: RunningServer) -> No
 
 @pytest.mark.skipif(reference_command() is None, reason="TRITONX_REFERENCE_CMD unset")
 def test_in_place_writes_match_triton(repo: Path) -> None:
-    with run_reference([repo]) as reference:
+    with run_reference([repo], CACHE) as reference:
         assert _answers(reference.http_url) == EXPECTED
