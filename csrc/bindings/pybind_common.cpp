@@ -356,12 +356,16 @@ Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* ou
     if (py::isinstance<PyTensor>(array_obj)) {
       *out = array_obj.cast<PyTensor&>().tensor;
       out->name = name;
+      out->aliased = true;  // the model may keep it (and its producer)
     } else {
       Status status = TensorFromDLPack(name, array_obj, out, /*compact=*/true);
       if (!status.ok()) {
         return Status(StatusCode::kInvalidArg,
                       "output '" + name + "': " + status.message());
       }
+      // The model may keep the producer (a strided one was compacted into our own
+      // copy: marked too, which costs a BLS caller one more copy, rarely).
+      out->aliased = true;
     }
     if (forced != DataType::kInvalid && forced != out->dtype) {
       if (forced == DataType::kBytes ||
@@ -401,16 +405,22 @@ Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* ou
     out->byte_size = serialized->size();
     out->owner = serialized;
     out->read_only = false;
+    out->aliased = false;
     return Status::Ok();
   }
+  bool copied = false;
   if (!(array.flags() & py::array::c_style)) {
     array = py::array::ensure(array, py::array::c_style | py::array::forcecast);
+    copied = true;
   }
   out->data = static_cast<const char*>(array.data());
   out->byte_size = static_cast<size_t>(array.nbytes());
   // Not copied: whoever views these bytes later (a BLS caller, an ensemble's next
   // step) may write them only if the model's array allowed it.
   out->read_only = !array.writeable();
+  // The model may keep its array (state, a slice of a table): a BLS caller gets a
+  // copy to write (Tensor::aliased).
+  out->aliased = !copied;
   out->owner = MakePyOwner(std::move(array));
   return Status::Ok();
 }

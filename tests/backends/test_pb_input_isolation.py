@@ -3,8 +3,9 @@ normalising data do) changes only its own copy when others read the same bytes: 
 client's shared memory region (reused by the next request), an ensemble tensor that
 is also an ensemble output, a BLS caller's array. Triton's python backend always
 hands models a copy; tritonx copies exactly these inputs (``Tensor::aliased``) and
-reads the rest in place. Likewise a BLS caller writing into an answer the response
-cache gave it leaves the cache as it was. Real servers, tritonclient HTTP, models in the server
+reads the rest in place. Likewise a BLS caller writing into its answer changes
+neither the response cache's entry nor the array the callee answered from (a slice
+of a table it keeps). Real servers, tritonclient HTTP, models in the server
 process; compared with Triton 2.51 when TRITONX_REFERENCE_CMD is set. (In a stub
 process, inputs are read-only views of the server's region, so such a model fails
 there: not covered here.)"""
@@ -79,19 +80,32 @@ class TritonPythonModel:
         out = []
         for r in requests:
             answers = []
-            for _ in range(3):  # the second and third are cache hits
+            for model in ("double_cached",) * 3 + ("table",) * 2:  # hits, a table
                 answer = pb_utils.InferenceRequest(
-                    model_name="double_cached", requested_output_names=["OUT"],
+                    model_name=model, requested_output_names=["OUT"],
                     inputs=[pb_utils.get_input_tensor_by_name(r, "IN")],
                 ).exec()
                 if answer.has_error():
                     raise pb_utils.TritonModelException(answer.error().message())
                 got = pb_utils.get_output_tensor_by_name(answer, "OUT").as_numpy()
                 answers.append(got[:2].copy())
-                got -= 100.0  # the caller's own copy, not the cache's entry
+                got -= 100.0  # the caller's own copy, not the cache's, the table's
             out.append(pb_utils.InferenceResponse(
                 [pb_utils.Tensor("OUT", np.concatenate(answers))]))
         return out
+"""
+TABLE = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.table = np.arange(8, dtype=np.float32) + 5  # kept across requests
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", self.table[:4])])
+                for _ in requests]
 """
 BLS = """
 import numpy as np
@@ -135,6 +149,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cached = SIMPLE.format(name="double_cached") + "response_cache { enable: true }\n"
     _write(root, "double_cached", cached, DOUBLE)
     _write(root, "cached_calls", SIMPLE.format(name="cached_calls"), CACHED_CALLS)
+    _write(root, "table", SIMPLE.format(name="table"), TABLE)
     _write(root, "ens", ENSEMBLE, None)
     return root
 
@@ -184,8 +199,9 @@ EXPECTED = {
     "ens": ([2.0, 4.0, 6.0, 8.0], [1.0, 3.0, 5.0, 7.0]),
     # The callee's answer (9s), then the caller's array, unchanged (10s).
     "bls": [9.0, 9.0, 10.0, 10.0],
-    # Every call answers 2 * IN: each -100 stayed with the caller's copy.
-    "cached": [2.0, 4.0] * 3,
+    # Every call answers as the callee meant (2 * IN, then the table's 5s and 6s):
+    # each -100 stayed with the caller's copy.
+    "cached": [2.0, 4.0] * 3 + [5.0, 6.0] * 2,
 }
 
 
