@@ -42,7 +42,7 @@ class StubEndpoint {
   int out_fd() const { return client_->out_fd(); }
 
   // (kind, requests): kind 1 execute (requests: a list of field tuples, inputs as
-  // read-only numpy views of the server's region), 2 finalize (requests None).
+  // numpy views of the server's region), 2 finalize (requests None).
   py::tuple Wait() {
     std::string_view message;
     stub::RequestKind kind;
@@ -91,10 +91,10 @@ class StubEndpoint {
           if (elements * itemsize != t.bytes) {
             shape = {static_cast<py::ssize_t>(t.bytes / itemsize)};
           }
-          py::array array(dtype, shape, {}, data + t.offset, base);
-          py::detail::array_proxy(array.ptr())->flags &=
-              ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-          value = std::move(array);
+          // Writable, as in Triton: the bytes are this execute's own copy (the
+          // server wrote them into its region for this request only), so a model
+          // normalising in place (`x -= mean`) changes nothing anyone else reads.
+          value = py::array(dtype, shape, {}, data + t.offset, base);
         }
         inputs[k] = py::make_tuple(py::str(t.name.data(), t.name.size()),
                                    py::str(t.datatype.data(), t.datatype.size()),

@@ -6,9 +6,9 @@ hands models a copy; tritonx copies exactly these inputs (``Tensor::aliased``) a
 reads the rest in place. Likewise a BLS caller writing into its answer changes
 neither the response cache's entry nor the array the callee answered from (a slice
 of a table it keeps). Real servers, tritonclient HTTP, models in the server
-process; compared with Triton 2.51 when TRITONX_REFERENCE_CMD is set. (In a stub
-process, inputs are read-only views of the server's region, so such a model fails
-there: not covered here.)"""
+process and in stub processes (whose inputs are the execute's own copy in the
+server's region, writable as in Triton); compared with Triton 2.51 when
+TRITONX_REFERENCE_CMD is set."""
 
 from __future__ import annotations
 
@@ -154,9 +154,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def server(repo: Path) -> Iterator[RunningServer]:
-    with run_server(repo, CACHE, timeout=120.0) as running:
+@pytest.fixture(scope="module", params=["in-process", "process"])
+def server(repo: Path, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    mode = f"--backend-config=python,execution-mode={request.param}"
+    with run_server(repo, CACHE, mode, timeout=120.0) as running:
         yield running
 
 

@@ -117,8 +117,9 @@ class _Request:
 
 
 class _RingInput:
-    """An input of a ring execute: a read-only view of the server's region (BYTES
-    decoded from its wire form)."""
+    """An input of a ring execute: a view of the server's region, which holds this
+    execute's own copy of the bytes, so the model may write into it (BYTES decoded
+    from its wire form)."""
 
     __slots__ = ("_array", "datatype", "name", "shape")
 
