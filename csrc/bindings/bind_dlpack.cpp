@@ -226,11 +226,15 @@ py::object TensorToDLPack(const Tensor& tensor, const py::object& stream,
     if (!source.on_host()) {
       ThrowBufferError("copy=True is supported for host tensors only");
     }
-    auto bytes = std::make_shared<std::string>(source.data, source.byte_size);
-    source.data = bytes->data();
-    source.owner = std::move(bytes);
-    source.read_only = false;  // the consumer's own copy
-    source.memory_type = MemoryType::kCpu;
+    // The consumer's own copy (writable), in reused arena memory (see as_numpy).
+    Tensor own;
+    Status status;
+    {
+      py::gil_scoped_release release;
+      status = PrivateHostCopy(source, &own, TensorArena::Global().get());
+    }
+    if (!status.ok()) ThrowBufferError(status.message());
+    source = std::move(own);
   }
   if (!source.on_host() && !stream.is_none()) {
     // The consumer's stream must see what the core's (legacy stream) copies and

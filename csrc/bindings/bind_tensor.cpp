@@ -30,7 +30,20 @@ const Tensor& PyTensor::Host() {
 
 namespace {
 
-py::array AsNumpy(const py::object& self) {
+py::array AsNumpy(const py::object& self, bool copy) {
+  if (copy && self.cast<PyTensor&>().tensor.dtype != DataType::kBytes) {
+    // A private copy (what pb_utils gives a model for bytes others read too), in
+    // arena memory: reused buffers, so a large input costs one memcpy per request
+    // rather than fresh pages faulted in and unmapped again (measured: 1 MiB system
+    // shared memory inputs, 6.4k -> 1.9k inf/s with numpy's own copy).
+    Tensor own;
+    {
+      const Tensor& source = self.cast<PyTensor&>().tensor;
+      py::gil_scoped_release release;
+      ThrowIfError(PrivateHostCopy(source, &own, TensorArena::Global().get()));
+    }
+    return AsNumpy(py::cast(std::make_shared<PyTensor>(std::move(own))), false);
+  }
   const Tensor& t = self.cast<PyTensor&>().Host();
   if (t.dtype == DataType::kBytes) {
     // BYTES elements become Python bytes objects: a copy, as in Triton's as_numpy().
@@ -63,7 +76,9 @@ py::array AsNumpy(const py::object& self) {
 
 }  // namespace
 
-py::array TensorToNumpy(const py::object& tensor_obj) { return AsNumpy(tensor_obj); }
+py::array TensorToNumpy(const py::object& tensor_obj) {
+  return AsNumpy(tensor_obj, false);
+}
 
 void RegisterTensor(py::module_& m) {
   py::class_<PyTensor, std::shared_ptr<PyTensor>>(m, "Tensor", py::buffer_protocol(),
@@ -90,7 +105,8 @@ void RegisterTensor(py::module_& m) {
       .def_property_readonly(
           "aliased", [](const PyTensor& t) { return t.tensor.aliased; },
           "Others read these bytes too (shared memory, ensembles, a BLS caller)")
-      .def("as_numpy", &AsNumpy)
+      .def("as_numpy", &AsNumpy, py::arg("copy") = false,
+           "A numpy view (BYTES: an object array); copy=True: a private copy")
       .def("raw", [](const py::object& self) { return py::memoryview(self); })
       .def_buffer([](PyTensor& t) {
         // Raw wire bytes, 1-D uint8, read-only (host memory: a GPU tensor's copy).

@@ -49,6 +49,10 @@ Status HostTensor(const Tensor& tensor, Tensor* host, TensorArena* arena) {
     if (host != &tensor) *host = tensor;
     return Status::Ok();
   }
+  return PrivateHostCopy(tensor, host, arena);
+}
+
+Status PrivateHostCopy(const Tensor& tensor, Tensor* host, TensorArena* arena) {
   Tensor out;
   out.name = tensor.name;
   out.dtype = tensor.dtype;

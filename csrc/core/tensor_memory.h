@@ -22,6 +22,13 @@ namespace tritonx {
 // when the copy fails, or when this build has no CUDA support.
 Status HostTensor(const Tensor& tensor, Tensor* host, TensorArena* arena = nullptr);
 
+// A copy of the tensor's bytes in host memory that nobody else reads (writable:
+// read_only and aliased clear), wherever the bytes live. From `arena` when given:
+// its buffers are reused, so a large copy per request costs a memcpy, not fresh
+// pages faulted in and returned to the system each time.
+Status PrivateHostCopy(const Tensor& tensor, Tensor* host,
+                       TensorArena* arena = nullptr);
+
 // Copies the tensor's `byte_size` bytes to `dst`: host memory when `dst_device`
 // < 0, else device memory on that CUDA device. Host to host is a memcpy; anything
 // involving the device is one blocking CUDA copy (D2H, H2D or D2D). INTERNAL as

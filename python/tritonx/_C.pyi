@@ -39,9 +39,10 @@ class Tensor:
     def shape(self) -> list[int]: ...
     @property
     def byte_size(self) -> int: ...
-    def as_numpy(self) -> np.ndarray[Any, Any]:
+    def as_numpy(self, copy: bool = False) -> np.ndarray[Any, Any]:
         """Fixed-size types: a view (BF16 as uint16), writable unless the producer's
-        bytes are read-only. BYTES: an object array of bytes (a decoded copy)."""
+        bytes are read-only; copy=True: a private writable copy in arena memory.
+        BYTES: an object array of bytes (a decoded copy)."""
     def raw(self) -> memoryview: ...
     @property
     def memory_type(self) -> str:

@@ -61,6 +61,26 @@ def test_read_only_producers_stay_read_only() -> None:
     assert w[0] == 5 and legacy.as_numpy().flags.writeable
 
 
+def test_private_copies_are_the_callers_own() -> None:
+    """as_numpy(copy=True) (what pb_utils gives a model for bytes others read) and
+    a DLPack copy=True export: writable, equal, and sharing nothing with the
+    producer, read-only or not; repeated copies reuse arena memory."""
+    ro = np.arange(4, dtype=np.float32)
+    ro.flags.writeable = False
+    for producer in (ro, np.arange(4, dtype=np.float32)):
+        t = Tensor.from_dlpack("p", producer)
+        for copy in (t.as_numpy(copy=True), np.from_dlpack(t, copy=True)):
+            assert copy.flags.writeable and not np.shares_memory(copy, producer)
+            copy -= 1
+            assert producer.tolist() == [0, 1, 2, 3] and copy.tolist() == [-1, 0, 1, 2]
+    big = Tensor.from_dlpack("big", np.ones(1 << 18, np.float32))
+    first = big.as_numpy(copy=True)
+    del first  # its buffer goes back to the arena ...
+    reuses = _native.arena_stats()["reuses"]
+    assert big.as_numpy(copy=True).sum() == 1 << 18
+    assert _native.arena_stats()["reuses"] > reuses  # ... which the next one reuses
+
+
 class ArrayAnswers:
     """Answers every request with the array it was given (zero copy)."""
 

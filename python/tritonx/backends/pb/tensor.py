@@ -94,12 +94,12 @@ class Tensor:
                 raise TritonModelException(
                     "Tensor is stored in GPU and cannot be converted to NumPy."
                 )
-            array = self._core.as_numpy()
-            if _aliased(self._core) and array.dtype != np.object_:
-                # Bytes others read too (shared memory, an ensemble tensor, a BLS
-                # caller's array): the model gets its own copy, as in Triton.
-                array = array.copy()
-            self._array = array
+            # Bytes others read too (shared memory, an ensemble tensor, a BLS
+            # caller's array): the model gets its own copy, as in Triton.
+            core = self._core
+            self._array = (
+                core.as_numpy(copy=True) if _aliased(core) else core.as_numpy()
+            )
         return self._array
 
     # -- DLPack ---------------------------------------------------------------------
