@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: C++ core unit tests (GoogleTest via ctest) and the Python tests
-# against the installed package (real servers on loopback, real tritonclient).
+# The whole test suite: the style gates (scripts/lint.sh), C++ core unit tests
+# (GoogleTest via ctest) and the Python tests against the installed package (real
+# servers on loopback, real tritonclient).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Style first: ruff, mypy, clang-format (seconds; a failure names the file).
+./scripts/lint.sh
 # Every C++ component is built, gRPC included, so that the gRPC frontend's unit tests
 # (tests/cpp/test_grpc_*) build and run too. The Python extension comes from
 # `pip install`, not from this tree.
