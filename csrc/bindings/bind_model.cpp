@@ -58,42 +58,6 @@ void FlushCompletions(std::vector<PendingCompletion>& pending) {
   pending.clear();
 }
 
-// GIL held. One response from what a Python backend returns for one request: a
-// mapping output-name -> value (with optional `parameters`), or an exception.
-std::unique_ptr<InferenceResponse> ResponseFromPy(const py::object& item) {
-  auto response = std::make_unique<InferenceResponse>();
-  if (PyExceptionInstance_Check(item.ptr())) {
-    response->status = StatusFromPyException(item);
-  } else if (py::isinstance<py::dict>(item) || py::hasattr(item, "items")) {
-    // A mapping may carry response parameters (the Python backend's
-    // InferenceResponse(parameters=...)) as a `parameters` attribute.
-    py::object params = py::getattr(item, "parameters", py::none());
-    if (!params.is_none() && py::hasattr(params, "items")) {
-      for (const py::handle pair : params.attr("items")()) {
-        py::tuple kv = py::reinterpret_borrow<py::tuple>(pair);
-        std::string key = py::str(kv[0]);
-        response->parameters.emplace_back(key, ParameterFromPy(kv[1], key));
-      }
-    }
-    for (const py::handle pair : item.attr("items")()) {
-      py::tuple kv = py::reinterpret_borrow<py::tuple>(pair);
-      Tensor tensor;
-      Status status = TensorFromPy(kv[0].cast<std::string>(), kv[1], &tensor);
-      if (!status.ok()) {
-        response->status = status;
-        response->outputs.clear();
-        break;
-      }
-      response->outputs.push_back(std::move(tensor));
-    }
-  } else {
-    response->status = Status(StatusCode::kInternal,
-                              "backend response must be a mapping of output name to "
-                              "array or an exception");
-  }
-  return response;
-}
-
 // Runs a Python backend instance (see the Instance protocol in docs/architecture.md) on
 // the core worker thread that owns it. The GIL is held only around the Python call and
 // the conversions next to it.

@@ -7,6 +7,7 @@
 
 #include "core/stub_executor.h"
 #include "core/stub_wire.h"
+#include "core/tensor_memory.h"
 #include "pybind_common.h"
 
 namespace tritonx::bindings {
@@ -107,87 +108,79 @@ class StubEndpoint {
     return py::make_tuple(static_cast<int>(kind), out);
   }
 
-  // Answers the execute: per request an exception, or (outputs, parameters) with
-  // outputs a list of (name, datatype, shape, buffer).
-  void Reply(const py::list& entries) {
-    std::vector<py::buffer_info> buffers;
+  // Answers the execute: per request what the backend returned (an output mapping
+  // or an exception), turned into responses by the same rule as in-process
+  // (ResponseFromPy); output bytes go straight into this stub's reply region.
+  void Reply(const py::list& items) {
+    std::vector<std::unique_ptr<InferenceResponse>> responses;
+    responses.reserve(items.size());
     size_t total = 0;
-    for (const py::handle entry : entries) {
-      if (PyExceptionInstance_Check(entry.ptr())) continue;
-      for (const py::handle out : entry.cast<py::tuple>()[0]) {
-        py::tuple t = out.cast<py::tuple>();
-        buffers.push_back(py::buffer(t[3]).request());
-        total += stub::Padded(
-            static_cast<size_t>(buffers.back().size * buffers.back().itemsize));
-      }
+    for (const py::handle item : items) {
+      responses.push_back(ResponseFromPy(py::reinterpret_borrow<py::object>(item)));
+      for (const Tensor& out : responses.back()->outputs)
+        total += stub::Padded(out.byte_size);
     }
     message_.Clear();
-    stub::WriteReplyHeader(message_, static_cast<uint32_t>(entries.size()));
+    stub::WriteReplyHeader(message_, static_cast<uint32_t>(responses.size()));
     std::vector<stub::WireTensor> outputs;
-    std::vector<std::string> names;
-    size_t offset = 0, b = 0;
-    for (const py::handle entry : entries) {
-      if (PyExceptionInstance_Check(entry.ptr())) {
-        stub::WriteError(message_, StatusFromPyException(entry));
+    size_t offset = 0;
+    for (const auto& response : responses) {
+      if (!response->status.ok()) {
+        stub::WriteError(message_, response->status);
         continue;
       }
-      py::tuple pair = entry.cast<py::tuple>();
       outputs.clear();
-      names.clear();
-      py::list items = pair[0].cast<py::list>();
-      names.reserve(items.size() * 2);
-      for (const py::handle out : items) {
-        py::tuple t = out.cast<py::tuple>();
-        names.push_back(t[0].cast<std::string>());
-        names.push_back(t[1].cast<std::string>());
+      for (const Tensor& out : response->outputs) {
         stub::WireTensor w;
-        w.name = names[names.size() - 2];
-        w.datatype = names.back();
-        w.shape = t[2].cast<std::vector<int64_t>>();
+        w.name = out.name;
+        w.datatype = DataTypeName(out.dtype);
+        w.shape = out.shape;
         w.offset = offset;
-        w.bytes = static_cast<uint64_t>(buffers[b].size * buffers[b].itemsize);
-        offset += stub::Padded(w.bytes);
-        ++b;
+        w.bytes = out.byte_size;
+        offset += stub::Padded(out.byte_size);
         outputs.push_back(std::move(w));
       }
-      Parameters params;
-      py::object given = pair[1];
-      if (!given.is_none()) {
-        for (const auto& [key, value] : given.cast<py::dict>()) {
-          std::string name = py::str(key);
-          params.emplace_back(name, ParameterFromPy(value, name));
-        }
-      }
-      stub::WriteOutputs(message_, outputs, params);
+      stub::WriteOutputs(message_, outputs, response->parameters);
     }
-    Post(buffers, total);
+    char* data = Reserve(total);
+    offset = 0;
+    for (const auto& response : responses) {
+      if (!response->status.ok()) continue;
+      for (const Tensor& out : response->outputs) {
+        // Host bytes as they are; a GPU output (a torch/CuPy tensor) is copied to
+        // the host here, as device memory does not cross processes.
+        ThrowIfError(CopyTensorBytes(out, data + offset));
+        offset += stub::Padded(out.byte_size);
+      }
+    }
+    Publish(total);
   }
 
   // The whole execute failed with `exc`.
   void ReplyError(const py::handle& exc) {
     message_.Clear();
     stub::WriteBatchError(message_, StatusFromPyException(exc));
-    Post({}, 0);
+    Reserve(0);
+    Publish(0);
   }
 
  private:
-  void Post(const std::vector<py::buffer_info>& buffers, size_t total) {
+  // Room for `tensor_bytes` of outputs followed by the message written so far.
+  char* Reserve(size_t tensor_bytes) {
+    reserved_ = client_->Reserve(tensor_bytes + message_.bytes().size());
+    if (reserved_ == nullptr) throw std::bad_alloc();
+    return reserved_;
+  }
+  void Publish(size_t tensor_bytes) {
     const std::string& message = message_.bytes();
-    char* data = client_->Reserve(total + message.size());
-    if (data == nullptr) throw std::bad_alloc();
-    size_t offset = 0;
-    for (const py::buffer_info& info : buffers) {
-      const size_t n = static_cast<size_t>(info.size * info.itemsize);
-      if (n > 0) std::memcpy(data + offset, info.ptr, n);
-      offset += stub::Padded(n);
-    }
-    std::memcpy(data + total, message.data(), message.size());
-    client_->Reply(total, message.size());
+    std::memcpy(reserved_ + tensor_bytes, message.data(), message.size());
+    client_->Reply(tensor_bytes, message.size());
   }
 
   std::unique_ptr<stub::RingClient> client_;
   std::vector<stub::WireRequest> requests_;
   stub::MessageWriter message_;
+  char* reserved_ = nullptr;  // the reply being written (Reserve, Publish)
 };
 
 }  // namespace
@@ -221,7 +214,7 @@ void RegisterStub(py::module_& m) {
            py::arg("growth"))
       .def_property_readonly("out_fd", &StubEndpoint::out_fd)
       .def("wait", &StubEndpoint::Wait)
-      .def("reply", &StubEndpoint::Reply, py::arg("entries"))
+      .def("reply", &StubEndpoint::Reply, py::arg("items"))
       .def("reply_error", &StubEndpoint::ReplyError, py::arg("exc"));
 }
 

@@ -102,6 +102,10 @@ Status SerializeBytes(const py::array& array, std::string* out);
 // form; non-contiguous arrays and host DLPack tensors are copied once into
 // row-major order. GIL held.
 Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* out);
+// GIL held. One response from what a Python backend returns for one request: a
+// mapping output-name -> value (TensorFromPy; optional `parameters`), or an
+// exception. The one rule for both execution modes (bind_model, bind_stub).
+std::unique_ptr<InferenceResponse> ResponseFromPy(const py::object& item);
 
 // DLPack (bind_dlpack.cpp). A core tensor over any producer (an object with
 // __dlpack__, or a "dltensor"/"dltensor_versioned" capsule) without a copy: its

@@ -387,3 +387,75 @@ def test_model_in_its_own_environment(tmp_path: Path) -> None:
     with run_server(repo) as server:
         result = _grpc(server, "envmodel")
         assert result.as_numpy("OUTPUT0").tolist() == [[42.0] * 4]
+
+
+ODD_CONFIG = """
+name: "%s"
+backend: "python"
+max_batch_size: 0
+input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_STRING dims: [ 1 ] } ]
+"""
+# X 0: a good answer; 1: a dtype no wire datatype carries; 2: an error response;
+# 3: a response parameter of a type parameters cannot carry (fails the execute).
+ODD_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            code = int(pb_utils.get_input_tensor_by_name(r, "X").as_numpy()[0])
+            if code == 0:
+                out.append(pb_utils.InferenceResponse(
+                    [pb_utils.Tensor("OUT", np.array([b"ok"], dtype=object))],
+                    parameters={"n": 1}))
+            elif code == 1:
+                value = np.array([1j], dtype=np.complex64)
+                out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", value)]))
+            elif code == 2:
+                out.append(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError("no answer for this one")))
+            else:
+                out.append(pb_utils.InferenceResponse(
+                    [pb_utils.Tensor("OUT", np.array([b"x"], dtype=object))],
+                    parameters={"bad": [1, 2]}))
+        return out
+"""
+
+
+def test_odd_outputs_answer_alike_in_both_modes(tmp_path: Path) -> None:
+    """What a model returns becomes a response by one rule in both modes (the stub
+    hands its output mappings to the same C++ conversion as in-process execution):
+    same answers, same error texts and codes, and the server keeps serving."""
+    repo = tmp_path / "repo"
+    for name, extra in (("odd_inproc", ""), ("odd_stub", PROCESS)):
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(ODD_CONFIG % name + extra)
+        (repo / name / "1" / "model.py").write_text(ODD_MODEL)
+
+    def answer(
+        client: httpclient.InferenceServerClient, model: str, code: int
+    ) -> object:
+        x = httpclient.InferInput("X", [1], "FP32")
+        x.set_data_from_numpy(np.array([code], np.float32))
+        try:
+            result = client.infer(model, [x])
+        except InferenceServerException as exc:
+            return (exc.status(), str(exc.message()).replace(model, "odd"))
+        return (
+            result.as_numpy("OUT").tolist(),
+            result.get_response().get("parameters"),
+        )
+
+    with run_server(repo) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        for code in range(4):
+            assert answer(client, "odd_inproc", code) == answer(
+                client, "odd_stub", code
+            )
+        assert answer(client, "odd_stub", 0) == ([b"ok"], {"n": 1})
+        assert answer(client, "odd_stub", 2) == ("500", "no answer for this one")
+        assert answer(client, "odd_stub", 3)[1].startswith("Unable to parse 'bad'")
+        client.close()

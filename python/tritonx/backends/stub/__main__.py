@@ -346,20 +346,11 @@ class Stub:
             ring.reply_error(exc)
             return
         self._executing = False
-        entries: list[Any] = []
-        for item in result or ():
-            if isinstance(item, BaseException):
-                entries.append(item)
-                continue
-            try:
-                outputs = [(name, *array_bytes(v)) for name, v in item.items()]
-            except Exception as exc:
-                entries.append(exc)
-                continue
-            entries.append((outputs, getattr(item, "parameters", None)))
         self._flush_metrics()
         try:
-            ring.reply(entries)
+            # Output mappings (or exceptions) become responses in C++, by the rule
+            # in-process execution uses (ResponseFromPy).
+            ring.reply(list(result or ()))
         except Exception as exc:
             if _out_of_memory(exc):
                 os._exit(3)
