@@ -81,7 +81,14 @@ class StubEndpoint {
         py::object value;
         const char* format = NumpyFormat(t.datatype);
         if (*format == '\0') {
-          value = py::bytes(data + t.offset, t.bytes);  // BYTES: decoded in Python
+          // BYTES: bytes objects, decoded by the one BYTES rule (tensor.h).
+          Tensor bytes;
+          bytes.name = std::string(t.name);
+          bytes.dtype = DataType::kBytes;
+          bytes.shape = t.shape;
+          bytes.data = data + t.offset;
+          bytes.byte_size = t.bytes;
+          value = BytesObjectArray(bytes);
         } else {
           py::dtype dtype(format);
           const auto itemsize = static_cast<size_t>(dtype.itemsize());

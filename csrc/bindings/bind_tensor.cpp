@@ -28,6 +28,25 @@ const Tensor& PyTensor::Host() {
   return *host;
 }
 
+py::array BytesObjectArray(const Tensor& t) {
+  // BYTES elements become Python bytes objects: a copy, as in Triton's as_numpy().
+  const int64_t count = ElementCount(t.shape);
+  py::array result(py::dtype("O"), t.shape);
+  auto** slots = static_cast<PyObject**>(result.mutable_data());
+  int64_t i = 0;
+  const int64_t seen = ForEachBytesElement(
+      t.data, t.byte_size,
+      [&](const char* data, size_t size) {
+        PyObject* item = PyBytes_FromStringAndSize(data, static_cast<Py_ssize_t>(size));
+        if (item == nullptr) throw py::error_already_set();
+        Py_XDECREF(slots[i]);
+        slots[i++] = item;
+      },
+      count);
+  if (seen != count) throw py::value_error("malformed BYTES tensor '" + t.name + "'");
+  return result;
+}
+
 namespace {
 
 py::array AsNumpy(const py::object& self, bool copy) {
@@ -45,25 +64,7 @@ py::array AsNumpy(const py::object& self, bool copy) {
     return AsNumpy(py::cast(std::make_shared<PyTensor>(std::move(own))), false);
   }
   const Tensor& t = self.cast<PyTensor&>().Host();
-  if (t.dtype == DataType::kBytes) {
-    // BYTES elements become Python bytes objects: a copy, as in Triton's as_numpy().
-    const int64_t count = ElementCount(t.shape);
-    py::array result(py::dtype("O"), t.shape);
-    auto** slots = static_cast<PyObject**>(result.mutable_data());
-    int64_t i = 0;
-    const int64_t seen = ForEachBytesElement(
-        t.data, t.byte_size,
-        [&](const char* data, size_t size) {
-          PyObject* item =
-              PyBytes_FromStringAndSize(data, static_cast<Py_ssize_t>(size));
-          if (item == nullptr) throw py::error_already_set();
-          Py_XDECREF(slots[i]);
-          slots[i++] = item;
-        },
-        count);
-    if (seen != count) throw py::value_error("malformed BYTES tensor '" + t.name + "'");
-    return result;
-  }
+  if (t.dtype == DataType::kBytes) return BytesObjectArray(t);
   py::dtype dtype = NumpyDtype(t.dtype);
   std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
   // Writable like Triton's (models do `x -= mean`), unless the bytes belong to a

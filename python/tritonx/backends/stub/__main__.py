@@ -26,7 +26,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from tritonx.backends.pb.dtypes import deserialize_bytes_tensor
 from tritonx.backends.stub.bls_remote import StubBls
 from tritonx.backends.stub.channel import (
     Channel,
@@ -118,8 +117,8 @@ class _Request:
 
 class _RingInput:
     """An input of a ring execute: a view of the server's region, which holds this
-    execute's own copy of the bytes, so the model may write into it (BYTES decoded
-    from its wire form)."""
+    execute's own copy of the bytes, so the model may write into it (BYTES: an
+    object array of bytes, decoded in C++)."""
 
     __slots__ = ("_array", "datatype", "name", "shape")
 
@@ -127,8 +126,6 @@ class _RingInput:
         self.name = name
         self.datatype = datatype
         self.shape = shape
-        if datatype == "BYTES":
-            value = deserialize_bytes_tensor(value).reshape(shape)
         self._array = value
 
     def as_numpy(self) -> Any:
