@@ -13,19 +13,6 @@
 namespace tritonx::bindings {
 namespace {
 
-// numpy dtype of a fixed-size wire datatype (BF16 as its uint16 bits); "" for BYTES.
-const char* NumpyFormat(std::string_view datatype) {
-  static const std::pair<std::string_view, const char*> kFormats[] = {
-      {"BOOL", "?"},    {"INT8", "i1"},  {"INT16", "i2"},  {"INT32", "i4"},
-      {"INT64", "i8"},  {"UINT8", "u1"}, {"UINT16", "u2"}, {"UINT32", "u4"},
-      {"UINT64", "u8"}, {"FP16", "f2"},  {"FP32", "f4"},   {"FP64", "f8"},
-      {"BF16", "u2"}};
-  for (const auto& [name, format] : kFormats) {
-    if (name == datatype) return format;
-  }
-  return "";
-}
-
 py::object CorrelationId(const stub::WireRequest& q) {
   if (q.correlation_is_string)
     return py::str(q.correlation_id_str.data(), q.correlation_id_str.size());
@@ -79,18 +66,15 @@ class StubEndpoint {
           throw std::runtime_error("execute request names bytes past the region");
         }
         py::object value;
-        const char* format = NumpyFormat(t.datatype);
-        if (*format == '\0') {
+        const DataType dtype_of = DataTypeFromName(t.datatype);
+        if (dtype_of == DataType::kInvalid) {
+          throw std::runtime_error("execute request names an unknown datatype");
+        }
+        if (dtype_of == DataType::kBytes) {
           // BYTES: bytes objects, decoded by the one BYTES rule (tensor.h).
-          Tensor bytes;
-          bytes.name = std::string(t.name);
-          bytes.dtype = DataType::kBytes;
-          bytes.shape = t.shape;
-          bytes.data = data + t.offset;
-          bytes.byte_size = t.bytes;
-          value = BytesObjectArray(bytes);
+          value = BytesObjectArray(data + t.offset, t.bytes, t.shape, t.name);
         } else {
-          py::dtype dtype(format);
+          py::dtype dtype = NumpyDtype(dtype_of);  // BF16 as its uint16 bits
           const auto itemsize = static_cast<size_t>(dtype.itemsize());
           std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
           size_t elements = 1;

@@ -28,14 +28,15 @@ const Tensor& PyTensor::Host() {
   return *host;
 }
 
-py::array BytesObjectArray(const Tensor& t) {
+py::array BytesObjectArray(const char* bytes, size_t byte_size,
+                           const std::vector<int64_t>& shape, std::string_view name) {
   // BYTES elements become Python bytes objects: a copy, as in Triton's as_numpy().
-  const int64_t count = ElementCount(t.shape);
-  py::array result(py::dtype("O"), t.shape);
+  const int64_t count = ElementCount(shape);
+  py::array result(py::dtype("O"), shape);
   auto** slots = static_cast<PyObject**>(result.mutable_data());
   int64_t i = 0;
   const int64_t seen = ForEachBytesElement(
-      t.data, t.byte_size,
+      bytes, byte_size,
       [&](const char* data, size_t size) {
         PyObject* item = PyBytes_FromStringAndSize(data, static_cast<Py_ssize_t>(size));
         if (item == nullptr) throw py::error_already_set();
@@ -43,7 +44,9 @@ py::array BytesObjectArray(const Tensor& t) {
         slots[i++] = item;
       },
       count);
-  if (seen != count) throw py::value_error("malformed BYTES tensor '" + t.name + "'");
+  if (seen != count) {
+    throw py::value_error("malformed BYTES tensor '" + std::string(name) + "'");
+  }
   return result;
 }
 
@@ -64,7 +67,9 @@ py::array AsNumpy(const py::object& self, bool copy) {
     return AsNumpy(py::cast(std::make_shared<PyTensor>(std::move(own))), false);
   }
   const Tensor& t = self.cast<PyTensor&>().Host();
-  if (t.dtype == DataType::kBytes) return BytesObjectArray(t);
+  if (t.dtype == DataType::kBytes) {
+    return BytesObjectArray(t.data, t.byte_size, t.shape, t.name);
+  }
   py::dtype dtype = NumpyDtype(t.dtype);
   std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
   // Writable like Triton's (models do `x -= mean`), unless the bytes belong to a

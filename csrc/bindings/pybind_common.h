@@ -106,9 +106,10 @@ Status TensorFromPy(const std::string& name, const py::handle& value, Tensor* ou
 // mapping output-name -> value (TensorFromPy; optional `parameters`), or an
 // exception. The one rule for both execution modes (bind_model, bind_stub).
 std::unique_ptr<InferenceResponse> ResponseFromPy(const py::object& item);
-// A host BYTES tensor as a numpy object array of `bytes` (shape from the tensor);
-// ValueError when its elements do not match the shape (bind_tensor.cpp).
-py::array BytesObjectArray(const Tensor& tensor);
+// Host BYTES wire bytes as a numpy object array of `bytes` of `shape`; ValueError,
+// naming the tensor, when the elements do not match the shape (bind_tensor.cpp).
+py::array BytesObjectArray(const char* bytes, size_t byte_size,
+                           const std::vector<int64_t>& shape, std::string_view name);
 
 // DLPack (bind_dlpack.cpp). A core tensor over any producer (an object with
 // __dlpack__, or a "dltensor"/"dltensor_versioned" capsule) without a copy: its
