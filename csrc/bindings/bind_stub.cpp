@@ -92,9 +92,9 @@ class StubEndpoint {
                                    py::str(t.datatype.data(), t.datatype.size()),
                                    py::cast(t.shape), value);
       }
-      out[i] = py::make_tuple(py::str(q.id.data(), q.id.size()), CorrelationId(q),
-                              names, q.flags, q.timeout_us,
-                              ParametersToDict(q.parameters), inputs, q.trace_id);
+      out[i] = py::make_tuple(
+          py::str(q.id.data(), q.id.size()), CorrelationId(q), names, q.flags,
+          q.timeout_us, ParametersToDict(q.parameters), inputs, q.trace_id, q.key);
     }
     return py::make_tuple(static_cast<int>(kind), out);
   }
@@ -174,6 +174,33 @@ class StubEndpoint {
   char* reserved_ = nullptr;  // the reply being written (Reserve, Publish)
 };
 
+// A decoupled stub's response stream (stub_stream.h), for its senders on any thread.
+// Thread safe (StreamWriter's lock).
+class StubStream {
+ public:
+  StubStream(size_t bytes, int socket_fd)
+      : writer_(stub::StreamWriter::Create(bytes, socket_fd)) {
+    if (!writer_) throw std::runtime_error("cannot create the response stream region");
+  }
+  int fd() const { return writer_->fd(); }
+  // False when the response's bytes do not fit now (the caller sends it another way).
+  bool Send(uint64_t key, const py::object& item, bool final) {
+    std::unique_ptr<InferenceResponse> response;
+    if (!item.is_none()) response = ResponseFromPy(item);  // the in-process rule
+    bool sent = false;
+    Status status;
+    {
+      py::gil_scoped_release release;
+      status = writer_->Send(key, response.get(), final, &sent);
+    }
+    ThrowIfError(status);
+    return sent;
+  }
+
+ private:
+  std::unique_ptr<stub::StreamWriter> writer_;
+};
+
 }  // namespace
 
 std::shared_ptr<Executor> NativeExecutorOf(const py::handle& obj) {
@@ -184,20 +211,42 @@ void RegisterStub(py::module_& m) {
   using Release = py::call_guard<py::gil_scoped_release>;
   py::class_<StubExecutor, std::shared_ptr<StubExecutor>>(
       m, "StubExecutor", "The server's side of a stub process' execute ring")
-      .def(py::init(
-               [](std::string name, double timeout_s, size_t shm_bytes, size_t growth) {
-                 return std::make_shared<StubExecutor>(
-                     std::move(name), static_cast<int64_t>(timeout_s * 1e9), shm_bytes,
-                     growth);
-               }),
+      .def(py::init([](std::string name, double timeout_s, size_t shm_bytes,
+                       size_t growth, bool decoupled) {
+             return std::make_shared<StubExecutor>(
+                 std::move(name), static_cast<int64_t>(timeout_s * 1e9), shm_bytes,
+                 growth, decoupled);
+           }),
            py::arg("name"), py::arg("timeout_s"), py::arg("shm_bytes"),
-           py::arg("growth"))
+           py::arg("growth"), py::arg("decoupled") = false)
       .def("prepare", &StubExecutor::Prepare, Release())
       .def("attach", &StubExecutor::Attach, py::arg("stub_fd"), py::arg("pid"),
-           Release())
+           py::arg("stream_fd") = -1, Release())
+      .def(
+          "deliver",
+          [](StubExecutor& self, const py::bytes& message) {
+            std::string_view view = message;
+            py::gil_scoped_release release;
+            ThrowIfError(self.Deliver(view));
+          },
+          py::arg("message"), "A decoupled stub's stream message (stub_stream.h).")
       .def("detach", &StubExecutor::Detach, Release())
       .def("post_finalize", &StubExecutor::PostFinalize, Release())
-      .def("is_cancelled", &StubExecutor::IsCancelled, py::arg("index"), Release())
+      .def("is_cancelled", &StubExecutor::IsCancelled, py::arg("index"), py::arg("key"),
+           Release())
+      .def(
+          "send_response",
+          [](StubExecutor& self, uint64_t key, const py::object& item, bool final) {
+            // The same conversion as a sender's in-process send (ResponseFromPy).
+            std::unique_ptr<InferenceResponse> response;
+            if (!item.is_none()) response = ResponseFromPy(item);
+            py::gil_scoped_release release;
+            ThrowIfError(self.SendResponse(key, std::move(response), final));
+          },
+          py::arg("key"), py::arg("response"), py::arg("final"),
+          "Sends a decoupled stub's response for its request `key` (see "
+          "pb send_response); raises once the request is no longer open.")
+      .def("fail_pending", &StubExecutor::FailPending, Release())
       .def("take_failure", &StubExecutor::TakeFailure, Release());
 
   py::class_<StubEndpoint>(m, "StubEndpoint", "A stub process' end of its execute ring")
@@ -207,6 +256,12 @@ void RegisterStub(py::module_& m) {
       .def("wait", &StubEndpoint::Wait)
       .def("reply", &StubEndpoint::Reply, py::arg("items"))
       .def("reply_error", &StubEndpoint::ReplyError, py::arg("exc"));
+
+  py::class_<StubStream>(m, "StubStream", "A decoupled stub's response stream")
+      .def(py::init<size_t, int>(), py::arg("bytes"), py::arg("socket_fd"))
+      .def_property_readonly("fd", &StubStream::fd)
+      .def("send", &StubStream::Send, py::arg("key"), py::arg("response"),
+           py::arg("final"));
 }
 
 }  // namespace tritonx::bindings

@@ -9,11 +9,12 @@
 namespace tritonx {
 
 StubExecutor::StubExecutor(std::string instance_name, int64_t timeout_ns,
-                           size_t shm_bytes, size_t growth)
+                           size_t shm_bytes, size_t growth, bool decoupled)
     : name_(std::move(instance_name)),
       timeout_ns_(timeout_ns > 0 ? timeout_ns : -1),
       shm_bytes_(shm_bytes),
-      growth_(growth) {}
+      growth_(growth),
+      decoupled_(decoupled) {}
 
 StubExecutor::~StubExecutor() = default;
 
@@ -28,9 +29,16 @@ int StubExecutor::Prepare() {
   return ring_ ? ring_->fd() : -1;
 }
 
-bool StubExecutor::Attach(int stub_fd, int pid) {
+bool StubExecutor::Attach(int stub_fd, int pid, int stream_fd) {
   std::lock_guard<std::mutex> lock(mu_);
-  attached_ = ring_ != nullptr && ring_->AttachStub(stub_fd, pid);
+  std::shared_ptr<stub::StreamReader> stream;
+  if (stream_fd >= 0) stream = stub::StreamReader::Adopt(stream_fd);
+  {
+    std::lock_guard<std::mutex> requests(requests_mu_);
+    stream_ = stream;
+  }
+  attached_ = ring_ != nullptr && ring_->AttachStub(stub_fd, pid) &&
+              (!decoupled_ || stream != nullptr);
   abandoned_.store(false);
   failure_.clear();
   return attached_;
@@ -50,10 +58,52 @@ bool StubExecutor::PostFinalize() {
   return true;
 }
 
-bool StubExecutor::IsCancelled(size_t index) {
-  std::lock_guard<std::mutex> lock(cancel_mu_);
+bool StubExecutor::IsCancelled(size_t index, uint64_t key) {
+  std::lock_guard<std::mutex> lock(requests_mu_);
+  if (auto it = open_.find(key); it != open_.end()) return it->second->IsCancelled();
   return inflight_ != nullptr && index < inflight_->size() &&
-         (*inflight_)[index]->IsCancelled();
+         key == inflight_first_key_ + index && (*inflight_)[index]->IsCancelled();
+}
+
+Status StubExecutor::SendResponse(uint64_t key,
+                                  std::unique_ptr<InferenceResponse> response,
+                                  bool final) {
+  RequestPtr request;
+  {
+    std::lock_guard<std::mutex> lock(requests_mu_);
+    auto it = open_.find(key);
+    if (it == open_.end()) {
+      return Status(StatusCode::kNotFound, "the request is no longer open");
+    }
+    request = final ? std::move(it->second) : it->second;
+    if (final) open_.erase(it);
+  }
+  // Outside the lock: delivery runs the frontend's callback.
+  return request->Send(std::move(response), final ? kResponseFlagFinal : 0);
+}
+
+Status StubExecutor::Deliver(std::string_view message) {
+  std::shared_ptr<stub::StreamReader> stream;
+  {
+    std::lock_guard<std::mutex> lock(requests_mu_);
+    stream = stream_;
+  }
+  if (!stream) return Status(StatusCode::kUnavailable, "no response stream attached");
+  uint64_t key = 0;
+  bool final = false;
+  std::unique_ptr<InferenceResponse> response;
+  Status status = stream->Read(message, &key, &final, &response);
+  if (!status.ok()) return status;
+  return SendResponse(key, std::move(response), final);
+}
+
+void StubExecutor::FailPending() {
+  std::unordered_map<uint64_t, RequestPtr> open;
+  {
+    std::lock_guard<std::mutex> lock(requests_mu_);
+    open.swap(open_);
+  }
+  for (auto& [key, request] : open) request->RespondError(Unhealthy());
 }
 
 std::string StubExecutor::TakeFailure() {
@@ -63,20 +113,33 @@ std::string StubExecutor::TakeFailure() {
 
 void StubExecutor::Execute(Batch& batch) {
   std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t first_key = next_key_;
+  next_key_ += batch.requests.size();
   {
-    std::lock_guard<std::mutex> cancel(cancel_mu_);
+    std::lock_guard<std::mutex> requests(requests_mu_);
     inflight_ = &batch.requests;  // until this Execute returns
+    inflight_first_key_ = first_key;
+    if (decoupled_) {
+      // Requests answered since the last execute (by their FINAL, or by the batch
+      // runner after a failed execute) are forgotten here.
+      for (auto it = open_.begin(); it != open_.end();) {
+        it = it->second->responded() ? open_.erase(it) : std::next(it);
+      }
+      // Open before the stub sees them: its senders may answer at once.
+      for (size_t i = 0; i < batch.requests.size(); ++i)
+        open_.emplace(first_key + i, batch.requests[i]);
+    }
   }
-  Status status = RunLocked(batch);
+  Status status = RunLocked(batch, first_key);
   if (!status.ok()) batch.batch_status = std::move(status);
-  std::lock_guard<std::mutex> cancel(cancel_mu_);
+  std::lock_guard<std::mutex> requests(requests_mu_);
   inflight_ = nullptr;
 }
 
-Status StubExecutor::RunLocked(Batch& batch) {
+Status StubExecutor::RunLocked(Batch& batch, uint64_t first_key) {
   if (!attached_) return Unhealthy();
   message_.Clear();
-  const size_t tensor_bytes = stub::WriteRequests(message_, batch.requests);
+  const size_t tensor_bytes = stub::WriteRequests(message_, batch.requests, first_key);
   const std::string& message = message_.bytes();
   char* data = ring_->Reserve(tensor_bytes + message.size());
   if (data == nullptr) {
@@ -125,6 +188,8 @@ Status StubExecutor::BuildResponses(Batch& batch, stub::RingServer& ring) {
                   "malformed reply from stub process '" + name_ + "'");
   }
   if (!reply.batch_status.ok()) return reply.batch_status;
+  // A decoupled model answered (or will answer) through its senders.
+  if (decoupled_) return Status::Ok();
   const size_t count = batch.requests.size();
   if (reply.responses.size() != count) {
     return Status(StatusCode::kInternal,

@@ -13,9 +13,16 @@
 // or overruns the execution timeout during an Execute (it is then killed), the batch
 // fails with Triton's INTERNAL "Stub process '<instance>' is not healthy.".
 //
+// A decoupled model's stub answers through its requests' senders, during execute or
+// later from its own threads, over the control socket (stub_stream.h): the executor
+// keeps each request it posted under its wire key until the request's FINAL is sent
+// (Deliver or SendResponse, called by stub/process.py's socket reader) or the stub is
+// gone (FailPending). The ring reply of a decoupled execute carries no responses.
+//
 // Thread safety: every method is thread safe. Execute and the lifecycle methods are
 // serialized by `mu_` (one batch at a time, as the scheduler guarantees anyway);
-// IsCancelled uses its own lock so the socket reader can answer while Execute waits.
+// IsCancelled, SendResponse and FailPending use `requests_mu_`, so the socket reader
+// can answer and deliver while Execute waits.
 #pragma once
 
 #include <atomic>
@@ -23,10 +30,12 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "executor.h"
 #include "stub_ring.h"
+#include "stub_stream.h"
 
 namespace tritonx {
 
@@ -36,7 +45,7 @@ class StubExecutor : public Executor {
   // the execution timeout (<= 0: none). `shm_bytes`/`growth`: Triton's
   // shm-default-byte-size and shm-growth-byte-size.
   StubExecutor(std::string instance_name, int64_t timeout_ns, size_t shm_bytes,
-               size_t growth);
+               size_t growth, bool decoupled = false);
   ~StubExecutor() override;
 
   // Inline dispatch saves a worker wake-up; the caller's thread then waits for the
@@ -47,26 +56,39 @@ class StubExecutor : public Executor {
   // A fresh ring for a stub being started; returns the descriptor of its region
   // (owned here; the caller passes it to the stub), or -1.
   int Prepare();
-  // The stub initialized: its output region (`stub_fd`, taken over) and process id.
-  bool Attach(int stub_fd, int pid);
+  // The stub initialized: its output region (`stub_fd`, taken over), process id and,
+  // decoupled, its response stream region (`stream_fd`, taken over).
+  bool Attach(int stub_fd, int pid, int stream_fd = -1);
   // The stub is gone or stopping: executions fail until the next Attach.
   void Detach();
   // Asks the attached stub to run the model's finalize (it answers on its socket).
   bool PostFinalize();
-  // Whether request `index` of the batch in flight is cancelled (false when none).
-  bool IsCancelled(size_t index);
+  // Whether the request the stub knows as `key` is cancelled: one of a decoupled
+  // model's open requests, else request `index` of the batch in flight (false when
+  // neither is known).
+  bool IsCancelled(size_t index, uint64_t key);
+  // Sends `response` (null: none, with `final`) for the open decoupled request `key`.
+  // NOT_FOUND when the request is no longer open (answered, or failed with the stub).
+  Status SendResponse(uint64_t key, std::unique_ptr<InferenceResponse> response,
+                      bool final);
+  // A stream message from the stub's socket (StreamReader::Read): the response goes
+  // to its open request.
+  Status Deliver(std::string_view message);
+  // The stub is gone: every open decoupled request gets Unhealthy() as its FINAL.
+  void FailPending();
   // Why the last Execute lost its stub ("" when it did not); cleared by reading.
   std::string TakeFailure();
 
  private:
   Status Unhealthy() const;
-  Status RunLocked(Batch& batch);
+  Status RunLocked(Batch& batch, uint64_t first_key);
   Status BuildResponses(Batch& batch, stub::RingServer& ring);
 
   const std::string name_;
   const int64_t timeout_ns_;
   const size_t shm_bytes_;
   const size_t growth_;
+  const bool decoupled_;
 
   // Set by Detach without waiting for mu_: an Execute waiting on a stub that the
   // socket says is gone stops within one wait slice (the pidfd usually tells first).
@@ -76,9 +98,15 @@ class StubExecutor : public Executor {
   bool attached_ = false;                   // guarded by mu_
   std::string failure_;                     // guarded by mu_
   stub::MessageWriter message_;             // guarded by mu_ (reused)
+  uint64_t next_key_ = 0;                   // guarded by mu_
 
-  std::mutex cancel_mu_;
-  const std::vector<RequestPtr>* inflight_ = nullptr;  // guarded by cancel_mu_
+  std::mutex requests_mu_;
+  const std::vector<RequestPtr>* inflight_ = nullptr;  // guarded by requests_mu_
+  uint64_t inflight_first_key_ = 0;                    // guarded by requests_mu_
+  // Decoupled only: requests posted to the stub and not answered yet, by wire key.
+  std::unordered_map<uint64_t, RequestPtr> open_;  // guarded by requests_mu_
+  // Decoupled: the attached stub's response stream (read by the socket reader only).
+  std::shared_ptr<stub::StreamReader> stream_;  // guarded by requests_mu_
 };
 
 }  // namespace tritonx

@@ -92,10 +92,13 @@ void WriteParameters(MessageWriter& w, const Parameters& params) {
   }
 }
 
-size_t WriteRequests(MessageWriter& w, const std::vector<RequestPtr>& requests) {
+size_t WriteRequests(MessageWriter& w, const std::vector<RequestPtr>& requests,
+                     uint64_t first_key) {
   size_t offset = 0;
   w.U32(static_cast<uint32_t>(requests.size()));
+  uint64_t key = first_key;
   for (const RequestPtr& request : requests) {
+    w.U64(key++);
     w.Str(request->id);
     const bool is_str = !request->correlation_id_str.empty();
     w.U8(is_str ? 1 : 0);
@@ -130,6 +133,7 @@ bool ReadRequests(std::string_view message, std::vector<WireRequest>* out) {
   out->clear();
   for (uint32_t i = 0; i < count && r.ok(); ++i) {
     WireRequest q;
+    q.key = r.U64();
     q.id = r.Str();
     q.correlation_is_string = r.U8() != 0;
     if (q.correlation_is_string) {
@@ -187,15 +191,19 @@ bool ReadReply(std::string_view message, WireReply* out) {
   const uint32_t count = r.U32();
   for (uint32_t i = 0; i < count && r.ok(); ++i) {
     WireResponse response;
-    if (r.U8() == 0) {
-      response.status = ReadStatus(r);
-    } else {
-      const uint32_t n = r.U32();
-      for (uint32_t k = 0; k < n && r.ok(); ++k)
-        response.outputs.push_back(ReadTensor(r));
-      response.parameters = ReadParameters(r);
-    }
+    ReadResponse(r, &response);
     out->responses.push_back(std::move(response));
+  }
+  return r.ok();
+}
+
+bool ReadResponse(MessageReader& r, WireResponse* out) {
+  if (r.U8() == 0) {
+    out->status = ReadStatus(r);
+  } else {
+    const uint32_t n = r.U32();
+    for (uint32_t k = 0; k < n && r.ok(); ++k) out->outputs.push_back(ReadTensor(r));
+    out->parameters = ReadParameters(r);
   }
   return r.ok();
 }

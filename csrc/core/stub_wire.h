@@ -25,6 +25,9 @@ struct WireTensor {
 
 // One request as the stub sees it (views into the message).
 struct WireRequest {
+  // The server's name for the request while the stub may still answer it: a
+  // decoupled model's senders name their request by it (StubExecutor::SendResponse).
+  uint64_t key = 0;
   std::string_view id;
   bool correlation_is_string = false;
   uint64_t correlation_id = 0;
@@ -53,9 +56,11 @@ struct WireReply {
 
 void WriteTensor(MessageWriter& w, const WireTensor& t);
 void WriteParameters(MessageWriter& w, const Parameters& params);
-// The request message for `requests`, whose inputs were laid out one after another
-// from data offset 0, each padded to kTensorAlign. Returns their total size.
-size_t WriteRequests(MessageWriter& w, const std::vector<RequestPtr>& requests);
+// The request message for `requests` (keys first_key, first_key + 1, ...), whose
+// inputs were laid out one after another from data offset 0, each padded to
+// kTensorAlign. Returns their total size.
+size_t WriteRequests(MessageWriter& w, const std::vector<RequestPtr>& requests,
+                     uint64_t first_key);
 bool ReadRequests(std::string_view message, std::vector<WireRequest>* out);
 
 // Reply: WriteReplyHeader, then per response WriteError or WriteOutputs.
@@ -65,5 +70,7 @@ void WriteError(MessageWriter& w, const Status& status);
 void WriteOutputs(MessageWriter& w, const std::vector<WireTensor>& outputs,
                   const Parameters& params);
 bool ReadReply(std::string_view message, WireReply* out);
+// One response as WriteError or WriteOutputs wrote it (stub_stream.h uses it too).
+bool ReadResponse(MessageReader& r, WireResponse* out);
 
 }  // namespace tritonx::stub

@@ -59,6 +59,7 @@ send_response = _C.send_response
 # Stub processes' execute ring (bind_stub.cpp): the server's and the stub's ends.
 StubExecutor = _C.StubExecutor
 StubEndpoint = _C.StubEndpoint
+StubStream = _C.StubStream
 # The core's wire tables (bind_tables.cpp) and request builder (bind_request.cpp).
 datatypes = _C.datatypes
 serialize_bytes = _C.serialize_bytes

@@ -3,6 +3,7 @@
 // process does, and answers through its own region.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 
 #include "core/stub_executor.h"
 #include "core/stub_ring.h"
+#include "core/stub_stream.h"
 #include "core/stub_wire.h"
 #include "test_util.h"
 
@@ -303,10 +305,11 @@ TEST(StubWire, ReadersRefuseTruncatedMessages) {
   requests[0]->parameters.emplace_back("k", int64_t{7});
   requests[0]->correlation_id_str = "seq";
   MessageWriter w;
-  WriteRequests(w, requests);
+  WriteRequests(w, requests, /*first_key=*/41);
   std::vector<WireRequest> read;
   ASSERT_TRUE(ReadRequests(w.bytes(), &read));
   ASSERT_EQ(read.size(), 1u);
+  EXPECT_EQ(read[0].key, 41u);
   EXPECT_EQ(read[0].id, "abc");
   EXPECT_EQ(read[0].correlation_id_str, "seq");
   EXPECT_EQ(std::get<int64_t>(read[0].parameters[0].second), 7);
@@ -314,6 +317,106 @@ TEST(StubWire, ReadersRefuseTruncatedMessages) {
     EXPECT_FALSE(ReadRequests(std::string_view(w.bytes()).substr(0, cut), &read))
         << cut;
   }
+}
+
+// The response stream within one process: the socket pair carries the messages, the
+// reader maps the writer's region from a duplicate descriptor as the server does.
+TEST(StubStream, WrapsAroundRefusesWhenFullAndRejectsGarbage) {
+  int sockets[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockets), 0);
+  auto writer = StreamWriter::Create(4096, sockets[0]);
+  ASSERT_NE(writer, nullptr);
+  auto reader = StreamReader::Adopt(dup(writer->fd()));
+  ASSERT_NE(reader, nullptr);
+  std::vector<float> values(600);  // 2400 bytes: one fits beside another, not two
+  auto response_of = [&](float v) {
+    std::fill(values.begin(), values.end(), v);
+    auto response = std::make_unique<InferenceResponse>();
+    Tensor t;
+    t.name = "OUT";
+    t.dtype = DataType::kFp32;
+    t.shape = {static_cast<int64_t>(values.size())};
+    t.data = reinterpret_cast<const char*>(values.data());
+    t.byte_size = values.size() * sizeof(float);
+    response->outputs.push_back(t);
+    response->parameters.emplace_back("v", static_cast<int64_t>(v));
+    return response;
+  };
+  auto receive = [&](uint64_t want_key, float want_value) {
+    char buf[4096];
+    const ssize_t n = recv(sockets[1], buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    ASSERT_EQ(buf[0], kStreamTag);
+    uint64_t key = 0;
+    bool final = true;
+    std::unique_ptr<InferenceResponse> got;
+    ASSERT_TRUE(reader->Read(std::string_view(buf, n), &key, &final, &got).ok());
+    EXPECT_EQ(key, want_key);
+    EXPECT_FALSE(final);
+    ASSERT_NE(got, nullptr);
+    ASSERT_EQ(got->outputs.size(), 1u);
+    const auto* data = reinterpret_cast<const float*>(got->outputs[0].data);
+    EXPECT_EQ(data[0], want_value);
+    EXPECT_EQ(data[values.size() - 1], want_value);
+    EXPECT_EQ(std::get<int64_t>(got->parameters[0].second),
+              static_cast<int64_t>(want_value));
+  };
+  bool sent = false;
+  // Eleven rounds through a 4 KiB region: each response lands where the last one
+  // ended or, past the end, at the start again; the second waits for the first.
+  for (int round = 0; round < 11; ++round) {
+    const float v = static_cast<float>(round);
+    ASSERT_TRUE(writer->Send(round, response_of(v).get(), false, &sent).ok());
+    ASSERT_TRUE(sent);
+    ASSERT_TRUE(
+        writer->Send(100 + round, response_of(v + 0.5f).get(), false, &sent).ok());
+    EXPECT_FALSE(sent);  // the first one's bytes are not read yet: no room
+    receive(round, v);
+  }
+  // A bare FINAL and an error response need no room.
+  auto error = std::make_unique<InferenceResponse>();
+  error->status = Status(StatusCode::kInvalidArg, "bad");
+  ASSERT_TRUE(writer->Send(7, error.get(), false, &sent).ok());
+  ASSERT_TRUE(sent);
+  ASSERT_TRUE(writer->Send(7, nullptr, true, &sent).ok());
+  ASSERT_TRUE(sent);
+  char buf[512];
+  uint64_t key = 0;
+  bool final = false;
+  std::unique_ptr<InferenceResponse> got;
+  ssize_t n = recv(sockets[1], buf, sizeof(buf), 0);
+  ASSERT_TRUE(reader->Read(std::string_view(buf, n), &key, &final, &got).ok());
+  ASSERT_NE(got, nullptr);
+  EXPECT_EQ(got->status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(got->status.message(), "bad");
+  n = recv(sockets[1], buf, sizeof(buf), 0);
+  ASSERT_TRUE(reader->Read(std::string_view(buf, n), &key, &final, &got).ok());
+  EXPECT_TRUE(final);
+  EXPECT_EQ(got, nullptr);
+  EXPECT_EQ(key, 7u);
+  // Truncated messages and bytes named past the region are errors, never reads.
+  ASSERT_TRUE(writer->Send(9, response_of(1).get(), false, &sent).ok());
+  n = recv(sockets[1], buf, sizeof(buf), 0);
+  for (ssize_t cut = 0; cut < n; ++cut) {
+    EXPECT_FALSE(reader->Read(std::string_view(buf, cut), &key, &final, &got).ok())
+        << cut;
+  }
+  MessageWriter forged;
+  forged.U8(static_cast<uint8_t>(kStreamTag));
+  forged.U64(1);
+  forged.U8(0);
+  forged.U64(0);
+  forged.U8(1);
+  WireTensor past;
+  past.name = "OUT";
+  past.datatype = "FP32";
+  past.shape = {1};
+  past.offset = 1 << 20;
+  past.bytes = 4;
+  WriteOutputs(forged, {past}, {});
+  EXPECT_FALSE(reader->Read(forged.bytes(), &key, &final, &got).ok());
+  close(sockets[0]);
+  close(sockets[1]);
 }
 
 }  // namespace

@@ -2,10 +2,11 @@
 
 Runs one instance of a Triton ``model.py`` for the server on the other end of the
 socket (see channel.py for the wire). The model code is the in-process backend's
-(``PythonInstance``), fed with requests whose inputs are views of the server's
-shared-memory region; outputs are written into this process's region. After init a
-non-decoupled stub takes its executes from the shared-memory ring (``_serve_ring``,
-bind_stub.cpp); a decoupled one keeps reading them from the socket. The process
+(``PythonInstance``). After init the stub takes its executes from the shared-memory
+ring (``_serve_ring``, bind_stub.cpp): requests whose inputs are views of the
+server's region, outputs written into this process's region. A decoupled model's
+responses go over the socket, each naming its request by the key the server gave
+it. The process
 exits when the server says so, when the socket reaches EOF, or when its parent
 changes (the server died), so no stub outlives its server.
 """
@@ -30,12 +31,9 @@ from tritonx.backends.stub.bls_remote import StubBls
 from tritonx.backends.stub.channel import (
     Channel,
     ChannelClosed,
-    Region,
-    TensorDesc,
     Writer,
     array_bytes,
     padded,
-    view_tensor,
 )
 from tritonx.backends.stub.metrics_sync import StubMetrics
 
@@ -60,59 +58,6 @@ class _ForwardHandler(logging.Handler):
                     record.funcName,
                 )
             )
-
-
-class _Input:
-    """A core-tensor lookalike over the server's region (what pb_utils.Tensor wraps)."""
-
-    __slots__ = ("_array", "datatype", "name", "shape")
-
-    def __init__(self, region: Region, desc: TensorDesc, copy: bool) -> None:
-        self.name = desc[0]
-        self.datatype = desc[1]
-        self.shape = list(desc[2])
-        self._array = view_tensor(region.mm, desc, copy)
-
-    def as_numpy(self) -> Any:
-        return self._array
-
-
-class _Request:
-    """A core-request lookalike: what ``InferenceRequest._from_core`` reads."""
-
-    __slots__ = (
-        "_index",
-        "_stub",
-        "correlation_id",
-        "flags",
-        "id",
-        "inputs",
-        "key",
-        "parameters",
-        "requested_outputs",
-        "timeout_us",
-        "trace_id",
-    )
-
-    def __init__(self, stub: Stub, index: int, fields: tuple[Any, ...]) -> None:
-        (
-            self.key,
-            self.id,
-            self.correlation_id,
-            self.requested_outputs,
-            self.flags,
-            self.timeout_us,
-            self.parameters,
-            descs,
-            self.trace_id,  # the server's trace of the request (0: not traced)
-        ) = fields
-        copy = stub.decoupled  # a decoupled model may read its inputs after execute
-        self.inputs = [_Input(stub.inputs, d, copy) for d in descs]
-        self._stub = stub
-        self._index = index
-
-    def is_cancelled(self) -> bool:
-        return self._stub.ask_cancelled(self.key, self._index)
 
 
 class _RingInput:
@@ -158,10 +103,14 @@ class _RingRequest:
             self.timeout_us,
             self.parameters,
             inputs,
-            self.trace_id,
+            self.trace_id,  # the server's trace of the request (0: not traced)
+            self.key,  # names the request in a decoupled model's responses
         ) = fields
+        if stub.decoupled:
+            # A decoupled model may read its inputs after execute returned, when the
+            # server's region holds the next execute's: it gets its own copies.
+            inputs = [(n, d, s, v.copy()) for n, d, s, v in inputs]
         self.inputs = [_RingInput(*t) for t in inputs]
-        self.key = index
         self._stub = stub
         self._index = index
 
@@ -184,10 +133,8 @@ class Stub:
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self.inputs = Region.create(0)
         self.decoupled = False
         self._instance: Any = None
-        self._out: Writer | None = None
         self._executing = False
         # One question to the server at a time (an async model's BLS calls run on
         # worker threads while the main thread waits in execute).
@@ -202,6 +149,7 @@ class Stub:
         # Non-decoupled stubs take executes from the shared-memory ring (bind_stub.cpp);
         # their server reads this socket at all times.
         self._ring: Any = None
+        self._stream: Any = None  # a decoupled model's response stream (StubStream)
         self._metrics: StubMetrics | None = None
 
     def ask(self, msg: tuple[Any, ...], fds: list[int], answer: str) -> tuple[Any, ...]:
@@ -250,20 +198,12 @@ class Stub:
                 self._answers.put((*msg, fds))  # for a thread waiting in ask()
                 continue
             kind = msg[0]
-            if kind == "init" and msg[1].get("ring"):
+            if kind == "init":
                 if self._initialize(msg[1], fds[-1]):
                     self._serve_ring()
                     return
-                continue
-            if fds:
-                self.inputs.close()
-                self.inputs = Region.adopt(fds[-1])
-            if kind == "exec":
-                self._execute(msg[1])
             elif kind == "autocomplete":
                 self._auto_complete(msg[1], msg[2])
-            elif kind == "init":
-                self._initialize(msg[1])
             elif kind == "fin":
                 self._finalize()
                 return
@@ -278,18 +218,15 @@ class Stub:
             return
         self.channel.send(("ok", result))
 
-    def _initialize(self, args: dict[str, Any], ring_fd: int | None = None) -> bool:
-        """Runs the model's initialize; True when it succeeded."""
+    def _initialize(self, args: dict[str, Any], ring_fd: int) -> bool:
+        """Maps the ring and runs the model's initialize; True when it succeeded."""
         from tritonx import _native
         from tritonx.backends.python_backend import PythonInstance
 
         self.decoupled = bool(args["decoupled"])
-        if ring_fd is not None:
-            self._ring = _native.StubEndpoint(
-                ring_fd, args["shm_size"], args["shm_growth"]
-            )
-        else:
-            self._out = Writer(args["shm_size"], args["shm_growth"])
+        self._ring = _native.StubEndpoint(ring_fd, args["shm_size"], args["shm_growth"])
+        if self.decoupled:
+            self._stream = _native.StubStream(args["shm_size"], self.channel.fileno())
         outputs = [SimpleNamespace(name=name) for name in args["outputs"]]
         config = SimpleNamespace(
             output=outputs,
@@ -314,8 +251,10 @@ class Stub:
             return False
         finally:
             self._listening = False
-        out_fds = [self._ring.out_fd] if self._ring else self._out.take_new_fd()  # type: ignore[union-attr]
-        self.reply(("ok",), [*out_fds, server_end.fileno()])
+        fds = [self._ring.out_fd, server_end.fileno()]
+        if self._stream is not None:
+            fds.append(self._stream.fd)
+        self.reply(("ok",), fds)
         server_end.close()
         return True
 
@@ -338,7 +277,9 @@ class Stub:
         except Exception as exc:
             self._executing = False
             if _out_of_memory(exc):
-                os._exit(3)  # replaced rather than left to limp on (see _execute)
+                # Past its memory limit the stub is replaced rather than left to limp
+                # on: the server sees it end and restarts it with fresh memory.
+                os._exit(3)
             self._flush_metrics()
             ring.reply_error(exc)
             return
@@ -389,65 +330,24 @@ class Stub:
         )
         metrics.sync = self._metrics
 
-    def _execute(self, fields: list[tuple[Any, ...]]) -> None:
-        requests = [_Request(self, i, f) for i, f in enumerate(fields)]
-        self._executing = self._listening = True
-        try:
-            result = self._instance.execute(requests)
-        except Exception as exc:
-            self._executing = self._listening = False
-            if _out_of_memory(exc):
-                # Past its memory limit the stub is replaced rather than left to limp
-                # on: the server sees it end and restarts it with fresh memory.
-                os._exit(3)
-            self.reply(("raise", type(exc).__name__, str(exc)))
+    def _send_decoupled(self, core: _RingRequest, response: Any, final: bool) -> None:
+        # Through the response stream (stub_stream.h), converted by the in-process
+        # rule; a response too big for the stream's free space gets a one-off region.
+        converted = None if response is None else self._instance._convert(response)
+        if self._stream.send(core.key, converted, final):
             return
-        self._executing = self._listening = False
-        if result is None:
-            self.reply(("result", None))
-            return
-        entries: list[tuple[Any, ...]] = []
-        packed: list[list[tuple[str, str, tuple[int, ...], Any]]] = []
-        total = 0
-        for item in result:
-            if isinstance(item, BaseException):
-                packed.append([])
-                continue
-            tensors = []
-            for name, value in item.items():
-                datatype, shape, data = array_bytes(value)
-                total += padded(memoryview(data).nbytes)
-                tensors.append((name, datatype, shape, data))
-            packed.append(tensors)
-        out = self._out
-        assert out is not None
-        out.begin()
-        out.reserve(total)
-        for item, tensors in zip(result, packed, strict=True):
-            if isinstance(item, BaseException):
-                entries.append(("err", type(item).__name__, str(item)))
-            else:
-                descs = [out.put(*t) for t in tensors]
-                entries.append(("ok", descs, getattr(item, "parameters", {})))
-        self.reply(("result", entries), out.take_new_fd())
-
-    def _send_decoupled(self, core: _Request, response: Any, final: bool) -> None:
-        # Each decoupled response gets a one-off region: it may be sent from any
-        # thread at any time, while the main region belongs to execute.
         payload: tuple[Any, ...] | None = None
         fds: list[int] = []
         region: Writer | None = None
-        if response is not None:
-            converted = self._instance._convert(response)
-            if isinstance(converted, BaseException):
-                payload = ("err", type(converted).__name__, str(converted))
-            else:
-                tensors = [(n, *array_bytes(v)) for n, v in converted.items()]
-                total = sum(padded(memoryview(t[3]).nbytes) for t in tensors)
-                region = Writer(total, total)
-                descs = [region.put(*t) for t in tensors]
-                payload = ("ok", descs, converted.parameters)
-                fds = region.take_new_fd()
+        if isinstance(converted, BaseException):
+            payload = ("err", type(converted).__name__, str(converted))
+        elif converted is not None:
+            tensors = [(n, *array_bytes(v)) for n, v in converted.items()]
+            total = sum(padded(memoryview(t[3]).nbytes) for t in tensors)
+            region = Writer(total, total)
+            descs = [region.put(*t) for t in tensors]
+            payload = ("ok", descs, converted.parameters)
+            fds = region.take_new_fd()
         try:
             self.reply(("send", core.key, payload, final), fds)
         finally:

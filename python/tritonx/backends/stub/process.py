@@ -1,13 +1,12 @@
 """The server side of a python model instance run in a stub process (EXECUTION_MODE
 "process").
 
-``StubInstance`` manages the stub's life (spawn, init, restart, finalize). A
-non-decoupled instance hands the core a C++ executor (``native_executor``,
-csrc/core/stub_executor.h): each batch goes through a shared-memory ring with no
-Python here. A decoupled one implements the Instance protocol (architecture.md §1)
-by forwarding each batch over the socket, its responses streaming back after
-``execute`` returned. Either way a reader thread owns the socket for the stub's life:
-log records, ``is_cancelled`` questions, BLS calls and custom metrics.
+``StubInstance`` manages the stub's life (spawn, init, restart, finalize) and hands
+the core a C++ executor (``native_executor``, csrc/core/stub_executor.h): each batch
+goes through a shared-memory ring with no Python here. A reader thread owns the socket
+for the stub's life: a decoupled model's responses (sent from any of its threads,
+during execute or after it), log records, ``is_cancelled`` questions, BLS calls and
+custom metrics.
 
 A stub that dies (exit, signal, OOM kill) or runs past the execution timeout fails the
 batch in flight with Triton's "Stub process '<instance>' is not healthy." and is
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tritonx import _native, errors
-from tritonx.backends.base import ExecuteResult, InstanceContext, OutputValue
+from tritonx.backends.base import InstanceContext, OutputValue
 from tritonx.backends.pb import bls
 from tritonx.backends.stub.bls_remote import ServerBls
 from tritonx.backends.stub.channel import (
@@ -36,19 +35,14 @@ from tritonx.backends.stub.channel import (
     ChannelClosed,
     Region,
     TensorDesc,
-    Writer,
-    padded,
     view_tensor,
 )
 from tritonx.backends.stub.metrics_sync import MetricsMirror
 from tritonx.backends.stub.spawn import reap as _reap
 from tritonx.backends.stub.spawn import spawn_stub
-from tritonx.errors import InternalError, UnsupportedError
+from tritonx.errors import InternalError
 
 if TYPE_CHECKING:
-    import numpy as np
-
-    from tritonx._native import Request
     from tritonx.backends.python_backend import PythonModel
 
 log = logging.getLogger("tritonx.backends.python")
@@ -100,10 +94,10 @@ def _float_param(model: PythonModel, key: str, default: float) -> float:
 class StubInstance:
     """One model instance in its own process.
 
-    Thread-safety: ``execute`` runs on the instance's core worker thread (or a caller
-    thread for inline dispatch); ``_lock`` serializes it against restarts and
-    finalize. The restart thread and a decoupled reader thread are owned here and end
-    with ``finalize``.
+    Thread-safety: executions run in C++ on the instance's core worker thread (or a
+    caller's thread for inline dispatch); ``_lock`` serializes starts, restarts and
+    finalize. The restart and reader threads are owned here and end with
+    ``finalize``.
     """
 
     gather_inputs = False
@@ -127,7 +121,7 @@ class StubInstance:
         shm_growth = int(
             ctx.backend_config.get("shm-growth-byte-size", DEFAULT_SHM_GROWTH)
         )
-        self._init_args: dict[str, Any] = {
+        init_args: dict[str, Any] = {
             "model_name": ctx.name,
             "model_version": ctx.version,
             "outputs": [o.name for o in ctx.config.output],
@@ -137,31 +131,29 @@ class StubInstance:
             "ictx": ictx,
             "shm_size": shm_size,
             "shm_growth": shm_growth,
+            "ring": True,
         }
-        self._shm = (shm_size, shm_growth)
-        # Non-decoupled instances execute through the C++ StubExecutor over a
-        # shared-memory ring (no Python here per execute); decoupled ones through
-        # ``execute`` below, as their responses stream back over the socket.
-        self.native_executor: Any = None
-        if not self._decoupled:
-            self.native_executor = _native.StubExecutor(
-                self._name, self._timeout or 0.0, shm_size, shm_growth
-            )
-            self._init_args["ring"] = True
+        self._init_args = init_args
+        # Executes go through the C++ StubExecutor over a shared-memory ring (no
+        # Python here per execute); a decoupled model's responses come back over the
+        # socket (_deliver) to the executor, which holds its open requests.
+        self.native_executor = _native.StubExecutor(
+            self._name,
+            self._timeout or 0.0,
+            shm_size,
+            shm_growth,
+            decoupled=self._decoupled,
+        )
         self._lock = threading.Lock()
         self._closing = False
         self._proc: Any = None  # subprocess.Popen or _ZygoteChild
         self._channel: Channel | None = None
-        self._inputs: Writer | None = None
-        self._outputs: Region | None = None
         self._started_at = 0.0
         self._backoff = _BACKOFF_FIRST_S
         self._restarter: threading.Thread | None = None
         self.restarts = 0  # read by /metrics (tritonx_python_stub_restarts)
-        # decoupled: key -> core request until its FINAL; replies for execute
-        self._pending: dict[int, Request] = {}
+        # The stub's answers to init and finalize, from the reader thread.
         self._replies: queue.Queue[tuple[Any, list[int]] | None] = queue.Queue()
-        self._next_key = 0
         # BLS calls the stub sends run here, for this instance of this server's model.
         scope = bls.BlsScope(model.bls_link)
         scope.ready = True
@@ -175,15 +167,11 @@ class StubInstance:
         parent = channel.sock
         self._metrics.restarted()
         native = self.native_executor
-        inputs = Writer(*self._shm) if native is None else None
         try:
-            if native is None:
-                channel.send(("init", self._init_args), inputs.take_new_fd())  # type: ignore[union-attr]
-            else:
-                ring_fd = native.prepare()
-                if ring_fd < 0:
-                    raise ChannelClosed("no shared memory for the ring")
-                channel.send(("init", self._init_args), [ring_fd])
+            ring_fd = native.prepare()
+            if ring_fd < 0:
+                raise ChannelClosed("no shared memory for the ring")
+            channel.send(("init", self._init_args), [ring_fd])
             msg, fds = self._wait_reply(channel, None)
         except ChannelClosed:
             proc.wait()
@@ -196,11 +184,9 @@ class StubInstance:
             _reap(proc, 5.0)
             parent.close()
             raise _error(msg[1], msg[2])
-        if native is not None:
-            native.attach(fds[0], proc.pid)  # takes the descriptor over
-        else:
-            self._outputs = Region.adopt(fds[0])
-        self._proc, self._channel, self._inputs = proc, channel, inputs
+        # takes the descriptors over (the stream: decoupled models only)
+        native.attach(fds[0], proc.pid, fds[2] if len(fds) > 2 else -1)
+        self._proc, self._channel = proc, channel
         streams = Channel(socket.socket(fileno=fds[1]))
         self._bls.streams = streams
         threading.Thread(
@@ -225,8 +211,7 @@ class StubInstance:
         """Forget the dead stub and schedule its restart. Holds ``_lock``."""
         proc, channel = self._proc, self._channel
         self._proc = self._channel = None
-        if self.native_executor is not None:
-            self.native_executor.detach()
+        self.native_executor.detach()
         if proc is not None:
             if not timed_out:
                 # EOF can come a moment before the exit status does
@@ -239,7 +224,7 @@ class StubInstance:
         if channel is not None:
             channel.sock.close()
         self._bls.close()
-        self._fail_pending()
+        self.native_executor.fail_pending()
         if self._closing:
             return
         if time.monotonic() - self._started_at > _HEALTHY_AFTER_S:
@@ -278,65 +263,8 @@ class StubInstance:
         return InternalError(f"Stub process '{self._name}' is not healthy.")
 
     # -- execute -----------------------------------------------------------------------
-    def execute(self, requests: list[Request]) -> ExecuteResult | None:
-        with self._lock:
-            channel = self._channel
-            inputs = self._inputs
-            if channel is None or inputs is None:
-                raise self._unhealthy()
-            inputs.begin()
-            inputs.reserve(sum(padded(t.byte_size) for r in requests for t in r.inputs))
-            fields = []
-            for r in requests:
-                key = self._next_key
-                self._next_key += 1
-                if self._decoupled:
-                    self._pending[key] = r
-                descs = [
-                    inputs.put(t.name, t.datatype, t.shape, t.raw()) for t in r.inputs
-                ]
-                fields.append(
-                    (
-                        key,
-                        r.id,
-                        r.correlation_id,
-                        r.requested_outputs,
-                        r.flags,
-                        r.timeout_us,
-                        r.parameters,
-                        descs,
-                        _native.trace_id(r),  # BLS children of a traced request
-                    )
-                )
-            try:
-                channel.send(("exec", fields), inputs.take_new_fd())
-                while True:
-                    msg, fds = self._wait_reply(channel, self._timeout, requests)
-                    if msg[0] in ("result", "raise"):
-                        break
-            except ChannelClosed:
-                self._on_death("the process ended")
-                raise self._unhealthy() from None
-            except TimeoutError:
-                self._on_death(f"execute ran past {self._timeout} s", timed_out=True)
-                raise self._unhealthy() from None
-            if fds:
-                assert self._outputs is not None
-                self._outputs.close()
-                self._outputs = Region.adopt(fds[-1])
-            if msg[0] == "raise":
-                raise _error(msg[1], msg[2])
-            if msg[1] is None:
-                return None
-            assert self._outputs is not None
-            mm = self._outputs.mm
-            return [_result(mm, entry) for entry in msg[1]]
-
     def _wait_reply(
-        self,
-        channel: Channel,
-        timeout: float | None,
-        requests: list[Request] | None = None,
+        self, channel: Channel, timeout: float | None
     ) -> tuple[Any, list[int]]:
         """The stub's next reply, handling its log records and questions meanwhile."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -356,7 +284,7 @@ class StubInstance:
             if kind == "log":
                 _forward_log(msg)
             elif kind == "cancelled?":
-                flag = requests is not None and requests[msg[1]].is_cancelled()
+                flag = bool(self.native_executor.is_cancelled(msg[1], msg[2]))
                 channel.send(("cancelled", flag))
             elif kind == "bls":
                 self._bls.run(channel, msg, fds)
@@ -391,7 +319,6 @@ class StubInstance:
             if msg[0] == "metrics":
                 self._metrics.apply(msg[1])
 
-    # -- decoupled ---------------------------------------------------------------------
     def _read_loop(self, channel: Channel) -> None:
         """Owns the stub's socket: a decoupled stub's responses, and every stub's log
         records, questions and BLS calls, from execute or from the model's threads."""
@@ -402,16 +329,17 @@ class StubInstance:
                 self._replies.put(None)
                 self._reader_saw_end(channel)
                 return
-            if msg[0] == "send":
+            if msg[0] == "stream":
+                try:
+                    self.native_executor.deliver(msg[1])
+                except Exception as exc:
+                    log.error("decoupled response dropped: %s", exc)
+            elif msg[0] == "send":
                 self._deliver(msg, fds)
             elif msg[0] == "log":
                 _forward_log(msg)
             elif msg[0] == "cancelled?":  # from execute or a model thread
-                if self.native_executor is not None:
-                    flag = bool(self.native_executor.is_cancelled(msg[1]))
-                else:
-                    core = self._pending.get(msg[2])
-                    flag = core is not None and core.is_cancelled()
+                flag = bool(self.native_executor.is_cancelled(msg[1], msg[2]))
                 with contextlib.suppress(ChannelClosed):
                     channel.send(("cancelled", flag))
             elif msg[0] == "bls":  # from execute or a model thread
@@ -426,19 +354,16 @@ class StubInstance:
         """The stub's socket ended: unless an execute or finalize already dealt with
         it, the stub died between executes (or the C++ executor saw it die)."""
         native = self.native_executor
-        if native is not None:
-            native.detach()  # waits for an execute in flight to notice it too
+        native.detach()  # waits for an execute in flight to notice it too
         with self._lock:
             if self._closing or self._channel is not channel:
                 return
-            reason = (native.take_failure() if native is not None else "") or (
-                "the process ended"
-            )
+            reason = native.take_failure() or "the process ended"
             self._on_death(reason, timed_out="ran past" in reason)
 
     def _deliver(self, msg: tuple[Any, ...], fds: list[int]) -> None:
+        """A decoupled model's response (or bare FINAL) for its request ``key``."""
         _kind, key, payload, final = msg
-        core = self._pending.pop(key, None) if final else self._pending.get(key)
         value: Any = None
         if payload is not None:
             region = Region.adopt(fds[-1]) if fds else None
@@ -447,22 +372,10 @@ class StubInstance:
             finally:
                 if region is not None:
                     region.close()
-        if core is not None:
-            try:
-                _native.send_response(core, value, final)
-            except Exception as exc:
-                log.error("decoupled response dropped: %s", exc)
-
-    def _fail_pending(self) -> None:
-        pending, self._pending = self._pending, {}
-        for core in pending.values():
-            with contextlib.suppress(Exception):  # already final
-                _native.send_response(core, self._unhealthy(), True)
-
-    def execute_batch(
-        self, inputs: dict[str, np.ndarray], requests: list[Request]
-    ) -> dict[str, OutputValue]:
-        raise UnsupportedError("the python backend does not take gathered inputs")
+        try:
+            self.native_executor.send_response(key, value, final)
+        except Exception as exc:
+            log.error("decoupled response dropped: %s", exc)
 
     def finalize(self, timeout_s: float | None = None) -> None:
         """Runs the model's finalize in the stub and waits for the stub to exit, all
@@ -475,9 +388,7 @@ class StubInstance:
             if proc is None or channel is None:
                 return
             try:
-                if self.native_executor is None:
-                    channel.send(("fin",))
-                elif not self.native_executor.post_finalize():
+                if not self.native_executor.post_finalize():
                     raise ChannelClosed("the stub is not attached")
                 while True:
                     left = max(deadline - time.monotonic(), 0.0)
@@ -499,11 +410,7 @@ class StubInstance:
             self._proc = self._channel = None
             channel.sock.close()
             self._bls.close()
-            if self._inputs is not None:
-                self._inputs.region.close()
-            if self._outputs is not None:
-                self._outputs.close()
-            self._fail_pending()
+            self.native_executor.fail_pending()
 
 
 def auto_complete_in_stub(

@@ -1,0 +1,142 @@
+"""A decoupled model in a stub process: its responses stream back through the stub's
+response stream (csrc/core/stub_stream.h) and answer exactly as in-process.
+
+The stream region is as big as shm-default-byte-size (64 KiB here), so a long
+stream of mixed sizes wraps around it many times, and outputs bigger than the whole
+region take the fallback (a one-off region). Sender threads answer several requests
+at once, after execute returned; error responses, parameters, BYTES outputs and bare
+FINALs ride along.
+"""
+
+from __future__ import annotations
+
+import queue
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from serverutil import run_server
+
+CONFIG = """
+name: "%s"
+backend: "python"
+max_batch_size: 0
+model_transaction_policy { decoupled: true }
+input [ { name: "COUNT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [
+  { name: "OUT" data_type: TYPE_FP32 dims: [ -1 ] },
+  { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] }
+]
+"""
+PROCESS = 'parameters { key: "EXECUTION_MODE" value: { string_value: "process" } }\n'
+
+# Response i of a request carries OUT = [i, i, ...] with a size cycling through 16 B,
+# 12 KiB, 40 KiB and 160 KiB (past the 64 KiB stream: the fallback), TEXT = "r<i>"
+# and parameter i; every seventh is an error response instead. Each request is
+# answered by its own thread, so several requests stream at once; FINAL comes alone.
+MODEL = """
+import threading
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+SIZES = [4, 3 * 1024, 10 * 1024, 40 * 1024]
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.threads = []
+
+    def execute(self, requests):
+        for request in requests:
+            count = int(pb_utils.get_input_tensor_by_name(request, "COUNT").as_numpy()[0])
+            thread = threading.Thread(target=self.answer, args=(request, count))
+            thread.start()
+            self.threads.append(thread)
+        return None
+
+    def answer(self, request, count):
+        sender = request.get_response_sender()
+        for i in range(count):
+            if i % 7 == 6:
+                error = pb_utils.TritonError("response %d failed" % i)
+                sender.send(pb_utils.InferenceResponse(error=error))
+                continue
+            out = np.full(SIZES[i % len(SIZES)], i, dtype=np.float32)
+            text = np.array([("r%d" % i).encode()], dtype=object)
+            sender.send(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUT", out), pb_utils.Tensor("TEXT", text)],
+                parameters={"i": i}))
+        sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+    def finalize(self):
+        for thread in self.threads:
+            thread.join()
+"""
+
+
+def _stream(url: str, model: str, counts: list[int]) -> dict[str, list[Any]]:
+    """Per request id, what came back in order: (i, OUT, TEXT) tuples, error texts,
+    and "FINAL" for the empty final response."""
+    events: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client = grpcclient.InferenceServerClient(url)
+    client.start_stream(callback=lambda result, error: events.put((result, error)))
+    try:
+        for n, count in enumerate(counts):
+            tensor = grpcclient.InferInput("COUNT", [1], "INT32")
+            tensor.set_data_from_numpy(np.array([count], dtype=np.int32))
+            client.async_stream_infer(
+                model, [tensor], request_id=f"q{n}", enable_empty_final_response=True
+            )
+        seen: dict[str, list[Any]] = {f"q{n}": [] for n in range(len(counts))}
+        open_requests = len(counts)
+        errors = []
+        while open_requests:
+            result, error = events.get(timeout=60)
+            if error is not None:
+                errors.append(error.message())  # no request id on a stream error
+                continue
+            response = result.get_response()
+            if response.parameters["triton_final_response"].bool_param:
+                seen[response.id].append("FINAL")
+                open_requests -= 1
+                continue
+            out = result.as_numpy("OUT")
+            text = result.as_numpy("TEXT")
+            i = response.parameters["i"].int64_param
+            seen[response.id].append((i, out.tolist(), text.tolist()))
+        seen["errors"] = sorted(errors)
+        return seen
+    finally:
+        client.stop_stream()
+        client.close()
+
+
+def test_stream_wraps_falls_back_and_matches_in_process(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    for name, extra in (("inproc", ""), ("stub", PROCESS)):
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(CONFIG % name + extra)
+        (repo / name / "1" / "model.py").write_text(MODEL)
+    counts = [60, 0, 25, 41]
+    with run_server(
+        repo, "--backend-config=python,shm-default-byte-size=65536"
+    ) as server:
+        expected = _stream(server.grpc_url, "inproc", counts)
+        got = _stream(server.grpc_url, "stub", counts)
+        assert got == expected
+        # what the in-process answer holds: every size, the fallback's included
+        sizes = [4, 3 * 1024, 10 * 1024, 40 * 1024]
+        answers = [a for a in expected["q0"] if a != "FINAL"]
+        assert [a[0] for a in answers] == [i for i in range(60) if i % 7 != 6]
+        for i, out, text in answers:
+            assert out == [float(i)] * sizes[i % 4]
+            assert text == [f"r{i}".encode()]
+        assert expected["q1"] == ["FINAL"]
+        assert len(expected["errors"]) == 8 + 0 + 3 + 5
+        assert "response 6 failed" in expected["errors"][0] or any(
+            "response 6 failed" in e for e in expected["errors"]
+        )
+        # a second round on the same stub: the stream's space was given back
+        assert _stream(server.grpc_url, "stub", counts) == expected
