@@ -11,6 +11,10 @@ better; p99: lower is better).
 
     python benchmarks/bench_streaming.py --reference-cmd /path/to/triton_reference \\
         --concurrency 1,4 --repeats 1,16 --rounds 3 --json results.json
+
+`--variant NAME=ARGS` adds tritonx run with extra arguments (e.g. the model in a stub
+process: 'process=--backend-config=python,execution-mode=process') to every round,
+and a second table with every server's medians against the reference's.
 """
 
 from __future__ import annotations
@@ -129,6 +133,29 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def every_row(rows: list[Row]) -> str:
+    """Every server's medians (variants included), responses/s x the reference."""
+    med = medians(rows)
+    header = (
+        f"{'server':10s} {'N':>3s} {'conc':>4s} | {'resp/s':>9s} {'p50 us':>7s} "
+        f"{'p99 us':>7s} | {'x ref':>6s}"
+    )
+    lines = [header, "-" * len(header)]
+    for key in sorted(med, key=lambda k: (k[1], k[2], k[0])):
+        r = med[key]
+        b = med.get(("reference", key[1], key[2]))
+        x_ref = (
+            f"{r.responses_per_sec / b.responses_per_sec:6.2f}"
+            if b and b.responses_per_sec
+            else f"{'-':>6s}"
+        )
+        lines.append(
+            f"{r.server:10s} {r.repeats:3d} {r.concurrency:4d} | "
+            f"{r.responses_per_sec:9.0f} {r.p50_us:7.0f} {r.p99_us:7.0f} | {x_ref}"
+        )
+    return "\n".join(lines)
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reference-cmd", default=None, help="starts the reference Triton")
@@ -155,6 +182,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--measurement-interval", type=int, default=2000, metavar="MS")
     p.add_argument("--start-timeout", type=float, default=120.0)
     p.add_argument("--skip-tritonx", action="store_true")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="also run tritonx with these extra arguments, as rows named NAME "
+        "(repeatable)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write rows here")
     args = p.parse_args(argv)
     if not args.perf_analyzer:
@@ -170,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     servers: list[tuple[str, list[str], dict[str, str]]] = []
     if not args.skip_tritonx:
         servers.append(("tritonx", shlex.split(args.tritonx_cmd), env))
+    for variant in args.variant:
+        name, _, extra = variant.partition("=")
+        servers.append((name, shlex.split(args.tritonx_cmd) + shlex.split(extra), env))
     if args.reference_cmd:
         servers.append(("reference", shlex.split(args.reference_cmd), {}))
     # Only the benchmark model, on both servers.
@@ -195,6 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs; p99 = latency of a request's first response"
     )
     print(table(rows))
+    if args.variant:
+        print()
+        print(every_row(rows))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
     return 0
