@@ -459,3 +459,21 @@ def test_odd_outputs_answer_alike_in_both_modes(tmp_path: Path) -> None:
         assert answer(client, "odd_stub", 2) == ("500", "no answer for this one")
         assert answer(client, "odd_stub", 3)[1].startswith("Unable to parse 'bad'")
         client.close()
+
+
+def test_a_stub_that_dies_starting_says_why(tmp_path: Path) -> None:
+    """An exception that escapes the stub itself (here a BaseException from
+    initialize, which the model wrapper does not catch) reaches the server's log
+    with its traceback, not only "failed to start"."""
+    repo = tmp_path / "repo"
+    model = MODEL.replace(
+        "        self.kept = []\n",
+        "        self.kept = []\n        raise KeyboardInterrupt('stub-startup-marker')\n",
+    )
+    _write(repo, "dies", PROCESS, model=model)
+    with run_server(repo, "--exit-on-error=false") as server:
+        _until(lambda: "failed to start" in server.log_text(), "the load error")
+        log = server.log_text()
+        assert "Traceback" in log
+        assert "KeyboardInterrupt: stub-startup-marker" in log
+        assert not _stub_pids(server.process.pid)

@@ -22,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -432,7 +433,12 @@ def run_zygote(fd: int) -> None:
                 try:
                     _limit_memory(msg[2])
                     run_stub(fds[0], msg[1])
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else 1
                 except BaseException:
+                    # What a fresh interpreter would print: the server shows the
+                    # stub's stderr, and "failed to start" alone says too little.
+                    traceback.print_exc()
                     code = 1
                 os._exit(code)
             os.close(fds[0])
