@@ -183,19 +183,17 @@ class StubStream {
     if (!writer_) throw std::runtime_error("cannot create the response stream region");
   }
   int fd() const { return writer_->fd(); }
-  // False when the response's bytes do not fit now (the caller sends it another way).
-  bool Send(uint64_t key, const py::object& item, bool final) {
+  void Send(uint64_t key, const py::object& item, bool final) {
     std::unique_ptr<InferenceResponse> response;
     if (!item.is_none()) response = ResponseFromPy(item);  // the in-process rule
-    bool sent = false;
     Status status;
     {
       py::gil_scoped_release release;
-      status = writer_->Send(key, response.get(), final, &sent);
+      status = writer_->Send(key, response.get(), final);
     }
     ThrowIfError(status);
-    return sent;
   }
+  uint64_t one_off_count() const { return writer_->one_off_count(); }
 
  private:
   std::unique_ptr<stub::StreamWriter> writer_;
@@ -221,31 +219,11 @@ void RegisterStub(py::module_& m) {
            py::arg("growth"), py::arg("decoupled") = false)
       .def("prepare", &StubExecutor::Prepare, Release())
       .def("attach", &StubExecutor::Attach, py::arg("stub_fd"), py::arg("pid"),
-           py::arg("stream_fd") = -1, Release())
-      .def(
-          "deliver",
-          [](StubExecutor& self, const py::bytes& message) {
-            std::string_view view = message;
-            py::gil_scoped_release release;
-            ThrowIfError(self.Deliver(view));
-          },
-          py::arg("message"), "A decoupled stub's stream message (stub_stream.h).")
+           py::arg("stream_fd") = -1, py::arg("stream_socket") = -1, Release())
       .def("detach", &StubExecutor::Detach, Release())
       .def("post_finalize", &StubExecutor::PostFinalize, Release())
       .def("is_cancelled", &StubExecutor::IsCancelled, py::arg("index"), py::arg("key"),
            Release())
-      .def(
-          "send_response",
-          [](StubExecutor& self, uint64_t key, const py::object& item, bool final) {
-            // The same conversion as a sender's in-process send (ResponseFromPy).
-            std::unique_ptr<InferenceResponse> response;
-            if (!item.is_none()) response = ResponseFromPy(item);
-            py::gil_scoped_release release;
-            ThrowIfError(self.SendResponse(key, std::move(response), final));
-          },
-          py::arg("key"), py::arg("response"), py::arg("final"),
-          "Sends a decoupled stub's response for its request `key` (see "
-          "pb send_response); raises once the request is no longer open.")
       .def("fail_pending", &StubExecutor::FailPending, Release())
       .def("take_failure", &StubExecutor::TakeFailure, Release());
 
@@ -261,7 +239,8 @@ void RegisterStub(py::module_& m) {
       .def(py::init<size_t, int>(), py::arg("bytes"), py::arg("socket_fd"))
       .def_property_readonly("fd", &StubStream::fd)
       .def("send", &StubStream::Send, py::arg("key"), py::arg("response"),
-           py::arg("final"));
+           py::arg("final"))
+      .def_property_readonly("one_off_count", &StubStream::one_off_count);
 }
 
 }  // namespace tritonx::bindings

@@ -1,8 +1,11 @@
 #include "stub_executor.h"
 
+#include <unistd.h>
+
 #include <cstring>
 
 #include "data_type.h"
+#include "logging.h"
 #include "stub_wire.h"
 #include "tensor_arena.h"
 
@@ -29,16 +32,27 @@ int StubExecutor::Prepare() {
   return ring_ ? ring_->fd() : -1;
 }
 
-bool StubExecutor::Attach(int stub_fd, int pid, int stream_fd) {
+bool StubExecutor::Attach(int stub_fd, int pid, int stream_fd, int stream_socket) {
   std::lock_guard<std::mutex> lock(mu_);
-  std::shared_ptr<stub::StreamReader> stream;
+  // The last stub's receiver has seen its socket end (or is told to now).
+  receiver_.reset();
+  std::unique_ptr<stub::StreamReader> stream;
   if (stream_fd >= 0) stream = stub::StreamReader::Adopt(stream_fd);
-  {
-    std::lock_guard<std::mutex> requests(requests_mu_);
-    stream_ = stream;
+  if (stream && stream_socket >= 0) {
+    receiver_ = std::make_unique<stub::StreamReceiver>(
+        stream_socket, std::move(stream),
+        [this](uint64_t key, bool final, std::unique_ptr<InferenceResponse> response) {
+          Status status = SendResponse(key, std::move(response), final);
+          // NOT_FOUND: the request was already answered (the stub died, say).
+          if (!status.ok() && status.code() != StatusCode::kNotFound) {
+            Log(LogLevel::kError, "decoupled response dropped: " + status.message());
+          }
+        });
+  } else if (stream_socket >= 0) {
+    close(stream_socket);
   }
   attached_ = ring_ != nullptr && ring_->AttachStub(stub_fd, pid) &&
-              (!decoupled_ || stream != nullptr);
+              (!decoupled_ || receiver_ != nullptr);
   abandoned_.store(false);
   failure_.clear();
   return attached_;
@@ -80,21 +94,6 @@ Status StubExecutor::SendResponse(uint64_t key,
   }
   // Outside the lock: delivery runs the frontend's callback.
   return request->Send(std::move(response), final ? kResponseFlagFinal : 0);
-}
-
-Status StubExecutor::Deliver(std::string_view message) {
-  std::shared_ptr<stub::StreamReader> stream;
-  {
-    std::lock_guard<std::mutex> lock(requests_mu_);
-    stream = stream_;
-  }
-  if (!stream) return Status(StatusCode::kUnavailable, "no response stream attached");
-  uint64_t key = 0;
-  bool final = false;
-  std::unique_ptr<InferenceResponse> response;
-  Status status = stream->Read(message, &key, &final, &response);
-  if (!status.ok()) return status;
-  return SendResponse(key, std::move(response), final);
 }
 
 void StubExecutor::FailPending() {

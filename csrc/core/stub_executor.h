@@ -14,15 +14,15 @@
 // fails with Triton's INTERNAL "Stub process '<instance>' is not healthy.".
 //
 // A decoupled model's stub answers through its requests' senders, during execute or
-// later from its own threads, over the control socket (stub_stream.h): the executor
-// keeps each request it posted under its wire key until the request's FINAL is sent
-// (Deliver or SendResponse, called by stub/process.py's socket reader) or the stub is
-// gone (FailPending). The ring reply of a decoupled execute carries no responses.
+// later from its own threads, through its response stream (stub_stream.h), which a
+// StreamReceiver thread owned here reads: the executor keeps each request it posted
+// under its wire key until the request's FINAL is sent or the stub is gone
+// (FailPending). The ring reply of a decoupled execute carries no responses.
 //
 // Thread safety: every method is thread safe. Execute and the lifecycle methods are
 // serialized by `mu_` (one batch at a time, as the scheduler guarantees anyway);
 // IsCancelled, SendResponse and FailPending use `requests_mu_`, so the socket reader
-// can answer and deliver while Execute waits.
+// and the stream receiver can answer and deliver while Execute waits.
 #pragma once
 
 #include <atomic>
@@ -57,8 +57,8 @@ class StubExecutor : public Executor {
   // (owned here; the caller passes it to the stub), or -1.
   int Prepare();
   // The stub initialized: its output region (`stub_fd`, taken over), process id and,
-  // decoupled, its response stream region (`stream_fd`, taken over).
-  bool Attach(int stub_fd, int pid, int stream_fd = -1);
+  // decoupled, its response stream: region and socket (taken over).
+  bool Attach(int stub_fd, int pid, int stream_fd = -1, int stream_socket = -1);
   // The stub is gone or stopping: executions fail until the next Attach.
   void Detach();
   // Asks the attached stub to run the model's finalize (it answers on its socket).
@@ -71,9 +71,6 @@ class StubExecutor : public Executor {
   // NOT_FOUND when the request is no longer open (answered, or failed with the stub).
   Status SendResponse(uint64_t key, std::unique_ptr<InferenceResponse> response,
                       bool final);
-  // A stream message from the stub's socket (StreamReader::Read): the response goes
-  // to its open request.
-  Status Deliver(std::string_view message);
   // The stub is gone: every open decoupled request gets Unhealthy() as its FINAL.
   void FailPending();
   // Why the last Execute lost its stub ("" when it did not); cleared by reading.
@@ -105,8 +102,10 @@ class StubExecutor : public Executor {
   uint64_t inflight_first_key_ = 0;                    // guarded by requests_mu_
   // Decoupled only: requests posted to the stub and not answered yet, by wire key.
   std::unordered_map<uint64_t, RequestPtr> open_;  // guarded by requests_mu_
-  // Decoupled: the attached stub's response stream (read by the socket reader only).
-  std::shared_ptr<stub::StreamReader> stream_;  // guarded by requests_mu_
+
+  // Decoupled: reads the attached stub's responses (replaced at each Attach; the last
+  // member, so it stops before anything it delivers to goes away).
+  std::unique_ptr<stub::StreamReceiver> receiver_;  // guarded by mu_
 };
 
 }  // namespace tritonx

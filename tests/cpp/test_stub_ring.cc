@@ -8,8 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -319,93 +322,139 @@ TEST(StubWire, ReadersRefuseTruncatedMessages) {
   }
 }
 
-// The response stream within one process: the socket pair carries the messages, the
-// reader maps the writer's region from a duplicate descriptor as the server does.
-TEST(StubStream, WrapsAroundRefusesWhenFullAndRejectsGarbage) {
+// The response stream within one process: a socket pair carries the messages and a
+// StreamReceiver thread reads them, as on the server, from the writer's region
+// mapped through a duplicate descriptor.
+TEST(StubStream, WrapsAroundFallsBackToOneOffRegionsAndRejectsGarbage) {
   int sockets[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockets), 0);
   auto writer = StreamWriter::Create(4096, sockets[0]);
   ASSERT_NE(writer, nullptr);
-  auto reader = StreamReader::Adopt(dup(writer->fd()));
-  ASSERT_NE(reader, nullptr);
-  std::vector<float> values(600);  // 2400 bytes: one fits beside another, not two
-  auto response_of = [&](float v) {
-    std::fill(values.begin(), values.end(), v);
+  struct Got {
+    uint64_t key;
+    bool final;
+    std::unique_ptr<InferenceResponse> response;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Got> got;
+  auto receiver = std::make_unique<StreamReceiver>(
+      sockets[1], StreamReader::Adopt(dup(writer->fd())),
+      [&](uint64_t key, bool final, std::unique_ptr<InferenceResponse> response) {
+        std::lock_guard<std::mutex> lock(mu);
+        got.push_back({key, final, std::move(response)});
+        cv.notify_all();
+      });
+  auto wait_for = [&](size_t n) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return got.size() >= n; });
+  };
+  auto response_of = [](size_t floats, float v) {
     auto response = std::make_unique<InferenceResponse>();
+    auto values = std::make_shared<std::vector<float>>(floats, v);
     Tensor t;
     t.name = "OUT";
     t.dtype = DataType::kFp32;
-    t.shape = {static_cast<int64_t>(values.size())};
-    t.data = reinterpret_cast<const char*>(values.data());
-    t.byte_size = values.size() * sizeof(float);
+    t.shape = {static_cast<int64_t>(floats)};
+    t.data = reinterpret_cast<const char*>(values->data());
+    t.byte_size = floats * sizeof(float);
+    t.owner = values;
     response->outputs.push_back(t);
     response->parameters.emplace_back("v", static_cast<int64_t>(v));
     return response;
   };
-  auto receive = [&](uint64_t want_key, float want_value) {
-    char buf[4096];
-    const ssize_t n = recv(sockets[1], buf, sizeof(buf), 0);
-    ASSERT_GT(n, 0);
-    ASSERT_EQ(buf[0], kStreamTag);
-    uint64_t key = 0;
-    bool final = true;
-    std::unique_ptr<InferenceResponse> got;
-    ASSERT_TRUE(reader->Read(std::string_view(buf, n), &key, &final, &got).ok());
-    EXPECT_EQ(key, want_key);
-    EXPECT_FALSE(final);
-    ASSERT_NE(got, nullptr);
-    ASSERT_EQ(got->outputs.size(), 1u);
-    const auto* data = reinterpret_cast<const float*>(got->outputs[0].data);
-    EXPECT_EQ(data[0], want_value);
-    EXPECT_EQ(data[values.size() - 1], want_value);
-    EXPECT_EQ(std::get<int64_t>(got->parameters[0].second),
-              static_cast<int64_t>(want_value));
+  auto check = [&](size_t index, uint64_t key, size_t floats, float v) {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_LT(index, got.size());
+    EXPECT_EQ(got[index].key, key);
+    EXPECT_FALSE(got[index].final);
+    ASSERT_NE(got[index].response, nullptr);
+    ASSERT_EQ(got[index].response->outputs.size(), 1u);
+    const Tensor& out = got[index].response->outputs[0];
+    ASSERT_EQ(out.byte_size, floats * sizeof(float));
+    const auto* data = reinterpret_cast<const float*>(out.data);
+    EXPECT_EQ(data[0], v);
+    EXPECT_EQ(data[floats - 1], v);
+    EXPECT_EQ(std::get<int64_t>(got[index].response->parameters[0].second),
+              static_cast<int64_t>(v));
   };
-  bool sent = false;
-  // Eleven rounds through a 4 KiB region: each response lands where the last one
-  // ended or, past the end, at the start again; the second waits for the first.
-  for (int round = 0; round < 11; ++round) {
-    const float v = static_cast<float>(round);
-    ASSERT_TRUE(writer->Send(round, response_of(v).get(), false, &sent).ok());
-    ASSERT_TRUE(sent);
-    ASSERT_TRUE(
-        writer->Send(100 + round, response_of(v + 0.5f).get(), false, &sent).ok());
-    EXPECT_FALSE(sent);  // the first one's bytes are not read yet: no room
-    receive(round, v);
+  // 2400-byte responses through a 4 KiB stream: one fits beside another only after
+  // the first is read, and each read one makes room again, from the start when the
+  // next would cross the end. Sent back to back, one may find no room and take a
+  // one-off region instead; either way they arrive in order with their bytes.
+  size_t sent = 0;
+  for (int round = 0; round < 12; ++round) {
+    ASSERT_TRUE(writer->Send(round, response_of(600, round).get(), false).ok());
+    ++sent;
+    if (round % 3 == 0) ASSERT_TRUE(wait_for(sent));  // let the reader catch up
   }
-  // A bare FINAL and an error response need no room.
+  ASSERT_TRUE(wait_for(sent));
+  for (int round = 0; round < 12; ++round) check(round, round, 600, round);
+  EXPECT_GT(writer->head(), 4096u);  // wrapped around (rounds 0, 3, 6, 9 at least)
+  // Bigger than the whole stream: always a one-off region.
+  const uint64_t one_offs = writer->one_off_count();
+  ASSERT_TRUE(writer->Send(50, response_of(5000, 50).get(), false).ok());
+  EXPECT_EQ(writer->one_off_count(), one_offs + 1);
+  // An error response and a bare FINAL.
   auto error = std::make_unique<InferenceResponse>();
   error->status = Status(StatusCode::kInvalidArg, "bad");
-  ASSERT_TRUE(writer->Send(7, error.get(), false, &sent).ok());
-  ASSERT_TRUE(sent);
-  ASSERT_TRUE(writer->Send(7, nullptr, true, &sent).ok());
-  ASSERT_TRUE(sent);
+  ASSERT_TRUE(writer->Send(7, error.get(), false).ok());
+  ASSERT_TRUE(writer->Send(7, nullptr, true).ok());
+  ASSERT_TRUE(wait_for(sent + 3));
+  check(sent, 50, 5000, 50);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(got[sent + 1].response->status.code(), StatusCode::kInvalidArg);
+    EXPECT_EQ(got[sent + 1].response->status.message(), "bad");
+    EXPECT_TRUE(got[sent + 2].final);
+    EXPECT_EQ(got[sent + 2].response, nullptr);
+  }
+  // Garbage is dropped (logged), never read as bytes; the stream goes on after it.
+  const char junk[] = "R\x01\x02";
+  ASSERT_EQ(send(sockets[0], junk, sizeof(junk), 0),
+            static_cast<ssize_t>(sizeof(junk)));
+  ASSERT_TRUE(writer->Send(60, response_of(4, 60).get(), false).ok());
+  ASSERT_TRUE(wait_for(sent + 4));
+  check(sent + 3, 60, 4, 60);
+  receiver.reset();  // shuts its socket down and joins
+  close(sockets[0]);
+}
+
+TEST(StubStream, ReaderRefusesTruncatedAndOutOfRangeMessages) {
+  int sockets[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockets), 0);
+  auto writer = StreamWriter::Create(4096, sockets[0]);
+  auto reader = StreamReader::Adopt(dup(writer->fd()));
+  ASSERT_NE(reader, nullptr);
+  auto response = std::make_unique<InferenceResponse>();
+  std::vector<float> values(4, 1.0f);
+  Tensor t;
+  t.name = "OUT";
+  t.dtype = DataType::kFp32;
+  t.shape = {4};
+  t.data = reinterpret_cast<const char*>(values.data());
+  t.byte_size = sizeof(float) * 4;
+  response->outputs.push_back(t);
+  ASSERT_TRUE(writer->Send(9, response.get(), false).ok());
   char buf[512];
+  const ssize_t n = recv(sockets[1], buf, sizeof(buf), 0);
+  ASSERT_GT(n, 0);
   uint64_t key = 0;
   bool final = false;
   std::unique_ptr<InferenceResponse> got;
-  ssize_t n = recv(sockets[1], buf, sizeof(buf), 0);
-  ASSERT_TRUE(reader->Read(std::string_view(buf, n), &key, &final, &got).ok());
-  ASSERT_NE(got, nullptr);
-  EXPECT_EQ(got->status.code(), StatusCode::kInvalidArg);
-  EXPECT_EQ(got->status.message(), "bad");
-  n = recv(sockets[1], buf, sizeof(buf), 0);
-  ASSERT_TRUE(reader->Read(std::string_view(buf, n), &key, &final, &got).ok());
-  EXPECT_TRUE(final);
-  EXPECT_EQ(got, nullptr);
-  EXPECT_EQ(key, 7u);
-  // Truncated messages and bytes named past the region are errors, never reads.
-  ASSERT_TRUE(writer->Send(9, response_of(1).get(), false, &sent).ok());
-  n = recv(sockets[1], buf, sizeof(buf), 0);
+  ASSERT_TRUE(reader->Read(std::string_view(buf, n), -1, &key, &final, &got).ok());
+  EXPECT_EQ(key, 9u);
   for (ssize_t cut = 0; cut < n; ++cut) {
-    EXPECT_FALSE(reader->Read(std::string_view(buf, cut), &key, &final, &got).ok())
+    EXPECT_FALSE(reader->Read(std::string_view(buf, cut), -1, &key, &final, &got).ok())
         << cut;
   }
+  // Bytes named past the region.
   MessageWriter forged;
-  forged.U8(static_cast<uint8_t>(kStreamTag));
+  forged.U8('R');
   forged.U64(1);
   forged.U8(0);
   forged.U64(0);
+  forged.U8(0);
   forged.U8(1);
   WireTensor past;
   past.name = "OUT";
@@ -414,7 +463,11 @@ TEST(StubStream, WrapsAroundRefusesWhenFullAndRejectsGarbage) {
   past.offset = 1 << 20;
   past.bytes = 4;
   WriteOutputs(forged, {past}, {});
-  EXPECT_FALSE(reader->Read(forged.bytes(), &key, &final, &got).ok());
+  EXPECT_FALSE(reader->Read(forged.bytes(), -1, &key, &final, &got).ok());
+  // A one-off flag without a region.
+  std::string flagged = forged.bytes();
+  flagged[1 + 8 + 1 + 8] = 1;
+  EXPECT_FALSE(reader->Read(flagged, -1, &key, &final, &got).ok());
   close(sockets[0]);
   close(sockets[1]);
 }

@@ -1,5 +1,6 @@
-"""A decoupled model in a stub process: its responses stream back through the stub's
-response stream (csrc/core/stub_stream.h) and answer exactly as in-process.
+"""A decoupled model in a stub process: its responses come back through the stub's
+response stream (csrc/core/stub_stream.h: a socket pair read by a server C++ thread,
+bytes in a circular memfd) and answer exactly as in-process.
 
 The stream region is as big as shm-default-byte-size (64 KiB here), so a long
 stream of mixed sizes wraps around it many times, and outputs bigger than the whole

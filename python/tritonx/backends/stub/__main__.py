@@ -32,9 +32,6 @@ from tritonx.backends.stub.bls_remote import StubBls
 from tritonx.backends.stub.channel import (
     Channel,
     ChannelClosed,
-    Writer,
-    array_bytes,
-    padded,
 )
 from tritonx.backends.stub.metrics_sync import StubMetrics
 
@@ -151,6 +148,7 @@ class Stub:
         # their server reads this socket at all times.
         self._ring: Any = None
         self._stream: Any = None  # a decoupled model's response stream (StubStream)
+        self._stream_socket: socket.socket | None = None
         self._metrics: StubMetrics | None = None
 
     def ask(self, msg: tuple[Any, ...], fds: list[int], answer: str) -> tuple[Any, ...]:
@@ -226,8 +224,15 @@ class Stub:
 
         self.decoupled = bool(args["decoupled"])
         self._ring = _native.StubEndpoint(ring_fd, args["shm_size"], args["shm_growth"])
+        stream_server_end = None
         if self.decoupled:
-            self._stream = _native.StubStream(args["shm_size"], self.channel.fileno())
+            # The response stream: its own socket pair, read by a server C++ thread.
+            self._stream_socket, stream_server_end = socket.socketpair(
+                socket.AF_UNIX, socket.SOCK_SEQPACKET
+            )
+            self._stream = _native.StubStream(
+                args["shm_size"], self._stream_socket.fileno()
+            )
         outputs = [SimpleNamespace(name=name) for name in args["outputs"]]
         config = SimpleNamespace(
             output=outputs,
@@ -253,9 +258,11 @@ class Stub:
         finally:
             self._listening = False
         fds = [self._ring.out_fd, server_end.fileno()]
-        if self._stream is not None:
-            fds.append(self._stream.fd)
+        if self._stream is not None and stream_server_end is not None:
+            fds += [self._stream.fd, stream_server_end.fileno()]
         self.reply(("ok",), fds)
+        if stream_server_end is not None:
+            stream_server_end.close()
         server_end.close()
         return True
 
@@ -332,28 +339,9 @@ class Stub:
         metrics.sync = self._metrics
 
     def _send_decoupled(self, core: _RingRequest, response: Any, final: bool) -> None:
-        # Through the response stream (stub_stream.h), converted by the in-process
-        # rule; a response too big for the stream's free space gets a one-off region.
+        # Through the response stream (stub_stream.h), converted by the in-process rule.
         converted = None if response is None else self._instance._convert(response)
-        if self._stream.send(core.key, converted, final):
-            return
-        payload: tuple[Any, ...] | None = None
-        fds: list[int] = []
-        region: Writer | None = None
-        if isinstance(converted, BaseException):
-            payload = ("err", type(converted).__name__, str(converted))
-        elif converted is not None:
-            tensors = [(n, *array_bytes(v)) for n, v in converted.items()]
-            total = sum(padded(memoryview(t[3]).nbytes) for t in tensors)
-            region = Writer(total, total)
-            descs = [region.put(*t) for t in tensors]
-            payload = ("ok", descs, converted.parameters)
-            fds = region.take_new_fd()
-        try:
-            self.reply(("send", core.key, payload, final), fds)
-        finally:
-            if region is not None:
-                region.region.close()
+        self._stream.send(core.key, converted, final)
 
     def _finalize(self) -> None:
         self._listening = self._finalizing = True

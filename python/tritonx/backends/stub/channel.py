@@ -30,9 +30,6 @@ from tritonx.dtypes import NUMPY_DTYPES, deserialize_bytes, serialize_bytes
 MAX_DATAGRAM = 1 << 18
 _ALIGN = 64
 _FD_ANC = socket.CMSG_SPACE(4 * 4)
-# The first byte of a stream message (stub_stream.h kStreamTag); pickles start with
-# 0x80, so the two never mix.
-STREAM_TAG = ord("R")
 
 TensorDesc = tuple[str, str, tuple[int, ...], int, int]
 
@@ -101,8 +98,6 @@ class Channel:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 usable = len(data) - len(data) % 4
                 fds.extend(np.frombuffer(data[:usable], dtype=np.int32).tolist())
-        if self._buf[0] == STREAM_TAG:  # a decoupled response (stub_stream.h)
-            return ("stream", bytes(self._view[:n])), fds
         msg = pickle.loads(self._view[:n])
         if isinstance(msg, tuple) and msg and msg[0] == "__big__":
             big = Region.adopt(fds.pop())

@@ -27,15 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tritonx import _native, errors
-from tritonx.backends.base import InstanceContext, OutputValue
+from tritonx.backends.base import InstanceContext
 from tritonx.backends.pb import bls
 from tritonx.backends.stub.bls_remote import ServerBls
 from tritonx.backends.stub.channel import (
     Channel,
     ChannelClosed,
-    Region,
-    TensorDesc,
-    view_tensor,
 )
 from tritonx.backends.stub.metrics_sync import MetricsMirror
 from tritonx.backends.stub.spawn import reap as _reap
@@ -184,8 +181,9 @@ class StubInstance:
             _reap(proc, 5.0)
             parent.close()
             raise _error(msg[1], msg[2])
-        # takes the descriptors over (the stream: decoupled models only)
-        native.attach(fds[0], proc.pid, fds[2] if len(fds) > 2 else -1)
+        # takes the descriptors over (the response stream: decoupled models only)
+        stream = fds[2:4] if len(fds) >= 4 else [-1, -1]
+        native.attach(fds[0], proc.pid, *stream)
         self._proc, self._channel = proc, channel
         streams = Channel(socket.socket(fileno=fds[1]))
         self._bls.streams = streams
@@ -329,14 +327,7 @@ class StubInstance:
                 self._replies.put(None)
                 self._reader_saw_end(channel)
                 return
-            if msg[0] == "stream":
-                try:
-                    self.native_executor.deliver(msg[1])
-                except Exception as exc:
-                    log.error("decoupled response dropped: %s", exc)
-            elif msg[0] == "send":
-                self._deliver(msg, fds)
-            elif msg[0] == "log":
+            if msg[0] == "log":
                 _forward_log(msg)
             elif msg[0] == "cancelled?":  # from execute or a model thread
                 flag = bool(self.native_executor.is_cancelled(msg[1], msg[2]))
@@ -360,22 +351,6 @@ class StubInstance:
                 return
             reason = native.take_failure() or "the process ended"
             self._on_death(reason, timed_out="ran past" in reason)
-
-    def _deliver(self, msg: tuple[Any, ...], fds: list[int]) -> None:
-        """A decoupled model's response (or bare FINAL) for its request ``key``."""
-        _kind, key, payload, final = msg
-        value: Any = None
-        if payload is not None:
-            region = Region.adopt(fds[-1]) if fds else None
-            try:
-                value = _result(region.mm if region else None, payload)
-            finally:
-                if region is not None:
-                    region.close()
-        try:
-            self.native_executor.send_response(key, value, final)
-        except Exception as exc:
-            log.error("decoupled response dropped: %s", exc)
 
     def finalize(self, timeout_s: float | None = None) -> None:
         """Runs the model's finalize in the stub and waits for the stub to exit, all
@@ -452,19 +427,6 @@ def _error(cls_name: str, message: str) -> errors.TritonXError:
     if isinstance(cls, type) and issubclass(cls, errors.TritonXError):
         return cls(message)
     return InternalError(message)
-
-
-def _value(mm: Any, desc: TensorDesc) -> OutputValue:
-    array = view_tensor(mm, desc, copy=True)
-    return ("BF16", array) if desc[1] == "BF16" else array
-
-
-def _result(mm: Any, entry: tuple[Any, ...]) -> Any:
-    if entry[0] == "err":
-        return _error(entry[1], entry[2])
-    from tritonx.backends.python_backend import OutputMap  # (imports this module)
-
-    return OutputMap({d[0]: _value(mm, d) for d in entry[1]}, entry[2])
 
 
 def _forward_log(msg: tuple[Any, ...]) -> None:
