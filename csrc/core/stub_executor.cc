@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 
 #include "data_type.h"
@@ -97,6 +98,12 @@ Status StubExecutor::SendResponse(uint64_t key,
 }
 
 void StubExecutor::FailPending() {
+  {
+    // The stub has ended (the callers see to it), but what it sent before may still
+    // be on its way: the receiver delivers it, up to the socket's end, first.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (receiver_) receiver_->WaitForEnd(std::chrono::seconds(1));
+  }
   std::unordered_map<uint64_t, RequestPtr> open;
   {
     std::lock_guard<std::mutex> lock(requests_mu_);

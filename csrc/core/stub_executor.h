@@ -71,7 +71,8 @@ class StubExecutor : public Executor {
   // NOT_FOUND when the request is no longer open (answered, or failed with the stub).
   Status SendResponse(uint64_t key, std::unique_ptr<InferenceResponse> response,
                       bool final);
-  // The stub is gone: every open decoupled request gets Unhealthy() as its FINAL.
+  // The stub is gone (its process ended): once the responses it sent are delivered,
+  // every open decoupled request gets Unhealthy() as its FINAL.
   void FailPending();
   // Why the last Execute lost its stub ("" when it did not); cleared by reading.
   std::string TakeFailure();

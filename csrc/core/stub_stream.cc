@@ -218,7 +218,17 @@ Status StreamReader::Read(std::string_view message, int attached_fd, uint64_t* k
 StreamReceiver::StreamReceiver(int socket_fd, std::unique_ptr<StreamReader> reader,
                                Deliver deliver)
     : socket_fd_(socket_fd), reader_(std::move(reader)), deliver_(std::move(deliver)) {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    Loop();
+    std::lock_guard<std::mutex> lock(end_mu_);
+    ended_ = true;
+    end_cv_.notify_all();
+  });
+}
+
+bool StreamReceiver::WaitForEnd(std::chrono::milliseconds limit) {
+  std::unique_lock<std::mutex> lock(end_mu_);
+  return end_cv_.wait_for(lock, limit, [this] { return ended_; });
 }
 
 StreamReceiver::~StreamReceiver() {

@@ -14,6 +14,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -88,9 +90,16 @@ class StreamReceiver {
   StreamReceiver(const StreamReceiver&) = delete;
   StreamReceiver& operator=(const StreamReceiver&) = delete;
 
+  // Waits up to `limit` for the thread to reach the socket's end (everything the
+  // stub sent before it closed its end is delivered by then); false on timeout.
+  bool WaitForEnd(std::chrono::milliseconds limit);
+
  private:
   void Loop();
   const int socket_fd_;
+  std::mutex end_mu_;
+  std::condition_variable end_cv_;
+  bool ended_ = false;                    // guarded by end_mu_
   std::unique_ptr<StreamReader> reader_;  // used by the thread only
   Deliver deliver_;
   std::thread thread_;

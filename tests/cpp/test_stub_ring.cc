@@ -416,8 +416,10 @@ TEST(StubStream, WrapsAroundFallsBackToOneOffRegionsAndRejectsGarbage) {
   ASSERT_TRUE(writer->Send(60, response_of(4, 60).get(), false).ok());
   ASSERT_TRUE(wait_for(sent + 4));
   check(sent + 3, 60, 4, 60);
-  receiver.reset();  // shuts its socket down and joins
+  // The stub's end closes: the receiver reads up to the end, then stops.
   close(sockets[0]);
+  EXPECT_TRUE(receiver->WaitForEnd(std::chrono::seconds(10)));
+  receiver.reset();  // joins
 }
 
 TEST(StubStream, ReaderRefusesTruncatedAndOutOfRangeMessages) {
