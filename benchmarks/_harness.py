@@ -155,3 +155,16 @@ def served_rate(
     count = after["inference_count"] - before["inference_count"]
     execs = max(1, after["execution_count"] - before["execution_count"])
     return count / float(result["seconds"]), count / execs
+
+
+def add_variant_option(parser: argparse.ArgumentParser) -> None:
+    """--variant NAME=ARGS (repeatable): tritonx again with extra arguments, as rows
+    named NAME."""
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="also run tritonx with these extra arguments, as rows named NAME "
+        "(repeatable), e.g. 'process=--backend-config=python,execution-mode=process'",
+    )

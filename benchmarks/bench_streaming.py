@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from _harness import run_perf_analyzer, running
+from _harness import add_variant_option, run_perf_analyzer, running
 
 HERE = Path(__file__).resolve().parent
 MODEL = "repeat_identity"
@@ -182,14 +182,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--measurement-interval", type=int, default=2000, metavar="MS")
     p.add_argument("--start-timeout", type=float, default=120.0)
     p.add_argument("--skip-tritonx", action="store_true")
-    p.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        metavar="NAME=ARGS",
-        help="also run tritonx with these extra arguments, as rows named NAME "
-        "(repeatable)",
-    )
+    add_variant_option(p)
     p.add_argument("--json", type=Path, default=None, help="also write rows here")
     args = p.parse_args(argv)
     if not args.perf_analyzer:

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstring>
 
-#include "data_type.h"
 #include "logging.h"
 #include "stub_wire.h"
 #include "tensor_arena.h"
@@ -222,11 +221,7 @@ Status StubExecutor::BuildResponses(Batch& batch, stub::RingServer& ring) {
     response->parameters = std::move(wire.parameters);
     for (const stub::WireTensor& out : wire.outputs) {
       Tensor tensor;
-      tensor.name = std::string(out.name);
-      tensor.dtype = DataTypeFromName(out.datatype);
-      tensor.shape = out.shape;
-      if (tensor.dtype == DataType::kInvalid || out.offset > avail ||
-          out.bytes > avail - out.offset) {
+      if (!stub::TensorFromWire(out, avail, &tensor)) {
         response->status = Status(
             StatusCode::kInternal,
             "stub process '" + name_ + "' sent a bad output '" + tensor.name + "'");
@@ -234,7 +229,6 @@ Status StubExecutor::BuildResponses(Batch& batch, stub::RingServer& ring) {
         break;
       }
       const char* bytes = region.data() + base + out.offset;
-      tensor.byte_size = out.bytes;
       if (lease) {
         tensor.data = bytes;
         tensor.owner = lease;

@@ -192,18 +192,11 @@ Status StreamReader::Read(std::string_view message, int attached_fd, uint64_t* k
     const uint64_t size = one_off ? attached->size() : region_->size() - kHeaderBytes;
     for (const WireTensor& out : wire.outputs) {
       Tensor tensor;
-      tensor.name = std::string(out.name);
-      tensor.dtype = DataTypeFromName(out.datatype);
-      tensor.shape = out.shape;
-      if (tensor.dtype == DataType::kInvalid || out.offset > size ||
-          out.bytes > size - out.offset) {
-        return malformed;
-      }
+      if (!TensorFromWire(out, size, &tensor)) return malformed;
       ArenaBuffer buffer =
           TensorArena::Global()->Allocate(std::max<size_t>(out.bytes, 1));
       if (!buffer) return Status(StatusCode::kInternal, "out of memory");
       if (out.bytes > 0) std::memcpy(buffer->data(), data + out.offset, out.bytes);
-      tensor.byte_size = out.bytes;
       tensor.data = buffer->data();
       tensor.owner = std::move(buffer);
       built->outputs.push_back(std::move(tensor));

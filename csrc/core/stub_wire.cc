@@ -197,6 +197,15 @@ bool ReadReply(std::string_view message, WireReply* out) {
   return r.ok();
 }
 
+bool TensorFromWire(const WireTensor& out, uint64_t area_bytes, Tensor* tensor) {
+  tensor->name = std::string(out.name);
+  tensor->dtype = DataTypeFromName(out.datatype);
+  tensor->shape = out.shape;
+  tensor->byte_size = out.bytes;
+  return tensor->dtype != DataType::kInvalid && out.offset <= area_bytes &&
+         out.bytes <= area_bytes - out.offset;
+}
+
 bool ReadResponse(MessageReader& r, WireResponse* out) {
   if (r.U8() == 0) {
     out->status = ReadStatus(r);

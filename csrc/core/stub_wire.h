@@ -70,6 +70,10 @@ void WriteError(MessageWriter& w, const Status& status);
 void WriteOutputs(MessageWriter& w, const std::vector<WireTensor>& outputs,
                   const Parameters& params);
 bool ReadReply(std::string_view message, WireReply* out);
+// The tensor `out` names in a data area of `area_bytes`: name, datatype, shape and
+// byte count (not the data pointer). False when its datatype is unknown or its bytes
+// lie past the area: a peer's mistake, never read.
+bool TensorFromWire(const WireTensor& out, uint64_t area_bytes, Tensor* tensor);
 // One response as WriteError or WriteOutputs wrote it (stub_stream.h uses it too).
 bool ReadResponse(MessageReader& r, WireResponse* out);
 
