@@ -37,10 +37,7 @@ def test_perf_analyzer_streaming(
     streaming_server: tuple[RunningServer, Path],
     tmp_path: Path,
     mode: int,
-    request: pytest.FixtureRequest,
 ) -> None:
-    if "tritonx-process" in request.node.name:
-        pytest.skip("stub processes' streams are covered by test_decoupled_grpc")
     binary = perf_analyzer()
     assert binary is not None
     server, _ = streaming_server
