@@ -136,8 +136,6 @@ def test_stream_wraps_falls_back_and_matches_in_process(tmp_path: Path) -> None:
             assert text == [f"r{i}".encode()]
         assert expected["q1"] == ["FINAL"]
         assert len(expected["errors"]) == 8 + 0 + 3 + 5
-        assert "response 6 failed" in expected["errors"][0] or any(
-            "response 6 failed" in e for e in expected["errors"]
-        )
+        assert any("response 6 failed" in e for e in expected["errors"])
         # a second round on the same stub: the stream's space was given back
         assert _stream(server.grpc_url, "stub", counts) == expected
