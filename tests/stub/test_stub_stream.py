@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import tritonclient.grpc as grpcclient
-from serverutil import run_server
+from serverutil import reference_command, run_reference, run_server
 
 CONFIG = """
 name: "%s"
@@ -78,8 +79,8 @@ class TritonPythonModel:
 
 
 def _stream(url: str, model: str, counts: list[int]) -> dict[str, list[Any]]:
-    """Per request id, what came back in order: (i, OUT, TEXT) tuples, error texts,
-    and "FINAL" for the empty final response."""
+    """Per request id, what came back in order: (parameter i, OUT, TEXT) tuples,
+    error texts, and "FINAL" for the empty final response."""
     events: queue.Queue[tuple[Any, Any]] = queue.Queue()
     client = grpcclient.InferenceServerClient(url)
     client.start_stream(callback=lambda result, error: events.put((result, error)))
@@ -105,7 +106,8 @@ def _stream(url: str, model: str, counts: list[int]) -> dict[str, list[Any]]:
                 continue
             out = result.as_numpy("OUT")
             text = result.as_numpy("TEXT")
-            i = response.parameters["i"].int64_param
+            param = response.parameters.get("i")
+            i = None if param is None else param.int64_param
             seen[response.id].append((i, out.tolist(), text.tolist()))
         seen["errors"] = sorted(errors)
         return seen
@@ -138,4 +140,23 @@ def test_stream_wraps_falls_back_and_matches_in_process(tmp_path: Path) -> None:
         assert len(expected["errors"]) == 8 + 0 + 3 + 5
         assert any("response 6 failed" in e for e in expected["errors"])
         # a second round on the same stub: the stream's space was given back
+        assert _stream(server.grpc_url, "stub", counts) == expected
+
+
+@pytest.mark.skipif(reference_command() is None, reason="TRITONX_REFERENCE_CMD unset")
+def test_stream_answers_as_triton(tmp_path: Path) -> None:
+    """The same streams from the real Triton 2.51, which always runs the model in a
+    stub (its responses cross through its own shared memory)."""
+    repo = tmp_path / "repo"
+    (repo / "stub" / "1").mkdir(parents=True)
+    (repo / "stub" / "config.pbtxt").write_text(CONFIG % "stub" + PROCESS)
+    # Triton 2.51's InferenceResponse takes no parameters yet.
+    model = MODEL.replace(',\n                parameters={"i": i}))', "))")
+    assert model != MODEL
+    (repo / "stub" / "1" / "model.py").write_text(model)
+    counts = [30, 0, 13]
+    # Default region sizes: Triton 2.51 refuses a shm-default-byte-size under 4 MiB.
+    with run_reference([repo]) as server:
+        expected = _stream(server.grpc_url, "stub", counts)
+    with run_server(repo) as server:
         assert _stream(server.grpc_url, "stub", counts) == expected
