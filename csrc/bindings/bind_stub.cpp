@@ -7,7 +7,6 @@
 
 #include "core/stub_executor.h"
 #include "core/stub_wire.h"
-#include "core/tensor_memory.h"
 #include "pybind_common.h"
 
 namespace tritonx::bindings {
@@ -105,44 +104,28 @@ class StubEndpoint {
   void Reply(const py::list& items) {
     std::vector<std::unique_ptr<InferenceResponse>> responses;
     responses.reserve(items.size());
-    size_t total = 0;
     for (const py::handle item : items) {
       responses.push_back(ResponseFromPy(py::reinterpret_borrow<py::object>(item)));
-      for (const Tensor& out : responses.back()->outputs)
-        total += stub::Padded(out.byte_size);
     }
     message_.Clear();
     stub::WriteReplyHeader(message_, static_cast<uint32_t>(responses.size()));
     std::vector<stub::WireTensor> outputs;
-    size_t offset = 0;
+    uint64_t offset = 0;
     for (const auto& response : responses) {
       if (!response->status.ok()) {
         stub::WriteError(message_, response->status);
         continue;
       }
       outputs.clear();
-      for (const Tensor& out : response->outputs) {
-        stub::WireTensor w;
-        w.name = out.name;
-        w.datatype = DataTypeName(out.dtype);
-        w.shape = out.shape;
-        w.offset = offset;
-        w.bytes = out.byte_size;
-        offset += stub::Padded(out.byte_size);
-        outputs.push_back(std::move(w));
-      }
+      offset = stub::DescribeOutputs(*response, offset, &outputs);
       stub::WriteOutputs(message_, outputs, response->parameters);
     }
+    const size_t total = offset;
     char* data = Reserve(total);
     offset = 0;
     for (const auto& response : responses) {
-      if (!response->status.ok()) continue;
-      for (const Tensor& out : response->outputs) {
-        // Host bytes as they are; a GPU output (a torch/CuPy tensor) is copied to
-        // the host here, as device memory does not cross processes.
-        ThrowIfError(CopyTensorBytes(out, data + offset));
-        offset += stub::Padded(out.byte_size);
-      }
+      if (response->status.ok())
+        ThrowIfError(stub::CopyOutputs(*response, data, &offset));
     }
     Publish(total);
   }

@@ -125,11 +125,6 @@ void StubExecutor::Execute(Batch& batch) {
     inflight_ = &batch.requests;  // until this Execute returns
     inflight_first_key_ = first_key;
     if (decoupled_) {
-      // Requests answered since the last execute (by their FINAL, or by the batch
-      // runner after a failed execute) are forgotten here.
-      for (auto it = open_.begin(); it != open_.end();) {
-        it = it->second->responded() ? open_.erase(it) : std::next(it);
-      }
       // Open before the stub sees them: its senders may answer at once.
       for (size_t i = 0; i < batch.requests.size(); ++i)
         open_.emplace(first_key + i, batch.requests[i]);
@@ -139,6 +134,11 @@ void StubExecutor::Execute(Batch& batch) {
   if (!status.ok()) batch.batch_status = std::move(status);
   std::lock_guard<std::mutex> requests(requests_mu_);
   inflight_ = nullptr;
+  if (decoupled_ && !batch.batch_status.ok()) {
+    // The batch runner answers a failed execute's requests with its error; a
+    // response the stub sent before that finds its request closed either way.
+    for (size_t i = 0; i < batch.requests.size(); ++i) open_.erase(first_key + i);
+  }
 }
 
 Status StubExecutor::RunLocked(Batch& batch, uint64_t first_key) {

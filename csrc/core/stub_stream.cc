@@ -12,7 +12,6 @@
 #include "logging.h"
 #include "stub_wire.h"
 #include "tensor_arena.h"
-#include "tensor_memory.h"
 
 namespace tritonx::stub {
 namespace {
@@ -51,26 +50,6 @@ bool SendDatagram(int socket_fd, const std::string& bytes, int fd) {
     n = ::sendmsg(socket_fd, &msg, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
   return n == static_cast<ssize_t>(bytes.size());
-}
-
-// Copies `response`'s outputs to `dst` + their offsets (from `first`), describing
-// them in `outputs`.
-Status PlaceOutputs(const InferenceResponse& response, char* dst, uint64_t first,
-                    std::vector<WireTensor>* outputs) {
-  uint64_t offset = first;
-  for (const Tensor& out : response.outputs) {
-    Status copied = CopyTensorBytes(out, dst + offset);
-    if (!copied.ok()) return copied;
-    WireTensor w;
-    w.name = out.name;
-    w.datatype = DataTypeName(out.dtype);
-    w.shape = out.shape;
-    w.offset = offset;
-    w.bytes = out.byte_size;
-    outputs->push_back(std::move(w));
-    offset += Padded(out.byte_size);
-  }
-  return Status::Ok();
 }
 
 }  // namespace
@@ -113,23 +92,23 @@ Status StreamWriter::Send(uint64_t key, const InferenceResponse* response, bool 
   std::unique_ptr<SharedRegion> one_off;
   std::vector<WireTensor> outputs;
   if (ok && total > 0) {
-    if (in_stream) {
-      Status placed = PlaceOutputs(*response, region_->data() + kHeaderBytes,
-                                   start % capacity, &outputs);
-      if (!placed.ok()) return placed;
-    } else {
+    char* base = region_->data() + kHeaderBytes;
+    uint64_t first = start % capacity;
+    if (!in_stream) {
       one_off = SharedRegion::Create(total, "tritonx-response");
       if (!one_off) {
         return Status(StatusCode::kInternal,
                       "Failed to allocate " + std::to_string(total) +
                           " bytes of shared memory for a response");
       }
-      Status placed = PlaceOutputs(*response, one_off->data(), 0, &outputs);
-      if (!placed.ok()) return placed;
+      base = one_off->data();
+      first = 0;
     }
+    DescribeOutputs(*response, first, &outputs);
+    Status copied = CopyOutputs(*response, base, &first);
+    if (!copied.ok()) return copied;
   } else if (ok) {
-    Status placed = PlaceOutputs(*response, nullptr, 0, &outputs);  // all empty
-    if (!placed.ok()) return placed;
+    DescribeOutputs(*response, 0, &outputs);  // all empty: no bytes to place
   }
   const uint64_t end = in_stream && total > 0 ? start + total : head_;
   message_.Clear();

@@ -1,5 +1,6 @@
 #include "stub_wire.h"
 
+#include "tensor_memory.h"
 #include "trace.h"
 
 namespace tritonx::stub {
@@ -195,6 +196,31 @@ bool ReadReply(std::string_view message, WireReply* out) {
     out->responses.push_back(std::move(response));
   }
   return r.ok();
+}
+
+uint64_t DescribeOutputs(const InferenceResponse& response, uint64_t first,
+                         std::vector<WireTensor>* outputs) {
+  uint64_t offset = first;
+  for (const Tensor& out : response.outputs) {
+    WireTensor w;
+    w.name = out.name;
+    w.datatype = DataTypeName(out.dtype);
+    w.shape = out.shape;
+    w.offset = offset;
+    w.bytes = out.byte_size;
+    outputs->push_back(std::move(w));
+    offset += Padded(out.byte_size);
+  }
+  return offset;
+}
+
+Status CopyOutputs(const InferenceResponse& response, char* base, uint64_t* offset) {
+  for (const Tensor& out : response.outputs) {
+    Status copied = CopyTensorBytes(out, base + *offset);
+    if (!copied.ok()) return copied;
+    *offset += Padded(out.byte_size);
+  }
+  return Status::Ok();
 }
 
 bool TensorFromWire(const WireTensor& out, uint64_t area_bytes, Tensor* tensor) {

@@ -70,6 +70,15 @@ void WriteError(MessageWriter& w, const Status& status);
 void WriteOutputs(MessageWriter& w, const std::vector<WireTensor>& outputs,
                   const Parameters& params);
 bool ReadReply(std::string_view message, WireReply* out);
+// How a response's outputs lie in a data area: one after another from `first`, each
+// padded to kTensorAlign, appended to `outputs` (names point into `response`).
+// Returns where they end.
+uint64_t DescribeOutputs(const InferenceResponse& response, uint64_t first,
+                         std::vector<WireTensor>* outputs);
+// Copies the outputs' bytes into `base` in that layout, from `*offset` on (advanced
+// past them); GPU outputs come to the host, as device memory does not cross
+// processes.
+Status CopyOutputs(const InferenceResponse& response, char* base, uint64_t* offset);
 // The tensor `out` names in a data area of `area_bytes`: name, datatype, shape and
 // byte count (not the data pointer). False when its datatype is unknown or its bytes
 // lie past the area: a peer's mistake, never read.
