@@ -389,6 +389,36 @@ def test_model_in_its_own_environment(tmp_path: Path) -> None:
         assert result.as_numpy("OUTPUT0").tolist() == [[42.0] * 4]
 
 
+def test_model_in_a_packed_environment(tmp_path: Path) -> None:
+    """EXECUTION_ENV_PATH names a packed environment beside the model, as Triton's
+    docs show for conda-pack archives ("$$TRITON_MODEL_DIRECTORY/env.tar.gz"): it
+    is unpacked once, and the stub runs its interpreter and imports its packages."""
+    import subprocess
+    import sys
+    import tarfile
+
+    env = tmp_path / "env"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", env],
+        check=True,
+    )
+    (site,) = env.glob("lib/python*/site-packages")
+    (site / "onlyinenv.py").write_text("VALUE = 7.0\n")
+    repo = tmp_path / "repo"
+    path = (
+        'parameters { key: "EXECUTION_ENV_PATH" '
+        'value: { string_value: "$$TRITON_MODEL_DIRECTORY/env.tar.gz" } }\n'
+    )
+    _write(repo, "packed", path, model=ENV_MODEL)
+    with tarfile.open(repo / "packed" / "env.tar.gz", "w:gz") as archive:
+        archive.add(env, arcname=".")  # conda-pack's layout: bin/, lib/ at the top
+    (site / "onlyinenv.py").unlink()  # only the archive's copy can answer
+    with run_server(repo) as server:
+        result = _http(server, "packed")
+        assert result.as_numpy("OUTPUT0").tolist() == [[7.0] * 4]
+    assert (repo / "packed" / "env.unpacked" / "bin" / "python3").exists()
+
+
 ODD_CONFIG = """
 name: "%s"
 backend: "python"
