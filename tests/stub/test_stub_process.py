@@ -507,3 +507,31 @@ def test_a_stub_that_dies_starting_says_why(tmp_path: Path) -> None:
         assert "Traceback" in log
         assert "KeyboardInterrupt: stub-startup-marker" in log
         assert not _stub_pids(server.process.pid)
+
+
+@pytest.mark.parametrize("server_kind", ["tritonx", "reference"])
+def test_a_non_numeric_shm_size_fails_the_load_as_invalid_argument(
+    tmp_path: Path, server_kind: str
+) -> None:
+    """A backend setting that is not a number: the model is UNAVAILABLE with an
+    "Invalid argument" reason (as Triton's python backend, whose own text is a
+    C++ exception's "stol"), never an internal error, and the server goes on."""
+    repo = tmp_path / "repo"
+    _write(repo, "sized", PROCESS)
+    args = (
+        "--backend-config=python,shm-default-byte-size=abc",
+        "--exit-on-error=false",
+        "--strict-readiness=false",
+    )
+    if server_kind == "reference":
+        if reference_command() is None:
+            pytest.skip("TRITONX_REFERENCE_CMD is not set")
+        context = run_reference([repo], *args)
+    else:
+        context = run_server(repo, *args)
+    with context as server, httpclient.InferenceServerClient(server.http_url) as client:
+        (entry,) = client.get_model_repository_index()
+        assert entry["state"] == "UNAVAILABLE"
+        assert entry["reason"].startswith("Invalid argument"), entry["reason"]
+        if server_kind == "tritonx":
+            assert "'shm-default-byte-size'" in entry["reason"]

@@ -31,6 +31,7 @@ from tritonx.backends.base import (
     ModelContext,
 )
 from tritonx.backends.ort_options import OrtSettings, build_settings, providers_for
+from tritonx.config.settings import int_setting
 from tritonx.errors import InternalError, InvalidArgumentError, as_triton_error
 
 if TYPE_CHECKING:
@@ -200,8 +201,8 @@ class OrtBackend:
             path = _model_path(ctx)
         except InvalidArgumentError:
             return  # load_model reports the missing file
-        default = ctx.backend_config.get("default-max-batch-size")
-        kwargs = {"default_max_batch_size": int(default)} if default else {}
+        default = int_setting(ctx.backend_config, "default-max-batch-size")
+        kwargs = {"default_max_batch_size": default} if default is not None else {}
         complete_from_onnx(config, path, **kwargs)
 
     def load_model(self, ctx: ModelContext) -> OrtModel:

@@ -18,6 +18,7 @@ from typing import Any
 import onnxruntime as ort
 
 from tritonx.backends.base import InstanceContext, ModelConfig
+from tritonx.config.settings import int_setting
 from tritonx.errors import InvalidArgumentError
 
 log = logging.getLogger("tritonx.backends.onnxruntime")
@@ -59,17 +60,6 @@ def _parameters(config: ModelConfig) -> dict[str, str]:
     return {key: value.string_value for key, value in config.parameters.items()}
 
 
-def _int(params: Mapping[str, str], key: str) -> int | None:
-    if key not in params:
-        return None
-    try:
-        return int(params[key])
-    except ValueError:
-        raise InvalidArgumentError(
-            f"failed to convert '{params[key]}' to integral number for '{key}'"
-        ) from None
-
-
 def _flag(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "on", "yes")
 
@@ -81,12 +71,12 @@ def build_settings(
     options = ort.SessionOptions()
     run_options = ort.RunOptions()
     for key in ("intra_op_thread_count", "inter_op_thread_count"):
-        value = _int(params, key)
+        value = int_setting(params, key)
         if value is None:
-            value = _int(backend_config, key)
+            value = int_setting(backend_config, key)
         if value is not None and value > 0:
             setattr(options, key.replace("_thread_count", "_num_threads"), value)
-    if _int(params, "execution_mode") == 1:
+    if int_setting(params, "execution_mode") == 1:
         options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
     if "enable_mem_arena" in params:
         options.enable_cpu_mem_arena = _flag(params["enable_mem_arena"])

@@ -39,6 +39,7 @@ from tritonx.backends.base import (
 from tritonx.backends.torch_options import TorchSettings
 from tritonx.config._pb import mc
 from tritonx.config.datatypes import datatype_name
+from tritonx.config.settings import int_setting
 from tritonx.errors import (
     InternalError,
     InvalidArgumentError,
@@ -552,9 +553,9 @@ class TorchBackend:
         except Exception as exc:
             raise InternalError(f"failed to load model '{ctx.name}': {exc}") from exc
         sig = torch_io.exported_signature(program)
-        default = ctx.backend_config.get("default-max-batch-size")
+        default = int_setting(ctx.backend_config, "default-max-batch-size")
         updated = torch_io.complete_from_signature(
-            config, sig, int(default) if default else 4
+            config, sig, default if default is not None else 4
         )
         if updated is not None:
             apply_auto_complete_update(config, updated)

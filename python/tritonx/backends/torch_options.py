@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import torch
 
 from tritonx.backends.base import ModelConfig
+from tritonx.config.settings import int_setting
 from tritonx.errors import InvalidArgumentError
 
 log = logging.getLogger("tritonx.backends.pytorch")
@@ -37,17 +38,6 @@ def _bool_param(params: Mapping[str, str], key: str) -> bool | None:
     )
 
 
-def _int_param(params: Mapping[str, str], key: str) -> int | None:
-    if key not in params:
-        return None
-    try:
-        return int(params[key])
-    except ValueError:
-        raise InvalidArgumentError(
-            f"failed to convert '{params[key]}' to integral number for '{key}'"
-        ) from None
-
-
 class TorchSettings:
     """Triton's pytorch ``parameters`` for one model."""
 
@@ -64,11 +54,11 @@ class TorchSettings:
         self.tensor_fuser = _bool_param(params, "ENABLE_TENSOR_FUSER")
         if _bool_param(params, "ENABLE_NVFUSER"):
             log.warning("ENABLE_NVFUSER is ignored: this torch has no NvFuser")
-        self.intra_op_threads = _int_param(params, "INTRA_OP_THREAD_COUNT")
-        self.inter_op_threads = _int_param(params, "INTER_OP_THREAD_COUNT")
+        self.intra_op_threads = int_setting(params, "INTRA_OP_THREAD_COUNT")
+        self.inter_op_threads = int_setting(params, "INTER_OP_THREAD_COUNT")
         # tritonx: batches a GPU instance keeps in flight on its stream (2: the
         # next one's copies and kernels queue while the host finishes this one).
-        depth = _int_param(params, "PIPELINE_DEPTH")
+        depth = int_setting(params, "PIPELINE_DEPTH")
         if depth is not None and not 1 <= depth <= 8:
             raise InvalidArgumentError(
                 f"PIPELINE_DEPTH must be between 1 and 8, got {depth}"

@@ -22,6 +22,7 @@ from tritonx.config.onnx_complete import (
     complete_from_onnx,
 )
 from tritonx.config.parse import config_from_json, read_config_file
+from tritonx.config.settings import int_setting
 from tritonx.config.validate import (
     validate_instance_groups,
     validate_io_config,
@@ -106,15 +107,11 @@ def default_max_batch_size(backend_config: BackendConfig | None, backend: str) -
     """default-max-batch-size for ``backend`` (its own setting, else the global
     one, else Triton's 4)."""
     for key in (backend, ""):
-        value = (backend_config or {}).get(key, {}).get("default-max-batch-size")
+        value = int_setting(
+            (backend_config or {}).get(key, {}), "default-max-batch-size"
+        )
         if value is not None:
-            try:
-                return int(value)
-            except ValueError:
-                raise InvalidArgumentError(
-                    f"failed to convert default-max-batch-size '{value}' to "
-                    "integral number"
-                ) from None
+            return value
     return DEFAULT_MAX_BATCH_SIZE
 
 

@@ -37,6 +37,7 @@ from tritonx.backends.stub.channel import (
 from tritonx.backends.stub.metrics_sync import MetricsMirror
 from tritonx.backends.stub.spawn import reap as _reap
 from tritonx.backends.stub.spawn import spawn_stub
+from tritonx.config.settings import float_setting, int_setting
 from tritonx.errors import InternalError
 
 if TYPE_CHECKING:
@@ -75,17 +76,21 @@ def execution_mode(model: Any) -> str:  # PythonModel or anything with .ctx
 
 
 def _float_param(model: PythonModel, key: str, default: float) -> float:
-    text = _param(model, key) or model.ctx.backend_config.get(
-        key.lower().replace("_", "-"), ""
-    )
-    if not text:
+    """The model's parameter ``key``, else the backend setting of that name
+    (lower case, dashes), else ``default``."""
+    value = float_setting({key: _param(model, key)}, key)
+    if value is None:
+        value = float_setting(model.ctx.backend_config, key.lower().replace("_", "-"))
+    return default if value is None else value
+
+
+def _size_setting(settings: dict[str, str], key: str, default: int) -> int:
+    value = int_setting(settings, key)
+    if value is None:
         return default
-    try:
-        return float(text)
-    except ValueError:
-        raise errors.InvalidArgumentError(
-            f"parameter {key} of model '{model.ctx.name}' must be a number, got '{text}'"
-        ) from None
+    if value <= 0:
+        raise errors.InvalidArgumentError(f"'{key}' must be a positive number of bytes")
+    return value
 
 
 class StubInstance:
@@ -110,13 +115,14 @@ class StubInstance:
         self._timeout = _float_param(model, "EXECUTION_TIMEOUT", 0.0) or None
         self._memory_limit = int(_float_param(model, "MEMORY_LIMIT_BYTES", 0.0))
         # finalize plus exit at unload and shutdown, then SIGKILL
-        self._stop_timeout = float(ctx.backend_config.get("exit-timeout-secs", 30))
+        stop_timeout = float_setting(ctx.backend_config, "exit-timeout-secs")
+        self._stop_timeout = 30.0 if stop_timeout is None else stop_timeout
         self._python = model_python(model)
-        shm_size = int(
-            ctx.backend_config.get("shm-default-byte-size", DEFAULT_SHM_SIZE)
+        shm_size = _size_setting(
+            ctx.backend_config, "shm-default-byte-size", DEFAULT_SHM_SIZE
         )
-        shm_growth = int(
-            ctx.backend_config.get("shm-growth-byte-size", DEFAULT_SHM_GROWTH)
+        shm_growth = _size_setting(
+            ctx.backend_config, "shm-growth-byte-size", DEFAULT_SHM_GROWTH
         )
         init_args: dict[str, Any] = {
             "model_name": ctx.name,
