@@ -535,3 +535,34 @@ def test_a_non_numeric_shm_size_fails_the_load_as_invalid_argument(
         assert entry["reason"].startswith("Invalid argument"), entry["reason"]
         if server_kind == "tritonx":
             assert "'shm-default-byte-size'" in entry["reason"]
+
+
+@pytest.mark.parametrize("server_kind", ["tritonx", "reference"])
+def test_a_missing_environment_fails_the_load_with_tritons_text(
+    tmp_path: Path, server_kind: str
+) -> None:
+    """EXECUTION_ENV_PATH naming nothing, or a directory that is no environment: the
+    model is UNAVAILABLE with the reason Triton gives, word for word."""
+    repo = tmp_path / "repo"
+
+    def env_path(value: str) -> str:
+        return f'parameters {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{value}" }} }}\n'
+
+    _write(repo, "missing", env_path("$$TRITON_MODEL_DIRECTORY/missing.tar.gz"))
+    _write(repo, "notenv", env_path("$$TRITON_MODEL_DIRECTORY/notenv"))
+    (repo / "notenv" / "notenv" / "bin").mkdir(parents=True)
+    args = ("--exit-on-error=false", "--strict-readiness=false")
+    if server_kind == "reference":
+        if reference_command() is None:
+            pytest.skip("TRITONX_REFERENCE_CMD is not set")
+        context = run_reference([repo], *args)
+    else:
+        context = run_server(repo, *args)
+    with context as server, httpclient.InferenceServerClient(server.http_url) as client:
+        reasons = {e["name"]: e["reason"] for e in client.get_model_repository_index()}
+    assert reasons == {
+        "missing": "Internal: Failed to get the canonical path for "
+        f"{repo}/missing/missing.tar.gz.",
+        "notenv": f"Internal: Path {repo}/notenv/notenv/bin/activate does not exist. "
+        "The Python environment should contain an 'activate' script.",
+    }

@@ -20,23 +20,34 @@ import tempfile
 import threading
 from pathlib import Path
 
-from tritonx.errors import InvalidArgumentError
+from tritonx.errors import InternalError, InvalidArgumentError
 
 _lock = threading.Lock()
 _shim_dir: Path | None = None
 
 
 def interpreter(value: str, model_dir: Path, model_name: str) -> Path:
-    """The Python interpreter of the environment ``value`` names."""
-    path = Path(value.replace("$$TRITON_MODEL_DIRECTORY", str(model_dir)))
-    if not path.is_absolute():
+    """The Python interpreter of the environment ``value`` names. A relative path is
+    looked up in the model's directory, then (as Triton does) the working directory.
+    A path that does not exist, or an environment without ``bin/activate``, fails
+    with Triton's texts."""
+    given = value.replace("$$TRITON_MODEL_DIRECTORY", str(model_dir))
+    path = Path(given)
+    if not path.is_absolute() and (model_dir / path).exists():
         path = model_dir / path
+    if not path.exists():
+        raise InternalError(f"Failed to get the canonical path for {given}.")
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
         path = _unpacked(path)
     for name in ("bin/python3", "bin/python"):
         candidate = path / name
         if candidate.exists():
             return candidate
+    if not (path / "bin" / "activate").exists():
+        raise InternalError(
+            f"Path {path}/bin/activate does not exist. The Python environment "
+            "should contain an 'activate' script."
+        )
     raise InvalidArgumentError(
         f"EXECUTION_ENV_PATH of model '{model_name}': no Python interpreter in "
         f"'{path}' (expected bin/python3)"
