@@ -368,22 +368,33 @@ class TritonPythonModel:
 """
 
 
-def test_model_in_its_own_environment(tmp_path: Path) -> None:
-    """EXECUTION_ENV_PATH names a venv whose package the server's environment
-    lacks; the model imports it in its stub."""
+def _env_path(value: str) -> str:
+    return f'parameters {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{value}" }} }}\n'
+
+
+def _venv_with_onlyinenv(env: Path, value: float) -> Path:
+    """A venv at ``env`` whose module ``onlyinenv`` (absent from the server's
+    environment) holds VALUE; returns the module's file."""
     import subprocess
     import sys
 
-    env = tmp_path / "env"
     subprocess.run(
         [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", env],
         check=True,
     )
     (site,) = env.glob("lib/python*/site-packages")
-    (site / "onlyinenv.py").write_text("VALUE = 42.0\n")
+    module = site / "onlyinenv.py"
+    module.write_text(f"VALUE = {value}\n")
+    return module
+
+
+def test_model_in_its_own_environment(tmp_path: Path) -> None:
+    """EXECUTION_ENV_PATH names a venv whose package the server's environment
+    lacks; the model imports it in its stub."""
+    env = tmp_path / "env"
+    _venv_with_onlyinenv(env, 42.0)
     repo = tmp_path / "repo"
-    path = f'parameters {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{env}" }} }}\n'
-    _write(repo, "envmodel", path, model=ENV_MODEL)
+    _write(repo, "envmodel", _env_path(str(env)), model=ENV_MODEL)
     with run_server(repo) as server:
         result = _grpc(server, "envmodel")
         assert result.as_numpy("OUTPUT0").tolist() == [[42.0] * 4]
@@ -393,26 +404,16 @@ def test_model_in_a_packed_environment(tmp_path: Path) -> None:
     """EXECUTION_ENV_PATH names a packed environment beside the model, as Triton's
     docs show for conda-pack archives ("$$TRITON_MODEL_DIRECTORY/env.tar.gz"): it
     is unpacked once, and the stub runs its interpreter and imports its packages."""
-    import subprocess
-    import sys
     import tarfile
 
     env = tmp_path / "env"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", env],
-        check=True,
-    )
-    (site,) = env.glob("lib/python*/site-packages")
-    (site / "onlyinenv.py").write_text("VALUE = 7.0\n")
+    module = _venv_with_onlyinenv(env, 7.0)
     repo = tmp_path / "repo"
-    path = (
-        'parameters { key: "EXECUTION_ENV_PATH" '
-        'value: { string_value: "$$TRITON_MODEL_DIRECTORY/env.tar.gz" } }\n'
-    )
+    path = _env_path("$$TRITON_MODEL_DIRECTORY/env.tar.gz")
     _write(repo, "packed", path, model=ENV_MODEL)
     with tarfile.open(repo / "packed" / "env.tar.gz", "w:gz") as archive:
         archive.add(env, arcname=".")  # conda-pack's layout: bin/, lib/ at the top
-    (site / "onlyinenv.py").unlink()  # only the archive's copy can answer
+    module.unlink()  # only the archive's copy can answer
     with run_server(repo) as server:
         result = _http(server, "packed")
         assert result.as_numpy("OUTPUT0").tolist() == [[7.0] * 4]
@@ -544,12 +545,8 @@ def test_a_missing_environment_fails_the_load_with_tritons_text(
     """EXECUTION_ENV_PATH naming nothing, or a directory that is no environment: the
     model is UNAVAILABLE with the reason Triton gives, word for word."""
     repo = tmp_path / "repo"
-
-    def env_path(value: str) -> str:
-        return f'parameters {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{value}" }} }}\n'
-
-    _write(repo, "missing", env_path("$$TRITON_MODEL_DIRECTORY/missing.tar.gz"))
-    _write(repo, "notenv", env_path("$$TRITON_MODEL_DIRECTORY/notenv"))
+    _write(repo, "missing", _env_path("$$TRITON_MODEL_DIRECTORY/missing.tar.gz"))
+    _write(repo, "notenv", _env_path("$$TRITON_MODEL_DIRECTORY/notenv"))
     (repo / "notenv" / "notenv" / "bin").mkdir(parents=True)
     args = ("--exit-on-error=false", "--strict-readiness=false")
     if server_kind == "reference":
