@@ -4,6 +4,7 @@ a stub's memory its own, no process left behind, and Triton's error text."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -510,6 +511,17 @@ def test_a_stub_that_dies_starting_says_why(tmp_path: Path) -> None:
         assert not _stub_pids(server.process.pid)
 
 
+def _either_server(
+    server_kind: str, repo: Path, args: tuple[str, ...]
+) -> contextlib.AbstractContextManager[RunningServer]:
+    """tritonx, or the reference Triton (skipping when none is given), on ``repo``."""
+    if server_kind == "reference":
+        if reference_command() is None:
+            pytest.skip("TRITONX_REFERENCE_CMD is not set")
+        return run_reference([repo], *args)
+    return run_server(repo, *args)
+
+
 @pytest.mark.parametrize("server_kind", ["tritonx", "reference"])
 def test_a_non_numeric_shm_size_fails_the_load_as_invalid_argument(
     tmp_path: Path, server_kind: str
@@ -524,18 +536,15 @@ def test_a_non_numeric_shm_size_fails_the_load_as_invalid_argument(
         "--exit-on-error=false",
         "--strict-readiness=false",
     )
-    if server_kind == "reference":
-        if reference_command() is None:
-            pytest.skip("TRITONX_REFERENCE_CMD is not set")
-        context = run_reference([repo], *args)
-    else:
-        context = run_server(repo, *args)
-    with context as server, httpclient.InferenceServerClient(server.http_url) as client:
+    with (
+        _either_server(server_kind, repo, args) as server,
+        httpclient.InferenceServerClient(server.http_url) as client,
+    ):
         (entry,) = client.get_model_repository_index()
-        assert entry["state"] == "UNAVAILABLE"
-        assert entry["reason"].startswith("Invalid argument"), entry["reason"]
-        if server_kind == "tritonx":
-            assert "'shm-default-byte-size'" in entry["reason"]
+    assert entry["state"] == "UNAVAILABLE"
+    assert entry["reason"].startswith("Invalid argument"), entry["reason"]
+    if server_kind == "tritonx":
+        assert "'shm-default-byte-size'" in entry["reason"]
 
 
 @pytest.mark.parametrize("server_kind", ["tritonx", "reference"])
@@ -549,13 +558,10 @@ def test_a_missing_environment_fails_the_load_with_tritons_text(
     _write(repo, "notenv", _env_path("$$TRITON_MODEL_DIRECTORY/notenv"))
     (repo / "notenv" / "notenv" / "bin").mkdir(parents=True)
     args = ("--exit-on-error=false", "--strict-readiness=false")
-    if server_kind == "reference":
-        if reference_command() is None:
-            pytest.skip("TRITONX_REFERENCE_CMD is not set")
-        context = run_reference([repo], *args)
-    else:
-        context = run_server(repo, *args)
-    with context as server, httpclient.InferenceServerClient(server.http_url) as client:
+    with (
+        _either_server(server_kind, repo, args) as server,
+        httpclient.InferenceServerClient(server.http_url) as client,
+    ):
         reasons = {e["name"]: e["reason"] for e in client.get_model_repository_index()}
     assert reasons == {
         "missing": "Internal: Failed to get the canonical path for "
