@@ -29,8 +29,8 @@ _shim_dir: Path | None = None
 def interpreter(value: str, model_dir: Path, model_name: str) -> Path:
     """The Python interpreter of the environment ``value`` names. A relative path is
     looked up in the model's directory, then (as Triton does) the working directory.
-    A path that does not exist, or an environment without ``bin/activate``, fails
-    with Triton's texts."""
+    A path that does not exist, or a directory with neither an interpreter nor
+    ``bin/activate``, fails with Triton's texts."""
     given = value.replace("$$TRITON_MODEL_DIRECTORY", str(model_dir))
     path = Path(given)
     if not path.is_absolute() and (model_dir / path).exists():
