@@ -523,16 +523,34 @@ def _either_server(
 
 
 @pytest.mark.parametrize("server_kind", ["tritonx", "reference"])
-def test_a_non_numeric_shm_size_fails_the_load_as_invalid_argument(
-    tmp_path: Path, server_kind: str
+@pytest.mark.parametrize(
+    ("setting", "reason"),
+    [
+        # Triton's own text here is a C++ exception's ("stol"); tritonx names the key.
+        ("shm-default-byte-size=abc", None),
+        (
+            "shm-growth-byte-size=-1",
+            "Invalid argument: shm-growth-byte-size can't be smaller than or equal "
+            "to zero.",
+        ),
+        (
+            "stub-timeout-seconds=0",
+            "Invalid argument: stub-timeout-seconds can't be smaller than or equal "
+            "to zero.",
+        ),
+    ],
+)
+def test_python_settings_triton_refuses_fail_every_python_model(
+    tmp_path: Path, server_kind: str, setting: str, reason: str | None
 ) -> None:
-    """A backend setting that is not a number: the model is UNAVAILABLE with an
-    "Invalid argument" reason (as Triton's python backend, whose own text is a
-    C++ exception's "stol"), never an internal error, and the server goes on."""
+    """A --backend-config=python value Triton's python backend refuses fails the
+    load of every python model, in-process or not, with "Invalid argument" (never an
+    internal error), and the server goes on."""
     repo = tmp_path / "repo"
-    _write(repo, "sized", PROCESS)
+    _write(repo, "inproc")
+    _write(repo, "stub", PROCESS)
     args = (
-        "--backend-config=python,shm-default-byte-size=abc",
+        f"--backend-config=python,{setting}",
         "--exit-on-error=false",
         "--strict-readiness=false",
     )
@@ -540,11 +558,18 @@ def test_a_non_numeric_shm_size_fails_the_load_as_invalid_argument(
         _either_server(server_kind, repo, args) as server,
         httpclient.InferenceServerClient(server.http_url) as client,
     ):
-        (entry,) = client.get_model_repository_index()
-    assert entry["state"] == "UNAVAILABLE"
-    assert entry["reason"].startswith("Invalid argument"), entry["reason"]
-    if server_kind == "tritonx":
-        assert "'shm-default-byte-size'" in entry["reason"]
+        index = client.get_model_repository_index()
+    assert {e["name"]: e["state"] for e in index} == {
+        "inproc": "UNAVAILABLE",
+        "stub": "UNAVAILABLE",
+    }
+    for entry in index:
+        if reason is not None:
+            assert entry["reason"] == reason
+        else:
+            assert entry["reason"].startswith("Invalid argument: "), entry["reason"]
+            if server_kind == "tritonx":
+                assert "'shm-default-byte-size'" in entry["reason"]
 
 
 @pytest.mark.parametrize("server_kind", ["tritonx", "reference"])

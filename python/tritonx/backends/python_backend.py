@@ -37,6 +37,7 @@ from tritonx.backends.base import (
 from tritonx.backends.pb import bls
 from tritonx.backends.pb.messages import InferenceRequest, InferenceResponse
 from tritonx.backends.pb.model_config import ModelConfig as PbModelConfig
+from tritonx.backends.python_settings import python_settings
 from tritonx.errors import InternalError, TritonXError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -268,6 +269,7 @@ class PythonModel:
 
     def __init__(self, ctx: ModelContext) -> None:
         self.ctx = ctx
+        self.settings = python_settings(ctx.backend_config)  # refuses bad values
         self.model_file = _model_file(ctx)
         self._instances: list[Any] = []  # PythonInstance or stub.StubInstance
         registry = ctx.server.registry if ctx.server is not None else None

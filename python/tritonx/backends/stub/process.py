@@ -37,7 +37,7 @@ from tritonx.backends.stub.channel import (
 from tritonx.backends.stub.metrics_sync import MetricsMirror
 from tritonx.backends.stub.spawn import reap as _reap
 from tritonx.backends.stub.spawn import spawn_stub
-from tritonx.config.settings import float_setting, int_setting
+from tritonx.config.settings import float_setting
 from tritonx.errors import InternalError
 
 if TYPE_CHECKING:
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tritonx.backends.python")
 
-DEFAULT_SHM_SIZE = 1 << 20  # Triton's shm-default-byte-size
-DEFAULT_SHM_GROWTH = 1 << 20  # Triton's shm-growth-byte-size
 _BACKOFF_FIRST_S = 0.05
 _BACKOFF_MAX_S = 5.0
 _HEALTHY_AFTER_S = 30.0  # a stub that lived this long resets the backoff
@@ -84,15 +82,6 @@ def _float_param(model: PythonModel, key: str, default: float) -> float:
     return default if value is None else value
 
 
-def _size_setting(settings: dict[str, str], key: str, default: int) -> int:
-    value = int_setting(settings, key)
-    if value is None:
-        return default
-    if value <= 0:
-        raise errors.InvalidArgumentError(f"'{key}' must be a positive number of bytes")
-    return value
-
-
 class StubInstance:
     """One model instance in its own process.
 
@@ -118,12 +107,8 @@ class StubInstance:
         stop_timeout = float_setting(ctx.backend_config, "exit-timeout-secs")
         self._stop_timeout = 30.0 if stop_timeout is None else stop_timeout
         self._python = model_python(model)
-        shm_size = _size_setting(
-            ctx.backend_config, "shm-default-byte-size", DEFAULT_SHM_SIZE
-        )
-        shm_growth = _size_setting(
-            ctx.backend_config, "shm-growth-byte-size", DEFAULT_SHM_GROWTH
-        )
+        shm_size = model.settings.shm_default_byte_size
+        shm_growth = model.settings.shm_growth_byte_size
         init_args: dict[str, Any] = {
             "model_name": ctx.name,
             "model_version": ctx.version,
