@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <string>
+#include <unordered_map>
 
 #include "tensor_memory.h"
 
@@ -128,6 +129,33 @@ Status CheckInputSize(const ModelSpec& spec, const Tensor& input, const Shape& d
   return Status::Ok();
 }
 
+// Triton 2.51's answer to a request with too few or too many inputs, word for word:
+// the given names in the order of its own hash map of them (libstdc++'s
+// unordered_map, as here, iterated after inserting in request order), the missing
+// ones in config order; an empty missing list prints as "]" there.
+Status InputCountMismatch(const ModelSpec& spec, const InferenceRequest& request,
+                          const std::string& prefix, size_t required,
+                          const std::vector<std::string>& missing) {
+  std::unordered_map<std::string, size_t> names;
+  for (size_t i = 0; i < request.inputs.size(); ++i) {
+    names.emplace(request.inputs[i].name, i);
+  }
+  std::vector<std::string> given;
+  for (const auto& entry : names) given.push_back(entry.first);
+  const std::string missing_text = missing.empty() ? "]" : QuotedList(missing);
+  const std::string expected = required == spec.inputs.size()
+                                   ? std::to_string(required) + " inputs"
+                                   : "number of inputs between " +
+                                         std::to_string(required) + " and " +
+                                         std::to_string(spec.inputs.size());
+  return Status(StatusCode::kInvalidArg,
+                prefix + "expected " + expected + " but got " +
+                    std::to_string(request.inputs.size()) + " inputs for model '" +
+                    spec.name + "'. Got input(s) " + QuotedList(given) +
+                    ", but missing required input(s) " + missing_text +
+                    ". Please provide all required input(s).");
+}
+
 }  // namespace
 
 const TensorSpec* ModelSpec::FindInput(const std::string& input_name) const {
@@ -148,47 +176,50 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
   const std::string model = "'" + spec.name + "'";
   const std::string prefix = RequestPrefix(*request);
 
-  // Known inputs, no duplicates.
+  // No duplicates: Triton refuses one as each input is added, before anything else.
   for (size_t i = 0; i < request->inputs.size(); ++i) {
-    Tensor& input = request->inputs[i];
+    for (size_t j = 0; j < i; ++j) {
+      if (request->inputs[j].name == request->inputs[i].name) {
+        return Status(StatusCode::kInvalidArg, prefix + "input '" +
+                                                   request->inputs[i].name +
+                                                   "' already exists in request");
+      }
+    }
+  }
+  for (Tensor& input : request->inputs) {
     if (!input.on_host()) {
       // Backends, batching, the cache key and stub processes read inputs on the
       // host: a GPU input (a BLS call passing on a device tensor) is copied once.
       Status status = HostTensor(input, &input);
       if (!status.ok()) return status;
     }
-    if (spec.FindInput(input.name) == nullptr) {
-      return Status(StatusCode::kInvalidArg, "unexpected inference input '" +
-                                                 input.name + "' for model " + model);
-    }
-    for (size_t j = 0; j < i; ++j) {
-      if (request->inputs[j].name == input.name) {
-        return Status(StatusCode::kInvalidArg,
-                      "input '" + input.name + "' already exists in request");
-      }
-    }
   }
 
-  // Every required input present.
+  // Then the number of inputs, then their names, then the required ones, as Triton
+  // 2.51 orders the checks (it lets a request that names the right number of known
+  // inputs but leaves a required one out reach the model; tritonx refuses it with
+  // the same text).
   std::vector<std::string> missing;
   size_t required = 0;
   for (const auto& input_spec : spec.inputs) {
     if (input_spec.optional) continue;
     ++required;
-    bool found =
-        std::any_of(request->inputs.begin(), request->inputs.end(),
-                    [&](const Tensor& t) { return t.name == input_spec.name; });
-    if (!found) missing.push_back(input_spec.name);
+    if (FindTensor(*request, input_spec.name) == nullptr) {
+      missing.push_back(input_spec.name);
+    }
+  }
+  const size_t count = request->inputs.size();
+  if (count > spec.inputs.size() || count < required) {
+    return InputCountMismatch(spec, *request, prefix, required, missing);
+  }
+  for (const Tensor& input : request->inputs) {
+    if (spec.FindInput(input.name) == nullptr) {
+      return Status(StatusCode::kInvalidArg, "unexpected inference input '" +
+                                                 input.name + "' for model " + model);
+    }
   }
   if (!missing.empty()) {
-    std::vector<std::string> given;
-    for (const auto& input : request->inputs) given.push_back(input.name);
-    return Status(StatusCode::kInvalidArg,
-                  prefix + "expected " + std::to_string(required) + " inputs but got " +
-                      std::to_string(request->inputs.size()) + " inputs for model " +
-                      model + ". Got input(s) " + QuotedList(given) +
-                      ", but missing required input(s) " + QuotedList(missing) +
-                      ". Please provide all required input(s).");
+    return InputCountMismatch(spec, *request, prefix, required, missing);
   }
 
   // Batch size first, as Triton does: dim 0 of every input, the same for all of

@@ -71,17 +71,31 @@ TEST(ModelSpec, FindsInputsAndOutputs) {
 }
 
 TEST(ModelSpec, RejectsUnexpectedInput) {
-  Status status = Validate(
-      MakeSpec(8), {FloatTensor("INPUT0", {1, 4}), FloatTensor("EXTRA", {1, 4})});
+  // As many inputs as the model has, one of them unknown.
+  Status status = Validate(MakeSpec(8), {FloatTensor("EXTRA", {1, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(status.message(), "unexpected inference input 'EXTRA' for model 'm'");
 }
 
-TEST(ModelSpec, RejectsDuplicateInput) {
+TEST(ModelSpec, RejectsTooManyInputsWithTritonsText) {
+  // Triton 2.51's text, its "]" for an empty missing list included.
   Status status = Validate(
-      MakeSpec(8), {FloatTensor("INPUT0", {1, 4}), FloatTensor("INPUT0", {1, 4})});
+      MakeSpec(8), {FloatTensor("INPUT0", {1, 4}), FloatTensor("EXTRA", {1, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
-  EXPECT_EQ(status.message(), "input 'INPUT0' already exists in request");
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] expected 1 inputs but got 2 inputs for model "
+            "'m'. Got input(s) ['EXTRA','INPUT0'], but missing required input(s) ]. "
+            "Please provide all required input(s).");
+}
+
+TEST(ModelSpec, RejectsDuplicateInput) {
+  // Before the count: Triton refuses a duplicate as it is added.
+  Status status = Validate(
+      MakeSpec(8), {FloatTensor("INPUT0", {1, 4}), FloatTensor("INPUT0", {1, 4}),
+                    FloatTensor("EXTRA", {1, 4})});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] input 'INPUT0' already exists in request");
 }
 
 TEST(ModelSpec, RejectsMissingRequiredInput) {
