@@ -128,7 +128,10 @@ Status NotUnsignedClassification() {
       "unsigned-integer");
 }
 
-Status NotRequestParameters() { return InternalError("failed to get request params."); }
+Status NotRequestParameters() {
+  return InternalError(
+      "failed to get request params.: attempt to get members for non-object");
+}
 
 }  // namespace infer_json
 }  // namespace tritonx

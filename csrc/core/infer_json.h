@@ -212,11 +212,12 @@ bool Unsigned(V<Json> v, uint64_t* out) {
   }
 }
 
-// A string member that must be there: Triton's missing / wrong-type errors.
+// A string member that must be there: Triton's missing / wrong-type errors (null is
+// there, of the wrong type, as in Triton).
 template <class Json>
 Status RequiredText(V<Json> obj, const char* key, std::string_view* out) {
   V<Json> value{};
-  if (!Member<Json>(obj, key, &value)) return JsonMissingMember(key);
+  if (!Json::Find(obj, key, &value)) return JsonMissingMember(key);
   if (Json::Kind(value) != JsonKind::kString) return JsonWrongType(key, kNotString);
   return Json::Text(value, out);
 }
@@ -287,7 +288,7 @@ Status DecodeInput(V<Json> item, const InferBodyLayout& layout,
   status = RequiredText<Json>(item, "datatype", &datatype);
   if (!status.ok()) return status;
   V<Json> shape{};
-  if (!Member<Json>(item, "shape", &shape)) return JsonMissingMember("shape");
+  if (!Json::Find(item, "shape", &shape)) return JsonMissingMember("shape");
   if (Json::Kind(shape) != JsonKind::kArray) return JsonWrongType("shape", kNotArray);
 
   InputDescription input;
@@ -372,14 +373,17 @@ Status DecodeInferJson(typename Json::Value doc, const InferBodyLayout& layout,
   using namespace infer_json;
   if (Json::Kind(doc) != JsonKind::kObject) return JsonMissingMember("inputs");
   V<Json> value{};
-  if (Member<Json>(doc, "id", &value)) {
+  // id, inputs and outputs: null is a value of the wrong type, as in Triton (unlike
+  // the optional members Member reads).
+  if (Json::Find(doc, "id", &value)) {
     if (Json::Kind(value) != JsonKind::kString) return JsonWrongType("id", kNotString);
     std::string_view id;
     Status status = Json::Text(value, &id);
     if (!status.ok()) return status;
     sink->SetId(id);
   }
-  if (Member<Json>(doc, "parameters", &value)) {
+  // Request parameters: null is not "absent" here, as in Triton (not an object).
+  if (Json::Find(doc, "parameters", &value)) {
     if (Json::Kind(value) != JsonKind::kObject) return NotRequestParameters();
     Status status = Json::Members(value, [&](std::string_view key, V<Json> v) {
       if (key == "binary_data_output") {
@@ -395,7 +399,7 @@ Status DecodeInferJson(typename Json::Value doc, const InferBodyLayout& layout,
     });
     if (!status.ok()) return status;
   }
-  if (!Member<Json>(doc, "inputs", &value)) return JsonMissingMember("inputs");
+  if (!Json::Find(doc, "inputs", &value)) return JsonMissingMember("inputs");
   if (Json::Kind(value) != JsonKind::kArray) return JsonWrongType("inputs", kNotArray);
   Status status = CheckCount(Json::Size(value), "inputs");
   if (!status.ok()) return status;
@@ -407,7 +411,7 @@ Status DecodeInferJson(typename Json::Value doc, const InferBodyLayout& layout,
   if (layout.has_header_length && offset != layout.body_size) {
     return ExtraBinaryData(model);
   }
-  if (!Member<Json>(doc, "outputs", &value)) return Status::Ok();
+  if (!Json::Find(doc, "outputs", &value)) return Status::Ok();
   if (Json::Kind(value) != JsonKind::kArray) return JsonWrongType("outputs", kNotArray);
   status = CheckCount(Json::Size(value), "outputs");
   if (!status.ok()) return status;

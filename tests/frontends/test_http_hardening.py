@@ -450,6 +450,75 @@ def test_large_integers_reach_the_model_as_doubles(server: RunningServer) -> Non
     assert all(isinstance(v, float) for v in seen.values())
 
 
+@pytest.mark.parametrize("parameters", ["x", 5, [1], None, True])
+def test_request_parameters_that_are_no_object(
+    server: RunningServer, parameters: object
+) -> None:
+    """Triton 2.51's status and words (checked against tritonserver 2.51)."""
+    body = json.dumps({"parameters": parameters, "inputs": [FP32_INPUT]}).encode()
+    status, data = _post(server, "/v2/models/identity/infer", body)
+    assert (status, _error(data)) == (
+        500,
+        "failed to get request params.: attempt to get members for non-object",
+    )
+
+
+NOT_STRING = "attempt to access JSON non-string as string"
+NOT_ARRAY = "attempt to access JSON non-array as array"
+# A member that is there but null is a value of the wrong type (checked against
+# tritonserver 2.51, 500 for each); null `parameters` of an input or output count
+# as absent there and here.
+NULL_MEMBERS: dict[str, tuple[dict[str, object], str]] = {
+    "id": ({"id": None, "inputs": [FP32_INPUT]}, f"Unable to parse 'id': {NOT_STRING}"),
+    "inputs": ({"inputs": None}, f"Unable to parse 'inputs': {NOT_ARRAY}"),
+    "outputs": (
+        {"inputs": [FP32_INPUT], "outputs": None},
+        f"Unable to parse 'outputs': {NOT_ARRAY}",
+    ),
+    "input name": (
+        {"inputs": [{**FP32_INPUT, "name": None}]},
+        f"Unable to parse 'name': {NOT_STRING}",
+    ),
+    "datatype": (
+        {"inputs": [{**FP32_INPUT, "datatype": None}]},
+        f"Unable to parse 'datatype': {NOT_STRING}",
+    ),
+    "shape": (
+        {"inputs": [{**FP32_INPUT, "shape": None}]},
+        f"Unable to parse 'shape': {NOT_ARRAY}",
+    ),
+    "output name": (
+        {"inputs": [FP32_INPUT], "outputs": [{"name": None}]},
+        f"Unable to parse 'name': {NOT_STRING}",
+    ),
+    "binary_data_output": (
+        {"inputs": [FP32_INPUT], "parameters": {"binary_data_output": None}},
+        "Unable to parse 'binary_data_output': attempt to access JSON non-boolean as "
+        "boolean",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NULL_MEMBERS))
+def test_null_members_are_values_of_the_wrong_type(
+    server: RunningServer, case: str
+) -> None:
+    doc, message = NULL_MEMBERS[case]
+    status, data = _post(server, "/v2/models/identity/infer", json.dumps(doc).encode())
+    assert (status, _error(data)) == (500, message)
+
+
+def test_null_parameters_of_inputs_and_outputs_are_absent(
+    server: RunningServer,
+) -> None:
+    doc = {
+        "inputs": [{**FP32_INPUT, "parameters": None}],
+        "outputs": [{"name": "OUTPUT0", "parameters": None}],
+    }
+    status, data = _post(server, "/v2/models/identity/infer", json.dumps(doc).encode())
+    assert status == 200, data
+
+
 @pytest.mark.parametrize("path", ["/v2/repository/index", "/v2/models/identity/infer"])
 def test_deep_nesting_is_a_parse_error(server: RunningServer, path: str) -> None:
     status, data = _post(server, path, b"[" * 100_000 + b"]" * 100_000)
