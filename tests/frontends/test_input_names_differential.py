@@ -153,15 +153,21 @@ def test_http(
     assert _http_error(server, model, names) == (400, message)
 
 
+def _grpc_inputs(names: list[str]) -> list[grpcclient.InferInput]:
+    """FP32 [4] inputs holding 0, 1, 2, 3, named ``names``."""
+    inputs = []
+    for name in names:
+        tensor = grpcclient.InferInput(name, [4], "FP32")
+        tensor.set_data_from_numpy(np.arange(4, dtype=np.float32))
+        inputs.append(tensor)
+    return inputs
+
+
 @pytest.mark.parametrize(("model", "names", "message"), CASES, ids=IDS)
 def test_grpc(
     server: RunningServer, model: str, names: list[str], message: str
 ) -> None:
-    inputs = []
-    for name in names:
-        tensor = grpcclient.InferInput(name, [4], "FP32")
-        tensor.set_data_from_numpy(np.ones(4, dtype=np.float32))
-        inputs.append(tensor)
+    inputs = _grpc_inputs(names)
     with (
         grpcclient.InferenceServerClient(server.grpc_url) as client,
         pytest.raises(InferenceServerException) as raised,
@@ -174,11 +180,6 @@ def test_grpc(
 def test_the_right_names_are_served(server: RunningServer) -> None:
     """The same server answers well-formed requests (optional input left out too)."""
     for model, names in (("pair", ["INPUT1", "INPUT0"]), ("opt", ["A"])):
-        inputs = []
-        for name in names:
-            tensor = grpcclient.InferInput(name, [4], "FP32")
-            tensor.set_data_from_numpy(np.arange(4, dtype=np.float32))
-            inputs.append(tensor)
         with grpcclient.InferenceServerClient(server.grpc_url) as client:
-            result = client.infer(model, inputs)
+            result = client.infer(model, _grpc_inputs(names))
         assert result.as_numpy("OUTPUT0").tolist() == [0.0, 1.0, 2.0, 3.0]
