@@ -35,7 +35,8 @@ import importlib
 for name in ["numpy", "torch", "onnx", "onnxruntime", "grpc", "google.protobuf",
              "grpc_tools", "pybind11", "prometheus_client", "pynvml", "psutil",
              "uvloop", "httptools", "tritonclient", "geventhttpclient", "gevent",
-             "rapidjson", "pytest", "pytest_timeout", "hypothesis", "cupy"]:
+             "rapidjson", "pytest", "pytest_timeout", "hypothesis", "cupy",
+             "tensorrt"]:
     try:
         mod = importlib.import_module(name)
         print(f"  {name:18} {getattr(mod, '__version__', 'ok')}")

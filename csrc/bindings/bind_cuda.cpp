@@ -1,7 +1,9 @@
 // CUDA facts and helpers for the Python shell: device count (which GPUs KIND_GPU may
-// name), pinned checks, arena views and the copy probe that benchmarks/bench_gpu.py
-// compares the staging path against. Without a usable GPU they answer 0 / False /
-// raise UnavailableError; nothing here needs a GPU to import.
+// name), pinned checks, arena views, the copy probe that benchmarks/bench_gpu.py
+// compares the staging path against, and the device memory, current device and
+// stream-ordered copies a backend whose framework takes raw addresses needs (the
+// tensorrt backend). Without a usable GPU they answer 0 / False / raise
+// UnavailableError; nothing here needs a GPU to import.
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -58,9 +60,105 @@ double CopySeconds(const std::string& source, size_t bytes, int iterations, int 
       .count();
 }
 
+// Raises UnavailableError (no usable GPU) or InternalError (a CUDA error) for a
+// failed call of cuda_runtime.h; `err` is its error text.
+void ThrowIfCudaError(const std::string& err, const std::string& what) {
+  if (err.empty()) return;
+  const StatusCode code =
+      CudaUsable() ? StatusCode::kInternal : StatusCode::kUnavailable;
+  ThrowIfError(Status(code, what + ": " + err));
+}
+
+// One cudaMalloc allocation on one device, freed when the object goes. Python holds
+// it and hands `address` to a framework that binds raw device pointers.
+// Thread safety: immutable after construction; the allocation is freed by the
+// destructor, which the caller must not run while a stream still uses the memory.
+class DeviceMemory {
+ public:
+  // Allocates with the GIL released; raises (GIL held) when CUDA refuses.
+  static std::unique_ptr<DeviceMemory> Create(int device, size_t nbytes) {
+    if (!CudaUsable()) ThrowIfCudaError("no usable CUDA device", "cudaMalloc");
+    void* ptr = nullptr;
+    {
+      py::gil_scoped_release release;
+      ptr = CudaDeviceAlloc(device, nbytes == 0 ? 1 : nbytes);
+    }
+    if (ptr == nullptr) {
+      ThrowIfError(
+          Status(StatusCode::kInternal, "cudaMalloc of " + std::to_string(nbytes) +
+                                            " bytes on device " +
+                                            std::to_string(device) + " failed"));
+    }
+    return std::unique_ptr<DeviceMemory>(new DeviceMemory(device, nbytes, ptr));
+  }
+  ~DeviceMemory() { CudaDeviceFree(memory_); }
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+
+  uintptr_t address() const { return reinterpret_cast<uintptr_t>(memory_); }
+  size_t nbytes() const { return nbytes_; }
+  int device() const { return device_; }
+
+ private:
+  DeviceMemory(int device, size_t nbytes, void* memory)
+      : device_(device), nbytes_(nbytes), memory_(memory) {}
+
+  int device_;
+  size_t nbytes_;
+  void* memory_;
+};
+
+void* AsPointer(uintptr_t address) { return reinterpret_cast<void*>(address); }
+
 }  // namespace
 
 void RegisterCuda(py::module_& m) {
+  py::class_<DeviceMemory>(m, "DeviceMemory",
+                           "One device allocation (cudaMalloc), freed with the object.")
+      .def(py::init(&DeviceMemory::Create), py::arg("device"), py::arg("nbytes"))
+      .def_property_readonly("address", &DeviceMemory::address)
+      .def_property_readonly("nbytes", &DeviceMemory::nbytes)
+      .def_property_readonly("device", &DeviceMemory::device);
+  m.def(
+      "cuda_set_device",
+      [](int device) {
+        std::string err;
+        {
+          py::gil_scoped_release release;
+          err = CudaSetDevice(device);
+        }
+        ThrowIfCudaError(err, "cudaSetDevice(" + std::to_string(device) + ")");
+      },
+      py::arg("device"), "Makes `device` the calling thread's current CUDA device.");
+  m.def(
+      "cuda_copy_async",
+      [](uintptr_t dst, uintptr_t src, size_t nbytes, uintptr_t stream,
+         bool to_device) {
+        std::string err;
+        {
+          py::gil_scoped_release release;
+          err = to_device ? CudaCopyHostToDevice(AsPointer(dst), AsPointer(src), nbytes,
+                                                 AsPointer(stream))
+                          : CudaCopyDeviceToHost(AsPointer(dst), AsPointer(src), nbytes,
+                                                 AsPointer(stream));
+        }
+        ThrowIfCudaError(err, "cudaMemcpyAsync");
+      },
+      py::arg("dst"), py::arg("src"), py::arg("nbytes"), py::arg("stream"),
+      py::arg("to_device"),
+      "Queues one host->device (to_device) or device->host copy on `stream` (raw "
+      "addresses; asynchronous from pinned memory).");
+  m.def(
+      "cuda_stream_sync",
+      [](uintptr_t stream) {
+        std::string err;
+        {
+          py::gil_scoped_release release;
+          err = CudaStreamSync(AsPointer(stream));
+        }
+        ThrowIfCudaError(err, "cudaStreamSynchronize");
+      },
+      py::arg("stream"), "Waits, GIL released, for the work queued on `stream`.");
   m.def("device_to_host_copies", &DeviceToHostCopies,
         "Device->host tensor copies the core made so far (tensor_memory.h)");
   m.def("cuda_device_count", [] {

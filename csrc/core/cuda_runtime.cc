@@ -158,6 +158,16 @@ void CudaStreamDestroy(void* stream) {
 #endif
 }
 
+std::string CudaSetDevice(int device) {
+#ifdef TRITONX_ENABLE_CUDA
+  if (!CudaUsable()) return "no usable CUDA device";
+  return ErrorText(cudaSetDevice(device));
+#else
+  (void)device;
+  return "CUDA support is not built in";
+#endif
+}
+
 void* CudaDeviceAlloc(int device, size_t bytes) {
 #ifdef TRITONX_ENABLE_CUDA
   if (!CudaUsable()) return nullptr;

@@ -31,7 +31,13 @@ bool CudaIsPinned(const void* ptr);
 void* CudaStreamCreate(int device = -1);
 void CudaStreamDestroy(void* stream);
 
-// Device memory for tests and benchmarks (cudaMalloc on `device`); null when unusable.
+// Makes `device` the calling thread's current device (a backend whose framework
+// works on the current device, as TensorRT does). Empty string on success, else the
+// CUDA error text.
+std::string CudaSetDevice(int device);
+
+// Device memory (cudaMalloc on `device`): the tensorrt backend's I/O buffers, tests
+// and benchmarks; null when unusable.
 void* CudaDeviceAlloc(int device, size_t bytes);
 void CudaDeviceFree(void* ptr);
 

@@ -45,6 +45,10 @@ cuda_device_count = _C.cuda_device_count
 cuda_is_pinned = _C.cuda_is_pinned
 arena_array = _C.arena_array
 h2d_copy_seconds = _C.h2d_copy_seconds
+DeviceMemory = _C.DeviceMemory
+cuda_set_device = _C.cuda_set_device
+cuda_copy_async = _C.cuda_copy_async
+cuda_stream_sync = _C.cuda_stream_sync
 device_to_host_copies = _C.device_to_host_copies
 CUDA_BUILT: bool = _C.cuda_built
 GRPC_BUILT: bool = _C.grpc_built
@@ -167,6 +171,7 @@ _C.set_log_sink(_log_from_core)
 __all__ = [
     "CUDA_BUILT",
     "GRPC_BUILT",
+    "DeviceMemory",
     "GrpcServer",
     "HttpServer",
     "InstanceRateLimit",
@@ -186,9 +191,12 @@ __all__ = [
     "TensorSpec",
     "arena_array",
     "arena_stats",
+    "cuda_copy_async",
     "cuda_device_count",
     "cuda_device_ids",
     "cuda_is_pinned",
+    "cuda_set_device",
+    "cuda_stream_sync",
     "cuda_usable",
     "generate_load",
     "h2d_copy_seconds",

@@ -24,6 +24,8 @@ TEST(CudaRuntime, WithoutAGpuEverythingIsInert) {
   EXPECT_EQ(CudaDeviceCount(), 0);
   EXPECT_EQ(CudaHostAlloc(64), nullptr);
   EXPECT_EQ(CudaStreamCreate(0), nullptr);
+  EXPECT_EQ(CudaDeviceAlloc(0, 64), nullptr);
+  EXPECT_NE(CudaSetDevice(0), "");  // an error text, not a crash
   {
     StreamPool pool(3, 0);
     EXPECT_EQ(pool.size(), 3u);
@@ -99,6 +101,15 @@ TEST(CudaRuntime, ArenaBatchRoundTripsOnAnInstanceStream) {
   ASSERT_EQ(CudaStreamSync(stream), "");
   EXPECT_EQ(std::memcmp(in->data(), out->data(), bytes), 0);
   CudaDeviceFree(dev);
+}
+
+TEST(CudaRuntime, SetDeviceAcceptsEveryDeviceAndRefusesOthers) {
+  SKIP_WITHOUT_CUDA();
+  for (int device = 0; device < CudaDeviceCount(); ++device) {
+    EXPECT_EQ(CudaSetDevice(device), "") << device;
+  }
+  EXPECT_NE(CudaSetDevice(CudaDeviceCount()), "");
+  EXPECT_EQ(CudaSetDevice(0), "");  // the thread stays usable after the refusal
 }
 
 }  // namespace

@@ -21,6 +21,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "python": "tritonx.backends.python_backend:create_backend",
     "onnxruntime": "tritonx.backends.onnxruntime_backend:create_backend",
     "pytorch": "tritonx.backends.pytorch_backend:create_backend",
+    "tensorrt": "tritonx.backends.tensorrt_backend:create_backend",
 }
 
 BackendFactory = Callable[[], Backend]
