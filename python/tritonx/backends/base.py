@@ -45,6 +45,9 @@ class ModelContext:
     # The server's _native.ServerContext (None outside a server): a backend that
     # lets models call models (BLS) finds them in its registry, never elsewhere.
     server: Any = None
+    # The loading manager's repository/model_control.ModelControl (None outside a
+    # server): what a Python model's pb_utils.load_model & co. call.
+    model_control: Any = None
 
 
 @dataclass

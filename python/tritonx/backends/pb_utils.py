@@ -35,6 +35,7 @@ from tritonx.backends.pb.messages import (
 )
 from tritonx.backends.pb.metrics import Metric, MetricFamily
 from tritonx.backends.pb.model_config import ModelConfig
+from tritonx.backends.pb.model_control import is_model_ready, load_model, unload_model
 from tritonx.backends.pb.tensor import Tensor
 
 __all__ = [
@@ -119,15 +120,3 @@ def get_output_config_by_name(
 def using_decoupled_model_transaction_policy(model_config: dict[str, Any]) -> bool:
     policy = model_config.get("model_transaction_policy")
     return bool(policy and policy.get("decoupled", False))
-
-
-def _model_control_unsupported(*_: Any, **__: Any) -> Any:
-    raise TritonModelException(
-        "model control from a Python model (load_model/unload_model/is_model_ready) "
-        "is not supported by tritonx"
-    )
-
-
-load_model = _model_control_unsupported
-unload_model = _model_control_unsupported
-is_model_ready = _model_control_unsupported

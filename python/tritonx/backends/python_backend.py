@@ -101,7 +101,7 @@ class PythonInstance:
         # (A stub process's model has no link: no registry in that process.)
         link = getattr(model, "bls_link", None)
         self._scope = bls.BlsScope(
-            link or bls.ModelLink(None, model.ctx.name, model.ctx.version)
+            link or bls.ModelLink(None, model.ctx.name, model.ctx.version), ictx.name
         )
         setattr(self._module, bls.SCOPE_GLOBAL, self._scope)
         try:
@@ -273,7 +273,9 @@ class PythonModel:
         self.model_file = _model_file(ctx)
         self._instances: list[Any] = []  # PythonInstance or stub.StubInstance
         registry = ctx.server.registry if ctx.server is not None else None
-        self.bls_link = bls.ModelLink(registry, ctx.name, ctx.version)
+        self.bls_link = bls.ModelLink(
+            registry, ctx.name, ctx.version, ctx.model_control
+        )
 
     def initialize_args(self, ictx: InstanceContext) -> dict[str, str]:
         """The ``args`` dict Triton passes to ``initialize`` (all values strings)."""

@@ -39,6 +39,7 @@ class LoadSettings:
     auto_complete: bool
     backend_config: dict[str, dict[str, str]]
     context: Any = None  # the server's _native.ServerContext; None: the default
+    control: Any = None  # model_control.ModelControl of the manager loading
 
 
 def _backend_settings(
@@ -97,6 +98,7 @@ def build_version(
         repository=repository,
         backend_config=_backend_settings(settings.backend_config, config.backend),
         server=settings.context,
+        model_control=settings.control,
     )
     complete = getattr(backend, "auto_complete_config", None)
     if settings.auto_complete and complete is not None:

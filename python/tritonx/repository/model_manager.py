@@ -34,6 +34,7 @@ from tritonx.errors import (
 from tritonx.repository.ensembles import EnsembleDependencies, is_ensemble
 from tritonx.repository.loader import LoadSettings, build_version, retire_version
 from tritonx.repository.lookup import ModelLookup
+from tritonx.repository.model_control import ModelControl
 from tritonx.repository.poll_mode import RepositoryPolling
 from tritonx.repository.polling import PollFailure, read_model_config
 from tritonx.repository.records import (
@@ -87,16 +88,20 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
             max_workers=max(1, options.load_threads),
             thread_name_prefix="tritonx-load",
         )
+        # The loop start() runs on: model control from backend threads goes there.
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._settings = LoadSettings(
             auto_complete=options.auto_complete,
             backend_config={k: dict(v) for k, v in options.backend_config.items()},
             context=context,
+            control=ModelControl(self),
         )
 
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
         """Load the startup models of the control mode (all of them in "none")."""
+        self.loop = asyncio.get_running_loop()
         opts = self.options
         polling = opts.control_mode == "poll"
         if opts.control_mode == "explicit":
@@ -179,7 +184,12 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
 
     # -- explicit control ------------------------------------------------------
 
-    def _check_explicit(self) -> None:
+    @property
+    def started(self) -> bool:
+        """True once the startup models were loaded."""
+        return self._started
+
+    def check_explicit(self) -> None:
         if self.options.control_mode != "explicit":
             # Triton says "polling" for every mode that is not explicit.
             raise UnavailableError(
@@ -194,7 +204,7 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
     ) -> None:
         """Load or reload ``name``; ``config`` is a JSON override and ``files``
         maps "<version>/<file>" to contents for a temporary model directory."""
-        self._check_explicit()
+        self.check_explicit()
         await self._load_model(name, config, files)
         self._explicit.add(name)
         await self._restore_users(name)
@@ -206,7 +216,7 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
         ensemble also unloads the composing models loaded only for it (see
         repository/ensembles.py).
         """
-        self._check_explicit()
+        self.check_explicit()
         self._explicit.discard(name)
         for dropped in self._dropped.values():  # unloaded on purpose: stays so
             dropped.discard(name)

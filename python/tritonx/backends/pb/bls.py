@@ -68,8 +68,12 @@ class ModelLink:
     would complete that circle is refused instead, so the others still finish.
     Thread safe (a lock around the waiting counts)."""
 
-    def __init__(self, registry: Any, name: str, version: int) -> None:
+    def __init__(
+        self, registry: Any, name: str, version: int, control: Any = None
+    ) -> None:
         self.registry = registry
+        # repository/model_control.ModelControl: pb_utils.load_model & co.
+        self.control = control
         self.name = name
         self.version = version
         self.instances = 0  # set by the backend as instances are created
@@ -98,12 +102,13 @@ class ModelLink:
 class BlsScope:
     """One instance's link to its server. ``ready`` is True between the end of
     ``initialize`` and the start of ``finalize`` (Triton allows BLS in ``execute``
-    only)."""
+    only). ``instance`` names it in model control errors."""
 
-    __slots__ = ("__weakref__", "link", "ready")
+    __slots__ = ("__weakref__", "instance", "link", "ready")
 
-    def __init__(self, link: ModelLink) -> None:
+    def __init__(self, link: ModelLink, instance: str = "") -> None:
         self.link = link
+        self.instance = instance
         self.ready = False
 
 

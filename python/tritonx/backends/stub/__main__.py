@@ -120,6 +120,7 @@ class _RingRequest:
 _ANSWER_TO = {
     "cancelled?": "cancelled",
     "bls": "bls_result",
+    "control": "control_result",
     "metric_family": "metric_family_ok",
     "metrics_sync": "metrics_ok",
 }
@@ -319,10 +320,11 @@ class Stub:
     def _install(self, streams: Channel) -> None:
         """This process has no server: BLS calls and custom metrics go to the real
         one (bls_remote.py, metrics_sync.py)."""
-        from tritonx.backends.pb import bls, metrics
+        from tritonx.backends.pb import bls, metrics, model_control
 
         remote = StubBls(self._answer, self.channel.send, self._bls_state, streams)
         bls.remote, bls.remote_async = remote, remote.submit
+        model_control.remote = remote.control
 
         def send_metrics(msg: tuple[Any, ...]) -> None:
             if self._ring is not None:  # applied before the reply that follows

@@ -14,6 +14,10 @@ stub are sent to the server, which runs them through its scheduler
 
 Tensors travel in one-off memfds both ways; a payload is ``("ok", descs,
 parameters)`` or ``("err", code, message)``.
+
+Model control (``pb_utils.load_model`` & co., pb/model_control.py) is a round trip
+too: ``("control", op, args, allowed)`` answered by ``("control_result", ("ok",
+value))`` or ``("control_result", ("err", text))``, the text already Triton's.
 """
 
 from __future__ import annotations
@@ -168,6 +172,33 @@ class ServerBls:
             self.scope, executing, request, into=forwarder, decoupled=decoupled
         )
 
+    def control(self, channel: Channel, msg: tuple[Any, ...]) -> None:
+        """A stub's model control call, run for its instance on this server."""
+        from tritonx.backends.pb import model_control
+        from tritonx.backends.pb.errors import TritonModelException
+
+        _, op, args, allowed = msg
+        try:
+            value = model_control.run(self.scope, op, tuple(args), allowed=allowed)
+        except TritonModelException as exc:
+            channel.send(("control_result", ("err", str(exc))))
+            return
+        except Exception as exc:
+            channel.send(("control_result", ("err", f"{type(exc).__name__}: {exc}")))
+            return
+        channel.send(("control_result", ("ok", value)))
+
+    def control_later(self, channel: Channel, msg: tuple[Any, ...]) -> None:
+        """``control`` for the reader thread, which must keep reading: on this
+        stub's one BLS thread (a load can take seconds)."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="stub-bls")
+        self._worker.submit(self._control_quietly, channel, msg)
+
+    def _control_quietly(self, channel: Channel, msg: tuple[Any, ...]) -> None:
+        with contextlib.suppress(ChannelClosed, OSError):  # the stub is gone
+            self.control(channel, msg)
+
     def run_later(self, channel: Channel, msg: tuple[Any, ...], fds: list[int]) -> None:
         """``run`` for a decoupled stub's reader thread, which must keep reading: a
         plain call (it blocks) runs on this stub's one BLS thread (the stub asks one
@@ -239,6 +270,17 @@ class StubBls:
     def __call__(self, request: Any, decoupled: bool = False) -> Any:
         """``exec()`` (and ``async_exec(decoupled=True)``)."""
         return self._call(request, decoupled, None)
+
+    def control(self, op: str, args: tuple[Any, ...]) -> Any:
+        """``model_control.remote``: the call runs on the server."""
+        from tritonx.backends.pb.errors import TritonModelException
+
+        allowed, _ = self._state()
+        reply = self._ask(("control", op, args, allowed), [])
+        status, value = reply[1]
+        if status == "err":
+            raise TritonModelException(value)
+        return value
 
     def submit(self, request: Any, future: asyncio.Future[Any]) -> None:
         """``async_exec()``: ``future`` (on the caller's loop) gets the response."""

@@ -143,7 +143,7 @@ class StubInstance:
         # The stub's answers to init and finalize, from the reader thread.
         self._replies: queue.Queue[tuple[Any, list[int]] | None] = queue.Queue()
         # BLS calls the stub sends run here, for this instance of this server's model.
-        scope = bls.BlsScope(model.bls_link)
+        scope = bls.BlsScope(model.bls_link, ictx.name)
         scope.ready = True
         self._bls = ServerBls(scope)
         self._metrics = MetricsMirror()  # the stub's custom metrics, on /metrics
@@ -277,6 +277,8 @@ class StubInstance:
                 channel.send(("cancelled", flag))
             elif kind == "bls":
                 self._bls.run(channel, msg, fds)
+            elif kind == "control":
+                self._bls.control(channel, msg)
             elif not self._side_message(channel, msg):
                 return msg, fds
 
@@ -326,6 +328,8 @@ class StubInstance:
                     channel.send(("cancelled", flag))
             elif msg[0] == "bls":  # from execute or a model thread
                 self._bls.run_later(channel, msg, fds)
+            elif msg[0] == "control":  # may wait for a load: off this thread
+                self._bls.control_later(channel, msg)
             elif msg[0] in ("metrics", "metrics_sync", "metric_family", "bls_cancel"):
                 with contextlib.suppress(ChannelClosed):
                     self._side_message(channel, msg)
