@@ -139,7 +139,9 @@ class PyExecutor : public Executor {
     py::sequence items = py::reinterpret_borrow<py::sequence>(result);
     batch.responses.resize(count);
     for (size_t i = 0; i < count; ++i) {
-      batch.responses[i] = ResponseFromPy(items[i]);
+      // None: no response now (a rescheduled request of an iterative sequence;
+      // anything else without a response fails in BatchRunner).
+      if (!items[i].is_none()) batch.responses[i] = ResponseFromPy(items[i]);
     }
   }
 

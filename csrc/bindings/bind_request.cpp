@@ -248,7 +248,15 @@ void RegisterRequest(py::module_& m) {
       .def_property_readonly(
           "model_version", [](const PyRequest& r) { return r.request->model_version; })
       .def_readwrite("context", &PyRequest::context)
-      .def("is_cancelled", [](const PyRequest& r) { return r.request->IsCancelled(); });
+      .def("is_cancelled", [](const PyRequest& r) { return r.request->IsCancelled(); })
+      .def(
+          "set_reschedule",
+          [](const PyRequest& r, bool again) {
+            r.request->reschedule.store(again, std::memory_order_release);
+          },
+          py::arg("again"),
+          "Iterative sequences: run this request again in a later batch of its "
+          "sequence instead of answering it now.");
 
   py::class_<PyShmTargets>(m, "ShmTargets",
                            "The shared memory regions a request's outputs go to")

@@ -36,7 +36,7 @@ void RegisterSequence(py::module_& m) {
                       int32_t max_candidate_sequences,
                       std::vector<int32_t> preferred_batch_sizes,
                       bool preserve_ordering, const std::vector<ControlTuple>& controls,
-                      const std::vector<StateTuple>& states) {
+                      const std::vector<StateTuple>& states, bool iterative_sequence) {
             SequenceBatchingConfig c;
             if (strategy == "direct") {
               c.strategy = SequenceStrategy::kDirect;
@@ -51,6 +51,7 @@ void RegisterSequence(py::module_& m) {
             c.max_candidate_sequences = max_candidate_sequences;
             c.preferred_batch_sizes = std::move(preferred_batch_sizes);
             c.preserve_ordering = preserve_ordering;
+            c.iterative = iterative_sequence;
             for (const auto& [kind, name, dtype, off, on] : controls) {
               SequenceControl control;
               control.kind = KindOf(kind);
@@ -84,7 +85,8 @@ void RegisterSequence(py::module_& m) {
           py::arg("preferred_batch_sizes") = std::vector<int32_t>(),
           py::arg("preserve_ordering") = false,
           py::arg("controls") = std::vector<ControlTuple>(),
-          py::arg("states") = std::vector<StateTuple>())
+          py::arg("states") = std::vector<StateTuple>(),
+          py::arg("iterative_sequence") = false)
       .def_property_readonly(
           "strategy",
           [](const SequenceBatchingConfig& c) {
@@ -92,7 +94,8 @@ void RegisterSequence(py::module_& m) {
           })
       .def_readonly("max_sequence_idle_us",
                     &SequenceBatchingConfig::max_sequence_idle_us)
-      .def_readonly("max_queue_delay_us", &SequenceBatchingConfig::max_queue_delay_us);
+      .def_readonly("max_queue_delay_us", &SequenceBatchingConfig::max_queue_delay_us)
+      .def_readonly("iterative_sequence", &SequenceBatchingConfig::iterative);
 
   m.def(
       "set_sequence_batching",

@@ -136,6 +136,7 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
       request->compute_input_ns.store(input_ns, std::memory_order_relaxed);
       request->compute_infer_ns.store(infer_ns, std::memory_order_relaxed);
       request->compute_output_ns.store(output_ns, std::memory_order_relaxed);
+      if (status.ok() && Rescheduled(*request)) continue;  // runs again later
       if (status.ok()) {
         stats_->RecordSuccess(end - request->enqueue_ns, start - request->enqueue_ns,
                               input_ns, infer_ns, output_ns);
@@ -157,6 +158,7 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
     request.compute_input_ns.store(input_ns, std::memory_order_relaxed);
     request.compute_infer_ns.store(infer_ns, std::memory_order_relaxed);
     request.compute_output_ns.store(output_ns, std::memory_order_relaxed);
+    if (status.ok() && Rescheduled(request)) continue;  // stays in batch.requests
     if (!status.ok()) {
       response = std::make_unique<InferenceResponse>();
       response->status = status;
@@ -181,6 +183,11 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
     items.push_back({std::move(batch.requests[i]), std::move(response)});
   }
   Deliver(sequence, std::move(items));
+}
+
+bool BatchRunner::Rescheduled(const InferenceRequest& request) const {
+  return allow_reschedule_ && !request.null_request &&
+         request.reschedule.load(std::memory_order_acquire) && !request.responded();
 }
 
 void BatchRunner::CacheResponse(const InferenceRequest& request,

@@ -56,6 +56,12 @@ class BatchRunner {
     before_deliver_ = std::move(hook);
   }
 
+  // Iterative sequences: a request the backend rescheduled (InferenceRequest::
+  // reschedule) after a successful execution is neither answered nor counted; it
+  // stays in Batch::requests for the scheduler to queue again. Off by default (a
+  // flag set elsewhere is ignored). Set before the first Run.
+  void AllowReschedule() { allow_reschedule_ = true; }
+
   // Runs `batch` (its instance_index set) and answers every request in it.
   void Run(Batch& batch, uint64_t sequence);
 
@@ -79,6 +85,8 @@ class BatchRunner {
   void FinishBatch(Batch& batch, Status status, uint64_t start, uint64_t gathered,
                    uint64_t sequence);
   void Deliver(uint64_t sequence, std::vector<DeliveryItem> items);
+  // Whether `request` is to run again (see AllowReschedule) rather than be answered.
+  bool Rescheduled(const InferenceRequest& request) const;
   // A response cache miss executed: cache the response, record the miss.
   void CacheResponse(const InferenceRequest& request,
                      const InferenceResponse& response);
@@ -90,6 +98,7 @@ class BatchRunner {
   std::shared_ptr<TensorArena> arena_;
   std::atomic<uint64_t> next_sequence_{0};
   std::function<void(Batch&)> before_deliver_;
+  bool allow_reschedule_ = false;
 
   // Smoothed execution time per instance, written after each run (inline dispatch).
   std::unique_ptr<std::atomic<uint64_t>[]> recent_exec_ns_;

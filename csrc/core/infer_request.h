@@ -177,6 +177,15 @@ class InferenceRequest {
   // A sequence batcher's filler for an empty batch slot: executed, never answered
   // to anyone, not counted in the statistics.
   bool null_request = false;
+  // Iterative sequences (Triton's TRITONSERVER_REQUEST_RELEASE_RESCHEDULE): set by
+  // the backend during Execute when this request is to run again in a later batch of
+  // its sequence instead of being answered now. Honoured (and cleared) only by a
+  // sequence batcher with iterative_sequence; atomic because a decoupled backend may
+  // set it from a thread of its own before Execute returns.
+  std::atomic<bool> reschedule{false};
+  // How many inputs the request had before the sequence batcher added its control
+  // and state inputs (-1: not added yet): a request that runs again drops them first.
+  int32_t sequence_inputs_from = -1;
   // The model's spec, for output filtering in Send (shared: a decoupled model's
   // sender may outlive the model).
   std::shared_ptr<const ModelSpec> spec;

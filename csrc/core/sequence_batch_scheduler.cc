@@ -67,6 +67,7 @@ SequenceBatchScheduler::SequenceBatchScheduler(
   if (!config_.states.empty()) {
     runner_.SetBeforeDeliver([this](Batch& batch) { CaptureStates(batch); });
   }
+  if (config_.iterative) runner_.AllowReschedule();
   const size_t count = runner_.instance_count();
   slots_.assign(count, std::vector<SequencePtr>(slots_per_instance_));
   running_.assign(count, {});
@@ -92,10 +93,40 @@ Status SequenceBatchScheduler::Enqueue(const RequestPtr& request,
   const uint64_t now = NowNs();
   request->enqueue_ns = now;
   const bool string_id = !request->correlation_id_str.empty();
-  if (!string_id && request->correlation_id == 0) {
+  const bool anonymous = !string_id && request->correlation_id == 0;
+  if (anonymous && !config_.iterative) {
     return Status(StatusCode::kInvalidArg,
                   "inference request to model '" + Name() +
                       "' must specify a non-zero or non-empty correlation ID");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      return Status(StatusCode::kUnavailable,
+                    "model '" + Name() + "' is unloading, request rejected");
+    }
+    if (anonymous) {
+      // A whole sequence in one request: numbered here (an id no running sequence
+      // has), starting now, never continued by another request.
+      while (active_.count("u" + std::to_string(next_anonymous_id_)) != 0) {
+        ++next_anonymous_id_;
+      }
+      request->correlation_id = next_anonymous_id_++;
+      request->flags |= kFlagStart;
+      auto seq = std::make_shared<Sequence>();
+      seq->key = "u" + std::to_string(request->correlation_id);
+      seq->id = request->correlation_id;
+      seq->anonymous = true;
+      seq->ended = true;  // not in active_: nothing may continue it
+      AssignSlot(seq);
+      seq->queue.push_back(request);
+      seq->last_ns = now;
+      ++pending_;
+    }
+  }
+  if (anonymous) {
+    work_cv_.notify_all();
+    return Status::Ok();
   }
   const std::string key = string_id ? "s" + request->correlation_id_str
                                     : "u" + std::to_string(request->correlation_id);
@@ -382,6 +413,7 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
     Batch batch;
     batch.instance_index = instance;
     std::vector<SequencePtr> seqs;
+    std::vector<bool> closes;
     uint64_t sequence_no = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -417,12 +449,15 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
           work_cv_.wait(lock);
         }
       }
+      closes.assign(seqs.size(), false);
       for (size_t i = 0; i < seqs.size(); ++i) {
         if (!seqs[i]) continue;
         seqs[i]->executing = true;
         --pending_;
-        // The END request is on its way: the slot goes to the next sequence now.
-        if (batch.requests[i]->flags & kFlagEnd) ReleaseSlot(seqs[i]);
+        closes[i] = seqs[i]->anonymous || (batch.requests[i]->flags & kFlagEnd) != 0;
+        // The END request is on its way: the slot goes to the next sequence now
+        // (iterative: once it is answered, since it may run again).
+        if (closes[i] && !config_.iterative) ReleaseSlot(seqs[i]);
       }
       sequence_no = runner_.NextSequence();
     }
@@ -437,11 +472,33 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
         if (!seq) continue;
         seq->executing = false;
         seq->last_ns = now;
-        if (seq->instance < 0) seq->state.clear();  // ended: its state goes
+      }
+      if (config_.iterative) AfterIteration(batch, seqs, closes);
+      for (auto& seq : seqs) {
+        if (seq && seq->instance < 0) seq->state.clear();  // ended: its state goes
       }
     }
     work_cv_.notify_all();
     reap_cv_.notify_all();
+  }
+}
+
+void SequenceBatchScheduler::AfterIteration(Batch& batch,
+                                            const std::vector<SequencePtr>& seqs,
+                                            const std::vector<bool>& closes) {
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const SequencePtr& seq = seqs[i];
+    if (!seq) continue;
+    RequestPtr& request = batch.requests[i];  // null once answered (non-decoupled)
+    if (request && request->reschedule.exchange(false) && !request->responded()) {
+      // Runs again next, before any later request of its sequence; its START
+      // control is false from now on and its states carry over.
+      request->flags &= ~kFlagStart;
+      seq->queue.push_front(std::move(request));
+      ++pending_;
+      continue;
+    }
+    if (closes[i]) ReleaseSlot(seq);
   }
 }
 

@@ -23,6 +23,13 @@
 // reset at START to its initial_state or zeros, freed when the sequence ends.
 // Execution, statistics and delivery go through the shared BatchRunner.
 //
+// Iterative sequences (iterative_sequence: true): a request without a correlation
+// id is a sequence of its own (the batcher numbers it, START on its first
+// execution). After each execution, a request its backend rescheduled goes back to
+// the front of its sequence's queue (START cleared) to run in a later batch, mixed
+// with new requests (continuous batching); a sequence's slot is freed when its last
+// request is answered rather than when its END is dispatched.
+//
 // Threads: one worker per instance plus a reaper that ends idle sequences.
 // Thread safety and ownership: see Scheduler. All bookkeeping is guarded by mu_; a
 // sequence's state tensors are touched only by the worker of its instance while one
@@ -74,6 +81,7 @@ class SequenceBatchScheduler final : public Scheduler {
     int instance = -1;  // -1 with slot -1: in the backlog
     int slot = -1;
     bool ended = false;         // its END was queued: the id may start a new sequence
+    bool anonymous = false;     // iterative: one request without a correlation id
     bool executing = false;     // one of its requests is in a running batch
     uint64_t last_ns = 0;       // last arrival or completion (idle timeout)
     std::vector<Tensor> state;  // current implicit states (empty: not initialised)
@@ -101,6 +109,11 @@ class SequenceBatchScheduler final : public Scheduler {
   std::vector<Tensor> InitialStates(int64_t batch_size);
   // BatchRunner hook: keeps the state outputs of each request for its sequence.
   void CaptureStates(Batch& batch);
+  // With mu_ held, after an iterative batch ran: queues again what the backend
+  // rescheduled, frees the slots of sequences whose last request was answered.
+  // `closes[i]`: request i was its sequence's END (or an anonymous sequence's).
+  void AfterIteration(Batch& batch, const std::vector<SequencePtr>& seqs,
+                      const std::vector<bool>& closes);
   std::string Name() const { return runner_.spec().name; }
 
   const SequenceBatchingConfig config_;
@@ -118,7 +131,8 @@ class SequenceBatchScheduler final : public Scheduler {
   std::unordered_map<std::string, SequencePtr> active_;  // ids a request may continue
   std::vector<std::vector<SequencePtr>> slots_;          // [instance][slot]
   std::deque<SequencePtr> backlog_;
-  size_t pending_ = 0;  // queued requests
+  size_t pending_ = 0;              // queued requests
+  uint64_t next_anonymous_id_ = 1;  // iterative: ids given to requests without one
   bool stopping_ = false;
   std::vector<std::thread> workers_;
   std::thread reaper_;

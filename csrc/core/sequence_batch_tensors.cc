@@ -184,6 +184,13 @@ void SequenceBatchScheduler::PrepareBatch(Batch& batch,
       }
     }
     batch.total_batch_size += request->batch_size;
+    // A rescheduled request (iterative sequences) runs again: its controls and
+    // states of the last run go, this run's are added below.
+    if (request->sequence_inputs_from < 0) {
+      request->sequence_inputs_from = static_cast<int32_t>(request->inputs.size());
+    } else {
+      request->inputs.resize(static_cast<size_t>(request->sequence_inputs_from));
+    }
     AddControls(request.get(), null_request);
     if (config_.states.empty()) continue;
     Sequence* seq = seqs[i].get();

@@ -55,6 +55,10 @@ struct SequenceBatchingConfig {
   std::vector<SequenceStateSpec> states;
   // The CORRID control's type, when there is one: TYPE_STRING models take string ids.
   DataType corrid_dtype = DataType::kInvalid;
+  // iterative_sequence: one request is a whole sequence (no correlation id needed:
+  // the batcher gives it one), and the backend may reschedule it for further
+  // executions until it is answered (continuous batching).
+  bool iterative = false;
 };
 
 }  // namespace tritonx

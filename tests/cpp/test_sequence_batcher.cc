@@ -1,7 +1,12 @@
 // The sequence batcher's slot logic through tritonx::Model with a C++ test executor:
-// backlog order when every slot is taken, null requests in empty direct slots, and
-// Triton's errors for requests that name no or an unknown sequence.
+// backlog order when every slot is taken, null requests in empty direct slots,
+// Triton's errors for requests that name no or an unknown sequence, and iterative
+// sequences (requests the executor reschedules run again in later batches).
 #include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
 
 #include "core/model.h"
 #include "test_util.h"
@@ -87,6 +92,69 @@ TEST_F(SequenceBatcher, RequestsWithoutAKnownSequenceFail) {
   EXPECT_EQ(unknown.message(),
             "inference request for sequence 9 to model 'm' must specify the START "
             "flag on the first request of the sequence");
+}
+
+TEST(IterativeSequences, RescheduledRequestsRunAgainUntilAnswered) {
+  // "a" wants 3 executions, "b" 2; neither names a sequence (the batcher numbers
+  // them). The executor reschedules a request (no response) until it had enough.
+  std::mutex mu;
+  std::condition_variable both_queued_cv;
+  bool both_queued = false;  // the first execution waits for it: "b" joins "a" then
+  std::map<std::string, std::vector<uint32_t>> starts;  // START flag per execution
+  std::map<std::string, std::vector<uint64_t>> ids;     // correlation id per execution
+  auto hook = [&](Batch& batch) {
+    std::unique_lock<std::mutex> lock(mu);
+    both_queued_cv.wait(lock, [&] { return both_queued; });
+    for (auto& request : batch.requests) {
+      if (request->null_request) {
+        batch.responses.push_back(std::make_unique<InferenceResponse>());
+        continue;
+      }
+      starts[request->id].push_back(request->flags & 1u);
+      ids[request->id].push_back(request->correlation_id);
+      const size_t want = request->id == "a" ? 3 : 2;
+      if (starts[request->id].size() < want) {
+        request->reschedule = true;
+        batch.responses.push_back(nullptr);
+      } else {
+        batch.responses.push_back(std::make_unique<InferenceResponse>());
+      }
+    }
+  };
+  SchedulerConfig config;
+  config.sequence.strategy = SequenceStrategy::kDirect;
+  config.sequence.iterative = true;
+  auto log = std::make_shared<ExecutionLog>();
+  std::vector<std::shared_ptr<Executor>> executors{
+      std::make_shared<TestExecutor>(log, hook)};
+  Model model(MakeSpec(/*max_batch_size=*/2), config, executors);
+  Collector collector;
+  for (const char* id : {"a", "b"}) {
+    RequestPtr request = MakeRequest(id, 1);
+    collector.Attach(request);
+    ASSERT_TRUE(model.Enqueue(request).ok());
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    both_queued = true;
+  }
+  both_queued_cv.notify_all();
+  ASSERT_TRUE(collector.WaitFor(2));
+  model.Stop();
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(starts["a"], (std::vector<uint32_t>{1, 0, 0}));
+  EXPECT_EQ(starts["b"], (std::vector<uint32_t>{1, 0}));
+  // One id per request, kept over its executions, different between requests.
+  EXPECT_EQ(ids["a"], std::vector<uint64_t>(3, ids["a"][0]));
+  EXPECT_EQ(ids["b"], std::vector<uint64_t>(2, ids["b"][0]));
+  EXPECT_NE(ids["a"][0], 0u);
+  EXPECT_NE(ids["a"][0], ids["b"][0]);
+  // Each execution counts its inferences (Triton's inference_count); a request
+  // succeeds once, when answered; "b" ran in the batches of "a" from its second.
+  const StatsSnapshot stats = model.Statistics();
+  EXPECT_EQ(stats.inference_count, 5u);
+  EXPECT_EQ(stats.success.count, 2u);
+  EXPECT_EQ(stats.execution_count, 3u);
 }
 
 }  // namespace

@@ -26,7 +26,8 @@ ModelConfig = Any
 # An output is a numpy array (object arrays become BYTES), any DLPack tensor (torch,
 # CuPy, a core Tensor; taken where it lives) or (wire datatype, one of those).
 OutputValue = np.ndarray | tuple[str, np.ndarray] | Any
-ExecuteResult = Sequence[Mapping[str, OutputValue] | BaseException]
+# None: no response now (a request the model rescheduled, iterative sequences).
+ExecuteResult = Sequence[Mapping[str, OutputValue] | BaseException | None]
 
 
 @dataclass

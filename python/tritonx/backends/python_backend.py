@@ -95,6 +95,8 @@ class PythonInstance:
         self._version = model.ctx.version
         self._outputs = tuple(o.name for o in model.ctx.config.output)
         self._decoupled = bool(model.ctx.config.model_transaction_policy.decoupled)
+        # (An unset sequence_batching reads as its defaults: not iterative.)
+        self._iterative = bool(model.ctx.config.sequence_batching.iterative_sequence)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._module: ModuleType = load_model_module(model.model_file)
         # BLS calls made by this instance's code go to its own server (bls.py).
@@ -144,7 +146,11 @@ class PythonInstance:
             return None
         pb_requests = [
             InferenceRequest._from_core(
-                r, self._model_name, self._version, self._outputs
+                r,
+                self._model_name,
+                self._version,
+                self._outputs,
+                iterative=self._iterative,
             )
             for r in requests
         ]
@@ -173,13 +179,20 @@ class PythonInstance:
                 "InferenceRequest objects. InferenceRequest(s) size is:"
                 f"{len(requests)}, and InferenceResponse(s) size is:{len(result)}\n"
             )
-        for item in result:
-            if not isinstance(item, InferenceResponse):
+        for item, request in zip(result, pb_requests, strict=True):
+            if request._rescheduled():
+                # It runs again later; its response comes from a later execute.
+                if item is not None:
+                    raise self._failure(
+                        "A rescheduled request must have None as its response, found "
+                        f"type '{type(item)}'."
+                    )
+            elif not isinstance(item, InferenceResponse):
                 raise self._failure(
                     "Expected an 'InferenceResponse' object in the execute function "
                     f"return list, found type '{type(item)}'."
                 )
-        return [self._convert(r) for r in result]
+        return [None if r is None else self._convert(r) for r in result]
 
     def _execute_decoupled(self, requests: list[Request]) -> None:
         """A decoupled model answers through its senders, during execute or later;
@@ -191,6 +204,7 @@ class PythonInstance:
                 self._version,
                 self._outputs,
                 send=partial(self._send, r),
+                iterative=self._iterative,
             )
             for r in requests
         ]

@@ -219,4 +219,5 @@ def sequence_batching_from_config(
         preserve_ordering=sb.oldest.preserve_ordering,
         controls=controls,
         states=states,
+        iterative_sequence=sb.iterative_sequence,
     )

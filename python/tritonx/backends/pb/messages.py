@@ -237,6 +237,7 @@ class InferenceRequest:
         "_correlation_id",
         "_flags",
         "_inputs",
+        "_iterative",
         "_model_name",
         "_model_version",
         "_param_values",
@@ -297,6 +298,7 @@ class InferenceRequest:
         else:
             self._parameters = _params_json(parameters)
         self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
+        self._iterative = False
 
     @classmethod
     def _from_core(
@@ -306,10 +308,13 @@ class InferenceRequest:
         model_version: int,
         all_outputs: Sequence[str],
         send: SendFn | None = None,
+        iterative: bool = False,
     ) -> InferenceRequest:
-        """A request handed to ``execute``; ``send`` is set for decoupled models."""
+        """A request handed to ``execute``; ``send`` is set for decoupled models,
+        ``iterative`` for models with iterative sequences (which may reschedule)."""
         self = cls.__new__(cls)
         self._core = core
+        self._iterative = iterative
         self._slot = None
         self._send = send
         self._request_id = core.id
@@ -389,11 +394,35 @@ class InferenceRequest:
         return bool(self._core is not None and self._core.is_cancelled())
 
     def set_release_flags(self, flags: int) -> None:
-        if flags & TRITONSERVER_REQUEST_RELEASE_RESCHEDULE:
+        """RESCHEDULE: run this request again in a later batch of its iterative
+        sequence instead of answering it now (a non-decoupled model returns None
+        as its response); RELEASE_ALL takes that back."""
+        again = bool(flags & TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
+        core = self._core
+        if again and core is None:
             raise TritonModelException(
-                "request rescheduling (iterative sequences) is not supported by tritonx"
+                "set_release_flags() is only available on requests passed to execute"
             )
+        if again and not self._iterative:
+            # Triton 2.51 hangs the request here; a clear refusal instead.
+            raise TritonModelException(
+                "request rescheduling needs 'sequence_batching { iterative_sequence: "
+                f"true }}' in the configuration of model '{self._model_name}'"
+            )
+        if core is not None:
+            setter = getattr(core, "set_reschedule", None)
+            if setter is None:
+                if again:
+                    raise TritonModelException(
+                        "request rescheduling is not supported in execution mode "
+                        "'process' yet"
+                    )
+            else:
+                setter(again)
         self._release_flags = int(flags)
+
+    def _rescheduled(self) -> bool:
+        return bool(self._release_flags & TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
 
     def get_response_sender(self) -> InferenceResponseSender | DecoupledResponseSender:
         if self._core is None:

@@ -238,6 +238,9 @@ class Stub:
         config = SimpleNamespace(
             output=outputs,
             model_transaction_policy=SimpleNamespace(decoupled=self.decoupled),
+            sequence_batching=SimpleNamespace(
+                iterative_sequence=bool(args.get("iterative", False))
+            ),
         )
         model = SimpleNamespace(
             ctx=SimpleNamespace(

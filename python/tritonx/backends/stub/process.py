@@ -113,6 +113,7 @@ class StubInstance:
             "model_name": ctx.name,
             "model_version": ctx.version,
             "outputs": [o.name for o in ctx.config.output],
+            "iterative": bool(ctx.config.sequence_batching.iterative_sequence),
             "decoupled": self._decoupled,
             "model_file": str(model.model_file),
             "initialize_args": model.initialize_args(ictx),
