@@ -98,14 +98,18 @@ class StubEndpoint {
     return py::make_tuple(static_cast<int>(kind), out);
   }
 
-  // Answers the execute: per request what the backend returned (an output mapping
-  // or an exception), turned into responses by the same rule as in-process
-  // (ResponseFromPy); output bytes go straight into this stub's reply region.
-  void Reply(const py::list& items) {
+  // Answers the execute: per request what the backend returned (an output mapping,
+  // an exception, or None for a request it rescheduled), turned into responses by
+  // the same rule as in-process (ResponseFromPy); output bytes go straight into
+  // this stub's reply region. `rescheduled`: the indices of the requests the
+  // backend rescheduled (iterative sequences).
+  void Reply(const py::list& items, const std::vector<uint32_t>& rescheduled) {
     std::vector<std::unique_ptr<InferenceResponse>> responses;
     responses.reserve(items.size());
     for (const py::handle item : items) {
-      responses.push_back(ResponseFromPy(py::reinterpret_borrow<py::object>(item)));
+      responses.push_back(
+          item.is_none() ? std::make_unique<InferenceResponse>()
+                         : ResponseFromPy(py::reinterpret_borrow<py::object>(item)));
     }
     message_.Clear();
     stub::WriteReplyHeader(message_, static_cast<uint32_t>(responses.size()));
@@ -120,6 +124,7 @@ class StubEndpoint {
       offset = stub::DescribeOutputs(*response, offset, &outputs);
       stub::WriteOutputs(message_, outputs, response->parameters);
     }
+    stub::WriteRescheduled(message_, rescheduled);
     const size_t total = offset;
     char* data = Reserve(total);
     offset = 0;
@@ -215,7 +220,8 @@ void RegisterStub(py::module_& m) {
            py::arg("growth"))
       .def_property_readonly("out_fd", &StubEndpoint::out_fd)
       .def("wait", &StubEndpoint::Wait)
-      .def("reply", &StubEndpoint::Reply, py::arg("items"))
+      .def("reply", &StubEndpoint::Reply, py::arg("items"),
+           py::arg("rescheduled") = std::vector<uint32_t>())
       .def("reply_error", &StubEndpoint::ReplyError, py::arg("exc"));
 
   py::class_<StubStream>(m, "StubStream", "A decoupled stub's response stream")

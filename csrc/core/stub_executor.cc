@@ -193,9 +193,16 @@ Status StubExecutor::BuildResponses(Batch& batch, stub::RingServer& ring) {
                   "malformed reply from stub process '" + name_ + "'");
   }
   if (!reply.batch_status.ok()) return reply.batch_status;
+  const size_t count = batch.requests.size();
+  for (uint32_t index : reply.rescheduled) {
+    if (index >= count) {
+      return Status(StatusCode::kInternal,
+                    "stub process '" + name_ + "' rescheduled an unknown request");
+    }
+    batch.requests[index]->reschedule.store(true, std::memory_order_release);
+  }
   // A decoupled model answered (or will answer) through its senders.
   if (decoupled_) return Status::Ok();
-  const size_t count = batch.requests.size();
   if (reply.responses.size() != count) {
     return Status(StatusCode::kInternal,
                   "backend returned " + std::to_string(reply.responses.size()) +

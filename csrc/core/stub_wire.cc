@@ -179,9 +179,15 @@ void WriteOutputs(MessageWriter& w, const std::vector<WireTensor>& outputs,
   WriteParameters(w, params);
 }
 
+void WriteRescheduled(MessageWriter& w, const std::vector<uint32_t>& indices) {
+  w.U32(static_cast<uint32_t>(indices.size()));
+  for (uint32_t index : indices) w.U32(index);
+}
+
 bool ReadReply(std::string_view message, WireReply* out) {
   MessageReader r(message);
   out->responses.clear();
+  out->rescheduled.clear();
   if (r.U8() == kBatchError) {
     out->batch_status = ReadStatus(r);
     if (out->batch_status.ok()) {
@@ -195,6 +201,8 @@ bool ReadReply(std::string_view message, WireReply* out) {
     ReadResponse(r, &response);
     out->responses.push_back(std::move(response));
   }
+  const uint32_t again = r.U32();
+  for (uint32_t i = 0; i < again && r.ok(); ++i) out->rescheduled.push_back(r.U32());
   return r.ok();
 }
 

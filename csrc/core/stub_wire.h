@@ -52,6 +52,9 @@ struct WireResponse {
 struct WireReply {
   Status batch_status;
   std::vector<WireResponse> responses;
+  // The requests (by index) the backend rescheduled (iterative sequences): they run
+  // again instead of being answered; a decoupled stub sends only these.
+  std::vector<uint32_t> rescheduled;
 };
 
 void WriteTensor(MessageWriter& w, const WireTensor& t);
@@ -63,12 +66,14 @@ size_t WriteRequests(MessageWriter& w, const std::vector<RequestPtr>& requests,
                      uint64_t first_key);
 bool ReadRequests(std::string_view message, std::vector<WireRequest>* out);
 
-// Reply: WriteReplyHeader, then per response WriteError or WriteOutputs.
+// Reply: WriteReplyHeader, then per response WriteError or WriteOutputs, then
+// WriteRescheduled (always, maybe empty).
 void WriteBatchError(MessageWriter& w, const Status& status);
 void WriteReplyHeader(MessageWriter& w, uint32_t count);
 void WriteError(MessageWriter& w, const Status& status);
 void WriteOutputs(MessageWriter& w, const std::vector<WireTensor>& outputs,
                   const Parameters& params);
+void WriteRescheduled(MessageWriter& w, const std::vector<uint32_t>& indices);
 bool ReadReply(std::string_view message, WireReply* out);
 // How a response's outputs lie in a data area: one after another from `first`, each
 // padded to kTensorAlign, appended to `outputs` (names point into `response`).

@@ -70,6 +70,7 @@ enum class Behaviour { kEcho, kExitOnFirst, kHang, kGarbage };
       params.emplace_back("id", std::string(q.id));
       WriteOutputs(reply, outs, params);
     }
+    WriteRescheduled(reply, {});
     const std::string& bytes = reply.bytes();
     char* out = client->Reserve(total + bytes.size());
     for (auto [t, off] : copies) {

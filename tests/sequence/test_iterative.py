@@ -4,7 +4,8 @@ reschedules it (``set_release_flags(TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)``) 
 done, the batcher runs it again in later batches mixed with other requests
 (continuous batching), with START only on its first execution. Non-decoupled (None as the response of a
 rescheduled request) and decoupled (a response per execution, FINAL at the end),
-over HTTP and gRPC; the refusals a model gets when it reschedules where it may not.
+over HTTP and gRPC, in-process and in stub processes; the refusals a model gets
+when it reschedules where it may not.
 The basic cases run against the real Triton when TRITONX_REFERENCE_CMD is given."""
 
 from __future__ import annotations
@@ -223,7 +224,8 @@ def ours(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ours]:
     root = tmp_path_factory.mktemp("iterative_ours")
     repo = _repo(root)
     _write(repo, "plain", PLAIN_CONFIG, MODEL)
-    _write(repo, "inprocess_only", _config(False, process=True))
+    _write(repo, "steps_process", _config(False, process=True))
+    _write(repo, "stream_process", _config(True, process=True))
     _write(repo, "answers_too", _config(False), ANSWERS_TOO_MODEL)
     stop = root / "stop"
     with run_server(repo, env={"STOP_FLAG": str(stop)}) as running:
@@ -245,11 +247,13 @@ ANSWERS_TOO_MODEL = MODEL.replace(
 )
 
 
-def _streamed(client: grpcclient.InferenceServerClient, count: int) -> list[dict]:
+def _streamed(
+    client: grpcclient.InferenceServerClient, count: int, model: str = "stream"
+) -> list[dict]:
     """The traces of every response to one streamed request, up to its FINAL."""
     responses: queue.Queue = queue.Queue()
     client.start_stream(callback=lambda result, error: responses.put((result, error)))
-    client.async_stream_infer("stream", _count(grpcclient, count))
+    client.async_stream_infer(model, _count(grpcclient, count))
     traces = []
     while True:
         result, error = responses.get(timeout=60)
@@ -294,6 +298,20 @@ def test_a_new_request_joins_the_batches_of_a_running_one(ours: Ours) -> None:
     long.stop_stream()
 
 
+def test_stub_processes_reschedule_too(ours: Ours) -> None:
+    client = httpclient.InferenceServerClient(ours.server.http_url)
+    assert _trace(client.infer("steps_process", _count(httpclient, 3)))["starts"] == [
+        1,
+        0,
+        0,
+    ]
+    client.close()
+    streamed = _streamed(
+        grpcclient.InferenceServerClient(ours.server.grpc_url), 3, "stream_process"
+    )
+    assert [t["starts"] for t in streamed] == [[1], [1, 0], [1, 0, 0]]
+
+
 @pytest.mark.parametrize(
     ("model", "message"),
     [
@@ -301,10 +319,6 @@ def test_a_new_request_joins_the_batches_of_a_running_one(ours: Ours) -> None:
             "plain",
             "request rescheduling needs 'sequence_batching { iterative_sequence: "
             "true }' in the configuration of model 'plain'",
-        ),
-        (
-            "inprocess_only",
-            "request rescheduling is not supported in execution mode 'process' yet",
         ),
         ("answers_too", "A rescheduled request must have None as its response"),
     ],

@@ -410,15 +410,7 @@ class InferenceRequest:
                 f"true }}' in the configuration of model '{self._model_name}'"
             )
         if core is not None:
-            setter = getattr(core, "set_reschedule", None)
-            if setter is None:
-                if again:
-                    raise TritonModelException(
-                        "request rescheduling is not supported in execution mode "
-                        "'process' yet"
-                    )
-            else:
-                setter(again)
+            core.set_reschedule(again)
         self._release_flags = int(flags)
 
     def _rescheduled(self) -> bool:

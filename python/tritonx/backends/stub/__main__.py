@@ -88,6 +88,7 @@ class _RingRequest:
         "key",
         "parameters",
         "requested_outputs",
+        "rescheduled",
         "timeout_us",
         "trace_id",
     )
@@ -111,9 +112,13 @@ class _RingRequest:
         self.inputs = [_RingInput(*t) for t in inputs]
         self._stub = stub
         self._index = index
+        self.rescheduled = False  # sent back with the reply (iterative sequences)
 
     def is_cancelled(self) -> bool:
         return self._stub.ask_cancelled(self.key, self._index)
+
+    def set_reschedule(self, again: bool) -> None:
+        self.rescheduled = again
 
 
 # The server's answers to the stub's questions.
@@ -300,7 +305,8 @@ class Stub:
         try:
             # Output mappings (or exceptions) become responses in C++, by the rule
             # in-process execution uses (ResponseFromPy).
-            ring.reply(list(result or ()))
+            again = [i for i, r in enumerate(requests) if r.rescheduled]
+            ring.reply(list(result or ()), again)
         except Exception as exc:
             if _out_of_memory(exc):
                 os._exit(3)
