@@ -41,7 +41,8 @@ std::string ErrorBody(const std::string& message) {
   rapidjson::StringBuffer buffer;
   rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
   writer.String(message.data(), static_cast<rapidjson::SizeType>(message.size()));
-  return std::string("{\"error\": ") + buffer.GetString() + "}";
+  // Triton's bytes: compact, no space after the colon.
+  return std::string("{\"error\":") + buffer.GetString() + "}";
 }
 
 bool OutputEncoding::Binary(const std::string& name) const {

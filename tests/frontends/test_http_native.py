@@ -129,7 +129,7 @@ def test_decoupled_model_is_501(server: RunningServer) -> None:
 def test_errors_keep_the_python_frontend_bodies(server: RunningServer) -> None:
     status, body = _post(server, "/v2/models/nope/infer", _json_body(1))
     assert status == 404
-    assert body == b'{"error": "Request for unknown model: \'nope\' is not found"}'
+    assert body == b'{"error":"Request for unknown model: \'nope\' is not found"}'
     status, body = _post(server, "/v2/models/identity/infer", b"{}")
     assert (status, json.loads(body)["error"]) == (
         500,

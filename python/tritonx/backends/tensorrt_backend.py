@@ -215,6 +215,7 @@ class TensorRTInstance(GatheredInstance):
         if ictx.kind != "GPU":
             rules.require_gpu_instances(model.config)
         self._name = ictx.name
+        self._model_name = model.ctx.name
         self._device = ictx.device_id
         self._stream = ictx.cuda_stream
         self._server = model.ctx.server
@@ -224,6 +225,7 @@ class TensorRTInstance(GatheredInstance):
             ictx.device_id,
         )
         engine, self._engine = model.engine_on(ictx.device_id)
+        _native.cuda_set_device(ictx.device_id)  # contexts live on the current device
         group = _group_of(model.config, ictx.name)
         self._profiles = rules.instance_profiles(
             list(group.profile), self._engine.num_profiles, ictx.name
@@ -259,7 +261,8 @@ class TensorRTInstance(GatheredInstance):
         for profile, context in self._contexts.items():
             for tensor in self._engine.inputs:
                 shape = tensor.profiles[profile].max
-                context.set_input_shape(tensor.name, shape)
+                if -1 in tensor.dims:  # static inputs have their one shape already
+                    context.set_input_shape(tensor.name, shape)
                 sizes[tensor.name] = max(
                     sizes.get(tensor.name, 0), self._bytes(tensor.name, shape)
                 )
@@ -267,7 +270,8 @@ class TensorRTInstance(GatheredInstance):
                 shape = tuple(int(d) for d in context.get_tensor_shape(tensor.name))
                 if any(d < 0 for d in shape):
                     raise InvalidArgumentError(
-                        f"unable to load model '{self._name}': output '{tensor.name}' "
+                        f"unable to load model '{self._model_name}': output "
+                        f"'{tensor.name}' "
                         "has a data-dependent shape, which tritonx's tensorrt backend "
                         "does not support"
                     )
@@ -299,7 +303,9 @@ class TensorRTInstance(GatheredInstance):
         try:
             for name, array in inputs.items():
                 array = np.ascontiguousarray(array)
-                if not context.set_input_shape(name, array.shape):
+                tensor = self._engine.get(name)
+                dynamic = tensor is not None and -1 in tensor.dims
+                if dynamic and not context.set_input_shape(name, array.shape):
                     raise InvalidArgumentError(
                         f"request specifies invalid shape for input '{name}' for "
                         f"{self._name}"

@@ -79,8 +79,9 @@ def response(
 def error_response(
     status: int, message: str, extra_headers: bytes = b""
 ) -> list[Buffer]:
-    body = json.dumps({"error": message}, ensure_ascii=False).encode()
-    return response(status, body, JSON, extra_headers)
+    # Triton's bytes: compact JSON, UTF-8 as it is.
+    text = json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":"))
+    return response(status, text.encode(), JSON, extra_headers)
 
 
 class HttpMessage:
