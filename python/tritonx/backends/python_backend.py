@@ -35,7 +35,11 @@ from tritonx.backends.base import (
     OutputValue,
 )
 from tritonx.backends.pb import bls
-from tritonx.backends.pb.messages import InferenceRequest, InferenceResponse
+from tritonx.backends.pb.messages import (
+    TRITONSERVER_REQUEST_RELEASE_RESCHEDULE,
+    InferenceRequest,
+    InferenceResponse,
+)
 from tritonx.backends.pb.model_config import ModelConfig as PbModelConfig
 from tritonx.backends.python_settings import python_settings
 from tritonx.errors import InternalError, TritonXError, UnsupportedError
@@ -180,14 +184,19 @@ class PythonInstance:
                 f"{len(requests)}, and InferenceResponse(s) size is:{len(result)}\n"
             )
         for item, request in zip(result, pb_requests, strict=True):
-            if request._rescheduled():
-                # It runs again later; its response comes from a later execute.
-                if item is not None:
-                    raise self._failure(
-                        "A rescheduled request must have None as its response, found "
-                        f"type '{type(item)}'."
-                    )
-            elif not isinstance(item, InferenceResponse):
+            # A rescheduled request runs again later (iterative sequences): its
+            # response comes from a later execute, None stands for it now.
+            rescheduled = (
+                request._release_flags & TRITONSERVER_REQUEST_RELEASE_RESCHEDULE
+            )
+            if isinstance(item, InferenceResponse) and not rescheduled:
+                continue
+            if rescheduled and item is not None:
+                raise self._failure(
+                    "A rescheduled request must have None as its response, found "
+                    f"type '{type(item)}'."
+                )
+            if not rescheduled:
                 raise self._failure(
                     "Expected an 'InferenceResponse' object in the execute function "
                     f"return list, found type '{type(item)}'."

@@ -413,9 +413,6 @@ class InferenceRequest:
             core.set_reschedule(again)
         self._release_flags = int(flags)
 
-    def _rescheduled(self) -> bool:
-        return bool(self._release_flags & TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
-
     def get_response_sender(self) -> InferenceResponseSender | DecoupledResponseSender:
         if self._core is None:
             raise TritonModelException(
