@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -28,6 +28,7 @@ ModelConfig = Any
 OutputValue = np.ndarray | tuple[str, np.ndarray] | Any
 # None: no response now (a request the model rescheduled, iterative sequences).
 ExecuteResult = Sequence[Mapping[str, OutputValue] | BaseException | None]
+T = TypeVar("T", bound="ClosableInstance")
 
 
 @dataclass
@@ -118,6 +119,27 @@ class GatheredInstance:
             except Exception as exc:
                 results.append(as_triton_error(exc))
         return results
+
+
+class ClosableInstance(Protocol):
+    def close(self) -> None: ...
+
+
+class InstanceKeeper:
+    """Part of a backend model that keeps the instances it made and closes them all
+    at unload (onnxruntime, PyTorch, TensorRT: each instance owns framework state)."""
+
+    def __init__(self) -> None:
+        self._instances: list[ClosableInstance] = []
+
+    def keep(self, instance: T) -> T:
+        self._instances.append(instance)
+        return instance
+
+    def close_instances(self) -> None:
+        instances, self._instances = self._instances, []
+        for instance in instances:
+            instance.close()
 
 
 class BackendModel(Protocol):

@@ -27,6 +27,7 @@ import onnxruntime as ort
 from tritonx.backends.base import (
     GatheredInstance,
     InstanceContext,
+    InstanceKeeper,
     ModelConfig,
     ModelContext,
 )
@@ -166,25 +167,21 @@ class OrtInstance(GatheredInstance):
         self._session = None
 
 
-class OrtModel:
+class OrtModel(InstanceKeeper):
     """A loaded ONNX model version; sessions are created per instance."""
 
     def __init__(self, ctx: ModelContext) -> None:
+        super().__init__()
         self.ctx = ctx
         self.path = _model_path(ctx)
         self.settings: OrtSettings = build_settings(ctx.config, ctx.backend_config)
         self.output_names = [o.name for o in ctx.config.output]
-        self._instances: list[OrtInstance] = []
 
     def create_instance(self, ictx: InstanceContext) -> OrtInstance:
-        instance = OrtInstance(self, ictx)
-        self._instances.append(instance)
-        return instance
+        return self.keep(OrtInstance(self, ictx))
 
     def unload(self) -> None:
-        instances, self._instances = self._instances, []
-        for instance in instances:
-            instance.close()
+        self.close_instances()
 
 
 class OrtBackend:

@@ -32,6 +32,7 @@ from tritonx.backends import torch_io
 from tritonx.backends.base import (
     GatheredInstance,
     InstanceContext,
+    InstanceKeeper,
     ModelConfig,
     ModelContext,
     OutputValue,
@@ -128,10 +129,11 @@ def _device_for(ictx: InstanceContext) -> torch.device | None:
     return torch.device("cpu")
 
 
-class TorchModel:
+class TorchModel(InstanceKeeper):
     """A loaded model version: config checks, settings, modules per device."""
 
     def __init__(self, ctx: ModelContext) -> None:
+        super().__init__()
         self.ctx = ctx
         self.name = ctx.name
         self.config = ctx.config
@@ -143,7 +145,6 @@ class TorchModel:
         self._check_config()
         self._lock = threading.Lock()
         self._shared: dict[str, tuple[Any, torch_io.Signature]] = {}
-        self._instances: list[TorchInstance] = []
         cpu_instances = sum(
             g.count
             for g in ctx.config.instance_group
@@ -234,14 +235,10 @@ class TorchModel:
         return program.module(), sig
 
     def create_instance(self, ictx: InstanceContext) -> TorchInstance:
-        instance = TorchInstance(self, ictx)
-        self._instances.append(instance)
-        return instance
+        return self.keep(TorchInstance(self, ictx))
 
     def unload(self) -> None:
-        instances, self._instances = self._instances, []
-        for instance in instances:
-            instance.close()
+        self.close_instances()
         self._shared.clear()
 
 

@@ -39,6 +39,7 @@ from tritonx.backends import tensorrt_engine as rules
 from tritonx.backends.base import (
     GatheredInstance,
     InstanceContext,
+    InstanceKeeper,
     ModelConfig,
     ModelContext,
     OutputValue,
@@ -157,10 +158,11 @@ def _group_of(config: ModelConfig, instance: str) -> Any:
     return next(g for g in config.instance_group if g.name == group_name)
 
 
-class TensorRTModel:
+class TensorRTModel(InstanceKeeper):
     """A loaded model version: the plan, one engine per device, the checks."""
 
     def __init__(self, ctx: ModelContext) -> None:
+        super().__init__()
         rules.require_gpu_instances(ctx.config)
         self.trt = _tensorrt()
         self.ctx = ctx
@@ -180,7 +182,6 @@ class TensorRTModel:
         self.plan = _model_path(ctx).read_bytes()
         self._lock = threading.Lock()
         self._engines: dict[int, tuple[Any, Any, EngineDescription]] = {}
-        self._instances: list[TensorRTInstance] = []
 
     def engine_on(self, device: int) -> tuple[Any, EngineDescription]:
         with self._lock:
@@ -191,14 +192,10 @@ class TensorRTModel:
             return engine, description
 
     def create_instance(self, ictx: InstanceContext) -> TensorRTInstance:
-        instance = TensorRTInstance(self, ictx)
-        self._instances.append(instance)
-        return instance
+        return self.keep(TensorRTInstance(self, ictx))
 
     def unload(self) -> None:
-        instances, self._instances = self._instances, []
-        for instance in instances:
-            instance.close()
+        self.close_instances()  # contexts and buffers before their engines
         self._engines.clear()
 
 
