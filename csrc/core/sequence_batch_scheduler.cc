@@ -99,35 +99,7 @@ Status SequenceBatchScheduler::Enqueue(const RequestPtr& request,
                   "inference request to model '" + Name() +
                       "' must specify a non-zero or non-empty correlation ID");
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) {
-      return Status(StatusCode::kUnavailable,
-                    "model '" + Name() + "' is unloading, request rejected");
-    }
-    if (anonymous) {
-      // A whole sequence in one request: numbered here (an id no running sequence
-      // has), starting now, never continued by another request.
-      while (active_.count("u" + std::to_string(next_anonymous_id_)) != 0) {
-        ++next_anonymous_id_;
-      }
-      request->correlation_id = next_anonymous_id_++;
-      request->flags |= kFlagStart;
-      auto seq = std::make_shared<Sequence>();
-      seq->key = "u" + std::to_string(request->correlation_id);
-      seq->id = request->correlation_id;
-      seq->anonymous = true;
-      seq->ended = true;  // not in active_: nothing may continue it
-      AssignSlot(seq);
-      seq->queue.push_back(request);
-      seq->last_ns = now;
-      ++pending_;
-    }
-  }
-  if (anonymous) {
-    work_cv_.notify_all();
-    return Status::Ok();
-  }
+  if (anonymous) return EnqueueWhole(request, now);
   const std::string key = string_id ? "s" + request->correlation_id_str
                                     : "u" + std::to_string(request->correlation_id);
   const bool start = (request->flags & kFlagStart) != 0;
@@ -167,6 +139,34 @@ Status SequenceBatchScheduler::Enqueue(const RequestPtr& request,
       seq->ended = true;
       active_.erase(key);
     }
+  }
+  work_cv_.notify_all();
+  return Status::Ok();
+}
+
+Status SequenceBatchScheduler::EnqueueWhole(const RequestPtr& request, uint64_t now) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      return Status(StatusCode::kUnavailable,
+                    "model '" + Name() + "' is unloading, request rejected");
+    }
+    // Numbered here (an id no running sequence has), starting now, never continued
+    // by another request.
+    while (active_.count("u" + std::to_string(next_anonymous_id_)) != 0) {
+      ++next_anonymous_id_;
+    }
+    request->correlation_id = next_anonymous_id_++;
+    request->flags |= kFlagStart;
+    auto seq = std::make_shared<Sequence>();
+    seq->key = "u" + std::to_string(request->correlation_id);
+    seq->id = request->correlation_id;
+    seq->anonymous = true;
+    seq->ended = true;  // not in active_: nothing may continue it
+    AssignSlot(seq);
+    seq->queue.push_back(request);
+    seq->last_ns = now;
+    ++pending_;
   }
   work_cv_.notify_all();
   return Status::Ok();
@@ -260,6 +260,7 @@ void SequenceBatchScheduler::Stop(bool drain) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_ && workers_.empty()) return;
     stopping_ = true;
+    abandoning_ = !drain;
     if (!drain) {
       auto take = [&](const SequencePtr& seq) {
         if (!seq) return;
@@ -414,6 +415,7 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
     batch.instance_index = instance;
     std::vector<SequencePtr> seqs;
     std::vector<bool> closes;
+    std::vector<RequestPtr> abandoned;  // rescheduled during a stop without drain
     uint64_t sequence_no = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -473,11 +475,12 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
         seq->executing = false;
         seq->last_ns = now;
       }
-      if (config_.iterative) AfterIteration(batch, seqs, closes);
+      if (config_.iterative) AfterIteration(batch, seqs, closes, &abandoned);
       for (auto& seq : seqs) {
         if (seq && seq->instance < 0) seq->state.clear();  // ended: its state goes
       }
     }
+    runner_.FailAbandoned(abandoned);
     work_cv_.notify_all();
     reap_cv_.notify_all();
   }
@@ -485,12 +488,19 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
 
 void SequenceBatchScheduler::AfterIteration(Batch& batch,
                                             const std::vector<SequencePtr>& seqs,
-                                            const std::vector<bool>& closes) {
+                                            const std::vector<bool>& closes,
+                                            std::vector<RequestPtr>* abandoned) {
   for (size_t i = 0; i < seqs.size(); ++i) {
     const SequencePtr& seq = seqs[i];
     if (!seq) continue;
     RequestPtr& request = batch.requests[i];  // null once answered (non-decoupled)
     if (request && request->reschedule.exchange(false) && !request->responded()) {
+      if (abandoning_) {
+        // A stop without drain gives up what is queued: this too.
+        abandoned->push_back(std::move(request));
+        ReleaseSlot(seq);
+        continue;
+      }
       // Runs again next, before any later request of its sequence; its START
       // control is false from now on and its states carry over.
       request->flags &= ~kFlagStart;

@@ -112,8 +112,12 @@ class SequenceBatchScheduler final : public Scheduler {
   // With mu_ held, after an iterative batch ran: queues again what the backend
   // rescheduled, frees the slots of sequences whose last request was answered.
   // `closes[i]`: request i was its sequence's END (or an anonymous sequence's).
+  // A stop without drain gives up a rescheduled request (into `abandoned`).
   void AfterIteration(Batch& batch, const std::vector<SequencePtr>& seqs,
-                      const std::vector<bool>& closes);
+                      const std::vector<bool>& closes,
+                      std::vector<RequestPtr>* abandoned);
+  // Enqueue of a request without a correlation id (iterative sequences).
+  Status EnqueueWhole(const RequestPtr& request, uint64_t now);
   std::string Name() const { return runner_.spec().name; }
 
   const SequenceBatchingConfig config_;
@@ -134,6 +138,7 @@ class SequenceBatchScheduler final : public Scheduler {
   size_t pending_ = 0;              // queued requests
   uint64_t next_anonymous_id_ = 1;  // iterative: ids given to requests without one
   bool stopping_ = false;
+  bool abandoning_ = false;  // stopping without drain
   std::vector<std::thread> workers_;
   std::thread reaper_;
   std::mutex stop_mu_;
