@@ -416,6 +416,7 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
     std::vector<SequencePtr> seqs;
     std::vector<bool> closes;
     std::vector<RequestPtr> abandoned;  // rescheduled during a stop without drain
+    std::vector<RequestPtr> cancelled;  // rescheduled after their client cancelled
     uint64_t sequence_no = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -475,12 +476,18 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
         seq->executing = false;
         seq->last_ns = now;
       }
-      if (config_.iterative) AfterIteration(batch, seqs, closes, &abandoned);
+      if (config_.iterative) {
+        AfterIteration(batch, seqs, closes, &abandoned, &cancelled);
+      }
       for (auto& seq : seqs) {
         if (seq && seq->instance < 0) seq->state.clear();  // ended: its state goes
       }
     }
     runner_.FailAbandoned(abandoned);
+    if (!cancelled.empty()) {
+      runner_.Fail(cancelled, Status(StatusCode::kCancelled, "request cancelled"),
+                   FailureReason::kCanceled);
+    }
     work_cv_.notify_all();
     reap_cv_.notify_all();
   }
@@ -489,15 +496,17 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
 void SequenceBatchScheduler::AfterIteration(Batch& batch,
                                             const std::vector<SequencePtr>& seqs,
                                             const std::vector<bool>& closes,
-                                            std::vector<RequestPtr>* abandoned) {
+                                            std::vector<RequestPtr>* abandoned,
+                                            std::vector<RequestPtr>* cancelled) {
   for (size_t i = 0; i < seqs.size(); ++i) {
     const SequencePtr& seq = seqs[i];
     if (!seq) continue;
     RequestPtr& request = batch.requests[i];  // null once answered (non-decoupled)
     if (request && request->reschedule.exchange(false) && !request->responded()) {
-      if (abandoning_) {
-        // A stop without drain gives up what is queued: this too.
-        abandoned->push_back(std::move(request));
+      if (abandoning_ || request->IsCancelled()) {
+        // A stop without drain gives up what is queued: this too. A request its
+        // client cancelled runs no more (the model need not check for it).
+        (abandoning_ ? abandoned : cancelled)->push_back(std::move(request));
         ReleaseSlot(seq);
         continue;
       }

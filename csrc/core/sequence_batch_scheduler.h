@@ -112,10 +112,12 @@ class SequenceBatchScheduler final : public Scheduler {
   // With mu_ held, after an iterative batch ran: queues again what the backend
   // rescheduled, frees the slots of sequences whose last request was answered.
   // `closes[i]`: request i was its sequence's END (or an anonymous sequence's).
-  // A stop without drain gives up a rescheduled request (into `abandoned`).
+  // A stop without drain gives up a rescheduled request (into `abandoned`), a
+  // cancellation ends one (into `cancelled`).
   void AfterIteration(Batch& batch, const std::vector<SequencePtr>& seqs,
                       const std::vector<bool>& closes,
-                      std::vector<RequestPtr>* abandoned);
+                      std::vector<RequestPtr>* abandoned,
+                      std::vector<RequestPtr>* cancelled);
   // Enqueue of a request without a correlation id (iterative sequences).
   Status EnqueueWhole(const RequestPtr& request, uint64_t now);
   std::string Name() const { return runner_.spec().name; }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import queue
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -296,6 +297,32 @@ def test_a_new_request_joins_the_batches_of_a_running_one(ours: Ours) -> None:
         if result.get_response().parameters["triton_final_response"].bool_param:
             break
     long.stop_stream()
+
+
+def test_a_cancelled_request_is_not_rescheduled(ours: Ours) -> None:
+    """The client goes away: the batcher stops running the request (it fails
+    CANCELED) although the model never checks is_cancelled()."""
+    responses: queue.Queue = queue.Queue()
+    client = grpcclient.InferenceServerClient(ours.server.grpc_url)
+    client.start_stream(callback=lambda result, error: responses.put((result, error)))
+    client.async_stream_infer("stream", _count(grpcclient, 1_000_000))  # ~3 hours
+    _first, error = responses.get(timeout=60)
+    assert error is None, error
+    client.stop_stream(cancel_requests=True)
+    client.close()
+    http = httpclient.InferenceServerClient(ours.server.http_url)
+    deadline = time.monotonic() + 60
+    while True:
+        stats = http.get_inference_statistics("stream")["model_stats"][0]
+        if int(stats["inference_stats"]["fail"]["count"]) >= 1:
+            break
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.05)
+    executions = int(stats["execution_count"])
+    time.sleep(0.2)  # had it been rescheduled, it would have run ~20 more times
+    after = http.get_inference_statistics("stream")["model_stats"][0]
+    http.close()
+    assert int(after["execution_count"]) == executions
 
 
 def test_stub_processes_reschedule_too(ours: Ours) -> None:
