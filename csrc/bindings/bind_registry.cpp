@@ -7,6 +7,18 @@
 namespace tritonx::bindings {
 
 void RegisterRegistry(py::module_& m) {
+  m.def(
+      "parse_model_version",
+      [](const py::object& text) -> py::object {
+        const std::string version = TextFromPy(text, "model version");
+        if (version.empty()) return py::none();
+        int64_t parsed = 0;
+        ThrowIfError(ParseModelVersion(version, &parsed));
+        return py::int_(parsed);
+      },
+      py::arg("text"),
+      "A client's version string as Triton reads it: None for '' (the latest), "
+      "else the number; InvalidArgumentError with Triton's words.");
   py::class_<ModelRegistry, std::shared_ptr<ModelRegistry>>(
       m, "ModelRegistry", "The model versions the frontends can reach")
       .def(py::init<>())

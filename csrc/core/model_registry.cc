@@ -1,5 +1,6 @@
 #include "model_registry.h"
 
+#include <cerrno>
 #include <cstdlib>
 #include <mutex>
 
@@ -39,8 +40,32 @@ void ModelRegistry::SetUnavailable(const std::string& name, int64_t version) {
   }
 }
 
+Status ParseModelVersion(const std::string& text, int64_t* version) {
+  errno = 0;
+  char* end = nullptr;
+  const long long parsed = std::strtoll(text.c_str(), &end, 10);
+  if (end == text.c_str() || errno == ERANGE) {
+    return Status(StatusCode::kInvalidArg,
+                  "failed to get model version from specified version string '" + text +
+                      "' (details: stol), version should be an integral value > 0");
+  }
+  if (parsed < 0) {
+    return Status(StatusCode::kInvalidArg,
+                  "invalid model version specified '" + text +
+                      "' , version should be an integral value > 0");
+  }
+  *version = parsed;
+  return Status::Ok();
+}
+
 Status ModelRegistry::Find(const std::string& name, const std::string& version,
                            std::shared_ptr<Model>* model) const {
+  int64_t parsed = 0;
+  if (!version.empty()) {
+    // Before the name, as Triton's frontends read the version first.
+    Status status = ParseModelVersion(version, &parsed);
+    if (!status.ok()) return status;
+  }
   std::shared_lock<std::shared_mutex> lock(mu_);
   auto it = models_.find(name);
   const bool none = it == models_.end() || it->second.empty();
@@ -56,12 +81,6 @@ Status ModelRegistry::Find(const std::string& name, const std::string& version,
     *model = it->second.rbegin()->second;
     return Status::Ok();
   }
-  char* end = nullptr;
-  const long long parsed = std::strtoll(version.c_str(), &end, 10);
-  if (end == version.c_str() || *end != '\0') {
-    return Status(StatusCode::kInvalidArg, "failed to parse model version '" + version +
-                                               "' of model '" + name + "'");
-  }
   if (!none) {
     auto version_it = it->second.find(parsed);
     if (version_it != it->second.end()) {
@@ -71,7 +90,7 @@ Status ModelRegistry::Find(const std::string& name, const std::string& version,
   }
   if (unloaded_.count({name, parsed}) != 0) {
     return Status(StatusCode::kUnavailable, "Request for unknown model: '" + name +
-                                                "' version " + version +
+                                                "' version " + std::to_string(parsed) +
                                                 " is not at ready state");
   }
   if (none) {
@@ -79,7 +98,8 @@ Status ModelRegistry::Find(const std::string& name, const std::string& version,
                                              "' has no available versions");
   }
   return Status(StatusCode::kNotFound, "Request for unknown model: '" + name +
-                                           "' version " + version + " is not found");
+                                           "' version " + std::to_string(parsed) +
+                                           " is not found");
 }
 
 std::vector<std::shared_ptr<Model>> ModelRegistry::All() const {

@@ -16,6 +16,14 @@
 
 namespace tritonx {
 
+// A version string a client sent, read as Triton reads it (std::stoll: leading
+// blanks and sign, then digits; what follows them is ignored). Errors, in Triton's
+// words: no number or out of range ("failed to get model version from specified
+// version string ..."), or negative ("invalid model version specified ...").
+Status ParseModelVersion(const std::string& text, int64_t* version);
+
+// Thread safety: every method may be called from any thread (mu_). Ownership: holds
+// shared references to the models it serves.
 class ModelRegistry {
  public:
   // Makes (model name, version) servable, replacing an existing entry.

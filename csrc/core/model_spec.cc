@@ -1,6 +1,7 @@
 #include "model_spec.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <unordered_map>
@@ -77,6 +78,47 @@ DimsMatch MatchDims(const Shape& config_dims, const Shape& dims) {
   return DimsMatch::kOk;
 }
 
+// Walks a BYTES input's length-prefixed elements as Triton does, with its words
+// for a cut length indicator, cut string data (the one message without the request
+// prefix, as there) and a count other than the shape's.
+Status CheckBytesInput(const Tensor& input, int64_t elements, const std::string& prefix,
+                       const std::string& model) {
+  const char* at = input.data;
+  size_t left = input.data == nullptr ? 0 : input.byte_size;
+  int64_t found = 0;
+  while (left > 0) {
+    if (left < sizeof(uint32_t)) {
+      return Status(StatusCode::kInvalidArg,
+                    prefix +
+                        "incomplete string length indicator for inference input '" +
+                        input.name + "' for model " + model +
+                        ", expecting 4 bytes but only " + std::to_string(left) +
+                        " bytes available. Please make sure the string length "
+                        "indicator is in one buffer.");
+    }
+    uint32_t length = 0;
+    std::memcpy(&length, at, sizeof(length));
+    at += sizeof(length);
+    left -= sizeof(length);
+    if (left < length) {
+      return Status(StatusCode::kInvalidArg,
+                    "incomplete string data for inference input '" + input.name +
+                        "', expecting string of length " + std::to_string(length) +
+                        " but only " + std::to_string(left) + " bytes available");
+    }
+    at += length;
+    left -= length;
+    ++found;
+  }
+  if (found != elements) {
+    return Status(StatusCode::kInvalidArg,
+                  prefix + "expected " + std::to_string(elements) +
+                      " string elements for inference input '" + input.name +
+                      "' for model " + model + ", got " + std::to_string(found));
+  }
+  return Status::Ok();
+}
+
 // Checks the input's data against its shape with overflow-safe arithmetic and
 // Triton's messages. Triton counts a batching model's zero batch as "no batch
 // dim" (`dims` alone), which is what its byte-size message then reports.
@@ -102,17 +144,7 @@ Status CheckInputSize(const ModelSpec& spec, const Tensor& input, const Shape& d
       return Status(StatusCode::kInvalidArg, too_big);
   }
 
-  if (is_bytes) {
-    int64_t found = CountBytesElements(input.data, input.byte_size);
-    if (found != elements) {
-      return Status(StatusCode::kInvalidArg,
-                    prefix + "expected " + std::to_string(elements) +
-                        " string elements for inference input '" + input.name +
-                        "' for model " + model + ", got " +
-                        std::to_string(found < 0 ? 0 : found));
-    }
-    return Status::Ok();
-  }
+  if (is_bytes) return CheckBytesInput(input, elements, prefix, model);
   const auto item_size = static_cast<int64_t>(DataTypeByteSize(input.dtype));
   if (item_size > 0 && elements > std::numeric_limits<int64_t>::max() / item_size) {
     return Status(StatusCode::kInvalidArg, too_big);
@@ -253,12 +285,10 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
     }
   }
 
-  // Types, shapes and sizes.
-  std::string shape_key;
-  for (const auto& input_spec : spec.inputs) {
-    Tensor* input = FindTensor(*request, input_spec.name);
-    if (input == nullptr) continue;  // an optional input left out
-
+  // Types, shapes and sizes: every input checked first (in config order, cheap),
+  // then reshaped and keyed. A failure is reported for the input Triton 2.51 finds
+  // first, walking its hash map of the request's inputs (see InputCountMismatch).
+  auto check = [&](const TensorSpec& input_spec, const Tensor* input) -> Status {
     if (input->dtype != input_spec.dtype) {
       return Status(StatusCode::kInvalidArg,
                     prefix + "inference input '" + input->name + "' data-type is '" +
@@ -291,9 +321,27 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
                           (spec.max_batch_size > 0 ? kBatchDimNote : ""));
     }
 
-    Status status = CheckInputSize(spec, *input, dims, batch_size, prefix, model);
-    if (!status.ok()) return status;
-
+    return CheckInputSize(spec, *input, dims, batch_size, prefix, model);
+  };
+  for (const auto& input_spec : spec.inputs) {
+    const Tensor* input = FindTensor(*request, input_spec.name);
+    if (input == nullptr) continue;  // an optional input left out
+    if (check(input_spec, input).ok()) continue;
+    std::unordered_map<std::string, size_t> names;
+    for (size_t i = 0; i < request->inputs.size(); ++i) {
+      names.emplace(request->inputs[i].name, i);
+    }
+    for (const auto& [name, index] : names) {
+      Status status = check(*spec.FindInput(name), &request->inputs[index]);
+      if (!status.ok()) return status;
+    }
+  }
+  std::string shape_key;
+  for (const auto& input_spec : spec.inputs) {
+    Tensor* input = FindTensor(*request, input_spec.name);
+    if (input == nullptr) continue;
+    Shape dims = input->shape;
+    if (spec.max_batch_size > 0) dims.erase(dims.begin());
     shape_key += input->name;
     shape_key += ShapeToString(dims);
 

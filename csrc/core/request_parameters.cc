@@ -29,6 +29,7 @@ bool AsBool(const ParameterValue& value, bool* out) {
 }  // namespace
 
 Status ApplyRequestParameters(Parameters given, InferenceRequest* request) {
+  const bool grpc = request->protocol == InferenceRequest::Protocol::kGrpc;
   for (auto& [key, value] : given) {
     if (key == "priority") {
       if (!AsUint(value, &request->priority)) {
@@ -57,11 +58,17 @@ Status ApplyRequestParameters(Parameters given, InferenceRequest* request) {
       const uint32_t bit = key == "sequence_start" ? 1u : 2u;
       request->flags = flag ? (request->flags | bit) : (request->flags & ~bit);
     } else if (key.rfind("triton_", 0) == 0 &&
-               key != "triton_enable_empty_final_response") {
+               (!grpc || key != "triton_enable_empty_final_response")) {
+      if (grpc) {
+        return Status(StatusCode::kInvalidArg,
+                      "parameter keys starting with 'triton_' are reserved for Triton "
+                      "usage. Only the following keys starting with 'triton_' are "
+                      "allowed: triton_enable_empty_final_response");
+      }
       return Status(StatusCode::kInvalidArg,
                     "parameter keys starting with 'triton_' are reserved for Triton "
                     "usage and should not be specified.");
-    } else if (key == "headers" || key == "binary_data_output") {
+    } else if (!grpc && (key == "headers" || key == "binary_data_output")) {
       return Status(StatusCode::kInvalidArg,
                     "parameter '" + key +
                         "' is reserved for Triton usage and should not be specified.");

@@ -79,6 +79,53 @@ std::string ContentsToRaw(DataType dtype, const InferTensorContents& c) {
   }
 }
 
+// Triton's check of typed contents, field by field in the message's order: a field
+// holding values after one was taken is "already supplied"; else it must be the
+// field of the tensor's datatype (int_contents serves INT8/16/32, uint_contents
+// UINT8/16/32), or it is named as of another type.
+Status CheckContentsFields(const inference::ModelInferRequest::InferInputTensor& input,
+                           const std::string& model) {
+  const InferTensorContents& c = input.contents();
+  const DataType dtype = DataTypeFromName(input.datatype());
+  struct Field {
+    int size;
+    const char* type;
+    bool serves;
+  };
+  const Field fields[] = {
+      {c.bool_contents_size(), "BOOL", dtype == DataType::kBool},
+      {c.int_contents_size(), "INT32",
+       dtype == DataType::kInt8 || dtype == DataType::kInt16 ||
+           dtype == DataType::kInt32},
+      {c.int64_contents_size(), "INT64", dtype == DataType::kInt64},
+      {c.uint_contents_size(), "UINT32",
+       dtype == DataType::kUint8 || dtype == DataType::kUint16 ||
+           dtype == DataType::kUint32},
+      {c.uint64_contents_size(), "UINT64", dtype == DataType::kUint64},
+      {c.fp32_contents_size(), "FP32", dtype == DataType::kFp32},
+      {c.fp64_contents_size(), "FP64", dtype == DataType::kFp64},
+      {c.bytes_contents_size(), "BYTES", dtype == DataType::kBytes},
+  };
+  bool supplied = false;
+  for (const Field& field : fields) {
+    if (field.size == 0) continue;
+    if (supplied) {
+      return Status(StatusCode::kInvalidArg,
+                    "unexpected explicit tensor data for input tensor '" +
+                        input.name() + "' for model '" + model +
+                        "', binary data was already supplied.");
+    }
+    supplied = true;
+    if (!field.serves) {
+      return Status(StatusCode::kInvalidArg,
+                    "unexpected explicit tensor data for input tensor '" +
+                        input.name() + "' for model '" + model + "' of type '" +
+                        field.type + "', expected datatype '" + input.datatype() + "'");
+    }
+  }
+  return Status::Ok();
+}
+
 // Classification extension: the class count an output asks for (Triton sends it as
 // int64_param; 0 asks for the values as produced).
 Status ClassCountOf(const InferParameter& param, uint32_t* count) {
@@ -100,8 +147,47 @@ Status ClassCountOf(const InferParameter& param, uint32_t* count) {
   return Status::Ok();
 }
 
+// The value types Triton's gRPC frontend takes for a request parameter; the value
+// rules themselves are ApplyRequestParameters'.
+Status CheckParameterType(const std::string& key, const InferParameter& param) {
+  const auto type = param.parameter_choice_case();
+  auto wrong = [&key](const char* expected) {
+    return Status(
+        StatusCode::kInvalidArg,
+        "invalid value type for '" + key + "' parameter, expected " + expected + ".");
+  };
+  if (key == "priority") {
+    if (type != InferParameter::kInt64Param && type != InferParameter::kUint64Param) {
+      return wrong("int64_param or uint64_param");
+    }
+  } else if (key == "timeout") {
+    if (type != InferParameter::kInt64Param) return wrong("int64_param");
+  } else if (key == "sequence_id") {
+    if (type != InferParameter::kInt64Param && type != InferParameter::kStringParam) {
+      return wrong("int64_param or string_param");
+    }
+  } else if (key == "sequence_start" || key == "sequence_end" ||
+             key == "triton_enable_empty_final_response") {
+    if (type != InferParameter::kBoolParam) return wrong("bool_param");
+  } else if (type == InferParameter::kUint64Param && key.rfind("triton_", 0) != 0) {
+    return wrong("int64_param, bool_param, or string_param");
+  }
+  return Status::Ok();
+}
+
 Status ConvertParameter(const std::string& key, const InferParameter& param,
                         ParameterValue* out) {
+  if (key == "timeout" &&
+      param.parameter_choice_case() == InferParameter::kInt64Param) {
+    // Triton reads it as unsigned: a negative one is no timeout of the request's own.
+    *out = static_cast<uint64_t>(std::max<int64_t>(param.int64_param(), 0));
+    return Status::Ok();
+  }
+  if (key == "sequence_id" &&
+      param.parameter_choice_case() == InferParameter::kInt64Param) {
+    *out = static_cast<uint64_t>(param.int64_param());  // as Triton's cast
+    return Status::Ok();
+  }
   switch (param.parameter_choice_case()) {
     case InferParameter::kBoolParam:
       *out = param.bool_param();
@@ -148,6 +234,23 @@ void SetParameter(const ParameterValue& value, InferParameter* param) {
 bool UsesSharedMemory(
     const google::protobuf::Map<std::string, InferParameter>& params) {
   return params.find("shared_memory_region") != params.end();
+}
+
+// A tensor naming a shared memory byte size or offset without a region: Triton's
+// refusal (the size first).
+Status CheckShmWithoutRegion(
+    const std::string& tensor,
+    const google::protobuf::Map<std::string, InferParameter>& params) {
+  for (const char* key : {"shared_memory_byte_size", "shared_memory_offset"}) {
+    if (params.find(key) != params.end()) {
+      return Status(StatusCode::kInvalidArg,
+                    std::string("'") + key +
+                        "' can not be specified without 'shared_memory_region' "
+                        "parameter for tensor '" +
+                        tensor + "'");
+    }
+  }
+  return Status::Ok();
 }
 
 // Triton's reading of a tensor's shared memory parameters: the region as a
@@ -258,6 +361,9 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
       desc.source = InputDescription::Source::kSharedMemory;
       Status status = ParseShmParameters(input.name(), input.parameters(), &desc.shm);
       if (!status.ok()) return status;
+    } else if (Status status = CheckShmWithoutRegion(input.name(), input.parameters());
+               !status.ok()) {
+      return status;
     } else if (use_raw) {
       if (input.has_contents()) {
         return Status(StatusCode::kInvalidArg,
@@ -274,6 +380,8 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
         desc.source = InputDescription::Source::kMissing;
       }
     } else if (input.has_contents()) {
+      Status checked = CheckContentsFields(input, msg.model_name());
+      if (!checked.ok()) return checked;
       // Typed contents: converted into a buffer the tensor owns (FP16/BF16 have no
       // typed field; they come out empty and fail the core's size check).
       const DataType dtype = DataTypeFromName(input.datatype());
@@ -296,6 +404,10 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
       desc.to_shm = true;
       Status status = ParseShmParameters(output.name(), output.parameters(), &desc.shm);
       if (!status.ok()) return status;
+    } else if (Status status =
+                   CheckShmWithoutRegion(output.name(), output.parameters());
+               !status.ok()) {
+      return status;
     }
     auto classes = output.parameters().find("classification");
     if (classes != output.parameters().end()) {
@@ -310,7 +422,8 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
   params.reserve(msg.parameters().size());
   for (const auto& [key, param] : msg.parameters()) {
     ParameterValue value;
-    Status status = ConvertParameter(key, param, &value);
+    Status status = CheckParameterType(key, param);
+    if (status.ok()) status = ConvertParameter(key, param, &value);
     if (!status.ok()) return status;
     params.emplace_back(key, std::move(value));
   }

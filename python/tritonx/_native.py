@@ -40,6 +40,7 @@ set_sequence_batching = _C.set_sequence_batching
 QueuePolicy = _C.QueuePolicy
 StreamPool = _C.StreamPool
 arena_stats = _C.arena_stats
+parse_model_version = _C.parse_model_version
 cuda_usable = _C.cuda_usable
 cuda_device_count = _C.cuda_device_count
 cuda_is_pinned = _C.cuda_is_pinned
@@ -200,6 +201,7 @@ __all__ = [
     "cuda_usable",
     "generate_load",
     "h2d_copy_seconds",
+    "parse_model_version",
     "perf_now_ns",
     "probe_cuda",
     "release_pending_refs",

@@ -55,7 +55,17 @@ TEST(ModelRegistry, VersionMessages) {
   EXPECT_EQ(status.message(), "Request for unknown model: 'm' version 7 is not found");
   status = registry.Find("m", "x1", &found);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
-  EXPECT_EQ(status.message(), "failed to parse model version 'x1' of model 'm'");
+  EXPECT_EQ(status.message(),
+            "failed to get model version from specified version string 'x1' (details: "
+            "stol), version should be an integral value > 0");
+  // Read as std::stoll does: what follows the digits is ignored; a negative
+  // version has its own words; the version is read before the name.
+  EXPECT_TRUE(registry.Find("m", "1x", &found).ok());
+  EXPECT_EQ(registry.Find("nope", "-1", &found).message(),
+            "invalid model version specified '-1' , version should be an integral "
+            "value > 0");
+  EXPECT_EQ(registry.Find("m", "007", &found).message(),
+            "Request for unknown model: 'm' version 7 is not found");
 }
 
 TEST(ModelRegistry, RemoveKeepsTheModelKnown) {

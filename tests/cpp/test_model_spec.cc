@@ -223,13 +223,21 @@ TEST(ModelSpec, ChecksBytesElementCount) {
             "[request id: <id_unknown>] expected 2 string elements for inference input "
             "'TEXT' for model 's', got 1");
 
-  // A length running past the end is malformed: reported as 0 elements.
+  // A length running past the end, and a cut length indicator, in Triton's words
+  // (the first without the request prefix, as there).
   auto malformed = std::make_shared<std::string>(BytesWire({"abc", "de"}));
   malformed->resize(malformed->size() - 1);
   status = Validate(spec, {BytesTensor("TEXT", {1, 2}, malformed)});
   EXPECT_EQ(status.message(),
-            "[request id: <id_unknown>] expected 2 string elements for inference input "
-            "'TEXT' for model 's', got 0");
+            "incomplete string data for inference input 'TEXT', expecting string of "
+            "length 2 but only 1 bytes available");
+  auto cut = std::make_shared<std::string>(BytesWire({"ab"}) + "xy");
+  status = Validate(spec, {BytesTensor("TEXT", {1, 2}, cut)});
+  EXPECT_EQ(
+      status.message(),
+      "[request id: <id_unknown>] incomplete string length indicator for "
+      "inference input 'TEXT' for model 's', expecting 4 bytes but only 2 bytes "
+      "available. Please make sure the string length indicator is in one buffer.");
 }
 
 TEST(ModelSpec, RejectsUnknownRequestedOutput) {

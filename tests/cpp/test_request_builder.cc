@@ -140,7 +140,7 @@ TEST(RequestBuilder, OutputsParametersAndMissingData) {
   ASSERT_TRUE(builder.AddOutput(out, nullptr).ok());
   EXPECT_EQ(request.ClassCount("OUT"), 3u);
   EXPECT_EQ(request.requested_outputs, std::vector<std::string>({"OUT"}));
-  EXPECT_EQ(builder.SetParameters({{"headers", std::string("x")}}).code(),
+  EXPECT_EQ(builder.SetParameters({{"triton_x", std::string("x")}}).code(),
             StatusCode::kInvalidArg);
   ASSERT_TRUE(builder.SetParameters({{"priority", uint64_t{2}}}).ok());
   EXPECT_EQ(request.priority, 2u);

@@ -8,6 +8,7 @@ namespace {
 
 TEST(RequestParameters, TakesSchedulingParametersOut) {
   InferenceRequest request;
+  request.protocol = InferenceRequest::Protocol::kGrpc;  // the empty-final flag
   Parameters given = {{"priority", int64_t{2}},
                       {"timeout", uint64_t{1500}},
                       {"sequence_id", int64_t{42}},
@@ -24,6 +25,31 @@ TEST(RequestParameters, TakesSchedulingParametersOut) {
   EXPECT_EQ(request.parameters[0].first, "custom");
   EXPECT_EQ(std::get<std::string>(request.parameters[0].second), "x");
   EXPECT_EQ(request.parameters[1].first, "triton_enable_empty_final_response");
+}
+
+TEST(RequestParameters, ReservedNamesDependOnTheProtocol) {
+  // HTTP refuses headers, binary_data_output and every triton_ key; gRPC takes the
+  // first two as custom parameters and allows triton_enable_empty_final_response.
+  for (auto protocol :
+       {InferenceRequest::Protocol::kHttp, InferenceRequest::Protocol::kGrpc}) {
+    const bool grpc = protocol == InferenceRequest::Protocol::kGrpc;
+    for (const char* key :
+         {"headers", "binary_data_output", "triton_enable_empty_final_response"}) {
+      InferenceRequest request;
+      request.protocol = protocol;
+      Parameters given = {{key, true}};
+      EXPECT_EQ(ApplyRequestParameters(std::move(given), &request).ok(), grpc) << key;
+    }
+    InferenceRequest request;
+    request.protocol = protocol;
+    Parameters given = {{"triton_x", true}};
+    EXPECT_EQ(ApplyRequestParameters(std::move(given), &request).message(),
+              grpc ? "parameter keys starting with 'triton_' are reserved for Triton "
+                     "usage. Only the following keys starting with 'triton_' are "
+                     "allowed: triton_enable_empty_final_response"
+                   : "parameter keys starting with 'triton_' are reserved for Triton "
+                     "usage and should not be specified.");
+  }
 }
 
 TEST(RequestParameters, StringSequenceId) {

@@ -32,15 +32,12 @@ def _unknown(name: str, what: str) -> str:
     return f"Request for unknown model: '{name}' {what}"
 
 
-def _parse_version(name: str, version: str) -> int | None:
-    if version == "":
-        return None
-    try:
-        return int(version)
-    except ValueError:
-        raise InvalidArgumentError(
-            f"failed to parse model version '{version}' of model '{name}'"
-        ) from None
+def _parse_version(version: str) -> int | None:
+    """None for "" (the latest version); Triton's reading and errors (core rule)."""
+    from tritonx import _native
+
+    parsed: int | None = _native.parse_model_version(version)
+    return parsed
 
 
 class ModelLookup:
@@ -112,7 +109,9 @@ class ModelLookup:
         return True
 
     def model_ready(self, name: str, version: str = "") -> bool:
-        """Unknown models and versions are simply not ready, as in Triton."""
+        """Unknown models and versions are simply not ready, as in Triton; a version
+        string that is no version is an InvalidArgumentError, as there."""
+        _parse_version(version)
         try:
             loaded = self.get(name, version)
         except (NotFoundError, UnavailableError, InvalidArgumentError):
@@ -126,10 +125,10 @@ class ModelLookup:
 
     def get(self, name: str, version: str = "") -> LoadedModel:
         """The READY version asked for ("" = the highest READY version)."""
+        wanted = _parse_version(version)  # before the name, as Triton
         record = self._records.get(name)
         if record is None:
             raise NotFoundError(_unknown(name, "is not found"))
-        wanted = _parse_version(name, version)
         if wanted is None:
             ready = record.ready_versions()
             if not ready:
@@ -165,10 +164,10 @@ class ModelLookup:
                 for _, record in sorted(self._records.items())
                 for v in record.ready_versions()
             ]
+        wanted = _parse_version(version)  # before the name, as Triton
         ready = self.ready_versions(name)
         if not ready:
             raise InvalidArgumentError(f"requested model '{name}' is not available")
-        wanted = _parse_version(name, version)
         if wanted is None:
             return [self._stats_of(name, v) for v in ready]
         if wanted not in ready:

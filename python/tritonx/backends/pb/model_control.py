@@ -67,18 +67,10 @@ def _call(op: str, args: tuple[Any, ...]) -> Any:
 
 
 def _version(text: str) -> int | None:
-    if text == "":
-        return None
-    try:
-        version = int(text)
-    except ValueError:
-        version = 0
-    if version <= 0:
-        raise InvalidArgumentError(
-            f"failed to get model version from specified version string '{text}' "
-            "(details: stol), version should be an integral value > 0"
-        )
-    return version
+    from tritonx import _native
+
+    parsed: int | None = _native.parse_model_version(text)  # Triton's reading
+    return parsed
 
 
 def _files(name: str, files: Mapping[str, bytes]) -> dict[str, bytes] | None:
