@@ -264,8 +264,11 @@ Status JsonDataToWire(const std::string& name, DataType dtype, const Shape& shap
   const std::vector<JsonScalar>& leaves = input.json;
   for (const JsonScalar& v : leaves) {
     if (!Accepts(kind, v)) {
-      return InternalError(std::string("Unable to parse 'data': attempt to access ") +
-                           AccessMessage(kind));
+      // Triton's BYTES reader has words of its own.
+      return InternalError(std::string(dtype == DataType::kBytes
+                                           ? "Unable to parse JSON bytes array: "
+                                           : "Unable to parse 'data': ") +
+                           "attempt to access " + AccessMessage(kind));
     }
   }
   if (!counted || static_cast<uint64_t>(expected) != leaves.size()) {

@@ -68,10 +68,6 @@ Status ApplyRequestParameters(Parameters given, InferenceRequest* request) {
       return Status(StatusCode::kInvalidArg,
                     "parameter keys starting with 'triton_' are reserved for Triton "
                     "usage and should not be specified.");
-    } else if (!grpc && (key == "headers" || key == "binary_data_output")) {
-      return Status(StatusCode::kInvalidArg,
-                    "parameter '" + key +
-                        "' is reserved for Triton usage and should not be specified.");
     } else {
       request->parameters.emplace_back(std::move(key), std::move(value));
     }

@@ -8,13 +8,13 @@ namespace tritonx {
 
 // Moves the scheduling parameters out of `given` into the request (`priority`,
 // `timeout`, `sequence_id`, `sequence_start`, `sequence_end`), rejects the other
-// reserved names and keeps the rest as custom parameters. Reserved, as Triton's
-// frontends have it: any `triton_` prefix (gRPC allows
-// `triton_enable_empty_final_response`, with its own wording of the refusal), and
-// over HTTP also `headers` and `binary_data_output` (gRPC takes them as custom
-// parameters). `request->protocol` says which frontend built the request; the
-// value types each protocol allows are checked by its codec (infer_json.h,
-// grpc/infer_codec.cc).
+// reserved names and keeps the rest as custom parameters. Reserved, as Triton
+// 2.51's frontends have it: any `triton_` prefix (gRPC allows
+// `triton_enable_empty_final_response`, with its own wording of the refusal);
+// `headers` and `binary_data_output` are custom parameters like any other (the
+// HTTP codec consumes `binary_data_output` first). `request->protocol` says which
+// frontend built the request; the value types each protocol allows are checked by
+// its codec (infer_json.h, grpc/infer_codec.cc).
 Status ApplyRequestParameters(Parameters given, InferenceRequest* request);
 
 }  // namespace tritonx

@@ -347,8 +347,8 @@ def test_parameters(
 ) -> None:
     # Newer tritonclients refuse reserved keys before sending, so send them raw: the
     # server refuses a triton_ key too, in Triton 2.51's gRPC words, and takes
-    # 'headers' as a custom parameter, as Triton's gRPC frontend does (HTTP refuses
-    # it; tests/frontends/test_grpc_differential.py has the whole table).
+    # 'headers' as a custom parameter, as Triton 2.51 does
+    # (tests/frontends/test_grpc_differential.py has the whole table).
     def raw_request(key: str) -> service_pb2.ModelInferRequest:
         request = service_pb2.ModelInferRequest(model_name="identity")
         request.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 4])

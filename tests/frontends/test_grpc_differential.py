@@ -3,8 +3,8 @@ its status and words: version strings (read as std::stoll, before the model name
 which input a type or shape error names (the first in Triton's hash map of the
 request's inputs), typed contents in a field of another type, cut BYTES data,
 request parameters of each value type (what gRPC takes where HTTP refuses), and
-shared memory sizes without a region. The same table runs against the real Triton
-when TRITONX_REFERENCE_CMD is given."""
+shared memory sizes without a region; and two HTTP neighbours. The same table runs
+against the real Triton when TRITONX_REFERENCE_CMD is given."""
 
 from __future__ import annotations
 
@@ -234,9 +234,9 @@ INFER_CASES: dict[str, tuple[Callable[[], Request], tuple[str, str]]] = {
 
 
 @pytest.fixture(scope="module", params=["tritonx", "reference"])
-def stub(
+def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
+) -> Iterator[RunningServer]:
     repo = tmp_path_factory.mktemp("grpc_diff") / "repo"
     for name, config, model in (
         ("add_sub", ADD_SUB, ADD_SUB_PY),
@@ -256,9 +256,14 @@ def stub(
         repos = Path(repo)
     with server(repos) as running:  # type: ignore[operator]
         assert isinstance(running, RunningServer)
-        channel = grpc.insecure_channel(running.grpc_url)
-        yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
-        channel.close()
+        yield running
+
+
+@pytest.fixture
+def stub(served: RunningServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
+    channel = grpc.insecure_channel(served.grpc_url)
+    yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    channel.close()
 
 
 def _answer(call: Callable[[], object]) -> tuple[str, str]:
@@ -313,3 +318,53 @@ def test_version_strings_of_control_calls(
     if expected[0] == "INVALID_ARGUMENT":  # an unknown version is simply not ready
         ready = service_pb2.ModelReadyRequest(name=name, version=version)
         assert _answer(lambda: stub.ModelReady(ready, timeout=30)) == expected
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "expected"),
+    [
+        (
+            "add_sub",
+            {
+                "inputs": [
+                    {"name": n, "datatype": "FP32", "shape": [4], "data": [1, 2, 3, 4]}
+                    for n in ("INPUT0", "INPUT1")
+                ],
+                "parameters": {"headers": "x"},
+            },
+            200,
+        ),
+        (
+            "text",
+            {
+                "inputs": [
+                    {"name": "IN", "datatype": "BYTES", "shape": [1, 1], "data": [5]}
+                ]
+            },
+            (
+                500,
+                "Unable to parse JSON bytes array: attempt to access JSON non-string "
+                "as string",
+            ),
+        ),
+    ],
+    ids=["headers_is_a_custom_parameter", "bytes_json_number"],
+)
+def test_http_too(
+    served: RunningServer, model: str, body: dict, expected: object
+) -> None:
+    import http.client
+    import json
+
+    host, port = served.http_url.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("POST", f"/v2/models/{model}/infer", body=json.dumps(body))
+        response = connection.getresponse()
+        answer = response.read()
+    finally:
+        connection.close()
+    if expected == 200:
+        assert response.status == 200, answer
+    else:
+        assert (response.status, json.loads(answer)["error"]) == expected

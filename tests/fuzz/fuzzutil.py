@@ -133,6 +133,7 @@ LEAK = re.compile(
 TRITON_HTTP_INTERNAL = (
     "failed to parse the request JSON buffer",
     "Unable to parse '",
+    "Unable to parse JSON bytes array: ",  # BYTES `data` of another JSON type
     "attempt to access ",
     "failed to get request params.",
     "unexpected error on creating Triton parameter",
