@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -270,3 +270,18 @@ def run_reference(
             process.kill()
             process.wait()
         pump.join(timeout=5)
+
+
+def run_either(
+    kind: str, repo: Path | str, *args: str
+) -> AbstractContextManager[RunningServer]:
+    """tritonx (kind "tritonx") or the reference Triton (kind "reference"; the test
+    skips when no reference command is given), on ``repo``: the server of a
+    differential test."""
+    if kind == "reference":
+        if reference_command() is None:
+            import pytest
+
+            pytest.skip(f"{REFERENCE_CMD_ENV} is not set")
+        return run_reference([repo], *args)
+    return run_server(repo, *args)

@@ -16,7 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from serverutil import RunningServer, reference_command, run_reference, run_server
+from serverutil import (
+    RunningServer,
+    run_either,
+)
 
 CTL_CONFIG = """
 backend: "python"
@@ -123,17 +126,6 @@ def _repo(root: Path, kind: str) -> Path:
     return repo
 
 
-def _serve(kind: str, repo: Path, *args: str) -> Iterator[RunningServer]:
-    if kind == "reference":
-        if reference_command() is None:
-            pytest.skip("TRITONX_REFERENCE_CMD is not set")
-        with run_reference([repo], *args) as running:
-            yield running
-    else:
-        with run_server(repo, *args) as running:
-            yield running
-
-
 @pytest.fixture(scope="module", params=["tritonx", "tritonx-process", "reference"])
 def explicit(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -141,9 +133,10 @@ def explicit(
     kind = request.param
     repo = _repo(tmp_path_factory.mktemp("control"), kind)
     early = [] if kind == "reference" else ["--load-model=early"]
-    yield from _serve(
+    with run_either(
         kind, repo, "--model-control-mode=explicit", "--load-model=ctl", *early
-    )
+    ) as running:
+        yield running
 
 
 def _call(server: RunningServer, op: str, name: str, arg: str = "") -> str:
@@ -276,7 +269,7 @@ def test_a_model_unloads_itself_last(explicit: RunningServer) -> None:
 def test_load_and_unload_need_explicit_mode(tmp_path: Path, kind: str) -> None:
     repo = _repo(tmp_path, kind)
     refused = "explicit model load / unload is not allowed if polling is enabled"
-    for server in _serve(kind, repo, "--model-control-mode=none"):
+    with run_either(kind, repo, "--model-control-mode=none") as server:
         assert _call(server, "ready", "target") == "True"
         assert _call(server, "load", "target") == _failed(
             "Failed to load model", refused

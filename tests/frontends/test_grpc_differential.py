@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-from serverutil import RunningServer, reference_command, run_reference, run_server
+from serverutil import (
+    RunningServer,
+    run_either,
+)
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 ADD_SUB = """
@@ -245,17 +247,7 @@ def served(
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(config)
         (repo / name / "1" / "model.py").write_text(model)
-    server: Callable[..., object]
-    if request.param == "reference":
-        if reference_command() is None:
-            pytest.skip("TRITONX_REFERENCE_CMD is not set")
-        server = run_reference
-        repos: object = [repo]
-    else:
-        server = run_server
-        repos = Path(repo)
-    with server(repos) as running:  # type: ignore[operator]
-        assert isinstance(running, RunningServer)
+    with run_either(request.param, repo) as running:
         yield running
 
 

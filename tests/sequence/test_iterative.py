@@ -21,7 +21,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from serverutil import RunningServer, reference_command, run_reference, run_server
+from serverutil import (
+    RunningServer,
+    run_either,
+    run_server,
+)
 from tritonclient.utils import InferenceServerException
 
 CONTROLS = """
@@ -133,14 +137,8 @@ def server(
 ) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("iterative")
     repo = _repo(root)
-    if request.param == "reference":
-        if reference_command() is None:
-            pytest.skip("TRITONX_REFERENCE_CMD is not set")
-        with run_reference([repo]) as running:
-            yield running
-    else:
-        with run_server(repo) as running:
-            yield running
+    with run_either(request.param, repo) as running:
+        yield running
 
 
 def _count(lib, n: int):

@@ -4,7 +4,6 @@ a stub's memory its own, no process left behind, and Triton's error text."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -15,7 +14,13 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from serverutil import RunningServer, reference_command, run_reference, run_server
+from serverutil import (
+    RunningServer,
+    reference_command,
+    run_either,
+    run_reference,
+    run_server,
+)
 from tritonclient.utils import InferenceServerException
 
 PROCESS = 'parameters { key: "EXECUTION_MODE" value: { string_value: "process" } }\n'
@@ -511,17 +516,6 @@ def test_a_stub_that_dies_starting_says_why(tmp_path: Path) -> None:
         assert not _stub_pids(server.process.pid)
 
 
-def _either_server(
-    server_kind: str, repo: Path, args: tuple[str, ...]
-) -> contextlib.AbstractContextManager[RunningServer]:
-    """tritonx, or the reference Triton (skipping when none is given), on ``repo``."""
-    if server_kind == "reference":
-        if reference_command() is None:
-            pytest.skip("TRITONX_REFERENCE_CMD is not set")
-        return run_reference([repo], *args)
-    return run_server(repo, *args)
-
-
 @pytest.mark.parametrize("server_kind", ["tritonx", "reference"])
 @pytest.mark.parametrize(
     ("setting", "reason"),
@@ -555,7 +549,7 @@ def test_python_settings_triton_refuses_fail_every_python_model(
         "--strict-readiness=false",
     )
     with (
-        _either_server(server_kind, repo, args) as server,
+        run_either(server_kind, repo, *args) as server,
         httpclient.InferenceServerClient(server.http_url) as client,
     ):
         index = client.get_model_repository_index()
@@ -584,7 +578,7 @@ def test_a_missing_environment_fails_the_load_with_tritons_text(
     (repo / "notenv" / "notenv" / "bin").mkdir(parents=True)
     args = ("--exit-on-error=false", "--strict-readiness=false")
     with (
-        _either_server(server_kind, repo, args) as server,
+        run_either(server_kind, repo, *args) as server,
         httpclient.InferenceServerClient(server.http_url) as client,
     ):
         reasons = {e["name"]: e["reason"] for e in client.get_model_repository_index()}
