@@ -273,15 +273,16 @@ def run_reference(
 
 
 def run_either(
-    kind: str, repo: Path | str, *args: str
+    kind: str, repo: Path | str | Sequence[Path | str], *args: str
 ) -> AbstractContextManager[RunningServer]:
     """tritonx (kind "tritonx") or the reference Triton (kind "reference"; the test
-    skips when no reference command is given), on ``repo``: the server of a
-    differential test."""
+    skips when no reference command is given), on ``repo`` (or several
+    repositories): the server of a differential test."""
+    repos = [repo] if isinstance(repo, (str, Path)) else list(repo)
     if kind == "reference":
         if reference_command() is None:
             import pytest
 
             pytest.skip(f"{REFERENCE_CMD_ENV} is not set")
-        return run_reference([repo], *args)
-    return run_server(repo, *args)
+        return run_reference(repos, *args)
+    return run_server(repos, *args)

@@ -215,9 +215,18 @@ def test_unknown_flag_fails_with_clear_message() -> None:
 
 
 def test_unsupported_triton_flag_is_refused_not_ignored() -> None:
-    result = run_cli("--model-store=/m", "--model-namespacing=true")
+    result = run_cli("--model-store=/m", "--allow-vertex-ai=true")
     assert result.returncode != 0
-    assert "'--model-namespacing' of tritonserver is not supported" in result.stderr
+    assert "'--allow-vertex-ai' of tritonserver is not supported" in result.stderr
+
+
+def test_model_namespacing_flag() -> None:
+    options, _, _ = parse_args(["--model-store=/m"])
+    assert options.model_namespacing is False
+    options, _, _ = parse_args(["--model-store=/m", "--model-namespacing=on"])
+    assert options.model_namespacing is True
+    with pytest.raises(UsageError, match="invalid value for bool option: maybe"):
+        parse_args(["--model-store=/m", "--model-namespacing=maybe"])
 
 
 def test_trace_flags() -> None:

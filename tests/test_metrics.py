@@ -16,6 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from serverutil import RunningServer, infer_json, run_server
 
+from tritonx.repository.repository import ModelId
+
 COUNTERS = (
     "nv_inference_request_success",
     "nv_inference_request_failure",
@@ -73,17 +75,17 @@ class TritonPythonModel:
 
 
 class CoreModels:
-    """Real core models behind the two ModelManager methods the collector reads."""
+    """Real core models behind what the collector reads of the ModelManager."""
 
     def __init__(self, *models: Any) -> None:
-        self.models = {(m.name, str(m.version)): m for m in models}
+        self.models = models
         self.model_load_durations = {(m.name, m.version): 0.25 for m in models}
 
-    def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
-        return [{"name": n, "version": v, "state": "READY"} for n, v in self.models]
-
-    def get(self, name: str, version: str = "") -> Any:
-        return SimpleNamespace(core=self.models[(name, version)])
+    def ready_models(self) -> list[tuple[Any, Any]]:
+        return [
+            (ModelId("", m.name), SimpleNamespace(core=m, version=m.version))
+            for m in self.models
+        ]
 
 
 class SleepyInstance:

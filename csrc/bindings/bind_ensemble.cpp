@@ -9,7 +9,7 @@ namespace tritonx::bindings {
 
 using StepTuple =
     std::tuple<std::string, int64_t, std::vector<std::pair<std::string, std::string>>,
-               std::vector<std::pair<std::string, std::string>>>;
+               std::vector<std::pair<std::string, std::string>>, std::string>;
 
 void RegisterEnsemble(py::module_& m) {
   m.def(
@@ -17,8 +17,8 @@ void RegisterEnsemble(py::module_& m) {
       [](const ModelSpec& spec, const std::vector<StepTuple>& steps,
          std::shared_ptr<ServerContext> context) {
         auto ensemble = std::make_shared<EnsembleSpec>();
-        for (const auto& [name, version, inputs, outputs] : steps) {
-          ensemble->steps.push_back({name, version, inputs, outputs});
+        for (const auto& [name, version, inputs, outputs, ns] : steps) {
+          ensemble->steps.push_back({name, version, inputs, outputs, ns});
         }
         SchedulerConfig config;
         config.ensemble = std::move(ensemble);
@@ -33,8 +33,8 @@ void RegisterEnsemble(py::module_& m) {
       py::arg("spec"), py::arg("steps"), py::arg("context") = nullptr,
       "An ensemble Model: `steps` are (model_name, model_version (-1: latest), "
       "input_map [(model input, ensemble tensor)], output_map [(model output, "
-      "ensemble tensor)]); composing models are found in `context`'s registry per "
-      "request.");
+      "ensemble tensor)], model_namespace); composing models are found in "
+      "`context`'s registry per request.");
 }
 
 }  // namespace tritonx::bindings

@@ -22,21 +22,46 @@ void RegisterRegistry(py::module_& m) {
   py::class_<ModelRegistry, std::shared_ptr<ModelRegistry>>(
       m, "ModelRegistry", "The model versions the frontends can reach")
       .def(py::init<>())
-      .def("add",
-           [](ModelRegistry& self, const py::handle& model) {
-             auto core = ModelOf(model);
-             // Replacing an entry may drop the last reference to the old model, whose
-             // destructor joins workers that may need the GIL.
-             py::gil_scoped_release release;
-             self.Add(std::move(core));
-           })
-      .def("remove",
-           [](ModelRegistry& self, const std::string& name, int64_t version) {
-             py::gil_scoped_release release;  // same reason as add
-             self.Remove(name, version);
-           })
-      .def("set_known", &ModelRegistry::SetKnown)
-      .def("set_unavailable", &ModelRegistry::SetUnavailable)
+      .def("set_namespacing", &ModelRegistry::SetNamespacing, py::arg("enabled"))
+      .def(
+          "add",
+          [](ModelRegistry& self, const py::handle& model, const std::string& ns) {
+            auto core = ModelOf(model);
+            // Replacing an entry may drop the last reference to the old model, whose
+            // destructor joins workers that may need the GIL.
+            py::gil_scoped_release release;
+            self.Add(std::move(core), ns);
+          },
+          py::arg("model"), py::arg("namespace") = "")
+      .def(
+          "remove",
+          [](ModelRegistry& self, const std::string& name, int64_t version,
+             const std::string& ns) {
+            py::gil_scoped_release release;  // same reason as add
+            self.Remove({ns, name}, version);
+          },
+          py::arg("name"), py::arg("version"), py::arg("namespace") = "")
+      .def(
+          "set_known",
+          [](ModelRegistry& self, const std::string& name, bool known,
+             const std::string& ns) {
+            self.SetKnown({ns, name}, known);
+          },
+          py::arg("name"), py::arg("known"), py::arg("namespace") = "")
+      .def(
+          "set_resolvable",
+          [](ModelRegistry& self, const std::string& name, bool resolvable,
+             const std::string& ns) {
+            self.SetResolvable({ns, name}, resolvable);
+          },
+          py::arg("name"), py::arg("resolvable"), py::arg("namespace") = "")
+      .def(
+          "set_unavailable",
+          [](ModelRegistry& self, const std::string& name, int64_t version,
+             const std::string& ns) {
+            self.SetUnavailable({ns, name}, version);
+          },
+          py::arg("name"), py::arg("version"), py::arg("namespace") = "")
       .def(
           "find",
           // Names come from clients: a value that is not UTF-8 text fails as

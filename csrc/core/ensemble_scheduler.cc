@@ -161,6 +161,7 @@ void EnsembleRun::Start(const std::shared_ptr<ModelRegistry>& registry,
     const auto& step = plan.steps[i];
     for (size_t j = 0; j < i; ++j) {  // the same model in several steps: one lookup
       if (plan.steps[j].model_name == step.model_name &&
+          plan.steps[j].model_namespace == step.model_namespace &&
           plan.steps[j].version == step.version) {
         models_[i] = models_[j];
         break;
@@ -170,7 +171,8 @@ void EnsembleRun::Start(const std::shared_ptr<ModelRegistry>& registry,
     if (!registry) {
       status = Status(StatusCode::kUnavailable, "the server is shutting down");
     } else {
-      status = registry->Find(step.model_name, step.version, &models_[i]);
+      status = registry->FindIn({step.model_namespace, step.model_name}, step.version,
+                                &models_[i]);
     }
   }
 

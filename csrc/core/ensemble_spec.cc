@@ -21,6 +21,7 @@ EnsemblePlan::EnsemblePlan(const ModelSpec& ensemble, const EnsembleSpec& spec)
   for (const EnsembleStepSpec& step_spec : spec.steps) {
     Step step;
     step.model_name = step_spec.model_name;
+    step.model_namespace = step_spec.model_namespace;
     if (step_spec.model_version >= 0) {
       step.version = std::to_string(step_spec.model_version);
     }

@@ -25,6 +25,9 @@ struct EnsembleStepSpec {
   // (composing model tensor, ensemble tensor) pairs.
   std::vector<std::pair<std::string, std::string>> input_map;
   std::vector<std::pair<std::string, std::string>> output_map;
+  // The composing model's namespace (--model-namespacing), chosen when the ensemble
+  // loaded: its own repository's model first, else the only model of that name.
+  std::string model_namespace;
 };
 
 struct EnsembleSpec {
@@ -38,6 +41,7 @@ struct EnsemblePlan {
   };
   struct Step {
     std::string model_name;
+    std::string model_namespace;
     std::string version;  // "" for the latest ready version
     std::vector<Binding> inputs;
     std::vector<Binding> outputs;

@@ -6,37 +6,56 @@
 
 namespace tritonx {
 
-void ModelRegistry::Add(std::shared_ptr<Model> model) {
+void ModelRegistry::SetNamespacing(bool enabled) {
   std::unique_lock<std::shared_mutex> lock(mu_);
-  const auto& spec = model->spec();
-  known_.insert(spec.name);
-  unloaded_.erase({spec.name, spec.version});
-  models_[spec.name][spec.version] = std::move(model);
+  namespacing_ = enabled;
 }
 
-void ModelRegistry::Remove(const std::string& name, int64_t version) {
+void ModelRegistry::Add(std::shared_ptr<Model> model, const std::string& ns) {
   std::unique_lock<std::shared_mutex> lock(mu_);
-  auto it = models_.find(name);
+  const auto& spec = model->spec();
+  ModelId id{ns, spec.name};
+  known_[spec.name].insert(ns);
+  unloaded_.erase({id, spec.version});
+  models_[id][spec.version] = std::move(model);
+}
+
+void ModelRegistry::Remove(const ModelId& id, int64_t version) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  auto it = models_.find(id);
   if (it == models_.end()) return;
-  if (it->second.erase(version) != 0) unloaded_.insert({name, version});
+  if (it->second.erase(version) != 0) unloaded_.insert({id, version});
   if (it->second.empty()) models_.erase(it);
 }
 
-void ModelRegistry::SetKnown(const std::string& name, bool known) {
+void ModelRegistry::SetKnown(const ModelId& id, bool known) {
   std::unique_lock<std::shared_mutex> lock(mu_);
   if (known) {
-    known_.insert(name);
-  } else {
-    known_.erase(name);
+    known_[id.name].insert(id.ns);
+    return;
+  }
+  auto it = known_.find(id.name);
+  if (it == known_.end()) return;
+  it->second.erase(id.ns);
+  if (it->second.empty()) known_.erase(it);
+}
+
+void ModelRegistry::SetUnavailable(const ModelId& id, int64_t version) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  known_[id.name].insert(id.ns);
+  auto it = models_.find(id);
+  if (it == models_.end() || it->second.count(version) == 0) {
+    unloaded_.insert({id, version});
   }
 }
 
-void ModelRegistry::SetUnavailable(const std::string& name, int64_t version) {
+void ModelRegistry::SetResolvable(const ModelId& id, bool resolvable) {
   std::unique_lock<std::shared_mutex> lock(mu_);
-  known_.insert(name);
-  auto it = models_.find(name);
-  if (it == models_.end() || it->second.count(version) == 0) {
-    unloaded_.insert({name, version});
+  auto& namespaces = resolvable_[id.name];  // kept when emptied, as Triton's map
+  if (resolvable) {
+    namespaces.insert(id.ns);
+  } else {
+    namespaces.erase(id.ns);
   }
 }
 
@@ -58,19 +77,68 @@ Status ParseModelVersion(const std::string& text, int64_t* version) {
   return Status::Ok();
 }
 
+namespace {
+
+// Reads a client's version string; "" (the latest) stays 0.
+Status ParseVersionArgument(const std::string& version, int64_t* parsed) {
+  *parsed = 0;
+  if (version.empty()) return Status::Ok();
+  return ParseModelVersion(version, parsed);
+}
+
+}  // namespace
+
 Status ModelRegistry::Find(const std::string& name, const std::string& version,
                            std::shared_ptr<Model>* model) const {
   int64_t parsed = 0;
-  if (!version.empty()) {
-    // Before the name, as Triton's frontends read the version first.
-    Status status = ParseModelVersion(version, &parsed);
-    if (!status.ok()) return status;
-  }
+  // Before the name, as Triton's frontends read the version first.
+  Status status = ParseVersionArgument(version, &parsed);
+  if (!status.ok()) return status;
   std::shared_lock<std::shared_mutex> lock(mu_);
-  auto it = models_.find(name);
+  ModelId id{"", name};
+  if (namespacing_) {
+    // Triton's order: the name to one identifier first, then the model.
+    auto found = resolvable_.find(name);
+    if (found == resolvable_.end()) {
+      return Status(StatusCode::kInvalidArg,
+                    "Request for unknown model: '" + name + "' is not found");
+    }
+    const auto& namespaces = found->second;
+    if (namespaces.empty()) {
+      return Status(StatusCode::kNotFound,
+                    "Identifier of model '" + name + "' is not found in global map");
+    }
+    if (namespaces.size() > 1) {
+      return Status(StatusCode::kInvalidArg,
+                    "There are " + std::to_string(namespaces.size()) +
+                        " identifiers of model '" + name +
+                        "' in global map, model namespace must be provided to "
+                        "resolve ambiguity.");
+    }
+    id.ns = *namespaces.begin();
+  }
+  return FindLocked(id, version, parsed, model);
+}
+
+Status ModelRegistry::FindIn(const ModelId& id, const std::string& version,
+                             std::shared_ptr<Model>* model) const {
+  int64_t parsed = 0;
+  Status status = ParseVersionArgument(version, &parsed);
+  if (!status.ok()) return status;
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  return FindLocked(id, version, parsed, model);
+}
+
+Status ModelRegistry::FindLocked(const ModelId& id, const std::string& version,
+                                 int64_t parsed, std::shared_ptr<Model>* model) const {
+  const std::string& name = id.name;
+  auto known_names = known_.find(name);
+  const bool known =
+      known_names != known_.end() && known_names->second.count(id.ns) != 0;
+  auto it = models_.find(id);
   const bool none = it == models_.end() || it->second.empty();
-  if (none && (version.empty() || known_.count(name) == 0)) {
-    if (known_.count(name) == 0) {
+  if (none && (version.empty() || !known)) {
+    if (!known) {
       return Status(StatusCode::kNotFound,
                     "Request for unknown model: '" + name + "' is not found");
     }
@@ -88,7 +156,7 @@ Status ModelRegistry::Find(const std::string& name, const std::string& version,
       return Status::Ok();
     }
   }
-  if (unloaded_.count({name, parsed}) != 0) {
+  if (unloaded_.count({id, parsed}) != 0) {
     return Status(StatusCode::kUnavailable, "Request for unknown model: '" + name +
                                                 "' version " + std::to_string(parsed) +
                                                 " is not at ready state");
@@ -105,7 +173,7 @@ Status ModelRegistry::Find(const std::string& name, const std::string& version,
 std::vector<std::shared_ptr<Model>> ModelRegistry::All() const {
   std::shared_lock<std::shared_mutex> lock(mu_);
   std::vector<std::shared_ptr<Model>> all;
-  for (const auto& [name, versions] : models_) {
+  for (const auto& [id, versions] : models_) {
     for (const auto& [version, model] : versions) all.push_back(model);
   }
   return all;

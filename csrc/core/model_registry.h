@@ -22,34 +22,64 @@ namespace tritonx {
 // version string ..."), or negative ("invalid model version specified ...").
 Status ParseModelVersion(const std::string& text, int64_t* version);
 
+// A model is identified by its namespace and name. The namespace is "" unless the
+// server runs with --model-namespacing, where it is the path of the model's
+// repository, so that repositories may hold models of the same name.
+struct ModelId {
+  std::string ns;
+  std::string name;
+  bool operator<(const ModelId& other) const {
+    return ns != other.ns ? ns < other.ns : name < other.name;
+  }
+};
+
 // Thread safety: every method may be called from any thread (mu_). Ownership: holds
 // shared references to the models it serves.
 class ModelRegistry {
  public:
-  // Makes (model name, version) servable, replacing an existing entry.
-  void Add(std::shared_ptr<Model> model);
-  void Remove(const std::string& name, int64_t version);
+  // --model-namespacing: names that no model has are refused INVALID_ARG rather
+  // than NOT_FOUND, as Triton resolves the name before looking the model up.
+  void SetNamespacing(bool enabled);
+
+  // Makes (namespace, model name, version) servable, replacing an existing entry.
+  void Add(std::shared_ptr<Model> model, const std::string& ns = "");
+  void Remove(const ModelId& id, int64_t version);
   // A model that exists in the repository (loading, unavailable) though maybe no
   // version is servable; changes "not found" into "no available versions".
-  void SetKnown(const std::string& name, bool known);
+  void SetKnown(const ModelId& id, bool known);
   // A version the repository has (it failed to load, or was unloaded) but that is
   // not served: asking for it answers "is not at ready state" until it is added.
-  void SetUnavailable(const std::string& name, int64_t version);
+  void SetUnavailable(const ModelId& id, int64_t version);
+  // With namespacing: whether a client's name may resolve to this model (Triton's
+  // global map). The manager sets it when it loads the model and clears it when the
+  // model is unloaded; a name all of whose models were unloaded stays "not found
+  // in global map".
+  void SetResolvable(const ModelId& id, bool resolvable);
 
   // Finds the version to serve: `version` empty means the highest servable version.
-  // Errors carry Triton's messages.
+  // A name two namespaces know is ambiguous. Errors carry Triton's messages.
   Status Find(const std::string& name, const std::string& version,
               std::shared_ptr<Model>* model) const;
+  // The same within one namespace (ensemble steps, resolved when they loaded).
+  Status FindIn(const ModelId& id, const std::string& version,
+                std::shared_ptr<Model>* model) const;
 
   std::vector<std::shared_ptr<Model>> All() const;
 
  private:
+  Status FindLocked(const ModelId& id, const std::string& version, int64_t parsed,
+                    std::shared_ptr<Model>* model) const;
+
   mutable std::shared_mutex mu_;
-  std::map<std::string, std::map<int64_t, std::shared_ptr<Model>>> models_;
-  std::set<std::string> known_;
+  bool namespacing_ = false;
+  std::map<ModelId, std::map<int64_t, std::shared_ptr<Model>>> models_;
+  // name -> the namespaces of the known models of that name.
+  std::map<std::string, std::set<std::string>> known_;
+  // name -> the namespaces a client's name resolves to (see SetResolvable).
+  std::map<std::string, std::set<std::string>> resolvable_;
   // Versions that were served and then removed: Triton keeps their state, so asking
   // for one answers "is not at ready state" rather than "is not found".
-  std::set<std::pair<std::string, int64_t>> unloaded_;
+  std::set<std::pair<ModelId, int64_t>> unloaded_;
 };
 
 }  // namespace tritonx

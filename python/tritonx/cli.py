@@ -164,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict-readiness", type=parse_bool, default=True, metavar="<boolean>"
     )
     g.add_argument(
+        "--model-namespacing",
+        type=parse_bool,
+        default=False,
+        metavar="<boolean>",
+        help="Each model repository is a namespace: repositories may hold models "
+        "of the same name (a name two namespaces have is refused as ambiguous; "
+        "ensembles use the model of their own repository first).",
+    )
+    g.add_argument(
         "--model-control-mode",
         type=parse_choice("--model-control-mode", ("none", "poll", "explicit")),
         default="none",
@@ -447,6 +456,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         repository_poll_secs=args.repository_poll_secs,
         exit_on_error=args.exit_on_error,
         strict_readiness=args.strict_readiness,
+        model_namespacing=args.model_namespacing,
         exit_timeout_secs=args.exit_timeout_secs,
         max_inflight_requests=args.max_inflight_requests,
         allow_client_shm=args.allow_client_shm,

@@ -32,7 +32,6 @@ IGNORED_FLAGS = (
 # tritonserver flags that change security or semantics; ignoring them would mislead.
 UNSUPPORTED_FLAGS = frozenset(
     {
-        "--model-namespacing",
         "--allow-sagemaker",
         "--sagemaker-port",
         "--allow-vertex-ai",

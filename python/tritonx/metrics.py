@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import psutil
@@ -90,11 +90,11 @@ _CACHE = (
 class StatsSource(Protocol):
     """What the collector needs from the ModelManager (architecture §6)."""
 
+    # (model key, version) -> seconds; the key as ready_models' ids give it.
     model_load_durations: dict[tuple[str, int], float]
 
-    def index(self, ready_only: bool = False) -> list[dict[str, Any]]: ...
-
-    def get(self, name: str, version: str = "") -> Any: ...
+    # (id with .namespace, .name and .key, loaded version with .version and .core).
+    def ready_models(self) -> Sequence[tuple[Any, Any]]: ...
 
 
 class CpuSampler:
@@ -170,14 +170,15 @@ class TritonCollector:
         self.arena_stats = arena_stats
         self.gpu = gpu  # gpu_metrics.GpuSampler, or None: no GPU families
 
-    def _models(self) -> Iterator[tuple[dict[str, str], Any]]:
-        for entry in self.source.index(ready_only=True):
-            name, version = str(entry["name"]), str(entry.get("version", ""))
-            try:
-                loaded = self.source.get(name, version)
-            except Exception:  # unloaded between index() and get(): skip it
-                continue
-            yield {"model": name, "version": version}, loaded
+    def _models(self) -> Iterator[tuple[dict[str, str], Any, float | None]]:
+        """(labels, loaded version, load seconds) of every READY version. With
+        --model-namespacing the labels name the namespace too, as Triton's."""
+        durations = self.source.model_load_durations
+        for model_id, loaded in self.source.ready_models():
+            labels = {"model": model_id.name, "version": str(loaded.version)}
+            if model_id.namespace:
+                labels["namespace"] = model_id.namespace
+            yield labels, loaded, durations.get((model_id.key, loaded.version))
 
     def collect(self) -> Iterable[Metric]:
         success = _family(
@@ -215,7 +216,7 @@ class TritonCollector:
             "counter",
         )
         cache = [(_family(n, h, "counter"), key, div) for n, h, key, div in _CACHE]
-        for labels, loaded in self._models():
+        for labels, loaded, seconds in self._models():
             instances = getattr(loaded, "instances", ())
             counts = [i.restarts for i in instances if hasattr(i, "restarts")]
             if counts:
@@ -239,9 +240,6 @@ class TritonCollector:
                 for family, key, div in cache:
                     value = stats[key][0] if div == 0 else stats[key][1] // div
                     family.add_sample(family.name, labels, value)
-            seconds = self.source.model_load_durations.get(
-                (labels["model"], int(labels["version"]))
-            )
             if seconds is not None:
                 load.add_sample(load.name, labels, seconds)
         yield from (success, failure, count, execs)

@@ -68,6 +68,8 @@ class ServerOptions:
     repository_poll_secs: int = 15
     exit_on_error: bool = True
     strict_readiness: bool = True
+    # --model-namespacing: each repository is a namespace (repository/repository.py).
+    model_namespacing: bool = False
     exit_timeout_secs: int = 30
     # Server-wide bound on accepted, unanswered requests (0: none); see the CLI.
     max_inflight_requests: int = DEFAULT_MAX_INFLIGHT_REQUESTS
@@ -218,6 +220,7 @@ class Server:
                 poll_secs=options.repository_poll_secs,
                 startup_models=list(options.startup_models),
                 strict_readiness=options.strict_readiness,
+                namespacing=options.model_namespacing,
                 exit_on_error=options.exit_on_error,
                 auto_complete=options.auto_complete,
                 config_name=options.model_config_name,
@@ -532,11 +535,7 @@ class Server:
     def _models_with_inflight(self) -> list[Any]:
         """The core models of every ready version that still has requests in flight."""
         busy = []
-        for row in self.manager.index(ready_only=True):
-            try:
-                model: Any = self.manager.get(str(row["name"]), str(row["version"]))
-            except TritonXError:
-                continue
+        for _, model in self.manager.ready_models():
             if model.core.inflight_count() > 0:
                 busy.append(model.core)
         return busy

@@ -36,12 +36,12 @@ TEST(ModelRegistry, UnknownModelMessages) {
   EXPECT_EQ(status.code(), StatusCode::kNotFound);
   EXPECT_EQ(status.message(), "Request for unknown model: 'nope' is not found");
 
-  registry.SetKnown("loading", true);
+  registry.SetKnown({"", "loading"}, true);
   status = registry.Find("loading", "", &found);
   EXPECT_EQ(status.code(), StatusCode::kNotFound);
   EXPECT_EQ(status.message(),
             "Request for unknown model: 'loading' has no available versions");
-  registry.SetKnown("loading", false);
+  registry.SetKnown({"", "loading"}, false);
   EXPECT_EQ(registry.Find("loading", "", &found).message(),
             "Request for unknown model: 'loading' is not found");
 }
@@ -72,8 +72,8 @@ TEST(ModelRegistry, RemoveKeepsTheModelKnown) {
   ModelRegistry registry;
   std::shared_ptr<Model> model = MakeModel("m", 1);
   registry.Add(model);
-  registry.Remove("m", 1);
-  registry.Remove("m", 1);  // harmless twice
+  registry.Remove({"", "m"}, 1);
+  registry.Remove({"", "m"}, 1);  // harmless twice
   std::shared_ptr<Model> found;
   EXPECT_EQ(registry.Find("m", "", &found).message(),
             "Request for unknown model: 'm' has no available versions");
@@ -87,7 +87,7 @@ TEST(ModelRegistry, RemovedVersionIsNotAtReadyState) {
   ModelRegistry registry;
   registry.Add(MakeModel("m", 1));
   registry.Add(MakeModel("m", 2));
-  registry.Remove("m", 1);
+  registry.Remove({"", "m"}, 1);
   std::shared_ptr<Model> found;
   Status status = registry.Find("m", "1", &found);
   EXPECT_EQ(status.code(), StatusCode::kUnavailable);
@@ -95,13 +95,52 @@ TEST(ModelRegistry, RemovedVersionIsNotAtReadyState) {
             "Request for unknown model: 'm' version 1 is not at ready state");
   EXPECT_EQ(registry.Find("m", "3", &found).message(),
             "Request for unknown model: 'm' version 3 is not found");
-  registry.Remove("m", 2);  // none left: still the version's own state
+  registry.Remove({"", "m"}, 2);  // none left: still the version's own state
   EXPECT_EQ(registry.Find("m", "2", &found).code(), StatusCode::kUnavailable);
   EXPECT_EQ(registry.Find("m", "", &found).message(),
             "Request for unknown model: 'm' has no available versions");
   registry.Add(MakeModel("m", 1));  // served again
   ASSERT_TRUE(registry.Find("m", "1", &found).ok());
   EXPECT_EQ(found->spec().version, 1);
+}
+
+TEST(ModelRegistry, NamespacesResolveNamesOrRefuseAmbiguousOnes) {
+  // --model-namespacing: two repositories each hold a model "m".
+  ModelRegistry registry;
+  registry.SetNamespacing(true);
+  registry.Add(MakeModel("m", 1), "/repo_a");
+  registry.SetResolvable({"/repo_a", "m"}, true);
+  registry.Add(MakeModel("only_a", 1), "/repo_a");
+  registry.SetResolvable({"/repo_a", "only_a"}, true);
+  std::shared_ptr<Model> found;
+  ASSERT_TRUE(registry.Find("m", "", &found).ok());  // one namespace knows "m"
+  registry.Add(MakeModel("m", 2), "/repo_b");
+  registry.SetResolvable({"/repo_b", "m"}, true);
+  Status status = registry.Find("m", "", &found);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(),
+            "There are 2 identifiers of model 'm' in global map, model namespace must "
+            "be provided to resolve ambiguity.");
+  ASSERT_TRUE(registry.FindIn({"/repo_b", "m"}, "", &found).ok());
+  EXPECT_EQ(found->spec().version, 2);
+  EXPECT_EQ(registry.FindIn({"/repo_b", "m"}, "1", &found).message(),
+            "Request for unknown model: 'm' version 1 is not found");
+  ASSERT_TRUE(registry.Find("only_a", "1", &found).ok());
+  // A name nobody has is refused as an argument before any lookup, as in Triton.
+  status = registry.Find("nope", "", &found);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(status.message(), "Request for unknown model: 'nope' is not found");
+  // Unloading one of them makes the name unique again.
+  registry.Remove({"/repo_b", "m"}, 2);
+  registry.SetResolvable({"/repo_b", "m"}, false);
+  ASSERT_TRUE(registry.Find("m", "", &found).ok());
+  EXPECT_EQ(found->spec().version, 1);
+  // A name all of whose models were unloaded is no longer in Triton's global map.
+  registry.Remove({"/repo_a", "m"}, 1);
+  registry.SetResolvable({"/repo_a", "m"}, false);
+  status = registry.Find("m", "", &found);
+  EXPECT_EQ(status.code(), StatusCode::kNotFound);
+  EXPECT_EQ(status.message(), "Identifier of model 'm' is not found in global map");
 }
 
 }  // namespace

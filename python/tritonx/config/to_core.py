@@ -149,15 +149,16 @@ def scheduler_config_from_config(
 
 def ensemble_steps_from_config(
     config: ModelConfig,
-) -> list[tuple[str, int, list[tuple[str, str]], list[tuple[str, str]]]]:
+) -> list[tuple[str, int, list[tuple[str, str]], list[tuple[str, str]], str]]:
     """The steps of an ensemble as ``_native.make_ensemble_model`` takes them:
-    (model name, version (-1: latest), input map, output map)."""
+    (model name, version (-1: latest), input map, output map, model namespace)."""
     return [
         (
             step.model_name,
             int(step.model_version),
             sorted(step.input_map.items()),
             sorted(step.output_map.items()),
+            step.model_namespace,
         )
         for step in config.ensemble_scheduling.step
     ]

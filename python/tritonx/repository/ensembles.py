@@ -20,8 +20,8 @@ from typing import Any
 from tritonx.config import ModelConfig
 from tritonx.config.ensemble import composing_model_names, validate_ensemble_models
 from tritonx.errors import InvalidArgumentError, TritonXError
-from tritonx.repository.records import LoadedModel, ModelRecord
-from tritonx.repository.repository import list_repositories
+from tritonx.repository.records import ModelRecord
+from tritonx.repository.repository import ModelId, RepositoryListing
 
 log = logging.getLogger("tritonx.repository")
 
@@ -32,11 +32,34 @@ def is_ensemble(config: ModelConfig) -> bool:
     return config.HasField("ensemble_scheduling")
 
 
+def composing_keys(config: ModelConfig) -> set[str]:
+    """The keys of the models an ensemble's steps run, as resolved at its load
+    (each step's ``model_namespace``, as Triton writes it there)."""
+    return {
+        ModelId(step.model_namespace, step.model_name).key
+        for step in config.ensemble_scheduling.step
+    }
+
+
+def composing_key(namespace: str, name: str, listing: RepositoryListing) -> str | None:
+    """The model a step of an ensemble in ``namespace`` runs: the one of that name
+    in the ensemble's own namespace, else the only one of that name (Triton's
+    rule); None when there is none, or several elsewhere."""
+    own = ModelId(namespace, name).key
+    if own in listing.models:
+        return own
+    others = listing.keys_named(name)
+    if len(others) == 1 and others[0] in listing.models:
+        return others[0]
+    return None
+
+
 class EnsembleDependencies:
     """Bookkeeping the manager keeps for ensembles (mixed into ModelManager)."""
 
     options: Any
     _records: dict[str, ModelRecord]
+    _listing: Callable[[], RepositoryListing]
 
     def _init_ensembles(self) -> None:
         # Models loaded on request (load API, startup), as opposed to composing
@@ -54,69 +77,73 @@ class EnsembleDependencies:
     _load_model: Callable[..., Awaitable[None]]
     _unload_record: Callable[..., Awaitable[None]]
 
-    def _loaded_ensembles(self) -> list[LoadedModel]:
+    def _loaded_ensembles(self) -> list[tuple[str, ModelConfig]]:
+        """(key, config) of the ensembles with a READY version."""
         out = []
-        for record in list(self._records.values()):
+        for key, record in list(self._records.items()):
             for version in record.ready_versions():
                 loaded = record.versions[version].loaded
                 if loaded is not None and is_ensemble(loaded.config):
-                    out.append(loaded)
+                    out.append((key, loaded.config))
         return out
 
-    def _users_of(self, name: str) -> list[str]:
-        """Loaded ensembles with a step on ``name``."""
+    def _users_of(self, key: str) -> list[str]:
+        """Loaded ensembles with a step on the model ``key``."""
         return sorted(
             {
-                e.name
-                for e in self._loaded_ensembles()
-                if name in composing_model_names(e.config)
+                user
+                for user, config in self._loaded_ensembles()
+                if key in composing_keys(config)
             }
         )
 
     async def _prepare_ensemble(
-        self, name: str, config: ModelConfig, chain: tuple[str, ...]
+        self, model_id: ModelId, config: ModelConfig, chain: tuple[str, ...]
     ) -> None:
         """Load what the ensemble needs and check it; raises the load error."""
         try:
-            await self._resolve(name, config, chain)
+            await self._resolve(model_id, config, chain)
         except TritonXError as error:
-            message = _LOAD_FAILED.format(name=name) + error.message + "\n"
+            message = _LOAD_FAILED.format(name=model_id.name) + error.message + "\n"
             log.error("%s", message.strip())
-            record = self._records.get(name)
+            record = self._records.get(model_id.key)
             if record is not None and record.ready_versions():
                 await self._unload_record(record)
             raise InvalidArgumentError(message) from None
 
     async def _resolve(
-        self, name: str, config: ModelConfig, chain: tuple[str, ...]
+        self, model_id: ModelId, config: ModelConfig, chain: tuple[str, ...]
     ) -> None:
+        name = model_id.name
         deps = composing_model_names(config)
-        listing = list_repositories(self.options.repositories)
-        missing = sorted(d for d in deps if d not in listing.models)
+        listing = self._listing()
+        keys = {d: composing_key(model_id.namespace, d, listing) for d in deps}
+        missing = sorted(d for d, key in keys.items() if key is None)
         if missing:
             raise InvalidArgumentError(
-                f"ensemble {name} contains models that are not available or "
+                f"ensemble {model_id.key} contains models that are not available or "
                 f"ambiguous: {', '.join(missing)}"
             )
-        for dep in deps:
-            if dep in chain:
+        dep_keys = {d: key for d, key in keys.items() if key is not None}
+        for dep, key in dep_keys.items():
+            if key in chain:
                 raise InvalidArgumentError(
                     f"circular dependency between ensembles: {dep} -> ... -> "
-                    f"{chain[-1]} -> {dep}"
+                    f"{name} -> {dep}"
                 )
-        for dep in deps:
-            if self._ready_config(dep) is not None:
+        for key in dep_keys.values():
+            if self._ready_config(key) is not None:
                 continue
             try:
-                await self._load_model(dep, None, None, chain)
-                self._load_errors.pop(dep, None)
+                await self._load_model(key, None, None, chain)
+                self._load_errors.pop(key, None)
             except TritonXError as error:
-                self._load_errors[dep] = error.message
+                self._load_errors[key] = error.message
         composing: dict[str, ModelConfig] = {}
-        for dep in deps:
-            dep_config = self._ready_config(dep)
+        for dep, key in dep_keys.items():
+            dep_config = self._ready_config(key)
             if dep_config is None:
-                reason = self._load_errors.get(dep)
+                reason = self._load_errors.get(key)
                 text = (
                     f"ensemble '{name}' depends on '{dep}' which has no loaded version."
                 )
@@ -125,8 +152,10 @@ class EnsembleDependencies:
                 raise InvalidArgumentError(text)
             composing[dep] = dep_config
         for step in config.ensemble_scheduling.step:
+            # Triton writes where each step's model was found into the config.
+            step.model_namespace = listing.ids[dep_keys[step.model_name]].namespace
             version = int(step.model_version)
-            record = self._records[step.model_name]
+            record = self._records[dep_keys[step.model_name]]
             if version != -1 and version not in record.ready_versions():
                 raise InvalidArgumentError(
                     f"ensemble '{name}' depends on '{step.model_name}' whose required "
@@ -136,8 +165,8 @@ class EnsembleDependencies:
         # Triton writes the result into the ensemble's config (and so into /config).
         config.model_transaction_policy.decoupled = decoupled
 
-    def _ready_config(self, name: str) -> ModelConfig | None:
-        record = self._records.get(name)
+    def _ready_config(self, key: str) -> ModelConfig | None:
+        record = self._records.get(key)
         if record is None:
             return None
         ready = record.ready_versions()
@@ -146,11 +175,11 @@ class EnsembleDependencies:
         loaded = record.versions[ready[-1]].loaded
         return loaded.config if loaded is not None else None
 
-    async def _unload_users(self, name: str) -> None:
-        """Unload the loaded ensembles using ``name`` (transitively); remember them
-        so that loading ``name`` again restores them."""
-        for user in self._users_of(name):
-            self._dropped.setdefault(name, set()).add(user)
+    async def _unload_users(self, key: str) -> None:
+        """Unload the loaded ensembles using model ``key`` (transitively); remember
+        them so that loading it again restores them."""
+        for user in self._users_of(key):
+            self._dropped.setdefault(key, set()).add(user)
             await self._unload_users(user)
             async with self._lock(user):
                 record = self._records.get(user)
@@ -159,7 +188,7 @@ class EnsembleDependencies:
 
     async def _unload_composing(self, config: ModelConfig) -> None:
         """``unload_dependents``: composing models only loaded for this ensemble."""
-        for dep in composing_model_names(config):
+        for dep in sorted(composing_keys(config)):
             if dep in self._explicit or self._users_of(dep):
                 continue
             async with self._lock(dep):
@@ -170,9 +199,37 @@ class EnsembleDependencies:
             if loaded_config is not None and is_ensemble(loaded_config):
                 await self._unload_composing(loaded_config)
 
-    async def _restore_users(self, name: str) -> None:
-        """After ``name`` loaded: bring back the ensembles its unload took down."""
-        for user in sorted(self._dropped.pop(name, set())):
+    async def _relink_ensembles(self) -> None:
+        """Namespacing, after a poll round: ensembles whose steps now resolve to
+        other models load again, as Triton re-links its dependency graph. That is
+        an ensemble whose own repository's model came (back), and one taken down
+        because its model went away while another repository has the only model
+        of that name."""
+        listing = self._listing()
+        stale = set()
+        for key, config in self._loaded_ensembles():
+            namespace = self._records[key].namespace
+            for step in config.ensemble_scheduling.step:
+                now = composing_key(namespace, step.model_name, listing)
+                used = ModelId(step.model_namespace, step.model_name).key
+                if now is not None and now != used:
+                    stale.add(key)
+        for gone, users in self._dropped.items():
+            if gone not in listing.models:
+                stale.update(u for u in users if self._ready_config(u) is None)
+        for key in sorted(stale):
+            try:
+                await self._load_model(key, None, None)
+            except TritonXError as error:
+                log.error("failed to reload ensemble '%s': %s", key, error.message)
+                continue
+            for users in self._dropped.values():
+                users.discard(key)
+
+    async def _restore_users(self, key: str) -> None:
+        """After model ``key`` loaded: bring back the ensembles its unload took
+        down."""
+        for user in sorted(self._dropped.pop(key, set())):
             if self._ready_config(user) is not None:
                 continue
             try:

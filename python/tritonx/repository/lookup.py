@@ -14,6 +14,7 @@ from tritonx.config import ModelConfig
 from tritonx.errors import (
     InvalidArgumentError,
     NotFoundError,
+    TritonXError,
     UnavailableError,
 )
 from tritonx.repository.records import (
@@ -25,7 +26,12 @@ from tritonx.repository.records import (
     ModelRecord,
 )
 from tritonx.repository.reports import model_metadata, model_statistics
-from tritonx.repository.repository import DUPLICATE_REASON, list_repositories
+from tritonx.repository.repository import (
+    DUPLICATE_REASON,
+    ModelId,
+    RepositoryListing,
+    list_repositories,
+)
 
 
 def _unknown(name: str, what: str) -> str:
@@ -43,19 +49,45 @@ def _parse_version(version: str) -> int | None:
 class ModelLookup:
     def __init__(self, options: ManagerOptions) -> None:
         self.options = options
+        # By key (repository.ModelId.key): the name, unless namespacing is on.
         self._records: dict[str, ModelRecord] = {}
         self._started = False
-        # (name, version) -> seconds the load took; for nv_model_load_duration_secs.
+        # (key, version) -> seconds the load took; for nv_model_load_duration_secs.
         self.model_load_durations: dict[tuple[str, int], float] = {}
 
-    def _set_duration(self, name: str, version: int, seconds: float | None) -> None:
+    def _set_duration(self, key: str, version: int, seconds: float | None) -> None:
         # Replaced, not mutated: the metrics collector may be iterating the old one.
         durations = dict(self.model_load_durations)
         if seconds is None:
-            durations.pop((name, version), None)
+            durations.pop((key, version), None)
         else:
-            durations[(name, version)] = seconds
+            durations[(key, version)] = seconds
         self.model_load_durations = durations
+
+    def _listing(self) -> RepositoryListing:
+        return list_repositories(self.options.repositories, self.options.namespacing)
+
+    def resolve(self, name: str) -> str:
+        """The key of the model a client names: the name itself without
+        namespacing; with it, the one model of that name the manager has loaded
+        (and not unloaded), and Triton's errors when there is none or more than
+        one. The core registry resolves the same way (ModelRegistry::Find)."""
+        if not self.options.namespacing:
+            return name
+        named = [(k, r) for k, r in list(self._records.items()) if r.name == name]
+        if not named:
+            raise InvalidArgumentError(_unknown(name, "is not found"))
+        keys = [key for key, record in named if record.resolvable]
+        if not keys:
+            raise NotFoundError(
+                f"Identifier of model '{name}' is not found in global map"
+            )
+        if len(keys) > 1:
+            raise InvalidArgumentError(
+                f"There are {len(keys)} identifiers of model '{name}' in global map, "
+                "model namespace must be provided to resolve ambiguity."
+            )
+        return keys[0]
 
     # -- index and readiness ---------------------------------------------------
 
@@ -66,15 +98,16 @@ class ModelLookup:
         Models never loaded have only a name; a name in two repositories is
         UNAVAILABLE even with ``ready_only`` (as in Triton).
         """
-        listing = list_repositories(self.options.repositories)
+        listing = self._listing()
         rows: list[dict[str, Any]] = []
-        for name in listing.names():
-            if name in listing.duplicates:
+        for key in listing.names():
+            name = listing.ids[key].name
+            if key in listing.duplicates:
                 rows.append(
                     {"name": name, "state": UNAVAILABLE, "reason": DUPLICATE_REASON}
                 )
                 continue
-            record = self._records.get(name)
+            record = self._records.get(key)
             if record is None:
                 if not ready_only:
                     rows.append({"name": name})
@@ -123,10 +156,21 @@ class ModelLookup:
 
     # -- lookups ---------------------------------------------------------------
 
+    def ready_models(self) -> list[tuple[ModelId, LoadedModel]]:
+        """Every READY version with its model's identity, by namespace, then
+        name, then version (what metrics and the drain at shutdown walk)."""
+        out = []
+        for record in sorted(list(self._records.values()), key=lambda r: r.id):
+            for version in record.ready_versions():
+                loaded = record.versions[version].loaded
+                if loaded is not None:
+                    out.append((record.id, loaded))
+        return out
+
     def get(self, name: str, version: str = "") -> LoadedModel:
         """The READY version asked for ("" = the highest READY version)."""
         wanted = _parse_version(version)  # before the name, as Triton
-        record = self._records.get(name)
+        record = self._records.get(self.resolve(name))
         if record is None:
             raise NotFoundError(_unknown(name, "is not found"))
         if wanted is None:
@@ -143,13 +187,15 @@ class ModelLookup:
             )
         return slot.loaded
 
-    def ready_versions(self, name: str) -> list[int]:
-        record = self._records.get(name)
+    def ready_versions(self, key: str) -> list[int]:
+        record = self._records.get(key)
         return record.ready_versions() if record is not None else []
 
     def metadata(self, name: str, version: str = "") -> dict[str, Any]:
         loaded = self.get(name, version)
-        versions = [loaded.version] if version else self.ready_versions(name)
+        versions = (
+            [loaded.version] if version else self.ready_versions(self.resolve(name))
+        )
         return model_metadata(loaded, versions)
 
     def config(self, name: str, version: str = "") -> ModelConfig:
@@ -159,24 +205,30 @@ class ModelLookup:
         """``model_stats`` entries: all READY versions of ``name`` (or of every
         model when ``name`` is empty), or the one ``version``."""
         if not name:
+            records = sorted(list(self._records.values()), key=lambda r: r.id)
             return [
-                self._stats_of(record.name, v)
-                for _, record in sorted(self._records.items())
+                self._stats_of(record.id.key, v)
+                for record in records
                 for v in record.ready_versions()
             ]
         wanted = _parse_version(version)  # before the name, as Triton
-        ready = self.ready_versions(name)
+        try:
+            key = self.resolve(name)
+        except TritonXError:
+            key = ""  # Triton answers "not available" for these names as well
+        ready = self.ready_versions(key)
         if not ready:
             raise InvalidArgumentError(f"requested model '{name}' is not available")
         if wanted is None:
-            return [self._stats_of(name, v) for v in ready]
+            return [self._stats_of(key, v) for v in ready]
         if wanted not in ready:
             raise InvalidArgumentError(
                 f"requested model version is not available for model '{name}'"
             )
-        return [self._stats_of(name, wanted)]
+        return [self._stats_of(key, wanted)]
 
-    def _stats_of(self, name: str, version: int) -> dict[str, Any]:
-        loaded = self._records[name].versions[version].loaded
+    def _stats_of(self, key: str, version: int) -> dict[str, Any]:
+        record = self._records[key]
+        loaded = record.versions[version].loaded
         assert loaded is not None  # READY versions always have a model
-        return model_statistics(name, version, loaded.core.statistics())
+        return model_statistics(record.name, version, loaded.core.statistics())

@@ -49,8 +49,8 @@ from tritonx.repository.records import (
     VersionSlot,
 )
 from tritonx.repository.repository import (
+    ModelId,
     OverrideDirectory,
-    list_repositories,
     select_versions,
     version_dirs,
 )
@@ -83,6 +83,7 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
         self._init_ensembles()
         self._init_polling()
         self.registry = registry
+        registry.set_namespacing(options.namespacing)
         self._locks: dict[str, asyncio.Lock] = {}
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, options.load_threads),
@@ -107,7 +108,7 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
         if opts.control_mode == "explicit":
             names = self._startup_names()
         else:
-            names = list_repositories(opts.repositories).names()
+            names = self._listing().names()
         self._explicit.update(names)
         # What the first poll compares with, taken before anything loads.
         stamps = await self._run(self._snapshot, names) if polling else {}
@@ -138,7 +139,7 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
             self._start_polling()
 
     def _ensemble_names(self, names: list[str]) -> list[str]:
-        listing = list_repositories(self.options.repositories)
+        listing = self._listing()
         found = []
         for name in names:
             model_dir = listing.models.get(name)
@@ -161,14 +162,23 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
 
     def _startup_names(self) -> list[str]:
         names = list(dict.fromkeys(self.options.startup_models))
-        if "*" not in names:
-            return names
-        if len(names) > 1:
+        if "*" in names and len(names) > 1:
             raise InvalidArgumentError(
                 "Wildcard model name '*' must be the ONLY startup model if "
                 "specified at all."
             )
-        return list_repositories(self.options.repositories).names()
+        listing = self._listing()
+        if "*" in names:
+            return listing.names()
+        return [key for name in names for key in self._keys_to_load(name, listing)]
+
+    def _keys_to_load(self, name: str, listing: Any = None) -> list[str]:
+        """A load by name loads the model of that name in every namespace (as
+        Triton); a name no repository has stays as it is (the load fails)."""
+        if not self.options.namespacing:
+            return [name]
+        found = (listing or self._listing()).keys_named(name)
+        return found or [name]
 
     async def shutdown(self) -> None:
         """Unload every model version, then stop the load threads."""
@@ -205,9 +215,11 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
         """Load or reload ``name``; ``config`` is a JSON override and ``files``
         maps "<version>/<file>" to contents for a temporary model directory."""
         self.check_explicit()
-        await self._load_model(name, config, files)
-        self._explicit.add(name)
-        await self._restore_users(name)
+        keys = [name] if files else self._keys_to_load(name)
+        for key in keys:
+            await self._load_model(key, config, files)
+            self._explicit.add(key)
+            await self._restore_users(key)
 
     async def unload(self, name: str, unload_dependents: bool = False) -> None:
         """Unload every version of ``name``; unknown names are not an error.
@@ -217,16 +229,30 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
         repository/ensembles.py).
         """
         self.check_explicit()
-        self._explicit.discard(name)
+        keys = [name]
+        if self.options.namespacing:  # every namespace's model of that name
+            keys = [k for k, r in list(self._records.items()) if r.name == name]
+        for key in keys:
+            await self._unload_key(key, unload_dependents)
+
+    def _set_resolvable(self, record: ModelRecord, resolvable: bool) -> None:
+        record.resolvable = resolvable
+        self.registry.set_resolvable(
+            record.name, resolvable, namespace=record.namespace
+        )
+
+    async def _unload_key(self, key: str, unload_dependents: bool) -> None:
+        self._explicit.discard(key)
         for dropped in self._dropped.values():  # unloaded on purpose: stays so
-            dropped.discard(name)
-        config = self._ready_config(name)
+            dropped.discard(key)
+        config = self._ready_config(key)
         # Ensembles first: none is left serving without a model it needs.
-        await self._unload_users(name)
-        async with self._lock(name):
-            record = self._records.get(name)
+        await self._unload_users(key)
+        async with self._lock(key):
+            record = self._records.get(key)
             if record is not None:
                 await self._unload_record(record)
+                self._set_resolvable(record, False)
         if unload_dependents and config is not None and is_ensemble(config):
             await self._unload_composing(config)
 
@@ -241,10 +267,12 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
         )
 
     def _model_source(
-        self, name: str, config: str | None, files: Mapping[str, bytes] | None
-    ) -> tuple[Path, Path, OverrideDirectory | None]:
-        """(model dir, repository, temp dir) for a load; PollFailure if none."""
+        self, key: str, config: str | None, files: Mapping[str, bytes] | None
+    ) -> tuple[ModelId, Path, Path, OverrideDirectory | None]:
+        """(id, model dir, repository, temp dir) for a load; PollFailure if none.
+        A model loaded from the request's files has no namespace, as in Triton."""
         if files:
+            name = key
             if config is None:
                 raise PollFailure(name, "model files given without a model config")
             try:
@@ -255,14 +283,15 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
                 raise PollFailure(
                     name, f"writing the request's files: {error}"
                 ) from None
-            return override.model_dir, override.repository, override
-        listing = list_repositories(self.options.repositories)
-        if name in listing.duplicates:
-            raise PollFailure(name, "not unique across all model repositories")
-        model_dir = listing.models.get(name)
+            return ModelId("", name), override.model_dir, override.repository, override
+        listing = self._listing()
+        model_id = listing.ids.get(key, ModelId("", key))
+        if key in listing.duplicates:
+            raise PollFailure(model_id.name, "not unique across all model repositories")
+        model_dir = listing.models.get(key)
         if model_dir is None:
-            raise PollFailure(name, "model not found in any model repository")
-        return model_dir, model_dir.parent, None
+            raise PollFailure(model_id.name, "model not found in any model repository")
+        return model_id, model_dir, model_dir.parent, None
 
     async def _load_model(
         self,
@@ -276,14 +305,14 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
         loaded (poll mode); with an equal config they keep serving as they are."""
         async with self._lock(name):
             try:
-                model_dir, repository, override = self._model_source(
+                model_id, model_dir, repository, override = self._model_source(
                     name, config, files
                 )
             except PollFailure as failure:
                 raise failure.as_error() from None
             try:
                 await self._load_versions(
-                    name, config, model_dir, repository, override, chain, unchanged
+                    model_id, config, model_dir, repository, override, chain, unchanged
                 )
             except BaseException:
                 if override is not None:
@@ -292,7 +321,7 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
 
     async def _load_versions(
         self,
-        name: str,
+        model_id: ModelId,
         config_json: str | None,
         model_dir: Path,
         repository: Path,
@@ -306,11 +335,13 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
             )
         except PollFailure as failure:
             raise failure.as_error() from None
+        name, key = model_id.name, model_id.key
         if stage_error is None and is_ensemble(config):
-            await self._prepare_ensemble(name, config, (*chain, name))
+            await self._prepare_ensemble(model_id, config, (*chain, key))
         selected = select_versions(config, version_dirs(model_dir))
-        record = self._records.setdefault(name, ModelRecord(name))
-        self.registry.set_known(name, True)
+        record = self._records.setdefault(key, ModelRecord(name, model_id.namespace))
+        self.registry.set_known(name, True, namespace=model_id.namespace)
+        self._set_resolvable(record, True)
         if not selected:
             message = (
                 f"at least one version must be available under the version policy "
@@ -407,7 +438,9 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
             parts.append(f"version {version} is at UNAVAILABLE state: {reason};\n")
             if version not in was_ready:
                 record.versions[version] = VersionSlot(version, UNAVAILABLE, reason)
-                self.registry.set_unavailable(record.name, version)
+                self.registry.set_unavailable(
+                    record.name, version, namespace=record.namespace
+                )
         raise InvalidArgumentError(
             f"load failed for model '{record.name}': {''.join(parts)}"
         )
@@ -422,15 +455,16 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
         retiring: list[LoadedModel] = []
         for version, loaded in sorted(built.items()):
             old = record.versions.get(version)
-            self.registry.add(loaded.core)  # replaces the old entry atomically
+            # Replaces the old entry atomically.
+            self.registry.add(loaded.core, namespace=record.namespace)
             if old is not None and old.loaded is not None and old.loaded is not loaded:
                 retiring.append(old.loaded)
             record.versions[version] = VersionSlot(version, READY, "", loaded)
-            self._set_duration(record.name, version, loaded.load_seconds)
+            self._set_duration(record.id.key, version, loaded.load_seconds)
         dropped = []
         for version, slot in record.versions.items():
             if version not in built and slot.state == READY:
-                self.registry.remove(record.name, version)
+                self.registry.remove(record.name, version, namespace=record.namespace)
                 dropped.append(slot)
         old_override, record.override = record.override, override
         await self._retire_slots(record, dropped, retiring)
@@ -442,7 +476,7 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
     async def _unload_record(self, record: ModelRecord, drain: bool = True) -> None:
         serving = [s for s in record.versions.values() if s.state == READY]
         for slot in serving:
-            self.registry.remove(record.name, slot.version)
+            self.registry.remove(record.name, slot.version, namespace=record.namespace)
         await self._retire_slots(record, serving, [], drain)
         if record.override is not None:
             record.override.cleanup()
@@ -462,7 +496,7 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
             if slot.loaded is not None:
                 slot.loaded.state = UNLOADING
                 models.append(slot.loaded)
-            self._set_duration(record.name, slot.version, None)
+            self._set_duration(record.id.key, slot.version, None)
         await self._retire(models, drain)
         for slot in slots:
             if slot.state == UNLOADING:

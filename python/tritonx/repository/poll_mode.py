@@ -31,7 +31,7 @@ from typing import Any
 
 from tritonx.errors import TritonXError
 from tritonx.repository.records import ManagerOptions, ModelRecord
-from tritonx.repository.repository import list_repositories
+from tritonx.repository.repository import RepositoryListing
 
 log = logging.getLogger("tritonx.repository")
 
@@ -102,11 +102,14 @@ class RepositoryPolling:
     _explicit: set[str]
 
     # Provided by ModelManager.
+    _listing: Callable[[], RepositoryListing]
     _run: Callable[..., Awaitable[Any]]
     _load_model: Callable[..., Awaitable[None]]
     _unload_record: Callable[..., Awaitable[None]]
     _unload_users: Callable[[str], Awaitable[None]]
     _lock: Callable[[str], asyncio.Lock]
+    _set_resolvable: Callable[[ModelRecord, bool], None]
+    _relink_ensembles: Callable[[], Awaitable[None]]
     _ensemble_names: Callable[[list[str]], list[str]]
 
     def _init_polling(self) -> None:
@@ -116,7 +119,7 @@ class RepositoryPolling:
         self._poll_round: asyncio.Future[None] | None = None
 
     def _snapshot(self, names: list[str]) -> dict[str, Timestamp]:
-        listing = list_repositories(self.options.repositories)
+        listing = self._listing()
         return {
             name: model_timestamp(listing.models[name])
             for name in names
@@ -156,7 +159,7 @@ class RepositoryPolling:
 
     async def poll(self) -> None:
         """One round: unload what went away, (re)load what is new or changed."""
-        listing = await self._run(list_repositories, self.options.repositories)
+        listing = await self._run(self._listing)
         for name in sorted(listing.duplicates):
             if name in self._stamps or self._serving(name):
                 log.error(
@@ -176,8 +179,6 @@ class RepositoryPolling:
         changed = [
             name for name in sorted(stamps) if self._stamps.get(name) != stamps[name]
         ]
-        if not changed:
-            return
         ensembles = set(await self._run(self._ensemble_names, changed))
         for group in (
             [n for n in changed if n not in ensembles],
@@ -186,6 +187,8 @@ class RepositoryPolling:
             await asyncio.gather(
                 *(self._poll_load(n, listing.models[n], stamps[n]) for n in group)
             )
+        if self.options.namespacing:
+            await self._relink_ensembles()
 
     def _serving(self, name: str) -> bool:
         record = self._records.get(name)
@@ -213,3 +216,4 @@ class RepositoryPolling:
             record = self._records.get(name)
             if record is not None:
                 await self._unload_record(record)
+                self._set_resolvable(record, False)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonx.config import ModelConfig
-from tritonx.repository.repository import OverrideDirectory
+from tritonx.repository.repository import ModelId, OverrideDirectory
 
 READY = "READY"
 UNAVAILABLE = "UNAVAILABLE"
@@ -32,6 +32,8 @@ class ManagerOptions:
     # backend name -> setting -> value; settings for all backends under "".
     backend_config: dict[str, dict[str, str]] = field(default_factory=dict)
     gpu_ids: list[int] = field(default_factory=list)
+    # --model-namespacing: each repository is a namespace of its own.
+    namespacing: bool = False
 
 
 @dataclass
@@ -71,9 +73,17 @@ class ModelRecord:
     """A model the manager has tried to load (Triton's model lifecycle entry)."""
 
     name: str
+    namespace: str = ""
     versions: dict[int, VersionSlot] = field(default_factory=dict)
+    # With namespacing, whether a client's name resolves to this model (Triton's
+    # global map): from its load until it is unloaded.
+    resolvable: bool = True
     # Temporary directory of a load with files; removed when no longer served.
     override: OverrideDirectory | None = None
+
+    @property
+    def id(self) -> ModelId:
+        return ModelId(self.namespace, self.name)
 
     def ready_versions(self) -> list[int]:
         return sorted(v for v, s in list(self.versions.items()) if s.state == READY)

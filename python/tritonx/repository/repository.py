@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from tritonx.config import ModelConfig
 from tritonx.errors import InvalidArgumentError
@@ -22,18 +23,43 @@ log = logging.getLogger("tritonx.repository")
 DUPLICATE_REASON = "model appears in two or more repositories"
 
 
+class ModelId(NamedTuple):
+    """A model's identity: its name within a namespace. The namespace is "" unless
+    the server runs with ``--model-namespacing``; then it is the path of the model's
+    repository as given on the command line (Triton's ModelIdentifier)."""
+
+    namespace: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        """What the manager files the model under: the name alone without a
+        namespace, so that without namespacing keys and names are the same."""
+        return f"{self.namespace}::{self.name}" if self.namespace else self.name
+
+
 @dataclass
 class RepositoryListing:
-    """Model directories of all repositories: unique names and duplicated ones."""
+    """Model directories of all repositories by key: unique ones and duplicated
+    ones (a name in two repositories, possible only without namespacing)."""
 
     models: dict[str, Path] = field(default_factory=dict)
+    ids: dict[str, ModelId] = field(default_factory=dict)
     duplicates: set[str] = field(default_factory=set)
 
     def names(self) -> list[str]:
-        return sorted(set(self.models) | self.duplicates)
+        """Every key, in Triton's order: by namespace, then by name."""
+        keys = set(self.models) | self.duplicates
+        return sorted(keys, key=lambda k: tuple(self.ids[k]))
+
+    def keys_named(self, name: str) -> list[str]:
+        """The keys of the model directories called ``name``, in every namespace."""
+        return [k for k in self.names() if self.ids[k].name == name]
 
 
-def list_repositories(repositories: Sequence[Path]) -> RepositoryListing:
+def list_repositories(
+    repositories: Sequence[Path], namespacing: bool = False
+) -> RepositoryListing:
     """Every sub-directory of every repository is a model (plain files are not)."""
     listing = RepositoryListing()
     for repo in repositories:
@@ -45,12 +71,14 @@ def list_repositories(repositories: Sequence[Path]) -> RepositoryListing:
         for entry in entries:
             if not entry.is_dir():
                 continue
-            name = entry.name
-            if name in listing.models or name in listing.duplicates:
-                listing.duplicates.add(name)
-                listing.models.pop(name, None)
+            model_id = ModelId(str(repo) if namespacing else "", entry.name)
+            key = model_id.key
+            listing.ids[key] = model_id
+            if key in listing.models or key in listing.duplicates:
+                listing.duplicates.add(key)
+                listing.models.pop(key, None)
             else:
-                listing.models[name] = entry
+                listing.models[key] = entry
     return listing
 
 
