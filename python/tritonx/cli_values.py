@@ -33,8 +33,6 @@ IGNORED_FLAGS = (
 UNSUPPORTED_FLAGS = frozenset(
     {
         "--model-namespacing",
-        "--allow-sagemaker",
-        "--sagemaker-port",
         "--allow-vertex-ai",
         "--vertex-ai-port",
     }
