@@ -228,9 +228,13 @@ free_port = _free_port
 
 @contextmanager
 def run_reference(
-    repos: Sequence[Path | str], *args: str, timeout: float = 120.0
+    repos: Sequence[Path | str],
+    *args: str,
+    timeout: float = 120.0,
+    wait_ready: bool = True,
 ) -> Iterator[RunningServer]:
-    """Run the reference Triton on free ports until the block exits."""
+    """Run the reference Triton on free ports until the block exits; waits until it
+    is ready (``wait_ready``), else only live (a model failed to load)."""
     import urllib.request
 
     cmd = reference_command()
@@ -248,7 +252,8 @@ def run_reference(
     pump.start()
     try:
         deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{ports['http']}/v2/health/ready"
+        health = "ready" if wait_ready else "live"
+        url = f"http://127.0.0.1:{ports['http']}/v2/health/{health}"
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"reference exited early:\n{server.log_text()}")

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from tritonx import __version__, cli_limits
+from tritonx import __version__, cli_limits, cli_ports
 from tritonx.cli_values import (
     GRPC_CHANNEL_FLAGS,
     IGNORED_FLAGS,
@@ -373,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-interval-ms", type=parse_float, default=2000.0, metavar="<float>"
     )
 
+    cli_ports.add_flags(p)
+
     g = p.add_argument_group("Backend")
     g.add_argument(
         "--backend-config",
@@ -448,6 +450,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
             "'--response-cache-byte-size' has been deprecated! Please use "
             f"'--cache-config=local,size={args.response_cache_byte_size}' instead."
         )
+    cli_ports.check_collisions(cli_ports.endpoints(args))
     switch = os.environ.get("TRITONX_SWITCH_INTERVAL", "")
     options = ServerOptions(
         model_repositories=[Path(p) for p in args.model_repository],
@@ -521,6 +524,8 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
             for flag, arg in GRPC_CHANNEL_FLAGS.items()
             if (value := getattr(args, flag[2:].replace("-", "_"))) is not None
         },
+        allow_sagemaker=args.allow_sagemaker,
+        sagemaker_port=args.sagemaker_port,
         allow_metrics=args.allow_metrics,
         allow_cpu_metrics=args.allow_cpu_metrics,
         allow_gpu_metrics=args.allow_gpu_metrics,

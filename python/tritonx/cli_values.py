@@ -32,8 +32,6 @@ IGNORED_FLAGS = (
 # tritonserver flags that change security or semantics; ignoring them would mislead.
 UNSUPPORTED_FLAGS = frozenset(
     {
-        "--allow-sagemaker",
-        "--sagemaker-port",
         "--allow-vertex-ai",
         "--vertex-ai-port",
     }

@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tritonx import loops
 from tritonx.errors import (
@@ -38,6 +38,9 @@ from tritonx.frontends.log_settings import AppliedLogSettings
 from tritonx.logging_setup import LogOptions
 from tritonx.metrics import CpuSampler, MetricsService, TritonCollector
 from tritonx.tracing import TraceConfig, start_tracing
+
+if TYPE_CHECKING:
+    from tritonx.frontends.sagemaker import SageMakerSettings
 
 logger = logging.getLogger("tritonx.server")
 
@@ -123,6 +126,11 @@ class ServerOptions:
     grpc_infer_response_compression_level: str = "none"
     # gRPC core channel arguments (keepalive, max connection age), by grpc's name.
     grpc_channel_args: dict[str, int] = field(default_factory=dict)
+    # --allow-sagemaker, --sagemaker-port; --sagemaker-safe-port-range and
+    # --sagemaker-thread-count are checked by the CLI (the listener runs on the
+    # event loop: no threads of its own).
+    allow_sagemaker: bool = False
+    sagemaker_port: int = 8080
     allow_metrics: bool = True
     allow_cpu_metrics: bool = True
     allow_gpu_metrics: bool = True
@@ -276,6 +284,7 @@ class Server:
         for repo in self.options.model_repositories:
             if not Path(repo).exists():
                 raise InternalError(f"failed to stat file {repo}")
+        sagemaker = self._sagemaker_settings()
         self.trace = start_tracing(self.options.trace, self.context, self.manager)
         self._manager_started = True
         try:
@@ -326,8 +335,44 @@ class Server:
             logger.info(
                 "Started HTTPService at %s:%d", opts.http_address, self.ports["http"]
             )
+        if sagemaker is not None:
+            await self._start_sagemaker(sagemaker)
         if opts.allow_metrics:
             await self._start_metrics()
+
+    def _sagemaker_settings(self) -> SageMakerSettings | None:
+        """The SageMaker endpoint's settings from the environment, read before any
+        model loads so that a bad one fails at once; None when it is off."""
+        if not self.options.allow_sagemaker:
+            return None
+        from tritonx.frontends.sagemaker import SageMakerSettings
+
+        return SageMakerSettings.from_environment(os.environ)
+
+    async def _start_sagemaker(self, settings: SageMakerSettings) -> None:
+        from tritonx.frontends.sagemaker import SAGEMAKER_ADDRESS, SageMakerFrontend
+
+        opts = self.options
+        frontend = SageMakerFrontend(
+            self.manager,
+            self.registry,
+            settings,
+            host=SAGEMAKER_ADDRESS,
+            port=opts.sagemaker_port,
+            server_id=opts.server_id,
+            max_input_size=opts.http_max_input_size,
+            max_header_size=opts.http_max_header_size,
+            max_header_count=opts.http_max_header_count,
+            shared_memory=self.context.shared_memory,
+            log_settings=self.log_settings,
+            trace_settings=self.trace.settings if self.trace is not None else None,
+        )
+        await self._start_frontend("sagemaker", frontend, SAGEMAKER_ADDRESS)
+        logger.info(
+            "Started Sagemaker HTTPService at %s:%d",
+            SAGEMAKER_ADDRESS,
+            self.ports["sagemaker"],
+        )
 
     def _http_frontend(self) -> Frontend:
         """The HTTP frontend of --http-engine, with the options both engines share."""
@@ -393,7 +438,7 @@ class Server:
         try:
             self.ports[name] = await frontend.start()
         except OSError as error:
-            raise_as = "GRPC" if name == "grpc" else "HTTP"
+            raise_as = {"grpc": "GRPC", "sagemaker": "Sagemaker"}.get(name, "HTTP")
             raise InternalError(
                 f"failed to start {raise_as} service: {error.strerror or error}"
             ) from error

@@ -20,6 +20,8 @@ from tritonx.dtypes import NUMPY_DTYPES, WIRE_NAMES, deserialize_bytes
 from tritonx.errors import InvalidArgumentError
 
 DATATYPES = frozenset(WIRE_NAMES)
+# Triton (RapidJSON) writes no blanks between array elements.
+_COMPACT = (",", ":")
 
 
 def shape_to_json(shape: Sequence[int]) -> str:
@@ -42,8 +44,10 @@ def wire_to_json(
     if datatype == "BYTES":
         items = deserialize_bytes(raw, element_count(shape))
         # Triton writes the bytes as-is; undecodable bytes are kept reversibly.
-        return json.dumps([b.decode("utf-8", "surrogateescape") for b in items])
+        return json.dumps(
+            [b.decode("utf-8", "surrogateescape") for b in items], separators=_COMPACT
+        )
     array = np.frombuffer(raw, dtype=NUMPY_DTYPES[datatype])
     # tolist() gives Python floats, so FP32 prints like Triton's double rendering
     # (0.1f -> 0.10000000149011612) and NaN/Infinity come out like rapidjson's.
-    return json.dumps(array.tolist())
+    return json.dumps(array.tolist(), separators=_COMPACT)

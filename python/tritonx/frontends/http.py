@@ -89,6 +89,9 @@ def _compression(accept: bytes) -> str:
 class HttpFrontend:
     """KServe v2 HTTP/REST endpoint over a ``ModelManager`` and a ``ModelRegistry``."""
 
+    # Request bodies with Content-Encoding gzip/deflate are inflated before routing.
+    DECOMPRESS_REQUESTS = True
+
     def __init__(
         self,
         manager: Any,
@@ -190,6 +193,7 @@ class HttpFrontend:
                 max_header_size=self._max_header_size,
                 max_header_count=self._max_header_count,
                 keep_raw_headers=keep_raw,
+                decompress=self.DECOMPRESS_REQUESTS,
             ),
             self._host,
             self._port,
@@ -529,18 +533,26 @@ class HttpFrontend:
             else:
                 slot.done(_compressed(header, binaries, encoding))
         elif binaries:
-            head = (
-                b"%sContent-Type: %s\r\nInference-Header-Content-Length: %d\r\nContent-Length: %d\r\n\r\n"
-                % (
-                    status_line(200),
-                    OCTETS,
-                    len(header),
-                    size,
-                )
-            )
-            slot.done([head + header, *binaries])
+            slot.done(self._binary_reply(header, binaries, size))
         else:
             slot.done(response(200, header))
+
+    def _binary_reply(
+        self, header: bytes, binaries: list[memoryview], size: int
+    ) -> list[Buffer]:
+        """A 200 with binary outputs: the JSON header, then the tensors' bytes
+        (Triton's binary tensor extension). The SageMaker endpoint frames it its
+        own way."""
+        head = (
+            b"%sContent-Type: %s\r\nInference-Header-Content-Length: %d\r\nContent-Length: %d\r\n\r\n"
+            % (
+                status_line(200),
+                OCTETS,
+                len(header),
+                size,
+            )
+        )
+        return [head + header, *binaries]
 
 
 def _future_error(future: asyncio.Future[Any]) -> BaseException | None:

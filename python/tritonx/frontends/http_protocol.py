@@ -169,6 +169,7 @@ class HttpConnection(asyncio.Protocol):
         "_head_fields",
         "_head_seen",
         "_in_head",
+        "_inflate",
         "_keep_raw",
         "_max_header_count",
         "_max_header_size",
@@ -192,8 +193,12 @@ class HttpConnection(asyncio.Protocol):
         max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
         max_header_count: int = DEFAULT_MAX_HEADER_COUNT,
         keep_raw_headers: bool = False,
+        decompress: bool = True,
     ) -> None:
+        """``decompress``: undo ``Content-Encoding`` before the handler sees the
+        body (the SageMaker endpoint reads bodies as they come, as Triton's does)."""
         self._handler = handler
+        self._inflate = decompress
         self._max_input = max_input_size
         self._max_header_size = max_header_size
         self._max_header_count = max_header_count
@@ -392,7 +397,7 @@ class HttpConnection(asyncio.Protocol):
         message.body = self._body
         self._body = b""
         encoding = message.headers.get(b"content-encoding")
-        if encoding is not None and message.body:
+        if encoding is not None and message.body and self._inflate:
             try:
                 message.body = self._decompress(encoding, message.body)
             except _TooLarge:
