@@ -140,6 +140,7 @@ def load_model_config(
     backend_config: BackendConfig | None = None,
     config_override: str | None = None,
     gpu_ids: Sequence[int] = (),
+    mapped_name: str | None = None,
 ) -> ModelConfig:
     """Read ``<model_dir>/configs/<config_name>.pbtxt`` when it exists, else
     ``<model_dir>/config.pbtxt`` (may be absent with auto-complete on), or the
@@ -148,11 +149,16 @@ def load_model_config(
     ONNX models are auto-completed here from their graph (with auto-complete on)
     and checked against it. Python models that implement auto_complete_config are
     completed later by the backend via ``apply_python_auto_complete``.
+
+    ``mapped_name``: the name a repository registration gave the directory; the
+    model takes it whatever its config says (Triton renames a mapped model).
     """
     model_dir = Path(model_dir)
-    model_name = model_dir.name
+    model_name = mapped_name or model_dir.name
     try:
         config = _read_config(model_dir, config_name, auto_complete, config_override)
+        if mapped_name:
+            config.name = mapped_name
         poll_model_config(config, model_name, model_dir)
     except ConfigPollError:
         raise

@@ -8,6 +8,7 @@ found".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tritonx.config import ModelConfig
@@ -30,7 +31,6 @@ from tritonx.repository.repository import (
     DUPLICATE_REASON,
     ModelId,
     RepositoryListing,
-    list_repositories,
 )
 
 
@@ -47,6 +47,9 @@ def _parse_version(version: str) -> int | None:
 
 
 class ModelLookup:
+    # Provided by RepositoryRegistration: the repositories as they are now.
+    _listing: Callable[[], RepositoryListing]
+
     def __init__(self, options: ManagerOptions) -> None:
         self.options = options
         # By key (repository.ModelId.key): the name, unless namespacing is on.
@@ -63,9 +66,6 @@ class ModelLookup:
         else:
             durations[(key, version)] = seconds
         self.model_load_durations = durations
-
-    def _listing(self) -> RepositoryListing:
-        return list_repositories(self.options.repositories, self.options.namespacing)
 
     def resolve(self, name: str) -> str:
         """The key of the model a client names: the name itself without

@@ -48,6 +48,7 @@ from tritonx.repository.records import (
     ModelRecord,
     VersionSlot,
 )
+from tritonx.repository.registration import RepositoryRegistration
 from tritonx.repository.repository import (
     ModelId,
     OverrideDirectory,
@@ -66,9 +67,12 @@ def failure_reason(error: BaseException) -> str:
     return f"{CODE_WORDS.get(triton.code, 'Unknown')}: {triton.message}"
 
 
-class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
+class ModelManager(
+    ModelLookup, EnsembleDependencies, RepositoryPolling, RepositoryRegistration
+):
     """See the module docstring; the query side lives in ModelLookup, ensemble
-    dependencies in EnsembleDependencies, poll mode in RepositoryPolling."""
+    dependencies in EnsembleDependencies, poll mode in RepositoryPolling, the
+    repository set (run-time registration) in RepositoryRegistration."""
 
     def __init__(
         self, options: ManagerOptions, registry: Any, context: Any = None
@@ -82,6 +86,7 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
         super().__init__(options)
         self._init_ensembles()
         self._init_polling()
+        self._init_registration()
         self.registry = registry
         registry.set_namespacing(options.namespacing)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -177,6 +182,9 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
         Triton); a name no repository has stays as it is (the load fails)."""
         if not self.options.namespacing:
             return [name]
+        mapped = self._mapped_id(name)
+        if mapped is not None:  # a mapped name is that one model only
+            return [mapped.key]
         found = (listing or self._listing()).keys_named(name)
         return found or [name]
 
@@ -284,6 +292,9 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
                     name, f"writing the request's files: {error}"
                 ) from None
             return ModelId("", name), override.model_dir, override.repository, override
+        mapped = self._mapped_dir(key)  # wins over any directory of that name
+        if mapped is not None:
+            return mapped[0], mapped[1], mapped[1].parent, None
         listing = self._listing()
         model_id = listing.ids.get(key, ModelId("", key))
         if key in listing.duplicates:
@@ -329,9 +340,10 @@ class ModelManager(ModelLookup, EnsembleDependencies, RepositoryPolling):
         chain: tuple[str, ...] = (),
         unchanged: frozenset[int] = frozenset(),
     ) -> None:
+        mapped_name = model_id.name if self._is_mapped(model_id) else None
         try:
             config, stage_error = await self._run(
-                read_model_config, model_dir, self.options, config_json
+                read_model_config, model_dir, self.options, config_json, mapped_name
             )
         except PollFailure as failure:
             raise failure.as_error() from None

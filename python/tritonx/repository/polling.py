@@ -34,7 +34,10 @@ class PollFailure(Exception):
 
 
 def _load(
-    model_dir: Path, options: ManagerOptions, override: str | None
+    model_dir: Path,
+    options: ManagerOptions,
+    override: str | None,
+    mapped_name: str | None,
 ) -> ModelConfig:
     return load_model_config(
         model_dir,
@@ -43,11 +46,15 @@ def _load(
         backend_config=options.backend_config,
         config_override=override,
         gpu_ids=options.gpu_ids,
+        mapped_name=mapped_name,
     )
 
 
 def _poll_stage_only(
-    model_dir: Path, options: ManagerOptions, override: str | None
+    model_dir: Path,
+    options: ManagerOptions,
+    override: str | None,
+    mapped_name: str | None,
 ) -> ModelConfig:
     # The config package has no public "poll stage only" entry point yet; these
     # are the two steps load_model_config starts with.
@@ -56,26 +63,32 @@ def _poll_stage_only(
     config = _read_config(
         model_dir, options.config_name, options.auto_complete, override
     )
-    poll_model_config(config, model_dir.name, model_dir)
+    if mapped_name:
+        config.name = mapped_name
+    poll_model_config(config, mapped_name or model_dir.name, model_dir)
     return config
 
 
 def read_model_config(
-    model_dir: Path, options: ManagerOptions, override: str | None
+    model_dir: Path,
+    options: ManagerOptions,
+    override: str | None,
+    mapped_name: str | None = None,
 ) -> tuple[ModelConfig, TritonXError | None]:
     """The model's config and, if its load-stage checks failed, that error.
 
     Raises PollFailure for poll-stage problems. On a load-stage failure the config
     is still returned (poll stage only) so its version policy can say which
-    versions carry the failure.
+    versions carry the failure. ``mapped_name``: see load_model_config.
     """
+    name = mapped_name or model_dir.name
     try:
-        return _load(model_dir, options, override), None
+        return _load(model_dir, options, override, mapped_name), None
     except ConfigPollError as exc:
-        raise PollFailure(model_dir.name, exc.message) from exc
+        raise PollFailure(name, exc.message) from exc
     except Exception as exc:
         stage_error = as_triton_error(exc)
     try:
-        return _poll_stage_only(model_dir, options, override), stage_error
+        return _poll_stage_only(model_dir, options, override, mapped_name), stage_error
     except Exception as exc:
-        raise PollFailure(model_dir.name, str(exc)) from exc
+        raise PollFailure(name, str(exc)) from exc

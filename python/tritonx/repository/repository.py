@@ -58,11 +58,18 @@ class RepositoryListing:
 
 
 def list_repositories(
-    repositories: Sequence[Path], namespacing: bool = False
+    repositories: Sequence[Path | str],
+    namespacing: bool = False,
+    mapped: Mapping[str, Mapping[str, str]] | None = None,
 ) -> RepositoryListing:
-    """Every sub-directory of every repository is a model (plain files are not)."""
+    """Every sub-directory of every repository is a model (plain files are not).
+
+    ``mapped``: per repository (as its path string), directory name -> model name
+    for the model directories a registration mapped (registration.py); those are
+    listed under the mapped name only, as Triton's index does."""
     listing = RepositoryListing()
     for repo in repositories:
+        renamed = (mapped or {}).get(str(repo), {})
         try:
             entries = sorted(Path(repo).iterdir())
         except OSError as exc:
@@ -71,7 +78,8 @@ def list_repositories(
         for entry in entries:
             if not entry.is_dir():
                 continue
-            model_id = ModelId(str(repo) if namespacing else "", entry.name)
+            name = renamed.get(entry.name, entry.name)
+            model_id = ModelId(str(repo) if namespacing else "", name)
             key = model_id.key
             listing.ids[key] = model_id
             if key in listing.models or key in listing.duplicates:

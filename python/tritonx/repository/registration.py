@@ -1,0 +1,149 @@
+"""Model repositories registered and unregistered while the server runs.
+
+Triton 2.51's rules (``ModelRepositoryManager::RegisterModelRepository``), which
+its SageMaker multi-model endpoint builds on:
+
+* Explicit model control only; otherwise UNSUPPORTED "repository registration (or
+  unregistration) is not allowed if model control mode is not EXPLICIT".
+* A repository is a directory path, compared as the string given (the startup
+  repositories as given on the command line). Registering one that is not a
+  directory is INVALID_ARG; one already there, or a mapping whose model name is
+  already mapped, is ALREADY_EXISTS and changes nothing.
+* A mapping gives a sub-directory of the repository a model name. The mapped
+  directory is listed (index) under that name only, a load of that name uses that
+  directory whatever other repositories hold, the model's config takes that name
+  (no "directory name must equal model name" check), and no other name reaches the
+  directory. Two sub-directories mapped to one name are INVALID_ARG.
+* Unregistering drops the repository and its mappings (a startup repository can be
+  unregistered too; an unknown path is INVALID_ARG). Models loaded from it stay
+  loaded; they leave the index with their repository.
+* With ``--model-namespacing`` a registered repository is a namespace of its own,
+  named by its path, like every other repository.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from tritonx.errors import AlreadyExistsError, InvalidArgumentError, UnsupportedError
+from tritonx.repository.polling import PollFailure
+from tritonx.repository.records import ManagerOptions
+from tritonx.repository.repository import (
+    ModelId,
+    RepositoryListing,
+    list_repositories,
+)
+
+log = logging.getLogger("tritonx.repository")
+
+
+class RepositoryRegistration:
+    """The repository set of the ModelManager (mixed into it): the startup
+    repositories plus those registered at run time, and the name mappings."""
+
+    options: ManagerOptions
+
+    def _init_registration(self) -> None:
+        # Triton's repository_paths_: path strings, startup ones first.
+        self._repository_paths: list[str] = [
+            str(repo) for repo in self.options.repositories
+        ]
+        # model name -> (repository, mapped sub-directory); Triton's model_mappings_.
+        self._mappings: dict[str, tuple[str, str]] = {}
+
+    @property
+    def repository_paths(self) -> list[str]:
+        """The repositories models are looked up in, as path strings."""
+        return list(self._repository_paths)
+
+    def register_repository(
+        self, repository: str, mapping: Mapping[str, str] | None = None
+    ) -> None:
+        """Add ``repository``; ``mapping``: sub-directory -> model name."""
+        names: dict[str, str] = {}
+        for subdir, name in (mapping or {}).items():
+            if name in names:
+                raise InvalidArgumentError(
+                    f"failed to register '{repository}', there is a conflicting "
+                    f"mapping for '{name}'"
+                )
+            names[name] = subdir
+        self._check_explicit("registration")
+        if not Path(repository).is_dir():
+            raise InvalidArgumentError(
+                f"failed to register '{repository}', repository not found"
+            )
+        if repository in self._repository_paths:
+            raise AlreadyExistsError(
+                f"model repository '{repository}' has already been registered"
+            )
+        for name in names:
+            if name in self._mappings:
+                raise AlreadyExistsError(
+                    f"failed to register '{name}', there is a conflicting mapping "
+                    f"for '{name}'"
+                )
+        # New lists and dicts: a listing on a load thread may be reading the old.
+        self._repository_paths = [*self._repository_paths, repository]
+        self._mappings = {
+            **self._mappings,
+            **{name: (repository, subdir) for name, subdir in names.items()},
+        }
+        log.info("Model repository registered: %s", repository)
+
+    def unregister_repository(self, repository: str) -> None:
+        """Drop ``repository`` and its mappings; loaded models stay loaded."""
+        self._check_explicit("unregistration")
+        if repository not in self._repository_paths:
+            raise InvalidArgumentError(
+                f"failed to unregister '{repository}', repository not found"
+            )
+        self._repository_paths = [r for r in self._repository_paths if r != repository]
+        self._mappings = {
+            name: target
+            for name, target in self._mappings.items()
+            if target[0] != repository
+        }
+        log.info("Model repository unregistered: %s", repository)
+
+    def _check_explicit(self, what: str) -> None:
+        if self.options.control_mode != "explicit":
+            raise UnsupportedError(
+                f"repository {what} is not allowed if model control mode is not "
+                "EXPLICIT"
+            )
+
+    # -- lookups for the manager ---------------------------------------------------
+
+    def _listing(self) -> RepositoryListing:
+        repositories, mappings = self._repository_paths, self._mappings
+        renamed: dict[str, dict[str, str]] = {}
+        for name, (repository, subdir) in mappings.items():
+            # Triton matches a repository's directories by the mapped path's last
+            # component.
+            renamed.setdefault(repository, {})[Path(subdir).name] = name
+        return list_repositories(repositories, self.options.namespacing, renamed)
+
+    def _mapped_id(self, name: str) -> ModelId | None:
+        """The identity of the model ``name`` maps to, or None when unmapped."""
+        target = self._mappings.get(name)
+        if target is None:
+            return None
+        return ModelId(target[0] if self.options.namespacing else "", name)
+
+    def _mapped_dir(self, key: str) -> tuple[ModelId, Path] | None:
+        """(identity, directory) of the mapped model filed under ``key``; a
+        PollFailure when that directory does not exist."""
+        for name, (repository, subdir) in list(self._mappings.items()):
+            model_id = ModelId(repository if self.options.namespacing else "", name)
+            if model_id.key == key:
+                model_dir = Path(repository) / subdir
+                if not model_dir.exists():
+                    raise PollFailure(name, f"mapped path '{model_dir}' does not exist")
+                return model_id, model_dir
+        return None
+
+    def _is_mapped(self, model_id: ModelId) -> bool:
+        return self._mapped_id(model_id.name) == model_id
