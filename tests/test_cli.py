@@ -214,10 +214,19 @@ def test_unknown_flag_fails_with_clear_message() -> None:
     assert "--help" in result.stderr
 
 
-def test_unsupported_triton_flag_is_refused_not_ignored() -> None:
-    result = run_cli("--model-store=/m", "--allow-vertex-ai=true")
-    assert result.returncode != 0
-    assert "'--allow-vertex-ai' of tritonserver is not supported" in result.stderr
+def test_unsupported_triton_flag_is_refused_not_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tritonserver flag listed in UNSUPPORTED_FLAGS (none at present) is refused
+    in words naming tritonx."""
+    from tritonx import cli
+
+    monkeypatch.setattr(cli, "UNSUPPORTED_FLAGS", frozenset({"--no-such-triton-flag"}))
+    with pytest.raises(UsageError) as refused:
+        parse_args(["--model-store=/m", "--no-such-triton-flag=1"])
+    assert "'--no-such-triton-flag' of tritonserver is not supported" in str(
+        refused.value
+    )
 
 
 def test_model_namespacing_flag() -> None:

@@ -404,8 +404,13 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
 
     Raises ``UsageError`` with the message to print on any command-line error.
     """
-    args = build_parser().parse_args(list(argv))
+    parser = build_parser()
+    parser.set_defaults(**cli_ports.environment_defaults(os.environ))
+    args = parser.parse_args(list(argv))
     warnings: list[str] = []
+    if not args.model_repository:
+        storage = cli_ports.storage_repository(os.environ)
+        args.model_repository = [storage] if storage else []
     if not args.model_repository:
         raise UsageError(
             "error: creating server: Invalid argument - "
@@ -526,6 +531,9 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         },
         allow_sagemaker=args.allow_sagemaker,
         sagemaker_port=args.sagemaker_port,
+        allow_vertex_ai=args.allow_vertex_ai,
+        vertex_ai_port=args.vertex_ai_port,
+        vertex_ai_default_model=args.vertex_ai_default_model,
         allow_metrics=args.allow_metrics,
         allow_cpu_metrics=args.allow_cpu_metrics,
         allow_gpu_metrics=args.allow_gpu_metrics,

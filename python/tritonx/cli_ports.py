@@ -1,15 +1,19 @@
-"""tritonserver's SageMaker flags (``--allow-sagemaker``, ``--sagemaker-port``,
-``--sagemaker-safe-port-range``, ``--sagemaker-thread-count``) and its check that the
-enabled endpoints do not collide (same address and port, or a port outside the
-SageMaker safe range), with its wording. Split out of ``cli.py`` to keep it short."""
+"""tritonserver's flags of its cloud endpoints: SageMaker (``--allow-sagemaker``,
+``--sagemaker-port``, ``--sagemaker-safe-port-range``, ``--sagemaker-thread-count``)
+and Vertex AI (``--allow-vertex-ai``, ``--vertex-ai-port``,
+``--vertex-ai-thread-count``, ``--vertex-ai-default-model``, with the defaults the
+``AIP_*`` environment gives them), and its check that the enabled endpoints do not
+collide (same address and port, or a port outside the SageMaker safe range), with
+its wording. Split out of ``cli.py`` to keep it short."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from tritonx.cli_values import UsageError, parse_bool, parse_int
+from tritonx.frontends import vertex_ai
 from tritonx.frontends.sagemaker import DEFAULT_PORT, SAGEMAKER_ADDRESS
 
 
@@ -67,6 +71,72 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help="Accepted for compatibility: tritonx serves SageMaker requests on its "
         "event loop, without threads of its own.",
     )
+    g = parser.add_argument_group("Vertex")
+    g.add_argument(
+        "--allow-vertex-ai",
+        type=parse_bool,
+        default=False,
+        metavar="<boolean>",
+        help="Serve Vertex AI's endpoint (AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE) on "
+        "--vertex-ai-port, bound to 0.0.0.0 (default true if AIP_MODE=PREDICTION, "
+        "false otherwise).",
+    )
+    g.add_argument(
+        "--vertex-ai-port",
+        type=parse_int,
+        default=vertex_ai.DEFAULT_PORT,
+        metavar="<integer>",
+        help="Port of the Vertex AI endpoint (default AIP_HTTP_PORT if set, "
+        f"{vertex_ai.DEFAULT_PORT} otherwise).",
+    )
+    g.add_argument(
+        "--vertex-ai-thread-count",
+        type=parse_int,
+        default=8,
+        metavar="<integer>",
+        help="Accepted for compatibility: tritonx serves Vertex AI requests on its "
+        "event loop, without threads of its own.",
+    )
+    g.add_argument(
+        "--vertex-ai-default-model",
+        default="",
+        metavar="<string>",
+        help="The model of the predict route (default: the only model loaded).",
+    )
+
+
+def environment_defaults(env: Mapping[str, str]) -> dict[str, Any]:
+    """Flag defaults from the Vertex AI environment, read before the flags as
+    tritonserver does: AIP_MODE=PREDICTION turns Vertex AI on and HTTP and gRPC
+    off; AIP_HTTP_PORT is the Vertex AI port (a value that is not an integer is
+    an error, whatever the flags say)."""
+    defaults: dict[str, Any] = {}
+    if env.get(vertex_ai.MODE_ENV, "") == "PREDICTION":
+        defaults.update(allow_vertex_ai=True, allow_http=False, allow_grpc=False)
+    port = env.get(vertex_ai.PORT_ENV)
+    if port is not None:
+        try:
+            defaults["vertex_ai_port"] = parse_int(port)
+        except argparse.ArgumentTypeError as error:
+            raise UsageError(str(error)) from None
+    return defaults
+
+
+def storage_repository(env: Mapping[str, str]) -> str | None:
+    """The repository tritonserver takes from AIP_STORAGE_URI when no
+    --model-repository is given; a cloud storage URI is refused (UsageError):
+    tritonx reads local directories only."""
+    uri = env.get(vertex_ai.STORAGE_URI_ENV, "")
+    if not uri:
+        return None
+    if "://" in uri:
+        raise UsageError(
+            f"error: creating server: Unsupported - {vertex_ai.STORAGE_URI_ENV} "
+            f"'{uri}' names cloud storage, which tritonx cannot read: copy the "
+            "model repository to a local directory and pass --model-repository "
+            f"(or set {vertex_ai.STORAGE_URI_ENV} to that directory)"
+        )
+    return uri
 
 
 def endpoints(args: argparse.Namespace) -> list[Endpoint]:
@@ -87,6 +157,10 @@ def endpoints(args: argparse.Namespace) -> list[Endpoint]:
                 args.sagemaker_port,
                 args.sagemaker_safe_port_range,
             )
+        )
+    if args.allow_vertex_ai:
+        found.append(
+            Endpoint("Vertex AI", vertex_ai.VERTEX_AI_ADDRESS, args.vertex_ai_port)
         )
     return found
 

@@ -30,12 +30,8 @@ IGNORED_FLAGS = (
 )
 
 # tritonserver flags that change security or semantics; ignoring them would mislead.
-UNSUPPORTED_FLAGS = frozenset(
-    {
-        "--allow-vertex-ai",
-        "--vertex-ai-port",
-    }
-)
+# Refused with a message naming tritonx (none at present).
+UNSUPPORTED_FLAGS: frozenset[str] = frozenset()
 
 # tritonserver's keepalive / connection-age flags and the gRPC core channel argument
 # each one sets; they are passed through unchanged, unset ones keep grpc's defaults.

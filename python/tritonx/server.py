@@ -41,6 +41,7 @@ from tritonx.tracing import TraceConfig, start_tracing
 
 if TYPE_CHECKING:
     from tritonx.frontends.sagemaker import SageMakerSettings
+    from tritonx.frontends.vertex_ai import VertexAiRoutes
 
 logger = logging.getLogger("tritonx.server")
 
@@ -131,6 +132,11 @@ class ServerOptions:
     # event loop: no threads of its own).
     allow_sagemaker: bool = False
     sagemaker_port: int = 8080
+    # --allow-vertex-ai, --vertex-ai-port, --vertex-ai-default-model ("": the only
+    # model); --vertex-ai-thread-count is accepted by the CLI without effect.
+    allow_vertex_ai: bool = False
+    vertex_ai_port: int = 8080
+    vertex_ai_default_model: str = ""
     allow_metrics: bool = True
     allow_cpu_metrics: bool = True
     allow_gpu_metrics: bool = True
@@ -170,8 +176,21 @@ def raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
+class EndpointStartError(Exception):
+    """An endpoint that refused to start once the models were loaded; Triton's
+    last line names the endpoint instead of "creating server"."""
+
+    def __init__(self, service: str, error: TritonXError) -> None:
+        super().__init__(error.message)
+        self.service = service
+        self.error = error
+
+
 def creating_server_error(error: BaseException) -> str:
     """Triton's last line when startup fails, e.g. "... Internal - failed to ..."."""
+    if isinstance(error, EndpointStartError):
+        word = CODE_WORDS.get(error.error.code, "Internal")
+        return f"failed to start {error.service} service: {word} - {error.error}"
     if isinstance(error, TritonXError):
         word = CODE_WORDS.get(error.code, "Internal")
         return f"error: creating server: {word} - {error.message}"
@@ -285,6 +304,7 @@ class Server:
             if not Path(repo).exists():
                 raise InternalError(f"failed to stat file {repo}")
         sagemaker = self._sagemaker_settings()
+        vertex_ai = self._vertex_ai_routes()
         self.trace = start_tracing(self.options.trace, self.context, self.manager)
         self._manager_started = True
         try:
@@ -337,6 +357,8 @@ class Server:
             )
         if sagemaker is not None:
             await self._start_sagemaker(sagemaker)
+        if vertex_ai is not None:
+            await self._start_vertex_ai(vertex_ai)
         if opts.allow_metrics:
             await self._start_metrics()
 
@@ -349,29 +371,96 @@ class Server:
 
         return SageMakerSettings.from_environment(os.environ)
 
+    def _vertex_ai_routes(self) -> VertexAiRoutes | None:
+        """The Vertex AI routes from the environment, read before any model loads
+        so that a missing one fails at once; None when the endpoint is off."""
+        if not self.options.allow_vertex_ai:
+            return None
+        from tritonx.frontends.vertex_ai import VertexAiRoutes
+
+        try:
+            return VertexAiRoutes.from_environment(os.environ)
+        except TritonXError as error:
+            raise EndpointStartError("Vertex AI", error) from None
+
+    def _cloud_options(self, host: str, port: int) -> dict[str, Any]:
+        """The ``HttpFrontend`` options of a cloud endpoint (SageMaker, Vertex AI)."""
+        opts = self.options
+        return {
+            "host": host,
+            "port": port,
+            "server_id": opts.server_id,
+            "max_input_size": opts.http_max_input_size,
+            "max_header_size": opts.http_max_header_size,
+            "max_header_count": opts.http_max_header_count,
+            "shared_memory": self.context.shared_memory,
+            "log_settings": self.log_settings,
+            "trace_settings": self.trace.settings if self.trace is not None else None,
+        }
+
     async def _start_sagemaker(self, settings: SageMakerSettings) -> None:
         from tritonx.frontends.sagemaker import SAGEMAKER_ADDRESS, SageMakerFrontend
 
-        opts = self.options
         frontend = SageMakerFrontend(
             self.manager,
             self.registry,
             settings,
-            host=SAGEMAKER_ADDRESS,
-            port=opts.sagemaker_port,
-            server_id=opts.server_id,
-            max_input_size=opts.http_max_input_size,
-            max_header_size=opts.http_max_header_size,
-            max_header_count=opts.http_max_header_count,
-            shared_memory=self.context.shared_memory,
-            log_settings=self.log_settings,
-            trace_settings=self.trace.settings if self.trace is not None else None,
+            **self._cloud_options(SAGEMAKER_ADDRESS, self.options.sagemaker_port),
         )
         await self._start_frontend("sagemaker", frontend, SAGEMAKER_ADDRESS)
         logger.info(
             "Started Sagemaker HTTPService at %s:%d",
             SAGEMAKER_ADDRESS,
             self.ports["sagemaker"],
+        )
+
+    async def _start_vertex_ai(self, routes: VertexAiRoutes) -> None:
+        from tritonx.frontends.vertex_ai import (
+            VERTEX_AI_ADDRESS,
+            VertexAiFrontend,
+            default_model,
+        )
+
+        try:
+            model = default_model(
+                self.options.vertex_ai_default_model, self.manager.index(True)
+            )
+        except TritonXError as error:
+            raise EndpointStartError("Vertex AI", error) from None
+        frontend = VertexAiFrontend(
+            self.manager,
+            self.registry,
+            routes,
+            model,
+            self._metrics_text,
+            **self._cloud_options(VERTEX_AI_ADDRESS, self.options.vertex_ai_port),
+        )
+        await self._start_frontend("vertex_ai", frontend, VERTEX_AI_ADDRESS)
+        logger.info(
+            "Started Vertex AI HTTPService at %s:%d",
+            VERTEX_AI_ADDRESS,
+            self.ports["vertex_ai"],
+        )
+
+    def _metrics_text(self) -> bytes:
+        """The Prometheus text of /metrics. With the metrics endpoint off the model
+        families remain (tritonserver's core keeps counting; only the CPU and GPU
+        samplers are off)."""
+        from tritonx.metrics import render
+
+        if self.metrics is not None:
+            return render(self.metrics.collector.collect())
+        return render(self._collector(None, None).collect())
+
+    def _collector(self, cpu: CpuSampler | None, gpu: Any) -> TritonCollector:
+        from tritonx.metrics import native_arena_stats
+
+        return TritonCollector(
+            self.manager,
+            cpu=cpu,
+            gpu=gpu,
+            arena_stats=native_arena_stats(self.context),
+            cache_enabled=bool(self.options.response_cache_byte_size),
         )
 
     def _http_frontend(self) -> Frontend:
@@ -438,7 +527,11 @@ class Server:
         try:
             self.ports[name] = await frontend.start()
         except OSError as error:
-            raise_as = {"grpc": "GRPC", "sagemaker": "Sagemaker"}.get(name, "HTTP")
+            raise_as = {
+                "grpc": "GRPC",
+                "sagemaker": "Sagemaker",
+                "vertex_ai": "Vertex AI",
+            }.get(name, "HTTP")
             raise InternalError(
                 f"failed to start {raise_as} service: {error.strerror or error}"
             ) from error
@@ -454,7 +547,6 @@ class Server:
             self._background.append(asyncio.create_task(cpu.run(interval)))
             logger.info("Collecting CPU metrics")
         from tritonx.gpu_metrics import GpuSampler
-        from tritonx.metrics import native_arena_stats
 
         gpu = GpuSampler.create(len(self.gpu_ids)) if opts.allow_gpu_metrics else None
         if gpu is not None:
@@ -463,14 +555,9 @@ class Server:
             logger.info(
                 "Collecting metrics for GPU %s", ", ".join(r.uuid for r in gpu.readings)
             )
-        collector = TritonCollector(
-            self.manager,
-            cpu=cpu,
-            gpu=gpu,
-            arena_stats=native_arena_stats(self.context),
-            cache_enabled=bool(opts.response_cache_byte_size),
+        self.metrics = MetricsService(
+            self._collector(cpu, gpu), host, opts.metrics_port
         )
-        self.metrics = MetricsService(collector, host, opts.metrics_port)
         try:
             self.ports["metrics"] = await self.metrics.start()
         except OSError as error:
@@ -605,7 +692,7 @@ class Server:
         try:
             await self.start()
         except Exception as error:
-            if not isinstance(error, TritonXError):
+            if not isinstance(error, (TritonXError, EndpointStartError)):
                 logger.exception("unexpected error during startup")
             await self.stop()
             logger.error("%s", creating_server_error(error))

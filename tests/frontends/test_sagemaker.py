@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import http.client
 import json
 import shutil
-import socket
-import struct
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -28,14 +23,33 @@ import pytest
 pytest.importorskip("tritonx._native", reason="core not built")
 
 import tritonclient.http as httpclient
-from serverutil import (
-    free_port,
-    reference_command,
-    run_reference,
-    run_server,
-    server_env,
+from cloudutil import (
+    ADD_SUB,
+    ADD_SUB_PY,
+    BINARY_ANSWER,
+    BINARY_ANSWER_HEADER,
+    BINARY_HEADER,
+    BINARY_REQUEST,
+    BROKEN,
+    BROKEN_PY,
+    DEC_CONFIG,
+    DECOUPLED,
+    JSON,
+    JSON_ANSWER,
+    JSON_REQUEST,
+    NOT_ALLOWED,
+    PARSE_ERROR,
+    RAW_TWO_INPUTS,
+    TEXT,
+    Reply,
+    call,
+    cloud_server,
 )
-from testmodels import REPEAT_CONFIG, REPEAT_MODEL
+from cloudutil import check_reply as _check
+from cloudutil import error_json as _error
+from cloudutil import write_model as _write
+from serverutil import free_port, reference_command, server_env
+from testmodels import REPEAT_MODEL
 
 from tritonx.errors import InvalidArgumentError
 from tritonx.frontends.sagemaker import (
@@ -53,51 +67,6 @@ ENV_KEYS = (
     "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME",
     "SAGEMAKER_TRITON_INFERENCE_TYPE",
 )
-TEXT = "text/plain"
-JSON = "application/json"
-
-ADD_SUB = """
-name: "add_sub"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
-        { name: "INPUT1" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
-         { name: "OUTPUT1" data_type: TYPE_FP32 dims: [ 4 ] } ]
-"""
-ADD_SUB_PY = """
-import triton_python_backend_utils as pb_utils
-
-class TritonPythonModel:
-    def execute(self, requests):
-        out = []
-        for r in requests:
-            a = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
-            b = pb_utils.get_input_tensor_by_name(r, "INPUT1").as_numpy()
-            out.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("OUTPUT0", a + b), pb_utils.Tensor("OUTPUT1", a - b)]))
-        return out
-"""
-# testmodels' decoupled "repeat" model under another name.
-DEC_CONFIG = REPEAT_CONFIG.replace('name: "repeat"', 'name: "dec"')
-BROKEN = """
-name: "broken"
-backend: "python"
-max_batch_size: 0
-input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
-output [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]
-"""
-BROKEN_PY = """
-class TritonPythonModel:
-    def initialize(self, args):
-        raise RuntimeError("this model never loads")
-"""
-
-
-def _write(repo: Path, name: str, config: str, model: str) -> None:
-    (repo / name / "1").mkdir(parents=True)
-    (repo / name / "config.pbtxt").write_text(config)
-    (repo / name / "1" / "model.py").write_text(model)
 
 
 @pytest.fixture(scope="module")
@@ -117,124 +86,19 @@ def broken_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _wait_for_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 @contextmanager
 def sagemaker(
     kind: str, repo: Path, env: dict[str, str], *args: str, ready: bool = True
 ) -> Iterator[int]:
     """tritonx or the reference with the SageMaker endpoint on a free port, under
     ``env`` (the SAGEMAKER_TRITON_* variables not named are unset); yields the port."""
-    if kind == "reference" and reference_command() is None:
-        pytest.skip("TRITONX_REFERENCE_CMD is not set")
     port = free_port()
     flags = ("--allow-sagemaker=true", f"--sagemaker-port={port}", *args)
-    with pytest.MonkeyPatch.context() as patch:
-        for key in ENV_KEYS:
-            patch.delenv(key, raising=False)
-        for key, value in env.items():
-            patch.setenv(key, value)
-        if kind == "reference":
-            server = run_reference([repo], *flags, wait_ready=ready)
-        else:
-            server = run_server(repo, *flags)
-        with server:
-            _wait_for_port(port)
-            yield port
+    with cloud_server(kind, repo, env, ENV_KEYS, flags, port, ready) as bound:
+        yield bound
 
 
-class Reply(NamedTuple):
-    status: int
-    content_type: str
-    body: bytes
-
-
-def call(
-    port: int,
-    method: str,
-    path: str,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-) -> Reply:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        conn.request(method, path, body, headers or {})
-        response = conn.getresponse()
-        return Reply(
-            response.status, response.getheader("Content-Type", ""), response.read()
-        )
-    finally:
-        conn.close()
-
-
-def _dumps(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def _error(message: str) -> bytes:
-    return _dumps({"error": message})
-
-
-F0 = [0.0, 1.0, 2.0, 3.0]
-JSON_REQUEST = json.dumps(
-    {
-        "inputs": [
-            {"name": "INPUT0", "datatype": "FP32", "shape": [4], "data": F0},
-            {"name": "INPUT1", "datatype": "FP32", "shape": [4], "data": [1] * 4},
-        ]
-    }
-).encode()
-JSON_ANSWER = (
-    b'{"model_name":"add_sub","model_version":"1","outputs":['
-    b'{"name":"OUTPUT0","datatype":"FP32","shape":[4],"data":[1.0,2.0,3.0,4.0]},'
-    b'{"name":"OUTPUT1","datatype":"FP32","shape":[4],"data":[-1.0,0.0,1.0,2.0]}]}'
-)
-BINARY_HEADER = json.dumps(
-    {
-        "inputs": [
-            {
-                "name": "INPUT0",
-                "datatype": "FP32",
-                "shape": [4],
-                "parameters": {"binary_data_size": 16},
-            },
-            {"name": "INPUT1", "datatype": "FP32", "shape": [4], "data": [1] * 4},
-        ],
-        "outputs": [
-            {"name": "OUTPUT0", "parameters": {"binary_data": True}},
-            {"name": "OUTPUT1"},
-        ],
-    }
-).encode()
-BINARY_REQUEST = BINARY_HEADER + struct.pack("<4f", *F0)
-BINARY_ANSWER_HEADER = (
-    b'{"model_name":"add_sub","model_version":"1","outputs":['
-    b'{"name":"OUTPUT0","datatype":"FP32","shape":[4],'
-    b'"parameters":{"binary_data_size":16}},'
-    b'{"name":"OUTPUT1","datatype":"FP32","shape":[4],"data":[-1.0,0.0,1.0,2.0]}]}'
-)
-BINARY_ANSWER = BINARY_ANSWER_HEADER + struct.pack("<4f", 1, 2, 3, 4)
-NOT_ALLOWED = _error("Method Not Allowed")
-RAW_TWO_INPUTS = _error(
-    "[request id: <id_unknown>] Raw request must only have 1 input (found 1) to be "
-    "deduced but got 2 inputs in 'add_sub' model configuration"
-)
 SIZE = len(BINARY_REQUEST)
-PARSE_ERROR = b'{"error":"failed to parse the request JSON buffer: '
-DECOUPLED = _error(
-    "HTTP end point doesn't support models with decoupled transaction policy"
-)
-
 # (method, path, body, headers) -> (status, content type, body); a body ending in
 # "..." is a prefix (the JSON parser's own words differ: Python's json in tritonx's
 # Python engine, RapidJSON in Triton).
@@ -375,14 +239,6 @@ CASES: dict[str, tuple[str, str, bytes, dict[str, str], int, str, bytes]] = {
         ),
     ),
 }
-
-
-def _check(reply: Reply, status: int, content_type: str, body: bytes) -> None:
-    assert (reply.status, reply.content_type) == (status, content_type), reply
-    if body.endswith(b"..."):
-        assert reply.body.startswith(body[:-3]), reply.body
-    else:
-        assert reply.body == body
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -684,6 +540,10 @@ def archives() -> Iterator[dict[str, Path]]:
         for path in reversed(created):
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+def _dumps(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def _load(port: int, name: str, url: Path | str, target: str = "") -> Reply:

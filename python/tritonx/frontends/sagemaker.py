@@ -62,7 +62,13 @@ from tritonx.errors import (
     UnsupportedError,
 )
 from tritonx.frontends import http_infer
-from tritonx.frontends.http import HttpFrontend
+from tritonx.frontends.http_cloud import (
+    CloudFrontend,
+    binary_header_length,
+    c_atoi,
+)
+from tritonx.frontends.http_cloud import dumps as _dumps
+from tritonx.frontends.http_cloud import error_body as _error_body
 from tritonx.frontends.http_protocol import (
     JSON,
     TEXT,
@@ -73,7 +79,8 @@ from tritonx.frontends.http_protocol import (
     response,
     status_line,
 )
-from tritonx.frontends.http_routes import Route
+
+__all__ = ["SageMakerFrontend", "SageMakerSettings", "c_atoi", "header_length"]
 
 # tritonserver binds the SageMaker listener to every address (no flag sets it).
 SAGEMAKER_ADDRESS = "0.0.0.0"
@@ -85,10 +92,8 @@ INFERENCE_TYPE_ENV = "SAGEMAKER_TRITON_INFERENCE_TYPE"
 UNSPECIFIED_MODEL = "unspecified_SAGEMAKER_TRITON_DEFAULT_MODEL_NAME"
 BINARY_MIME = "application/vnd.sagemaker-triton.binary+json;json-header-size="
 _BINARY_MIME_BYTES = BINARY_MIME.encode()
-_HEADER_LENGTH = b"inference-header-content-length"
 
 _MODELS = re.compile(rb"/models(?:/)?([^/]+)?(/invoke)?")
-_LEADING_INT = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
 
 _EMPTY_OK = response(200, b"", TEXT)
 _EMPTY_BAD = response(400, b"", TEXT)
@@ -151,63 +156,18 @@ class SageMakerSettings:
         )
 
 
-def c_atoi(text: str) -> int:
-    """C's ``atoi`` as glibc computes it: leading blanks, a sign and digits; 0 when
-    none; a value beyond ``long`` saturates and is then cut to 32 bits."""
-    match = _LEADING_INT.match(text)
-    if match is None:
-        return 0
-    value = max(min(int(match.group(1)), (1 << 63) - 1), -(1 << 63)) & 0xFFFFFFFF
-    return value - (1 << 32) if value >= 1 << 31 else value
-
-
 def header_length(content_type: bytes | None, content_length: int) -> int:
-    """Bytes of JSON at the start of a body: N of the SageMaker binary content type,
-    else the whole body. 0 makes the body the raw bytes of the model's only input.
-    Raises InvalidArgumentError in tritonserver's words."""
-    if content_type is None:
-        return content_length
-    position = content_type.find(_BINARY_MIME_BYTES)
-    if position < 0:
-        return content_length
-    text = content_type.decode("latin-1")
-    if position != 0:
-        raise InvalidArgumentError(
-            f"expect MIME type for binary data starts with '{BINARY_MIME}', got: {text}"
-        )
-    rest = text[len(BINARY_MIME) :]
-    value = c_atoi(rest)
-    if value < 0 or value > content_length:
-        raise InvalidArgumentError(
-            f"inference header size should be in range (0, {content_length}), "
-            f"got: {rest}"
-        )
-    return value
+    """Bytes of JSON at the start of a body (SageMaker's binary content type; see
+    ``http_cloud.binary_header_length``)."""
+    return binary_header_length(content_type, content_length, BINARY_MIME)
 
 
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _error_body(exc: BaseException) -> tuple[int, bytes]:
-    if isinstance(exc, TritonXError):
-        return exc.http_status, _dumps({"error": exc.message})
-    return 500, _dumps({"error": str(exc) or type(exc).__name__})
-
-
-def _plain_error(exc: BaseException) -> list[Buffer]:
-    """An error the way tritonserver answers before it has read the body: its JSON
-    body without a content type of its own (so libevhtp's text/plain)."""
-    status, body = _error_body(exc)
-    return response(status, body, TEXT)
-
-
-class SageMakerFrontend(HttpFrontend):
+class SageMakerFrontend(CloudFrontend):
     """The SageMaker listener; ``settings`` from ``SageMakerSettings``. Takes the
     options of ``HttpFrontend`` that apply (no restricted APIs, header forwarding
     or TLS: tritonserver gives its SageMaker listener none)."""
 
-    DECOMPRESS_REQUESTS = False
+    BINARY_MIME = BINARY_MIME
 
     def __init__(
         self,
@@ -246,44 +206,6 @@ class SageMakerFrontend(HttpFrontend):
             slot.done(_EMPTY_OK)  # the process answers: it is live
         else:
             slot.done(_EMPTY_OK if self._manager.server_ready() else _EMPTY_BAD)
-
-    def _invoke(self, message: HttpMessage, slot: Slot, model: str) -> None:
-        """Inference on ``model`` through the HTTP frontend's infer handler, with
-        the body framed SageMaker's way."""
-        if message.method != b"POST":
-            slot.done(_NOT_ALLOWED)
-            return
-        try:
-            # The checks tritonserver makes before reading the body.
-            _native.check_transaction_policy(self._registry.find(model, ""), "http")
-            size = header_length(
-                message.headers.get(b"content-type"), len(message.body)
-            )
-        except Exception as exc:
-            slot.done(_plain_error(exc))
-            return
-        self._infer_sagemaker(message, slot, model, size)
-
-    def _infer_sagemaker(
-        self, message: HttpMessage, slot: Slot, model: str, size: int
-    ) -> None:
-        """The KServe infer route on ``model`` for a body framed SageMaker's way
-        (``size``: bytes of JSON at its start, 0 for a raw body)."""
-        headers = {
-            key: value
-            for key, value in message.headers.items()
-            if key not in (_HEADER_LENGTH, b"accept-encoding")
-        }
-        if size != len(message.body) or size == 0:  # 0: a raw body
-            headers[_HEADER_LENGTH] = b"%d" % size
-        translated = HttpMessage()
-        translated.method = message.method
-        translated.url = message.url
-        translated.headers = headers
-        translated.raw_headers = message.raw_headers
-        translated.body = message.body
-        translated.keep_alive = message.keep_alive
-        self._infer(translated, slot, Route("infer", model))
 
     def _binary_reply(
         self, header: bytes, binaries: list[memoryview], size: int
@@ -416,7 +338,7 @@ class SageMakerFrontend(HttpFrontend):
         except Exception as exc:
             slot.done(_failure_reply(exc, JSON))
             return
-        self._infer_sagemaker(message, _MultiModelSlot(slot), model, size)
+        self._infer_framed(message, _MultiModelSlot(slot), model, "", size)
 
     def _infer_done(
         self,

@@ -1,0 +1,199 @@
+"""What the cloud endpoint tests (SageMaker, Vertex AI) share: python-backend
+models written into a test's repository, KServe requests and Triton 2.51's answers
+to them, and a server with one of the endpoints on a free port (tritonx or, when
+$TRITONX_REFERENCE_CMD names it, the real Triton)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import struct
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from serverutil import reference_command, run_reference, run_server
+from testmodels import REPEAT_CONFIG
+
+TEXT = "text/plain"
+JSON = "application/json"
+
+ADD_SUB = """
+name: "add_sub"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
+        { name: "INPUT1" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
+         { name: "OUTPUT1" data_type: TYPE_FP32 dims: [ 4 ] } ]
+"""
+ADD_SUB_PY = """
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            a = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
+            b = pb_utils.get_input_tensor_by_name(r, "INPUT1").as_numpy()
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUTPUT0", a + b), pb_utils.Tensor("OUTPUT1", a - b)]))
+        return out
+"""
+# testmodels' decoupled "repeat" model under another name.
+DEC_CONFIG = REPEAT_CONFIG.replace('name: "repeat"', 'name: "dec"')
+BROKEN = """
+name: "broken"
+backend: "python"
+max_batch_size: 0
+input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]
+"""
+BROKEN_PY = """
+class TritonPythonModel:
+    def initialize(self, args):
+        raise RuntimeError("this model never loads")
+"""
+
+
+def write_model(repo: Path, name: str, config: str, model: str) -> None:
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "config.pbtxt").write_text(config)
+    (repo / name / "1" / "model.py").write_text(model)
+
+
+def wait_for_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@contextmanager
+def cloud_server(
+    kind: str,
+    repo: Path,
+    env: dict[str, str],
+    env_keys: Sequence[str],
+    flags: Sequence[str],
+    port: int,
+    ready: bool = True,
+) -> Iterator[int]:
+    """tritonx or the reference (``kind``) with ``flags``, under ``env`` (the
+    ``env_keys`` not named are unset), once ``port`` accepts; yields the port. The
+    reference half skips when no reference command is given."""
+    if kind == "reference" and reference_command() is None:
+        pytest.skip("TRITONX_REFERENCE_CMD is not set")
+    with pytest.MonkeyPatch.context() as patch:
+        for key in env_keys:
+            patch.delenv(key, raising=False)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        if kind == "reference":
+            server = run_reference([repo], *flags, wait_ready=ready)
+        else:
+            server = run_server(repo, *flags)
+        with server:
+            wait_for_port(port)
+            yield port
+
+
+class Reply(NamedTuple):
+    status: int
+    content_type: str
+    body: bytes
+    header_length: str | None = None  # Inference-Header-Content-Length
+
+
+def call(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request(method, path, body, headers or {})
+        response = conn.getresponse()
+        return Reply(
+            response.status,
+            response.getheader("Content-Type", ""),
+            response.read(),
+            response.getheader("Inference-Header-Content-Length"),
+        )
+    finally:
+        conn.close()
+
+
+def check_reply(reply: Reply, status: int, content_type: str, body: bytes) -> None:
+    """Status and content type exactly; the body exactly, or its start when
+    ``body`` ends in "..."."""
+    assert (reply.status, reply.content_type) == (status, content_type), reply
+    if body.endswith(b"..."):
+        assert reply.body.startswith(body[:-3]), reply.body
+    else:
+        assert reply.body == body
+
+
+def error_json(message: str) -> bytes:
+    return json.dumps({"error": message}, separators=(",", ":")).encode()
+
+
+F0 = [0.0, 1.0, 2.0, 3.0]
+JSON_REQUEST = json.dumps(
+    {
+        "inputs": [
+            {"name": "INPUT0", "datatype": "FP32", "shape": [4], "data": F0},
+            {"name": "INPUT1", "datatype": "FP32", "shape": [4], "data": [1] * 4},
+        ]
+    }
+).encode()
+JSON_ANSWER = (
+    b'{"model_name":"add_sub","model_version":"1","outputs":['
+    b'{"name":"OUTPUT0","datatype":"FP32","shape":[4],"data":[1.0,2.0,3.0,4.0]},'
+    b'{"name":"OUTPUT1","datatype":"FP32","shape":[4],"data":[-1.0,0.0,1.0,2.0]}]}'
+)
+BINARY_HEADER = json.dumps(
+    {
+        "inputs": [
+            {
+                "name": "INPUT0",
+                "datatype": "FP32",
+                "shape": [4],
+                "parameters": {"binary_data_size": 16},
+            },
+            {"name": "INPUT1", "datatype": "FP32", "shape": [4], "data": [1] * 4},
+        ],
+        "outputs": [
+            {"name": "OUTPUT0", "parameters": {"binary_data": True}},
+            {"name": "OUTPUT1"},
+        ],
+    }
+).encode()
+BINARY_REQUEST = BINARY_HEADER + struct.pack("<4f", *F0)
+BINARY_ANSWER_HEADER = (
+    b'{"model_name":"add_sub","model_version":"1","outputs":['
+    b'{"name":"OUTPUT0","datatype":"FP32","shape":[4],'
+    b'"parameters":{"binary_data_size":16}},'
+    b'{"name":"OUTPUT1","datatype":"FP32","shape":[4],"data":[-1.0,0.0,1.0,2.0]}]}'
+)
+BINARY_ANSWER = BINARY_ANSWER_HEADER + struct.pack("<4f", 1, 2, 3, 4)
+NOT_ALLOWED = error_json("Method Not Allowed")
+RAW_TWO_INPUTS = error_json(
+    "[request id: <id_unknown>] Raw request must only have 1 input (found 1) to be "
+    "deduced but got 2 inputs in 'add_sub' model configuration"
+)
+PARSE_ERROR = b'{"error":"failed to parse the request JSON buffer: '
+DECOUPLED = error_json(
+    "HTTP end point doesn't support models with decoupled transaction policy"
+)
