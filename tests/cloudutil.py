@@ -9,6 +9,8 @@ import http.client
 import json
 import socket
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from serverutil import reference_command, run_reference, run_server
+from serverutil import REFERENCE_CMD_ENV, reference_command, run_reference, run_server
 from testmodels import REPEAT_CONFIG
 
 TEXT = "text/plain"
@@ -197,3 +199,31 @@ PARSE_ERROR = b'{"error":"failed to parse the request JSON buffer: '
 DECOUPLED = error_json(
     "HTTP end point doesn't support models with decoupled transaction policy"
 )
+
+
+def launch_command(kind: str) -> list[str]:
+    """The server command of ``kind``: the reference Triton's (the test skips when
+    none is given) or tritonx's."""
+    if kind == "reference":
+        command = reference_command()
+        if command is None:
+            pytest.skip(f"{REFERENCE_CMD_ENV} is not set")
+        return command
+    return [sys.executable, "-m", "tritonx"]
+
+
+def refused_at_start(
+    kind: str, missing_repo: Path, args: Sequence[str], env: dict[str, str]
+) -> str:
+    """Runs a server of ``kind`` that must refuse its flags before anything
+    starts (exit code 1; a repository that does not exist makes a wrongly
+    accepted command fail fast too); returns its stderr."""
+    done = subprocess.run(
+        [*launch_command(kind), f"--model-repository={missing_repo}", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    return done.stderr

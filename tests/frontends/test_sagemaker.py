@@ -44,11 +44,12 @@ from cloudutil import (
     Reply,
     call,
     cloud_server,
+    refused_at_start,
 )
 from cloudutil import check_reply as _check
 from cloudutil import error_json as _error
 from cloudutil import write_model as _write
-from serverutil import free_port, reference_command, server_env
+from serverutil import free_port, server_env
 from testmodels import REPEAT_MODEL
 
 from tritonx.errors import InvalidArgumentError
@@ -382,22 +383,8 @@ def test_flag_errors(kind: str, case: str, tmp_path: Path) -> None:
     """Refused before anything starts, exit code 1, in tritonserver's words. (A
     repository that does not exist makes a wrongly accepted command fail fast.)"""
     args, message = FLAG_CASES[case]
-    command: list[str] | None
-    if kind == "reference":
-        command = reference_command()
-        if command is None:
-            pytest.skip("TRITONX_REFERENCE_CMD is not set")
-    else:
-        command = [sys.executable, "-m", "tritonx"]
-    done = subprocess.run(
-        [*command, f"--model-repository={tmp_path / 'missing'}", *args],
-        env=server_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 1
-    assert message in done.stderr, done.stderr
+    stderr = refused_at_start(kind, tmp_path / "missing", args, server_env())
+    assert message in stderr, stderr
 
 
 def test_flags_reach_the_server_options() -> None:
@@ -658,7 +645,7 @@ def test_multi_model_endpoint(
 
         # The target-model header names the model; the table keeps model_name.
         header = archives["header"]
-        (_check(_load(port, "h1", header, "T1"), 200, TEXT, b""),)
+        _check(_load(port, "h1", header, "T1"), 200, TEXT, b"")
         h_entry = {"modelName": "h1", "modelUrl": str(header.parent)}
         _check(call(port, "GET", "/models/h1"), 200, TEXT, _dumps(h_entry))
         # Listed only when a model of the table's name is ready: "h1" is not.

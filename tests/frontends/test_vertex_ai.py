@@ -8,7 +8,6 @@ runs against tritonx and, when $TRITONX_REFERENCE_CMD names it, the real Triton
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,11 +39,12 @@ from cloudutil import (
     call,
     cloud_server,
     error_json,
+    launch_command,
     wait_for_port,
     write_model,
 )
 from cloudutil import check_reply as _check
-from serverutil import free_port, reference_command, server_env
+from serverutil import free_port, server_env
 from testmodels import REPEAT_MODEL
 
 KINDS = ["tritonx", "reference"]
@@ -79,16 +79,6 @@ def single_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("vertex_single")
     write_model(root, "add_sub", ADD_SUB, ADD_SUB_PY)
     return root
-
-
-def _skip_without_reference(kind: str) -> list[str]:
-    """The command of ``kind``: the reference's (skips when none) or tritonx's."""
-    if kind == "reference":
-        command = reference_command()
-        if command is None:
-            pytest.skip("TRITONX_REFERENCE_CMD is not set")
-        return command
-    return [sys.executable, "-m", "tritonx"]
 
 
 @contextmanager
@@ -453,7 +443,7 @@ def test_prediction_mode_environment(kind: str, single_repo: Path) -> None:
     """AIP_MODE=PREDICTION turns the endpoint on and HTTP and gRPC off;
     AIP_HTTP_PORT is its port; AIP_STORAGE_URI (a local directory) is the
     repository when no --model-repository is given."""
-    command = _skip_without_reference(kind)
+    command = launch_command(kind)
     port = free_port()
     env = server_env(
         {

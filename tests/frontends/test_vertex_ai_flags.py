@@ -6,15 +6,20 @@ Triton 2.51; and the rules behind them, unit by unit."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("tritonx._native", reason="core not built")
 
-from cloudutil import ADD_SUB, ADD_SUB_PY, write_model
-from serverutil import free_port, reference_command, server_env
+from cloudutil import (
+    ADD_SUB,
+    ADD_SUB_PY,
+    launch_command,
+    refused_at_start,
+    write_model,
+)
+from serverutil import free_port, server_env
 
 from tritonx.cli import UsageError, parse_args
 from tritonx.errors import InvalidArgumentError
@@ -44,16 +49,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _command(kind: str) -> list[str]:
-    """The command of ``kind``: the reference's (skips when none) or tritonx's."""
-    if kind == "reference":
-        command = reference_command()
-        if command is None:
-            pytest.skip("TRITONX_REFERENCE_CMD is not set")
-        return command
-    return [sys.executable, "-m", "tritonx"]
-
-
 def _environment(env: dict[str, str]) -> dict[str, str]:
     """The server's environment: no AIP_* variable but those of ``env``."""
     full = server_env()
@@ -69,7 +64,7 @@ def _start_failure(
     """Run a server that must refuse to start; returns its exit code and output.
     The output goes to a file: the reference's python stubs, which outlive it a
     moment, would hold a pipe open."""
-    command = _command(kind)
+    command = launch_command(kind)
     ports = [f"--{name}-port={free_port()}" for name in ("http", "grpc", "metrics")]
     log = repo.parent / f"{repo.name}-{kind}-{free_port()}.log"
     with log.open("w") as out:
@@ -192,17 +187,8 @@ def test_flag_errors(kind: str, case: str, tmp_path: Path) -> None:
     """Refused before anything starts, exit code 1, in tritonserver's words. (A
     repository that does not exist makes a wrongly accepted command fail fast.)"""
     env, args, message = FLAG_CASES[case]
-    command = _command(kind)
-    full_env = _environment(env)
-    done = subprocess.run(
-        [*command, f"--model-repository={tmp_path / 'missing'}", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 1
-    assert message in done.stderr, done.stderr
+    stderr = refused_at_start(kind, tmp_path / "missing", args, _environment(env))
+    assert message in stderr, stderr
 
 
 def _parse(env: dict[str, str], *args: str) -> object:

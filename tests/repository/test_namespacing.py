@@ -127,25 +127,13 @@ def http_get(server: RunningServer, path: str) -> tuple[int, Any]:
         return error.code, json.loads(error.read() or b"null")
 
 
-def infer_http(server: RunningServer, model: str) -> Any:
-    client = httpclient.InferenceServerClient(server.http_url)
+def infer_with(client_module: Any, url: str, model: str) -> Any:
+    """The outputs, or (status, message) of the error, through ``client_module``
+    (tritonclient.http or tritonclient.grpc)."""
+    client = client_module.InferenceServerClient(url)
     inputs = []
     for name, data in (("INPUT0", A), ("INPUT1", B)):
-        tensor = httpclient.InferInput(name, [16], "INT32")
-        tensor.set_data_from_numpy(data)
-        inputs.append(tensor)
-    try:
-        result = client.infer(model, inputs)
-    except InferenceServerException as error:
-        return (error.status(), error.message())
-    return {n: result.as_numpy(n).tolist() for n in ("OUTPUT0", "OUTPUT1")}
-
-
-def infer_grpc(server: RunningServer, model: str) -> Any:
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    inputs = []
-    for name, data in (("INPUT0", A), ("INPUT1", B)):
-        tensor = grpcclient.InferInput(name, [16], "INT32")
+        tensor = client_module.InferInput(name, [16], "INT32")
         tensor.set_data_from_numpy(data)
         inputs.append(tensor)
     try:
@@ -155,6 +143,14 @@ def infer_grpc(server: RunningServer, model: str) -> Any:
     finally:
         client.close()
     return {n: result.as_numpy(n).tolist() for n in ("OUTPUT0", "OUTPUT1")}
+
+
+def infer_http(server: RunningServer, model: str) -> Any:
+    return infer_with(httpclient, server.http_url, model)
+
+
+def infer_grpc(server: RunningServer, model: str) -> Any:
+    return infer_with(grpcclient, server.grpc_url, model)
 
 
 def index(server: RunningServer) -> list[dict[str, Any]]:
