@@ -45,6 +45,17 @@ class RunningServer:
     def log_text(self) -> str:
         return "".join(self.log)
 
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> bool:
+        """Whether ``text`` shows up in the log within ``timeout``: the server
+        writes before it answers, but the log reaches the test through a pipe
+        and a reader thread, a moment later."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
 
 def _pump(server: RunningServer) -> None:
     assert server.process.stdout is not None

@@ -101,7 +101,7 @@ def test_load_time_validation_messages(explicit: RunningServer) -> None:
             "500",
             f"failed to load '{name}', failed to poll from model repository",
         ), name
-        assert message in explicit.log_text(), name
+        assert explicit.wait_for_log(message), (name, explicit.log_text())
     # A failed ensemble has no version state; what it loaded for itself stays.
     rows = index(client)
     assert rows["bad_dtype"] == ("", "")
