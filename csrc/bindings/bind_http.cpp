@@ -3,6 +3,7 @@
 // body, reply)`, called on the server's control pool with the GIL; the handler
 // answers by calling `reply(status, headers, body)` once, from any thread.
 #include "core/model_registry.h"
+#include "http/http_cloud.h"
 #include "http/http_forward.h"
 #include "http/http_infer_codec.h"
 #include "http_server.h"
@@ -95,7 +96,8 @@ void RegisterHttp(py::module_& m) {
                        bool live_in_cpp, const std::string& tls_server_cert,
                        const std::string& tls_server_key,
                        const std::string& tls_root_cert, bool tls, bool tls_mutual,
-                       std::shared_ptr<SharedMemoryRegistry> shared_memory) {
+                       std::shared_ptr<SharedMemoryRegistry> shared_memory,
+                       const py::object& cloud) {
              if (!registry) throw py::value_error("registry must not be None");
              if (!PyCallable_Check(handler.ptr()))
                throw py::type_error("handler must be callable");
@@ -113,6 +115,23 @@ void RegisterHttp(py::module_& m) {
              options.infer_value = infer_value;
              options.live_in_cpp = live_in_cpp;
              options.shared_memory = std::move(shared_memory);
+             if (!cloud.is_none()) {
+               // A cloud endpoint's inference route (http_cloud.h).
+               auto spec = cloud.cast<py::dict>();
+               auto text = [&](const char* key) {
+                 return spec.contains(key) ? spec[key].cast<std::string>()
+                                           : std::string();
+               };
+               HttpCloudInfer route;
+               route.path = text("path");
+               route.path_pattern = text("path_pattern");
+               route.model = text("model");
+               route.binary_mime = text("binary_mime");
+               route.control_header = text("control_header");
+               route.binary_reply_mime = spec.contains("binary_reply_mime") &&
+                                         spec["binary_reply_mime"].cast<bool>();
+               ThrowIfError(httpfe::CloudInferRoute::Create(route, &options.cloud));
+             }
              if (tls || tls_mutual) {
                // Loaded here, not at start, so that bad files fail server creation
                // as they do on the Python engine.
@@ -132,7 +151,8 @@ void RegisterHttp(py::module_& m) {
            py::arg("tls_server_cert") = "", py::arg("tls_server_key") = "",
            py::arg("tls_root_cert") = "", py::arg("tls") = false,
            py::arg("tls_mutual") = false,
-           py::arg("shared_memory") = std::shared_ptr<SharedMemoryRegistry>())
+           py::arg("shared_memory") = std::shared_ptr<SharedMemoryRegistry>(),
+           py::arg("cloud") = py::none())
       .def("start", &PyHttpServer::Start, py::arg("address"), py::arg("port"),
            py::arg("reuse_port") = false,
            "Binds and starts serving; returns the bound port (port 0 picks one).")

@@ -13,6 +13,7 @@
 #include "core/infer_json.h"
 #include "core/request_builder.h"
 #include "core/trace.h"
+#include "http_cloud.h"
 #include "http_compression.h"
 #include "http_forward.h"
 #include "http_infer_codec.h"
@@ -68,9 +69,11 @@ bool IsHttp11(evhttp_request* req) {
 }
 
 // Renders a finished inference on the core thread that completed it.
+// `binary_mime` (a cloud endpoint's): binary outputs are answered with the content
+// type "<binary_mime><json size>" instead of KServe's framing.
 Outgoing RenderReply(std::unique_ptr<InferenceResponse> result,
                      const std::string& request_id, const OutputEncoding& encoding,
-                     Encoding compression) {
+                     Encoding compression, const std::string& binary_mime) {
   if (!result->status.ok()) {
     return Error(HttpStatusOf(result->status.code()), result->status.message());
   }
@@ -78,9 +81,14 @@ Outgoing RenderReply(std::unique_ptr<InferenceResponse> result,
   std::vector<size_t> binaries;
   Status status = RenderInferResponse(*result, request_id, encoding, &json, &binaries);
   if (!status.ok()) return Error(HttpStatusOf(status.code()), status.message());
-  const char* type = binaries.empty() ? "application/json" : "application/octet-stream";
   Outgoing out;
-  out.headers.emplace_back("Content-Type", type);
+  if (!binaries.empty() && !binary_mime.empty()) {
+    out.headers.emplace_back("Content-Type", binary_mime + std::to_string(json.size()));
+  } else {
+    out.headers.emplace_back("Content-Type", binaries.empty()
+                                                 ? "application/json"
+                                                 : "application/octet-stream");
+  }
   if (compression == Encoding::kGzip || compression == Encoding::kDeflate) {
     std::vector<Span> parts{{json.data(), json.size()}};
     for (size_t i : binaries) {
@@ -98,7 +106,7 @@ Outgoing RenderReply(std::unique_ptr<InferenceResponse> result,
     evbuffer_add(out.body, packed.data(), packed.size());
     return out;
   }
-  if (!binaries.empty()) {
+  if (!binaries.empty() && binary_mime.empty()) {
     out.headers.emplace_back("Inference-Header-Content-Length",
                              std::to_string(json.size()));
   }
@@ -183,7 +191,7 @@ bool MatchModelRoute(const std::string& path, const char* suffix, std::string* m
   return true;
 }
 
-enum class Route { kOther, kInfer, kGenerate, kGenerateStream };
+enum class Route { kOther, kInfer, kCloudInfer, kGenerate, kGenerateStream };
 
 }  // namespace
 }  // namespace httpfe
@@ -230,7 +238,18 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
   path = path.substr(0, path.find_first_of("?#"));
   std::string model, version;
   Route route = Route::kOther;
-  if (cmd == EVHTTP_REQ_POST) {
+  InferFraming framing;
+  if (options_.cloud) {
+    // A cloud endpoint: its inference route only, when C++ answers as it does.
+    evbuffer* pending = evhttp_request_get_input_buffer(req);
+    if (cmd == EVHTTP_REQ_POST &&
+        options_.cloud->Accepts(path, in, evbuffer_get_length(pending),
+                                &framing.header_length) &&
+        CloudModelServable()) {
+      route = Route::kCloudInfer;
+      framing.cloud = true;
+    }
+  } else if (cmd == EVHTTP_REQ_POST) {
     if (MatchModelRoute(path, "/infer", &model, &version)) {
       route = Route::kInfer;
     } else if (MatchModelRoute(path, "/generate", &model, &version)) {
@@ -262,8 +281,10 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
   const char* body = nullptr;
   size_t size = 0;
   const char* encoding_header = evhttp_find_header(in, "Content-Encoding");
-  const Encoding encoding =
-      encoding_header ? RequestEncoding(encoding_header) : Encoding::kIdentity;
+  // Cloud endpoints read bodies as sent (their Python frontend answers those).
+  const Encoding encoding = encoding_header && !options_.cloud
+                                ? RequestEncoding(encoding_header)
+                                : Encoding::kIdentity;
   if (generate && encoding != Encoding::kIdentity) {
     // Triton's generate endpoints take no compressed bodies.
     Reply(worker, req,
@@ -299,7 +320,8 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
     size = evbuffer_get_length(own.get());
     // A large infer body is made contiguous (a copy) where it is parsed, off the
     // loop; body stays null until then.
-    const bool later = route == Route::kInfer && size >= kParseOffloadBytes;
+    const bool later = (route == Route::kInfer || route == Route::kCloudInfer) &&
+                       size >= kParseOffloadBytes;
     if (!later) {
       body = size ? reinterpret_cast<const char*>(evbuffer_pullup(own.get(), -1)) : "";
     }
@@ -308,6 +330,11 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
 
   if (route == Route::kInfer) {
     HandleInfer(worker, req, model, version, std::move(owner), body, size);
+    return;
+  }
+  if (route == Route::kCloudInfer) {
+    HandleInfer(worker, req, options_.cloud->model(), "", std::move(owner), body, size,
+                framing);
     return;
   }
   if (generate) {
@@ -345,16 +372,24 @@ struct InferHead {
   bool has_header_length = false;
   std::string header_length;
   Encoding compression = Encoding::kIdentity;
+  std::string binary_mime;  // a cloud endpoint's (RenderReply)
   Status forwarded_status;
   Parameters forwarded;  // --http-header-forward-pattern matches
 };
 
 }  // namespace httpfe
 
+bool HttpServer::Impl::CloudModelServable() const {
+  std::shared_ptr<Model> model;
+  Status status = registry_->Find(options_.cloud->model(), "", &model);
+  if (status.ok()) status = CheckTransactionPolicy(model->spec(), WireProtocol::kHttp);
+  return status.ok();
+}
+
 void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
                                    const std::string& name, const std::string& version,
                                    std::shared_ptr<const void> owner, const char* body,
-                                   size_t size) {
+                                   size_t size, const httpfe::InferFraming& framing) {
   using namespace httpfe;
   const uint64_t received_ns = NowNs();  // for a trace: HTTP_RECV_START
   evkeyvalq* in = evhttp_request_get_input_headers(req);
@@ -369,12 +404,19 @@ void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
   InferHead head;
   head.model_name = name;
   head.mailbox = worker->mailbox;
-  if (const char* hlen = evhttp_find_header(in, "Inference-Header-Content-Length")) {
-    head.has_header_length = true;
-    head.header_length = hlen;
+  if (framing.cloud) {
+    // The content type gave the JSON size; answers are never compressed.
+    head.has_header_length = framing.header_length >= 0;
+    head.header_length = std::to_string(framing.header_length);
+    head.binary_mime = options_.cloud->reply_mime();
+  } else {
+    if (const char* hlen = evhttp_find_header(in, "Inference-Header-Content-Length")) {
+      head.has_header_length = true;
+      head.header_length = hlen;
+    }
+    const char* accept = evhttp_find_header(in, "Accept-Encoding");
+    head.compression = accept ? ResponseEncoding(accept) : Encoding::kIdentity;
   }
-  const char* accept = evhttp_find_header(in, "Accept-Encoding");
-  head.compression = accept ? ResponseEncoding(accept) : Encoding::kIdentity;
   if (options_.forward) {
     head.forwarded_status = options_.forward->Forward(in, &head.forwarded);
   }
@@ -448,12 +490,14 @@ void HttpServer::Impl::ParseAndEnqueue(const std::shared_ptr<PendingCall>& call,
   if (model->Tracing()) request->recv_end_ns = NowNs();
   for (auto& param : head.forwarded) request->parameters.push_back(std::move(param));
 
-  request->SetResponseCallback([call, mailbox, inflight, encoding = std::move(encoding),
-                                compression = head.compression, id = request->id](
-                                   std::unique_ptr<InferenceResponse> result) {
-    PostReply(mailbox, call, RenderReply(std::move(result), id, encoding, compression),
-              inflight);
-  });
+  request->SetResponseCallback(
+      [call, mailbox, inflight, encoding = std::move(encoding),
+       compression = head.compression, id = request->id,
+       mime = head.binary_mime](std::unique_ptr<InferenceResponse> result) {
+        PostReply(mailbox, call,
+                  RenderReply(std::move(result), id, encoding, compression, mime),
+                  inflight);
+      });
   status = model->Enqueue(call->request);
   // Not taken: the callback will never run.
   if (!status.ok()) fail(status);

@@ -28,6 +28,7 @@ namespace tritonx {
 class HttpTlsContext;  // http_tls.h
 namespace httpfe {
 class HeaderForwarder;  // http_forward.h
+class CloudInferRoute;  // http_cloud.h
 }  // namespace httpfe
 
 struct HttpServerOptions {
@@ -58,6 +59,9 @@ struct HttpServerOptions {
   // The server's system shared memory regions, for tensors that name one; null:
   // such tensors are refused.
   std::shared_ptr<SharedMemoryRegistry> shared_memory;
+  // Set: a cloud endpoint, whose inference route is this one (no KServe routes, no
+  // response compression: the endpoints answer as they are).
+  std::shared_ptr<const httpfe::CloudInferRoute> cloud;
 };
 
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;

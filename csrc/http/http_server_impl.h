@@ -16,6 +16,12 @@
 namespace tritonx {
 namespace httpfe {
 struct InferHead;  // http_request.cc
+// How an infer request's body and answer are framed: KServe's (the
+// Inference-Header-Content-Length header), or a cloud endpoint's (http_cloud.h).
+struct InferFraming {
+  bool cloud = false;
+  int64_t header_length = -1;  // cloud: -1 JSON body, else JSON bytes (0: raw)
+};
 // Infer bodies of this many bytes or more are parsed on the parse pool, not on the
 // loop thread: parsing a JSON tensor costs ~10 ms per MB, which every other
 // connection of that worker would wait for.
@@ -56,7 +62,11 @@ class HttpServer::Impl {
   void Handle(Worker* worker, evhttp_request* req);
   void HandleInfer(Worker* worker, evhttp_request* req, const std::string& model,
                    const std::string& version, std::shared_ptr<const void> owner,
-                   const char* body, size_t size);
+                   const char* body, size_t size,
+                   const httpfe::InferFraming& framing = {});
+  // The cloud endpoint's model can take a request (found, not decoupled); else its
+  // Python frontend answers the request.
+  bool CloudModelServable() const;
   // Parses an infer body into call->request and enqueues it; answers errors (from
   // the loop thread directly, else through the worker's mailbox).
   void ParseAndEnqueue(const std::shared_ptr<PendingCall>& call,

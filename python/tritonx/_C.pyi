@@ -670,6 +670,7 @@ class HttpServer:
         tls: bool = False,
         tls_mutual: bool = False,
         shared_memory: SharedMemoryRegistry | None = None,
+        cloud: dict[str, Any] | None = None,
     ) -> None: ...
     def start(self, address: str, port: int, reuse_port: bool = False) -> int:
         """Binds and starts serving; returns the bound port (port 0 picks one)."""

@@ -531,6 +531,8 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         },
         allow_sagemaker=args.allow_sagemaker,
         sagemaker_port=args.sagemaker_port,
+        sagemaker_thread_count=args.sagemaker_thread_count,
+        vertex_ai_thread_count=args.vertex_ai_thread_count,
         allow_vertex_ai=args.allow_vertex_ai,
         vertex_ai_port=args.vertex_ai_port,
         vertex_ai_default_model=args.vertex_ai_default_model,

@@ -68,8 +68,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         type=parse_int,
         default=8,
         metavar="<integer>",
-        help="Accepted for compatibility: tritonx serves SageMaker requests on its "
-        "event loop, without threads of its own.",
+        help="Event threads of the native server of the SageMaker endpoint "
+        "(default 8); the Python engine (--http-engine=python) has none.",
     )
     g = parser.add_argument_group("Vertex")
     g.add_argument(
@@ -94,8 +94,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         type=parse_int,
         default=8,
         metavar="<integer>",
-        help="Accepted for compatibility: tritonx serves Vertex AI requests on its "
-        "event loop, without threads of its own.",
+        help="Event threads of the native server of the Vertex AI endpoint "
+        "(default 8); the Python engine (--http-engine=python) has none.",
     )
     g.add_argument(
         "--vertex-ai-default-model",

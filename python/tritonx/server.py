@@ -127,16 +127,17 @@ class ServerOptions:
     grpc_infer_response_compression_level: str = "none"
     # gRPC core channel arguments (keepalive, max connection age), by grpc's name.
     grpc_channel_args: dict[str, int] = field(default_factory=dict)
-    # --allow-sagemaker, --sagemaker-port; --sagemaker-safe-port-range and
-    # --sagemaker-thread-count are checked by the CLI (the listener runs on the
-    # event loop: no threads of its own).
+    # --allow-sagemaker, --sagemaker-port, --sagemaker-thread-count (event threads
+    # of its native server); --sagemaker-safe-port-range is checked by the CLI.
     allow_sagemaker: bool = False
     sagemaker_port: int = 8080
+    sagemaker_thread_count: int = 8
     # --allow-vertex-ai, --vertex-ai-port, --vertex-ai-default-model ("": the only
-    # model); --vertex-ai-thread-count is accepted by the CLI without effect.
+    # model), --vertex-ai-thread-count.
     allow_vertex_ai: bool = False
     vertex_ai_port: int = 8080
     vertex_ai_default_model: str = ""
+    vertex_ai_thread_count: int = 8
     allow_metrics: bool = True
     allow_cpu_metrics: bool = True
     allow_gpu_metrics: bool = True
@@ -407,7 +408,10 @@ class Server:
             settings,
             **self._cloud_options(SAGEMAKER_ADDRESS, self.options.sagemaker_port),
         )
-        await self._start_frontend("sagemaker", frontend, SAGEMAKER_ADDRESS)
+        served = self._native_cloud(
+            frontend, frontend.native_route(), self.options.sagemaker_thread_count
+        )
+        await self._start_frontend("sagemaker", served, SAGEMAKER_ADDRESS)
         logger.info(
             "Started Sagemaker HTTPService at %s:%d",
             SAGEMAKER_ADDRESS,
@@ -435,12 +439,39 @@ class Server:
             self._metrics_text,
             **self._cloud_options(VERTEX_AI_ADDRESS, self.options.vertex_ai_port),
         )
-        await self._start_frontend("vertex_ai", frontend, VERTEX_AI_ADDRESS)
+        served = self._native_cloud(
+            frontend, frontend.native_route(), self.options.vertex_ai_thread_count
+        )
+        await self._start_frontend("vertex_ai", served, VERTEX_AI_ADDRESS)
         logger.info(
             "Started Vertex AI HTTPService at %s:%d",
             VERTEX_AI_ADDRESS,
             self.ports["vertex_ai"],
         )
+
+    def _native_cloud(
+        self, frontend: Any, route: dict[str, Any], threads: int
+    ) -> Frontend:
+        """A cloud endpoint's frontend on the C++ server, as --http-engine chooses
+        for HTTP: its inference route in C++, the rest in ``frontend``."""
+        if self._http_engine() != "native":
+            return frontend
+        from tritonx.frontends.http_native import NativeCloudFrontend
+
+        try:
+            return NativeCloudFrontend(frontend, self.registry, route, threads)
+        except TritonXError as error:  # e.g. a route RE2 cannot compile
+            logger.warning("cloud endpoint served by the Python engine: %s", error)
+            return frontend
+
+    def _http_engine(self) -> str:
+        """--http-engine with "auto" resolved: native unless this build has none."""
+        engine = self.options.http_engine
+        if engine == "auto":
+            from tritonx import _native
+
+            engine = "native" if _native.HttpServer is not None else "python"
+        return engine
 
     def _metrics_text(self) -> bytes:
         """The Prometheus text of /metrics. With the metrics endpoint off the model
@@ -481,17 +512,12 @@ class Server:
             "trace_settings": self.trace.settings if self.trace is not None else None,
         }
         https = opts.http_use_ssl or opts.http_use_ssl_mutual
-        engine = opts.http_engine
-        if engine == "auto":
-            from tritonx import _native
-
-            native_built = _native.HttpServer is not None
-            engine = "native" if native_built else "python"
-            if not native_built:
-                logger.info(
-                    "HTTP is served by the Python engine: this build of tritonx has "
-                    "no C++ HTTP server (built with TRITONX_ENABLE_HTTP=OFF)"
-                )
+        engine = self._http_engine()
+        if engine == "python" and opts.http_engine == "auto":
+            logger.info(
+                "HTTP is served by the Python engine: this build of tritonx has "
+                "no C++ HTTP server (built with TRITONX_ENABLE_HTTP=OFF)"
+            )
         if engine == "native":
             from tritonx.frontends.http_native import NativeHttpFrontend
 

@@ -208,3 +208,37 @@ class NativeHttpFrontend:
             self._python._dispatch(message, slot)  # type: ignore[arg-type]
         except Exception as exc:  # a handler bug must not lose the answer
             slot.done(error_response(500, str(exc) or type(exc).__name__))
+
+
+class NativeCloudFrontend(NativeHttpFrontend):
+    """A cloud endpoint (SageMaker, Vertex AI) on the C++ server. ``route`` (the
+    endpoint's ``native_route()``: csrc/http/http_cloud.h's HttpCloudInfer as a
+    dict) is its inference route, served in C++; every other request, and each
+    inference request C++ leaves to it, goes to ``frontend`` (an unstarted
+    SageMakerFrontend or VertexAiFrontend), whose handlers hold the endpoint's
+    rules. Limits and shared memory are the frontend's."""
+
+    def __init__(
+        self, frontend: HttpFrontend, registry: Any, route: dict[str, Any], threads: int
+    ) -> None:
+        from tritonx import _native
+
+        server_type = _native.HttpServer
+        assert server_type is not None  # the caller chose the native engine
+        self._python = frontend
+        self._host = frontend._host
+        self._port = frontend._port
+        self._reuse_port = False
+        self._loop = None
+        self._server = server_type(
+            registry,
+            self._handle,
+            thread_count=max(1, threads),
+            max_input_size=frontend._max_input_size,
+            max_header_size=frontend._max_header_size,
+            max_header_count=frontend._max_header_count,
+            # Health is the endpoint's own route (and KServe's is no route there).
+            live_in_cpp=False,
+            shared_memory=frontend._shm,
+            cloud=route,
+        )

@@ -185,6 +185,16 @@ class SageMakerFrontend(CloudFrontend):
 
     # -- routing -------------------------------------------------------------------
 
+    def native_route(self) -> dict[str, Any]:
+        """The inference route the C++ server serves for this endpoint
+        (http_native.NativeCloudFrontend); the rest stays here."""
+        return {
+            "path": "/invocations",
+            "model": self.settings.model_name,
+            "binary_mime": BINARY_MIME,
+            "binary_reply_mime": True,
+        }
+
     def _dispatch(self, message: HttpMessage, slot: Slot) -> None:
         path = message.url.split(b"?", 1)[0]
         if path == b"/ping":

@@ -164,6 +164,18 @@ class VertexAiFrontend(CloudFrontend):
         self._health = _route_pattern(HEALTH_ROUTE_ENV, routes.health)
         self._metrics = metrics
 
+    def native_route(self) -> dict[str, Any]:
+        """The inference route the C++ server serves for this endpoint
+        (http_native.NativeCloudFrontend): the predict route (RE2 there, as in
+        tritonserver; one Python cannot compile is no route), without a redirect
+        header; the rest stays here."""
+        return {
+            "path_pattern": self.routes.predict if self._predict is not None else "",
+            "model": self.model_name,
+            "binary_mime": BINARY_MIME,
+            "control_header": REDIRECT_HEADER.decode(),
+        }
+
     def _dispatch(self, message: HttpMessage, slot: Slot) -> None:
         path = message.url.split(b"?", 1)[0].decode("utf-8", "surrogateescape")
         if _matches(self._health, path):
