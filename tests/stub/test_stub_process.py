@@ -236,7 +236,7 @@ def test_crash_fails_the_request_and_the_stub_restarts(
         assert "Stub process 'crash_0' is not healthy." in info.value.message()
         assert info.value.status() == "StatusCode.INTERNAL"
         _until(lambda: _serves(server, "crash"), "the second restart")
-        assert "restart 2" in server.log_text()
+        assert server.wait_for_log("restart 2"), server.log_text()
         after = _stub_pids(server.process.pid)
         assert len(after) == 2 and len(set(after) - set(before)) == 1, (
             before,
@@ -257,7 +257,7 @@ def test_stub_that_cannot_restart_makes_the_model_unready(tmp_path: Path) -> Non
             # each restart fails in initialize: the model stays down, and says so
             _until(lambda: "restart 3" in server.log_text(), "failed restarts")
             assert not client.is_model_ready("flaky")
-            assert "the model is broken" in server.log_text()
+            assert server.wait_for_log("the model is broken"), server.log_text()
             (repo / "flaky" / "broken").unlink()
             _until(lambda: client.is_model_ready("flaky"), "the model to recover")
         assert _serves(server, "flaky")
