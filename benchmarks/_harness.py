@@ -40,6 +40,21 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def servers_to_compare(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """(name, command) of tritonx and, with --reference-cmd, of the reference."""
+    servers = [("tritonx", shlex.split(args.tritonx_cmd))]
+    if args.reference_cmd:
+        servers.append(("reference", shlex.split(args.reference_cmd)))
+    return servers
+
+
+def write_python_model(repo: Path, name: str, config: str, model_py: str) -> None:
+    """A one-version Python model in ``repo``."""
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "config.pbtxt").write_text(config)
+    (repo / name / "1" / "model.py").write_text(model_py)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

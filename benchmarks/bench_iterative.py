@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shlex
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from _harness import running
+from _harness import (
+    add_server_arguments,
+    running,
+    servers_to_compare,
+    write_python_model,
+)
 
 MODEL = "iterative_tokens"
 CONFIG = """
@@ -191,23 +195,18 @@ def _table(rows: list[Row]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--reference-cmd", default=None, help="starts the reference Triton")
-    p.add_argument("--tritonx-cmd", default=f"{shlex.quote(sys.executable)} -m tritonx")
+    add_server_arguments(p)
     p.add_argument("--concurrency", default="1,8")
     p.add_argument("--tokens", type=int, default=16, help="tokens per request (N)")
     p.add_argument("--seconds", type=float, default=3.0, help="measured window")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--start-timeout", type=float, default=120.0)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    servers = [("tritonx", shlex.split(args.tritonx_cmd))]
-    if args.reference_cmd:
-        servers.append(("reference", shlex.split(args.reference_cmd)))
+    servers = servers_to_compare(args)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
-        (repo / MODEL / "1").mkdir(parents=True)
-        (repo / MODEL / "config.pbtxt").write_text(CONFIG)
-        (repo / MODEL / "1" / "model.py").write_text(MODEL_PY)
+        write_python_model(repo, MODEL, CONFIG, MODEL_PY)
         for round_index in range(args.rounds):
             for name, cmd in servers:
                 with running(name, cmd, repo, {}, args.start_timeout) as (_, grpc):
