@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 from serverutil import REFERENCE_CMD_ENV, reference_command, run_reference, run_server
 from testmodels import REPEAT_CONFIG
@@ -24,28 +25,6 @@ from testmodels import REPEAT_CONFIG
 TEXT = "text/plain"
 JSON = "application/json"
 
-ADD_SUB = """
-name: "add_sub"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
-        { name: "INPUT1" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
-         { name: "OUTPUT1" data_type: TYPE_FP32 dims: [ 4 ] } ]
-"""
-ADD_SUB_PY = """
-import triton_python_backend_utils as pb_utils
-
-class TritonPythonModel:
-    def execute(self, requests):
-        out = []
-        for r in requests:
-            a = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
-            b = pb_utils.get_input_tensor_by_name(r, "INPUT1").as_numpy()
-            out.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("OUTPUT0", a + b), pb_utils.Tensor("OUTPUT1", a - b)]))
-        return out
-"""
 # testmodels' decoupled "repeat" model under another name.
 DEC_CONFIG = REPEAT_CONFIG.replace('name: "repeat"', 'name: "dec"')
 BROKEN = """
@@ -147,8 +126,45 @@ def check_reply(reply: Reply, status: int, content_type: str, body: bytes) -> No
         assert reply.body == body
 
 
+def compact_json(obj: object) -> bytes:
+    """JSON as Triton writes it: no blanks."""
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
 def error_json(message: str) -> bytes:
-    return json.dumps({"error": message}, separators=(",", ":")).encode()
+    return compact_json({"error": message})
+
+
+def tritonclient_binary_request() -> tuple[bytes, int]:
+    """An add_sub request built as Triton's own cloud tests build one: tritonclient's
+    generate_request_body (INPUT0 binary, INPUT1 JSON, both outputs binary); returns
+    the body and its JSON size."""
+    import tritonclient.http as httpclient
+
+    inputs = [httpclient.InferInput(n, [4], "FP32") for n in ("INPUT0", "INPUT1")]
+    inputs[0].set_data_from_numpy(np.arange(4, dtype=np.float32), binary_data=True)
+    inputs[1].set_data_from_numpy(np.ones(4, dtype=np.float32), binary_data=False)
+    outputs = [
+        httpclient.InferRequestedOutput("OUTPUT0", binary_data=True),
+        httpclient.InferRequestedOutput("OUTPUT1", binary_data=True),
+    ]
+    body, size = httpclient.InferenceServerClient.generate_request_body(
+        inputs, outputs=outputs
+    )
+    assert size is not None
+    return body, size
+
+
+def check_add_sub_answer(body: bytes, header_length: int) -> None:
+    """The answer to tritonclient_binary_request, read by parse_response_body."""
+    import tritonclient.http as httpclient
+
+    result = httpclient.InferenceServerClient.parse_response_body(
+        body, header_length=header_length
+    )
+    a = np.arange(4, dtype=np.float32)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + 1)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - 1)
 
 
 F0 = [0.0, 1.0, 2.0, 3.0]

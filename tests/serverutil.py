@@ -237,6 +237,22 @@ def _free_port() -> int:
 free_port = _free_port
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: each stays bound until all are picked, so the
+    system cannot hand the same one out twice (a server given two equal ports
+    refuses to start)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 @contextmanager
 def run_reference(
     repos: Sequence[Path | str],
@@ -251,7 +267,7 @@ def run_reference(
     cmd = reference_command()
     if cmd is None:
         raise RuntimeError(f"{REFERENCE_CMD_ENV} is not set")
-    ports = {"http": _free_port(), "grpc": _free_port(), "metrics": _free_port()}
+    ports = dict(zip(("http", "grpc", "metrics"), free_ports(3), strict=True))
     full = [*cmd, *(f"--model-repository={repo}" for repo in repos)]
     full += [f"--{name}-port={port}" for name, port in ports.items()]
     full += list(args)

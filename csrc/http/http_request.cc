@@ -245,7 +245,7 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
     if (cmd == EVHTTP_REQ_POST &&
         options_.cloud->Accepts(path, in, evbuffer_get_length(pending),
                                 &framing.header_length) &&
-        CloudModelServable()) {
+        CloudModelServable(&framing.model)) {
       route = Route::kCloudInfer;
       framing.cloud = true;
     }
@@ -379,10 +379,10 @@ struct InferHead {
 
 }  // namespace httpfe
 
-bool HttpServer::Impl::CloudModelServable() const {
-  std::shared_ptr<Model> model;
-  Status status = registry_->Find(options_.cloud->model(), "", &model);
-  if (status.ok()) status = CheckTransactionPolicy(model->spec(), WireProtocol::kHttp);
+bool HttpServer::Impl::CloudModelServable(std::shared_ptr<Model>* model) const {
+  Status status = registry_->Find(options_.cloud->model(), "", model);
+  if (status.ok())
+    status = CheckTransactionPolicy((*model)->spec(), WireProtocol::kHttp);
   return status.ok();
 }
 
@@ -394,9 +394,14 @@ void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
   const uint64_t received_ns = NowNs();  // for a trace: HTTP_RECV_START
   evkeyvalq* in = evhttp_request_get_input_headers(req);
   if (!AdmitInfer(worker, req)) return;
-  std::shared_ptr<Model> model;
-  Status status = registry_->Find(name, version, &model);
-  if (status.ok()) status = CheckTransactionPolicy(model->spec(), WireProtocol::kHttp);
+  // A cloud request's model was found and checked when its route was chosen.
+  std::shared_ptr<Model> model = framing.model;
+  Status status;
+  if (!model) {
+    status = registry_->Find(name, version, &model);
+    if (status.ok())
+      status = CheckTransactionPolicy(model->spec(), WireProtocol::kHttp);
+  }
   if (!status.ok()) {
     Reply(worker, req, Error(HttpStatusOf(status.code()), status.message()));
     return;

@@ -20,7 +20,8 @@ struct InferHead;  // http_request.cc
 // Inference-Header-Content-Length header), or a cloud endpoint's (http_cloud.h).
 struct InferFraming {
   bool cloud = false;
-  int64_t header_length = -1;  // cloud: -1 JSON body, else JSON bytes (0: raw)
+  int64_t header_length = -1;    // cloud: -1 JSON body, else JSON bytes (0: raw)
+  std::shared_ptr<Model> model;  // cloud: found and checked already
 };
 // Infer bodies of this many bytes or more are parsed on the parse pool, not on the
 // loop thread: parsing a JSON tensor costs ~10 ms per MB, which every other
@@ -64,9 +65,9 @@ class HttpServer::Impl {
                    const std::string& version, std::shared_ptr<const void> owner,
                    const char* body, size_t size,
                    const httpfe::InferFraming& framing = {});
-  // The cloud endpoint's model can take a request (found, not decoupled); else its
-  // Python frontend answers the request.
-  bool CloudModelServable() const;
+  // The cloud endpoint's model can take a request (found, not decoupled: set in
+  // `model`); else its Python frontend answers the request.
+  bool CloudModelServable(std::shared_ptr<Model>* model) const;
   // Parses an infer body into call->request and enqueues it; answers errors (from
   // the loop thread directly, else through the worker's mailbox).
   void ParseAndEnqueue(const std::shared_ptr<PendingCall>& call,

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 from cloudutil import (
-    ADD_SUB,
-    ADD_SUB_PY,
     BINARY_HEADER,
     BINARY_REQUEST,
     DEC_CONFIG,
@@ -26,7 +24,7 @@ from cloudutil import (
     write_model,
 )
 from serverutil import free_port
-from testmodels import REPEAT_MODEL
+from testmodels import ADD_SUB, ADD_SUB_PY, REPEAT_MODEL
 
 SAGEMAKER_MIME = "application/vnd.sagemaker-triton.binary+json;json-header-size="
 VERTEX_MIME = "application/vnd.vertex-ai-triton.binary+json;json-header-size="

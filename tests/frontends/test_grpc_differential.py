@@ -18,30 +18,9 @@ from serverutil import (
     RunningServer,
     run_either,
 )
+from testmodels import ADD_SUB, ADD_SUB_PY
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-ADD_SUB = """
-name: "add_sub"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
-        { name: "INPUT1" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
-         { name: "OUTPUT1" data_type: TYPE_FP32 dims: [ 4 ] } ]
-"""
-ADD_SUB_PY = """
-import triton_python_backend_utils as pb_utils
-
-class TritonPythonModel:
-    def execute(self, requests):
-        out = []
-        for r in requests:
-            a = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
-            b = pb_utils.get_input_tensor_by_name(r, "INPUT1").as_numpy()
-            out.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("OUTPUT0", a + b), pb_utils.Tensor("OUTPUT1", a - b)]))
-        return out
-"""
 TEXT = """
 name: "text"
 backend: "python"

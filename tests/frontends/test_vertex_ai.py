@@ -12,15 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("tritonx._native", reason="core not built")
 
-import tritonclient.http as httpclient
 from cloudutil import (
-    ADD_SUB,
-    ADD_SUB_PY,
     BINARY_ANSWER,
     BINARY_ANSWER_HEADER,
     BINARY_HEADER,
@@ -37,15 +33,17 @@ from cloudutil import (
     RAW_TWO_INPUTS,
     TEXT,
     call,
+    check_add_sub_answer,
     cloud_server,
     error_json,
     launch_command,
+    tritonclient_binary_request,
     wait_for_port,
     write_model,
 )
 from cloudutil import check_reply as _check
 from serverutil import free_port, server_env
-from testmodels import REPEAT_MODEL
+from testmodels import ADD_SUB, ADD_SUB_PY, REPEAT_MODEL
 
 KINDS = ["tritonx", "reference"]
 MIME = "application/vnd.vertex-ai-triton.binary+json;json-header-size="
@@ -370,26 +368,11 @@ def test_endpoint(endpoint: int, case: str) -> None:
 def test_tritonclient_binary_round_trip(endpoint: int) -> None:
     """A body built by tritonclient, its JSON size in the Vertex AI content type;
     the answer framed the KServe way (parse_response_body reads it)."""
-    a = np.arange(4, dtype=np.float32)
-    inputs = [httpclient.InferInput(n, [4], "FP32") for n in ("INPUT0", "INPUT1")]
-    inputs[0].set_data_from_numpy(a, binary_data=True)
-    inputs[1].set_data_from_numpy(np.ones(4, dtype=np.float32), binary_data=False)
-    outputs = [
-        httpclient.InferRequestedOutput("OUTPUT0", binary_data=True),
-        httpclient.InferRequestedOutput("OUTPUT1", binary_data=True),
-    ]
-    body, size = httpclient.InferenceServerClient.generate_request_body(
-        inputs, outputs=outputs
-    )
-    assert size is not None
+    body, size = tritonclient_binary_request()
     reply = call(endpoint, "POST", PREDICT, body, {"Content-Type": MIME + str(size)})
     assert (reply.status, reply.content_type) == (200, OCTETS)
     assert reply.header_length is not None
-    result = httpclient.InferenceServerClient.parse_response_body(
-        reply.body, header_length=int(reply.header_length)
-    )
-    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + 1)
-    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - 1)
+    check_add_sub_answer(reply.body, int(reply.header_length))
 
 
 @pytest.mark.parametrize("kind", KINDS)

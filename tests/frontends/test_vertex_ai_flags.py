@@ -13,13 +13,12 @@ import pytest
 pytest.importorskip("tritonx._native", reason="core not built")
 
 from cloudutil import (
-    ADD_SUB,
-    ADD_SUB_PY,
     launch_command,
     refused_at_start,
     write_model,
 )
-from serverutil import free_port, server_env
+from serverutil import free_port, free_ports, server_env
+from testmodels import ADD_SUB, ADD_SUB_PY
 
 from tritonx.cli import UsageError, parse_args
 from tritonx.errors import InvalidArgumentError
@@ -65,7 +64,12 @@ def _start_failure(
     The output goes to a file: the reference's python stubs, which outlive it a
     moment, would hold a pipe open."""
     command = launch_command(kind)
-    ports = [f"--{name}-port={free_port()}" for name in ("http", "grpc", "metrics")]
+    names = ("http", "grpc", "metrics", "vertex-ai")
+    ports = [
+        f"--{name}-port={port}"
+        for name, port in zip(names, free_ports(len(names)), strict=True)
+        if f"--{name}-port" not in " ".join(args)
+    ]
     log = repo.parent / f"{repo.name}-{kind}-{free_port()}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -118,7 +122,6 @@ def test_start_errors(kind: str, case: str, repo: Path) -> None:
         repo,
         env,
         "--allow-vertex-ai=true",
-        f"--vertex-ai-port={free_port()}",
         *args,
     )
     assert code == 1
