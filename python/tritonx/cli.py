@@ -41,6 +41,7 @@ from tritonx.frontends.http_protocol import (
 )
 from tritonx.frontends.http_routes import RESTRICTED_CATEGORIES as HTTP_API_GROUPS
 from tritonx.logging_setup import LogOptions, configure
+from tritonx.repository.cloud import cloud_scheme
 from tritonx.server import (
     DEFAULT_MAX_INFLIGHT_REQUESTS,
     DEFAULT_SWITCH_INTERVAL_S,
@@ -458,7 +459,9 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
     cli_ports.check_collisions(cli_ports.endpoints(args))
     switch = os.environ.get("TRITONX_SWITCH_INTERVAL", "")
     options = ServerOptions(
-        model_repositories=[Path(p) for p in args.model_repository],
+        model_repositories=[
+            p if cloud_scheme(p) else Path(p) for p in args.model_repository
+        ],
         model_control_mode=args.model_control_mode,
         startup_models=list(args.load_model),
         repository_poll_secs=args.repository_poll_secs,

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from tritonx.cli_values import UsageError, parse_bool, parse_int
 from tritonx.frontends import vertex_ai
 from tritonx.frontends.sagemaker import DEFAULT_PORT, SAGEMAKER_ADDRESS
+from tritonx.repository.cloud import cloud_scheme
 
 
 class Endpoint(NamedTuple):
@@ -124,17 +125,16 @@ def environment_defaults(env: Mapping[str, str]) -> dict[str, Any]:
 
 def storage_repository(env: Mapping[str, str]) -> str | None:
     """The repository tritonserver takes from AIP_STORAGE_URI when no
-    --model-repository is given; a cloud storage URI is refused (UsageError):
-    tritonx reads local directories only."""
+    --model-repository is given: a local directory or a cloud location; another
+    ``scheme://`` is refused (UsageError)."""
     uri = env.get(vertex_ai.STORAGE_URI_ENV, "")
     if not uri:
         return None
-    if "://" in uri:
+    if "://" in uri and cloud_scheme(uri) is None:
         raise UsageError(
             f"error: creating server: Unsupported - {vertex_ai.STORAGE_URI_ENV} "
-            f"'{uri}' names cloud storage, which tritonx cannot read: copy the "
-            "model repository to a local directory and pass --model-repository "
-            f"(or set {vertex_ai.STORAGE_URI_ENV} to that directory)"
+            f"'{uri}' names storage tritonx cannot read (it reads local "
+            "directories and s3://, gs:// and as:// locations)"
         )
     return uri
 

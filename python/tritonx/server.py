@@ -66,7 +66,8 @@ DEFAULT_MAX_INFLIGHT_REQUESTS = 10_000
 class ServerOptions:
     """Everything the server needs; ``tritonx.cli`` maps Triton's flags onto it."""
 
-    model_repositories: list[Path] = field(default_factory=list)
+    # Local directories, or cloud locations ("s3://...") kept as written.
+    model_repositories: list[Path | str] = field(default_factory=list)
     model_control_mode: str = "none"  # none | explicit | poll
     startup_models: list[str] = field(default_factory=list)
     repository_poll_secs: int = 15
@@ -302,8 +303,9 @@ class Server:
         if not self.options.model_repositories:
             raise InvalidArgumentError("--model-repository must be specified")
         for repo in self.options.model_repositories:
-            if not Path(repo).exists():
-                raise InternalError(f"failed to stat file {repo}")
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.manager.storage.check, str(repo)
+            )
         sagemaker = self._sagemaker_settings()
         vertex_ai = self._vertex_ai_routes()
         self.trace = start_tracing(self.options.trace, self.context, self.manager)

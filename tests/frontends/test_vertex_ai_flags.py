@@ -249,8 +249,11 @@ def test_storage_uri_is_the_default_repository() -> None:
     assert local.model_repositories == [Path("/srv/models")]  # type: ignore[attr-defined]
     given = _parse({"AIP_STORAGE_URI": "/srv/models"}, "--model-repository=/m")
     assert given.model_repositories == [Path("/m")]  # type: ignore[attr-defined]
-    with pytest.raises(UsageError, match="names cloud storage, which tritonx cannot"):
-        _parse({"AIP_STORAGE_URI": "gs://bucket/models"})
+    # Vertex AI hands over its model as a gs:// location: served from there.
+    cloud = _parse({"AIP_STORAGE_URI": "gs://bucket/models"})
+    assert cloud.model_repositories == ["gs://bucket/models"]  # type: ignore[attr-defined]
+    with pytest.raises(UsageError, match="names storage tritonx cannot read"):
+        _parse({"AIP_STORAGE_URI": "ftp://host/models"})
     with pytest.raises(UsageError, match="--model-repository must be specified"):
         _parse({})
 

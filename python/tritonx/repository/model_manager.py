@@ -152,9 +152,10 @@ class ModelManager(
                 continue
             try:
                 # A look-ahead: the load that follows reports a failure.
+                self.storage.fetch(model_dir)
                 with parse_errors_unlogged():
                     config, _ = read_model_config(model_dir, self.options, None)
-            except PollFailure:
+            except (PollFailure, TritonXError):
                 continue
             if is_ensemble(config):
                 found.append(name)
@@ -199,6 +200,7 @@ class ModelManager(
                     await self._unload_record(record, drain=False)
         self._started = False
         self._pool.shutdown(wait=True)
+        self.storage.close()
 
     # -- explicit control ------------------------------------------------------
 
@@ -302,6 +304,7 @@ class ModelManager(
         model_dir = listing.models.get(key)
         if model_dir is None:
             raise PollFailure(model_id.name, "model not found in any model repository")
+        self.storage.fetch(model_dir)
         return model_id, model_dir, model_dir.parent, None
 
     async def _load_model(

@@ -32,6 +32,7 @@ from typing import Any
 from tritonx.errors import TritonXError
 from tritonx.repository.records import ManagerOptions, ModelRecord
 from tritonx.repository.repository import RepositoryListing
+from tritonx.repository.storage import RepositoryStorage
 
 log = logging.getLogger("tritonx.repository")
 
@@ -103,6 +104,7 @@ class RepositoryPolling:
 
     # Provided by ModelManager.
     _listing: Callable[[], RepositoryListing]
+    storage: RepositoryStorage
     _run: Callable[..., Awaitable[Any]]
     _load_model: Callable[..., Awaitable[None]]
     _unload_record: Callable[..., Awaitable[None]]
@@ -119,12 +121,21 @@ class RepositoryPolling:
         self._poll_round: asyncio.Future[None] | None = None
 
     def _snapshot(self, names: list[str]) -> dict[str, Timestamp]:
+        """Timestamps of the listed models among ``names``; a cloud model's files
+        are fetched first (one that cannot be is left out: unchanged this round)."""
         listing = self._listing()
-        return {
-            name: model_timestamp(listing.models[name])
-            for name in names
-            if name in listing.models
-        }
+        stamps = {}
+        for name in names:
+            model_dir = listing.models.get(name)
+            if model_dir is None:
+                continue
+            try:
+                self.storage.fetch(model_dir)
+            except TritonXError as error:
+                log.error("failed to poll model '%s': %s", name, error.message)
+                continue
+            stamps[name] = model_timestamp(model_dir)
+        return stamps
 
     def _mark_polled(self, name: str, stamp: Timestamp | None) -> None:
         if stamp is not None:

@@ -20,7 +20,7 @@ UNLOADED_REASON = "unloaded"
 
 @dataclass
 class ManagerOptions:
-    repositories: list[Path]
+    repositories: list[Path | str]  # local directories, or cloud locations as given
     control_mode: str = "none"  # "none" | "explicit" | "poll"
     poll_secs: int = 15  # poll mode: seconds between repository polls (0: never)
     startup_models: list[str] = field(default_factory=list)

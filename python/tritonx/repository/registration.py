@@ -27,7 +27,13 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from tritonx.errors import AlreadyExistsError, InvalidArgumentError, UnsupportedError
+from tritonx.errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    TritonXError,
+    UnsupportedError,
+)
+from tritonx.repository.cloud import cloud_scheme
 from tritonx.repository.polling import PollFailure
 from tritonx.repository.records import ManagerOptions
 from tritonx.repository.repository import (
@@ -35,6 +41,7 @@ from tritonx.repository.repository import (
     RepositoryListing,
     list_repositories,
 )
+from tritonx.repository.storage import RepositoryStorage
 
 log = logging.getLogger("tritonx.repository")
 
@@ -52,6 +59,7 @@ class RepositoryRegistration:
         ]
         # model name -> (repository, mapped sub-directory); Triton's model_mappings_.
         self._mappings: dict[str, tuple[str, str]] = {}
+        self.storage = RepositoryStorage()
 
     @property
     def repository_paths(self) -> list[str]:
@@ -71,7 +79,7 @@ class RepositoryRegistration:
                 )
             names[name] = subdir
         self._check_explicit("registration")
-        if not Path(repository).is_dir():
+        if not self._is_repository(repository):
             raise InvalidArgumentError(
                 f"failed to register '{repository}', repository not found"
             )
@@ -108,6 +116,16 @@ class RepositoryRegistration:
         }
         log.info("Model repository unregistered: %s", repository)
 
+    def _is_repository(self, repository: str) -> bool:
+        if cloud_scheme(repository) is None:
+            return Path(repository).is_dir()
+        try:
+            self.storage.check(repository)
+        except TritonXError as error:
+            log.error("failed to register '%s': %s", repository, error.message)
+            return False
+        return True
+
     def _check_explicit(self, what: str) -> None:
         if self.options.control_mode != "explicit":
             raise UnsupportedError(
@@ -124,7 +142,9 @@ class RepositoryRegistration:
             # Triton matches a repository's directories by the mapped path's last
             # component.
             renamed.setdefault(repository, {})[Path(subdir).name] = name
-        return list_repositories(repositories, self.options.namespacing, renamed)
+        return list_repositories(
+            repositories, self.options.namespacing, renamed, self.storage.local_root
+        )
 
     def _mapped_id(self, name: str) -> ModelId | None:
         """The identity of the model ``name`` maps to, or None when unmapped."""
@@ -139,9 +159,13 @@ class RepositoryRegistration:
         for name, (repository, subdir) in list(self._mappings.items()):
             model_id = ModelId(repository if self.options.namespacing else "", name)
             if model_id.key == key:
-                model_dir = Path(repository) / subdir
-                if not model_dir.exists():
-                    raise PollFailure(name, f"mapped path '{model_dir}' does not exist")
+                root = self.storage.local_root(repository)
+                model_dir = (root or Path(repository)) / subdir
+                if root is None or not model_dir.exists():
+                    raise PollFailure(
+                        name, f"mapped path '{repository}/{subdir}' does not exist"
+                    )
+                self.storage.fetch(model_dir)
                 return model_id, model_dir
         return None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
@@ -61,17 +61,23 @@ def list_repositories(
     repositories: Sequence[Path | str],
     namespacing: bool = False,
     mapped: Mapping[str, Mapping[str, str]] | None = None,
+    local_root: Callable[[str], Path | None] = Path,
 ) -> RepositoryListing:
     """Every sub-directory of every repository is a model (plain files are not).
 
     ``mapped``: per repository (as its path string), directory name -> model name
     for the model directories a registration mapped (registration.py); those are
-    listed under the mapped name only, as Triton's index does."""
+    listed under the mapped name only, as Triton's index does. ``local_root``: the
+    directory a repository's models are listed from (storage.py: a cloud
+    repository's mirror; None when it cannot be listed)."""
     listing = RepositoryListing()
     for repo in repositories:
         renamed = (mapped or {}).get(str(repo), {})
+        root = local_root(str(repo))
+        if root is None:
+            continue
         try:
-            entries = sorted(Path(repo).iterdir())
+            entries = sorted(root.iterdir())
         except OSError as exc:
             log.error("failed to list model repository '%s': %s", repo, exc)
             continue
