@@ -609,7 +609,9 @@ class Server:
             return
         self._stopped = True
         if not self._manager_started:
-            # Failed before any model work (bad options): nothing to drain.
+            # Failed before any model work (bad options): nothing to drain, but a
+            # cloud repository's check may have made its (empty) mirror.
+            self.manager.storage.close()
             logger.info("No server context available. Exiting immediately.")
             return
         grace = float(self.options.exit_timeout_secs)

@@ -352,3 +352,42 @@ def test_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "any location right": ADDED,
         "longest prefix wrong": refused,
     }
+
+
+def test_mirror_downloads_only_what_changed(s3: S3Service, tmp_path: Path) -> None:
+    """The mirror behind a cloud repository: a second fetch downloads nothing, a
+    changed object replaces its file only, objects gone take their files and
+    directories along, and files a model wrote itself stay."""
+    from tritonx.repository.cloud.mirror import CloudMirror
+    from tritonx.repository.cloud.s3 import S3Store
+
+    prefix = s3.unique_prefix()
+    put_model(s3, prefix, "add_sub", ADD_SUB, ADD_SUB_PY)
+    s3.put(f"{prefix}/add_sub/2/model.py", SUB_ADD_PY)
+    s3.put(f"{prefix}/add_sub/empty/", b"")  # a console's folder marker
+    mirror = CloudMirror(S3Store(s3.location(prefix), s3.env), tmp_path)
+    root = mirror.refresh()
+    assert root == tmp_path and sorted(p.name for p in root.iterdir()) == ["add_sub"]
+    model = root / "add_sub"
+    assert not any(model.iterdir())  # listed, nothing downloaded yet
+    mirror.fetch(model)
+    files = sorted(p.relative_to(model).as_posix() for p in model.rglob("*"))
+    assert files == ["1", "1/model.py", "2", "2/model.py", "config.pbtxt", "empty"]
+    assert (model / "1" / "model.py").read_text() == ADD_SUB_PY
+    (model / "1" / "__pycache__").mkdir()  # what importing model.py leaves
+    inodes = {p: p.stat().st_ino for p in model.rglob("*.p*")}
+    mirror.refresh()
+    mirror.fetch(model)
+    assert {p: p.stat().st_ino for p in model.rglob("*.p*")} == inodes
+    s3.put(f"{prefix}/add_sub/1/model.py", SUB_ADD_PY)
+    s3.client.delete_object(Bucket=s3.bucket, Key=f"{prefix}/add_sub/2/model.py")
+    mirror.refresh()
+    mirror.fetch(model)
+    assert (model / "1" / "model.py").read_text() == SUB_ADD_PY
+    assert (model / "config.pbtxt").stat().st_ino == inodes[model / "config.pbtxt"]
+    assert not (model / "2").exists() and (model / "1" / "__pycache__").is_dir()
+    s3.delete_prefix(f"{prefix}/add_sub")
+    mirror.refresh()
+    assert not model.exists()
+    mirror.close()
+    assert not tmp_path.exists()

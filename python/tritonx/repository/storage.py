@@ -87,7 +87,7 @@ class RepositoryStorage:
                 mount = self._env.get(SCHEMES[scheme][1]) or None
                 if mount:
                     Path(mount).mkdir(parents=True, exist_ok=True)
-                root = Path(tempfile.mkdtemp(prefix="folder", dir=mount))
+                root = Path(tempfile.mkdtemp(prefix="tritonx-repository-", dir=mount))
                 mirror = CloudMirror(store, root)
                 self._mirrors[location] = mirror
             return mirror

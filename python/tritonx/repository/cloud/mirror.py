@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from tritonx.repository.cloud.objects import (
@@ -33,6 +34,14 @@ from tritonx.repository.cloud.objects import (
 )
 
 log = logging.getLogger("tritonx.repository")
+
+
+@dataclass
+class _LocalCopy:
+    """What the mirror put in one model directory (keys relative to it)."""
+
+    fetched: dict[str, str] = field(default_factory=dict)  # file -> version
+    made: set[str] = field(default_factory=set)  # directories
 
 
 class CloudMirror:
@@ -47,10 +56,8 @@ class CloudMirror:
         self._index: dict[str, dict[str, StoredObject]] | None = None
         self._index_lock = threading.Lock()
         self._model_locks: dict[str, threading.Lock] = {}
-        # Per local file (relative to root): the version it was downloaded at.
-        self._fetched: dict[str, str] = {}
-        # Directories (relative to root) the mirror made for the listing.
-        self._made: set[str] = set()
+        # Per model directory, read and written under that model's lock.
+        self._copies: dict[str, _LocalCopy] = {}
 
     def refresh(self) -> Path | None:
         """List the repository again; the local root, or None when the repository
@@ -75,7 +82,7 @@ class CloudMirror:
             if entry.name not in index:
                 with self._model_lock(entry.name):
                     _remove(entry)
-                    self._forget(entry.name)
+                    self._copies.pop(entry.name, None)
         return self.root
 
     def owns(self, path: Path) -> bool:
@@ -99,11 +106,6 @@ class CloudMirror:
         with self._index_lock:
             return self._model_locks.setdefault(name, threading.Lock())
 
-    def _forget(self, model: str) -> None:
-        for key in self._fetched_under(model):
-            del self._fetched[key]
-        self._made.difference_update(self._made_under(model))
-
     def _sync_model(
         self, name: str, model_dir: Path, wanted: dict[str, StoredObject]
     ) -> None:
@@ -115,35 +117,25 @@ class CloudMirror:
             directories.update(
                 str(p) for p in PurePosixPath(key).parents if str(p) != "."
             )
+        copy = self._copies.setdefault(name, _LocalCopy())
         # Only what the mirror put there and the listing no longer has goes away:
         # files a model writes beside its own (e.g. __pycache__) stay.
-        for local in sorted(self._fetched_under(name), reverse=True):
-            key = local.removeprefix(name + "/")
-            if key not in files:
-                (model_dir / key).unlink(missing_ok=True)
-                del self._fetched[local]
-        for local in sorted(self._made_under(name), reverse=True):
-            key = local.removeprefix(name + "/")
-            if key not in directories:
-                _remove(model_dir / key)
-                self._made.discard(local)
+        for key in sorted(set(copy.fetched) - set(files), reverse=True):
+            (model_dir / key).unlink(missing_ok=True)
+            del copy.fetched[key]
+        for key in sorted(copy.made - directories, reverse=True):
+            _remove(model_dir / key)
+            copy.made.discard(key)
         model_dir.mkdir(exist_ok=True)
         for directory in sorted(directories):
             (model_dir / directory).mkdir(parents=True, exist_ok=True)
-            self._made.add(f"{name}/{directory}")
+            copy.made.add(directory)
         for key, item in sorted(files.items()):
-            local = f"{name}/{key}"
             target = model_dir / key
-            if self._fetched.get(local) == item.version and target.is_file():
+            if copy.fetched.get(key) == item.version and target.is_file():
                 continue
             self._download(item, name, key, target)
-            self._fetched[local] = item.version
-
-    def _fetched_under(self, model: str) -> list[str]:
-        return [k for k in self._fetched if k.startswith(model + "/")]
-
-    def _made_under(self, model: str) -> list[str]:
-        return [k for k in self._made if k.startswith(model + "/")]
+            copy.fetched[key] = item.version
 
     def _download(self, item: StoredObject, model: str, key: str, target: Path) -> None:
         # A partial file never shows under the real name: download beside it,
