@@ -22,9 +22,15 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from cloudutil import launch_command
+from cloudutil import JSON_ANSWER, JSON_REQUEST, call, launch_command, wait_for_port
 from objectstores import S3Service, moto_s3
-from serverutil import RunningServer, free_ports, reference_command, run_either
+from serverutil import (
+    RunningServer,
+    free_ports,
+    reference_command,
+    run_either,
+    server_env,
+)
 from testmodels import ADD_SUB, ADD_SUB_PY
 from tritonclient.utils import InferenceServerException
 
@@ -391,3 +397,36 @@ def test_mirror_downloads_only_what_changed(s3: S3Service, tmp_path: Path) -> No
     assert not model.exists()
     mirror.close()
     assert not tmp_path.exists()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_vertex_ai_storage_uri_names_the_bucket(s3: S3Service, kind: str) -> None:
+    """Vertex AI hands a model over as AIP_STORAGE_URI: with no --model-repository
+    the server reads the repository from that bucket location."""
+    prefix = s3.unique_prefix()
+    put_model(s3, prefix, "add_sub", ADD_SUB, ADD_SUB_PY)
+    port, metrics = free_ports(2)
+    env = server_env(
+        {
+            "AIP_MODE": "PREDICTION",
+            "AIP_HTTP_PORT": str(port),
+            "AIP_STORAGE_URI": s3.location(prefix),
+            "AIP_HEALTH_ROUTE": "/health",
+            "AIP_PREDICT_ROUTE": "/predict",
+        }
+    )
+    process = subprocess.Popen(
+        [*launch_command(kind), f"--metrics-port={metrics}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port(port, timeout=120)
+        wait_until(lambda: call(port, "GET", "/health").status == 200, "ready")
+        answer = call(port, "POST", "/predict", JSON_REQUEST)
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)
+    assert (answer.status, answer.body) == (200, JSON_ANSWER)
