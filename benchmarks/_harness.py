@@ -65,7 +65,7 @@ def free_port() -> int:
 def running(
     name: str,
     cmd: Sequence[str],
-    repo: Path,
+    repo: Path | str,
     env: dict[str, str],
     timeout: float,
     extra_args: Sequence[str] = (),

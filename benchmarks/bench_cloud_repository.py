@@ -1,0 +1,132 @@
+"""Cloud repository benchmark: time from launch to ready for a model repository in
+S3, on tritonx and a reference Triton, side by side, against the same repository on
+local disk.
+
+The repository holds --models Python models, each with a --weights-mib file of
+random bytes in its version directory (what a framework model's weights are to the
+download; the model itself loads instantly), in a bucket of moto's S3 server on
+loopback (tests/objectstores.py). Reported: seconds to /v2/health/ready, medians over
+--rounds alternating runs, for the local directory and for S3; their difference is
+what reading the repository from the bucket costs, and tritonx/reference ratios of
+that cost.
+
+    python benchmarks/bench_cloud_repository.py --reference-cmd /path/to/triton_reference \\
+        --models 4 --weights-mib 128 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from _harness import add_server_arguments, running, servers_to_compare
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from objectstores import S3Service, moto_s3
+
+CONFIG = """
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+instance_group [ { kind: KIND_CPU count: 1 } ]
+"""
+MODEL_PY = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [
+            pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUTPUT0", pb_utils.get_input_tensor_by_name(
+                    r, "INPUT0").as_numpy())])
+            for r in requests
+        ]
+"""
+
+
+def write_repository(root: Path, models: int, weights_mib: int) -> None:
+    for index in range(models):
+        version = root / f"model_{index}" / "1"
+        version.mkdir(parents=True)
+        (root / f"model_{index}" / "config.pbtxt").write_text(CONFIG)
+        (version / "model.py").write_text(MODEL_PY)
+        (version / "weights.bin").write_bytes(os.urandom(weights_mib << 20))
+
+
+def seconds_to_ready(
+    name: str, cmd: list[str], repo: Path | str, timeout: float
+) -> float:
+    started = time.monotonic()
+    with running(name, cmd, repo, {}, timeout):
+        return time.monotonic() - started
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_server_arguments(p)
+    p.add_argument("--models", type=int, default=4)
+    p.add_argument("--weights-mib", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--start-timeout", type=float, default=600.0)
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    servers = servers_to_compare(args)
+    times: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, moto_s3() as s3:
+        local = Path(tmp) / "repo"
+        write_repository(local, args.models, args.weights_mib)
+        s3.upload_tree("repo", local)
+        os.environ.update(s3.env)  # the servers' credentials
+        sources: dict[str, Path | str] = {"local": local, "s3": s3.location("repo")}
+        for round_index in range(args.rounds):
+            for name, cmd in servers:
+                for source, repo in sources.items():
+                    took = seconds_to_ready(name, cmd, repo, args.start_timeout)
+                    times.setdefault((name, source), []).append(took)
+                    print(
+                        f"  round {round_index + 1} {name:9s} {source:5s} "
+                        f"{took:6.2f} s to ready",
+                        flush=True,
+                    )
+    _report(times, servers, args, s3)
+    return 0
+
+
+def _report(
+    times: dict[tuple[str, str], list[float]],
+    servers: list[tuple[str, list[str]]],
+    args: argparse.Namespace,
+    s3: S3Service,
+) -> None:
+    total = args.models * args.weights_mib
+    print(
+        f"\n{args.models} models x {args.weights_mib} MiB = {total} MiB in S3 "
+        f"(moto on 127.0.0.1:{s3.port}); medians of {args.rounds} rounds\n"
+    )
+    print("| server | local dir s | S3 s | S3 cost s | MiB/s from S3 |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    cost = {}
+    for name, _ in servers:
+        local = statistics.median(times[(name, "local")])
+        remote = statistics.median(times[(name, "s3")])
+        cost[name] = remote - local
+        rate = total / cost[name] if cost[name] > 0 else float("inf")
+        print(
+            f"| {name} | {local:.2f} | {remote:.2f} | {cost[name]:.2f} | {rate:.0f} |"
+        )
+    if "reference" in cost and cost["tritonx"] > 0:
+        print(
+            f"\nS3 cost ratio reference/tritonx: {cost['reference'] / cost['tritonx']:.2f}x"
+            " (above 1: tritonx reads the bucket faster)"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
