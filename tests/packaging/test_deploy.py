@@ -260,7 +260,10 @@ def test_dockerfile_builds_with_the_tested_scripts() -> None:
     # Stage 2: that wheel, pip-installed; the console script pyproject declares.
     dist = build.group(1)
     assert f"COPY --from=build {dist}/ /tmp/dist/" in text
-    assert runs[2].startswith("pip install --no-cache-dir /tmp/dist/tritonx-*.whl")
+    assert runs[2].startswith(
+        'pip install --no-cache-dir "$(echo /tmp/dist/tritonx-*.whl)[cloud]"'
+    )
+    assert "cloud = " in (ROOT / "pyproject.toml").read_text()
     assert 'ENTRYPOINT ["tritonx-server"]' in text
     assert (
         'tritonx-server = "tritonx.cli:main"' in (ROOT / "pyproject.toml").read_text()
