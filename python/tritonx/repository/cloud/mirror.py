@@ -86,12 +86,14 @@ class CloudMirror:
         return self.root
 
     def owns(self, path: Path) -> bool:
-        return path.parent == self.root
+        return self.root in path.parents
 
-    def fetch(self, model_dir: Path) -> None:
-        """Make ``model_dir`` (a directory of this mirror's root) match the last
-        listing; CloudStorageError when a download fails."""
-        name = model_dir.name
+    def fetch(self, path: Path) -> None:
+        """Make the model directory holding ``path`` (a directory below this
+        mirror's root; a registration may map a nested one) match the last listing;
+        CloudStorageError when a download fails."""
+        name = path.relative_to(self.root).parts[0]
+        model_dir = self.root / name
         with self._index_lock:
             wanted = dict((self._index or {}).get(name, {}))
         with self._model_lock(name):
