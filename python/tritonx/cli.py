@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--model-load-thread-count", type=parse_int, default=4, metavar="<integer>"
     )
+    g.add_argument(
+        "--model-load-retry-count", type=parse_int, default=0, metavar="<integer>"
+    )
 
     g = p.add_argument_group("HTTP")
     g.add_argument("--allow-http", type=parse_bool, default=True, metavar="<boolean>")
@@ -479,6 +482,9 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         auto_complete=auto_complete,
         model_config_name=args.model_config_name,
         model_load_thread_count=args.model_load_thread_count,
+        # Attempts after a failed one; tritonserver reads a negative count as a
+        # huge unsigned one (retrying for ever), tritonx as none.
+        model_load_retry_count=max(0, args.model_load_retry_count),
         backend_config=parse_backend_config(args.backend_config),
         server_id=args.id,
         allow_http=args.allow_http,

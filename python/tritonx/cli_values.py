@@ -25,7 +25,6 @@ IGNORED_FLAGS = (
     "--host-policy",
     "--model-load-gpu-limit",
     "--enable-peer-access",
-    "--model-load-retry-count",
     "--metrics-config",
 )
 

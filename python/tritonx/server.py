@@ -89,6 +89,7 @@ class ServerOptions:
     auto_complete: bool = True
     model_config_name: str | None = None
     model_load_thread_count: int = 4
+    model_load_retry_count: int = 0
     # backend name -> {setting: value}; global settings live under "".
     backend_config: dict[str, dict[str, str]] = field(default_factory=dict)
     server_id: str = "triton"
@@ -254,6 +255,7 @@ class Server:
                 auto_complete=options.auto_complete,
                 config_name=options.model_config_name,
                 load_threads=options.model_load_thread_count,
+                load_retries=options.model_load_retry_count,
                 backend_config={
                     **options.backend_config,
                     # Python stubs stop within the exit timeout (finalize, then kill).

@@ -426,9 +426,29 @@ class ModelManager(
         log.info("loading: %s:%d", config.name, version)
         if stage_error is not None:
             raise stage_error
-        return await self._run(
-            build_version, config, version, model_dir, repository, self._settings
-        )
+        retries = self.options.load_retries
+        for attempt in range(retries + 1):
+            try:
+                return await self._run(
+                    build_version,
+                    config,
+                    version,
+                    model_dir,
+                    repository,
+                    self._settings,
+                )
+            except Exception as error:
+                if attempt == retries:
+                    raise
+                log.warning(
+                    "failed to load '%s' version %d (attempt %d of %d), retrying: %s",
+                    config.name,
+                    version,
+                    attempt + 1,
+                    retries + 1,
+                    as_triton_error(error).message,
+                )
+        raise AssertionError("unreachable")
 
     async def _roll_back(
         self,

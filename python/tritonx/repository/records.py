@@ -29,6 +29,9 @@ class ManagerOptions:
     auto_complete: bool = True
     config_name: str | None = None
     load_threads: int = 4
+    # A model version that fails to load is built again up to this many times
+    # before the load fails (Triton's --model-load-retry-count).
+    load_retries: int = 0
     # backend name -> setting -> value; settings for all backends under "".
     backend_config: dict[str, dict[str, str]] = field(default_factory=dict)
     gpu_ids: list[int] = field(default_factory=list)

@@ -1,0 +1,115 @@
+"""--model-load-retry-count: a model version whose load fails is built again, up to
+that many more times, before the load fails; through the wire, against the real
+Triton 2.51 on the same repository when TRITONX_REFERENCE_CMD is set.
+
+The model's initialize fails until it has been called FAILURES + 1 times (a counter
+file beside model.py), so a retry count of FAILURES or more loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serverutil import RunningServer, reference_command, run_either
+from testmodels import ADD_SUB
+
+FAILURES = 2
+FLAKY_PY = f"""
+import os
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        counter = os.path.join(
+            args["model_repository"], args["model_version"], "attempts"
+        )
+        attempts = int(open(counter).read()) + 1 if os.path.exists(counter) else 1
+        with open(counter, "w") as f:
+            f.write(str(attempts))
+        if attempts <= {FAILURES}:
+            raise RuntimeError(f"not yet: attempt {{attempts}}")
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            a = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
+            b = pb_utils.get_input_tensor_by_name(r, "INPUT1").as_numpy()
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUTPUT0", a + b), pb_utils.Tensor("OUTPUT1", a - b)]))
+        return out
+"""
+
+
+def flaky_repository(root: Path) -> Path:
+    (root / "add_sub" / "1").mkdir(parents=True)
+    (root / "add_sub" / "config.pbtxt").write_text(ADD_SUB)
+    (root / "add_sub" / "1" / "model.py").write_text(FLAKY_PY)
+    return root
+
+
+def load(server: RunningServer) -> tuple[int, Any]:
+    url = f"http://{server.http_url}/v2/repository/models/add_sub/load"
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            return reply.status, None
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())["error"]
+
+
+def observe(kind: str, root: Path, retries: int) -> dict[str, Any]:
+    repo = flaky_repository(root / kind / str(retries))
+    with run_either(
+        kind,
+        repo,
+        "--model-control-mode=explicit",
+        f"--model-load-retry-count={retries}",
+    ) as server:
+        status = load(server)
+        second = load(server)  # a later load is tried afresh
+    attempts = (repo / "add_sub" / "1" / "attempts").read_text()
+    # Messages carry the model's path (each server has its own copy).
+    status, second = (
+        (code, text.replace(str(repo), "<repo>") if text else text)
+        for code, text in (status, second)
+    )
+    return {"load": status, "later load": second, "attempts": attempts}
+
+
+@pytest.mark.parametrize("retries", [0, FAILURES - 1, FAILURES, FAILURES + 3])
+def test_failed_loads_are_retried(tmp_path: Path, retries: int) -> None:
+    seen = observe("tritonx", tmp_path, retries)
+    if reference_command() is not None:
+        reference = observe("reference", tmp_path, retries)
+        # The message names the backend's error in each server's own words.
+        assert {**seen, "load": seen["load"][0]} == {
+            **reference,
+            "load": reference["load"][0],
+        }
+    statuses, attempts = expected(retries)
+    assert [seen["load"][0], seen["later load"][0]] == statuses
+    assert seen["attempts"] == str(attempts)
+    for status, key in zip(statuses, ("load", "later load"), strict=True):
+        if status == 400:
+            assert "not yet: attempt" in seen[key][1]
+
+
+def expected(retries: int) -> tuple[list[int], int]:
+    """The statuses of the two loads and the initialize calls made, when each
+    load tries 1 + ``retries`` times and initialize fails FAILURES times."""
+    attempts, statuses = 0, []
+    for _ in range(2):
+        status = 400
+        for _ in range(retries + 1):
+            attempts += 1
+            if attempts > FAILURES:
+                status = 200
+                break
+        statuses.append(status)
+    return statuses, attempts
