@@ -1,10 +1,12 @@
 """Object storage services on loopback for the cloud-repository tests: moto's S3
 server (a real HTTP server speaking S3's REST API, which boto3 and Triton's AWS
-SDK both talk to). With ``authenticate`` requests must be signed with the access
+SDK both talk to) and gcp-storage-emulator (GCS's JSON API, which the Python
+client and Triton's google-cloud-cpp both reach through their emulator
+variables; it takes any credentials or none). With ``authenticate`` requests must be signed with the access
 key made for the test; moto 5 then refuses (SignatureDoesNotMatch) any listing
 whose prefix holds a '/', so only a repository at a bucket's root can be read
-(Triton cannot: it lists each model directory by prefix). Tests skip when moto is
-not installed."""
+(Triton cannot: it lists each model directory by prefix). Tests skip when a
+service's package is not installed."""
 
 from __future__ import annotations
 
@@ -83,15 +85,7 @@ def moto_s3(authenticate: bool = False) -> Iterator[S3Service]:
         },
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:  # a connection, not a request: requests count as setup ones
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto's S3 server did not start") from None
-                time.sleep(0.1)
+        _wait_for_port(process, port, "moto's S3 server")
         endpoint = f"http://127.0.0.1:{port}"
         iam = boto3.client(
             "iam",
@@ -127,9 +121,95 @@ def moto_s3(authenticate: bool = False) -> Iterator[S3Service]:
         client.create_bucket(Bucket="models")
         yield S3Service(port, "models", client, env)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
+
+
+@dataclass
+class GcsService:
+    """The bucket ``models`` of a GCS emulator at ``endpoint`` (an http:// URL);
+    ``client`` is an anonymous google-cloud-storage client of it."""
+
+    endpoint: str
+    bucket: str
+    client: Any
+
+    def location(self, prefix: str) -> str:
+        return f"gs://{self.bucket}/{prefix}"
+
+    def put(self, key: str, data: bytes | str) -> None:
+        self.client.bucket(self.bucket).blob(key).upload_from_string(data)
+
+    def upload_tree(self, prefix: str, root: Path) -> None:
+        """Every file below ``root`` under ``prefix``."""
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                self.put(
+                    f"{prefix}/{path.relative_to(root).as_posix()}", path.read_bytes()
+                )
+
+    def delete_prefix(self, prefix: str) -> None:
+        for blob in list(self.client.list_blobs(self.bucket, prefix=prefix + "/")):
+            blob.delete()
+
+    def unique_prefix(self) -> str:
+        return f"repo-{uuid.uuid4().hex[:8]}"
+
+
+@contextmanager
+def gcs_emulator() -> Iterator[GcsService]:
+    """gcp-storage-emulator (in memory) on a free loopback port with the bucket
+    ``models``, until exit."""
+    pytest.importorskip(
+        "gcp_storage_emulator", reason="gcp-storage-emulator is not installed"
+    )
+    storage = pytest.importorskip("google.cloud.storage")
+    from google.auth.credentials import AnonymousCredentials
+
+    (port,) = free_ports(1)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gcp_storage_emulator",
+            "start",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--in-memory",
+            "--default-bucket=models",
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(process, port, "the GCS emulator")
+        endpoint = f"http://127.0.0.1:{port}"
+        client = storage.Client(
+            project=None,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": endpoint},
+        )
+        yield GcsService(endpoint, "models", client)
+    finally:
+        _stop(process)
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], port: int, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:  # a connection, not a request (moto counts requests as setup ones)
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -12,6 +12,9 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+# Shared scenarios assert in their own module: rewritten like a test's asserts.
+pytest.register_assert_rewrite("cloud_scenarios")
+
 from repo_helpers import Repo  # noqa: E402
 
 

@@ -25,12 +25,17 @@ def cloud_scheme(location: str) -> str | None:
 
 def open_store(location: str, env: Mapping[str, str] = os.environ) -> ObjectStore:
     """The store for a cloud location; CloudStorageError when the location is
-    malformed or its service's client library is missing."""
+    malformed, its credentials cannot be loaded or its service's client
+    library is missing."""
     scheme = cloud_scheme(location)
     if scheme == "s3://":
         from tritonx.repository.cloud.s3 import S3Store
 
         return S3Store(location, env)
+    if scheme == "gs://":
+        from tritonx.repository.cloud.gcs import GcsStore
+
+        return GcsStore(location, env)
     # Azure Blob Storage: no service runs here to test a client against (and
     # Triton 2.51 cannot be pointed at one either), so it is refused, not guessed.
     service = SCHEMES[scheme][0] if scheme else "this"
