@@ -38,7 +38,7 @@ from cloud_scenarios import (
     start_failure,
 )
 from objectstores import GcsService, gcs_emulator
-from serverutil import reference_command, run_either
+from serverutil import run_either
 from testmodels import ADD_SUB, ADD_SUB_PY
 
 
@@ -257,15 +257,12 @@ def test_credentials(
     asked = {"infer": ADDED, "token asked": True}
     assert differential(scenario) == {"environment": asked, "longest prefix": asked}
 
-    # Where the credential file has no entry for the location Triton refuses to
-    # start; tritonx goes on as without the file (anonymous, on the emulator).
+    # A credential file with no entry for the location stops the start.
     credentials.write_text(json.dumps({"gs": {"gs://elsewhere": str(account)}}))
-    assert served("tritonx") == {"infer": ADDED, "token asked": False}
-    if reference_command() is not None:
-        assert start_failure("reference", location) == (
-            "error: creating server: Not found - Cannot match credential for path "
-            f" {location}"
-        )
+    assert differential(lambda kind: {"start": start_failure(kind, location)}) == {
+        "start": "error: creating server: Not found - Cannot match credential for "
+        f"path  {location}"
+    }
 
     # A credential named but unreadable stops tritonx at start-up; Triton would
     # go on anonymously and fail on the first private bucket.

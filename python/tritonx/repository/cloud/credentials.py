@@ -3,8 +3,11 @@
 ``TRITON_CLOUD_CREDENTIAL_PATH`` names a JSON file with one object per service
 ("s3", "gs", "as"), each mapping a path prefix to that service's credential; the
 longest prefix of a repository's location wins and "" matches every location.
-Without the file (or without a matching entry) each service falls back to its own
-environment variables (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*).
+Without the file each service falls back to its own environment variables (AWS_*,
+GOOGLE_APPLICATION_CREDENTIALS); a file that has entries for the service but none
+for the location stops the start, as in Triton (NOT_FOUND "Cannot match credential
+for path ..."): credentials configured but not matched are a mistake, not a wish to
+use the environment's.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from tritonx.errors import NotFoundError
 from tritonx.repository.cloud.objects import CloudStorageError
 
 log = logging.getLogger("tritonx.repository")
@@ -26,7 +30,8 @@ def credential_for(
     service: str, location: str, env: Mapping[str, str] = os.environ
 ) -> Any | None:
     """The credential entry of ``service`` whose prefix is the longest one of
-    ``location``, or None when the file is not set or has no such entry."""
+    ``location``; None when the file is not set or has nothing for ``service``,
+    NotFoundError when it has entries for ``service`` but none matches."""
     path = env.get(CREDENTIAL_PATH_ENV, "")
     if not path:
         return None
@@ -42,8 +47,7 @@ def credential_for(
         return None
     matches = [prefix for prefix in entries if location.startswith(prefix)]
     if not matches:
-        log.warning("Cannot match credential for path %s", location)
-        return None
+        raise NotFoundError(f"Cannot match credential for path  {location}")
     best = max(matches, key=len)
     log.info("Using credential %r for path %s", best, location)
     return entries[best]
