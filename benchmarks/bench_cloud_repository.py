@@ -1,14 +1,14 @@
 """Cloud repository benchmark: time from launch to ready for a model repository in
-S3, on tritonx and a reference Triton, side by side, against the same repository on
-local disk.
+S3 and in GCS, on tritonx and a reference Triton, side by side, against the same
+repository on local disk.
 
 The repository holds --models Python models, each with a --weights-mib file of
 random bytes in its version directory (what a framework model's weights are to the
-download; the model itself loads instantly), in a bucket of moto's S3 server on
-loopback (tests/objectstores.py). Reported: seconds to /v2/health/ready, medians over
---rounds alternating runs, for the local directory and for S3; their difference is
-what reading the repository from the bucket costs, and tritonx/reference ratios of
-that cost.
+download; the model itself loads instantly), in a bucket of moto's S3 server and of
+gcp-storage-emulator on loopback (tests/objectstores.py). Reported: seconds to
+/v2/health/ready, medians over --rounds alternating runs, for the local directory
+and each service; the difference is what reading the repository from the bucket
+costs, and reference/tritonx ratios of that cost.
 
     python benchmarks/bench_cloud_repository.py --reference-cmd /path/to/triton_reference \\
         --models 4 --weights-mib 128 --rounds 3
@@ -28,7 +28,7 @@ from pathlib import Path
 from _harness import add_server_arguments, running, servers_to_compare
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from objectstores import S3Service, moto_s3
+from objectstores import gcs_emulator, moto_s3
 
 CONFIG = """
 backend: "python"
@@ -79,12 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     servers = servers_to_compare(args)
     times: dict[tuple[str, str], list[float]] = {}
-    with tempfile.TemporaryDirectory() as tmp, moto_s3() as s3:
+    with tempfile.TemporaryDirectory() as tmp, moto_s3() as s3, gcs_emulator() as gcs:
         local = Path(tmp) / "repo"
         write_repository(local, args.models, args.weights_mib)
-        s3.upload_tree("repo", local)
-        os.environ.update(s3.env)  # the servers' credentials
-        sources: dict[str, Path | str] = {"local": local, "s3": s3.location("repo")}
+        sources: dict[str, Path | str] = {"local": local}
+        for service, bucket in (("s3", s3), ("gcs", gcs)):
+            bucket.upload_tree("repo", local)
+            os.environ.update(bucket.env)  # what the servers connect with
+            sources[service] = bucket.location("repo")
         for round_index in range(args.rounds):
             for name, cmd in servers:
                 for source, repo in sources.items():
@@ -95,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{took:6.2f} s to ready",
                         flush=True,
                     )
-    _report(times, servers, args, s3)
+    _report(times, servers, args)
     return 0
 
 
@@ -103,29 +105,28 @@ def _report(
     times: dict[tuple[str, str], list[float]],
     servers: list[tuple[str, list[str]]],
     args: argparse.Namespace,
-    s3: S3Service,
 ) -> None:
     total = args.models * args.weights_mib
     print(
-        f"\n{args.models} models x {args.weights_mib} MiB = {total} MiB in S3 "
-        f"(moto on 127.0.0.1:{s3.port}); medians of {args.rounds} rounds\n"
+        f"\n{args.models} models x {args.weights_mib} MiB = {total} MiB per "
+        f"repository; seconds to ready, medians of {args.rounds} rounds\n"
     )
-    print("| server | local dir s | S3 s | S3 cost s | MiB/s from S3 |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    cost = {}
-    for name, _ in servers:
-        local = statistics.median(times[(name, "local")])
-        remote = statistics.median(times[(name, "s3")])
-        cost[name] = remote - local
-        rate = total / cost[name] if cost[name] > 0 else float("inf")
-        print(
-            f"| {name} | {local:.2f} | {remote:.2f} | {cost[name]:.2f} | {rate:.0f} |"
-        )
-    if "reference" in cost and cost["tritonx"] > 0:
-        print(
-            f"\nS3 cost ratio reference/tritonx: {cost['reference'] / cost['tritonx']:.2f}x"
-            " (above 1: tritonx reads the bucket faster)"
-        )
+    print("| service | server | local dir s | bucket s | bucket cost s | MiB/s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for service in ("s3", "gcs"):
+        cost = {}
+        for name, _ in servers:
+            local = statistics.median(times[(name, "local")])
+            remote = statistics.median(times[(name, service)])
+            cost[name] = remote - local
+            rate = total / cost[name] if cost[name] > 0 else float("inf")
+            print(
+                f"| {service} | {name} | {local:.2f} | {remote:.2f} | "
+                f"{cost[name]:.2f} | {rate:.0f} |"
+            )
+        if "reference" in cost and cost["tritonx"] > 0:
+            ratio = cost["reference"] / cost["tritonx"]
+            print(f"| {service} | reference/tritonx cost | | | {ratio:.2f}x | |")
 
 
 if __name__ == "__main__":

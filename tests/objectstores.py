@@ -136,6 +136,11 @@ class GcsService:
     def location(self, prefix: str) -> str:
         return f"gs://{self.bucket}/{prefix}"
 
+    @property
+    def env(self) -> dict[str, str]:
+        """What sends a server's GCS requests (tritonx's and Triton's) here."""
+        return {"CLOUD_STORAGE_EMULATOR_ENDPOINT": self.endpoint}
+
     def put(self, key: str, data: bytes | str) -> None:
         self.client.bucket(self.bucket).blob(key).upload_from_string(data)
 

@@ -135,6 +135,18 @@ class S3Store:
         self.location = location
         self._where = parse_location(location)
         self._client = _client(location, self._where, env)
+        from boto3.s3.transfer import TransferConfig
+
+        # Large parts: a file under 64 MiB is one GET, a larger one a few ranged
+        # GETs in parallel. boto3's default (8 MiB parts, 10 threads) multiplies the
+        # requests, and services that serve ranges slowly (moto, some gateways)
+        # then read a 128 MiB file 8x slower than one GET does
+        # (benchmarks/bench_cloud_repository.py).
+        self._transfer = TransferConfig(
+            multipart_threshold=64 << 20,
+            multipart_chunksize=64 << 20,
+            max_concurrency=8,
+        )
 
     def _key_prefix(self) -> str:
         return self._where.prefix + "/" if self._where.prefix else ""
@@ -181,7 +193,10 @@ class S3Store:
     def download(self, key: str, target: Path) -> None:
         try:
             self._client.download_file(
-                self._where.bucket, self._key_prefix() + key, str(target)
+                self._where.bucket,
+                self._key_prefix() + key,
+                str(target),
+                Config=self._transfer,
             )
         except Exception as error:
             name, message = _describe(error)
