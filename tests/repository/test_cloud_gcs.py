@@ -271,3 +271,16 @@ def test_credentials(
         "error: creating server: Internal - Unable to create GCS client. Check "
         "account credentials. "
     )
+
+
+def test_an_empty_bucket_is_an_empty_repository(gcs: GcsService) -> None:
+    """A bucket's root is a directory even with nothing in it: the server starts
+    with no models (a prefix with nothing below it is refused instead)."""
+    bucket = f"empty-{gcs.unique_prefix()}"
+    gcs.client.create_bucket(bucket)
+
+    def scenario(kind: str) -> dict[str, Any]:
+        with run_either(kind, f"gs://{bucket}") as server:
+            return {"index": index(server)}
+
+    assert differential(scenario) == {"index": []}

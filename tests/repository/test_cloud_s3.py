@@ -236,3 +236,17 @@ def test_vertex_ai_storage_uri_names_the_bucket(s3: S3Service, kind: str) -> Non
         process.terminate()
         process.communicate(timeout=60)
     assert (answer.status, answer.body) == (200, JSON_ANSWER)
+
+
+def test_an_empty_bucket_is_an_empty_repository(s3: S3Service) -> None:
+    """A bucket's root is a directory even with nothing in it: the server starts
+    with no models (a prefix with nothing below it is refused instead)."""
+    bucket = f"empty-{s3.unique_prefix()}"
+    s3.client.create_bucket(Bucket=bucket)
+    location = f"s3://127.0.0.1:{s3.port}/{bucket}"
+
+    def scenario(kind: str) -> dict[str, Any]:
+        with run_either(kind, location) as server:
+            return {"index": index(server)}
+
+    assert differential(scenario) == {"index": []}

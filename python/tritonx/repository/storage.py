@@ -48,7 +48,7 @@ class RepositoryStorage:
             listed = mirror.store.list_objects()
         except CloudStorageError as error:
             raise InternalError(str(error)) from None
-        if not listed:
+        if not listed and not mirror.store.at_bucket_root:
             raise InvalidArgumentError("repository path is not a valid directory")
 
     def local_root(self, location: str) -> Path | None:

@@ -165,6 +165,10 @@ class GcsStore:
 
         self._retry = DEFAULT_RETRY.with_timeout(_RETRY_SECONDS)
 
+    @property
+    def at_bucket_root(self) -> bool:
+        return not self._where.prefix
+
     def check(self) -> None:
         try:
             self._client.get_bucket(

@@ -40,6 +40,12 @@ class ObjectStore(Protocol):
     #: The location as the user wrote it (also the model namespace).
     location: str
 
+    @property
+    def at_bucket_root(self) -> bool:
+        """The location is a whole bucket: a directory even when it is empty, as
+        Triton counts a bucket's root."""
+        ...
+
     def check(self) -> None:
         """Raise CloudStorageError when the service or the bucket cannot be reached
         with the credentials at hand (Triton's "unable to create ... client")."""

@@ -151,6 +151,10 @@ class S3Store:
     def _key_prefix(self) -> str:
         return self._where.prefix + "/" if self._where.prefix else ""
 
+    @property
+    def at_bucket_root(self) -> bool:
+        return not self._where.prefix
+
     def check(self) -> None:
         try:
             self._client.head_bucket(Bucket=self._where.bucket)
