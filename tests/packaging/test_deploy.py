@@ -30,7 +30,7 @@ kubernetes_validate = pytest.importorskip("kubernetes_validate")
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S_VERSION = "1.30.0"  # oldest Kubernetes these manifests target
-OVERLAYS = ("cpu", "gpu")
+OVERLAYS = ("cpu", "gpu", "s3")
 # Metrics that come from other exporters (NVIDIA's dcgm-exporter), not from tritonx.
 EXTERNAL_METRIC_PREFIXES = ("DCGM_",)
 
@@ -87,11 +87,13 @@ def test_every_yaml_file_parses() -> None:
 def test_overlay_renders_and_validates(overlay: str) -> None:
     objs = _render(DEPLOY / "kubernetes" / "overlays" / overlay)
     kinds = sorted(o["kind"] for o in objs)
+    # The s3 overlay reads the repository from a bucket: no shared volume.
+    volume = [] if overlay == "s3" else ["PersistentVolumeClaim"]
     assert kinds == sorted(
         [
             "Deployment",
             "HorizontalPodAutoscaler",
-            "PersistentVolumeClaim",
+            *volume,
             "PodDisruptionBudget",
             "Service",
             "Service",
@@ -130,6 +132,18 @@ def test_overlay_renders_and_validates(overlay: str) -> None:
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     if overlay == "gpu":
         assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"] for v in spec["volumes"]}
+    if overlay == "s3":
+        assert "--model-repository=s3://my-models/triton" in container["args"]
+        assert container["envFrom"] == [
+            {"secretRef": {"name": "tritonx-s3", "optional": True}}
+        ]
+        # Downloads land in /tmp; only that volume is left.
+        assert mounts == {"tmp": "/tmp"} and volumes == {"tmp"}
+    else:
+        assert mounts == {"models": "/models", "tmp": "/tmp"}
+        assert "--model-repository=/models" in container["args"]
 
 
 def test_a_broken_manifest_fails_validation() -> None:
@@ -274,3 +288,37 @@ def test_dockerfile_builds_with_the_tested_scripts() -> None:
         r"^HEALTHCHECK .*(http://127\.0\.0\.1:8000/v2/health/ready)", text, re.M
     )
     assert health is not None
+
+
+def test_s3_overlay_args_serve_from_a_bucket() -> None:
+    """The s3 overlay's own arguments, with its Secret's variables, serve the
+    example repository from a bucket of that name; the S3 service is moto's on
+    loopback, reached through AWS_ENDPOINT_URL_S3 (boto3's endpoint variable, as
+    a MinIO deployment would set it)."""
+    from objectstores import moto_s3
+
+    container = _container(_render(DEPLOY / "kubernetes" / "overlays" / "s3"))
+    location = next(
+        a.split("=", 1)[1]
+        for a in container["args"]
+        if a.startswith("--model-repository=")
+    )
+    bucket, _, prefix = location.removeprefix("s3://").partition("/")
+    with moto_s3() as s3:
+        s3.client.create_bucket(Bucket=bucket)
+        s3.bucket = bucket
+        s3.upload_tree(prefix, ROOT / "model_repository")
+        env = {**s3.env, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{s3.port}"}
+        with run_server([], *container["args"], env=env) as server:
+            with urllib.request.urlopen(
+                f"http://{server.http_url}/v2/health/ready"
+            ) as r:
+                assert r.status == 200
+            client = httpclient.InferenceServerClient(server.http_url)
+            inputs = [
+                httpclient.InferInput(n, [1, 4], "FP32") for n in ("INPUT0", "INPUT1")
+            ]
+            for i in inputs:
+                i.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
+            result = client.infer("simple_onnx", inputs)
+            assert result.as_numpy("OUTPUT0").tolist() == [[2.0] * 4]
