@@ -426,8 +426,8 @@ class ModelManager(
         log.info("loading: %s:%d", config.name, version)
         if stage_error is not None:
             raise stage_error
-        retries = self.options.load_retries
-        for attempt in range(retries + 1):
+        failures = 0
+        while True:
             try:
                 return await self._run(
                     build_version,
@@ -438,17 +438,17 @@ class ModelManager(
                     self._settings,
                 )
             except Exception as error:
-                if attempt == retries:
+                failures += 1
+                if failures > self.options.load_retries:
                     raise
                 log.warning(
                     "failed to load '%s' version %d (attempt %d of %d), retrying: %s",
                     config.name,
                     version,
-                    attempt + 1,
-                    retries + 1,
+                    failures,
+                    self.options.load_retries + 1,
                     as_triton_error(error).message,
                 )
-        raise AssertionError("unreachable")
 
     async def _roll_back(
         self,
