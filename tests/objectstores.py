@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,12 +51,7 @@ class S3Service:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
 
     def upload_tree(self, prefix: str, root: Path) -> None:
-        """Every file below ``root`` under ``prefix``."""
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                self.put(
-                    f"{prefix}/{path.relative_to(root).as_posix()}", path.read_bytes()
-                )
+        _upload_tree(self.put, prefix, root)
 
     def delete_prefix(self, prefix: str) -> None:
         listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix + "/")
@@ -65,6 +60,13 @@ class S3Service:
 
     def unique_prefix(self) -> str:
         return f"repo-{uuid.uuid4().hex[:8]}"
+
+
+def _upload_tree(put: Callable[[str, bytes], None], prefix: str, root: Path) -> None:
+    """Every file below ``root`` under ``prefix`` (caches left out)."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            put(f"{prefix}/{path.relative_to(root).as_posix()}", path.read_bytes())
 
 
 @contextmanager
@@ -145,12 +147,7 @@ class GcsService:
         self.client.bucket(self.bucket).blob(key).upload_from_string(data)
 
     def upload_tree(self, prefix: str, root: Path) -> None:
-        """Every file below ``root`` under ``prefix``."""
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                self.put(
-                    f"{prefix}/{path.relative_to(root).as_posix()}", path.read_bytes()
-                )
+        _upload_tree(self.put, prefix, root)
 
     def delete_prefix(self, prefix: str) -> None:
         for blob in list(self.client.list_blobs(self.bucket, prefix=prefix + "/")):

@@ -214,6 +214,16 @@ def _dashboard_queries() -> list[str]:
     return exprs
 
 
+def _infer_simple_onnx(url: str) -> None:
+    """The example repository's ONNX model answers: 1 + 1 = 2."""
+    client = httpclient.InferenceServerClient(url)
+    inputs = [httpclient.InferInput(n, [1, 4], "FP32") for n in ("INPUT0", "INPUT1")]
+    for i in inputs:
+        i.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
+    result = client.infer("simple_onnx", inputs)
+    assert result.as_numpy("OUTPUT0").tolist() == [[2.0] * 4]
+
+
 def test_deployment_args_serve_and_export_every_queried_metric() -> None:
     objs = _render(DEPLOY / "kubernetes" / "overlays" / "cpu")
     args = _as_local(_container(objs)["args"], ROOT / "model_repository")
@@ -221,13 +231,7 @@ def test_deployment_args_serve_and_export_every_queried_metric() -> None:
         for path in ("/v2/health/ready", "/v2/health/live"):
             with urllib.request.urlopen(f"http://{server.http_url}{path}") as r:
                 assert r.status == 200
-        client = httpclient.InferenceServerClient(server.http_url)
-        inputs = [
-            httpclient.InferInput(n, [1, 4], "FP32") for n in ("INPUT0", "INPUT1")
-        ]
-        for i in inputs:
-            i.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
-        client.infer("simple_onnx", inputs)
+        _infer_simple_onnx(server.http_url)
         exported = _exported_metric_names(server.metrics_url)
 
     queries = _dashboard_queries()
@@ -314,11 +318,4 @@ def test_s3_overlay_args_serve_from_a_bucket() -> None:
                 f"http://{server.http_url}/v2/health/ready"
             ) as r:
                 assert r.status == 200
-            client = httpclient.InferenceServerClient(server.http_url)
-            inputs = [
-                httpclient.InferInput(n, [1, 4], "FP32") for n in ("INPUT0", "INPUT1")
-            ]
-            for i in inputs:
-                i.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
-            result = client.infer("simple_onnx", inputs)
-            assert result.as_numpy("OUTPUT0").tolist() == [[2.0] * 4]
+            _infer_simple_onnx(server.http_url)

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,15 +30,7 @@ B = np.ones(4, dtype=np.float32)
 # Version 2 of add_sub answers the other way round (tells the versions apart).
 SUB_ADD_PY = ADD_SUB_PY.replace("a + b), pb_utils.Tensor", "a - b), pb_utils.Tensor", 1)
 SUB_ADD_PY = SUB_ADD_PY.replace('"OUTPUT1", a - b', '"OUTPUT1", a + b')
-IDENTITY = """
-name: "identity"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
-        { name: "INPUT1" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
-         { name: "OUTPUT1" data_type: TYPE_FP32 dims: [ 4 ] } ]
-"""
+IDENTITY = ADD_SUB.replace('name: "add_sub"', 'name: "identity"')
 IDENTITY_PY = ADD_SUB_PY.replace("a + b", "a").replace("a - b", "b")
 
 ADDED = [(A + B).tolist(), (A - B).tolist()]
@@ -50,6 +43,7 @@ class Bucket(Protocol):
 
     def location(self, prefix: str) -> str: ...
     def put(self, key: str, data: bytes | str) -> None: ...
+    def upload_tree(self, prefix: str, root: Path) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def unique_prefix(self) -> str: ...
 
@@ -247,3 +241,27 @@ def poll_mode_follows(bucket: Bucket) -> None:
     assert ("add_sub", "2", "READY") in seen["index v2"]
     assert "unknown model" in seen["identity gone"] or "not" in seen["identity gone"]
     assert seen["end"] == [("add_sub", "1", "UNAVAILABLE"), ("add_sub", "2", "READY")]
+
+
+def onnx_weights_come_from(bucket: Bucket) -> None:
+    """A framework model's file is downloaded before its backend opens it
+    (tritonx only: the reference has no onnxruntime backend)."""
+    prefix = bucket.unique_prefix()
+    bucket.upload_tree(
+        f"{prefix}/simple_onnx",
+        Path(__file__).parents[2] / "model_repository" / "simple_onnx",
+    )
+    with run_either("tritonx", bucket.location(prefix)) as server:
+        assert index(server) == [("simple_onnx", "1", "READY")]
+        assert infer(server, "simple_onnx", batch=True) == ADDED
+
+
+def empty_bucket_serves_nothing(location: str) -> None:
+    """A bucket's root is a directory even with nothing in it: the server starts
+    with no models (a prefix with nothing below it is refused instead)."""
+
+    def scenario(kind: str) -> dict[str, Any]:
+        with run_either(kind, location) as server:
+            return {"index": index(server)}
+
+    assert differential(scenario) == {"index": []}

@@ -28,9 +28,10 @@ from cloud_scenarios import (
     ADDED,
     check_serving,
     differential,
+    empty_bucket_serves_nothing,
     explicit_loads_follow,
-    index,
     infer,
+    onnx_weights_come_from,
     poll_mode_follows,
     put_model,
     put_repository,
@@ -109,15 +110,7 @@ def test_poll_mode_follows_the_bucket(gcs: GcsService) -> None:
 
 
 def test_onnx_weights_come_from_the_bucket(gcs: GcsService) -> None:
-    """A framework model's file is downloaded before its backend opens it."""
-    prefix = gcs.unique_prefix()
-    gcs.upload_tree(
-        f"{prefix}/simple_onnx",
-        Path(__file__).parents[2] / "model_repository" / "simple_onnx",
-    )
-    with run_either("tritonx", gcs.location(prefix)) as server:
-        assert index(server) == [("simple_onnx", "1", "READY")]
-        assert infer(server, "simple_onnx", batch=True) == ADDED
+    onnx_weights_come_from(gcs)
 
 
 def test_store_reads_the_python_clients_emulator_variable(gcs: GcsService) -> None:
@@ -274,13 +267,6 @@ def test_credentials(
 
 
 def test_an_empty_bucket_is_an_empty_repository(gcs: GcsService) -> None:
-    """A bucket's root is a directory even with nothing in it: the server starts
-    with no models (a prefix with nothing below it is refused instead)."""
     bucket = f"empty-{gcs.unique_prefix()}"
     gcs.client.create_bucket(bucket)
-
-    def scenario(kind: str) -> dict[str, Any]:
-        with run_either(kind, f"gs://{bucket}") as server:
-            return {"index": index(server)}
-
-    assert differential(scenario) == {"index": []}
+    empty_bucket_serves_nothing(f"gs://{bucket}")

@@ -21,9 +21,10 @@ from cloud_scenarios import (
     SUB_ADD_PY,
     check_serving,
     differential,
+    empty_bucket_serves_nothing,
     explicit_loads_follow,
-    index,
     infer,
+    onnx_weights_come_from,
     poll_mode_follows,
     put_model,
     put_repository,
@@ -104,15 +105,7 @@ def test_poll_mode_follows_the_bucket(s3: S3Service) -> None:
 
 
 def test_onnx_weights_come_from_the_bucket(s3: S3Service) -> None:
-    """A framework model's file is downloaded before its backend opens it."""
-    prefix = s3.unique_prefix()
-    s3.upload_tree(
-        f"{prefix}/simple_onnx",
-        Path(__file__).parents[2] / "model_repository" / "simple_onnx",
-    )
-    with run_either("tritonx", s3.location(prefix)) as server:
-        assert index(server) == [("simple_onnx", "1", "READY")]
-        assert infer(server, "simple_onnx", batch=True) == ADDED
+    onnx_weights_come_from(s3)
 
 
 def test_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -239,14 +232,6 @@ def test_vertex_ai_storage_uri_names_the_bucket(s3: S3Service, kind: str) -> Non
 
 
 def test_an_empty_bucket_is_an_empty_repository(s3: S3Service) -> None:
-    """A bucket's root is a directory even with nothing in it: the server starts
-    with no models (a prefix with nothing below it is refused instead)."""
     bucket = f"empty-{s3.unique_prefix()}"
     s3.client.create_bucket(Bucket=bucket)
-    location = f"s3://127.0.0.1:{s3.port}/{bucket}"
-
-    def scenario(kind: str) -> dict[str, Any]:
-        with run_either(kind, location) as server:
-            return {"index": index(server)}
-
-    assert differential(scenario) == {"index": []}
+    empty_bucket_serves_nothing(f"s3://127.0.0.1:{s3.port}/{bucket}")

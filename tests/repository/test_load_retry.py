@@ -16,15 +16,13 @@ from typing import Any
 
 import pytest
 from serverutil import RunningServer, reference_command, run_either
-from testmodels import ADD_SUB
+from testmodels import ADD_SUB, ADD_SUB_PY
 
 FAILURES = 2
-FLAKY_PY = f"""
-import os
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
+# add_sub, with an initialize that fails its first FAILURES calls.
+FLAKY_PY = "import os\n" + ADD_SUB_PY.replace(
+    "class TritonPythonModel:\n",
+    f"""class TritonPythonModel:
     def initialize(self, args):
         counter = os.path.join(
             args["model_repository"], args["model_version"], "attempts"
@@ -35,15 +33,8 @@ class TritonPythonModel:
         if attempts <= {FAILURES}:
             raise RuntimeError(f"not yet: attempt {{attempts}}")
 
-    def execute(self, requests):
-        out = []
-        for r in requests:
-            a = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
-            b = pb_utils.get_input_tensor_by_name(r, "INPUT1").as_numpy()
-            out.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("OUTPUT0", a + b), pb_utils.Tensor("OUTPUT1", a - b)]))
-        return out
-"""
+""",
+)
 
 
 def flaky_repository(root: Path) -> Path:

@@ -91,11 +91,16 @@ def _client(location: str, where: S3Location, env: Mapping[str, str]) -> Any:
             "s3", endpoint_url=where.endpoint_url, config=config
         )
     except Exception as error:
-        name, message = _describe(error)
-        raise CloudStorageError(
-            "Unable to create S3 filesystem client. Check account credentials. "
-            f"Exception: '{name}' Message: '{message}'"
-        ) from None
+        raise _no_client(error) from None
+
+
+def _no_client(error: Exception) -> CloudStorageError:
+    """Triton's words for a client that cannot reach the bucket."""
+    name, message = _describe(error)
+    return CloudStorageError(
+        "Unable to create S3 filesystem client. Check account credentials. "
+        f"Exception: '{name}' Message: '{message}'"
+    )
 
 
 def _session(
@@ -159,11 +164,7 @@ class S3Store:
         try:
             self._client.head_bucket(Bucket=self._where.bucket)
         except Exception as error:
-            name, message = _describe(error)
-            raise CloudStorageError(
-                "Unable to create S3 filesystem client. Check account credentials. "
-                f"Exception: '{name}' Message: '{message}'"
-            ) from None
+            raise _no_client(error) from None
 
     def list_objects(self) -> list[StoredObject]:
         prefix = self._key_prefix()
