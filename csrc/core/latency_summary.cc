@@ -24,7 +24,12 @@ uint64_t LatencySummary::NextRandom() {
 void LatencySummary::Observe(uint64_t value, uint64_t now_ns) {
   count_ += 1;
   sum_ += value;
-  const uint64_t epoch = now_ns / bucket_ns_;
+  // The bucket of `now_ns`: usually the last one's, without a division.
+  if (now_ns - epoch_start_ns_ >= bucket_ns_ || now_ns < epoch_start_ns_) {
+    epoch_ = now_ns / bucket_ns_;
+    epoch_start_ns_ = epoch_ * bucket_ns_;
+  }
+  const uint64_t epoch = epoch_;
   Bucket& bucket = buckets_[epoch % buckets_.size()];
   // A slot last used a whole window ago starts over. (An observation stamped a
   // little before the slot's current epoch just joins it.)
@@ -40,7 +45,9 @@ void LatencySummary::Observe(uint64_t value, uint64_t now_ns) {
   }
   // Algorithm R: the n-th value replaces a random kept one with probability
   // capacity/n, so the kept values stay a uniform sample of the bucket.
-  const uint64_t slot = NextRandom() % bucket.count;
+  // A uniform index below count by multiply-shift (Lemire), not a division.
+  const uint64_t slot = static_cast<uint64_t>(
+      (static_cast<unsigned __int128>(NextRandom()) * bucket.count) >> 64);
   if (slot < capacity_) bucket.values[slot] = value;
 }
 

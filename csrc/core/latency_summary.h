@@ -76,6 +76,8 @@ class LatencySummary {
   std::vector<Bucket> buckets_;
   uint64_t count_ = 0;
   uint64_t sum_ = 0;
+  uint64_t epoch_ = 0;                    // the bucket epoch of the last observation
+  uint64_t epoch_start_ns_ = 0;           // and where it starts (epoch_ * bucket_ns_)
   uint64_t rng_ = 0x9E3779B97F4A7C15ULL;  // xorshift64 state, never 0
 };
 
