@@ -353,6 +353,27 @@ py::dict Statistics(const PyModel& self) {
   return out;
 }
 
+// Triton's summary families by LatencyKind: (count, sum in µs, quantile values in
+// the configured order, NaN for an empty window); None when the server keeps none.
+py::object LatencySummaries(const PyModel& self) {
+  static constexpr const char* kNames[kLatencyKinds] = {
+      "request",        "queue",     "compute_input", "compute_infer",
+      "compute_output", "cache_hit", "cache_miss"};
+  std::vector<SummarySnapshot> summaries;
+  {
+    // Copies and sorts up to a window of values per kind: no Python objects.
+    py::gil_scoped_release release;
+    summaries = self.model->LatencySummaries();
+  }
+  if (summaries.empty()) return py::none();
+  py::dict out;
+  for (size_t i = 0; i < summaries.size() && i < kLatencyKinds; ++i) {
+    out[kNames[i]] = py::make_tuple(summaries[i].count, summaries[i].sum,
+                                    py::cast(summaries[i].quantiles));
+  }
+  return out;
+}
+
 }  // namespace
 
 std::shared_ptr<Model> ModelOf(const py::handle& obj) {
@@ -422,6 +443,7 @@ void RegisterModel(py::module_& m) {
              return self.model->Cancel(request.request);
            })
       .def("statistics", &Statistics)
+      .def("latency_summaries", &LatencySummaries)
       .def("pending_count", [](const PyModel& m) { return m.model->PendingCount(); })
       .def("inflight_count", [](const PyModel& m) { return m.model->InflightCount(); })
       .def(

@@ -146,6 +146,16 @@ void RegisterRegistry(py::module_& m) {
           },
           py::arg("byte_size"),
           "--cache-config local,size=N: the response cache. Before any model loads.")
+      .def(
+          "configure_latency_summaries",
+          [](ServerContext& self, const std::vector<double>& quantiles) {
+            auto options = std::make_shared<LatencySummaryOptions>();
+            options->quantiles = quantiles;
+            self.SetLatencySummaries(std::move(options));
+          },
+          py::arg("quantiles"),
+          "--metrics-config summary_latencies=true: models built afterwards keep "
+          "latency summaries with these quantiles. Before any model loads.")
       .def("response_cache_stats",
            [](const ServerContext& self) -> py::object {
              const auto& cache = self.response_cache();

@@ -15,7 +15,8 @@ Model::Model(ModelSpec spec, SchedulerConfig config,
              const ServerContext* context)
     : spec_(std::make_shared<const ModelSpec>(std::move(spec))),
       config_(std::move(config)),
-      stats_(std::make_shared<ModelStats>()),
+      stats_(std::make_shared<ModelStats>(
+          (context ? *context : *ServerContext::Default()).latency_summaries())),
       inflight_(std::make_shared<InflightCounter>(
           (context ? *context : *ServerContext::Default()).inflight_limit())) {
   config_.max_batch_size = spec_->max_batch_size;

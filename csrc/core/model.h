@@ -62,6 +62,11 @@ class Model {
   // Blocks until InflightCount() is 0 or `timeout` passes; true when idle. Thread safe.
   bool WaitIdle(std::chrono::nanoseconds timeout);
   StatsSnapshot Statistics() const { return stats_->Snapshot(); }
+  // Latency summaries by LatencyKind; empty unless the server enables them
+  // (ServerContext::latency_summaries when this model was built). Thread safe.
+  std::vector<SummarySnapshot> LatencySummaries() const {
+    return stats_->LatencySummaries();
+  }
   // Some trace setting is on: frontends then look for a traceparent header.
   bool Tracing() const { return tracer_->active(); }
   const std::shared_ptr<Tracer>& tracer() const { return tracer_; }

@@ -10,11 +10,24 @@ uint64_t WallClockMs() {
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count());
 }
+uint64_t SteadyNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
 void Add(Duration& d, uint64_t ns) {
   d.count += 1;
   d.ns += ns;
 }
 }  // namespace
+
+ModelStats::ModelStats(std::shared_ptr<const LatencySummaryOptions> summaries) {
+  if (summaries) summaries_.assign(kLatencyKinds, LatencySummary(*summaries));
+}
+
+void ModelStats::Observe(LatencyKind kind, uint64_t us, uint64_t now_ns) {
+  summaries_[static_cast<size_t>(kind)].Observe(us, now_ns);
+}
 
 void ModelStats::RecordSuccess(uint64_t request_ns, uint64_t queue_ns,
                                uint64_t input_ns, uint64_t infer_ns,
@@ -25,6 +38,14 @@ void ModelStats::RecordSuccess(uint64_t request_ns, uint64_t queue_ns,
   Add(stats_.compute_input, input_ns);
   Add(stats_.compute_infer, infer_ns);
   Add(stats_.compute_output, output_ns);
+  if (summaries_.empty()) return;
+  // Triton observes each duration in whole microseconds (ns / 1000).
+  const uint64_t now = SteadyNs();
+  Observe(LatencyKind::kRequest, request_ns / 1000, now);
+  Observe(LatencyKind::kQueue, queue_ns / 1000, now);
+  Observe(LatencyKind::kComputeInput, input_ns / 1000, now);
+  Observe(LatencyKind::kComputeInfer, infer_ns / 1000, now);
+  Observe(LatencyKind::kComputeOutput, output_ns / 1000, now);
 }
 
 void ModelStats::RecordFailure(FailureReason reason, uint64_t request_ns) {
@@ -86,17 +107,39 @@ void ModelStats::RecordCacheHit(uint64_t request_ns, uint64_t queue_ns,
   Add(stats_.success, request_ns);
   Add(stats_.queue, queue_ns);
   Add(stats_.cache_hit, hit_ns);
+  if (summaries_.empty()) return;
+  // Triton leaves cache hits out of the request summary (it shows no request
+  // summary for models using the cache), and has no compute durations for them.
+  const uint64_t now = SteadyNs();
+  Observe(LatencyKind::kQueue, queue_ns / 1000, now);
+  Observe(LatencyKind::kCacheHit, hit_ns / 1000, now);
 }
 
 void ModelStats::RecordCacheMiss(uint64_t miss_ns) {
   std::lock_guard<std::mutex> lock(mu_);
   stats_.success.ns += miss_ns;
   Add(stats_.cache_miss, miss_ns);
+  if (!summaries_.empty()) Observe(LatencyKind::kCacheMiss, miss_ns / 1000, SteadyNs());
 }
 
 StatsSnapshot ModelStats::Snapshot() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
+}
+
+std::vector<SummarySnapshot> ModelStats::LatencySummaries() const {
+  std::vector<LatencySummary> windows;
+  uint64_t now = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (summaries_.empty()) return {};
+    windows = summaries_;
+    now = SteadyNs();
+  }
+  std::vector<SummarySnapshot> out;
+  out.reserve(windows.size());
+  for (const LatencySummary& window : windows) out.push_back(window.Snapshot(now));
+  return out;
 }
 
 }  // namespace tritonx

@@ -4,7 +4,11 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <vector>
+
+#include "latency_summary.h"
 
 namespace tritonx {
 
@@ -43,9 +47,26 @@ struct StatsSnapshot {
   std::map<uint64_t, ResponseStat> response_stats;  // by response index (0, 1, ...)
 };
 
+// The durations with a latency summary, in the order LatencySummaries() gives them
+// (Triton's summary families, observed in whole microseconds like Triton's).
+enum class LatencyKind {
+  kRequest = 0,
+  kQueue = 1,
+  kComputeInput = 2,
+  kComputeInfer = 3,
+  kComputeOutput = 4,
+  kCacheHit = 5,
+  kCacheMiss = 6,
+};
+inline constexpr size_t kLatencyKinds = 7;
+
 // Thread safe: every method may be called from any thread.
 class ModelStats {
  public:
+  // `summaries`: the server's --metrics-config summary settings; null (the default)
+  // keeps none, and then recording costs one branch more than without them.
+  explicit ModelStats(std::shared_ptr<const LatencySummaryOptions> summaries = nullptr);
+
   // A request finished successfully; durations in ns.
   void RecordSuccess(uint64_t request_ns, uint64_t queue_ns, uint64_t input_ns,
                      uint64_t infer_ns, uint64_t output_ns);
@@ -73,9 +94,17 @@ class ModelStats {
 
   StatsSnapshot Snapshot() const;
 
+  // One snapshot per LatencyKind, in its order; empty when summaries are off. The
+  // windows are copied under the lock and their quantiles computed after it.
+  std::vector<SummarySnapshot> LatencySummaries() const;
+
  private:
+  // Under mu_: observes `us` of `kind` (summaries on only).
+  void Observe(LatencyKind kind, uint64_t us, uint64_t now_ns);
+
   mutable std::mutex mu_;
   StatsSnapshot stats_;
+  std::vector<LatencySummary> summaries_;  // kLatencyKinds entries, or none (off)
 };
 
 }  // namespace tritonx

@@ -1,7 +1,7 @@
 // ServerContext: what the models of one server share, handed to each Model instead
 // of process globals — the registry the frontends find models in, the tensor arena,
 // the server-wide admission limit, the system shared memory regions, the rate
-// limiter and the tracer.
+// limiter, the tracer, the response cache and the latency summary settings.
 //
 // Thread safety: the accessors are thread safe; the objects they return state their
 // own rules. Ownership: shared by the server and its frontends. A Model keeps only
@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "inflight_limit.h"
+#include "latency_summary.h"
 #include "model_registry.h"
 #include "rate_limiter.h"
 #include "response_cache.h"
@@ -58,6 +59,16 @@ class ServerContext {
     response_cache_ = std::move(cache);
   }
 
+  // --metrics-config summary_latencies=true: the summaries' settings, which every
+  // model built afterwards records with (ModelStats); null (the default): none.
+  // Set once at server start, before any model is built.
+  const std::shared_ptr<const LatencySummaryOptions>& latency_summaries() const {
+    return latency_summaries_;
+  }
+  void SetLatencySummaries(std::shared_ptr<const LatencySummaryOptions> options) {
+    latency_summaries_ = std::move(options);
+  }
+
   // The context of models built outside any server (unit tests, tools).
   static const std::shared_ptr<ServerContext>& Default() {
     static const auto* context = new std::shared_ptr<ServerContext>(
@@ -73,6 +84,7 @@ class ServerContext {
   const std::shared_ptr<RateLimiter> rate_limiter_;
   const std::shared_ptr<Tracer> tracer_;
   std::shared_ptr<ResponseCache> response_cache_;
+  std::shared_ptr<const LatencySummaryOptions> latency_summaries_;
 };
 
 }  // namespace tritonx

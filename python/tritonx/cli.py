@@ -32,6 +32,7 @@ from tritonx.cli_values import (
     parse_choice,
     parse_float,
     parse_int,
+    parse_metrics_config,
     parse_restricted_features,
 )
 from tritonx.frontends.grpc import PROTOCOL_GROUPS as GRPC_PROTOCOL_GROUPS
@@ -41,6 +42,7 @@ from tritonx.frontends.http_protocol import (
 )
 from tritonx.frontends.http_routes import RESTRICTED_CATEGORIES as HTTP_API_GROUPS
 from tritonx.logging_setup import LogOptions, configure
+from tritonx.metrics import MetricsConfig
 from tritonx.repository.cloud import cloud_scheme
 from tritonx.server import (
     DEFAULT_MAX_INFLIGHT_REQUESTS,
@@ -376,6 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--metrics-interval-ms", type=parse_float, default=2000.0, metavar="<float>"
     )
+    g.add_argument(
+        "--metrics-config",
+        action="append",
+        default=[],
+        metavar="<<string>=<string>>",
+        help="Specify a metrics-specific configuration setting, e.g. "
+        "summary_latencies=true, summary_quantiles=0.5:0.05,0.99:0.001, "
+        "counter_latencies=false. Can be specified multiple times.",
+    )
 
     cli_ports.add_flags(p)
 
@@ -551,6 +562,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         metrics_address=args.metrics_address,
         metrics_port=args.metrics_port,
         metrics_interval_ms=args.metrics_interval_ms,
+        metrics_config=MetricsConfig.parse(parse_metrics_config(args.metrics_config)),
         # Escape hatch for measuring the effect of the GIL switch interval:
         # TRITONX_SWITCH_INTERVAL=off keeps CPython's default.
         switch_interval_s=(

@@ -25,7 +25,6 @@ IGNORED_FLAGS = (
     "--host-policy",
     "--model-load-gpu-limit",
     "--enable-peer-access",
-    "--metrics-config",
 )
 
 # tritonserver flags that change security or semantics; ignoring them would mislead.
@@ -107,6 +106,23 @@ def parse_backend_config(values: Sequence[str]) -> dict[str, dict[str, str]]:
                 f"'<backend name>,<setting>=<value>'. Got {value}"
             )
         result.setdefault(backend, {})[key] = val
+    return result
+
+
+def parse_metrics_config(values: Sequence[str]) -> list[tuple[str, str]]:
+    """``<setting>=<value>`` (repeatable) -> [(setting, value)] in order, with
+    tritonserver's message for a malformed one (no ``=``, an empty side, or a
+    ``<name>,`` prefix, which Triton reserves). What the settings mean is
+    ``metrics.MetricsConfig``'s business."""
+    result: list[tuple[str, str]] = []
+    for value in values:
+        setting, equals, val = value.partition("=")
+        if not equals or not setting or not val or "," in setting:
+            raise UsageError(
+                'Bad option: "--metrics-config".\n'
+                f"--metrics-config option format is <setting>=<value>. Got {value}"
+            )
+        result.append((setting, val))
     return result
 
 

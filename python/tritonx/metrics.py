@@ -17,7 +17,9 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psutil
@@ -85,6 +87,139 @@ _CACHE = (
         1000,
     ),
 )
+
+
+# Latency summaries (--metrics-config summary_latencies=true): (name, help, key of
+# Model.latency_summaries()), in Triton's order. Triton's help texts, including the
+# compute ones that say "Cumulative".
+_SUMMARIES = (
+    (
+        "nv_inference_request_summary_us",
+        "Summary of inference request duration in microseconds "
+        "(includes cached requests)",
+        "request",
+    ),
+    (
+        "nv_inference_queue_summary_us",
+        "Summary of inference queuing duration in microseconds "
+        "(includes cached requests)",
+        "queue",
+    ),
+    (
+        "nv_inference_compute_input_summary_us",
+        "Cumulative compute input duration in microseconds "
+        "(does not include cached requests)",
+        "compute_input",
+    ),
+    (
+        "nv_inference_compute_infer_summary_us",
+        "Cumulative compute inference duration in microseconds "
+        "(does not include cached requests)",
+        "compute_infer",
+    ),
+    (
+        "nv_inference_compute_output_summary_us",
+        "Cumulative inference compute output duration in microseconds "
+        "(does not include cached requests)",
+        "compute_output",
+    ),
+    (
+        "nv_cache_hit_summary_per_model",
+        "Summary of cache hit counts/durations per model, in microseconds.",
+        "cache_hit",
+    ),
+    (
+        "nv_cache_miss_summary_per_model",
+        "Summary of cache miss counts/durations per model, in microseconds.",
+        "cache_miss",
+    ),
+)
+# Triton (DLIS-4762) shows no request summary for a model using the response cache,
+# and cache summaries for those models only.
+_CACHE_ONLY = frozenset({"cache_hit", "cache_miss"})
+_NOT_WITH_CACHE = frozenset({"request"})
+
+# prometheus-cpp's Summary default in Triton's MetricReporterConfig.
+DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
+
+# std::stod: the longest float at the start (after blanks); the rest is ignored.
+_STOD = re.compile(
+    r"\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """tritonserver's ``--metrics-config`` settings, read as Triton 2.51 reads them.
+
+    Only the exact value ``false`` turns ``counter_latencies`` off and only ``true``
+    turns ``summary_latencies`` on (any other value, or a later ``false``, changes
+    nothing); ``histogram_latencies`` has no effect on 2.51's families and unknown
+    settings are ignored. ``errors``: Triton's ERROR lines for summary_quantiles
+    entries it skipped.
+    """
+
+    counter_latencies: bool = True
+    summary_latencies: bool = False
+    summary_quantiles: tuple[float, ...] = DEFAULT_QUANTILES
+    errors: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, settings: Sequence[tuple[str, str]]) -> MetricsConfig:
+        counters, summaries = True, False
+        quantiles = DEFAULT_QUANTILES
+        errors: list[str] = []
+        for key, value in settings:
+            if key == "counter_latencies" and value == "false":
+                counters = False
+            elif key == "summary_latencies" and value == "true":
+                summaries = True
+            elif key == "summary_quantiles":
+                parsed = _parse_quantiles(value, errors)
+                if parsed:
+                    quantiles = parsed
+        return cls(counters, summaries, quantiles, tuple(errors))
+
+
+def _stod(text: str) -> float:
+    match = _STOD.match(text)
+    if match is None:
+        raise ValueError("stod")
+    return float(match.group(0))
+
+
+def _parse_quantiles(value: str, errors: list[str]) -> tuple[float, ...]:
+    """``<quantile>:<error>,...`` as Triton's ParseQuantiles: bad entries are
+    logged and skipped. The error targets are not needed (see latency_summary.h)."""
+    quantiles: list[float] = []
+    # std::getline on ',': no empty entry after a trailing comma.
+    parts = value.split(",")
+    if parts and parts[-1] == "":
+        parts.pop()
+    for part in parts:
+        quantile, colon, error = part.partition(":")
+        if not colon:
+            errors.append(
+                f"Invalid option: [{part}]. No ':' delimiter found. "
+                "Expected format is <quantile>:<error>"
+            )
+            continue
+        try:
+            number = _stod(quantile)
+            _stod(error)
+        except ValueError:
+            errors.append(f"Invalid option: [{part}]. Error: stod")
+            continue
+        quantiles.append(number)
+    return tuple(quantiles)
+
+
+def uses_response_cache(loaded: Any) -> bool:
+    """Whether Triton gives this model the per-model cache families: its config
+    enables the response cache (whether or not the server has one, as 2.51 does)."""
+    config = getattr(loaded, "config", None)
+    return bool(config is not None and config.response_cache.enable)
 
 
 class StatsSource(Protocol):
@@ -159,13 +294,11 @@ class TritonCollector:
         *,
         cpu: CpuSampler | None = None,
         arena_stats: Callable[[], tuple[int, int] | None] | None = None,
-        cache_enabled: bool = False,
         gpu: Any = None,
+        config: MetricsConfig | None = None,
     ) -> None:
         self.source = source
-        # The server has a response cache: models that enable it get Triton's
-        # per-model cache families (Triton exports them for those models only).
-        self.cache_enabled = cache_enabled
+        self.config = config or MetricsConfig()
         self.cpu = cpu
         self.arena_stats = arena_stats
         self.gpu = gpu  # gpu_metrics.GpuSampler, or None: no GPU families
@@ -216,6 +349,7 @@ class TritonCollector:
             "counter",
         )
         cache = [(_family(n, h, "counter"), key, div) for n, h, key, div in _CACHE]
+        summaries = [(_family(n, h, "summary"), key) for n, h, key in _SUMMARIES]
         for labels, loaded, seconds in self._models():
             instances = getattr(loaded, "instances", ())
             counts = [i.restarts for i in instances if hasattr(i, "restarts")]
@@ -233,25 +367,55 @@ class TritonCollector:
                 )
             count.add_sample(count.name, labels, stats["inference_count"])
             execs.add_sample(execs.name, labels, stats["execution_count"])
-            for family, key in durations:
-                family.add_sample(family.name, labels, stats[key][1] // 1000)
+            cached = uses_response_cache(loaded)
+            # Triton's latency counters, the per-model cache ones included, are
+            # what counter_latencies=false turns off.
+            if self.config.counter_latencies:
+                for family, key in durations:
+                    family.add_sample(family.name, labels, stats[key][1] // 1000)
+                if cached:
+                    for family, key, div in cache:
+                        value = stats[key][0] if div == 0 else stats[key][1] // div
+                        family.add_sample(family.name, labels, value)
             pending.add_sample(pending.name, labels, core.pending_count())
-            if self.cache_enabled and loaded.config.response_cache.enable:
-                for family, key, div in cache:
-                    value = stats[key][0] if div == 0 else stats[key][1] // div
-                    family.add_sample(family.name, labels, value)
+            if self.config.summary_latencies:
+                self._add_summaries(summaries, labels, core, cached)
             if seconds is not None:
                 load.add_sample(load.name, labels, seconds)
         yield from (success, failure, count, execs)
         yield from (family for family, _ in durations)
-        yield pending
         yield from (family for family, _, _ in cache if family.samples)
+        yield pending
         if load.samples:
             yield load
         if restarts.samples:
             yield restarts
         yield from self._process_metrics()
+        yield from (family for family, _ in summaries if family.samples)
         yield from _model_defined_metrics()
+
+    def _add_summaries(
+        self,
+        summaries: list[tuple[Metric, str]],
+        labels: dict[str, str],
+        core: Any,
+        cached: bool,
+    ) -> None:
+        """One model's summary samples, as prometheus-cpp writes them: _count,
+        _sum, then one sample per quantile with the quantile label last."""
+        reading = getattr(core, "latency_summaries", None)
+        values = reading() if reading is not None else None
+        if values is None:  # built before the setting, or not a core model
+            return
+        quantiles = [_format_double(q) for q in self.config.summary_quantiles]
+        for family, key in summaries:
+            if key in (_NOT_WITH_CACHE if cached else _CACHE_ONLY):
+                continue
+            count, total, points = values[key]
+            family.add_sample(f"{family.name}_count", labels, count)
+            family.add_sample(f"{family.name}_sum", labels, total)
+            for label, value in zip(quantiles, points, strict=True):
+                family.add_sample(family.name, {**labels, "quantile": label}, value)
 
     def _process_metrics(self) -> Iterator[Metric]:
         arena = self.arena_stats() if self.arena_stats else None
@@ -327,7 +491,20 @@ class TritonCollector:
 def _format_value(value: float) -> str:
     if isinstance(value, int) or (math.isfinite(value) and value == int(value)):
         return str(int(value))  # Triton >= 2.4x prints integers without decimals
+    if math.isnan(value):
+        return "Nan"  # prometheus-cpp's spelling (an empty summary window)
     return repr(float(value))
+
+
+def _format_double(value: float) -> str:
+    """A double as prometheus-cpp writes one (16 significant digits, shortest)."""
+    return f"{value:.16g}"
+
+
+def _label_items(labels: dict[str, str]) -> list[tuple[str, str]]:
+    # Sorted like Triton's, except that a summary's quantile label comes last, where
+    # prometheus-cpp appends it.
+    return sorted(labels.items(), key=lambda item: (item[0] == "quantile", item[0]))
 
 
 def _escape(value: str) -> str:
@@ -346,7 +523,7 @@ def render(families: Iterable[Metric]) -> bytes:
             if sample.labels:
                 labels = ",".join(
                     f'{key}="{_escape(str(val))}"'
-                    for key, val in sorted(sample.labels.items())
+                    for key, val in _label_items(sample.labels)
                 )
                 lines.append(f"{sample.name}{{{labels}}} {_format_value(sample.value)}")
             else:

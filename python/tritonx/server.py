@@ -36,7 +36,7 @@ from tritonx.errors import (
 )
 from tritonx.frontends.log_settings import AppliedLogSettings
 from tritonx.logging_setup import LogOptions
-from tritonx.metrics import CpuSampler, MetricsService, TritonCollector
+from tritonx.metrics import CpuSampler, MetricsConfig, MetricsService, TritonCollector
 from tritonx.tracing import TraceConfig, start_tracing
 
 if TYPE_CHECKING:
@@ -146,6 +146,8 @@ class ServerOptions:
     metrics_address: str | None = None  # None: same as http_address, like Triton
     metrics_port: int = 8002
     metrics_interval_ms: float = 2000.0
+    # --metrics-config: latency counters and/or summaries (Triton 2.51's reading).
+    metrics_config: MetricsConfig = field(default_factory=MetricsConfig)
     # --pinned-memory-pool-byte-size: None keeps the process's shared pinned pool
     # (256 MiB, Triton's default); 0 turns pinned staging off.
     pinned_memory_pool_byte_size: int | None = None
@@ -298,6 +300,14 @@ class Server:
         self.context.shared_memory.allowed = self.options.allow_client_shm
         if self.options.response_cache_byte_size:
             self.context.configure_response_cache(self.options.response_cache_byte_size)
+        metrics_config = self.options.metrics_config
+        for error in metrics_config.errors:
+            # Triton logs these at every model load; once is enough.
+            logger.error("%s", error)
+        if metrics_config.summary_latencies:
+            self.context.configure_latency_summaries(
+                list(metrics_config.summary_quantiles)
+            )
         self.context.configure_rate_limiter(
             self.options.rate_limit == "execution_count",
             list(self.options.rate_limit_resources),
@@ -495,7 +505,7 @@ class Server:
             cpu=cpu,
             gpu=gpu,
             arena_stats=native_arena_stats(self.context),
-            cache_enabled=bool(self.options.response_cache_byte_size),
+            config=self.options.metrics_config,
         )
 
     def _http_frontend(self) -> Frontend:
