@@ -294,19 +294,24 @@ Status GrpcServer::Impl::Start(const std::string& address, int port, int* bound_
   builder.AddListeningPort(target, credentials, &selected_port);
   builder.SetMaxReceiveMessageSize(INT32_MAX);
   builder.SetMaxSendMessageSize(INT32_MAX);
-  // Without this a second server could silently share the port (SO_REUSEPORT)
-  // instead of failing to start, as Triton does.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // grpc shares ports (SO_REUSEPORT) unless told not to; as in Triton a second
+  // server on the port fails to start unless the options ask for sharing
+  // (--reuse-grpc-port).
+  bool reuse_port_chosen = false;
   for (const auto& [key, value] : options_.channel_args) {
     builder.AddChannelArgument(key, value);
+    reuse_port_chosen = reuse_port_chosen || key == GRPC_ARG_ALLOW_REUSEPORT;
   }
+  if (!reuse_port_chosen) builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&infer_service_);
   builder.RegisterCallbackGenericService(&control_service_);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || selected_port == 0) {
     if (server != nullptr) server->Shutdown();
     pool_.reset();
-    return Status(StatusCode::kUnavailable, "unable to bind to '" + target + "'");
+    // grpc does not say why; a port in use is the usual cause, and tritonserver
+    // says this (trailing blank included) for any failed bind.
+    return Status(StatusCode::kUnavailable, "Socket '" + target + "' already in use ");
   }
   server_ = std::move(server);
   *bound_port = selected_port;

@@ -35,7 +35,8 @@ struct GrpcServerOptions {
   int control_threads = 8;
   // Compression of ModelInfer responses: "none", "low", "medium" or "high".
   std::string infer_compression_level = "none";
-  // Extra integer channel arguments (keepalive settings and the like).
+  // Extra integer channel arguments (keepalive settings and the like;
+  // "grpc.so_reuseport" = 1 lets several servers share the port, default 0).
   std::vector<std::pair<std::string, int>> channel_args;
   // TLS. All three PEM strings are file contents, not paths.
   bool use_ssl = false;

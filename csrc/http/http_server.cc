@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <mutex>
@@ -139,6 +140,7 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
     return Status(StatusCode::kUnavailable, "unable to resolve '" + target + "'");
   }
   int fd = -1;
+  int bind_errno = 0;
   for (addrinfo* ai = found; ai != nullptr && fd < 0; ai = ai->ai_next) {
     fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) continue;
@@ -150,11 +152,16 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
     // response). Accepted sockets inherit it from the listener on Linux.
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+      bind_errno = errno;
       close(fd);
       fd = -1;
     }
   }
   freeaddrinfo(found);
+  if (fd < 0 && bind_errno == EADDRINUSE) {
+    // tritonserver's words (trailing blank included).
+    return Status(StatusCode::kUnavailable, "Socket '" + target + "' already in use ");
+  }
   if (fd < 0)
     return Status(StatusCode::kUnavailable, "unable to bind to '" + target + "'");
   evutil_make_socket_nonblocking(fd);

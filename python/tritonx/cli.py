@@ -344,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in GRPC_CHANNEL_FLAGS:
         g.add_argument(flag, type=parse_int, default=None, metavar="<integer>")
     g.add_argument(
+        "--reuse-grpc-port", type=parse_bool, default=False, metavar="<boolean>"
+    )
+    g.add_argument(
         "--grpc-restricted-protocol",
         action="append",
         default=[],
@@ -503,6 +506,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         http_port=args.http_port,
         http_max_input_size=args.http_max_input_size,
         http_reuse_port=args.reuse_http_port,
+        grpc_reuse_port=args.reuse_grpc_port,
         http_restricted_apis={
             group: (key, value)
             for group, key, value in parse_restricted_features(

@@ -15,7 +15,6 @@ IGNORED_FLAGS = (
     "--backend-directory",
     "--repoagent-directory",
     "--cache-directory",
-    "--reuse-grpc-port",
     "--grpc-infer-allocation-pool-size",
     "--grpc-max-response-pool-size",
     "--grpc-infer-thread-count",

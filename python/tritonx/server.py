@@ -33,6 +33,7 @@ from tritonx.errors import (
     InternalError,
     InvalidArgumentError,
     TritonXError,
+    UnavailableError,
 )
 from tritonx.frontends.log_settings import AppliedLogSettings
 from tritonx.logging_setup import LogOptions
@@ -129,6 +130,7 @@ class ServerOptions:
     grpc_infer_response_compression_level: str = "none"
     # gRPC core channel arguments (keepalive, max connection age), by grpc's name.
     grpc_channel_args: dict[str, int] = field(default_factory=dict)
+    grpc_reuse_port: bool = False  # several servers may listen on the gRPC port
     # --allow-sagemaker, --sagemaker-port, --sagemaker-thread-count (event threads
     # of its native server); --sagemaker-safe-port-range is checked by the CLI.
     allow_sagemaker: bool = False
@@ -346,7 +348,10 @@ class Server:
                 port=opts.grpc_port,
                 server_id=opts.server_id,
                 infer_compression_level=opts.grpc_infer_response_compression_level,
-                channel_args=opts.grpc_channel_args,
+                channel_args={
+                    **opts.grpc_channel_args,
+                    "grpc.so_reuseport": int(opts.grpc_reuse_port),
+                },
                 # --grpc-use-ssl-mutual implies SSL, as in tritonserver.
                 use_ssl=opts.grpc_use_ssl or opts.grpc_use_ssl_mutual,
                 use_mutual_auth=opts.grpc_use_ssl_mutual,
@@ -572,8 +577,10 @@ class Server:
                 "sagemaker": "Sagemaker",
                 "vertex_ai": "Vertex AI",
             }.get(name, "HTTP")
-            raise InternalError(
-                f"failed to start {raise_as} service: {error.strerror or error}"
+            # Triton's last line: "failed to start <service> service:
+            # Unavailable - Socket '<address>' already in use ".
+            raise EndpointStartError(
+                raise_as, UnavailableError(error.strerror or str(error))
             ) from error
         self.frontends[name] = frontend
 
