@@ -61,6 +61,16 @@ class HalfAndCount(torch.nn.Module):
         return x * 2, (x > 0).sum(dim=1)
 
 
+class RaggedSum(torch.nn.Module):
+    """Per-request sums of a ragged 1-D input, given where each request starts
+    (BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO)."""
+
+    def forward(self, X: Tensor, OFFSETS: Tensor) -> Tensor:
+        c = torch.cat([torch.zeros(1), torch.cumsum(X, 0)])
+        o = OFFSETS.long()
+        return (c[o[1:]] - c[o[:-1]]).unsqueeze(1)
+
+
 def write_dir(repo: Path, name: str, config: str | None, filename: str) -> Path:
     version = repo / name / "1"
     version.mkdir(parents=True)

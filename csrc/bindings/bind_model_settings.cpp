@@ -13,6 +13,29 @@ DataType ParseDataType(const std::string& name) {
   return dtype;
 }
 
+// model_config.proto's BatchInput.Kind names.
+BatchInputKind ParseBatchInputKind(const std::string& name) {
+  static const std::pair<const char*, BatchInputKind> kKinds[] = {
+      {"BATCH_ELEMENT_COUNT", BatchInputKind::kElementCount},
+      {"BATCH_ACCUMULATED_ELEMENT_COUNT", BatchInputKind::kAccumulatedElementCount},
+      {"BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO",
+       BatchInputKind::kAccumulatedElementCountWithZero},
+      {"BATCH_MAX_ELEMENT_COUNT_AS_SHAPE", BatchInputKind::kMaxElementCountAsShape},
+      {"BATCH_ITEM_SHAPE", BatchInputKind::kItemShape},
+      {"BATCH_ITEM_SHAPE_FLATTEN", BatchInputKind::kItemShapeFlatten},
+  };
+  for (const auto& [kind_name, kind] : kKinds) {
+    if (name == kind_name) return kind;
+  }
+  throw py::value_error("unknown batch input kind '" + name + "'");
+}
+
+// (kind, target_names, datatype, source_input) as config/to_core.py builds them.
+using BatchInputTuple =
+    std::tuple<std::string, std::vector<std::string>, std::string, std::string>;
+// (target_names, source_input): kind BATCH_SCATTER_WITH_INPUT_SHAPE, the only one.
+using BatchOutputTuple = std::tuple<std::vector<std::string>, std::string>;
+
 }  // namespace
 
 void RegisterModelSettings(py::module_& m) {
@@ -20,9 +43,10 @@ void RegisterModelSettings(py::module_& m) {
       .def(py::init([](std::string name, const std::string& datatype,
                        std::vector<int64_t> dims, bool optional,
                        std::optional<std::vector<int64_t>> reshape,
-                       std::vector<std::string> labels) {
+                       std::vector<std::string> labels, bool allow_ragged_batch) {
              TensorSpec spec;
              spec.labels = std::move(labels);
+             spec.allow_ragged_batch = allow_ragged_batch;
              spec.name = std::move(name);
              spec.dtype = ParseDataType(datatype);
              spec.dims = std::move(dims);
@@ -35,8 +59,10 @@ void RegisterModelSettings(py::module_& m) {
            }),
            py::arg("name"), py::arg("datatype"), py::arg("dims"),
            py::arg("optional") = false, py::arg("reshape") = py::none(),
-           py::arg("labels") = std::vector<std::string>())
+           py::arg("labels") = std::vector<std::string>(),
+           py::arg("allow_ragged_batch") = false)
       .def_readonly("labels", &TensorSpec::labels)
+      .def_readonly("allow_ragged_batch", &TensorSpec::allow_ragged_batch)
       .def_readonly("name", &TensorSpec::name)
       .def_property_readonly(
           "datatype",
@@ -130,8 +156,21 @@ void RegisterModelSettings(py::module_& m) {
   py::class_<ModelSpec>(m, "ModelSpec")
       .def(py::init([](std::string name, int64_t version, int32_t max_batch_size,
                        std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs,
-                       bool decoupled, bool response_cache) {
+                       bool decoupled, bool response_cache,
+                       const std::vector<BatchInputTuple>& batch_inputs,
+                       const std::vector<BatchOutputTuple>& batch_outputs) {
              ModelSpec spec;
+             for (const auto& [kind, targets, datatype, source] : batch_inputs) {
+               DataType dtype = ParseDataType(datatype);
+               if (dtype != DataType::kInt32 && dtype != DataType::kFp32) {
+                 throw py::value_error("batch input data type must be INT32 or FP32");
+               }
+               spec.batch_inputs.push_back(
+                   {ParseBatchInputKind(kind), targets, dtype, source});
+             }
+             for (const auto& [targets, source] : batch_outputs) {
+               spec.batch_outputs.push_back({targets, source});
+             }
              spec.name = std::move(name);
              spec.version = version;
              spec.max_batch_size = max_batch_size;
@@ -143,7 +182,9 @@ void RegisterModelSettings(py::module_& m) {
            }),
            py::arg("name"), py::arg("version"), py::arg("max_batch_size"),
            py::arg("inputs"), py::arg("outputs"), py::arg("decoupled") = false,
-           py::arg("response_cache") = false)
+           py::arg("response_cache") = false,
+           py::arg("batch_inputs") = std::vector<BatchInputTuple>(),
+           py::arg("batch_outputs") = std::vector<BatchOutputTuple>())
       .def_readonly("name", &ModelSpec::name)
       .def_readonly("decoupled", &ModelSpec::decoupled)
       .def_readonly("version", &ModelSpec::version)

@@ -204,6 +204,22 @@ const TensorSpec* ModelSpec::FindOutput(const std::string& output_name) const {
   return nullptr;
 }
 
+const BatchOutputSpec* ModelSpec::FindBatchOutput(
+    const std::string& output_name) const {
+  for (const auto& batch_output : batch_outputs) {
+    for (const auto& target : batch_output.target_names) {
+      if (target == output_name) return &batch_output;
+    }
+  }
+  return nullptr;
+}
+
+bool ModelSpec::HasRaggedBatching() const {
+  if (!batch_inputs.empty()) return true;
+  return std::any_of(inputs.begin(), inputs.end(),
+                     [](const TensorSpec& input) { return input.allow_ragged_batch; });
+}
+
 Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
   const std::string model = "'" + spec.name + "'";
   const std::string prefix = RequestPrefix(*request);
@@ -342,8 +358,12 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
     if (input == nullptr) continue;
     Shape dims = input->shape;
     if (spec.max_batch_size > 0) dims.erase(dims.begin());
-    shape_key += input->name;
-    shape_key += ShapeToString(dims);
+    // A ragged input takes no part in the batcher's equal-shape check (Triton's
+    // enforce_equal_shape_tensors leaves it out).
+    if (!input_spec.allow_ragged_batch) {
+      shape_key += input->name;
+      shape_key += ShapeToString(dims);
+    }
 
     if (input_spec.has_reshape) {
       int64_t per_item = ElementCount(dims);

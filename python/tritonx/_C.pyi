@@ -137,9 +137,12 @@ class TensorSpec:
         optional: bool = False,
         reshape: Sequence[int] | None = None,
         labels: Sequence[str] = (),
+        allow_ragged_batch: bool = False,
     ) -> None: ...
     @property
     def labels(self) -> list[str]: ...
+    @property
+    def allow_ragged_batch(self) -> bool: ...
     @property
     def name(self) -> str: ...
     @property
@@ -236,6 +239,10 @@ class ModelSpec:
         outputs: Sequence[TensorSpec],
         decoupled: bool = False,
         response_cache: bool = False,
+        # (kind name, target names, datatype "INT32"/"FP32", source input)
+        batch_inputs: Sequence[tuple[str, Sequence[str], str, str]] = (),
+        # BATCH_SCATTER_WITH_INPUT_SHAPE: (target names, source input)
+        batch_outputs: Sequence[tuple[Sequence[str], str]] = (),
     ) -> None: ...
     @property
     def name(self) -> str: ...

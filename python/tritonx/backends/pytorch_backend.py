@@ -129,6 +129,24 @@ def _device_for(ictx: InstanceContext) -> torch.device | None:
     return torch.device("cpu")
 
 
+def _batch_input_positions(
+    names: list[str], targets: list[str], arguments: tuple[str, ...] | list[str]
+) -> list[int]:
+    """Forward positions of batch-input targets: their argument name when forward
+    has one, else their ``__<index>``, else after the config's inputs in order."""
+    out = []
+    for i, target in enumerate(targets):
+        if target in arguments:
+            out.append(list(arguments).index(target))
+            continue
+        try:
+            index = torch_io.index_of(target)
+        except ValueError:
+            index = None
+        out.append(index if index is not None else len(names) + i)
+    return out
+
+
 class TorchModel(InstanceKeeper):
     """A loaded model version: config checks, settings, modules per device."""
 
@@ -309,13 +327,23 @@ class TorchInstance(GatheredInstance):
                     f"unable to load model '{model.name}': an input index is larger "
                     "than the number of inputs the model takes"
                 )
-        self._arity = len(names)
+        # Batch inputs (ragged batching) follow the config's inputs, as Triton's
+        # libtorch backend maps them: by forward argument name, by <name>__<index>,
+        # else in config order after the inputs.
+        targets = [n for bi in config.batch_input for n in bi.target_name]
+        target_positions = _batch_input_positions(
+            names, targets, sig.arguments if not sig.dict_input else ()
+        )
+        self._arity = max([len(names) + len(targets), *(p + 1 for p in positions)])
         # Arguments past this position go by keyword (programs exported so).
         self._keywords = sig.keywords
         self._positional = len(sig.arguments) - len(sig.keywords)
         self._inputs = [
             (t.name, pos, t.data_type == mc.TYPE_BF16, t.data_type == mc.TYPE_STRING)
             for t, pos in zip(config.input, positions, strict=True)
+        ] + [
+            (name, pos, False, False)
+            for name, pos in zip(targets, target_positions, strict=True)
         ]
         for name, dtype, _ in sig.input_tensors:
             conf = next((t for t in config.input if t.name == name), None)

@@ -75,6 +75,12 @@ def _index_of(name: str) -> int | None:
     return int(digits) if digits else 0
 
 
+def index_of(name: str) -> int | None:
+    """The index of ``<name>__<index>`` (None without ``__``; ValueError when the
+    part after it is not a number)."""
+    return _index_of(name)
+
+
 def input_convention(
     model_name: str, names: Sequence[str], arguments: Sequence[str]
 ) -> str:

@@ -161,10 +161,31 @@ def check_onnx_consistency(config: ModelConfig, onnx_path: Path) -> None:
                 f"unable to load model '{name}', optional input '{io.name}' is not "
                 "supported for models that support batching"
             )
-        _check_tensor(config, io, model_inputs, "input")
+        if io.allow_ragged_batch:
+            _check_ragged(config, io, model_inputs)
+        else:
+            _check_tensor(config, io, model_inputs, "input")
     model_outputs = {t.name: t for t in sig.outputs}
+    # A batch output holds the whole batch's elements: its config dims describe
+    # one request's share, not the graph's tensor (Triton skips the comparison).
+    scattered = {name for bo in config.batch_output for name in bo.target_name}
     for out in config.output:
-        _check_tensor(config, out, model_outputs, "output")
+        _check_tensor(config, out, model_outputs, "output", out.name not in scattered)
+
+
+def _check_ragged(
+    config: ModelConfig, io: ModelInput, model: dict[str, OnnxTensor]
+) -> None:
+    """A ragged input reaches the graph as one 1-D tensor of the whole batch's
+    elements, so the graph must take shape [-1] (Triton's onnxruntime backend)."""
+    _check_tensor(config, io, model, "input", compare_dims=False)
+    dims = list(model[io.name].dims)
+    if dims != [-1]:
+        raise InvalidArgumentError(
+            f"unable to load model '{config.name}', configuration expects model "
+            f"provides input with shape [-1]  for ragged input '{io.name}', model "
+            f"provides {_shape(dims)}"
+        )
 
 
 def _check_tensor(
@@ -172,6 +193,7 @@ def _check_tensor(
     io: ModelInput | ModelOutput,
     model: dict[str, OnnxTensor],
     kind: str,
+    compare_dims: bool = True,
 ) -> None:
     name = config.name
     tensor = model.get(io.name)
@@ -187,6 +209,8 @@ def _check_tensor(
             f"{datatype_name(io.data_type)} for {kind} '{io.name}', model provides "
             f"TYPE_{provided}"
         )
+    if not compare_dims:
+        return
     dims = list(io.reshape.shape) if io.HasField("reshape") else list(io.dims)
     if not tensor.dims:
         if any(d != 1 for d in dims):

@@ -37,6 +37,7 @@ def _tensor_spec(
         optional=optional,
         reshape=reshape,
         labels=labels or [],
+        allow_ragged_batch=getattr(tensor, "allow_ragged_batch", False),
     )
 
 
@@ -76,6 +77,18 @@ def model_spec_from_config(
         ],
         decoupled=config.model_transaction_policy.decoupled,
         response_cache=config.response_cache.enable,
+        batch_inputs=[
+            (
+                mc.BatchInput.Kind.Name(bi.kind),
+                list(bi.target_name),
+                wire_datatype(bi.data_type),
+                bi.source_input[0],
+            )
+            for bi in config.batch_input
+        ],
+        batch_outputs=[
+            (list(bo.target_name), bo.source_input[0]) for bo in config.batch_output
+        ],
     )
 
 
