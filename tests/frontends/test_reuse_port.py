@@ -9,6 +9,7 @@ import re
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -20,8 +21,6 @@ import tritonclient.http as httpclient
 from cloudutil import launch_command
 from serverutil import free_ports, reference_command, server_env
 from testmodels import ADD_SUB, ADD_SUB_PY
-
-OTHER = {"http": "grpc", "grpc": "http"}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,10 @@ def _ready(protocol: str, port: int) -> bool:
     try:
         if protocol == "http":
             return bool(httpclient.InferenceServerClient(url).is_server_ready())
-        return bool(grpcclient.InferenceServerClient(url).is_server_ready())
+        if protocol == "grpc":
+            return bool(grpcclient.InferenceServerClient(url).is_server_ready())
+        with urllib.request.urlopen(f"http://{url}/metrics", timeout=5) as reply:
+            return bool(reply.status == 200)
     except Exception:
         return False
 
@@ -77,25 +79,13 @@ def server(
         process.wait(timeout=60)
 
 
-def observe(kind: str, repo: Path, protocol: str) -> dict[str, Any]:
-    shared, *own = free_ports(7)
-    names = ("http", "grpc", "metrics")
-    first = {**dict(zip(names, own[:3], strict=True)), protocol: shared}
-    second = {**dict(zip(names, own[3:6], strict=True)), protocol: shared}
-    seen: dict[str, Any] = {}
-    with ExitStack() as stack:
-        stack.enter_context(server(kind, repo, first, "true", OTHER[protocol]))
-        # Ready on its own other port: it bound the shared one too.
-        stack.enter_context(server(kind, repo, second, "true", OTHER[protocol]))
-        seen["both started, shared port ready"] = _ready(protocol, shared)
-    with (
-        server(kind, repo, first, "false", OTHER[protocol]),
-        tempfile.TemporaryFile("w+") as log,
-    ):
+def _refused(kind: str, repo: Path, ports: dict[str, int]) -> dict[str, Any]:
+    """Exit code and last line of a server that must fail to start."""
+    with tempfile.TemporaryFile("w+") as log:
         # A file, not a pipe: Triton's python stub processes may hold a pipe open
         # after the server itself has exited.
-        seen["second without the flag"] = subprocess.run(
-            _command(kind, repo, second, "false"),
+        code = subprocess.run(
+            _command(kind, repo, ports, "false"),
             env=server_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -104,18 +94,37 @@ def observe(kind: str, repo: Path, protocol: str) -> dict[str, Any]:
         log.seek(0)
         last = log.read().strip().splitlines()[-1]
     message = last[last.index("failed to start") :].removesuffix('"')
-    seen["message"] = re.sub(r"[0-9.]+:\d+", "<address>", message)
+    return {"exit": code, "message": re.sub(r"[0-9.]+:\d+", "<address>", message)}
+
+
+def observe(kind: str, repo: Path) -> dict[str, Any]:
+    http, grpc, *metrics = free_ports(8)
+    shared = {"http": http, "grpc": grpc}
+    seen: dict[str, Any] = {}
+    with ExitStack() as stack:
+        for index in range(2):
+            ports = {**shared, "metrics": metrics[index]}
+            # Ready once its own (metrics) port answers: the shared ones are bound.
+            stack.enter_context(server(kind, repo, ports, "true", "metrics"))
+        seen["both started, shared ports ready"] = (
+            _ready("http", http),
+            _ready("grpc", grpc),
+        )
+    with server(kind, repo, {**shared, "metrics": metrics[2]}, "false", "metrics"):
+        for protocol, port in shared.items():
+            own = dict(zip(("http", "grpc", "metrics"), metrics[3:6], strict=True))
+            seen[f"{protocol} taken"] = _refused(kind, repo, {**own, protocol: port})
     return seen
 
 
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_reuse_port(repo: Path, protocol: str) -> None:
-    seen = observe("tritonx", repo, protocol)
-    assert seen["both started, shared port ready"] is True
-    assert seen["second without the flag"] == 1
-    assert seen["message"] == (
-        f"failed to start {protocol.upper()} service: Unavailable - Socket "
-        "'<address>' already in use "
-    )
+def test_reuse_port(repo: Path) -> None:
+    seen = observe("tritonx", repo)
+    assert seen["both started, shared ports ready"] == (True, True)
+    for protocol in ("http", "grpc"):
+        assert seen[f"{protocol} taken"] == {
+            "exit": 1,
+            "message": f"failed to start {protocol.upper()} service: Unavailable - "
+            "Socket '<address>' already in use ",
+        }
     if reference_command() is not None:
-        assert seen == observe("reference", repo, protocol)
+        assert seen == observe("reference", repo)

@@ -73,7 +73,9 @@ def observe(kind: str, root: Path, retries: int) -> dict[str, Any]:
     return {"load": status, "later load": second, "attempts": attempts}
 
 
-@pytest.mark.parametrize("retries", [0, FAILURES - 1, FAILURES, FAILURES + 3])
+# One retry too few (the first load fails, the second succeeds on its third
+# attempt) and just enough (the first load succeeds on its last attempt).
+@pytest.mark.parametrize("retries", [FAILURES - 1, FAILURES])
 def test_failed_loads_are_retried(tmp_path: Path, retries: int) -> None:
     seen = observe("tritonx", tmp_path, retries)
     if reference_command() is not None:
