@@ -52,6 +52,7 @@ from tritonx.repository.registration import RepositoryRegistration
 from tritonx.repository.repository import (
     ModelId,
     OverrideDirectory,
+    RepositoryListing,
     select_versions,
     version_dirs,
 )
@@ -143,19 +144,16 @@ class ModelManager(
         if polling:
             self._start_polling()
 
-    def _ensemble_names(self, names: list[str]) -> list[str]:
-        listing = self._listing()
+    def _ensemble_names(
+        self, names: list[str], listing: RepositoryListing | None = None
+    ) -> list[str]:
         found = []
-        for name in names:
-            model_dir = listing.models.get(name)
-            if model_dir is None:
-                continue
+        for name, model_dir in self._fetched_dirs(names, listing or self._listing()):
             try:
                 # A look-ahead: the load that follows reports a failure.
-                self.storage.fetch(model_dir)
                 with parse_errors_unlogged():
                     config, _ = read_model_config(model_dir, self.options, None)
-            except (PollFailure, TritonXError):
+            except PollFailure:
                 continue
             if is_ensemble(config):
                 found.append(name)

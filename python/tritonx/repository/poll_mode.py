@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,10 @@ class RepositoryPolling:
     _lock: Callable[[str], asyncio.Lock]
     _set_resolvable: Callable[[ModelRecord, bool], None]
     _relink_ensembles: Callable[[], Awaitable[None]]
-    _ensemble_names: Callable[[list[str]], list[str]]
+    _ensemble_names: Callable[..., list[str]]
+    _fetched_dirs: Callable[
+        [Iterable[str], RepositoryListing], Iterator[tuple[str, Path]]
+    ]
 
     def _init_polling(self) -> None:
         # Models as of their last successful (re)load: what the next poll compares.
@@ -120,22 +123,14 @@ class RepositoryPolling:
         self._poll_task: asyncio.Task[None] | None = None
         self._poll_round: asyncio.Future[None] | None = None
 
-    def _snapshot(self, names: list[str]) -> dict[str, Timestamp]:
+    def _snapshot(
+        self, names: list[str], listing: RepositoryListing | None = None
+    ) -> dict[str, Timestamp]:
         """Timestamps of the listed models among ``names``; a cloud model's files
-        are fetched first (one that cannot be is left out: unchanged this round)."""
-        listing = self._listing()
-        stamps = {}
-        for name in names:
-            model_dir = listing.models.get(name)
-            if model_dir is None:
-                continue
-            try:
-                self.storage.fetch(model_dir)
-            except TritonXError as error:
-                log.error("failed to poll model '%s': %s", name, error.message)
-                continue
-            stamps[name] = model_timestamp(model_dir)
-        return stamps
+        are fetched first (one that cannot be is left out: unchanged this round).
+        ``listing``: the round's own, so a cloud repository is listed once."""
+        found = self._fetched_dirs(names, listing or self._listing())
+        return {name: model_timestamp(model_dir) for name, model_dir in found}
 
     def _mark_polled(self, name: str, stamp: Timestamp | None) -> None:
         if stamp is not None:
@@ -186,11 +181,13 @@ class RepositoryPolling:
         ]
         for name in gone:
             await self._poll_unload(name)
-        stamps: dict[str, Timestamp] = await self._run(self._snapshot, sorted(present))
+        stamps: dict[str, Timestamp] = await self._run(
+            self._snapshot, sorted(present), listing
+        )
         changed = [
             name for name in sorted(stamps) if self._stamps.get(name) != stamps[name]
         ]
-        ensembles = set(await self._run(self._ensemble_names, changed))
+        ensembles = set(await self._run(self._ensemble_names, changed, listing))
         for group in (
             [n for n in changed if n not in ensembles],
             [n for n in changed if n in ensembles],

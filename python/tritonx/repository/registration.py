@@ -24,7 +24,7 @@ its SageMaker multi-model endpoint builds on:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from tritonx.errors import (
@@ -145,6 +145,23 @@ class RepositoryRegistration:
         return list_repositories(
             repositories, self.options.namespacing, renamed, self.storage.local_root
         )
+
+    def _fetched_dirs(
+        self, names: Iterable[str], listing: RepositoryListing
+    ) -> Iterator[tuple[str, Path]]:
+        """(key, model directory) of the listed models among ``names``, each
+        fetched first (a cloud one); one that cannot be fetched is logged and
+        left out, its load reports the failure."""
+        for name in names:
+            model_dir = listing.models.get(name)
+            if model_dir is None:
+                continue
+            try:
+                self.storage.fetch(model_dir)
+            except TritonXError as error:
+                log.error("failed to poll model '%s': %s", name, error.message)
+                continue
+            yield name, model_dir
 
     def _mapped_id(self, name: str) -> ModelId | None:
         """The identity of the model ``name`` maps to, or None when unmapped."""
