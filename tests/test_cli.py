@@ -382,10 +382,10 @@ def test_smoke_serves_example_repository(example_repo: Path) -> None:
         "--model-control-mode=explicit",
         "--load-model=add_sub",
         "--load-model=identity",
-        "--backend-directory=/opt/tritonserver/backends",
+        "--cache-directory=/opt/tritonserver/caches",
     ) as server:
         text = server.log_text()
-        assert "--backend-directory has no effect" in text
+        assert "--cache-directory has no effect" in text
         http = httpclient.InferenceServerClient(server.http_url)
         assert http.is_server_ready()
         assert http.is_model_ready("add_sub")

@@ -3,6 +3,8 @@ tests make)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 # INPUT0 echoed as OUTPUT0, whatever the datatype and shape the config gives them.
 ECHO_MODEL = """
 import triton_python_backend_utils as pb_utils
@@ -168,3 +170,19 @@ class TritonPythonModel:
                 pb_utils.Tensor("OUTPUT0", a + b), pb_utils.Tensor("OUTPUT1", a - b)]))
         return out
 """
+
+
+def venv_with_onlyinenv(env: Path, value: float) -> Path:
+    """A venv at ``env`` whose module ``onlyinenv`` (absent from the server's
+    environment) holds VALUE; returns the module's file."""
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", env],
+        check=True,
+    )
+    (site,) = env.glob("lib/python*/site-packages")
+    module = site / "onlyinenv.py"
+    module.write_text(f"VALUE = {value}\n")
+    return module

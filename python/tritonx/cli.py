@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from tritonx import __version__, cli_limits, cli_ports
+from tritonx.backends.registry import DEFAULT_BACKEND_DIRECTORY
 from tritonx.cli_values import (
     GRPC_CHANNEL_FLAGS,
     IGNORED_FLAGS,
@@ -400,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="<backend>,<setting>=<value>",
     )
+    g.add_argument(
+        "--backend-directory",
+        default=DEFAULT_BACKEND_DIRECTORY,
+        metavar="<string>",
+        help="Where Python-based backends live: <dir>/<backend>/model.py.",
+    )
 
     cli_limits.add_flags(p)
 
@@ -500,6 +507,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         # huge unsigned one (retrying for ever), tritonx as none.
         model_load_retry_count=max(0, args.model_load_retry_count),
         backend_config=parse_backend_config(args.backend_config),
+        backend_directory=args.backend_directory,
         server_id=args.id,
         allow_http=args.allow_http,
         http_address=args.http_address,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tritonx import loops
+from tritonx.backends.registry import DEFAULT_BACKEND_DIRECTORY
 from tritonx.errors import (
     CODE_WORDS,
     InternalError,
@@ -93,6 +94,8 @@ class ServerOptions:
     model_load_retry_count: int = 0
     # backend name -> {setting: value}; global settings live under "".
     backend_config: dict[str, dict[str, str]] = field(default_factory=dict)
+    # --backend-directory: where Python-based backends (<dir>/<name>/model.py) live.
+    backend_directory: str = DEFAULT_BACKEND_DIRECTORY
     server_id: str = "triton"
     allow_http: bool = True
     http_address: str = "0.0.0.0"
@@ -262,9 +265,12 @@ class Server:
                 load_retries=options.model_load_retry_count,
                 backend_config={
                     **options.backend_config,
-                    # Python stubs stop within the exit timeout (finalize, then kill).
+                    # Python stubs stop within the exit timeout (finalize, then
+                    # kill); the backend directory reaches every backend as in
+                    # Triton's command-line backend config.
                     "": {
                         "exit-timeout-secs": str(options.exit_timeout_secs),
+                        "backend-directory": options.backend_directory,
                         **options.backend_config.get("", {}),
                     },
                 },

@@ -21,6 +21,7 @@ from serverutil import (
     run_reference,
     run_server,
 )
+from testmodels import venv_with_onlyinenv
 from tritonclient.utils import InferenceServerException
 
 PROCESS = 'parameters { key: "EXECUTION_MODE" value: { string_value: "process" } }\n'
@@ -378,27 +379,11 @@ def _env_path(value: str) -> str:
     return f'parameters {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{value}" }} }}\n'
 
 
-def _venv_with_onlyinenv(env: Path, value: float) -> Path:
-    """A venv at ``env`` whose module ``onlyinenv`` (absent from the server's
-    environment) holds VALUE; returns the module's file."""
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", env],
-        check=True,
-    )
-    (site,) = env.glob("lib/python*/site-packages")
-    module = site / "onlyinenv.py"
-    module.write_text(f"VALUE = {value}\n")
-    return module
-
-
 def test_model_in_its_own_environment(tmp_path: Path) -> None:
     """EXECUTION_ENV_PATH names a venv whose package the server's environment
     lacks; the model imports it in its stub."""
     env = tmp_path / "env"
-    _venv_with_onlyinenv(env, 42.0)
+    venv_with_onlyinenv(env, 42.0)
     repo = tmp_path / "repo"
     _write(repo, "envmodel", _env_path(str(env)), model=ENV_MODEL)
     with run_server(repo) as server:
@@ -413,7 +398,7 @@ def test_model_in_a_packed_environment(tmp_path: Path) -> None:
     import tarfile
 
     env = tmp_path / "env"
-    module = _venv_with_onlyinenv(env, 7.0)
+    module = venv_with_onlyinenv(env, 7.0)
     repo = tmp_path / "repo"
     path = _env_path("$$TRITON_MODEL_DIRECTORY/env.tar.gz")
     _write(repo, "packed", path, model=ENV_MODEL)
@@ -424,6 +409,38 @@ def test_model_in_a_packed_environment(tmp_path: Path) -> None:
         result = _http(server, "packed")
         assert result.as_numpy("OUTPUT0").tolist() == [[7.0] * 4]
     assert (repo / "packed" / "env.unpacked" / "bin" / "python3").exists()
+
+
+def test_packed_environment_in_a_read_only_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archive whose directory cannot be written (a read-only repository mount)
+    is unpacked in the temporary space instead, nothing written beside it.
+    (Tests run as root here, so the directory's mode cannot show it: the check
+    itself is made to say read-only.)"""
+    import tarfile
+
+    from tritonx.backends.stub import environment
+
+    env = tmp_path / "env"
+    venv_with_onlyinenv(env, 3.0)
+    shelf = tmp_path / "read-only"
+    shelf.mkdir()
+    archive = shelf / "env.tar.gz"
+    with tarfile.open(archive, "w:gz") as packed:
+        packed.add(env, arcname=".")
+    monkeypatch.setattr(environment.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        environment.os,
+        "access",
+        lambda path, mode: False if Path(path) == shelf else real_access(path, mode),
+    )
+    python = environment.interpreter(str(archive), tmp_path, "packed")
+    assert python.is_file()
+    assert python.is_relative_to(tmp_path / "tmp" / "tritonx-envs")
+    assert [p.name for p in shelf.iterdir()] == ["env.tar.gz"]
 
 
 ODD_CONFIG = """

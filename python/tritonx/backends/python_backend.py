@@ -290,10 +290,10 @@ class PythonInstance:
 class PythonModel:
     """A loaded python model version; finalizes its instances on unload."""
 
-    def __init__(self, ctx: ModelContext) -> None:
+    def __init__(self, ctx: ModelContext, model_file: Path) -> None:
         self.ctx = ctx
         self.settings = python_settings(ctx.backend_config)  # refuses bad values
-        self.model_file = _model_file(ctx)
+        self.model_file = model_file
         self._instances: list[Any] = []  # PythonInstance or stub.StubInstance
         registry = ctx.server.registry if ctx.server is not None else None
         self.bls_link = bls.ModelLink(
@@ -340,23 +340,23 @@ class PythonModel:
                 )
 
 
-def _model_file(ctx: ModelContext) -> Path:
-    filename = ctx.config.default_model_filename or DEFAULT_MODEL_FILENAME
-    if ctx.model_file and ctx.model_file.name == filename:
-        return ctx.model_file
-    return ctx.version_dir / filename
-
-
 class PythonBackend:
     """Backend ``python``."""
 
     name = "python"
 
+    def model_file(self, ctx: ModelContext) -> Path:
+        """The model's own ``model.py`` (or its default_model_filename)."""
+        filename = ctx.config.default_model_filename or DEFAULT_MODEL_FILENAME
+        if ctx.model_file and ctx.model_file.name == filename:
+            return ctx.model_file
+        return ctx.version_dir / filename
+
     def auto_complete_config(self, config: ModelConfig, ctx: ModelContext) -> None:
         """Run the model's ``auto_complete_config`` and merge what it filled in."""
         from tritonx.config import apply_python_auto_complete, config_to_json_dict
 
-        model_file = _model_file(ctx)
+        model_file = self.model_file(ctx)
         if not model_file.is_file():
             return  # the load itself reports the missing file
         before = config_to_json_dict(config)
@@ -377,7 +377,7 @@ class PythonBackend:
             apply_python_auto_complete(config, after)
 
     def load_model(self, ctx: ModelContext) -> PythonModel:
-        return PythonModel(ctx)
+        return PythonModel(ctx, self.model_file(ctx))
 
 
 def create_backend() -> PythonBackend:

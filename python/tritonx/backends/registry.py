@@ -1,4 +1,5 @@
-"""Find a backend by name: entry points of group ``tritonx.backends``, then built-ins.
+"""Find a backend by name: entry points of group ``tritonx.backends``, then built-ins,
+then Python-based backends in the backend directory (python_based.py).
 
 An installed tritonx declares its own backends as entry points too, so third-party
 packages and built-ins are found the same way. The built-in table only matters when
@@ -11,11 +12,17 @@ import importlib
 import threading
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tritonx.backends.base import Backend
 from tritonx.errors import InvalidArgumentError
 
+if TYPE_CHECKING:
+    from tritonx.backends.base import Backend, ModelConfig
+
 ENTRY_POINT_GROUP = "tritonx.backends"
+# tritonserver's default --backend-directory.
+DEFAULT_BACKEND_DIRECTORY = "/opt/tritonserver/backends"
 
 BUILTIN_BACKENDS: dict[str, str] = {
     "python": "tritonx.backends.python_backend:create_backend",
@@ -24,7 +31,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "tensorrt": "tritonx.backends.tensorrt_backend:create_backend",
 }
 
-BackendFactory = Callable[[], Backend]
+BackendFactory = Callable[[], "Backend"]
 
 _lock = threading.Lock()
 _factories: dict[str, BackendFactory] = {}
@@ -84,6 +91,33 @@ def get_backend(name: str) -> Backend:
             backend = factory()
             _backends[name] = backend
         return backend
+
+
+def resolve_backend(
+    config: ModelConfig, backend_directory: Path
+) -> tuple[Backend, str]:
+    """The backend that serves ``config`` and the name its ``--backend-config``
+    settings are read under, in Triton's search order: a backend registered under
+    ``config.backend`` (tritonx's counterpart of a ``libtriton_<name>.so``), else
+    ``<backend_directory>/<backend>/model.py``; ``runtime: "model.py"`` asks for
+    the latter only. May fill ``runtime`` and parameters in ``config``."""
+    from tritonx.backends import python_based
+
+    if config.runtime != python_based.RUNTIME_FILE:
+        try:
+            return get_backend(config.backend), config.backend
+        except InvalidArgumentError:
+            found = python_based.find_python_based_backend(
+                config, backend_directory, required=False
+            )
+            if found is None:
+                raise
+    else:
+        found = python_based.find_python_based_backend(
+            config, backend_directory, required=True
+        )
+    assert found is not None
+    return found, python_based.SETTINGS_BACKEND
 
 
 def clear_cache() -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tritonx.backends.registry import DEFAULT_BACKEND_DIRECTORY, resolve_backend
 from tritonx.config import (
     ModelConfig,
     config_to_json,
@@ -18,7 +19,6 @@ from tritonx.config import (
     scheduler_config_from_config,
 )
 from tritonx.config.to_core import ensemble_steps_from_config
-from tritonx.errors import InvalidArgumentError
 from tritonx.repository.placement import core_executors, instance_contexts
 from tritonx.repository.records import LoadedModel
 from tritonx.repository.warmup import run_warmup
@@ -49,19 +49,10 @@ def _backend_settings(
     return {**backend_config.get("", {}), **backend_config.get(backend, {})}
 
 
-def _resolve_backend(name: str) -> Any:
-    from tritonx.backends.registry import get_backend
-
-    try:
-        backend = get_backend(name)
-    except LookupError:
-        backend = None
-    if backend is None:
-        raise InvalidArgumentError(
-            f"unable to find backend library for backend '{name}', try specifying "
-            "runtime on the model configuration."
-        )
-    return backend
+def _backend_directory(settings: LoadSettings) -> Path:
+    # The server puts it among the global backend settings, as tritonserver does.
+    configured = settings.backend_config.get("", {}).get("backend-directory")
+    return Path(configured or DEFAULT_BACKEND_DIRECTORY)
 
 
 def _create_instances(backend_model: Any, config: ModelConfig) -> tuple[list, list]:
@@ -86,7 +77,7 @@ def build_version(
     config = _copy(config)  # auto-complete may change it per version
     if config.HasField("ensemble_scheduling"):
         return _build_ensemble(config, version, model_dir, settings, started)
-    backend = _resolve_backend(config.backend)
+    backend, settings_name = resolve_backend(config, _backend_directory(settings))
     ctx = ModelContext(
         name=config.name,
         version=version,
@@ -96,7 +87,7 @@ def build_version(
         version_dir=model_dir / str(version),
         model_file=model_file_path(config, model_dir, version),
         repository=repository,
-        backend_config=_backend_settings(settings.backend_config, config.backend),
+        backend_config=_backend_settings(settings.backend_config, settings_name),
         server=settings.context,
         model_control=settings.control,
     )

@@ -54,9 +54,21 @@ def interpreter(value: str, model_dir: Path, model_name: str) -> Path:
     )
 
 
+def _unpack_target(archive: Path) -> Path:
+    """Beside the archive (kept across restarts), or, where that directory is
+    read-only (a mounted repository, a system backend directory), in a directory
+    of the system's temporary space named after the archive's path."""
+    stem = archive.name.removesuffix(".gz").removesuffix(".tar").removesuffix(".tgz")
+    if os.access(archive.parent, os.W_OK):
+        return archive.with_name(f"{stem}.unpacked")
+    import hashlib
+
+    key = hashlib.sha256(str(archive.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "tritonx-envs" / f"{key}-{stem}.unpacked"
+
+
 def _unpacked(archive: Path) -> Path:
-    target = archive.with_name(archive.name.removesuffix(".gz").removesuffix(".tar"))
-    target = target.with_name(target.name.removesuffix(".tgz") + ".unpacked")
+    target = _unpack_target(archive)
     with _lock:
         stamp = target / ".tritonx-unpacked"
         if stamp.exists() and stamp.stat().st_mtime >= archive.stat().st_mtime:
