@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from coreutil import ModelFactory, batching, request, rows, spec
 
+from tritonx.backends.base import InstanceContext
 from tritonx.config import parse_config_text
 from tritonx.errors import InvalidArgumentError
 from tritonx.repository.placement import core_executors
@@ -31,15 +32,26 @@ def _config(extra: str = "") -> Any:
     )
 
 
+def _active(count: int) -> list[InstanceContext]:
+    return [InstanceContext(name=f"i{n}", index=n, kind="CPU") for n in range(count)]
+
+
 def test_each_instance_runs_on_as_many_workers_as_its_depth() -> None:
     a, b, plain = Deep(2), Deep(3), object()
-    assert core_executors([a, plain, b], _config()) == [a, a, plain, b, b, b]
+    assert core_executors([a, plain, b], _active(3), _config()) == [
+        a,
+        a,
+        plain,
+        b,
+        b,
+        b,
+    ]
     # Sequence slots and rate-limiter resources belong to instances: one worker.
     for extra in (
         "sequence_batching { }",
         "instance_group [ { kind: KIND_CPU rate_limiter { priority: 1 } } ]",
     ):
-        assert core_executors([a, plain], _config(extra)) == [a, plain]
+        assert core_executors([a, plain], _active(2), _config(extra)) == [a, plain]
 
 
 class OverlapProbe:
@@ -76,7 +88,9 @@ def test_two_batches_in_flight_on_one_pipelined_instance(
     make_model: ModelFactory,
 ) -> None:
     probe = OverlapProbe()
-    model = make_model(spec(), batching(), core_executors([probe], _config()))
+    model = make_model(
+        spec(), batching(), core_executors([probe], _active(1), _config())
+    )
     results: dict[int, Any] = {}
 
     def send(i: int) -> None:

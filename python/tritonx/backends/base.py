@@ -61,6 +61,9 @@ class InstanceContext:
     kind: str  # "CPU" | "GPU" | "MODEL"
     device_id: int = 0
     cuda_stream: int = 0  # 0 = none
+    # A passive instance (instance_group passive: true) is initialized and
+    # finalized like any other but is given no work (Triton's rule).
+    passive: bool = False
 
 
 @runtime_checkable

@@ -93,12 +93,15 @@ def model_spec_from_config(
 
 
 def rate_limits_from_config(config: ModelConfig) -> list[_native.InstanceRateLimit]:
-    """Each instance's rate_limiter block and device, in the order the loader
-    creates instances (per group: count x the group's GPUs, else device 0)."""
+    """Each active instance's rate_limiter block and device, in the order the
+    loader creates instances (per group: count x the group's GPUs, else device 0),
+    passive groups left out as placement.core_executors leaves them out."""
     from tritonx import _native
 
     limits = []
     for group in config.instance_group:
+        if group.passive:  # given no work: neither scheduled nor rate limited
+            continue
         resources = [
             (r.name, r.count, getattr(r, "global"))
             for r in group.rate_limiter.resources

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tritonx.backends.base import InstanceContext
 from tritonx.backends.registry import DEFAULT_BACKEND_DIRECTORY, resolve_backend
 from tritonx.config import (
     ModelConfig,
@@ -55,11 +56,14 @@ def _backend_directory(settings: LoadSettings) -> Path:
     return Path(configured or DEFAULT_BACKEND_DIRECTORY)
 
 
-def _create_instances(backend_model: Any, config: ModelConfig) -> tuple[list, list]:
-    """The backend's instances (placement.py names and places them) and the CUDA
-    stream pools their contexts point into."""
+def _create_instances(
+    backend_model: Any, config: ModelConfig
+) -> tuple[list, list[InstanceContext], list]:
+    """The backend's instances, their contexts (placement.py names and places
+    them) and the CUDA stream pools those contexts point into."""
     contexts, streams = instance_contexts(config)
-    return [backend_model.create_instance(ictx) for ictx in contexts], streams
+    instances = [backend_model.create_instance(ictx) for ictx in contexts]
+    return instances, contexts, streams
 
 
 def build_version(
@@ -99,16 +103,19 @@ def build_version(
     spec = model_spec_from_config(config, version, model_dir)
     backend_model = backend.load_model(ctx)
     try:
-        instances, streams = _create_instances(backend_model, config)
+        instances, contexts, streams = _create_instances(backend_model, config)
         core = _native.Model(
             spec,
             scheduler_config_from_config(config, model_dir),
-            core_executors(instances, config),
+            core_executors(instances, contexts, config),
             settings.context,
             rate_limits_from_config(config),
         )
         try:
-            run_warmup(core, config, model_dir, len(instances))
+            # Passive instances get no warmup (Triton's rule): they get no work.
+            active = sum(not ctx.passive for ctx in contexts)
+            if active:
+                run_warmup(core, config, model_dir, active)
         except BaseException:
             core.stop()
             raise

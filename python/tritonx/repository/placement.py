@@ -15,22 +15,24 @@ from typing import Any
 from tritonx.backends.base import InstanceContext
 from tritonx.config import ModelConfig
 from tritonx.config._pb import mc
+from tritonx.errors import UnavailableError
 
 
 def _kind_name(kind: int) -> str:
     return mc.ModelInstanceGroup.Kind.Name(kind).removeprefix("KIND_")
 
 
-def _placements(config: ModelConfig) -> list[tuple[str, str, int]]:
-    """(instance name, kind, device) per instance, in Triton's order: one instance
-    per group count (per listed GPU for KIND_GPU), named "<group name>_<n>"."""
-    out: list[tuple[str, str, int]] = []
+def _placements(config: ModelConfig) -> list[tuple[str, str, int, bool]]:
+    """(instance name, kind, device, passive) per instance, in Triton's order: one
+    instance per group count (per listed GPU for KIND_GPU), named
+    "<group name>_<n>"."""
+    out: list[tuple[str, str, int, bool]] = []
     for group in config.instance_group:
         kind = _kind_name(group.kind)
         devices = list(group.gpus) if kind == "GPU" else [0]
         for n in range(group.count):
             for device in devices:
-                out.append((f"{group.name}_{n}", kind, device))
+                out.append((f"{group.name}_{n}", kind, device, group.passive))
     return out
 
 
@@ -39,33 +41,65 @@ def instance_contexts(config: ModelConfig) -> tuple[list[InstanceContext], list[
     from tritonx import _native
 
     placements = _placements(config)
-    per_device = Counter(device for _, kind, device in placements if kind == "GPU")
+    per_device = Counter(device for _, kind, device, _ in placements if kind == "GPU")
     pools = {dev: _native.StreamPool(n, dev) for dev, n in sorted(per_device.items())}
     taken: Counter[int] = Counter()
     contexts: list[InstanceContext] = []
-    for index, (name, kind, device) in enumerate(placements):
+    for index, (name, kind, device, passive) in enumerate(placements):
         stream = 0
         if kind == "GPU":
             stream = pools[device].get(taken[device])
             taken[device] += 1
         contexts.append(
             InstanceContext(
-                name=name, index=index, kind=kind, device_id=device, cuda_stream=stream
+                name=name,
+                index=index,
+                kind=kind,
+                device_id=device,
+                cuda_stream=stream,
+                passive=passive,
             )
         )
     return contexts, list(pools.values())
 
 
-def core_executors(instances: list[Any], config: ModelConfig) -> list[Any]:
-    """What the core runs: each instance once, or ``pipeline_depth`` times (one
-    worker thread each) when it keeps that many batches in flight on its stream,
-    as a pytorch GPU instance does. Not under sequence batching (sequence slots
-    belong to instances) nor rate limiting (resources are counted per instance)."""
+class NoActiveInstance:
+    """What the core runs for a model whose every instance is passive: each request
+    fails at once with UNAVAILABLE. (Triton 2.51 loads such a model and crashes on
+    its first request; a request that could only wait for ever is refused instead.)
+    Stateless; safe on any worker thread."""
+
+    gather_inputs = False
+
+    def __init__(self, model_name: str) -> None:
+        self._message = (
+            f"model '{model_name}' has no active instance to run requests: "
+            "every instance group is passive"
+        )
+
+    def execute(self, requests: list[Any]) -> list[BaseException]:
+        return [UnavailableError(self._message) for _ in requests]
+
+    def execute_batch(self, inputs: dict[str, Any], requests: list[Any]) -> Any:
+        raise UnavailableError(self._message)
+
+
+def core_executors(
+    instances: list[Any], contexts: list[InstanceContext], config: ModelConfig
+) -> list[Any]:
+    """What the core runs: each active (non-passive) instance once, or
+    ``pipeline_depth`` times (one worker thread each) when it keeps that many
+    batches in flight on its stream, as a pytorch GPU instance does. Not under
+    sequence batching (sequence slots belong to instances) nor rate limiting
+    (resources are counted per instance)."""
+    active = [i for i, ctx in zip(instances, contexts, strict=True) if not ctx.passive]
+    if not active:
+        return [NoActiveInstance(config.name)]
     if config.HasField("sequence_batching") or any(
         group.HasField("rate_limiter") for group in config.instance_group
     ):
-        return list(instances)
+        return active
     out: list[Any] = []
-    for instance in instances:
+    for instance in active:
         out += [instance] * max(1, int(getattr(instance, "pipeline_depth", 1)))
     return out
