@@ -45,13 +45,16 @@ def _ready(protocol: str, port: int) -> bool:
         return False
 
 
-def _command(kind: str, repo: Path, ports: dict[str, int], reuse: str) -> list[str]:
+def _command(
+    kind: str, repo: Path, ports: dict[str, int], reuse: str, *extra: str
+) -> list[str]:
     return [
         *launch_command(kind),
         f"--model-repository={repo}",
         *(f"--{name}-port={port}" for name, port in ports.items()),
         f"--reuse-http-port={reuse}",
         f"--reuse-grpc-port={reuse}",
+        *extra,
     ]
 
 
@@ -79,13 +82,15 @@ def server(
         process.wait(timeout=60)
 
 
-def _refused(kind: str, repo: Path, ports: dict[str, int]) -> dict[str, Any]:
+def _refused(
+    kind: str, repo: Path, ports: dict[str, int], *extra: str
+) -> dict[str, Any]:
     """Exit code and last line of a server that must fail to start."""
     with tempfile.TemporaryFile("w+") as log:
         # A file, not a pipe: Triton's python stub processes may hold a pipe open
         # after the server itself has exited.
         code = subprocess.run(
-            _command(kind, repo, ports, "false"),
+            _command(kind, repo, ports, "false", *extra),
             env=server_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -128,3 +133,25 @@ def test_reuse_port(repo: Path) -> None:
         }
     if reference_command() is not None:
         assert seen == observe("reference", repo)
+
+
+def test_python_http_engine_names_the_taken_port_alike(repo: Path) -> None:
+    """The asyncio HTTP engine (--http-engine=python) words a taken port as the
+    native one and tritonserver do."""
+    import socket
+
+    http, grpc, metrics = free_ports(3)
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", http))
+        taken.listen()
+        seen = _refused(
+            "tritonx",
+            repo,
+            {"http": http, "grpc": grpc, "metrics": metrics},
+            "--http-engine=python",
+        )
+    assert seen == {
+        "exit": 1,
+        "message": "failed to start HTTP service: Unavailable - "
+        "Socket '<address>' already in use ",
+    }

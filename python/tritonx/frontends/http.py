@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import errno
 import json
 import re
 import ssl
@@ -185,7 +186,20 @@ class HttpFrontend:
         loop = asyncio.get_running_loop()
         self._loop = loop
         keep_raw = self._forward is not None
-        self._server = await loop.create_server(
+        try:
+            self._server = await self._listen(loop, keep_raw)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            # tritonserver's wording, as the native engine and gRPC give it.
+            address = f"{self._host}:{self._port}"
+            raise OSError(error.errno, f"Socket '{address}' already in use ") from error
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _listen(
+        self, loop: asyncio.AbstractEventLoop, keep_raw: bool
+    ) -> asyncio.Server:
+        return await loop.create_server(
             lambda: HttpConnection(
                 self._dispatch,
                 self._max_input_size,
@@ -202,7 +216,6 @@ class HttpFrontend:
             backlog=1024,
             ssl=self._ssl_context,
         )
-        return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self, grace: float) -> None:
         if self._server is None:
