@@ -10,7 +10,7 @@ has no agents installed, so the unknown-agent cases always compare; the checksum
 cases compare when TRITONX_REFERENCE_REPOAGENTS names a directory holding
 ``checksum/libtritonrepoagent_checksum.so`` built from
 github.com/triton-inference-server/checksum_repository_agent (g++ -shared -fPIC
-checksum.cc -lcrypto, with core's include/ on the include path); both servers are
+checksum.cc -lcrypto: scripts/build-reference-checksum-agent.sh); both servers are
 then given that directory as --repoagent-directory.
 """
 
