@@ -144,6 +144,15 @@ def test_memory_pool_flags() -> None:
     assert defaults.pinned_memory_pool_byte_size is None  # the shared 256 MiB pool
 
 
+def test_repoagent_directory_is_recorded() -> None:
+    # Named in the error for an unknown repository agent (repository/agents.py).
+    options, _, warnings = parse_args(["--model-store=/m", "--repoagent-directory=/a"])
+    assert options.repoagent_directory == "/a"
+    assert not any("repoagent" in w for w in warnings)
+    defaults, _, _ = parse_args(["--model-store=/m"])
+    assert defaults.repoagent_directory == "/opt/tritonserver/repoagents"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

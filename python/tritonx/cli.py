@@ -208,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--model-load-retry-count", type=parse_int, default=0, metavar="<integer>"
     )
+    g.add_argument(
+        "--repoagent-directory",
+        default="/opt/tritonserver/repoagents",
+        metavar="<string>",
+        help="Where tritonserver finds repository agent libraries. tritonx's agents "
+        "are Python (built-in 'checksum', entry point group tritonx.repoagents); "
+        "this path is named in the error for an agent it does not have.",
+    )
 
     g = p.add_argument_group("HTTP")
     g.add_argument("--allow-http", type=parse_bool, default=True, metavar="<boolean>")
@@ -506,6 +514,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         # Attempts after a failed one; tritonserver reads a negative count as a
         # huge unsigned one (retrying for ever), tritonx as none.
         model_load_retry_count=max(0, args.model_load_retry_count),
+        repoagent_directory=args.repoagent_directory,
         backend_config=parse_backend_config(args.backend_config),
         backend_directory=args.backend_directory,
         server_id=args.id,

@@ -12,7 +12,6 @@ from tritonx.frontends.http_access import compile_forward_pattern
 
 # Accepted for compatibility; they tune resources tritonx manages differently.
 IGNORED_FLAGS = (
-    "--repoagent-directory",
     "--cache-directory",
     "--grpc-infer-allocation-pool-size",
     "--grpc-max-response-pool-size",

@@ -92,6 +92,9 @@ class ServerOptions:
     model_config_name: str | None = None
     model_load_thread_count: int = 4
     model_load_retry_count: int = 0
+    # --repoagent-directory: tritonx's agents are Python objects (repository/
+    # agents.py); the directory only appears in the error for an unknown agent.
+    repoagent_directory: str = "/opt/tritonserver/repoagents"
     # backend name -> {setting: value}; global settings live under "".
     backend_config: dict[str, dict[str, str]] = field(default_factory=dict)
     # --backend-directory: where Python-based backends (<dir>/<name>/model.py) live.
@@ -263,6 +266,7 @@ class Server:
                 config_name=options.model_config_name,
                 load_threads=options.model_load_thread_count,
                 load_retries=options.model_load_retry_count,
+                repoagent_directory=options.repoagent_directory,
                 backend_config={
                     **options.backend_config,
                     # Python stubs stop within the exit timeout (finalize, then

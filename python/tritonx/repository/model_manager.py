@@ -31,6 +31,7 @@ from tritonx.errors import (
     UnavailableError,
     as_triton_error,
 )
+from tritonx.repository.agents import AgentChain, adopt_agents, run_load_agents
 from tritonx.repository.ensembles import EnsembleDependencies, is_ensemble
 from tritonx.repository.loader import LoadSettings, build_version, retire_version
 from tritonx.repository.lookup import ModelLookup
@@ -346,8 +347,43 @@ class ModelManager(
             config, stage_error = await self._run(
                 read_model_config, model_dir, self.options, config_json, mapped_name
             )
+            # Repository agents run at Triton's poll stage too (agents.py).
+            agents = await self._run(
+                run_load_agents, config, model_dir, self.options.repoagent_directory
+            )
         except PollFailure as failure:
             raise failure.as_error() from None
+        try:
+            await self._load_selected(
+                model_id,
+                config,
+                stage_error,
+                agents.location if agents is not None else model_dir,
+                repository,
+                override,
+                agents,
+                chain,
+                unchanged,
+            )
+        except BaseException:
+            if agents is not None:
+                await self._run(agents.load_finished, False)
+            raise
+
+    async def _load_selected(
+        self,
+        model_id: ModelId,
+        config: ModelConfig,
+        stage_error: TritonXError | None,
+        model_dir: Path,
+        repository: Path,
+        override: OverrideDirectory | None,
+        agents: AgentChain | None,
+        chain: tuple[str, ...],
+        unchanged: frozenset[int],
+    ) -> None:
+        """The rest of a load once the config is read and the agents ran:
+        ``model_dir`` is where the agents left the model."""
         name, key = model_id.name, model_id.key
         if stage_error is None and is_ensemble(config):
             await self._prepare_ensemble(model_id, config, (*chain, key))
@@ -388,6 +424,7 @@ class ModelManager(
         else:
             built.update({v: kept[v] for v in selected if v in kept})
             await self._swap_in(record, built, override)
+            await self._run(adopt_agents, record, agents)
             log.info("successfully loaded '%s'", name)
 
     @staticmethod
@@ -511,6 +548,7 @@ class ModelManager(
         for slot in serving:
             self.registry.remove(record.name, slot.version, namespace=record.namespace)
         await self._retire_slots(record, serving, [], drain)
+        await self._run(adopt_agents, record, None)  # UNLOAD to the agents
         if record.override is not None:
             record.override.cleanup()
             record.override = None

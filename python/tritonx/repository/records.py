@@ -37,6 +37,8 @@ class ManagerOptions:
     gpu_ids: list[int] = field(default_factory=list)
     # --model-namespacing: each repository is a namespace of its own.
     namespacing: bool = False
+    # --repoagent-directory: named in the error for an agent tritonx does not have.
+    repoagent_directory: str = "/opt/tritonserver/repoagents"
 
 
 @dataclass
@@ -83,6 +85,9 @@ class ModelRecord:
     resolvable: bool = True
     # Temporary directory of a load with files; removed when no longer served.
     override: OverrideDirectory | None = None
+    # The repository agents of the load being served (agents.AgentChain): they
+    # hear UNLOAD when it is replaced or unloaded.
+    agents: Any = None
 
     @property
     def id(self) -> ModelId:
