@@ -101,6 +101,18 @@ batch_output [ { target_name: "Y" kind: BATCH_SCATTER_WITH_INPUT_SHAPE
 dynamic_batching { max_queue_delay_microseconds: 2000000 }
 """
 
+# The same model under the sequence batcher: sequences of different lengths are
+# batched together by the oldest strategy (one instance, so that the four
+# sequences of the test share its slots and make its preferred batch).
+SEQ_SUM_CONFIG = SUM_CONFIG.replace(
+    'name: "ragged_sum"', 'name: "ragged_seq_sum"'
+).replace(
+    "dynamic_batching { max_queue_delay_microseconds: 2000000 }",
+    "sequence_batching { oldest { max_candidate_sequences: 8 preferred_batch_size: [ 4 ] "
+    "max_queue_delay_microseconds: 10000000 } }\n"
+    "instance_group [ { kind: KIND_CPU count: 1 } ]",
+)
+
 # Batch input kinds the probe echoes: (target, kind, config type, output type).
 PROBED = [
     ("EC", "BATCH_ELEMENT_COUNT", "INT32", I32),
@@ -181,6 +193,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "repo": repo,
         "ragged_sum": _save(repo, "ragged_sum", _sum_graph(), SUM_CONFIG),
         "ragged_probe": _save(repo, "ragged_probe", _probe_graph(), _probe_config()),
+        "ragged_seq_sum": _save(repo, "ragged_seq_sum", _sum_graph(), SEQ_SUM_CONFIG),
     }
 
 
@@ -225,6 +238,25 @@ def _infer(server: RunningServer, model: str, x: np.ndarray) -> dict[str, np.nda
         client.close()
 
 
+def _infer_step(
+    server: RunningServer, x: np.ndarray, sequence: int, start: bool, end: bool
+) -> dict[str, np.ndarray]:
+    client = httpclient.InferenceServerClient(server.http_url)
+    try:
+        tensor = httpclient.InferInput("X", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x)
+        result = client.infer(
+            "ragged_seq_sum",
+            [tensor],
+            sequence_id=sequence,
+            sequence_start=start,
+            sequence_end=end,
+        )
+        return {name: result.as_numpy(name) for name in ("SUM", "Y")}
+    finally:
+        client.close()
+
+
 def _stats(server: RunningServer, model: str) -> dict[str, Any]:
     client = httpclient.InferenceServerClient(server.http_url)
     try:
@@ -262,6 +294,44 @@ def test_requests_of_different_lengths_batch_and_match_onnxruntime(
     executions = after["execution_count"] - before["execution_count"]
     assert requests == len(inputs)
     assert executions < requests  # batched, whatever their lengths
+
+
+def test_sequences_of_different_lengths_batch_under_the_sequence_batcher(
+    server: RunningServer, models: dict[str, Path]
+) -> None:
+    """Four sequences, two steps each, every step a different length: each step
+    of all four runs as one ragged batch and answers as onnxruntime does alone."""
+    rng = np.random.default_rng(11)
+    steps = [
+        [rng.integers(-50, 50, (1, 2 * s + n + 1)).astype(np.float32) for s in range(4)]
+        for n in range(2)
+    ]
+    before = _stats(server, "ragged_seq_sum")
+    results = [
+        _concurrently(
+            [
+                lambda x=x, s=s, n=n: _infer_step(server, x, 100 + s, n == 0, n == 1)
+                for s, x in enumerate(step)
+            ]
+        )
+        for n, step in enumerate(steps)
+    ]
+    after = _stats(server, "ragged_seq_sum")
+
+    session = ort.InferenceSession(str(models["ragged_seq_sum"]))
+    for step, answers in zip(steps, results, strict=True):
+        for x, result in zip(step, answers, strict=True):
+            n = x.shape[1]
+            alone = session.run(
+                None, {"X": x.reshape(-1), "OFFSETS": np.array([0, n], np.int32)}
+            )
+            np.testing.assert_array_equal(result["SUM"], alone[0])
+            assert result["Y"].shape == (1, n)
+            np.testing.assert_array_equal(result["Y"], alone[1].reshape(1, n))
+    requests = after["inference_count"] - before["inference_count"]
+    executions = after["execution_count"] - before["execution_count"]
+    assert requests == 8
+    assert executions == 2  # each step's four lengths made one batch
 
 
 def _expected_probe(shapes: list[tuple[int, ...]]) -> dict[str, np.ndarray]:
