@@ -12,10 +12,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _PORT_LINES = {
     "http": re.compile(r"Started HTTPService at [^:]+:(\d+)"),
@@ -195,6 +196,39 @@ def infer_json(
         conn.close()
 
 
+def load_over_http(
+    server: RunningServer, model: str, timeout: float = 120.0
+) -> tuple[int, str | None]:
+    """POST /v2/repository/models/<model>/load: (HTTP status, None) on success, or
+    (status, the error text)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = f"http://{server.http_url}/v2/repository/models/{model}/load"
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return reply.status, None
+    except urllib.error.HTTPError as error:
+        return error.code, str(json.loads(error.read())["error"])
+
+
+def client_inputs(client_module: Any, tensors: dict[str, Any]) -> list[Any]:
+    """tritonclient InferInputs holding the numpy arrays ``tensors`` (by input
+    name), for ``client_module`` tritonclient.http or tritonclient.grpc."""
+    from tritonclient.utils import np_to_triton_dtype
+
+    inputs = []
+    for name, data in tensors.items():
+        tensor = client_module.InferInput(
+            name, list(data.shape), np_to_triton_dtype(data.dtype)
+        )
+        tensor.set_data_from_numpy(data)
+        inputs.append(tensor)
+    return inputs
+
+
 # perf_analyzer flags for a short, bounded run in tests (counts, not time windows;
 # a shared machine rarely meets the default stability band).
 SHORT_PERF_RUN = [
@@ -318,3 +352,32 @@ def run_either(
             pytest.skip(f"{REFERENCE_CMD_ENV} is not set")
         return run_reference(repos, *args)
     return run_server(repos, *args)
+
+
+def differential(scenario: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """tritonx's observations (``scenario("tritonx")``), checked equal to the
+    reference's when a reference command is given."""
+    seen = scenario("tritonx")
+    if reference_command() is not None:
+        assert seen == scenario("reference")
+    return seen
+
+
+def pip_install_target(source: Path, work: Path) -> Path:
+    """A package directory pip-installed into a private ``--target`` directory
+    (``work``/site), built from a copy (setuptools writes build/ and *.egg-info
+    next to its sources)."""
+    import shutil
+
+    target = work / "site"
+    copy = work / "src" / source.name
+    shutil.copytree(source, copy)
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+            "--no-build-isolation", "--no-index", "--target", str(target),
+            str(copy),
+        ],
+        check=True,
+    )  # fmt: skip
+    return target

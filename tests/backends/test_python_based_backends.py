@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from serverutil import RunningServer, reference_command, run_either, run_server
+from serverutil import (
+    RunningServer,
+    client_inputs,
+    load_over_http,
+    reference_command,
+    run_either,
+    run_server,
+)
 
 BACKEND_PY = """
 import json
@@ -104,22 +111,17 @@ def repository(root: Path) -> Path:
 
 
 def infer(server: RunningServer, name: str) -> dict[str, Any]:
-    http = httpclient.InferenceServerClient(server.http_url)
-    inputs = []
-    for input_name, value in (("INPUT0", A), ("INPUT1", B)):
-        tensor = httpclient.InferInput(input_name, [4], "FP32")
-        tensor.set_data_from_numpy(value)
-        inputs.append(tensor)
-    by_http = http.infer(name, inputs).as_numpy("OUTPUT")
-    grpc = grpcclient.InferenceServerClient(server.grpc_url)
-    grpc_inputs = []
-    for input_name, value in (("INPUT0", A), ("INPUT1", B)):
-        tensor = grpcclient.InferInput(input_name, [4], "FP32")
-        tensor.set_data_from_numpy(value)
-        grpc_inputs.append(tensor)
-    by_grpc = grpc.infer(name, grpc_inputs).as_numpy("OUTPUT")
-    assert by_http is not None and by_grpc is not None
-    return {"http": by_http.tolist(), "grpc": by_grpc.tolist()}
+    answers = {}
+    for protocol, module, url in (
+        ("http", httpclient, server.http_url),
+        ("grpc", grpcclient, server.grpc_url),
+    ):
+        client = module.InferenceServerClient(url)
+        inputs = client_inputs(module, {"INPUT0": A, "INPUT1": B})
+        out = client.infer(name, inputs).as_numpy("OUTPUT")
+        assert out is not None
+        answers[protocol] = out.tolist()
+    return answers
 
 
 def config(server: RunningServer, name: str) -> dict[str, Any]:
@@ -170,16 +172,6 @@ def test_python_based_backend_runs_in_a_stub_process(tmp_path: Path) -> None:
     assert seen["add config"]["runtime"] == "model.py"
 
 
-def load_error(server: RunningServer, name: str) -> tuple[int, str]:
-    url = f"http://{server.http_url}/v2/repository/models/{name}/load"
-    request = urllib.request.Request(url, data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as reply:
-            return reply.status, ""
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())["error"]
-
-
 def observe_failures(kind: str, root: Path) -> dict[str, tuple[int, str]]:
     backends = backend_directory(root)
     repo = root / "models"
@@ -195,8 +187,8 @@ def observe_failures(kind: str, root: Path) -> dict[str, tuple[int, str]]:
         kind, repo, f"--backend-directory={backends}", "--model-control-mode=explicit"
     ) as server:
         for name in ("unknown", "no_file", "escape"):
-            code, text = load_error(server, name)
-            seen[name] = (code, text.replace(str(backends), "<backends>"))
+            code, text = load_over_http(server, name)
+            seen[name] = (code, (text or "").replace(str(backends), "<backends>"))
     return seen
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import shutil
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -12,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from serverutil import pip_install_target
 
 from tritonx.backends import registry
 from tritonx.backends.onnxruntime_backend import OrtBackend
@@ -40,18 +39,7 @@ def test_unknown_backend_message() -> None:
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example plugin pip-installed into a private --target directory."""
-    target = tmp_path_factory.mktemp("plugin_site")
-    # Build from a copy: setuptools writes build/ and *.egg-info next to the sources.
-    source = tmp_path_factory.mktemp("plugin_src") / PLUGIN_SRC.name
-    shutil.copytree(PLUGIN_SRC, source)
-    subprocess.run(
-        [
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-            "--no-build-isolation", "--no-index", "--target", str(target),
-            str(source),
-        ],
-        check=True,
-    )  # fmt: skip
+    target = pip_install_target(PLUGIN_SRC, tmp_path_factory.mktemp("plugin"))
     assert list(target.glob("tritonx_example_backend-*.dist-info"))
     return target
 

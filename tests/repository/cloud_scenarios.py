@@ -21,7 +21,12 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from cloudutil import launch_command
-from serverutil import RunningServer, free_ports, reference_command, run_either
+from serverutil import (
+    RunningServer,
+    differential,
+    free_ports,
+    run_either,
+)
 from testmodels import ADD_SUB, ADD_SUB_PY
 from tritonclient.utils import InferenceServerException
 
@@ -107,14 +112,6 @@ def infer(
 
 def control(server: RunningServer, action: str, model: str) -> tuple[int, Any]:
     return http_json(server, f"/v2/repository/models/{model}/{action}", "POST")
-
-
-def differential(scenario: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-    """tritonx's observations, checked equal to the reference's when it runs."""
-    seen = scenario("tritonx")
-    if reference_command() is not None:
-        assert seen == scenario("reference")
-    return seen
 
 
 def wait_until(check: Callable[[], bool], what: str) -> None:

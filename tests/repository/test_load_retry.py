@@ -8,14 +8,11 @@ file beside model.py), so a retry count of FAILURES or more loads it.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serverutil import RunningServer, reference_command, run_either
+from serverutil import load_over_http, reference_command, run_either
 from testmodels import ADD_SUB, ADD_SUB_PY
 
 FAILURES = 2
@@ -44,16 +41,6 @@ def flaky_repository(root: Path) -> Path:
     return root
 
 
-def load(server: RunningServer) -> tuple[int, Any]:
-    url = f"http://{server.http_url}/v2/repository/models/add_sub/load"
-    request = urllib.request.Request(url, data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as reply:
-            return reply.status, None
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())["error"]
-
-
 def observe(kind: str, root: Path, retries: int) -> dict[str, Any]:
     repo = flaky_repository(root / kind / str(retries))
     with run_either(
@@ -62,8 +49,8 @@ def observe(kind: str, root: Path, retries: int) -> dict[str, Any]:
         "--model-control-mode=explicit",
         f"--model-load-retry-count={retries}",
     ) as server:
-        status = load(server)
-        second = load(server)  # a later load is tried afresh
+        status = load_over_http(server, "add_sub")
+        second = load_over_http(server, "add_sub")  # a later load is tried afresh
     attempts = (repo / "add_sub" / "1" / "attempts").read_text()
     # Messages carry the model's path (each server has its own copy).
     status, second = (

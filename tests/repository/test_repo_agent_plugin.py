@@ -8,16 +8,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-import shutil
-import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serverutil import run_server, server_env
-from test_repo_agents import ADD_SUB_PY, A, B, add_model, http_load, infer
+from serverutil import load_over_http, pip_install_target, run_server, server_env
+from test_repo_agents import ADD_SUB_PY, A, B, add_model, infer
 
 from tritonx.errors import InvalidArgumentError, UnsupportedError
 from tritonx.repository import agents
@@ -33,17 +31,7 @@ PLUGIN_SRC = (
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example agent pip-installed into a private --target directory."""
-    target = tmp_path_factory.mktemp("agent_site")
-    source = tmp_path_factory.mktemp("agent_src") / PLUGIN_SRC.name
-    shutil.copytree(PLUGIN_SRC, source)
-    subprocess.run(
-        [
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-            "--no-build-isolation", "--no-index", "--target", str(target),
-            str(source),
-        ],
-        check=True,
-    )  # fmt: skip
+    target = pip_install_target(PLUGIN_SRC, tmp_path_factory.mktemp("agent"))
     return target
 
 
@@ -80,10 +68,10 @@ def test_entry_point_agent_moves_the_model(plugin_site: Path, tmp_path: Path) ->
     with run_server(
         tmp_path / "repo", "--model-control-mode=explicit", env=env
     ) as server:
-        assert http_load(server, "staged") == (200, None)
+        assert load_over_http(server, "staged") == (200, None)
         assert infer(server, "staged") == (A + B).tolist()
-        assert http_load(server, "staged") == (200, None)  # a reload
-        assert http_load(server, "refused")[0] == 500
+        assert load_over_http(server, "staged") == (200, None)  # a reload
+        assert load_over_http(server, "refused")[0] == 500
         unload = f"http://{server.http_url}/v2/repository/models/staged/unload"
         urllib.request.urlopen(urllib.request.Request(unload, data=b"", method="POST"))
         assert server.wait_for_log("successfully unloaded 'staged'")

@@ -21,8 +21,6 @@ import json
 import os
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,14 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from serverutil import RunningServer, reference_command, run_either
+from serverutil import (
+    RunningServer,
+    client_inputs,
+    differential,
+    load_over_http,
+    reference_command,
+    run_either,
+)
 from testmodels import ADD_SUB, ADD_SUB_PY
 from tritonclient.utils import InferenceServerException
 
@@ -111,16 +116,6 @@ def poll_failures(server: RunningServer) -> dict[str, str]:
     return found
 
 
-def http_load(server: RunningServer, name: str) -> tuple[int, Any]:
-    url = f"http://{server.http_url}/v2/repository/models/{name}/load"
-    request = urllib.request.Request(url, data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as reply:
-            return reply.status, None
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())["error"]
-
-
 def grpc_load(server: RunningServer, name: str) -> Any:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
@@ -134,11 +129,7 @@ def grpc_load(server: RunningServer, name: str) -> Any:
 
 def infer(server: RunningServer, name: str) -> Any:
     client = httpclient.InferenceServerClient(server.http_url)
-    inputs = []
-    for input_name, data in (("INPUT0", A), ("INPUT1", B)):
-        tensor = httpclient.InferInput(input_name, [4], "FP32")
-        tensor.set_data_from_numpy(data)
-        inputs.append(tensor)
+    inputs = client_inputs(httpclient, {"INPUT0": A, "INPUT1": B})
     try:
         result = client.infer(name, inputs)
     except InferenceServerException as error:
@@ -157,13 +148,6 @@ def index(server: RunningServer) -> list[tuple[str, Any]]:
     return [(r["name"], r.get("state"), r.get("reason")) for r in rows]
 
 
-def differential(scenario: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-    seen = scenario("tritonx")
-    if reference_command() is not None:
-        assert seen == scenario("reference")
-    return seen
-
-
 def test_explicit_loads(tmp_path: Path) -> None:
     cases, flags = settings(tmp_path)
 
@@ -172,7 +156,7 @@ def test_explicit_loads(tmp_path: Path) -> None:
         for name, agents in cases.items():
             add_model(repo, name, agents)
         with run_either(kind, repo, "--model-control-mode=explicit", *flags) as server:
-            seen: dict[str, Any] = {n: http_load(server, n) for n in cases}
+            seen: dict[str, Any] = {n: load_over_http(server, n) for n in cases}
             grpc_names = [n for n in ("wrong", "unknown") if n in cases]
             seen["grpc"] = {n: grpc_load(server, n) for n in grpc_names}
             seen["infer"] = {n: infer(server, n) for n in cases}
