@@ -69,9 +69,10 @@ def running(
     env: dict[str, str],
     timeout: float,
     extra_args: Sequence[str] = (),
+    poll_s: float = 0.2,
 ) -> Iterator[tuple[int, int]]:
-    """Start a server with free ports, wait for /v2/health/ready, stop on exit.
-    Yields (http port, grpc port)."""
+    """Start a server with free ports, wait for /v2/health/ready (asked every
+    ``poll_s``), stop on exit. Yields (http port, grpc port)."""
     http, grpc, metrics = free_port(), free_port(), free_port()
     args = [
         *cmd,
@@ -101,7 +102,7 @@ def running(
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready in {timeout}s; log: {log.name}")
-            time.sleep(0.2)
+            time.sleep(poll_s)
         yield http, grpc
     finally:
         process.terminate()

@@ -149,16 +149,14 @@ class RepositoryRegistration:
     def _fetched_dirs(
         self, names: Iterable[str], listing: RepositoryListing
     ) -> Iterator[tuple[str, Path]]:
-        """(key, model directory) of the listed models among ``names``, each
-        fetched first (a cloud one); one that cannot be fetched is logged and
-        left out, its load reports the failure."""
-        for name in names:
-            model_dir = listing.models.get(name)
-            if model_dir is None:
-                continue
-            try:
-                self.storage.fetch(model_dir)
-            except TritonXError as error:
+        """(key, model directory) of the listed models among ``names``, all
+        fetched first (cloud ones at once); one that cannot be fetched is logged
+        and left out, its load reports the failure."""
+        found = {n: d for n in names if (d := listing.models.get(n)) is not None}
+        failed = self.storage.fetch_all(found.values())
+        for name, model_dir in found.items():
+            error = failed.get(model_dir)
+            if error is not None:
                 log.error("failed to poll model '%s': %s", name, error.message)
                 continue
             yield name, model_dir

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from tritonx.errors import InternalError, InvalidArgumentError
@@ -68,6 +68,17 @@ class RepositoryStorage:
                 except CloudStorageError as error:
                     raise InternalError(str(error)) from None
                 return
+
+    def fetch_all(self, model_dirs: Iterable[Path]) -> dict[Path, InternalError]:
+        """``fetch`` several model directories, a cloud repository's all at once
+        (cloud/mirror.py); the directories that failed, with their errors."""
+        dirs = list(model_dirs)
+        failed: dict[Path, InternalError] = {}
+        for mirror in list(self._mirrors.values()):
+            mine = [d for d in dirs if mirror.owns(d)]
+            for model_dir, error in mirror.fetch_all(mine).items():
+                failed[model_dir] = InternalError(str(error))
+        return failed
 
     def close(self) -> None:
         with self._lock:
