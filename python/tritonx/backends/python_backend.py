@@ -42,6 +42,7 @@ from tritonx.backends.pb.messages import (
 )
 from tritonx.backends.pb.model_config import ModelConfig as PbModelConfig
 from tritonx.backends.python_settings import python_settings
+from tritonx.backends.readiness import ReadinessProbe, call_is_ready
 from tritonx.errors import InternalError, TritonXError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -129,6 +130,15 @@ class PythonInstance:
         except Exception as exc:
             unload_model_module(self._module)
             raise InternalError(format_exception(exc)) from exc
+        # The model's own readiness check (is_ready), asked by readiness endpoints.
+        self.readiness: ReadinessProbe | None = (
+            ReadinessProbe(ictx.name, partial(call_is_ready, self._obj))
+            if self.has_is_ready()
+            else None
+        )
+
+    def has_is_ready(self) -> bool:
+        return callable(getattr(self._obj, "is_ready", None))
 
     def _run(self, awaitable: Any) -> Any:
         # async execute/initialize run on a loop owned by this instance's thread.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import errno
 import json
 import re
@@ -92,6 +93,9 @@ class HttpFrontend:
 
     # Request bodies with Content-Encoding gzip/deflate are inflated before routing.
     DECOMPRESS_REQUESTS = True
+    # Threads for readiness answers that run a model's is_ready() (shared by the
+    # frontends of the process; made on first use).
+    _readiness_pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __init__(
         self,
@@ -257,14 +261,45 @@ class HttpFrontend:
     # -- health, metadata, config, statistics -------------------------------------------
 
     def _server_ready(self, message: HttpMessage, slot: Slot, route: Route) -> None:
-        slot.done(_EMPTY_OK if self._manager.server_ready() else _EMPTY_BAD)
+        def answer() -> Sequence[Buffer]:
+            return _EMPTY_OK if self._manager.server_ready() else _EMPTY_BAD
+
+        self._answer_readiness(slot, answer, "")
 
     def _model_ready(self, message: HttpMessage, slot: Slot, route: Route) -> None:
+        def answer() -> Sequence[Buffer]:
+            try:
+                ready = self._manager.model_ready(route.model, route.version)
+            except TritonXError:
+                ready = False  # Triton answers unknown models like not-ready ones
+            return _EMPTY_OK if ready else _NOT_READY
+
+        self._answer_readiness(slot, answer, route.model, route.version)
+
+    def _answer_readiness(
+        self,
+        slot: Slot,
+        answer: Callable[[], Sequence[Buffer]],
+        model: str,
+        version: str = "",
+    ) -> None:
+        """Inline, unless a model's is_ready() may run (up to five seconds): then on
+        a readiness thread, so that the event loop keeps serving meanwhile."""
         try:
-            ready = self._manager.model_ready(route.model, route.version)
+            blocking = self._manager.readiness_may_block(model, version)
         except TritonXError:
-            ready = False  # Triton answers unknown models like not-ready ones
-        slot.done(_EMPTY_OK if ready else _NOT_READY)
+            blocking = False
+        if not blocking:
+            slot.done(answer())
+            return
+        if HttpFrontend._readiness_pool is None:
+            HttpFrontend._readiness_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=4, thread_name_prefix="tritonx-ready"
+            )
+        future = asyncio.get_running_loop().run_in_executor(
+            HttpFrontend._readiness_pool, answer
+        )
+        future.add_done_callback(lambda done: slot.done(done.result()))
 
     def _model_metadata(self, message: HttpMessage, slot: Slot, route: Route) -> None:
         try:

@@ -139,7 +139,27 @@ class ModelLookup:
             for slot in list(record.versions.values()):
                 if slot.state != READY and slot.reason != UNLOADED_REASON:
                     return False
+                # A model's own is_ready() counts too (newer Triton's rule).
+                loaded = slot.loaded
+                probes = readiness_probes(loaded) if loaded is not None else []
+                if not all(probe.ready() for probe in probes):
+                    return False
         return True
+
+    def readiness_may_block(self, name: str = "", version: str = "") -> bool:
+        """Whether answering readiness may run a model's is_ready() (up to five
+        seconds): for the model named, or for the server ("" name) when strict
+        readiness asks every model. Frontends then answer off their event loop."""
+        if not name:
+            if not (self._started and self.options.strict_readiness):
+                return False
+            models = [loaded for _id, loaded in self.ready_models()]
+        else:
+            try:
+                models = [self.get(name, version)]
+            except (NotFoundError, UnavailableError, InvalidArgumentError):
+                return False
+        return any(readiness_probes(loaded) for loaded in models)
 
     def model_ready(self, name: str, version: str = "") -> bool:
         """Unknown models and versions are simply not ready, as in Triton; a version
@@ -152,7 +172,10 @@ class ModelLookup:
         # Instances in stub processes (python EXECUTION_MODE "process") can be down
         # while they restart; with all of them down the model cannot serve.
         alive = [i.alive() for i in loaded.instances if hasattr(i, "alive")]
-        return not alive or any(alive)
+        if alive and not any(alive):
+            return False
+        # Every instance's own is_ready(), when the model has one (newer Triton).
+        return all(probe.ready() for probe in readiness_probes(loaded))
 
     # -- lookups ---------------------------------------------------------------
 
@@ -232,3 +255,10 @@ class ModelLookup:
         loaded = record.versions[version].loaded
         assert loaded is not None  # READY versions always have a model
         return model_statistics(record.name, version, loaded.core.statistics())
+
+
+def readiness_probes(loaded: LoadedModel) -> list[Any]:
+    """The instances' backends/readiness.ReadinessProbe objects (python models with
+    an is_ready(); passive instances included, as in Triton)."""
+    probes = (getattr(i, "readiness", None) for i in loaded.instances)
+    return [p for p in probes if p is not None]

@@ -269,11 +269,46 @@ class Stub:
         fds = [self._ring.out_fd, server_end.fileno()]
         if self._stream is not None and stream_server_end is not None:
             fds += [self._stream.fd, stream_server_end.fileno()]
-        self.reply(("ok",), fds)
-        if stream_server_end is not None:
-            stream_server_end.close()
+        # A model with is_ready() gets a socket of its own for the server's
+        # readiness questions, answered on a thread while executes run.
+        readiness_end = (
+            self._serve_readiness() if self._instance.has_is_ready() else None
+        )
+        if readiness_end is not None:
+            fds.append(readiness_end.fileno())
+        self.reply(("ok", readiness_end is not None), fds)
+        for end in (stream_server_end, readiness_end):
+            if end is not None:
+                end.close()
         server_end.close()
         return True
+
+    def _serve_readiness(self) -> socket.socket:
+        """Answers ("ready?",) with ("ready", bool, error text) from a daemon thread;
+        returns the server's end of the socket."""
+        from tritonx.backends.readiness import call_is_ready
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        channel = Channel(ours)
+        model_object = self._instance._obj
+
+        def serve() -> None:
+            while True:
+                try:
+                    channel.recv()
+                except ChannelClosed:
+                    return
+                try:
+                    answer: tuple[Any, ...] = ("ready", call_is_ready(model_object), "")
+                except Exception as exc:
+                    answer = ("ready", False, f"{type(exc).__name__}: {exc}")
+                try:
+                    channel.send(answer)
+                except (ChannelClosed, OSError):
+                    return
+
+        threading.Thread(target=serve, name="is-ready", daemon=True).start()
+        return theirs
 
     def _serve_ring(self) -> None:
         """The main loop of a ring stub: executes (and finally finalize) come through

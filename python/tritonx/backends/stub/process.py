@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from tritonx import _native, errors
 from tritonx.backends.base import InstanceContext
 from tritonx.backends.pb import bls
+from tritonx.backends.readiness import ReadinessProbe
 from tritonx.backends.stub.bls_remote import ServerBls
 from tritonx.backends.stub.channel import (
     Channel,
@@ -148,6 +149,9 @@ class StubInstance:
         scope.ready = True
         self._bls = ServerBls(scope)
         self._metrics = MetricsMirror()  # the stub's custom metrics, on /metrics
+        # The model's is_ready(), when it has one (asked over its own socket).
+        self.readiness: ReadinessProbe | None = None
+        self._readiness_channel: Channel | None = None
         self._start()  # raises the model's initialize error as the load error
 
     # -- process lifecycle -----------------------------------------------------------
@@ -173,6 +177,12 @@ class StubInstance:
             _reap(proc, 5.0)
             parent.close()
             raise _error(msg[1], msg[2])
+        # The model's readiness socket comes last when it has is_ready().
+        has_is_ready = len(msg) > 1 and bool(msg[1])
+        if has_is_ready:
+            self._readiness_channel = Channel(socket.socket(fileno=fds.pop()))
+            if self.readiness is None:  # the same model code after a restart
+                self.readiness = ReadinessProbe(self._name, self._ask_ready)
         # takes the descriptors over (the response stream: decoupled models only)
         stream = fds[2:4] if len(fds) >= 4 else [-1, -1]
         native.attach(fds[0], proc.pid, *stream)
@@ -197,6 +207,18 @@ class StubInstance:
         """False while the stub is down (restarting): model readiness reads it."""
         return self._proc is not None
 
+    def _ask_ready(self) -> bool:
+        """The model's is_ready() answer from the stub (ReadinessProbe runs one at a
+        time, on a thread of its own); raises when the stub is down or it failed."""
+        channel = self._readiness_channel
+        if channel is None or self._proc is None:
+            raise self._unhealthy()
+        channel.send(("ready?",))
+        (_kind, ready, error), _fds = channel.recv()
+        if error:
+            raise InternalError(error)
+        return bool(ready)
+
     def _on_death(self, reason: str, timed_out: bool = False) -> None:
         """Forget the dead stub and schedule its restart. Holds ``_lock``."""
         proc, channel = self._proc, self._channel
@@ -213,6 +235,9 @@ class StubInstance:
             reason = f"{reason} (exit status {proc.returncode})"
         if channel is not None:
             channel.sock.close()
+        readiness, self._readiness_channel = self._readiness_channel, None
+        if readiness is not None:
+            readiness.sock.close()
         self._bls.close()
         self.native_executor.fail_pending()
         if self._closing:
@@ -380,6 +405,9 @@ class StubInstance:
                 _reap(proc, 5.0)
             self._proc = self._channel = None
             channel.sock.close()
+            readiness, self._readiness_channel = self._readiness_channel, None
+            if readiness is not None:
+                readiness.sock.close()
             self._bls.close()
             self.native_executor.fail_pending()
 
