@@ -282,13 +282,17 @@ class HttpFrontend:
         answer: Callable[[], Sequence[Buffer]],
         model: str,
         version: str = "",
+        *,
+        blocking: bool | None = None,
     ) -> None:
         """Inline, unless a model's is_ready() may run (up to five seconds): then on
-        a readiness thread, so that the event loop keeps serving meanwhile."""
-        try:
-            blocking = self._manager.readiness_may_block(model, version)
-        except TritonXError:
-            blocking = False
+        a readiness thread, so that the event loop keeps serving meanwhile.
+        ``blocking`` None: decided for ``model`` ("" the server)."""
+        if blocking is None:
+            try:
+                blocking = bool(self._manager.readiness_may_block(model, version))
+            except TritonXError:
+                blocking = False
         if not blocking:
             slot.done(answer())
             return

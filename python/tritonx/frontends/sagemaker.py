@@ -215,7 +215,11 @@ class SageMakerFrontend(CloudFrontend):
         elif self.settings.ping_mode == "live":
             slot.done(_EMPTY_OK)  # the process answers: it is live
         else:
-            slot.done(_EMPTY_OK if self._manager.server_ready() else _EMPTY_BAD)
+            self._answer_readiness(
+                slot,
+                lambda: _EMPTY_OK if self._manager.server_ready() else _EMPTY_BAD,
+                "",
+            )
 
     def _binary_reply(
         self, header: bytes, binaries: list[memoryview], size: int
@@ -234,7 +238,14 @@ class SageMakerFrontend(CloudFrontend):
     ) -> None:
         method = message.method
         if method == b"GET":
-            slot.done(self._model_list() if not name else self._model_entry(name))
+            if name:
+                slot.done(self._model_entry(name))
+            else:
+                # Listing asks each model's readiness: is_ready() may take seconds.
+                blocking = any(
+                    self._manager.readiness_may_block(n, "1") for n in self.models
+                )
+                self._answer_readiness(slot, self._model_list, "", blocking=blocking)
         elif method == b"POST" and invoke:
             if name not in self.models:
                 slot.done(_EMPTY_NOT_FOUND)

@@ -182,7 +182,11 @@ class VertexAiFrontend(CloudFrontend):
             if message.method != b"GET":
                 slot.done(_NOT_ALLOWED)
             else:
-                slot.done(_EMPTY_OK if self._manager.server_ready() else _EMPTY_BAD)
+                self._answer_readiness(
+                    slot,
+                    lambda: _EMPTY_OK if self._manager.server_ready() else _EMPTY_BAD,
+                    "",
+                )
         elif _matches(self._predict, path):
             target = message.headers.get(REDIRECT_HEADER)
             if target is None:
