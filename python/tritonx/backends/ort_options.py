@@ -4,13 +4,15 @@ Follows Triton's onnxruntime backend: ``parameters`` keys (intra_op_thread_count
 inter_op_thread_count, execution_mode, enable_mem_arena, enable_mem_pattern,
 session.*/memory.* entries, CUDA EP tunables), ``optimization.graph.level``
 (-1 basic, 1 extended, 2 none, anything else all) and
-``optimization.execution_accelerators`` (gpu: tensorrt, cuda; cpu: openvino).
+``optimization.execution_accelerators`` (gpu: tensorrt, cuda; cpu: openvino) and
+``model_operations.op_library_filename`` (custom-operator libraries).
 Thread counts given with --backend-config=onnxruntime,... are the defaults.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +21,7 @@ import onnxruntime as ort
 
 from tritonx.backends.base import InstanceContext, ModelConfig
 from tritonx.config.settings import int_setting
-from tritonx.errors import InvalidArgumentError
+from tritonx.errors import InternalError, InvalidArgumentError
 
 log = logging.getLogger("tritonx.backends.onnxruntime")
 
@@ -92,6 +94,13 @@ def build_settings(
             config.optimization.graph.level,
             ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         )
+    # Libraries of custom operators the graph uses (Triton's model_operations,
+    # e.g. onnxruntime-extensions' get_library_path()), registered in order.
+    for library in config.model_operations.op_library_filename:
+        try:
+            options.register_custom_ops_library(library)
+        except Exception as exc:
+            raise ort_error(exc) from exc
     settings = OrtSettings(options=options, run_options=run_options)
     settings.cuda_options = {k: params[k] for k in _CUDA_PARAMS if k in params}
     accel = config.optimization.execution_accelerators
@@ -108,6 +117,17 @@ def build_settings(
             )
         settings.cpu_accelerators.append((acc.name, dict(acc.parameters)))
     return settings
+
+
+_ORT_STATUS = re.compile(r"\[ONNXRuntimeError\] : (\d+) : \w+ : (.*)", re.S)
+
+
+def ort_error(exc: BaseException) -> InternalError:
+    """An onnxruntime failure in the words of Triton's onnxruntime backend:
+    INTERNAL "onnx runtime error <status code>: <onnxruntime's message>"."""
+    match = _ORT_STATUS.match(str(exc))
+    code, message = match.groups() if match else ("1", str(exc))
+    return InternalError(f"onnx runtime error {code}: {message}")
 
 
 def _trt_options(params: Mapping[str, str], device_id: int) -> dict[str, Any]:
