@@ -361,6 +361,16 @@ def test_explicit_load_unload_and_finalize(tmp_path: Path) -> None:
         batch = {k: np.stack([v, v]) for k, v in _add_sub_inputs().items()}
         (r,) = server.model("add_sub").infer(inputs=batch)
         assert r.outputs["OUTPUT0"].shape == (2, 4)
+        # A model from files given with the load ("file:<version>/<name>").
+        files_config = json.dumps({**override, "max_batch_size": 0})
+        loaded = server.load(
+            "from_files",
+            {"config": files_config, "file:1/model.py": ADD_SUB_PY.encode()},
+        )
+        (r,) = loaded.infer(inputs=_add_sub_inputs())
+        np.testing.assert_array_equal(
+            np.from_dlpack(r.outputs["OUTPUT1"]), [0.5, 1.5, 1, 2]
+        )
         server.unload("add_sub", wait_until_unloaded=True)
         assert not server.model("add_sub").ready()
         assert server.models()[("add_sub", 1)].state == "UNAVAILABLE"

@@ -13,6 +13,7 @@ everything else reads state set before the server became visible.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import enum
 import logging
 import threading
@@ -331,7 +332,10 @@ class Server:
         future.add_done_callback(self._unload_done)
         if not wait_until_unloaded:
             return
-        future.result(timeout)
+        try:
+            future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise UnavailableError(f"Timeout before model '{name}' unloaded") from None
         keys = [key for key in self.models() if key[0] == name]
         start = time.monotonic()
         while not self._unloaded(keys):
