@@ -1,0 +1,56 @@
+"""An in-process Python API for tritonx, modelled on Triton's ``tritonserver``
+package: ``Server(model_repository=...).start()``, ``server.model(name).infer(...)``.
+
+See docs/api.md for what it supports and how it differs from Triton's.
+"""
+
+from __future__ import annotations
+
+from tritonx.api._model import Model
+from tritonx.api._request import InferenceRequest
+from tritonx.api._response import (
+    AsyncResponseIterator,
+    InferenceResponse,
+    ResponseIterator,
+)
+from tritonx.api._server import ModelControlMode, ModelDictionary, Options, Server
+from tritonx.api._tensor import DataType, MemoryType, Tensor
+from tritonx.errors import (
+    AlreadyExistsError,
+    CancelledError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    TritonXError,
+    UnavailableError,
+    UnknownError,
+    UnsupportedError,
+)
+
+# Triton's base class name for these errors.
+TritonError = TritonXError
+
+__all__ = [
+    "AlreadyExistsError",
+    "AsyncResponseIterator",
+    "CancelledError",
+    "DataType",
+    "InferenceRequest",
+    "InferenceResponse",
+    "InternalError",
+    "InvalidArgumentError",
+    "MemoryType",
+    "Model",
+    "ModelControlMode",
+    "ModelDictionary",
+    "NotFoundError",
+    "Options",
+    "ResponseIterator",
+    "Server",
+    "Tensor",
+    "TritonError",
+    "TritonXError",
+    "UnavailableError",
+    "UnknownError",
+    "UnsupportedError",
+]

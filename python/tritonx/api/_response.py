@@ -1,0 +1,120 @@
+"""``InferenceResponse`` and the iterators ``Model.infer`` / ``async_infer`` return.
+
+The core calls back once per response and once more with FINAL (see
+``_native.Model.submit``). ``ResponseIterator`` is fed on the core's delivering
+thread through a ``queue.SimpleQueue`` (its ``get`` releases the GIL while
+waiting); ``AsyncResponseIterator`` is fed on the caller's event loop through
+``call_soon_threadsafe``. As in Triton, a FINAL that comes without data is one more
+response, empty, with ``final=True`` (decoupled models usually end that way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tritonx.api._tensor import Tensor
+from tritonx.errors import TritonXError, as_triton_error
+
+if TYPE_CHECKING:
+    from tritonx.api._model import Model
+
+
+@dataclass
+class InferenceResponse:
+    """One response: ``outputs`` by name, ``error`` (a TritonXError) or None,
+    ``final`` True on the last response of the request."""
+
+    model: Model
+    request_id: str | None = None
+    parameters: dict[str, str | int | bool | float] = field(default_factory=dict)
+    outputs: dict[str, Tensor] = field(default_factory=dict)
+    error: TritonXError | None = None
+    classification_label: str | None = None
+    final: bool = False
+
+    @staticmethod
+    def _from_core(
+        model: Model, request_id: str, value: Any, final: bool
+    ) -> InferenceResponse:
+        if isinstance(value, BaseException):
+            return InferenceResponse(
+                model, request_id, error=as_triton_error(value), final=final
+            )
+        if value is None:
+            return InferenceResponse(model, request_id, final=final)
+        return InferenceResponse(
+            model,
+            value.id or request_id,
+            parameters=dict(value.parameters),
+            outputs={t.name: Tensor._from_core(t) for t in value.outputs},
+            final=final,
+        )
+
+
+class ResponseIterator:
+    """Blocking iterator over a request's responses; ``cancel()`` cancels it."""
+
+    def __init__(self, model: Model, request_id: str, raise_on_error: bool) -> None:
+        self._queue: queue.SimpleQueue[InferenceResponse] = queue.SimpleQueue()
+        self._model = model
+        self._request_id = request_id
+        self._raise_on_error = raise_on_error
+        self._done = False
+        self._cancel: Any = None
+
+    def _on_response(self, value: Any, final: bool) -> None:
+        self._queue.put(
+            InferenceResponse._from_core(self._model, self._request_id, value, final)
+        )
+
+    def __iter__(self) -> ResponseIterator:
+        return self
+
+    def __next__(self) -> InferenceResponse:
+        if self._done:
+            raise StopIteration
+        response = self._queue.get()
+        self._done = response.final
+        if response.error is not None and self._raise_on_error:
+            raise response.error
+        return response
+
+    def cancel(self) -> None:
+        if not self._done and self._cancel is not None:
+            self._cancel()
+
+
+class AsyncResponseIterator:
+    """Async iterator over a request's responses, fed on the caller's loop."""
+
+    def __init__(self, model: Model, request_id: str, raise_on_error: bool) -> None:
+        self._queue: asyncio.Queue[InferenceResponse] = asyncio.Queue()
+        self._model = model
+        self._request_id = request_id
+        self._raise_on_error = raise_on_error
+        self._done = False
+        self._cancel: Any = None
+
+    def _on_response(self, value: Any, final: bool) -> None:
+        self._queue.put_nowait(
+            InferenceResponse._from_core(self._model, self._request_id, value, final)
+        )
+
+    def __aiter__(self) -> AsyncResponseIterator:
+        return self
+
+    async def __anext__(self) -> InferenceResponse:
+        if self._done:
+            raise StopAsyncIteration
+        response = await self._queue.get()
+        self._done = response.final
+        if response.error is not None and self._raise_on_error:
+            raise response.error
+        return response
+
+    def cancel(self) -> None:
+        if not self._done and self._cancel is not None:
+            self._cancel()
