@@ -54,21 +54,40 @@ class InferenceResponse:
         )
 
 
-class ResponseIterator:
-    """Blocking iterator over a request's responses; ``cancel()`` cancels it."""
+class _ResponseStream:
+    """What both iterators share: the request's identity, the error rule, the
+    final flag and cancelling (``_cancel`` is set by Model once submitted)."""
 
     def __init__(self, model: Model, request_id: str, raise_on_error: bool) -> None:
-        self._queue: queue.SimpleQueue[InferenceResponse] = queue.SimpleQueue()
         self._model = model
         self._request_id = request_id
         self._raise_on_error = raise_on_error
         self._done = False
         self._cancel: Any = None
 
+    def _response(self, value: Any, final: bool) -> InferenceResponse:
+        return InferenceResponse._from_core(self._model, self._request_id, value, final)
+
+    def _taken(self, response: InferenceResponse) -> InferenceResponse:
+        self._done = response.final
+        if response.error is not None and self._raise_on_error:
+            raise response.error
+        return response
+
+    def cancel(self) -> None:
+        if not self._done and self._cancel is not None:
+            self._cancel()
+
+
+class ResponseIterator(_ResponseStream):
+    """Blocking iterator over a request's responses; ``cancel()`` cancels it."""
+
+    def __init__(self, model: Model, request_id: str, raise_on_error: bool) -> None:
+        super().__init__(model, request_id, raise_on_error)
+        self._queue: queue.SimpleQueue[InferenceResponse] = queue.SimpleQueue()
+
     def _on_response(self, value: Any, final: bool) -> None:
-        self._queue.put(
-            InferenceResponse._from_core(self._model, self._request_id, value, final)
-        )
+        self._queue.put(self._response(value, final))
 
     def __iter__(self) -> ResponseIterator:
         return self
@@ -76,32 +95,18 @@ class ResponseIterator:
     def __next__(self) -> InferenceResponse:
         if self._done:
             raise StopIteration
-        response = self._queue.get()
-        self._done = response.final
-        if response.error is not None and self._raise_on_error:
-            raise response.error
-        return response
-
-    def cancel(self) -> None:
-        if not self._done and self._cancel is not None:
-            self._cancel()
+        return self._taken(self._queue.get())
 
 
-class AsyncResponseIterator:
+class AsyncResponseIterator(_ResponseStream):
     """Async iterator over a request's responses, fed on the caller's loop."""
 
     def __init__(self, model: Model, request_id: str, raise_on_error: bool) -> None:
+        super().__init__(model, request_id, raise_on_error)
         self._queue: asyncio.Queue[InferenceResponse] = asyncio.Queue()
-        self._model = model
-        self._request_id = request_id
-        self._raise_on_error = raise_on_error
-        self._done = False
-        self._cancel: Any = None
 
     def _on_response(self, value: Any, final: bool) -> None:
-        self._queue.put_nowait(
-            InferenceResponse._from_core(self._model, self._request_id, value, final)
-        )
+        self._queue.put_nowait(self._response(value, final))
 
     def __aiter__(self) -> AsyncResponseIterator:
         return self
@@ -109,12 +114,4 @@ class AsyncResponseIterator:
     async def __anext__(self) -> InferenceResponse:
         if self._done:
             raise StopAsyncIteration
-        response = await self._queue.get()
-        self._done = response.final
-        if response.error is not None and self._raise_on_error:
-            raise response.error
-        return response
-
-    def cancel(self) -> None:
-        if not self._done and self._cancel is not None:
-            self._cancel()
+        return self._taken(await self._queue.get())
