@@ -8,13 +8,12 @@ tritonx runs from a source tree that was never installed (no dist-info to read).
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tritonx import plugins
 from tritonx.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -38,23 +37,9 @@ _factories: dict[str, BackendFactory] = {}
 _backends: dict[str, Backend] = {}
 
 
-def _entry_point_targets() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def available_backends() -> list[str]:
     """Names of every backend that can be resolved (entry points and built-ins)."""
-    return sorted({*BUILTIN_BACKENDS, *_entry_point_targets()})
-
-
-def _import_target(target: str) -> BackendFactory:
-    module_name, _, attr = target.partition(":")
-    obj: object = importlib.import_module(module_name.strip())
-    for part in attr.strip().split("."):
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise TypeError(f"backend entry point '{target}' is not callable")
-    return obj
+    return plugins.available(ENTRY_POINT_GROUP, BUILTIN_BACKENDS)
 
 
 def get_backend_factory(name: str) -> BackendFactory:
@@ -63,14 +48,14 @@ def get_backend_factory(name: str) -> BackendFactory:
         factory = _factories.get(name)
         if factory is not None:
             return factory
-        target = _entry_point_targets().get(name) or BUILTIN_BACKENDS.get(name)
+        target = plugins.find_target(name, ENTRY_POINT_GROUP, BUILTIN_BACKENDS)
         if target is None:
             # Triton's wording (backend_model.cc) so that clients see the same reason.
             raise InvalidArgumentError(
                 f"unable to find backend library for backend '{name}', "
                 "try specifying runtime on the model configuration."
             )
-        factory = _import_target(target)
+        factory = plugins.load_target(target, "backend")
         _factories[name] = factory
         return factory
 
@@ -103,7 +88,11 @@ def resolve_backend(
     the latter only. May fill ``runtime`` and parameters in ``config``."""
     from tritonx.backends import python_based
 
-    if config.runtime != python_based.RUNTIME_FILE:
+    if config.runtime == python_based.RUNTIME_FILE:
+        found = python_based.find_python_based_backend(
+            config, backend_directory, required=True
+        )
+    else:
         try:
             return get_backend(config.backend), config.backend
         except InvalidArgumentError:
@@ -112,10 +101,6 @@ def resolve_backend(
             )
             if found is None:
                 raise
-    else:
-        found = python_based.find_python_based_backend(
-            config, backend_directory, required=True
-        )
     assert found is not None
     return found, python_based.SETTINGS_BACKEND
 

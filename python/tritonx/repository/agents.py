@@ -20,15 +20,13 @@ built-in table (``checksum``). A name neither knows fails the load with Triton's
 from __future__ import annotations
 
 import enum
-import importlib
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
+from tritonx import plugins
 from tritonx.config import ModelConfig
 from tritonx.errors import InvalidArgumentError, TritonXError, as_triton_error
 from tritonx.repository.polling import PollFailure
@@ -96,29 +94,13 @@ class RepoAgent(Protocol):
     def model_action(self, model: AgentModel, action: AgentAction) -> None: ...
 
 
-AgentFactory = Callable[[], RepoAgent]
-
 _lock = threading.Lock()
 _agents: dict[str, RepoAgent] = {}
 
 
-def _entry_point_targets() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def available_agents() -> list[str]:
     """Names of every agent that can be resolved (entry points and built-ins)."""
-    return sorted({*BUILTIN_AGENTS, *_entry_point_targets()})
-
-
-def _import_target(target: str) -> AgentFactory:
-    module_name, _, attr = target.partition(":")
-    obj: object = importlib.import_module(module_name.strip())
-    for part in attr.strip().split("."):
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise TypeError(f"repo agent entry point '{target}' is not callable")
-    return obj
+    return plugins.available(ENTRY_POINT_GROUP, BUILTIN_AGENTS)
 
 
 def _not_found(name: str, directory: str) -> TritonXError:
@@ -145,10 +127,10 @@ def get_agent(name: str, directory: str = DEFAULT_REPOAGENT_DIRECTORY) -> RepoAg
         agent = _agents.get(name)
         if agent is not None:
             return agent
-        target = _entry_point_targets().get(name) or BUILTIN_AGENTS.get(name)
+        target = plugins.find_target(name, ENTRY_POINT_GROUP, BUILTIN_AGENTS)
         if target is None:
             raise _not_found(name, directory)
-        agent = _import_target(target)()
+        agent = plugins.load_target(target, "repo agent")()
         _agents[name] = agent
         return agent
 
