@@ -4,8 +4,10 @@ A Python model that spins ~1 ms per request, with ``response_cache { enable: tru
 }``, on a server with ``--cache-config local,size=16777216``. One gRPC client sends
 requests one at a time: misses use a new input each time, hits repeat one input that
 is already cached. Prints median latencies and the hit/miss ratio (target <= 0.30)
-for tritonx, then for the reference Triton when TRITONX_REFERENCE_CMD is set (its
-local cache is bundled with the reference build).
+for tritonx, for tritonx with the cache in Redis (``--cache-config redis,...``, a
+redis-server on loopback, when one is installed), then for the reference Triton
+when TRITONX_REFERENCE_CMD is set (its local cache is bundled with the reference
+build; it has no Redis cache).
 
     flock /work/wt/bench.lock python benchmarks/bench_cache.py [--requests 300]
 """
@@ -15,7 +17,10 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -74,10 +79,10 @@ def _latencies(url: str, requests: int, hit: bool) -> list[float]:
 
 
 def _measure(
-    name: str, cmd: list[str], repo: Path, requests: int
+    name: str, cmd: list[str], repo: Path, requests: int, cache_args: list[str]
 ) -> tuple[float, float]:
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "python")}
-    with running(name, cmd, repo, env, 180.0, CACHE_ARGS) as (_, grpc):
+    with running(name, cmd, repo, env, 180.0, cache_args) as (_, grpc):
         url = f"127.0.0.1:{grpc}"
         miss = statistics.median(_latencies(url, requests, hit=False))
         hit = statistics.median(_latencies(url, requests, hit=True))
@@ -92,15 +97,35 @@ def main() -> None:
     (repo / "slow" / "1").mkdir(parents=True)
     (repo / "slow" / "config.pbtxt").write_text(CONFIG)
     (repo / "slow" / "1" / "model.py").write_text(MODEL)
-    servers = [("tritonx", [sys.executable, "-m", "tritonx"])]
+    tritonx = [sys.executable, "-m", "tritonx"]
+    servers = [("tritonx local", tritonx, CACHE_ARGS)]
+    redis_server = shutil.which("redis-server")
+    redis = None
+    if redis_server:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        redis = subprocess.Popen(
+            [redis_server, "--port", str(port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        redis_args = [
+            "--cache-config=redis,host=127.0.0.1",
+            f"--cache-config=redis,port={port}",
+        ]
+        servers.append(("tritonx redis", tritonx, redis_args))
     reference = os.environ.get("TRITONX_REFERENCE_CMD", "").strip()
     if reference:
-        servers.append(("triton", shlex.split(reference)))
-    print("| server | miss p50 (µs) | hit p50 (µs) | hit / miss |")
+        servers.append(("triton local", shlex.split(reference), CACHE_ARGS))
+    print("| server, cache | miss p50 (µs) | hit p50 (µs) | hit / miss |")
     print("| --- | ---: | ---: | ---: |")
-    for name, cmd in servers:
-        miss, hit = _measure(name, cmd, repo, args.requests)
-        print(f"| {name} | {miss:.0f} | {hit:.0f} | {hit / miss:.2f} |", flush=True)
+    try:
+        for name, cmd, cache_args in servers:
+            miss, hit = _measure(name, cmd, repo, args.requests, cache_args)
+            print(f"| {name} | {miss:.0f} | {hit:.0f} | {hit / miss:.2f} |", flush=True)
+    finally:
+        if redis is not None:
+            redis.kill()
 
 
 if __name__ == "__main__":

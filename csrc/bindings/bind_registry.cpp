@@ -6,6 +6,10 @@
 
 namespace tritonx::bindings {
 
+// bind_response_cache.cpp
+void AddResponseCacheMethods(
+    py::class_<ServerContext, std::shared_ptr<ServerContext>>& context);
+
 void RegisterRegistry(py::module_& m) {
   m.def(
       "parse_model_version",
@@ -80,9 +84,10 @@ void RegisterRegistry(py::module_& m) {
         return out;
       });
 
-  py::class_<ServerContext, std::shared_ptr<ServerContext>>(
+  py::class_<ServerContext, std::shared_ptr<ServerContext>> context(
       m, "ServerContext",
-      "What one server's models share: the registry, the arena, the admission limit")
+      "What one server's models share: the registry, the arena, the admission limit");
+  context
       .def(py::init([](int64_t pinned_pool_bytes) {
              // --pinned-memory-pool-byte-size: < 0 keeps the process's shared pinned
              // pool; 0 turns pinning off (Triton: no pinned pool); N bounds the
@@ -140,13 +145,6 @@ void RegisterRegistry(py::module_& m) {
           "--rate-limit / --rate-limit-resource: resources are (name, count, device), "
           "device -1 for every device. Before any model loads.")
       .def(
-          "configure_response_cache",
-          [](ServerContext& self, uint64_t byte_size) {
-            self.SetResponseCache(std::make_shared<ResponseCache>(byte_size));
-          },
-          py::arg("byte_size"),
-          "--cache-config local,size=N: the response cache. Before any model loads.")
-      .def(
           "configure_latency_summaries",
           [](ServerContext& self, const std::vector<double>& quantiles) {
             auto options = std::make_shared<LatencySummaryOptions>();
@@ -156,24 +154,9 @@ void RegisterRegistry(py::module_& m) {
           py::arg("quantiles"),
           "--metrics-config summary_latencies=true: models built afterwards keep "
           "latency summaries with these quantiles. Before any model loads.")
-      .def("response_cache_stats",
-           [](const ServerContext& self) -> py::object {
-             const auto& cache = self.response_cache();
-             if (!cache) return py::none();
-             ResponseCacheStats s = cache->Stats();
-             py::dict out;
-             out["entries"] = s.entries;
-             out["bytes"] = s.bytes;
-             out["capacity"] = s.capacity;
-             out["lookups"] = s.lookups;
-             out["hits"] = s.hits;
-             out["misses"] = s.misses;
-             out["insertions"] = s.insertions;
-             out["evictions"] = s.evictions;
-             return out;
-           })
       .def("rate_limiter_limits",
            [](const ServerContext& self) { return self.rate_limiter()->Limits(); });
+  AddResponseCacheMethods(context);
 }
 
 }  // namespace tritonx::bindings

@@ -71,11 +71,12 @@ Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
     if (request->trace) StartTrace(*request);
   }
   if (cache_) {
+    const uint64_t start = NowNs();
+    const uint64_t key = ResponseCache::Key(*request);
+    if (cache_->remote()) return LookUpRemotely(request, key, start);
     // Triton looks the request up before queueing it: a hit is answered here,
     // without admission, queue or execution; a miss carries its key to the
     // BatchRunner, which caches the response.
-    const uint64_t start = NowNs();
-    const uint64_t key = ResponseCache::Key(*request);
     std::unique_ptr<InferenceResponse> cached = cache_->Lookup(key);
     const uint64_t end = NowNs();
     if (cached) {
@@ -88,18 +89,79 @@ Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
     request->cache_key = key;
     request->cache_lookup_ns = end - start;
   }
-  if (!inflight_->TryAdmit()) {
-    stats_->RecordFailure(FailureReason::kRejected, 0);
-    return Status(
-        StatusCode::kUnavailable,
-        "server is overloaded: " + std::to_string(inflight_->server().limit()) +
-            " requests in flight (--max-inflight-requests)");
-  }
-  request->HoldInflight(inflight_);
+  if (!Admit(request)) return Overloaded();
   if (request->trace) request->trace->Record(trace_activity::kQueueStart);
   status = scheduler_->Enqueue(request, caller_waits);
   if (!status.ok()) request->ReleaseInflight();
   return status;
+}
+
+bool Model::Admit(const RequestPtr& request) {
+  if (!inflight_->TryAdmit()) {
+    stats_->RecordFailure(FailureReason::kRejected, 0);
+    return false;
+  }
+  request->HoldInflight(inflight_);
+  return true;
+}
+
+Status Model::Overloaded() const {
+  return Status(StatusCode::kUnavailable,
+                "server is overloaded: " + std::to_string(inflight_->server().limit()) +
+                    " requests in flight (--max-inflight-requests)");
+}
+
+Status Model::LookUpRemotely(const RequestPtr& request, uint64_t key, uint64_t start) {
+  // Admitted before the lookup, unlike a local one: the request is in flight while
+  // the store answers, so an unload or shutdown drain waits for it, and the limit
+  // bounds how many lookups can pile up behind a slow store.
+  if (!Admit(request)) return Overloaded();
+  std::weak_ptr<Model> weak = weak_from_this();
+  if (weak.expired()) {
+    // Not owned by a shared_ptr (a unit test's model): look up on this thread.
+    ContinueAfterLookup(request, key, start, cache_->Lookup(key));
+    return Status::Ok();
+  }
+  cache_->LookupAsync(key, [weak, request, key, start,
+                            stats = stats_](std::unique_ptr<InferenceResponse> hit) {
+    if (std::shared_ptr<Model> model = weak.lock()) {
+      model->ContinueAfterLookup(request, key, start, std::move(hit));
+    } else if (hit) {
+      // The model was unloaded meanwhile; the stored answer is still its answer.
+      request->enqueue_ns = start;
+      stats->RecordCacheHit(NowNs() - start, 0, NowNs() - start);
+      request->Respond(std::move(hit));
+    } else {
+      request->RespondError(Status(StatusCode::kUnavailable,
+                                   "model '" + request->model_name +
+                                       "' was unloaded while its request waited for "
+                                       "the response cache"));
+    }
+  });
+  return Status::Ok();
+}
+
+void Model::ContinueAfterLookup(const RequestPtr& request, uint64_t key, uint64_t start,
+                                std::unique_ptr<InferenceResponse> hit) {
+  const uint64_t end = NowNs();
+  if (hit) {
+    request->enqueue_ns = start;
+    stats_->RecordCacheHit(end - start, 0, end - start);
+    request->Respond(std::move(hit));
+    return;
+  }
+  if (request->IsCancelled()) {
+    request->RespondError(Status(StatusCode::kCancelled, "request cancelled"));
+    return;
+  }
+  request->response_cache = cache_;
+  request->cache_key = key;
+  request->cache_lookup_ns = end - start;
+  if (request->trace) request->trace->Record(trace_activity::kQueueStart);
+  // Enqueue already answered OK to the frontend, so a refusal now is the request's
+  // response (RespondError also gives back its admission).
+  Status status = scheduler_->Enqueue(request, /*caller_waits=*/false);
+  if (!status.ok()) request->RespondError(status);
 }
 
 void Model::StartTrace(InferenceRequest& request) {

@@ -24,7 +24,7 @@ namespace tritonx {
 class Scheduler;
 class ServerContext;
 
-class Model {
+class Model : public std::enable_shared_from_this<Model> {
  public:
   // Starts one worker thread per executor. `context`: the server this model belongs
   // to (its arena and admission limit); null means ServerContext::Default().
@@ -95,6 +95,14 @@ class Model {
   std::shared_ptr<Tracer> tracer_;
 
   void StartTrace(InferenceRequest& request);
+  // Admission (--max-inflight-requests): false when the server is at its limit.
+  bool Admit(const RequestPtr& request);
+  Status Overloaded() const;
+  // A remote response cache: the store is asked off the caller's thread, and the
+  // request continues (answered from the cache, or queued) from the cache's thread.
+  Status LookUpRemotely(const RequestPtr& request, uint64_t key, uint64_t start);
+  void ContinueAfterLookup(const RequestPtr& request, uint64_t key, uint64_t start,
+                           std::unique_ptr<InferenceResponse> hit);
 };
 
 }  // namespace tritonx

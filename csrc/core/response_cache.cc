@@ -24,7 +24,7 @@ uint64_t HashBytes(const char* data, size_t size) {
 
 }  // namespace
 
-struct ResponseCache::Entry {
+struct LocalResponseCache::Entry {
   std::string bytes;  // every output's data, back to back
   struct Output {
     std::string name;
@@ -58,7 +58,7 @@ uint64_t ResponseCache::Key(const InferenceRequest& request) {
   return seed;
 }
 
-std::unique_ptr<InferenceResponse> ResponseCache::Lookup(uint64_t key) {
+std::unique_ptr<InferenceResponse> LocalResponseCache::Lookup(uint64_t key) {
   EntryPtr entry;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -89,7 +89,7 @@ std::unique_ptr<InferenceResponse> ResponseCache::Lookup(uint64_t key) {
   return response;
 }
 
-void ResponseCache::Insert(uint64_t key, const InferenceResponse& response) {
+void LocalResponseCache::Insert(uint64_t key, const InferenceResponse& response) {
   if (!response.status.ok()) return;
   uint64_t cost = 0;
   size_t total = 0;
@@ -134,7 +134,7 @@ void ResponseCache::Insert(uint64_t key, const InferenceResponse& response) {
   ++stats_.insertions;
 }
 
-ResponseCacheStats ResponseCache::Stats() const {
+ResponseCacheStats LocalResponseCache::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   ResponseCacheStats stats = stats_;
   stats.entries = index_.size();

@@ -1,5 +1,8 @@
-// ResponseCache: Triton's local response cache (`--cache-config local,size=N`),
-// shared by every model of a server whose config sets `response_cache.enable`.
+// ResponseCache: the server's response cache (`--cache-config`), shared by every
+// model whose config sets `response_cache.enable`. Two kinds: LocalResponseCache
+// below (`local`: an LRU in this process) and RemoteResponseCache
+// (remote_response_cache.h: encoded entries in an external store such as Redis,
+// shared by every replica that uses the same store).
 //
 // A request's key hashes its model name and version and its inputs in name order:
 // each input's name, datatype, shape and bytes. Triton hashes names and bytes only;
@@ -10,17 +13,12 @@
 // The key is 64 bits, as in Triton, and a collision returns the other request's
 // response (Triton's documented limitation).
 //
-// Entries own copies of the output bytes (the model's buffers are not kept). The
-// cache holds at most `capacity` bytes, counted as the output bytes plus a small
-// per-tensor overhead; inserting evicts least recently used entries, and an entry
-// larger than the whole cache is not inserted. A response handed out on a hit keeps
-// its entry's bytes alive even if the entry is evicted meanwhile.
-//
-// Thread safety: every method is thread safe (one mutex; copying into an entry
-// happens outside it). Ownership: one per ServerContext, shared with the models.
+// Thread safety: every method of every implementation is thread safe. Ownership:
+// one per ServerContext, shared with the models.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -43,23 +41,50 @@ struct ResponseCacheStats {
   uint64_t evictions = 0;
 };
 
+using CacheLookupDone = std::function<void(std::unique_ptr<InferenceResponse>)>;
+
 class ResponseCache {
  public:
-  explicit ResponseCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
+  ResponseCache() = default;
+  virtual ~ResponseCache() = default;
   ResponseCache(const ResponseCache&) = delete;
   ResponseCache& operator=(const ResponseCache&) = delete;
 
   // The key of a validated request (model name and version already stamped).
   static uint64_t Key(const InferenceRequest& request);
 
+  // Lookups wait on a network store. Model::Enqueue then uses LookupAsync, so that
+  // no frontend thread (an HTTP event loop, a gRPC callback) waits for the store.
+  virtual bool remote() const { return false; }
+
   // The cached response for `key` (outputs pointing into the entry), or null.
-  std::unique_ptr<InferenceResponse> Lookup(uint64_t key);
+  virtual std::unique_ptr<InferenceResponse> Lookup(uint64_t key) = 0;
+
+  // Looks `key` up and calls `done` exactly once with the hit or null, from a
+  // thread of the cache's own (remote caches) or inline (the default).
+  virtual void LookupAsync(uint64_t key, CacheLookupDone done) { done(Lookup(key)); }
 
   // Caches a copy of a successful response's outputs under `key`. Does nothing
   // when the key is present already or the entry would not fit in the cache.
-  void Insert(uint64_t key, const InferenceResponse& response);
+  virtual void Insert(uint64_t key, const InferenceResponse& response) = 0;
 
-  ResponseCacheStats Stats() const;
+  virtual ResponseCacheStats Stats() const = 0;
+};
+
+// LocalResponseCache (`--cache-config local,size=N`): entries own copies of the
+// output bytes (the model's buffers are not kept). The cache holds at most
+// `capacity` bytes, counted as the output bytes plus a small per-tensor overhead;
+// inserting evicts least recently used entries, and an entry larger than the whole
+// cache is not inserted. A response handed out on a hit keeps its entry's bytes
+// alive even if the entry is evicted meanwhile. One mutex; copying into an entry
+// happens outside it.
+class LocalResponseCache final : public ResponseCache {
+ public:
+  explicit LocalResponseCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
+
+  std::unique_ptr<InferenceResponse> Lookup(uint64_t key) override;
+  void Insert(uint64_t key, const InferenceResponse& response) override;
+  ResponseCacheStats Stats() const override;
 
  private:
   struct Entry;

@@ -474,7 +474,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
             args.rate_limit_resource
         )
         cuda_pools = cli_limits.parse_cuda_pools(args.cuda_memory_pool_byte_size)
-        cache_size = cli_limits.parse_cache_config(
+        cache = cli_limits.parse_cache_config(
             getattr(args, "cache_config", []),
             getattr(args, "response_cache_byte_size", None),
         )
@@ -505,7 +505,10 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         allow_client_shm=args.allow_client_shm,
         rate_limit=args.rate_limit,
         rate_limit_resources=rate_limit_resources,
-        response_cache_byte_size=cache_size,
+        response_cache_byte_size=cache.local_size if cache else None,
+        remote_response_cache=(
+            (cache.name, cache.settings) if cache and not cache.local_size else None
+        ),
         pinned_memory_pool_byte_size=args.pinned_memory_pool_byte_size,
         cuda_memory_pool_byte_size=cuda_pools,
         auto_complete=auto_complete,

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tritonx import caches
+from tritonx.caches import LOCAL_CACHE
 
 RATE_LIMIT_MODES = ("off", "execution_count")
 _RESOURCE_FORMAT = (
@@ -17,6 +21,9 @@ _RESOURCE_FORMAT = (
 _UINT64 = 1 << 64
 # The response cache flags are offered once the core has the cache.
 CACHE_BUILT = True
+# Where tritonserver looks for cache libraries; tritonx's caches are Python
+# (tritonx.caches), the path only completes Triton's not-found message.
+DEFAULT_CACHE_DIRECTORY = "/opt/tritonserver/caches"
 
 
 class FlagError(Exception):
@@ -60,10 +67,22 @@ def parse_rate_limit_resources(values: Sequence[str]) -> list[tuple[str, int, in
     return result
 
 
-def parse_cache_config(values: Sequence[str], byte_size: int | None) -> int | None:
+@dataclass(frozen=True)
+class CacheChoice:
+    """The server's response cache from ``--cache-config``: ``local`` with its size,
+    or another cache (tritonx.caches) with its settings as given."""
+
+    name: str
+    settings: dict[str, str]
+    local_size: int = 0
+
+
+def parse_cache_config(
+    values: Sequence[str], byte_size: int | None
+) -> CacheChoice | None:
     """``--cache-config <cache>,<setting>=<value>`` (repeatable) and the deprecated
-    ``--response-cache-byte-size``: the local cache's size in bytes, or None when no
-    cache is configured."""
+    ``--response-cache-byte-size``: the cache, or None when none is configured.
+    Settings of a cache other than ``local`` are checked when it starts."""
     flag = "--cache-config"
     if values and byte_size is not None:
         raise FlagError(
@@ -89,18 +108,27 @@ def parse_cache_config(values: Sequence[str], byte_size: int | None) -> int | No
             )
         settings.setdefault(name, {})[key] = val
     if byte_size is not None:
-        settings = {"local": {"size": str(byte_size)}}
+        settings = {LOCAL_CACHE: {"size": str(byte_size)}}
     if not settings:
         return None
-    for name in settings:
-        if name != "local":
+    if len(settings) > 1:
+        raise FlagError(
+            "",
+            "error: creating server: Invalid argument - found multiple cache "
+            "configurations, but only a single cache is currently supported",
+        )
+    ((name, chosen),) = settings.items()
+    if name != LOCAL_CACHE:
+        known = caches.available()
+        if name not in known:
             raise FlagError(
                 "",
                 "error: creating server: Invalid argument - unable to find "
-                f"'libtritoncache_{name}.so' for cache. tritonx has the 'local' "
-                "cache only",
+                f"'libtritoncache_{name}.so' for cache. Searched: "
+                f"{DEFAULT_CACHE_DIRECTORY} (tritonx caches: {', '.join(known)})",
             )
-    size_text = settings["local"].get("size")
+        return CacheChoice(name, chosen)
+    size_text = chosen.get("size")
     if size_text is None:
         raise FlagError(
             "",
@@ -117,7 +145,7 @@ def parse_cache_config(values: Sequence[str], byte_size: int | None) -> int | No
             "error: creating server: Internal - Failed to initialize LocalCache: "
             f"invalid size '{size_text}'",
         )
-    return size
+    return CacheChoice(LOCAL_CACHE, chosen, size)
 
 
 def parse_cuda_pools(values: Sequence[str]) -> dict[int, int]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tritonx import loops
+from tritonx import caches, loops
 from tritonx.backends.registry import DEFAULT_BACKEND_DIRECTORY
 from tritonx.errors import (
     CODE_WORDS,
@@ -88,6 +88,9 @@ class ServerOptions:
     rate_limit_resources: list[tuple[str, int, int]] = field(default_factory=list)
     # --cache-config local,size=N: the response cache's size (None: no cache).
     response_cache_byte_size: int | None = None
+    # --cache-config <name>,<setting>=<value> for another cache (tritonx.caches):
+    # (name, settings).
+    remote_response_cache: tuple[str, dict[str, str]] | None = None
     auto_complete: bool = True
     model_config_name: str | None = None
     model_load_thread_count: int = 4
@@ -298,6 +301,8 @@ class Server:
         self._force_stop: asyncio.Event | None = None
         self._manager_started = False
         self._stopped = False
+        # The store of a remote response cache (--cache-config redis,...), if any.
+        self._cache_store: caches.ResponseStore | None = None
         # Set when stopping gave up on work (requests or executions past the timeout).
         self.abandoned_work = False
 
@@ -312,6 +317,8 @@ class Server:
         self.context.shared_memory.allowed = self.options.allow_client_shm
         if self.options.response_cache_byte_size:
             self.context.configure_response_cache(self.options.response_cache_byte_size)
+        elif self.options.remote_response_cache is not None:
+            await self._start_remote_cache(*self.options.remote_response_cache)
         metrics_config = self.options.metrics_config
         for error in metrics_config.errors:
             # Triton logs these at every model load; once is enough.
@@ -641,6 +648,7 @@ class Server:
             # Failed before any model work (bad options): nothing to drain, but a
             # cloud repository's check may have made its (empty) mirror.
             self.manager.storage.close()
+            await self._close_remote_cache()
             logger.info("No server context available. Exiting immediately.")
             return
         grace = float(self.options.exit_timeout_secs)
@@ -697,11 +705,29 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
+        await self._close_remote_cache()
         if self.trace is not None:  # writes the traces still buffered
             await asyncio.get_running_loop().run_in_executor(None, self.trace.stop)
         if self.metrics is not None:
             await self.metrics.stop()
             self.metrics = None
+
+    async def _start_remote_cache(self, name: str, settings: dict[str, str]) -> None:
+        """Connects the store (off the loop: connecting may wait on the network)
+        and makes it the server's response cache, before any model loads."""
+        loop = asyncio.get_running_loop()
+        store = await loop.run_in_executor(None, caches.create_store, name, settings)
+        self._cache_store = store
+        self.context.configure_remote_response_cache(store, store.workers)
+
+    async def _close_remote_cache(self) -> None:
+        """After the models: queued lookups become misses, then the store closes."""
+        store, self._cache_store = self._cache_store, None
+        if store is None:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.context.close_response_cache)
+        await loop.run_in_executor(None, store.close)
 
     async def _wait_for_idle_models(self, deadline: float) -> None:
         """Wait until no model has requests in flight, or the deadline. Sleeps on the

@@ -112,7 +112,7 @@ TEST(TensorMemory, GpuTensorsAreNeverReadAsHostMemoryWithoutCuda) {
   EXPECT_NE(shm.message().find("shared memory region 'r'"), std::string::npos);
 
   // The response cache keeps host bytes only: such a response is not cached.
-  ResponseCache cache(1 << 20);
+  LocalResponseCache cache(1 << 20);
   InferenceResponse cached;
   cached.outputs.push_back(gpu);
   cache.Insert(42, cached);
