@@ -37,7 +37,7 @@ from tritonx.backends.base import (
     ModelContext,
     OutputValue,
 )
-from tritonx.backends.torch_options import TorchSettings
+from tritonx.backends.torch_options import TorchSettings, load_op_libraries
 from tritonx.config._pb import mc
 from tritonx.config.datatypes import datatype_name
 from tritonx.config.settings import int_setting
@@ -155,6 +155,8 @@ class TorchModel(InstanceKeeper):
         self.ctx = ctx
         self.name = ctx.name
         self.config = ctx.config
+        # Before anything reads the model file: it may call the libraries' ops.
+        load_op_libraries(ctx.config)
         self.path = _model_path(ctx)
         self.kind = _artifact_kind(self.path)
         self.settings = TorchSettings(ctx.config)
@@ -564,6 +566,7 @@ class TorchBackend:
     def auto_complete_config(self, config: ModelConfig, ctx: ModelContext) -> None:
         """Exported programs describe their tensors: fill what the config lacks.
         TorchScript keeps no shapes, so its config is left alone (as Triton)."""
+        load_op_libraries(config)  # an exported program may call their ops
         try:
             path = _model_path(ctx)
         except TritonXError:

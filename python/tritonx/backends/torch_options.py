@@ -1,4 +1,5 @@
-"""Model config ``parameters`` -> pytorch backend settings (Triton's keys).
+"""Model config ``parameters`` -> pytorch backend settings (Triton's keys), and
+``model_operations.op_library_filename`` (custom-operator libraries).
 
 Booleans accept true/false, yes/no, 1/0, on/off as Triton's ParseBoolValue does.
 Switches torch keeps process-wide (JIT executor/profiling, tensor-expression fuser,
@@ -7,7 +8,9 @@ cuDNN, inter-op threads) are applied at load and only when the config names them
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import threading
 from collections.abc import Mapping
 
@@ -15,7 +18,7 @@ import torch
 
 from tritonx.backends.base import ModelConfig
 from tritonx.config.settings import int_setting
-from tritonx.errors import InvalidArgumentError
+from tritonx.errors import InternalError, InvalidArgumentError
 
 log = logging.getLogger("tritonx.backends.pytorch")
 
@@ -23,6 +26,10 @@ _TRUE = ("true", "yes", "1", "on")
 _FALSE = ("false", "no", "0", "off")
 _interop_lock = threading.Lock()
 _interop_set = False
+# Op libraries this process has loaded (by what dlopen was given): a library's
+# static initializers register its operators once, and torch cannot unload them.
+_libraries_lock = threading.Lock()
+_libraries_loaded: set[str] = set()
 
 
 def _bool_param(params: Mapping[str, str], key: str) -> bool | None:
@@ -84,3 +91,38 @@ class TorchSettings:
                     except RuntimeError as exc:  # once per process, before use
                         log.warning("INTER_OP_THREAD_COUNT not applied: %s", exc)
                     _interop_set = True
+
+
+def load_op_libraries(config: ModelConfig) -> None:
+    """Load the config's ``model_operations.op_library_filename`` libraries, in
+    order, so that a model calling their operators (``torch.ops.<ns>.<op>``) can
+    be deserialized; call before loading the model file.
+
+    Triton's pytorch backend reads no ``model_operations`` (its documented route is
+    LD_PRELOAD); this follows its tensorflow backend, which loads the libraries when
+    the model is created (before auto-complete and the model file) and fails the
+    load with INTERNAL and the loader's own message. Paths mean what they mean to dlopen, as there: absolute, relative
+    to the server's working directory, or (a bare file name) found on the library
+    search path (LD_LIBRARY_PATH, ldconfig). Libraries stay loaded, and their
+    operators usable by every model, until the server exits.
+    """
+    for library in config.model_operations.op_library_filename:
+        # torch.ops.load_library resolves its argument to a real path, which would
+        # turn a bare file name into one in the working directory: such a name goes
+        # to dlopen as it is, the way Triton's backends hand it over.
+        bare = os.sep not in library
+        key = library if bare else os.path.realpath(library)
+        with _libraries_lock:
+            if key in _libraries_loaded or key in torch.ops.loaded_libraries:
+                continue
+            try:
+                if bare:
+                    ctypes.CDLL(library)
+                else:
+                    torch.ops.load_library(library)
+            except OSError as exc:
+                # torch wraps dlopen's error ("<path>: cannot open shared object
+                # file: ...") in its own "Could not load this library: <path>".
+                raise InternalError(str(exc.__cause__ or exc)) from exc
+            _libraries_loaded.add(key)
+            log.info("Loaded operator library '%s'", library)
