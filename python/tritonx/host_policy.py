@@ -198,6 +198,21 @@ def apply_in_child(cpus: Sequence[int] | None, numa_node: int | None) -> None:
         _set_mempolicy(_MPOL_BIND, numa_node)
 
 
+def server_cpus() -> set[int]:
+    """The server's own CPU affinity: its main thread's, which no policy binds
+    (instances are created on the loading threads)."""
+    return os.sched_getaffinity(os.getpid())  # the main thread's id is the pid
+
+
+def unbind_child(cpus: set[int]) -> None:
+    """In a freshly forked process that serves every instance (the stub zygote),
+    started perhaps from a thread bound for one of them: back to the server's
+    ``cpus`` and the default memory policy. Raises OSError."""
+    os.sched_setaffinity(0, cpus)
+    with contextlib.suppress(OSError):  # no set_mempolicy here: nothing was bound
+        _set_mempolicy(_MPOL_DEFAULT, None)
+
+
 @contextlib.contextmanager
 def binding_for_creation(
     policies: HostPolicies, policy_name: str

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonx.backends.stub.channel import Channel, ChannelClosed
-from tritonx.host_policy import HostBinding, apply_in_child
+from tritonx.host_policy import HostBinding, apply_in_child, server_cpus, unbind_child
 
 
 def reap(proc: Any, timeout_s: float) -> None:
@@ -112,8 +112,14 @@ class _Zygote:
     def _start(cls) -> Channel:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cmd = [sys.executable, "-m", "tritonx.backends.stub", "--zygote"]
+        # Started by the first stub's spawn, maybe on a thread bound to that
+        # instance's host policy; the zygote forks every stub, so it runs unbound
+        # and binds each child to its own instance's policy.
+        cpus = server_cpus()
         cls._proc = subprocess.Popen(
-            [*cmd, str(child.fileno())], pass_fds=[child.fileno()]
+            [*cmd, str(child.fileno())],
+            pass_fds=[child.fileno()],
+            preexec_fn=lambda: unbind_child(cpus),
         )
         child.close()
         cls._channel = Channel(parent)
