@@ -144,6 +144,59 @@ def test_memory_pool_flags() -> None:
     assert defaults.pinned_memory_pool_byte_size is None  # the shared 256 MiB pool
 
 
+def test_host_policy_flags() -> None:
+    """Repeatable; the name ends at the first ',' and the setting at the next '='
+    (so a value may hold commas and '='); a later value for a setting wins. Values
+    are not read here: Triton reads them when an instance uses the policy."""
+    options, _, warnings = parse_args(
+        [
+            "--model-store=/m",
+            "--host-policy=gpu_0,numa-node=0",
+            "--host-policy=gpu_0,cpu-cores=0-3,8-11",
+            "--host-policy=cpu,cpu-cores=0-0",
+            "--host-policy=cpu,cpu-cores=1-1",
+            "--host-policy=odd,numa-node=not=checked",
+        ]
+    )
+    assert options.host_policies == {
+        "gpu_0": {"numa-node": "0", "cpu-cores": "0-3,8-11"},
+        "cpu": {"cpu-cores": "1-1"},
+        "odd": {"numa-node": "not=checked"},
+    }
+    assert not any("host-policy" in w for w in warnings)  # no longer "ignored"
+    assert parse_args(["--model-store=/m"])[0].host_policies == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--host-policy=cpu"],
+            'Bad option: "--host-policy".\n--host-policy option format is '
+            "'<policy name>,<setting>=<value>'. Got cpu",
+        ),
+        (["--host-policy=cpu,=1"], "Got cpu,=1"),
+        (["--host-policy=,cpu-cores=0-1"], "Got ,cpu-cores=0-1"),
+        (["--host-policy=cpu,cpu-cores"], "Got cpu,cpu-cores"),
+        (
+            # every flag's shape is checked before any setting name, as in Triton
+            ["--host-policy=cpu,threads=2", "--host-policy=x"],
+            "format is '<policy name>,<setting>=<value>'. Got x",
+        ),
+        (
+            ["--host-policy=cpu,threads=2"],
+            "Failed to build Triton option:\nerror: setting host policy: "
+            "Unsupported - Unsupported host policy setting 'threads' is specified, "
+            "supported settings are 'numa-node', 'cpu-cores'",
+        ),
+    ],
+)
+def test_bad_host_policy_flags(args: list[str], message: str) -> None:
+    with pytest.raises(UsageError) as error:
+        parse_args(["--model-store=/m", *args])
+    assert message in str(error.value)
+
+
 def test_repoagent_directory_is_recorded() -> None:
     # Named in the error for an unknown repository agent (repository/agents.py).
     options, _, warnings = parse_args(["--model-store=/m", "--repoagent-directory=/a"])

@@ -479,6 +479,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
             getattr(args, "response_cache_byte_size", None),
         )
         trace, trace_warnings = parse_trace_flags(args.trace_config, vars(args))
+        host_policies = cli_limits.parse_host_policies(args.host_policy)
     except (cli_limits.FlagError, TraceFlagError) as error:
         if not error.flag:
             raise UsageError(error.detail) from None
@@ -520,6 +521,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         repoagent_directory=args.repoagent_directory,
         backend_config=parse_backend_config(args.backend_config),
         backend_directory=args.backend_directory,
+        host_policies=host_policies,
         server_id=args.id,
         allow_http=args.allow_http,
         http_address=args.http_address,

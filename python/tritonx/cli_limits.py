@@ -1,8 +1,8 @@
-"""tritonserver's rate limiter, response cache and memory pool flags
+"""tritonserver's rate limiter, response cache, memory pool and host policy flags
 (``--rate-limit``, ``--rate-limit-resource``, ``--cache-config``,
 ``--response-cache-byte-size``, ``--pinned-memory-pool-byte-size``,
-``--cuda-memory-pool-byte-size``): their value syntax and Triton's error messages.
-Split out of ``cli.py`` to keep it short."""
+``--cuda-memory-pool-byte-size``, ``--host-policy``): their value syntax and
+Triton's error messages. Split out of ``cli.py`` to keep it short."""
 
 from __future__ import annotations
 
@@ -164,6 +164,37 @@ def parse_cuda_pools(values: Sequence[str]) -> dict[int, int]:
     return pools
 
 
+def parse_host_policies(values: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``<policy>,<setting>=<value>`` (repeatable) -> {policy: {setting: value}},
+    a later value for the same setting winning. As in tritonserver the name ends at
+    the first ',' and the setting at the next '='; every flag's shape is checked
+    before any setting name (its parser runs first), and what a value means is
+    only read when an instance uses the policy (``tritonx.host_policy``)."""
+    flag = "--host-policy"
+    parsed: list[tuple[str, str, str]] = []
+    for value in values:
+        name, comma, rest = value.partition(",")
+        setting, equals, setting_value = rest.partition("=")
+        if not (comma and equals and name and setting and setting_value):
+            raise FlagError(
+                flag,
+                f"{flag} option format is '<policy name>,<setting>=<value>'. "
+                f"Got {value}",
+            )
+        parsed.append((name, setting, setting_value))
+    policies: dict[str, dict[str, str]] = {}
+    for name, setting, setting_value in parsed:
+        if setting not in ("numa-node", "cpu-cores"):
+            raise FlagError(
+                "",
+                "Failed to build Triton option:\nerror: setting host policy: "
+                f"Unsupported - Unsupported host policy setting '{setting}' is "
+                "specified, supported settings are 'numa-node', 'cpu-cores'",
+            )
+        policies.setdefault(name, {})[setting] = setting_value
+    return policies
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("Rate limiter and response cache")
     g.add_argument(
@@ -199,6 +230,17 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         metavar="<integer>:<integer>",
         help="<GPU id>:<bytes> (repeatable): accepted as Triton's; device memory is "
         "allocated by each framework's own allocator in tritonx.",
+    )
+    g.add_argument(
+        "--host-policy",
+        action="append",
+        default=[],
+        metavar="<string>,<string>=<string>",
+        help="<policy>,<setting>=<value> (repeatable): 'cpu-cores=<a>-<b>[,...]' "
+        "pins the threads (and python stub processes) of the instances of that "
+        "policy to those cores, 'numa-node=<n>' binds their memory to that NUMA "
+        "node. An instance's policy is its instance group's host_policy, else "
+        "'cpu' (KIND_CPU), 'gpu_<id>' (KIND_GPU) or 'model' (KIND_MODEL).",
     )
     if not CACHE_BUILT:
         return

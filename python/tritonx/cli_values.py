@@ -19,7 +19,6 @@ IGNORED_FLAGS = (
     "--cuda-virtual-address-size",
     "--min-supported-compute-capability",
     "--buffer-manager-thread-count",
-    "--host-policy",
     "--model-load-gpu-limit",
     "--enable-peer-access",
 )

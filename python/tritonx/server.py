@@ -102,6 +102,8 @@ class ServerOptions:
     backend_config: dict[str, dict[str, str]] = field(default_factory=dict)
     # --backend-directory: where Python-based backends (<dir>/<name>/model.py) live.
     backend_directory: str = DEFAULT_BACKEND_DIRECTORY
+    # --host-policy: policy name -> setting -> value (tritonx.host_policy).
+    host_policies: dict[str, dict[str, str]] = field(default_factory=dict)
     server_id: str = "triton"
     allow_http: bool = True
     http_address: str = "0.0.0.0"
@@ -282,6 +284,7 @@ class Server:
                     },
                 },
                 gpu_ids=list(self.gpu_ids),
+                host_policies={k: dict(v) for k, v in options.host_policies.items()},
             ),
             self.registry,
             context=self.context,

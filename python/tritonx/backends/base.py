@@ -18,6 +18,7 @@ from tritonx.errors import as_triton_error
 
 if TYPE_CHECKING:
     from tritonx._native import Request
+    from tritonx.host_policy import HostBinding
 
 # The config is a generated protobuf message; typed loosely so that this module
 # imports even before the protos are generated.
@@ -64,6 +65,14 @@ class InstanceContext:
     # A passive instance (instance_group passive: true) is initialized and
     # finalized like any other but is given no work (Triton's rule).
     passive: bool = False
+    # Its host policy's name: the group's host_policy, else Triton's default for
+    # its kind ("cpu", "gpu_<device>", "model").
+    host_policy: str = ""
+    # What that policy (--host-policy) binds its threads to; None: the server
+    # defines no such policy. Set by the loader before create_instance, which runs
+    # on a thread already bound to it; a backend that starts processes of its own
+    # (python stubs) binds them to it (tritonx.host_policy).
+    host_binding: HostBinding | None = None
 
 
 @runtime_checkable

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from tritonx.config import (
     scheduler_config_from_config,
 )
 from tritonx.config.to_core import ensemble_steps_from_config
+from tritonx.host_policy import HostPolicies, binding_for_creation
 from tritonx.repository.placement import core_executors, instance_contexts
 from tritonx.repository.records import LoadedModel
 from tritonx.repository.warmup import run_warmup
@@ -41,6 +42,7 @@ class LoadSettings:
     backend_config: dict[str, dict[str, str]]
     context: Any = None  # the server's _native.ServerContext; None: the default
     control: Any = None  # model_control.ModelControl of the manager loading
+    host_policies: HostPolicies = field(default_factory=dict)  # --host-policy
 
 
 def _backend_settings(
@@ -57,12 +59,18 @@ def _backend_directory(settings: LoadSettings) -> Path:
 
 
 def _create_instances(
-    backend_model: Any, config: ModelConfig
+    backend_model: Any, config: ModelConfig, policies: HostPolicies
 ) -> tuple[list, list[InstanceContext], list]:
     """The backend's instances, their contexts (placement.py names and places
-    them) and the CUDA stream pools those contexts point into."""
+    them) and the CUDA stream pools those contexts point into. Each instance is
+    created on this thread bound to its host policy, as Triton creates it; a bad
+    policy value fails the load there, after the instances before it."""
     contexts, streams = instance_contexts(config)
-    instances = [backend_model.create_instance(ictx) for ictx in contexts]
+    instances = []
+    for ictx in contexts:
+        with binding_for_creation(policies, ictx.host_policy) as binding:
+            ictx.host_binding = binding
+            instances.append(backend_model.create_instance(ictx))
     return instances, contexts, streams
 
 
@@ -103,7 +111,9 @@ def build_version(
     spec = model_spec_from_config(config, version, model_dir)
     backend_model = backend.load_model(ctx)
     try:
-        instances, contexts, streams = _create_instances(backend_model, config)
+        instances, contexts, streams = _create_instances(
+            backend_model, config, settings.host_policies
+        )
         core = _native.Model(
             spec,
             scheduler_config_from_config(config, model_dir),

@@ -101,6 +101,7 @@ class ModelManager(
         self._settings = LoadSettings(
             auto_complete=options.auto_complete,
             backend_config={k: dict(v) for k, v in options.backend_config.items()},
+            host_policies={k: dict(v) for k, v in options.host_policies.items()},
             context=context,
             control=ModelControl(self),
         )

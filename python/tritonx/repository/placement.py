@@ -16,23 +16,25 @@ from tritonx.backends.base import InstanceContext
 from tritonx.config import ModelConfig
 from tritonx.config._pb import mc
 from tritonx.errors import UnavailableError
+from tritonx.host_policy import BoundInstance, default_policy_name
 
 
 def _kind_name(kind: int) -> str:
     return mc.ModelInstanceGroup.Kind.Name(kind).removeprefix("KIND_")
 
 
-def _placements(config: ModelConfig) -> list[tuple[str, str, int, bool]]:
-    """(instance name, kind, device, passive) per instance, in Triton's order: one
-    instance per group count (per listed GPU for KIND_GPU), named
-    "<group name>_<n>"."""
-    out: list[tuple[str, str, int, bool]] = []
+def _placements(config: ModelConfig) -> list[tuple[str, str, int, bool, str]]:
+    """(instance name, kind, device, passive, host policy name) per instance, in
+    Triton's order: one instance per group count (per listed GPU for KIND_GPU),
+    named "<group name>_<n>"."""
+    out: list[tuple[str, str, int, bool, str]] = []
     for group in config.instance_group:
         kind = _kind_name(group.kind)
         devices = list(group.gpus) if kind == "GPU" else [0]
         for n in range(group.count):
             for device in devices:
-                out.append((f"{group.name}_{n}", kind, device, group.passive))
+                policy = group.host_policy or default_policy_name(kind, device)
+                out.append((f"{group.name}_{n}", kind, device, group.passive, policy))
     return out
 
 
@@ -41,11 +43,11 @@ def instance_contexts(config: ModelConfig) -> tuple[list[InstanceContext], list[
     from tritonx import _native
 
     placements = _placements(config)
-    per_device = Counter(device for _, kind, device, _ in placements if kind == "GPU")
+    per_device = Counter(p[2] for p in placements if p[1] == "GPU")
     pools = {dev: _native.StreamPool(n, dev) for dev, n in sorted(per_device.items())}
     taken: Counter[int] = Counter()
     contexts: list[InstanceContext] = []
-    for index, (name, kind, device, passive) in enumerate(placements):
+    for index, (name, kind, device, passive, policy) in enumerate(placements):
         stream = 0
         if kind == "GPU":
             stream = pools[device].get(taken[device])
@@ -58,6 +60,7 @@ def instance_contexts(config: ModelConfig) -> tuple[list[InstanceContext], list[
                 device_id=device,
                 cuda_stream=stream,
                 passive=passive,
+                host_policy=policy,
             )
         )
     return contexts, list(pools.values())
@@ -91,15 +94,30 @@ def core_executors(
     ``pipeline_depth`` times (one worker thread each) when it keeps that many
     batches in flight on its stream, as a pytorch GPU instance does. Not under
     sequence batching (sequence slots belong to instances) nor rate limiting
-    (resources are counted per instance)."""
-    active = [i for i, ctx in zip(instances, contexts, strict=True) if not ctx.passive]
+    (resources are counted per instance). An instance with a host binding runs
+    through a ``BoundInstance``, which binds each of its worker threads."""
+    active = [
+        (instance, ctx)
+        for instance, ctx in zip(instances, contexts, strict=True)
+        if not ctx.passive
+    ]
     if not active:
         return [NoActiveInstance(config.name)]
     if config.HasField("sequence_batching") or any(
         group.HasField("rate_limiter") for group in config.instance_group
     ):
-        return active
+        return [_bound(instance, ctx) for instance, ctx in active]
     out: list[Any] = []
-    for instance in active:
-        out += [instance] * max(1, int(getattr(instance, "pipeline_depth", 1)))
+    for instance, ctx in active:
+        depth = max(1, int(getattr(instance, "pipeline_depth", 1)))
+        out += [_bound(instance, ctx)] * depth
     return out
+
+
+def _bound(instance: Any, ctx: InstanceContext) -> Any:
+    """The instance, or a BoundInstance over it when its host policy binds it. A
+    C++ executor (python stub) is left as it is: it relays to a stub process that
+    was bound at its spawn, and a Python wrapper would hide it from the core."""
+    if ctx.host_binding is None or hasattr(instance, "native_executor"):
+        return instance
+    return BoundInstance(instance, ctx.host_binding)

@@ -39,6 +39,8 @@ class ManagerOptions:
     namespacing: bool = False
     # --repoagent-directory: named in the error for an agent tritonx does not have.
     repoagent_directory: str = "/opt/tritonserver/repoagents"
+    # --host-policy: policy name -> setting -> value (tritonx.host_policy).
+    host_policies: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass

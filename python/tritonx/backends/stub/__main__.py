@@ -34,6 +34,7 @@ from tritonx.backends.stub.channel import (
     ChannelClosed,
 )
 from tritonx.backends.stub.metrics_sync import StubMetrics
+from tritonx.host_policy import apply_in_child
 
 
 class _ForwardHandler(logging.Handler):
@@ -431,8 +432,8 @@ def run_stub(fd: int, level: int) -> None:
 
 
 def run_zygote(fd: int) -> None:
-    """A preloaded parent for stubs: forks one per ``("spawn", level, limit)`` with
-    the stub's socket attached, so a stub starts in milliseconds rather than paying
+    """A preloaded parent for stubs: forks one per ``("spawn", level, limit, cpus,
+    numa_node)`` (the last two: its host policy binding) with the stub's socket attached, so a stub starts in milliseconds rather than paying
     for interpreter start-up and imports. Exit statuses are kept for ``status?``.
     Ends at EOF (the server is gone); its stubs then notice their parent changed."""
     import tritonx.backends.pb_utils
@@ -466,6 +467,8 @@ def run_zygote(fd: int) -> None:
                 code = 0
                 try:
                     _limit_memory(msg[2])
+                    # Bound before its first thread: they all inherit it.
+                    apply_in_child(msg[3], msg[4])
                     run_stub(fds[0], msg[1])
                 except SystemExit as exc:
                     code = exc.code if isinstance(exc.code, int) else 1

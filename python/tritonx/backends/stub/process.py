@@ -108,6 +108,7 @@ class StubInstance:
         stop_timeout = float_setting(ctx.backend_config, "exit-timeout-secs")
         self._stop_timeout = 30.0 if stop_timeout is None else stop_timeout
         self._python = model_python(model)
+        self._binding = ictx.host_binding  # --host-policy: the stub is bound to it
         shm_size = model.settings.shm_default_byte_size
         shm_growth = model.settings.shm_growth_byte_size
         init_args: dict[str, Any] = {
@@ -156,7 +157,7 @@ class StubInstance:
 
     # -- process lifecycle -----------------------------------------------------------
     def _start(self) -> None:
-        proc, channel = spawn_stub(self._python, self._memory_limit)
+        proc, channel = spawn_stub(self._python, self._memory_limit, self._binding)
         parent = channel.sock
         self._metrics.restarted()
         native = self.native_executor

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonx.backends.stub.channel import Channel, ChannelClosed
+from tritonx.host_policy import HostBinding, apply_in_child, server_cpus, unbind_child
 
 
 def reap(proc: Any, timeout_s: float) -> None:
@@ -26,9 +27,15 @@ def reap(proc: Any, timeout_s: float) -> None:
         proc.wait()
 
 
-def spawn_stub(python: Path | None, limit: int) -> tuple[Any, Channel]:
+def spawn_stub(
+    python: Path | None, limit: int, binding: HostBinding | None = None
+) -> tuple[Any, Channel]:
     """A new stub process and the server's end of its socket: forked by the zygote,
-    or a fresh interpreter (``python``: a model's own environment)."""
+    or a fresh interpreter (``python``: a model's own environment). ``binding``
+    (the instance's host policy) binds the process before it runs anything, so
+    every thread it starts inherits it; a restart is bound the same way."""
+    cpus = sorted(binding.cpus) if binding and binding.cpus is not None else None
+    node = binding.numa_node if binding else None
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     level = logging.getLogger().getEffectiveLevel()
     cmd = [
@@ -46,7 +53,7 @@ def spawn_stub(python: Path | None, limit: int) -> tuple[Any, Channel]:
         cmd[0] = str(python)
         env = {**os.environ, "PYTHONPATH": python_path()}
     elif os.environ.get("TRITONX_STUB_ZYGOTE", "1") != "0":
-        proc = _Zygote.spawn(child.fileno(), level, limit)
+        proc = _Zygote.spawn(child.fileno(), level, limit, cpus, node)
     if proc is None:
 
         def preexec() -> None:
@@ -54,11 +61,12 @@ def spawn_stub(python: Path | None, limit: int) -> tuple[Any, Channel]:
                 import resource
 
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            apply_in_child(cpus, node)
 
         proc = subprocess.Popen(
             cmd,
             pass_fds=[child.fileno()],
-            preexec_fn=preexec if limit else None,
+            preexec_fn=preexec if limit or binding else None,
             env=env,
         )
     child.close()
@@ -104,8 +112,14 @@ class _Zygote:
     def _start(cls) -> Channel:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cmd = [sys.executable, "-m", "tritonx.backends.stub", "--zygote"]
+        # Started by the first stub's spawn, maybe on a thread bound to that
+        # instance's host policy; the zygote forks every stub, so it runs unbound
+        # and binds each child to its own instance's policy.
+        cpus = server_cpus()
         cls._proc = subprocess.Popen(
-            [*cmd, str(child.fileno())], pass_fds=[child.fileno()]
+            [*cmd, str(child.fileno())],
+            pass_fds=[child.fileno()],
+            preexec_fn=lambda: unbind_child(cpus),
         )
         child.close()
         cls._channel = Channel(parent)
@@ -121,13 +135,20 @@ class _Zygote:
         cls._channel = cls._proc = None
 
     @classmethod
-    def spawn(cls, fd: int, level: int, limit: int) -> _ZygoteChild | None:
+    def spawn(
+        cls,
+        fd: int,
+        level: int,
+        limit: int,
+        cpus: list[int] | None = None,
+        numa_node: int | None = None,
+    ) -> _ZygoteChild | None:
         """A new stub on socket ``fd``; None if the zygote cannot make one."""
         with cls._lock:
             for _attempt in range(2):
                 channel = cls._channel or cls._start()
                 try:
-                    channel.send(("spawn", level, limit), [fd])
+                    channel.send(("spawn", level, limit, cpus, numa_node), [fd])
                     msg, _fds = channel.recv(60.0)
                     return _ZygoteChild(int(msg[1]))
                 except (ChannelClosed, TimeoutError, OSError):
