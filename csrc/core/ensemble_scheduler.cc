@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model.h"
+#include "response_cache.h"
 #include "trace.h"
 
 namespace tritonx {
@@ -121,6 +122,7 @@ class EnsembleRun : public std::enable_shared_from_this<EnsembleRun> {
                       std::unique_ptr<InferenceResponse> response, uint32_t flags);
   void LaunchAll(std::vector<Launch> launches, bool caller_waits);
   void Flush();
+  void CacheResponse(const InferenceResponse& response);
 
   const std::shared_ptr<const EnsemblePlan> plan_;
   const std::shared_ptr<ModelStats> stats_;
@@ -178,8 +180,10 @@ void EnsembleRun::Start(const std::shared_ptr<ModelRegistry>& registry,
 
   // The requested outputs (every output when none is named) and, backwards from
   // them, the steps they need: steps feeding only outputs nobody asked for are
-  // skipped, as in Triton.
-  if (parent_->requested_outputs.empty()) {
+  // skipped, as in Triton. A response the cache will keep has every output (the
+  // request's own filter applies when it is sent): Triton caches what the request
+  // asked for and later hits then answer with those outputs only.
+  if (parent_->requested_outputs.empty() || parent_->response_cache) {
     for (int id : plan.output_ids) requested_[id] = 1;
   } else {
     for (const auto& name : parent_->requested_outputs) {
@@ -509,10 +513,21 @@ void EnsembleRun::Flush() {
     auto [response, flags] = std::move(outbox_.front());
     outbox_.pop_front();
     lock.unlock();
+    // A cached ensemble is never decoupled: its one data response is the answer.
+    if (parent_->response_cache && response) CacheResponse(*response);
     parent_->Send(std::move(response), flags);
     lock.lock();
   }
   sending_ = false;
+}
+
+void EnsembleRun::CacheResponse(const InferenceResponse& response) {
+  // A response cache miss of the ensemble as a whole (Model::Enqueue looked it up):
+  // its response is cached as a model's is in BatchRunner.
+  const uint64_t start = NowNs();
+  if (response.status.ok())
+    parent_->response_cache->Insert(parent_->cache_key, response);
+  stats_->RecordCacheMiss(parent_->cache_lookup_ns + (NowNs() - start));
 }
 
 void EnsembleRun::CancelSteps() {

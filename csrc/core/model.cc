@@ -25,7 +25,7 @@ Model::Model(ModelSpec spec, SchedulerConfig config,
     if (instance && instance->rate_limit) rate_limits_.push_back(instance->rate_limit);
   }
   tracer_ = server.tracer();
-  if (spec_->response_cache && !spec_->decoupled && !config_.ensemble) {
+  if (spec_->response_cache && !spec_->decoupled) {
     cache_ = server.response_cache();
   }
   if (config_.ensemble) {

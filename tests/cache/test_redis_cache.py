@@ -12,14 +12,11 @@ told from a miss by content, never by timing."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +24,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from redisutil import REDIS_SERVER, redis_server
 from serverutil import RunningServer, free_port, run_server
 
 redis = pytest.importorskip("redis")
-REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(
     REDIS_SERVER is None, reason="redis-server not installed"
 )
@@ -71,39 +68,6 @@ output [
 ]
 {extra}
 """
-
-
-@contextmanager
-def redis_server(
-    *args: str, port: int = 0
-) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """A redis-server on loopback (a free port unless given), nothing persisted."""
-    assert REDIS_SERVER is not None
-    port = port or free_port()
-    process = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", *args],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        client = redis.Redis(port=port, password=_password(args))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield port, process
-    finally:
-        process.kill()
-        process.wait()
-
-
-def _password(args: tuple[str, ...]) -> str | None:
-    return args[args.index("--requirepass") + 1] if "--requirepass" in args else None
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,164 @@
+"""The response cache on an ensemble (``response_cache { enable: true }`` in the
+ensemble's config), as Triton caches one: the ensemble as a whole is looked up, a hit
+runs no step, a miss caches the ensemble's response; statistics count hits and
+misses on the ensemble and executions on the composing model. Compared with Triton
+2.51 when TRITONX_REFERENCE_CMD is set, in the local cache and (tritonx) in Redis.
+
+Kept different: a request naming some of the outputs. Triton caches the response it
+computed for that request, so a later hit asking for every output, or another one,
+gets only the first request's outputs. tritonx computes and caches every output of
+a cached ensemble and filters per request, so each hit answers what it asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from redisutil import REDIS_SERVER, redis_server
+from serverutil import reference_command, run_either
+
+COUNTER = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.executions = 0
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            self.executions += 1
+            data = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            responses.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUTPUT0", data * 2),
+                pb_utils.Tensor("OUTPUT1", np.array([self.executions], np.int64)),
+            ]))
+        return responses
+"""
+
+COUNTER_CONFIG = """
+name: "counter"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
+output [
+  { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] },
+  { name: "OUTPUT1", data_type: TYPE_INT64, dims: [ 1 ] }
+]
+"""
+
+ENSEMBLE_CONFIG = """
+name: "ens"
+platform: "ensemble"
+max_batch_size: 0
+input [ { name: "X", data_type: TYPE_FP32, dims: [ -1 ] } ]
+output [
+  { name: "Y", data_type: TYPE_FP32, dims: [ -1 ] },
+  { name: "N", data_type: TYPE_INT64, dims: [ 1 ] }
+]
+response_cache { enable: true }
+ensemble_scheduling { step [ {
+  model_name: "counter"
+  model_version: -1
+  input_map { key: "INPUT0" value: "X" }
+  output_map [ { key: "OUTPUT0" value: "Y" }, { key: "OUTPUT1" value: "N" } ]
+} ] }
+"""
+
+CACHE = "--cache-config=local,size=1048576"
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ensemble_cache")
+    (root / "counter" / "1").mkdir(parents=True)
+    (root / "counter" / "config.pbtxt").write_text(COUNTER_CONFIG)
+    (root / "counter" / "1" / "model.py").write_text(COUNTER)
+    (root / "ens" / "1").mkdir(parents=True)
+    (root / "ens" / "config.pbtxt").write_text(ENSEMBLE_CONFIG)
+    return root
+
+
+def _infer(client: Any, values: list[float], outputs: list[str] | None = None) -> dict:
+    data = np.array(values, dtype=np.float32)
+    inp = httpclient.InferInput("X", list(data.shape), "FP32")
+    inp.set_data_from_numpy(data)
+    requested = [httpclient.InferRequestedOutput(n) for n in outputs or []]
+    result = client.infer("ens", [inp], outputs=requested or None)
+    return {
+        o["name"]: result.as_numpy(o["name"]).tolist()
+        for o in result.get_response()["outputs"]
+    }
+
+
+def _counts(client: Any, model: str) -> dict[str, int]:
+    stats = client.get_inference_statistics(model)["model_stats"][0]
+    counts = {k: v["count"] for k, v in stats["inference_stats"].items()}
+    counts["executions"] = stats["execution_count"]
+    counts["inferences"] = stats["inference_count"]
+    return counts
+
+
+def _scenario(repo: Path, flags: list[str]) -> Any:
+    def run(which: str) -> dict[str, Any]:
+        with run_either(which, repo, *flags) as server:
+            client = httpclient.InferenceServerClient(server.http_url)
+            answers = [
+                _infer(client, [1.0]),  # miss
+                _infer(client, [1.0]),  # hit: the first execution's count
+                _infer(client, [2.0]),  # miss
+                _infer(client, [3.0], ["Y"]),  # miss, one output asked for
+                _infer(client, [3.0]),  # hit
+                _infer(client, [3.0], ["N"]),  # hit
+            ]
+            counts = {m: _counts(client, m) for m in ("ens", "counter")}
+            client.close()
+        return {"answers": answers, "counts": counts}
+
+    return run
+
+
+def _check(results: dict[str, Any]) -> None:
+    ours = results["tritonx"]
+    assert ours["answers"] == [
+        {"Y": [2.0], "N": [1]},
+        {"Y": [2.0], "N": [1]},
+        {"Y": [4.0], "N": [2]},
+        {"Y": [6.0]},
+        {"Y": [6.0], "N": [3]},
+        {"N": [3]},
+    ]
+    ens, counter = ours["counts"]["ens"], ours["counts"]["counter"]
+    assert (ens["cache_hit"], ens["cache_miss"], ens["success"]) == (3, 3, 6)
+    assert (ens["executions"], counter["executions"]) == (3, 3)
+    if "reference" in results:
+        theirs = results["reference"]
+        # Same statistics, on the ensemble and on its composing model.
+        assert theirs["counts"] == ours["counts"]
+        # Same answers, except after a request that named one output (module doc).
+        assert theirs["answers"][:4] == ours["answers"][:4]
+        assert theirs["answers"][4:] == [{"Y": [6.0]}, {"Y": [6.0]}]
+
+
+def test_ensemble_cache_local(repo: Path) -> None:
+    scenario = _scenario(repo, [CACHE])
+    results = {"tritonx": scenario("tritonx")}
+    if reference_command() is not None:
+        results["reference"] = scenario("reference")
+    _check(results)
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="no redis-server")
+def test_ensemble_cache_in_redis(repo: Path) -> None:
+    pytest.importorskip("redis")
+    with redis_server() as (port, _):
+        flags = [
+            "--cache-config=redis,host=127.0.0.1",
+            f"--cache-config=redis,port={port}",
+        ]
+        _check({"tritonx": _scenario(repo, flags)("tritonx")})
