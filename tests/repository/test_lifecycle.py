@@ -225,6 +225,7 @@ def test_none_mode_loads_everything_and_refuses_control(repo: Repo) -> None:
         await relaxed.shutdown()
         with pytest.raises(InternalError, match="failed to load all models"):
             await failing.start()
+        await failing.shutdown()  # the server's stop after a failed start: no-op
 
     run(scenario())
 

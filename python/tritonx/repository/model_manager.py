@@ -96,6 +96,7 @@ class ModelManager(
             max_workers=max(1, options.load_threads),
             thread_name_prefix="tritonx-load",
         )
+        self._shut_down = False
         # The loop start() runs on: model control from backend threads goes there.
         self.loop: asyncio.AbstractEventLoop | None = None
         self._settings = LoadSettings(
@@ -190,7 +191,12 @@ class ModelManager(
         return found or [name]
 
     async def shutdown(self) -> None:
-        """Unload every model version, then stop the load threads."""
+        """Unload every model version, then stop the load threads. Idempotent: a
+        start that fails (exit-on-error) shuts down, and the server's stop after it
+        must find nothing left to do."""
+        if self._shut_down:
+            return
+        self._shut_down = True
         await self._stop_polling()
         for name in list(self._records):
             async with self._lock(name):
