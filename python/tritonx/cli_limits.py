@@ -109,6 +109,13 @@ def parse_cache_config(
         settings.setdefault(name, {})[key] = val
     if byte_size is not None:
         settings = {LOCAL_CACHE: {"size": str(byte_size)}}
+    return choose_cache(settings)
+
+
+def choose_cache(settings: dict[str, dict[str, str]]) -> CacheChoice | None:
+    """The cache of ``{cache name: {setting: value}}`` (None when empty), checked as
+    tritonserver checks it when it creates the server (one cache; a known name;
+    the local cache's size)."""
     if not settings:
         return None
     if len(settings) > 1:

@@ -13,7 +13,14 @@ from tritonx.api._response import (
     InferenceResponse,
     ResponseIterator,
 )
-from tritonx.api._server import ModelControlMode, ModelDictionary, Options, Server
+from tritonx.api._server import (
+    ModelControlMode,
+    ModelDictionary,
+    Options,
+    RateLimiterResource,
+    RateLimitMode,
+    Server,
+)
 from tritonx.api._tensor import DataType, MemoryType, Tensor
 from tritonx.errors import (
     AlreadyExistsError,
@@ -45,6 +52,8 @@ __all__ = [
     "ModelDictionary",
     "NotFoundError",
     "Options",
+    "RateLimitMode",
+    "RateLimiterResource",
     "ResponseIterator",
     "Server",
     "Tensor",

@@ -13,6 +13,7 @@ everything else reads state set before the server became visible.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import enum
 import logging
@@ -38,6 +39,23 @@ class ModelControlMode(enum.IntEnum):
     EXPLICIT = 2
 
 
+class RateLimitMode(enum.IntEnum):
+    """Triton's ``TRITONSERVER_RateLimitMode`` members."""
+
+    OFF = 0
+    EXEC_COUNT = 1
+
+
+@dataclass
+class RateLimiterResource:
+    """How many of a rate limiter resource there are (``--rate-limit-resource``);
+    ``device`` -1 for every device."""
+
+    name: str
+    count: int
+    device: int = -1
+
+
 @dataclass
 class Options:
     """Server options, with Triton's field names (``repository_poll_secs`` is a
@@ -60,6 +78,13 @@ class Options:
     backend_directory: str | None = None
     repo_agent_directory: str = "/opt/tritonserver/repoagents"
     backend_configuration: dict[str, dict[str, str]] = field(default_factory=dict)
+    rate_limiter_mode: RateLimitMode = RateLimitMode.OFF
+    rate_limiter_resources: list[RateLimiterResource] = field(default_factory=list)
+    # {"local": {"size": 1048576}} or {"redis": {"host": ..., "port": ...}}.
+    cache_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cache_directory: str = "/opt/tritonserver/caches"
+    # {"policy name": {"cpu-cores": "0-3", "numa-node": "0"}}.
+    host_policies: dict[str, dict[str, str]] = field(default_factory=dict)
     repository_poll_secs: int = 15
 
     def _server_options(self) -> Any:
@@ -103,7 +128,45 @@ class Options:
         )
         if self.backend_directory is not None:
             options.backend_directory = self.backend_directory
+        self._limits_and_caches(options)
         return options
+
+    def _limits_and_caches(self, options: Any) -> None:
+        """Rate limiter, response cache and host policies, read by the same
+        parsers as tritonx-server's flags (so with the same checks and messages)."""
+        from tritonx import cli_limits
+
+        caches = {
+            name: {key: str(value) for key, value in pairs.items()}
+            for name, pairs in self.cache_config.items()
+        }
+        policies = [
+            f"{name},{key}={value}"
+            for name, pairs in self.host_policies.items()
+            for key, value in pairs.items()
+        ]
+        try:
+            cache = cli_limits.choose_cache(caches)
+            options.host_policies = cli_limits.parse_host_policies(policies)
+        except cli_limits.FlagError as error:
+            # The flag parser's wording less its command-line framing.
+            detail = error.detail.rpartition("error: creating server: ")[2]
+            for word in ("Invalid argument - ", "Internal - "):
+                detail = detail.removeprefix(word)
+            raise InvalidArgumentError(detail) from None
+        if cache is not None:
+            if cache.local_size:
+                options.response_cache_byte_size = cache.local_size
+            else:
+                options.remote_response_cache = (cache.name, cache.settings)
+        options.rate_limit = (
+            "execution_count"
+            if RateLimitMode(self.rate_limiter_mode) == RateLimitMode.EXEC_COUNT
+            else "off"
+        )
+        options.rate_limit_resources = [
+            (r.name, int(r.count), int(r.device)) for r in self.rate_limiter_resources
+        ]
 
 
 class ModelDictionary(dict[tuple[str, int], Model]):
@@ -157,6 +220,34 @@ class _Running:
 
 _UNLOADED_STATES = (None, "UNAVAILABLE")
 
+# Servers started and not stopped. A process that exits without stop() would tear
+# the core down under its still-running model threads (std::terminate); the exit
+# hook stops them first, as stop() would.
+_RUNNING: set[_Running] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def _stop_at_exit() -> None:
+    with _RUNNING_LOCK:
+        left = list(_RUNNING)
+        _RUNNING.clear()
+    for running in left:
+        try:
+            running.call(running.core.stop)
+            running.close()
+        except Exception:
+            logger.exception("stopping an in-process server at exit")
+
+
+# Stopping needs the loop's default executor, which concurrent.futures shuts down
+# in threading's exit hooks, before atexit's; threading's hooks run newest first,
+# so one registered now (after asyncio imported concurrent.futures) runs before it.
+_register = getattr(threading, "_register_atexit", None)
+if _register is not None:
+    _register(_stop_at_exit)
+else:  # pragma: no cover - every CPython tritonx supports has it
+    atexit.register(_stop_at_exit)
+
 
 class Server:
     """An in-process tritonx server (Triton's ``tritonserver.Server``)."""
@@ -209,6 +300,8 @@ class Server:
                 running.close()
                 raise
             self._state = running
+            with _RUNNING_LOCK:
+                _RUNNING.add(running)
         start = time.monotonic()
         while wait_until_ready and not self.ready():
             if timeout is not None and time.monotonic() - start >= timeout:
@@ -229,6 +322,8 @@ class Server:
         with self._lock:
             running = self._running()
             self._state = None
+            with _RUNNING_LOCK:
+                _RUNNING.discard(running)
             try:
                 running.call(running.core.stop)
             finally:
