@@ -252,6 +252,30 @@ def test_async_infer(server: api.Server) -> None:
     np.testing.assert_array_equal(out0, [1.5, 2.5, 5, 6])
 
 
+def test_response_queue(server: api.Server) -> None:
+    """Every response also lands in the request's response_queue (Triton's)."""
+    import queue
+
+    received: queue.SimpleQueue = queue.SimpleQueue()
+    model = server.model("repeat")
+    responses = list(model.infer(inputs=_repeat_inputs(3), response_queue=received))
+    mirrored = [received.get_nowait() for _ in range(received.qsize())]
+    assert [r.final for r in mirrored] == [r.final for r in responses]
+    assert mirrored[-1].final and received.empty()
+
+    async def main() -> list[bool]:
+        waiting: asyncio.Queue = asyncio.Queue()
+        async for _ in model.async_infer(
+            inputs=_repeat_inputs(2), response_queue=waiting
+        ):
+            pass
+        return [waiting.get_nowait().final for _ in range(waiting.qsize())]
+
+    assert asyncio.run(main())[-1] is True
+    with pytest.raises(api.InvalidArgumentError, match=r"queue\.SimpleQueue"):
+        model.infer(inputs=_repeat_inputs(1), response_queue=asyncio.Queue())
+
+
 def test_concurrent_infer_from_threads(server: api.Server) -> None:
     model = server.model("add_sub")
     errors: list[BaseException] = []

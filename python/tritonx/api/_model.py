@@ -87,7 +87,15 @@ class Model:
         ``infer``; ``raise_on_error`` raises errors the model answered with while
         iterating (else they are in ``response.error``)."""
         request = self._request(inference_request, kwargs)
-        iterator = ResponseIterator(self, request.request_id or "", raise_on_error)
+        user_queue = request.response_queue
+        if user_queue is not None and isinstance(user_queue, asyncio.Queue):
+            raise InvalidArgumentError(
+                "response_queue of infer() must be a queue.SimpleQueue (an "
+                "asyncio.Queue goes with async_infer())"
+            )
+        iterator = ResponseIterator(
+            self, request.request_id or "", raise_on_error, user_queue
+        )
         self._submit(request, iterator, None)
         return iterator
 
@@ -101,7 +109,14 @@ class Model:
         arrive on that loop (``async for``)."""
         loop = asyncio.get_running_loop()
         request = self._request(inference_request, kwargs)
-        iterator = AsyncResponseIterator(self, request.request_id or "", raise_on_error)
+        user_queue = request.response_queue
+        if user_queue is not None and not isinstance(user_queue, asyncio.Queue):
+            raise InvalidArgumentError(
+                "response_queue of async_infer() must be an asyncio.Queue"
+            )
+        iterator = AsyncResponseIterator(
+            self, request.request_id or "", raise_on_error, user_queue
+        )
         self._submit(request, iterator, loop)
         return iterator
 

@@ -34,6 +34,9 @@ class InferenceRequest:
     parameters: dict[str, str | int | bool | float] = field(default_factory=dict)
     output_names: list[str] | None = None
     output_memory_type: Any = None
+    # Every response is also put here: a queue.SimpleQueue for infer(), an
+    # asyncio.Queue for async_infer() (Triton's response_queue).
+    response_queue: Any = None
 
     def _core_request(self) -> Any:
         """The ``_native.Request``; raises InvalidArgumentError for bad fields."""

@@ -58,10 +58,18 @@ class _ResponseStream:
     """What both iterators share: the request's identity, the error rule, the
     final flag and cancelling (``_cancel`` is set by Model once submitted)."""
 
-    def __init__(self, model: Model, request_id: str, raise_on_error: bool) -> None:
+    def __init__(
+        self,
+        model: Model,
+        request_id: str,
+        raise_on_error: bool,
+        user_queue: Any = None,
+    ) -> None:
         self._model = model
         self._request_id = request_id
         self._raise_on_error = raise_on_error
+        # The request's response_queue: every response goes there too (Triton).
+        self._user_queue = user_queue
         self._done = False
         self._cancel: Any = None
 
@@ -82,12 +90,21 @@ class _ResponseStream:
 class ResponseIterator(_ResponseStream):
     """Blocking iterator over a request's responses; ``cancel()`` cancels it."""
 
-    def __init__(self, model: Model, request_id: str, raise_on_error: bool) -> None:
-        super().__init__(model, request_id, raise_on_error)
+    def __init__(
+        self,
+        model: Model,
+        request_id: str,
+        raise_on_error: bool,
+        user_queue: Any = None,
+    ) -> None:
+        super().__init__(model, request_id, raise_on_error, user_queue)
         self._queue: queue.SimpleQueue[InferenceResponse] = queue.SimpleQueue()
 
     def _on_response(self, value: Any, final: bool) -> None:
-        self._queue.put(self._response(value, final))
+        response = self._response(value, final)
+        self._queue.put(response)
+        if self._user_queue is not None:
+            self._user_queue.put(response)
 
     def __iter__(self) -> ResponseIterator:
         return self
@@ -101,12 +118,21 @@ class ResponseIterator(_ResponseStream):
 class AsyncResponseIterator(_ResponseStream):
     """Async iterator over a request's responses, fed on the caller's loop."""
 
-    def __init__(self, model: Model, request_id: str, raise_on_error: bool) -> None:
-        super().__init__(model, request_id, raise_on_error)
+    def __init__(
+        self,
+        model: Model,
+        request_id: str,
+        raise_on_error: bool,
+        user_queue: Any = None,
+    ) -> None:
+        super().__init__(model, request_id, raise_on_error, user_queue)
         self._queue: asyncio.Queue[InferenceResponse] = asyncio.Queue()
 
     def _on_response(self, value: Any, final: bool) -> None:
-        self._queue.put_nowait(self._response(value, final))
+        response = self._response(value, final)
+        self._queue.put_nowait(response)
+        if self._user_queue is not None:
+            self._user_queue.put_nowait(response)
 
     def __aiter__(self) -> AsyncResponseIterator:
         return self
