@@ -101,10 +101,11 @@ def load_op_libraries(config: ModelConfig) -> None:
     Triton's pytorch backend reads no ``model_operations`` (its documented route is
     LD_PRELOAD); this follows its tensorflow backend, which loads the libraries when
     the model is created (before auto-complete and the model file) and fails the
-    load with INTERNAL and the loader's own message. Paths mean what they mean to dlopen, as there: absolute, relative
-    to the server's working directory, or (a bare file name) found on the library
-    search path (LD_LIBRARY_PATH, ldconfig). Libraries stay loaded, and their
-    operators usable by every model, until the server exits.
+    load with INTERNAL and the loader's own message. Paths mean what they mean to
+    dlopen, as there: absolute, relative to the server's working directory, or (a
+    bare file name) found on the library search path (LD_LIBRARY_PATH, ldconfig).
+    Libraries stay loaded, and their operators usable by every model, until the
+    server exits.
     """
     for library in config.model_operations.op_library_filename:
         # torch.ops.load_library resolves its argument to a real path, which would
