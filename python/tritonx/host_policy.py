@@ -189,6 +189,23 @@ def apply_binding(binding: HostBinding) -> None:
         _bind_numa(binding.numa_node)
 
 
+# A stub started as a fresh interpreter finds its binding here (encode_binding).
+BINDING_ENV = "TRITONX_STUB_HOST_BINDING"
+
+
+def encode_binding(cpus: Sequence[int] | None, numa_node: int | None) -> str:
+    """``"<cpu,cpu,...>;<node>"`` (either part may be empty) for BINDING_ENV."""
+    cpu_text = ",".join(str(cpu) for cpu in cpus) if cpus is not None else ""
+    return f"{cpu_text};{'' if numa_node is None else numa_node}"
+
+
+def apply_encoded(text: str) -> None:
+    """Bind the calling (single-threaded) process to an encode_binding() value."""
+    cpu_text, _, node_text = text.partition(";")
+    cpus = [int(cpu) for cpu in cpu_text.split(",")] if cpu_text else None
+    apply_in_child(cpus, int(node_text) if node_text else None)
+
+
 def apply_in_child(cpus: Sequence[int] | None, numa_node: int | None) -> None:
     """Bind a freshly forked, single-threaded stub process (every thread it starts
     inherits it). Raises OSError; no tritonx error types, no logging."""

@@ -34,7 +34,12 @@ from tritonx.backends.stub.channel import (
     ChannelClosed,
 )
 from tritonx.backends.stub.metrics_sync import StubMetrics
-from tritonx.host_policy import apply_in_child
+from tritonx.host_policy import (
+    BINDING_ENV,
+    apply_encoded,
+    apply_in_child,
+    unbind_child,
+)
 
 
 class _ForwardHandler(logging.Handler):
@@ -433,8 +438,9 @@ def run_stub(fd: int, level: int) -> None:
 
 def run_zygote(fd: int) -> None:
     """A preloaded parent for stubs: forks one per ``("spawn", level, limit, cpus,
-    numa_node)`` (the last two: its host policy binding) with the stub's socket attached, so a stub starts in milliseconds rather than paying
-    for interpreter start-up and imports. Exit statuses are kept for ``status?``.
+    numa_node)`` (the last two: its host policy binding) with the stub's socket
+    attached, so a stub starts in milliseconds rather than paying for interpreter
+    start-up and imports. Exit statuses are kept for ``status?``.
     Ends at EOF (the server is gone); its stubs then notice their parent changed."""
     import tritonx.backends.pb_utils
     import tritonx.backends.python_backend  # noqa: F401
@@ -508,8 +514,13 @@ def _limit_memory(limit: int) -> None:
 
 def main() -> None:
     if sys.argv[1] == "--zygote":
+        if len(sys.argv) > 3:  # the server's CPUs: undo a binding it inherited
+            unbind_child({int(cpu) for cpu in sys.argv[3].split(",")})
         run_zygote(int(sys.argv[2]))
     else:
+        binding = os.environ.pop(BINDING_ENV, None)
+        if binding:  # a fresh interpreter's host policy, before any thread
+            apply_encoded(binding)
         level = int(sys.argv[2]) if len(sys.argv) > 2 else logging.INFO
         run_stub(int(sys.argv[1]), level)
 

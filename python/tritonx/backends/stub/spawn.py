@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from tritonx.backends.stub.channel import Channel, ChannelClosed
-from tritonx.host_policy import HostBinding, apply_in_child, server_cpus, unbind_child
+from tritonx.host_policy import (
+    BINDING_ENV,
+    HostBinding,
+    encode_binding,
+    server_cpus,
+)
 
 
 def reap(proc: Any, timeout_s: float) -> None:
@@ -46,7 +51,7 @@ def spawn_stub(
         str(level),
     ]
     proc: Any = None
-    env = None
+    env: dict[str, str] | None = None
     if python is not None:
         from tritonx.backends.stub.environment import python_path
 
@@ -55,18 +60,22 @@ def spawn_stub(
     elif os.environ.get("TRITONX_STUB_ZYGOTE", "1") != "0":
         proc = _Zygote.spawn(child.fileno(), level, limit, cpus, node)
     if proc is None:
+        if cpus is not None or node is not None:
+            # Applied by the stub itself before it starts a thread: binding in a
+            # preexec_fn would run Python (and dlopen, for set_mempolicy) between
+            # fork and exec of this multi-threaded server, which can deadlock.
+            env = dict(env if env is not None else os.environ)
+            env[BINDING_ENV] = encode_binding(cpus, node)
 
         def preexec() -> None:
-            if limit > 0:
-                import resource
+            import resource
 
-                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-            apply_in_child(cpus, node)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
         proc = subprocess.Popen(
             cmd,
             pass_fds=[child.fileno()],
-            preexec_fn=preexec if limit or binding else None,
+            preexec_fn=preexec if limit > 0 else None,
             env=env,
         )
     child.close()
@@ -113,13 +122,13 @@ class _Zygote:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cmd = [sys.executable, "-m", "tritonx.backends.stub", "--zygote"]
         # Started by the first stub's spawn, maybe on a thread bound to that
-        # instance's host policy; the zygote forks every stub, so it runs unbound
-        # and binds each child to its own instance's policy.
-        cpus = server_cpus()
+        # instance's host policy; the zygote forks every stub, so it unbinds
+        # itself first thing (to the server's CPUs, given here) and binds each
+        # child to its own instance's policy. Not in a preexec_fn: Python between
+        # fork and exec of a multi-threaded server can deadlock.
+        cpus = ",".join(str(cpu) for cpu in sorted(server_cpus()))
         cls._proc = subprocess.Popen(
-            [*cmd, str(child.fileno())],
-            pass_fds=[child.fileno()],
-            preexec_fn=lambda: unbind_child(cpus),
+            [*cmd, str(child.fileno()), cpus], pass_fds=[child.fileno()]
         )
         child.close()
         cls._channel = Channel(parent)
