@@ -1,0 +1,524 @@
+"""The engine behind the OpenAI routes: which models there are, how a request
+becomes an inference on a tritonx model, and how the responses become OpenAI
+objects and server-sent events.
+
+As in Triton's frontend: the models are those ready when the frontend starts;
+a model's request format is ``--backend`` when given, else "vllm" for a model of
+the vLLM backend and TensorRT-LLM's for every other model; chat prompts are made
+by the tokenizer's chat template (``--tokenizer``, optionally ``--chat-template``);
+a response's ``id`` is ``cmpl-<uuid1>`` and ``model`` is the name asked for.
+Requests the frontend cannot serve raise ``ClientError`` (HTTP 400) with Triton's
+messages (see ``checks``); faults on the server's side raise ``ServerError`` (HTTP
+500).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tritonx.errors import InvalidArgumentError, TritonXError
+from tritonx.openai import tensors
+from tritonx.openai.checks import ClientError, ServerError, check_chat, check_completion
+from tritonx.openai.schemas import (
+    ChatChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatDelta,
+    ChatStreamChoice,
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
+    ModelCard,
+    ResponseMessage,
+    TextPart,
+    Usage,
+    UserMessage,
+)
+
+logger = logging.getLogger("tritonx.openai")
+
+OWNED_BY = "Triton Inference Server"
+ASSISTANT = "assistant"
+DONE_EVENT = "data: [DONE]\n\n"
+
+InputBuilder = Callable[[str, Any, set[str], str | None, int], dict[str, Any]]
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    backend: str  # the config's backend ("ensemble" for an ensemble)
+    request_format: str  # tensors.VLLM or tensors.TENSORRTLLM
+    model: Any  # tritonx.api.Model
+    inputs: set[str]
+    echo_input: str | None
+    created: int
+
+    @property
+    def build_inputs(self) -> InputBuilder:
+        if self.request_format == tensors.VLLM:
+            return tensors.vllm_inputs
+        return tensors.tensorrtllm_inputs
+
+
+def model_error(error: TritonXError) -> Exception:
+    """An error the server answered an inference with, as this frontend's: the
+    request's fault (bad input) is the client's, anything else the server's."""
+    message = str(error)
+    if isinstance(error, InvalidArgumentError):
+        return ClientError(message)
+    return ServerError(message)
+
+
+def _sse(payload: Any) -> str:
+    return f"data: {payload.model_dump_json()}\n\n"
+
+
+def _error_event(message: str, code: int) -> str:
+    """An error in a stream whose status line is already sent: OpenAI's error
+    object (the ``openai`` client raises ``APIError`` with it)."""
+    kind = "invalid_request_error" if code < 500 else "server_error"
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return f"data: {json.dumps(body)}\n\n"
+
+
+class UsageCounter:
+    """Token counts over a stream: the prompt's from the first response that
+    reports them, the completion's summed over every response."""
+
+    def __init__(self) -> None:
+        self.prompt: int | None = None
+        self.completion = 0
+
+    def add(self, response: Any) -> None:
+        counts = tensors.token_counts(response)
+        if counts is None:
+            return
+        if self.prompt is None:
+            self.prompt = counts[0]
+        self.completion += counts[1]
+
+    def usage(self) -> Usage | None:
+        if self.prompt is None:
+            return None
+        return Usage(
+            prompt_tokens=self.prompt,
+            completion_tokens=self.completion,
+            total_tokens=self.prompt + self.completion,
+        )
+
+
+def _usage(response: Any) -> Usage | None:
+    counts = tensors.token_counts(response)
+    if counts is None:
+        return None
+    return Usage(
+        prompt_tokens=counts[0],
+        completion_tokens=counts[1],
+        total_tokens=counts[0] + counts[1],
+    )
+
+
+class Engine:
+    """Serves OpenAI requests with the models of a started ``tritonx.api.Server``."""
+
+    def __init__(
+        self,
+        server: Any,
+        tokenizer: Any = None,
+        backend: str | None = None,
+        default_max_tokens: int = 16,
+        chat_template: str | None = None,
+    ) -> None:
+        self.server = server
+        self.tokenizer = tokenizer
+        self.backend = backend
+        self.default_max_tokens = default_max_tokens
+        self.chat_template = chat_template
+        self.models_by_name = self._find_models()
+
+    # -- models ----------------------------------------------------------------------
+
+    def _find_models(self) -> dict[str, ModelInfo]:
+        found: dict[str, ModelInfo] = {}
+        for name, _version in self.server.models(exclude_not_ready=True):
+            if name not in found:
+                found[name] = self._model_info(name)
+        return found
+
+    def _model_info(self, name: str) -> ModelInfo:
+        model = self.server.model(name)
+        config = model.config()
+        backend = config.get("backend") or ""
+        if not backend and config.get("platform") == "ensemble":
+            backend = "ensemble"
+        request_format = self.backend or backend
+        if request_format != tensors.VLLM:
+            request_format = tensors.TENSORRTLLM
+        inputs = {str(i.get("name")) for i in config.get("input", [])}
+        echo_input = next((n for n in tensors.ECHO_INPUTS if n in inputs), None)
+        logger.info(
+            "OpenAI frontend: model '%s' (backend '%s', %s request format)",
+            name,
+            backend,
+            request_format,
+        )
+        return ModelInfo(
+            name=name,
+            backend=backend,
+            request_format=request_format,
+            model=model,
+            inputs=inputs,
+            echo_input=echo_input,
+            created=int(time.time()),
+        )
+
+    def ready(self) -> bool:
+        return bool(self.server.ready())
+
+    def metrics(self) -> str:
+        return str(self.server.metrics())
+
+    def models(self) -> list[ModelCard]:
+        return [
+            ModelCard(
+                id=info.name, created=info.created, object="model", owned_by=OWNED_BY
+            )
+            for info in self.models_by_name.values()
+        ]
+
+    def _info(self, model: str) -> ModelInfo:
+        info = self.models_by_name.get(model)
+        if info is None:
+            raise ClientError(f"Unknown model: {model}")
+        return info
+
+    # -- prompts ---------------------------------------------------------------------
+
+    @staticmethod
+    def _conversation(request: ChatCompletionRequest) -> list[dict[str, Any]]:
+        """The messages as the chat template takes them (assistant tool-call
+        arguments as objects, not JSON text)."""
+        conversation: list[dict[str, Any]] = []
+        for message in request.messages:
+            entry: dict[str, Any] = {"role": message.role}
+            content = message.content
+            if isinstance(content, list):
+                parts = []
+                for part in content:
+                    if not isinstance(part, TextPart):
+                        raise ClientError(
+                            f"only text message is supported, but got {part.type}"
+                        )
+                    parts.append({"type": "text", "text": part.text})
+                entry["content"] = parts
+            else:
+                entry["content"] = content
+            if isinstance(message, UserMessage) and message.name is not None:
+                entry["name"] = message.name
+            if message.role == "assistant" and getattr(message, "tool_calls", None):
+                calls = []
+                for call in message.tool_calls or []:
+                    try:
+                        arguments = json.loads(call.function.arguments)
+                    except ValueError:
+                        raise ClientError(
+                            f"tool call '{call.id}' has arguments that are not JSON"
+                        ) from None
+                    calls.append(
+                        {
+                            "id": call.id,
+                            "type": call.type,
+                            "function": {
+                                "name": call.function.name,
+                                "arguments": arguments,
+                            },
+                        }
+                    )
+                entry["tool_calls"] = calls
+            if message.role == "tool":
+                entry["tool_call_id"] = getattr(message, "tool_call_id", None)
+            conversation.append(entry)
+        return conversation
+
+    def _chat_prompt(self, request: ChatCompletionRequest) -> str:
+        import jinja2
+
+        tools = [tool.model_dump() for tool in request.tools] if request.tools else None
+        try:
+            prompt = self.tokenizer.apply_chat_template(
+                conversation=self._conversation(request),
+                tokenize=False,
+                add_generation_prompt=True,
+                tools=tools,
+                chat_template=self.chat_template,
+            )
+        except jinja2.TemplateError as error:
+            # The template refused the conversation (raise_exception), or could
+            # not render it: the request's fault.
+            raise ClientError(f"chat template error: {error}") from None
+        except ValueError as error:  # no chat template at all
+            raise ServerError(str(error)) from None
+        if not isinstance(prompt, str):
+            raise ServerError("the chat template did not render a text prompt")
+        return prompt
+
+    # -- inference -------------------------------------------------------------------
+
+    def _infer(
+        self,
+        info: ModelInfo,
+        prompt: str,
+        request: CompletionRequest | ChatCompletionRequest,
+    ) -> Any:
+        inputs = info.build_inputs(
+            prompt, request, info.inputs, info.echo_input, self.default_max_tokens
+        )
+        try:
+            return info.model.async_infer(inputs=inputs)
+        except TritonXError as error:
+            raise model_error(error) from None
+
+    @staticmethod
+    async def _all_responses(responses: Any) -> Any:
+        """The one response of a request that did not stream (a decoupled
+        model may follow it with an empty final one)."""
+        collected = []
+        try:
+            async for response in responses:
+                collected.append(response)
+        except TritonXError as error:
+            raise model_error(error) from None
+        if not 1 <= len(collected) <= 2:
+            raise ServerError(
+                f"Unexpected number of responses: {len(collected)}, expected 1 or 2."
+            )
+        if not collected[-1].final:
+            raise ServerError("Unexpected internal error with incorrect response flags")
+        return collected[0]
+
+    @staticmethod
+    def _text(response: Any) -> str:
+        try:
+            return tensors.text_output(response)
+        except tensors.OutputError as error:
+            raise ServerError(str(error)) from None
+
+    async def completion(
+        self, request: CompletionRequest
+    ) -> CompletionResponse | AsyncIterator[str]:
+        info = self._info(request.model)
+        prompt = check_completion(info.backend, info.request_format, request)
+        responses = self._infer(info, prompt, request)
+        request_id = f"cmpl-{uuid.uuid1()}"
+        created = int(time.time())
+        if request.stream:
+            return self._completion_stream(request_id, created, request, responses)
+        response = await self._all_responses(responses)
+        logprobs = (
+            tensors.completion_logprobs(response)
+            if tensors.wants_logprobs(request)
+            else None
+        )
+        choice = CompletionChoice(
+            finish_reason="stop", index=0, logprobs=logprobs, text=self._text(response)
+        )
+        return CompletionResponse(
+            id=request_id,
+            choices=[choice],
+            created=created,
+            model=request.model,
+            system_fingerprint=None,
+            object="text_completion",
+            usage=_usage(response),
+        )
+
+    async def chat(
+        self, request: ChatCompletionRequest
+    ) -> ChatCompletionResponse | AsyncIterator[str]:
+        info = self._info(request.model)
+        check_chat(
+            info.backend, info.request_format, request, self.tokenizer is not None
+        )
+        prompt = self._chat_prompt(request)
+        responses = self._infer(info, prompt, request)
+        request_id = f"cmpl-{uuid.uuid1()}"
+        created = int(time.time())
+        if request.stream:
+            return self._chat_stream(request_id, created, request, responses)
+        response = await self._all_responses(responses)
+        logprobs = tensors.chat_logprobs(response) if request.logprobs else None
+        message = ResponseMessage(
+            content=self._text(response), role=ASSISTANT, tool_calls=None
+        )
+        return ChatCompletionResponse(
+            id=request_id,
+            choices=[
+                ChatChoice(
+                    finish_reason="stop", index=0, message=message, logprobs=logprobs
+                )
+            ],
+            created=created,
+            model=request.model,
+            system_fingerprint=None,
+            object="chat.completion",
+            usage=_usage(response),
+        )
+
+    # -- streams ---------------------------------------------------------------------
+
+    async def _events(
+        self,
+        responses: Any,
+        chunks: Callable[[Any], list[str]],
+        final: Callable[[], list[str]],
+        start: tuple[str, ...] = (),
+    ) -> AsyncIterator[str]:
+        """The server-sent events of one stream: ``chunks(response)`` for each
+        response, ``final()`` after the last, then ``[DONE]``. A model's error
+        ends the stream with an error event. When the client goes away (the
+        generator is closed early) the inference is cancelled."""
+        finished = False
+        try:
+            for event in start:
+                yield event
+            try:
+                async for response in responses:
+                    for event in chunks(response):
+                        yield event
+            except TritonXError as error:
+                finished = True
+                failure = model_error(error)
+                code = 400 if isinstance(failure, ClientError) else 500
+                yield _error_event(str(failure), code)
+                yield DONE_EVENT
+                return
+            except (ClientError, ServerError) as error:
+                finished = True
+                code = 400 if isinstance(error, ClientError) else 500
+                yield _error_event(str(error), code)
+                responses.cancel()
+                yield DONE_EVENT
+                return
+            finished = True
+            for event in final():
+                yield event
+            yield DONE_EVENT
+        finally:
+            if not finished:
+                responses.cancel()
+
+    def _completion_stream(
+        self,
+        request_id: str,
+        created: int,
+        request: CompletionRequest,
+        responses: Any,
+    ) -> AsyncIterator[str]:
+        usage = UsageCounter()
+        include_usage = bool(
+            request.stream_options and request.stream_options.include_usage
+        )
+        want_logprobs = tensors.wants_logprobs(request)
+        offset = 0
+
+        def chunk(response: Any) -> CompletionResponse:
+            nonlocal offset
+            text = self._text(response)
+            logprobs = (
+                tensors.completion_logprobs(response, offset) if want_logprobs else None
+            )
+            offset += len(text)
+            choice = CompletionChoice(
+                finish_reason="stop" if response.final else None,
+                index=0,
+                logprobs=logprobs,
+                text=text,
+            )
+            return CompletionResponse(
+                id=request_id,
+                choices=[choice],
+                created=created,
+                model=request.model,
+                system_fingerprint=None,
+                object="text_completion",
+                usage=None,
+            )
+
+        def chunks(response: Any) -> list[str]:
+            if include_usage:
+                usage.add(response)
+            return [_sse(chunk(response))]
+
+        def final() -> list[str]:
+            total = usage.usage() if include_usage else None
+            if total is None:
+                return []
+            last = CompletionResponse(
+                id=request_id,
+                choices=[],
+                created=created,
+                model=request.model,
+                system_fingerprint=None,
+                object="text_completion",
+                usage=total,
+            )
+            return [_sse(last)]
+
+        return self._events(responses, chunks, final)
+
+    def _chat_stream(
+        self,
+        request_id: str,
+        created: int,
+        request: ChatCompletionRequest,
+        responses: Any,
+    ) -> AsyncIterator[str]:
+        usage = UsageCounter()
+        include_usage = bool(
+            request.stream_options and request.stream_options.include_usage
+        )
+
+        def chunk(choices: list[ChatStreamChoice], total: Usage | None = None) -> str:
+            return _sse(
+                ChatCompletionChunk(
+                    id=request_id,
+                    choices=choices,
+                    created=created,
+                    model=request.model,
+                    system_fingerprint=None,
+                    object="chat.completion.chunk",
+                    usage=total,
+                )
+            )
+
+        def chunks(response: Any) -> list[str]:
+            if include_usage:
+                usage.add(response)
+            delta = ChatDelta(
+                role=None, content=self._text(response), function_call=None
+            )
+            logprobs = tensors.chat_logprobs(response) if request.logprobs else None
+            choice = ChatStreamChoice(
+                index=0,
+                delta=delta,
+                logprobs=logprobs,
+                finish_reason="stop" if response.final else None,
+            )
+            return [chunk([choice])]
+
+        def final() -> list[str]:
+            total = usage.usage() if include_usage else None
+            return [] if total is None else [chunk([], total)]
+
+        # The first chunk names the role and carries no text.
+        role = ChatDelta(role=ASSISTANT, content="", function_call=None)
+        start = chunk([ChatStreamChoice(index=0, delta=role)])
+        return self._events(responses, chunks, final, (start,))
