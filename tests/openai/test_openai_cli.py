@@ -1,8 +1,11 @@
 """tritonx-openai's command line: flags refused with Triton's wording, startup
-failures, --backend and --default-max-tokens, no --tokenizer, and SIGTERM."""
+failures, --backend and --default-max-tokens, no --tokenizer, explicit model
+control with the load/unload routes, --openai-restricted-api, and SIGTERM."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -91,11 +94,19 @@ def test_openai_port_in_use(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenAIServer]:
-    """No tokenizer, every model in vLLM's request format, 2 tokens by default."""
+    """No tokenizer, every model in vLLM's request format, 2 tokens by default,
+    explicit model control, the model routes behind a header."""
     server = start_openai_server(
         tmp_path_factory.mktemp("plain"),
         "--backend=vllm",
         "--default-max-tokens=2",
+        "--model-control-mode=explicit",
+        "--load-model=echo_llm",
+        "--load-model=trt_llm",
+        "--openai-restricted-api",
+        "model-repository,metrics",
+        "admin-key",
+        "s3cret",
         tokenizer=False,
     )
     try:
@@ -104,11 +115,30 @@ def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenAISer
         stop_openai_server(server)
 
 
+ADMIN = {"admin-key": "s3cret"}
+
+
 @pytest.fixture(scope="module")
 def client(plain_server: OpenAIServer) -> Any:
     return openai.OpenAI(
         base_url=f"{plain_server.base_url}/v1", api_key="EMPTY", max_retries=0
     )
+
+
+def _call(
+    server: OpenAIServer, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.ports["openai"], timeout=60)
+    try:
+        conn.request(method, path, headers=headers or {})
+        response = conn.getresponse()
+        text = response.read().decode()
+        try:
+            return response.status, json.loads(text)
+        except ValueError:
+            return response.status, text
+    finally:
+        conn.close()
 
 
 def test_default_max_tokens(client: Any) -> None:
@@ -131,6 +161,58 @@ def test_chat_without_tokenizer(client: Any) -> None:
             model="echo_llm", messages=[{"role": "user", "content": "hi"}]
         )
     assert caught.value.response.json() == {"detail": "Unknown tokenizer"}
+
+
+def test_restricted_routes(plain_server: OpenAIServer, client: Any) -> None:
+    status, body = _call(plain_server, "GET", "/v1/models")
+    assert status == 401
+    assert body == {
+        "error": {
+            "message": "This API is restricted, expecting header 'admin-key' with "
+            "valid value",
+            "type": "authentication_error",
+            "code": "invalid_auth",
+        }
+    }
+    assert _call(plain_server, "GET", "/metrics", {"admin-key": "wrong"})[0] == 401
+    assert _call(plain_server, "GET", "/metrics", ADMIN)[0] == 200
+    assert _call(plain_server, "GET", "/health/ready")[0] == 200  # not restricted
+    # Inference is not restricted.
+    assert (
+        client.completions.create(model="echo_llm", prompt="x").choices[0].text == "x"
+    )
+
+
+def test_unload_and_load(plain_server: OpenAIServer) -> None:
+    def names() -> set[str]:
+        status, body = _call(plain_server, "GET", "/v1/models", ADMIN)
+        assert status == 200
+        return {card["id"] for card in body["data"]}
+
+    assert names() == {"echo_llm", "trt_llm"}
+    status, body = _call(plain_server, "POST", "/v1/models/trt_llm/unload", ADMIN)
+    assert (status, body) == (200, {"status": "success", "model": "trt_llm"})
+    assert names() == {"echo_llm"}
+    status, body = _call(plain_server, "POST", "/v1/models/trt_llm/unload", ADMIN)
+    assert (status, body) == (400, {"detail": "Unknown model: trt_llm"})
+    status, body = _call(plain_server, "POST", "/v1/models/trt_llm/load", ADMIN)
+    assert status == 200
+    assert body["id"] == "trt_llm" and body["owned_by"] == "Triton Inference Server"
+    assert names() == {"echo_llm", "trt_llm"}
+    status, body = _call(plain_server, "POST", "/v1/models/trt_llm/load", ADMIN)
+    assert (status, body) == (400, {"detail": "Model 'trt_llm' is already loaded"})
+    status, body = _call(plain_server, "POST", "/v1/models/absent/load", ADMIN)
+    assert status == 400
+    assert body["detail"].startswith("Failed to load model 'absent': ")
+    assert _call(plain_server, "POST", "/v1/models/trt_llm/unload")[0] == 401
+
+
+def test_bad_restriction_is_refused(tmp_path: Path) -> None:
+    result = _run(
+        f"--model-repository={tmp_path}", "--openai-restricted-api", "bogus", "k", "v"
+    )
+    assert result.returncode == 1
+    assert "Unknown API 'bogus'" in result.stderr
 
 
 def test_sigterm_stops_cleanly(tmp_path: Path) -> None:

@@ -68,6 +68,14 @@ def test_models_list_and_retrieve(client: Any) -> None:
     assert client.models.retrieve(ECHO).id == ECHO
 
 
+def test_model_load_needs_explicit_mode(openai_server: OpenAIServer) -> None:
+    status, body = _post(openai_server, "/v1/models/echo_llm/unload", {})
+    assert status == 400
+    assert body == {
+        "detail": "Model load/unload requires --model-control-mode=explicit"
+    }
+
+
 def test_unknown_model_card_is_404(client: Any) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.models.retrieve("nope")

@@ -2,11 +2,12 @@
 
 Routes: ``GET /v1/models``, ``GET /v1/models/{model}``, ``POST /v1/completions``,
 ``POST /v1/chat/completions`` (JSON, or server-sent events with ``stream``),
-``GET /metrics`` and ``GET /health/ready``. Errors are Triton's: ``{"detail":
-message}`` with 400 for requests the engine refuses, 404 for an unknown model's
-card, 422 (FastAPI's field list) for bodies that do not fit the schema, 500 for
-faults on the server's side, and 413 with OpenAI's error object for bodies over
-``--http-max-input-size``.
+``POST /v1/models/{model}/load`` and ``/unload`` (EXPLICIT mode), ``GET /metrics``
+and ``GET /health/ready``. Errors are Triton's: ``{"detail": message}`` with 400
+for requests the engine refuses, 404 for an unknown model's card, 422 (FastAPI's
+field list) for bodies that do not fit the schema, 500 for faults on the server's
+side; OpenAI's error object with 413 for bodies over ``--http-max-input-size`` and
+401 for restricted routes asked for without their header.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fastapi.responses import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tritonx.openai.access import Unauthorized, requires
 from tritonx.openai.checks import ClientError, ServerError
 from tritonx.openai.engine import Engine
 from tritonx.openai.schemas import (
@@ -50,6 +52,10 @@ def get_engine(request: Request) -> Engine:
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+INFERENCE = [Depends(requires("inference"))]
+REPOSITORY = [Depends(requires("model-repository"))]
+METRICS = [Depends(requires("metrics"))]
+HEALTH = [Depends(requires("health"))]
 
 
 async def _serve(call: Any) -> Any:
@@ -162,7 +168,23 @@ class RequestSizeLimit:
         await self.app(scope, replay, send)
 
 
-def create_app(engine: Engine, max_input_size: int = DEFAULT_MAX_INPUT_SIZE) -> FastAPI:
+def _unauthorized(request: Request, error: Exception) -> JSONResponse:
+    body = {
+        "error": {
+            "message": str(error),
+            "type": "authentication_error",
+            "code": "invalid_auth",
+        }
+    }
+    return JSONResponse(status_code=401, content=body)
+
+
+def create_app(
+    engine: Engine,
+    max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
+    restrictions: dict[str, tuple[str, str]] | None = None,
+) -> FastAPI:
+    """The application; ``restrictions``: group -> (header, value), see access."""
     app = FastAPI(
         title="tritonx OpenAI-compatible API",
         description="OpenAI's REST API (completions, chat completions, models) "
@@ -170,8 +192,10 @@ def create_app(engine: Engine, max_input_size: int = DEFAULT_MAX_INPUT_SIZE) -> 
         version="1.0.0",
     )
     app.state.engine = engine
+    app.state.restrictions = dict(restrictions or {})
+    app.add_exception_handler(Unauthorized, _unauthorized)
 
-    @app.get("/health/ready", tags=["Utilities"])
+    @app.get("/health/ready", tags=["Utilities"], dependencies=HEALTH)
     def ready(engine: EngineDep) -> Response:
         if not engine.ready():
             raise HTTPException(
@@ -180,15 +204,27 @@ def create_app(engine: Engine, max_input_size: int = DEFAULT_MAX_INPUT_SIZE) -> 
             )
         return Response(status_code=200)
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["Utilities"])
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        tags=["Utilities"],
+        dependencies=METRICS,
+    )
     def metrics(engine: EngineDep) -> PlainTextResponse:
         return PlainTextResponse(engine.metrics())
 
-    @app.get("/v1/models", response_model=ModelList, tags=["Models"])
+    @app.get(
+        "/v1/models", response_model=ModelList, tags=["Models"], dependencies=REPOSITORY
+    )
     def list_models(engine: EngineDep) -> ModelList:
         return ModelList(object="list", data=engine.models())
 
-    @app.get("/v1/models/{model_name}", response_model=ModelCard, tags=["Models"])
+    @app.get(
+        "/v1/models/{model_name}",
+        response_model=ModelCard,
+        tags=["Models"],
+        dependencies=REPOSITORY,
+    )
     def retrieve_model(model_name: str, engine: EngineDep) -> ModelCard:
         for card in engine.models():
             if card.id == model_name:
@@ -196,7 +232,29 @@ def create_app(engine: Engine, max_input_size: int = DEFAULT_MAX_INPUT_SIZE) -> 
         raise HTTPException(status_code=404, detail=f"Unknown model: {model_name}")
 
     @app.post(
-        "/v1/completions", response_model=CompletionResponse, tags=["Completions"]
+        "/v1/models/{model_name}/load",
+        response_model=ModelCard,
+        tags=["Model Management"],
+        dependencies=REPOSITORY,
+    )
+    async def load_model(model_name: str, engine: EngineDep) -> ModelCard:
+        card: ModelCard = await _serve(engine.load_model(model_name))
+        return card
+
+    @app.post(
+        "/v1/models/{model_name}/unload",
+        tags=["Model Management"],
+        dependencies=REPOSITORY,
+    )
+    async def unload_model(model_name: str, engine: EngineDep) -> dict[str, str]:
+        await _serve(engine.unload_model(model_name))
+        return {"status": "success", "model": model_name}
+
+    @app.post(
+        "/v1/completions",
+        response_model=CompletionResponse,
+        tags=["Completions"],
+        dependencies=INFERENCE,
     )
     async def create_completion(
         request: CompletionRequest, engine: EngineDep
@@ -207,7 +265,10 @@ def create_app(engine: Engine, max_input_size: int = DEFAULT_MAX_INPUT_SIZE) -> 
         return _stream(result)
 
     @app.post(
-        "/v1/chat/completions", response_model=ChatCompletionResponse, tags=["Chat"]
+        "/v1/chat/completions",
+        response_model=ChatCompletionResponse,
+        tags=["Chat"],
+        dependencies=INFERENCE,
     )
     async def create_chat_completion(
         request: ChatCompletionRequest, engine: EngineDep

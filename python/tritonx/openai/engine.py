@@ -14,6 +14,7 @@ messages (see ``checks``); faults on the server's side raise ``ServerError`` (HT
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tritonx.errors import InvalidArgumentError, TritonXError
+from tritonx.errors import InvalidArgumentError, NotFoundError, TritonXError
 from tritonx.openai import tensors
 from tritonx.openai.checks import ClientError, ServerError, check_chat, check_completion
 from tritonx.openai.schemas import (
@@ -143,6 +144,7 @@ class Engine:
         self.default_max_tokens = default_max_tokens
         self.chat_template = chat_template
         self.models_by_name = self._find_models()
+        self._manage_lock = asyncio.Lock()
 
     # -- models ----------------------------------------------------------------------
 
@@ -180,6 +182,66 @@ class Engine:
             created=int(time.time()),
         )
 
+    def _card(self, info: ModelInfo) -> ModelCard:
+        return ModelCard(
+            id=info.name, created=info.created, object="model", owned_by=OWNED_BY
+        )
+
+    def _check_explicit(self) -> None:
+        from tritonx.api import ModelControlMode
+
+        if self.server.options.model_control_mode != ModelControlMode.EXPLICIT:
+            raise ClientError(
+                "Model load/unload requires --model-control-mode=explicit"
+            )
+
+    async def load_model(self, name: str) -> ModelCard:
+        """Load a model (EXPLICIT mode) and serve it; blocks until it is ready."""
+        self._check_explicit()
+        async with self._manage_lock:
+            if name in self.models_by_name:
+                raise ClientError(f"Model '{name}' is already loaded")
+
+            def load() -> ModelInfo:
+                try:
+                    self.server.load(name)
+                except TritonXError as error:
+                    # A name no repository holds is the client's mistake (Triton
+                    # answers 500 for it).
+                    known = {key[0] for key in self.server.models()}
+                    if name not in known:
+                        raise NotFoundError(str(error)) from None
+                    raise
+                return self._model_info(name)
+
+            try:
+                info = await asyncio.to_thread(load)
+            except (InvalidArgumentError, NotFoundError) as error:
+                raise ClientError(f"Failed to load model '{name}': {error}") from None
+            except TritonXError as error:
+                raise ServerError(f"Failed to load model '{name}': {error}") from None
+            self.models_by_name[name] = info
+        return self._card(info)
+
+    async def unload_model(self, name: str) -> None:
+        """Stop serving a model and unload it (EXPLICIT mode); in-flight requests
+        finish first."""
+        self._check_explicit()
+        async with self._manage_lock:
+            if name not in self.models_by_name:
+                raise ClientError(f"Unknown model: {name}")
+
+            def unload() -> None:
+                self.server.unload(name, wait_until_unloaded=True)
+
+            try:
+                await asyncio.to_thread(unload)
+            except (InvalidArgumentError, NotFoundError) as error:
+                raise ClientError(f"Failed to unload model '{name}': {error}") from None
+            except TritonXError as error:
+                raise ServerError(f"Failed to unload model '{name}': {error}") from None
+            del self.models_by_name[name]
+
     def ready(self) -> bool:
         return bool(self.server.ready())
 
@@ -187,12 +249,7 @@ class Engine:
         return str(self.server.metrics())
 
     def models(self) -> list[ModelCard]:
-        return [
-            ModelCard(
-                id=info.name, created=info.created, object="model", owned_by=OWNED_BY
-            )
-            for info in self.models_by_name.values()
-        ]
+        return [self._card(info) for info in self.models_by_name.values()]
 
     def _info(self, model: str) -> ModelInfo:
         info = self.models_by_name.get(model)

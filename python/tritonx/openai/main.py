@@ -32,7 +32,6 @@ UVICORN_LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "trace")
 UNSUPPORTED = {
     "tool_call_parser": "--tool-call-parser (tool calling) is not supported",
     "lora_separator": "--lora-separator (LoRA adapters) is not supported",
-    "openai_restricted_api": "--openai-restricted-api is not supported",
 }
 
 logger = logging.getLogger("tritonx.openai")
@@ -136,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=3,
         action="append",
         default=None,
-        help=argparse.SUPPRESS,
+        metavar=("APIs", "HEADER", "VALUE"),
+        help="restrict API groups (inference, model-repository, metrics, health; "
+        "comma-separated) to requests with this header and value (repeatable)",
     )
     openai.add_argument(
         "--http-max-input-size",
@@ -237,6 +238,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
+        from tritonx.openai.access import RestrictionError, parse_restrictions
         from tritonx.openai.app import create_app
         from tritonx.openai.engine import Engine
     except ImportError as error:
@@ -245,6 +247,11 @@ def serve(args: argparse.Namespace) -> int:
             PROG,
             error,
         )
+        return EXIT_ERROR
+    try:
+        args.restrictions = parse_restrictions(args.openai_restricted_api)
+    except RestrictionError as error:
+        logger.error("Failed to initialize FastAPI frontend: %s", error)
         return EXIT_ERROR
     tokenizer = None
     if args.tokenizer:
@@ -311,7 +318,11 @@ def _run_frontend(
     except TritonXError as error:
         logger.error("failed to read the models: %s", error)
         return EXIT_ERROR
-    app = create_app(engine, max_input_size=args.http_max_input_size)
+    app = create_app(
+        engine,
+        max_input_size=args.http_max_input_size,
+        restrictions=args.restrictions,
+    )
     try:
         sock = bind(args.host, args.openai_port)
     except OSError as error:
