@@ -2,7 +2,8 @@
 Python-based backend named "vllm"), a TensorRT-LLM-style one, a tokenizer with a
 chat template made on the spot, and a real ``tritonx-openai`` process.
 
-The echo models answer the prompt's words (whitespace-separated), at most
+The vLLM-like model also answers embedding requests (``embed_llm``: a vector made
+from the input's length). The echo models answer the prompt's words (whitespace-separated), at most
 ``max_tokens`` of them, one response per word when streaming; the prompt "PARAMS"
 answers what the model received as JSON, "FAIL" answers an error, and a prompt that
 starts with "SLOW" sends a word every 50 ms until cancelled (writing a file
@@ -65,6 +66,9 @@ class EchoModel:
     def answer(self, request):
         sender = request.get_response_sender()
         seen = self.received(request)
+        if "embedding_request" in seen:
+            self.embed(sender, json.loads(seen["embedding_request"]), seen)
+            return
         prompt = seen["text_input"]
         stream = bool(seen.get("stream", False))
         max_tokens = self.max_tokens(seen)
@@ -96,6 +100,17 @@ class EchoModel:
             sender.send(self.response(text, counts, prompt_tokens, 1))
         sender.send(flags=FINAL)
 
+    def embed(self, sender, body, seen):
+        """A vector from the input: its length, then 0.5, -1.0, 2.0, ... cut or
+        padded to the dimensions asked for (default 4)."""
+        given = body["input"]
+        dims = body["pooling_params"].get("dimensions", [4])[0]
+        vector = [float(len(given))] + [0.5, -1.0, 2.0] * dims
+        counts = seen.get("return_num_input_tokens") and seen.get("return_num_output_tokens")
+        tokens = len(given.split()) if isinstance(given, str) else len(given)
+        text = json.dumps(vector[:dims])
+        sender.send(self.response(text, counts, tokens, 0), flags=FINAL)
+
     def response(self, text, counts, prompt_tokens, output_tokens):
         outputs = [pb_utils.Tensor("text_output", np.array([text.encode()], dtype=np.object_))]
         if counts:
@@ -112,7 +127,8 @@ VLLM_MODEL = (
     MODEL_CORE
     + r"""
 INPUT_NAMES = ["text_input", "stream", "sampling_parameters", "exclude_input_in_output",
-               "return_logprobs", "return_num_input_tokens", "return_num_output_tokens"]
+               "return_logprobs", "return_num_input_tokens", "return_num_output_tokens",
+               "embedding_request"]
 
 
 class TritonPythonModel(EchoModel):
@@ -158,6 +174,22 @@ input [
   {_io("sampling_parameters", "TYPE_STRING", "1", True)},
   {_io("exclude_input_in_output", "TYPE_BOOL", "1", True)},
   {_io("return_logprobs", "TYPE_BOOL", "1", True)},
+  {_io("return_num_input_tokens", "TYPE_BOOL", "1", True)},
+  {_io("return_num_output_tokens", "TYPE_BOOL", "1", True)}
+]
+output [
+  {_io("text_output", "TYPE_STRING", "-1")},
+  {_io("num_input_tokens", "TYPE_UINT32", "1")},
+  {_io("num_output_tokens", "TYPE_UINT32", "1")}
+]
+"""
+
+EMBED_CONFIG = f"""
+backend: "vllm"
+max_batch_size: 0
+model_transaction_policy {{ decoupled: true }}
+input [
+  {_io("embedding_request", "TYPE_STRING", "1")},
   {_io("return_num_input_tokens", "TYPE_BOOL", "1", True)},
   {_io("return_num_output_tokens", "TYPE_BOOL", "1", True)}
 ]
@@ -226,6 +258,8 @@ def make_repository(root: Path) -> tuple[Path, Path]:
     repo = root / "repo"
     (repo / "echo_llm" / "1").mkdir(parents=True)
     (repo / "echo_llm" / "config.pbtxt").write_text(VLLM_CONFIG)
+    (repo / "embed_llm" / "1").mkdir(parents=True)
+    (repo / "embed_llm" / "config.pbtxt").write_text(EMBED_CONFIG)
     (repo / "trt_llm" / "1").mkdir(parents=True)
     (repo / "trt_llm" / "config.pbtxt").write_text(TRTLLM_CONFIG)
     (repo / "trt_llm" / "1" / "model.py").write_text(TRTLLM_MODEL)

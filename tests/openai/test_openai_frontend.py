@@ -4,6 +4,7 @@ TensorRT-LLM-style one and a chat template made by the test (see conftest.py).""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import time
@@ -19,6 +20,7 @@ openai = pytest.importorskip("openai")
 
 ECHO = "echo_llm"
 TRT = "trt_llm"
+EMBED = "embed_llm"
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,7 @@ def _post(server: OpenAIServer, path: str, body: Any) -> tuple[int, Any]:
 
 def test_models_list_and_retrieve(client: Any) -> None:
     models = {model.id: model for model in client.models.list()}
-    assert set(models) == {ECHO, TRT}
+    assert set(models) == {ECHO, TRT, EMBED}
     for model in models.values():
         assert model.object == "model"
         assert model.owned_by == "Triton Inference Server"
@@ -243,6 +245,59 @@ def test_chat_stream(client: Any) -> None:
     finals = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert finals[-1] == "stop" and finals.count("stop") == 1
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 7
+
+
+# -- embeddings ------------------------------------------------------------------------
+
+
+def test_embeddings(client: Any) -> None:
+    result = client.embeddings.create(
+        model=EMBED, input="three words here", encoding_format="float"
+    )
+    assert result.object == "list"
+    assert result.model == EMBED
+    assert len(result.data) == 1
+    assert result.data[0].index == 0 and result.data[0].object == "embedding"
+    assert result.data[0].embedding == [16.0, 0.5, -1.0, 2.0]
+    assert result.usage.prompt_tokens == 3 and result.usage.total_tokens == 3
+    shorter = client.embeddings.create(
+        model=EMBED, input=[5, 6], dimensions=2, encoding_format="float"
+    )
+    assert shorter.data[0].embedding == [2.0, 0.5]
+
+
+def test_embeddings_base64(openai_server: OpenAIServer) -> None:
+    status, body = _post(
+        openai_server,
+        "/v1/embeddings",
+        {"model": EMBED, "input": "ab", "encoding_format": "base64"},
+    )
+    assert status == 200
+    raw = base64.b64decode(body["data"][0]["embedding"])
+    assert np.frombuffer(raw, dtype=np.float32).tolist() == [2.0, 0.5, -1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        ({"model": "nope", "input": "x"}, 400, "Unknown model: nope"),
+        (
+            {"model": TRT, "input": "x"},
+            400,
+            "TRT-LLM backend and Python backend do not support embedding requests",
+        ),
+        ({"model": EMBED, "input": ""}, 422, None),
+        ({"model": EMBED, "input": "x", "encoding_format": "hex"}, 422, None),
+        ({"model": EMBED}, 422, None),
+    ],
+)
+def test_embeddings_refused(
+    openai_server: OpenAIServer, body: dict[str, Any], status: int, detail: str | None
+) -> None:
+    got, answer = _post(openai_server, "/v1/embeddings", body)
+    assert got == status
+    if detail is not None:
+        assert answer == {"detail": detail}
 
 
 # -- errors ----------------------------------------------------------------------------

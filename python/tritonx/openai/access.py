@@ -1,7 +1,7 @@
 """``--openai-restricted-api``: route groups that answer only requests carrying a
 given header with a given value (Triton's groups and 401 body).
 
-Groups: ``inference`` (completions, chat completions), ``model-repository`` (the
+Groups: ``inference`` (completions, chat completions, embeddings), ``model-repository`` (the
 model list and cards, load and unload), ``metrics`` and ``health``. A group may be
 named once; each flag gives ``<group>[,<group>...] <header> <value>``.
 """

@@ -2,6 +2,7 @@
 
 Routes: ``GET /v1/models``, ``GET /v1/models/{model}``, ``POST /v1/completions``,
 ``POST /v1/chat/completions`` (JSON, or server-sent events with ``stream``),
+``POST /v1/embeddings`` (vLLM-format models),
 ``POST /v1/models/{model}/load`` and ``/unload`` (EXPLICIT mode), ``GET /metrics``
 and ``GET /health/ready``. Errors are Triton's: ``{"detail": message}`` with 400
 for requests the engine refuses, 404 for an unknown model's card, 422 (FastAPI's
@@ -33,6 +34,8 @@ from tritonx.openai.schemas import (
     ChatCompletionResponse,
     CompletionRequest,
     CompletionResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
     ModelCard,
     ModelList,
 )
@@ -277,6 +280,18 @@ def create_app(
         if isinstance(result, ChatCompletionResponse):
             return result
         return _stream(result)
+
+    @app.post(
+        "/v1/embeddings",
+        response_model=EmbeddingResponse,
+        tags=["Embeddings"],
+        dependencies=INFERENCE,
+    )
+    async def create_embedding(
+        request: EmbeddingRequest, engine: EngineDep
+    ) -> EmbeddingResponse:
+        result: EmbeddingResponse = await _serve(engine.embedding(request))
+        return result
 
     app.add_middleware(RequestSizeLimit, limit=max_input_size)
     return app

@@ -15,6 +15,7 @@ messages (see ``checks``); faults on the server's side raise ``ServerError`` (HT
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -22,6 +23,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from tritonx.errors import InvalidArgumentError, NotFoundError, TritonXError
 from tritonx.openai import tensors
@@ -33,6 +36,10 @@ from tritonx.openai.schemas import (
     CompletionChoice,
     CompletionRequest,
     CompletionResponse,
+    Embedding,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
     ModelCard,
     ResponseMessage,
     TextPart,
@@ -343,6 +350,39 @@ class Engine:
             system_fingerprint=None,
             object="text_completion",
             usage=_usage(response),
+        )
+
+    async def embedding(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        info = self._info(request.model)
+        if info.request_format != tensors.VLLM:
+            raise ClientError(
+                "TRT-LLM backend and Python backend do not support embedding requests"
+            )
+        inputs = tensors.vllm_embedding_inputs(request, info.inputs)
+        try:
+            responses = info.model.async_infer(inputs=inputs)
+        except TritonXError as error:
+            raise model_error(error) from None
+        response = await self._all_responses(responses)
+        try:
+            values = tensors.embedding_output(response)
+        except tensors.OutputError as error:
+            raise ServerError(str(error)) from None
+        embedding: list[float] | str = values
+        if request.encoding_format == "base64":
+            raw = np.array(values, dtype=np.float32).tobytes()
+            embedding = base64.b64encode(raw).decode()
+        counts = tensors.token_counts(response)
+        usage = (
+            EmbeddingUsage(prompt_tokens=counts[0], total_tokens=counts[0])
+            if counts is not None
+            else None
+        )
+        return EmbeddingResponse(
+            object="list",
+            data=[Embedding(object="embedding", embedding=embedding, index=0)],
+            model=request.model,
+            usage=usage,
         )
 
     async def chat(

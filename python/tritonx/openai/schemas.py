@@ -185,6 +185,18 @@ class ChatCompletionRequest(BaseModel):
     ) = None
 
 
+class EmbeddingRequest(BaseModel):
+    """``POST /v1/embeddings``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Annotated[str | list[int], Field(min_length=1)]
+    model: str
+    dimensions: int | None = None
+    encoding_format: Literal["float", "base64"] | None = "float"
+    user: str | None = None
+
+
 # -- responses -----------------------------------------------------------------------
 
 
@@ -273,3 +285,21 @@ class ChatCompletionChunk(BaseModel):
     system_fingerprint: str | None = None
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     usage: Usage | None = None
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    embedding: list[float] | str
+    index: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage | None

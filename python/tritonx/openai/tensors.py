@@ -15,7 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from tritonx.openai.schemas import ChatCompletionRequest, CompletionRequest
+from tritonx.openai.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+)
 
 VLLM = "vllm"
 TENSORRTLLM = "tensorrtllm"
@@ -164,6 +168,37 @@ def tensorrtllm_inputs(
         if flag in declared:
             inputs[flag] = np.array([[True]])
     return inputs
+
+
+def vllm_embedding_inputs(
+    request: EmbeddingRequest, declared: set[str]
+) -> dict[str, Any]:
+    """The inputs of a vLLM embedding request: ``embedding_request`` JSON with
+    the input and its pooling parameters (``dimensions``)."""
+    pooling: dict[str, Any] = {}
+    if request.dimensions is not None:
+        pooling["dimensions"] = [request.dimensions]
+    body = {"input": request.input, "pooling_params": pooling}
+    inputs: dict[str, Any] = {"embedding_request": _bytes([json.dumps(body).encode()])}
+    for flag in RETURN_FLAGS:
+        if flag in declared:
+            inputs[flag] = np.array([True])
+    return inputs
+
+
+def embedding_output(response: Any) -> list[float]:
+    """The embedding a vLLM model answers: a JSON list of numbers in
+    ``text_output``."""
+    text = text_output(response)
+    try:
+        values = json.loads(text)
+    except ValueError:
+        raise OutputError("the model's embedding is not JSON") from None
+    if not isinstance(values, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+    ):
+        raise OutputError("the model's embedding is not a list of numbers")
+    return [float(v) for v in values]
 
 
 def text_output(response: Any) -> str:
