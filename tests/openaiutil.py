@@ -87,7 +87,8 @@ class EchoModel:
         prompt_tokens = len(prompt.split())
         if not stream:
             text = " ".join(words)
-            sender.send(self.response(text, counts, prompt_tokens, len(words)), flags=FINAL)
+            logprobs = words if seen.get("return_logprobs") else None
+            sender.send(self.response(text, counts, prompt_tokens, len(words), logprobs), flags=FINAL)
             return
         for index, word in enumerate(words):
             if sender.is_cancelled():
@@ -97,7 +98,8 @@ class EchoModel:
             if slow:
                 time.sleep(0.05)
             text = word if index == 0 else " " + word
-            sender.send(self.response(text, counts, prompt_tokens, 1))
+            logprobs = [word] if seen.get("return_logprobs") else None
+            sender.send(self.response(text, counts, prompt_tokens, 1, logprobs))
         sender.send(flags=FINAL)
 
     def embed(self, sender, body, seen):
@@ -111,8 +113,17 @@ class EchoModel:
         text = json.dumps(vector[:dims])
         sender.send(self.response(text, counts, tokens, 0), flags=FINAL)
 
-    def response(self, text, counts, prompt_tokens, output_tokens):
+    def response(self, text, counts, prompt_tokens, output_tokens, logprobs=None):
         outputs = [pb_utils.Tensor("text_output", np.array([text.encode()], dtype=np.object_))]
+        if logprobs is not None:
+            # vLLM's shape: per token, candidates by id with logprob, rank and text;
+            # the chosen token is rank 1.
+            entries = [
+                {"7": {"logprob": -2.0, "rank": 2, "decoded_token": "alt"},
+                 "3": {"logprob": -0.25, "rank": 1, "decoded_token": word}}
+                for word in logprobs
+            ]
+            outputs.append(pb_utils.Tensor("logprobs", np.array([json.dumps(entries).encode()], dtype=np.object_)))
         if counts:
             outputs.append(pb_utils.Tensor("num_input_tokens", np.array([prompt_tokens], dtype=np.uint32)))
             outputs.append(pb_utils.Tensor("num_output_tokens", np.array([output_tokens], dtype=np.uint32)))
@@ -180,7 +191,8 @@ input [
 output [
   {_io("text_output", "TYPE_STRING", "-1")},
   {_io("num_input_tokens", "TYPE_UINT32", "1")},
-  {_io("num_output_tokens", "TYPE_UINT32", "1")}
+  {_io("num_output_tokens", "TYPE_UINT32", "1")},
+  {_io("logprobs", "TYPE_STRING", "-1")}
 ]
 """
 

@@ -247,6 +247,46 @@ def test_chat_stream(client: Any) -> None:
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 7
 
 
+# -- logprobs --------------------------------------------------------------------------
+
+
+def test_completion_logprobs(client: Any) -> None:
+    result = client.completions.create(model=ECHO, prompt="ab cd", logprobs=2)
+    logprobs = result.choices[0].logprobs
+    assert logprobs.tokens == ["ab", "cd"]
+    assert logprobs.token_logprobs == [-0.25, -0.25]
+    assert logprobs.text_offset == [0, 2]
+    assert logprobs.top_logprobs == [
+        {"ab": -0.25, "alt": -2.0},
+        {"cd": -0.25, "alt": -2.0},
+    ]
+    received = _params(client, ECHO, logprobs=2)
+    assert received["return_logprobs"] is True
+    assert json.loads(received["sampling_parameters"])["logprobs"] == 2
+    plain = client.completions.create(model=ECHO, prompt="ab")
+    assert plain.choices[0].logprobs is None
+
+
+def test_chat_logprobs_streamed(client: Any) -> None:
+    stream = client.chat.completions.create(
+        model=ECHO,
+        messages=[{"role": "user", "content": "hi"}],
+        logprobs=True,
+        top_logprobs=1,
+        stream=True,
+    )
+    tokens = []
+    for chunk in stream:
+        choice = chunk.choices[0]
+        if choice.logprobs is not None:
+            for entry in choice.logprobs.content:
+                assert entry.logprob == -0.25
+                assert entry.bytes == list(entry.token.encode())
+                assert [t.token for t in entry.top_logprobs] == [entry.token, "alt"]
+                tokens.append(entry.token)
+    assert tokens == ["<|user|>", "hi", "<|assistant|>"]
+
+
 # -- embeddings ------------------------------------------------------------------------
 
 
