@@ -26,6 +26,7 @@ from tritonx.logging_setup import LogOptions, configure
 PROG = "tritonx-openai"
 EXIT_ERROR = 1
 DEFAULT_MAX_INPUT_SIZE = 1 << 26
+EXIT_TIMEOUT_S = 30
 UVICORN_LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "trace")
 
 # Flags of Triton's frontend that tritonx-openai does not implement: refused.
@@ -339,6 +340,9 @@ def _run_frontend(
         app=app,
         log_level=args.uvicorn_log_level,
         timeout_keep_alive=5,
+        # A signal waits this long for requests in flight (streams included),
+        # as tritonx-server's default --exit-timeout-secs; then they are cancelled.
+        timeout_graceful_shutdown=EXIT_TIMEOUT_S,
     )
     # uvicorn takes SIGINT/SIGTERM while it serves, and puts back what was there
     # before: a no-op, so that a signal it passes on does not end the process
