@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from serverutil import server_env
 
 MODEL_CORE = r'''
@@ -157,7 +158,8 @@ TRTLLM_MODEL = (
 INPUT_NAMES = ["text_input", "stream", "max_tokens", "temperature", "top_p",
                "frequency_penalty", "presence_penalty", "seed", "stop_words",
                "exclude_input_in_output", "return_num_input_tokens",
-               "return_num_output_tokens"]
+               "return_num_output_tokens", "lora_task_id", "lora_weights",
+               "lora_config"]
 
 
 class TritonPythonModel(EchoModel):
@@ -226,7 +228,10 @@ input [
   {_io("presence_penalty", "TYPE_FP32", "1, 1", True)},
   {_io("seed", "TYPE_UINT64", "1, 1", True)},
   {_io("stop_words", "TYPE_STRING", "1, -1", True)},
-  {_io("exclude_input_in_output", "TYPE_BOOL", "1, 1", True)}
+  {_io("exclude_input_in_output", "TYPE_BOOL", "1, 1", True)},
+  {_io("lora_task_id", "TYPE_UINT64", "1, 1", True)},
+  {_io("lora_weights", "TYPE_FP32", "-1, -1", True)},
+  {_io("lora_config", "TYPE_INT32", "-1, -1", True)}
 ]
 output [ {_io("text_output", "TYPE_STRING", "-1")} ]
 """
@@ -275,6 +280,17 @@ def make_repository(root: Path) -> tuple[Path, Path]:
     (repo / "trt_llm" / "1").mkdir(parents=True)
     (repo / "trt_llm" / "config.pbtxt").write_text(TRTLLM_CONFIG)
     (repo / "trt_llm" / "1" / "model.py").write_text(TRTLLM_MODEL)
+    # LoRA adapters (served with --lora-separator): vLLM lists names once enabled
+    # in model.json; TensorRT-LLM's point at directories of weights and config.
+    (repo / "echo_llm" / "1" / "model.json").write_text('{"enable_lora": "true"}')
+    loras = {"doc": "unused", "sql": "unused"}
+    (repo / "echo_llm" / "1" / "multi_lora.json").write_text(json.dumps(loras))
+    adapter = repo / "trt_llm" / "loras" / "fr"
+    adapter.mkdir(parents=True)
+    np.save(adapter / "model.lora_weights.npy", np.array([[0.5, 1.5, 2.5]], np.float32))
+    np.save(adapter / "model.lora_config.npy", np.array([[1, 2, 3]], np.int32))
+    listing = {"fr": "trt_llm/loras/fr"}
+    (repo / "trt_llm" / "1" / "multi_lora.json").write_text(json.dumps(listing))
     return repo, backends
 
 

@@ -43,10 +43,6 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
             "--tool-call-parser (tool calling) is not supported",
         ),
         (
-            ["--lora-separator=_lora_"],
-            "--lora-separator (LoRA adapters) is not supported",
-        ),
-        (
             ["--load-model=echo_llm"],
             "Use of '--load-model' requires setting '--model-control-mode=explicit'",
         ),

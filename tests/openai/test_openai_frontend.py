@@ -62,7 +62,8 @@ def _post(server: OpenAIServer, path: str, body: Any) -> tuple[int, Any]:
 
 def test_models_list_and_retrieve(client: Any) -> None:
     models = {model.id: model for model in client.models.list()}
-    assert set(models) == {ECHO, TRT, EMBED}
+    loras = {"echo_llm_lora_doc", "echo_llm_lora_sql", "trt_llm_lora_fr"}
+    assert set(models) == {ECHO, TRT, EMBED} | loras
     for model in models.values():
         assert model.object == "model"
         assert model.owned_by == "Triton Inference Server"
@@ -245,6 +246,41 @@ def test_chat_stream(client: Any) -> None:
     finals = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert finals[-1] == "stop" and finals.count("stop") == 1
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 7
+
+
+# -- LoRA ------------------------------------------------------------------------------
+
+
+def test_lora_vllm(client: Any) -> None:
+    assert client.models.retrieve("echo_llm_lora_sql").id == "echo_llm_lora_sql"
+    received = _params(client, "echo_llm_lora_sql")
+    assert json.loads(received["sampling_parameters"])["lora_name"] == "sql"
+    plain = _params(client, ECHO)
+    assert "lora_name" not in json.loads(plain["sampling_parameters"])
+    result = client.completions.create(model="echo_llm_lora_doc", prompt="a b")
+    assert result.model == "echo_llm_lora_doc"
+    assert result.choices[0].text == "a b"
+
+
+def test_lora_tensorrtllm_sends_weights_once(client: Any) -> None:
+    first = _params(client, "trt_llm_lora_fr")
+    assert first["lora_task_id"] == 1
+    assert first["lora_weights"] == [0.5, 1.5, 2.5]
+    assert first["lora_config"] == [1, 2, 3]
+    again = _params(client, "trt_llm_lora_fr")
+    assert again["lora_task_id"] == 1
+    assert "lora_weights" not in again and "lora_config" not in again
+
+
+def test_unknown_lora_is_400(client: Any) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model="echo_llm_lora_xx", prompt="x")
+    assert caught.value.response.json() == {
+        "detail": "Unknown LoRA: xx; for model: echo_llm_lora_xx"
+    }
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="nope_lora_sql", messages=MESSAGES)
+    assert caught.value.response.json() == {"detail": "Unknown model: nope_lora_sql"}
 
 
 # -- logprobs --------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import numpy as np
 from tritonx.errors import InvalidArgumentError, NotFoundError, TritonXError
 from tritonx.openai import tensors
 from tritonx.openai.checks import ClientError, ServerError, check_chat, check_completion
+from tritonx.openai.lora import LoraConfig, find_loras, tensorrtllm_lora_inputs
 from tritonx.openai.schemas import (
     ChatChoice,
     ChatCompletionRequest,
@@ -58,7 +59,7 @@ logger = logging.getLogger("tritonx.openai")
 
 OWNED_BY = "Triton Inference Server"
 
-InputBuilder = Callable[[str, Any, set[str], str | None, int], dict[str, Any]]
+InputBuilder = Callable[..., dict[str, Any]]
 
 
 @dataclass
@@ -70,6 +71,7 @@ class ModelInfo:
     inputs: set[str]
     echo_input: str | None
     created: int
+    loras: list[LoraConfig] | None = None  # None: not known (no --lora-separator)
 
     @property
     def build_inputs(self) -> InputBuilder:
@@ -99,12 +101,14 @@ class Engine:
         backend: str | None = None,
         default_max_tokens: int = 16,
         chat_template: str | None = None,
+        lora_separator: str | None = None,
     ) -> None:
         self.server = server
         self.tokenizer = tokenizer
         self.backend = backend
         self.default_max_tokens = default_max_tokens
         self.chat_template = chat_template
+        self.lora_separator = lora_separator
         self.models_by_name = self._find_models()
         self._manage_lock = asyncio.Lock()
 
@@ -128,6 +132,11 @@ class Engine:
             request_format = tensors.TENSORRTLLM
         inputs = {str(i.get("name")) for i in config.get("input", [])}
         echo_input = next((n for n in tensors.ECHO_INPUTS if n in inputs), None)
+        loras = None
+        if self.lora_separator:
+            repos = self.server.options.model_repository
+            repos = [repos] if isinstance(repos, str) else [str(r) for r in repos]
+            loras = find_loras(repos, name, request_format)
         logger.info(
             "OpenAI frontend: model '%s' (backend '%s', %s request format)",
             name,
@@ -142,6 +151,7 @@ class Engine:
             inputs=inputs,
             echo_input=echo_input,
             created=int(time.time()),
+            loras=loras,
         )
 
     def _card(self, info: ModelInfo) -> ModelCard:
@@ -211,13 +221,31 @@ class Engine:
         return str(self.server.metrics())
 
     def models(self) -> list[ModelCard]:
-        return [self._card(info) for info in self.models_by_name.values()]
+        cards = []
+        for info in self.models_by_name.values():
+            cards.append(self._card(info))
+            for lora in info.loras or []:
+                card = self._card(info)
+                card.id = f"{info.name}{self.lora_separator}{lora.name}"
+                cards.append(card)
+        return cards
 
-    def _info(self, model: str) -> ModelInfo:
-        info = self.models_by_name.get(model)
+    def _resolve(self, model: str) -> tuple[ModelInfo, LoraConfig | None]:
+        """The model (and LoRA adapter) a request names."""
+        name, lora_name = model, None
+        if self.lora_separator:
+            parts = model.split(self.lora_separator)
+            if len(parts) == 2:
+                name, lora_name = parts
+        info = self.models_by_name.get(name)
         if info is None:
             raise ClientError(f"Unknown model: {model}")
-        return info
+        if lora_name is None or info.loras is None:
+            return info, None
+        for lora in info.loras:
+            if lora.name == lora_name:
+                return info, lora
+        raise ClientError(f"Unknown LoRA: {lora_name}; for model: {model}")
 
     # -- prompts ---------------------------------------------------------------------
 
@@ -294,12 +322,20 @@ class Engine:
     def _infer(
         self,
         info: ModelInfo,
+        lora: LoraConfig | None,
         prompt: str,
         request: CompletionRequest | ChatCompletionRequest,
     ) -> Any:
         inputs = info.build_inputs(
-            prompt, request, info.inputs, info.echo_input, self.default_max_tokens
+            prompt,
+            request,
+            info.inputs,
+            info.echo_input,
+            self.default_max_tokens,
+            lora_name=lora.name if lora is not None else None,
         )
+        if lora is not None and info.request_format == tensors.TENSORRTLLM:
+            inputs.update(tensorrtllm_lora_inputs(lora))
         try:
             return info.model.async_infer(inputs=inputs)
         except TritonXError as error:
@@ -326,9 +362,9 @@ class Engine:
     async def completion(
         self, request: CompletionRequest
     ) -> CompletionResponse | AsyncIterator[str]:
-        info = self._info(request.model)
+        info, lora = self._resolve(request.model)
         prompt = check_completion(info.backend, info.request_format, request)
-        responses = self._infer(info, prompt, request)
+        responses = self._infer(info, lora, prompt, request)
         request_id = f"cmpl-{uuid.uuid1()}"
         created = int(time.time())
         if request.stream:
@@ -353,7 +389,7 @@ class Engine:
         )
 
     async def embedding(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        info = self._info(request.model)
+        info, _ = self._resolve(request.model)
         if info.request_format != tensors.VLLM:
             raise ClientError(
                 "TRT-LLM backend and Python backend do not support embedding requests"
@@ -388,12 +424,12 @@ class Engine:
     async def chat(
         self, request: ChatCompletionRequest
     ) -> ChatCompletionResponse | AsyncIterator[str]:
-        info = self._info(request.model)
+        info, lora = self._resolve(request.model)
         check_chat(
             info.backend, info.request_format, request, self.tokenizer is not None
         )
         prompt = self._chat_prompt(request)
-        responses = self._infer(info, prompt, request)
+        responses = self._infer(info, lora, prompt, request)
         request_id = f"cmpl-{uuid.uuid1()}"
         created = int(time.time())
         if request.stream:

@@ -32,7 +32,6 @@ UVICORN_LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "trace")
 # Flags of Triton's frontend that tritonx-openai does not implement: refused.
 UNSUPPORTED = {
     "tool_call_parser": "--tool-call-parser (tool calling) is not supported",
-    "lora_separator": "--lora-separator (LoRA adapters) is not supported",
 }
 
 logger = logging.getLogger("tritonx.openai")
@@ -79,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="request format for every model (default: vLLM's for "
         "vLLM-backend models, TensorRT-LLM's for others)",
     )
-    server.add_argument("--lora-separator", default=None, help=argparse.SUPPRESS)
+    server.add_argument(
+        "--lora-separator",
+        default=None,
+        help="serve the LoRA adapters of multi_lora.json as <model><separator><lora>",
+    )
     server.add_argument(
         "--tritonserver-log-verbose-level",
         type=int,
@@ -308,6 +311,8 @@ def _run_frontend(
     create_app: Any,
     engine_class: Any,
 ) -> int:
+    from tritonx.openai.checks import ServerError
+
     try:
         engine = engine_class(
             server,
@@ -315,8 +320,9 @@ def _run_frontend(
             backend=args.backend,
             default_max_tokens=args.default_max_tokens,
             chat_template=chat_template,
+            lora_separator=args.lora_separator,
         )
-    except TritonXError as error:
+    except (TritonXError, ServerError) as error:
         logger.error("failed to read the models: %s", error)
         return EXIT_ERROR
     app = create_app(

@@ -82,7 +82,9 @@ def max_tokens_of(request: AnyRequest, default: int) -> int:
     return default
 
 
-def sampling_parameters(request: AnyRequest, default_max_tokens: int) -> str:
+def sampling_parameters(
+    request: AnyRequest, default_max_tokens: int, lora_name: str | None = None
+) -> str:
     """The ``sampling_parameters`` JSON of a vLLM request: every field of the
     request that is set or has a default, less those that are not sampling
     settings; ``max_tokens`` always; ``logprobs`` as the number vLLM takes."""
@@ -97,6 +99,8 @@ def sampling_parameters(request: AnyRequest, default_max_tokens: int) -> str:
             )
     elif request.logprobs is not None and request.logprobs > 0:
         params["logprobs"] = request.logprobs
+    if lora_name is not None:
+        params["lora_name"] = lora_name
     return json.dumps(params)
 
 
@@ -116,13 +120,14 @@ def vllm_inputs(
     declared: set[str],
     echo_input: str | None,
     default_max_tokens: int,
+    lora_name: str | None = None,
 ) -> dict[str, Any]:
     """The inputs of a vLLM-backend request (1-D tensors of one element)."""
     inputs: dict[str, Any] = {
         "text_input": _bytes([prompt.encode()]),
         "stream": np.array([bool(request.stream)]),
         "sampling_parameters": _bytes(
-            [sampling_parameters(request, default_max_tokens).encode()]
+            [sampling_parameters(request, default_max_tokens, lora_name).encode()]
         ),
     }
     if echo_input is not None:
@@ -143,8 +148,10 @@ def tensorrtllm_inputs(
     declared: set[str],
     echo_input: str | None,
     default_max_tokens: int,
+    lora_name: str | None = None,
 ) -> dict[str, Any]:
-    """The inputs of a TensorRT-LLM-style request (2-D, batch of one)."""
+    """The inputs of a TensorRT-LLM-style request (2-D, batch of one); the LoRA
+    tensors are added by the caller (``lora.tensorrtllm_lora_inputs``)."""
     inputs: dict[str, Any] = {
         "text_input": _bytes([[prompt.encode()]]),
         "stream": np.array([[bool(request.stream)]]),
