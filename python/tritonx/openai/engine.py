@@ -222,7 +222,9 @@ class Engine:
 
     def models(self) -> list[ModelCard]:
         cards = []
-        for info in self.models_by_name.values():
+        # A snapshot: the routes that read it run on worker threads, while load
+        # and unload change the dict on the event loop.
+        for info in list(self.models_by_name.values()):
             cards.append(self._card(info))
             for lora in info.loras or []:
                 card = self._card(info)
@@ -351,6 +353,9 @@ class Engine:
                 collected.append(response)
         except TritonXError as error:
             raise model_error(error) from None
+        except asyncio.CancelledError:  # the server is stopping: stop the model too
+            responses.cancel()
+            raise
         if not 1 <= len(collected) <= 2:
             raise ServerError(
                 f"Unexpected number of responses: {len(collected)}, expected 1 or 2."

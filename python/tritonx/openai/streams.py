@@ -105,20 +105,12 @@ async def events(
             async for response in responses:
                 for event in chunks(response):
                     yield event
-        except TritonXError as error:
-            finished = True
-            failure = model_error(error)
+        except (TritonXError, ClientError, ServerError) as error:
+            failure = model_error(error) if isinstance(error, TritonXError) else error
             code = 400 if isinstance(failure, ClientError) else 500
             yield _error_event(str(failure), code)
             yield DONE_EVENT
-            return
-        except (ClientError, ServerError) as error:
-            finished = True
-            code = 400 if isinstance(error, ClientError) else 500
-            yield _error_event(str(error), code)
-            responses.cancel()
-            yield DONE_EVENT
-            return
+            return  # the finally cancels what the model may still send
         finished = True
         for event in final():
             yield event
