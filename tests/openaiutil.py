@@ -270,7 +270,7 @@ def make_tokenizer(directory: Path) -> Path:
 def make_repository(root: Path) -> tuple[Path, Path]:
     """(model repository, backend directory)."""
     backends = root / "backends"
-    (backends / "vllm").mkdir(parents=True)
+    (backends / "vllm").mkdir(parents=True)  # makes root too
     (backends / "vllm" / "model.py").write_text(VLLM_MODEL)
     repo = root / "repo"
     (repo / "echo_llm" / "1").mkdir(parents=True)

@@ -211,9 +211,21 @@ def test_bad_restriction_is_refused(tmp_path: Path) -> None:
     assert "Unknown API 'bogus'" in result.stderr
 
 
-def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
-    server = start_openai_server(tmp_path, tokenizer=False)
-    code = stop_openai_server(server)
+def test_chat_template_flag_then_sigterm(tmp_path: Path) -> None:
+    template = tmp_path / "template.jinja"
+    template.write_text("{% for m in messages %}[{{ m['content'] }}]{% endfor %}")
+    server = start_openai_server(tmp_path / "run", f"--chat-template={template}")
+    try:
+        client = openai.OpenAI(
+            base_url=f"{server.base_url}/v1", api_key="EMPTY", max_retries=0
+        )
+        reply = client.chat.completions.create(
+            model="echo_llm", messages=[{"role": "user", "content": "hi"}]
+        )
+        # The file's template, not the tokenizer's.
+        assert reply.choices[0].message.content == "[hi]"
+    finally:
+        code = stop_openai_server(server)
     assert code == 0, server.log_text()
     log = server.log_text()
     assert "Shutting down tritonx OpenAI-compatible frontend" in log
