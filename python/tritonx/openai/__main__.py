@@ -1,0 +1,7 @@
+"""``python -m tritonx.openai``: the same as ``tritonx-openai``."""
+
+import sys
+
+from tritonx.openai.main import main
+
+sys.exit(main())

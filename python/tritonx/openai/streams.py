@@ -1,0 +1,226 @@
+"""Server-sent events for streamed completions and chat completions.
+
+Each inference response becomes one ``data: {json}`` chunk (chat streams first send
+a chunk with the role alone), the last one with ``finish_reason: "stop"``; with
+``stream_options.include_usage`` a chunk with no choices carries the token totals;
+``data: [DONE]`` ends every stream. A model error after the status line went out
+becomes an OpenAI error object in the stream. A client that leaves cancels the
+inference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from tritonx.errors import InvalidArgumentError, TritonXError
+from tritonx.openai import tensors
+from tritonx.openai.checks import ClientError, ServerError
+from tritonx.openai.schemas import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatDelta,
+    ChatStreamChoice,
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
+    Usage,
+)
+
+ASSISTANT = "assistant"
+DONE_EVENT = "data: [DONE]\n\n"
+
+
+def model_error(error: TritonXError) -> Exception:
+    """An error the server answered an inference with, as this frontend's: the
+    request's fault (bad input) is the client's, anything else the server's."""
+    message = str(error)
+    if isinstance(error, InvalidArgumentError):
+        return ClientError(message)
+    return ServerError(message)
+
+
+def _sse(payload: Any) -> str:
+    return f"data: {payload.model_dump_json()}\n\n"
+
+
+def _error_event(message: str, code: int) -> str:
+    """An error in a stream whose status line is already sent: OpenAI's error
+    object (the ``openai`` client raises ``APIError`` with it)."""
+    kind = "invalid_request_error" if code < 500 else "server_error"
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return f"data: {json.dumps(body)}\n\n"
+
+
+def text_of(response: Any) -> str:
+    """The response's text; ServerError when it is not one UTF-8 string."""
+    try:
+        return tensors.text_output(response)
+    except tensors.OutputError as error:
+        raise ServerError(str(error)) from None
+
+
+class UsageCounter:
+    """Token counts over a stream: the prompt's from the first response that
+    reports them, the completion's summed over every response."""
+
+    def __init__(self) -> None:
+        self.prompt: int | None = None
+        self.completion = 0
+
+    def add(self, response: Any) -> None:
+        counts = tensors.token_counts(response)
+        if counts is None:
+            return
+        if self.prompt is None:
+            self.prompt = counts[0]
+        self.completion += counts[1]
+
+    def usage(self) -> Usage | None:
+        if self.prompt is None:
+            return None
+        return Usage(
+            prompt_tokens=self.prompt,
+            completion_tokens=self.completion,
+            total_tokens=self.prompt + self.completion,
+        )
+
+
+async def events(
+    responses: Any,
+    chunks: Callable[[Any], list[str]],
+    final: Callable[[], list[str]],
+    start: tuple[str, ...] = (),
+) -> AsyncIterator[str]:
+    """The server-sent events of one stream: ``chunks(response)`` for each
+    response, ``final()`` after the last, then ``[DONE]``. A model's error
+    ends the stream with an error event. When the client goes away (the
+    generator is closed early) the inference is cancelled."""
+    finished = False
+    try:
+        for event in start:
+            yield event
+        try:
+            async for response in responses:
+                for event in chunks(response):
+                    yield event
+        except (TritonXError, ClientError, ServerError) as error:
+            failure = model_error(error) if isinstance(error, TritonXError) else error
+            code = 400 if isinstance(failure, ClientError) else 500
+            yield _error_event(str(failure), code)
+            yield DONE_EVENT
+            return  # the finally cancels what the model may still send
+        finished = True
+        for event in final():
+            yield event
+        yield DONE_EVENT
+    finally:
+        if not finished:
+            responses.cancel()
+
+
+def completion_events(
+    request_id: str,
+    created: int,
+    request: CompletionRequest,
+    responses: Any,
+) -> AsyncIterator[str]:
+    usage = UsageCounter()
+    include_usage = bool(
+        request.stream_options and request.stream_options.include_usage
+    )
+    want_logprobs = tensors.wants_logprobs(request)
+    offset = 0
+
+    def chunk(response: Any) -> CompletionResponse:
+        nonlocal offset
+        text = text_of(response)
+        logprobs = (
+            tensors.completion_logprobs(response, offset) if want_logprobs else None
+        )
+        offset += len(text)
+        choice = CompletionChoice(
+            finish_reason="stop" if response.final else None,
+            index=0,
+            logprobs=logprobs,
+            text=text,
+        )
+        return CompletionResponse(
+            id=request_id,
+            choices=[choice],
+            created=created,
+            model=request.model,
+            system_fingerprint=None,
+            object="text_completion",
+            usage=None,
+        )
+
+    def chunks(response: Any) -> list[str]:
+        if include_usage:
+            usage.add(response)
+        return [_sse(chunk(response))]
+
+    def final() -> list[str]:
+        total = usage.usage() if include_usage else None
+        if total is None:
+            return []
+        last = CompletionResponse(
+            id=request_id,
+            choices=[],
+            created=created,
+            model=request.model,
+            system_fingerprint=None,
+            object="text_completion",
+            usage=total,
+        )
+        return [_sse(last)]
+
+    return events(responses, chunks, final)
+
+
+def chat_events(
+    request_id: str,
+    created: int,
+    request: ChatCompletionRequest,
+    responses: Any,
+) -> AsyncIterator[str]:
+    usage = UsageCounter()
+    include_usage = bool(
+        request.stream_options and request.stream_options.include_usage
+    )
+
+    def chunk(choices: list[ChatStreamChoice], total: Usage | None = None) -> str:
+        return _sse(
+            ChatCompletionChunk(
+                id=request_id,
+                choices=choices,
+                created=created,
+                model=request.model,
+                system_fingerprint=None,
+                object="chat.completion.chunk",
+                usage=total,
+            )
+        )
+
+    def chunks(response: Any) -> list[str]:
+        if include_usage:
+            usage.add(response)
+        delta = ChatDelta(role=None, content=text_of(response), function_call=None)
+        logprobs = tensors.chat_logprobs(response) if request.logprobs else None
+        choice = ChatStreamChoice(
+            index=0,
+            delta=delta,
+            logprobs=logprobs,
+            finish_reason="stop" if response.final else None,
+        )
+        return [chunk([choice])]
+
+    def final() -> list[str]:
+        total = usage.usage() if include_usage else None
+        return [] if total is None else [chunk([], total)]
+
+    # The first chunk names the role and carries no text.
+    role = ChatDelta(role=ASSISTANT, content="", function_call=None)
+    start = chunk([ChatStreamChoice(index=0, delta=role)])
+    return events(responses, chunks, final, (start,))
