@@ -8,6 +8,13 @@ from the input's length). The echo models answer the prompt's words (whitespace-
 answers what the model received as JSON, "FAIL" answers an error, and a prompt that
 starts with "SLOW" sends a word every 50 ms until cancelled (writing a file
 ``cancelled`` into the model's directory when it notices).
+
+Tool calls: a prompt holding "LLAMA_CALL" / "MISTRAL_CALL" answers a call of
+``get_current_weather`` in Llama 3's / Mistral's format ("LLAMA_TWO": two calls,
+"BIG_CALL": a Mistral call with a 2000-character argument); a request with a
+guided-decoding JSON schema (vLLM's ``structured_outputs``, TensorRT-LLM's
+``guided_decoding_guide``) answers a JSON object of the schema's properties
+(``example_of``). Such answers stream in pieces of 5 characters.
 """
 
 from __future__ import annotations
@@ -39,6 +46,40 @@ FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 def _get(request, name):
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     return None if tensor is None else tensor.as_numpy().reshape(-1)
+
+
+WEATHER = {"city": "Dallas", "state": "TX", "unit": "fahrenheit"}
+
+
+def example_of(schema):
+    """A JSON object of the schema's properties: enum's first, else by type."""
+    values = {"integer": 3, "number": 1.5, "boolean": True}
+    answer = {}
+    for key, prop in schema.get("properties", {}).items():
+        answer[key] = prop["enum"][0] if "enum" in prop else values.get(prop.get("type"), "x-" + key)
+    return answer
+
+
+def tool_answer(prompt, seen):
+    """The special answers (tool calls, guided JSON), or None."""
+    guide = seen.get("guided_decoding_guide")
+    structured = json.loads(seen.get("sampling_parameters", "{}")).get("structured_outputs")
+    if structured:
+        guide = json.loads(structured)["json"]
+    if guide is not None:
+        return json.dumps(example_of(json.loads(guide)))
+    call = {"name": "get_current_weather", "arguments": WEATHER}
+    if "LLAMA_TWO" in prompt:
+        other = {"name": "get_n_day_weather_forecast", "parameters": dict(WEATHER, num_days=5)}
+        return "<|python_tag|>" + json.dumps(call) + "; " + json.dumps(other)
+    if "LLAMA_CALL" in prompt:
+        return "<|python_tag|>" + json.dumps({"name": call["name"], "parameters": WEATHER})
+    if "BIG_CALL" in prompt:
+        call = {"name": "get_current_weather", "arguments": {"city": "A" * 2000}}
+        return "[TOOL_CALLS]" + json.dumps([call])
+    if "MISTRAL_CALL" in prompt:
+        return "[TOOL_CALLS]" + json.dumps([call])
+    return None
 
 
 class EchoModel:
@@ -78,6 +119,11 @@ class EchoModel:
             words = [json.dumps(seen, sort_keys=True)]
         if not self.excludes_input(seen):
             words = [prompt] + words
+        special = tool_answer(prompt, seen)
+        pieces = None
+        if special is not None:
+            pieces = [special[i:i + 5] for i in range(0, len(special), 5)]
+            words = pieces
         if prompt == "FAIL":
             sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError("the model failed")), flags=FINAL)
             return
@@ -87,7 +133,7 @@ class EchoModel:
         counts = seen.get("return_num_input_tokens") and seen.get("return_num_output_tokens")
         prompt_tokens = len(prompt.split())
         if not stream:
-            text = " ".join(words)
+            text = "".join(pieces) if pieces else " ".join(words)
             logprobs = words if seen.get("return_logprobs") else None
             sender.send(self.response(text, counts, prompt_tokens, len(words), logprobs), flags=FINAL)
             return
@@ -98,7 +144,7 @@ class EchoModel:
                 return
             if slow:
                 time.sleep(0.05)
-            text = word if index == 0 else " " + word
+            text = word if index == 0 or pieces else " " + word
             logprobs = [word] if seen.get("return_logprobs") else None
             sender.send(self.response(text, counts, prompt_tokens, 1, logprobs))
         sender.send(flags=FINAL)
@@ -159,7 +205,7 @@ INPUT_NAMES = ["text_input", "stream", "max_tokens", "temperature", "top_p",
                "frequency_penalty", "presence_penalty", "seed", "stop_words",
                "exclude_input_in_output", "return_num_input_tokens",
                "return_num_output_tokens", "lora_task_id", "lora_weights",
-               "lora_config"]
+               "lora_config", "guided_decoding_guide_type", "guided_decoding_guide"]
 
 
 class TritonPythonModel(EchoModel):
@@ -231,18 +277,29 @@ input [
   {_io("exclude_input_in_output", "TYPE_BOOL", "1, 1", True)},
   {_io("lora_task_id", "TYPE_UINT64", "1, 1", True)},
   {_io("lora_weights", "TYPE_FP32", "-1, -1", True)},
-  {_io("lora_config", "TYPE_INT32", "-1, -1", True)}
+  {_io("lora_config", "TYPE_INT32", "-1, -1", True)},
+  {_io("guided_decoding_guide_type", "TYPE_STRING", "1, 1", True)},
+  {_io("guided_decoding_guide", "TYPE_STRING", "1, 1", True)}
 ]
 output [ {_io("text_output", "TYPE_STRING", "-1")} ]
 """
 
 # A chat template that marks each role, and refuses a conversation that opens
-# with a tool message (as real templates refuse bad role orders).
+# with a tool message (as real templates refuse bad role orders). Tools are
+# listed by name first; an assistant's tool calls render as "call NAME ARGS" and
+# a tool message as "id TOOL_CALL_ID CONTENT".
 CHAT_TEMPLATE = (
     "{% if messages[0]['role'] == 'tool' %}"
     "{{ raise_exception('a conversation cannot start with a tool message') }}"
     "{% endif %}"
-    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
+    "{% if tools %}<|tools|> "
+    "{% for t in tools %}{{ t['function']['name'] }} {% endfor %}{% endif %}"
+    "{% for m in messages %}<|{{ m['role'] }}|> "
+    "{% if m['tool_call_id'] %}id {{ m['tool_call_id'] }} {% endif %}"
+    "{% if m['content'] is not none %}{{ m['content'] }} {% endif %}"
+    "{% for c in m['tool_calls'] or [] %}"
+    "call {{ c['function']['name'] }} {{ c['function']['arguments'] | tojson }} "
+    "{% endfor %}{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 

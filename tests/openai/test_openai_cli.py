@@ -39,8 +39,13 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     ("flags", "message"),
     [
         (
-            ["--tool-call-parser=llama3"],
-            "--tool-call-parser (tool calling) is not supported",
+            ["--tool-call-parser=hermes"],
+            "tool parser: 'hermes' not found (--tool-call-parser takes llama3, "
+            "mistral)",
+        ),
+        (
+            ["--tool-call-parser=llama3", "--max-tool-call-parse-bytes=0"],
+            "--max-tool-call-parse-bytes must be a positive integer",
         ),
         (
             ["--load-model=echo_llm"],

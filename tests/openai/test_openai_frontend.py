@@ -461,6 +461,13 @@ def test_refused_completion_is_400(
             "having tools in the request requires --tool-call-parser to be set",
         ),
         (
+            {
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": "auto",
+            },
+            '"auto" tool choice requires --tool-call-parser to be set',
+        ),
+        (
             {"messages": [{"role": "tool", "content": "r", "tool_call_id": "1"}]},
             "a conversation cannot start with a tool message",
         ),

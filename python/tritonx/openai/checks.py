@@ -8,11 +8,7 @@ backend); ``request_format`` is the format its requests take (see ``tensors``).
 from __future__ import annotations
 
 from tritonx.openai import tensors
-from tritonx.openai.schemas import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    NamedToolChoice,
-)
+from tritonx.openai.schemas import ChatCompletionRequest, CompletionRequest
 
 
 class ClientError(Exception):
@@ -82,6 +78,7 @@ def check_completion(
 def check_chat(
     backend: str, request_format: str, request: ChatCompletionRequest, tokenizer: bool
 ) -> None:
+    """Tool settings are checked by ``tools.check_tools``."""
     if not tokenizer:
         raise ServerError("Unknown tokenizer")
     _single_choice(request)
@@ -93,34 +90,5 @@ def check_chat(
         raise ClientError("logprobs are currently available only for the vLLM backend")
     if request.top_logprobs is not None and not request.logprobs:
         raise ClientError("`top_logprobs` can only be used when `logprobs` is True")
-    _tools(request)
     _stream_options(request)
     _seed(request_format, request)
-
-
-def _tools(request: ChatCompletionRequest) -> None:
-    choice = request.tool_choice
-    if choice == "required" and not request.tools:
-        raise ClientError(
-            '"required" tool choice requires CreateChatCompletionRequest.tools '
-            "to be provided"
-        )
-    if isinstance(choice, NamedToolChoice) and not request.tools:
-        raise ClientError(
-            "Named tool choice requires CreateChatCompletionRequest.tools to be "
-            "provided"
-        )
-    # tritonx has no tool-call parsers (--tool-call-parser is refused).
-    if choice == "auto":
-        raise ClientError('"auto" tool choice requires --tool-call-parser to be set')
-    if choice is None and request.tools:
-        raise ClientError(
-            "having tools in the request requires --tool-call-parser to be set"
-        )
-    if choice == "required" or isinstance(choice, NamedToolChoice):
-        raise ClientError(
-            'named and "required" tool choice (guided decoding) are not '
-            "supported by tritonx-openai"
-        )
-    if request.functions is not None or request.function_call is not None:
-        raise ClientError("functions and function_call are not supported: use tools")

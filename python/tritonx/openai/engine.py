@@ -42,17 +42,29 @@ from tritonx.openai.schemas import (
     EmbeddingResponse,
     EmbeddingUsage,
     ModelCard,
-    ResponseMessage,
     TextPart,
     Usage,
     UserMessage,
 )
 from tritonx.openai.streams import (
-    ASSISTANT,
     chat_events,
     completion_events,
     model_error,
     text_of,
+)
+from tritonx.openai.toolparsers import (
+    DEFAULT_MAX_TOOL_CALL_PARSE_BYTES,
+    ToolParser,
+    get_parser,
+)
+from tritonx.openai.tools import (
+    AutoCallStream,
+    ForcedCallStream,
+    auto_parser,
+    chat_message,
+    check_tools,
+    forced_function,
+    guided_schema,
 )
 
 logger = logging.getLogger("tritonx.openai")
@@ -102,6 +114,8 @@ class Engine:
         default_max_tokens: int = 16,
         chat_template: str | None = None,
         lora_separator: str | None = None,
+        tool_call_parser: str | None = None,
+        max_tool_call_parse_bytes: int = DEFAULT_MAX_TOOL_CALL_PARSE_BYTES,
     ) -> None:
         self.server = server
         self.tokenizer = tokenizer
@@ -109,6 +123,11 @@ class Engine:
         self.default_max_tokens = default_max_tokens
         self.chat_template = chat_template
         self.lora_separator = lora_separator
+        # KeyError for a name no parser has (the command line refuses it first).
+        self.tool_parser: ToolParser | None = (
+            get_parser(tool_call_parser) if tool_call_parser else None
+        )
+        self.max_tool_call_parse_bytes = max_tool_call_parse_bytes
         self.models_by_name = self._find_models()
         self._manage_lock = asyncio.Lock()
 
@@ -327,6 +346,7 @@ class Engine:
         lora: LoraConfig | None,
         prompt: str,
         request: CompletionRequest | ChatCompletionRequest,
+        guide: str | None = None,
     ) -> Any:
         inputs = info.build_inputs(
             prompt,
@@ -335,6 +355,7 @@ class Engine:
             info.echo_input,
             self.default_max_tokens,
             lora_name=lora.name if lora is not None else None,
+            guide=guide,
         )
         if lora is not None and info.request_format == tensors.TENSORRTLLM:
             inputs.update(tensorrtllm_lora_inputs(lora))
@@ -433,22 +454,37 @@ class Engine:
         check_chat(
             info.backend, info.request_format, request, self.tokenizer is not None
         )
+        check_tools(request, self.tool_parser)
         prompt = self._chat_prompt(request)
-        responses = self._infer(info, lora, prompt, request)
+        guide = guided_schema(request)
+        responses = self._infer(info, lora, prompt, request, guide)
         request_id = f"cmpl-{uuid.uuid1()}"
         created = int(time.time())
         if request.stream:
-            return chat_events(request_id, created, request, responses)
+            return chat_events(
+                request_id,
+                created,
+                request,
+                responses,
+                self._tool_stream(request, request_id, info.request_format),
+            )
         response = await self._all_responses(responses)
         logprobs = tensors.chat_logprobs(response) if request.logprobs else None
-        message = ResponseMessage(
-            content=text_of(response), role=ASSISTANT, tool_calls=None
+        message, finish_reason = chat_message(
+            request,
+            request_id,
+            text_of(response),
+            self.tool_parser,
+            info.request_format,
         )
         return ChatCompletionResponse(
             id=request_id,
             choices=[
                 ChatChoice(
-                    finish_reason="stop", index=0, message=message, logprobs=logprobs
+                    finish_reason=finish_reason,
+                    index=0,
+                    message=message,
+                    logprobs=logprobs,
                 )
             ],
             created=created,
@@ -458,4 +494,14 @@ class Engine:
             usage=_usage(response),
         )
 
-    # -- streams ---------------------------------------------------------------------
+    def _tool_stream(
+        self, request: ChatCompletionRequest, request_id: str, request_format: str
+    ) -> AutoCallStream | ForcedCallStream | None:
+        """What turns a streamed answer into tool-call deltas, if anything."""
+        forced = forced_function(request)
+        if forced is not None:
+            return ForcedCallStream(request_id, forced)
+        parser = auto_parser(request, self.tool_parser)
+        if parser is None:
+            return None
+        return AutoCallStream(parser, request_format, self.max_tool_call_parse_bytes)

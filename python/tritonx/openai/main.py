@@ -29,10 +29,9 @@ DEFAULT_MAX_INPUT_SIZE = 1 << 26
 EXIT_TIMEOUT_S = 30
 UVICORN_LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "trace")
 
-# Flags of Triton's frontend that tritonx-openai does not implement: refused.
-UNSUPPORTED = {
-    "tool_call_parser": "--tool-call-parser (tool calling) is not supported",
-}
+# Tool-call parsers (--tool-call-parser), as Triton's frontend names them.
+TOOL_CALL_PARSERS = ("llama3", "mistral")
+DEFAULT_MAX_TOOL_CALL_PARSE_BYTES = 128 * 1024  # as toolparsers (not imported here)
 
 logger = logging.getLogger("tritonx.openai")
 
@@ -92,9 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--host", default="0.0.0.0", help="address of the frontends (default: 0.0.0.0)"
     )
-    server.add_argument("--tool-call-parser", default=None, help=argparse.SUPPRESS)
     server.add_argument(
-        "--max-tool-call-parse-bytes", type=int, default=None, help=argparse.SUPPRESS
+        "--tool-call-parser",
+        default=None,
+        help="parser of the tool calls in models' answers: "
+        + ", ".join(TOOL_CALL_PARSERS),
+    )
+    server.add_argument(
+        "--max-tool-call-parse-bytes",
+        type=int,
+        default=DEFAULT_MAX_TOOL_CALL_PARSE_BYTES,
+        help="most text of a streamed answer that the tool-call parser reads; "
+        "past it the stream ends with finish_reason 'length' and the inference "
+        f"is cancelled (default {DEFAULT_MAX_TOOL_CALL_PARSE_BYTES})",
     )
     server.add_argument(
         "--chat-template",
@@ -172,9 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> list[str]:
     """Refuses flags tritonx-openai cannot honour; returns warnings."""
-    for dest, message in UNSUPPORTED.items():
-        if getattr(args, dest) is not None:
-            raise UsageError(f"{message} by {PROG}")
+    parser = args.tool_call_parser
+    if parser is not None and parser not in TOOL_CALL_PARSERS:
+        raise UsageError(
+            f"tool parser: '{parser}' not found (--tool-call-parser takes "
+            f"{', '.join(TOOL_CALL_PARSERS)})"
+        )
+    if args.max_tool_call_parse_bytes < 1:
+        raise UsageError("--max-tool-call-parse-bytes must be a positive integer")
     if args.load_model and args.model_control_mode != "explicit":
         raise UsageError(
             "Use of '--load-model' requires setting '--model-control-mode=explicit' "
@@ -187,12 +201,7 @@ def check_args(args: argparse.Namespace) -> list[str]:
         if not 0 <= port <= 65535:
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} must be a port number (0-65535), got {port}")
-    warnings = []
-    if args.max_tool_call_parse_bytes is not None:
-        warnings.append(
-            "--max-tool-call-parse-bytes ignored: tool calling is not supported"
-        )
-    return warnings
+    return []
 
 
 @dataclass
@@ -321,6 +330,8 @@ def _run_frontend(
             default_max_tokens=args.default_max_tokens,
             chat_template=chat_template,
             lora_separator=args.lora_separator,
+            tool_call_parser=args.tool_call_parser,
+            max_tool_call_parse_bytes=args.max_tool_call_parse_bytes,
         )
     except (TritonXError, ServerError) as error:
         logger.error("failed to read the models: %s", error)
@@ -340,6 +351,12 @@ def _run_frontend(
             error.strerror or error,
         )
         return EXIT_ERROR
+    if args.tool_call_parser:
+        logger.info(
+            "Tool-call parser '%s'; streamed tool-call parse limit %d bytes",
+            args.tool_call_parser,
+            args.max_tool_call_parse_bytes,
+        )
     port = sock.getsockname()[1]
     logger.info("Started OpenAI frontend at %s:%d", args.host, port)
     config = uvicorn.Config(

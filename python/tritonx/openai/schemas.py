@@ -264,10 +264,27 @@ class ChatCompletionResponse(BaseModel):
     usage: Usage | None = None
 
 
+class FunctionDelta(BaseModel):
+    """A piece of a streamed call: the name (once), the arguments' next text."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallChunk(BaseModel):
+    """A streamed tool call's piece; ``id`` and ``type`` come with the name."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionDelta | None = None
+
+
 class ChatDelta(BaseModel):
     role: str | None = None
     content: str | None = None
     function_call: FunctionCall | None = None
+    tool_calls: list[ToolCallChunk] | None = None
 
 
 class ChatStreamChoice(BaseModel):

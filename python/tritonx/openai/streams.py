@@ -1,7 +1,10 @@
 """Server-sent events for streamed completions and chat completions.
 
 Each inference response becomes one ``data: {json}`` chunk (chat streams first send
-a chunk with the role alone), the last one with ``finish_reason: "stop"``; with
+a chunk with the role alone), the last one with ``finish_reason: "stop"``; chat
+answers that are tool calls become ``delta.tool_calls`` chunks (see ``tools``), and
+one that grows past ``--max-tool-call-parse-bytes`` ends with ``finish_reason:
+"length"`` (and the inference is cancelled); with
 ``stream_options.include_usage`` a chunk with no choices carries the token totals;
 ``data: [DONE]`` ends every stream. A model error after the status line went out
 becomes an OpenAI error object in the stream. A client that leaves cancels the
@@ -11,6 +14,7 @@ inference.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,8 +29,12 @@ from tritonx.openai.schemas import (
     CompletionChoice,
     CompletionRequest,
     CompletionResponse,
+    FinishReason,
     Usage,
 )
+from tritonx.openai.tools import AutoCallStream, ForcedCallStream, ParseLimitExceeded
+
+logger = logging.getLogger("tritonx.openai")
 
 ASSISTANT = "assistant"
 DONE_EVENT = "data: [DONE]\n\n"
@@ -87,6 +95,14 @@ class UsageCounter:
         )
 
 
+class StreamCut(Exception):
+    """Raised by a stream's ``chunks`` to end it early with ``events``."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__("stream cut")
+        self.events = events
+
+
 async def events(
     responses: Any,
     chunks: Callable[[Any], list[str]],
@@ -105,6 +121,14 @@ async def events(
             async for response in responses:
                 for event in chunks(response):
                     yield event
+        except StreamCut as cut:
+            # The rest of the answer is not wanted: the finally cancels it.
+            for event in cut.events:
+                yield event
+            for event in final():
+                yield event
+            yield DONE_EVENT
+            return
         except (TritonXError, ClientError, ServerError) as error:
             failure = model_error(error) if isinstance(error, TritonXError) else error
             code = 400 if isinstance(failure, ClientError) else 500
@@ -184,6 +208,7 @@ def chat_events(
     created: int,
     request: ChatCompletionRequest,
     responses: Any,
+    tool_stream: AutoCallStream | ForcedCallStream | None = None,
 ) -> AsyncIterator[str]:
     usage = UsageCounter()
     include_usage = bool(
@@ -203,18 +228,50 @@ def chat_events(
             )
         )
 
+    def choice(
+        delta: ChatDelta,
+        finish_reason: FinishReason | None = None,
+        logprobs: dict[str, Any] | None = None,
+    ) -> ChatStreamChoice:
+        return ChatStreamChoice(
+            index=0, delta=delta, logprobs=logprobs, finish_reason=finish_reason
+        )
+
+    def tool_chunks(response: Any, text: str, logprobs: Any) -> list[str]:
+        assert tool_stream is not None
+        try:
+            deltas = tool_stream.feed(text)
+        except ParseLimitExceeded:
+            logger.warning(
+                "Streaming tool-call parse buffer exceeded %d bytes (request %s); "
+                "truncating response and cancelling backend inference.",
+                getattr(tool_stream, "limit", 0),
+                request_id,
+            )
+            cut = chunk([choice(ChatDelta(content=""), "length")])
+            raise StreamCut([cut]) from None
+        reason: FinishReason | None = None
+        if response.final:
+            more, reason = tool_stream.finish()
+            deltas += more
+            if not deltas:
+                deltas = [ChatDelta(content="")]
+        if not deltas:
+            return []
+        choices = [choice(delta) for delta in deltas]
+        choices[0].logprobs = logprobs
+        choices[-1].finish_reason = reason
+        return [chunk([c]) for c in choices]
+
     def chunks(response: Any) -> list[str]:
         if include_usage:
             usage.add(response)
-        delta = ChatDelta(role=None, content=text_of(response), function_call=None)
+        text = text_of(response)
         logprobs = tensors.chat_logprobs(response) if request.logprobs else None
-        choice = ChatStreamChoice(
-            index=0,
-            delta=delta,
-            logprobs=logprobs,
-            finish_reason="stop" if response.final else None,
-        )
-        return [chunk([choice])]
+        if tool_stream is not None:
+            return tool_chunks(response, text, logprobs)
+        delta = ChatDelta(role=None, content=text, function_call=None)
+        return [chunk([choice(delta, "stop" if response.final else None, logprobs)])]
 
     def final() -> list[str]:
         total = usage.usage() if include_usage else None

@@ -83,11 +83,16 @@ def max_tokens_of(request: AnyRequest, default: int) -> int:
 
 
 def sampling_parameters(
-    request: AnyRequest, default_max_tokens: int, lora_name: str | None = None
+    request: AnyRequest,
+    default_max_tokens: int,
+    lora_name: str | None = None,
+    guide: str | None = None,
 ) -> str:
     """The ``sampling_parameters`` JSON of a vLLM request: every field of the
     request that is set or has a default, less those that are not sampling
-    settings; ``max_tokens`` always; ``logprobs`` as the number vLLM takes."""
+    settings; ``max_tokens`` always; ``logprobs`` as the number vLLM takes;
+    ``structured_outputs`` (vLLM's ``StructuredOutputsParams`` as JSON text) with
+    the JSON schema ``guide`` the answer must follow."""
     params: dict[str, Any] = request.model_dump(
         exclude=set(_NOT_SAMPLING), exclude_none=True
     )
@@ -101,6 +106,8 @@ def sampling_parameters(
         params["logprobs"] = request.logprobs
     if lora_name is not None:
         params["lora_name"] = lora_name
+    if guide is not None:
+        params["structured_outputs"] = json.dumps({"json": guide})
     return json.dumps(params)
 
 
@@ -121,13 +128,18 @@ def vllm_inputs(
     echo_input: str | None,
     default_max_tokens: int,
     lora_name: str | None = None,
+    guide: str | None = None,
 ) -> dict[str, Any]:
     """The inputs of a vLLM-backend request (1-D tensors of one element)."""
     inputs: dict[str, Any] = {
         "text_input": _bytes([prompt.encode()]),
         "stream": np.array([bool(request.stream)]),
         "sampling_parameters": _bytes(
-            [sampling_parameters(request, default_max_tokens, lora_name).encode()]
+            [
+                sampling_parameters(
+                    request, default_max_tokens, lora_name, guide
+                ).encode()
+            ]
         ),
     }
     if echo_input is not None:
@@ -149,9 +161,12 @@ def tensorrtllm_inputs(
     echo_input: str | None,
     default_max_tokens: int,
     lora_name: str | None = None,
+    guide: str | None = None,
 ) -> dict[str, Any]:
-    """The inputs of a TensorRT-LLM-style request (2-D, batch of one); the LoRA
-    tensors are added by the caller (``lora.tensorrtllm_lora_inputs``)."""
+    """The inputs of a TensorRT-LLM-style request (2-D, batch of one), with
+    ``guided_decoding_guide_type`` / ``guided_decoding_guide`` for a JSON schema
+    ``guide``; the LoRA tensors are added by the caller
+    (``lora.tensorrtllm_lora_inputs``)."""
     inputs: dict[str, Any] = {
         "text_input": _bytes([[prompt.encode()]]),
         "stream": np.array([[bool(request.stream)]]),
@@ -171,6 +186,10 @@ def tensorrtllm_inputs(
     echo = _echo(request)
     if echo is not None and echo_input is not None:
         inputs[echo_input] = np.array([[not echo]])
+    if guide is not None:
+        # Sent as Triton sends them: a model without these inputs refuses.
+        inputs["guided_decoding_guide_type"] = _bytes([[b"json_schema"]])
+        inputs["guided_decoding_guide"] = _bytes([[guide.encode()]])
     for flag in RETURN_FLAGS:
         if flag in declared:
             inputs[flag] = np.array([[True]])
