@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from serverutil import server_env
+from serverutil import server_env, terminate
 
 MODEL_CORE = r'''
 import json
@@ -431,14 +431,7 @@ def start_openai_server(
 
 def stop_openai_server(server: OpenAIServer) -> int:
     """SIGTERM, wait (kill after 30 s); returns the exit code."""
-    process = server.process
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    code = terminate(server.process)
     if server.pump is not None:
         server.pump.join(timeout=5)
-    return process.returncode
+    return code

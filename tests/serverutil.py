@@ -156,14 +156,20 @@ def run_server(
             )
         yield server
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process)
         pump.join(timeout=5)
+
+
+def terminate(process: subprocess.Popen[Any], timeout: float = 30.0) -> int:
+    """SIGTERM a server still running, wait ``timeout`` (then kill); its exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return int(process.returncode)
 
 
 def infer_json(
