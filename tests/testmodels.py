@@ -186,3 +186,28 @@ def venv_with_onlyinenv(env: Path, value: float) -> Path:
     module = site / "onlyinenv.py"
     module.write_text(f"VALUE = {value}\n")
     return module
+
+
+# INPUT0 back as OUTPUT0, and OUTPUT1 the instance's execution count: a response
+# cache hit is told from a miss by content, not by timing.
+COUNTING_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.executions = 0
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            self.executions += 1
+            data = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            count = np.array([self.executions], dtype=np.int64)
+            responses.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUTPUT0", data),
+                pb_utils.Tensor("OUTPUT1", count),
+            ]))
+        return responses
+"""

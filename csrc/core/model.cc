@@ -129,7 +129,8 @@ Status Model::LookUpRemotely(const RequestPtr& request, uint64_t key, uint64_t s
     } else if (hit) {
       // The model was unloaded meanwhile; the stored answer is still its answer.
       request->enqueue_ns = start;
-      stats->RecordCacheHit(NowNs() - start, 0, NowNs() - start);
+      const uint64_t took = NowNs() - start;
+      stats->RecordCacheHit(took, 0, took);
       request->Respond(std::move(hit));
     } else {
       request->RespondError(Status(StatusCode::kUnavailable,

@@ -19,27 +19,7 @@ import pytest
 import tritonclient.http as httpclient
 from redisutil import REDIS_SERVER, redis_server
 from serverutil import reference_command, run_either
-
-COUNTER = """
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        self.executions = 0
-
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            self.executions += 1
-            data = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
-            responses.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("OUTPUT0", data * 2),
-                pb_utils.Tensor("OUTPUT1", np.array([self.executions], np.int64)),
-            ]))
-        return responses
-"""
+from testmodels import COUNTING_MODEL
 
 COUNTER_CONFIG = """
 name: "counter"
@@ -78,7 +58,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ensemble_cache")
     (root / "counter" / "1").mkdir(parents=True)
     (root / "counter" / "config.pbtxt").write_text(COUNTER_CONFIG)
-    (root / "counter" / "1" / "model.py").write_text(COUNTER)
+    (root / "counter" / "1" / "model.py").write_text(COUNTING_MODEL)
     (root / "ens" / "1").mkdir(parents=True)
     (root / "ens" / "config.pbtxt").write_text(ENSEMBLE_CONFIG)
     return root
@@ -126,11 +106,11 @@ def _scenario(repo: Path, flags: list[str]) -> Any:
 def _check(results: dict[str, Any]) -> None:
     ours = results["tritonx"]
     assert ours["answers"] == [
-        {"Y": [2.0], "N": [1]},
-        {"Y": [2.0], "N": [1]},
-        {"Y": [4.0], "N": [2]},
-        {"Y": [6.0]},
-        {"Y": [6.0], "N": [3]},
+        {"Y": [1.0], "N": [1]},
+        {"Y": [1.0], "N": [1]},
+        {"Y": [2.0], "N": [2]},
+        {"Y": [3.0]},
+        {"Y": [3.0], "N": [3]},
         {"N": [3]},
     ]
     ens, counter = ours["counts"]["ens"], ours["counts"]["counter"]
@@ -142,7 +122,7 @@ def _check(results: dict[str, Any]) -> None:
         assert theirs["counts"] == ours["counts"]
         # Same answers, except after a request that named one output (module doc).
         assert theirs["answers"][:4] == ours["answers"][:4]
-        assert theirs["answers"][4:] == [{"Y": [6.0]}, {"Y": [6.0]}]
+        assert theirs["answers"][4:] == [{"Y": [3.0]}, {"Y": [3.0]}]
 
 
 def test_ensemble_cache_local(repo: Path) -> None:

@@ -56,7 +56,12 @@ class InferenceResponse:
 
 class _ResponseStream:
     """What both iterators share: the request's identity, the error rule, the
-    final flag and cancelling (``_cancel`` is set by Model once submitted)."""
+    final flag, cancelling (``_cancel`` is set by Model once submitted) and
+    delivery: each response goes to the iterator's own queue (``_queue``, a
+    ``queue.SimpleQueue`` or an ``asyncio.Queue``; both have ``put_nowait``) and to
+    the request's ``response_queue`` when it has one (Triton's)."""
+
+    _queue: Any
 
     def __init__(
         self,
@@ -68,13 +73,21 @@ class _ResponseStream:
         self._model = model
         self._request_id = request_id
         self._raise_on_error = raise_on_error
-        # The request's response_queue: every response goes there too (Triton).
         self._user_queue = user_queue
         self._done = False
         self._cancel: Any = None
+        self._queue = self._new_queue()
 
-    def _response(self, value: Any, final: bool) -> InferenceResponse:
-        return InferenceResponse._from_core(self._model, self._request_id, value, final)
+    def _new_queue(self) -> Any:
+        raise NotImplementedError
+
+    def _on_response(self, value: Any, final: bool) -> None:
+        response = InferenceResponse._from_core(
+            self._model, self._request_id, value, final
+        )
+        self._queue.put_nowait(response)
+        if self._user_queue is not None:
+            self._user_queue.put_nowait(response)
 
     def _taken(self, response: InferenceResponse) -> InferenceResponse:
         self._done = response.final
@@ -90,21 +103,8 @@ class _ResponseStream:
 class ResponseIterator(_ResponseStream):
     """Blocking iterator over a request's responses; ``cancel()`` cancels it."""
 
-    def __init__(
-        self,
-        model: Model,
-        request_id: str,
-        raise_on_error: bool,
-        user_queue: Any = None,
-    ) -> None:
-        super().__init__(model, request_id, raise_on_error, user_queue)
-        self._queue: queue.SimpleQueue[InferenceResponse] = queue.SimpleQueue()
-
-    def _on_response(self, value: Any, final: bool) -> None:
-        response = self._response(value, final)
-        self._queue.put(response)
-        if self._user_queue is not None:
-            self._user_queue.put(response)
+    def _new_queue(self) -> queue.SimpleQueue[InferenceResponse]:
+        return queue.SimpleQueue()
 
     def __iter__(self) -> ResponseIterator:
         return self
@@ -118,21 +118,8 @@ class ResponseIterator(_ResponseStream):
 class AsyncResponseIterator(_ResponseStream):
     """Async iterator over a request's responses, fed on the caller's loop."""
 
-    def __init__(
-        self,
-        model: Model,
-        request_id: str,
-        raise_on_error: bool,
-        user_queue: Any = None,
-    ) -> None:
-        super().__init__(model, request_id, raise_on_error, user_queue)
-        self._queue: asyncio.Queue[InferenceResponse] = asyncio.Queue()
-
-    def _on_response(self, value: Any, final: bool) -> None:
-        response = self._response(value, final)
-        self._queue.put_nowait(response)
-        if self._user_queue is not None:
-            self._user_queue.put_nowait(response)
+    def _new_queue(self) -> asyncio.Queue[InferenceResponse]:
+        return asyncio.Queue()
 
     def __aiter__(self) -> AsyncResponseIterator:
         return self
