@@ -122,7 +122,7 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
   std::lock_guard<std::mutex> lock(mu_);
   if (!workers_.empty())
     return Status(StatusCode::kAlreadyExists, "HTTP server is already running");
-  // Once per process, before any base exists: event_active and loopbreak are then
+  // Once per process, before any base exists: event_active and loopexit are then
   // safe from other threads.
   static const int threads_ready = evthread_use_pthreads();
   (void)threads_ready;
@@ -249,7 +249,10 @@ void HttpServer::Impl::Stop(double grace_seconds) {
   }
   for (auto& worker : workers_) {
     worker->mailbox->Close();
-    event_base_loopbreak(worker->base);
+    // loopexit, not loopbreak: a loop thread that has not entered event_base_loop
+    // yet (a stop right after Start) would clear loopbreak's flag on entry and run
+    // forever; loopexit's event stays pending until the loop runs it.
+    event_base_loopexit(worker->base, nullptr);
   }
   for (auto& worker : workers_) {
     worker->thread.join();
