@@ -23,4 +23,10 @@ for suite in GrpcCodec GrpcPolicy; do
   fi
 done
 ctest --test-dir build/ctest --output-on-failure -j 2
-python -m pytest -q "$@"
+# The Python tests in parallel (pytest-xdist), a test file per worker at a time so
+# that a module's server fixture starts once. Most tests wait on servers and
+# subprocesses, so twice as many workers as cores keeps the cores busy: 7 minutes
+# instead of 21 in one process on two cores. TRITONX_TEST_WORKERS=0 runs them in
+# this process (arguments after the script's own override these).
+workers="${TRITONX_TEST_WORKERS:-$(( $(nproc) * 2 ))}"
+python -m pytest -q -n "$workers" --dist loadfile "$@"

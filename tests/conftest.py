@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -17,6 +20,28 @@ if str(TESTS) not in sys.path:
 EXAMPLE_REPO = TESTS.parent / "model_repository"
 
 ModelWriter = Callable[..., Path]
+
+# Tools named by environment variable that install themselves on first use (the
+# reference Triton, perf_analyzer): run once here, in the main process, before
+# pytest-xdist starts its workers, so that two workers never install at once.
+SELF_INSTALLING_TOOLS = ("TRITONX_REFERENCE_CMD", "PERF_ANALYZER")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: the main process did it
+        return
+    for variable in SELF_INSTALLING_TOOLS:
+        command = shlex.split(os.environ.get(variable, ""))
+        if command:
+            # --help only prints usage once the tool is installed; its exit code
+            # and output do not matter, the tests that use the tool check it.
+            subprocess.run(
+                [*command, "--help"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=900,
+                check=False,
+            )
 
 
 @pytest.fixture
