@@ -36,6 +36,7 @@ from tritonx.errors import (
     TritonXError,
     UnavailableError,
 )
+from tritonx.frontends import factory
 from tritonx.frontends.log_settings import AppliedLogSettings
 from tritonx.logging_setup import LogOptions
 from tritonx.metrics import CpuSampler, MetricsConfig, MetricsService, TritonCollector
@@ -215,23 +216,6 @@ def creating_server_error(error: BaseException) -> str:
     return f"error: creating server: Internal - {error}"
 
 
-def _read_pem(path: Path | None) -> str:
-    if path is None:
-        return ""
-    try:
-        return Path(path).read_text()
-    except OSError as error:
-        raise InvalidArgumentError(
-            f"failed to read {path}: {error.strerror}"
-        ) from error
-
-
-def _grpc_server_built() -> bool:
-    from tritonx import _native
-
-    return _native.GrpcServer is not None
-
-
 class Server:
     """A running tritonx server; see the module docstring for the lifecycle."""
 
@@ -300,6 +284,9 @@ class Server:
         self.metrics: MetricsService | None = None
         self.ports: dict[str, int] = {}
         self._background: list[asyncio.Task[None]] = []
+        # The metrics endpoints' CPU and GPU samplers, made with the first one.
+        self._samplers: tuple[CpuSampler | None, Any] | None = None
+        self._endpoint_count = 0  # names endpoints started later ("http#1", ...)
         self._stop_requested: asyncio.Event | None = None
         self._force_stop: asyncio.Event | None = None
         self._manager_started = False
@@ -349,7 +336,7 @@ class Server:
         finally:
             self._log_model_table()  # Triton prints the table on failure too
         opts = self.options
-        if opts.allow_grpc and not _grpc_server_built():
+        if opts.allow_grpc and not factory.grpc_server_built():
             # A build with -DTRITONX_ENABLE_GRPC=OFF (no grpc++ on the build machine)
             # serves HTTP and metrics; say so once rather than fail on the missing type.
             logger.warning(
@@ -359,31 +346,7 @@ class Server:
                 "reinstall tritonx, or install a wheel built by scripts/build-wheel.sh"
             )
         elif opts.allow_grpc:
-            from tritonx.frontends.grpc import GrpcFrontend
-
-            grpc_frontend = GrpcFrontend(
-                self.manager,
-                self.registry,
-                host=opts.grpc_address,
-                port=opts.grpc_port,
-                server_id=opts.server_id,
-                infer_compression_level=opts.grpc_infer_response_compression_level,
-                channel_args={
-                    **opts.grpc_channel_args,
-                    "grpc.so_reuseport": int(opts.grpc_reuse_port),
-                },
-                # --grpc-use-ssl-mutual implies SSL, as in tritonserver.
-                use_ssl=opts.grpc_use_ssl or opts.grpc_use_ssl_mutual,
-                use_mutual_auth=opts.grpc_use_ssl_mutual,
-                server_cert=_read_pem(opts.grpc_server_cert),
-                server_key=_read_pem(opts.grpc_server_key),
-                root_cert=_read_pem(opts.grpc_root_cert),
-                restricted_protocols=opts.grpc_restricted_protocols,
-                header_forward_pattern=opts.grpc_header_forward_pattern,
-                log_settings=self.log_settings,
-                trace_settings=self.trace.settings,
-                shared_memory=self.context.shared_memory,
-            )
+            grpc_frontend = factory.grpc_frontend(self, opts)
             await self._start_frontend("grpc", grpc_frontend, opts.grpc_address)
             logger.info(
                 "Started GRPCInferenceService at %s:%d",
@@ -391,7 +354,9 @@ class Server:
                 self.ports["grpc"],
             )
         if opts.allow_http:
-            await self._start_frontend("http", self._http_frontend(), opts.http_address)
+            await self._start_frontend(
+                "http", factory.http_frontend(self, opts), opts.http_address
+            )
             logger.info(
                 "Started HTTPService at %s:%d", opts.http_address, self.ports["http"]
             )
@@ -493,7 +458,7 @@ class Server:
     ) -> Frontend:
         """A cloud endpoint's frontend on the C++ server, as --http-engine chooses
         for HTTP: its inference route in C++, the rest in ``frontend``."""
-        if self._http_engine() != "native":
+        if factory.http_engine(self.options) != "native":
             return frontend
         from tritonx.frontends.http_native import NativeCloudFrontend
 
@@ -502,15 +467,6 @@ class Server:
         except TritonXError as error:  # e.g. a route RE2 cannot compile
             logger.warning("cloud endpoint served by the Python engine: %s", error)
             return frontend
-
-    def _http_engine(self) -> str:
-        """--http-engine with "auto" resolved: native unless this build has none."""
-        engine = self.options.http_engine
-        if engine == "auto":
-            from tritonx import _native
-
-            engine = "native" if _native.HttpServer is not None else "python"
-        return engine
 
     def _metrics_text(self) -> bytes:
         """The Prometheus text of /metrics. With the metrics endpoint off the model
@@ -533,61 +489,6 @@ class Server:
             config=self.options.metrics_config,
         )
 
-    def _http_frontend(self) -> Frontend:
-        """The HTTP frontend of --http-engine, with the options both engines share."""
-        opts = self.options
-        common: dict[str, Any] = {
-            "host": opts.http_address,
-            "port": opts.http_port,
-            "server_id": opts.server_id,
-            "max_input_size": opts.http_max_input_size,
-            "reuse_port": opts.http_reuse_port,
-            "restricted_apis": opts.http_restricted_apis,
-            "header_forward_pattern": opts.http_header_forward_pattern or None,
-            "max_header_size": opts.http_max_header_size,
-            "max_header_count": opts.http_max_header_count,
-            "shared_memory": self.context.shared_memory,
-            "log_settings": self.log_settings,
-            "trace_settings": self.trace.settings if self.trace is not None else None,
-        }
-        https = opts.http_use_ssl or opts.http_use_ssl_mutual
-        engine = self._http_engine()
-        if engine == "python" and opts.http_engine == "auto":
-            logger.info(
-                "HTTP is served by the Python engine: this build of tritonx has "
-                "no C++ HTTP server (built with TRITONX_ENABLE_HTTP=OFF)"
-            )
-        if engine == "native":
-            from tritonx.frontends.http_native import NativeHttpFrontend
-
-            return NativeHttpFrontend(
-                self.manager,
-                self.registry,
-                thread_count=opts.http_thread_count,
-                use_ssl=opts.http_use_ssl,
-                use_ssl_mutual=opts.http_use_ssl_mutual,
-                server_cert=opts.http_server_cert,
-                server_key=opts.http_server_key,
-                root_cert=opts.http_root_cert,
-                **common,
-            )
-        from tritonx.frontends.http import HttpFrontend
-        from tritonx.frontends.http_access import server_ssl_context
-
-        ssl_context = (
-            server_ssl_context(
-                opts.http_server_cert,
-                opts.http_server_key,
-                opts.http_root_cert,
-                mutual=opts.http_use_ssl_mutual,
-            )
-            if https
-            else None
-        )
-        return HttpFrontend(
-            self.manager, self.registry, ssl_context=ssl_context, **common
-        )
-
     async def _start_frontend(self, name: str, frontend: Frontend, host: str) -> None:
         try:
             self.ports[name] = await frontend.start()
@@ -604,26 +505,35 @@ class Server:
             ) from error
         self.frontends[name] = frontend
 
+    def _metrics_collector(self, opts: ServerOptions) -> TritonCollector:
+        """A collector with the CPU and GPU samplers ``opts`` allows. The samplers
+        are made once per server and shared by every metrics endpoint."""
+        if self._samplers is None:
+            cpu: CpuSampler | None = None
+            interval = max(opts.metrics_interval_ms, 1.0) / 1000.0
+            if opts.allow_cpu_metrics:
+                cpu = CpuSampler()
+                self._background.append(asyncio.create_task(cpu.run(interval)))
+                logger.info("Collecting CPU metrics")
+            from tritonx.gpu_metrics import GpuSampler
+
+            gpu = (
+                GpuSampler.create(len(self.gpu_ids)) if opts.allow_gpu_metrics else None
+            )
+            if gpu is not None:
+                self._background.append(asyncio.create_task(gpu.run(interval)))
+                logger.info(
+                    "Collecting metrics for GPU %s",
+                    ", ".join(r.uuid for r in gpu.readings),
+                )
+            self._samplers = (cpu, gpu)
+        return self._collector(*self._samplers)
+
     async def _start_metrics(self) -> None:
         opts = self.options
         host = opts.metrics_address or opts.http_address
-        cpu: CpuSampler | None = None
-        if opts.allow_cpu_metrics:
-            cpu = CpuSampler()
-            interval = max(opts.metrics_interval_ms, 1.0) / 1000.0
-            self._background.append(asyncio.create_task(cpu.run(interval)))
-            logger.info("Collecting CPU metrics")
-        from tritonx.gpu_metrics import GpuSampler
-
-        gpu = GpuSampler.create(len(self.gpu_ids)) if opts.allow_gpu_metrics else None
-        if gpu is not None:
-            interval = max(opts.metrics_interval_ms, 1.0) / 1000.0
-            self._background.append(asyncio.create_task(gpu.run(interval)))
-            logger.info(
-                "Collecting metrics for GPU %s", ", ".join(r.uuid for r in gpu.readings)
-            )
         self.metrics = MetricsService(
-            self._collector(cpu, gpu), host, opts.metrics_port
+            self._metrics_collector(opts), host, opts.metrics_port
         )
         try:
             self.ports["metrics"] = await self.metrics.start()
@@ -632,6 +542,63 @@ class Server:
                 f"failed to start Metrics service: {error.strerror or error}"
             ) from error
         logger.info("Started Metrics Service at %s:%d", host, self.ports["metrics"])
+
+    # -- endpoints started later (tritonx.api.frontend) ------------------------
+
+    async def start_endpoint(self, kind: str, opts: ServerOptions) -> tuple[str, int]:
+        """Start one more endpoint on this running server: ``kind`` "http", "grpc"
+        or "metrics", configured by the fields of ``opts`` for that kind (the
+        flags' fields). Returns its name among the frontends and its port; it
+        stops with the server, or earlier by ``stop_endpoint``."""
+        if self._stopped:
+            raise UnavailableError("the server is stopped")
+        self._endpoint_count += 1
+        name = f"{kind}#{self._endpoint_count}"
+        frontend: Frontend
+        if kind == "grpc":
+            if not factory.grpc_server_built():
+                raise UnavailableError(
+                    "this build of tritonx has no C++ gRPC server "
+                    "(built with TRITONX_ENABLE_GRPC=OFF)"
+                )
+            frontend, host, service = (
+                factory.grpc_frontend(self, opts),
+                opts.grpc_address,
+                "GRPC",
+            )
+        elif kind == "http":
+            frontend, host, service = (
+                factory.http_frontend(self, opts),
+                opts.http_address,
+                "HTTP",
+            )
+        elif kind == "metrics":
+            host = opts.metrics_address or opts.http_address
+            frontend = MetricsService(
+                self._metrics_collector(opts), host, opts.metrics_port
+            )
+            service = "Metrics"
+        else:
+            raise InvalidArgumentError(f"unknown endpoint kind '{kind}'")
+        try:
+            port = await frontend.start()
+        except OSError as error:
+            # The service's own words, as tritonfrontend raises them ("Socket
+            # '<address>' already in use ").
+            raise UnavailableError(error.strerror or str(error)) from error
+        logger.info("Started %s service at %s:%d", service, host, port)
+        self.frontends[name] = frontend
+        self.ports[name] = port
+        return name, port
+
+    async def stop_endpoint(self, name: str, grace: float) -> None:
+        """Stop an endpoint of ``start_endpoint``: it stops accepting at once and
+        finishes its calls in flight within ``grace`` seconds. Nothing happens
+        for one already stopped (or stopped with the server)."""
+        frontend = self.frontends.pop(name, None)
+        self.ports.pop(name, None)
+        if frontend is not None:
+            await frontend.stop(grace)
 
     def _log_model_table(self) -> None:
         from tritonx.repository.reports import model_table

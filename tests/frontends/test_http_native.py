@@ -236,6 +236,7 @@ def test_auto_engine_serves_https_natively(tmp_path: Path) -> None:
     # HTTPS itself, on both engines, is tests/frontends/test_http_tls.py.
     from tlsutil import make_pki
 
+    from tritonx.frontends import factory
     from tritonx.frontends.http_native import NativeHttpFrontend
     from tritonx.server import Server, ServerOptions
 
@@ -246,7 +247,8 @@ def test_auto_engine_serves_https_natively(tmp_path: Path) -> None:
         http_server_cert=pki.server_cert,
         http_server_key=pki.server_key,
     )
-    assert isinstance(Server(options)._http_frontend(), NativeHttpFrontend)
+    server = Server(options)
+    assert isinstance(factory.http_frontend(server, options), NativeHttpFrontend)
 
 
 def test_unknown_model_raises_through_tritonclient(server: RunningServer) -> None:
