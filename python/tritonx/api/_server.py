@@ -438,6 +438,32 @@ class Server:
                 raise UnavailableError(f"Timeout before model '{name}' unloaded")
             time.sleep(polling_interval)
 
+    # -- repositories ------------------------------------------------------------------
+
+    def register_model_repository(
+        self, repository_path: str, name_mapping: dict[str, str] | None = None
+    ) -> None:
+        """Add a repository while running (EXPLICIT mode, as the repository
+        extension's register call); ``name_mapping``: sub-directory -> model name.
+        Triton's errors: UnsupportedError in other modes, InvalidArgumentError for
+        a path that is not a repository, AlreadyExistsError for one already there
+        or a model name already mapped."""
+        manager = self._running().manager
+        self._query(manager.register_repository, str(repository_path), name_mapping)
+
+    def unregister_model_repository(self, repository_path: str) -> None:
+        """Drop a repository and its mappings (EXPLICIT mode); models loaded from
+        it stay loaded. InvalidArgumentError for a path not registered."""
+        manager = self._running().manager
+        self._query(manager.unregister_repository, str(repository_path))
+
+    def poll_model_repository(self) -> None:
+        """Rescan the repositories now and load, reload or unload what changed,
+        returning when done (POLL mode; UnavailableError "polling is disabled"
+        otherwise)."""
+        running = self._running()
+        running.call(running.manager.poll_now)
+
     def _unload_done(self, future: Any) -> None:
         self._pending.discard(future)
         if not future.cancelled() and future.exception() is not None:

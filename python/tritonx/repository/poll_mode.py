@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tritonx.errors import TritonXError
+from tritonx.errors import TritonXError, UnavailableError
 from tritonx.repository.records import ManagerOptions, ModelRecord
 from tritonx.repository.repository import RepositoryListing
 from tritonx.repository.storage import RepositoryStorage
@@ -122,6 +122,7 @@ class RepositoryPolling:
         self._stamps: dict[str, Timestamp] = {}
         self._poll_task: asyncio.Task[None] | None = None
         self._poll_round: asyncio.Future[None] | None = None
+        self._poll_lock = asyncio.Lock()
 
     def _snapshot(
         self, names: list[str], listing: RepositoryListing | None = None
@@ -163,8 +164,23 @@ class RepositoryPolling:
             except Exception:
                 log.exception("failed to poll the model repositories")
 
+    async def poll_now(self) -> None:
+        """One round now, besides the timer's (the in-process API's
+        ``poll_model_repository``). POLL mode only, as in Triton: UNAVAILABLE
+        "polling is disabled" otherwise. Registered as the latest round, so that
+        stopping waits for it too."""
+        if self.options.control_mode != "poll":
+            raise UnavailableError("polling is disabled")
+        self._poll_round = asyncio.ensure_future(self.poll())
+        await asyncio.shield(self._poll_round)
+
     async def poll(self) -> None:
-        """One round: unload what went away, (re)load what is new or changed."""
+        """One round: unload what went away, (re)load what is new or changed.
+        Rounds never overlap: a later one waits for the one in progress."""
+        async with self._poll_lock:
+            await self._poll_once()
+
+    async def _poll_once(self) -> None:
         listing = await self._run(self._listing)
         for name in sorted(listing.duplicates):
             if name in self._stamps or self._serving(name):
