@@ -5,9 +5,11 @@ local cache and Redis), ``rate_limiter_mode`` / ``rate_limiter_resources`` and
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +204,84 @@ def test_a_server_never_stopped_is_stopped_at_exit(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "terminate" not in result.stderr
     assert marker.exists()
+
+
+def _run_script(script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter: logging set-up is process-wide."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=server_env(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "line_start"),
+    [
+        ("log_info=True", r"I\d{4} \d\d:\d\d:\d\d\.\d{6} \d+ "),
+        (
+            "log_verbose=1, log_format=api.LogFormat.ISO8601",
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ I \d+ ",
+        ),
+    ],
+)
+def test_triton_log_options(tmp_path: Path, options: str, line_start: str) -> None:
+    """tritonserver's Options(log_info=..., log_file=..., log_format=...) as the
+    tritonfrontend examples pass them: Triton-format lines in the file."""
+    repo = _repo(tmp_path / "repo", "")
+    log = tmp_path / "server.log"
+    result = _run_script(
+        "import tritonx.api as api\n"
+        f"server = api.Server(model_repository={str(repo)!r}, "
+        f"log_file={str(log)!r}, {options}).start(wait_until_ready=True)\n"
+        "server.stop()\n"
+    )
+    assert result.returncode == 0, result.stderr
+    text = log.read_text()
+    loaded = [
+        line for line in text.splitlines() if "successfully loaded 'probe'" in line
+    ]
+    assert loaded, text
+    assert re.match(line_start, loaded[0]), loaded[0]
+
+
+def test_no_log_options_leave_logging_alone(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo", "")
+    result = _run_script(
+        "import logging, sys\n"
+        "import tritonx.api as api\n"
+        "logging.basicConfig(stream=sys.stdout, level=logging.INFO, format='APP %(message)s')\n"
+        f"api.Server(model_repository={str(repo)!r}).start(wait_until_ready=True).stop()\n"
+    )
+    assert result.returncode == 0, result.stderr
+    # The application's own configuration formats tritonx's records.
+    assert "APP successfully loaded 'probe'" in result.stdout, result.stdout
+
+
+def test_metrics_options_reach_the_metrics(tmp_path: Path) -> None:
+    from serverutil import free_ports
+
+    from tritonx.api.frontend import Metrics
+
+    server = api.Server(
+        model_repository=str(_repo(tmp_path / "repo", "")),
+        metrics_configuration={"": {"summary_latencies": "true"}},
+        cpu_metrics=False,
+        metrics_interval=500,
+    ).start(wait_until_ready=True)
+    try:
+        _ask(server)
+        assert "nv_inference_request_summary_us_count" in server.metrics()
+        (port,) = free_ports(1)
+        url = f"http://127.0.0.1:{port}/metrics"
+        with (
+            Metrics(server, Metrics.Options(port=port)),
+            urllib.request.urlopen(url) as reply,
+        ):
+            text = reply.read().decode()
+        assert "nv_inference_request_summary_us_count" in text
+        assert "nv_cpu_utilization" not in text
+    finally:
+        server.stop()

@@ -46,6 +46,32 @@ class RateLimitMode(enum.IntEnum):
     EXEC_COUNT = 1
 
 
+class LogFormat(enum.IntEnum):
+    """Triton's ``TRITONSERVER_LogFormat`` members."""
+
+    DEFAULT = 0
+    ISO8601 = 1
+
+
+class InstanceGroupKind(enum.IntEnum):
+    """Triton's ``TRITONSERVER_InstanceGroupKind`` members."""
+
+    AUTO = 0
+    CPU = 1
+    GPU = 2
+    MODEL = 3
+
+
+@dataclass
+class ModelLoadDeviceLimit:
+    """A device's share of memory that loads may use (accepted, as
+    ``--model-load-gpu-limit``; tritonx does not account device memory)."""
+
+    kind: InstanceGroupKind
+    device: int
+    fraction: float
+
+
 @dataclass
 class RateLimiterResource:
     """How many of a rate limiter resource there are (``--rate-limit-resource``);
@@ -86,6 +112,27 @@ class Options:
     # {"policy name": {"cpu-cores": "0-3", "numa-node": "0"}}.
     host_policies: dict[str, dict[str, str]] = field(default_factory=dict)
     repository_poll_secs: int = 15
+    # Logging: any of these set configures the "tritonx" logger as tritonserver's
+    # --log-* flags do (Triton's format, stderr or log_file); none set leaves
+    # Python's logging configuration alone. Levels cascade as in Triton: verbose
+    # implies info, info implies warn, warn implies error.
+    log_file: str | None = None
+    log_info: bool = False
+    log_warn: bool = False
+    log_error: bool = False
+    log_format: LogFormat = LogFormat.DEFAULT
+    # For the Metrics endpoint (tritonx.api.frontend) and metrics(): samplers and
+    # their interval (ms), and --metrics-config settings by config name.
+    cpu_metrics: bool = True
+    gpu_metrics: bool = True
+    metrics_interval: int = 2000
+    metrics_configuration: dict[str, dict[str, str]] = field(default_factory=dict)
+    cuda_memory_pool_sizes: dict[int, int] = field(default_factory=dict)
+    # Accepted as Triton's and without effect, as their flags are.
+    min_supported_compute_capability: float = 6.0
+    buffer_manager_thread_count: int = 0
+    enable_peer_access: bool = True
+    model_load_device_limits: list[ModelLoadDeviceLimit] = field(default_factory=list)
 
     def _server_options(self) -> Any:
         """The ``tritonx.server.ServerOptions`` (no endpoints); TypeError or
@@ -129,7 +176,47 @@ class Options:
         if self.backend_directory is not None:
             options.backend_directory = self.backend_directory
         self._limits_and_caches(options)
+        self._metrics(options)
+        options.log = self._log_options()
         return options
+
+    def _metrics(self, options: Any) -> None:
+        from tritonx.metrics import MetricsConfig
+
+        options.allow_cpu_metrics = bool(self.cpu_metrics)
+        options.allow_gpu_metrics = bool(self.gpu_metrics)
+        options.metrics_interval_ms = float(self.metrics_interval)
+        options.metrics_config = MetricsConfig.parse(
+            [
+                (str(setting), str(value))
+                for settings in self.metrics_configuration.values()
+                for setting, value in settings.items()
+            ]
+        )
+        options.cuda_memory_pool_byte_size = {
+            int(gpu): int(size) for gpu, size in self.cuda_memory_pool_sizes.items()
+        }
+
+    def _log_options(self) -> Any:
+        """The --log-* flags these options amount to; None when none is set."""
+        from tritonx.logging_setup import LogOptions
+
+        verbose = int(self.log_verbose)
+        info = self.log_info or verbose > 0
+        warn = self.log_warn or info
+        error = self.log_error or warn
+        if not (error or self.log_file):
+            return None
+        return LogOptions(
+            verbose=verbose,
+            info=info,
+            warning=warn,
+            error=error,
+            format="ISO8601"
+            if LogFormat(self.log_format) == LogFormat.ISO8601
+            else "default",
+            file=Path(self.log_file) if self.log_file else None,
+        )
 
     def _limits_and_caches(self, options: Any) -> None:
         """Rate limiter, response cache and host policies, read by the same
@@ -288,8 +375,10 @@ class Server:
             if self._state is not None:
                 raise InvalidArgumentError("Server already started")
             server_options = self.options._server_options()
-            if self.options.log_verbose > 0:
-                logging.getLogger("tritonx").setLevel(logging.DEBUG)
+            if server_options.log is not None:
+                from tritonx import logging_setup
+
+                logging_setup.configure(server_options.log)
             running = _Running()
             running.thread.start()
             try:
