@@ -252,6 +252,30 @@ def test_async_infer(server: api.Server) -> None:
     np.testing.assert_array_equal(out0, [1.5, 2.5, 5, 6])
 
 
+def test_next_ready_takes_only_what_has_arrived(server: api.Server) -> None:
+    """AsyncResponseIterator.next_ready (tritonx addition) never waits: None until
+    a response is there, then the responses in order, then None after the final."""
+
+    async def main() -> tuple[list[int], list[bool]]:
+        responses = server.model("repeat").async_infer(inputs=_repeat_inputs(4))
+        taken: list[api.InferenceResponse] = []
+        for _ in range(12000):  # a minute at most
+            response = responses.next_ready()
+            if response is None:
+                await asyncio.sleep(0.005)
+                continue
+            taken.append(response)
+            if response.final:
+                break
+        assert responses.next_ready() is None
+        values = [int(np.from_dlpack(r.outputs["OUT"])[0]) for r in taken if r.outputs]
+        return values, [r.final for r in taken]
+
+    values, finals = asyncio.run(main())
+    assert values == [0, 1, 2, 3]
+    assert finals == [False] * (len(finals) - 1) + [True]
+
+
 def test_response_queue(server: api.Server) -> None:
     """Every response also lands in the request's response_queue (Triton's)."""
     import queue

@@ -128,3 +128,15 @@ class AsyncResponseIterator(_ResponseStream):
         if self._done:
             raise StopAsyncIteration
         return self._taken(await self._queue.get())
+
+    def next_ready(self) -> InferenceResponse | None:
+        """The next response if it has already arrived, else None (never waits);
+        raises as ``__anext__`` does. A tritonx addition, for callers that write
+        out everything ready at once (tritonx-openai's streams)."""
+        if self._done:
+            return None
+        try:
+            response = self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        return self._taken(response)

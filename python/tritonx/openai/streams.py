@@ -103,6 +103,12 @@ class StreamCut(Exception):
         self.events = events
 
 
+def _next_ready(responses: Any) -> Any:
+    """A response that has already arrived, or None (never waits)."""
+    ready = getattr(responses, "next_ready", None)
+    return ready() if ready is not None else None
+
+
 async def events(
     responses: Any,
     chunks: Callable[[Any], list[str]],
@@ -119,8 +125,19 @@ async def events(
             yield event
         try:
             async for response in responses:
-                for event in chunks(response):
-                    yield event
+                # Responses that arrived meanwhile go out in the same write: one
+                # pass through the ASGI stack and one send instead of one per token.
+                batch = chunks(response)
+                stop: Exception | None = None
+                try:
+                    while (more := _next_ready(responses)) is not None:
+                        batch = batch + chunks(more)
+                except (StreamCut, TritonXError, ClientError, ServerError) as error:
+                    stop = error  # after what came before it
+                if batch:
+                    yield "".join(batch)
+                if stop is not None:
+                    raise stop
         except StreamCut as cut:
             # The rest of the answer is not wanted: the finally cancels it.
             for event in cut.events:
