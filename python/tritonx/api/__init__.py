@@ -6,7 +6,8 @@ See docs/api.md for what it supports and how it differs from Triton's.
 
 from __future__ import annotations
 
-from tritonx.api._model import Model
+from tritonx.api._metrics import Metric, MetricFamily, MetricKind
+from tritonx.api._model import Model, ModelBatchFlag, ModelTxnPropertyFlag
 from tritonx.api._request import InferenceRequest
 from tritonx.api._response import (
     AsyncResponseIterator,
@@ -52,10 +53,15 @@ __all__ = [
     "InvalidArgumentError",
     "LogFormat",
     "MemoryType",
+    "Metric",
+    "MetricFamily",
+    "MetricKind",
     "Model",
+    "ModelBatchFlag",
     "ModelControlMode",
     "ModelDictionary",
     "ModelLoadDeviceLimit",
+    "ModelTxnPropertyFlag",
     "NotFoundError",
     "Options",
     "RateLimitMode",

@@ -9,6 +9,7 @@ server's manager thread, which owns the repository state.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,20 @@ from tritonx.repository.reports import INFERENCE_STATS_KEYS
 
 if TYPE_CHECKING:
     from tritonx.api._server import Server
+
+
+class ModelBatchFlag(enum.IntEnum):
+    """Triton's ``TRITONSERVER_ModelBatchFlag`` members."""
+
+    UNKNOWN = 1
+    FIRST_DIM = 2
+
+
+class ModelTxnPropertyFlag(enum.IntEnum):
+    """Triton's ``TRITONSERVER_ModelTxnPropertyFlag`` members."""
+
+    ONE_TO_ONE = 1
+    DECOUPLED = 2
 
 
 class Model:
@@ -142,10 +157,27 @@ class Model:
             raise InvalidArgumentError(
                 f"model config version {config_version} is not supported"
             )
-        manager = self._server._running().manager
-        config = self._server._query(manager.config, self.name, self._version)
-        result: dict[str, Any] = json.loads(config_to_json(config))
+        result: dict[str, Any] = json.loads(config_to_json(self._config_proto()))
         return result
+
+    def batch_properties(self) -> ModelBatchFlag:
+        """FIRST_DIM when the model batches along its first dimension
+        (max_batch_size > 0), else UNKNOWN, as Triton's core answers."""
+        config = self._config_proto()
+        if config.max_batch_size > 0:
+            return ModelBatchFlag.FIRST_DIM
+        return ModelBatchFlag.UNKNOWN
+
+    def transaction_properties(self) -> ModelTxnPropertyFlag:
+        """DECOUPLED for a decoupled model, else ONE_TO_ONE."""
+        config = self._config_proto()
+        if config.model_transaction_policy.decoupled:
+            return ModelTxnPropertyFlag.DECOUPLED
+        return ModelTxnPropertyFlag.ONE_TO_ONE
+
+    def _config_proto(self) -> Any:
+        manager = self._server._running().manager
+        return self._server._query(manager.config, self.name, self._version)
 
     def statistics(self) -> dict[str, Any]:
         """``{"model_stats": [...]}`` as the statistics extension answers."""
