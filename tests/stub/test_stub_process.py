@@ -246,6 +246,29 @@ def test_crash_fails_the_request_and_the_stub_restarts(
         )
 
 
+def test_zygote_killed_with_its_stubs_recovers(tmp_path: Path) -> None:
+    """SIGKILL of the zygote and the stubs it forked (as a kill of the process
+    group does): the stubs' deaths are handled without a traceback (their exit
+    status has nobody to ask), and a new zygote restarts them."""
+    repo = tmp_path / "repo"
+    _write(repo, "z", PROCESS)
+    with run_server(repo) as server:
+        assert _serves(server, "z")
+        zygotes = [
+            pid
+            for pid, cmdline in _children(server.process.pid).items()
+            if b"--zygote" in cmdline
+        ]
+        assert len(zygotes) == 1, _children(server.process.pid)
+        stubs = _stub_pids(server.process.pid)
+        for pid in [*zygotes, *stubs]:
+            os.kill(pid, signal.SIGKILL)
+        _until(lambda: _serves(server, "z"), "the stub to come back")
+        assert set(_stub_pids(server.process.pid)).isdisjoint(stubs)
+        log = server.log_text()
+        assert "Traceback" not in log and "Exception in thread" not in log, log
+
+
 def test_stub_that_cannot_restart_makes_the_model_unready(tmp_path: Path) -> None:
     import urllib.request
 

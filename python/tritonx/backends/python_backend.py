@@ -298,7 +298,13 @@ class PythonInstance:
 
 
 class PythonModel:
-    """A loaded python model version; finalizes its instances on unload."""
+    """A loaded python model version; finalizes its instances on unload.
+
+    Its instances may be created at once, each on its own thread (Triton's python
+    backend allows parallel instance loading too): ``create_instance`` only appends
+    to ``_instances``, which is atomic."""
+
+    parallel_instance_creation = True
 
     def __init__(self, ctx: ModelContext, model_file: Path) -> None:
         self.ctx = ctx

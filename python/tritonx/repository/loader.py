@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,10 @@ def _backend_settings(
     return {**backend_config.get("", {}), **backend_config.get(backend, {})}
 
 
+# Instances created at once by one load (more wait for a thread).
+_MAX_PARALLEL_INSTANCES = 16
+
+
 def _backend_directory(settings: LoadSettings) -> Path:
     # The server puts it among the global backend settings, as tritonserver does.
     configured = settings.backend_config.get("", {}).get("backend-directory")
@@ -63,15 +69,37 @@ def _create_instances(
 ) -> tuple[list, list[InstanceContext], list]:
     """The backend's instances, their contexts (placement.py names and places
     them) and the CUDA stream pools those contexts point into. Each instance is
-    created on this thread bound to its host policy, as Triton creates it; a bad
-    policy value fails the load there, after the instances before it."""
+    created on a thread bound to its host policy, as Triton creates it (in
+    parallel when the backend model sets ``parallel_instance_creation``); a bad
+    policy value fails the load."""
     contexts, streams = instance_contexts(config)
-    instances = []
-    for ictx in contexts:
+
+    def create(ictx: InstanceContext) -> Any:
         with binding_for_creation(policies, ictx.host_policy) as binding:
             ictx.host_binding = binding
-            instances.append(backend_model.create_instance(ictx))
+            return backend_model.create_instance(ictx)
+
+    if len(contexts) > 1 and getattr(
+        backend_model, "parallel_instance_creation", False
+    ):
+        instances = _create_in_parallel(create, contexts)
+    else:
+        instances = [create(ictx) for ictx in contexts]
     return instances, contexts, streams
+
+
+def _create_in_parallel(
+    create: Callable[[InstanceContext], Any], contexts: list[InstanceContext]
+) -> list[Any]:
+    """Each instance created on a thread of its own, for backends that allow it
+    (the python backend, as in Triton): a model whose ``initialize`` takes seconds
+    loads all its instances in about the time of one. Every creation is waited
+    for before anything is raised (the first failure in instance order), so none
+    is still starting when the caller unloads the ones that were made."""
+    workers = min(len(contexts), _MAX_PARALLEL_INSTANCES)
+    with ThreadPoolExecutor(workers, thread_name_prefix="tritonx-instance") as pool:
+        futures = [pool.submit(create, ictx) for ictx in contexts]
+    return [future.result() for future in futures]
 
 
 def build_version(

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,28 @@ from tritonx.host_policy import (
 )
 
 
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie nobody reaps (an orphan in a container whose first
+    process does not wait for children)."""
+    try:
+        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # no /proc: alive as far as kill(0) knows
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def reap(proc: Any, timeout_s: float) -> None:
+    """Wait for a stub to exit, killing it past ``timeout_s``. Never raises: a
+    stub that outlives even SIGKILL for a few seconds is left to the system."""
     try:
         proc.wait(timeout_s)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5.0)
 
 
 def spawn_stub(
@@ -177,9 +194,11 @@ class _Zygote:
                         return int(msg[1])
                 except (ChannelClosed, TimeoutError, OSError):
                     cls._drop()
-        # no answer from the zygote: judge by the process itself
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return -signal.SIGKILL
-        return None
+        # No zygote to ask (it died; its orphans are reaped by the system): watch
+        # the process itself until it is gone or the timeout passes.
+        deadline = time.monotonic() + timeout
+        while not _exited(pid):
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+        return -signal.SIGKILL
