@@ -1,0 +1,116 @@
+"""Start-up: seconds from launch to /v2/health/ready, tritonx against a reference
+Triton, on two repositories: the bundled example's python models (add_sub and
+identity of model_repository/; the reference has no ONNX Runtime) and one python
+model with ``--instances`` instances whose ``initialize`` sleeps ``--init-seconds``
+(a stand-in for loading weights: instances that are created one after another
+cost their sum, created side by side about one).
+
+Servers start one at a time, alternating, ``--rounds`` times; the table shows the
+median per row and the tritonx/reference ratio (lower is better).
+
+    PYTHONPATH=python python benchmarks/bench_startup.py \\
+        --reference-cmd ../shared/tools/triton_reference --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _harness import (
+    add_server_arguments,
+    running,
+    servers_to_compare,
+    write_python_model,
+)
+
+HERE = Path(__file__).resolve().parent
+EXAMPLE = HERE.parent / "model_repository"
+EXAMPLE_MODELS = ("add_sub", "identity")
+CONFIG = """
+name: "slow_init"
+backend: "python"
+max_batch_size: 0
+input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+instance_group [ {{ count: {count} kind: KIND_CPU }} ]
+"""
+MODEL_PY = """
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        time.sleep({seconds})
+
+    def execute(self, requests):
+        return [
+            pb_utils.InferenceResponse([pb_utils.Tensor(
+                "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
+            for r in requests
+        ]
+"""
+
+
+def time_to_ready(name: str, cmd: list[str], repo: Path) -> float:
+    start = time.perf_counter()
+    with running(name, cmd, repo, {}, timeout=300, poll_s=0.02):
+        return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_server_arguments(parser)
+    parser.add_argument("--instances", type=int, default=4)
+    parser.add_argument("--init-seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    servers = servers_to_compare(args)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        slow = Path(tmp) / "repo"
+        write_python_model(
+            slow,
+            "slow_init",
+            CONFIG.format(count=args.instances),
+            MODEL_PY.format(seconds=args.init_seconds),
+        )
+        example = Path(tmp) / "example"
+        for name in EXAMPLE_MODELS:
+            shutil.copytree(EXAMPLE / name, example / name)
+        repos = {
+            "example": example,
+            f"{args.instances}x{args.init_seconds:g}s init": slow,
+        }
+        times: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.rounds):
+            for repo_name, repo in repos.items():
+                for name, cmd in servers:
+                    seconds = time_to_ready(name, cmd, repo)
+                    times.setdefault((repo_name, name), []).append(seconds)
+    load_after = os.getloadavg()
+    print(
+        f"# seconds to ready, medians of {args.rounds} rounds; load average "
+        f"{load_before[0]:.2f} -> {load_after[0]:.2f}"
+    )
+    print(
+        f"{'repository':<16} {'server':<10} {'median s':>9} {'min s':>7}  vs reference"
+    )
+    for (repo_name, name), values in times.items():
+        median = statistics.median(values)
+        base = times.get((repo_name, "reference"))
+        ratio = f"x{median / statistics.median(base):.2f}" if base else "-"
+        print(f"{repo_name:<16} {name:<10} {median:>9.2f} {min(values):>7.2f}  {ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
