@@ -62,6 +62,48 @@ def free_port() -> int:
 
 
 @contextmanager
+def launched(
+    name: str,
+    args: Sequence[str],
+    ready_url: str,
+    env: dict[str, str],
+    timeout: float,
+    poll_s: float = 0.2,
+) -> Iterator[None]:
+    """Run ``args`` (output to a temporary log), wait until ``ready_url`` answers
+    200 (asked every ``poll_s``), stop it on exit."""
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
+        prefix=f"bench-{name}-", suffix=".log", delete=False
+    )
+    process = subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited early; log: {log.name}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready in {timeout}s; log: {log.name}")
+            time.sleep(poll_s)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@contextmanager
 def running(
     name: str,
     cmd: Sequence[str],
@@ -82,36 +124,9 @@ def running(
         f"--metrics-port={metrics}",
         *extra_args,
     ]
-    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
-        prefix=f"bench-{name}-", suffix=".log", delete=False
-    )
-    process = subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{http}/v2/health/ready"
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited early; log: {log.name}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready in {timeout}s; log: {log.name}")
-            time.sleep(poll_s)
+    url = f"http://127.0.0.1:{http}/v2/health/ready"
+    with launched(name, args, url, env, timeout, poll_s):
         yield http, grpc
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def run_perf_analyzer(

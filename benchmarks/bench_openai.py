@@ -27,18 +27,22 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-from _harness import add_server_arguments, free_port, running, write_python_model
+from _harness import (
+    add_server_arguments,
+    free_port,
+    launched,
+    running,
+    write_python_model,
+)
 
 MODEL = "tokens"
 CONFIG = """
@@ -183,39 +187,15 @@ def measure(
 @contextmanager
 def running_openai(cmd: list[str], repo: Path, timeout: float) -> Iterator[int]:
     port = free_port()
-    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
-        prefix="bench-openai-", suffix=".log", delete=False
-    )
-    process = subprocess.Popen(
-        [*cmd, f"--model-repository={repo}", f"--openai-port={port}", "--backend=vllm"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"tritonx-openai exited early; log: {log.name}")
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/health/ready", timeout=1
-                ):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"not ready in {timeout}s; log: {log.name}"
-                    ) from None
-                time.sleep(0.2)
+    args = [
+        *cmd,
+        f"--model-repository={repo}",
+        f"--openai-port={port}",
+        "--backend=vllm",
+    ]
+    url = f"http://127.0.0.1:{port}/health/ready"
+    with launched("openai", args, url, {}, timeout):
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def one_round(args: argparse.Namespace, repo: Path) -> list[Row]:
