@@ -26,7 +26,10 @@ ctest --test-dir build/ctest --output-on-failure -j 2
 # The Python tests in parallel (pytest-xdist), a test file per worker at a time so
 # that a module's server fixture starts once. Most tests wait on servers and
 # subprocesses, so twice as many workers as cores keeps the cores busy: 7 minutes
-# instead of 21 in one process on two cores. TRITONX_TEST_WORKERS=0 runs them in
-# this process (arguments after the script's own override these).
-workers="${TRITONX_TEST_WORKERS:-$(( $(nproc) * 2 ))}"
+# instead of 21 in one process on two cores. At most 8: each worker runs servers
+# and stubs of its own. TRITONX_TEST_WORKERS=0 runs them in this process
+# (arguments after the script's own override these).
+workers=$(( $(nproc) * 2 ))
+if [ "$workers" -gt 8 ]; then workers=8; fi
+workers="${TRITONX_TEST_WORKERS:-$workers}"
 python -m pytest -q -n "$workers" --dist loadfile "$@"
