@@ -27,6 +27,30 @@ ModelWriter = Callable[..., Path]
 SELF_INSTALLING_TOOLS = ("TRITONX_REFERENCE_CMD", "PERF_ANALYZER")
 
 
+# Files that take minutes, handed out first: pytest-xdist gives files to workers in
+# collection order, and one of these at the end would run on after the rest.
+SLOW_FILES = (
+    "packaging/test_wheel.py",
+    "ensemble/test_ensemble_reference.py",
+    "repository/test_namespacing.py",
+    "stub/test_stub_process.py",
+    "pollmode/test_poll_reference.py",
+    "frontends/test_sagemaker.py",
+    "tools/test_analyze.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        try:
+            path = item.path.relative_to(TESTS).as_posix()
+        except ValueError:
+            return len(SLOW_FILES)
+        return SLOW_FILES.index(path) if path in SLOW_FILES else len(SLOW_FILES)
+
+    items.sort(key=rank)  # stable: each file keeps its own order
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):  # an xdist worker: the main process did it
         return
