@@ -586,7 +586,11 @@ class Server:
             # The service's own words, as tritonfrontend raises them ("Socket
             # '<address>' already in use ").
             raise UnavailableError(error.strerror or str(error)) from error
-        logger.info("Started %s service at %s:%d", service, host, port)
+        # The command line's words for each ("Started HTTPService at ...").
+        started = {"GRPC": "GRPCInferenceService", "HTTP": "HTTPService"}
+        logger.info(
+            "Started %s at %s:%d", started.get(service, "Metrics Service"), host, port
+        )
         self.frontends[name] = frontend
         self.ports[name] = port
         return name, port

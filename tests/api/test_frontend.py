@@ -4,6 +4,7 @@ and plain sockets; their options, errors, restrictions and lifecycle."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import urllib.request
@@ -90,13 +91,25 @@ def _refuses(port: int) -> bool:
     return False
 
 
-def test_endpoints_serve_tritonclient_and_metrics(server: api.Server) -> None:
+def test_endpoints_serve_tritonclient_and_metrics(
+    server: api.Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    tritonx_logger = logging.getLogger("tritonx")
+    tritonx_logger.addHandler(caplog.handler)  # whatever its propagation
+    caplog.set_level(logging.INFO, logger="tritonx")
     http_port, grpc_port, metrics_port = free_ports(3)
     http = KServeHttp(server, KServeHttp.Options(port=http_port, thread_count=2))
     grpc = KServeGrpc(server, KServeGrpc.Options(port=grpc_port))
     metrics = Metrics(server, Metrics.Options(port=metrics_port))
-    for endpoint in (http, grpc, metrics):
-        endpoint.start()
+    try:
+        for endpoint in (http, grpc, metrics):
+            endpoint.start()
+    finally:
+        tritonx_logger.removeHandler(caplog.handler)
+    # The command line's words.
+    assert f"Started HTTPService at 0.0.0.0:{http_port}" in caplog.text
+    assert f"Started GRPCInferenceService at 0.0.0.0:{grpc_port}" in caplog.text
+    assert f"Started Metrics Service at 0.0.0.0:{metrics_port}" in caplog.text
     expected = np.arange(4, dtype=np.float32) + 1
     np.testing.assert_array_equal(_http_add_sub(http_port), expected)
     np.testing.assert_array_equal(_grpc_add_sub(grpc_port), expected)
