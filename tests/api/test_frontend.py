@@ -10,6 +10,7 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,31 +57,29 @@ def server(repo: Path) -> Iterator[api.Server]:
         running.stop()
 
 
-def _http_add_sub(port: int, headers: dict[str, str] | None = None) -> np.ndarray:
-    client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
-    a = np.arange(4, dtype=np.float32)
+def _add_sub(
+    client_module: Any, port: int, headers: dict[str, str] | None = None
+) -> np.ndarray:
+    """add_sub through tritonclient's ``http`` or ``grpc`` module: INPUT0 + 1."""
+    client = client_module.InferenceServerClient(f"127.0.0.1:{port}")
     inputs = [
-        httpclient.InferInput("INPUT0", [4], "FP32"),
-        httpclient.InferInput("INPUT1", [4], "FP32"),
+        client_module.InferInput("INPUT0", [4], "FP32"),
+        client_module.InferInput("INPUT1", [4], "FP32"),
     ]
-    inputs[0].set_data_from_numpy(a)
+    inputs[0].set_data_from_numpy(np.arange(4, dtype=np.float32))
     inputs[1].set_data_from_numpy(np.ones(4, np.float32))
-    result = client.infer("add_sub", inputs, headers=headers)
-    return result.as_numpy("OUTPUT0")
+    try:
+        return client.infer("add_sub", inputs, headers=headers).as_numpy("OUTPUT0")
+    finally:
+        client.close()
+
+
+def _http_add_sub(port: int, headers: dict[str, str] | None = None) -> np.ndarray:
+    return _add_sub(httpclient, port, headers)
 
 
 def _grpc_add_sub(port: int, headers: dict[str, str] | None = None) -> np.ndarray:
-    client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
-    a = np.arange(4, dtype=np.float32)
-    inputs = [
-        grpcclient.InferInput("INPUT0", [4], "FP32"),
-        grpcclient.InferInput("INPUT1", [4], "FP32"),
-    ]
-    inputs[0].set_data_from_numpy(a)
-    inputs[1].set_data_from_numpy(np.ones(4, np.float32))
-    result = client.infer("add_sub", inputs, headers=headers)
-    client.close()
-    return result.as_numpy("OUTPUT0")
+    return _add_sub(grpcclient, port, headers)
 
 
 def _refuses(port: int) -> bool:
