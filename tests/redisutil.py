@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from serverutil import free_port
 
@@ -47,3 +48,12 @@ def redis_server(
 
 def _password(args: tuple[str, ...]) -> str | None:
     return args[args.index("--requirepass") + 1] if "--requirepass" in args else None
+
+
+def wait_for_key_count(client: Any, count: int) -> None:
+    """Until ``count`` cache entries are in Redis (a minute at most): inserts reach
+    it from the cache's worker after the response is sent (written behind)."""
+    deadline = time.monotonic() + 60
+    while len(client.keys("tritonx:rc1:*")) < count:
+        assert time.monotonic() < deadline, client.keys("*")
+        time.sleep(0.02)

@@ -11,13 +11,15 @@ a cached ensemble and filters per request, so each hit answers what it asks for.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from redisutil import REDIS_SERVER, redis_server
+from redisutil import REDIS_SERVER, redis_server, wait_for_key_count
 from serverutil import reference_command, run_either
 from testmodels import COUNTING_MODEL
 
@@ -84,18 +86,32 @@ def _counts(client: Any, model: str) -> dict[str, int]:
     return counts
 
 
-def _scenario(repo: Path, flags: list[str]) -> Any:
+# The requests of the scenario (inputs, outputs asked for) and how many entries
+# the cache holds after each: a miss adds one, a hit none.
+REQUESTS: list[tuple[list[float], list[str] | None, int]] = [
+    ([1.0], None, 1),  # miss
+    ([1.0], None, 1),  # hit: the first execution's count
+    ([2.0], None, 2),  # miss
+    ([3.0], ["Y"], 3),  # miss, one output asked for
+    ([3.0], None, 3),  # hit
+    ([3.0], ["N"], 3),  # hit
+]
+
+
+def _scenario(
+    repo: Path, flags: list[str], settle: Callable[[int], None] | None = None
+) -> Any:
+    """``settle(entries)`` after each request: until the cache holds that many
+    (Redis is written behind the response)."""
+
     def run(which: str) -> dict[str, Any]:
         with run_either(which, repo, *flags) as server:
             client = httpclient.InferenceServerClient(server.http_url)
-            answers = [
-                _infer(client, [1.0]),  # miss
-                _infer(client, [1.0]),  # hit: the first execution's count
-                _infer(client, [2.0]),  # miss
-                _infer(client, [3.0], ["Y"]),  # miss, one output asked for
-                _infer(client, [3.0]),  # hit
-                _infer(client, [3.0], ["N"]),  # hit
-            ]
+            answers = []
+            for values, outputs, entries in REQUESTS:
+                answers.append(_infer(client, values, outputs))
+                if settle is not None:
+                    settle(entries)
             counts = {m: _counts(client, m) for m in ("ens", "counter")}
             client.close()
         return {"answers": answers, "counts": counts}
@@ -135,10 +151,12 @@ def test_ensemble_cache_local(repo: Path) -> None:
 
 @pytest.mark.skipif(REDIS_SERVER is None, reason="no redis-server")
 def test_ensemble_cache_in_redis(repo: Path) -> None:
-    pytest.importorskip("redis")
+    redis = pytest.importorskip("redis")
     with redis_server() as (port, _):
         flags = [
             "--cache-config=redis,host=127.0.0.1",
             f"--cache-config=redis,port={port}",
         ]
-        _check({"tritonx": _scenario(repo, flags)("tritonx")})
+        store = redis.Redis(port=port)
+        settle = functools.partial(wait_for_key_count, store)
+        _check({"tritonx": _scenario(repo, flags, settle)("tritonx")})

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from redisutil import REDIS_SERVER, redis_server
+from redisutil import REDIS_SERVER, redis_server, wait_for_key_count
 from serverutil import RunningServer, free_port, run_server
 
 redis = pytest.importorskip("redis")
@@ -131,14 +130,6 @@ def _cache_counts(server: RunningServer, model: str) -> tuple[int, int]:
     return inference["cache_hit"]["count"], inference["cache_miss"]["count"]
 
 
-def _wait_for_key_count(client: Any, count: int) -> None:
-    """Inserts reach Redis from the cache's worker after the response is sent."""
-    deadline = time.monotonic() + 30
-    while len(client.keys("tritonx:rc1:*")) < count:
-        assert time.monotonic() < deadline, client.keys("*")
-        time.sleep(0.02)
-
-
 def test_replicas_share_one_cache(repo: Path) -> None:
     with redis_server() as (port, _):
         store = redis.Redis(port=port)
@@ -148,7 +139,7 @@ def test_replicas_share_one_cache(repo: Path) -> None:
             assert miss["EXECUTIONS"].tolist() == [1]
             assert miss["OUTPUT0"].tolist() == [2.0, 4.0]
             first_pid = _pid(miss)
-            _wait_for_key_count(store, 1)
+            wait_for_key_count(store, 1)
 
             # The other replica answers from Redis: the first one's process id and
             # execution count, every output intact, over both protocols.
@@ -166,7 +157,7 @@ def test_replicas_share_one_cache(repo: Path) -> None:
             assert _pid(other) != first_pid and other["OUTPUT0"].tolist() == [6.0]
             # A model without response_cache never touches Redis.
             assert _infer(second, "plain", [1.0, 2.0])["EXECUTIONS"].tolist() == [1]
-            _wait_for_key_count(store, 2)
+            wait_for_key_count(store, 2)
             assert len(store.keys("tritonx:rc1:*")) == 2
 
             assert _cache_counts(first, "cached") == (0, 1)
@@ -210,7 +201,7 @@ def test_redis_going_away_turns_lookups_into_misses(repo: Path) -> None:
         server = server_cm.__enter__()
         try:
             assert _infer(server, "cached", [7.0])["EXECUTIONS"].tolist() == [1]
-            _wait_for_key_count(redis.Redis(port=port), 1)
+            wait_for_key_count(redis.Redis(port=port), 1)
             assert _infer(server, "cached", [7.0])["EXECUTIONS"].tolist() == [1]  # hit
             process.kill()
             process.wait()
@@ -221,7 +212,7 @@ def test_redis_going_away_turns_lookups_into_misses(repo: Path) -> None:
             # Redis is back (empty): the next miss is cached again and then hits.
             with redis_server(port=port):
                 assert _infer(server, "cached", [7.0])["EXECUTIONS"].tolist() == [4]
-                _wait_for_key_count(redis.Redis(port=port), 1)
+                wait_for_key_count(redis.Redis(port=port), 1)
                 assert _infer(server, "cached", [7.0])["EXECUTIONS"].tolist() == [4]
             assert server.wait_for_log("response cache: Redis lookup failed")
         finally:
@@ -234,7 +225,7 @@ def test_password_from_the_environment_and_ttl(repo: Path) -> None:
         env = {"TRITONCACHE_REDIS_PASSWORD": "s3cret"}
         with run_server(repo, *_cache_flags(port, "ttl=600"), env=env) as server:
             _infer(server, "cached", [1.5])
-            _wait_for_key_count(store, 1)
+            wait_for_key_count(store, 1)
             (key,) = store.keys("tritonx:rc1:*")
             assert 0 < store.ttl(key) <= 600
         # Without the password the server does not start, with Redis's reason.
