@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tritonx.api._server import Server
+from tritonx.cli_values import GRPC_CHANNEL_FLAGS
 from tritonx.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -329,18 +330,21 @@ class KServeGrpc(_Endpoint):
         )
 
 
-# Options field -> the gRPC core channel argument it sets (the flags' table).
+# Options field -> the gRPC core channel argument its flag sets.
 _GRPC_CHANNEL_FIELDS = {
-    "keepalive_time_ms": "grpc.keepalive_time_ms",
-    "keepalive_timeout_ms": "grpc.keepalive_timeout_ms",
-    "keepalive_permit_without_calls": "grpc.keepalive_permit_without_calls",
-    "http2_max_pings_without_data": "grpc.http2.max_pings_without_data",
-    "http2_min_recv_ping_interval_without_data_ms": (
-        "grpc.http2.min_ping_interval_without_data_ms"
-    ),
-    "http2_max_ping_strikes": "grpc.http2.max_ping_strikes",
-    "max_connection_age_ms": "grpc.max_connection_age_ms",
-    "max_connection_age_grace_ms": "grpc.max_connection_age_grace_ms",
+    name: GRPC_CHANNEL_FLAGS[flag]  # the channel argument, from the flags' table
+    for name, flag in {
+        "keepalive_time_ms": "--grpc-keepalive-time",
+        "keepalive_timeout_ms": "--grpc-keepalive-timeout",
+        "keepalive_permit_without_calls": "--grpc-keepalive-permit-without-calls",
+        "http2_max_pings_without_data": "--grpc-http2-max-pings-without-data",
+        "http2_min_recv_ping_interval_without_data_ms": (
+            "--grpc-http2-min-recv-ping-interval-without-data"
+        ),
+        "http2_max_ping_strikes": "--grpc-http2-max-ping-strikes",
+        "max_connection_age_ms": "--grpc-max-connection-age",
+        "max_connection_age_grace_ms": "--grpc-max-connection-age-grace",
+    }.items()
 }
 _UNLIMITED_WHEN_ZERO = ("max_connection_age_ms", "max_connection_age_grace_ms")
 _COMPRESSION_NAMES = {0: "none", 1: "low", 2: "medium", 3: "high"}
