@@ -25,6 +25,55 @@ std::vector<PyObject*>& Pending() {
   return *pending;
 }
 
+// Python thread states of C++ threads that have ended, deleted by the next thread
+// that holds the GIL (ReleasePendingPyRefs). Guarded by PendingMutex. Deleting them
+// at the thread's exit instead would need the GIL there, and a thread ends while
+// another (holding the GIL, dropping the last reference to a model) joins it.
+std::vector<PyThreadState*>& EndedThreadStates() {
+  static auto* ended = new std::vector<PyThreadState*>();
+  return *ended;
+}
+
+// The thread state GilAcquire keeps for a thread Python did not create, handed to
+// EndedThreadStates when the thread ends. A thread Python created (the main thread,
+// threading.Thread) owns its state already; nothing is handed on for it.
+//
+// Thread safety: thread_local, used only by its own thread.
+class KeptThreadState {
+ public:
+  KeptThreadState() = default;
+  KeptThreadState(const KeptThreadState&) = delete;
+  KeptThreadState& operator=(const KeptThreadState&) = delete;
+
+  // True on the thread's first call; called before the GIL is taken.
+  bool FirstUse() {
+    if (seen_) return false;
+    seen_ = true;
+    foreign_ = PyGILState_GetThisThreadState() == nullptr;
+    return true;
+  }
+  // With the GIL held, after the first acquisition.
+  void Keep(py::gil_scoped_acquire& gil) {
+    gil.inc_ref();
+    if (foreign_) state_ = PyThreadState_Get();
+  }
+  ~KeptThreadState() {
+    if (state_ == nullptr) return;
+    std::lock_guard<std::mutex> lock(PendingMutex());
+    EndedThreadStates().push_back(state_);
+  }
+
+ private:
+  bool seen_ = false;
+  bool foreign_ = false;
+  PyThreadState* state_ = nullptr;
+};
+
+KeptThreadState& ThisThreadsKeptState() {
+  thread_local KeptThreadState kept;
+  return kept;
+}
+
 void ReleasePyObject(PyObject* obj) {
   if (!Py_IsInitialized()) return;  // interpreter gone: leak rather than crash
   if (PyGILState_Check()) {
@@ -36,6 +85,10 @@ void ReleasePyObject(PyObject* obj) {
 }
 
 }  // namespace
+
+GilAcquire::GilAcquire() : first_on_thread_(ThisThreadsKeptState().FirstUse()) {
+  if (first_on_thread_) ThisThreadsKeptState().Keep(gil_);
+}
 
 py::object MakeError(const Status& status) {
   return ErrorsModule().attr("error_from_code")(status.CodeName(), status.message());
@@ -136,13 +189,21 @@ void QueueLogMessage(PyObject* sink, int level, std::string message) {
 void ReleasePendingPyRefs() {
   std::vector<PyObject*> batch;
   std::vector<QueuedLog> logs;
+  std::vector<PyThreadState*> ended;
   {
     std::lock_guard<std::mutex> lock(PendingMutex());
-    if (Pending().empty() && QueuedLogs().empty()) return;
+    if (Pending().empty() && QueuedLogs().empty() && EndedThreadStates().empty()) {
+      return;
+    }
     batch.swap(Pending());
     logs.swap(QueuedLogs());
+    ended.swap(EndedThreadStates());
   }
   for (PyObject* obj : batch) Py_DECREF(obj);
+  for (PyThreadState* state : ended) {
+    PyThreadState_Clear(state);  // the GIL is ours; the state's thread is gone
+    PyThreadState_Delete(state);
+  }
   for (auto& log : logs) {
     try {
       py::handle fn(log.sink);

@@ -32,18 +32,20 @@ std::shared_ptr<Executor> NativeExecutorOf(const py::handle& obj);
 // Takes the GIL on a C++ thread (scheduler worker, gRPC thread) and keeps that
 // thread's Python thread state after release. Plain gil_scoped_acquire creates and
 // destroys a thread state on every acquisition from a foreign thread, which costs
-// more than the Python call it guards on the per-request path.
+// more than the Python call it guards on the per-request path. Once the thread has
+// ended, the next ReleasePendingPyRefs deletes the kept state: instance workers come
+// and go with every load and unload, and each state holds KiB (its frame stack).
+//
+// Thread safety: one object per acquisition, on the stack of the thread that takes
+// the GIL; the kept state belongs to that thread alone.
 class GilAcquire {
  public:
-  GilAcquire() {
-    thread_local bool kept = false;
-    if (!kept) {
-      gil_.inc_ref();  // leaked on purpose: one thread state per long-lived thread
-      kept = true;
-    }
-  }
+  GilAcquire();
 
  private:
+  // Set before gil_ is constructed (declaration order): whether this is the
+  // thread's first acquisition, seen while the thread holds no state yet.
+  bool first_on_thread_;
   py::gil_scoped_acquire gil_;
 };
 
@@ -74,7 +76,9 @@ Status StatusFromErrorAlreadySet(py::error_already_set& err);
 // a thread of ours holds the GIL (ReleasePendingPyRefs). C++ threads (gRPC, scheduler
 // workers) therefore never block on the GIL just to drop a reference.
 std::shared_ptr<const void> MakePyOwner(py::object obj);
-void ReleasePendingPyRefs();  // GIL held; also writes queued core log messages
+// GIL held. Also writes queued core log messages and deletes the kept thread states
+// of C++ threads that have ended (GilAcquire).
+void ReleasePendingPyRefs();
 
 // Queues a core log message for `sink` (a borrowed callable kept alive by the caller)
 // to be written by ReleasePendingPyRefs. Callable without the GIL.
