@@ -527,9 +527,9 @@ def apply_switch_interval(choice: str) -> str:
     if choice == "off":
         return f"{sys.getswitchinterval() * 1e3:g} ms (CPython default)"
     if choice == "server":
-        from tritonx import server
+        from tritonx import server_options
 
-        value = getattr(server, "DEFAULT_SWITCH_INTERVAL_S", None)
+        value = getattr(server_options, "DEFAULT_SWITCH_INTERVAL_S", None)
         if value is None:
             return f"{sys.getswitchinterval() * 1e3:g} ms (server sets none)"
         sys.setswitchinterval(value)

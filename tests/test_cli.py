@@ -13,7 +13,7 @@ import pytest
 from serverutil import run_server
 
 from tritonx.cli import UsageError, parse_args, parse_bool
-from tritonx.server import ServerOptions
+from tritonx.server_options import ServerOptions
 
 SRC = Path(__file__).resolve().parents[1] / "python"
 

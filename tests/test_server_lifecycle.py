@@ -173,7 +173,8 @@ def test_sigterm_exits_even_with_a_model_stuck_in_execute(
 def test_in_process_start_and_stop(example_repo: Path) -> None:
     pytest.importorskip("tritonx._native")
     from tritonx import loops
-    from tritonx.server import Server, ServerOptions
+    from tritonx.server import Server
+    from tritonx.server_options import ServerOptions
 
     options = ServerOptions(
         model_repositories=[example_repo],

@@ -45,7 +45,7 @@ from tritonx.frontends.http_routes import RESTRICTED_CATEGORIES as HTTP_API_GROU
 from tritonx.logging_setup import LogOptions, configure
 from tritonx.metrics import MetricsConfig
 from tritonx.repository.cloud import cloud_scheme
-from tritonx.server import (
+from tritonx.server_options import (
     DEFAULT_MAX_INFLIGHT_REQUESTS,
     DEFAULT_SWITCH_INTERVAL_S,
     ServerOptions,

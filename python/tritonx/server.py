@@ -12,6 +12,9 @@ log lines, so scripts written against ``tritonserver`` logs keep working:
   ``finalize()`` runs, then close the metrics endpoint. Work still running past the
   timeout is abandoned: queued requests fail, and if a model is stuck in ``execute``
   the process exits non-zero without waiting for it (``run``), as Triton does.
+
+Its options are ``tritonx.server_options.ServerOptions``; ``tritonx.frontends.factory``
+builds its frontends from them and ``tritonx.server_metrics`` its metrics collectors.
 """
 
 from __future__ import annotations
@@ -23,12 +26,9 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tritonx import caches, loops
-from tritonx.backends.registry import DEFAULT_BACKEND_DIRECTORY
 from tritonx.errors import (
     CODE_WORDS,
     InternalError,
@@ -38,140 +38,19 @@ from tritonx.errors import (
 )
 from tritonx.frontends import factory
 from tritonx.frontends.log_settings import AppliedLogSettings
-from tritonx.logging_setup import LogOptions
-from tritonx.metrics import CpuSampler, MetricsConfig, MetricsService, TritonCollector
-from tritonx.tracing import TraceConfig, start_tracing
+from tritonx.metrics import MetricsService, render
+from tritonx.server_metrics import MetricsSources
+from tritonx.tracing import start_tracing
 
 if TYPE_CHECKING:
     from tritonx.frontends.sagemaker import SageMakerSettings
     from tritonx.frontends.vertex_ai import VertexAiRoutes
+    from tritonx.server_options import ServerOptions
 
 logger = logging.getLogger("tritonx.server")
 
-# Worker threads that run Python backends hand the GIL back and forth with the event
-# loop thread for every request. With CPython's default 5 ms switch interval, a thread
-# that wants the GIL can wait up to 5 ms while the other one runs pure Python, which
-# shows up directly as request latency. 0.2 ms keeps hand-offs short. Measured with
-# benchmarks/bench_serving.py and a model whose execute() spins 2 ms in Python: HTTP
-# at concurrency 4 went from 481 to 915 infer/s and p99 from 16.3 to 6.3 ms; the
-# trivial identity model and the gRPC path (C++) showed no change either way.
-DEFAULT_SWITCH_INTERVAL_S = 0.0002
-
 # Time that unloading (finalize) may take after the exit timeout has run out.
 UNLOAD_MARGIN_S = 3.0
-
-# Enough for thousands of concurrent clients; small enough that a flood of requests
-# against models without max_queue_size cannot exhaust memory.
-DEFAULT_MAX_INFLIGHT_REQUESTS = 10_000
-
-
-@dataclass
-class ServerOptions:
-    """Everything the server needs; ``tritonx.cli`` maps Triton's flags onto it."""
-
-    # Local directories, or cloud locations ("s3://...") kept as written.
-    model_repositories: list[Path | str] = field(default_factory=list)
-    model_control_mode: str = "none"  # none | explicit | poll
-    startup_models: list[str] = field(default_factory=list)
-    repository_poll_secs: int = 15
-    exit_on_error: bool = True
-    strict_readiness: bool = True
-    # --model-namespacing: each repository is a namespace (repository/repository.py).
-    model_namespacing: bool = False
-    exit_timeout_secs: int = 30
-    # Server-wide bound on accepted, unanswered requests (0: none); see the CLI.
-    max_inflight_requests: int = DEFAULT_MAX_INFLIGHT_REQUESTS
-    # --allow-client-shm: clients may use system shared memory regions.
-    allow_client_shm: bool = True
-    # --rate-limit ("off" | "execution_count") and --rate-limit-resource entries
-    # (name, count, device; device -1: every device).
-    rate_limit: str = "off"
-    rate_limit_resources: list[tuple[str, int, int]] = field(default_factory=list)
-    # --cache-config local,size=N: the response cache's size (None: no cache).
-    response_cache_byte_size: int | None = None
-    # --cache-config <name>,<setting>=<value> for another cache (tritonx.caches):
-    # (name, settings).
-    remote_response_cache: tuple[str, dict[str, str]] | None = None
-    auto_complete: bool = True
-    model_config_name: str | None = None
-    model_load_thread_count: int = 4
-    model_load_retry_count: int = 0
-    # --repoagent-directory: tritonx's agents are Python objects (repository/
-    # agents.py); the directory only appears in the error for an unknown agent.
-    repoagent_directory: str = "/opt/tritonserver/repoagents"
-    # backend name -> {setting: value}; global settings live under "".
-    backend_config: dict[str, dict[str, str]] = field(default_factory=dict)
-    # --backend-directory: where Python-based backends (<dir>/<name>/model.py) live.
-    backend_directory: str = DEFAULT_BACKEND_DIRECTORY
-    # --host-policy: policy name -> setting -> value (tritonx.host_policy).
-    host_policies: dict[str, dict[str, str]] = field(default_factory=dict)
-    server_id: str = "triton"
-    allow_http: bool = True
-    http_address: str = "0.0.0.0"
-    http_port: int = 8000
-    http_max_input_size: int = 64 * 1024 * 1024
-    http_reuse_port: bool = False
-    # --http-restricted-api: API group -> (header, value); --http-header-forward-
-    # pattern ("" = none); head limits; HTTPS (tritonx flags, parallel to gRPC's).
-    http_restricted_apis: dict[str, tuple[str, str]] = field(default_factory=dict)
-    http_header_forward_pattern: str = ""
-    http_max_header_size: int = 64 * 1024
-    http_max_header_count: int = 1000
-    http_use_ssl: bool = False
-    http_use_ssl_mutual: bool = False
-    http_server_cert: Path | None = None
-    http_server_key: Path | None = None
-    http_root_cert: Path | None = None
-    # --http-engine: "native" (C++ evhttp server), "python" (asyncio frontend) or
-    # "auto" (native unless it was not built);
-    # --http-thread-count: the native server's event threads.
-    http_engine: str = "auto"
-    http_thread_count: int = 2
-    allow_grpc: bool = True
-    grpc_address: str = "0.0.0.0"
-    grpc_port: int = 8001
-    grpc_use_ssl: bool = False
-    grpc_use_ssl_mutual: bool = False
-    grpc_server_cert: Path | None = None  # PEM files, read at start
-    grpc_server_key: Path | None = None
-    grpc_root_cert: Path | None = None
-    # --grpc-restricted-protocol: (group, key, value), key without Triton's
-    # "triton-grpc-protocol-" prefix; --grpc-header-forward-pattern ("" = none).
-    grpc_restricted_protocols: list[tuple[str, str, str]] = field(default_factory=list)
-    grpc_header_forward_pattern: str = ""
-    grpc_infer_response_compression_level: str = "none"
-    # gRPC core channel arguments (keepalive, max connection age), by grpc's name.
-    grpc_channel_args: dict[str, int] = field(default_factory=dict)
-    grpc_reuse_port: bool = False  # several servers may listen on the gRPC port
-    # --allow-sagemaker, --sagemaker-port, --sagemaker-thread-count (event threads
-    # of its native server); --sagemaker-safe-port-range is checked by the CLI.
-    allow_sagemaker: bool = False
-    sagemaker_port: int = 8080
-    sagemaker_thread_count: int = 8
-    # --allow-vertex-ai, --vertex-ai-port, --vertex-ai-default-model ("": the only
-    # model), --vertex-ai-thread-count.
-    allow_vertex_ai: bool = False
-    vertex_ai_port: int = 8080
-    vertex_ai_default_model: str = ""
-    vertex_ai_thread_count: int = 8
-    allow_metrics: bool = True
-    allow_cpu_metrics: bool = True
-    allow_gpu_metrics: bool = True
-    metrics_address: str | None = None  # None: same as http_address, like Triton
-    metrics_port: int = 8002
-    metrics_interval_ms: float = 2000.0
-    # --metrics-config: latency counters and/or summaries (Triton 2.51's reading).
-    metrics_config: MetricsConfig = field(default_factory=MetricsConfig)
-    # --pinned-memory-pool-byte-size: None keeps the process's shared pinned pool
-    # (256 MiB, Triton's default); 0 turns pinned staging off.
-    pinned_memory_pool_byte_size: int | None = None
-    # --cuda-memory-pool-byte-size <GPU id>:<bytes>, as given (see docs/gpu.md).
-    cuda_memory_pool_byte_size: dict[int, int] = field(default_factory=dict)
-    switch_interval_s: float | None = DEFAULT_SWITCH_INTERVAL_S
-    # The logging the CLI configured; lets the LogSettings API change it live.
-    log: LogOptions | None = None
-    # --trace-config and the deprecated --trace-* flags.
-    trace: TraceConfig = field(default_factory=TraceConfig)
 
 
 class Frontend(Protocol):
@@ -281,11 +160,11 @@ class Server:
             AppliedLogSettings(options.log) if options.log else default_log_settings()
         )
         self.trace: Any = None  # tracing.TraceService, made at start
-        self.metrics: MetricsService | None = None
+        self.metrics: MetricsService | None = None  # the command line's endpoint
+        self._metrics_sources = MetricsSources(
+            self.manager, self.context, options.metrics_config, len(self.gpu_ids)
+        )
         self.ports: dict[str, int] = {}
-        self._background: list[asyncio.Task[None]] = []
-        # The metrics endpoints' CPU and GPU samplers, made with the first one.
-        self._samplers: tuple[CpuSampler | None, Any] | None = None
         self._endpoint_count = 0  # names endpoints started later ("http#1", ...)
         self._stop_requested: asyncio.Event | None = None
         self._force_stop: asyncio.Event | None = None
@@ -327,8 +206,13 @@ class Server:
             await asyncio.get_running_loop().run_in_executor(
                 None, self.manager.storage.check, str(repo)
             )
-        sagemaker = self._sagemaker_settings()
-        vertex_ai = self._vertex_ai_routes()
+        # The cloud endpoints' environment, read before any model loads so that a
+        # bad setting fails at once (None: endpoint off).
+        sagemaker = factory.sagemaker_settings(self.options)
+        try:
+            vertex_ai = factory.vertex_ai_routes(self.options)
+        except TritonXError as error:
+            raise EndpointStartError("Vertex AI", error) from None
         self.trace = start_tracing(self.options.trace, self.context, self.manager)
         self._manager_started = True
         try:
@@ -367,55 +251,11 @@ class Server:
         if opts.allow_metrics:
             await self._start_metrics()
 
-    def _sagemaker_settings(self) -> SageMakerSettings | None:
-        """The SageMaker endpoint's settings from the environment, read before any
-        model loads so that a bad one fails at once; None when it is off."""
-        if not self.options.allow_sagemaker:
-            return None
-        from tritonx.frontends.sagemaker import SageMakerSettings
-
-        return SageMakerSettings.from_environment(os.environ)
-
-    def _vertex_ai_routes(self) -> VertexAiRoutes | None:
-        """The Vertex AI routes from the environment, read before any model loads
-        so that a missing one fails at once; None when the endpoint is off."""
-        if not self.options.allow_vertex_ai:
-            return None
-        from tritonx.frontends.vertex_ai import VertexAiRoutes
-
-        try:
-            return VertexAiRoutes.from_environment(os.environ)
-        except TritonXError as error:
-            raise EndpointStartError("Vertex AI", error) from None
-
-    def _cloud_options(self, host: str, port: int) -> dict[str, Any]:
-        """The ``HttpFrontend`` options of a cloud endpoint (SageMaker, Vertex AI)."""
-        opts = self.options
-        return {
-            "host": host,
-            "port": port,
-            "server_id": opts.server_id,
-            "max_input_size": opts.http_max_input_size,
-            "max_header_size": opts.http_max_header_size,
-            "max_header_count": opts.http_max_header_count,
-            "shared_memory": self.context.shared_memory,
-            "log_settings": self.log_settings,
-            "trace_settings": self.trace.settings if self.trace is not None else None,
-        }
-
     async def _start_sagemaker(self, settings: SageMakerSettings) -> None:
-        from tritonx.frontends.sagemaker import SAGEMAKER_ADDRESS, SageMakerFrontend
+        from tritonx.frontends.sagemaker import SAGEMAKER_ADDRESS
 
-        frontend = SageMakerFrontend(
-            self.manager,
-            self.registry,
-            settings,
-            **self._cloud_options(SAGEMAKER_ADDRESS, self.options.sagemaker_port),
-        )
-        served = self._native_cloud(
-            frontend, frontend.native_route(), self.options.sagemaker_thread_count
-        )
-        await self._start_frontend("sagemaker", served, SAGEMAKER_ADDRESS)
+        frontend = factory.sagemaker_frontend(self, self.options, settings)
+        await self._start_frontend("sagemaker", frontend, SAGEMAKER_ADDRESS)
         logger.info(
             "Started Sagemaker HTTPService at %s:%d",
             SAGEMAKER_ADDRESS,
@@ -423,11 +263,7 @@ class Server:
         )
 
     async def _start_vertex_ai(self, routes: VertexAiRoutes) -> None:
-        from tritonx.frontends.vertex_ai import (
-            VERTEX_AI_ADDRESS,
-            VertexAiFrontend,
-            default_model,
-        )
+        from tritonx.frontends.vertex_ai import VERTEX_AI_ADDRESS, default_model
 
         try:
             model = default_model(
@@ -435,58 +271,12 @@ class Server:
             )
         except TritonXError as error:
             raise EndpointStartError("Vertex AI", error) from None
-        frontend = VertexAiFrontend(
-            self.manager,
-            self.registry,
-            routes,
-            model,
-            self._metrics_text,
-            **self._cloud_options(VERTEX_AI_ADDRESS, self.options.vertex_ai_port),
-        )
-        served = self._native_cloud(
-            frontend, frontend.native_route(), self.options.vertex_ai_thread_count
-        )
-        await self._start_frontend("vertex_ai", served, VERTEX_AI_ADDRESS)
+        frontend = factory.vertex_ai_frontend(self, self.options, routes, model)
+        await self._start_frontend("vertex_ai", frontend, VERTEX_AI_ADDRESS)
         logger.info(
             "Started Vertex AI HTTPService at %s:%d",
             VERTEX_AI_ADDRESS,
             self.ports["vertex_ai"],
-        )
-
-    def _native_cloud(
-        self, frontend: Any, route: dict[str, Any], threads: int
-    ) -> Frontend:
-        """A cloud endpoint's frontend on the C++ server, as --http-engine chooses
-        for HTTP: its inference route in C++, the rest in ``frontend``."""
-        if factory.http_engine(self.options) != "native":
-            return frontend
-        from tritonx.frontends.http_native import NativeCloudFrontend
-
-        try:
-            return NativeCloudFrontend(frontend, self.registry, route, threads)
-        except TritonXError as error:  # e.g. a route RE2 cannot compile
-            logger.warning("cloud endpoint served by the Python engine: %s", error)
-            return frontend
-
-    def _metrics_text(self) -> bytes:
-        """The Prometheus text of /metrics. With the metrics endpoint off the model
-        families remain (tritonserver's core keeps counting; only the CPU and GPU
-        samplers are off)."""
-        from tritonx.metrics import render
-
-        if self.metrics is not None:
-            return render(self.metrics.collector.collect())
-        return render(self._collector(None, None).collect())
-
-    def _collector(self, cpu: CpuSampler | None, gpu: Any) -> TritonCollector:
-        from tritonx.metrics import native_arena_stats
-
-        return TritonCollector(
-            self.manager,
-            cpu=cpu,
-            gpu=gpu,
-            arena_stats=native_arena_stats(self.context),
-            config=self.options.metrics_config,
         )
 
     async def _start_frontend(self, name: str, frontend: Frontend, host: str) -> None:
@@ -505,35 +295,11 @@ class Server:
             ) from error
         self.frontends[name] = frontend
 
-    def _metrics_collector(self, opts: ServerOptions) -> TritonCollector:
-        """A collector with the CPU and GPU samplers ``opts`` allows. The samplers
-        are made once per server and shared by every metrics endpoint."""
-        if self._samplers is None:
-            cpu: CpuSampler | None = None
-            interval = max(opts.metrics_interval_ms, 1.0) / 1000.0
-            if opts.allow_cpu_metrics:
-                cpu = CpuSampler()
-                self._background.append(asyncio.create_task(cpu.run(interval)))
-                logger.info("Collecting CPU metrics")
-            from tritonx.gpu_metrics import GpuSampler
-
-            gpu = (
-                GpuSampler.create(len(self.gpu_ids)) if opts.allow_gpu_metrics else None
-            )
-            if gpu is not None:
-                self._background.append(asyncio.create_task(gpu.run(interval)))
-                logger.info(
-                    "Collecting metrics for GPU %s",
-                    ", ".join(r.uuid for r in gpu.readings),
-                )
-            self._samplers = (cpu, gpu)
-        return self._collector(*self._samplers)
-
     async def _start_metrics(self) -> None:
         opts = self.options
         host = opts.metrics_address or opts.http_address
         self.metrics = MetricsService(
-            self._metrics_collector(opts), host, opts.metrics_port
+            self._metrics_sources.endpoint_collector(opts), host, opts.metrics_port
         )
         try:
             self.ports["metrics"] = await self.metrics.start()
@@ -542,6 +308,15 @@ class Server:
                 f"failed to start Metrics service: {error.strerror or error}"
             ) from error
         logger.info("Started Metrics Service at %s:%d", host, self.ports["metrics"])
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus text of /metrics (Vertex AI's ``metrics`` redirect,
+        ``tritonx.api``). With the metrics endpoint off the model families remain
+        (tritonserver's core keeps counting; only the CPU and GPU samplers are
+        off)."""
+        if self.metrics is not None:
+            return render(self.metrics.collector.collect())
+        return render(self._metrics_sources.collector().collect())
 
     # -- endpoints started later (tritonx.api.frontend) ------------------------
 
@@ -575,7 +350,7 @@ class Server:
         elif kind == "metrics":
             host = opts.metrics_address or opts.http_address
             frontend = MetricsService(
-                self._metrics_collector(opts), host, opts.metrics_port
+                self._metrics_sources.endpoint_collector(opts), host, opts.metrics_port
             )
             service = "Metrics"
         else:
@@ -673,12 +448,7 @@ class Server:
             self.abandoned_work = True
         except Exception:
             logger.exception("error while unloading models")
-        for task in self._background:
-            task.cancel()
-        for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._background.clear()
+        await self._metrics_sources.stop_sampling()
         await self._close_remote_cache()
         if self.trace is not None:  # writes the traces still buffered
             await asyncio.get_running_loop().run_in_executor(None, self.trace.stop)

@@ -12,7 +12,7 @@ from blsmodels import ADD_CONFIG, ADD_MODEL, probe, req, write_repo
 
 
 def _server_options(repo: Path) -> Any:
-    from tritonx.server import ServerOptions
+    from tritonx.server_options import ServerOptions
 
     return ServerOptions(
         model_repositories=[repo],

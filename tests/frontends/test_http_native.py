@@ -238,7 +238,8 @@ def test_auto_engine_serves_https_natively(tmp_path: Path) -> None:
 
     from tritonx.frontends import factory
     from tritonx.frontends.http_native import NativeHttpFrontend
-    from tritonx.server import Server, ServerOptions
+    from tritonx.server import Server
+    from tritonx.server_options import ServerOptions
 
     pki = make_pki(tmp_path)
     options = ServerOptions(

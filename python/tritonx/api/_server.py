@@ -135,9 +135,9 @@ class Options:
     model_load_device_limits: list[ModelLoadDeviceLimit] = field(default_factory=list)
 
     def _server_options(self) -> Any:
-        """The ``tritonx.server.ServerOptions`` (no endpoints); TypeError or
-        InvalidArgumentError for bad values, as Triton's ``start``."""
-        from tritonx.server import ServerOptions
+        """The ``tritonx.server_options.ServerOptions`` (no endpoints); TypeError
+        or InvalidArgumentError for bad values, as Triton's ``start``."""
+        from tritonx.server_options import ServerOptions
 
         repos = self.model_repository
         if not repos:
@@ -443,7 +443,7 @@ class Server:
         """The Prometheus text of ``/metrics`` (model families; no CPU/GPU
         samplers in process)."""
         core = self._running().core
-        text: bytes = self._query(core._metrics_text)
+        text: bytes = self._query(core.metrics_text)
         return text.decode()
 
     # -- models ------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from tritonx.cli_values import GRPC_CHANNEL_FLAGS
 from tritonx.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from tritonx.server import ServerOptions
+    from tritonx.server_options import ServerOptions
 
 __all__ = [
     "FeatureGroup",

@@ -1,18 +1,26 @@
-"""The KServe frontends of a server, built from a ``ServerOptions``: the gRPC server
-(C++) and the HTTP server of ``--http-engine``. Shared by the server's own start
-(the command line's endpoints) and ``tritonx.api.frontend`` (endpoints started on a
-running in-process server), so that both configure them the same way."""
+"""The frontends of a server, built from a ``ServerOptions``.
+
+The KServe ones (the gRPC server in C++, the HTTP server of ``--http-engine``) are
+shared by the server's own start (the command line's endpoints) and
+``tritonx.api.frontend`` (endpoints started on a running in-process server), so that
+both configure them the same way. The cloud endpoints (SageMaker, Vertex AI), which
+only the command line starts, are built here too: they follow ``--http-engine`` as
+HTTP does, so the engine's choice stays in one place."""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tritonx.errors import InvalidArgumentError
+from tritonx.errors import InvalidArgumentError, TritonXError
 
 if TYPE_CHECKING:
-    from tritonx.server import Frontend, Server, ServerOptions
+    from tritonx.frontends.sagemaker import SageMakerSettings
+    from tritonx.frontends.vertex_ai import VertexAiRoutes
+    from tritonx.server import Frontend, Server
+    from tritonx.server_options import ServerOptions
 
 logger = logging.getLogger("tritonx.server")
 
@@ -128,3 +136,98 @@ def http_frontend(server: Server, opts: ServerOptions) -> Frontend:
     return HttpFrontend(
         server.manager, server.registry, ssl_context=ssl_context, **common
     )
+
+
+# -- cloud endpoints (--allow-sagemaker, --allow-vertex-ai) ----------------------------
+
+
+def sagemaker_settings(opts: ServerOptions) -> SageMakerSettings | None:
+    """The SageMaker endpoint's settings from the environment; None when it is off.
+    The server reads them before any model loads, so that a bad one fails at once."""
+    if not opts.allow_sagemaker:
+        return None
+    from tritonx.frontends.sagemaker import SageMakerSettings
+
+    return SageMakerSettings.from_environment(os.environ)
+
+
+def vertex_ai_routes(opts: ServerOptions) -> VertexAiRoutes | None:
+    """The Vertex AI routes from the environment; None when the endpoint is off.
+    Read before any model loads, so that a missing one fails at once."""
+    if not opts.allow_vertex_ai:
+        return None
+    from tritonx.frontends.vertex_ai import VertexAiRoutes
+
+    return VertexAiRoutes.from_environment(os.environ)
+
+
+def sagemaker_frontend(
+    server: Server, opts: ServerOptions, settings: SageMakerSettings
+) -> Frontend:
+    from tritonx.frontends.sagemaker import SAGEMAKER_ADDRESS, SageMakerFrontend
+
+    frontend = SageMakerFrontend(
+        server.manager,
+        server.registry,
+        settings,
+        **_cloud_options(server, opts, SAGEMAKER_ADDRESS, opts.sagemaker_port),
+    )
+    return _native_cloud(
+        server, opts, frontend, frontend.native_route(), opts.sagemaker_thread_count
+    )
+
+
+def vertex_ai_frontend(
+    server: Server, opts: ServerOptions, routes: VertexAiRoutes, model: str
+) -> Frontend:
+    """The Vertex AI endpoint; ``model`` is the predict route's default model."""
+    from tritonx.frontends.vertex_ai import VERTEX_AI_ADDRESS, VertexAiFrontend
+
+    frontend = VertexAiFrontend(
+        server.manager,
+        server.registry,
+        routes,
+        model,
+        server.metrics_text,
+        **_cloud_options(server, opts, VERTEX_AI_ADDRESS, opts.vertex_ai_port),
+    )
+    return _native_cloud(
+        server, opts, frontend, frontend.native_route(), opts.vertex_ai_thread_count
+    )
+
+
+def _cloud_options(
+    server: Server, opts: ServerOptions, host: str, port: int
+) -> dict[str, Any]:
+    """The ``HttpFrontend`` options of a cloud endpoint (SageMaker, Vertex AI)."""
+    return {
+        "host": host,
+        "port": port,
+        "server_id": opts.server_id,
+        "max_input_size": opts.http_max_input_size,
+        "max_header_size": opts.http_max_header_size,
+        "max_header_count": opts.http_max_header_count,
+        "shared_memory": server.context.shared_memory,
+        "log_settings": server.log_settings,
+        "trace_settings": server.trace.settings if server.trace is not None else None,
+    }
+
+
+def _native_cloud(
+    server: Server,
+    opts: ServerOptions,
+    frontend: Any,
+    route: dict[str, Any],
+    threads: int,
+) -> Frontend:
+    """A cloud endpoint's frontend on the C++ server, as --http-engine chooses
+    for HTTP: its inference route in C++, the rest in ``frontend``."""
+    if http_engine(opts) != "native":
+        return frontend
+    from tritonx.frontends.http_native import NativeCloudFrontend
+
+    try:
+        return NativeCloudFrontend(frontend, server.registry, route, threads)
+    except TritonXError as error:  # e.g. a route RE2 cannot compile
+        logger.warning("cloud endpoint served by the Python engine: %s", error)
+        return frontend
