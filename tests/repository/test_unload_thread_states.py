@@ -13,20 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cloudutil import write_model
-from testmodels import ADD_SUB_PY
+from testmodels import ADD_SUB, ADD_SUB_PY
 
 import tritonx.api as api
 
-CONFIG = """
-name: "churn"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
-        { name: "INPUT1" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
-         { name: "OUTPUT1" data_type: TYPE_FP32 dims: [ 4 ] } ]
-instance_group [ { count: 2, kind: KIND_CPU } ]
-"""
+# add_sub with two instances, so every cycle starts and ends two worker threads.
+CONFIG = ADD_SUB.replace('"add_sub"', '"churn"') + (
+    "instance_group [ { count: 2, kind: KIND_CPU } ]\n"
+)
 CYCLES = 12
 
 
