@@ -4,6 +4,7 @@
 #include <limits>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace tritonx::bindings {
@@ -25,18 +26,29 @@ std::vector<PyObject*>& Pending() {
   return *pending;
 }
 
-// Python thread states of C++ threads that have ended, deleted by the next thread
-// that holds the GIL (ReleasePendingPyRefs). Guarded by PendingMutex. Deleting them
-// at the thread's exit instead would need the GIL there, and a thread ends while
-// another (holding the GIL, dropping the last reference to a model) joins it.
-std::vector<PyThreadState*>& EndedThreadStates() {
-  static auto* ended = new std::vector<PyThreadState*>();
-  return *ended;
+// Deletes the Python thread state of a C++ thread that has ended, on a thread of its
+// own (detached, so nobody waits for it). The ended thread could not: a thread ends
+// while another joins it, and the joiner may hold the GIL (dropping the last
+// reference to a model). Deleting it from an arbitrary GIL holder is no good either:
+// from Python 3.12 on, deleting a state bound to the PyGILState API clears the
+// *deleting* thread's own binding. So this thread adopts the ended state as its own
+// (it has none) and deletes it as the current one, which frees it and releases the
+// GIL. A dying interpreter is left alone: the process is ending anyway.
+void DeleteEndedThreadState(PyThreadState* state) {
+#if PY_VERSION_HEX >= 0x030D0000
+  const bool finalizing = Py_IsFinalizing() != 0;
+#else
+  const bool finalizing = _Py_IsFinalizing() != 0;
+#endif
+  if (!Py_IsInitialized() || finalizing) return;
+  PyEval_RestoreThread(state);
+  PyThreadState_Clear(state);
+  PyThreadState_DeleteCurrent();
 }
 
-// The thread state GilAcquire keeps for a thread Python did not create, handed to
-// EndedThreadStates when the thread ends. A thread Python created (the main thread,
-// threading.Thread) owns its state already; nothing is handed on for it.
+// The thread state GilAcquire keeps for a thread Python did not create, deleted after
+// the thread ends (DeleteEndedThreadState). A thread Python created (the main thread,
+// threading.Thread) owns its state already; nothing is done for it.
 //
 // Thread safety: thread_local, used only by its own thread.
 class KeptThreadState {
@@ -57,10 +69,10 @@ class KeptThreadState {
     gil.inc_ref();
     if (foreign_) state_ = PyThreadState_Get();
   }
+  // At the thread's exit; the GIL was released by its last GilAcquire.
   ~KeptThreadState() {
     if (state_ == nullptr) return;
-    std::lock_guard<std::mutex> lock(PendingMutex());
-    EndedThreadStates().push_back(state_);
+    std::thread(DeleteEndedThreadState, state_).detach();
   }
 
  private:
@@ -189,21 +201,13 @@ void QueueLogMessage(PyObject* sink, int level, std::string message) {
 void ReleasePendingPyRefs() {
   std::vector<PyObject*> batch;
   std::vector<QueuedLog> logs;
-  std::vector<PyThreadState*> ended;
   {
     std::lock_guard<std::mutex> lock(PendingMutex());
-    if (Pending().empty() && QueuedLogs().empty() && EndedThreadStates().empty()) {
-      return;
-    }
+    if (Pending().empty() && QueuedLogs().empty()) return;
     batch.swap(Pending());
     logs.swap(QueuedLogs());
-    ended.swap(EndedThreadStates());
   }
   for (PyObject* obj : batch) Py_DECREF(obj);
-  for (PyThreadState* state : ended) {
-    PyThreadState_Clear(state);  // the GIL is ours; the state's thread is gone
-    PyThreadState_Delete(state);
-  }
   for (auto& log : logs) {
     try {
       py::handle fn(log.sink);

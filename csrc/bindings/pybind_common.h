@@ -33,8 +33,8 @@ std::shared_ptr<Executor> NativeExecutorOf(const py::handle& obj);
 // thread's Python thread state after release. Plain gil_scoped_acquire creates and
 // destroys a thread state on every acquisition from a foreign thread, which costs
 // more than the Python call it guards on the per-request path. Once the thread has
-// ended, the next ReleasePendingPyRefs deletes the kept state: instance workers come
-// and go with every load and unload, and each state holds KiB (its frame stack).
+// ended, a short-lived thread deletes the kept state: instance workers come and go
+// with every load and unload, and each state holds KiB (its frame stack).
 //
 // Thread safety: one object per acquisition, on the stack of the thread that takes
 // the GIL; the kept state belongs to that thread alone.
@@ -76,9 +76,7 @@ Status StatusFromErrorAlreadySet(py::error_already_set& err);
 // a thread of ours holds the GIL (ReleasePendingPyRefs). C++ threads (gRPC, scheduler
 // workers) therefore never block on the GIL just to drop a reference.
 std::shared_ptr<const void> MakePyOwner(py::object obj);
-// GIL held. Also writes queued core log messages and deletes the kept thread states
-// of C++ threads that have ended (GilAcquire).
-void ReleasePendingPyRefs();
+void ReleasePendingPyRefs();  // GIL held; also writes queued core log messages
 
 // Queues a core log message for `sink` (a borrowed callable kept alive by the caller)
 // to be written by ReleasePendingPyRefs. Callable without the GIL.

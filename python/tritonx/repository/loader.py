@@ -231,10 +231,5 @@ def retire_version(loaded: LoadedModel, drain: bool = True) -> None:
             )
     core.stop(drain=drain)
     _unload_backend(loaded.backend_model, loaded.name, loaded.version)
-    # The instance threads have ended: delete the Python thread states they kept
-    # now rather than at the next request's GIL hand-off.
-    from tritonx import _native
-
-    _native.release_pending_refs()
     loaded.streams = []  # the instances are gone: their CUDA streams may go too
     log.info("successfully unloaded '%s' version %d", loaded.name, loaded.version)
