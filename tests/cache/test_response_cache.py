@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +114,21 @@ def _stats(client: Any, model: str) -> dict[str, Any]:
 
 def _count(stats: dict[str, Any], key: str) -> int:
     return int(stats["inference_stats"][key].get("count", 0))
+
+
+def _settled_stats(client: Any, model: str, requests: int) -> dict[str, Any]:
+    """Statistics once all `requests` answered requests are counted.
+
+    Triton records a cache miss's statistics after the response has left, so a
+    query right after the last answer can miss one; waiting for the success count
+    keeps the comparison about what is counted, not about when.
+    """
+    deadline = time.monotonic() + 30.0
+    stats = _stats(client, model)
+    while _count(stats, "success") < requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+        stats = _stats(client, model)
+    return stats
 
 
 def _metrics(server: RunningServer) -> str:
@@ -277,9 +293,10 @@ def test_statistics_shape_matches_reference(repo: Path, server: RunningServer) -
     def traffic(srv: RunningServer) -> tuple[dict[str, Any], str]:
         client = _client(srv, "http")
         data = np.array([42.0, 43.0], dtype=np.float32)
-        for parameters in (None, None, {"custom": "x"}):
+        sent = (None, None, {"custom": "x"})
+        for parameters in sent:
             _infer(client, "cached", data, parameters=parameters)
-        stats = _stats(client, "cached")
+        stats = _settled_stats(client, "cached", len(sent))
         client.close()
         return stats, _metrics(srv)
 
