@@ -24,8 +24,10 @@ from typing import Any
 #   {"wait_for": NAME}                              until <model dir>/../NAME exists
 #   {"cancel_after": N, "req": REQ}  decoupled exec; cancel() after N responses
 #   {"threads": true}                               -> threading.active_count()
+# A call with "summary": true answers each output's shape and exact sum, not values.
 # A decoupled call with "aiter": true reads its responses with ``async for``.
-# REQ: InferenceRequest keyword arguments; inputs as [name, dtype, values].
+# REQ: InferenceRequest keyword arguments; inputs as [name, dtype, values], values
+# a list or {"arange": N}.
 PROBE_MODEL = r"""
 import asyncio
 import json
@@ -39,18 +41,27 @@ import triton_python_backend_utils as pb_utils
 
 def _request(spec):
     spec = dict(spec)
-    inputs = [pb_utils.Tensor(name, np.array(values, dtype=dtype))
+    inputs = [pb_utils.Tensor(name, _values(values, dtype))
               for name, dtype, values in spec.pop("inputs", [])]
     return pb_utils.InferenceRequest(inputs=inputs, **spec)
 
 
-def _response(response):
+def _values(values, dtype):
+    if isinstance(values, dict):  # {"arange": N}: a big input without a big script
+        return np.arange(values["arange"], dtype=dtype)
+    return np.array(values, dtype=dtype)
+
+
+def _response(response, summary=False):
     if response.has_error():
         err = response.error()
         return {"error": err.message(), "code": int(err.code())}
     outputs = {}
     for t in response.output_tensors():
         a = t.as_numpy()
+        if summary and a.dtype != object:  # shape and exact sum, not every value
+            outputs[t.name()] = [list(a.shape), float(a.sum(dtype=np.float64))]
+            continue
         values = [v.decode() if isinstance(v, bytes) else v for v in a.tolist()] \
             if a.dtype == object else a.tolist()
         outputs[t.name()] = [list(a.shape), values]
@@ -119,17 +130,18 @@ class TritonPythonModel:
                     if len(seen) == step["cancel_after"]:
                         iterator.cancel()
                 return {"responses": seen}
+            summary = step.get("summary", False)
             if step["call"] == "exec":
                 return await self._finish(request.exec(decoupled=decoupled),
-                                          decoupled, aiter)
+                                          decoupled, aiter, summary)
             return await self._finish(await request.async_exec(decoupled=decoupled),
-                                      decoupled, aiter)
+                                      decoupled, aiter, summary)
         except Exception as exc:
             return _raised(exc)
 
-    async def _finish(self, result, decoupled, aiter=False):
+    async def _finish(self, result, decoupled, aiter=False, summary=False):
         if not decoupled:
-            return _response(result)
+            return _response(result, summary)
         if aiter:
             return _decoupled([r async for r in result])
         return _decoupled(list(result))

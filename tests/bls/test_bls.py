@@ -76,6 +76,34 @@ def test_exec_returns_the_called_models_outputs(
     assert outputs(one_async) == {"OUT2": [10.0]}
 
 
+def test_tensors_of_every_size_keep_their_bytes(bls_server: RunningServer) -> None:
+    """Calls in a row with inputs that grow past a reused tensor region, outputs
+    too big to come back in it, one past the size a region is kept at (16 MiB), and
+    a small one after each: every answer is exact. (In a stub process the calls
+    share regions; these sizes take each path of that scheme.)"""
+
+    def call(n: int, how: str = "exec") -> dict[str, Any]:
+        inputs = [["IN", FP32, {"arange": n}]]
+        return {
+            "call": how,
+            "req": req("add", inputs, requested_output_names=["OUT", "OUT2"]),
+            "summary": True,
+        }
+
+    def expected(n: int) -> dict[str, float]:  # the exact sums of x + 1 and 2x
+        return {"OUT": n * (n - 1) / 2 + n, "OUT2": float(n * (n - 1))}
+
+    sizes = [4, 200_000, 3, 5_000_000, 5, 40_000]
+    results = probe(
+        bls_server.http_url,
+        [call(n) for n in sizes] + [call(300_000, "async_exec"), call(6)],
+    )
+    for n, result in zip([*sizes, 300_000, 6], results, strict=True):
+        assert result["outputs"] == {
+            name: [[n], total] for name, total in expected(n).items()
+        }, n
+
+
 def test_request_fields_reach_the_called_model(bls_server: RunningServer) -> None:
     meta = ["META"]
     results = probe(

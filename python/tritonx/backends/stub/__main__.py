@@ -261,7 +261,10 @@ class Stub:
             initialize_args=lambda _ictx: args["initialize_args"],
         )
         streams, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._install(Channel(streams))
+        calls, calls_server_end = socket.socketpair(
+            socket.AF_UNIX, socket.SOCK_SEQPACKET
+        )
+        self._install(Channel(streams), Channel(calls))
         self._listening = True
         try:
             self._instance = PythonInstance(model, args["ictx"])  # type: ignore[arg-type]
@@ -272,7 +275,7 @@ class Stub:
             return False
         finally:
             self._listening = False
-        fds = [self._ring.out_fd, server_end.fileno()]
+        fds = [self._ring.out_fd, server_end.fileno(), calls_server_end.fileno()]
         if self._stream is not None and stream_server_end is not None:
             fds += [self._stream.fd, stream_server_end.fileno()]
         # A model with is_ready() gets a socket of its own for the server's
@@ -287,6 +290,7 @@ class Stub:
             if end is not None:
                 end.close()
         server_end.close()
+        calls_server_end.close()
         return True
 
     def _serve_readiness(self) -> socket.socket:
@@ -367,12 +371,14 @@ class Stub:
         always = self.decoupled or self._ring is not None
         return self._executing or (always and ready), self._executing
 
-    def _install(self, streams: Channel) -> None:
+    def _install(self, streams: Channel, calls: Channel) -> None:
         """This process has no server: BLS calls and custom metrics go to the real
         one (bls_remote.py, metrics_sync.py)."""
         from tritonx.backends.pb import bls, metrics, model_control
 
-        remote = StubBls(self._answer, self.channel.send, self._bls_state, streams)
+        remote = StubBls(
+            self._answer, self.channel.send, self._bls_state, streams, calls
+        )
         bls.remote, bls.remote_async = remote, remote.submit
         model_control.remote = remote.control
 

@@ -2,8 +2,9 @@
 stub are sent to the server, which runs them through its scheduler
 (``pb.bls.execute_in``) as the stub's instance and sends the answer back.
 
-- A plain call is a round trip on the control socket: ``("bls", fields, None)``
-  answered by ``("bls_result", payload)``.
+- A plain call is a round trip on a socket of its own, ``("bls", fields, None,
+  False, executing, key)`` answered by ``("bls_result", payload)``; the server runs
+  it on that socket's reader thread (``ServerBls.serve_calls``).
 - A decoupled call (``decoupled=True``) or an ``async_exec`` is ``("bls", fields,
   cid, decoupled)`` without an answer: every response, FINAL included, comes back as ``("stream", cid, payload,
   final)`` on a second socket that only carries these (its stub end has a reader
@@ -12,8 +13,15 @@ stub are sent to the server, which runs them through its scheduler
   ``cancel()`` (or cancelling the future of an ``async_exec``) sends
   ``("bls_cancel", cid)``.
 
-Tensors travel in one-off memfds both ways; a payload is ``("ok", descs,
-parameters)`` or ``("err", code, message)``.
+A call's input tensors travel in a region the stub reuses for its later calls (a
+pool, one region per call in flight, named by a key; its memfd goes with the first
+message that uses it), and a plain call's output tensors come back in that same
+region when they fit: the stub is waiting and reads them before the region serves
+another call. So a small call passes no descriptor and maps nothing on either side
+(memfd creation, mapping and descriptor passing were most of a call's cost). Regions
+over ``POOLED_REGION_MAX`` serve one call, and outputs that do not fit, or a stream's
+responses, travel in one-off memfds. A payload is ``("ok", descs, parameters,
+in_call_region)`` or ``("err", code, message)``.
 
 Model control (``pb_utils.load_model`` & co., pb/model_control.py) is a round trip
 too: ``("control", op, args, allowed)`` answered by ``("control_result", ("ok",
@@ -42,9 +50,16 @@ from tritonx.backends.stub.channel import (
     view_tensor,
 )
 
+# Both sides apply this rule to a call region after each call, so a rare huge call
+# leaves no memory behind in either process.
+POOLED_REGION_MAX = 16 << 20
 
-def _encode(response: Any) -> tuple[tuple[Any, ...], Writer | None]:
-    """(payload, its region or None) for a pb_utils InferenceResponse."""
+
+def _encode(
+    response: Any, into: Region | None = None
+) -> tuple[tuple[Any, ...], Writer | None]:
+    """(payload, its one-off region or None) for a pb_utils InferenceResponse;
+    the tensors go into ``into`` (the call's region) when they fit."""
     error = response.error()
     if error is not None:
         return ("err", error.code(), error.message()), None
@@ -52,13 +67,23 @@ def _encode(response: Any) -> tuple[tuple[Any, ...], Writer | None]:
         (t.name(), *array_bytes(t._output_value())) for t in response.output_tensors()
     ]
     if not tensors:
-        return ("ok", [], response.parameters()), None
+        return ("ok", [], response.parameters(), False), None
     total = sum(padded(memoryview(t[3]).nbytes) for t in tensors)
+    if into is not None and total <= into.size:
+        writer = Writer(0, 0, region=into)
+        return (
+            "ok",
+            [writer.put(*t) for t in tensors],
+            response.parameters(),
+            True,
+        ), None
     out = Writer(total, total)
-    return ("ok", [out.put(*t) for t in tensors], response.parameters()), out
+    return ("ok", [out.put(*t) for t in tensors], response.parameters(), False), out
 
 
-def _decode(payload: tuple[Any, ...], fds: list[int]) -> Any:
+def _decode(payload: tuple[Any, ...], fds: list[int], own: Region | None = None) -> Any:
+    """The pb_utils InferenceResponse of a payload; its tensors are copied out of
+    ``own`` (the call's region) or of the one-off region in ``fds``."""
     from tritonx.backends.pb.errors import TritonError
     from tritonx.backends.pb.messages import InferenceResponse
     from tritonx.backends.pb.tensor import Tensor
@@ -67,23 +92,29 @@ def _decode(payload: tuple[Any, ...], fds: list[int]) -> Any:
         return InferenceResponse._from_parts(
             [], TritonError(payload[2], payload[1]), "{}"
         )
+    in_own = payload[3] and own is not None
+    region = own if in_own else (Region.adopt(fds[-1]) if fds else None)
     outputs = []
-    if fds:
-        region = Region.adopt(fds[-1])
+    if region is not None:
         try:
             outputs = [
                 Tensor._with_datatype(d[0], view_tensor(region.mm, d, copy=True), d[1])
                 for d in payload[1]
             ]
         finally:
-            region.close()
+            if not in_own:
+                region.close()
     return InferenceResponse._from_parts(outputs, None, payload[2] or "{}")
 
 
 def _send_response(
-    channel: Channel, head: tuple[Any, ...], response: Any, tail: tuple[Any, ...] = ()
+    channel: Channel,
+    head: tuple[Any, ...],
+    response: Any,
+    tail: tuple[Any, ...] = (),
+    into: Region | None = None,
 ) -> None:
-    payload, region = _encode(response)
+    payload, region = _encode(response, into)
     try:
         channel.send((*head, payload, *tail), region.take_new_fd() if region else [])
     finally:
@@ -113,31 +144,134 @@ class _Forwarder(bls.ResponseIterator):
 
 
 class ServerBls:
-    """The server's half for one stub: runs its calls, owns its open streams.
-    Thread-safety: ``run``/``cancel`` come from the thread reading the stub's socket;
-    ``_open`` is also touched by delivering threads, under ``_lock``."""
+    """The server's half for one stub: runs its calls, owns its open streams and its
+    mappings of the stub's call regions.
+
+    Thread-safety: ``run``/``cancel`` come from the thread reading the stub's socket
+    and from this stub's BLS thread; ``_open`` is also touched by delivering threads;
+    both tables are guarded by ``_lock``. A region serves one call at a time (the stub
+    lends it to one call), so its bytes need no lock, except against ``close``: an
+    answer is written into its region under ``_lock``.
+    """
 
     def __init__(self, scope: bls.BlsScope) -> None:
         self.scope = scope
         self.streams: Channel | None = None  # set when the stub is up
+        self.calls: Channel | None = None  # the plain calls' socket (serve_calls)
         self._lock = threading.Lock()
         self._open: dict[int, _Forwarder] = {}
+        self._regions: dict[int, Region] = {}  # the stub's call regions, by key
+        # Counts the stubs that have ended: a call of an ended stub must not write
+        # into the region of the same key of the stub that replaced it.
+        self._generation = 0
         self._worker: ThreadPoolExecutor | None = None
 
+    def _call_region(self, key: int | None, fds: list[int]) -> Region | None:
+        """The region a call's inputs are in: the stub's call region ``key`` (mapped
+        on first use or growth, when its descriptor comes along), or a one-off one."""
+        if key is None:
+            return Region.adopt(fds[-1]) if fds else None
+        old = None
+        with self._lock:
+            if fds:
+                old = self._regions.get(key)
+                self._regions[key] = Region.adopt(fds[-1])
+            region = self._regions.get(key)
+        if old is not None:
+            old.close()
+        return region
+
+    def _after_call(self, key: int, region: Region) -> None:
+        """The stub's rule for its pool: regions over the limit serve one call."""
+        if region.size > POOLED_REGION_MAX:
+            with self._lock:
+                if self._regions.get(key) is region:
+                    del self._regions[key]
+            region.close()
+
+    def _answer(
+        self, channel: Channel, key: int | None, generation: int, response: Any
+    ) -> None:
+        if key is None:
+            _send_response(channel, ("bls_result",), response)
+            return
+        with self._lock:  # not while ``close`` unmaps it
+            same_stub = generation == self._generation
+            region = self._regions.get(key) if same_stub else None
+            payload, one_off = _encode(response, region)
+        try:
+            fds = one_off.take_new_fd() if one_off else []
+            channel.send(("bls_result", payload), fds)
+        finally:
+            if one_off is not None:
+                one_off.region.close()
+            if region is not None:
+                self._after_call(key, region)
+
+    def serve_calls(self, calls: Channel) -> None:
+        """Runs the stub's plain calls, which it sends on a socket of their own one at
+        a time (it waits for each answer), on this thread, the socket's reader: a
+        call then costs no hand-off between threads. Returns when the stub's end
+        closes (or ``close`` shuts the socket)."""
+        while True:
+            try:
+                msg, fds = calls.recv()
+            except (ChannelClosed, OSError):
+                break
+            with contextlib.suppress(ChannelClosed, OSError):  # the stub is gone
+                self.run(calls, msg, fds)
+        calls.sock.close()
+
     def run(self, channel: Channel, msg: tuple[Any, ...], fds: list[int]) -> None:
+        """One call of the stub: a plain one (run here, answered on ``channel``) or a
+        streamed one (started; its responses go to the stream socket)."""
+        cid = msg[2]
+        key = msg[5] if len(msg) > 5 else None
+        generation = self._generation
+        try:
+            request, region = self._request_of(msg[1], key, fds)
+        except (
+            Exception
+        ) as exc:  # not what a stub sends: refuse, never leave it waiting
+            self._refuse(channel, cid, f"{type(exc).__name__}: {exc}")
+            return
+        executing = msg[4]
+        if cid is not None:
+            if key is not None and region is not None:
+                self._after_call(key, region)  # the inputs are copied out
+            self._stream(cid, request, msg[3], executing)
+            return
+        try:
+            response = bls.execute_in(self.scope, executing, request, False)
+        except Exception as exc:
+            self._refuse(channel, None, f"{type(exc).__name__}: {exc}")
+            return
+        self._answer(channel, key, generation, response)
+
+    def _request_of(
+        self, fields: tuple[Any, ...], key: int | None, fds: list[int]
+    ) -> tuple[Any, Region | None]:
+        """The pb_utils InferenceRequest of a call's fields (its inputs copied out
+        of their region) and the call region, when the call has one."""
         from tritonx.backends.pb.messages import InferenceRequest, InferenceTrace
         from tritonx.backends.pb.tensor import Tensor
 
-        descs, rid, corr, outputs, name, version, flags, timeout, params, tid = msg[1]
-        cid = msg[2]
-        region = Region.adopt(fds[-1]) if fds else Region.create(0)
-        try:
-            inputs = [
-                Tensor._with_datatype(d[0], view_tensor(region.mm, d, copy=True), d[1])
-                for d in descs
-            ]
-        finally:
-            region.close()
+        descs, rid, corr, outputs, name, version, flags, timeout, params, tid = fields
+        region = self._call_region(key, fds)
+        inputs = []
+        if region is not None:
+            try:
+                inputs = [
+                    Tensor._with_datatype(
+                        d[0], view_tensor(region.mm, d, copy=True), d[1]
+                    )
+                    for d in descs
+                ]
+            finally:
+                if key is None:
+                    region.close()
+        elif descs:
+            raise ValueError("the call names tensors in an unknown region")
         request = InferenceRequest(
             request_id=rid,
             correlation_id=corr,
@@ -150,16 +284,14 @@ class ServerBls:
             parameters=params,
             trace=InferenceTrace(tid),  # the stub request's trace id, or 0
         )
-        executing = msg[4]
-        if cid is not None:
-            self._stream(cid, request, msg[3], executing)
-            return
-        try:
-            response = bls.execute_in(self.scope, executing, request, False)
-        except Exception as exc:
-            channel.send(("bls_result", ("err", 1, f"{type(exc).__name__}: {exc}")))
-            return
-        _send_response(channel, ("bls_result",), response)
+        return request, (region if key is not None else None)
+
+    def _refuse(self, channel: Channel, cid: int | None, message: str) -> None:
+        payload = ("err", 1, message)
+        if cid is None:
+            channel.send(("bls_result", payload))
+        elif self.streams is not None:
+            self.streams.send(("stream", cid, payload, True))
 
     def _stream(self, cid: int, request: Any, decoupled: bool, executing: bool) -> None:
         streams = self.streams
@@ -199,23 +331,6 @@ class ServerBls:
         with contextlib.suppress(ChannelClosed, OSError):  # the stub is gone
             self.control(channel, msg)
 
-    def run_later(self, channel: Channel, msg: tuple[Any, ...], fds: list[int]) -> None:
-        """``run`` for a decoupled stub's reader thread, which must keep reading: a
-        plain call (it blocks) runs on this stub's one BLS thread (the stub asks one
-        question at a time), a streamed one starts here."""
-        if msg[2] is not None:
-            self.run(channel, msg, fds)
-            return
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix="stub-bls")
-        self._worker.submit(self._run_quietly, channel, msg, fds)
-
-    def _run_quietly(
-        self, channel: Channel, msg: tuple[Any, ...], fds: list[int]
-    ) -> None:
-        with contextlib.suppress(ChannelClosed, OSError):  # the stub is gone
-            self.run(channel, msg, fds)
-
     def _finished(self, cid: int) -> None:
         with self._lock:
             self._open.pop(cid, None)
@@ -227,9 +342,13 @@ class ServerBls:
             forwarder.cancel()
 
     def close(self) -> None:
-        """The stub is gone: cancel what it was still reading."""
+        """The stub is gone: cancel what it was still reading, unmap its regions."""
         with self._lock:
             open_calls, self._open = list(self._open.values()), {}
+            regions, self._regions = list(self._regions.values()), {}
+            self._generation += 1
+        for region in regions:
+            region.close()
         for forwarder in open_calls:
             with contextlib.suppress(Exception):
                 forwarder.cancel()
@@ -238,6 +357,10 @@ class ServerBls:
                 self.streams.sock.shutdown(socket.SHUT_RDWR)
             self.streams.sock.close()
             self.streams = None
+        if self.calls is not None:
+            with contextlib.suppress(OSError):  # ends serve_calls, which closes it
+                self.calls.sock.shutdown(socket.SHUT_RDWR)
+            self.calls = None
         if self._worker is not None:
             self._worker.shutdown(wait=False)
             self._worker = None
@@ -246,10 +369,21 @@ class ServerBls:
 # -- stub side ---------------------------------------------------------------------
 
 
+class _CallRegion:
+    """A region the stub lends to one call at a time; the server knows it by
+    ``key``. Not thread-safe: its borrower alone uses it."""
+
+    def __init__(self, key: int) -> None:
+        self.key = key
+        self.writer = Writer(0, 0)
+
+
 class StubBls:
     """``bls.remote`` in a stub. ``ask`` is the stub's round trip to the server,
-    ``send`` a one-way message, ``state()`` (BLS allowed now, inside execute). Thread-safety: calls may come from any thread of the
-    model; ``_open`` is guarded by ``_lock``."""
+    ``send`` a one-way message, ``state()`` (BLS allowed now, inside execute).
+
+    Thread-safety: calls may come from any thread of the model; ``_open``, the pool
+    of call regions and the regions lent to streams are guarded by ``_lock``."""
 
     def __init__(
         self,
@@ -257,15 +391,23 @@ class StubBls:
         send: Callable[[tuple[Any, ...], list[int]], None],
         state: Callable[[], tuple[bool, bool]],
         streams: Channel,
+        calls: Channel,
     ) -> None:
         self._ask = ask
         self._send = send
         self._state = state
         self._streams = streams
+        self._calls = calls  # plain calls, one round trip at a time
+        self._calls_lock = threading.Lock()
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._open: dict[int, Any] = {}  # cid -> ResponseIterator or _FutureSink
         self._reader: threading.Thread | None = None
+        self._pool: list[_CallRegion] = []
+        self._region_keys = itertools.count()
+        # A stream's region comes back when its first message arrives: the server
+        # copies the inputs out before it starts the call.
+        self._lent: dict[int, _CallRegion] = {}
 
     def __call__(self, request: Any, decoupled: bool = False) -> Any:
         """``exec()`` (and ``async_exec(decoupled=True)``)."""
@@ -298,7 +440,11 @@ class StubBls:
             (t.name(), *array_bytes(t._output_value())) for t in request.inputs()
         ]
         total = sum(padded(memoryview(t[3]).nbytes) for t in tensors)
-        region = Writer(total, total)
+        lent = self._borrow()
+        region = lent.writer
+        region.begin()
+        region.reserve(total)
+        streamed = False
         try:
             fields = (
                 [region.put(*t) for t in tensors],
@@ -314,27 +460,47 @@ class StubBls:
             )
             if decoupled or sink is not None:
                 sink = sink or bls.ResponseIterator()
+                streamed = True
                 return self._start_stream(
-                    (fields, decoupled, executing), region.take_new_fd(), sink
+                    (fields, decoupled, executing), lent, region.take_new_fd(), sink
                 )
-            msg = ("bls", fields, None, False, executing)
-            reply = self._ask(msg, region.take_new_fd())
+            msg = ("bls", fields, None, False, executing, lent.key)
+            with self._calls_lock:
+                self._calls.send(msg, region.take_new_fd())
+                reply, fds = self._calls.recv()
+            return _decode(reply[1], fds, region.region)
         finally:
-            region.region.close()
-        return _decode(reply[1], reply[2])
+            if not streamed:
+                self._give_back(lent)
 
-    def _start_stream(self, call: tuple[Any, ...], fds: list[int], sink: Any) -> Any:
+    def _borrow(self) -> _CallRegion:
+        with self._lock:
+            if self._pool:
+                return self._pool.pop()
+        return _CallRegion(next(self._region_keys))
+
+    def _give_back(self, lent: _CallRegion) -> None:
+        if lent.writer.region.size > POOLED_REGION_MAX:  # the server's rule too
+            lent.writer.region.close()
+            return
+        with self._lock:
+            self._pool.append(lent)
+
+    def _start_stream(
+        self, call: tuple[Any, ...], lent: _CallRegion, fds: list[int], sink: Any
+    ) -> Any:
         cid = next(self._ids)
         sink._cancel = lambda: self._send(("bls_cancel", cid), [])
         with self._lock:
             self._open[cid] = sink
+            self._lent[cid] = lent
             if self._reader is None:
                 self._reader = threading.Thread(
                     target=self._read, name="bls-streams", daemon=True
                 )
                 self._reader.start()
         fields, decoupled, executing = call
-        self._send(("bls", fields, cid, decoupled, executing), fds)
+        self._send(("bls", fields, cid, decoupled, executing, lent.key), fds)
         return sink
 
     def _read(self) -> None:
@@ -346,6 +512,9 @@ class StubBls:
             _kind, cid, payload, final = msg
             with self._lock:
                 iterator = self._open.pop(cid) if final else self._open.get(cid)
+                lent = self._lent.pop(cid, None)
+            if lent is not None:
+                self._give_back(lent)
             if iterator is not None:
                 iterator._push(_decode(payload, fds), final)
 

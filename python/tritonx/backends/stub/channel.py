@@ -29,7 +29,8 @@ from tritonx.dtypes import NUMPY_DTYPES, deserialize_bytes, serialize_bytes
 # go through a one-off memfd instead.
 MAX_DATAGRAM = 1 << 18
 _ALIGN = 64
-_FD_ANC = socket.CMSG_SPACE(4 * 4)
+# The most descriptors one message carries: the stub's answer to init has up to six.
+_FD_ANC = socket.CMSG_SPACE(8 * 4)
 
 TensorDesc = tuple[str, str, tuple[int, ...], int, int]
 
@@ -86,13 +87,15 @@ class Channel:
             self.sock.settimeout(timeout)
             self._timeout = timeout
         try:
-            n, anc, _flags, _addr = self.sock.recvmsg_into([self._buf], _FD_ANC)
+            n, anc, flags, _addr = self.sock.recvmsg_into([self._buf], _FD_ANC)
         except TimeoutError:
             raise
         except OSError as exc:
             raise ChannelClosed(str(exc)) from None
         if n == 0:
             raise ChannelClosed("end of file")
+        if flags & socket.MSG_CTRUNC:  # descriptors were dropped: the peer's bug
+            raise ChannelClosed("a message carried more descriptors than allowed")
         fds: list[int] = []
         for level, kind, data in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -142,11 +145,12 @@ class Writer:
     must adopt (the new region) before reading it. Not thread-safe.
     """
 
-    def __init__(self, size: int, growth: int) -> None:
-        self.region = Region.create(size)
+    def __init__(self, size: int, growth: int, region: Region | None = None) -> None:
+        self.region = Region.create(size) if region is None else region
         self.growth = max(growth, 1 << 16)
         self._offset = 0
-        self._new_fd: int | None = self.region.fd  # the peer has not seen any yet
+        # The peer has not seen a region this writer made; one it was given, it has.
+        self._new_fd: int | None = self.region.fd if region is None else None
 
     def begin(self) -> None:
         self._offset = 0

@@ -185,7 +185,7 @@ class StubInstance:
             if self.readiness is None:  # the same model code after a restart
                 self.readiness = ReadinessProbe(self._name, self._ask_ready)
         # takes the descriptors over (the response stream: decoupled models only)
-        stream = fds[2:4] if len(fds) >= 4 else [-1, -1]
+        stream = fds[3:5] if len(fds) >= 5 else [-1, -1]
         native.attach(fds[0], proc.pid, *stream)
         self._proc, self._channel = proc, channel
         streams = Channel(socket.socket(fileno=fds[1]))
@@ -194,6 +194,13 @@ class StubInstance:
             target=self._side_loop,
             args=(streams,),
             name=f"stub-side-{self._name}",
+            daemon=True,
+        ).start()
+        calls = self._bls.calls = Channel(socket.socket(fileno=fds[2]))
+        threading.Thread(
+            target=self._bls.serve_calls,
+            args=(calls,),
+            name=f"stub-bls-{self._name}",
             daemon=True,
         ).start()
         self._started_at = time.monotonic()
@@ -353,8 +360,8 @@ class StubInstance:
                 flag = bool(self.native_executor.is_cancelled(msg[1], msg[2]))
                 with contextlib.suppress(ChannelClosed):
                     channel.send(("cancelled", flag))
-            elif msg[0] == "bls":  # from execute or a model thread
-                self._bls.run_later(channel, msg, fds)
+            elif msg[0] == "bls":  # a streamed call: started, never waited for here
+                self._bls.run(channel, msg, fds)
             elif msg[0] == "control":  # may wait for a load: off this thread
                 self._bls.control_later(channel, msg)
             elif msg[0] in ("metrics", "metrics_sync", "metric_family", "bls_cancel"):
