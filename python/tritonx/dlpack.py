@@ -96,7 +96,7 @@ class Layout:
         for extent in self.shape:
             count *= extent
         _, bits, lanes = self.dtype
-        return count * (bits * lanes + 7) // 8
+        return count * ((bits * lanes + 7) // 8)
 
 
 def layout_of(producer: Any) -> Layout:
@@ -110,8 +110,9 @@ def layout_of(producer: Any) -> Layout:
     tensor = ManagedTensor.from_address(get_pointer(capsule, CAPSULE_NAME)).dl_tensor
     shape = tuple(int(tensor.shape[i]) for i in range(tensor.ndim))
     contiguous = True
-    if tensor.strides:
-        # Row-major strides, in elements; a dimension of extent 1 may have any.
+    if tensor.strides and 0 not in shape:
+        # Row-major strides, in elements; a dimension of extent 1 may have any, and
+        # an empty tensor has no layout to break.
         expected = 1
         for i in reversed(range(tensor.ndim)):
             if shape[i] != 1 and tensor.strides[i] != expected:
