@@ -6,6 +6,8 @@ See docs/api.md for what it supports and how it differs from Triton's.
 
 from __future__ import annotations
 
+from tritonx.api._allocators import MemoryAllocator, default_memory_allocators
+from tritonx.api._memory import DLDeviceType, MemoryBuffer, MemoryType
 from tritonx.api._metrics import Metric, MetricFamily, MetricKind
 from tritonx.api._model import Model, ModelBatchFlag, ModelTxnPropertyFlag
 from tritonx.api._request import InferenceRequest
@@ -25,7 +27,7 @@ from tritonx.api._server import (
     RateLimitMode,
     Server,
 )
-from tritonx.api._tensor import DataType, MemoryType, Tensor
+from tritonx.api._tensor import DataType, Tensor
 from tritonx.errors import (
     AlreadyExistsError,
     CancelledError,
@@ -45,6 +47,7 @@ __all__ = [
     "AlreadyExistsError",
     "AsyncResponseIterator",
     "CancelledError",
+    "DLDeviceType",
     "DataType",
     "InferenceRequest",
     "InferenceResponse",
@@ -52,6 +55,8 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "LogFormat",
+    "MemoryAllocator",
+    "MemoryBuffer",
     "MemoryType",
     "Metric",
     "MetricFamily",
@@ -74,4 +79,5 @@ __all__ = [
     "UnavailableError",
     "UnknownError",
     "UnsupportedError",
+    "default_memory_allocators",
 ]

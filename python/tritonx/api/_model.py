@@ -13,6 +13,7 @@ import enum
 import json
 from typing import TYPE_CHECKING, Any
 
+from tritonx.api._allocators import ResponseAllocator
 from tritonx.api._request import InferenceRequest
 from tritonx.api._response import AsyncResponseIterator, ResponseIterator
 from tritonx.errors import InvalidArgumentError
@@ -75,6 +76,10 @@ class Model:
     ) -> None:
         running = self._server._running()
         core_model = running.registry.find(request.model.name, request.model._version)
+        # Checked before anything is sent, as Triton checks it in infer().
+        iterator._allocator = ResponseAllocator(
+            request.output_memory_allocator, request.output_memory_type
+        )
         core = request._core_request()
         core_model.submit(core, iterator._on_response, loop)
         iterator._cancel = lambda: core_model.cancel(core)

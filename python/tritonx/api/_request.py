@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tritonx.api._tensor import MemoryType, Tensor
-from tritonx.errors import InvalidArgumentError, UnsupportedError
+from tritonx.api._tensor import Tensor
+from tritonx.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
+    from tritonx.api._allocators import MemoryAllocator
     from tritonx.api._model import Model
 
 _PARAMETER_TYPES = (str, int, float, bool)
@@ -21,7 +22,9 @@ class InferenceRequest:
     ``inputs`` maps names to numpy arrays, ``Tensor``s, DLPack producers or lists
     (strings or bytes make BYTES tensors). ``output_names`` (a tritonx addition)
     asks for only these outputs; None: every output. ``timeout`` is in
-    microseconds. ``output_memory_type`` may only be CPU (or None).
+    microseconds. ``output_memory_type`` (a ``DeviceOrMemoryType``: "cpu",
+    MemoryType.CPU_PINNED, ...) and ``output_memory_allocator`` (a
+    ``MemoryAllocator``) say where output bytes go; see ``_allocators``.
     """
 
     model: Model
@@ -34,6 +37,7 @@ class InferenceRequest:
     parameters: dict[str, str | int | bool | float] = field(default_factory=dict)
     output_names: list[str] | None = None
     output_memory_type: Any = None
+    output_memory_allocator: MemoryAllocator | None = None
     # Every response is also put here: a queue.SimpleQueue for infer(), an
     # asyncio.Queue for async_infer() (Triton's response_queue).
     response_queue: Any = None
@@ -42,11 +46,6 @@ class InferenceRequest:
         """The ``_native.Request``; raises InvalidArgumentError for bad fields."""
         from tritonx import _native
 
-        if self.output_memory_type not in (None, "cpu", "CPU", MemoryType.CPU):
-            raise UnsupportedError(
-                "tritonx.api returns outputs in CPU memory only, not "
-                f"{self.output_memory_type!r}"
-            )
         for key, value in self.parameters.items():
             if not isinstance(value, _PARAMETER_TYPES):
                 raise InvalidArgumentError(

@@ -19,6 +19,7 @@ from tritonx.api._tensor import Tensor
 from tritonx.errors import TritonXError, as_triton_error
 
 if TYPE_CHECKING:
+    from tritonx.api._allocators import ResponseAllocator
     from tritonx.api._model import Model
 
 
@@ -37,7 +38,11 @@ class InferenceResponse:
 
     @staticmethod
     def _from_core(
-        model: Model, request_id: str, value: Any, final: bool
+        model: Model,
+        request_id: str,
+        value: Any,
+        final: bool,
+        allocator: ResponseAllocator | None = None,
     ) -> InferenceResponse:
         if isinstance(value, BaseException):
             return InferenceResponse(
@@ -45,11 +50,21 @@ class InferenceResponse:
             )
         if value is None:
             return InferenceResponse(model, request_id, final=final)
+        response_id = value.id or request_id
+        place = Tensor._from_core if allocator is None else allocator.output
+        try:
+            outputs = {t.name: place(t) for t in value.outputs}
+        except Exception as error:
+            # An output that cannot be placed (the user's allocator failed, or
+            # gave unusable memory) fails this response, not the process.
+            return InferenceResponse(
+                model, response_id, error=as_triton_error(error), final=final
+            )
         return InferenceResponse(
             model,
-            value.id or request_id,
+            response_id,
             parameters=dict(value.parameters),
-            outputs={t.name: Tensor._from_core(t) for t in value.outputs},
+            outputs=outputs,
             final=final,
         )
 
@@ -62,6 +77,8 @@ class _ResponseStream:
     the request's ``response_queue`` when it has one (Triton's)."""
 
     _queue: Any
+    # Where outputs go; Model sets it before submitting.
+    _allocator: ResponseAllocator | None = None
 
     def __init__(
         self,
@@ -83,7 +100,7 @@ class _ResponseStream:
 
     def _on_response(self, value: Any, final: bool) -> None:
         response = InferenceResponse._from_core(
-            self._model, self._request_id, value, final
+            self._model, self._request_id, value, final, self._allocator
         )
         self._queue.put_nowait(response)
         if self._user_queue is not None:
