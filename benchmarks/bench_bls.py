@@ -4,7 +4,10 @@ repository).
 
 Models: ``cheap`` (identity, FP32 [16]), ``bls_sync`` (``exec()`` to cheap from a
 plain ``execute``) and ``bls_async`` (``async_exec()`` from an ``async def
-execute``); ``cheap`` alone is the baseline a BLS call adds to.
+execute``); ``cheap`` alone is the baseline a BLS call adds to. ``--call-cost N`` also times
+the calls themselves, away from the client and its load: ``bls_loop`` makes
+``LOOP_CALLS`` ``exec()`` calls to cheap per request and answers microseconds per
+call; the table gives the median of N requests per server.
 
     flock /work/wt/bench.lock python benchmarks/bench_bls.py \\
         --reference-cmd /path/to/triton_reference --concurrency 1,4
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -72,13 +76,45 @@ class TritonPythonModel:
         return out
 """
 
+LOOP_CALLS = 500
+
+BLS_LOOP = f"""
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "INPUT0")
+            start = time.perf_counter()
+            for _ in range({LOOP_CALLS}):
+                response = pb_utils.InferenceRequest(
+                    model_name="cheap", requested_output_names=["OUTPUT0"],
+                    inputs=[x]).exec()
+                if response.has_error():
+                    raise pb_utils.TritonModelException(response.error().message())
+            per_call_us = (time.perf_counter() - start) / {LOOP_CALLS} * 1e6
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor(
+                "OUTPUT0", np.full([16], per_call_us, np.float32))]))
+        return out
+"""
+
 IO = """max_batch_size: 0
 input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 16 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 16 ] } ]
 instance_group [ { count: 1, kind: KIND_CPU } ]
 """
 
-MODELS = {"cheap": CHEAP, "bls_sync": BLS_SYNC, "bls_async": BLS_ASYNC}
+MODELS = {
+    "cheap": CHEAP,
+    "bls_sync": BLS_SYNC,
+    "bls_async": BLS_ASYNC,
+    "bls_loop": BLS_LOOP,
+}
 
 
 def write_repo(repo: Path) -> None:
@@ -100,6 +136,27 @@ def source_tree_env() -> dict[str, str]:
 Rows = dict[tuple[str, str, int], tuple[float, float]]
 
 
+def call_cost_us(http_port: int, requests: int) -> float:
+    """Median microseconds per exec() call over ``requests`` bls_loop requests."""
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(
+        f"127.0.0.1:{http_port}", network_timeout=600.0
+    )
+    try:
+        tensor = httpclient.InferInput("INPUT0", [16], "FP32")
+        tensor.set_data_from_numpy(np.zeros(16, np.float32))
+        client.infer("bls_loop", [tensor])  # warm-up
+        costs = [
+            float(client.infer("bls_loop", [tensor]).as_numpy("OUTPUT0")[0])
+            for _ in range(requests)
+        ]
+    finally:
+        client.close()
+    return statistics.median(costs)
+
+
 def perf_rows(
     name: str,
     cmd: Sequence[str],
@@ -109,6 +166,10 @@ def perf_rows(
 ) -> Rows:
     rows: Rows = {}
     with running(name, cmd, repo, env, 180.0) as (http, grpc):
+        if args.call_cost:
+            cost = call_cost_us(http, args.call_cost)
+            rows[("exec() call", "us", 0)] = (cost, 0.0)
+            print(f"  {name:9s} exec() call {cost:8.1f} us (median)", flush=True)
         for model in args.models:
             for protocol in args.protocols:
                 url = f"127.0.0.1:{grpc if protocol == 'grpc' else http}"
@@ -139,6 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--concurrency", default="1,4")
     p.add_argument("--protocols", default="grpc")
     p.add_argument("--measurement-interval", type=int, default=2000, metavar="MS")
+    p.add_argument(
+        "--call-cost",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time exec() calls inside a model: median of N bls_loop requests",
+    )
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if not args.perf_analyzer:
         p.error("perf_analyzer not found: pass --perf-analyzer")
@@ -165,6 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("model     proto conc | tritonx inf/s  p99 us | ref inf/s  p99 us | x inf/s")
     for key in ours:
         a, b = ours[key], theirs.get(key)
+        if key[1] == "us":  # the call cost: lower is better, ratio reference/ours
+            ref = f"{b[0]:9.1f}" if b else f"{'-':>9s}"
+            speedup = f"{b[0] / a[0]:7.2f}" if b and a[0] else "      -"
+            print(f"{key[0]:16s} us | {a[0]:13.1f}         | {ref}         | {speedup}")
+            continue
         ref = f"{b[0]:9.1f} {b[1]:7.0f}" if b else f"{'-':>9s} {'-':>7s}"
         ratio = f"{a[0] / b[0]:7.2f}" if b and b[0] else "      -"
         print(
