@@ -113,3 +113,100 @@ def test_bls_from_a_stub_process(tmp_path: Path) -> None:
     assert add["outputs"]["OUT"][1] == [3.0]
     assert nope["error"].endswith("Model 'nope' is not ready.")
     assert "would never run" in deep["error"]
+
+
+# Calls add (OUT = IN + 1); IN[0] == -5 first makes a call to slow and ends the stub
+# process while that call is in flight.
+DIES_IN_A_CALL = """
+import os
+import threading
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+def _call(model, x):
+    return pb_utils.InferenceRequest(
+        model_name=model, inputs=[pb_utils.Tensor("IN", x)],
+        requested_output_names=["OUT"]).exec()
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()
+            if x.size and x[0] == -5:
+                threading.Timer(0.3, os._exit, (1,)).start()
+                _call("slow", x)
+            answer = _call("add", x).output_tensors()[0].as_numpy()
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUT", answer), pb_utils.Tensor("OUT2", answer),
+                pb_utils.Tensor("META", np.array([b"{}"], dtype=object))]))
+        return out
+"""
+
+SLOW = """
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        time.sleep(2)
+        return [pb_utils.InferenceResponse([
+            pb_utils.Tensor("OUT", x), pb_utils.Tensor("OUT2", x),
+            pb_utils.Tensor("META", np.array([b"{}"], dtype=object))])
+            for x in (pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()
+                      for r in requests)]
+"""
+
+
+def test_a_stub_that_dies_in_a_call_calls_again_after_its_restart(
+    tmp_path: Path,
+) -> None:
+    """The stub's call regions and calls socket are per stub: after a stub ended with
+    a call in flight and was restarted, its calls of every size answer exactly (the
+    ended call's answer lands nowhere)."""
+    import time
+
+    import numpy as np
+    import tritonclient.http as httpclient
+    from serverutil import run_server
+    from tritonclient.utils import InferenceServerException
+
+    repo = write_repo(tmp_path / "repo", ["add"])
+    _add_variant(repo, "dies", DIES_IN_A_CALL)
+    _add_variant(repo, "slow", SLOW)
+
+    def infer(client: Any, values: np.ndarray) -> np.ndarray:
+        tensor = httpclient.InferInput("IN", list(values.shape), "FP32")
+        tensor.set_data_from_numpy(values)
+        result = client.infer(
+            "dies", [tensor], outputs=[httpclient.InferRequestedOutput("OUT")]
+        )
+        return np.asarray(result.as_numpy("OUT"))
+
+    with run_server(repo, "--backend-config=python,execution-mode=process") as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        try:
+            small = np.array([1, 2, 3], np.float32)
+            assert infer(client, small).tolist() == [2, 3, 4]
+            with pytest.raises(InferenceServerException) as info:
+                infer(client, np.array([-5, 1], np.float32))
+            assert "Stub process 'dies_0' is not healthy." in info.value.message()
+            deadline = time.monotonic() + 60
+            while True:  # until the restarted stub serves
+                try:
+                    infer(client, small)
+                    break
+                except InferenceServerException:
+                    assert time.monotonic() < deadline, server.log_text()
+                    time.sleep(0.1)
+            for n in (3, 100_000, 7, 20_000):
+                values = np.arange(n, dtype=np.float32)
+                assert np.array_equal(infer(client, values), values + 1), n
+        finally:
+            client.close()
