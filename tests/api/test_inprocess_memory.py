@@ -7,13 +7,12 @@ model)."""
 from __future__ import annotations
 
 import asyncio
-import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from cloudutil import write_model
 from testmodels import ADD_SUB, ADD_SUB_PY, ECHO_MODEL, REPEAT_CONFIG, REPEAT_MODEL
 
 import tritonx.api as api
@@ -28,18 +27,12 @@ output [ { name: "OUTPUT0" data_type: TYPE_STRING dims: [ -1 ] } ]
 """
 
 
-def _write(repo: Path, name: str, config: str, model_py: str) -> None:
-    (repo / name / "1").mkdir(parents=True)
-    (repo / name / "config.pbtxt").write_text(textwrap.dedent(config))
-    (repo / name / "1" / "model.py").write_text(textwrap.dedent(model_py))
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api.Server]:
     repo = tmp_path_factory.mktemp("api_memory") / "repo"
-    _write(repo, "add_sub", ADD_SUB, ADD_SUB_PY)
-    _write(repo, "echo_bytes", ECHO_BYTES_CONFIG, ECHO_MODEL)
-    _write(repo, "repeat", REPEAT_CONFIG, REPEAT_MODEL)
+    write_model(repo, "add_sub", ADD_SUB, ADD_SUB_PY)
+    write_model(repo, "echo_bytes", ECHO_BYTES_CONFIG, ECHO_MODEL)
+    write_model(repo, "repeat", REPEAT_CONFIG, REPEAT_MODEL)
     server = api.Server(model_repository=str(repo)).start(wait_until_ready=True)
     yield server
     server.stop()
