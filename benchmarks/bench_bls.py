@@ -7,7 +7,8 @@ plain ``execute``) and ``bls_async`` (``async_exec()`` from an ``async def
 execute``); ``cheap`` alone is the baseline a BLS call adds to. ``--call-cost N`` also times
 the calls themselves, away from the client and its load: ``bls_loop`` makes
 ``LOOP_CALLS`` ``exec()`` calls to cheap per request and answers microseconds per
-call; the table gives the median of N requests per server.
+call, ``bls_async_loop`` the same with ``await async_exec()``; the table gives the
+median of N requests per server.
 
     flock /work/wt/bench.lock python benchmarks/bench_bls.py \\
         --reference-cmd /path/to/triton_reference --concurrency 1,4
@@ -78,7 +79,8 @@ class TritonPythonModel:
 
 LOOP_CALLS = 500
 
-BLS_LOOP = f"""
+# The loop models share this source: ``{call}`` is how one call is made.
+LOOP_SOURCE = """
 import time
 
 import numpy as np
@@ -86,22 +88,31 @@ import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
-    def execute(self, requests):
+    {define}execute(self, requests):
         out = []
         for r in requests:
             x = pb_utils.get_input_tensor_by_name(r, "INPUT0")
             start = time.perf_counter()
-            for _ in range({LOOP_CALLS}):
-                response = pb_utils.InferenceRequest(
-                    model_name="cheap", requested_output_names=["OUTPUT0"],
-                    inputs=[x]).exec()
+            for _ in range(LOOP_CALLS):
+                response = {call}
                 if response.has_error():
                     raise pb_utils.TritonModelException(response.error().message())
-            per_call_us = (time.perf_counter() - start) / {LOOP_CALLS} * 1e6
+            per_call_us = (time.perf_counter() - start) / LOOP_CALLS * 1e6
             out.append(pb_utils.InferenceResponse([pb_utils.Tensor(
                 "OUTPUT0", np.full([16], per_call_us, np.float32))]))
         return out
 """
+_CALL = """pb_utils.InferenceRequest(
+                    model_name="cheap", requested_output_names=["OUTPUT0"],
+                    inputs=[x])"""
+BLS_LOOP = (
+    f"LOOP_CALLS = {LOOP_CALLS}\n"
+    + LOOP_SOURCE.format(define="def ", call=f"{_CALL}.exec()")
+)
+BLS_ASYNC_LOOP = (
+    f"LOOP_CALLS = {LOOP_CALLS}\n"
+    + LOOP_SOURCE.format(define="async def ", call=f"await {_CALL}.async_exec()")
+)
 
 IO = """max_batch_size: 0
 input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 16 ] } ]
@@ -114,6 +125,7 @@ MODELS = {
     "bls_sync": BLS_SYNC,
     "bls_async": BLS_ASYNC,
     "bls_loop": BLS_LOOP,
+    "bls_async_loop": BLS_ASYNC_LOOP,
 }
 
 
@@ -133,11 +145,13 @@ def source_tree_env() -> dict[str, str]:
     return {}
 
 
+LOOP_MODELS = {"exec() call": "bls_loop", "async_exec() call": "bls_async_loop"}
+
 Rows = dict[tuple[str, str, int], tuple[float, float]]
 
 
-def call_cost_us(http_port: int, requests: int) -> float:
-    """Median microseconds per exec() call over ``requests`` bls_loop requests."""
+def call_cost_us(http_port: int, model: str, requests: int) -> float:
+    """Median microseconds per call over ``requests`` requests to a loop model."""
     import numpy as np
     import tritonclient.http as httpclient
 
@@ -147,9 +161,9 @@ def call_cost_us(http_port: int, requests: int) -> float:
     try:
         tensor = httpclient.InferInput("INPUT0", [16], "FP32")
         tensor.set_data_from_numpy(np.zeros(16, np.float32))
-        client.infer("bls_loop", [tensor])  # warm-up
+        client.infer(model, [tensor])  # warm-up
         costs = [
-            float(client.infer("bls_loop", [tensor]).as_numpy("OUTPUT0")[0])
+            float(client.infer(model, [tensor]).as_numpy("OUTPUT0")[0])
             for _ in range(requests)
         ]
     finally:
@@ -167,9 +181,10 @@ def perf_rows(
     rows: Rows = {}
     with running(name, cmd, repo, env, 180.0) as (http, grpc):
         if args.call_cost:
-            cost = call_cost_us(http, args.call_cost)
-            rows[("exec() call", "us", 0)] = (cost, 0.0)
-            print(f"  {name:9s} exec() call {cost:8.1f} us (median)", flush=True)
+            for label, model in LOOP_MODELS.items():
+                cost = call_cost_us(http, model, args.call_cost)
+                rows[(label, "us", 0)] = (cost, 0.0)
+                print(f"  {name:9s} {label} {cost:8.1f} us (median)", flush=True)
         for model in args.models:
             for protocol in args.protocols:
                 url = f"127.0.0.1:{grpc if protocol == 'grpc' else http}"
@@ -205,12 +220,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=0,
         metavar="N",
-        help="also time exec() calls inside a model: median of N bls_loop requests",
+        help="also time exec() and async_exec() calls inside a model: median of N "
+        "loop-model requests",
     )
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if not args.perf_analyzer:
         p.error("perf_analyzer not found: pass --perf-analyzer")
-    args.models = [m.strip() for m in args.models.split(",")]
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.protocols = [x.strip() for x in args.protocols.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -236,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if key[1] == "us":  # the call cost: lower is better, ratio reference/ours
             ref = f"{b[0]:9.1f}" if b else f"{'-':>9s}"
             speedup = f"{b[0] / a[0]:7.2f}" if b and a[0] else "      -"
-            print(f"{key[0]:16s} us | {a[0]:13.1f}         | {ref}         | {speedup}")
+            print(f"{key[0]:18s} us | {a[0]:13.1f}         | {ref}         | {speedup}")
             continue
         ref = f"{b[0]:9.1f} {b[1]:7.0f}" if b else f"{'-':>9s} {'-':>7s}"
         ratio = f"{a[0] / b[0]:7.2f}" if b and b[0] else "      -"

@@ -20,6 +20,7 @@ from typing import Any
 #   {"start": KEY, "req": REQ, "decoupled": bool}  async_exec, not awaited yet
 #   {"await": KEY}                                  -> the result of a started call
 #   {"gather": [REQ, ...], "decoupled": bool}       -> asyncio.gather of async_exec
+#     (both also take "summary": true)
 #   {"touch": NAME}                                 creates <model dir>/../NAME
 #   {"wait_for": NAME}                              until <model dir>/../NAME exists
 #   {"cancel_after": N, "req": REQ}  decoupled exec; cancel() after N responses
@@ -116,7 +117,9 @@ class TritonPythonModel:
                 calls = [_request(r).async_exec(decoupled=decoupled)
                          for r in step["gather"]]
                 results = await asyncio.gather(*calls)
-                return [await self._finish(r, decoupled, aiter) for r in results]
+                summary = step.get("summary", False)
+                return [await self._finish(r, decoupled, aiter, summary)
+                        for r in results]
             request = _request(step["req"])
             if "start" in step:
                 started[step["start"]] = asyncio.ensure_future(

@@ -82,26 +82,31 @@ def test_tensors_of_every_size_keep_their_bytes(bls_server: RunningServer) -> No
     a small one after each: every answer is exact. (In a stub process the calls
     share regions; these sizes take each path of that scheme.)"""
 
-    def call(n: int, how: str = "exec") -> dict[str, Any]:
+    def add(n: int) -> dict[str, Any]:
         inputs = [["IN", FP32, {"arange": n}]]
-        return {
-            "call": how,
-            "req": req("add", inputs, requested_output_names=["OUT", "OUT2"]),
-            "summary": True,
-        }
+        return req("add", inputs, requested_output_names=["OUT", "OUT2"])
+
+    def call(n: int, how: str = "exec") -> dict[str, Any]:
+        return {"call": how, "req": add(n), "summary": True}
 
     def expected(n: int) -> dict[str, float]:  # the exact sums of x + 1 and 2x
         return {"OUT": n * (n - 1) / 2 + n, "OUT2": float(n * (n - 1))}
 
+    def exact(n: int) -> dict[str, list[Any]]:
+        return {name: [[n], total] for name, total in expected(n).items()}
+
     sizes = [4, 200_000, 3, 5_000_000, 5, 40_000]
-    results = probe(
-        bls_server.http_url,
-        [call(n) for n in sizes] + [call(300_000, "async_exec"), call(6)],
-    )
-    for n, result in zip([*sizes, 300_000, 6], results, strict=True):
-        assert result["outputs"] == {
-            name: [[n], total] for name, total in expected(n).items()
-        }, n
+    # async_exec keeps its region until its response, which comes back in it.
+    async_sizes = [300_000, 6, 5_000_000, 7]
+    together = [2, 70_000, 9, 1_000]  # in flight at once: one region each
+    gather = {"gather": [add(n) for n in together], "summary": True}
+    steps = [call(n) for n in sizes] + [call(n, "async_exec") for n in async_sizes]
+    *results, gathered, last = probe(bls_server.http_url, [*steps, gather, call(6)])
+    for n, result in zip([*sizes, *async_sizes], results, strict=True):
+        assert result["outputs"] == exact(n), n
+    for n, result in zip(together, gathered, strict=True):
+        assert result["outputs"] == exact(n), n
+    assert last["outputs"] == exact(6)
 
 
 def test_request_fields_reach_the_called_model(bls_server: RunningServer) -> None:

@@ -15,12 +15,13 @@ stub are sent to the server, which runs them through its scheduler
 
 A call's input tensors travel in a region the stub reuses for its later calls (a
 pool, one region per call in flight, named by a key; its memfd goes with the first
-message that uses it), and a plain call's output tensors come back in that same
-region when they fit: the stub is waiting and reads them before the region serves
-another call. So a small call passes no descriptor and maps nothing on either side
-(memfd creation, mapping and descriptor passing were most of a call's cost). Regions
-over ``POOLED_REGION_MAX`` serve one call, and outputs that do not fit, or a stream's
-responses, travel in one-off memfds. A payload is ``("ok", descs, parameters,
+message that uses it), and the output tensors of a plain call or an ``async_exec``
+come back in that same region when they fit: the stub lends the region until that
+one response and reads it before the region serves another call. So a small call
+passes no descriptor and maps nothing on either side (memfd creation, mapping and
+descriptor passing were most of a call's cost). Regions over ``POOLED_REGION_MAX``
+serve one call, and outputs that do not fit, or a decoupled call's responses (the
+region comes back with the first), travel in one-off memfds. A payload is ``("ok", descs, parameters,
 in_call_region)`` or ``("err", code, message)``.
 
 Model control (``pb_utils.load_model`` & co., pb/model_control.py) is a round trip
@@ -92,7 +93,11 @@ def _decode(payload: tuple[Any, ...], fds: list[int], own: Region | None = None)
         return InferenceResponse._from_parts(
             [], TritonError(payload[2], payload[1]), "{}"
         )
-    in_own = payload[3] and own is not None
+    in_own = payload[3]
+    if (in_own and own is None) or (payload[1] and not in_own and not fds):
+        # Never an answer without the tensors it names.
+        slip = "a BLS answer arrived without its tensors' region"
+        return InferenceResponse._from_parts([], TritonError(slip), "{}")
     region = own if in_own else (Region.adopt(fds[-1]) if fds else None)
     outputs = []
     if region is not None:
@@ -126,13 +131,21 @@ def _send_response(
 
 
 class _Forwarder(bls.ResponseIterator):
-    """A decoupled call's responses, sent to the stub as the core delivers them."""
+    """A streamed call's responses, sent to the stub as the core delivers them.
+    ``last`` (when given) sends the final one instead: into the call's region."""
 
-    def __init__(self, channel: Channel, cid: int, done: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        cid: int,
+        done: Callable[[int], None],
+        last: Callable[[Any], None] | None = None,
+    ) -> None:
         super().__init__()
         self._channel = channel
         self._cid = cid
         self._done = done
+        self._last = last
 
     def _push(self, response: Any, final: bool) -> None:
         with self._cond:
@@ -140,7 +153,11 @@ class _Forwarder(bls.ResponseIterator):
         if final:
             self._done(self._cid)
         with contextlib.suppress(ChannelClosed, OSError):  # the stub is gone
-            _send_response(self._channel, ("stream", self._cid), response, (final,))
+            if final and self._last is not None:
+                self._last(response)
+            else:
+                head = ("stream", self._cid)
+                _send_response(self._channel, head, response, (final,))
 
 
 class ServerBls:
@@ -190,10 +207,18 @@ class ServerBls:
             region.close()
 
     def _answer(
-        self, channel: Channel, key: int | None, generation: int, response: Any
+        self,
+        channel: Channel,
+        key: int | None,
+        generation: int,
+        response: Any,
+        head: tuple[Any, ...] = ("bls_result",),
+        tail: tuple[Any, ...] = (),
     ) -> None:
+        """Sends a call's last response, its tensors in the call's region ``key``
+        when they fit; then the region follows the pool's rule."""
         if key is None:
-            _send_response(channel, ("bls_result",), response)
+            _send_response(channel, head, response, tail)
             return
         with self._lock:  # not while ``close`` unmaps it
             same_stub = generation == self._generation
@@ -201,7 +226,7 @@ class ServerBls:
             payload, one_off = _encode(response, region)
         try:
             fds = one_off.take_new_fd() if one_off else []
-            channel.send(("bls_result", payload), fds)
+            channel.send((*head, payload, *tail), fds)
         finally:
             if one_off is not None:
                 one_off.region.close()
@@ -235,11 +260,12 @@ class ServerBls:
         ) as exc:  # not what a stub sends: refuse, never leave it waiting
             self._refuse(channel, cid, f"{type(exc).__name__}: {exc}")
             return
-        executing = msg[4]
+        executing, decoupled = msg[4], msg[3]
         if cid is not None:
-            if key is not None and region is not None:
+            held = not decoupled and key is not None and region is not None
+            if not held and key is not None and region is not None:
                 self._after_call(key, region)  # the inputs are copied out
-            self._stream(cid, request, msg[3], executing)
+            self._stream(cid, request, decoupled, executing, key if held else None)
             return
         try:
             response = bls.execute_in(self.scope, executing, request, False)
@@ -293,11 +319,29 @@ class ServerBls:
         elif self.streams is not None:
             self.streams.send(("stream", cid, payload, True))
 
-    def _stream(self, cid: int, request: Any, decoupled: bool, executing: bool) -> None:
+    def _stream(
+        self,
+        cid: int,
+        request: Any,
+        decoupled: bool,
+        executing: bool,
+        held_key: int | None,
+    ) -> None:
+        """Starts a streamed call. An ``async_exec`` (one response) keeps its call
+        region ``held_key``: the stub lends it until that response, which comes
+        back in it."""
         streams = self.streams
         if streams is None:
             return
-        forwarder = _Forwarder(streams, cid, self._finished)
+        last = None
+        if held_key is not None:
+            generation = self._generation
+            head = ("stream", cid)
+
+            def last(response: Any) -> None:
+                self._answer(streams, held_key, generation, response, head, (True,))
+
+        forwarder = _Forwarder(streams, cid, self._finished, last)
         with self._lock:
             self._open[cid] = forwarder
         bls.ResponseIterator._start(
@@ -408,6 +452,8 @@ class StubBls:
         # A stream's region comes back when its first message arrives: the server
         # copies the inputs out before it starts the call.
         self._lent: dict[int, _CallRegion] = {}
+        # ... except an async_exec's, which its response comes back in.
+        self._held: set[int] = set()
 
     def __call__(self, request: Any, decoupled: bool = False) -> Any:
         """``exec()`` (and ``async_exec(decoupled=True)``)."""
@@ -491,15 +537,17 @@ class StubBls:
     ) -> Any:
         cid = next(self._ids)
         sink._cancel = lambda: self._send(("bls_cancel", cid), [])
+        fields, decoupled, executing = call
         with self._lock:
             self._open[cid] = sink
             self._lent[cid] = lent
+            if not decoupled:  # one response, in this region (see ServerBls._stream)
+                self._held.add(cid)
             if self._reader is None:
                 self._reader = threading.Thread(
                     target=self._read, name="bls-streams", daemon=True
                 )
                 self._reader.start()
-        fields, decoupled, executing = call
         self._send(("bls", fields, cid, decoupled, executing, lent.key), fds)
         return sink
 
@@ -512,11 +560,18 @@ class StubBls:
             _kind, cid, payload, final = msg
             with self._lock:
                 iterator = self._open.pop(cid) if final else self._open.get(cid)
-                lent = self._lent.pop(cid, None)
+                held = cid in self._held
+                if final or not held:
+                    lent = self._lent.pop(cid, None)
+                    self._held.discard(cid)
+                else:
+                    lent = None
+            own = lent.writer.region if held and lent is not None else None
+            response = _decode(payload, fds, own)  # before the region serves again
             if lent is not None:
                 self._give_back(lent)
             if iterator is not None:
-                iterator._push(_decode(payload, fds), final)
+                iterator._push(response, final)
 
 
 class _FutureSink:
