@@ -105,13 +105,11 @@ class TritonPythonModel:
 _CALL = """pb_utils.InferenceRequest(
                     model_name="cheap", requested_output_names=["OUTPUT0"],
                     inputs=[x])"""
-BLS_LOOP = (
-    f"LOOP_CALLS = {LOOP_CALLS}\n"
-    + LOOP_SOURCE.format(define="def ", call=f"{_CALL}.exec()")
+BLS_LOOP = f"LOOP_CALLS = {LOOP_CALLS}\n" + LOOP_SOURCE.format(
+    define="def ", call=f"{_CALL}.exec()"
 )
-BLS_ASYNC_LOOP = (
-    f"LOOP_CALLS = {LOOP_CALLS}\n"
-    + LOOP_SOURCE.format(define="async def ", call=f"await {_CALL}.async_exec()")
+BLS_ASYNC_LOOP = f"LOOP_CALLS = {LOOP_CALLS}\n" + LOOP_SOURCE.format(
+    define="async def ", call=f"await {_CALL}.async_exec()"
 )
 
 IO = """max_batch_size: 0
