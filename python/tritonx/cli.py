@@ -39,7 +39,7 @@ from tritonx.cli_values import (
 from tritonx.frontends.grpc import PROTOCOL_GROUPS as GRPC_PROTOCOL_GROUPS
 from tritonx.frontends.http_routes import RESTRICTED_CATEGORIES as HTTP_API_GROUPS
 from tritonx.logging_setup import LogOptions, configure
-from tritonx.metrics import MetricsConfig
+from tritonx.metrics_config import MetricsConfig
 from tritonx.repository.cloud import cloud_scheme
 from tritonx.server_options import (
     DEFAULT_MAX_INFLIGHT_REQUESTS,
