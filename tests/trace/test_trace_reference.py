@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tritonclient.utils import InferenceServerException
 from serverutil import RunningServer, reference_command, run_reference, run_server
 from traceutil import (
     build_stream_repo,
@@ -22,6 +21,7 @@ from traceutil import (
     http_infer_bls,
     summary,
 )
+from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.skipif(
     reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
