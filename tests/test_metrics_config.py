@@ -21,7 +21,7 @@ import pytest
 from serverutil import RunningServer, infer_json, run_either
 
 from tritonx.cli import UsageError, parse_args
-from tritonx.metrics import DEFAULT_QUANTILES, MetricsConfig
+from tritonx.metrics_config import DEFAULT_QUANTILES, MetricsConfig
 
 SLEEPER_CONFIG = """
 name: "{name}"

@@ -109,7 +109,7 @@ def parse_metrics_config(values: Sequence[str]) -> list[tuple[str, str]]:
     """``<setting>=<value>`` (repeatable) -> [(setting, value)] in order, with
     tritonserver's message for a malformed one (no ``=``, an empty side, or a
     ``<name>,`` prefix, which Triton reserves). What the settings mean is
-    ``metrics.MetricsConfig``'s business."""
+    ``metrics_config.MetricsConfig``'s business."""
     result: list[tuple[str, str]] = []
     for value in values:
         setting, equals, val = value.partition("=")

@@ -13,12 +13,8 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from tritonx.metrics import (
-    CpuSampler,
-    MetricsConfig,
-    TritonCollector,
-    native_arena_stats,
-)
+from tritonx.metrics import CpuSampler, TritonCollector, native_arena_stats
+from tritonx.metrics_config import MetricsConfig
 
 if TYPE_CHECKING:
     from tritonx.server_options import ServerOptions

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tritonx.backends.registry import DEFAULT_BACKEND_DIRECTORY
 from tritonx.logging_setup import LogOptions
-from tritonx.metrics import MetricsConfig
+from tritonx.metrics_config import MetricsConfig
 from tritonx.tracing import TraceConfig
 
 # Worker threads that run Python backends hand the GIL back and forth with the event

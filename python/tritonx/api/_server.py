@@ -181,7 +181,7 @@ class Options:
         return options
 
     def _metrics(self, options: Any) -> None:
-        from tritonx.metrics import MetricsConfig
+        from tritonx.metrics_config import MetricsConfig
 
         options.allow_cpu_metrics = bool(self.cpu_metrics)
         options.allow_gpu_metrics = bool(self.gpu_metrics)

@@ -9,17 +9,16 @@ JSON bodies and JSON output data beyond ``http_offload.OFFLOAD_BYTES`` are parse
 rendered in helper processes, so one large request cannot stall the loop.
 
 Access control (restricted API groups, header forwarding, TLS) lives in
-``http_access``; request-head limits in ``http_protocol``.
+``http_access``; request-head limits in ``http_protocol``; the model metadata, config,
+statistics and repository routes in ``http_models``, the shared memory, logging and
+trace extensions in ``http_extensions``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import concurrent.futures
 import errno
-import json
 import re
 import ssl
 import time
@@ -28,14 +27,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tritonx import __version__, _native
-from tritonx.errors import (
-    InternalError,
-    InvalidArgumentError,
-    TritonXError,
-    UnavailableError,
-    UnsupportedError,
-)
-from tritonx.frontends import http_extensions, http_infer
+from tritonx.errors import TritonXError, UnavailableError
+from tritonx.frontends import http_extensions, http_infer, http_models
 from tritonx.frontends.base import server_extensions
 from tritonx.frontends.http_access import (
     AccessRules,
@@ -54,32 +47,20 @@ from tritonx.frontends.http_protocol import (
     HttpConnection,
     HttpMessage,
     Slot,
-    error_response,
+    dumps,
+    exception_response,
     response,
     status_line,
 )
 from tritonx.frontends.http_routes import ROUTE_METHODS, Route, resolve
-from tritonx.repository.reports import INFERENCE_STATS_KEYS
 
 DEFAULT_MAX_INPUT_SIZE = 64 * 1024 * 1024
 
 _EMPTY_OK = response(200, b"", TEXT)
 _EMPTY_BAD = response(400, b"", TEXT)
-_OK_JSON_EMPTY = response(200, b"", JSON)
 _NOT_FOUND = response(404, b'{"error":"Not Found"}', TEXT)
 _NOT_ALLOWED = response(405, b'{"error":"Method Not Allowed"}', JSON)
 _NOT_READY = response(400, b'{"error":"Model version not ready"}', TEXT)
-_ZERO_STATS = {"count": 0, "ns": 0}
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _error(exc: BaseException) -> list[Buffer]:
-    if isinstance(exc, TritonXError):
-        return error_response(exc.http_status, exc.message)
-    return error_response(500, str(exc) or type(exc).__name__)
 
 
 def _compression(accept: bytes) -> str:
@@ -158,18 +139,24 @@ class HttpFrontend:
         if extensions is None:
             extensions = server_extensions()
         info = {"name": server_id, "version": version, "extensions": list(extensions)}
-        self._metadata = response(200, _dumps(info))
+        self._metadata = response(200, dumps(info))
         handlers: dict[str, Callable[[HttpMessage, Slot, Route], None]] = {
             "server_metadata": lambda m, s, r: s.done(self._metadata),
             "live": lambda m, s, r: s.done(_EMPTY_OK),
             "ready": self._server_ready,
             "all_stats": self._stats,
-            "model_metadata": self._model_metadata,
+            "model_metadata": lambda m, s, r: s.done(
+                http_models.metadata_reply(self._manager, r)
+            ),
             "infer": self._infer,
             "model_ready": self._model_ready,
-            "model_config": self._model_config,
+            "model_config": lambda m, s, r: s.done(
+                http_models.config_reply(self._manager, r)
+            ),
             "model_stats": self._stats,
-            "repo_index": self._repo_index,
+            "repo_index": lambda m, s, r: s.done(
+                http_models.index_reply(self._manager, m)
+            ),
             "repo_load": self._repo_control,
             "repo_unload": self._repo_control,
             "shared_memory": lambda m, s, r: s.done(
@@ -305,115 +292,20 @@ class HttpFrontend:
         )
         future.add_done_callback(lambda done: slot.done(done.result()))
 
-    def _model_metadata(self, message: HttpMessage, slot: Slot, route: Route) -> None:
-        try:
-            body = _dumps(self._manager.metadata(route.model, route.version))
-        except Exception as exc:
-            slot.done(_error(exc))
-            return
-        slot.done(response(200, body))
-
-    def _model_config(self, message: HttpMessage, slot: Slot, route: Route) -> None:
-        from tritonx.config import config_to_json
-
-        try:
-            config = self._manager.config(route.model, route.version)
-            body = config_to_json(config).encode()
-        except Exception as exc:
-            slot.done(_error(exc))
-            return
-        slot.done(response(200, body))
-
     def _stats(self, message: HttpMessage, slot: Slot, route: Route) -> None:
-        try:
-            stats = self._manager.statistics(route.model, route.version)
-        except Exception as exc:
-            slot.done(_error(exc))
-            return
-        for entry in stats:
-            # perf_analyzer needs every key, even for features (cache) not used here.
-            inference = entry.setdefault("inference_stats", {})
-            for key in INFERENCE_STATS_KEYS:
-                inference.setdefault(key, dict(_ZERO_STATS))
-            entry["version"] = str(entry.get("version", ""))
-        slot.done(response(200, _dumps({"model_stats": stats})))
+        slot.done(http_models.stats_reply(self._manager, route))
 
     # -- repository -----------------------------------------------------------------------
 
-    def _repo_index(self, message: HttpMessage, slot: Slot, route: Route) -> None:
-        try:
-            ready = False
-            if message.body:
-                request = http_infer.load_json(message.body)
-                value = (
-                    request.get("ready", False) if isinstance(request, dict) else False
-                )
-                if not isinstance(value, bool):
-                    raise InternalError("attempt to access JSON non-boolean as boolean")
-                ready = value
-            rows = self._manager.index(ready)
-        except Exception as exc:
-            slot.done(_error(exc))
-            return
-        # Models never loaded show their name only, like Triton.
-        out = [
-            {k: v for k, v in row.items() if v != "" and v is not None} for row in rows
-        ]
-        slot.done(response(200, _dumps(out)))
-
     def _repo_control(self, message: HttpMessage, slot: Slot, route: Route) -> None:
         try:
-            if route.repository:
-                raise UnsupportedError(
-                    "'repository_name' specification is not supported"
-                )
-            params = http_extensions.load_parameters(message.body)
-            if route.kind == "repo_load":
-                action = self._load(route.model, params)
-            else:
-                action = self._unload(route.model, params)
+            action = http_models.repository_action(self._manager, message, route)
         except Exception as exc:
-            slot.done(_error(exc))
+            slot.done(exception_response(exc))
             return
-        task = asyncio.ensure_future(self._control(action, slot))
+        task = asyncio.ensure_future(http_models.finish_control(action, slot))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _load(self, name: str, params: dict[str, Any]) -> Any:
-        config: str | None = None
-        files: dict[str, bytes] = {}
-        for key, value in params.items():
-            if not isinstance(value, str):
-                raise InternalError("attempt to access JSON non-string as string")
-            if key == "config":
-                config = value
-            elif key.startswith("file:"):
-                try:
-                    files[key[len("file:") :]] = base64.b64decode(value)
-                except (binascii.Error, ValueError) as exc:
-                    raise InvalidArgumentError(
-                        f"failed to decode base64 content of '{key}': {exc}"
-                    ) from None
-            else:
-                raise InternalError("unexpected error on creating Triton parameter")
-        return self._manager.load(name, config, files or None)
-
-    def _unload(self, name: str, params: dict[str, Any]) -> Any:
-        dependents = params.get("unload_dependents", False)
-        if not isinstance(dependents, bool):
-            raise InternalError(
-                "Unable to parse 'unload_dependents': attempt to access JSON "
-                "non-boolean as boolean"
-            )
-        return self._manager.unload(name, dependents)
-
-    async def _control(self, action: Any, slot: Slot) -> None:
-        try:
-            await action
-        except Exception as exc:
-            slot.done(_error(exc))
-            return
-        slot.done(_OK_JSON_EMPTY)
 
     # -- inference -------------------------------------------------------------------------
 
@@ -448,7 +340,7 @@ class HttpFrontend:
             else:
                 parsed = http_infer.parse_infer(body, hlen, name)
         except Exception as exc:
-            slot.done(_error(exc))
+            slot.done(exception_response(exc))
             return
         self._submit(model, name, parsed, message, slot, received)
 
@@ -465,7 +357,7 @@ class HttpFrontend:
             parsed = self._offload.result(parsing)
             http_infer.attach_binary(parsed, message.body)
         except Exception as exc:
-            slot.done(_error(exc))
+            slot.done(exception_response(exc))
             return
         self._submit(model, name, parsed, message, slot, received)
 
@@ -505,7 +397,7 @@ class HttpFrontend:
                 self._loop,
             )
         except Exception as exc:
-            slot.done(_error(exc))
+            slot.done(exception_response(exc))
             return
         # A client that disconnects cancels its request: dropped if still queued,
         # flagged (request.is_cancelled()) if executing; counted as CANCELED.
@@ -519,7 +411,7 @@ class HttpFrontend:
         accept: bytes | None,
     ) -> None:
         if isinstance(result, BaseException):
-            slot.done(_error(result))
+            slot.done(exception_response(result))
             return
         try:
             outputs = result.outputs
@@ -541,7 +433,7 @@ class HttpFrontend:
                     )
                     return
         except BaseException as exc:
-            slot.done(_error(exc))
+            slot.done(exception_response(exc))
             return
         self._respond(slot, result, parsed, accept, None)
 
@@ -567,7 +459,7 @@ class HttpFrontend:
                 parsed.shm_outputs,
             )
         except BaseException as exc:
-            slot.done(_error(exc))
+            slot.done(exception_response(exc))
             return
         size = len(header) + sum(b.nbytes for b in binaries)
         if size > OFFLOAD_BYTES:
@@ -617,7 +509,7 @@ def _future_error(future: asyncio.Future[Any]) -> BaseException | None:
 
 def _send_compressed(packing: asyncio.Future[list[Buffer]], slot: Slot) -> None:
     error = _future_error(packing)
-    slot.done(_error(error) if error is not None else packing.result())
+    slot.done(exception_response(error) if error is not None else packing.result())
 
 
 def _compressed(

@@ -16,14 +16,20 @@ handler of ``HttpFrontend`` with the body framed another way (tritonserver 2.51:
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from tritonx import _native
 from tritonx.errors import InvalidArgumentError, TritonXError
 from tritonx.frontends.http import HttpFrontend
-from tritonx.frontends.http_protocol import TEXT, Buffer, HttpMessage, Slot, response
+from tritonx.frontends.http_protocol import (
+    TEXT,
+    Buffer,
+    HttpMessage,
+    Slot,
+    dumps,
+    response,
+)
 from tritonx.frontends.http_routes import Route
 
 _HEADER_LENGTH = b"inference-header-content-length"
@@ -64,11 +70,6 @@ def binary_header_length(
             f"got: {rest}"
         )
     return value
-
-
-def dumps(obj: Any) -> bytes:
-    """Compact JSON, UTF-8 as it is (Triton's bytes)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def error_body(exc: BaseException) -> tuple[int, bytes]:

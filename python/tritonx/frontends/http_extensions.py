@@ -7,16 +7,15 @@ they share with gRPC lives in ``shared_memory`` and ``log_settings``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from tritonx.errors import InternalError, TritonXError
 from tritonx.frontends import http_infer
 from tritonx.frontends.http_protocol import (
     JSON,
     Buffer,
     HttpMessage,
-    error_response,
+    dumps,
+    exception_response,
     response,
 )
 from tritonx.frontends.http_routes import Route
@@ -30,16 +29,6 @@ from tritonx.tracing.api import http_values
 
 _NOT_ALLOWED = response(405, b'{"error":"Method Not Allowed"}', JSON)
 _OK_EMPTY = response(200, b"", JSON)
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _failed(exc: BaseException) -> list[Buffer]:
-    if isinstance(exc, TritonXError):
-        return error_response(exc.http_status, exc.message)
-    return error_response(500, str(exc) or type(exc).__name__)
 
 
 def shared_memory_reply(
@@ -56,7 +45,7 @@ def shared_memory_reply(
                 rows = control.system_status(route.region)
             else:
                 rows = control.cuda_status(route.region)
-            return response(200, _dumps(rows))
+            return response(200, dumps(rows))
         if route.action == "register":
             if system:
                 if not route.region:
@@ -72,7 +61,7 @@ def shared_memory_reply(
         else:
             control.cuda_unregister(route.region)
     except Exception as exc:
-        return _failed(exc)
+        return exception_response(exc)
     return _OK_EMPTY
 
 
@@ -80,35 +69,23 @@ def logging_reply(store: LogStore, message: HttpMessage) -> list[Buffer]:
     """``GET`` / ``POST /v2/logging``."""
     try:
         if message.method == b"GET":
-            return response(200, _dumps(ordered(store.get())))
+            return response(200, dumps(ordered(store.get())))
         if message.method != b"POST":
             return _NOT_ALLOWED
         current = http_update(store, http_infer.load_json(message.body))
     except Exception as exc:
-        return _failed(exc)
-    return response(200, _dumps(current))
+        return exception_response(exc)
+    return response(200, dumps(current))
 
 
 def trace_reply(store: Any, message: HttpMessage, route: Route) -> list[Buffer]:
     """``GET`` / ``POST /v2[/models/{m}]/trace/setting`` (a ``TraceSettingsService``)."""
     try:
         if message.method == b"GET":
-            return response(200, _dumps(store.get(route.model)))
+            return response(200, dumps(store.get(route.model)))
         if message.method != b"POST":
             return _NOT_ALLOWED
         values = http_values(http_infer.load_json(message.body) if message.body else {})
-        return response(200, _dumps(store.update(route.model, values)))
+        return response(200, dumps(store.update(route.model, values)))
     except Exception as exc:
-        return _failed(exc)
-
-
-def load_parameters(body: bytes | bytearray) -> dict[str, Any]:
-    if not body:
-        return {}
-    request = http_infer.load_json(body)
-    params = request.get("parameters") if isinstance(request, dict) else None
-    if params is None:
-        return {}
-    if not isinstance(params, dict):
-        raise InternalError("attempt to access JSON non-object as object")
-    return params
+        return exception_response(exc)

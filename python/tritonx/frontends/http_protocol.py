@@ -22,11 +22,12 @@ import socket
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import httptools
 
 from tritonx import _native
+from tritonx.errors import TritonXError
 
 Buffer = bytes | bytearray | memoryview
 
@@ -82,6 +83,19 @@ def error_response(
     # Triton's bytes: compact JSON, UTF-8 as it is.
     text = json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":"))
     return response(status, text.encode(), JSON, extra_headers)
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON, UTF-8 as it is (Triton's bytes)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def exception_response(exc: BaseException) -> list[Buffer]:
+    """The error response for an exception: a ``TritonXError``'s status and
+    message, else 500."""
+    if isinstance(exc, TritonXError):
+        return error_response(exc.http_status, exc.message)
+    return error_response(500, str(exc) or type(exc).__name__)
 
 
 class HttpMessage:

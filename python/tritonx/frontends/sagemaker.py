@@ -67,7 +67,6 @@ from tritonx.frontends.http_cloud import (
     binary_header_length,
     c_atoi,
 )
-from tritonx.frontends.http_cloud import dumps as _dumps
 from tritonx.frontends.http_cloud import error_body as _error_body
 from tritonx.frontends.http_protocol import (
     JSON,
@@ -79,6 +78,7 @@ from tritonx.frontends.http_protocol import (
     response,
     status_line,
 )
+from tritonx.frontends.http_protocol import dumps as _dumps
 
 __all__ = ["SageMakerFrontend", "SageMakerSettings", "c_atoi", "header_length"]
 
