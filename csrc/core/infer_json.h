@@ -41,6 +41,7 @@
 
 #include "infer_request.h"
 #include "request_builder.h"
+#include "request_parameters.h"
 #include "status.h"
 
 namespace tritonx {
@@ -269,7 +270,9 @@ Status DecodeShape(V<Json> shape, const std::string& input, Shape* out) {
 template <class Json>
 Status DecodeInput(V<Json> item, const InferBodyLayout& layout,
                    const std::string& model, size_t* offset, InferJsonSink* sink) {
-  if (Json::Kind(item) != JsonKind::kObject) return JsonMissingMember("name");
+  // Triton looks for the data members first; an element that is no object has
+  // none of them.
+  if (Json::Kind(item) != JsonKind::kObject) return CheckOneSource(false, false, false);
   V<Json> iparams{};
   const bool params_obj = Member<Json>(item, "parameters", &iparams) &&
                           Json::Kind(iparams) == JsonKind::kObject;
@@ -397,6 +400,10 @@ Status DecodeInferJson(typename Json::Value doc, const InferBodyLayout& layout,
       if (s.ok()) params->emplace_back(std::move(name), std::move(converted));
       return s;
     });
+    if (!status.ok()) return status;
+    // Triton refuses request parameters (a reserved name, a bad value) before it
+    // reads `inputs`; they are applied once the request is built.
+    status = CheckRequestParameters(*params, WireProtocol::kHttp);
     if (!status.ok()) return status;
   }
   if (!Json::Find(doc, "inputs", &value)) return JsonMissingMember("inputs");

@@ -80,7 +80,7 @@ DimsMatch MatchDims(const Shape& config_dims, const Shape& dims) {
 
 // Walks a BYTES input's length-prefixed elements as Triton does, with its words
 // for a cut length indicator, cut string data (the one message without the request
-// prefix, as there) and a count other than the shape's.
+// prefix, as there), an element past the shape's count (at once) and too few.
 Status CheckBytesInput(const Tensor& input, int64_t elements, const std::string& prefix,
                        const std::string& model) {
   const char* at = input.data;
@@ -98,6 +98,13 @@ Status CheckBytesInput(const Tensor& input, int64_t elements, const std::string&
     }
     uint32_t length = 0;
     std::memcpy(&length, at, sizeof(length));
+    if (++found > elements) {  // Triton stops at the first element too many
+      return Status(StatusCode::kInvalidArg,
+                    prefix + "unexpected number of string elements " +
+                        std::to_string(found) + " for inference input '" + input.name +
+                        "' for model " + model + ", expecting " +
+                        std::to_string(elements));
+    }
     at += sizeof(length);
     left -= sizeof(length);
     if (left < length) {
@@ -108,7 +115,6 @@ Status CheckBytesInput(const Tensor& input, int64_t elements, const std::string&
     }
     at += length;
     left -= length;
-    ++found;
   }
   if (found != elements) {
     return Status(StatusCode::kInvalidArg,
@@ -280,10 +286,9 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
       if (input == nullptr) continue;  // an optional input left out
       if (input->shape.empty()) {
         return Status(StatusCode::kInvalidArg,
-                      prefix + "unexpected shape for input '" + input->name +
-                          "' for model " + model + ". Expected " +
-                          DimsWithBatch(spec, input_spec.dims) + ", got " +
-                          ShapeToString(input->shape) + ". " + kBatchDimNote);
+                      prefix + "input '" + input->name +
+                          "' has no shape but model requires batch dimension for " +
+                          model);
       }
       if (!have_batch) {
         batch_size = input->shape[0];

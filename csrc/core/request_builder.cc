@@ -248,7 +248,10 @@ Status JsonDataToWire(const std::string& name, DataType dtype, const Shape& shap
                       const InputDescription& input, std::string* out) {
   int64_t expected = 0;
   const bool counted = CheckedElementCount(shape, &expected) == ShapeCount::kOk;
-  if (counted && expected == 0) return Status::Ok();  // nothing to read in `data`
+  // Triton sizes JSON `data` by the shape's element count, which it takes to be 0
+  // for a shape without dims: then it reads nothing (not even the type), and the
+  // core words whatever is wrong with the shape.
+  if (shape.empty() || (counted && expected == 0)) return Status::Ok();
   if (dtype == DataType::kFp16 || dtype == DataType::kBf16) {
     return InvalidArgError(
         "receiving " + std::string(DataTypeName(dtype)) +
@@ -271,7 +274,10 @@ Status JsonDataToWire(const std::string& name, DataType dtype, const Shape& shap
                            "attempt to access " + AccessMessage(kind));
     }
   }
-  if (!counted || static_cast<uint64_t>(expected) != leaves.size()) {
+  // BYTES elements are counted by the core ("expected N string elements ..."),
+  // not here: Triton sizes BYTES data by its strings.
+  if (dtype != DataType::kBytes &&
+      (!counted || static_cast<uint64_t>(expected) != leaves.size())) {
     return InternalError(
         "Unable to parse 'data': Shape does not match true shape of 'data' field");
   }

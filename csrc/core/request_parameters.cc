@@ -75,4 +75,11 @@ Status ApplyRequestParameters(Parameters given, InferenceRequest* request) {
   return Status::Ok();
 }
 
+Status CheckRequestParameters(const Parameters& given,
+                              InferenceRequest::Protocol protocol) {
+  InferenceRequest scratch;  // the rules live once, in ApplyRequestParameters
+  scratch.protocol = protocol;
+  return ApplyRequestParameters(given, &scratch);
+}
+
 }  // namespace tritonx

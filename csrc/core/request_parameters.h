@@ -17,4 +17,10 @@ namespace tritonx {
 // its codec (infer_json.h, grpc/infer_codec.cc).
 Status ApplyRequestParameters(Parameters given, InferenceRequest* request);
 
+// The first error ApplyRequestParameters would return for a request built by
+// `protocol`, without building one: a frontend that must refuse bad parameters
+// before it reads the inputs (Triton's order) calls it as soon as it has them.
+Status CheckRequestParameters(const Parameters& given,
+                              InferenceRequest::Protocol protocol);
+
 }  // namespace tritonx

@@ -151,9 +151,8 @@ TEST(ModelSpec, RejectsMissingBatchDim) {
   Status status = Validate(MakeSpec(8), {input});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(status.message(),
-            std::string("[request id: <id_unknown>] unexpected shape for input "
-                        "'INPUT0' for model 'm'. Expected [-1,4], got []") +
-                kBatchNote);
+            "[request id: <id_unknown>] input 'INPUT0' has no shape but model requires "
+            "batch dimension for 'm'");
 }
 
 TEST(ModelSpec, RejectsWrongShapeWithoutBatching) {
@@ -238,6 +237,12 @@ TEST(ModelSpec, ChecksBytesElementCount) {
       "[request id: <id_unknown>] incomplete string length indicator for "
       "inference input 'TEXT' for model 's', expecting 4 bytes but only 2 bytes "
       "available. Please make sure the string length indicator is in one buffer.");
+  // Too many: refused at the first element past the count, before the rest is read.
+  auto three = std::make_shared<std::string>(BytesWire({"a", "b", "c"}) + "xy");
+  status = Validate(spec, {BytesTensor("TEXT", {1, 2}, three)});
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] unexpected number of string elements 3 for "
+            "inference input 'TEXT' for model 's', expecting 2");
 }
 
 TEST(ModelSpec, RejectsUnknownRequestedOutput) {

@@ -102,8 +102,13 @@ TEST(RequestBuilder, JsonChecksInTritonsOrder) {
   EXPECT_EQ(status.message(),
             "receiving FP16 data via JSON is not supported. Please use the binary data "
             "format for input IN");
-  // A zero-element shape reads nothing.
+  // A zero-element shape reads nothing; Triton counts a shape without dims as zero
+  // elements too (the core then words what is wrong with it).
   EXPECT_TRUE(builder.AddInput(Json("FP16", {0}, {})).ok());
+  EXPECT_TRUE(builder.AddInput(Json("FP32", {}, {Int(1), Int(2)})).ok());
+  // BYTES elements are the core's to count.
+  EXPECT_TRUE(builder.AddInput(Json("BYTES", {2}, {Text("a")})).ok());
+  EXPECT_TRUE(builder.AddInput(Json("BYTES", {1}, {Text("a"), Text("b")})).ok());
 }
 
 TEST(RequestBuilder, SharedMemoryNeedsARegistryThatAllowsIt) {

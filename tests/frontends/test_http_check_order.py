@@ -1,0 +1,173 @@
+"""Which error an HTTP infer body with several faults gets: Triton 2.51's order.
+
+Found by sending the same mutated bodies to tritonx and to Triton (a differential
+fuzz): Triton refuses bad request parameters before it reads ``inputs``, looks for an
+input's data members before its name, reads no ``data`` for a shape of zero elements
+(a shape without dims counts as zero there), and leaves counting BYTES elements to
+its core. Each body goes to both HTTP engines and, when a reference command is given,
+to Triton; the expected answers below are Triton's.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serverutil import RunningServer, reference_command, run_reference, run_server
+
+BATCHED = """
+name: "batched"
+backend: "python"
+max_batch_size: 8
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
+"""
+PAIR = """
+name: "pair"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ 4 ] },
+        { name: "INPUT1", data_type: TYPE_FP32, dims: [ 4 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 4 ] } ]
+"""
+TEXT = """
+name: "text"
+backend: "python"
+max_batch_size: 8
+input [ { name: "INPUT0", data_type: TYPE_STRING, dims: [ -1 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_STRING, dims: [ -1 ] } ]
+"""
+ECHO = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
+            for r in requests]
+"""
+
+RESERVED = (
+    "parameter keys starting with 'triton_' are reserved for Triton usage and should "
+    "not be specified."
+)
+NO_SOURCE = (
+    "Input must set only one of the following fields: 'data', 'binary_data_size' in "
+    "'parameters', 'shared_memory_region' in 'parameters'. But no field is set"
+)
+UNKNOWN = "[request id: <id_unknown>] "
+
+
+def _fp32(name: str, shape: list[int], data: Any) -> dict[str, Any]:
+    return {"name": name, "datatype": "FP32", "shape": shape, "data": data}
+
+
+def _text(shape: list[int], data: list[str]) -> dict[str, Any]:
+    return {"name": "INPUT0", "datatype": "BYTES", "shape": shape, "data": data}
+
+
+# name -> (model, body, Triton's status, Triton's error)
+CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
+    "reserved parameter before a missing inputs": (
+        "pair",
+        {"parameters": {"triton_x": 1}},
+        400,
+        RESERVED,
+    ),
+    "reserved parameter before an input's data": (
+        "pair",
+        {"inputs": [_fp32("INPUT0", [4], [1, 2, 3])], "parameters": {"triton_x": 1}},
+        400,
+        RESERVED,
+    ),
+    "an input that is a number": ("pair", {"inputs": [1]}, 400, NO_SOURCE),
+    "an input that is null": ("pair", {"inputs": [None]}, 400, NO_SOURCE),
+    "an input that is a list": ("pair", {"inputs": [[]]}, 400, NO_SOURCE),
+    "no dims with batching: data not read": (
+        "batched",
+        {"inputs": [_fp32("INPUT0", [], [1, 2])]},
+        400,
+        f"{UNKNOWN}input 'INPUT0' has no shape but model requires batch dimension "
+        "for 'batched'",
+    ),
+    "no dims with batching: data not even typed": (
+        "batched",
+        {"inputs": [_fp32("INPUT0", [], "x")]},
+        400,
+        f"{UNKNOWN}input 'INPUT0' has no shape but model requires batch dimension "
+        "for 'batched'",
+    ),
+    "no dims without batching": (
+        "pair",
+        {"inputs": [_fp32("INPUT0", [], [1, 2, 3, 4]), _fp32("INPUT1", [4], [1] * 4)]},
+        400,
+        f"{UNKNOWN}unexpected shape for input 'INPUT0' for model 'pair'. Expected [4], "
+        "got []. ",
+    ),
+    "too few strings": (
+        "text",
+        {"inputs": [_text([3, 3], ["a", "b"])]},
+        400,
+        f"{UNKNOWN}expected 9 string elements for inference input 'INPUT0' for model "
+        "'text', got 2",
+    ),
+    "too many strings": (
+        "text",
+        {"inputs": [_text([1, 2], ["a", "b", "c"])]},
+        400,
+        f"{UNKNOWN}unexpected number of string elements 3 for inference input "
+        "'INPUT0' for model 'text', expecting 2",
+    ),
+    "zero strings wanted": ("text", {"inputs": [_text([1, 0], ["a"])]}, 200, ""),
+}
+
+
+def _repo(root: Path) -> Path:
+    for name, config in (("batched", BATCHED), ("pair", PAIR), ("text", TEXT)):
+        (root / name / "1").mkdir(parents=True)
+        (root / name / "config.pbtxt").write_text(config)
+        (root / name / "1" / "model.py").write_text(ECHO)
+    return root
+
+
+def observe(server: RunningServer) -> dict[str, tuple[int, str]]:
+    answers = {}
+    for name, (model, body, _, _) in CASES.items():
+        conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=60)
+        try:
+            conn.request("POST", f"/v2/models/{model}/infer", json.dumps(body))
+            response = conn.getresponse()
+            data = json.loads(response.read() or b"{}")
+            answers[name] = (response.status, data.get("error", ""))
+        finally:
+            conn.close()
+    return answers
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _repo(tmp_path_factory.mktemp("check_order"))
+
+
+@pytest.fixture(scope="module", params=["native", "python"])
+def answers(repo: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    with run_server(repo, f"--http-engine={request.param}") as server:
+        yield observe(server)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_first_fault_in_tritons_order(answers: dict[str, Any], case: str) -> None:
+    _, _, status, error = CASES[case]
+    assert answers[case] == (status, error)
+
+
+@pytest.mark.skipif(reference_command() is None, reason="no reference Triton")
+def test_the_expected_answers_are_tritons(repo: Path) -> None:
+    with run_reference([repo]) as server:
+        triton = observe(server)
+    assert triton == {name: (c[2], c[3]) for name, c in CASES.items()}
