@@ -265,8 +265,21 @@ Status JsonDataToWire(const std::string& name, DataType dtype, const Shape& shap
   }
   const Kind kind = KindOf(dtype);
   const std::vector<JsonScalar>& leaves = input.json;
-  for (const JsonScalar& v : leaves) {
-    if (!Accepts(kind, v)) {
+  const Status shape_mismatch = InternalError(
+      "Unable to parse 'data': Shape does not match true shape of 'data' field");
+  // BYTES elements are counted by the core ("expected N string elements ..."),
+  // not here: Triton sizes BYTES data by its strings.
+  const bool count_here = dtype != DataType::kBytes;
+  // Element by element, as Triton reads them: one past the shape's count is refused
+  // before its type is looked at, each one before it of the wrong type first.
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    const JsonScalar& v = leaves[i];
+    if (count_here && counted && i >= static_cast<uint64_t>(expected)) {
+      return shape_mismatch;
+    }
+    const bool negative_unsigned =
+        kind == Kind::kUint && v.type == JType::kInt && v.i < 0;
+    if (!Accepts(kind, v) || negative_unsigned) {
       // Triton's BYTES reader has words of its own.
       return InternalError(std::string(dtype == DataType::kBytes
                                            ? "Unable to parse JSON bytes array: "
@@ -274,20 +287,8 @@ Status JsonDataToWire(const std::string& name, DataType dtype, const Shape& shap
                            "attempt to access " + AccessMessage(kind));
     }
   }
-  // BYTES elements are counted by the core ("expected N string elements ..."),
-  // not here: Triton sizes BYTES data by its strings.
-  if (dtype != DataType::kBytes &&
-      (!counted || static_cast<uint64_t>(expected) != leaves.size())) {
-    return InternalError(
-        "Unable to parse 'data': Shape does not match true shape of 'data' field");
-  }
-  if (kind == Kind::kUint) {
-    for (const JsonScalar& v : leaves) {
-      if (v.type == JType::kInt && v.i < 0) {
-        return InternalError(std::string("Unable to parse 'data': attempt to access ") +
-                             AccessMessage(kind));
-      }
-    }
+  if (count_here && (!counted || static_cast<uint64_t>(expected) != leaves.size())) {
+    return shape_mismatch;
   }
   switch (dtype) {
     case DataType::kBool:

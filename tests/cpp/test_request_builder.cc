@@ -98,6 +98,14 @@ TEST(RequestBuilder, JsonChecksInTritonsOrder) {
             "Unable to parse 'data': Shape does not match true shape of 'data' field");
   status = builder.AddInput(Json("UINT8", {1}, {Int(-1)}));
   EXPECT_EQ(status.code(), StatusCode::kInternal);
+  // ... but an element past the count is refused before its kind is looked at.
+  status = builder.AddInput(Json("FP32", {2}, {Int(1), Int(2), Text("x")}));
+  EXPECT_EQ(status.message(),
+            "Unable to parse 'data': Shape does not match true shape of 'data' field");
+  status = builder.AddInput(Json("UINT8", {2}, {Int(-1), Int(2), Int(3)}));
+  EXPECT_EQ(status.message(),
+            "Unable to parse 'data': attempt to access JSON non-unsigned-integer as "
+            "unsigned-integer");
   status = builder.AddInput(Json("FP16", {1}, {Int(1)}));
   EXPECT_EQ(status.message(),
             "receiving FP16 data via JSON is not supported. Please use the binary data "

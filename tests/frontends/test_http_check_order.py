@@ -2,7 +2,8 @@
 
 Found by sending the same mutated bodies to tritonx and to Triton (a differential
 fuzz): Triton refuses bad request parameters before it reads ``inputs``, looks for an
-input's data members before its name, reads no ``data`` for a shape of zero elements
+input's data members before its name, reads ``data`` element by element (one past
+the shape's count is refused before its type), reads none for a shape of zero elements
 (a shape without dims counts as zero there), and leaves counting BYTES elements to
 its core. Each body goes to both HTTP engines and, when a reference command is given,
 to Triton; the expected answers below are Triton's.
@@ -108,6 +109,12 @@ CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
         400,
         f"{UNKNOWN}unexpected shape for input 'INPUT0' for model 'pair'. Expected [4], "
         "got []. ",
+    ),
+    "an element past the count before its type": (
+        "batched",
+        {"inputs": [_fp32("INPUT0", [1, 2], [1, 2, {"a": 1}])]},
+        500,
+        "Unable to parse 'data': Shape does not match true shape of 'data' field",
     ),
     "too few strings": (
         "text",
