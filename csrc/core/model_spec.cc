@@ -79,13 +79,15 @@ DimsMatch MatchDims(const Shape& config_dims, const Shape& dims) {
 }
 
 // Walks a BYTES input's length-prefixed elements as Triton does, with its words
-// for a cut length indicator, cut string data (the one message without the request
-// prefix, as there), an element past the shape's count (at once) and too few.
+// for a cut length indicator, an element past the shape's count (at once), too few
+// (a cut element counts), and cut string data when the count was right (the one
+// message without the request prefix, as there).
 Status CheckBytesInput(const Tensor& input, int64_t elements, const std::string& prefix,
                        const std::string& model) {
   const char* at = input.data;
   size_t left = input.data == nullptr ? 0 : input.byte_size;
   int64_t found = 0;
+  Status cut = Status::Ok();
   while (left > 0) {
     if (left < sizeof(uint32_t)) {
       return Status(StatusCode::kInvalidArg,
@@ -108,10 +110,14 @@ Status CheckBytesInput(const Tensor& input, int64_t elements, const std::string&
     at += sizeof(length);
     left -= sizeof(length);
     if (left < length) {
-      return Status(StatusCode::kInvalidArg,
-                    "incomplete string data for inference input '" + input.name +
-                        "', expecting string of length " + std::to_string(length) +
-                        " but only " + std::to_string(left) + " bytes available");
+      // Triton's walk takes a cut element as the last one and counts it; the cut
+      // itself is only reported (later, by the reader of the strings) when the
+      // count was right.
+      cut = Status(StatusCode::kInvalidArg,
+                   "incomplete string data for inference input '" + input.name +
+                       "', expecting string of length " + std::to_string(length) +
+                       " but only " + std::to_string(left) + " bytes available");
+      break;
     }
     at += length;
     left -= length;
@@ -122,7 +128,7 @@ Status CheckBytesInput(const Tensor& input, int64_t elements, const std::string&
                       " string elements for inference input '" + input.name +
                       "' for model " + model + ", got " + std::to_string(found));
   }
-  return Status::Ok();
+  return cut;
 }
 
 // Checks the input's data against its shape with overflow-safe arithmetic and

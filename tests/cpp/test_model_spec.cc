@@ -237,6 +237,13 @@ TEST(ModelSpec, ChecksBytesElementCount) {
       "[request id: <id_unknown>] incomplete string length indicator for "
       "inference input 'TEXT' for model 's', expecting 4 bytes but only 2 bytes "
       "available. Please make sure the string length indicator is in one buffer.");
+  // A cut element counts: with one element short of the shape, the count is wrong.
+  auto cut_first = std::make_shared<std::string>(BytesWire({"abc"}));
+  cut_first->resize(cut_first->size() - 1);
+  status = Validate(spec, {BytesTensor("TEXT", {1, 2}, cut_first)});
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] expected 2 string elements for inference input "
+            "'TEXT' for model 's', got 1");
   // Too many: refused at the first element past the count, before the rest is read.
   auto three = std::make_shared<std::string>(BytesWire({"a", "b", "c"}) + "xy");
   status = Validate(spec, {BytesTensor("TEXT", {1, 2}, three)});

@@ -5,7 +5,7 @@ fuzz): Triton refuses bad request parameters before it reads ``inputs``, looks f
 input's data members before its name, reads ``data`` element by element (one past
 the shape's count is refused before its type), reads none for a shape of zero elements
 (a shape without dims counts as zero there), and leaves counting BYTES elements to
-its core. Each body goes to both HTTP engines and, when a reference command is given,
+its core, whose walk counts a cut string as one. Each body goes to both HTTP engines and, when a reference command is given,
 to Triton; the expected answers below are Triton's.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,45 @@ CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
 }
 
 
+def _strings(*items: bytes, cut: int = 0) -> bytes:
+    """BYTES wire form of ``items``, its last ``cut`` bytes missing."""
+    wire = b"".join(struct.pack("<I", len(item)) + item for item in items)
+    return wire[: len(wire) - cut]
+
+
+# Binary-extension BYTES inputs of model "text": name -> (shape, bytes, status, error)
+BINARY_CASES: dict[str, tuple[list[int], bytes, int, str]] = {
+    "a cut string counts as one": (
+        [1, 2],
+        _strings(b"abc", cut=1),
+        400,
+        f"{UNKNOWN}expected 2 string elements for inference input 'INPUT0' for model "
+        "'text', got 1",
+    ),
+    "a cut string when the count is right": (
+        [1, 2],
+        _strings(b"ab", b"xyz", cut=1),
+        400,
+        "incomplete string data for inference input 'INPUT0', expecting string of "
+        "length 3 but only 2 bytes available",
+    ),
+    "one string too many, cut": (
+        [1, 1],
+        _strings(b"a", b"bcd", cut=2),
+        400,
+        f"{UNKNOWN}unexpected number of string elements 2 for inference input "
+        "'INPUT0' for model 'text', expecting 1",
+    ),
+}
+
+
+def _binary_body(shape: list[int], blob: bytes) -> tuple[bytes, dict[str, str]]:
+    parameters = {"binary_data_size": len(blob)}
+    tensor = {"name": "INPUT0", "datatype": "BYTES", "shape": shape}
+    header = json.dumps({"inputs": [{**tensor, "parameters": parameters}]}).encode()
+    return header + blob, {"Inference-Header-Content-Length": str(len(header))}
+
+
 def _repo(root: Path) -> Path:
     for name, config in (("batched", BATCHED), ("pair", PAIR), ("text", TEXT)):
         (root / name / "1").mkdir(parents=True)
@@ -143,16 +183,32 @@ def _repo(root: Path) -> Path:
 
 
 def observe(server: RunningServer) -> dict[str, tuple[int, str]]:
+    sends = {
+        name: (model, json.dumps(body).encode(), {})
+        for name, (model, body, _, _) in CASES.items()
+    }
+    for name, (shape, blob, _, _) in BINARY_CASES.items():
+        sends[name] = ("text", *_binary_body(shape, blob))
     answers = {}
-    for name, (model, body, _, _) in CASES.items():
+    for name, (model, body, headers) in sends.items():
         conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=60)
         try:
-            conn.request("POST", f"/v2/models/{model}/infer", json.dumps(body))
+            conn.request("POST", f"/v2/models/{model}/infer", body, headers)
             response = conn.getresponse()
-            data = json.loads(response.read() or b"{}")
-            answers[name] = (response.status, data.get("error", ""))
+            data = response.read()
+            if response.getheader("Inference-Header-Content-Length") is None:
+                error = json.loads(data or b"{}").get("error", "")
+            else:
+                error = ""  # a binary answer: no error
+            answers[name] = (response.status, error)
         finally:
             conn.close()
+    return answers
+
+
+def expected() -> dict[str, tuple[int, str]]:
+    answers = {name: (case[2], case[3]) for name, case in CASES.items()}
+    answers.update({name: (c[2], c[3]) for name, c in BINARY_CASES.items()})
     return answers
 
 
@@ -167,14 +223,13 @@ def answers(repo: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, An
         yield observe(server)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted([*CASES, *BINARY_CASES]))
 def test_first_fault_in_tritons_order(answers: dict[str, Any], case: str) -> None:
-    _, _, status, error = CASES[case]
-    assert answers[case] == (status, error)
+    assert answers[case] == expected()[case]
 
 
 @pytest.mark.skipif(reference_command() is None, reason="no reference Triton")
 def test_the_expected_answers_are_tritons(repo: Path) -> None:
     with run_reference([repo]) as server:
         triton = observe(server)
-    assert triton == {name: (c[2], c[3]) for name, c in CASES.items()}
+    assert triton == expected()
