@@ -18,11 +18,11 @@ class Frontend(Protocol):
         ...
 
 
-# Triton's extension names in its order (src/server.cc), limited to what tritonx
-# implements; both frontends report `server_extensions()` in server metadata. Not
-# listed: sequence.
+# Triton's extension names in its order (src/server.cc); both frontends report
+# `server_extensions()` in server metadata.
 SERVER_EXTENSIONS: tuple[str, ...] = (
     "classification",
+    "sequence",
     "model_repository",
     "model_repository(unload_dependents)",
     "schedule_policy",
