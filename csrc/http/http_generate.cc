@@ -3,7 +3,6 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
-#include <limits>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -16,31 +15,33 @@ namespace {
 
 using rapidjson::Value;
 
-// The shape `count` elements take for `input`, or false when none fits.
+// The shape `count` elements take for `input`, or false when none fits, as Triton
+// pads a generate value (a scalar or a 1-D array) to the input's shape: working
+// from the innermost dim, fixed dims divide the count; then the innermost variable
+// dim takes what is left and every other variable dim (the batch dim among them)
+// is 1, so a batching model sees one request of `count` elements, never a batch
+// of `count`.
 bool ShapeFor(const TensorSpec& input, bool batched, int64_t count, Shape* shape) {
   shape->clear();
   if (batched) shape->push_back(-1);
   shape->insert(shape->end(), input.dims.begin(), input.dims.end());
-  int64_t known = 1;
-  bool variable = false;
-  for (int64_t d : *shape) {
-    if (d < 0) {
-      variable = true;
-    } else if (d > 0 && known > std::numeric_limits<int64_t>::max() / d) {
-      return false;  // more elements than any request holds
-    } else {
-      known *= d;
+  int64_t left = count;
+  for (auto d = shape->rbegin(); d != shape->rend(); ++d) {
+    if (*d < 0) continue;
+    if (*d == 0) {  // no elements at all; Triton divides by it
+      if (left != 0) return false;
+      left = 1;
+      continue;
     }
+    if (left % *d != 0) return false;
+    left /= *d;
   }
-  if (!variable) return known == count;
-  if (known == 0 ? count != 0 : count % known != 0) return false;
-  bool first = true;
-  for (int64_t& d : *shape) {
-    if (d >= 0) continue;
-    d = first && known != 0 ? count / known : 1;
-    first = false;
+  for (auto d = shape->rbegin(); d != shape->rend(); ++d) {
+    if (*d >= 0) continue;
+    *d = left;
+    left = 1;
   }
-  return true;
+  return left == 1;
 }
 
 Status ParseInput(const ModelSpec& spec, const TensorSpec& input, bool batched,

@@ -100,6 +100,26 @@ class TritonPythonModel:
             for r in requests]
 """
 
+# A batching model with a variable dim: answers the shape it was given.
+SHAPES_CONFIG = """
+name: "shapes"
+backend: "python"
+max_batch_size: 2
+input [ { name: "X", data_type: TYPE_FP32, dims: [ -1 ] } ]
+output [ { name: "SHAPE", data_type: TYPE_INT64, dims: [ -1 ] } ]
+"""
+SHAPES_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("SHAPE", np.array(
+            [pb_utils.get_input_tensor_by_name(r, "X").as_numpy().shape], np.int64))])
+            for r in requests]
+"""
+
 # Decoupled, from a thread: up to COUNT responses of 1 MiB each, stopping when the
 # request is cancelled; marks how it ended.
 FLOOD_CONFIG = """
@@ -163,6 +183,7 @@ def _write_models(repo: Path) -> None:
         ("probe", PROBE_CONFIG, PROBE_MODEL),
         ("batch", BATCH_CONFIG, BATCH_MODEL),
         ("flood", FLOOD_CONFIG, FLOOD_MODEL),
+        ("shapes", SHAPES_CONFIG, SHAPES_MODEL),
     ):
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(config)
@@ -336,6 +357,17 @@ def test_inputs_take_the_config_shape(server: RunningServer) -> None:
         200,
         _out("batch", Y=[1, 2, 3, 4]),
     )
+
+
+def test_variable_dims_take_the_elements_not_the_batch(server: RunningServer) -> None:
+    """The innermost variable dim takes the elements, the batch dim is 1: more
+    elements than max_batch_size (2) are one request, and none is a valid one."""
+    assert generate(server, "shapes", {"X": [1, 2, 3]}) == (
+        200,
+        _out("shapes", SHAPE=[1, 3]),
+    )
+    assert generate(server, "shapes", {"X": []}) == (200, _out("shapes", SHAPE=[1, 0]))
+    assert generate(server, "shapes", {"X": 7}) == (200, _out("shapes", SHAPE=[1, 1]))
 
 
 def test_other_keys_become_parameters(server: RunningServer) -> None:
