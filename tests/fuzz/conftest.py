@@ -48,10 +48,19 @@ class TritonPythonModel:
 
 
 @pytest.fixture(scope="module")
-def fuzz_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example models (add_sub, identity, simple_onnx) plus a BYTES echo."""
+def fuzz_models() -> tuple[str, ...]:
+    """The example models a module's repository links; a module may override it
+    (the differential suite leaves simple_onnx out: the reference lacks ONNX)."""
+    return ("add_sub", "identity", "simple_onnx")
+
+
+@pytest.fixture(scope="module")
+def fuzz_repo(
+    tmp_path_factory: pytest.TempPathFactory, fuzz_models: tuple[str, ...]
+) -> Path:
+    """The example models (``fuzz_models``) plus a BYTES echo, fuzz_bytes."""
     repo = tmp_path_factory.mktemp("fuzz_repo")
-    for model in ("add_sub", "identity", "simple_onnx"):
+    for model in fuzz_models:
         (repo / model).symlink_to(EXAMPLE_REPO / model, target_is_directory=True)
     version = repo / "fuzz_bytes" / "1"
     version.mkdir(parents=True)

@@ -48,13 +48,14 @@ MAX_INPUT = 1 << 20  # the fuzz server's --http-max-input-size: cheap to exceed
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fuzz(share: float) -> Callable[[F], F]:
-    """Hypothesis settings for one fuzz test taking ``share`` of the budget.
+def fuzz(share: float, budget: int | None = None) -> Callable[[F], F]:
+    """Hypothesis settings for one fuzz test taking ``share`` of the budget
+    (``budget`` examples, default EXAMPLES per protocol).
 
     CI runs are derandomized (the same examples every run); the long form sets
     TRITONX_FUZZ_SEED, which seeds every test and is printed in the header.
     """
-    count = max(10, round(EXAMPLES * share))
+    count = max(10, round((EXAMPLES if budget is None else budget) * share))
 
     def wrap(fn: F) -> F:
         configured = settings(

@@ -6,6 +6,7 @@ validation is what answers); byte-level ones damage the serialized form.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -62,9 +63,10 @@ def set_param(param: Any, data: st.DataObject) -> str:
 
 
 @st.composite
-def infer_requests(draw: Any) -> Any:
-    """A valid ModelInferRequest for one of MODELS (raw or typed contents)."""
-    model = draw(st.sampled_from(sorted(MODELS)))
+def infer_requests(draw: Any, models: Sequence[str] | None = None) -> Any:
+    """A valid ModelInferRequest for one of ``models`` (default: all of MODELS),
+    with raw or typed contents."""
+    model = draw(st.sampled_from(sorted(models or MODELS)))
     max_batch, inputs = MODELS[model]
     request = service_pb2.ModelInferRequest(model_name=model)
     if draw(st.booleans()):

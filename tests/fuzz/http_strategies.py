@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -143,9 +144,12 @@ def _tensor(datatype: str, shape: list[int], draw: Any) -> tuple[list[Any], byte
 
 
 @st.composite
-def infer_cases(draw: Any, binary: bool | None = None) -> InferCase:
-    """A valid infer request for one of MODELS (JSON data or binary tensors)."""
-    model = draw(st.sampled_from(sorted(MODELS)))
+def infer_cases(
+    draw: Any, binary: bool | None = None, models: Sequence[str] | None = None
+) -> InferCase:
+    """A valid infer request for one of ``models`` (default: all of MODELS), with
+    JSON data or binary tensors."""
+    model = draw(st.sampled_from(sorted(models or MODELS)))
     max_batch, inputs = MODELS[model]
     use_binary = draw(st.booleans()) if binary is None else binary
     case = InferCase(model, binary=use_binary)
@@ -244,6 +248,40 @@ def mutate_bytes(blob: bytes, data: st.DataObject) -> bytes:
         end = data.draw(st.integers(pos + 1, min(len(blob), pos + 16)))
         return blob[:pos] + blob[end:]
     return blob[:pos]
+
+
+def mutate_binary_case(
+    case: InferCase, data: st.DataObject
+) -> tuple[bytes, dict[str, str]]:
+    """Damage to a binary-extension request: its Inference-Header-Content-Length,
+    a blob, the ``binary_data_size`` values, the JSON header, or the whole body
+    replaced by raw bytes (header length 0). Returns (body, headers) to send."""
+    header = dumps(case.doc)
+    choice = data.draw(st.integers(0, 4), label="target")
+    if choice == 0:  # Inference-Header-Content-Length
+        case.header_length = data.draw(
+            st.sampled_from(["", "-1", "+0", "0x10", " 12 ", "abc", "1e3", str(2**64)])
+            | st.integers(-5, len(header) + 50).map(str)
+        )
+    elif choice == 1 and case.blobs:  # a blob's size or bytes
+        index = data.draw(st.integers(0, len(case.blobs) - 1))
+        case.blobs[index] = mutate_bytes(case.blobs[index], data)
+    elif choice == 2:  # binary_data_size values
+        for item in case.doc["inputs"]:
+            if "parameters" in item and data.draw(st.booleans()):
+                item["parameters"]["binary_data_size"] = data.draw(
+                    st.sampled_from(INTERESTING_INTS) | json_values
+                )
+    elif choice == 3:  # the JSON header itself
+        mutate_doc(case.doc, data)
+    else:  # raw binary body (Inference-Header-Content-Length: 0)
+        case.doc = {}
+        case.header_length = "0"
+        case.blobs = [data.draw(st.binary(max_size=64), label="raw body")]
+    body, headers = case.body_and_headers()
+    if choice == 4:
+        body = case.blobs[0]
+    return body, headers
 
 
 def compress(body: bytes, encoding: str) -> bytes:

@@ -27,13 +27,13 @@ from fuzzutil import (
     request_bytes,
 )
 from http_strategies import (
-    INTERESTING_INTS,
     InferCase,
     compress,
     control_paths,
     dumps,
     infer_cases,
     json_values,
+    mutate_binary_case,
     mutate_bytes,
     mutate_doc,
 )
@@ -104,31 +104,7 @@ def test_infer_json_mutations(target: Target, data: st.DataObject) -> None:
 @given(data=st.data())
 def test_infer_binary_mutations(target: Target, data: st.DataObject) -> None:
     case = data.draw(infer_cases(binary=True), label="valid request")
-    header = dumps(case.doc)
-    choice = data.draw(st.integers(0, 4), label="target")
-    if choice == 0:  # Inference-Header-Content-Length
-        case.header_length = data.draw(
-            st.sampled_from(["", "-1", "+0", "0x10", " 12 ", "abc", "1e3", str(2**64)])
-            | st.integers(-5, len(header) + 50).map(str)
-        )
-    elif choice == 1 and case.blobs:  # a blob's size or bytes
-        index = data.draw(st.integers(0, len(case.blobs) - 1))
-        case.blobs[index] = mutate_bytes(case.blobs[index], data)
-    elif choice == 2:  # binary_data_size values
-        for item in case.doc["inputs"]:
-            if "parameters" in item and data.draw(st.booleans()):
-                item["parameters"]["binary_data_size"] = data.draw(
-                    st.sampled_from(INTERESTING_INTS) | json_values
-                )
-    elif choice == 3:  # the JSON header itself
-        mutate_doc(case.doc, data)
-    else:  # raw binary body (Inference-Header-Content-Length: 0)
-        case.doc = {}
-        case.header_length = "0"
-        case.blobs = [data.draw(st.binary(max_size=64), label="raw body")]
-    body, headers = case.body_and_headers()
-    if choice == 4:
-        body = case.blobs[0]
+    body, headers = mutate_binary_case(case, data)
     send(target, request_bytes("POST", case.path, body, headers))
 
 
