@@ -5,6 +5,8 @@
 // that the walk can run in a helper process (the builder needs the server's shared
 // memory registry and runs in the server process, through build_request).
 #include <cmath>
+#include <string>
+#include <unordered_set>
 
 #include "core/infer_json.h"
 #include "core/request_builder.h"
@@ -191,12 +193,16 @@ class PySink final : public InferJsonSink {
   py::list inputs;
   py::list outputs;
   py::dict binary_outputs;
+  std::unordered_set<std::string> names;  // of the inputs so far
 
   void SetId(std::string_view value) override {
     id = py::str(value.data(), value.size());
   }
   void SetDefaultBinary(bool binary) override { default_binary = binary; }
   Status AddInput(InputDescription input, size_t offset) override {
+    if (!names.insert(input.name).second) {
+      return InputAlreadyExists(id.cast<std::string>(), input.name);
+    }
     py::list shape;
     for (int64_t dim : input.shape) shape.append(dim);
     py::object data;

@@ -396,7 +396,9 @@ Status DecodeInferJson(typename Json::Value doc, const InferBodyLayout& layout,
       }
       ParameterValue converted;
       std::string name(key);
-      Status s = DecodeRequestParameter<Json>(name, v, &converted);
+      Status s = ReservedParameter(name, WireProtocol::kHttp);  // before its value
+      if (!s.ok()) return s;
+      s = DecodeRequestParameter<Json>(name, v, &converted);
       if (s.ok()) params->emplace_back(std::move(name), std::move(converted));
       return s;
     });

@@ -36,12 +36,6 @@ Shape ResolveReshape(const Shape& reshape, int64_t elements) {
   return out;
 }
 
-// Triton prefixes the errors it finds while normalizing a request with its id.
-std::string RequestPrefix(const InferenceRequest& request) {
-  return "[request id: " +
-         (request.id.empty() ? std::string("<id_unknown>") : request.id) + "] ";
-}
-
 constexpr const char* kBatchDimNote =
     "NOTE: Setting a non-zero max_batch_size in the model config requires a batch "
     "dimension to be prepended to each input shape. If you want to specify the full "
@@ -164,11 +158,7 @@ Status CheckInputSize(const ModelSpec& spec, const Tensor& input, const Shape& d
   const int64_t expected = elements * item_size;
   if (input.byte_size > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
       static_cast<int64_t>(input.byte_size) != expected) {
-    return Status(StatusCode::kInvalidArg,
-                  prefix + "input byte size mismatch for input '" + input.name +
-                      "' for model " + model + ". Expected " +
-                      std::to_string(expected) + ", got " +
-                      std::to_string(input.byte_size));
+    return InputByteSizeMismatch(prefix, input.name, model, expected, input.byte_size);
   }
   return Status::Ok();
 }
@@ -252,6 +242,15 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
       // host: a GPU input (a BLS call passing on a device tensor) is copied once.
       Status status = HostTensor(input, &input);
       if (!status.ok()) return status;
+    }
+  }
+
+  // The requested outputs first (Triton validates them before any input), without
+  // the request prefix, as there.
+  for (const auto& output_name : request->requested_outputs) {
+    if (spec.FindOutput(output_name) == nullptr) {
+      return Status(StatusCode::kInvalidArg, "unexpected inference output '" +
+                                                 output_name + "' for model " + model);
     }
   }
 
@@ -391,16 +390,22 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
                   prefix + "inference request batch-size must be >= 1 for " + model);
   }
 
-  for (const auto& output_name : request->requested_outputs) {
-    if (spec.FindOutput(output_name) == nullptr) {
-      return Status(StatusCode::kInvalidArg, "unexpected inference output '" +
-                                                 output_name + "' for model " + model);
-    }
-  }
-
   request->batch_size = batch_size;
   request->shape_key = std::move(shape_key);
   return Status::Ok();
+}
+
+std::string RequestPrefix(const InferenceRequest& request) {
+  return "[request id: " +
+         (request.id.empty() ? std::string("<id_unknown>") : request.id) + "] ";
+}
+
+Status InputByteSizeMismatch(const std::string& prefix, const std::string& input,
+                             const std::string& model, int64_t expected, uint64_t got) {
+  return Status(StatusCode::kInvalidArg,
+                prefix + "input byte size mismatch for input '" + input +
+                    "' for model " + model + ". Expected " + std::to_string(expected) +
+                    ", got " + std::to_string(got));
 }
 
 }  // namespace tritonx

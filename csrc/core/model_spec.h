@@ -86,4 +86,12 @@ struct ModelSpec {
 // that differ only there batch together), and applies input `reshape`.
 Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request);
 
+// "[request id: <id>] ": Triton prefixes the errors it finds while normalizing a
+// request (and a few its frontends find) with the request's id.
+std::string RequestPrefix(const InferenceRequest& request);
+
+// Triton's "input byte size mismatch" refusal; `model` is the quoted name.
+Status InputByteSizeMismatch(const std::string& prefix, const std::string& input,
+                             const std::string& model, int64_t expected, uint64_t got);
+
 }  // namespace tritonx

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <utility>
 
@@ -105,13 +106,13 @@ Status ParseDataType(std::string_view datatype, const std::string& input,
     return InvalidArgError("invalid datatype '" + std::string(datatype) +
                            "' for input '" + input + "'");
   }
-  // Triton's HTTP frontend needs the type to read JSON `data` and refuses it there;
-  // otherwise (gRPC, HTTP binary or shared memory data) the unknown type reaches
-  // its core, whose request validation words it ("data-type is '<invalid>'", with
-  // the request id): ValidateRequest does the same here.
-  if (protocol == WireProtocol::kHttp && json_data) {
-    return InvalidArgError("invalid datatype for input " + input);
-  }
+  // Triton's HTTP frontend needs the type to read JSON `data` and refuses it there
+  // (JsonDataToWire, at its point in the reading); otherwise (gRPC, HTTP binary or
+  // shared memory data, or no element to read) the unknown type reaches its core,
+  // whose request validation words it ("data-type is '<invalid>'", with the request
+  // id): ValidateRequest does the same here.
+  (void)protocol;
+  (void)json_data;
   return Status::Ok();
 }
 
@@ -132,20 +133,50 @@ Status CheckTransactionPolicy(const ModelSpec& spec, WireProtocol protocol) {
   return Status::Ok();
 }
 
+Status InputAlreadyExists(const std::string& request_id, const std::string& input) {
+  InferenceRequest named;  // the prefix is the core's, from the id alone
+  named.id = request_id;
+  return InvalidArgError(RequestPrefix(named) + "input '" + input +
+                         "' already exists in request");
+}
+
 Status DeduceRawInput(const ModelSpec& spec, const char* body, size_t body_size,
                       const std::shared_ptr<const void>& owner, InferenceRequest* out) {
+  // A raw request has no id, and Triton's core calls its one input "raw_input"
+  // until it maps it onto the config's input.
+  const std::string prefix = "[request id: <id_unknown>] ";
   if (spec.inputs.size() != 1) {
-    return InvalidArgError(
-        "[request id: <id_unknown>] Raw request must only have 1 input (found 1) to be "
-        "deduced but got " +
-        std::to_string(spec.inputs.size()) + " inputs in '" + spec.name +
-        "' model configuration");
+    return InvalidArgError(prefix +
+                           "Raw request must only have 1 input (found 1) to be "
+                           "deduced but got " +
+                           std::to_string(spec.inputs.size()) + " inputs in '" +
+                           spec.name + "' model configuration");
   }
   const TensorSpec& input = spec.inputs[0];
   Tensor tensor;
   tensor.name = input.name;
   tensor.dtype = input.dtype;
+  if (spec.max_batch_size > 0) tensor.shape.push_back(1);
+  int variable = -1;
+  int64_t fixed = 1;
+  for (int64_t dim : input.dims) {
+    if (dim < 0) {
+      if (variable >= 0) {
+        return InvalidArgError(prefix + "The shape of the raw input '" + input.name +
+                               "' can not be deduced because there are more than "
+                               "one variable-sized dimension");
+      }
+      variable = static_cast<int>(tensor.shape.size());
+    } else {
+      fixed *= dim;
+    }
+    tensor.shape.push_back(dim);
+  }
   if (input.dtype == DataType::kBytes) {
+    if (variable >= 0 || fixed != 1) {
+      return InvalidArgError(prefix + "For BYTE datatype raw input '" + input.name +
+                             "', the model must have input shape [1]");
+    }
     // One element: the whole body, in the length-prefixed wire form.
     auto buffer = std::make_shared<std::string>();
     buffer->reserve(body_size + 4);
@@ -153,35 +184,28 @@ Status DeduceRawInput(const ModelSpec& spec, const char* body, size_t body_size,
     tensor.data = buffer->data();
     tensor.byte_size = buffer->size();
     tensor.owner = std::move(buffer);
-    tensor.shape.assign(std::max<size_t>(input.dims.size(), 1), 1);
-  } else {
-    tensor.shape = input.dims;
-    int variable = -1;
-    int64_t fixed = 1;
-    for (size_t i = 0; i < tensor.shape.size(); ++i) {
-      if (tensor.shape[i] < 0) {
-        if (variable >= 0) {
-          return InvalidArgError(
-              "[request id: <id_unknown>] Raw input '" + input.name + "' of model '" +
-              spec.name +
-              "' has more than one variable-size dimension and cannot be "
-              "deduced");
-        }
-        variable = static_cast<int>(i);
-      } else {
-        fixed *= tensor.shape[i];
-      }
-    }
-    if (variable >= 0) {
-      const size_t item = std::max<size_t>(DataTypeByteSize(input.dtype), 1);
-      tensor.shape[variable] = static_cast<int64_t>(
-          body_size / item / static_cast<size_t>(std::max<int64_t>(fixed, 1)));
-    }
-    tensor.data = body;
-    tensor.byte_size = body_size;
-    tensor.owner = owner;
+    out->inputs.push_back(std::move(tensor));
+    return Status::Ok();
   }
-  if (spec.max_batch_size > 0) tensor.shape.insert(tensor.shape.begin(), 1);
+  const auto item = static_cast<int64_t>(DataTypeByteSize(input.dtype));
+  if (variable >= 0) {
+    // Whole elements only, as Triton divides; a zero-sized dim leaves none.
+    const int64_t per_row = fixed * item;
+    tensor.shape[variable] =
+        per_row > 0 ? static_cast<int64_t>(body_size) / per_row : int64_t{0};
+  }
+  // The shape comes from the config, so the size is the first thing that can be
+  // wrong, and Triton reports it under the raw name.
+  int64_t elements = 0;
+  if (CheckedElementCount(tensor.shape, &elements) == ShapeCount::kOk &&
+      elements <= std::numeric_limits<int64_t>::max() / std::max<int64_t>(item, 1) &&
+      elements * item != static_cast<int64_t>(body_size)) {
+    return InputByteSizeMismatch(prefix, "raw_input", "'" + spec.name + "'",
+                                 elements * item, body_size);
+  }
+  tensor.data = body;
+  tensor.byte_size = body_size;
+  tensor.owner = owner;
   out->inputs.push_back(std::move(tensor));
   return Status::Ok();
 }
@@ -199,6 +223,11 @@ Status RequestBuilder::ResolveShm(const ShmReference& ref, ShmUse use,
 }
 
 Status RequestBuilder::AddInput(InputDescription input) {
+  // Triton adds the input (refusing a second of the same name) before it looks at
+  // where the input's data is.
+  for (const Tensor& added : out_->inputs) {
+    if (added.name == input.name) return InputAlreadyExists(out_->id, input.name);
+  }
   Tensor tensor;
   tensor.name = std::move(input.name);
   tensor.shape = std::move(input.shape);
@@ -252,6 +281,23 @@ Status JsonDataToWire(const std::string& name, DataType dtype, const Shape& shap
   // for a shape without dims: then it reads nothing (not even the type), and the
   // core words whatever is wrong with the shape.
   if (shape.empty() || (counted && expected == 0)) return Status::Ok();
+  // Then Triton's order: `data` is an array, BYTES elements are strings, the type
+  // can be read from JSON at all, then element by element.
+  if (!input.json_is_array) {
+    return InternalError(
+        "Unable to parse 'data': attempt to access JSON non-array as array");
+  }
+  const Kind kind = KindOf(dtype);
+  const std::vector<JsonScalar>& leaves = input.json;
+  if (dtype == DataType::kBytes) {
+    for (const JsonScalar& v : leaves) {
+      if (!Accepts(kind, v)) {
+        return InternalError(
+            std::string("Unable to parse JSON bytes array: attempt to access ") +
+            AccessMessage(kind));
+      }
+    }
+  }
   if (dtype == DataType::kFp16 || dtype == DataType::kBf16) {
     return InvalidArgError(
         "receiving " + std::string(DataTypeName(dtype)) +
@@ -259,12 +305,9 @@ Status JsonDataToWire(const std::string& name, DataType dtype, const Shape& shap
         "for input " +
         name);
   }
-  if (!input.json_is_array) {
-    return InternalError(
-        "Unable to parse 'data': attempt to access JSON non-array as array");
+  if (dtype == DataType::kInvalid) {
+    return InvalidArgError("invalid datatype for input " + name);
   }
-  const Kind kind = KindOf(dtype);
-  const std::vector<JsonScalar>& leaves = input.json;
   const Status shape_mismatch = InternalError(
       "Unable to parse 'data': Shape does not match true shape of 'data' field");
   // BYTES elements are counted by the core ("expected N string elements ..."),

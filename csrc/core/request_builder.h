@@ -121,9 +121,14 @@ Status JsonDataToWire(const std::string& name, DataType dtype, const Shape& shap
 // (HTTP infer, gRPC ModelInfer) refuse decoupled models with Triton's message.
 Status CheckTransactionPolicy(const ModelSpec& spec, WireProtocol protocol);
 
+// "[request id: <id>] input '<name>' already exists in request": Triton refuses the
+// second input of a name as it is added, before any of its data is read.
+Status InputAlreadyExists(const std::string& request_id, const std::string& input);
+
 // A body that is the raw bytes of the model's only input (HTTP's
-// `Inference-Header-Content-Length: 0`): its shape is deduced from the config as
-// Triton's core does (one variable dim; BYTES: the whole body as one element).
+// `Inference-Header-Content-Length: 0`, or an empty body): its shape is deduced from
+// the config as Triton's core does (one variable dim, whole elements; BYTES: the
+// whole body as one element of an input of shape [1]), with its messages.
 Status DeduceRawInput(const ModelSpec& spec, const char* body, size_t body_size,
                       const std::shared_ptr<const void>& owner, InferenceRequest* out);
 

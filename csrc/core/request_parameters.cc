@@ -29,7 +29,6 @@ bool AsBool(const ParameterValue& value, bool* out) {
 }  // namespace
 
 Status ApplyRequestParameters(Parameters given, InferenceRequest* request) {
-  const bool grpc = request->protocol == InferenceRequest::Protocol::kGrpc;
   for (auto& [key, value] : given) {
     if (key == "priority") {
       if (!AsUint(value, &request->priority)) {
@@ -57,22 +56,28 @@ Status ApplyRequestParameters(Parameters given, InferenceRequest* request) {
       }
       const uint32_t bit = key == "sequence_start" ? 1u : 2u;
       request->flags = flag ? (request->flags | bit) : (request->flags & ~bit);
-    } else if (key.rfind("triton_", 0) == 0 &&
-               (!grpc || key != "triton_enable_empty_final_response")) {
-      if (grpc) {
-        return Status(StatusCode::kInvalidArg,
-                      "parameter keys starting with 'triton_' are reserved for Triton "
-                      "usage. Only the following keys starting with 'triton_' are "
-                      "allowed: triton_enable_empty_final_response");
-      }
-      return Status(StatusCode::kInvalidArg,
-                    "parameter keys starting with 'triton_' are reserved for Triton "
-                    "usage and should not be specified.");
+    } else if (Status reserved = ReservedParameter(key, request->protocol);
+               !reserved.ok()) {
+      return reserved;
     } else {
       request->parameters.emplace_back(std::move(key), std::move(value));
     }
   }
   return Status::Ok();
+}
+
+Status ReservedParameter(const std::string& key, InferenceRequest::Protocol protocol) {
+  if (key.rfind("triton_", 0) != 0) return Status::Ok();
+  if (protocol == InferenceRequest::Protocol::kGrpc) {
+    if (key == "triton_enable_empty_final_response") return Status::Ok();
+    return Status(StatusCode::kInvalidArg,
+                  "parameter keys starting with 'triton_' are reserved for Triton "
+                  "usage. Only the following keys starting with 'triton_' are "
+                  "allowed: triton_enable_empty_final_response");
+  }
+  return Status(StatusCode::kInvalidArg,
+                "parameter keys starting with 'triton_' are reserved for Triton "
+                "usage and should not be specified.");
 }
 
 Status CheckRequestParameters(const Parameters& given,

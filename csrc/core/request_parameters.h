@@ -17,6 +17,11 @@ namespace tritonx {
 // its codec (infer_json.h, grpc/infer_codec.cc).
 Status ApplyRequestParameters(Parameters given, InferenceRequest* request);
 
+// Triton's refusal of a reserved key (`triton_` prefix; gRPC allows
+// `triton_enable_empty_final_response`), or OK. Its frontends check it per key
+// before the key's value.
+Status ReservedParameter(const std::string& key, InferenceRequest::Protocol protocol);
+
 // The first error ApplyRequestParameters would return for a request built by
 // `protocol`, without building one: a frontend that must refuse bad parameters
 // before it reads the inputs (Triton's order) calls it as soon as it has them.

@@ -7,8 +7,10 @@
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "core/request_builder.h"
+#include "core/request_parameters.h"
 #include "health.pb.h"
 
 namespace tritonx {
@@ -120,7 +122,13 @@ Status CheckContentsFields(const inference::ModelInferRequest::InferInputTensor&
       return Status(StatusCode::kInvalidArg,
                     "unexpected explicit tensor data for input tensor '" +
                         input.name() + "' for model '" + model + "' of type '" +
-                        field.type + "', expected datatype '" + input.datatype() + "'");
+                        field.type + "', expected datatype '" +
+                        // Triton names the type it parsed: an unknown one is
+                        // "<invalid>".
+                        (DataTypeFromName(input.datatype()) == DataType::kInvalid
+                             ? std::string("<invalid>")
+                             : input.datatype()) +
+                        "'");
     }
   }
   return Status::Ok();
@@ -132,8 +140,6 @@ Status ClassCountOf(const InferParameter& param, uint32_t* count) {
   int64_t value = 0;
   if (param.parameter_choice_case() == InferParameter::kInt64Param) {
     value = param.int64_param();
-  } else if (param.parameter_choice_case() == InferParameter::kUint64Param) {
-    value = static_cast<int64_t>(std::min<uint64_t>(param.uint64_param(), UINT32_MAX));
   } else {
     return Status(StatusCode::kInvalidArg,
                   "invalid value type for 'classification' parameter, expected "
@@ -348,6 +354,35 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
   const int raw_count = msg.raw_input_contents_size();
   const bool use_raw = raw_count > 0;
   out->id = msg.id();
+  // Triton's order: the id, each request parameter (its key, type and value), then
+  // every input is added (a name given twice is refused here), then the requested
+  // outputs, and only then each input's data. Parameters go in key order: Triton
+  // walks its protobuf map, whose order no client can rely on.
+  std::vector<const google::protobuf::MapPair<std::string, InferParameter>*> sorted;
+  sorted.reserve(msg.parameters().size());
+  for (const auto& entry : msg.parameters()) sorted.push_back(&entry);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto* a, const auto* b) { return a->first < b->first; });
+  Parameters params;
+  params.reserve(sorted.size());
+  for (const auto* entry : sorted) {
+    const std::string& key = entry->first;
+    ParameterValue value;
+    Status status = ReservedParameter(key, WireProtocol::kGrpc);
+    if (status.ok()) status = CheckParameterType(key, entry->second);
+    if (status.ok()) status = ConvertParameter(key, entry->second, &value);
+    if (status.ok())
+      status = CheckRequestParameters({{key, value}}, WireProtocol::kGrpc);
+    if (!status.ok()) return status;
+    params.emplace_back(key, std::move(value));
+  }
+  for (int i = 0; i < msg.inputs_size(); ++i) {
+    for (int j = 0; j < i; ++j) {
+      if (msg.inputs(j).name() == msg.inputs(i).name()) {
+        return InputAlreadyExists(msg.id(), msg.inputs(i).name());
+      }
+    }
+  }
   out->inputs.reserve(static_cast<size_t>(msg.inputs_size()));
   RequestBuilder builder(out, WireProtocol::kGrpc, msg.model_name(), shm);
 
@@ -418,15 +453,6 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
     if (!status.ok()) return status;
   }
 
-  Parameters params;
-  params.reserve(msg.parameters().size());
-  for (const auto& [key, param] : msg.parameters()) {
-    ParameterValue value;
-    Status status = CheckParameterType(key, param);
-    if (status.ok()) status = ConvertParameter(key, param, &value);
-    if (!status.ok()) return status;
-    params.emplace_back(key, std::move(value));
-  }
   return builder.SetParameters(std::move(params));
 }
 

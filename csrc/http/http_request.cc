@@ -482,7 +482,9 @@ void HttpServer::Impl::ParseAndEnqueue(const std::shared_ptr<PendingCall>& call,
   if (head.has_header_length) {
     status = ParseHeaderLength(head.header_length.c_str(), size, &hlen);
   }
-  if (status.ok() && head.has_header_length && hlen == 0) {
+  // Triton takes the body's length as the header's when the header is absent, and a
+  // zero header length means a raw body (so an empty body is a raw one).
+  if (status.ok() && (head.has_header_length ? hlen : size) == 0) {
     status = DeduceRawInput(model->spec(), body, size, owner, request);
     encoding.default_binary = true;  // a raw request gets binary outputs back
   } else if (status.ok()) {

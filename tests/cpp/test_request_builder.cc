@@ -19,12 +19,12 @@ ModelSpec Spec(DataType dtype, Shape dims, int max_batch_size = 0) {
   return spec;
 }
 
-InputDescription Json(std::string datatype, Shape shape,
-                      std::vector<JsonScalar> leaves) {
+InputDescription Json(std::string datatype, Shape shape, std::vector<JsonScalar> leaves,
+                      std::string name = "IN") {
   static std::vector<std::string> names;  // datatype views outlive each call
   names.push_back(std::move(datatype));
   InputDescription input;
-  input.name = "IN";
+  input.name = std::move(name);
   input.datatype = names.back();
   input.shape = std::move(shape);
   input.source = InputDescription::Source::kJson;
@@ -78,7 +78,7 @@ TEST(RequestBuilder, JsonValuesBecomeWireBytes) {
   const int16_t* values = reinterpret_cast<const int16_t*>(request.inputs[0].data);
   EXPECT_EQ(values[0], -1);
   EXPECT_EQ(values[1], 2);  // wraps like Triton's cast
-  InputDescription bytes = Json("BYTES", {2}, {Text("ab"), Text("")});
+  InputDescription bytes = Json("BYTES", {2}, {Text("ab"), Text("")}, "B");
   ASSERT_TRUE(builder.AddInput(std::move(bytes)).ok());
   EXPECT_EQ(std::string(request.inputs[1].data, request.inputs[1].byte_size),
             std::string("\x02\0\0\0ab\0\0\0\0", 10));
@@ -112,11 +112,25 @@ TEST(RequestBuilder, JsonChecksInTritonsOrder) {
             "format for input IN");
   // A zero-element shape reads nothing; Triton counts a shape without dims as zero
   // elements too (the core then words what is wrong with it).
-  EXPECT_TRUE(builder.AddInput(Json("FP16", {0}, {})).ok());
-  EXPECT_TRUE(builder.AddInput(Json("FP32", {}, {Int(1), Int(2)})).ok());
+  EXPECT_TRUE(builder.AddInput(Json("FP16", {0}, {}, "A")).ok());
+  EXPECT_TRUE(builder.AddInput(Json("FP32", {}, {Int(1), Int(2)}, "B")).ok());
+  // ... even of an unknown type: that is left to the core's validation.
+  EXPECT_TRUE(builder.AddInput(Json("FLOAT", {0}, {Text("x")}, "C")).ok());
+  EXPECT_EQ(request.inputs.back().dtype, DataType::kInvalid);
   // BYTES elements are the core's to count.
-  EXPECT_TRUE(builder.AddInput(Json("BYTES", {2}, {Text("a")})).ok());
-  EXPECT_TRUE(builder.AddInput(Json("BYTES", {1}, {Text("a"), Text("b")})).ok());
+  EXPECT_TRUE(builder.AddInput(Json("BYTES", {2}, {Text("a")}, "D")).ok());
+  EXPECT_TRUE(builder.AddInput(Json("BYTES", {1}, {Text("a"), Text("b")}, "E")).ok());
+  // `data` must be an array before its type is looked at.
+  InputDescription not_array = Json("FLOAT", {1}, {Int(1)}, "F");
+  not_array.json_is_array = false;
+  EXPECT_EQ(builder.AddInput(not_array).message(),
+            "Unable to parse 'data': attempt to access JSON non-array as array");
+  not_array.datatype = "FP16";
+  EXPECT_EQ(builder.AddInput(not_array).message(),
+            "Unable to parse 'data': attempt to access JSON non-array as array");
+  // A second input of a name is refused as it is added, before its data is read.
+  EXPECT_EQ(builder.AddInput(Json("FP32", {5}, {Text("x")}, "A")).message(),
+            "[request id: <id_unknown>] input 'A' already exists in request");
 }
 
 TEST(RequestBuilder, SharedMemoryNeedsARegistryThatAllowsIt) {

@@ -2,8 +2,10 @@
 its status and words: version strings (read as std::stoll, before the model name),
 which input a type or shape error names (the first in Triton's hash map of the
 request's inputs), typed contents in a field of another type, cut BYTES data,
-request parameters of each value type (what gRPC takes where HTTP refuses), and
-shared memory sizes without a region; and two HTTP neighbours. The same table runs
+request parameters of each value type (what gRPC takes where HTTP refuses),
+shared memory sizes without a region, and the order of Triton's checks (parameters,
+then every input added, then requested outputs, then each input's data); and two
+HTTP neighbours. The same table runs
 against the real Triton when TRITONX_REFERENCE_CMD is given."""
 
 from __future__ import annotations
@@ -93,6 +95,43 @@ def _shm_without_region(key: str, on_output: bool) -> Request:
         request.outputs.append(output)
     else:
         request.inputs[0].parameters[key].int64_param = 16
+    return request
+
+
+def _duplicate_input() -> Request:
+    """INPUT0 given twice, the second with no data: Triton adds every input (and
+    refuses the second of a name) before it reads any input's data."""
+    request = _add_sub()
+    request.inputs.append(Tensor(name="INPUT0", datatype="FP32", shape=[4]))
+    return request
+
+
+def _bad_parameter_and_input() -> Request:
+    """A custom parameter of no type, and an input with two data sources: the
+    parameters come first."""
+    request = _contents(fp32_contents=[1.0] * 4)
+    request.raw_input_contents.extend([F, F])
+    request.parameters["custom"].CopyFrom(service_pb2.InferParameter())
+    return request
+
+
+def _unknown_output_and_bad_input() -> Request:
+    request = _add_sub(shape=(2, 2))
+    request.outputs.append(Request.InferRequestedOutputTensor(name="nope"))
+    return request
+
+
+def _unknown_type_contents() -> Request:
+    request = _contents(uint_contents=[1] * 4)
+    request.inputs[0].datatype = "FLOAT"
+    return request
+
+
+def _classification(kind: str) -> Request:
+    request = _add_sub()
+    output = Request.InferRequestedOutputTensor(name="OUTPUT0")
+    setattr(output.parameters["classification"], kind, 1)
+    request.outputs.append(output)
     return request
 
 
@@ -196,6 +235,40 @@ INFER_CASES: dict[str, tuple[Callable[[], Request], tuple[str, str]]] = {
     "empty_final_int": (
         lambda: _with_param("triton_enable_empty_final_response", "int64_param", 1),
         _refusal(TYPE.format("triton_enable_empty_final_response", "bool_param")),
+    ),
+    "input_named_twice": (
+        _duplicate_input,
+        _refusal(ID + "input 'INPUT0' already exists in request"),
+    ),
+    "parameters_before_inputs": (
+        _bad_parameter_and_input,
+        _refusal(TYPE.format("custom", "int64_param, bool_param, or string_param")),
+    ),
+    "reserved_key_before_its_type": (
+        lambda: _with_param("triton_x", "uint64_param", 1),
+        _refusal(
+            "parameter keys starting with 'triton_' are reserved for Triton usage. "
+            "Only the following keys starting with 'triton_' are allowed: "
+            "triton_enable_empty_final_response"
+        ),
+    ),
+    "outputs_before_inputs": (
+        _unknown_output_and_bad_input,
+        _refusal("unexpected inference output 'nope' for model 'add_sub'"),
+    ),
+    "contents_of_an_unknown_type": (
+        _unknown_type_contents,
+        _refusal(
+            "unexpected explicit tensor data for input tensor 'INPUT0' for model "
+            "'add_sub' of type 'UINT32', expected datatype '<invalid>'"
+        ),
+    ),
+    "classification_int64": (lambda: _classification("int64_param"), OK),
+    "classification_uint64": (
+        lambda: _classification("uint64_param"),
+        _refusal(
+            "invalid value type for 'classification' parameter, expected int64_param"
+        ),
     ),
     "shm_size_without_region": (
         lambda: _shm_without_region("shared_memory_byte_size", on_output=False),

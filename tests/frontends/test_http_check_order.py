@@ -4,8 +4,10 @@ Found by sending the same mutated bodies to tritonx and to Triton (a differentia
 fuzz): Triton refuses bad request parameters before it reads ``inputs``, looks for an
 input's data members before its name, reads ``data`` element by element (one past
 the shape's count is refused before its type), reads none for a shape of zero elements
-(a shape without dims counts as zero there), and leaves counting BYTES elements to
-its core, whose walk counts a cut string as one. Each body goes to both HTTP engines and, when a reference command is given,
+(a shape without dims counts as zero there), leaves counting BYTES elements to its
+core, whose walk counts a cut string as one, and checks the requested outputs before
+the inputs. A raw body (header length 0, or an empty body) is deduced as its core
+does. Each body goes to both HTTP engines and, when a reference command is given,
 to Triton; the expected answers below are Triton's.
 """
 
@@ -117,6 +119,37 @@ CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
         500,
         "Unable to parse 'data': Shape does not match true shape of 'data' field",
     ),
+    "a reserved key before its value's type": (
+        "pair",
+        {"inputs": [], "parameters": {"triton_x": None}},
+        400,
+        RESERVED,
+    ),
+    "requested outputs before inputs": (
+        "pair",
+        {"inputs": [_fp32("INPUT0", [4], [1] * 4)], "outputs": [{"name": "nope"}]},
+        400,
+        "unexpected inference output 'nope' for model 'pair'",
+    ),
+    "an input named twice, before its data": (
+        "pair",
+        {"inputs": [_fp32("INPUT0", [4], [1] * 4), _fp32("INPUT0", [4], "x")]},
+        400,
+        f"{UNKNOWN}input 'INPUT0' already exists in request",
+    ),
+    "data not an array before an unknown type": (
+        "batched",
+        {"inputs": [{**_fp32("INPUT0", [1, 1], "x"), "datatype": ""}]},
+        500,
+        "Unable to parse 'data': attempt to access JSON non-array as array",
+    ),
+    "an unknown type with nothing to read": (
+        "batched",
+        {"inputs": [{**_fp32("INPUT0", [1, 0], []), "datatype": "FLOAT"}]},
+        400,
+        f"{UNKNOWN}inference input 'INPUT0' data-type is '<invalid>', but model "
+        "'batched' expects 'FP32'",
+    ),
     "too few strings": (
         "text",
         {"inputs": [_text([3, 3], ["a", "b"])]},
@@ -167,6 +200,37 @@ BINARY_CASES: dict[str, tuple[list[int], bytes, int, str]] = {
 }
 
 
+# Raw bodies (the bytes of a model's only input): name -> (model, body, header
+# length header or None, status, error)
+RAW_CASES: dict[str, tuple[str, bytes, str | None, int, str]] = {
+    "raw strings need an input of shape [1]": (
+        "text",
+        b"abc",
+        "0",
+        400,
+        f"{UNKNOWN}For BYTE datatype raw input 'INPUT0', the model must have input "
+        "shape [1]",
+    ),
+    "raw bytes of a wrong size": (
+        "pair",
+        b"\0" * 7,
+        "0",
+        400,
+        f"{UNKNOWN}Raw request must only have 1 input (found 1) to be deduced but "
+        "got 2 inputs in 'pair' model configuration",
+    ),
+    "raw bytes, a partial element": (
+        "batched",
+        b"\0" * 7,
+        "0",
+        400,
+        f"{UNKNOWN}input byte size mismatch for input 'raw_input' for model "
+        "'batched'. Expected 4, got 7",
+    ),
+    "an empty body is a raw one": ("batched", b"", None, 200, ""),
+}
+
+
 def _binary_body(shape: list[int], blob: bytes) -> tuple[bytes, dict[str, str]]:
     parameters = {"binary_data_size": len(blob)}
     tensor = {"name": "INPUT0", "datatype": "BYTES", "shape": shape}
@@ -189,6 +253,9 @@ def observe(server: RunningServer) -> dict[str, tuple[int, str]]:
     }
     for name, (shape, blob, _, _) in BINARY_CASES.items():
         sends[name] = ("text", *_binary_body(shape, blob))
+    for name, (model, body, length, _, _) in RAW_CASES.items():
+        header = {} if length is None else {"Inference-Header-Content-Length": length}
+        sends[name] = (model, body, header)
     answers = {}
     for name, (model, body, headers) in sends.items():
         conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=60)
@@ -209,6 +276,7 @@ def observe(server: RunningServer) -> dict[str, tuple[int, str]]:
 def expected() -> dict[str, tuple[int, str]]:
     answers = {name: (case[2], case[3]) for name, case in CASES.items()}
     answers.update({name: (c[2], c[3]) for name, c in BINARY_CASES.items()})
+    answers.update({name: (c[3], c[4]) for name, c in RAW_CASES.items()})
     return answers
 
 
@@ -223,7 +291,7 @@ def answers(repo: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, An
         yield observe(server)
 
 
-@pytest.mark.parametrize("case", sorted([*CASES, *BINARY_CASES]))
+@pytest.mark.parametrize("case", sorted([*CASES, *BINARY_CASES, *RAW_CASES]))
 def test_first_fault_in_tritons_order(answers: dict[str, Any], case: str) -> None:
     assert answers[case] == expected()[case]
 
