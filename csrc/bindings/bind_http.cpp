@@ -6,6 +6,7 @@
 #include "http/http_cloud.h"
 #include "http/http_forward.h"
 #include "http/http_infer_codec.h"
+#include "http/http_json_tensor.h"
 #include "http_server.h"
 #include "http_tls.h"
 #include "pybind_common.h"
@@ -160,6 +161,27 @@ void RegisterHttp(py::module_& m) {
            "Stops accepting, waits up to `grace` seconds for requests in flight, then "
            "drops the rest. Blocking; idempotent.")
       .def_property_readonly("running", &PyHttpServer::running);
+
+  // The Python engine parses with json.loads; when that fails, this gives the
+  // answer the native engine (Triton's reader) gives for the same bytes.
+  m.def(
+      "native_json_error",
+      [](const py::buffer& body) -> py::object {
+        py::buffer_info info = body.request();
+        const auto* data = static_cast<const char*>(info.ptr);
+        const auto size = static_cast<size_t>(info.size * info.itemsize);
+        Status status;
+        {
+          py::gil_scoped_release release;
+          rapidjson::Document doc;
+          status = httpfe::ParseRequestJson(data, size, &doc);
+        }
+        if (status.ok()) return py::none();
+        return py::make_tuple(HttpStatusOf(status.code()), status.message());
+      },
+      py::arg("body"),
+      "(HTTP status, message) of the native engine's JSON reader for `body`, or None "
+      "when it reads it.");
 }
 
 }  // namespace tritonx::bindings

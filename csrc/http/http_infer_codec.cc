@@ -1,7 +1,9 @@
 #include "http_infer_codec.h"
 
 #include <rapidjson/document.h>
+#include <rapidjson/encodedstream.h>
 #include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -105,7 +107,10 @@ bool MentionsLowSurrogate(const char* data, size_t size) {
 }
 
 Status ParseJson(const char* data, size_t size, rapidjson::Document* doc) {
-  rapidjson::MemoryStream stream(data, size);
+  rapidjson::MemoryStream memory(data, size);
+  // As Triton's reader: a UTF-8 byte order mark is skipped (offsets count it).
+  rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> stream(
+      memory);
   rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>> reader;
   DepthLimitedHandler handler{*doc};
   auto generator = [&](rapidjson::Document& d) {
@@ -120,12 +125,17 @@ Status ParseJson(const char* data, size_t size, rapidjson::Document* doc) {
     return Status::Ok();
   }
   if (handler.too_deep) return JsonTooDeep();
-  const rapidjson::ParseErrorCode code = reader.GetParseErrorCode();
+  rapidjson::ParseErrorCode code = reader.GetParseErrorCode();
   // A lone surrogate cannot reach the core (it is not UTF-8): a client error.
   if (code == rapidjson::kParseErrorStringUnicodeSurrogateInvalid) {
     return InvalidSurrogate();
   }
   if (code == rapidjson::kParseErrorStringInvalidEncoding) return JsonInvalidEncoding();
+  // The iterative parser calls a document that starts with ']' or '}' empty;
+  // Triton's recursive one calls that an invalid value.
+  if (code == rapidjson::kParseErrorDocumentEmpty && reader.GetErrorOffset() < size) {
+    code = rapidjson::kParseErrorValueInvalid;
+  }
   return JsonParseFailure(std::string(rapidjson::GetParseError_En(code)) + " at " +
                           std::to_string(reader.GetErrorOffset()));
 }

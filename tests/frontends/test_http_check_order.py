@@ -228,6 +228,22 @@ RAW_CASES: dict[str, tuple[str, bytes, str | None, int, str]] = {
         "'batched'. Expected 4, got 7",
     ),
     "an empty body is a raw one": ("batched", b"", None, 200, ""),
+    # Not raw, but read as Triton's JSON reader reads them.
+    "a body that starts by closing": (
+        "batched",
+        b" ]",
+        None,
+        500,
+        "failed to parse the request JSON buffer: Invalid value. at 1",
+    ),
+    "a byte order mark is skipped": (
+        "batched",
+        b"\xef\xbb\xbf{}",
+        None,
+        500,
+        "Unable to parse 'inputs': attempt to access non-existing object member "
+        "'inputs'",
+    ),
 }
 
 
