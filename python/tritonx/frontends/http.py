@@ -320,8 +320,10 @@ class HttpFrontend:
             hlen = http_infer.header_length(
                 message.headers.get(b"inference-header-content-length"), len(body)
             )
-            if hlen == 0:
-                # The body is the raw bytes of the model's only input.
+            if hlen == 0 or (hlen is None and not body):
+                # The body is the raw bytes of the model's only input (without the
+                # header, Triton takes the body's length for the JSON's: an empty
+                # body is a raw one too).
                 parsed = http_infer.ParsedInfer()
                 parsed.raw = (model, body)
                 parsed.default_binary = True
