@@ -149,6 +149,8 @@ class HttpFrontend:
                 http_models.metadata_reply(self._manager, r)
             ),
             "infer": self._infer,
+            # Served by the native engine only (it answers a POST there itself).
+            "generate": lambda m, s, r: s.done(_NOT_FOUND),
             "model_ready": self._model_ready,
             "model_config": lambda m, s, r: s.done(
                 http_models.config_reply(self._manager, r)
