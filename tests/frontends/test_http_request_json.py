@@ -230,6 +230,17 @@ CASES: dict[str, tuple[str, bytes, dict[str, str], int, Any]] = {
         TOO_BIG,
     ),
     "binary header": ("echo", *_binary(HEADER), 200, [1.0]),
+    # binary_data_output is for the outputs a request does not list: a listed one
+    # is JSON unless its own binary_data says otherwise.
+    "listed output without binary_data": (
+        "echo",
+        *_binary(
+            HEADER[:-1] + b',"outputs":[{"name":"OUTPUT0","parameters":{}}],'
+            b'"parameters":{"binary_data_output":true}}'
+        ),
+        200,
+        [1.0],
+    ),
 }
 
 

@@ -104,9 +104,20 @@ def test_a_lone_high_surrogate_before_another_error(body: bytes) -> None:
     assert str(info.value) == PARSE + "The surrogate pair in string is invalid."
 
 
-def test_a_valid_document_keeps_a_lone_surrogate_for_the_walk() -> None:
-    # The walk refuses it (both engines), after the parse.
-    assert request_json.loads(b'["\\ud800"]') == ["\ud800"]
+def test_a_lone_high_surrogate_in_a_valid_document() -> None:
+    # Refused while parsing, for every route (repository, trace, ... bodies too).
+    for body in (b'{"a": ["x\\ud800"]}', b'{"\\udc00\\ud800": 1}'):
+        with pytest.raises(InvalidArgumentError) as info:
+            request_json.loads(body)
+        assert str(info.value) == PARSE + "The surrogate pair in string is invalid."
+
+
+def test_a_lone_low_surrogate_is_kept_for_the_walk() -> None:
+    # The infer walk refuses it (both engines), after the parse.
+    assert request_json.loads(b'["\\udc00", "\\ud83d\\ude00"]') == [
+        "\udc00",
+        "\U0001f600",
+    ]
 
 
 def test_a_lone_low_surrogate_is_read_then_a_later_error_counts() -> None:

@@ -173,6 +173,10 @@ def parse_header(
         parsed.parameters,
         parsed.error,
     ) = _native.decode_infer_json(doc, header, hlen, body_size, model)
+    # An output the request lists is JSON unless its own binary_data says binary:
+    # binary_data_output is the default of the outputs it does not list (Triton).
+    for name, _, _ in parsed.outputs:
+        parsed.binary_outputs.setdefault(name, False)
     return parsed
 
 

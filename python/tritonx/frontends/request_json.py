@@ -22,7 +22,8 @@ FindMember finds it (json.loads alone keeps the last). Errors are the native
 engine's (``_native.json_parse_error``): INTERNAL "failed to parse the request JSON
 buffer: <RapidJSON's message> at <offset>", without the offset for invalid UTF-8 in
 a string and for nesting past the native engine's bound; a lone UTF-16 high
-surrogate escape is INVALID_ARG, as in the native engine.
+surrogate escape is INVALID_ARG, as in the native engine (a lone low one is read:
+the infer walk refuses it, other routes take it, as Triton's do).
 """
 
 from __future__ import annotations
@@ -124,19 +125,44 @@ def loads(data: Buffer) -> Any:
     try:
         text = raw.decode("utf-8")
         if _maybe_too_big(raw):
-            return json.loads(
+            doc = json.loads(
                 text,
                 object_pairs_hook=_first_wins,
                 parse_int=_checked_int,
                 parse_float=_checked_float,
             )
-        return json.loads(text, object_pairs_hook=_first_wins)
+        else:
+            doc = json.loads(text, object_pairs_hook=_first_wins)
+        # RapidJSON refuses a lone high surrogate escape where it meets it (a lone
+        # low one it takes: what reads the document refuses it or not).
+        if (b"\\ud" not in raw and b"\\uD" not in raw) or not _lone_high(doc):
+            return doc
     except (ValueError, RecursionError, _Refused):
         pass  # UnicodeDecodeError is a ValueError
     try:
         return _Reader(raw).document()
     except _Refused as refused:
         raise _error(refused) from None
+
+
+def _lone_high(doc: Any) -> bool:
+    """Whether a string of the document (a name or a value) holds a UTF-16 high
+    surrogate: json.loads joins the pairs, so any one left had no low one."""
+    stack = [doc]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")  # fails on any surrogate
+            except UnicodeEncodeError:
+                if any(0xD800 <= ord(c) <= 0xDBFF for c in value):
+                    return True
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def _maybe_too_big(raw: bytes) -> bool:
