@@ -68,7 +68,7 @@ def test_bytes_json_round_trip() -> None:
 def test_float_json_matches_triton_rendering() -> None:
     wire = _wire("FP32", [0.1, 2.0, math.nan, math.inf])
     assert codec.wire_to_json("FP32", [4], wire) == (
-        "[0.10000000149011612,2.0,NaN,Infinity]"
+        b"[0.10000000149011612,2.0,NaN,Infinity]"
     )
 
 

@@ -55,6 +55,8 @@ RAW_JSON = {
     "reversed-pair": '"\\udc00\\ud800"',
     "escaped-nul": '"\\u0000"',
     "latin1-byte": '"\xff"',
+    # Not UTF-8 once written (dumps keeps lone surrogates as their 3 bytes).
+    "invalid-utf8": '"a\udcffb"',
 }
 
 scalars = st.one_of(

@@ -149,6 +149,8 @@ class HttpFrontend:
                 http_models.metadata_reply(self._manager, r)
             ),
             "infer": self._infer,
+            # Served by the native engine only (it answers a POST there itself).
+            "generate": lambda m, s, r: s.done(_NOT_FOUND),
             "model_ready": self._model_ready,
             "model_config": lambda m, s, r: s.done(
                 http_models.config_reply(self._manager, r)
@@ -320,8 +322,10 @@ class HttpFrontend:
             hlen = http_infer.header_length(
                 message.headers.get(b"inference-header-content-length"), len(body)
             )
-            if hlen == 0:
-                # The body is the raw bytes of the model's only input.
+            if hlen == 0 or (hlen is None and not body):
+                # The body is the raw bytes of the model's only input (without the
+                # header, Triton takes the body's length for the JSON's: an empty
+                # body is a raw one too).
                 parsed = http_infer.ParsedInfer()
                 parsed.raw = (model, body)
                 parsed.default_binary = True

@@ -85,7 +85,9 @@ def trace_reply(store: Any, message: HttpMessage, route: Route) -> list[Buffer]:
             return response(200, dumps(store.get(route.model)))
         if message.method != b"POST":
             return _NOT_ALLOWED
-        values = http_values(http_infer.load_json(message.body) if message.body else {})
+        # Triton looks the model up, then reads the body (empty: a parse error).
+        store.check_model(route.model)
+        values = http_values(http_infer.load_json(message.body))
         return response(200, dumps(store.update(route.model, values)))
     except Exception as exc:
         return exception_response(exc)

@@ -2,7 +2,9 @@
 response encoding.
 
 Python's json module parses the text (the engine must work in builds without
-RapidJSON); the decoded document is walked in C++ by the walk the native engine uses
+RapidJSON), with RapidJSON's reading of the text where the two differ
+(``request_json``: what Triton refuses, and how it words it); the decoded document
+is walked in C++ by the walk the native engine uses
 too (``csrc/core/infer_json.h`` through ``_native.decode_infer_json``), so every
 check and message of Triton's HTTP frontend exists once. What it decodes is the core
 request builder's neutral description; every rule that is not about the syntax
@@ -22,13 +24,12 @@ inputs as ``slice`` objects into the body, which ``attach_binary`` turns into vi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from tritonx import _native
 from tritonx.errors import TritonXError
-from tritonx.frontends import codec
+from tritonx.frontends import codec, request_json
 
 Buffer = bytes | bytearray | memoryview
 
@@ -128,17 +129,9 @@ def header_length(value: bytes | None, body_size: int) -> int | None:
 
 
 def load_json(data: Buffer) -> Any:
-    """``json.loads`` with every failure as Triton's parse error (INTERNAL)."""
-    try:
-        # json accepts bytes and bytearray but not memoryview.
-        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
-    except UnicodeDecodeError:
-        # rapidjson's wording; Python's names the codec.
-        raise _native.json_parse_error("encoding") from None
-    except ValueError as exc:
-        raise _native.json_parse_error("syntax", str(exc)) from None
-    except RecursionError:
-        raise _native.json_parse_error("depth") from None
+    """A request body's JSON document, read as Triton reads it; text it refuses
+    raises the native engine's parse error (``request_json``)."""
+    return request_json.loads(data)
 
 
 def parse_infer(body: Buffer, hlen: int | None, model: str) -> ParsedInfer:
@@ -180,6 +173,10 @@ def parse_header(
         parsed.parameters,
         parsed.error,
     ) = _native.decode_infer_json(doc, header, hlen, body_size, model)
+    # An output the request lists is JSON unless its own binary_data says binary:
+    # binary_data_output is the default of the outputs it does not list (Triton).
+    for name, _, _ in parsed.outputs:
+        parsed.binary_outputs.setdefault(name, False)
     return parsed
 
 
@@ -202,10 +199,7 @@ def json_items(
 
 def render_json_data(items: Sequence[tuple[str, list[int], Buffer]]) -> list[bytes]:
     """The JSON text of each item's ``data`` array (see ``json_items``)."""
-    return [
-        codec.wire_to_json(datatype, shape, raw).encode()
-        for datatype, shape, raw in items
-    ]
+    return [codec.wire_to_json(datatype, shape, raw) for datatype, shape, raw in items]
 
 
 def encode_response(
@@ -225,11 +219,13 @@ def encode_response(
     elsewhere (large outputs are rendered off the event loop). Outputs in
     ``shm_outputs`` (a ``_native.ShmTargets``) are copied into their regions and
     answered without data, as Triton does."""
-    parts = [('{"id":' + json.dumps(rid) + "," if rid else "{").encode()]
-    parts.append(b'"model_name":' + json.dumps(model_name).encode())
-    parts.append(b',"model_version":' + json.dumps(model_version).encode())
+    # Written as Triton's RapidJSON writes them (compact, strings as UTF-8 bytes).
+    value = codec.json_value
+    parts = [b'{"id":' + value(rid) + b"," if rid else b"{"]
+    parts.append(b'"model_name":' + value(model_name))
+    parts.append(b',"model_version":' + value(model_version))
     if parameters:
-        parts.append(b',"parameters":' + json.dumps(parameters).encode())
+        parts.append(b',"parameters":' + value(parameters))
     parts.append(b',"outputs":[')
     binaries: list[memoryview] = []
     get = binary_outputs.get
@@ -238,26 +234,29 @@ def encode_response(
         name = out.name
         datatype = out.datatype
         shape = codec.shape_to_json(out.shape)
-        head = f'{{"name":{json.dumps(name)},"datatype":"{datatype}","shape":{shape}'
+        head = (
+            b'{"name":'
+            + value(name)
+            + f',"datatype":"{datatype}","shape":{shape}'.encode()
+        )
         if i:
-            head = "," + head
+            head = b"," + head
         if shm_outputs is not None and name in shm_outputs:
             shm_outputs.write(out)
-            parts.append(f"{head}}}".encode())
+            parts.append(head + b"}")
             continue
         raw = out.raw()
         if get(name, default_binary):
-            binaries.append(raw)
-            parts.append(
-                f'{head},"parameters":{{"binary_data_size":{raw.nbytes}}}}}'.encode()
-            )
+            if raw.nbytes:  # as Triton: no section (nor binary framing) for 0 bytes
+                binaries.append(raw)
+            parts.append(head + b',"parameters":{"binary_data_size":%d}}' % raw.nbytes)
             continue
         if json_data is not None:
             data = json_data[rendered]
             rendered += 1
         else:
-            data = codec.wire_to_json(datatype, out.shape, raw).encode()
-        parts.append(f'{head},"data":'.encode())
+            data = codec.wire_to_json(datatype, out.shape, raw)
+        parts.append(head + b',"data":')
         parts.append(data)
         parts.append(b"}")
     parts.append(b"]}")

@@ -11,11 +11,11 @@ answers when it is done. Split out of ``http.py`` to keep it short.
 from __future__ import annotations
 
 import base64
-import binascii
+import re
 from collections.abc import Awaitable
 from typing import Any
 
-from tritonx.errors import InternalError, InvalidArgumentError, UnsupportedError
+from tritonx.errors import InternalError, TritonXError, UnsupportedError
 from tritonx.frontends import http_infer
 from tritonx.frontends.http_protocol import (
     JSON,
@@ -97,10 +97,9 @@ def repository_action(manager: Any, message: HttpMessage, route: Route) -> Any:
     unload, started (an awaitable); raises what the request gets as its error."""
     if route.repository:
         raise UnsupportedError("'repository_name' specification is not supported")
-    params = load_parameters(message.body)
     if route.kind == "repo_load":
-        return _load(manager, route.model, params)
-    return _unload(manager, route.model, params)
+        return _load(manager, route.model, load_parameters(message.body))
+    return manager.unload(route.model, unload_dependents(message.body))
 
 
 async def finish_control(action: Awaitable[Any], slot: Slot) -> None:
@@ -114,15 +113,31 @@ async def finish_control(action: Awaitable[Any], slot: Slot) -> None:
 
 
 def load_parameters(body: bytes | bytearray) -> dict[str, Any]:
+    """A load's ``parameters``, checked as Triton checks them before it loads (and
+    so before the model control mode is looked at)."""
     if not body:
         return {}
     request = http_infer.load_json(body)
-    params = request.get("parameters") if isinstance(request, dict) else None
-    if params is None:
+    if not isinstance(request, dict) or "parameters" not in request:
         return {}
-    if not isinstance(params, dict):
-        raise InternalError("attempt to access JSON non-object as object")
+    params = request["parameters"]
+    if not isinstance(params, dict):  # null too: Triton lists its members
+        raise InternalError("attempt to get members for non-object")
     return params
+
+
+def unload_dependents(body: bytes | bytearray) -> bool:
+    """An unload's ``unload_dependents``. Triton reads it from the body but drops
+    whatever goes wrong there (a body that is not JSON, a value that is not a
+    boolean): its unload's outcome overwrites that error, so the unload goes on,
+    without dependents, and in a mode other than EXPLICIT is refused as any other."""
+    try:
+        request = http_infer.load_json(body) if body else None
+    except TritonXError:
+        return False
+    params = request.get("parameters") if isinstance(request, dict) else None
+    value = params.get("unload_dependents") if isinstance(params, dict) else None
+    return value if isinstance(value, bool) else False
 
 
 def _load(manager: Any, name: str, params: dict[str, Any]) -> Any:
@@ -134,22 +149,20 @@ def _load(manager: Any, name: str, params: dict[str, Any]) -> Any:
         if key == "config":
             config = value
         elif key.startswith("file:"):
-            try:
-                files[key[len("file:") :]] = base64.b64decode(value)
-            except (binascii.Error, ValueError) as exc:
-                raise InvalidArgumentError(
-                    f"failed to decode base64 content of '{key}': {exc}"
-                ) from None
+            files[key[len("file:") :]] = _b64decode(value)
         else:
             raise InternalError("unexpected error on creating Triton parameter")
     return manager.load(name, config, files or None)
 
 
-def _unload(manager: Any, name: str, params: dict[str, Any]) -> Any:
-    dependents = params.get("unload_dependents", False)
-    if not isinstance(dependents, bool):
-        raise InternalError(
-            "Unable to parse 'unload_dependents': attempt to access JSON "
-            "non-boolean as boolean"
-        )
-    return manager.unload(name, dependents)
+def _b64decode(text: str) -> bytes:
+    """Base64 decoded as Triton's decoder (libb64) decodes it: it never fails;
+    what is not in the alphabet ('=' too) is skipped, and a last group of two or
+    three characters gives the whole bytes it holds."""
+    clean = re.sub(r"[^A-Za-z0-9+/]", "", text)
+    whole = len(clean) // 4 * 4
+    out = base64.b64decode(clean[:whole])
+    rest = clean[whole:]
+    if len(rest) >= 2:
+        out += base64.b64decode(rest + "=" * (4 - len(rest)))
+    return out

@@ -2,9 +2,9 @@
 
 The patterns follow Triton's server regexes. Resolving a path costs one dict lookup
 once it has been seen, so the inference path never runs a regex. Routes of Triton's
-that tritonx does not serve (generate) still resolve to their own kinds so
-that ``--http-restricted-api`` guards them as Triton does; the frontend answers
-them 404. Shared memory routes carry the memory kind ("system"/"cuda"), the region
+that the Python engine does not serve (generate) still resolve to their own kinds so
+that ``--http-restricted-api`` and the method check guard them as Triton does; the
+frontend answers a POST there 404 (the native engine serves it before). Shared memory routes carry the memory kind ("system"/"cuda"), the region
 and the action.
 """
 
@@ -39,6 +39,7 @@ ROUTE_METHODS: dict[str, bytes] = {
     "all_stats": b"GET",
     "model_metadata": b"GET",
     "infer": b"POST",
+    "generate": b"POST",
     "model_ready": b"GET",
     "model_config": b"GET",
     "model_stats": b"GET",
@@ -132,6 +133,8 @@ def _resolve(url: bytes) -> Route:
     match = _MODEL.fullmatch(path)
     if match:
         kind = _MODEL_ACTIONS[match.group(3)]
+        if kind == "trace" and match.group(2):
+            return NOT_FOUND  # Triton: a model's trace settings have no version
         return Route(kind, _decode(match.group(1)), match.group(2) or "")
     match = _REPOSITORY.fullmatch(path)
     if match:

@@ -126,16 +126,17 @@ class TraceSettingsService:
         self.manager = manager
         self._model_exists = model_exists
 
-    def _check_model(self, model: str) -> None:
+    def check_model(self, model: str) -> None:
+        """Refuses a model that is not known (nothing to do for the global ones)."""
         if model and not self._model_exists(model):
             raise InvalidArgumentError(f"Request for unknown model : {model}")
 
     def get(self, model: str = "") -> dict[str, Any]:
-        self._check_model(model)
+        self.check_model(model)
         return self.manager.get(model)
 
     def update(self, model: str, values: Mapping[str, Any], grpc: bool = False):
-        self._check_model(model)
+        self.check_model(model)
         new = parse_setting(values, " " if grpc else "")
         if new.values or new.clear:
             self.manager.update(model, new)
