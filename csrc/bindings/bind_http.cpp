@@ -86,6 +86,40 @@ class PyHttpServer {
 
 }  // namespace
 
+// A RapidJSON value as Python's json module would give it; a repeated member name
+// keeps its first value (what RapidJSON's FindMember finds). Depth is bounded by the
+// reader (kMaxDepth), so recursion is.
+py::object ToPython(const rapidjson::Value& value) {
+  switch (value.GetType()) {
+    case rapidjson::kNullType:
+      return py::none();
+    case rapidjson::kFalseType:
+      return py::bool_(false);
+    case rapidjson::kTrueType:
+      return py::bool_(true);
+    case rapidjson::kStringType:
+      return py::str(value.GetString(), value.GetStringLength());
+    case rapidjson::kNumberType:
+      if (value.IsInt64()) return py::int_(value.GetInt64());
+      if (value.IsUint64()) return py::int_(value.GetUint64());
+      return py::float_(value.GetDouble());
+    case rapidjson::kArrayType: {
+      py::list items;
+      for (const auto& item : value.GetArray()) items.append(ToPython(item));
+      return std::move(items);
+    }
+    case rapidjson::kObjectType: {
+      py::dict members;
+      for (const auto& member : value.GetObject()) {
+        py::str name(member.name.GetString(), member.name.GetStringLength());
+        if (!members.contains(name)) members[name] = ToPython(member.value);
+      }
+      return std::move(members);
+    }
+  }
+  return py::none();
+}
+
 void RegisterHttp(py::module_& m) {
   py::class_<PyHttpServer>(m, "HttpServer",
                            "KServe v2 HTTP/REST served from C++ (evhttp)")
@@ -162,26 +196,27 @@ void RegisterHttp(py::module_& m) {
            "drops the rest. Blocking; idempotent.")
       .def_property_readonly("running", &PyHttpServer::running);
 
-  // The Python engine parses with json.loads; when that fails, this gives the
-  // answer the native engine (Triton's reader) gives for the same bytes.
+  // The Python engine reads request bodies with the native engine's reader (Triton's
+  // RapidJSON), so both engines take and refuse the same text with the same words.
   m.def(
-      "native_json_error",
+      "native_json_loads",
       [](const py::buffer& body) -> py::object {
         py::buffer_info info = body.request();
         const auto* data = static_cast<const char*>(info.ptr);
         const auto size = static_cast<size_t>(info.size * info.itemsize);
+        rapidjson::Document doc;
         Status status;
         {
           py::gil_scoped_release release;
-          rapidjson::Document doc;
           status = httpfe::ParseRequestJson(data, size, &doc);
         }
-        if (status.ok()) return py::none();
-        return py::make_tuple(HttpStatusOf(status.code()), status.message());
+        ThrowIfError(status);
+        return ToPython(doc);
       },
       py::arg("body"),
-      "(HTTP status, message) of the native engine's JSON reader for `body`, or None "
-      "when it reads it.");
+      "The JSON document in `body` as the native engine reads it (Python values); "
+      "raises its parse error (InternalError, or InvalidArgumentError for a lone "
+      "surrogate).");
 }
 
 }  // namespace tritonx::bindings

@@ -133,11 +133,13 @@ Status ParseJson(const char* data, size_t size, rapidjson::Document* doc) {
   if (code == rapidjson::kParseErrorStringInvalidEncoding) return JsonInvalidEncoding();
   // The iterative parser calls a document that starts with ']' or '}' empty;
   // Triton's recursive one calls that an invalid value.
-  if (code == rapidjson::kParseErrorDocumentEmpty && reader.GetErrorOffset() < size) {
+  const size_t at = reader.GetErrorOffset();
+  if (code == rapidjson::kParseErrorDocumentEmpty && at < size &&
+      (data[at] == ']' || data[at] == '}')) {
     code = rapidjson::kParseErrorValueInvalid;
   }
   return JsonParseFailure(std::string(rapidjson::GetParseError_En(code)) + " at " +
-                          std::to_string(reader.GetErrorOffset()));
+                          std::to_string(at));
 }
 
 // The native engine's sink: each decoded piece goes straight to the builder, so
@@ -162,7 +164,9 @@ class BuilderSink final : public InferJsonSink {
     return builder_->AddInput(std::move(input));
   }
   Status AddOutput(OutputDescription output, int binary) override {
-    if (binary >= 0) encoding_->explicit_binary.emplace_back(output.name, binary == 1);
+    // A listed output is binary only when its own `binary_data` says so: Triton's
+    // request-wide `binary_data_output` applies to the outputs not listed.
+    encoding_->explicit_binary.emplace_back(output.name, binary == 1);
     return builder_->AddOutput(std::move(output), &encoding_->shm_outputs);
   }
 

@@ -49,7 +49,8 @@ Status ParseInferBody(const char* body, size_t body_size,
                       const SharedMemoryRegistry* shm = nullptr);
 
 // The response: `*json` is the JSON header; `*binaries` the indices (into
-// response.outputs) of outputs sent in binary after it, in order. Errors (FP16/BF16
+// response.outputs) of the non-empty outputs sent in binary after it, in order (an
+// empty one is announced in the JSON only). Errors (FP16/BF16
 // as JSON) carry the Python frontend's message. Outputs bound for shared memory are
 // copied into their regions here (INTERNAL with Triton's message when too small).
 Status RenderInferResponse(const InferenceResponse& response,

@@ -101,7 +101,9 @@ Status RenderInferResponse(const InferenceResponse& response,
       w.Key("binary_data_size");
       w.Uint64(t.byte_size);
       w.EndObject();
-      binaries->push_back(i);
+      // Zero bytes add nothing after the JSON: with no other binary output the
+      // answer is plain JSON, without binary framing, as Triton's is.
+      if (t.byte_size > 0) binaries->push_back(i);
     } else {
       w.Key("data");
       w.StartArray();
