@@ -10,7 +10,8 @@ lists the members of ``parameters`` (``null`` included) before it loads, and
 decodes ``file:`` contents as libb64 does, which never fails. A model's trace
 settings have no version (such a path is not found); a POST of trace settings looks
 the model up, then reads its body, which must be JSON (empty is not); a generate
-route answers any method but POST with 405. Both HTTP engines (the native one hands
+route answers any method but POST with 405; a readiness check of a version past
+int64 is refused as Triton refuses it. Both HTTP engines (the native one hands
 these routes to the Python frontend) and, when a reference command is given,
 Triton; the expected answers are Triton's.
 """
@@ -106,6 +107,19 @@ NOT_EXPLICIT: list[tuple[str, str, bytes, tuple[int, str]]] = [
         (400, "Request for unknown model : nope"),
     ),
     ("PUT", TRACE, b"{}", (405, "Method Not Allowed")),
+    # A version string past int64 is refused, not a version that is not ready.
+    (
+        "GET",
+        "/v2/models/echo/versions/99999999999999999999999/ready",
+        b"",
+        (
+            400,
+            "failed to get model version from specified version string "
+            "'99999999999999999999999' (details: stol), version should be an "
+            "integral value > 0",
+        ),
+    ),
+    ("GET", "/v2/models/nope/versions/2/ready", b"", (400, "Model version not ready")),
     # Generate routes: POST only.
     ("GET", "/v2/models/echo/generate", b"", (405, "Method Not Allowed")),
     (

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tritonx import __version__, _native
-from tritonx.errors import TritonXError, UnavailableError
+from tritonx.errors import InvalidArgumentError, TritonXError, UnavailableError
 from tritonx.frontends import http_extensions, http_infer, http_models
 from tritonx.frontends.base import server_extensions
 from tritonx.frontends.http_access import (
@@ -259,6 +259,8 @@ class HttpFrontend:
         def answer() -> Sequence[Buffer]:
             try:
                 ready = self._manager.model_ready(route.model, route.version)
+            except InvalidArgumentError as exc:  # a version string past int64
+                return exception_response(exc)
             except TritonXError:
                 ready = False  # Triton answers unknown models like not-ready ones
             return _EMPTY_OK if ready else _NOT_READY
