@@ -1,0 +1,329 @@
+"""The differential fuzz suite's own pieces, without a reference: the allowlist
+excuses exactly the requests it is about, and its request analyses are right."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from diffutil import (
+    INVALID_ENCODING,
+    PARSE,
+    Answer,
+    Sent,
+    excused,
+    json_depth,
+    lone_surrogates,
+    string_not_utf8,
+    triton_json_allocation,
+)
+from tritonclient.grpc import service_pb2
+
+# -- the allowlist's own checks -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (rb'"\ud800"', (True, False)),
+        (rb'"\udfff"', (False, True)),
+        (rb'"\ud83d\ude00"', (False, False)),
+        (rb'"\udc00\ud800"', (True, True)),
+        (rb'"\ud800\u0041"', (True, False)),
+        (rb'"\ud800\ud800\udc00"', (True, False)),
+        (rb'"\\ud800"', (False, False)),  # an escaped backslash, then text
+        (rb'"\ud800" "\udc00"', (True, True)),
+    ],
+)
+def test_lone_surrogates(text: bytes, expected: tuple[bool, bool]) -> None:
+    assert lone_surrogates(text) == expected
+
+
+def test_triton_json_allocation() -> None:
+    def body(shape: str) -> bytes:
+        return b'{"inputs":[{"name":"I","shape":' + shape.encode() + b',"data":[1]}]}'
+
+    assert triton_json_allocation(body("[4294967297,1]")) == 8 * 4294967297
+    assert triton_json_allocation(body("[9223372036854775808,4]")) == 0  # wraps
+    assert triton_json_allocation(body("[-2]")) == 16
+    assert triton_json_allocation(body("[2,3]")) == 48
+    assert triton_json_allocation(b'{"inputs":[{"shape":[4294967297]}]}') == 0
+    assert triton_json_allocation(b"[" * 5000 + b"]" * 5000) == 0
+
+
+def test_json_depth() -> None:
+    assert json_depth(b'{"a":[[1],{"b":"[[[["}]}') == 3
+    assert json_depth(b"[" * 1000 + b"]" * 1000) == 1000
+    assert json_depth(b'"\\"[["') == 0
+
+
+def test_string_not_utf8() -> None:
+    assert string_not_utf8(b'{"a": "x\xed\xb3\xbfy"}')
+    assert string_not_utf8(b'{"\xff": 1}')
+    assert not string_not_utf8(b'{"a": "h\xc3\xa9", "b": "\\u00ff"}')
+    assert not string_not_utf8(b"[1, \xff]")  # not in a string: a syntax error
+
+
+def _http(method: str, path: str, json_text: bytes = b"", replay: Any = None) -> Sent:
+    wire = f"{method} {path} HTTP/1.1\r\n\r\n".encode() + json_text
+    return Sent("http", wire, json_text, ask_ours=replay)
+
+
+def _grpc(request: Any, replay: Any = None) -> Sent:
+    return Sent("grpc", request.SerializeToString(), grpc=request, ask_ours=replay)
+
+
+def _request(**fields: Any) -> Any:
+    request = service_pb2.ModelInferRequest(model_name="identity")
+    for name, shape in fields.pop("inputs", {}).items():
+        request.inputs.add(name=name, datatype="FP32", shape=shape)
+    for key in fields.pop("unset_parameters", []):
+        request.parameters[key].SetInParent()
+    for key, value in fields.items():
+        setattr(request, key, value)
+    return request
+
+
+NOT_UNSIGNED = "attempt to access JSON non-unsigned-integer as unsigned-integer"
+DIM = "9223372036854775808"
+DIM_MESSAGE = (
+    f"Unable to parse 'shape': dimension {DIM} of input 'INPUT0' is larger than the "
+    "maximum of 9223372036854775807"
+)
+NUL_BODY = b'{"id": "ab\\u0000cd", "parameters": {"k\\u0000x": 1}}'
+METADATA = {"name": "triton", "version": "0.1.0", "extensions": ["a", "b"]}
+TRITON_METADATA = {
+    **METADATA,
+    "version": "2.51.0",
+    "extensions": ["a", "cuda_shared_memory", "b"],
+}
+BAD_TYPE = "invalid value type for '{}' parameter, expected int64_param, bool_param, or string_param."
+
+
+@pytest.mark.parametrize(
+    "sent, ours, theirs, expected",
+    [
+        # 400 for Triton's 500: only the TritonJson messages tritonx answers so.
+        (
+            _http("POST", "/"),
+            Answer("400", f"Unable to parse 'priority': {NOT_UNSIGNED}"),
+            Answer("500", f"Unable to parse 'priority': {NOT_UNSIGNED}"),
+            "client-error-400",
+        ),
+        (
+            _http("POST", "/"),
+            Answer("400", f"Unable to parse 'priority': {NOT_UNSIGNED}"),
+            Answer("500", f"Unable to parse 'timeout': {NOT_UNSIGNED}"),
+            None,
+        ),
+        (
+            _http("POST", "/"),
+            Answer(
+                "400",
+                "Unable to parse 'id': attempt to access JSON non-string as string",
+            ),
+            Answer(
+                "500",
+                "Unable to parse 'id': attempt to access JSON non-string as string",
+            ),
+            None,
+        ),
+        # A dim past int64: tritonx's message, for a dim of the request.
+        (
+            _http("POST", "/", b'{"inputs": [{"shape": [' + DIM.encode() + b"]}]}"),
+            Answer("400", DIM_MESSAGE),
+            Answer(
+                "500",
+                "Unable to parse 'data': Shape does not match true shape of 'data' field",
+            ),
+            "dim-past-int64",
+        ),
+        (
+            _http("POST", "/", b'{"inputs": [{"shape": [1' + DIM.encode() + b"]}]}"),
+            Answer("400", DIM_MESSAGE),
+            Answer("500", "Unable to parse 'data': whatever"),
+            None,
+        ),
+        (
+            _http("POST", "/", b'{"inputs": [{"shape": [' + DIM.encode() + b"]}]"),
+            Answer("400", DIM_MESSAGE),
+            Answer(
+                "500", PARSE + "Missing a comma or '}' after an object member. at 40"
+            ),
+            None,
+        ),
+        # NUL: names and messages cut at it; a parameter key cut, then not found.
+        (
+            _http("POST", "/", NUL_BODY),
+            Answer("200", '{"id": "ab\\u0000cd", "model_name": "m"}'),
+            Answer("200", '{"id": "ab", "model_name": "m"}'),
+            "nul-in-string",
+        ),
+        (
+            _http("POST", "/", NUL_BODY),
+            Answer("200", '{"id": "ab\\u0000cd", "model_name": "m"}'),
+            Answer("500", "parameter key 'k' was not found in the JSON"),
+            "nul-in-string",
+        ),
+        (
+            _http("POST", "/", NUL_BODY),
+            Answer("400", "[request id: ab\0cd] unexpected inference input 'X'"),
+            Answer("400", "[request id: ab] unexpected inference input 'X'"),
+            "nul-in-string",
+        ),
+        (
+            _http("POST", "/", NUL_BODY),
+            Answer("400", "[request id: ab\0cd] unexpected inference input 'X'"),
+            Answer("400", "[request id: ab] unexpected inference input 'Y'"),
+            None,
+        ),
+        (
+            _grpc(_request(inputs={"IN\0x": [1]})),
+            Answer(
+                "INVALID_ARGUMENT",
+                "unable to find data for input tensor 'IN\0x' for model",
+            ),
+            Answer("INVALID_ARGUMENT", "unable to find data for input tensor 'IN"),
+            "nul-in-string",
+        ),
+        (
+            _grpc(_request(id="a\0b")),
+            Answer("OK", 'model_name: "identity" id: "a\\000b"'),
+            Answer("OK", 'model_name: "identity" id: "a"'),
+            "nul-in-string",
+        ),
+        (
+            _grpc(_request(id="ab")),
+            Answer("OK", 'model_name: "identity" id: "ab"'),
+            Answer("OK", 'model_name: "identity" id: "a"'),
+            None,
+        ),
+        # A percent-escape: Triton answers as tritonx does for the name kept.
+        (
+            _http(
+                "GET",
+                "/v2/models/add%5Fsub/ready",
+                replay=lambda w: Answer("400", w.decode()),
+            ),
+            Answer("200", ""),
+            Answer("400", "GET /v2/models/add%255Fsub/ready HTTP/1.1\r\n\r\n"),
+            "percent-escape",
+        ),
+        (
+            _http(
+                "GET", "/v2/models/add%5Fsub/ready", replay=lambda w: Answer("404", "")
+            ),
+            Answer("200", ""),
+            Answer("400", "Request for unknown model"),
+            None,
+        ),
+        # Methods: unknown ones, and HEAD without a body.
+        (
+            _http("FOO", "/v2"),
+            Answer("400", "Bad Request"),
+            Answer("405", "Method Not Allowed"),
+            "unknown-method",
+        ),
+        (
+            _http("PATCH", "/v2"),
+            Answer("400", "Bad Request"),
+            Answer("405", "Method Not Allowed"),
+            None,
+        ),
+        (
+            _http("HEAD", "/x"),
+            Answer("404", ""),
+            Answer("404", "Not Found"),
+            "head-without-body",
+        ),
+        (_http("HEAD", "/x"), Answer("405", ""), Answer("404", "Not Found"), None),
+        # Server metadata: the version and CUDA shared memory only.
+        (
+            _http("GET", "/v2"),
+            Answer("200", json.dumps(METADATA)),
+            Answer("200", json.dumps(TRITON_METADATA)),
+            "server-metadata",
+        ),
+        (
+            _http("GET", "/v2"),
+            Answer("200", json.dumps(METADATA)),
+            Answer("200", json.dumps({**TRITON_METADATA, "name": "x"})),
+            None,
+        ),
+        # gRPC dims: negative, and a batch past 32 bits (no reference needed).
+        (
+            _grpc(_request(inputs={"INPUT0": [-1, 1]})),
+            Answer(
+                "INVALID_ARGUMENT",
+                "tensor 'INPUT0' contains an invalid dimension [-1,1]",
+            ),
+            None,
+            "grpc-negative-dim",
+        ),
+        (
+            _grpc(_request(inputs={"INPUT0": [1, 1]})),
+            Answer(
+                "INVALID_ARGUMENT",
+                "tensor 'INPUT0' contains an invalid dimension [-1,1]",
+            ),
+            None,
+            None,
+        ),
+        (
+            _grpc(_request(inputs={"INPUT0": [2**32 + 1, 1]})),
+            Answer(
+                "INVALID_ARGUMENT",
+                "[request id: <id_unknown>] inference request batch-size must be <= 8 for 'identity'",
+            ),
+            None,
+            "grpc-batch-past-int32",
+        ),
+        (
+            _grpc(_request(inputs={"INPUT0": [9, 1]})),
+            Answer(
+                "INVALID_ARGUMENT",
+                "[request id: <id_unknown>] inference request batch-size must be <= 8 for 'identity'",
+            ),
+            None,
+            None,
+        ),
+        # Several invalid parameters: tritonx names the first key, invalid alone.
+        (
+            _grpc(
+                _request(unset_parameters=["a", "b"]),
+                replay=lambda w: Answer("INVALID_ARGUMENT", BAD_TYPE.format("a")),
+            ),
+            Answer("INVALID_ARGUMENT", BAD_TYPE.format("a")),
+            Answer("INVALID_ARGUMENT", BAD_TYPE.format("b")),
+            "grpc-parameter-named",
+        ),
+        (
+            _grpc(
+                _request(unset_parameters=["a", "b"]),
+                replay=lambda w: Answer("INVALID_ARGUMENT", BAD_TYPE.format("b")),
+            ),
+            Answer("INVALID_ARGUMENT", BAD_TYPE.format("b")),
+            Answer("INVALID_ARGUMENT", BAD_TYPE.format("a")),
+            None,
+        ),
+        # Invalid UTF-8 in a string (no reference needed).
+        (
+            _http("POST", "/", b'{"id": "a\xed\xb3\xbfb"}'),
+            Answer("500", INVALID_ENCODING),
+            None,
+            "invalid-utf8",
+        ),
+        (
+            _http("POST", "/", b'{"id": "ab"}'),
+            Answer("500", INVALID_ENCODING),
+            None,
+            None,
+        ),
+    ],
+)
+def test_the_allowlist_excuses_only_its_requests(
+    sent: Sent, ours: Answer, theirs: Answer | None, expected: str | None
+) -> None:
+    deviation = excused(sent, ours, theirs)
+    assert (deviation.name if deviation else None) == expected
