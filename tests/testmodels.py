@@ -21,6 +21,15 @@ class TritonPythonModel:
         ]
 """
 
+# A config for ECHO_MODEL: FP32 vectors of any length, no batching.
+ECHO_FP32_CONFIG = """
+name: "echo"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
+"""
+
 # FP32 INPUT0 -> OUTPUT0. Each execution leaves "ran-<value>" next to the model, then
 # waits until its request is cancelled (leaving "cancelled-<value>") or a file named
 # "open" appears: tests control what is in flight without timing.

@@ -26,15 +26,9 @@ from pathlib import Path
 
 import pytest
 from serverutil import RunningServer, reference_command, run_reference, run_server
+from testmodels import ECHO_FP32_CONFIG as ECHO
 from testmodels import ECHO_MODEL
 
-ECHO = """
-name: "echo"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
-output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
-"""
 POLLING = "explicit model load / unload is not allowed if polling is enabled"
 UNLOAD = "/v2/repository/models/echo/unload"
 LOAD = "/v2/repository/models/echo/load"

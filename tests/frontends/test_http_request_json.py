@@ -27,16 +27,10 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from serverutil import RunningServer, reference_command, run_reference, run_server
+from testmodels import ECHO_FP32_CONFIG as ECHO
 from testmodels import ECHO_MODEL
 from tritonclient.utils import InferenceServerException
 
-ECHO = """
-name: "echo"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
-output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
-"""
 TEXT = """
 name: "text"
 backend: "python"
