@@ -216,7 +216,7 @@ class PySink final : public InferJsonSink {
     } else {
       DataType dtype = DataType::kInvalid;
       Status status =
-          ParseDataType(input.datatype, input.name, WireProtocol::kHttp, true, &dtype);
+          ParseDataType(input.datatype, input.name, WireProtocol::kHttp, &dtype);
       std::string bytes;
       if (status.ok())
         status = JsonDataToWire(input.name, dtype, input.shape, input, &bytes);

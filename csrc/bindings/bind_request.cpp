@@ -73,7 +73,7 @@ Tensor InputFromPy(const py::handle& item) {
   tensor.name = TextFromPy(t[0], "input name");
   std::string datatype = TextFromPy(t[1], "'datatype' for input '" + tensor.name + "'");
   ThrowIfError(
-      ParseDataType(datatype, tensor.name, WireProtocol::kNone, false, &tensor.dtype));
+      ParseDataType(datatype, tensor.name, WireProtocol::kNone, &tensor.dtype));
   tensor.shape = ShapeFromPy(t[2], tensor.name);
   tensor.owner = BorrowBuffer(t[3], tensor.name, &tensor.data, &tensor.byte_size);
   tensor.aliased = true;  // the caller's buffer (a BLS caller's array)

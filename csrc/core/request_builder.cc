@@ -99,7 +99,7 @@ Status InvalidSurrogate() {
 }
 
 Status ParseDataType(std::string_view datatype, const std::string& input,
-                     WireProtocol protocol, bool json_data, DataType* out) {
+                     WireProtocol protocol, DataType* out) {
   *out = DataTypeFromName(datatype);
   if (*out != DataType::kInvalid) return Status::Ok();
   if (protocol == WireProtocol::kNone) {
@@ -111,8 +111,6 @@ Status ParseDataType(std::string_view datatype, const std::string& input,
   // shared memory data, or no element to read) the unknown type reaches its core,
   // whose request validation words it ("data-type is '<invalid>'", with the request
   // id): ValidateRequest does the same here.
-  (void)protocol;
-  (void)json_data;
   return Status::Ok();
 }
 
@@ -242,9 +240,7 @@ Status RequestBuilder::AddInput(InputDescription input) {
     tensor.owner = std::move(span.owner);
     tensor.aliased = true;  // the client's region: not the model's to write
   }
-  Status status =
-      ParseDataType(input.datatype, tensor.name, protocol_,
-                    input.source == InputDescription::Source::kJson, &tensor.dtype);
+  Status status = ParseDataType(input.datatype, tensor.name, protocol_, &tensor.dtype);
   if (!status.ok()) return status;
   switch (input.source) {
     case InputDescription::Source::kSharedMemory:

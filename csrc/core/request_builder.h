@@ -100,13 +100,12 @@ class RequestBuilder {
   const SharedMemoryRegistry* shm_;
 };
 
-// The datatype of an input as a wire name. An unknown name is refused here only
-// where Triton refuses it before its core sees the request (HTTP JSON `data`:
-// "invalid datatype for input X"; in-process callers); elsewhere `*out` is
-// kInvalid and the core's ValidateRequest words it as Triton's core does. Also used
-// for Request(...) from Python.
+// The datatype of an input as a wire name. An unknown name is refused here only for
+// in-process callers (WireProtocol::kNone; Request(...) from Python); from a wire
+// `*out` is kInvalid: HTTP JSON `data` refuses it where Triton reads the type
+// (JsonDataToWire), everything else in the core's ValidateRequest, as Triton's core.
 Status ParseDataType(std::string_view datatype, const std::string& input,
-                     WireProtocol protocol, bool json_data, DataType* out);
+                     WireProtocol protocol, DataType* out);
 
 // An input's JSON `data` leaves (`input.json`, `input.json_is_array`) as the wire
 // bytes of `dtype` for `shape`, with Triton's checks in its order: FP16/BF16, an

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from serverutil import RunningServer, reference_command, run_reference, run_server
+from testmodels import ECHO_MODEL
 
 BATCHED = """
 name: "batched"
@@ -44,16 +45,6 @@ backend: "python"
 max_batch_size: 8
 input [ { name: "INPUT0", data_type: TYPE_STRING, dims: [ -1 ] } ]
 output [ { name: "OUTPUT0", data_type: TYPE_STRING, dims: [ -1 ] } ]
-"""
-ECHO = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [pb_utils.InferenceResponse([pb_utils.Tensor(
-            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
-            for r in requests]
 """
 
 RESERVED = (
@@ -258,7 +249,7 @@ def _repo(root: Path) -> Path:
     for name, config in (("batched", BATCHED), ("pair", PAIR), ("text", TEXT)):
         (root / name / "1").mkdir(parents=True)
         (root / name / "config.pbtxt").write_text(config)
-        (root / name / "1" / "model.py").write_text(ECHO)
+        (root / name / "1" / "model.py").write_text(ECHO_MODEL)
     return root
 
 
