@@ -13,6 +13,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -158,6 +159,47 @@ def test_resume_after_interrupt(example_repo: Path, tmp_path: Path) -> None:
     new_lines = re.findall(r"^  \S+ c=\d+: ", again.stderr, re.MULTILINE)
     assert len(new_lines) == 6 - len(before)
     assert (out / "best_models" / "identity" / "config.pbtxt").is_file()
+
+
+# The interrupt arrives while the interpreter runs an at-fork hook (logging's
+# lock release after Popen forks the server): Python prints "Exception
+# ignored" and drops the KeyboardInterrupt it raised there. The tool must
+# still stop with 130 at the next boundary, not run the search to its end.
+_INTERRUPT_IN_FORK_HOOK = """
+import os, signal, sys
+from tritonx.tools.analyze.cli import main
+sent = []
+def interrupt_once():
+    if not sent:
+        sent.append(1)
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs here, inside the hook
+            pass
+os.register_at_fork(after_in_parent=interrupt_once)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_interrupt_swallowed_by_a_fork_hook_still_stops(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = [*_common(example_repo, out), "--instance-counts", "1", "--concurrency", "1"]
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_IN_FORK_HOOK, *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=server_env(),
+    )
+    assert "Exception ignored" in result.stderr  # the raise was dropped ...
+    assert result.returncode == 130, result.stderr  # ... the interrupt was not
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("tritonx-analyze: interrupted")
+    )
+    assert not (out / "report.html").exists()
 
 
 @pytest.mark.skipif(perf_analyzer_command() is None, reason="perf_analyzer not found")

@@ -13,10 +13,9 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import NoReturn
 
-from tritonx.tools.analyze.errors import AnalyzeError
+from tritonx.tools.analyze.errors import AnalyzeError, Interrupts
 
 PROG = "tritonx-analyze"
 
@@ -158,16 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, Interrupts.handle)
+    signal.signal(signal.SIGINT, Interrupts.handle)
     try:
         from tritonx.tools.analyze.run import run
 
-        return run(build_parser().parse_args(argv))
+        status = run(build_parser().parse_args(argv))
+        Interrupts.check()  # one that came while a raise could not land
+        return status
     except AnalyzeError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tritonx.tools.analyze.errors import AnalyzeError
+from tritonx.tools.analyze.errors import AnalyzeError, Interrupts
 from tritonx.tools.analyze.space import Candidate
 
 PERCENTILES = ("p50", "p90", "p95", "p99", "avg")
@@ -181,6 +181,7 @@ class Checkpoint:
     def put(self, m: Measurement) -> None:
         self.measurements[m.ident] = m
         self.save()
+        Interrupts.check()  # stop at the boundary if a raise was swallowed
 
     def save(self) -> None:
         doc = {
