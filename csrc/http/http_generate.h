@@ -11,9 +11,9 @@
 // * An input's value is a scalar (one element) or an array (as many elements as it
 //   has items; nested arrays are then checked against the shape like `data`). Its
 //   shape is the model config's dims, with the batch dim first when the model
-//   batches; the first variable dim takes what the element count leaves, any other
-//   is 1; an element count that fits no such shape is refused ("The schema can not
-//   convert input ...").
+//   batches; the innermost variable dim takes what the element count leaves, every
+//   other variable dim (the batch dim among them) is 1; an element count that fits
+//   no such shape is refused ("The schema can not convert input ...").
 // * A response is `{"id"?, "model_name", "model_version", <output>: <value>...}`
 //   with keys in byte order; an output with one element is written as a scalar,
 //   otherwise as the flat list of its elements.
