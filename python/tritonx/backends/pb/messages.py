@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from tritonx.backends.pb import binding_args
 from tritonx.backends.pb.errors import TritonError, TritonModelException
 from tritonx.backends.pb.tensor import Tensor
 
@@ -21,6 +22,17 @@ TRITONSERVER_REQUEST_RELEASE_RESCHEDULE = 2
 TRITONSERVER_MEMORY_CPU = 0
 TRITONSERVER_MEMORY_CPU_PINNED = 1
 TRITONSERVER_MEMORY_GPU = 2
+
+# The one signature of Triton's bound constructor, for its TypeError.
+_REQUEST_SIGNATURE = (
+    "c_python_backend_utils.InferenceRequest(request_id: str = '', correlation_id: "
+    "object = 0, inputs: List[triton::backend::python::PbTensor], "
+    "requested_output_names: List[str], model_name: str, model_version: int = -1, "
+    "flags: int = 0, timeout: int = 0, preferred_memory: "
+    "c_python_backend_utils.PreferredMemory = PreferredMemory(), trace: "
+    "c_python_backend_utils.InferenceTrace = InferenceTrace(), parameters: object = "
+    "None)"
+)
 
 
 def _params_json(parameters: Mapping[str, Any] | str | None) -> str:
@@ -266,10 +278,30 @@ class InferenceRequest:
         trace: InferenceTrace | None = None,
         parameters: Mapping[str, Any] | str | None = None,
     ) -> None:
-        if isinstance(requested_output_names, str):
-            raise TypeError(
-                "InferenceRequest(): requested_output_names must be a list of str"
-            )
+        try:
+            request_id = binding_args.std_string(request_id)
+            requested = binding_args.string_list(requested_output_names)
+            model_name = binding_args.std_string(model_name)
+            model_version = binding_args.integer(model_version)
+            flags = binding_args.integer(flags)
+            timeout = binding_args.integer(timeout)
+        except binding_args.Refused:
+            given = {
+                "request_id": request_id,
+                "correlation_id": correlation_id,
+                "inputs": inputs,
+                "requested_output_names": requested_output_names,
+                "model_name": model_name,
+                "model_version": model_version,
+                "flags": flags,
+                "timeout": timeout,
+            }
+            raise binding_args.incompatible(
+                "__init__",
+                _REQUEST_SIGNATURE,
+                ["kwargs: " + ", ".join(f"{k}={v!r}" for k, v in given.items())],
+                constructor=True,
+            ) from None
         if not isinstance(correlation_id, int | str):
             raise TritonModelException("Correlation ID must be integer or string")
         if isinstance(correlation_id, int) and not 0 <= correlation_id < 1 << 64:
@@ -282,11 +314,11 @@ class InferenceRequest:
         self._request_id = request_id
         self._correlation_id = correlation_id
         self._inputs: list[Tensor] | None = list(inputs)
-        self._requested: set[str] = set(requested_output_names)
+        self._requested: set[str] = set(requested)
         self._model_name = model_name
-        self._model_version = int(model_version)
-        self._flags = int(flags)
-        self._timeout = int(timeout)
+        self._model_version = model_version
+        self._flags = flags
+        self._timeout = timeout
         # None: not given (outputs stay where the model produced them, as Triton).
         self._preferred_memory = preferred_memory
         self._trace: InferenceTrace | None = trace or InferenceTrace()

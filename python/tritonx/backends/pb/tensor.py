@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tritonx import _native
+from tritonx.backends.pb import binding_args
 from tritonx.backends.pb.dlpack_bf16 import bf16_bits, bf16_capsule
 from tritonx.backends.pb.dtypes import WIRE_TO_ENUM, wire_datatype_of
 from tritonx.backends.pb.errors import TritonModelException
@@ -40,7 +41,15 @@ class Tensor:
     def __init__(self, name: str, data: Any) -> None:
         # No conversion: the core serializes bytes/str/object arrays and makes
         # non-contiguous arrays contiguous itself, so the model's array is kept as is.
-        self._name = str(name)
+        try:
+            self._name = binding_args.std_string(name)
+        except binding_args.Refused:
+            raise binding_args.incompatible(
+                "__init__",
+                "c_python_backend_utils.Tensor(arg0: str, arg1: numpy.ndarray)",
+                [repr(name), repr(data)],
+                constructor=True,
+            ) from None
         self._core: Any = None
         if not isinstance(data, np.ndarray) and hasattr(data, "__dlpack__"):
             core = _dlpack_core(self._name, data, strict=False)
@@ -140,6 +149,15 @@ class Tensor:
         """Wrap any DLPack producer (or a capsule from ``to_dlpack``) without copying,
         on the CPU or a GPU; C-contiguous tensors only, as in Triton (host bfloat16
         capsules are copied: numpy cannot hold that dtype)."""
+        try:
+            name = binding_args.std_string(name)
+        except binding_args.Refused:
+            raise binding_args.incompatible(
+                "from_dlpack",
+                "(self: str, arg0: object) -> c_python_backend_utils.Tensor",
+                [repr(name), repr(dlpack_tensor)],
+                constructor=False,
+            ) from None
         producer = dlpack_tensor
         if isinstance(producer, Tensor):
             if producer._core is None and producer._datatype == "BF16":
@@ -148,7 +166,7 @@ class Tensor:
             bits = bf16_bits(producer)
             if bits is not None:
                 return Tensor._with_datatype(name, bits, "BF16")
-        core = _dlpack_core(str(name), producer, strict=True)
+        core = _dlpack_core(name, producer, strict=True)
         assert core is not None
         return Tensor._from_core(core)
 
