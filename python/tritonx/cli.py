@@ -468,6 +468,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger = configure(log_options)
     for warning in warnings:
         logger.warning("%s", warning)
+    if argv is None:
+        # Model code sees the command line Triton's stub has, none: a model that
+        # parses it (unittest.main in Triton's own test models) must not meet
+        # the server's flags.
+        sys.argv[:] = [""]
     from tritonx import server
 
     try:

@@ -451,6 +451,23 @@ ensemble_scheduling { step [ {
 } ] }
 """
 
+# OUT = IN, any rank-2 shape (zero-element ones included).
+IDENT_2D_CONFIG = """
+backend: "python"
+max_batch_size: 0
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ -1, -1 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ -1, -1 ] } ]
+"""
+IDENT_2D_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())])
+            for r in requests]
+"""
+
 MODELS: dict[str, tuple[str, str]] = {
     "bls_probe": (PROBE_CONFIG, PROBE_MODEL),
     "add": (ADD_CONFIG, ADD_MODEL),
@@ -462,6 +479,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "init_bls": (INIT_BLS_CONFIG, INIT_BLS_MODEL),
     "seq": (SEQ_CONFIG, SEQ_MODEL),
     "ens_add": (ENSEMBLE_CONFIG, ""),
+    "ident2d": (IDENT_2D_CONFIG, IDENT_2D_MODEL),
 }
 
 

@@ -78,6 +78,15 @@ class TritonPythonModel:
                 "string version": outcome(lambda: call(model_version="1")),
                 "float version": outcome(lambda: call(model_version=1.0)),
                 "int request id": outcome(lambda: call(request_id=5)),
+                "no model name": outcome(lambda: pb_utils.InferenceRequest(
+                    inputs=[], requested_output_names=["OUTPUT0"])),
+                "no inputs": outcome(lambda: pb_utils.InferenceRequest(
+                    model_name="add_sub", requested_output_names=["OUTPUT0"])),
+                "no output names": outcome(lambda: pb_utils.InferenceRequest(
+                    model_name="add_sub", inputs=[])),
+                "generator of inputs": outcome(
+                    lambda: call(inputs=(pb_utils.Tensor(n, x) for n in ("INPUT0", "INPUT1")))),
+                "inputs not tensors": outcome(lambda: call(inputs=[x])),
                 "non-UTF-8 model name": outcome(
                     lambda: call(model_name=b"add\\xffsub")),
                 "bytes tensor name": outcome(lambda: pb_utils.Tensor(b"T", x).name()),
@@ -109,6 +118,11 @@ TRITON_2_51 = {
     "string version": CONSTRUCTOR,
     "float version": CONSTRUCTOR,
     "int request id": CONSTRUCTOR,
+    "no model name": CONSTRUCTOR,
+    "no inputs": CONSTRUCTOR,
+    "no output names": CONSTRUCTOR,
+    "generator of inputs": CONSTRUCTOR,
+    "inputs not tensors": CONSTRUCTOR,
     "non-UTF-8 model name": (
         "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position"
     ),

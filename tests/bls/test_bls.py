@@ -79,7 +79,7 @@ def test_exec_returns_the_called_models_outputs(
 def test_tensors_of_every_size_keep_their_bytes(bls_server: RunningServer) -> None:
     """Calls in a row with inputs that grow past a reused tensor region, outputs
     too big to come back in it, one past the size a region is kept at (16 MiB), and
-    a small one after each: every answer is exact. (In a stub process the calls
+    a small one after each, and empty ones: every answer is exact. (In a stub process the calls
     share regions; these sizes take each path of that scheme.)"""
 
     def add(n: int) -> dict[str, Any]:
@@ -95,9 +95,9 @@ def test_tensors_of_every_size_keep_their_bytes(bls_server: RunningServer) -> No
     def exact(n: int) -> dict[str, list[Any]]:
         return {name: [[n], total] for name, total in expected(n).items()}
 
-    sizes = [4, 200_000, 3, 5_000_000, 5, 40_000]
+    sizes = [4, 0, 200_000, 3, 5_000_000, 5, 40_000]  # 0: nothing to copy
     # async_exec keeps its region until its response, which comes back in it.
-    async_sizes = [300_000, 6, 5_000_000, 7]
+    async_sizes = [300_000, 0, 6, 5_000_000, 7]
     together = [2, 70_000, 9, 1_000]  # in flight at once: one region each
     gather = {"gather": [add(n) for n in together], "summary": True}
     steps = [call(n) for n in sizes] + [call(n, "async_exec") for n in async_sizes]
@@ -107,6 +107,21 @@ def test_tensors_of_every_size_keep_their_bytes(bls_server: RunningServer) -> No
     for n, result in zip(together, gathered, strict=True):
         assert result["outputs"] == exact(n), n
     assert last["outputs"] == exact(6)
+
+
+def test_zero_element_tensors_of_any_rank(bls_server: RunningServer) -> None:
+    """A [1, 0] input (Triton's test_zero_length_io): nothing to copy, and in a
+    stub process a zero-element view of rank 2 must not be cast byte-wise."""
+    empty = [["IN", FP32, [[]]]]
+    results = probe(
+        bls_server.http_url,
+        [
+            {"call": how, "req": req("ident2d", empty, requested_output_names=["OUT"])}
+            for how in ("exec", "async_exec")
+        ],
+    )
+    for result in results:
+        assert result == {"outputs": {"OUT": [[1, 0], [[]]]}}
 
 
 def test_request_fields_reach_the_called_model(bls_server: RunningServer) -> None:

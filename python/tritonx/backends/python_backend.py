@@ -25,6 +25,8 @@ from tritonx.backends._pymodule import (
     format_exception,
     load_model_module,
     model_class,
+    model_files,
+    running_files,
     unload_model_module,
 )
 from tritonx.backends.base import (
@@ -69,6 +71,7 @@ def run_python_auto_complete(
     """Run ``TritonPythonModel.auto_complete_config`` on ``config_dict`` (Triton's JSON
     shape) and return the completed dict; unchanged when the model has none."""
     module = load_model_module(model_file)
+    files = running_files.set(model_files(model_file, module))
     try:
         cls = model_class(module, model_file)
         complete = getattr(cls, "auto_complete_config", None)
@@ -85,6 +88,7 @@ def run_python_auto_complete(
             )
         return result.as_dict()
     finally:
+        running_files.reset(files)
         unload_model_module(module)
 
 
@@ -111,6 +115,8 @@ class PythonInstance:
             link or bls.ModelLink(None, model.ctx.name, model.ctx.version), ictx.name
         )
         setattr(self._module, bls.SCOPE_GLOBAL, self._scope)
+        self._files = model_files(model.model_file, self._module)
+        files = running_files.set(self._files)
         try:
             self._obj = model_class(self._module, model.model_file)()
             # An async execute runs on a loop of its own, which cannot run on a thread
@@ -130,6 +136,8 @@ class PythonInstance:
         except Exception as exc:
             unload_model_module(self._module)
             raise InternalError(format_exception(exc)) from exc
+        finally:
+            running_files.reset(files)
         # The model's own readiness check (is_ready), asked by readiness endpoints.
         self.readiness: ReadinessProbe | None = (
             ReadinessProbe(ictx.name, partial(call_is_ready, self._obj))
@@ -169,6 +177,7 @@ class PythonInstance:
             for r in requests
         ]
         scope = bls.running_scope.set(self._scope)
+        files = running_files.set(self._files)
         try:
             result = self._obj.execute(pb_requests)
             if inspect.isawaitable(result):
@@ -180,6 +189,7 @@ class PythonInstance:
             # as a success.
             raise self._failure(format_exception(exc)) from None
         finally:
+            running_files.reset(files)
             bls.running_scope.reset(scope)
         if result is None:
             return self._from_senders(pb_requests)
@@ -228,6 +238,7 @@ class PythonInstance:
             for r in requests
         ]
         scope = bls.running_scope.set(self._scope)
+        files = running_files.set(self._files)
         try:
             result = self._obj.execute(pb_requests)
             if inspect.isawaitable(result):
@@ -235,6 +246,7 @@ class PythonInstance:
         except Exception as exc:
             raise self._failure(format_exception(exc)) from None
         finally:
+            running_files.reset(files)
             bls.running_scope.reset(scope)
         if result is not None:
             raise self._failure(
@@ -285,6 +297,7 @@ class PythonInstance:
 
     def finalize(self) -> None:
         self._scope.ready = False
+        files = running_files.set(self._files)
         try:
             fin = getattr(self._obj, "finalize", None)
             if fin is not None:
@@ -292,6 +305,7 @@ class PythonInstance:
                 if inspect.isawaitable(result):
                     self._run(result)
         finally:
+            running_files.reset(files)
             if self._loop is not None:
                 self._loop.close()
             unload_model_module(self._module)

@@ -17,6 +17,10 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+# The default of an argument the binding declares without one (``inputs``,
+# ``requested_output_names`` and ``model_name`` of InferenceRequest).
+REQUIRED: Any = object()
+
 
 class Refused(Exception):
     """A value the binding's converter would not take (the caller words the error)."""
@@ -25,6 +29,8 @@ class Refused(Exception):
 def std_string(value: Any) -> str:
     """A ``std::string`` argument: ``str`` as it is, ``bytes`` decoded as UTF-8
     (UnicodeDecodeError for other bytes, as Triton raises when it reads them back)."""
+    if value is REQUIRED:
+        raise Refused
     if isinstance(value, str):
         return str(value)
     if isinstance(value, bytes):
@@ -32,13 +38,20 @@ def std_string(value: Any) -> str:
     raise Refused
 
 
-def string_list(value: Any) -> list[str]:
-    """A ``std::vector<std::string>`` argument."""
+def sequence(value: Any) -> list[Any]:
+    """A ``std::vector`` argument's items (converted by the caller)."""
     # PySequence_Check: indexable and not a mapping (a dict, a set and a
     # generator are refused).
+    if value is REQUIRED:
+        raise Refused
     if isinstance(value, str | bytes | Mapping) or not hasattr(value, "__getitem__"):
         raise Refused
-    return [std_string(item) for item in value]
+    return list(value)
+
+
+def string_list(value: Any) -> list[str]:
+    """A ``std::vector<std::string>`` argument."""
+    return [std_string(item) for item in sequence(value)]
 
 
 def integer(value: Any) -> int:

@@ -126,6 +126,13 @@ def _find_scope() -> tuple[BlsScope | None, bool]:
     frame: Any = sys._getframe(2)
     while frame is not None:
         found = frame.f_globals.get(SCOPE_GLOBAL)
+        if found is None:
+            # A module the model imported after load is kept under its model
+            # module's name plus a dot (_pymodule.SiblingFinder): that module's.
+            owner = sys.modules.get(
+                str(frame.f_globals.get("__name__", "")).split(".")[0]
+            )
+            found = getattr(owner, SCOPE_GLOBAL, None)
         if found is not None:
             return found, False
         frame = frame.f_back

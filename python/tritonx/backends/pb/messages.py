@@ -7,7 +7,7 @@ directly, so building the list costs a few attribute reads per request.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tritonx.backends.pb import binding_args
@@ -268,9 +268,9 @@ class InferenceRequest:
         self,
         request_id: str = "",
         correlation_id: int | str = 0,
-        inputs: Iterable[Tensor] = (),
-        requested_output_names: Iterable[str] = (),
-        model_name: str = "",
+        inputs: Sequence[Tensor] = binding_args.REQUIRED,
+        requested_output_names: Sequence[str] = binding_args.REQUIRED,
+        model_name: str = binding_args.REQUIRED,
         model_version: int = -1,
         flags: int = 0,
         timeout: int = 0,
@@ -280,6 +280,9 @@ class InferenceRequest:
     ) -> None:
         try:
             request_id = binding_args.std_string(request_id)
+            tensors = binding_args.sequence(inputs)
+            if not all(isinstance(t, Tensor) for t in tensors):
+                raise binding_args.Refused
             requested = binding_args.string_list(requested_output_names)
             model_name = binding_args.std_string(model_name)
             model_version = binding_args.integer(model_version)
@@ -296,10 +299,13 @@ class InferenceRequest:
                 "flags": flags,
                 "timeout": timeout,
             }
+            shown = [
+                f"{k}={v!r}" for k, v in given.items() if v is not binding_args.REQUIRED
+            ]
             raise binding_args.incompatible(
                 "__init__",
                 _REQUEST_SIGNATURE,
-                ["kwargs: " + ", ".join(f"{k}={v!r}" for k, v in given.items())],
+                ["kwargs: " + ", ".join(shown)],
                 constructor=True,
             ) from None
         if not isinstance(correlation_id, int | str):
@@ -313,7 +319,7 @@ class InferenceRequest:
         self._send: SendFn | None = None
         self._request_id = request_id
         self._correlation_id = correlation_id
-        self._inputs: list[Tensor] | None = list(inputs)
+        self._inputs: list[Tensor] | None = tensors
         self._requested: set[str] = set(requested)
         self._model_name = model_name
         self._model_version = model_version

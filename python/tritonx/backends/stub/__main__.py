@@ -432,6 +432,10 @@ def _watch_parent(parent: int) -> None:
 
 def run_stub(fd: int, level: int) -> None:
     """Serve one model instance over the socket ``fd`` until told to stop."""
+    from tritonx.backends._pymodule import set_sole_model
+
+    set_sole_model()  # model.py imported as Triton's stub imports it
+    sys.argv[:] = [""]  # and the command line it sees: none
     threading.Thread(
         target=_watch_parent, args=(os.getppid(),), name="parent-watch", daemon=True
     ).start()

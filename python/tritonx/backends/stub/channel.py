@@ -174,10 +174,11 @@ class Writer:
         self, name: str, datatype: str, shape: Sequence[int], data: Any
     ) -> TensorDesc:
         """Copy ``data`` (anything exposing the buffer protocol) into the region."""
-        view = memoryview(data).cast("B")
+        view = memoryview(data)
         n = view.nbytes
         off = self._offset
-        self.region.mm[off : off + n] = view
+        if n:  # (a view with a zero in its shape cannot be cast; nothing to copy)
+            self.region.mm[off : off + n] = view.cast("B")
         self._offset = off + (n + _ALIGN - 1) // _ALIGN * _ALIGN
         return (name, datatype, tuple(shape), off, n)
 

@@ -1,0 +1,151 @@
+"""What a model.py can import, and when (backends/_pymodule.py), in both
+execution modes.
+
+Triton's stub puts the version directory and the model directory on sys.path for
+good and imports the file as "<version>.model": a sibling module imported lazily
+(inside initialize or execute), a module beside the version directories, and
+``import model`` (a second copy of the file, which Triton's own test models run
+``unittest.main("model")`` on) all resolve, and the command line is [""]. Two
+models in one process each get their own sibling of a shared name. Checked
+against Triton 2.51 when TRITONX_REFERENCE_CMD is set.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from serverutil import reference_command, run_either
+
+CONFIG = """
+name: "{name}"
+backend: "python"
+max_batch_size: 0
+input [ {{ name: "IN" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+output [ {{ name: "OUT" data_type: TYPE_STRING dims: [ 1 ] }} ]
+"""
+
+# Imports after load only: at load time the file's directory is on sys.path anyway.
+MODEL = """
+import json
+import sys
+import threading
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+def outcome(fn):
+    try:
+        return fn()
+    except Exception as error:
+        return type(error).__name__ + ": " + str(error)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.at_init = outcome(lambda: __import__("helper").VALUE)
+
+    def execute(self, requests):
+        import unittest
+
+        second = outcome(lambda: __import__("model"))
+        tests = outcome(
+            lambda: unittest.main("model", exit=False).result.wasSuccessful())
+        # BLS from a thread running the second copy's code.
+        box = []
+        thread = threading.Thread(target=lambda: box.append(second.call_add_sub()))
+        thread.start()
+        thread.join()
+        seen = {
+            "helper in initialize": self.at_init,
+            "helper in execute": outcome(lambda: __import__("helper").VALUE),
+            "beside the versions": outcome(lambda: __import__("outer").VALUE),
+            "import model is a second copy": outcome(
+                lambda: second.TritonPythonModel is not TritonPythonModel),
+            "unittest.main('model')": tests,
+            "BLS from the second copy's thread": box[0],
+            "argv": sys.argv,
+        }
+        text = np.array([json.dumps(seen)], dtype=object)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", text)])
+                for _ in requests]
+
+
+def call_add_sub():
+    x = pb_utils.Tensor("INPUT0", np.ones(4, np.float32))
+    y = pb_utils.Tensor("INPUT1", np.ones(4, np.float32))
+    response = pb_utils.InferenceRequest(
+        model_name="add_sub", inputs=[x, y], requested_output_names=["OUTPUT0"]
+    ).exec()
+    if response.has_error():
+        return response.error().message()
+    return pb_utils.get_output_tensor_by_name(response, "OUTPUT0").as_numpy().tolist()
+
+
+class ItRuns(__import__("unittest").TestCase):
+    def test_a_helper_in_the_test_module(self):
+        self.assertTrue(__import__("helper").VALUE.startswith("helper of"))
+"""
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from testmodels import ADD_SUB, ADD_SUB_PY
+
+    root = tmp_path_factory.mktemp("imports")
+    for name in ("first", "second"):
+        version = root / name / "1"
+        version.mkdir(parents=True)
+        (root / name / "config.pbtxt").write_text(CONFIG.format(name=name))
+        (version / "model.py").write_text(MODEL)
+        (version / "helper.py").write_text(f"VALUE = 'helper of {name}'\n")
+        (root / name / "outer.py").write_text(f"VALUE = 'outer of {name}'\n")
+    (root / "add_sub" / "1").mkdir(parents=True)
+    (root / "add_sub" / "config.pbtxt").write_text(ADD_SUB)
+    (root / "add_sub" / "1" / "model.py").write_text(ADD_SUB_PY)
+    return root
+
+
+def _seen(kind: str, repo: Path, *args: str) -> dict[str, dict[str, object]]:
+    with run_either(kind, repo, *args) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        x = httpclient.InferInput("IN", [1], "FP32")
+        x.set_data_from_numpy(np.ones(1, np.float32))
+        seen = {}
+        for name in ("first", "second"):
+            out = client.infer(name, [x]).as_numpy("OUT")
+            assert out is not None
+            seen[name] = json.loads(out[0])
+        return seen
+
+
+def _expected(name: str) -> dict[str, object]:
+    return {
+        "helper in initialize": f"helper of {name}",
+        "helper in execute": f"helper of {name}",
+        "beside the versions": f"outer of {name}",
+        "import model is a second copy": True,
+        "unittest.main('model')": True,
+        "BLS from the second copy's thread": [2.0, 2.0, 2.0, 2.0],
+        "argv": [""],
+    }
+
+
+@pytest.mark.parametrize("mode", ["in-process", "process"])
+def test_lazy_imports_resolve_as_in_triton(repo: Path, mode: str) -> None:
+    seen = _seen("tritonx", repo, f"--backend-config=python,execution-mode={mode}")
+    for name in ("first", "second"):
+        assert seen[name] == _expected(name), name
+
+
+@pytest.mark.skipif(
+    reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
+)
+def test_reference_resolves_the_same(repo: Path) -> None:
+    seen = _seen("reference", repo)
+    for name in ("first", "second"):
+        assert seen[name] == _expected(name), name
