@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonx.backends.stub.channel import Channel, ChannelClosed
+from tritonx.logging_setup import LOGGER_NAME
 from tritonx.host_policy import (
     BINDING_ENV,
     HostBinding,
@@ -59,7 +60,9 @@ def spawn_stub(
     cpus = sorted(binding.cpus) if binding and binding.cpus is not None else None
     node = binding.numa_node if binding else None
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    level = logging.getLogger().getEffectiveLevel()
+    # The server's logger is configured, not the root one: the stub forwards
+    # what the server would print (the model's INFO lines included).
+    level = logging.getLogger(LOGGER_NAME).getEffectiveLevel()
     cmd = [
         sys.executable,
         "-m",

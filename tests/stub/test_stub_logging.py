@@ -1,0 +1,92 @@
+"""pb_utils.Logger lines reach the server log at every level the server prints,
+from initialize, execute and a thread the model starts, in both execution modes.
+
+A stub process forwards its records to the server; it once took the root
+logger's level (WARNING: the server configures its own logger, not the root),
+so a stub model's INFO and verbose lines were dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from serverutil import run_server
+
+CONFIG = """
+name: "chatty"
+backend: "python"
+max_batch_size: 0
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]
+"""
+
+MODEL = """
+import threading
+import triton_python_backend_utils as pb_utils
+
+log = pb_utils.Logger
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        log.log_info("from initialize")
+
+    def execute(self, requests):
+        log.log_info("info from execute")
+        log.log_warn("warning from execute")
+        log.log_error("error from execute")
+        log.log_verbose("verbose from execute")
+        thread = threading.Thread(target=lambda: log.log_info("from a thread"))
+        thread.start()
+        thread.join()
+        return [pb_utils.InferenceResponse([pb_utils.get_input_tensor_by_name(r, "IN")])
+                for r in requests]
+"""
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("logging")
+    (root / "chatty" / "1").mkdir(parents=True)
+    (root / "chatty" / "config.pbtxt").write_text(CONFIG)
+    (root / "chatty" / "1" / "model.py").write_text(MODEL)
+    return root
+
+
+def _line(severity: str, text: str) -> str:
+    # Triton's layout: severity, date, time, thread, file:line] "message"
+    return rf'^{severity}\d{{4}} [\d:.]+ +\d+ model\.py:\d+\] "{text}"$'
+
+
+@pytest.mark.parametrize("mode", ["in-process", "process"])
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_model_log_lines_reach_the_server_log(
+    repo: Path, mode: str, verbose: int
+) -> None:
+    args = (
+        f"--backend-config=python,execution-mode={mode}",
+        f"--log-verbose={verbose}",
+    )
+    with run_server(repo, *args) as server:
+        x = httpclient.InferInput("IN", [1], "FP32")
+        x.set_data_from_numpy(np.ones(1, np.float32))
+        httpclient.InferenceServerClient(server.http_url).infer("chatty", [x])
+        assert server.wait_for_log("from a thread")
+        text = server.log_text()
+    expected = [
+        ("I", "from initialize"),
+        ("I", "info from execute"),
+        ("W", "warning from execute"),
+        ("E", "error from execute"),
+        ("I", "from a thread"),
+    ]
+    for severity, message in expected:
+        assert re.search(_line(severity, message), text, re.MULTILINE), message
+    # Verbose lines only with --log-verbose, as Triton's.
+    assert bool(re.search(_line("I", "verbose from execute"), text, re.MULTILINE)) == (
+        verbose > 0
+    )
