@@ -40,6 +40,8 @@ class TritonPythonModel:
         log.log_warn("warning from execute")
         log.log_error("error from execute")
         log.log_verbose("verbose from execute")
+        log.log("info by level", log.INFO)  # the level as Triton's models name it
+        log.log("error by level", log.LogLevel.ERROR)
         thread = threading.Thread(target=lambda: log.log_info("from a thread"))
         thread.start()
         thread.join()
@@ -83,6 +85,8 @@ def test_model_log_lines_reach_the_server_log(
         ("W", "warning from execute"),
         ("E", "error from execute"),
         ("I", "from a thread"),
+        ("I", "info by level"),
+        ("E", "error by level"),
     ]
     for severity, message in expected:
         assert re.search(_line(severity, message), text, re.MULTILINE), message

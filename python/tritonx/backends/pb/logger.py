@@ -15,6 +15,8 @@ class LogLevel(enum.IntEnum):
     VERBOSE = 3
 
 
+_Level = LogLevel  # the class below has a LogLevel attribute of its own
+
 _TO_LOGGING = {
     LogLevel.INFO: logging.INFO,
     LogLevel.WARNING: logging.WARNING,
@@ -24,10 +26,18 @@ _TO_LOGGING = {
 
 
 class Logger:
-    """Static methods, used as ``pb_utils.Logger.log_info(msg)``."""
+    """Static methods, used as ``pb_utils.Logger.log_info(msg)``. The levels are
+    also attributes of the class (``Logger.INFO``, ``Logger.LogLevel.INFO``), as
+    Triton's binding nests and exports its enum there."""
+
+    LogLevel = LogLevel
+    INFO = LogLevel.INFO
+    WARNING = LogLevel.WARNING
+    ERROR = LogLevel.ERROR
+    VERBOSE = LogLevel.VERBOSE
 
     @staticmethod
-    def log(message: str, level: LogLevel = LogLevel.INFO, *, _depth: int = 2) -> None:
+    def log(message: str, level: _Level = _Level.INFO, *, _depth: int = 2) -> None:
         # stacklevel points file:line at the model's call, like Triton's log lines.
         _log.log(_TO_LOGGING[LogLevel(level)], "%s", message, stacklevel=_depth)
 
