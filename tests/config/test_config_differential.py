@@ -68,6 +68,17 @@ NOT_SENT: dict[str, Pinned] = {
     "default_model_filename_missing": _missing_file(
         "default_model_filename_missing", "nope.py"
     ),
+    # tritonx gathers the model's errors as Triton's warmup code would have.
+    "warmup_execute_raises": Pinned(
+        "Triton crashes (SIGSEGV) when its model answers a warmup request with an "
+        "error",
+        400,
+        _failed(
+            "warmup_execute_raises",
+            1,
+            "Invalid argument: failed to run warmup sample 'w': no warmup; ",
+        ),
+    ),
     # The sample's 8 requests of batch 1 go to a model without batching, which
     # tritonx runs as 8 requests.
     "warmup_batch_unbatched": Pinned(
