@@ -3,7 +3,7 @@ transaction policy, versions, warmup, optimization and the remaining fields."""
 
 from __future__ import annotations
 
-from config_cases import py
+from config_cases import py, tensors
 from config_diff import MODEL_PY, Case
 
 # A sequence model's tensors, batched by up to 4.
@@ -287,6 +287,80 @@ WARMUP = [
 ]
 
 OPTIMIZATION_AND_MISC = [
+    Case(
+        "warmup_sequence_control",
+        seq(START_OK, "direct { }")
+        + warmup(
+            '{ key: "INPUT0" value { data_type: TYPE_FP32 dims: [ 4 ] '
+            'zero_data: true } }, { key: "START" value { data_type: TYPE_INT32 '
+            "dims: [ 1 ] zero_data: true } }"
+        ),
+    ),
+    Case(
+        "warmup_sequence_string_ids",
+        seq(control("C", "CONTROL_SEQUENCE_CORRID", "", "TYPE_STRING"), "oldest { }")
+        + warmup(
+            '{ key: "INPUT0" value { data_type: TYPE_FP32 dims: [ 4 ] '
+            "zero_data: true } }",
+            "count: 2",
+        ),
+    ),
+    Case(
+        "warmup_string",
+        py(
+            warmup(
+                '{ key: "S" value { data_type: TYPE_STRING dims: [ 2 ] '
+                "random_data: true } }"
+            ),
+            io=tensors('{ name: "S", data_type: TYPE_STRING, dims: [ 2 ] }'),
+        ),
+    ),
+    Case(
+        "vp_latest_two_of_three",
+        py("version_policy { latest { num_versions: 2 } }"),
+        files={f"{v}/model.py": MODEL_PY for v in (1, 2, 3)},
+    ),
+    Case(
+        "param_env_path_missing",
+        py(
+            'parameters { key: "EXECUTION_ENV_PATH" value { string_value: '
+            '"/nonexistent/env.tar.gz" } }\n'
+        ),
+    ),
+    Case(
+        "ig_secondary_devices",
+        py(
+            "instance_group [ { kind: KIND_CPU, secondary_devices [ { kind: "
+            "KIND_NVDLA, device_id: 0 } ] } ]\n"
+        ),
+    ),
+    Case(
+        "db_priority_unbatched",
+        py("dynamic_batching { priority_levels: 2 default_priority_level: 1 }\n"),
+    ),
+    Case("sb_oldest_unbatched", py("sequence_batching { oldest { } }\n")),
+    Case(
+        "sb_decoupled",
+        seq(START_OK) + "model_transaction_policy { decoupled: true }\n",
+    ),
+    Case(
+        "output_shape_tensor",
+        py(
+            io=tensors(
+                '{ name: "I", data_type: TYPE_FP32, dims: [ 1 ] }',
+                '{ name: "O", data_type: TYPE_INT32, dims: [ 1 ], '
+                "is_shape_tensor: true }",
+            )
+        ),
+    ),
+    Case(
+        "batch_output_ok",
+        py(
+            "max_batch_size: 4\n"
+            "batch_output [ { kind: BATCH_SCATTER_WITH_INPUT_SHAPE, "
+            'target_name: [ "OUTPUT0" ], source_input: [ "INPUT0" ] } ]\n'
+        ),
+    ),
     Case("initialize_raises", py(), files={"1/model.py": INIT_RAISES_PY}),
     Case("opt_priority", py("optimization { priority: PRIORITY_MAX }\n")),
     Case("opt_cuda_graphs", py("optimization { cuda { graphs: true } }\n")),

@@ -23,6 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from tritonx.backends.pb.messages import (
+    TRITONSERVER_REQUEST_FLAG_SEQUENCE_END,
+    TRITONSERVER_REQUEST_FLAG_SEQUENCE_START,
+)
 from tritonx.config import ModelConfig, wire_datatype
 from tritonx.config._pb import mc
 from tritonx.config.parse import read_text_file
@@ -107,12 +111,38 @@ def sample_inputs(
     return inputs
 
 
-def _infer_once(core: Any, inputs: list[WarmupInput]) -> TritonXError | None:
+# The flags of a request that is a whole sequence.
+_WHOLE_SEQUENCE = (
+    TRITONSERVER_REQUEST_FLAG_SEQUENCE_START | TRITONSERVER_REQUEST_FLAG_SEQUENCE_END
+)
+
+
+def _sequence_fields(config: ModelConfig, index: int) -> dict[str, Any]:
+    """Request fields that let warmup request ``index`` through a sequence
+    batcher: Triton hands warmup requests to the instances directly, past its
+    scheduler, while here they take the request path, where a sequence model needs
+    a correlation ID. Each request is a sequence of its own (ids 1, 2, ...), of
+    the type the model's CORRID control (if any) takes."""
+    if not config.HasField("sequence_batching"):
+        return {}
+    corrid_kind = mc.ModelSequenceBatching.Control.CONTROL_SEQUENCE_CORRID
+    string_ids = any(
+        control.kind == corrid_kind and control.data_type == mc.TYPE_STRING
+        for control_input in config.sequence_batching.control_input
+        for control in control_input.control
+    )
+    correlation_id: int | str = str(index + 1) if string_ids else index + 1
+    return {"correlation_id": correlation_id, "flags": _WHOLE_SEQUENCE}
+
+
+def _infer_once(
+    core: Any, inputs: list[WarmupInput], fields: dict[str, Any]
+) -> TritonXError | None:
     """Run one request: raises what the request's validation refuses, returns the
     error the model answered with (None for a response)."""
     from tritonx import _native
 
-    answer = core.infer(_native.Request(id="", inputs=inputs), True)
+    answer = core.infer(_native.Request(id="", inputs=inputs, **fields), True)
     return answer if isinstance(answer, TritonXError) else None
 
 
@@ -137,7 +167,10 @@ def run_warmup(
                     iteration,
                 )
                 futures = [
-                    pool.submit(_infer_once, core, inputs) for _ in range(parallel)
+                    pool.submit(
+                        _infer_once, core, inputs, _sequence_fields(config, index)
+                    )
+                    for index in range(parallel)
                 ]
                 # A refused request raises here, unchanged.
                 answered = [error for f in futures if (error := f.result())]
