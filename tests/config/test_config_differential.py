@@ -11,10 +11,10 @@ entries for the model. Messages are compared after two normalisations only: the
 repository path, and traceback frames of files outside the repository.
 
 A second pair of servers, started with ``--disable-auto-complete-config``, loads
-the cases auto-complete could change. Runs only when ``TRITONX_REFERENCE_CMD``
-names the real Triton. The cases Triton
-cannot answer (it hangs or crashes) are not sent to it; their tritonx answers are
-pinned in ``NOT_SENT`` and checked without the reference. The few deliberate
+the cases auto-complete could change. The comparisons run only when
+``TRITONX_REFERENCE_CMD`` names the real Triton. The cases Triton cannot answer (it
+hangs or crashes) are not sent to it: their tritonx answers are pinned in
+``NOT_SENT`` and checked with or without the reference. The few deliberate
 differences are in ``DIFFERENT``, each with its reason and tritonx's pinned answer.
 """
 
