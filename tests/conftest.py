@@ -37,6 +37,7 @@ SLOW_FILES = (
     "pollmode/test_poll_reference.py",
     "frontends/test_sagemaker.py",
     "tools/test_analyze.py",
+    "config/test_config_differential.py",
 )
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+HERE = Path(__file__).resolve().parent
+# --import-mode=importlib does not put this directory on sys.path (the differential
+# test's case tables live here).
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 
 MODEL_PY = """import triton_python_backend_utils as pb_utils
 

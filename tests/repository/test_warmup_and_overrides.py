@@ -66,9 +66,10 @@ model_warmup [{ name: "zero sample" batch_size: 1 inputs { key: "INPUT0"
     async def scenario() -> None:
         with pytest.raises(InvalidArgumentError) as caught:
             await manager.load("wuerr")
+        # Triton's wording: the errors the model answered with, each ended "; ".
         assert (
-            "version 1 is at UNAVAILABLE state: Internal: failed to run warmup "
-            "sample 'zero sample': An Error Occurred" in caught.value.message
+            "version 1 is at UNAVAILABLE state: Invalid argument: failed to run "
+            "warmup sample 'zero sample': An Error Occurred; " in caught.value.message
         )
         with pytest.raises(InvalidArgumentError, match=r"missing\.bin"):
             await manager.load("wu")

@@ -28,18 +28,23 @@ def check_supported(config: ModelConfig) -> None:
 def validate_warmup(config: ModelConfig) -> None:
     """The warmup checks Triton makes before running any sample (its texts).
 
+    Samples of batch_size 0 are skipped, unchecked, as Triton skips them. Within a
+    sample Triton looks at every input's dims before any input's data source.
     Checks that need a request (unknown input names, data type, batch size) are
     left to the core's request validation, as in Triton.
     """
     for sample in config.model_warmup:
+        if sample.batch_size == 0:
+            continue
+        for input_name, spec in sample.inputs.items():
+            if any(dim == -1 for dim in spec.dims):
+                raise InvalidArgumentError(
+                    "warmup setting expects all variable-size dimensions are "
+                    f"specified for input '{input_name}'"
+                )
         for input_name, spec in sample.inputs.items():
             if spec.WhichOneof("input_data_type") is None:
                 raise InvalidArgumentError(
                     "[request id: <id_unknown>] warmup setting expects input "
                     f"'{input_name}' to have input_data_type set"
-                )
-            if any(dim == -1 for dim in spec.dims):
-                raise InvalidArgumentError(
-                    "warmup setting expects all variable-size dimensions are "
-                    f"specified for input '{input_name}'"
                 )

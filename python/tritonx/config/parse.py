@@ -14,7 +14,7 @@ from typing import Any
 from google.protobuf import descriptor, json_format, text_format
 
 from tritonx.config._pb import ModelConfig
-from tritonx.errors import InvalidArgumentError
+from tritonx.errors import InternalError, InvalidArgumentError
 
 log = logging.getLogger("tritonx.config")
 
@@ -67,6 +67,17 @@ def read_config_file(path: Path) -> ModelConfig:
     except UnicodeDecodeError as exc:
         raise InvalidArgumentError(f"failed to read text proto from {path}") from exc
     return parse_config_text(text, str(path))
+
+
+def read_text_file(path: Path) -> bytes:
+    """A file a model's config names (labels, warmup data), read whole; one that
+    cannot be opened fails with Triton's ReadTextFile text, an internal error."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InternalError(
+            f"failed to open text file for read {path}: {exc.strerror or exc}"
+        ) from None
 
 
 def config_from_json(text: str) -> ModelConfig:

@@ -17,8 +17,8 @@ from tritonx.config._pb import (
     mc,
 )
 from tritonx.config.datatypes import wire_datatype
+from tritonx.config.parse import read_text_file
 from tritonx.config.sequence import sequence_batching_from_config
-from tritonx.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from tritonx import _native
@@ -48,12 +48,7 @@ def read_labels(output: ModelOutput, model_dir: Path | None) -> list[str]:
     if not output.label_filename or model_dir is None:
         return []
     path = Path(model_dir) / output.label_filename
-    try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except OSError as error:
-        raise InvalidArgumentError(
-            f"failed to open text file for read {path}: {error.strerror}"
-        ) from None
+    text = read_text_file(path).decode("utf-8", errors="replace")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

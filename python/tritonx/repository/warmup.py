@@ -1,10 +1,16 @@
 """Running a model's ``model_warmup`` samples before it is marked READY.
 
 As in Triton, every instance runs every sample ``count`` times (at least once), and
-one run of a sample is ``batch_size`` requests of batch 1 sent together. The core
-picks the instance for each request, so the runs are spread over the instances by
-sending ``batch_size * instances`` requests at once. Warmup requests go through the
-normal request path, so they show up in the statistics, as they do in Triton.
+one run of a sample is ``batch_size`` requests of batch 1 sent together; a sample
+of batch_size 0 is skipped. The core picks the instance for each request, so the
+runs are spread over the instances by sending ``batch_size * instances`` requests
+at once. Warmup requests go through the normal request path, so they show up in
+the statistics, as they do in Triton.
+
+Triton's errors, as its instance code words them: every sample's data is prepared
+before any runs, and a problem there (a data file, a request its validation
+refuses) fails the load with that error as is; only the errors a model answers
+with are gathered under "failed to run warmup sample '<name>': ".
 """
 
 from __future__ import annotations
@@ -17,10 +23,18 @@ from typing import Any
 
 import numpy as np
 
+from tritonx.backends.pb.messages import (
+    TRITONSERVER_REQUEST_FLAG_SEQUENCE_END,
+    TRITONSERVER_REQUEST_FLAG_SEQUENCE_START,
+)
 from tritonx.config import ModelConfig, wire_datatype
 from tritonx.config._pb import mc
+from tritonx.config.parse import read_text_file
 from tritonx.dtypes import NUMPY_DTYPES
-from tritonx.errors import InvalidArgumentError, TritonXError, as_triton_error
+from tritonx.errors import InvalidArgumentError, TritonXError
+
+# The prefix of a warmup request's errors: it has no id.
+_REQUEST = "[request id: <id_unknown>] "
 
 log = logging.getLogger("tritonx.repository")
 
@@ -39,19 +53,15 @@ def _sample_data(
     count = _element_count(spec.dims)
     source = spec.WhichOneof("input_data_type")
     if source == "input_data_file":
-        path = model_dir / "warmup" / spec.input_data_file
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InvalidArgumentError(
-                f"failed to read warmup data file {path}: {exc.strerror or exc}"
-            ) from exc
+        data = read_text_file(model_dir / "warmup" / spec.input_data_file)
         if datatype != "BYTES":
             expected = count * np.dtype(NUMPY_DTYPES[datatype]).itemsize
             if len(data) < expected:
+                # Triton's text has no space between the file name and "only".
                 raise InvalidArgumentError(
-                    f"warmup setting expects {expected} bytes, but the data "
-                    f"provided from {spec.input_data_file} only has {len(data)} bytes"
+                    f"{_REQUEST}warmup setting expects {expected} bytes, but the "
+                    f"data provided from {spec.input_data_file}only has "
+                    f"{len(data)} bytes"
                 )
             data = data[:expected]
         return datatype, data
@@ -74,11 +84,25 @@ def _sample_data(
 def sample_inputs(
     sample: mc.ModelWarmup, config: ModelConfig, model_dir: Path
 ) -> list[WarmupInput]:
-    """The inputs of one batch-1 request of a warmup sample."""
+    """The inputs of one batch-1 request of a warmup sample.
+
+    A sample's input that the config does not list is left out: Triton hands it to
+    the backend beside the request's inputs (as it does a sequence control input),
+    never to the request's validation, which the core's request path would run."""
     rng = np.random.default_rng()
+    expected = {i.name: i.data_type for i in config.input}
     inputs: list[WarmupInput] = []
     for name in sorted(sample.inputs):
         spec = sample.inputs[name]
+        if name not in expected:
+            continue
+        if spec.data_type == mc.TYPE_INVALID:
+            # The core cannot be handed a request without a type; this is what
+            # Triton's request validation says of one.
+            raise InvalidArgumentError(
+                f"{_REQUEST}inference input '{name}' data-type is '<invalid>', but "
+                f"model '{config.name}' expects '{wire_datatype(expected[name])}'"
+            )
         datatype, data = _sample_data(name, spec, model_dir, rng)
         shape = list(spec.dims)
         if config.max_batch_size > 0:
@@ -87,22 +111,53 @@ def sample_inputs(
     return inputs
 
 
-def _infer_once(core: Any, inputs: list[WarmupInput]) -> None:
+# The flags of a request that is a whole sequence.
+_WHOLE_SEQUENCE = (
+    TRITONSERVER_REQUEST_FLAG_SEQUENCE_START | TRITONSERVER_REQUEST_FLAG_SEQUENCE_END
+)
+
+
+def _sequence_fields(config: ModelConfig, index: int) -> dict[str, Any]:
+    """Request fields that let warmup request ``index`` through a sequence
+    batcher: Triton hands warmup requests to the instances directly, past its
+    scheduler, while here they take the request path, where a sequence model needs
+    a correlation ID. Each request is a sequence of its own (ids 1, 2, ...), of
+    the type the model's CORRID control (if any) takes."""
+    if not config.HasField("sequence_batching"):
+        return {}
+    corrid_kind = mc.ModelSequenceBatching.Control.CONTROL_SEQUENCE_CORRID
+    string_ids = any(
+        control.kind == corrid_kind and control.data_type == mc.TYPE_STRING
+        for control_input in config.sequence_batching.control_input
+        for control in control_input.control
+    )
+    correlation_id: int | str = str(index + 1) if string_ids else index + 1
+    return {"correlation_id": correlation_id, "flags": _WHOLE_SEQUENCE}
+
+
+def _infer_once(
+    core: Any, inputs: list[WarmupInput], fields: dict[str, Any]
+) -> TritonXError | None:
+    """Run one request: raises what the request's validation refuses, returns the
+    error the model answered with (None for a response)."""
     from tritonx import _native
 
-    core.infer(_native.Request(id="", inputs=inputs))
+    answer = core.infer(_native.Request(id="", inputs=inputs, **fields), True)
+    return answer if isinstance(answer, TritonXError) else None
 
 
 def run_warmup(
     core: Any, config: ModelConfig, model_dir: Path, instance_count: int
 ) -> None:
     """Run all warmup samples; raise with Triton's wording if one fails."""
-    if not config.model_warmup:
-        return
+    prepared = []
     for sample in config.model_warmup:
+        if sample.batch_size == 0:
+            continue
         log.info("Generating warmup sample data for '%s'", sample.name)
-        inputs = sample_inputs(sample, config, model_dir)
-        parallel = max(sample.batch_size, 1) * max(instance_count, 1)
+        prepared.append((sample, sample_inputs(sample, config, model_dir)))
+    for sample, inputs in prepared:
+        parallel = sample.batch_size * max(instance_count, 1)
         with ThreadPoolExecutor(max_workers=min(parallel, 64)) as pool:
             for iteration in range(1, max(sample.count, 1) + 1):
                 log.info(
@@ -112,18 +167,23 @@ def run_warmup(
                     iteration,
                 )
                 futures = [
-                    pool.submit(_infer_once, core, inputs) for _ in range(parallel)
+                    pool.submit(
+                        _infer_once, core, inputs, _sequence_fields(config, index)
+                    )
+                    for index in range(parallel)
                 ]
-                for future in futures:
-                    error = future.exception()
-                    if error is not None:
-                        raise _warmup_error(sample.name, error)
+                # A refused request raises here, unchanged.
+                answered = [error for f in futures if (error := f.result())]
+                if answered:
+                    # Triton stops at the first instance whose run fails: its
+                    # batch_size requests' errors.
+                    raise _warmup_error(sample.name, answered[: sample.batch_size])
 
 
-def _warmup_error(sample_name: str, error: BaseException) -> TritonXError:
-    cause = as_triton_error(error)
-    failed = type(cause)(
-        f"failed to run warmup sample '{sample_name}': {cause.message}"
+def _warmup_error(sample_name: str, errors: list[TritonXError]) -> TritonXError:
+    text = "".join(f"{error.message}; " for error in errors)
+    failed = InvalidArgumentError(
+        f"failed to run warmup sample '{sample_name}': {text}"
     )
     log.error("%s", failed.message)
     return failed

@@ -1,0 +1,219 @@
+"""Model configs loaded by tritonx and by Triton 2.51: the same answers.
+
+What a user meets of the config code is the error of a failed load (HTTP
+``POST /v2/repository/models/NAME/load``) and the config Triton serves once the
+model is loaded (``GET /v2/models/NAME/config``, defaults and auto-complete filled
+in). Every case of config_cases*.py is a Python-backend model in one repository,
+served by one tritonx and one Triton in EXPLICIT mode; each case is loaded on both
+and must give the same observation (config_diff.observe): the load's status, then
+the config JSON and the model metadata, or the error and the repository index's
+entries for the model. Messages are compared after two normalisations only: the
+repository path, and traceback frames of files outside the repository.
+
+A second pair of servers, started with ``--disable-auto-complete-config``, loads
+the cases auto-complete could change. The comparisons run only when
+``TRITONX_REFERENCE_CMD`` names the real Triton. The cases Triton cannot answer (it
+hangs or crashes) are not sent to it: their tritonx answers are pinned in
+``NOT_SENT`` and checked with or without the reference. The few deliberate
+differences are in ``DIFFERENT``, each with its reason and tritonx's pinned answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from config_cases import CASES_PART1
+from config_cases_more import CASES_PART2
+from config_diff import observe, observe_both, write_repository
+from serverutil import RunningServer, reference_command, run_reference, run_server
+
+CASES = CASES_PART1 + CASES_PART2
+EXPLICIT = "--model-control-mode=explicit"
+
+
+class Pinned(NamedTuple):
+    """Why a case is not compared with Triton, and tritonx's answer to it."""
+
+    reason: str
+    load: int
+    error: str | None  # None: the load succeeds
+
+
+def _failed(name: str, version: int, error: str) -> str:
+    return (
+        f"load failed for model '{name}': version {version} is at UNAVAILABLE "
+        f"state: {error};\n"
+    )
+
+
+def _missing_file(name: str, file: str) -> Pinned:
+    return Pinned(
+        "Triton's Python stub fails to start and Triton waits for it forever (no "
+        "answer to the load within minutes)",
+        400,
+        _failed(
+            name,
+            1,
+            f"Internal: Failed to load model file '<repo>/{name}/1/{file}': file "
+            "does not exist",
+        ),
+    )
+
+
+# Not sent to Triton: it cannot answer them.
+NOT_SENT: dict[str, Pinned] = {
+    "version_dir_no_model_py": _missing_file("version_dir_no_model_py", "model.py"),
+    "default_model_filename_missing": _missing_file(
+        "default_model_filename_missing", "nope.py"
+    ),
+    # tritonx gathers the model's errors as Triton's warmup code would have.
+    "warmup_execute_raises": Pinned(
+        "Triton crashes (SIGSEGV) when its model answers a warmup request with an "
+        "error",
+        400,
+        _failed(
+            "warmup_execute_raises",
+            1,
+            "Invalid argument: failed to run warmup sample 'w': no warmup; ",
+        ),
+    ),
+    # The sample's 8 requests of batch 1 go to a model without batching, which
+    # tritonx runs as 8 requests.
+    "warmup_batch_unbatched": Pinned(
+        "Triton crashes (SIGSEGV) running a warmup sample whose batch_size is over "
+        "1 for a model with max_batch_size 0",
+        200,
+        None,
+    ),
+}
+
+# Sent to both, answered differently on purpose.
+DIFFERENT: dict[str, Pinned] = {
+    name: Pinned(
+        f"Triton loads a model with two {kind}s named alike (the config and the "
+        "metadata list both), which no request can then use (one 'I' is 'expected 2 "
+        "inputs but got 1', two are 'input 'I' already exists in request'); "
+        "tritonx refuses it (config.checks.check_supported)",
+        400,
+        _failed(
+            name,
+            1,
+            f"Invalid argument: model {kind} '{tensor}' is specified more than "
+            f"once for {name}",
+        ),
+    )
+    for name, kind, tensor in (
+        ("dup_input", "input", "I"),
+        ("dup_output", "output", "O"),
+    )
+}
+
+
+class Servers(NamedTuple):
+    repo: Path
+    ours: RunningServer
+    reference: RunningServer | None
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("config_differential") / "repo"
+    write_repository(root, CASES)
+    return root
+
+
+@contextmanager
+def _both(repo: Path, *args: str) -> Iterator[Servers]:
+    with ExitStack() as stack:
+        ours = stack.enter_context(run_server(repo, EXPLICIT, *args))
+        reference = None
+        if reference_command() is not None:
+            reference = stack.enter_context(run_reference([repo], EXPLICIT, *args))
+        yield Servers(repo, ours, reference)
+
+
+@pytest.fixture(scope="module")
+def servers(repo: Path) -> Iterator[Servers]:
+    with _both(repo) as both:
+        yield both
+
+
+@pytest.fixture(scope="module")
+def servers_no_auto_complete(repo: Path) -> Iterator[Servers]:
+    with _both(repo, "--disable-auto-complete-config") as both:
+        yield both
+
+
+def _alive(server: RunningServer) -> RunningServer:
+    """``server``, failing the test with the end of its log if it has exited."""
+    code = server.process.poll()
+    assert code is None, f"server exited ({code}):\n{server.log_text()[-3000:]}"
+    return server
+
+
+def _answer(seen: dict[str, Any]) -> tuple[int, str | None]:
+    return seen["load"], seen.get("error")
+
+
+COMPARED = [case.name for case in CASES if case.name not in NOT_SENT]
+
+
+def _compare(servers: Servers, name: str) -> None:
+    if servers.reference is None:
+        pytest.skip("TRITONX_REFERENCE_CMD is not set")
+    ours, theirs = observe_both(
+        _alive(servers.ours), _alive(servers.reference), servers.repo, name
+    )
+    if name in DIFFERENT:
+        pinned = DIFFERENT[name]
+        assert _answer(ours) == (pinned.load, pinned.error)
+        assert theirs["load"] == 200, "Triton now refuses it too: drop the entry"
+        return
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("name", COMPARED)
+def test_same_as_triton(servers: Servers, name: str) -> None:
+    _compare(servers, name)
+
+
+# The cases whose outcome auto-complete could change: without it the Python
+# backend never asks the model, and Triton fills in no tensors or batching.
+WITHOUT_AUTO_COMPLETE = [
+    "ok_minimal",
+    "no_config",
+    "empty_config",
+    "only_backend",
+    "auto_complete_fn",
+    "auto_complete_conflict",
+    "no_tensors",
+    "no_outputs",
+    "backend_empty_with_py",
+    "platform_python_only",
+    "mbs_8",
+    "mbs_8_db",
+    "sb_empty",
+    "ig_count_zero",
+    "decoupled",
+]
+
+
+assert {*NOT_SENT, *DIFFERENT, *WITHOUT_AUTO_COMPLETE} <= {c.name for c in CASES}
+
+
+@pytest.mark.parametrize("name", WITHOUT_AUTO_COMPLETE)
+def test_same_as_triton_without_auto_complete(
+    servers_no_auto_complete: Servers, name: str
+) -> None:
+    _compare(servers_no_auto_complete, name)
+
+
+@pytest.mark.parametrize("name", sorted(NOT_SENT))
+def test_not_sent_to_triton(servers: Servers, name: str) -> None:
+    pinned = NOT_SENT[name]
+    seen = observe(_alive(servers.ours), servers.repo, name)
+    assert _answer(seen) == (pinned.load, pinned.error)
