@@ -7,12 +7,12 @@ import json
 from typing import Any
 
 import pytest
+from diff_allowlist import excused
 from diffutil import (
     INVALID_ENCODING,
     PARSE,
     Answer,
     Sent,
-    excused,
     json_depth,
     lone_surrogates,
     string_not_utf8,
