@@ -21,9 +21,12 @@ from diffutil import (
     Sent,
     cut_at_nul,
     cut_response,
+    element_count,
     json_depth,
+    json_leaves,
     lone_surrogates,
     nul_strings,
+    request_inputs,
     string_not_utf8,
 )
 from tritonclient.grpc import service_pb2
@@ -230,13 +233,73 @@ _BATCH_TOO_BIG = re.compile(
 )
 
 
+# An error answer's code, by protocol.
+_INVALID = ("INVALID_ARGUMENT", "400")
+
+
 def _batch_past_int32(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     return (
-        sent.grpc is not None
-        and ours.code == "INVALID_ARGUMENT"
+        ours.code in _INVALID
         and _BATCH_TOO_BIG.fullmatch(ours.text) is not None
-        and any(t.shape and t.shape[0] >= 2**31 for t in sent.grpc.inputs)
+        and any(
+            t.shape and 2**31 <= t.shape[0] <= INT64_MAX for t in request_inputs(sent)
+        )
     )
+
+
+_SHAPE_NOT_DATA = Answer(
+    "500", "Unable to parse 'data': Shape does not match true shape of 'data' field"
+)
+
+
+def _count_wraps_to_zero(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """JSON ``data`` for a shape whose element count is a multiple of 2^64 (no dim
+    0): Triton's int64 count wraps to 0, it reads no value and goes on; tritonx
+    refuses the data. Only when every other input's data fits its shape (so the
+    refusal is about such an input) and Triton read the document."""
+    if not sent.is_http or ours != _SHAPE_NOT_DATA or theirs is None:
+        return False
+    if theirs.text.startswith(PARSE):
+        return False
+    wraps = 0
+    for tensor in request_inputs(sent):
+        if not tensor.has_data or not tensor.shape:
+            continue
+        count = element_count(tensor.shape)
+        if all(0 < d <= INT64_MAX for d in tensor.shape) and count % 2**64 == 0:
+            wraps += 1
+        elif json_leaves(tensor.data) != count:
+            return False
+    return wraps > 0
+
+
+_SIZE_TOO_BIG = re.compile(
+    rf"(element count|byte size) for tensor '(.*)' exceeds maximum size of {INT64_MAX}",
+    re.S,
+)
+# Bytes an element of each fixed-size datatype takes.
+_ITEM_SIZE = {"BOOL": 1, "INT8": 1, "UINT8": 1, "INT16": 2, "UINT16": 2, "FP16": 2}
+_ITEM_SIZE |= {"BF16": 2, "INT32": 4, "UINT32": 4, "FP32": 4}
+_ITEM_SIZE |= {"INT64": 8, "UINT64": 8, "FP64": 8}
+
+
+def _size_past_int64(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """A shape whose element count (BYTES) or byte size is past int64: tritonx
+    refuses it; Triton's int64 arithmetic wraps (``Expected -28``)."""
+    match = _SIZE_TOO_BIG.fullmatch(ours.text)
+    if ours.code not in _INVALID or match is None:
+        return False
+    counted, name = match.groups()
+    for tensor in request_inputs(sent):
+        if tensor.name != name or not all(0 <= d <= INT64_MAX for d in tensor.shape):
+            continue
+        if counted == "element count":
+            item = 1 if tensor.datatype == "BYTES" else None
+        else:
+            item = _ITEM_SIZE.get(tensor.datatype)
+        if item is not None and element_count(tensor.shape) * item > INT64_MAX:
+            return True
+    return False
 
 
 _PARAMETER_TYPE = re.compile(r"invalid value type for '(.*)' parameter, expected .*\.")
@@ -373,12 +436,30 @@ ALLOWLIST = [
         without_reference=True,
     ),
     Deviation(
-        "grpc-batch-past-int32",
+        "batch-past-int32",
         # A batch dim of 2^31 or more: Triton truncates it to 32 bits (4294967297
-        # is a batch of 1), and hangs on some; tritonx refuses it as larger than
-        # max_batch_size. Not sent to the reference.
-        "a gRPC batch dim past 32 bits",
+        # is a batch of 1, 2^31 a negative one), and hangs on some; tritonx refuses
+        # it as larger than max_batch_size. Not sent to the reference.
+        "a batch dim past 32 bits",
         _batch_past_int32,
+        without_reference=True,
+    ),
+    Deviation(
+        "count-wraps-to-zero",
+        # JSON data for a shape of 2^32 x 2^32 elements: Triton's count wraps to 0,
+        # it reads none of the data and names another error (another input's, or
+        # the shape's); tritonx refuses the data that cannot fill the shape.
+        "JSON data for a shape whose element count wraps to 0 in int64",
+        _count_wraps_to_zero,
+    ),
+    Deviation(
+        "size-past-int64",
+        # A shape whose byte size (BYTES: element count) is past int64: tritonx
+        # refuses it, naming the tensor; Triton wraps (a byte size mismatch with
+        # "Expected -28", or a string count taken modulo 2^64) and may run the
+        # model on such a shape. Not emulated, not sent to the reference.
+        "a tensor size past int64",
+        _size_past_int64,
         without_reference=True,
     ),
     Deviation(

@@ -186,6 +186,61 @@ def cut_response(text: str) -> str:
     return text_format.MessageToString(response, as_one_line=True)
 
 
+class Input(NamedTuple):
+    """An input of a request, as far as its name, type and shape are well formed."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    has_data: bool = False  # (HTTP) whether it has a JSON ``data`` member
+    data: Any = None
+
+
+def request_inputs(sent: Sent) -> list[Input]:
+    """The request's inputs whose shape is a list of integers (gRPC: all of them;
+    HTTP: those of the JSON document, or of a binary-extension header)."""
+    if sent.grpc is not None:
+        return [Input(t.name, t.datatype, tuple(t.shape)) for t in sent.grpc.inputs]
+    try:
+        doc = json.loads(sent.json_text)
+    except (ValueError, RecursionError):
+        return []
+    inputs = doc.get("inputs") if isinstance(doc, dict) else None
+    found = []
+    for item in inputs if isinstance(inputs, list) else []:
+        shape = item.get("shape") if isinstance(item, dict) else None
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) for d in shape
+        ):
+            continue
+        name, datatype = item.get("name"), item.get("datatype")
+        found.append(
+            Input(
+                name if isinstance(name, str) else "",
+                datatype if isinstance(datatype, str) else "",
+                tuple(shape),
+                "data" in item,
+                item.get("data"),
+            )
+        )
+    return found
+
+
+def element_count(shape: tuple[int, ...]) -> int:
+    """The product of the dims, exactly (no int64 wrap)."""
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
+
+
+def json_leaves(value: Any) -> int:
+    """How many values a JSON ``data`` holds, its nested arrays flattened."""
+    if isinstance(value, list):
+        return sum(json_leaves(item) for item in value)
+    return 1
+
+
 REFERENCE_MAX_ALLOCATION = 256 << 20
 
 
@@ -193,22 +248,9 @@ def triton_json_allocation(json_text: bytes) -> int:
     """The bytes Triton would allocate up front for the JSON ``data`` of the inputs
     in ``json_text``: each shape's element count multiplied as int64 (wrapping, as
     there), 8 bytes an element at most; 0 for text Python's json cannot read."""
-    try:
-        doc = json.loads(json_text)
-    except (ValueError, RecursionError):
-        return 0
-    inputs = doc.get("inputs") if isinstance(doc, dict) else None
     total = 0
-    for item in inputs if isinstance(inputs, list) else []:
-        if not isinstance(item, dict) or "data" not in item:
-            continue
-        shape = item.get("shape")
-        if not isinstance(shape, list) or not shape:
-            continue
-        if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-            continue
-        count = 1
-        for dim in shape:
-            count = (count * dim) & (2**64 - 1)
-        total += min(count, 2**64 - count) * 8
+    for tensor in request_inputs(Sent("http", b"", json_text)):
+        if tensor.has_data and tensor.shape:
+            count = element_count(tensor.shape) & (2**64 - 1)
+            total += min(count, 2**64 - count) * 8
     return total

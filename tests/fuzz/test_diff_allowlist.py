@@ -101,6 +101,34 @@ TRITON_METADATA = {
 BAD_TYPE = "invalid value type for '{}' parameter, expected int64_param, bool_param, or string_param."
 
 
+TOO_BIG_BATCH = (
+    "[request id: <id_unknown>] inference request batch-size must be <= 8 for 'm'"
+)
+SHAPE_NOT_DATA = Answer(
+    "500", "Unable to parse 'data': Shape does not match true shape of 'data' field"
+)
+INT64_MAX = 2**63 - 1
+SIZE_MESSAGE = f"{{}} for tensor 'INPUT0' exceeds maximum size of {INT64_MAX}"
+
+
+def _wrapping(data: list[object], dim: int = 2**32) -> bytes:
+    """add_sub's inputs: INPUT0 with data for a shape of ``dim`` x 2^32 elements,
+    INPUT1 FP32 [4] with ``data``."""
+    return json.dumps(
+        {
+            "inputs": [
+                {"name": "INPUT0", "shape": [dim, 2**32], "data": [1]},
+                {"name": "INPUT1", "shape": [4], "datatype": "FP32", "data": data},
+            ]
+        }
+    ).encode()
+
+
+def _bytes_input(shape: list[int]) -> bytes:
+    header = {"name": "INPUT0", "shape": shape, "datatype": "BYTES"}
+    return json.dumps({"inputs": [header]}).encode()
+
+
 @pytest.mark.parametrize(
     "sent, ours, theirs, expected",
     [
@@ -218,6 +246,19 @@ BAD_TYPE = "invalid value type for '{}' parameter, expected int64_param, bool_pa
             Answer("400", "Request for unknown model"),
             None,
         ),
+        # A request target with bytes RFC 3986 does not allow (DEL).
+        (
+            _http("GET", "/v2/models/m\x7f/ready"),
+            Answer("400", "Bad Request"),
+            Answer("404", "Not Found"),
+            "odd-request-target",
+        ),
+        (
+            _http("GET", "/v2/models/m/ready"),
+            Answer("400", "Bad Request"),
+            Answer("404", "Not Found"),
+            None,
+        ),
         # Methods: unknown ones, and HEAD without a body.
         (
             _http("FOO", "/v2"),
@@ -277,7 +318,7 @@ BAD_TYPE = "invalid value type for '{}' parameter, expected int64_param, bool_pa
                 "[request id: <id_unknown>] inference request batch-size must be <= 8 for 'identity'",
             ),
             None,
-            "grpc-batch-past-int32",
+            "batch-past-int32",
         ),
         (
             _grpc(_request(inputs={"INPUT0": [9, 1]})),
@@ -285,6 +326,74 @@ BAD_TYPE = "invalid value type for '{}' parameter, expected int64_param, bool_pa
                 "INVALID_ARGUMENT",
                 "[request id: <id_unknown>] inference request batch-size must be <= 8 for 'identity'",
             ),
+            None,
+            None,
+        ),
+        (
+            _http("POST", "/", b'{"inputs": [{"name": "I", "shape": [2147483648]}]}'),
+            Answer("400", TOO_BIG_BATCH),
+            None,
+            "batch-past-int32",
+        ),
+        (
+            _http("POST", "/", b'{"inputs": [{"name": "I", "shape": [9, 1]}]}'),
+            Answer("400", TOO_BIG_BATCH),
+            None,
+            None,
+        ),
+        # A shape whose element count wraps to 0: tritonx refuses its data.
+        (
+            _http("POST", "/", _wrapping([1, 2, 3, 4])),
+            SHAPE_NOT_DATA,
+            Answer("500", "Unable to parse 'data': attempt to access JSON non-number"),
+            "count-wraps-to-zero",
+        ),
+        (
+            _http("POST", "/", _wrapping([1, 2, 3])),  # INPUT1's data is short
+            SHAPE_NOT_DATA,
+            Answer("500", "Unable to parse 'data': attempt to access JSON non-number"),
+            None,
+        ),
+        (
+            _http("POST", "/", _wrapping([1, 2, 3, 4], 2**32 + 1)),  # wraps, not to 0
+            SHAPE_NOT_DATA,
+            Answer("500", "Unable to parse 'data': attempt to access JSON non-number"),
+            None,
+        ),
+        (
+            _http("POST", "/", _wrapping([1, 2, 3, 4])),
+            SHAPE_NOT_DATA,
+            Answer("500", PARSE + "Invalid value. at 3"),
+            None,
+        ),
+        # A size past int64: tritonx's message, for a tensor of the request.
+        (
+            _grpc(_request(inputs={"INPUT0": [7, INT64_MAX]})),
+            Answer("INVALID_ARGUMENT", SIZE_MESSAGE.format("byte size")),
+            None,
+            "size-past-int64",
+        ),
+        (
+            _grpc(_request(inputs={"INPUT0": [7, 2**60]})),  # 2^65 bytes, fewer items
+            Answer("INVALID_ARGUMENT", SIZE_MESSAGE.format("byte size")),
+            None,
+            "size-past-int64",
+        ),
+        (
+            _grpc(_request(inputs={"INPUT0": [1, 2**60]})),  # 2^62 bytes
+            Answer("INVALID_ARGUMENT", SIZE_MESSAGE.format("byte size")),
+            None,
+            None,
+        ),
+        (
+            _http("POST", "/", _bytes_input([7, INT64_MAX])),
+            Answer("400", SIZE_MESSAGE.format("element count")),
+            None,
+            "size-past-int64",
+        ),
+        (
+            _http("POST", "/", _bytes_input([7, 2**60])),  # BYTES: the count only
+            Answer("400", SIZE_MESSAGE.format("element count")),
             None,
             None,
         ),
