@@ -77,6 +77,27 @@ TEST(ModelSpec, RejectsUnexpectedInput) {
   EXPECT_EQ(status.message(), "unexpected inference input 'EXTRA' for model 'm'");
 }
 
+TEST(ModelSpec, NamesTheInputTritonWalksToFirst) {
+  // Triton walks its hash map of the request's inputs: of two unknown ones it
+  // meets the second first (libstdc++'s order for these names).
+  ModelSpec spec = MakeSpec(0);
+  spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, false, false, {}, {}});
+  for (const auto& [first, second] :
+       {std::pair{"OUTPUT0", "x"}, std::pair{"x", "OUTPUT0"}}) {
+    Status status = Validate(spec, {FloatTensor(first, {4}), FloatTensor(second, {4})});
+    EXPECT_EQ(status.message(),
+              std::string("unexpected inference input '") + second + "' for model 'm'");
+  }
+  // One walk checks the names and the batch dims: of "INPUT0" (no shape) and "x",
+  // Triton meets "INPUT0" first.
+  spec = MakeSpec(8);
+  spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, false, false, {}, {}});
+  Status status = Validate(spec, {FloatTensor("x", {1, 4}), FloatTensor("INPUT0", {})});
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] input 'INPUT0' has no shape but model "
+            "requires batch dimension for 'm'");
+}
+
 TEST(ModelSpec, RejectsTooManyInputsWithTritonsText) {
   // Triton 2.51's text, its "]" for an empty missing list included.
   Status status = Validate(
@@ -183,8 +204,9 @@ TEST(ModelSpec, RejectsBatchSizeMismatchBetweenInputs) {
   Status status =
       Validate(spec, {FloatTensor("INPUT0", {2, 4}), FloatTensor("INPUT1", {3, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  // Triton's walk meets INPUT1 first: INPUT0 is the one that does not match.
   EXPECT_EQ(status.message(),
-            "[request id: <id_unknown>] input 'INPUT1' batch size does not match other "
+            "[request id: <id_unknown>] input 'INPUT0' batch size does not match other "
             "inputs for 'm'");
 }
 
