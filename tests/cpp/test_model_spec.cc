@@ -131,6 +131,23 @@ TEST(ModelSpec, RejectsMissingRequiredInput) {
             "input(s).");
 }
 
+TEST(ModelSpec, LeftOutRequiredInputIsReportedAfterTheOthersChecks) {
+  // The right number of inputs, a required one left out: Triton checks the given
+  // ones (and would then run the model); tritonx refuses it after those checks.
+  ModelSpec spec = MakeSpec(8);
+  spec.inputs.push_back({"OPT", DataType::kInt32, {4}, true, false, {}, {}});
+  Status status = Validate(spec, {FloatTensor("OPT", {1, 4})});
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] inference input 'OPT' data-type is 'FP32', "
+            "but model 'm' expects 'INT32'");
+  spec.inputs.back().dtype = DataType::kFp32;
+  status = Validate(spec, {FloatTensor("OPT", {1, 4})});
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] expected number of inputs between 1 and 2 but "
+            "got 1 inputs for model 'm'. Got input(s) ['OPT'], but missing required "
+            "input(s) ['INPUT0']. Please provide all required input(s).");
+}
+
 TEST(ModelSpec, OptionalInputMayBeLeftOut) {
   ModelSpec spec = MakeSpec(8);
   spec.inputs.push_back({"OPT", DataType::kFp32, {4}, true, false, {}, {}});
