@@ -194,6 +194,18 @@ def _bytes_input(shape: list[int]) -> bytes:
             Answer("500", "parameter key 'k' was not found in the JSON"),
             "nul-in-string",
         ),
+        (  # an id cut to nothing: Triton's answer has none
+            _http("POST", "/", b'{"id": "\\u0000ab"}'),
+            Answer("200", '{"id": "\\u0000ab", "model_name": "m"}'),
+            Answer("200", '{"model_name": "m"}'),
+            "nul-in-string",
+        ),
+        (
+            _http("POST", "/", b'{"id": "a\\u0000b"}'),
+            Answer("200", '{"id": "a\\u0000b", "model_name": "m"}'),
+            Answer("200", '{"model_name": "m"}'),
+            None,
+        ),
         (
             _http("POST", "/", NUL_BODY),
             Answer("400", "[request id: ab\0cd] unexpected inference input 'X'"),
@@ -251,6 +263,12 @@ def _bytes_input(shape: list[int]) -> bytes:
             _http("GET", "/v2/models/m\x7f/ready"),
             Answer("400", "Bad Request"),
             Answer("404", "Not Found"),
+            "odd-request-target",
+        ),
+        (
+            _http("POST", "/v2/repository/index?a\x7f"),
+            Answer("400", "Bad Request"),
+            Answer("200", "[]"),
             "odd-request-target",
         ),
         (
