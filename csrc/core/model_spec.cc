@@ -257,12 +257,19 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
   }
 
   // The requested outputs first (Triton validates them before any input), without
-  // the request prefix, as there.
+  // the request prefix, as there. Triton holds them in a std::set: of several
+  // unknown ones it names the least (bytewise, as std::string compares).
+  const std::string* unknown_output = nullptr;
   for (const auto& output_name : request->requested_outputs) {
-    if (spec.FindOutput(output_name) == nullptr) {
-      return Status(StatusCode::kInvalidArg, "unexpected inference output '" +
-                                                 output_name + "' for model " + model);
+    if (spec.FindOutput(output_name) == nullptr &&
+        (unknown_output == nullptr || output_name < *unknown_output)) {
+      unknown_output = &output_name;
     }
+  }
+  if (unknown_output != nullptr) {
+    return Status(
+        StatusCode::kInvalidArg,
+        "unexpected inference output '" + *unknown_output + "' for model " + model);
   }
 
   // Then the number of inputs (Triton's first check of them).

@@ -298,6 +298,13 @@ TEST(ModelSpec, RejectsUnknownRequestedOutput) {
   Status status = ValidateRequest(MakeSpec(8), &request);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(status.message(), "unexpected inference output 'NOPE' for model 'm'");
+  // Of several unknown ones, the least (Triton's std::set), bytes compared unsigned.
+  request.requested_outputs = {"\xc3\xa9", "b", "OUTPUT0", "a"};
+  status = ValidateRequest(MakeSpec(8), &request);
+  EXPECT_EQ(status.message(), "unexpected inference output 'a' for model 'm'");
+  request.requested_outputs = {"\xc3\xa9", "\x7f"};
+  status = ValidateRequest(MakeSpec(8), &request);
+  EXPECT_EQ(status.message(), "unexpected inference output '\x7f' for model 'm'");
 }
 
 TEST(ModelSpec, AppliesInputReshape) {
