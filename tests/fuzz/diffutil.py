@@ -107,7 +107,8 @@ def string_not_utf8(json_text: bytes) -> bool:
 
 def nul_strings(sent: Sent) -> set[str]:
     """The strings of the request (names, ids, keys, string parameters) with a NUL;
-    for HTTP, those of the JSON document (member names and string values)."""
+    for HTTP, those of the JSON document (member names and string values) but a
+    tensor's ``data`` (Triton keeps BYTES elements whole, by their length)."""
     found: set[str] = set()
 
     def walk(value: Any) -> None:
@@ -117,7 +118,8 @@ def nul_strings(sent: Sent) -> set[str]:
         elif isinstance(value, dict):
             for key, item in value.items():
                 walk(key)
-                walk(item)
+                if key != "data" or not isinstance(item, list):
+                    walk(item)
         elif isinstance(value, list):
             for item in value:
                 walk(item)
@@ -154,35 +156,48 @@ def proto_strings(message: Any) -> list[str]:
 
 
 def cut_at_nul(text: str, strings: set[str]) -> str:
-    """``text`` with each of ``strings`` (raw or JSON-escaped) cut at its NUL."""
+    """``text`` with each of ``strings`` (raw, or a whole JSON string) cut at its
+    NUL."""
     for whole in sorted(strings, key=len, reverse=True):
         cut = whole[: whole.index("\0")]
         text = text.replace(whole, cut)
-        text = text.replace(json.dumps(whole)[1:-1], json.dumps(cut)[1:-1])
+        text = text.replace(json.dumps(whole), json.dumps(cut))
     return text
+
+
+def cut_message(message: Any) -> bool:
+    """Cuts every string of a protobuf message (map keys, nested messages') at its
+    NUL, in place, as Triton's C strings are; False where two map keys would
+    become one (a request Triton would see differently)."""
+    whole = True
+    for field, value in message.ListFields():
+        if isinstance(value, str):
+            setattr(message, field.name, value.split("\0")[0])
+        elif hasattr(value, "items"):  # a map: its keys and messages
+            for key in [k for k in value if isinstance(k, str) and "\0" in k]:
+                cut = key.split("\0")[0]
+                if cut in value or not hasattr(value[key], "ListFields"):
+                    whole = False
+                    continue
+                value[cut].CopyFrom(value[key])
+                del value[key]
+            for item in value.values():
+                if hasattr(item, "ListFields"):
+                    whole &= cut_message(item)
+        elif hasattr(value, "ListFields"):
+            whole &= cut_message(value)
+        elif not isinstance(value, bytes) and hasattr(value, "__len__"):
+            for item in value:
+                if hasattr(item, "ListFields"):
+                    whole &= cut_message(item)
+    return whole
 
 
 def cut_response(text: str) -> str:
     """A gRPC OK answer (text format) with every string cut at its NUL."""
     response = service_pb2.ModelInferResponse()
     text_format.Parse(text, response)
-
-    def cut(message: Any) -> None:
-        for field, value in message.ListFields():
-            if isinstance(value, str):
-                setattr(message, field.name, value.split("\0")[0])
-            elif hasattr(value, "items"):  # a map: its messages
-                for item in value.values():
-                    if hasattr(item, "ListFields"):
-                        cut(item)
-            elif hasattr(value, "ListFields"):
-                cut(value)
-            elif not isinstance(value, bytes) and hasattr(value, "__len__"):
-                for item in value:
-                    if hasattr(item, "ListFields"):
-                        cut(item)
-
-    cut(response)
+    cut_message(response)
     return text_format.MessageToString(response, as_one_line=True)
 
 

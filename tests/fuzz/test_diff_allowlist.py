@@ -13,6 +13,7 @@ from diffutil import (
     PARSE,
     Answer,
     Sent,
+    cut_message,
     json_depth,
     lone_surrogates,
     string_not_utf8,
@@ -63,6 +64,34 @@ def test_string_not_utf8() -> None:
     assert string_not_utf8(b'{"\xff": 1}')
     assert not string_not_utf8(b'{"a": "h\xc3\xa9", "b": "\\u00ff"}')
     assert not string_not_utf8(b"[1, \xff]")  # not in a string: a syntax error
+
+
+def test_cut_message() -> None:
+    request = service_pb2.ModelInferRequest(id="a\0b", model_name="m")
+    request.inputs.add(name="I\0x", datatype="FP32\0").parameters[
+        "p\0q"
+    ].string_param = "v\0w"
+    request.raw_input_contents.append(b"\0\0")
+    assert cut_message(request)
+    assert (request.id, request.inputs[0].name, request.inputs[0].datatype) == (
+        "a",
+        "I",
+        "FP32",
+    )
+    assert dict(request.inputs[0].parameters) == {
+        "p": service_pb2.InferParameter(string_param="v")
+    }
+    assert request.raw_input_contents[0] == b"\0\0"  # bytes are no C strings
+    two_keys = service_pb2.ModelInferRequest()
+    two_keys.parameters["k\0x"].bool_param = True
+    two_keys.parameters["k"].bool_param = False
+    assert not cut_message(two_keys)
+
+
+def _input_names(wire: bytes) -> Answer:
+    """A stand-in for tritonx: the names of the request's inputs."""
+    request = service_pb2.ModelInferRequest.FromString(wire)
+    return Answer("INVALID_ARGUMENT", ",".join(repr(t.name) for t in request.inputs))
 
 
 def _http(method: str, path: str, json_text: bytes = b"", replay: Any = None) -> Sent:
@@ -200,6 +229,14 @@ def _bytes_input(shape: list[int]) -> bytes:
             Answer("200", '{"model_name": "m"}'),
             "nul-in-string",
         ),
+        (  # BYTES data keep their NUL
+            _http(
+                "POST", "/", b'{"id": "\\u0000", "inputs": [{"data": ["a\\u0000"]}]}'
+            ),
+            Answer("200", '{"id": "\\u0000", "outputs": [{"data": ["a\\u0000"]}]}'),
+            Answer("200", '{"outputs": [{"data": ["a\\u0000"]}]}'),
+            "nul-in-string",
+        ),
         (
             _http("POST", "/", b'{"id": "a\\u0000b"}'),
             Answer("200", '{"id": "a\\u0000b", "model_name": "m"}'),
@@ -226,6 +263,18 @@ def _bytes_input(shape: list[int]) -> bytes:
             ),
             Answer("INVALID_ARGUMENT", "unable to find data for input tensor 'IN"),
             "nul-in-string",
+        ),
+        (  # an input "\0" is, cut, a second input "": tritonx asked so answers so
+            _grpc(_request(inputs={"\0": [1], "": [1]}), replay=_input_names),
+            Answer("INVALID_ARGUMENT", "unable to find data for input tensor '\0'"),
+            Answer("INVALID_ARGUMENT", "'',''"),
+            "nul-in-string",
+        ),
+        (
+            _grpc(_request(inputs={"\0": [1], "": [1]}), replay=_input_names),
+            Answer("INVALID_ARGUMENT", "unable to find data for input tensor '\0'"),
+            Answer("INVALID_ARGUMENT", "'\\x00',''"),
+            None,
         ),
         (
             _grpc(_request(id="a\0b")),
