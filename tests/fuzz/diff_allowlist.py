@@ -185,10 +185,28 @@ _TARGET_BYTES = frozenset(
 )
 
 
+# After "//" a target begins with an authority (RFC 3986: userinfo@host:port),
+# which evhttp, the native engine's URI reader, refuses when it is none.
+_PCHAR = rb"[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2}"
+_AUTHORITY = re.compile(
+    rb"(?:(?:" + _PCHAR + rb"|:)*@)?(?:\[[0-9A-Fa-f:.]*\]|(?:" + _PCHAR + rb")*)"
+    rb"(?::[0-9]*)?"
+)
+
+
+def odd_target(target: bytes) -> bool:
+    """Whether a request target has bytes RFC 3986 does not allow, or an
+    authority after "//" that is none."""
+    if any(byte not in _TARGET_BYTES for byte in target):
+        return True
+    authority = re.split(rb"[/?#]", target[2:], maxsplit=1)[0]
+    return target.startswith(b"//") and _AUTHORITY.fullmatch(authority) is None
+
+
 def _odd_target(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     return (
         sent.is_http
-        and any(byte not in _TARGET_BYTES for byte in sent.path)
+        and odd_target(sent.path)
         and ours == Answer("400", "Bad Request")
         and theirs is not None
     )
@@ -415,10 +433,11 @@ ALLOWLIST = [
     Deviation(
         "odd-request-target",
         # A request target with bytes RFC 3986 does not allow ('{', '|', '"', DEL,
-        # ...): tritonx's strict parser refuses the request (400 Bad Request), a
-        # guard against request smuggling; Triton's evhtp routes it (404, 405, or
-        # an answer: a DEL in the query of /v2/repository/index is served).
-        "a request target with bytes outside RFC 3986",
+        # ...), or "//" and then no authority ("//]", "//a:b/"): tritonx's strict
+        # parsers refuse the request (400 Bad Request), a guard against request
+        # smuggling; Triton's evhtp routes it (404, 405, or an answer: a DEL in
+        # the query of /v2/repository/index is served).
+        "a request target that is no RFC 3986 URI",
         _odd_target,
     ),
     Deviation(

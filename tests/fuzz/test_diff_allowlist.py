@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from diff_allowlist import excused
+from diff_allowlist import excused, odd_target
 from diffutil import (
     INVALID_ENCODING,
     PARSE,
@@ -86,6 +86,30 @@ def test_cut_message() -> None:
     two_keys.parameters["k\0x"].bool_param = True
     two_keys.parameters["k"].bool_param = False
     assert not cut_message(two_keys)
+
+
+@pytest.mark.parametrize(
+    "target, odd",
+    [
+        (b"/v2/models/m/ready?a=b&c=%41", False),
+        (b"/v2/models/m\x7f/ready", True),
+        (b"/a{b}", True),
+        (b"//]/4/", True),
+        (b"//[/", True),
+        (b"//a:b/", True),
+        (b"//a@b@c/", True),
+        (b"//a%zz/", True),
+        (b"//a:1/x", False),
+        (b"//a@b/", False),
+        (b"//[::1]/", False),
+        (b"//a%41?x", False),
+        (b"//", False),
+        (b"///x", False),
+    ],
+)
+def test_odd_target(target: bytes, odd: bool) -> None:
+    """As evhttp reads targets (checked against the native engine)."""
+    assert odd_target(target) == odd
 
 
 def _input_names(wire: bytes) -> Answer:
