@@ -163,19 +163,30 @@ Status CheckInputSize(const ModelSpec& spec, const Tensor& input, const Shape& d
   return Status::Ok();
 }
 
-// Triton 2.51's answer to a request with too few or too many inputs, word for word:
-// the given names in the order of its own hash map of them (libstdc++'s
-// unordered_map, as here, iterated after inserting in request order), the missing
-// ones in config order; an empty missing list prints as "]" there.
-Status InputCountMismatch(const ModelSpec& spec, const InferenceRequest& request,
-                          const std::string& prefix, size_t required,
-                          const std::vector<std::string>& missing) {
+// The request's inputs (indexes) in the order Triton 2.51 walks them: its own hash
+// map of them by name, libstdc++'s unordered_map (as here) filled in request order.
+// Where several inputs are wrong, the one Triton names is the first in this order.
+std::vector<size_t> TritonInputOrder(const InferenceRequest& request) {
   std::unordered_map<std::string, size_t> names;
   for (size_t i = 0; i < request.inputs.size(); ++i) {
     names.emplace(request.inputs[i].name, i);
   }
+  std::vector<size_t> order;
+  order.reserve(names.size());
+  for (const auto& entry : names) order.push_back(entry.second);
+  return order;
+}
+
+// Triton 2.51's answer to a request with too few or too many inputs, word for word:
+// the given names in its order (TritonInputOrder), the missing ones in config order;
+// an empty missing list prints as "]" there.
+Status InputCountMismatch(const ModelSpec& spec, const InferenceRequest& request,
+                          const std::string& prefix, size_t required,
+                          const std::vector<std::string>& missing) {
   std::vector<std::string> given;
-  for (const auto& entry : names) given.push_back(entry.first);
+  for (size_t index : TritonInputOrder(request)) {
+    given.push_back(request.inputs[index].name);
+  }
   const std::string missing_text = missing.empty() ? "]" : QuotedList(missing);
   const std::string expected = required == spec.inputs.size()
                                    ? std::to_string(required) + " inputs"
@@ -246,18 +257,22 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
   }
 
   // The requested outputs first (Triton validates them before any input), without
-  // the request prefix, as there.
+  // the request prefix, as there. Triton holds them in a std::set: of several
+  // unknown ones it names the least (bytewise, as std::string compares).
+  const std::string* unknown_output = nullptr;
   for (const auto& output_name : request->requested_outputs) {
-    if (spec.FindOutput(output_name) == nullptr) {
-      return Status(StatusCode::kInvalidArg, "unexpected inference output '" +
-                                                 output_name + "' for model " + model);
+    if (spec.FindOutput(output_name) == nullptr &&
+        (unknown_output == nullptr || output_name < *unknown_output)) {
+      unknown_output = &output_name;
     }
   }
+  if (unknown_output != nullptr) {
+    return Status(
+        StatusCode::kInvalidArg,
+        "unexpected inference output '" + *unknown_output + "' for model " + model);
+  }
 
-  // Then the number of inputs, then their names, then the required ones, as Triton
-  // 2.51 orders the checks (it lets a request that names the right number of known
-  // inputs but leaves a required one out reach the model; tritonx refuses it with
-  // the same text).
+  // Then the number of inputs (Triton's first check of them).
   std::vector<std::string> missing;
   size_t required = 0;
   for (const auto& input_spec : spec.inputs) {
@@ -271,49 +286,52 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
   if (count > spec.inputs.size() || count < required) {
     return InputCountMismatch(spec, *request, prefix, required, missing);
   }
-  for (const Tensor& input : request->inputs) {
+
+  // Then one walk over the inputs, as Triton's: each name must be the model's and,
+  // for a batching model, dim 0 of each the same (the batch size), before any
+  // input's shape is looked at. The walk goes in request order; if it fails, again
+  // in Triton's order, whose first failure is the one Triton reports.
+  int64_t batch_size = 1;
+  auto walk = [&](const Tensor& input, bool* have_batch) -> Status {
     if (spec.FindInput(input.name) == nullptr) {
       return Status(StatusCode::kInvalidArg, "unexpected inference input '" +
                                                  input.name + "' for model " + model);
     }
-  }
-  if (!missing.empty()) {
-    return InputCountMismatch(spec, *request, prefix, required, missing);
-  }
-
-  // Batch size first, as Triton does: dim 0 of every input, the same for all of
-  // them and within max_batch_size, before any input's shape is looked at.
-  int64_t batch_size = 1;
-  if (spec.max_batch_size > 0) {
-    bool have_batch = false;
-    for (const auto& input_spec : spec.inputs) {
-      const Tensor* input = FindTensor(*request, input_spec.name);
-      if (input == nullptr) continue;  // an optional input left out
-      if (input->shape.empty()) {
-        return Status(StatusCode::kInvalidArg,
-                      prefix + "input '" + input->name +
-                          "' has no shape but model requires batch dimension for " +
-                          model);
-      }
-      if (!have_batch) {
-        batch_size = input->shape[0];
-        have_batch = true;
-      } else if (input->shape[0] != batch_size) {
-        return Status(StatusCode::kInvalidArg,
-                      prefix + "input '" + input->name +
-                          "' batch size does not match other inputs for " + model);
-      }
-    }
-    if (batch_size > spec.max_batch_size) {
+    if (spec.max_batch_size <= 0) return Status::Ok();
+    if (input.shape.empty()) {
       return Status(StatusCode::kInvalidArg,
-                    prefix + "inference request batch-size must be <= " +
-                        std::to_string(spec.max_batch_size) + " for " + model);
+                    prefix + "input '" + input.name +
+                        "' has no shape but model requires batch dimension for " +
+                        model);
     }
+    if (!*have_batch) {
+      batch_size = input.shape[0];
+      *have_batch = true;
+    } else if (input.shape[0] != batch_size) {
+      return Status(StatusCode::kInvalidArg,
+                    prefix + "input '" + input.name +
+                        "' batch size does not match other inputs for " + model);
+    }
+    return Status::Ok();
+  };
+  bool have_batch = false;
+  for (const Tensor& input : request->inputs) {
+    if (walk(input, &have_batch).ok()) continue;
+    have_batch = false;
+    for (size_t index : TritonInputOrder(*request)) {
+      Status status = walk(request->inputs[index], &have_batch);
+      if (!status.ok()) return status;
+    }
+  }
+  if (spec.max_batch_size > 0 && batch_size > spec.max_batch_size) {
+    return Status(StatusCode::kInvalidArg,
+                  prefix + "inference request batch-size must be <= " +
+                      std::to_string(spec.max_batch_size) + " for " + model);
   }
 
   // Types, shapes and sizes: every input checked first (in config order, cheap),
   // then reshaped and keyed. A failure is reported for the input Triton 2.51 finds
-  // first, walking its hash map of the request's inputs (see InputCountMismatch).
+  // first (TritonInputOrder).
   auto check = [&](const TensorSpec& input_spec, const Tensor* input) -> Status {
     if (input->dtype != input_spec.dtype) {
       return Status(StatusCode::kInvalidArg,
@@ -353,14 +371,17 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
     const Tensor* input = FindTensor(*request, input_spec.name);
     if (input == nullptr) continue;  // an optional input left out
     if (check(input_spec, input).ok()) continue;
-    std::unordered_map<std::string, size_t> names;
-    for (size_t i = 0; i < request->inputs.size(); ++i) {
-      names.emplace(request->inputs[i].name, i);
-    }
-    for (const auto& [name, index] : names) {
-      Status status = check(*spec.FindInput(name), &request->inputs[index]);
+    for (size_t index : TritonInputOrder(*request)) {
+      const Tensor& named = request->inputs[index];
+      Status status = check(*spec.FindInput(named.name), &named);
       if (!status.ok()) return status;
     }
+  }
+  // Triton does not look for a required input left out when the count is right:
+  // the request passes its checks and reaches the model. tritonx refuses it there,
+  // after them, in the count's words.
+  if (!missing.empty()) {
+    return InputCountMismatch(spec, *request, prefix, required, missing);
   }
   std::string shape_key;
   for (const auto& input_spec : spec.inputs) {

@@ -77,6 +77,27 @@ TEST(ModelSpec, RejectsUnexpectedInput) {
   EXPECT_EQ(status.message(), "unexpected inference input 'EXTRA' for model 'm'");
 }
 
+TEST(ModelSpec, NamesTheInputTritonWalksToFirst) {
+  // Triton walks its hash map of the request's inputs: of two unknown ones it
+  // meets the second first (libstdc++'s order for these names).
+  ModelSpec spec = MakeSpec(0);
+  spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, false, false, {}, {}});
+  for (const auto& [first, second] :
+       {std::pair{"OUTPUT0", "x"}, std::pair{"x", "OUTPUT0"}}) {
+    Status status = Validate(spec, {FloatTensor(first, {4}), FloatTensor(second, {4})});
+    EXPECT_EQ(status.message(),
+              std::string("unexpected inference input '") + second + "' for model 'm'");
+  }
+  // One walk checks the names and the batch dims: of "INPUT0" (no shape) and "x",
+  // Triton meets "INPUT0" first.
+  spec = MakeSpec(8);
+  spec.inputs.push_back({"INPUT1", DataType::kFp32, {4}, false, false, {}, {}});
+  Status status = Validate(spec, {FloatTensor("x", {1, 4}), FloatTensor("INPUT0", {})});
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] input 'INPUT0' has no shape but model "
+            "requires batch dimension for 'm'");
+}
+
 TEST(ModelSpec, RejectsTooManyInputsWithTritonsText) {
   // Triton 2.51's text, its "]" for an empty missing list included.
   Status status = Validate(
@@ -108,6 +129,23 @@ TEST(ModelSpec, RejectsMissingRequiredInput) {
             "'m'. Got input(s) ['INPUT0'], "
             "but missing required input(s) ['INPUT1']. Please provide all required "
             "input(s).");
+}
+
+TEST(ModelSpec, LeftOutRequiredInputIsReportedAfterTheOthersChecks) {
+  // The right number of inputs, a required one left out: Triton checks the given
+  // ones (and would then run the model); tritonx refuses it after those checks.
+  ModelSpec spec = MakeSpec(8);
+  spec.inputs.push_back({"OPT", DataType::kInt32, {4}, true, false, {}, {}});
+  Status status = Validate(spec, {FloatTensor("OPT", {1, 4})});
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] inference input 'OPT' data-type is 'FP32', "
+            "but model 'm' expects 'INT32'");
+  spec.inputs.back().dtype = DataType::kFp32;
+  status = Validate(spec, {FloatTensor("OPT", {1, 4})});
+  EXPECT_EQ(status.message(),
+            "[request id: <id_unknown>] expected number of inputs between 1 and 2 but "
+            "got 1 inputs for model 'm'. Got input(s) ['OPT'], but missing required "
+            "input(s) ['INPUT0']. Please provide all required input(s).");
 }
 
 TEST(ModelSpec, OptionalInputMayBeLeftOut) {
@@ -183,8 +221,9 @@ TEST(ModelSpec, RejectsBatchSizeMismatchBetweenInputs) {
   Status status =
       Validate(spec, {FloatTensor("INPUT0", {2, 4}), FloatTensor("INPUT1", {3, 4})});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
+  // Triton's walk meets INPUT1 first: INPUT0 is the one that does not match.
   EXPECT_EQ(status.message(),
-            "[request id: <id_unknown>] input 'INPUT1' batch size does not match other "
+            "[request id: <id_unknown>] input 'INPUT0' batch size does not match other "
             "inputs for 'm'");
 }
 
@@ -259,6 +298,13 @@ TEST(ModelSpec, RejectsUnknownRequestedOutput) {
   Status status = ValidateRequest(MakeSpec(8), &request);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArg);
   EXPECT_EQ(status.message(), "unexpected inference output 'NOPE' for model 'm'");
+  // Of several unknown ones, the least (Triton's std::set), bytes compared unsigned.
+  request.requested_outputs = {"\xc3\xa9", "b", "OUTPUT0", "a"};
+  status = ValidateRequest(MakeSpec(8), &request);
+  EXPECT_EQ(status.message(), "unexpected inference output 'a' for model 'm'");
+  request.requested_outputs = {"\xc3\xa9", "\x7f"};
+  status = ValidateRequest(MakeSpec(8), &request);
+  EXPECT_EQ(status.message(), "unexpected inference output '\x7f' for model 'm'");
 }
 
 TEST(ModelSpec, AppliesInputReshape) {

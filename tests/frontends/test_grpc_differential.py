@@ -121,6 +121,15 @@ def _unknown_output_and_bad_input() -> Request:
     return request
 
 
+def _unknown_outputs() -> Request:
+    """Unknown outputs "zz", "INPUT2", then "yy": Triton keeps the requested
+    outputs in a std::set and names the least."""
+    request = _add_sub()
+    for name in ("zz", "INPUT2", "OUTPUT0", "yy"):
+        request.outputs.append(Request.InferRequestedOutputTensor(name=name))
+    return request
+
+
 def _unknown_type_contents() -> Request:
     request = _contents(uint_contents=[1] * 4)
     request.inputs[0].datatype = "FLOAT"
@@ -255,6 +264,10 @@ INFER_CASES: dict[str, tuple[Callable[[], Request], tuple[str, str]]] = {
     "outputs_before_inputs": (
         _unknown_output_and_bad_input,
         _refusal("unexpected inference output 'nope' for model 'add_sub'"),
+    ),
+    "the_least_unknown_output": (
+        _unknown_outputs,
+        _refusal("unexpected inference output 'INPUT2' for model 'add_sub'"),
     ),
     "contents_of_an_unknown_type": (
         _unknown_type_contents,

@@ -122,6 +122,12 @@ CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
         400,
         "unexpected inference output 'nope' for model 'pair'",
     ),
+    "the least of several unknown outputs": (
+        "pair",
+        {"inputs": [], "outputs": [{"name": n} for n in ("zz", "OUTPUT0", "INPUT2")]},
+        400,
+        "unexpected inference output 'INPUT2' for model 'pair'",
+    ),
     "an input named twice, before its data": (
         "pair",
         {"inputs": [_fp32("INPUT0", [4], [1] * 4), _fp32("INPUT0", [4], "x")]},

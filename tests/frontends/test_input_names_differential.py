@@ -1,8 +1,8 @@
 """Which inputs a request names: duplicates, too many, too few, unknown ones. Each
 refusal is Triton 2.51's, word for word (its order of checks, its list of the given
-names in its own hash-map order, its "]" for an empty missing list), on HTTP and
-gRPC. The same expectations run against the real Triton when
-TRITONX_REFERENCE_CMD is given."""
+names and its choice among unknown ones in its own hash-map order, its "]" for an
+empty missing list), on HTTP and gRPC. The same expectations run against the real
+Triton when TRITONX_REFERENCE_CMD is given."""
 
 from __future__ import annotations
 
@@ -37,6 +37,16 @@ input [
 ]
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
 """
+BATCHED = """
+name: "batched"
+backend: "python"
+max_batch_size: 8
+input [
+  { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] },
+  { name: "INPUT1" data_type: TYPE_FP32 dims: [ 4 ] }
+]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+"""
 # OUTPUT0 = the first input the model knows.
 MODEL = """
 import triton_python_backend_utils as pb_utils
@@ -54,7 +64,9 @@ class TritonPythonModel:
 
 ID = "[request id: <id_unknown>] "
 ASK = ". Please provide all required input(s)."
-CASES: list[tuple[str, list[str], str]] = [
+# An input: its name, FP32 [4]; or its name and shape.
+Named = str | tuple[str, list[int]]
+CASES: list[tuple[str, list[Named], str]] = [
     ("pair", ["INPUT0", "INPUT0"], ID + "input 'INPUT0' already exists in request"),
     (
         "pair",
@@ -103,8 +115,43 @@ CASES: list[tuple[str, list[str], str]] = [
         "'opt'. Got input(s) ['E','D','C'], but missing required input(s) ['A']" + ASK,
     ),
     ("opt", ["A", "C"], "unexpected inference input 'C' for model 'opt'"),
+    # Of several unknown inputs, the first in Triton's hash-map order is named.
+    ("pair", ["OUTPUT0", "x"], "unexpected inference input 'x' for model 'pair'"),
+    ("pair", ["x", "OUTPUT0"], "unexpected inference input 'OUTPUT0' for model 'pair'"),
+    ("opt", ["C", "D"], "unexpected inference input 'D' for model 'opt'"),
+    # The names and the batch dims are checked in one walk, in that order.
+    (
+        "batched",
+        [("INPUT0", [2, 4]), ("INPUT1", [3, 4])],
+        ID + "input 'INPUT0' batch size does not match other inputs for 'batched'",
+    ),
+    (
+        "batched",
+        [("INPUT1", [2, 4]), ("INPUT0", [3, 4])],
+        ID + "input 'INPUT1' batch size does not match other inputs for 'batched'",
+    ),
+    (
+        "batched",
+        [("x", [1, 4]), ("INPUT0", [])],
+        ID + "input 'INPUT0' has no shape but model requires batch dimension for "
+        "'batched'",
+    ),
+    (
+        "batched",
+        [("INPUT0", []), ("x", [1, 4])],
+        "unexpected inference input 'x' for model 'batched'",
+    ),
 ]
-IDS = [f"{model}:{','.join(names) or 'none'}" for model, names, _ in CASES]
+
+
+def _shape(named: Named) -> tuple[str, list[int]]:
+    return (named, [4]) if isinstance(named, str) else named
+
+
+IDS = [
+    f"{model}:{','.join(_shape(n)[0] for n in names) or 'none'}"
+    for model, names, _ in CASES
+]
 
 
 @pytest.fixture(scope="module", params=["tritonx", "reference"])
@@ -112,7 +159,7 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     repo = tmp_path_factory.mktemp("names") / "repo"
-    for name, config in (("pair", PAIR), ("opt", OPTIONAL)):
+    for name, config in (("pair", PAIR), ("opt", OPTIONAL), ("batched", BATCHED)):
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(config)
         (repo / name / "1" / "model.py").write_text(MODEL)
@@ -127,13 +174,13 @@ def server(
 
 
 def _http_error(
-    server: RunningServer, model: str, names: list[str]
+    server: RunningServer, model: str, names: list[Named]
 ) -> tuple[int, bytes]:
     """The status and the raw body of the answer (Triton's bytes, compact JSON)."""
-    inputs = [
-        {"name": n, "shape": [4], "datatype": "FP32", "data": [1, 2, 3, 4]}
-        for n in names
-    ]
+    inputs = []
+    for name, shape in map(_shape, names):
+        data = np.arange(np.prod(shape), dtype=np.float32).tolist()
+        inputs.append({"name": name, "shape": shape, "datatype": "FP32", "data": data})
     host, port = server.http_url.split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
@@ -151,25 +198,26 @@ def _http_error(
 
 @pytest.mark.parametrize(("model", "names", "message"), CASES, ids=IDS)
 def test_http(
-    server: RunningServer, model: str, names: list[str], message: str
+    server: RunningServer, model: str, names: list[Named], message: str
 ) -> None:
     body = json.dumps({"error": message}, separators=(",", ":")).encode()
     assert _http_error(server, model, names) == (400, body)
 
 
-def _grpc_inputs(names: list[str]) -> list[grpcclient.InferInput]:
-    """FP32 [4] inputs holding 0, 1, 2, 3, named ``names``."""
+def _grpc_inputs(names: list[Named]) -> list[grpcclient.InferInput]:
+    """FP32 inputs holding 0, 1, 2, ..., named and shaped as ``names`` says."""
     inputs = []
-    for name in names:
-        tensor = grpcclient.InferInput(name, [4], "FP32")
-        tensor.set_data_from_numpy(np.arange(4, dtype=np.float32))
+    for name, shape in map(_shape, names):
+        tensor = grpcclient.InferInput(name, shape, "FP32")
+        data = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+        tensor.set_data_from_numpy(data)
         inputs.append(tensor)
     return inputs
 
 
 @pytest.mark.parametrize(("model", "names", "message"), CASES, ids=IDS)
 def test_grpc(
-    server: RunningServer, model: str, names: list[str], message: str
+    server: RunningServer, model: str, names: list[Named], message: str
 ) -> None:
     inputs = _grpc_inputs(names)
     with (

@@ -1,8 +1,8 @@
 """The differential fuzz suite's shared pieces (test_differential_fuzz.py runs it,
 test_diff_allowlist.py checks them): what an answer is, the request a mismatch is
-about (``Sent``), the allowlist of tritonx's deliberate deviations from Triton 2.51,
-each tied to the requests it excuses, and what the reference would allocate for a
-JSON body (examples it would take gigabytes for are not sent to it)."""
+about (``Sent``), the analyses of a request the allowlist (diff_allowlist.py) asks
+for, and what the reference would allocate for a JSON body (examples it would take
+gigabytes for are not sent to it)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Answer(NamedTuple):
     text: str  # the error message / details; for a success, the response
 
 
-# -- allowlist ------------------------------------------------------------------------
+# -- requests -------------------------------------------------------------------------
 
 
 @dataclass
@@ -105,83 +105,10 @@ def string_not_utf8(json_text: bytes) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class Deviation:
-    """A known, deliberate difference, and the test for a request it excuses."""
-
-    name: str
-    why: str
-    excuses: Callable[[Sent, Answer, Answer | None], bool]
-    # Excused from tritonx's answer alone: the reference is not asked (it may
-    # crash or hang on such requests, which costs a restart).
-    without_reference: bool = False
-
-
-def _surrogate(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    high, low = lone_surrogates(sent.json_text)
-    if ours != Answer("400", SURROGATE) or not (high or low) or theirs is None:
-        return False
-    # Triton's rapidjson refuses a lone high surrogate (500, with the offset) but
-    # takes a lone low one as is, and the request then fails (or not) elsewhere.
-    return low or bool(re.fullmatch(re.escape(SURROGATE) + r" at \d+", theirs.text))
-
-
-def _too_deep(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    return ours == Answer("500", TOO_DEEP) and json_depth(sent.json_text) > (
-        TRITONX_MAX_DEPTH
-    )
-
-
-# Triton's TritonJson messages for a member of the wrong type that tritonx answers
-# with 400 (a client's mistake), keeping Triton's words: exactly these.
-_TRITONJSON_400 = re.compile(
-    r"Unable to parse '(?:shape|priority|timeout)': attempt to access JSON "
-    r"non-unsigned-integer as unsigned-integer"
-    r"|Unable to parse 'sequence_id': attempt to access JSON non-string as string"
-    r"|Unable to parse 'sequence_(?:start|end)': attempt to access JSON "
-    r"non-boolean as boolean"
-    r"|Unable to set 'classification': attempt to access JSON "
-    r"non-unsigned-integer as unsigned-integer"
-)
-
-
-def _client_error_400(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    return (
-        theirs is not None
-        and (ours.code, theirs.code) == ("400", "500")
-        and ours.text == theirs.text
-        and _TRITONJSON_400.fullmatch(ours.text) is not None
-    )
-
-
-_DIM_TOO_LARGE = re.compile(
-    r"Unable to parse 'shape': dimension (\d+) of input '.*' is larger than the "
-    rf"maximum of {INT64_MAX}",
-    re.S,
-)
-
-
-def _dim_past_int64(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    match = _DIM_TOO_LARGE.fullmatch(ours.text)
-    if ours.code != "400" or match is None or theirs is None:
-        return False
-    dim = match.group(1).encode()
-    literal = re.compile(rb"(?<![\d.eE+-])" + dim + rb"(?![\d.eE])")
-    return (
-        INT64_MAX < int(dim) < 2**64
-        and literal.search(sent.json_text) is not None
-        # Triton read the document: an earlier parse error would be a bug.
-        and not theirs.text.startswith(PARSE)
-    )
-
-
-def _invalid_utf8(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    return ours == Answer("500", INVALID_ENCODING) and string_not_utf8(sent.json_text)
-
-
 def nul_strings(sent: Sent) -> set[str]:
     """The strings of the request (names, ids, keys, string parameters) with a NUL;
-    for HTTP, those of the JSON document (member names and string values)."""
+    for HTTP, those of the JSON document (member names and string values) but a
+    tensor's ``data`` (Triton keeps BYTES elements whole, by their length)."""
     found: set[str] = set()
 
     def walk(value: Any) -> None:
@@ -191,7 +118,8 @@ def nul_strings(sent: Sent) -> set[str]:
         elif isinstance(value, dict):
             for key, item in value.items():
                 walk(key)
-                walk(item)
+                if key != "data" or not isinstance(item, list):
+                    walk(item)
         elif isinstance(value, list):
             for item in value:
                 walk(item)
@@ -228,337 +156,104 @@ def proto_strings(message: Any) -> list[str]:
 
 
 def cut_at_nul(text: str, strings: set[str]) -> str:
-    """``text`` with each of ``strings`` (raw or JSON-escaped) cut at its NUL."""
+    """``text`` with each of ``strings`` (raw, or a whole JSON string) cut at its
+    NUL."""
     for whole in sorted(strings, key=len, reverse=True):
         cut = whole[: whole.index("\0")]
         text = text.replace(whole, cut)
-        text = text.replace(json.dumps(whole)[1:-1], json.dumps(cut)[1:-1])
+        text = text.replace(json.dumps(whole), json.dumps(cut))
     return text
 
 
-def _cut_response(text: str) -> str:
+def cut_message(message: Any) -> bool:
+    """Cuts every string of a protobuf message (map keys, nested messages') at its
+    NUL, in place, as Triton's C strings are; False where two map keys would
+    become one (a request Triton would see differently)."""
+    whole = True
+    for field, value in message.ListFields():
+        if isinstance(value, str):
+            setattr(message, field.name, value.split("\0")[0])
+        elif hasattr(value, "items"):  # a map: its keys and messages
+            for key in [k for k in value if isinstance(k, str) and "\0" in k]:
+                cut = key.split("\0")[0]
+                if cut in value or not hasattr(value[key], "ListFields"):
+                    whole = False
+                    continue
+                value[cut].CopyFrom(value[key])
+                del value[key]
+            for item in value.values():
+                if hasattr(item, "ListFields"):
+                    whole &= cut_message(item)
+        elif hasattr(value, "ListFields"):
+            whole &= cut_message(value)
+        elif not isinstance(value, bytes) and hasattr(value, "__len__"):
+            for item in value:
+                if hasattr(item, "ListFields"):
+                    whole &= cut_message(item)
+    return whole
+
+
+def cut_response(text: str) -> str:
     """A gRPC OK answer (text format) with every string cut at its NUL."""
     response = service_pb2.ModelInferResponse()
     text_format.Parse(text, response)
-
-    def cut(message: Any) -> None:
-        for field, value in message.ListFields():
-            if isinstance(value, str):
-                setattr(message, field.name, value.split("\0")[0])
-            elif hasattr(value, "items"):  # a map: its messages
-                for item in value.values():
-                    if hasattr(item, "ListFields"):
-                        cut(item)
-            elif hasattr(value, "ListFields"):
-                cut(value)
-            elif not isinstance(value, bytes) and hasattr(value, "__len__"):
-                for item in value:
-                    if hasattr(item, "ListFields"):
-                        cut(item)
-
-    cut(response)
+    cut_message(response)
     return text_format.MessageToString(response, as_one_line=True)
 
 
-_PARAMETER_NOT_FOUND = re.compile(
-    r"parameter key '(.*)' was not found in the JSON", re.S
-)
+class Input(NamedTuple):
+    """An input of a request, as far as its name, type and shape are well formed."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    has_data: bool = False  # (HTTP) whether it has a JSON ``data`` member
+    data: Any = None
 
 
-def _nul(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    strings = nul_strings(sent)
-    if theirs is None or not strings:
-        return False
-    if theirs.code == ours.code:
-        # Names reach Triton's core cut at their NUL (C strings); its messages are
-        # C strings too, cut at the first NUL of the whole message.
-        cut = cut_at_nul(ours.text, strings)
-        if theirs.text in (cut, ours.text.split("\0")[0], cut.split("\0")[0]):
-            return True
-        if ours.code == "OK" and theirs.text == _cut_response(ours.text):
-            return True
-    # Triton lists the request parameters' keys, then looks each one up by its C
-    # string: a key cut at its NUL is not found.
-    found = _PARAMETER_NOT_FOUND.fullmatch(theirs.text)
-    if sent.is_http and theirs.code == "500" and found is not None:
-        try:
-            params = json.loads(sent.json_text).get("parameters")
-        except (ValueError, RecursionError, AttributeError):
-            return False
-        keys = params if isinstance(params, dict) else {}
-        return any("\0" in key and key.split("\0")[0] == found.group(1) for key in keys)
-    return False
-
-
-_MODEL_SEGMENT = re.compile(rb"^(/v2/(?:repository/)?models/)([^/?]*)")
-
-
-def _percent_escape(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    """tritonx decodes %XX in a URL's model name (tritonclient quotes names);
-    Triton does not: it answers as tritonx does for the name with its '%' kept."""
-    match = _MODEL_SEGMENT.match(sent.path)
-    if theirs is None or sent.ask_ours is None or match is None:
-        return False
-    if b"%" not in match.group(2):
-        return False
-    kept = match.group(2).replace(b"%", b"%25")
-    path = match.group(1) + kept + sent.path[match.end() :]
-    method, _, rest = sent.wire.partition(b" ")
-    replay = method + b" " + path + rest[len(sent.path) :]
-    return sent.ask_ours(replay) == theirs
-
-
-# Methods tritonx's HTTP parsers know; others are refused as a bad request.
-KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
-KNOWN_METHODS |= {"PATCH"}
-
-
-def _unknown_method(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    return (
-        sent.method not in KNOWN_METHODS
-        and ours == Answer("400", "Bad Request")
-        and theirs in (Answer("405", "Method Not Allowed"), Answer("404", "Not Found"))
-    )
-
-
-# The bytes RFC 3986 allows in a request target (with '%' escapes); llhttp, the
-# native engine's parser, refuses others.
-_TARGET_BYTES = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-    b"-._~:/?#[]@!$&'()*+,;=%"
-)
-
-
-def _odd_target(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    return (
-        sent.is_http
-        and any(byte not in _TARGET_BYTES for byte in sent.path)
-        and ours == Answer("400", "Bad Request")
-        and theirs is not None
-        and theirs.code in ("400", "404", "405")
-    )
-
-
-def _head_without_body(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    return (
-        sent.method == "HEAD"
-        and theirs is not None
-        and ours.code == theirs.code
-        and ours.text == ""
-    )
-
-
-def _server_metadata(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    """GET /v2: tritonx's own version; no CUDA shared memory in this build."""
-    if sent.method != "GET" or sent.path.split(b"?")[0] != b"/v2" or theirs is None:
-        return False
-    if (ours.code, theirs.code) != ("200", "200"):
-        return False
-    mine, triton = json.loads(ours.text), json.loads(theirs.text)
-    triton["version"] = mine.get("version")
-    extensions = triton.get("extensions", [])
-    triton["extensions"] = [e for e in extensions if e != "cuda_shared_memory"]
-    return bool(mine == triton)
-
-
-_INVALID_DIM = re.compile(
-    r"(?:\[request id: .*\] )?tensor '(.*)' contains an invalid dimension "
-    r"(?:in shape )?\[(-?\d+(?:,-?\d+)*)?\]",
-    re.S,
-)
-
-
-def _negative_dims(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    match = _INVALID_DIM.fullmatch(ours.text)
-    if sent.grpc is None or ours.code != "INVALID_ARGUMENT" or match is None:
-        return False
-    dims = [int(d) for d in match.group(2).split(",")] if match.group(2) else []
-    return any(
-        tensor.name == match.group(1)
-        and min(tensor.shape, default=0) < 0
-        and list(tensor.shape[len(tensor.shape) - len(dims) :]) == dims
-        for tensor in sent.grpc.inputs
-    )
-
-
-_BATCH_TOO_BIG = re.compile(
-    r"(?:\[request id: .*\] )?inference request batch-size must be <= \d+ for .*",
-    re.S,
-)
-
-
-def _batch_past_int32(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    return (
-        sent.grpc is not None
-        and ours.code == "INVALID_ARGUMENT"
-        and _BATCH_TOO_BIG.fullmatch(ours.text) is not None
-        and any(t.shape and t.shape[0] >= 2**31 for t in sent.grpc.inputs)
-    )
-
-
-_PARAMETER_TYPE = re.compile(r"invalid value type for '(.*)' parameter, expected .*\.")
-
-
-def _parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    """Of several invalid request parameters, Triton names the first of its
-    protobuf map's order; tritonx the first in key order (deterministic)."""
-    if sent.grpc is None or theirs is None or sent.ask_ours is None:
-        return False
-    mine, triton = (
-        _PARAMETER_TYPE.fullmatch(ours.text),
-        _PARAMETER_TYPE.fullmatch(theirs.text),
-    )
-    if mine is None or triton is None or ours.code != theirs.code:
-        return False
-    named, other = mine.group(1), triton.group(1)
-    keys = sent.grpc.parameters
-    if named == other or named not in keys or other not in keys or named > other:
-        return False
-    # The key tritonx names is invalid on its own.
-    alone = service_pb2.ModelInferRequest()
-    alone.CopyFrom(sent.grpc)
-    for key in list(alone.parameters):
-        if key != named:
-            del alone.parameters[key]
-    return sent.ask_ours(alone.SerializeToString()) == ours
-
-
-ALLOWLIST = [
-    Deviation(
-        "lone-surrogate",
-        # tritonx refuses a lone UTF-16 surrogate escape in any JSON string as a
-        # client error, 400, without a parser offset; Triton answers 500 with
-        # " at <offset>" appended for a lone high surrogate, and accepts a lone
-        # low one (its rapidjson writes it out as invalid UTF-8), which then
-        # reaches names, ids and data.
-        "lone UTF-16 surrogate escape in a JSON string",
-        _surrogate,
-    ),
-    Deviation(
-        "too-deep",
-        # tritonx refuses JSON nested deeper than TRITONX_MAX_DEPTH (500, "nested
-        # too deeply") instead of recursing; Triton parses any depth and crashes
-        # (stack overflow) on very deep documents, e.g. 100,000 levels.
-        "JSON nested deeper than tritonx's limit",
-        _too_deep,
-        without_reference=True,
-    ),
-    Deviation(
-        "client-error-400",
-        # A JSON member of the wrong type (a shape dim, priority or timeout that is
-        # no unsigned integer, ...): Triton's TritonJson message, which Triton
-        # answers with 500; tritonx with 400, as a client's mistake (no 5xx for
-        # those), keeping Triton's words. Only these messages, with the same text.
-        "a JSON member of the wrong type: 400 where Triton answers 500",
-        _client_error_400,
-    ),
-    Deviation(
-        "dim-past-int64",
-        # A shape dim in [2^63, 2^64): Triton reads it as uint64 and its core as a
-        # negative int64 (then fails somewhere, or crashes); tritonx refuses it
-        # where it reads the shape, with 400 and a message naming the dim. Only
-        # that message, for a dim the JSON has, and not instead of a parse error.
-        "a JSON shape dim past int64: refused as it is read",
-        _dim_past_int64,
-    ),
-    Deviation(
-        "invalid-utf8",
-        # JSON must be UTF-8: tritonx refuses a string that is not (500, "Invalid
-        # encoding in string.", as the parse errors); Triton takes its bytes as
-        # they are. Being the first error tritonx meets, whatever Triton does with
-        # the rest is not comparable.
-        "a JSON string that is not UTF-8",
-        _invalid_utf8,
-        without_reference=True,
-    ),
-    Deviation(
-        "nul-in-string",
-        # Triton passes names, ids, parameter keys and string values to its core
-        # as C strings, cut at a NUL character (so "INPUT1\u0000x" finds INPUT1, a
-        # key "a\u0000b" is then not found), and its error messages are C strings
-        # too; tritonx keeps every string whole. Excused when Triton's answer is
-        # tritonx's with those strings, or the message, cut at the NUL.
-        "a NUL character in a string",
-        _nul,
-    ),
-    Deviation(
-        "percent-escape",
-        # tritonx decodes %XX in a URL's model name (tritonclient quotes names, so
-        # names with such characters work); Triton takes the name as it is.
-        # Excused when tritonx, asked for the name with its '%' kept (%25), answers
-        # as Triton did.
-        "a percent-escape in a URL's model name",
-        _percent_escape,
-    ),
-    Deviation(
-        "unknown-method",
-        # A method tritonx's HTTP parsers do not know (FOO): 400 Bad Request;
-        # Triton: 405 on a route, 404 elsewhere.
-        "an unknown HTTP method",
-        _unknown_method,
-    ),
-    Deviation(
-        "odd-request-target",
-        # A request target with bytes RFC 3986 does not allow ('{', '|', '"', ...):
-        # tritonx's strict parser refuses the request (400 Bad Request), a guard
-        # against request smuggling; Triton's evhtp routes it (404 or an answer).
-        "a request target with bytes outside RFC 3986",
-        _odd_target,
-    ),
-    Deviation(
-        "head-without-body",
-        # HTTP forbids a body in an answer to HEAD: tritonx sends none, Triton
-        # sends the error body; the statuses must be equal.
-        "an answer to HEAD without its body",
-        _head_without_body,
-    ),
-    Deviation(
-        "server-metadata",
-        # GET /v2: tritonx's own version, and no cuda_shared_memory extension
-        # (this build has no CUDA); everything else as Triton's.
-        "server metadata: version and CUDA shared memory",
-        _server_metadata,
-    ),
-    Deviation(
-        "grpc-negative-dim",
-        # gRPC dims are int64: tritonx refuses a negative one, "tensor 'X' contains
-        # an invalid dimension [...]"; Triton computes sizes with it (then fails
-        # with odd numbers, or not at all). Only that message, for an input of the
-        # request with that negative shape.
-        "a negative dim in a gRPC shape",
-        _negative_dims,
-        without_reference=True,
-    ),
-    Deviation(
-        "grpc-batch-past-int32",
-        # A batch dim of 2^31 or more: Triton truncates it to 32 bits (4294967297
-        # is a batch of 1), and hangs on some; tritonx refuses it as larger than
-        # max_batch_size. Not sent to the reference.
-        "a gRPC batch dim past 32 bits",
-        _batch_past_int32,
-        without_reference=True,
-    ),
-    Deviation(
-        "grpc-parameter-named",
-        # Several invalid request parameters: Triton names the first in its
-        # protobuf map's (hash) order, tritonx the first in key order, every time.
-        # Excused when tritonx names an earlier key than Triton, one that is
-        # invalid on its own.
-        "which of several invalid gRPC request parameters is named",
-        _parameter_named,
-    ),
-]
-
-
-def excused(sent: Sent, ours: Answer, theirs: Answer | None = None) -> Deviation | None:
-    """The allowlist entry excusing this pair of answers, if any (``theirs`` None:
-    only entries that need no reference answer)."""
-    for deviation in ALLOWLIST:
-        if (theirs is not None or deviation.without_reference) and deviation.excuses(
-            sent, ours, theirs
+def request_inputs(sent: Sent) -> list[Input]:
+    """The request's inputs whose shape is a list of integers (gRPC: all of them;
+    HTTP: those of the JSON document, or of a binary-extension header)."""
+    if sent.grpc is not None:
+        return [Input(t.name, t.datatype, tuple(t.shape)) for t in sent.grpc.inputs]
+    try:
+        doc = json.loads(sent.json_text)
+    except (ValueError, RecursionError):
+        return []
+    inputs = doc.get("inputs") if isinstance(doc, dict) else None
+    found = []
+    for item in inputs if isinstance(inputs, list) else []:
+        shape = item.get("shape") if isinstance(item, dict) else None
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) for d in shape
         ):
-            return deviation
-    return None
+            continue
+        name, datatype = item.get("name"), item.get("datatype")
+        found.append(
+            Input(
+                name if isinstance(name, str) else "",
+                datatype if isinstance(datatype, str) else "",
+                tuple(shape),
+                "data" in item,
+                item.get("data"),
+            )
+        )
+    return found
+
+
+def element_count(shape: tuple[int, ...]) -> int:
+    """The product of the dims, exactly (no int64 wrap)."""
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
+
+
+def json_leaves(value: Any) -> int:
+    """How many values a JSON ``data`` holds, its nested arrays flattened."""
+    if isinstance(value, list):
+        return sum(json_leaves(item) for item in value)
+    return 1
 
 
 REFERENCE_MAX_ALLOCATION = 256 << 20
@@ -568,22 +263,9 @@ def triton_json_allocation(json_text: bytes) -> int:
     """The bytes Triton would allocate up front for the JSON ``data`` of the inputs
     in ``json_text``: each shape's element count multiplied as int64 (wrapping, as
     there), 8 bytes an element at most; 0 for text Python's json cannot read."""
-    try:
-        doc = json.loads(json_text)
-    except (ValueError, RecursionError):
-        return 0
-    inputs = doc.get("inputs") if isinstance(doc, dict) else None
     total = 0
-    for item in inputs if isinstance(inputs, list) else []:
-        if not isinstance(item, dict) or "data" not in item:
-            continue
-        shape = item.get("shape")
-        if not isinstance(shape, list) or not shape:
-            continue
-        if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-            continue
-        count = 1
-        for dim in shape:
-            count = (count * dim) & (2**64 - 1)
-        total += min(count, 2**64 - count) * 8
+    for tensor in request_inputs(Sent("http", b"", json_text)):
+        if tensor.has_data and tensor.shape:
+            count = element_count(tensor.shape) & (2**64 - 1)
+            total += min(count, 2**64 - count) * 8
     return total

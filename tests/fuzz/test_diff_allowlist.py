@@ -7,12 +7,13 @@ import json
 from typing import Any
 
 import pytest
+from diff_allowlist import excused, odd_target
 from diffutil import (
     INVALID_ENCODING,
     PARSE,
     Answer,
     Sent,
-    excused,
+    cut_message,
     json_depth,
     lone_surrogates,
     string_not_utf8,
@@ -65,6 +66,58 @@ def test_string_not_utf8() -> None:
     assert not string_not_utf8(b"[1, \xff]")  # not in a string: a syntax error
 
 
+def test_cut_message() -> None:
+    request = service_pb2.ModelInferRequest(id="a\0b", model_name="m")
+    request.inputs.add(name="I\0x", datatype="FP32\0").parameters[
+        "p\0q"
+    ].string_param = "v\0w"
+    request.raw_input_contents.append(b"\0\0")
+    assert cut_message(request)
+    assert (request.id, request.inputs[0].name, request.inputs[0].datatype) == (
+        "a",
+        "I",
+        "FP32",
+    )
+    assert dict(request.inputs[0].parameters) == {
+        "p": service_pb2.InferParameter(string_param="v")
+    }
+    assert request.raw_input_contents[0] == b"\0\0"  # bytes are no C strings
+    two_keys = service_pb2.ModelInferRequest()
+    two_keys.parameters["k\0x"].bool_param = True
+    two_keys.parameters["k"].bool_param = False
+    assert not cut_message(two_keys)
+
+
+@pytest.mark.parametrize(
+    "target, odd",
+    [
+        (b"/v2/models/m/ready?a=b&c=%41", False),
+        (b"/v2/models/m\x7f/ready", True),
+        (b"/a{b}", True),
+        (b"//]/4/", True),
+        (b"//[/", True),
+        (b"//a:b/", True),
+        (b"//a@b@c/", True),
+        (b"//a%zz/", True),
+        (b"//a:1/x", False),
+        (b"//a@b/", False),
+        (b"//[::1]/", False),
+        (b"//a%41?x", False),
+        (b"//", False),
+        (b"///x", False),
+    ],
+)
+def test_odd_target(target: bytes, odd: bool) -> None:
+    """As evhttp reads targets (checked against the native engine)."""
+    assert odd_target(target) == odd
+
+
+def _input_names(wire: bytes) -> Answer:
+    """A stand-in for tritonx: the names of the request's inputs."""
+    request = service_pb2.ModelInferRequest.FromString(wire)
+    return Answer("INVALID_ARGUMENT", ",".join(repr(t.name) for t in request.inputs))
+
+
 def _http(method: str, path: str, json_text: bytes = b"", replay: Any = None) -> Sent:
     wire = f"{method} {path} HTTP/1.1\r\n\r\n".encode() + json_text
     return Sent("http", wire, json_text, ask_ours=replay)
@@ -99,6 +152,34 @@ TRITON_METADATA = {
     "extensions": ["a", "cuda_shared_memory", "b"],
 }
 BAD_TYPE = "invalid value type for '{}' parameter, expected int64_param, bool_param, or string_param."
+
+
+TOO_BIG_BATCH = (
+    "[request id: <id_unknown>] inference request batch-size must be <= 8 for 'm'"
+)
+SHAPE_NOT_DATA = Answer(
+    "500", "Unable to parse 'data': Shape does not match true shape of 'data' field"
+)
+INT64_MAX = 2**63 - 1
+SIZE_MESSAGE = f"{{}} for tensor 'INPUT0' exceeds maximum size of {INT64_MAX}"
+
+
+def _wrapping(data: list[object], dim: int = 2**32) -> bytes:
+    """add_sub's inputs: INPUT0 with data for a shape of ``dim`` x 2^32 elements,
+    INPUT1 FP32 [4] with ``data``."""
+    return json.dumps(
+        {
+            "inputs": [
+                {"name": "INPUT0", "shape": [dim, 2**32], "data": [1]},
+                {"name": "INPUT1", "shape": [4], "datatype": "FP32", "data": data},
+            ]
+        }
+    ).encode()
+
+
+def _bytes_input(shape: list[int]) -> bytes:
+    header = {"name": "INPUT0", "shape": shape, "datatype": "BYTES"}
+    return json.dumps({"inputs": [header]}).encode()
 
 
 @pytest.mark.parametrize(
@@ -166,6 +247,26 @@ BAD_TYPE = "invalid value type for '{}' parameter, expected int64_param, bool_pa
             Answer("500", "parameter key 'k' was not found in the JSON"),
             "nul-in-string",
         ),
+        (  # an id cut to nothing: Triton's answer has none
+            _http("POST", "/", b'{"id": "\\u0000ab"}'),
+            Answer("200", '{"id": "\\u0000ab", "model_name": "m"}'),
+            Answer("200", '{"model_name": "m"}'),
+            "nul-in-string",
+        ),
+        (  # BYTES data keep their NUL
+            _http(
+                "POST", "/", b'{"id": "\\u0000", "inputs": [{"data": ["a\\u0000"]}]}'
+            ),
+            Answer("200", '{"id": "\\u0000", "outputs": [{"data": ["a\\u0000"]}]}'),
+            Answer("200", '{"outputs": [{"data": ["a\\u0000"]}]}'),
+            "nul-in-string",
+        ),
+        (
+            _http("POST", "/", b'{"id": "a\\u0000b"}'),
+            Answer("200", '{"id": "a\\u0000b", "model_name": "m"}'),
+            Answer("200", '{"model_name": "m"}'),
+            None,
+        ),
         (
             _http("POST", "/", NUL_BODY),
             Answer("400", "[request id: ab\0cd] unexpected inference input 'X'"),
@@ -186,6 +287,18 @@ BAD_TYPE = "invalid value type for '{}' parameter, expected int64_param, bool_pa
             ),
             Answer("INVALID_ARGUMENT", "unable to find data for input tensor 'IN"),
             "nul-in-string",
+        ),
+        (  # an input "\0" is, cut, a second input "": tritonx asked so answers so
+            _grpc(_request(inputs={"\0": [1], "": [1]}), replay=_input_names),
+            Answer("INVALID_ARGUMENT", "unable to find data for input tensor '\0'"),
+            Answer("INVALID_ARGUMENT", "'',''"),
+            "nul-in-string",
+        ),
+        (
+            _grpc(_request(inputs={"\0": [1], "": [1]}), replay=_input_names),
+            Answer("INVALID_ARGUMENT", "unable to find data for input tensor '\0'"),
+            Answer("INVALID_ARGUMENT", "'\\x00',''"),
+            None,
         ),
         (
             _grpc(_request(id="a\0b")),
@@ -216,6 +329,25 @@ BAD_TYPE = "invalid value type for '{}' parameter, expected int64_param, bool_pa
             ),
             Answer("200", ""),
             Answer("400", "Request for unknown model"),
+            None,
+        ),
+        # A request target with bytes RFC 3986 does not allow (DEL).
+        (
+            _http("GET", "/v2/models/m\x7f/ready"),
+            Answer("400", "Bad Request"),
+            Answer("404", "Not Found"),
+            "odd-request-target",
+        ),
+        (
+            _http("POST", "/v2/repository/index?a\x7f"),
+            Answer("400", "Bad Request"),
+            Answer("200", "[]"),
+            "odd-request-target",
+        ),
+        (
+            _http("GET", "/v2/models/m/ready"),
+            Answer("400", "Bad Request"),
+            Answer("404", "Not Found"),
             None,
         ),
         # Methods: unknown ones, and HEAD without a body.
@@ -277,7 +409,7 @@ BAD_TYPE = "invalid value type for '{}' parameter, expected int64_param, bool_pa
                 "[request id: <id_unknown>] inference request batch-size must be <= 8 for 'identity'",
             ),
             None,
-            "grpc-batch-past-int32",
+            "batch-past-int32",
         ),
         (
             _grpc(_request(inputs={"INPUT0": [9, 1]})),
@@ -285,6 +417,74 @@ BAD_TYPE = "invalid value type for '{}' parameter, expected int64_param, bool_pa
                 "INVALID_ARGUMENT",
                 "[request id: <id_unknown>] inference request batch-size must be <= 8 for 'identity'",
             ),
+            None,
+            None,
+        ),
+        (
+            _http("POST", "/", b'{"inputs": [{"name": "I", "shape": [2147483648]}]}'),
+            Answer("400", TOO_BIG_BATCH),
+            None,
+            "batch-past-int32",
+        ),
+        (
+            _http("POST", "/", b'{"inputs": [{"name": "I", "shape": [9, 1]}]}'),
+            Answer("400", TOO_BIG_BATCH),
+            None,
+            None,
+        ),
+        # A shape whose element count wraps to 0: tritonx refuses its data.
+        (
+            _http("POST", "/", _wrapping([1, 2, 3, 4])),
+            SHAPE_NOT_DATA,
+            Answer("500", "Unable to parse 'data': attempt to access JSON non-number"),
+            "count-wraps-to-zero",
+        ),
+        (
+            _http("POST", "/", _wrapping([1, 2, 3])),  # INPUT1's data is short
+            SHAPE_NOT_DATA,
+            Answer("500", "Unable to parse 'data': attempt to access JSON non-number"),
+            None,
+        ),
+        (
+            _http("POST", "/", _wrapping([1, 2, 3, 4], 2**32 + 1)),  # wraps, not to 0
+            SHAPE_NOT_DATA,
+            Answer("500", "Unable to parse 'data': attempt to access JSON non-number"),
+            None,
+        ),
+        (
+            _http("POST", "/", _wrapping([1, 2, 3, 4])),
+            SHAPE_NOT_DATA,
+            Answer("500", PARSE + "Invalid value. at 3"),
+            None,
+        ),
+        # A size past int64: tritonx's message, for a tensor of the request.
+        (
+            _grpc(_request(inputs={"INPUT0": [7, INT64_MAX]})),
+            Answer("INVALID_ARGUMENT", SIZE_MESSAGE.format("byte size")),
+            None,
+            "size-past-int64",
+        ),
+        (
+            _grpc(_request(inputs={"INPUT0": [7, 2**60]})),  # 2^65 bytes, fewer items
+            Answer("INVALID_ARGUMENT", SIZE_MESSAGE.format("byte size")),
+            None,
+            "size-past-int64",
+        ),
+        (
+            _grpc(_request(inputs={"INPUT0": [1, 2**60]})),  # 2^62 bytes
+            Answer("INVALID_ARGUMENT", SIZE_MESSAGE.format("byte size")),
+            None,
+            None,
+        ),
+        (
+            _http("POST", "/", _bytes_input([7, INT64_MAX])),
+            Answer("400", SIZE_MESSAGE.format("element count")),
+            None,
+            "size-past-int64",
+        ),
+        (
+            _http("POST", "/", _bytes_input([7, 2**60])),  # BYTES: the count only
+            Answer("400", SIZE_MESSAGE.format("element count")),
             None,
             None,
         ),

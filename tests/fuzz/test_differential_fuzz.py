@@ -47,11 +47,11 @@ from typing import Any
 
 import grpc
 import pytest
+from diff_allowlist import excused
 from diffutil import (
     REFERENCE_MAX_ALLOCATION,
     Answer,
     Sent,
-    excused,
     triton_json_allocation,
 )
 from fuzzutil import (

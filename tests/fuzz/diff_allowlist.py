@@ -1,0 +1,514 @@
+"""The allowlist of tritonx's deliberate deviations from Triton 2.51 (``ALLOWLIST``),
+each tied to the requests it excuses by a predicate over the request and both
+answers; test_differential_fuzz.py asks it about each mismatch, test_diff_allowlist.py
+checks each entry on requests it must and must not excuse."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from diffutil import (
+    INT64_MAX,
+    INVALID_ENCODING,
+    PARSE,
+    SURROGATE,
+    TOO_DEEP,
+    TRITONX_MAX_DEPTH,
+    Answer,
+    Sent,
+    cut_at_nul,
+    cut_message,
+    cut_response,
+    element_count,
+    json_depth,
+    json_leaves,
+    lone_surrogates,
+    nul_strings,
+    request_inputs,
+    string_not_utf8,
+)
+from tritonclient.grpc import service_pb2
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """A known, deliberate difference, and the test for a request it excuses."""
+
+    name: str
+    why: str
+    excuses: Callable[[Sent, Answer, Answer | None], bool]
+    # Excused from tritonx's answer alone: the reference is not asked (it may
+    # crash or hang on such requests, which costs a restart).
+    without_reference: bool = False
+
+
+def _surrogate(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    high, low = lone_surrogates(sent.json_text)
+    if ours != Answer("400", SURROGATE) or not (high or low) or theirs is None:
+        return False
+    # Triton's rapidjson refuses a lone high surrogate (500, with the offset) but
+    # takes a lone low one as is, and the request then fails (or not) elsewhere.
+    return low or bool(re.fullmatch(re.escape(SURROGATE) + r" at \d+", theirs.text))
+
+
+def _too_deep(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    return ours == Answer("500", TOO_DEEP) and json_depth(sent.json_text) > (
+        TRITONX_MAX_DEPTH
+    )
+
+
+# Triton's TritonJson messages for a member of the wrong type that tritonx answers
+# with 400 (a client's mistake), keeping Triton's words: exactly these.
+_TRITONJSON_400 = re.compile(
+    r"Unable to parse '(?:shape|priority|timeout)': attempt to access JSON "
+    r"non-unsigned-integer as unsigned-integer"
+    r"|Unable to parse 'sequence_id': attempt to access JSON non-string as string"
+    r"|Unable to parse 'sequence_(?:start|end)': attempt to access JSON "
+    r"non-boolean as boolean"
+    r"|Unable to set 'classification': attempt to access JSON "
+    r"non-unsigned-integer as unsigned-integer"
+)
+
+
+def _client_error_400(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    return (
+        theirs is not None
+        and (ours.code, theirs.code) == ("400", "500")
+        and ours.text == theirs.text
+        and _TRITONJSON_400.fullmatch(ours.text) is not None
+    )
+
+
+_DIM_TOO_LARGE = re.compile(
+    r"Unable to parse 'shape': dimension (\d+) of input '.*' is larger than the "
+    rf"maximum of {INT64_MAX}",
+    re.S,
+)
+
+
+def _dim_past_int64(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    match = _DIM_TOO_LARGE.fullmatch(ours.text)
+    if ours.code != "400" or match is None or theirs is None:
+        return False
+    dim = match.group(1).encode()
+    literal = re.compile(rb"(?<![\d.eE+-])" + dim + rb"(?![\d.eE])")
+    return (
+        INT64_MAX < int(dim) < 2**64
+        and literal.search(sent.json_text) is not None
+        # Triton read the document: an earlier parse error would be a bug.
+        and not theirs.text.startswith(PARSE)
+    )
+
+
+def _invalid_utf8(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    return ours == Answer("500", INVALID_ENCODING) and string_not_utf8(sent.json_text)
+
+
+_PARAMETER_NOT_FOUND = re.compile(
+    r"parameter key '(.*)' was not found in the JSON", re.S
+)
+
+
+def _nul(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    strings = nul_strings(sent)
+    if theirs is None or not strings:
+        return False
+    if theirs.code == ours.code:
+        # Names reach Triton's core cut at their NUL (C strings); its messages are
+        # C strings too, cut at the first NUL of the whole message.
+        cut = cut_at_nul(ours.text, strings)
+        if ours.code == "200":  # an id cut to nothing is none: Triton leaves it out
+            cut = cut.replace('{"id": "", ', "{", 1)
+        if theirs.text in (cut, ours.text.split("\0")[0], cut.split("\0")[0]):
+            return True
+        if ours.code == "OK" and theirs.text == cut_response(ours.text):
+            return True
+    # Where cutting changes what Triton checks (an input "\0" is then a second
+    # input named ""): tritonx asked the request with its strings cut answers so.
+    if sent.grpc is not None and sent.ask_ours is not None:
+        cut_request = service_pb2.ModelInferRequest()
+        cut_request.CopyFrom(sent.grpc)
+        if cut_message(cut_request):
+            return sent.ask_ours(cut_request.SerializeToString()) == theirs
+    # Triton lists the request parameters' keys, then looks each one up by its C
+    # string: a key cut at its NUL is not found.
+    found = _PARAMETER_NOT_FOUND.fullmatch(theirs.text)
+    if sent.is_http and theirs.code == "500" and found is not None:
+        try:
+            params = json.loads(sent.json_text).get("parameters")
+        except (ValueError, RecursionError, AttributeError):
+            return False
+        keys = params if isinstance(params, dict) else {}
+        return any("\0" in key and key.split("\0")[0] == found.group(1) for key in keys)
+    return False
+
+
+_MODEL_SEGMENT = re.compile(rb"^(/v2/(?:repository/)?models/)([^/?]*)")
+
+
+def _percent_escape(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """tritonx decodes %XX in a URL's model name (tritonclient quotes names);
+    Triton does not: it answers as tritonx does for the name with its '%' kept."""
+    match = _MODEL_SEGMENT.match(sent.path)
+    if theirs is None or sent.ask_ours is None or match is None:
+        return False
+    if b"%" not in match.group(2):
+        return False
+    kept = match.group(2).replace(b"%", b"%25")
+    path = match.group(1) + kept + sent.path[match.end() :]
+    method, _, rest = sent.wire.partition(b" ")
+    replay = method + b" " + path + rest[len(sent.path) :]
+    return sent.ask_ours(replay) == theirs
+
+
+# Methods tritonx's HTTP parsers know; others are refused as a bad request.
+KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
+KNOWN_METHODS |= {"PATCH"}
+
+
+def _unknown_method(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    return (
+        sent.method not in KNOWN_METHODS
+        and ours == Answer("400", "Bad Request")
+        and theirs in (Answer("405", "Method Not Allowed"), Answer("404", "Not Found"))
+    )
+
+
+# The bytes RFC 3986 allows in a request target (with '%' escapes); llhttp, the
+# native engine's parser, refuses others.
+_TARGET_BYTES = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    b"-._~:/?#[]@!$&'()*+,;=%"
+)
+
+
+# After "//" a target begins with an authority (RFC 3986: userinfo@host:port),
+# which evhttp, the native engine's URI reader, refuses when it is none.
+_PCHAR = rb"[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2}"
+_AUTHORITY = re.compile(
+    rb"(?:(?:" + _PCHAR + rb"|:)*@)?(?:\[[0-9A-Fa-f:.]*\]|(?:" + _PCHAR + rb")*)"
+    rb"(?::[0-9]*)?"
+)
+
+
+def odd_target(target: bytes) -> bool:
+    """Whether a request target has bytes RFC 3986 does not allow, or an
+    authority after "//" that is none."""
+    if any(byte not in _TARGET_BYTES for byte in target):
+        return True
+    authority = re.split(rb"[/?#]", target[2:], maxsplit=1)[0]
+    return target.startswith(b"//") and _AUTHORITY.fullmatch(authority) is None
+
+
+def _odd_target(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    return (
+        sent.is_http
+        and odd_target(sent.path)
+        and ours == Answer("400", "Bad Request")
+        and theirs is not None
+    )
+
+
+def _head_without_body(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    return (
+        sent.method == "HEAD"
+        and theirs is not None
+        and ours.code == theirs.code
+        and ours.text == ""
+    )
+
+
+def _server_metadata(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """GET /v2: tritonx's own version; no CUDA shared memory in this build."""
+    if sent.method != "GET" or sent.path.split(b"?")[0] != b"/v2" or theirs is None:
+        return False
+    if (ours.code, theirs.code) != ("200", "200"):
+        return False
+    mine, triton = json.loads(ours.text), json.loads(theirs.text)
+    triton["version"] = mine.get("version")
+    extensions = triton.get("extensions", [])
+    triton["extensions"] = [e for e in extensions if e != "cuda_shared_memory"]
+    return bool(mine == triton)
+
+
+_INVALID_DIM = re.compile(
+    r"(?:\[request id: .*\] )?tensor '(.*)' contains an invalid dimension "
+    r"(?:in shape )?\[(-?\d+(?:,-?\d+)*)?\]",
+    re.S,
+)
+
+
+def _negative_dims(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    match = _INVALID_DIM.fullmatch(ours.text)
+    if sent.grpc is None or ours.code != "INVALID_ARGUMENT" or match is None:
+        return False
+    dims = [int(d) for d in match.group(2).split(",")] if match.group(2) else []
+    return any(
+        tensor.name == match.group(1)
+        and min(tensor.shape, default=0) < 0
+        and list(tensor.shape[len(tensor.shape) - len(dims) :]) == dims
+        for tensor in sent.grpc.inputs
+    )
+
+
+_BATCH_TOO_BIG = re.compile(
+    r"(?:\[request id: .*\] )?inference request batch-size must be <= \d+ for .*",
+    re.S,
+)
+
+
+# An error answer's code, by protocol.
+_INVALID = ("INVALID_ARGUMENT", "400")
+
+
+def _batch_past_int32(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    return (
+        ours.code in _INVALID
+        and _BATCH_TOO_BIG.fullmatch(ours.text) is not None
+        and any(
+            t.shape and 2**31 <= t.shape[0] <= INT64_MAX for t in request_inputs(sent)
+        )
+    )
+
+
+_SHAPE_NOT_DATA = Answer(
+    "500", "Unable to parse 'data': Shape does not match true shape of 'data' field"
+)
+
+
+def _count_wraps_to_zero(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """JSON ``data`` for a shape whose element count is a multiple of 2^64 (no dim
+    0): Triton's int64 count wraps to 0, it reads no value and goes on; tritonx
+    refuses the data. Only when every other input's data fits its shape (so the
+    refusal is about such an input) and Triton read the document."""
+    if not sent.is_http or ours != _SHAPE_NOT_DATA or theirs is None:
+        return False
+    if theirs.text.startswith(PARSE):
+        return False
+    wraps = 0
+    for tensor in request_inputs(sent):
+        if not tensor.has_data or not tensor.shape:
+            continue
+        count = element_count(tensor.shape)
+        if all(0 < d <= INT64_MAX for d in tensor.shape) and count % 2**64 == 0:
+            wraps += 1
+        elif json_leaves(tensor.data) != count:
+            return False
+    return wraps > 0
+
+
+_SIZE_TOO_BIG = re.compile(
+    rf"(element count|byte size) for tensor '(.*)' exceeds maximum size of {INT64_MAX}",
+    re.S,
+)
+# Bytes an element of each fixed-size datatype takes.
+_ITEM_SIZE = {"BOOL": 1, "INT8": 1, "UINT8": 1, "INT16": 2, "UINT16": 2, "FP16": 2}
+_ITEM_SIZE |= {"BF16": 2, "INT32": 4, "UINT32": 4, "FP32": 4}
+_ITEM_SIZE |= {"INT64": 8, "UINT64": 8, "FP64": 8}
+
+
+def _size_past_int64(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """A shape whose element count (BYTES) or byte size is past int64: tritonx
+    refuses it; Triton's int64 arithmetic wraps (``Expected -28``)."""
+    match = _SIZE_TOO_BIG.fullmatch(ours.text)
+    if ours.code not in _INVALID or match is None:
+        return False
+    counted, name = match.groups()
+    for tensor in request_inputs(sent):
+        if tensor.name != name or not all(0 <= d <= INT64_MAX for d in tensor.shape):
+            continue
+        if counted == "element count":
+            item = 1 if tensor.datatype == "BYTES" else None
+        else:
+            item = _ITEM_SIZE.get(tensor.datatype)
+        if item is not None and element_count(tensor.shape) * item > INT64_MAX:
+            return True
+    return False
+
+
+_PARAMETER_TYPE = re.compile(r"invalid value type for '(.*)' parameter, expected .*\.")
+
+
+def _parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """Of several invalid request parameters, Triton names the first of its
+    protobuf map's order; tritonx the first in key order (deterministic)."""
+    if sent.grpc is None or theirs is None or sent.ask_ours is None:
+        return False
+    mine, triton = (
+        _PARAMETER_TYPE.fullmatch(ours.text),
+        _PARAMETER_TYPE.fullmatch(theirs.text),
+    )
+    if mine is None or triton is None or ours.code != theirs.code:
+        return False
+    named, other = mine.group(1), triton.group(1)
+    keys = sent.grpc.parameters
+    if named == other or named not in keys or other not in keys or named > other:
+        return False
+    # The key tritonx names is invalid on its own.
+    alone = service_pb2.ModelInferRequest()
+    alone.CopyFrom(sent.grpc)
+    for key in list(alone.parameters):
+        if key != named:
+            del alone.parameters[key]
+    return sent.ask_ours(alone.SerializeToString()) == ours
+
+
+ALLOWLIST = [
+    Deviation(
+        "lone-surrogate",
+        # tritonx refuses a lone UTF-16 surrogate escape in any JSON string as a
+        # client error, 400, without a parser offset; Triton answers 500 with
+        # " at <offset>" appended for a lone high surrogate, and accepts a lone
+        # low one (its rapidjson writes it out as invalid UTF-8), which then
+        # reaches names, ids and data.
+        "lone UTF-16 surrogate escape in a JSON string",
+        _surrogate,
+    ),
+    Deviation(
+        "too-deep",
+        # tritonx refuses JSON nested deeper than TRITONX_MAX_DEPTH (500, "nested
+        # too deeply") instead of recursing; Triton parses any depth and crashes
+        # (stack overflow) on very deep documents, e.g. 100,000 levels.
+        "JSON nested deeper than tritonx's limit",
+        _too_deep,
+        without_reference=True,
+    ),
+    Deviation(
+        "client-error-400",
+        # A JSON member of the wrong type (a shape dim, priority or timeout that is
+        # no unsigned integer, ...): Triton's TritonJson message, which Triton
+        # answers with 500; tritonx with 400, as a client's mistake (no 5xx for
+        # those), keeping Triton's words. Only these messages, with the same text.
+        "a JSON member of the wrong type: 400 where Triton answers 500",
+        _client_error_400,
+    ),
+    Deviation(
+        "dim-past-int64",
+        # A shape dim in [2^63, 2^64): Triton reads it as uint64 and its core as a
+        # negative int64 (then fails somewhere, or crashes); tritonx refuses it
+        # where it reads the shape, with 400 and a message naming the dim. Only
+        # that message, for a dim the JSON has, and not instead of a parse error.
+        "a JSON shape dim past int64: refused as it is read",
+        _dim_past_int64,
+    ),
+    Deviation(
+        "invalid-utf8",
+        # JSON must be UTF-8: tritonx refuses a string that is not (500, "Invalid
+        # encoding in string.", as the parse errors); Triton takes its bytes as
+        # they are. Being the first error tritonx meets, whatever Triton does with
+        # the rest is not comparable.
+        "a JSON string that is not UTF-8",
+        _invalid_utf8,
+        without_reference=True,
+    ),
+    Deviation(
+        "nul-in-string",
+        # Triton passes names, ids, parameter keys and string values to its core
+        # as C strings, cut at a NUL character (so "INPUT1\u0000x" finds INPUT1, a
+        # key "a\u0000b" is then not found), and its error messages are C strings
+        # too; tritonx keeps every string whole. Excused when Triton's answer is
+        # tritonx's with those strings, or the message, cut at the NUL.
+        "a NUL character in a string",
+        _nul,
+    ),
+    Deviation(
+        "percent-escape",
+        # tritonx decodes %XX in a URL's model name (tritonclient quotes names, so
+        # names with such characters work); Triton takes the name as it is.
+        # Excused when tritonx, asked for the name with its '%' kept (%25), answers
+        # as Triton did.
+        "a percent-escape in a URL's model name",
+        _percent_escape,
+    ),
+    Deviation(
+        "unknown-method",
+        # A method tritonx's HTTP parsers do not know (FOO): 400 Bad Request;
+        # Triton: 405 on a route, 404 elsewhere.
+        "an unknown HTTP method",
+        _unknown_method,
+    ),
+    Deviation(
+        "odd-request-target",
+        # A request target with bytes RFC 3986 does not allow ('{', '|', '"', DEL,
+        # ...), or "//" and then no authority ("//]", "//a:b/"): tritonx's strict
+        # parsers refuse the request (400 Bad Request), a guard against request
+        # smuggling; Triton's evhtp routes it (404, 405, or an answer: a DEL in
+        # the query of /v2/repository/index is served).
+        "a request target that is no RFC 3986 URI",
+        _odd_target,
+    ),
+    Deviation(
+        "head-without-body",
+        # HTTP forbids a body in an answer to HEAD: tritonx sends none, Triton
+        # sends the error body; the statuses must be equal.
+        "an answer to HEAD without its body",
+        _head_without_body,
+    ),
+    Deviation(
+        "server-metadata",
+        # GET /v2: tritonx's own version, and no cuda_shared_memory extension
+        # (this build has no CUDA); everything else as Triton's.
+        "server metadata: version and CUDA shared memory",
+        _server_metadata,
+    ),
+    Deviation(
+        "grpc-negative-dim",
+        # gRPC dims are int64: tritonx refuses a negative one, "tensor 'X' contains
+        # an invalid dimension [...]"; Triton computes sizes with it (then fails
+        # with odd numbers, or not at all). Only that message, for an input of the
+        # request with that negative shape.
+        "a negative dim in a gRPC shape",
+        _negative_dims,
+        without_reference=True,
+    ),
+    Deviation(
+        "batch-past-int32",
+        # A batch dim of 2^31 or more: Triton truncates it to 32 bits (4294967297
+        # is a batch of 1, 2^31 a negative one), and hangs on some; tritonx refuses
+        # it as larger than max_batch_size. Not sent to the reference.
+        "a batch dim past 32 bits",
+        _batch_past_int32,
+        without_reference=True,
+    ),
+    Deviation(
+        "count-wraps-to-zero",
+        # JSON data for a shape of 2^32 x 2^32 elements: Triton's count wraps to 0,
+        # it reads none of the data and names another error (another input's, or
+        # the shape's); tritonx refuses the data that cannot fill the shape.
+        "JSON data for a shape whose element count wraps to 0 in int64",
+        _count_wraps_to_zero,
+    ),
+    Deviation(
+        "size-past-int64",
+        # A shape whose byte size (BYTES: element count) is past int64: tritonx
+        # refuses it, naming the tensor; Triton wraps (a byte size mismatch with
+        # "Expected -28", or a string count taken modulo 2^64) and may run the
+        # model on such a shape. Not emulated, not sent to the reference.
+        "a tensor size past int64",
+        _size_past_int64,
+        without_reference=True,
+    ),
+    Deviation(
+        "grpc-parameter-named",
+        # Several invalid request parameters: Triton names the first in its
+        # protobuf map's (hash) order, tritonx the first in key order, every time.
+        # Excused when tritonx names an earlier key than Triton, one that is
+        # invalid on its own.
+        "which of several invalid gRPC request parameters is named",
+        _parameter_named,
+    ),
+]
+
+
+def excused(sent: Sent, ours: Answer, theirs: Answer | None = None) -> Deviation | None:
+    """The allowlist entry excusing this pair of answers, if any (``theirs`` None:
+    only entries that need no reference answer)."""
+    for deviation in ALLOWLIST:
+        if (theirs is not None or deviation.without_reference) and deviation.excuses(
+            sent, ours, theirs
+        ):
+            return deviation
+    return None
