@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from tritonx.backends.stub.channel import Channel, ChannelClosed
-from tritonx.logging_setup import LOGGER_NAME
 from tritonx.host_policy import (
     BINDING_ENV,
     HostBinding,
     encode_binding,
     server_cpus,
 )
+from tritonx.logging_setup import LOGGER_NAME
 
 
 def _exited(pid: int) -> bool:
