@@ -149,6 +149,8 @@ class TritonPythonModel:
                     self._mark("after-final", str(error))
             elif mode == 5:
                 self._start(self._wait_cancel, sender, request.request_id(), True)
+            elif mode == 6:  # a decoupled model may not return responses
+                return [out(0) for _ in requests]
         return None
 
     def finalize(self):

@@ -8,6 +8,7 @@ when the request asks for it; errors travel on the stream without closing it.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,30 @@ def test_error_mid_stream_keeps_the_stream_open(
         # The same stream still serves requests.
         stream.send("after", 2, 0, empty_final=True)
         assert [e[1] for e in stream.collect(3)] == [0, 1, None]
+    finally:
+        stream.close()
+
+
+def test_returning_responses_from_a_decoupled_execute_is_an_error(
+    streaming_server: tuple[RunningServer, Path],
+) -> None:
+    server, _ = streaming_server
+    stream = Stream(server.grpc_url)
+    try:
+        stream.send("returns", 1, 6, empty_final=False)
+        [(_, value, _, error)] = stream.collect(1)
+        assert value is None and error is not None
+        # Both parts name the model instance, as Triton's stub does.
+        match = re.fullmatch(
+            r"Failed to process the request\(s\) for model '(\w+)', message: "
+            r"Python model '(\w+)' is using the decoupled mode and the execute "
+            r"function must return None\.",
+            error,
+        )
+        assert match is not None, error
+        assert match[1] == match[2] and match[1].startswith("repeat_0")
+        stream.send("after", 1, 0, empty_final=True)
+        assert [e[1] for e in stream.collect(2)] == [0, None]
     finally:
         stream.close()
 

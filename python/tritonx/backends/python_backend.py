@@ -250,7 +250,7 @@ class PythonInstance:
             bls.running_scope.reset(scope)
         if result is not None:
             raise self._failure(
-                f"Python model '{self._model_name}' is using the decoupled mode and "
+                f"Python model '{self._ctx.name}' is using the decoupled mode and "
                 "the execute function must return None."
             )
 
