@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,9 +54,66 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)  # stable: each file keeps its own order
 
 
+# pytest-timeout's thread method (pyproject) ends the whole worker when a test
+# outlives its timeout, since a test blocked inside C++ cannot be interrupted, and
+# the dump it writes is lost with the worker's stderr. The loadfile scheduler then
+# gives that file, the hung test included, to a fresh worker, which would hang the
+# same way, up to 4 workers per core. So each running test has a marker file here
+# (one test runs on one worker at a time) into which faulthandler writes every
+# thread's stack shortly before the timeout; a marker found when a test starts
+# means the test ended a worker: it fails at once, with those stacks.
+RUNNING_DIR_ENV = "TRITONX_TEST_RUNNING_DIR"
+_HUNG_STACKS = pytest.StashKey[str]()
+
+
+def _running_marker(item: pytest.Item) -> Path | None:
+    directory = os.environ.get(RUNNING_DIR_ENV)
+    if not directory:
+        return None
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in item.nodeid)
+    return Path(directory) / name[-200:]
+
+
+def _timeout_s(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and marker.args:
+        return float(marker.args[0])
+    return float(item.config.getini("timeout") or 0)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    marker = _running_marker(item)
+    timeout = _timeout_s(item)
+    if marker is None or timeout <= 0:
+        yield
+        return
+    if marker.exists():
+        item.stash[_HUNG_STACKS] = marker.read_text(errors="replace")
+    with marker.open("w") as stacks:
+        faulthandler.dump_traceback_later(max(timeout - 5, timeout / 2), file=stacks)
+        try:
+            yield
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+    marker.unlink(missing_ok=True)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    stacks = item.stash.get(_HUNG_STACKS, None)
+    if stacks is not None:
+        pytest.fail(
+            "this test outlived its timeout and ended its worker; not run again. "
+            f"Its threads shortly before the timeout:\n{stacks}",
+            pytrace=False,
+        )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):  # an xdist worker: the main process did it
         return
+    if config.pluginmanager.hasplugin("xdist") and not os.environ.get(RUNNING_DIR_ENV):
+        os.environ[RUNNING_DIR_ENV] = tempfile.mkdtemp(prefix="tritonx-running-")
     for variable in SELF_INSTALLING_TOOLS:
         command = shlex.split(os.environ.get(variable, ""))
         if command:
