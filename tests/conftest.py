@@ -5,6 +5,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -113,7 +114,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):  # an xdist worker: the main process did it
         return
     if config.pluginmanager.hasplugin("xdist") and not os.environ.get(RUNNING_DIR_ENV):
-        os.environ[RUNNING_DIR_ENV] = tempfile.mkdtemp(prefix="tritonx-running-")
+        directory = tempfile.mkdtemp(prefix="tritonx-running-")
+        os.environ[RUNNING_DIR_ENV] = directory
+        config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
     for variable in SELF_INSTALLING_TOOLS:
         command = shlex.split(os.environ.get(variable, ""))
         if command:
