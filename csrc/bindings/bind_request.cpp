@@ -256,7 +256,14 @@ void RegisterRequest(py::module_& m) {
           },
           py::arg("again"),
           "Iterative sequences: run this request again in a later batch of its "
-          "sequence instead of answering it now.");
+          "sequence instead of answering it now.")
+      .def(
+          "set_answered_by_sender",
+          [](const PyRequest& r) {
+            r.request->answered_by_sender.store(true, std::memory_order_release);
+          },
+          "A non-decoupled request answered through send_response (its model's "
+          "response sender), not by execute's result.");
 
   py::class_<PyShmTargets>(m, "ShmTargets",
                            "The shared memory regions a request's outputs go to")

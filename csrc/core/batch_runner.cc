@@ -159,6 +159,13 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
     request.compute_infer_ns.store(infer_ns, std::memory_order_relaxed);
     request.compute_output_ns.store(output_ns, std::memory_order_relaxed);
     if (status.ok() && Rescheduled(request)) continue;  // stays in batch.requests
+    if (status.ok() && !request.null_request &&
+        request.answered_by_sender.load(std::memory_order_acquire)) {
+      // Its sender answers it (or has): a success of this execution all the same.
+      stats_->RecordSuccess(end - request.enqueue_ns, start - request.enqueue_ns,
+                            input_ns, infer_ns, output_ns);
+      continue;
+    }
     if (!status.ok()) {
       response = std::make_unique<InferenceResponse>();
       response->status = status;

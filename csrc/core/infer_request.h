@@ -183,6 +183,12 @@ class InferenceRequest {
   // sequence batcher with iterative_sequence; atomic because a decoupled backend may
   // set it from a thread of its own before Execute returns.
   std::atomic<bool> reschedule{false};
+  // A non-decoupled request its backend answers through the request's sender
+  // (Send), during Execute or later from a thread of its own, not through
+  // Execute's result: Triton's response sender in default mode. Set during
+  // Execute; BatchRunner then neither answers nor fails it after a successful
+  // execution.
+  std::atomic<bool> answered_by_sender{false};
   // How many inputs the request had before the sequence batcher added its control
   // and state inputs (-1: not added yet): a request that runs again drops them first.
   int32_t sequence_inputs_from = -1;

@@ -214,6 +214,12 @@ def test_model_that_raises_fails_the_batch_and_keeps_serving(
             "'<class 'tritonx.backends.pb.messages.InferenceResponse'>'.",
         ),
         (
+            # (Triton 2.51 never answers such a request: no sender answers it.)
+            "return [None for r in requests]",
+            "Expected an 'InferenceResponse' object in the execute function return "
+            "list, found type '<class 'NoneType'>'.",
+        ),
+        (
             "return ['junk' for r in requests]",
             "Expected an 'InferenceResponse' object in the execute function return "
             "list, found type '<class 'str'>'.",

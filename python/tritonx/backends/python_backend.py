@@ -8,11 +8,10 @@ onnxruntime calls do).
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import inspect
 import json
 import logging
-from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -37,8 +36,11 @@ from tritonx.backends.base import (
     OutputValue,
 )
 from tritonx.backends.pb import bls
+from tritonx.backends.pb.errors import TritonError, TritonModelException
+from tritonx.backends.pb.event_loop import ModelEventLoop
 from tritonx.backends.pb.messages import (
     TRITONSERVER_REQUEST_RELEASE_RESCHEDULE,
+    TRITONSERVER_RESPONSE_COMPLETE_FINAL,
     InferenceRequest,
     InferenceResponse,
 )
@@ -97,6 +99,10 @@ class PythonInstance:
 
     gather_inputs = False
     allow_inline = True  # may run a request on the caller's thread (core decides)
+    # Set by a stub process (stub/__main__.py). There a non-decoupled model's
+    # sender has no way to the core but the execute's reply, and a decoupled one's
+    # responses travel on the response stream, not in order with that reply.
+    in_stub_process = False
 
     def __init__(self, model: PythonModel, ictx: InstanceContext) -> None:
         self._ctx = ictx
@@ -106,7 +112,7 @@ class PythonInstance:
         self._decoupled = bool(model.ctx.config.model_transaction_policy.decoupled)
         # (An unset sequence_batching reads as its defaults: not iterative.)
         self._iterative = bool(model.ctx.config.sequence_batching.iterative_sequence)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = ModelEventLoop(ictx.name)
         self._module: ModuleType = load_model_module(model.model_file)
         # BLS calls made by this instance's code go to its own server (bls.py).
         # (A stub process's model has no link: no registry in that process.)
@@ -149,10 +155,19 @@ class PythonInstance:
         return callable(getattr(self._obj, "is_ready", None))
 
     def _run(self, awaitable: Any) -> Any:
-        # async execute/initialize run on a loop owned by this instance's thread.
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(awaitable)
+        """Runs a coroutine of the model on its event loop and waits for it."""
+        return self._loop.run(self._scoped(awaitable))
+
+    async def _scoped(self, awaitable: Any) -> Any:
+        # On the loop's thread: BLS and lazy imports find this instance, in the
+        # coroutine and in the tasks it starts (they copy this context).
+        scope = bls.running_scope.set(self._scope)
+        files = running_files.set(self._files)
+        try:
+            return await awaitable
+        finally:
+            running_files.reset(files)
+            bls.running_scope.reset(scope)
 
     def _failure(self, detail: str) -> InternalError:
         message = (
@@ -162,20 +177,29 @@ class PythonInstance:
         log.error("%s", message)
         return InternalError(message)
 
-    def execute(self, requests: list[Request]) -> ExecuteResult | None:
-        if self._decoupled:
-            self._execute_decoupled(requests)
-            return None
-        pb_requests = [
+    def _requests(self, requests: list[Request]) -> list[InferenceRequest]:
+        return [
             InferenceRequest._from_core(
                 r,
                 self._model_name,
                 self._version,
                 self._outputs,
+                send=(
+                    partial(self._send, r)
+                    if self._decoupled or not self.in_stub_process
+                    else None
+                ),
                 iterative=self._iterative,
+                decoupled=self._decoupled,
             )
             for r in requests
         ]
+
+    def execute(self, requests: list[Request]) -> ExecuteResult | None:
+        if self._decoupled:
+            self._execute_decoupled(requests)
+            return None
+        pb_requests = self._requests(requests)
         scope = bls.running_scope.set(self._scope)
         files = running_files.set(self._files)
         try:
@@ -186,14 +210,39 @@ class PythonInstance:
             # A failed execute fails the whole batch; raising (rather than returning an
             # error per request) lets the core count it as Triton does: a BACKEND
             # failure per request and no inferences, where an error *response* counts
-            # as a success.
-            raise self._failure(format_exception(exc)) from None
+            # as a success. A response a sender already sent stays the answer.
+            return self._failed(pb_requests, self._failure(format_exception(exc)))
         finally:
             running_files.reset(files)
             bls.running_scope.reset(scope)
-        if result is None:
-            return self._from_senders(pb_requests)
-        if not isinstance(result, list):
+        try:
+            return self._results(result, pb_requests)
+        except InternalError as error:
+            return self._failed(pb_requests, error)
+
+    def _failed(
+        self, requests: list[InferenceRequest], error: InternalError
+    ) -> ExecuteResult:
+        """A failed execute: no sender may answer any more (Triton closes them all)
+        and every request not answered yet gets the error. In process the core
+        knows which were answered; a stub process answers its held responses
+        here, beside the error for the others."""
+        held = []
+        for request in requests:
+            slot = request._slot
+            if slot is not None:
+                slot.close()
+            response = None if slot is None else slot.response
+            held.append(None if response is None else self._convert(response))
+        if not self.in_stub_process or all(h is None for h in held):
+            raise error from None
+        return [error if h is None else h for h in held]
+
+    def _results(self, result: Any, requests: list[InferenceRequest]) -> ExecuteResult:
+        returned_none = result is None
+        if returned_none:
+            result = [None] * len(requests)
+        elif not isinstance(result, list):
             raise self._failure(
                 f"Expected a list in the execute return, found type '{type(result)}'."
             )
@@ -203,78 +252,119 @@ class PythonInstance:
                 "InferenceRequest objects. InferenceRequest(s) size is:"
                 f"{len(requests)}, and InferenceResponse(s) size is:{len(result)}\n"
             )
-        for item, request in zip(result, pb_requests, strict=True):
+        out: list[OutputMap | BaseException | None] = []
+        for item, request in zip(result, requests, strict=True):
             # A rescheduled request runs again later (iterative sequences): its
             # response comes from a later execute, None stands for it now.
             rescheduled = (
                 request._release_flags & TRITONSERVER_REQUEST_RELEASE_RESCHEDULE
             )
-            if isinstance(item, InferenceResponse) and not rescheduled:
-                continue
-            if rescheduled and item is not None:
-                raise self._failure(
-                    "A rescheduled request must have None as its response, found "
-                    f"type '{type(item)}'."
-                )
-            if not rescheduled:
+            slot = request._slot
+            if rescheduled:
+                if item is not None:
+                    raise self._failure(
+                        "A rescheduled request must have None as its response, "
+                        f"found type '{type(item)}'."
+                    )
+                out.append(None)
+            elif isinstance(item, InferenceResponse):
+                if slot is not None and slot.sent > 0:
+                    raise self._failure(
+                        "Unable to send response. Non-decoupled model cannot send "
+                        "more than one response."
+                    )
+                out.append(self._convert(item))
+            elif item is not None or (slot is None and not returned_none):
                 raise self._failure(
                     "Expected an 'InferenceResponse' object in the execute function "
                     f"return list, found type '{type(item)}'."
                 )
-        return [None if r is None else self._convert(r) for r in result]
+            elif slot is None:
+                # Triton leaves such a request unanswered for good (it hangs).
+                raise self._failure(
+                    f"Expected a list in the execute return, found type '{type(None)}'."
+                )
+            elif slot.deliver is None:
+                # A stub process: the response had to come during execute.
+                out.append(self._held_response(slot))
+            else:
+                # Its sender answers it, or already did.
+                with slot.lock:
+                    slot.handed_over = True
+                request._core.set_answered_by_sender()
+                out.append(None)
+        return out
+
+    def _held_response(self, slot: Any) -> OutputMap | BaseException:
+        if slot.response is not None:
+            return self._convert(slot.response)
+        slot.close()
+        return self._failure(
+            "a response sender of a non-decoupled model in a stub process "
+            "(execution-mode=process) must send its response before execute returns"
+        )
 
     def _execute_decoupled(self, requests: list[Request]) -> None:
         """A decoupled model answers through its senders, during execute or later;
-        execute itself must return None."""
-        pb_requests = [
-            InferenceRequest._from_core(
-                r,
-                self._model_name,
-                self._version,
-                self._outputs,
-                send=partial(self._send, r),
-                iterative=self._iterative,
-            )
-            for r in requests
-        ]
+        execute itself must return None. A coroutine execute runs in the background
+        on the instance's loop, as in Triton: the next execute may start meanwhile."""
+        pb_requests = self._requests(requests)
         scope = bls.running_scope.set(self._scope)
         files = running_files.set(self._files)
         try:
             result = self._obj.execute(pb_requests)
-            if inspect.isawaitable(result):
-                result = self._run(result)
         except Exception as exc:
-            raise self._failure(format_exception(exc)) from None
+            self._decoupled_failed(pb_requests, self._failure(format_exception(exc)))
+            return
         finally:
             running_files.reset(files)
             bls.running_scope.reset(scope)
-        if result is not None:
-            raise self._failure(
-                f"Python model '{self._ctx.name}' is using the decoupled mode and "
-                "the execute function must return None."
+        if inspect.isawaitable(result):
+            self._loop.start(
+                self._scoped(result), partial(self._background_done, pb_requests)
             )
+            return
+        if result is not None:
+            self._decoupled_failed(
+                pb_requests,
+                self._failure(
+                    f"Python model '{self._ctx.name}' is using the decoupled mode "
+                    "and the execute function must return None."
+                ),
+            )
+
+    def _decoupled_failed(
+        self, requests: list[InferenceRequest], error: InternalError
+    ) -> None:
+        """In process the error is raised: the core ends every request not yet
+        final with it (a BACKEND failure each, as Triton counts). A stub process
+        sends it on the response stream instead, behind what the senders sent, so a
+        request its sender already closed keeps its answer."""
+        if not self.in_stub_process:
+            raise error from None
+        _end_open_requests(requests, error)
+
+    def _background_done(
+        self, requests: list[InferenceRequest], result: Any, exc: BaseException | None
+    ) -> None:
+        """A decoupled coroutine execute ended. Triton only logs what it raised or
+        returned; here its error also ends the requests it left open, which would
+        otherwise never be answered."""
+        if exc is None:
+            if result is not None:
+                log.error(
+                    "Python model '%s' is using the decoupled mode and the execute "
+                    "function must return None.",
+                    self._ctx.name,
+                )
+            return
+        _end_open_requests(requests, self._failure(format_exception(exc)))
 
     def _send(
         self, core: Request, response: InferenceResponse | None, final: bool
     ) -> None:
         payload = None if response is None else self._convert(response)
         _native.send_response(core, payload, final)
-
-    def _from_senders(self, requests: Sequence[InferenceRequest]) -> ExecuteResult:
-        # Returning None is how a model says "I answered through the senders".
-        out: list[OutputMap | BaseException] = []
-        for req in requests:
-            slot = req._slot
-            if slot is None or slot.response is None:
-                out.append(
-                    self._failure(
-                        "Expected a list in the execute return, found type "
-                        f"'{type(None)}'."
-                    )
-                )
-            else:
-                out.append(self._convert(slot.response))
-        return out
 
     @staticmethod
     def _convert(response: InferenceResponse) -> OutputMap | BaseException:
@@ -306,9 +396,19 @@ class PythonInstance:
                     self._run(result)
         finally:
             running_files.reset(files)
-            if self._loop is not None:
-                self._loop.close()
+            self._loop.close()
             unload_model_module(self._module)
+
+
+def _end_open_requests(requests: list[InferenceRequest], error: InternalError) -> None:
+    """Sends ``error`` as the final response of each decoupled request whose sender
+    is still open (one already closed was answered in full before the error)."""
+    for request in requests:
+        with contextlib.suppress(TritonModelException):
+            request.get_response_sender().send(
+                InferenceResponse(error=TritonError(str(error))),
+                TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+            )
 
 
 class PythonModel:

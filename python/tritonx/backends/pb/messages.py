@@ -7,6 +7,7 @@ directly, so building the list costs a few attribute reads per request.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -149,18 +150,34 @@ class InferenceResponse:
 
 
 class _ResponseSlot:
-    """The one response a non-decoupled request may produce through its sender."""
+    """The one response a non-decoupled request may produce through its sender.
 
-    __slots__ = ("closed", "response")
+    ``deliver`` (in process) hands a response to the core at once, also after
+    ``execute`` returned; without it (a stub process) the response is held here and
+    returned with the execute's reply. Thread-safety: the lock orders sends from the
+    model's threads against each other and against the instance's bookkeeping."""
 
-    def __init__(self) -> None:
+    __slots__ = ("closed", "deliver", "handed_over", "lock", "response", "sent")
+
+    def __init__(self, deliver: SendFn | None) -> None:
+        self.deliver = deliver
         self.response: InferenceResponse | None = None
+        self.sent = 0  # sends that passed the checks, FINAL alone included (Triton)
         self.closed = False
+        # execute returned and left this request to its sender
+        self.handed_over = False
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
 
 
 class InferenceResponseSender:
     """``request.get_response_sender()``: in default (non-decoupled) mode a model
-    may send exactly one response, with or followed by the FINAL flag."""
+    may send exactly one response, with or followed by the FINAL flag, during
+    ``execute`` or after it returned None for the request (Triton's rules and
+    messages, in Triton's order of checks)."""
 
     __slots__ = ("_request", "_slot")
 
@@ -169,30 +186,49 @@ class InferenceResponseSender:
         self._slot = slot
 
     def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
-        slot = self._slot
-        if slot.closed:
-            raise TritonModelException(
-                "Unable to send response. Response sender has been closed."
+        if response is not None and not isinstance(response, InferenceResponse):
+            raise TypeError(
+                "send(): expected a pb_utils.InferenceResponse, found type "
+                f"'{type(response)}'"
             )
-        if response is not None:
-            if not isinstance(response, InferenceResponse):
-                raise TypeError(
-                    "send(): expected a pb_utils.InferenceResponse, found type "
-                    f"'{type(response)}'"
-                )
-            if slot.response is not None:
+        final = bool(flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        slot = self._slot
+        with slot.lock:
+            if response is not None and slot.sent > 0:
                 raise TritonModelException(
                     "Unable to send response. Non-decoupled model cannot send more "
                     "than one response."
                 )
-            slot.response = response
-        if flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL:
-            if slot.response is None:
-                raise TritonModelException(
+            if response is None and final and slot.sent == 0:
+                message = (
                     "Unable to send response. Non-decoupled model cannot send "
                     "complete final before sending a response."
                 )
-            slot.closed = True
+                # Triton leaves the request unanswered for good here; nothing else
+                # answers it once execute returned, so it gets this error.
+                orphaned = slot.handed_over and not slot.closed
+                slot.closed = slot.closed or orphaned
+                if orphaned and slot.deliver is not None:
+                    slot.deliver(InferenceResponse(error=TritonError(message)), True)
+                raise TritonModelException(message)
+            if slot.closed:
+                raise TritonModelException(
+                    "Unable to send response. Response sender has been closed."
+                )
+            slot.sent += 1
+            slot.closed = final
+            if response is None:
+                return
+            slot.response = response
+        if slot.deliver is not None:
+            # The one response answers the request: it is final for the core even
+            # when the model sends its FINAL flag afterwards.
+            try:
+                slot.deliver(response, True)
+            except Exception as error:  # the core refused it (e.g. cancelled)
+                raise TritonModelException(
+                    f"Unable to send response. {error}"
+                ) from None
 
     def is_cancelled(self) -> bool:
         return self._request.is_cancelled()
@@ -247,6 +283,8 @@ class InferenceRequest:
     __slots__ = (
         "_core",
         "_correlation_id",
+        "_decoupled",
+        "_decoupled_sender",
         "_flags",
         "_inputs",
         "_iterative",
@@ -317,6 +355,8 @@ class InferenceRequest:
         self._core: Any = None
         self._slot: _ResponseSlot | None = None
         self._send: SendFn | None = None
+        self._decoupled = False
+        self._decoupled_sender: DecoupledResponseSender | None = None
         self._request_id = request_id
         self._correlation_id = correlation_id
         self._inputs: list[Tensor] | None = tensors
@@ -347,14 +387,19 @@ class InferenceRequest:
         all_outputs: Sequence[str],
         send: SendFn | None = None,
         iterative: bool = False,
+        decoupled: bool = False,
     ) -> InferenceRequest:
-        """A request handed to ``execute``; ``send`` is set for decoupled models,
-        ``iterative`` for models with iterative sequences (which may reschedule)."""
+        """A request handed to ``execute``. ``send`` answers it through the core
+        (always for decoupled models; for others only in process, where a response
+        sender may answer after execute returned); ``iterative`` is set for models
+        with iterative sequences (which may reschedule)."""
         self = cls.__new__(cls)
         self._core = core
         self._iterative = iterative
         self._slot = None
         self._send = send
+        self._decoupled = decoupled
+        self._decoupled_sender = None
         self._request_id = core.id
         self._correlation_id = core.correlation_id
         self._inputs = None  # built on first use
@@ -456,10 +501,14 @@ class InferenceRequest:
             raise TritonModelException(
                 "get_response_sender() is only available on requests passed to execute"
             )
-        if self._send is not None:
-            return DecoupledResponseSender(self, self._send)
+        if self._decoupled:
+            # One sender per request, as Triton's: its closed state is the request's.
+            if self._decoupled_sender is None:
+                assert self._send is not None
+                self._decoupled_sender = DecoupledResponseSender(self, self._send)
+            return self._decoupled_sender
         if self._slot is None:
-            self._slot = _ResponseSlot()
+            self._slot = _ResponseSlot(self._send)
         return InferenceResponseSender(self, self._slot)
 
     def exec(self, decoupled: bool = False) -> Any:

@@ -268,6 +268,7 @@ class Stub:
         self._listening = True
         try:
             self._instance = PythonInstance(model, args["ictx"])  # type: ignore[arg-type]
+            self._instance.in_stub_process = True
             if self.decoupled:
                 self._instance._send = self._send_decoupled
         except Exception as exc:
