@@ -201,5 +201,97 @@ TEST(ResponseSender, FailedDecoupledExecutionEndsTheStreamWithItsError) {
   EXPECT_EQ(model.InflightCount(), 0u);
 }
 
+// A non-decoupled executor in the way of Triton's response sender in default mode:
+// the request named "late" is left to a thread that answers it after Execute
+// returned (and Go); any other request gets its response from Execute.
+class DefaultModeSender : public Executor {
+ public:
+  explicit DefaultModeSender(bool fail) : fail_(fail) {}
+  ~DefaultModeSender() override { GoAndJoin(); }
+  void Execute(Batch& batch) override {
+    batch.responses.resize(batch.requests.size());
+    for (size_t i = 0; i < batch.requests.size(); ++i) {
+      const RequestPtr& request = batch.requests[i];
+      if (request->id != "late") {
+        batch.responses[i] = OkResponse();
+        continue;
+      }
+      request->answered_by_sender.store(true);
+      threads_.emplace_back([this, request] {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return go_; });
+        lock.unlock();
+        late_status_ = request->Send(OkResponse(), kResponseFlagFinal);
+      });
+    }
+    if (fail_) batch.batch_status = Status(StatusCode::kInternal, "boom");
+    executed_.store(true);
+  }
+  // Lets the senders go and waits until they sent.
+  void GoAndJoin() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      go_ = true;
+      cv_.notify_all();
+    }
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+  std::atomic<bool> executed_{false};
+  Status late_status_;  // read after GoAndJoin
+
+ private:
+  bool fail_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool go_ = false;
+  std::vector<std::thread> threads_;
+};
+
+TEST(ResponseSender, DefaultModeRequestIsAnsweredByItsSenderAfterExecute) {
+  auto executor = std::make_shared<DefaultModeSender>(/*fail=*/false);
+  Model model(MakeSpec(8), SchedulerConfig{}, {executor});
+  std::atomic<int> late_calls{0};
+  std::atomic<int> now_calls{0};
+  auto late = MakeRequest("late");
+  late->SetResponseCallback([&](std::unique_ptr<InferenceResponse> response) {
+    EXPECT_TRUE(response->status.ok());
+    late_calls.fetch_add(1);
+  });
+  ASSERT_TRUE(model.Enqueue(late).ok());
+  while (!executor->executed_.load()) std::this_thread::yield();
+  // Execute returned and the batch finished: the request waits for its sender.
+  EXPECT_FALSE(late->responded());
+  EXPECT_EQ(model.InflightCount(), 1u);
+  auto now = MakeRequest("now");
+  now->SetResponseCallback([&](std::unique_ptr<InferenceResponse>) { now_calls++; });
+  ASSERT_TRUE(model.Enqueue(now).ok());
+  executor->GoAndJoin();
+  model.Stop();
+  EXPECT_TRUE(executor->late_status_.ok());
+  EXPECT_EQ(late_calls.load(), 1);
+  EXPECT_EQ(now_calls.load(), 1);
+  EXPECT_EQ(model.InflightCount(), 0u);
+}
+
+TEST(ResponseSender, FailedExecutionAnswersADefaultModeRequestWithItsError) {
+  auto executor = std::make_shared<DefaultModeSender>(/*fail=*/true);
+  Model model(MakeSpec(8), SchedulerConfig{}, {executor});
+  Status answer;
+  std::atomic<int> calls{0};
+  auto late = MakeRequest("late");
+  late->SetResponseCallback([&](std::unique_ptr<InferenceResponse> response) {
+    answer = response->status;
+    calls.fetch_add(1);
+  });
+  ASSERT_TRUE(model.Enqueue(late).ok());
+  while (!late->responded()) std::this_thread::yield();
+  EXPECT_EQ(answer.message(), "boom");
+  executor->GoAndJoin();  // the sender finds the request closed
+  model.Stop();
+  EXPECT_EQ(executor->late_status_.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(calls.load(), 1);
+}
+
 }  // namespace
 }  // namespace tritonx
