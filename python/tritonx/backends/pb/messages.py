@@ -243,15 +243,15 @@ class DecoupledResponseSender:
     responses, from ``execute`` or from any thread after it returned, then the FINAL
     flag (with a last response or alone). Each response leaves at once."""
 
-    __slots__ = ("_closed", "_request", "_send")
+    __slots__ = ("_request", "_send")
 
     def __init__(self, request: InferenceRequest, send: SendFn) -> None:
         self._request = request
         self._send = send
-        self._closed = False
 
     def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
-        if self._closed:
+        # Closed is the request's state: every sender of one request shares it.
+        if self._request._decoupled_closed:
             raise TritonModelException(
                 "Unable to send response. Response sender has been closed."
             )
@@ -267,7 +267,7 @@ class DecoupledResponseSender:
                 "must be given."
             )
         if final:
-            self._closed = True
+            self._request._decoupled_closed = True
         try:
             self._send(response, final)
         except Exception as error:  # the core refused it (e.g. sent after FINAL)
@@ -284,7 +284,7 @@ class InferenceRequest:
         "_core",
         "_correlation_id",
         "_decoupled",
-        "_decoupled_sender",
+        "_decoupled_closed",
         "_flags",
         "_inputs",
         "_iterative",
@@ -356,7 +356,7 @@ class InferenceRequest:
         self._slot: _ResponseSlot | None = None
         self._send: SendFn | None = None
         self._decoupled = False
-        self._decoupled_sender: DecoupledResponseSender | None = None
+        self._decoupled_closed = False  # a decoupled sender sent FINAL
         self._request_id = request_id
         self._correlation_id = correlation_id
         self._inputs: list[Tensor] | None = tensors
@@ -399,7 +399,7 @@ class InferenceRequest:
         self._slot = None
         self._send = send
         self._decoupled = decoupled
-        self._decoupled_sender = None
+        self._decoupled_closed = False
         self._request_id = core.id
         self._correlation_id = core.correlation_id
         self._inputs = None  # built on first use
@@ -502,11 +502,10 @@ class InferenceRequest:
                 "get_response_sender() is only available on requests passed to execute"
             )
         if self._decoupled:
-            # One sender per request, as Triton's: its closed state is the request's.
-            if self._decoupled_sender is None:
-                assert self._send is not None
-                self._decoupled_sender = DecoupledResponseSender(self, self._send)
-            return self._decoupled_sender
+            # (Not kept here: a sender refers to its request, and a cycle would keep
+            # the core request, and its trace, alive until a garbage collection.)
+            assert self._send is not None
+            return DecoupledResponseSender(self, self._send)
         if self._slot is None:
             self._slot = _ResponseSlot(self._send)
         return InferenceResponseSender(self, self._slot)
