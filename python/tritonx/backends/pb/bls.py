@@ -325,16 +325,23 @@ def execute_async(request: InferenceRequest, decoupled: bool) -> asyncio.Future[
     ``async_exec`` also needs one), completed when the answer arrives."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
+    if decoupled:
+        # Triton's future completes once the first response is in, so that a plain
+        # ``for`` over the iterator does not stall the loop until then.
+        if remote is not None:  # a stub process
+            iterator = remote(request, True)
+        else:
+            scope, executing = _scope_or_raise()
+            iterator = ResponseIterator._start(scope, executing, request)
+        iterator._resolve_on_first(loop, future)
+        return future
     if remote is not None:  # a stub process
-        if decoupled or remote_async is None:
-            future.set_result(remote(request, decoupled))
+        if remote_async is None:
+            future.set_result(remote(request, False))
         else:
             remote_async(request, future)
         return future
     scope, executing = _scope_or_raise()
-    if decoupled:
-        future.set_result(ResponseIterator._start(scope, executing, request))
-        return future
     try:
         model, core, counted = _prepare(scope, executing, request, False)
     except _Refused as refused:
@@ -385,6 +392,9 @@ class ResponseIterator:
         self._finished = False
         self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None
         self._waiter = None
+        # async_exec's future, completed with this iterator at its first response
+        self._first: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None
+        self._first = None
         self._cancel: Callable[[], Any] | None = None
 
     @classmethod
@@ -430,17 +440,29 @@ class ResponseIterator:
         self._cancel = lambda: model.cancel(core)
         return self
 
+    def _resolve_on_first(
+        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]
+    ) -> None:
+        with self._cond:
+            if not self._responses:
+                self._first = (loop, future)
+                return
+        future.set_result(self)
+
     def _push(self, response: InferenceResponse, final: bool) -> None:
         with self._cond:
             self._responses.append(response)
             self._finished = final
             waiter, self._waiter = self._waiter, None
+            first, self._first = self._first, None
             self._cond.notify_all()
+        # A closed loop (RuntimeError) has nobody waiting any more.
         if waiter is not None:
-            loop, future = waiter
-            # A closed loop (RuntimeError) has nobody waiting any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_wake, future)
+                waiter[0].call_soon_threadsafe(_wake, waiter[1])
+        if first is not None:
+            with contextlib.suppress(RuntimeError):
+                first[0].call_soon_threadsafe(_resolve, first[1], self)
 
     def __iter__(self) -> ResponseIterator:
         with self._cond:
@@ -483,6 +505,11 @@ class ResponseIterator:
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():  # (cancelled: the caller stopped waiting)
+        future.set_result(value)
 
 
 def _empty() -> InferenceResponse:
