@@ -36,6 +36,8 @@ class ModelEventLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Background executes, held until they end (the loop itself keeps only weak
+        # references to its tasks).
         self._background: set[concurrent.futures.Future[Any]] = set()
 
     def _running(self) -> asyncio.AbstractEventLoop:
