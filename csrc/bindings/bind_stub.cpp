@@ -102,8 +102,10 @@ class StubEndpoint {
   // an exception, or None for a request it rescheduled), turned into responses by
   // the same rule as in-process (ResponseFromPy); output bytes go straight into
   // this stub's reply region. `rescheduled`: the indices of the requests the
-  // backend rescheduled (iterative sequences).
-  void Reply(const py::list& items, const std::vector<uint32_t>& rescheduled) {
+  // backend rescheduled (iterative sequences); `answered_by_sender`: those a
+  // non-decoupled model's response senders answer on the response stream.
+  void Reply(const py::list& items, const std::vector<uint32_t>& rescheduled,
+             const std::vector<uint32_t>& answered_by_sender) {
     std::vector<std::unique_ptr<InferenceResponse>> responses;
     responses.reserve(items.size());
     for (const py::handle item : items) {
@@ -124,7 +126,7 @@ class StubEndpoint {
       offset = stub::DescribeOutputs(*response, offset, &outputs);
       stub::WriteOutputs(message_, outputs, response->parameters);
     }
-    stub::WriteRescheduled(message_, rescheduled);
+    stub::WriteRequestMarks(message_, rescheduled, answered_by_sender);
     const size_t total = offset;
     char* data = Reserve(total);
     offset = 0;
@@ -162,7 +164,7 @@ class StubEndpoint {
   char* reserved_ = nullptr;  // the reply being written (Reserve, Publish)
 };
 
-// A decoupled stub's response stream (stub_stream.h), for its senders on any thread.
+// A stub's response stream (stub_stream.h), for its requests' senders on any thread.
 // Thread safe (StreamWriter's lock).
 class StubStream {
  public:
@@ -221,10 +223,11 @@ void RegisterStub(py::module_& m) {
       .def_property_readonly("out_fd", &StubEndpoint::out_fd)
       .def("wait", &StubEndpoint::Wait)
       .def("reply", &StubEndpoint::Reply, py::arg("items"),
-           py::arg("rescheduled") = std::vector<uint32_t>())
+           py::arg("rescheduled") = std::vector<uint32_t>(),
+           py::arg("answered_by_sender") = std::vector<uint32_t>())
       .def("reply_error", &StubEndpoint::ReplyError, py::arg("exc"));
 
-  py::class_<StubStream>(m, "StubStream", "A decoupled stub's response stream")
+  py::class_<StubStream>(m, "StubStream", "A stub's response stream, for its senders")
       .def(py::init<size_t, int>(), py::arg("bytes"), py::arg("socket_fd"))
       .def_property_readonly("fd", &StubStream::fd)
       .def("send", &StubStream::Send, py::arg("key"), py::arg("response"),

@@ -45,12 +45,13 @@ bool StubExecutor::Attach(int stub_fd, int pid, int stream_fd, int stream_socket
           Status status = SendResponse(key, std::move(response), final);
           // NOT_FOUND: the request was already answered (the stub died, say).
           if (!status.ok() && status.code() != StatusCode::kNotFound) {
-            Log(LogLevel::kError, "decoupled response dropped: " + status.message());
+            Log(LogLevel::kError, "sender's response dropped: " + status.message());
           }
         });
   } else if (stream_socket >= 0) {
     close(stream_socket);
   }
+  // (A non-decoupled stub without a stream only answers through its ring replies.)
   attached_ = ring_ != nullptr && ring_->AttachStub(stub_fd, pid) &&
               (!decoupled_ || receiver_ != nullptr);
   abandoned_.store(false);
@@ -124,20 +125,23 @@ void StubExecutor::Execute(Batch& batch) {
     std::lock_guard<std::mutex> requests(requests_mu_);
     inflight_ = &batch.requests;  // until this Execute returns
     inflight_first_key_ = first_key;
-    if (decoupled_) {
-      // Open before the stub sees them: its senders may answer at once.
-      for (size_t i = 0; i < batch.requests.size(); ++i)
-        open_.emplace(first_key + i, batch.requests[i]);
-    }
+    // Open before the stub sees them: their senders may answer at once.
+    for (size_t i = 0; i < batch.requests.size(); ++i)
+      open_.emplace(first_key + i, batch.requests[i]);
   }
   Status status = RunLocked(batch, first_key);
   if (!status.ok()) batch.batch_status = std::move(status);
   std::lock_guard<std::mutex> requests(requests_mu_);
   inflight_ = nullptr;
-  if (decoupled_ && !batch.batch_status.ok()) {
-    // The batch runner answers a failed execute's requests with its error; a
-    // response the stub sent before that finds its request closed either way.
-    for (size_t i = 0; i < batch.requests.size(); ++i) open_.erase(first_key + i);
+  if (decoupled_ && batch.batch_status.ok()) return;
+  // The batch runner answers a failed execute's requests with its error, and a
+  // non-decoupled execute's with the reply, except those left to their senders; a
+  // response the stub sent before that finds its request closed either way.
+  for (size_t i = 0; i < batch.requests.size(); ++i) {
+    const bool left_to_sender =
+        batch.batch_status.ok() &&
+        batch.requests[i]->answered_by_sender.load(std::memory_order_acquire);
+    if (!left_to_sender) open_.erase(first_key + i);
   }
 }
 
@@ -200,6 +204,14 @@ Status StubExecutor::BuildResponses(Batch& batch, stub::RingServer& ring) {
                     "stub process '" + name_ + "' rescheduled an unknown request");
     }
     batch.requests[index]->reschedule.store(true, std::memory_order_release);
+  }
+  for (uint32_t index : reply.answered_by_sender) {
+    if (decoupled_ || index >= count) {
+      return Status(
+          StatusCode::kInternal,
+          "stub process '" + name_ + "' left an unknown request to its sender");
+    }
+    batch.requests[index]->answered_by_sender.store(true, std::memory_order_release);
   }
   // A decoupled model answered (or will answer) through its senders.
   if (decoupled_) return Status::Ok();

@@ -13,11 +13,13 @@
 // or overruns the execution timeout during an Execute (it is then killed), the batch
 // fails with Triton's INTERNAL "Stub process '<instance>' is not healthy.".
 //
-// A decoupled model's stub answers through its requests' senders, during execute or
-// later from its own threads, through its response stream (stub_stream.h), which a
-// StreamReceiver thread owned here reads: the executor keeps each request it posted
-// under its wire key until the request's FINAL is sent or the stub is gone
-// (FailPending). The ring reply of a decoupled execute carries no responses.
+// A model's requests may be answered by their response senders, during execute or
+// later from the stub's own threads, through the stub's response stream
+// (stub_stream.h), which a StreamReceiver thread owned here reads: the executor keeps
+// each request it posted under its wire key until the request's FINAL is sent or the
+// stub is gone (FailPending). The ring reply of a decoupled execute carries no
+// responses; that of a non-decoupled one answers each request, except those it marks
+// answered by their sender, which stay open (the rest are closed by the reply).
 //
 // Thread safety: every method is thread safe. Execute and the lifecycle methods are
 // serialized by `mu_` (one batch at a time, as the scheduler guarantees anyway);
@@ -56,23 +58,23 @@ class StubExecutor : public Executor {
   // A fresh ring for a stub being started; returns the descriptor of its region
   // (owned here; the caller passes it to the stub), or -1.
   int Prepare();
-  // The stub initialized: its output region (`stub_fd`, taken over), process id and,
-  // decoupled, its response stream: region and socket (taken over).
+  // The stub initialized: its output region (`stub_fd`, taken over), process id and
+  // its response stream: region and socket (taken over).
   bool Attach(int stub_fd, int pid, int stream_fd = -1, int stream_socket = -1);
   // The stub is gone or stopping: executions fail until the next Attach.
   void Detach();
   // Asks the attached stub to run the model's finalize (it answers on its socket).
   bool PostFinalize();
-  // Whether the request the stub knows as `key` is cancelled: one of a decoupled
-  // model's open requests, else request `index` of the batch in flight (false when
-  // neither is known).
+  // Whether the request the stub knows as `key` is cancelled: one of the open
+  // requests, else request `index` of the batch in flight (false when neither is
+  // known).
   bool IsCancelled(size_t index, uint64_t key);
-  // Sends `response` (null: none, with `final`) for the open decoupled request `key`.
+  // Sends `response` (null: none, with `final`) for the open request `key`.
   // NOT_FOUND when the request is no longer open (answered, or failed with the stub).
   Status SendResponse(uint64_t key, std::unique_ptr<InferenceResponse> response,
                       bool final);
   // The stub is gone (its process ended): once the responses it sent are delivered,
-  // every open decoupled request gets Unhealthy() as its FINAL.
+  // every open request gets Unhealthy() as its FINAL.
   void FailPending();
   // Why the last Execute lost its stub ("" when it did not); cleared by reading.
   std::string TakeFailure();
@@ -101,10 +103,10 @@ class StubExecutor : public Executor {
   std::mutex requests_mu_;
   const std::vector<RequestPtr>* inflight_ = nullptr;  // guarded by requests_mu_
   uint64_t inflight_first_key_ = 0;                    // guarded by requests_mu_
-  // Decoupled only: requests posted to the stub and not answered yet, by wire key.
+  // Requests posted to the stub whose senders may still answer them, by wire key.
   std::unordered_map<uint64_t, RequestPtr> open_;  // guarded by requests_mu_
 
-  // Decoupled: reads the attached stub's responses (replaced at each Attach; the last
+  // Reads the attached stub's response stream (replaced at each Attach; the last
   // member, so it stops before anything it delivers to goes away).
   std::unique_ptr<stub::StreamReceiver> receiver_;  // guarded by mu_
 };

@@ -59,6 +59,16 @@ Status ReadStatus(MessageReader& r) {
   return Status(static_cast<StatusCode>(code), message);
 }
 
+void WriteIndices(MessageWriter& w, const std::vector<uint32_t>& indices) {
+  w.U32(static_cast<uint32_t>(indices.size()));
+  for (uint32_t index : indices) w.U32(index);
+}
+
+void ReadIndices(MessageReader& r, std::vector<uint32_t>* out) {
+  const uint32_t count = r.U32();
+  for (uint32_t i = 0; i < count && r.ok(); ++i) out->push_back(r.U32());
+}
+
 }  // namespace
 
 void WriteTensor(MessageWriter& w, const WireTensor& t) {
@@ -179,15 +189,17 @@ void WriteOutputs(MessageWriter& w, const std::vector<WireTensor>& outputs,
   WriteParameters(w, params);
 }
 
-void WriteRescheduled(MessageWriter& w, const std::vector<uint32_t>& indices) {
-  w.U32(static_cast<uint32_t>(indices.size()));
-  for (uint32_t index : indices) w.U32(index);
+void WriteRequestMarks(MessageWriter& w, const std::vector<uint32_t>& rescheduled,
+                       const std::vector<uint32_t>& answered_by_sender) {
+  WriteIndices(w, rescheduled);
+  WriteIndices(w, answered_by_sender);
 }
 
 bool ReadReply(std::string_view message, WireReply* out) {
   MessageReader r(message);
   out->responses.clear();
   out->rescheduled.clear();
+  out->answered_by_sender.clear();
   if (r.U8() == kBatchError) {
     out->batch_status = ReadStatus(r);
     if (out->batch_status.ok()) {
@@ -201,8 +213,8 @@ bool ReadReply(std::string_view message, WireReply* out) {
     ReadResponse(r, &response);
     out->responses.push_back(std::move(response));
   }
-  const uint32_t again = r.U32();
-  for (uint32_t i = 0; i < again && r.ok(); ++i) out->rescheduled.push_back(r.U32());
+  ReadIndices(r, &out->rescheduled);
+  ReadIndices(r, &out->answered_by_sender);
   return r.ok();
 }
 

@@ -55,6 +55,10 @@ struct WireReply {
   // The requests (by index) the backend rescheduled (iterative sequences): they run
   // again instead of being answered; a decoupled stub sends only these.
   std::vector<uint32_t> rescheduled;
+  // The requests (by index) a non-decoupled model left to its response senders:
+  // their answer comes on the response stream (stub_stream.h), maybe after this
+  // reply; their entry in `responses` is empty.
+  std::vector<uint32_t> answered_by_sender;
 };
 
 void WriteTensor(MessageWriter& w, const WireTensor& t);
@@ -67,13 +71,14 @@ size_t WriteRequests(MessageWriter& w, const std::vector<RequestPtr>& requests,
 bool ReadRequests(std::string_view message, std::vector<WireRequest>* out);
 
 // Reply: WriteReplyHeader, then per response WriteError or WriteOutputs, then
-// WriteRescheduled (always, maybe empty).
+// WriteRequestMarks (always, maybe empty).
 void WriteBatchError(MessageWriter& w, const Status& status);
 void WriteReplyHeader(MessageWriter& w, uint32_t count);
 void WriteError(MessageWriter& w, const Status& status);
 void WriteOutputs(MessageWriter& w, const std::vector<WireTensor>& outputs,
                   const Parameters& params);
-void WriteRescheduled(MessageWriter& w, const std::vector<uint32_t>& indices);
+void WriteRequestMarks(MessageWriter& w, const std::vector<uint32_t>& rescheduled,
+                       const std::vector<uint32_t>& answered_by_sender);
 bool ReadReply(std::string_view message, WireReply* out);
 // How a response's outputs lie in a data area: one after another from `first`, each
 // padded to kTensorAlign, appended to `outputs` (names point into `response`).

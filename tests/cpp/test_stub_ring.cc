@@ -70,7 +70,7 @@ enum class Behaviour { kEcho, kExitOnFirst, kHang, kGarbage };
       params.emplace_back("id", std::string(q.id));
       WriteOutputs(reply, outs, params);
     }
-    WriteRescheduled(reply, {});
+    WriteRequestMarks(reply, {}, {});
     const std::string& bytes = reply.bytes();
     char* out = client->Reserve(total + bytes.size());
     for (auto [t, off] : copies) {
@@ -320,6 +320,26 @@ TEST(StubWire, ReadersRefuseTruncatedMessages) {
   for (size_t cut = 0; cut < w.bytes().size(); ++cut) {
     EXPECT_FALSE(ReadRequests(std::string_view(w.bytes()).substr(0, cut), &read))
         << cut;
+  }
+}
+
+// A reply names the requests rescheduled and those left to their response senders
+// apart; a reply cut anywhere, the marks included, is refused.
+TEST(StubWire, ReplyCarriesRescheduledAndSenderAnsweredRequests) {
+  MessageWriter w;
+  WriteReplyHeader(w, 3);
+  WriteError(w, Status(StatusCode::kInvalidArg, "bad"));
+  WriteOutputs(w, {}, {});
+  WriteOutputs(w, {}, {});
+  WriteRequestMarks(w, /*rescheduled=*/{2}, /*answered_by_sender=*/{1});
+  WireReply reply;
+  ASSERT_TRUE(ReadReply(w.bytes(), &reply));
+  ASSERT_EQ(reply.responses.size(), 3u);
+  EXPECT_EQ(reply.responses[0].status.message(), "bad");
+  EXPECT_EQ(reply.rescheduled, std::vector<uint32_t>{2});
+  EXPECT_EQ(reply.answered_by_sender, std::vector<uint32_t>{1});
+  for (size_t cut = 1; cut < w.bytes().size(); ++cut) {
+    EXPECT_FALSE(ReadReply(std::string_view(w.bytes()).substr(0, cut), &reply)) << cut;
   }
 }
 

@@ -184,11 +184,7 @@ class PythonInstance:
                 self._model_name,
                 self._version,
                 self._outputs,
-                send=(
-                    partial(self._send, r)
-                    if self._decoupled or not self.in_stub_process
-                    else None
-                ),
+                send=partial(self._send, r),
                 iterative=self._iterative,
                 decoupled=self._decoupled,
             )
@@ -225,18 +221,20 @@ class PythonInstance:
     ) -> ExecuteResult:
         """A failed execute: no sender may answer any more (Triton closes them all)
         and every request not answered yet gets the error. In process the core
-        knows which were answered; a stub process answers its held responses
-        here, beside the error for the others."""
-        held = []
+        knows which were answered. A stub process marks them in its reply instead,
+        as their answers may still be on the response stream behind it."""
+        answered = []
         for request in requests:
             slot = request._slot
             if slot is not None:
                 slot.close()
-            response = None if slot is None else slot.response
-            held.append(None if response is None else self._convert(response))
-        if not self.in_stub_process or all(h is None for h in held):
+            answered.append(slot is not None and slot.response is not None)
+        if not self.in_stub_process or not any(answered):
             raise error from None
-        return [error if h is None else h for h in held]
+        for request, done in zip(requests, answered, strict=True):
+            if done:
+                request._core.set_answered_by_sender()
+        return [None if done else error for done in answered]
 
     def _results(self, result: Any, requests: list[InferenceRequest]) -> ExecuteResult:
         returned_none = result is None
@@ -284,9 +282,6 @@ class PythonInstance:
                 raise self._failure(
                     f"Expected a list in the execute return, found type '{type(None)}'."
                 )
-            elif slot.deliver is None:
-                # A stub process: the response had to come during execute.
-                out.append(self._held_response(slot))
             else:
                 # Its sender answers it, or already did.
                 with slot.lock:
@@ -294,15 +289,6 @@ class PythonInstance:
                 request._core.set_answered_by_sender()
                 out.append(None)
         return out
-
-    def _held_response(self, slot: Any) -> OutputMap | BaseException:
-        if slot.response is not None:
-            return self._convert(slot.response)
-        slot.close()
-        return self._failure(
-            "a response sender of a non-decoupled model in a stub process "
-            "(execution-mode=process) must send its response before execute returns"
-        )
 
     def _execute_decoupled(self, requests: list[Request]) -> None:
         """A decoupled model answers through its senders, during execute or later;

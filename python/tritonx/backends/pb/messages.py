@@ -152,14 +152,14 @@ class InferenceResponse:
 class _ResponseSlot:
     """The one response a non-decoupled request may produce through its sender.
 
-    ``deliver`` (in process) hands a response to the core at once, also after
-    ``execute`` returned; without it (a stub process) the response is held here and
-    returned with the execute's reply. Thread-safety: the lock orders sends from the
-    model's threads against each other and against the instance's bookkeeping."""
+    ``deliver`` hands a response to the core at once (in a stub process through its
+    response stream), also after ``execute`` returned; ``response`` keeps it for the
+    instance's bookkeeping. Thread-safety: the lock orders sends from the model's
+    threads against each other and against the instance's bookkeeping."""
 
     __slots__ = ("closed", "deliver", "handed_over", "lock", "response", "sent")
 
-    def __init__(self, deliver: SendFn | None) -> None:
+    def __init__(self, deliver: SendFn) -> None:
         self.deliver = deliver
         self.response: InferenceResponse | None = None
         self.sent = 0  # sends that passed the checks, FINAL alone included (Triton)
@@ -208,7 +208,7 @@ class InferenceResponseSender:
                 # answers it once execute returned, so it gets this error.
                 orphaned = slot.handed_over and not slot.closed
                 slot.closed = slot.closed or orphaned
-                if orphaned and slot.deliver is not None:
+                if orphaned:
                     slot.deliver(InferenceResponse(error=TritonError(message)), True)
                 raise TritonModelException(message)
             if slot.closed:
@@ -220,15 +220,12 @@ class InferenceResponseSender:
             if response is None:
                 return
             slot.response = response
-        if slot.deliver is not None:
-            # The one response answers the request: it is final for the core even
-            # when the model sends its FINAL flag afterwards.
-            try:
-                slot.deliver(response, True)
-            except Exception as error:  # the core refused it (e.g. cancelled)
-                raise TritonModelException(
-                    f"Unable to send response. {error}"
-                ) from None
+        # The one response answers the request: it is final for the core even when
+        # the model sends its FINAL flag afterwards.
+        try:
+            slot.deliver(response, True)
+        except Exception as error:  # the core refused it (e.g. cancelled)
+            raise TritonModelException(f"Unable to send response. {error}") from None
 
     def is_cancelled(self) -> bool:
         return self._request.is_cancelled()
@@ -385,14 +382,13 @@ class InferenceRequest:
         model_name: str,
         model_version: int,
         all_outputs: Sequence[str],
-        send: SendFn | None = None,
+        send: SendFn,
         iterative: bool = False,
         decoupled: bool = False,
     ) -> InferenceRequest:
-        """A request handed to ``execute``. ``send`` answers it through the core
-        (always for decoupled models; for others only in process, where a response
-        sender may answer after execute returned); ``iterative`` is set for models
-        with iterative sequences (which may reschedule)."""
+        """A request handed to ``execute``. ``send`` answers it through the core, for
+        its response senders (during execute or after it returned); ``iterative`` is
+        set for models with iterative sequences (which may reschedule)."""
         self = cls.__new__(cls)
         self._core = core
         self._iterative = iterative
@@ -507,6 +503,11 @@ class InferenceRequest:
             assert self._send is not None
             return DecoupledResponseSender(self, self._send)
         if self._slot is None:
+            assert self._send is not None
+            # A stub process must keep this request's inputs past execute.
+            keep_inputs = getattr(self._core, "keep_inputs", None)
+            if keep_inputs is not None:
+                keep_inputs()
             self._slot = _ResponseSlot(self._send)
         return InferenceResponseSender(self, self._slot)
 

@@ -87,6 +87,7 @@ class _RingRequest:
     __slots__ = (
         "_index",
         "_stub",
+        "answered_by_sender",
         "correlation_id",
         "flags",
         "id",
@@ -109,22 +110,36 @@ class _RingRequest:
             self.parameters,
             inputs,
             self.trace_id,  # the server's trace of the request (0: not traced)
-            self.key,  # names the request in a decoupled model's responses
+            self.key,  # names the request in its senders' responses
         ) = fields
-        if stub.decoupled:
-            # A decoupled model may read its inputs after execute returned, when the
+        if stub.senders_answer_late:
+            # Its model may read its inputs after execute returned, when the
             # server's region holds the next execute's: it gets its own copies.
             inputs = [(n, d, s, v.copy()) for n, d, s, v in inputs]
         self.inputs = [_RingInput(*t) for t in inputs]
         self._stub = stub
         self._index = index
-        self.rescheduled = False  # sent back with the reply (iterative sequences)
+        # sent back with the reply
+        self.rescheduled = False  # iterative sequences
+        self.answered_by_sender = False  # non-decoupled models' response senders
+
+    def keep_inputs(self) -> None:
+        """A non-decoupled model took a response sender, which may answer after
+        execute returned: this request's inputs (those not read yet) and all later
+        requests' are copied out of the server's region, as a decoupled model's."""
+        if not self._stub.senders_answer_late:
+            self._stub.senders_answer_late = True
+            for tensor in self.inputs:
+                tensor._array = tensor._array.copy()
 
     def is_cancelled(self) -> bool:
         return self._stub.ask_cancelled(self.key, self._index)
 
     def set_reschedule(self, again: bool) -> None:
         self.rescheduled = again
+
+    def set_answered_by_sender(self) -> None:
+        self.answered_by_sender = True
 
 
 # The server's answers to the stub's questions.
@@ -139,11 +154,13 @@ _ANSWERS = frozenset(_ANSWER_TO.values())
 
 
 class Stub:
-    """The stub's main loop; single-threaded apart from a decoupled model's senders."""
+    """The stub's main loop; single-threaded apart from the model's senders."""
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.decoupled = False
+        # Requests get their own copies of their inputs (_RingRequest).
+        self.senders_answer_late = False
         self._instance: Any = None
         self._executing = False
         # One question to the server at a time (an async model's BLS calls run on
@@ -159,7 +176,7 @@ class Stub:
         # Non-decoupled stubs take executes from the shared-memory ring (bind_stub.cpp);
         # their server reads this socket at all times.
         self._ring: Any = None
-        self._stream: Any = None  # a decoupled model's response stream (StubStream)
+        self._stream: Any = None  # the senders' response stream (StubStream)
         self._stream_socket: socket.socket | None = None
         self._metrics: StubMetrics | None = None
 
@@ -234,17 +251,16 @@ class Stub:
         from tritonx import _native
         from tritonx.backends.python_backend import PythonInstance
 
-        self.decoupled = bool(args["decoupled"])
+        self.decoupled = self.senders_answer_late = bool(args["decoupled"])
         self._ring = _native.StubEndpoint(ring_fd, args["shm_size"], args["shm_growth"])
-        stream_server_end = None
-        if self.decoupled:
-            # The response stream: its own socket pair, read by a server C++ thread.
-            self._stream_socket, stream_server_end = socket.socketpair(
-                socket.AF_UNIX, socket.SOCK_SEQPACKET
-            )
-            self._stream = _native.StubStream(
-                args["shm_size"], self._stream_socket.fileno()
-            )
+        # The senders' response stream: its own socket pair, read by a server C++
+        # thread (a non-decoupled model's senders may answer after execute, too).
+        self._stream_socket, stream_server_end = socket.socketpair(
+            socket.AF_UNIX, socket.SOCK_SEQPACKET
+        )
+        self._stream = _native.StubStream(
+            args["shm_size"], self._stream_socket.fileno()
+        )
         outputs = [SimpleNamespace(name=name) for name in args["outputs"]]
         config = SimpleNamespace(
             output=outputs,
@@ -269,16 +285,14 @@ class Stub:
         try:
             self._instance = PythonInstance(model, args["ictx"])  # type: ignore[arg-type]
             self._instance.in_stub_process = True
-            if self.decoupled:
-                self._instance._send = self._send_decoupled
+            self._instance._send = self._send_on_stream
         except Exception as exc:
             self.reply(("err", type(exc).__name__, str(exc)))
             return False
         finally:
             self._listening = False
         fds = [self._ring.out_fd, server_end.fileno(), calls_server_end.fileno()]
-        if self._stream is not None and stream_server_end is not None:
-            fds += [self._stream.fd, stream_server_end.fileno()]
+        fds += [self._stream.fd, stream_server_end.fileno()]
         # A model with is_ready() gets a socket of its own for the server's
         # readiness questions, answered on a thread while executes run.
         readiness_end = (
@@ -287,9 +301,9 @@ class Stub:
         if readiness_end is not None:
             fds.append(readiness_end.fileno())
         self.reply(("ok", readiness_end is not None), fds)
-        for end in (stream_server_end, readiness_end):
-            if end is not None:
-                end.close()
+        stream_server_end.close()
+        if readiness_end is not None:
+            readiness_end.close()
         server_end.close()
         calls_server_end.close()
         return True
@@ -352,7 +366,8 @@ class Stub:
             # Output mappings (or exceptions) become responses in C++, by the rule
             # in-process execution uses (ResponseFromPy).
             again = [i for i, r in enumerate(requests) if r.rescheduled]
-            ring.reply(list(result or ()), again)
+            by_sender = [i for i, r in enumerate(requests) if r.answered_by_sender]
+            ring.reply(list(result or ()), again, by_sender)
         except Exception as exc:
             if _out_of_memory(exc):
                 os._exit(3)
@@ -397,7 +412,7 @@ class Stub:
         )
         metrics.sync = self._metrics
 
-    def _send_decoupled(self, core: _RingRequest, response: Any, final: bool) -> None:
+    def _send_on_stream(self, core: _RingRequest, response: Any, final: bool) -> None:
         # Through the response stream (stub_stream.h), converted by the in-process rule.
         converted = None if response is None else self._instance._convert(response)
         self._stream.send(core.key, converted, final)

@@ -3,10 +3,10 @@
 
 ``StubInstance`` manages the stub's life (spawn, init, restart, finalize) and hands
 the core a C++ executor (``native_executor``, csrc/core/stub_executor.h): each batch
-goes through a shared-memory ring with no Python here. A reader thread owns the socket
-for the stub's life: a decoupled model's responses (sent from any of its threads,
-during execute or after it), log records, ``is_cancelled`` questions, BLS calls and
-custom metrics.
+goes through a shared-memory ring with no Python here, and the responses its senders
+send (from any of the model's threads, during execute or after it) come back over its
+response stream, read in C++ too. A reader thread owns the socket for the stub's
+life: log records, ``is_cancelled`` questions, BLS calls and custom metrics.
 
 A stub that dies (exit, signal, OOM kill) or runs past the execution timeout fails the
 batch in flight with Triton's "Stub process '<instance>' is not healthy." and is
@@ -126,8 +126,8 @@ class StubInstance:
         }
         self._init_args = init_args
         # Executes go through the C++ StubExecutor over a shared-memory ring (no
-        # Python here per execute); a decoupled model's responses come back over the
-        # socket (_deliver) to the executor, which holds its open requests.
+        # Python here per execute); its senders' responses come back over the
+        # response stream to the executor, which holds the open requests.
         self.native_executor = _native.StubExecutor(
             self._name,
             self._timeout or 0.0,
@@ -184,9 +184,8 @@ class StubInstance:
             self._readiness_channel = Channel(socket.socket(fileno=fds.pop()))
             if self.readiness is None:  # the same model code after a restart
                 self.readiness = ReadinessProbe(self._name, self._ask_ready)
-        # takes the descriptors over (the response stream: decoupled models only)
-        stream = fds[3:5] if len(fds) >= 5 else [-1, -1]
-        native.attach(fds[0], proc.pid, *stream)
+        # takes the descriptors over: the output region and the response stream
+        native.attach(fds[0], proc.pid, fds[3], fds[4])
         self._proc, self._channel = proc, channel
         streams = Channel(socket.socket(fileno=fds[1]))
         self._bls.streams = streams
@@ -345,8 +344,8 @@ class StubInstance:
                 self._metrics.apply(msg[1])
 
     def _read_loop(self, channel: Channel) -> None:
-        """Owns the stub's socket: a decoupled stub's responses, and every stub's log
-        records, questions and BLS calls, from execute or from the model's threads."""
+        """Owns the stub's socket: log records, questions and BLS calls, from execute
+        or from the model's threads."""
         while True:
             try:
                 msg, fds = channel.recv()
