@@ -260,9 +260,9 @@ class PythonInstance:
             slot = request._slot
             if rescheduled:
                 if item is not None:
-                    raise self._failure(
-                        "A rescheduled request must have None as its response, "
-                        f"found type '{type(item)}'."
+                    raise self._failure(  # (Triton's spelling)
+                        "Expected a None object in the execute function return "
+                        f"list for reschduled request, found type '{type(item)}'."
                     )
                 out.append(None)
             elif isinstance(item, InferenceResponse):
