@@ -1,5 +1,6 @@
 // ModelStreamInfer: the bidirectional inference stream (decoupled models, and
 // many requests on one call). Part of GrpcServer::Impl (grpc_server_impl.h).
+#include <optional>
 #include <unordered_map>
 
 #include "core/trace.h"
@@ -21,7 +22,17 @@ using inference::ModelStreamInferResponse;
 // set `triton_enable_empty_final_response`. grpc allows one outstanding write per
 // stream, so responses wait in a queue for their turn. Errors travel as
 // `error_message` without closing the stream. The stream finishes once the client
-// has half-closed and every request has sent FINAL and been written. A traced
+// has half-closed and every request has sent FINAL and been written.
+//
+// Triton's `triton_grpc_error: true` header (read when the stream starts) changes
+// that for errors a request's *responses* carry (its execution failed, or its
+// response could not be built): the first one ends the stream with its gRPC status.
+// Responses queued before it are still written; every other request in flight is
+// cancelled, nothing more is read, and later responses are dropped. An error found
+// before a request runs (unknown model, bad input) still travels as
+// `error_message`, as in Triton 2.51. The status goes out once nothing is being
+// written and no request is in flight, since a core callback must never find the
+// reactor gone. A traced
 // request gets Triton's stream stamps: GRPC_WAITREAD_START when the read that
 // brought it was started, GRPC_WAITREAD_END once read, and GRPC_SEND_START/END
 // around the write of each of its responses (the queued write holds the trace, so
@@ -41,6 +52,9 @@ class GrpcServer::Impl::StreamReactor
       Finish(admitted);
       return;
     }
+    const auto& metadata = ctx->client_metadata();
+    auto mode = metadata.find("triton_grpc_error");
+    errors_end_stream_ = mode != metadata.end() && mode->second == "true";
     NextRead();
   }
 
@@ -61,6 +75,11 @@ class GrpcServer::Impl::StreamReactor
     {
       // Counted before the next read so the stream cannot finish under us.
       std::lock_guard<std::mutex> lock(mu_);
+      if (error_status_) {
+        // The stream is ending with an error: no more requests.
+        reads_done_ = true;
+        return;
+      }
       ++outstanding_;
     }
     NextRead();
@@ -104,6 +123,7 @@ class GrpcServer::Impl::StreamReactor
     const ModelStreamInferResponse* write = nullptr;
     RequestTrace* trace = nullptr;  // the written response's request, if traced
     bool finish = false;
+    grpc::Status status;  // with `finish`
   };
   // A response waiting for its turn to be written.
   struct Write {
@@ -125,10 +145,12 @@ class GrpcServer::Impl::StreamReactor
       writing_ = true;
       action.write = writes_.front().response.get();
       action.trace = writes_.front().trace.get();
-    } else if (!writing_ && writes_.empty() && reads_done_ && outstanding_ == 0 &&
-               !finished_) {
+    } else if (!writing_ && writes_.empty() && outstanding_ == 0 && !finished_ &&
+               (reads_done_ || error_status_)) {
+      // (After an error a read may still be pending: Finish ends it.)
       finished_ = true;
       action.finish = true;
+      if (error_status_) action.status = *error_status_;
     }
     return action;
   }
@@ -139,7 +161,7 @@ class GrpcServer::Impl::StreamReactor
       if (action.trace != nullptr) action.trace->Record(trace_activity::kGrpcSendStart);
       StartWrite(action.write);
     } else if (action.finish) {
-      Finish(grpc::Status::OK);
+      Finish(action.status);
     }
   }
 
@@ -154,7 +176,7 @@ class GrpcServer::Impl::StreamReactor
         if (key != 0) inflight_.erase(key);
         --outstanding_;
       }
-      if (!broken_ && response) {
+      if (!broken_ && !error_status_ && response) {
         writes_.push_back({std::move(response), std::move(trace)});
       }
       action = NextActionLocked();
@@ -165,13 +187,34 @@ class GrpcServer::Impl::StreamReactor
   }
 
   // Like Triton, the failed request's id rides along so clients can match it.
+  // `from_response`: the error came with one of the request's responses (the
+  // ones that end a stream in `triton_grpc_error` mode).
   void CompleteWithError(uint64_t key, const Status& status, const std::string& id,
                          bool final = true,
-                         std::shared_ptr<RequestTrace> trace = nullptr) {
+                         std::shared_ptr<RequestTrace> trace = nullptr,
+                         bool from_response = false) {
+    if (from_response && errors_end_stream_) return EndWithError(key, status, final);
     auto response = std::make_unique<ModelStreamInferResponse>();
     response->set_error_message(status.message());
     if (!id.empty()) response->mutable_infer_response()->set_id(id);
     Complete(key, std::move(response), final, std::move(trace));
+  }
+
+  // `triton_grpc_error` mode: the first response error ends the stream.
+  void EndWithError(uint64_t key, const Status& status, bool final) {
+    std::vector<std::pair<std::shared_ptr<Model>, RequestPtr>> inflight;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!error_status_) {
+        error_status_ = grpcfe::ToGrpcStatus(status);
+        // (The failed request too, unless this was its last response.)
+        for (const auto& [other, entry] : inflight_) {
+          if (other != key || !final) inflight.push_back(entry);
+        }
+      }
+    }
+    for (auto& [model, request] : inflight) model->Cancel(request);
+    Complete(key, nullptr, final);
   }
 
   void Process(std::shared_ptr<ModelInferRequest> message, uint64_t read_started_ns) {
@@ -210,36 +253,36 @@ class GrpcServer::Impl::StreamReactor
     // The callback belongs to the request and runs only while it lives: a plain
     // pointer reads its trace (sampled at Enqueue, before any response).
     InferenceRequest* raw = request.get();
-    request->SetResponseStream([this, key, message, empty_final, shm_outputs, raw,
-                                name = model->spec().name,
-                                version = model->spec().version](
-                                   std::unique_ptr<InferenceResponse> result,
-                                   uint32_t flags) {
-      const bool final = (flags & kResponseFlagFinal) != 0;
-      std::shared_ptr<RequestTrace> trace = raw->trace;
-      if (result && !result->status.ok()) {
-        return CompleteWithError(key, result->status, message->id(), final,
-                                 std::move(trace));
-      }
-      if (!result && !(final && empty_final)) return Complete(key, nullptr, final);
-      if (!result) {
-        // FINAL alone, and the client asked to see it: an empty response.
-        result = std::make_unique<InferenceResponse>();
-        result->model_name = name;
-        result->model_version = version;
-      }
-      auto response = std::make_unique<ModelStreamInferResponse>();
-      ModelInferResponse* infer = response->mutable_infer_response();
-      Status built =
-          grpcfe::BuildInferResponse(*result, message->id(), infer, shm_outputs.get());
-      if (!built.ok()) {
-        return CompleteWithError(key, built, message->id(), final, std::move(trace));
-      }
-      // Every stream response says whether it is its request's last (Triton does
-      // so for non-decoupled models too).
-      (*infer->mutable_parameters())["triton_final_response"].set_bool_param(final);
-      Complete(key, std::move(response), final, std::move(trace));
-    });
+    request->SetResponseStream(
+        [this, key, message, empty_final, shm_outputs, raw, name = model->spec().name,
+         version = model->spec().version](std::unique_ptr<InferenceResponse> result,
+                                          uint32_t flags) {
+          const bool final = (flags & kResponseFlagFinal) != 0;
+          std::shared_ptr<RequestTrace> trace = raw->trace;
+          if (result && !result->status.ok()) {
+            return CompleteWithError(key, result->status, message->id(), final,
+                                     std::move(trace), /*from_response=*/true);
+          }
+          if (!result && !(final && empty_final)) return Complete(key, nullptr, final);
+          if (!result) {
+            // FINAL alone, and the client asked to see it: an empty response.
+            result = std::make_unique<InferenceResponse>();
+            result->model_name = name;
+            result->model_version = version;
+          }
+          auto response = std::make_unique<ModelStreamInferResponse>();
+          ModelInferResponse* infer = response->mutable_infer_response();
+          Status built = grpcfe::BuildInferResponse(*result, message->id(), infer,
+                                                    shm_outputs.get());
+          if (!built.ok()) {
+            return CompleteWithError(key, built, message->id(), final, std::move(trace),
+                                     /*from_response=*/true);
+          }
+          // Every stream response says whether it is its request's last (Triton does
+          // so for non-decoupled models too).
+          (*infer->mutable_parameters())["triton_final_response"].set_bool_param(final);
+          Complete(key, std::move(response), final, std::move(trace));
+        });
     status = model->Enqueue(request);
     if (!status.ok()) CompleteWithError(key, status, message->id());
   }
@@ -268,6 +311,10 @@ class GrpcServer::Impl::StreamReactor
   bool reads_done_ = false;
   bool broken_ = false;
   bool finished_ = false;
+  // `triton_grpc_error: true` (set before the first read, then only read).
+  bool errors_end_stream_ = false;
+  // The status the stream ends with, once a response error ended it (that mode).
+  std::optional<grpc::Status> error_status_;
 };
 
 grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse>*
