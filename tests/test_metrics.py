@@ -283,17 +283,18 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     def initialize(self, args):
-        family = pb_utils.MetricFamily(
+        # Families are kept: a Metric of a deleted family is unusable (Triton).
+        self.family = family = pb_utils.MetricFamily(
             name="requests_seen", description="Requests this model saw",
             kind=pb_utils.MetricFamily.COUNTER,
         )
         self.seen = family.Metric(labels={"model": args["model_name"]})
-        sizes = pb_utils.MetricFamily(
+        self.sizes = sizes = pb_utils.MetricFamily(
             name="input_sum", description="Sum of each input",
             kind=pb_utils.MetricFamily.HISTOGRAM,
         )
         self.sums = sizes.Metric(labels={}, buckets=[1.0, 10.0])
-        last = pb_utils.MetricFamily(
+        self.last_family = last = pb_utils.MetricFamily(
             name="last_input", description="First value of the last input",
             kind=pb_utils.MetricFamily.GAUGE,
         )
@@ -334,8 +335,8 @@ def test_model_defined_metrics_are_exported(
     assert "# TYPE requests_seen counter" in text
     values = samples(text)
     assert values[("requests_seen", labels(model="counting"))] == 3
-    assert values[("input_sum_bucket", labels(le="1.0"))] == 1
-    assert values[("input_sum_bucket", labels(le="10.0"))] == 2
+    assert values[("input_sum_bucket", labels(le="1"))] == 1
+    assert values[("input_sum_bucket", labels(le="10"))] == 2
     assert values[("input_sum_bucket", labels(le="+Inf"))] == 3
     assert values[("input_sum_count", frozenset())] == 3
     assert values[("input_sum_sum", frozenset())] == 52.25

@@ -183,8 +183,9 @@ def _family(name: str, documentation: str, typ: str) -> Metric:
 
 
 def _model_defined_metrics() -> Iterator[Metric]:
-    """Families that Python models created with pb_utils.MetricFamily."""
-    from tritonx.backends.pb.metrics import MetricFamily, metric_families
+    """Families that Python models created with pb_utils.MetricFamily; one without
+    series prints nothing (render skips it), as prometheus-cpp's."""
+    from tritonx.backends.pb.metrics import MetricFamily, family_series, metric_families
 
     kinds = {
         MetricFamily.COUNTER: "counter",
@@ -193,20 +194,21 @@ def _model_defined_metrics() -> Iterator[Metric]:
     }
     for family in metric_families():
         out = _family(family.name, family.description, kinds[family.kind])
-        for metric in list(family.metrics):
-            if family.kind != MetricFamily.HISTOGRAM:
-                out.add_sample(family.name, metric.labels, metric.value())
+        for series in family_series(family):
+            if series.buckets is None:
+                out.add_sample(family.name, series.labels, series.value)
                 continue
+            # prometheus-cpp's order: _count, _sum, then the cumulative buckets;
+            # bounds printed as doubles ("1", not "1.0").
+            out.add_sample(f"{family.name}_count", series.labels, series.count)
+            out.add_sample(f"{family.name}_sum", series.labels, series.sum)
             cumulative = 0
-            bounds = [*(metric.buckets or []), float("inf")]
-            for bound, hits in zip(bounds, metric.bucket_counts, strict=True):
+            bounds = [_format_double(b) for b in series.buckets] + ["+Inf"]
+            for le, hits in zip(bounds, list(series.bucket_counts), strict=True):
                 cumulative += hits
-                le = "+Inf" if bound == float("inf") else repr(float(bound))
                 out.add_sample(
-                    f"{family.name}_bucket", {**metric.labels, "le": le}, cumulative
+                    f"{family.name}_bucket", {**series.labels, "le": le}, cumulative
                 )
-            out.add_sample(f"{family.name}_count", metric.labels, metric.count)
-            out.add_sample(f"{family.name}_sum", metric.labels, metric.sum)
         yield out
 
 
@@ -418,6 +420,8 @@ def _format_value(value: float) -> str:
         return str(int(value))  # Triton >= 2.4x prints integers without decimals
     if math.isnan(value):
         return "Nan"  # prometheus-cpp's spelling (an empty summary window)
+    if math.isfinite(value):
+        return _format_double(value)  # 8.550000000000001 where repr says 8.55
     return repr(float(value))
 
 
@@ -427,9 +431,11 @@ def _format_double(value: float) -> str:
 
 
 def _label_items(labels: dict[str, str]) -> list[tuple[str, str]]:
-    # Sorted like Triton's, except that a summary's quantile label comes last, where
-    # prometheus-cpp appends it.
-    return sorted(labels.items(), key=lambda item: (item[0] == "quantile", item[0]))
+    # Sorted like Triton's, except that a summary's quantile label and a histogram
+    # bucket's le label come last, where prometheus-cpp appends them.
+    return sorted(
+        labels.items(), key=lambda item: (item[0] in ("quantile", "le"), item[0])
+    )
 
 
 def _escape(value: str) -> str:
@@ -483,6 +489,16 @@ def native_arena_stats(
     return read
 
 
+async def _flush_stub_metrics() -> None:
+    """Models in stub processes batch their metric updates; each live stub hands
+    over what it has before a scrape renders (a round trip per stub, off the
+    event loop), so the scrape sees every update made before it."""
+    from tritonx.backends.stub import metrics_sync
+
+    if metrics_sync.have_stubs():
+        await asyncio.to_thread(metrics_sync.flush_stubs)
+
+
 class MetricsService:
     """GET /metrics over a minimal HTTP/1.1 server (keep-alive, no request bodies).
 
@@ -526,6 +542,7 @@ class MetricsService:
                 keep_alive = headers.get("connection", "").lower() != "close"
                 path = parts[1].split("?", 1)[0] if len(parts) > 1 else ""
                 if parts and parts[0] == "GET" and path == "/metrics":
+                    await _flush_stub_metrics()
                     body = render(self.collector.collect())
                 else:
                     # Triton's metrics server answers other paths with an empty 200.

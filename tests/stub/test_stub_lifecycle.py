@@ -39,15 +39,19 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         self.fault = config.get("parameters", {}).get("FAULT", {}).get("string_value")
-        self.calls = pb_utils.MetricFamily(
-            "stub_calls", "Calls", pb_utils.MetricFamily.COUNTER
-        ).Metric(labels={"model": args["model_name"]})
-        self.sizes = pb_utils.MetricFamily(
-            "stub_sizes", "Sizes", pb_utils.MetricFamily.HISTOGRAM
-        ).Metric(labels={"model": args["model_name"]}, buckets=[1.0, 100.0])
-        self.later = pb_utils.MetricFamily(
-            "stub_later", "Set by a thread", pb_utils.MetricFamily.GAUGE
-        ).Metric(labels={})
+        # The families are kept: a Metric of a deleted family is unusable (Triton).
+        self.families = [
+            pb_utils.MetricFamily("stub_calls", "Calls", pb_utils.MetricFamily.COUNTER),
+            pb_utils.MetricFamily("stub_sizes", "Sizes", pb_utils.MetricFamily.HISTOGRAM),
+            pb_utils.MetricFamily(
+                "stub_later", "Set by a thread", pb_utils.MetricFamily.GAUGE
+            ),
+        ]
+        self.calls = self.families[0].Metric(labels={"model": args["model_name"]})
+        self.sizes = self.families[1].Metric(
+            labels={"model": args["model_name"]}, buckets=[1.0, 100.0]
+        )
+        self.later = self.families[2].Metric(labels={})
 
     def execute(self, requests):
         out = []
@@ -94,7 +98,7 @@ def test_custom_metrics_continue_across_a_restart(tmp_path: Path) -> None:
     # the same series (one sample per label set, never reset).
     assert 'stub_calls{model="counted"} 3' in lines, lines
     assert 'stub_sizes_count{model="counted"} 3' in lines, lines
-    assert 'stub_sizes_bucket{le="100.0",model="counted"} 3' in lines, lines
+    assert 'stub_sizes_bucket{model="counted",le="100"} 3' in lines, lines
     assert sum(line.startswith("stub_calls{") for line in lines) == 1
 
 

@@ -293,6 +293,19 @@ class Stub:
             self._listening = False
         fds = [self._ring.out_fd, server_end.fileno(), calls_server_end.fileno()]
         fds += [self._stream.fd, stream_server_end.fileno()]
+        # The server's /metrics asks over this socket for pending metric records
+        # (answered on a thread, as the model may be scraping from execute).
+        flush_end, flush_server_end = socket.socketpair(
+            socket.AF_UNIX, socket.SOCK_SEQPACKET
+        )
+        assert self._metrics is not None
+        threading.Thread(
+            target=self._metrics.serve_flush_requests,
+            args=(Channel(flush_end),),
+            name="metrics-flush-requests",
+            daemon=True,
+        ).start()
+        fds.append(flush_server_end.fileno())
         # A model with is_ready() gets a socket of its own for the server's
         # readiness questions, answered on a thread while executes run.
         readiness_end = (
@@ -302,6 +315,7 @@ class Stub:
             fds.append(readiness_end.fileno())
         self.reply(("ok", readiness_end is not None), fds)
         stream_server_end.close()
+        flush_server_end.close()
         if readiness_end is not None:
             readiness_end.close()
         server_end.close()

@@ -1,22 +1,27 @@
 """Custom metrics (pb_utils.MetricFamily) of a model run in a stub process, mirrored
-into the server's metric table so /metrics shows them as in in-process mode.
+into the server's registry so /metrics shows them as in in-process mode.
 
 Stub side (``StubMetrics``, installed as ``pb.metrics.sync``): creating a family is
-a round trip (the server's table says whether the name clashes, as in-process);
-creating a metric and updating it cost the model nothing but a set insertion. The
-stub flushes what changed as one ``("metrics", records)`` message before each of its
-replies (and from a timer for updates made by the model's own threads):
-- ``("family", fid, name, description, kind)``: a family created while the server
-  was not listening (no round trip possible then);
-- ``("metric", mid, fid, labels, buckets)``: a new series;
-- ``("add", mid, delta, bucket deltas, sum delta, count delta)``: counters and
-  histograms travel as deltas, so a restarted stub continues its predecessor's
+a round trip (the server's registry says whether the name is taken by another
+kind, as in-process); creating a metric, updating it and deleting a family cost the
+model a list append or a set insertion. What changed is flushed as one
+``("metrics", records)`` message before each reply of the stub, from a timer (for
+updates made by the model's own threads) and whenever the server asks, which it
+does before rendering /metrics (``flush_stubs``): a scrape therefore sees every
+operation a stub made before the scrape began, even one from inside execute, with
+no per-update round trip. Records, applied in order:
+- ``("family", fid, name, description, kind)``: a family object created while the
+  server was not listening (no round trip possible then);
+- ``("metric", fid, labels, buckets)``: a Metric object of family ``fid``;
+- ``("drop", fid)``: family object ``fid`` was deleted (its metrics with it);
+- ``("add", name, labels, delta, bucket deltas, sum delta, count delta)``: counters
+  and histograms travel as deltas, so a restarted stub continues its predecessor's
   series instead of resetting it;
-- ``("set", mid, value, seq)``: gauges travel as values; ``seq`` orders them across
-  the two sockets.
+- ``("set", name, labels, value, seq)``: gauges travel as values; ``seq`` orders
+  them across the two sockets.
 
-Server side (``MetricsMirror``, one per StubInstance) applies them to real
-``pb.metrics`` objects under the metric lock.
+Server side (``MetricsMirror``, one per StubInstance) keeps one real family object
+per stub family object, so series are shared and counted as for in-process models.
 """
 
 from __future__ import annotations
@@ -25,22 +30,29 @@ import contextlib
 import itertools
 import logging
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from tritonx.backends.pb import metrics
 from tritonx.backends.pb.errors import TritonModelException
+from tritonx.backends.stub.channel import Channel, ChannelClosed
 
 log = logging.getLogger("tritonx.backends.python")
-Metric = metrics.Metric
+Series = metrics.Series
 
 _FLUSH_EVERY_S = 0.5
+# How long a scrape waits for the stubs' pending updates (a stub stuck holding
+# the GIL must not stall /metrics for good).
+SCRAPE_FLUSH_TIMEOUT_S = 2.0
 
 
 class StubMetrics:
-    """The stub's half. ``ask`` makes a round trip to the server, ``send`` a one-way
-    message on the control socket, ``send_side`` one on the stream socket,
-    ``listening()`` says whether the server reads the control socket now.
+    """The stub's half. ``ask`` makes a round trip to the server, ``send`` a message
+    on the control socket that is applied before it returns (or a one-way one),
+    ``send_side`` one on the stream socket, ``listening()`` says whether the server
+    reads the control socket now.
 
     Thread-safety: creation and updates may come from any thread; ``flush`` holds
     ``_flush_lock`` from snapshot to send so records reach the server in order."""
@@ -58,36 +70,42 @@ class StubMetrics:
         self._seq = itertools.count()
         self._listening = listening
         self._ids = itertools.count()
-        self._family_ids: dict[int, int] = {}  # id(family object) -> fid
-        self._metric_ids: dict[Metric, int] = {}
-        self._sent: dict[Metric, tuple[float, list[int], float, int]] = {}
+        # what the server has of each series (deltas are sent from it)
+        self._sent: weakref.WeakKeyDictionary[
+            Series, tuple[float, list[int], float, int]
+        ] = weakref.WeakKeyDictionary()
         self._created: list[tuple[Any, ...]] = []
         self._flush_lock = threading.Lock()
-        self.dirty: set[Metric] = set()
+        self.dirty: set[Series] = set()
         threading.Thread(target=self._timer, name="metrics-flush", daemon=True).start()
 
-    def family_created(self, family: metrics.MetricFamily) -> None:
+    def family_created(self, family: metrics.MetricFamily) -> int:
         fid = next(self._ids)
         record = ("family", fid, family.name, family.description, family.kind)
-        self._family_ids[id(family)] = fid
         if not self._listening():
             with metrics._lock:
                 self._created.append(record)
-            return
-        self.flush()  # families it names must exist on the server first
+            return fid
+        self.flush()  # a deleted family of that name goes first
         error = self._ask(("metric_family", *record[1:]))[1]
         if error is not None:
             raise TritonModelException(error)
+        return fid
 
-    def metric_created(self, metric: Metric) -> None:
-        mid = next(self._ids)
-        fid = self._family_ids[id(metric.family)]
+    def metric_created(self, fid: int, metric: metrics.Metric) -> None:
         with metrics._lock:
-            self._metric_ids[metric] = mid
-            self._sent[metric] = (0.0, [0] * len(metric.bucket_counts), 0.0, 0)
-            self._created.append(
-                ("metric", mid, fid, dict(metric.labels), metric.buckets)
-            )
+            series = metric._series
+            if series is not None and series not in self._sent:
+                self._sent[series] = metrics.snapshot(series)
+            self._created.append(("metric", fid, dict(metric.labels), metric.buckets))
+
+    def family_deleted(self, fid: int, series: list[Series]) -> None:
+        """Called under the metric lock: updates of its series go before the drop."""
+        for one in series:
+            if one in self.dirty:
+                self.dirty.discard(one)
+                self._created.append(self._update(one))
+        self._created.append(("drop", fid))
 
     def flush(self) -> None:
         """Send what changed since the last flush (nothing when nothing did)."""
@@ -97,23 +115,25 @@ class StubMetrics:
             with metrics._lock:
                 records, self._created = self._created, []
                 dirty, self.dirty = self.dirty, set()
-                for metric in dirty:
-                    records.append(self._update(metric))
+                for series in dirty:
+                    records.append(self._update(series))
             if records:
                 send = self._send if self._listening() else self._send_side
                 with contextlib.suppress(Exception):  # server gone: nothing to tell
                     send(("metrics", records))
 
-    def _update(self, metric: Metric) -> tuple[Any, ...]:
-        mid = self._metric_ids[metric]
-        if metric.family.kind == metrics.MetricFamily.GAUGE:
-            return ("set", mid, metric._value, next(self._seq))
-        value, buckets, total, count = self._sent[metric]
-        now = (metric._value, list(metric.bucket_counts), metric.sum, metric.count)
-        self._sent[metric] = now
+    def _update(self, series: Series) -> tuple[Any, ...]:
+        name = series.family.name
+        if series.family.kind == metrics.MetricFamily.GAUGE:
+            return ("set", name, series.key, series.value, next(self._seq))
+        zero = (0.0, [0] * len(series.bucket_counts), 0.0, 0)
+        value, buckets, total, count = self._sent.get(series, zero)
+        now = metrics.snapshot(series)
+        self._sent[series] = now
         return (
             "add",
-            mid,
+            name,
+            series.key,
             now[0] - value,
             [a - b for a, b in zip(now[1], buckets, strict=True)],
             now[2] - total,
@@ -126,27 +146,96 @@ class StubMetrics:
             if self.dirty or self._created:
                 self.flush()
 
+    def serve_flush_requests(self, channel: Channel) -> None:
+        """Answers the server's ("flush", n) with ("flushed", n) once everything
+        made before is applied on its side (a thread of its own: the model's main
+        thread may be inside execute, scraping /metrics itself)."""
+        while True:
+            try:
+                msg, _fds = channel.recv()
+                self.flush()
+                channel.send(("flushed", msg[1]))
+            except (ChannelClosed, OSError):
+                return
+
+
+class FlushAsker:
+    """The server's end of a stub's flush socket. ``begin`` asks, ``wait`` waits
+    for that answer or an earlier deadline (several scrapes may ask at once)."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._asked = 0
+        self._answered = 0
+
+    def begin(self) -> int | None:
+        with self._send_lock:
+            self._asked += 1
+            try:
+                self.channel.send(("flush", self._asked))
+            except (ChannelClosed, OSError):
+                return None
+            return self._asked
+
+    def wait(self, token: int, deadline: float) -> None:
+        if not self._recv_lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
+            return
+        try:
+            while self._answered < token:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                try:
+                    msg, _fds = self.channel.recv(left)
+                except (TimeoutError, ChannelClosed, OSError):
+                    return
+                self._answered = max(self._answered, int(msg[1]))
+        finally:
+            self._recv_lock.release()
+
+
+_mirrors: weakref.WeakSet[MetricsMirror] = weakref.WeakSet()
+
+
+def flush_stubs(timeout: float = SCRAPE_FLUSH_TIMEOUT_S) -> None:
+    """Every live stub's pending metric records, applied here (for /metrics)."""
+    asked = []
+    for mirror in list(_mirrors):
+        asker = mirror.flusher
+        if asker is not None:
+            token = asker.begin()
+            if token is not None:
+                asked.append((asker, token))
+    deadline = time.monotonic() + timeout
+    for asker, token in asked:
+        asker.wait(token, deadline)
+
+
+def have_stubs() -> bool:
+    return any(mirror.flusher is not None for mirror in list(_mirrors))
+
 
 class MetricsMirror:
-    """The server's half for one stub instance: stub ids -> the server's families
-    and metrics. Series of a dead stub are kept for its successor (same family,
-    labels and buckets), so a restart neither resets nor duplicates them.
+    """The server's half for one stub instance: stub family ids -> the server's
+    family objects. A dead stub's families are kept (retired), so its successor
+    continues their series rather than resetting them.
     Thread-safety: the readers of both sockets apply records, under ``_lock``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._gauge_seq: dict[int, int] = {}
+        self._gauge_seq: dict[tuple[str, metrics.LabelKey], int] = {}
         self._families: dict[int, metrics.MetricFamily] = {}
-        self._metrics: dict[int, metrics.Metric] = {}
-        self._orphans: dict[tuple[Any, ...], list[metrics.Metric]] = {}
+        self._retired: list[metrics.MetricFamily] = []
+        self.flusher: FlushAsker | None = None  # set while a stub is up
+        _mirrors.add(self)
 
     def restarted(self) -> None:
         """A new stub: its ids start over; its metrics take over the old series."""
         with self._lock:
-            for metric in self._metrics.values():
-                self._orphans.setdefault(_key(metric), []).append(metric)
+            self._retired.extend(self._families.values())
             self._families.clear()
-            self._metrics.clear()
             self._gauge_seq.clear()
 
     def create_family(self, fid: int, name: str, description: str, kind: int) -> Any:
@@ -177,36 +266,34 @@ class MetricsMirror:
                 return
             self._families[record[1]] = family
         elif kind == "metric":
-            _kind, mid, fid, labels, buckets = record
-            family = self._families[fid]
-            key = (family.name, tuple(sorted(labels.items())), tuple(buckets or ()))
-            orphans = self._orphans.get(key)
-            if orphans:
-                self._metrics[mid] = orphans.pop()
-            else:
-                self._metrics[mid] = family.Metric(labels, buckets)
+            _kind, fid, labels, buckets = record
+            self._families[fid].Metric(labels, buckets)
+        elif kind == "drop":
+            dropped = self._families.pop(record[1], None)
+            if dropped is not None:
+                dropped.delete()
         elif kind == "set":
-            _kind, mid, value, seq = record
-            if seq < self._gauge_seq.get(mid, -1):
+            _kind, name, key, value, seq = record
+            ident = (name, _key(key))
+            if seq < self._gauge_seq.get(ident, -1):
                 return  # a newer value came first, on the other socket
-            self._gauge_seq[mid] = seq
-            metric = self._metrics[mid]
-            with metrics._lock:
-                metric._value = float(value)
+            self._gauge_seq[ident] = seq
+            series = metrics.find_series(*ident)
+            if series is not None:  # else its family was deleted meanwhile
+                with metrics._lock:
+                    series.value = float(value)
         elif kind == "add":
-            _kind, mid, delta, buckets, total, count = record
-            metric = self._metrics[mid]
+            _kind, name, key, delta, buckets, total, count = record
+            series = metrics.find_series(name, _key(key))
+            if series is None:
+                return
             with metrics._lock:
-                metric._value += delta
+                series.value += delta
                 for i, hits in enumerate(buckets):
-                    metric.bucket_counts[i] += hits
-                metric.sum += total
-                metric.count += count
+                    series.bucket_counts[i] += hits
+                series.sum += total
+                series.count += count
 
 
-def _key(metric: metrics.Metric) -> tuple[Any, ...]:
-    return (
-        metric.family.name,
-        tuple(sorted(metric.labels.items())),
-        tuple(metric.buckets or ()),
-    )
+def _key(key: Any) -> metrics.LabelKey:
+    return tuple((str(k), str(v)) for k, v in key)

@@ -35,7 +35,7 @@ from tritonx.backends.stub.channel import (
     Channel,
     ChannelClosed,
 )
-from tritonx.backends.stub.metrics_sync import MetricsMirror
+from tritonx.backends.stub.metrics_sync import FlushAsker, MetricsMirror
 from tritonx.backends.stub.spawn import reap as _reap
 from tritonx.backends.stub.spawn import spawn_stub
 from tritonx.config.settings import float_setting
@@ -184,6 +184,8 @@ class StubInstance:
             self._readiness_channel = Channel(socket.socket(fileno=fds.pop()))
             if self.readiness is None:  # the same model code after a restart
                 self.readiness = ReadinessProbe(self._name, self._ask_ready)
+        # /metrics asks the stub for its pending metric records over this one
+        self._metrics.flusher = FlushAsker(Channel(socket.socket(fileno=fds[5])))
         # takes the descriptors over: the output region and the response stream
         native.attach(fds[0], proc.pid, fds[3], fds[4])
         self._proc, self._channel = proc, channel
@@ -245,6 +247,7 @@ class StubInstance:
         readiness, self._readiness_channel = self._readiness_channel, None
         if readiness is not None:
             readiness.sock.close()
+        self._close_flusher()
         self._bls.close()
         self.native_executor.fail_pending()
         if self._closing:
@@ -280,6 +283,11 @@ class StubInstance:
                 self._started_at = time.monotonic()
                 log.error("restarting stub process '%s' failed: %s", self._name, exc)
                 self._on_death("restart failed")
+
+    def _close_flusher(self) -> None:
+        flusher, self._metrics.flusher = self._metrics.flusher, None
+        if flusher is not None:
+            flusher.channel.sock.close()
 
     def _unhealthy(self) -> InternalError:
         return InternalError(f"Stub process '{self._name}' is not healthy.")
@@ -415,6 +423,7 @@ class StubInstance:
             readiness, self._readiness_channel = self._readiness_channel, None
             if readiness is not None:
                 readiness.sock.close()
+            self._close_flusher()
             self._bls.close()
             self.native_executor.fail_pending()
 
