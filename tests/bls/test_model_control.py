@@ -19,6 +19,7 @@ import tritonclient.http as httpclient
 from serverutil import (
     RunningServer,
     run_either,
+    skip_if_the_reference_aborted,
 )
 
 CTL_CONFIG = """
@@ -148,23 +149,10 @@ def _call(server: RunningServer, op: str, name: str, arg: str = "") -> str:
     try:
         return str(client.infer("ctl", [tensor]).as_numpy("OUT")[0].decode())
     except Exception:
-        _skip_if_the_reference_aborted(server)
+        skip_if_the_reference_aborted(server)
         raise
     finally:
         client.close()
-
-
-def _skip_if_the_reference_aborted(server: RunningServer) -> None:
-    """Triton 2.51's python backend often aborts on these calls (its stub IPC
-    throws boost::interprocess::lock_exception): nothing to compare with then."""
-    try:
-        server.process.wait(timeout=5)
-    except Exception:
-        return
-    if "lock_exception" in server.log_text():
-        pytest.skip(
-            "the reference Triton aborted (boost::interprocess::lock_exception)"
-        )
 
 
 def _failed(what: str, message: str) -> str:
