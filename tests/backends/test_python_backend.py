@@ -249,8 +249,8 @@ def test_bad_tensor_in_response(python_model, serve, infer) -> None:
         infer(core, X3)
     assert str(info.value).startswith(
         "Failed to process the request(s) for model 'bad_tensor_0', message: "
-        "TypeError: InferenceResponse(): output_tensors must be a list of "
-        "pb_utils.Tensor"
+        "TypeError: __init__(): incompatible constructor arguments. The following "
+        "argument types are supported:"
     )
 
 

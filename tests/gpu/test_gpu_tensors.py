@@ -148,7 +148,7 @@ class TritonPythonModel:
             x = pb_utils.get_input_tensor_by_name(r, "IN")
             gpu = torch.from_dlpack(x.to_dlpack()).cuda() * 2
             torch.cuda.current_stream().synchronize()
-            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", gpu)]))
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor.from_dlpack("OUT", gpu)]))
         return out
 """
 CALLER = """

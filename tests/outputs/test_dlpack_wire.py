@@ -1,10 +1,10 @@
 """Python models answering with DLPack tensors, through the wire (real server,
-tritonclient HTTP and gRPC): a torch tensor given to pb_utils.Tensor, torch tensors
-and capsules through pb_utils.Tensor.from_dlpack, bfloat16, a non-contiguous tensor
-(copied once), a producer that must outlive the response, a read-only producer whose
-view refuses the model's writes, in the server process
-and in a stub process, and a BLS caller passing a callee's output on via DLPack.
-None of them goes through numpy on the way to the core."""
+tritonclient HTTP and gRPC): torch tensors and capsules through
+pb_utils.Tensor.from_dlpack, bfloat16, a non-contiguous numpy view of a torch
+tensor given to the constructor (copied once), a producer that must outlive the
+response, a read-only producer whose view refuses the model's writes, in the server
+process and in a stub process, and a BLS caller passing a callee's output on via
+DLPack. None of the DLPack ones goes through numpy on the way to the core."""
 
 from __future__ import annotations
 
@@ -77,11 +77,11 @@ class TritonPythonModel:
         for r in requests:
             inp = pb_utils.get_input_tensor_by_name(r, "IN")
             x = torch.from_dlpack(inp.to_dlpack())  # the request's bytes, no copy
-            a = pb_utils.Tensor("A", x * 2)
+            a = pb_utils.Tensor.from_dlpack("A", x * 2)
             bt = x + 1
             b = pb_utils.Tensor.from_dlpack("B", bt)
             c = pb_utils.Tensor.from_dlpack("C", to_dlpack(x * 3))
-            d = pb_utils.Tensor("D", (x * 5).t().contiguous().t())  # strided
+            d = pb_utils.Tensor("D", (x * 5).t().contiguous().t().numpy())  # strided
             h = pb_utils.Tensor.from_dlpack("H", (x * 6).to(torch.bfloat16))
             p = pb_utils.Tensor.from_dlpack("P", Producer(x.numpy() * 4))
             checks = np.array(

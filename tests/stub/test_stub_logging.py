@@ -9,12 +9,13 @@ so a stub model's INFO and verbose lines were dropped.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from serverutil import run_server
+from serverutil import RunningServer, run_server
 
 CONFIG = """
 name: "chatty"
@@ -94,3 +95,39 @@ def test_model_log_lines_reach_the_server_log(
     assert bool(re.search(_line("I", "verbose from execute"), text, re.MULTILINE)) == (
         verbose > 0
     )
+
+
+def _infer(server: RunningServer) -> None:
+    x = httpclient.InferInput("IN", [1], "FP32")
+    x.set_data_from_numpy(np.ones(1, np.float32))
+    httpclient.InferenceServerClient(server.http_url).infer("chatty", [x])
+
+
+@pytest.mark.parametrize("mode", ["in-process", "process"])
+def test_verbose_level_changed_through_the_wire(repo: Path, mode: str) -> None:
+    """``POST /v2/logging`` reaches a model already running in a stub process
+    (Triton's QA L0_backend_python/logging): its verbose lines appear once the
+    level is raised and stop once it is lowered again."""
+    verbose = re.compile(_line("I", "verbose from execute"), re.MULTILINE)
+    args = (f"--backend-config=python,execution-mode={mode}", "--log-verbose=0")
+    with run_server(repo, *args) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        _infer(server)
+        assert server.wait_for_log("from a thread")
+        assert not verbose.search(server.log_text())
+        client.update_log_settings({"log_verbose_level": 1})
+        _infer(server)
+        assert server.wait_for_log("verbose from execute")
+        client.update_log_settings({"log_verbose_level": 0})
+        _infer(server)
+        # Records arrive in order: once this call's last line is in, its verbose
+        # line would be too.
+        _wait_for_count(server, "error by level", 3)
+        assert len(verbose.findall(server.log_text())) == 1
+
+
+def _wait_for_count(server: RunningServer, text: str, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while server.log_text().count(text) < count:
+        assert time.monotonic() < deadline, server.log_text()
+        time.sleep(0.05)

@@ -1,11 +1,19 @@
-"""pb_utils.Logger: model log lines go to the Python logger ``tritonx.model``."""
+"""pb_utils.Logger: model log lines go to the Python logger ``tritonx.model``.
+
+Arguments are checked as Triton's pybind11 binding checks them (see binding_args):
+a message that is neither ``str`` nor ``bytes``, or a level that is not a
+``LogLevel``, is a TypeError rather than a line in the log."""
 
 from __future__ import annotations
 
 import enum
 import logging
 
-_log = logging.getLogger("tritonx.model")
+from tritonx.backends.pb import binding_args
+
+# Model lines only: a stub process forwards every one of them, at every level.
+MODEL_LOGGER = "tritonx.model"
+_log = logging.getLogger(MODEL_LOGGER)
 
 
 class LogLevel(enum.IntEnum):
@@ -25,6 +33,30 @@ _TO_LOGGING = {
 }
 
 
+def _checked(
+    function: str, signature: str, message: object, level: object = LogLevel.INFO
+) -> str:
+    """The message as text, if the call is one Triton's binding takes: a ``str`` or
+    ``bytes`` message and a ``LogLevel`` (not a plain int); else its TypeError."""
+    try:
+        if not isinstance(level, LogLevel):
+            raise binding_args.Refused
+        return binding_args.std_string(message)
+    except binding_args.Refused:
+        given = [message] if function != "log" else [message, level]
+        shown = [repr(value) for value in given if value is not binding_args.REQUIRED]
+        raise binding_args.incompatible(
+            function, signature, shown, constructor=False
+        ) from None
+
+
+_LOG_SIGNATURE = (
+    "(message: str, level: c_python_backend_utils.Logger.LogLevel = "
+    "<LogLevel.INFO: 0>) -> None"
+)
+_MESSAGE_SIGNATURE = "(message: str) -> None"
+
+
 class Logger:
     """Static methods, used as ``pb_utils.Logger.log_info(msg)``. The levels are
     also attributes of the class (``Logger.INFO``, ``Logger.LogLevel.INFO``), as
@@ -37,22 +69,32 @@ class Logger:
     VERBOSE = LogLevel.VERBOSE
 
     @staticmethod
-    def log(message: str, level: _Level = _Level.INFO, *, _depth: int = 2) -> None:
+    def log(
+        message: str = binding_args.REQUIRED,
+        level: _Level = _Level.INFO,
+        *,
+        _depth: int = 2,
+    ) -> None:
+        text = _checked("log", _LOG_SIGNATURE, message, level)
         # stacklevel points file:line at the model's call, like Triton's log lines.
-        _log.log(_TO_LOGGING[LogLevel(level)], "%s", message, stacklevel=_depth)
+        _log.log(_TO_LOGGING[level], "%s", text, stacklevel=_depth)
 
     @staticmethod
-    def log_info(message: str) -> None:
+    def log_info(message: str = binding_args.REQUIRED) -> None:
+        _checked("log_info", _MESSAGE_SIGNATURE, message)
         Logger.log(message, LogLevel.INFO, _depth=3)
 
     @staticmethod
-    def log_warn(message: str) -> None:
+    def log_warn(message: str = binding_args.REQUIRED) -> None:
+        _checked("log_warn", _MESSAGE_SIGNATURE, message)
         Logger.log(message, LogLevel.WARNING, _depth=3)
 
     @staticmethod
-    def log_error(message: str) -> None:
+    def log_error(message: str = binding_args.REQUIRED) -> None:
+        _checked("log_error", _MESSAGE_SIGNATURE, message)
         Logger.log(message, LogLevel.ERROR, _depth=3)
 
     @staticmethod
-    def log_verbose(message: str) -> None:
+    def log_verbose(message: str = binding_args.REQUIRED) -> None:
+        _checked("log_verbose", _MESSAGE_SIGNATURE, message)
         Logger.log(message, LogLevel.VERBOSE, _depth=3)

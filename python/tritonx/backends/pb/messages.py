@@ -36,6 +36,14 @@ _REQUEST_SIGNATURE = (
 )
 
 
+# (tritonx also takes ``parameters``, as later Triton releases do.)
+_RESPONSE_SIGNATURE = (
+    "c_python_backend_utils.InferenceResponse(output_tensors: "
+    "List[c_python_backend_utils.Tensor] = [], error: "
+    "c_python_backend_utils.TritonError = None, parameters: object = None)"
+)
+
+
 def _params_json(parameters: Mapping[str, Any] | str | None) -> str:
     if parameters is None:
         return "{}"
@@ -105,21 +113,29 @@ class InferenceResponse:
 
     def __init__(
         self,
-        output_tensors: Sequence[Tensor] | None = None,
+        output_tensors: Sequence[Tensor] = (),
         error: TritonError | None = None,
         parameters: Mapping[str, Any] | str | None = None,
     ) -> None:
-        tensors = list(output_tensors) if output_tensors is not None else []
-        for t in tensors:
-            if not isinstance(t, Tensor):
-                raise TypeError(
-                    "InferenceResponse(): output_tensors must be a list of "
-                    f"pb_utils.Tensor, found an element of type '{type(t)}'"
-                )
-        if error is not None and not isinstance(error, TritonError):
-            raise TypeError(
-                "InferenceResponse(): error must be a pb_utils.TritonError, "
-                f"found type '{type(error)}'"
+        try:
+            tensors = binding_args.sequence(output_tensors)
+            if not all(t is None or isinstance(t, Tensor) for t in tensors):
+                raise binding_args.Refused
+            if error is not None and not isinstance(error, TritonError):
+                raise binding_args.Refused
+        except binding_args.Refused:
+            given = {"output_tensors": output_tensors, "error": error}
+            raise binding_args.incompatible(
+                "__init__",
+                _RESPONSE_SIGNATURE,
+                ["kwargs: " + ", ".join(f"{k}={v!r}" for k, v in given.items())],
+                constructor=True,
+            ) from None
+        if any(t is None for t in tensors):
+            # The binding lets None through as an empty tensor pointer; Triton's
+            # constructor then refuses it with these words.
+            raise TritonModelException(
+                "Output tensor for inference response should not be empty."
             )
         self._tensors = tensors
         self._error = error
@@ -316,13 +332,15 @@ class InferenceRequest:
         try:
             request_id = binding_args.std_string(request_id)
             tensors = binding_args.sequence(inputs)
-            if not all(isinstance(t, Tensor) for t in tensors):
+            if not all(t is None or isinstance(t, Tensor) for t in tensors):
                 raise binding_args.Refused
             requested = binding_args.string_list(requested_output_names)
             model_name = binding_args.std_string(model_name)
             model_version = binding_args.integer(model_version)
             flags = binding_args.integer(flags)
             timeout = binding_args.integer(timeout)
+            if correlation_id is None:  # the binding's object argument refuses None
+                raise binding_args.Refused
         except binding_args.Refused:
             given = {
                 "request_id": request_id,
@@ -343,8 +361,17 @@ class InferenceRequest:
                 ["kwargs: " + ", ".join(shown)],
                 constructor=True,
             ) from None
+        if any(t is None for t in tensors):
+            # None passes the binding as an empty tensor pointer; Triton's
+            # constructor refuses it with these words.
+            raise TritonModelException(
+                f"Input tensor for request with id '{request_id}' and model name "
+                f"'{model_name}' should not be empty."
+            )
         if not isinstance(correlation_id, int | str):
             raise TritonModelException("Correlation ID must be integer or string")
+        if isinstance(correlation_id, bool):
+            correlation_id = int(correlation_id)  # Triton reads True back as 1
         if isinstance(correlation_id, int) and not 0 <= correlation_id < 1 << 64:
             raise RuntimeError(
                 "InferenceRequest(): correlation_id must be an unsigned 64-bit integer"

@@ -2,9 +2,9 @@
 
 Input tensors wrap the core's ``Tensor`` and call ``as_numpy()`` lazily, so a model
 that never reads an input never converts it; fixed-size types are zero-copy views.
-DLPack tensors (``from_dlpack``, or a torch/CuPy tensor given to the constructor)
-become core tensors too, without a copy and wherever they live: a GPU tensor stays
-on its device (``is_cpu()`` false) until a consumer needs host bytes.
+DLPack tensors (``from_dlpack``) become core tensors too, without a copy and
+wherever they live: a GPU tensor stays on its device (``is_cpu()`` false) until a
+consumer needs host bytes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from tritonx.backends.pb.errors import TritonModelException
 from tritonx.errors import TritonXError
 
 _KDL_CPU = 1
-_KDL_CUDA_HOST = 3  # pinned host memory: readable from the CPU
 
 
 def _is_core(value: Any) -> bool:
@@ -33,16 +32,20 @@ def _aliased(core: Any) -> bool:
 
 
 class Tensor:
-    """A named tensor. ``Tensor(name, numpy_array)`` as in Triton's python backend;
-    tritonx also takes any DLPack tensor there (zero copy, as ``from_dlpack``)."""
+    """A named tensor: ``Tensor(name, numpy_array)`` as in Triton's python backend.
+    Like Triton's, the constructor takes a ``numpy.ndarray`` and nothing else (no
+    list, scalar or None); DLPack tensors (torch, CuPy) go through ``from_dlpack``."""
 
     __slots__ = ("_array", "_core", "_datatype", "_name")
 
-    def __init__(self, name: str, data: Any) -> None:
+    def __init__(self, name: str, data: np.ndarray, /) -> None:
+        # Positional only: the binding names its arguments arg0 and arg1.
         # No conversion: the core serializes bytes/str/object arrays and makes
         # non-contiguous arrays contiguous itself, so the model's array is kept as is.
         try:
             self._name = binding_args.std_string(name)
+            if not isinstance(data, np.ndarray):
+                raise binding_args.Refused
         except binding_args.Refused:
             raise binding_args.incompatible(
                 "__init__",
@@ -50,17 +53,10 @@ class Tensor:
                 [repr(name), repr(data)],
                 constructor=True,
             ) from None
+        _check_name(self._name)
         self._core: Any = None
-        if not isinstance(data, np.ndarray) and hasattr(data, "__dlpack__"):
-            core = _dlpack_core(self._name, data, strict=False)
-            if core is not None:
-                self._core = core
-                self._datatype = core.datatype
-                self._array: np.ndarray | None = None
-                return
-        array = data if isinstance(data, np.ndarray) else np.asarray(data)
-        self._datatype = wire_datatype_of(array)
-        self._array = array
+        self._datatype = wire_datatype_of(data)
+        self._array: np.ndarray | None = data
 
     @classmethod
     def _from_core(cls, core_tensor: Any) -> Tensor:
@@ -158,7 +154,16 @@ class Tensor:
                 [repr(name), repr(dlpack_tensor)],
                 constructor=False,
             ) from None
+        _check_name(name)
         producer = dlpack_tensor
+        if type(producer).__name__ != "PyCapsule" and not (
+            hasattr(producer, "__dlpack__") and hasattr(producer, "__dlpack_device__")
+        ):
+            # Triton's words, the run of spaces included.
+            raise TritonModelException(
+                "Provided tensor is not supported. Tensor must be a DLPack capsule "
+                "        or have `__dlpack__` and `__dlpack_device__` attributes"
+            )
         if isinstance(producer, Tensor):
             if producer._core is None and producer._datatype == "BF16":
                 return Tensor._with_datatype(name, producer.as_numpy(), "BF16")
@@ -166,8 +171,7 @@ class Tensor:
             bits = bf16_bits(producer)
             if bits is not None:
                 return Tensor._with_datatype(name, bits, "BF16")
-        core = _dlpack_core(name, producer, strict=True)
-        assert core is not None
+        core = _dlpack_core(name, producer)
         return Tensor._from_core(core)
 
     # -- for the backend ------------------------------------------------------------
@@ -185,19 +189,17 @@ class Tensor:
         return f"Tensor(name={self._name!r}, datatype={self._datatype}, shape={self.shape()})"
 
 
-def _dlpack_core(name: str, producer: Any, *, strict: bool) -> Any:
-    """The core tensor over a DLPack producer or capsule (zero copy). ``strict``
-    (from_dlpack): refusals raise TritonModelException; else a host tensor the core
-    refuses (strided, say) gives None, for the caller's numpy fallback."""
+def _check_name(name: str) -> None:
+    if not name:
+        raise TritonModelException("Tensor name cannot be an empty string.")
+
+
+def _dlpack_core(name: str, producer: Any) -> Any:
+    """The core tensor over a DLPack producer or capsule (zero copy); the core's
+    refusals become TritonModelException."""
     try:
         return _native.Tensor.from_dlpack(name, producer)
     except TritonXError as exc:
-        if (
-            not strict
-            and hasattr(producer, "__dlpack_device__")
-            and int(producer.__dlpack_device__()[0]) in (_KDL_CPU, _KDL_CUDA_HOST)
-        ):
-            return None
         if "not contiguous" in str(exc):  # Triton's words for this one
             raise TritonModelException(
                 "DLPack tensor is not contiguous. Only contiguous DLPack tensors that "
