@@ -70,6 +70,11 @@ CALLS = {
     "response error only": lambda: pb_utils.InferenceResponse(
         error=pb_utils.TritonError("e")),
     "response error str": lambda: pb_utils.InferenceResponse([], error="x"),
+    "error code int": lambda: pb_utils.TritonError("e", 3),
+    "error code member": lambda: [
+        int(pb_utils.TritonError("e", pb_utils.TritonError.NOT_FOUND).code())],
+    "error message int": lambda: pb_utils.TritonError(7),
+    "error default code": lambda: [int(pb_utils.TritonError("e").code())],
     "tensor data None": lambda: pb_utils.Tensor("X", None),
     "tensor empty name, data None": lambda: pb_utils.Tensor("", None),
     "tensor name None": lambda: pb_utils.Tensor(None, A),
@@ -170,6 +175,10 @@ TRITON_2_51 = {
     "response tuple": "ok",
     "response error only": "ok",
     "response error str": CONSTRUCTOR,
+    "error code int": CONSTRUCTOR,
+    "error code member": "ok [2]",
+    "error message int": CONSTRUCTOR,
+    "error default code": "ok [1]",
     "tensor data None": CONSTRUCTOR,
     "tensor empty name, data None": CONSTRUCTOR,
     "tensor name None": CONSTRUCTOR,

@@ -91,7 +91,7 @@ def _decode(payload: tuple[Any, ...], fds: list[int], own: Region | None = None)
 
     if payload[0] == "err":
         return InferenceResponse._from_parts(
-            [], TritonError(payload[2], payload[1]), "{}"
+            [], TritonError._with_code(payload[2], payload[1]), "{}"
         )
     in_own = payload[3]
     if (in_own and own is None) or (payload[1] and not in_own and not fds):
