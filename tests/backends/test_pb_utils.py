@@ -167,7 +167,9 @@ def test_dlpack_behaves_as_tritons_python_backend() -> None:
 def test_inference_response_validation() -> None:
     ok = pb_utils.InferenceResponse([pb_utils.Tensor("o", np.zeros(1))])
     assert not ok.has_error() and ok.parameters() == "{}"
-    err = pb_utils.InferenceResponse(error=pb_utils.TritonError("bad", pb_utils.TritonError.INVALID_ARG))
+    err = pb_utils.InferenceResponse(
+        error=pb_utils.TritonError("bad", pb_utils.TritonError.INVALID_ARG)
+    )
     assert err.has_error() and err.error().message() == "bad"
     assert err.error().code() == pb_utils.TritonError.INVALID_ARG
     with pytest.raises(TypeError):

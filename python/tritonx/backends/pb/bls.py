@@ -204,7 +204,9 @@ def _response(core_response: Any) -> InferenceResponse:
 def _error_response(message: str, code: int) -> InferenceResponse:
     from tritonx.backends.pb.messages import InferenceResponse
 
-    return InferenceResponse._from_parts([], TritonError._with_code(message, code), "{}")
+    return InferenceResponse._from_parts(
+        [], TritonError._with_code(message, code), "{}"
+    )
 
 
 def _answered_with(error: BaseException) -> InferenceResponse:
