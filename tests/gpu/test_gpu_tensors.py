@@ -80,12 +80,14 @@ def test_gpu_outputs_stay_on_the_device_until_host_bytes_are_needed() -> None:
 
 def test_pb_utils_tensors_over_cuda_memory() -> None:
     x = torch.arange(6, dtype=torch.float32, device="cuda").reshape(2, 3)
-    for t in (pb_utils.Tensor.from_dlpack("x", x), pb_utils.Tensor("x", x)):
-        assert not t.is_cpu() and t.shape() == [2, 3]
-        assert t.__dlpack_device__() == (2, 0)
-        assert torch.from_dlpack(t.to_dlpack()).data_ptr() == x.data_ptr()
-        with pytest.raises(pb_utils.TritonModelException, match="stored in GPU"):
-            t.as_numpy()
+    t = pb_utils.Tensor.from_dlpack("x", x)
+    assert not t.is_cpu() and t.shape() == [2, 3]
+    assert t.__dlpack_device__() == (2, 0)
+    assert torch.from_dlpack(t.to_dlpack()).data_ptr() == x.data_ptr()
+    with pytest.raises(pb_utils.TritonModelException, match="stored in GPU"):
+        t.as_numpy()
+    with pytest.raises(TypeError):  # numpy arrays only, as Triton's constructor
+        pb_utils.Tensor("x", x)
     capsule = torch.utils.dlpack.to_dlpack(x)
     assert not pb_utils.Tensor.from_dlpack("c", capsule).is_cpu()
     with pytest.raises(pb_utils.TritonModelException, match="not contiguous"):
