@@ -177,31 +177,34 @@ def test_a_response_error_ends_the_stream_with_its_status(tmp_path: Path) -> Non
 def test_a_decoupled_error_ends_the_stream_after_earlier_responses(
     tmp_path: Path,
 ) -> None:
+    """Without the header, checked against Triton 2.51; with it, tritonx alone:
+    there Triton 2.51 is unreliable once a decoupled model sends on after the
+    error (it crashed, or never sent the error, in some of this project's runs)."""
     repo = _repository(tmp_path / "repo")
 
     def scenario(kind: str) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
         with run_either(kind, repo) as server:
             stream = _Stream(server.grpc_url, error_mode=False)
             stream.send("decoupled", INTERNAL)
-            seen["no header"] = [stream.next() for _ in range(4)] + stream.close()
-            # (Last: Triton 2.51 soon crashes once a decoupled model sends on
-            # after such an error.)
-            stream = _Stream(server.grpc_url, error_mode=True)
-            stream.send("decoupled", INTERNAL)
-            events = [stream.next() for _ in range(3)]
-            seen["error mode"] = events + stream.close()
-        return seen
+            return {"no header": [stream.next() for _ in range(4)] + stream.close()}
 
-    seen = differential(scenario)
-    assert seen["error mode"] == [
-        ("ok", 10),
-        ("ok", 11),
-        ("error", "StatusCode.INTERNAL", "failed with code 1"),
-    ]
-    assert seen["no header"] == [
+    assert differential(scenario)["no header"] == [
         ("ok", 10),
         ("ok", 11),
         ("error", None, "failed with code 1"),
         ("ok", 12),
     ]
+    with run_either("tritonx", repo) as server:
+        stream = _Stream(server.grpc_url, error_mode=True)
+        stream.send("decoupled", INTERNAL)
+        events = [stream.next() for _ in range(3)]
+        assert events + stream.close() == [
+            ("ok", 10),
+            ("ok", 11),
+            ("error", "StatusCode.INTERNAL", "failed with code 1"),
+        ]
+        # the server goes on: a new stream is served
+        stream = _Stream(server.grpc_url, error_mode=True)
+        stream.send("plain", 0)
+        assert stream.next() == ("ok", 0)
+        stream.close()
