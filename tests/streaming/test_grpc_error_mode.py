@@ -23,9 +23,9 @@ output [ {{ name: "OUT", data_type: TYPE_INT32, dims: [ 1 ] }} ]
 {policy}
 """
 
-# CODE 0: OUT = 0. CODE > 0: an error response with that pb_utils.TritonError code
-# (given as the enum member: Triton's constructor refuses a plain int).
-MODEL = """
+# What both models share. error(code): a pb_utils.TritonError with that code, given
+# as the enum member (Triton's constructor refuses a plain int).
+HELPERS = """
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
@@ -39,6 +39,10 @@ def error(code):
     member = {1: "INTERNAL", 3: "INVALID_ARG"}[code]
     return pb_utils.TritonError("failed with code %d" % code,
                                 getattr(pb_utils.TritonError, member))
+"""
+
+# CODE 0: OUT = 0. CODE > 0: an error response with that code.
+MODEL = HELPERS + """
 
 
 class TritonPythonModel:
@@ -54,21 +58,10 @@ class TritonPythonModel:
 """
 
 # Sends OUT 10 and 11, then (CODE > 0) an error response, then OUT 12 and FINAL.
-DECOUPLED_MODEL = """
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
+DECOUPLED_MODEL = HELPERS + """
 
 def response(value):
-    return pb_utils.InferenceResponse(
-        [pb_utils.Tensor("OUT", np.array([value], np.int32))])
-
-
-def error(code):
-    # (looked up here: Triton's module has no TritonError while it is imported)
-    member = {1: "INTERNAL", 3: "INVALID_ARG"}[code]
-    return pb_utils.TritonError("failed with code %d" % code,
-                                getattr(pb_utils.TritonError, member))
+    return pb_utils.InferenceResponse([out(value)])
 
 
 class TritonPythonModel:
