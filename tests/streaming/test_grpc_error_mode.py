@@ -42,7 +42,9 @@ def error(code):
 """
 
 # CODE 0: OUT = 0. CODE > 0: an error response with that code.
-MODEL = HELPERS + """
+MODEL = (
+    HELPERS
+    + """
 
 
 class TritonPythonModel:
@@ -56,9 +58,12 @@ class TritonPythonModel:
                 responses.append(pb_utils.InferenceResponse([out(0)]))
         return responses
 """
+)
 
 # Sends OUT 10 and 11, then (CODE > 0) an error response, then OUT 12 and FINAL.
-DECOUPLED_MODEL = HELPERS + """
+DECOUPLED_MODEL = (
+    HELPERS
+    + """
 
 def response(value):
     return pb_utils.InferenceResponse([out(value)])
@@ -77,6 +82,7 @@ class TritonPythonModel:
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
 """
+)
 
 INTERNAL, INVALID_ARG = 1, 3
 
