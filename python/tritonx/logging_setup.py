@@ -14,11 +14,21 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 LOGGER_NAME = "tritonx"
+
+# Called with the tritonx logger's new level after each configure (stub processes
+# follow it: stub/metrics_sync.py).
+_level_listeners: list[Callable[[int], None]] = []
+
+
+def add_level_listener(listener: Callable[[int], None]) -> None:
+    _level_listeners.append(listener)
+
 
 _LETTERS = {
     logging.DEBUG: "I",  # Triton prints verbose lines with the info letter
@@ -100,4 +110,6 @@ def configure(options: LogOptions) -> logging.Logger:
     logger.setLevel(logging.DEBUG if options.verbose > 0 else logging.INFO)
     # Our handler is the only sink; the root logger would print a second copy.
     logger.propagate = False
+    for listener in list(_level_listeners):
+        listener(logger.level)
     return logger

@@ -28,7 +28,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from tritonx.backends.pb.logger import MODEL_LOGGER
 from tritonx.backends.stub.bls_remote import StubBls
 from tritonx.backends.stub.channel import (
     Channel,
@@ -473,11 +472,9 @@ def run_stub(fd: int, level: int) -> None:
     channel = Channel(socket.socket(fileno=fd))
     root = logging.getLogger()
     root.handlers[:] = [_ForwardHandler(channel)]
+    # The server's level, kept up to date when ``/v2/logging`` changes it
+    # (metrics_sync.send_log_level); the server filters severities itself.
     root.setLevel(level)
-    # The model's lines go to the server whatever their level: the server filters
-    # them with its current settings, which ``/v2/logging`` may change while this
-    # stub runs (as Triton's stub sends every model line to its backend).
-    logging.getLogger(MODEL_LOGGER).setLevel(logging.DEBUG)
     Stub(channel).serve()
 
 

@@ -35,6 +35,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from tritonx import logging_setup
 from tritonx.backends.pb import metrics
 from tritonx.backends.pb.errors import TritonModelException
 from tritonx.backends.stub.channel import Channel, ChannelClosed
@@ -149,10 +150,15 @@ class StubMetrics:
     def serve_flush_requests(self, channel: Channel) -> None:
         """Answers the server's ("flush", n) with ("flushed", n) once everything
         made before is applied on its side (a thread of its own: the model's main
-        thread may be inside execute, scraping /metrics itself)."""
+        thread may be inside execute, scraping /metrics itself). The server's
+        ("log_level", level) sets this process' log level, so records the server
+        would drop are not sent at all."""
         while True:
             try:
                 msg, _fds = channel.recv()
+                if msg[0] == "log_level":
+                    logging.getLogger().setLevel(int(msg[1]))
+                    continue
                 self.flush()
                 channel.send(("flushed", msg[1]))
             except (ChannelClosed, OSError):
@@ -169,6 +175,11 @@ class FlushAsker:
         self._recv_lock = threading.Lock()
         self._asked = 0
         self._answered = 0
+
+    def tell(self, msg: tuple[Any, ...]) -> None:
+        """A one-way message (no answer comes back)."""
+        with self._send_lock, contextlib.suppress(ChannelClosed, OSError):
+            self.channel.send(msg)
 
     def begin(self) -> int | None:
         with self._send_lock:
@@ -211,6 +222,17 @@ def flush_stubs(timeout: float = SCRAPE_FLUSH_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     for asker, token in asked:
         asker.wait(token, deadline)
+
+
+def send_log_level(level: int) -> None:
+    """Every live stub's log level follows the server's (``/v2/logging``)."""
+    for mirror in list(_mirrors):
+        asker = mirror.flusher
+        if asker is not None:
+            asker.tell(("log_level", level))
+
+
+logging_setup.add_level_listener(send_log_level)
 
 
 def have_stubs() -> bool:

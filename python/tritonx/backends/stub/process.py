@@ -40,6 +40,7 @@ from tritonx.backends.stub.spawn import reap as _reap
 from tritonx.backends.stub.spawn import spawn_stub
 from tritonx.config.settings import float_setting
 from tritonx.errors import InternalError
+from tritonx.logging_setup import LOGGER_NAME
 
 if TYPE_CHECKING:
     from tritonx.backends.python_backend import PythonModel
@@ -184,8 +185,11 @@ class StubInstance:
             self._readiness_channel = Channel(socket.socket(fileno=fds.pop()))
             if self.readiness is None:  # the same model code after a restart
                 self.readiness = ReadinessProbe(self._name, self._ask_ready)
-        # /metrics asks the stub for its pending metric records over this one
-        self._metrics.flusher = FlushAsker(Channel(socket.socket(fileno=fds[5])))
+        # /metrics asks the stub for its pending metric records over this one, and
+        # log level changes reach it there (one made since the spawn, too)
+        flusher = FlushAsker(Channel(socket.socket(fileno=fds[5])))
+        self._metrics.flusher = flusher
+        flusher.tell(("log_level", logging.getLogger(LOGGER_NAME).getEffectiveLevel()))
         # takes the descriptors over: the output region and the response stream
         native.attach(fds[0], proc.pid, fds[3], fds[4])
         self._proc, self._channel = proc, channel
