@@ -167,7 +167,8 @@ class StubMetrics:
 
 class FlushAsker:
     """The server's end of a stub's flush socket. ``begin`` asks, ``wait`` waits
-    for that answer or an earlier deadline (several scrapes may ask at once)."""
+    for that answer or an earlier deadline (several scrapes may ask at once);
+    ``tell`` sends what needs no answer (the log level)."""
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
