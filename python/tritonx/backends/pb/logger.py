@@ -11,7 +11,6 @@ import logging
 
 from tritonx.backends.pb import binding_args
 
-# Model lines only: a stub process forwards every one of them, at every level.
 MODEL_LOGGER = "tritonx.model"
 _log = logging.getLogger(MODEL_LOGGER)
 
@@ -57,6 +56,11 @@ _LOG_SIGNATURE = (
 _MESSAGE_SIGNATURE = "(message: str) -> None"
 
 
+def _emit(text: str, level: LogLevel, depth: int) -> None:
+    # stacklevel points file:line at the model's call, like Triton's log lines.
+    _log.log(_TO_LOGGING[level], "%s", text, stacklevel=depth)
+
+
 class Logger:
     """Static methods, used as ``pb_utils.Logger.log_info(msg)``. The levels are
     also attributes of the class (``Logger.INFO``, ``Logger.LogLevel.INFO``), as
@@ -75,26 +79,20 @@ class Logger:
         *,
         _depth: int = 2,
     ) -> None:
-        text = _checked("log", _LOG_SIGNATURE, message, level)
-        # stacklevel points file:line at the model's call, like Triton's log lines.
-        _log.log(_TO_LOGGING[level], "%s", text, stacklevel=_depth)
+        _emit(_checked("log", _LOG_SIGNATURE, message, level), level, _depth + 1)
 
     @staticmethod
     def log_info(message: str = binding_args.REQUIRED) -> None:
-        _checked("log_info", _MESSAGE_SIGNATURE, message)
-        Logger.log(message, LogLevel.INFO, _depth=3)
+        _emit(_checked("log_info", _MESSAGE_SIGNATURE, message), LogLevel.INFO, 3)
 
     @staticmethod
     def log_warn(message: str = binding_args.REQUIRED) -> None:
-        _checked("log_warn", _MESSAGE_SIGNATURE, message)
-        Logger.log(message, LogLevel.WARNING, _depth=3)
+        _emit(_checked("log_warn", _MESSAGE_SIGNATURE, message), LogLevel.WARNING, 3)
 
     @staticmethod
     def log_error(message: str = binding_args.REQUIRED) -> None:
-        _checked("log_error", _MESSAGE_SIGNATURE, message)
-        Logger.log(message, LogLevel.ERROR, _depth=3)
+        _emit(_checked("log_error", _MESSAGE_SIGNATURE, message), LogLevel.ERROR, 3)
 
     @staticmethod
     def log_verbose(message: str = binding_args.REQUIRED) -> None:
-        _checked("log_verbose", _MESSAGE_SIGNATURE, message)
-        Logger.log(message, LogLevel.VERBOSE, _depth=3)
+        _emit(_checked("log_verbose", _MESSAGE_SIGNATURE, message), LogLevel.VERBOSE, 3)
