@@ -137,10 +137,12 @@ class StubEndpoint {
     Publish(total);
   }
 
-  // The whole execute failed with `exc`.
-  void ReplyError(const py::handle& exc) {
+  // The whole execute failed with `exc`. `answered_by_sender`: the requests of a
+  // decoupled model the stub already ended on the response stream.
+  void ReplyError(const py::handle& exc,
+                  const std::vector<uint32_t>& answered_by_sender) {
     message_.Clear();
-    stub::WriteBatchError(message_, StatusFromPyException(exc));
+    stub::WriteBatchError(message_, StatusFromPyException(exc), answered_by_sender);
     Reserve(0);
     Publish(0);
   }
@@ -225,7 +227,8 @@ void RegisterStub(py::module_& m) {
       .def("reply", &StubEndpoint::Reply, py::arg("items"),
            py::arg("rescheduled") = std::vector<uint32_t>(),
            py::arg("answered_by_sender") = std::vector<uint32_t>())
-      .def("reply_error", &StubEndpoint::ReplyError, py::arg("exc"));
+      .def("reply_error", &StubEndpoint::ReplyError, py::arg("exc"),
+           py::arg("answered_by_sender") = std::vector<uint32_t>());
 
   py::class_<StubStream>(m, "StubStream", "A stub's response stream, for its senders")
       .def(py::init<size_t, int>(), py::arg("bytes"), py::arg("socket_fd"))

@@ -131,7 +131,8 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
   if (spec_.decoupled) {
     // The backend answers through the requests' senders, during Execute or later.
     // Only a failed execution answers here: every request not closed yet gets its
-    // error as the final response.
+    // error as the final response, unless the executor left that to the senders (a
+    // stub process sends it on its response stream, behind the earlier responses).
     for (auto& request : batch.requests) {
       request->compute_input_ns.store(input_ns, std::memory_order_relaxed);
       request->compute_infer_ns.store(infer_ns, std::memory_order_relaxed);
@@ -142,7 +143,8 @@ void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,
                               input_ns, infer_ns, output_ns);
       } else {
         stats_->RecordFailure(FailureReason::kBackend, end - request->enqueue_ns);
-        request->RespondError(status);
+        if (!request->answered_by_sender.load(std::memory_order_acquire))
+          request->RespondError(status);
       }
     }
     return;

@@ -187,7 +187,9 @@ class InferenceRequest {
   // (Send), during Execute or later from a thread of its own, not through
   // Execute's result: Triton's response sender in default mode. Set during
   // Execute; BatchRunner then neither answers nor fails it after a successful
-  // execution.
+  // execution. Also set by a stub process' executor on a decoupled request whose
+  // failed execution the stub ended on its response stream: BatchRunner counts the
+  // failure but leaves the answer to that stream.
   std::atomic<bool> answered_by_sender{false};
   // How many inputs the request had before the sequence batcher added its control
   // and state inputs (-1: not added yet): a request that runs again drops them first.

@@ -135,11 +135,12 @@ void StubExecutor::Execute(Batch& batch) {
   inflight_ = nullptr;
   if (decoupled_ && batch.batch_status.ok()) return;
   // The batch runner answers a failed execute's requests with its error, and a
-  // non-decoupled execute's with the reply, except those left to their senders; a
-  // response the stub sent before that finds its request closed either way.
+  // non-decoupled execute's with the reply, except those left to their senders
+  // (which only a decoupled stub's failed reply marks); a response the stub sent
+  // before that finds its request closed either way.
   for (size_t i = 0; i < batch.requests.size(); ++i) {
     const bool left_to_sender =
-        batch.batch_status.ok() &&
+        (batch.batch_status.ok() || decoupled_) &&
         batch.requests[i]->answered_by_sender.load(std::memory_order_acquire);
     if (!left_to_sender) open_.erase(first_key + i);
   }
@@ -196,8 +197,19 @@ Status StubExecutor::BuildResponses(Batch& batch, stub::RingServer& ring) {
     return Status(StatusCode::kInternal,
                   "malformed reply from stub process '" + name_ + "'");
   }
-  if (!reply.batch_status.ok()) return reply.batch_status;
   const size_t count = batch.requests.size();
+  if (!reply.batch_status.ok()) {
+    // A decoupled stub already ended these on its stream, maybe still on the way:
+    // the core counts them failed but leaves them open for that last response.
+    for (uint32_t index : reply.answered_by_sender) {
+      if (!decoupled_ || index >= count) {
+        return Status(StatusCode::kInternal,
+                      "stub process '" + name_ + "' ended an unknown request");
+      }
+      batch.requests[index]->answered_by_sender.store(true, std::memory_order_release);
+    }
+    return reply.batch_status;
+  }
   for (uint32_t index : reply.rescheduled) {
     if (index >= count) {
       return Status(StatusCode::kInternal,

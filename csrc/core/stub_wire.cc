@@ -166,9 +166,11 @@ bool ReadRequests(std::string_view message, std::vector<WireRequest>* out) {
   return r.ok();
 }
 
-void WriteBatchError(MessageWriter& w, const Status& status) {
+void WriteBatchError(MessageWriter& w, const Status& status,
+                     const std::vector<uint32_t>& answered_by_sender) {
   w.U8(kBatchError);
   WriteStatus(w, status);
+  WriteIndices(w, answered_by_sender);
 }
 
 void WriteReplyHeader(MessageWriter& w, uint32_t count) {
@@ -205,6 +207,7 @@ bool ReadReply(std::string_view message, WireReply* out) {
     if (out->batch_status.ok()) {
       out->batch_status = Status(StatusCode::kInternal, "stub reported an empty error");
     }
+    ReadIndices(r, &out->answered_by_sender);
     return r.ok();
   }
   const uint32_t count = r.U32();

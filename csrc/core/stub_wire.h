@@ -48,16 +48,19 @@ struct WireResponse {
 };
 
 // The stub's answer to an execute: a response per request, or an error for the
-// whole batch (execute raised).
+// whole batch (execute raised; a decoupled model's stub may have sent that error to
+// its open requests on the response stream already, marked in answered_by_sender).
 struct WireReply {
   Status batch_status;
   std::vector<WireResponse> responses;
   // The requests (by index) the backend rescheduled (iterative sequences): they run
   // again instead of being answered; a decoupled stub sends only these.
   std::vector<uint32_t> rescheduled;
-  // The requests (by index) a non-decoupled model left to its response senders:
-  // their answer comes on the response stream (stub_stream.h), maybe after this
-  // reply; their entry in `responses` is empty.
+  // The requests (by index) left to their response senders: their answer comes on
+  // the response stream (stub_stream.h), maybe after this reply. A non-decoupled
+  // model's, in a successful reply: their entry in `responses` is empty. A
+  // decoupled model's, in a failed reply: the stub ended each of them on the stream
+  // (with the batch's error unless its sender had closed it).
   std::vector<uint32_t> answered_by_sender;
 };
 
@@ -71,8 +74,9 @@ size_t WriteRequests(MessageWriter& w, const std::vector<RequestPtr>& requests,
 bool ReadRequests(std::string_view message, std::vector<WireRequest>* out);
 
 // Reply: WriteReplyHeader, then per response WriteError or WriteOutputs, then
-// WriteRequestMarks (always, maybe empty).
-void WriteBatchError(MessageWriter& w, const Status& status);
+// WriteRequestMarks (always, maybe empty); or WriteBatchError alone.
+void WriteBatchError(MessageWriter& w, const Status& status,
+                     const std::vector<uint32_t>& answered_by_sender);
 void WriteReplyHeader(MessageWriter& w, uint32_t count);
 void WriteError(MessageWriter& w, const Status& status);
 void WriteOutputs(MessageWriter& w, const std::vector<WireTensor>& outputs,

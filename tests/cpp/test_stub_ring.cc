@@ -343,6 +343,22 @@ TEST(StubWire, ReplyCarriesRescheduledAndSenderAnsweredRequests) {
   }
 }
 
+// A failed execute's reply: its error, and the requests a decoupled stub already
+// ended on its response stream; cut anywhere, it is refused.
+TEST(StubWire, BatchErrorCarriesTheRequestsEndedOnTheStream) {
+  MessageWriter w;
+  WriteBatchError(w, Status(StatusCode::kInternal, "execute broke"), {0, 2});
+  WireReply reply;
+  ASSERT_TRUE(ReadReply(w.bytes(), &reply));
+  EXPECT_EQ(reply.batch_status.code(), StatusCode::kInternal);
+  EXPECT_EQ(reply.batch_status.message(), "execute broke");
+  EXPECT_TRUE(reply.responses.empty());
+  EXPECT_EQ(reply.answered_by_sender, (std::vector<uint32_t>{0, 2}));
+  for (size_t cut = 1; cut < w.bytes().size(); ++cut) {
+    EXPECT_FALSE(ReadReply(std::string_view(w.bytes()).substr(0, cut), &reply)) << cut;
+  }
+}
+
 // The response stream within one process: a socket pair carries the messages and a
 // StreamReceiver thread reads them, as on the server, from the writer's region
 // mapped through a duplicate descriptor.

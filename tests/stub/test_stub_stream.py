@@ -12,6 +12,7 @@ FINALs ride along.
 from __future__ import annotations
 
 import queue
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +161,97 @@ def test_stream_answers_as_triton(tmp_path: Path) -> None:
         expected = _stream(server.grpc_url, "stub", counts)
     with run_server(repo) as server:
         assert _stream(server.grpc_url, "stub", counts) == expected
+
+
+# Sends |COUNT| responses, closes the request when COUNT < 0, then raises.
+FAILING_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            count = int(pb_utils.get_input_tensor_by_name(request, "COUNT").as_numpy()[0])
+            sender = request.get_response_sender()
+            for i in range(abs(count)):
+                out = np.full(2, i, dtype=np.float32)
+                text = np.array([b"r%d" % i], dtype=object)
+                sender.send(pb_utils.InferenceResponse(
+                    [pb_utils.Tensor("OUT", out), pb_utils.Tensor("TEXT", text)]))
+            if count < 0:
+                sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        raise RuntimeError("execute broke")
+"""
+
+
+def _put_pair(events: queue.Queue[tuple[Any, Any]], result: Any, error: Any) -> None:
+    events.put((result, error))
+
+
+def _failing_streams(server: Any, model: str, counts: list[int]) -> dict[str, Any]:
+    """One stream per request (an error carries no request id): what came back in
+    order, then the model's request statistics and BACKEND failures."""
+    import tritonclient.http as httpclient
+    from test_metrics import labels, samples, scrape  # tests/test_metrics.py
+
+    seen: dict[str, Any] = {}
+    for count in counts:
+        events: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        client.start_stream(callback=partial(_put_pair, events))
+        try:
+            tensor = grpcclient.InferInput("COUNT", [1], "INT32")
+            tensor.set_data_from_numpy(np.array([count], dtype=np.int32))
+            client.async_stream_infer(model, [tensor], enable_empty_final_response=True)
+            answers: list[Any] = []
+            while True:
+                result, error = events.get(timeout=60)
+                if error is not None:  # the execute's error ends the request
+                    answers.append(error.message().replace(model, "MODEL"))
+                    break
+                if result.get_response().parameters["triton_final_response"].bool_param:
+                    answers.append("FINAL")
+                    break
+                answers.append(result.as_numpy("OUT").tolist())
+            seen[str(count)] = answers
+        finally:
+            client.stop_stream()
+            client.close()
+    http = httpclient.InferenceServerClient(server.http_url)
+    stats = http.get_inference_statistics(model)["model_stats"][0]
+    http.close()
+    seen["success"] = stats["inference_stats"]["success"]["count"]
+    seen["fail"] = stats["inference_stats"]["fail"]["count"]
+    seen["executions"] = stats["execution_count"]
+    failures = labels(model=model, reason="BACKEND", version="1")
+    seen["BACKEND"] = samples(scrape(server.metrics_url))[
+        ("nv_inference_request_failure", failures)
+    ]
+    return seen
+
+
+def test_failed_execute_ends_open_requests_and_counts_failures(tmp_path: Path) -> None:
+    """A decoupled execute that raises: the responses sent before still arrive, in
+    order, then the error ends each request left open; every request of the
+    execution fails (BACKEND), as in process and in Triton 2.51, although in a stub
+    the error travels on the response stream, behind those responses."""
+    repo = tmp_path / "repo"
+    for name, extra in (("inproc", ""), ("stub", PROCESS)):
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(CONFIG % name + extra)
+        (repo / name / "1" / "model.py").write_text(FAILING_MODEL)
+    counts = [3, -2, 0]
+    with run_server(repo) as server:
+        expected = _failing_streams(server, "inproc", counts)
+        got = _failing_streams(server, "stub", counts)
+    assert got == expected
+    error = "Failed to process the request(s) for model 'MODEL_0', message: "
+    assert expected["3"][:3] == [[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]
+    assert expected["3"][3].startswith(error + "RuntimeError: execute broke")
+    assert expected["-2"] == [[0.0, 0.0], [1.0, 1.0], "FINAL"]
+    assert expected["0"][0].startswith(error)
+    assert (expected["success"], expected["fail"], expected["BACKEND"]) == (0, 3, 3)
+    if reference_command() is not None:
+        with run_reference([repo]) as reference:
+            assert _failing_streams(reference, "stub", counts) == expected

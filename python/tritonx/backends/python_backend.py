@@ -94,6 +94,16 @@ def run_python_auto_complete(
         unload_model_module(module)
 
 
+class EndedOnStream(Exception):
+    """A decoupled execute failed with ``error`` in a stub process, which has sent
+    that error to each request still open on its response stream: the server counts
+    the failure (as Triton does) without answering those requests again."""
+
+    def __init__(self, error: InternalError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class PythonInstance:
     """One ``TritonPythonModel`` object; called by its core worker thread."""
 
@@ -325,10 +335,12 @@ class PythonInstance:
         """In process the error is raised: the core ends every request not yet
         final with it (a BACKEND failure each, as Triton counts). A stub process
         sends it on the response stream instead, behind what the senders sent, so a
-        request its sender already closed keeps its answer."""
+        request its sender already closed keeps its answer; the execute's reply
+        then only reports the failure (EndedOnStream)."""
         if not self.in_stub_process:
             raise error from None
         _end_open_requests(requests, error)
+        raise EndedOnStream(error) from None
 
     def _background_done(
         self, requests: list[InferenceRequest], result: Any, exc: BaseException | None

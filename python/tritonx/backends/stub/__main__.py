@@ -361,10 +361,18 @@ class Stub:
             self._execute_ring(ring, fields)
 
     def _execute_ring(self, ring: Any, fields: list[tuple[Any, ...]]) -> None:
+        # (Loaded with the model by _initialize: a lookup, not an import.)
+        from tritonx.backends.python_backend import EndedOnStream
+
         requests = [_RingRequest(self, i, f) for i, f in enumerate(fields)]
         self._executing = True
         try:
             result = self._instance.execute(requests)
+        except EndedOnStream as ended:
+            self._executing = False
+            self._flush_metrics()
+            ring.reply_error(ended.error, list(range(len(requests))))
+            return
         except Exception as exc:
             self._executing = False
             if _out_of_memory(exc):
