@@ -175,3 +175,104 @@ def test_custom_metric_rules_match_triton(tmp_path: Path) -> None:
     assert _probe(tmp_path, "tritonx", "in-process") == _probe(
         tmp_path, "reference", ""
     )
+
+
+# Two instances (in process mode: two stub processes) whose Metric objects share
+# their series, as every instance of a model does for the same labels. Each request
+# counts itself on a counter and on a gauge, and answers the values it then reads.
+SHARED_CONFIG = """
+name: "shared"
+backend: "python"
+max_batch_size: 0
+input [ { name: "SET", data_type: TYPE_FP32, dims: [ 1 ] } ]
+output [ { name: "OUT", data_type: TYPE_STRING, dims: [ 1 ] } ]
+instance_group [ { count: 2, kind: KIND_CPU } ]
+"""
+
+SHARED_MODEL = """
+import json
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        F = pb_utils.MetricFamily
+        # (A Metric outlives its family object only as an error.)
+        self.families = [
+            F("shared_requests", "requests", F.COUNTER),
+            F("shared_level", "level", F.GAUGE),
+        ]
+        self.counter, self.gauge = (f.Metric({"m": "s"}) for f in self.families)
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            value = pb_utils.get_input_tensor_by_name(request, "SET").as_numpy()[0]
+            time.sleep(0.2)  # keeps this instance busy: the next request goes to the other
+            if value >= 0:
+                self.gauge.set(float(value))
+            self.counter.increment(1)
+            self.gauge.increment(1)
+            seen = [self.counter.value(), self.gauge.value()]
+            out = np.array([json.dumps(seen).encode()], dtype=object)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", out)]))
+        return responses
+"""
+
+
+def _shared_series(tmp_path: Path, kind: str, mode: str) -> dict[str, Any]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_metrics import labels, samples, scrape  # tests/test_metrics.py
+
+    repo = tmp_path / f"shared-{kind}-{mode}"
+    (repo / "shared" / "1").mkdir(parents=True)
+    (repo / "shared" / "config.pbtxt").write_text(SHARED_CONFIG)
+    (repo / "shared" / "1" / "model.py").write_text(SHARED_MODEL)
+    args = (
+        []
+        if kind == "reference"
+        else [f"--backend-config=python,execution-mode={mode}"]
+    )
+
+    def infer(server: Any, value: float) -> list[float]:
+        data = {"name": "SET", "shape": [1], "datatype": "FP32", "data": [value]}
+        status, body = infer_json(server, "shared", [data])
+        assert status == 200, body
+        return json.loads(body["outputs"][0]["data"][0])
+
+    seen: dict[str, Any] = {}
+    with run_either(kind, repo, *args) as server:
+        with ThreadPoolExecutor(2) as pool:  # three pairs at once: both instances
+            for _ in range(3):
+                list(pool.map(lambda _: infer(server, -1), range(2)))
+        seen["after 7"] = infer(server, -1)
+        seen["set 10, then 1"] = infer(server, 10)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda _: infer(server, -1), range(2)))
+        seen["after 2 more"] = infer(server, -1)
+        series = samples(scrape(server.metrics_url))
+        seen["scraped"] = [
+            series[(name, labels(m="s"))]
+            for name in ("shared_requests", "shared_level")
+        ]
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["in-process", "process"])
+def test_instances_share_their_series(tmp_path: Path, mode: str) -> None:
+    """What one instance reads is the series' value: every instance's updates (in
+    Triton, value() asks the server), and a gauge's increments add to what another
+    instance set."""
+    seen = _shared_series(tmp_path, "tritonx", mode)
+    assert seen == {
+        "after 7": [7, 7],
+        "set 10, then 1": [8, 11],
+        "after 2 more": [11, 14],
+        "scraped": [11, 14],
+    }
+    if reference_command() is not None:
+        assert _shared_series(tmp_path, "reference", "") == seen

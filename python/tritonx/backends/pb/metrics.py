@@ -101,6 +101,10 @@ class MetricSync(Protocol):
 
     def family_deleted(self, fid: int, series: list[Series]) -> None: ...
 
+    def gauge_was_set(self, series: Series, value: float) -> None: ...
+
+    def value(self, series: Series) -> float: ...
+
 
 sync: MetricSync | None = None
 
@@ -162,7 +166,7 @@ class Metric:
                 raise TritonModelException("set() is only supported by gauges")
             series.value = float(value)
             if sync is not None:
-                sync.dirty.add(series)
+                sync.gauge_was_set(series, series.value)
 
     def observe(self, value: float) -> None:
         with _lock:
@@ -176,11 +180,15 @@ class Metric:
                 sync.dirty.add(series)
 
     def value(self) -> float:
+        """The series' value: in a stub process the server's, which every instance's
+        updates reach (Triton's value() asks its server too)."""
         with _lock:
             series = self._live()
             if self.kind == MetricFamily.HISTOGRAM:
                 raise TritonModelException("value() is not supported by histograms")
-            return series.value
+            if sync is None:
+                return series.value
+        return sync.value(series)
 
     # A histogram's state, for tests and tools (zeros once the family is gone).
     @property

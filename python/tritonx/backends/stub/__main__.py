@@ -148,6 +148,7 @@ _ANSWER_TO = {
     "bls": "bls_result",
     "control": "control_result",
     "metric_family": "metric_family_ok",
+    "metric_value": "metric_value_ok",
     "metrics_sync": "metrics_ok",
 }
 _ANSWERS = frozenset(_ANSWER_TO.values())

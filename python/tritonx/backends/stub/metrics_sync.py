@@ -17,8 +17,13 @@ no per-update round trip. Records, applied in order:
 - ``("add", name, labels, delta, bucket deltas, sum delta, count delta)``: counters
   and histograms travel as deltas, so a restarted stub continues its predecessor's
   series instead of resetting it;
-- ``("set", name, labels, value, seq)``: gauges travel as values; ``seq`` orders
-  them across the two sockets.
+- ``("gauge", name, labels, set_to, delta, seq)``: a gauge's last ``set()`` since
+  the previous record (None: none), then what was added to it since, so two
+  instances' increments of a shared gauge add up as in Triton; ``seq`` orders sets
+  across the two sockets (an older set arriving second is dropped, its delta kept).
+
+``Metric.value()`` is a round trip: pending records are flushed and the server
+answers its series' value, which every instance's updates reach.
 
 Server side (``MetricsMirror``, one per StubInstance) keeps one real family object
 per stub family object, so series are shared and counted as for in-process models.
@@ -76,6 +81,8 @@ class StubMetrics:
             Series, tuple[float, list[int], float, int]
         ] = weakref.WeakKeyDictionary()
         self._created: list[tuple[Any, ...]] = []
+        # gauges set since the last flush: the value set
+        self._gauge_set: dict[Series, float] = {}
         self._flush_lock = threading.Lock()
         self.dirty: set[Series] = set()
         threading.Thread(target=self._timer, name="metrics-flush", daemon=True).start()
@@ -108,6 +115,24 @@ class StubMetrics:
                 self._created.append(self._update(one))
         self._created.append(("drop", fid))
 
+    def gauge_was_set(self, series: Series, value: float) -> None:
+        """Called under the metric lock."""
+        self._gauge_set[series] = value
+        self.dirty.add(series)
+
+    def value(self, series: Series) -> float:
+        """The server's value of ``series``; the stub's own when the server cannot
+        be asked now or has none."""
+        if not self._listening():
+            with metrics._lock:
+                return series.value
+        self.flush()
+        value = self._ask(("metric_value", series.family.name, series.key))[1]
+        if value is None:
+            with metrics._lock:
+                return series.value
+        return float(value)
+
     def flush(self) -> None:
         """Send what changed since the last flush (nothing when nothing did)."""
         if not self.dirty and not self._created:
@@ -125,12 +150,14 @@ class StubMetrics:
 
     def _update(self, series: Series) -> tuple[Any, ...]:
         name = series.family.name
-        if series.family.kind == metrics.MetricFamily.GAUGE:
-            return ("set", name, series.key, series.value, next(self._seq))
         zero = (0.0, [0] * len(series.bucket_counts), 0.0, 0)
         value, buckets, total, count = self._sent.get(series, zero)
         now = metrics.snapshot(series)
         self._sent[series] = now
+        if series.family.kind == metrics.MetricFamily.GAUGE:
+            set_to = self._gauge_set.pop(series, None)
+            delta = now[0] - (value if set_to is None else set_to)
+            return ("gauge", name, series.key, set_to, delta, next(self._seq))
         return (
             "add",
             name,
@@ -271,6 +298,14 @@ class MetricsMirror:
             self._families[fid] = family
         return None
 
+    def value_of(self, name: str, key: Any) -> float | None:
+        """What ``Metric.value()`` of a stub reads (None: no such series)."""
+        series = metrics.find_series(name, _key(key))
+        if series is None:
+            return None
+        with metrics._lock:
+            return series.value
+
     def apply(self, records: list[tuple[Any, ...]]) -> None:
         with self._lock:
             for record in records:
@@ -295,16 +330,19 @@ class MetricsMirror:
             dropped = self._families.pop(record[1], None)
             if dropped is not None:
                 dropped.delete()
-        elif kind == "set":
-            _kind, name, key, value, seq = record
+        elif kind == "gauge":
+            _kind, name, key, set_to, delta, seq = record
             ident = (name, _key(key))
-            if seq < self._gauge_seq.get(ident, -1):
-                return  # a newer value came first, on the other socket
-            self._gauge_seq[ident] = seq
+            # an older set that came second, on the other socket, is dropped
+            newest = seq >= self._gauge_seq.get(ident, -1)
+            if newest:
+                self._gauge_seq[ident] = seq
             series = metrics.find_series(*ident)
             if series is not None:  # else its family was deleted meanwhile
                 with metrics._lock:
-                    series.value = float(value)
+                    if set_to is not None and newest:
+                        series.value = float(set_to)
+                    series.value += delta
         elif kind == "add":
             _kind, name, key, delta, buckets, total, count = record
             series = metrics.find_series(name, _key(key))

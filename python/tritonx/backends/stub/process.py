@@ -335,6 +335,8 @@ class StubInstance:
         elif kind == "metric_family":
             error = self._metrics.create_family(*msg[1:])
             channel.send(("metric_family_ok", error))
+        elif kind == "metric_value":
+            channel.send(("metric_value_ok", self._metrics.value_of(*msg[1:])))
         elif kind == "bls_cancel":
             self._bls.cancel(msg[1])
         elif kind == "metrics_sync":
@@ -375,7 +377,13 @@ class StubInstance:
                 self._bls.run(channel, msg, fds)
             elif msg[0] == "control":  # may wait for a load: off this thread
                 self._bls.control_later(channel, msg)
-            elif msg[0] in ("metrics", "metrics_sync", "metric_family", "bls_cancel"):
+            elif msg[0] in (
+                "metrics",
+                "metrics_sync",
+                "metric_family",
+                "metric_value",
+                "bls_cancel",
+            ):
                 with contextlib.suppress(ChannelClosed):
                     self._side_message(channel, msg)
             else:
