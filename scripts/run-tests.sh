@@ -4,8 +4,15 @@
 # servers on loopback, real tritonclient).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each phase's seconds, for keeping CI within its time: "run-tests: <phase> <n> s".
+phase_start=$SECONDS
+phase_done() { echo "run-tests: $1 $((SECONDS - phase_start)) s"; phase_start=$SECONDS; }
+if [ -n "${TRITONX_CI_START:-}" ]; then  # set by .ci/run: set-up and install before us
+  echo "run-tests: system packages, venv and pip install $(($(date +%s) - TRITONX_CI_START)) s"
+fi
 # Style first: ruff, mypy, clang-format (seconds; a failure names the file).
 ./scripts/lint.sh
+phase_done lint
 # Every C++ component is built, gRPC included, so that the gRPC frontend's unit tests
 # (tests/cpp/test_grpc_*) build and run too. The Python extension comes from
 # `pip install`, not from this tree. Built without optimization or debug info
@@ -15,6 +22,7 @@ cd "$(dirname "$0")/.."
 cmake -S . -B build/ctest -G Ninja -DBUILD_TESTING=ON -DTRITONX_BUILD_PYTHON=OFF \
   -DTRITONX_ENABLE_GRPC=ON -DCMAKE_BUILD_TYPE=None >/dev/null
 cmake --build build/ctest -j "$(nproc)"
+phase_done "C++ test build"
 # Fail loudly rather than pass without them if a configure change drops the gRPC tests.
 for suite in GrpcCodec GrpcPolicy; do
   if ! ctest --test-dir build/ctest -N -R "^${suite}\." | grep -q "Total Tests: [1-9]"; then
@@ -23,6 +31,7 @@ for suite in GrpcCodec GrpcPolicy; do
   fi
 done
 ctest --test-dir build/ctest --output-on-failure -j 2
+phase_done ctest
 # The Python tests in parallel (pytest-xdist), a test file per worker at a time so
 # that a module's server fixture starts once. Most tests wait on servers and
 # subprocesses, so twice as many workers as cores keeps the cores busy: 7 minutes
@@ -33,3 +42,4 @@ workers=$(( $(nproc) * 2 ))
 if [ "$workers" -gt 8 ]; then workers=8; fi
 workers="${TRITONX_TEST_WORKERS:-$workers}"
 python -m pytest -q -n "$workers" --dist loadfile "$@"
+phase_done pytest
