@@ -124,6 +124,7 @@ class OrtInstance(GatheredInstance):
         self._outputs = model.output_names or [
             o.name for o in self._session.get_outputs()
         ]
+        self._states = model.state_outputs
         self._fast = _fast_run(self._session)
 
     def run(
@@ -133,7 +134,7 @@ class OrtInstance(GatheredInstance):
         names = self._outputs
         if wanted is not None:
             names = [name for name in self._outputs if name in wanted] or names
-        return self._run(inputs, names)
+        return self._run(inputs, names + self._states if self._states else names)
 
     def _run(
         self, inputs: Mapping[str, np.ndarray], names: list[str]
@@ -176,6 +177,13 @@ class OrtModel(InstanceKeeper):
         self.path = _model_path(ctx)
         self.settings: OrtSettings = build_settings(ctx.config, ctx.backend_config)
         self.output_names = [o.name for o in ctx.config.output]
+        # Implicit sequence states: the graph computes each next state as an output
+        # the config does not list; the sequence batcher keeps it from every run.
+        self.state_outputs = [
+            s.output_name
+            for s in ctx.config.sequence_batching.state
+            if s.output_name not in self.output_names
+        ]
 
     def create_instance(self, ictx: InstanceContext) -> OrtInstance:
         return self.keep(OrtInstance(self, ictx))
