@@ -134,7 +134,9 @@ class OrtInstance(GatheredInstance):
         names = self._outputs
         if wanted is not None:
             names = [name for name in self._outputs if name in wanted] or names
-        return self._run(inputs, names + self._states if self._states else names)
+        if self._states:
+            names = names + [s for s in self._states if s not in names]
+        return self._run(inputs, names)
 
     def _run(
         self, inputs: Mapping[str, np.ndarray], names: list[str]
@@ -179,11 +181,7 @@ class OrtModel(InstanceKeeper):
         self.output_names = [o.name for o in ctx.config.output]
         # Implicit sequence states: the graph computes each next state as an output
         # the config does not list; the sequence batcher keeps it from every run.
-        self.state_outputs = [
-            s.output_name
-            for s in ctx.config.sequence_batching.state
-            if s.output_name not in self.output_names
-        ]
+        self.state_outputs = [s.output_name for s in ctx.config.sequence_batching.state]
 
     def create_instance(self, ictx: InstanceContext) -> OrtInstance:
         return self.keep(OrtInstance(self, ictx))
