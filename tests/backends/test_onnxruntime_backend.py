@@ -260,3 +260,73 @@ def test_gpu_instance_providers_follow_the_config(caplog) -> None:
         assert cuda["device_id"] == 0
         assert cuda["user_compute_stream"] == str(0x1001)
         assert cuda["cudnn_conv_use_max_workspace"] == "1"
+
+
+SEQUENCE_STATE_CONFIG = """
+name: "accumulate"
+backend: "onnxruntime"
+max_batch_size: 0
+input [ { name: "INPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "OUTPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+sequence_batching {
+  control_input [
+    { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
+    { name: "READY" control [ { kind: CONTROL_SEQUENCE_READY int32_false_true: [ 0, 1 ] } ] }
+  ]
+  state [ { input_name: "INPUT_STATE" output_name: "OUTPUT_STATE" data_type: TYPE_INT32 dims: 1 } ]
+}
+"""
+
+
+def test_sequence_control_and_implicit_state_inputs(tmp_path: Path) -> None:
+    """Triton's QA model onnx_nobatch_sequence_int32 (L0_backend_python/bls): the
+    graph takes the sequence batcher's control tensors and implicit state as inputs
+    the config's input list does not name, and returns the next state as an output
+    it does not name. Such a model loads, and its state carries from request to
+    request (it used to fail the load: "configuration expects 1 inputs, model
+    provides 4"; and then every request saw a zero state)."""
+    import tritonclient.http as httpclient
+    from serverutil import run_server
+
+    i32 = TensorProto.INT32
+    graph = helper.make_graph(
+        [
+            helper.make_node("Sub", ["ONE", "START"], ["NOT_START"]),
+            helper.make_node("Mul", ["INPUT_STATE", "NOT_START"], ["KEPT"]),
+            helper.make_node("Mul", ["KEPT", "READY"], ["CARRIED"]),
+            helper.make_node("Add", ["INPUT", "CARRIED"], ["OUTPUT"]),
+            helper.make_node("Identity", ["OUTPUT"], ["OUTPUT_STATE"]),
+        ],
+        "accumulate",
+        [
+            helper.make_tensor_value_info(n, i32, [1])
+            for n in ("INPUT_STATE", "INPUT", "START", "READY")
+        ],
+        [
+            helper.make_tensor_value_info(n, i32, [1])
+            for n in ("OUTPUT", "OUTPUT_STATE")
+        ],
+        initializer=[numpy_helper.from_array(np.array([1], np.int32), "ONE")],
+    )
+    _save(tmp_path / "repo" / "accumulate", graph, SEQUENCE_STATE_CONFIG)
+    with run_server(tmp_path / "repo") as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        seen = []
+        for value, flags in ((1000, "start"), (0, ""), (1, ""), (2, "end")):
+            inp = httpclient.InferInput("INPUT", [1], "INT32")
+            inp.set_data_from_numpy(np.array([value], np.int32))
+            result = client.infer(
+                "accumulate",
+                [inp],
+                sequence_id=7,
+                sequence_start=flags == "start",
+                sequence_end=flags == "end",
+            )
+            names = [o["name"] for o in result.get_response()["outputs"]]
+            seen.append((int(result.as_numpy("OUTPUT")[0]), names))
+    assert seen == [
+        (1000, ["OUTPUT"]),
+        (1000, ["OUTPUT"]),
+        (1001, ["OUTPUT"]),
+        (1003, ["OUTPUT"]),
+    ]

@@ -46,10 +46,13 @@ class TritonPythonModel:
         return config
 
     def initialize(self, args):
-        path = os.path.join(
-            args["model_repository"], args["model_version"], "model.json"
-        )
-        with open(path) as f:
+        # As Triton's own QA backend does: the model's files through
+        # get_model_dir(), the version directory of the model being loaded.
+        model_dir = pb_utils.get_model_dir()
+        assert model_dir == os.path.join(
+            args["model_repository"], args["model_version"]
+        ), model_dir
+        with open(os.path.join(model_dir, "model.json")) as f:
             self.operation = OPERATIONS[json.load(f)["operation"]]
 
     def execute(self, requests):

@@ -124,6 +124,7 @@ class OrtInstance(GatheredInstance):
         self._outputs = model.output_names or [
             o.name for o in self._session.get_outputs()
         ]
+        self._states = model.state_outputs
         self._fast = _fast_run(self._session)
 
     def run(
@@ -133,6 +134,8 @@ class OrtInstance(GatheredInstance):
         names = self._outputs
         if wanted is not None:
             names = [name for name in self._outputs if name in wanted] or names
+        if self._states:
+            names = names + [s for s in self._states if s not in names]
         return self._run(inputs, names)
 
     def _run(
@@ -176,6 +179,9 @@ class OrtModel(InstanceKeeper):
         self.path = _model_path(ctx)
         self.settings: OrtSettings = build_settings(ctx.config, ctx.backend_config)
         self.output_names = [o.name for o in ctx.config.output]
+        # Implicit sequence states: the graph computes each next state as an output
+        # the config does not list; the sequence batcher keeps it from every run.
+        self.state_outputs = [s.output_name for s in ctx.config.sequence_batching.state]
 
     def create_instance(self, ictx: InstanceContext) -> OrtInstance:
         return self.keep(OrtInstance(self, ictx))

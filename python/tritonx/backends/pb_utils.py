@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tritonx.backends.pb import bls
 from tritonx.backends.pb.dtypes import (
     TRITON_STRING_TO_NUMPY,
     deserialize_bytes_tensor,
@@ -64,6 +65,7 @@ __all__ = [
     "deserialize_bytes_tensor",
     "get_input_config_by_name",
     "get_input_tensor_by_name",
+    "get_model_dir",
     "get_output_config_by_name",
     "get_output_tensor_by_name",
     "is_model_ready",
@@ -75,6 +77,15 @@ __all__ = [
     "unload_model",
     "using_decoupled_model_transaction_policy",
 ]
+
+
+def get_model_dir() -> str:
+    """The calling model's version directory (``<repository>/<name>/<version>``),
+    where a python-based backend's models keep their files."""
+    link = bls.calling_link()
+    if link is None:
+        raise TritonModelException("get_model_dir() is only available to a model")
+    return link.model_dir
 
 
 def get_input_tensor_by_name(

@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import json
 import logging
+import os
 from functools import partial
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -35,7 +36,7 @@ from tritonx.backends.base import (
     ModelContext,
     OutputValue,
 )
-from tritonx.backends.pb import bls
+from tritonx.backends.pb import bls, c_module
 from tritonx.backends.pb.errors import TritonError, TritonModelException
 from tritonx.backends.pb.event_loop import ModelEventLoop
 from tritonx.backends.pb.messages import (
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
     from tritonx._native import Request
 
 log = logging.getLogger("tritonx.backends.python")
+
+# Model files may `import c_python_backend_utils`, the module Triton's stub builds in.
+c_module.install()
 
 DEFAULT_MODEL_FILENAME = "model.py"
 
@@ -130,6 +134,12 @@ class PythonInstance:
         self._scope = bls.BlsScope(
             link or bls.ModelLink(None, model.ctx.name, model.ctx.version), ictx.name
         )
+        init_args = model.initialize_args(ictx)
+        # pb_utils.get_model_dir(): the version directory, as Triton's stub has it.
+        self._scope.link.model_dir = os.path.join(
+            init_args["model_repository"], init_args["model_version"]
+        )
+        self._scope.link.shm_bytes = model.settings.shm_default_byte_size
         setattr(self._module, bls.SCOPE_GLOBAL, self._scope)
         self._files = model_files(model.model_file, self._module)
         files = running_files.set(self._files)
@@ -142,7 +152,7 @@ class PythonInstance:
             )
             init = getattr(self._obj, "initialize", None)
             if init is not None:
-                result = init(model.initialize_args(ictx))
+                result = init(init_args)
                 if inspect.isawaitable(result):
                     self._run(result)
             self._scope.ready = True

@@ -149,6 +149,11 @@ def check_onnx_consistency(config: ModelConfig, onnx_path: Path) -> None:
     sig = read_onnx_signature(onnx_path)
     name = config.name
     expected = sum(1 for i in config.input if not i.optional) + len(config.batch_input)
+    if config.HasField("sequence_batching"):
+        # The sequence batcher feeds its control tensors and implicit states to
+        # the graph as inputs too (Triton counts them in this check).
+        sb = config.sequence_batching
+        expected += len(sb.control_input) + len(sb.state)
     if len(sig.inputs) != expected:
         raise InvalidArgumentError(
             f"unable to load model '{name}', configuration expects {expected} "

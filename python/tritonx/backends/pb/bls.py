@@ -77,6 +77,10 @@ class ModelLink:
         self.name = name
         self.version = version
         self.instances = 0  # set by the backend as instances are created
+        # Set by the python backend from the model's initialize args and settings:
+        # what pb_utils.get_model_dir() and c_python_backend_utils report.
+        self.model_dir = ""
+        self.shm_bytes = 0
         self._lock = threading.Lock()
         self._waiting: dict[int, int] = {}  # id(scope) -> self-calls in flight
 
@@ -123,7 +127,11 @@ def _find_scope() -> tuple[BlsScope | None, bool]:
     scope = running_scope.get()
     if scope is not None:
         return scope, True
-    frame: Any = sys._getframe(2)
+    return _find_scope_from(sys._getframe(2))
+
+
+def _find_scope_from(frame: Any) -> tuple[BlsScope | None, bool]:
+    """The scope of the first model module on the stack from ``frame`` outwards."""
     while frame is not None:
         found = frame.f_globals.get(SCOPE_GLOBAL)
         if found is None:
@@ -137,6 +145,14 @@ def _find_scope() -> tuple[BlsScope | None, bool]:
             return found, False
         frame = frame.f_back
     return None, False
+
+
+def calling_link() -> ModelLink | None:
+    """The ModelLink of the model whose code calls the caller of this function."""
+    scope = running_scope.get()
+    if scope is None:
+        scope, _ = _find_scope_from(sys._getframe(2))
+    return scope.link if scope is not None else None
 
 
 def _scope_or_raise() -> tuple[BlsScope, bool]:

@@ -275,6 +275,7 @@ class Stub:
                 name=args["model_name"], version=args["model_version"], config=config
             ),
             model_file=Path(args["model_file"]),
+            settings=SimpleNamespace(shm_default_byte_size=args["shm_size"]),
             initialize_args=lambda _ictx: args["initialize_args"],
         )
         streams, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
