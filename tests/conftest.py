@@ -12,6 +12,7 @@ import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,7 +101,49 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     marker.unlink(missing_ok=True)
 
 
+_CRASHES_AT_START = pytest.StashKey[int]()
+
+
+def _reference_crash(item: pytest.Item) -> str | None:
+    """The line with which a reference Triton reported its crash during ``item``,
+    or before it for a reference server among its fixtures (serverutil)."""
+    import serverutil
+
+    seen = serverutil.reference_crashes[item.stash.get(_CRASHES_AT_START, 0) :]
+    if seen:
+        return seen[0]
+    for value in getattr(item, "funcargs", {}).values():
+        for candidate in value if isinstance(value, tuple) else (value,):
+            running = isinstance(candidate, serverutil.RunningServer)
+            if running and candidate.crashed_reference():
+                return "its server had crashed before"
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[None]:
+    """A test that failed because the reference Triton crashed under it is skipped:
+    there was nothing to compare with (tritonx's own answers are checked elsewhere
+    in the test, before or without the reference)."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    if report.failed and call.when in ("setup", "call"):
+        crash = _reference_crash(item)
+        if crash is not None:
+            report.outcome = "skipped"
+            report.longrepr = (
+                str(item.path),
+                item.location[1] or 0,
+                f"Skipped: the reference Triton crashed ({crash})",
+            )
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    import serverutil
+
+    item.stash[_CRASHES_AT_START] = len(serverutil.reference_crashes)
     stacks = item.stash.get(_HUNG_STACKS, None)
     if stacks is not None:
         pytest.fail(

@@ -25,11 +25,25 @@ _PORT_LINES = {
 }
 
 
+# How the reference Triton reports a crash of its own (SIGABRT from an uncaught
+# boost::interprocess::lock_exception in its python backend, SIGSEGV), which it does
+# now and then on this machine under load. Every such line a reference server of
+# this process logs is kept in ``reference_crashes``: tests/conftest.py turns the
+# failure of a test during which a reference crashed (or whose reference server had
+# crashed) into a skip, as there was nothing left to compare with.
+REFERENCE_CRASH = re.compile(r"Signal \((6|11)\) received")
+reference_crashes: list[str] = []
+
+
 @dataclass
 class RunningServer:
     process: subprocess.Popen[str]
     ports: dict[str, int] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    reference: bool = False  # the reference Triton (run_reference)
+
+    def crashed_reference(self) -> bool:
+        return self.reference and any(REFERENCE_CRASH.search(line) for line in self.log)
 
     @property
     def http_url(self) -> str:
@@ -62,6 +76,8 @@ def _pump(server: RunningServer) -> None:
     assert server.process.stdout is not None
     for line in server.process.stdout:
         server.log.append(line)
+        if server.reference and REFERENCE_CRASH.search(line):
+            reference_crashes.append(line.strip())
 
 
 def server_command(
@@ -332,7 +348,7 @@ def run_reference(
     process = subprocess.Popen(
         full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    server = RunningServer(process, ports)
+    server = RunningServer(process, ports, reference=True)
     pump = threading.Thread(target=_pump, args=(server,), daemon=True)
     pump.start()
     try:
