@@ -206,32 +206,44 @@ void SequenceBatchScheduler::ReleaseSlot(const SequencePtr& seq) {
 
 bool SequenceBatchScheduler::Cancel(const RequestPtr& request) {
   request->MarkCancelled();
-  bool removed = false;
+  // As in Triton, cancelling a queued request cancels its sequence: every request
+  // of it still queued is answered CANCELLED, and a sequence waiting in the backlog
+  // is dropped (its id may start again). One that holds a slot keeps it for the
+  // request it may be running (freed by END or the idle timeout, as before).
+  std::vector<RequestPtr> cancelled;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto remove_from = [&](const SequencePtr& seq) {
-      if (!seq || removed) return;
+    auto take_from = [&](const SequencePtr& seq) {
+      if (!seq || !cancelled.empty()) return false;
       auto& q = seq->queue;
-      for (auto it = q.begin(); it != q.end(); ++it) {
-        if ((*it)->uid == request->uid) {
-          q.erase(it);
-          --pending_;
-          removed = true;
-          return;
-        }
+      for (const RequestPtr& queued : q) {
+        if (queued->uid != request->uid) continue;
+        cancelled.assign(std::make_move_iterator(q.begin()),
+                         std::make_move_iterator(q.end()));
+        q.clear();
+        pending_ -= cancelled.size();
+        return true;
       }
+      return false;
     };
     for (auto& instance : slots_) {
-      for (auto& seq : instance) remove_from(seq);
+      for (auto& seq : instance) take_from(seq);
     }
-    for (auto& seq : backlog_) remove_from(seq);
+    for (auto it = backlog_.begin(); cancelled.empty() && it != backlog_.end(); ++it) {
+      if (!take_from(*it)) continue;
+      auto found = active_.find((*it)->key);
+      if (found != active_.end() && found->second == *it) active_.erase(found);
+      backlog_.erase(it);
+      break;
+    }
   }
-  if (removed) {
-    runner_.stats().RecordFailure(FailureReason::kCanceled,
-                                  NowNs() - request->enqueue_ns);
-    request->RespondError(Status(StatusCode::kCancelled, "request cancelled"));
+  const uint64_t now = NowNs();
+  for (const RequestPtr& queued : cancelled) {
+    queued->MarkCancelled();
+    runner_.stats().RecordFailure(FailureReason::kCanceled, now - queued->enqueue_ns);
+    queued->RespondError(Status(StatusCode::kCancelled, "request cancelled"));
   }
-  return removed;
+  return !cancelled.empty();
 }
 
 size_t SequenceBatchScheduler::PendingCount() const {
