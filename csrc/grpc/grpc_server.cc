@@ -10,6 +10,7 @@
 #include <deque>
 #include <unordered_map>
 
+#include "core/logging.h"
 #include "core/request_builder.h"
 #include "core/trace.h"
 #include "grpc_server_impl.h"
@@ -78,7 +79,11 @@ class GrpcServer::Impl::InferReactor : public grpc::ServerUnaryReactor {
   void OnCancel() override {
     // The client went away or its deadline passed: drop the request if it is
     // still queued; an executing one is flagged for the backend to notice.
-    // Either way the response callback still runs and calls Finish.
+    // Either way the response callback still runs and calls Finish. Logged (verbose)
+    // in the words Triton's gRPC frontend uses for it.
+    Log(LogLevel::kVerbose,
+        "Cancellation notification received for ModelInferHandler, model '" +
+            model_->spec().name + "'");
     model_->Cancel(request_);
   }
   void OnDone() override {

@@ -3,6 +3,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "core/logging.h"
 #include "core/trace.h"
 #include "grpc_server_impl.h"
 #include "infer_codec.h"
@@ -113,6 +114,10 @@ class GrpcServer::Impl::StreamReactor
       broken_ = true;
       for (const auto& entry : inflight_) inflight.push_back(entry.second);
     }
+    // Logged (verbose) in the words Triton's gRPC frontend uses for it.
+    Log(LogLevel::kVerbose,
+        "Cancellation notification received for ModelStreamInferHandler, " +
+            std::to_string(inflight.size()) + " request(s) in flight");
     for (auto& [model, request] : inflight) model->Cancel(request);
   }
 

@@ -526,9 +526,36 @@ class Server:
             await self.stop()
             logger.error("%s", creating_server_error(error))
             return 1
-        await self._stop_requested.wait()
+        flusher = asyncio.ensure_future(_flush_core_logs())
+        try:
+            await self._stop_requested.wait()
+        finally:
+            flusher.cancel()
         await self.stop()
+        _write_core_logs()
         return 1 if self.abandoned_work else 0
+
+
+# How often messages the core logged from its own threads are written.
+CORE_LOG_FLUSH_S = 0.2
+
+
+def _write_core_logs() -> None:
+    """Writes what the core logged from threads without the GIL (gRPC, schedulers):
+    those messages wait for a thread of ours to hold it."""
+    try:
+        from tritonx import _native
+    except ImportError:  # core not built
+        return
+    _native.release_pending_refs()
+
+
+async def _flush_core_logs() -> None:
+    # Without Python traffic (a gRPC-only load on stub-process models) nothing else
+    # would write them until the server stops.
+    while True:
+        await asyncio.sleep(CORE_LOG_FLUSH_S)
+        _write_core_logs()
 
 
 def run(options: ServerOptions) -> int:
