@@ -10,9 +10,11 @@ phase_done() { echo "run-tests: $1 $((SECONDS - phase_start)) s"; phase_start=$S
 if [ -n "${TRITONX_CI_START:-}" ]; then  # set by .ci/run: set-up and install before us
   echo "run-tests: system packages, venv and pip install $(($(date +%s) - TRITONX_CI_START)) s"
 fi
-# Style first: ruff, mypy, clang-format (seconds; a failure names the file).
-./scripts/lint.sh
-phase_done lint
+# The style gates (ruff, mypy, clang-format; about a minute, mostly mypy on one core)
+# run beside the C++ test build; their verdict comes before that build's tests run.
+mkdir -p build
+./scripts/lint.sh >build/lint.log 2>&1 &
+lint_pid=$!
 # Every C++ component is built, gRPC included, so that the gRPC frontend's unit tests
 # (tests/cpp/test_grpc_*) build and run too. The Python extension comes from
 # `pip install`, not from this tree. Built without optimization or debug info
@@ -22,7 +24,15 @@ phase_done lint
 cmake -S . -B build/ctest -G Ninja -DBUILD_TESTING=ON -DTRITONX_BUILD_PYTHON=OFF \
   -DTRITONX_ENABLE_GRPC=ON -DCMAKE_BUILD_TYPE=None >/dev/null
 cmake --build build/ctest -j "$(nproc)"
-phase_done "C++ test build"
+phase_done "C++ test build (lint beside it)"
+lint_status=0
+wait "$lint_pid" || lint_status=$?
+cat build/lint.log
+if [ "$lint_status" != 0 ]; then
+  echo "run-tests: the style gates failed (above)" >&2
+  exit "$lint_status"
+fi
+phase_done "lint (after the build)"
 # Fail loudly rather than pass without them if a configure change drops the gRPC tests.
 for suite in GrpcCodec GrpcPolicy; do
   if ! ctest --test-dir build/ctest -N -R "^${suite}\." | grep -q "Total Tests: [1-9]"; then
