@@ -26,12 +26,15 @@ _PORT_LINES = {
 
 
 # How the reference Triton reports a crash of its own (SIGABRT from an uncaught
-# boost::interprocess::lock_exception in its python backend, SIGSEGV), which it does
+# boost::interprocess::lock_exception in its python backend, also before its signal
+# handlers are installed; SIGSEGV), which it does
 # now and then on this machine under load. Every such line a reference server of
 # this process logs is kept in ``reference_crashes``: tests/conftest.py turns the
 # failure of a test during which a reference crashed (or whose reference server had
 # crashed) into a skip, as there was nothing left to compare with.
-REFERENCE_CRASH = re.compile(r"Signal \((6|11)\) received")
+REFERENCE_CRASH = re.compile(
+    r"Signal \((6|11)\) received|terminate called after throwing"
+)
 reference_crashes: list[str] = []
 
 
@@ -282,12 +285,44 @@ def reference_command() -> list[str] | None:
     return shlex.split(value) if value else None
 
 
+# Ports picked here for a server to bind later come from below the system's
+# ephemeral range: a port the system hands out for a bind to port 0 (a server's
+# other endpoints, any client's socket) is never one of them, so none can be taken
+# by such a bind before the server binds it (seen in CI: Vertex AI's AIP_HTTP_PORT,
+# picked free, then handed by the system to the same server's gRPC endpoint).
+_LOWEST_PICK = 20000
+
+
+def _ephemeral_low() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bind_unused(sock: Any) -> int:
+    """Binds ``sock`` to a free port below the ephemeral range; returns it."""
+    import random
+
+    high = _ephemeral_low()
+    low = max(1024, min(_LOWEST_PICK, high - 1000))
+    for _ in range(500):
+        port = random.randrange(low, high)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    sock.bind(("127.0.0.1", 0))  # all taken: any free one
+    return int(sock.getsockname()[1])
+
+
 def _free_port() -> int:
     import socket
 
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return _bind_unused(sock)
 
 
 # For tests that start a server themselves (e.g. one logging to a file, whose
@@ -303,9 +338,7 @@ def free_ports(count: int) -> list[int]:
 
     sockets = [socket.socket() for _ in range(count)]
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
+        return [_bind_unused(sock) for sock in sockets]
     finally:
         for sock in sockets:
             sock.close()

@@ -118,6 +118,10 @@ def _run(server: RunningServer, repo: Path, model: str, backlog: bool) -> None:
         assert result.as_numpy("OUTPUT0").tolist() == [[1.0]]
         for _, answers in queued:
             error = answers.get(timeout=20)
+            if server.reference and not isinstance(error, Exception):
+                # Seen once in CI under load: Triton takes a cancellation
+                # asynchronously, and there it came after that request's dispatch.
+                pytest.skip("Triton 2.51 ran a request of the cancelled sequence")
             assert isinstance(error, Exception), error
             assert "CANCELLED" in str(error.status()), error
         deadline = time.monotonic() + 10
