@@ -98,16 +98,25 @@ class TritonPythonModel:
 GONE = "Invalid metric operation as the corresponding 'MetricFamily' has been deleted."
 
 
-def _probe(tmp_path: Path, kind: str, mode: str) -> dict[str, Any]:
-    repo = tmp_path / f"{kind}-{mode}"
-    (repo / "probe" / "1").mkdir(parents=True)
-    (repo / "probe" / "config.pbtxt").write_text(CONFIG)
-    (repo / "probe" / "1" / "model.py").write_text(MODEL)
+def _one_model(
+    root: Path, name: str, config: str, model: str, kind: str, mode: str
+) -> tuple[Path, list[str]]:
+    """A repository holding one python model, and the server arguments that run it
+    in ``mode`` (none for the reference, whose models always run in stubs)."""
+    repo = root / f"{name}-{kind}-{mode}"
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "config.pbtxt").write_text(config)
+    (repo / name / "1" / "model.py").write_text(model)
     args = (
         []
         if kind == "reference"
         else [f"--backend-config=python,execution-mode={mode}"]
     )
+    return repo, args
+
+
+def _probe(tmp_path: Path, kind: str, mode: str) -> dict[str, Any]:
+    repo, args = _one_model(tmp_path, "probe", CONFIG, MODEL, kind, mode)
     with run_either(kind, repo, *args) as server:
         url = {"name": "URL", "shape": [1], "datatype": "BYTES"}
         try:
@@ -228,15 +237,7 @@ def _shared_series(tmp_path: Path, kind: str, mode: str) -> dict[str, Any]:
 
     from test_metrics import labels, samples, scrape  # tests/test_metrics.py
 
-    repo = tmp_path / f"shared-{kind}-{mode}"
-    (repo / "shared" / "1").mkdir(parents=True)
-    (repo / "shared" / "config.pbtxt").write_text(SHARED_CONFIG)
-    (repo / "shared" / "1" / "model.py").write_text(SHARED_MODEL)
-    args = (
-        []
-        if kind == "reference"
-        else [f"--backend-config=python,execution-mode={mode}"]
-    )
+    repo, args = _one_model(tmp_path, "shared", SHARED_CONFIG, SHARED_MODEL, kind, mode)
 
     def infer(server: Any, value: float) -> list[float]:
         data = {"name": "SET", "shape": [1], "datatype": "FP32", "data": [value]}
