@@ -6,19 +6,23 @@ good and imports the file as "<version>.model": a sibling module imported lazily
 (inside initialize or execute), a module beside the version directories, and
 ``import model`` (a second copy of the file, which Triton's own test models run
 ``unittest.main("model")`` on) all resolve, and the command line is [""]. Two
-models in one process each get their own sibling of a shared name. Checked
-against Triton 2.51 when TRITONX_REFERENCE_CMD is set.
+models in one process each get their own sibling of a shared name, also while one
+of them is still running its file's top level, and a sibling imported at load is
+the module later imports get. Checked against Triton 2.51 when
+TRITONX_REFERENCE_CMD is set.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from serverutil import reference_command, run_either
+from serverutil import reference_command, run_either, run_server
 
 CONFIG = """
 name: "{name}"
@@ -28,7 +32,8 @@ input [ {{ name: "IN" data_type: TYPE_FP32 dims: [ 1 ] }} ]
 output [ {{ name: "OUT" data_type: TYPE_STRING dims: [ 1 ] }} ]
 """
 
-# Imports after load only: at load time the file's directory is on sys.path anyway.
+# Imports after load only (but `state`): at load time the file's directory is on
+# sys.path anyway.
 MODEL = """
 import json
 import sys
@@ -36,6 +41,8 @@ import threading
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+import state as state_at_load
 
 
 def outcome(fn):
@@ -60,6 +67,17 @@ class TritonPythonModel:
         thread = threading.Thread(target=lambda: box.append(second.call_add_sub()))
         thread.start()
         thread.join()
+        # Imports in a thread the model started: no request context there.
+        in_thread = []
+
+        def import_in_thread():
+            import helper
+
+            in_thread.append(helper.VALUE)
+
+        thread = threading.Thread(target=import_in_thread)
+        thread.start()
+        thread.join()
         seen = {
             "helper in initialize": self.at_init,
             "helper in execute": outcome(lambda: __import__("helper").VALUE),
@@ -69,10 +87,27 @@ class TritonPythonModel:
             "unittest.main('model')": tests,
             "BLS from the second copy's thread": box[0],
             "argv": sys.argv,
+            "helper in own thread": in_thread[0],
+            "import pkg.sub": outcome(dotted_import),
+            "from pkg.sub import": outcome(dotted_from_import),
+            "state is the load's": outcome(
+                lambda: __import__("state") is state_at_load),
         }
         text = np.array([json.dumps(seen)], dtype=object)
         return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", text)])
                 for _ in requests]
+
+
+def dotted_import():
+    import pkg.sub
+
+    return pkg.sub.VALUE
+
+
+def dotted_from_import():
+    from pkg.sub import VALUE
+
+    return VALUE
 
 
 def call_add_sub():
@@ -104,6 +139,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (version / "model.py").write_text(MODEL)
         (version / "helper.py").write_text(f"VALUE = 'helper of {name}'\n")
         (root / name / "outer.py").write_text(f"VALUE = 'outer of {name}'\n")
+        (version / "state.py").write_text("")
+        (version / "pkg").mkdir()
+        (version / "pkg" / "__init__.py").write_text("")
+        (version / "pkg" / "sub.py").write_text(f"VALUE = 'sub of {name}'\n")
     (root / "add_sub" / "1").mkdir(parents=True)
     (root / "add_sub" / "config.pbtxt").write_text(ADD_SUB)
     (root / "add_sub" / "1" / "model.py").write_text(ADD_SUB_PY)
@@ -132,6 +171,10 @@ def _expected(name: str) -> dict[str, object]:
         "unittest.main('model')": True,
         "BLS from the second copy's thread": [2.0, 2.0, 2.0, 2.0],
         "argv": [""],
+        "helper in own thread": f"helper of {name}",
+        "import pkg.sub": f"sub of {name}",
+        "from pkg.sub import": f"sub of {name}",
+        "state is the load's": True,
     }
 
 
@@ -149,3 +192,88 @@ def test_reference_resolves_the_same(repo: Path) -> None:
     seen = _seen("reference", repo)
     for name in ("first", "second"):
         assert seen[name] == _expected(name), name
+
+
+# Holds its load in the file's top level (after importing its own siblings) until
+# the test lets it go.
+HELD_AT_LOAD = """
+import os
+import time
+
+import helper
+import pkg.sub
+import triton_python_backend_utils as pb_utils
+
+open({marker!r}, "w").close()
+deadline = time.monotonic() + 60
+while not os.path.exists({release!r}) and time.monotonic() < deadline:
+    time.sleep(0.05)
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        import numpy as np
+
+        text = np.array([helper.VALUE + "/" + pkg.sub.VALUE], dtype=object)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", text)])
+                for _ in requests]
+"""
+
+LAZY = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        import helper
+        import pkg.sub
+
+        text = np.array([helper.VALUE + "/" + pkg.sub.VALUE], dtype=object)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", text)])
+                for _ in requests]
+"""
+
+
+def test_a_loading_model_lends_nothing_to_a_running_one(tmp_path: Path) -> None:
+    """In process, "running" imports its siblings for the first time while "held"
+    has imported its own same-named ones and still runs its file's top level."""
+    marker, release = tmp_path / "loading", tmp_path / "release"
+    repo = tmp_path / "repo"
+    sources = {
+        "running": LAZY,
+        "held": HELD_AT_LOAD.format(marker=str(marker), release=str(release)),
+    }
+    for name, source in sources.items():
+        version = repo / name / "1"
+        (version / "pkg").mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(CONFIG.format(name=name))
+        (version / "model.py").write_text(source)
+        (version / "helper.py").write_text(f"VALUE = 'helper of {name}'\n")
+        (version / "pkg" / "__init__.py").write_text("")
+        (version / "pkg" / "sub.py").write_text(f"VALUE = 'sub of {name}'\n")
+    with run_server(
+        repo, "--model-control-mode=explicit", "--load-model=running"
+    ) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        x = httpclient.InferInput("IN", [1], "FP32")
+        x.set_data_from_numpy(np.ones(1, np.float32))
+        # tritonclient.http's connections are gevent's: one client per thread.
+        loading = threading.Thread(
+            target=lambda: httpclient.InferenceServerClient(server.http_url).load_model(
+                "held"
+            )
+        )
+        loading.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not marker.exists():
+                assert time.monotonic() < deadline, "held never started loading"
+                time.sleep(0.05)
+            out = client.infer("running", [x]).as_numpy("OUT")
+        finally:
+            release.touch()
+            loading.join()
+        assert out is not None and out[0] == b"helper of running/sub of running"
+        out = client.infer("held", [x]).as_numpy("OUT")
+        assert out is not None and out[0] == b"helper of held/sub of held"

@@ -10,20 +10,24 @@ directory and the model directory to ``sys.path`` and imports the file as
   exactly that.
 * In process, many models share one interpreter. Every instance imports its own
   copy of the file under a unique module name, so module globals stay per instance
-  and two models' ``model.py`` never collide. While the file executes, its
-  directory is first on ``sys.path`` and the helpers it imports are dropped from
-  ``sys.modules`` afterwards, so another model's helper of the same name is not
-  shadowed. Later imports (from ``initialize``, ``execute``, ``finalize``) go
-  through ``SiblingFinder``: a ``sys.meta_path`` finder, consulted after the normal
-  ones, that looks in the directories of the model whose code runs in the current
-  context (``running_files``) and keeps what it loads under private names. A
-  submodule imported as ``import pkg.sub`` after load is the one case it cannot
-  serve (the import system looks the parent up by its bare name); ``from pkg
-  import sub`` works.
+  and two models' ``model.py`` never collide. Nothing is put on ``sys.path`` (other
+  threads import while a model loads): the model's own modules are found by
+  ``SiblingFinder``, a ``sys.meta_path`` finder consulted after the normal ones
+  (so, as in Triton, an installed module wins over a sibling of the same name),
+  which looks in the directories of the model whose code runs (``running_files``)
+  and keeps what it loads under private names (``<model module>.<name>``): one
+  copy per model, shared by the file's top level and later imports.
+  The model's code (the file and every sibling it loads) runs with builtins of its
+  own whose ``__import__`` sets ``running_files`` to that model first, and rewrites
+  ``import pkg.sub`` / ``from pkg.sub import x`` of a sibling package to its private
+  name (the import system would look ``pkg`` up by its bare name). So imports in
+  threads the model starts itself resolve too. Those builtins are a copy of the
+  ``builtins`` module's namespace taken when the model loads.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextvars
 import importlib
 import importlib.abc
@@ -32,19 +36,20 @@ import importlib.util
 import itertools
 import re
 import sys
-import threading
 import traceback
+import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from tritonx.errors import InternalError
 
 _counter = itertools.count()
-_import_lock = threading.Lock()  # sys.path and sys.modules edits are process-wide
 _OWN_DIR = str(Path(__file__).resolve().parent)
 _IMPORTLIB_DIR = str(Path(importlib.__file__).parent)  # import_module's frame
+_import = builtins.__import__
 
 
 def format_exception(exc: BaseException) -> str:
@@ -71,18 +76,62 @@ def _module_name(model_file: Path) -> str:
 @dataclass(frozen=True)
 class ModelFiles:
     """Where the running model's own imports are looked up (version directory,
-    then model directory), and the prefix its lazily imported modules are kept
-    under in ``sys.modules``."""
+    then model directory), the prefix its modules are kept under in
+    ``sys.modules``, and the builtins its code runs with."""
 
     search_dirs: tuple[str, ...]
     prefix: str
+    builtins: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 # The model whose code runs in this context: set around initialize, execute and
-# finalize by the python backend (a contextvar, so an async execute's tasks see it).
+# finalize by the python backend (a contextvar, so an async execute's tasks see it),
+# and around every import statement in the model's code (_model_builtins).
 running_files: contextvars.ContextVar[ModelFiles | None] = contextvars.ContextVar(
     "tritonx_model_files", default=None
 )
+_files_of: weakref.WeakKeyDictionary[ModuleType, ModelFiles] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _model_builtins(files: ModelFiles) -> dict[str, Any]:
+    """A copy of the builtins whose ``__import__`` resolves among ``files``."""
+
+    def model_import(
+        name: str,
+        globals: dict[str, Any] | None = None,
+        locals: dict[str, Any] | None = None,
+        fromlist: Sequence[str] = (),
+        level: int = 0,
+    ) -> ModuleType:
+        if level:  # relative: resolved from the importing module's private name
+            return _import(name, globals, locals, fromlist, level)
+        context = running_files.set(files)
+        try:
+            head, dot, rest = name.partition(".")
+            if not dot:
+                return _import(name, globals, locals, fromlist, level)
+            top = _import(head)
+            if not getattr(top, "__name__", "").startswith(files.prefix):
+                return _import(name, globals, locals, fromlist, level)
+            private = f"{top.__name__}.{rest}"
+            try:
+                leaf = _import(private, globals, locals, fromlist)
+            except ModuleNotFoundError as exc:
+                if exc.name is None or not exc.name.startswith(files.prefix):
+                    raise
+                shown = exc.name.removeprefix(files.prefix)
+                raise ModuleNotFoundError(
+                    f"No module named '{shown}'", name=shown
+                ) from None
+            return leaf if fromlist else top
+        finally:
+            running_files.reset(context)
+
+    own = dict(builtins.__dict__)
+    own["__import__"] = model_import
+    return own
 
 
 class _Loaded(importlib.abc.Loader):
@@ -97,6 +146,25 @@ class _Loaded(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         pass
+
+
+class _WithModelBuiltins(importlib.abc.Loader):
+    """The file's own loader, run with its model's builtins (so the sibling's own
+    imports resolve among the model's files wherever it runs)."""
+
+    def __init__(self, inner: importlib.abc.Loader, own: dict[str, Any]) -> None:
+        self._inner = inner
+        self._builtins = own
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__dict__["__builtins__"] = self._builtins
+        self._inner.exec_module(module)
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_data, ...
+        return getattr(self._inner, name)
 
 
 class SiblingFinder(importlib.abc.MetaPathFinder):
@@ -124,11 +192,14 @@ class SiblingFinder(importlib.abc.MetaPathFinder):
             return None
         # The same file under the private name: its own relative imports then
         # resolve under that name too.
-        return importlib.util.spec_from_file_location(
+        found = importlib.util.spec_from_file_location(
             private,
             spec.origin,
             submodule_search_locations=spec.submodule_search_locations,
         )
+        if found is not None and found.loader is not None:
+            found.loader = _WithModelBuiltins(found.loader, files.builtins)
+        return found
 
 
 _SIBLINGS = SiblingFinder()
@@ -144,10 +215,17 @@ def set_sole_model() -> None:
 
 
 def model_files(model_file: Path, module: ModuleType) -> ModelFiles:
+    """The files of the model ``module`` was loaded from (the same object each
+    time for a module load_model_module made)."""
+    known = _files_of.get(module)
+    if known is not None:
+        return known
     version_dir = model_file.parent
-    return ModelFiles(
+    files = ModelFiles(
         (str(version_dir), str(version_dir.parent)), f"{module.__name__}."
     )
+    files.builtins.update(_model_builtins(files))
+    return files
 
 
 def _load_as_triton(model_file: Path) -> ModuleType:
@@ -177,38 +255,23 @@ def load_model_module(model_file: Path) -> ModuleType:
         )
     if _sole_model:
         return _load_as_triton(model_file)
-    search_dir = str(model_file.parent)
     name = _module_name(model_file)
     spec = importlib.util.spec_from_file_location(name, model_file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    with _import_lock:
-        before = set(sys.modules)
-        sys.modules[name] = module  # dataclasses/pickle look the module up by name
-        # sys.path is replaced, never edited in place: imports on other threads
-        # (models load in parallel) iterate the list they started with, and an
-        # entry removed under them would make them skip site-packages.
-        sys.path = [search_dir, *sys.path]
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            sys.modules.pop(name, None)
-            raise InternalError(format_exception(exc)) from exc
-        finally:
-            restored = list(sys.path)
-            restored.remove(search_dir)
-            sys.path = restored
-            _drop_local_modules(before, search_dir, keep=name)
+    files = model_files(model_file, module)
+    _files_of[module] = files
+    module.__dict__["__builtins__"] = files.builtins
+    sys.modules[name] = module  # dataclasses/pickle look the module up by name
+    context = running_files.set(files)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        unload_model_module(module)
+        raise InternalError(format_exception(exc)) from exc
+    finally:
+        running_files.reset(context)
     return module
-
-
-def _drop_local_modules(before: set[str], search_dir: str, keep: str) -> None:
-    for mod_name in set(sys.modules) - before:
-        if mod_name == keep:
-            continue
-        path = getattr(sys.modules[mod_name], "__file__", None) or ""
-        if path.startswith(search_dir):
-            del sys.modules[mod_name]
 
 
 def unload_model_module(module: ModuleType) -> None:
