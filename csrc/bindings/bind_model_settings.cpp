@@ -158,7 +158,8 @@ void RegisterModelSettings(py::module_& m) {
                        std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs,
                        bool decoupled, bool response_cache,
                        const std::vector<BatchInputTuple>& batch_inputs,
-                       const std::vector<BatchOutputTuple>& batch_outputs) {
+                       const std::vector<BatchOutputTuple>& batch_outputs,
+                       std::vector<std::string> state_outputs) {
              ModelSpec spec;
              for (const auto& [kind, targets, datatype, source] : batch_inputs) {
                DataType dtype = ParseDataType(datatype);
@@ -178,13 +179,15 @@ void RegisterModelSettings(py::module_& m) {
              spec.response_cache = response_cache;
              spec.inputs = std::move(inputs);
              spec.outputs = std::move(outputs);
+             spec.state_outputs = std::move(state_outputs);
              return spec;
            }),
            py::arg("name"), py::arg("version"), py::arg("max_batch_size"),
            py::arg("inputs"), py::arg("outputs"), py::arg("decoupled") = false,
            py::arg("response_cache") = false,
            py::arg("batch_inputs") = std::vector<BatchInputTuple>(),
-           py::arg("batch_outputs") = std::vector<BatchOutputTuple>())
+           py::arg("batch_outputs") = std::vector<BatchOutputTuple>(),
+           py::arg("state_outputs") = std::vector<std::string>())
       .def_readonly("name", &ModelSpec::name)
       .def_readonly("decoupled", &ModelSpec::decoupled)
       .def_readonly("version", &ModelSpec::version)

@@ -212,6 +212,17 @@ Status GatherInputs(const ModelSpec& spec, TensorArena& arena, Batch* batch,
   return AppendBatchInputs(spec, arena, batch);
 }
 
+namespace {
+
+// Outputs the responses carry: the declared ones and the states the sequence batcher
+// keeps (both then filtered per request before delivery). The rest are dropped here,
+// so they need not be batch-shaped.
+bool Scattered(const ModelSpec& spec, const std::string& output_name) {
+  return spec.FindOutput(output_name) != nullptr || spec.IsStateOutput(output_name);
+}
+
+}  // namespace
+
 Status ScatterOutputs(const ModelSpec& spec, Batch* batch, TensorArena* arena) {
   const auto& requests = batch->requests;
   batch->responses.clear();
@@ -220,7 +231,7 @@ Status ScatterOutputs(const ModelSpec& spec, Batch* batch, TensorArena* arena) {
     batch->responses[i] = std::make_unique<InferenceResponse>();
   }
   for (Tensor& output : batch->gathered_outputs) {
-    if (output.on_host() || spec.FindOutput(output.name) == nullptr) continue;
+    if (output.on_host() || !Scattered(spec, output.name)) continue;
     bool host = output.dtype == DataType::kBytes;
     for (const auto& request : requests) {
       host = host || !request->KeepsOnDevice(output.name);
@@ -243,9 +254,7 @@ Status ScatterOutputs(const ModelSpec& spec, Batch* batch, TensorArena* arena) {
       batch->responses[0]->outputs.push_back(output);
       continue;
     } else {
-      // Outputs the model does not declare are dropped from the responses anyway;
-      // they need not be batch-shaped.
-      if (spec.FindOutput(output.name) == nullptr) continue;
+      if (!Scattered(spec, output.name)) continue;
       Status status = BatchSlices(output, *batch, &offsets);
       if (!status.ok()) return status;
       for (const auto& request : requests) {

@@ -217,6 +217,11 @@ const TensorSpec* ModelSpec::FindOutput(const std::string& output_name) const {
   return nullptr;
 }
 
+bool ModelSpec::IsStateOutput(const std::string& output_name) const {
+  return std::find(state_outputs.begin(), state_outputs.end(), output_name) !=
+         state_outputs.end();
+}
+
 const BatchOutputSpec* ModelSpec::FindBatchOutput(
     const std::string& output_name) const {
   for (const auto& batch_output : batch_outputs) {

@@ -69,9 +69,14 @@ struct ModelSpec {
   std::vector<TensorSpec> outputs;
   std::vector<BatchInputSpec> batch_inputs;
   std::vector<BatchOutputSpec> batch_outputs;
+  // sequence_batching.state output_names: tensors the model returns for the sequence
+  // batcher, which keeps each as its sequence's next state. Not in `outputs` and
+  // never sent to a client, but sliced per request like a declared output.
+  std::vector<std::string> state_outputs;
 
   const TensorSpec* FindInput(const std::string& name) const;
   const TensorSpec* FindOutput(const std::string& name) const;
+  bool IsStateOutput(const std::string& name) const;
   // The batch output whose targets include `output_name`, or null.
   const BatchOutputSpec* FindBatchOutput(const std::string& output_name) const;
   // Whether any input is ragged or any batch input is configured: a batch of one

@@ -244,6 +244,8 @@ class ModelSpec:
         batch_inputs: Sequence[tuple[str, Sequence[str], str, str]] = (),
         # BATCH_SCATTER_WITH_INPUT_SHAPE: (target names, source input)
         batch_outputs: Sequence[tuple[Sequence[str], str]] = (),
+        # sequence_batching.state output names (kept by the sequence batcher)
+        state_outputs: Sequence[str] = (),
     ) -> None: ...
     @property
     def name(self) -> str: ...

@@ -237,6 +237,23 @@ TEST(BatchIo, ScatterSkipsOutputsTheModelDoesNotDeclare) {
   EXPECT_EQ(batch.responses[1]->outputs[0].name, "OUTPUT0");
 }
 
+TEST(BatchIo, ScatterSlicesTheStatesTheSequenceBatcherKeeps) {
+  Batch batch = MakeBatch({
+      RequestWith({Floats("INPUT0", {1, 2}, 0)}),
+      RequestWith({Floats("INPUT0", {1, 2}, 0)}),
+  });
+  ModelSpec spec = MakeSpec(8, {2});
+  spec.state_outputs = {"NEXT_STATE"};
+  batch.gathered_outputs.push_back(Floats("OUTPUT0", {2, 2}, 0));
+  batch.gathered_outputs.push_back(Floats("NEXT_STATE", {2, 1}, 10));
+  ASSERT_TRUE(ScatterOutputs(spec, &batch).ok());
+  ASSERT_EQ(batch.responses[1]->outputs.size(), 2u);
+  const Tensor& state = batch.responses[1]->outputs[1];
+  EXPECT_EQ(state.name, "NEXT_STATE");
+  EXPECT_EQ(state.shape, (Shape{1, 1}));
+  EXPECT_EQ(FloatsOf(state), (std::vector<float>{11}));
+}
+
 TEST(BatchIo, ScatterRejectsMalformedBytes) {
   Batch batch = MakeBatch({
       RequestWith({Floats("INPUT0", {1, 2}, 0)}),

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from tritonx.backends import torch_io
+from tritonx.backends import torch_io, torch_sequence
 from tritonx.backends.base import (
     GatheredInstance,
     InstanceContext,
@@ -309,7 +309,14 @@ class TorchInstance(GatheredInstance):
         config = model.config
         names = [t.name for t in config.input]
         self._dict_input = sig.dict_input
-        expected = len(names) + len(config.batch_input)
+        # The sequence batcher's controls and state inputs count as inputs too.
+        controls = torch_sequence.control_inputs(config)
+        expected = (
+            len(names)
+            + len(config.batch_input)
+            + len(controls)
+            + len(config.sequence_batching.state)
+        )
         if (
             not sig.dict_input
             and model.kind != "aoti"
@@ -323,6 +330,7 @@ class TorchInstance(GatheredInstance):
             positions = list(range(len(names)))
         else:
             convention = torch_io.input_convention(model.name, names, sig.arguments)
+            torch_sequence.check_state_naming(model.name, config, convention, "input")
             positions = torch_io.positions(convention, names, sig.arguments)
             if any(p >= max(len(sig.arguments), len(names)) for p in positions):
                 raise InvalidArgumentError(
@@ -336,17 +344,39 @@ class TorchInstance(GatheredInstance):
         target_positions = _batch_input_positions(
             names, targets, sig.arguments if not sig.dict_input else ()
         )
-        self._arity = max([len(names) + len(targets), *(p + 1 for p in positions)])
+        sequence = controls + torch_sequence.state_inputs(model.name, config)
+        first_free = len(names) + len(targets)
+        sequence_positions = [
+            first_free + i if sig.dict_input else t.position
+            for i, t in enumerate(sequence)
+        ]
+        self._arity = max(
+            first_free + len(sequence),
+            *(p + 1 for p in positions),
+            *(p + 1 for p in sequence_positions),
+        )
         # Arguments past this position go by keyword (programs exported so).
         self._keywords = sig.keywords
         self._positional = len(sig.arguments) - len(sig.keywords)
-        self._inputs = [
-            (t.name, pos, t.data_type == mc.TYPE_BF16, t.data_type == mc.TYPE_STRING)
-            for t, pos in zip(config.input, positions, strict=True)
-        ] + [
-            (name, pos, False, False)
-            for name, pos in zip(targets, target_positions, strict=True)
-        ]
+        self._inputs = (
+            [
+                (
+                    t.name,
+                    pos,
+                    t.data_type == mc.TYPE_BF16,
+                    t.data_type == mc.TYPE_STRING,
+                )
+                for t, pos in zip(config.input, positions, strict=True)
+            ]
+            + [
+                (name, pos, False, False)
+                for name, pos in zip(targets, target_positions, strict=True)
+            ]
+            + [
+                (t.name, pos, t.data_type == mc.TYPE_BF16, False)
+                for t, pos in zip(sequence, sequence_positions, strict=True)
+            ]
+        )
         for name, dtype, _ in sig.input_tensors:
             conf = next((t for t in config.input if t.name == name), None)
             if (
@@ -370,11 +400,23 @@ class TorchInstance(GatheredInstance):
             )
         self._dict_output = returns_dict
         convention = torch_io.output_convention(model.name, names)
+        if not returns_dict:  # a dict is read by key (tritonx only)
+            torch_sequence.check_state_naming(
+                model.name, model.config, convention, "output"
+            )
         positions = torch_io.positions(convention, names, ())
         dtypes = torch_io.torch_dtypes()
         self._outputs = [
             (t.name, pos, dtypes.get(t.data_type), t.data_type)
             for t, pos in zip(model.config.output, positions, strict=True)
+        ]
+        # Each state's next value, read on every run for the sequence batcher.
+        states = torch_sequence.state_outputs(model.name, model.config)
+        self._state_outputs = {t.name for t in states}
+        self._outputs += [
+            (t.name, t.position, dtypes.get(t.data_type), t.data_type)
+            for t in states
+            if t.name not in names
         ]
 
     # -- execution -------------------------------------------------------------
@@ -471,33 +513,10 @@ class TorchInstance(GatheredInstance):
             raise InternalError(f"PyTorch execute failure: {exc}") from exc
         return self._read_outputs(result, wanted)
 
-    def _returned_values(self, result: Any) -> list[Any] | dict[str, Any]:
-        if isinstance(result, dict):
-            return result
-        if isinstance(result, torch.Tensor):
-            return [result]
-        if isinstance(result, list) and all(isinstance(v, str) for v in result):
-            return [result]
-        if isinstance(result, tuple | list):
-            for i, value in enumerate(result):
-                if isinstance(value, list) and not all(
-                    isinstance(v, str) for v in value
-                ):
-                    raise InternalError(
-                        f"PyTorch execute failure: output at index {i} must be of "
-                        "type Tensor or List[str]"
-                    )
-            return list(result)
-        raise InternalError(
-            "PyTorch execute failure: output must be of type Tensor, List[str] or "
-            "Tuple containing one of these two types. It should not be a List / "
-            "Dictionary of Tensors or a Scalar"
-        )
-
     def _read_outputs(
         self, result: Any, wanted: set[str] | None
     ) -> dict[str, OutputValue]:
-        values = self._returned_values(result)
+        values = torch_io.returned_values(result)
         out: dict[str, OutputValue] = {}
         for name, pos, dtype, config_type in self._outputs:
             if isinstance(values, dict):
@@ -516,43 +535,14 @@ class TorchInstance(GatheredInstance):
                         f"{len(values)} outputs"
                     )
                 value = values[pos]
-            if wanted is not None and name not in wanted:
+            if (
+                wanted is not None
+                and name not in wanted
+                and name not in self._state_outputs
+            ):
                 continue
-            out[name] = self._to_output(name, value, dtype, config_type)
+            out[name] = torch_io.to_output(name, value, dtype, config_type)
         return out
-
-    def _to_output(
-        self, name: str, value: Any, dtype: Any, config_type: int
-    ) -> OutputValue:
-        if isinstance(value, list):
-            if config_type != mc.TYPE_STRING:
-                raise InvalidArgumentError(
-                    f"configuration expects datatype {datatype_name(config_type)} "
-                    f"for output '{name}', model provides TYPE_STRING"
-                )
-            array = np.empty(len(value), dtype=object)
-            array[:] = [s.encode("utf-8") for s in value]
-            return array
-        if not isinstance(value, torch.Tensor):
-            raise InvalidArgumentError(
-                f"output '{name}' must be of type Tensor or List[str]."
-            )
-        if value.dtype != dtype:
-            provided = datatype_name(torch_io.config_dtype_of(value.dtype))
-            raise InvalidArgumentError(
-                f"configuration expects datatype {datatype_name(config_type)} for "
-                f"output '{name}', model provides {provided}"
-            )
-        if value.dim() == 0:
-            raise InvalidArgumentError(
-                f"output '{name}' is a scalar which is not supported."
-            )
-        # The tensor itself goes to the core, through DLPack (bfloat16 as BF16),
-        # where it lives: a GPU output stays on the device (its work is done: _call
-        # waited for the batch's event) until a consumer needs host bytes, then the
-        # core copies the whole batch's output device->host once, into its pinned
-        # arena (tensor_memory.h), never through torch's pinned allocator.
-        return value.detach().contiguous()
 
     def close(self) -> None:
         self._module = None

@@ -11,8 +11,9 @@ names, to ``torch.export`` programs:
   config order. A module returning a dict (tritonx only; Triton refuses dicts) is
   read by key, the config output names being the keys.
 
-Also here: torch <-> config data types, and auto-complete for exported programs,
-whose graph carries names, data types and (symbolic) shapes.
+Also here: torch <-> config data types, the checks of what a module returned, and
+auto-complete for exported programs, whose graph carries names, data types and
+(symbolic) shapes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tritonx.config._pb import ModelConfig, mc
+from tritonx.config.datatypes import datatype_name
 from tritonx.errors import InternalError, InvalidArgumentError
 
 log = logging.getLogger("tritonx.backends.pytorch")
@@ -279,3 +281,66 @@ def _fill(
             io.dims.append(1)
             if batching:
                 io.reshape.SetInParent()
+
+
+def returned_values(result: Any) -> list[Any] | dict[str, Any]:
+    """What a module returned, as a list of values by position (or a dict by
+    key), checked as Triton checks it."""
+    import torch
+
+    if isinstance(result, dict):
+        return result
+    if isinstance(result, torch.Tensor):
+        return [result]
+    if isinstance(result, list) and all(isinstance(v, str) for v in result):
+        return [result]
+    if isinstance(result, tuple | list):
+        for i, value in enumerate(result):
+            if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+                raise InternalError(
+                    f"PyTorch execute failure: output at index {i} must be of "
+                    "type Tensor or List[str]"
+                )
+        return list(result)
+    raise InternalError(
+        "PyTorch execute failure: output must be of type Tensor, List[str] or "
+        "Tuple containing one of these two types. It should not be a List / "
+        "Dictionary of Tensors or a Scalar"
+    )
+
+
+def to_output(name: str, value: Any, dtype: Any, config_type: int) -> Any:
+    """A returned value as the core takes it: a numpy BYTES array for List[str],
+    else the tensor itself, checked against the config's data type."""
+    import numpy as np
+    import torch
+
+    if isinstance(value, list):
+        if config_type != mc.TYPE_STRING:
+            raise InvalidArgumentError(
+                f"configuration expects datatype {datatype_name(config_type)} "
+                f"for output '{name}', model provides TYPE_STRING"
+            )
+        array = np.empty(len(value), dtype=object)
+        array[:] = [s.encode("utf-8") for s in value]
+        return array
+    if not isinstance(value, torch.Tensor):
+        raise InvalidArgumentError(
+            f"output '{name}' must be of type Tensor or List[str]."
+        )
+    if value.dtype != dtype:
+        provided = datatype_name(config_dtype_of(value.dtype))
+        raise InvalidArgumentError(
+            f"configuration expects datatype {datatype_name(config_type)} for "
+            f"output '{name}', model provides {provided}"
+        )
+    if value.dim() == 0:
+        raise InvalidArgumentError(
+            f"output '{name}' is a scalar which is not supported."
+        )
+    # The tensor itself goes to the core, through DLPack (bfloat16 as BF16),
+    # where it lives: a GPU output stays on the device (its work is done: the
+    # instance's _call waited for the batch's event) until a consumer needs host bytes, then the
+    # core copies the whole batch's output device->host once, into its pinned
+    # arena (tensor_memory.h), never through torch's pinned allocator.
+    return value.detach().contiguous()

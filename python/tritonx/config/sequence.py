@@ -114,6 +114,20 @@ def validate_sequence_controls(config: ModelConfig) -> None:
     # model input or output, or without input_name, loads); so does tritonx.
 
 
+def control_tensors(config: ModelConfig) -> list[tuple[str, int]]:
+    """(tensor name, config data type) of each configured control, kinds in the
+    order START, END, READY, CORRID (the order backends check them in)."""
+    out = []
+    for kind in (*_BOOLEAN_KINDS, _Control.CONTROL_SEQUENCE_CORRID):
+        for name, control in _controls_of_kind(config, kind):
+            if kind == _Control.CONTROL_SEQUENCE_CORRID:
+                out.append((name, int(control.data_type)))
+            else:
+                datatype = _value_bytes(control)[0]
+                out.append((name, int(mc.DataType.Value(f"TYPE_{datatype}"))))
+    return out
+
+
 def _value_bytes(control: mc.ModelSequenceBatching.Control) -> tuple[str, bytes, bytes]:
     if control.int32_false_true:
         off, on = control.int32_false_true

@@ -84,6 +84,7 @@ def model_spec_from_config(
         batch_outputs=[
             (list(bo.target_name), bo.source_input[0]) for bo in config.batch_output
         ],
+        state_outputs=[s.output_name for s in config.sequence_batching.state],
     )
 
 
