@@ -365,6 +365,12 @@ class HttpConnection(asyncio.Protocol):
             message.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        # data_received bounds a head still arriving; one that ends in the same
+        # chunk as the bytes that take it over the limit is caught here, before
+        # its request is handled.
+        if self._head_seen > self._max_header_size:
+            self._refused = 431
+            raise _HeadRefused
         self._in_head = False
         message = self._message
         message.method = self._parser.get_method()
