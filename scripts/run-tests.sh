@@ -10,10 +10,12 @@ phase_done() { echo "run-tests: $1 $((SECONDS - phase_start)) s"; phase_start=$S
 if [ -n "${TRITONX_CI_START:-}" ]; then  # set by .ci/run: set-up and install before us
   echo "run-tests: system packages, venv and pip install $(($(date +%s) - TRITONX_CI_START)) s"
 fi
-# The style gates (ruff, mypy, clang-format; about a minute, mostly mypy on one core)
-# run beside the C++ test build; their verdict comes before that build's tests run.
+# pytest keeps the cores only two-thirds busy (its workers mostly wait on servers
+# and subprocesses), so the style gates (scripts/lint.sh, about a minute of mypy)
+# and the C++ test build (about 190 s of both cores alone) run beside it at low CPU
+# priority, on the cycles it leaves idle; their verdicts, and ctest, come after it.
 mkdir -p build
-./scripts/lint.sh >build/lint.log 2>&1 &
+nice -n 15 ./scripts/lint.sh >build/lint.log 2>&1 &
 lint_pid=$!
 # Every C++ component is built, gRPC included, so that the gRPC frontend's unit tests
 # (tests/cpp/test_grpc_*) build and run too. The Python extension comes from
@@ -21,27 +23,12 @@ lint_pid=$!
 # (build type None): 93 s instead of 193 s (RelWithDebInfo) on two cores, and the
 # tests run in seconds either way; the optimized code is the extension pytest
 # exercises, and `cmake --preset asan` is the build for hunting memory errors.
-cmake -S . -B build/ctest -G Ninja -DBUILD_TESTING=ON -DTRITONX_BUILD_PYTHON=OFF \
-  -DTRITONX_ENABLE_GRPC=ON -DCMAKE_BUILD_TYPE=None >/dev/null
-cmake --build build/ctest -j "$(nproc)"
-phase_done "C++ test build (lint beside it)"
-lint_status=0
-wait "$lint_pid" || lint_status=$?
-cat build/lint.log
-if [ "$lint_status" != 0 ]; then
-  echo "run-tests: the style gates failed (above)" >&2
-  exit "$lint_status"
-fi
-phase_done "lint (after the build)"
-# Fail loudly rather than pass without them if a configure change drops the gRPC tests.
-for suite in GrpcCodec GrpcPolicy; do
-  if ! ctest --test-dir build/ctest -N -R "^${suite}\." | grep -q "Total Tests: [1-9]"; then
-    echo "run-tests: no ${suite} tests in build/ctest (is TRITONX_ENABLE_GRPC on?)" >&2
-    exit 1
-  fi
-done
-ctest --test-dir build/ctest --output-on-failure -j 2
-phase_done ctest
+(
+  cmake -S . -B build/ctest -G Ninja -DBUILD_TESTING=ON -DTRITONX_BUILD_PYTHON=OFF \
+    -DTRITONX_ENABLE_GRPC=ON -DCMAKE_BUILD_TYPE=None >/dev/null &&
+    nice -n 15 cmake --build build/ctest -j "$(nproc)"
+) >build/ctest-build.log 2>&1 &
+build_pid=$!
 # The Python tests in parallel (pytest-xdist), a test file per worker at a time so
 # that a module's server fixture starts once. Most tests wait on servers and
 # subprocesses, so twice as many workers as cores keeps the cores busy: 7 minutes
@@ -51,5 +38,45 @@ phase_done ctest
 workers=$(( $(nproc) * 2 ))
 if [ "$workers" -gt 8 ]; then workers=8; fi
 workers="${TRITONX_TEST_WORKERS:-$workers}"
-python -m pytest -q -n "$workers" --dist loadfile "$@"
-phase_done pytest
+pytest_status=0
+python -m pytest -q -n "$workers" --dist loadfile "$@" 2>&1 | tee build/pytest.log ||
+  pytest_status=$?
+phase_done "pytest (lint and the C++ test build beside it)"
+lint_status=0
+wait "$lint_pid" || lint_status=$?
+cat build/lint.log
+build_status=0
+wait "$build_pid" || build_status=$?
+phase_done "lint and C++ test build, after pytest"
+if [ "$build_status" != 0 ]; then
+  tail -n 60 build/ctest-build.log
+  echo "run-tests: the C++ test build failed (above; whole log in build/ctest-build.log)" >&2
+fi
+ctest_status=0
+if [ "$build_status" = 0 ]; then
+  # Fail loudly rather than pass without them if a configure change drops the gRPC
+  # tests.
+  for suite in GrpcCodec GrpcPolicy; do
+    if ! ctest --test-dir build/ctest -N -R "^${suite}\." | grep -q "Total Tests: [1-9]"; then
+      echo "run-tests: no ${suite} tests in build/ctest (is TRITONX_ENABLE_GRPC on?)" >&2
+      ctest_status=1
+    fi
+  done
+  # Its summary only, unless something failed: pytest's report stays in view.
+  if ! ctest --test-dir build/ctest --output-on-failure -j 2 >build/ctest.log 2>&1; then
+    ctest_status=1
+    cat build/ctest.log
+  fi
+  grep -E "tests passed|tests failed" build/ctest.log || true
+  phase_done ctest
+fi
+if [ "$lint_status" != 0 ]; then
+  echo "run-tests: the style gates failed (above)" >&2
+fi
+if [ "$pytest_status" != 0 ]; then
+  sed -n '/short test summary info/,$p' build/pytest.log
+  echo "run-tests: pytest failed (exit $pytest_status; whole report in build/pytest.log)" >&2
+fi
+for status in "$pytest_status" "$lint_status" "$build_status" "$ctest_status"; do
+  if [ "$status" != 0 ]; then exit "$status"; fi
+done
