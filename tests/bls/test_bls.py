@@ -194,7 +194,10 @@ def test_async_exec_calls_are_in_flight_together(
     """Four async_exec calls to a one-instance model that holds its request: all four
     are submitted before any answer (three wait in its queue), by no extra thread."""
     tags = [101, 102, 103, 104]
-    steps: list[dict[str, Any]] = [{"threads": True}]
+    # One call first: a stub starts its one BLS reader thread at its first async
+    # call (which call is first depends on the order tests run in).
+    steps: list[dict[str, Any]] = [{"call": "async_exec", "req": req("add", [f32(4)])}]
+    steps += [{"threads": True}]
     steps += [
         {"start": str(t), "req": req("held", [f32(t)], requested_output_names=["OUT"])}
         for t in tags
@@ -215,9 +218,9 @@ def test_async_exec_calls_are_in_flight_together(
         for t in tags:
             (bls_repo / f"open-{t}").touch()
         caller.join(120)
-    threads_before, *_, threads_during = result[0][: len(tags) + 2]
+    threads_before, *_, threads_during = result[0][1 : len(tags) + 3]
     assert threads_during == threads_before
-    assert [outputs(r) for r in result[0][len(tags) + 2 :]] == [
+    assert [outputs(r) for r in result[0][len(tags) + 3 :]] == [
         {"OUT": [float(t)]} for t in tags
     ]
 

@@ -97,31 +97,47 @@ _files_of: weakref.WeakKeyDictionary[ModuleType, ModelFiles] = (
 
 def _model_builtins(files: ModelFiles) -> dict[str, Any]:
     """A copy of the builtins whose ``__import__`` resolves among ``files``."""
+    prefix = files.prefix
+    modules = sys.modules
 
     def model_import(
         name: str,
         globals: dict[str, Any] | None = None,
         locals: dict[str, Any] | None = None,
-        fromlist: Sequence[str] = (),
+        fromlist: Sequence[str] | None = (),
         level: int = 0,
     ) -> ModuleType:
         if level:  # relative: resolved from the importing module's private name
             return _import(name, globals, locals, fromlist, level)
+        head, dot, rest = name.partition(".")
+        # Fast paths (an import statement in execute runs on every request): a
+        # sibling imported before, or a module that is not one (numpy, os.path).
+        own = modules.get(prefix + head)
+        if own is None:
+            found = modules.get(head)
+            if found is None:
+                pass  # a first import: it may be a sibling
+            elif dot or (fromlist and hasattr(found, "__path__")):
+                return _import(name, globals, locals, fromlist, level)
+            elif not getattr(getattr(found, "__spec__", None), "_initializing", 0):
+                return found  # what __import__ returns (once no thread runs it)
+            else:
+                return _import(name, globals, locals, fromlist, level)
+        elif not dot and (not fromlist or all(hasattr(own, n) for n in fromlist)):
+            return own
         context = running_files.set(files)
         try:
-            head, dot, rest = name.partition(".")
             if not dot:
                 return _import(name, globals, locals, fromlist, level)
             top = _import(head)
-            if not getattr(top, "__name__", "").startswith(files.prefix):
+            if not getattr(top, "__name__", "").startswith(prefix):
                 return _import(name, globals, locals, fromlist, level)
-            private = f"{top.__name__}.{rest}"
             try:
-                leaf = _import(private, globals, locals, fromlist)
+                leaf = _import(f"{top.__name__}.{rest}", globals, locals, fromlist)
             except ModuleNotFoundError as exc:
-                if exc.name is None or not exc.name.startswith(files.prefix):
+                if exc.name is None or not exc.name.startswith(prefix):
                     raise
-                shown = exc.name.removeprefix(files.prefix)
+                shown = exc.name.removeprefix(prefix)
                 raise ModuleNotFoundError(
                     f"No module named '{shown}'", name=shown
                 ) from None
@@ -129,9 +145,9 @@ def _model_builtins(files: ModelFiles) -> dict[str, Any]:
         finally:
             running_files.reset(context)
 
-    own = dict(builtins.__dict__)
-    own["__import__"] = model_import
-    return own
+    own_builtins = dict(builtins.__dict__)
+    own_builtins["__import__"] = model_import
+    return own_builtins
 
 
 class _Loaded(importlib.abc.Loader):
