@@ -387,14 +387,18 @@ def run_reference(
     try:
         deadline = time.monotonic() + timeout
         health = "ready" if wait_ready else "live"
-        url = f"http://127.0.0.1:{ports['http']}/v2/health/{health}"
-        while True:
+        urls = [f"http://127.0.0.1:{ports['http']}/v2/health/{health}"]
+        # Triton starts its metrics endpoint after the HTTP one: wait for it too.
+        if "--allow-metrics=false" not in args:
+            urls.append(f"http://127.0.0.1:{ports['metrics']}/metrics")
+        while urls:
             if process.poll() is not None:
                 raise RuntimeError(f"reference exited early:\n{server.log_text()}")
             try:
-                with urllib.request.urlopen(url, timeout=1) as response:
+                with urllib.request.urlopen(urls[0], timeout=1) as response:
                     if response.status == 200:
-                        break
+                        urls.pop(0)
+                        continue
             except OSError:
                 pass
             if time.monotonic() > deadline:

@@ -99,6 +99,9 @@ def _model_builtins(files: ModelFiles) -> dict[str, Any]:
     """A copy of the builtins whose ``__import__`` resolves among ``files``."""
     prefix = files.prefix
     modules = sys.modules
+    # Plain modules this model's code imported before (checked to still be the one
+    # in sys.modules): an import statement in execute runs on every request.
+    seen: dict[str, ModuleType] = {}
 
     def model_import(
         name: str,
@@ -109,9 +112,16 @@ def _model_builtins(files: ModelFiles) -> dict[str, Any]:
     ) -> ModuleType:
         if level:  # relative: resolved from the importing module's private name
             return _import(name, globals, locals, fromlist, level)
+        if not fromlist and "." not in name:
+            own = modules.get(prefix + name)
+            if own is not None:
+                return own
+            known = seen.get(name)
+            if known is not None and modules.get(name) is known:
+                return known
         head, dot, rest = name.partition(".")
-        # Fast paths (an import statement in execute runs on every request): a
-        # sibling imported before, or a module that is not one (numpy, os.path).
+        # Fast paths: a sibling imported before, or a module that is not one
+        # (numpy, os.path), once no thread is still running its first import.
         own = modules.get(prefix + head)
         if own is None:
             found = modules.get(head)
@@ -120,7 +130,9 @@ def _model_builtins(files: ModelFiles) -> dict[str, Any]:
             elif dot or (fromlist and hasattr(found, "__path__")):
                 return _import(name, globals, locals, fromlist, level)
             elif not getattr(getattr(found, "__spec__", None), "_initializing", 0):
-                return found  # what __import__ returns (once no thread runs it)
+                if not fromlist:
+                    seen[name] = found
+                return found  # what __import__ returns
             else:
                 return _import(name, globals, locals, fromlist, level)
         elif not dot and (not fromlist or all(hasattr(own, n) for n in fromlist)):
