@@ -91,6 +91,8 @@ LOAD_ERRORS = {
     "<name>__<index> naming convention. ",
     "state_not_counted": "unable to load model 'state_not_counted', configuration "
     "expects 3 inputs, model provides 2",
+    "control_index_too_large": "unable to load model 'control_index_too_large': "
+    "input 'START__5' has index 5, but the model takes 2 inputs",
 }
 
 
@@ -121,6 +123,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         ThreeInputs(),
         _config(0, [START], next_state, outputs=(("OUTPUT__0", "TYPE_INT32"),)),
     )
+    far_start = plain_start.replace('"START"', '"START__5"')
+    tm.script(repo, "control_index_too_large", TwoInputs(), _config(0, [far_start], ""))
     tm.script(
         repo,
         "state_not_counted",

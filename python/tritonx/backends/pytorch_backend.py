@@ -350,6 +350,14 @@ class TorchInstance(GatheredInstance):
             first_free + i if sig.dict_input else t.position
             for i, t in enumerate(sequence)
         ]
+        if model.kind != "aoti" and not sig.dict_input:
+            for t in sequence:
+                if t.position >= len(sig.arguments):
+                    raise InvalidArgumentError(
+                        f"unable to load model '{model.name}': input '{t.name}' has "
+                        f"index {t.position}, but the model takes "
+                        f"{len(sig.arguments)} inputs"
+                    )
         self._arity = max(
             first_free + len(sequence),
             *(p + 1 for p in positions),
