@@ -100,29 +100,27 @@ def check_state_naming(
             )
 
 
-def state_inputs(model_name: str, config: ModelConfig) -> list[SequenceTensor]:
+def _states(model_name: str, config: ModelConfig, kind: str) -> list[SequenceTensor]:
+    """Each state's ``kind`` ("input" or "output") tensor, its data type checked
+    (Triton says "input state" for the one and "state" for the other)."""
+    shown = "input state" if kind == "input" else "state"
     out = []
     for state in config.sequence_batching.state:
+        name = state.input_name if kind == "input" else state.output_name
         if state.data_type not in torch_io.torch_dtypes():
             raise InternalError(
-                f"unsupported datatype {datatype_name(state.data_type)} for input "
-                f"state '{state.input_name}' for model '{model_name}'"
+                f"unsupported datatype {datatype_name(state.data_type)} for {shown} "
+                f"'{name}' for model '{model_name}'"
             )
-        index = _indexed(state.input_name)
+        index = _indexed(name)
         assert index is not None  # check_state_naming ran first
-        out.append(SequenceTensor(state.input_name, index, state.data_type))
+        out.append(SequenceTensor(name, index, state.data_type))
     return out
+
+
+def state_inputs(model_name: str, config: ModelConfig) -> list[SequenceTensor]:
+    return _states(model_name, config, "input")
 
 
 def state_outputs(model_name: str, config: ModelConfig) -> list[SequenceTensor]:
-    out = []
-    for state in config.sequence_batching.state:
-        if state.data_type not in torch_io.torch_dtypes():
-            raise InternalError(
-                f"unsupported datatype {datatype_name(state.data_type)} for state "
-                f"'{state.output_name}' for model '{model_name}'"
-            )
-        index = _indexed(state.output_name)
-        assert index is not None
-        out.append(SequenceTensor(state.output_name, index, state.data_type))
-    return out
+    return _states(model_name, config, "output")
