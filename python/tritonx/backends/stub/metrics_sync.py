@@ -288,6 +288,25 @@ class MetricsMirror:
             self._families.clear()
             self._gauge_seq.clear()
 
+    def _release_retired(self, series: Series | None) -> None:
+        """A new stub's metric now counts ``series``: the retired families' metrics
+        over it are let go, and a retired family left with none is deleted, so
+        restarts do not pile up family objects (under ``_lock``)."""
+        if series is None or not self._retired:
+            return
+        kept = []
+        for family in self._retired:
+            with metrics._lock:
+                for metric in [m for m in family._metrics if m._series is series]:
+                    metric._drop()
+                    family._metrics.remove(metric)
+                emptied = not family._metrics
+            if emptied:
+                family.delete()
+            else:
+                kept.append(family)
+        self._retired = kept
+
     def create_family(self, fid: int, name: str, description: str, kind: int) -> Any:
         """The error message of a clash, or None."""
         try:
@@ -325,7 +344,8 @@ class MetricsMirror:
             self._families[record[1]] = family
         elif kind == "metric":
             _kind, fid, labels, buckets = record
-            self._families[fid].Metric(labels, buckets)
+            taken_over = self._families[fid].Metric(labels, buckets)._series
+            self._release_retired(taken_over)
         elif kind == "drop":
             dropped = self._families.pop(record[1], None)
             if dropped is not None:
