@@ -82,8 +82,10 @@ void RegisterTables(py::module_& m) {
   http.def("restricted_api", &HttpRestrictedApi, py::arg("header"));
   http.def("header_reserved", &HttpHeaderReserved, py::arg("name"));
   http.def("reserved_header", &HttpReservedHeader, py::arg("name"));
-  http.def("input_too_large", &HttpInputTooLarge, py::arg("binary_body"),
-           py::arg("size"), py::arg("limit"));
+  http.def("input_size_error", &HttpInputSizeError, py::arg("header_length"),
+           py::arg("body_size"), py::arg("limit"));
+  http.def("body_cap", &HttpBodyCap, py::arg("limit"));
+  http.def("body_too_large", &HttpBodyTooLarge, py::arg("bound"));
   http.def("head_too_large", &HttpHeadTooLarge, py::arg("max_size"),
            py::arg("max_count"));
   http.def("unsupported_compression", &HttpUnsupportedCompression);

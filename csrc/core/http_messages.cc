@@ -1,7 +1,9 @@
 #include "http_messages.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <limits>
 
 namespace tritonx {
 namespace {
@@ -65,11 +67,36 @@ std::string HttpReservedHeader(std::string_view name) {
          "' is reserved for Triton usage and cannot be forwarded.";
 }
 
-std::string HttpInputTooLarge(bool binary_body, int64_t size, uint64_t limit) {
-  std::string text = binary_body ? "Request body size " : "Request JSON size ";
-  if (size >= 0) text += "of " + std::to_string(size) + " bytes ";
-  return text + "exceeds the maximum allowed value of " + std::to_string(limit) +
-         " bytes. Use --http-max-input-size to increase the limit.";
+namespace {
+constexpr std::string_view kRaiseTheLimit =
+    " bytes. Use --http-max-input-size to increase the limit.";
+}  // namespace
+
+std::string HttpInputSizeError(int64_t header_length, uint64_t body_size,
+                               uint64_t limit) {
+  if (header_length == 0) {
+    if (body_size <= limit) return {};
+    return "Raw input has a byte_size (" + std::to_string(body_size) +
+           " bytes) that exceeds the maximum allowed value of " +
+           std::to_string(limit) + std::string(kRaiseTheLimit);
+  }
+  const uint64_t json_size =
+      header_length > 0 ? static_cast<uint64_t>(header_length) : body_size;
+  if (json_size <= limit) return {};
+  return "Request JSON size of " + std::to_string(json_size) +
+         " bytes exceeds the maximum allowed value of " + std::to_string(limit) +
+         std::string(kRaiseTheLimit);
+}
+
+uint64_t HttpBodyCap(uint64_t limit) {
+  constexpr uint64_t kTritonBodyMax = (uint64_t{1} << 31) - 1;
+  constexpr uint64_t kMax = std::numeric_limits<int64_t>::max();
+  return std::max(limit > kMax / 2 ? kMax : 2 * limit, kTritonBodyMax);
+}
+
+std::string HttpBodyTooLarge(uint64_t bound) {
+  return "Request body size exceeds the maximum allowed value of " +
+         std::to_string(bound) + std::string(kRaiseTheLimit);
 }
 
 std::string HttpHeadTooLarge(uint64_t max_size, uint64_t max_count) {

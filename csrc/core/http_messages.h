@@ -24,10 +24,22 @@ std::string HttpRestrictedApi(std::string_view header);
 // names starting "triton_"; refused with HttpReservedHeader.
 bool HttpHeaderReserved(std::string_view name);
 std::string HttpReservedHeader(std::string_view name);
-// A request past --http-max-input-size: `binary_body` when it has an
-// Inference-Header-Content-Length (Triton says "body", else "JSON"); `size` < 0
-// when the engine cannot tell how large it is.
-std::string HttpInputTooLarge(bool binary_body, int64_t size, uint64_t limit);
+// What --http-max-input-size (`limit`) bounds, as in Triton: a request's JSON (the
+// whole body, or its first `header_length` bytes when the binary extension gives
+// one), a raw body (`header_length` 0: the bytes of the model's only input) and a
+// body once decompressed. Binary tensor data after the JSON is bounded only by
+// HttpBodyCap, so tritonclient's large binary requests pass as they do in Triton.
+// `header_length` < 0: none (the body is JSON). The refusal's text, empty when
+// `body_size` bytes are within bounds.
+std::string HttpInputSizeError(int64_t header_length, uint64_t body_size,
+                               uint64_t limit);
+// The most any request body may take: twice the limit (bodies between the two are
+// read and answered with HttpInputSizeError's exact sizes), at least 2^31 - 1
+// bytes, which is where Triton's HTTP server stops (its body size is an int) and
+// what gRPC messages may take.
+uint64_t HttpBodyCap(uint64_t limit);
+// A body past `bound`: the cap, or the limit for a decompressed body.
+std::string HttpBodyTooLarge(uint64_t bound);
 // A request head past the engines' bounds (431).
 std::string HttpHeadTooLarge(uint64_t max_size, uint64_t max_count);
 // Content-Encoding other than gzip / deflate (501) and a body that does not inflate.

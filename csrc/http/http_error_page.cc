@@ -34,9 +34,8 @@ std::string Replacement(const std::string& version, int evhttp_status,
     // (broken, or past the bound) leaves chunk data. libevent keeps the request's
     // state private, so that is all there is to tell the two apart.
     status = 400;
-    message = input_left
-                  ? "Bad Request"
-                  : HttpInputTooLarge(true, -1, limits ? limits->max_input_size : 0);
+    message =
+        input_left ? "Bad Request" : HttpBodyTooLarge(limits ? limits->body_cap : 0);
   }
   const std::string body = ErrorBody(message);
   return version + " " + std::to_string(status) + " " + ReasonPhrase(status) +

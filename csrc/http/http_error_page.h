@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 
 #include <cstddef>
+#include <cstdint>
 
 namespace tritonx {
 namespace httpfe {
@@ -23,7 +24,7 @@ namespace httpfe {
 // The limits the replacement answers quote. Thread safety: immutable while
 // connections exist. Ownership: the server owns it and outlives its connections.
 struct ErrorPageLimits {
-  size_t max_input_size = 0;
+  uint64_t body_cap = 0;  // HttpBodyCap(--http-max-input-size)
 };
 
 // The limits quoted by pages replaced on the calling thread: each worker loop thread

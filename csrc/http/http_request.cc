@@ -262,15 +262,9 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
 
   evbuffer* input = evhttp_request_get_input_buffer(req);
   const size_t wire_size = evbuffer_get_length(input);
-  const char* hlen_header = evhttp_find_header(in, "Inference-Header-Content-Length");
-  auto size_error = [&](size_t size) {
-    return Error(400,
-                 HttpInputTooLarge(hlen_header != nullptr, static_cast<int64_t>(size),
-                                   options_.max_input_size));
-  };
-
-  if (wire_size > options_.max_input_size) {
-    Reply(worker, req, size_error(wire_size));
+  if (wire_size > HttpBodyCap(options_.max_input_size)) {  // evhttp's bound
+    Reply(worker, req,
+          Error(400, HttpBodyTooLarge(HttpBodyCap(options_.max_input_size))));
     return;
   }
   if (wire_size >= kTrimAfterBytes) worker->large_seen = true;
@@ -308,13 +302,28 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
       return;
     }
     if (too_large) {
-      Reply(worker, req, size_error(options_.max_input_size + 1));
+      Reply(worker, req, Error(400, HttpBodyTooLarge(options_.max_input_size)));
       return;
     }
     body = inflated->data();
     size = inflated->size();
     owner = std::move(inflated);
   } else {
+    // The limit bounds the JSON or raw part only (a decompressed body is bounded
+    // whole, above). A binary size that does not parse is refused by the parser.
+    int64_t header_length = framing.cloud ? framing.header_length : -1;
+    const char* hlen = evhttp_find_header(in, "Inference-Header-Content-Length");
+    size_t parsed = 0;
+    const bool checkable = framing.cloud || hlen == nullptr ||
+                           ParseHeaderLength(hlen, wire_size, &parsed).ok();
+    if (hlen != nullptr && !framing.cloud) header_length = static_cast<int64_t>(parsed);
+    const std::string refusal = checkable ? HttpInputSizeError(header_length, wire_size,
+                                                               options_.max_input_size)
+                                          : std::string();
+    if (!refusal.empty()) {
+      Reply(worker, req, Error(400, refusal));
+      return;
+    }
     std::shared_ptr<evbuffer> own(evbuffer_new(), evbuffer_free);
     evbuffer_add_buffer(own.get(), input);
     size = evbuffer_get_length(own.get());

@@ -203,11 +203,11 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
     // the two get the Python frontend's 431 (checked in Handle).
     evhttp_set_max_headers_size(
         worker->http, static_cast<ev_ssize_t>(2 * options_.max_header_size + 16384));
-    // Bodies up to twice the limit are read and answered 400 with the Python
-    // frontend's message (Handle); evhttp answers larger ones 413 itself, after
-    // draining them so that the client reads the answer.
-    evhttp_set_max_body_size(worker->http,
-                             static_cast<ev_ssize_t>(2 * options_.max_input_size));
+    // Bodies up to the cap are read, and their JSON or raw part checked against
+    // the limit (Handle); evhttp answers larger ones 413 itself, after draining
+    // them so that the client reads the answer (replaced: http_error_page.h).
+    evhttp_set_max_body_size(
+        worker->http, static_cast<ev_ssize_t>(HttpBodyCap(options_.max_input_size)));
     evhttp_set_flags(worker->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_default_content_type(worker->http, "text/plain");
     evhttp_set_timeout(worker->http, 600);

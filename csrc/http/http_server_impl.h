@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../grpc/worker_pool.h"
+#include "core/http_messages.h"
 #include "http_error_page.h"
 #include "http_server.h"
 #include "http_worker.h"
@@ -45,7 +46,7 @@ class HttpServer::Impl {
       : registry_(std::move(registry)),
         handler_(std::move(handler)),
         options_(std::move(options)),
-        page_limits_{options_.max_input_size} {}
+        page_limits_{HttpBodyCap(options_.max_input_size)} {}
 
   Status Start(const std::string& address, int port, bool reuse_port, int* bound_port);
   void Stop(double grace_seconds);

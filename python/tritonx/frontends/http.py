@@ -49,6 +49,7 @@ from tritonx.frontends.http_protocol import (
     Slot,
     dumps,
     exception_response,
+    kserve_json_size,
     response,
     status_line,
 )
@@ -189,6 +190,10 @@ class HttpFrontend:
             raise OSError(error.errno, f"Socket '{address}' already in use ") from error
         return int(self._server.sockets[0].getsockname()[1])
 
+    def _json_size(self, headers: dict[bytes, bytes], body_size: int) -> int | None:
+        """Where a body's JSON ends, for ``--http-max-input-size`` (http_protocol)."""
+        return kserve_json_size(headers, body_size)
+
     async def _listen(
         self, loop: asyncio.AbstractEventLoop, keep_raw: bool
     ) -> asyncio.Server:
@@ -201,6 +206,7 @@ class HttpFrontend:
                 max_header_count=self._max_header_count,
                 keep_raw_headers=keep_raw,
                 decompress=self.DECOMPRESS_REQUESTS,
+                json_size=self._json_size,
             ),
             self._host,
             self._port,

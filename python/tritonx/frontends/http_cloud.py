@@ -109,6 +109,14 @@ class CloudFrontend(HttpFrontend):
     DECOMPRESS_REQUESTS = False
     BINARY_MIME: ClassVar[str] = ""
 
+    def _json_size(self, headers: dict[bytes, bytes], body_size: int) -> int | None:
+        try:
+            return binary_header_length(
+                headers.get(b"content-type"), body_size, self.BINARY_MIME
+            )
+        except TritonXError:
+            return None  # refused with its own words when the body is handled
+
     def _invoke(
         self, message: HttpMessage, slot: Slot, model: str, version: str = ""
     ) -> None:

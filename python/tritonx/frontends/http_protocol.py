@@ -1,7 +1,8 @@
 """HTTP/1.1 server connection: httptools' C parser under an asyncio Protocol.
 
 One ``HttpConnection`` per socket. It frames requests (Content-Length or chunked),
-enforces ``--http-max-input-size`` on the wire and after decompression, undoes
+bounds bodies as ``--http-max-input-size`` says (``_native.http_messages``: the JSON or
+raw part, a decompressed body, and every body by the cap), undoes
 ``Content-Encoding: gzip|deflate``, and hands each complete message to the frontend's
 handler together with a ``Slot``. The handler fills the slot now or later (inference
 completes on the event loop via the core's future); responses are written strictly
@@ -161,6 +162,22 @@ class _TooLarge(Exception):
     pass
 
 
+# A body's JSON size from its head and size: -1 the whole body, 0 a raw body, None
+# when the head's framing does not parse (the request's parser refuses it then).
+JsonSize = Callable[[dict[bytes, bytes], int], int | None]
+
+
+def kserve_json_size(headers: dict[bytes, bytes], body_size: int) -> int | None:
+    """The KServe binary extension's ``Inference-Header-Content-Length``."""
+    value = headers.get(b"inference-header-content-length")
+    if value is None:
+        return -1
+    try:
+        return int(_native.parse_header_length(value.decode("latin-1"), body_size))
+    except TritonXError:
+        return None
+
+
 class _HeadRefused(Exception):
     """Raised from a parser callback to stop parsing a head over the limits."""
 
@@ -175,6 +192,7 @@ _NO_MESSAGE = HttpMessage()
 class HttpConnection(asyncio.Protocol):
     __slots__ = (
         "_body",
+        "_body_cap",
         "_body_size",
         "_closing",
         "_connections",
@@ -184,6 +202,7 @@ class HttpConnection(asyncio.Protocol):
         "_head_seen",
         "_in_head",
         "_inflate",
+        "_json_size",
         "_keep_raw",
         "_max_header_count",
         "_max_header_size",
@@ -192,8 +211,8 @@ class HttpConnection(asyncio.Protocol):
         "_parser",
         "_pipeline_paused",
         "_queue",
+        "_refusal",
         "_refused",
-        "_too_large",
         "_transport",
         "_write_paused",
     )
@@ -208,12 +227,17 @@ class HttpConnection(asyncio.Protocol):
         max_header_count: int = DEFAULT_MAX_HEADER_COUNT,
         keep_raw_headers: bool = False,
         decompress: bool = True,
+        json_size: JsonSize = kserve_json_size,
     ) -> None:
         """``decompress``: undo ``Content-Encoding`` before the handler sees the
-        body (the SageMaker endpoint reads bodies as they come, as Triton's does)."""
+        body (the SageMaker endpoint reads bodies as they come, as Triton's does).
+        ``json_size``: where a body's JSON ends (cloud endpoints frame it in the
+        content type)."""
         self._handler = handler
         self._inflate = decompress
+        self._json_size = json_size
         self._max_input = max_input_size
+        self._body_cap = _native.http_messages.body_cap(max_input_size)
         self._max_header_size = max_header_size
         self._max_header_count = max_header_count
         self._keep_raw = keep_raw_headers
@@ -226,7 +250,8 @@ class HttpConnection(asyncio.Protocol):
         # go into one growing bytearray, so a large body is never held twice.
         self._body: bytes | bytearray = b""
         self._body_size = 0
-        self._too_large = False
+        # The answer to a body refused while it arrives (its bytes are dropped).
+        self._refusal: str | None = None
         self._pipeline_paused = False
         self._write_paused = False
         self._closing = False
@@ -338,7 +363,7 @@ class HttpConnection(asyncio.Protocol):
             self._message.raw_headers = []
         self._body = b""
         self._body_size = 0
-        self._too_large = False
+        self._refusal = None
         self._head_seen = 0
         self._head_fields = 0
 
@@ -375,17 +400,16 @@ class HttpConnection(asyncio.Protocol):
         message = self._message
         message.method = self._parser.get_method()
         length = message.headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self._max_input:
-            # Decided before reading: the body is counted and dropped as it arrives.
-            self._too_large = True
-            self._body_size = int(length)
+        if length is not None and length.isdigit():
+            # Decided before reading: a refused body is dropped as it arrives.
+            self._refusal = self._size_refusal(message.headers, int(length))
 
     def on_body(self, body: bytes) -> None:
-        if self._too_large:
+        if self._refusal is not None:
             return
         self._body_size += len(body)
-        if self._body_size > self._max_input:
-            self._too_large = True
+        if self._body_size > self._body_cap:
+            self._refusal = _native.http_messages.body_too_large(self._body_cap)
             self._body = b""
             return
         current = self._body
@@ -411,8 +435,11 @@ class HttpConnection(asyncio.Protocol):
         if len(self._queue) > _MAX_PIPELINE:
             self._pipeline_paused = True
             self._update_reading()
-        if self._too_large:
-            slot.done(self._size_error(message, self._body_size))
+        if self._refusal is None and self._body_size:
+            self._refusal = self._size_refusal(message.headers, self._body_size)
+        if self._refusal is not None:
+            self._body = b""
+            slot.done(error_response(400, self._refusal))
             return
         message.body = self._body
         self._body = b""
@@ -421,7 +448,8 @@ class HttpConnection(asyncio.Protocol):
             try:
                 message.body = self._decompress(encoding, message.body)
             except _TooLarge:
-                slot.done(self._size_error(message, self._max_input + 1))
+                refusal = _native.http_messages.body_too_large(self._max_input)
+                slot.done(error_response(400, refusal))
                 return
             except _Unsupported:
                 slot.done(
@@ -446,11 +474,21 @@ class HttpConnection(asyncio.Protocol):
 
     # -- helpers ------------------------------------------------------------------
 
-    def _size_error(self, message: HttpMessage, size: int) -> list[Buffer]:
-        binary = b"inference-header-content-length" in message.headers
-        return error_response(
-            400, _native.http_messages.input_too_large(binary, size, self._max_input)
+    def _size_refusal(self, headers: dict[bytes, bytes], size: int) -> str | None:
+        """Why a body of ``size`` bytes is refused (None: it is not, or not before
+        it is decompressed, which bounds it whole)."""
+        if size > self._body_cap:
+            return _native.http_messages.body_too_large(self._body_cap)
+        encoding = headers.get(b"content-encoding", b"").strip().lower()
+        if self._inflate and encoding not in (b"", b"identity"):
+            return None
+        json_size = self._json_size(headers, size)
+        if json_size is None:
+            return None
+        refusal = _native.http_messages.input_size_error(
+            json_size, size, self._max_input
         )
+        return refusal or None
 
     def _decompress(
         self, encoding: bytes, body: bytes | bytearray
