@@ -1,4 +1,4 @@
-"""TorchScript models under the sequence batcher: control tensors and implicit
+"""TorchScript models and exported programs under the sequence batcher: control tensors and implicit
 state reach forward's arguments by their ``<name>__<index>``, the next state is
 computed on every run and carried per sequence, and Triton's load checks (its
 libtorch backend, r24.10) refuse the namings it refuses. Through a real server and
@@ -106,6 +106,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     two = "instance_group [ { kind: KIND_CPU count: 2 } ]\n"
     tm.script(repo, "accumulate", Accumulate(), two + _config(0, controls))
     tm.script(repo, "accumulate_batched", Accumulate(), _config(4, controls))
+
+    # The same module as a torch.export program (model.pt2): its arguments are
+    # placed by the same <name>__<index> rule.
+    def example(batch: int, shape: tuple[int, ...]) -> tuple[Tensor, ...]:
+        ints = [torch.ones(batch, *shape, dtype=torch.int32) for _ in range(4)]
+        return (*ints, torch.ones(batch, *shape, dtype=torch.int64))
+
+    one = example(1, ())
+    tm.export(
+        repo, "accumulate_pt2", Accumulate(), one, two + _config(0, controls), False
+    )
+    pair = example(2, (1,))
+    tm.export(repo, "accumulate_pt2_batched", Accumulate(), pair, _config(4, controls))
     plain_start = _control(
         "START", "CONTROL_SEQUENCE_START", "int32_false_true: [ 0, 1 ]"
     )
@@ -168,7 +181,10 @@ def _step(
     return int(total.reshape(-1)[0]), int(corrid.reshape(-1)[0]), names
 
 
-@pytest.mark.parametrize("model", ["accumulate", "accumulate_batched"])
+@pytest.mark.parametrize(
+    "model",
+    ["accumulate", "accumulate_batched", "accumulate_pt2", "accumulate_pt2_batched"],
+)
 def test_state_carries_per_sequence(server: RunningServer, model: str) -> None:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     client.load_model(model)
