@@ -69,15 +69,19 @@ def launched(
     env: dict[str, str],
     timeout: float,
     poll_s: float = 0.2,
+    started: list[subprocess.Popen[bytes]] | None = None,
 ) -> Iterator[None]:
     """Run ``args`` (output to a temporary log), wait until ``ready_url`` answers
-    200 (asked every ``poll_s``), stop it on exit."""
+    200 (asked every ``poll_s``), stop it on exit. ``started`` receives the process
+    (for benchmarks that read its memory)."""
     log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
         prefix=f"bench-{name}-", suffix=".log", delete=False
     )
     process = subprocess.Popen(
         args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}
     )
+    if started is not None:
+        started.append(process)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -112,6 +116,7 @@ def running(
     timeout: float,
     extra_args: Sequence[str] = (),
     poll_s: float = 0.2,
+    started: list[subprocess.Popen[bytes]] | None = None,
 ) -> Iterator[tuple[int, int]]:
     """Start a server with free ports, wait for /v2/health/ready (asked every
     ``poll_s``), stop on exit. Yields (http port, grpc port)."""
@@ -125,7 +130,7 @@ def running(
         *extra_args,
     ]
     url = f"http://127.0.0.1:{http}/v2/health/ready"
-    with launched(name, args, url, env, timeout, poll_s):
+    with launched(name, args, url, env, timeout, poll_s, started):
         yield http, grpc
 
 

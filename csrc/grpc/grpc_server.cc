@@ -155,27 +155,20 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
   }
 
   auto* reactor = new InferReactor(model, infer_request);
-  infer_request->SetResponseCallback([reactor, messages, response_buffer](
-                                         std::unique_ptr<InferenceResponse> result) {
-    if (RequestTrace* trace = reactor->trace()) {
-      trace->Record(trace_activity::kGrpcSendStart);
-    }
-    if (!result->status.ok()) {
-      reactor->Finish(grpcfe::ToGrpcStatus(result->status));
-      return;
-    }
-    ModelInferResponse& response = messages->response;
-    Status built = grpcfe::BuildInferResponse(*result, messages->request.id(),
-                                              &response, &messages->shm_outputs);
-    if (!built.ok()) {
-      reactor->Finish(grpcfe::ToGrpcStatus(built));
-      return;
-    }
-    bool own_buffer = false;
-    grpc::Status serialized = grpc::SerializationTraits<ModelInferResponse>::Serialize(
-        response, response_buffer, &own_buffer);
-    reactor->Finish(serialized);
-  });
+  infer_request->SetResponseCallback(
+      [reactor, messages, response_buffer](std::unique_ptr<InferenceResponse> result) {
+        if (RequestTrace* trace = reactor->trace()) {
+          trace->Record(trace_activity::kGrpcSendStart);
+        }
+        if (!result->status.ok()) {
+          reactor->Finish(grpcfe::ToGrpcStatus(result->status));
+          return;
+        }
+        Status built = grpcfe::SerializeInferResponse(
+            std::move(result), messages->request.id(), &messages->shm_outputs,
+            &messages->response, response_buffer);
+        reactor->Finish(built.ok() ? grpc::Status::OK : grpcfe::ToGrpcStatus(built));
+      });
   // Inline dispatch: a cheap model may run on this grpc thread instead of waking its
   // worker (the scheduler decides from measured execution times; measured worth
   // 1.2-1.6x at concurrency 4). Only one grpc thread at a time may do so, and grpc's

@@ -1,5 +1,7 @@
 #include "infer_codec.h"
 
+#include <google/protobuf/io/coded_stream.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -456,29 +458,33 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
   return builder.SetParameters(std::move(params));
 }
 
-Status BuildInferResponse(const InferenceResponse& response,
-                          const std::string& request_id,
-                          inference::ModelInferResponse* msg,
-                          const ShmOutputs* shm_outputs) {
+namespace {
+
+// The message without raw contents, or with them (`with_raw`); outputs bound to
+// shared memory are written into their regions either way.
+Status BuildResponseMessage(const InferenceResponse& response,
+                            const std::string& request_id,
+                            inference::ModelInferResponse* msg,
+                            const ShmOutputs* shm_outputs, bool with_raw) {
   msg->set_model_name(response.model_name);
   msg->set_model_version(std::to_string(response.model_version));
   msg->set_id(response.id.empty() ? request_id : response.id);
   auto* outputs = msg->mutable_outputs();
   auto* raws = msg->mutable_raw_output_contents();
   outputs->Reserve(static_cast<int>(response.outputs.size()));
-  raws->Reserve(static_cast<int>(response.outputs.size()));
+  if (with_raw) raws->Reserve(static_cast<int>(response.outputs.size()));
   for (const Tensor& tensor : response.outputs) {
     auto* out = outputs->Add();
     out->set_name(tensor.name);
     out->set_datatype(std::string(DataTypeName(tensor.dtype)));
     out->mutable_shape()->Add(tensor.shape.begin(), tensor.shape.end());
-    std::string* raw = raws->Add();
+    std::string* raw = with_raw ? raws->Add() : nullptr;
     const ShmOutput* target =
         shm_outputs != nullptr ? FindShmOutput(*shm_outputs, tensor.name) : nullptr;
     if (target != nullptr) {
       Status status = WriteShmOutput(*target, tensor);
       if (!status.ok()) return status;
-    } else if (tensor.data != nullptr) {
+    } else if (raw != nullptr && tensor.data != nullptr) {
       raw->assign(tensor.data, tensor.byte_size);
     }
   }
@@ -487,6 +493,57 @@ Status BuildInferResponse(const InferenceResponse& response,
     for (const auto& [key, value] : response.parameters)
       SetParameter(value, &(*params)[key]);
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status BuildInferResponse(const InferenceResponse& response,
+                          const std::string& request_id,
+                          inference::ModelInferResponse* msg,
+                          const ShmOutputs* shm_outputs) {
+  return BuildResponseMessage(response, request_id, msg, shm_outputs, true);
+}
+
+Status SerializeInferResponse(std::shared_ptr<const InferenceResponse> response,
+                              const std::string& request_id,
+                              const ShmOutputs* shm_outputs,
+                              inference::ModelInferResponse* scratch,
+                              grpc::ByteBuffer* out) {
+  scratch->Clear();
+  Status built =
+      BuildResponseMessage(*response, request_id, scratch, shm_outputs, false);
+  if (!built.ok()) return built;
+  using google::protobuf::io::CodedOutputStream;
+  constexpr uint32_t kRawTag =
+      (inference::ModelInferResponse::kRawOutputContentsFieldNumber << 3) |
+      2;  // length-delimited
+  std::string pending = scratch->SerializeAsString();
+  std::vector<grpc::Slice> slices;
+  for (const Tensor& tensor : response->outputs) {
+    const bool in_shm =
+        shm_outputs != nullptr && FindShmOutput(*shm_outputs, tensor.name) != nullptr;
+    const size_t size = in_shm || tensor.data == nullptr ? 0 : tensor.byte_size;
+    uint8_t prefix[16];  // two varints: a tag (at most 5 bytes), a size (10)
+    uint8_t* end = CodedOutputStream::WriteVarint32ToArray(kRawTag, prefix);
+    end = CodedOutputStream::WriteVarint64ToArray(size, end);
+    pending.append(reinterpret_cast<const char*>(prefix), end - prefix);
+    if (size < kZeroCopyOutputBytes) {
+      pending.append(tensor.data == nullptr ? "" : tensor.data, size);
+      continue;
+    }
+    slices.emplace_back(pending);
+    pending.clear();
+    auto* hold = new std::shared_ptr<const InferenceResponse>(response);
+    slices.emplace_back(
+        const_cast<char*>(tensor.data), size,
+        [](void* held) {
+          delete static_cast<std::shared_ptr<const InferenceResponse>*>(held);
+        },
+        hold);
+  }
+  if (!pending.empty()) slices.emplace_back(pending);
+  *out = grpc::ByteBuffer(slices.data(), slices.size());
   return Status::Ok();
 }
 

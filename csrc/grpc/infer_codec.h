@@ -2,6 +2,7 @@
 // types. Kept apart from the server so they can be unit-tested without sockets.
 #pragma once
 
+#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/status.h>
 
 #include <memory>
@@ -51,6 +52,20 @@ Status BuildInferResponse(const InferenceResponse& response,
                           const std::string& request_id,
                           inference::ModelInferResponse* msg,
                           const ShmOutputs* shm_outputs = nullptr);
+
+// BuildInferResponse's message as gRPC's wire bytes, without copying large outputs:
+// the message is serialized without its raw_output_contents, which follow it as
+// fields of their own (a parser appends a repeated field's elements in wire order,
+// wherever they stand), and an output of kZeroCopyOutputBytes or more goes out as a
+// slice over the tensor's own bytes that holds `response` until gRPC has sent it
+// (the HTTP engine writes large outputs the same way). Parsing `out` gives
+// BuildInferResponse's message. `scratch` is cleared and used for the rest.
+inline constexpr size_t kZeroCopyOutputBytes = 64 * 1024;
+Status SerializeInferResponse(std::shared_ptr<const InferenceResponse> response,
+                              const std::string& request_id,
+                              const ShmOutputs* shm_outputs,
+                              inference::ModelInferResponse* scratch,
+                              grpc::ByteBuffer* out);
 
 }  // namespace grpcfe
 }  // namespace tritonx

@@ -3,6 +3,8 @@
 
 #include <cstring>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "infer_codec.h"
 
@@ -147,6 +149,56 @@ TEST(GrpcCodec, ResponseHasOneRawEntryPerOutput) {
   EXPECT_EQ(msg.raw_output_contents(0).size(), 8u);
   EXPECT_TRUE(msg.raw_output_contents(1).empty());
   EXPECT_TRUE(msg.parameters().at("triton_final_response").bool_param());
+}
+
+TEST(GrpcCodec, SerializedResponseParsesAsTheBuiltMessageWithoutCopyingLargeOutputs) {
+  const std::string large(kZeroCopyOutputBytes + 3, '\x07');
+  const float small[2] = {1.0f, 2.0f};
+  auto response = std::make_shared<InferenceResponse>();
+  response->model_name = "m";
+  response->model_version = 1;
+  response->outputs = {Tensor{"SMALL",
+                              DataType::kFp32,
+                              {2},
+                              reinterpret_cast<const char*>(small),
+                              8,
+                              nullptr},
+                       Tensor{"LARGE",
+                              DataType::kUint8,
+                              {static_cast<int64_t>(large.size())},
+                              large.data(),
+                              large.size(),
+                              nullptr},
+                       Tensor{"EMPTY", DataType::kBytes, {0}, nullptr, 0, nullptr}};
+  response->parameters.emplace_back("p", ParameterValue(int64_t{5}));
+  ModelInferResponse built;
+  ASSERT_TRUE(BuildInferResponse(*response, "rid", &built).ok());
+
+  std::weak_ptr<InferenceResponse> watch = response;
+  ModelInferResponse scratch;
+  grpc::ByteBuffer wire;
+  ASSERT_TRUE(
+      SerializeInferResponse(std::move(response), "rid", nullptr, &scratch, &wire)
+          .ok());
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(wire.Dump(&slices).ok());
+  std::string bytes;
+  bool borrowed = false;
+  for (const grpc::Slice& slice : slices) {
+    borrowed = borrowed || reinterpret_cast<const char*>(slice.begin()) == large.data();
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  EXPECT_TRUE(borrowed);  // the large output went out from the tensor itself
+  ModelInferResponse parsed;
+  ASSERT_TRUE(parsed.ParseFromString(bytes));
+  EXPECT_EQ(parsed.SerializeAsString(), built.SerializeAsString());
+  ASSERT_EQ(parsed.raw_output_contents_size(), 3);
+  EXPECT_EQ(parsed.raw_output_contents(1), large);
+  // The wire bytes hold the response (and so its tensors) until they are gone.
+  EXPECT_FALSE(watch.expired());
+  slices.clear();
+  wire.Clear();
+  EXPECT_TRUE(watch.expired());
 }
 
 TEST(GrpcCodec, StatusMapping) {
