@@ -22,6 +22,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# A Python model that answers OUTPUT0 = INPUT0 (any datatype and shape).
+IDENTITY_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [
+            pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUTPUT0",
+                 pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
+            for r in requests
+        ]
+"""
+
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every side-by-side benchmark takes: how to start each server and

@@ -30,6 +30,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from _harness import (
+    IDENTITY_MODEL,
     add_server_arguments,
     running,
     servers_to_compare,
@@ -44,19 +45,6 @@ max_batch_size: 0
 input [ {{ name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] }} ]
 output [ {{ name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] }} ]
 instance_group [ {{ count: 1, kind: KIND_CPU }} ]
-"""
-IDENTITY = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [
-            pb_utils.InferenceResponse(
-                [pb_utils.Tensor("OUTPUT0",
-                 pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
-            for r in requests
-        ]
 """
 GIB = 1 << 30
 
@@ -109,7 +97,7 @@ def main() -> int:
     sizes = sorted(float(s) for s in args.sizes.split(","))
     protocols = args.protocols.split(",")
     repo = Path(tempfile.mkdtemp(prefix="bench-large-")) / "repo"
-    write_python_model(repo, MODEL, CONFIG, IDENTITY)
+    write_python_model(repo, MODEL, CONFIG, IDENTITY_MODEL)
     # (server, protocol, size) -> (median s, peak GiB)
     rows: dict[tuple[str, str, float], tuple[float, float]] = {}
     servers = servers_to_compare(args)

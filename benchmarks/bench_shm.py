@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _harness import run_perf_analyzer, running
+from _harness import IDENTITY_MODEL, run_perf_analyzer, running
 
 ELEMENTS = 262144  # FP32: 1 MiB
 CONFIG = f"""
@@ -29,19 +29,6 @@ max_batch_size: 0
 input [ {{ name: "INPUT0", data_type: TYPE_FP32, dims: [ {ELEMENTS} ] }} ]
 output [ {{ name: "OUTPUT0", data_type: TYPE_FP32, dims: [ {ELEMENTS} ] }} ]
 instance_group [ {{ count: 1, kind: KIND_CPU }} ]
-"""
-MODEL = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [
-            pb_utils.InferenceResponse(
-                [pb_utils.Tensor("OUTPUT0",
-                 pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
-            for r in requests
-        ]
 """
 
 
@@ -63,7 +50,7 @@ def main() -> int:
         repo = Path(tmp)
         (repo / "identity_1mb" / "1").mkdir(parents=True)
         (repo / "identity_1mb" / "config.pbtxt").write_text(CONFIG)
-        (repo / "identity_1mb" / "1" / "model.py").write_text(MODEL)
+        (repo / "identity_1mb" / "1" / "model.py").write_text(IDENTITY_MODEL)
         for name, cmd in servers:
             with running(name, cmd, repo, {}, 120) as (http, grpc):
                 for protocol in ("http", "grpc"):

@@ -20,7 +20,10 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 from serverutil import REFERENCE_CMD_ENV, reference_command, run_reference, run_server
-from testmodels import REPEAT_CONFIG
+from testmodels import (
+    REPEAT_CONFIG,
+    write_model,  # noqa: F401 - re-exported
+)
 
 TEXT = "text/plain"
 JSON = "application/json"
@@ -39,12 +42,6 @@ class TritonPythonModel:
     def initialize(self, args):
         raise RuntimeError("this model never loads")
 """
-
-
-def write_model(repo: Path, name: str, config: str, model: str) -> None:
-    (repo / name / "1").mkdir(parents=True)
-    (repo / name / "config.pbtxt").write_text(config)
-    (repo / name / "1" / "model.py").write_text(model)
 
 
 def wait_for_port(port: int, timeout: float = 60.0) -> None:

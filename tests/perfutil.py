@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from serverutil import RunningServer, server_env
+from testmodels import write_model  # re-exported for the perf tests
 
 SHORT = [
     "--measurement-mode",
@@ -206,12 +207,6 @@ class TritonPythonModel:
             for r in requests
         ]
 """
-
-
-def write_model(repo: Path, name: str, config: str, model: str) -> None:
-    (repo / name / "1").mkdir(parents=True)
-    (repo / name / "config.pbtxt").write_text(config)
-    (repo / name / "1" / "model.py").write_text(model)
 
 
 def perf(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

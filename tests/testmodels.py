@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
+def write_model(repo: Path, name: str, config: str, model: str) -> None:
+    """A one-version Python model ``name`` in ``repo``."""
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "config.pbtxt").write_text(config)
+    (repo / name / "1" / "model.py").write_text(model)
+
+
 # INPUT0 echoed as OUTPUT0, whatever the datatype and shape the config gives them.
 ECHO_MODEL = """
 import triton_python_backend_utils as pb_utils

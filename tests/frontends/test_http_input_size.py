@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("tritonx._native", reason="core not built")
 import tritonclient.http as httpclient
 from serverutil import RunningServer, run_server
-from testmodels import ECHO_FP32_CONFIG, ECHO_MODEL
+from testmodels import ECHO_FP32_CONFIG, ECHO_MODEL, write_model
 from tritonclient.utils import InferenceServerException
 
 LIMIT = 65536
@@ -32,9 +32,7 @@ RAISE = " bytes. Use --http-max-input-size to increase the limit."
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("input_size_repo")
-    (root / "echo" / "1").mkdir(parents=True)
-    (root / "echo" / "config.pbtxt").write_text(ECHO_FP32_CONFIG)
-    (root / "echo" / "1" / "model.py").write_text(ECHO_MODEL)
+    write_model(root, "echo", ECHO_FP32_CONFIG, ECHO_MODEL)
     return root
 
 
