@@ -3,6 +3,9 @@
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/proto_buffer_reader.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -100,6 +103,11 @@ class GrpcServer::Impl::InferReactor : public grpc::ServerUnaryReactor {
   RequestPtr request_;
 };
 
+namespace {
+// A request this large hands its freed receive buffers back to the OS at once.
+constexpr size_t kTrimAfterRequestBytes = size_t{64} << 20;
+}  // namespace
+
 grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request_buffer,
     grpc::ByteBuffer* response_buffer) {
@@ -118,6 +126,15 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
   if (!ParseFromBuffer(*request_buffer, &messages->request)) {
     return fail(grpc::Status(grpc::StatusCode::INTERNAL, grpcfe::kParseFailure));
   }
+  // The message holds its own copy now; the received bytes would otherwise stay
+  // until the call ends (a 1 GiB input: 1 GiB more through the inference). gRPC
+  // does not read a request again once it has handed it over, only destroys it.
+  const size_t received = request_buffer->Length();
+  const_cast<grpc::ByteBuffer*>(request_buffer)->Clear();
+#ifdef __GLIBC__
+  // They arrived as many small slices, which glibc keeps mapped once freed.
+  if (received >= kTrimAfterRequestBytes) malloc_trim(0);
+#endif
   const grpcfe::CallPolicy& policy = *impl_->policy_;
   if (policy.restricted(grpcfe::ProtocolGroup::kInference)) {
     grpc::Status admitted =
