@@ -104,8 +104,14 @@ def _run(server: RunningServer, repo: Path, model: str, backlog: bool) -> None:
             seqs = [{"sequence_id": 2, "sequence_start": True}, {"sequence_id": 2}]
         else:
             seqs = [{"sequence_id": 1}, {"sequence_id": 1}]
-        queued = [_send(client, model, 2 + i, **seq) for i, seq in enumerate(seqs)]
-        time.sleep(1)
+        queued = []
+        for i, seq in enumerate(seqs):
+            # Two async calls are two RPCs that the server may take in either
+            # order; a sequence's requests must arrive in order (a loaded CI box
+            # once delivered sequence 2's second request before its START).
+            queued.append(_send(client, model, 2 + i, **seq))
+            time.sleep(0.5)
+        time.sleep(0.5)
         early = [answers.queue[0] for _, answers in queued if not answers.empty()]
         assert not early, [(str(e), getattr(e, "status", lambda: "")()) for e in early]
         queued[0][0].cancel()

@@ -3,8 +3,11 @@ and the record of an interrupt that must not be lost."""
 
 from __future__ import annotations
 
+import os
 import threading
 from types import FrameType
+
+_LOGGING_FILE = os.path.join("logging", "__init__.py")
 
 
 class AnalyzeError(Exception):
@@ -32,6 +35,10 @@ class Interrupts:
     @classmethod
     def handle(cls, signum: int, frame: FrameType | None) -> None:
         cls.requested.set()
+        # Interrupted inside logging's lock handling (what the at-fork hook runs):
+        # a raise there is only printed, traceback and all; ``check`` raises it.
+        if frame is not None and frame.f_code.co_filename.endswith(_LOGGING_FILE):
+            return
         raise KeyboardInterrupt
 
     @classmethod
