@@ -415,6 +415,20 @@ def run_reference(
         pump.join(timeout=5)
 
 
+def run_http_only(
+    repos: Sequence[Path | str] | Path | str, engine: str, *args: str
+) -> AbstractContextManager[RunningServer]:
+    """A server with only its HTTP endpoint, on ``engine`` ("python" or "native"):
+    what the tests that run once per HTTP engine start."""
+    return run_server(
+        repos,
+        f"--http-engine={engine}",
+        "--allow-grpc=false",
+        "--allow-metrics=false",
+        *args,
+    )
+
+
 def run_either(
     kind: str, repo: Path | str | Sequence[Path | str], *args: str
 ) -> AbstractContextManager[RunningServer]:

@@ -350,19 +350,23 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
     owner = std::move(inflated);
   } else {
     // The limit bounds the JSON or raw part only (a decompressed body is bounded
-    // whole, above). A binary size that does not parse is refused by the parser.
-    int64_t header_length = framing.cloud ? framing.header_length : -1;
-    const char* hlen = evhttp_find_header(in, "Inference-Header-Content-Length");
-    size_t parsed = 0;
-    const bool checkable = framing.cloud || hlen == nullptr ||
-                           ParseHeaderLength(hlen, wire_size, &parsed).ok();
-    if (hlen != nullptr && !framing.cloud) header_length = static_cast<int64_t>(parsed);
-    const std::string refusal = checkable ? HttpInputSizeError(header_length, wire_size,
-                                                               options_.max_input_size)
-                                          : std::string();
-    if (!refusal.empty()) {
-      Reply(worker, req, Error(400, refusal));
-      return;
+    // whole, above), so a body within it is within every bound. A binary size that
+    // does not parse is left to the parser, which refuses it.
+    if (wire_size > options_.max_input_size) {
+      int64_t header_length = framing.cloud ? framing.header_length : -1;
+      const char* hlen =
+          framing.cloud ? nullptr
+                        : evhttp_find_header(in, "Inference-Header-Content-Length");
+      size_t parsed = 0;
+      if (hlen == nullptr || ParseHeaderLength(hlen, wire_size, &parsed).ok()) {
+        if (hlen != nullptr) header_length = static_cast<int64_t>(parsed);
+        const std::string refusal =
+            HttpInputSizeError(header_length, wire_size, options_.max_input_size);
+        if (!refusal.empty()) {
+          Reply(worker, req, Error(400, refusal));
+          return;
+        }
+      }
     }
     std::shared_ptr<evbuffer> own(evbuffer_new(), evbuffer_free);
     evbuffer_add_buffer(own.get(), input);

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("tritonx._native", reason="core not built")
-from serverutil import RunningServer, run_server
+from serverutil import RunningServer, run_http_only, run_server
 
 PARAMS_CONFIG = """
 name: "params"
@@ -60,11 +60,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", params=["python", "native"])
 def server(repo: Path, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
-    with run_server(
+    with run_http_only(
         repo,
-        f"--http-engine={request.param}",
-        "--allow-grpc=false",
-        "--allow-metrics=false",
+        request.param,
         "--http-restricted-api=model-repository,health,trace:admin-key=admin-value",
         "--http-restricted-api=inference:infer-key=s=1",
         "--http-header-forward-pattern=x-fwd-.*",

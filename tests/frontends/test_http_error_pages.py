@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("tritonx._native", reason="core not built")
-from serverutil import REFERENCE_CMD_ENV, RunningServer, run_reference, run_server
+from serverutil import (
+    REFERENCE_CMD_ENV,
+    RunningServer,
+    run_http_only,
+    run_reference,
+    run_server,
+)
 
 MAX_INPUT = 4096
 
@@ -43,12 +49,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", params=["python", "native"])
 def server(repo: Path, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
-    with run_server(
-        repo,
-        f"--http-engine={request.param}",
-        "--allow-grpc=false",
-        "--allow-metrics=false",
-        f"--http-max-input-size={MAX_INPUT}",
+    with run_http_only(
+        repo, request.param, f"--http-max-input-size={MAX_INPUT}"
     ) as running:
         yield running
 

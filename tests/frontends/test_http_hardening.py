@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 pytest.importorskip("tritonx._native", reason="core not built")
-from serverutil import RunningServer, run_server
+from serverutil import RunningServer, run_http_only
 from testmodels import ECHO_MODEL
 
 from tritonx.frontends.http_infer import MAX_TENSORS
@@ -68,12 +68,7 @@ def server(
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(config)
         (repo / name / "1" / "model.py").write_text(code)
-    with run_server(
-        repo,
-        "--allow-grpc=false",
-        "--allow-metrics=false",
-        f"--http-engine={request.param}",
-    ) as running:
+    with run_http_only(repo, request.param) as running:
         yield running
 
 
@@ -561,9 +556,7 @@ def test_json_helpers_recover_and_never_outlive_the_server(
     (repo / "identity" / "config.pbtxt").write_text(IDENTITY_CONFIG)
     (repo / "identity" / "1" / "model.py").write_text(ECHO_MODEL)
     body = _tensor_body(100_000, binary_output=True)  # ~1 MB: parsed in a helper
-    with run_server(
-        repo, "--allow-grpc=false", "--allow-metrics=false", "--http-engine=python"
-    ) as server:
+    with run_http_only(repo, "python") as server:
         assert _post(server, "/v2/models/identity/infer", body)[0] == 200
         helpers = _helpers(server.process.pid)
         assert helpers

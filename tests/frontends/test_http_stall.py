@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("tritonx._native", reason="core not built")
-from serverutil import RunningServer, run_server
+from serverutil import RunningServer, run_http_only
 from testmodels import ECHO_MODEL
 
 CONFIG = """
@@ -42,12 +42,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", params=["python", "native"])
 def server(repo: Path, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
-    with run_server(
-        repo,
-        f"--http-engine={request.param}",
-        "--allow-grpc=false",
-        "--allow-metrics=false",
-    ) as running:
+    with run_http_only(repo, request.param) as running:
         yield running
 
 

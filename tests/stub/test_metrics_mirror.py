@@ -14,6 +14,7 @@ from tritonx.backends.stub.metrics_sync import MetricsMirror
 
 COUNTER = metrics.MetricFamily.COUNTER
 HISTOGRAM = metrics.MetricFamily.HISTOGRAM
+KEY = (("model", "m"),)  # the label set of every metric here
 
 
 def _families_named(*names: str) -> int:
@@ -37,29 +38,33 @@ def _stub_starts(mirror: MetricsMirror, calls: str, sizes: str) -> None:
 
 
 def _one_call(mirror: MetricsMirror, calls: str, sizes: str) -> None:
-    key = (("model", "m"),)
     mirror.apply(
         [
-            ("add", calls, key, 1.0, [], 0.0, 0),
-            ("add", sizes, key, 0.0, [0, 1, 0], 5.0, 1),
+            ("add", calls, KEY, 1.0, [], 0.0, 0),
+            ("add", sizes, KEY, 0.0, [0, 1, 0], 5.0, 1),
         ]
     )
 
 
-def test_restarted_stubs_continue_the_series_and_leave_no_families_behind() -> None:
-    calls, sizes = "mirror_restart_calls", "mirror_restart_sizes"
+def _mirror_after_one_call(calls: str, sizes: str) -> MetricsMirror:
+    """The server's mirror of a first stub that started and served one call."""
     mirror = MetricsMirror()
     _stub_starts(mirror, calls, sizes)
     _one_call(mirror, calls, sizes)
+    return mirror
+
+
+def test_restarted_stubs_continue_the_series_and_leave_no_families_behind() -> None:
+    calls, sizes = "mirror_restart_calls", "mirror_restart_sizes"
+    mirror = _mirror_after_one_call(calls, sizes)
     for _ in range(25):
         mirror.restarted()
         _stub_starts(mirror, calls, sizes)
         _one_call(mirror, calls, sizes)
         # the live stub's two families; the dead stubs' ones are gone
         assert _families_named(calls, sizes) == 2
-    key = (("model", "m"),)
-    series = metrics.find_series(calls, key)
-    histogram = metrics.find_series(sizes, key)
+    series = metrics.find_series(calls, KEY)
+    histogram = metrics.find_series(sizes, KEY)
     assert series is not None and histogram is not None
     assert series.value == 26.0
     assert (histogram.count, histogram.sum, histogram.bucket_counts) == (
@@ -71,18 +76,15 @@ def test_restarted_stubs_continue_the_series_and_leave_no_families_behind() -> N
 
 def test_series_outlive_stubs_that_died_before_making_their_metrics() -> None:
     calls, sizes = "mirror_early_calls", "mirror_early_sizes"
-    mirror = MetricsMirror()
-    _stub_starts(mirror, calls, sizes)
-    _one_call(mirror, calls, sizes)
+    mirror = _mirror_after_one_call(calls, sizes)
     # three stubs die in initialize between creating a family and its metric
     for _ in range(3):
         mirror.restarted()
         assert mirror.create_family(0, calls, "Calls", COUNTER) is None
-    key = (("model", "m"),)
-    assert metrics.find_series(calls, key) is not None  # still on /metrics
+    assert metrics.find_series(calls, KEY) is not None  # still on /metrics
     mirror.restarted()
     _stub_starts(mirror, calls, sizes)
     _one_call(mirror, calls, sizes)
-    series = metrics.find_series(calls, key)
+    series = metrics.find_series(calls, KEY)
     assert series is not None and series.value == 2.0
     assert _families_named(calls, sizes) == 2

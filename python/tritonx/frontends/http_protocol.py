@@ -435,7 +435,8 @@ class HttpConnection(asyncio.Protocol):
         if len(self._queue) > _MAX_PIPELINE:
             self._pipeline_paused = True
             self._update_reading()
-        if self._refusal is None and self._body_size:
+        if self._refusal is None and b"content-length" not in message.headers:
+            # a chunked body: its size is known only now
             self._refusal = self._size_refusal(message.headers, self._body_size)
         if self._refusal is not None:
             self._body = b""
@@ -477,6 +478,8 @@ class HttpConnection(asyncio.Protocol):
     def _size_refusal(self, headers: dict[bytes, bytes], size: int) -> str | None:
         """Why a body of ``size`` bytes is refused (None: it is not, or not before
         it is decompressed, which bounds it whole)."""
+        if size <= self._max_input:  # within every bound (most requests)
+            return None
         if size > self._body_cap:
             return _native.http_messages.body_too_large(self._body_cap)
         encoding = headers.get(b"content-encoding", b"").strip().lower()
