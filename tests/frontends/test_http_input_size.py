@@ -20,7 +20,13 @@ import pytest
 
 pytest.importorskip("tritonx._native", reason="core not built")
 import tritonclient.http as httpclient
-from serverutil import RunningServer, run_server
+from serverutil import (
+    RunningServer,
+    reference_command,
+    run_http_only,
+    run_reference,
+    run_server,
+)
 from testmodels import ECHO_FP32_CONFIG, ECHO_MODEL, write_model
 from tritonclient.utils import InferenceServerException
 
@@ -38,12 +44,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", params=["python", "native"])
 def server(repo: Path, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
-    with run_server(
-        repo,
-        f"--http-engine={request.param}",
-        "--allow-grpc=false",
-        "--allow-metrics=false",
-        f"--http-max-input-size={LIMIT}",
+    with run_http_only(
+        repo, request.param, f"--http-max-input-size={LIMIT}"
     ) as running:
         yield running
 
@@ -184,3 +186,15 @@ def test_body_past_the_cap_is_refused_and_the_server_serves_on(
     )
     data = np.arange(4, dtype=np.float32)
     np.testing.assert_array_equal(_infer(server, data), data)
+
+
+@pytest.mark.skipif(reference_command() is None, reason="no reference Triton")
+def test_binary_data_past_64_mib_passes_with_default_flags_as_in_triton(
+    repo: Path,
+) -> None:
+    """Differential: 80 MiB of binary tensor data with default flags, served back
+    unchanged by Triton 2.51 and by tritonx (which refused it before)."""
+    data = np.arange(20 << 20, dtype=np.float32)
+    for start in (run_reference, run_server):
+        with start([repo]) as server:
+            np.testing.assert_array_equal(_infer(server, data), data)
