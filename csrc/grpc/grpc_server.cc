@@ -2,10 +2,6 @@
 
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/support/proto_buffer_reader.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include <atomic>
 #include <chrono>
@@ -19,6 +15,7 @@
 #include "grpc_server_impl.h"
 #include "grpc_service.grpc.pb.h"
 #include "infer_codec.h"
+#include "received_request.h"
 #include "worker_pool.h"
 
 namespace tritonx {
@@ -34,18 +31,10 @@ using inference::ModelStreamInferResponse;
 // the client has gone away. The tensors hold their own reference to them.
 
 struct InferMessages {
-  ModelInferRequest request;
+  grpcfe::ReceivedInferRequest request;
   ModelInferResponse response;
   ShmOutputs shm_outputs;  // outputs the client wants written into its regions
 };
-
-// Parses a message from a received buffer without flattening it first.
-bool ParseFromBuffer(const grpc::ByteBuffer& buffer, google::protobuf::Message* msg) {
-  if (!buffer.Valid()) return true;  // an empty message: every field at its default
-  grpc::ByteBuffer view(buffer);  // shares the slices; the reader needs a mutable one
-  grpc::ProtoBufferReader reader(&view);
-  return msg->ParseFromZeroCopyStream(&reader);
-}
 
 std::string FlattenByteBuffer(const grpc::ByteBuffer& buffer) {
   std::vector<grpc::Slice> slices;
@@ -103,11 +92,6 @@ class GrpcServer::Impl::InferReactor : public grpc::ServerUnaryReactor {
   RequestPtr request_;
 };
 
-namespace {
-// A request this large hands its freed receive buffers back to the OS at once.
-constexpr size_t kTrimAfterRequestBytes = size_t{64} << 20;
-}  // namespace
-
 grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request_buffer,
     grpc::ByteBuffer* response_buffer) {
@@ -121,20 +105,14 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
   // Tensors borrow the request message's bytes; `messages` keeps them valid for
   // as long as the core holds the request.
   auto messages = std::make_shared<InferMessages>();
-  const ModelInferRequest* request = &messages->request;
-  // Triton parses before it checks the protocol restriction.
-  if (!ParseFromBuffer(*request_buffer, &messages->request)) {
+  const ModelInferRequest* request = &messages->request.message;
+  // Triton parses before it checks the protocol restriction. gRPC does not read a
+  // request again once it has handed it over, only destroys it: its bytes can go
+  // as soon as they are parsed.
+  if (!grpcfe::ParseReceivedInferRequest(const_cast<grpc::ByteBuffer*>(request_buffer),
+                                         &messages->request)) {
     return fail(grpc::Status(grpc::StatusCode::INTERNAL, grpcfe::kParseFailure));
   }
-  // The message holds its own copy now; the received bytes would otherwise stay
-  // until the call ends (a 1 GiB input: 1 GiB more through the inference). gRPC
-  // does not read a request again once it has handed it over, only destroys it.
-  const size_t received = request_buffer->Length();
-  const_cast<grpc::ByteBuffer*>(request_buffer)->Clear();
-#ifdef __GLIBC__
-  // They arrived as many small slices, which glibc keeps mapped once freed.
-  if (received >= kTrimAfterRequestBytes) malloc_trim(0);
-#endif
   const grpcfe::CallPolicy& policy = *impl_->policy_;
   if (policy.restricted(grpcfe::ProtocolGroup::kInference)) {
     grpc::Status admitted =
@@ -150,9 +128,9 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
   if (!status.ok()) return fail(grpcfe::ToGrpcStatus(status));
 
   auto infer_request = std::make_shared<InferenceRequest>();
-  status = grpcfe::BuildInferenceRequest(*request, messages, &model->spec(),
-                                         infer_request.get(), impl_->shm_,
-                                         &messages->shm_outputs);
+  status = grpcfe::BuildInferenceRequest(*request, messages->request.raw_inputs,
+                                         messages, &model->spec(), infer_request.get(),
+                                         impl_->shm_, &messages->shm_outputs);
   if (!status.ok()) return fail(grpcfe::ToGrpcStatus(status));
   if (policy.forwards_headers()) {
     policy.ForwardHeaders(ctx->client_metadata(), &infer_request->parameters);
@@ -182,7 +160,7 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
           return;
         }
         Status built = grpcfe::SerializeInferResponse(
-            std::move(result), messages->request.id(), &messages->shm_outputs,
+            std::move(result), messages->request.message.id(), &messages->shm_outputs,
             &messages->response, response_buffer);
         reactor->Finish(built.ok() ? grpc::Status::OK : grpcfe::ToGrpcStatus(built));
       });

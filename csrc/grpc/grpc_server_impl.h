@@ -24,9 +24,11 @@ using GRPCInferenceService = inference::GRPCInferenceService;
 // generic so that grpc routes them to the ControlService below, which forwards
 // the raw bytes to the ControlHandler. ModelInfer is taken raw and parsed here so
 // that an undecodable message gets Triton's answer (INTERNAL "Unable to parse
-// request") rather than grpc's bare UNIMPLEMENTED.
+// request") rather than grpc's bare UNIMPLEMENTED. Both inference RPCs are raw so
+// that received bytes go as soon as they are parsed and large outputs are sent
+// without a copy (infer_codec's SerializeInferResponse).
 using InferServiceBase = GRPCInferenceService::WithRawCallbackMethod_ModelInfer<
-    GRPCInferenceService::WithCallbackMethod_ModelStreamInfer<GRPCInferenceService::WithGenericMethod_ServerLive<
+    GRPCInferenceService::WithRawCallbackMethod_ModelStreamInfer<GRPCInferenceService::WithGenericMethod_ServerLive<
         GRPCInferenceService::WithGenericMethod_ServerReady<GRPCInferenceService::WithGenericMethod_ModelReady<
             GRPCInferenceService::WithGenericMethod_ServerMetadata<GRPCInferenceService::WithGenericMethod_ModelMetadata<
                 GRPCInferenceService::WithGenericMethod_ModelConfig<GRPCInferenceService::WithGenericMethod_ModelStatistics<
@@ -86,9 +88,8 @@ class GrpcServer::Impl {
     grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
                                          const grpc::ByteBuffer* request,
                                          grpc::ByteBuffer* response) override;
-    grpc::ServerBidiReactor<inference::ModelInferRequest,
-                            inference::ModelStreamInferResponse>*
-    ModelStreamInfer(grpc::CallbackServerContext* ctx) override;
+    grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ModelStreamInfer(
+        grpc::CallbackServerContext* ctx) override;
 
    private:
     Impl* impl_;

@@ -7,6 +7,7 @@
 #include "core/trace.h"
 #include "grpc_server_impl.h"
 #include "infer_codec.h"
+#include "received_request.h"
 
 namespace tritonx {
 namespace {
@@ -39,10 +40,14 @@ using inference::ModelStreamInferResponse;
 // around the write of each of its responses (the queued write holds the trace, so
 // the trace completes after its last write). Thread safety:
 // reactions come from grpc threads and responses from core threads; mu_ guards the
-// shared state. The reactor deletes itself in OnDone.
+// shared state. The reactor deletes itself in OnDone. Messages travel as raw
+// buffers: a request's bytes go once parsed, and a response's large outputs are
+// sent from the tensors themselves (infer_codec). A message that does not parse
+// ends the reading, as in Triton 2.51 (the stream then finishes with OK once the
+// requests before it are answered).
 
 class GrpcServer::Impl::StreamReactor
-    : public grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse> {
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   StreamReactor(Impl* impl, grpc::CallbackServerContext* ctx) : impl_(impl), ctx_(ctx) {
     // A restricted stream is refused before anything is read, as Triton does.
@@ -60,6 +65,8 @@ class GrpcServer::Impl::StreamReactor
   }
 
   void OnReadDone(bool ok) override {
+    auto message = std::make_shared<grpcfe::ReceivedInferRequest>();
+    if (ok) ok = grpcfe::ParseReceivedInferRequest(&reading_, message.get());
     if (!ok) {
       // Half-close, cancellation or a broken stream: no more requests.
       Action action;
@@ -71,7 +78,6 @@ class GrpcServer::Impl::StreamReactor
       Act(action);
       return;
     }
-    std::shared_ptr<ModelInferRequest> message = std::move(reading_);
     const uint64_t read_started_ns = read_started_ns_;
     {
       // Counted before the next read so the stream cannot finish under us.
@@ -125,21 +131,20 @@ class GrpcServer::Impl::StreamReactor
 
  private:
   struct Action {
-    const ModelStreamInferResponse* write = nullptr;
+    const grpc::ByteBuffer* write = nullptr;
     RequestTrace* trace = nullptr;  // the written response's request, if traced
     bool finish = false;
     grpc::Status status;  // with `finish`
   };
   // A response waiting for its turn to be written.
   struct Write {
-    std::unique_ptr<ModelStreamInferResponse> response;
+    std::unique_ptr<grpc::ByteBuffer> response;
     std::shared_ptr<RequestTrace> trace;
   };
 
   void NextRead() {
-    reading_ = std::make_shared<ModelInferRequest>();
     read_started_ns_ = NowNs();  // for a trace: GRPC_WAITREAD_START
-    StartRead(reading_.get());
+    StartRead(&reading_);
   }
 
   // Decides the next step under the lock; the step itself runs unlocked since
@@ -172,7 +177,7 @@ class GrpcServer::Impl::StreamReactor
 
   // Queues `response` (may be null: nothing to write) for the request `key`; with
   // `final` the request is done. `trace`: the request's, if it is traced.
-  void Complete(uint64_t key, std::unique_ptr<ModelStreamInferResponse> response,
+  void Complete(uint64_t key, std::unique_ptr<grpc::ByteBuffer> response,
                 bool final = true, std::shared_ptr<RequestTrace> trace = nullptr) {
     Action action;
     {
@@ -199,10 +204,12 @@ class GrpcServer::Impl::StreamReactor
                          std::shared_ptr<RequestTrace> trace = nullptr,
                          bool from_response = false) {
     if (from_response && errors_end_stream_) return EndWithError(key, status, final);
-    auto response = std::make_unique<ModelStreamInferResponse>();
-    response->set_error_message(status.message());
-    if (!id.empty()) response->mutable_infer_response()->set_id(id);
-    Complete(key, std::move(response), final, std::move(trace));
+    ModelStreamInferResponse message;
+    message.set_error_message(status.message());
+    if (!id.empty()) message.mutable_infer_response()->set_id(id);
+    grpc::Slice bytes(message.SerializeAsString());
+    Complete(key, std::make_unique<grpc::ByteBuffer>(&bytes, 1), final,
+             std::move(trace));
   }
 
   // `triton_grpc_error` mode: the first response error ends the stream.
@@ -222,7 +229,10 @@ class GrpcServer::Impl::StreamReactor
     Complete(key, nullptr, final);
   }
 
-  void Process(std::shared_ptr<ModelInferRequest> message, uint64_t read_started_ns) {
+  void Process(std::shared_ptr<grpcfe::ReceivedInferRequest> received,
+               uint64_t read_started_ns) {
+    // (The received request lives as long as the request: its tensors borrow it.)
+    const ModelInferRequest* message = &received->message;
     std::shared_ptr<Model> model;
     Status status =
         impl_->registry_->Find(message->model_name(), message->model_version(), &model);
@@ -230,9 +240,9 @@ class GrpcServer::Impl::StreamReactor
 
     auto request = std::make_shared<InferenceRequest>();
     auto shm_outputs = std::make_shared<ShmOutputs>();
-    status =
-        grpcfe::BuildInferenceRequest(*message, message, &model->spec(), request.get(),
-                                      impl_->shm_, shm_outputs.get());
+    status = grpcfe::BuildInferenceRequest(*message, received->raw_inputs, received,
+                                           &model->spec(), request.get(), impl_->shm_,
+                                           shm_outputs.get());
     if (!status.ok()) return CompleteWithError(0, status, message->id());
     if (impl_->policy_->forwards_headers()) {
       impl_->policy_->ForwardHeaders(ctx_->client_metadata(), &request->parameters);
@@ -256,16 +266,16 @@ class GrpcServer::Impl::StreamReactor
     const bool decoupled = model->spec().decoupled;
     const bool empty_final = decoupled && WantsEmptyFinal(request->parameters);
     // The callback belongs to the request and runs only while it lives: a plain
-    // pointer reads its trace (sampled at Enqueue, before any response).
+    // pointer reads its id and trace (sampled at Enqueue, before any response).
     InferenceRequest* raw = request.get();
     request->SetResponseStream(
-        [this, key, message, empty_final, shm_outputs, raw, name = model->spec().name,
+        [this, key, empty_final, shm_outputs, raw, name = model->spec().name,
          version = model->spec().version](std::unique_ptr<InferenceResponse> result,
                                           uint32_t flags) {
           const bool final = (flags & kResponseFlagFinal) != 0;
           std::shared_ptr<RequestTrace> trace = raw->trace;
           if (result && !result->status.ok()) {
-            return CompleteWithError(key, result->status, message->id(), final,
+            return CompleteWithError(key, result->status, raw->id, final,
                                      std::move(trace), /*from_response=*/true);
           }
           if (!result && !(final && empty_final)) return Complete(key, nullptr, final);
@@ -275,17 +285,15 @@ class GrpcServer::Impl::StreamReactor
             result->model_name = name;
             result->model_version = version;
           }
-          auto response = std::make_unique<ModelStreamInferResponse>();
-          ModelInferResponse* infer = response->mutable_infer_response();
-          Status built = grpcfe::BuildInferResponse(*result, message->id(), infer,
-                                                    shm_outputs.get());
+          auto response = std::make_unique<grpc::ByteBuffer>();
+          ModelInferResponse scratch;
+          Status built = grpcfe::SerializeStreamInferResponse(
+              std::move(result), raw->id, shm_outputs.get(), final, &scratch,
+              response.get());
           if (!built.ok()) {
-            return CompleteWithError(key, built, message->id(), final, std::move(trace),
+            return CompleteWithError(key, built, raw->id, final, std::move(trace),
                                      /*from_response=*/true);
           }
-          // Every stream response says whether it is its request's last (Triton does
-          // so for non-decoupled models too).
-          (*infer->mutable_parameters())["triton_final_response"].set_bool_param(final);
           Complete(key, std::move(response), final, std::move(trace));
         });
     status = model->Enqueue(request);
@@ -304,8 +312,8 @@ class GrpcServer::Impl::StreamReactor
 
   Impl* impl_;
   grpc::CallbackServerContext* ctx_;  // valid until OnDone
-  std::shared_ptr<ModelInferRequest> reading_;
-  uint64_t read_started_ns_ = 0;  // of the read in progress (grpc's thread)
+  grpc::ByteBuffer reading_;          // the read in progress (grpc's thread)
+  uint64_t read_started_ns_ = 0;      // of the read in progress (grpc's thread)
 
   std::mutex mu_;
   std::deque<Write> writes_;
@@ -322,7 +330,7 @@ class GrpcServer::Impl::StreamReactor
   std::optional<grpc::Status> error_status_;
 };
 
-grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse>*
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 GrpcServer::Impl::InferService::ModelStreamInfer(grpc::CallbackServerContext* ctx) {
   return new StreamReactor(impl_, ctx);
 }

@@ -353,7 +353,17 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
                              const std::shared_ptr<const void>& owner,
                              const ModelSpec* spec, InferenceRequest* out,
                              const SharedMemoryRegistry* shm, ShmOutputs* shm_outputs) {
-  const int raw_count = msg.raw_input_contents_size();
+  std::vector<std::string_view> raw_inputs(msg.raw_input_contents().begin(),
+                                           msg.raw_input_contents().end());
+  return BuildInferenceRequest(msg, raw_inputs, owner, spec, out, shm, shm_outputs);
+}
+
+Status BuildInferenceRequest(const ModelInferRequest& msg,
+                             const std::vector<std::string_view>& raw_inputs,
+                             const std::shared_ptr<const void>& owner,
+                             const ModelSpec* spec, InferenceRequest* out,
+                             const SharedMemoryRegistry* shm, ShmOutputs* shm_outputs) {
+  const int raw_count = static_cast<int>(raw_inputs.size());
   const bool use_raw = raw_count > 0;
   out->id = msg.id();
   // Triton's order: the id, each request parameter (its key, type and value), then
@@ -409,7 +419,7 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
                           input.name() + "' for model '" + msg.model_name() + "'");
       }
       if (raw_index < raw_count) {
-        const std::string& raw = msg.raw_input_contents(raw_index++);
+        const std::string_view raw = raw_inputs[raw_index++];
         desc.data = raw.data();
         desc.byte_size = raw.size();
         desc.owner = owner;
@@ -505,38 +515,69 @@ Status BuildInferResponse(const InferenceResponse& response,
   return BuildResponseMessage(response, request_id, msg, shm_outputs, true);
 }
 
-Status SerializeInferResponse(std::shared_ptr<const InferenceResponse> response,
-                              const std::string& request_id,
-                              const ShmOutputs* shm_outputs,
-                              inference::ModelInferResponse* scratch,
-                              grpc::ByteBuffer* out) {
+namespace {
+
+// BuildInferResponse's message (`final`: a stream's, with its
+// triton_final_response parameter, wrapped as a ModelStreamInferResponse's
+// infer_response) as wire slices; see SerializeInferResponse.
+Status SerializeResponseSlices(std::shared_ptr<const InferenceResponse> response,
+                               const std::string& request_id,
+                               const ShmOutputs* shm_outputs, const bool* final,
+                               inference::ModelInferResponse* scratch,
+                               grpc::ByteBuffer* out) {
   scratch->Clear();
   Status built =
       BuildResponseMessage(*response, request_id, scratch, shm_outputs, false);
   if (!built.ok()) return built;
+  if (final != nullptr) {
+    (*scratch->mutable_parameters())["triton_final_response"].set_bool_param(*final);
+  }
   using google::protobuf::io::CodedOutputStream;
   constexpr uint32_t kRawTag =
       (inference::ModelInferResponse::kRawOutputContentsFieldNumber << 3) |
       2;  // length-delimited
-  std::string pending = scratch->SerializeAsString();
-  std::vector<grpc::Slice> slices;
+  constexpr uint32_t kInferResponseTag =
+      (inference::ModelStreamInferResponse::kInferResponseFieldNumber << 3) | 2;
+
+  // Each output's raw entry: its size (0 for one written into shared memory).
+  std::vector<size_t> raw_sizes;
+  raw_sizes.reserve(response->outputs.size());
+  size_t message_size = scratch->ByteSizeLong();
   for (const Tensor& tensor : response->outputs) {
     const bool in_shm =
         shm_outputs != nullptr && FindShmOutput(*shm_outputs, tensor.name) != nullptr;
     const size_t size = in_shm || tensor.data == nullptr ? 0 : tensor.byte_size;
+    raw_sizes.push_back(size);
+    message_size += CodedOutputStream::VarintSize32(kRawTag) +
+                    CodedOutputStream::VarintSize64(size) + size;
+  }
+
+  std::string pending;
+  if (final != nullptr) {
+    // The stream message has nothing but this field: its tag and length lead.
+    uint8_t prefix[16];
+    uint8_t* end = CodedOutputStream::WriteVarint32ToArray(kInferResponseTag, prefix);
+    end = CodedOutputStream::WriteVarint64ToArray(message_size, end);
+    pending.assign(reinterpret_cast<const char*>(prefix), end - prefix);
+  }
+  scratch->AppendToString(&pending);
+  std::vector<grpc::Slice> slices;
+  for (size_t i = 0; i < raw_sizes.size(); ++i) {
+    const size_t size = raw_sizes[i];
+    const char* data = response->outputs[i].data;
     uint8_t prefix[16];  // two varints: a tag (at most 5 bytes), a size (10)
     uint8_t* end = CodedOutputStream::WriteVarint32ToArray(kRawTag, prefix);
     end = CodedOutputStream::WriteVarint64ToArray(size, end);
     pending.append(reinterpret_cast<const char*>(prefix), end - prefix);
     if (size < kZeroCopyOutputBytes) {
-      pending.append(tensor.data == nullptr ? "" : tensor.data, size);
+      pending.append(size == 0 ? "" : data, size);
       continue;
     }
     slices.emplace_back(pending);
     pending.clear();
     auto* hold = new std::shared_ptr<const InferenceResponse>(response);
     slices.emplace_back(
-        const_cast<char*>(tensor.data), size,
+        const_cast<char*>(data), size,
         [](void* held) {
           delete static_cast<std::shared_ptr<const InferenceResponse>*>(held);
         },
@@ -545,6 +586,26 @@ Status SerializeInferResponse(std::shared_ptr<const InferenceResponse> response,
   if (!pending.empty()) slices.emplace_back(pending);
   *out = grpc::ByteBuffer(slices.data(), slices.size());
   return Status::Ok();
+}
+
+}  // namespace
+
+Status SerializeInferResponse(std::shared_ptr<const InferenceResponse> response,
+                              const std::string& request_id,
+                              const ShmOutputs* shm_outputs,
+                              inference::ModelInferResponse* scratch,
+                              grpc::ByteBuffer* out) {
+  return SerializeResponseSlices(std::move(response), request_id, shm_outputs, nullptr,
+                                 scratch, out);
+}
+
+Status SerializeStreamInferResponse(std::shared_ptr<const InferenceResponse> response,
+                                    const std::string& request_id,
+                                    const ShmOutputs* shm_outputs, bool final,
+                                    inference::ModelInferResponse* scratch,
+                                    grpc::ByteBuffer* out) {
+  return SerializeResponseSlices(std::move(response), request_id, shm_outputs, &final,
+                                 scratch, out);
 }
 
 }  // namespace grpcfe

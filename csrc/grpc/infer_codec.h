@@ -7,6 +7,8 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/infer_request.h"
 #include "core/model_spec.h"
@@ -41,6 +43,14 @@ Status BuildInferenceRequest(const inference::ModelInferRequest& msg,
                              const ModelSpec* spec, InferenceRequest* out,
                              const SharedMemoryRegistry* shm = nullptr,
                              ShmOutputs* shm_outputs = nullptr);
+// The same with the raw input contents given apart from the message (they may
+// have been split off it: received_request.h); they must live as long as `owner`.
+Status BuildInferenceRequest(const inference::ModelInferRequest& msg,
+                             const std::vector<std::string_view>& raw_inputs,
+                             const std::shared_ptr<const void>& owner,
+                             const ModelSpec* spec, InferenceRequest* out,
+                             const SharedMemoryRegistry* shm = nullptr,
+                             ShmOutputs* shm_outputs = nullptr);
 
 // Serializes a successful response. Every output gets exactly one
 // raw_output_contents entry (possibly empty), in the order of `outputs`,
@@ -66,6 +76,16 @@ Status SerializeInferResponse(std::shared_ptr<const InferenceResponse> response,
                               const ShmOutputs* shm_outputs,
                               inference::ModelInferResponse* scratch,
                               grpc::ByteBuffer* out);
+
+// The same for a ModelStreamInfer answer: a ModelStreamInferResponse whose
+// infer_response is SerializeInferResponse's message with the
+// `triton_final_response` parameter set to `final` (every stream response says
+// whether it is its request's last; Triton does so for non-decoupled models too).
+Status SerializeStreamInferResponse(std::shared_ptr<const InferenceResponse> response,
+                                    const std::string& request_id,
+                                    const ShmOutputs* shm_outputs, bool final,
+                                    inference::ModelInferResponse* scratch,
+                                    grpc::ByteBuffer* out);
 
 }  // namespace grpcfe
 }  // namespace tritonx

@@ -151,54 +151,104 @@ TEST(GrpcCodec, ResponseHasOneRawEntryPerOutput) {
   EXPECT_TRUE(msg.parameters().at("triton_final_response").bool_param());
 }
 
-TEST(GrpcCodec, SerializedResponseParsesAsTheBuiltMessageWithoutCopyingLargeOutputs) {
-  const std::string large(kZeroCopyOutputBytes + 3, '\x07');
+// A response with a small, a large (zero-copy) and an empty output.
+struct LargeResponseCase {
+  const std::string large = std::string(kZeroCopyOutputBytes + 3, '\x07');
   const float small[2] = {1.0f, 2.0f};
-  auto response = std::make_shared<InferenceResponse>();
-  response->model_name = "m";
-  response->model_version = 1;
-  response->outputs = {Tensor{"SMALL",
-                              DataType::kFp32,
-                              {2},
-                              reinterpret_cast<const char*>(small),
-                              8,
-                              nullptr},
-                       Tensor{"LARGE",
-                              DataType::kUint8,
-                              {static_cast<int64_t>(large.size())},
-                              large.data(),
-                              large.size(),
-                              nullptr},
-                       Tensor{"EMPTY", DataType::kBytes, {0}, nullptr, 0, nullptr}};
-  response->parameters.emplace_back("p", ParameterValue(int64_t{5}));
-  ModelInferResponse built;
-  ASSERT_TRUE(BuildInferResponse(*response, "rid", &built).ok());
+  std::shared_ptr<InferenceResponse> response = std::make_shared<InferenceResponse>();
 
-  std::weak_ptr<InferenceResponse> watch = response;
+  LargeResponseCase() {
+    response->model_name = "m";
+    response->model_version = 1;
+    response->outputs = {Tensor{"SMALL",
+                                DataType::kFp32,
+                                {2},
+                                reinterpret_cast<const char*>(small),
+                                8,
+                                nullptr},
+                         Tensor{"LARGE",
+                                DataType::kUint8,
+                                {static_cast<int64_t>(large.size())},
+                                large.data(),
+                                large.size(),
+                                nullptr},
+                         Tensor{"EMPTY", DataType::kBytes, {0}, nullptr, 0, nullptr}};
+    response->parameters.emplace_back("p", ParameterValue(int64_t{5}));
+  }
+
+  // `wire`'s bytes; checks that the large output went out from the tensor itself,
+  // and that the bytes hold the response (and so its tensors) until they are gone.
+  std::string TakeBytes(grpc::ByteBuffer* wire,
+                        const std::weak_ptr<InferenceResponse>& watch) const {
+    std::vector<grpc::Slice> slices;
+    EXPECT_TRUE(wire->Dump(&slices).ok());
+    std::string bytes;
+    bool borrowed = false;
+    for (const grpc::Slice& slice : slices) {
+      borrowed =
+          borrowed || reinterpret_cast<const char*>(slice.begin()) == large.data();
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+    EXPECT_TRUE(borrowed);
+    EXPECT_FALSE(watch.expired());
+    slices.clear();
+    wire->Clear();
+    EXPECT_TRUE(watch.expired());
+    return bytes;
+  }
+};
+
+TEST(GrpcCodec, SerializedResponseParsesAsTheBuiltMessageWithoutCopyingLargeOutputs) {
+  LargeResponseCase c;
+  ModelInferResponse built;
+  ASSERT_TRUE(BuildInferResponse(*c.response, "rid", &built).ok());
+
+  std::weak_ptr<InferenceResponse> watch = c.response;
   ModelInferResponse scratch;
   grpc::ByteBuffer wire;
   ASSERT_TRUE(
-      SerializeInferResponse(std::move(response), "rid", nullptr, &scratch, &wire)
+      SerializeInferResponse(std::move(c.response), "rid", nullptr, &scratch, &wire)
           .ok());
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(wire.Dump(&slices).ok());
-  std::string bytes;
-  bool borrowed = false;
-  for (const grpc::Slice& slice : slices) {
-    borrowed = borrowed || reinterpret_cast<const char*>(slice.begin()) == large.data();
-    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  }
-  EXPECT_TRUE(borrowed);  // the large output went out from the tensor itself
   ModelInferResponse parsed;
-  ASSERT_TRUE(parsed.ParseFromString(bytes));
+  ASSERT_TRUE(parsed.ParseFromString(c.TakeBytes(&wire, watch)));
   EXPECT_EQ(parsed.SerializeAsString(), built.SerializeAsString());
   ASSERT_EQ(parsed.raw_output_contents_size(), 3);
-  EXPECT_EQ(parsed.raw_output_contents(1), large);
-  // The wire bytes hold the response (and so its tensors) until they are gone.
-  EXPECT_FALSE(watch.expired());
-  slices.clear();
-  wire.Clear();
-  EXPECT_TRUE(watch.expired());
+  EXPECT_EQ(parsed.raw_output_contents(1), c.large);
+}
+
+TEST(GrpcCodec, SerializedStreamResponseWrapsTheBuiltMessageWithItsFinalFlag) {
+  for (const bool final : {false, true}) {
+    LargeResponseCase c;
+    inference::ModelStreamInferResponse built;
+    ASSERT_TRUE(
+        BuildInferResponse(*c.response, "rid", built.mutable_infer_response()).ok());
+    (*built.mutable_infer_response()->mutable_parameters())["triton_final_response"]
+        .set_bool_param(final);
+
+    std::weak_ptr<InferenceResponse> watch = c.response;
+    ModelInferResponse scratch;
+    grpc::ByteBuffer wire;
+    ASSERT_TRUE(SerializeStreamInferResponse(std::move(c.response), "rid", nullptr,
+                                             final, &scratch, &wire)
+                    .ok());
+    inference::ModelStreamInferResponse parsed;
+    ASSERT_TRUE(parsed.ParseFromString(c.TakeBytes(&wire, watch)));
+    EXPECT_TRUE(parsed.error_message().empty());
+    // (Map order is not part of the wire form: compare field by field.)
+    const ModelInferResponse& got = parsed.infer_response();
+    const ModelInferResponse& want = built.infer_response();
+    EXPECT_EQ(got.parameters().at("triton_final_response").bool_param(), final);
+    EXPECT_EQ(got.parameters().at("p").int64_param(), 5);
+    EXPECT_EQ(got.parameters_size(), 2);
+    EXPECT_EQ(got.id(), want.id());
+    EXPECT_EQ(got.model_name(), want.model_name());
+    ASSERT_EQ(got.outputs_size(), 3);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(got.outputs(i).SerializeAsString(),
+                want.outputs(i).SerializeAsString());
+      EXPECT_EQ(got.raw_output_contents(i), want.raw_output_contents(i));
+    }
+  }
 }
 
 TEST(GrpcCodec, StatusMapping) {

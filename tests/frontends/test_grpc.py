@@ -248,6 +248,27 @@ def test_large_message(client: grpcclient.InferenceServerClient) -> None:
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
 
 
+def test_large_request_fields_in_any_order(server: RunningServer) -> None:
+    # Past 1 MiB the server splits raw_input_contents off the message as it parses
+    # (csrc/grpc/received_request.h); protobuf allows fields in any order, so the
+    # raw entries may come before the tensors they belong to. A surplus entry is
+    # ignored, as in Triton.
+    data = np.random.default_rng(1).random((1, 1 << 18), dtype=np.float32)  # 1 MiB
+    head = service_pb2.ModelInferRequest(model_name="identity", id="late")
+    head.inputs.add(name="INPUT0", datatype="FP32", shape=list(data.shape))
+    raws = service_pb2.ModelInferRequest()
+    raws.raw_input_contents.extend([data.tobytes(), bytes(1 << 20)])
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=lambda b: b,
+            response_deserializer=service_pb2.ModelInferResponse.FromString,
+        )
+        response = call(raws.SerializeToString() + head.SerializeToString(), timeout=60)
+    assert response.id == "late"
+    assert response.raw_output_contents == [data.tobytes()]
+
+
 def test_compressed_request(client: grpcclient.InferenceServerClient) -> None:
     data = np.ones((1, 1000), dtype=np.float32)
     for algorithm in ("gzip", "deflate"):

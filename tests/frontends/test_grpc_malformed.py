@@ -18,6 +18,7 @@ pytest.importorskip("tritonx._native", reason="core not built")
 import tritonclient.grpc as grpcclient
 from serverutil import RunningServer, run_server
 from testmodels import ECHO_MODEL
+from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
 CONFIG = """
@@ -105,6 +106,30 @@ def test_undecodable_stream_message_ends_the_stream(channel: grpc.Channel) -> No
         response_deserializer=lambda b: b,
     )
     assert list(call(iter([GARBAGE]), timeout=30)) == []
+
+
+def test_stream_answers_what_came_before_an_undecodable_message(
+    channel: grpc.Channel,
+) -> None:
+    # Reading stops at the garbage: the request before it is answered, the one
+    # after it is never read, and the stream ends with OK (as in tritonserver).
+    def request(rid: str) -> bytes:
+        message = service_pb2.ModelInferRequest(model_name="echo", id=rid)
+        tensor = message.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 2])
+        del tensor  # (its data travels in raw_input_contents)
+        message.raw_input_contents.append(np.ones((1, 2), np.float32).tobytes())
+        return message.SerializeToString()
+
+    call = channel.stream_stream(
+        SERVICE + "ModelStreamInfer",
+        request_serializer=lambda b: b,
+        response_deserializer=service_pb2.ModelStreamInferResponse.FromString,
+    )
+    answers = list(
+        call(iter([request("before"), GARBAGE, request("after")]), timeout=30)
+    )
+    assert [a.infer_response.id for a in answers] == ["before"]
+    assert answers[0].error_message == ""
 
 
 def test_server_still_serves_after_garbage(server: RunningServer) -> None:

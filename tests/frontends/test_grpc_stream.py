@@ -96,6 +96,30 @@ def test_stream_out_of_order_completion(
     np.testing.assert_array_equal(second[0].as_numpy("OUTPUT0"), np.full((1, 4), tag))
 
 
+def test_stream_outputs_of_every_size_come_back_whole(
+    client: grpcclient.InferenceServerClient,
+) -> None:
+    # Around the size past which an output is sent from the tensor itself
+    # (infer_codec.h kZeroCopyOutputBytes, 64 KiB), and well past it; several
+    # outputs in flight at once.
+    sizes = [0, 1, 16383, 16384, 16385, 1 << 20, 4 << 20]
+    rng = np.random.default_rng(7)
+    data = {
+        str(i): rng.standard_normal((1, n), dtype=np.float32)
+        for i, n in enumerate(sizes)
+    }
+    sends = [
+        {"model_name": "identity", "inputs": [fp32_input(v)], "request_id": k}
+        for k, v in data.items()
+    ]
+    got = _collect_stream(client, sends, expected=len(sends))
+    assert all(error is None for _, error in got)
+    for result, _ in got:
+        response = result.get_response()
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data[response.id])
+        assert response.parameters["triton_final_response"].bool_param
+
+
 def test_stream_many_requests(client: grpcclient.InferenceServerClient) -> None:
     sends = [
         {
