@@ -1,5 +1,6 @@
 // ModelStreamInfer: the bidirectional inference stream (decoupled models, and
 // many requests on one call). Part of GrpcServer::Impl (grpc_server_impl.h).
+#include <algorithm>
 #include <optional>
 #include <unordered_map>
 
@@ -17,9 +18,11 @@ using inference::ModelStreamInferResponse;
 }  // namespace
 
 // ---------------------------------------------------------------------------
-// ModelStreamInfer: every request read is enqueued at once; its responses are
-// written as they come, in completion order across requests and in send order
-// within one (a decoupled model sends 0..N responses then FINAL); each carries
+// ModelStreamInfer: every request read is enqueued at once. As in Triton, the
+// answers of requests to non-decoupled models (and the errors of requests whose
+// model is unknown) are written in the order the requests came, a quick request
+// waiting for a slow one before it; a decoupled model's responses (0..N, then
+// FINAL) are written as they come, in send order, without waiting. Each carries
 // `triton_final_response`, and a FINAL without data is written only when the request
 // set `triton_enable_empty_final_response`. grpc allows one outstanding write per
 // stream, so responses wait in a queue for their turn. Errors travel as
@@ -57,6 +60,11 @@ class GrpcServer::Impl::StreamReactor
       finished_ = true;
       Finish(admitted);
       return;
+    }
+    // Triton compresses a stream's responses at --grpc-infer-response-compression-level
+    // too, not only unary ones.
+    if (impl_->compression_ != GRPC_COMPRESS_LEVEL_NONE) {
+      ctx->set_compression_level(impl_->compression_);
     }
     const auto& metadata = ctx->client_metadata();
     auto mode = metadata.find("triton_grpc_error");
@@ -183,10 +191,28 @@ class GrpcServer::Impl::StreamReactor
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (final) {
-        if (key != 0) inflight_.erase(key);
+        inflight_.erase(key);
         --outstanding_;
       }
-      if (!broken_ && !error_status_ && response) {
+      const bool deliver = !broken_ && !error_status_ && response;
+      auto turn =
+          std::find_if(ordered_.begin(), ordered_.end(),
+                       [key](const Ordered& entry) { return entry.key == key; });
+      if (turn != ordered_.end()) {
+        // A request answered in request order: its one answer (a non-decoupled
+        // model sends one, with FINAL) waits for its turn.
+        turn->done = turn->done || final;
+        if (deliver && !turn->write.response) {
+          turn->write = {std::move(response), std::move(trace)};
+        }
+        while (!ordered_.empty() && ordered_.front().done) {
+          Write& write = ordered_.front().write;
+          if (write.response && !broken_ && !error_status_) {
+            writes_.push_back(std::move(write));
+          }
+          ordered_.pop_front();
+        }
+      } else if (deliver) {
         writes_.push_back({std::move(response), std::move(trace)});
       }
       action = NextActionLocked();
@@ -236,14 +262,21 @@ class GrpcServer::Impl::StreamReactor
     std::shared_ptr<Model> model;
     Status status =
         impl_->registry_->Find(message->model_name(), message->model_version(), &model);
-    if (!status.ok()) return CompleteWithError(0, status, message->id());
+    uint64_t key;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      key = ++next_key_;
+      // Unknown models count as non-decoupled, as in Triton.
+      if (!status.ok() || !model->spec().decoupled) ordered_.push_back({key});
+    }
+    if (!status.ok()) return CompleteWithError(key, status, message->id());
 
     auto request = std::make_shared<InferenceRequest>();
     auto shm_outputs = std::make_shared<ShmOutputs>();
     status = grpcfe::BuildInferenceRequest(*message, received->raw_inputs, received,
                                            &model->spec(), request.get(), impl_->shm_,
                                            shm_outputs.get());
-    if (!status.ok()) return CompleteWithError(0, status, message->id());
+    if (!status.ok()) return CompleteWithError(key, status, message->id());
     if (impl_->policy_->forwards_headers()) {
       impl_->policy_->ForwardHeaders(ctx_->client_metadata(), &request->parameters);
     }
@@ -257,10 +290,8 @@ class GrpcServer::Impl::StreamReactor
       }
     }
 
-    uint64_t key;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      key = ++next_key_;
       inflight_.emplace(key, std::make_pair(model, request));
     }
     const bool decoupled = model->spec().decoupled;
@@ -315,8 +346,16 @@ class GrpcServer::Impl::StreamReactor
   grpc::ByteBuffer reading_;          // the read in progress (grpc's thread)
   uint64_t read_started_ns_ = 0;      // of the read in progress (grpc's thread)
 
+  // A request answered in request order, and its answer once it has one.
+  struct Ordered {
+    uint64_t key;
+    bool done = false;
+    Write write;  // empty when there is nothing to write
+  };
+
   std::mutex mu_;
   std::deque<Write> writes_;
+  std::deque<Ordered> ordered_;  // in request order, until their turn to be written
   std::unordered_map<uint64_t, std::pair<std::shared_ptr<Model>, RequestPtr>> inflight_;
   uint64_t next_key_ = 0;
   int64_t outstanding_ = 0;

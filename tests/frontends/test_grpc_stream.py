@@ -77,23 +77,33 @@ def test_stream_infer_with_errors_mid_stream(
     assert "bad input" in errors
 
 
-def test_stream_out_of_order_completion(
+def test_stream_answers_non_decoupled_requests_in_request_order(
     client: grpcclient.InferenceServerClient, held: Held
 ) -> None:
+    # The quick request completes first but is answered after the slow one before
+    # it, as in Triton (tests/streaming/test_stream_order.py compares the two).
     tag = held.new_tag()
     results: queue.Queue = queue.Queue()
     client.start_stream(callback=lambda result, error: results.put((result, error)))
     try:
         client.async_stream_infer("slowmodel", [held.input(tag)], request_id="slow")
         held.started(tag)
+        before = _identity_successes(client)
         client.async_stream_infer("identity", [fp32_input()], request_id="fast")
-        first = results.get(timeout=60)
+        wait_until(lambda: _identity_successes(client) > before, "the quick request")
+        assert results.empty()
         held.release(tag)
+        first = results.get(timeout=60)
         second = results.get(timeout=60)
     finally:
         client.stop_stream()
-    assert [r.get_response().id for r, e in (first, second)] == ["fast", "slow"]
-    np.testing.assert_array_equal(second[0].as_numpy("OUTPUT0"), np.full((1, 4), tag))
+    assert [r.get_response().id for r, e in (first, second)] == ["slow", "fast"]
+    np.testing.assert_array_equal(first[0].as_numpy("OUTPUT0"), np.full((1, 4), tag))
+
+
+def _identity_successes(client: grpcclient.InferenceServerClient) -> int:
+    stats = client.get_inference_statistics("identity", as_json=True)["model_stats"]
+    return sum(int(s["inference_stats"]["success"].get("count", 0)) for s in stats)
 
 
 def test_stream_outputs_of_every_size_come_back_whole(
