@@ -3,14 +3,14 @@
 Triton's L0_large_payload sends one FP32 vector of up to 1.9 GB to an identity
 model over HTTP and gRPC with default flags and expects it back unchanged. This
 script does the same with real ``tritonclient`` (binary data, one request at a
-time) against tritonx and a reference Triton, one server at a time, on a Python
-identity model (``python_nobatch_zero_1_float32``, FP32 ``[-1]``). For each size it
-prints the median wall time of ``infer`` + ``as_numpy`` over the repeats and the
-server's peak resident memory: the sum of the ``VmHWM`` of the server and its
-child processes (Triton's python stub), read after that size's requests (sizes
-ascend, so it is the peak for the largest size so far). The client's own cost
-(tritonclient builds and parses the bodies in Python) is in the times, the same
-for both servers.
+time; ``grpc-stream``: one request per ModelStreamInfer stream) against tritonx
+and a reference Triton, one server at a time, on a Python identity model
+(``python_nobatch_zero_1_float32``, FP32 ``[-1]``). For each size it prints the
+median wall time of ``infer`` + ``as_numpy`` over the repeats and the server's peak
+resident memory: the sum of the ``VmHWM`` of the server and its child processes
+(Triton's python stub), read after that size's requests (sizes ascend, so it is
+the peak for the largest size so far). The client's own cost (tritonclient builds
+and parses the bodies in Python) is in the times, the same for both servers.
 
     flock /work/wt/bench.lock python benchmarks/bench_large_payload.py \\
         --reference-cmd /path/to/triton_reference --sizes 0.25,1
@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import queue
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -67,6 +69,20 @@ def _peak_rss_gib(process: subprocess.Popen[bytes]) -> float:
     return total_kib / (1 << 20)
 
 
+def _streamed(client: grpcclient.InferenceServerClient, tensor: Any) -> Any:
+    """One request through a ModelStreamInfer stream."""
+    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        client.async_stream_infer(MODEL, [tensor])
+        result, error = answers.get(timeout=900)
+    finally:
+        client.stop_stream()
+    if error is not None:
+        raise RuntimeError(f"grpc-stream: {error}")
+    return result
+
+
 def _infer_seconds(protocol: str, port: int, data: np.ndarray) -> float:
     lib = httpclient if protocol == "http" else grpcclient
     url = f"127.0.0.1:{port}"
@@ -78,7 +94,10 @@ def _infer_seconds(protocol: str, port: int, data: np.ndarray) -> float:
     tensor = lib.InferInput("INPUT0", list(data.shape), "FP32")
     tensor.set_data_from_numpy(data)
     start = time.perf_counter()
-    result = client.infer(MODEL, [tensor])  # type: ignore[arg-type]
+    if protocol == "grpc-stream":
+        result = _streamed(client, tensor)  # type: ignore[arg-type]
+    else:
+        result = client.infer(MODEL, [tensor])  # type: ignore[arg-type]
     output = result.as_numpy("OUTPUT0")
     elapsed = time.perf_counter() - start
     client.close()
@@ -91,7 +110,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_server_arguments(parser)
     parser.add_argument("--sizes", default="0.25,1", help="GiB, ascending")
-    parser.add_argument("--protocols", default="http,grpc")
+    parser.add_argument(
+        "--protocols", default="http,grpc", help="of http, grpc, grpc-stream"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     sizes = sorted(float(s) for s in args.sizes.split(","))
