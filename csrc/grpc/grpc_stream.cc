@@ -195,10 +195,11 @@ class GrpcServer::Impl::StreamReactor
         --outstanding_;
       }
       const bool deliver = !broken_ && !error_status_ && response;
-      auto turn =
-          std::find_if(ordered_.begin(), ordered_.end(),
-                       [key](const Ordered& entry) { return entry.key == key; });
-      if (turn != ordered_.end()) {
+      // (Keys grow with each request read, so ordered_ is sorted by key.)
+      auto turn = std::lower_bound(
+          ordered_.begin(), ordered_.end(), key,
+          [](const Ordered& entry, uint64_t wanted) { return entry.key < wanted; });
+      if (turn != ordered_.end() && turn->key == key) {
         // A request answered in request order: its one answer (a non-decoupled
         // model sends one, with FINAL) waits for its turn.
         turn->done = turn->done || final;

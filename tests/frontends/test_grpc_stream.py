@@ -140,6 +140,11 @@ def test_stream_many_requests(client: grpcclient.InferenceServerClient) -> None:
         for i in range(200)
     ]
     out = _collect_stream(client, sends, expected=200)
+    # Answered in request order (a non-decoupled model), however the batcher
+    # grouped and completed them.
+    assert [result.get_response().id for result, _ in out] == [
+        str(i) for i in range(200)
+    ]
     for result, error in out:
         assert error is None
         value = int(result.get_response().id)
