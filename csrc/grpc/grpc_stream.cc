@@ -88,7 +88,6 @@ class GrpcServer::Impl::StreamReactor
     }
     const uint64_t read_started_ns = read_started_ns_;
     {
-      // Counted before the next read so the stream cannot finish under us.
       std::lock_guard<std::mutex> lock(mu_);
       if (error_status_) {
         // The stream is ending with an error: no more requests.
@@ -96,9 +95,20 @@ class GrpcServer::Impl::StreamReactor
         return;
       }
       ++outstanding_;
+      ++processing_;  // the stream cannot finish under us until the next read is on
     }
-    NextRead();
+    // The request is enqueued before the next one is read, as in Triton: requests
+    // reach their models in the order they came (a sequence's steps, above all),
+    // and keys follow that order. (gRPC goes on receiving meanwhile.)
     Process(std::move(message), read_started_ns);
+    NextRead();
+    Action action;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --processing_;
+      action = NextActionLocked();
+    }
+    Act(action);  // the last use of `this`: it may finish the stream
   }
 
   void OnWriteDone(bool ok) override {
@@ -163,8 +173,8 @@ class GrpcServer::Impl::StreamReactor
       writing_ = true;
       action.write = writes_.front().response.get();
       action.trace = writes_.front().trace.get();
-    } else if (!writing_ && writes_.empty() && outstanding_ == 0 && !finished_ &&
-               (reads_done_ || error_status_)) {
+    } else if (!writing_ && writes_.empty() && outstanding_ == 0 && processing_ == 0 &&
+               !finished_ && (reads_done_ || error_status_)) {
       // (After an error a read may still be pending: Finish ends it.)
       finished_ = true;
       action.finish = true;
@@ -360,6 +370,7 @@ class GrpcServer::Impl::StreamReactor
   std::unordered_map<uint64_t, std::pair<std::shared_ptr<Model>, RequestPtr>> inflight_;
   uint64_t next_key_ = 0;
   int64_t outstanding_ = 0;
+  int processing_ = 0;  // reads being processed (OnReadDone, up to its next read)
   bool writing_ = false;
   bool reads_done_ = false;
   bool broken_ = false;

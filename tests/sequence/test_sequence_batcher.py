@@ -134,6 +134,42 @@ def test_interleaved_sequences_keep_state(
         client.close()
 
 
+@pytest.mark.parametrize("model", ["seq_direct", "seq_oldest"])
+def test_pipelined_stream_steps_run_in_order(server: RunningServer, model: str) -> None:
+    # Two sequences' steps sent on one stream without waiting for answers: they
+    # reach the sequence batcher in the order sent (as Triton enqueues a stream's
+    # requests in read order), so every step sees the state of the one before, and
+    # the answers (a non-decoupled model) come back in that order too.
+    answers: queue.Queue = queue.Queue()
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.ports['grpc']}")
+    client.start_stream(callback=lambda result, error: answers.put(error or result))
+    steps = 60
+    try:
+        for i in range(steps):
+            for seq, value in ((7001, 1), (7002, 10)):
+                data = np.array([[value]], dtype=np.int32)
+                inp = grpcclient.InferInput("INPUT", [1, 1], "INT32")
+                inp.set_data_from_numpy(data)
+                client.async_stream_infer(
+                    model,
+                    [inp],
+                    request_id=f"{seq}-{i}",
+                    sequence_id=seq,
+                    sequence_start=i == 0,
+                    sequence_end=i == steps - 1,
+                )
+        got = [answers.get(timeout=60) for _ in range(2 * steps)]
+    finally:
+        client.stop_stream()
+        client.close()
+    assert not [g for g in got if isinstance(g, Exception)]
+    assert [g.get_response().id for g in got] == [
+        f"{seq}-{i}" for i in range(steps) for seq in (7001, 7002)
+    ]
+    sums = [int(g.as_numpy("OUTPUT")[0][0]) for g in got]
+    assert sums == [v * (i + 1) for i in range(steps) for v in (1, 10)]
+
+
 def test_initial_state_from_data_file(server: RunningServer) -> None:
     client = Client(server, "grpc")
     try:
