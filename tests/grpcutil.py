@@ -248,6 +248,12 @@ def pending(server: RunningServer, model: str) -> int:
     return 0
 
 
+def success_count(client: grpcclient.InferenceServerClient, model: str) -> int:
+    """The model's successful inferences so far (its statistics, every version)."""
+    stats = client.get_inference_statistics(model, as_json=True)["model_stats"]
+    return sum(int(s["inference_stats"]["success"].get("count", 0)) for s in stats)
+
+
 def wait_until(condition, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -23,6 +23,7 @@ from grpcutil import (
     make_input,
     pending,
     server_args,
+    success_count,
     wait_until,
     write_repository,
 )
@@ -88,9 +89,11 @@ def test_stream_answers_non_decoupled_requests_in_request_order(
     try:
         client.async_stream_infer("slowmodel", [held.input(tag)], request_id="slow")
         held.started(tag)
-        before = _identity_successes(client)
+        before = success_count(client, "identity")
         client.async_stream_infer("identity", [fp32_input()], request_id="fast")
-        wait_until(lambda: _identity_successes(client) > before, "the quick request")
+        wait_until(
+            lambda: success_count(client, "identity") > before, "the quick request"
+        )
         assert results.empty()
         held.release(tag)
         first = results.get(timeout=60)
@@ -99,11 +102,6 @@ def test_stream_answers_non_decoupled_requests_in_request_order(
         client.stop_stream()
     assert [r.get_response().id for r, e in (first, second)] == ["slow", "fast"]
     np.testing.assert_array_equal(first[0].as_numpy("OUTPUT0"), np.full((1, 4), tag))
-
-
-def _identity_successes(client: grpcclient.InferenceServerClient) -> int:
-    stats = client.get_inference_statistics("identity", as_json=True)["model_stats"]
-    return sum(int(s["inference_stats"]["success"].get("count", 0)) for s in stats)
 
 
 def test_stream_outputs_of_every_size_come_back_whole(

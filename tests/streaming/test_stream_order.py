@@ -17,14 +17,9 @@ from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-from grpcutil import Held, fp32_input, wait_until, write_repository
+from grpcutil import Held, fp32_input, success_count, wait_until, write_repository
 from serverutil import differential, run_either
 from testmodels import REPEAT_CONFIG, REPEAT_MODEL, write_model
-
-
-def _success_count(client: grpcclient.InferenceServerClient, model: str) -> int:
-    stats = client.get_inference_statistics(model, as_json=True)["model_stats"]
-    return sum(int(s["inference_stats"]["success"].get("count", 0)) for s in stats)
 
 
 def _label(result: Any, error: Any) -> str:
@@ -65,7 +60,7 @@ def test_non_decoupled_answers_keep_request_order(tmp_path: Path) -> None:
                 # The decoupled response does not wait for the held request.
                 first = answers.get(timeout=60)
                 wait_until(
-                    lambda: _success_count(client, "identity") == 1, "quick to run"
+                    lambda: success_count(client, "identity") == 1, "quick to run"
                 )
                 held.release(tag)
                 rest = [answers.get(timeout=60) for _ in range(3)]
