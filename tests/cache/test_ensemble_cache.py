@@ -12,6 +12,7 @@ a cached ensemble and filters per request, so each hit answers what it asks for.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,24 @@ def _counts(client: Any, model: str) -> dict[str, int]:
     return counts
 
 
+def _settled_counts(client: Any) -> dict[str, dict[str, int]]:
+    """The statistics once every request of the scenario is in them. Triton 2.51
+    records a request's statistics when it releases the request, which can be after
+    the client has its response (CI saw the last execution missing), so read until
+    the ensemble counts every request and its composing model every miss."""
+    deadline = time.monotonic() + 10
+    while True:
+        counts = {m: _counts(client, m) for m in ("ens", "counter")}
+        ens, counter = counts["ens"], counts["counter"]
+        settled = (
+            ens["success"] == len(REQUESTS)
+            and counter["executions"] == ens["cache_miss"] == ens["executions"]
+        )
+        if settled or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.05)
+
+
 # The requests of the scenario (inputs, outputs asked for) and how many entries
 # the cache holds after each: a miss adds one, a hit none.
 REQUESTS: list[tuple[list[float], list[str] | None, int]] = [
@@ -112,7 +131,7 @@ def _scenario(
                 answers.append(_infer(client, values, outputs))
                 if settle is not None:
                     settle(entries)
-            counts = {m: _counts(client, m) for m in ("ens", "counter")}
+            counts = _settled_counts(client)
             client.close()
         return {"answers": answers, "counts": counts}
 

@@ -37,6 +37,36 @@ def settled_index(client: httpclient.InferenceServerClient) -> list[dict[str, An
         time.sleep(0.1)
 
 
+def settled_stats(
+    client: httpclient.InferenceServerClient, models: tuple[str, ...]
+) -> dict[str, Any]:
+    """The models' statistics once two reads 0.2 s apart agree: Triton records a
+    request's statistics when it releases the request, which can be after the
+    client has its answer."""
+
+    def read() -> dict[str, Any]:
+        seen = {}
+        for model in models:
+            entry = client.get_inference_statistics(model)["model_stats"][0]
+            inference = entry["inference_stats"]
+            seen[f"stats {model}"] = {
+                "inference_count": entry["inference_count"],
+                "execution_count": entry["execution_count"],
+                "batch_sizes": [b["batch_size"] for b in entry["batch_stats"]],
+                **{k: inference[k]["count"] for k in ("success", "fail", "queue")},
+            }
+        return seen
+
+    deadline = time.monotonic() + 10
+    latest = read()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        previous, latest = latest, read()
+        if latest == previous:
+            break
+    return latest
+
+
 def observe(server: RunningServer) -> dict[str, Any]:
     """Everything compared, from one server in explicit mode."""
     client = httpclient.InferenceServerClient(server.http_url)
@@ -65,15 +95,7 @@ def observe(server: RunningServer) -> dict[str, Any]:
     for model in ("pipeline", "stream"):
         seen[f"metadata {model}"] = client.get_model_metadata(model)
         seen[f"config {model}"] = client.get_model_config(model)
-    for model in ("pipeline", "failing", "add_one", "fail"):
-        entry = client.get_inference_statistics(model)["model_stats"][0]
-        inference = entry["inference_stats"]
-        seen[f"stats {model}"] = {
-            "inference_count": entry["inference_count"],
-            "execution_count": entry["execution_count"],
-            "batch_sizes": [b["batch_size"] for b in entry["batch_stats"]],
-            **{key: inference[key]["count"] for key in ("success", "fail", "queue")},
-        }
+    seen.update(settled_stats(client, ("pipeline", "failing", "add_one", "fail")))
     client.unload_model("double")
     seen["after unloading double"] = settled_index(client)
     seen["infer pipeline after"] = infer("pipeline")
