@@ -29,11 +29,17 @@ std::vector<PyObject*>& Pending() {
 // Deletes the Python thread state of a C++ thread that has ended, on a thread of its
 // own (detached, so nobody waits for it). The ended thread could not: a thread ends
 // while another joins it, and the joiner may hold the GIL (dropping the last
-// reference to a model). Deleting it from an arbitrary GIL holder is no good either:
-// from Python 3.12 on, deleting a state bound to the PyGILState API clears the
-// *deleting* thread's own binding. So this thread adopts the ended state as its own
-// (it has none) and deletes it as the current one, which frees it and releases the
-// GIL. A dying interpreter is left alone: the process is ending anyway.
+// reference to a model). Two steps:
+// - Clearing the state runs the destructors of what the ended thread kept
+//   (threading.local values, its dict), which may call PyGILState_Ensure (gevent's
+//   allocator does, when a hub the thread used is freed). They run under a state of
+//   this thread's own from PyGILState_Ensure, so such a call finds the GIL already
+//   held by this thread; under the adopted state it would wait for the GIL this
+//   thread holds, forever (seen: a test process stopped with every thread waiting).
+// - Deleting it: from Python 3.12 on, deleting a state bound to the PyGILState API
+//   clears the *deleting* thread's own binding, so it is deleted as the current state
+//   of this thread once its own state is gone, which frees it and releases the GIL.
+// A dying interpreter is left alone: the process is ending anyway.
 void DeleteEndedThreadState(PyThreadState* state) {
 #if PY_VERSION_HEX >= 0x030D0000
   const bool finalizing = Py_IsFinalizing() != 0;
@@ -41,8 +47,10 @@ void DeleteEndedThreadState(PyThreadState* state) {
   const bool finalizing = _Py_IsFinalizing() != 0;
 #endif
   if (!Py_IsInitialized() || finalizing) return;
-  PyEval_RestoreThread(state);
+  const PyGILState_STATE own = PyGILState_Ensure();
   PyThreadState_Clear(state);
+  PyGILState_Release(own);
+  PyEval_RestoreThread(state);
   PyThreadState_DeleteCurrent();
 }
 

@@ -7,6 +7,8 @@ every cycle leaks some KiB (seen as steady RSS growth in
 from __future__ import annotations
 
 import ctypes
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,3 +77,80 @@ def test_unload_deletes_the_instances_thread_states(server: api.Server) -> None:
         time.sleep(0.05)
     after = thread_state_count()
     assert after - before <= 2, (before, after)
+
+
+# A model whose instance thread keeps, in a threading.local, an object whose
+# destructor calls PyGILState_Ensure (as gevent's allocator does when a hub the
+# thread used is freed). The destructor runs when the ended thread's state is cleared.
+ENSURING_MODEL = """
+import ctypes
+import pathlib
+import threading
+
+import triton_python_backend_utils as pb_utils
+
+KEPT = threading.local()
+
+
+class Ensures:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __del__(self):
+        state = ctypes.pythonapi.PyGILState_Ensure()
+        ctypes.pythonapi.PyGILState_Release(state)
+        pathlib.Path(self.marker).write_text("cleared")
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.marker = pathlib.Path(args["model_repository"]) / "cleared"
+
+    def execute(self, requests):
+        KEPT.value = Ensures(str(self.marker))
+        responses = []
+        for request in requests:
+            a = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            b = pb_utils.get_input_tensor_by_name(request, "INPUT1").as_numpy()
+            responses.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUTPUT0", a + b), pb_utils.Tensor("OUTPUT1", a - b)
+            ]))
+        return responses
+"""
+
+# Run in a process of its own: the failure it guards against stops every thread of
+# the process, the test's included.
+ENSURING_SCRIPT = """
+import pathlib, sys, time
+import numpy as np
+import tritonx.api as api
+
+repo = pathlib.Path(sys.argv[1])
+server = api.Server(
+    model_repository=str(repo), model_control_mode=api.ModelControlMode.EXPLICIT
+).start()
+model = server.load("churn")
+a = np.arange(4, dtype=np.float32)
+for response in model.infer(inputs={"INPUT0": a, "INPUT1": a}):
+    assert np.array_equal(np.from_dlpack(response.outputs["OUTPUT0"]), a + a)
+server.unload("churn", wait_until_unloaded=True)
+deadline = time.monotonic() + 60
+while not (repo / "churn" / "cleared").exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+server.stop()
+print("cleared" if (repo / "churn" / "cleared").exists() else "not cleared")
+"""
+
+
+def test_ended_thread_state_is_cleared_where_pygilstate_ensure_works(
+    tmp_path: Path,
+) -> None:
+    write_model(tmp_path, "churn", CONFIG, ENSURING_MODEL)
+    result = subprocess.run(
+        [sys.executable, "-c", ENSURING_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "cleared", result.stdout
