@@ -1,5 +1,7 @@
 // The value types a Model is built from: tensor specs, the model spec, scheduler and
-// queue-policy settings, and per-instance rate limits. Plain copies; Python owns them.
+// queue-policy settings, a custom batching strategy library, and per-instance rate
+// limits. Plain copies (the strategy shared); Python owns them.
+#include "core/batch_strategy.h"
 #include "core/model.h"
 #include "pybind_common.h"
 
@@ -133,7 +135,30 @@ void RegisterModelSettings(py::module_& m) {
       .def_readonly("priority_levels", &SchedulerConfig::priority_levels)
       .def_readonly("default_priority_level", &SchedulerConfig::default_priority_level)
       .def_readonly("default_queue_policy", &SchedulerConfig::default_queue_policy)
-      .def_readonly("priority_queue_policy", &SchedulerConfig::priority_queue_policy);
+      .def_readonly("priority_queue_policy", &SchedulerConfig::priority_queue_policy)
+      .def_readwrite("batch_strategy", &SchedulerConfig::batch_strategy);
+
+  py::class_<BatchStrategy, std::shared_ptr<BatchStrategy>>(m, "BatchStrategy")
+      .def_static(
+          "load",
+          [](const std::string& path, const std::string& model_name, uint64_t version,
+             const std::string& config_json) {
+            std::shared_ptr<BatchStrategy> strategy;
+            Status status;
+            {
+              // The library's initializer runs here; it may take its time.
+              py::gil_scoped_release release;
+              status = BatchStrategy::Load(
+                  path, BatchStrategyModel{model_name, version, config_json},
+                  &strategy);
+            }
+            ThrowIfError(status);
+            return strategy;
+          },
+          py::arg("path"), py::arg("model_name"), py::arg("version"),
+          py::arg("config_json"))
+      .def_property_readonly("enabled", &BatchStrategy::enabled)
+      .def_property_readonly("path", &BatchStrategy::path);
 
   py::class_<InstanceRateLimit>(m, "InstanceRateLimit")
       .def(

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "batch_strategy.h"
 #include "sequence_batch_scheduler.h"
 
 namespace tritonx {
@@ -50,8 +51,13 @@ DynamicBatchScheduler::DynamicBatchScheduler(
   const size_t count = runner_.instance_count();
   waiting_.assign(count, 0);
   claimed_.assign(count, 0);
-  // Inline dispatch never delays batching: only when a batch would be sent at once.
-  inline_possible_ = !config_.dynamic_batching || config_.max_queue_delay_us == 0;
+  if (config_.batch_strategy && config_.batch_strategy->enabled()) {
+    strategy_ = config_.batch_strategy.get();
+  }
+  // Inline dispatch never delays batching: only when a batch would be sent at once,
+  // and a strategy library sees every request the batcher takes.
+  inline_possible_ = (!config_.dynamic_batching || config_.max_queue_delay_us == 0) &&
+                     strategy_ == nullptr;
   running_workers_ = static_cast<int>(count);
   for (size_t i = 0; i < count; ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(static_cast<int>(i)); });
@@ -195,7 +201,10 @@ bool DynamicBatchScheduler::TakeBatch(uint64_t now_ns, Batch* batch,
   }
 
   // Walk the queue: the batch is the longest prefix of shape-compatible requests whose
-  // batch sizes fit; remember the longest prefix that lands on a preferred size.
+  // batch sizes fit (and that a strategy library takes); remember the longest prefix
+  // that lands on a preferred size. Each walk is a new batch for the strategy, as
+  // Triton's batcher starts one over when it walks the queue again. The first request
+  // is taken whatever the strategy says: a batch is never empty.
   const int64_t max_batch = runner_.spec().max_batch_size;
   const std::string* key = nullptr;
   int64_t total = 0;
@@ -204,9 +213,15 @@ bool DynamicBatchScheduler::TakeBatch(uint64_t now_ns, Batch* batch,
   int64_t preferred_total = 0;
   bool blocked = false;
   uint64_t oldest_ns = 0;
+  void* strategy_state = strategy_ != nullptr ? strategy_->BeginBatch() : nullptr;
   queue_.ForEach([&](const RequestPtr& request) {
     if (key == nullptr) key = &request->shape_key;
     if (request->shape_key != *key || total + request->batch_size > max_batch) {
+      blocked = true;
+      return false;
+    }
+    if (strategy_ != nullptr && !strategy_->Include(request.get(), strategy_state) &&
+        count > 0) {
       blocked = true;
       return false;
     }
@@ -221,6 +236,7 @@ bool DynamicBatchScheduler::TakeBatch(uint64_t now_ns, Batch* batch,
     }
     return true;
   });
+  if (strategy_ != nullptr) strategy_->EndBatch(strategy_state);
   if (count == 0) {
     // The first request alone exceeds max_batch_size; validation prevents this, but
     // never leave it stuck.

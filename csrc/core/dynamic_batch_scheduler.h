@@ -13,6 +13,9 @@
 // queue policy has timeouts, so that a timed-out request is answered even while every
 // instance is busy. Batches run through the shared BatchRunner.
 //
+// A custom batching strategy library (BatchStrategy), when the model has one, is
+// asked about each request of a batch being formed, after the rules above.
+//
 // Thread safety and ownership: see Scheduler.
 #pragma once
 
@@ -59,6 +62,8 @@ class DynamicBatchScheduler final : public Scheduler {
   const SchedulerConfig config_;
   BatchRunner runner_;
   std::vector<int32_t> preferred_;  // sorted ascending
+  // config_.batch_strategy when it defines the batching functions; called under mu_.
+  const BatchStrategy* strategy_ = nullptr;
   bool has_timeouts_ = false;
 
   mutable std::mutex mu_;

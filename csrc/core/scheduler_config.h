@@ -12,6 +12,7 @@
 
 namespace tritonx {
 
+class BatchStrategy;
 struct EnsembleSpec;
 
 enum class TimeoutAction { kReject = 0, kDelay = 1 };
@@ -33,6 +34,8 @@ struct SchedulerConfig {
   uint32_t default_priority_level = 0;
   QueuePolicy default_queue_policy;
   std::map<uint32_t, QueuePolicy> priority_queue_policy;
+  // A custom batching strategy library (dynamic batching only); null: none.
+  std::shared_ptr<BatchStrategy> batch_strategy;
   // Set for an ensemble model (platform "ensemble"): its steps run on the server's
   // composing models through the EnsembleScheduler; the model has no instances.
   std::shared_ptr<const EnsembleSpec> ensemble;

@@ -200,6 +200,17 @@ class SchedulerConfig:
     def default_queue_policy(self) -> QueuePolicy: ...
     @property
     def priority_queue_policy(self) -> dict[int, QueuePolicy]: ...
+    batch_strategy: BatchStrategy | None
+
+class BatchStrategy:
+    @staticmethod
+    def load(
+        path: str, model_name: str, version: int, config_json: str
+    ) -> BatchStrategy: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def path(self) -> str: ...
 
 class SequenceBatching:
     def __init__(

@@ -35,6 +35,7 @@ InstanceRateLimit = _C.InstanceRateLimit
 ModelSpec = _C.ModelSpec
 TensorSpec = _C.TensorSpec
 SchedulerConfig = _C.SchedulerConfig
+BatchStrategy = _C.BatchStrategy
 SequenceBatching = _C.SequenceBatching
 set_sequence_batching = _C.set_sequence_batching
 QueuePolicy = _C.QueuePolicy
@@ -174,6 +175,7 @@ _C.set_log_sink(_log_from_core)
 __all__ = [
     "CUDA_BUILT",
     "GRPC_BUILT",
+    "BatchStrategy",
     "DeviceMemory",
     "GrpcServer",
     "HttpServer",

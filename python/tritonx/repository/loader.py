@@ -23,6 +23,7 @@ from tritonx.config import (
 )
 from tritonx.config.to_core import ensemble_steps_from_config
 from tritonx.host_policy import HostPolicies, binding_for_creation
+from tritonx.repository.batch_strategy import load_batch_strategy
 from tritonx.repository.placement import core_executors, instance_contexts
 from tritonx.repository.records import LoadedModel
 from tritonx.repository.warmup import run_warmup
@@ -137,6 +138,10 @@ def build_version(
         ctx.config_json = config_to_json(config)
     # Before the backend: an unreadable label file fails the load with nothing to undo.
     spec = model_spec_from_config(config, version, model_dir)
+    scheduler = scheduler_config_from_config(config, model_dir)
+    scheduler.batch_strategy = load_batch_strategy(
+        config, model_dir, version, ctx.config_json
+    )
     backend_model = backend.load_model(ctx)
     try:
         instances, contexts, streams = _create_instances(
@@ -144,7 +149,7 @@ def build_version(
         )
         core = _native.Model(
             spec,
-            scheduler_config_from_config(config, model_dir),
+            scheduler,
             core_executors(instances, contexts, config),
             settings.context,
             rate_limits_from_config(config),
