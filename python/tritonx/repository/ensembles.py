@@ -199,13 +199,15 @@ class EnsembleDependencies:
             if loaded_config is not None and is_ensemble(loaded_config):
                 await self._unload_composing(loaded_config)
 
-    async def _relink_ensembles(self) -> None:
+    async def _relink_ensembles(self, listing: RepositoryListing) -> None:
         """Namespacing, after a poll round: ensembles whose steps now resolve to
         other models load again, as Triton re-links its dependency graph. That is
         an ensemble whose own repository's model came (back), and one taken down
         because its model went away while another repository has the only model
-        of that name."""
-        listing = self._listing()
+        of that name. ``listing`` is the round's own: with a fresh one, a model
+        moved away during the round would relink its ensembles to another
+        repository's model while it is still loaded (its unload waits for the
+        next round), and a client naming it would meanwhile find two."""
         stale = set()
         for key, config in self._loaded_ensembles():
             namespace = self._records[key].namespace

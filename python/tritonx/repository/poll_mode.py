@@ -111,7 +111,7 @@ class RepositoryPolling:
     _unload_users: Callable[[str], Awaitable[None]]
     _lock: Callable[[str], asyncio.Lock]
     _set_resolvable: Callable[[ModelRecord, bool], None]
-    _relink_ensembles: Callable[[], Awaitable[None]]
+    _relink_ensembles: Callable[[RepositoryListing], Awaitable[None]]
     _ensemble_names: Callable[..., list[str]]
     _fetched_dirs: Callable[
         [Iterable[str], RepositoryListing], Iterator[tuple[str, Path]]
@@ -212,7 +212,7 @@ class RepositoryPolling:
                 *(self._poll_load(n, listing.models[n], stamps[n]) for n in group)
             )
         if self.options.namespacing:
-            await self._relink_ensembles()
+            await self._relink_ensembles(listing)
 
     def _serving(self, name: str) -> bool:
         record = self._records.get(name)
