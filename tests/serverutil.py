@@ -63,6 +63,21 @@ class RunningServer:
     def log_text(self) -> str:
         return "".join(self.log)
 
+    def pending_requests(self, model: str) -> int:
+        """``nv_inference_pending_request_count`` of version 1 of ``model`` (-1
+        when the metric is absent): requests the server holds for it."""
+        import urllib.request
+
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
+            text = response.read().decode()
+        match = re.search(
+            rf'^nv_inference_pending_request_count{{model="{model}",version="1"}} '
+            r"(\d+)",
+            text,
+            re.M,
+        )
+        return int(match.group(1)) if match else -1
+
     def wait_for_log(self, text: str, timeout: float = 30.0) -> bool:
         """Whether ``text`` shows up in the log within ``timeout``: the server
         writes before it answers, but the log reaches the test through a pipe

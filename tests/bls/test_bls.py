@@ -3,10 +3,8 @@ a real tritonx server (tests/bls/blsmodels.py holds the models and the probe).""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +36,6 @@ def _wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"never happened: {what}")
         time.sleep(0.01)
-
-
-def _pending(server: RunningServer, model: str) -> int:
-    with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
-        text = response.read().decode()
-    match = re.search(
-        rf'nv_inference_pending_request_count{{model="{model}",version="1"}} (\d+)',
-        text,
-    )
-    return int(match.group(1)) if match else -1
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -212,7 +200,8 @@ def test_async_exec_calls_are_in_flight_together(
     try:
         _wait_for(lambda: (bls_repo / "held-101").exists(), "the first call runs")
         _wait_for(
-            lambda: _pending(bls_server, "held") == 3, "three calls queued behind it"
+            lambda: bls_server.pending_requests("held") == 3,
+            "three calls queued behind it",
         )
     finally:
         for t in tags:

@@ -21,10 +21,8 @@ Kept different from Triton 2.51 (docs/backends.md, "Custom batching strategies")
 from __future__ import annotations
 
 import concurrent.futures
-import re
 import shutil
 import subprocess
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -234,17 +232,6 @@ def add_model(repo: Path, name: str, text: str) -> Path:
     return model
 
 
-def pending(server: RunningServer, model: str) -> int:
-    with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
-        text = response.read().decode()
-    match = re.search(
-        rf'^nv_inference_pending_request_count{{model="{model}",version="1"}} (\d+)',
-        text,
-        re.M,
-    )
-    return int(match.group(1)) if match else -1
-
-
 def infer(url: str, model: str, first: float) -> Any:
     client = httpclient.InferenceServerClient(url, network_timeout=120)
     data = np.full((1, 4), first, dtype=np.float32)
@@ -263,12 +250,13 @@ def batches_formed(server: RunningServer, model_dir: Path, model: str) -> list[i
         held = pool.submit(infer, server.http_url, model, -1.0)
         wait_until((model_dir / "holding").exists, "the instance to be held")
         # Whether the held request counts as pending differs between servers.
-        base = pending(server, model)
+        base = server.pending_requests(model)
         queued = []
         for count in range(1, 7):
             queued.append(pool.submit(infer, server.http_url, model, float(count)))
             wait_until(
-                lambda n=count: pending(server, model) == base + n, f"{count} queued"
+                lambda n=count: server.pending_requests(model) == base + n,
+                f"{count} queued",
             )
         (model_dir / "open").touch()
         assert held.result(timeout=120) == 1
