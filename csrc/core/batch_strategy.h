@@ -86,8 +86,8 @@ class BatchStrategy {
   BatchFiniFn batch_fini_ = nullptr;
   BatcherInitFn batcher_init_ = nullptr;
   BatcherFiniFn batcher_fini_ = nullptr;
-  TRITONBACKEND_Batcher* batcher_ =
-      nullptr;  // the strategy's own, from ModelBatcherInitialize
+  // The strategy's own, from ModelBatcherInitialize.
+  TRITONBACKEND_Batcher* batcher_ = nullptr;
 };
 
 }  // namespace tritonx

@@ -202,9 +202,9 @@ bool DynamicBatchScheduler::TakeBatch(uint64_t now_ns, Batch* batch,
 
   // Walk the queue: the batch is the longest prefix of shape-compatible requests whose
   // batch sizes fit (and that a strategy library takes); remember the longest prefix
-  // that lands on a preferred size. Each walk is a new batch for the strategy, as
-  // Triton's batcher starts one over when it walks the queue again. The first request
-  // is taken whatever the strategy says: a batch is never empty.
+  // that lands on a preferred size. Each walk forms the whole batch from the queue's
+  // head, so it is one strategy batch (BeginBatch .. EndBatch). The first request is
+  // taken whatever the strategy says: a batch is never empty.
   const int64_t max_batch = runner_.spec().max_batch_size;
   const std::string* key = nullptr;
   int64_t total = 0;

@@ -82,41 +82,37 @@ def test_unload_deletes_the_instances_thread_states(server: api.Server) -> None:
 # A model whose instance thread keeps, in a threading.local, an object whose
 # destructor calls PyGILState_Ensure (as gevent's allocator does when a hub the
 # thread used is freed). The destructor runs when the ended thread's state is cleared.
-ENSURING_MODEL = """
+# add_sub whose execute first keeps the object in a threading.local of the instance
+# thread (the model's directory, where the marker goes, is beside its version's).
+ENSURING_MODEL = (
+    ADD_SUB_PY
+    + """
 import ctypes
 import pathlib
 import threading
 
-import triton_python_backend_utils as pb_utils
-
 KEPT = threading.local()
+MARKER = pathlib.Path(__file__).resolve().parent.parent / "cleared"
 
 
 class Ensures:
-    def __init__(self, marker):
-        self.marker = marker
-
     def __del__(self):
         state = ctypes.pythonapi.PyGILState_Ensure()
         ctypes.pythonapi.PyGILState_Release(state)
-        pathlib.Path(self.marker).write_text("cleared")
+        MARKER.write_text("cleared")
 
 
-class TritonPythonModel:
-    def initialize(self, args):
-        self.marker = pathlib.Path(args["model_repository"]) / "cleared"
+_add_sub = TritonPythonModel.execute
 
-    def execute(self, requests):
-        KEPT.value = Ensures(str(self.marker))
-        responses = []
-        for request in requests:
-            a = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
-            b = pb_utils.get_input_tensor_by_name(request, "INPUT1").as_numpy()
-            responses.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("OUTPUT0", a + b), pb_utils.Tensor("OUTPUT1", a - b)
-            ]))
-        return responses
+
+def _execute(self, requests):
+    KEPT.value = Ensures()
+    return _add_sub(self, requests)
+
+
+TritonPythonModel.execute = _execute
 """
+)
 
 # Run in a process of its own: the failure it guards against stops every thread of
 # the process, the test's included.
