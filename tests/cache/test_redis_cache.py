@@ -172,6 +172,9 @@ def test_a_stopped_redis_delays_only_cached_requests(repo: Path) -> None:
         run_server(repo, *_cache_flags(port)) as server,
     ):
         _infer(server, "cached", [5.0])
+        # The entry reaches Redis behind the response: stopping Redis before it is
+        # there would make the request below a miss (CI saw 2 executions).
+        wait_for_key_count(redis.Redis(port=port), 1)
         process.send_signal(signal.SIGSTOP)
         answers: list[dict[str, Any]] = []
         waiting = threading.Thread(
