@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from serverutil import RunningServer, run_server
 
@@ -124,6 +125,62 @@ def test_verbose_level_changed_through_the_wire(repo: Path, mode: str) -> None:
         # line would be too.
         _wait_for_count(server, "error by level", 3)
         assert len(verbose.findall(server.log_text())) == 1
+
+
+TAGGED_CONFIG = """
+name: "tagged"
+backend: "python"
+max_batch_size: 0
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]
+"""
+
+TAGGED_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            tag = int(pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0])
+            pb_utils.Logger.log_verbose(f"verbose {tag}")
+            pb_utils.Logger.log_info(f"info {tag}")
+        return [pb_utils.InferenceResponse([pb_utils.get_input_tensor_by_name(r, "IN")])
+                for r in requests]
+"""
+
+
+@pytest.mark.parametrize("mode", ["in-process", "process"])
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_level_change_applies_to_the_next_request(
+    tmp_path: Path, mode: str, protocol: str
+) -> None:
+    """Once ``/v2/logging`` has answered, the next request logs by the new level:
+    a stub process takes the level before the change returns. (It once learned
+    it a moment later, so the first request after raising it could miss its
+    verbose line; CI saw that once.)"""
+    (tmp_path / "tagged" / "1").mkdir(parents=True)
+    (tmp_path / "tagged" / "config.pbtxt").write_text(TAGGED_CONFIG)
+    (tmp_path / "tagged" / "1" / "model.py").write_text(TAGGED_MODEL)
+    args = (f"--backend-config=python,execution-mode={mode}", "--log-verbose=0")
+    with run_server(tmp_path, *args) as server:
+        http = httpclient.InferenceServerClient(server.http_url)
+        grpc = grpcclient.InferenceServerClient(server.grpc_url)
+        for tag in range(1, 21):
+            level = tag % 2
+            if protocol == "http":
+                http.update_log_settings({"log_verbose_level": level})
+            else:
+                grpc.update_log_settings({"log_verbose_level": level})
+            x = httpclient.InferInput("IN", [1], "FP32")
+            x.set_data_from_numpy(np.array([tag], np.float32))
+            http.infer("tagged", [x])
+            # Records arrive in order: with its info line in, a verbose one
+            # would be too.
+            assert server.wait_for_log(f'"info {tag}"'), server.log_text()
+            assert (f'"verbose {tag}"' in server.log_text()) == bool(level), tag
+        http.close()
+        grpc.close()
 
 
 def _wait_for_count(server: RunningServer, text: str, count: int) -> None:

@@ -165,9 +165,7 @@ class HttpFrontend:
             "shared_memory": lambda m, s, r: s.done(
                 http_extensions.shared_memory_reply(self._shm_control, m, r)
             ),
-            "logging": lambda m, s, r: s.done(
-                http_extensions.logging_reply(self.log_settings, m)
-            ),
+            "logging": self._logging,
             "trace": lambda m, s, r: s.done(
                 http_extensions.trace_reply(self.trace_settings, m, r)
             ),
@@ -314,6 +312,19 @@ class HttpFrontend:
             slot.done(exception_response(exc))
             return
         task = asyncio.ensure_future(http_models.finish_control(action, slot))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _logging(self, message: HttpMessage, slot: Slot, route: Route) -> None:
+        # Off the loop: a level change returns once the stub processes have it,
+        # which a stuck stub delays up to its timeout.
+        async def reply() -> None:
+            store = self.log_settings
+            slot.done(
+                await asyncio.to_thread(http_extensions.logging_reply, store, message)
+            )
+
+        task = asyncio.ensure_future(reply())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -9,6 +9,7 @@ Triton). Unknown keys are ignored; ``log_file`` cannot be changed over the netwo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Protocol
@@ -108,11 +109,13 @@ class AppliedLogSettings:
 
     Each protocol validates in ``frontends.log_settings`` (with Triton's messages);
     every accepted update reconfigures the ``tritonx`` logger at once.
+    Thread-safety: updates come from gRPC and HTTP worker threads; one at a time.
     """
 
     def __init__(self, options: LogOptions) -> None:
         from tritonx.frontends.grpc import default_log_settings
 
+        self._lock = threading.Lock()
         self.options = options
         self._store = default_log_settings()
         self._store.update(
@@ -131,14 +134,15 @@ class AppliedLogSettings:
         return values
 
     def update(self, changes: Mapping[str, Any]) -> dict[str, Any]:
-        values = self._store.update(changes)
-        self.options = replace(
-            self.options,
-            info=bool(values["log_info"]),
-            warning=bool(values["log_warning"]),
-            error=bool(values["log_error"]),
-            verbose=int(values["log_verbose_level"]),
-            format=str(values["log_format"]),
-        )
-        configure(self.options)
-        return self.get()
+        with self._lock:
+            values = self._store.update(changes)
+            self.options = replace(
+                self.options,
+                info=bool(values["log_info"]),
+                warning=bool(values["log_warning"]),
+                error=bool(values["log_error"]),
+                verbose=int(values["log_verbose_level"]),
+                format=str(values["log_format"]),
+            )
+            configure(self.options)
+            return self.get()

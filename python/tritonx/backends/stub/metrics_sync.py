@@ -52,6 +52,8 @@ _FLUSH_EVERY_S = 0.5
 # How long a scrape waits for the stubs' pending updates (a stub stuck holding
 # the GIL must not stall /metrics for good).
 SCRAPE_FLUSH_TIMEOUT_S = 2.0
+# How long a log level change waits for the stubs to take it, for the same reason.
+LOG_LEVEL_TIMEOUT_S = 2.0
 
 
 class StubMetrics:
@@ -178,24 +180,26 @@ class StubMetrics:
         """Answers the server's ("flush", n) with ("flushed", n) once everything
         made before is applied on its side (a thread of its own: the model's main
         thread may be inside execute, scraping /metrics itself). The server's
-        ("log_level", level) sets this process' log level, so records the server
-        would drop are not sent at all."""
+        ("log_level", level, n) sets this process' log level, so records the
+        server would drop are not sent at all, and is answered ("flushed", n) too:
+        the server's level change returns only once the stub logs by it."""
         while True:
             try:
                 msg, _fds = channel.recv()
                 if msg[0] == "log_level":
                     logging.getLogger().setLevel(int(msg[1]))
-                    continue
-                self.flush()
-                channel.send(("flushed", msg[1]))
+                else:
+                    self.flush()
+                channel.send(("flushed", msg[-1]))
             except (ChannelClosed, OSError):
                 return
 
 
 class FlushAsker:
-    """The server's end of a stub's flush socket. ``begin`` asks, ``wait`` waits
-    for that answer or an earlier deadline (several scrapes may ask at once);
-    ``tell`` sends what needs no answer (the log level)."""
+    """The server's end of a stub's flush socket. ``begin`` asks for a flush (or,
+    given a log level, for that level to be set), ``wait`` waits for that answer
+    or an earlier deadline (several callers may ask at once). The stub answers in
+    the order asked, so an answer also answers every earlier question."""
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
@@ -204,16 +208,15 @@ class FlushAsker:
         self._asked = 0
         self._answered = 0
 
-    def tell(self, msg: tuple[Any, ...]) -> None:
-        """A one-way message (no answer comes back)."""
-        with self._send_lock, contextlib.suppress(ChannelClosed, OSError):
-            self.channel.send(msg)
-
-    def begin(self) -> int | None:
+    def begin(self, log_level: int | None = None) -> int | None:
         with self._send_lock:
             self._asked += 1
+            if log_level is None:
+                msg: tuple[Any, ...] = ("flush", self._asked)
+            else:
+                msg = ("log_level", log_level, self._asked)
             try:
-                self.channel.send(("flush", self._asked))
+                self.channel.send(msg)
             except (ChannelClosed, OSError):
                 return None
             return self._asked
@@ -252,12 +255,20 @@ def flush_stubs(timeout: float = SCRAPE_FLUSH_TIMEOUT_S) -> None:
         asker.wait(token, deadline)
 
 
-def send_log_level(level: int) -> None:
-    """Every live stub's log level follows the server's (``/v2/logging``)."""
+def send_log_level(level: int, timeout: float = LOG_LEVEL_TIMEOUT_S) -> None:
+    """Every live stub's log level follows the server's (``/v2/logging``). Returns
+    once each has taken it (or the timeout passed), so a request sent after the
+    change is logged by the new level, as Triton's server-side filter does."""
+    asked = []
     for mirror in list(_mirrors):
         asker = mirror.flusher
         if asker is not None:
-            asker.tell(("log_level", level))
+            token = asker.begin(log_level=level)
+            if token is not None:
+                asked.append((asker, token))
+    deadline = time.monotonic() + timeout
+    for asker, token in asked:
+        asker.wait(token, deadline)
 
 
 logging_setup.add_level_listener(send_log_level)

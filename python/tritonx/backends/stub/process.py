@@ -186,10 +186,11 @@ class StubInstance:
             if self.readiness is None:  # the same model code after a restart
                 self.readiness = ReadinessProbe(self._name, self._ask_ready)
         # /metrics asks the stub for its pending metric records over this one, and
-        # log level changes reach it there (one made since the spawn, too)
+        # log level changes reach it there (the spawn carried the level then; this
+        # one covers a change since, its answer left to the next waiter)
         flusher = FlushAsker(Channel(socket.socket(fileno=fds[5])))
         self._metrics.flusher = flusher
-        flusher.tell(("log_level", logging.getLogger(LOGGER_NAME).getEffectiveLevel()))
+        flusher.begin(log_level=logging.getLogger(LOGGER_NAME).getEffectiveLevel())
         # takes the descriptors over: the output region and the response stream
         native.attach(fds[0], proc.pid, fds[3], fds[4])
         self._proc, self._channel = proc, channel
