@@ -127,13 +127,7 @@ def test_verbose_level_changed_through_the_wire(repo: Path, mode: str) -> None:
         assert len(verbose.findall(server.log_text())) == 1
 
 
-TAGGED_CONFIG = """
-name: "tagged"
-backend: "python"
-max_batch_size: 0
-input [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]
-output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]
-"""
+TAGGED_CONFIG = CONFIG.replace('"chatty"', '"tagged"')
 
 TAGGED_MODEL = """
 import triton_python_backend_utils as pb_utils
