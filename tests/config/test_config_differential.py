@@ -116,8 +116,10 @@ DIFFERENT: dict[str, Pinned] = {
 # The reference Triton now and then dies of SIGSEGV on a loaded two-core machine, in
 # a case that passes on a fresh one (seen in a full local run: every later case of
 # the module then failed behind it). A crashed reference is replaced and the case
-# that met the crash runs again, at most this many times per server pair.
-MAX_REFERENCE_RESTARTS = 2
+# that met the crash runs again (once). Past this many replacements per server pair
+# the remaining cases are skipped: there is nothing left to compare with (CI once
+# saw three crashes in one module run; each replacement costs a second or two).
+MAX_REFERENCE_RESTARTS = 8
 
 
 class Reference:
@@ -140,10 +142,11 @@ class Reference:
         return code is not None and code < 0  # ended by a signal
 
     def replace(self) -> None:
-        assert self.restarts < MAX_REFERENCE_RESTARTS, (
-            f"the reference Triton crashed {self.restarts + 1} times:\n"
-            f"{self.server.log_text()[-3000:]}"
-        )
+        if self.restarts >= MAX_REFERENCE_RESTARTS:
+            pytest.skip(
+                f"the reference Triton crashed {self.restarts + 1} times; the end "
+                f"of its last log:\n{self.server.log_text()[-3000:]}"
+            )
         self.restarts += 1
         self.server = self._start()
 
