@@ -54,6 +54,7 @@ from tritonx.repository.repository import (
     ModelId,
     OverrideDirectory,
     RepositoryListing,
+    check_name_to_load,
     select_versions,
     version_dirs,
 )
@@ -231,6 +232,7 @@ class ModelManager(
         """Load or reload ``name``; ``config`` is a JSON override and ``files``
         maps "<version>/<file>" to contents for a temporary model directory."""
         self.check_explicit()
+        check_name_to_load(name)
         keys = [name] if files else self._keys_to_load(name)
         for key in keys:
             await self._load_model(key, config, files)

@@ -167,6 +167,33 @@ class OverrideDirectory:
         shutil.rmtree(self._root, ignore_errors=True)
 
 
+# What C++'s std::isspace counts as white space ("C" locale): the characters a
+# load's model name is trimmed of before it is checked (Python's str.strip()
+# would also drop other Unicode spaces, which Triton keeps).
+_NAME_SPACES = " \t\n\v\f\r"
+
+
+def check_name_to_load(name: str) -> None:
+    """Refuse a load whose model name is blank or could step out of a repository
+    (``..``, or a '/' anywhere), as Triton's repository manager does since it
+    validates load names (its core, March 2026): both are INVALID_ARG, judged on
+    the name trimmed of white space. Triton 2.51 had no such check, and a load of
+    ``..`` there read the repository's parent directory as a model; tritonx never
+    resolved such names to a directory but answered them with an INTERNAL poll
+    failure (a 500 for a client's mistake). Unloads are not checked, as in
+    Triton: no model can have such a name, so unloading one changes nothing."""
+    trimmed = name.strip(_NAME_SPACES)
+    if not trimmed:
+        raise InvalidArgumentError(
+            "Model name cannot be empty. Please enter a valid name to deploy."
+        )
+    if trimmed == ".." or "/" in trimmed:
+        raise InvalidArgumentError(
+            f"invalid model name '{name}', model name must not contain path "
+            "traversal characters"
+        )
+
+
 def _check_directory_name(name: str) -> None:
     """A model name that names a directory inside the override root, and only that."""
     if not name or name in (".", "..") or any(c in name for c in ("/", "\\", "\0")):
