@@ -435,3 +435,43 @@ def test_load_dot_dot_stays_in_the_repository(tmp_path: Path) -> None:
     assert raised.value.message() == (
         "failed to load '..', failed to poll from model repository"
     )
+
+
+# --- L0_string_io: bytes that are not UTF-8 ---------------------------------------
+
+NOT_UTF8 = np.array([b"\nF\n'\x01a\xfa\x03\x94", b"\x04\x1b\x931\xbf\x00\x00", b"ok"])
+
+
+def test_non_utf8_strings(repo: Path) -> None:
+    """Bytes that are not UTF-8 come back whole as binary data (HTTP, gRPC); asked
+    for as a JSON output, both servers answer so that tritonclient fails alike."""
+
+    def scenario(kind: str) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        data = NOT_UTF8.astype(object)
+        with run_either(kind, repo) as server:
+            with grpcclient.InferenceServerClient(server.grpc_url) as client:
+                seen["grpc"] = _infer(client, grpcclient, "str_id", data, "BYTES")
+            with httpclient.InferenceServerClient(server.http_url) as client:
+                for binary_out in (True, False):
+                    tensor = httpclient.InferInput("INPUT0", [3], "BYTES")
+                    tensor.set_data_from_numpy(data, binary_data=True)
+                    wanted = httpclient.InferRequestedOutput(
+                        "OUTPUT0", binary_data=binary_out
+                    )
+                    try:
+                        out = client.infer("str_id", [tensor], outputs=[wanted])
+                        seen[f"http {binary_out}"] = repr(
+                            out.as_numpy("OUTPUT0").tolist()
+                        )
+                    except InferenceServerException as error:
+                        seen[f"http {binary_out}"] = (error.status(), error.message())
+        return seen
+
+    seen = differential(scenario)
+    assert seen["grpc"] == ("ok", [3], repr(NOT_UTF8.tolist()))
+    assert seen["http True"] == repr(NOT_UTF8.tolist())
+    # As JSON, the server writes the bytes into the string as they are, and the
+    # client cannot read the answer (the same answer from both servers).
+    assert seen["http False"][0] is None
+    assert seen["http False"][1].startswith("Failed to encode using UTF-8.")
