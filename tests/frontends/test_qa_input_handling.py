@@ -1,11 +1,13 @@
 """Behaviours from Triton's QA directories L0_nan_inf, L0_nullchar_string,
-L0_infer_zero, L0_scalar_io and L0_string_io, as differential tests: the same
-requests go to tritonx and, when TRITONX_REFERENCE_CMD is given, to Triton 2.51,
-and what each answers (status, raw HTTP body, decoded outputs) must be equal.
+L0_infer_zero, L0_scalar_io, L0_string_io and L0_input_validation, as differential
+tests: the same requests go to tritonx and, when TRITONX_REFERENCE_CMD is given, to
+Triton 2.51, and what each answers (status, raw HTTP body, decoded outputs) must be
+equal.
 
-L0_input_validation's refusals are already checked word for word by
-test_input_names_differential.py (missing, optional, too many inputs) and
-test_http_input_size.py / test_http_check_order.py (byte sizes, string counts)."""
+L0_input_validation's refusals of missing, optional and extra inputs are already
+checked word for word by test_input_names_differential.py, and the HTTP byte-size
+and string-count refusals by test_http_check_order.py; here: a model whose inputs
+are all optional, gRPC data that does not fill its shape, and model names on load."""
 
 from __future__ import annotations
 
@@ -475,3 +477,70 @@ def test_non_utf8_strings(repo: Path) -> None:
     # client cannot read the answer (the same answer from both servers).
     assert seen["http False"][0] is None
     assert seen["http False"][1].startswith("Failed to encode using UTF-8.")
+
+
+# --- L0_input_validation: data that does not fill the shape (gRPC) ----------------
+
+SIZED = """
+name: "sized"
+backend: "python"
+max_batch_size: 8
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 8 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 8 ] } ]
+"""
+TWO_STRINGS = """
+name: "two_strings"
+backend: "python"
+max_batch_size: 8
+input [
+  { name: "INPUT0" data_type: TYPE_STRING dims: [ 16 ] },
+  { name: "INPUT1" data_type: TYPE_STRING dims: [ 16 ] }
+]
+output [ { name: "OUTPUT0" data_type: TYPE_STRING dims: [ 16 ] } ]
+"""
+
+
+def test_data_against_a_declared_shape(tmp_path: Path) -> None:
+    """The shape says one size and the data holds another (the client's shape is
+    overwritten after the data is set): the core's refusals, word for word."""
+    write_model(tmp_path, "sized", SIZED, IDENTITY)
+    write_model(tmp_path, "two_strings", TWO_STRINGS, IDENTITY)
+
+    def strings(count: int) -> list[grpcclient.InferInput]:
+        data = np.array([[str(i) for i in range(count)]], dtype=object)
+        inputs = []
+        for name in ("INPUT0", "INPUT1"):
+            tensor = grpcclient.InferInput(name, [1, count], "BYTES")
+            tensor.set_data_from_numpy(data)
+            tensor.set_shape([1, 16])
+            inputs.append(tensor)
+        return inputs
+
+    def scenario(kind: str) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        with (
+            run_either(kind, tmp_path) as server,
+            grpcclient.InferenceServerClient(server.grpc_url) as client,
+        ):
+            for count in (7, 8, 10):
+                tensor = grpcclient.InferInput("INPUT0", [1, count], "FP32")
+                tensor.set_data_from_numpy(np.ones([1, count], np.float32))
+                tensor.set_shape([1, 8])
+                try:
+                    client.infer("sized", [tensor])
+                    seen[f"fp32 {count}"] = "ok"
+                except InferenceServerException as error:
+                    seen[f"fp32 {count}"] = (error.status(), error.message())
+            for count in (14, 16, 18):
+                try:
+                    client.infer("two_strings", strings(count))
+                    seen[f"strings {count}"] = "ok"
+                except InferenceServerException as error:
+                    seen[f"strings {count}"] = (error.status(), error.message())
+        return seen
+
+    seen = differential(scenario)
+    assert seen["fp32 8"] == seen["strings 16"] == "ok"
+    assert "Expected 32, got 40" in seen["fp32 10"][1]
+    assert "expected 16 string elements" in seen["strings 14"][1]
+    assert "unexpected number of string elements 17" in seen["strings 18"][1]
