@@ -7,7 +7,8 @@ equal.
 L0_input_validation's refusals of missing, optional and extra inputs are already
 checked word for word by test_input_names_differential.py, and the HTTP byte-size
 and string-count refusals by test_http_check_order.py; here: a model whose inputs
-are all optional, gRPC data that does not fill its shape, and model names on load."""
+are all optional and gRPC data that does not fill its shape. Model names on load
+are tests/hardening/test_model_names.py's."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -360,83 +360,6 @@ def test_no_inputs_to_an_all_optional_model(tmp_path: Path) -> None:
 
     seen = differential(scenario)
     assert seen["grpc"] == seen["http client"] == [0.0]
-
-
-# --- L0_input_validation: model names on load (explicit mode) -------------------
-
-NAMES = [
-    "../etc",
-    "a/../b",
-    "../../etc/passwd",
-    "model/..",
-    "/etc/passwd",
-    "model/subdir",
-    "model/",
-    " ..",
-    ".. ",
-    "",
-    " ",
-    "\t",
-    "model.version1",
-    "...",
-    "..my_model",
-    "model..1",
-]
-
-
-def test_load_names(tmp_path: Path) -> None:
-    """Loading a model under a name that is empty, blank or looks like a path:
-    each answer (gRPC and HTTP) as Triton 2.51 gives it; unloading them too."""
-    write_model(tmp_path, "present", _config("present", "TYPE_FP32", "[ 1 ]"), IDENTITY)
-
-    def scenario(kind: str) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        with run_either(kind, tmp_path, "--model-control-mode=explicit") as server:
-            with grpcclient.InferenceServerClient(server.grpc_url) as client:
-                for name in NAMES:
-                    for verb in ("load", "unload"):
-                        try:
-                            getattr(client, f"{verb}_model")(name)
-                            seen[f"grpc {verb} {name!r}"] = "ok"
-                        except InferenceServerException as error:
-                            seen[f"grpc {verb} {name!r}"] = (
-                                error.status(),
-                                error.message(),
-                            )
-            with httpclient.InferenceServerClient(server.http_url) as client:
-                for name in NAMES:
-                    if "/" in name or quote(name, safe="") != name:
-                        # not one path segment; or percent-escaped, which tritonx
-                        # decodes and Triton does not (docs/reliability.md,
-                        # percent-escape)
-                        continue
-                    try:
-                        client.load_model(name)
-                        seen[f"http load {name!r}"] = "ok"
-                    except InferenceServerException as error:
-                        seen[f"http load {name!r}"] = (error.status(), error.message())
-        return seen
-
-    seen = differential(scenario)
-    loads = {key: value for key, value in seen.items() if " load " in key}
-    assert loads and "ok" not in loads.values()
-
-
-def test_load_dot_dot_stays_in_the_repository(tmp_path: Path) -> None:
-    """Kept different: Triton 2.51 takes the model ".." as the repository's parent
-    directory (it reports that directory's missing versions); tritonx looks for no
-    model outside the repository and answers the poll failure (Triton 2.73 refuses
-    the name outright)."""
-    write_model(tmp_path, "present", _config("present", "TYPE_FP32", "[ 1 ]"), IDENTITY)
-    with (
-        run_either("tritonx", tmp_path, "--model-control-mode=explicit") as server,
-        grpcclient.InferenceServerClient(server.grpc_url) as client,
-        pytest.raises(InferenceServerException) as raised,
-    ):
-        client.load_model("..")
-    assert raised.value.message() == (
-        "failed to load '..', failed to poll from model repository"
-    )
 
 
 # --- L0_string_io: bytes that are not UTF-8 ---------------------------------------
