@@ -91,11 +91,10 @@ Status DynamicBatchScheduler::Enqueue(const RequestPtr& request, bool caller_wai
       RunInline(inline_instance, request);
       return Status::Ok();
     }
+    // A full queue's refusal is not counted as a failure: Triton 2.51 counts it
+    // neither in the statistics' fail count nor in nv_inference_request_failure.
     Status status = queue_.Push(request, now);
-    if (!status.ok()) {
-      runner_.stats().RecordFailure(FailureReason::kRejected, 0);
-      return status;
-    }
+    if (!status.ok()) return status;
   }
   work_cv_.notify_one();
   if (request->deadline_ns != 0) sweep_cv_.notify_one();

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "model_spec.h"
+
 namespace tritonx {
 
 PriorityQueue::PriorityQueue(const SchedulerConfig& config) {
@@ -39,7 +41,9 @@ Status PriorityQueue::Push(const RequestPtr& request, uint64_t now_ns) {
   const QueuePolicy& policy = PolicyOf(level);
   auto& queue = levels_[level - 1];
   if (policy.max_queue_size > 0 && queue.size() >= policy.max_queue_size) {
-    return Status(StatusCode::kUnavailable, "Exceeds maximum queue size");
+    // Triton names the request, like its other per-request refusals.
+    return Status(StatusCode::kUnavailable,
+                  RequestPrefix(*request) + "Exceeds maximum queue size");
   }
   uint64_t timeout_us = policy.default_timeout_us;
   if (policy.allow_timeout_override && request->timeout_us > 0 &&

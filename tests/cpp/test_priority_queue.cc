@@ -92,7 +92,7 @@ TEST(PriorityQueue, MaxQueueSizeIsPerLevel) {
   ASSERT_TRUE(queue.Push(WithPriority("h1", 1), kNow).ok());
   const Status full = queue.Push(WithPriority("h2", 1), kNow);
   EXPECT_EQ(full.code(), StatusCode::kUnavailable);
-  EXPECT_EQ(full.message(), "Exceeds maximum queue size");
+  EXPECT_EQ(full.message(), "[request id: h2] Exceeds maximum queue size");
   // Level 2 uses the default policy: unbounded.
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(queue.Push(WithPriority("l", 2), kNow).ok());
   EXPECT_EQ(queue.size(), 11u);
