@@ -30,8 +30,10 @@ Shape ResolveOutputShape(const TensorSpec& spec, const Shape& produced, bool bat
   return out;
 }
 
-// "value:index[:label]" for the `count` largest of `n` values (ties: lower index
-// first), as Triton's TopkClassifications formats them (std::to_string).
+// "value:index[:label]" for the `count` largest of `n` values, as Triton's
+// TopkClassifications formats them (std::to_string). Ties fall as Triton's
+// std::sort leaves them (not a stable sort): lower index first up to 16 values
+// (insertion sort), an introsort's order beyond, which clients can observe.
 template <typename T>
 void TopK(const char* base, size_t n, uint32_t count,
           const std::vector<std::string>& labels, std::vector<std::string>* out) {
@@ -39,8 +41,8 @@ void TopK(const char* base, size_t n, uint32_t count,
   if (n != 0) std::memcpy(values.data(), base, n * sizeof(T));
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&values](size_t a, size_t b) { return values[a] > values[b]; });
+  std::sort(order.begin(), order.end(),
+            [&values](size_t a, size_t b) { return values[a] > values[b]; });
   const size_t k = std::min(n, static_cast<size_t>(count));
   for (size_t i = 0; i < k; ++i) {
     const size_t index = order[i];

@@ -446,6 +446,20 @@ def test_client_timeouts(tmp_path: Path) -> None:
             seen["grpc stream"] = (answer.status(), answer.message())
             grpc.stop_stream()
 
+            async def aio() -> Any:
+                client = aiogrpcclient.InferenceServerClient(server.grpc_url)
+                tensor = aiogrpcclient.InferInput("INPUT0", [1], "INT32")
+                tensor.set_data_from_numpy(data)
+                try:
+                    await client.infer("gated", [tensor], client_timeout=0.2)
+                    return "OK"
+                except InferenceServerException as error:
+                    return (error.status(), error.message())
+                finally:
+                    await client.close()
+
+            seen["aio grpc"] = asyncio.run(aio())
+
             http = httpclient.InferenceServerClient(
                 server.http_url, connection_timeout=0.2, network_timeout=0.2
             )
@@ -467,3 +481,110 @@ def test_client_timeouts(tmp_path: Path) -> None:
     seen = differential(scenario)
     assert seen["grpc"] == ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded")
     assert seen["after"] == [7]
+
+
+# Loads only once the test creates the gate file: a load the client stops
+# waiting for, deterministically.
+SLOW_LOAD_MODEL = """
+import os, time
+import triton_python_backend_utils as pb_utils
+
+GATE = {gate!r}
+
+class TritonPythonModel:
+    def initialize(self, args):
+        while not os.path.exists(GATE):
+            time.sleep(0.01)
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
+            for r in requests]
+"""
+
+
+def test_load_model_client_timeout(tmp_path: Path) -> None:
+    """L0_client_timeout's non-infer half: a gRPC load the client gives up on
+    still completes on the server once the model can initialize."""
+
+    def scenario(kind: str) -> dict[str, Any]:
+        gate = tmp_path / f"{kind}.gate"
+        root = tmp_path / f"{kind}-models"
+        write_model(
+            root,
+            "gated",
+            GATED_CONFIG,
+            SLOW_LOAD_MODEL.format(gate=str(gate)),
+        )
+        seen: dict[str, Any] = {}
+        with run_either(kind, root, "--model-control-mode=explicit") as server:
+            grpc = grpcclient.InferenceServerClient(server.grpc_url)
+            try:
+                grpc.load_model("gated", client_timeout=0.2)
+                seen["load"] = "OK"
+            except InferenceServerException as error:
+                seen["load"] = (error.status(), error.message())
+            seen["ready while loading"] = grpc.is_model_ready("gated")
+            gate.touch()
+            # A second load joins (or follows) the pending one and returns once the
+            # model is up.
+            grpc.load_model("gated", client_timeout=120)
+            seen["ready after"] = grpc.is_model_ready("gated")
+            tensor = grpcclient.InferInput("INPUT0", [1], "INT32")
+            tensor.set_data_from_numpy(np.asarray([3], dtype=np.int32))
+            seen["infer"] = grpc.infer("gated", [tensor]).as_numpy("OUTPUT0").tolist()
+            grpc.close()
+        return seen
+
+    seen = differential(scenario)
+    assert seen["load"] == ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded")
+    assert seen["ready while loading"] is False
+    assert seen["ready after"] is True
+
+
+IDENTITY_FP32_CONFIG = """
+name: "identity_fp32"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1, -1 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1, -1 ] } ]
+"""
+
+
+def test_classification_of_a_large_output(tmp_path: Path) -> None:
+    """L0_parameters' class_count test: Triton 2.73 refuses classification of
+    more than 1,000,000 elements ("classification output tensor too large");
+    Triton 2.51, which tritonx follows, answers the top N."""
+    from testmodels import ECHO_MODEL
+
+    root = tmp_path / "models"
+    write_model(root, "identity_fp32", IDENTITY_FP32_CONFIG, ECHO_MODEL)
+
+    def scenario(kind: str) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        data = np.ones((1, 1_000_001), dtype=np.float32)
+        with run_either(kind, root) as server:
+            for name, module, url in (
+                ("http", httpclient, server.http_url),
+                ("grpc", grpcclient, server.grpc_url),
+            ):
+                client = module.InferenceServerClient(url)
+                tensor = module.InferInput("INPUT0", list(data.shape), "FP32")
+                tensor.set_data_from_numpy(data)
+                try:
+                    result = client.infer(
+                        "identity_fp32",
+                        [tensor],
+                        outputs=[module.InferRequestedOutput("OUTPUT0", class_count=5)],
+                    )
+                    seen[name] = result.as_numpy("OUTPUT0").astype(str).tolist()
+                except InferenceServerException as error:
+                    seen[name] = error.message()
+                client.close()
+        return seen
+
+    seen = differential(scenario)
+    # All values tie: which five indices come first is std::sort's doing (Triton
+    # sorts unstably), and the differential run pins it to Triton's choice.
+    assert len(seen["grpc"]) == 5
+    assert all(entry.startswith("1.000000:") for entry in seen["grpc"])
