@@ -23,19 +23,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from serverutil import RunningServer, differential, run_either
-from testmodels import write_model
+from testmodels import ECHO_MODEL, write_model
 from tritonclient.utils import InferenceServerException
 
-# Echoes INPUT0 as OUTPUT0, whatever its type and shape.
-IDENTITY = """
-import triton_python_backend_utils as pb_utils
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [pb_utils.InferenceResponse([pb_utils.Tensor(
-            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
-            for r in requests]
-"""
 # Answers one of each value JSON cannot spell plainly (as L0_nan_inf's model).
 NAN_INF = """
 import numpy as np
@@ -73,19 +63,21 @@ output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 6 ] } ]
 """,
         NAN_INF,
     )
-    write_model(root, "str_id", _config("str_id", "TYPE_STRING", "[ -1 ]"), IDENTITY)
+    write_model(root, "str_id", _config("str_id", "TYPE_STRING", "[ -1 ]"), ECHO_MODEL)
     write_model(
-        root, "str_batch", _config("str_batch", "TYPE_STRING", "[ -1 ]", 8), IDENTITY
-    )
-    write_model(root, "fp_any", _config("fp_any", "TYPE_FP32", "[ -1, -1 ]"), IDENTITY)
-    write_model(
-        root, "fp_batch", _config("fp_batch", "TYPE_FP32", "[ -1 ]", 8), IDENTITY
+        root, "str_batch", _config("str_batch", "TYPE_STRING", "[ -1 ]", 8), ECHO_MODEL
     )
     write_model(
-        root, "scalar_1dim", _config("scalar_1dim", "TYPE_FP32", "[ 1 ]"), IDENTITY
+        root, "fp_any", _config("fp_any", "TYPE_FP32", "[ -1, -1 ]"), ECHO_MODEL
     )
     write_model(
-        root, "scalar_2dim", _config("scalar_2dim", "TYPE_FP32", "[ 1, 1 ]"), IDENTITY
+        root, "fp_batch", _config("fp_batch", "TYPE_FP32", "[ -1 ]", 8), ECHO_MODEL
+    )
+    write_model(
+        root, "scalar_1dim", _config("scalar_1dim", "TYPE_FP32", "[ 1 ]"), ECHO_MODEL
+    )
+    write_model(
+        root, "scalar_2dim", _config("scalar_2dim", "TYPE_FP32", "[ 1, 1 ]"), ECHO_MODEL
     )
     return root
 
@@ -426,8 +418,8 @@ output [ { name: "OUTPUT0" data_type: TYPE_STRING dims: [ 16 ] } ]
 def test_data_against_a_declared_shape(tmp_path: Path) -> None:
     """The shape says one size and the data holds another (the client's shape is
     overwritten after the data is set): the core's refusals, word for word."""
-    write_model(tmp_path, "sized", SIZED, IDENTITY)
-    write_model(tmp_path, "two_strings", TWO_STRINGS, IDENTITY)
+    write_model(tmp_path, "sized", SIZED, ECHO_MODEL)
+    write_model(tmp_path, "two_strings", TWO_STRINGS, ECHO_MODEL)
 
     def strings(count: int) -> list[grpcclient.InferInput]:
         data = np.array([[str(i) for i in range(count)]], dtype=object)
