@@ -21,7 +21,7 @@ import tritonclient.grpc.aio as aiogrpcclient
 import tritonclient.http as httpclient
 import tritonclient.http.aio as aiohttpclient
 from serverutil import RunningServer, differential, run_either
-from testmodels import write_model
+from testmodels import ECHO_MODEL, write_model
 from tritonclient.utils import InferenceServerException
 
 # The model puts its request's parameters (JSON) into two string outputs.
@@ -78,16 +78,30 @@ max_batch_size: 0
 input [ { name: "INPUT0" data_type: TYPE_INT32 dims: [ 1 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 1 ] } ]
 """
+# An identity model that waits for the test's gate file in `initialize` (a load
+# the client stops waiting for) or in `execute` (an inference it stops waiting
+# for): deterministic client timeouts.
 GATED_MODEL = """
 import os, time
 import triton_python_backend_utils as pb_utils
 
 GATE = {gate!r}
+WAIT_IN = {wait_in!r}
+
+
+def wait_for_gate():
+    while not os.path.exists(GATE):
+        time.sleep(0.01)
+
 
 class TritonPythonModel:
+    def initialize(self, args):
+        if WAIT_IN == "initialize":
+            wait_for_gate()
+
     def execute(self, requests):
-        while not os.path.exists(GATE):
-            time.sleep(0.01)
+        if WAIT_IN == "execute":
+            wait_for_gate()
         return [pb_utils.InferenceResponse([pb_utils.Tensor(
             "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
             for r in requests]
@@ -416,7 +430,12 @@ def test_client_timeouts(tmp_path: Path) -> None:
     def scenario(kind: str) -> dict[str, Any]:
         gate = tmp_path / f"{kind}.gate"
         root = tmp_path / f"{kind}-models"
-        write_model(root, "gated", GATED_CONFIG, GATED_MODEL.format(gate=str(gate)))
+        write_model(
+            root,
+            "gated",
+            GATED_CONFIG,
+            GATED_MODEL.format(gate=str(gate), wait_in="execute"),
+        )
         seen: dict[str, Any] = {}
         data = np.asarray([7], dtype=np.int32)
         with run_either(kind, root) as server:
@@ -483,26 +502,6 @@ def test_client_timeouts(tmp_path: Path) -> None:
     assert seen["after"] == [7]
 
 
-# Loads only once the test creates the gate file: a load the client stops
-# waiting for, deterministically.
-SLOW_LOAD_MODEL = """
-import os, time
-import triton_python_backend_utils as pb_utils
-
-GATE = {gate!r}
-
-class TritonPythonModel:
-    def initialize(self, args):
-        while not os.path.exists(GATE):
-            time.sleep(0.01)
-
-    def execute(self, requests):
-        return [pb_utils.InferenceResponse([pb_utils.Tensor(
-            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
-            for r in requests]
-"""
-
-
 def test_load_model_client_timeout(tmp_path: Path) -> None:
     """L0_client_timeout's non-infer half: a gRPC load the client gives up on
     still completes on the server once the model can initialize."""
@@ -514,7 +513,7 @@ def test_load_model_client_timeout(tmp_path: Path) -> None:
             root,
             "gated",
             GATED_CONFIG,
-            SLOW_LOAD_MODEL.format(gate=str(gate)),
+            GATED_MODEL.format(gate=str(gate), wait_in="initialize"),
         )
         seen: dict[str, Any] = {}
         with run_either(kind, root, "--model-control-mode=explicit") as server:
@@ -555,8 +554,6 @@ def test_classification_of_a_large_output(tmp_path: Path) -> None:
     """L0_parameters' class_count test: Triton 2.73 refuses classification of
     more than 1,000,000 elements ("classification output tensor too large");
     Triton 2.51, which tritonx follows, answers the top N."""
-    from testmodels import ECHO_MODEL
-
     root = tmp_path / "models"
     write_model(root, "identity_fp32", IDENTITY_FP32_CONFIG, ECHO_MODEL)
 
