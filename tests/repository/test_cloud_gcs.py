@@ -296,6 +296,7 @@ class MediaProxy:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 media = "alt=media" in self.path
+                in_flight = media
                 if media:
                     owner._arrive(grace_s)
                 try:
@@ -306,6 +307,11 @@ class MediaProxy:
                     connection.close()
                     if media:
                         body = owner.tamper(body)
+                        # Counted out before the answer goes: once the client has
+                        # read it, its next download may arrive before this
+                        # thread gets back here (CI saw 3 "at once" for 2).
+                        owner._leave()
+                        in_flight = False
                     self.send_response(answer.status)
                     for name, value in answer.getheaders():
                         if name.lower() not in ("content-length", "connection"):
@@ -314,7 +320,7 @@ class MediaProxy:
                     self.end_headers()
                     self.wfile.write(body)
                 finally:
-                    if media:
+                    if in_flight:
                         owner._leave()
 
             def log_message(self, *args: Any) -> None:
