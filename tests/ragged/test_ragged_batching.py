@@ -22,6 +22,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import tritonclient.http as httpclient
+from grpcutil import wait_until
 from onnx import TensorProto, helper, numpy_helper
 from serverutil import RunningServer, run_either, run_server
 
@@ -496,6 +497,12 @@ def test_python_model_gets_ragged_requests_in_one_execute(
             "shape": [1, n],
             "index": None,
         }
+    # Triton 2.51's python backend counts the execution after sending its responses,
+    # so the client can read the statistics first: wait for the count to arrive.
+    wait_until(
+        lambda: _stats(py_server, "ragged_py")["execution_count"] > 0,
+        "the execution to be counted",
+    )
     stats = _stats(py_server, "ragged_py")
     assert stats["execution_count"] == 1
     assert stats["inference_count"] == 3

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from grpcutil import wait_until
 from serverutil import reference_command, run_reference, run_server
 
 CONFIG = """
@@ -219,7 +220,20 @@ def _failing_streams(server: Any, model: str, counts: list[int]) -> dict[str, An
             client.stop_stream()
             client.close()
     http = httpclient.InferenceServerClient(server.http_url)
-    stats = http.get_inference_statistics(model)["model_stats"][0]
+
+    def read() -> dict[str, Any]:
+        stats: dict[str, Any] = http.get_inference_statistics(model)["model_stats"][0]
+        return stats
+
+    # Triton 2.51 may count a request after its error reached the client.
+    wait_until(
+        lambda: (
+            sum(read()["inference_stats"][k]["count"] for k in ("success", "fail"))
+            >= len(counts)
+        ),
+        "every request to be counted",
+    )
+    stats = read()
     http.close()
     seen["success"] = stats["inference_stats"]["success"]["count"]
     seen["fail"] = stats["inference_stats"]["fail"]["count"]
