@@ -92,6 +92,14 @@ Status SequenceBatchScheduler::Enqueue(const RequestPtr& request,
                                        bool /*caller_waits*/) {
   const uint64_t now = NowNs();
   request->enqueue_ns = now;
+  // Triton's sequence batcher takes one row per request (checked before the
+  // correlation id).
+  if (request->batch_size > 1) {
+    return Status(StatusCode::kInvalidArg,
+                  "inference request to model '" + Name() +
+                      "' must specify batch-size 1 due to requirements of sequence "
+                      "batcher");
+  }
   const bool string_id = !request->correlation_id_str.empty();
   const bool anonymous = !string_id && request->correlation_id == 0;
   if (anonymous && !config_.iterative) {
@@ -135,6 +143,14 @@ Status SequenceBatchScheduler::Enqueue(const RequestPtr& request,
     seq->queue.push_back(request);
     seq->last_ns = now;
     ++pending_;
+    if (seq->instance < 0 && request->timeout_us != 0) {
+      // In the backlog: its requests expire at the earliest deadline given.
+      const uint64_t due = now + request->timeout_us * 1000;
+      if (seq->expire_ns == 0 || due < seq->expire_ns) {
+        seq->expire_ns = due;
+        reap_cv_.notify_all();
+      }
+    }
     if (end) {
       seq->ended = true;
       active_.erase(key);
@@ -540,6 +556,34 @@ void SequenceBatchScheduler::ReaperLoop() {
     const uint64_t now = NowNs();
     uint64_t next = 0;
     bool freed = false;
+    // Backlogged sequences past their requests' timeout are refused as a whole.
+    std::vector<RequestPtr> expired;
+    for (auto it = backlog_.begin(); it != backlog_.end();) {
+      const SequencePtr& seq = *it;
+      if (seq->expire_ns == 0 || seq->expire_ns > now) {
+        if (seq->expire_ns != 0 && (next == 0 || seq->expire_ns < next)) {
+          next = seq->expire_ns;
+        }
+        ++it;
+        continue;
+      }
+      for (auto& r : seq->queue) expired.push_back(std::move(r));
+      pending_ -= seq->queue.size();
+      seq->queue.clear();
+      auto found = active_.find(seq->key);
+      if (found != active_.end() && found->second == seq) active_.erase(found);
+      it = backlog_.erase(it);
+    }
+    if (!expired.empty()) {
+      lock.unlock();
+      runner_.Fail(expired,
+                   Status(StatusCode::kUnavailable,
+                          "timeout of the corresponding sequence has been expired"),
+                   FailureReason::kRejected);
+      expired.clear();
+      lock.lock();
+      continue;
+    }
     for (auto& instance : slots_) {
       for (auto& slot : instance) {
         if (!slot || !slot->queue.empty() || slot->executing) continue;

@@ -30,7 +30,13 @@
 // with new requests (continuous batching); a sequence's slot is freed when its last
 // request is answered rather than when its END is dispatched.
 //
-// Threads: one worker per instance plus a reaper that ends idle sequences.
+// A request's `timeout` applies only while its sequence waits in the backlog: past
+// the earliest such deadline, every request of that sequence is refused (UNAVAILABLE
+// "timeout of the corresponding sequence has been expired", a REJECTED failure) and
+// its id is forgotten; a sequence holding a slot never times out this way.
+//
+// Threads: one worker per instance plus a reaper that ends idle sequences and
+// expires backlogged ones.
 // Thread safety and ownership: see Scheduler. All bookkeeping is guarded by mu_; a
 // sequence's state tensors are touched only by the worker of its instance while one
 // of its requests is executing (the `executing` mark keeps the reaper away).
@@ -80,10 +86,13 @@ class SequenceBatchScheduler final : public Scheduler {
     std::deque<RequestPtr> queue;
     int instance = -1;  // -1 with slot -1: in the backlog
     int slot = -1;
-    bool ended = false;         // its END was queued: the id may start a new sequence
-    bool anonymous = false;     // iterative: one request without a correlation id
-    bool executing = false;     // one of its requests is in a running batch
-    uint64_t last_ns = 0;       // last arrival or completion (idle timeout)
+    bool ended = false;      // its END was queued: the id may start a new sequence
+    bool anonymous = false;  // iterative: one request without a correlation id
+    bool executing = false;  // one of its requests is in a running batch
+    uint64_t last_ns = 0;    // last arrival or completion (idle timeout)
+    // While in the backlog: when its requests expire (the earliest arrival plus
+    // `timeout` among those that gave one; 0: never), as Triton's backlog queues.
+    uint64_t expire_ns = 0;
     std::vector<Tensor> state;  // current implicit states (empty: not initialised)
   };
   using SequencePtr = std::shared_ptr<Sequence>;
