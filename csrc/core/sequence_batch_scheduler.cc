@@ -364,14 +364,19 @@ bool SequenceBatchScheduler::TakeDirect(int instance, uint64_t now, Batch* batch
     *wake_ns = oldest_ns + delay_ns;
     return false;
   }
+  const std::string* shape_key = nullptr;  // the batch's, from its first request
   for (int s = 0; s <= highest; ++s) {
     const SequencePtr& seq = slots[s];
-    if (!seq || seq->queue.empty() || seq->executing) {
+    // As Triton: a request whose shapes differ from the batch's first one (inputs
+    // that may not be ragged) waits for a later batch; its slot is null in this one.
+    if (!seq || seq->queue.empty() || seq->executing ||
+        (shape_key != nullptr && seq->queue.front()->shape_key != *shape_key)) {
       // An empty slot: a null request takes its place (filled in PrepareBatch).
       batch->requests.push_back(nullptr);
       seqs->push_back(nullptr);
       continue;
     }
+    if (shape_key == nullptr) shape_key = &seq->queue.front()->shape_key;
     batch->requests.push_back(std::move(seq->queue.front()));
     seq->queue.pop_front();
     seqs->push_back(seq);

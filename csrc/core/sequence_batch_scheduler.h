@@ -11,7 +11,9 @@
 //   direct  max(1, max_batch_size) slots per instance; a batch covers slots 0..n of
 //           the instance where n is the highest slot with a request ready; an empty
 //           slot below n gets a "null request" (READY false, correlation id 0) whose
-//           response is dropped, which is what Triton hands its backends. Waits up to
+//           response is dropped, which is what Triton hands its backends. A ready
+//           request whose (non-ragged) input shapes differ from the batch's first
+//           one also gets a null request and waits for a later batch. Waits up to
 //           max_queue_delay for minimum_slot_utilization of the slots to be ready.
 //   oldest  max_candidate_sequences slots per instance; the batch takes the oldest
 //           ready request of each slot's sequence (at most one per sequence) like the

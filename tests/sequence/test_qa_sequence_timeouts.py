@@ -201,6 +201,8 @@ def test_backlogged_sequence_expires_and_slot_holder_does_not(
             holder, waiter = Stream(server, 1), Stream(server, 2)
             stack.callback(holder.close)
             stack.callback(waiter.close)
+            # Never left shut (runs first): closing a stream waits for its answers.
+            stack.callback((gate / "RELEASE").touch)
             # Sequence 1 takes the only slot; its first execution waits on the gate.
             holder.send(1, timeout_us=100_000, sequence_start=True)
             wait_until(lambda: (gate / "ENTERED").exists(), "the first execution")
