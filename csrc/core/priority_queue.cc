@@ -9,6 +9,7 @@ namespace tritonx {
 PriorityQueue::PriorityQueue(const SchedulerConfig& config) {
   const uint32_t count = std::max<uint32_t>(1, config.priority_levels);
   levels_.resize(count);
+  delayed_.resize(count);
   policies_.reserve(count);
   for (uint32_t level = 1; level <= count; ++level) {
     auto it = config.priority_queue_policy.find(level);
@@ -73,7 +74,7 @@ void PriorityQueue::SweepExpired(uint64_t now_ns, std::vector<RequestPtr>* rejec
         --size_;
       } else {
         request->deadline_ns = 0;  // delayed requests do not time out again
-        delayed_.push_back(request);
+        delayed_[index].push_back(request);
       }
       it = queue.erase(it);
     }
@@ -96,15 +97,13 @@ uint64_t PriorityQueue::NextDeadline() const {
 std::vector<RequestPtr> PriorityQueue::PopFront(size_t count) {
   std::vector<RequestPtr> out;
   out.reserve(count);
-  for (auto& queue : levels_) {
-    while (out.size() < count && !queue.empty()) {
-      out.push_back(std::move(queue.front()));
-      queue.pop_front();
+  for (size_t index = 0; index < levels_.size(); ++index) {
+    for (auto* queue : {&levels_[index], &delayed_[index]}) {
+      while (out.size() < count && !queue->empty()) {
+        out.push_back(std::move(queue->front()));
+        queue->pop_front();
+      }
     }
-  }
-  while (out.size() < count && !delayed_.empty()) {
-    out.push_back(std::move(delayed_.front()));
-    delayed_.pop_front();
   }
   size_ -= out.size();
   return out;
@@ -119,10 +118,10 @@ bool PriorityQueue::Remove(uint64_t uid) {
     --size_;
     return true;
   };
-  for (auto& queue : levels_) {
-    if (remove_from(queue)) return true;
+  for (size_t index = 0; index < levels_.size(); ++index) {
+    if (remove_from(levels_[index]) || remove_from(delayed_[index])) return true;
   }
-  return remove_from(delayed_);
+  return false;
 }
 
 std::vector<RequestPtr> PriorityQueue::DrainAll() { return PopFront(size_); }

@@ -26,23 +26,23 @@ class PriorityQueue {
   bool empty() const { return size_ == 0; }
 
   // Handles requests whose queue timeout passed by `now_ns`: REJECT ones are removed
-  // and appended to `rejected`; DELAY ones move behind every other request.
+  // and appended to `rejected`; DELAY ones move behind every other request of their
+  // level (Triton's per-level delayed queue), still ahead of lower levels.
   void SweepExpired(uint64_t now_ns, std::vector<RequestPtr>* rejected);
 
   // Earliest pending deadline, or 0 when no queued request can time out.
   uint64_t NextDeadline() const;
 
-  // Visits requests in scheduling order (level 1 first, FIFO within a level, delayed
-  // requests last) until `visit` returns false.
+  // Visits requests in scheduling order (level 1 first; within a level, FIFO, then
+  // its delayed requests) until `visit` returns false.
   template <typename Visit>
   void ForEach(Visit&& visit) const {
-    for (const auto& level : levels_) {
-      for (const auto& request : level) {
-        if (!visit(request)) return;
+    for (size_t index = 0; index < levels_.size(); ++index) {
+      for (const auto* queue : {&levels_[index], &delayed_[index]}) {
+        for (const auto& request : *queue) {
+          if (!visit(request)) return;
+        }
       }
-    }
-    for (const auto& request : delayed_) {
-      if (!visit(request)) return;
     }
   }
 
@@ -58,9 +58,9 @@ class PriorityQueue {
   uint32_t LevelOf(uint64_t priority) const;
   const QueuePolicy& PolicyOf(uint32_t level) const;
 
-  std::vector<QueuePolicy> policies_;           // index: level - 1
-  std::vector<std::deque<RequestPtr>> levels_;  // index: level - 1
-  std::deque<RequestPtr> delayed_;
+  std::vector<QueuePolicy> policies_;            // index: level - 1
+  std::vector<std::deque<RequestPtr>> levels_;   // index: level - 1
+  std::vector<std::deque<RequestPtr>> delayed_;  // index: level - 1
   uint32_t default_level_;
   size_t size_ = 0;
   bool any_timeouts_ = false;

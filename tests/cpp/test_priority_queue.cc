@@ -170,7 +170,9 @@ TEST(PriorityQueue, SweepRejectRemovesExpired) {
   EXPECT_EQ(queue.NextDeadline(), kNow + kLongTimeoutUs * 1000);
 }
 
-TEST(PriorityQueue, SweepDelayMovesExpiredBehindEverything) {
+TEST(PriorityQueue, SweepDelayMovesExpiredBehindItsLevel) {
+  // As Triton's per-level delayed queues: a delayed request goes behind the
+  // unexpired requests of its own level, still ahead of every lower level.
   SchedulerConfig config = Levels(2, 2);
   QueuePolicy delay;
   delay.timeout_action = TimeoutAction::kDelay;
@@ -185,12 +187,15 @@ TEST(PriorityQueue, SweepDelayMovesExpiredBehindEverything) {
   queue.SweepExpired(kNow + 200000, &rejected);
   EXPECT_TRUE(rejected.empty());
   EXPECT_EQ(queue.size(), 3u);
-  EXPECT_EQ(Ids(queue), (std::vector<std::string>{"h", "l", "h-expiring"}));
+  EXPECT_EQ(Ids(queue), (std::vector<std::string>{"h", "h-expiring", "l"}));
   // Delayed requests do not time out again; "h" keeps its default deadline.
   EXPECT_EQ(queue.NextDeadline(), kNow + kLongTimeoutUs * 1000);
+  // A later request of the same level goes ahead of the delayed one.
+  ASSERT_TRUE(queue.Push(WithPriority("h2", 1), kNow + 300000).ok());
   queue.SweepExpired(kNow + 900000000, &rejected);
   EXPECT_TRUE(rejected.empty());
-  EXPECT_EQ(Ids(queue.PopFront(3)), (std::vector<std::string>{"h", "l", "h-expiring"}));
+  EXPECT_EQ(Ids(queue.PopFront(2)), (std::vector<std::string>{"h", "h2"}));
+  EXPECT_EQ(Ids(queue.PopFront(2)), (std::vector<std::string>{"h-expiring", "l"}));
   EXPECT_TRUE(queue.empty());
 }
 
