@@ -16,6 +16,7 @@ with are gathered under "failed to run warmup sample '<name>': ".
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -139,11 +140,29 @@ def _infer_once(
     core: Any, inputs: list[WarmupInput], fields: dict[str, Any]
 ) -> TritonXError | None:
     """Run one request: raises what the request's validation refuses, returns the
-    error the model answered with (None for a response)."""
+    error the model answered with (None for a response).
+
+    A decoupled model may answer with any number of responses, none included (a
+    request closed with only the final flag warms the model up, as in Triton): its
+    first error, if any, is the answer."""
     from tritonx import _native
 
-    answer = core.infer(_native.Request(id="", inputs=inputs, **fields), True)
-    return answer if isinstance(answer, TritonXError) else None
+    request = _native.Request(id="", inputs=inputs, **fields)
+    if not core.decoupled:
+        answer = core.infer(request, True)
+        return answer if isinstance(answer, TritonXError) else None
+    final = threading.Event()
+    errors: list[TritonXError] = []
+
+    def on_response(value: Any, is_final: bool) -> None:
+        if isinstance(value, TritonXError):
+            errors.append(value)
+        if is_final:
+            final.set()
+
+    core.submit(request, on_response)
+    final.wait()
+    return errors[0] if errors else None
 
 
 def run_warmup(
