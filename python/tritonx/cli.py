@@ -288,7 +288,9 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
     if not args.model_repository:
         storage = cli_ports.storage_repository(os.environ)
         args.model_repository = [storage] if storage else []
-    if not args.model_repository:
+    if not args.model_repository and args.exit_on_error:
+        # With --exit-on-error=false the server starts without one, as a server
+        # that failed to initialise (Server.start decides).
         raise UsageError(
             "error: creating server: Invalid argument - "
             "--model-repository must be specified"

@@ -5,8 +5,11 @@ the Python HTTP frontend), the ``ModelManager`` that fills it, the HTTP and gRPC
 frontends and the metrics endpoint. Startup and shutdown follow Triton's order and
 log lines, so scripts written against ``tritonserver`` logs keep working:
 
-* start: load models per control mode (``--exit-on-error`` makes a failed load fatal),
-  then gRPC, HTTP and metrics, each logging "Started <Service> at <addr>:<port>";
+* start: initialise (response cache, repository checks), load models per control
+  mode, then gRPC, HTTP and metrics, each logging "Started <Service> at
+  <addr>:<port>". ``--exit-on-error`` (the default) makes a failed initialisation or
+  load fatal; without it a failed initialisation leaves a server that serves its
+  endpoints, neither live nor ready, with nothing loaded (``start``);
 * stop (SIGINT/SIGTERM): stop accepting on both frontends while in-flight requests
   finish (bounded by ``--exit-timeout-secs``), then unload every model so that
   ``finalize()`` runs, then close the metrics endpoint. Work still running past the
@@ -184,10 +187,6 @@ class Server:
         raise_open_file_limit()
         self.context.set_max_inflight_requests(self.options.max_inflight_requests)
         self.context.shared_memory.allowed = self.options.allow_client_shm
-        if self.options.response_cache_byte_size:
-            self.context.configure_response_cache(self.options.response_cache_byte_size)
-        elif self.options.remote_response_cache is not None:
-            await self._start_remote_cache(*self.options.remote_response_cache)
         metrics_config = self.options.metrics_config
         for error in metrics_config.errors:
             # Triton logs these at every model load; once is enough.
@@ -200,12 +199,16 @@ class Server:
             self.options.rate_limit == "execution_count",
             list(self.options.rate_limit_resources),
         )
-        if not self.options.model_repositories:
-            raise InvalidArgumentError("--model-repository must be specified")
-        for repo in self.options.model_repositories:
-            await asyncio.get_running_loop().run_in_executor(
-                None, self.manager.storage.check, str(repo)
-            )
+        try:
+            await self._initialize()
+        except TritonXError as error:
+            if self.options.exit_on_error:
+                raise
+            # Triton logs the error and serves its endpoints, neither live nor
+            # ready, with no model loaded (SERVER_FAILED_TO_INITIALIZE).
+            word = CODE_WORDS.get(error.code, "Internal")
+            logger.error("%s: %s", word, error.message)
+            self.manager.fail_initialization()
         # The cloud endpoints' environment, read before any model loads so that a
         # bad setting fails at once (None: endpoint off).
         sagemaker = factory.sagemaker_settings(self.options)
@@ -215,10 +218,11 @@ class Server:
             raise EndpointStartError("Vertex AI", error) from None
         self.trace = start_tracing(self.options.trace, self.context, self.manager)
         self._manager_started = True
-        try:
-            await self.manager.start()
-        finally:
-            self._log_model_table()  # Triton prints the table on failure too
+        if self.manager.server_live():
+            try:
+                await self.manager.start()
+            finally:
+                self._log_model_table()  # Triton prints the table on failure too
         opts = self.options
         if opts.allow_grpc and not factory.grpc_server_built():
             # A build with -DTRITONX_ENABLE_GRPC=OFF (no grpc++ on the build machine)
@@ -250,6 +254,22 @@ class Server:
             await self._start_vertex_ai(vertex_ai)
         if opts.allow_metrics:
             await self._start_metrics()
+
+    async def _initialize(self) -> None:
+        """What Triton's server initialisation does before any model loads: the
+        response cache, then the repositories' checks. A failure here is the one
+        that ``--exit-on-error=false`` survives as a server that failed to
+        initialise (see ``start``); a model's failed load is the manager's."""
+        if self.options.response_cache_byte_size:
+            self.context.configure_response_cache(self.options.response_cache_byte_size)
+        elif self.options.remote_response_cache is not None:
+            await self._start_remote_cache(*self.options.remote_response_cache)
+        if not self.options.model_repositories:
+            raise InvalidArgumentError("--model-repository must be specified")
+        for repo in self.options.model_repositories:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.manager.storage.check, str(repo)
+            )
 
     async def _start_sagemaker(self, settings: SageMakerSettings) -> None:
         from tritonx.frontends.sagemaker import SAGEMAKER_ADDRESS
@@ -400,6 +420,16 @@ class Server:
             await self._close_remote_cache()
             logger.info("No server context available. Exiting immediately.")
             return
+        if not self.manager.server_live():
+            # Failed to initialise: no model to drain or unload (Triton's stop of
+            # a server that never got ready says nothing); the endpoints close.
+            grace = float(self.options.exit_timeout_secs)
+            closing = [fe.stop(grace) for fe in self.frontends.values()]
+            await asyncio.gather(*closing, return_exceptions=True)
+            self.frontends.clear()
+            await self.manager.shutdown()
+            await self._close_services()
+            return
         grace = float(self.options.exit_timeout_secs)
         deadline = time.monotonic() + grace
         logger.info("Waiting for in-flight requests to complete.")
@@ -448,6 +478,11 @@ class Server:
             self.abandoned_work = True
         except Exception:
             logger.exception("error while unloading models")
+        await self._close_services()
+
+    async def _close_services(self) -> None:
+        """After the models: metrics sampling, the response cache, tracing and the
+        metrics endpoint."""
         await self._metrics_sources.stop_sampling()
         await self._close_remote_cache()
         if self.trace is not None:  # writes the traces still buffered

@@ -169,6 +169,20 @@ def test_not_started_and_bad_options(tmp_path: Path) -> None:
         api.Server(model_repository=1).start()
 
 
+def test_failed_initialization_without_exit_on_error(tmp_path: Path) -> None:
+    """Triton's server that failed to initialise (exit_on_error off): it runs,
+    neither live nor ready, and refuses model queries."""
+    missing = str(tmp_path / "foo")
+    server = api.Server(model_repository=missing, exit_on_error=False).start()
+    try:
+        assert not server.live() and not server.ready()
+        assert server.metadata()["name"] == "triton"
+        with pytest.raises(api.UnavailableError, match="Server not ready"):
+            server.models()
+    finally:
+        server.stop()
+
+
 # -- inference --------------------------------------------------------------------------
 
 

@@ -3,8 +3,9 @@ differential tests: each expectation is checked on tritonx and, when
 TRITONX_REFERENCE_CMD is given, on Triton 2.51 started the same way.
 
 * A repository that does not exist, with --exit-on-error=false: the server keeps
-  running, neither live nor ready, and still answers its metadata
-  (test_parse_error_noexit, alone and beside a good repository).
+  running, neither live nor ready, still answers its metadata and refuses model
+  queries with "Server not ready" (test_parse_error_noexit, alone and beside a
+  good repository; also with no --model-repository at all).
 * A --load-model naming a model in no repository stops the start-up.
 * --model-config-name: a configs/<name>.pbtxt added to a model in poll mode is
   what the model is loaded with next, and deleting it goes back to config.pbtxt
@@ -40,6 +41,7 @@ from serverutil import (
     server_env,
     terminate,
 )
+from tritonclient.utils import InferenceServerException
 
 # Leaves "init-<version>" (one line per initialize) in the directory its config's
 # "markers" parameter names (outside the model directory: a file written there
@@ -163,33 +165,25 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(
-            "tritonx",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="tritonx exits when a repository fails its check, whatever "
-                "--exit-on-error says; Triton 2.51 logs the error, loads nothing and "
-                "serves its endpoints, neither live nor ready (to fix in "
-                "Server.start and in every endpoint's live answer)",
-            ),
-        ),
-        "reference",
-    ],
-)
+@pytest.mark.parametrize("kind", ["tritonx", "tritonx-python-http", "reference"])
 @pytest.mark.parametrize("strict", ["true", "false"])
-@pytest.mark.parametrize("good_repository", [False, True], ids=["alone", "with-good"])
+@pytest.mark.parametrize("repositories", ["none", "alone", "with-good"])
 def test_missing_repository_without_exit_on_error(
-    kind: str, strict: str, good_repository: bool, tmp_path: Path
+    kind: str, strict: str, repositories: str, tmp_path: Path
 ) -> None:
     """The server failed to initialize but keeps running: neither live nor ready
-    whatever --strict-readiness says, its metadata still answered."""
+    whatever --strict-readiness says, its metadata still answered, and every
+    model query refused with "Server not ready"."""
     good = tmp_path / "good"
     _write(good, "m", [1])
-    repos = [str(tmp_path / "xyzx")] + ([str(good)] if good_repository else [])
+    repos = {
+        "none": [],
+        "alone": [str(tmp_path / "xyzx")],
+        "with-good": [str(tmp_path / "xyzx"), str(good)],
+    }[repositories]
     args = ("--exit-on-error=false", f"--strict-readiness={strict}")
+    if kind == "tritonx-python-http":  # the default engine answers live in C++
+        kind, args = "tritonx", (*args, "--http-engine=python")
     with _start(kind, tmp_path, repos, *args) as started:
         http_url = f"127.0.0.1:{started.http}"
         wait_until(
@@ -202,10 +196,19 @@ def test_missing_repository_without_exit_on_error(
             assert not http.is_server_live()
             assert not http.is_server_ready()
             assert http.get_server_metadata()["name"] == "triton"
+            assert not http.is_model_ready("m")
+            with pytest.raises(InferenceServerException, match="Server not ready"):
+                http.get_model_repository_index()
         with grpcclient.InferenceServerClient(f"127.0.0.1:{started.grpc}") as grpc:
             assert not grpc.is_server_live()
             assert not grpc.is_server_ready()
             assert grpc.get_server_metadata().name == "triton"
+            with pytest.raises(InferenceServerException, match="Server not ready"):
+                grpc.is_model_ready("m")
+            with pytest.raises(InferenceServerException, match="Server not ready"):
+                grpc.get_model_repository_index()
+        error = "failed to stat file" if repos else "--model-repository must be"
+        assert error in started.log.read_text()
 
 
 @pytest.mark.parametrize("kind", ["tritonx", "reference"])

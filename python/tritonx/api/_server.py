@@ -422,7 +422,10 @@ class Server:
     # -- server queries ----------------------------------------------------------------
 
     def live(self) -> bool:
-        return self._running().thread.is_alive()
+        """Triton's liveness: running, and not failed to initialise (a missing
+        repository with ``exit_on_error=False``)."""
+        running = self._running()
+        return running.thread.is_alive() and bool(running.manager.server_live())
 
     def ready(self) -> bool:
         """Triton's readiness (with ``strict_readiness``: every model ready)."""

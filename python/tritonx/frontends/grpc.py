@@ -307,7 +307,8 @@ class GrpcFrontend:
     # -- health and metadata -----------------------------------------------------------
 
     def _server_live(self, request: Any) -> Message:
-        return self._pb.ServerLiveResponse(live=not self._stopping)
+        live = not self._stopping and self._manager.server_live()
+        return self._pb.ServerLiveResponse(live=live)
 
     def _server_ready(self, request: Any) -> Message:
         ready = not self._stopping and bool(self._manager.server_ready())

@@ -143,7 +143,9 @@ class HttpFrontend:
         self._metadata = response(200, dumps(info))
         handlers: dict[str, Callable[[HttpMessage, Slot, Route], None]] = {
             "server_metadata": lambda m, s, r: s.done(self._metadata),
-            "live": lambda m, s, r: s.done(_EMPTY_OK),
+            "live": lambda m, s, r: s.done(
+                _EMPTY_OK if self._manager.server_live() else _EMPTY_BAD
+            ),
             "ready": self._server_ready,
             "all_stats": self._stats,
             "model_metadata": lambda m, s, r: s.done(
@@ -263,7 +265,8 @@ class HttpFrontend:
         def answer() -> Sequence[Buffer]:
             try:
                 ready = self._manager.model_ready(route.model, route.version)
-            except InvalidArgumentError as exc:  # a version string past int64
+            except (InvalidArgumentError, UnavailableError) as exc:
+                # A version string past int64; a server that failed to initialise.
                 return exception_response(exc)
             except TritonXError:
                 ready = False  # Triton answers unknown models like not-ready ones

@@ -146,7 +146,10 @@ class NativeHttpFrontend:
             header_forward_pattern=header_forward_pattern or "",
             infer_header=infer_header.lower(),
             infer_value=infer_value,
-            live_in_cpp="health" not in restricted,
+            # C++ answers "live" only while it is the constant answer; a server
+            # that failed to initialise (a state it never leaves) is not live,
+            # which the Python handler says.
+            live_in_cpp="health" not in restricted and manager.server_live(),
             tls=use_ssl,
             tls_mutual=use_ssl_mutual,
             tls_server_cert=str(server_cert or ""),

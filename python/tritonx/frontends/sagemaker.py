@@ -213,7 +213,8 @@ class SageMakerFrontend(CloudFrontend):
         if message.method != b"GET":
             slot.done(_NOT_ALLOWED)
         elif self.settings.ping_mode == "live":
-            slot.done(_EMPTY_OK)  # the process answers: it is live
+            # Triton's liveness: answering, unless it failed to initialise.
+            slot.done(_EMPTY_OK if self._manager.server_live() else _EMPTY_BAD)
         else:
             self._answer_readiness(
                 slot,

@@ -55,6 +55,8 @@ class ModelLookup:
         # By key (repository.ModelId.key): the name, unless namespacing is on.
         self._records: dict[str, ModelRecord] = {}
         self._started = False
+        # Set by the server when it failed to initialise (see server_live).
+        self._failed_to_initialize = False
         # (key, version) -> seconds the load took; for nv_model_load_duration_secs.
         self.model_load_durations: dict[tuple[str, int], float] = {}
 
@@ -98,6 +100,7 @@ class ModelLookup:
         Models never loaded have only a name; a name in two repositories is
         UNAVAILABLE even with ``ready_only`` (as in Triton).
         """
+        self._check_initialized()
         listing = self._listing()
         rows: list[dict[str, Any]] = []
         for key in listing.names():
@@ -124,6 +127,25 @@ class ModelLookup:
                     row["reason"] = slot.reason
                 rows.append(row)
         return rows
+
+    def fail_initialization(self) -> None:
+        """The server failed to initialise (a repository that does not exist,
+        with --exit-on-error=false): nothing loads, and the server stays neither
+        live nor ready for the rest of its run, as Triton's
+        SERVER_FAILED_TO_INITIALIZE state."""
+        self._failed_to_initialize = True
+
+    def server_live(self) -> bool:
+        """Triton's liveness: the server answers and did not fail to initialise.
+        Every frontend's live answer (HTTP, gRPC, SageMaker, the embedding API)
+        asks this."""
+        return not self._failed_to_initialize
+
+    def _check_initialized(self) -> None:
+        """Triton's answer to every model query or control of a server that failed
+        to initialise."""
+        if self._failed_to_initialize:
+            raise UnavailableError("Server not ready")
 
     def server_ready(self) -> bool:
         """With strict readiness: every model the manager tried to load has
@@ -164,6 +186,7 @@ class ModelLookup:
     def model_ready(self, name: str, version: str = "") -> bool:
         """Unknown models and versions are simply not ready, as in Triton; a version
         string that is no version is an InvalidArgumentError, as there."""
+        self._check_initialized()
         _parse_version(version)
         try:
             loaded = self.get(name, version)
@@ -192,6 +215,7 @@ class ModelLookup:
 
     def get(self, name: str, version: str = "") -> LoadedModel:
         """The READY version asked for ("" = the highest READY version)."""
+        self._check_initialized()
         wanted = _parse_version(version)  # before the name, as Triton
         record = self._records.get(self.resolve(name))
         if record is None:
@@ -227,6 +251,7 @@ class ModelLookup:
     def statistics(self, name: str = "", version: str = "") -> list[dict[str, Any]]:
         """``model_stats`` entries: all READY versions of ``name`` (or of every
         model when ``name`` is empty), or the one ``version``."""
+        self._check_initialized()
         if not name:
             records = sorted(list(self._records.values()), key=lambda r: r.id)
             return [

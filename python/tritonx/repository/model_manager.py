@@ -217,6 +217,7 @@ class ModelManager(
         return self._started
 
     def check_explicit(self) -> None:
+        self._check_initialized()  # Triton refuses that first
         if self.options.control_mode != "explicit":
             # Triton says "polling" for every mode that is not explicit.
             raise UnavailableError(
