@@ -2,8 +2,11 @@
 
 Follows Triton's model lifecycle as observed on Triton 2.51:
 
-* A load builds every selected version; only when all succeeded are they swapped
-  into the registry and the versions no longer selected unloaded. If any failed,
+* A load builds every selected version but those it keeps: a READY version whose
+  files did not change since its load and whose config is the same apart from
+  its version policy keeps serving as it is (``_kept_versions``, for loads of
+  every kind: explicit, poll, startup). Only when all builds succeeded are they
+  swapped into the registry and the versions no longer selected unloaded. If any failed,
   the new versions are dropped again ("unloaded") and what was served before stays
   served; a version that was READY stays READY even if its reload failed.
 * Backend code blocks, so version loads run on a thread pool of ``load_threads``.
@@ -58,11 +61,29 @@ from tritonx.repository.repository import (
     select_versions,
     version_dirs,
 )
+from tritonx.repository.timestamps import (
+    Timestamp,
+    config_entry,
+    model_timestamp,
+    unchanged_versions,
+)
 
 log = logging.getLogger("tritonx.repository")
 T = TypeVar("T")
 
 _CONTROL_MODES = ("none", "explicit", "poll")
+
+
+def _same_but_policy(old: ModelConfig, new: ModelConfig) -> bool:
+    """Equal configs once their ``version_policy`` is set aside."""
+    if old == new:
+        return True
+    old_rest, new_rest = type(old)(), type(new)()
+    old_rest.CopyFrom(old)
+    new_rest.CopyFrom(new)
+    old_rest.ClearField("version_policy")
+    new_rest.ClearField("version_policy")
+    return bool(old_rest == new_rest)
 
 
 def failure_reason(error: BaseException) -> str:
@@ -322,10 +343,8 @@ class ModelManager(
         config: str | None,
         files: Mapping[str, bytes] | None,
         chain: tuple[str, ...] = (),
-        unchanged: frozenset[int] = frozenset(),
     ) -> None:
-        """``unchanged``: versions whose files did not change since they were
-        loaded (poll mode); with an equal config they keep serving as they are."""
+        """Every load goes through here (explicit, poll, startup, ensembles)."""
         async with self._lock(name):
             try:
                 model_id, model_dir, repository, override = self._model_source(
@@ -333,6 +352,12 @@ class ModelManager(
                 )
             except PollFailure as failure:
                 raise failure.as_error() from None
+            # Taken before anything is built, as Triton does: a file that changes
+            # while the versions load is a change for the next load.
+            stamp = None
+            if override is None:
+                stamp = await self._run(model_timestamp, model_dir)
+            unchanged = self._unchanged(model_id.key, model_dir, stamp)
             try:
                 await self._load_versions(
                     model_id, config, model_dir, repository, override, chain, unchanged
@@ -341,6 +366,20 @@ class ModelManager(
                 if override is not None:
                     override.cleanup()
                 raise
+            # A failed load leaves the stamp of the versions still serving.
+            self._records[model_id.key].stamp = stamp
+
+    def _unchanged(
+        self, key: str, model_dir: Path, stamp: Timestamp | None
+    ) -> frozenset[int]:
+        """Versions whose files did not change since the load serving them (none
+        for a load with files, or after one: Triton builds those again)."""
+        record = self._records.get(key)
+        old = record.stamp if record is not None else None
+        if old is None or stamp is None:
+            return frozenset()
+        entry = config_entry(self.options.config_name, model_dir)
+        return unchanged_versions(old, stamp, entry)
 
     async def _load_versions(
         self,
@@ -444,18 +483,25 @@ class ModelManager(
         unchanged: frozenset[int],
         stage_error: TritonXError | None,
     ) -> dict[int, LoadedModel]:
-        """Serving versions a reload may keep as they are (poll mode)."""
+        """Serving versions a reload keeps as they are (no new initialize; their
+        statistics and readiness untouched): Triton's "update" of a version.
+
+        That is a READY version whose files did not change (``unchanged``), not
+        served from a load's files, whose config is the new one apart from
+        ``version_policy`` (which says what to serve, not how). The version keeps the config it was loaded
+        with, as in Triton. Triton also ignores ``instance_group`` here, as it
+        changes the instances in place; tritonx builds the version again."""
+        if stage_error is not None or record.override is not None:
+            return {}
         kept = {}
         for version in unchanged:
             slot = record.versions.get(version)
             loaded = slot.loaded if slot is not None else None
             if (
-                stage_error is None
-                and slot is not None
+                slot is not None
                 and slot.state == READY
                 and loaded is not None
-                and loaded.config == config
-                and record.override is None
+                and _same_but_policy(loaded.config, config)
             ):
                 kept[version] = loaded
         return kept
@@ -535,9 +581,11 @@ class ModelManager(
         retiring: list[LoadedModel] = []
         for version, loaded in sorted(built.items()):
             old = record.versions.get(version)
+            if old is not None and old.loaded is loaded:
+                continue  # kept as it is (_kept_versions)
             # Replaces the old entry atomically.
             self.registry.add(loaded.core, namespace=record.namespace)
-            if old is not None and old.loaded is not None and old.loaded is not loaded:
+            if old is not None and old.loaded is not None:
                 retiring.append(old.loaded)
             record.versions[version] = VersionSlot(version, READY, "", loaded)
             self._set_duration(record.id.key, version, loaded.load_seconds)
@@ -559,6 +607,7 @@ class ModelManager(
             self.registry.remove(record.name, slot.version, namespace=record.namespace)
         await self._retire_slots(record, serving, [], drain)
         await self._run(adopt_agents, record, None)  # UNLOAD to the agents
+        record.stamp = None
         if record.override is not None:
             record.override.cleanup()
             record.override = None

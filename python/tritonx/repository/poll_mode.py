@@ -10,9 +10,9 @@ Triton 2.51's rules, as observed on the reference server:
   then swapped in (no request is dropped), and if anything fails the old versions
   keep serving.
 * "Changed" compares modification times, per entry of the model directory (each
-  entry's time is the latest one found beneath it), like Triton's ModelTimestamp.
-  A version whose own directory did not change, with the same config and no other
-  shared file changed, keeps its loaded instance (Triton's "update" path).
+  entry's time is the latest one found beneath it), like Triton's ModelTimestamp
+  (timestamps.py). The load then keeps the versions that did not change, as every
+  load from the repository does (ModelManager._kept_versions).
 * A model is marked as polled only when its load succeeded: a config that fails to
   parse or validate ("Poll failed for model directory ..." in the log; the index
   and the serving versions stay as they were) or a version that fails to load is
@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,66 +32,9 @@ from tritonx.errors import TritonXError, UnavailableError
 from tritonx.repository.records import ManagerOptions, ModelRecord
 from tritonx.repository.repository import RepositoryListing
 from tritonx.repository.storage import RepositoryStorage
+from tritonx.repository.timestamps import Timestamp, model_timestamp
 
 log = logging.getLogger("tritonx.repository")
-
-# Entry name -> latest mtime (ns) beneath it; "" is the model directory itself.
-Timestamp = dict[str, int]
-
-
-def _latest_mtime(path: str) -> int:
-    """The newest mtime of ``path`` and everything beneath it (0 on errors, so a
-    transient error never looks like a change that keeps recurring)."""
-    try:
-        latest = os.stat(path).st_mtime_ns
-    except OSError:
-        return 0
-    if os.path.isdir(path):
-        try:
-            children = os.listdir(path)
-        except OSError:
-            return 0
-        for child in children:
-            latest = max(latest, _latest_mtime(os.path.join(path, child)))
-    return latest
-
-
-def model_timestamp(model_dir: Path) -> Timestamp:
-    try:
-        stamp = {"": os.stat(model_dir).st_mtime_ns}
-        entries = os.listdir(model_dir)
-    except OSError:
-        return {}
-    for entry in entries:
-        stamp[entry] = _latest_mtime(os.path.join(model_dir, entry))
-    return stamp
-
-
-def _config_entry(options: ManagerOptions, model_dir: Path) -> str:
-    if (
-        options.config_name
-        and (model_dir / "configs" / f"{options.config_name}.pbtxt").exists()
-    ):
-        return "configs"
-    return "config.pbtxt"
-
-
-def unchanged_versions(
-    old: Timestamp, new: Timestamp, config_entry: str
-) -> frozenset[int]:
-    """Versions whose directory and whose shared files (anything but the config,
-    the version directories and the model directory itself) did not change."""
-
-    def shared(stamp: Timestamp) -> dict[str, int]:
-        return {
-            k: v
-            for k, v in stamp.items()
-            if k and not k.isdigit() and k != config_entry
-        }
-
-    if shared(old) != shared(new):
-        return frozenset()
-    return frozenset(int(k) for k, v in new.items() if k.isdigit() and old.get(k) == v)
 
 
 class RepositoryPolling:
@@ -208,9 +150,7 @@ class RepositoryPolling:
             [n for n in changed if n not in ensembles],
             [n for n in changed if n in ensembles],
         ):
-            await asyncio.gather(
-                *(self._poll_load(n, listing.models[n], stamps[n]) for n in group)
-            )
+            await asyncio.gather(*(self._poll_load(n, stamps[n]) for n in group))
         if self.options.namespacing:
             await self._relink_ensembles(listing)
 
@@ -218,15 +158,10 @@ class RepositoryPolling:
         record = self._records.get(name)
         return record is not None and bool(record.ready_versions())
 
-    async def _poll_load(self, name: str, model_dir: Path, stamp: Timestamp) -> None:
-        old = self._stamps.get(name)
-        unchanged = (
-            unchanged_versions(old, stamp, _config_entry(self.options, model_dir))
-            if old is not None
-            else frozenset()
-        )
+    async def _poll_load(self, name: str, stamp: Timestamp) -> None:
+        # The load itself tells which versions are unchanged (see timestamps.py).
         try:
-            await self._load_model(name, None, None, unchanged=unchanged)
+            await self._load_model(name, None, None)
         except TritonXError:
             return  # logged by the load; tried again at the next poll
         self._explicit.add(name)

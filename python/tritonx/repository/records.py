@@ -90,6 +90,9 @@ class ModelRecord:
     # The repository agents of the load being served (agents.AgentChain): they
     # hear UNLOAD when it is replaced or unloaded.
     agents: Any = None
+    # The model directory's timestamp (timestamps.Timestamp) taken by the load
+    # being served; None while nothing is, or when it came from a load's files.
+    stamp: dict[str, int] | None = None
 
     @property
     def id(self) -> ModelId:
