@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -52,7 +53,12 @@ def test_reload_under_traffic_fails_no_request(repo: Repo) -> None:
         await manager.load("m")
         with Traffic(manager, "m") as traffic:
             await asyncio.sleep(0.2)
-            await manager.load("m")  # same version again: swapped in place
+            # Version 1's files change (a newer mtime): the same version is built
+            # again and swapped in place (an unchanged one would be kept).
+            delay = repo.root / "m" / "1" / "DELAY"
+            stat = delay.stat()
+            os.utime(delay, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+            await manager.load("m")
             await asyncio.sleep(0.2)
             vdir = repo.add_version("m", 2)
             (vdir / "DELAY").write_text("0.01")
