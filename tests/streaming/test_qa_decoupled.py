@@ -6,10 +6,12 @@ the QA's second pass) and the same must be seen.
 What is not already covered by test_decoupled_grpc.py and test_response_sender.py:
 the order in which the responses of two requests on one stream reach the client
 when the model interleaves them (the QA's test_response_order: each response is
-written as it is sent, whatever request it belongs to), many requests of 0, 1 or
-many responses on one stream, and a default-mode (non-decoupled) model that sends
-its response and its FINAL flag separately through the response sender, over HTTP,
-gRPC and gRPC async (the QA's NonDecoupledTest), also cancelled in between.
+written as it is sent, whatever request it belongs to), directly and through an
+ensemble whose first step is that model (the QA's sequence_repeat), many requests
+of 0, 1 or many responses on one stream, and a default-mode (non-decoupled) model
+that sends its response and its FINAL flag separately through the response sender,
+over HTTP, gRPC and gRPC async (the QA's NonDecoupledTest), also cancelled before
+its response.
 
 The QA's model sleeps to order responses; here each response waits for a file the
 test creates once the previous response has reached the client.
@@ -29,7 +31,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from grpcutil import wait_for
 from serverutil import RunningServer, run_either
-from testmodels import write_model
+from testmodels import ECHO_MODEL, write_model
 from tritonclient.utils import InferenceServerException
 
 GATED_CONFIG = """
@@ -99,6 +101,38 @@ class TritonPythonModel:
     def finalize(self):
         for thread in self.threads:
             thread.join(timeout=30)
+"""
+
+# The QA's sequence_repeat: the decoupled model, then an identity step on OUT; the
+# ensemble is decoupled, each response of the first step makes one of its own.
+PIPE_CONFIG = """
+name: "gated_pipe"
+platform: "ensemble"
+max_batch_size: 0
+input [
+  { name: "IN", data_type: TYPE_INT32, dims: [ -1 ] },
+  { name: "TAG", data_type: TYPE_INT32, dims: [ 1 ] }
+]
+output [
+  { name: "OUT", data_type: TYPE_INT32, dims: [ 1 ] },
+  { name: "IDX", data_type: TYPE_INT32, dims: [ 1 ] }
+]
+ensemble_scheduling { step [
+  { model_name: "gated", model_version: -1,
+    input_map { key: "IN", value: "IN" }, input_map { key: "TAG", value: "TAG" },
+    output_map { key: "OUT", value: "repeated" }, output_map { key: "IDX", value: "IDX" } },
+  { model_name: "identity_int32", model_version: -1,
+    input_map { key: "INPUT0", value: "repeated" },
+    output_map { key: "OUTPUT0", value: "OUT" } }
+] }
+"""
+
+IDENTITY_CONFIG = """
+name: "identity_int32"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0", data_type: TYPE_INT32, dims: [ 1 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_INT32, dims: [ 1 ] } ]
 """
 
 SENDER_CONFIG = """
@@ -171,6 +205,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("decoupled")
     write_model(root, "gated", GATED_CONFIG, GATED_MODEL)
     write_model(root, "sender", SENDER_CONFIG, SENDER_MODEL)
+    write_model(root, "identity_int32", IDENTITY_CONFIG, ECHO_MODEL)
+    (root / "gated_pipe" / "1").mkdir(parents=True)
+    (root / "gated_pipe" / "config.pbtxt").write_text(PIPE_CONFIG)
     return root
 
 
@@ -214,9 +251,11 @@ class Stream:
             )
         )
 
-    def send(self, request_id: str, values: list[int], tag: int) -> None:
+    def send(
+        self, request_id: str, values: list[int], tag: int, model: str = "gated"
+    ) -> None:
         self.client.async_stream_infer(
-            "gated",
+            model,
             [_tensor(grpcclient, "IN", values), _tensor(grpcclient, "TAG", [tag])],
             request_id=request_id,
             enable_empty_final_response=True,
@@ -250,8 +289,9 @@ ORDERS = {
 
 
 @pytest.mark.parametrize("case", list(ORDERS))
+@pytest.mark.parametrize("model", ["gated", "gated_pipe"])
 def test_responses_reach_the_client_in_the_order_sent(
-    server: RunningServer, repo: Path, case: str
+    server: RunningServer, repo: Path, model: str, case: str
 ) -> None:
     order, late = ORDERS[case]
     tags = {"A": next(_tags), "B": next(_tags)}
@@ -259,19 +299,27 @@ def test_responses_reach_the_client_in_the_order_sent(
     stream = Stream(server.grpc_url)
     finals: list[Any] = []
     try:
-        stream.send("A", values["A"], tags["A"])
+        stream.send("A", values["A"], tags["A"], model)
         if not late:
-            stream.send("B", values["B"], tags["B"])
+            stream.send("B", values["B"], tags["B"], model)
         seen = []
         sent = {"A": 0, "B": 0}
         for step, request in enumerate(order):
             if late and step == 1:
-                stream.send("B", values["B"], tags["B"])
+                stream.send("B", values["B"], tags["B"], model)
             (repo / "gated" / f"go-{tags[request]}-{sent[request]}").touch()
             sent[request] += 1
             seen.append(stream.next_data(finals))
-        while len(finals) < 2:
-            finals.append(stream.got.get(timeout=60))
+        # Each request ends with one FINAL. The model sends it alone after its
+        # last response; through the ensemble it may come with that response
+        # instead (Triton 2.51 and tritonx alike: the ensemble marks its last
+        # response final when the step's FINAL is already in), so the flag is
+        # compared wherever it comes.
+        ended = [item[0] for item in seen if item[3]] + [item[0] for item in finals]
+        while len(ended) < 2:
+            item = stream.got.get(timeout=60)
+            assert item[1:] == (None, None, True), item
+            ended.append(item[0])
     finally:
         for tag in tags.values():
             (repo / "gated" / f"go-{tag}-all").touch()
@@ -281,9 +329,13 @@ def test_responses_reach_the_client_in_the_order_sent(
     for request in order:
         index = count[request]
         count[request] += 1
-        expected.append((request, values[request][index], index, False))
-    assert seen == expected
-    assert sorted(finals) == [("A", None, None, True), ("B", None, None, True)]
+        expected.append((request, values[request][index], index))
+    assert [item[:3] for item in seen] == expected
+    # A final flag only on a request's last response.
+    assert all(item[2] == 3 for item in seen if item[3])
+    assert sorted(ended) == ["A", "B"]
+    if model == "gated":
+        assert not any(item[3] for item in seen)
     assert stream.got.empty()
 
 
