@@ -66,6 +66,7 @@ void RegisterRegistry(py::module_& m) {
             self.SetUnavailable({ns, name}, version);
           },
           py::arg("name"), py::arg("version"), py::arg("namespace") = "")
+      .def("set_server_not_ready", &ModelRegistry::SetServerNotReady)
       .def(
           "find",
           // Names come from clients: a value that is not UTF-8 text fails as

@@ -95,6 +95,7 @@ Status ModelRegistry::Find(const std::string& name, const std::string& version,
   Status status = ParseVersionArgument(version, &parsed);
   if (!status.ok()) return status;
   std::shared_lock<std::shared_mutex> lock(mu_);
+  if (server_not_ready_) return Status(StatusCode::kUnavailable, "Server not ready");
   ModelId id{"", name};
   if (namespacing_) {
     // Triton's order: the name to one identifier first, then the model.
@@ -126,7 +127,13 @@ Status ModelRegistry::FindIn(const ModelId& id, const std::string& version,
   Status status = ParseVersionArgument(version, &parsed);
   if (!status.ok()) return status;
   std::shared_lock<std::shared_mutex> lock(mu_);
+  if (server_not_ready_) return Status(StatusCode::kUnavailable, "Server not ready");
   return FindLocked(id, version, parsed, model);
+}
+
+void ModelRegistry::SetServerNotReady() {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  server_not_ready_ = true;
 }
 
 Status ModelRegistry::FindLocked(const ModelId& id, const std::string& version,

@@ -56,6 +56,11 @@ class ModelRegistry {
   // in global map".
   void SetResolvable(const ModelId& id, bool resolvable);
 
+  // The server failed to initialise (Triton's SERVER_FAILED_TO_INITIALIZE, a state
+  // it never leaves): every lookup answers UNAVAILABLE "Server not ready", as
+  // Triton's core refuses inference then.
+  void SetServerNotReady();
+
   // Finds the version to serve: `version` empty means the highest servable version.
   // A name two namespaces know is ambiguous. Errors carry Triton's messages.
   Status Find(const std::string& name, const std::string& version,
@@ -72,6 +77,7 @@ class ModelRegistry {
 
   mutable std::shared_mutex mu_;
   bool namespacing_ = false;
+  bool server_not_ready_ = false;
   std::map<ModelId, std::map<int64_t, std::shared_ptr<Model>>> models_;
   // name -> the namespaces of the known models of that name.
   std::map<std::string, std::set<std::string>> known_;

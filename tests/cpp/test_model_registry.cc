@@ -46,6 +46,20 @@ TEST(ModelRegistry, UnknownModelMessages) {
             "Request for unknown model: 'loading' is not found");
 }
 
+TEST(ModelRegistry, ServerNotReadyRefusesEveryLookup) {
+  ModelRegistry registry;
+  registry.Add(MakeModel("m", 1));
+  registry.SetServerNotReady();
+  std::shared_ptr<Model> found;
+  for (const Status& status :
+       {registry.Find("m", "", &found), registry.Find("nope", "1", &found),
+        registry.FindIn({"", "m"}, "1", &found)}) {
+    EXPECT_EQ(status.code(), StatusCode::kUnavailable);
+    EXPECT_EQ(status.message(), "Server not ready");
+  }
+  EXPECT_EQ(found, nullptr);
+}
+
 TEST(ModelRegistry, VersionMessages) {
   ModelRegistry registry;
   registry.Add(MakeModel("m", 1));

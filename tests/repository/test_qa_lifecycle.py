@@ -29,7 +29,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -166,6 +168,13 @@ def _start(
         terminate(process)
 
 
+def _input(client_module: Any) -> Any:
+    """An INPUT0 of the test model for tritonclient's http or grpc module."""
+    tensor = client_module.InferInput("INPUT0", [1, 4], "FP32")
+    tensor.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
+    return tensor
+
+
 def _answers(url: str) -> bool:
     try:
         with httpclient.InferenceServerClient(url) as client:
@@ -209,6 +218,8 @@ def test_missing_repository_without_exit_on_error(
             assert not http.is_model_ready("m")
             with pytest.raises(InferenceServerException, match="Server not ready"):
                 http.get_model_repository_index()
+            with pytest.raises(InferenceServerException, match="Server not ready"):
+                http.infer("m", [_input(httpclient)])
         with grpcclient.InferenceServerClient(f"127.0.0.1:{started.grpc}") as grpc:
             assert not grpc.is_server_live()
             assert not grpc.is_server_ready()
@@ -217,6 +228,8 @@ def test_missing_repository_without_exit_on_error(
                 grpc.is_model_ready("m")
             with pytest.raises(InferenceServerException, match="Server not ready"):
                 grpc.get_model_repository_index()
+            with pytest.raises(InferenceServerException, match="Server not ready"):
+                grpc.infer("m", [_input(grpcclient)])
         error = "failed to stat file" if repos else "--model-repository must be"
         assert error in started.log.read_text()
 

@@ -49,6 +49,9 @@ def _parse_version(version: str) -> int | None:
 class ModelLookup:
     # Provided by RepositoryRegistration: the repositories as they are now.
     _listing: Callable[[], RepositoryListing]
+    # Provided by ModelManager: the core's ModelRegistry, which the frontends'
+    # request paths look models up in.
+    registry: Any
 
     def __init__(self, options: ManagerOptions) -> None:
         self.options = options
@@ -132,8 +135,10 @@ class ModelLookup:
         """The server failed to initialise (a repository that does not exist,
         with --exit-on-error=false): nothing loads, and the server stays neither
         live nor ready for the rest of its run, as Triton's
-        SERVER_FAILED_TO_INITIALIZE state."""
+        SERVER_FAILED_TO_INITIALIZE state. Inference, looked up in the core
+        registry, is refused "Server not ready" there."""
         self._failed_to_initialize = True
+        self.registry.set_server_not_ready()
 
     def server_live(self) -> bool:
         """Triton's liveness: the server answers and did not fail to initialise.
