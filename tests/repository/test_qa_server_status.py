@@ -118,7 +118,20 @@ def _versions(server: RunningServer, model: str) -> list[str]:
 
 def _successes(server: RunningServer, model: str, version: str = "") -> Any:
     """Per version listed: (version, successful inferences), or the error."""
+    return _same(server, _success_call(model, version))
 
+
+def _wait_counted(server: RunningServer, model: str, version: str, want: Any) -> None:
+    """Wait until both protocols read ``want`` (Triton counts a request after it
+    answered it, so one protocol may read the count before the other)."""
+    call = _success_call(model, version)
+    wait_until(
+        lambda: all(seen == want for seen in _both(server, call).values()),
+        f"{model} version {version} to count {want}",
+    )
+
+
+def _success_call(model: str, version: str) -> Call:
     def call(client: Any) -> Any:
         answer = client.get_inference_statistics(model, version)
         if not isinstance(answer, dict):
@@ -131,7 +144,7 @@ def _successes(server: RunningServer, model: str, version: str = "") -> Any:
             for s in answer["model_stats"]
         ]
 
-    return _same(server, call)
+    return call
 
 
 def _ready(server: RunningServer, model: str, versions: list[str]) -> list[bool]:
@@ -188,10 +201,7 @@ def test_latest_versions_metadata_and_statistics(server: RunningServer) -> None:
     for _ in range(3):
         _infer(server, "latest3")
     # Triton counts a request after it has answered it.
-    wait_until(
-        lambda: _successes(server, "latest3", "3") == [("3", 3)],
-        "the three inferences to be counted",
-    )
+    _wait_counted(server, "latest3", "3", [("3", 3)])
     assert _successes(server, "latest3", "1") == [("1", 0)]
     assert _successes(server, "latest3", "2") == [("2", 0)]
     assert sorted(_successes(server, "latest3")) == [("1", 0), ("2", 0), ("3", 3)]
@@ -207,10 +217,7 @@ def test_versions_left_out_by_a_specific_policy(server: RunningServer) -> None:
     assert _versions(server, "specific") == ["1", "3"]
     assert _ready(server, "specific", ["1", "2", "3"]) == [True, False, True]
     _infer(server, "specific", "1")
-    wait_until(
-        lambda: _successes(server, "specific", "1") == [("1", 1)],
-        "the inference to be counted",
-    )
+    _wait_counted(server, "specific", "1", [("1", 1)])
     assert _successes(server, "specific", "3") == [("3", 0)]
     assert _successes(server, "specific", "2") == (
         "error",
@@ -228,10 +235,7 @@ def test_deleted_versions(server: RunningServer) -> None:
     version 1 is served, with no inference counted."""
     repo: Path = server.repo  # type: ignore[attr-defined]
     _infer(server, "shrinking", "3")
-    wait_until(
-        lambda: _successes(server, "shrinking", "3") == [("3", 1)],
-        "the inference to be counted",
-    )
+    _wait_counted(server, "shrinking", "3", [("3", 1)])
     shutil.rmtree(repo / "shrinking" / "2")
     shutil.rmtree(repo / "shrinking" / "3")
     _reload(server, "shrinking")
