@@ -4,9 +4,13 @@ the Triton 2.51 reference server loading the same config.pbtxt (python backend);
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from tritonx.config import ConfigPollError, load_model_config
+from tritonx.config import ConfigPollError, ModelConfig, load_model_config
+from tritonx.config.loader import check_model_tensors
 from tritonx.errors import InvalidArgumentError
 
 from .conftest import MakeModel
@@ -73,10 +77,18 @@ POLL_CASES = [
 ]
 
 
+def load_checked(model_dir: Path, **kwargs: Any) -> ModelConfig:
+    """``load_model_config`` and then the tensor checks a Python model's load runs
+    after its auto-complete (repository/loader.py's build_version)."""
+    config = load_model_config(model_dir, **kwargs)
+    check_model_tensors(config)
+    return config
+
+
 @pytest.mark.parametrize(("text", "message"), POLL_CASES)
 def test_poll_errors(make_model: MakeModel, text: str, message: str) -> None:
     with pytest.raises(ConfigPollError) as info:
-        load_model_config(make_model("m", text))
+        load_checked(make_model("m", text))
     assert str(info.value) == message
 
 
@@ -175,7 +187,7 @@ LOAD_CASES = [
 @pytest.mark.parametrize(("text", "message"), LOAD_CASES)
 def test_load_errors(make_model: MakeModel, text: str, message: str) -> None:
     with pytest.raises(InvalidArgumentError) as info:
-        load_model_config(make_model("m", text))
+        load_checked(make_model("m", text))
     assert not isinstance(info.value, ConfigPollError)
     assert str(info.value) == message
 
@@ -189,13 +201,13 @@ def test_load_errors(make_model: MakeModel, text: str, message: str) -> None:
 )
 def test_valid_reshapes(make_model: MakeModel, reshape: str) -> None:
     text = PY + "max_batch_size: 2\n" + _input(reshape)
-    load_model_config(make_model("m", text))
+    load_checked(make_model("m", text))
 
 
 def test_variable_reshape_chunks_must_match(make_model: MakeModel) -> None:
     text = PY + _input("dims: [ 2, -1 ] reshape: { shape: [ -1, 2 ] }")
     with pytest.raises(InvalidArgumentError) as info:
-        load_model_config(make_model("m", text))
+        load_checked(make_model("m", text))
     assert str(info.value) == (
         "model input 'IN0' has different size for dims and reshape for m"
     )
@@ -209,7 +221,7 @@ def test_sequence_control_needs_two_values(make_model: MakeModel) -> None:
     )
     # Rejected while polling, as Triton does (checked against Triton 2.51).
     with pytest.raises(ConfigPollError) as info:
-        load_model_config(make_model("m", text))
+        load_checked(make_model("m", text))
     assert str(info.value) == (
         "sequence batching control 'int32_false_true' must have exactly 2 entries "
         "for CONTROL_SEQUENCE_START for m"
@@ -222,7 +234,7 @@ def test_duplicate_input_names_rejected(make_model: MakeModel) -> None:
         '{ name: "IN0" data_type: TYPE_FP32 dims: [ 4 ] } ]\n' + OUT
     )
     with pytest.raises(InvalidArgumentError, match="specified more than once"):
-        load_model_config(make_model("m", text))
+        load_checked(make_model("m", text))
 
 
 def test_defaults_filled(make_model: MakeModel) -> None:
@@ -233,7 +245,7 @@ def test_defaults_filled(make_model: MakeModel) -> None:
         + "dynamic_batching { }\n"
         + ('instance_group [ { name: "grp" }, { count: -1 } ]')
     )
-    config = load_model_config(make_model("m", text))
+    config = load_checked(make_model("m", text))
     assert config.version_policy.latest.num_versions == 1
     assert list(config.dynamic_batching.preferred_batch_size) == [4]
     assert config.optimization.input_pinned_memory.enable
@@ -263,7 +275,7 @@ def test_gpu_groups_with_gpus(make_model: MakeModel) -> None:
         PY + IO + "instance_group [ { kind: KIND_GPU }, { kind: KIND_GPU gpus: [3] } ]"
     )
     with pytest.raises(InvalidArgumentError) as info:
-        load_model_config(make_model("m", text), gpu_ids=[0, 1])
+        load_checked(make_model("m", text), gpu_ids=[0, 1])
     assert str(info.value) == (
         "instance group m_1 of model m specifies invalid or unsupported gpu id 3. "
         "GPUs with at least the minimum required CUDA compute compatibility of "
@@ -272,6 +284,6 @@ def test_gpu_groups_with_gpus(make_model: MakeModel) -> None:
 
 
 def test_auto_kind_resolves_to_gpu_when_available(make_model: MakeModel) -> None:
-    config = load_model_config(make_model("m", PY + IO), gpu_ids=[0, 1])
+    config = load_checked(make_model("m", PY + IO), gpu_ids=[0, 1])
     group = config.instance_group[0]
     assert (group.kind, list(group.gpus)) == (1, [0, 1])  # KIND_GPU on all GPUs

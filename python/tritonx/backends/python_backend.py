@@ -89,8 +89,9 @@ def run_python_auto_complete(
             raise InternalError(format_exception(exc)) from exc
         if not isinstance(result, PbModelConfig):
             raise InternalError(
-                "auto_complete_config must return a pb_utils.ModelConfig object, "
-                f"found type '{type(result)}'"
+                "auto_complete_config function in model "
+                f"'{config_dict.get('name', '')}' must return a valid pb.ModelConfig "
+                "object."
             )
         return result.as_dict()
     finally:

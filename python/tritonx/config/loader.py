@@ -13,7 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tritonx.config._pb import ModelConfig
-from tritonx.config.backend_fields import ORT_BACKEND, autofill_backend_fields
+from tritonx.config.backend_fields import (
+    ORT_BACKEND,
+    PYTHON_BACKEND,
+    autofill_backend_fields,
+)
 from tritonx.config.checks import check_supported, validate_warmup
 from tritonx.config.normalize import normalize_instance_groups, normalize_model_config
 from tritonx.config.onnx_complete import (
@@ -76,14 +80,32 @@ def poll_model_config(
     validate_model_config(config)
 
 
-def finalize_model_config(config: ModelConfig, *, gpu_ids: Sequence[int] = ()) -> None:
-    """Load-stage processing after any backend auto-complete, in place: instance
-    groups, tensor checks, warmup checks and tritonx's unsupported features."""
+def finalize_model_config(
+    config: ModelConfig, *, gpu_ids: Sequence[int] = (), tensor_checks: bool = True
+) -> None:
+    """Load-stage processing, in place: instance groups, then (unless
+    ``tensor_checks`` is off: a backend completes the config later and the loader
+    runs ``check_model_tensors`` after it) the checks of the tensors."""
     normalize_instance_groups(config, gpu_ids=gpu_ids)
     validate_instance_groups(config, gpu_ids)
+    if tensor_checks:
+        check_model_tensors(config)
+
+
+def check_model_tensors(config: ModelConfig) -> None:
+    """The checks that need the config's final tensors: inputs and outputs,
+    warmup samples and tritonx's unsupported features. Triton runs them once the
+    backend has initialised the model, after its auto-complete: a Python model's
+    ``auto_complete_config`` may supply a tensor's missing dims or data type."""
     validate_io_config(config)
     validate_warmup(config)
     check_supported(config)
+
+
+def completed_by_backend(config: ModelConfig, auto_complete: bool) -> bool:
+    """Whether the backend may still complete ``config`` when a version loads
+    (the Python backend's ``auto_complete_config``; ONNX is completed here)."""
+    return auto_complete and config.backend == PYTHON_BACKEND
 
 
 def normalize_and_validate(
@@ -174,7 +196,11 @@ def load_model_config(
             onnx_file,
             default_max_batch_size=default_max_batch_size(backend_config, ORT_BACKEND),
         )
-    finalize_model_config(config, gpu_ids=gpu_ids)
+    finalize_model_config(
+        config,
+        gpu_ids=gpu_ids,
+        tensor_checks=not completed_by_backend(config, auto_complete),
+    )
     if onnx_file is not None:
         check_onnx_consistency(config, onnx_file)
     return config

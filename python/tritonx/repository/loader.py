@@ -21,6 +21,7 @@ from tritonx.config import (
     rate_limits_from_config,
     scheduler_config_from_config,
 )
+from tritonx.config.loader import check_model_tensors, completed_by_backend
 from tritonx.config.to_core import ensemble_steps_from_config
 from tritonx.host_policy import HostPolicies, binding_for_creation
 from tritonx.repository.batch_strategy import load_batch_strategy
@@ -136,6 +137,8 @@ def build_version(
     if settings.auto_complete and complete is not None:
         complete(config, ctx)
         ctx.config_json = config_to_json(config)
+    if completed_by_backend(config, settings.auto_complete):
+        check_model_tensors(config)  # deferred by load_model_config
     # Before the backend: an unreadable label file fails the load with nothing to undo.
     spec = model_spec_from_config(config, version, model_dir)
     scheduler = scheduler_config_from_config(config, model_dir)
