@@ -28,6 +28,28 @@ log = logging.getLogger("tritonx.repository")
 _LOAD_FAILED = "load failed for model '{name}': "
 
 
+class CircularDependency(InvalidArgumentError):
+    """An ensemble that depends on itself through ``cycle``: the keys of the
+    ensembles in the cycle, each depending on the next and the last on the
+    first."""
+
+    def __init__(self, message: str, cycle: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.cycle = cycle
+
+
+def _cycle_message(cycle: tuple[str, ...], key: str) -> str:
+    """What Triton answers for ensemble ``key`` of ``cycle``: the cycle followed
+    from ``key`` back to it, through the ensemble that depends on ``key`` (every
+    ensemble of a cycle fails with its own start; models that only depend on the
+    cycle fail for a composing model with no loaded version)."""
+    at = cycle.index(key)
+    return (
+        f"circular dependency between ensembles: {key} -> ... -> "
+        f"{cycle[at - 1]} -> {key}"
+    )
+
+
 def is_ensemble(config: ModelConfig) -> bool:
     return config.HasField("ensemble_scheduling")
 
@@ -109,6 +131,8 @@ class EnsembleDependencies:
             record = self._records.get(model_id.key)
             if record is not None and record.ready_versions():
                 await self._unload_record(record)
+            if isinstance(error, CircularDependency):
+                raise CircularDependency(message, error.cycle) from None
             raise InvalidArgumentError(message) from None
 
     async def _resolve(
@@ -125,18 +149,21 @@ class EnsembleDependencies:
                 f"ambiguous: {', '.join(missing)}"
             )
         dep_keys = {d: key for d, key in keys.items() if key is not None}
-        for dep, key in dep_keys.items():
-            if key in chain:
-                raise InvalidArgumentError(
-                    f"circular dependency between ensembles: {dep} -> ... -> "
-                    f"{name} -> {dep}"
-                )
+        for key in dep_keys.values():
+            if key in chain:  # chain ends with this ensemble's key
+                cycle = chain[chain.index(key) :]
+                raise CircularDependency(_cycle_message(cycle, model_id.key), cycle)
         for key in dep_keys.values():
             if self._ready_config(key) is not None:
                 continue
             try:
                 await self._load_model(key, None, None, chain)
                 self._load_errors.pop(key, None)
+            except CircularDependency as error:
+                if model_id.key in error.cycle:
+                    message = _cycle_message(error.cycle, model_id.key)
+                    raise CircularDependency(message, error.cycle) from None
+                self._load_errors[key] = error.message
             except TritonXError as error:
                 self._load_errors[key] = error.message
         composing: dict[str, ModelConfig] = {}
