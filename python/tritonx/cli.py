@@ -305,6 +305,11 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
             "error: creating server: Invalid argument - Wildcard model name '*' "
             "must be the ONLY startup model if specified at all."
         )
+    if args.model_config_name == "":
+        raise UsageError(
+            'Bad option: "--model-config-name".\n'
+            "Error: empty argument for --model-config-name"
+        )
     auto_complete = not args.disable_auto_complete_config
     if args.strict_model_config is not None:
         warnings.append(

@@ -88,14 +88,22 @@ def parse_choice(flag: str, choices: Sequence[str]) -> Callable[[str], str]:
 
 
 def parse_backend_config(values: Sequence[str]) -> dict[str, dict[str, str]]:
-    """``<backend>,<setting>=<value>``; without a backend the setting is global ("")."""
+    """``<backend>,<setting>=<value>``; without a backend the setting is global ("").
+    A comma with nothing before it, an empty setting or an empty value is refused,
+    as tritonserver does."""
     result: dict[str, dict[str, str]] = {}
     for value in values:
         backend, comma, setting = value.partition(",")
+        if comma and not backend:
+            raise UsageError(
+                'Bad option: "--backend-config".\n'
+                "No backend specified. --backend-config option format is <backend "
+                f"name>,<setting>=<value> or <setting>=<value>. Got {value}"
+            )
         if not comma:
             backend, setting = "", value
         key, equals, val = setting.partition("=")
-        if not equals or not key:
+        if not equals or not key or not val:
             raise UsageError(
                 'Bad option: "--backend-config".\n'
                 "--backend-config option format is "
