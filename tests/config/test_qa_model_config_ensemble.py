@@ -131,6 +131,30 @@ COMPOSING = [
     ),
 ]
 
+# A step whose config has tensors only: its auto_complete_config sets
+# max_batch_size 4 and dynamic batching (an ensemble has no scheduler to clash).
+AUTO_STEP_PY = (
+    MODEL_PY
+    + """
+    @staticmethod
+    def auto_complete_config(config):
+        config.set_max_batch_size(4)
+        config.set_dynamic_batching()
+        config.add_input({"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [4]})
+        config.add_output({"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": [4]})
+        return config
+"""
+)
+COMPOSING.append(
+    Case(
+        "auto_step",
+        python_model(0, ["INPUT0"], ["OUTPUT0"], dims="4").replace(
+            "max_batch_size: 0\n", ""
+        ),
+        files={"1/model.py": AUTO_STEP_PY},
+    )
+)
+
 REPEAT_IN = {"IN": "IN", "DELAY": "DELAY", "WAIT": "WAIT"}
 FOUR_FROM_TEMPS = {"INPUT0": "t0", "INPUT1": "t1", "INPUT2": "t2"}
 
@@ -307,6 +331,18 @@ ENSEMBLES = [
             mbs=0,
         ),
     ),
+    Case(
+        "e_auto_completed_steps",
+        ensemble(
+            [
+                step("auto_step", {"INPUT0": "data"}, {"OUTPUT0": "t"}),
+                step("auto_step", {"INPUT0": "t"}, {"OUTPUT0": "prob"}),
+            ],
+            inputs=tensors("input", "TYPE_FP32", "4", ["data"]),
+            outputs=tensors("output", "TYPE_FP32", "4", ["prob"]),
+            mbs=0,
+        ),
+    ),
     Case("e_inner", ensemble([ONE_STEP])),
     Case(
         "e_outer",
@@ -374,6 +410,7 @@ EXPECTED: dict[str, str | None] = {
     "e_batch_then_nobatch": None,
     "e_nobatch_then_batch": None,
     "e_outer": None,
+    "e_auto_completed_steps": None,
 }
 
 assert EXPECTED.keys() <= {case.name for case in ENSEMBLES}
