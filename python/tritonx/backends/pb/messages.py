@@ -137,6 +137,10 @@ class InferenceResponse:
             raise TritonModelException(
                 "Output tensor for inference response should not be empty."
             )
+        if isinstance(parameters, Mapping):
+            # Refused here, with the request's words (as later Tritons' constructor
+            # does), not when the response is sent.
+            parameters = _checked_parameters(parameters)
         self._tensors = tensors
         self._error = error
         self._parameters = _params_json(parameters)
