@@ -204,7 +204,9 @@ def _check_directory_name(name: str) -> None:
 
 
 def _safe_relative(rel: str) -> PurePosixPath:
-    path = PurePosixPath(rel.removeprefix("file:"))
-    if not path.parts or path.is_absolute() or ".." in path.parts:
+    # A leading '/' names the model directory, as in Triton 2.51 (it joins the path
+    # under the new directory): "file:/1/model.py" is "file:1/model.py".
+    path = PurePosixPath(rel.removeprefix("file:").lstrip("/"))
+    if not path.parts or ".." in path.parts:
         raise InvalidArgumentError(f"invalid file path '{rel}' in model load request")
     return path
