@@ -1,9 +1,11 @@
 """The repository load API never writes outside its own temporary directory.
 
 A load request with ``file:`` contents names the model and each file; both come from
-the client. Names and paths that would leave the request's directory (absolute, with
-``..`` or a separator) are refused before anything is written, on both protocols; a
-path the file system cannot hold answers Triton's poll failure without server paths.
+the client. Model names that would leave the request's directory (absolute, with
+``..`` or a separator) and file paths with ``..`` are refused before anything is
+written, on both protocols; a file path's leading '/' names the model's own directory
+(as in Triton), so it stays inside; a path the file system cannot hold answers
+Triton's poll failure without server paths.
 """
 
 from __future__ import annotations
@@ -93,7 +95,6 @@ def _escaping_requests(target: Path) -> list[tuple[str, dict[str, bytes]]]:
         ("nested/name", {"1/model.py": MODEL_PY}),
         ("..", {"1/model.py": MODEL_PY}),
         ("ok_name", {f"../../../../../../../..{target}/1/model.py": MODEL_PY}),
-        ("ok_name", {f"{target}/1/model.py": MODEL_PY}),
     ]
 
 
@@ -112,6 +113,26 @@ def test_names_and_paths_outside_the_request_directory_are_refused(
         assert "invalid" in message
         assert not target.exists(), (name, list(files))
         assert not list(tmp_path.rglob("model.py"))
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_an_absolute_file_path_stays_inside_the_model_directory(
+    server: RunningServer, tmp_path: Path, protocol: str
+) -> None:
+    """As Triton 2.51, a leading '/' names the model's own directory: the file
+    lands at <model dir>/<path>, so this load has no version 1 at the top and
+    fails, having written nothing outside the request's directory."""
+    target = tmp_path / "planted"
+    files = {f"{target}/1/model.py": MODEL_PY}
+    if protocol == "http":
+        status, message = _http_load(server, "absolute_file", files)
+        assert status == 400, message
+    else:
+        code, message = _grpc_load(server, "absolute_file", files)
+        assert code == "StatusCode.INVALID_ARGUMENT", message
+    assert "at least one version must be available" in message
+    assert not target.exists()
+    assert not list(tmp_path.rglob("model.py"))
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
