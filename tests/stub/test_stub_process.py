@@ -534,7 +534,12 @@ def test_odd_outputs_answer_alike_in_both_modes(tmp_path: Path) -> None:
             )
         assert answer(client, "odd_stub", 0) == ([b"ok"], {"n": 1})
         assert answer(client, "odd_stub", 2) == ("500", "no answer for this one")
-        assert answer(client, "odd_stub", 3)[1].startswith("Unable to parse 'bad'")
+        # Refused when the response is built (pb_utils' own check), in execute.
+        assert answer(client, "odd_stub", 3)[1].startswith(
+            "Failed to process the request(s) for model 'odd_0', message: "
+            "TritonModelException: Expect parameters values to have type "
+            "bool/int/str, found type <class 'list'>"
+        )
         client.close()
 
 
