@@ -165,7 +165,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def _both(repo: Path, *args: str) -> Iterator[Servers]:
+def server_pair(repo: Path, *args: str) -> Iterator[Servers]:
+    """tritonx and (when a reference command is given) Triton 2.51 on ``repo`` in
+    explicit mode."""
     with ExitStack() as stack:
         ours = stack.enter_context(run_server(repo, EXPLICIT, *args))
         reference = None
@@ -176,14 +178,33 @@ def _both(repo: Path, *args: str) -> Iterator[Servers]:
 
 @pytest.fixture(scope="module")
 def servers(repo: Path) -> Iterator[Servers]:
-    with _both(repo) as both:
+    with server_pair(repo) as both:
         yield both
 
 
 @pytest.fixture(scope="module")
 def servers_no_auto_complete(repo: Path) -> Iterator[Servers]:
-    with _both(repo, "--disable-auto-complete-config") as both:
+    with server_pair(repo, "--disable-auto-complete-config") as both:
         yield both
+
+
+def observe_pair(
+    servers: Servers, name: str
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """tritonx's observation of ``name``, and Triton's when it runs (a crashed
+    reference is replaced and the case run again once)."""
+    reference = servers.reference
+    if reference is None:
+        return observe(servers.ours, servers.repo, name), None
+    if reference.crashed():
+        reference.replace()
+    try:
+        return observe_both(servers.ours, reference.server, servers.repo, name)
+    except Exception:
+        if not reference.crashed():
+            raise
+        reference.replace()
+        return observe_both(servers.ours, reference.server, servers.repo, name)
 
 
 def _alive(server: RunningServer) -> RunningServer:

@@ -20,13 +20,12 @@ decoupled models) are not repeated.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from config_diff import MODEL_PY, Case, observe, observe_both, write_repository
-from serverutil import RunningServer, reference_command, run_server
-from test_config_differential import EXPLICIT, Reference, Servers
+from config_diff import MODEL_PY, Case, write_repository
+from serverutil import RunningServer
+from test_config_differential import Servers, observe_pair, server_pair
 
 
 def tensors(kind: str, dtype: str, dims: str, names: list[str]) -> str:
@@ -420,31 +419,8 @@ assert EXPECTED.keys() <= {case.name for case in ENSEMBLES}
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     repo = tmp_path_factory.mktemp("qa_ensemble_config") / "repo"
     write_repository(repo, COMPOSING + ENSEMBLES)
-    with ExitStack() as stack:
-        ours = stack.enter_context(run_server(repo, EXPLICIT))
-        reference = None
-        if reference_command() is not None:
-            reference = Reference(stack, repo, ())
-        yield Servers(repo, ours, reference)
-
-
-def _observe(
-    servers: Servers, name: str
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """tritonx's observation of ``name``, and Triton's when it runs (a crashed
-    reference is replaced and the case run again once)."""
-    reference = servers.reference
-    if reference is None:
-        return observe(servers.ours, servers.repo, name), None
-    if reference.crashed():
-        reference.replace()
-    try:
-        return observe_both(servers.ours, reference.server, servers.repo, name)
-    except Exception:
-        if not reference.crashed():
-            raise
-        reference.replace()
-        return observe_both(servers.ours, reference.server, servers.repo, name)
+    with server_pair(repo) as both:
+        yield both
 
 
 def _reason_given(server: RunningServer, seen: dict[str, Any], reason: str) -> bool:
@@ -453,7 +429,7 @@ def _reason_given(server: RunningServer, seen: dict[str, Any], reason: str) -> b
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_ensemble_config_case(servers: Servers, name: str) -> None:
-    ours, theirs = _observe(servers, name)
+    ours, theirs = observe_pair(servers, name)
     reason = EXPECTED[name]
     if reason is None:
         assert ours["load"] == 200, ours

@@ -13,13 +13,12 @@ config refused while polling) must give the reason Triton's QA expects.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from config_diff import Case, observe, observe_both, write_repository
-from serverutil import RunningServer, reference_command, run_server
-from test_config_differential import EXPLICIT, Reference, Servers
+from config_diff import Case, write_repository
+from serverutil import RunningServer
+from test_config_differential import Servers, observe_pair, server_pair
 
 IO = (
     'backend: "python"\n'
@@ -149,36 +148,13 @@ CASES = [Case(name, config) for name, (config, _) in TABLE.items()]
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     repo = tmp_path_factory.mktemp("qa_platform") / "repo"
     write_repository(repo, CASES)
-    with ExitStack() as stack:
-        ours = stack.enter_context(run_server(repo, EXPLICIT))
-        reference = None
-        if reference_command() is not None:
-            reference = Reference(stack, repo, ())
-        yield Servers(repo, ours, reference)
-
-
-def _observe(
-    servers: Servers, name: str
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """tritonx's observation of ``name``, and Triton's when it runs (a crashed
-    reference is replaced and the case run again once)."""
-    reference = servers.reference
-    if reference is None:
-        return observe(servers.ours, servers.repo, name), None
-    if reference.crashed():
-        reference.replace()
-    try:
-        return observe_both(servers.ours, reference.server, servers.repo, name)
-    except Exception:
-        if not reference.crashed():
-            raise
-        reference.replace()
-        return observe_both(servers.ours, reference.server, servers.repo, name)
+    with server_pair(repo) as both:
+        yield both
 
 
 @pytest.mark.parametrize("name", list(TABLE))
 def test_platform_case(servers: Servers, name: str) -> None:
-    ours, theirs = _observe(servers, name)
+    ours, theirs = observe_pair(servers, name)
     reason = TABLE[name][1]
     assert ours["load"] != 200, ours
     assert _reason_given(servers.ours, ours, reason), ours
