@@ -100,6 +100,14 @@ class TritonPythonModel:
         return responses
 """
 
+
+def held_inputs(tag: int) -> list[grpcclient.InferInput]:
+    """HELD_MODEL's INPUT0 for the request tagged ``tag``."""
+    tensor = grpcclient.InferInput("INPUT0", [1], "FP32")
+    tensor.set_data_from_numpy(np.array([tag], dtype=np.float32))
+    return [tensor]
+
+
 # An echo model whose initialize leaves "loading" in its directory, then waits for
 # "go" there (for at most two minutes, so that a failed test cannot hang the server).
 SLOW_LOAD_MODEL = """

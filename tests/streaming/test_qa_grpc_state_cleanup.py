@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from grpcutil import HELD_MODEL, wait_for, wait_until
+from grpcutil import HELD_MODEL, held_inputs, wait_for, wait_until
 from serverutil import RunningServer, run_either
 from testmodels import REPEAT_CONFIG, REPEAT_MODEL, write_model
 from tritonclient.utils import InferenceServerException
@@ -64,12 +64,6 @@ def server(repo: Path, request: pytest.FixtureRequest) -> Iterator[RunningServer
 def client(server: RunningServer) -> Iterator[grpcclient.InferenceServerClient]:
     with grpcclient.InferenceServerClient(server.grpc_url) as c:
         yield c
-
-
-def _held(tag: int) -> list[grpcclient.InferInput]:
-    tensor = grpcclient.InferInput("INPUT0", [1], "FP32")
-    tensor.set_data_from_numpy(np.array([tag], dtype=np.float32))
-    return [tensor]
 
 
 def _repeat(count: int, mode: int) -> list[grpcclient.InferInput]:
@@ -116,7 +110,7 @@ def _serves(client: grpcclient.InferenceServerClient, repo: Path) -> None:
     got: queue.Queue[Any] = queue.Queue()
     client.start_stream(callback=lambda result, error: got.put(error or result))
     before = _stats(client, "held")["success"]
-    client.async_stream_infer("held", _held(tag))
+    client.async_stream_infer("held", held_inputs(tag))
     assert _answer(got.get(timeout=30)) == tag
     client.stop_stream()
     assert client.is_model_ready("held")
@@ -145,7 +139,7 @@ def test_one_call_of_many_ends_early(
         timeout = 5.0 if how == "timeout" and i == 5 else None
         futures[tag] = client.async_infer(
             "held",
-            _held(tag),
+            held_inputs(tag),
             lambda result, error, tag=tag: answers[tag].put(error or result),
             client_timeout=timeout,
         )
@@ -210,7 +204,7 @@ def test_stream_deadline_cancels_the_request_in_flight(
     client.start_stream(
         callback=lambda result, error: got.put(error or result), stream_timeout=2.0
     )
-    client.async_stream_infer("held", _held(tag))
+    client.async_stream_infer("held", held_inputs(tag))
     wait_for(repo / "held" / f"ran-{tag}")
     assert _answer(got.get(timeout=60)) == DEADLINE
     wait_for(repo / "held" / f"cancelled-{tag}")
@@ -274,7 +268,7 @@ def test_shutdown_mid_stream(tmp_path: Path, kind: str) -> None:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         got: queue.Queue[Any] = queue.Queue()
         client.start_stream(callback=lambda result, error: got.put(error or result))
-        client.async_stream_infer("held", _held(1))
+        client.async_stream_infer("held", held_inputs(1))
         wait_for(repo / "held" / "ran-1")
         server.process.send_signal(signal.SIGINT)
         wait_until(
@@ -289,7 +283,7 @@ def test_shutdown_mid_stream(tmp_path: Path, kind: str) -> None:
                 ),
                 "the server to wait for the request in flight",
             )
-            client.async_stream_infer("held", _held(2))
+            client.async_stream_infer("held", held_inputs(2))
             wait_for(repo / "held" / "ran-2")
         assert server.process.poll() is None
         (repo / "held" / "release-all").touch()

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
-from grpcutil import HELD_MODEL, wait_for, wait_until
+from grpcutil import HELD_MODEL, held_inputs, wait_for, wait_until
 from serverutil import RunningServer, run_either
 from testmodels import ECHO_MODEL, write_model
 from tritonclient.utils import InferenceServerException
@@ -94,12 +94,6 @@ def client(server: RunningServer) -> Iterator[grpcclient.InferenceServerClient]:
         yield c
 
 
-def _inputs(tag: int) -> list[grpcclient.InferInput]:
-    tensor = grpcclient.InferInput("INPUT0", [1], "FP32")
-    tensor.set_data_from_numpy(np.array([tag], dtype=np.float32))
-    return [tensor]
-
-
 def _batched_inputs(tag: int) -> list[grpcclient.InferInput]:
     tensor = grpcclient.InferInput("INPUT0", [1, 1], "FP32")
     tensor.set_data_from_numpy(np.array([[tag]], dtype=np.float32))
@@ -151,7 +145,7 @@ def _sentinel_cancel(
     tag = next(_tags)
     answers: queue.Queue[Any] = queue.Queue()
     future = client.async_infer(
-        "held", _inputs(tag), lambda result, error: answers.put(error or result)
+        "held", held_inputs(tag), lambda result, error: answers.put(error or result)
     )
     wait_for(repo / "held" / f"ran-{tag}")
     future.cancel()
@@ -173,7 +167,7 @@ def test_cancelling_running_calls_notifies_each_and_reaches_the_model(
     answers: queue.Queue[Any] = queue.Queue()
     futures = [
         client.async_infer(
-            "held", _inputs(t), lambda result, error: answers.put(error or result)
+            "held", held_inputs(t), lambda result, error: answers.put(error or result)
         )
         for t in tags
     ]
@@ -210,7 +204,7 @@ def test_cancel_after_completion_is_a_no_op(
     (repo / "held" / f"release-{tag}").touch()
     answers: queue.Queue[Any] = queue.Queue()
     future = client.async_infer(
-        "held", _inputs(tag), lambda result, error: answers.put(error or result)
+        "held", held_inputs(tag), lambda result, error: answers.put(error or result)
     )
     result = answers.get(timeout=30)
     assert not isinstance(result, Exception), result
@@ -239,7 +233,7 @@ def test_stream_cancelled_with_nothing_in_flight_then_restarted(
         client.start_stream(callback=lambda result, error: answers.put(error or result))
         tag = next(_tags)
         (repo / "held" / f"release-{tag}").touch()
-        client.async_stream_infer("held", _inputs(tag))
+        client.async_stream_infer("held", held_inputs(tag))
         result = answers.get(timeout=30)
         assert not isinstance(result, Exception), result
         assert result.as_numpy("OUTPUT0").tolist() == [tag]
@@ -273,7 +267,7 @@ def test_aio_stream_cancel_reaches_the_model(server: RunningServer, repo: Path) 
         async with aioclient.InferenceServerClient(server.grpc_url) as c:
 
             async def requests() -> Any:
-                yield {"model_name": "held", "inputs": _inputs(tag)}
+                yield {"model_name": "held", "inputs": held_inputs(tag)}
                 await asyncio.Event().wait()  # keep the stream open
 
             responses = c.stream_infer(requests())
@@ -376,7 +370,7 @@ def test_cancelled_ensemble_still_completes_its_steps(
     tag = next(_tags)
     answers: queue.Queue[Any] = queue.Queue()
     future = client.async_infer(
-        "pipeline", _inputs(tag), lambda result, error: answers.put(error or result)
+        "pipeline", held_inputs(tag), lambda result, error: answers.put(error or result)
     )
     wait_for(repo / "held" / f"ran-{tag}")
     future.cancel()
