@@ -51,9 +51,14 @@ class TraceService:
 
 def start_tracing(config: TraceConfig, context: Any, manager: Any) -> TraceService:
     """The tracing of a server whose models share ``context`` (its tracer);
-    ``manager``: the model manager, for Triton's unknown-model check."""
+    ``manager``: the model manager, for Triton's unknown-model check: as in
+    Triton 2.51, a model counts as known while a version of it is loaded (an
+    unloaded model in the repository is unknown)."""
 
     def exists(name: str) -> bool:
-        return any(row["name"] == name for row in manager.index())
+        return any(
+            row["name"] == name and row.get("state") == "READY"
+            for row in manager.index(ready_only=True)
+        )
 
     return TraceService(config, context.tracer, exists)
