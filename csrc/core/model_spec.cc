@@ -20,19 +20,29 @@ std::string DimsWithBatch(const ModelSpec& spec, const Shape& dims) {
   return ShapeToString(full);
 }
 
-// Resolves at most one -1 in `reshape` so that it covers `elements` elements.
-Shape ResolveReshape(const Shape& reshape, int64_t elements) {
+// The shape the backend sees for an input given as `given` (its config dims,
+// batch dim excluded) under `reshape`, as Triton does it: the values the request
+// gave the config's -1 dims fill the reshape's -1 dims, in order.
+Shape ResolveReshape(const Shape& reshape, const Shape& dims, const Shape& given) {
+  std::vector<int64_t> variable;
+  for (size_t i = 0; i < dims.size() && i < given.size(); ++i) {
+    if (dims[i] == -1) variable.push_back(given[i]);
+  }
   Shape out = reshape;
+  size_t next = 0;
   int64_t known = 1;
-  int wildcard = -1;
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (out[i] == -1) {
-      wildcard = static_cast<int>(i);
+  int64_t* left = nullptr;  // a -1 the request gave no value for
+  for (int64_t& dim : out) {
+    if (dim == -1 && next < variable.size()) dim = variable[next++];
+    if (dim == -1) {
+      left = &dim;
     } else {
-      known *= out[i];
+      known *= dim;
     }
   }
-  if (wildcard >= 0) out[wildcard] = known == 0 ? 0 : elements / known;
+  // A reshape with more -1 dims than `dims` (Triton's validation refuses that
+  // config): the element count fills one, so no -1 ever reaches the backend.
+  if (left != nullptr) *left = known == 0 ? 0 : ElementCount(given) / known;
   return out;
 }
 
@@ -402,8 +412,7 @@ Status ValidateRequest(const ModelSpec& spec, InferenceRequest* request) {
     }
 
     if (input_spec.has_reshape) {
-      int64_t per_item = ElementCount(dims);
-      Shape reshaped = ResolveReshape(input_spec.reshape, per_item);
+      Shape reshaped = ResolveReshape(input_spec.reshape, input_spec.dims, dims);
       if (spec.max_batch_size > 0) reshaped.insert(reshaped.begin(), input->shape[0]);
       input->shape = std::move(reshaped);
     }

@@ -11,21 +11,36 @@ namespace tritonx {
 namespace {
 
 Shape ResolveOutputShape(const TensorSpec& spec, const Shape& produced, bool batched) {
-  // Output reshape: the backend produced `reshape`, the client sees `dims`.
+  // Output reshape: the backend produced `reshape`, the client sees `dims`. As in
+  // Triton, the values the backend gave the reshape's -1 dims fill the -1 dims of
+  // `dims`, in order. A produced shape of another rank than the reshape has no
+  // such values: a -1 of `dims` then takes what the element count leaves.
   int64_t batch = batched && !produced.empty() ? produced[0] : 0;
-  int64_t elements = ElementCount(produced);
-  int64_t per_item = batched ? (batch == 0 ? 0 : elements / batch) : elements;
+  const size_t offset = batched ? 1 : 0;
   Shape out = spec.dims;
-  int64_t known = 1;
-  int wildcard = -1;
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (out[i] == -1) {
-      wildcard = static_cast<int>(i);
-    } else {
-      known *= out[i];
+  if (produced.size() == spec.reshape.size() + offset) {
+    std::vector<int64_t> variable;
+    for (size_t i = 0; i < spec.reshape.size(); ++i) {
+      if (spec.reshape[i] == -1) variable.push_back(produced[i + offset]);
     }
+    size_t next = 0;
+    for (int64_t& dim : out) {
+      if (dim == -1 && next < variable.size()) dim = variable[next++];
+    }
+  } else {
+    int64_t elements = ElementCount(produced);
+    int64_t per_item = batched ? (batch == 0 ? 0 : elements / batch) : elements;
+    int64_t known = 1;
+    int wildcard = -1;
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (out[i] == -1) {
+        wildcard = static_cast<int>(i);
+      } else {
+        known *= out[i];
+      }
+    }
+    if (wildcard >= 0) out[wildcard] = known == 0 ? 0 : per_item / known;
   }
-  if (wildcard >= 0) out[wildcard] = known == 0 ? 0 : per_item / known;
   if (batched) out.insert(out.begin(), batch);
   return out;
 }
