@@ -199,22 +199,28 @@ bool DynamicBatchScheduler::TakeBatch(uint64_t now_ns, Batch* batch,
     return true;
   }
 
-  // Walk the queue: the batch is the longest prefix of shape-compatible requests whose
-  // batch sizes fit (and that a strategy library takes); remember the longest prefix
-  // that lands on a preferred size. Each walk forms the whole batch from the queue's
-  // head, so it is one strategy batch (BeginBatch .. EndBatch). The first request is
-  // taken whatever the strategy says: a batch is never empty.
+  // Walk the queue as Triton's dynamic batcher does: the batch is the longest prefix
+  // of shape-compatible requests whose batch sizes fit max_batch_size (and that a
+  // strategy library takes). The best prefix is the longest one landing on a
+  // preferred size, else the one before a request that would take the batch past
+  // the largest preferred size (max_batch_size without preferred sizes). Each walk
+  // forms the whole batch from the queue's head, so it is one strategy batch
+  // (BeginBatch .. EndBatch). The first request is taken whatever the strategy
+  // says: a batch is never empty.
   const int64_t max_batch = runner_.spec().max_batch_size;
+  const int64_t max_preferred = preferred_.empty() ? max_batch : preferred_.back();
   const std::string* key = nullptr;
   int64_t total = 0;
   size_t count = 0;
-  size_t preferred_count = 0;
-  int64_t preferred_total = 0;
+  size_t best_count = 0;
   bool blocked = false;
   uint64_t oldest_ns = 0;
   void* strategy_state = strategy_ != nullptr ? strategy_->BeginBatch() : nullptr;
   queue_.ForEach([&](const RequestPtr& request) {
     if (key == nullptr) key = &request->shape_key;
+    if (count > 0 && best_count == 0 && total + request->batch_size > max_preferred) {
+      best_count = count;
+    }
     if (request->shape_key != *key || total + request->batch_size > max_batch) {
       blocked = true;
       return false;
@@ -230,8 +236,7 @@ bool DynamicBatchScheduler::TakeBatch(uint64_t now_ns, Batch* batch,
       oldest_ns = request->enqueue_ns;
     if (std::binary_search(preferred_.begin(), preferred_.end(),
                            static_cast<int32_t>(total))) {
-      preferred_count = count;
-      preferred_total = total;
+      best_count = count;
     }
     return true;
   });
@@ -242,16 +247,19 @@ bool DynamicBatchScheduler::TakeBatch(uint64_t now_ns, Batch* batch,
     count = 1;
   }
 
-  const bool full = blocked || total >= max_batch;
-  const bool at_largest_preferred =
-      !preferred_.empty() && preferred_total == preferred_.back();
+  // Triton's order: a best prefix runs at once unless the oldest request has waited
+  // out the delay (then everything walked runs); a batch that cannot grow (blocked,
+  // or at the largest preferred size) runs; otherwise it waits for the delay.
   const uint64_t delay_ns = config_.max_queue_delay_us * 1000;
-  const bool waited_enough = delay_ns == 0 || now_ns >= oldest_ns + delay_ns;
-  if (!(full || at_largest_preferred || waited_enough || stopping_)) {
+  const bool delay_exceeded = delay_ns != 0 && now_ns >= oldest_ns + delay_ns;
+  size_t take = count;
+  if (best_count > 0 && !delay_exceeded) {
+    take = best_count;
+  } else if (!(blocked || total >= max_preferred || delay_ns == 0 || delay_exceeded ||
+               stopping_)) {
     *wake_ns = oldest_ns + delay_ns;
     return false;
   }
-  const size_t take = preferred_count > 0 ? preferred_count : count;
   batch->requests = queue_.PopFront(take);
   batch->total_batch_size = 0;
   for (const auto& request : batch->requests) {
