@@ -91,9 +91,10 @@ class StubEndpoint {
                                    py::str(t.datatype.data(), t.datatype.size()),
                                    py::cast(t.shape), value);
       }
-      out[i] = py::make_tuple(
-          py::str(q.id.data(), q.id.size()), CorrelationId(q), names, q.flags,
-          q.timeout_us, ParametersToDict(q.parameters), inputs, q.trace_id, q.key);
+      out[i] = py::make_tuple(py::str(q.id.data(), q.id.size()), CorrelationId(q),
+                              names, q.flags, q.timeout_us,
+                              ParametersToDict(q.parameters), inputs, q.trace_id, q.key,
+                              py::str(q.trace_context.data(), q.trace_context.size()));
     }
     return py::make_tuple(static_cast<int>(kind), out);
   }

@@ -15,6 +15,7 @@ py::dict RecordToPy(const TraceRecord& record) {
   out["model_name"] = record.model_name;
   out["model_version"] = record.model_version;
   out["request_id"] = record.request_id;
+  out["span_id"] = record.span_id;
   py::list stamps;
   for (const auto& stamp : record.stamps)
     stamps.append(py::make_tuple(stamp.name, stamp.ns));
@@ -83,13 +84,19 @@ void RegisterTrace(py::module_& m) {
               py::list records;
               for (const auto& record : trace.records)
                 records.append(RecordToPy(record));
-              out.append(py::make_tuple(trace.setting_id, trace.traceparent, records));
+              py::object otel_ids = py::none();
+              if (!trace.otel_trace_id.empty()) {
+                otel_ids = py::make_tuple(trace.otel_trace_id, trace.root_span_id);
+              }
+              out.append(py::make_tuple(trace.setting_id, trace.traceparent, records,
+                                        otel_ids));
             }
             return out;
           },
           py::arg("timeout_ms"),
-          "Finished traces as (setting_id, traceparent, [record, ...]), the root "
-          "first; waits up to timeout_ms for one.")
+          "Finished traces as (setting_id, traceparent, [record, ...], otel_ids), the "
+          "root record first; otel_ids: (trace id hex, root span id) in OpenTelemetry "
+          "mode, else None. Waits up to timeout_ms for one.")
       .def("close", &Tracer::Close, "Wakes and ends every drain.");
 
   // A request's trace, for the Python HTTP engine and BLS. Each is a no-op on a
@@ -122,6 +129,16 @@ void RegisterTrace(py::module_& m) {
         return trace != nullptr ? trace->id() : 0;
       },
       py::arg("request"), "The request's trace id (0: not traced).");
+  m.def(
+      "trace_context",
+      [](const PyRequest& request) -> std::string {
+        RequestTrace* trace = RequestOf(request).trace.get();
+        return trace != nullptr ? trace->OtelContext() : std::string();
+      },
+      py::arg("request"),
+      "OpenTelemetry mode: the W3C context of the request's span as JSON "
+      "({\"traceparent\": ...}), what a python model's request.trace().get_context() "
+      "returns; \"\" when not traced or in Triton mode.");
   m.def(
       "inherit_trace",
       [](const PyRequest& child, const PyRequest& parent) {

@@ -121,6 +121,7 @@ size_t WriteRequests(MessageWriter& w, const std::vector<RequestPtr>& requests,
     w.U32(request->flags);
     w.U64(request->timeout_us);
     w.U64(request->trace ? request->trace->id() : 0);
+    w.Str(request->trace ? request->trace->OtelContext() : std::string());
     w.U32(static_cast<uint32_t>(request->requested_outputs.size()));
     for (const std::string& name : request->requested_outputs) w.Str(name);
     WriteParameters(w, request->parameters);
@@ -155,6 +156,7 @@ bool ReadRequests(std::string_view message, std::vector<WireRequest>* out) {
     q.flags = r.U32();
     q.timeout_us = r.U64();
     q.trace_id = r.U64();
+    q.trace_context = r.Str();
     const uint32_t names = r.U32();
     for (uint32_t n = 0; n < names && r.ok(); ++n)
       q.requested_outputs.push_back(r.Str());

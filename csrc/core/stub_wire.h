@@ -35,6 +35,9 @@ struct WireRequest {
   uint32_t flags = 0;
   uint64_t timeout_us = 0;
   uint64_t trace_id = 0;  // the request's trace (0: not traced), for BLS children
+  // OpenTelemetry mode: the request's span context (RequestTrace::OtelContext), what
+  // request.trace().get_context() returns in the stub; empty otherwise.
+  std::string_view trace_context;
   std::vector<std::string_view> requested_outputs;
   Parameters parameters;
   std::vector<WireTensor> inputs;

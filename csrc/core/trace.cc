@@ -1,8 +1,11 @@
 #include "trace.h"
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <random>
 #include <sstream>
+#include <string_view>
 
 #include "data_type.h"
 #include "infer_request.h"
@@ -84,6 +87,53 @@ std::string TensorText(const Tensor& tensor) {
   return out.str();
 }
 
+// OpenTelemetry ids: random and never 0 (W3C calls an all-zero id invalid).
+uint64_t RandomId() {
+  thread_local std::mt19937_64 engine{std::random_device{}()};
+  uint64_t id = 0;
+  while (id == 0) id = engine();
+  return id;
+}
+
+std::string Hex(uint64_t value) {
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
+bool LowerHex(std::string_view text) {
+  for (char c : text) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+// The trace id of a W3C traceparent, or "" when the header is not valid. The rule is
+// the OpenTelemetry SDK's propagator's (tracing/otel.py extracts the same header when
+// it exports the spans, and both sides must agree on the id): blanks around it,
+// "vv-<32 hex>-<16 hex>-ff" in lower case, version ff refused, version 00 with
+// nothing after the flags, neither id all zeros.
+std::string ParentTraceId(std::string_view header) {
+  const auto blank = [](char c) { return c == ' ' || c == '\t'; };
+  while (!header.empty() && blank(header.front())) header.remove_prefix(1);
+  while (!header.empty() && blank(header.back())) header.remove_suffix(1);
+  constexpr size_t kLength = 55;  // 2 + 1 + 32 + 1 + 16 + 1 + 2
+  if (header.size() < kLength || header[2] != '-' || header[35] != '-' ||
+      header[52] != '-') {
+    return "";
+  }
+  const std::string_view version = header.substr(0, 2);
+  const std::string_view trace_id = header.substr(3, 32);
+  const std::string_view span_id = header.substr(36, 16);
+  if (!LowerHex(version) || !LowerHex(trace_id) || !LowerHex(span_id) ||
+      !LowerHex(header.substr(53, 2)) || version == "ff") {
+    return "";
+  }
+  if (header.size() > kLength && (version == "00" || header[kLength] != '-')) return "";
+  if (trace_id == std::string(32, '0') || span_id == std::string(16, '0')) return "";
+  return std::string(trace_id);
+}
+
 }  // namespace
 
 TraceSetting::TraceSetting(uint64_t id, uint32_t level, uint32_t rate, int32_t count,
@@ -119,6 +169,13 @@ RequestTrace::RequestTrace(std::shared_ptr<Tracer> tracer,
     : tracer_(std::move(tracer)), setting_(std::move(setting)), root_(std::move(root)) {
   record_.id = id;
   record_.parent_id = parent_id;
+  if (setting_->propagate) {
+    record_.span_id = RandomId();
+    if (!root_) {
+      otel_trace_id_ = Hex(RandomId()) + Hex(RandomId());
+      root_span_id_ = RandomId();
+    }
+  }
 }
 
 RequestTrace::~RequestTrace() {
@@ -132,6 +189,8 @@ RequestTrace::~RequestTrace() {
   CompletedTrace done;
   done.setting_id = setting_->id;
   done.traceparent = std::move(traceparent_);
+  done.otel_trace_id = std::move(otel_trace_id_);
+  done.root_span_id = root_span_id_;
   done.records.reserve(1 + children_.size());
   done.records.push_back(std::move(record_));
   for (auto& child : children_) done.records.push_back(std::move(child));
@@ -158,7 +217,23 @@ void RequestTrace::SetModel(const std::string& name, int64_t version,
 
 void RequestTrace::SetTraceparent(std::string value) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (!otel_trace_id_.empty()) {
+    // The spans continue the caller's trace, as the exporter will make them.
+    std::string parent = ParentTraceId(value);
+    if (!parent.empty()) otel_trace_id_ = std::move(parent);
+  }
   traceparent_ = std::move(value);
+}
+
+std::string RequestTrace::OtelTraceId() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return otel_trace_id_;
+}
+
+std::string RequestTrace::OtelContext() {
+  if (record_.span_id == 0) return "";  // Triton mode (set once, in the constructor)
+  const std::string trace_id = root_ ? root_->OtelTraceId() : OtelTraceId();
+  return "{\"traceparent\":\"00-" + trace_id + "-" + Hex(record_.span_id) + "-01\"}";
 }
 
 void RequestTrace::Record(const char* activity, uint64_t ns) {

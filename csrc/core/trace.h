@@ -92,6 +92,9 @@ struct TraceRecord {
   std::string model_name;
   int64_t model_version = 0;
   std::string request_id;
+  // OpenTelemetry mode: the id of this request's span, chosen when it was sampled so
+  // that the model can be told its context while it runs (0 in Triton mode).
+  uint64_t span_id = 0;
   std::vector<Stamp> stamps;
   std::vector<TensorEntry> tensors;
 };
@@ -100,6 +103,10 @@ struct TraceRecord {
 struct CompletedTrace {
   uint64_t setting_id = 0;
   std::string traceparent;  // W3C context the request arrived with ("" if none)
+  // OpenTelemetry mode: the trace id (32 hex digits: the traceparent's when it is
+  // valid) and the root InferRequest span's id; "" and 0 in Triton mode.
+  std::string otel_trace_id;
+  uint64_t root_span_id = 0;
   std::vector<TraceRecord> records;  // the root first, then the children
 };
 
@@ -132,6 +139,9 @@ class RequestTrace : public std::enable_shared_from_this<RequestTrace> {
   void RecordFirstResponse(uint64_t ns);
   void RecordTensor(const char* activity, const Tensor& tensor);
   uint64_t id() const { return record_.id; }
+  // OpenTelemetry mode: the W3C context of this request's span as Triton hands it to
+  // a backend, {"traceparent":"00-<trace id>-<span id>-01"}; "" in Triton mode.
+  std::string OtelContext();
 
  private:
   void Adopt(TraceRecord record);  // a child's finished record (root only)
@@ -139,9 +149,13 @@ class RequestTrace : public std::enable_shared_from_this<RequestTrace> {
   const std::shared_ptr<Tracer> tracer_;
   const std::shared_ptr<TraceSetting> setting_;
   const std::shared_ptr<RequestTrace> root_;  // null for the root itself
+  std::string OtelTraceId();                  // the root's (locks the root)
+
   std::mutex mu_;
   TraceRecord record_;
   std::string traceparent_;
+  std::string otel_trace_id_;  // root only, OpenTelemetry mode
+  uint64_t root_span_id_ = 0;  // root only, OpenTelemetry mode
   bool responded_ = false;
   std::vector<TraceRecord> children_;  // root only
 };

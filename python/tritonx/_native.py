@@ -29,6 +29,7 @@ Tracer = _C.Tracer
 trace_received = _C.trace_received
 trace_stamp = _C.trace_stamp
 trace_id = _C.trace_id
+trace_context = _C.trace_context
 inherit_trace = _C.inherit_trace
 inherit_trace_id = _C.inherit_trace_id
 InstanceRateLimit = _C.InstanceRateLimit

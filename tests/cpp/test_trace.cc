@@ -2,7 +2,10 @@
 // replaced per model, and a root trace finished once with its children's records.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <map>
+#include <string>
+#include <utility>
 
 #include "core/trace.h"
 
@@ -72,6 +75,72 @@ TEST(TracerTest, RootFinishesOnceAfterItsChildren) {
   int grand = 0;
   for (const auto& [id, parent] : parents) grand += parent == child_id ? 1 : 0;
   EXPECT_EQ(grand, 1);
+}
+
+// The traceparent in an OpenTelemetry context, split into its trace and span ids.
+std::pair<std::string, std::string> ContextIds(const std::string& context) {
+  const std::string prefix = "{\"traceparent\":\"00-";
+  EXPECT_EQ(context.rfind(prefix, 0), 0u) << context;
+  EXPECT_EQ(context.size(), prefix.size() + 32 + 1 + 16 + 5) << context;
+  return {context.substr(prefix.size(), 32), context.substr(prefix.size() + 33, 16)};
+}
+
+TEST(TracerTest, OpenTelemetryContextsNameTheSpansTheExporterMakes) {
+  auto tracer = std::make_shared<Tracer>();
+  tracer->Install("", std::make_shared<TraceSetting>(1, kTraceLevelTimestamps, 1, -1,
+                                                     true, /*propagate=*/true));
+  auto root = tracer->Sample("ensemble", false);
+  ASSERT_NE(root, nullptr);
+  auto [own_trace, root_span] = ContextIds(root->OtelContext());
+  EXPECT_NE(own_trace, std::string(32, '0'));
+  // A valid traceparent's trace is continued; a malformed one (upper case, version
+  // ff, all-zero ids, text after a version 00 header) is not.
+  for (const char* bad : {"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                          "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                          "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                          "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                          "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+                          "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"}) {
+    root->SetTraceparent(bad);
+    EXPECT_EQ(ContextIds(root->OtelContext()).first, own_trace) << bad;
+  }
+  root->SetTraceparent(" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\t");
+  EXPECT_EQ(ContextIds(root->OtelContext()),
+            std::make_pair(std::string("4bf92f3577b34da6a3ce929d0e0e4736"), root_span));
+  // A step of the ensemble: the root's trace, a span of its own.
+  auto child = root->SpawnChild();
+  child->SetModel("step", 1, "");
+  auto [child_trace, child_span] = ContextIds(child->OtelContext());
+  EXPECT_EQ(child_trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_NE(child_span, root_span);
+  root->SetModel("ensemble", 1, "");
+  child.reset();
+  root.reset();
+  auto done = tracer->Drain(0);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].otel_trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+  ASSERT_EQ(done[0].records.size(), 2u);
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx",
+                static_cast<unsigned long long>(done[0].records[0].span_id));
+  EXPECT_EQ(hex, root_span);
+  std::snprintf(hex, sizeof(hex), "%016llx",
+                static_cast<unsigned long long>(done[0].records[1].span_id));
+  EXPECT_EQ(hex, child_span);
+  EXPECT_NE(done[0].root_span_id, 0u);
+  EXPECT_NE(done[0].root_span_id, done[0].records[0].span_id);
+  // Triton mode: no context and no ids.
+  tracer->Install("", std::make_shared<TraceSetting>(2, kTraceLevelTimestamps, 1, -1,
+                                                     true, /*propagate=*/false));
+  auto plain = tracer->Sample("m", false);
+  ASSERT_NE(plain, nullptr);
+  EXPECT_EQ(plain->OtelContext(), "");
+  plain->SetModel("m", 1, "");
+  plain.reset();
+  done = tracer->Drain(0);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].otel_trace_id, "");
+  EXPECT_EQ(done[0].records[0].span_id, 0u);
 }
 
 TEST(TracerTest, LiveTracesFoundByIdAndResponseCompleteOnceOnRoots) {

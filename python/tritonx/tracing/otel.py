@@ -9,10 +9,16 @@ span under each executed request; every timestamp is an event on its span (the
 frontend's receive and send stamps and INFER_RESPONSE_COMPLETE on the root span).
 Timestamps come from the core's monotonic clock and are moved to wall-clock time
 with one offset taken at start.
+
+The trace id and the ids of the root and model spans are the core's, chosen when
+the request was sampled (trace.h): a python model was told its span's context
+(``request.trace().get_context()``) while it ran, long before its spans are made
+here, so that the spans it makes itself are children of the one exported for it.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -33,6 +39,32 @@ _FRONTEND = {
     "GRPC_SEND_END",
     "INFER_RESPONSE_COMPLETE",
 }
+
+
+def _preset_ids() -> Any:
+    """The SDK's random id generator, but handing out the id set for the next
+    span (and trace) when there is one: the core's. Per thread (the trace writer
+    has one). A subclass, so that it answers whatever else the SDK asks of its
+    generator (made here: the SDK is an optional extra)."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class PresetIds(RandomIdGenerator):
+        def __init__(self) -> None:
+            self._next = threading.local()
+
+        def preset(self, span_id: int, trace_id: int = 0) -> None:
+            self._next.span_id = span_id
+            self._next.trace_id = trace_id
+
+        def generate_span_id(self) -> int:
+            preset, self._next.span_id = getattr(self._next, "span_id", 0), 0
+            return preset or super().generate_span_id()
+
+        def generate_trace_id(self) -> int:
+            preset, self._next.trace_id = getattr(self._next, "trace_id", 0), 0
+            return preset or super().generate_trace_id()
+
+    return PresetIds()
 
 
 class OtelSink:
@@ -59,7 +91,10 @@ class OtelSink:
             exporter = OTLPSpanExporter(endpoint=config.url)
         attributes = {"service.name": "triton-inference-server"}
         attributes.update(config.resource)
-        self._provider = TracerProvider(resource=Resource.create(attributes))
+        self._ids = _preset_ids()
+        self._provider = TracerProvider(
+            resource=Resource.create(attributes), id_generator=self._ids
+        )
         processor = BatchSpanProcessor(
             exporter,
             max_queue_size=config.bsp.get("bsp_max_queue_size", 2048),
@@ -75,7 +110,11 @@ class OtelSink:
         pass
 
     def write(
-        self, setting_id: int, records: list[dict[str, Any]], traceparent: str = ""
+        self,
+        setting_id: int,
+        records: list[dict[str, Any]],
+        traceparent: str = "",
+        otel_ids: tuple[str, int] | None = None,
     ) -> None:
         from opentelemetry import trace
 
@@ -86,6 +125,10 @@ class OtelSink:
         context = None
         if traceparent:
             context = self._propagator.extract({"traceparent": traceparent})
+        if otel_ids is not None:
+            # The trace id is used only when no valid traceparent came (the core
+            # took the traceparent's by the SDK's rule otherwise).
+            self._ids.preset(otel_ids[1], int(otel_ids[0], 16))
         root = self._tracer.start_span(
             "InferRequest",
             context=context,
@@ -112,6 +155,7 @@ class OtelSink:
             # The model's span covers its own stamps (the root span the frontend's).
             inner = [ns for n, ns in record["timestamps"] if n not in _FRONTEND]
             start = min(inner, default=min(stamps))
+            self._ids.preset(record.get("span_id", 0))
             span = self._tracer.start_span(
                 record["model_name"],
                 context=ctx,

@@ -118,7 +118,11 @@ class FileSink:
             self._settings[int(setting.core.id)] = _Collected(setting, file)
 
     def write(
-        self, setting_id: int, records: list[dict[str, Any]], traceparent: str = ""
+        self,
+        setting_id: int,
+        records: list[dict[str, Any]],
+        traceparent: str = "",
+        otel_ids: tuple[str, int] | None = None,
     ) -> None:
         with self._lock:
             state = self._settings.get(setting_id)
@@ -162,9 +166,9 @@ class TraceWriter:
     def _run(self) -> None:
         while True:
             stopping = self._stopping
-            for setting_id, traceparent, records in self._tracer.drain(200):
+            for setting_id, traceparent, records, otel_ids in self._tracer.drain(200):
                 try:
-                    self.sink.write(setting_id, records, traceparent)
+                    self.sink.write(setting_id, records, traceparent, otel_ids)
                 except Exception:  # a broken exporter must not stop the writer
                     logger.exception("writing a trace failed")
             if stopping:

@@ -96,13 +96,19 @@ class InferenceTrace:
         from tritonx import _native
 
         if not isinstance(core, _native.Request):  # a stub process's lookalike
-            return cls(int(getattr(core, "trace_id", 0)))
-        trace = cls(int(_native.trace_id(core)))
+            return cls(
+                int(getattr(core, "trace_id", 0)), getattr(core, "trace_context", "")
+            )
+        trace = cls(int(_native.trace_id(core)), _native.trace_context(core))
         if trace.triton_trace:
             trace._core = core
         return trace
 
     def get_context(self, mode: str = "opentelemetry") -> str | None:
+        """The request's OpenTelemetry span context as Triton hands it to a model,
+        JSON ``{"traceparent": "00-<trace id>-<span id>-01"}``: the span the server
+        exports for this request, so that spans the model makes can be its
+        children. None when the request is not traced or traces in Triton mode."""
         return self.trace_context or None
 
 

@@ -97,6 +97,7 @@ class _RingRequest:
         "requested_outputs",
         "rescheduled",
         "timeout_us",
+        "trace_context",
         "trace_id",
     )
 
@@ -111,6 +112,7 @@ class _RingRequest:
             inputs,
             self.trace_id,  # the server's trace of the request (0: not traced)
             self.key,  # names the request in its senders' responses
+            self.trace_context,  # OpenTelemetry mode: its span's context, else ""
         ) = fields
         if stub.senders_answer_late:
             # Its model may read its inputs after execute returned, when the

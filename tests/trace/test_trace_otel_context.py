@@ -1,0 +1,193 @@
+"""OpenTelemetry mode: a python model's ``request.trace().get_context()`` is the
+W3C context of the span exported for its request (Triton's L0_trace
+``test_trace_context_exposed_to_pbe``), so that spans the model makes itself hang
+under it. Checked against the spans that reach a collector on loopback, on
+tritonx and, when TRITONX_REFERENCE_CMD is set, on Triton 2.51."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import ensemble_repo as er
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from serverutil import differential, run_either
+from testmodels import write_model
+
+pytest.importorskip("opentelemetry.sdk")
+pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
+from test_trace_otel import Collector
+
+# OUTPUT0: what get_context() gave, as text ("None" when it gave None).
+CONTEXT_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            context = request.trace().get_context()
+            text = "None" if context is None else context
+            responses.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUTPUT0", np.array([text.encode()], np.object_))
+            ]))
+        return responses
+"""
+
+CONTEXT_CONFIG = """
+name: "trace_context"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_STRING dims: [ 1 ] } ]
+"""
+
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_PARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"
+
+
+def build_repo(repo: Path) -> Path:
+    write_model(repo, "trace_context", CONTEXT_CONFIG, CONTEXT_MODEL)
+    er.write_ensemble(
+        repo,
+        "context_pipeline",
+        [er.step("trace_context", {"INPUT0": "INPUT0"}, {"OUTPUT0": "OUTPUT0"})],
+        inputs=[er.tensor("INPUT0", "[ 1 ]")],
+        outputs=[er.tensor("OUTPUT0", "[ 1 ]", "TYPE_STRING")],
+        max_batch_size=0,
+    )
+    return repo
+
+
+def http_context(url: str, model: str, headers: dict[str, str] | None) -> str:
+    client = httpclient.InferenceServerClient(url)
+    try:
+        tensor = httpclient.InferInput("INPUT0", [1], "FP32")
+        tensor.set_data_from_numpy(np.ones(1, np.float32))
+        result = client.infer(model, [tensor], headers=headers)
+        return str(result.as_numpy("OUTPUT0")[0].decode())
+    finally:
+        client.close()
+
+
+def grpc_context(url: str, model: str) -> str:
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        tensor = grpcclient.InferInput("INPUT0", [1], "FP32")
+        tensor.set_data_from_numpy(np.ones(1, np.float32))
+        result = client.infer(model, [tensor])
+        return str(result.as_numpy("OUTPUT0")[0].decode())
+    finally:
+        client.close()
+
+
+def exported(collector: Collector) -> dict[str, dict[str, str]]:
+    """Every span the collector has, by span id: its trace, name and parent's id
+    (from either exporter: tritonx posts protobuf, Triton OTLP/JSON)."""
+    with collector.lock:
+        spans = {
+            s.span_id.hex(): {
+                "trace": s.trace_id.hex(),
+                "name": s.name,
+                "parent": s.parent_span_id.hex(),
+            }
+            for s in collector.spans
+        }
+        spans.update(
+            {
+                s["spanId"]: {
+                    "trace": s["traceId"],
+                    "name": s["name"],
+                    "parent": s.get("parentSpanId", ""),
+                }
+                for s in collector.json_spans
+            }
+        )
+    return spans
+
+
+def where_it_points(context: str, spans: dict[str, dict[str, str]]) -> Any:
+    """The span a context names, described without its random ids: the span's
+    name, its parent's name, and whether the context's trace id is the span's."""
+    parent = json.loads(context)["traceparent"]
+    version, trace_id, span_id, flags = parent.split("-")
+    span = spans.get(span_id)
+    if span is None:
+        return ("no exported span", version, flags)
+    above = spans.get(span["parent"], {}).get("name", "")
+    # Random trace ids differ between runs: only whether it is the client's.
+    from_client = trace_id == CLIENT_TRACE
+    return (span["name"], above, span["trace"] == trace_id, from_client, version, flags)
+
+
+def observe(kind: str, repo: Path, execution_mode: str) -> dict[str, Any]:
+    collector = Collector()
+    # Triton's python models always run in stub processes.
+    mode = () if kind == "reference" else (execution_mode,)
+    args = (
+        *mode,
+        "--trace-config=mode=opentelemetry",
+        f"--trace-config=opentelemetry,url={collector.url}",
+        "--trace-config=opentelemetry,bsp_schedule_delay=50",
+        "--trace-config=rate=1",
+        "--trace-config=level=TIMESTAMPS",
+    )
+    try:
+        with run_either(kind, repo, *args) as server:
+            contexts = {
+                "http": http_context(server.http_url, "trace_context", None),
+                "http_with_parent": http_context(
+                    server.http_url, "trace_context", {"traceparent": CLIENT_PARENT}
+                ),
+                "grpc": grpc_context(server.grpc_url, "trace_context"),
+                "ensemble_step": http_context(
+                    server.http_url, "context_pipeline", None
+                ),
+            }
+            # Triton exports on its batch schedule: wait for every named span.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                spans = exported(collector)
+                named = [
+                    json.loads(c)["traceparent"].split("-")[2]
+                    for c in contexts.values()
+                    if c != "None"
+                ]
+                if all(span_id in spans for span_id in named):
+                    break
+                time.sleep(0.1)
+        spans = exported(collector)
+    finally:
+        collector.server.shutdown()
+    return {
+        name: "None" if c == "None" else where_it_points(c, spans)
+        for name, c in contexts.items()
+    }
+
+
+@pytest.mark.parametrize(
+    "execution_mode",
+    [
+        "--backend-config=python,execution-mode=in-process",  # in the server process
+        "--backend-config=python,execution-mode=process",  # over the stub wire
+    ],
+    ids=["in-process", "stub-process"],
+)
+def test_model_context_names_its_exported_span(
+    tmp_path: Path, execution_mode: str
+) -> None:
+    repo = build_repo(tmp_path / "repo")
+    seen = differential(lambda kind: observe(kind, repo, execution_mode))
+    assert seen == {
+        "http": ("trace_context", "InferRequest", True, False, "00", "01"),
+        "http_with_parent": ("trace_context", "InferRequest", True, True, "00", "01"),
+        "grpc": ("trace_context", "InferRequest", True, False, "00", "01"),
+        "ensemble_step": ("trace_context", "context_pipeline", True, False, "00", "01"),
+    }
