@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <deque>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "ensemble_sequence.h"
+#include "logging.h"
 #include "model.h"
 #include "response_cache.h"
 #include "trace.h"
@@ -97,10 +100,15 @@ class EnsembleRun : public std::enable_shared_from_this<EnsembleRun> {
     bool present = false;    // false: the producer left this optional tensor out
     int64_t batch_size = 0;  // 0: the producing model does not batch
     int refs = 0;            // readers still to take it (steps, the response)
+    // Produced by a step: `sequence` is the sequence it belongs to (the ensemble
+    // request's inputs have none of their own).
+    bool tagged = false;
+    SequenceTag sequence;
   };
   struct Launch {
     int step = 0;
     RequestPtr request;
+    std::string warning;  // logged when launched, outside mu_ (the sink may block)
   };
   struct Updated {
     int tensor;
@@ -111,14 +119,15 @@ class EnsembleRun : public std::enable_shared_from_this<EnsembleRun> {
   Value* Find(int tensor, uint64_t iteration);
   void Release(int tensor, uint64_t iteration);
   void AddValue(int tensor, Tensor data, bool present, int64_t batch_size,
-                std::vector<Updated>* updated);
+                const SequenceTag* sequence, std::vector<Updated>* updated);
   void NextSteps(const std::vector<Updated>& updated, std::vector<Launch>* launches);
-  RequestPtr MakeStepRequest(int step, uint64_t iteration);
+  RequestPtr MakeStepRequest(int step, uint64_t iteration, std::string* warning);
   void CollectOutputs(const std::vector<Updated>& updated);
   void Fail(const Status& status);
   void MaybeFinish();
 
   void OnStepResponse(int step, InferenceRequest* step_request,
+                      const SequenceTag& sequence,
                       std::unique_ptr<InferenceResponse> response, uint32_t flags);
   void LaunchAll(std::vector<Launch> launches, bool caller_waits);
   void Flush();
@@ -223,12 +232,12 @@ void EnsembleRun::Start(const std::shared_ptr<ModelRegistry>& registry,
         const int id = plan.TensorId(input.name);
         if (id < 0 || given[id]) continue;
         given[id] = 1;
-        AddValue(id, input, true, batch, &updated);
+        AddValue(id, input, true, batch, nullptr, &updated);
       }
       // Optional inputs the request left out exist as absent values, so that steps
       // reading them (as optional inputs of their own) can run.
       for (int id : plan.input_ids) {
-        if (!given[id]) AddValue(id, Tensor(), false, batch, &updated);
+        if (!given[id]) AddValue(id, Tensor(), false, batch, nullptr, &updated);
       }
       NextSteps(updated, &launches);
       CollectOutputs(updated);
@@ -257,7 +266,7 @@ void EnsembleRun::Release(int tensor, uint64_t iteration) {
 }
 
 void EnsembleRun::AddValue(int tensor, Tensor data, bool present, int64_t batch_size,
-                           std::vector<Updated>* updated) {
+                           const SequenceTag* sequence, std::vector<Updated>* updated) {
   const uint64_t iteration = next_iteration_[tensor]++;
   if (readers_[tensor] == 0) return;  // nobody reads it (a pruned branch)
   Value value;
@@ -266,6 +275,10 @@ void EnsembleRun::AddValue(int tensor, Tensor data, bool present, int64_t batch_
   value.present = present;
   value.batch_size = batch_size;
   value.refs = readers_[tensor];
+  if (sequence != nullptr) {
+    value.tagged = true;
+    value.sequence = *sequence;
+  }
   values_[tensor].push_back(std::move(value));
   updated->push_back({tensor, iteration});
 }
@@ -290,12 +303,16 @@ void EnsembleRun::NextSteps(const std::vector<Updated>& updated,
     }
   }
   for (const auto& [step, iteration] : ready) {
-    launches->push_back({step, MakeStepRequest(step, iteration)});
+    Launch launch;
+    launch.step = step;
+    launch.request = MakeStepRequest(step, iteration, &launch.warning);
+    launches->push_back(std::move(launch));
   }
   inflight_steps_ += static_cast<int>(ready.size());
 }
 
-RequestPtr EnsembleRun::MakeStepRequest(int step, uint64_t iteration) {
+RequestPtr EnsembleRun::MakeStepRequest(int step, uint64_t iteration,
+                                        std::string* warning) {
   const EnsemblePlan::Step& plan_step = plan_->steps[step];
   const ModelSpec& spec = models_[step]->spec();
   auto request = std::make_shared<InferenceRequest>();
@@ -303,9 +320,27 @@ RequestPtr EnsembleRun::MakeStepRequest(int step, uint64_t iteration) {
   request->parameters = parent_->parameters;
   request->priority = parent_->priority;
   request->timeout_us = parent_->timeout_us;
-  request->correlation_id = parent_->correlation_id;
-  request->correlation_id_str = parent_->correlation_id_str;
-  request->flags = parent_->flags;
+  // The step runs in the ensemble request's sequence unless an input made by an
+  // earlier step names another: the first such input decides (Triton logs and
+  // ignores disagreeing ones).
+  SequenceTag sequence{parent_->correlation_id, parent_->correlation_id_str,
+                       parent_->flags};
+  bool sequence_set = false;
+  for (const auto& input : plan_step.inputs) {
+    const Value* value = Find(input.tensor, iteration);
+    if (!value->tagged) continue;
+    if (sequence_set && value->sequence != sequence) {
+      *warning = "in ensemble '" + plan_->model.name + "', the inputs of step '" +
+                 plan_step.model_name +
+                 "' come from different sequences; the first one's is used";
+      continue;
+    }
+    sequence = value->sequence;
+    sequence_set = true;
+  }
+  request->correlation_id = sequence.id;
+  request->correlation_id_str = sequence.id_str;
+  request->flags = sequence.flags;
   // A traced ensemble request traces its steps as children (Triton's parent_id).
   if (parent_->trace) request->trace = parent_->trace->SpawnChild();
   request->inputs.reserve(plan_step.inputs.size());
@@ -330,9 +365,9 @@ RequestPtr EnsembleRun::MakeStepRequest(int step, uint64_t iteration) {
   }
   InferenceRequest* raw = request.get();
   request->SetResponseStream(
-      [run = shared_from_this(), step, raw](std::unique_ptr<InferenceResponse> response,
-                                            uint32_t flags) {
-        run->OnStepResponse(step, raw, std::move(response), flags);
+      [run = shared_from_this(), step, raw, sequence = std::move(sequence)](
+          std::unique_ptr<InferenceResponse> response, uint32_t flags) {
+        run->OnStepResponse(step, raw, sequence, std::move(response), flags);
       });
   inflight_.emplace_back(step, request);
   return request;
@@ -363,6 +398,10 @@ void EnsembleRun::CollectOutputs(const std::vector<Updated>& updated) {
         const Shape& dims = config->has_reshape ? config->reshape : config->dims;
         tensor.shape = ConvertShape(dims, batching, value->batch_size, tensor.shape);
         response->outputs.push_back(std::move(tensor));
+        if (value->tagged) {
+          ReportSequence(value->sequence, !parent_->correlation_id_str.empty(),
+                         &response->parameters);
+        }
       }
       Release(id, u.iteration);
     }
@@ -424,6 +463,7 @@ void EnsembleRun::MaybeFinish() {
 }
 
 void EnsembleRun::OnStepResponse(int step, InferenceRequest* step_request,
+                                 const SequenceTag& sequence,
                                  std::unique_ptr<InferenceResponse> response,
                                  uint32_t flags) {
   const bool final = (flags & kResponseFlagFinal) != 0;
@@ -445,9 +485,20 @@ void EnsembleRun::OnStepResponse(int step, InferenceRequest* step_request,
       compute_output_ns_ +=
           step_request->compute_output_ns.load(std::memory_order_relaxed);
     }
+    // The outputs' sequence: the step's, or the one its response names. Outputs the
+    // response left out get the named one, or the step's id without flags (Triton's
+    // quirk, visible only to steps reading them as optional inputs).
+    SequenceTag named = sequence;
+    bool overridden = false;
+    Status read;
+    if (response && !done_ && response->status.ok()) {
+      read = ReadSequenceParameters(response->parameters, &named, &overridden);
+    }
     if (response && !done_) {
       if (!response->status.ok()) {
         Fail(response->status);
+      } else if (!read.ok()) {
+        Fail(read);
       } else {
         const EnsemblePlan::Step& plan_step = plan_->steps[step];
         const int64_t batch =
@@ -462,9 +513,10 @@ void EnsembleRun::OnStepResponse(int step, InferenceRequest* step_request,
             }
           }
           if (found != nullptr) {
-            AddValue(output.tensor, std::move(*found), true, batch, &updated);
+            AddValue(output.tensor, std::move(*found), true, batch,
+                     overridden ? &named : &sequence, &updated);
           } else {
-            AddValue(output.tensor, Tensor(), false, batch, &updated);
+            AddValue(output.tensor, Tensor(), false, batch, &named, &updated);
           }
         }
         NextSteps(updated, &launches);
@@ -485,6 +537,7 @@ void EnsembleRun::OnStepResponse(int step, InferenceRequest* step_request,
 
 void EnsembleRun::LaunchAll(std::vector<Launch> launches, bool caller_waits) {
   for (Launch& launch : launches) {
+    if (!launch.warning.empty()) Log(LogLevel::kError, launch.warning);
     if (parent_->IsCancelled()) launch.request->MarkCancelled();
     Status status = models_[launch.step]->Enqueue(launch.request, caller_waits);
     if (status.ok()) continue;
@@ -524,9 +577,17 @@ void EnsembleRun::Flush() {
 void EnsembleRun::CacheResponse(const InferenceResponse& response) {
   // A response cache miss of the ensemble as a whole (Model::Enqueue looked it up):
   // its response is cached as a model's is in BatchRunner.
+  // Triton's cache keeps outputs only: a hit answers without the sequence
+  // parameters this response reports.
   const uint64_t start = NowNs();
-  if (response.status.ok())
-    parent_->response_cache->Insert(parent_->cache_key, response);
+  if (response.status.ok()) {
+    InferenceResponse entry;
+    entry.model_name = response.model_name;
+    entry.model_version = response.model_version;
+    entry.id = response.id;
+    entry.outputs = response.outputs;
+    parent_->response_cache->Insert(parent_->cache_key, entry);
+  }
   stats_->RecordCacheMiss(parent_->cache_lookup_ns + (NowNs() - start));
 }
 

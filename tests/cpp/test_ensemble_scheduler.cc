@@ -3,6 +3,11 @@
 // step's error, a cancellation and a decoupled step's stream reach the ensemble.
 #include <gtest/gtest.h>
 
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
 #include "core/ensemble_spec.h"
 #include "core/model_registry.h"
 #include "core/server_context.h"
@@ -278,6 +283,130 @@ TEST_F(EnsembleTest, DecoupledStepStreamsThroughTheEnsemble) {
   ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return final; }));
   std::sort(firsts.begin(), firsts.end());
   EXPECT_EQ(firsts, (std::vector<float>{2.f, 3.f, 4.f}));  // k * 1 + 1
+}
+
+// Echoes INPUT0 and names the sequence of its response in `parameters`.
+TestExecutor::Hook AnswerWith(Parameters parameters) {
+  return [parameters](Batch& batch) {
+    for (const auto& request : batch.requests) {
+      auto response = std::make_unique<InferenceResponse>();
+      Tensor output = request->inputs[0];
+      output.name = "OUTPUT0";
+      response->outputs.push_back(std::move(output));
+      response->parameters = parameters;
+      batch.responses.push_back(std::move(response));
+    }
+  };
+}
+
+// What sequence each executed request was in: (id, string id, flags).
+struct SeenSequences {
+  std::mutex mu;
+  std::vector<std::tuple<uint64_t, std::string, uint32_t>> seen;
+  TestExecutor::Hook Hook() {
+    return [this](Batch& batch) {
+      std::lock_guard<std::mutex> lock(mu);
+      for (const auto& r : batch.requests)
+        seen.emplace_back(r->correlation_id, r->correlation_id_str, r->flags);
+    };
+  }
+};
+
+const ParameterValue* Find(const InferenceResponse& response, const std::string& name) {
+  for (const auto& [key, value] : response.parameters) {
+    if (key == name) return &value;
+  }
+  return nullptr;
+}
+
+TEST_F(EnsembleTest, ResponsesReportTheSequenceOfTheStepThatMadeThem) {
+  auto log = std::make_shared<ExecutionLog>();
+  SeenSequences first, second;
+  AddModel(MakeSpec(8, {4}, "a"), std::make_shared<TestExecutor>(log, first.Hook()));
+  AddModel(MakeSpec(8, {4}, "b"), std::make_shared<TestExecutor>(log, second.Hook()));
+  auto ens = Ensemble({{"a", -1, {{"INPUT0", "INPUT0"}}, {{"OUTPUT0", "t1"}}},
+                       {"b", -1, {{"INPUT0", "t1"}}, {{"OUTPUT0", "OUTPUT0"}}}});
+  Collector collector;
+  RequestPtr plain = MakeRequest("plain");
+  RequestPtr numbered = MakeRequest("numbered");
+  numbered->correlation_id = 42;
+  numbered->flags = 1u;  // START
+  RequestPtr named = MakeRequest("named");
+  named->correlation_id_str = "abc";
+  named->flags = 2u;  // END
+  for (const auto& request : {plain, numbered, named}) {
+    collector.Attach(request);
+    ASSERT_TRUE(ens->Enqueue(request).ok());
+    ASSERT_TRUE(collector.WaitForId(request->id));
+  }
+  // Without a sequence: id 0 and no flags, as an integer.
+  const InferenceResponse* response = collector.ResponseOf("plain");
+  ASSERT_NE(Find(*response, "sequence_id"), nullptr);
+  EXPECT_EQ(std::get<int64_t>(*Find(*response, "sequence_id")), 0);
+  EXPECT_FALSE(std::get<bool>(*Find(*response, "sequence_start")));
+  EXPECT_FALSE(std::get<bool>(*Find(*response, "sequence_end")));
+  response = collector.ResponseOf("numbered");
+  EXPECT_EQ(std::get<int64_t>(*Find(*response, "sequence_id")), 42);
+  EXPECT_TRUE(std::get<bool>(*Find(*response, "sequence_start")));
+  EXPECT_FALSE(std::get<bool>(*Find(*response, "sequence_end")));
+  response = collector.ResponseOf("named");
+  EXPECT_EQ(std::get<std::string>(*Find(*response, "sequence_id")), "abc");
+  EXPECT_FALSE(std::get<bool>(*Find(*response, "sequence_start")));
+  EXPECT_TRUE(std::get<bool>(*Find(*response, "sequence_end")));
+  using Seen = std::tuple<uint64_t, std::string, uint32_t>;
+  const std::vector<Seen> steps = {{0, "", 0}, {42, "", 1u}, {0, "abc", 2u}};
+  EXPECT_EQ(first.seen, steps);
+  EXPECT_EQ(second.seen, steps);
+}
+
+TEST_F(EnsembleTest, AStepResponseMovesTheStepsAfterItToItsSequence) {
+  auto log = std::make_shared<ExecutionLog>();
+  SeenSequences second;
+  // Names sequence 7, ending; its flags replace the step's (START is not named).
+  AddModel(MakeSpec(8, {4}, "tagger"),
+           std::make_shared<TestExecutor>(
+               log, AnswerWith({{"sequence_id", int64_t{7}}, {"sequence_end", true}})));
+  AddModel(MakeSpec(8, {4}, "b"), std::make_shared<TestExecutor>(log, second.Hook()));
+  auto ens = Ensemble({{"tagger", -1, {{"INPUT0", "INPUT0"}}, {{"OUTPUT0", "t1"}}},
+                       {"b", -1, {{"INPUT0", "t1"}}, {{"OUTPUT0", "OUTPUT0"}}}});
+  Collector collector;
+  RequestPtr numbered = MakeRequest("numbered");
+  numbered->correlation_id = 42;
+  numbered->flags = 1u;
+  RequestPtr named = MakeRequest("named");
+  named->correlation_id_str = "abc";
+  for (const auto& request : {numbered, named}) {
+    collector.Attach(request);
+    ASSERT_TRUE(ens->Enqueue(request).ok());
+    ASSERT_TRUE(collector.WaitForId(request->id));
+  }
+  using Seen = std::tuple<uint64_t, std::string, uint32_t>;
+  EXPECT_EQ(second.seen, (std::vector<Seen>{{7, "", 2u}, {7, "", 2u}}));
+  const InferenceResponse* response = collector.ResponseOf("numbered");
+  EXPECT_EQ(std::get<int64_t>(*Find(*response, "sequence_id")), 7);
+  EXPECT_FALSE(std::get<bool>(*Find(*response, "sequence_start")));
+  EXPECT_TRUE(std::get<bool>(*Find(*response, "sequence_end")));
+  // The response's id has the type of the request's: Triton reads the integer id
+  // 7 as a string, which is empty.
+  response = collector.ResponseOf("named");
+  EXPECT_EQ(std::get<std::string>(*Find(*response, "sequence_id")), "");
+}
+
+TEST_F(EnsembleTest, ASequenceParameterOfTheWrongTypeFailsTheRequest) {
+  auto log = std::make_shared<ExecutionLog>();
+  AddModel(MakeSpec(8, {4}, "tagger"),
+           std::make_shared<TestExecutor>(log, AnswerWith({{"sequence_start", 1.5}})));
+  auto ens =
+      Ensemble({{"tagger", -1, {{"INPUT0", "INPUT0"}}, {{"OUTPUT0", "OUTPUT0"}}}});
+  RequestPtr request = MakeRequest("r");
+  Collector collector;
+  collector.Attach(request);
+  ASSERT_TRUE(ens->Enqueue(request).ok());
+  ASSERT_TRUE(collector.WaitFor(1));
+  EXPECT_EQ(collector.StatusOf("r").code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(collector.StatusOf("r").message(),
+            "in ensemble 'ens', expect parameter 'sequence_start' to be "
+            "TRITONSERVER_PARAMETER_BOOL");
 }
 
 }  // namespace

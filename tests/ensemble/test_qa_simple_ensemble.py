@@ -7,7 +7,11 @@ ensemble back-pressure setting came later).
 * A request for OUTPUT0 alone runs only the steps OUTPUT0 needs: version 1 of
   the composing model is not run.
 * Sequence flags sent with stream requests to an ensemble come back on its
-  responses' parameters.
+  responses' parameters; every ensemble response has them (id 0 and both flags
+  false without a sequence; a string id comes back as a string), while a
+  composing model's own responses have none. (A step response naming another
+  sequence, which 2.51's python backend cannot send, is tested in
+  tests/cpp/test_ensemble_scheduler.cc.)
 * A composing model that leaves out one of its declared outputs: the ensemble
   answers with the outputs it got.
 
@@ -214,18 +218,23 @@ def test_only_the_steps_of_the_requested_output_run(
     assert seen["ran"] == {"1": 0, "2": 4}
 
 
-def stream_flags(server: RunningServer) -> list[Any]:
-    """Three requests of one sequence streamed to the pinned ensemble: the
-    sequence flags on each response, in order."""
-    answers: queue.Queue[Any] = queue.Queue()
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+def grpc_inputs() -> list[grpcclient.InferInput]:
     a, b = inputs(1)
     tensors = []
     for name, value in (("INPUT0", a), ("INPUT1", b)):
         tensor = grpcclient.InferInput(name, list(value.shape), "INT32")
         tensor.set_data_from_numpy(value)
         tensors.append(tensor)
+    return tensors
+
+
+def stream_flags(server: RunningServer) -> list[Any]:
+    """Three requests of one sequence streamed to the pinned ensemble: the
+    sequence flags on each response, in order."""
+    answers: queue.Queue[Any] = queue.Queue()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    tensors = grpc_inputs()
     seen = []
     try:
         for i in range(3):
@@ -253,14 +262,6 @@ def stream_flags(server: RunningServer) -> list[Any]:
     return sorted(seen)
 
 
-# Triton 2.51's ensemble puts the sequence id and flags of the step that made an
-# output on its response (every ensemble response, sequence or not: sequence_id 0
-# and both flags false without one; a step's response may change them for the
-# steps after it). tritonx's ensemble scheduler (csrc/core/ensemble_scheduler.cc)
-# sets no response parameters yet: a C++ change, left open.
-@pytest.mark.xfail(
-    strict=True, reason="the ensemble's responses lack sequence_id/start/end"
-)
 def test_sequence_flags_come_back_on_ensemble_responses(
     servers: dict[str, RunningServer],
 ) -> None:
@@ -275,16 +276,63 @@ def test_sequence_flags_come_back_on_ensemble_responses(
     ]
 
 
+def parameters_of(server: RunningServer, model: str, **sequence: Any) -> dict[str, Any]:
+    """The parameters of ``model``'s response to one gRPC request (with the
+    sequence fields ``sequence``)."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    result = client.infer(model, grpc_inputs(), **sequence)
+    params = result.get_response().parameters
+    return {
+        k: getattr(params[k], params[k].WhichOneof("parameter_choice"))
+        for k in sorted(params)
+    }
+
+
+def http_parameters(server: RunningServer, model: str) -> Any:
+    client = httpclient.InferenceServerClient(server.http_url)
+    result = client.infer(model, http_inputs(*inputs(1)))
+    return result.get_response().get("parameters")
+
+
+NO_SEQUENCE = {"sequence_id": 0, "sequence_start": False, "sequence_end": False}
+
+
+def test_every_ensemble_response_has_sequence_parameters(
+    servers: dict[str, RunningServer],
+) -> None:
+    seen = compare(
+        servers,
+        lambda s: {
+            "grpc": parameters_of(s, "pinned"),
+            "http": http_parameters(s, "pinned"),
+        },
+    )
+    assert seen == {"grpc": NO_SEQUENCE, "http": NO_SEQUENCE}
+
+
+def test_a_string_sequence_id_comes_back_as_a_string(
+    servers: dict[str, RunningServer],
+) -> None:
+    seen = compare(
+        servers,
+        lambda s: parameters_of(
+            s, "pinned", sequence_id="abc", sequence_start=True, sequence_end=False
+        ),
+    )
+    assert seen == {"sequence_id": "abc", "sequence_start": True, "sequence_end": False}
+
+
+def test_composing_models_answer_as_they_did(
+    servers: dict[str, RunningServer],
+) -> None:
+    seen = compare(servers, lambda s: parameters_of(s, "simple", sequence_id=42))
+    assert seen == {}
+
+
 def partial_answer(server: RunningServer) -> dict[str, Any]:
     client = grpcclient.InferenceServerClient(server.grpc_url)
-    a, b = inputs(1)
-    tensors = []
-    for name, value in (("INPUT0", a), ("INPUT1", b)):
-        tensor = grpcclient.InferInput(name, list(value.shape), "INT32")
-        tensor.set_data_from_numpy(value)
-        tensors.append(tensor)
     wanted = [grpcclient.InferRequestedOutput(o) for o in ("OUTPUT0", "OUTPUT1")]
-    result = client.infer("partial_ensemble", tensors, outputs=wanted)
+    result = client.infer("partial_ensemble", grpc_inputs(), outputs=wanted)
     return {
         o.name: result.as_numpy(o.name).tolist() for o in result.get_response().outputs
     }
