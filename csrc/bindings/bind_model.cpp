@@ -1,7 +1,9 @@
 // Model: one served model version (spec + scheduler + instances) and the executor that
 // runs Python backend instances on the core's worker threads. The settings types a
 // Model is built from are bound in bind_model_settings.cpp.
+#include <condition_variable>
 #include <future>
+#include <mutex>
 
 #include "core/load_generator.h"
 #include "core/model.h"
@@ -293,6 +295,58 @@ py::object Infer(PyModel& self, PyRequest& request, bool errors_as_values) {
   return py::cast(std::make_shared<PyResponse>(PyResponse{std::move(response)}));
 }
 
+// Model warmup: runs `requests` as one batch on instance `instance` and waits for
+// every one to be answered with FINAL; per request, the first error it was answered
+// with (TritonXError) or None. Raises what the core refuses (nothing then ran).
+py::list ExecuteOn(PyModel& self, int instance, const py::sequence& items) {
+  struct Answers {
+    std::mutex mu;
+    std::condition_variable done;
+    size_t open = 0;
+    std::vector<Status> first_error;
+  };
+  auto answers = std::make_shared<Answers>();
+  std::vector<RequestPtr> requests;
+  for (const py::handle item : items)
+    requests.push_back(item.cast<PyRequest&>().request);
+  answers->open = requests.size();
+  answers->first_error.resize(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    // Every response, decoupled or not; collected without Python objects, so the
+    // callbacks never need the GIL.
+    requests[i]->SetResponseStream(
+        [answers, i](std::unique_ptr<InferenceResponse> response, uint32_t flags) {
+          std::lock_guard<std::mutex> lock(answers->mu);
+          if (response && !response->status.ok() && answers->first_error[i].ok()) {
+            answers->first_error[i] = response->status;
+          }
+          if ((flags & kResponseFlagFinal) != 0 && --answers->open == 0) {
+            answers->done.notify_all();
+          }
+        });
+  }
+  Status status;
+  {
+    // The instances' workers may run Python (and need the GIL) for as long as the
+    // model takes.
+    py::gil_scoped_release release;
+    status = self.model->ExecuteOn(instance, requests);
+    if (status.ok()) {
+      std::unique_lock<std::mutex> lock(answers->mu);
+      answers->done.wait(lock, [&] { return answers->open == 0; });
+    }
+  }
+  if (!status.ok()) {
+    for (auto& request : requests) request->SetResponseStream(nullptr);
+    ThrowIfError(status);
+  }
+  py::list out;
+  for (const Status& error : answers->first_error) {
+    out.append(error.ok() ? py::none() : MakeError(error));
+  }
+  return out;
+}
+
 // Registers the instances with the server's rate limiter (when it is on): entry i of
 // `limits` is instance i's rate_limiter block; missing entries need no resources
 // but still take turns by priority. Raises Triton's error when the resource counts
@@ -438,6 +492,7 @@ void RegisterModel(py::module_& m) {
       .def("submit", &Submit, py::arg("request"), py::arg("on_response"),
            py::arg("loop") = py::none())
       .def("infer", &Infer, py::arg("request"), py::arg("errors_as_values") = false)
+      .def("execute_on", &ExecuteOn, py::arg("instance"), py::arg("requests"))
       .def("cancel",
            [](PyModel& self, PyRequest& request) {
              return self.model->Cancel(request.request);

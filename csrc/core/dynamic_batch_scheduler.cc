@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
+#include <utility>
 
 #include "batch_strategy.h"
 #include "sequence_batch_scheduler.h"
@@ -51,6 +53,7 @@ DynamicBatchScheduler::DynamicBatchScheduler(
   const size_t count = runner_.instance_count();
   waiting_.assign(count, 0);
   claimed_.assign(count, 0);
+  directed_.resize(count);
   if (config_.batch_strategy && config_.batch_strategy->enabled()) {
     strategy_ = config_.batch_strategy.get();
   }
@@ -134,6 +137,29 @@ void DynamicBatchScheduler::RunInline(int instance_index, const RequestPtr& requ
   }
   // Requests may have queued behind the claim, and Stop may be waiting for it.
   work_cv_.notify_all();
+}
+
+Status DynamicBatchScheduler::ExecuteOn(int instance,
+                                        std::vector<RequestPtr> requests) {
+  if (instance < 0 || instance >= static_cast<int>(runner_.instance_count())) {
+    return Status(StatusCode::kInvalidArg, "model '" + runner_.spec().name +
+                                               "' has no instance " +
+                                               std::to_string(instance));
+  }
+  const uint64_t now = NowNs();
+  for (const auto& request : requests) request->enqueue_ns = now;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      return Status(StatusCode::kUnavailable, "model '" + runner_.spec().name +
+                                                  "' is unloading, request rejected");
+    }
+    directed_[instance].push_back(std::move(requests));
+  }
+  // Every worker waits on the one condition variable: wake them all so that the
+  // addressed one sees its batch.
+  work_cv_.notify_all();
+  return Status::Ok();
 }
 
 bool DynamicBatchScheduler::Cancel(const RequestPtr& request) {
@@ -286,6 +312,16 @@ void DynamicBatchScheduler::WorkerLoop(int instance_index) {
           // The instance is running a request inline on another thread.
           work_cv_.wait(lock);
           continue;
+        }
+        auto& directed = directed_[instance_index];
+        if (!directed.empty()) {
+          batch.requests = std::move(directed.front());
+          directed.pop_front();
+          batch.total_batch_size = 0;
+          for (const auto& request : batch.requests) {
+            batch.total_batch_size += request->batch_size;
+          }
+          break;
         }
         if (TakeBatch(now, &batch, &wake_ns)) break;
         if (stopping_ && queue_.empty()) {

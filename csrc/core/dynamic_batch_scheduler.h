@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -44,6 +45,7 @@ class DynamicBatchScheduler final : public Scheduler {
 
   Status Enqueue(const RequestPtr& request, bool caller_waits) override;
   bool Cancel(const RequestPtr& request) override;
+  Status ExecuteOn(int instance, std::vector<RequestPtr> requests) override;
   size_t PendingCount() const override;
   void Stop(bool drain) override;
   bool OnWorkerThread() const override;
@@ -86,6 +88,8 @@ class DynamicBatchScheduler final : public Scheduler {
   // frontend's thread (see Model::Enqueue). Guarded by mu_.
   std::vector<char> waiting_;  // worker i is blocked in work_cv_ with nothing to do
   std::vector<char> claimed_;  // instance i is running a request inline
+  // Batches handed to instance i by ExecuteOn, run by its worker before the queue.
+  std::vector<std::deque<std::vector<RequestPtr>>> directed_;
   int inline_active_ = 0;
   bool inline_possible_ = false;
 };

@@ -96,6 +96,20 @@ Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
   return status;
 }
 
+Status Model::ExecuteOn(int instance, const std::vector<RequestPtr>& requests) {
+  if (requests.empty()) {
+    return Status(StatusCode::kInvalidArg, "no requests to execute");
+  }
+  for (const auto& request : requests) {
+    Status status = ValidateRequest(*spec_, request.get());
+    if (!status.ok()) return status;
+    request->model_name = spec_->name;
+    request->model_version = spec_->version;
+    request->spec = spec_;
+  }
+  return scheduler_->ExecuteOn(instance, requests);
+}
+
 bool Model::Admit(const RequestPtr& request) {
   if (!inflight_->TryAdmit()) {
     stats_->RecordFailure(FailureReason::kRejected, 0);

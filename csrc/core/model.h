@@ -50,6 +50,15 @@ class Model : public std::enable_shared_from_this<Model> {
   // would stall every one of them for as long as the model takes.
   Status Enqueue(const RequestPtr& request, bool caller_waits = false);
 
+  // Model warmup (Triton's): runs `requests` as one batch on instance `instance`
+  // (an index into the executors the model was built with), past the queue, the
+  // batching rules, the response cache, tracing and the in-flight limit. Each
+  // request is validated as by Enqueue; on a non-OK return none was taken (the
+  // first refusal, UNAVAILABLE when stopping, UNSUPPORTED for an ensemble or a
+  // sequence batcher). On OK each is answered through its callback, from the
+  // instance's worker, and counted in the statistics like any request. Thread safe.
+  Status ExecuteOn(int instance, const std::vector<RequestPtr>& requests);
+
   // Removes a still-queued request and answers it CANCELLED; returns false if it is
   // no longer queued (then it is only marked cancelled for the backend to see).
   bool Cancel(const RequestPtr& request);

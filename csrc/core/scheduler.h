@@ -43,6 +43,19 @@ class Scheduler {
   // queued (it is then only marked cancelled, for the backend to see).
   virtual bool Cancel(const RequestPtr& request) = 0;
 
+  // Runs `requests` (validated, not queued) as one batch on instance `instance`, on
+  // that instance's worker, before anything queued and outside the batching rules:
+  // Triton's model warmup hands each instance a sample's requests together this way.
+  // They are answered and counted like any executed request. UNAVAILABLE when
+  // stopping (nothing taken); UNSUPPORTED for a scheduler without instances of its
+  // own or whose batches are bound to sequences (the default).
+  virtual Status ExecuteOn(int instance, std::vector<RequestPtr> requests) {
+    (void)instance;
+    (void)requests;
+    return Status(StatusCode::kUnsupported,
+                  "this scheduler cannot run a batch on a given instance");
+  }
+
   // Requests waiting for an instance. (Requests in flight — queued, executing or
   // streaming — are counted by the Model, which admits them.)
   virtual size_t PendingCount() const = 0;

@@ -340,6 +340,14 @@ class Model:
     ) -> Response | TritonXError:
         """Blocking; the GIL is released while waiting. errors_as_values: an error
         the request was answered with is returned instead of raised."""
+    def execute_on(
+        self, instance: int, requests: Sequence[Request]
+    ) -> list[TritonXError | None]:
+        """Model warmup: runs ``requests`` as one batch on executor ``instance``,
+        past the queue and batching; blocking (GIL released) until each is answered
+        with FINAL. Per request, the first error it was answered with, or None.
+        Raises what the core refuses (validation; TritonXError UNSUPPORTED for an
+        ensemble or a sequence batcher), with nothing run."""
     def cancel(self, request: Request) -> bool:
         """Removes a still-queued request (answered CANCELLED); else only marks it."""
     def statistics(self) -> dict[str, Any]: ...

@@ -248,16 +248,9 @@ def test_samples_reach_the_model_as_requests(server: RunningServer) -> None:
     assert stats["inference_stats"]["fail"]["count"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tritonx sends a warmup sample's requests through the scheduler one by "
-    "one; Triton hands the batch_size requests to the instance in one execute "
-    "(running them together needs a core API to execute on a given instance)",
-)
 def test_a_sample_runs_as_one_execution(server: RunningServer) -> None:
-    """Triton hands each instance a run's ``batch_size`` requests together."""
-    if server.reference:
-        pytest.skip("checked on tritonx (Triton 2.51 is what it should match)")
+    """Triton hands each instance a run's ``batch_size`` requests together: one
+    execution per run, counted as a batch of that size."""
     assert _load(server, "recorder") is None
     repo: Path = server.repo  # type: ignore[attr-defined]
     assert [len(execution) for execution in _requests_seen(repo)[-3:]] == [3, 3, 1]

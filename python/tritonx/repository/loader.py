@@ -25,7 +25,11 @@ from tritonx.config.loader import check_model_tensors, completed_by_backend
 from tritonx.config.to_core import ensemble_steps_from_config
 from tritonx.host_policy import HostPolicies, binding_for_creation
 from tritonx.repository.batch_strategy import load_batch_strategy
-from tritonx.repository.placement import core_executors, instance_contexts
+from tritonx.repository.placement import (
+    core_executors,
+    instance_contexts,
+    warmup_targets,
+)
 from tritonx.repository.records import LoadedModel
 from tritonx.repository.warmup import run_warmup
 
@@ -150,18 +154,17 @@ def build_version(
         instances, contexts, streams = _create_instances(
             backend_model, config, settings.host_policies
         )
+        executors = core_executors(instances, contexts, config)
         core = _native.Model(
             spec,
             scheduler,
-            core_executors(instances, contexts, config),
+            executors,
             settings.context,
             rate_limits_from_config(config),
         )
         try:
             # Passive instances get no warmup (Triton's rule): they get no work.
-            active = sum(not ctx.passive for ctx in contexts)
-            if active:
-                run_warmup(core, config, model_dir, active)
+            run_warmup(core, config, model_dir, warmup_targets(executors, contexts))
         except BaseException:
             core.stop()
             raise

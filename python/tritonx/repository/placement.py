@@ -114,6 +114,26 @@ def core_executors(
     return out
 
 
+def warmup_targets(
+    executors: list[Any], contexts: list[InstanceContext]
+) -> list[tuple[int, str]]:
+    """The instances warmup runs on (Triton warms each active one up), as (index
+    of its first entry in ``executors``, its name): ``executors`` is what
+    core_executors made of ``contexts``' instances, in their order, an instance
+    repeated for its pipeline depth."""
+    active = [ctx for ctx in contexts if not ctx.passive]
+    if not active:
+        return []
+    targets: list[tuple[int, str]] = []
+    previous: Any = None
+    for index, executor in enumerate(executors):
+        if executor is previous:
+            continue
+        previous = executor
+        targets.append((index, active[len(targets)].name))
+    return targets
+
+
 def _bound(instance: Any, ctx: InstanceContext) -> Any:
     """The instance, or a BoundInstance over it when its host policy binds it. A
     C++ executor (python stub) is left as it is: it relays to a stub process that

@@ -1,11 +1,15 @@
 """Running a model's ``model_warmup`` samples before it is marked READY.
 
 As in Triton, every instance runs every sample ``count`` times (at least once), and
-one run of a sample is ``batch_size`` requests of batch 1 sent together; a sample
-of batch_size 0 is skipped. The core picks the instance for each request, so the
-runs are spread over the instances by sending ``batch_size * instances`` requests
-at once. Warmup requests go through the normal request path, so they show up in
-the statistics, as they do in Triton.
+one run of a sample is ``batch_size`` requests of batch 1 handed to the instance in
+one execution (the core's ``Model.execute_on``: past the queue and the batcher);
+a sample of batch_size 0 is skipped. The instances warm up in parallel, each its
+samples in order. The requests are answered and counted like any other, so they
+show up in the statistics, as they do in Triton.
+
+A sequence model's batches belong to its sequence slots, so its samples take the
+request path instead: each request a sequence of its own, ``batch_size *
+instances`` requests at once, spread over the instances by the core.
 
 Triton's errors, as its instance code words them: every sample's data is prepared
 before any runs, and a problem there (a data file, a request its validation
@@ -121,8 +125,8 @@ _WHOLE_SEQUENCE = (
 def _sequence_fields(config: ModelConfig, index: int) -> dict[str, Any]:
     """Request fields that let warmup request ``index`` through a sequence
     batcher: Triton hands warmup requests to the instances directly, past its
-    scheduler, while here they take the request path, where a sequence model needs
-    a correlation ID. Each request is a sequence of its own (ids 1, 2, ...), of
+    scheduler, while here a sequence model's take the request path, where they
+    need a correlation ID. Each request is a sequence of its own (ids 1, 2, ...), of
     the type the model's CORRID control (if any) takes."""
     if not config.HasField("sequence_batching"):
         return {}
@@ -165,16 +169,75 @@ def _infer_once(
     return errors[0] if errors else None
 
 
+# Each sample with the inputs of one of its requests.
+Prepared = list[tuple[mc.ModelWarmup, list[WarmupInput]]]
+
+
 def run_warmup(
-    core: Any, config: ModelConfig, model_dir: Path, instance_count: int
+    core: Any,
+    config: ModelConfig,
+    model_dir: Path,
+    instances: Sequence[tuple[int, str]],
 ) -> None:
-    """Run all warmup samples; raise with Triton's wording if one fails."""
-    prepared = []
+    """Run all warmup samples on each of ``instances`` (core executor index,
+    instance name); raise with Triton's wording if one fails."""
+    prepared: Prepared = []
     for sample in config.model_warmup:
         if sample.batch_size == 0:
             continue
         log.info("Generating warmup sample data for '%s'", sample.name)
         prepared.append((sample, sample_inputs(sample, config, model_dir)))
+    if not prepared or not instances:
+        return
+    if config.HasField("sequence_batching"):
+        _warm_sequence_model(core, config, prepared, len(instances))
+        return
+    if len(instances) == 1:
+        failure = _warm_instance(core, config, prepared, *instances[0])
+    else:
+        with ThreadPoolExecutor(max_workers=min(len(instances), 64)) as pool:
+            futures = [
+                pool.submit(_warm_instance, core, config, prepared, index, name)
+                for index, name in instances
+            ]
+            # A refused request raises here, unchanged.
+            failures = [f.result() for f in futures]
+        failure = next((f for f in failures if f is not None), None)
+    if failure is not None:
+        raise failure
+
+
+def _warm_instance(
+    core: Any, config: ModelConfig, prepared: Prepared, index: int, name: str
+) -> TritonXError | None:
+    """Every sample on one instance, each run one execution of its batch_size
+    requests; the error of the first run the model fails (Triton stops that
+    instance's warmup there)."""
+    from tritonx import _native
+
+    for sample, inputs in prepared:
+        for iteration in range(1, max(sample.count, 1) + 1):
+            log.info(
+                "model '%s' instance %s is running warmup sample '%s' for iteration %d",
+                config.name,
+                name,
+                sample.name,
+                iteration,
+            )
+            requests = [
+                _native.Request(id="", inputs=inputs) for _ in range(sample.batch_size)
+            ]
+            answered = [e for e in core.execute_on(index, requests) if e is not None]
+            if answered:
+                return _warmup_error(sample.name, answered)
+    return None
+
+
+def _warm_sequence_model(
+    core: Any, config: ModelConfig, prepared: Prepared, instance_count: int
+) -> None:
+    """Each run of a sample as ``batch_size`` requests per instance through the
+    sequence batcher, each request a sequence of its own."""
     for sample, inputs in prepared:
         parallel = sample.batch_size * max(instance_count, 1)
         with ThreadPoolExecutor(max_workers=min(parallel, 64)) as pool:
