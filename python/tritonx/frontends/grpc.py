@@ -286,7 +286,9 @@ class GrpcFrontend:
         """Answers one control-plane call; exceptions carry the gRPC status."""
         entry = self._methods.get(method)
         if entry is None:
-            raise UnsupportedError(f"unknown method '{method}'")
+            # UNIMPLEMENTED without details, as grpc++ answers a method no
+            # service of Triton's registers.
+            raise UnsupportedError("")
         request_type, fn = entry
         request = request_type()
         try:
