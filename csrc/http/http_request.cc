@@ -52,6 +52,10 @@ Outgoing Error(int status, const std::string& message, HttpHeaders extra) {
   return Simple(status, ErrorBody(message), "application/json", std::move(extra));
 }
 
+Outgoing PlainError(int status, const std::string& message, HttpHeaders extra) {
+  return Simple(status, ErrorBody(message), "text/plain", std::move(extra));
+}
+
 namespace {
 
 // A field value without the whitespace (SP, HTAB) around it, which HTTP says is not
@@ -327,9 +331,11 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
   }
   if (encoding != Encoding::kIdentity && wire_size > 0) {
     if (encoding == Encoding::kUnsupported) {
+      // text/plain: Triton answers it only for an infer request, before its
+      // handler sets a content type.
       Reply(worker, req,
-            Error(501, HttpUnsupportedCompression(),
-                  {{"Accept-Encoding", "gzip, deflate"}}));
+            PlainError(501, HttpUnsupportedCompression(),
+                       {{"Accept-Encoding", "gzip, deflate"}}));
       return;
     }
     auto inflated = std::make_shared<std::string>();
@@ -456,7 +462,9 @@ void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
       status = CheckTransactionPolicy(model->spec(), WireProtocol::kHttp);
   }
   if (!status.ok()) {
-    Reply(worker, req, Error(HttpStatusOf(status.code()), status.message()));
+    // Triton finds these before its infer handler sets a content type (so
+    // libevhtp's text/plain).
+    Reply(worker, req, PlainError(HttpStatusOf(status.code()), status.message()));
     return;
   }
   InferHead head;
@@ -514,8 +522,12 @@ void HttpServer::Impl::ParseAndEnqueue(const std::shared_ptr<PendingCall>& call,
   using namespace httpfe;
   std::atomic<int64_t>* inflight = &inflight_;
   const std::shared_ptr<Mailbox>& mailbox = head.mailbox;
-  auto fail = [&](const Status& status) {
-    Outgoing out = Error(HttpStatusOf(status.code()), status.message());
+  // `plain`: answered as text/plain, as Triton answers what it refuses before its
+  // infer handler sets a content type.
+  auto fail = [&](const Status& status, bool plain = false) {
+    const int code = HttpStatusOf(status.code());
+    Outgoing out =
+        plain ? PlainError(code, status.message()) : Error(code, status.message());
     if (on_loop) {
       SendOnLoop(call, std::move(out), inflight);
     } else {
@@ -533,6 +545,7 @@ void HttpServer::Impl::ParseAndEnqueue(const std::shared_ptr<PendingCall>& call,
   Status status;
   if (head.has_header_length) {
     status = ParseHeaderLength(head.header_length.c_str(), size, &hlen);
+    if (!status.ok()) return fail(status, /*plain=*/true);
   }
   // Triton takes the body's length as the header's when the header is absent, and a
   // zero header length means a raw body (so an empty body is a raw one).

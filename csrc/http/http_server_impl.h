@@ -121,6 +121,9 @@ Outgoing Simple(int status, const std::string& body, const char* content_type,
                 HttpHeaders extra = {});
 // `{"error": ...}` as application/json.
 Outgoing Error(int status, const std::string& message, HttpHeaders extra = {});
+// The same as text/plain: how Triton answers what it refuses before a handler sets
+// a content type (libevhtp's default).
+Outgoing PlainError(int status, const std::string& message, HttpHeaders extra = {});
 
 }  // namespace httpfe
 }  // namespace tritonx

@@ -2,15 +2,18 @@
 its test.sh) not covered elsewhere, as differential tests: the same bytes go to
 tritonx (both HTTP engines) and, when TRITONX_REFERENCE_CMD is given, to Triton 2.51,
 and the answers (status, binary header length, content type, body) must be equal.
+Content types included: Triton answers what it refuses before its handler sets one
+(header lengths out of range, an unknown model, a wrong method on infer, health and
+readiness) as text/plain.
 
 Covered elsewhere: the raw-body refusals of a BYTES input of any shape and of a
 model with several inputs (test_http_check_order.py), 'data' longer or shorter than
 its shape (test_http_server.py, test_http_codec.py), a full queue's 503
 (tests/core/test_qa_model_queue.py), duplicate output names
-(test_input_names_differential.py), negative JSON dims (test_http_codec.py). Some
-checks of Triton's newer http_test.py meet bugs 2.51 still has (a crash on a long
-file name in a load, a crash on a deeply nested body); those are tested on tritonx
-alone, with the answer later Tritons give.
+(test_input_names_differential.py), negative JSON dims (test_http_codec.py), the
+restricted APIs (test_http_access.py). Some checks of Triton's newer http_test.py
+meet bugs 2.51 still has (a crash on a long file name in a load, a crash on a deeply
+nested body); those are tested on tritonx alone, with the answer later Tritons give.
 """
 
 from __future__ import annotations
@@ -223,12 +226,35 @@ CASES: dict[str, tuple[str, str, bytes | None, dict[str, str]]] = {
         b'{"ready":' + b"[" * 100 + b"true" + b"]" * 100 + b"}",
         {"Content-Type": "application/json"},
     ),
+    # test.sh's simple_http_model_control.py: loads with a bad config override (on
+    # "loadme", which nothing else asks for), then the model's readiness.
+    "load, an override that is not JSON": (
+        "POST",
+        "/v2/repository/models/loadme/load",
+        json.dumps({"parameters": {"config": "{"}}).encode(),
+        {},
+    ),
+    "load, an override with an unknown field": (
+        "POST",
+        "/v2/repository/models/loadme/load",
+        json.dumps({"parameters": {"config": '{"backend":"python","foo":1}'}}).encode(),
+        {},
+    ),
+    "readiness after failed loads": ("GET", "/v2/models/loadme/ready", None, {}),
+    "load, an override with a number as a string": (
+        "POST",
+        "/v2/repository/models/loadme/load",
+        json.dumps(
+            {"parameters": {"config": '{"backend":"python","max_batch_size":"4"}'}}
+        ).encode(),
+        {},
+    ),
+    "config after the load": ("GET", "/v2/models/loadme/config", None, {}),
 }
 
-# test_inference_header_content_length_out_of_range: header lengths out of range.
-# Triton 2.51 sends these before its infer handler sets a content type (so
-# text/plain), tritonx as application/json: the content type is left out here and
-# the difference is kept by test_early_infer_errors_are_text_plain below.
+# Refused before Triton's handler sets a content type (so text/plain, libevhtp's
+# default): test_inference_header_content_length_out_of_range's header lengths out
+# of range, and the infer, health and readiness checks made before the body is read.
 EARLY_CASES: dict[str, tuple[str, str, bytes | None, dict[str, str]]] = {
     "header length past INT_MAX": (
         "POST",
@@ -242,7 +268,25 @@ EARLY_CASES: dict[str, tuple[str, str, bytes | None, dict[str, str]]] = {
         b'{"inputs":[]}',
         {"Inference-Header-Content-Length": "-5"},
     ),
+    "infer on an unknown model": ("POST", "/v2/models/nope/infer", b"{}", {}),
+    "infer on a missing version": (
+        "POST",
+        "/v2/models/fp32/versions/7/infer",
+        b"{}",
+        {},
+    ),
+    "infer with an unknown encoding": (
+        "POST",
+        "/v2/models/fp32/infer",
+        b"{}",
+        {"Content-Encoding": "br"},
+    ),
+    "infer by GET": ("GET", "/v2/models/fp32/infer", None, {}),
+    "liveness by POST": ("POST", "/v2/health/live", b"", {}),
+    "readiness by POST": ("POST", "/v2/health/ready", b"", {}),
+    "model readiness by POST": ("POST", "/v2/models/fp32/ready", b"", {}),
 }
+CASES.update(EARLY_CASES)
 
 
 def _send(
@@ -268,13 +312,7 @@ def _send(
 
 
 def observe(server: RunningServer) -> dict[str, Any]:
-    answers: dict[str, Any] = {
-        name: _send(server, *case) for name, case in CASES.items()
-    }
-    for name, case in EARLY_CASES.items():
-        status, _, _, data = _send(server, *case)
-        answers[name] = (status, data)
-    return answers
+    return {name: _send(server, *case) for name, case in CASES.items()}
 
 
 @pytest.fixture(scope="module")
@@ -371,15 +409,40 @@ def test_expected_answers(answers: dict[str, Any]) -> None:
         500,
         "attempt to access JSON non-boolean as boolean",
     )
+    failed = "failed to load 'loadme', failed to poll from model repository"
+    for name in (
+        "load, an override that is not JSON",
+        "load, an override with an unknown field",
+    ):
+        assert _error(answers[name]) == (500, failed), name
+    assert _error(answers["readiness after failed loads"]) == (
+        400,
+        "Model version not ready",
+    )
+    assert answers["load, an override with a number as a string"][0] == 200
+    status, _, _, data = answers["config after the load"]
+    assert (status, json.loads(data)["max_batch_size"]) == (200, 4)
     for name, value in (
         ("header length past INT_MAX", "99999999999"),
         ("negative header length", "-5"),
     ):
         message = f"inference header size should be in range (0, 13), got: {value}"
         assert _error(answers[name]) == (400, message), name
+    for name, status in (
+        ("infer on an unknown model", 404),
+        ("infer on a missing version", 404),
+        ("infer with an unknown encoding", 501),
+        ("infer by GET", 405),
+        ("liveness by POST", 405),
+        ("readiness by POST", 405),
+        ("model readiness by POST", 405),
+    ):
+        assert answers[name][0] == status, name
+    for name in EARLY_CASES:
+        assert answers[name][2] == "text/plain", name
 
 
-@pytest.mark.parametrize("case", sorted([*CASES, *EARLY_CASES]))
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_same_answer_as_triton(
     answers: dict[str, Any], reference_answers: dict[str, Any], case: str
 ) -> None:
@@ -444,23 +507,3 @@ def test_corrupt_gzip_body_is_refused(server: RunningServer) -> None:
     )
     assert status == 400
     assert json.loads(data)["error"].startswith("failed to decompress the request")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="known difference: Triton 2.51 answers the infer errors it finds before "
-    "reading the request (unknown model or version, method, header length, "
-    "compression) without a content type (libevhtp's text/plain); tritonx says "
-    "application/json",
-)
-def test_early_infer_errors_are_text_plain(server: RunningServer) -> None:
-    cases = {
-        "unknown model": ("POST", "/v2/models/nope/infer", b"{}", {}),
-        "missing version": ("POST", "/v2/models/fp32/versions/7/infer", b"{}", {}),
-        "method": ("GET", "/v2/models/fp32/infer", None, {}),
-        **EARLY_CASES,
-    }
-    for name, case in cases.items():
-        status, _, content_type, _ = _send(server, *case)
-        assert status >= 400, name
-        assert content_type == "text/plain", name

@@ -61,6 +61,10 @@ _EMPTY_OK = response(200, b"", TEXT)
 _EMPTY_BAD = response(400, b"", TEXT)
 _NOT_FOUND = response(404, b'{"error":"Not Found"}', TEXT)
 _NOT_ALLOWED = response(405, b'{"error":"Method Not Allowed"}', JSON)
+# Triton's health, model readiness and infer handlers refuse a method before they
+# set a content type: libevhtp's text/plain.
+_NOT_ALLOWED_TEXT = response(405, b'{"error":"Method Not Allowed"}', TEXT)
+_TEXT_REFUSALS = frozenset(("live", "ready", "model_ready", "infer"))
 _NOT_READY = response(400, b'{"error":"Model version not ready"}', TEXT)
 
 
@@ -249,7 +253,8 @@ class HttpFrontend:
         if method is None:
             slot.done(_NOT_FOUND)
         elif method and message.method != method:
-            slot.done(_NOT_ALLOWED)
+            text = route.kind in _TEXT_REFUSALS
+            slot.done(_NOT_ALLOWED_TEXT if text else _NOT_ALLOWED)
         else:
             self._handlers[route.kind](message, slot, route)
 
@@ -335,15 +340,20 @@ class HttpFrontend:
 
     def _infer(self, message: HttpMessage, slot: Slot, route: Route) -> None:
         name = route.model
+        body = message.body
         try:
             model = self._registry.find(name, route.version)
             # While some trace setting is on: HTTP_RECV_START (0: not taken).
             received = time.monotonic_ns() if model.tracing else 0
             _native.check_transaction_policy(model, "http")
-            body = message.body
             hlen = http_infer.header_length(
                 message.headers.get(b"inference-header-content-length"), len(body)
             )
+        except Exception as exc:
+            # Triton finds these before its handler sets a content type.
+            slot.done(exception_response(exc, TEXT))
+            return
+        try:
             if hlen == 0 or (hlen is None and not body):
                 # The body is the raw bytes of the model's only input (without the
                 # header, Triton takes the body's length for the JSON's: an empty

@@ -79,11 +79,14 @@ def response(
 
 
 def error_response(
-    status: int, message: str, extra_headers: bytes = b""
+    status: int,
+    message: str,
+    extra_headers: bytes = b"",
+    content_type: bytes = JSON,
 ) -> list[Buffer]:
     # Triton's bytes: compact JSON, UTF-8 as it is.
     text = json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":"))
-    return response(status, text.encode(), JSON, extra_headers)
+    return response(status, text.encode(), content_type, extra_headers)
 
 
 def dumps(obj: Any) -> bytes:
@@ -91,12 +94,12 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def exception_response(exc: BaseException) -> list[Buffer]:
+def exception_response(exc: BaseException, content_type: bytes = JSON) -> list[Buffer]:
     """The error response for an exception: a ``TritonXError``'s status and
     message, else 500."""
     if isinstance(exc, TritonXError):
-        return error_response(exc.http_status, exc.message)
-    return error_response(500, str(exc) or type(exc).__name__)
+        return error_response(exc.http_status, exc.message, b"", content_type)
+    return error_response(500, str(exc) or type(exc).__name__, b"", content_type)
 
 
 class HttpMessage:
@@ -453,11 +456,14 @@ class HttpConnection(asyncio.Protocol):
                 slot.done(error_response(400, refusal))
                 return
             except _Unsupported:
+                # text/plain: Triton answers it only for an infer request, before
+                # its handler sets a content type.
                 slot.done(
                     error_response(
                         501,
                         _native.http_messages.unsupported_compression(),
                         b"Accept-Encoding: gzip, deflate\r\n",
+                        TEXT,
                     )
                 )
                 return
