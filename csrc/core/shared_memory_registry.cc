@@ -58,32 +58,42 @@ Status SharedMemoryRegistry::Register(const std::string& name, const std::string
                   "Unable to open shared memory region: '" + key + "'");
   }
   struct stat info;
-  const bool sized = fstat(fd, &info) == 0 && info.st_size >= 0;
-  const uint64_t object_size = sized ? static_cast<uint64_t>(info.st_size) : 0;
-  if (!sized || offset > object_size || byte_size > object_size - offset) {
+  if (fstat(fd, &info) != 0 || info.st_size < 0) {
     close(fd);
     return Status(StatusCode::kInternal, "Invalid shared memory region: '" + key + "'");
+  }
+  // Triton 2.51's answers: a range past the object's end is "invalid args"; an
+  // empty one fails its mmap (EINVAL), worded as Triton words a failed map.
+  const uint64_t object_size = static_cast<uint64_t>(info.st_size);
+  if (offset > object_size || byte_size > object_size - offset) {
+    close(fd);
+    return Status(StatusCode::kInvalidArg, "failed to register shared memory region '" +
+                                               name + "': invalid args");
+  }
+  if (byte_size == 0) {
+    close(fd);
+    return Status(StatusCode::kInvalidArg,
+                  "failed to register shared memory region '" + name +
+                      "': unable to process address space" + std::strerror(EINVAL));
   }
   auto region = std::make_shared<Region>();
   region->name = name;
   region->key = key;
   region->offset = offset;
   region->byte_size = byte_size;
-  if (byte_size > 0) {
-    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-    const uint64_t start = offset - offset % page;
-    region->mapping_size = static_cast<size_t>(offset - start + byte_size);
-    region->mapping = mmap(nullptr, region->mapping_size, PROT_READ | PROT_WRITE,
-                           MAP_SHARED, fd, static_cast<off_t>(start));
-    if (region->mapping == MAP_FAILED) {
-      const std::string reason = std::strerror(errno);
-      close(fd);
-      return Status(StatusCode::kInvalidArg,
-                    "failed to register shared memory region '" + name +
-                        "': unable to map it: " + reason);
-    }
-    region->base = static_cast<char*>(region->mapping) + (offset - start);
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t start = offset - offset % page;
+  region->mapping_size = static_cast<size_t>(offset - start + byte_size);
+  region->mapping = mmap(nullptr, region->mapping_size, PROT_READ | PROT_WRITE,
+                         MAP_SHARED, fd, static_cast<off_t>(start));
+  if (region->mapping == MAP_FAILED) {
+    const std::string reason = std::strerror(errno);
+    close(fd);
+    return Status(StatusCode::kInvalidArg,
+                  "failed to register shared memory region '" + name +
+                      "': unable to process address space" + reason);
   }
+  region->base = static_cast<char*>(region->mapping) + (offset - start);
   close(fd);  // the mapping stays valid without the descriptor
   regions_.emplace(name, std::move(region));
   return Status::Ok();

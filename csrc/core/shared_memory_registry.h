@@ -76,8 +76,9 @@ class SharedMemoryRegistry {
 
   // Opens `key`, checks [offset, offset + byte_size) lies within it and maps that
   // range. UNSUPPORTED while clients may not use shared memory (ShmDisallowed);
-  // ALREADY_EXISTS for a taken name, INTERNAL when the object cannot be
-  // opened or is too small (Triton 2.51's codes and messages).
+  // ALREADY_EXISTS for a taken name, INTERNAL when the object cannot be opened,
+  // INVALID_ARG for a range past its end or an empty one (Triton 2.51's codes and
+  // messages). Unlike Triton, an offset need not be page aligned.
   Status Register(const std::string& name, const std::string& key, uint64_t offset,
                   uint64_t byte_size);
   // Opens a peer's CUDA allocation from its 64-byte cudaIpcMemHandle_t on
@@ -87,7 +88,8 @@ class SharedMemoryRegistry {
   Status RegisterCuda(const std::string& name, const std::string& raw_handle,
                       int64_t device_id, uint64_t byte_size);
   // Removes one region of `kind`; an unknown name, or one of the other kind, is not
-  // an error (as in Triton).
+  // an error (as in Triton). Unlike Triton 2.51, a region a request still holds is
+  // removed too (its mapping stays until the request lets go).
   Status Unregister(const std::string& name, ShmKind kind = ShmKind::kSystem);
   void UnregisterAll(ShmKind kind = ShmKind::kSystem);
   // Every region of `kind` (`name` empty) or the one named; NOT_FOUND when it is

@@ -54,7 +54,13 @@ TEST(SharedMemoryRegistry, RegisterChecksAndStatus) {
   EXPECT_EQ(missing.message(),
             "Unable to open shared memory region: '/tritonx_no_such_object'");
   Status oob = registry.Register("b", object.key(), 8000, 200);
-  EXPECT_EQ(oob.message(), "Invalid shared memory region: '" + object.key() + "'");
+  EXPECT_EQ(oob.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(oob.message(), "failed to register shared memory region 'b': invalid args");
+  Status empty = registry.Register("b", object.key(), 0, 0);
+  EXPECT_EQ(empty.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(empty.message(),
+            "failed to register shared memory region 'b': unable to process address "
+            "spaceInvalid argument");
   std::vector<ShmRegionStatus> rows;
   ASSERT_TRUE(registry.GetStatus("", &rows).ok());
   ASSERT_EQ(rows.size(), 1u);

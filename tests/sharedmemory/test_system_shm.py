@@ -83,8 +83,8 @@ def test_http_register_out_of_bounds(server: RunningServer, region: Region) -> N
     key, _ = region(64)
     body = {"key": key, "offset": 32, "byte_size": 64}
     assert raw(server, "POST", "/v2/systemsharedmemory/region/a/register", body) == (
-        500,
-        {"error": f"Invalid shared memory region: '{key}'"},
+        400,
+        {"error": "failed to register shared memory region 'a': invalid args"},
     )
     body = {"key": key, "byte_size": "8"}
     assert raw(server, "POST", "/v2/systemsharedmemory/region/a/register", body) == (
