@@ -91,13 +91,27 @@ def test_logger_lines_follow_the_log_settings(tmp_path: Path) -> None:
     def scenario(kind: str) -> dict[str, Any]:
         with run_either(kind, repo) as server:
             client = httpclient.InferenceServerClient(server.http_url)
-            _send(client, "default")
+
+            def step(tag: str, last: str = "Specific verbose") -> None:
+                # Triton 2.51 logs a stub's lines from a queue, under the settings
+                # of when it takes them: the step's last line (printed whatever
+                # the settings) must be in the log before the settings change.
+                _send(client, tag)
+                wait_until(
+                    lambda: (
+                        (f"{tag} {last} Msg!",)
+                        in {line[3:] for line in _model_lines(server)}
+                    ),
+                    f"the {tag} step's lines in the log",
+                )
+
+            step("default", last="Error")  # no verbose lines yet
             _settings(server, {"log_verbose_level": 1})
-            _send(client, "verbose")
+            step("verbose")
             _settings(server, {"log_info": False, "log_warning": False})
-            _send(client, "quiet")
+            step("quiet")
             _settings(server, {"log_error": False})
-            _send(client, "silent")
+            step("silent")
             _settings(server, {"log_error": True})
             _send(client, "end")
             client.close()
