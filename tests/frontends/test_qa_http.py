@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 from serverutil import RunningServer, reference_command, run_reference, run_server
-from testmodels import ECHO_MODEL, write_model
+from testmodels import ADD_SUB_PY, ECHO_MODEL, write_model
 
 ADD_SUB_INT32 = """
 name: "simple"
@@ -38,20 +38,6 @@ input [ { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
         { name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
          { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] } ]
-"""
-ADD_SUB_INT32_MODEL = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        out = []
-        for r in requests:
-            a = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
-            b = pb_utils.get_input_tensor_by_name(r, "INPUT1").as_numpy()
-            out.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("OUTPUT0", a + b), pb_utils.Tensor("OUTPUT1", a - b)]))
-        return out
 """
 
 
@@ -320,7 +306,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("qa_http")
     for name, (datatype, dims, batch) in ECHOES.items():
         write_model(root, name, _echo_config(name, datatype, dims, batch), ECHO_MODEL)
-    write_model(root, "simple", ADD_SUB_INT32, ADD_SUB_INT32_MODEL)
+    write_model(root, "simple", ADD_SUB_INT32, ADD_SUB_PY)
     return root
 
 

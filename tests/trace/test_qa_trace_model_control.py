@@ -20,34 +20,8 @@ import numpy as np
 import tritonclient.http as httpclient
 from serverutil import differential, run_either
 from testmodels import write_model
-from traceutil import build_repo
+from traceutil import CONTEXT_CONFIG, CONTEXT_MODEL, build_repo
 from tritonclient.utils import InferenceServerException
-
-# OUTPUT0: what get_context() gave, as text ("None" when it gave None).
-CONTEXT_MODEL = """
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            context = request.trace().get_context()
-            text = "None" if context is None else "context"
-            responses.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("OUTPUT0", np.array([text.encode()], np.object_))
-            ]))
-        return responses
-"""
-
-CONTEXT_CONFIG = """
-name: "trace_context"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_STRING dims: [ 1 ] } ]
-"""
 
 
 def call(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:

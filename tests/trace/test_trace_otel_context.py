@@ -18,36 +18,11 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from serverutil import differential, run_either
 from testmodels import write_model
+from traceutil import CONTEXT_CONFIG, CONTEXT_MODEL
 
 pytest.importorskip("opentelemetry.sdk")
 pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
 from test_trace_otel import Collector
-
-# OUTPUT0: what get_context() gave, as text ("None" when it gave None).
-CONTEXT_MODEL = """
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            context = request.trace().get_context()
-            text = "None" if context is None else context
-            responses.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("OUTPUT0", np.array([text.encode()], np.object_))
-            ]))
-        return responses
-"""
-
-CONTEXT_CONFIG = """
-name: "trace_context"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_STRING dims: [ 1 ] } ]
-"""
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_PARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"

@@ -193,3 +193,31 @@ def wait_for_file(path: Path, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} was not written")
         time.sleep(0.05)
+
+
+# trace_context: OUTPUT0 is what request.trace().get_context() gave, as text
+# ("None" when it gave None).
+CONTEXT_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            context = request.trace().get_context()
+            text = "None" if context is None else context
+            responses.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUTPUT0", np.array([text.encode()], np.object_))
+            ]))
+        return responses
+"""
+
+CONTEXT_CONFIG = """
+name: "trace_context"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_STRING dims: [ 1 ] } ]
+"""
