@@ -474,7 +474,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     logger = configure(log_options)
     for warning in warnings:
-        logger.warning("%s", warning)
+        if warning.startswith("Warning: "):
+            # Triton's own wording: its parser writes these to stderr as plain
+            # lines, whatever the log settings (L0_cmdline_trace greps them).
+            print(warning, file=sys.stderr, flush=True)
+        else:
+            logger.warning("%s", warning)
     if argv is None:
         # Model code sees the command line Triton's stub has, none: a model that
         # parses it (unittest.main in Triton's own test models) must not meet

@@ -4,6 +4,7 @@ reads them (its messages, its warnings)."""
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -79,11 +80,15 @@ def _mode(flag: str, text: str) -> str:
 
 
 def parse_trace_flags(
-    entries: Sequence[str], args: Mapping[str, Any]
+    entries: Sequence[str],
+    args: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[TraceConfig, list[str]]:
     """The trace configuration and the deprecation warnings to print; ``args``
-    holds the deprecated flags' values by argparse name."""
+    holds the deprecated flags' values by argparse name, ``environ`` the
+    OTEL_BSP_* variables (default: this process's environment)."""
     config = TraceConfig()
+    bsp: dict[str, str] = {}
     warnings: list[str] = []
     for flag in _DEPRECATED:
         for value in args.get(flag[2:].replace("-", "_")) or ():
@@ -127,7 +132,7 @@ def parse_trace_flags(
                 name, _, attr = value.partition("=")
                 config.resource[name] = attr
             elif key in _BSP:
-                config.bsp[key] = _int(flag, value, 0)
+                bsp[key] = value  # read once the mode is known (_batch_span)
         elif key == "level":
             config.level = _level(flag, value, config.level)
         elif key == "rate":
@@ -136,4 +141,26 @@ def parse_trace_flags(
             config.count = _int(flag, value)
         elif key == "mode":
             config.mode = _mode(flag, value)
+    if config.mode == "opentelemetry":
+        _batch_span(config, bsp, os.environ if environ is None else environ)
     return config, warnings
+
+
+def _batch_span(
+    config: TraceConfig, given: Mapping[str, str], environ: Mapping[str, str]
+) -> None:
+    """As Triton 2.51, in OpenTelemetry mode only: each batch-span-processor
+    setting from --trace-config, else from its OTEL_BSP_* variable; a value
+    that is not a uint32 stops the server, naming where it came from."""
+    for key in _BSP:
+        if key in given:
+            flag, text = f"--trace-config opentelemetry,{key}", given[key]
+        elif f"OTEL_{key.upper()}" in environ:
+            flag = f"OTEL_{key.upper()}"
+            text = environ[flag]
+        else:
+            continue
+        value = _int(flag, text, 0)
+        if value >= 2**32:
+            raise TraceFlagError(flag, f"Invalid option value. Got {text}")
+        config.bsp[key] = value
