@@ -330,10 +330,14 @@ class ModelManager(
         listing = self._listing()
         model_id = listing.ids.get(key, ModelId("", key))
         if key in listing.duplicates:
-            raise PollFailure(model_id.name, "not unique across all model repositories")
+            raise PollFailure(
+                model_id.name, "not unique across all model repositories", found=False
+            )
         model_dir = listing.models.get(key)
         if model_dir is None:
-            raise PollFailure(model_id.name, "model not found in any model repository")
+            raise PollFailure(
+                model_id.name, "model not found in any model repository.", found=False
+            )
         self.storage.fetch(model_dir)
         return model_id, model_dir, model_dir.parent, None
 

@@ -21,13 +21,21 @@ log = logging.getLogger("tritonx.repository")
 class PollFailure(Exception):
     """A model that could not be polled; ``detail`` goes to the log only."""
 
-    def __init__(self, name: str, detail: str) -> None:
+    def __init__(self, name: str, detail: str, found: bool = True) -> None:
         super().__init__(detail)
         self.name = name
         self.detail = detail
+        # False: no single directory to poll (missing, or in several
+        # repositories), which Triton words differently.
+        self.found = found
 
     def as_error(self) -> InternalError:
-        log.error("Poll failed for model directory '%s': %s", self.name, self.detail)
+        if self.found:
+            log.error(
+                "Poll failed for model directory '%s': %s", self.name, self.detail
+            )
+        else:
+            log.error("failed to poll model '%s': %s", self.name, self.detail)
         return InternalError(
             f"failed to load '{self.name}', failed to poll from model repository"
         )

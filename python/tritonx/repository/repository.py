@@ -7,6 +7,7 @@ request, so models added or removed on disk show up without a restart.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -111,12 +112,33 @@ def version_dirs(model_dir: Path) -> dict[int, Path]:
         entries = list(model_dir.iterdir())
     except OSError:
         return found
-    for entry in entries:
+    for entry in sorted(entries):
         if entry.is_dir():
             version = _version_number(entry.name)
             if version is not None:
                 found[version] = entry
+            elif entry.name not in _NOT_VERSIONS:
+                _warn_ignored_version(entry.name)
     return found
+
+
+# Sub-directories of a model that Triton does not take for versions.
+_NOT_VERSIONS = frozenset({"warmup", "initial_state", "configs"})
+
+
+def _warn_ignored_version(name: str) -> None:
+    # Triton 2.51 warns about each directory it ignores when it loads the model.
+    if len(name) > 1 and name.startswith("0"):
+        log.warning(
+            "ignore version directory '%s' which contains leading zeros in its "
+            "directory name",
+            name,
+        )
+    elif not re.match(r"\s*[+-]?\d", name):
+        log.warning(
+            "ignore version directory '%s' which fails to convert to integral number",
+            name,
+        )
 
 
 def select_versions(config: ModelConfig, available: Iterable[int]) -> list[int]:
