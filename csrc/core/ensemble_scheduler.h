@@ -1,7 +1,7 @@
 // EnsembleScheduler: runs Triton ensemble models — a DAG of steps, each an inference
 // on another (composing) model of the same server.
 //
-// For each ensemble request a run (ensemble_scheduler.cc) tracks which ensemble
+// For each ensemble request a run (EnsembleRun, ensemble_run.h) tracks which ensemble
 // tensors exist; a step is submitted as soon as all its inputs do, so independent
 // branches run concurrently. Each step is an ordinary InferenceRequest enqueued on
 // the composing Model found in the server's ModelRegistry: composing models keep
