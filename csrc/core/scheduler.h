@@ -48,7 +48,8 @@ class Scheduler {
   // Triton's model warmup hands each instance a sample's requests together this way.
   // They are answered and counted like any executed request. UNAVAILABLE when
   // stopping (nothing taken); UNSUPPORTED for a scheduler without instances of its
-  // own or whose batches are bound to sequences (the default).
+  // own (the default). A sequence batcher runs them outside every sequence, as
+  // Triton's warmup does.
   virtual Status ExecuteOn(int instance, std::vector<RequestPtr> requests) {
     (void)instance;
     (void)requests;

@@ -71,6 +71,7 @@ SequenceBatchScheduler::SequenceBatchScheduler(
   const size_t count = runner_.instance_count();
   slots_.assign(count, std::vector<SequencePtr>(slots_per_instance_));
   running_.assign(count, {});
+  directed_.resize(count);
   running_workers_ = static_cast<int>(count);
   for (size_t i = 0; i < count; ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(static_cast<int>(i)); });
@@ -331,6 +332,27 @@ void SequenceBatchScheduler::Stop(bool drain) {
                FailureReason::kOther);
 }
 
+Status SequenceBatchScheduler::ExecuteOn(int instance,
+                                         std::vector<RequestPtr> requests) {
+  if (instance < 0 || instance >= static_cast<int>(runner_.instance_count())) {
+    return Status(StatusCode::kInvalidArg,
+                  "model '" + Name() + "' has no instance " + std::to_string(instance));
+  }
+  const uint64_t now = NowNs();
+  for (const auto& request : requests) request->enqueue_ns = now;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      return Status(StatusCode::kUnavailable,
+                    "model '" + Name() + "' is unloading, request rejected");
+    }
+    directed_[instance].push_back(std::move(requests));
+  }
+  // The workers share one condition variable: wake them all for the addressed one.
+  work_cv_.notify_all();
+  return Status::Ok();
+}
+
 bool SequenceBatchScheduler::HasQueuedWork(int instance) const {
   for (const auto& seq : slots_[instance]) {
     if (seq && !seq->queue.empty()) return true;
@@ -451,9 +473,21 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
     std::vector<RequestPtr> abandoned;  // rescheduled during a stop without drain
     std::vector<RequestPtr> cancelled;  // rescheduled after their client cancelled
     uint64_t sequence_no = 0;
+    bool directed = false;  // an ExecuteOn batch: no sequence, no slot
     {
       std::unique_lock<std::mutex> lock(mu_);
       while (true) {
+        auto& handed = directed_[instance];
+        if (!handed.empty()) {
+          batch.requests = std::move(handed.front());
+          handed.pop_front();
+          batch.total_batch_size = 0;
+          for (const auto& request : batch.requests) {
+            batch.total_batch_size += request->batch_size;
+          }
+          directed = true;
+          break;
+        }
         const uint64_t now = NowNs();
         uint64_t wake_ns = 0;
         const bool taken = config_.strategy == SequenceStrategy::kOldest
@@ -496,6 +530,13 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
         if (closes[i] && !config_.iterative) ReleaseSlot(seqs[i]);
       }
       sequence_no = runner_.NextSequence();
+    }
+    if (directed) {
+      // Runs as handed over: no controls, no states, and (seqs empty) the state
+      // capture finds no sequence to update.
+      runner_.Run(batch, sequence_no);
+      work_cv_.notify_all();
+      continue;
     }
     PrepareBatch(batch, seqs);
     running_[instance] = seqs;

@@ -73,6 +73,11 @@ class SequenceBatchScheduler final : public Scheduler {
   size_t PendingCount() const override;
   void Stop(bool drain) override;
   bool OnWorkerThread() const override;
+  // Triton's warmup: `requests` run as one batch on `instance`'s worker, before its
+  // slots' batches, outside every sequence: no control or state inputs are added and
+  // no slot or sequence state is read or changed (Triton hands warmup requests to
+  // the instance past its sequence batcher).
+  Status ExecuteOn(int instance, std::vector<RequestPtr> requests) override;
 
   // Slots per instance and the sequences holding one / waiting in the backlog (tests).
   int slots_per_instance() const { return slots_per_instance_; }
@@ -148,6 +153,8 @@ class SequenceBatchScheduler final : public Scheduler {
   std::unordered_map<std::string, SequencePtr> active_;  // ids a request may continue
   std::vector<std::vector<SequencePtr>> slots_;          // [instance][slot]
   std::deque<SequencePtr> backlog_;
+  // Batches handed to instance i by ExecuteOn, run by its worker before its slots'.
+  std::vector<std::deque<std::vector<RequestPtr>>> directed_;
   size_t pending_ = 0;              // queued requests
   uint64_t next_anonymous_id_ = 1;  // iterative: ids given to requests without one
   bool stopping_ = false;

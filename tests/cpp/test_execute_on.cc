@@ -1,9 +1,12 @@
 // Model::ExecuteOn (model warmup): a given list of requests runs as one batch on a
 // given instance, past the queue and the batching rules, answered and counted like
-// any request; refused with nothing run where it cannot.
+// any request (under sequence batching, outside every sequence); refused with
+// nothing run where it cannot.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -88,16 +91,65 @@ TEST(ExecuteOn, RefusesWithNothingRun) {
   EXPECT_EQ(model.Statistics().inference_count, 0u);
 }
 
-TEST(ExecuteOn, UnsupportedUnderSequenceBatchingAndForEnsembles) {
+TEST(ExecuteOn, RunsOutsideEverySequenceUnderSequenceBatching) {
+  // Triton's warmup hands a sequence model's instance its requests past the
+  // sequence batcher: one batch as given (here more requests than the instance has
+  // slots), no control input added, no slot taken.
+  std::mutex mu;
+  std::map<std::string, std::vector<std::string>> inputs;  // per request id
+  std::map<std::string, uint64_t> ids;                     // correlation id
+  auto hook = [&](Batch& batch) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& request : batch.requests) {
+      if (request->null_request) continue;
+      for (const Tensor& tensor : request->inputs) {
+        inputs[request->id].push_back(tensor.name);
+      }
+      ids[request->id] = request->correlation_id;
+    }
+  };
   auto log = std::make_shared<ExecutionLog>();
-  SchedulerConfig sequence;
-  sequence.sequence.strategy = SequenceStrategy::kDirect;
-  Model sequence_model(MakeSpec(4), sequence, Instances(1, log));
+  SchedulerConfig config;
+  config.sequence.strategy = SequenceStrategy::kDirect;
+  SequenceControl start;
+  start.kind = SequenceControlKind::kStart;
+  start.name = "START";
+  start.dtype = DataType::kInt32;
+  start.false_value = std::string(4, '\0');
+  start.true_value = std::string("\x01\0\0\0", 4);
+  config.sequence.controls.push_back(start);
+  std::vector<std::shared_ptr<Executor>> executors{
+      std::make_shared<TestExecutor>(log, hook)};
+  Model model(MakeSpec(2), config, executors);
   Collector collector;
-  EXPECT_EQ(sequence_model.ExecuteOn(0, Requests("a", 1, &collector)).code(),
-            StatusCode::kUnsupported);
-  sequence_model.Stop();
+  ASSERT_TRUE(model.ExecuteOn(0, Requests("w", 3, &collector)).ok());
+  ASSERT_TRUE(collector.WaitFor(3));
+  // A sequence afterwards starts in slot 0 as on a fresh model.
+  RequestPtr first = MakeRequest("s1", 1);
+  first->correlation_id = 7;
+  first->flags = 3u;  // START | END
+  collector.Attach(first);
+  ASSERT_TRUE(model.Enqueue(first).ok());
+  ASSERT_TRUE(collector.WaitFor(4));
+  model.Stop();
+  const auto records = log->Records();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].ids, (std::vector<std::string>{"w0", "w1", "w2"}));
+  EXPECT_EQ(records[0].total, 3);
+  EXPECT_EQ(records[1].ids, (std::vector<std::string>{"s1"}));
+  std::lock_guard<std::mutex> lock(mu);
+  for (const char* id : {"w0", "w1", "w2"}) {
+    EXPECT_EQ(inputs[id], (std::vector<std::string>{"INPUT0"})) << id;
+    EXPECT_EQ(ids[id], 0u) << id;
+  }
+  EXPECT_EQ(inputs["s1"], (std::vector<std::string>{"INPUT0", "START"}));
+  EXPECT_EQ(ids["s1"], 7u);
+  EXPECT_EQ(model.Statistics().execution_count, 2u);
+}
 
+TEST(ExecuteOn, UnsupportedForEnsembles) {
+  auto log = std::make_shared<ExecutionLog>();
+  Collector collector;
   SchedulerConfig ensemble;
   ensemble.ensemble = std::make_shared<EnsembleSpec>();
   Model ensemble_model(MakeSpec(4, {4}, "ens"), ensemble, {});

@@ -7,9 +7,10 @@ a sample of batch_size 0 is skipped. The instances warm up in parallel, each its
 samples in order. The requests are answered and counted like any other, so they
 show up in the statistics, as they do in Triton.
 
-A sequence model's batches belong to its sequence slots, so its samples take the
-request path instead: each request a sequence of its own, ``batch_size *
-instances`` requests at once, spread over the instances by the core.
+A sequence model is no exception: Triton hands the instance its warmup requests
+past the sequence batcher, so they belong to no sequence (correlation id 0, no
+flags), get no control or state inputs and take no slot; the sequence batcher's
+``execute_on`` runs them that way.
 
 Triton's errors, as its instance code words them: every sample's data is prepared
 before any runs, and a problem there (a data file, a request its validation
@@ -20,7 +21,6 @@ with are gathered under "failed to run warmup sample '<name>': ".
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,10 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from tritonx.backends.pb.messages import (
-    TRITONSERVER_REQUEST_FLAG_SEQUENCE_END,
-    TRITONSERVER_REQUEST_FLAG_SEQUENCE_START,
-)
 from tritonx.config import ModelConfig, wire_datatype
 from tritonx.config._pb import mc
 from tritonx.config.parse import read_text_file
@@ -116,59 +112,6 @@ def sample_inputs(
     return inputs
 
 
-# The flags of a request that is a whole sequence.
-_WHOLE_SEQUENCE = (
-    TRITONSERVER_REQUEST_FLAG_SEQUENCE_START | TRITONSERVER_REQUEST_FLAG_SEQUENCE_END
-)
-
-
-def _sequence_fields(config: ModelConfig, index: int) -> dict[str, Any]:
-    """Request fields that let warmup request ``index`` through a sequence
-    batcher: Triton hands warmup requests to the instances directly, past its
-    scheduler, while here a sequence model's take the request path, where they
-    need a correlation ID. Each request is a sequence of its own (ids 1, 2, ...), of
-    the type the model's CORRID control (if any) takes."""
-    if not config.HasField("sequence_batching"):
-        return {}
-    corrid_kind = mc.ModelSequenceBatching.Control.CONTROL_SEQUENCE_CORRID
-    string_ids = any(
-        control.kind == corrid_kind and control.data_type == mc.TYPE_STRING
-        for control_input in config.sequence_batching.control_input
-        for control in control_input.control
-    )
-    correlation_id: int | str = str(index + 1) if string_ids else index + 1
-    return {"correlation_id": correlation_id, "flags": _WHOLE_SEQUENCE}
-
-
-def _infer_once(
-    core: Any, inputs: list[WarmupInput], fields: dict[str, Any]
-) -> TritonXError | None:
-    """Run one request: raises what the request's validation refuses, returns the
-    error the model answered with (None for a response).
-
-    A decoupled model may answer with any number of responses, none included (a
-    request closed with only the final flag warms the model up, as in Triton): its
-    first error, if any, is the answer."""
-    from tritonx import _native
-
-    request = _native.Request(id="", inputs=inputs, **fields)
-    if not core.decoupled:
-        answer = core.infer(request, True)
-        return answer if isinstance(answer, TritonXError) else None
-    final = threading.Event()
-    errors: list[TritonXError] = []
-
-    def on_response(value: Any, is_final: bool) -> None:
-        if isinstance(value, TritonXError):
-            errors.append(value)
-        if is_final:
-            final.set()
-
-    core.submit(request, on_response)
-    final.wait()
-    return errors[0] if errors else None
-
-
 # Each sample with the inputs of one of its requests.
 Prepared = list[tuple[mc.ModelWarmup, list[WarmupInput]]]
 
@@ -188,9 +131,6 @@ def run_warmup(
         log.info("Generating warmup sample data for '%s'", sample.name)
         prepared.append((sample, sample_inputs(sample, config, model_dir)))
     if not prepared or not instances:
-        return
-    if config.HasField("sequence_batching"):
-        _warm_sequence_model(core, config, prepared, len(instances))
         return
     if len(instances) == 1:
         failure = _warm_instance(core, config, prepared, *instances[0])
@@ -231,35 +171,6 @@ def _warm_instance(
             if answered:
                 return _warmup_error(sample.name, answered)
     return None
-
-
-def _warm_sequence_model(
-    core: Any, config: ModelConfig, prepared: Prepared, instance_count: int
-) -> None:
-    """Each run of a sample as ``batch_size`` requests per instance through the
-    sequence batcher, each request a sequence of its own."""
-    for sample, inputs in prepared:
-        parallel = sample.batch_size * max(instance_count, 1)
-        with ThreadPoolExecutor(max_workers=min(parallel, 64)) as pool:
-            for iteration in range(1, max(sample.count, 1) + 1):
-                log.info(
-                    "model '%s' is running warmup sample '%s' for iteration %d",
-                    config.name,
-                    sample.name,
-                    iteration,
-                )
-                futures = [
-                    pool.submit(
-                        _infer_once, core, inputs, _sequence_fields(config, index)
-                    )
-                    for index in range(parallel)
-                ]
-                # A refused request raises here, unchanged.
-                answered = [error for f in futures if (error := f.result())]
-                if answered:
-                    # Triton stops at the first instance whose run fails: its
-                    # batch_size requests' errors.
-                    raise _warmup_error(sample.name, answered[: sample.batch_size])
 
 
 def _warmup_error(sample_name: str, errors: list[TritonXError]) -> TritonXError:
