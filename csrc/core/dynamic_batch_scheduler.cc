@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "batch_strategy.h"
+#include "preferred_cut.h"
 #include "sequence_batch_scheduler.h"
 
 namespace tritonx {
@@ -225,64 +226,41 @@ bool DynamicBatchScheduler::TakeBatch(uint64_t now_ns, Batch* batch,
     return true;
   }
 
-  // Walk the queue as Triton's dynamic batcher does: the batch is the longest prefix
-  // of shape-compatible requests whose batch sizes fit max_batch_size (and that a
-  // strategy library takes). The best prefix is the longest one landing on a
-  // preferred size, else the one before a request that would take the batch past
-  // the largest preferred size (max_batch_size without preferred sizes). Each walk
-  // forms the whole batch from the queue's head, so it is one strategy batch
+  // Walk the queue from its head: the batch is the longest prefix of shape-compatible
+  // requests that fit max_batch_size (and that a strategy library takes); Triton's
+  // preferred-size rule (PreferredCut) decides how much of it leaves, and when. Each
+  // walk forms the whole batch from the queue's head, so it is one strategy batch
   // (BeginBatch .. EndBatch). The first request is taken whatever the strategy
   // says: a batch is never empty.
-  const int64_t max_batch = runner_.spec().max_batch_size;
-  const int64_t max_preferred = preferred_.empty() ? max_batch : preferred_.back();
+  PreferredCut cut(runner_.spec().max_batch_size, preferred_);
   const std::string* key = nullptr;
-  int64_t total = 0;
-  size_t count = 0;
-  size_t best_count = 0;
   bool blocked = false;
   uint64_t oldest_ns = 0;
   void* strategy_state = strategy_ != nullptr ? strategy_->BeginBatch() : nullptr;
   queue_.ForEach([&](const RequestPtr& request) {
     if (key == nullptr) key = &request->shape_key;
-    if (count > 0 && best_count == 0 && total + request->batch_size > max_preferred) {
-      best_count = count;
-    }
-    if (request->shape_key != *key || total + request->batch_size > max_batch) {
+    cut.Consider(request->batch_size);
+    if (request->shape_key != *key || !cut.Fits(request->batch_size)) {
       blocked = true;
       return false;
     }
     if (strategy_ != nullptr && !strategy_->Include(request.get(), strategy_state) &&
-        count > 0) {
+        cut.count() > 0) {
       blocked = true;
       return false;
     }
-    total += request->batch_size;
-    ++count;
+    cut.Add(request->batch_size);
     if (oldest_ns == 0 || request->enqueue_ns < oldest_ns)
       oldest_ns = request->enqueue_ns;
-    if (std::binary_search(preferred_.begin(), preferred_.end(),
-                           static_cast<int32_t>(total))) {
-      best_count = count;
-    }
     return true;
   });
   if (strategy_ != nullptr) strategy_->EndBatch(strategy_state);
-  if (count == 0) {
-    // The first request alone exceeds max_batch_size; validation prevents this, but
-    // never leave it stuck.
-    count = 1;
-  }
+  if (oldest_ns == 0) oldest_ns = now_ns;  // the head alone exceeds max_batch_size
 
-  // Triton's order: a best prefix runs at once unless the oldest request has waited
-  // out the delay (then everything walked runs); a batch that cannot grow (blocked,
-  // or at the largest preferred size) runs; otherwise it waits for the delay.
   const uint64_t delay_ns = config_.max_queue_delay_us * 1000;
-  const bool delay_exceeded = delay_ns != 0 && now_ns >= oldest_ns + delay_ns;
-  size_t take = count;
-  if (best_count > 0 && !delay_exceeded) {
-    take = best_count;
-  } else if (!(blocked || total >= max_preferred || delay_ns == 0 || delay_exceeded ||
-               stopping_)) {
+  const bool delay_lapsed = delay_ns != 0 && now_ns >= oldest_ns + delay_ns;
+  const size_t take = cut.Take(blocked, delay_ns != 0, delay_lapsed, stopping_);
+  if (take == 0) {
     *wake_ns = oldest_ns + delay_ns;
     return false;
   }

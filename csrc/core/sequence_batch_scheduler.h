@@ -16,8 +16,9 @@
 //           one also gets a null request and waits for a later batch. Waits up to
 //           max_queue_delay for minimum_slot_utilization of the slots to be ready.
 //   oldest  max_candidate_sequences slots per instance; the batch takes the oldest
-//           ready request of each slot's sequence (at most one per sequence) like the
-//           dynamic batcher: up to max_batch_size, preferred sizes, max_queue_delay.
+//           ready request of each slot's sequence (at most one per sequence) by the
+//           dynamic batcher's rule (PreferredCut): up to max_batch_size, preferred
+//           sizes, max_queue_delay. Batches form in sequence_batch_formation.cc.
 //
 // The batcher adds the configured control inputs to each request (START, END, READY,
 // CORRID) and the implicit states: a state's input is the state output the model
