@@ -211,7 +211,7 @@ def test_model_that_raises_fails_the_batch_and_keeps_serving(
         (
             "return pb_utils.InferenceResponse([])",
             "Expected a list in the execute return, found type "
-            "'<class 'tritonx.backends.pb.messages.InferenceResponse'>'.",
+            "'<class 'c_python_backend_utils.InferenceResponse'>'.",  # as Triton's
         ),
         (
             # (Triton 2.51 never answers such a request: no sender answers it.)

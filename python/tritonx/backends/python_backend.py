@@ -263,7 +263,7 @@ class PythonInstance:
             result = [None] * len(requests)
         elif not isinstance(result, list):
             raise self._failure(
-                f"Expected a list in the execute return, found type '{type(result)}'."
+                f"Expected a list in the execute return, found type '{c_module.type_text(result)}'."
             )
         if len(result) != len(requests):
             raise self._failure(
@@ -283,7 +283,7 @@ class PythonInstance:
                 if item is not None:
                     raise self._failure(  # (Triton's spelling)
                         "Expected a None object in the execute function return "
-                        f"list for reschduled request, found type '{type(item)}'."
+                        f"list for reschduled request, found type '{c_module.type_text(item)}'."
                     )
                 out.append(None)
             elif isinstance(item, InferenceResponse):
@@ -296,7 +296,7 @@ class PythonInstance:
             elif item is not None or (slot is None and not returned_none):
                 raise self._failure(
                     "Expected an 'InferenceResponse' object in the execute function "
-                    f"return list, found type '{type(item)}'."
+                    f"return list, found type '{c_module.type_text(item)}'."
                 )
             elif slot is None:
                 # Triton leaves such a request unanswered for good (it hangs).

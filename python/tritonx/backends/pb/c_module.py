@@ -54,6 +54,22 @@ class SharedMemory:
         return int(link.shm_bytes)
 
 
+def type_text(value: object) -> str:
+    """``str(type(value))`` as Triton's stub writes it in its messages: the classes
+    it builds in are ``c_python_backend_utils`` ones there (e.g. "<class
+    'c_python_backend_utils.InferenceResponse'>"), whatever module tritonx
+    defines them in."""
+    kind = type(value)
+    from tritonx.backends import pb_utils
+
+    if (
+        kind.__name__ in _SHARED_NAMES
+        and getattr(pb_utils, kind.__name__, None) is kind
+    ):
+        return f"<class '{MODULE_NAME}.{kind.__name__}'>"
+    return str(kind)
+
+
 def install() -> ModuleType:
     """The module, put into ``sys.modules`` on first call."""
     module = sys.modules.get(MODULE_NAME)
