@@ -356,6 +356,10 @@ def test_every_level_goes_to_stderr(tmp_path: Path) -> None:
                 for m in _levels(result.stderr)
                 if "'echo'" in m[1] or "'01'" in m[1]
             ),
+            # Triton's last word is a plain line on stderr, not a log record.
+            "failure": [
+                line for line in result.stderr.splitlines() if "creating server" in line
+            ],
         }
 
     seen = differential(scenario)
@@ -363,6 +367,9 @@ def test_every_level_goes_to_stderr(tmp_path: Path) -> None:
     assert seen["stdout"] == ""
     assert seen["levels"] == ["E", "I", "W"]
     assert len(seen["model_lines"]) == 2
+    assert seen["failure"] == [
+        "error: creating server: Internal - failed to load all models"
+    ]
 
 
 def _levels(text: str) -> list[tuple[str, str]]:

@@ -87,6 +87,17 @@ class EndpointStartError(Exception):
         self.error = error
 
 
+def report_startup_failure(error: BaseException) -> None:
+    """Triton's last words when startup fails: "error: creating server: ..." is a
+    plain line on stderr (tritonserver prints it itself, whatever the log
+    settings), an endpoint that failed to start a log record."""
+    text = creating_server_error(error)
+    if isinstance(error, EndpointStartError):
+        logger.error("%s", text)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
 def creating_server_error(error: BaseException) -> str:
     """Triton's last line when startup fails, e.g. "... Internal - failed to ..."."""
     if isinstance(error, EndpointStartError):
@@ -559,7 +570,7 @@ class Server:
             if not isinstance(error, (TritonXError, EndpointStartError)):
                 logger.exception("unexpected error during startup")
             await self.stop()
-            logger.error("%s", creating_server_error(error))
+            report_startup_failure(error)
             return 1
         flusher = asyncio.ensure_future(_flush_core_logs())
         try:
@@ -602,7 +613,7 @@ def run(options: ServerOptions) -> int:
         try:
             server = Server(options)
         except (TritonXError, ImportError) as error:
-            logger.error("%s", creating_server_error(error))
+            report_startup_failure(error)
             return 1
         servers.append(server)
         return await server.serve()
