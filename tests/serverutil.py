@@ -494,3 +494,37 @@ def pip_install_target(source: Path, work: Path) -> Path:
         check=True,
     )  # fmt: skip
     return target
+
+
+# The servers a python-model differential runs on: tritonx with the models in its
+# own process (the default), tritonx with them in stub processes, and Triton 2.51
+# (whose python models always run in stubs).
+PYTHON_MODEL_SERVERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "in-process": ("tritonx", ()),
+    "process": ("tritonx", ("--backend-config=python,execution-mode=process",)),
+    "reference": ("reference", ()),
+}
+
+
+def run_python_model_server(
+    name: str, repo: Path | str, *args: str
+) -> AbstractContextManager[RunningServer]:
+    """The server ``name`` of PYTHON_MODEL_SERVERS on ``repo`` (run_either: the
+    test skips when it is the reference and none is given)."""
+    kind, mode = PYTHON_MODEL_SERVERS[name]
+    return run_either(kind, repo, *mode, *args)
+
+
+def observe_both(
+    repo: Path | str, observe: Callable[[RunningServer], Any]
+) -> dict[str, Any]:
+    """``observe`` of tritonx on ``repo`` and, when a reference command is given, of
+    Triton 2.51 on it, by kind ("tritonx", "reference"): for differential tests that
+    compare case by case (parametrized over a shared transcript)."""
+    seen = {}
+    with run_server(repo) as server:
+        seen["tritonx"] = observe(server)
+    if reference_command() is not None:
+        with run_reference([repo]) as server:
+            seen["reference"] = observe(server)
+    return seen

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from grpcutil import wait_until
-from serverutil import RunningServer, run_either
+from serverutil import PYTHON_MODEL_SERVERS, RunningServer, run_python_model_server
 from testmodels import write_model
 
 CONFIG = """
@@ -109,12 +109,6 @@ class TritonPythonModel:
         return None
 """
 
-KINDS = {
-    "in-process": ("tritonx", ()),
-    "process": ("tritonx", ("--backend-config=python,execution-mode=process",)),
-    "reference": ("reference", ()),
-}
-
 
 class Served:
     def __init__(self, server: RunningServer, repo: Path) -> None:
@@ -122,15 +116,14 @@ class Served:
         self.repo = repo
 
 
-@pytest.fixture(scope="module", params=list(KINDS))
+@pytest.fixture(scope="module", params=list(PYTHON_MODEL_SERVERS))
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    kind, args = KINDS[request.param]
     repo = tmp_path_factory.mktemp(f"async_{request.param}")
     write_model(repo, "waiter", CONFIG.format(extra=""), WAITER)
     write_model(repo, "caller", CONFIG.format(extra=""), CALLER)
-    with run_either(kind, repo, *args) as server:
+    with run_python_model_server(request.param, repo) as server:
         yield Served(server, repo)
     shutil.rmtree(repo, ignore_errors=True)
 

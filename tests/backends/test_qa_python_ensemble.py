@@ -16,7 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from grpcutil import wait_until
-from serverutil import RunningServer, run_either
+from serverutil import PYTHON_MODEL_SERVERS, RunningServer, run_python_model_server
 from testmodels import write_model
 
 IO = """
@@ -64,21 +64,14 @@ ENSEMBLE = (
     + " ] }\n"
 )
 
-KINDS = {
-    "in-process": ("tritonx", ()),
-    "process": ("tritonx", ("--backend-config=python,execution-mode=process",)),
-    "reference": ("reference", ()),
-}
-
 A = np.linspace(-2.0, 2.0, 16, dtype=np.float32)
 B = np.arange(16, dtype=np.float32) / 8
 
 
-@pytest.fixture(scope="module", params=list(KINDS))
+@pytest.fixture(scope="module", params=list(PYTHON_MODEL_SERVERS))
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    kind, args = KINDS[request.param]
     repo = tmp_path_factory.mktemp(f"ensemble_{request.param}")
     for name in ("add_sub_1", "add_sub_2"):
         write_model(
@@ -89,7 +82,7 @@ def server(
         )
     (repo / "ensemble" / "1").mkdir(parents=True)
     (repo / "ensemble" / "config.pbtxt").write_text(ENSEMBLE)
-    with run_either(kind, repo, *args) as running:
+    with run_python_model_server(request.param, repo) as running:
         yield running
 
 

@@ -23,7 +23,12 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from grpcutil import wait_until
-from serverutil import RunningServer, reference_command, run_either
+from serverutil import (
+    PYTHON_MODEL_SERVERS,
+    RunningServer,
+    reference_command,
+    run_python_model_server,
+)
 from testmodels import write_model
 from tritonclient.utils import InferenceServerException
 
@@ -355,13 +360,6 @@ def observe(server: RunningServer) -> dict[str, Any]:
     return seen
 
 
-KINDS = {
-    "in-process": ("tritonx", ()),
-    "process": ("tritonx", ("--backend-config=python,execution-mode=process",)),
-    "reference": ("reference", ()),
-}
-
-
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     repo = tmp_path_factory.mktemp("resched") / "repo"
@@ -370,10 +368,10 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     write_model(repo, "resched_wrong", WRONG_CONFIG, WRONG_MODEL)
     write_model(repo, "resched_bls", BLS_CONFIG, BLS_MODEL)
     results: dict[str, Any] = {}
-    for name, (kind, args) in KINDS.items():
+    for name, (kind, _) in PYTHON_MODEL_SERVERS.items():
         if kind == "reference" and reference_command() is None:
             continue
-        with run_either(kind, repo, *args) as server:
+        with run_python_model_server(name, repo) as server:
             results[name] = observe(server)
     yield results
 

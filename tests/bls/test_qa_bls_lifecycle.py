@@ -16,7 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from grpcutil import wait_until
-from serverutil import RunningServer, run_either
+from serverutil import PYTHON_MODEL_SERVERS, RunningServer, run_python_model_server
 from testmodels import write_model
 from tritonclient.utils import InferenceServerException
 
@@ -117,18 +117,11 @@ class TritonPythonModel:
             call_square()
 """
 
-KINDS = {
-    "in-process": ("tritonx", ()),
-    "process": ("tritonx", ("--backend-config=python,execution-mode=process",)),
-    "reference": ("reference", ()),
-}
 
-
-@pytest.fixture(scope="module", params=list(KINDS))
+@pytest.fixture(scope="module", params=list(PYTHON_MODEL_SERVERS))
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    kind, args = KINDS[request.param]
     repo = tmp_path_factory.mktemp(f"bls_{request.param}")
     write_model(repo, "params_chain", PARAMS_CONFIG, PARAMS_MODEL)
     write_model(repo, "square", SQUARE_CONFIG, SQUARE_MODEL)
@@ -136,10 +129,9 @@ def server(
         write_model(
             repo, f"bls_in_{hook}", SQUARE_CONFIG, OUTSIDE_MODEL.replace("{hook}", hook)
         )
-    with run_either(
-        kind,
+    with run_python_model_server(
+        request.param,
         repo,
-        *args,
         "--model-control-mode=explicit",
         "--load-model=params_chain",
         "--load-model=square",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from serverutil import RunningServer, run_either
+from serverutil import PYTHON_MODEL_SERVERS, RunningServer, run_python_model_server
 from testmodels import write_model
 
 CONFIG = """
@@ -99,23 +99,16 @@ class TritonPythonModel:
             thread.join()
 """
 
-KINDS = {
-    "in-process": ("tritonx", ()),
-    "process": ("tritonx", ("--backend-config=python,execution-mode=process",)),
-    "reference": ("reference", ()),
-}
 
-
-@pytest.fixture(scope="module", params=list(KINDS))
+@pytest.fixture(scope="module", params=list(PYTHON_MODEL_SERVERS))
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    kind, args = KINDS[request.param]
     repo = tmp_path_factory.mktemp(f"decoupled_bls_{request.param}")
     write_model(repo, "repeat", CONFIG, REPEAT)
     write_model(repo, "forward_thread", CONFIG, FORWARD.format(threaded=True))
     write_model(repo, "forward_inline", CONFIG, FORWARD.format(threaded=False))
-    with run_either(kind, repo, *args) as running:
+    with run_python_model_server(request.param, repo) as running:
         yield running
 
 

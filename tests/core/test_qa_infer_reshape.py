@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from serverutil import RunningServer, reference_command, run_reference, run_server
+from serverutil import RunningServer, observe_both
 from testmodels import write_model
 from tritonclient.utils import InferenceServerException
 
@@ -262,13 +262,7 @@ def transcript(server: RunningServer) -> list[Any]:
 def answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]]:
     repo = tmp_path_factory.mktemp("qa_reshape") / "repo"
     write_repo(repo)
-    seen = {}
-    with run_server(repo) as server:
-        seen["tritonx"] = transcript(server)
-    if reference_command() is not None:
-        with run_reference([repo]) as server:
-            seen["reference"] = transcript(server)
-    return seen
+    return observe_both(repo, transcript)
 
 
 def case_id(case: Case) -> str:
