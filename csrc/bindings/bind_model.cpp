@@ -363,6 +363,32 @@ void AttachRateLimits(const ServerContext& context,
   for (size_t i = 0; i < slots.size(); ++i) executors[i]->rate_limit = slots[i];
 }
 
+// What the core runs for each Python instance object: its own C++ executor when it
+// brings one (stub processes, bind_stub.cpp), else a PyExecutor calling into it.
+std::vector<std::shared_ptr<Executor>> ExecutorsOf(const py::sequence& instances) {
+  std::vector<std::shared_ptr<Executor>> executors;
+  for (const py::handle instance : instances) {
+    py::object native = py::getattr(instance, "native_executor", py::none());
+    if (!native.is_none()) {
+      executors.push_back(NativeExecutorOf(native));
+      continue;
+    }
+    executors.push_back(
+        std::make_shared<PyExecutor>(py::reinterpret_borrow<py::object>(instance)));
+  }
+  return executors;
+}
+
+void UpdateInstances(PyModel& self, const py::sequence& added,
+                     const std::vector<int>& retired,
+                     const std::vector<InstanceRateLimit>& rate_limits,
+                     std::shared_ptr<ServerContext> context) {
+  std::vector<std::shared_ptr<Executor>> executors = ExecutorsOf(added);
+  if (context) AttachRateLimits(*context, rate_limits, executors);
+  py::gil_scoped_release release;  // joins the threads of workers retired before
+  ThrowIfError(self.model->UpdateInstances(std::move(executors), retired));
+}
+
 py::tuple DurationPair(const Duration& d) { return py::make_tuple(d.count, d.ns); }
 
 py::dict Statistics(const PyModel& self) {
@@ -445,17 +471,7 @@ void RegisterModel(py::module_& m) {
                        const py::sequence& instances,
                        std::shared_ptr<ServerContext> context,
                        const std::vector<InstanceRateLimit>& rate_limits) {
-             std::vector<std::shared_ptr<Executor>> executors;
-             for (const py::handle instance : instances) {
-               // An instance may bring a C++ executor (stub processes, bind_stub.cpp).
-               py::object native = py::getattr(instance, "native_executor", py::none());
-               if (!native.is_none()) {
-                 executors.push_back(NativeExecutorOf(native));
-                 continue;
-               }
-               executors.push_back(std::make_shared<PyExecutor>(
-                   py::reinterpret_borrow<py::object>(instance)));
-             }
+             std::vector<std::shared_ptr<Executor>> executors = ExecutorsOf(instances);
              if (context) AttachRateLimits(*context, rate_limits, executors);
              std::shared_ptr<Model> model;
              {
@@ -493,6 +509,21 @@ void RegisterModel(py::module_& m) {
            py::arg("loop") = py::none())
       .def("infer", &Infer, py::arg("request"), py::arg("errors_as_values") = false)
       .def("execute_on", &ExecuteOn, py::arg("instance"), py::arg("requests"))
+      .def("update_instances", &UpdateInstances, py::arg("added"), py::arg("retired"),
+           py::arg("rate_limits") = std::vector<InstanceRateLimit>(),
+           py::arg("context") = nullptr,
+           "Adds instances (numbered after every instance so far) and retires the "
+           "numbered ones, which finish what they hold and leave (wait_retired).")
+      .def(
+          "wait_retired",
+          [](PyModel& self, const std::vector<int>& instances, double timeout_s) {
+            py::gil_scoped_release release;  // their last batches may need the GIL
+            return self.model->WaitRetired(
+                instances, std::chrono::nanoseconds(
+                               static_cast<int64_t>(std::max(timeout_s, 0.0) * 1e9)));
+          },
+          py::arg("instances"), py::arg("timeout_s"),
+          "Waits until the retired instances run nothing more; True when all left.")
       .def("cancel",
            [](PyModel& self, PyRequest& request) {
              return self.model->Cancel(request.request);

@@ -18,29 +18,19 @@ constexpr uint32_t kInlineMinSamples = 8;
 }  // namespace
 
 BatchRunner::BatchRunner(const ModelSpec& spec, bool preserve_ordering,
-                         std::vector<std::shared_ptr<Executor>> instances,
                          std::shared_ptr<ModelStats> stats,
                          std::shared_ptr<TensorArena> arena)
     : spec_(spec),
       preserve_ordering_(preserve_ordering),
-      instances_(std::move(instances)),
       stats_(std::move(stats)),
-      arena_(std::move(arena)) {
-  const size_t count = instances_.size();
-  recent_exec_ns_ = std::make_unique<std::atomic<uint64_t>[]>(count);
-  exec_samples_ = std::make_unique<std::atomic<uint32_t>[]>(count);
-  for (size_t i = 0; i < count; ++i) {
-    recent_exec_ns_[i] = 0;
-    exec_samples_[i] = 0;
-  }
-}
+      arena_(std::move(arena)) {}
 
-bool BatchRunner::MeasuredCheap(int index) const {
+bool BatchRunner::MeasuredCheap(const Instance& instance) {
   // A rate-limited instance may have to wait for other models' executions: never
   // on a caller's thread.
-  if (instances_[index]->rate_limit) return false;
-  return exec_samples_[index].load(std::memory_order_relaxed) >= kInlineMinSamples &&
-         recent_exec_ns_[index].load(std::memory_order_relaxed) <= kInlineMaxExecNs;
+  if (instance.executor->rate_limit) return false;
+  return instance.exec_samples.load(std::memory_order_relaxed) >= kInlineMinSamples &&
+         instance.recent_exec_ns.load(std::memory_order_relaxed) <= kInlineMaxExecNs;
 }
 
 void BatchRunner::Fail(std::vector<RequestPtr>& requests, const Status& status,
@@ -53,8 +43,8 @@ void BatchRunner::Fail(std::vector<RequestPtr>& requests, const Status& status,
   requests.clear();
 }
 
-void BatchRunner::Run(Batch& batch, uint64_t sequence) {
-  Executor& executor = *instances_[batch.instance_index];
+void BatchRunner::Run(Batch& batch, Instance& instance, uint64_t sequence) {
+  Executor& executor = *instance.executor;
   // Rate limiting: wait for the instance's resources before the clock of the
   // execution starts, so that the wait counts as queue time, as in Triton.
   RateLimiter::Slot* limit = executor.rate_limit.get();
@@ -90,11 +80,10 @@ void BatchRunner::Run(Batch& batch, uint64_t sequence) {
   batch.finish = nullptr;
   // Smoothed execution time per instance: decides whether inline dispatch is cheap.
   const uint64_t took = NowNs() - start;
-  const int i = batch.instance_index;
-  const uint64_t before = recent_exec_ns_[i].load(std::memory_order_relaxed);
-  recent_exec_ns_[i].store(before == 0 ? took : (before * 7 + took) / 8,
-                           std::memory_order_relaxed);
-  exec_samples_[i].fetch_add(1, std::memory_order_relaxed);
+  const uint64_t before = instance.recent_exec_ns.load(std::memory_order_relaxed);
+  instance.recent_exec_ns.store(before == 0 ? took : (before * 7 + took) / 8,
+                                std::memory_order_relaxed);
+  instance.exec_samples.fetch_add(1, std::memory_order_relaxed);
 }
 
 void BatchRunner::FinishBatch(Batch& batch, Status status, uint64_t start,

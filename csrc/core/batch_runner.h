@@ -9,8 +9,10 @@
 // answered by its backend through their senders instead; the runner only answers
 // them when the execution itself failed.
 //
-// Ownership: holds the instances, the statistics and the arena (shared with the
-// scheduler that owns it). Thread safety: Run may be called concurrently for
+// Ownership: holds the statistics and the arena (shared with the scheduler that owns
+// it); the scheduler keeps its instances (BatchRunner::Instance) in a table of its
+// own, which may grow and shrink while batches run (instance updates), and hands the
+// one a batch runs on to Run. Thread safety: Run may be called concurrently for
 // different instances (one batch per instance at a time); every other method is
 // thread safe.
 #pragma once
@@ -33,15 +35,23 @@ namespace tritonx {
 
 class BatchRunner {
  public:
+  // One instance as the runner sees it: its executor and its smoothed execution time
+  // (for inline dispatch). A scheduler makes one per instance it adds; the instance's
+  // worker holds it while it runs, so that the scheduler's table can change meanwhile.
+  // Thread safety: the executor is fixed at construction, the timings are atomics.
+  struct Instance {
+    explicit Instance(std::shared_ptr<Executor> e) : executor(std::move(e)) {}
+    const std::shared_ptr<Executor> executor;
+    std::atomic<uint64_t> recent_exec_ns{0};
+    std::atomic<uint32_t> exec_samples{0};
+  };
+
   BatchRunner(const ModelSpec& spec, bool preserve_ordering,
-              std::vector<std::shared_ptr<Executor>> instances,
               std::shared_ptr<ModelStats> stats, std::shared_ptr<TensorArena> arena);
   BatchRunner(const BatchRunner&) = delete;
   BatchRunner& operator=(const BatchRunner&) = delete;
 
   const ModelSpec& spec() const { return spec_; }
-  size_t instance_count() const { return instances_.size(); }
-  Executor& instance(int index) { return *instances_[index]; }
   ModelStats& stats() { return *stats_; }
 
   // The dispatch sequence number of the next batch. Take it where the scheduler
@@ -62,8 +72,9 @@ class BatchRunner {
   // flag set elsewhere is ignored). Set before the first Run.
   void AllowReschedule() { allow_reschedule_ = true; }
 
-  // Runs `batch` (its instance_index set) and answers every request in it.
-  void Run(Batch& batch, uint64_t sequence);
+  // Runs `batch` on `instance` (the one numbered batch.instance_index) and answers
+  // every request in it.
+  void Run(Batch& batch, Instance& instance, uint64_t sequence);
 
   // Answers `requests` with `status`, counting each as a failure for `reason`.
   void Fail(std::vector<RequestPtr>& requests, const Status& status,
@@ -72,9 +83,9 @@ class BatchRunner {
   // unloading, request abandoned", counted as OTHER failures.
   void FailAbandoned(std::vector<RequestPtr>& requests);
 
-  // Whether instance `index` has run enough executions, all short, that running one
+  // Whether `instance` has run enough executions, all short, that running one
   // request on a waiting caller's thread beats waking its worker.
-  bool MeasuredCheap(int index) const;
+  static bool MeasuredCheap(const Instance& instance);
 
  private:
   struct DeliveryItem {
@@ -93,16 +104,11 @@ class BatchRunner {
 
   const ModelSpec spec_;  // a copy: the runner may outlive its Model (see ~Model)
   const bool preserve_ordering_;
-  std::vector<std::shared_ptr<Executor>> instances_;
   std::shared_ptr<ModelStats> stats_;
   std::shared_ptr<TensorArena> arena_;
   std::atomic<uint64_t> next_sequence_{0};
   std::function<void(Batch&)> before_deliver_;
   bool allow_reschedule_ = false;
-
-  // Smoothed execution time per instance, written after each run (inline dispatch).
-  std::unique_ptr<std::atomic<uint64_t>[]> recent_exec_ns_;
-  std::unique_ptr<std::atomic<uint32_t>[]> exec_samples_;
 
   // preserve_ordering: batches deliver their responses in dispatch order.
   std::mutex delivery_mu_;

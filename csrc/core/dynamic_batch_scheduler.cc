@@ -38,8 +38,7 @@ DynamicBatchScheduler::DynamicBatchScheduler(
     std::vector<std::shared_ptr<Executor>> instances, std::shared_ptr<ModelStats> stats,
     std::shared_ptr<TensorArena> arena)
     : config_(config),
-      runner_(spec, config.preserve_ordering, std::move(instances), std::move(stats),
-              std::move(arena)),
+      runner_(spec, config.preserve_ordering, std::move(stats), std::move(arena)),
       queue_(config) {
   preferred_.assign(config.preferred_batch_sizes.begin(),
                     config.preferred_batch_sizes.end());
@@ -51,10 +50,6 @@ DynamicBatchScheduler::DynamicBatchScheduler(
   for (const auto& [level, policy] : config.priority_queue_policy) {
     has_timeouts_ = has_timeouts_ || has_timeout(policy);
   }
-  const size_t count = runner_.instance_count();
-  waiting_.assign(count, 0);
-  claimed_.assign(count, 0);
-  directed_.resize(count);
   if (config_.batch_strategy && config_.batch_strategy->enabled()) {
     strategy_ = config_.batch_strategy.get();
   }
@@ -62,11 +57,87 @@ DynamicBatchScheduler::DynamicBatchScheduler(
   // and a strategy library sees every request the batcher takes.
   inline_possible_ = (!config_.dynamic_batching || config_.max_queue_delay_us == 0) &&
                      strategy_ == nullptr;
-  running_workers_ = static_cast<int>(count);
-  for (size_t i = 0; i < count; ++i) {
-    workers_.emplace_back([this, i] { WorkerLoop(static_cast<int>(i)); });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& executor : instances) AddInstance(std::move(executor));
   }
   if (has_timeouts_) sweeper_ = std::thread([this] { SweeperLoop(); });
+}
+
+void DynamicBatchScheduler::AddInstance(std::shared_ptr<Executor> executor) {
+  const int index = static_cast<int>(instances_.size());
+  auto instance = std::make_shared<BatchRunner::Instance>(std::move(executor));
+  instances_.push_back(instance);
+  waiting_.push_back(0);
+  claimed_.push_back(0);
+  directed_.emplace_back();
+  retired_.push_back(0);
+  left_.push_back(0);
+  ++active_instances_;
+  ++running_workers_;
+  workers_.emplace_back(
+      [this, index, instance = std::move(instance)] { WorkerLoop(index, instance); });
+}
+
+Status DynamicBatchScheduler::UpdateInstances(
+    std::vector<std::shared_ptr<Executor>> added, const std::vector<int>& retired) {
+  std::lock_guard<std::mutex> stop_lock(stop_mu_);
+  std::vector<std::thread> finished;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      return Status(StatusCode::kUnavailable,
+                    "model '" + runner_.spec().name + "' is unloading");
+    }
+    std::vector<char> leaving(instances_.size(), 0);
+    for (int index : retired) {
+      if (index < 0 || index >= static_cast<int>(instances_.size()) ||
+          retired_[index] || leaving[index]) {
+        return Status(StatusCode::kInvalidArg,
+                      "model '" + runner_.spec().name + "' has no instance " +
+                          std::to_string(index) + " to retire");
+      }
+      leaving[index] = 1;
+    }
+    if (active_instances_ - static_cast<int>(retired.size()) +
+            static_cast<int>(added.size()) <=
+        0) {
+      return Status(StatusCode::kInvalidArg,
+                    "model '" + runner_.spec().name + "' would have no instance left");
+    }
+    for (int index : retired) {
+      retired_[index] = 1;
+      --active_instances_;
+    }
+    for (auto& executor : added) AddInstance(std::move(executor));
+    // Workers that left after an earlier update are joined here, not left to pile up.
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      if (left_[i] && workers_[i].joinable())
+        finished.push_back(std::move(workers_[i]));
+    }
+  }
+  // The retired workers wake to leave; added ones look at the queue.
+  work_cv_.notify_all();
+  for (auto& worker : finished) worker.join();
+  return Status::Ok();
+}
+
+bool DynamicBatchScheduler::WaitRetired(const std::vector<int>& instances,
+                                        std::chrono::nanoseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return exit_cv_.wait_for(lock, timeout, [&] {
+    for (int index : instances) {
+      if (index < 0 || index >= static_cast<int>(left_.size()) || !left_[index]) {
+        return false;
+      }
+    }
+    return true;
+  });
+}
+
+bool DynamicBatchScheduler::RetiredAndDone(int instance_index) const {
+  return retired_[instance_index] && !claimed_[instance_index] &&
+         directed_[instance_index].empty();
 }
 
 DynamicBatchScheduler::~DynamicBatchScheduler() {
@@ -107,9 +178,10 @@ Status DynamicBatchScheduler::Enqueue(const RequestPtr& request, bool caller_wai
 
 int DynamicBatchScheduler::ClaimInlineInstance() {
   if (!inline_possible_) return -1;
-  for (int i = 0; i < static_cast<int>(runner_.instance_count()); ++i) {
-    if (!waiting_[i] || claimed_[i] || !runner_.instance(i).AllowsInline() ||
-        !runner_.MeasuredCheap(i)) {
+  for (int i = 0; i < static_cast<int>(instances_.size()); ++i) {
+    if (!waiting_[i] || claimed_[i] || retired_[i] ||
+        !instances_[i]->executor->AllowsInline() ||
+        !BatchRunner::MeasuredCheap(*instances_[i])) {
       continue;
     }
     claimed_[i] = 1;
@@ -126,11 +198,13 @@ void DynamicBatchScheduler::RunInline(int instance_index, const RequestPtr& requ
   batch.requests.push_back(request);
   batch.total_batch_size = request->batch_size;
   uint64_t sequence;
+  std::shared_ptr<BatchRunner::Instance> instance;
   {
     std::lock_guard<std::mutex> lock(mu_);
     sequence = runner_.NextSequence();
+    instance = instances_[instance_index];
   }
-  runner_.Run(batch, sequence);
+  runner_.Run(batch, *instance, sequence);
   {
     std::lock_guard<std::mutex> lock(mu_);
     claimed_[instance_index] = 0;
@@ -142,15 +216,16 @@ void DynamicBatchScheduler::RunInline(int instance_index, const RequestPtr& requ
 
 Status DynamicBatchScheduler::ExecuteOn(int instance,
                                         std::vector<RequestPtr> requests) {
-  if (instance < 0 || instance >= static_cast<int>(runner_.instance_count())) {
-    return Status(StatusCode::kInvalidArg, "model '" + runner_.spec().name +
-                                               "' has no instance " +
-                                               std::to_string(instance));
-  }
   const uint64_t now = NowNs();
   for (const auto& request : requests) request->enqueue_ns = now;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (instance < 0 || instance >= static_cast<int>(instances_.size()) ||
+        retired_[instance]) {
+      return Status(StatusCode::kInvalidArg, "model '" + runner_.spec().name +
+                                                 "' has no instance " +
+                                                 std::to_string(instance));
+    }
     if (stopping_) {
       return Status(StatusCode::kUnavailable, "model '" + runner_.spec().name +
                                                   "' is unloading, request rejected");
@@ -272,7 +347,8 @@ bool DynamicBatchScheduler::TakeBatch(uint64_t now_ns, Batch* batch,
   return true;
 }
 
-void DynamicBatchScheduler::WorkerLoop(int instance_index) {
+void DynamicBatchScheduler::WorkerLoop(
+    int instance_index, const std::shared_ptr<BatchRunner::Instance>& instance) {
   current_worker_of = this;
   while (true) {
     Batch batch;
@@ -301,9 +377,14 @@ void DynamicBatchScheduler::WorkerLoop(int instance_index) {
           }
           break;
         }
-        if (TakeBatch(now, &batch, &wake_ns)) break;
-        if (stopping_ && queue_.empty()) {
+        const bool retired = RetiredAndDone(instance_index);
+        if (!retired && TakeBatch(now, &batch, &wake_ns)) break;
+        if (retired || (stopping_ && queue_.empty())) {
           // Signalled under mu_: ~Scheduler cannot proceed before this thread leaves.
+          left_[instance_index] = 1;
+          waiting_[instance_index] = 0;
+          // A retired instance gives its rate limiter resources back for good.
+          if (retired) instance->executor->rate_limit.reset();
           --running_workers_;
           exit_cv_.notify_all();
           current_worker_of = nullptr;
@@ -331,7 +412,7 @@ void DynamicBatchScheduler::WorkerLoop(int instance_index) {
     }
     if (batch.requests.empty()) continue;
 
-    runner_.Run(batch, sequence);
+    runner_.Run(batch, *instance, sequence);
   }
 }
 

@@ -11,7 +11,9 @@
 // Threads: one worker per instance forms its own batch when it is free (one wake-up
 // between a request's arrival and its execution), plus a sweeper thread only when some
 // queue policy has timeouts, so that a timed-out request is answered even while every
-// instance is busy. Batches run through the shared BatchRunner.
+// instance is busy. Batches run through the shared BatchRunner. An instance update
+// starts a worker per added instance; a retired instance's worker finishes its batch
+// and leaves, the queue staying with the others.
 //
 // A custom batching strategy library (BatchStrategy), when the model has one, is
 // asked about each request of a batch being formed, after the rules above.
@@ -46,12 +48,21 @@ class DynamicBatchScheduler final : public Scheduler {
   Status Enqueue(const RequestPtr& request, bool caller_waits) override;
   bool Cancel(const RequestPtr& request) override;
   Status ExecuteOn(int instance, std::vector<RequestPtr> requests) override;
+  Status UpdateInstances(std::vector<std::shared_ptr<Executor>> added,
+                         const std::vector<int>& retired) override;
+  bool WaitRetired(const std::vector<int>& instances,
+                   std::chrono::nanoseconds timeout) override;
   size_t PendingCount() const override;
   void Stop(bool drain) override;
   bool OnWorkerThread() const override;
 
  private:
-  void WorkerLoop(int instance_index);
+  // With mu_ held: numbers `executor` as the next instance and starts its worker.
+  void AddInstance(std::shared_ptr<Executor> executor);
+  void WorkerLoop(int instance_index,
+                  const std::shared_ptr<BatchRunner::Instance>& instance);
+  // With mu_ held: whether the worker of a retired instance has nothing left to run.
+  bool RetiredAndDone(int instance_index) const;
   // With mu_ held: an idle instance that may run a request on the caller's thread
   // right now, or -1. Claims it.
   int ClaimInlineInstance();
@@ -73,11 +84,17 @@ class DynamicBatchScheduler final : public Scheduler {
   std::condition_variable sweep_cv_;
   PriorityQueue queue_;
   bool stopping_ = false;
+  // Per instance, by number (guarded by mu_; entries are never removed): its runner
+  // record, its worker thread, whether it was retired and whether its worker left.
+  std::vector<std::shared_ptr<BatchRunner::Instance>> instances_;
   std::vector<std::thread> workers_;
+  std::vector<char> retired_;
+  std::vector<char> left_;
+  int active_instances_ = 0;  // not retired
   std::thread sweeper_;
   std::mutex stop_mu_;  // serializes Stop()
   // Workers still inside WorkerLoop; a worker that called Stop() itself is detached,
-  // and the destructor waits for it here.
+  // and the destructor waits for it here (as WaitRetired waits for retired ones).
   int running_workers_ = 0;
   std::condition_variable exit_cv_;
 

@@ -65,8 +65,10 @@ class Executor {
   virtual void Execute(Batch& batch) = 0;
 
   // This instance's place in its server's rate limiter, when rate limiting is on
-  // (set once, before the model's scheduler starts). BatchRunner takes it around
-  // every execution, so every scheduler kind is rate limited alike.
+  // (set before the instance reaches its scheduler; reset by the instance's worker
+  // when it leaves after an instance update retired it, which gives the resources
+  // back). BatchRunner takes it around every execution, so every scheduler kind is
+  // rate limited alike.
   std::shared_ptr<RateLimiter::Slot> rate_limit;
 };
 

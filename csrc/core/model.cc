@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "ensemble_scheduler.h"
@@ -200,6 +201,29 @@ void Model::StartTrace(InferenceRequest& request) {
   }
 }
 
+Status Model::UpdateInstances(std::vector<std::shared_ptr<Executor>> added,
+                              const std::vector<int>& retired) {
+  std::vector<std::weak_ptr<RateLimiter::Slot>> limits;
+  for (const auto& instance : added) {
+    if (instance && instance->rate_limit) limits.push_back(instance->rate_limit);
+  }
+  Status status = scheduler_->UpdateInstances(std::move(added), retired);
+  if (status.ok()) {
+    std::lock_guard<std::mutex> lock(rate_limits_mu_);
+    // Slots of instances retired before are gone: drop what they left behind.
+    rate_limits_.erase(std::remove_if(rate_limits_.begin(), rate_limits_.end(),
+                                      [](const auto& slot) { return slot.expired(); }),
+                       rate_limits_.end());
+    rate_limits_.insert(rate_limits_.end(), limits.begin(), limits.end());
+  }
+  return status;
+}
+
+bool Model::WaitRetired(const std::vector<int>& instances,
+                        std::chrono::nanoseconds timeout) {
+  return scheduler_->WaitRetired(instances, timeout);
+}
+
 bool Model::Cancel(const RequestPtr& request) { return scheduler_->Cancel(request); }
 
 size_t Model::PendingCount() const { return scheduler_->PendingCount(); }
@@ -212,7 +236,10 @@ bool Model::WaitIdle(std::chrono::nanoseconds timeout) {
 
 void Model::Stop(bool drain) {
   if (!drain) {
-    for (const auto& slot : rate_limits_) slot->Abandon();
+    std::lock_guard<std::mutex> lock(rate_limits_mu_);
+    for (const auto& weak : rate_limits_) {
+      if (auto slot = weak.lock()) slot->Abandon();
+    }
   }
   if (scheduler_) scheduler_->Stop(drain);
 }

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,16 @@ class Model : public std::enable_shared_from_this<Model> {
   // instance's worker, and counted in the statistics like any request. Thread safe.
   Status ExecuteOn(int instance, const std::vector<RequestPtr>& requests);
 
+  // Triton's in-place instance update (see Scheduler::UpdateInstances): `added`
+  // become instances numbered after every instance so far (the executors the model
+  // was built with are 0..n-1), those numbered in `retired` finish what they hold and
+  // leave. Requests keep flowing to the other instances throughout. Thread safe.
+  Status UpdateInstances(std::vector<std::shared_ptr<Executor>> added,
+                         const std::vector<int>& retired);
+  // Blocks until each instance numbered in `instances` was retired and runs nothing
+  // more, or `timeout` passes; true when all have left. Thread safe.
+  bool WaitRetired(const std::vector<int>& instances, std::chrono::nanoseconds timeout);
+
   // Removes a still-queued request and answers it CANCELLED; returns false if it is
   // no longer queued (then it is only marked cancelled for the backend to see).
   bool Cancel(const RequestPtr& request);
@@ -94,9 +105,12 @@ class Model : public std::enable_shared_from_this<Model> {
   std::shared_ptr<ModelStats> stats_;
   std::shared_ptr<InflightCounter> inflight_;
   std::unique_ptr<Scheduler> scheduler_;
-  // The instances' rate limiter slots (Executor::rate_limit): Stop without drain
-  // abandons them, so that no worker keeps waiting for another model's resources.
-  std::vector<std::shared_ptr<RateLimiter::Slot>> rate_limits_;
+  // The instances' rate limiter slots (Executor::rate_limit, which owns them: a
+  // retired instance's slot goes with it): Stop without drain abandons them, so that
+  // no worker keeps waiting for another model's resources. Guarded by
+  // rate_limits_mu_ (instance updates add to it).
+  std::mutex rate_limits_mu_;
+  std::vector<std::weak_ptr<RateLimiter::Slot>> rate_limits_;
   // The server's response cache when this model uses it (Triton: enabled in the
   // config and on the server, not decoupled); null otherwise.
   std::shared_ptr<ResponseCache> cache_;

@@ -15,6 +15,7 @@
 // from one of the scheduler's own worker threads except through ~Model's hand-off.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -55,6 +56,33 @@ class Scheduler {
     (void)requests;
     return Status(StatusCode::kUnsupported,
                   "this scheduler cannot run a batch on a given instance");
+  }
+
+  // Triton's in-place instance update: adds `added` as new instances, numbered on
+  // after every instance so far (a number is never reused), and retires the
+  // instances numbered in `retired`. A retired instance takes no new work: it
+  // finishes its running batch and the batches ExecuteOn handed it — under the
+  // sequence batcher also every sequence bound to one of its slots, however long
+  // that takes — and then its worker leaves (see WaitRetired). Requests queued for
+  // the model are not touched. INVALID_ARG when a number is unknown or already
+  // retired or no instance would remain (nothing changes then), UNAVAILABLE when
+  // stopping; UNSUPPORTED for a scheduler without instances of its own (the default).
+  virtual Status UpdateInstances(std::vector<std::shared_ptr<Executor>> added,
+                                 const std::vector<int>& retired) {
+    (void)added;
+    (void)retired;
+    return Status(StatusCode::kUnsupported,
+                  "this scheduler has no instances to update");
+  }
+
+  // Blocks until every instance numbered in `instances` was retired and its worker
+  // has left (it will run nothing more: its backend instance may be finalized), or
+  // `timeout` passes, or the scheduler stops; true when all have left.
+  virtual bool WaitRetired(const std::vector<int>& instances,
+                           std::chrono::nanoseconds timeout) {
+    (void)instances;
+    (void)timeout;
+    return true;
   }
 
   // Requests waiting for an instance. (Requests in flight — queued, executing or

@@ -54,7 +54,7 @@ SequenceBatchScheduler::SequenceBatchScheduler(
       runner_(RunnerSpec(spec, config.sequence),
               config.sequence.strategy == SequenceStrategy::kOldest &&
                   config.sequence.preserve_ordering,
-              std::move(instances), std::move(stats), arena_) {
+              std::move(stats), arena_) {
   preferred_ = config_.preferred_batch_sizes;
   std::sort(preferred_.begin(), preferred_.end());
   if (config_.strategy == SequenceStrategy::kOldest) {
@@ -68,15 +68,103 @@ SequenceBatchScheduler::SequenceBatchScheduler(
     runner_.SetBeforeDeliver([this](Batch& batch) { CaptureStates(batch); });
   }
   if (config_.iterative) runner_.AllowReschedule();
-  const size_t count = runner_.instance_count();
-  slots_.assign(count, std::vector<SequencePtr>(slots_per_instance_));
-  running_.assign(count, {});
-  directed_.resize(count);
-  running_workers_ = static_cast<int>(count);
-  for (size_t i = 0; i < count; ++i) {
-    workers_.emplace_back([this, i] { WorkerLoop(static_cast<int>(i)); });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& executor : instances) AddInstance(std::move(executor));
   }
   reaper_ = std::thread([this] { ReaperLoop(); });
+}
+
+void SequenceBatchScheduler::AddInstance(std::shared_ptr<Executor> executor) {
+  const int index = static_cast<int>(instances_.size());
+  auto instance = std::make_shared<BatchRunner::Instance>(std::move(executor));
+  instances_.push_back(instance);
+  slots_.emplace_back(slots_per_instance_);
+  running_.push_back(std::make_unique<std::vector<SequencePtr>>());
+  directed_.emplace_back();
+  retired_.push_back(0);
+  left_.push_back(0);
+  ++active_instances_;
+  ++running_workers_;
+  workers_.emplace_back(
+      [this, index, instance = std::move(instance)] { WorkerLoop(index, instance); });
+}
+
+void SequenceBatchScheduler::FillFromBacklog() {
+  // AssignSlot's order: lowest slot first, spread over instances.
+  for (int s = 0; s < slots_per_instance_ && !backlog_.empty(); ++s) {
+    for (size_t i = 0; i < slots_.size() && !backlog_.empty(); ++i) {
+      if (retired_[i] || slots_[i][s]) continue;
+      SequencePtr next = std::move(backlog_.front());
+      backlog_.pop_front();
+      slots_[i][s] = next;
+      next->instance = static_cast<int>(i);
+      next->slot = s;
+      next->last_ns = NowNs();
+    }
+  }
+}
+
+bool SequenceBatchScheduler::RetiredAndDone(int instance) const {
+  if (!retired_[instance] || !directed_[instance].empty()) return false;
+  for (const auto& seq : slots_[instance]) {
+    if (seq) return false;
+  }
+  return true;
+}
+
+Status SequenceBatchScheduler::UpdateInstances(
+    std::vector<std::shared_ptr<Executor>> added, const std::vector<int>& retired) {
+  std::lock_guard<std::mutex> stop_lock(stop_mu_);
+  std::vector<std::thread> finished;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      return Status(StatusCode::kUnavailable, "model '" + Name() + "' is unloading");
+    }
+    std::vector<char> leaving(instances_.size(), 0);
+    for (int index : retired) {
+      if (index < 0 || index >= static_cast<int>(instances_.size()) ||
+          retired_[index] || leaving[index]) {
+        return Status(StatusCode::kInvalidArg,
+                      "model '" + Name() + "' has no instance " +
+                          std::to_string(index) + " to retire");
+      }
+      leaving[index] = 1;
+    }
+    if (active_instances_ - static_cast<int>(retired.size()) +
+            static_cast<int>(added.size()) <=
+        0) {
+      return Status(StatusCode::kInvalidArg,
+                    "model '" + Name() + "' would have no instance left");
+    }
+    for (int index : retired) {
+      retired_[index] = 1;
+      --active_instances_;
+    }
+    for (auto& executor : added) AddInstance(std::move(executor));
+    FillFromBacklog();
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      if (left_[i] && workers_[i].joinable())
+        finished.push_back(std::move(workers_[i]));
+    }
+  }
+  work_cv_.notify_all();
+  for (auto& worker : finished) worker.join();
+  return Status::Ok();
+}
+
+bool SequenceBatchScheduler::WaitRetired(const std::vector<int>& instances,
+                                         std::chrono::nanoseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return exit_cv_.wait_for(lock, timeout, [&] {
+    for (int index : instances) {
+      if (index < 0 || index >= static_cast<int>(left_.size()) || !left_[index]) {
+        return false;
+      }
+    }
+    return true;
+  });
 }
 
 SequenceBatchScheduler::~SequenceBatchScheduler() {
@@ -193,7 +281,7 @@ void SequenceBatchScheduler::AssignSlot(const SequencePtr& seq) {
   // Lowest slot first, spread over instances, so that few slots stay busy.
   for (int s = 0; s < slots_per_instance_; ++s) {
     for (size_t i = 0; i < slots_.size(); ++i) {
-      if (!slots_[i][s]) {
+      if (!retired_[i] && !slots_[i][s]) {
         slots_[i][s] = seq;
         seq->instance = static_cast<int>(i);
         seq->slot = s;
@@ -211,7 +299,8 @@ void SequenceBatchScheduler::ReleaseSlot(const SequencePtr& seq) {
   slots_[instance][slot].reset();
   seq->instance = -1;
   seq->slot = -1;
-  if (!backlog_.empty()) {
+  // A retired instance's slot stays empty: its worker leaves once all are.
+  if (!backlog_.empty() && !retired_[instance]) {
     SequencePtr next = std::move(backlog_.front());
     backlog_.pop_front();
     slots_[instance][slot] = next;
@@ -334,14 +423,15 @@ void SequenceBatchScheduler::Stop(bool drain) {
 
 Status SequenceBatchScheduler::ExecuteOn(int instance,
                                          std::vector<RequestPtr> requests) {
-  if (instance < 0 || instance >= static_cast<int>(runner_.instance_count())) {
-    return Status(StatusCode::kInvalidArg,
-                  "model '" + Name() + "' has no instance " + std::to_string(instance));
-  }
   const uint64_t now = NowNs();
   for (const auto& request : requests) request->enqueue_ns = now;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (instance < 0 || instance >= static_cast<int>(instances_.size()) ||
+        retired_[instance]) {
+      return Status(StatusCode::kInvalidArg, "model '" + Name() + "' has no instance " +
+                                                 std::to_string(instance));
+    }
     if (stopping_) {
       return Status(StatusCode::kUnavailable,
                     "model '" + Name() + "' is unloading, request rejected");
@@ -353,8 +443,14 @@ Status SequenceBatchScheduler::ExecuteOn(int instance,
   return Status::Ok();
 }
 
-void SequenceBatchScheduler::WorkerLoop(int instance) {
+void SequenceBatchScheduler::WorkerLoop(
+    int instance, const std::shared_ptr<BatchRunner::Instance>& runs_on) {
   current_worker_of = this;
+  std::vector<SequencePtr>* running;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running = running_[instance].get();
+  }
   while (true) {
     Batch batch;
     batch.instance_index = instance;
@@ -384,6 +480,16 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
                                ? TakeOldest(instance, now, &batch, &seqs, &wake_ns)
                                : TakeDirect(instance, now, &batch, &seqs, &wake_ns);
         if (taken) break;
+        if (RetiredAndDone(instance)) {
+          // Its last sequence ended: the instance may be finalized, and gives its
+          // rate limiter resources back for good.
+          runs_on->executor->rate_limit.reset();
+          left_[instance] = 1;
+          --running_workers_;
+          exit_cv_.notify_all();
+          current_worker_of = nullptr;
+          return;
+        }
         if (stopping_) {
           // Draining: a sequence that has nothing queued gives its slot to the
           // backlog now instead of waiting out its idle time.
@@ -396,6 +502,7 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
           }
           if (HasQueuedWork(instance)) continue;
           if (pending_ == 0 || backlog_.empty()) {
+            left_[instance] = 1;
             --running_workers_;
             exit_cv_.notify_all();
             work_cv_.notify_all();
@@ -424,14 +531,14 @@ void SequenceBatchScheduler::WorkerLoop(int instance) {
     if (directed) {
       // Runs as handed over: no controls, no states, and (seqs empty) the state
       // capture finds no sequence to update.
-      runner_.Run(batch, sequence_no);
+      runner_.Run(batch, *runs_on, sequence_no);
       work_cv_.notify_all();
       continue;
     }
     PrepareBatch(batch, seqs);
-    running_[instance] = seqs;
-    runner_.Run(batch, sequence_no);
-    running_[instance].clear();
+    *running = seqs;
+    runner_.Run(batch, *runs_on, sequence_no);
+    running->clear();
     {
       std::lock_guard<std::mutex> lock(mu_);
       const uint64_t now = NowNs();

@@ -40,11 +40,17 @@
 //
 // Threads: one worker per instance plus a reaper that ends idle sequences and
 // expires backlogged ones.
+//
+// Instance updates: an added instance's slots take backlogged sequences at once; a
+// retired instance's slots take no new sequence, and its worker keeps running the
+// sequences bound to them until each ends (END or idle timeout), then leaves, as
+// Triton keeps a removed instance alive for its sequences.
 // Thread safety and ownership: see Scheduler. All bookkeeping is guarded by mu_; a
 // sequence's state tensors are touched only by the worker of its instance while one
 // of its requests is executing (the `executing` mark keeps the reaper away).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -79,6 +85,10 @@ class SequenceBatchScheduler final : public Scheduler {
   // no slot or sequence state is read or changed (Triton hands warmup requests to
   // the instance past its sequence batcher).
   Status ExecuteOn(int instance, std::vector<RequestPtr> requests) override;
+  Status UpdateInstances(std::vector<std::shared_ptr<Executor>> added,
+                         const std::vector<int>& retired) override;
+  bool WaitRetired(const std::vector<int>& instances,
+                   std::chrono::nanoseconds timeout) override;
 
   // Slots per instance and the sequences holding one / waiting in the backlog (tests).
   int slots_per_instance() const { return slots_per_instance_; }
@@ -105,7 +115,13 @@ class SequenceBatchScheduler final : public Scheduler {
   };
   using SequencePtr = std::shared_ptr<Sequence>;
 
-  void WorkerLoop(int instance);
+  // With mu_ held: numbers `executor` as the next instance and starts its worker.
+  void AddInstance(std::shared_ptr<Executor> executor);
+  // With mu_ held: hands free slots of instances not retired to backlogged sequences.
+  void FillFromBacklog();
+  // With mu_ held: whether instance `instance` was retired and holds nothing more.
+  bool RetiredAndDone(int instance) const;
+  void WorkerLoop(int instance, const std::shared_ptr<BatchRunner::Instance>& runs_on);
   void ReaperLoop();
   // With mu_ held: the next batch of `instance`, if one should run now; else false
   // and *wake_ns says when to look again (0: on the next event).
@@ -152,7 +168,12 @@ class SequenceBatchScheduler final : public Scheduler {
   std::condition_variable work_cv_;
   std::condition_variable reap_cv_;
   std::unordered_map<std::string, SequencePtr> active_;  // ids a request may continue
-  std::vector<std::vector<SequencePtr>> slots_;          // [instance][slot]
+  // Per instance, by number (guarded by mu_; entries are never removed).
+  std::vector<std::shared_ptr<BatchRunner::Instance>> instances_;
+  std::vector<std::vector<SequencePtr>> slots_;  // [instance][slot]
+  std::vector<char> retired_;
+  std::vector<char> left_;  // its worker has left
+  int active_instances_ = 0;
   std::deque<SequencePtr> backlog_;
   // Batches handed to instance i by ExecuteOn, run by its worker before its slots'.
   std::vector<std::deque<std::vector<RequestPtr>>> directed_;
@@ -165,9 +186,10 @@ class SequenceBatchScheduler final : public Scheduler {
   std::mutex stop_mu_;
   int running_workers_ = 0;
   std::condition_variable exit_cv_;
-  // The sequences of the batch each instance is running (null: a null slot); only
-  // that instance's worker touches its entry.
-  std::vector<std::vector<SequencePtr>> running_;
+  // The sequences of the batch each instance is running (null: a null slot). The
+  // table grows under mu_; an entry's vector is touched only by its instance's worker
+  // (and the state capture running on its behalf), through a pointer taken under mu_.
+  std::vector<std::unique_ptr<std::vector<SequencePtr>>> running_;
 };
 
 }  // namespace tritonx

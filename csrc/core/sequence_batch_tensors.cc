@@ -208,7 +208,12 @@ void SequenceBatchScheduler::PrepareBatch(Batch& batch,
 }
 
 void SequenceBatchScheduler::CaptureStates(Batch& batch) {
-  const auto& seqs = running_[batch.instance_index];
+  const std::vector<SequencePtr>* running;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running = running_[batch.instance_index].get();
+  }
+  const auto& seqs = *running;
   for (size_t i = 0; i < batch.requests.size() && i < seqs.size(); ++i) {
     Sequence* seq = seqs[i].get();
     if (seq == nullptr || i >= batch.responses.size()) continue;

@@ -348,6 +348,21 @@ class Model:
         with FINAL. Per request, the first error it was answered with, or None.
         Raises what the core refuses (validation; TritonXError UNSUPPORTED for an
         ensemble or a sequence batcher), with nothing run."""
+    def update_instances(
+        self,
+        added: Sequence[_Instance],
+        retired: Sequence[int],
+        rate_limits: Sequence[InstanceRateLimit] = ...,
+        context: ServerContext | None = None,
+    ) -> None:
+        """Triton's in-place instance update: ``added`` become executors numbered
+        after every executor so far, the numbered ``retired`` ones take no new work,
+        finish what they hold (under the sequence batcher: their sequences) and
+        leave. Raises TritonXError (INVALID_ARG: unknown or already retired number,
+        none left; the rate limiter's refusal) with nothing changed."""
+    def wait_retired(self, instances: Sequence[int], timeout_s: float) -> bool:
+        """Blocks (GIL released) until the retired executors run nothing more;
+        True when all have left."""
     def cancel(self, request: Request) -> bool:
         """Removes a still-queued request (answered CANCELLED); else only marks it."""
     def statistics(self) -> dict[str, Any]: ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -54,3 +56,47 @@ def test_onnx_model_with_auto_completed_config(repo: Repo) -> None:
         await manager.shutdown()
 
     run(scenario())
+
+
+def test_instance_update_in_place_over_the_wire(tmp_path: Path) -> None:
+    # A reload that changes only the instance groups keeps the model (its
+    # statistics carry on) and changes its onnxruntime sessions in place
+    # (InstanceKeeper.remove_instance closes the retired ones); another change
+    # builds it again (statistics from zero).
+    import tritonclient.http as httpclient
+    from serverutil import run_server
+
+    model_dir = tmp_path / "add_one"
+    (model_dir / "1").mkdir(parents=True)
+    (model_dir / "1" / "model.onnx").write_bytes(_add_one_model())
+
+    def configure(count: int, max_batch_size: int = 8) -> None:
+        (model_dir / "config.pbtxt").write_text(
+            f'backend: "onnxruntime"\nmax_batch_size: {max_batch_size}\n'
+            f"instance_group [ {{ count: {count} kind: KIND_CPU }} ]\n"
+        )
+
+    data = np.arange(4, dtype=np.float32).reshape(1, 4)
+    seen = []
+    configure(1)
+    with (
+        run_server(tmp_path, "--model-control-mode=explicit") as server,
+        httpclient.InferenceServerClient(server.http_url) as client,
+    ):
+
+        def reload_and_infer(count: int, max_batch_size: int = 8) -> None:
+            configure(count, max_batch_size)
+            client.load_model("add_one")
+            inputs = [httpclient.InferInput("INPUT0", [1, 4], "FP32")]
+            inputs[0].set_data_from_numpy(data)
+            result = client.infer("add_one", inputs).as_numpy("OUTPUT0")
+            np.testing.assert_array_equal(result, data + 1)
+            stats = client.get_inference_statistics("add_one")["model_stats"][0]
+            served = client.get_model_config("add_one")["instance_group"][0]
+            seen.append((served["count"], stats["inference_count"]))
+
+        reload_and_infer(1)
+        reload_and_infer(3)
+        reload_and_infer(2)
+        reload_and_infer(2, max_batch_size=4)
+    assert seen == [(1, 1), (3, 2), (2, 3), (2, 1)]

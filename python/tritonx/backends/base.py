@@ -153,9 +153,19 @@ class InstanceKeeper:
         for instance in instances:
             instance.close()
 
+    def remove_instance(self, instance: Any) -> None:
+        """Closes one instance an instance update retired (it runs nothing more)."""
+        self._instances = [i for i in self._instances if i is not instance]
+        instance.close()
+
 
 class BackendModel(Protocol):
-    """A loaded model version: makes instances, releases everything on unload."""
+    """A loaded model version: makes instances, releases everything on unload.
+
+    Optional: ``remove_instance(instance)`` releases one instance that an instance
+    update retired (a reload whose config changed only in ``instance_group``), once
+    it runs nothing more; the model keeps serving with the others. A backend model
+    without it is built again on such a reload."""
 
     def create_instance(self, ictx: InstanceContext) -> Instance: ...
 

@@ -469,14 +469,23 @@ class PythonModel:
     def unload(self) -> None:
         instances, self._instances = self._instances, []
         for instance in instances:
-            try:
-                instance.finalize()
-            except Exception as exc:
-                log.error(
-                    "finalize failed for model '%s': %s",
-                    self.ctx.name,
-                    format_exception(exc),
-                )
+            self._finalize(instance)
+
+    def remove_instance(self, instance: Any) -> None:
+        """Finalizes one instance an instance update retired."""
+        self._instances = [i for i in self._instances if i is not instance]
+        self.bls_link.instances = len(self._instances)
+        self._finalize(instance)
+
+    def _finalize(self, instance: Any) -> None:
+        try:
+            instance.finalize()
+        except Exception as exc:
+            log.error(
+                "finalize failed for model '%s': %s",
+                self.ctx.name,
+                format_exception(exc),
+            )
 
 
 class PythonBackend:

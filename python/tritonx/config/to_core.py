@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from tritonx.config._pb import (
     ModelConfig,
     ModelInput,
+    ModelInstanceGroup,
     ModelOutput,
     ModelQueuePolicy,
     mc,
@@ -92,28 +93,32 @@ def rate_limits_from_config(config: ModelConfig) -> list[_native.InstanceRateLim
     """Each active instance's rate_limiter block and device, in the order the
     loader creates instances (per group: count x the group's GPUs, else device 0),
     passive groups left out as placement.core_executors leaves them out."""
-    from tritonx import _native
-
     limits = []
     for group in config.instance_group:
         if group.passive:  # given no work: neither scheduled nor rate limited
             continue
-        resources = [
-            (r.name, r.count, getattr(r, "global"))
-            for r in group.rate_limiter.resources
-        ]
         gpu = group.kind == mc.ModelInstanceGroup.KIND_GPU
         devices = list(group.gpus) if gpu else [0]
         for _ in range(group.count):
             for device in devices:
-                limits.append(
-                    _native.InstanceRateLimit(
-                        resources=resources,
-                        priority=group.rate_limiter.priority,
-                        device=device,
-                    )
-                )
+                limits.append(instance_rate_limit(group, device))
     return limits
+
+
+def instance_rate_limit(
+    group: ModelInstanceGroup, device: int
+) -> _native.InstanceRateLimit:
+    """The rate_limiter block of one instance of ``group`` on ``device``."""
+    from tritonx import _native
+
+    return _native.InstanceRateLimit(
+        resources=[
+            (r.name, r.count, getattr(r, "global"))
+            for r in group.rate_limiter.resources
+        ],
+        priority=group.rate_limiter.priority,
+        device=device,
+    )
 
 
 def _queue_policy(policy: ModelQueuePolicy) -> _native.QueuePolicy:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,9 @@ from tritonx.host_policy import HostPolicies, binding_for_creation
 from tritonx.repository.batch_strategy import load_batch_strategy
 from tritonx.repository.placement import (
     core_executors,
+    executor_ids,
     instance_contexts,
+    placements,
     warmup_targets,
 )
 from tritonx.repository.records import LoadedModel
@@ -70,42 +71,39 @@ def _backend_directory(settings: LoadSettings) -> Path:
     return Path(configured or DEFAULT_BACKEND_DIRECTORY)
 
 
-def _create_instances(
-    backend_model: Any, config: ModelConfig, policies: HostPolicies
-) -> tuple[list, list[InstanceContext], list]:
-    """The backend's instances, their contexts (placement.py names and places
-    them) and the CUDA stream pools those contexts point into. Each instance is
-    created on a thread bound to its host policy, as Triton creates it (in
-    parallel when the backend model sets ``parallel_instance_creation``); a bad
-    policy value fails the load."""
-    contexts, streams = instance_contexts(config)
+def create_instances(
+    backend_model: Any, contexts: list[InstanceContext], policies: HostPolicies
+) -> list[Any]:
+    """The backend's instances for ``contexts`` (placement.py names and places
+    them), or for each that failed its exception. Each instance is created on a
+    thread bound to its host policy, as Triton creates it (in parallel when the
+    backend model sets ``parallel_instance_creation``); a bad policy value fails
+    that instance. Every creation is waited for before the caller raises, so none
+    is still starting when the ones that were made are unloaded."""
 
     def create(ictx: InstanceContext) -> Any:
-        with binding_for_creation(policies, ictx.host_policy) as binding:
-            ictx.host_binding = binding
-            return backend_model.create_instance(ictx)
+        try:
+            with binding_for_creation(policies, ictx.host_policy) as binding:
+                ictx.host_binding = binding
+                return backend_model.create_instance(ictx)
+        except BaseException as error:
+            return error
 
     if len(contexts) > 1 and getattr(
         backend_model, "parallel_instance_creation", False
     ):
-        instances = _create_in_parallel(create, contexts)
-    else:
-        instances = [create(ictx) for ictx in contexts]
-    return instances, contexts, streams
+        # A thread each, for backends that allow it (the python backend, as in
+        # Triton): a model whose ``initialize`` takes seconds loads all its
+        # instances in about the time of one.
+        workers = min(len(contexts), _MAX_PARALLEL_INSTANCES)
+        with ThreadPoolExecutor(workers, thread_name_prefix="tritonx-instance") as pool:
+            return list(pool.map(create, contexts))
+    return [create(ictx) for ictx in contexts]
 
 
-def _create_in_parallel(
-    create: Callable[[InstanceContext], Any], contexts: list[InstanceContext]
-) -> list[Any]:
-    """Each instance created on a thread of its own, for backends that allow it
-    (the python backend, as in Triton): a model whose ``initialize`` takes seconds
-    loads all its instances in about the time of one. Every creation is waited
-    for before anything is raised (the first failure in instance order), so none
-    is still starting when the caller unloads the ones that were made."""
-    workers = min(len(contexts), _MAX_PARALLEL_INSTANCES)
-    with ThreadPoolExecutor(workers, thread_name_prefix="tritonx-instance") as pool:
-        futures = [pool.submit(create, ictx) for ictx in contexts]
-    return [future.result() for future in futures]
+def first_failure(created: list[Any]) -> BaseException | None:
+    """The first exception create_instances returned, in instance order."""
+    return next((c for c in created if isinstance(c, BaseException)), None)
 
 
 def build_version(
@@ -120,6 +118,7 @@ def build_version(
     from tritonx.backends.base import ModelContext
 
     started = time.monotonic()
+    read_config = config
     config = _copy(config)  # auto-complete may change it per version
     if config.HasField("ensemble_scheduling"):
         return _build_ensemble(config, version, model_dir, settings, started)
@@ -151,9 +150,12 @@ def build_version(
     )
     backend_model = backend.load_model(ctx)
     try:
-        instances, contexts, streams = _create_instances(
-            backend_model, config, settings.host_policies
-        )
+        wanted = placements(config)
+        contexts, streams = instance_contexts(config, wanted)
+        instances = create_instances(backend_model, contexts, settings.host_policies)
+        failure = first_failure(instances)
+        if failure is not None:
+            raise failure
         executors = core_executors(instances, contexts, config)
         core = _native.Model(
             spec,
@@ -179,6 +181,11 @@ def build_version(
         backend_model=backend_model,
         instances=instances,
         streams=streams,
+        read_config=_copy(read_config),
+        placements=wanted,
+        contexts=contexts,
+        executor_ids=executor_ids(instances, contexts, config),
+        next_executor=len(executors),
         model_dir=model_dir,
         load_seconds=time.monotonic() - started,
     )
@@ -241,6 +248,10 @@ def retire_version(loaded: LoadedModel, drain: bool = True) -> None:
                 core.inflight_count(),
             )
     core.stop(drain=drain)
+    # Instances an update retired are finalized by threads of their own, which the
+    # stop has released: the backend unloads the rest after them.
+    for thread in loaded.retiring:
+        thread.join()
     _unload_backend(loaded.backend_model, loaded.name, loaded.version)
     loaded.streams = []  # the instances are gone: their CUDA streams may go too
     log.info("successfully unloaded '%s' version %d", loaded.name, loaded.version)

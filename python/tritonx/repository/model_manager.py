@@ -2,10 +2,12 @@
 
 Follows Triton's model lifecycle as observed on Triton 2.51:
 
-* A load builds every selected version but those it keeps: a READY version whose
-  files did not change since its load and whose config is the same apart from
-  its version policy keeps serving as it is (``_kept_versions``, for loads of
-  every kind: explicit, poll, startup). Only when all builds succeeded are they
+* A load builds every selected version but those it reuses (reuse.py, for loads
+  of every kind: explicit, poll, startup): a READY version whose files did not
+  change since its load keeps serving as it is when its config is the same apart
+  from its version policy, and has its instances updated in place
+  (instance_update.py) when only its instance groups changed. Only when all
+  builds and updates succeeded are they
   swapped into the registry and the versions no longer selected unloaded. If any failed,
   the new versions are dropped again ("unloaded") and what was served before stays
   served; a version that was READY stays READY even if its reload failed.
@@ -36,6 +38,7 @@ from tritonx.errors import (
 )
 from tritonx.repository.agents import AgentChain, adopt_agents, run_load_agents
 from tritonx.repository.ensembles import EnsembleDependencies, is_ensemble
+from tritonx.repository.instance_update import update_instances
 from tritonx.repository.loader import LoadSettings, build_version, retire_version
 from tritonx.repository.lookup import ModelLookup
 from tritonx.repository.model_control import ModelControl
@@ -61,6 +64,7 @@ from tritonx.repository.repository import (
     select_versions,
     version_dirs,
 )
+from tritonx.repository.reuse import reused_versions
 from tritonx.repository.timestamps import (
     Timestamp,
     config_entry,
@@ -72,18 +76,6 @@ log = logging.getLogger("tritonx.repository")
 T = TypeVar("T")
 
 _CONTROL_MODES = ("none", "explicit", "poll")
-
-
-def _same_but_policy(old: ModelConfig, new: ModelConfig) -> bool:
-    """Equal configs once their ``version_policy`` is set aside."""
-    if old == new:
-        return True
-    old_rest, new_rest = type(old)(), type(new)()
-    old_rest.CopyFrom(old)
-    new_rest.CopyFrom(new)
-    old_rest.ClearField("version_policy")
-    new_rest.ClearField("version_policy")
-    return bool(old_rest == new_rest)
 
 
 def failure_reason(error: BaseException) -> str:
@@ -453,8 +445,9 @@ class ModelManager(
             raise InvalidArgumentError(f"load failed for model '{name}': {message}\n")
 
         was_ready = set(record.ready_versions())
-        kept = self._kept_versions(record, config, unchanged, stage_error)
-        to_build = [v for v in selected if v not in kept]
+        reuse = reused_versions(record, config, unchanged, stage_error)
+        kept, updated = reuse.kept, reuse.updated
+        to_build = [v for v in selected if v not in kept and v not in updated]
         for version in to_build:
             if version not in was_ready:
                 record.versions[version] = VersionSlot(version, LOADING)
@@ -463,15 +456,26 @@ class ModelManager(
                 self._build(config, v, model_dir, repository, stage_error)
                 for v in to_build
             ),
+            *(
+                self._run(update_instances, loaded, config, self._settings)
+                for loaded in updated.values()
+            ),
             return_exceptions=True,
         )
         built: dict[int, LoadedModel] = {}
         failed: dict[int, BaseException] = {}
-        for version, result in zip(to_build, results, strict=True):
+        for version, result in zip(to_build, results, strict=False):
             if isinstance(result, LoadedModel):
                 built[version] = result
-            else:
+            elif isinstance(result, BaseException):
                 failed[version] = result
+        for (version, loaded), result in zip(
+            updated.items(), results[len(to_build) :], strict=True
+        ):
+            if isinstance(result, BaseException):
+                failed[version] = result
+            else:
+                kept[version] = loaded  # served on, with its new instances
         if failed:
             await self._roll_back(record, built, failed, was_ready)
         else:
@@ -479,36 +483,6 @@ class ModelManager(
             await self._swap_in(record, built, override)
             await self._run(adopt_agents, record, agents)
             log.info("successfully loaded '%s'", name)
-
-    @staticmethod
-    def _kept_versions(
-        record: ModelRecord,
-        config: ModelConfig,
-        unchanged: frozenset[int],
-        stage_error: TritonXError | None,
-    ) -> dict[int, LoadedModel]:
-        """Serving versions a reload keeps as they are (no new initialize; their
-        statistics and readiness untouched): Triton's "update" of a version.
-
-        That is a READY version whose files did not change (``unchanged``), not
-        served from a load's files, whose config is the new one apart from
-        ``version_policy`` (which says what to serve, not how). The version keeps the config it was loaded
-        with, as in Triton. Triton also ignores ``instance_group`` here, as it
-        changes the instances in place; tritonx builds the version again."""
-        if stage_error is not None or record.override is not None:
-            return {}
-        kept = {}
-        for version in unchanged:
-            slot = record.versions.get(version)
-            loaded = slot.loaded if slot is not None else None
-            if (
-                slot is not None
-                and slot.state == READY
-                and loaded is not None
-                and _same_but_policy(loaded.config, config)
-            ):
-                kept[version] = loaded
-        return kept
 
     async def _build(
         self,
@@ -586,7 +560,7 @@ class ModelManager(
         for version, loaded in sorted(built.items()):
             old = record.versions.get(version)
             if old is not None and old.loaded is loaded:
-                continue  # kept as it is (_kept_versions)
+                continue  # kept or updated in place (reuse.py)
             # Replaces the old entry atomically.
             self.registry.add(loaded.core, namespace=record.namespace)
             if old is not None and old.loaded is not None:

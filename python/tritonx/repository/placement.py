@@ -10,6 +10,7 @@ refused KIND_GPU (Triton's message), so every stream here is real.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from tritonx.backends.base import InstanceContext
@@ -23,44 +24,76 @@ def _kind_name(kind: int) -> str:
     return mc.ModelInstanceGroup.Kind.Name(kind).removeprefix("KIND_")
 
 
-def _placements(config: ModelConfig) -> list[tuple[str, str, int, bool, str]]:
-    """(instance name, kind, device, passive, host policy name) per instance, in
-    Triton's order: one instance per group count (per listed GPU for KIND_GPU),
-    named "<group name>_<n>"."""
-    out: list[tuple[str, str, int, bool, str]] = []
+@dataclass(frozen=True)
+class Placement:
+    """One instance a config asks for: its name, kind, device, whether it is
+    passive, its host policy's name, and its group (for rate limits and the
+    signature an instance update matches instances by)."""
+
+    name: str
+    kind: str
+    device: int
+    passive: bool
+    host_policy: str
+    group: Any  # the ModelInstanceGroup it comes from
+
+    @property
+    def signature(self) -> tuple[bytes, int]:
+        """Triton's instance signature: the group apart from its name and count,
+        and the device. An instance update keeps an instance whose signature the
+        new config still asks for, whatever its group is now called."""
+        group = type(self.group)()
+        group.CopyFrom(self.group)
+        group.ClearField("name")
+        group.ClearField("count")
+        return group.SerializeToString(deterministic=True), self.device
+
+
+def placements(config: ModelConfig) -> list[Placement]:
+    """One per instance, in Triton's order: one instance per group count (per
+    listed GPU for KIND_GPU), named "<group name>_<n>"."""
+    out: list[Placement] = []
     for group in config.instance_group:
         kind = _kind_name(group.kind)
         devices = list(group.gpus) if kind == "GPU" else [0]
         for n in range(group.count):
             for device in devices:
                 policy = group.host_policy or default_policy_name(kind, device)
-                out.append((f"{group.name}_{n}", kind, device, group.passive, policy))
+                out.append(
+                    Placement(
+                        f"{group.name}_{n}", kind, device, group.passive, policy, group
+                    )
+                )
     return out
 
 
-def instance_contexts(config: ModelConfig) -> tuple[list[InstanceContext], list[Any]]:
-    """The InstanceContexts of a model version and the stream pools backing them."""
+def instance_contexts(
+    config: ModelConfig, wanted: list[Placement] | None = None, first_index: int = 0
+) -> tuple[list[InstanceContext], list[Any]]:
+    """The InstanceContexts of a model version's instances (``wanted``: those of
+    an instance update, numbered from ``first_index``) and the stream pools
+    backing them."""
     from tritonx import _native
 
-    placements = _placements(config)
-    per_device = Counter(p[2] for p in placements if p[1] == "GPU")
+    wanted = placements(config) if wanted is None else wanted
+    per_device = Counter(p.device for p in wanted if p.kind == "GPU")
     pools = {dev: _native.StreamPool(n, dev) for dev, n in sorted(per_device.items())}
     taken: Counter[int] = Counter()
     contexts: list[InstanceContext] = []
-    for index, (name, kind, device, passive, policy) in enumerate(placements):
+    for index, place in enumerate(wanted, start=first_index):
         stream = 0
-        if kind == "GPU":
-            stream = pools[device].get(taken[device])
-            taken[device] += 1
+        if place.kind == "GPU":
+            stream = pools[place.device].get(taken[place.device])
+            taken[place.device] += 1
         contexts.append(
             InstanceContext(
-                name=name,
+                name=place.name,
                 index=index,
-                kind=kind,
-                device_id=device,
+                kind=place.kind,
+                device_id=place.device,
                 cuda_stream=stream,
-                passive=passive,
-                host_policy=policy,
+                passive=place.passive,
+                host_policy=place.host_policy,
             )
         )
     return contexts, list(pools.values())
@@ -87,31 +120,50 @@ class NoActiveInstance:
         raise UnavailableError(self._message)
 
 
-def core_executors(
-    instances: list[Any], contexts: list[InstanceContext], config: ModelConfig
-) -> list[Any]:
-    """What the core runs: each active (non-passive) instance once, or
+def executors_of(instance: Any, ctx: InstanceContext, config: ModelConfig) -> list[Any]:
+    """What the core runs for one instance: nothing when it is passive (Triton
+    gives such an instance no work); else the instance once, or
     ``pipeline_depth`` times (one worker thread each) when it keeps that many
     batches in flight on its stream, as a pytorch GPU instance does. Not under
     sequence batching (sequence slots belong to instances) nor rate limiting
     (resources are counted per instance). An instance with a host binding runs
     through a ``BoundInstance``, which binds each of its worker threads."""
-    active = [
-        (instance, ctx)
-        for instance, ctx in zip(instances, contexts, strict=True)
-        if not ctx.passive
-    ]
-    if not active:
-        return [NoActiveInstance(config.name)]
+    if ctx.passive:
+        return []
+    bound = _bound(instance, ctx)
     if config.HasField("sequence_batching") or any(
         group.HasField("rate_limiter") for group in config.instance_group
     ):
-        return [_bound(instance, ctx) for instance, ctx in active]
-    out: list[Any] = []
-    for instance, ctx in active:
-        depth = max(1, int(getattr(instance, "pipeline_depth", 1)))
-        out += [_bound(instance, ctx)] * depth
-    return out
+        return [bound]
+    return [bound] * max(1, int(getattr(instance, "pipeline_depth", 1)))
+
+
+def core_executors(
+    instances: list[Any], contexts: list[InstanceContext], config: ModelConfig
+) -> list[Any]:
+    """What the core runs for a model's instances (executors_of each, in order),
+    or a NoActiveInstance when every one is passive."""
+    out = [
+        executor
+        for instance, ctx in zip(instances, contexts, strict=True)
+        for executor in executors_of(instance, ctx, config)
+    ]
+    return out or [NoActiveInstance(config.name)]
+
+
+def executor_ids(
+    instances: list[Any], contexts: list[InstanceContext], config: ModelConfig
+) -> list[list[int]]:
+    """Per instance, the numbers of its entries in what core_executors made of
+    the same instances (none when passive: a NoActiveInstance stands for no
+    instance)."""
+    ids: list[list[int]] = []
+    taken = 0
+    for instance, ctx in zip(instances, contexts, strict=True):
+        count = len(executors_of(instance, ctx, config))
+        ids.append(list(range(taken, taken + count)))
+        taken += count
+    return ids
 
 
 def warmup_targets(

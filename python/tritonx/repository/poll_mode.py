@@ -12,7 +12,7 @@ Triton 2.51's rules, as observed on the reference server:
 * "Changed" compares modification times, per entry of the model directory (each
   entry's time is the latest one found beneath it), like Triton's ModelTimestamp
   (timestamps.py). The load then keeps the versions that did not change, as every
-  load from the repository does (ModelManager._kept_versions).
+  load from the repository does (reuse.py).
 * A model is marked as polled only when its load succeeded: a config that fails to
   parse or validate ("Poll failed for model directory ..." in the log; the index
   and the serving versions stay as they were) or a version that fails to load is

@@ -49,12 +49,26 @@ class LoadedModel:
 
     name: str
     version: int
-    config: ModelConfig
+    config: ModelConfig  # as served: after the backend's auto-complete
     core: Any  # tritonx._native.Model
     backend_model: Any = None
     instances: list[Any] = field(default_factory=list)
     # The core StreamPools of the GPU instances (kept until the backend unloaded).
     streams: list[Any] = field(default_factory=list)
+    # Per instance, parallel to ``instances``: where it runs (placement.Placement,
+    # whose signature an instance update matches), its InstanceContext, and the
+    # numbers of the core executors running it (none when passive).
+    placements: list[Any] = field(default_factory=list)
+    contexts: list[Any] = field(default_factory=list)
+    executor_ids: list[list[int]] = field(default_factory=list)
+    # The config as the repository gave it, before the backend completed it: what a
+    # reload compares with (Triton compares the configs it reads); None: ``config``.
+    read_config: ModelConfig | None = None
+    # The number the core gives the next executor an instance update adds.
+    next_executor: int = 0
+    # Threads finalizing instances an update retired (instance_update.py): an
+    # unload waits for them before the backend unloads the rest.
+    retiring: list[Any] = field(default_factory=list)
     model_dir: Path | None = None
     load_seconds: float = 0.0
     state: str = READY

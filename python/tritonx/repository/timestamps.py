@@ -6,7 +6,7 @@ beneath it. Every load from the repository takes one before it builds anything
 (poll mode also compares them to find the models to load again). A version is
 unchanged when its own directory and the files its versions share (anything but
 the config, the version directories and the model directory itself) have the same
-times as at the load that is serving it; ModelManager._kept_versions decides
+times as at the load that is serving it; reuse.py decides
 whether such a version keeps serving."""
 
 from __future__ import annotations
