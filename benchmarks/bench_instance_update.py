@@ -6,8 +6,8 @@ benchmark raises its count by one and lowers it again (a reload whose config
 changes only ``instance_group``: both servers update the model in place) while
 ``--clients`` threads send requests back to back over HTTP. Per server it prints
 the median seconds a load call took to add and to remove an instance, the
-requests that failed, and the median / p99 / max request latency during the
-updates. Servers run one after the other, never together.
+requests per second served and failed meanwhile, and the median / p99 / max
+request latency during the updates. Servers run one after the other, never together.
 
     PYTHONPATH=python python benchmarks/bench_instance_update.py \\
         --reference-cmd ../shared/tools/triton_reference
@@ -124,16 +124,18 @@ def measure(
     extra = ["--model-control-mode=explicit", "--load-model=m"]
     server = running(name, cmd, repo, {}, timeout=300, extra_args=extra)
     with server as (http_port, _), Load(http_port, args.clients) as load:
+        started = time.perf_counter()
         for _ in range(args.rounds):
             config.write_text(CONFIG.format(count=args.instances + 1))
             adds.append(load_model(http_port))
             config.write_text(CONFIG.format(count=args.instances))
             removes.append(load_model(http_port))
+        seconds = time.perf_counter() - started
     latencies = sorted(load.latencies)
     return {
         "add": statistics.median(adds),
         "remove": statistics.median(removes),
-        "requests": len(latencies),
+        "rate": len(latencies) / seconds,
         "failed": load.failures,
         "p50": statistics.median(latencies) * 1e3,
         "p99": latencies[int(0.99 * (len(latencies) - 1))] * 1e3,
@@ -167,12 +169,12 @@ def main() -> int:
         f"{load_after[0]:.2f}"
     )
     print(
-        f"{'server':<10} {'add s':>7} {'remove s':>9} {'requests':>9} {'failed':>7} "
+        f"{'server':<10} {'add s':>7} {'remove s':>9} {'req/s':>8} {'failed':>7} "
         f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>9}"
     )
     for name, r in results.items():
         print(
-            f"{name:<10} {r['add']:>7.2f} {r['remove']:>9.2f} {r['requests']:>9} "
+            f"{name:<10} {r['add']:>7.2f} {r['remove']:>9.2f} {r['rate']:>8.0f} "
             f"{r['failed']:>7} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['max']:>9.1f}"
         )
     base = results.get("reference")
