@@ -59,6 +59,11 @@ constexpr uint32_t kResponseFlagFinal = 1u;
 // Monotonic clock in nanoseconds, the time base of every duration the core records.
 uint64_t NowNs();
 
+// InferenceRequest::flags: a sequence's first and last request (Triton's
+// TRITONSERVER_REQUEST_FLAG_SEQUENCE_START / _END).
+constexpr uint32_t kFlagStart = 1u;
+constexpr uint32_t kFlagEnd = 2u;
+
 class InferenceRequest {
  public:
   InferenceRequest();
@@ -78,7 +83,7 @@ class InferenceRequest {
   uint64_t timeout_us = 0;  // 0: the queue policy's default
   uint64_t correlation_id = 0;
   std::string correlation_id_str;
-  uint32_t flags = 0;
+  uint32_t flags = 0;  // kFlagStart | kFlagEnd (Triton's request flags)
   // Opaque state owned on behalf of the frontend or backend (e.g. a Python object);
   // released with the request.
   std::shared_ptr<void> frontend_context;

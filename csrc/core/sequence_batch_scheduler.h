@@ -15,10 +15,15 @@
 //           request whose (non-ragged) input shapes differ from the batch's first
 //           one also gets a null request and waits for a later batch. Waits up to
 //           max_queue_delay for minimum_slot_utilization of the slots to be ready.
-//   oldest  max_candidate_sequences slots per instance; the batch takes the oldest
-//           ready request of each slot's sequence (at most one per sequence) by the
-//           dynamic batcher's rule (PreferredCut): up to max_batch_size, preferred
-//           sizes, max_queue_delay. Batches form in sequence_batch_formation.cc.
+//   oldest  max_candidate_sequences slots per instance, each issuing one request at
+//           a time, as Triton's oldest batcher does: a slot issues the front request
+//           of its sequence once the request it issued before has completed, and the
+//           batch takes the issued requests, oldest issue first, by the dynamic
+//           batcher's rule (PreferredCut): up to max_batch_size, preferred sizes,
+//           max_queue_delay counted from the issue. A sequence whose END request is
+//           issued gives its slot up at once: the next sequence takes it and waits
+//           for that END to complete (Triton's pairing of sequences follows from
+//           this). Batches form in sequence_batch_formation.cc.
 //
 // The batcher adds the configured control inputs to each request (START, END, READY,
 // CORRID) and the implicit states: a state's input is the state output the model
@@ -134,6 +139,12 @@ class SequenceBatchScheduler final : public Scheduler {
   // With mu_ held: frees the slot of `seq` and hands it to the oldest backlog entry.
   void ReleaseSlot(const SequencePtr& seq);
   bool HasQueuedWork(int instance) const;
+  // Oldest strategy, with mu_ held: each free slot of `instance` issues the front
+  // request of its sequence (an END gives the slot up); CompleteOldest frees the
+  // slots of the batch `instance` ran; HoldsOldest: some slot is busy.
+  void IssueOldest(int instance, uint64_t now);
+  void CompleteOldest(int instance);
+  bool HoldsOldest(int instance) const;
   // Outside mu_: adds control and state inputs; null slots (seqs[i] null) get a
   // request of zeros shaped like the batch's first real request.
   void PrepareBatch(Batch& batch, const std::vector<SequencePtr>& seqs);
@@ -171,6 +182,16 @@ class SequenceBatchScheduler final : public Scheduler {
   // Per instance, by number (guarded by mu_; entries are never removed).
   std::vector<std::shared_ptr<BatchRunner::Instance>> instances_;
   std::vector<std::vector<SequencePtr>> slots_;  // [instance][slot]
+  // Oldest strategy, per instance and slot: the sequence whose front request the
+  // slot issued (and when; it may have given the slot up since, see above), and
+  // whether the slot's issued request has not completed yet.
+  struct OldestSlot {
+    SequencePtr issued;
+    uint64_t issued_ns = 0;
+    bool busy = false;
+  };
+  std::vector<std::vector<OldestSlot>> oldest_;
+  std::vector<std::vector<int>> oldest_running_;  // [instance]: its batch's slots
   std::vector<char> retired_;
   std::vector<char> left_;  // its worker has left
   int active_instances_ = 0;

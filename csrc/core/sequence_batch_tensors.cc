@@ -8,9 +8,6 @@
 namespace tritonx {
 namespace {
 
-constexpr uint32_t kFlagStart = 1u;
-constexpr uint32_t kFlagEnd = 2u;
-
 template <typename T>
 std::string Bytes(T value) {
   std::string out(sizeof(T), '\0');

@@ -1,26 +1,24 @@
-"""The sequence batcher's oldest strategy forms batches by the dynamic batcher's
-preferred-size rule (PreferredCut, shared with the dynamic batcher; Triton documents
-the oldest strategy as a dynamic batcher over the candidate sequences): a batch
-that reaches any preferred size leaves at once, one below every preferred size
-waits for the queue delay.
+"""The sequence batcher's oldest strategy as Triton's oldest batcher forms batches,
+compared with Triton 2.51 when TRITONX_REFERENCE_CMD is given: each candidate
+slot issues one request at a time (the next only once the one it issued has
+completed), the issued requests batch by the dynamic batcher's preferred-size
+rule, and a sequence whose END is issued gives its slot up at once, so that the
+next sequence waits in that slot for the END to complete. Sequences therefore
+pair by slot: with one instance, the 1st runs with the 3rd and the 2nd with the
+4th, not the 1st with the 2nd.
 
-Each request is a whole sequence of one step (START and END), sent once the ones
-before it reached the state the rule gives (answered, or waiting: the pending
-request gauge); a queue delay of a minute keeps a batch below a preferred size
-waiting, so no step depends on timing.
-
-Not compared with Triton 2.51, which batches these differently in a way not yet
-understood: with one instance and 8 candidate sequences it puts the 1st and 3rd
-(and the 2nd and 4th) sequences together. Preferred sizes [2, 4]: the first two
-wait, the 3rd sends itself with the 1st (2 rows), the 2nd and 4th run alone after
-the delay ([2, 1, 2, 1]); preferred [4]: all four wait, then run as two batches of
-2 after the delay. tritonx gives [2, 2, 2, 2] and [4, 4, 4, 4] (the dynamic
-batcher's answers for the same arrivals)."""
+Every request says which requests it ran with: the model answers the sum of the
+correlation ids of its batch. A step sends a request (or holds or releases the
+model's executions through a file) and waits for the state it leads to: the
+requests answered so far, the requests waiting (the pending request gauge), and
+whether an execution is being held; a queue delay of a minute keeps a batch below
+a preferred size waiting, so no step depends on timing."""
 
 from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,33 +26,48 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from grpcutil import wait_until
-from serverutil import RunningServer, run_server
+from serverutil import RunningServer, run_either
 from testmodels import write_model
 
-# ROWS: how many requests the execution that ran this one held.
+# BATCH: the sum of the correlation ids of the execution's requests. While
+# <markers>/hold exists an execution waits, saying so in <markers>/held.
 MODEL = """
+import json
+import os
+import time
+
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.markers = config["parameters"]["markers"]["string_value"]
+
     def execute(self, requests):
-        rows = len(requests)
+        hold = os.path.join(self.markers, "hold")
+        if os.path.exists(hold):
+            open(os.path.join(self.markers, "held"), "w").close()
+            while os.path.exists(hold):
+                time.sleep(0.01)
+        total = sum(int(r.correlation_id()) for r in requests)
         return [
             pb_utils.InferenceResponse([
-                pb_utils.Tensor("ROWS", np.full((1, 1), rows, np.int32))])
+                pb_utils.Tensor("BATCH", np.full((1, 1), total, np.int64))])
             for _ in requests
         ]
 """
 
 
-def config(name: str, preferred: str) -> str:
+def config(name: str, preferred: str, markers: Path) -> str:
     return f"""
 name: "{name}"
 backend: "python"
 max_batch_size: 8
+parameters {{ key: "markers" value: {{ string_value: "{markers}" }} }}
 input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] }} ]
-output [ {{ name: "ROWS" data_type: TYPE_INT32 dims: [ 1 ] }} ]
+output [ {{ name: "BATCH" data_type: TYPE_INT64 dims: [ 1 ] }} ]
 instance_group [ {{ kind: KIND_CPU count: 1 }} ]
 sequence_batching {{
   max_sequence_idle_microseconds: 600000000
@@ -67,77 +80,123 @@ sequence_batching {{
 """
 
 
-# A step: (requests answered once it is in (by index), requests then waiting).
-Step = tuple[set[int], int]
+START, END, BOTH = (
+    {"sequence_start": True},
+    {"sequence_end": True},
+    {
+        "sequence_start": True,
+        "sequence_end": True,
+    },
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """Send request (correlation id, flags) or "hold"/"release" the model, then
+    wait until ``answered`` (indexes of the requests sent) and ``waiting``."""
+
+    action: tuple[int, dict[str, bool]] | str
+    answered: frozenset[int]
+    waiting: int
+    held: bool = False
+
+
+def step(action: Any, answered: set[int], waiting: int, held: bool = False) -> Step:
+    return Step(action, frozenset(answered), waiting, held)
+
 
 SCENARIOS: dict[str, tuple[str, list[Step], list[int]]] = {
-    # 1 waits; 1 + 1 = 2 is a preferred size (not the largest): both leave at once
-    "smaller_preferred_leaves": (
-        "preferred_batch_size: [ 2, 4 ]",
-        [(set(), 1), ({0, 1}, 0), ({0, 1}, 1), ({0, 1, 2, 3}, 0)],
-        [2, 2, 2, 2],
+    # One-step sequences. 100 issues from slot 0 and gives it up; 101 takes slot
+    # 0 and waits for 100 to complete; 102 issues from slot 1 and runs with 100;
+    # 103 takes slot 1 (given up by 102, which still runs) and runs with 101 once
+    # 100 and 102 are done.
+    "sequences_pair_by_slot": (
+        "preferred_batch_size: [ 2 ]",
+        [
+            step((100, BOTH), set(), 1),
+            step((101, BOTH), set(), 2),
+            step("hold", set(), 2),
+            step((102, BOTH), set(), 1, held=True),
+            step((103, BOTH), set(), 2, held=True),
+            step("release", {0, 1, 2, 3}, 0),
+        ],
+        [202, 204, 202, 204],
     ),
-    # 3 is no preferred size and below the largest: it waits; the 4th fills 4
-    "waits_for_a_preferred_size": (
+    # Sequences keep their slots between steps: their STARTs and then their ENDs
+    # wait for a batch of the preferred 4 and leave together.
+    "steps_batch_by_the_preferred_size": (
         "preferred_batch_size: [ 4 ]",
-        [(set(), 1), (set(), 2), (set(), 3), ({0, 1, 2, 3}, 0)],
-        [4, 4, 4, 4],
+        [
+            step((100, START), set(), 1),
+            step((101, START), set(), 2),
+            step((102, START), set(), 3),
+            step((103, START), {0, 1, 2, 3}, 0),
+            step((100, END), {0, 1, 2, 3}, 1),
+            step((101, END), {0, 1, 2, 3}, 2),
+            step((102, END), {0, 1, 2, 3}, 3),
+            step((103, END), set(range(8)), 0),
+        ],
+        [406] * 8,
     ),
 }
 
 
-def send(url: str, model: str, sequence_id: int) -> Any:
+def send(url: str, model: str, sequence_id: int, flags: dict[str, bool]) -> Any:
     client = httpclient.InferenceServerClient(url, network_timeout=120)
     tensor = httpclient.InferInput("INPUT0", [1, 1], "FP32")
     tensor.set_data_from_numpy(np.ones((1, 1), np.float32))
     try:
-        result = client.infer(
-            model,
-            [tensor],
-            sequence_id=sequence_id,
-            sequence_start=True,
-            sequence_end=True,
-        )
-        return int(result.as_numpy("ROWS").ravel()[0])
+        result = client.infer(model, [tensor], sequence_id=sequence_id, **flags)
+        return int(result.as_numpy("BATCH").ravel()[0])
     finally:
         client.close()
 
 
-def play(server: RunningServer, name: str) -> list[Any]:
+def play(server: RunningServer, name: str, markers: Path) -> list[Any]:
     _, steps, _ = SCENARIOS[name]
     futures: list[concurrent.futures.Future[Any]] = []
     with concurrent.futures.ThreadPoolExecutor(len(steps)) as pool:
-        for index, (answered, queued) in enumerate(steps):
-            futures.append(pool.submit(send, server.http_url, name, 100 + index))
+        for current in steps:
+            if current.action == "hold":
+                (markers / "hold").touch()
+            elif current.action == "release":
+                (markers / "held").unlink()
+                (markers / "hold").unlink()
+            else:
+                sequence_id, flags = current.action  # type: ignore[misc]
+                futures.append(
+                    pool.submit(send, server.http_url, name, sequence_id, flags)
+                )
 
-            def reached(answered: set[int] = answered, queued: int = queued) -> bool:
+            def reached(now: Step = current) -> bool:
                 done = {i for i, f in enumerate(futures) if f.done()}
-                return done == answered and server.pending_requests(name) == queued
+                return (
+                    done == now.answered
+                    and server.pending_requests(name) == now.waiting
+                    and (markers / "held").exists() == now.held
+                )
 
-            wait_until(
-                reached,
-                f"{name}: {sorted(answered)} answered, {queued} waiting",
-                timeout=30,
-            )
+            wait_until(reached, f"{name}: {current}", timeout=30)
         return [f.result(timeout=90) for f in futures]
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("qa_oldest") / "repo"
+@pytest.fixture(scope="module", params=["tritonx", "reference"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningServer, Path]]:
+    kind = request.param
+    root = tmp_path_factory.mktemp(f"oldest_{kind}")
+    markers = root / "markers"
+    markers.mkdir()
     for name, (preferred, _, _) in SCENARIOS.items():
-        write_model(root, name, config(name, preferred), MODEL)
-    return root
-
-
-@pytest.fixture(scope="module")
-def server(repo: Path) -> Iterator[RunningServer]:
-    with run_server(repo) as running:
-        yield running
+        write_model(root / "repo", name, config(name, preferred, markers), MODEL)
+    with run_either(kind, root / "repo") as server:
+        yield server, markers
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_oldest_batches_follow_the_dynamic_batcher(
-    server: RunningServer, name: str
+def test_oldest_batches_form_as_in_triton(
+    served: tuple[RunningServer, Path], name: str
 ) -> None:
-    assert play(server, name) == SCENARIOS[name][2]
+    server, markers = served
+    assert play(server, name, markers) == SCENARIOS[name][2]

@@ -1,0 +1,131 @@
+// The sequence batcher's instance table: adding instances (at construction and by
+// instance updates), retiring them, and batches handed to one instance (warmup).
+// Split from sequence_batch_scheduler.cc, which keeps admission, slots, the workers
+// and the reaper.
+#include <string>
+#include <utility>
+
+#include "sequence_batch_scheduler.h"
+
+namespace tritonx {
+
+void SequenceBatchScheduler::AddInstance(std::shared_ptr<Executor> executor) {
+  const int index = static_cast<int>(instances_.size());
+  auto instance = std::make_shared<BatchRunner::Instance>(std::move(executor));
+  instances_.push_back(instance);
+  slots_.emplace_back(slots_per_instance_);
+  oldest_.emplace_back(
+      config_.strategy == SequenceStrategy::kOldest ? slots_per_instance_ : 0);
+  oldest_running_.emplace_back();
+  running_.push_back(std::make_unique<std::vector<SequencePtr>>());
+  directed_.emplace_back();
+  retired_.push_back(0);
+  left_.push_back(0);
+  ++active_instances_;
+  ++running_workers_;
+  workers_.emplace_back(
+      [this, index, instance = std::move(instance)] { WorkerLoop(index, instance); });
+}
+
+void SequenceBatchScheduler::FillFromBacklog() {
+  // AssignSlot's order: lowest slot first, spread over instances.
+  for (int s = 0; s < slots_per_instance_ && !backlog_.empty(); ++s) {
+    for (size_t i = 0; i < slots_.size() && !backlog_.empty(); ++i) {
+      if (retired_[i] || slots_[i][s]) continue;
+      SequencePtr next = std::move(backlog_.front());
+      backlog_.pop_front();
+      slots_[i][s] = next;
+      next->instance = static_cast<int>(i);
+      next->slot = s;
+      next->last_ns = NowNs();
+    }
+  }
+}
+
+bool SequenceBatchScheduler::RetiredAndDone(int instance) const {
+  if (!retired_[instance] || !directed_[instance].empty() || HoldsOldest(instance)) {
+    return false;
+  }
+  for (const auto& seq : slots_[instance]) {
+    if (seq) return false;
+  }
+  return true;
+}
+
+Status SequenceBatchScheduler::UpdateInstances(
+    std::vector<std::shared_ptr<Executor>> added, const std::vector<int>& retired) {
+  std::lock_guard<std::mutex> stop_lock(stop_mu_);
+  std::vector<std::thread> finished;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      return Status(StatusCode::kUnavailable, "model '" + Name() + "' is unloading");
+    }
+    std::vector<char> leaving(instances_.size(), 0);
+    for (int index : retired) {
+      if (index < 0 || index >= static_cast<int>(instances_.size()) ||
+          retired_[index] || leaving[index]) {
+        return Status(StatusCode::kInvalidArg,
+                      "model '" + Name() + "' has no instance " +
+                          std::to_string(index) + " to retire");
+      }
+      leaving[index] = 1;
+    }
+    if (active_instances_ - static_cast<int>(retired.size()) +
+            static_cast<int>(added.size()) <=
+        0) {
+      return Status(StatusCode::kInvalidArg,
+                    "model '" + Name() + "' would have no instance left");
+    }
+    for (int index : retired) {
+      retired_[index] = 1;
+      --active_instances_;
+    }
+    for (auto& executor : added) AddInstance(std::move(executor));
+    FillFromBacklog();
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      if (left_[i] && workers_[i].joinable())
+        finished.push_back(std::move(workers_[i]));
+    }
+  }
+  work_cv_.notify_all();
+  for (auto& worker : finished) worker.join();
+  return Status::Ok();
+}
+
+bool SequenceBatchScheduler::WaitRetired(const std::vector<int>& instances,
+                                         std::chrono::nanoseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return exit_cv_.wait_for(lock, timeout, [&] {
+    for (int index : instances) {
+      if (index < 0 || index >= static_cast<int>(left_.size()) || !left_[index]) {
+        return false;
+      }
+    }
+    return true;
+  });
+}
+
+Status SequenceBatchScheduler::ExecuteOn(int instance,
+                                         std::vector<RequestPtr> requests) {
+  const uint64_t now = NowNs();
+  for (const auto& request : requests) request->enqueue_ns = now;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (instance < 0 || instance >= static_cast<int>(instances_.size()) ||
+        retired_[instance]) {
+      return Status(StatusCode::kInvalidArg, "model '" + Name() + "' has no instance " +
+                                                 std::to_string(instance));
+    }
+    if (stopping_) {
+      return Status(StatusCode::kUnavailable,
+                    "model '" + Name() + "' is unloading, request rejected");
+    }
+    directed_[instance].push_back(std::move(requests));
+  }
+  // The workers share one condition variable: wake them all for the addressed one.
+  work_cv_.notify_all();
+  return Status::Ok();
+}
+
+}  // namespace tritonx
