@@ -38,6 +38,40 @@ class TritonPythonModel:
 """
 
 
+# A python model whose instances take ``seconds`` to initialize (a stand-in for
+# loading weights), then answer OUTPUT0 = INPUT0: SLOW_INIT_MODEL.format(seconds=...)
+# with slow_init_config(name, count).
+SLOW_INIT_MODEL = """
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        time.sleep({seconds})
+
+    def execute(self, requests):
+        return [
+            pb_utils.InferenceResponse([pb_utils.Tensor(
+                "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
+            for r in requests
+        ]
+"""
+
+
+def slow_init_config(name: str, count: int) -> str:
+    """SLOW_INIT_MODEL's config: FP32 [4] in and out, ``count`` CPU instances."""
+    return f"""
+name: "{name}"
+backend: "python"
+max_batch_size: 0
+input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] }} ]
+output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] }} ]
+instance_group [ {{ count: {count} kind: KIND_CPU }} ]
+"""
+
+
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every side-by-side benchmark takes: how to start each server and
     where perf_analyzer is."""

@@ -26,33 +26,14 @@ import threading
 import time
 from pathlib import Path
 
-from _harness import add_server_arguments, running, servers_to_compare
+from _harness import (
+    SLOW_INIT_MODEL,
+    add_server_arguments,
+    running,
+    servers_to_compare,
+    slow_init_config,
+)
 
-CONFIG = """
-name: "m"
-backend: "python"
-max_batch_size: 0
-input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] }} ]
-output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] }} ]
-instance_group [ {{ count: {count} kind: KIND_CPU }} ]
-"""
-MODEL_PY = """
-import time
-
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        time.sleep({seconds})
-
-    def execute(self, requests):
-        return [
-            pb_utils.InferenceResponse([pb_utils.Tensor(
-                "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
-            for r in requests
-        ]
-"""
 BODY = json.dumps(
     {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [4], "data": [1] * 4}]}
 )
@@ -118,7 +99,7 @@ def measure(
     name: str, cmd: list[str], repo: Path, args: argparse.Namespace
 ) -> dict[str, object]:
     config = repo / "m" / "config.pbtxt"
-    config.write_text(CONFIG.format(count=args.instances))
+    config.write_text(slow_init_config("m", args.instances))
     adds: list[float] = []
     removes: list[float] = []
     extra = ["--model-control-mode=explicit", "--load-model=m"]
@@ -126,9 +107,9 @@ def measure(
     with server as (http_port, _), Load(http_port, args.clients) as load:
         started = time.perf_counter()
         for _ in range(args.rounds):
-            config.write_text(CONFIG.format(count=args.instances + 1))
+            config.write_text(slow_init_config("m", args.instances + 1))
             adds.append(load_model(http_port))
-            config.write_text(CONFIG.format(count=args.instances))
+            config.write_text(slow_init_config("m", args.instances))
             removes.append(load_model(http_port))
         seconds = time.perf_counter() - started
     latencies = sorted(load.latencies)
@@ -157,7 +138,7 @@ def main() -> int:
         repo = Path(tmp) / "repo"
         (repo / "m" / "1").mkdir(parents=True)
         (repo / "m" / "1" / "model.py").write_text(
-            MODEL_PY.format(seconds=args.init_seconds)
+            SLOW_INIT_MODEL.format(seconds=args.init_seconds)
         )
         for name, cmd in servers_to_compare(args):
             results[name] = measure(name, cmd, repo, args)

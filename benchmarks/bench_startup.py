@@ -24,40 +24,17 @@ import time
 from pathlib import Path
 
 from _harness import (
+    SLOW_INIT_MODEL,
     add_server_arguments,
     running,
     servers_to_compare,
+    slow_init_config,
     write_python_model,
 )
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent / "model_repository"
 EXAMPLE_MODELS = ("add_sub", "identity")
-CONFIG = """
-name: "slow_init"
-backend: "python"
-max_batch_size: 0
-input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] }} ]
-output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] }} ]
-instance_group [ {{ count: {count} kind: KIND_CPU }} ]
-"""
-MODEL_PY = """
-import time
-
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        time.sleep({seconds})
-
-    def execute(self, requests):
-        return [
-            pb_utils.InferenceResponse([pb_utils.Tensor(
-                "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
-            for r in requests
-        ]
-"""
 
 
 def time_to_ready(name: str, cmd: list[str], repo: Path) -> float:
@@ -80,8 +57,8 @@ def main() -> int:
         write_python_model(
             slow,
             "slow_init",
-            CONFIG.format(count=args.instances),
-            MODEL_PY.format(seconds=args.init_seconds),
+            slow_init_config("slow_init", args.instances),
+            SLOW_INIT_MODEL.format(seconds=args.init_seconds),
         )
         example = Path(tmp) / "example"
         for name in EXAMPLE_MODELS:

@@ -65,18 +65,14 @@ DynamicBatchScheduler::DynamicBatchScheduler(
 }
 
 void DynamicBatchScheduler::AddInstance(std::shared_ptr<Executor> executor) {
-  const int index = static_cast<int>(instances_.size());
-  auto instance = std::make_shared<BatchRunner::Instance>(std::move(executor));
-  instances_.push_back(instance);
   waiting_.push_back(0);
   claimed_.push_back(0);
   directed_.emplace_back();
-  retired_.push_back(0);
-  left_.push_back(0);
-  ++active_instances_;
   ++running_workers_;
-  workers_.emplace_back(
-      [this, index, instance = std::move(instance)] { WorkerLoop(index, instance); });
+  table_.Add(std::move(executor),
+             [this](int index, const std::shared_ptr<BatchRunner::Instance>& instance) {
+               WorkerLoop(index, instance);
+             });
 }
 
 Status DynamicBatchScheduler::UpdateInstances(
@@ -89,32 +85,11 @@ Status DynamicBatchScheduler::UpdateInstances(
       return Status(StatusCode::kUnavailable,
                     "model '" + runner_.spec().name + "' is unloading");
     }
-    std::vector<char> leaving(instances_.size(), 0);
-    for (int index : retired) {
-      if (index < 0 || index >= static_cast<int>(instances_.size()) ||
-          retired_[index] || leaving[index]) {
-        return Status(StatusCode::kInvalidArg,
-                      "model '" + runner_.spec().name + "' has no instance " +
-                          std::to_string(index) + " to retire");
-      }
-      leaving[index] = 1;
-    }
-    if (active_instances_ - static_cast<int>(retired.size()) +
-            static_cast<int>(added.size()) <=
-        0) {
-      return Status(StatusCode::kInvalidArg,
-                    "model '" + runner_.spec().name + "' would have no instance left");
-    }
-    for (int index : retired) {
-      retired_[index] = 1;
-      --active_instances_;
-    }
+    Status status = table_.CheckUpdate(runner_.spec().name, retired, added.size());
+    if (!status.ok()) return status;
+    table_.Retire(retired);
     for (auto& executor : added) AddInstance(std::move(executor));
-    // Workers that left after an earlier update are joined here, not left to pile up.
-    for (size_t i = 0; i < workers_.size(); ++i) {
-      if (left_[i] && workers_[i].joinable())
-        finished.push_back(std::move(workers_[i]));
-    }
+    finished = table_.TakeLeftWorkers();
   }
   // The retired workers wake to leave; added ones look at the queue.
   work_cv_.notify_all();
@@ -125,18 +100,11 @@ Status DynamicBatchScheduler::UpdateInstances(
 bool DynamicBatchScheduler::WaitRetired(const std::vector<int>& instances,
                                         std::chrono::nanoseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  return exit_cv_.wait_for(lock, timeout, [&] {
-    for (int index : instances) {
-      if (index < 0 || index >= static_cast<int>(left_.size()) || !left_[index]) {
-        return false;
-      }
-    }
-    return true;
-  });
+  return exit_cv_.wait_for(lock, timeout, [&] { return table_.AllLeft(instances); });
 }
 
 bool DynamicBatchScheduler::RetiredAndDone(int instance_index) const {
-  return retired_[instance_index] && !claimed_[instance_index] &&
+  return table_.retired(instance_index) && !claimed_[instance_index] &&
          directed_[instance_index].empty();
 }
 
@@ -178,10 +146,10 @@ Status DynamicBatchScheduler::Enqueue(const RequestPtr& request, bool caller_wai
 
 int DynamicBatchScheduler::ClaimInlineInstance() {
   if (!inline_possible_) return -1;
-  for (int i = 0; i < static_cast<int>(instances_.size()); ++i) {
-    if (!waiting_[i] || claimed_[i] || retired_[i] ||
-        !instances_[i]->executor->AllowsInline() ||
-        !BatchRunner::MeasuredCheap(*instances_[i])) {
+  for (int i = 0; i < static_cast<int>(table_.size()); ++i) {
+    if (!waiting_[i] || claimed_[i] || table_.retired(i) ||
+        !table_.instance(i)->executor->AllowsInline() ||
+        !BatchRunner::MeasuredCheap(*table_.instance(i))) {
       continue;
     }
     claimed_[i] = 1;
@@ -202,7 +170,7 @@ void DynamicBatchScheduler::RunInline(int instance_index, const RequestPtr& requ
   {
     std::lock_guard<std::mutex> lock(mu_);
     sequence = runner_.NextSequence();
-    instance = instances_[instance_index];
+    instance = table_.instance(instance_index);
   }
   runner_.Run(batch, *instance, sequence);
   {
@@ -220,8 +188,7 @@ Status DynamicBatchScheduler::ExecuteOn(int instance,
   for (const auto& request : requests) request->enqueue_ns = now;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (instance < 0 || instance >= static_cast<int>(instances_.size()) ||
-        retired_[instance]) {
+    if (!table_.Serving(instance)) {
       return Status(StatusCode::kInvalidArg, "model '" + runner_.spec().name +
                                                  "' has no instance " +
                                                  std::to_string(instance));
@@ -264,7 +231,7 @@ void DynamicBatchScheduler::Stop(bool drain) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!drain) abandoned = queue_.DrainAll();
-    if (stopping_ && workers_.empty() && abandoned.empty()) return;
+    if (stopping_ && table_.workers().empty() && abandoned.empty()) return;
     stopping_ = true;
   }
   runner_.FailAbandoned(abandoned);
@@ -275,7 +242,7 @@ void DynamicBatchScheduler::Stop(bool drain) {
   }
   work_cv_.notify_all();
   sweep_cv_.notify_all();
-  JoinWorkers(workers_);
+  JoinWorkers(table_.workers());
   if (sweeper_.joinable()) sweeper_.join();
   // With no instances nothing drained the queue: fail what is left.
   std::vector<RequestPtr> left;
@@ -381,7 +348,7 @@ void DynamicBatchScheduler::WorkerLoop(
         if (!retired && TakeBatch(now, &batch, &wake_ns)) break;
         if (retired || (stopping_ && queue_.empty())) {
           // Signalled under mu_: ~Scheduler cannot proceed before this thread leaves.
-          left_[instance_index] = 1;
+          table_.MarkLeft(instance_index);
           waiting_[instance_index] = 0;
           // A retired instance gives its rate limiter resources back for good.
           if (retired) instance->executor->rate_limit.reset();

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "batch_runner.h"
+#include "instance_table.h"
 #include "priority_queue.h"
 #include "scheduler.h"
 
@@ -84,13 +85,7 @@ class DynamicBatchScheduler final : public Scheduler {
   std::condition_variable sweep_cv_;
   PriorityQueue queue_;
   bool stopping_ = false;
-  // Per instance, by number (guarded by mu_; entries are never removed): its runner
-  // record, its worker thread, whether it was retired and whether its worker left.
-  std::vector<std::shared_ptr<BatchRunner::Instance>> instances_;
-  std::vector<std::thread> workers_;
-  std::vector<char> retired_;
-  std::vector<char> left_;
-  int active_instances_ = 0;  // not retired
+  InstanceTable table_;  // guarded by mu_ (its workers also by stop_mu_)
   std::thread sweeper_;
   std::mutex stop_mu_;  // serializes Stop()
   // Workers still inside WorkerLoop; a worker that called Stop() itself is detached,

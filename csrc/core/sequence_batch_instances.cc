@@ -10,28 +10,24 @@
 namespace tritonx {
 
 void SequenceBatchScheduler::AddInstance(std::shared_ptr<Executor> executor) {
-  const int index = static_cast<int>(instances_.size());
-  auto instance = std::make_shared<BatchRunner::Instance>(std::move(executor));
-  instances_.push_back(instance);
   slots_.emplace_back(slots_per_instance_);
   oldest_.emplace_back(
       config_.strategy == SequenceStrategy::kOldest ? slots_per_instance_ : 0);
   oldest_running_.emplace_back();
   running_.push_back(std::make_unique<std::vector<SequencePtr>>());
   directed_.emplace_back();
-  retired_.push_back(0);
-  left_.push_back(0);
-  ++active_instances_;
   ++running_workers_;
-  workers_.emplace_back(
-      [this, index, instance = std::move(instance)] { WorkerLoop(index, instance); });
+  table_.Add(std::move(executor),
+             [this](int index, const std::shared_ptr<BatchRunner::Instance>& instance) {
+               WorkerLoop(index, instance);
+             });
 }
 
 void SequenceBatchScheduler::FillFromBacklog() {
   // AssignSlot's order: lowest slot first, spread over instances.
   for (int s = 0; s < slots_per_instance_ && !backlog_.empty(); ++s) {
     for (size_t i = 0; i < slots_.size() && !backlog_.empty(); ++i) {
-      if (retired_[i] || slots_[i][s]) continue;
+      if (table_.retired(static_cast<int>(i)) || slots_[i][s]) continue;
       SequencePtr next = std::move(backlog_.front());
       backlog_.pop_front();
       slots_[i][s] = next;
@@ -43,7 +39,8 @@ void SequenceBatchScheduler::FillFromBacklog() {
 }
 
 bool SequenceBatchScheduler::RetiredAndDone(int instance) const {
-  if (!retired_[instance] || !directed_[instance].empty() || HoldsOldest(instance)) {
+  if (!table_.retired(instance) || !directed_[instance].empty() ||
+      HoldsOldest(instance)) {
     return false;
   }
   for (const auto& seq : slots_[instance]) {
@@ -61,32 +58,12 @@ Status SequenceBatchScheduler::UpdateInstances(
     if (stopping_) {
       return Status(StatusCode::kUnavailable, "model '" + Name() + "' is unloading");
     }
-    std::vector<char> leaving(instances_.size(), 0);
-    for (int index : retired) {
-      if (index < 0 || index >= static_cast<int>(instances_.size()) ||
-          retired_[index] || leaving[index]) {
-        return Status(StatusCode::kInvalidArg,
-                      "model '" + Name() + "' has no instance " +
-                          std::to_string(index) + " to retire");
-      }
-      leaving[index] = 1;
-    }
-    if (active_instances_ - static_cast<int>(retired.size()) +
-            static_cast<int>(added.size()) <=
-        0) {
-      return Status(StatusCode::kInvalidArg,
-                    "model '" + Name() + "' would have no instance left");
-    }
-    for (int index : retired) {
-      retired_[index] = 1;
-      --active_instances_;
-    }
+    Status status = table_.CheckUpdate(Name(), retired, added.size());
+    if (!status.ok()) return status;
+    table_.Retire(retired);
     for (auto& executor : added) AddInstance(std::move(executor));
     FillFromBacklog();
-    for (size_t i = 0; i < workers_.size(); ++i) {
-      if (left_[i] && workers_[i].joinable())
-        finished.push_back(std::move(workers_[i]));
-    }
+    finished = table_.TakeLeftWorkers();
   }
   work_cv_.notify_all();
   for (auto& worker : finished) worker.join();
@@ -96,14 +73,7 @@ Status SequenceBatchScheduler::UpdateInstances(
 bool SequenceBatchScheduler::WaitRetired(const std::vector<int>& instances,
                                          std::chrono::nanoseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  return exit_cv_.wait_for(lock, timeout, [&] {
-    for (int index : instances) {
-      if (index < 0 || index >= static_cast<int>(left_.size()) || !left_[index]) {
-        return false;
-      }
-    }
-    return true;
-  });
+  return exit_cv_.wait_for(lock, timeout, [&] { return table_.AllLeft(instances); });
 }
 
 Status SequenceBatchScheduler::ExecuteOn(int instance,
@@ -112,8 +82,7 @@ Status SequenceBatchScheduler::ExecuteOn(int instance,
   for (const auto& request : requests) request->enqueue_ns = now;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (instance < 0 || instance >= static_cast<int>(instances_.size()) ||
-        retired_[instance]) {
+    if (!table_.Serving(instance)) {
       return Status(StatusCode::kInvalidArg, "model '" + Name() + "' has no instance " +
                                                  std::to_string(instance));
     }

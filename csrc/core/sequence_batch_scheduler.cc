@@ -186,7 +186,7 @@ void SequenceBatchScheduler::AssignSlot(const SequencePtr& seq) {
   // Lowest slot first, spread over instances, so that few slots stay busy.
   for (int s = 0; s < slots_per_instance_; ++s) {
     for (size_t i = 0; i < slots_.size(); ++i) {
-      if (!retired_[i] && !slots_[i][s]) {
+      if (!table_.retired(static_cast<int>(i)) && !slots_[i][s]) {
         slots_[i][s] = seq;
         seq->instance = static_cast<int>(i);
         seq->slot = s;
@@ -205,7 +205,7 @@ void SequenceBatchScheduler::ReleaseSlot(const SequencePtr& seq) {
   seq->instance = -1;
   seq->slot = -1;
   // A retired instance's slot stays empty: its worker leaves once all are.
-  if (!backlog_.empty() && !retired_[instance]) {
+  if (!backlog_.empty() && !table_.retired(instance)) {
     SequencePtr next = std::move(backlog_.front());
     backlog_.pop_front();
     slots_[instance][slot] = next;
@@ -284,7 +284,7 @@ void SequenceBatchScheduler::Stop(bool drain) {
   std::vector<RequestPtr> abandoned;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ && workers_.empty()) return;
+    if (stopping_ && table_.workers().empty()) return;
     stopping_ = true;
     abandoning_ = !drain;
     if (!drain) {
@@ -306,7 +306,7 @@ void SequenceBatchScheduler::Stop(bool drain) {
   runner_.FailAbandoned(abandoned);
   work_cv_.notify_all();
   reap_cv_.notify_all();
-  JoinWorkers(workers_);
+  JoinWorkers(table_.workers());
   if (reaper_.joinable()) reaper_.join();
   std::vector<RequestPtr> left;
   {
@@ -377,7 +377,7 @@ void SequenceBatchScheduler::WorkerLoop(
           // Its last sequence ended: the instance may be finalized, and gives its
           // rate limiter resources back for good.
           runs_on->executor->rate_limit.reset();
-          left_[instance] = 1;
+          table_.MarkLeft(instance);
           --running_workers_;
           exit_cv_.notify_all();
           current_worker_of = nullptr;
@@ -395,7 +395,7 @@ void SequenceBatchScheduler::WorkerLoop(
           }
           if (HasQueuedWork(instance)) continue;
           if (pending_ == 0 || backlog_.empty()) {
-            left_[instance] = 1;
+            table_.MarkLeft(instance);
             --running_workers_;
             exit_cv_.notify_all();
             work_cv_.notify_all();

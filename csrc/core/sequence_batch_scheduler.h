@@ -66,6 +66,7 @@
 #include <vector>
 
 #include "batch_runner.h"
+#include "instance_table.h"
 #include "scheduler.h"
 
 namespace tritonx {
@@ -180,7 +181,7 @@ class SequenceBatchScheduler final : public Scheduler {
   std::condition_variable reap_cv_;
   std::unordered_map<std::string, SequencePtr> active_;  // ids a request may continue
   // Per instance, by number (guarded by mu_; entries are never removed).
-  std::vector<std::shared_ptr<BatchRunner::Instance>> instances_;
+  InstanceTable table_;                          // its workers also by stop_mu_
   std::vector<std::vector<SequencePtr>> slots_;  // [instance][slot]
   // Oldest strategy, per instance and slot: the sequence whose front request the
   // slot issued (and when; it may have given the slot up since, see above), and
@@ -192,9 +193,6 @@ class SequenceBatchScheduler final : public Scheduler {
   };
   std::vector<std::vector<OldestSlot>> oldest_;
   std::vector<std::vector<int>> oldest_running_;  // [instance]: its batch's slots
-  std::vector<char> retired_;
-  std::vector<char> left_;  // its worker has left
-  int active_instances_ = 0;
   std::deque<SequencePtr> backlog_;
   // Batches handed to instance i by ExecuteOn, run by its worker before its slots'.
   std::vector<std::deque<std::vector<RequestPtr>>> directed_;
@@ -202,7 +200,6 @@ class SequenceBatchScheduler final : public Scheduler {
   uint64_t next_anonymous_id_ = 1;  // iterative: ids given to requests without one
   bool stopping_ = false;
   bool abandoning_ = false;  // stopping without drain
-  std::vector<std::thread> workers_;
   std::thread reaper_;
   std::mutex stop_mu_;
   int running_workers_ = 0;
