@@ -19,7 +19,7 @@ import py_compile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -87,14 +87,14 @@ OLDEST = (
 
 @dataclass
 class Model:
-    """The model "m" of a running server, its config and its markers."""
+    """The model "m": its config, its markers and the server running it."""
 
-    client: httpclient.InferenceServerClient
-    server: RunningServer
     config: Path
     markers: Path
     max_batch_size: int = 8
     scheduling: str = ""
+    client: httpclient.InferenceServerClient = field(init=False)
+    server: RunningServer = field(init=False)
 
     def write_config(self, groups: str) -> None:
         batching = "dynamic_batching { }" if not self.scheduling else self.scheduling
@@ -170,8 +170,10 @@ def serving(
     monkeypatch: pytest.MonkeyPatch,
     *args: str,
     scheduling: str = "",
+    poll_with: str | None = None,
 ) -> Iterator[Model]:
-    """A server (PYTHON_MODEL_SERVERS) in explicit mode with "m" not loaded yet."""
+    """A server (PYTHON_MODEL_SERVERS) in explicit mode with "m" not loaded yet,
+    or with ``poll_with`` (instance groups) in poll mode, "m" loaded from them."""
     # Importing model.py must not write __pycache__ into the version directory
     # (a change of the version's files: Triton would build it again).
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
@@ -183,14 +185,16 @@ def serving(
     # Triton 2.51's python stub writes __pycache__ whatever the variable says:
     # up to date bytecode written beforehand leaves it nothing to write.
     py_compile.compile(str(repo / "m" / "1" / "model.py"), doraise=True)
+    model = Model(repo / "m" / "config.pbtxt", markers, scheduling=scheduling)
+    mode = ["--model-control-mode=explicit"]
+    if poll_with is not None:
+        mode = ["--model-control-mode=poll", "--repository-poll-secs=1"]
+        model.write_config(poll_with)
     with (
-        run_python_model_server(
-            server_name, repo, "--model-control-mode=explicit", *args
-        ) as server,
+        run_python_model_server(server_name, repo, *mode, *args) as server,
         httpclient.InferenceServerClient(server.http_url, concurrency=4) as client,
     ):
-        model = Model(client, server, repo / "m" / "config.pbtxt", markers)
-        model.scheduling = scheduling
+        model.server, model.client = server, client
         yield model
 
 
@@ -347,6 +351,24 @@ def test_update_while_a_request_executes(
         model.infer()
     assert still_running
     assert seen == (2, 0)
+
+
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_poll_mode_updates_instances_in_place(
+    server_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A config change found by the repository poll is a reload like any other.
+    seen = []
+    with serving(server_name, tmp_path, monkeypatch, poll_with=CPU % 1) as model:
+        seen.append(model.settled(1))
+        for count, expected in ((3, (3, 0)), (2, (3, 1))):
+            model.write_config(CPU % count)
+            deadline = time.monotonic() + 60
+            while model.events() != expected and time.monotonic() < deadline:
+                time.sleep(0.1)
+            seen.append(model.events())
+            model.infer()
+    assert seen == [(1, 0), (3, 0), (3, 1)]
 
 
 def _sequence(n: int, **flags: bool) -> dict[str, object]:
