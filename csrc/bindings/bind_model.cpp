@@ -382,11 +382,11 @@ std::vector<std::shared_ptr<Executor>> ExecutorsOf(const py::sequence& instances
 void UpdateInstances(PyModel& self, const py::sequence& added,
                      const std::vector<int>& retired,
                      const std::vector<InstanceRateLimit>& rate_limits,
-                     std::shared_ptr<ServerContext> context) {
+                     std::shared_ptr<ServerContext> context, bool hold_added) {
   std::vector<std::shared_ptr<Executor>> executors = ExecutorsOf(added);
   if (context) AttachRateLimits(*context, rate_limits, executors);
   py::gil_scoped_release release;  // joins the threads of workers retired before
-  ThrowIfError(self.model->UpdateInstances(std::move(executors), retired));
+  ThrowIfError(self.model->UpdateInstances(std::move(executors), retired, hold_added));
 }
 
 py::tuple DurationPair(const Duration& d) { return py::make_tuple(d.count, d.ns); }
@@ -511,9 +511,16 @@ void RegisterModel(py::module_& m) {
       .def("execute_on", &ExecuteOn, py::arg("instance"), py::arg("requests"))
       .def("update_instances", &UpdateInstances, py::arg("added"), py::arg("retired"),
            py::arg("rate_limits") = std::vector<InstanceRateLimit>(),
-           py::arg("context") = nullptr,
+           py::arg("context") = nullptr, py::arg("hold_added") = false,
            "Adds instances (numbered after every instance so far) and retires the "
-           "numbered ones, which finish what they hold and leave (wait_retired).")
+           "numbered ones, which finish what they hold and leave (wait_retired). "
+           "hold_added: the added ones run only execute_on batches until released.")
+      .def(
+          "release_instances",
+          [](PyModel& self, const std::vector<int>& instances) {
+            ThrowIfError(self.model->ReleaseInstances(instances));
+          },
+          py::arg("instances"), "Lets held instances take the model's work.")
       .def(
           "wait_retired",
           [](PyModel& self, const std::vector<int>& instances, double timeout_s) {

@@ -64,19 +64,22 @@ DynamicBatchScheduler::DynamicBatchScheduler(
   if (has_timeouts_) sweeper_ = std::thread([this] { SweeperLoop(); });
 }
 
-void DynamicBatchScheduler::AddInstance(std::shared_ptr<Executor> executor) {
+void DynamicBatchScheduler::AddInstance(std::shared_ptr<Executor> executor, bool held) {
   waiting_.push_back(0);
   claimed_.push_back(0);
   directed_.emplace_back();
   ++running_workers_;
-  table_.Add(std::move(executor),
-             [this](int index, const std::shared_ptr<BatchRunner::Instance>& instance) {
-               WorkerLoop(index, instance);
-             });
+  table_.Add(
+      std::move(executor),
+      [this](int index, const std::shared_ptr<BatchRunner::Instance>& instance) {
+        WorkerLoop(index, instance);
+      },
+      held);
 }
 
 Status DynamicBatchScheduler::UpdateInstances(
-    std::vector<std::shared_ptr<Executor>> added, const std::vector<int>& retired) {
+    std::vector<std::shared_ptr<Executor>> added, const std::vector<int>& retired,
+    bool hold_added) {
   std::lock_guard<std::mutex> stop_lock(stop_mu_);
   std::vector<std::thread> finished;
   {
@@ -88,12 +91,22 @@ Status DynamicBatchScheduler::UpdateInstances(
     Status status = table_.CheckUpdate(runner_.spec().name, retired, added.size());
     if (!status.ok()) return status;
     table_.Retire(retired);
-    for (auto& executor : added) AddInstance(std::move(executor));
+    for (auto& executor : added) AddInstance(std::move(executor), hold_added);
     finished = table_.TakeLeftWorkers();
   }
   // The retired workers wake to leave; added ones look at the queue.
   work_cv_.notify_all();
   for (auto& worker : finished) worker.join();
+  return Status::Ok();
+}
+
+Status DynamicBatchScheduler::ReleaseInstances(const std::vector<int>& instances) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Status status = table_.Release(runner_.spec().name, instances);
+    if (!status.ok()) return status;
+  }
+  work_cv_.notify_all();
   return Status::Ok();
 }
 
@@ -147,7 +160,7 @@ Status DynamicBatchScheduler::Enqueue(const RequestPtr& request, bool caller_wai
 int DynamicBatchScheduler::ClaimInlineInstance() {
   if (!inline_possible_) return -1;
   for (int i = 0; i < static_cast<int>(table_.size()); ++i) {
-    if (!waiting_[i] || claimed_[i] || table_.retired(i) ||
+    if (!waiting_[i] || claimed_[i] || !table_.Takes(i) ||
         !table_.instance(i)->executor->AllowsInline() ||
         !BatchRunner::MeasuredCheap(*table_.instance(i))) {
       continue;
@@ -345,7 +358,10 @@ void DynamicBatchScheduler::WorkerLoop(
           break;
         }
         const bool retired = RetiredAndDone(instance_index);
-        if (!retired && TakeBatch(now, &batch, &wake_ns)) break;
+        // A held instance helps drain the queue only when the model stops.
+        const bool takes = table_.Takes(instance_index) ||
+                           (stopping_ && !table_.retired(instance_index));
+        if (takes && TakeBatch(now, &batch, &wake_ns)) break;
         if (retired || (stopping_ && queue_.empty())) {
           // Signalled under mu_: ~Scheduler cannot proceed before this thread leaves.
           table_.MarkLeft(instance_index);

@@ -50,7 +50,8 @@ class DynamicBatchScheduler final : public Scheduler {
   bool Cancel(const RequestPtr& request) override;
   Status ExecuteOn(int instance, std::vector<RequestPtr> requests) override;
   Status UpdateInstances(std::vector<std::shared_ptr<Executor>> added,
-                         const std::vector<int>& retired) override;
+                         const std::vector<int>& retired, bool hold_added) override;
+  Status ReleaseInstances(const std::vector<int>& instances) override;
   bool WaitRetired(const std::vector<int>& instances,
                    std::chrono::nanoseconds timeout) override;
   size_t PendingCount() const override;
@@ -59,7 +60,7 @@ class DynamicBatchScheduler final : public Scheduler {
 
  private:
   // With mu_ held: numbers `executor` as the next instance and starts its worker.
-  void AddInstance(std::shared_ptr<Executor> executor);
+  void AddInstance(std::shared_ptr<Executor> executor, bool held = false);
   void WorkerLoop(int instance_index,
                   const std::shared_ptr<BatchRunner::Instance>& instance);
   // With mu_ held: whether the worker of a retired instance has nothing left to run.

@@ -31,16 +31,22 @@ class InstanceTable {
     return index >= 0 && index < static_cast<int>(size()) && !retired_[index];
   }
   bool retired(int index) const { return retired_[index] != 0; }
+  // Held: added by an update but kept from the model's queue (it runs only what
+  // ExecuteOn hands it: warmup) until released.
+  bool held(int index) const { return held_[index] != 0; }
+  // Takes the instance's share of the model's work: neither retired nor held.
+  bool Takes(int index) const { return !retired_[index] && !held_[index]; }
   std::vector<std::thread>& workers() { return workers_; }
 
   // Numbers `executor` as the next instance and starts `loop(number, instance)` on
   // a worker thread of its own.
   template <typename Loop>
-  void Add(std::shared_ptr<Executor> executor, Loop loop) {
+  void Add(std::shared_ptr<Executor> executor, Loop loop, bool held = false) {
     const int index = static_cast<int>(size());
     auto instance = std::make_shared<BatchRunner::Instance>(std::move(executor));
     instances_.push_back(instance);
     retired_.push_back(0);
+    held_.push_back(held ? 1 : 0);
     left_.push_back(0);
     ++active_;
     workers_.emplace_back(
@@ -64,6 +70,19 @@ class InstanceTable {
       return Status(StatusCode::kInvalidArg,
                     "model '" + model + "' would have no instance left");
     }
+    return Status::Ok();
+  }
+  // Releases held instances to the model's queue: INVALID_ARG (nothing released)
+  // unless every number names a held instance not retired.
+  Status Release(const std::string& model, const std::vector<int>& indexes) {
+    for (int index : indexes) {
+      if (!Serving(index) || !held_[index]) {
+        return Status(
+            StatusCode::kInvalidArg,
+            "model '" + model + "' holds no instance " + std::to_string(index));
+      }
+    }
+    for (int index : indexes) held_[index] = 0;
     return Status::Ok();
   }
   void Retire(const std::vector<int>& retired) {
@@ -95,6 +114,7 @@ class InstanceTable {
   std::vector<std::shared_ptr<BatchRunner::Instance>> instances_;
   std::vector<std::thread> workers_;
   std::vector<char> retired_;
+  std::vector<char> held_;
   std::vector<char> left_;
   int active_ = 0;  // instances not retired
 };

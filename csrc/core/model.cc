@@ -202,12 +202,12 @@ void Model::StartTrace(InferenceRequest& request) {
 }
 
 Status Model::UpdateInstances(std::vector<std::shared_ptr<Executor>> added,
-                              const std::vector<int>& retired) {
+                              const std::vector<int>& retired, bool hold_added) {
   std::vector<std::weak_ptr<RateLimiter::Slot>> limits;
   for (const auto& instance : added) {
     if (instance && instance->rate_limit) limits.push_back(instance->rate_limit);
   }
-  Status status = scheduler_->UpdateInstances(std::move(added), retired);
+  Status status = scheduler_->UpdateInstances(std::move(added), retired, hold_added);
   if (status.ok()) {
     std::lock_guard<std::mutex> lock(rate_limits_mu_);
     // Slots of instances retired before are gone: drop what they left behind.
@@ -217,6 +217,10 @@ Status Model::UpdateInstances(std::vector<std::shared_ptr<Executor>> added,
     rate_limits_.insert(rate_limits_.end(), limits.begin(), limits.end());
   }
   return status;
+}
+
+Status Model::ReleaseInstances(const std::vector<int>& instances) {
+  return scheduler_->ReleaseInstances(instances);
 }
 
 bool Model::WaitRetired(const std::vector<int>& instances,

@@ -64,8 +64,11 @@ class Model : public std::enable_shared_from_this<Model> {
   // become instances numbered after every instance so far (the executors the model
   // was built with are 0..n-1), those numbered in `retired` finish what they hold and
   // leave. Requests keep flowing to the other instances throughout. Thread safe.
+  // `hold_added`: they run only ExecuteOn's batches (warmup) until ReleaseInstances.
   Status UpdateInstances(std::vector<std::shared_ptr<Executor>> added,
-                         const std::vector<int>& retired);
+                         const std::vector<int>& retired, bool hold_added = false);
+  // Lets held instances take the model's work.
+  Status ReleaseInstances(const std::vector<int>& instances);
   // Blocks until each instance numbered in `instances` was retired and runs nothing
   // more, or `timeout` passes; true when all have left. Thread safe.
   bool WaitRetired(const std::vector<int>& instances, std::chrono::nanoseconds timeout);

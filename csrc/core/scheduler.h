@@ -67,12 +67,25 @@ class Scheduler {
   // the model are not touched. INVALID_ARG when a number is unknown or already
   // retired or no instance would remain (nothing changes then), UNAVAILABLE when
   // stopping; UNSUPPORTED for a scheduler without instances of its own (the default).
+  //
+  // `hold_added`: the added instances run only what ExecuteOn hands them (warmup,
+  // as Triton warms an instance up before it serves) until ReleaseInstances.
   virtual Status UpdateInstances(std::vector<std::shared_ptr<Executor>> added,
-                                 const std::vector<int>& retired) {
+                                 const std::vector<int>& retired,
+                                 bool hold_added = false) {
     (void)added;
     (void)retired;
+    (void)hold_added;
     return Status(StatusCode::kUnsupported,
                   "this scheduler has no instances to update");
+  }
+
+  // Lets held instances take the model's work. INVALID_ARG (nothing released) for a
+  // number that names no held instance.
+  virtual Status ReleaseInstances(const std::vector<int>& instances) {
+    (void)instances;
+    return Status(StatusCode::kUnsupported,
+                  "this scheduler has no instances to release");
   }
 
   // Blocks until every instance numbered in `instances` was retired and its worker

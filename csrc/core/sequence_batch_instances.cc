@@ -9,7 +9,8 @@
 
 namespace tritonx {
 
-void SequenceBatchScheduler::AddInstance(std::shared_ptr<Executor> executor) {
+void SequenceBatchScheduler::AddInstance(std::shared_ptr<Executor> executor,
+                                         bool held) {
   slots_.emplace_back(slots_per_instance_);
   oldest_.emplace_back(
       config_.strategy == SequenceStrategy::kOldest ? slots_per_instance_ : 0);
@@ -17,17 +18,19 @@ void SequenceBatchScheduler::AddInstance(std::shared_ptr<Executor> executor) {
   running_.push_back(std::make_unique<std::vector<SequencePtr>>());
   directed_.emplace_back();
   ++running_workers_;
-  table_.Add(std::move(executor),
-             [this](int index, const std::shared_ptr<BatchRunner::Instance>& instance) {
-               WorkerLoop(index, instance);
-             });
+  table_.Add(
+      std::move(executor),
+      [this](int index, const std::shared_ptr<BatchRunner::Instance>& instance) {
+        WorkerLoop(index, instance);
+      },
+      held);
 }
 
 void SequenceBatchScheduler::FillFromBacklog() {
   // AssignSlot's order: lowest slot first, spread over instances.
   for (int s = 0; s < slots_per_instance_ && !backlog_.empty(); ++s) {
     for (size_t i = 0; i < slots_.size() && !backlog_.empty(); ++i) {
-      if (table_.retired(static_cast<int>(i)) || slots_[i][s]) continue;
+      if (!table_.Takes(static_cast<int>(i)) || slots_[i][s]) continue;
       SequencePtr next = std::move(backlog_.front());
       backlog_.pop_front();
       slots_[i][s] = next;
@@ -50,7 +53,8 @@ bool SequenceBatchScheduler::RetiredAndDone(int instance) const {
 }
 
 Status SequenceBatchScheduler::UpdateInstances(
-    std::vector<std::shared_ptr<Executor>> added, const std::vector<int>& retired) {
+    std::vector<std::shared_ptr<Executor>> added, const std::vector<int>& retired,
+    bool hold_added) {
   std::lock_guard<std::mutex> stop_lock(stop_mu_);
   std::vector<std::thread> finished;
   {
@@ -61,12 +65,23 @@ Status SequenceBatchScheduler::UpdateInstances(
     Status status = table_.CheckUpdate(Name(), retired, added.size());
     if (!status.ok()) return status;
     table_.Retire(retired);
-    for (auto& executor : added) AddInstance(std::move(executor));
+    for (auto& executor : added) AddInstance(std::move(executor), hold_added);
     FillFromBacklog();
     finished = table_.TakeLeftWorkers();
   }
   work_cv_.notify_all();
   for (auto& worker : finished) worker.join();
+  return Status::Ok();
+}
+
+Status SequenceBatchScheduler::ReleaseInstances(const std::vector<int>& instances) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Status status = table_.Release(Name(), instances);
+    if (!status.ok()) return status;
+    FillFromBacklog();  // their slots take backlogged sequences now
+  }
+  work_cv_.notify_all();
   return Status::Ok();
 }
 

@@ -186,7 +186,7 @@ void SequenceBatchScheduler::AssignSlot(const SequencePtr& seq) {
   // Lowest slot first, spread over instances, so that few slots stay busy.
   for (int s = 0; s < slots_per_instance_; ++s) {
     for (size_t i = 0; i < slots_.size(); ++i) {
-      if (!table_.retired(static_cast<int>(i)) && !slots_[i][s]) {
+      if (table_.Takes(static_cast<int>(i)) && !slots_[i][s]) {
         slots_[i][s] = seq;
         seq->instance = static_cast<int>(i);
         seq->slot = s;

@@ -92,7 +92,8 @@ class SequenceBatchScheduler final : public Scheduler {
   // the instance past its sequence batcher).
   Status ExecuteOn(int instance, std::vector<RequestPtr> requests) override;
   Status UpdateInstances(std::vector<std::shared_ptr<Executor>> added,
-                         const std::vector<int>& retired) override;
+                         const std::vector<int>& retired, bool hold_added) override;
+  Status ReleaseInstances(const std::vector<int>& instances) override;
   bool WaitRetired(const std::vector<int>& instances,
                    std::chrono::nanoseconds timeout) override;
 
@@ -122,7 +123,7 @@ class SequenceBatchScheduler final : public Scheduler {
   using SequencePtr = std::shared_ptr<Sequence>;
 
   // With mu_ held: numbers `executor` as the next instance and starts its worker.
-  void AddInstance(std::shared_ptr<Executor> executor);
+  void AddInstance(std::shared_ptr<Executor> executor, bool held = false);
   // With mu_ held: hands free slots of instances not retired to backlogged sequences.
   void FillFromBacklog();
   // With mu_ held: whether instance `instance` was retired and holds nothing more.

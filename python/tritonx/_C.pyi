@@ -354,12 +354,17 @@ class Model:
         retired: Sequence[int],
         rate_limits: Sequence[InstanceRateLimit] = ...,
         context: ServerContext | None = None,
+        hold_added: bool = False,
     ) -> None:
         """Triton's in-place instance update: ``added`` become executors numbered
         after every executor so far, the numbered ``retired`` ones take no new work,
         finish what they hold (under the sequence batcher: their sequences) and
-        leave. Raises TritonXError (INVALID_ARG: unknown or already retired number,
-        none left; the rate limiter's refusal) with nothing changed."""
+        leave. ``hold_added``: the added ones run only execute_on batches (warmup)
+        until release_instances. Raises TritonXError (INVALID_ARG: unknown or
+        already retired number, none left; the rate limiter's refusal) with nothing
+        changed."""
+    def release_instances(self, instances: Sequence[int]) -> None:
+        """Lets held executors take the model's work (INVALID_ARG: not held)."""
     def wait_retired(self, instances: Sequence[int], timeout_s: float) -> bool:
         """Blocks (GIL released) until the retired executors run nothing more;
         True when all have left."""

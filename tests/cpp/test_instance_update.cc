@@ -93,6 +93,33 @@ TEST(InstanceUpdate, ARetiredInstanceFinishesItsBatchFirst) {
   model.Stop();
 }
 
+TEST(InstanceUpdate, AHeldInstanceRunsOnlyItsWarmupUntilReleased) {
+  auto log = std::make_shared<ExecutionLog>();
+  Gate gate;
+  Model model(MakeSpec(4), SchedulerConfig{},
+              Instances(1, log, [&](Batch&) { gate.Wait(); }));
+  Collector collector;
+  Sent(model, collector, "busy");  // instance 0 is held at the gate
+  ASSERT_TRUE(log->WaitForStarted(1));
+  ASSERT_TRUE(model.UpdateInstances(Instances(1, log), {}, /*hold_added=*/true).ok());
+  Sent(model, collector, "queued");
+  // The held instance 1 runs what ExecuteOn hands it, not the queued request.
+  RequestPtr warmup = MakeRequest("warmup", 1);
+  collector.Attach(warmup);
+  ASSERT_TRUE(model.ExecuteOn(1, {warmup}).ok());
+  ASSERT_TRUE(collector.WaitForId("warmup"));
+  EXPECT_EQ(model.PendingCount(), 1u);
+  EXPECT_EQ(model.ReleaseInstances({0}).code(), StatusCode::kInvalidArg);  // not held
+  ASSERT_TRUE(model.ReleaseInstances({1}).ok());
+  ASSERT_TRUE(collector.WaitForId("queued"));
+  gate.Open();
+  ASSERT_TRUE(collector.WaitFor(3));
+  for (const auto& record : log->Records()) {
+    if (record.ids.at(0) != "busy") EXPECT_EQ(record.instance, 1) << record.ids.at(0);
+  }
+  model.Stop();
+}
+
 TEST(InstanceUpdate, RefusesWithNothingChanged) {
   auto log = std::make_shared<ExecutionLog>();
   Model model(MakeSpec(4), SchedulerConfig{}, Instances(2, log));

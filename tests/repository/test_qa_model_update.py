@@ -93,6 +93,7 @@ class Model:
     markers: Path
     max_batch_size: int = 8
     scheduling: str = ""
+    extra: str = ""  # more config fields
     client: httpclient.InferenceServerClient = field(init=False)
     server: RunningServer = field(init=False)
 
@@ -107,6 +108,7 @@ input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] }} ]
 output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] }} ]
 instance_group [ {groups} ]
 {batching}
+{self.extra}
 """)
 
     def load(self, groups: str | None = None) -> None:
@@ -132,6 +134,17 @@ instance_group [ {groups} ]
                 break
             time.sleep(0.05)
         return self.events()
+
+    def steady_execution_count(self) -> int:
+        """The statistics' execution count once it stopped moving (Triton 2.51
+        records an execution's statistics after its responses have left)."""
+        last = -1
+        while True:
+            stats = self.client.get_inference_statistics("m")["model_stats"][0]
+            if stats["execution_count"] == last:
+                return last
+            last = stats["execution_count"]
+            time.sleep(0.2)
 
     def infer(self, sequence: dict[str, object] | None = None) -> None:
         data = np.arange(4, dtype=np.float32).reshape(1, 4)
@@ -369,6 +382,24 @@ def test_poll_mode_updates_instances_in_place(
             seen.append(model.events())
             model.infer()
     assert seen == [(1, 0), (3, 0), (3, 1)]
+
+
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_added_instances_are_warmed_up(
+    server_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each added instance runs the warmup sample once (counted in the model's
+    # statistics, as Triton counts warmup), kept ones do not run it again.
+    seen = []
+    with serving(server_name, tmp_path, monkeypatch) as model:
+        model.extra = """model_warmup [ { name: "zeros" batch_size: 1
+            inputs { key: "INPUT0" value: {
+                data_type: TYPE_FP32 dims: [ 4 ] zero_data: true } } } ]"""
+        for count in (1, 3, 2, 4):
+            model.load(CPU % count)
+            model.settled(count)
+            seen.append(model.steady_execution_count())
+    assert seen == [1, 3, 3, 5]
 
 
 def _sequence(n: int, **flags: bool) -> dict[str, object]:

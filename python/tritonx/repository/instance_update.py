@@ -6,8 +6,8 @@ instead of building it again.
 Instances are matched by Triton's signature (their group apart from its name and
 count, and their device; placement.Placement.signature): an instance the new
 config still asks for is kept as it is, whatever its group is now called; the
-config's other instances are created (while the kept ones serve), warmed up and
-added to the core; the instances nobody asks for any more are retired. A retired
+config's other instances are created (while the kept ones serve), added to the
+core held from its queue, warmed up and released to it; the instances nobody asks for any more are retired. A retired
 instance takes no new work, finishes what it holds (under the sequence batcher,
 every sequence bound to it) and is then finalized by its backend
 (``remove_instance``), off the load's path. Statistics, queued requests and
@@ -108,14 +108,17 @@ def update_instances(
         loaded, created, contexts, to_create, config
     )
     core = loaded.core
+    added = [i for ids in added_ids for i in ids]
     try:
-        core.update_instances(executors, [], limits, settings.context)
+        # Held: they run only their warmup until released, as Triton warms an
+        # instance up before it serves.
+        core.update_instances(executors, [], limits, settings.context, hold_added=True)
     except BaseException:
         _release(loaded, created)
         raise
+    # Numbered by the core from now on (a refused update numbers nothing).
+    loaded.next_executor += len(executors)
     try:
-        # Triton warms an instance up before it serves; here the new ones may
-        # already take a queued request in between samples.
         assert loaded.model_dir is not None  # set for every model with instances
         run_warmup(
             core,
@@ -128,10 +131,12 @@ def update_instances(
             ],
         )
     except BaseException:
-        core.update_instances([], [i for ids in added_ids for i in ids])
+        core.update_instances([], added)
         for instance, ids in zip(created, added_ids, strict=True):
             _finalize_later(loaded, instance, ids)
         raise
+    if added:
+        core.release_instances(added)
     retired_ids = [i for p in retired for i in loaded.executor_ids[p]]
     if retired_ids:
         core.update_instances([], retired_ids)
@@ -156,8 +161,9 @@ def _executors(
     to_create: list[Placement],
     config: ModelConfig,
 ) -> tuple[list[list[int]], list[Any], list[Any]]:
-    """The core executors of the created instances, the number each will get,
-    and their rate limits (as the loader makes them for a whole model)."""
+    """The core executors of the created instances, the numbers the core will
+    give each, and their rate limits (as the loader makes them for a whole
+    model)."""
     ids: list[list[int]] = []
     executors: list[Any] = []
     limits: list[Any] = []
@@ -168,7 +174,6 @@ def _executors(
         number += len(entries)
         executors += entries
         limits += [instance_rate_limit(place.group, place.device)] * len(entries)
-    loaded.next_executor = number
     return ids, executors, limits
 
 
