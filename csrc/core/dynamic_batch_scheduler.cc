@@ -37,7 +37,8 @@ DynamicBatchScheduler::DynamicBatchScheduler(
     const ModelSpec& spec, const SchedulerConfig& config,
     std::vector<std::shared_ptr<Executor>> instances, std::shared_ptr<ModelStats> stats,
     std::shared_ptr<TensorArena> arena)
-    : config_(config),
+    : InstanceScheduler(spec.name),
+      config_(config),
       runner_(spec, config.preserve_ordering, std::move(stats), std::move(arena)),
       queue_(config) {
   preferred_.assign(config.preferred_batch_sizes.begin(),
@@ -59,7 +60,7 @@ DynamicBatchScheduler::DynamicBatchScheduler(
                      strategy_ == nullptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& executor : instances) AddInstance(std::move(executor));
+    for (auto& executor : instances) AddInstance(std::move(executor), /*held=*/false);
   }
   if (has_timeouts_) sweeper_ = std::thread([this] { SweeperLoop(); });
 }
@@ -75,45 +76,6 @@ void DynamicBatchScheduler::AddInstance(std::shared_ptr<Executor> executor, bool
         WorkerLoop(index, instance);
       },
       held);
-}
-
-Status DynamicBatchScheduler::UpdateInstances(
-    std::vector<std::shared_ptr<Executor>> added, const std::vector<int>& retired,
-    bool hold_added) {
-  std::lock_guard<std::mutex> stop_lock(stop_mu_);
-  std::vector<std::thread> finished;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) {
-      return Status(StatusCode::kUnavailable,
-                    "model '" + runner_.spec().name + "' is unloading");
-    }
-    Status status = table_.CheckUpdate(runner_.spec().name, retired, added.size());
-    if (!status.ok()) return status;
-    table_.Retire(retired);
-    for (auto& executor : added) AddInstance(std::move(executor), hold_added);
-    finished = table_.TakeLeftWorkers();
-  }
-  // The retired workers wake to leave; added ones look at the queue.
-  work_cv_.notify_all();
-  for (auto& worker : finished) worker.join();
-  return Status::Ok();
-}
-
-Status DynamicBatchScheduler::ReleaseInstances(const std::vector<int>& instances) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    Status status = table_.Release(runner_.spec().name, instances);
-    if (!status.ok()) return status;
-  }
-  work_cv_.notify_all();
-  return Status::Ok();
-}
-
-bool DynamicBatchScheduler::WaitRetired(const std::vector<int>& instances,
-                                        std::chrono::nanoseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return exit_cv_.wait_for(lock, timeout, [&] { return table_.AllLeft(instances); });
 }
 
 bool DynamicBatchScheduler::RetiredAndDone(int instance_index) const {

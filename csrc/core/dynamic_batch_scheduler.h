@@ -30,13 +30,13 @@
 #include <vector>
 
 #include "batch_runner.h"
-#include "instance_table.h"
+#include "instance_scheduler.h"
 #include "priority_queue.h"
 #include "scheduler.h"
 
 namespace tritonx {
 
-class DynamicBatchScheduler final : public Scheduler {
+class DynamicBatchScheduler final : public InstanceScheduler {
  public:
   DynamicBatchScheduler(const ModelSpec& spec, const SchedulerConfig& config,
                         std::vector<std::shared_ptr<Executor>> instances,
@@ -49,18 +49,13 @@ class DynamicBatchScheduler final : public Scheduler {
   Status Enqueue(const RequestPtr& request, bool caller_waits) override;
   bool Cancel(const RequestPtr& request) override;
   Status ExecuteOn(int instance, std::vector<RequestPtr> requests) override;
-  Status UpdateInstances(std::vector<std::shared_ptr<Executor>> added,
-                         const std::vector<int>& retired, bool hold_added) override;
-  Status ReleaseInstances(const std::vector<int>& instances) override;
-  bool WaitRetired(const std::vector<int>& instances,
-                   std::chrono::nanoseconds timeout) override;
   size_t PendingCount() const override;
   void Stop(bool drain) override;
   bool OnWorkerThread() const override;
 
  private:
   // With mu_ held: numbers `executor` as the next instance and starts its worker.
-  void AddInstance(std::shared_ptr<Executor> executor, bool held = false);
+  void AddInstance(std::shared_ptr<Executor> executor, bool held) override;
   void WorkerLoop(int instance_index,
                   const std::shared_ptr<BatchRunner::Instance>& instance);
   // With mu_ held: whether the worker of a retired instance has nothing left to run.
@@ -81,18 +76,11 @@ class DynamicBatchScheduler final : public Scheduler {
   const BatchStrategy* strategy_ = nullptr;
   bool has_timeouts_ = false;
 
-  mutable std::mutex mu_;
-  std::condition_variable work_cv_;
+  // mu_, work_cv_, stopping_, table_, stop_mu_, running_workers_, exit_cv_: see
+  // InstanceScheduler.
   std::condition_variable sweep_cv_;
   PriorityQueue queue_;
-  bool stopping_ = false;
-  InstanceTable table_;  // guarded by mu_ (its workers also by stop_mu_)
   std::thread sweeper_;
-  std::mutex stop_mu_;  // serializes Stop()
-  // Workers still inside WorkerLoop; a worker that called Stop() itself is detached,
-  // and the destructor waits for it here (as WaitRetired waits for retired ones).
-  int running_workers_ = 0;
-  std::condition_variable exit_cv_;
 
   // Inline dispatch. Waking a sleeping worker costs tens of microseconds on a busy
   // machine, more than a cheap model's whole execution; so when the enqueueing thread

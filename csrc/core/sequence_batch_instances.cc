@@ -1,5 +1,6 @@
-// The sequence batcher's instance table: adding instances (at construction and by
-// instance updates), retiring them, and batches handed to one instance (warmup).
+// The sequence batcher's side of its instances: adding one (at construction and by
+// instance updates, whose bookkeeping InstanceScheduler keeps), handing slots to the
+// backlog, a retired instance's end, and batches handed to one instance (warmup).
 // Split from sequence_batch_scheduler.cc, which keeps admission, slots, the workers
 // and the reaper.
 #include <string>
@@ -50,45 +51,6 @@ bool SequenceBatchScheduler::RetiredAndDone(int instance) const {
     if (seq) return false;
   }
   return true;
-}
-
-Status SequenceBatchScheduler::UpdateInstances(
-    std::vector<std::shared_ptr<Executor>> added, const std::vector<int>& retired,
-    bool hold_added) {
-  std::lock_guard<std::mutex> stop_lock(stop_mu_);
-  std::vector<std::thread> finished;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) {
-      return Status(StatusCode::kUnavailable, "model '" + Name() + "' is unloading");
-    }
-    Status status = table_.CheckUpdate(Name(), retired, added.size());
-    if (!status.ok()) return status;
-    table_.Retire(retired);
-    for (auto& executor : added) AddInstance(std::move(executor), hold_added);
-    FillFromBacklog();
-    finished = table_.TakeLeftWorkers();
-  }
-  work_cv_.notify_all();
-  for (auto& worker : finished) worker.join();
-  return Status::Ok();
-}
-
-Status SequenceBatchScheduler::ReleaseInstances(const std::vector<int>& instances) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    Status status = table_.Release(Name(), instances);
-    if (!status.ok()) return status;
-    FillFromBacklog();  // their slots take backlogged sequences now
-  }
-  work_cv_.notify_all();
-  return Status::Ok();
-}
-
-bool SequenceBatchScheduler::WaitRetired(const std::vector<int>& instances,
-                                         std::chrono::nanoseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return exit_cv_.wait_for(lock, timeout, [&] { return table_.AllLeft(instances); });
 }
 
 Status SequenceBatchScheduler::ExecuteOn(int instance,

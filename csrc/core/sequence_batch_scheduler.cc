@@ -44,7 +44,8 @@ SequenceBatchScheduler::SequenceBatchScheduler(
     const ModelSpec& spec, const SchedulerConfig& config,
     std::vector<std::shared_ptr<Executor>> instances, std::shared_ptr<ModelStats> stats,
     std::shared_ptr<TensorArena> arena)
-    : config_(config.sequence),
+    : InstanceScheduler(spec.name),
+      config_(config.sequence),
       max_batch_size_(spec.max_batch_size),
       owned_config_(std::make_shared<const SequenceBatchingConfig>(config.sequence)),
       arena_(std::move(arena)),
@@ -67,7 +68,7 @@ SequenceBatchScheduler::SequenceBatchScheduler(
   if (config_.iterative) runner_.AllowReschedule();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& executor : instances) AddInstance(std::move(executor));
+    for (auto& executor : instances) AddInstance(std::move(executor), /*held=*/false);
   }
   reaper_ = std::thread([this] { ReaperLoop(); });
 }

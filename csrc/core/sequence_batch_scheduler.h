@@ -66,12 +66,12 @@
 #include <vector>
 
 #include "batch_runner.h"
-#include "instance_table.h"
+#include "instance_scheduler.h"
 #include "scheduler.h"
 
 namespace tritonx {
 
-class SequenceBatchScheduler final : public Scheduler {
+class SequenceBatchScheduler final : public InstanceScheduler {
  public:
   SequenceBatchScheduler(const ModelSpec& spec, const SchedulerConfig& config,
                          std::vector<std::shared_ptr<Executor>> instances,
@@ -91,11 +91,6 @@ class SequenceBatchScheduler final : public Scheduler {
   // no slot or sequence state is read or changed (Triton hands warmup requests to
   // the instance past its sequence batcher).
   Status ExecuteOn(int instance, std::vector<RequestPtr> requests) override;
-  Status UpdateInstances(std::vector<std::shared_ptr<Executor>> added,
-                         const std::vector<int>& retired, bool hold_added) override;
-  Status ReleaseInstances(const std::vector<int>& instances) override;
-  bool WaitRetired(const std::vector<int>& instances,
-                   std::chrono::nanoseconds timeout) override;
 
   // Slots per instance and the sequences holding one / waiting in the backlog (tests).
   int slots_per_instance() const { return slots_per_instance_; }
@@ -123,7 +118,9 @@ class SequenceBatchScheduler final : public Scheduler {
   using SequencePtr = std::shared_ptr<Sequence>;
 
   // With mu_ held: numbers `executor` as the next instance and starts its worker.
-  void AddInstance(std::shared_ptr<Executor> executor, bool held = false);
+  void AddInstance(std::shared_ptr<Executor> executor, bool held) override;
+  // Added or released instances' slots take backlogged sequences.
+  void InstancesChanged() override { FillFromBacklog(); }
   // With mu_ held: hands free slots of instances not retired to backlogged sequences.
   void FillFromBacklog();
   // With mu_ held: whether instance `instance` was retired and holds nothing more.
@@ -177,13 +174,11 @@ class SequenceBatchScheduler final : public Scheduler {
   std::vector<int32_t> preferred_;
   int slots_per_instance_ = 1;
 
-  mutable std::mutex mu_;
-  std::condition_variable work_cv_;
+  // mu_, work_cv_, stopping_, table_, stop_mu_, running_workers_, exit_cv_: see
+  // InstanceScheduler.
   std::condition_variable reap_cv_;
   std::unordered_map<std::string, SequencePtr> active_;  // ids a request may continue
-  // Per instance, by number (guarded by mu_; entries are never removed).
-  InstanceTable table_;                          // its workers also by stop_mu_
-  std::vector<std::vector<SequencePtr>> slots_;  // [instance][slot]
+  std::vector<std::vector<SequencePtr>> slots_;          // [instance][slot]
   // Oldest strategy, per instance and slot: the sequence whose front request the
   // slot issued (and when; it may have given the slot up since, see above), and
   // whether the slot's issued request has not completed yet.
@@ -199,12 +194,8 @@ class SequenceBatchScheduler final : public Scheduler {
   std::vector<std::deque<std::vector<RequestPtr>>> directed_;
   size_t pending_ = 0;              // queued requests
   uint64_t next_anonymous_id_ = 1;  // iterative: ids given to requests without one
-  bool stopping_ = false;
-  bool abandoning_ = false;  // stopping without drain
+  bool abandoning_ = false;         // stopping without drain
   std::thread reaper_;
-  std::mutex stop_mu_;
-  int running_workers_ = 0;
-  std::condition_variable exit_cv_;
   // The sequences of the batch each instance is running (null: a null slot). The
   // table grows under mu_; an entry's vector is touched only by its instance's worker
   // (and the state capture running on its behalf), through a pointer taken under mu_.

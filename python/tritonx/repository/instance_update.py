@@ -81,7 +81,8 @@ def update_instances(
     docstring); raise, with nothing changed, when an added instance fails to
     initialize or warm up, or the rate limiter cannot schedule it."""
     kept, to_create, retired = _match(loaded.placements, placements(config))
-    read_config = _with_instances_of(config, config)
+    read_config = type(config)()
+    read_config.CopyFrom(config)
     # The config served from now on: the one loaded (as the backend completed it)
     # with the new instance groups and version policy, as Triton updates it.
     config = _with_instances_of(loaded.config, config)
