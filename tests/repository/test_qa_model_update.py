@@ -135,15 +135,17 @@ instance_group [ {groups} ]
             time.sleep(0.05)
         return self.events()
 
-    def steady_execution_count(self) -> int:
-        """The statistics' execution count once it stopped moving (Triton 2.51
-        records an execution's statistics after its responses have left)."""
-        last = -1
+    def steady_counts(self) -> tuple[int, int]:
+        """(inference count, execution count) of the statistics once they stopped
+        moving (Triton 2.51 records an execution's statistics after its responses
+        have left)."""
+        last = (-1, -1)
         while True:
             stats = self.client.get_inference_statistics("m")["model_stats"][0]
-            if stats["execution_count"] == last:
-                return last
-            last = stats["execution_count"]
+            counts = (stats["inference_count"], stats["execution_count"])
+            if counts == last:
+                return counts
+            last = counts
             time.sleep(0.2)
 
     def infer(self, sequence: dict[str, object] | None = None) -> None:
@@ -229,8 +231,7 @@ def _counts_scenario(model: Model) -> list[tuple[int, int]]:
     step(CPU % 8, 8)
     step(CPU % 4, 4)  # several at once
     # One model all along: its statistics count every request since the first load.
-    stats = model.client.get_inference_statistics("m")["model_stats"][0]
-    seen.append((stats["inference_count"], stats["execution_count"]))
+    seen.append(model.steady_counts())
     step(CPU % 4, 4, max_batch_size=4)  # not an instance change: built again
     model.client.unload_model("m")
     seen.append(model.settled(0))
@@ -398,7 +399,7 @@ def test_added_instances_are_warmed_up(
         for count in (1, 3, 2, 4):
             model.load(CPU % count)
             model.settled(count)
-            seen.append(model.steady_execution_count())
+            seen.append(model.steady_counts()[1])
     assert seen == [1, 3, 3, 5]
 
 
