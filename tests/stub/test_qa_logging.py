@@ -57,6 +57,12 @@ class TritonPythonModel:
 """
 
 LINE = re.compile(r"^([IWEV])\d{4} [\d:.]+ +\d+ (\S+):(\d+)\] \"?(.*?)\"?$")
+# Triton 2.51's threads write to one stderr without a lock, so a line can end
+# without its newline and the next entry follow on the same line (seen in CI:
+# an http_server.cc verbose line with a model.py line glued on): split there.
+GLUED_ENTRY = re.compile(
+    r"(?<=[^\n])(?=[IWEV]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] )"
+)
 
 
 def _settings(server: RunningServer, settings: dict[str, Any]) -> None:
@@ -77,7 +83,7 @@ def _send(client: httpclient.InferenceServerClient, tag: str) -> None:
 
 def _model_lines(server: RunningServer) -> list[tuple[str, ...]]:
     seen = []
-    for line in server.log_text().splitlines():
+    for line in GLUED_ENTRY.sub("\n", server.log_text()).splitlines():
         match = LINE.match(line.strip())
         if match and match.group(4).endswith("Msg!"):
             seen.append(match.groups())
