@@ -298,7 +298,11 @@ py::object Infer(PyModel& self, PyRequest& request, bool errors_as_values) {
 // Model warmup: runs `requests` as one batch on instance `instance` and waits for
 // every one to be answered with FINAL; per request, the first error it was answered
 // with (TritonXError) or None. Raises what the core refuses (nothing then ran).
-py::list ExecuteOn(PyModel& self, int instance, const py::sequence& items) {
+// `override_inputs`: (name, datatype, shape, data) added to every request unchecked.
+py::list ExecuteOn(PyModel& self, int instance, const py::sequence& items,
+                   const py::sequence& override_inputs) {
+  std::vector<Tensor> overrides;
+  for (const py::handle item : override_inputs) overrides.push_back(InputFromPy(item));
   struct Answers {
     std::mutex mu;
     std::condition_variable done;
@@ -330,7 +334,7 @@ py::list ExecuteOn(PyModel& self, int instance, const py::sequence& items) {
     // The instances' workers may run Python (and need the GIL) for as long as the
     // model takes.
     py::gil_scoped_release release;
-    status = self.model->ExecuteOn(instance, requests);
+    status = self.model->ExecuteOn(instance, requests, overrides);
     if (status.ok()) {
       std::unique_lock<std::mutex> lock(answers->mu);
       answers->done.wait(lock, [&] { return answers->open == 0; });
@@ -508,7 +512,8 @@ void RegisterModel(py::module_& m) {
       .def("submit", &Submit, py::arg("request"), py::arg("on_response"),
            py::arg("loop") = py::none())
       .def("infer", &Infer, py::arg("request"), py::arg("errors_as_values") = false)
-      .def("execute_on", &ExecuteOn, py::arg("instance"), py::arg("requests"))
+      .def("execute_on", &ExecuteOn, py::arg("instance"), py::arg("requests"),
+           py::arg("override_inputs") = py::tuple())
       .def("update_instances", &UpdateInstances, py::arg("added"), py::arg("retired"),
            py::arg("rate_limits") = std::vector<InstanceRateLimit>(),
            py::arg("context") = nullptr, py::arg("hold_added") = false,

@@ -97,7 +97,8 @@ Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
   return status;
 }
 
-Status Model::ExecuteOn(int instance, const std::vector<RequestPtr>& requests) {
+Status Model::ExecuteOn(int instance, const std::vector<RequestPtr>& requests,
+                        const std::vector<Tensor>& override_inputs) {
   if (requests.empty()) {
     return Status(StatusCode::kInvalidArg, "no requests to execute");
   }
@@ -107,6 +108,12 @@ Status Model::ExecuteOn(int instance, const std::vector<RequestPtr>& requests) {
     request->model_name = spec_->name;
     request->model_version = spec_->version;
     request->spec = spec_;
+  }
+  // After validation, which would refuse names the config does not list; the
+  // requests share the tensors' (read-only) data.
+  for (const auto& request : requests) {
+    request->inputs.insert(request->inputs.end(), override_inputs.begin(),
+                           override_inputs.end());
   }
   return scheduler_->ExecuteOn(instance, requests);
 }

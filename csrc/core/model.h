@@ -55,10 +55,13 @@ class Model : public std::enable_shared_from_this<Model> {
   // (an index into the executors the model was built with), past the queue, the
   // batching rules, the response cache, tracing and the in-flight limit. Each
   // request is validated as by Enqueue; on a non-OK return none was taken (the
-  // first refusal, UNAVAILABLE when stopping, UNSUPPORTED for an ensemble or a
-  // sequence batcher). On OK each is answered through its callback, from the
-  // instance's worker, and counted in the statistics like any request. Thread safe.
-  Status ExecuteOn(int instance, const std::vector<RequestPtr>& requests);
+  // first refusal, UNAVAILABLE when stopping, UNSUPPORTED for an ensemble). Then
+  // `override_inputs` (Triton's override inputs: a warmup sample's inputs the config
+  // does not list, such as sequence controls) are added to every request unchecked.
+  // On OK each is answered through its callback, from the instance's worker, and
+  // counted in the statistics like any request. Thread safe.
+  Status ExecuteOn(int instance, const std::vector<RequestPtr>& requests,
+                   const std::vector<Tensor>& override_inputs = {});
 
   // Triton's in-place instance update (see Scheduler::UpdateInstances): `added`
   // become instances numbered after every instance so far (the executors the model

@@ -341,13 +341,18 @@ class Model:
         """Blocking; the GIL is released while waiting. errors_as_values: an error
         the request was answered with is returned instead of raised."""
     def execute_on(
-        self, instance: int, requests: Sequence[Request]
+        self,
+        instance: int,
+        requests: Sequence[Request],
+        override_inputs: Sequence[tuple[str, str, Sequence[int], Any]] = ...,
     ) -> list[TritonXError | None]:
         """Model warmup: runs ``requests`` as one batch on executor ``instance``,
         past the queue and batching; blocking (GIL released) until each is answered
         with FINAL. Per request, the first error it was answered with, or None.
-        Raises what the core refuses (validation; TritonXError UNSUPPORTED for an
-        ensemble or a sequence batcher), with nothing run."""
+        ``override_inputs`` ((name, datatype, shape, data), Triton's override
+        inputs) are added to every request after its validation. Raises what the
+        core refuses (validation; TritonXError UNSUPPORTED for an ensemble), with
+        nothing run."""
     def update_instances(
         self,
         added: Sequence[_Instance],

@@ -330,3 +330,74 @@ def test_sequence_control_and_implicit_state_inputs(tmp_path: Path) -> None:
         (1001, ["OUTPUT"]),
         (1003, ["OUTPUT"]),
     ]
+
+
+SEQUENCE_WARMUP_CONFIG = """
+name: "sequence_int32"
+backend: "onnxruntime"
+max_batch_size: 4
+input [ { name: "INPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "OUTPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+sequence_batching {
+  control_input [
+    { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
+    { name: "READY" control [ { kind: CONTROL_SEQUENCE_READY int32_false_true: [ 0, 1 ] } ] }
+  ]
+}
+model_warmup [ {
+  name: "sequence sample"
+  batch_size: 2
+  count: 2
+  inputs { key: "INPUT" value: { data_type: TYPE_INT32 dims: [ 1 ] zero_data: true } }
+  inputs { key: "START" value: { data_type: TYPE_INT32 dims: [ 1 ] zero_data: true } }
+  inputs { key: "READY" value: { data_type: TYPE_INT32 dims: [ 1 ] zero_data: true } }
+} ]
+"""
+
+
+def test_sequence_model_warmup_names_the_control_inputs(tmp_path: Path) -> None:
+    """L0_warmup's onnx_sequence_int32: a graph that takes the sequence controls
+    as inputs can only run a warmup sample that names them (Triton's instruction
+    for sequence models); they reach the session with the sample's inputs, so
+    the model warms up (it failed the load: the session missed START and READY)
+    and then serves sequences with the batcher's own controls."""
+    import tritonclient.http as httpclient
+    from serverutil import run_server
+
+    i32 = TensorProto.INT32
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["INPUT", "READY"], ["READY_INPUT"]),
+            helper.make_node("Mul", ["START", "THOUSAND"], ["START_MARK"]),
+            helper.make_node("Add", ["READY_INPUT", "START_MARK"], ["OUTPUT"]),
+        ],
+        "sequence_int32",
+        [
+            helper.make_tensor_value_info(n, i32, [None, 1])
+            for n in ("INPUT", "START", "READY")
+        ],
+        [helper.make_tensor_value_info("OUTPUT", i32, [None, 1])],
+        initializer=[numpy_helper.from_array(np.array([1000], np.int32), "THOUSAND")],
+    )
+    _save(tmp_path / "repo" / "sequence_int32", graph, SEQUENCE_WARMUP_CONFIG)
+    with run_server(tmp_path / "repo", "--log-verbose=1") as server:
+        assert server.wait_for_log(
+            "is running warmup sample 'sequence sample' for iteration 2"
+        )
+        client = httpclient.InferenceServerClient(server.http_url)
+        stats = client.get_inference_statistics("sequence_int32")["model_stats"][0]
+        # Two instances (the CPU default), each the sample twice, 2 requests a run.
+        assert (stats["inference_count"], stats["execution_count"]) == (8, 4)
+        seen = []
+        for value, flags in ((5, "start"), (6, ""), (7, "end")):
+            inp = httpclient.InferInput("INPUT", [1, 1], "INT32")
+            inp.set_data_from_numpy(np.array([[value]], np.int32))
+            result = client.infer(
+                "sequence_int32",
+                [inp],
+                sequence_id=3,
+                sequence_start=flags == "start",
+                sequence_end=flags == "end",
+            )
+            seen.append(int(result.as_numpy("OUTPUT")[0, 0]))
+    assert seen == [1005, 6, 7]

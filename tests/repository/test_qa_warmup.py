@@ -94,6 +94,52 @@ model_warmup [ {
 } ]
 """
 
+# L0_warmup's sequence model: a sample names the sequence batcher's control inputs
+# (Triton's instruction for sequence models) and, here, an input the config does
+# not list; Triton hands both to the model beside the config's inputs.
+SEQUENCE_CONFIG = """
+name: "sequence_recorder"
+backend: "python"
+max_batch_size: 4
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+sequence_batching {
+  control_input [
+    { name: "START"
+      control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
+    { name: "READY"
+      control [ { kind: CONTROL_SEQUENCE_READY int32_false_true: [ 0, 1 ] } ] }
+  ]
+}
+instance_group [ { count: 1 kind: KIND_CPU } ]
+model_warmup [ {
+  name: "sequence sample"
+  batch_size: 2
+  inputs { key: "INPUT0" value: { data_type: TYPE_FP32 dims: [4] zero_data: true } }
+  inputs { key: "START"
+           value: { data_type: TYPE_INT32 dims: [1] input_data_file: "one.bin" } }
+  inputs { key: "READY" value: { data_type: TYPE_INT32 dims: [1] zero_data: true } }
+  inputs { key: "EXTRA"
+           value: { data_type: TYPE_INT32 dims: [2] input_data_file: "pair.bin" } }
+} ]
+"""
+
+# No batching: a sample's extra input keeps the shape its dims give.
+UNBATCHED_CONFIG = """
+name: "unbatched_recorder"
+backend: "python"
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+instance_group [ { count: 1 kind: KIND_CPU } ]
+model_warmup [ {
+  name: "unbatched sample"
+  batch_size: 1
+  inputs { key: "INPUT0" value: { data_type: TYPE_FP32 dims: [4] zero_data: true } }
+  inputs { key: "EXTRA"
+           value: { data_type: TYPE_STRING dims: [1, 2] zero_data: true } }
+} ]
+"""
+
 # Answers every request with an error (L0_warmup's failing_infer).
 FAILING = """
 import triton_python_backend_utils as pb_utils
@@ -146,6 +192,12 @@ def _write_repo(root: Path) -> None:
     write_model(
         root, "failing_infer", _sample_config("failing_infer", "zero sample"), FAILING
     )
+    write_model(root, "sequence_recorder", SEQUENCE_CONFIG, RECORDER)
+    warmup_dir = root / "sequence_recorder" / "warmup"
+    warmup_dir.mkdir()
+    (warmup_dir / "one.bin").write_bytes(np.array([1], np.int32).tobytes())
+    (warmup_dir / "pair.bin").write_bytes(np.array([5, 6], np.int32).tobytes())
+    write_model(root, "unbatched_recorder", UNBATCHED_CONFIG, RECORDER)
     write_model(
         root,
         "decoupled",
@@ -202,8 +254,8 @@ def _stats(server: RunningServer, model: str) -> dict[str, Any]:
         return dict(client.get_inference_statistics(model)["model_stats"][0])
 
 
-def _requests_seen(repo: Path) -> list[list[dict[str, Any]]]:
-    lines = (repo / "recorder" / "seen.jsonl").read_text().splitlines()
+def _requests_seen(repo: Path, model: str = "recorder") -> list[list[dict[str, Any]]]:
+    lines = (repo / model / "seen.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
 
 
@@ -261,6 +313,30 @@ def test_a_sample_runs_as_one_execution(server: RunningServer) -> None:
     stats = _stats(server, "recorder")
     assert stats["execution_count"] == 3
     assert [b["batch_size"] for b in stats["batch_stats"]] == [1, 3]
+
+
+def test_a_sample_hands_inputs_the_config_does_not_list_to_the_model(
+    server: RunningServer,
+) -> None:
+    """A sample may name inputs the config does not list, such as a sequence
+    model's control inputs (L0_warmup's instruction for sequence models): they
+    reach the model beside the config's inputs, with the batch dimension when the
+    model batches, and the sequence batcher adds no controls of its own."""
+    assert _load(server, "sequence_recorder") is None
+    assert _load(server, "unbatched_recorder") is None
+    repo: Path = server.repo  # type: ignore[attr-defined]
+    sequence = {
+        "INPUT0": ["float32", [1, 4], [0.0] * 4],
+        "START": ["int32", [1, 1], [1]],
+        "READY": ["int32", [1, 1], [0]],
+        "EXTRA": ["int32", [1, 2], [5, 6]],
+    }
+    assert _requests_seen(repo, "sequence_recorder") == [[sequence, sequence]]
+    unbatched = {
+        "INPUT0": ["float32", [4], [0.0] * 4],
+        "EXTRA": ["object", [1, 2], ["", ""]],
+    }
+    assert _requests_seen(repo, "unbatched_recorder") == [[unbatched]]
 
 
 def test_a_decoupled_model_may_answer_a_sample_with_no_response(

@@ -9,8 +9,10 @@ show up in the statistics, as they do in Triton.
 
 A sequence model is no exception: Triton hands the instance its warmup requests
 past the sequence batcher, so they belong to no sequence (correlation id 0, no
-flags), get no control or state inputs and take no slot; the sequence batcher's
-``execute_on`` runs them that way.
+flags), get no control or state inputs from the batcher and take no slot; the
+sequence batcher's ``execute_on`` runs them that way. A sample may name the control
+inputs itself (L0_warmup does for its sequence models): like any input the config
+does not list, they reach the model as they are (Triton's override inputs).
 
 Triton's errors, as its instance code words them: every sample's data is prepared
 before any runs, and a problem there (a data file, a request its validation
@@ -84,22 +86,26 @@ def _sample_data(
 
 def sample_inputs(
     sample: mc.ModelWarmup, config: ModelConfig, model_dir: Path
-) -> list[WarmupInput]:
-    """The inputs of one batch-1 request of a warmup sample.
-
-    A sample's input that the config does not list is left out: Triton hands it to
-    the backend beside the request's inputs (as it does a sequence control input),
-    never to the request's validation, which the core's request path would run."""
+) -> tuple[list[WarmupInput], list[WarmupInput]]:
+    """The inputs of one batch-1 request of a warmup sample: those the config
+    lists, and the rest (Triton's override inputs, such as the sequence controls
+    L0_warmup names in a sequence model's sample), which Triton hands the backend
+    beside them without the request's validation. Both get the batch dimension
+    when the model batches."""
     rng = np.random.default_rng()
     expected = {i.name: i.data_type for i in config.input}
-    inputs: list[WarmupInput] = []
+    listed: list[WarmupInput] = []
+    overrides: list[WarmupInput] = []
     for name in sorted(sample.inputs):
         spec = sample.inputs[name]
-        if name not in expected:
-            continue
         if spec.data_type == mc.TYPE_INVALID:
-            # The core cannot be handed a request without a type; this is what
-            # Triton's request validation says of one.
+            # The core cannot be handed a tensor without a type; for a listed
+            # input this is what Triton's request validation says of one.
+            if name not in expected:
+                raise InvalidArgumentError(
+                    f"{_REQUEST}warmup setting expects input '{name}' to have "
+                    "data_type set"
+                )
             raise InvalidArgumentError(
                 f"{_REQUEST}inference input '{name}' data-type is '<invalid>', but "
                 f"model '{config.name}' expects '{wire_datatype(expected[name])}'"
@@ -108,12 +114,14 @@ def sample_inputs(
         shape = list(spec.dims)
         if config.max_batch_size > 0:
             shape = [1, *shape]
-        inputs.append((name, datatype, shape, data))
-    return inputs
+        (listed if name in expected else overrides).append(
+            (name, datatype, shape, data)
+        )
+    return listed, overrides
 
 
-# Each sample with the inputs of one of its requests.
-Prepared = list[tuple[mc.ModelWarmup, list[WarmupInput]]]
+# Each sample with the inputs of one of its requests (listed, overrides).
+Prepared = list[tuple[mc.ModelWarmup, tuple[list[WarmupInput], list[WarmupInput]]]]
 
 
 def run_warmup(
@@ -155,7 +163,7 @@ def _warm_instance(
     instance's warmup there)."""
     from tritonx import _native
 
-    for sample, inputs in prepared:
+    for sample, (inputs, overrides) in prepared:
         for iteration in range(1, max(sample.count, 1) + 1):
             log.info(
                 "model '%s' instance %s is running warmup sample '%s' for iteration %d",
@@ -167,7 +175,8 @@ def _warm_instance(
             requests = [
                 _native.Request(id="", inputs=inputs) for _ in range(sample.batch_size)
             ]
-            answered = [e for e in core.execute_on(index, requests) if e is not None]
+            errors = core.execute_on(index, requests, overrides)
+            answered = [e for e in errors if e is not None]
             if answered:
                 return _warmup_error(sample.name, answered)
     return None
