@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from grpcutil import wait_until
@@ -32,6 +33,7 @@ from serverutil import (
     differential,
     free_ports,
     reference_command,
+    run_either,
     run_reference,
     run_server,
     server_command,
@@ -379,3 +381,89 @@ def _levels(text: str) -> list[tuple[str, str]]:
         if match:
             out.append((match.group(1), match.group(2)))
     return out
+
+
+# Logs what the client sent, as a model that logs its inputs would.
+ECHO_TEXT_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            text = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy()[0]
+            pb_utils.Logger.log_info("client sent: " + text.decode())
+            responses.append(pb_utils.InferenceResponse([]))
+        return responses
+"""
+
+ECHO_TEXT_CONFIG = """
+name: "echo_text"
+backend: "python"
+input [ { name: "TEXT", data_type: TYPE_STRING, dims: [ 1 ] } ]
+output [ { name: "UNUSED", data_type: TYPE_FP32, dims: [ 1 ] } ]
+"""
+
+# L0_logging's control-character injection: terminal escapes and a bell.
+CONTROL = "\u001b[31mESC-INJECTION-LFUNICODE:\u001b[32mSUCCESSFUL\u001b[0m\u0007"
+
+
+@pytest.mark.parametrize("escape", [None, "1", "0"])
+def test_messages_are_json_strings_unless_escaping_is_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, escape: str | None
+) -> None:
+    """L0_logging's log_format_test: every message is a JSON string, so text a
+    client controls (here logged by the model; a newline, a quote, a whole fake
+    entry, terminal escapes, other scripts) stays inside its entry; with
+    TRITON_SERVER_ESCAPE_LOG_MESSAGES=0 it is written raw and unquoted, and the
+    fake entry appears as a line of its own. Tables stay multi-line entries."""
+    if escape is None:
+        monkeypatch.delenv("TRITON_SERVER_ESCAPE_LOG_MESSAGES", raising=False)
+    else:
+        monkeypatch.setenv("TRITON_SERVER_ESCAPE_LOG_MESSAGES", escape)
+    repo = tmp_path / "repo"
+    write_model(repo, "echo_text", ECHO_TEXT_CONFIG, ECHO_TEXT_MODEL)
+    sent = [f'a "quoted" \\ path\n{FAKE}\n', CONTROL, "tab\there, é ü 字"]
+
+    def scenario(kind: str) -> dict[str, Any]:
+        with run_either(kind, repo) as server:
+            with httpclient.InferenceServerClient(server.http_url) as client:
+                for text in sent:
+                    inp = httpclient.InferInput("TEXT", [1], "BYTES")
+                    inp.set_data_from_numpy(np.array([text.encode()], np.object_))
+                    client.infer("echo_text", [inp])
+            wait_until(
+                lambda: server.log_text().count("client sent: ") == len(sent),
+                "the model's lines",
+            )
+            text = server.log_text()
+        lines = text.splitlines()
+        heads = [m.group(2) for m in map(DEFAULT_LINE.match, lines) if m]
+        # The model table: its entry's line, then a rule, then the header row.
+        header = lines.index("| Model     | Version | Status |")
+        entry = DEFAULT_LINE.match(lines[header - 2])
+        return {
+            "logged": [h for h in heads if "client sent: " in h],
+            "fake_entries": lines.count(FAKE),
+            "table_heading": entry.group(2) if entry else None,
+            "table": lines[header - 1 : header + 4],
+        }
+
+    seen = differential(scenario)
+    if escape == "0":
+        assert seen["fake_entries"] == 1
+        assert seen["logged"][1] == f"client sent: {CONTROL}"
+    else:
+        assert seen["fake_entries"] == 0
+        assert [json.loads(m) for m in seen["logged"]] == [
+            f"client sent: {text}" for text in sent
+        ]
+    assert seen["table_heading"] == ""
+    assert seen["table"] == [
+        "+-----------+---------+--------+",
+        "| Model     | Version | Status |",
+        "+-----------+---------+--------+",
+        "| echo_text | 1       | READY  |",
+        "+-----------+---------+--------+",
+    ]

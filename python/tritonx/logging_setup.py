@@ -6,11 +6,19 @@ MMDD, time with microseconds, thread id, source file:line, quoted message) or, w
 Tools and tests grep these lines (e.g. "Started HTTPService at ..."), so tritonx keeps
 the shape. ``--log-verbose N`` enables DEBUG; ``--log-info/--log-warning/--log-error``
 switch single severities off.
+
+The message is a JSON string, as Triton writes it: a newline, quote or control
+character a client put into a model name, input name or request id cannot start a
+forged entry. ``TRITON_SERVER_ESCAPE_LOG_MESSAGES=0`` in the environment writes it
+raw and unquoted (Triton's switch; any other value escapes). A table (Triton's
+multi-line entry) is passed as ``extra={LOG_OBJECT: text}``: its heading, if any,
+is escaped, and the table follows on the lines below as it is.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -20,6 +28,28 @@ from pathlib import Path
 from typing import TextIO
 
 LOGGER_NAME = "tritonx"
+
+# The record attribute holding a multi-line entry's object (a table).
+LOG_OBJECT = "log_object"
+
+# Triton's environment switch: "0" writes messages unescaped.
+ESCAPE_VARIABLE = "TRITON_SERVER_ESCAPE_LOG_MESSAGES"
+
+# JSON string escapes as Triton writes them: the short forms where JSON has one,
+# other control characters as \uXXXX with upper-case hex (json.dumps writes
+# lower case), everything else, other scripts included, as it is.
+_JSON_ESCAPES: dict[int, str] = {code: f"\\u{code:04X}" for code in range(0x20)}
+_JSON_ESCAPES.update(
+    {
+        ord('"'): r"\"",
+        ord("\\"): r"\\",
+        ord("\b"): r"\b",
+        ord("\f"): r"\f",
+        ord("\n"): r"\n",
+        ord("\r"): r"\r",
+        ord("\t"): r"\t",
+    }
+)
 
 # Called with the tritonx logger's new level after each configure (stub processes
 # follow it: stub/metrics_sync.py).
@@ -52,25 +82,34 @@ class LogOptions:
 class TritonFormatter(logging.Formatter):
     """Formats records the way Triton's logger does."""
 
-    def __init__(self, iso8601: bool = False) -> None:
+    def __init__(self, iso8601: bool = False, escape: bool = True) -> None:
         super().__init__()
         self.iso8601 = iso8601
+        self.escape = escape
 
-    def format(self, record: logging.LogRecord) -> str:
-        letter = _LETTERS.get(record.levelno, "I")
+    def _text(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         if record.exc_info:
             message = f"{message}\n{self.formatException(record.exc_info)}"
+        table = getattr(record, LOG_OBJECT, None)
+        if table is not None and not message:
+            return f"\n{table}"
+        text = f'"{message.translate(_JSON_ESCAPES)}"' if self.escape else message
+        return text if table is None else f"{text}\n{table}"
+
+    def format(self, record: logging.LogRecord) -> str:
+        letter = _LETTERS.get(record.levelno, "I")
+        text = self._text(record)
         # Triton logs the kernel thread id; threading.get_native_id matches that.
         tid = record.thread_native_id if hasattr(record, "thread_native_id") else 0
         where = f"{record.filename}:{record.lineno}"
         if self.iso8601:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
-            return f'{stamp} {letter} {tid} {where}] "{message}"'
+            return f"{stamp} {letter} {tid} {where}] {text}"
         local = time.localtime(record.created)
         micros = int((record.created % 1) * 1_000_000)
         stamp = time.strftime("%m%d %H:%M:%S", local)
-        return f'{letter}{stamp}.{micros:06d} {tid} {where}] "{message}"'
+        return f"{letter}{stamp}.{micros:06d} {tid} {where}] {text}"
 
 
 class _SeverityFilter(logging.Filter):
@@ -104,7 +143,10 @@ def configure(options: LogOptions) -> logging.Logger:
     else:
         stream = sys.stderr
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(TritonFormatter(iso8601=options.format == "ISO8601"))
+    escape = os.environ.get(ESCAPE_VARIABLE) != "0"
+    handler.setFormatter(
+        TritonFormatter(iso8601=options.format == "ISO8601", escape=escape)
+    )
     handler.addFilter(_SeverityFilter(options))
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if options.verbose > 0 else logging.INFO)

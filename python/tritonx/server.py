@@ -41,6 +41,7 @@ from tritonx.errors import (
 )
 from tritonx.frontends import factory
 from tritonx.frontends.log_settings import AppliedLogSettings
+from tritonx.logging_setup import LOG_OBJECT
 from tritonx.metrics import MetricsService, render
 from tritonx.server_metrics import MetricsSources
 from tritonx.tracing import start_tracing
@@ -415,7 +416,8 @@ class Server:
 
         table = model_table(self.manager.index())
         if table:
-            logger.info("\n%s\n", table)
+            # A multi-line entry, as Triton prints its tables: no heading.
+            logger.info("", extra={LOG_OBJECT: f"{table}\n"})
 
     # -- shutdown --------------------------------------------------------------
 
