@@ -467,3 +467,97 @@ def test_messages_are_json_strings_unless_escaping_is_off(
         "| echo_text | 1       | READY  |",
         "+-----------+---------+--------+",
     ]
+
+
+# (method, target, body) sent one after the other; the paths Triton's routes miss
+# get its "HTTP error" line too.
+VERBOSE_REQUESTS = [
+    ("GET", "/v2/logging", None),
+    ("GET", "/v2/health/ready?probe=1", None),
+    (
+        "POST",
+        "/v2/models/echo/infer",
+        b'{"inputs":[{"name":"INPUT0","shape":[4],"datatype":"FP32",'
+        b'"data":[1,2,3,4]}]}',
+    ),
+    ("GET", "/v2/models/missing", None),
+    ("HEAD", "/v2/%6Dodels/echo", None),
+    ("POST", "/v2/repository/index", b""),
+    ("PUT", "/v2/models/echo/config", b""),
+    ("DELETE", "/v2/models/echo/stats", None),
+    ("OPTIONS", "/v2/models/echo/ready", None),
+    ("PATCH", "/v2/no/such/route", b""),
+]
+
+
+def _send_verbose_requests(server: RunningServer) -> None:
+    for method, target, body in VERBOSE_REQUESTS:
+        conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=60)
+        try:
+            conn.request(method, target, body)
+            conn.getresponse().read()
+        finally:
+            conn.close()
+
+
+def _http_lines(server: RunningServer) -> list[str]:
+    return [
+        m
+        for m in messages(server.log_text())
+        if m.startswith(('"HTTP request: ', '"HTTP error: '))
+    ]
+
+
+def verbose_request_scenario(repo: Path, kind: str, *args: str) -> dict[str, Any]:
+    """L0_logging's verbose check: at --log-verbose=1 each HTTP request logs its
+    method (Triton's HTTP library's number) and path, a path no route matches
+    also an error line; verbose level 0 set through the API stops them, 1 brings
+    them back."""
+    with run_either(kind, repo, "--log-verbose=1", *args) as server:
+        # (Triton's own lines from the start-up readiness probes are not counted.)
+        start = len(_http_lines(server))
+        _send_verbose_requests(server)
+        url = f"http://127.0.0.1:{server.ports['metrics']}/metrics?name=nv"
+        with urllib.request.urlopen(url, timeout=60) as reply:
+            reply.read()
+        expected = len(VERBOSE_REQUESTS) + 3  # two error lines, the metrics one
+        wait_until(
+            lambda: len(_http_lines(server)) >= start + expected, "the request lines"
+        )
+        seen: dict[str, Any] = {"lines": _http_lines(server)[start:]}
+        post(server, "/v2/logging", b'{"log_verbose_level":0}')
+        _send_verbose_requests(server)
+        post(server, "/v2/logging", b'{"log_verbose_level":1}')
+        _send_verbose_requests(server)
+        wait_until(
+            lambda: len(_http_lines(server)) >= start + 2 * expected,
+            "the lines again",
+        )
+        seen["after"] = _http_lines(server)[start + expected :]
+    return seen
+
+
+def test_verbose_request_lines(tmp_path: Path) -> None:
+    repo = build_repo(tmp_path / "repo")
+    seen = differential(lambda kind: verbose_request_scenario(repo, kind))
+    assert seen["lines"] == [
+        '"HTTP request: 0 /v2/logging"',
+        '"HTTP request: 0 /v2/health/ready"',
+        '"HTTP request: 2 /v2/models/echo/infer"',
+        '"HTTP request: 0 /v2/models/missing"',
+        '"HTTP request: 1 /v2/%6Dodels/echo"',
+        '"HTTP error: 1 /v2/%6Dodels/echo - 404"',
+        '"HTTP request: 2 /v2/repository/index"',
+        '"HTTP request: 3 /v2/models/echo/config"',
+        '"HTTP request: 4 /v2/models/echo/stats"',
+        '"HTTP request: 8 /v2/models/echo/ready"',
+        '"HTTP request: 15 /v2/no/such/route"',
+        '"HTTP error: 15 /v2/no/such/route - 404"',
+        '"HTTP request: 0 /metrics"',
+    ]
+    # The update to level 0 is logged (it arrives while verbose), the one back
+    # to 1 is not; then every request again.
+    assert seen["after"] == ['"HTTP request: 2 /v2/logging"', *seen["lines"][:-1]]
+    # The Python HTTP engine writes the same lines.
+    python_engine = verbose_request_scenario(repo, "tritonx", "--http-engine=python")
+    assert python_engine == seen

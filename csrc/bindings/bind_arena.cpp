@@ -49,6 +49,8 @@ void RegisterArena(py::module_& m) {
            })
       .def("__len__", &StreamPool::size);
 
+  m.def("set_verbose_logging", &SetVerboseLogging, py::arg("on"),
+        "Whether the core builds and sends its verbose messages.");
   m.def("set_log_sink", [](py::object sink) {
     if (sink.is_none()) {
       SetLogSink(nullptr);

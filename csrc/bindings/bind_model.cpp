@@ -566,6 +566,8 @@ void RegisterModel(py::module_& m) {
   m.def("_set_call_many",
         [](py::object fn) { call_many = new py::object(std::move(fn)); });
   m.def("_release_pending_refs", &ReleasePendingPyRefs);
+  m.def("_pump_queued_logs", &PumpQueuedLogs, py::arg("timeout_s"));
+  m.def("_wake_log_pump", &WakeLogPump);
   m.def("send_response", &SendResponse, py::arg("request"), py::arg("response"),
         py::arg("final"),
         "Sends one response for `request` through its sender (decoupled models): a "

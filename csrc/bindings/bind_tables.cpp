@@ -89,6 +89,9 @@ void RegisterTables(py::module_& m) {
   http.def("head_too_large", &HttpHeadTooLarge, py::arg("max_size"),
            py::arg("max_count"));
   http.def("unsupported_compression", &HttpUnsupportedCompression);
+  http.def("request_log_line", &HttpRequestLogLine, py::arg("method"), py::arg("path"));
+  http.def("error_log_line", &HttpErrorLogLine, py::arg("method"), py::arg("path"),
+           py::arg("status"));
   http.def("decompress_failed", &HttpDecompressFailed, py::arg("detail"));
   http.def("output_not_json", &HttpOutputNotJson, py::arg("datatype"));
   http.def(

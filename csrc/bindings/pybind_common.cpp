@@ -1,5 +1,7 @@
 #include "pybind_common.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -201,9 +203,37 @@ std::vector<QueuedLog>& QueuedLogs() {
   return *logs;
 }
 
+static std::condition_variable& LogPumpCv() {
+  static auto* cv = new std::condition_variable();
+  return *cv;
+}
+static bool log_pump_woken = false;  // guarded by PendingMutex
+
 void QueueLogMessage(PyObject* sink, int level, std::string message) {
-  std::lock_guard<std::mutex> lock(PendingMutex());
-  QueuedLogs().push_back({sink, level, std::move(message)});
+  {
+    std::lock_guard<std::mutex> lock(PendingMutex());
+    QueuedLogs().push_back({sink, level, std::move(message)});
+  }
+  LogPumpCv().notify_one();
+}
+
+void PumpQueuedLogs(double timeout_s) {
+  {
+    py::gil_scoped_release release;
+    std::unique_lock<std::mutex> lock(PendingMutex());
+    LogPumpCv().wait_for(lock, std::chrono::duration<double>(timeout_s),
+                         [] { return log_pump_woken || !QueuedLogs().empty(); });
+    log_pump_woken = false;
+  }
+  ReleasePendingPyRefs();
+}
+
+void WakeLogPump() {
+  {
+    std::lock_guard<std::mutex> lock(PendingMutex());
+    log_pump_woken = true;
+  }
+  LogPumpCv().notify_all();
 }
 
 void ReleasePendingPyRefs() {

@@ -79,8 +79,16 @@ std::shared_ptr<const void> MakePyOwner(py::object obj);
 void ReleasePendingPyRefs();  // GIL held; also writes queued core log messages
 
 // Queues a core log message for `sink` (a borrowed callable kept alive by the caller)
-// to be written by ReleasePendingPyRefs. Callable without the GIL.
+// to be written by ReleasePendingPyRefs, and wakes PumpQueuedLogs. Callable without
+// the GIL.
 void QueueLogMessage(PyObject* sink, int level, std::string message);
+// The server's log pump (a Python thread of its own): waits, without the GIL, until
+// a message is queued, WakeLogPump is called or `timeout_s` passes, then writes what
+// is queued (ReleasePendingPyRefs), so a line logged on a C++ thread (an HTTP
+// worker's verbose request line) is written at once rather than whenever Python
+// next runs. GIL held on entry and return.
+void PumpQueuedLogs(double timeout_s);
+void WakeLogPump();
 
 // Python value <-> request parameter: bool, int (int64, or uint64 past INT64_MAX),
 // float, str. ParameterFromPy (values from backends) raises ValueError for anything

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <iterator>
 #include <limits>
 
 namespace tritonx {
@@ -164,6 +165,34 @@ std::string HttpTlsBadServerCert(std::string_view cert, std::string_view key,
 std::string HttpTlsBadRootCert(std::string_view root, std::string_view reason) {
   return "failed to load --http-root-cert " + std::string(root) + ": " +
          (reason.empty() ? std::string("not a PEM certificate") : std::string(reason));
+}
+
+namespace {
+
+// libevhtp's method numbers (htp_method), which Triton logs: its order, not
+// libevent's bit flags.
+int EvhtpMethodNumber(std::string_view method) {
+  static constexpr std::string_view kMethods[] = {
+      "GET",    "HEAD",  "POST",    "PUT",      "DELETE",    "MKCOL",
+      "COPY",   "MOVE",  "OPTIONS", "PROPFIND", "PROPPATCH", "LOCK",
+      "UNLOCK", "TRACE", "CONNECT", "PATCH"};
+  for (size_t i = 0; i < std::size(kMethods); ++i) {
+    if (kMethods[i] == method) return static_cast<int>(i);
+  }
+  return static_cast<int>(std::size(kMethods));  // htp_method_UNKNOWN
+}
+
+}  // namespace
+
+std::string HttpRequestLogLine(std::string_view method, std::string_view path) {
+  return "HTTP request: " + std::to_string(EvhtpMethodNumber(method)) + " " +
+         std::string(path);
+}
+
+std::string HttpErrorLogLine(std::string_view method, std::string_view path,
+                             int status) {
+  return "HTTP error: " + std::to_string(EvhtpMethodNumber(method)) + " " +
+         std::string(path) + " - " + std::to_string(status);
 }
 
 }  // namespace tritonx

@@ -56,5 +56,12 @@ std::string HttpTlsNeedsRoot();
 std::string HttpTlsBadServerCert(std::string_view cert, std::string_view key,
                                  std::string_view reason);
 std::string HttpTlsBadRootCert(std::string_view root, std::string_view reason);
+// The verbose log lines Triton writes per HTTP request ("HTTP request: 2
+// /v2/models/m/infer") and for a path no route matches ("HTTP error: 0 /x - 404"):
+// the method as Triton's HTTP library numbers it (GET 0, HEAD 1, POST 2, ...), the
+// path without its query, as sent.
+std::string HttpRequestLogLine(std::string_view method, std::string_view path);
+std::string HttpErrorLogLine(std::string_view method, std::string_view path,
+                             int status);
 
 }  // namespace tritonx

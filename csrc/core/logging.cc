@@ -1,5 +1,6 @@
 #include "logging.h"
 
+#include <atomic>
 #include <cstdio>
 #include <mutex>
 
@@ -13,7 +14,11 @@ LogSink& Sink() {
   static LogSink sink;
   return sink;
 }
+std::atomic<bool> verbose{false};
 }  // namespace
+
+void SetVerboseLogging(bool on) { verbose.store(on, std::memory_order_relaxed); }
+bool VerboseLogging() { return verbose.load(std::memory_order_relaxed); }
 
 void SetLogSink(LogSink sink) {
   std::lock_guard<std::mutex> lock(SinkMutex());

@@ -15,4 +15,10 @@ using LogSink = std::function<void(LogLevel, const std::string&)>;
 void SetLogSink(LogSink sink);
 void Log(LogLevel level, const std::string& message);
 
+// Whether verbose messages are wanted (--log-verbose > 0, or set through the logging
+// API): lets hot paths skip building a verbose message at the cost of one relaxed
+// atomic load. Off until the embedding process turns it on. Thread safe.
+void SetVerboseLogging(bool on);
+bool VerboseLogging();
+
 }  // namespace tritonx

@@ -16,6 +16,7 @@
 
 #include "core/http_messages.h"
 #include "core/infer_json.h"
+#include "core/logging.h"
 #include "core/request_builder.h"
 #include "core/trace.h"
 #include "http_cloud.h"
@@ -280,6 +281,8 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
 
   std::string path(uri);
   path = path.substr(0, path.find_first_of("?#"));
+  if (VerboseLogging())
+    Log(LogLevel::kVerbose, HttpRequestLogLine(MethodName(cmd), path));
   std::string model, version;
   Route route = Route::kOther;
   InferFraming framing;

@@ -7,9 +7,13 @@ in one place with one message.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+from tritonx.logging_setup import LOGGER_NAME, add_level_listener
 
 try:
     from tritonx import _C
@@ -170,8 +174,54 @@ def cuda_device_ids() -> list[int]:
     return list(range(_C.cuda_device_count())) if probe_cuda() else []
 
 
+class _LogPump:
+    """Writes the core's log messages that C++ threads queue (they never wait for
+    the GIL to log) as soon as they are queued, from a thread of its own; without
+    it they would wait until Python next runs on a core thread. One per process,
+    started by the first server, stopped at exit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="tritonx-log-pump", daemon=True
+            )
+            self._thread.start()
+        atexit.register(self.stop)
+
+    def _run(self) -> None:
+        while not self._stopping:
+            _C._pump_queued_logs(1.0)
+
+    def stop(self) -> None:
+        self._stopping = True
+        _C._wake_log_pump()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+_log_pump = _LogPump()
+start_log_pump = _log_pump.start
+
+
 _C._set_call_many(_call_many)
 _C.set_log_sink(_log_from_core)
+
+
+def _follow_log_level(level: int) -> None:
+    # The core builds its verbose messages (an HTTP request line per request)
+    # only while they would be written.
+    _C.set_verbose_logging(level <= logging.DEBUG)
+
+
+_follow_log_level(logging.getLogger(LOGGER_NAME).getEffectiveLevel())
+add_level_listener(_follow_log_level)
 
 __all__ = [
     "CUDA_BUILT",

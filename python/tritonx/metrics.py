@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import psutil
 from prometheus_client.metrics_core import Metric
 
+from tritonx.frontends.http_routes import log_request
 from tritonx.metrics_config import MetricsConfig
 
 logger = logging.getLogger("tritonx.metrics")
@@ -541,6 +542,8 @@ class MetricsService:
                     await reader.readexactly(length)
                 keep_alive = headers.get("connection", "").lower() != "close"
                 path = parts[1].split("?", 1)[0] if len(parts) > 1 else ""
+                if parts:
+                    log_request(parts[0].encode("latin-1"), path.encode("latin-1"))
                 if parts and parts[0] == "GET" and path == "/metrics":
                     await _flush_stub_metrics()
                     body = render(self.collector.collect())

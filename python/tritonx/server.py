@@ -123,6 +123,7 @@ class Server:
         # Probe CUDA once, up front, so its one log line (GPU in use, or the fallback
         # to pageable memory and no streams) comes out before the model table.
         _native.probe_cuda()
+        _native.start_log_pump()
         # What this server's models share: registry, arena, admission limit.
         pinned = options.pinned_memory_pool_byte_size
         self.context = _native.ServerContext(-1 if pinned is None else pinned)

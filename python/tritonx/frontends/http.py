@@ -53,7 +53,7 @@ from tritonx.frontends.http_protocol import (
     response,
     status_line,
 )
-from tritonx.frontends.http_routes import ROUTE_METHODS, Route, resolve
+from tritonx.frontends.http_routes import ROUTE_METHODS, Route, log_request, resolve
 
 DEFAULT_MAX_INPUT_SIZE = 64 * 1024 * 1024
 
@@ -251,6 +251,7 @@ class HttpFrontend:
                 return
         method = ROUTE_METHODS.get(route.kind)
         if method is None:
+            log_request(message.method, message.url, not_found=True)
             slot.done(_NOT_FOUND)
         elif method and message.method != method:
             text = route.kind in _TEXT_REFUSALS

@@ -29,6 +29,7 @@ import httptools
 
 from tritonx import _native
 from tritonx.errors import TritonXError
+from tritonx.frontends.http_routes import log_request
 
 Buffer = bytes | bytearray | memoryview
 
@@ -433,6 +434,7 @@ class HttpConnection(asyncio.Protocol):
         # not hold on to the last (maybe huge) body.
         self._message = _NO_MESSAGE
         message.keep_alive = self._parser.should_keep_alive()
+        log_request(message.method, message.url)
         slot = Slot(self, message.keep_alive)
         self._queue.append(slot)
         if len(self._queue) > _MAX_PIPELINE:

@@ -10,9 +10,14 @@ and the action.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import NamedTuple
 from urllib.parse import unquote
+
+from tritonx import _native
+
+_log = logging.getLogger("tritonx.frontends.http")
 
 
 class Route(NamedTuple):
@@ -122,8 +127,29 @@ def resolve(url: bytes) -> Route:
     return route
 
 
+def url_path(url: bytes) -> str:
+    """A request target's path: without its query or fragment, as sent."""
+    return url.split(b"?", 1)[0].split(b"#", 1)[0].decode("latin-1")
+
+
+def log_request(method: bytes, url: bytes, not_found: bool = False) -> None:
+    """Triton's verbose line for each request, or for one no route matches."""
+    if _log.isEnabledFor(logging.DEBUG):
+        # The native engine's request line may still wait in the core's log
+        # queue (its HTTP threads never wait for the GIL): written first.
+        _native.release_pending_refs()
+        name, path = method.decode("latin-1"), url_path(url)
+        texts = _native.http_messages
+        line = (
+            texts.error_log_line(name, path, 404)
+            if not_found
+            else texts.request_log_line(name, path)
+        )
+        _log.debug("%s", line)
+
+
 def _resolve(url: bytes) -> Route:
-    path = url.split(b"?", 1)[0].split(b"#", 1)[0].decode("latin-1")
+    path = url_path(url)
     exact = _EXACT.get(path)
     if exact is not None:
         return Route(exact)
