@@ -561,3 +561,55 @@ def test_verbose_request_lines(tmp_path: Path) -> None:
     # The Python HTTP engine writes the same lines.
     python_engine = verbose_request_scenario(repo, "tritonx", "--http-engine=python")
     assert python_engine == seen
+
+
+# initialize fails with a message of several lines, one with the table's own
+# separator in it.
+BROKEN_MODEL = """
+class TritonPythonModel:
+    def initialize(self, args):
+        raise Exception("first line\\nsecond | line, the longest of them all")
+
+    def execute(self, requests):
+        return []
+"""
+
+
+def test_a_multi_line_reason_takes_several_table_rows(tmp_path: Path) -> None:
+    """The start-up model table splits a cell at its newlines, as Triton's table
+    does: a failure reason of several lines (a python model's error and its
+    traceback) takes several rows, and the table keeps its shape."""
+
+    def scenario(kind: str) -> dict[str, Any]:
+        # Paths of one length: the traceback's path sets the column's width.
+        repo = tmp_path / kind[0] / "repo"
+        write_model(repo, "broken", ECHO_CONFIG.replace("echo", "broken"), BROKEN_MODEL)
+        ports = free_ports(3)
+        flags = [
+            f"--model-repository={repo}",
+            f"--http-port={ports[0]}",
+            f"--grpc-port={ports[1]}",
+            f"--metrics-port={ports[2]}",
+        ]
+        if kind == "reference":
+            cmd, env = [*(reference_command() or []), *flags], dict(os.environ)
+        else:
+            cmd, env = server_command([], flags), server_env()
+        result = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=120
+        )
+        lines = result.stderr.splitlines()
+        header = next(i for i, line in enumerate(lines) if line.startswith("| Model"))
+        end = next(i for i in range(header + 2, len(lines)) if lines[i][0] == "+")
+        table = lines[header - 1 : end + 1]
+        return {
+            "widths": sorted({len(line) for line in table}),
+            "table": [line.replace(str(repo), "<repo>") for line in table],
+        }
+
+    seen = differential(scenario)
+    assert len(seen["widths"]) == 1  # every line as wide
+    rows = [line for line in seen["table"] if line.startswith("|")]
+    assert rows[1].startswith("| broken | 1       | UNAVAILABLE: Internal: ")
+    assert rows[2].startswith("|        |         | second | line, the longest")
+    assert "<repo>/broken/1/model.py" in "".join(rows[3:])

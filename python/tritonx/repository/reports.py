@@ -98,6 +98,13 @@ def model_statistics(
     }
 
 
+def _cell_lines(text: str) -> list[str]:
+    # Triton's table splits a cell at its newlines (a trailing one adds no line),
+    # so a multi-line failure reason takes several table rows, never breaks one.
+    lines = text.split("\n")
+    return lines[:-1] if text.endswith("\n") else lines
+
+
 def model_table(index: Sequence[Mapping[str, Any]]) -> str:
     """Triton's startup model table ("" when no load was attempted): like Triton,
     only the versions a load was attempted for."""
@@ -110,12 +117,15 @@ def model_table(index: Sequence[Mapping[str, Any]]) -> str:
         if row.get("reason"):
             status = f"{status}: {row['reason']}"
         table.append((str(row["name"]), str(row.get("version", "")), status))
-    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    cells = [[_cell_lines(text) for text in fields] for fields in table]
+    widths = [max(len(line) for cell in cells for line in cell[i]) for i in range(3)]
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     lines = [rule]
-    for i, cols in enumerate(table):
-        cells = " | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
-        lines.append(f"| {cells} |")
+    for i, line_cells in enumerate(cells):
+        for k in range(max(len(cell) for cell in line_cells)):
+            parts = [cell[k] if k < len(cell) else "" for cell in line_cells]
+            text = " | ".join(c.ljust(w) for c, w in zip(parts, widths, strict=True))
+            lines.append(f"| {text} |")
         if i == 0:
             lines.append(rule)
     lines.append(rule)
