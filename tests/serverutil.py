@@ -316,12 +316,27 @@ def _ephemeral_low() -> int:
         return 32768
 
 
-def _bind_unused(sock: Any) -> int:
-    """Binds ``sock`` to a free port below the ephemeral range; returns it."""
-    import random
-
+def _pick_range() -> tuple[int, int]:
+    """This process' ports: below the ephemeral range and, under pytest-xdist, a
+    slice of its own. A picked port is free only until its server binds it, and
+    another worker could pick the same one in between (seen in CI: the reference's
+    HTTP port bound first by another worker's gRPC server)."""
     high = _ephemeral_low()
     low = max(1024, min(_LOWEST_PICK, high - 1000))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if worker.startswith("gw") and worker[2:].isdigit() and count > 1:
+        width = (high - low) // count
+        low += int(worker[2:]) % count * width
+        high = low + width
+    return low, high
+
+
+def _bind_unused(sock: Any) -> int:
+    """Binds ``sock`` to a free port of this process' range; returns it."""
+    import random
+
+    low, high = _pick_range()
     for _ in range(500):
         port = random.randrange(low, high)
         try:
@@ -384,6 +399,7 @@ def run_reference(
 ) -> Iterator[RunningServer]:
     """Run the reference Triton on free ports until the block exits; waits until it
     is ready (``wait_ready``), else only live (a model failed to load)."""
+    import http.client
     import urllib.request
 
     cmd = reference_command()
@@ -414,7 +430,8 @@ def run_reference(
                     if response.status == 200:
                         urls.pop(0)
                         continue
-            except OSError:
+            except (OSError, http.client.HTTPException):
+                # (not HTTP: another server on the port; the reference then exits)
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"reference not ready:\n{server.log_text()}")
