@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
+from tritonx import _native
 from tritonx.errors import (
     InternalError,
     InvalidArgumentError,
@@ -144,5 +145,8 @@ class AppliedLogSettings:
                 verbose=int(values["log_verbose_level"]),
                 format=str(values["log_format"]),
             )
+            # Lines the core queued before this change (the native HTTP engine's
+            # line for this very request) are written under the old settings.
+            _native.release_pending_refs()
             configure(self.options)
             return self.get()
