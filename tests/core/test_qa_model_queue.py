@@ -134,8 +134,7 @@ def failures(server: RunningServer, model: str) -> list[str]:
     )
 
 
-def counts(server: RunningServer, model: str) -> dict[str, int]:
-    """The model's statistics counts: what a refusal is counted as, if at all."""
+def _read_counts(server: RunningServer, model: str) -> dict[str, int]:
     client = httpclient.InferenceServerClient(server.http_url)
     try:
         stats = client.get_inference_statistics(model, "1")["model_stats"][0]
@@ -148,6 +147,26 @@ def counts(server: RunningServer, model: str) -> dict[str, int]:
     counted["inference_count"] = stats["inference_count"]
     counted["execution_count"] = stats["execution_count"]
     return counted
+
+
+def counts(server: RunningServer, model: str) -> dict[str, int]:
+    """The model's statistics counts once its one execution is recorded and they
+    stopped moving: what a refusal is counted as, if at all. (Triton 2.51 records
+    an execution's statistics after its responses: CI read all zeros.)"""
+    seen: list[dict[str, int]] = []
+
+    def settled() -> bool:
+        seen.append(_read_counts(server, model))
+        # (three equal reads in a row, 20 ms apart)
+        last = seen[-3:]
+        return (
+            len(last) == 3
+            and last[0]["execution_count"] >= 1
+            and all(read == last[0] for read in last)
+        )
+
+    wait_until(settled, f"{model}'s statistics to settle")
+    return seen[-1]
 
 
 def queue(
