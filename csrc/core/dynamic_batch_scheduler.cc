@@ -68,14 +68,7 @@ DynamicBatchScheduler::DynamicBatchScheduler(
 void DynamicBatchScheduler::AddInstance(std::shared_ptr<Executor> executor, bool held) {
   waiting_.push_back(0);
   claimed_.push_back(0);
-  directed_.emplace_back();
-  ++running_workers_;
-  table_.Add(
-      std::move(executor),
-      [this](int index, const std::shared_ptr<BatchRunner::Instance>& instance) {
-        WorkerLoop(index, instance);
-      },
-      held);
+  StartWorker(std::move(executor), held);
 }
 
 bool DynamicBatchScheduler::RetiredAndDone(int instance_index) const {
@@ -155,29 +148,6 @@ void DynamicBatchScheduler::RunInline(int instance_index, const RequestPtr& requ
   }
   // Requests may have queued behind the claim, and Stop may be waiting for it.
   work_cv_.notify_all();
-}
-
-Status DynamicBatchScheduler::ExecuteOn(int instance,
-                                        std::vector<RequestPtr> requests) {
-  const uint64_t now = NowNs();
-  for (const auto& request : requests) request->enqueue_ns = now;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!table_.Serving(instance)) {
-      return Status(StatusCode::kInvalidArg, "model '" + runner_.spec().name +
-                                                 "' has no instance " +
-                                                 std::to_string(instance));
-    }
-    if (stopping_) {
-      return Status(StatusCode::kUnavailable, "model '" + runner_.spec().name +
-                                                  "' is unloading, request rejected");
-    }
-    directed_[instance].push_back(std::move(requests));
-  }
-  // Every worker waits on the one condition variable: wake them all so that the
-  // addressed one sees its batch.
-  work_cv_.notify_all();
-  return Status::Ok();
 }
 
 bool DynamicBatchScheduler::Cancel(const RequestPtr& request) {

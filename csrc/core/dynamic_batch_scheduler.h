@@ -48,7 +48,6 @@ class DynamicBatchScheduler final : public InstanceScheduler {
 
   Status Enqueue(const RequestPtr& request, bool caller_waits) override;
   bool Cancel(const RequestPtr& request) override;
-  Status ExecuteOn(int instance, std::vector<RequestPtr> requests) override;
   size_t PendingCount() const override;
   void Stop(bool drain) override;
   bool OnWorkerThread() const override;
@@ -57,7 +56,7 @@ class DynamicBatchScheduler final : public InstanceScheduler {
   // With mu_ held: numbers `executor` as the next instance and starts its worker.
   void AddInstance(std::shared_ptr<Executor> executor, bool held) override;
   void WorkerLoop(int instance_index,
-                  const std::shared_ptr<BatchRunner::Instance>& instance);
+                  const std::shared_ptr<BatchRunner::Instance>& instance) override;
   // With mu_ held: whether the worker of a retired instance has nothing left to run.
   bool RetiredAndDone(int instance_index) const;
   // With mu_ held: an idle instance that may run a request on the caller's thread
@@ -89,8 +88,6 @@ class DynamicBatchScheduler final : public InstanceScheduler {
   // frontend's thread (see Model::Enqueue). Guarded by mu_.
   std::vector<char> waiting_;  // worker i is blocked in work_cv_ with nothing to do
   std::vector<char> claimed_;  // instance i is running a request inline
-  // Batches handed to instance i by ExecuteOn, run by its worker before the queue.
-  std::vector<std::deque<std::vector<RequestPtr>>> directed_;
   int inline_active_ = 0;
   bool inline_possible_ = false;
 };

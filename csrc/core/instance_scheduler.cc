@@ -46,4 +46,36 @@ bool InstanceScheduler::WaitRetired(const std::vector<int>& instances,
   return exit_cv_.wait_for(lock, timeout, [&] { return table_.AllLeft(instances); });
 }
 
+void InstanceScheduler::StartWorker(std::shared_ptr<Executor> executor, bool held) {
+  directed_.emplace_back();
+  ++running_workers_;
+  table_.Add(
+      std::move(executor),
+      [this](int index, const std::shared_ptr<BatchRunner::Instance>& runs_on) {
+        WorkerLoop(index, runs_on);
+      },
+      held);
+}
+
+Status InstanceScheduler::ExecuteOn(int instance, std::vector<RequestPtr> requests) {
+  const uint64_t now = NowNs();
+  for (const auto& request : requests) request->enqueue_ns = now;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!table_.Serving(instance)) {
+      return Status(
+          StatusCode::kInvalidArg,
+          "model '" + model_name_ + "' has no instance " + std::to_string(instance));
+    }
+    if (stopping_) {
+      return Status(StatusCode::kUnavailable,
+                    "model '" + model_name_ + "' is unloading, request rejected");
+    }
+    directed_[instance].push_back(std::move(requests));
+  }
+  // The workers share one condition variable: wake them all for the addressed one.
+  work_cv_.notify_all();
+  return Status::Ok();
+}
+
 }  // namespace tritonx

@@ -17,14 +17,7 @@ void SequenceBatchScheduler::AddInstance(std::shared_ptr<Executor> executor,
       config_.strategy == SequenceStrategy::kOldest ? slots_per_instance_ : 0);
   oldest_running_.emplace_back();
   running_.push_back(std::make_unique<std::vector<SequencePtr>>());
-  directed_.emplace_back();
-  ++running_workers_;
-  table_.Add(
-      std::move(executor),
-      [this](int index, const std::shared_ptr<BatchRunner::Instance>& instance) {
-        WorkerLoop(index, instance);
-      },
-      held);
+  StartWorker(std::move(executor), held);
 }
 
 void SequenceBatchScheduler::FillFromBacklog() {
@@ -51,27 +44,6 @@ bool SequenceBatchScheduler::RetiredAndDone(int instance) const {
     if (seq) return false;
   }
   return true;
-}
-
-Status SequenceBatchScheduler::ExecuteOn(int instance,
-                                         std::vector<RequestPtr> requests) {
-  const uint64_t now = NowNs();
-  for (const auto& request : requests) request->enqueue_ns = now;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!table_.Serving(instance)) {
-      return Status(StatusCode::kInvalidArg, "model '" + Name() + "' has no instance " +
-                                                 std::to_string(instance));
-    }
-    if (stopping_) {
-      return Status(StatusCode::kUnavailable,
-                    "model '" + Name() + "' is unloading, request rejected");
-    }
-    directed_[instance].push_back(std::move(requests));
-  }
-  // The workers share one condition variable: wake them all for the addressed one.
-  work_cv_.notify_all();
-  return Status::Ok();
 }
 
 }  // namespace tritonx

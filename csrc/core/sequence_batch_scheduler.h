@@ -86,11 +86,10 @@ class SequenceBatchScheduler final : public InstanceScheduler {
   size_t PendingCount() const override;
   void Stop(bool drain) override;
   bool OnWorkerThread() const override;
-  // Triton's warmup: `requests` run as one batch on `instance`'s worker, before its
-  // slots' batches, outside every sequence: no control or state inputs are added and
-  // no slot or sequence state is read or changed (Triton hands warmup requests to
-  // the instance past its sequence batcher).
-  Status ExecuteOn(int instance, std::vector<RequestPtr> requests) override;
+  // ExecuteOn (InstanceScheduler's) batches run before the slots' batches, outside
+  // every sequence: no control or state inputs are added and no slot or sequence
+  // state is read or changed (Triton hands warmup requests to the instance past
+  // its sequence batcher).
 
   // Slots per instance and the sequences holding one / waiting in the backlog (tests).
   int slots_per_instance() const { return slots_per_instance_; }
@@ -125,7 +124,8 @@ class SequenceBatchScheduler final : public InstanceScheduler {
   void FillFromBacklog();
   // With mu_ held: whether instance `instance` was retired and holds nothing more.
   bool RetiredAndDone(int instance) const;
-  void WorkerLoop(int instance, const std::shared_ptr<BatchRunner::Instance>& runs_on);
+  void WorkerLoop(int instance,
+                  const std::shared_ptr<BatchRunner::Instance>& runs_on) override;
   void ReaperLoop();
   // With mu_ held: the next batch of `instance`, if one should run now; else false
   // and *wake_ns says when to look again (0: on the next event).
@@ -190,8 +190,6 @@ class SequenceBatchScheduler final : public InstanceScheduler {
   std::vector<std::vector<OldestSlot>> oldest_;
   std::vector<std::vector<int>> oldest_running_;  // [instance]: its batch's slots
   std::deque<SequencePtr> backlog_;
-  // Batches handed to instance i by ExecuteOn, run by its worker before its slots'.
-  std::vector<std::deque<std::vector<RequestPtr>>> directed_;
   size_t pending_ = 0;              // queued requests
   uint64_t next_anonymous_id_ = 1;  // iterative: ids given to requests without one
   bool abandoning_ = false;         // stopping without drain
