@@ -322,6 +322,33 @@ def test_quiet_levels_and_update_bodies(tmp_path: Path) -> None:
     }
 
 
+def run_until_it_gives_up(
+    kind: str, repo: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Start a server of ``kind`` on ``repo``, whose model fails to load, and let
+    it exit (exit-on-error): its exit status and both streams."""
+    ports = free_ports(3)
+    flags = [
+        f"--model-repository={repo}",
+        *args,
+        f"--http-port={ports[0]}",
+        f"--grpc-port={ports[1]}",
+        f"--metrics-port={ports[2]}",
+    ]
+    if kind == "reference":
+        cmd, env = [*(reference_command() or []), *flags], dict(os.environ)
+    else:
+        cmd, env = server_command([], flags), server_env()
+    return subprocess.run(
+        cmd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def test_every_level_goes_to_stderr(tmp_path: Path) -> None:
     """A model whose only version directory has a leading zero: the server logs
     the warning and the load error, then gives up; stdout stays empty."""
@@ -329,26 +356,7 @@ def test_every_level_goes_to_stderr(tmp_path: Path) -> None:
     def scenario(kind: str) -> dict[str, Any]:
         repo = build_repo(tmp_path / kind / "repo")
         (repo / "echo" / "1").rename(repo / "echo" / "01")
-        ports = free_ports(3)
-        flags = [
-            f"--model-repository={repo}",
-            "--log-verbose=1",
-            f"--http-port={ports[0]}",
-            f"--grpc-port={ports[1]}",
-            f"--metrics-port={ports[2]}",
-        ]
-        if kind == "reference":
-            cmd, env = [*(reference_command() or []), *flags], dict(os.environ)
-        else:
-            cmd, env = server_command([], flags), server_env()
-        result = subprocess.run(
-            cmd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
+        result = run_until_it_gives_up(kind, repo, "--log-verbose=1")
         return {
             "returncode": result.returncode,
             "stdout": result.stdout,
@@ -584,20 +592,7 @@ def test_a_multi_line_reason_takes_several_table_rows(tmp_path: Path) -> None:
         # Paths of one length: the traceback's path sets the column's width.
         repo = tmp_path / kind[0] / "repo"
         write_model(repo, "broken", ECHO_CONFIG.replace("echo", "broken"), BROKEN_MODEL)
-        ports = free_ports(3)
-        flags = [
-            f"--model-repository={repo}",
-            f"--http-port={ports[0]}",
-            f"--grpc-port={ports[1]}",
-            f"--metrics-port={ports[2]}",
-        ]
-        if kind == "reference":
-            cmd, env = [*(reference_command() or []), *flags], dict(os.environ)
-        else:
-            cmd, env = server_command([], flags), server_env()
-        result = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=120
-        )
+        result = run_until_it_gives_up(kind, repo)
         lines = result.stderr.splitlines()
         header = next(i for i, line in enumerate(lines) if line.startswith("| Model"))
         end = next(i for i in range(header + 2, len(lines)) if lines[i][0] == "+")
