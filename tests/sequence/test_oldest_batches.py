@@ -60,7 +60,7 @@ class TritonPythonModel:
 """
 
 
-def config(name: str, preferred: str, markers: Path) -> str:
+def config(name: str, oldest: str, markers: Path) -> str:
     return f"""
 name: "{name}"
 backend: "python"
@@ -72,8 +72,7 @@ instance_group [ {{ kind: KIND_CPU count: 1 }} ]
 sequence_batching {{
   max_sequence_idle_microseconds: 600000000
   oldest {{
-    max_candidate_sequences: 8
-    {preferred}
+    {oldest}
     max_queue_delay_microseconds: 60000000
   }}
 }}
@@ -111,7 +110,7 @@ SCENARIOS: dict[str, tuple[str, list[Step], list[int]]] = {
     # 103 takes slot 1 (given up by 102, which still runs) and runs with 101 once
     # 100 and 102 are done.
     "sequences_pair_by_slot": (
-        "preferred_batch_size: [ 2 ]",
+        "max_candidate_sequences: 8 preferred_batch_size: [ 2 ]",
         [
             step((100, BOTH), set(), 1),
             step((101, BOTH), set(), 2),
@@ -125,7 +124,7 @@ SCENARIOS: dict[str, tuple[str, list[Step], list[int]]] = {
     # Sequences keep their slots between steps: their STARTs and then their ENDs
     # wait for a batch of the preferred 4 and leave together.
     "steps_batch_by_the_preferred_size": (
-        "preferred_batch_size: [ 4 ]",
+        "max_candidate_sequences: 8 preferred_batch_size: [ 4 ]",
         [
             step((100, START), set(), 1),
             step((101, START), set(), 2),
@@ -137,6 +136,31 @@ SCENARIOS: dict[str, tuple[str, list[Step], list[int]]] = {
             step((103, END), set(range(8)), 0),
         ],
         [406] * 8,
+    ),
+    # More sequences than candidate slots (L0_dyna_sequence_batcher's backlog):
+    # 102 waits in the backlog until 100's END is issued and gives slot 0 up,
+    # then waits in that slot for the END to complete, and runs with 103, which
+    # takes slot 1 once 101's END gave it up. 102's END gives slot 0 up again:
+    # 104 takes it and waits there for that END, which so runs with 105 (slot
+    # 1), not with 104; 106 waits in slot 0 behind 104 the same way. 106 and 107
+    # are left open: a request issued alone waits for a partner.
+    "a_backlogged_sequence_takes_the_first_slot_given_up": (
+        "max_candidate_sequences: 2 preferred_batch_size: [ 2 ]",
+        [
+            step((100, START), set(), 1),
+            step((101, START), {0, 1}, 0),
+            step((102, START), {0, 1}, 1),
+            step((100, END), {0, 1}, 2),
+            step((101, END), {0, 1, 3, 4}, 1),
+            step((103, BOTH), set(range(6)), 0),
+            step((102, END), set(range(6)), 1),
+            step((104, BOTH), set(range(6)), 2),
+            step((105, BOTH), set(range(7)) | {8}, 1),
+            step((106, START), set(range(7)) | {8}, 2),
+            step((107, START), set(range(9)) | {10}, 1),
+            step((107, {}), set(range(12)), 0),
+        ],
+        [201, 201, 205, 201, 201, 205, 207, 211, 207, 213, 211, 213],
     ),
 }
 
@@ -162,21 +186,30 @@ def play(server: RunningServer, name: str, markers: Path) -> list[Any]:
             elif current.action == "release":
                 (markers / "held").unlink()
                 (markers / "hold").unlink()
-            else:
-                sequence_id, flags = current.action  # type: ignore[misc]
+            elif not isinstance(current.action, str):
+                sequence_id, flags = current.action
                 futures.append(
                     pool.submit(send, server.http_url, name, sequence_id, flags)
                 )
 
-            def reached(now: Step = current) -> bool:
-                done = {i for i, f in enumerate(futures) if f.done()}
-                return (
-                    done == now.answered
-                    and server.pending_requests(name) == now.waiting
-                    and (markers / "held").exists() == now.held
-                )
+            seen: list[Step] = []
 
-            wait_until(reached, f"{name}: {current}", timeout=30)
+            def reached(now: Step = current, seen: list[Step] = seen) -> bool:
+                done = {i for i, f in enumerate(futures) if f.done()}
+                seen[:] = [
+                    step(
+                        now.action,
+                        done,
+                        server.pending_requests(name),
+                        (markers / "held").exists(),
+                    )
+                ]
+                return seen[0] == now
+
+            try:
+                wait_until(reached, f"{name}: {current}", timeout=30)
+            except AssertionError as failure:
+                raise AssertionError(f"{failure}; last seen {seen}") from None
         return [f.result(timeout=90) for f in futures]
 
 
@@ -188,8 +221,8 @@ def served(
     root = tmp_path_factory.mktemp(f"oldest_{kind}")
     markers = root / "markers"
     markers.mkdir()
-    for name, (preferred, _, _) in SCENARIOS.items():
-        write_model(root / "repo", name, config(name, preferred, markers), MODEL)
+    for name, (oldest, _, _) in SCENARIOS.items():
+        write_model(root / "repo", name, config(name, oldest, markers), MODEL)
     with run_either(kind, root / "repo") as server:
         yield server, markers
 
