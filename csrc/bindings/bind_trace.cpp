@@ -88,14 +88,18 @@ void RegisterTrace(py::module_& m) {
               if (!trace.otel_trace_id.empty()) {
                 otel_ids = py::make_tuple(trace.otel_trace_id, trace.root_span_id);
               }
-              out.append(py::make_tuple(trace.setting_id, trace.traceparent, records,
-                                        otel_ids));
+              py::dict parent;
+              if (!trace.traceparent.empty()) parent["traceparent"] = trace.traceparent;
+              if (!trace.tracestate.empty()) parent["tracestate"] = trace.tracestate;
+              out.append(py::make_tuple(trace.setting_id, parent, records, otel_ids));
             }
             return out;
           },
           py::arg("timeout_ms"),
-          "Finished traces as (setting_id, traceparent, [record, ...], otel_ids), the "
-          "root record first; otel_ids: (trace id hex, root span id) in OpenTelemetry "
+          "Finished traces as (setting_id, parent, [record, ...], otel_ids), the "
+          "root record first; parent: the W3C headers the request came with "
+          "(traceparent, tracestate as the exporter reads it), {} if none; otel_ids: "
+          "(trace id hex, root span id) in OpenTelemetry "
           "mode, else None. Waits up to timeout_ms for one.")
       .def("close", &Tracer::Close, "Wakes and ends every drain.");
 
@@ -104,16 +108,18 @@ void RegisterTrace(py::module_& m) {
   m.def(
       "trace_received",
       [](const PyRequest& request, uint64_t start_ns, uint64_t end_ns,
-         const py::object& traceparent) {
+         const py::object& traceparent, const py::object& tracestate) {
         InferenceRequest& r = RequestOf(request);
         r.recv_start_ns = start_ns;
         r.recv_end_ns = end_ns;
         if (!traceparent.is_none()) r.traceparent = traceparent.cast<std::string>();
+        if (!tracestate.is_none()) r.tracestate = tracestate.cast<std::string>();
       },
       py::arg("request"), py::arg("start_ns"), py::arg("end_ns"),
-      py::arg("traceparent") = py::none(),
+      py::arg("traceparent") = py::none(), py::arg("tracestate") = py::none(),
       "Before enqueueing: when the frontend began and finished reading the request "
-      "(time.monotonic_ns, the core's clock) and the W3C traceparent it came with.");
+      "(time.monotonic_ns, the core's clock) and the W3C trace context headers it "
+      "came with.");
   m.def(
       "trace_stamp",
       [](const PyRequest& request, const std::string& activity) {

@@ -92,13 +92,14 @@ class InferenceRequest {
   // are answered from inside Execute rather than after it.
   bool deliver_in_executor = false;
   // For a trace (Triton's HTTP_RECV_* / GRPC_WAITREAD_* stamps): when the frontend
-  // began and finished reading the request (0: not measured), and the W3C
-  // traceparent it arrived with. Read only if the request is sampled.
+  // began and finished reading the request (0: not measured), and the W3C trace
+  // context headers it arrived with. Read only if the request is sampled.
   enum class Protocol : uint8_t { kNone, kHttp, kGrpc };
   Protocol protocol = Protocol::kNone;
   uint64_t recv_start_ns = 0;
   uint64_t recv_end_ns = 0;
   std::string traceparent;
+  std::string tracestate;
   // The request's trace: null unless sampled (Model::Enqueue) or an ensemble step of
   // a sampled request. Every trace hook tests only this pointer.
   std::shared_ptr<RequestTrace> trace;

@@ -68,7 +68,8 @@ Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
     StartTrace(*request);
   } else if (tracer_->active() &&
              request->protocol != InferenceRequest::Protocol::kNone) {
-    request->trace = tracer_->Sample(spec_->name, !request->traceparent.empty());
+    request->trace =
+        tracer_->Sample(spec_->name, ValidTraceparent(request->traceparent));
     if (request->trace) StartTrace(*request);
   }
   if (cache_) {
@@ -190,7 +191,9 @@ void Model::ContinueAfterLookup(const RequestPtr& request, uint64_t key, uint64_
 void Model::StartTrace(InferenceRequest& request) {
   RequestTrace& trace = *request.trace;
   trace.SetModel(spec_->name, spec_->version, request.id);
-  if (!request.traceparent.empty()) trace.SetTraceparent(request.traceparent);
+  if (!request.traceparent.empty()) {
+    trace.SetParentContext(request.traceparent, request.tracestate);
+  }
   if (request.recv_start_ns != 0) {
     const bool http = request.protocol == InferenceRequest::Protocol::kHttp;
     trace.Record(

@@ -1,5 +1,6 @@
 #include "trace.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -134,6 +135,75 @@ std::string ParentTraceId(std::string_view header) {
   return std::string(trace_id);
 }
 
+// A W3C tracestate as the OpenTelemetry SDK's propagator reads it (the exporter
+// reads the same header, and the context a model is told must name the state its
+// span is exported with): members split at commas, blanks around each dropped,
+// empty ones skipped; "" when the header is over 8192 bytes or any member is not
+// `key=value` by the W3C grammar, a key repeats, or there are more than 32. What is
+// left is joined again with bare commas.
+std::string NormalizedTraceState(std::string_view header) {
+  constexpr size_t kMaxLength = 8192;
+  constexpr size_t kMaxMembers = 32;
+  if (header.size() > kMaxLength) return "";
+  const auto lower_alpha = [](char c) { return c >= 'a' && c <= 'z'; };
+  const auto key_char = [&](char c) {
+    return lower_alpha(c) || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           c == '*' || c == '/';
+  };
+  const auto all_key_chars = [&](std::string_view text) {
+    return std::all_of(text.begin(), text.end(), key_char);
+  };
+  // "simple" (a lower-case letter first, 256 at most) or "tenant@system".
+  const auto valid_key = [&](std::string_view key) {
+    const size_t at = key.find('@');
+    if (at == std::string_view::npos) {
+      return !key.empty() && key.size() <= 256 && lower_alpha(key[0]) &&
+             all_key_chars(key);
+    }
+    const std::string_view tenant = key.substr(0, at);
+    const std::string_view system = key.substr(at + 1);
+    return !tenant.empty() && tenant.size() <= 241 && key_char(tenant[0]) &&
+           tenant[0] != '_' && tenant[0] != '-' && tenant[0] != '*' &&
+           tenant[0] != '/' && all_key_chars(tenant) && !system.empty() &&
+           system.size() <= 14 && lower_alpha(system[0]) && all_key_chars(system);
+  };
+  // 1 to 256 printable ASCII characters but ',' and '=', the last not a space.
+  const auto valid_value = [](std::string_view value) {
+    if (value.empty() || value.size() > 256 || value.back() == ' ') return false;
+    return std::all_of(value.begin(), value.end(), [](char c) {
+      return c >= 0x20 && c <= 0x7e && c != ',' && c != '=';
+    });
+  };
+  std::vector<std::string_view> keys;
+  std::string out;
+  while (true) {
+    const size_t comma = header.find(',');
+    std::string_view member = header.substr(0, comma);
+    while (!member.empty() && (member.front() == ' ' || member.front() == '\t')) {
+      member.remove_prefix(1);
+    }
+    while (!member.empty() && (member.back() == ' ' || member.back() == '\t')) {
+      member.remove_suffix(1);
+    }
+    if (!member.empty()) {
+      const size_t equals = member.find('=');
+      if (equals == std::string_view::npos) return "";
+      const std::string_view key = member.substr(0, equals);
+      if (!valid_key(key) || !valid_value(member.substr(equals + 1)) ||
+          std::find(keys.begin(), keys.end(), key) != keys.end() ||
+          keys.size() == kMaxMembers) {
+        return "";
+      }
+      keys.push_back(key);
+      if (!out.empty()) out += ',';
+      out += member;
+    }
+    if (comma == std::string_view::npos) break;
+    header.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
 }  // namespace
 
 TraceSetting::TraceSetting(uint64_t id, uint32_t level, uint32_t rate, int32_t count,
@@ -145,12 +215,18 @@ TraceSetting::TraceSetting(uint64_t id, uint32_t level, uint32_t rate, int32_t c
       valid_(valid),
       count_(count) {}
 
-bool TraceSetting::Sample() {
+bool TraceSetting::Sample(bool forced) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!valid_ || count_ == 0) return false;
-  if (++sample_ % rate_ != 0) return false;
-  if (count_ > 0) --count_;
-  return true;
+  if (rate_ == 0) return forced;
+  if ((!valid_ || count_ == 0) && !forced) return false;
+  // As Triton: a forced request counts towards the rate and the count too.
+  bool hit = ++sample_ % rate_ == 0;
+  if (hit && count_ > 0) {
+    --count_;
+  } else if (hit && count_ == 0) {
+    hit = false;
+  }
+  return hit || forced;
 }
 
 int32_t TraceSetting::count() const {
@@ -189,6 +265,7 @@ RequestTrace::~RequestTrace() {
   CompletedTrace done;
   done.setting_id = setting_->id;
   done.traceparent = std::move(traceparent_);
+  done.tracestate = std::move(tracestate_);
   done.otel_trace_id = std::move(otel_trace_id_);
   done.root_span_id = root_span_id_;
   done.records.reserve(1 + children_.size());
@@ -215,25 +292,38 @@ void RequestTrace::SetModel(const std::string& name, int64_t version,
   record_.request_id = request_id;
 }
 
-void RequestTrace::SetTraceparent(std::string value) {
+void RequestTrace::SetParentContext(std::string traceparent,
+                                    std::string_view tracestate) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!otel_trace_id_.empty()) {
-    // The spans continue the caller's trace, as the exporter will make them.
-    std::string parent = ParentTraceId(value);
-    if (!parent.empty()) otel_trace_id_ = std::move(parent);
-  }
-  traceparent_ = std::move(value);
+  std::string parent = ParentTraceId(traceparent);
+  traceparent_ = std::move(traceparent);
+  if (parent.empty()) return;
+  // The spans continue the caller's trace, as the exporter will make them, and
+  // carry its state (the SDK's samplers hand a parent's state to its children).
+  tracestate_ = NormalizedTraceState(tracestate);
+  if (!otel_trace_id_.empty()) otel_trace_id_ = std::move(parent);
 }
 
-std::string RequestTrace::OtelTraceId() {
+std::pair<std::string, std::string> RequestTrace::OtelTrace() {
   std::lock_guard<std::mutex> lock(mu_);
-  return otel_trace_id_;
+  return {otel_trace_id_, tracestate_};
 }
 
 std::string RequestTrace::OtelContext() {
   if (record_.span_id == 0) return "";  // Triton mode (set once, in the constructor)
-  const std::string trace_id = root_ ? root_->OtelTraceId() : OtelTraceId();
-  return "{\"traceparent\":\"00-" + trace_id + "-" + Hex(record_.span_id) + "-01\"}";
+  const auto [trace_id, tracestate] = root_ ? root_->OtelTrace() : OtelTrace();
+  std::string context =
+      "{\"traceparent\":\"00-" + trace_id + "-" + Hex(record_.span_id) + "-01\"";
+  if (!tracestate.empty()) {
+    // Checked printable ASCII: only a value's quotes and backslashes need escaping.
+    context += ",\"tracestate\":\"";
+    for (char c : tracestate) {
+      if (c == '"' || c == '\\') context += '\\';
+      context += c;
+    }
+    context += '"';
+  }
+  return context + "}";
 }
 
 void RequestTrace::Record(const char* activity, uint64_t ns) {
@@ -291,6 +381,10 @@ void Tracer::UpdateActive() {
   active_.store(any, std::memory_order_relaxed);
 }
 
+bool ValidTraceparent(std::string_view header) {
+  return !ParentTraceId(header).empty();
+}
+
 std::shared_ptr<RequestTrace> Tracer::Sample(const std::string& model,
                                              bool has_context) {
   std::shared_ptr<TraceSetting> setting;
@@ -300,8 +394,7 @@ std::shared_ptr<RequestTrace> Tracer::Sample(const std::string& model,
     setting = it != models_.end() ? it->second : global_;
   }
   if (!setting || setting->level == 0) return nullptr;
-  const bool forced = has_context && setting->propagate;
-  if (!forced && !setting->Sample()) return nullptr;
+  if (!setting->Sample(has_context && setting->propagate)) return nullptr;
   auto trace = std::make_shared<RequestTrace>(shared_from_this(), std::move(setting),
                                               NextTraceId(), 0, nullptr);
   Track(trace);

@@ -13,7 +13,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "tensor.h"
@@ -60,8 +62,9 @@ class TraceSetting {
                bool propagate = false);
 
   // Triton's rule: every rate-th request is traced while count is not 0 (-1: no
-  // limit); each traced request takes one from count.
-  bool Sample();
+  // limit); each traced request takes one from count. A `forced` request (it came
+  // with a trace context) is traced anyway, and still counts towards both.
+  bool Sample(bool forced);
   int32_t count() const;
   uint64_t sampled() const;  // requests seen (traced or not)
 
@@ -103,6 +106,9 @@ struct TraceRecord {
 struct CompletedTrace {
   uint64_t setting_id = 0;
   std::string traceparent;  // W3C context the request arrived with ("" if none)
+  // Its tracestate as the exporter will read it: the header with every member
+  // checked and blanks dropped, "" when it is not valid or the traceparent is not.
+  std::string tracestate;
   // OpenTelemetry mode: the trace id (32 hex digits: the traceparent's when it is
   // valid) and the root InferRequest span's id; "" and 0 in Triton mode.
   std::string otel_trace_id;
@@ -111,6 +117,10 @@ struct CompletedTrace {
 };
 
 class Tracer;
+
+// Whether a traceparent header is valid by the OpenTelemetry SDK's rule (the
+// exporter's), so that the request continues its caller's trace.
+bool ValidTraceparent(std::string_view header);
 
 // The trace of one request. Root traces are sampled by the Tracer; an ensemble's
 // step gets a child (SpawnChild). A child holds its root, so the root is finished
@@ -129,7 +139,8 @@ class RequestTrace : public std::enable_shared_from_this<RequestTrace> {
   std::shared_ptr<RequestTrace> SpawnChild();
   void SetModel(const std::string& name, int64_t version,
                 const std::string& request_id);
-  void SetTraceparent(std::string value);
+  // The W3C headers the request arrived with (traceparent, tracestate).
+  void SetParentContext(std::string traceparent, std::string_view tracestate);
   void Record(const char* activity, uint64_t ns);
   void Record(const char* activity);  // now
   bool tensors() const { return (setting_->level & kTraceLevelTensors) != 0; }
@@ -140,7 +151,8 @@ class RequestTrace : public std::enable_shared_from_this<RequestTrace> {
   void RecordTensor(const char* activity, const Tensor& tensor);
   uint64_t id() const { return record_.id; }
   // OpenTelemetry mode: the W3C context of this request's span as Triton hands it to
-  // a backend, {"traceparent":"00-<trace id>-<span id>-01"}; "" in Triton mode.
+  // a backend, {"traceparent":"00-<trace id>-<span id>-01"} with "tracestate" added
+  // when the caller's context carried one; "" in Triton mode.
   std::string OtelContext();
 
  private:
@@ -149,11 +161,13 @@ class RequestTrace : public std::enable_shared_from_this<RequestTrace> {
   const std::shared_ptr<Tracer> tracer_;
   const std::shared_ptr<TraceSetting> setting_;
   const std::shared_ptr<RequestTrace> root_;  // null for the root itself
-  std::string OtelTraceId();                  // the root's (locks the root)
+  // The root's trace id and tracestate (locks the root).
+  std::pair<std::string, std::string> OtelTrace();
 
   std::mutex mu_;
   TraceRecord record_;
   std::string traceparent_;
+  std::string tracestate_;     // root only: as CompletedTrace::tracestate
   std::string otel_trace_id_;  // root only, OpenTelemetry mode
   uint64_t root_span_id_ = 0;  // root only, OpenTelemetry mode
   bool responded_ = false;
@@ -175,7 +189,8 @@ class Tracer : public std::enable_shared_from_this<Tracer> {
   uint64_t NextTraceId() { return next_trace_id_.fetch_add(1); }
 
   // The trace for a new request of `model`, or null when it is not sampled.
-  // `has_context`: the request carries a W3C traceparent.
+  // `has_context`: the request carries a valid W3C traceparent (ValidTraceparent);
+  // in OpenTelemetry mode it is then traced whatever the rate, as in Triton.
   std::shared_ptr<RequestTrace> Sample(const std::string& model, bool has_context);
 
   // A trace in flight by id (null once finished): a BLS call from a stub process

@@ -148,5 +148,17 @@ void CallPolicy::ForwardHeaders(const ClientMetadata& metadata,
   }
 }
 
+void ReadTraceContext(const ClientMetadata& metadata, InferenceRequest* request) {
+  // gRPC keys metadata in lower case, as the W3C names are.
+  auto parent = metadata.find("traceparent");
+  if (parent != metadata.end()) {
+    request->traceparent.assign(parent->second.data(), parent->second.size());
+  }
+  auto state = metadata.find("tracestate");
+  if (state != metadata.end()) {
+    request->tracestate.assign(state->second.data(), state->second.size());
+  }
+}
+
 }  // namespace grpcfe
 }  // namespace tritonx

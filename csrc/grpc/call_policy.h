@@ -103,5 +103,9 @@ class CallPolicy {
   std::unique_ptr<re2::RE2> forward_;
 };
 
+// The W3C trace context metadata (traceparent, tracestate) of a call, into its
+// request.
+void ReadTraceContext(const ClientMetadata& metadata, InferenceRequest* request);
+
 }  // namespace grpcfe
 }  // namespace tritonx

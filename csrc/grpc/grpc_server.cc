@@ -139,10 +139,7 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::InferService::ModelInfer(
   infer_request->recv_start_ns = received_ns;
   if (model->Tracing()) {
     infer_request->recv_end_ns = NowNs();
-    auto parent = ctx->client_metadata().find("traceparent");
-    if (parent != ctx->client_metadata().end()) {
-      infer_request->traceparent.assign(parent->second.data(), parent->second.size());
-    }
+    grpcfe::ReadTraceContext(ctx->client_metadata(), infer_request.get());
   }
 
   if (impl_->compression_ != GRPC_COMPRESS_LEVEL_NONE) {

@@ -295,10 +295,7 @@ class GrpcServer::Impl::StreamReactor
     request->recv_start_ns = read_started_ns;
     if (model->Tracing()) {
       request->recv_end_ns = NowNs();
-      auto parent = ctx_->client_metadata().find("traceparent");
-      if (parent != ctx_->client_metadata().end()) {
-        request->traceparent.assign(parent->second.data(), parent->second.size());
-      }
+      grpcfe::ReadTraceContext(ctx_->client_metadata(), request.get());
     }
 
     {

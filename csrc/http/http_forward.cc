@@ -1,5 +1,6 @@
 #include "http_forward.h"
 
+#include <event2/http.h>
 #include <re2/re2.h>
 
 #include <cstring>
@@ -86,6 +87,16 @@ Status HeaderForwarder::Forward(const evkeyvalq* headers, Parameters* params) co
     params->emplace_back(kv->key, ParameterValue(AsUtf8(kv->value)));
   }
   return Status::Ok();
+}
+
+void ReadTraceContext(const evkeyvalq* headers, InferenceRequest* request) {
+  // evhttp finds a header whatever its case.
+  if (const char* parent = evhttp_find_header(headers, "traceparent")) {
+    request->traceparent = parent;
+  }
+  if (const char* state = evhttp_find_header(headers, "tracestate")) {
+    request->tracestate = state;
+  }
 }
 
 }  // namespace httpfe

@@ -41,5 +41,8 @@ class HeaderForwarder {
   std::unique_ptr<re2::RE2> regex_;
 };
 
+// The W3C trace context headers (traceparent, tracestate) of a request, into it.
+void ReadTraceContext(const evkeyvalq* headers, InferenceRequest* request);
+
 }  // namespace httpfe
 }  // namespace tritonx

@@ -74,10 +74,7 @@ void HttpServer::Impl::HandleGenerate(Worker* worker, evhttp_request* req,
   request->recv_start_ns = received_ns;
   if (status.ok() && model->Tracing()) {
     request->recv_end_ns = NowNs();
-    if (const char* parent =
-            evhttp_find_header(evhttp_request_get_input_headers(req), "traceparent")) {
-      request->traceparent = parent;
-    }
+    ReadTraceContext(evhttp_request_get_input_headers(req), request.get());
   }
   if (status.ok() && options_.forward) {
     status = options_.forward->Forward(evhttp_request_get_input_headers(req),

@@ -495,11 +495,7 @@ void HttpServer::Impl::HandleInfer(Worker* worker, evhttp_request* req,
   call->request = std::make_shared<InferenceRequest>();
   call->request->protocol = InferenceRequest::Protocol::kHttp;
   call->request->recv_start_ns = received_ns;
-  if (model->Tracing()) {
-    if (const char* parent = evhttp_find_header(in, "traceparent")) {
-      call->request->traceparent = parent;
-    }
-  }
+  if (model->Tracing()) ReadTraceContext(in, call->request.get());
   evhttp_connection* conn = evhttp_request_get_connection(req);
   const evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(conn));
   call->http11 = IsHttp11(req);

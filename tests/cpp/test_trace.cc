@@ -42,6 +42,22 @@ TEST(TracerTest, ModelSettingOverridesGlobalAndInvalidSamplesNothing) {
   EXPECT_NE(tracer->Sample("b", true), nullptr);
 }
 
+TEST(TracerTest, ForcedRequestsCountTowardsRateAndCountAsInTriton) {
+  // rate 2, count 2: requests 2 and 4 take the count; 3 and 5 came with a context.
+  TraceSetting setting(1, kTraceLevelTimestamps, 2, 2, true, /*propagate=*/true);
+  std::vector<bool> traced;
+  for (bool forced : {false, false, true, true, true, false, false}) {
+    traced.push_back(setting.Sample(forced));
+  }
+  EXPECT_EQ(traced, (std::vector<bool>{false, true, true, true, true, false, false}));
+  EXPECT_EQ(setting.count(), 0);
+  EXPECT_EQ(setting.sampled(), 5u);  // once count is 0 only forced ones are seen
+  // Rate 0 (Triton's way to trace only what came with a context).
+  TraceSetting only_context(2, kTraceLevelTimestamps, 0, -1, false, true);
+  EXPECT_FALSE(only_context.Sample(false));
+  EXPECT_TRUE(only_context.Sample(true));
+}
+
 TEST(TracerTest, RootFinishesOnceAfterItsChildren) {
   auto tracer = std::make_shared<Tracer>();
   tracer->Install(
@@ -101,10 +117,14 @@ TEST(TracerTest, OpenTelemetryContextsNameTheSpansTheExporterMakes) {
                           "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
                           "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
                           "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"}) {
-    root->SetTraceparent(bad);
+    EXPECT_FALSE(ValidTraceparent(bad)) << bad;
+    root->SetParentContext(bad, "rojo=1");  // no state without a valid parent
     EXPECT_EQ(ContextIds(root->OtelContext()).first, own_trace) << bad;
   }
-  root->SetTraceparent(" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\t");
+  const std::string parent =
+      " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\t";
+  EXPECT_TRUE(ValidTraceparent(parent));
+  root->SetParentContext(parent, "");
   EXPECT_EQ(ContextIds(root->OtelContext()),
             std::make_pair(std::string("4bf92f3577b34da6a3ce929d0e0e4736"), root_span));
   // A step of the ensemble: the root's trace, a span of its own.
@@ -141,6 +161,69 @@ TEST(TracerTest, OpenTelemetryContextsNameTheSpansTheExporterMakes) {
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(done[0].otel_trace_id, "");
   EXPECT_EQ(done[0].records[0].span_id, 0u);
+}
+
+// What the exporter's propagator keeps of a tracestate header (and so what the
+// model is told, and what the drained trace hands the exporter).
+std::string KeptState(const std::string& header) {
+  auto tracer = std::make_shared<Tracer>();
+  tracer->Install("", std::make_shared<TraceSetting>(1, kTraceLevelTimestamps, 1, -1,
+                                                     true, /*propagate=*/true));
+  auto trace = tracer->Sample("m", true);
+  trace->SetModel("m", 1, "");
+  trace->SetParentContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+                          header);
+  const std::string context = trace->OtelContext();
+  trace.reset();
+  const std::string kept = tracer->Drain(0).at(0).tracestate;
+  const size_t at = context.find(",\"tracestate\":");
+  EXPECT_EQ(at == std::string::npos, kept.empty()) << context;
+  return kept;
+}
+
+TEST(TracerTest, TracestateKeptByTheW3cRules) {
+  EXPECT_EQ(KeptState("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+            "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+  // Blanks around members and empty members go.
+  EXPECT_EQ(KeptState(" rojo=1 ,\t, congo=2\t"), "rojo=1,congo=2");
+  // Multi-tenant keys, and values with any printable character but ',' and '='.
+  EXPECT_EQ(KeptState("t0@sys=a b!~,k_-*/9=\"q\\\""), "t0@sys=a b!~,k_-*/9=\"q\\\"");
+  EXPECT_EQ(KeptState(""), "");
+  // Any bad member drops the whole state.
+  for (const char* bad : {"Rojo=1", "rojo", "rojo=", "rojo=1,rojo=2", "9x=1", "a@Sys=1",
+                          "@sys=1", "a@=1", "rojo=a\x7f", "rojo=1=2", "a@b@c=1"}) {
+    EXPECT_EQ(KeptState(std::string("ok=1,") + bad), "") << bad;
+  }
+  std::string many;
+  for (int i = 0; i < 32; ++i) many += "k" + std::to_string(i) + "=v,";
+  EXPECT_EQ(KeptState(many), many.substr(0, many.size() - 1));
+  EXPECT_EQ(KeptState(many + "k32=v"), "");  // more than 32 members
+  EXPECT_EQ(KeptState("k=" + std::string(256, 'v')), "k=" + std::string(256, 'v'));
+  EXPECT_EQ(KeptState("k=" + std::string(257, 'v')), "");
+  EXPECT_EQ(KeptState(std::string(8193, ',')), "");  // over 8192 bytes
+  // Key lengths: 256 (simple), 241 before '@' and 14 after it at most.
+  const std::string keep_lengths[] = {
+      std::string(256, 'a') + "=1",
+      std::string(241, 't') + "@" + std::string(14, 's') + "=1", "k= v"};
+  for (const std::string& kept : keep_lengths) EXPECT_EQ(KeptState(kept), kept);
+  for (const std::string& bad :
+       {std::string(257, 'a') + "=1", std::string(242, 't') + "@s=1",
+        "t@" + std::string(15, 's') + "=1", std::string("_a@s=1")}) {
+    EXPECT_EQ(KeptState(bad), "") << bad;
+  }
+}
+
+TEST(TracerTest, ContextCarriesTheStateToTheStepsOfAnEnsemble) {
+  auto tracer = std::make_shared<Tracer>();
+  tracer->Install("", std::make_shared<TraceSetting>(1, kTraceLevelTimestamps, 1, -1,
+                                                     true, /*propagate=*/true));
+  auto root = tracer->Sample("ensemble", true);
+  root->SetParentContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                         "rojo=\"1\"");
+  auto child = root->SpawnChild();
+  const std::string context = child->OtelContext();
+  EXPECT_EQ(context.substr(context.find(",\"tracestate\"")),
+            ",\"tracestate\":\"rojo=\\\"1\\\"\"}");
 }
 
 TEST(TracerTest, LiveTracesFoundByIdAndResponseCompleteOnceOnRoots) {

@@ -26,6 +26,9 @@ from test_trace_otel import Collector
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_PARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"
+# The client's own span was not sampled: Triton samples its span all the same.
+UNSAMPLED_PARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-00"
+CLIENT_STATE = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
 
 
 def build_repo(repo: Path) -> Path:
@@ -52,12 +55,12 @@ def http_context(url: str, model: str, headers: dict[str, str] | None) -> str:
         client.close()
 
 
-def grpc_context(url: str, model: str) -> str:
+def grpc_context(url: str, model: str, headers: dict[str, str] | None = None) -> str:
     client = grpcclient.InferenceServerClient(url)
     try:
         tensor = grpcclient.InferInput("INPUT0", [1], "FP32")
         tensor.set_data_from_numpy(np.ones(1, np.float32))
-        result = client.infer(model, [tensor])
+        result = client.infer(model, [tensor], headers=headers)
         return str(result.as_numpy("OUTPUT0")[0].decode())
     finally:
         client.close()
@@ -72,6 +75,7 @@ def exported(collector: Collector) -> dict[str, dict[str, str]]:
                 "trace": s.trace_id.hex(),
                 "name": s.name,
                 "parent": s.parent_span_id.hex(),
+                "state": s.trace_state,
             }
             for s in collector.spans
         }
@@ -81,6 +85,7 @@ def exported(collector: Collector) -> dict[str, dict[str, str]]:
                     "trace": s["traceId"],
                     "name": s["name"],
                     "parent": s.get("parentSpanId", ""),
+                    "state": s.get("traceState", ""),
                 }
                 for s in collector.json_spans
             }
@@ -90,16 +95,27 @@ def exported(collector: Collector) -> dict[str, dict[str, str]]:
 
 def where_it_points(context: str, spans: dict[str, dict[str, str]]) -> Any:
     """The span a context names, described without its random ids: the span's
-    name, its parent's name, and whether the context's trace id is the span's."""
-    parent = json.loads(context)["traceparent"]
-    version, trace_id, span_id, flags = parent.split("-")
+    name, its parent's name, whether the context's trace id is the span's, the
+    context's version and flags, and the trace state of the context, of the
+    span and of its parent span."""
+    fields = json.loads(context)
+    version, trace_id, span_id, flags = fields["traceparent"].split("-")
     span = spans.get(span_id)
     if span is None:
         return ("no exported span", version, flags)
-    above = spans.get(span["parent"], {}).get("name", "")
+    above = spans.get(span["parent"], {})
     # Random trace ids differ between runs: only whether it is the client's.
     from_client = trace_id == CLIENT_TRACE
-    return (span["name"], above, span["trace"] == trace_id, from_client, version, flags)
+    states = (fields.get("tracestate", ""), span["state"], above.get("state", ""))
+    return (
+        span["name"],
+        above.get("name", ""),
+        span["trace"] == trace_id,
+        from_client,
+        version,
+        flags,
+        states,
+    )
 
 
 def observe(kind: str, repo: Path, execution_mode: str) -> dict[str, Any]:
@@ -121,7 +137,20 @@ def observe(kind: str, repo: Path, execution_mode: str) -> dict[str, Any]:
                 "http_with_parent": http_context(
                     server.http_url, "trace_context", {"traceparent": CLIENT_PARENT}
                 ),
+                "http_with_state": http_context(
+                    server.http_url,
+                    "trace_context",
+                    {"traceparent": CLIENT_PARENT, "tracestate": CLIENT_STATE},
+                ),
+                "http_with_unsampled_parent": http_context(
+                    server.http_url, "trace_context", {"traceparent": UNSAMPLED_PARENT}
+                ),
                 "grpc": grpc_context(server.grpc_url, "trace_context"),
+                "grpc_with_state": grpc_context(
+                    server.grpc_url,
+                    "trace_context",
+                    {"traceparent": CLIENT_PARENT, "tracestate": CLIENT_STATE},
+                ),
                 "ensemble_step": http_context(
                     server.http_url, "context_pipeline", None
                 ),
@@ -152,17 +181,103 @@ def observe(kind: str, repo: Path, execution_mode: str) -> dict[str, Any]:
     [
         "--backend-config=python,execution-mode=in-process",  # in the server process
         "--backend-config=python,execution-mode=process",  # over the stub wire
+        "--http-engine=python",  # the headers read by the Python HTTP engine
     ],
-    ids=["in-process", "stub-process"],
+    ids=["in-process", "stub-process", "python-http-engine"],
 )
 def test_model_context_names_its_exported_span(
     tmp_path: Path, execution_mode: str
 ) -> None:
     repo = build_repo(tmp_path / "repo")
     seen = differential(lambda kind: observe(kind, repo, execution_mode))
+    none = ("", "", "")
+    # The caller's state is the context's, the span's and its parent's.
+    kept = (CLIENT_STATE, CLIENT_STATE, CLIENT_STATE)
     assert seen == {
-        "http": ("trace_context", "InferRequest", True, False, "00", "01"),
-        "http_with_parent": ("trace_context", "InferRequest", True, True, "00", "01"),
-        "grpc": ("trace_context", "InferRequest", True, False, "00", "01"),
-        "ensemble_step": ("trace_context", "context_pipeline", True, False, "00", "01"),
+        "http": ("trace_context", "InferRequest", True, False, "00", "01", none),
+        "http_with_parent": (
+            "trace_context",
+            "InferRequest",
+            True,
+            True,
+            "00",
+            "01",
+            none,
+        ),
+        "http_with_state": (
+            "trace_context",
+            "InferRequest",
+            True,
+            True,
+            "00",
+            "01",
+            kept,
+        ),
+        "http_with_unsampled_parent": (
+            "trace_context",
+            "InferRequest",
+            True,
+            True,
+            "00",
+            "01",
+            none,
+        ),
+        "grpc": ("trace_context", "InferRequest", True, False, "00", "01", none),
+        "grpc_with_state": (
+            "trace_context",
+            "InferRequest",
+            True,
+            True,
+            "00",
+            "01",
+            kept,
+        ),
+        "ensemble_step": (
+            "trace_context",
+            "context_pipeline",
+            True,
+            False,
+            "00",
+            "01",
+            none,
+        ),
+    }
+
+
+def traced_in_turn(kind: str, repo: Path) -> dict[str, Any]:
+    """Which of seven requests are traced at rate 2 and count 2 when the 3rd to
+    5th come with a context, and the count left."""
+    collector = Collector()
+    args = (
+        "--trace-config=mode=opentelemetry",
+        f"--trace-config=opentelemetry,url={collector.url}",
+        "--trace-config=rate=2",
+        "--trace-config=count=2",
+        "--trace-config=level=TIMESTAMPS",
+    )
+    try:
+        with run_either(kind, repo, *args) as server:
+            traced = []
+            for with_context in (False, False, True, True, True, False, False):
+                headers = {"traceparent": CLIENT_PARENT} if with_context else None
+                context = http_context(server.http_url, "trace_context", headers)
+                traced.append(context != "None")
+            client = httpclient.InferenceServerClient(server.http_url)
+            try:
+                count = str(client.get_trace_settings()["trace_count"])
+            finally:
+                client.close()
+    finally:
+        collector.server.shutdown()
+    return {"traced": traced, "count left": count}
+
+
+def test_requests_with_a_context_count_towards_rate_and_count(tmp_path: Path) -> None:
+    # A context forces the trace, and takes from the rate and the count all the
+    # same: the 4th is the rate's and uses the count up; the 5th is traced anyway.
+    repo = build_repo(tmp_path / "repo")
+    seen = differential(lambda kind: traced_in_turn(kind, repo))
+    assert seen == {
+        "traced": [False, True, True, True, True, False, False],
+        "count left": "0",
     }

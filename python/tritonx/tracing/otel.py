@@ -3,7 +3,8 @@ exported over OTLP/HTTP with a batch span processor (the optional ``otel`` extra
 opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http).
 
 Spans as Triton makes them: one root ``InferRequest`` span per trace (the child of
-the request's ``traceparent`` context when it came with one), a span named after
+the request's ``traceparent`` context when it came with one, keeping its
+``tracestate``), a span named after
 the model per request (an ensemble step's under its ensemble's), and a ``compute``
 span under each executed request; every timestamp is an event on its span (the
 frontend's receive and send stamps and INFER_RESPONSE_COMPLETE on the root span).
@@ -75,6 +76,7 @@ class OtelSink:
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.sdk.trace.sampling import ALWAYS_ON
             from opentelemetry.trace.propagation.tracecontext import (
                 TraceContextTextMapPropagator,
             )
@@ -92,8 +94,13 @@ class OtelSink:
         attributes = {"service.name": "triton-inference-server"}
         attributes.update(config.resource)
         self._ids = _preset_ids()
+        # Always on, as Triton's provider: a request is traced by the trace rate or
+        # because it came with a context, never dropped for its caller's unsampled
+        # flag; its spans keep the caller's tracestate (the sampler hands it on).
         self._provider = TracerProvider(
-            resource=Resource.create(attributes), id_generator=self._ids
+            resource=Resource.create(attributes),
+            id_generator=self._ids,
+            sampler=ALWAYS_ON,
         )
         processor = BatchSpanProcessor(
             exporter,
@@ -113,7 +120,7 @@ class OtelSink:
         self,
         setting_id: int,
         records: list[dict[str, Any]],
-        traceparent: str = "",
+        parent: dict[str, str] | None = None,
         otel_ids: tuple[str, int] | None = None,
     ) -> None:
         from opentelemetry import trace
@@ -122,9 +129,9 @@ class OtelSink:
         if not stamps:
             return
         wall = self._offset
-        context = None
-        if traceparent:
-            context = self._propagator.extract({"traceparent": traceparent})
+        # The W3C headers the request came with (the core checked the tracestate
+        # by the propagator's rule, as it told the model).
+        context = self._propagator.extract(parent) if parent else None
         if otel_ids is not None:
             # The trace id is used only when no valid traceparent came (the core
             # took the traceparent's by the SDK's rule otherwise).

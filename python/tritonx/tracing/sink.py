@@ -121,7 +121,7 @@ class FileSink:
         self,
         setting_id: int,
         records: list[dict[str, Any]],
-        traceparent: str = "",
+        parent: dict[str, str] | None = None,
         otel_ids: tuple[str, int] | None = None,
     ) -> None:
         with self._lock:
@@ -166,9 +166,9 @@ class TraceWriter:
     def _run(self) -> None:
         while True:
             stopping = self._stopping
-            for setting_id, traceparent, records, otel_ids in self._tracer.drain(200):
+            for setting_id, parent, records, otel_ids in self._tracer.drain(200):
                 try:
-                    self.sink.write(setting_id, records, traceparent, otel_ids)
+                    self.sink.write(setting_id, records, parent, otel_ids)
                 except Exception:  # a broken exporter must not stop the writer
                     logger.exception("writing a trace failed")
             if stopping:
