@@ -477,6 +477,20 @@ def run_either(
     return run_server(repos, *args)
 
 
+# Triton 2.51's threads write to one stderr without a lock, so a line can end
+# without its newline and the next entry follow on the same line (seen in CI: an
+# http_server.cc verbose line with a model.py line glued on).
+_GLUED_ENTRY = re.compile(
+    r"(?<=[^\n])(?=[IWEV]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] )"
+)
+
+
+def split_glued_entries(log: str) -> str:
+    """A server log with every default-format entry on a line of its own. Not for
+    logs whose messages may hold entry-like text (an injection test's)."""
+    return _GLUED_ENTRY.sub("\n", log)
+
+
 def differential(scenario: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
     """tritonx's observations (``scenario("tritonx")``), checked equal to the
     reference's when a reference command is given."""

@@ -38,6 +38,7 @@ from serverutil import (
     run_server,
     server_command,
     server_env,
+    split_glued_entries,
 )
 from testmodels import ECHO_MODEL, write_model
 from tritonclient.utils import InferenceServerException
@@ -511,7 +512,7 @@ def _send_verbose_requests(server: RunningServer) -> None:
 def _http_lines(server: RunningServer) -> list[str]:
     return [
         m
-        for m in messages(server.log_text())
+        for m in messages(split_glued_entries(server.log_text()))
         if m.startswith(('"HTTP request: ', '"HTTP error: '))
     ]
 

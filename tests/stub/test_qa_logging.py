@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import tritonclient.http as httpclient
 from grpcutil import wait_until
-from serverutil import RunningServer, differential, run_either
+from serverutil import RunningServer, differential, run_either, split_glued_entries
 from testmodels import write_model
 
 CONFIG = """
@@ -57,12 +57,6 @@ class TritonPythonModel:
 """
 
 LINE = re.compile(r"^([IWEV])\d{4} [\d:.]+ +\d+ (\S+):(\d+)\] \"?(.*?)\"?$")
-# Triton 2.51's threads write to one stderr without a lock, so a line can end
-# without its newline and the next entry follow on the same line (seen in CI:
-# an http_server.cc verbose line with a model.py line glued on): split there.
-GLUED_ENTRY = re.compile(
-    r"(?<=[^\n])(?=[IWEV]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] )"
-)
 
 
 def _settings(server: RunningServer, settings: dict[str, Any]) -> None:
@@ -83,7 +77,7 @@ def _send(client: httpclient.InferenceServerClient, tag: str) -> None:
 
 def _model_lines(server: RunningServer) -> list[tuple[str, ...]]:
     seen = []
-    for line in GLUED_ENTRY.sub("\n", server.log_text()).splitlines():
+    for line in split_glued_entries(server.log_text()).splitlines():
         match = LINE.match(line.strip())
         if match and match.group(4).endswith("Msg!"):
             seen.append(match.groups())
