@@ -193,7 +193,10 @@ void BatchRunner::CacheResponse(const InferenceRequest& request,
   // Every output the model produced is kept (before the request's output filter),
   // so a later hit can answer a request asking for other outputs.
   const uint64_t start = NowNs();
-  if (response.status.ok()) request.response_cache->Insert(request.cache_key, response);
+  if (response.status.ok()) {
+    LogFailedInsert(request.cache_key,
+                    request.response_cache->Insert(request.cache_key, response));
+  }
   stats_->RecordCacheMiss(request.cache_lookup_ns + (NowNs() - start));
 }
 

@@ -473,7 +473,8 @@ void EnsembleRun::CacheResponse(const InferenceResponse& response) {
     entry.model_version = response.model_version;
     entry.id = response.id;
     entry.outputs = response.outputs;
-    parent_->response_cache->Insert(parent_->cache_key, entry);
+    LogFailedInsert(parent_->cache_key,
+                    parent_->response_cache->Insert(parent_->cache_key, entry));
   }
   stats_->RecordCacheMiss(parent_->cache_lookup_ns + (NowNs() - start));
 }

@@ -268,17 +268,20 @@ void RemoteResponseCache::LookupAsync(uint64_t key, CacheLookupDone done) {
   done(nullptr);  // closed: a miss, answered by the model
 }
 
-void RemoteResponseCache::Insert(uint64_t key, const InferenceResponse& response) {
-  if (!response.status.ok()) return;
+Status RemoteResponseCache::Insert(uint64_t key, const InferenceResponse& response) {
+  if (!response.status.ok()) return Status::Ok();
   std::optional<std::string> entry = EncodeEntry(response);
-  if (!entry) return;
+  if (!entry) return InternalError("an output could not be copied to host memory");
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_ || pending_insert_bytes_ + entry->size() > max_pending_insert_bytes_) {
-    return;  // the store is behind: dropping an insert only costs a later miss
+    // The store is behind: dropping an insert only costs a later miss (and the
+    // store's own failures are logged by the workers, at most every few seconds).
+    return Status::Ok();
   }
   pending_insert_bytes_ += entry->size();
   inserts_.emplace_back(StoreKey(key), std::move(*entry));
   work_ready_.notify_one();
+  return Status::Ok();
 }
 
 ResponseCacheStats RemoteResponseCache::Stats() const {

@@ -78,7 +78,7 @@ class RemoteResponseCache final : public ResponseCache {
   void LookupAsync(uint64_t key, CacheLookupDone done) override;
   // Encodes the entry on the caller's thread (the response's buffers are not kept)
   // and queues the store write.
-  void Insert(uint64_t key, const InferenceResponse& response) override;
+  Status Insert(uint64_t key, const InferenceResponse& response) override;
   // entries/bytes/capacity/evictions are the store's business and stay 0.
   ResponseCacheStats Stats() const override;
 

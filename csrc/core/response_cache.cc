@@ -5,6 +5,7 @@
 #include <functional>
 #include <string_view>
 
+#include "logging.h"
 #include "tensor_memory.h"
 
 namespace tritonx {
@@ -89,18 +90,28 @@ std::unique_ptr<InferenceResponse> LocalResponseCache::Lookup(uint64_t key) {
   return response;
 }
 
-void LocalResponseCache::Insert(uint64_t key, const InferenceResponse& response) {
-  if (!response.status.ok()) return;
+void LogFailedInsert(uint64_t key, const Status& status) {
+  if (status.ok()) return;
+  Log(LogLevel::kError, "Failed to insert key [" + std::to_string(key) +
+                            "] into response cache: " + status.message());
+}
+
+Status LocalResponseCache::Insert(uint64_t key, const InferenceResponse& response) {
+  if (!response.status.ok()) return Status::Ok();
   uint64_t cost = 0;
   size_t total = 0;
   for (const Tensor& tensor : response.outputs) {
     total += tensor.byte_size;
     cost += tensor.byte_size + kTensorOverhead;
   }
-  if (cost > capacity_) return;  // would evict everything and still not fit
+  if (cost > capacity_) {  // would evict everything and still not fit
+    return InvalidArgError(
+        "Requested byte_size: " + std::to_string(cost) +
+        " is greater than total cache size: " + std::to_string(capacity_));
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (index_.count(key) != 0) return;
+    if (index_.count(key) != 0) return Status::Ok();
   }
   // Copy outside the lock: large outputs must not stall other lookups.
   auto entry = std::make_shared<Entry>();
@@ -109,7 +120,8 @@ void LocalResponseCache::Insert(uint64_t key, const InferenceResponse& response)
   for (const Tensor& tensor : response.outputs) {
     // Entries hold host bytes (hits are answered from them); a GPU output is
     // copied device->host here, and a response that cannot be copied is not cached.
-    if (!CopyTensorBytes(tensor, &entry->bytes[offset]).ok()) return;
+    Status copied = CopyTensorBytes(tensor, &entry->bytes[offset]);
+    if (!copied.ok()) return copied;
     entry->outputs.push_back(
         {tensor.name, tensor.dtype, tensor.shape, offset, tensor.byte_size});
     offset += tensor.byte_size;
@@ -119,7 +131,7 @@ void LocalResponseCache::Insert(uint64_t key, const InferenceResponse& response)
 
   std::vector<EntryPtr> evicted;  // freed outside the lock
   std::lock_guard<std::mutex> lock(mu_);
-  if (index_.count(key) != 0) return;  // another miss of the same key won
+  if (index_.count(key) != 0) return Status::Ok();  // another miss of the key won
   while (!lru_.empty() && stats_.bytes + cost > capacity_) {
     auto& victim = lru_.back();
     stats_.bytes -= victim.second->cost;
@@ -132,6 +144,7 @@ void LocalResponseCache::Insert(uint64_t key, const InferenceResponse& response)
   index_[key] = lru_.begin();
   stats_.bytes += cost;
   ++stats_.insertions;
+  return Status::Ok();
 }
 
 ResponseCacheStats LocalResponseCache::Stats() const {

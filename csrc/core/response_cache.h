@@ -64,12 +64,19 @@ class ResponseCache {
   // thread of the cache's own (remote caches) or inline (the default).
   virtual void LookupAsync(uint64_t key, CacheLookupDone done) { done(Lookup(key)); }
 
-  // Caches a copy of a successful response's outputs under `key`. Does nothing
-  // when the key is present already or the entry would not fit in the cache.
-  virtual void Insert(uint64_t key, const InferenceResponse& response) = 0;
+  // Caches a copy of a successful response's outputs under `key`. OK also when the
+  // key is present already, or a remote store is behind and the insert is dropped;
+  // an error when the entry cannot be cached at all (larger than the whole cache,
+  // an output that cannot be copied to host), which callers log (LogFailedInsert).
+  virtual Status Insert(uint64_t key, const InferenceResponse& response) = 0;
 
   virtual ResponseCacheStats Stats() const = 0;
 };
+
+// Triton's error line for an insert that failed (no line for OK): "Failed to insert
+// key [<key>] into response cache: <why>". Callers log rather than the caches, as
+// Triton's schedulers do.
+void LogFailedInsert(uint64_t key, const Status& status);
 
 // LocalResponseCache (`--cache-config local,size=N`): entries own copies of the
 // output bytes (the model's buffers are not kept). The cache holds at most
@@ -83,7 +90,7 @@ class LocalResponseCache final : public ResponseCache {
   explicit LocalResponseCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
 
   std::unique_ptr<InferenceResponse> Lookup(uint64_t key) override;
-  void Insert(uint64_t key, const InferenceResponse& response) override;
+  Status Insert(uint64_t key, const InferenceResponse& response) override;
   ResponseCacheStats Stats() const override;
 
  private:

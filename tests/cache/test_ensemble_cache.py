@@ -7,7 +7,13 @@ misses on the ensemble and executions on the composing model. Compared with Trit
 Kept different: a request naming some of the outputs. Triton caches the response it
 computed for that request, so a later hit asking for every output, or another one,
 gets only the first request's outputs. tritonx computes and caches every output of
-a cached ensemble and filters per request, so each hit answers what it asks for."""
+a cached ensemble and filters per request, so each hit answers what it asks for.
+
+Triton's L0_response_cache ensemble cases (test_where_the_cache_answers): which of
+an ensemble and its composing model has the cache on decides where hits and misses
+are counted (a hit on the ensemble runs no step, so its composing model sees
+nothing), and a response too big for the cache is a miss every time, logged as a
+failed insertion."""
 
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from redisutil import REDIS_SERVER, redis_server, wait_for_key_count
-from serverutil import reference_command, run_either
+from serverutil import differential, reference_command, run_either
 from testmodels import COUNTING_MODEL
 
 COUNTER_CONFIG = """
@@ -179,3 +185,133 @@ def test_ensemble_cache_in_redis(repo: Path) -> None:
         store = redis.Redis(port=port)
         settle = functools.partial(wait_for_key_count, store)
         _check({"tritonx": _scenario(repo, flags, settle)("tritonx")})
+
+
+# L0_response_cache's ensemble cases.
+SMALL_CACHE = "--cache-config=local,size=10840"
+# Two requests of 4,096 floats: each response (16 KiB) is larger than the cache.
+LARGE = 4096
+CACHED = "response_cache { enable: true }"
+
+
+def write_repo(root: Path, ensemble_cached: bool, counter_cached: bool) -> Path:
+    ensemble = ENSEMBLE_CONFIG
+    if not ensemble_cached:
+        ensemble = ensemble.replace(CACHED, "")
+    counter = COUNTER_CONFIG + (CACHED if counter_cached else "")
+    (root / "counter" / "1").mkdir(parents=True)
+    (root / "counter" / "config.pbtxt").write_text(counter)
+    (root / "counter" / "1" / "model.py").write_text(COUNTING_MODEL)
+    (root / "ens" / "1").mkdir(parents=True)
+    (root / "ens" / "config.pbtxt").write_text(ensemble)
+    return root
+
+
+def infer_ones(client: Any, size: int) -> list[Any]:
+    data = np.ones(size, dtype=np.float32)
+    tensor = httpclient.InferInput("X", [size], "FP32")
+    tensor.set_data_from_numpy(data)
+    result = client.infer("ens", [tensor])
+    return [float(result.as_numpy("Y").sum()), result.as_numpy("N").tolist()]
+
+
+def cache_counts(client: Any, model: str) -> dict[str, int]:
+    stats = client.get_inference_statistics(model)["model_stats"][0]
+    inference = stats["inference_stats"]
+    return {
+        "success": inference["success"]["count"],
+        "cache_hit": inference["cache_hit"]["count"],
+        "cache_miss": inference["cache_miss"]["count"],
+        "executions": stats["execution_count"],
+    }
+
+
+def settled_counts(client: Any) -> dict[str, dict[str, int]]:
+    """Both models' counts once the ensemble counts both requests and they stopped
+    moving (Triton 2.51 records statistics after the responses)."""
+    deadline = time.monotonic() + 10
+    last: dict[str, dict[str, int]] = {}
+    while True:
+        counts = {m: cache_counts(client, m) for m in ("ens", "counter")}
+        if counts == last and counts["ens"]["success"] == 2:
+            return counts
+        if time.monotonic() > deadline:
+            return counts
+        last = counts
+        time.sleep(0.1)
+
+
+def two_requests(kind: str, repo: Path, size: int) -> dict[str, Any]:
+    with run_either(kind, repo, SMALL_CACHE) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        try:
+            answers = [infer_ones(client, size), infer_ones(client, size)]
+            counts = settled_counts(client)
+        finally:
+            client.close()
+        failed_inserts = server.log_text().count("Failed to insert key [")
+    return {"answers": answers, "counts": counts, "failed inserts": failed_inserts}
+
+
+# (ensemble cached, composing model cached, input size): the answers (the sum of
+# Y, the execution that made N) and both models' counts for two equal requests.
+CASES: dict[str, tuple[tuple[bool, bool, int], dict[str, Any]]] = {
+    # test_ensemble_composing_model_cache_enabled: the step's cache answers.
+    "composing_model_only": (
+        (False, True, 1),
+        {
+            "answers": [[1.0, [1]], [1.0, [1]]],
+            "counts": {
+                "ens": {"success": 2, "cache_hit": 0, "cache_miss": 0, "executions": 2},
+                "counter": {
+                    "success": 2,
+                    "cache_hit": 1,
+                    "cache_miss": 1,
+                    "executions": 1,
+                },
+            },
+            "failed inserts": 0,
+        },
+    ),
+    # test_ensemble_all_models_cache_enabled: the ensemble's hit runs no step.
+    "ensemble_and_composing_model": (
+        (True, True, 1),
+        {
+            "answers": [[1.0, [1]], [1.0, [1]]],
+            "counts": {
+                "ens": {"success": 2, "cache_hit": 1, "cache_miss": 1, "executions": 1},
+                "counter": {
+                    "success": 1,
+                    "cache_hit": 0,
+                    "cache_miss": 1,
+                    "executions": 1,
+                },
+            },
+            "failed inserts": 0,
+        },
+    ),
+    # test_ensemble_cache_insertion_failure: too big to cache, two misses.
+    "response_larger_than_the_cache": (
+        (True, False, LARGE),
+        {
+            "answers": [[float(LARGE), [1]], [float(LARGE), [2]]],
+            "counts": {
+                "ens": {"success": 2, "cache_hit": 0, "cache_miss": 2, "executions": 2},
+                "counter": {
+                    "success": 2,
+                    "cache_hit": 0,
+                    "cache_miss": 0,
+                    "executions": 2,
+                },
+            },
+            "failed inserts": 2,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_where_the_cache_answers(tmp_path: Path, case: str) -> None:
+    (ensemble_cached, counter_cached, size), expected = CASES[case]
+    repo = write_repo(tmp_path / "repo", ensemble_cached, counter_cached)
+    assert differential(lambda kind: two_requests(kind, repo, size)) == expected

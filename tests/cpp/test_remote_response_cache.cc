@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "core/remote_response_cache.h"
+#include "core/response_cache.h"
 
 namespace tritonx {
 namespace {
@@ -168,12 +169,28 @@ class MapStore final : public ResponseStore {
   bool hold_ = false;
 };
 
+TEST(LocalResponseCache, AnEntryLargerThanTheCacheIsRefusedWithTritonsReason) {
+  const InferenceResponse response = SampleResponse();
+  LocalResponseCache tiny(16);
+  Status refused = tiny.Insert(7, response);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArg);
+  EXPECT_EQ(refused.message().rfind("Requested byte_size: ", 0), 0u)
+      << refused.message();
+  EXPECT_NE(refused.message().find(" is greater than total cache size: 16"),
+            std::string::npos);
+  EXPECT_EQ(tiny.Lookup(7), nullptr);
+  LocalResponseCache roomy(1 << 20);
+  EXPECT_TRUE(roomy.Insert(7, response).ok());
+  EXPECT_TRUE(roomy.Insert(7, response).ok());  // present already: nothing to do
+  EXPECT_NE(roomy.Lookup(7), nullptr);
+}
+
 TEST(RemoteResponseCache, InsertThenHitThroughTheStore) {
   auto store = std::make_shared<MapStore>();
   RemoteResponseCache cache(store, 1);
   EXPECT_TRUE(cache.remote());
   EXPECT_EQ(cache.Lookup(7), nullptr);
-  cache.Insert(7, SampleResponse());
+  EXPECT_TRUE(cache.Insert(7, SampleResponse()).ok());
   store->WaitForEntries(1);
   EXPECT_EQ(store->entries.count(RemoteResponseCache::StoreKey(7)), 1u);
   EXPECT_EQ(RemoteResponseCache::StoreKey(7), "tritonx:rc1:0000000000000007");

@@ -115,7 +115,7 @@ TEST(TensorMemory, GpuTensorsAreNeverReadAsHostMemoryWithoutCuda) {
   LocalResponseCache cache(1 << 20);
   InferenceResponse cached;
   cached.outputs.push_back(gpu);
-  cache.Insert(42, cached);
+  EXPECT_EQ(cache.Insert(42, cached).code(), StatusCode::kInternal);  // logged
   EXPECT_EQ(cache.Lookup(42), nullptr);
 }
 
