@@ -315,3 +315,45 @@ def test_where_the_cache_answers(tmp_path: Path, case: str) -> None:
     (ensemble_cached, counter_cached, size), expected = CASES[case]
     repo = write_repo(tmp_path / "repo", ensemble_cached, counter_cached)
     assert differential(lambda kind: two_requests(kind, repo, size)) == expected
+
+
+def ensemble_state(kind: str, repo: Path) -> dict[str, Any]:
+    flags = (SMALL_CACHE, "--exit-on-error=false", "--strict-readiness=false")
+    with run_either(kind, repo, *flags) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        try:
+            index = client.get_model_repository_index()
+        finally:
+            client.close()
+    return {m["name"]: (m.get("state"), m.get("reason")) for m in index}
+
+
+REFUSED = (
+    "Invalid argument: Response Cache does not currently support model ens with "
+    "'decoupled' transaction policy. Please disable the response cache."
+)
+
+
+# Which config says decoupled, and the ensemble's state and reason in the index.
+@pytest.mark.parametrize(
+    ("decoupled", "state"),
+    [
+        # Refused when its config is read: no version is tried (no state).
+        ("ens", (None, None)),
+        # Decoupled by its step: its version fails to load.
+        ("counter", ("UNAVAILABLE", REFUSED)),
+    ],
+)
+def test_the_cache_refuses_a_decoupled_ensemble(
+    tmp_path: Path, decoupled: str, state: tuple[Any, Any]
+) -> None:
+    # L0_response_cache's ensemble_cache_decoupled and
+    # ensemble_cache_composing_decoupled.
+    repo = write_repo(tmp_path / "repo", True, False)
+    config = repo / decoupled / "config.pbtxt"
+    config.write_text(
+        config.read_text() + "\nmodel_transaction_policy { decoupled: true }\n"
+    )
+    seen = differential(lambda kind: ensemble_state(kind, repo))
+    assert seen["ens"] == state
+    assert seen["counter"] == ("READY", None)

@@ -62,13 +62,20 @@ def validate_model_config(config: ModelConfig) -> None:
             f"ensemble scheduling must be set for ensemble {name} whose platform is "
             f"{ENSEMBLE_PLATFORM}"
         )
-    if config.model_transaction_policy.decoupled and config.response_cache.enable:
-        raise _bad(
-            f"Response Cache does not currently support model {name} with "
-            "'decoupled' transaction policy. Please disable the response cache."
-        )
+    validate_response_cache(config)
     if config.HasField("model_metrics"):
         _validate_model_metrics(config.model_metrics)
+
+
+def validate_response_cache(config: ModelConfig) -> None:
+    """The response cache refuses decoupled models; also checked again once an
+    ensemble is found decoupled by its steps (Triton's ensemble validation sets
+    its transaction policy, and the load then fails the same way)."""
+    if config.model_transaction_policy.decoupled and config.response_cache.enable:
+        raise _bad(
+            f"Response Cache does not currently support model {config.name} with "
+            "'decoupled' transaction policy. Please disable the response cache."
+        )
 
 
 def _validate_dynamic_batching(config: ModelConfig) -> None:
