@@ -1,7 +1,8 @@
 """The response cache's older flag, after Triton's L0_response_cache QA, as
 differential tests against Triton 2.51: ``--response-cache-byte-size`` alone still
 gives a local cache (a repeated request is a hit), and together with
-``--cache-config`` it stops the start with Triton's words.
+``--cache-config`` it stops the start with Triton's words; a response larger than
+the cache is a miss every time, each failed insertion logged as Triton logs it.
 
 (The QA's redis, decoupled and ensemble cases are in test_redis_cache.py,
 test_response_cache.py and test_ensemble_cache.py; its memory-growth run is a perf
@@ -55,6 +56,15 @@ class TritonPythonModel:
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("qa_response_cache")
     write_model(root, "cached", CONFIG, COUNTING)
+    # Any length: a long input makes a response larger than a small cache.
+    write_model(
+        root,
+        "cached_any",
+        CONFIG.replace('"cached"', '"cached_any"').replace(
+            "dims: [ 1 ]", "dims: [ -1 ]"
+        ),
+        COUNTING,
+    )
     return root
 
 
@@ -110,3 +120,40 @@ def test_both_cache_flags_stop_the_start(repo: Path) -> None:
     assert seen["error"].startswith(
         "Incompatible flags --response-cache-byte-size and --cache-config"
     ), seen["error"]
+
+
+def test_a_response_larger_than_the_cache_is_a_logged_miss(repo: Path) -> None:
+    # L0_response_cache's insertion failure on a model: 4,096 floats (16 KiB) in
+    # a cache of 8 KiB. Each request executes; each failed insert is logged.
+    def scenario(kind: str) -> dict[str, Any]:
+        with run_either(kind, repo, "--cache-config=local,size=8192") as server:
+            client = httpclient.InferenceServerClient(server.http_url)
+            firsts = []
+            for _ in range(2):
+                tensor = httpclient.InferInput("INPUT0", [4096], "FP32")
+                tensor.set_data_from_numpy(np.zeros(4096, np.float32))
+                result = client.infer("cached_any", [tensor])
+                firsts.append(float(result.as_numpy("OUTPUT0")[0]))
+
+            def counts() -> tuple[int, int, int]:
+                stats = client.get_inference_statistics("cached_any")["model_stats"][0]
+                infer = stats["inference_stats"]
+                return (
+                    int(infer["success"]["count"]),
+                    int(infer["cache_hit"]["count"]),
+                    int(infer["cache_miss"]["count"]),
+                )
+
+            wait_until(lambda: counts()[2] == 2, "2 misses")
+            settled = counts()
+            client.close()
+        # Read once the server is gone: tritonx writes core lines from a log thread.
+        failed = re.findall(
+            r'E\d{4} [^]]+\] "Failed to insert key \[\d+\] into response cache: '
+            r"Requested byte_size: \d+ is greater than total cache size: 8192",
+            server.log_text(),
+        )
+        return {"outputs": firsts, "counts": settled, "failed inserts": len(failed)}
+
+    seen = differential(scenario)
+    assert seen == {"outputs": [1.0, 2.0], "counts": (2, 0, 2), "failed inserts": 2}
