@@ -19,6 +19,7 @@ from typing import Any
 
 from tritonx.config import ModelConfig
 from tritonx.config.ensemble import composing_model_names, validate_ensemble_models
+from tritonx.config.validate import validate_response_cache
 from tritonx.errors import InvalidArgumentError, TritonXError
 from tritonx.repository.records import ModelRecord
 from tritonx.repository.repository import ModelId, RepositoryListing
@@ -121,8 +122,11 @@ class EnsembleDependencies:
 
     async def _prepare_ensemble(
         self, model_id: ModelId, config: ModelConfig, chain: tuple[str, ...]
-    ) -> None:
-        """Load what the ensemble needs and check it; raises the load error."""
+    ) -> InvalidArgumentError | None:
+        """Load what the ensemble needs and check it; raises the load error. Returns
+        the error each of its versions then fails with, if any: decoupled by its
+        steps, the ensemble may be refused by the response cache (Triton's ensemble
+        validation sets the policy, and the version's load fails so)."""
         try:
             await self._resolve(model_id, config, chain)
         except TritonXError as error:
@@ -134,6 +138,11 @@ class EnsembleDependencies:
             if isinstance(error, CircularDependency):
                 raise CircularDependency(message, error.cycle) from None
             raise InvalidArgumentError(message) from None
+        try:
+            validate_response_cache(config)
+        except InvalidArgumentError as error:
+            return error
+        return None
 
     async def _resolve(
         self, model_id: ModelId, config: ModelConfig, chain: tuple[str, ...]

@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 
 from tritonx.config import ModelConfig
 from tritonx.config.parse import parse_errors_unlogged
-from tritonx.config.validate import validate_response_cache
 from tritonx.errors import (
     CODE_WORDS,
     InternalError,
@@ -432,13 +431,7 @@ class ModelManager(
         ``model_dir`` is where the agents left the model."""
         name, key = model_id.name, model_id.key
         if stage_error is None and is_ensemble(config):
-            await self._prepare_ensemble(model_id, config, (*chain, key))
-            # Decoupled by its steps now: the cache may refuse it, as each version's
-            # load error (Triton's ensemble validation sets the policy, then fails).
-            try:
-                validate_response_cache(config)
-            except InvalidArgumentError as error:
-                stage_error = error
+            stage_error = await self._prepare_ensemble(model_id, config, (*chain, key))
         selected = select_versions(config, version_dirs(model_dir))
         record = self._records.setdefault(key, ModelRecord(name, model_id.namespace))
         self.registry.set_known(name, True, namespace=model_id.namespace)
