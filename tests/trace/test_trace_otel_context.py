@@ -198,57 +198,22 @@ def test_model_context_names_its_exported_span(
 ) -> None:
     repo = build_repo(tmp_path / "repo")
     seen = differential(lambda kind: observe(kind, repo, execution_mode))
-    none = ("", "", "")
     # The caller's state is the context's, the span's and its parent's.
     kept = (CLIENT_STATE, CLIENT_STATE, CLIENT_STATE)
+
+    def model_span(from_client: bool, states: Any = ("", "", "")) -> Any:
+        # The model's span under the InferRequest span, in the context's trace.
+        return ("trace_context", "InferRequest", True, from_client, "00", "01", states)
+
+    step = ("trace_context", "context_pipeline", True, False, "00", "01", ("",) * 3)
     assert seen == {
-        "http": ("trace_context", "InferRequest", True, False, "00", "01", none),
-        "http_with_parent": (
-            "trace_context",
-            "InferRequest",
-            True,
-            True,
-            "00",
-            "01",
-            none,
-        ),
-        "http_with_state": (
-            "trace_context",
-            "InferRequest",
-            True,
-            True,
-            "00",
-            "01",
-            kept,
-        ),
-        "http_with_unsampled_parent": (
-            "trace_context",
-            "InferRequest",
-            True,
-            True,
-            "00",
-            "01",
-            none,
-        ),
-        "grpc": ("trace_context", "InferRequest", True, False, "00", "01", none),
-        "grpc_with_state": (
-            "trace_context",
-            "InferRequest",
-            True,
-            True,
-            "00",
-            "01",
-            kept,
-        ),
-        "ensemble_step": (
-            "trace_context",
-            "context_pipeline",
-            True,
-            False,
-            "00",
-            "01",
-            none,
-        ),
+        "http": model_span(False),
+        "http_with_parent": model_span(True),
+        "http_with_state": model_span(True, kept),
+        "http_with_unsampled_parent": model_span(True),
+        "grpc": model_span(False),
+        "grpc_with_state": model_span(True, kept),
+        "ensemble_step": step,
     }
 
 
