@@ -68,6 +68,17 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def cache_counts(client: Any, model: str) -> tuple[int, int, int]:
+    """(successes, cache hits, cache misses) of ``model``."""
+    stats = client.get_inference_statistics(model)["model_stats"][0]
+    infer = stats["inference_stats"]
+    return (
+        int(infer["success"]["count"]),
+        int(infer["cache_hit"]["count"]),
+        int(infer["cache_miss"]["count"]),
+    )
+
+
 def test_deprecated_byte_size_flag_gives_a_cache(repo: Path) -> None:
     def scenario(kind: str) -> dict[str, Any]:
         with run_either(kind, repo, "--response-cache-byte-size=8192") as server:
@@ -80,13 +91,7 @@ def test_deprecated_byte_size_flag_gives_a_cache(repo: Path) -> None:
                 outputs.append(float(result.as_numpy("OUTPUT0")[0]))
 
             def counts() -> tuple[int, int, int]:
-                stats = client.get_inference_statistics("cached")["model_stats"][0]
-                infer = stats["inference_stats"]
-                return (
-                    int(infer["success"]["count"]),
-                    int(infer["cache_hit"]["count"]),
-                    int(infer["cache_miss"]["count"]),
-                )
+                return cache_counts(client, "cached")
 
             wait_until(lambda: counts()[0] == 3, "3 successes")
             seen = {"outputs": outputs, "counts": counts()}
@@ -136,13 +141,7 @@ def test_a_response_larger_than_the_cache_is_a_logged_miss(repo: Path) -> None:
                 firsts.append(float(result.as_numpy("OUTPUT0")[0]))
 
             def counts() -> tuple[int, int, int]:
-                stats = client.get_inference_statistics("cached_any")["model_stats"][0]
-                infer = stats["inference_stats"]
-                return (
-                    int(infer["success"]["count"]),
-                    int(infer["cache_hit"]["count"]),
-                    int(infer["cache_miss"]["count"]),
-                )
+                return cache_counts(client, "cached_any")
 
             # Triton 2.51 records the success after the miss and the response.
             wait_until(lambda: counts() == (2, 0, 2), "2 successes, 2 misses")

@@ -130,18 +130,27 @@ def where_it_points(context: str, spans: dict[str, dict[str, str]]) -> Any:
     )
 
 
+def otel_flags(collector: Collector, *settings: str) -> tuple[str, ...]:
+    """OpenTelemetry mode at TIMESTAMPS, exporting to ``collector``, with
+    ``settings`` (``key=value``; rate 1 unless one names it) added."""
+    rate = () if any(s.startswith("rate=") for s in settings) else ("rate=1",)
+    return tuple(
+        f"--trace-config={setting}"
+        for setting in (
+            "mode=opentelemetry",
+            f"opentelemetry,url={collector.url}",
+            "level=TIMESTAMPS",
+            *rate,
+            *settings,
+        )
+    )
+
+
 def observe(kind: str, repo: Path, execution_mode: str) -> dict[str, Any]:
     collector = Collector()
     # Triton's python models always run in stub processes.
     mode = () if kind == "reference" else (execution_mode,)
-    args = (
-        *mode,
-        "--trace-config=mode=opentelemetry",
-        f"--trace-config=opentelemetry,url={collector.url}",
-        "--trace-config=opentelemetry,bsp_schedule_delay=50",
-        "--trace-config=rate=1",
-        "--trace-config=level=TIMESTAMPS",
-    )
+    args = (*mode, *otel_flags(collector, "opentelemetry,bsp_schedule_delay=50"))
     try:
         with run_either(kind, repo, *args) as server:
             contexts = {
@@ -221,13 +230,7 @@ def traced_in_turn(kind: str, repo: Path) -> dict[str, Any]:
     """Which of seven requests are traced at rate 2 and count 2 when the 3rd to
     5th come with a context, and the count left."""
     collector = Collector()
-    args = (
-        "--trace-config=mode=opentelemetry",
-        f"--trace-config=opentelemetry,url={collector.url}",
-        "--trace-config=rate=2",
-        "--trace-config=count=2",
-        "--trace-config=level=TIMESTAMPS",
-    )
+    args = otel_flags(collector, "rate=2", "count=2")
     try:
         with run_either(kind, repo, *args) as server:
             traced = []
