@@ -46,6 +46,14 @@ Status ElementOffsets(const Tensor& output, const std::vector<int64_t>& marks,
   for (int64_t mark : marks) {
     offsets->push_back(static_cast<size_t>(mark) * DataTypeByteSize(output.dtype));
   }
+  // The slices come from the shape; a backend whose bytes do not fill it (a broken
+  // stub process, a plug-in's mistake) must not hand out bytes past its buffer.
+  if (!offsets->empty() && offsets->back() > output.byte_size) {
+    return Status(StatusCode::kInternal,
+                  "output '" + output.name + "' has shape " +
+                      ShapeToString(output.shape) + " but holds only " +
+                      std::to_string(output.byte_size) + " bytes");
+  }
   return Status::Ok();
 }
 
@@ -79,7 +87,12 @@ Status BatchSlices(const Tensor& output, const Batch& batch,
                                              ", expected batch dim " +
                                              std::to_string(total));
   }
-  const int64_t elements = ElementCount(output.shape);
+  int64_t elements = 0;
+  if (CheckedElementCount(output.shape, &elements) != ShapeCount::kOk) {
+    return Status(StatusCode::kInternal, "output '" + output.name +
+                                             "' has an invalid shape " +
+                                             ShapeToString(output.shape));
+  }
   const int64_t per_item = total == 0 ? 0 : elements / total;
   std::vector<int64_t> marks;
   int64_t item = 0;

@@ -253,8 +253,18 @@ bool TensorFromWire(const WireTensor& out, uint64_t area_bytes, Tensor* tensor) 
   tensor->dtype = DataTypeFromName(out.datatype);
   tensor->shape = out.shape;
   tensor->byte_size = out.bytes;
-  return tensor->dtype != DataType::kInvalid && out.offset <= area_bytes &&
-         out.bytes <= area_bytes - out.offset;
+  if (tensor->dtype == DataType::kInvalid || out.offset > area_bytes ||
+      out.bytes > area_bytes - out.offset) {
+    return false;
+  }
+  // Whoever reads the tensor later slices it by its shape: the bytes must fill it
+  // exactly (BYTES elements have no fixed size; their reader walks the bytes).
+  int64_t elements = 0;
+  if (CheckedElementCount(out.shape, &elements) != ShapeCount::kOk) return false;
+  const size_t element_size = DataTypeByteSize(tensor->dtype);
+  return element_size == 0 ||
+         (static_cast<uint64_t>(elements) <= out.bytes / element_size &&
+          static_cast<uint64_t>(elements) * element_size == out.bytes);
 }
 
 bool ReadResponse(MessageReader& r, WireResponse* out) {

@@ -97,8 +97,9 @@ uint64_t DescribeOutputs(const InferenceResponse& response, uint64_t first,
 // processes.
 Status CopyOutputs(const InferenceResponse& response, char* base, uint64_t* offset);
 // The tensor `out` names in a data area of `area_bytes`: name, datatype, shape and
-// byte count (not the data pointer). False when its datatype is unknown or its bytes
-// lie past the area: a peer's mistake, never read.
+// byte count (not the data pointer). False when its datatype is unknown, its bytes
+// lie past the area, its shape has a negative dim or overflows, or (fixed-size
+// datatypes) its bytes do not fill its shape exactly: a peer's mistake, never read.
 bool TensorFromWire(const WireTensor& out, uint64_t area_bytes, Tensor* tensor);
 // One response as WriteError or WriteOutputs wrote it (stub_stream.h uses it too).
 bool ReadResponse(MessageReader& r, WireResponse* out);

@@ -20,7 +20,10 @@ uint64_t DeviceToHostCopies() {
 Status CopyTensorBytes(const Tensor& tensor, char* dst, int dst_device) {
   if (tensor.byte_size == 0) return Status::Ok();
   if (tensor.on_host() && dst_device < 0) {
-    std::memcpy(dst, tensor.data, tensor.byte_size);
+    // memmove: the two may overlap, e.g. an output written into a client's shared
+    // memory region at an offset overlapping the input it was computed from (the
+    // fuzz target fuzz_http_infer found this; memcpy's result is then undefined).
+    std::memmove(dst, tensor.data, tensor.byte_size);
     return Status::Ok();
   }
   // cudaMemcpyDefault: unified addressing tells the direction from the pointers.

@@ -30,7 +30,8 @@ Status PrivateHostCopy(const Tensor& tensor, Tensor* host,
                        TensorArena* arena = nullptr);
 
 // Copies the tensor's `byte_size` bytes to `dst`: host memory when `dst_device`
-// < 0, else device memory on that CUDA device. Host to host is a memcpy; anything
+// < 0, else device memory on that CUDA device. Host to host is a memmove (the
+// ranges may overlap: an output into the shared memory its input came from); anything
 // involving the device is one blocking CUDA copy (D2H, H2D or D2D). INTERNAL as
 // above.
 Status CopyTensorBytes(const Tensor& tensor, char* dst, int dst_device = -1);

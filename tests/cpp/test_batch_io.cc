@@ -267,6 +267,33 @@ TEST(BatchIo, ScatterRejectsMalformedBytes) {
   EXPECT_EQ(status.message(), "malformed BYTES output 'OUT'");
 }
 
+// A backend's output whose bytes do not fill its shape (a broken stub process or
+// plug-in) is refused, never sliced past its buffer.
+TEST(BatchIo, ScatterRejectsAShapeTheBytesDoNotFill) {
+  Batch batch = MakeBatch({
+      RequestWith({Floats("INPUT0", {1, 2}, 0)}),
+      RequestWith({Floats("INPUT0", {1, 2}, 0)}),
+  });
+  Tensor short_output = Floats("OUTPUT0", {2, 2}, 0);
+  short_output.shape = {2, 1000};
+  batch.gathered_outputs.push_back(short_output);
+  Status status = ScatterOutputs(MakeSpec(8, {-1}), &batch);
+  EXPECT_EQ(status.code(), StatusCode::kInternal);
+  EXPECT_EQ(status.message(),
+            "output 'OUTPUT0' has shape [2,1000] but holds only 16 bytes");
+
+  Batch negative = MakeBatch({
+      RequestWith({Floats("INPUT0", {1, 2}, 0)}),
+      RequestWith({Floats("INPUT0", {1, 2}, 0)}),
+  });
+  Tensor odd = Floats("OUTPUT0", {2, 2}, 0);
+  odd.shape = {2, -2};
+  negative.gathered_outputs.push_back(odd);
+  status = ScatterOutputs(MakeSpec(8, {-1}), &negative);
+  EXPECT_EQ(status.code(), StatusCode::kInternal);
+  EXPECT_EQ(status.message(), "output 'OUTPUT0' has an invalid shape [2,-2]");
+}
+
 TEST(BatchIo, ScatterSingleRequestHandsOutputsOver) {
   Batch batch = MakeBatch({RequestWith({Floats("INPUT0", {3, 2}, 0)})});
   Tensor output = Floats("OUTPUT0", {3, 2}, 0);

@@ -323,6 +323,32 @@ TEST(StubWire, ReadersRefuseTruncatedMessages) {
   }
 }
 
+// An output a stub names is taken only when it lies in the data area and its bytes
+// fill its shape: the server slices outputs by their shapes.
+TEST(StubWire, TensorFromWireRefusesOutputsThatDoNotFitTheirShape) {
+  Tensor tensor;
+  auto wire = [](const char* dtype, Shape shape, uint64_t offset, uint64_t bytes) {
+    WireTensor t;
+    t.name = "OUT";
+    t.datatype = dtype;
+    t.shape = std::move(shape);
+    t.offset = offset;
+    t.bytes = bytes;
+    return t;
+  };
+  EXPECT_TRUE(TensorFromWire(wire("FP32", {2, 3}, 0, 24), 64, &tensor));
+  EXPECT_EQ(tensor.shape, (Shape{2, 3}));
+  EXPECT_TRUE(TensorFromWire(wire("FP32", {0, 3}, 64, 0), 64, &tensor));
+  EXPECT_TRUE(TensorFromWire(wire("BYTES", {2}, 0, 13), 64, &tensor));
+  EXPECT_FALSE(TensorFromWire(wire("FP32", {2, 3}, 48, 24), 64, &tensor));  // past
+  EXPECT_FALSE(TensorFromWire(wire("FP32", {2, 1000}, 0, 24), 64, &tensor));
+  EXPECT_FALSE(TensorFromWire(wire("FP32", {2, 3}, 0, 28), 64, &tensor));
+  EXPECT_FALSE(TensorFromWire(wire("FP32", {-2, -3}, 0, 24), 64, &tensor));
+  EXPECT_FALSE(TensorFromWire(wire("INT8", {1ll << 32, 1ll << 32, 16}, 0, 0), 64,
+                              &tensor));  // the count wraps to 0
+  EXPECT_FALSE(TensorFromWire(wire("NOPE", {1}, 0, 4), 64, &tensor));
+}
+
 // A reply names the requests rescheduled and those left to their response senders
 // apart; a reply cut anywhere, the marks included, is refused.
 TEST(StubWire, ReplyCarriesRescheduledAndSenderAnsweredRequests) {
@@ -423,7 +449,9 @@ TEST(StubStream, WrapsAroundFallsBackToOneOffRegionsAndRejectsGarbage) {
   for (int round = 0; round < 12; ++round) {
     ASSERT_TRUE(writer->Send(round, response_of(600, round).get(), false).ok());
     ++sent;
-    if (round % 3 == 0) ASSERT_TRUE(wait_for(sent));  // let the reader catch up
+    if (round % 3 == 0) {
+      ASSERT_TRUE(wait_for(sent));  // let the reader catch up
+    }
   }
   ASSERT_TRUE(wait_for(sent));
   for (int round = 0; round < 12; ++round) check(round, round, 600, round);

@@ -1,0 +1,322 @@
+"""Writes the hand-made seed inputs of the fuzz targets into corpus/<target>/.
+
+Run from the repository root with the dev build's protos on the path:
+    PYTHONPATH=python python tests/cpp/fuzz/make_seeds.py
+Each file follows its target's input layout (the comment at the top of the target).
+Inputs found by fuzzing runs are added beside these by libFuzzer's -merge.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+import zlib
+from pathlib import Path
+
+from tritonx._proto import grpc_service_pb2 as pb
+
+CORPUS = Path(__file__).parent / "corpus"
+BATCHING, PLAIN, SINGLE_FP32, SINGLE_BYTES = 0, 1, 2, 3  # fuzz_models.h's SpecFor
+
+
+HEADER_LENGTH, HTTP_SHM = 4, 8  # fuzz_http_infer's flags
+GRPC_SHM = 4  # fuzz_grpc_infer's
+
+
+def bytes_elements(*items: bytes) -> bytes:
+    return b"".join(struct.pack("<I", len(item)) + item for item in items)
+
+
+def http_infer(flags: int, body: bytes, header_length: int = 0) -> bytes:
+    return bytes([flags]) + struct.pack("<H", header_length) + body
+
+
+def http_infer_seeds() -> dict[str, bytes]:
+    json_request = {
+        "id": "seed",
+        "inputs": [
+            {
+                "name": "INPUT0",
+                "datatype": "FP32",
+                "shape": [1, 3],
+                "data": [1, 2.5, -3],
+            },
+            {
+                "name": "INPUT1",
+                "datatype": "BYTES",
+                "shape": [1, 2],
+                "data": ["a", "bc"],
+            },
+            {"name": "RAGGED", "datatype": "INT64", "shape": [1, 2], "data": [7, 8]},
+            {
+                "name": "RESHAPED",
+                "datatype": "UINT8",
+                "shape": [1, 4],
+                "data": [1, 2, 3, 4],
+            },
+        ],
+        "outputs": [
+            {"name": "OUTPUT0", "parameters": {"classification": 2}},
+            {"name": "OUTPUT1", "parameters": {"binary_data": True}},
+        ],
+        "parameters": {
+            "priority": 1,
+            "timeout": 5,
+            "sequence_id": 3,
+            "sequence_start": True,
+        },
+    }
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "INPUT0",
+                    "datatype": "FP32",
+                    "shape": [2, 1],
+                    "parameters": {"binary_data_size": 8},
+                },
+                {
+                    "name": "INPUT1",
+                    "datatype": "BYTES",
+                    "shape": [2, 2],
+                    "parameters": {"binary_data_size": 20},
+                },
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    binary = struct.pack("<2f", 1.0, 2.0) + bytes_elements(b"a", b"b", b"", b"cd")
+    shm = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "INPUT0",
+                    "datatype": "FP32",
+                    "shape": [1, 4],
+                    "parameters": {
+                        "shared_memory_region": "r",
+                        "shared_memory_byte_size": 16,
+                        "shared_memory_offset": 8,
+                    },
+                },
+                {
+                    "name": "INPUT1",
+                    "datatype": "BYTES",
+                    "shape": [1, 2],
+                    "data": ["x", "y"],
+                },
+            ],
+            "outputs": [
+                {
+                    "name": "OUTPUT0",
+                    "parameters": {
+                        "shared_memory_region": "r",
+                        "shared_memory_byte_size": 64,
+                    },
+                },
+            ],
+        }
+    ).encode()
+    plain = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "FLAGS",
+                    "datatype": "BOOL",
+                    "shape": [2, 1],
+                    "data": [True, False],
+                },
+                {
+                    "name": "HALF",
+                    "datatype": "FP16",
+                    "shape": [3],
+                    "parameters": {"binary_data_size": 6},
+                },
+            ],
+            "outputs": [{"name": "OUT", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    return {
+        "json": http_infer(BATCHING, json.dumps(json_request).encode()),
+        "binary": http_infer(BATCHING | HEADER_LENGTH, header + binary, len(header)),
+        "shared_memory": http_infer(BATCHING | HTTP_SHM, shm),
+        "plain_model": http_infer(
+            PLAIN | HEADER_LENGTH, plain + b"\x00\x3c" * 3, len(plain)
+        ),
+        "raw_body": http_infer(
+            SINGLE_FP32 | HEADER_LENGTH, struct.pack("<3f", 1, 2, 3), 0
+        ),
+        "raw_bytes_body": http_infer(SINGLE_BYTES, b"any bytes"),
+        "empty_raw_body": http_infer(SINGLE_BYTES, b""),
+        "raw_body_not_a_model_input": http_infer(BATCHING | HEADER_LENGTH, b"abc", 0),
+    }
+
+
+def http_generate_seeds() -> dict[str, bytes]:
+    bodies = {
+        "batching": (
+            BATCHING,
+            {"INPUT0": [1.5, 2], "INPUT1": ["a", "b"], "parameters": {"max_tokens": 3}},
+        ),
+        "scalars": (BATCHING, {"INPUT0": 2, "INPUT1": ["a", "b"], "id": "g"}),
+        "single": (SINGLE_BYTES, {"RAW": ["x"], "parameters": {"flag": True}}),
+        "plain_model": (PLAIN, {"FLAGS": [[True], [False]], "HALF": [1, 2, 3]}),
+    }
+    return {
+        name: bytes([flags]) + json.dumps(body).encode()
+        for name, (flags, body) in bodies.items()
+    }
+
+
+def http_inflate_seeds() -> dict[str, bytes]:
+    text = json.dumps(http_generate_seeds()["batching"].decode("latin-1")).encode()
+    return {
+        "gzip": b"\x00" + gzip.compress(text, mtime=0),
+        "deflate": b"\x01" + zlib.compress(text),
+        "gzip_bomb": b"\x00" + gzip.compress(b"\x00" * (1 << 20), mtime=0),
+        "deflate_truncated": b"\x01" + zlib.compress(text)[:-6],
+    }
+
+
+def grpc_infer(flags: int, piece: int, request: pb.ModelInferRequest) -> bytes:
+    return bytes([flags, piece - 1]) + request.SerializeToString()
+
+
+def grpc_infer_seeds() -> dict[str, bytes]:
+    raw = pb.ModelInferRequest(model_name="batching", id="seed")
+    raw.inputs.add(name="INPUT0", datatype="FP32", shape=[2, 1])
+    raw.inputs.add(name="INPUT1", datatype="BYTES", shape=[2, 2])
+    raw.raw_input_contents.append(struct.pack("<2f", 1, 2))
+    raw.raw_input_contents.append(bytes_elements(b"a", b"b", b"c", b""))
+    raw.outputs.add(name="OUTPUT0").parameters["classification"].int64_param = 1
+    raw.parameters["priority"].int64_param = 2
+    raw.parameters["sequence_id"].string_param = "s"
+    raw.parameters["sequence_start"].bool_param = True
+
+    typed = pb.ModelInferRequest(model_name="batching")
+    first = typed.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 2])
+    first.contents.fp32_contents.extend([0.5, 1.5])
+    second = typed.inputs.add(name="INPUT1", datatype="BYTES", shape=[1, 2])
+    second.contents.bytes_contents.extend([b"x", b"yz"])
+
+    shm = pb.ModelInferRequest(model_name="batching")
+    region = shm.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 4])
+    region.parameters["shared_memory_region"].string_param = "r"
+    region.parameters["shared_memory_byte_size"].int64_param = 16
+    region.parameters["shared_memory_offset"].int64_param = 32
+    shm.inputs.add(name="INPUT1", datatype="BYTES", shape=[1, 2])
+    shm.raw_input_contents.append(bytes_elements(b"p", b"q"))
+    out = shm.outputs.add(name="OUTPUT0")
+    out.parameters["shared_memory_region"].string_param = "r"
+    out.parameters["shared_memory_byte_size"].int64_param = 128
+
+    plain = pb.ModelInferRequest(model_name="plain")
+    plain.inputs.add(name="FLAGS", datatype="BOOL", shape=[2, 2])
+    plain.inputs.add(name="HALF", datatype="FP16", shape=[3])
+    plain.raw_input_contents.extend([b"\x01\x00\x00\x01", b"\x00\x3c" * 3])
+    return {
+        "raw_contents": grpc_infer(BATCHING, 7, raw),
+        "typed_contents": grpc_infer(BATCHING, 256, typed),
+        "shared_memory": grpc_infer(BATCHING | GRPC_SHM, 3, shm),
+        "plain_model": grpc_infer(PLAIN, 1, plain),
+    }
+
+
+# Stub ring messages (csrc/core/stub_wire.cc): little-endian fields, strings as a
+# u32 length then bytes.
+def wire_str(text: str | bytes) -> bytes:
+    data = text.encode() if isinstance(text, str) else text
+    return struct.pack("<I", len(data)) + data
+
+
+def wire_tensor(
+    name: str, datatype: str, shape: list[int], offset: int, size: int
+) -> bytes:
+    dims = struct.pack("<I", len(shape)) + b"".join(struct.pack("<q", d) for d in shape)
+    return wire_str(name) + wire_str(datatype) + dims + struct.pack("<QQ", offset, size)
+
+
+def wire_parameters() -> bytes:
+    return (
+        struct.pack("<I", 5)
+        + wire_str("b")
+        + b"\x00\x01"
+        + wire_str("i")
+        + b"\x01"
+        + struct.pack("<q", -7)
+        + wire_str("u")
+        + b"\x02"
+        + struct.pack("<Q", 2**64 - 1)
+        + wire_str("d")
+        + b"\x03"
+        + struct.pack("<d", 0.5)
+        + wire_str("s")
+        + b"\x04"
+        + wire_str("text")
+    )
+
+
+def wire_indices(*indices: int) -> bytes:
+    return struct.pack("<I", len(indices)) + b"".join(
+        struct.pack("<I", i) for i in indices
+    )
+
+
+def stub_wire_seeds() -> dict[str, bytes]:
+    outputs = (
+        b"\x01"
+        + struct.pack("<I", 2)
+        + wire_tensor("OUT0", "FP32", [2, 2], 0, 16)
+        + wire_tensor("OUT1", "BYTES", [1], 64, 9)
+        + wire_parameters()
+    )
+    error = b"\x00" + struct.pack("<I", 3) + wire_str("bad input")
+    reply = (
+        b"\x00"
+        + struct.pack("<I", 2)
+        + outputs
+        + error
+        + wire_indices(1)
+        + wire_indices()
+    )
+    batch_error = (
+        b"\x01" + struct.pack("<I", 13) + wire_str("execute raised") + wire_indices(0)
+    )
+    request = (
+        struct.pack("<Q", 41)
+        + wire_str("id")
+        + b"\x01"
+        + wire_str("sequence")
+        + struct.pack("<IQQ", 3, 1000, 9)
+        + wire_str("traceparent")
+        + struct.pack("<I", 1)
+        + wire_str("OUT0")
+        + wire_parameters()
+        + struct.pack("<I", 1)
+        + wire_tensor("IN", "INT32", [1, 3], 0, 12)
+    )
+    requests = struct.pack("<I", 2) + request + request
+    return {
+        "reply": b"\x00" + reply,
+        "batch_error": b"\x00" + batch_error,
+        "requests": b"\x01" + requests,
+    }
+
+
+def main() -> None:
+    for target, seeds in {
+        "fuzz_http_infer": http_infer_seeds(),
+        "fuzz_http_generate": http_generate_seeds(),
+        "fuzz_http_inflate": http_inflate_seeds(),
+        "fuzz_grpc_infer": grpc_infer_seeds(),
+        "fuzz_stub_wire": stub_wire_seeds(),
+    }.items():
+        folder = CORPUS / target
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in seeds.items():
+            (folder / f"seed_{name}").write_bytes(data)
+
+
+if __name__ == "__main__":
+    main()
