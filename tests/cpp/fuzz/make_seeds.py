@@ -180,7 +180,7 @@ def http_inflate_seeds() -> dict[str, bytes]:
 
 
 def grpc_infer(flags: int, piece: int, request: pb.ModelInferRequest) -> bytes:
-    return bytes([flags, piece - 1]) + request.SerializeToString()
+    return bytes([flags, piece - 1]) + request.SerializeToString(deterministic=True)
 
 
 def grpc_infer_seeds() -> dict[str, bytes]:
@@ -304,6 +304,51 @@ def stub_wire_seeds() -> dict[str, bytes]:
     }
 
 
+# fuzz_scheduler: 4 configuration bytes, then 3 bytes per request.
+START, END = 1, 2
+
+
+def scheduler_op(
+    flags: int = 0, corr: int = 1, batch: int = 1, *, extra: int = 0
+) -> bytes:
+    return bytes([flags | extra, corr - 1, batch - 1])
+
+
+def scheduler_seeds() -> dict[str, bytes]:
+    plain = bytes([0, 0, 0, 0]) + b"".join(scheduler_op(corr=1) for _ in range(4))
+    dynamic = bytes([1 | 4 | 16 | 32, 4, 100, 8 | 0x30]) + b"".join(
+        scheduler_op(extra=(i % 4) << 4, batch=1 + i % 3) for i in range(8)
+    )
+    timeouts = bytes([1 | 64 | 128, 2, 200, 0x10]) + b"".join(
+        scheduler_op(extra=64 | (8 if i % 3 == 0 else 0) | (128 if i == 5 else 0))
+        for i in range(8)
+    )
+    direct = bytes([2, 2, 0, 0]) + b"".join(
+        [
+            scheduler_op(START, 1),
+            scheduler_op(START, 2),
+            scheduler_op(START, 3),
+            scheduler_op(0, 1),
+            scheduler_op(END, 2),
+            scheduler_op(END, 1),
+            scheduler_op(START | END, 4),
+            scheduler_op(END, 3),
+        ]
+    )
+    oldest = bytes([3 | 8, 4, 50, 2]) + b"".join(
+        [scheduler_op(START, c) for c in range(1, 6)]
+        + [scheduler_op(0, c, 1 + c % 2) for c in range(1, 6)]
+        + [scheduler_op(END, c) for c in range(1, 6)]
+    )
+    return {
+        "no_batching": plain,
+        "dynamic_priorities": dynamic,
+        "dynamic_timeouts": timeouts,
+        "sequence_direct": direct,
+        "sequence_oldest_backlog": oldest,
+    }
+
+
 def main() -> None:
     for target, seeds in {
         "fuzz_http_infer": http_infer_seeds(),
@@ -311,6 +356,7 @@ def main() -> None:
         "fuzz_http_inflate": http_inflate_seeds(),
         "fuzz_grpc_infer": grpc_infer_seeds(),
         "fuzz_stub_wire": stub_wire_seeds(),
+        "fuzz_scheduler": scheduler_seeds(),
     }.items():
         folder = CORPUS / target
         folder.mkdir(parents=True, exist_ok=True)
