@@ -19,7 +19,13 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from serverutil import REFERENCE_CMD_ENV, reference_command, run_reference, run_server
+from serverutil import (
+    REFERENCE_CMD_ENV,
+    free_port,
+    reference_command,
+    run_reference,
+    run_server,
+)
 from testmodels import (
     REPEAT_CONFIG,
     write_model,  # noqa: F401 - re-exported
@@ -240,3 +246,25 @@ def refused_at_start(
     )
     assert done.returncode == 1, done.stderr
     return done.stderr
+
+
+# SageMaker (--allow-sagemaker): the binary content type and the variables its
+# serve script reads.
+SAGEMAKER_MIME = "application/vnd.sagemaker-triton.binary+json;json-header-size="
+SAGEMAKER_ENV_KEYS = (
+    "SAGEMAKER_TRITON_PING_MODE",
+    "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME",
+    "SAGEMAKER_TRITON_INFERENCE_TYPE",
+)
+
+
+@contextmanager
+def sagemaker(
+    kind: str, repo: Path, env: dict[str, str], *args: str, ready: bool = True
+) -> Iterator[int]:
+    """tritonx or the reference with the SageMaker endpoint on a free port, under
+    ``env`` (the SAGEMAKER_TRITON_* variables not named are unset); yields the port."""
+    port = free_port()
+    flags = ("--allow-sagemaker=true", f"--sagemaker-port={port}", *args)
+    with cloud_server(kind, repo, env, SAGEMAKER_ENV_KEYS, flags, port, ready) as bound:
+        yield bound

@@ -44,6 +44,7 @@ from tritonx.frontends.log_settings import AppliedLogSettings
 from tritonx.logging_setup import LOG_OBJECT
 from tritonx.metrics import MetricsService, render
 from tritonx.server_metrics import MetricsSources
+from tritonx.startup_errors import EndpointStartError, report_startup_failure
 from tritonx.tracing import start_tracing
 
 if TYPE_CHECKING:
@@ -76,38 +77,6 @@ def raise_open_file_limit() -> None:
         target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-class EndpointStartError(Exception):
-    """An endpoint that refused to start once the models were loaded; Triton's
-    last line names the endpoint instead of "creating server"."""
-
-    def __init__(self, service: str, error: TritonXError) -> None:
-        super().__init__(error.message)
-        self.service = service
-        self.error = error
-
-
-def report_startup_failure(error: BaseException) -> None:
-    """Triton's last words when startup fails: "error: creating server: ..." is a
-    plain line on stderr (tritonserver prints it itself, whatever the log
-    settings), an endpoint that failed to start a log record."""
-    text = creating_server_error(error)
-    if isinstance(error, EndpointStartError):
-        logger.error("%s", text)
-    else:
-        print(text, file=sys.stderr, flush=True)
-
-
-def creating_server_error(error: BaseException) -> str:
-    """Triton's last line when startup fails, e.g. "... Internal - failed to ..."."""
-    if isinstance(error, EndpointStartError):
-        word = CODE_WORDS.get(error.error.code, "Internal")
-        return f"failed to start {error.service} service: {word} - {error.error}"
-    if isinstance(error, TritonXError):
-        word = CODE_WORDS.get(error.code, "Internal")
-        return f"error: creating server: {word} - {error.message}"
-    return f"error: creating server: Internal - {error}"
 
 
 class Server:

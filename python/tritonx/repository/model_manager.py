@@ -39,7 +39,7 @@ from tritonx.errors import (
 from tritonx.repository.agents import AgentChain, adopt_agents, run_load_agents
 from tritonx.repository.ensembles import EnsembleDependencies, is_ensemble
 from tritonx.repository.instance_update import update_instances
-from tritonx.repository.loader import LoadSettings, build_version, retire_version
+from tritonx.repository.loader import LoadSettings, build_version
 from tritonx.repository.lookup import ModelLookup
 from tritonx.repository.model_control import ModelControl
 from tritonx.repository.poll_mode import RepositoryPolling
@@ -49,7 +49,6 @@ from tritonx.repository.records import (
     READY,
     UNAVAILABLE,
     UNLOADED_REASON,
-    UNLOADING,
     LoadedModel,
     ManagerOptions,
     ModelRecord,
@@ -71,6 +70,7 @@ from tritonx.repository.timestamps import (
     model_timestamp,
     unchanged_versions,
 )
+from tritonx.repository.unloading import ModelUnloading
 
 log = logging.getLogger("tritonx.repository")
 T = TypeVar("T")
@@ -84,11 +84,16 @@ def failure_reason(error: BaseException) -> str:
 
 
 class ModelManager(
-    ModelLookup, EnsembleDependencies, RepositoryPolling, RepositoryRegistration
+    ModelUnloading,
+    ModelLookup,
+    EnsembleDependencies,
+    RepositoryPolling,
+    RepositoryRegistration,
 ):
     """See the module docstring; the query side lives in ModelLookup, ensemble
     dependencies in EnsembleDependencies, poll mode in RepositoryPolling, the
-    repository set (run-time registration) in RepositoryRegistration."""
+    repository set (run-time registration) in RepositoryRegistration, retiring
+    versions in ModelUnloading."""
 
     def __init__(
         self, options: ManagerOptions, registry: Any, context: Any = None
@@ -576,57 +581,3 @@ class ModelManager(
         await self._retire_slots(record, dropped, retiring)
         if old_override is not None and old_override is not override:
             old_override.cleanup()
-
-    # -- unloading -------------------------------------------------------------
-
-    async def _unload_record(self, record: ModelRecord, drain: bool = True) -> None:
-        serving = [s for s in record.versions.values() if s.state == READY]
-        for slot in serving:
-            self.registry.remove(record.name, slot.version, namespace=record.namespace)
-        await self._retire_slots(record, serving, [], drain)
-        await self._run(adopt_agents, record, None)  # UNLOAD to the agents
-        record.stamp = None
-        if record.override is not None:
-            record.override.cleanup()
-            record.override = None
-
-    async def _retire_slots(
-        self,
-        record: ModelRecord,
-        slots: list[VersionSlot],
-        extra: list[LoadedModel],
-        drain: bool = True,
-    ) -> None:
-        models = list(extra)
-        for slot in slots:
-            log.info("unloading: %s:%d", record.name, slot.version)
-            slot.state = UNLOADING
-            if slot.loaded is not None:
-                slot.loaded.state = UNLOADING
-                models.append(slot.loaded)
-            self._set_duration(record.id.key, slot.version, None)
-        await self._retire(models, drain)
-        for slot in slots:
-            if slot.state == UNLOADING:
-                slot.state, slot.reason = UNAVAILABLE, UNLOADED_REASON
-                slot.loaded = None
-
-    async def _retire(self, models: list[LoadedModel], drain: bool = True) -> None:
-        # Draining may take as long as the slowest in-flight request, so it does
-        # not occupy the load threads.
-        loop = asyncio.get_running_loop()
-        for model in models:
-            model.state = UNLOADING
-        results = await asyncio.gather(
-            *(loop.run_in_executor(None, retire_version, m, drain) for m in models),
-            return_exceptions=True,
-        )
-        for model, result in zip(models, results, strict=True):
-            model.state, model.reason = UNAVAILABLE, UNLOADED_REASON
-            if isinstance(result, BaseException):
-                log.error(
-                    "error while unloading '%s' version %d: %s",
-                    model.name,
-                    model.version,
-                    result,
-                )
