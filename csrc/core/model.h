@@ -42,7 +42,9 @@ class Model : public std::enable_shared_from_this<Model> {
   // Validates the request against the spec, stamps it and queues it. On OK the
   // request's response callback runs exactly once, later, from a core thread (or
   // inline if the request fails in the queue right away). On a non-OK return the
-  // request was not taken and its callback will never run. Thread safe.
+  // request was not taken and its callback will never run: the caller drops it
+  // (SetResponseCallback / SetResponseStream with nullptr), since a callback that
+  // holds what holds the request keeps both alive for good. Thread safe.
   //
   // `caller_waits`: the calling thread does nothing but wait for this response (a
   // blocking infer, a BLS call from inside another model). Only then may the

@@ -143,7 +143,7 @@ Outgoing RenderReply(std::unique_ptr<InferenceResponse> result,
   return out;
 }
 
-const char* MethodName(evhttp_cmd_type cmd) {
+const char* MethodName(unsigned cmd) {
   switch (cmd) {
     case EVHTTP_REQ_GET:
       return "GET";
@@ -245,8 +245,10 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
   using namespace httpfe;
   const char* uri = evhttp_request_get_uri(req);
   evkeyvalq* in = evhttp_request_get_input_headers(req);
-  const evhttp_cmd_type cmd = evhttp_request_get_command(req);
-  if (cmd == static_cast<evhttp_cmd_type>(kUnknownMethod)) {
+  // An integer, not the enum: libevent's type for an unknown method (1 << 15) lies
+  // outside the enum's values (UBSan's "invalid enum load", fuzz_http_server).
+  const unsigned cmd = static_cast<unsigned>(evhttp_request_get_command(req));
+  if (cmd == kUnknownMethod) {
     // The Python frontend's answer to a method it cannot parse.
     Reply(worker, req, Error(400, "Bad Request", {{"Connection", "close"}}));
     return;
@@ -570,8 +572,12 @@ void HttpServer::Impl::ParseAndEnqueue(const std::shared_ptr<PendingCall>& call,
                   inflight);
       });
   status = model->Enqueue(call->request);
-  // Not taken: the callback will never run.
-  if (!status.ok()) fail(status);
+  if (!status.ok()) {
+    // Not taken: the callback will never run, and it holds the call, which holds
+    // the request (and its body): dropped here, or the three keep each other.
+    call->request->SetResponseCallback(nullptr);
+    fail(status);
+  }
 }
 
 void HttpServer::Impl::HandleControl(Worker* worker, evhttp_request* req,

@@ -304,6 +304,85 @@ def stub_wire_seeds() -> dict[str, bytes]:
     }
 
 
+# fuzz_http_server: raw bytes on one connection to a server with model "m"
+# (FP32 INPUT0 [-1], max_batch_size 8).
+def http_request(method: str, path: str, body: bytes = b"", *headers: str) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: fuzz", *headers]
+    if body and not any(h.lower().startswith("transfer-encoding") for h in headers):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def http_server_seeds() -> dict[str, bytes]:
+    infer_json = json.dumps(
+        {
+            "id": "seed",
+            "inputs": [
+                {
+                    "name": "INPUT0",
+                    "datatype": "FP32",
+                    "shape": [2, 2],
+                    "data": [1, 2, 3, 4],
+                }
+            ],
+            "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "INPUT0",
+                    "datatype": "FP32",
+                    "shape": [1, 2],
+                    "parameters": {"binary_data_size": 8},
+                }
+            ]
+        }
+    ).encode()
+    binary = header + struct.pack("<2f", 1.5, 2.5)
+    chunked = (
+        b"".join(
+            f"{len(part):x}\r\n".encode() + part + b"\r\n"
+            for part in (infer_json[:10], infer_json[10:])
+        )
+        + b"0\r\n\r\n"
+    )
+    infer = "/v2/models/m/infer"
+    return {
+        "live": http_request("GET", "/v2/health/live"),
+        "infer_json": http_request("POST", infer, infer_json),
+        "infer_binary": http_request(
+            "POST",
+            "/v2/models/m/versions/1/infer",
+            binary,
+            f"Inference-Header-Content-Length: {len(header)}",
+            "Accept-Encoding: gzip",
+        ),
+        "infer_gzip": http_request(
+            "POST", infer, gzip.compress(infer_json, mtime=0), "Content-Encoding: gzip"
+        ),
+        "infer_chunked": http_request(
+            "POST", infer, chunked, "Transfer-Encoding: chunked"
+        ),
+        "infer_raw": http_request(
+            "POST",
+            infer,
+            struct.pack("<4f", 1, 2, 3, 4),
+            "Inference-Header-Content-Length: 0",
+        ),
+        "generate": http_request(
+            "POST", "/v2/models/m/generate", b'{"INPUT0": [1, 2, 3, 4], "id": "g"}'
+        ),
+        "pipelined": http_request("GET", "/v2/models/m/config")
+        + http_request("POST", infer, infer_json)
+        + http_request(
+            "GET", "/v2/models/m/versions/1/stats", b"", "Connection: close"
+        ),
+        "too_large": http_request("POST", infer, b"{", "Content-Length: 99999999"),
+    }
+
+
 # fuzz_scheduler: 4 configuration bytes, then 3 bytes per request.
 START, END = 1, 2
 
@@ -357,6 +436,7 @@ def main() -> None:
         "fuzz_grpc_infer": grpc_infer_seeds(),
         "fuzz_stub_wire": stub_wire_seeds(),
         "fuzz_scheduler": scheduler_seeds(),
+        "fuzz_http_server": http_server_seeds(),
     }.items():
         folder = CORPUS / target
         folder.mkdir(parents=True, exist_ok=True)
