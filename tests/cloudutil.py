@@ -5,6 +5,7 @@ $TRITONX_REFERENCE_CMD names it, the real Triton)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -62,23 +63,42 @@ def wait_for_port(port: int, timeout: float = 60.0) -> None:
             time.sleep(0.1)
 
 
+# The variables each cloud endpoint's serve script reads; cloud_server unsets those
+# a test does not name.
+SAGEMAKER_ENV_KEYS = (
+    "SAGEMAKER_TRITON_PING_MODE",
+    "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME",
+    "SAGEMAKER_TRITON_INFERENCE_TYPE",
+)
+VERTEX_ENV_KEYS = (
+    "AIP_MODE",
+    "AIP_HTTP_PORT",
+    "AIP_HEALTH_ROUTE",
+    "AIP_PREDICT_ROUTE",
+    "AIP_STORAGE_URI",
+)
+_ENV_KEYS = {"sagemaker": SAGEMAKER_ENV_KEYS, "vertex-ai": VERTEX_ENV_KEYS}
+
+
 @contextmanager
 def cloud_server(
+    endpoint: str,
     kind: str,
     repo: Path,
     env: dict[str, str],
-    env_keys: Sequence[str],
-    flags: Sequence[str],
-    port: int,
+    *args: str,
     ready: bool = True,
 ) -> Iterator[int]:
-    """tritonx or the reference (``kind``) with ``flags``, under ``env`` (the
-    ``env_keys`` not named are unset), once ``port`` accepts; yields the port. The
-    reference half skips when no reference command is given."""
+    """tritonx or the reference (``kind``) with the ``endpoint`` ("sagemaker",
+    "vertex-ai") on a free port and ``args``, under ``env`` (the endpoint's variables
+    not named are unset), once the port accepts; yields the port. The reference half
+    skips when no reference command is given."""
     if kind == "reference" and reference_command() is None:
         pytest.skip("TRITONX_REFERENCE_CMD is not set")
+    port = free_port()
+    flags = (f"--allow-{endpoint}=true", f"--{endpoint}-port={port}", *args)
     with pytest.MonkeyPatch.context() as patch:
-        for key in env_keys:
+        for key in _ENV_KEYS[endpoint]:
             patch.delenv(key, raising=False)
         for key, value in env.items():
             patch.setenv(key, value)
@@ -89,6 +109,20 @@ def cloud_server(
         with server:
             wait_for_port(port)
             yield port
+
+
+def sagemaker(
+    kind: str, repo: Path, env: dict[str, str], *args: str, ready: bool = True
+) -> contextlib.AbstractContextManager[int]:
+    """cloud_server with the SageMaker endpoint."""
+    return cloud_server("sagemaker", kind, repo, env, *args, ready=ready)
+
+
+def vertex(
+    kind: str, repo: Path, env: dict[str, str], *args: str, ready: bool = True
+) -> contextlib.AbstractContextManager[int]:
+    """cloud_server with the Vertex AI endpoint."""
+    return cloud_server("vertex-ai", kind, repo, env, *args, ready=ready)
 
 
 class Reply(NamedTuple):
@@ -248,23 +282,5 @@ def refused_at_start(
     return done.stderr
 
 
-# SageMaker (--allow-sagemaker): the binary content type and the variables its
-# serve script reads.
+# SageMaker's binary content type (a JSON header of the size given, then tensors).
 SAGEMAKER_MIME = "application/vnd.sagemaker-triton.binary+json;json-header-size="
-SAGEMAKER_ENV_KEYS = (
-    "SAGEMAKER_TRITON_PING_MODE",
-    "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME",
-    "SAGEMAKER_TRITON_INFERENCE_TYPE",
-)
-
-
-@contextmanager
-def sagemaker(
-    kind: str, repo: Path, env: dict[str, str], *args: str, ready: bool = True
-) -> Iterator[int]:
-    """tritonx or the reference with the SageMaker endpoint on a free port, under
-    ``env`` (the SAGEMAKER_TRITON_* variables not named are unset); yields the port."""
-    port = free_port()
-    flags = ("--allow-sagemaker=true", f"--sagemaker-port={port}", *args)
-    with cloud_server(kind, repo, env, SAGEMAKER_ENV_KEYS, flags, port, ready) as bound:
-        yield bound

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,10 +33,10 @@ from cloudutil import (
     TEXT,
     call,
     check_add_sub_answer,
-    cloud_server,
     error_json,
     launch_command,
     tritonclient_binary_request,
+    vertex,
     wait_for_port,
     write_model,
 )
@@ -54,13 +53,6 @@ HEALTH = "/health"
 PREDICT_PATTERN = "/v1/endpoints/[0-9]+/deployedModels/[0-9]+:predict"
 PREDICT = "/v1/endpoints/7/deployedModels/42:predict"
 ROUTES = {"AIP_HEALTH_ROUTE": HEALTH, "AIP_PREDICT_ROUTE": PREDICT_PATTERN}
-AIP_KEYS = (
-    "AIP_MODE",
-    "AIP_HTTP_PORT",
-    "AIP_HEALTH_ROUTE",
-    "AIP_PREDICT_ROUTE",
-    "AIP_STORAGE_URI",
-)
 SIZE = len(BINARY_REQUEST)
 
 
@@ -77,18 +69,6 @@ def single_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("vertex_single")
     write_model(root, "add_sub", ADD_SUB, ADD_SUB_PY)
     return root
-
-
-@contextmanager
-def vertex(
-    kind: str, repo: Path, env: dict[str, str], *args: str, ready: bool = True
-) -> Iterator[int]:
-    """tritonx or the reference with the Vertex AI endpoint on a free port, under
-    ``env`` (the AIP_* variables not named are unset); yields the port."""
-    port = free_port()
-    flags = ("--allow-vertex-ai=true", f"--vertex-ai-port={port}", *args)
-    with cloud_server(kind, repo, env, AIP_KEYS, flags, port, ready) as bound:
-        yield bound
 
 
 def _to(path: str, body: bytes = b"", **headers: str) -> tuple[str, bytes, dict]:

@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("tritonx._native", reason="core not built")
 
+from cloudutil import VERTEX_ENV_KEYS as AIP_KEYS
 from cloudutil import (
     launch_command,
     refused_at_start,
@@ -29,13 +30,6 @@ KINDS = ["tritonx", "reference"]
 HEALTH = "/health"
 PREDICT_PATTERN = "/v1/endpoints/[0-9]+/deployedModels/[0-9]+:predict"
 ROUTES = {"AIP_HEALTH_ROUTE": HEALTH, "AIP_PREDICT_ROUTE": PREDICT_PATTERN}
-AIP_KEYS = (
-    "AIP_MODE",
-    "AIP_HTTP_PORT",
-    "AIP_HEALTH_ROUTE",
-    "AIP_PREDICT_ROUTE",
-    "AIP_STORAGE_URI",
-)
 
 
 @pytest.fixture(scope="module")
