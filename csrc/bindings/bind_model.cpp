@@ -252,11 +252,7 @@ void Submit(PyModel& self, PyRequest& request, const py::object& on_response,
   // Answered from inside Execute while the executor holds the GIL (see PyExecutor).
   request.request->deliver_in_executor = true;
   // Enqueue does not block (a mutex and a notify), so the GIL stays held.
-  Status status = self.model->Enqueue(request.request);
-  if (!status.ok()) {
-    request.request->SetResponseStream(nullptr);
-    ThrowIfError(status);
-  }
+  ThrowIfError(self.model->Enqueue(request.request));
 }
 
 // A backend's response sender: one response (a mapping, an exception, or None for
@@ -279,11 +275,7 @@ py::object Infer(PyModel& self, PyRequest& request, bool errors_as_values) {
         promise->set_value(std::move(response));
       });
   // This thread only waits for the answer, so the request may run on it.
-  Status status = self.model->Enqueue(request.request, /*caller_waits=*/true);
-  if (!status.ok()) {
-    request.request->SetResponseCallback(nullptr);
-    ThrowIfError(status);
-  }
+  ThrowIfError(self.model->Enqueue(request.request, /*caller_waits=*/true));
   std::unique_ptr<InferenceResponse> response;
   {
     // Waiting can take as long as the model runs; Python backends need the GIL to run.

@@ -429,7 +429,6 @@ void EnsembleRun::LaunchAll(std::vector<Launch> launches, bool caller_waits) {
     Status status = models_[launch.step]->Enqueue(launch.request, caller_waits);
     if (status.ok()) continue;
     // Not taken: it will never answer, so account for it here.
-    launch.request->SetResponseStream(nullptr);
     {
       std::lock_guard<std::mutex> lock(mu_);
       --inflight_steps_;

@@ -56,6 +56,15 @@ Model::~Model() {
 }
 
 Status Model::Enqueue(const RequestPtr& request, bool caller_waits) {
+  Status status = Take(request, caller_waits);
+  if (!status.ok()) {
+    request->SetResponseCallback(nullptr);
+    request->SetResponseStream(nullptr);
+  }
+  return status;
+}
+
+Status Model::Take(const RequestPtr& request, bool caller_waits) {
   Status status = ValidateRequest(*spec_, request.get());
   if (!status.ok()) return status;
   request->model_name = spec_->name;

@@ -42,9 +42,10 @@ class Model : public std::enable_shared_from_this<Model> {
   // Validates the request against the spec, stamps it and queues it. On OK the
   // request's response callback runs exactly once, later, from a core thread (or
   // inline if the request fails in the queue right away). On a non-OK return the
-  // request was not taken and its callback will never run: the caller drops it
-  // (SetResponseCallback / SetResponseStream with nullptr), since a callback that
-  // holds what holds the request keeps both alive for good. Thread safe.
+  // request was not taken, its callback will never run and has been dropped here
+  // (a callback holding what holds the request, as frontends' do, would otherwise
+  // keep both alive for good); drop happens on the calling thread, so a Python
+  // caller's callback is released under its GIL. Thread safe.
   //
   // `caller_waits`: the calling thread does nothing but wait for this response (a
   // blocking infer, a BLS call from inside another model). Only then may the
@@ -131,6 +132,8 @@ class Model : public std::enable_shared_from_this<Model> {
   Status Overloaded() const;
   // A remote response cache: the store is asked off the caller's thread, and the
   // request continues (answered from the cache, or queued) from the cache's thread.
+  // Enqueue but for dropping the callbacks of a request not taken.
+  Status Take(const RequestPtr& request, bool caller_waits);
   Status LookUpRemotely(const RequestPtr& request, uint64_t key, uint64_t start);
   void ContinueAfterLookup(const RequestPtr& request, uint64_t key, uint64_t start,
                            std::unique_ptr<InferenceResponse> hit);

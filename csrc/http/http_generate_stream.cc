@@ -118,9 +118,7 @@ void HttpServer::Impl::HandleGenerate(Worker* worker, evhttp_request* req,
   event_add(call->closed_ev, nullptr);
   status = model->Enqueue(request);
   if (!status.ok()) {
-    // Not taken: no response will come. The stream callback holds the call, which
-    // holds the request: dropped here, or the three keep each other.
-    request->SetResponseStream(nullptr);
+    // Not taken: no response will come (Enqueue dropped the callback).
     SendOnLoop(call, Error(HttpStatusOf(status.code()), status.message()), &inflight_);
   }
 }

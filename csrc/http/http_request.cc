@@ -572,12 +572,8 @@ void HttpServer::Impl::ParseAndEnqueue(const std::shared_ptr<PendingCall>& call,
                   inflight);
       });
   status = model->Enqueue(call->request);
-  if (!status.ok()) {
-    // Not taken: the callback will never run, and it holds the call, which holds
-    // the request (and its body): dropped here, or the three keep each other.
-    call->request->SetResponseCallback(nullptr);
-    fail(status);
-  }
+  // Not taken: the callback will never run (Enqueue dropped it).
+  if (!status.ok()) fail(status);
 }
 
 void HttpServer::Impl::HandleControl(Worker* worker, evhttp_request* req,

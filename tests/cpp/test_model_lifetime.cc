@@ -1,5 +1,6 @@
 // A model's lifetime against its own worker threads: the last reference dropped, or
-// Stop called, from inside a response callback.
+// Stop called, from inside a response callback; and what a refused request's
+// callbacks hold.
 #include <gtest/gtest.h>
 
 #include <future>
@@ -89,6 +90,31 @@ TEST(DynamicBatcherLifetime, StopFromResponseCallbackThenDestroy) {
             std::future_status::ready);
   EXPECT_EQ(model->Enqueue(MakeRequest("after")).code(), StatusCode::kUnavailable);
   model.reset();  // waits for the detached worker to leave
+}
+
+// A request the model refuses is never answered, and Enqueue drops its callbacks:
+// what they hold (a frontend's call state holding the request and its body) is
+// released, not kept alive by the request it holds (the HTTP engine's leak).
+TEST(RefusedRequestLifetime, EnqueueDropsTheCallbacksOfARequestNotTaken) {
+  auto log = std::make_shared<ExecutionLog>();
+  std::vector<std::shared_ptr<Executor>> executors{std::make_shared<TestExecutor>(log)};
+  auto model = std::make_shared<Model>(MakeSpec(8), SchedulerConfig{}, executors);
+  for (const bool stream : {false, true}) {
+    RequestPtr request = MakeRequest("wrong width", 1, /*width=*/3);  // dims are [4]
+    auto held = std::make_shared<int>(0);
+    const std::weak_ptr<int> watch = held;
+    if (stream) {
+      request->SetResponseStream(
+          [held](std::unique_ptr<InferenceResponse>, uint32_t) { ++*held; });
+    } else {
+      request->SetResponseCallback(
+          [held](std::unique_ptr<InferenceResponse>) { ++*held; });
+    }
+    held.reset();
+    EXPECT_EQ(model->Enqueue(request).code(), StatusCode::kInvalidArg);
+    EXPECT_TRUE(watch.expired()) << (stream ? "stream" : "callback");
+  }
+  model->Stop();
 }
 
 }  // namespace
