@@ -9,7 +9,7 @@ engine)."""
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -18,25 +18,17 @@ from cloudutil import (
     BINARY_REQUEST,
     DEC_CONFIG,
     JSON_REQUEST,
+    SAGEMAKER_MIME,
     Reply,
     call,
-    cloud_server,
+    sagemaker,
+    vertex,
     write_model,
 )
-from serverutil import free_port
 from testmodels import ADD_SUB, ADD_SUB_PY, REPEAT_MODEL
 
-SAGEMAKER_MIME = "application/vnd.sagemaker-triton.binary+json;json-header-size="
 VERTEX_MIME = "application/vnd.vertex-ai-triton.binary+json;json-header-size="
 PREDICT = "/v1/endpoints/1/deployedModels/2:predict"
-ENV_KEYS = (
-    "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME",
-    "AIP_MODE",
-    "AIP_HTTP_PORT",
-    "AIP_HEALTH_ROUTE",
-    "AIP_PREDICT_ROUTE",
-    "AIP_STORAGE_URI",
-)
 ENGINES = ("native", "python")
 
 
@@ -77,27 +69,15 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _sagemaker(repo: Path, engine: str, model: str) -> Iterator[int]:
-    port = free_port()
-    flags = (
-        "--allow-sagemaker=true",
-        f"--sagemaker-port={port}",
-        f"--http-engine={engine}",
-    )
+def _sagemaker(repo: Path, engine: str, model: str) -> AbstractContextManager[int]:
     env = {"SAGEMAKER_TRITON_DEFAULT_MODEL_NAME": model}
-    return cloud_server("tritonx", repo, env, ENV_KEYS, flags, port)
+    return sagemaker("tritonx", repo, env, f"--http-engine={engine}")
 
 
-def _vertex(repo: Path, engine: str, model: str) -> Iterator[int]:
-    port = free_port()
-    flags = (
-        "--allow-vertex-ai=true",
-        f"--vertex-ai-port={port}",
-        f"--vertex-ai-default-model={model}",
-        f"--http-engine={engine}",
-    )
+def _vertex(repo: Path, engine: str, model: str) -> AbstractContextManager[int]:
     env = {"AIP_HEALTH_ROUTE": "/health", "AIP_PREDICT_ROUTE": "/v1/endpoints/.*"}
-    return cloud_server("tritonx", repo, env, ENV_KEYS, flags, port)
+    flags = (f"--vertex-ai-default-model={model}", f"--http-engine={engine}")
+    return vertex("tritonx", repo, env, *flags)
 
 
 # The one difference: the JSON parser's own words (RapidJSON's, as Triton's, on the
