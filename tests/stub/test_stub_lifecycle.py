@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 from serverutil import run_server
-from test_stub_process import (
+from stubprocess import (
     PROCESS,
-    _alive,
-    _fault,
-    _http,
-    _serves,
-    _stub_pids,
-    _until,
-    _write,
+    alive,
+    fault_parameter,
+    infer_http,
+    serves,
+    stub_pids,
+    wait_for,
+    write_model,
 )
 from tritonclient.utils import InferenceServerException
 
@@ -86,13 +86,13 @@ def _scrape(url: str) -> list[str]:
 
 def test_custom_metrics_continue_across_a_restart(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    _write(repo, "counted", PROCESS, MODEL)
+    write_model(repo, "counted", PROCESS, MODEL)
     with run_server(repo) as server:
-        _http(server, "counted")
-        _http(server, "counted")
+        infer_http(server, "counted")
+        infer_http(server, "counted")
         with pytest.raises(InferenceServerException):
-            _http(server, "counted", -1.0)
-        _until(lambda: _serves(server, "counted"), "the stub to restart")
+            infer_http(server, "counted", -1.0)
+        wait_for(lambda: serves(server, "counted"), "the stub to restart")
         lines = _scrape(server.metrics_url)
     # The crashing call's update died with its stub; the restarted stub continues
     # the same series (one sample per label set, never reset).
@@ -106,10 +106,10 @@ def test_metric_set_by_a_models_thread_shows_without_another_request(
     tmp_path: Path,
 ) -> None:
     repo = tmp_path / "repo"
-    _write(repo, "later", PROCESS, MODEL)
+    write_model(repo, "later", PROCESS, MODEL)
     with run_server(repo) as server:
-        _http(server, "later", 7.0)
-        _until(
+        infer_http(server, "later", 7.0)
+        wait_for(
             lambda: "stub_later 7" in _scrape(server.metrics_url),
             "the thread's update on /metrics",
         )
@@ -117,13 +117,13 @@ def test_metric_set_by_a_models_thread_shows_without_another_request(
 
 def test_hung_finalize_is_cut_short_by_the_exit_timeout(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    _write(repo, "stuck", PROCESS + _fault("hang-finalize"), MODEL)
+    write_model(repo, "stuck", PROCESS + fault_parameter("hang-finalize"), MODEL)
     with run_server(repo, "--exit-timeout-secs=1") as server:
-        (pid,) = _stub_pids(server.process.pid)
-        _http(server, "stuck")
+        (pid,) = stub_pids(server.process.pid)
+        infer_http(server, "stuck")
         server.process.send_signal(signal.SIGINT)
         assert server.process.wait(60) == 0
-    assert not _alive(pid)
+    assert not alive(pid)
     assert "Stub process 'stuck_0' did not stop within 1 s" in server.log_text()
 
 
@@ -132,18 +132,18 @@ def test_no_stub_outlives_a_killed_server(tmp_path: Path) -> None:
     a stub in its own interpreter (as for EXECUTION_ENV_PATH) sees its parent
     change; neither is left behind."""
     repo = tmp_path / "repo"
-    _write(repo, "a", PROCESS, MODEL)
+    write_model(repo, "a", PROCESS, MODEL)
     with (
         run_server(repo, env={"TRITONX_STUB_ZYGOTE": "0"}) as plain,
         run_server(repo) as forked,
     ):
-        pids = _stub_pids(plain.process.pid) + _stub_pids(forked.process.pid)
+        pids = stub_pids(plain.process.pid) + stub_pids(forked.process.pid)
         assert len(pids) == 2
         os.kill(forked.process.pid, signal.SIGKILL)
         os.kill(plain.process.pid, signal.SIGKILL)
         forked.process.wait()
         plain.process.wait()
-        _until(lambda: not any(_alive(p) for p in pids), "orphan stubs to exit")
+        wait_for(lambda: not any(alive(p) for p in pids), "orphan stubs to exit")
 
 
 # A non-decoupled model whose own thread (started in initialize) makes a BLS call once
@@ -196,11 +196,11 @@ class TritonPythonModel:
 @pytest.mark.parametrize("mode", ["in-process", "process"])
 def test_bls_from_a_non_decoupled_models_own_thread(tmp_path: Path, mode: str) -> None:
     repo = tmp_path / "repo"
-    _write(repo, "target")  # in-process: OUTPUT0 = INPUT0 * 2
+    write_model(repo, "target")  # in-process: OUTPUT0 = INPUT0 * 2
     extra = PROCESS if mode == "process" else ""
-    _write(repo, "caller", extra, model=THREAD_BLS)
+    write_model(repo, "caller", extra, model=THREAD_BLS)
     with run_server(repo) as server:
-        first = _http(server, "caller")
+        first = infer_http(server, "caller")
         assert first.as_numpy("OUTPUT0").tolist() == [[0.0] * 4]  # type: ignore[attr-defined]
-        second = _http(server, "caller")
+        second = infer_http(server, "caller")
         assert second.as_numpy("OUTPUT0").tolist() == [[42.0, 2.0, 4.0, 6.0]]  # type: ignore[attr-defined]
