@@ -252,6 +252,10 @@ bool SequenceBatchScheduler::Cancel(const RequestPtr& request) {
       break;
     }
   }
+  // A sequence left holding a slot with nothing queued is idle from now on: the
+  // reaper may be asleep with no idle slot to count (so no wake-up time) and must
+  // start counting this one, or the slot stays taken until some batch runs.
+  if (!cancelled.empty()) reap_cv_.notify_all();
   const uint64_t now = NowNs();
   for (const RequestPtr& queued : cancelled) {
     queued->MarkCancelled();

@@ -1,9 +1,11 @@
 // The sequence batcher's slot logic through tritonx::Model with a C++ test executor:
 // backlog order when every slot is taken, null requests in empty direct slots,
-// Triton's errors for requests that name no or an unknown sequence, and iterative
+// Triton's errors for requests that name no or an unknown sequence, a cancelled
+// sequence's slot freed once it is idle, and iterative
 // sequences (requests the executor reschedules run again in later batches).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -26,8 +28,7 @@ class SequenceBatcher : public ::testing::Test {
     if (model_) model_->Stop();
   }
 
-  void Start(int32_t max_batch_size) {
-    SchedulerConfig config;
+  void Start(int32_t max_batch_size, SchedulerConfig config = {}) {
     config.sequence.strategy = SequenceStrategy::kDirect;
     std::vector<std::shared_ptr<Executor>> executors{
         std::make_shared<TestExecutor>(log_)};
@@ -35,11 +36,13 @@ class SequenceBatcher : public ::testing::Test {
     batch_ = max_batch_size > 0 ? 1 : 0;
   }
 
-  Status Submit(const std::string& id, uint64_t seq, uint32_t flags) {
+  Status Submit(const std::string& id, uint64_t seq, uint32_t flags,
+                RequestPtr* submitted = nullptr) {
     RequestPtr request = MakeRequest(id, batch_);
     request->correlation_id = seq;
     request->flags = flags;
     collector_.Attach(request);
+    if (submitted != nullptr) *submitted = request;
     return model_->Enqueue(request);
   }
 
@@ -79,6 +82,34 @@ TEST_F(SequenceBatcher, EmptyDirectSlotGetsANullRequest) {
   EXPECT_EQ(batches[1], (std::vector<std::string>{"", "b1"}));  // "" is null
   EXPECT_EQ(batches[3], (std::vector<std::string>{"", "b2"}));
   EXPECT_EQ(model_->Statistics().inference_count, 4u);
+}
+
+// A sequence whose queued request is cancelled while it holds a slot is idle from
+// then on, and the idle timeout frees its slot for a backlogged sequence. (Found by
+// fuzz_grpc_server: the reaper was not told, and if it was asleep with nothing to
+// count, the slot stayed taken until some other batch of the model ran; a model whose
+// every slot was held so stopped for good.)
+TEST_F(SequenceBatcher, CancelledSequenceGivesItsSlotUpOnceIdle) {
+  SchedulerConfig config;
+  config.sequence.max_sequence_idle_us = 2000;
+  // A batch waits (a minute) until both slots have a request: nothing runs, so only
+  // the reaper can free the cancelled sequence's slot.
+  config.sequence.max_queue_delay_us = 60'000'000;
+  config.sequence.minimum_slot_utilization = 1.0f;
+  Start(/*max_batch_size=*/2, config);
+  RequestPtr cancelled;
+  ASSERT_TRUE(Submit("a1", 1, kFlagStart, &cancelled).ok());  // slot 0, waits
+  ASSERT_TRUE(model_->Cancel(cancelled));
+  ASSERT_TRUE(collector_.WaitForId("a1"));
+  ASSERT_TRUE(Submit("b1", 2, kFlagStart).ok());  // slot 1
+  ASSERT_TRUE(Submit("c1", 3, kFlagStart).ok());  // the backlog, until slot 0 frees
+  // Once sequence 1 has idled 2 ms, c1 takes slot 0 and the batch is full. (Had it
+  // idled before b1 came, b1 took slot 0 and c1 slot 1: the same one batch.)
+  ASSERT_TRUE(collector_.WaitFor(3, std::chrono::seconds(30)));
+  auto batches = Batches();
+  ASSERT_EQ(batches.size(), 1u);
+  std::sort(batches[0].begin(), batches[0].end());
+  EXPECT_EQ(batches[0], (std::vector<std::string>{"b1", "c1"}));
 }
 
 TEST_F(SequenceBatcher, RequestsWithoutAKnownSequenceFail) {
