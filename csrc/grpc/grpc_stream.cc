@@ -228,9 +228,12 @@ class GrpcServer::Impl::StreamReactor
       }
       action = NextActionLocked();
     }
-    // Past this point another thread may finish the stream and delete `this`,
-    // so Act is the last use of it.
-    Act(action);
+    // Past the lock another thread may finish the stream and delete `this`. With a
+    // write or the finish to start, none can (writing_ or finished_ is set), and
+    // Act is the last use of `this`; with nothing to do, not even a member call may
+    // follow: the reactor may be gone already (a write completing on a grpc thread
+    // finishes the stream once this request is no longer outstanding).
+    if (action.write != nullptr || action.finish) Act(action);
   }
 
   // Like Triton, the failed request's id rides along so clients can match it.
