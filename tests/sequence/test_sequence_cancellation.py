@@ -1,8 +1,8 @@
 """Cancelling a queued request of a sequence cancels the sequence, as Triton 2.51
 does (QA L0_request_cancellation scheduler_test.py): every request of it still
 queued is answered CANCELLED (and counted as a CANCELED failure), whether the
-sequence holds a slot or waits in the backlog for one. Checked against Triton when
-the reference is set."""
+sequence holds a slot or waits in the backlog for one; one that holds a slot gives
+it up once idle. Checked against Triton when the reference is set."""
 
 from __future__ import annotations
 
@@ -30,28 +30,40 @@ assert MODEL != HELD_MODEL
 CONFIG = """
 name: "{name}"
 backend: "python"
-max_batch_size: 1
+max_batch_size: {max_batch_size}
 input [ {{ name: "INPUT0", data_type: TYPE_FP32, dims: [ 1 ] }} ]
 output [ {{ name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 1 ] }} ]
 instance_group [ {{ count: 1, kind: KIND_CPU }} ]
-sequence_batching {{ {strategy} max_sequence_idle_microseconds: 60000000 }}
+sequence_batching {{ {strategy} max_sequence_idle_microseconds: {idle_us} }}
 """
 MODELS = {
     "held_direct": "direct { }",
     "held_oldest": "oldest { max_candidate_sequences: 1 }",
     "held_backlog": "direct { }",
 }
+# Two slots, and no batch before both have a request (a minute's delay otherwise).
+FULL_BATCHES = (
+    "direct { max_queue_delay_microseconds: 60000000 minimum_slot_utilization: 1.0 }"
+)
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("seq_cancel_repo")
-    for name, strategy in MODELS.items():
-        (root / name / "1").mkdir(parents=True)
-        (root / name / "config.pbtxt").write_text(
-            CONFIG.format(name=name, strategy=strategy)
+    configs = {
+        name: CONFIG.format(
+            name=name, strategy=strategy, max_batch_size=1, idle_us=60_000_000
         )
+        for name, strategy in MODELS.items()
+    }
+    configs["full_batches"] = CONFIG.format(
+        name="full_batches", strategy=FULL_BATCHES, max_batch_size=2, idle_us=200_000
+    )
+    for name, config in configs.items():
+        (root / name / "1").mkdir(parents=True)
+        (root / name / "config.pbtxt").write_text(config)
         (root / name / "1" / "model.py").write_text(MODEL)
+    (root / "full_batches" / "open").touch()  # its requests never wait
     return root
 
 
@@ -155,3 +167,34 @@ def test_cancelling_a_backlogged_request_cancels_its_sequence(
     server: RunningServer, repo: Path
 ) -> None:
     _run(server, repo, "held_backlog", backlog=True)
+
+
+def test_a_cancelled_sequence_gives_its_slot_up_once_idle(
+    server: RunningServer, repo: Path
+) -> None:
+    """A sequence whose queued request was cancelled keeps its slot until its idle
+    time (200 ms) is up; then the slot is free for the next sequence. No batch runs
+    until both slots have a request, so only the idle timeout can free the slot.
+    (tritonx once left it taken until some other batch of the model ran: here, for
+    the minute the batch delay lasts.)"""
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.ports['grpc']}")
+    try:
+        cancelled, answer = _send(
+            client, "full_batches", 1, sequence_id=1, sequence_start=True
+        )
+        time.sleep(0.5)  # queued in slot 0, waiting for slot 1
+        cancelled.cancel()
+        answer.get(timeout=20)  # the client's own CANCELLED
+        time.sleep(2)  # Triton takes the cancellation in a moment; then 200 ms idle
+        _, second = _send(client, "full_batches", 2, sequence_id=2, sequence_start=True)
+        time.sleep(0.5)  # a sequence's slot follows arrival order
+        _, third = _send(client, "full_batches", 3, sequence_id=3, sequence_start=True)
+        for tag, answers in ((2, second), (3, third)):
+            result = answers.get(timeout=30)
+            assert not isinstance(result, Exception), result
+            assert result.as_numpy("OUTPUT0").tolist() == [[float(tag)]]
+        assert not (repo / "full_batches" / "ran-1").exists()
+    finally:
+        client.close()
+        for name in ("ran-1", "ran-2", "ran-3"):
+            (repo / "full_batches" / name).unlink(missing_ok=True)
