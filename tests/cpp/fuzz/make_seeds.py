@@ -428,6 +428,199 @@ def scheduler_seeds() -> dict[str, bytes]:
     }
 
 
+# fuzz_grpc_server scripts: each call is an op byte (bits 0-1: 0/1 unary infer, 2
+# stream, 3 control; bit 2: triton_grpc_error / the restricted header; bit 3: a
+# forwarded header; control method (op >> 3) % 7; stream messages 1 + (op >> 4) % 5),
+# a timing byte, then its payloads (see fuzz_grpc_server.cc's Script).
+UNARY, STREAM, CONTROL = 0, 2, 3
+SEQUENCE_MODEL = 2
+SEQUENCE_START, SEQUENCE_END = 4, 8  # fuzz_grpc_server's sequence byte
+
+
+def grpc_payload(
+    model: int = 0,
+    value: int = 0,
+    width: int = 4,
+    batch: int = 1,
+    extras: int = 1,
+    sequence: int = 0,
+) -> bytes:
+    """A ModelInferRequest the target builds: model 0 "m", 1 "d", 2 "s", 3 unknown;
+    `value` the first input value (-2 .. 5) that picks the models' behaviour;
+    `sequence` (model "s"): the sequence 1-3 | START 4 | END 8 | string id 16 |
+    model "o" instead 32."""
+    kind = 1 | model << 1
+    shape = batch | width << 2 | 0x20
+    out = (
+        bytes([kind, shape]) + (bytes([value + 2]) if width else b"") + bytes([extras])
+    )
+    return out + (bytes([sequence]) if model == SEQUENCE_MODEL else b"")
+
+
+def grpc_raw(data: bytes) -> bytes:
+    return bytes([0, len(data)]) + data
+
+
+def grpc_server_seeds() -> dict[str, bytes]:
+    def stream(messages: list[bytes], timing: int = 0, flags: int = 0) -> bytes:
+        return bytes([STREAM | flags | (len(messages) - 1) << 4, timing]) + b"".join(
+            messages
+        )
+
+    def control(
+        method: int, body: bytes = b"", restricted_header: bool = False
+    ) -> bytes:
+        return (
+            bytes([CONTROL | (4 if restricted_header else 0) | method << 3, len(body)])
+            + body
+        )
+
+    return {
+        "unary_echo": bytes([UNARY, 0]) + grpc_payload(),
+        "unary_decoupled": bytes([UNARY, 0]) + grpc_payload(model=1, value=2),
+        "unary_unknown_model": bytes([UNARY | 8, 0]) + grpc_payload(model=3),
+        "unary_failing": bytes([UNARY, 0]) + grpc_payload(value=-1),
+        "unary_cancelled_while_running": bytes([UNARY, 2 | 5 << 2])
+        + grpc_payload(value=1),
+        "unary_deadline": bytes([UNARY, 1 | 3 << 2]) + grpc_payload(value=1),
+        "unary_garbage": bytes([UNARY, 0]) + grpc_raw(b"\x0a\xff\x01garbage"),
+        "stream_half_closed": stream(
+            [grpc_payload(), grpc_payload(model=1, value=3), grpc_payload(model=3)]
+        ),
+        "stream_decoupled_empty_final": stream(
+            [
+                grpc_payload(model=1, value=2, extras=1 | 4),
+                grpc_payload(model=1, value=0),
+            ]
+        ),
+        "stream_cancel_after_write": stream(
+            [grpc_payload(value=1), grpc_payload(model=1, value=3)], timing=1
+        ),
+        "stream_cancel_on_answer": stream(
+            [grpc_payload(model=1, value=3), grpc_payload(value=1)], timing=2
+        ),
+        "stream_cancel_by_clock_open": stream(
+            [grpc_payload(value=1), grpc_payload(model=1, value=1)], timing=3 | 5 << 3
+        ),
+        "stream_grpc_error_mode": stream(
+            [
+                grpc_payload(value=1),
+                grpc_payload(value=-1),
+                grpc_payload(model=1, value=3),
+            ],
+            flags=4,
+        ),
+        "stream_garbage_then_more": stream(
+            [grpc_payload(), grpc_raw(b"\xff\xff\xff"), grpc_payload(model=1, value=2)]
+        ),
+        "stream_sequences": stream(
+            [
+                grpc_payload(model=2, sequence=1 | SEQUENCE_START),
+                grpc_payload(model=2, sequence=2 | SEQUENCE_START | 16, value=1),
+                grpc_payload(model=2, sequence=1),
+                grpc_payload(model=2, sequence=1 | SEQUENCE_END),
+                grpc_payload(model=2, sequence=2 | SEQUENCE_END | 16),
+            ]
+        ),
+        "stream_oldest_sequences": stream(
+            [
+                grpc_payload(model=2, sequence=1 | 32 | SEQUENCE_START),
+                grpc_payload(model=2, sequence=2 | 32 | SEQUENCE_START, value=1),
+                grpc_payload(model=2, sequence=1 | 32),
+                grpc_payload(model=2, sequence=2 | 32 | SEQUENCE_END),
+                grpc_payload(model=2, sequence=1 | 32 | SEQUENCE_END),
+            ]
+        ),
+        "stream_sequence_cancelled_midway": stream(
+            [
+                grpc_payload(model=2, sequence=3 | SEQUENCE_START, value=1),
+                grpc_payload(model=2, sequence=3, value=1),
+                grpc_payload(model=2, sequence=3 | SEQUENCE_END),
+            ],
+            timing=1 | 1 << 2,
+        )
+        + bytes([UNARY, 0])
+        + grpc_payload(model=2, sequence=3),
+        "control_calls": control(0)
+        + control(2)
+        + control(2, b"ab", True)
+        + control(4)
+        + control(5, b"x")
+        + control(6),
+        "mixed": bytes([UNARY, 2])
+        + grpc_payload(value=1)
+        + stream([grpc_payload(model=1, value=3)] * 4, timing=3 | 2 << 3)
+        + control(1, b"abc")
+        + bytes([UNARY, 1 | 1 << 2])
+        + grpc_payload(model=1)
+        + stream([grpc_payload(value=-1), grpc_payload()], flags=4 | 8)
+        + bytes([UNARY, 0])
+        + grpc_payload(batch=3, value=3)
+        + stream([grpc_payload(value=1)] * 5, timing=1 | 2 << 2)
+        + control(3),
+    }
+
+
+# Datatypes of fixed element size, with that size.
+FIXED_SIZE_TYPES = [
+    ("INT8", 1),
+    ("UINT16", 2),
+    ("INT64", 8),
+    ("FP16", 2),
+    ("BF16", 2),
+    ("FP64", 8),
+    ("UINT64", 8),
+]
+
+
+def cache_entry(
+    outputs: list[tuple[str, str, list[int], bytes]], parameters: tuple[bytes, ...] = ()
+) -> bytes:
+    """A remote response cache entry (remote_response_cache.cc's layout): outputs as
+    (name, datatype, shape, bytes); parameters already encoded (name, tag, value)."""
+
+    def text(value: str | bytes) -> bytes:
+        raw = value.encode() if isinstance(value, str) else value
+        return struct.pack("<I", len(raw)) + raw
+
+    out = b"TXRC\x01" + struct.pack("<I", len(outputs))
+    for name, datatype, shape, data in outputs:
+        out += text(name) + text(datatype) + struct.pack("<I", len(shape))
+        out += b"".join(struct.pack("<q", d) for d in shape)
+        out += struct.pack("<Q", len(data)) + data
+    return out + struct.pack("<I", len(parameters)) + b"".join(parameters)
+
+
+def cache_entry_seeds() -> dict[str, bytes]:
+    def parameter(name: str, tag: int, value: bytes) -> bytes:
+        return struct.pack("<I", len(name)) + name.encode() + bytes([tag]) + value
+
+    floats = struct.pack("<4f", 1.0, 2.5, -3.0, float("nan"))
+    strings = bytes_elements(b"one", b"", "\u00e9".encode(), b"\xff\xfe")
+    return {
+        "fp32": cache_entry([("OUTPUT0", "FP32", [1, 4], floats)]),
+        "bytes_and_params": cache_entry(
+            [("OUT", "BYTES", [2, 2], strings), ("FLAG", "BOOL", [2], b"\x01\x00")],
+            (
+                parameter("b", 0, b"\x01"),
+                parameter("i", 1, struct.pack("<q", -5)),
+                parameter("u", 2, struct.pack("<Q", 7)),
+                parameter("d", 3, struct.pack("<d", 0.5)),
+                parameter("s", 4, struct.pack("<I", 3) + b"abc"),
+            ),
+        ),
+        "every_type": cache_entry(
+            [
+                (f"o{i}", datatype, [2], bytes(2 * size))
+                for i, (datatype, size) in enumerate(FIXED_SIZE_TYPES)
+            ]
+        ),
+        "empty_and_scalar": cache_entry(
+            [("E", "FP32", [0, 3], b""), ("S", "INT32", [], b"\x01\x00\x00\x00")]
+        ),
+    }
+
+
 def main() -> None:
     for target, seeds in {
         "fuzz_http_infer": http_infer_seeds(),
@@ -437,6 +630,8 @@ def main() -> None:
         "fuzz_stub_wire": stub_wire_seeds(),
         "fuzz_scheduler": scheduler_seeds(),
         "fuzz_http_server": http_server_seeds(),
+        "fuzz_grpc_server": grpc_server_seeds(),
+        "fuzz_cache_entry": cache_entry_seeds(),
     }.items():
         folder = CORPUS / target
         folder.mkdir(parents=True, exist_ok=True)
