@@ -220,6 +220,18 @@ class ExecutionLog {
   int started_ = 0;
 };
 
+// A response whose OUTPUT0 is the request's first input (no output without one).
+inline std::unique_ptr<InferenceResponse> EchoResponse(
+    const InferenceRequest& request) {
+  auto response = std::make_unique<InferenceResponse>();
+  if (!request.inputs.empty()) {
+    Tensor output = request.inputs[0];
+    output.name = "OUTPUT0";
+    response->outputs.push_back(std::move(output));
+  }
+  return response;
+}
+
 // An executor that echoes INPUT0 as OUTPUT0 for every request, after an optional
 // hook (block on a gate, sleep, fail). Tracks peak concurrency across instances.
 class TestExecutor : public Executor {
@@ -254,13 +266,7 @@ class TestExecutor : public Executor {
     running_->fetch_sub(1);
     if (batch.batch_status.ok() && batch.responses.empty()) {
       for (const auto& request : batch.requests) {
-        auto response = std::make_unique<InferenceResponse>();
-        if (!request->inputs.empty()) {
-          Tensor output = request->inputs[0];
-          output.name = "OUTPUT0";
-          response->outputs.push_back(std::move(output));
-        }
-        batch.responses.push_back(std::move(response));
+        batch.responses.push_back(EchoResponse(*request));
       }
     }
     record.end_ns = NowNs();

@@ -90,13 +90,7 @@ class EchoExecutor : public Executor {
     }
     if (!batch.batch_status.ok()) return;
     for (const RequestPtr& request : batch.requests) {
-      auto response = std::make_unique<InferenceResponse>();
-      if (!request->inputs.empty()) {
-        Tensor output = request->inputs[0];
-        output.name = "OUTPUT0";
-        response->outputs.push_back(std::move(output));
-      }
-      batch.responses.push_back(std::move(response));
+      batch.responses.push_back(tritonx::testing::EchoResponse(*request));
     }
   }
 };
@@ -114,13 +108,7 @@ class DecoupledExecutor : public Executor {
       }
       const int count = first < 4.f ? static_cast<int>(first) : 3;
       for (int i = 0; i < count; ++i) {
-        auto response = std::make_unique<InferenceResponse>();
-        if (!request->inputs.empty()) {
-          Tensor output = request->inputs[0];
-          output.name = "OUTPUT0";
-          response->outputs.push_back(std::move(output));
-        }
-        request->Send(std::move(response), 0);
+        request->Send(tritonx::testing::EchoResponse(*request), 0);
       }
       request->Send(nullptr, kResponseFlagFinal);
     }
