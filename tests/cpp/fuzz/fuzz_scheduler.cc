@@ -4,8 +4,9 @@
 // (direct or oldest, short idle timeout), with requests cancelled after they were
 // queued and batches the executor fails. Then the model is stopped with drain.
 // Checked: every request Enqueue took is answered exactly once by the time Stop has
-// returned and the callbacks settled, and none it refused ever is (Model::Enqueue's
-// contract); no crash, hang or sanitizer report.
+// returned and the callbacks settled (when the input asks, already before Stop: no
+// request waits for ever), and none it refused ever is (Model::Enqueue's contract);
+// no crash, hang or sanitizer report.
 //
 // Input: 4 bytes of configuration, then 3 bytes per request (see Decode* below).
 #include <chrono>
@@ -33,12 +34,15 @@ struct Setup {
   ModelSpec spec;
   SchedulerConfig config;
   int instances = 1;
+  bool answered_before_stop = false;
 };
 
 // Byte 0: bits 0-1 the scheduler (none, dynamic, sequence direct, sequence oldest),
 // bit 2 preserve_ordering, bit 3 two instances, bits 4-5 priority levels (0-3), bit
 // 6 a queue of at most 4, bit 7 timed-out requests delayed instead of refused.
-// Byte 1: max_batch_size 0-7. Byte 2: queue delay 0-255 µs. Byte 3: bits 0-2 max
+// Byte 1: bits 0-2 max_batch_size 0-7, bit 3 every accepted request must be answered
+// before Stop (nothing may wait for ever: a sequence's slot left taken, say), not
+// only by it. Byte 2: queue delay 0-255 µs. Byte 3: bits 0-2 max
 // candidate sequences (oldest), bit 3 a preferred batch size of 2, bits 4-7 the
 // default queue timeout in 100 µs (0: none).
 Setup DecodeSetup(const uint8_t* bytes) {
@@ -50,6 +54,7 @@ Setup DecodeSetup(const uint8_t* bytes) {
   config.max_batch_size = max_batch;
   config.preserve_ordering = (bytes[0] & 4) != 0;
   setup.instances = (bytes[0] & 8) != 0 ? 2 : 1;
+  setup.answered_before_stop = (bytes[1] & 8) != 0;
   if (mode == 1 && max_batch > 0) {
     config.dynamic_batching = true;
     config.max_queue_delay_us = bytes[2];
@@ -78,10 +83,13 @@ Setup DecodeSetup(const uint8_t* bytes) {
 // A request, from 3 bytes. Byte 0: bits 0-1 the sequence flags (START, END), bit 2
 // no correlation ID, bit 3 cancelled once queued, bits 4-5 priority, bit 6 a 50 µs
 // timeout, bit 7 its batch fails in the executor. Byte 1: correlation ID 1-8 (bits
-// 0-2), bit 3 a second, narrower shape. Byte 2: batch size 1-4 (bits 0-1).
+// 0-2), bit 3 a second, narrower shape. Byte 2: batch size 1-4 (bits 0-1), bit 2
+// sent only once every request before it is answered (a pause: the model's threads
+// go idle, as between a client's bursts).
 struct Op {
   RequestPtr request;
   bool cancel = false;
+  bool after_pause = false;
 };
 
 Op DecodeOp(const uint8_t* bytes, size_t index, const ModelSpec& spec) {
@@ -94,6 +102,7 @@ Op DecodeOp(const uint8_t* bytes, size_t index, const ModelSpec& spec) {
   op.request->flags = bytes[0] & 3;
   if ((bytes[0] & 4) == 0) op.request->correlation_id = 1 + (bytes[1] & 7);
   op.cancel = (bytes[0] & 8) != 0;
+  op.after_pause = (bytes[2] & 4) != 0;
   op.request->priority = (bytes[0] >> 4) & 3;
   if ((bytes[0] & 64) != 0) op.request->timeout_us = 50;
   return op;
@@ -107,6 +116,14 @@ void FailSome(Batch& batch) {
       return;
     }
   }
+}
+
+// Every accepted request so far is answered within 20 s: none waits for ever.
+void ExpectAnswered(Collector& collector, size_t accepted, const char* when) {
+  if (collector.WaitFor(accepted, std::chrono::milliseconds(20000))) return;
+  std::fprintf(stderr, "%zu of %zu accepted requests answered %s\n", collector.size(),
+               accepted, when);
+  __builtin_trap();
 }
 
 }  // namespace
@@ -131,6 +148,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const size_t count = std::min<size_t>((size - 4) / 3, 64);
     for (size_t i = 0; i < count; ++i) {
       Op op = DecodeOp(data + 4 + 3 * i, i, setup.spec);
+      if (op.after_pause) ExpectAnswered(collector, accepted.size(), "before a pause");
       collector.Attach(op.request);
       const Status queued = model->Enqueue(op.request);
       fuzz::Trace("enqueue", queued);
@@ -140,6 +158,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       } else {
         refused.push_back(op.request->id);
       }
+    }
+    if (setup.answered_before_stop) {
+      ExpectAnswered(collector, accepted.size(), "before Stop");
     }
     model->Stop();
   }

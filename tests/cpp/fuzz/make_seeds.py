@@ -387,12 +387,18 @@ def http_server_seeds() -> dict[str, bytes]:
 
 # fuzz_scheduler: 4 configuration bytes, then 3 bytes per request.
 START, END = 1, 2
+CANCELLED = 8  # fuzz_scheduler: the request is cancelled once queued
 
 
 def scheduler_op(
-    flags: int = 0, corr: int = 1, batch: int = 1, *, extra: int = 0
+    flags: int = 0,
+    corr: int = 1,
+    batch: int = 1,
+    *,
+    extra: int = 0,
+    pause: bool = False,
 ) -> bytes:
-    return bytes([flags | extra, corr - 1, batch - 1])
+    return bytes([flags | extra, corr - 1, (batch - 1) | (4 if pause else 0)])
 
 
 def scheduler_seeds() -> dict[str, bytes]:
@@ -427,6 +433,12 @@ def scheduler_seeds() -> dict[str, bytes]:
         "dynamic_timeouts": timeouts,
         "sequence_direct": direct,
         "sequence_oldest_backlog": oldest,
+        # One slot; after a pause (the reaper asleep), a START cancelled while queued,
+        # then another sequence, which must get the slot once the first has idled.
+        "sequence_cancel_after_pause": bytes([2, 8, 0, 0])
+        + scheduler_op(START | END, 4)
+        + scheduler_op(START, 1, extra=CANCELLED, pause=True)
+        + scheduler_op(START, 2),
     }
 
 
