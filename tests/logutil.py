@@ -79,14 +79,22 @@ def messages(text: str, levels: str = "IWE") -> list[str]:
     return out
 
 
-def post(server: RunningServer, path: str, body: bytes) -> tuple[int, Any]:
+def http_request(
+    server: RunningServer, method: str, target: str, body: bytes | None = None
+) -> tuple[int, bytes]:
+    """One request on a connection of its own: the status and the body."""
     conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=60)
     try:
-        conn.request("POST", path, body)
+        conn.request(method, target, body)
         reply = conn.getresponse()
-        return reply.status, json.loads(reply.read() or b"null")
+        return reply.status, reply.read()
     finally:
         conn.close()
+
+
+def post(server: RunningServer, path: str, body: bytes) -> tuple[int, Any]:
+    status, answer = http_request(server, "POST", path, body)
+    return status, json.loads(answer or b"null")
 
 
 def run_until_it_gives_up(

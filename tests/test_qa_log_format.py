@@ -7,7 +7,6 @@ The same steps run against tritonx and Triton 2.51 and must agree."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import urllib.request
 from pathlib import Path
@@ -22,6 +21,7 @@ from logutil import (
     ECHO_CONFIG,
     FAKE,
     build_repo,
+    http_request,
     messages,
     post,
     run_until_it_gives_up,
@@ -143,12 +143,7 @@ VERBOSE_REQUESTS = [
 
 def _send_verbose_requests(server: RunningServer) -> None:
     for method, target, body in VERBOSE_REQUESTS:
-        conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=60)
-        try:
-            conn.request(method, target, body)
-            conn.getresponse().read()
-        finally:
-            conn.close()
+        http_request(server, method, target, body)
 
 
 def _http_lines(server: RunningServer) -> list[str]:
@@ -164,12 +159,7 @@ def _lines_through_a_marker(server: RunningServer) -> int:
     of the start-up readiness probes come before it and are not counted: Triton
     may write them after it has answered the probe, so counting what is there
     when the server is ready is not enough."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=60)
-    try:
-        conn.request("GET", "/v2/models/log-marker/ready")
-        conn.getresponse().read()
-    finally:
-        conn.close()
+    http_request(server, "GET", "/v2/models/log-marker/ready")
 
     def marker_line() -> int | None:
         lines = _http_lines(server)

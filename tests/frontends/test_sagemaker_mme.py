@@ -222,24 +222,18 @@ def test_multi_model_endpoint(
 
         # Loads that fail: out of memory is 507; the archive is unregistered again,
         # so the same request fails the same way.
-        at = "\\n\\nAt:\\n  {}/1/model.py({}): initialize\\n;\\n"
-        oom_load = (
-            _error(
-                "load failed for model 'c1': version 1 is at UNAVAILABLE state: "
-                "Internal: MemoryError: no room"
-            )[:-2]
-            + at.format(archives["oom"], 8).encode()
-            + b'"}'
-        )
+        def load_failure(name: str, cause: str, archive: Path, line: int) -> bytes:
+            """Triton's body for a model.py whose initialize raised `cause`."""
+            at = f"\\n\\nAt:\\n  {archive}/1/model.py({line}): initialize\\n;\\n"
+            message = (
+                f"load failed for model '{name}': version 1 is at UNAVAILABLE state: "
+                f"Internal: {cause}"
+            )
+            return _error(message)[:-2] + at.encode() + b'"}'
+
+        oom_load = load_failure("c1", "MemoryError: no room", archives["oom"], 8)
         _check(_load(port, "c1", archives["oom"]), 507, TEXT, oom_load)
-        failed = (
-            _error(
-                "load failed for model 'd1': version 1 is at UNAVAILABLE state: "
-                "Internal: RuntimeError: never loads"
-            )[:-2]
-            + at.format(archives["fail"], 10).encode()
-            + b'"}'
-        )
+        failed = load_failure("d1", "RuntimeError: never loads", archives["fail"], 10)
         _check(_load(port, "d1", archives["fail"]), 400, TEXT, failed)
         _check(_load(port, "d1", archives["fail"]), 400, TEXT, failed)
         gone = MME_ROOT / f"{plain.parent.name}missing" / "model"

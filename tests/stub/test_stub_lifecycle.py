@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from grpcutil import wait_until
 from serverutil import run_server
 from stubprocess import (
     PROCESS,
@@ -18,7 +19,6 @@ from stubprocess import (
     infer_http,
     serves,
     stub_pids,
-    wait_for,
     write_model,
 )
 from tritonclient.utils import InferenceServerException
@@ -92,7 +92,7 @@ def test_custom_metrics_continue_across_a_restart(tmp_path: Path) -> None:
         infer_http(server, "counted")
         with pytest.raises(InferenceServerException):
             infer_http(server, "counted", -1.0)
-        wait_for(lambda: serves(server, "counted"), "the stub to restart")
+        wait_until(lambda: serves(server, "counted"), "the stub to restart")
         lines = _scrape(server.metrics_url)
     # The crashing call's update died with its stub; the restarted stub continues
     # the same series (one sample per label set, never reset).
@@ -109,7 +109,7 @@ def test_metric_set_by_a_models_thread_shows_without_another_request(
     write_model(repo, "later", PROCESS, MODEL)
     with run_server(repo) as server:
         infer_http(server, "later", 7.0)
-        wait_for(
+        wait_until(
             lambda: "stub_later 7" in _scrape(server.metrics_url),
             "the thread's update on /metrics",
         )
@@ -143,7 +143,7 @@ def test_no_stub_outlives_a_killed_server(tmp_path: Path) -> None:
         os.kill(plain.process.pid, signal.SIGKILL)
         forked.process.wait()
         plain.process.wait()
-        wait_for(lambda: not any(alive(p) for p in pids), "orphan stubs to exit")
+        wait_until(lambda: not any(alive(p) for p in pids), "orphan stubs to exit")
 
 
 # A non-decoupled model whose own thread (started in initialize) makes a BLS call once

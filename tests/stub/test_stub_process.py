@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from grpcutil import wait_until
 from serverutil import (
     reference_command,
     run_either,
@@ -27,7 +28,6 @@ from stubprocess import (
     infer_http,
     serves,
     stub_pids,
-    wait_for,
     write_model,
 )
 from tritonclient.utils import InferenceServerException
@@ -91,12 +91,12 @@ def test_crash_fails_the_request_and_the_stub_restarts(
         assert info.value.message() == "Stub process 'crash_0' is not healthy."
         assert info.value.status() == "500"
         assert serves(server, "other")
-        wait_for(lambda: serves(server, "crash"), "the crashed stub to come back")
+        wait_until(lambda: serves(server, "crash"), "the crashed stub to come back")
         with pytest.raises(InferenceServerException) as info:
             infer_grpc(server, "crash", -1.0)
         assert "Stub process 'crash_0' is not healthy." in info.value.message()
         assert info.value.status() == "StatusCode.INTERNAL"
-        wait_for(lambda: serves(server, "crash"), "the second restart")
+        wait_until(lambda: serves(server, "crash"), "the second restart")
         assert server.wait_for_log("restart 2"), server.log_text()
         after = stub_pids(server.process.pid)
         assert len(after) == 2 and len(set(after) - set(before)) == 1, (
@@ -123,7 +123,7 @@ def test_zygote_killed_with_its_stubs_recovers(tmp_path: Path) -> None:
         stubs = stub_pids(server.process.pid)
         for pid in [*zygotes, *stubs]:
             os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: serves(server, "z"), "the stub to come back")
+        wait_until(lambda: serves(server, "z"), "the stub to come back")
         assert set(stub_pids(server.process.pid)).isdisjoint(stubs)
         log = server.log_text()
         assert "Traceback" not in log and "Exception in thread" not in log, log
@@ -139,11 +139,11 @@ def test_stub_that_cannot_restart_makes_the_model_unready(tmp_path: Path) -> Non
             infer_http(server, "flaky", -1.0)
         with httpclient.InferenceServerClient(server.http_url) as client:
             # each restart fails in initialize: the model stays down, and says so
-            wait_for(lambda: "restart 3" in server.log_text(), "failed restarts")
+            wait_until(lambda: "restart 3" in server.log_text(), "failed restarts")
             assert not client.is_model_ready("flaky")
             assert server.wait_for_log("the model is broken"), server.log_text()
             (repo / "flaky" / "broken").unlink()
-            wait_for(lambda: client.is_model_ready("flaky"), "the model to recover")
+            wait_until(lambda: client.is_model_ready("flaky"), "the model to recover")
         assert serves(server, "flaky")
         with urllib.request.urlopen(server.metrics_url) as reply:
             metrics = reply.read().decode()
@@ -165,7 +165,7 @@ def test_hung_stub_is_killed_after_the_execution_timeout(tmp_path: Path) -> None
             infer_grpc(server, "hang", -1.0)
         assert "Stub process 'hang_0' is not healthy." in info.value.message()
         assert not alive(pid)
-        wait_for(lambda: serves(server, "hang"), "the stub to restart")
+        wait_until(lambda: serves(server, "hang"), "the stub to restart")
 
 
 def test_leak_stays_in_the_stub_and_a_memory_limit_restarts_it(tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_leak_stays_in_the_stub_and_a_memory_limit_restarts_it(tmp_path: Path) -
                 break
         else:
             raise AssertionError("the memory limit never stopped the leak")
-        wait_for(lambda: serves(server, "leak"), "the stub to restart")
+        wait_until(lambda: serves(server, "leak"), "the stub to restart")
         assert not alive(stub)
 
 
@@ -213,15 +213,15 @@ def test_finalize_on_unload_and_no_stub_left_behind(tmp_path: Path) -> None:
         assert len(pids) == 2
         with httpclient.InferenceServerClient(server.http_url) as client:
             client.unload_model("m")
-            wait_for(lambda: not client.is_model_ready("m"), "the unload")
+            wait_until(lambda: not client.is_model_ready("m"), "the unload")
         finalized = list((repo / "m").glob("finalized-*"))
         assert len(finalized) == 1
         gone = int(finalized[0].name.split("-")[1])
-        wait_for(lambda: not alive(gone), "the stub to exit")
+        wait_until(lambda: not alive(gone), "the stub to exit")
         os.kill(server.process.pid, signal.SIGKILL)
         server.process.wait()
         # the parent-death signal ends the stub of the model still loaded
-        wait_for(lambda: not any(alive(p) for p in pids), "orphan stubs to exit")
+        wait_until(lambda: not any(alive(p) for p in pids), "orphan stubs to exit")
 
 
 @pytest.mark.skipif(reference_command() is None, reason="TRITONX_REFERENCE_CMD unset")
@@ -328,7 +328,7 @@ def test_a_stub_that_dies_starting_says_why(tmp_path: Path) -> None:
     )
     write_model(repo, "dies", PROCESS, model=model)
     with run_server(repo, "--exit-on-error=false") as server:
-        wait_for(lambda: "failed to start" in server.log_text(), "the load error")
+        wait_until(lambda: "failed to start" in server.log_text(), "the load error")
         log = server.log_text()
         assert "Traceback" in log
         assert "KeyboardInterrupt: stub-startup-marker" in log
