@@ -377,6 +377,76 @@ def test_version_strings_of_control_calls(
         assert _answer(lambda: stub.ModelReady(ready, timeout=30)) == expected
 
 
+def _load(**parameters: dict[str, object]) -> service_pb2.RepositoryModelLoadRequest:
+    request = service_pb2.RepositoryModelLoadRequest(model_name="add_sub")
+    for key, value in parameters.items():
+        for kind, item in value.items():
+            setattr(request.parameters[key], kind, item)
+    return request
+
+
+LOAD_TYPE = "invalid value type for load parameter '{}', expected {}_param."
+# Checked before anything else (the model's name, the server's control mode).
+CHECKED_FIRST = {
+    "statistics_of_all_with_a_bad_version": (
+        "ModelStatistics",
+        service_pb2.ModelStatisticsRequest(version="x"),
+        _refusal(STOL.format("x")),
+    ),
+    "statistics_of_all_with_a_negative_version": (
+        "ModelStatistics",
+        service_pb2.ModelStatisticsRequest(version="-1"),
+        _refusal(NEGATIVE.format("-1")),
+    ),
+    "load_with_an_unknown_parameter": (
+        "RepositoryModelLoad",
+        _load(c={"int64_param": 1}),
+        _refusal("unrecognized load parameter 'c'."),
+    ),
+    "load_with_config_as_bytes": (
+        "RepositoryModelLoad",
+        _load(config={"bytes_param": b"{}"}),
+        _refusal(LOAD_TYPE.format("config", "string")),
+    ),
+    "load_with_a_file_as_a_string": (
+        "RepositoryModelLoad",
+        _load(**{"file:1/model.py": {"string_param": "x"}}),
+        _refusal(LOAD_TYPE.format("file:1/model.py", "bytes")),
+    ),
+    "unload_dependents_not_a_bool": (
+        "RepositoryModelUnload",
+        service_pb2.RepositoryModelUnloadRequest(
+            model_name="add_sub",
+            parameters={
+                "unload_dependents": service_pb2.ModelRepositoryParameter(int64_param=1)
+            },
+        ),
+        _refusal(
+            "invalid value type for 'unload_dependents' parameter, expected bool_param."
+        ),
+    ),
+    "load_with_good_parameters_then_the_mode": (
+        "RepositoryModelLoad",
+        _load(config={"string_param": "{}"}, **{"file:a": {"bytes_param": b""}}),
+        (
+            "UNAVAILABLE",
+            "explicit model load / unload is not allowed if polling is enabled",
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHECKED_FIRST))
+def test_control_requests_checked_first(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub, case: str
+) -> None:
+    """The server is in the default (NONE) control mode: a load or unload with
+    good parameters is refused for the mode, after its parameters are checked."""
+    method, request, expected = CHECKED_FIRST[case]
+    call = getattr(stub, method)
+    assert _answer(lambda: call(request, timeout=30)) == expected
+
+
 @pytest.mark.parametrize(
     ("model", "body", "expected"),
     [

@@ -30,6 +30,7 @@ from diffutil import (
     request_inputs,
     string_not_utf8,
 )
+from google.protobuf import json_format, text_format
 from tritonclient.grpc import service_pb2
 
 
@@ -129,7 +130,7 @@ def _nul(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     # Where cutting changes what Triton checks (an input "\0" is then a second
     # input named ""): tritonx asked the request with its strings cut answers so.
     if sent.grpc is not None and sent.ask_ours is not None:
-        cut_request = service_pb2.ModelInferRequest()
+        cut_request = type(sent.grpc)()
         cut_request.CopyFrom(sent.grpc)
         if cut_message(cut_request):
             return sent.ask_ours(cut_request.SerializeToString()) == theirs
@@ -222,16 +223,38 @@ def _head_without_body(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
 
 
 def _server_metadata(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    """GET /v2: tritonx's own version; no CUDA shared memory in this build."""
-    if sent.method != "GET" or sent.path.split(b"?")[0] != b"/v2" or theirs is None:
+    """GET /v2 or gRPC ServerMetadata: tritonx's own version; no CUDA shared memory
+    in this build."""
+    if theirs is None or (ours.code, theirs.code) not in (("200", "200"), ("OK", "OK")):
         return False
-    if (ours.code, theirs.code) != ("200", "200"):
+    if sent.is_http and sent.method == "GET" and sent.path.split(b"?")[0] == b"/v2":
+        mine, triton = json.loads(ours.text), json.loads(theirs.text)
+    elif sent.grpc_method == "ServerMetadata":
+        mine, triton = (
+            json_format.MessageToDict(
+                text_format.Parse(text, service_pb2.ServerMetadataResponse())
+            )
+            for text in (ours.text, theirs.text)
+        )
+    else:
         return False
-    mine, triton = json.loads(ours.text), json.loads(theirs.text)
     triton["version"] = mine.get("version")
     extensions = triton.get("extensions", [])
     triton["extensions"] = [e for e in extensions if e != "cuda_shared_memory"]
     return bool(mine == triton)
+
+
+def _no_cuda(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """gRPC CudaSharedMemoryRegister: this build has no CUDA and says so, as a
+    Triton built without GPUs does; Triton 2.51 (a GPU build) fails to open the
+    handle on a machine without one, or refuses the request for another reason."""
+    if sent.grpc_method != "CudaSharedMemoryRegister" or theirs is None:
+        return False
+    refused = (
+        f"failed to register CUDA shared memory region: '{sent.grpc.name}', "
+        "GPUs not supported"
+    )
+    return ours == Answer("INVALID_ARGUMENT", refused) and theirs.code != "OK"
 
 
 _INVALID_DIM = re.compile(
@@ -243,14 +266,14 @@ _INVALID_DIM = re.compile(
 
 def _negative_dims(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     match = _INVALID_DIM.fullmatch(ours.text)
-    if sent.grpc is None or ours.code != "INVALID_ARGUMENT" or match is None:
+    if sent.infer is None or ours.code != "INVALID_ARGUMENT" or match is None:
         return False
     dims = [int(d) for d in match.group(2).split(",")] if match.group(2) else []
     return any(
         tensor.name == match.group(1)
         and min(tensor.shape, default=0) < 0
         and list(tensor.shape[len(tensor.shape) - len(dims) :]) == dims
-        for tensor in sent.grpc.inputs
+        for tensor in sent.infer.inputs
     )
 
 
@@ -335,7 +358,7 @@ _PARAMETER_TYPE = re.compile(r"invalid value type for '(.*)' parameter, expected
 def _parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     """Of several invalid request parameters, Triton names the first of its
     protobuf map's order; tritonx the first in key order (deterministic)."""
-    if sent.grpc is None or theirs is None or sent.ask_ours is None:
+    if sent.infer is None or theirs is None or sent.ask_ours is None:
         return False
     mine, triton = (
         _PARAMETER_TYPE.fullmatch(ours.text),
@@ -344,16 +367,76 @@ def _parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     if mine is None or triton is None or ours.code != theirs.code:
         return False
     named, other = mine.group(1), triton.group(1)
-    keys = sent.grpc.parameters
+    keys = sent.infer.parameters
     if named == other or named not in keys or other not in keys or named > other:
         return False
     # The key tritonx names is invalid on its own.
     alone = service_pb2.ModelInferRequest()
-    alone.CopyFrom(sent.grpc)
+    alone.CopyFrom(sent.infer)
     for key in list(alone.parameters):
         if key != named:
             del alone.parameters[key]
     return sent.ask_ours(alone.SerializeToString()) == ours
+
+
+def _shm_key_reuse(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """A second region on a key already registered: tritonx maps it; Triton 2.51
+    reuses the first region's descriptor, which it closed after mapping, and fails
+    (or maps whatever file that descriptor number now is)."""
+    return (
+        sent.grpc_method == "SystemSharedMemoryRegister"
+        and sent.grpc.key in sent.shm_keys
+        and ours.code == "OK"
+        and theirs is not None
+        and theirs.code != "OK"
+    )
+
+
+PAGE_SIZE = 4096
+
+
+def _shm_unaligned_offset(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """An offset that is not page aligned: tritonx maps from the page below it;
+    Triton 2.51's mmap refuses it (EINVAL), in these words."""
+    if sent.grpc_method != "SystemSharedMemoryRegister" or theirs is None:
+        return False
+    request = sent.grpc
+    refused = (
+        f"failed to register shared memory region '{request.name}': "
+        "unable to process address spaceInvalid argument"
+    )
+    return (
+        request.offset % PAGE_SIZE != 0
+        and ours.code == "OK"
+        and theirs.code == "INVALID_ARGUMENT"
+        and theirs.text in (refused, refused.split("\0")[0])
+    )
+
+
+_LOAD_PARAMETER = re.compile(
+    r"unrecognized load parameter '(.*)'\.|invalid value type for load parameter "
+    r"'(.*)', expected (?:string|bytes)_param\.",
+    re.S,
+)
+
+
+def _load_parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """gRPC RepositoryModelLoad with several invalid parameters: Triton names the
+    first of its protobuf map's order, tritonx the first in key order."""
+    if sent.grpc_method != "RepositoryModelLoad" or theirs is None:
+        return False
+    if (ours.code, theirs.code) != ("INVALID_ARGUMENT", "INVALID_ARGUMENT"):
+        return False
+    mine, triton = (
+        _LOAD_PARAMETER.fullmatch(ours.text),
+        _LOAD_PARAMETER.fullmatch(theirs.text),
+    )
+    if mine is None or triton is None:
+        return False
+    named = mine.group(1) if mine.group(1) is not None else mine.group(2)
+    other = triton.group(1) if triton.group(1) is not None else triton.group(2)
+    keys = sent.grpc.parameters
+    return named in keys and other in keys and named < other
 
 
 ALLOWLIST = [
@@ -449,10 +532,19 @@ ALLOWLIST = [
     ),
     Deviation(
         "server-metadata",
-        # GET /v2: tritonx's own version, and no cuda_shared_memory extension
-        # (this build has no CUDA); everything else as Triton's.
+        # GET /v2 and gRPC ServerMetadata: tritonx's own version, and no
+        # cuda_shared_memory extension (this build has no CUDA); everything else
+        # as Triton's.
         "server metadata: version and CUDA shared memory",
         _server_metadata,
+    ),
+    Deviation(
+        "no-cuda-build",
+        # gRPC CudaSharedMemoryRegister: refused with the words of a Triton built
+        # without GPUs (this build has no CUDA), where Triton 2.51, built with
+        # them, fails to open the handle ("invalid args") on this machine.
+        "CUDA shared memory registration in a build without CUDA",
+        _no_cuda,
     ),
     Deviation(
         "grpc-negative-dim",
@@ -490,6 +582,29 @@ ALLOWLIST = [
         "a tensor size past int64",
         _size_past_int64,
         without_reference=True,
+    ),
+    Deviation(
+        "shm-key-reuse",
+        # A second system shared memory region on a key already registered:
+        # tritonx maps it; Triton 2.51 reuses a descriptor it has closed and fails
+        # (or maps whatever file now has that number). Undone on tritonx.
+        "a second region on a registered shared memory key",
+        _shm_key_reuse,
+    ),
+    Deviation(
+        "shm-unaligned-offset",
+        # A region offset that is not page aligned: tritonx maps from the page
+        # below; Triton 2.51's mmap refuses it. Undone on tritonx.
+        "a shared memory offset that is not page aligned",
+        _shm_unaligned_offset,
+    ),
+    Deviation(
+        "load-parameter-named",
+        # gRPC RepositoryModelLoad with several invalid parameters: Triton names
+        # the first in its protobuf map's (hash) order, tritonx the first in key
+        # order, every time.
+        "which of several invalid load parameters is named",
+        _load_parameter_named,
     ),
     Deviation(
         "grpc-parameter-named",

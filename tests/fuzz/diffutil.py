@@ -35,7 +35,10 @@ class Sent:
     wire: bytes  # the whole HTTP request, or the serialized ModelInferRequest
     # The JSON an HTTP body carries (a binary-extension body: its header).
     json_text: bytes = b""
-    grpc: Any = None  # the ModelInferRequest
+    grpc: Any = None  # the gRPC request message
+    grpc_method: str = "ModelInfer"  # the RPC it was sent to
+    # The keys of the system shared memory regions registered on both servers.
+    shm_keys: frozenset[str] = frozenset()
     # tritonx's answer to another request of the same kind (a wire as above).
     ask_ours: Callable[[bytes], Answer] | None = None
 
@@ -50,6 +53,11 @@ class Sent:
     @property
     def is_http(self) -> bool:
         return self.protocol == "http"
+
+    @property
+    def infer(self) -> Any:
+        """The ModelInferRequest (None for HTTP and the gRPC control plane)."""
+        return self.grpc if self.grpc_method == "ModelInfer" else None
 
 
 PARSE = "failed to parse the request JSON buffer: "
@@ -214,8 +222,8 @@ class Input(NamedTuple):
 def request_inputs(sent: Sent) -> list[Input]:
     """The request's inputs whose shape is a list of integers (gRPC: all of them;
     HTTP: those of the JSON document, or of a binary-extension header)."""
-    if sent.grpc is not None:
-        return [Input(t.name, t.datatype, tuple(t.shape)) for t in sent.grpc.inputs]
+    if sent.infer is not None:
+        return [Input(t.name, t.datatype, tuple(t.shape)) for t in sent.infer.inputs]
     try:
         doc = json.loads(sent.json_text)
     except (ValueError, RecursionError):

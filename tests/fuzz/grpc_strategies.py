@@ -178,3 +178,111 @@ def mutate_request(request: Any, data: st.DataObject) -> str:
         if data.draw(st.booleans()):
             set_param(output.parameters[data.draw(param_keys)], data)
     return kind
+
+
+# -- the control plane ----------------------------------------------------------------
+
+# A system shared memory region the differential test creates, so that some
+# registrations succeed (and later calls see them) on both servers alike.
+SHM_KEY = "/tritonx_diff_control"
+SHM_BYTES = 64
+
+NAME_CALLS = ("ModelReady", "ModelMetadata", "ModelConfig", "ModelStatistics")
+SHM_CALLS = (
+    "SystemSharedMemoryStatus", "SystemSharedMemoryRegister",
+    "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus",
+    "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
+)  # fmt: skip
+CONTROL_CALLS = (
+    "ServerLive", "ServerReady", "ServerMetadata", *NAME_CALLS, "RepositoryIndex",
+    "RepositoryModelLoad", "RepositoryModelUnload", *SHM_CALLS, "TraceSetting",
+    "LogSettings",
+)  # fmt: skip
+TRACE_KEYS = [
+    "trace_level", "trace_rate", "trace_count", "log_frequency", "trace_mode",
+    "trace_file", "trace_config",
+]  # fmt: skip
+TRACE_VALUES = [
+    "", "OFF", "TIMESTAMPS", "TENSORS", "0", "1", "-1", "1000", "4294967296",
+    "99999999999999999999", "x", "triton", "opentelemetry", " 1", "1.5",
+]  # fmt: skip
+# log_file is left out: Triton refuses to change it, and a path would be written.
+LOG_KEYS = [
+    "log_info", "log_warning", "log_error", "log_verbose_level", "log_format",
+]  # fmt: skip
+region_names = st.sampled_from(["r", "", "\x00", "a" * 200]) | st.text(max_size=6)
+small_u64s = st.sampled_from([0, 1, SHM_BYTES - 1, SHM_BYTES, SHM_BYTES + 1]) | u64s
+
+
+def _repository_parameter(param: Any, data: st.DataObject) -> None:
+    kind = data.draw(st.sampled_from(["bool", "int64", "string", "bytes", "unset"]))
+    if kind == "bool":
+        param.bool_param = data.draw(st.booleans())
+    elif kind == "int64":
+        param.int64_param = data.draw(i64s)
+    elif kind == "string":
+        param.string_param = data.draw(st.text(max_size=12))
+    elif kind == "bytes":
+        param.bytes_param = data.draw(st.binary(max_size=12))
+
+
+def _log_value(value: Any, key: str, data: st.DataObject) -> None:
+    kind = data.draw(st.sampled_from(["bool", "uint32", "string", "unset"]))
+    if kind == "bool":
+        value.bool_param = data.draw(st.booleans())
+    elif kind == "uint32":
+        # A verbose level makes both servers log every call: kept to 0 and 1.
+        value.uint32_param = data.draw(st.sampled_from([0, 1]))
+    elif kind == "string":
+        value.string_param = data.draw(
+            st.sampled_from(["default", "ISO8601", "", "iso8601", "x", "1", "true"])
+        )
+    if key == "log_verbose_level" and value.WhichOneof("parameter_choice") is None:
+        value.uint32_param = 0
+
+
+def control_call(data: st.DataObject) -> tuple[str, Any]:
+    """(method, request) for one control-plane RPC with odd names, versions,
+    parameters and settings. Loads and unloads change nothing: the servers are not
+    in EXPLICIT mode."""
+    method = data.draw(st.sampled_from(CONTROL_CALLS), label="method")
+    request = getattr(service_pb2, f"{method}Request")()
+    if method in NAME_CALLS:
+        request.name = data.draw(model_names)
+        request.version = data.draw(versions)
+    elif method == "RepositoryIndex":
+        request.repository_name = data.draw(st.sampled_from(["", "x"]))
+        request.ready = data.draw(st.booleans())
+    elif method.startswith("RepositoryModel"):
+        request.repository_name = data.draw(st.sampled_from(["", "x"]))
+        request.model_name = data.draw(model_names)
+        for _ in range(data.draw(st.integers(0, 2))):
+            key = data.draw(st.sampled_from(["config", "file:1/model.py"]) | param_keys)
+            _repository_parameter(request.parameters[key], data)
+    elif method in SHM_CALLS:
+        request.name = data.draw(region_names)
+        if method == "SystemSharedMemoryRegister":
+            request.key = data.draw(
+                st.sampled_from([SHM_KEY, SHM_KEY, "/nope", ""]) | names
+            )
+            request.offset = data.draw(st.sampled_from([0, 0, 0, 1]) | small_u64s)
+            request.byte_size = data.draw(small_u64s)
+        elif method == "CudaSharedMemoryRegister":
+            request.raw_handle = data.draw(st.binary(max_size=70))
+            request.device_id = data.draw(
+                st.sampled_from([0, 1, -1]) | st.integers(*I64)
+            )
+            request.byte_size = data.draw(small_u64s)
+    elif method == "TraceSetting":
+        if data.draw(st.booleans()):
+            request.model_name = data.draw(model_names)
+        for _ in range(data.draw(st.integers(0, 3))):
+            key = data.draw(st.sampled_from(TRACE_KEYS) | st.text(max_size=6))
+            values = data.draw(st.lists(st.sampled_from(TRACE_VALUES), max_size=3))
+            request.settings[key].value.extend(values)
+    elif method == "LogSettings":
+        for _ in range(data.draw(st.integers(0, 3))):
+            key = data.draw(st.sampled_from(LOG_KEYS) | st.text(max_size=6))
+            if key != "log_file":
+                _log_value(request.settings[key], key, data)
+    return method, request

@@ -12,7 +12,10 @@ then to the reference, and the two answers must be equal:
 * gRPC ``ModelInfer``: the status code and its details; for OK, the response;
 * HTTP control plane (health, metadata, config, statistics, repository, trace
   routes with odd methods, names, versions and bodies): as HTTP infer, but a
-  successful statistics answer is compared by its status only.
+  successful statistics answer is compared by its status only;
+* gRPC control plane (every RPC but inference, with odd names, versions,
+  parameters, shared memory regions and trace and log settings): the status code
+  and its details; for OK, the response (statistics: the code only).
 
 The few deliberate deviations of tritonx are excused by ``ALLOWLIST`` only, each
 entry tied to the requests it is about (a predicate over the request and both
@@ -42,6 +45,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from multiprocessing import shared_memory
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +68,13 @@ from fuzzutil import (
     request_bytes,
 )
 from google.protobuf import text_format
-from grpc_strategies import infer_requests, mutate_request
+from grpc_strategies import (
+    SHM_BYTES,
+    SHM_KEY,
+    control_call,
+    infer_requests,
+    mutate_request,
+)
 from http_strategies import (
     control_paths,
     dumps,
@@ -266,11 +276,12 @@ def compare(
     ask: Callable[[bool, bytes], Answer],
     *,
     shown: object = None,
-) -> None:
+) -> str:
     """Asks tritonx (``ask(False, wire)``) then, unless the allowlist excuses
     tritonx's answer alone, the reference (``ask(True, wire)``); counts the outcome
-    (under ``kind``) and fails on a mismatch. An example the reference crashes on,
-    or does not answer in time, is skipped and the reference restarted."""
+    (under ``kind``) and fails on a mismatch; returns it ("same", "allowed:<entry>"
+    or "mismatch"). An example the reference crashes on, or does not answer in time,
+    is skipped and the reference restarted."""
     wire = sent.wire
     description = repr(shown if shown is not None else wire[:1500])
     reference = pair.reference
@@ -283,7 +294,7 @@ def compare(
     deviation = excused(sent, ours)
     if deviation is not None:
         TALLY.record(kind, [f"allowed:{deviation.name}"], None)
-        return
+        return f"allowed:{deviation.name}"
     if triton_json_allocation(sent.json_text) > REFERENCE_MAX_ALLOCATION:
         skip_example(kind, "reference-allocation", description)
     try:
@@ -300,11 +311,11 @@ def compare(
         skip_example(kind, "reference-timeout", description)
     if ours == theirs:
         TALLY.record(kind, ["same"], None)
-        return
+        return "same"
     deviation = excused(sent, ours, theirs)
     if deviation is not None:
         TALLY.record(kind, [f"allowed:{deviation.name}"], None)
-        return
+        return f"allowed:{deviation.name}"
     log(kind, wire, description, ours, theirs)
     TALLY.record(
         kind,
@@ -312,6 +323,7 @@ def compare(
         f"tritonx answered {tuple(ours)!r}\nTriton answered  {tuple(theirs)!r}\n"
         f"request: {description}",
     )
+    return "mismatch"
 
 
 def compare_http(
@@ -401,3 +413,96 @@ def test_http_control_plane(
         payload = dumps(wrapped)
     wire = request_bytes(method, path, payload)
     compare_http(pair, wire, payload, "diff-http-control", _control_answer)
+
+
+def _control_response(method: str, reply: bytes) -> str:
+    """An OK control-plane answer as text; statistics hold each server's own counts
+    and times, so only that they were given counts."""
+    if method == "ModelStatistics":
+        return ""
+    response = getattr(service_pb2, f"{method}Response").FromString(reply)
+    return text_format.MessageToString(response, as_one_line=True)
+
+
+@pytest.fixture(scope="module")
+def control_region() -> Iterator[None]:
+    """A system shared memory region both servers may register, so some
+    registrations succeed and later status and unregister calls see them."""
+    region = shared_memory.SharedMemory(
+        SHM_KEY.lstrip("/"), create=True, size=SHM_BYTES
+    )
+    try:
+        yield
+    finally:
+        region.close()
+        region.unlink()
+
+
+def _unary(channel: grpc.Channel, method: str, request: Any) -> Answer:
+    call = channel.unary_unary(SERVICE + method)
+    try:
+        reply = call(request.SerializeToString(), timeout=ANSWER_S)
+    except grpc.RpcError as error:
+        return Answer(error.code().name, error.details() or "")
+    return Answer("OK", _control_response(method, reply))
+
+
+# Registrations tritonx makes where Triton 2.51 cannot (diff_allowlist.py): undone
+# on tritonx at once, so that the two servers' regions stay the same.
+_REGISTERED_ONLY_BY_TRITONX = ("allowed:shm-key-reuse", "allowed:shm-unaligned-offset")
+
+
+def _control_step(pair: Pair, method: str, request: Any, keys: dict[str, str]) -> None:
+    """Sends one control call to both servers and compares the answers; ``keys``
+    (region name -> key, as registered on both) follows the registrations."""
+    ours: list[Answer] = []  # tritonx's answers, the request's first
+
+    def ask(reference: bool, wire: bytes) -> Answer:
+        channel = pair.reference.channel if reference else pair.ours_channel
+        message = getattr(service_pb2, f"{method}Request").FromString(wire)
+        answer = _unary(channel, method, message)
+        if not reference:
+            ours.append(answer)
+        return answer
+
+    sent = Sent(
+        "grpc",
+        request.SerializeToString(),
+        grpc=request,
+        grpc_method=method,
+        shm_keys=frozenset(keys.values()),
+    )
+    outcome = compare(pair, f"diff-grpc-{method}", sent, ask, shown=(method, request))
+    if outcome in _REGISTERED_ONLY_BY_TRITONX:
+        undo = service_pb2.SystemSharedMemoryUnregisterRequest(name=request.name)
+        undone = _unary(pair.ours_channel, "SystemSharedMemoryUnregister", undo)
+        assert undone.code == "OK", undone
+    elif outcome != "same" or ours[0].code != "OK":
+        return
+    elif method == "SystemSharedMemoryRegister":
+        keys[request.name] = request.key
+    elif method == "SystemSharedMemoryUnregister" and not request.name:
+        keys.clear()
+    elif method == "SystemSharedMemoryUnregister":
+        keys.pop(request.name, None)
+
+
+@needs_reference
+@fuzz(1.0, EXAMPLES)
+@given(data=st.data())
+def test_grpc_control_plane(
+    pair: Pair, control_region: None, data: st.DataObject
+) -> None:
+    """Every RPC but inference, 1-3 calls from no system shared memory region:
+    health, metadata, configuration, statistics, repository (not in EXPLICIT mode:
+    loads and unloads are refused by both), system and CUDA shared memory (one real
+    region to register) and trace and log settings (both servers see the same
+    changes, in the same order)."""
+    unregister_all = service_pb2.SystemSharedMemoryUnregisterRequest()
+    for channel in (pair.ours_channel, pair.reference.channel):
+        answer = _unary(channel, "SystemSharedMemoryUnregister", unregister_all)
+        assert answer.code == "OK", answer
+    keys: dict[str, str] = {}
+    for _ in range(data.draw(st.integers(1, 3), label="calls")):
+        method, request = control_call(data)
+        _control_step(pair, method, request, keys)

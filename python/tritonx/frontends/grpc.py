@@ -388,23 +388,23 @@ class GrpcFrontend:
             raise UnsupportedError("'repository_name' specification is not supported")
         config: str | None = None
         files: dict[str, bytes] = {}
-        for key, param in request.parameters.items():
+        # Checked before the server's mode, as Triton's gRPC frontend does (its map
+        # order is a hash's; key order here, so several bad keys name one reliably).
+        for key in sorted(request.parameters):
+            param = request.parameters[key]
             kind = param.WhichOneof("parameter_choice")
-            if key == "config":
-                if kind != "string_param":
-                    raise InvalidArgumentError(
-                        "Unable to parse 'config', expect string parameter"
-                    )
+            if key == "config" and kind == "string_param":
                 config = param.string_param
-            elif key.startswith("file:"):
-                if kind == "bytes_param":
-                    files[key[len("file:") :]] = param.bytes_param
-                elif kind == "string_param":
-                    files[key[len("file:") :]] = param.string_param.encode()
-                else:
-                    raise InvalidArgumentError(
-                        f"Unable to parse '{key}', expect bytes parameter"
-                    )
+            elif key.startswith("file:") and kind == "bytes_param":
+                files[key[len("file:") :]] = param.bytes_param
+            elif key == "config" or key.startswith("file:"):
+                expected = "string_param" if key == "config" else "bytes_param"
+                raise InvalidArgumentError(
+                    f"invalid value type for load parameter '{key}', "
+                    f"expected {expected}."
+                )
+            else:
+                raise InvalidArgumentError(f"unrecognized load parameter '{key}'.")
         self._run_on_loop(self._manager.load(request.model_name, config, files or None))
         return self._pb.RepositoryModelLoadResponse()
 
@@ -413,10 +413,11 @@ class GrpcFrontend:
             raise UnsupportedError("'repository_name' specification is not supported")
         dependents = False
         param = request.parameters.get("unload_dependents")
-        if param is not None:
+        if param is not None:  # other keys are ignored, as by Triton
             if param.WhichOneof("parameter_choice") != "bool_param":
                 raise InvalidArgumentError(
-                    "Unable to parse 'unload_dependents', expect bool parameter"
+                    "invalid value type for 'unload_dependents' parameter, "
+                    "expected bool_param."
                 )
             dependents = param.bool_param
         self._run_on_loop(self._manager.unload(request.model_name, dependents))

@@ -257,6 +257,7 @@ class ModelLookup:
         """``model_stats`` entries: all READY versions of ``name`` (or of every
         model when ``name`` is empty), or the one ``version``."""
         self._check_initialized()
+        wanted = _parse_version(version)  # before the name, even none, as Triton
         if not name:
             records = sorted(list(self._records.values()), key=lambda r: r.id)
             return [
@@ -264,7 +265,6 @@ class ModelLookup:
                 for record in records
                 for v in record.ready_versions()
             ]
-        wanted = _parse_version(version)  # before the name, as Triton
         try:
             key = self.resolve(name)
         except TritonXError:

@@ -1,0 +1,136 @@
+"""The allowlist's gRPC control-plane entries, without a reference: each excuses
+the requests it is about and no others (test_diff_allowlist.py has the rest)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from diff_allowlist import excused
+from diffutil import Answer, Sent
+from google.protobuf import text_format
+from tritonclient.grpc import service_pb2
+
+KEY = "/region"
+UNALIGNED = (
+    "failed to register shared memory region 'r': unable to process address "
+    "spaceInvalid argument"
+)
+NO_CUDA = "failed to register CUDA shared memory region: 'r', GPUs not supported"
+UNKNOWN_LOAD = "unrecognized load parameter '{}'."
+
+
+def _call(method: str, keys: frozenset[str] = frozenset(), **fields: Any) -> Sent:
+    request = getattr(service_pb2, f"{method}Request")(**fields)
+    wire = request.SerializeToString()
+    return Sent("grpc", wire, grpc=request, grpc_method=method, shm_keys=keys)
+
+
+def _register(offset: int = 0, keys: frozenset[str] = frozenset()) -> Sent:
+    return _call(
+        "SystemSharedMemoryRegister", keys, name="r", key=KEY, offset=offset,
+        byte_size=8,
+    )  # fmt: skip
+
+
+def _load(*keys: str) -> Sent:
+    parameters = {k: service_pb2.ModelRepositoryParameter(int64_param=1) for k in keys}
+    return _call("RepositoryModelLoad", model_name="m", parameters=parameters)
+
+
+def _metadata(version: str, *extensions: str) -> Answer:
+    response = service_pb2.ServerMetadataResponse(
+        name="triton", version=version, extensions=list(extensions)
+    )
+    return Answer("OK", text_format.MessageToString(response, as_one_line=True))
+
+
+OK = Answer("OK", "")
+INVALID = "INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize(
+    "sent, ours, theirs, expected",
+    [
+        # Server metadata: the version and CUDA shared memory only.
+        (
+            _call("ServerMetadata"),
+            _metadata("0.1.0", "a", "b"),
+            _metadata("2.51.0", "a", "cuda_shared_memory", "b"),
+            "server-metadata",
+        ),
+        (
+            _call("ServerMetadata"),
+            _metadata("0.1.0", "a"),
+            _metadata("2.51.0", "a", "b"),
+            None,
+        ),
+        # CUDA shared memory in a build without CUDA.
+        (
+            _call("CudaSharedMemoryRegister", name="r"),
+            Answer(INVALID, NO_CUDA),
+            Answer(INVALID, "failed to register shared memory region: invalid args"),
+            "no-cuda-build",
+        ),
+        (
+            _call("CudaSharedMemoryRegister", name="other"),
+            Answer(INVALID, NO_CUDA),
+            Answer(INVALID, "failed to register shared memory region: invalid args"),
+            None,
+        ),
+        (
+            _call("CudaSharedMemoryRegister", name="r"),
+            Answer(INVALID, NO_CUDA),
+            OK,
+            None,
+        ),
+        # A second region on a registered key.
+        (
+            _register(keys=frozenset([KEY])),
+            OK,
+            Answer("INTERNAL", f"Invalid shared memory region: '{KEY}'"),
+            "shm-key-reuse",
+        ),
+        (
+            _register(),
+            OK,
+            Answer("INTERNAL", f"Invalid shared memory region: '{KEY}'"),
+            None,
+        ),
+        # An offset that is not page aligned.
+        (_register(offset=1), OK, Answer(INVALID, UNALIGNED), "shm-unaligned-offset"),
+        (_register(offset=4096), OK, Answer(INVALID, UNALIGNED), None),
+        (
+            _register(offset=1),
+            OK,
+            Answer(
+                INVALID, "failed to register shared memory region 'r': invalid args"
+            ),
+            None,
+        ),
+        # Several invalid load parameters: tritonx names the first in key order.
+        (
+            _load("a", "b"),
+            Answer(INVALID, UNKNOWN_LOAD.format("a")),
+            Answer(INVALID, UNKNOWN_LOAD.format("b")),
+            "load-parameter-named",
+        ),
+        (
+            _load("a", "b"),
+            Answer(INVALID, UNKNOWN_LOAD.format("b")),
+            Answer(INVALID, UNKNOWN_LOAD.format("a")),
+            None,
+        ),
+        (
+            _load("a"),
+            Answer(INVALID, UNKNOWN_LOAD.format("a")),
+            Answer(INVALID, UNKNOWN_LOAD.format("c")),
+            None,
+        ),
+    ],
+)
+def test_the_control_plane_entries_excuse_only_their_requests(
+    sent: Sent, ours: Answer, theirs: Answer | None, expected: str | None
+) -> None:
+    deviation = excused(sent, ours, theirs)
+    assert (deviation.name if deviation else None) == expected
