@@ -11,7 +11,9 @@ decodes ``file:`` contents as libb64 does, which never fails. A model's trace
 settings have no version (such a path is not found); a POST of trace settings looks
 the model up, then reads its body, which must be JSON (empty is not); a generate
 route answers any method but POST with 405; a readiness check of a version past
-int64 is refused as Triton refuses it. Both HTTP engines (the native one hands
+int64 is refused as Triton refuses it. Trace settings are read in Triton's order,
+the file first, and a verbose log level may be any unsigned 64-bit integer (found by
+the differential fuzz's settings routes). Both HTTP engines (the native one hands
 these routes to the Python frontend) and, when a reference command is given,
 Triton; the expected answers are Triton's.
 """
@@ -35,6 +37,9 @@ LOAD = "/v2/repository/models/echo/load"
 READY = "/v2/models/echo/ready"
 TRACE = "/v2/models/echo/trace/setting"
 PARSE = "failed to parse the request JSON buffer: "
+GLOBAL_TRACE = "/v2/trace/setting"
+LOGGING = "/v2/logging"
+FILE_FIXED = "trace file location can not be updated through network protocol"
 
 
 def _params(params: object) -> bytes:
@@ -101,6 +106,25 @@ NOT_EXPLICIT: list[tuple[str, str, bytes, tuple[int, str]]] = [
         (400, "Request for unknown model : nope"),
     ),
     ("PUT", TRACE, b"{}", (405, "Method Not Allowed")),
+    # Trace settings are read one at a time in Triton's order, the file's mere
+    # presence first: a later key's value of the wrong JSON type is not reached.
+    ("POST", TRACE, b'{"trace_level": "OFF", "trace_file": ""}', (501, FILE_FIXED)),
+    ("POST", GLOBAL_TRACE, b'{"trace_rate": 5, "trace_file": null}', (501, FILE_FIXED)),
+    (
+        "POST",
+        TRACE,
+        b'{"trace_rate": 5, "trace_level": ["TIMESTAMPS", "OFF"]}',
+        (400, "Expect only one trace level 'OFF' is specified"),
+    ),
+    # A verbose level is any unsigned 64-bit integer, kept as Triton keeps it (cast
+    # to int32); log_format comes after it.
+    ("POST", LOGGING, b'{"log_verbose_level": 18446744073709551615}', (200, "")),
+    (
+        "POST",
+        LOGGING,
+        b'{"log_format": "x", "log_verbose_level": 4294967296}',
+        (503, "invalid argument for --log_format, got: x"),
+    ),
     # A version string past int64 is refused, not a version that is not ready.
     (
         "GET",

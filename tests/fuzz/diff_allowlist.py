@@ -28,6 +28,7 @@ from diffutil import (
     lone_surrogates,
     nul_strings,
     request_inputs,
+    shm_registration,
     string_not_utf8,
 )
 from google.protobuf import json_format, text_format
@@ -74,13 +75,20 @@ _TRITONJSON_400 = re.compile(
 )
 
 
+# A trace setting of the wrong JSON type: TritonJson's bare words.
+_TRACE_SETTING_400 = re.compile(
+    r"attempt to access JSON non-(?:array as array|string as string)"
+)
+
+
 def _client_error_400(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    return (
-        theirs is not None
-        and (ours.code, theirs.code) == ("400", "500")
-        and ours.text == theirs.text
-        and _TRITONJSON_400.fullmatch(ours.text) is not None
-    )
+    if theirs is None or (ours.code, theirs.code) != ("400", "500"):
+        return False
+    if ours.text != theirs.text:
+        return False
+    if sent.path.split(b"?")[0].endswith(b"/trace/setting"):
+        return _TRACE_SETTING_400.fullmatch(ours.text) is not None
+    return _TRITONJSON_400.fullmatch(ours.text) is not None
 
 
 _DIM_TOO_LARGE = re.compile(
@@ -383,12 +391,13 @@ def _shm_key_reuse(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     """A second region on a key already registered: tritonx maps it; Triton 2.51
     reuses the first region's descriptor, which it closed after mapping, and fails
     (or maps whatever file that descriptor number now is)."""
+    registration = shm_registration(sent)
     return (
-        sent.grpc_method == "SystemSharedMemoryRegister"
-        and sent.grpc.key in sent.shm_keys
-        and ours.code == "OK"
+        registration is not None
+        and registration.key in sent.shm_keys
+        and ours.code in ("OK", "200")
         and theirs is not None
-        and theirs.code != "OK"
+        and theirs.code not in ("OK", "200")
     )
 
 
@@ -398,17 +407,17 @@ PAGE_SIZE = 4096
 def _shm_unaligned_offset(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     """An offset that is not page aligned: tritonx maps from the page below it;
     Triton 2.51's mmap refuses it (EINVAL), in these words."""
-    if sent.grpc_method != "SystemSharedMemoryRegister" or theirs is None:
+    registration = shm_registration(sent)
+    if registration is None or theirs is None:
         return False
-    request = sent.grpc
     refused = (
-        f"failed to register shared memory region '{request.name}': "
+        f"failed to register shared memory region '{registration.name}': "
         "unable to process address spaceInvalid argument"
     )
     return (
-        request.offset % PAGE_SIZE != 0
-        and ours.code == "OK"
-        and theirs.code == "INVALID_ARGUMENT"
+        registration.offset % PAGE_SIZE != 0
+        and ours.code in ("OK", "200")
+        and theirs.code in ("INVALID_ARGUMENT", "400")
         and theirs.text in (refused, refused.split("\0")[0])
     )
 

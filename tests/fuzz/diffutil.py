@@ -209,6 +209,35 @@ def cut_response(text: str) -> str:
     return text_format.MessageToString(response, as_one_line=True)
 
 
+_SHM_REGISTER = re.compile(rb"/v2/systemsharedmemory/region/([^/?]*)/register")
+
+
+class ShmRegistration(NamedTuple):
+    name: str
+    key: str
+    offset: int
+
+
+def shm_registration(sent: Sent) -> ShmRegistration | None:
+    """The system shared memory registration a request asks for (gRPC, or HTTP
+    with a JSON body whose key is a string and offset an integer), else None."""
+    if sent.grpc_method == "SystemSharedMemoryRegister" and sent.grpc is not None:
+        return ShmRegistration(sent.grpc.name, sent.grpc.key, sent.grpc.offset)
+    match = _SHM_REGISTER.fullmatch(sent.path) if sent.is_http else None
+    if match is None:
+        return None
+    try:
+        body = json.loads(sent.json_text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    key, offset = body.get("key"), body.get("offset")
+    if not isinstance(key, str) or type(offset) is not int:
+        return None
+    return ShmRegistration(match.group(1).decode("latin-1"), key, offset)
+
+
 class Input(NamedTuple):
     """An input of a request, as far as its name, type and shape are well formed."""
 

@@ -231,8 +231,9 @@ def _log_value(value: Any, key: str, data: st.DataObject) -> None:
     if kind == "bool":
         value.bool_param = data.draw(st.booleans())
     elif kind == "uint32":
-        # A verbose level makes both servers log every call: kept to 0 and 1.
-        value.uint32_param = data.draw(st.sampled_from([0, 1]))
+        # A verbose level makes both servers log every call: 0, 1, or what is
+        # taken as 0 (int32, negative as 0).
+        value.uint32_param = data.draw(st.sampled_from([0, 1, 2**31, 2**32 - 1]))
     elif kind == "string":
         value.string_param = data.draw(
             st.sampled_from(["default", "ISO8601", "", "iso8601", "x", "1", "true"])

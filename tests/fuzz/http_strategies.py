@@ -341,3 +341,90 @@ def control_paths(draw: Any) -> tuple[str, str]:
         )
     )
     return method, path
+
+
+# -- shared memory, logging and trace settings routes ---------------------------------
+
+SHM_ROUTES = ("systemsharedmemory", "cudasharedmemory")
+region_names = st.sampled_from(["r", "s", "a" * 200]) | st.text(
+    st.characters(codec="ascii", min_codepoint=48, max_codepoint=122), max_size=6
+)
+LOG_SETTINGS = {
+    "log_info": st.booleans(),
+    "log_warning": st.booleans(),
+    "log_error": st.booleans(),
+    # A verbose level makes both servers log every call: 0, 1, or what wraps to
+    # them (int32, negative as 0).
+    "log_verbose_level": st.sampled_from(
+        [0, 1, -1, 2**31, 2**32, 2**32 + 1, 2**64 - 1, 2**64, "1", 1.5]
+    ),
+    "log_format": st.sampled_from(["default", "ISO8601", "iso8601", "", 1]),
+    "log_file": st.sampled_from(["", "x.log"]),  # refused by both
+}
+TRACE_SETTINGS = {
+    "trace_level": st.lists(st.sampled_from(["OFF", "TIMESTAMPS", "TENSORS", "x"]))
+    | st.sampled_from(["OFF", None, 1]),
+    "trace_rate": st.sampled_from(["1", "0", "-1", "x", "4294967296", 5, None]),
+    "trace_count": st.sampled_from(["1", "0", "-1", "-2", "x", 5, None]),
+    "log_frequency": st.sampled_from(["0", "1", "x", None]),
+    "trace_mode": st.sampled_from(["triton", "opentelemetry", "x"]),
+    "trace_file": st.sampled_from(["", "x.json", None]),
+}
+
+
+def _settings(draw: Any, table: dict[str, Any]) -> dict[str, Any]:
+    keys = draw(st.lists(st.sampled_from(sorted(table)), max_size=3, unique=True))
+    doc = {key: draw(table[key]) for key in keys}
+    if draw(st.integers(0, 5)) == 0:
+        doc[draw(st.text(max_size=5))] = draw(json_values)
+    return doc
+
+
+@st.composite
+def settings_calls(draw: Any, shm_key: str, shm_bytes: int) -> tuple[str, str, Any]:
+    """(method, path, JSON body or None) for a shared memory, logging or trace
+    settings route: mostly well-formed bodies with odd values, now and then any
+    JSON. ``shm_key``: a real region of ``shm_bytes`` bytes, so some
+    registrations succeed."""
+    kind = draw(st.sampled_from(["shm", "shm", "shm", "logging", "trace"]))
+    body: Any = None
+    if kind == "logging":
+        path = "/v2/logging"
+        if draw(st.booleans()):
+            body = _settings(draw, LOG_SETTINGS)
+    elif kind == "trace":
+        model = draw(st.sampled_from(["", "/models/identity", "/models/nope"]))
+        path = f"/v2{model}/trace/setting"
+        if draw(st.booleans()):
+            body = _settings(draw, TRACE_SETTINGS)
+    else:
+        route = draw(st.sampled_from(SHM_ROUTES))
+        action = draw(st.sampled_from(["status", "register", "unregister"]))
+        region = draw(st.none() | region_names)
+        path = f"/v2/{route}" + (f"/region/{region}" if region is not None else "")
+        path += f"/{action}"
+        if action == "register" and route == "systemsharedmemory":
+            body = {
+                "key": draw(st.sampled_from([shm_key, shm_key, "/nope", ""])),
+                "offset": draw(st.sampled_from([0, 0, 1, 4096, -1, shm_bytes])),
+                "byte_size": draw(st.sampled_from([1, shm_bytes, shm_bytes + 1, 0])),
+            }
+        elif action == "register":
+            body = {
+                "raw_handle": {"b64": draw(st.sampled_from(["", "AAAA", "!"]))},
+                "device_id": draw(st.sampled_from([0, 1, -1])),
+                "byte_size": draw(st.sampled_from([1, 0])),
+            }
+        if body is not None and draw(st.integers(0, 4)) == 0:
+            field_name = draw(st.sampled_from(sorted(body)))
+            body[field_name] = draw(json_values)
+            if draw(st.booleans()):
+                del body[field_name]
+    if body is None and draw(st.integers(0, 4)) == 0:
+        body = draw(json_values)
+    method = "GET" if body is None and kind != "shm" else "POST"
+    if kind == "shm" and action == "status":
+        method = draw(st.sampled_from(["GET", "GET", "POST"]))
+    if kind != "shm" and body is None and draw(st.integers(0, 3)) == 0:
+        method = "POST"
+    return method, path, body

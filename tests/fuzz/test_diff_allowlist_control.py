@@ -3,6 +3,7 @@ the requests it is about and no others (test_diff_allowlist.py has the rest)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -31,6 +32,17 @@ def _register(offset: int = 0, keys: frozenset[str] = frozenset()) -> Sent:
         "SystemSharedMemoryRegister", keys, name="r", key=KEY, offset=offset,
         byte_size=8,
     )  # fmt: skip
+
+
+def _http_register(name: str, offset: object, reuse: bool = True) -> Sent:
+    body = json.dumps({"key": KEY, "offset": offset, "byte_size": 8}).encode()
+    path = f"/v2/systemsharedmemory/region/{name}/register"
+    wire = f"POST {path} HTTP/1.1\r\n\r\n".encode() + body
+    return Sent("http", wire, body, shm_keys=frozenset([KEY] if reuse else []))
+
+
+def _http(path: str) -> Sent:
+    return Sent("http", f"POST {path} HTTP/1.1\r\n\r\n".encode())
 
 
 def _load(*keys: str) -> Sent:
@@ -106,6 +118,45 @@ INVALID = "INVALID_ARGUMENT"
             Answer(
                 INVALID, "failed to register shared memory region 'r': invalid args"
             ),
+            None,
+        ),
+        # The same over HTTP (the region's name from the path, the rest from the body).
+        (
+            _http_register("r", 0),
+            Answer("200", ""),
+            Answer("500", "x"),
+            "shm-key-reuse",
+        ),
+        (_http_register("r", "0"), Answer("200", ""), Answer("500", "x"), None),
+        (
+            _http_register("r", 8),
+            Answer("200", ""),
+            Answer("400", UNALIGNED),
+            "shm-key-reuse",  # the key is registered: the first entry to excuse it
+        ),
+        (
+            _http_register("r", 8, reuse=False),
+            Answer("200", ""),
+            Answer("400", UNALIGNED),
+            "shm-unaligned-offset",
+        ),
+        (
+            _http_register("r", 4096, reuse=False),
+            Answer("200", ""),
+            Answer("400", UNALIGNED),
+            None,
+        ),
+        # A trace setting of the wrong JSON type: 400 for Triton's 500, same words.
+        (
+            _http("/v2/models/m/trace/setting"),
+            Answer("400", "attempt to access JSON non-array as array"),
+            Answer("500", "attempt to access JSON non-array as array"),
+            "client-error-400",
+        ),
+        (
+            _http("/v2/logging"),
+            Answer("400", "attempt to access JSON non-array as array"),
+            Answer("500", "attempt to access JSON non-array as array"),
             None,
         ),
         # Several invalid load parameters: tritonx names the first in key order.

@@ -56,6 +56,7 @@ from diffutil import (
     REFERENCE_MAX_ALLOCATION,
     Answer,
     Sent,
+    shm_registration,
     triton_json_allocation,
 )
 from fuzzutil import (
@@ -82,6 +83,7 @@ from http_strategies import (
     json_values,
     mutate_binary_case,
     mutate_doc,
+    settings_calls,
 )
 from hypothesis import given, reject
 from hypothesis import strategies as st
@@ -332,15 +334,18 @@ def compare_http(
     json_text: bytes = b"",
     kind: str = "diff-http",
     normalize: Callable[[bytes, Answer], Answer] | None = None,
-) -> None:
-    """``wire``: the whole HTTP request; ``json_text``: the JSON its body carries."""
+    shm_keys: frozenset[str] = frozenset(),
+) -> str:
+    """``wire``: the whole HTTP request; ``json_text``: the JSON its body carries;
+    ``shm_keys``: the keys of the regions registered on both servers."""
 
     def ask(reference: bool, request: bytes) -> Answer:
         server = pair.reference.server if reference else pair.ours
         answer = http_answer(server.ports["http"], request)
         return answer if normalize is None else normalize(request, answer)
 
-    compare(pair, kind, Sent("http", wire, json_text), ask)
+    sent = Sent("http", wire, json_text, shm_keys=shm_keys)
+    return compare(pair, kind, sent, ask)
 
 
 def compare_grpc(pair: Pair, request: Any) -> None:
@@ -450,6 +455,7 @@ def _unary(channel: grpc.Channel, method: str, request: Any) -> Answer:
 # Registrations tritonx makes where Triton 2.51 cannot (diff_allowlist.py): undone
 # on tritonx at once, so that the two servers' regions stay the same.
 _REGISTERED_ONLY_BY_TRITONX = ("allowed:shm-key-reuse", "allowed:shm-unaligned-offset")
+UNREGISTER_ALL = "/v2/systemsharedmemory/unregister"
 
 
 def _control_step(pair: Pair, method: str, request: Any, keys: dict[str, str]) -> None:
@@ -506,3 +512,40 @@ def test_grpc_control_plane(
     for _ in range(data.draw(st.integers(1, 3), label="calls")):
         method, request = control_call(data)
         _control_step(pair, method, request, keys)
+
+
+@needs_reference
+@fuzz(1.0, EXAMPLES)
+@given(data=st.data())
+def test_http_shared_memory_and_settings(
+    pair: Pair, control_region: None, data: st.DataObject
+) -> None:
+    """The HTTP routes of system and CUDA shared memory (one real region to
+    register), logging and trace settings: 1-3 calls from no registered region,
+    mostly well-formed bodies with odd values."""
+    ports = (pair.ours.ports["http"], pair.reference.server.ports["http"])
+    for port in ports:
+        answer = http_answer(port, request_bytes("POST", UNREGISTER_ALL, b""))
+        assert answer.code == "200", answer
+    keys: dict[str, str] = {}  # region name (as in the path) -> key, on both
+    for _ in range(data.draw(st.integers(1, 3), label="calls")):
+        method, path, body = data.draw(settings_calls(SHM_KEY, SHM_BYTES))
+        payload = b"" if body is None else dumps(body)
+        wire = request_bytes(method, path, payload)
+        outcome = compare_http(
+            pair, wire, payload, "diff-http-settings",
+            shm_keys=frozenset(keys.values()),
+        )  # fmt: skip
+        registration = shm_registration(Sent("http", wire, payload))
+        if outcome in _REGISTERED_ONLY_BY_TRITONX and registration is not None:
+            undo = path.replace("/register", "/unregister")
+            answer = http_answer(ports[0], request_bytes("POST", undo, b""))
+            assert answer.code == "200", answer
+        elif outcome != "same" or not path.startswith("/v2/systemsharedmemory"):
+            continue
+        elif registration is not None:
+            keys[registration.name] = registration.key
+        elif path == UNREGISTER_ALL:
+            keys.clear()
+        elif path.endswith("/unregister"):
+            keys.pop(path.split("/")[4], None)

@@ -35,7 +35,14 @@ LOG_KEYS = (
 _FLAGS = ("log_info", "log_warning", "log_error")
 _FORMATS = ("default", "ISO8601")
 _FILE_REFUSED = "log file location can not be updated through network protocol"
-UINT32_MAX = 2**32 - 1
+UINT64_MAX = 2**64 - 1
+
+
+def _verbose_level(value: int) -> int:
+    """The level Triton keeps: an unsigned value cast to int32, a negative one
+    taken as 0 (so 2^32 + 1 is 1, and 2^31 or 2^32 - 1 turn verbose logging off)."""
+    level = value % 2**32
+    return 0 if level >= 2**31 else level
 
 
 class LogStore(Protocol):
@@ -63,10 +70,11 @@ def http_update(store: LogStore, doc: Any) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise InternalError("attempt to access JSON non-boolean as boolean")
         elif key == "log_verbose_level":
-            if type(value) is not int or not 0 <= value <= UINT32_MAX:
+            if type(value) is not int or not 0 <= value <= UINT64_MAX:
                 raise InternalError(
                     "attempt to access JSON non-unsigned-integer as unsigned-integer"
                 )
+            value = _verbose_level(value)
         else:
             if not isinstance(value, str):
                 raise InternalError("attempt to access JSON non-string as string")
@@ -94,6 +102,7 @@ def grpc_update(
         elif key == "log_verbose_level":
             if kind != "uint32_param":
                 raise InvalidArgumentError(f"expect int32 for '{key}'")
+            value = _verbose_level(value)
         else:
             if kind != "string_param":
                 raise InvalidArgumentError(f"expect string for '{key}'")

@@ -6,7 +6,7 @@ gRPC ``TraceSetting``, parsed and checked in Triton 2.51's order with its messag
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from tritonx.errors import InvalidArgumentError, UnsupportedError
@@ -92,30 +92,44 @@ def parse_setting(values: Mapping[str, Any], count_space: str = "") -> NewSettin
     return new
 
 
-def http_values(body: Any) -> dict[str, Any]:
-    """The JSON body as key -> [strings] | None. Triton answers a value of the wrong
-    JSON type with its JSON library's text (as a 500; tritonx: 400)."""
-    out: dict[str, Any] = {}
-    if not isinstance(body, dict):
-        return out
-    for key, value in body.items():
-        if value is None:
-            out[key] = None
-        elif key == "trace_level":
-            if not isinstance(value, list):
-                raise InvalidArgumentError("attempt to access JSON non-array as array")
-            if not all(isinstance(v, str) for v in value):
-                raise InvalidArgumentError(
-                    "attempt to access JSON non-string as string"
-                )
-            out[key] = list(value)
-        elif key in ("trace_rate", "trace_count", "log_frequency", "trace_file"):
-            if not isinstance(value, str):
-                raise InvalidArgumentError(
-                    "attempt to access JSON non-string as string"
-                )
-            out[key] = [value]
-    return out
+def _json_strings(key: str, value: Any) -> Any:
+    """A JSON setting as parse_setting takes it: [strings], or None to clear. Triton
+    answers a value of the wrong JSON type with its JSON library's text (as a 500;
+    tritonx: 400)."""
+    if value is None or key not in _JSON_KEYS:
+        return value
+    if key == "trace_level" and not isinstance(value, list):
+        raise InvalidArgumentError("attempt to access JSON non-array as array")
+    items = value if key == "trace_level" else [value]
+    if not all(isinstance(item, str) for item in items):
+        raise InvalidArgumentError("attempt to access JSON non-string as string")
+    return list(items)
+
+
+_JSON_KEYS = ("trace_level", "trace_rate", "trace_count", "log_frequency", "trace_file")
+
+
+class _JsonSettings(Mapping[str, Any]):
+    """An HTTP body's settings, each checked for its JSON type when read: Triton
+    reads one setting at a time, in parse_setting's order (the file's mere presence
+    first), so a bad value of a later key loses to an earlier key's error."""
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        self._body = body
+
+    def __getitem__(self, key: str) -> Any:
+        return _json_strings(key, self._body[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._body)
+
+    def __len__(self) -> int:
+        return len(self._body)
+
+
+def http_values(body: Any) -> Mapping[str, Any]:
+    """The JSON body as parse_setting's ``values`` (not an object: no settings)."""
+    return _JsonSettings(body if isinstance(body, dict) else {})
 
 
 class TraceSettingsService:
