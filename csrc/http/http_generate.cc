@@ -86,6 +86,12 @@ Status ParseGenerateBody(const char* body, size_t size, const ModelSpec& spec,
   if (!status.ok()) return status;
   if (!doc.IsObject()) return InternalError("attempt to get members for non-object");
   const bool batched = spec.max_batch_size > 0;
+  // Triton reads the id before any other member: its type error comes first.
+  const auto id = doc.FindMember("id");
+  if (id != doc.MemberEnd() && !id->value.IsString()) {
+    return InternalError(
+        "Unable to parse 'id': attempt to access JSON non-string as string");
+  }
   for (const auto& member : doc.GetObject()) {
     const std::string key(member.name.GetString(), member.name.GetStringLength());
     const Value& value = member.value;
@@ -112,11 +118,7 @@ Status ParseGenerateBody(const char* body, size_t size, const ModelSpec& spec,
       if (!status.ok()) return status;
       continue;
     }
-    if (key == "id") {
-      if (!value.IsString()) {
-        return InternalError(
-            "Unable to parse 'id': attempt to access JSON non-string as string");
-      }
+    if (key == "id" && value.IsString()) {  // a later "id" of another type
       out->id.assign(value.GetString(), value.GetStringLength());
     }
     ParameterValue converted;

@@ -451,6 +451,11 @@ def test_other_keys_become_parameters(server: RunningServer) -> None:
             500,
             "Unable to parse 'id': attempt to access JSON non-string as string",
         ),
+        (  # the id is read first, whatever comes before it
+            {"text_input": "a", "parameters": {"q": None}, "id": False},
+            500,
+            "Unable to parse 'id': attempt to access JSON non-string as string",
+        ),
         (b"[1]", 500, "attempt to get members for non-object"),
         (b"nope", 500, "failed to parse the request JSON buffer: Invalid value. at 1"),
     ],

@@ -321,12 +321,42 @@ def _parse_answers(data: bytes) -> tuple[list[HttpAnswer], bytes]:
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             headers[name.strip().lower()] = value.strip()
+        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            decoded = _dechunk(rest)
+            if decoded is None:
+                break  # not all of it yet
+            body, data = decoded
+            answers.append(HttpAnswer(int(parts[1]), headers, body))
+            continue
         length = int(headers.get(b"content-length", b"0") or b"0")
         if len(rest) < length:
             break
         answers.append(HttpAnswer(int(parts[1]), headers, rest[:length]))
         data = rest[length:]
     return answers, data
+
+
+def _dechunk(data: bytes) -> tuple[bytes, bytes] | None:
+    """A chunked body's bytes and what follows it; None until the last chunk (and
+    the blank line after any trailers) has arrived."""
+    body = b""
+    while True:
+        size_line, sep, rest = data.partition(b"\r\n")
+        if not sep:
+            return None
+        try:
+            size = int(size_line.split(b";")[0].strip(), 16)
+        except ValueError:
+            return None  # not a chunk: left unparsed (the exchange's garbage)
+        if size == 0:
+            _, sep, after = rest.partition(b"\r\n\r\n")
+            if rest.startswith(b"\r\n"):
+                return body, rest[2:]
+            return (body, after) if sep else None
+        if len(rest) < size + 2:
+            return None
+        body += rest[:size]
+        data = rest[size + 2 :]
 
 
 def exchange(

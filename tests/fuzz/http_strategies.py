@@ -428,3 +428,66 @@ def settings_calls(draw: Any, shm_key: str, shm_bytes: int) -> tuple[str, str, A
     if kind != "shm" and body is None and draw(st.integers(0, 3)) == 0:
         method = "POST"
     return method, path, body
+
+
+# -- the generate extension -------------------------------------------------------------
+
+GENERATE_PARAMETERS = st.dictionaries(
+    st.sampled_from(["max_tokens", "temperature", "stream", "x", ""])
+    | st.text(max_size=4),
+    scalars,
+    max_size=3,
+)
+
+
+def _generate_value(draw: Any, datatype: str, width: int) -> Any:
+    """A value generate maps onto an input: a scalar or a list of them."""
+    if datatype == "BYTES":
+        items = draw(st.lists(st.text(max_size=5), min_size=width, max_size=width))
+    else:
+        items = draw(
+            st.lists(
+                st.integers(-9, 9) | st.floats(-1e3, 1e3),
+                min_size=width,
+                max_size=width,
+            )
+        )
+    return items[0] if width == 1 and draw(st.booleans()) else items
+
+
+@st.composite
+def generate_requests(draw: Any, models: Sequence[str]) -> tuple[str, Any]:
+    """(path, JSON body) for ``generate`` or ``generate_stream`` on one of
+    ``models``: each input a value or list of the model's type and shape, now and
+    then ``parameters`` and other members, then up to two mutations (a member
+    dropped, retyped, or added)."""
+    model = draw(st.sampled_from(sorted(models)))
+    _, inputs = MODELS[model]
+    route = draw(st.sampled_from(["generate", "generate", "generate_stream"]))
+    version = draw(st.sampled_from(["", "", "/versions/1", "/versions/2"]))
+    doc: dict[str, Any] = {}
+    width = draw(st.integers(1, 5))
+    for name, datatype, dims in inputs:
+        doc[name] = _generate_value(draw, datatype, 4 if dims == [4] else width)
+    if draw(st.booleans()):
+        doc["parameters"] = draw(GENERATE_PARAMETERS)
+    if draw(st.integers(0, 3)) == 0:
+        doc[draw(st.sampled_from(["id", "stream", "text_input", "OUTPUT0"]))] = draw(
+            scalars
+        )
+    for _ in range(draw(st.integers(0, 2))):
+        action = draw(st.sampled_from(["drop", "retype", "add"]))
+        keys = sorted(doc)
+        if action == "add" or not keys:
+            doc[
+                draw(
+                    st.sampled_from(["INPUT1", "INPUT2", "input0"])
+                    | st.text(max_size=5)
+                )
+            ] = draw(json_values)
+        elif action == "drop":
+            del doc[draw(st.sampled_from(keys))]
+        else:
+            doc[draw(st.sampled_from(keys))] = draw(json_values)
+    body: Any = doc if draw(st.integers(0, 15)) else draw(json_values)
+    return f"/v2/models/{model}{version}/{route}", body

@@ -10,12 +10,17 @@ then to the reference, and the two answers must be equal:
 * HTTP infer (JSON and binary-extension bodies): the status and the error message
   (``{"error": ...}``); for a success, the response's JSON header and binary tail;
 * gRPC ``ModelInfer``: the status code and its details; for OK, the response;
+  the same mutations on a ``ModelStreamInfer`` stream (an in-band error is taken
+  in unary terms when it is the server's unary answer);
+* HTTP ``generate`` / ``generate_stream``: inputs as members of the model's type,
+  mutated; a success compared whole (a stream: its events);
 * HTTP control plane (health, metadata, config, statistics, repository, trace
   routes with odd methods, names, versions and bodies): as HTTP infer, but a
   successful statistics answer is compared by its status only;
 * gRPC control plane (every RPC but inference, with odd names, versions,
   parameters, shared memory regions and trace and log settings): the status code
-  and its details; for OK, the response (statistics: the code only).
+  and its details; for OK, the response (statistics: the code only);
+* HTTP shared memory, logging and trace settings routes: as HTTP infer.
 
 The few deliberate deviations of tritonx are excused by ``ALLOWLIST`` only, each
 entry tied to the requests it is about (a predicate over the request and both
@@ -79,6 +84,7 @@ from grpc_strategies import (
 from http_strategies import (
     control_paths,
     dumps,
+    generate_requests,
     infer_cases,
     json_values,
     mutate_binary_case,
@@ -363,6 +369,25 @@ def compare_grpc(pair: Pair, request: Any) -> None:
 @needs_reference
 @fuzz(1.0, EXAMPLES)
 @given(data=st.data())
+def test_grpc_stream_mutations(pair: Pair, data: st.DataObject) -> None:
+    """ModelInfer's mutations sent on a ModelStreamInfer stream: each server's
+    in-band answer must be its unary answer (code aside), and the two servers'
+    must be equal as in test_grpc_field_mutations."""
+    request = data.draw(infer_requests(models=MODELS), label="valid request")
+    for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+        mutate_request(request, data)
+
+    def ask(reference: bool, wire: bytes) -> Answer:
+        channel = pair.reference.channel if reference else pair.ours_channel
+        return grpc_stream_answer(channel, wire)
+
+    sent = Sent("grpc", request.SerializeToString(), grpc=request)
+    compare(pair, "diff-grpc-stream", sent, ask, shown=request)
+
+
+@needs_reference
+@fuzz(1.0, EXAMPLES)
+@given(data=st.data())
 def test_http_json_mutations(pair: Pair, data: st.DataObject) -> None:
     case = data.draw(infer_cases(binary=False, models=MODELS), label="valid request")
     for _ in range(data.draw(st.integers(1, 3), label="mutations")):
@@ -389,6 +414,39 @@ def test_grpc_field_mutations(pair: Pair, data: st.DataObject) -> None:
     for _ in range(data.draw(st.integers(1, 3), label="mutations")):
         mutate_request(request, data)
     compare_grpc(pair, request)
+
+
+def grpc_stream_answer(channel: grpc.Channel, wire: bytes) -> Answer:
+    """One request on a ModelStreamInfer stream, put in unary terms where the server
+    is consistent: an in-band error whose message is the unary call's details gets
+    that call's code (the stream carries none); otherwise the code is "in-band"."""
+    call = channel.stream_stream(SERVICE + "ModelStreamInfer")
+    try:
+        replies = list(call(iter([wire]), timeout=ANSWER_S))
+    except grpc.RpcError as error:
+        return Answer(error.code().name, error.details() or "")
+    if len(replies) != 1:
+        return Answer("stream", f"{len(replies)} responses")
+    reply = service_pb2.ModelStreamInferResponse.FromString(replies[0])
+    if not reply.error_message:
+        text = text_format.MessageToString(reply.infer_response, as_one_line=True)
+        return Answer("OK", text)
+    unary = grpc_answer(channel, wire)
+    if unary.code != "OK" and unary.text == reply.error_message:
+        return unary
+    return Answer("in-band", reply.error_message)
+
+
+@needs_reference
+@fuzz(1.0, EXAMPLES)
+@given(request=generate_requests(MODELS))
+def test_http_generate(pair: Pair, request: tuple[str, Any]) -> None:
+    """The generate extension: inputs as JSON members of the model's type and
+    shape, then mutated; a success compared whole (generate_stream: its events)."""
+    path, body = request
+    payload = dumps(body)
+    wire = request_bytes("POST", path, payload, {"Content-Type": "application/json"})
+    compare_http(pair, wire, payload, "diff-http-generate")
 
 
 def _control_answer(request: bytes, answer: Answer) -> Answer:
