@@ -118,7 +118,8 @@ Status ParseGenerateBody(const char* body, size_t size, const ModelSpec& spec,
       if (!status.ok()) return status;
       continue;
     }
-    if (key == "id" && value.IsString()) {  // a later "id" of another type
+    // (A repeated "id" of another type, after the checked first, is a parameter.)
+    if (key == "id" && value.IsString()) {
       out->id.assign(value.GetString(), value.GetStringLength());
     }
     ParameterValue converted;

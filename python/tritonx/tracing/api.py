@@ -92,6 +92,9 @@ def parse_setting(values: Mapping[str, Any], count_space: str = "") -> NewSettin
     return new
 
 
+_JSON_KEYS = ("trace_level", "trace_rate", "trace_count", "log_frequency", "trace_file")
+
+
 def _json_strings(key: str, value: Any) -> Any:
     """A JSON setting as parse_setting takes it: [strings], or None to clear. Triton
     answers a value of the wrong JSON type with its JSON library's text (as a 500;
@@ -104,9 +107,6 @@ def _json_strings(key: str, value: Any) -> Any:
     if not all(isinstance(item, str) for item in items):
         raise InvalidArgumentError("attempt to access JSON non-string as string")
     return list(items)
-
-
-_JSON_KEYS = ("trace_level", "trace_rate", "trace_count", "log_frequency", "trace_file")
 
 
 class _JsonSettings(Mapping[str, Any]):
