@@ -491,9 +491,12 @@ def _control_response(method: str, reply: bytes) -> str:
 def control_region() -> Iterator[None]:
     """A system shared memory region both servers may register, so some
     registrations succeed and later status and unregister calls see them."""
-    region = shared_memory.SharedMemory(
-        SHM_KEY.lstrip("/"), create=True, size=SHM_BYTES
-    )
+    name = SHM_KEY.lstrip("/")
+    try:
+        region = shared_memory.SharedMemory(name, create=True, size=SHM_BYTES)
+    except FileExistsError:  # left by a run that was killed
+        shared_memory.SharedMemory(name).unlink()
+        region = shared_memory.SharedMemory(name, create=True, size=SHM_BYTES)
     try:
         yield
     finally:
