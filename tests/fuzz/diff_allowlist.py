@@ -1,6 +1,6 @@
 """The allowlist of tritonx's deliberate deviations from Triton 2.51 (``ALLOWLIST``),
 each tied to the requests it excuses by a predicate over the request and both
-answers; test_differential_fuzz.py asks it about each mismatch, test_diff_allowlist.py
+answers; diffharness.py asks it about each mismatch, test_diff_allowlist.py
 checks each entry on requests it must and must not excuse."""
 
 from __future__ import annotations
@@ -10,6 +10,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from diff_allowlist_control import (
+    load_parameter_named,
+    no_cuda,
+    shm_key_reuse,
+    shm_unaligned_offset,
+)
 from diffutil import (
     INT64_MAX,
     INVALID_ENCODING,
@@ -28,7 +34,6 @@ from diffutil import (
     lone_surrogates,
     nul_strings,
     request_inputs,
-    shm_registration,
     string_not_utf8,
 )
 from google.protobuf import json_format, text_format
@@ -252,19 +257,6 @@ def _server_metadata(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     return bool(mine == triton)
 
 
-def _no_cuda(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    """gRPC CudaSharedMemoryRegister: this build has no CUDA and says so, as a
-    Triton built without GPUs does; Triton 2.51 (a GPU build) fails to open the
-    handle on a machine without one, or refuses the request for another reason."""
-    if sent.grpc_method != "CudaSharedMemoryRegister" or theirs is None:
-        return False
-    refused = (
-        f"failed to register CUDA shared memory region: '{sent.grpc.name}', "
-        "GPUs not supported"
-    )
-    return ours == Answer("INVALID_ARGUMENT", refused) and theirs.code != "OK"
-
-
 _INVALID_DIM = re.compile(
     r"(?:\[request id: .*\] )?tensor '(.*)' contains an invalid dimension "
     r"(?:in shape )?\[(-?\d+(?:,-?\d+)*)?\]",
@@ -387,67 +379,6 @@ def _parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     return sent.ask_ours(alone.SerializeToString()) == ours
 
 
-def _shm_key_reuse(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    """A second region on a key already registered: tritonx maps it; Triton 2.51
-    reuses the first region's descriptor, which it closed after mapping, and fails
-    (or maps whatever file that descriptor number now is)."""
-    registration = shm_registration(sent)
-    return (
-        registration is not None
-        and registration.key in sent.shm_keys
-        and ours.code in ("OK", "200")
-        and theirs is not None
-        and theirs.code not in ("OK", "200")
-    )
-
-
-PAGE_SIZE = 4096
-
-
-def _shm_unaligned_offset(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    """An offset that is not page aligned: tritonx maps from the page below it;
-    Triton 2.51's mmap refuses it (EINVAL), in these words."""
-    registration = shm_registration(sent)
-    if registration is None or theirs is None:
-        return False
-    refused = (
-        f"failed to register shared memory region '{registration.name}': "
-        "unable to process address spaceInvalid argument"
-    )
-    return (
-        registration.offset % PAGE_SIZE != 0
-        and ours.code in ("OK", "200")
-        and theirs.code in ("INVALID_ARGUMENT", "400")
-        and theirs.text in (refused, refused.split("\0")[0])
-    )
-
-
-_LOAD_PARAMETER = re.compile(
-    r"unrecognized load parameter '(.*)'\.|invalid value type for load parameter "
-    r"'(.*)', expected (?:string|bytes)_param\.",
-    re.S,
-)
-
-
-def _load_parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    """gRPC RepositoryModelLoad with several invalid parameters: Triton names the
-    first of its protobuf map's order, tritonx the first in key order."""
-    if sent.grpc_method != "RepositoryModelLoad" or theirs is None:
-        return False
-    if (ours.code, theirs.code) != ("INVALID_ARGUMENT", "INVALID_ARGUMENT"):
-        return False
-    mine, triton = (
-        _LOAD_PARAMETER.fullmatch(ours.text),
-        _LOAD_PARAMETER.fullmatch(theirs.text),
-    )
-    if mine is None or triton is None:
-        return False
-    named = mine.group(1) if mine.group(1) is not None else mine.group(2)
-    other = triton.group(1) if triton.group(1) is not None else triton.group(2)
-    keys = sent.grpc.parameters
-    return named in keys and other in keys and named < other
-
-
 ALLOWLIST = [
     Deviation(
         "lone-surrogate",
@@ -553,7 +484,7 @@ ALLOWLIST = [
         # without GPUs (this build has no CUDA), where Triton 2.51, built with
         # them, fails to open the handle ("invalid args") on this machine.
         "CUDA shared memory registration in a build without CUDA",
-        _no_cuda,
+        no_cuda,
     ),
     Deviation(
         "grpc-negative-dim",
@@ -598,14 +529,14 @@ ALLOWLIST = [
         # tritonx maps it; Triton 2.51 reuses a descriptor it has closed and fails
         # (or maps whatever file now has that number). Undone on tritonx.
         "a second region on a registered shared memory key",
-        _shm_key_reuse,
+        shm_key_reuse,
     ),
     Deviation(
         "shm-unaligned-offset",
         # A region offset that is not page aligned: tritonx maps from the page
         # below; Triton 2.51's mmap refuses it. Undone on tritonx.
         "a shared memory offset that is not page aligned",
-        _shm_unaligned_offset,
+        shm_unaligned_offset,
     ),
     Deviation(
         "load-parameter-named",
@@ -613,7 +544,7 @@ ALLOWLIST = [
         # the first in its protobuf map's (hash) order, tritonx the first in key
         # order, every time.
         "which of several invalid load parameters is named",
-        _load_parameter_named,
+        load_parameter_named,
     ),
     Deviation(
         "grpc-parameter-named",

@@ -1,4 +1,4 @@
-"""The differential fuzz suite's shared pieces (test_differential_fuzz.py runs it,
+"""The differential fuzz suite's shared pieces (diffharness.py runs it,
 test_diff_allowlist.py checks them): what an answer is, the request a mismatch is
 about (``Sent``), the analyses of a request the allowlist (diff_allowlist.py) asks
 for, and what the reference would allocate for a JSON body (examples it would take

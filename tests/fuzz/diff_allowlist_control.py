@@ -1,0 +1,84 @@
+"""The allowlist's predicates for the control plane (diff_allowlist.py holds the
+entries and why each exists): CUDA shared memory in a build without CUDA, system
+shared memory registrations Triton 2.51 cannot make, and which of several bad load
+parameters is named."""
+
+from __future__ import annotations
+
+import re
+
+from diffutil import Answer, Sent, shm_registration
+
+
+def no_cuda(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """gRPC CudaSharedMemoryRegister: this build has no CUDA and says so, as a
+    Triton built without GPUs does; Triton 2.51 (a GPU build) fails to open the
+    handle on a machine without one, or refuses the request for another reason."""
+    if sent.grpc_method != "CudaSharedMemoryRegister" or theirs is None:
+        return False
+    refused = (
+        f"failed to register CUDA shared memory region: '{sent.grpc.name}', "
+        "GPUs not supported"
+    )
+    return ours == Answer("INVALID_ARGUMENT", refused) and theirs.code != "OK"
+
+
+def shm_key_reuse(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """A second region on a key already registered: tritonx maps it; Triton 2.51
+    reuses the first region's descriptor, which it closed after mapping, and fails
+    (or maps whatever file that descriptor number now is)."""
+    registration = shm_registration(sent)
+    return (
+        registration is not None
+        and registration.key in sent.shm_keys
+        and ours.code in ("OK", "200")
+        and theirs is not None
+        and theirs.code not in ("OK", "200")
+    )
+
+
+PAGE_SIZE = 4096
+
+
+def shm_unaligned_offset(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """An offset that is not page aligned: tritonx maps from the page below it;
+    Triton 2.51's mmap refuses it (EINVAL), in these words."""
+    registration = shm_registration(sent)
+    if registration is None or theirs is None:
+        return False
+    refused = (
+        f"failed to register shared memory region '{registration.name}': "
+        "unable to process address spaceInvalid argument"
+    )
+    return (
+        registration.offset % PAGE_SIZE != 0
+        and ours.code in ("OK", "200")
+        and theirs.code in ("INVALID_ARGUMENT", "400")
+        and theirs.text in (refused, refused.split("\0")[0])
+    )
+
+
+_LOAD_PARAMETER = re.compile(
+    r"unrecognized load parameter '(.*)'\.|invalid value type for load parameter "
+    r"'(.*)', expected (?:string|bytes)_param\.",
+    re.S,
+)
+
+
+def load_parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """gRPC RepositoryModelLoad with several invalid parameters: Triton names the
+    first of its protobuf map's order, tritonx the first in key order."""
+    if sent.grpc_method != "RepositoryModelLoad" or theirs is None:
+        return False
+    if (ours.code, theirs.code) != ("INVALID_ARGUMENT", "INVALID_ARGUMENT"):
+        return False
+    mine, triton = (
+        _LOAD_PARAMETER.fullmatch(ours.text),
+        _LOAD_PARAMETER.fullmatch(theirs.text),
+    )
+    if mine is None or triton is None:
+        return False
+    named = mine.group(1) if mine.group(1) is not None else mine.group(2)
+    other = triton.group(1) if triton.group(1) is not None else triton.group(2)
+    keys = sent.grpc.parameters
+    return named in keys and other in keys and named < other
