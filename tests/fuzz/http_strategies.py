@@ -307,6 +307,16 @@ versions = st.sampled_from(
 ACTIONS = ["", "/ready", "/config", "/stats", "/infer", "/generate", "/trace/setting"]
 
 
+def control_payload(path: str, body: object, params: object) -> bytes:
+    """A control route's body: ``body`` as JSON (a load's wrapped with ``params``
+    as its parameters), or none for None."""
+    if body is None:
+        return b""
+    return dumps(
+        {"parameters": params, "ready": body} if path.endswith("load") else body
+    )
+
+
 @st.composite
 def control_paths(draw: Any) -> tuple[str, str]:
     """(method, path) over the control-plane routes, with odd names and versions."""

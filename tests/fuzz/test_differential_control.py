@@ -43,7 +43,13 @@ from diffutil import Answer, Sent, shm_registration
 from fuzzutil import ANSWER_S, fuzz, request_bytes
 from google.protobuf import text_format
 from grpc_strategies import SHM_BYTES, SHM_KEY, control_call
-from http_strategies import control_paths, dumps, json_values, settings_calls
+from http_strategies import (
+    control_paths,
+    control_payload,
+    dumps,
+    json_values,
+    settings_calls,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from tritonclient.grpc import service_pb2
@@ -68,12 +74,7 @@ def test_http_control_plane(
     with odd methods, names, versions and bodies (neither server is in EXPLICIT
     mode: loads and unloads are refused by both, nothing changes)."""
     method, path = route
-    payload = b""
-    if body is not None:
-        wrapped = (
-            {"parameters": params, "ready": body} if path.endswith("load") else body
-        )
-        payload = dumps(wrapped)
+    payload = control_payload(path, body, params)
     wire = request_bytes(method, path, payload)
     compare_http(pair, wire, payload, "diff-http-control", _control_answer)
 

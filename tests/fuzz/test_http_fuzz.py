@@ -30,6 +30,7 @@ from http_strategies import (
     InferCase,
     compress,
     control_paths,
+    control_payload,
     dumps,
     infer_cases,
     json_values,
@@ -127,12 +128,7 @@ def test_control_plane(
     target: Target, route: tuple[str, str], body: object, params: object
 ) -> None:
     method, path = route
-    payload = b""
-    if body is not None:
-        wrapped = (
-            {"parameters": params, "ready": body} if path.endswith("load") else body
-        )
-        payload = dumps(wrapped)
+    payload = control_payload(path, body, params)
     send(target, request_bytes(method, path, payload))
 
 
