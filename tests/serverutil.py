@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 _PORT_LINES = {
     "http": re.compile(r"Started HTTPService at [^:]+:(\d+)"),
     "grpc": re.compile(r"Started GRPCInferenceService at [^:]+:(\d+)"),
@@ -298,6 +300,12 @@ def reference_command() -> list[str] | None:
 
     value = os.environ.get(REFERENCE_CMD_ENV, "").strip()
     return shlex.split(value) if value else None
+
+
+# Marks a test (or, as ``pytestmark``, a module) that compares with the reference.
+needs_reference = pytest.mark.skipif(
+    reference_command() is None, reason=f"{REFERENCE_CMD_ENV} is not set"
+)
 
 
 # Ports picked here for a server to bind later come from below the system's

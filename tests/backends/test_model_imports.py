@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from serverutil import reference_command, run_either, run_server
+from serverutil import needs_reference, run_either, run_server
 
 CONFIG = """
 name: "{name}"
@@ -185,9 +185,7 @@ def test_lazy_imports_resolve_as_in_triton(repo: Path, mode: str) -> None:
         assert seen[name] == _expected(name), name
 
 
-@pytest.mark.skipif(
-    reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
-)
+@needs_reference
 def test_reference_resolves_the_same(repo: Path) -> None:
     seen = _seen("reference", repo)
     for name in ("first", "second"):

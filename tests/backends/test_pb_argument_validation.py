@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import tritonclient.http as httpclient
-from serverutil import reference_command, run_either
+from serverutil import needs_reference, run_either
 
 PROBE_CONFIG = """
 name: "probe"
@@ -246,9 +246,7 @@ def test_arguments_refused_as_triton_refuses_them(probe_repo: Path, mode: str) -
     )
 
 
-@pytest.mark.skipif(
-    reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
-)
+@needs_reference
 def test_reference_refuses_the_same(probe_repo: Path) -> None:
     """The table above is Triton's: checked against the reference itself."""
     _check(_outcomes("reference", probe_repo))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from serverutil import reference_command, run_either
+from serverutil import needs_reference, run_either
 from testmodels import ADD_SUB, ADD_SUB_PY
 
 PROBE_CONFIG = """
@@ -178,9 +178,7 @@ def test_arguments_as_triton_binds_them(probe_repo: Path, mode: str) -> None:
         assert seen[case].startswith(expected), (case, seen[case])
 
 
-@pytest.mark.skipif(
-    reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
-)
+@needs_reference
 def test_reference_takes_the_same(probe_repo: Path) -> None:
     """The table above is Triton's: checked against the reference itself."""
     seen = _outcomes("reference", probe_repo)

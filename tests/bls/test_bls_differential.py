@@ -13,13 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from blsmodels import probe, req, write_repo
-from serverutil import reference_command, run_reference, run_server
+from serverutil import needs_reference, run_reference, run_server
 
-pytestmark = pytest.mark.skipif(
-    reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
-)
+pytestmark = needs_reference
 
 
 def f32(*values: float) -> list[Any]:

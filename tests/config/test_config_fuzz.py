@@ -27,15 +27,18 @@ from config_diff import Case, observe
 from config_strategies import model_configs
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
-from serverutil import RunningServer, reference_command, run_reference, run_server
+from serverutil import (
+    RunningServer,
+    needs_reference,
+    run_reference,
+    run_server,
+)
 
 EXAMPLES = int(os.environ.get("TRITONX_CONFIG_EXAMPLES", "25"))
 SEED = os.environ.get("TRITONX_FUZZ_SEED")
 EXPLICIT = "--model-control-mode=explicit"
 
-pytestmark = pytest.mark.skipif(
-    reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
-)
+pytestmark = needs_reference
 
 
 # Triton 2.51 now and then never finishes a load (seen once in 150 examples, on a

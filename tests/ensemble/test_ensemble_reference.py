@@ -13,12 +13,15 @@ import ensemble_repo as er
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from serverutil import RunningServer, reference_command, run_reference, run_server
+from serverutil import (
+    RunningServer,
+    needs_reference,
+    run_reference,
+    run_server,
+)
 from tritonclient.utils import InferenceServerException
 
-pytestmark = pytest.mark.skipif(
-    reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
-)
+pytestmark = needs_reference
 
 
 X = np.arange(8, dtype=np.float32).reshape(2, 4)

@@ -61,12 +61,12 @@ from fuzzutil import (
 )
 from google.protobuf import text_format
 from hypothesis import reject
-from serverutil import RunningServer, reference_command, run_reference, run_server
-from tritonclient.grpc import service_pb2
-
-needs_reference = pytest.mark.skipif(
-    reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
+from serverutil import (
+    RunningServer,
+    run_reference,
+    run_server,
 )
+from tritonclient.grpc import service_pb2
 
 MODELS = ("add_sub", "identity", "fuzz_bytes")  # Python backend only
 EXAMPLES = int(os.environ.get("TRITONX_DIFF_EXAMPLES", "150"))  # per test

@@ -35,7 +35,6 @@ from diffharness import (  # noqa: F401 (fixtures)
     compare_http,
     fuzz_models,
     http_answer,
-    needs_reference,
     pair,
     server,
 )
@@ -52,6 +51,7 @@ from http_strategies import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from serverutil import needs_reference
 from tritonclient.grpc import service_pb2
 
 

@@ -29,7 +29,6 @@ from diffharness import (  # noqa: F401 (fixtures)
     compare_http,
     fuzz_models,
     grpc_stream_answer,
-    needs_reference,
     pair,
     server,
 )
@@ -45,6 +44,7 @@ from http_strategies import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from serverutil import needs_reference
 
 
 @needs_reference

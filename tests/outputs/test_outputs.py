@@ -21,7 +21,12 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from serverutil import RunningServer, reference_command, run_reference, run_server
+from serverutil import (
+    RunningServer,
+    needs_reference,
+    run_reference,
+    run_server,
+)
 
 ORDER_CONFIG = """
 name: "order"
@@ -405,9 +410,7 @@ def test_classification_of_an_unsupported_type(server: RunningServer) -> None:
     assert answer == ("error", "StatusCode.INVALID_ARGUMENT", message)
 
 
-@pytest.mark.skipif(
-    reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
-)
+@needs_reference
 def test_outputs_match_triton(tritonx_answers: dict[str, Any], tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     with run_reference([repo]) as server:

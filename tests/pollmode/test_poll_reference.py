@@ -13,7 +13,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from pollutil import (
@@ -24,11 +23,14 @@ from pollutil import (
     wait_for,
     wait_states,
 )
-from serverutil import RunningServer, reference_command, run_reference, run_server
-
-pytestmark = pytest.mark.skipif(
-    reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
+from serverutil import (
+    RunningServer,
+    needs_reference,
+    run_reference,
+    run_server,
 )
+
+pytestmark = needs_reference
 
 POLL_ARGS = ("--model-control-mode=poll", "--repository-poll-secs=1")
 

@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serverutil import RunningServer, reference_command, run_reference, run_server
+from serverutil import (
+    RunningServer,
+    needs_reference,
+    run_reference,
+    run_server,
+)
 from traceutil import (
     build_stream_repo,
     generate_stream,
@@ -23,9 +28,7 @@ from traceutil import (
 )
 from tritonclient.utils import InferenceServerException
 
-pytestmark = pytest.mark.skipif(
-    reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
-)
+pytestmark = needs_reference
 
 TRACE_ALL = (
     "--trace-config=rate=1",

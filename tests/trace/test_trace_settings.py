@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 import tritonclient.grpc as grpcclient
-from serverutil import RunningServer, reference_command, run_reference, run_server
+from serverutil import (
+    RunningServer,
+    needs_reference,
+    run_reference,
+    run_server,
+)
 from traceutil import build_repo
 from tritonclient.utils import InferenceServerException
 
@@ -168,9 +173,7 @@ def test_settings_script(repo: Path, tmp_path: Path) -> None:
     assert [status for status, _ in types] == [400, 400, 400]
 
 
-@pytest.mark.skipif(
-    reference_command() is None, reason="TRITONX_REFERENCE_CMD is not set"
-)
+@needs_reference
 def test_settings_match_reference(repo: Path, tmp_path: Path) -> None:
     out = str(tmp_path / "trace.json")
     with run_server(repo, f"--trace-config=triton,file={out}") as server:
