@@ -322,13 +322,13 @@ def compare_http(
     return compare(pair, kind, sent, ask)
 
 
-def compare_grpc(pair: Pair, request: Any) -> None:
+def compare_grpc(pair: Pair, request: Any, kind: str = "diff-grpc") -> str:
     def ask(reference: bool, wire: bytes) -> Answer:
         channel = pair.reference.channel if reference else pair.ours_channel
         return grpc_answer(channel, wire)
 
     sent = Sent("grpc", request.SerializeToString(), grpc=request)
-    compare(pair, "diff-grpc", sent, ask, shown=request)
+    return compare(pair, kind, sent, ask, shown=request)
 
 
 # -- tests ----------------------------------------------------------------------------
