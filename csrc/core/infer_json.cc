@@ -122,6 +122,16 @@ Status OutputShmAndBinary() {
       "Output can't set both 'shared_memory_region' and 'binary_data'");
 }
 
+Status OutputShmAndClasses() {
+  return InvalidArgError(
+      "Output can't set both 'shared_memory_region' and 'classification'");
+}
+
+Status NotBoolBinaryData() {
+  return InternalError(
+      "Unable to set 'binary_data': attempt to access JSON non-boolean as boolean");
+}
+
 Status NotUnsignedClassification() {
   return InvalidArgError(
       "Unable to set 'classification': attempt to access JSON non-unsigned-integer as "

@@ -120,6 +120,8 @@ Status CheckBinarySize(uint64_t bytes, const std::string& input,
 Status ExtraBinaryData(const std::string& model);
 Status ParameterInvalidType(const std::string& key);
 Status OutputShmAndBinary();
+Status OutputShmAndClasses();
+Status NotBoolBinaryData();  // beside a shared memory region
 Status NotUnsignedClassification();
 Status NotRequestParameters();
 
@@ -192,12 +194,6 @@ namespace infer_json {
 template <class Json>
 using V = typename Json::Value;
 
-// `obj[key]` with JSON null treated as absent.
-template <class Json>
-bool Member(V<Json> obj, const char* key, V<Json>* out) {
-  return Json::Find(obj, key, out) && Json::Kind(*out) != JsonKind::kNull;
-}
-
 template <class Json>
 bool Unsigned(V<Json> v, uint64_t* out) {
   switch (Json::Kind(v)) {
@@ -224,23 +220,26 @@ Status RequiredText(V<Json> obj, const char* key, std::string_view* out) {
 }
 
 // Triton's reading of `shared_memory_region`, `shared_memory_offset` (default 0)
-// and `shared_memory_byte_size` (default 0, which no region range accepts).
+// and `shared_memory_byte_size` (default 0, which no region range accepts). Triton
+// reads (and type-checks) them for every tensor that is not binary data, with a
+// region or without one.
 template <class Json>
 Status DecodeShm(V<Json> params, ShmReference* ref) {
   V<Json> name{};
-  Json::Find(params, "shared_memory_region", &name);
-  if (Json::Kind(name) != JsonKind::kString) {
-    return JsonWrongType("shared_memory_region", kNotString);
+  if (Json::Find(params, "shared_memory_region", &name)) {
+    if (Json::Kind(name) != JsonKind::kString) {
+      return JsonWrongType("shared_memory_region", kNotString);
+    }
+    std::string_view region;
+    Status status = Json::Text(name, &region);
+    if (!status.ok()) return status;
+    ref->region = std::string(region);
   }
-  std::string_view region;
-  Status status = Json::Text(name, &region);
-  if (!status.ok()) return status;
-  ref->region = std::string(region);
   for (auto [key, out] :
        {std::pair<const char*, uint64_t*>{"shared_memory_offset", &ref->offset},
         {"shared_memory_byte_size", &ref->byte_size}}) {
     V<Json> value{};
-    if (!Member<Json>(params, key, &value)) continue;
+    if (!Json::Find(params, key, &value)) continue;
     if (!Unsigned<Json>(value, out)) return JsonWrongType(key, kNotUnsigned);
   }
   return Status::Ok();
@@ -274,7 +273,7 @@ Status DecodeInput(V<Json> item, const InferBodyLayout& layout,
   // none of them.
   if (Json::Kind(item) != JsonKind::kObject) return CheckOneSource(false, false, false);
   V<Json> iparams{};
-  const bool params_obj = Member<Json>(item, "parameters", &iparams) &&
+  const bool params_obj = Json::Find(item, "parameters", &iparams) &&
                           Json::Kind(iparams) == JsonKind::kObject;
   V<Json> unused{};
   const bool has_data = Json::Find(item, "data", &unused);
@@ -317,6 +316,9 @@ Status DecodeInput(V<Json> item, const InferBodyLayout& layout,
     binary_offset = *offset;
     *offset += bytes;
   } else {
+    ShmReference unused_shm;
+    if (params_obj) status = DecodeShm<Json>(iparams, &unused_shm);
+    if (!status.ok()) return status;
     V<Json> data{};
     Json::Find(item, "data", &data);
     status = Json::DataLeaves(data, &input);
@@ -325,8 +327,24 @@ Status DecodeInput(V<Json> item, const InferBodyLayout& layout,
   return sink->AddInput(std::move(input), binary_offset);
 }
 
+// Triton's order for a requested output: the conflicts of a shared memory region
+// with `classification` and `binary_data` (before the name), the name, the class
+// count, the shared memory members, then `binary_data`.
 template <class Json>
 Status DecodeOutput(V<Json> item, InferJsonSink* sink) {
+  V<Json> oparams{};
+  const bool params_obj = Json::Kind(item) == JsonKind::kObject &&
+                          Json::Find(item, "parameters", &oparams) &&
+                          Json::Kind(oparams) == JsonKind::kObject;
+  V<Json> value{};
+  const bool to_shm = params_obj && Json::Find(oparams, "shared_memory_region", &value);
+  if (to_shm) {
+    if (Json::Find(oparams, "classification", &value)) return OutputShmAndClasses();
+    if (Json::Find(oparams, "binary_data", &value)) {
+      if (Json::Kind(value) != JsonKind::kBool) return NotBoolBinaryData();
+      if (Json::Bool(value)) return OutputShmAndBinary();
+    }
+  }
   if (Json::Kind(item) != JsonKind::kObject) return JsonMissingMember("name");
   std::string_view name;
   Status status = RequiredText<Json>(item, "name", &name);
@@ -334,27 +352,18 @@ Status DecodeOutput(V<Json> item, InferJsonSink* sink) {
   OutputDescription output;
   output.name = std::string(name);
   int binary = -1;
-  V<Json> oparams{};
-  if (Member<Json>(item, "parameters", &oparams) &&
-      Json::Kind(oparams) == JsonKind::kObject) {
-    V<Json> value{};
-    if (Json::Find(oparams, "shared_memory_region", &value)) {
-      if (Member<Json>(oparams, "binary_data", &value) &&
-          Json::Kind(value) == JsonKind::kBool && Json::Bool(value)) {
-        return OutputShmAndBinary();
-      }
-      output.to_shm = true;
-      status = DecodeShm<Json>(oparams, &output.shm);
-      if (!status.ok()) return status;
-    }
-    if (Member<Json>(oparams, "classification", &value)) {
+  if (params_obj) {
+    if (Json::Find(oparams, "classification", &value)) {
       // Triton reads it as a JSON unsigned integer; 0 asks for no classification.
       uint64_t classes = 0;
       if (!Unsigned<Json>(value, &classes)) return NotUnsignedClassification();
       output.class_count =
           static_cast<uint32_t>(std::min<uint64_t>(classes, UINT32_MAX));
     }
-    if (Member<Json>(oparams, "binary_data", &value)) {
+    output.to_shm = to_shm;
+    status = DecodeShm<Json>(oparams, &output.shm);
+    if (!status.ok()) return status;
+    if (Json::Find(oparams, "binary_data", &value)) {
       if (Json::Kind(value) != JsonKind::kBool) {
         return JsonWrongType("binary_data", kNotBool);
       }
@@ -376,8 +385,8 @@ Status DecodeInferJson(typename Json::Value doc, const InferBodyLayout& layout,
   using namespace infer_json;
   if (Json::Kind(doc) != JsonKind::kObject) return JsonMissingMember("inputs");
   V<Json> value{};
-  // id, inputs and outputs: null is a value of the wrong type, as in Triton (unlike
-  // the optional members Member reads).
+  // A member that is JSON null is there, of the wrong type, as in Triton (its
+  // TritonJson finds it), here and in every member below.
   if (Json::Find(doc, "id", &value)) {
     if (Json::Kind(value) != JsonKind::kString) return JsonWrongType("id", kNotString);
     std::string_view id;

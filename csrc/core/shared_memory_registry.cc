@@ -225,8 +225,10 @@ Status SharedMemoryRegistry::Resolve(const std::string& name, uint64_t offset,
     return Status(StatusCode::kInvalidArg,
                   "Invalid offset for shared memory region: '" + name + "'");
   }
-  // A zero size is refused too, as Triton 2.51 does (its end check underflows).
-  if (byte_size == 0 || byte_size > region->byte_size - offset) {
+  // Triton 2.51 checks offset + byte_size - 1 against the region's last byte: a zero
+  // size is taken inside the region (the core then judges the tensor's size), but
+  // at offset 0 the sum wraps and it is refused.
+  if ((byte_size == 0 && offset == 0) || byte_size > region->byte_size - offset) {
     return Status(
         StatusCode::kInvalidArg,
         "Invalid offset + byte size for shared memory region: '" + name + "'");

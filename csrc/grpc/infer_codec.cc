@@ -135,7 +135,7 @@ Status CheckContentsFields(const inference::ModelInferRequest::InferInputTensor&
 }
 
 // Classification extension: the class count an output asks for (Triton sends it as
-// int64_param; 0 asks for the values as produced).
+// int64_param and refuses 0, which over HTTP asks for the values as produced).
 Status ClassCountOf(const InferParameter& param, uint32_t* count) {
   int64_t value = 0;
   if (param.parameter_choice_case() == InferParameter::kInt64Param) {
@@ -145,7 +145,7 @@ Status ClassCountOf(const InferParameter& param, uint32_t* count) {
                   "invalid value type for 'classification' parameter, expected "
                   "int64_param");
   }
-  if (value < 0) {
+  if (value <= 0) {  // Triton's words for it, though 0 is refused too
     return Status(StatusCode::kInvalidArg,
                   "invalid value for 'classification' parameter, expected >= 0");
   }
@@ -218,64 +218,54 @@ Status ConvertParameter(const std::string& key, const InferParameter& param,
   }
 }
 
-bool UsesSharedMemory(
-    const google::protobuf::Map<std::string, InferParameter>& params) {
-  return params.find("shared_memory_region") != params.end();
-}
-
-// A tensor naming a shared memory byte size or offset without a region: Triton's
-// refusal (the size first).
-Status CheckShmWithoutRegion(
-    const std::string& tensor,
-    const google::protobuf::Map<std::string, InferParameter>& params) {
-  for (const char* key : {"shared_memory_byte_size", "shared_memory_offset"}) {
-    if (params.find(key) != params.end()) {
-      return Status(StatusCode::kInvalidArg,
-                    std::string("'") + key +
-                        "' can not be specified without 'shared_memory_region' "
-                        "parameter for tensor '" +
-                        tensor + "'");
-    }
-  }
-  return Status::Ok();
-}
-
-// Triton's reading of a tensor's shared memory parameters: the region as a
-// string, the byte size (required) and offset (default 0) as int64.
+// Triton's reading of a tensor's shared memory parameters, in its order: the
+// region (a string), the offset (int64, default 0), then the byte size (int64,
+// required with a region); an offset or size without a region is refused.
+// `*has_region` tells whether the tensor names a region.
 Status ParseShmParameters(
     const std::string& tensor,
-    const google::protobuf::Map<std::string, InferParameter>& params,
-    ShmReference* ref) {
-  std::string* region = &ref->region;
-  uint64_t* offset = &ref->offset;
-  uint64_t* byte_size = &ref->byte_size;
+    const google::protobuf::Map<std::string, InferParameter>& params, ShmReference* ref,
+    bool* has_region) {
   auto wrong_type = [&tensor](const std::string& key, const char* expected) {
     return Status(StatusCode::kInvalidArg, "invalid value type for '" + key +
                                                "' parameter for tensor '" + tensor +
                                                "', expected " + expected + ".");
   };
-  const InferParameter& name = params.at("shared_memory_region");
-  if (name.parameter_choice_case() != InferParameter::kStringParam) {
-    return wrong_type("shared_memory_region", "string_param");
+  auto without_region = [&tensor](const std::string& key) {
+    return Status(StatusCode::kInvalidArg,
+                  "'" + key +
+                      "' can not be specified without 'shared_memory_region' "
+                      "parameter for tensor '" +
+                      tensor + "'");
+  };
+  auto name = params.find("shared_memory_region");
+  *has_region = name != params.end();
+  if (*has_region) {
+    if (name->second.parameter_choice_case() != InferParameter::kStringParam) {
+      return wrong_type("shared_memory_region", "string_param");
+    }
+    ref->region = name->second.string_param();
   }
-  *region = name.string_param();
+  auto at = params.find("shared_memory_offset");
+  if (at != params.end()) {
+    if (!*has_region) return without_region("shared_memory_offset");
+    if (at->second.parameter_choice_case() != InferParameter::kInt64Param) {
+      return wrong_type("shared_memory_offset", "int64_param");
+    }
+    ref->offset = static_cast<uint64_t>(at->second.int64_param());
+  }
   auto size = params.find("shared_memory_byte_size");
-  if (size == params.end()) {
+  if (size != params.end()) {
+    if (!*has_region) return without_region("shared_memory_byte_size");
+    if (size->second.parameter_choice_case() != InferParameter::kInt64Param) {
+      return wrong_type("shared_memory_byte_size", "int64_param");
+    }
+    ref->byte_size = static_cast<uint64_t>(size->second.int64_param());
+  } else if (*has_region) {
     return Status(StatusCode::kInvalidArg,
                   "'shared_memory_byte_size' must be specified along with "
                   "'shared_memory_region' parameter for tensor '" +
                       tensor + "'");
-  }
-  if (size->second.parameter_choice_case() != InferParameter::kInt64Param) {
-    return wrong_type("shared_memory_byte_size", "int64_param");
-  }
-  *byte_size = static_cast<uint64_t>(size->second.int64_param());
-  auto at = params.find("shared_memory_offset");
-  if (at != params.end()) {
-    if (at->second.parameter_choice_case() != InferParameter::kInt64Param) {
-      return wrong_type("shared_memory_offset", "int64_param");
-    }
-    *offset = static_cast<uint64_t>(at->second.int64_param());
   }
   return Status::Ok();
 }
@@ -383,13 +373,18 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
     desc.name = input.name();
     desc.datatype = input.datatype();
     desc.shape.assign(input.shape().begin(), input.shape().end());
-    if (UsesSharedMemory(input.parameters())) {
+    bool from_shm = false;
+    Status parsed =
+        ParseShmParameters(input.name(), input.parameters(), &desc.shm, &from_shm);
+    if (!parsed.ok()) return parsed;
+    if (from_shm) {
+      if (input.has_contents()) {
+        return Status(StatusCode::kInvalidArg,
+                      "unexpected 'content' provided when using shared memory for "
+                      "input tensor '" +
+                          input.name() + "' for model '" + msg.model_name() + "'");
+      }
       desc.source = InputDescription::Source::kSharedMemory;
-      Status status = ParseShmParameters(input.name(), input.parameters(), &desc.shm);
-      if (!status.ok()) return status;
-    } else if (Status status = CheckShmWithoutRegion(input.name(), input.parameters());
-               !status.ok()) {
-      return status;
     } else if (use_raw) {
       if (input.has_contents()) {
         return Status(StatusCode::kInvalidArg,
@@ -426,19 +421,18 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
   for (const auto& output : msg.outputs()) {
     OutputDescription desc;
     desc.name = output.name();
-    if (UsesSharedMemory(output.parameters())) {
-      desc.to_shm = true;
-      Status status = ParseShmParameters(output.name(), output.parameters(), &desc.shm);
-      if (!status.ok()) return status;
-    } else if (Status status =
-                   CheckShmWithoutRegion(output.name(), output.parameters());
-               !status.ok()) {
-      return status;
-    }
+    Status parsed =
+        ParseShmParameters(output.name(), output.parameters(), &desc.shm, &desc.to_shm);
+    if (!parsed.ok()) return parsed;
     auto classes = output.parameters().find("classification");
     if (classes != output.parameters().end()) {
       Status status = ClassCountOf(classes->second, &desc.class_count);
       if (!status.ok()) return status;
+      if (desc.to_shm) {
+        return Status(StatusCode::kInvalidArg,
+                      "output can't set both 'shared_memory_region' and "
+                      "'classification'");
+      }
     }
     Status status = builder.AddOutput(std::move(desc), shm_outputs);
     if (!status.ok()) return status;

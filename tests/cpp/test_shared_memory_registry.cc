@@ -85,6 +85,24 @@ TEST(SharedMemoryRegistry, ResolvesRangesAtUnalignedOffsets) {
   EXPECT_EQ(registry.Resolve("b", 0, 1, &span).code(), StatusCode::kNotFound);
 }
 
+// Triton 2.51's end check (offset + size - 1 against the last byte) takes a zero
+// size inside the region and wraps, refusing it, at its start.
+TEST(SharedMemoryRegistry, ZeroSizeIsTakenInsideTheRegionButNotAtItsStart) {
+  SharedMemoryRegistry registry;
+  ShmObject object(4096);
+  ASSERT_TRUE(registry.Register("a", object.key(), 0, 64).ok());
+  ShmSpan span;
+  ASSERT_TRUE(registry.Resolve("a", 16, 0, &span).ok());
+  EXPECT_EQ(span.byte_size, 0u);
+  ASSERT_TRUE(registry.Resolve("a", 63, 0, &span).ok());
+  EXPECT_EQ(registry.Resolve("a", 0, 0, &span).message(),
+            "Invalid offset + byte size for shared memory region: 'a'");
+  EXPECT_EQ(registry.Resolve("a", 64, 0, &span).message(),
+            "Invalid offset for shared memory region: 'a'");
+  EXPECT_EQ(registry.Resolve("a", 16, UINT64_MAX, &span).message(),
+            "Invalid offset + byte size for shared memory region: 'a'");
+}
+
 TEST(SharedMemoryRegistry, MappingOutlivesUnregisterWhileInUse) {
   SharedMemoryRegistry registry;
   ShmObject object(4096);

@@ -14,6 +14,7 @@ from diff_allowlist_control import (
     load_parameter_named,
     no_cuda,
     shm_key_reuse,
+    shm_range_wraps,
     shm_unaligned_offset,
 )
 from diffutil import (
@@ -537,6 +538,15 @@ ALLOWLIST = [
         # below; Triton 2.51's mmap refuses it. Undone on tritonx.
         "a shared memory offset that is not page aligned",
         shm_unaligned_offset,
+    ),
+    Deviation(
+        "shm-range-wraps",
+        # Infer with a shared memory offset + byte size past 2^64 (a gRPC size of
+        # -1): tritonx refuses the range; Triton 2.51's end check wraps (later
+        # Triton refuses it as an overflow).
+        "a shared memory range whose end wraps past 2^64",
+        shm_range_wraps,
+        without_reference=True,
     ),
     Deviation(
         "load-parameter-named",

@@ -1,13 +1,14 @@
-"""The allowlist's predicates for the control plane (diff_allowlist.py holds the
-entries and why each exists): CUDA shared memory in a build without CUDA, system
-shared memory registrations Triton 2.51 cannot make, and which of several bad load
+"""The allowlist's predicates for the control plane and shared memory
+(diff_allowlist.py holds the entries and why each exists): CUDA shared memory in a
+build without CUDA, system shared memory registrations Triton 2.51 cannot make, a
+shared memory range whose end wraps past 2^64, and which of several bad load
 parameters is named."""
 
 from __future__ import annotations
 
 import re
 
-from diffutil import Answer, Sent, shm_registration
+from diffutil import Answer, Sent, shm_references, shm_registration
 
 
 def no_cuda(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
@@ -82,3 +83,23 @@ def load_parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> boo
     other = triton.group(1) if triton.group(1) is not None else triton.group(2)
     keys = sent.grpc.parameters
     return named in keys and other in keys and named < other
+
+
+_OUT_OF_RANGE = re.compile(
+    r"Invalid offset \+ byte size for shared memory region: '(.*)'", re.S
+)
+
+
+def shm_range_wraps(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """An infer request's shared memory range whose end, offset + byte_size, is
+    past 2^64: tritonx refuses it as out of the region; Triton 2.51 computes the
+    end modulo 2^64, finds it inside and goes on with the huge size (an input then
+    fails the core's size check, an output is written). Only that refusal, for a
+    region of the request with such a range."""
+    match = _OUT_OF_RANGE.fullmatch(ours.text)
+    if ours.code not in ("400", "INVALID_ARGUMENT") or match is None:
+        return False
+    return any(
+        ref.region == match.group(1) and ref.offset + ref.byte_size > 2**64
+        for ref in shm_references(sent)
+    )

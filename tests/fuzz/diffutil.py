@@ -238,6 +238,55 @@ def shm_registration(sent: Sent) -> ShmRegistration | None:
     return ShmRegistration(match.group(1).decode("latin-1"), key, offset)
 
 
+class ShmReference(NamedTuple):
+    """A tensor's shared memory parameters as a server reads them (uint64)."""
+
+    region: str
+    offset: int
+    byte_size: int
+
+
+def shm_references(sent: Sent) -> list[ShmReference]:
+    """The inputs' and outputs' well-typed shared memory references of an infer
+    request (gRPC int64 values as the uint64 the server takes; absent ones 0)."""
+    found = []
+    if sent.infer is not None:
+        for tensor in [*sent.infer.inputs, *sent.infer.outputs]:
+            params = tensor.parameters
+            region = params.get("shared_memory_region")
+            if (
+                region is None
+                or region.WhichOneof("parameter_choice") != "string_param"
+            ):
+                continue
+            offset, size = (
+                params[key].int64_param % 2**64 if key in params else 0
+                for key in ("shared_memory_offset", "shared_memory_byte_size")
+            )
+            found.append(ShmReference(region.string_param, offset, size))
+        return found
+    try:
+        doc = json.loads(sent.json_text)
+    except (ValueError, RecursionError):
+        return []
+    for member in ("inputs", "outputs"):
+        tensors = doc.get(member) if isinstance(doc, dict) else None
+        for tensor in tensors if isinstance(tensors, list) else []:
+            params = tensor.get("parameters") if isinstance(tensor, dict) else None
+            if not isinstance(params, dict):
+                continue
+            region = params.get("shared_memory_region")
+            numbers = [
+                params.get(key, 0)
+                for key in ("shared_memory_offset", "shared_memory_byte_size")
+            ]
+            if isinstance(region, str) and all(
+                type(n) is int and 0 <= n < 2**64 for n in numbers
+            ):
+                found.append(ShmReference(region, *numbers))
+    return found
+
+
 class Input(NamedTuple):
     """An input of a request, as far as its name, type and shape are well formed."""
 

@@ -1,5 +1,6 @@
-"""The allowlist's gRPC control-plane entries, without a reference: each excuses
-the requests it is about and no others (test_diff_allowlist.py has the rest)."""
+"""The allowlist's control-plane and shared memory entries, without a reference:
+each excuses the requests it is about and no others (test_diff_allowlist.py has
+the rest)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,25 @@ def _metadata(version: str, *extensions: str) -> Answer:
     return Answer("OK", text_format.MessageToString(response, as_one_line=True))
 
 
+def _shm_infer(protocol: str, offset: int, size: int, output: bool = False) -> Sent:
+    """An infer request with one tensor in region 'in' at ``offset``, ``size``."""
+    if protocol == "grpc":
+        request = service_pb2.ModelInferRequest(model_name="m")
+        tensor = (
+            request.outputs.add(name="O") if output else request.inputs.add(name="I")
+        )
+        tensor.parameters["shared_memory_region"].string_param = "in"
+        tensor.parameters["shared_memory_offset"].int64_param = offset
+        tensor.parameters["shared_memory_byte_size"].int64_param = size
+        return Sent("grpc", request.SerializeToString(), grpc=request)
+    params = {"shared_memory_region": "in", "shared_memory_offset": offset,
+              "shared_memory_byte_size": size}  # fmt: skip
+    tensor_doc = {"name": "O" if output else "I", "parameters": params}
+    body = json.dumps({"outputs" if output else "inputs": [tensor_doc]}).encode()
+    return Sent("http", b"POST /v2/models/m/infer HTTP/1.1\r\n\r\n" + body, body)
+
+
+OUT_OF_RANGE = "Invalid offset + byte size for shared memory region: '{}'"
 OK = Answer("OK", "")
 INVALID = "INVALID_ARGUMENT"
 
@@ -157,6 +177,37 @@ INVALID = "INVALID_ARGUMENT"
             _http("/v2/logging"),
             Answer("400", "attempt to access JSON non-array as array"),
             Answer("500", "attempt to access JSON non-array as array"),
+            None,
+        ),
+        # A shared memory range whose end wraps: tritonx's refusal, for its region.
+        (
+            _shm_infer("grpc", 16, -1),
+            Answer(INVALID, OUT_OF_RANGE.format("in")),
+            None,
+            "shm-range-wraps",
+        ),
+        (
+            _shm_infer("http", 16, 2**64 - 1, output=True),
+            Answer("400", OUT_OF_RANGE.format("in")),
+            None,
+            "shm-range-wraps",
+        ),
+        (
+            _shm_infer("grpc", 16, 200),  # past the region, not past 2^64
+            Answer(INVALID, OUT_OF_RANGE.format("in")),
+            None,
+            None,
+        ),
+        (
+            _shm_infer("grpc", 16, -1),  # another region's refusal
+            Answer(INVALID, OUT_OF_RANGE.format("out")),
+            None,
+            None,
+        ),
+        (
+            _shm_infer("http", 16, 2**64 - 1),  # another error
+            Answer("400", "Invalid offset for shared memory region: 'in'"),
+            None,
             None,
         ),
         # Several invalid load parameters: tritonx names the first in key order.
