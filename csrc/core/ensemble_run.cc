@@ -275,7 +275,7 @@ void EnsembleRun::CollectOutputs(const std::vector<Updated>& updated) {
     if (!ready) continue;
     auto response = std::make_unique<InferenceResponse>();
     const bool batching = plan.model.max_batch_size > 0;
-    for (int id : plan.output_ids) {
+    for (int id : plan.response_order) {
       if (!requested_[id]) continue;
       Value* value = Find(id, u.iteration);
       if (value->present) {

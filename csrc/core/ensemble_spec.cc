@@ -1,6 +1,7 @@
 #include "ensemble_spec.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 namespace tritonx {
 
@@ -26,6 +27,9 @@ EnsemblePlan::EnsemblePlan(const ModelSpec& ensemble, const EnsembleSpec& spec)
       step.version = std::to_string(step_spec.model_version);
     }
     const int index = static_cast<int>(steps.size());
+    // Inputs in config order. (Triton 2.51 adds a step's inputs in its protobuf
+    // map's order, which is seeded per process: which of several wrong inputs a
+    // composing model names differs from run to run there.)
     for (const auto& [model_tensor, tensor] : step_spec.input_map) {
       const int id = id_of(tensor);
       step.inputs.push_back({model_tensor, id});
@@ -45,9 +49,12 @@ EnsemblePlan::EnsemblePlan(const ModelSpec& ensemble, const EnsembleSpec& spec)
   for (size_t i = 0; i < input_ids.size(); ++i) {
     ensemble_io[input_ids[i]] = &model.inputs[i];
   }
+  std::unordered_map<std::string, int> by_name;
   for (size_t i = 0; i < output_ids.size(); ++i) {
     ensemble_io[output_ids[i]] = &model.outputs[i];
+    by_name.emplace(model.outputs[i].name, output_ids[i]);
   }
+  for (const auto& [name, id] : by_name) response_order.push_back(id);
 }
 
 int EnsemblePlan::TensorId(const std::string& name) const {

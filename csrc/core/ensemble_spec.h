@@ -62,6 +62,10 @@ struct EnsemblePlan {
   std::vector<int> producer;                // tensor id -> step writing it, or -1
   std::vector<int> input_ids;               // ensemble input i -> tensor id
   std::vector<int> output_ids;              // ensemble output i -> tensor id
+  // The output ids in the order a response lists them: Triton 2.51's, the walk of
+  // its hash map of the outputs by name (libstdc++'s unordered_map, as here, filled
+  // in config order), which clients see in an HTTP answer's "outputs".
+  std::vector<int> response_order;
   // tensor id -> the ensemble input or output spec (in `model`), null for tensors
   // internal to the ensemble.
   std::vector<const TensorSpec*> ensemble_io;

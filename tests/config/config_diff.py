@@ -14,6 +14,7 @@ import json
 import re
 import textwrap
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,9 +121,15 @@ def _settled_index(server: RunningServer, name: str) -> list[dict[str, Any]]:
         time.sleep(0.05)
 
 
-def observe(server: RunningServer, repo: Path, name: str) -> dict[str, Any]:
+def observe(
+    server: RunningServer,
+    repo: Path,
+    name: str,
+    infer: Callable[[Any], Any] | None = None,
+) -> dict[str, Any]:
     """What ``server`` answers about case ``name``: the load's status and error;
-    once loaded, the model's config and metadata; after a failed load, the
+    once loaded, the model's config and metadata (and, given ``infer``, the answer
+    to the infer body it makes of the metadata); after a failed load, the
     repository index's entries for it."""
     base = f"/v2/repository/models/{name}"
     status, body = _request(server, "POST", f"{base}/load")
@@ -130,6 +137,11 @@ def observe(server: RunningServer, repo: Path, name: str) -> dict[str, Any]:
     if status == 200:
         seen["config"] = _request(server, "GET", f"/v2/models/{name}/config")
         seen["metadata"] = _request(server, "GET", f"/v2/models/{name}")
+        if infer is not None:
+            request = json.dumps(infer(seen["metadata"][1])).encode()
+            seen["infer"] = _request(
+                server, "POST", f"/v2/models/{name}/infer", request
+            )
         _request(server, "POST", f"{base}/unload")
         _settled_index(server, name)
     else:

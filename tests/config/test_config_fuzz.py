@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -68,11 +68,13 @@ class Pair:
         self.reference.process.kill()
         self.reference = self._start_reference()
 
-    def observe(self, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """Both servers' observations of ``name``; Triton's None when it died or
-        did not answer in time (it is then replaced)."""
-        mine = self.pool.submit(observe, self.ours, self.repo, name)
-        theirs = self.pool.submit(observe, self.reference, self.repo, name)
+    def observe(
+        self, name: str, infer: Callable[[Any], Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Both servers' observations of ``name`` (config_diff.observe); Triton's
+        None when it died or did not answer in time (it is then replaced)."""
+        mine = self.pool.submit(observe, self.ours, self.repo, name, infer)
+        theirs = self.pool.submit(observe, self.reference, self.repo, name, infer)
         try:
             answer = theirs.result(timeout=REFERENCE_WAIT_S)
         except (TimeoutError, OSError):

@@ -134,10 +134,12 @@ TEST_F(EnsembleTest, ParallelBranchesJoin) {
   ASSERT_TRUE(collector.WaitFor(1));
   ASSERT_TRUE(collector.StatusOf("r").ok()) << collector.StatusOf("r").message();
   const InferenceResponse* response = collector.ResponseOf("r");
+  // The outputs in Triton's order: its hash map of the names (A, then OUTPUT0).
   ASSERT_EQ(response->outputs.size(), 2u);
-  EXPECT_EQ(Values(response->outputs[0]), std::vector<float>(4, 5.f));  // 2 + (2+1)
-  EXPECT_EQ(response->outputs[1].name, "A");
-  EXPECT_EQ(Values(response->outputs[1]), std::vector<float>(4, 2.f));
+  EXPECT_EQ(response->outputs[0].name, "A");
+  EXPECT_EQ(Values(response->outputs[0]), std::vector<float>(4, 2.f));
+  EXPECT_EQ(response->outputs[1].name, "OUTPUT0");
+  EXPECT_EQ(Values(response->outputs[1]), std::vector<float>(4, 5.f));  // 2 + (2+1)
 
   // Asking for A alone skips the join and the branch it does not need.
   RequestPtr only_a = MakeRequest("a", 1, 4, 2.f);

@@ -435,8 +435,13 @@ class ModelManager(
         """The rest of a load once the config is read and the agents ran:
         ``model_dir`` is where the agents left the model."""
         name, key = model_id.name, model_id.key
-        if stage_error is None and is_ensemble(config):
-            stage_error = await self._prepare_ensemble(model_id, config, (*chain, key))
+        if is_ensemble(config):
+            # Triton checks an ensemble against its composing models before its
+            # versions load, where the load-stage checks (stage_error) fail them.
+            ensemble_error = await self._prepare_ensemble(
+                model_id, config, (*chain, key)
+            )
+            stage_error = stage_error or ensemble_error
         selected = select_versions(config, version_dirs(model_dir))
         record = self._records.setdefault(key, ModelRecord(name, model_id.namespace))
         self.registry.set_known(name, True, namespace=model_id.namespace)
