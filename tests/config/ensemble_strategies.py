@@ -15,33 +15,9 @@ from typing import Any
 
 from google.protobuf import text_format
 from hypothesis import strategies as st
+from testmodels import ADD_SUB_PY, ECHO_MODEL
 
 from tritonx._proto import model_config_pb2 as mc
-
-_ADD_PY = """\
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            a = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
-            b = pb_utils.get_input_tensor_by_name(request, "INPUT1").as_numpy()
-            responses.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("OUTPUT0", a + b), pb_utils.Tensor("OUTPUT1", a - b)]))
-        return responses
-"""
-_IDENTITY_PY = """\
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [pb_utils.InferenceResponse([pb_utils.Tensor(
-            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
-            for r in requests]
-"""
 
 
 def _python(
@@ -63,10 +39,10 @@ def _python(
 # name -> (config.pbtxt without its name, model.py)
 COMPOSING = {
     "cadd": (_python(0, ["INPUT0", "INPUT1"], ["OUTPUT0", "OUTPUT1"], "TYPE_FP32", "4"),
-             _ADD_PY),
-    "cid": (_python(0, ["INPUT0"], ["OUTPUT0"], "TYPE_FP32", "-1"), _IDENTITY_PY),
-    "cbatch": (_python(4, ["INPUT0"], ["OUTPUT0"], "TYPE_FP32", "4"), _IDENTITY_PY),
-    "cint": (_python(0, ["INPUT0"], ["OUTPUT0"], "TYPE_INT32", "4"), _IDENTITY_PY),
+             ADD_SUB_PY),
+    "cid": (_python(0, ["INPUT0"], ["OUTPUT0"], "TYPE_FP32", "-1"), ECHO_MODEL),
+    "cbatch": (_python(4, ["INPUT0"], ["OUTPUT0"], "TYPE_FP32", "4"), ECHO_MODEL),
+    "cint": (_python(0, ["INPUT0"], ["OUTPUT0"], "TYPE_INT32", "4"), ECHO_MODEL),
 }  # fmt: skip
 
 MODEL_NAMES = st.sampled_from([*COMPOSING, "nope", "", "SELF"])

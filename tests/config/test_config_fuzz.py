@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from config_diff import Case, observe
 from config_strategies import model_configs
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, given, reject, seed, settings
 from hypothesis import strategies as st
 from serverutil import (
     RunningServer,
@@ -93,15 +93,24 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         yield Pair(stack, repo)
 
 
+def config_fuzz_settings(examples: int) -> Any:
+    """Hypothesis settings of the config fuzzes: ``examples`` examples,
+    derandomized unless TRITONX_FUZZ_SEED is set (then seeded with it)."""
+    configured = settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=SEED is None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    if SEED is None:
+        return configured
+    return lambda test: seed(int(SEED))(configured(test))
+
+
 @pytest.mark.replaces_crashed_reference
 @pytest.mark.timeout(120 + 10 * EXAMPLES)  # a load takes a stub's start-up
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=SEED is None,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+@config_fuzz_settings(EXAMPLES)
 @given(data=st.data())
 def test_generated_configs_load_as_in_triton(pair: Pair, data: st.DataObject) -> None:
     name = next(pair.names)

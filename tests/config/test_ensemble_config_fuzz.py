@@ -24,10 +24,10 @@ import pytest
 from config_diff import Case
 from ensemble_strategies import COMPOSING, ensemble_configs
 from google.protobuf import text_format
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import given, reject
 from hypothesis import strategies as st
 from serverutil import needs_reference
-from test_config_fuzz import SEED, Pair
+from test_config_fuzz import Pair, config_fuzz_settings
 
 from tritonx._proto import model_config_pb2 as mc
 from tritonx.config.ensemble import CYCLE, validate_ensemble_graph
@@ -114,13 +114,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
 
 @pytest.mark.replaces_crashed_reference
 @pytest.mark.timeout(180 + 5 * EXAMPLES)
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=SEED is None,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+@config_fuzz_settings(EXAMPLES)
 @given(data=st.data())
 def test_generated_ensembles_load_as_in_triton(pair: Pair, data: st.DataObject) -> None:
     name = f"e{next(pair.names)}"

@@ -353,3 +353,17 @@ def grpc_stream_answer(channel: grpc.Channel, wire: bytes) -> Answer:
     if unary.code != "OK" and unary.text == reply.error_message:
         return unary
     return Answer("in-band", reply.error_message)
+
+
+def compare_grpc_stream(
+    pair: Pair, request: Any, kind: str = "diff-grpc-stream"
+) -> str:
+    """``request`` alone on a ModelStreamInfer stream, on each server
+    (grpc_stream_answer), compared as ``compare`` does."""
+
+    def ask(reference: bool, wire: bytes) -> Answer:
+        channel = pair.reference.channel if reference else pair.ours_channel
+        return grpc_stream_answer(channel, wire)
+
+    sent = Sent("grpc", request.SerializeToString(), grpc=request)
+    return compare(pair, kind, sent, ask, shown=request)

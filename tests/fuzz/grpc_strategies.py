@@ -43,6 +43,20 @@ PARAM_KEYS = [
 param_keys = st.sampled_from(PARAM_KEYS) | st.text(max_size=8)
 
 
+def param_field(value: Any) -> str | None:
+    """The InferParameter field that carries a Python ``value`` (None: none can:
+    a JSON null, a list, an integer past 64 bits)."""
+    if isinstance(value, bool):
+        return "bool_param"
+    if isinstance(value, str):
+        return "string_param"
+    if isinstance(value, float):
+        return "double_param"
+    if isinstance(value, int) and -(2**63) <= value < 2**64:
+        return "int64_param" if value < 2**63 else "uint64_param"
+    return None
+
+
 def set_param(param: Any, data: st.DataObject) -> str:
     """Fills an InferParameter with any of its oneof kinds (or leaves it unset)."""
     kind = data.draw(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzzutil import request_bytes
+from grpc_strategies import param_field
 from hypothesis import strategies as st
 from tritonclient.grpc import service_pb2
 
@@ -213,19 +214,6 @@ class Step:
         return request
 
 
-def _grpc_kind(value: Any) -> str | None:
-    """The InferParameter field that carries ``value`` (None: none can)."""
-    if isinstance(value, bool):
-        return "bool_param"
-    if isinstance(value, str):
-        return "string_param"
-    if isinstance(value, float):
-        return "double_param"
-    if isinstance(value, int) and -(2**63) <= value < 2**64:
-        return "int64_param" if value < 2**63 else "uint64_param"
-    return None  # null, a list, past 64 bits: JSON only
-
-
 # Odd values, each refused (or, for a flag, read) the same way by a Triton-like
 # server; those gRPC cannot carry are not sent there.
 ODD_IDS: list[Any] = [0, "", -1, 2**64 - 1, 2**64, 1.5, True, None, [1]]
@@ -263,7 +251,7 @@ def steps(draw: Any, model: str, current: Any, started: frozenset[str]) -> Step:
     step = Step(model, protocol, parameters, draw(st.integers(-3, 9)))
     if protocol != "http":
         for key, value in list(parameters.items()):
-            kind = _grpc_kind(value)
+            kind = param_field(value)
             if kind == "uint64_param" and not draw(rarely):
                 # tritonclient's spelling of an id past int64: its two's complement
                 kind, parameters[key] = "int64_param", value - 2**64

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from fuzzutil import request_bytes
+from grpc_strategies import param_field
 from hypothesis import strategies as st
 from tritonclient.grpc import service_pb2
 
@@ -93,19 +94,6 @@ class ShmRequest:
 
 def _fits_int64(value: Any) -> bool:
     return isinstance(value, int) and -(2**63) <= value < 2**63
-
-
-def param_field(value: Any) -> str | None:
-    """The InferParameter field that carries ``value`` (None: none can)."""
-    if isinstance(value, bool):
-        return "bool_param"
-    if isinstance(value, str):
-        return "string_param"
-    if isinstance(value, float):
-        return "double_param"
-    if isinstance(value, int) and -(2**63) <= value < 2**64:
-        return "int64_param" if value < 2**63 else "uint64_param"
-    return None  # null, a list, past 64 bits: JSON only
 
 
 def _set_parameters(parameters: Any, values: dict[str, Any]) -> None:

@@ -24,15 +24,13 @@ from diffharness import (  # noqa: F401 (fixtures)
     MODELS,
     Pair,
     _alive_and_live,
-    compare,
     compare_grpc,
+    compare_grpc_stream,
     compare_http,
     fuzz_models,
-    grpc_stream_answer,
     pair,
     server,
 )
-from diffutil import Answer, Sent
 from fuzzutil import fuzz, request_bytes
 from grpc_strategies import infer_requests, mutate_request
 from http_strategies import (
@@ -57,13 +55,7 @@ def test_grpc_stream_mutations(pair: Pair, data: st.DataObject) -> None:
     request = data.draw(infer_requests(models=MODELS), label="valid request")
     for _ in range(data.draw(st.integers(1, 3), label="mutations")):
         mutate_request(request, data)
-
-    def ask(reference: bool, wire: bytes) -> Answer:
-        channel = pair.reference.channel if reference else pair.ours_channel
-        return grpc_stream_answer(channel, wire)
-
-    sent = Sent("grpc", request.SerializeToString(), grpc=request)
-    compare(pair, "diff-grpc-stream", sent, ask, shown=request)
+    compare_grpc_stream(pair, request)
 
 
 @needs_reference

@@ -25,16 +25,14 @@ from diffharness import (  # noqa: F401 (fixtures)
     EXAMPLES,
     Pair,
     _alive_and_live,
-    compare,
     compare_grpc,
+    compare_grpc_stream,
     compare_http,
     grpc_answer,
-    grpc_stream_answer,
     http_answer,
     pair,
     server,
 )
-from diffutil import Answer, Sent
 from fuzzutil import fuzz
 from hypothesis import given
 from sequence_strategies import Step, closing_steps, programs, write_models
@@ -61,19 +59,6 @@ def _close(pair: Pair, step: Step) -> None:
         grpc_answer(pair.reference.channel, wire)
 
 
-def _compare_stream(pair: Pair, step: Step) -> None:
-    """One request on its own ModelStreamInfer stream (an in-band error in unary
-    terms where it is the server's unary answer; see grpc_stream_answer)."""
-    request = step.grpc_request()
-
-    def ask(reference: bool, wire: bytes) -> Answer:
-        channel = pair.reference.channel if reference else pair.ours_channel
-        return grpc_stream_answer(channel, wire)
-
-    sent = Sent("grpc", request.SerializeToString(), grpc=request)
-    compare(pair, "diff-sequence-stream", sent, ask, shown=request)
-
-
 @needs_reference
 @fuzz(1.0, EXAMPLES)
 @given(program=programs())
@@ -86,7 +71,7 @@ def test_sequence_programs(pair: Pair, program: list[Step]) -> None:
             elif step.protocol == "grpc":
                 compare_grpc(pair, step.grpc_request(), "diff-sequence-grpc")
             else:
-                _compare_stream(pair, step)
+                compare_grpc_stream(pair, step.grpc_request(), "diff-sequence-stream")
     finally:
         for step in closing_steps(program):
             _close(pair, step)
