@@ -220,7 +220,7 @@ Status RequiredText(V<Json> obj, const char* key, std::string_view* out) {
 }
 
 // Triton's reading of `shared_memory_region`, `shared_memory_offset` (default 0)
-// and `shared_memory_byte_size` (default 0, which no region range accepts). Triton
+// and `shared_memory_byte_size` (default 0; the registry judges the range). Triton
 // reads (and type-checks) them for every tensor that is not binary data, with a
 // region or without one.
 template <class Json>

@@ -5,6 +5,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -172,6 +173,24 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
                           ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                           : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   listen_fd_ = fd;
+  const int worker_count = options_.thread_count > 0 ? options_.thread_count : 1;
+  // Each worker accepts on its own descriptor of the listening socket: evhttp
+  // closes the one it was given when the worker stops accepting, and one number
+  // closed once per worker could by then name a file that another thread of the
+  // process (the in-process API's host, say) has just opened.
+  std::vector<int> worker_fds;
+  for (int i = 0; i < worker_count; ++i) {
+    const int worker_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (worker_fd < 0) {
+      const std::string error = std::strerror(errno);
+      for (int opened : worker_fds) close(opened);
+      close(fd);
+      listen_fd_ = -1;
+      return Status(StatusCode::kUnavailable,
+                    "unable to serve '" + target + "': " + error);
+    }
+    worker_fds.push_back(worker_fd);
+  }
 
   pool_ = std::make_unique<grpcfe::WorkerPool>(
       static_cast<size_t>(options_.control_threads));
@@ -179,8 +198,7 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
   // about a tenth of the CPU share under contention), so that a 30 MB JSON
   // tensor does not delay other connections' requests on a loaded machine.
   parse_pool_ = std::make_unique<grpcfe::WorkerPool>(2, /*nice_increment=*/10);
-  const int count = options_.thread_count > 0 ? options_.thread_count : 1;
-  for (int i = 0; i < count; ++i) {
+  for (int i = 0; i < worker_count; ++i) {
     auto worker = std::make_unique<Worker>();
     worker->owner = this;
     worker->base = event_base_new();
@@ -211,7 +229,7 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
     evhttp_set_flags(worker->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_default_content_type(worker->http, "text/plain");
     evhttp_set_timeout(worker->http, 600);
-    worker->bound = evhttp_accept_socket_with_handle(worker->http, fd);
+    worker->bound = evhttp_accept_socket_with_handle(worker->http, worker_fds[i]);
     worker->wake = event_new(worker->base, -1, 0, &Impl::OnWake, worker.get());
     worker->trim = evtimer_new(worker->base, &httpfe::OnTrim, worker.get());
     worker->background = parse_pool_.get();

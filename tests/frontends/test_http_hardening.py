@@ -7,6 +7,10 @@ hostile request is in flight (generous 1 s bound each). Before the JSON offload 
 a 128 MB header was read whole (~2 s) and answered 200.
 """
 
+# The server fixture is imported by name for pytest to find; the tests' same-named
+# parameters are that fixture, not redefinitions.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import gzip
@@ -15,79 +19,26 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import psutil
 import pytest
 
 pytest.importorskip("tritonx._native", reason="core not built")
+from hardeningutil import (  # noqa: F401 (the server fixture)
+    FP32_INPUT,
+    IDENTITY_CONFIG,
+    error_text,
+    post,
+    server,
+)
 from serverutil import RunningServer, run_http_only
 from testmodels import ECHO_MODEL
 
 from tritonx.frontends.http_infer import MAX_TENSORS
 
-IDENTITY_CONFIG = """
-name: "identity"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-"""
-# Echoes the request parameters the model sees, as JSON text.
-PARAMS_CONFIG = """
-name: "params"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-output [ { name: "PARAMS" data_type: TYPE_STRING dims: [ 1 ] } ]
-"""
-PARAMS_PY = """
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [pb_utils.InferenceResponse([pb_utils.Tensor(
-            "PARAMS", np.array([r.parameters().encode()], dtype=np.object_))])
-            for r in requests]
-"""
 HEALTH_BOUND_S = 1.0
-
-
-@pytest.fixture(scope="module", params=["python", "native"])
-def server(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[RunningServer]:
-    repo = tmp_path_factory.mktemp("hardening")
-    for name, config, code in (
-        ("identity", IDENTITY_CONFIG, ECHO_MODEL),
-        ("params", PARAMS_CONFIG, PARAMS_PY),
-    ):
-        (repo / name / "1").mkdir(parents=True)
-        (repo / name / "config.pbtxt").write_text(config)
-        (repo / name / "1" / "model.py").write_text(code)
-    with run_http_only(repo, request.param) as running:
-        yield running
-
-
-def _post(
-    server: RunningServer, path: str, body: bytes, timeout: float = 120
-) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(
-        "127.0.0.1", server.ports["http"], timeout=timeout
-    )
-    try:
-        conn.request("POST", path, body, {"Content-Type": "application/json"})
-        reply = conn.getresponse()
-        return reply.status, reply.read()
-    finally:
-        conn.close()
-
-
-def _error(data: bytes) -> str:
-    return str(json.loads(data)["error"])
 
 
 def _health_during(
@@ -162,7 +113,7 @@ def test_health_answers_during_30mb_json_tensor(server: RunningServer) -> None:
     count = 3_000_000  # ~30 MB of JSON in, ~60 MB of JSON out
     body = _tensor_body(count, binary_output=False)
     status, data = _health_during(  # type: ignore[misc]
-        server, lambda: _post(server, "/v2/models/identity/infer", body)
+        server, lambda: post(server, "/v2/models/identity/infer", body)
     )
     assert status == 200
     out = json.loads(data)["outputs"][0]
@@ -202,10 +153,10 @@ def test_too_many_inputs_is_400_and_health_answers(server: RunningServer) -> Non
     count = 200_000  # ~12 MB of JSON
     body = _many_inputs_body(count)
     status, data = _health_during(  # type: ignore[misc]
-        server, lambda: _post(server, "/v2/models/identity/infer", body)
+        server, lambda: post(server, "/v2/models/identity/infer", body)
     )
     assert status == 400
-    assert _error(data) == (
+    assert error_text(data) == (
         f"the request has {count} inputs, more than the {MAX_TENSORS} this server "
         "accepts in one request"
     )
@@ -214,9 +165,9 @@ def test_too_many_inputs_is_400_and_health_answers(server: RunningServer) -> Non
 def test_too_many_outputs_is_400(server: RunningServer) -> None:
     outputs = [{"name": f"O{i}"} for i in range(MAX_TENSORS + 1)]
     body = json.dumps({"inputs": [FP32_INPUT], "outputs": outputs}).encode()
-    status, data = _post(server, "/v2/models/identity/infer", body)
+    status, data = post(server, "/v2/models/identity/infer", body)
     assert status == 400
-    assert f"{MAX_TENSORS + 1} outputs, more than the {MAX_TENSORS}" in _error(data)
+    assert f"{MAX_TENSORS + 1} outputs, more than the {MAX_TENSORS}" in error_text(data)
 
 
 def _send_head(port: int, head: bytes, chunks: int = 0, chunk: bytes = b"") -> bytes:
@@ -317,13 +268,13 @@ def test_oversized_head_is_431(
     assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
     assert b"Connection: close" in rest
     body = rest.split(b"\r\n\r\n", 1)[1]
-    assert _error(body).startswith("request header fields too large")
+    assert error_text(body).startswith("request header fields too large")
 
 
 def test_memory_returns_after_hostile_requests(server: RunningServer) -> None:
     process = psutil.Process(server.process.pid)
     # Warm up the paths (helper process, caches) before taking the baseline.
-    assert _post(server, "/v2/models/identity/infer", _tensor_body(40_000, True))[0]
+    assert post(server, "/v2/models/identity/infer", _tensor_body(40_000, True))[0]
     time.sleep(1.5)
     baseline = process.memory_info().rss
     hostile = [
@@ -333,7 +284,7 @@ def test_memory_returns_after_hostile_requests(server: RunningServer) -> None:
         b'{"inputs":[],"pad":"' + b"x" * 60_000_000 + b'"}',
     ]
     for body in hostile:
-        status, _ = _post(server, "/v2/models/identity/infer", body)
+        status, _ = post(server, "/v2/models/identity/infer", body)
         assert status in (200, 400)
     del hostile
     _send_head(
@@ -419,7 +370,7 @@ def test_refused_requests_do_not_keep_their_bodies(
             conn.request("POST", f"/v2/models/identity/{route}", body, headers)
             reply = conn.getresponse()
             assert reply.status == 400
-            return _error(reply.read())
+            return error_text(reply.read())
         finally:
             conn.close()
 
@@ -429,193 +380,6 @@ def test_refused_requests_do_not_keep_their_bodies(
     baseline = process.memory_info().rss
     assert {refused() for _ in range(30)} == {message}
     _assert_memory_returned(process, baseline)
-
-
-U64 = 2**64
-FP32_INPUT = {"name": "INPUT0", "datatype": "FP32", "shape": [1], "data": [1]}
-
-
-def _empty_binary(dim: int) -> dict[str, object]:
-    return {
-        "name": "INPUT0",
-        "datatype": "FP32",
-        "shape": [dim],
-        "parameters": {"binary_data_size": 0},
-    }
-
-
-UNSIGNED = "attempt to access JSON non-unsigned-integer as unsigned-integer"
-SURROGATE = (
-    "failed to parse the request JSON buffer: The surrogate pair in string is invalid."
-)
-# What reached the core as a binding error before (HTTP 500 with pybind11 text);
-# now 400 with Triton's message for the member (checked against tritonserver
-# 2.51, which answers these with status 500). json.dumps writes lone surrogates
-# as \\udXXX escapes, as a hostile client would.
-BAD_JSON: dict[str, tuple[dict[str, object], str]] = {
-    "dim 2^64": (
-        {"inputs": [_empty_binary(U64)]},
-        f"Unable to parse 'shape': {UNSIGNED}",
-    ),
-    "dim 2^63": (
-        {"inputs": [_empty_binary(2**63)]},
-        "Unable to parse 'shape': dimension 9223372036854775808 of input 'INPUT0' "
-        "is larger than the maximum of 9223372036854775807",
-    ),
-    "priority 2^70": (
-        {"parameters": {"priority": 2**70}, "inputs": []},
-        f"Unable to parse 'priority': {UNSIGNED}",
-    ),
-    "priority -1": (
-        {"parameters": {"priority": -1}, "inputs": []},
-        f"Unable to parse 'priority': {UNSIGNED}",
-    ),
-    "timeout 2^70": (
-        {"parameters": {"timeout": 2**70}, "inputs": []},
-        f"Unable to parse 'timeout': {UNSIGNED}",
-    ),
-    "sequence_id 2^65": (
-        {"parameters": {"sequence_id": 2**65}, "inputs": []},
-        "Unable to parse 'sequence_id': attempt to access JSON non-string as string",
-    ),
-    "sequence_start 1": (
-        {"parameters": {"sequence_start": 1}, "inputs": []},
-        "Unable to parse 'sequence_start': attempt to access JSON non-boolean as "
-        "boolean",
-    ),
-    "surrogate id": ({"id": "\ud800", "inputs": [FP32_INPUT]}, SURROGATE),
-    "surrogate input name": (
-        {"inputs": [{**FP32_INPUT, "name": "\ud800"}]},
-        SURROGATE,
-    ),
-    "surrogate parameter key": (
-        {"parameters": {"\udfff": 1}, "inputs": [FP32_INPUT]},
-        SURROGATE,
-    ),
-    "surrogate parameter value": (
-        {"parameters": {"k": "\ud800"}, "inputs": [FP32_INPUT]},
-        SURROGATE,
-    ),
-    "surrogate output name": (
-        {"inputs": [FP32_INPUT], "outputs": [{"name": "\ud800"}]},
-        SURROGATE,
-    ),
-    "surrogate BYTES element": (
-        {
-            "inputs": [
-                {"name": "S", "datatype": "BYTES", "shape": [1], "data": ["\ud800"]}
-            ]
-        },
-        SURROGATE,
-    ),
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_JSON))
-def test_out_of_range_json_values_are_400(server: RunningServer, case: str) -> None:
-    doc, message = BAD_JSON[case]
-    body = json.dumps(doc).encode()
-    assert b"\\ud" in body or "surrogate" not in case
-    status, data = _post(server, "/v2/models/identity/infer", body)
-    assert (status, _error(data)) == (400, message)
-
-
-def test_large_integers_reach_the_model_as_doubles(server: RunningServer) -> None:
-    """Triton keeps integer parameters beyond int64 as doubles; a surrogate pair
-    (valid UTF-16) is one character, not an error."""
-    doc = {
-        "id": "\U0001f600",  # json.dumps writes it as a \\ud83d\\ude00 pair
-        "parameters": {"big": 2**70, "neg": -(2**63) - 1, "u": U64 - 1},
-        "inputs": [FP32_INPUT],
-        "outputs": [{"name": "PARAMS", "parameters": {"binary_data": False}}],
-    }
-    status, data = _post(server, "/v2/models/params/infer", json.dumps(doc).encode())
-    assert status == 200, data
-    doc = json.loads(data)
-    assert doc["id"] == "\U0001f600"
-    seen = json.loads(doc["outputs"][0]["data"][0])
-    assert seen == {
-        "big": float(2**70),
-        "neg": float(-(2**63) - 1),
-        "u": float(U64 - 1),
-    }
-    assert all(isinstance(v, float) for v in seen.values())
-
-
-@pytest.mark.parametrize("parameters", ["x", 5, [1], None, True])
-def test_request_parameters_that_are_no_object(
-    server: RunningServer, parameters: object
-) -> None:
-    """Triton 2.51's status and words (checked against tritonserver 2.51)."""
-    body = json.dumps({"parameters": parameters, "inputs": [FP32_INPUT]}).encode()
-    status, data = _post(server, "/v2/models/identity/infer", body)
-    assert (status, _error(data)) == (
-        500,
-        "failed to get request params.: attempt to get members for non-object",
-    )
-
-
-NOT_STRING = "attempt to access JSON non-string as string"
-NOT_ARRAY = "attempt to access JSON non-array as array"
-# A member that is there but null is a value of the wrong type (checked against
-# tritonserver 2.51, 500 for each); null `parameters` of an input or output count
-# as absent there and here.
-NULL_MEMBERS: dict[str, tuple[dict[str, object], str]] = {
-    "id": ({"id": None, "inputs": [FP32_INPUT]}, f"Unable to parse 'id': {NOT_STRING}"),
-    "inputs": ({"inputs": None}, f"Unable to parse 'inputs': {NOT_ARRAY}"),
-    "outputs": (
-        {"inputs": [FP32_INPUT], "outputs": None},
-        f"Unable to parse 'outputs': {NOT_ARRAY}",
-    ),
-    "input name": (
-        {"inputs": [{**FP32_INPUT, "name": None}]},
-        f"Unable to parse 'name': {NOT_STRING}",
-    ),
-    "datatype": (
-        {"inputs": [{**FP32_INPUT, "datatype": None}]},
-        f"Unable to parse 'datatype': {NOT_STRING}",
-    ),
-    "shape": (
-        {"inputs": [{**FP32_INPUT, "shape": None}]},
-        f"Unable to parse 'shape': {NOT_ARRAY}",
-    ),
-    "output name": (
-        {"inputs": [FP32_INPUT], "outputs": [{"name": None}]},
-        f"Unable to parse 'name': {NOT_STRING}",
-    ),
-    "binary_data_output": (
-        {"inputs": [FP32_INPUT], "parameters": {"binary_data_output": None}},
-        "Unable to parse 'binary_data_output': attempt to access JSON non-boolean as "
-        "boolean",
-    ),
-}
-
-
-@pytest.mark.parametrize("case", sorted(NULL_MEMBERS))
-def test_null_members_are_values_of_the_wrong_type(
-    server: RunningServer, case: str
-) -> None:
-    doc, message = NULL_MEMBERS[case]
-    status, data = _post(server, "/v2/models/identity/infer", json.dumps(doc).encode())
-    assert (status, _error(data)) == (500, message)
-
-
-def test_null_parameters_of_inputs_and_outputs_are_absent(
-    server: RunningServer,
-) -> None:
-    doc = {
-        "inputs": [{**FP32_INPUT, "parameters": None}],
-        "outputs": [{"name": "OUTPUT0", "parameters": None}],
-    }
-    status, data = _post(server, "/v2/models/identity/infer", json.dumps(doc).encode())
-    assert status == 200, data
-
-
-@pytest.mark.parametrize("path", ["/v2/repository/index", "/v2/models/identity/infer"])
-def test_deep_nesting_is_a_parse_error(server: RunningServer, path: str) -> None:
-    status, data = _post(server, path, b"[" * 100_000 + b"]" * 100_000)
-    assert status == 500  # Triton's status for JSON it cannot parse
-    assert _error(data).startswith("failed to parse the request JSON buffer")
 
 
 def _helpers(pid: int) -> list[psutil.Process]:
@@ -635,19 +399,19 @@ def test_json_helpers_recover_and_never_outlive_the_server(
     (repo / "identity" / "1" / "model.py").write_text(ECHO_MODEL)
     body = _tensor_body(100_000, binary_output=True)  # ~1 MB: parsed in a helper
     with run_http_only(repo, "python") as server:
-        assert _post(server, "/v2/models/identity/infer", body)[0] == 200
+        assert post(server, "/v2/models/identity/infer", body)[0] == 200
         helpers = _helpers(server.process.pid)
         assert helpers
         for helper in helpers:  # e.g. killed by the OOM killer
             helper.kill()
         psutil.wait_procs(helpers, timeout=10)
-        status, data = _post(server, "/v2/models/identity/infer", body)
+        status, data = post(server, "/v2/models/identity/infer", body)
         if status != 200:  # the job was queued before the loss was noticed
-            assert (status, _error(data)) == (
+            assert (status, error_text(data)) == (
                 503,
                 "the JSON worker process stopped unexpectedly; retry the request",
             )
-        assert _post(server, "/v2/models/identity/infer", body)[0] == 200
+        assert post(server, "/v2/models/identity/infer", body)[0] == 200
         helpers = _helpers(server.process.pid)
         assert helpers
         server.process.kill()  # no clean-up at all

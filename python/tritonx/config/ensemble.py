@@ -2,7 +2,8 @@
 
 ``validate_ensemble_graph`` runs with the other repository-poll checks: the steps'
 fields and the data flow between ensemble tensors (every input used, every output
-written, no tensor written twice or left unused, and, tritonx's own, no cycle). ``validate_ensemble_models`` runs
+written, no tensor written twice or left unused, and, tritonx's own, no cycle).
+``validate_ensemble_models`` runs
 at load time, once the composing models are loaded and their configs complete: each
 step's tensors must match the composing model's inputs and outputs in data type and
 shape, the ensemble may not batch more than a composing model, and a step may not
@@ -134,20 +135,29 @@ CYCLE = "is written by a step that depends on it: the ensemble would never finis
 def _refuse_cycles(name: str, tensors: Mapping[str, _GraphTensor]) -> None:
     """tritonx's own check: a cycle through an ensemble input (a step writes a
     tensor it depends on) passes Triton's readiness checks, and then every request
-    loops through its steps for good (Triton 2.51 never answers it)."""
-    done: set[str] = set()
-
-    def visit(node: _GraphTensor, path: list[str]) -> None:
-        if node.name in path:
-            raise _bad(f"ensemble tensor '{node.name}' of ensemble '{name}' {CYCLE}")
-        if node.name in done:
-            return
-        for nxt in node.next:
-            visit(nxt, [*path, node.name])
-        done.add(node.name)
-
-    for node in tensors.values():
-        visit(node, [])
+    loops through its steps for good (Triton 2.51 never answers it). A depth-first
+    walk without recursion (an ensemble may chain many steps)."""
+    on_path, done = set(), set()
+    for root in tensors.values():
+        if root.name in done:
+            continue
+        on_path.add(root.name)
+        stack = [(root, iter(root.next))]
+        while stack:
+            node, children = stack[-1]
+            for nxt in children:
+                if nxt.name in on_path:
+                    raise _bad(
+                        f"ensemble tensor '{nxt.name}' of ensemble '{name}' {CYCLE}"
+                    )
+                if nxt.name not in done:
+                    on_path.add(nxt.name)
+                    stack.append((nxt, iter(nxt.next)))
+                    break
+            else:
+                stack.pop()
+                on_path.discard(node.name)
+                done.add(node.name)
 
 
 # -- load stage ----------------------------------------------------------------
