@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #if defined(__GLIBC__)
@@ -250,15 +251,41 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
 void HttpServer::Impl::Stop(double grace_seconds) {
   std::lock_guard<std::mutex> lock(mu_);
   if (workers_.empty()) return;
-  // Stop accepting on every worker's own thread; connections already open are
-  // still served while the grace period runs.
+  // Stop accepting on every worker's own thread (which closes its duplicate of
+  // the listening socket), then close the socket itself, so that new connections
+  // are refused at once; connections already open are still served while the
+  // grace period runs.
+  struct Unbound {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t left;
+  };
+  auto unbound = std::make_shared<Unbound>();
+  unbound->left = workers_.size();
   for (auto& worker : workers_) {
     Worker* w = worker.get();
-    w->mailbox->Post([w] {
+    const bool posted = w->mailbox->Post([w, unbound] {
       if (w->bound) evhttp_del_accept_socket(w->http, w->bound);
       w->bound = nullptr;
+      std::lock_guard<std::mutex> done(unbound->mu);
+      --unbound->left;
+      unbound->cv.notify_all();
     });
+    if (!posted) {
+      std::lock_guard<std::mutex> done(unbound->mu);
+      --unbound->left;
+    }
   }
+  {
+    // The loops only run evhttp (no model code), so each answers at once; a loop
+    // that does not still stops accepting through shutdown.
+    std::unique_lock<std::mutex> wait(unbound->mu);
+    unbound->cv.wait_for(wait, std::chrono::seconds(1),
+                         [&unbound] { return unbound->left == 0; });
+  }
+  shutdown(listen_fd_, SHUT_RDWR);
+  close(listen_fd_);
+  listen_fd_ = -1;
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::microseconds(
                             static_cast<int64_t>(std::max(grace_seconds, 0.0) * 1e6));
@@ -289,8 +316,6 @@ void HttpServer::Impl::Stop(double grace_seconds) {
     event_base_free(worker->base);
   }
   workers_.clear();
-  close(listen_fd_);
-  listen_fd_ = -1;
   // Control calls still running finish; their replies find the mailboxes closed.
   pool_->Shutdown();
   pool_.reset();
