@@ -1,6 +1,7 @@
 """The server of the HTTP hardening tests (tests/frontends/test_http_hardening.py,
 test_http_json_values.py): an identity model and one that echoes the request
-parameters it sees, on either HTTP engine; and raw POST helpers."""
+parameters it sees (also test_http_access.py's), on either HTTP engine; and raw
+POST helpers."""
 
 from __future__ import annotations
 

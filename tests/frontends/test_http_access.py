@@ -18,26 +18,9 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("tritonx._native", reason="core not built")
+from hardeningutil import PARAMS_CONFIG, PARAMS_PY
 from serverutil import RunningServer, run_http_only, run_server
 
-PARAMS_CONFIG = """
-name: "params"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-output [ { name: "PARAMS" data_type: TYPE_STRING dims: [ 1 ] } ]
-"""
-PARAMS_PY = """
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [pb_utils.InferenceResponse([pb_utils.Tensor(
-            "PARAMS", np.array([r.parameters().encode()], dtype=np.object_))])
-            for r in requests]
-"""
 INFER_BODY = json.dumps(
     {
         "inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1], "data": [1]}],
