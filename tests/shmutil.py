@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+from multiprocessing import shared_memory
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,17 @@ class Region:
     def destroy(self, handle: Any) -> None:
         self.handles.remove(handle)
         shm.destroy_shared_memory_region(handle)
+
+
+def fresh_region(key: str, size: int) -> shared_memory.SharedMemory:
+    """A new POSIX shm object ``key`` ("/name") of ``size`` bytes, replacing one
+    that a killed run left behind."""
+    name = key.lstrip("/")
+    try:
+        return shared_memory.SharedMemory(name, create=True, size=size)
+    except FileExistsError:
+        shared_memory.SharedMemory(name).unlink()
+        return shared_memory.SharedMemory(name, create=True, size=size)
 
 
 def raw(

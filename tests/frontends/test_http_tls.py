@@ -16,19 +16,12 @@ pytest.importorskip("tritonx._native", reason="core not built")
 import gevent.ssl
 import numpy as np
 import tritonclient.http as httpclient
+from hardeningutil import IDENTITY_CONFIG
 from serverutil import RunningServer, run_server
 from testmodels import ECHO_MODEL
 from tlsutil import Pki, make_pki
 
 from tritonx import _native
-
-IDENTITY_CONFIG = """
-name: "identity"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-"""
 
 
 @pytest.fixture(scope="module", params=["python", "native"])

@@ -21,7 +21,6 @@ Calls that register shared memory start from no registered region, on a real
 from __future__ import annotations
 
 from collections.abc import Iterator
-from multiprocessing import shared_memory
 from typing import Any
 
 import grpc
@@ -52,6 +51,7 @@ from http_strategies import (
 from hypothesis import given
 from hypothesis import strategies as st
 from serverutil import needs_reference
+from shmutil import fresh_region
 from tritonclient.grpc import service_pb2
 
 
@@ -92,12 +92,7 @@ def _control_response(method: str, reply: bytes) -> str:
 def control_region() -> Iterator[None]:
     """A system shared memory region both servers may register, so some
     registrations succeed and later status and unregister calls see them."""
-    name = SHM_KEY.lstrip("/")
-    try:
-        region = shared_memory.SharedMemory(name, create=True, size=SHM_BYTES)
-    except FileExistsError:  # left by a run that was killed
-        shared_memory.SharedMemory(name).unlink()
-        region = shared_memory.SharedMemory(name, create=True, size=SHM_BYTES)
+    region = fresh_region(SHM_KEY, SHM_BYTES)
     try:
         yield
     finally:

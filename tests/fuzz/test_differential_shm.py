@@ -42,6 +42,7 @@ from shm_strategies import (
     ShmRequest,
     mutated_requests,
 )
+from shmutil import fresh_region
 from tritonclient.grpc import service_pb2
 
 # Each server's own objects, registered under the same names: an output may be
@@ -52,15 +53,6 @@ KEYS = {
 }
 SIZES = {"in": IN_BYTES, "out": OUT_BYTES}
 CONTENT = {"in": IN_CONTENT.ljust(IN_BYTES, b"\0"), "out": bytes(OUT_BYTES)}
-
-
-def _create(key: str, size: int) -> shared_memory.SharedMemory:
-    name = key.lstrip("/")
-    try:
-        return shared_memory.SharedMemory(name, create=True, size=size)
-    except FileExistsError:  # left by a run that was killed
-        shared_memory.SharedMemory(name).unlink()
-        return shared_memory.SharedMemory(name, create=True, size=size)
 
 
 def _register(channel: grpc.Channel, name: str, key: str, size: int) -> None:
@@ -94,7 +86,7 @@ def _register_all(channel: grpc.Channel, keys: dict[str, str]) -> None:
 def regions(pair: Pair) -> Iterator[Regions]:
     """``in`` and ``out`` of each server (reference or not), registered on it."""
     made = {
-        reference: {name: _create(key, SIZES[name]) for name, key in keys.items()}
+        reference: {name: fresh_region(key, SIZES[name]) for name, key in keys.items()}
         for reference, keys in KEYS.items()
     }
     try:

@@ -14,17 +14,15 @@ at its start refused.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Iterator
-from multiprocessing import shared_memory
 from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 from serverutil import RunningServer, run_either
-from shmutil import raw
+from shmutil import fresh_region, raw
 from testmodels import ADD_SUB, ADD_SUB_PY
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
@@ -183,10 +181,7 @@ def served(
     (repo / "add_sub" / "1" / "model.py").write_text(ADD_SUB_PY)
     regions = {}
     for name in ("in", "out"):
-        key = f"{KEYS[kind]}_{name}"
-        with contextlib.suppress(FileNotFoundError):  # left by a killed run
-            shared_memory.SharedMemory(key[1:]).unlink()
-        regions[name] = shared_memory.SharedMemory(key[1:], create=True, size=64)
+        regions[name] = fresh_region(f"{KEYS[kind]}_{name}", REGION_BYTES)
     regions["in"].buf[:64] = np.arange(16, dtype=np.float32).tobytes()
     try:
         with run_either(kind, repo, *args) as running:
