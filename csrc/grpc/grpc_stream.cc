@@ -236,17 +236,32 @@ class GrpcServer::Impl::StreamReactor
     if (action.write != nullptr || action.finish) Act(action);
   }
 
+  // The model as a request named it (Triton echoes these strings, "" when absent).
+  struct RequestedModel {
+    std::string name;
+    std::string version;
+  };
+
   // Like Triton, the failed request's id rides along so clients can match it.
   // `from_response`: the error came with one of the request's responses (the
-  // ones that end a stream in `triton_grpc_error` mode).
+  // ones that end a stream in `triton_grpc_error` mode); such an error also names
+  // the model as the request did and says whether it was the request's last.
   void CompleteWithError(uint64_t key, const Status& status, const std::string& id,
                          bool final = true,
                          std::shared_ptr<RequestTrace> trace = nullptr,
-                         bool from_response = false) {
-    if (from_response && errors_end_stream_) return EndWithError(key, status, final);
+                         const RequestedModel* from_response = nullptr) {
+    if (from_response != nullptr && errors_end_stream_)
+      return EndWithError(key, status, final);
     ModelStreamInferResponse message;
     message.set_error_message(status.message());
-    if (!id.empty()) message.mutable_infer_response()->set_id(id);
+    ModelInferResponse* infer_response = message.mutable_infer_response();
+    if (!id.empty()) infer_response->set_id(id);
+    if (from_response != nullptr) {
+      infer_response->set_model_name(from_response->name);
+      infer_response->set_model_version(from_response->version);
+      (*infer_response->mutable_parameters())["triton_final_response"].set_bool_param(
+          final);
+    }
     grpc::Slice bytes(message.SerializeAsString());
     Complete(key, std::make_unique<grpc::ByteBuffer>(&bytes, 1), final,
              std::move(trace));
@@ -306,26 +321,35 @@ class GrpcServer::Impl::StreamReactor
       inflight_.emplace(key, std::make_pair(model, request));
     }
     const bool decoupled = model->spec().decoupled;
-    const bool empty_final = decoupled && WantsEmptyFinal(request->parameters);
+    const bool empty_final = decoupled && WantsEmptyFinal(*message);
     // The callback belongs to the request and runs only while it lives: a plain
     // pointer reads its id and trace (sampled at Enqueue, before any response).
     InferenceRequest* raw = request.get();
+    // An empty final response names the model as the request did (Triton echoes
+    // the request's model_name and model_version, "" when it gave none).
     request->SetResponseStream(
-        [this, key, empty_final, shm_outputs, raw, name = model->spec().name,
-         version = model->spec().version](std::unique_ptr<InferenceResponse> result,
-                                          uint32_t flags) {
+        [this, key, empty_final, shm_outputs, raw,
+         requested = RequestedModel{message->model_name(), message->model_version()}](
+            std::unique_ptr<InferenceResponse> result, uint32_t flags) {
           const bool final = (flags & kResponseFlagFinal) != 0;
           std::shared_ptr<RequestTrace> trace = raw->trace;
           if (result && !result->status.ok()) {
             return CompleteWithError(key, result->status, raw->id, final,
-                                     std::move(trace), /*from_response=*/true);
+                                     std::move(trace), &requested);
           }
           if (!result && !(final && empty_final)) return Complete(key, nullptr, final);
           if (!result) {
             // FINAL alone, and the client asked to see it: an empty response.
-            result = std::make_unique<InferenceResponse>();
-            result->model_name = name;
-            result->model_version = version;
+            ModelStreamInferResponse empty_final_message;
+            ModelInferResponse* empty = empty_final_message.mutable_infer_response();
+            empty->set_model_name(requested.name);
+            empty->set_model_version(requested.version);
+            if (!raw->id.empty()) empty->set_id(raw->id);
+            (*empty->mutable_parameters())["triton_final_response"].set_bool_param(
+                true);
+            grpc::Slice bytes(empty_final_message.SerializeAsString());
+            return Complete(key, std::make_unique<grpc::ByteBuffer>(&bytes, 1), final,
+                            std::move(trace));
           }
           auto response = std::make_unique<grpc::ByteBuffer>();
           ModelInferResponse scratch;
@@ -334,7 +358,7 @@ class GrpcServer::Impl::StreamReactor
               response.get());
           if (!built.ok()) {
             return CompleteWithError(key, built, raw->id, final, std::move(trace),
-                                     /*from_response=*/true);
+                                     &requested);
           }
           Complete(key, std::move(response), final, std::move(trace));
         });
@@ -342,14 +366,14 @@ class GrpcServer::Impl::StreamReactor
     if (!status.ok()) CompleteWithError(key, status, message->id());
   }
 
-  static bool WantsEmptyFinal(const Parameters& parameters) {
-    for (const auto& [key, value] : parameters) {
-      if (key == "triton_enable_empty_final_response") {
-        const bool* flag = std::get_if<bool>(&value);
-        return flag != nullptr && *flag;
-      }
-    }
-    return false;
+  // The request's parameter (its type was checked when the request was built; it
+  // is not among the request's parameters, which the model sees).
+  static bool WantsEmptyFinal(const ModelInferRequest& message) {
+    auto found = message.parameters().find("triton_enable_empty_final_response");
+    return found != message.parameters().end() &&
+           found->second.parameter_choice_case() ==
+               inference::InferParameter::kBoolParam &&
+           found->second.bool_param();
   }
 
   Impl* impl_;

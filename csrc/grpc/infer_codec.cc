@@ -355,6 +355,8 @@ Status BuildInferenceRequest(const ModelInferRequest& msg,
     if (status.ok())
       status = CheckRequestParameters({{key, value}}, WireProtocol::kGrpc);
     if (!status.ok()) return status;
+    // The frontend's own setting (grpc_stream.cc reads it): the model never sees it.
+    if (key == "triton_enable_empty_final_response") continue;
     params.emplace_back(key, std::move(value));
   }
   for (int i = 0; i < msg.inputs_size(); ++i) {

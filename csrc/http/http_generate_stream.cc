@@ -134,10 +134,13 @@ void HttpServer::Impl::OnGenerateEvent(const std::shared_ptr<PendingCall>& call,
       state.first_body = std::move(event.json);
     }
     if (!event.final) return;
+    // The first response sets the status, also when the count is wrong (Triton
+    // starts its reply with the first response).
+    const int status = state.responses == 0 ? 200 : state.first_status;
     Outgoing out =
         state.responses == 1
-            ? Simple(state.first_status, state.first_body, "application/json")
-            : Simple(200, ErrorBody(kGenerateOneResponse), "application/json");
+            ? Simple(status, state.first_body, "application/json")
+            : Simple(status, ErrorBody(kGenerateOneResponse), "application/json");
     SendOnLoop(call, std::move(out), &inflight_);
     return;
   }

@@ -11,11 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from diff_allowlist_control import (
+    error_before_final,
+    generate_model_error_status,
     load_parameter_named,
     no_cuda,
     shm_key_reuse,
     shm_range_wraps,
     shm_unaligned_offset,
+    stream_default_policy_final,
 )
 from diffutil import (
     INT64_MAX,
@@ -564,6 +567,30 @@ ALLOWLIST = [
         # invalid on its own.
         "which of several invalid gRPC request parameters is named",
         _parameter_named,
+    ),
+    Deviation(
+        "generate-model-error-status",
+        # A model's error as the first response of generate / generate_stream:
+        # tritonx answers its code's status; Triton 2.51 answers 400 (it reads the
+        # code of an error it already freed).
+        "the status of a generate request the model answered with an error",
+        generate_model_error_status,
+    ),
+    Deviation(
+        "stream-default-policy-final",
+        # A default-policy Python model's one response sent with flags 0, then
+        # FINAL: tritonx's stream marks it final; Triton 2.51's marks it not final
+        # and never sends a final one.
+        "the final flag of a default-policy response sent before FINAL",
+        stream_default_policy_final,
+    ),
+    Deviation(
+        "error-before-final",
+        # A default-policy Python model's error response sent with flags 0, then
+        # FINAL: tritonx answers the error; Triton 2.51's unary gRPC answers an
+        # empty OK response.
+        "an error response a default-policy model sent before FINAL",
+        error_before_final,
     ),
 ]
 

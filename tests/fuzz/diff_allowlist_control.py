@@ -1,8 +1,10 @@
 """The allowlist's predicates for the control plane and shared memory
 (diff_allowlist.py holds the entries and why each exists): CUDA shared memory in a
 build without CUDA, system shared memory registrations Triton 2.51 cannot make, a
-shared memory range whose end wraps past 2^64, and which of several bad load
-parameters is named."""
+shared memory range whose end wraps past 2^64, which of several bad load
+parameters is named, and three of a Python model's response flows: the status of a
+generate request the model failed, the final flag of a default-policy response sent
+before FINAL, and an error response sent before FINAL."""
 
 from __future__ import annotations
 
@@ -102,4 +104,56 @@ def shm_range_wraps(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     return any(
         ref.region == match.group(1) and ref.offset + ref.byte_size > 2**64
         for ref in shm_references(sent)
+    )
+
+
+_GENERATE = re.compile(rb"POST /v2/models/[^ ]+/generate(?:_stream)? ")
+
+
+def generate_model_error_status(
+    sent: Sent, ours: Answer, theirs: Answer | None
+) -> bool:
+    """generate / generate_stream whose first response is the model's error: tritonx
+    answers the status of the error's code (500 for INTERNAL, 503 for UNAVAILABLE,
+    ...), as Triton's infer endpoint does; Triton 2.51's generate reads the code
+    from the error after it freed it, and answers 400. Same message (or events)."""
+    if theirs is None or not sent.is_http or not _GENERATE.match(sent.wire):
+        return False
+    return (
+        theirs.code == "400"
+        and ours.code in ("500", "501", "503")
+        and ours.text == theirs.text
+    )
+
+
+_FINAL = 'key: "triton_final_response" value {{ bool_param: {} }}'
+
+
+def stream_default_policy_final(
+    sent: Sent, ours: Answer, theirs: Answer | None
+) -> bool:
+    """A default-policy model sent its one response with flags 0, then FINAL
+    alone: on a stream tritonx marks that response final (it ends the request);
+    Triton 2.51 marks it not final and then sends nothing more (a FINAL alone is
+    written only for decoupled models), so a client waiting for the final response
+    waits forever. One message, and only that flag differs."""
+    if theirs is None or sent.grpc_method != "ModelStreamInfer":
+        return False
+    if ours.code != "OK" or "\n" in ours.text or _FINAL.format("true") not in ours.text:
+        return False
+    return (
+        ours.text.replace(_FINAL.format("true"), _FINAL.format("false"))
+        == (theirs.text)
+        and theirs.code == "OK"
+    )
+
+
+def error_before_final(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """Unary ModelInfer to a default-policy model that sent an error response with
+    flags 0, then FINAL alone: tritonx answers the error; Triton 2.51 answers OK
+    with an empty response (not even the model's name), the error lost."""
+    return (
+        sent.infer is not None
+        and theirs == Answer("OK", "")
+        and ours.code not in ("OK", "no answer")
     )

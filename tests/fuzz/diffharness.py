@@ -27,7 +27,8 @@ Environment: ``TRITONX_DIFF_EXAMPLES`` (examples per test, default 150),
 mismatch instead of stopping at the first; the test fails at its end),
 ``TRITONX_DIFF_LOG`` (append each mismatch to this JSON-lines file, to group
 them after a long run), ``TRITONX_DIFF_HTTP_ENGINE`` (tritonx's
-``--http-engine``, default native).
+``--http-engine``, default native), ``TRITONX_DIFF_SERVER_ARGS`` (more tritonx
+flags, e.g. ``--backend-config=python,execution-mode=process``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import base64
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -72,6 +74,7 @@ MODELS = ("add_sub", "identity", "fuzz_bytes")  # Python backend only
 EXAMPLES = int(os.environ.get("TRITONX_DIFF_EXAMPLES", "150"))  # per test
 DIFF_LOG = os.environ.get("TRITONX_DIFF_LOG")
 HTTP_ENGINE = os.environ.get("TRITONX_DIFF_HTTP_ENGINE", "native")
+SERVER_ARGS = shlex.split(os.environ.get("TRITONX_DIFF_SERVER_ARGS", ""))
 SERVICE = "/inference.GRPCInferenceService/"
 
 # -- the two servers ------------------------------------------------------------------
@@ -141,7 +144,7 @@ def server(fuzz_repo: Path) -> Iterator[RunningServer]:
     print(
         f"differential fuzz: {EXAMPLES} examples per test, seed {SEED or 'derandomized'}"
     )
-    with run_server(fuzz_repo, f"--http-engine={HTTP_ENGINE}") as running:
+    with run_server(fuzz_repo, f"--http-engine={HTTP_ENGINE}", *SERVER_ARGS) as running:
         yield running
 
 

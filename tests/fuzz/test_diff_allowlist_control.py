@@ -46,6 +46,23 @@ def _http(path: str) -> Sent:
     return Sent("http", f"POST {path} HTTP/1.1\r\n\r\n".encode())
 
 
+def _infer() -> Sent:
+    return _call("ModelInfer", model_name="m")
+
+
+def _stream() -> Sent:
+    request = service_pb2.ModelInferRequest(model_name="m")
+    wire = request.SerializeToString()
+    return Sent("grpc", wire, grpc=request, grpc_method="ModelStreamInfer")
+
+
+def _final(value: str) -> str:
+    return (
+        'model_name: "m" parameters { key: "triton_final_response" value { '
+        f"bool_param: {value} }} }}"
+    )
+
+
 def _load(*keys: str) -> Sent:
     parameters = {k: service_pb2.ModelRepositoryParameter(int64_param=1) for k in keys}
     return _call("RepositoryModelLoad", model_name="m", parameters=parameters)
@@ -229,6 +246,46 @@ INVALID = "INVALID_ARGUMENT"
             Answer(INVALID, UNKNOWN_LOAD.format("c")),
             None,
         ),
+        # A model's error answering generate: tritonx's status is its code's.
+        (
+            _http("/v2/models/m/generate"),
+            Answer("500", "boom"),
+            Answer("400", "boom"),
+            "generate-model-error-status",
+        ),
+        (
+            _http("/v2/models/m/generate_stream"),
+            Answer("503", 'data: {"error":"x"}\n\n'),
+            Answer("400", 'data: {"error":"x"}\n\n'),
+            "generate-model-error-status",
+        ),
+        (_http("/v2/models/m/generate"), Answer("500", "a"), Answer("400", "b"), None),
+        (_http("/v2/models/m/generate"), Answer("400", "a"), Answer("500", "a"), None),
+        (_http("/v2/models/m/infer"), Answer("500", "a"), Answer("400", "a"), None),
+        # A default-policy response sent before FINAL, on a stream: the flag only.
+        (
+            _stream(),
+            Answer("OK", _final("true")),
+            Answer("OK", _final("false")),
+            "stream-default-policy-final",
+        ),
+        (
+            _stream(),
+            Answer("OK", _final("true") + "x"),
+            Answer("OK", _final("false")),
+            None,
+        ),
+        (
+            _stream(),
+            Answer("OK", _final("true") + "\n" + _final("true")),
+            Answer("OK", _final("false") + "\n" + _final("true")),
+            None,
+        ),
+        (_infer(), Answer("OK", _final("true")), Answer("OK", _final("false")), None),
+        # An error sent before FINAL: Triton's empty unary answer.
+        (_infer(), Answer("UNAVAILABLE", "x"), Answer("OK", ""), "error-before-final"),
+        (_infer(), Answer("UNAVAILABLE", "x"), Answer("OK", 'model_name: "m"'), None),
+        (_stream(), Answer("UNAVAILABLE", "x"), Answer("OK", ""), None),
     ],
 )
 def test_the_control_plane_entries_excuse_only_their_requests(

@@ -55,7 +55,8 @@ _import = builtins.__import__
 def format_exception(exc: BaseException) -> str:
     """``"<Type>: <message>"`` plus the model's frames, innermost first, in the
     layout Triton's stub prints ("\\n\\nAt:\\n  file(line): function\\n")."""
-    text = f"{type(exc).__name__}: {exc}"
+    # pybind11 (Triton's stub) shows an empty message as "<EMPTY MESSAGE>".
+    text = f"{type(exc).__name__}: {str(exc) or '<EMPTY MESSAGE>'}"
     frames = [
         f
         for f in traceback.extract_tb(exc.__traceback__)

@@ -199,6 +199,26 @@ class _ResponseSlot:
             self.closed = True
 
 
+def _check_send_arguments(response: InferenceResponse | None, flags: int) -> bool:
+    """The checks of a send that come before the sender's state (Triton's order);
+    returns whether the send is FINAL."""
+    if response is not None and not isinstance(response, InferenceResponse):
+        raise TypeError(
+            "send(): expected a pb_utils.InferenceResponse, found type "
+            f"'{type(response)}'"
+        )
+    if flags not in (0, TRITONSERVER_RESPONSE_COMPLETE_FINAL):
+        raise TritonModelException(
+            "Unable to send response. Unsupported flag provided."
+        )
+    if flags == 0 and response is None:
+        raise TritonModelException(
+            "Inference Response object must be provided when the response flags is "
+            "set to zero."
+        )
+    return flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
 class InferenceResponseSender:
     """``request.get_response_sender()``: in default (non-decoupled) mode a model
     may send exactly one response, with or followed by the FINAL flag, during
@@ -212,12 +232,7 @@ class InferenceResponseSender:
         self._slot = slot
 
     def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
-        if response is not None and not isinstance(response, InferenceResponse):
-            raise TypeError(
-                "send(): expected a pb_utils.InferenceResponse, found type "
-                f"'{type(response)}'"
-            )
-        final = bool(flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        final = _check_send_arguments(response, flags)
         slot = self._slot
         with slot.lock:
             if response is not None and slot.sent > 0:
@@ -273,21 +288,11 @@ class DecoupledResponseSender:
         self._send = send
 
     def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
+        final = _check_send_arguments(response, flags)
         # Closed is the request's state: every sender of one request shares it.
         if self._request._decoupled_closed:
             raise TritonModelException(
                 "Unable to send response. Response sender has been closed."
-            )
-        if response is not None and not isinstance(response, InferenceResponse):
-            raise TypeError(
-                "send(): expected a pb_utils.InferenceResponse, found type "
-                f"'{type(response)}'"
-            )
-        final = bool(flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-        if response is None and not final:
-            raise TritonModelException(
-                "Unable to send response. A response or the complete-final flag "
-                "must be given."
             )
         if final:
             self._request._decoupled_closed = True

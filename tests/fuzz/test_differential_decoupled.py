@@ -1,0 +1,127 @@
+"""Differential fuzzing of response flow: the same programs run by a decoupled and
+a default-policy Python model on tritonx and on Triton 2.51 (the harness, its
+environment variables and the comparison rules are in diffharness.py; the
+programs: decoupled_strategies.py; the models: tests/flowmodels.py).
+
+Each program goes out once, over one of gRPC ModelStreamInfer, unary ModelInfer,
+HTTP infer, generate and generate_stream. Compared: for a stream, every message
+it carried, in order (an in-band error's text, or the whole response with its
+parameters such as ``triton_final_response``), or the call's status; for the
+others the answer as diffharness compares one; for generate, the status and each
+event's JSON (keys sorted) or the error message.
+"""
+
+# The harness's fixtures are imported by name for pytest to find; the tests' same-named
+# parameters are those fixtures, not redefinitions.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+from decoupled_strategies import Call, calls
+from diffharness import (  # noqa: F401 (fixtures)
+    EXAMPLES,
+    SERVICE,
+    Pair,
+    _alive_and_live,
+    compare,
+    compare_grpc,
+    compare_http,
+    pair,
+    server,
+)
+from diffutil import Answer, Sent
+from flowmodels import write_models
+from fuzzutil import ANSWER_S, error_message, exchange, fuzz
+from google.protobuf import text_format
+from hypothesis import given
+from serverutil import needs_reference
+from tritonclient.grpc import service_pb2
+
+
+@pytest.fixture(scope="module")
+def fuzz_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("flow_repo")
+    write_models(repo)
+    return repo
+
+
+def stream_answer(channel: grpc.Channel, wire: bytes) -> Answer:
+    """Every message a ModelStreamInfer stream carried for one request (the client
+    closes its side after it), or the call's status."""
+    call = channel.stream_stream(SERVICE + "ModelStreamInfer")
+    try:
+        replies = list(call(iter([wire]), timeout=ANSWER_S))
+    except grpc.RpcError as error:
+        return Answer(error.code().name, error.details() or "")
+    shown = []
+    for reply in replies:
+        message = service_pb2.ModelStreamInferResponse.FromString(reply)
+        response = text_format.MessageToString(message.infer_response, as_one_line=True)
+        # An in-band error comes with what its infer_response names (id, model,
+        # whether it was the request's last response).
+        error = f"error: {message.error_message} | " if message.error_message else ""
+        shown.append(error + response)
+    return Answer("OK", "\n".join(shown))
+
+
+def generate_answer(port: int, wire: bytes) -> Answer:
+    """The status and the error message, or each event's JSON (generate: one)."""
+    ex = exchange(port, wire, expect=1)
+    if not ex.answers:
+        return Answer("no answer", "timed out" if ex.timed_out else "closed")
+    answer = ex.answers[0]
+    if answer.status >= 400:
+        return Answer(str(answer.status), error_message(answer.body))
+    if b"/generate_stream " not in wire.split(b"\r\n", 1)[0]:
+        events = [answer.body]
+    else:
+        events = [
+            line[len(b"data: ") :]
+            for line in answer.body.split(b"\n")
+            if line.startswith(b"data: ")
+        ]
+    shown = []
+    for event in events:
+        try:
+            shown.append(json.dumps(json.loads(event), sort_keys=True))
+        except ValueError:
+            shown.append(repr(event))
+    return Answer(str(answer.status), "\n".join(shown))
+
+
+def compare_call(pair: Pair, call: Call) -> str:
+    kind = f"diff-flow-{call.protocol}"
+    if call.protocol == "grpc":
+        return compare_grpc(pair, call.grpc_request(), kind)
+    if call.protocol == "http":
+        wire, payload = call.http_wire()
+        return compare_http(pair, wire, payload, kind)
+    if call.protocol == "grpc-stream":
+        request = call.grpc_request()
+
+        def ask_stream(reference: bool, wire: bytes) -> Answer:
+            channel = pair.reference.channel if reference else pair.ours_channel
+            return stream_answer(channel, wire)
+
+        sent = Sent("grpc", request.SerializeToString(), grpc=request)
+        sent.grpc_method = "ModelStreamInfer"
+        return compare(pair, kind, sent, ask_stream, shown=call)
+    wire, payload = call.http_wire()
+
+    def ask_generate(reference: bool, request: bytes) -> Answer:
+        server = pair.reference.server if reference else pair.ours
+        return generate_answer(server.ports["http"], request)
+
+    return compare(pair, kind, Sent("http", wire, payload), ask_generate, shown=call)
+
+
+@needs_reference
+@fuzz(1.0, EXAMPLES)
+@given(call=calls())
+def test_response_flow(pair: Pair, call: Call) -> None:
+    compare_call(pair, call)
