@@ -6,7 +6,8 @@ programs: decoupled_strategies.py) and the fixed cases
 
 A program: ``send``, a list of ``{"response": spec or null, "flags": n}`` the model
 sends through the request's response sender (an exception a send raises is caught
-and reported by a later response that asks for a report: its TEXT output then
+and reported by a later response of the request that asks for a report: its TEXT
+output then
 holds the caught exceptions' types and messages and what the model saw of the
 request: id, parameters, requested outputs); ``thread`` (run the sends on a thread
 after execute returned); ``end``: "none" (execute returns None), "list" (returns
@@ -90,9 +91,12 @@ class TritonPythonModel:
 
     def execute(self, requests):
         # No batching (max_batch_size 0, no dynamic batcher): one request each time.
-        if self.worker is not None:  # the previous request's thread: its reports first
+        if self.worker is not None:  # the previous request's thread has ended
             self.worker.join()
             self.worker = None
+        # Reports are per request: a server restarted between two requests (the
+        # fuzz restarts a crashed reference) answers the next one alike.
+        self.caught = []
         request = requests[0]
         tensor = pb_utils.get_input_tensor_by_name(request, "PROGRAM")
         program = json.loads(tensor.as_numpy().ravel()[0])

@@ -1,5 +1,6 @@
 """pb_utils arguments taken as Triton's pybind11 bindings take them
-(tritonx/backends/pb/binding_args.py), in both execution modes.
+(tritonx/backends/pb/binding_args.py), and error codes shown as they show them,
+in both execution modes.
 
 NVIDIA's BLS example names the called model with a BYTES input
 (``model_name=request_input.as_numpy()[0]``, a ``bytes`` object): Triton decodes
@@ -60,6 +61,9 @@ class TritonPythonModel:
                     return "error " + response.error().message()
                 return sorted(t.name() for t in response.output_tensors())
 
+            def code():
+                return pb_utils.TritonError("m", pb_utils.TritonError.NOT_FOUND).code()
+
             seen = {
                 "model name from a BYTES input": outcome(lambda: call(model_name=name)),
                 "bytes request id": outcome(lambda: call(request_id=b"r1")),
@@ -95,6 +99,11 @@ class TritonPythonModel:
                     lambda: pb_utils.Tensor.from_dlpack(b"D", pb_utils.Tensor("T", x)).name()),
                 "int dlpack name": outcome(
                     lambda: pb_utils.Tensor.from_dlpack(7, pb_utils.Tensor("T", x))),
+                "error code as text": outcome(lambda: str(code())),
+                "error code repr": outcome(lambda: repr(code())),
+                "error code formatted": outcome(lambda: "{}".format(code())),
+                "error code as number": outcome(lambda: int(code())),
+                "error code equals its number": outcome(lambda: code() == 2),
             }
             text = np.array([json.dumps(seen)], dtype=object)
             responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", text)]))
@@ -133,6 +142,12 @@ TRITON_2_51 = {
         "TypeError: from_dlpack(): incompatible function arguments. The following "
         "argument types are supported:"
     ),
+    # A code shows as pybind11 shows an enum member, and still is its number.
+    "error code as text": "ok '__ErrorCode.NOT_FOUND'",
+    "error code repr": "ok '<__ErrorCode.NOT_FOUND: 2>'",
+    "error code formatted": "ok '__ErrorCode.NOT_FOUND'",
+    "error code as number": "ok 2",
+    "error code equals its number": "ok True",
 }
 
 

@@ -31,16 +31,20 @@ rarely = st.integers(0, 19).map(lambda n: n == 7)
 
 
 @st.composite
-def responses(draw: Any, sent: bool = True) -> dict[str, Any] | None:
-    """A response the model builds: outputs (the config's or not), an error, or
-    (``sent``) nothing: ``None``, a send with flags only. (None returned by
-    execute leaves the request to its sender: the servers would wait forever.)"""
+def responses(
+    draw: Any, sent: bool = True, empty_error: bool = True
+) -> dict[str, Any] | None:
+    """A response the model builds: outputs (the config's or not), an error (with
+    an empty message unless ``empty_error`` is false), or (``sent``) nothing:
+    ``None``, a send with flags only. (None returned by execute leaves the request
+    to its sender: the servers would wait forever.)"""
     kinds = ["outputs", "outputs", "outputs", "error", "empty"]
     kind = draw(st.sampled_from([*kinds, "none"] if sent else kinds))
     if kind == "none":
         return None
     if kind == "error":
-        spec: dict[str, Any] = {"error": draw(st.sampled_from(["bad", "", "x é"]))}
+        messages = ["bad", "", "x é"] if empty_error else ["bad", "x é"]
+        spec: dict[str, Any] = {"error": draw(st.sampled_from(messages))}
         code = draw(st.sampled_from([None, "INVALID_ARG", "UNAVAILABLE", "CANCELLED"]))
         if code is not None:
             spec["code"] = code
@@ -64,15 +68,36 @@ def responses(draw: Any, sent: bool = True) -> dict[str, Any] | None:
 
 
 @st.composite
-def sends(draw: Any) -> dict[str, Any]:
+def sends(draw: Any, empty_error: bool = True) -> dict[str, Any]:
     flags = draw(st.sampled_from([0, 0, FINAL, FINAL, 2, 3]))
-    return {"response": draw(responses()), "flags": flags}
+    return {"response": draw(responses(empty_error=empty_error)), "flags": flags}
 
 
 @st.composite
-def programs(draw: Any, model: str) -> dict[str, Any]:
-    """What the model does for one request."""
-    program: dict[str, Any] = {"send": draw(st.lists(sends(), max_size=4))}
+def programs(draw: Any, model: str, bls: bool = False) -> dict[str, Any]:
+    """What the model does for one request. ``bls``: a program a BLS call runs,
+    without three things Triton 2.51's BLS answers in its own way: an error
+    response with an empty message (the caller never sees it), a decoupled model's
+    error response that is not its last (lost) or follows other responses (the
+    caller waits forever), and a default-policy response sent before FINAL (the
+    caller gets one more, empty response; the same root as the
+    stream-default-policy-final deviation)."""
+    program: dict[str, Any] = {
+        "send": draw(st.lists(sends(empty_error=not bls), max_size=4))
+    }
+    if bls and model == "flow_decoupled":
+        # Triton 2.51's BLS loses a decoupled model's error response that is not
+        # its last, and waits forever for one that follows other responses: an
+        # error here goes with FINAL, and only before any other response.
+        answered = False
+        for send in program["send"]:
+            response = send["response"]
+            if response is not None and "error" in response:
+                if answered:
+                    send["response"] = {}
+                else:
+                    send["flags"] = FINAL
+            answered = answered or (response is not None and send["flags"] in (0, 1))
     if model == "flow_decoupled":
         # A thread's sends race with what execute's end makes the server send.
         program["thread"] = draw(st.booleans())
@@ -82,6 +107,9 @@ def programs(draw: Any, model: str) -> dict[str, Any]:
         # raise), completed so the request ends. A response returned as well, or a
         # sender used after execute raised, is left out: Triton 2.51 then sends the
         # request a second response or crashes.
+        if bls:  # the one response goes with FINAL; later sends raise
+            first = {"response": draw(responses(False, False)), "flags": FINAL}
+            program["send"].insert(0, first)
         program["send"].extend(_completion(program["send"]))
         return {**program, "end": "none"}
     else:
@@ -93,7 +121,9 @@ def programs(draw: Any, model: str) -> dict[str, Any]:
         program["message"] = draw(st.sampled_from(["boom", ""]))
     elif end == "list":
         count = draw(st.sampled_from([1, 1, 1, 0, 2]))
-        program["returns"] = [draw(responses(sent=False)) for _ in range(count)]
+        program["returns"] = [
+            draw(responses(sent=False, empty_error=not bls)) for _ in range(count)
+        ]
     return program
 
 

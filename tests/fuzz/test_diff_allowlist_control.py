@@ -63,6 +63,13 @@ def _final(value: str) -> str:
     )
 
 
+def _bls(number: int, name: str, message: str = "x") -> Answer:
+    """A 200 answer of test_differential_bls.py's model reporting one error."""
+    code = [number, f"__ErrorCode.{name}", f"<__ErrorCode.{name}: {number}>"]
+    report = json.dumps([[{"code": code, "error": message}]])
+    return Answer("200", json.dumps({"outputs": [{"data": [report]}]}))
+
+
 def _load(*keys: str) -> Sent:
     parameters = {k: service_pb2.ModelRepositoryParameter(int64_param=1) for k in keys}
     return _call("RepositoryModelLoad", model_name="m", parameters=parameters)
@@ -286,6 +293,20 @@ INVALID = "INVALID_ARGUMENT"
         (_infer(), Answer("UNAVAILABLE", "x"), Answer("OK", ""), "error-before-final"),
         (_infer(), Answer("UNAVAILABLE", "x"), Answer("OK", 'model_name: "m"'), None),
         (_stream(), Answer("UNAVAILABLE", "x"), Answer("OK", ""), None),
+        # A BLS call's error: its code (here CANCELLED) is INTERNAL in Triton 2.51.
+        (
+            _http("/v2/models/b/infer"),
+            _bls(7, "CANCELLED"),
+            _bls(1, "INTERNAL"),
+            "bls-error-code",
+        ),
+        (
+            _http("/v2/models/b/infer"),
+            _bls(7, "CANCELLED", "y"),
+            _bls(1, "INTERNAL"),
+            None,
+        ),
+        (_http("/v2/models/b/infer"), _bls(1, "INTERNAL"), _bls(7, "CANCELLED"), None),
     ],
 )
 def test_the_control_plane_entries_excuse_only_their_requests(

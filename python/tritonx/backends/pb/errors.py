@@ -27,6 +27,16 @@ class ErrorCode(enum.IntEnum):
     ALREADY_EXISTS = 6
     CANCELLED = 7
 
+    # Shown as Triton's binding shows its enum (a model may log or format a code).
+    def __str__(self) -> str:
+        return f"__ErrorCode.{self.name}"
+
+    def __repr__(self) -> str:
+        return f"<__ErrorCode.{self.name}: {self.value}>"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
 
 _SIGNATURE = (
     "c_python_backend_utils.TritonError(message: str, code: "
