@@ -506,6 +506,14 @@ void RegisterModel(py::module_& m) {
       .def("infer", &Infer, py::arg("request"), py::arg("errors_as_values") = false)
       .def("execute_on", &ExecuteOn, py::arg("instance"), py::arg("requests"),
            py::arg("override_inputs") = py::tuple())
+      .def(
+          "validate",
+          [](PyModel& self, PyRequest& request) {
+            ThrowIfError(ValidateRequest(self.model->spec(), request.request.get()));
+          },
+          py::arg("request"),
+          "Raises the refusal Enqueue would give the request (its checks only: "
+          "nothing runs; warmup checks each sample's requests when preparing it).")
       .def("update_instances", &UpdateInstances, py::arg("added"), py::arg("retired"),
            py::arg("rate_limits") = std::vector<InstanceRateLimit>(),
            py::arg("context") = nullptr, py::arg("hold_added") = false,

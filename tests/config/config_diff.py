@@ -126,13 +126,15 @@ def observe(
     repo: Path,
     name: str,
     infer: Callable[[Any], Any] | None = None,
+    load_body: bytes = b"",
 ) -> dict[str, Any]:
-    """What ``server`` answers about case ``name``: the load's status and error;
-    once loaded, the model's config and metadata (and, given ``infer``, the answer
-    to the infer body it makes of the metadata); after a failed load, the
-    repository index's entries for it."""
+    """What ``server`` answers about case ``name``: the load's status and error
+    (``load_body``: the load request's body, e.g. overrides); once loaded, the
+    model's config and metadata (and, given ``infer``, the answer to the infer
+    body it makes of the metadata); after a failed load, the repository index's
+    entries for it."""
     base = f"/v2/repository/models/{name}"
-    status, body = _request(server, "POST", f"{base}/load")
+    status, body = _request(server, "POST", f"{base}/load", load_body)
     seen: dict[str, Any] = {"load": status}
     if status == 200:
         seen["config"] = _request(server, "GET", f"/v2/models/{name}/config")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from config_diff import Case, observe
+from config_diff import Case, _request, observe
 from config_strategies import model_configs
 from hypothesis import HealthCheck, given, reject, seed, settings
 from hypothesis import strategies as st
@@ -68,13 +68,24 @@ class Pair:
         self.reference.process.kill()
         self.reference = self._start_reference()
 
+    def ours_load(self, name: str, body: bytes) -> tuple[int, str]:
+        """tritonx's answer to a load of ``name`` with ``body``: status, error."""
+        status, answer = _request(
+            self.ours, "POST", f"/v2/repository/models/{name}/load", body
+        )
+        return status, (answer or {}).get("error", "")
+
     def observe(
-        self, name: str, infer: Callable[[Any], Any] | None = None
+        self,
+        name: str,
+        infer: Callable[[Any], Any] | None = None,
+        load_body: bytes = b"",
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """Both servers' observations of ``name`` (config_diff.observe); Triton's
         None when it died or did not answer in time (it is then replaced)."""
-        mine = self.pool.submit(observe, self.ours, self.repo, name, infer)
-        theirs = self.pool.submit(observe, self.reference, self.repo, name, infer)
+        args = (self.repo, name, infer, load_body)
+        mine = self.pool.submit(observe, self.ours, *args)
+        theirs = self.pool.submit(observe, self.reference, *args)
         try:
             answer = theirs.result(timeout=REFERENCE_WAIT_S)
         except (TimeoutError, OSError):

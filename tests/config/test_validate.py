@@ -162,25 +162,6 @@ LOAD_CASES = [
         "instance group m_0 of model m and platform specifies profile field which "
         "is only supported for TensorRT models",
     ),
-    (
-        PY
-        + "max_batch_size: 4\n"
-        + 'input [ { name: "IN0" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
-        + OUT
-        + 'model_warmup [ { name: "w" batch_size: 1 inputs { key: "IN0" value: '
-        "{ data_type: TYPE_FP32 dims: [-1] zero_data: true } } } ]",
-        "warmup setting expects all variable-size dimensions are specified for "
-        "input 'IN0'",
-    ),
-    (
-        PY
-        + "max_batch_size: 4\n"
-        + IO
-        + 'model_warmup [ { name: "w" batch_size: 1 inputs { key: "IN0" value: '
-        "{ data_type: TYPE_FP32 dims: [4] } } } ]",
-        "[request id: <id_unknown>] warmup setting expects input 'IN0' to have "
-        "input_data_type set",
-    ),
 ]
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from fuzzutil import TALLY, Target, exchange, fuzz, http_verdict, leak, request_
 from http_strategies import dumps, model_names, mutate_doc
 from hypothesis import given
 from hypothesis import strategies as st
+from overridefiles import FILE_KEYS, MODEL_FILES
 from serverutil import RunningServer, run_server
 
 EXAMPLE_REPO = Path(__file__).resolve().parents[2] / "model_repository"
@@ -37,22 +37,6 @@ ADD_SUB = json.dumps(
         ]
     }
 ).encode()
-MODEL_FILES = {
-    "identity": (EXAMPLE_REPO / "identity" / "1" / "model.py").read_text(),
-    "syntax error": "def initialize(:\n",
-    "raises": textwrap.dedent(
-        """\
-        class TritonPythonModel:
-            def initialize(self, args):
-                raise RuntimeError("refusing to load")
-        """
-    ),
-    "empty": "",
-}
-FILE_KEYS = [
-    "file:1/model.py", "file:1/extra/data.bin", "file:../escape.py", "file:1/../../x",
-    "file:/etc/passwd", "file:", "file:1/", "file:2/model.py",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

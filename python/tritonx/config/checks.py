@@ -1,8 +1,9 @@
-"""Load-time checks that are tritonx's own (unsupported features, warmup)."""
+"""Load-time checks that are tritonx's own (unsupported features) and of warmup
+samples."""
 
 from __future__ import annotations
 
-from tritonx.config._pb import ModelConfig
+from tritonx.config._pb import ModelConfig, mc
 from tritonx.errors import InvalidArgumentError
 
 
@@ -25,26 +26,23 @@ def check_supported(config: ModelConfig) -> None:
             seen.add(tensor.name)
 
 
-def validate_warmup(config: ModelConfig) -> None:
-    """The warmup checks Triton makes before running any sample (its texts).
+def validate_warmup_sample(sample: mc.ModelWarmup) -> None:
+    """The checks Triton makes of a warmup sample before making its data (its
+    texts), run per sample when an instance warms up (repository/warmup.py).
 
-    Samples of batch_size 0 are skipped, unchecked, as Triton skips them. Within a
-    sample Triton looks at every input's dims before any input's data source.
-    Checks that need a request (unknown input names, data type, batch size) are
-    left to the core's request validation, as in Triton.
+    Triton looks at every input's dims before any input's data source. Checks
+    that need a request (unknown input names, data type, batch size) are left to
+    the core's request validation, as in Triton.
     """
-    for sample in config.model_warmup:
-        if sample.batch_size == 0:
-            continue
-        for input_name, spec in sample.inputs.items():
-            if any(dim == -1 for dim in spec.dims):
-                raise InvalidArgumentError(
-                    "warmup setting expects all variable-size dimensions are "
-                    f"specified for input '{input_name}'"
-                )
-        for input_name, spec in sample.inputs.items():
-            if spec.WhichOneof("input_data_type") is None:
-                raise InvalidArgumentError(
-                    "[request id: <id_unknown>] warmup setting expects input "
-                    f"'{input_name}' to have input_data_type set"
-                )
+    for input_name, spec in sample.inputs.items():
+        if any(dim == -1 for dim in spec.dims):
+            raise InvalidArgumentError(
+                "warmup setting expects all variable-size dimensions are "
+                f"specified for input '{input_name}'"
+            )
+    for input_name, spec in sample.inputs.items():
+        if spec.WhichOneof("input_data_type") is None:
+            raise InvalidArgumentError(
+                "[request id: <id_unknown>] warmup setting expects input "
+                f"'{input_name}' to have input_data_type set"
+            )

@@ -18,7 +18,7 @@ from tritonx.config.backend_fields import (
     PYTHON_BACKEND,
     autofill_backend_fields,
 )
-from tritonx.config.checks import check_supported, validate_warmup
+from tritonx.config.checks import check_supported
 from tritonx.config.normalize import normalize_instance_groups, normalize_model_config
 from tritonx.config.onnx_complete import (
     DEFAULT_MAX_BATCH_SIZE,
@@ -93,12 +93,12 @@ def finalize_model_config(
 
 
 def check_model_tensors(config: ModelConfig) -> None:
-    """The checks that need the config's final tensors: inputs and outputs,
-    warmup samples and tritonx's unsupported features. Triton runs them once the
+    """The checks that need the config's final tensors: inputs and outputs and
+    tritonx's unsupported features (warmup samples are checked when an instance
+    warms up, after its initialization, as in Triton). Triton runs them once the
     backend has initialised the model, after its auto-complete: a Python model's
     ``auto_complete_config`` may supply a tensor's missing dims or data type."""
     validate_io_config(config)
-    validate_warmup(config)
     check_supported(config)
 
 

@@ -228,7 +228,9 @@ def _check_directory_name(name: str) -> None:
 def _safe_relative(rel: str) -> PurePosixPath:
     # A leading '/' names the model directory, as in Triton 2.51 (it joins the path
     # under the new directory): "file:/1/model.py" is "file:1/model.py".
-    path = PurePosixPath(rel.removeprefix("file:").lstrip("/"))
-    if not path.parts or ".." in path.parts:
+    # A path ending in '/' names a directory, no file (Triton fails to write it).
+    text = rel.removeprefix("file:").lstrip("/")
+    path = PurePosixPath(text)
+    if not path.parts or ".." in path.parts or text.endswith("/"):
         raise InvalidArgumentError(f"invalid file path '{rel}' in model load request")
     return path

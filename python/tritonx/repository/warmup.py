@@ -32,6 +32,7 @@ import numpy as np
 
 from tritonx.config import ModelConfig, wire_datatype
 from tritonx.config._pb import mc
+from tritonx.config.checks import validate_warmup_sample
 from tritonx.config.parse import read_text_file
 from tritonx.dtypes import NUMPY_DTYPES
 from tritonx.errors import InvalidArgumentError, TritonXError
@@ -132,13 +133,22 @@ def run_warmup(
 ) -> None:
     """Run all warmup samples on each of ``instances`` (core executor index,
     instance name); raise with Triton's wording if one fails."""
+    if not instances:
+        return
+    from tritonx import _native
+
+    # Triton's order, once an instance is initialized: each sample in turn is
+    # checked, its data made and its request validated, before the next one.
     prepared: Prepared = []
     for sample in config.model_warmup:
         if sample.batch_size == 0:
             continue
+        validate_warmup_sample(sample)
         log.info("Generating warmup sample data for '%s'", sample.name)
-        prepared.append((sample, sample_inputs(sample, config, model_dir)))
-    if not prepared or not instances:
+        inputs, overrides = sample_inputs(sample, config, model_dir)
+        core.validate(_native.Request(id="", inputs=inputs))
+        prepared.append((sample, (inputs, overrides)))
+    if not prepared:
         return
     if len(instances) == 1:
         failure = _warm_instance(core, config, prepared, *instances[0])
