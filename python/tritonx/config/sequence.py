@@ -189,8 +189,11 @@ def sequence_batching_from_config(
     validate_sequence_controls(config)
     sb = config.sequence_batching
     controls: list[tuple[str, str, str, bytes, bytes]] = []
+    known_kinds = set(_Control.Kind.values())
     for control_input in sb.control_input:
         for control in control_input.control:
+            if control.kind not in known_kinds:
+                continue  # a kind Triton does not know: it never looks for it
             kind = _Control.Kind.Name(control.kind)
             if control.kind == _Control.CONTROL_SEQUENCE_CORRID:
                 controls.append(
