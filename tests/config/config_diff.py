@@ -70,9 +70,10 @@ def write_repository(repo: Path, cases: list[Case]) -> None:
         case.write(repo)
 
 
-def _request(
+def http_call(
     server: RunningServer, method: str, path: str, body: bytes = b""
 ) -> tuple[int, Any]:
+    """One HTTP request to ``server``: the status and the JSON body (None if empty)."""
     conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=120)
     try:
         conn.request(method, path, body, {"Content-Type": "application/json"})
@@ -112,7 +113,7 @@ def _settled_index(server: RunningServer, name: str) -> list[dict[str, Any]]:
     versions of the model still unloading."""
     deadline = time.monotonic() + 60
     while True:
-        _, index = _request(server, "POST", "/v2/repository/index")
+        _, index = http_call(server, "POST", "/v2/repository/index")
         entries = [m for m in index or [] if m.get("name") == name]
         if time.monotonic() > deadline or all(
             m.get("state") not in _MOVING for m in entries
@@ -134,17 +135,17 @@ def observe(
     body it makes of the metadata); after a failed load, the repository index's
     entries for it."""
     base = f"/v2/repository/models/{name}"
-    status, body = _request(server, "POST", f"{base}/load", load_body)
+    status, body = http_call(server, "POST", f"{base}/load", load_body)
     seen: dict[str, Any] = {"load": status}
     if status == 200:
-        seen["config"] = _request(server, "GET", f"/v2/models/{name}/config")
-        seen["metadata"] = _request(server, "GET", f"/v2/models/{name}")
+        seen["config"] = http_call(server, "GET", f"/v2/models/{name}/config")
+        seen["metadata"] = http_call(server, "GET", f"/v2/models/{name}")
         if infer is not None:
             request = json.dumps(infer(seen["metadata"][1])).encode()
-            seen["infer"] = _request(
+            seen["infer"] = http_call(
                 server, "POST", f"/v2/models/{name}/infer", request
             )
-        _request(server, "POST", f"{base}/unload")
+        http_call(server, "POST", f"{base}/unload")
         _settled_index(server, name)
     else:
         seen["error"] = (body or {}).get("error")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from config_diff import Case, _request, observe
+from config_diff import Case, http_call, observe
 from config_strategies import model_configs
 from hypothesis import HealthCheck, given, reject, seed, settings
 from hypothesis import strategies as st
@@ -70,7 +70,7 @@ class Pair:
 
     def ours_load(self, name: str, body: bytes) -> tuple[int, str]:
         """tritonx's answer to a load of ``name`` with ``body``: status, error."""
-        status, answer = _request(
+        status, answer = http_call(
             self.ours, "POST", f"/v2/repository/models/{name}/load", body
         )
         return status, (answer or {}).get("error", "")

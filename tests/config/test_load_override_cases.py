@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from config_diff import _request
+from config_diff import http_call
 from serverutil import run_either
 
 MODEL = (
@@ -37,8 +37,8 @@ def test_an_unknown_control_kind_is_left_alone(tmp_path: Path, kind: str) -> Non
     body = json.dumps({"parameters": parameters}).encode()
     with run_either(kind, tmp_path, "--model-control-mode=explicit") as server:
         path = "/v2/repository/models/unknown_kind/load"
-        assert _request(server, "POST", path, body) == (200, None)
-        status, config = _request(server, "GET", "/v2/models/unknown_kind/config")
+        assert http_call(server, "POST", path, body) == (200, None)
+        status, config = http_call(server, "GET", "/v2/models/unknown_kind/config")
         assert status == 200
         (control_input,) = config["sequence_batching"]["control_input"]
         assert control_input["control"][0]["kind"] == 4

@@ -58,6 +58,7 @@ from fuzzutil import (
     ANSWER_S,
     SEED,
     TALLY,
+    HttpAnswer,
     error_message,
     exchange,
 )
@@ -185,15 +186,24 @@ def _alive_and_live(request: pytest.FixtureRequest) -> Iterator[None]:
 # -- comparing ------------------------------------------------------------------------
 
 
-def http_answer(port: int, request: bytes) -> Answer:
-    """The status and error message; for a success, the JSON header (keys sorted)
-    and the binary tail."""
+def first_answer(port: int, request: bytes) -> HttpAnswer | Answer:
+    """The server's successful answer to ``request``, or the comparable form of
+    anything else: no answer, or the status and error message."""
     ex = exchange(port, request, expect=1)
     if not ex.answers:
         return Answer("no answer", "timed out" if ex.timed_out else "closed")
     answer = ex.answers[0]
     if answer.status >= 400:
         return Answer(str(answer.status), error_message(answer.body))
+    return answer
+
+
+def http_answer(port: int, request: bytes) -> Answer:
+    """The status and error message; for a success, the JSON header (keys sorted)
+    and the binary tail."""
+    answer = first_answer(port, request)
+    if isinstance(answer, Answer):
+        return answer
     length = answer.headers.get(b"inference-header-content-length")
     split = int(length) if length and length.isdigit() else len(answer.body)
     try:
@@ -337,18 +347,27 @@ def compare_grpc(pair: Pair, request: Any, kind: str = "diff-grpc") -> str:
 # -- tests ----------------------------------------------------------------------------
 
 
-def grpc_stream_answer(channel: grpc.Channel, wire: bytes) -> Answer:
-    """One request on a ModelStreamInfer stream, put in unary terms where the server
-    is consistent: an in-band error whose message is the unary call's details gets
-    that call's code (the stream carries none); otherwise the code is "in-band"."""
+def stream_replies(channel: grpc.Channel, wire: bytes) -> list[Any] | Answer:
+    """Every ModelStreamInferResponse a stream carried for one request (the client
+    closes its side after it), or the call's status."""
     call = channel.stream_stream(SERVICE + "ModelStreamInfer")
     try:
         replies = list(call(iter([wire]), timeout=ANSWER_S))
     except grpc.RpcError as error:
         return Answer(error.code().name, error.details() or "")
+    return [service_pb2.ModelStreamInferResponse.FromString(r) for r in replies]
+
+
+def grpc_stream_answer(channel: grpc.Channel, wire: bytes) -> Answer:
+    """One request on a ModelStreamInfer stream, put in unary terms where the server
+    is consistent: an in-band error whose message is the unary call's details gets
+    that call's code (the stream carries none); otherwise the code is "in-band"."""
+    replies = stream_replies(channel, wire)
+    if isinstance(replies, Answer):
+        return replies
     if len(replies) != 1:
         return Answer("stream", f"{len(replies)} responses")
-    reply = service_pb2.ModelStreamInferResponse.FromString(replies[0])
+    reply = replies[0]
     if not reply.error_message:
         text = text_format.MessageToString(reply.infer_response, as_one_line=True)
         return Answer("OK", text)

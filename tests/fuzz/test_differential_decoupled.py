@@ -25,22 +25,22 @@ import pytest
 from decoupled_strategies import Call, calls
 from diffharness import (  # noqa: F401 (fixtures)
     EXAMPLES,
-    SERVICE,
     Pair,
     _alive_and_live,
     compare,
     compare_grpc,
     compare_http,
+    first_answer,
     pair,
     server,
+    stream_replies,
 )
 from diffutil import Answer, Sent
 from flowmodels import write_models
-from fuzzutil import ANSWER_S, error_message, exchange, fuzz
+from fuzzutil import fuzz
 from google.protobuf import text_format
 from hypothesis import given
 from serverutil import needs_reference
-from tritonclient.grpc import service_pb2
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +51,13 @@ def fuzz_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def stream_answer(channel: grpc.Channel, wire: bytes) -> Answer:
-    """Every message a ModelStreamInfer stream carried for one request (the client
-    closes its side after it), or the call's status."""
-    call = channel.stream_stream(SERVICE + "ModelStreamInfer")
-    try:
-        replies = list(call(iter([wire]), timeout=ANSWER_S))
-    except grpc.RpcError as error:
-        return Answer(error.code().name, error.details() or "")
+    """Every message a ModelStreamInfer stream carried for one request, or the
+    call's status."""
+    replies = stream_replies(channel, wire)
+    if isinstance(replies, Answer):
+        return replies
     shown = []
-    for reply in replies:
-        message = service_pb2.ModelStreamInferResponse.FromString(reply)
+    for message in replies:
         response = text_format.MessageToString(message.infer_response, as_one_line=True)
         # An in-band error comes with what its infer_response names (id, model,
         # whether it was the request's last response).
@@ -71,12 +68,9 @@ def stream_answer(channel: grpc.Channel, wire: bytes) -> Answer:
 
 def generate_answer(port: int, wire: bytes) -> Answer:
     """The status and the error message, or each event's JSON (generate: one)."""
-    ex = exchange(port, wire, expect=1)
-    if not ex.answers:
-        return Answer("no answer", "timed out" if ex.timed_out else "closed")
-    answer = ex.answers[0]
-    if answer.status >= 400:
-        return Answer(str(answer.status), error_message(answer.body))
+    answer = first_answer(port, wire)
+    if isinstance(answer, Answer):
+        return answer
     if b"/generate_stream " not in wire.split(b"\r\n", 1)[0]:
         events = [answer.body]
     else:
