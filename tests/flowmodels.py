@@ -2,7 +2,8 @@
 served under two policies: ``flow_decoupled`` (decoupled) and ``flow_plain`` (the
 default). The differential fuzz (tests/fuzz/test_differential_decoupled.py, its
 programs: decoupled_strategies.py) and the fixed cases
-(tests/streaming/test_response_flow_differential.py) use it.
+(tests/streaming/test_response_flow_differential.py) use it, and the ensembles of
+``ENSEMBLES`` chain them (tests/fuzz/test_differential_ensemble_flow.py).
 
 A program: ``send``, a list of ``{"response": spec or null, "flags": n}`` the model
 sends through the request's response sender (an exception a send raises is caught
@@ -137,3 +138,64 @@ def write_models(repo: Path) -> None:
             f'name: "{name}"\nbackend: "python"\n' + textwrap.dedent(config)
         )
         (repo / name / "1" / "model.py").write_text(MODEL)
+
+
+# Ensembles of the flow models: name -> the steps' models, in order. The first step
+# reads the ensemble's PROGRAM; a second step reads the first one's TEXT as its
+# PROGRAM (tensor T1), so each response of the first step carries the second
+# step's program. "_out1" also exposes the first step's OUT as OUT1.
+ENSEMBLES = {
+    "ens_p": ("flow_plain",),
+    "ens_d": ("flow_decoupled",),
+    "ens_pp": ("flow_plain", "flow_plain"),
+    "ens_pd": ("flow_plain", "flow_decoupled"),
+    "ens_dp": ("flow_decoupled", "flow_plain"),
+    "ens_dd": ("flow_decoupled", "flow_decoupled"),
+    "ens_dp_out1": ("flow_decoupled", "flow_plain"),
+}
+
+
+def ensemble_outputs(name: str) -> tuple[str, ...]:
+    return ("OUT1", "OUT", "TEXT") if name.endswith("_out1") else ("OUT", "TEXT")
+
+
+def _step(model: str, program: str, outputs: dict[str, str]) -> str:
+    maps = " ".join(
+        f'output_map {{ key: "{key}" value: "{value}" }}'
+        for key, value in outputs.items()
+    )
+    return (
+        f'{{ model_name: "{model}" model_version: -1 '
+        f'input_map {{ key: "PROGRAM" value: "{program}" }} {maps} }}'
+    )
+
+
+def ensemble_config(name: str) -> str:
+    models = ENSEMBLES[name]
+    last = {"OUT": "OUT", "TEXT": "TEXT"}
+    if len(models) == 1:
+        steps = [_step(models[0], "PROGRAM", last)]
+    else:
+        first = (
+            {"OUT": "OUT1", "TEXT": "T1"} if name.endswith("_out1") else {"TEXT": "T1"}
+        )
+        steps = [_step(models[0], "PROGRAM", first), _step(models[1], "T1", last)]
+    outputs = {"OUT1": "TYPE_INT32", "OUT": "TYPE_INT32", "TEXT": "TYPE_STRING"}
+    declared = ",\n  ".join(
+        f'{{ name: "{output}" data_type: {outputs[output]} dims: [ -1 ] }}'
+        for output in ensemble_outputs(name)
+    )
+    return (
+        f'name: "{name}"\nplatform: "ensemble"\nmax_batch_size: 0\n'
+        'input [ { name: "PROGRAM" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
+        f"output [\n  {declared}\n]\n"
+        "ensemble_scheduling { step [\n  " + ",\n  ".join(steps) + "\n] }\n"
+    )
+
+
+def write_ensembles(repo: Path) -> None:
+    """The flow models and every ensemble of ``ENSEMBLES``."""
+    write_models(repo)
+    for name in ENSEMBLES:
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(ensemble_config(name))

@@ -284,8 +284,12 @@ void EnsembleRun::CollectOutputs(const std::vector<Updated>& updated) {
         const TensorSpec* config = plan.ensemble_io[id];
         const Shape& dims = config->has_reshape ? config->reshape : config->dims;
         tensor.shape = ConvertShape(dims, batching, value->batch_size, tensor.shape);
+        // Triton reports the sequence from each output with bytes (an empty
+        // output skips the rest of its handling): a response of empty outputs
+        // carries no sequence parameters.
+        const bool has_bytes = tensor.byte_size != 0;
         response->outputs.push_back(std::move(tensor));
-        if (value->tagged) {
+        if (value->tagged && has_bytes) {
           ReportSequence(value->sequence, !parent_->correlation_id_str.empty(),
                          &response->parameters);
         }

@@ -170,6 +170,30 @@ class TritonPythonModel:
             thread.join(timeout=30)
 """
 
+# Not decoupled: answers with response parameters (a tritonx extension of
+# pb_utils.InferenceResponse, as later Triton releases have), two of them named
+# like a reserved field and an output.
+PARAMS_CONFIG = """
+name: "params"
+backend: "python"
+max_batch_size: 0
+input [ { name: "text_input", data_type: TYPE_STRING, dims: [ 1 ] } ]
+output [ { name: "text_output", data_type: TYPE_STRING, dims: [ 1 ] } ]
+"""
+PARAMS_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        text = pb_utils.Tensor("text_output", np.array([b"out"], dtype=np.object_))
+        parameters = {"note": "hi", "flag": True, "n": -3, "model_name": "mine",
+                      "text_output": 7}
+        return [pb_utils.InferenceResponse([text], parameters=parameters)
+                for _ in requests]
+"""
+
 SSE_TYPE = "text/event-stream; charset=utf-8"
 ONE_RESPONSE = (
     "generate expects model to produce exactly 1 response, use generate stream for "
@@ -184,6 +208,7 @@ def _write_models(repo: Path) -> None:
         ("batch", BATCH_CONFIG, BATCH_MODEL),
         ("flood", FLOOD_CONFIG, FLOOD_MODEL),
         ("shapes", SHAPES_CONFIG, SHAPES_MODEL),
+        ("params", PARAMS_CONFIG, PARAMS_MODEL),
     ):
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(config)
@@ -540,3 +565,18 @@ def test_slow_reader_is_cut_and_cancelled(native: RunningServer, repo: Path) -> 
         f"http://{native.http_url}/v2/health/ready", timeout=10
     )
     assert ready.status == 200
+
+
+def test_response_parameters_are_fields(native: RunningServer) -> None:
+    """As Triton's generate: each response parameter is a field beside the outputs;
+    of two fields of one name, a reserved one wins over a parameter, which wins
+    over an output."""
+    for route in ("generate", "generate_stream"):
+        if route == "generate":
+            status, body = generate(native, "params", {"text_input": "a"})
+        else:
+            status, events = stream(native, "params", {"text_input": "a"})
+            (body,) = events
+        assert status == 200
+        assert body == _out("params", text_output=7, note="hi", flag=True, n=-3)
+        assert list(body) == sorted(body)

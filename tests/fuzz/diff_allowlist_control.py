@@ -130,6 +130,13 @@ def generate_model_error_status(
 _FINAL = 'key: "triton_final_response" value {{ bool_param: {} }}'
 
 
+# A stream's empty final response: no outputs, no error, only the flag.
+_EMPTY_FINAL = re.compile(
+    r'(id: "[^"]*" )?model_name: "[^"]*" (model_version: "[^"]*" )?'
+    r'parameters \{ key: "triton_final_response" value \{ bool_param: true \} \}'
+)
+
+
 def stream_default_policy_final(
     sent: Sent, ours: Answer, theirs: Answer | None
 ) -> bool:
@@ -137,16 +144,22 @@ def stream_default_policy_final(
     alone: on a stream tritonx marks that response final (it ends the request);
     Triton 2.51 marks it not final and then sends nothing more (a FINAL alone is
     written only for decoupled models), so a client waiting for the final response
-    waits forever. One message, and only that flag differs."""
+    waits forever. Only that flag of the last message differs. Where that model
+    is the last step of a decoupled ensemble, Triton 2.51's ensemble may send its
+    own empty final response after it (seen when the ensemble's first step had
+    ended first)."""
     if theirs is None or sent.grpc_method != "ModelStreamInfer":
         return False
-    if ours.code != "OK" or "\n" in ours.text or _FINAL.format("true") not in ours.text:
+    if ours.code != "OK" or theirs.code != "OK":
         return False
-    return (
-        ours.text.replace(_FINAL.format("true"), _FINAL.format("false"))
-        == (theirs.text)
-        and theirs.code == "OK"
-    )
+    *before, last = ours.text.split("\n")
+    if _FINAL.format("true") not in last:
+        return False
+    not_final = [*before, last.replace(_FINAL.format("true"), _FINAL.format("false"))]
+    shown = theirs.text.split("\n")
+    if shown == not_final:
+        return True
+    return shown[:-1] == not_final and _EMPTY_FINAL.fullmatch(shown[-1]) is not None
 
 
 def error_before_final(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:

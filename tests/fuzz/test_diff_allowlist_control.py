@@ -288,6 +288,47 @@ INVALID = "INVALID_ARGUMENT"
             Answer("OK", _final("false") + "\n" + _final("true")),
             None,
         ),
+        # ... as the last step of a decoupled ensemble: Triton's ensemble then
+        # sends its empty final response.
+        (
+            _stream(),
+            Answer("OK", "a\n" + _final("true").replace('"m"', '"e"') + "x"),
+            Answer(
+                "OK",
+                "a\n"
+                + _final("false").replace('"m"', '"e"')
+                + "x\n"
+                + _final("true").replace('"m"', '"e"'),
+            ),
+            "stream-default-policy-final",
+        ),
+        (
+            _stream(),
+            Answer("OK", _final("true")),
+            Answer(
+                "OK",
+                _final("false") + "\n" + _final("true").replace('"m"', '"m" outputs'),
+            ),
+            None,
+        ),
+        (
+            _stream(),
+            Answer("OK", "a\n" + _final("true")),
+            Answer("OK", "b\n" + _final("false") + "\n" + _final("true")),
+            None,
+        ),
+        (
+            _stream(),
+            Answer("OK", _final("true")),
+            Answer("OK", _final("false") + "\n" + _final("false")),
+            None,
+        ),
+        (
+            _stream(),
+            Answer("OK", "a\n" + _final("true")),
+            Answer("OK", "a\n" + _final("false")),
+            "stream-default-policy-final",
+        ),
         (_infer(), Answer("OK", _final("true")), Answer("OK", _final("false")), None),
         # An error sent before FINAL: Triton's empty unary answer.
         (_infer(), Answer("UNAVAILABLE", "x"), Answer("OK", ""), "error-before-final"),
