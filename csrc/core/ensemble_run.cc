@@ -308,11 +308,14 @@ void EnsembleRun::CollectOutputs(const std::vector<Updated>& updated) {
 void EnsembleRun::Fail(const Status& status) {
   if (done_) return;
   done_ = true;
-  // Triton counts a failed ensemble request twice: once when it answers the error,
-  // once more when its last step is released. Kept so that the counters agree.
+  // Triton counts a failed ensemble request once when it answers the error and once
+  // more when it releases the request, which it does then only if no step is in
+  // flight (a later step completion no longer reaches that code, so the request
+  // and its second count stay behind). Kept so that the counters agree.
   const uint64_t now = NowNs();
   stats_->RecordFailure(FailureReason::kOther, now - parent_->enqueue_ns);
-  stats_->RecordFailure(FailureReason::kOther, now - parent_->enqueue_ns);
+  if (inflight_steps_ == 0)
+    stats_->RecordFailure(FailureReason::kOther, now - parent_->enqueue_ns);
   auto response = std::make_unique<InferenceResponse>();
   response->status = Status(
       status.code(), "in ensemble '" + plan_->model.name + "', " + status.message());

@@ -9,13 +9,17 @@ real Triton, whose answer must be the same.
   Triton skips the rest of an empty output's handling, its sequence included;
 * generate shows a response's parameters as fields of its JSON, beside the
   outputs (the reserved fields first, then the parameters, then the outputs: the
-  first of a name wins).
+  first of a name wins);
+* a failed ensemble request counts two failures when no step is in flight as it
+  fails, one when a step still is (Triton never releases that request).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,3 +109,49 @@ def test_generate_shows_the_response_parameters(servers: dict[str, Any]) -> None
         "model_version": "1",
         **SEQUENCE,
     }
+
+
+def _counts(server: RunningServer) -> tuple[int, int]:
+    """ens_d's failure and success counts."""
+    url = f"http://127.0.0.1:{server.ports['http']}/v2/models/ens_d/stats"
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        stats = json.loads(answer.read())["model_stats"][0]["inference_stats"]
+    return int(stats["fail"]["count"]), int(stats["success"]["count"])
+
+
+def _ens_d(sends: list[dict[str, Any]]) -> Any:
+    request = service_pb2.ModelInferRequest(model_name="ens_d")
+    tensor = request.inputs.add(name="PROGRAM", datatype="BYTES", shape=[1])
+    program = {"send": sends, "end": "none", "thread": False}
+    tensor.contents.bytes_contents.append(json.dumps(program).encode())
+    return request
+
+
+@pytest.mark.parametrize(("flags", "counted"), [(1, 2), (0, 1)])
+def test_failure_counts(servers: dict[str, Any], flags: int, counted: int) -> None:
+    """The step's error response ends it (FINAL), or more responses follow. Triton
+    counts the second failure when it releases the request, after the answer: the
+    counts are read once a later request's success is counted too, and the
+    failures are as many as expected (or 10 s passed)."""
+    sends = [{"response": {"error": "bad"}, "flags": flags}]
+    if not flags:
+        sends.append({"response": {"out": [1]}, "flags": 1})
+    good = _ens_d([{"response": {"out": [1]}, "flags": 1}])
+
+    def ask(server: RunningServer) -> tuple[list[str], int]:
+        failed, succeeded = _counts(server)
+        with grpc.insecure_channel(server.grpc_url) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            replies = list(stub.ModelStreamInfer(iter([_ens_d(sends)]), timeout=30))
+            list(stub.ModelStreamInfer(iter([good]), timeout=30))
+        deadline = time.monotonic() + 10
+        while True:
+            failed_now, succeeded_now = _counts(server)
+            settled = succeeded_now > succeeded and failed_now - failed >= counted
+            if settled or time.monotonic() > deadline:
+                return [r.error_message for r in replies], failed_now - failed
+            time.sleep(0.05)
+
+    errors, failures = _same(servers, ask)
+    assert errors == ["in ensemble 'ens_d', bad"]
+    assert failures == counted

@@ -132,7 +132,7 @@ _FINAL = 'key: "triton_final_response" value {{ bool_param: {} }}'
 
 # A stream's empty final response: no outputs, no error, only the flag.
 _EMPTY_FINAL = re.compile(
-    r'(id: "[^"]*" )?model_name: "[^"]*" (model_version: "[^"]*" )?'
+    r'model_name: "[^"]*" (model_version: "[^"]*" )?(id: "[^"]*" )?'
     r'parameters \{ key: "triton_final_response" value \{ bool_param: true \} \}'
 )
 

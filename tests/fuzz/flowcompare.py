@@ -12,6 +12,7 @@ for generate, the status and each event's JSON (keys sorted) or the error messag
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import grpc
 from decoupled_strategies import Call
@@ -65,7 +66,11 @@ def generate_answer(port: int, wire: bytes) -> Answer:
     return Answer(str(answer.status), "\n".join(shown))
 
 
-def compare_call(pair: Pair, call: Call) -> str:
+def compare_call(
+    pair: Pair, call: Call, normalize: Callable[[Answer], Answer] | None = None
+) -> str:
+    """Compares ``call`` on both servers; ``normalize`` applies to both answers of
+    a gRPC stream (what may differ there by a race in both servers)."""
     kind = f"diff-flow-{call.protocol}"
     if call.protocol == "grpc":
         return compare_grpc(pair, call.grpc_request(), kind)
@@ -77,7 +82,8 @@ def compare_call(pair: Pair, call: Call) -> str:
 
         def ask_stream(reference: bool, wire: bytes) -> Answer:
             channel = pair.reference.channel if reference else pair.ours_channel
-            return stream_answer(channel, wire)
+            answer = stream_answer(channel, wire)
+            return answer if normalize is None else normalize(answer)
 
         sent = Sent("grpc", request.SerializeToString(), grpc=request)
         sent.grpc_method = "ModelStreamInfer"

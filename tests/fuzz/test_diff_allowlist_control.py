@@ -329,6 +329,15 @@ INVALID = "INVALID_ARGUMENT"
             Answer("OK", "a\n" + _final("false")),
             "stream-default-policy-final",
         ),
+        (
+            _stream(),
+            Answer("OK", _final("true")),
+            Answer(
+                "OK",
+                _final("false") + "\n" + _final("true").replace('"m"', '"m" id: "r"'),
+            ),
+            "stream-default-policy-final",
+        ),
         (_infer(), Answer("OK", _final("true")), Answer("OK", _final("false")), None),
         # An error sent before FINAL: Triton's empty unary answer.
         (_infer(), Answer("UNAVAILABLE", "x"), Answer("OK", ""), "error-before-final"),

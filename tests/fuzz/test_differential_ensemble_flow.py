@@ -10,7 +10,24 @@ response, a step that raises, a second step without its input or with a shape
 its PROGRAM refuses, an ensemble that ends without its outputs), what each step
 sees of the request (its id, parameters and the outputs asked of it, in a
 report), and which requested outputs prune a step. Each request goes out once,
-compared as flowcompare.py says.
+compared as flowcompare.py says; when the answers agree, so must what the request
+added to the ensemble's statistics counters (requests, successes, failures,
+executions, inferences, batches; not the durations). Not compared: the steps'
+counters (after the ensemble failed, whether a step already launched still runs
+is a race in both servers), and the counters of a request whose default-policy
+step sent a response through its sender (tritonx delivers that response with the
+step's FINAL, Triton 2.51 without, so Triton never sees that step end:
+``stream-default-policy-final``; its count of the ensemble's failure differs).
+A failure is compared as failed or not: Triton counts it twice when no step is in
+flight as it fails, else once, and whether a first step's FINAL reaches its
+ensemble before a second step's failure is a race in Triton 2.51
+(tests/ensemble/test_ensemble_flow_differential.py has the orders that are not).
+
+Which message of a stream is final is a race too where a decoupled first step
+feeds a second one: the ensemble's last data response is final when the first
+step's FINAL arrived before it, else an empty final response follows it. Those
+streams are compared without the final flags and without the empty final
+responses.
 """
 
 # The harness's fixtures are imported by name for pytest to find; the tests' same-named
@@ -19,8 +36,14 @@ compared as flowcompare.py says.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
+import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from decoupled_strategies import Call
@@ -30,12 +53,13 @@ from diffharness import (  # noqa: F401 (fixtures)
     pair,
     server,
 )
+from diffutil import Answer
 from ensemble_flow_strategies import ensemble_calls
 from flowcompare import compare_call
-from flowmodels import write_ensembles
-from fuzzutil import fuzz
+from flowmodels import ENSEMBLES, write_ensembles
+from fuzzutil import TALLY, fuzz
 from hypothesis import given
-from serverutil import needs_reference
+from serverutil import RunningServer, needs_reference
 
 EXAMPLES = int(os.environ.get("TRITONX_ENSEMBLE_EXAMPLES", "100"))
 
@@ -47,8 +71,107 @@ def fuzz_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+_FINAL_FLAG = re.compile(
+    r' ?parameters \{ key: "triton_final_response" value \{ bool_param: \w+ \} \}'
+)
+_NOTHING_MORE = re.compile(
+    r'model_name: "[^"]*"( model_version: "[^"]*")?( id: "[^"]*")?'
+)
+
+
+def without_final_flags(answer: Answer) -> Answer:
+    """A stream's messages without their final flags or an empty final one."""
+    if answer.code != "OK":
+        return answer
+    lines = [_FINAL_FLAG.sub("", line) for line in answer.text.split("\n")]
+    kept = [line for line in lines if not _NOTHING_MORE.fullmatch(line.strip())]
+    return Answer(answer.code, "\n".join(kept))
+
+
+def counters(server: RunningServer) -> dict[str, Any]:
+    """Each model's statistics counters (no durations)."""
+    url = f"http://127.0.0.1:{server.ports['http']}/v2/models/stats"
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        models = json.loads(answer.read())["model_stats"]
+    shown = {}
+    for model in models:
+        counts = {
+            f"{kind} count": stat["count"]
+            for kind, stat in model["inference_stats"].items()
+        }
+        counts["inference_count"] = model["inference_count"]
+        counts["execution_count"] = model["execution_count"]
+        for batch in model["batch_stats"]:
+            counts[f"batch {batch['batch_size']}"] = batch["compute_infer"]["count"]
+        shown[model["name"]] = counts
+    return shown
+
+
+def added(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed between two readings of ``counters`` (a failure count as 1:
+    failed)."""
+    changes = {}
+    for model, counts in after.items():
+        old = before.get(model, {})
+        delta = {k: v - old.get(k, 0) for k, v in counts.items() if v != old.get(k, 0)}
+        if "fail count" in delta:
+            delta["fail count"] = 1
+        if delta:
+            changes[model] = delta
+    return changes
+
+
+def sender_used_by_default_policy_step(call: Call) -> bool:
+    """Whether a flow_plain step of ``call`` answers through its response sender
+    (the second step's programs are the first step's responses' TEXT)."""
+    steps = ENSEMBLES[call.model]
+    programs = [call.program]
+    if len(steps) == 2:
+        specs = [send["response"] for send in call.program["send"]]
+        specs += call.program.get("returns", [])
+        for spec in specs:
+            for text in (spec or {}).get("text", []):
+                with contextlib.suppress(ValueError):  # text that is not JSON
+                    programs.append(json.loads(text))
+    return any(
+        model == "flow_plain" and program.get("send")
+        for index, model in enumerate(steps)
+        for program in (programs[:1] if index == 0 else programs[1:])
+    )
+
+
+def compare_counters(pair: Pair, call: Call, ours: dict, theirs: dict) -> None:
+    """The counters each server added to the ensemble for ``call`` (read again for a
+    second while they differ: Triton counts a request when it releases it, which
+    may follow the last response)."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        ours_added = added(ours, counters(pair.ours)).get(call.model)
+        theirs_added = added(theirs, counters(pair.reference.server)).get(call.model)
+        if ours_added == theirs_added or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    problem = None
+    if ours_added != theirs_added:
+        problem = (
+            f"statistics: tritonx added {ours_added}\nTriton added  {theirs_added}\n"
+            f"request: {call!r}"
+        )
+    TALLY.record(
+        "diff-flow-stats", ["same" if problem is None else "mismatch"], problem
+    )
+
+
 @needs_reference
 @fuzz(1.0, EXAMPLES)
 @given(call=ensemble_calls())
 def test_ensemble_response_flow(pair: Pair, call: Call) -> None:
-    compare_call(pair, call)
+    restarts = pair.reference.restarts
+    ours, theirs = counters(pair.ours), counters(pair.reference.server)
+    steps = ENSEMBLES[call.model]
+    racing = len(steps) == 2 and steps[0] == "flow_decoupled"
+    verdict = compare_call(pair, call, without_final_flags if racing else None)
+    if verdict != "same" or pair.reference.restarts != restarts:
+        return
+    if not sender_used_by_default_policy_step(call):
+        compare_counters(pair, call, ours, theirs)
