@@ -31,7 +31,7 @@ _AT_ONCE = ["absent", "empty", "two"]
 
 @st.composite
 def _second_step_text(
-    draw: Any, model: str, at_once: bool
+    draw: Any, model: str, at_once: bool, bls: bool
 ) -> tuple[str, list[str] | None]:
     """How a first-step response feeds the second step, and the TEXT it carries:
     a program for ``model`` (mostly), text that is not JSON or (``at_once``)
@@ -39,14 +39,16 @@ def _second_step_text(
     shape = draw(st.sampled_from(_SOON + _AT_ONCE if at_once else _SOON))
     if shape in ("absent", "empty", "not json"):
         return shape, {"absent": None, "empty": [], "not json": ["a"]}[shape]
-    program = json.dumps(draw(programs(model)), sort_keys=True)
+    program = json.dumps(draw(programs(model, bls=bls)), sort_keys=True)
     return shape, [program, "a"] if shape == "two" else [program]
 
 
 @st.composite
-def ensemble_programs(draw: Any, ensemble: str) -> dict[str, Any]:
+def ensemble_programs(draw: Any, ensemble: str, bls: bool = False) -> dict[str, Any]:
+    """A program for ``ensemble``'s first step, carrying the second step's; ``bls``:
+    both steps' programs as a BLS call's target runs them (``programs``)."""
     models = ENSEMBLES[ensemble]
-    program = draw(programs(models[0]))
+    program = draw(programs(models[0], bls=bls))
     if len(models) == 1:
         return program
     responses = [send["response"] for send in program["send"]]
@@ -65,7 +67,7 @@ def ensemble_programs(draw: Any, ensemble: str) -> dict[str, Any]:
             if not started:
                 continue
             spec.clear()
-        shape, text = draw(_second_step_text(models[1], at_once=not started))
+        shape, text = draw(_second_step_text(models[1], not started, bls))
         spec.pop("text", None)
         if text is not None:
             spec["text"] = text

@@ -1,7 +1,7 @@
 """Differential fuzzing of BLS: the same programs of BLS calls made by a Python
 model on tritonx and on Triton 2.51 (the harness, its environment variables and
 the comparison rules are in diffharness.py; the programs and the calling model:
-bls_strategies.py; the target models: tests/flowmodels.py).
+bls_strategies.py; the target models and ensembles: tests/flowmodels.py).
 
 Each program goes to ``bls_prog`` over HTTP; its answer reports, per call, every
 response the call gave (error message and code, or each output's name, type,
@@ -27,7 +27,7 @@ from diffharness import (  # noqa: F401 (fixtures)
     pair,
     server,
 )
-from flowmodels import write_models
+from flowmodels import write_ensembles
 from fuzzutil import fuzz, request_bytes
 from hypothesis import given
 from serverutil import needs_reference
@@ -36,7 +36,7 @@ from serverutil import needs_reference
 @pytest.fixture(scope="module")
 def fuzz_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("bls_repo")
-    write_models(repo)
+    write_ensembles(repo)
     write_model(repo)
     return repo
 
