@@ -485,6 +485,21 @@ def run_either(
     return run_server(repos, *args)
 
 
+@contextmanager
+def ours_and_reference(
+    repo: Path | str, *args: str
+) -> Iterator[dict[str, RunningServer]]:
+    """tritonx as "tritonx" and, when a reference command is given, the real Triton
+    as "reference", both on ``repo``: the servers of a table of fixed
+    differential cases."""
+    with run_server(repo, *args) as ours:
+        if reference_command() is None:
+            yield {"tritonx": ours}
+            return
+        with run_reference([repo], *args) as theirs:
+            yield {"tritonx": ours, "reference": theirs}
+
+
 # Triton 2.51's threads write to one stderr without a lock, so a line can end
 # without its newline and the next entry follow on the same line (seen in CI: an
 # http_server.cc verbose line with a model.py line glued on).

@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 import pytest
 from flowmodels import write_ensembles
-from serverutil import RunningServer, reference_command, run_reference, run_server
+from serverutil import RunningServer, ours_and_reference
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 SEQUENCE = {"sequence_end": False, "sequence_id": 0, "sequence_start": False}
@@ -37,12 +37,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     """tritonx, and the reference when one is given, on the flow ensembles."""
     repo = tmp_path_factory.mktemp("ensemble_flow_cases")
     write_ensembles(repo)
-    with run_server(repo) as ours:
-        if reference_command() is None:
-            yield {"tritonx": ours}
-            return
-        with run_reference([repo]) as theirs:
-            yield {"tritonx": ours, "reference": theirs}
+    with ours_and_reference(repo) as running:
+        yield running
 
 
 def _same(servers: dict[str, Any], ask: Any) -> Any:

@@ -224,20 +224,29 @@ class Call:
         return request
 
 
+def with_options(draw: Any, call: Call, outputs: list[str]) -> Call:
+    """``call`` given (or not) an id, requested outputs (from ``outputs`` and a
+    name no model has), a custom parameter and the empty-final setting."""
+    if draw(st.booleans()):
+        call.request_id = draw(st.sampled_from(["r1", "", "ü"]))
+    if (
+        call.protocol in ("grpc", "grpc-stream", "http")
+        and draw(st.integers(0, 2)) == 0
+    ):
+        names = [*outputs, "NOPE"]
+        call.outputs = draw(st.lists(st.sampled_from(names), max_size=2, unique=True))
+        call.binary_output = call.protocol == "http" and draw(st.booleans())
+    if draw(st.booleans()):
+        call.parameters["p"] = draw(st.sampled_from([1, "s", True]))
+    if call.protocol == "grpc-stream" and draw(st.booleans()):
+        call.parameters["triton_enable_empty_final_response"] = draw(st.booleans())
+    return call
+
+
 @st.composite
 def calls(draw: Any) -> Call:
     model = draw(st.sampled_from(sorted(MODELS)))
     protocol = draw(st.sampled_from(PROTOCOLS))
-    call = Call(model, protocol, draw(programs(model)))
-    if draw(st.booleans()):
-        call.request_id = draw(st.sampled_from(["r1", "", "ü"]))
-    if protocol in ("grpc", "grpc-stream", "http") and draw(st.integers(0, 2)) == 0:
-        call.outputs = draw(
-            st.lists(st.sampled_from(["OUT", "TEXT", "NOPE"]), max_size=2, unique=True)
-        )
-        call.binary_output = protocol == "http" and draw(st.booleans())
-    if draw(st.booleans()):
-        call.parameters["p"] = draw(st.sampled_from([1, "s", True]))
-    if protocol == "grpc-stream" and draw(st.booleans()):
-        call.parameters["triton_enable_empty_final_response"] = draw(st.booleans())
-    return call
+    return with_options(
+        draw, Call(model, protocol, draw(programs(model))), ["OUT", "TEXT"]
+    )

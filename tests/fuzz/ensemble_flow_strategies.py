@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from decoupled_strategies import Call, programs, rarely
+from decoupled_strategies import Call, programs, rarely, with_options
 from flowmodels import ENSEMBLES, ensemble_outputs
 from hypothesis import strategies as st
 
@@ -92,14 +92,4 @@ def ensemble_calls(draw: Any) -> Call:
     ensemble = draw(st.sampled_from(sorted(ENSEMBLES)))
     protocol = draw(st.sampled_from(_protocols(ensemble)))
     call = Call(ensemble, protocol, draw(ensemble_programs(ensemble)))
-    if draw(st.booleans()):
-        call.request_id = draw(st.sampled_from(["r1", "", "ü"]))
-    if protocol in ("grpc", "grpc-stream", "http") and draw(st.integers(0, 2)) == 0:
-        names = [*ensemble_outputs(ensemble), "NOPE"]
-        call.outputs = draw(st.lists(st.sampled_from(names), max_size=2, unique=True))
-        call.binary_output = protocol == "http" and draw(st.booleans())
-    if draw(st.booleans()):
-        call.parameters["p"] = draw(st.sampled_from([1, "s", True]))
-    if protocol == "grpc-stream" and draw(st.booleans()):
-        call.parameters["triton_enable_empty_final_response"] = draw(st.booleans())
-    return call
+    return with_options(draw, call, list(ensemble_outputs(ensemble)))

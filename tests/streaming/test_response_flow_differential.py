@@ -27,7 +27,7 @@ import grpc
 import pytest
 from flowmodels import write_models
 from google.protobuf import text_format
-from serverutil import RunningServer, reference_command, run_reference, run_server
+from serverutil import RunningServer, ours_and_reference
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 FINAL = 1
@@ -45,12 +45,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     """tritonx, and the reference when one is given, on the flow models."""
     repo = tmp_path_factory.mktemp("flow_cases")
     write_models(repo)
-    with run_server(repo) as ours:
-        if reference_command() is None:
-            yield {"tritonx": ours}
-            return
-        with run_reference([repo]) as theirs:
-            yield {"tritonx": ours, "reference": theirs}
+    with ours_and_reference(repo) as running:
+        yield running
 
 
 def _request(model: str, program: dict[str, Any], **fields: Any) -> Any:
