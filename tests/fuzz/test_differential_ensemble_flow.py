@@ -88,66 +88,65 @@ def without_final_flags(answer: Answer) -> Answer:
     return Answer(answer.code, "\n".join(kept))
 
 
-def counters(server: RunningServer) -> dict[str, Any]:
-    """Each model's statistics counters (no durations)."""
-    url = f"http://127.0.0.1:{server.ports['http']}/v2/models/stats"
+def counters(server: RunningServer, model: str) -> dict[str, int]:
+    """``model``'s statistics counters (no durations)."""
+    url = f"http://127.0.0.1:{server.ports['http']}/v2/models/{model}/stats"
     with urllib.request.urlopen(url, timeout=30) as answer:
-        models = json.loads(answer.read())["model_stats"]
-    shown = {}
-    for model in models:
-        counts = {
-            f"{kind} count": stat["count"]
-            for kind, stat in model["inference_stats"].items()
-        }
-        counts["inference_count"] = model["inference_count"]
-        counts["execution_count"] = model["execution_count"]
-        for batch in model["batch_stats"]:
-            counts[f"batch {batch['batch_size']}"] = batch["compute_infer"]["count"]
-        shown[model["name"]] = counts
-    return shown
+        (stats,) = json.loads(answer.read())["model_stats"]
+    counts = {
+        f"{kind} count": s["count"] for kind, s in stats["inference_stats"].items()
+    }
+    counts["inference_count"] = stats["inference_count"]
+    counts["execution_count"] = stats["execution_count"]
+    for batch in stats["batch_stats"]:
+        counts[f"batch {batch['batch_size']}"] = batch["compute_infer"]["count"]
+    return counts
 
 
-def added(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+def added(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """What changed between two readings of ``counters`` (a failure count as 1:
     failed)."""
-    changes = {}
-    for model, counts in after.items():
-        old = before.get(model, {})
-        delta = {k: v - old.get(k, 0) for k, v in counts.items() if v != old.get(k, 0)}
-        if "fail count" in delta:
-            delta["fail count"] = 1
-        if delta:
-            changes[model] = delta
-    return changes
+    delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    if "fail count" in delta:
+        delta["fail count"] = 1
+    return delta
+
+
+def second_step_programs(program: dict[str, Any]) -> list[dict[str, Any]]:
+    """The programs a two-step ensemble's first step hands the second: its
+    responses' TEXT values that are JSON."""
+    specs = [send["response"] for send in program["send"]]
+    specs += program.get("returns", [])
+    found = []
+    for spec in specs:
+        for text in (spec or {}).get("text", []):
+            with contextlib.suppress(ValueError):  # text that is not JSON
+                found.append(json.loads(text))
+    return found
 
 
 def sender_used_by_default_policy_step(call: Call) -> bool:
-    """Whether a flow_plain step of ``call`` answers through its response sender
-    (the second step's programs are the first step's responses' TEXT)."""
+    """Whether a flow_plain step of ``call`` answers through its response sender."""
     steps = ENSEMBLES[call.model]
-    programs = [call.program]
-    if len(steps) == 2:
-        specs = [send["response"] for send in call.program["send"]]
-        specs += call.program.get("returns", [])
-        for spec in specs:
-            for text in (spec or {}).get("text", []):
-                with contextlib.suppress(ValueError):  # text that is not JSON
-                    programs.append(json.loads(text))
-    return any(
-        model == "flow_plain" and program.get("send")
-        for index, model in enumerate(steps)
-        for program in (programs[:1] if index == 0 else programs[1:])
+    if steps[0] == "flow_plain" and call.program["send"]:
+        return True
+    return (
+        steps[-1] == "flow_plain"
+        and len(steps) == 2
+        and any(program.get("send") for program in second_step_programs(call.program))
     )
 
 
-def compare_counters(pair: Pair, call: Call, ours: dict, theirs: dict) -> None:
+def compare_counters(
+    pair: Pair, call: Call, ours: dict[str, int], theirs: dict[str, int]
+) -> None:
     """The counters each server added to the ensemble for ``call`` (read again for a
     second while they differ: Triton counts a request when it releases it, which
     may follow the last response)."""
     deadline = time.monotonic() + 1.0
     while True:
-        ours_added = added(ours, counters(pair.ours)).get(call.model)
-        theirs_added = added(theirs, counters(pair.reference.server)).get(call.model)
+        ours_added = added(ours, counters(pair.ours, call.model))
+        theirs_added = added(theirs, counters(pair.reference.server, call.model))
         if ours_added == theirs_added or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -167,7 +166,8 @@ def compare_counters(pair: Pair, call: Call, ours: dict, theirs: dict) -> None:
 @given(call=ensemble_calls())
 def test_ensemble_response_flow(pair: Pair, call: Call) -> None:
     restarts = pair.reference.restarts
-    ours, theirs = counters(pair.ours), counters(pair.reference.server)
+    ours = counters(pair.ours, call.model)
+    theirs = counters(pair.reference.server, call.model)
     steps = ENSEMBLES[call.model]
     racing = len(steps) == 2 and steps[0] == "flow_decoupled"
     verdict = compare_call(pair, call, without_final_flags if racing else None)
