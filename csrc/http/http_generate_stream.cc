@@ -202,6 +202,7 @@ void HttpServer::Impl::FinishStream(const std::shared_ptr<PendingCall>& call) {
   if (state.conn != nullptr)
     evhttp_connection_set_closecb(state.conn, nullptr, nullptr);
   state.conn = nullptr;
+  WatchFlush(call->worker, call->req);
   // Ends the chunked reply, or frees the request if evhttp has let it go.
   evhttp_send_reply_end(call->req);
   call->answered = true;

@@ -38,10 +38,46 @@ namespace httpfe {
 
 const char* ReasonPhrase(int status) { return HttpReasonPhrase(status); }
 
+namespace {
+
+// One reply of `worker` that evhttp is still writing out on `conn`.
+struct FlushWatch {
+  Worker* worker;
+  evhttp_connection* conn;
+};
+
+// The reply's last byte was written (evhttp then reuses or closes the connection,
+// which must no longer call OnFlushConnectionGone).
+void OnReplyFlushed(evhttp_request*, void* arg) {
+  auto* watch = static_cast<FlushWatch*>(arg);
+  evhttp_connection_set_closecb(watch->conn, nullptr, nullptr);
+  watch->worker->unflushed.fetch_sub(1, std::memory_order_acq_rel);
+  delete watch;
+}
+
+// The connection went away (peer reset, or the server's evhttp_free) with the
+// reply not written out: evhttp frees the request without its completion callback.
+void OnFlushConnectionGone(evhttp_connection*, void* arg) {
+  auto* watch = static_cast<FlushWatch*>(arg);
+  watch->worker->unflushed.fetch_sub(1, std::memory_order_acq_rel);
+  delete watch;
+}
+
+}  // namespace
+
+void WatchFlush(Worker* worker, evhttp_request* req) {
+  evhttp_connection* conn = evhttp_request_get_connection(req);
+  if (conn == nullptr) return;  // detached: evhttp frees it without writing
+  auto* watch = new FlushWatch{worker, conn};
+  worker->unflushed.fetch_add(1, std::memory_order_acq_rel);
+  evhttp_request_set_on_complete_cb(req, &OnReplyFlushed, watch);
+  evhttp_connection_set_closecb(conn, &OnFlushConnectionGone, watch);
+}
+
 // Sends `out` on `req` and frees its body. A HEAD request gets the head only:
 // evhttp would write the body after it, and the client would read it as the start
 // of the next response.
-void SendReply(evhttp_request* req, Outgoing& out) {
+void SendReply(Worker* worker, evhttp_request* req, Outgoing& out) {
   evkeyvalq* headers = evhttp_request_get_output_headers(req);
   for (const auto& [name, value] : out.headers) {
     evhttp_add_header(headers, name.c_str(), value.c_str());
@@ -49,6 +85,7 @@ void SendReply(evhttp_request* req, Outgoing& out) {
   if (out.body != nullptr && evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
     evbuffer_drain(out.body, evbuffer_get_length(out.body));
   }
+  WatchFlush(worker, req);
   evhttp_send_reply(req, out.status, ReasonPhrase(out.status), out.body);
   if (out.body != nullptr) evbuffer_free(out.body);
   out.body = nullptr;
@@ -71,7 +108,7 @@ void SendOnLoop(const std::shared_ptr<PendingCall>& call, Outgoing out,
   }
   RequestTrace* trace = call->request ? call->request->trace.get() : nullptr;
   if (trace != nullptr) trace->Record(trace_activity::kHttpSendStart);
-  SendReply(call->req, out);
+  SendReply(call->worker, call->req, out);
   if (trace != nullptr) trace->Record(trace_activity::kHttpSendEnd);
   call->worker->pending.erase(call);
   inflight->fetch_sub(1, std::memory_order_acq_rel);
@@ -289,7 +326,16 @@ void HttpServer::Impl::Stop(double grace_seconds) {
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::microseconds(
                             static_cast<int64_t>(std::max(grace_seconds, 0.0) * 1e6));
-  while (inflight_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+  // Answered is not yet delivered: a reply leaves in the loop iterations after
+  // evhttp_send_reply (a large one over many), and ending the loops before then
+  // would cut it off. Wait for both within the grace period.
+  auto unflushed = [this] {
+    int64_t total = 0;
+    for (const auto& worker : workers_) total += worker->unflushed.load();
+    return total;
+  };
+  while ((inflight_.load() > 0 || unflushed() > 0) &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   for (auto& worker : workers_) {
@@ -353,7 +399,7 @@ void HttpServer::Impl::OnRequest(evhttp_request* req, void* arg) {
       shutdown(bufferevent_getfd(bev), SHUT_RDWR);
       Outgoing refused;
       refused.status = 400;
-      httpfe::SendReply(req, refused);
+      httpfe::SendReply(worker, req, refused);
       return;
     }
   }
@@ -415,7 +461,7 @@ void HttpServer::Impl::OnPeerClosed(evutil_socket_t fd, short, void* arg) {
 }
 
 void HttpServer::Impl::Reply(Worker* worker, evhttp_request* req, Outgoing out) {
-  SendReply(req, out);
+  SendReply(worker, req, out);
   httpfe::ArmMemoryReturn(worker);
 }
 

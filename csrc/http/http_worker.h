@@ -113,6 +113,9 @@ struct Worker {
   bool large_seen = false;
   // Where memory is trimmed (the server's parse pool, which outlives the loop).
   grpcfe::WorkerPool* background = nullptr;
+  // Replies handed to evhttp and not yet written out (WatchFlush). Changed on the
+  // loop thread; Stop reads it from its own.
+  std::atomic<int64_t> unflushed{0};
 };
 
 // A request of this many body bytes or more makes its worker hand freed memory back
@@ -124,6 +127,15 @@ constexpr int kTrimDelayMs = 1000;
 
 // Loop thread. Arms the worker's trim timer after a large request was seen.
 void ArmMemoryReturn(Worker* worker);
+
+// Loop thread, just before evhttp_send_reply / evhttp_send_reply_end: counts `req`'s
+// reply in worker->unflushed until its last byte is written or its connection goes
+// away, so that Stop does not end the loop under a reply still being written. Takes
+// the connection's close callback until then.
+void WatchFlush(Worker* worker, evhttp_request* req);
+
+// Sends `out` on `req` (loop thread) and frees its body.
+void SendReply(Worker* worker, evhttp_request* req, Outgoing& out);
 
 // Sends `out` for `call` on its worker's loop thread and forgets the call.
 void SendOnLoop(const std::shared_ptr<PendingCall>& call, Outgoing out,

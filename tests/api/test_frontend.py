@@ -4,6 +4,8 @@ and plain sockets; their options, errors, restrictions and lifecycle."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import socket
 import threading
@@ -39,12 +41,39 @@ input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
 """
 
+# Answers with a tensor far larger than loopback's socket buffers (32 MB), so that
+# evhttp is still writing it until the client has read most of it.
+LARGE_ELEMENTS = 8 << 20
+LARGE_CONFIG = """
+name: "large"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
+"""
+LARGE_MODEL = f"""
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for r in requests:
+            value = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
+            out = np.full({LARGE_ELEMENTS}, value[0], np.float32)
+            responses.append(pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor("OUTPUT0", out)]))
+        return responses
+"""
+
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     write_model(root, "add_sub", ADD_SUB, ADD_SUB_PY)
     write_model(root, "held", HELD_CONFIG, HELD_MODEL)
+    write_model(root, "large", LARGE_CONFIG, LARGE_MODEL)
     return root
 
 
@@ -85,7 +114,8 @@ def _grpc_add_sub(port: int, headers: dict[str, str] | None = None) -> np.ndarra
 def _refuses(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # Reset: the connection reached the backlog of a listener being closed.
         return True
     return False
 
@@ -275,3 +305,41 @@ def test_server_stop_drains_and_stops_its_endpoints(
     http.stop()  # stopped with the server: nothing to do
     with pytest.raises(api.InvalidArgumentError, match="Server not started"):
         http.start()
+
+
+def test_stop_finishes_writing_an_answer_already_sent(server: api.Server) -> None:
+    """An answer evhttp is still writing when the endpoint stops (here: the client
+    has read only its head) reaches the client whole: stop waits for the write
+    within the grace period instead of ending the loops under it."""
+    (port,) = free_ports(1)
+    endpoint = KServeHttp(server, KServeHttp.Options(port=port))
+    endpoint.start()
+    request = {
+        "inputs": [{"name": "INPUT0", "shape": [1], "datatype": "FP32", "data": [3]}],
+        "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": True}}],
+    }
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.request("POST", "/v2/models/large/infer", json.dumps(request))
+        response = connection.getresponse()  # the head is out; the body is not
+        assert response.status == 200
+        stopper = threading.Thread(target=endpoint.stop)
+        stopper.start()
+        for _ in range(6000):  # until it has stopped accepting (a minute at most)
+            if _refuses(port):
+                break
+        # Time for a stop that would not wait to end the loops (it waits here).
+        stopper.join(0.5)
+        try:
+            body = response.read()
+        except http.client.IncompleteRead as cut:
+            pytest.fail(f"answer cut off after {len(cut.partial)} bytes")
+    finally:
+        connection.close()
+    stopper.join(60)
+    assert not stopper.is_alive()
+    head_length = int(response.getheader("Inference-Header-Content-Length", "0"))
+    head = json.loads(body[:head_length])
+    assert head["outputs"][0]["shape"] == [LARGE_ELEMENTS]
+    values = np.frombuffer(body[head_length:], np.float32)
+    assert values.shape == (LARGE_ELEMENTS,) and bool((values == 3.0).all())
