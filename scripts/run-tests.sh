@@ -39,7 +39,9 @@ workers=$(( $(nproc) * 2 ))
 if [ "$workers" -gt 8 ]; then workers=8; fi
 workers="${TRITONX_TEST_WORKERS:-$workers}"
 pytest_status=0
-python -m pytest -q -n "$workers" --dist loadfile "$@" 2>&1 | tee build/pytest.log ||
+# The slowest tests are listed at the end, for keeping the run within CI's time.
+python -m pytest -q -n "$workers" --dist loadfile --durations=25 "$@" 2>&1 |
+  tee build/pytest.log ||
   pytest_status=$?
 phase_done "pytest (lint and the C++ test build beside it)"
 lint_status=0

@@ -21,7 +21,9 @@ differences are in ``DIFFERENT``, each with its reason and tritonx's pinned answ
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -151,10 +153,40 @@ class Reference:
         self.server = self._start()
 
 
-class Servers(NamedTuple):
+Observed = tuple[dict[str, Any], dict[str, Any]]
+
+
+@dataclass
+class Servers:
     repo: Path
     ours: RunningServer
     reference: Reference | None
+    # Cases observed ahead on both servers (observe_ahead), taken by their tests.
+    ahead: dict[str, Observed] = field(default_factory=dict)
+
+
+# Cases observed at once on each server by observe_ahead: a case's time is mostly
+# Triton's Python stub starting (~1.5 s) and stopping (~1 s per instance), which
+# overlap across models; one case at a time took 5 minutes for the module.
+CASES_AT_ONCE = 4
+
+
+def observe_ahead(servers: Servers, names: list[str]) -> None:
+    """Observes ``names`` on both servers, CASES_AT_ONCE cases at a time, into
+    ``servers.ahead``. A case that raised is left out: its test observes it again
+    alone (replacing a crashed reference), where the error is reported."""
+    reference = servers.reference
+    if reference is None:
+        return
+
+    def both(name: str) -> Observed:
+        return observe_both(servers.ours, reference.server, servers.repo, name)
+
+    with ThreadPoolExecutor(max_workers=CASES_AT_ONCE) as pool:
+        futures = {name: pool.submit(both, name) for name in names}
+        for name, future in futures.items():
+            if future.exception() is None:
+                servers.ahead[name] = future.result()
 
 
 @pytest.fixture(scope="module")
@@ -176,15 +208,32 @@ def server_pair(repo: Path, *args: str) -> Iterator[Servers]:
         yield Servers(repo, ours, reference)
 
 
+def _selected(request: pytest.FixtureRequest, test: str) -> list[str]:
+    """The cases of this module's ``test`` that this run selected."""
+    module = Path(__file__).name
+    return [
+        item.callspec.params["name"]
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and item.originalname == test
+        and item.path.name == module
+    ]
+
+
 @pytest.fixture(scope="module")
-def servers(repo: Path) -> Iterator[Servers]:
+def servers(repo: Path, request: pytest.FixtureRequest) -> Iterator[Servers]:
     with server_pair(repo) as both:
+        observe_ahead(both, _selected(request, "test_same_as_triton"))
         yield both
 
 
 @pytest.fixture(scope="module")
-def servers_no_auto_complete(repo: Path) -> Iterator[Servers]:
+def servers_no_auto_complete(
+    repo: Path, request: pytest.FixtureRequest
+) -> Iterator[Servers]:
     with server_pair(repo, "--disable-auto-complete-config") as both:
+        selected = _selected(request, "test_same_as_triton_without_auto_complete")
+        observe_ahead(both, selected)
         yield both
 
 
@@ -221,24 +270,28 @@ def _answer(seen: dict[str, Any]) -> tuple[int, str | None]:
 COMPARED = [case.name for case in CASES if case.name not in NOT_SENT]
 
 
-def _compare(servers: Servers, name: str) -> None:
-    reference = servers.reference
-    if reference is None:
-        pytest.skip("TRITONX_REFERENCE_CMD is not set")
+def _observe_alone(servers: Servers, reference: Reference, name: str) -> Observed:
     if reference.crashed():
         reference.replace()
     try:
-        ours, theirs = observe_both(
-            _alive(servers.ours), reference.server, servers.repo, name
-        )
+        return observe_both(_alive(servers.ours), reference.server, servers.repo, name)
     except Exception:
         if not reference.crashed():
             raise
         reference.replace()
-        ours, theirs = observe_both(
-            _alive(servers.ours), reference.server, servers.repo, name
-        )
-    _alive(reference.server)
+        return observe_both(_alive(servers.ours), reference.server, servers.repo, name)
+
+
+def _compare(servers: Servers, name: str) -> None:
+    reference = servers.reference
+    if reference is None:
+        pytest.skip("TRITONX_REFERENCE_CMD is not set")
+    if name in servers.ahead:
+        ours, theirs = servers.ahead.pop(name)
+        _alive(servers.ours)
+    else:
+        ours, theirs = _observe_alone(servers, reference, name)
+        _alive(reference.server)  # a case that crashes Triton fails here
     if name in DIFFERENT:
         pinned = DIFFERENT[name]
         assert _answer(ours) == (pinned.load, pinned.error)

@@ -1,8 +1,8 @@
 """The repaired wheel (scripts/build-wheel.sh) in a fresh venv, as a user installs it.
 
 Opt-in, because building the wheel takes minutes: TRITONX_TEST_WHEEL=1 builds it with
-the script (reusing pyproject's build directory, so after `pip install .` only the
-bindings recompile); TRITONX_TEST_WHEEL=/path/to/tritonx-...whl tests a wheel built
+the script (reusing pyproject's build directory, so after `pip install .` nothing
+recompiles); TRITONX_TEST_WHEEL=/path/to/tritonx-...whl tests a wheel built
 before. .ci/run sets it. The wheel is installed with plain `pip install` into a new
 venv, its extension must resolve every library outside glibc/libstdc++/libgcc from the
 wheel's own tritonx.libs/ (no LD_LIBRARY_PATH, whatever -dev packages this machine
