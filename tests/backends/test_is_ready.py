@@ -142,3 +142,40 @@ def test_a_check_that_does_not_answer_is_not_ready_and_blocks_nothing(
             check.join(timeout=30)
         assert results == [False, False, False]
         assert (repo / "checked" / "calls").read_text() == "x"
+
+
+def test_a_finished_check_is_not_shared_with_the_next_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The probe thread lets go of its check only after setting the answer; a
+    caller arriving in between (a starved thread, under load: the CI flake of the
+    test above) must start a new check, not take the finished one's answer. The
+    thread is held there deterministically by a future whose set_result waits."""
+    import concurrent.futures
+    import types
+
+    from tritonx.backends import readiness
+
+    release = threading.Event()
+
+    class HeldFuture(concurrent.futures.Future):  # type: ignore[type-arg]
+        def set_result(self, result: object) -> None:
+            super().set_result(result)
+            release.wait(30)  # the answer is out; _run has not cleared it yet
+
+    monkeypatch.setattr(
+        readiness,
+        "concurrent",
+        types.SimpleNamespace(
+            futures=types.SimpleNamespace(
+                Future=HeldFuture, TimeoutError=concurrent.futures.TimeoutError
+            )
+        ),
+    )
+    answers = iter([True, False])
+    probe = readiness.ReadinessProbe("m_0", lambda: next(answers))
+    try:
+        assert probe.ready() is True
+        assert probe.ready() is False  # a new check, not the first one's answer
+    finally:
+        release.set()

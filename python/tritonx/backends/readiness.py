@@ -67,7 +67,10 @@ class ReadinessProbe:
     def ready(self) -> bool:
         with self._lock:
             future = self._inflight
-            if future is None:
+            # A finished check is never shared, even before its thread has let go
+            # of it (_run clears it after setting the answer; a starved probe thread
+            # left a stale answer for the next caller).
+            if future is None or future.done():
                 future = self._inflight = concurrent.futures.Future()
                 threading.Thread(
                     target=self._run,
