@@ -40,27 +40,17 @@ const char* ReasonPhrase(int status) { return HttpReasonPhrase(status); }
 
 namespace {
 
-// One reply of `worker` that evhttp is still writing out on `conn`.
-struct FlushWatch {
-  Worker* worker;
-  evhttp_connection* conn;
-};
-
-// The reply's last byte was written (evhttp then reuses or closes the connection,
-// which must no longer call OnFlushConnectionGone).
-void OnReplyFlushed(evhttp_request*, void* arg) {
-  auto* watch = static_cast<FlushWatch*>(arg);
-  evhttp_connection_set_closecb(watch->conn, nullptr, nullptr);
-  watch->worker->unflushed.fetch_sub(1, std::memory_order_acq_rel);
-  delete watch;
+// The reply's last byte was written: evhttp then reuses or closes the connection,
+// which must no longer call OnFlushConnectionGone. `arg`: the Worker.
+void OnReplyFlushed(evhttp_request* req, void* arg) {
+  evhttp_connection_set_closecb(evhttp_request_get_connection(req), nullptr, nullptr);
+  static_cast<Worker*>(arg)->unflushed.fetch_sub(1, std::memory_order_relaxed);
 }
 
 // The connection went away (peer reset, or the server's evhttp_free) with the
 // reply not written out: evhttp frees the request without its completion callback.
 void OnFlushConnectionGone(evhttp_connection*, void* arg) {
-  auto* watch = static_cast<FlushWatch*>(arg);
-  watch->worker->unflushed.fetch_sub(1, std::memory_order_acq_rel);
-  delete watch;
+  static_cast<Worker*>(arg)->unflushed.fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -68,10 +58,11 @@ void OnFlushConnectionGone(evhttp_connection*, void* arg) {
 void WatchFlush(Worker* worker, evhttp_request* req) {
   evhttp_connection* conn = evhttp_request_get_connection(req);
   if (conn == nullptr) return;  // detached: evhttp frees it without writing
-  auto* watch = new FlushWatch{worker, conn};
-  worker->unflushed.fetch_add(1, std::memory_order_acq_rel);
-  evhttp_request_set_on_complete_cb(req, &OnReplyFlushed, watch);
-  evhttp_connection_set_closecb(conn, &OnFlushConnectionGone, watch);
+  // A connection carries one reply at a time, so whichever callback comes first is
+  // the only one: the completion clears the close callback.
+  worker->unflushed.fetch_add(1, std::memory_order_relaxed);
+  evhttp_request_set_on_complete_cb(req, &OnReplyFlushed, worker);
+  evhttp_connection_set_closecb(conn, &OnFlushConnectionGone, worker);
 }
 
 // Sends `out` on `req` and frees its body. A HEAD request gets the head only:
