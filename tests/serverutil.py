@@ -38,6 +38,10 @@ REFERENCE_CRASH = re.compile(
     r"Signal \((6|11)\) received|terminate called after throwing"
 )
 reference_crashes: list[str] = []
+# Differential tests leave requests Triton never answers (a backlogged sequence, an
+# ensemble step it drops); at stop it waits the whole exit timeout for them (30 s by
+# default) before exiting. A test that cares about the drain passes its own.
+REFERENCE_EXIT_TIMEOUT = "--exit-timeout-secs=5"
 
 
 @dataclass
@@ -416,6 +420,8 @@ def run_reference(
     ports = dict(zip(("http", "grpc", "metrics"), free_ports(3), strict=True))
     full = [*cmd, *(f"--model-repository={repo}" for repo in repos)]
     full += [f"--{name}-port={port}" for name, port in ports.items()]
+    if not any(a.startswith("--exit-timeout-secs") for a in args):
+        full.append(REFERENCE_EXIT_TIMEOUT)
     full += list(args)
     process = subprocess.Popen(
         full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

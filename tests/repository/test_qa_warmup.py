@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,24 +230,46 @@ def _load(server: RunningServer, model: str) -> str | None:
     Triton 2.51 now and then crashes on this machine while a warmup fails and
     leaves the request hanging: the test skips as soon as its log says so."""
     answer: list[str | None] = []
+    broken: list[Exception] = []
 
     def load() -> None:
-        with httpclient.InferenceServerClient(server.http_url) as client:
-            try:
+        try:
+            with httpclient.InferenceServerClient(server.http_url) as client:
                 client.load_model(model)
-            except InferenceServerException as error:
-                answer.append(error.message())
-                return
+        except InferenceServerException as error:
+            answer.append(error.message())
+            return
+        except Exception as error:
+            # A crashed reference closes the connection once it is stopped, after
+            # the test has skipped: only a server still running is at fault.
+            if not server.crashed_reference():
+                broken.append(error)
+            return
         answer.append(None)
 
     thread = threading.Thread(target=load, daemon=True)
     thread.start()
     wait_until(
-        lambda: answer or server.crashed_reference(), f"the load of {model}", 120
+        lambda: answer or broken or server.crashed_reference(),
+        f"the load of {model}",
+        120,
     )
+    if broken and not _crash_logged(server):
+        raise broken[0]
     if not answer:
         pytest.skip("the reference Triton crashed during the load")
     return answer[0]
+
+
+def _crash_logged(server: RunningServer, seconds: float = 10.0) -> bool:
+    """Whether the reference's crash reaches its log within ``seconds`` (the log
+    is read on a thread, so it can trail the closed connection)."""
+    deadline = time.monotonic() + seconds
+    while not server.crashed_reference():
+        if time.monotonic() > deadline or not server.reference:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _stats(server: RunningServer, model: str) -> dict[str, Any]:
