@@ -7,7 +7,9 @@ Used by bench_serving.py and bench_streaming.py (run as scripts from benchmarks/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import json
 import os
 import shlex
 import shutil
@@ -253,3 +255,32 @@ def add_variant_option(parser: argparse.ArgumentParser) -> None:
         help="also run tritonx with these extra arguments, as rows named NAME "
         "(repeatable), e.g. 'process=--backend-config=python,execution-mode=process'",
     )
+
+
+def server_usage(pid: int) -> tuple[float, int]:
+    """CPU seconds (user + system) and context switches so far of the server ``pid``
+    and its child processes (the reference's Python stubs, tritonx's stub
+    processes). Switches are summed over every thread: /proc/PID/status alone
+    counts only the main thread's, and psutil reads only that file."""
+    import psutil
+
+    root = psutil.Process(pid)
+    cpu, switches = 0.0, 0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            cpu += times.user + times.system
+            for task in Path(f"/proc/{process.pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    for line in (task / "status").read_text().splitlines():
+                        if "ctxt_switches:" in line:  # voluntary and not
+                            switches += int(line.split()[-1])
+    return cpu, switches
+
+
+def inference_count(http_port: int, model: str) -> int:
+    """The model's inference count from the statistics extension (both servers)."""
+    url = f"http://127.0.0.1:{http_port}/v2/models/{model}/stats"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        stats = json.load(response)
+    return sum(int(entry["inference_count"]) for entry in stats["model_stats"])

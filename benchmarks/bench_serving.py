@@ -21,12 +21,19 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from _harness import add_variant_option, run_perf_analyzer, running
+from _harness import (
+    add_variant_option,
+    inference_count,
+    run_perf_analyzer,
+    running,
+    server_usage,
+)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_REPO = HERE / "models"
@@ -40,6 +47,13 @@ class Row:
     infer_per_sec: float
     p50_us: float
     p99_us: float
+    # Server side, over the whole perf_analyzer run (its warm-up and every window):
+    # CPU time and context switches of the server's processes per inference.
+    cpu_us: float = 0.0
+    switches: float = 0.0
+
+
+MODEL = "identity"
 
 
 def measure(
@@ -51,7 +65,7 @@ def measure(
 ) -> tuple[float, float, float]:
     """One perf_analyzer run; returns (infer/s, p50 us, p99 us)."""
     row = run_perf_analyzer(
-        perf_analyzer, "identity", url, protocol, concurrency, interval_ms
+        perf_analyzer, MODEL, url, protocol, concurrency, interval_ms
     )
     return (
         float(row["Inferences/Second"]),
@@ -67,11 +81,16 @@ def bench_server(
     env: dict[str, str],
 ) -> list[Row]:
     rows: list[Row] = []
-    with running(name, cmd, args.model_repository, env, args.start_timeout) as ports:
+    started: list[subprocess.Popen[bytes]] = []
+    with running(
+        name, cmd, args.model_repository, env, args.start_timeout, started=started
+    ) as ports:
         http, grpc = ports
+        pid = started[0].pid
         for protocol in args.protocols:
             url = f"127.0.0.1:{grpc if protocol == 'grpc' else http}"
             for concurrency in args.concurrency:
+                count, (cpu, switches) = inference_count(http, MODEL), server_usage(pid)
                 rate, p50, p99 = measure(
                     args.perf_analyzer,
                     url,
@@ -79,10 +98,17 @@ def bench_server(
                     concurrency,
                     args.measurement_interval,
                 )
-                rows.append(Row(name, protocol, concurrency, rate, p50, p99))
+                count = max(1, inference_count(http, MODEL) - count)
+                cpu_after, switches_after = server_usage(pid)
+                row = Row(name, protocol, concurrency, rate, p50, p99)
+                row.cpu_us = (cpu_after - cpu) / count * 1e6
+                row.switches = (switches_after - switches) / count
+                rows.append(row)
                 print(
                     f"  {name:9s} {protocol:4s} c={concurrency:<2d} "
-                    f"{rate:9.1f} infer/s  p50 {p50:7.0f} us  p99 {p99:7.0f} us",
+                    f"{rate:9.1f} infer/s  p50 {p50:7.0f} us  p99 {p99:7.0f} us  "
+                    f"server {row.cpu_us:5.0f} CPU-us {row.switches:4.1f} switches "
+                    "per inference",
                     flush=True,
                 )
     return rows
@@ -115,6 +141,25 @@ def table(rows: list[Row], reference: str) -> str:
             else f"{'-':>7s} {'-':>6s}"
         )
         lines.append(f"{key[0]:5s} {key[1]:4d} | {left} | {right} | {ratio}")
+    return "\n".join(lines)
+
+
+def cost_table(rows: list[Row], reference: str) -> str:
+    """Server CPU time and context switches per inference (whole process tree),
+    and how much less CPU tritonx spends than the reference ("x less")."""
+    ours = {(r.protocol, r.concurrency): r for r in rows if r.server == "tritonx"}
+    theirs = {(r.protocol, r.concurrency): r for r in rows if r.server == reference}
+    header = (
+        f"{'proto':5s} {'conc':>4s} | {'tritonx CPU us':>14s} {'switches':>8s} | "
+        f"{'ref CPU us':>10s} {'switches':>8s} | {'x less':>6s}"
+    )
+    lines = ["server cost per inference", header, "-" * len(header)]
+    for key in sorted(ours.keys() | theirs.keys()):
+        a, b = ours.get(key), theirs.get(key)
+        left = f"{a.cpu_us:14.0f} {a.switches:8.1f}" if a else f"{'-':>14s} {'-':>8s}"
+        right = f"{b.cpu_us:10.0f} {b.switches:8.1f}" if b else f"{'-':>10s} {'-':>8s}"
+        less = f"{b.cpu_us / a.cpu_us:6.2f}" if a and b and a.cpu_us else f"{'-':>6s}"
+        lines.append(f"{key[0]:5s} {key[1]:4d} | {left} | {right} | {less}")
     return "\n".join(lines)
 
 
@@ -202,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.measurement_interval} ms windows, {os.cpu_count()} CPUs"
     )
     print(table(rows, "reference"))
+    print()
+    print(cost_table(rows, "reference"))
     if args.variant:
         print()
         print(every_row(rows, "reference"))
