@@ -123,6 +123,18 @@ class InferenceResponse:
         error: TritonError | None = None,
         parameters: Mapping[str, Any] | str | None = None,
     ) -> None:
+        # The common case (a list of tensors, nothing else) needs none of the
+        # binding's checks below; they cost more than the rest of a response.
+        if (
+            type(output_tensors) is list
+            and error is None
+            and parameters is None
+            and all(type(t) is Tensor for t in output_tensors)
+        ):
+            self._tensors = list(output_tensors)
+            self._error = None
+            self._parameters = "{}"
+            return
         try:
             tensors = binding_args.sequence(output_tensors)
             if not all(t is None or isinstance(t, Tensor) for t in tensors):
