@@ -278,9 +278,13 @@ def server_usage(pid: int) -> tuple[float, int]:
     return cpu, switches
 
 
-def inference_count(http_port: int, model: str) -> int:
-    """The model's inference count from the statistics extension (both servers)."""
+def statistics_of(http_port: int, model: str) -> tuple[int, int]:
+    """(inference count, execution count) of ``model``, every version summed, from
+    the statistics extension (tritonx and Triton alike)."""
     url = f"http://127.0.0.1:{http_port}/v2/models/{model}/stats"
     with urllib.request.urlopen(url, timeout=10) as response:
-        stats = json.load(response)
-    return sum(int(entry["inference_count"]) for entry in stats["model_stats"])
+        stats = json.load(response)["model_stats"]
+    return (
+        sum(int(entry["inference_count"]) for entry in stats),
+        sum(int(entry["execution_count"]) for entry in stats),
+    )

@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import run_perf_analyzer, running, served_rate
+from _harness import run_perf_analyzer, running, served_rate, statistics_of
 from _torch_mlp import Mlp
 
 from tritonx import _native
@@ -175,13 +173,6 @@ async def overhead(root: Path, args: argparse.Namespace) -> list[str]:
         ]
     finally:
         await manager.shutdown()
-
-
-def statistics_of(http: int, model: str) -> tuple[int, int]:
-    url = f"http://127.0.0.1:{http}/v2/models/{model}/stats"
-    with urllib.request.urlopen(url) as response:
-        stats = json.loads(response.read())["model_stats"][0]
-    return int(stats["inference_count"]), int(stats["execution_count"])
 
 
 def served(root: Path, args: argparse.Namespace) -> list[str]:

@@ -29,10 +29,10 @@ from pathlib import Path
 
 from _harness import (
     add_variant_option,
-    inference_count,
     run_perf_analyzer,
     running,
     server_usage,
+    statistics_of,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -90,7 +90,10 @@ def bench_server(
         for protocol in args.protocols:
             url = f"127.0.0.1:{grpc if protocol == 'grpc' else http}"
             for concurrency in args.concurrency:
-                count, (cpu, switches) = inference_count(http, MODEL), server_usage(pid)
+                count, (cpu, switches) = (
+                    statistics_of(http, MODEL)[0],
+                    server_usage(pid),
+                )
                 rate, p50, p99 = measure(
                     args.perf_analyzer,
                     url,
@@ -98,11 +101,18 @@ def bench_server(
                     concurrency,
                     args.measurement_interval,
                 )
-                count = max(1, inference_count(http, MODEL) - count)
+                count = max(1, statistics_of(http, MODEL)[0] - count)
                 cpu_after, switches_after = server_usage(pid)
-                row = Row(name, protocol, concurrency, rate, p50, p99)
-                row.cpu_us = (cpu_after - cpu) / count * 1e6
-                row.switches = (switches_after - switches) / count
+                row = Row(
+                    name,
+                    protocol,
+                    concurrency,
+                    rate,
+                    p50,
+                    p99,
+                    cpu_us=(cpu_after - cpu) / count * 1e6,
+                    switches=(switches_after - switches) / count,
+                )
                 rows.append(row)
                 print(
                     f"  {name:9s} {protocol:4s} c={concurrency:<2d} "
