@@ -236,7 +236,22 @@ void WakeLogPump() {
   LogPumpCv().notify_all();
 }
 
+static std::recursive_mutex& DrainMutex() {
+  static auto* mu = new std::recursive_mutex();
+  return *mu;
+}
+
 void ReleasePendingPyRefs() {
+  // Drains run one at a time and in full: the GIL may pass to another thread
+  // between two queued messages, and a caller that then found the queue empty would
+  // log its own line ahead of messages queued before it (an HTTP 404 line ahead of
+  // its request line). Waited for without the GIL, which the draining thread needs;
+  // recursive for a log sink that logs again.
+  std::unique_lock<std::recursive_mutex> drain(DrainMutex(), std::try_to_lock);
+  if (!drain.owns_lock()) {
+    py::gil_scoped_release no_gil;
+    drain.lock();
+  }
   std::vector<PyObject*> batch;
   std::vector<QueuedLog> logs;
   {

@@ -76,7 +76,8 @@ Status StatusFromErrorAlreadySet(py::error_already_set& err);
 // a thread of ours holds the GIL (ReleasePendingPyRefs). C++ threads (gRPC, scheduler
 // workers) therefore never block on the GIL just to drop a reference.
 std::shared_ptr<const void> MakePyOwner(py::object obj);
-void ReleasePendingPyRefs();  // GIL held; also writes queued core log messages
+// GIL held; also writes queued core log messages, one drain at a time.
+void ReleasePendingPyRefs();
 
 // Queues a core log message for `sink` (a borrowed callable kept alive by the caller)
 // to be written by ReleasePendingPyRefs, and wakes PumpQueuedLogs. Callable without
