@@ -141,13 +141,21 @@ void DynamicBatchScheduler::RunInline(int instance_index, const RequestPtr& requ
     instance = table_.instance(instance_index);
   }
   runner_.Run(batch, *instance, sequence);
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
     claimed_[instance_index] = 0;
     --inline_active_;
+    // Requests may have queued behind the claim, work may have been directed to the
+    // instance, Stop may be waiting for the claim, or the worker may have woken and
+    // gone back to sleep on the claim (a change it must see, notified meanwhile):
+    // then the workers are woken. Otherwise the worker still sleeps in its idle
+    // wait with nothing new to find, and waking it would cost a context switch (and
+    // a contended lock) per inline request for nothing.
+    wake = !waiting_[instance_index] || !queue_.empty() ||
+           !directed_[instance_index].empty() || stopping_;
   }
-  // Requests may have queued behind the claim, and Stop may be waiting for it.
-  work_cv_.notify_all();
+  if (wake) work_cv_.notify_all();
 }
 
 bool DynamicBatchScheduler::Cancel(const RequestPtr& request) {

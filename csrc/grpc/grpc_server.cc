@@ -87,6 +87,13 @@ class GrpcServer::Impl::InferReactor : public grpc::ServerUnaryReactor {
   }
   RequestTrace* trace() const { return request_->trace.get(); }
 
+  // OnDone and OnCancel may run on whichever grpc thread completes the call rather
+  // than being handed to grpc's executor thread: that hand-off woke a thread for
+  // every RPC. Both are short and never block on the network: OnDone records a
+  // trace point and deletes; OnCancel takes the scheduler's lock to drop a queued
+  // request, whose callback then only starts grpc's Finish.
+  bool InternalInlineable() override { return true; }
+
  private:
   std::shared_ptr<Model> model_;
   RequestPtr request_;

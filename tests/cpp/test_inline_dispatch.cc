@@ -2,6 +2,8 @@
 // would wait for the answer anyway, never on a frontend's thread.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <thread>
 
 #include "core/model.h"
@@ -73,6 +75,93 @@ TEST(InlineDispatch, WaitingCallersRunFastModelsThemselves) {
 TEST(InlineDispatch, SlowModelsStayOnTheirWorkers) {
   // Executions measured above the inline bound (200 µs) never run on the caller.
   EXPECT_EQ(RunsOnCaller(std::chrono::microseconds(2000), true, 20), 0);
+}
+
+// An executor whose next execution, once armed, waits inside until released.
+class GatedExecutor : public TestExecutor {
+ public:
+  GatedExecutor()
+      : TestExecutor(std::make_shared<ExecutionLog>(), [this](Batch&) { Pass(); }) {}
+  bool AllowsInline() const override { return true; }
+
+  void Arm() {
+    std::lock_guard<std::mutex> lock(mu_);
+    armed_ = true;
+  }
+  // Waits until the armed execution is inside; returns the thread running it.
+  std::thread::id WaitInside() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return inside_; });
+    return inside_on_;
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    inside_ = false;
+    cv_.notify_all();
+  }
+
+ private:
+  void Pass() {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!armed_) return;
+    armed_ = false;
+    inside_ = true;
+    inside_on_ = std::this_thread::get_id();
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return !inside_; });
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool armed_ = false;
+  bool inside_ = false;
+  std::thread::id inside_on_;
+};
+
+// After an inline run the instance's worker is woken only when something needs it.
+// What arrived while the instance ran inline must still be served: a request queued
+// behind the claim and a batch directed to the instance (warmup).
+TEST(InlineDispatch, WorkArrivingDuringAnInlineRunIsServedAfterIt) {
+  auto executor = std::make_shared<GatedExecutor>();
+  Model model(MakeSpec(8), SchedulerConfig{}, {executor});
+  Collector collector;
+  size_t answered = 0;
+  auto send = [&](const std::string& id) {
+    RequestPtr request = MakeRequest(id);
+    collector.Attach(request);
+    EXPECT_TRUE(model.Enqueue(request, /*caller_waits=*/true).ok());
+    ++answered;
+  };
+  // Fast executions first, so that the instance counts as cheap and idle.
+  for (int i = 0; i < 20; ++i) {
+    send("warm" + std::to_string(i));
+    ASSERT_TRUE(collector.WaitFor(answered));
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  // The armed execution may land on the worker on a busy machine: try again then.
+  bool ran_inline = false;
+  for (int attempt = 0; attempt < 20 && !ran_inline; ++attempt) {
+    executor->Arm();
+    const std::string id = "held" + std::to_string(attempt);
+    std::thread caller([&] { send(id); });
+    ran_inline = executor->WaitInside() == caller.get_id();
+    if (ran_inline) {
+      RequestPtr queued = MakeRequest("queued");
+      collector.Attach(queued);
+      ASSERT_TRUE(model.Enqueue(queued, /*caller_waits=*/false).ok());
+      RequestPtr directed = MakeRequest("directed");
+      collector.Attach(directed);
+      ASSERT_TRUE(model.ExecuteOn(0, {directed}).ok());
+    }
+    executor->Release();
+    caller.join();
+    EXPECT_TRUE(collector.WaitForId(id));
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  ASSERT_TRUE(ran_inline);
+  EXPECT_TRUE(collector.WaitForId("queued"));
+  EXPECT_TRUE(collector.WaitForId("directed"));
+  model.Stop();
 }
 
 }  // namespace
