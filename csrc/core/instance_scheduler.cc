@@ -24,7 +24,7 @@ Status InstanceScheduler::UpdateInstances(std::vector<std::shared_ptr<Executor>>
     finished = table_.TakeLeftWorkers();
   }
   // The retired workers wake to leave; added ones look for work.
-  work_cv_.notify_all();
+  WakeWorkers();
   for (auto& worker : finished) worker.join();
   return Status::Ok();
 }
@@ -36,7 +36,7 @@ Status InstanceScheduler::ReleaseInstances(const std::vector<int>& instances) {
     if (!status.ok()) return status;
     InstancesChanged();
   }
-  work_cv_.notify_all();
+  WakeWorkers();
   return Status::Ok();
 }
 
@@ -74,7 +74,7 @@ Status InstanceScheduler::ExecuteOn(int instance, std::vector<RequestPtr> reques
     directed_[instance].push_back(std::move(requests));
   }
   // The workers share one condition variable: wake them all for the addressed one.
-  work_cv_.notify_all();
+  WakeWorkers();
   return Status::Ok();
 }
 

@@ -51,10 +51,13 @@ class InstanceScheduler : public Scheduler {
                           const std::shared_ptr<BatchRunner::Instance>& runs_on) = 0;
   // With mu_ held, after instances were added, released or retired.
   virtual void InstancesChanged() {}
+  // Without mu_: every worker looks for work again (the table or the directed
+  // batches changed). The sequence batcher's workers wait on conditions of their own.
+  virtual void WakeWorkers() { work_cv_.notify_all(); }
 
   const std::string model_name_;
   mutable std::mutex mu_;
-  std::condition_variable work_cv_;  // workers wait here for work
+  std::condition_variable work_cv_;  // workers wait here for work (see WakeWorkers)
   bool stopping_ = false;
   InstanceTable table_;
   // Batches handed to instance i by ExecuteOn, run by its worker before its own.

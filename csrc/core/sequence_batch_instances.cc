@@ -17,7 +17,17 @@ void SequenceBatchScheduler::AddInstance(std::shared_ptr<Executor> executor,
       config_.strategy == SequenceStrategy::kOldest ? slots_per_instance_ : 0);
   oldest_running_.emplace_back();
   running_.push_back(std::make_unique<std::vector<SequencePtr>>());
+  instance_cv_.push_back(std::make_unique<std::condition_variable>());
   StartWorker(std::move(executor), held);
+}
+
+void SequenceBatchScheduler::WakeWorkers() {
+  std::lock_guard<std::mutex> lock(mu_);
+  WakeWorkersLocked();
+}
+
+void SequenceBatchScheduler::WakeWorkersLocked() {
+  for (auto& cv : instance_cv_) cv->notify_all();
 }
 
 void SequenceBatchScheduler::FillFromBacklog() {

@@ -107,6 +107,7 @@ Status SequenceBatchScheduler::Enqueue(const RequestPtr& request,
                                     : "u" + std::to_string(request->correlation_id);
   const bool start = (request->flags & kFlagStart) != 0;
   const bool end = (request->flags & kFlagEnd) != 0;
+  std::condition_variable* wake = nullptr;  // null: every worker
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) {
@@ -150,12 +151,20 @@ Status SequenceBatchScheduler::Enqueue(const RequestPtr& request,
       seq->ended = true;
       active_.erase(key);
     }
+    // Only the worker of the slot holding the sequence can run the request; one in
+    // the backlog waits for a slot (every worker is told, as before: rare).
+    if (seq->instance >= 0) wake = instance_cv_[seq->instance].get();
   }
-  work_cv_.notify_all();
+  if (wake != nullptr) {
+    wake->notify_all();
+  } else {
+    WakeWorkers();
+  }
   return Status::Ok();
 }
 
 Status SequenceBatchScheduler::EnqueueWhole(const RequestPtr& request, uint64_t now) {
+  std::condition_variable* wake = nullptr;  // null: every worker
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) {
@@ -178,8 +187,13 @@ Status SequenceBatchScheduler::EnqueueWhole(const RequestPtr& request, uint64_t 
     seq->queue.push_back(request);
     seq->last_ns = now;
     ++pending_;
+    if (seq->instance >= 0) wake = instance_cv_[seq->instance].get();
   }
-  work_cv_.notify_all();
+  if (wake != nullptr) {
+    wake->notify_all();
+  } else {
+    WakeWorkers();
+  }
   return Status::Ok();
 }
 
@@ -309,7 +323,7 @@ void SequenceBatchScheduler::Stop(bool drain) {
     }
   }
   runner_.FailAbandoned(abandoned);
-  work_cv_.notify_all();
+  WakeWorkers();
   reap_cv_.notify_all();
   JoinWorkers(table_.workers());
   if (reaper_.joinable()) reaper_.join();
@@ -345,9 +359,11 @@ void SequenceBatchScheduler::WorkerLoop(
     int instance, const std::shared_ptr<BatchRunner::Instance>& runs_on) {
   current_worker_of = this;
   std::vector<SequencePtr>* running;
+  std::condition_variable* work_ready;  // this worker's own condition
   {
     std::lock_guard<std::mutex> lock(mu_);
     running = running_[instance].get();
+    work_ready = instance_cv_[instance].get();
   }
   while (true) {
     Batch batch;
@@ -403,15 +419,15 @@ void SequenceBatchScheduler::WorkerLoop(
             table_.MarkLeft(instance);
             --running_workers_;
             exit_cv_.notify_all();
-            work_cv_.notify_all();
+            WakeWorkersLocked();
             current_worker_of = nullptr;
             return;
           }
         }
         if (wake_ns != 0) {
-          work_cv_.wait_until(lock, FromNs(wake_ns));
+          work_ready->wait_until(lock, FromNs(wake_ns));
         } else {
-          work_cv_.wait(lock);
+          work_ready->wait(lock);
         }
       }
       closes.assign(seqs.size(), false);
@@ -430,13 +446,15 @@ void SequenceBatchScheduler::WorkerLoop(
       // Runs as handed over: no controls, no states, and (seqs empty) the state
       // capture finds no sequence to update.
       runner_.Run(batch, *runs_on, sequence_no);
-      work_cv_.notify_all();
+      WakeWorkers();
       continue;
     }
     PrepareBatch(batch, seqs);
     *running = seqs;
     runner_.Run(batch, *runs_on, sequence_no);
     running->clear();
+    bool wake_all = false;
+    bool wake_reaper = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       const uint64_t now = NowNs();
@@ -445,6 +463,12 @@ void SequenceBatchScheduler::WorkerLoop(
         seq->executing = false;
         seq->last_ns = now;
       }
+      // What this batch freed or queued again is this instance's (its slots, its
+      // backlog hand-overs), and its worker looks again next: the others need
+      // waking only while stopping, when they leave once nothing is pending.
+      wake_all = stopping_;
+      wake_reaper = reaper_wake_ns_ == 0 ||
+                    reaper_wake_ns_ > now + config_.max_sequence_idle_us * 1000;
       if (config_.strategy == SequenceStrategy::kOldest) CompleteOldest(instance);
       if (config_.iterative) {
         AfterIteration(batch, seqs, closes, &abandoned, &cancelled);
@@ -458,8 +482,8 @@ void SequenceBatchScheduler::WorkerLoop(
       runner_.Fail(cancelled, Status(StatusCode::kCancelled, "request cancelled"),
                    FailureReason::kCanceled);
     }
-    work_cv_.notify_all();
-    reap_cv_.notify_all();
+    if (wake_all) WakeWorkers();
+    if (wake_reaper) reap_cv_.notify_all();
   }
 }
 
@@ -547,11 +571,11 @@ void SequenceBatchScheduler::ReaperLoop() {
       }
     }
     if (freed) {
-      lock.unlock();
-      work_cv_.notify_all();
-      lock.lock();
+      // A freed slot may have gone to a backlogged sequence, on any instance.
+      WakeWorkersLocked();
       continue;
     }
+    reaper_wake_ns_ = next;
     if (next == 0) {
       reap_cv_.wait(lock);
     } else {

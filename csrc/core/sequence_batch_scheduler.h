@@ -44,7 +44,8 @@
 // its id is forgotten; a sequence holding a slot never times out this way.
 //
 // Threads: one worker per instance plus a reaper that ends idle sequences and
-// expires backlogged ones.
+// expires backlogged ones. Each worker waits on its own condition (instance_cv_), so
+// a request wakes only the worker that can run it.
 //
 // Instance updates: an added instance's slots take backlogged sequences at once; a
 // retired instance's slots take no new sequence, and its worker keeps running the
@@ -120,6 +121,10 @@ class SequenceBatchScheduler final : public InstanceScheduler {
   void AddInstance(std::shared_ptr<Executor> executor, bool held) override;
   // Added or released instances' slots take backlogged sequences.
   void InstancesChanged() override { FillFromBacklog(); }
+  // Each worker waits on its instance's own condition (instance_cv_): a request
+  // wakes only the worker whose slot holds its sequence. These wake every worker.
+  void WakeWorkers() override;
+  void WakeWorkersLocked();  // with mu_ held
   // With mu_ held: hands free slots of instances not retired to backlogged sequences.
   void FillFromBacklog();
   // With mu_ held: whether instance `instance` was retired and holds nothing more.
@@ -198,6 +203,14 @@ class SequenceBatchScheduler final : public InstanceScheduler {
   // table grows under mu_; an entry's vector is touched only by its instance's worker
   // (and the state capture running on its behalf), through a pointer taken under mu_.
   std::vector<std::unique_ptr<std::vector<SequencePtr>>> running_;
+  // [instance]: what its worker waits on (work_cv_ is unused here). The table grows
+  // under mu_; the conditions themselves never move, so a waker may notify one
+  // through a pointer taken under mu_ after letting go of the lock.
+  std::vector<std::unique_ptr<std::condition_variable>> instance_cv_;
+  // When the reaper wakes next by itself (0: only when notified). A completed batch
+  // makes a slot idle, due no earlier than now + the idle timeout: the reaper needs
+  // telling only when it would otherwise sleep past that.
+  uint64_t reaper_wake_ns_ = 0;
 };
 
 }  // namespace tritonx

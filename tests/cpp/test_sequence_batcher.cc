@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "core/model.h"
 #include "test_util.h"
@@ -110,6 +111,57 @@ TEST_F(SequenceBatcher, CancelledSequenceGivesItsSlotUpOnceIdle) {
   ASSERT_EQ(batches.size(), 1u);
   std::sort(batches[0].begin(), batches[0].end());
   EXPECT_EQ(batches[0], (std::vector<std::string>{"b1", "c1"}));
+}
+
+// A completed batch leaves its sequence idle: the reaper, asleep until a backlogged
+// sequence's far deadline, must count the idle time from then, not from that deadline.
+// (A batch only wakes the reaper when it would sleep past the idle timeout.)
+TEST(SequenceIdleTimeout,
+     CountsFromTheLastBatchWhileTheReaperWaitsForABacklogDeadline) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool first_inside = false;
+  bool release = false;
+  auto hook = [&](Batch& batch) {
+    if (batch.requests.front()->id != "a1") return;
+    std::unique_lock<std::mutex> lock(mu);
+    first_inside = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+  };
+  SchedulerConfig config;
+  config.sequence.strategy = SequenceStrategy::kDirect;
+  config.sequence.max_sequence_idle_us = 2000;
+  Model model(MakeSpec(/*max_batch_size=*/0), config,
+              {std::make_shared<TestExecutor>(std::make_shared<ExecutionLog>(), hook)});
+  Collector collector;
+  auto submit = [&](const std::string& id, uint64_t seq, uint64_t timeout_us) {
+    RequestPtr request = MakeRequest(id, 0);
+    request->correlation_id = seq;
+    request->flags = kFlagStart;
+    request->timeout_us = timeout_us;
+    collector.Attach(request);
+    return model.Enqueue(request);
+  };
+  ASSERT_TRUE(submit("a1", 1, 0).ok());  // the one slot, executing
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(
+        cv.wait_for(lock, std::chrono::seconds(10), [&] { return first_inside; }));
+  }
+  // The backlog, with a deadline two minutes away: the reaper now sleeps until then
+  // (the slot's sequence is executing, so not idle).
+  ASSERT_TRUE(submit("b1", 2, 120'000'000).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+    cv.notify_all();
+  }
+  // Sequence 1 idles 2 ms after a1 and gives its slot to b1.
+  ASSERT_TRUE(collector.WaitForId("b1", std::chrono::seconds(60)));
+  EXPECT_TRUE(collector.StatusOf("b1").ok()) << collector.StatusOf("b1").message();
+  model.Stop();
 }
 
 TEST_F(SequenceBatcher, RequestsWithoutAKnownSequenceFail) {
