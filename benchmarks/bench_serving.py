@@ -90,10 +90,8 @@ def bench_server(
         for protocol in args.protocols:
             url = f"127.0.0.1:{grpc if protocol == 'grpc' else http}"
             for concurrency in args.concurrency:
-                count, (cpu, switches) = (
-                    statistics_of(http, MODEL)[0],
-                    server_usage(pid),
-                )
+                count = statistics_of(http, MODEL)[0]
+                cpu, switches = server_usage(pid)
                 rate, p50, p99 = measure(
                     args.perf_analyzer,
                     url,

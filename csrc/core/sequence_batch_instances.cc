@@ -30,6 +30,14 @@ void SequenceBatchScheduler::WakeWorkersLocked() {
   for (auto& cv : instance_cv_) cv->notify_all();
 }
 
+void SequenceBatchScheduler::WakeWorker(std::condition_variable* worker) {
+  if (worker != nullptr) {
+    worker->notify_all();
+  } else {
+    WakeWorkers();
+  }
+}
+
 void SequenceBatchScheduler::FillFromBacklog() {
   // AssignSlot's order: lowest slot first, spread over instances.
   for (int s = 0; s < slots_per_instance_ && !backlog_.empty(); ++s) {

@@ -155,11 +155,7 @@ Status SequenceBatchScheduler::Enqueue(const RequestPtr& request,
     // the backlog waits for a slot (every worker is told, as before: rare).
     if (seq->instance >= 0) wake = instance_cv_[seq->instance].get();
   }
-  if (wake != nullptr) {
-    wake->notify_all();
-  } else {
-    WakeWorkers();
-  }
+  WakeWorker(wake);
   return Status::Ok();
 }
 
@@ -189,11 +185,7 @@ Status SequenceBatchScheduler::EnqueueWhole(const RequestPtr& request, uint64_t 
     ++pending_;
     if (seq->instance >= 0) wake = instance_cv_[seq->instance].get();
   }
-  if (wake != nullptr) {
-    wake->notify_all();
-  } else {
-    WakeWorkers();
-  }
+  WakeWorker(wake);
   return Status::Ok();
 }
 
@@ -467,8 +459,7 @@ void SequenceBatchScheduler::WorkerLoop(
       // backlog hand-overs), and its worker looks again next: the others need
       // waking only while stopping, when they leave once nothing is pending.
       wake_all = stopping_;
-      wake_reaper = reaper_wake_ns_ == 0 ||
-                    reaper_wake_ns_ > now + config_.max_sequence_idle_us * 1000;
+      wake_reaper = reaper_wake_ns_ == 0 || reaper_wake_ns_ > now + IdleNs();
       if (config_.strategy == SequenceStrategy::kOldest) CompleteOldest(instance);
       if (config_.iterative) {
         AfterIteration(batch, seqs, closes, &abandoned, &cancelled);
@@ -516,7 +507,7 @@ void SequenceBatchScheduler::AfterIteration(Batch& batch,
 }
 
 void SequenceBatchScheduler::ReaperLoop() {
-  const uint64_t idle_ns = config_.max_sequence_idle_us * 1000;
+  const uint64_t idle_ns = IdleNs();
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     const uint64_t now = NowNs();

@@ -125,6 +125,10 @@ class SequenceBatchScheduler final : public InstanceScheduler {
   // wakes only the worker whose slot holds its sequence. These wake every worker.
   void WakeWorkers() override;
   void WakeWorkersLocked();  // with mu_ held
+  // Without mu_: `worker` (an instance_cv_ entry taken under mu_), or every worker
+  // when null.
+  void WakeWorker(std::condition_variable* worker);
+  uint64_t IdleNs() const { return config_.max_sequence_idle_us * 1000; }
   // With mu_ held: hands free slots of instances not retired to backlogged sequences.
   void FillFromBacklog();
   // With mu_ held: whether instance `instance` was retired and holds nothing more.
