@@ -12,6 +12,7 @@
 #include "core/logging.h"
 #include "core/request_builder.h"
 #include "core/trace.h"
+#include "grpc_process.h"
 #include "grpc_server_impl.h"
 #include "grpc_service.grpc.pb.h"
 #include "infer_codec.h"
@@ -286,6 +287,7 @@ Status GrpcServer::Impl::Start(const std::string& address, int port, int* bound_
   pool_ = std::make_unique<grpcfe::WorkerPool>(
       static_cast<size_t>(options_.control_threads));
 
+  grpcfe::TurnOffAbslDeadlockDetection();
   grpc::ServerBuilder builder;
   int selected_port = 0;
   builder.AddListeningPort(target, credentials, &selected_port);

@@ -296,7 +296,8 @@ class GrpcServer::Impl::StreamReactor
       std::lock_guard<std::mutex> lock(mu_);
       key = ++next_key_;
       // Unknown models count as non-decoupled, as in Triton.
-      if (!status.ok() || !model->spec().decoupled) ordered_.push_back({key});
+      if (!status.ok() || !model->spec().decoupled)
+        ordered_.push_back({key, false, {}});
     }
     if (!status.ok()) return CompleteWithError(key, status, message->id());
 

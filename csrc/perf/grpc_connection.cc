@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "connection.h"
+#include "grpc_process.h"
 #include "grpc_service.grpc.pb.h"
 
 namespace tritonx::perf {
@@ -106,6 +107,7 @@ std::shared_ptr<grpc::Channel> SharedChannel(const std::string& url) {
     ++entry.users;
     return channel;
   }
+  grpcfe::TurnOffAbslDeadlockDetection();
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
