@@ -22,7 +22,8 @@ lint_pid=$!
 # `pip install`, not from this tree. Built without optimization or debug info
 # (build type None): 93 s instead of 193 s (RelWithDebInfo) on two cores, and the
 # tests run in seconds either way; the optimized code is the extension pytest
-# exercises, and `cmake --preset asan` is the build for hunting memory errors.
+# exercises, and `cmake --preset asan` / `--preset tsan` are the builds for hunting
+# memory errors / data races.
 (
   cmake -S . -B build/ctest -G Ninja -DBUILD_TESTING=ON -DTRITONX_BUILD_PYTHON=OFF \
     -DTRITONX_ENABLE_GRPC=ON -DCMAKE_BUILD_TYPE=None >/dev/null &&

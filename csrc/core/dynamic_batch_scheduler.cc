@@ -89,6 +89,7 @@ bool DynamicBatchScheduler::OnWorkerThread() const { return current_worker_of ==
 Status DynamicBatchScheduler::Enqueue(const RequestPtr& request, bool caller_waits) {
   const uint64_t now = NowNs();
   request->enqueue_ns = now;
+  bool expires = false;
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (stopping_) {
@@ -106,9 +107,12 @@ Status DynamicBatchScheduler::Enqueue(const RequestPtr& request, bool caller_wai
     // neither in the statistics' fail count nor in nv_inference_request_failure.
     Status status = queue_.Push(request, now);
     if (!status.ok()) return status;
+    // Read under mu_: once it is unlocked the sweeper may clear the deadline (a
+    // delayed request) while this thread reads it.
+    expires = request->deadline_ns != 0;
   }
   work_cv_.notify_one();
-  if (request->deadline_ns != 0) sweep_cv_.notify_one();
+  if (expires) sweep_cv_.notify_one();
   return Status::Ok();
 }
 
