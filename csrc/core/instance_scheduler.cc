@@ -73,7 +73,7 @@ Status InstanceScheduler::ExecuteOn(int instance, std::vector<RequestPtr> reques
     }
     directed_[instance].push_back(std::move(requests));
   }
-  // The workers share one condition variable: wake them all for the addressed one.
+  // Wake every worker: the addressed one finds its batch, the others wait again.
   WakeWorkers();
   return Status::Ok();
 }
