@@ -6,9 +6,14 @@ from pathlib import Path
 
 # Echoes its control inputs as CONTROLS = [START, END, READY, CORRID] (int64) and,
 # with an implicit state, returns OUTPUT = state + INPUT, which is also the next
-# state; without one, OUTPUT = INPUT.
+# state; without one, OUTPUT = INPUT. With the config parameter "gated", a batch
+# holding a negative INPUT first creates the file ENTERED beside config.pbtxt and
+# waits until a file RELEASE appears there (which it removes): a test holds an
+# execution open for as long as it needs.
 SEQUENCE_MODEL = """
 import json
+import os
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -18,8 +23,24 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         self.has_state = bool(config.get("sequence_batching", {}).get("state"))
+        self.gated = "gated" in config.get("parameters", {})
+        self.dir = os.path.dirname(os.path.dirname(__file__))
+
+    def wait_for_release(self):
+        open(os.path.join(self.dir, "ENTERED"), "a").close()
+        release = os.path.join(self.dir, "RELEASE")
+        while not os.path.exists(release):
+            time.sleep(0.01)
+        os.remove(release)
 
     def execute(self, requests):
+        # (A null request's INPUT is whatever Triton's buffer held: READY says.)
+        if self.gated and any(
+            pb_utils.get_input_tensor_by_name(r, "READY").as_numpy().all()
+            and (pb_utils.get_input_tensor_by_name(r, "INPUT").as_numpy() < 0).any()
+            for r in requests
+        ):
+            self.wait_for_release()
         responses = []
         for r in requests:
             x = pb_utils.get_input_tensor_by_name(r, "INPUT").as_numpy()
@@ -64,9 +85,11 @@ def write_sequence_model(
     state: bool = True,
     instances: int = 1,
     initial: int | None = None,
+    gated: bool = False,
 ) -> Path:
     """A SEQUENCE_MODEL; `initial`: the state starts at this value (an
-    initial_state read from initial_state/init.bin) instead of zeros."""
+    initial_state read from initial_state/init.bin) instead of zeros; `gated`: a
+    negative INPUT holds its execution until the test releases it."""
     model = repo / name
     (model / "1").mkdir(parents=True)
     (model / "1" / "model.py").write_text(SEQUENCE_MODEL)
@@ -92,5 +115,10 @@ def write_sequence_model(
         + state_text
         + "}\n"
         f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]\n"
+        + (
+            'parameters { key: "gated" value: { string_value: "1" } }\n'
+            if gated
+            else ""
+        )
     )
     return model

@@ -14,7 +14,6 @@ answers) instead of the clock.
 
 from __future__ import annotations
 
-import queue
 import re
 import urllib.request
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from testmodels import write_model
 from tritonclient.utils import InferenceServerException
 
 from .conftest import write_sequence_model
+from .seqstream import SequenceStream, request_counts
 
 # OUTPUT0 = INPUT0; the first execution writes ENTERED and waits for RELEASE.
 GATED_MODEL = """
@@ -131,53 +131,6 @@ def test_batch_of_two_rows_is_refused(servers: dict[str, RunningServer]) -> None
     )
 
 
-class Stream:
-    """One sequence's gRPC stream: its requests reach the server in order."""
-
-    def __init__(self, server: RunningServer, seq: int) -> None:
-        self.seq = seq
-        self.answers: queue.Queue[Any] = queue.Queue()
-        self.client = grpcclient.InferenceServerClient(server.grpc_url)
-        self.client.start_stream(
-            callback=lambda result, error: self.answers.put(error or result)
-        )
-
-    def send(self, value: int, timeout_us: int = 0, **flags: bool) -> None:
-        tensor = grpcclient.InferInput("INPUT0", [1, 1], "INT32")
-        tensor.set_data_from_numpy(np.array([[value]], dtype=np.int32))
-        self.client.async_stream_infer(
-            "gated",
-            [tensor],
-            sequence_id=self.seq,
-            timeout=timeout_us or None,
-            **flags,
-        )
-
-    def answer(self) -> Any:
-        got = self.answers.get(timeout=120)
-        if isinstance(got, InferenceServerException):
-            return got.message()
-        return got.as_numpy("OUTPUT0").ravel().tolist()
-
-    def close(self) -> None:
-        self.client.stop_stream()
-        self.client.close()
-
-
-def _stats(server: RunningServer) -> dict[str, int]:
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    try:
-        stats = client.get_inference_statistics("gated", as_json=True)
-    finally:
-        client.close()
-    model = stats["model_stats"][0]
-    return {
-        "success": int(model["inference_stats"]["success"].get("count", 0)),
-        "fail": int(model["inference_stats"]["fail"].get("count", 0)),
-        "inference_count": int(model.get("inference_count", 0)),
-    }
-
-
 def _failures(server: RunningServer) -> list[str]:
     with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
         text = response.read().decode()
@@ -198,7 +151,12 @@ def test_backlogged_sequence_expires_and_slot_holder_does_not(
                 server = stack.enter_context(run_reference([repo]))
             else:
                 server = stack.enter_context(run_server(repo))
-            holder, waiter = Stream(server, 1), Stream(server, 2)
+            holder, waiter = (
+                SequenceStream(
+                    server, "gated", seq, input_name="INPUT0", outputs=("OUTPUT0",)
+                )
+                for seq in (1, 2)
+            )
             stack.callback(holder.close)
             stack.callback(waiter.close)
             # Never left shut (runs first): closing a stream waits for its answers.
@@ -226,10 +184,10 @@ def test_backlogged_sequence_expires_and_slot_holder_does_not(
             seen["holder"] = [holder.answer() for _ in range(3)]
             # Triton counts after it answers: wait for the totals.
             wait_until(
-                lambda: _stats(server)["success"] == 3,
+                lambda: request_counts(server, "gated")["success"] == 3,
                 "the three answered requests to be counted",
             )
-            seen["stats"] = _stats(server)
+            seen["stats"] = request_counts(server, "gated")
             seen["failures"] = _failures(server)
             return seen
 
@@ -240,4 +198,4 @@ def test_backlogged_sequence_expires_and_slot_holder_does_not(
     mine = seen["tritonx"]
     assert mine["expired"] == [EXPIRED, EXPIRED]
     assert mine["after"] == NO_START.format(id=2)
-    assert mine["holder"] == [[1], [2], [3]]
+    assert mine["holder"] == [[[1]], [[2]], [[3]]]
