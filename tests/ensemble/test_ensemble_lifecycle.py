@@ -11,6 +11,7 @@ import ensemble_repo as er
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from grpcutil import wait_until
 from serverutil import RunningServer, run_server
 from tritonclient.utils import InferenceServerException
 
@@ -83,10 +84,20 @@ def explicit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer
 
 
 def index(client: httpclient.InferenceServerClient) -> dict[str, tuple[str, str]]:
-    return {
-        row["name"]: (row.get("state", ""), row.get("reason", ""))
-        for row in client.get_model_repository_index()
-    }
+    """Each model's (state, reason), once no unload is still under way (an unload
+    is answered when the model stops serving, as Triton's)."""
+
+    def rows() -> dict[str, tuple[str, str]]:
+        return {
+            row["name"]: (row.get("state", ""), row.get("reason", ""))
+            for row in client.get_model_repository_index()
+        }
+
+    wait_until(
+        lambda: all(state != "UNLOADING" for state, _ in rows().values()),
+        "the unloads to finish",
+    )
+    return rows()
 
 
 def test_load_time_validation_messages(explicit: RunningServer) -> None:

@@ -23,6 +23,7 @@ pytest.importorskip("tritonx.backends.python_backend", reason="no python backend
 
 import tritonclient.http as httpclient
 import tritonclient.http.aio as aiohttpclient
+from grpcutil import wait_until
 from serverutil import RunningServer, run_server
 from tritonclient.utils import InferenceServerException
 
@@ -502,6 +503,9 @@ def test_repository_index_load_unload(
     )
     assert client.is_model_ready("uploaded")
     client.unload_model("uploaded", unload_dependents=True)
+    # The unload is answered when the model stops serving (as Triton's); the
+    # server is ready again once it is finalized, before the next test.
+    wait_until(client.is_server_ready, "the unload to finish")
     status, _, data = _request(
         server, "POST", "/v2/repository/other/models/add_sub/load", b""
     )

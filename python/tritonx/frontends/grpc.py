@@ -420,7 +420,8 @@ class GrpcFrontend:
                     "expected bool_param."
                 )
             dependents = param.bool_param
-        self._run_on_loop(self._manager.unload(request.model_name, dependents))
+        # Answered once the model stops serving; its drain goes on (as Triton).
+        self._run_on_loop(self._manager.begin_unload(request.model_name, dependents))
         return self._pb.RepositoryModelUnloadResponse()
 
     # -- shared memory -----------------------------------------------------------------

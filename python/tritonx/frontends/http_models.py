@@ -94,12 +94,14 @@ def index_reply(manager: Any, message: HttpMessage) -> list[Buffer]:
 
 def repository_action(manager: Any, message: HttpMessage, route: Route) -> Any:
     """``POST /v2/repository/models/{m}/{load,unload}``: the manager's load or
-    unload, started (an awaitable); raises what the request gets as its error."""
+    unload, started (an awaitable); raises what the request gets as its error. An
+    unload is answered once the model stops serving, its drain going on (as
+    Triton)."""
     if route.repository:
         raise UnsupportedError("'repository_name' specification is not supported")
     if route.kind == "repo_load":
         return _load(manager, route.model, load_parameters(message.body))
-    return manager.unload(route.model, unload_dependents(message.body))
+    return manager.begin_unload(route.model, unload_dependents(message.body))
 
 
 async def finish_control(action: Awaitable[Any], slot: Slot) -> None:

@@ -4,6 +4,7 @@ code, file I/O, joining worker threads) and runs on the manager's thread pool.""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,8 +40,10 @@ log = logging.getLogger("tritonx.repository")
 # After a model leaves the registry, a request that looked it up just before may
 # still be on its way to submit(); wait this long before trusting the in-flight count.
 _DRAIN_GRACE_S = 0.05
-# How often an unload that is still waiting for requests says so in the log.
+# How often an unload that is still waiting for requests says so in the log, and
+# looks whether the shutdown told it to give up.
 _DRAIN_REPORT_S = 30.0
+_DRAIN_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -232,21 +235,31 @@ def _unload_backend(backend_model: Any, name: str, version: int) -> None:
         log.exception("error while unloading model '%s' version %d", name, version)
 
 
-def retire_version(loaded: LoadedModel, drain: bool = True) -> None:
+def retire_version(
+    loaded: LoadedModel, drain: bool = True, abandon: threading.Event | None = None
+) -> None:
     """Stop a version that is no longer in the registry, then let the backend
     release it. With ``drain`` its requests in flight (queued, executing, streaming
     from a decoupled model) complete first, as in Triton; without, queued ones fail
-    (shutdown, after the server's own grace period)."""
+    (shutdown, after the server's own grace period). ``abandon`` set (the shutdown
+    came) ends a drain that is still waiting as if ``drain`` had been False."""
     core = loaded.core
     if drain:
         time.sleep(_DRAIN_GRACE_S)
-        while not core.wait_idle(_DRAIN_REPORT_S):
-            log.warning(
-                "unloading '%s' version %d: waiting for %d requests in flight",
-                loaded.name,
-                loaded.version,
-                core.inflight_count(),
-            )
+        waited = 0.0
+        while not core.wait_idle(_DRAIN_POLL_S):
+            if abandon is not None and abandon.is_set():
+                drain = False
+                break
+            waited += _DRAIN_POLL_S
+            if waited >= _DRAIN_REPORT_S:
+                waited = 0.0
+                log.warning(
+                    "unloading '%s' version %d: waiting for %d requests in flight",
+                    loaded.name,
+                    loaded.version,
+                    core.inflight_count(),
+                )
     core.stop(drain=drain)
     # Instances an update retired are finalized by threads of their own, which the
     # stop has released: the backend unloads the rest after them.

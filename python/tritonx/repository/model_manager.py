@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -116,6 +117,8 @@ class ModelManager(
             thread_name_prefix="tritonx-load",
         )
         self._shut_down = False
+        self._retirements: set[asyncio.Future[Any]] = set()
+        self._abandon_drains = threading.Event()  # set by the shutdown
         # The loop start() runs on: model control from backend threads goes there.
         self.loop: asyncio.AbstractEventLoop | None = None
         self._settings = LoadSettings(
@@ -217,6 +220,10 @@ class ModelManager(
             return
         self._shut_down = True
         await self._stop_polling()
+        # Versions still draining from an unload or a reload stop waiting: the
+        # server has drained requests already (exit timeout).
+        self._abandon_drains.set()
+        await asyncio.gather(*list(self._retirements), return_exceptions=True)
         for name in list(self._records):
             async with self._lock(name):
                 record = self._records.get(name)
@@ -258,19 +265,29 @@ class ModelManager(
             self._explicit.add(key)
             await self._restore_users(key)
 
-    async def unload(self, name: str, unload_dependents: bool = False) -> None:
+    async def unload(
+        self,
+        name: str,
+        unload_dependents: bool = False,
+        *,
+        stopped: asyncio.Event | None = None,
+    ) -> None:
         """Unload every version of ``name``; unknown names are not an error.
 
         Ensembles using ``name`` are unloaded too. ``unload_dependents`` on an
         ensemble also unloads the composing models loaded only for it (see
-        repository/ensembles.py).
+        repository/ensembles.py). ``stopped`` is set once the last key's versions
+        no longer serve, before their requests in flight have drained.
         """
         self.check_explicit()
         keys = [name]
         if self.options.namespacing:  # every namespace's model of that name
             keys = [k for k, r in list(self._records.items()) if r.name == name]
-        for key in keys:
-            await self._unload_key(key, unload_dependents)
+        for index, key in enumerate(keys):
+            last = index == len(keys) - 1
+            await self._unload_key(key, unload_dependents, stopped if last else None)
+        if stopped is not None:
+            stopped.set()  # (no key at all)
 
     def _set_resolvable(self, record: ModelRecord, resolvable: bool) -> None:
         record.resolvable = resolvable
@@ -278,18 +295,27 @@ class ModelManager(
             record.name, resolvable, namespace=record.namespace
         )
 
-    async def _unload_key(self, key: str, unload_dependents: bool) -> None:
+    async def _unload_key(
+        self, key: str, unload_dependents: bool, stopped: asyncio.Event | None = None
+    ) -> None:
         self._explicit.discard(key)
         for dropped in self._dropped.values():  # unloaded on purpose: stays so
             dropped.discard(key)
         config = self._ready_config(key)
         # Ensembles first: none is left serving without a model it needs.
         await self._unload_users(key)
+        retirement = None
         async with self._lock(key):
             record = self._records.get(key)
             if record is not None:
-                await self._unload_record(record)
+                retirement = self._stop_serving(record)
                 self._set_resolvable(record, False)
+        if stopped is not None:
+            stopped.set()
+        if retirement is not None:
+            # Outside the lock: a load of the model may begin while this drains,
+            # as in Triton.
+            await self._in_background(retirement, key)
         if unload_dependents and config is not None and is_ensemble(config):
             await self._unload_composing(config)
 
@@ -302,41 +328,6 @@ class ModelManager(
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, partial(fn, *args)
         )
-
-    def _model_source(
-        self, key: str, config: str | None, files: Mapping[str, bytes] | None
-    ) -> tuple[ModelId, Path, Path, OverrideDirectory | None]:
-        """(id, model dir, repository, temp dir) for a load; PollFailure if none.
-        A model loaded from the request's files has no namespace, as in Triton."""
-        if files:
-            name = key
-            if config is None:
-                raise PollFailure(name, "model files given without a model config")
-            try:
-                override = OverrideDirectory(name, files)
-            except OSError as error:
-                # e.g. a file name too long for the file system: Triton's poll
-                # failure for the client, the server-side path only in the log.
-                raise PollFailure(
-                    name, f"writing the request's files: {error}"
-                ) from None
-            return ModelId("", name), override.model_dir, override.repository, override
-        mapped = self._mapped_dir(key)  # wins over any directory of that name
-        if mapped is not None:
-            return mapped[0], mapped[1], mapped[1].parent, None
-        listing = self._listing()
-        model_id = listing.ids.get(key, ModelId("", key))
-        if key in listing.duplicates:
-            raise PollFailure(
-                model_id.name, "not unique across all model repositories", found=False
-            )
-        model_dir = listing.models.get(key)
-        if model_dir is None:
-            raise PollFailure(
-                model_id.name, "model not found in any model repository.", found=False
-            )
-        self.storage.fetch(model_dir)
-        return model_id, model_dir, model_dir.parent, None
 
     async def _load_model(
         self,
@@ -573,7 +564,7 @@ class ModelManager(
                 continue  # kept or updated in place (reuse.py)
             # Replaces the old entry atomically.
             self.registry.add(loaded.core, namespace=record.namespace)
-            if old is not None and old.loaded is not None:
+            if old is not None and old.loaded is not None and old.state == READY:
                 retiring.append(old.loaded)
             record.versions[version] = VersionSlot(version, READY, "", loaded)
             self._set_duration(record.id.key, version, loaded.load_seconds)
@@ -583,6 +574,14 @@ class ModelManager(
                 self.registry.remove(record.name, version, namespace=record.namespace)
                 dropped.append(slot)
         old_override, record.override = record.override, override
-        await self._retire_slots(record, dropped, retiring)
-        if old_override is not None and old_override is not override:
-            old_override.cleanup()
+        retiring += self._mark_unloading(record, dropped)
+        # The replaced versions drain in the background, as in Triton: the load is
+        # answered once the new ones serve.
+        self._in_background(
+            self._retire_slots(
+                dropped,
+                retiring,
+                override=old_override if old_override is not override else None,
+            ),
+            record.name,
+        )

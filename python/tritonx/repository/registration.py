@@ -38,6 +38,7 @@ from tritonx.repository.polling import PollFailure
 from tritonx.repository.records import ManagerOptions
 from tritonx.repository.repository import (
     ModelId,
+    OverrideDirectory,
     RepositoryListing,
     list_repositories,
 )
@@ -48,7 +49,8 @@ log = logging.getLogger("tritonx.repository")
 
 class RepositoryRegistration:
     """The repository set of the ModelManager (mixed into it): the startup
-    repositories plus those registered at run time, and the name mappings."""
+    repositories plus those registered at run time, the name mappings, and where a
+    load finds a model's files (``_model_source``)."""
 
     options: ManagerOptions
 
@@ -186,3 +188,38 @@ class RepositoryRegistration:
 
     def _is_mapped(self, model_id: ModelId) -> bool:
         return self._mapped_id(model_id.name) == model_id
+
+    def _model_source(
+        self, key: str, config: str | None, files: Mapping[str, bytes] | None
+    ) -> tuple[ModelId, Path, Path, OverrideDirectory | None]:
+        """(id, model dir, repository, temp dir) for a load; PollFailure if none.
+        A model loaded from the request's files has no namespace, as in Triton."""
+        if files:
+            name = key
+            if config is None:
+                raise PollFailure(name, "model files given without a model config")
+            try:
+                override = OverrideDirectory(name, files)
+            except OSError as error:
+                # e.g. a file name too long for the file system: Triton's poll
+                # failure for the client, the server-side path only in the log.
+                raise PollFailure(
+                    name, f"writing the request's files: {error}"
+                ) from None
+            return ModelId("", name), override.model_dir, override.repository, override
+        mapped = self._mapped_dir(key)  # wins over any directory of that name
+        if mapped is not None:
+            return mapped[0], mapped[1], mapped[1].parent, None
+        listing = self._listing()
+        model_id = listing.ids.get(key, ModelId("", key))
+        if key in listing.duplicates:
+            raise PollFailure(
+                model_id.name, "not unique across all model repositories", found=False
+            )
+        model_dir = listing.models.get(key)
+        if model_dir is None:
+            raise PollFailure(
+                model_id.name, "model not found in any model repository.", found=False
+            )
+        self.storage.fetch(model_dir)
+        return model_id, model_dir, model_dir.parent, None

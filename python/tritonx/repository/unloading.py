@@ -5,16 +5,23 @@ off the event loop: ``retire_version`` drains its in-flight requests (unless tol
 not to, past the exit timeout) and runs the backend's ``finalize``. Draining may
 take as long as the slowest request, so it runs on the default executor, not on
 the load threads.
+
+As in Triton, a control call does not wait for the drain: an explicit unload stops
+serving under the model's lock and retires outside it (``begin_unload`` answers
+once nothing serves), and a reload retires the versions it replaced in the
+background, so a load of the model may run meanwhile. The shutdown tells those
+retirements to stop draining and waits for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from tritonx.repository.agents import adopt_agents
+from tritonx.repository.agents import AgentChain
 from tritonx.repository.loader import retire_version
 from tritonx.repository.records import (
     READY,
@@ -25,6 +32,7 @@ from tritonx.repository.records import (
     ModelRecord,
     VersionSlot,
 )
+from tritonx.repository.repository import OverrideDirectory
 
 log = logging.getLogger("tritonx.repository")
 
@@ -34,28 +42,76 @@ class ModelUnloading:
 
     registry: Any
     # Provided by the ModelManager and ModelLookup.
+    # Retirements running in the background (and begin_unload's unloads): the
+    # shutdown waits for them, after telling their drains to give up.
+    _retirements: set[asyncio.Future[Any]]
+    _abandon_drains: threading.Event
+    unload: Callable[..., Coroutine[Any, Any, None]]
     _run: Callable[..., Awaitable[Any]]
     _set_duration: Callable[[str, int, float | None], None]
 
+    async def begin_unload(self, name: str, unload_dependents: bool = False) -> None:
+        """Triton's unload call: returns once no version of ``name`` serves any more
+        (new requests are refused, the index says UNLOADING); draining the requests
+        in flight, the backend's finalize and ``unload_dependents`` go on in the
+        background. Ensembles that use ``name`` are drained before it stops, as
+        ``unload`` does. An error before that is raised; one after it is logged."""
+        stopped = asyncio.Event()
+        task = self._in_background(
+            self.unload(name, unload_dependents, stopped=stopped), name, stopped
+        )
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(stopped.wait())
+        try:
+            await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if task.done() and not stopped.is_set():
+            task.result()  # its error, before anything stopped
+
+    def _in_background(
+        self,
+        work: Coroutine[Any, Any, None],
+        name: str,
+        reported: asyncio.Event | None = None,
+    ) -> asyncio.Future[None]:
+        """Runs ``work`` as a task the shutdown waits for; its error is logged
+        (only once ``reported`` is set, when given: the caller raises it before)."""
+        task = asyncio.ensure_future(work)
+        self._retirements.add(task)
+
+        def finished(task: asyncio.Future[None]) -> None:
+            self._retirements.discard(task)
+            error = None if task.cancelled() else task.exception()
+            if error is not None and (reported is None or reported.is_set()):
+                log.error("unloading '%s': %s", name, error)
+
+        task.add_done_callback(finished)
+        return task
+
     async def _unload_record(self, record: ModelRecord, drain: bool = True) -> None:
+        """Stops serving the record's versions and retires them."""
+        await self._stop_serving(record, drain)
+
+    def _stop_serving(
+        self, record: ModelRecord, drain: bool = True
+    ) -> Coroutine[Any, Any, None]:
+        """At once: the record's serving versions leave the registry and are
+        UNLOADING. Returns their retirement (drain, finalize, the agents' UNLOAD,
+        the files of a load from a request), to be awaited, maybe later and
+        outside the record's lock: a new load of the model may run meanwhile."""
         serving = [s for s in record.versions.values() if s.state == READY]
         for slot in serving:
             self.registry.remove(record.name, slot.version, namespace=record.namespace)
-        await self._retire_slots(record, serving, [], drain)
-        await self._run(adopt_agents, record, None)  # UNLOAD to the agents
+        models = self._mark_unloading(record, serving)
+        agents, record.agents = record.agents, None
+        override, record.override = record.override, None
         record.stamp = None
-        if record.override is not None:
-            record.override.cleanup()
-            record.override = None
+        return self._retire_slots(serving, models, drain, agents, override)
 
-    async def _retire_slots(
-        self,
-        record: ModelRecord,
-        slots: list[VersionSlot],
-        extra: list[LoadedModel],
-        drain: bool = True,
-    ) -> None:
-        models = list(extra)
+    def _mark_unloading(
+        self, record: ModelRecord, slots: list[VersionSlot]
+    ) -> list[LoadedModel]:
+        models = []
         for slot in slots:
             log.info("unloading: %s:%d", record.name, slot.version)
             slot.state = UNLOADING
@@ -63,11 +119,28 @@ class ModelUnloading:
                 slot.loaded.state = UNLOADING
                 models.append(slot.loaded)
             self._set_duration(record.id.key, slot.version, None)
+        return models
+
+    async def _retire_slots(
+        self,
+        slots: list[VersionSlot],
+        models: list[LoadedModel],
+        drain: bool = True,
+        agents: AgentChain | None = None,
+        override: OverrideDirectory | None = None,
+    ) -> None:
+        """Retires ``models`` (those of ``slots``, UNLOADING, and others replaced);
+        then the slots are UNAVAILABLE "unloaded" (a new load of the version has
+        put a slot of its own in the record meanwhile)."""
         await self._retire(models, drain)
         for slot in slots:
             if slot.state == UNLOADING:
                 slot.state, slot.reason = UNAVAILABLE, UNLOADED_REASON
                 slot.loaded = None
+        if agents is not None:
+            await self._run(agents.unload)  # UNLOAD to the agents
+        if override is not None:
+            override.cleanup()
 
     async def _retire(self, models: list[LoadedModel], drain: bool = True) -> None:
         # Draining may take as long as the slowest in-flight request, so it does
@@ -76,7 +149,12 @@ class ModelUnloading:
         for model in models:
             model.state = UNLOADING
         results = await asyncio.gather(
-            *(loop.run_in_executor(None, retire_version, m, drain) for m in models),
+            *(
+                loop.run_in_executor(
+                    None, retire_version, m, drain, self._abandon_drains
+                )
+                for m in models
+            ),
             return_exceptions=True,
         )
         for model, result in zip(models, results, strict=True):

@@ -1,0 +1,184 @@
+"""Unloads and reloads while a request runs, as differential tests against Triton
+2.51: the control call is answered once the model stops serving (unload) or the
+new version serves (reload), not when the request in flight has finished.
+
+* unload (gRPC and HTTP): answered while the request runs; the model is then not
+  ready, its index row says UNLOADING, a new request is refused ("has no
+  available versions"); the request in flight still completes.
+* load right after, while the old version still drains: answered once the new
+  version is READY and serving; the old request completes on the old version.
+* reload of a changed version while a request runs: the same.
+
+The held model answers a request tagged N only once the test writes release-N
+beside its config (ran-N says it started), so nothing here waits on a clock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from grpcutil import HELD_MODEL, config_text, held_inputs, wait_for, wait_until
+from serverutil import RunningServer, differential, run_either
+from testmodels import write_model
+from tritonclient.utils import InferenceServerException
+
+MODEL = "held"
+# Long enough for any load; a control call still running then is reported, and
+# the test's clean-up releases what it held.
+CONTROL_WAIT_S = 60.0
+
+
+def _index_row(client: grpcclient.InferenceServerClient) -> tuple[str, str]:
+    for row in client.get_model_repository_index(as_json=True)["models"]:
+        if row["name"] == MODEL:
+            return row.get("state", ""), row.get("reason", "")
+    return "", ""
+
+
+def _control(call: Callable[[], Any]) -> str:
+    """Runs a load or unload call; "answered" if it returned within
+    CONTROL_WAIT_S (the request held meanwhile cannot finish by then)."""
+    outcome: dict[str, str] = {}
+
+    def run() -> None:
+        try:
+            call()
+            outcome["result"] = "answered"
+        except InferenceServerException as error:
+            outcome["result"] = str(error.message())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(CONTROL_WAIT_S)
+    return outcome.get("result", "still waiting for the request in flight")
+
+
+class HeldRequest:
+    """A request to the held model, sent on a thread and answered once released."""
+
+    def __init__(self, server: RunningServer, repo: Path, tag: int) -> None:
+        self.repo, self.tag = repo, tag
+        self.result: Any = None
+        self.client = grpcclient.InferenceServerClient(server.grpc_url)
+        self.thread = threading.Thread(target=self._send, daemon=True)
+        self.thread.start()
+        wait_for(repo / MODEL / f"ran-{tag}")
+
+    def _send(self) -> None:
+        try:
+            result = self.client.infer(MODEL, held_inputs(self.tag))
+            self.result = result.as_numpy("OUTPUT0").tolist()
+        except InferenceServerException as error:
+            self.result = str(error.message())
+
+    def release(self) -> Any:
+        (self.repo / MODEL / f"release-{self.tag}").touch()
+        self.thread.join(CONTROL_WAIT_S)
+        self.client.close()
+        return self.result
+
+
+def _serve(stack: ExitStack, kind: str, tmp_path: Path) -> tuple[RunningServer, Path]:
+    repo = tmp_path / kind
+    write_model(repo, MODEL, config_text(MODEL, max_batch=0), HELD_MODEL)
+    server = stack.enter_context(
+        run_either(kind, repo, "--model-control-mode=explicit", f"--load-model={MODEL}")
+    )
+    # Whatever happens, nothing stays held when the server stops.
+    stack.callback((repo / MODEL / "release-all").touch)
+    return server, repo
+
+
+def _after_stop(client: grpcclient.InferenceServerClient) -> dict[str, Any]:
+    seen: dict[str, Any] = {"ready": client.is_model_ready(MODEL)}
+    seen["index"] = _index_row(client)
+    try:
+        client.infer(MODEL, held_inputs(0))
+        seen["new request"] = "answered"
+    except InferenceServerException as error:
+        seen["new request"] = str(error.message())
+    return seen
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_unload_is_answered_while_a_request_runs(tmp_path: Path, protocol: str) -> None:
+    def scenario(kind: str) -> dict[str, Any]:
+        with ExitStack() as stack:
+            server, repo = _serve(stack, kind, tmp_path / protocol)
+            client = grpcclient.InferenceServerClient(server.grpc_url)
+            stack.callback(client.close)
+            control: Any = client
+            if protocol == "http":
+                control = httpclient.InferenceServerClient(server.http_url)
+                stack.callback(control.close)
+            held = HeldRequest(server, repo, 1)
+            seen: dict[str, Any] = {
+                "unload": _control(lambda: control.unload_model(MODEL))
+            }
+            seen.update(_after_stop(client))
+            seen["held"] = held.release()
+            wait_until(
+                lambda: _index_row(client)[0] != "UNLOADING", "the unload to end"
+            )
+            seen["index at the end"] = _index_row(client)
+            return seen
+
+    seen = differential(scenario)
+    assert seen == {
+        "unload": "answered",
+        "ready": False,
+        "index": ("UNLOADING", ""),
+        "new request": f"Request for unknown model: '{MODEL}' has no available versions",
+        "held": [1.0],
+        "index at the end": ("UNAVAILABLE", "unloaded"),
+    }
+
+
+@pytest.mark.parametrize("change", ["unload then load", "reload a changed version"])
+def test_load_is_answered_while_the_old_version_drains(
+    tmp_path: Path, change: str
+) -> None:
+    def scenario(kind: str) -> dict[str, Any]:
+        with ExitStack() as stack:
+            server, repo = _serve(stack, kind, tmp_path / change.replace(" ", "_"))
+            client = grpcclient.InferenceServerClient(server.grpc_url)
+            stack.callback(client.close)
+            held = HeldRequest(server, repo, 1)
+            seen: dict[str, Any] = {}
+            if change == "unload then load":
+                seen["unload"] = _control(lambda: client.unload_model(MODEL))
+            else:
+                # A newer model.py: the version is built again, not kept.
+                source = repo / MODEL / "1" / "model.py"
+                stat = source.stat()
+                os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+            seen["load"] = _control(lambda: client.load_model(MODEL))
+            seen["ready"] = client.is_model_ready(MODEL)
+            seen["index"] = _index_row(client)
+            # The new version serves while the old one still runs request 1.
+            (repo / MODEL / "release-2").touch()
+            seen["new version"] = (
+                client.infer(MODEL, held_inputs(2)).as_numpy("OUTPUT0").tolist()
+            )
+            seen["held"] = held.release()
+            return seen
+
+    seen = differential(scenario)
+    expected: dict[str, Any] = {
+        "load": "answered",
+        "ready": True,
+        "index": ("READY", ""),
+        "new version": [2.0],
+        "held": [1.0],
+    }
+    if change == "unload then load":
+        expected["unload"] = "answered"
+    assert seen == expected
