@@ -8,6 +8,8 @@ new version serves (reload), not when the request in flight has finished.
 * load right after, while the old version still drains: answered once the new
   version is READY and serving; the old request completes on the old version.
 * reload of a changed version while a request runs: the same.
+* unload of a model while an ensemble's request runs in it: answered at once, the
+  ensemble and the model both UNLOADING; the ensemble's request completes.
 
 The held model answers a request tagged N only once the test writes release-N
 beside its config (ran-N says it started), so nothing here waits on a clock.
@@ -22,6 +24,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -31,14 +34,28 @@ from testmodels import write_model
 from tritonclient.utils import InferenceServerException
 
 MODEL = "held"
+ENSEMBLE = f"""
+name: "pipeline"
+platform: "ensemble"
+max_batch_size: 0
+input [ {{ name: "IN" data_type: TYPE_FP32 dims: [ -1 ] }} ]
+output [ {{ name: "OUT" data_type: TYPE_FP32 dims: [ -1 ] }} ]
+ensemble_scheduling {{ step [ {{
+  model_name: "{MODEL}" model_version: -1
+  input_map {{ key: "INPUT0" value: "IN" }}
+  output_map {{ key: "OUTPUT0" value: "OUT" }}
+}} ] }}
+"""
 # Long enough for any load; a control call still running then is reported, and
 # the test's clean-up releases what it held.
 CONTROL_WAIT_S = 60.0
 
 
-def _index_row(client: grpcclient.InferenceServerClient) -> tuple[str, str]:
+def _index_row(
+    client: grpcclient.InferenceServerClient, model: str = MODEL
+) -> tuple[str, str]:
     for row in client.get_model_repository_index(as_json=True)["models"]:
-        if row["name"] == MODEL:
+        if row["name"] == model:
             return row.get("state", ""), row.get("reason", "")
     return "", ""
 
@@ -64,8 +81,10 @@ def _control(call: Callable[[], Any]) -> str:
 class HeldRequest:
     """A request to the held model, sent on a thread and answered once released."""
 
-    def __init__(self, server: RunningServer, repo: Path, tag: int) -> None:
-        self.repo, self.tag = repo, tag
+    def __init__(
+        self, server: RunningServer, repo: Path, tag: int, model: str = MODEL
+    ) -> None:
+        self.repo, self.tag, self.model = repo, tag, model
         self.result: Any = None
         self.client = grpcclient.InferenceServerClient(server.grpc_url)
         self.thread = threading.Thread(target=self._send, daemon=True)
@@ -73,9 +92,15 @@ class HeldRequest:
         wait_for(repo / MODEL / f"ran-{tag}")
 
     def _send(self) -> None:
+        inputs = held_inputs(self.tag)
+        output = "OUTPUT0"
+        if self.model != MODEL:  # the ensemble's names
+            inputs[0] = grpcclient.InferInput("IN", [1], "FP32")
+            inputs[0].set_data_from_numpy(np.array([self.tag], dtype=np.float32))
+            output = "OUT"
         try:
-            result = self.client.infer(MODEL, held_inputs(self.tag))
-            self.result = result.as_numpy("OUTPUT0").tolist()
+            result = self.client.infer(self.model, inputs)
+            self.result = result.as_numpy(output).tolist()
         except InferenceServerException as error:
             self.result = str(error.message())
 
@@ -86,11 +111,15 @@ class HeldRequest:
         return self.result
 
 
-def _serve(stack: ExitStack, kind: str, tmp_path: Path) -> tuple[RunningServer, Path]:
+def _serve(
+    stack: ExitStack, kind: str, tmp_path: Path, load: str = MODEL
+) -> tuple[RunningServer, Path]:
     repo = tmp_path / kind
     write_model(repo, MODEL, config_text(MODEL, max_batch=0), HELD_MODEL)
+    (repo / "pipeline" / "1").mkdir(parents=True)
+    (repo / "pipeline" / "config.pbtxt").write_text(ENSEMBLE)
     server = stack.enter_context(
-        run_either(kind, repo, "--model-control-mode=explicit", f"--load-model={MODEL}")
+        run_either(kind, repo, "--model-control-mode=explicit", f"--load-model={load}")
     )
     # Whatever happens, nothing stays held when the server stops.
     stack.callback((repo / MODEL / "release-all").touch)
@@ -182,3 +211,38 @@ def test_load_is_answered_while_the_old_version_drains(
     if change == "unload then load":
         expected["unload"] = "answered"
     assert seen == expected
+
+
+def test_unload_of_a_model_an_ensemble_request_runs_in(tmp_path: Path) -> None:
+    def scenario(kind: str) -> dict[str, Any]:
+        with ExitStack() as stack:
+            server, repo = _serve(stack, kind, tmp_path, load="pipeline")
+            client = grpcclient.InferenceServerClient(server.grpc_url)
+            stack.callback(client.close)
+            held = HeldRequest(server, repo, 1, model="pipeline")
+            seen: dict[str, Any] = {
+                "unload": _control(lambda: client.unload_model(MODEL))
+            }
+            seen["ready"] = [client.is_model_ready(m) for m in ("pipeline", MODEL)]
+            seen["index"] = [_index_row(client, m) for m in ("pipeline", MODEL)]
+            seen["held"] = held.release()
+            wait_until(
+                lambda: (
+                    "UNLOADING"
+                    not in {_index_row(client, m)[0] for m in ("pipeline", MODEL)}
+                ),
+                "the unloads to end",
+            )
+            seen["index at the end"] = [
+                _index_row(client, m) for m in ("pipeline", MODEL)
+            ]
+            return seen
+
+    unloaded = ("UNAVAILABLE", "unloaded")
+    assert differential(scenario) == {
+        "unload": "answered",
+        "ready": [False, False],
+        "index": [("UNLOADING", ""), ("UNLOADING", "")],
+        "held": [1.0],
+        "index at the end": [unloaded, unloaded],
+    }

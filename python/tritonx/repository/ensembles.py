@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from tritonx.config import ModelConfig
@@ -99,6 +99,7 @@ class EnsembleDependencies:
 
     _load_model: Callable[..., Awaitable[None]]
     _unload_record: Callable[..., Awaitable[None]]
+    _stop_serving: Callable[..., Coroutine[Any, Any, None]]
 
     def _loaded_ensembles(self) -> list[tuple[str, ModelConfig]]:
         """(key, config) of the ensembles with a READY version."""
@@ -211,16 +212,24 @@ class EnsembleDependencies:
         loaded = record.versions[ready[-1]].loaded
         return loaded.config if loaded is not None else None
 
-    async def _unload_users(self, key: str) -> None:
+    async def _unload_users(
+        self, key: str, retirements: list[Coroutine[Any, Any, None]] | None = None
+    ) -> None:
         """Unload the loaded ensembles using model ``key`` (transitively); remember
-        them so that loading it again restores them."""
+        them so that loading it again restores them. With ``retirements`` they only
+        stop serving, and their retirements are added to it (outermost first) for
+        the caller to await."""
         for user in self._users_of(key):
             self._dropped.setdefault(key, set()).add(user)
-            await self._unload_users(user)
+            await self._unload_users(user, retirements)
             async with self._lock(user):
                 record = self._records.get(user)
-                if record is not None:
+                if record is None:
+                    continue
+                if retirements is None:
                     await self._unload_record(record)
+                else:
+                    retirements.append(self._stop_serving(record))
 
     async def _unload_composing(self, config: ModelConfig) -> None:
         """``unload_dependents``: composing models only loaded for this ensemble."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -77,6 +77,15 @@ log = logging.getLogger("tritonx.repository")
 T = TypeVar("T")
 
 _CONTROL_MODES = ("none", "explicit", "poll")
+
+
+async def _one_after_another(steps: list[Coroutine[Any, Any, None]], name: str) -> None:
+    """Awaits each step; one that fails is logged and the next still runs."""
+    for step in steps:
+        try:
+            await step
+        except Exception:
+            log.exception("unloading '%s'", name)
 
 
 def failure_reason(error: BaseException) -> str:
@@ -302,20 +311,20 @@ class ModelManager(
         for dropped in self._dropped.values():  # unloaded on purpose: stays so
             dropped.discard(key)
         config = self._ready_config(key)
-        # Ensembles first: none is left serving without a model it needs.
-        await self._unload_users(key)
-        retirement = None
+        # The ensembles using it stop serving with it; they retire first, as their
+        # runs in flight hold the model until they end (so it drains after them).
+        retirements: list[Coroutine[Any, Any, None]] = []
+        await self._unload_users(key, retirements)
         async with self._lock(key):
             record = self._records.get(key)
             if record is not None:
-                retirement = self._stop_serving(record)
+                retirements.append(self._stop_serving(record))
                 self._set_resolvable(record, False)
         if stopped is not None:
             stopped.set()
-        if retirement is not None:
-            # Outside the lock: a load of the model may begin while this drains,
-            # as in Triton.
-            await self._in_background(retirement, key)
+        # Outside the locks: a load of the model may begin while this drains, as in
+        # Triton.
+        await self._in_background(_one_after_another(retirements, key), key)
         if unload_dependents and config is not None and is_ensemble(config):
             await self._unload_composing(config)
 
