@@ -436,6 +436,10 @@ def test_explicit_load_unload_and_finalize(tmp_path: Path) -> None:
         server.unload("add_sub", wait_until_unloaded=True)
         assert not server.model("add_sub").ready()
         assert server.models()[("add_sub", 1)].state == "UNAVAILABLE"
+        # Without waiting: no longer served once the call returns (as Triton's),
+        # though its finalize may still be running.
+        server.unload("from_files")
+        assert not server.model("from_files").ready()
         assert not (repo / "finalizer" / "finalized").exists()
     finally:
         server.stop()

@@ -343,7 +343,6 @@ class Server:
         self.options = options if options is not None else Options(**kwargs)
         self._lock = threading.Lock()
         self._state: _Running | None = None
-        self._pending: set[Any] = set()  # unloads not waited for
 
     def _running(self) -> _Running:
         state = self._state
@@ -417,7 +416,6 @@ class Server:
                 running.call(running.core.stop)
             finally:
                 running.close()
-                self._pending.clear()
 
     # -- server queries ----------------------------------------------------------------
 
@@ -507,22 +505,21 @@ class Server:
         polling_interval: float = 0.1,
         timeout: float | None = None,
     ) -> None:
-        """Unload every version of a model (EXPLICIT mode only); returns at once
-        unless ``wait_until_unloaded`` (UnavailableError past ``timeout``)."""
+        """Unload every version of a model (EXPLICIT mode only); returns once it no
+        longer serves (its requests in flight still finish, as in Triton), or
+        with ``wait_until_unloaded`` once it is unloaded (UnavailableError past
+        ``timeout``)."""
         running = self._running()
         name = model.name if isinstance(model, Model) else model
-        running.manager.check_explicit()  # raise here, not in the background
         future = asyncio.run_coroutine_threadsafe(
-            running.manager.unload(name, unload_dependents), running.loop
+            running.manager.begin_unload(name, unload_dependents), running.loop
         )
-        self._pending.add(future)
-        future.add_done_callback(self._unload_done)
-        if not wait_until_unloaded:
-            return
         try:
-            future.result(timeout)
+            future.result(timeout if wait_until_unloaded else None)
         except concurrent.futures.TimeoutError:
             raise UnavailableError(f"Timeout before model '{name}' unloaded") from None
+        if not wait_until_unloaded:
+            return
         keys = [key for key in self.models() if key[0] == name]
         start = time.monotonic()
         while not self._unloaded(keys):
@@ -555,11 +552,6 @@ class Server:
         otherwise)."""
         running = self._running()
         running.call(running.manager.poll_now)
-
-    def _unload_done(self, future: Any) -> None:
-        self._pending.discard(future)
-        if not future.cancelled() and future.exception() is not None:
-            logger.error("unloading failed: %s", future.exception())
 
     def _unloaded(self, keys: list[tuple[str, int]]) -> bool:
         models = self.models()

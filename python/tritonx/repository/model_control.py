@@ -63,11 +63,12 @@ class ModelControl:
         self._run(self._manager.load(name, config, files), wait)
 
     def unload(self, name: str, unload_dependents: bool, *, wait: bool = True) -> None:
-        """Unload ``name`` (explicit mode only). ``wait`` False: return once the
-        unload is under way (a model unloading itself from its own execute, whose
-        drain would wait for that very execute)."""
+        """Unload ``name`` (explicit mode only): returns once it no longer serves,
+        its requests in flight finishing in the background (Triton's unload call).
+        ``wait`` False: return at once (a model unloading itself from its own
+        execute, which an ensemble using it may be waiting on)."""
         self._manager.check_explicit()
-        self._run(self._manager.unload(name, unload_dependents), wait)
+        self._run(self._manager.begin_unload(name, unload_dependents), wait)
 
     def ready(self, name: str, version: int | None) -> bool:
         return self._manager.model_ready(name, "" if version is None else str(version))
