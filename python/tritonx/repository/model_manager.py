@@ -232,7 +232,8 @@ class ModelManager(
         # Versions still draining from an unload or a reload stop waiting: the
         # server has drained requests already (exit timeout).
         self._abandon_drains.set()
-        await asyncio.gather(*list(self._retirements), return_exceptions=True)
+        while self._retirements:  # (one may start another: an unload's retirement)
+            await asyncio.gather(*list(self._retirements), return_exceptions=True)
         for name in list(self._records):
             async with self._lock(name):
                 record = self._records.get(name)
