@@ -71,21 +71,12 @@ from tritonx.repository.timestamps import (
     model_timestamp,
     unchanged_versions,
 )
-from tritonx.repository.unloading import ModelUnloading
+from tritonx.repository.unloading import ModelUnloading, one_after_another
 
 log = logging.getLogger("tritonx.repository")
 T = TypeVar("T")
 
 _CONTROL_MODES = ("none", "explicit", "poll")
-
-
-async def _one_after_another(steps: list[Coroutine[Any, Any, None]], name: str) -> None:
-    """Awaits each step; one that fails is logged and the next still runs."""
-    for step in steps:
-        try:
-            await step
-        except Exception:
-            log.exception("unloading '%s'", name)
 
 
 def failure_reason(error: BaseException) -> str:
@@ -312,8 +303,19 @@ class ModelManager(
         for dropped in self._dropped.values():  # unloaded on purpose: stays so
             dropped.discard(key)
         config = self._ready_config(key)
-        # The ensembles using it stop serving with it; they retire first, as their
-        # runs in flight hold the model until they end (so it drains after them).
+        retirement = await self._stop_with_users(key)
+        if stopped is not None:
+            stopped.set()
+        await retirement
+        if unload_dependents and config is not None and is_ensemble(config):
+            await self._unload_composing(config)
+
+    async def _stop_with_users(self, key: str) -> asyncio.Future[None]:
+        """Model ``key`` and the ensembles using it stop serving at once (each under
+        its lock); returns their retirement, running in the background outside the
+        locks (a load of the model may begin meanwhile, as in Triton), the
+        ensembles first: their runs in flight hold the model until they end, so
+        it drains after them."""
         retirements: list[Coroutine[Any, Any, None]] = []
         await self._unload_users(key, retirements)
         async with self._lock(key):
@@ -321,13 +323,7 @@ class ModelManager(
             if record is not None:
                 retirements.append(self._stop_serving(record))
                 self._set_resolvable(record, False)
-        if stopped is not None:
-            stopped.set()
-        # Outside the locks: a load of the model may begin while this drains, as in
-        # Triton.
-        await self._in_background(_one_after_another(retirements, key), key)
-        if unload_dependents and config is not None and is_ensemble(config):
-            await self._unload_composing(config)
+        return self._in_background(one_after_another(retirements, key), key)
 
     # -- loading ---------------------------------------------------------------
 

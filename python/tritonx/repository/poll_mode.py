@@ -49,10 +49,7 @@ class RepositoryPolling:
     storage: RepositoryStorage
     _run: Callable[..., Awaitable[Any]]
     _load_model: Callable[..., Awaitable[None]]
-    _unload_record: Callable[..., Awaitable[None]]
-    _unload_users: Callable[[str], Awaitable[None]]
-    _lock: Callable[[str], asyncio.Lock]
-    _set_resolvable: Callable[[ModelRecord, bool], None]
+    _stop_with_users: Callable[[str], Awaitable[Any]]
     _relink_ensembles: Callable[[RepositoryListing], Awaitable[None]]
     _ensemble_names: Callable[..., list[str]]
     _fetched_dirs: Callable[
@@ -170,9 +167,6 @@ class RepositoryPolling:
     async def _poll_unload(self, name: str) -> None:
         self._stamps.pop(name, None)
         self._explicit.discard(name)
-        await self._unload_users(name)
-        async with self._lock(name):
-            record = self._records.get(name)
-            if record is not None:
-                await self._unload_record(record)
-                self._set_resolvable(record, False)
+        # Its requests in flight drain in the background, as in Triton: a request
+        # that never ends holds no later round up.
+        await self._stop_with_users(name)

@@ -37,6 +37,15 @@ from tritonx.repository.repository import OverrideDirectory
 log = logging.getLogger("tritonx.repository")
 
 
+async def one_after_another(steps: list[Coroutine[Any, Any, None]], name: str) -> None:
+    """Awaits each step; one that fails is logged and the next still runs."""
+    for step in steps:
+        try:
+            await step
+        except Exception:
+            log.exception("unloading '%s'", name)
+
+
 class ModelUnloading:
     """Unloading records and retiring versions, for the ModelManager."""
 
