@@ -63,8 +63,8 @@ class ModelUnloading:
         """Triton's unload call: returns once no version of ``name`` serves any more
         (new requests are refused, the index says UNLOADING); draining the requests
         in flight, the backend's finalize and ``unload_dependents`` go on in the
-        background. Ensembles that use ``name`` are drained before it stops, as
-        ``unload`` does. An error before that is raised; one after it is logged."""
+        background. Ensembles that use ``name`` stop serving with it. An error
+        before that is raised; one after it is logged."""
         stopped = asyncio.Event()
         task = self._in_background(
             self.unload(name, unload_dependents, stopped=stopped), name, stopped
