@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+from grpcutil import wait_until
 from serverutil import RunningServer
 from tritonclient.utils import InferenceServerException
 
@@ -70,3 +71,15 @@ def request_counts(server: RunningServer, model: str) -> dict[str, int]:
         "fail": int(entry["inference_stats"]["fail"].get("count", 0)),
         "inference_count": int(entry.get("inference_count", 0)),
     }
+
+
+def settled_request_counts(
+    server: RunningServer, model: str, success: int
+) -> dict[str, int]:
+    """``request_counts`` once ``success`` requests have been counted: Triton
+    counts a request after answering it."""
+    wait_until(
+        lambda: request_counts(server, model)["success"] == success,
+        f"{success} answered requests to be counted",
+    )
+    return request_counts(server, model)

@@ -30,7 +30,7 @@ from grpcutil import wait_until
 from serverutil import RunningServer, differential, reference_command, run_either
 
 from .conftest import write_sequence_model
-from .seqstream import SequenceStream, request_counts
+from .seqstream import SequenceStream, settled_request_counts
 
 IDLE_US = 300_000
 # Several times the limit: every sequence left idle this long has been ended.
@@ -77,15 +77,6 @@ def _serve(
     return stack.enter_context(run_either(kind, repo))
 
 
-def _settled_counts(server: RunningServer, model: str, success: int) -> dict[str, int]:
-    # Triton counts a request after answering it.
-    wait_until(
-        lambda: request_counts(server, model)["success"] == success,
-        f"{success} answered requests to be counted",
-    )
-    return request_counts(server, model)
-
-
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_idle_sequences_hand_their_slots_to_the_backlog(
     tmp_path: Path, strategy: str
@@ -117,7 +108,7 @@ def test_idle_sequences_hand_their_slots_to_the_backlog(
             seen["ended"] = [s.answer() for s in (a, b, c, d)]
             a.send(3, sequence_start=True, sequence_end=True)
             seen["restarted"] = a.answer()
-            seen["counts"] = _settled_counts(server, model, success=6)
+            seen["counts"] = settled_request_counts(server, model, success=6)
             return seen
 
     seen = differential(scenario)

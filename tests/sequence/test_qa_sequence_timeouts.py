@@ -30,7 +30,7 @@ from testmodels import write_model
 from tritonclient.utils import InferenceServerException
 
 from .conftest import write_sequence_model
-from .seqstream import SequenceStream, request_counts
+from .seqstream import SequenceStream, settled_request_counts
 
 # OUTPUT0 = INPUT0; the first execution writes ENTERED and waits for RELEASE.
 GATED_MODEL = """
@@ -182,12 +182,7 @@ def test_backlogged_sequence_expires_and_slot_holder_does_not(
             (gate / "RELEASE").touch()
             holder.send(3, timeout_us=100_000, sequence_end=True)
             seen["holder"] = [holder.answer() for _ in range(3)]
-            # Triton counts after it answers: wait for the totals.
-            wait_until(
-                lambda: request_counts(server, "gated")["success"] == 3,
-                "the three answered requests to be counted",
-            )
-            seen["stats"] = request_counts(server, "gated")
+            seen["stats"] = settled_request_counts(server, "gated", success=3)
             seen["failures"] = _failures(server)
             return seen
 

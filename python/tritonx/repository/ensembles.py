@@ -213,22 +213,18 @@ class EnsembleDependencies:
         return loaded.config if loaded is not None else None
 
     async def _unload_users(
-        self, key: str, retirements: list[Coroutine[Any, Any, None]] | None = None
+        self, key: str, retirements: list[Coroutine[Any, Any, None]]
     ) -> None:
-        """Unload the loaded ensembles using model ``key`` (transitively); remember
-        them so that loading it again restores them. With ``retirements`` they only
-        stop serving, and their retirements are added to it (outermost first) for
-        the caller to await."""
+        """Stop the loaded ensembles using model ``key`` (transitively) from serving
+        and add their retirements to ``retirements`` (outermost first) for the
+        caller to await; remember them so that loading ``key`` again restores
+        them."""
         for user in self._users_of(key):
             self._dropped.setdefault(key, set()).add(user)
             await self._unload_users(user, retirements)
             async with self._lock(user):
                 record = self._records.get(user)
-                if record is None:
-                    continue
-                if retirements is None:
-                    await self._unload_record(record)
-                else:
+                if record is not None:
                     retirements.append(self._stop_serving(record))
 
     async def _unload_composing(self, config: ModelConfig) -> None:

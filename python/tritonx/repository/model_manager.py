@@ -277,18 +277,22 @@ class ModelManager(
 
         Ensembles using ``name`` are unloaded too. ``unload_dependents`` on an
         ensemble also unloads the composing models loaded only for it (see
-        repository/ensembles.py). ``stopped`` is set once the last key's versions
-        no longer serve, before their requests in flight have drained.
+        repository/ensembles.py). ``stopped`` is set once none of its versions
+        serves, before their requests in flight have drained.
         """
         self.check_explicit()
         keys = [name]
         if self.options.namespacing:  # every namespace's model of that name
             keys = [k for k, r in list(self._records.items()) if r.name == name]
-        for index, key in enumerate(keys):
-            last = index == len(keys) - 1
-            await self._unload_key(key, unload_dependents, stopped if last else None)
+        configs = {key: self._forget_explicit(key) for key in keys}
+        retirements = [await self._stop_with_users(key) for key in keys]
         if stopped is not None:
-            stopped.set()  # (no key at all)
+            stopped.set()
+        for key, retirement in zip(keys, retirements, strict=True):
+            await retirement
+            config = configs[key]
+            if unload_dependents and config is not None and is_ensemble(config):
+                await self._unload_composing(config)
 
     def _set_resolvable(self, record: ModelRecord, resolvable: bool) -> None:
         record.resolvable = resolvable
@@ -296,19 +300,13 @@ class ModelManager(
             record.name, resolvable, namespace=record.namespace
         )
 
-    async def _unload_key(
-        self, key: str, unload_dependents: bool, stopped: asyncio.Event | None = None
-    ) -> None:
+    def _forget_explicit(self, key: str) -> ModelConfig | None:
+        """An explicit unload of ``key``: it stays unloaded (no ensemble restores
+        it). Returns the config it serves with, if any."""
         self._explicit.discard(key)
         for dropped in self._dropped.values():  # unloaded on purpose: stays so
             dropped.discard(key)
-        config = self._ready_config(key)
-        retirement = await self._stop_with_users(key)
-        if stopped is not None:
-            stopped.set()
-        await retirement
-        if unload_dependents and config is not None and is_ensemble(config):
-            await self._unload_composing(config)
+        return self._ready_config(key)
 
     async def _stop_with_users(self, key: str) -> asyncio.Future[None]:
         """Model ``key`` and the ensembles using it stop serving at once (each under
