@@ -10,6 +10,12 @@ new version serves (reload), not when the request in flight has finished.
 * reload of a changed version while a request runs: the same.
 * unload of a model while an ensemble's request runs in it: answered at once, the
   ensemble and the model both UNLOADING; the ensemble's request completes.
+* unload of a decoupled model while a gRPC stream waits for more responses of a
+  request: answered at once; the rest of the responses still arrive on the
+  stream. Kept difference: Triton 2.51 keeps the model UNLOADING (not finalized)
+  until the client closes that stream, even after the request's last response;
+  tritonx finalizes it once its requests are done, so a long-lived stream cannot
+  hold an unload (or the reload behind it) up.
 
 The held model answers a request tagged N only once the test writes release-N
 beside its config (ran-N says it started), so nothing here waits on a clock.
@@ -18,7 +24,9 @@ beside its config (ran-N says it started), so nothing here waits on a clock.
 from __future__ import annotations
 
 import os
+import queue
 import threading
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -45,6 +53,51 @@ ensemble_scheduling {{ step [ {{
   input_map {{ key: "INPUT0" value: "IN" }}
   output_map {{ key: "OUTPUT0" value: "OUT" }}
 }} ] }}
+"""
+# Decoupled: a request's first response at once, the second (its value + 1) and
+# the final flag from another thread once the test writes "release-more".
+STREAMER = "streamer"
+STREAMER_CONFIG = f"""
+name: "{STREAMER}"
+backend: "python"
+max_batch_size: 0
+model_transaction_policy {{ decoupled: true }}
+input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+"""
+STREAMER_MODEL = """
+import os
+import threading
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.dir = args["model_repository"]
+        self.threads = []
+
+    def _rest(self, sender, value):
+        while not os.path.exists(os.path.join(self.dir, "release-more")):
+            time.sleep(0.01)
+        sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", value + 1)]))
+        sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+    def execute(self, requests):
+        for request in requests:
+            value = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            sender = request.get_response_sender()
+            sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", value)]))
+            thread = threading.Thread(target=self._rest, args=(sender, value))
+            thread.start()
+            self.threads.append(thread)
+        return None
+
+    def finalize(self):
+        for thread in self.threads:
+            thread.join()
+        open(os.path.join(self.dir, "finalized"), "w").close()
 """
 # Long enough for any load; a control call still running then is reported, and
 # the test's clean-up releases what it held.
@@ -116,6 +169,7 @@ def _serve(
 ) -> tuple[RunningServer, Path]:
     repo = tmp_path / kind
     write_model(repo, MODEL, config_text(MODEL, max_batch=0), HELD_MODEL)
+    write_model(repo, STREAMER, STREAMER_CONFIG, STREAMER_MODEL)
     (repo / "pipeline" / "1").mkdir(parents=True)
     (repo / "pipeline" / "config.pbtxt").write_text(ENSEMBLE)
     server = stack.enter_context(
@@ -123,6 +177,7 @@ def _serve(
     )
     # Whatever happens, nothing stays held when the server stops.
     stack.callback((repo / MODEL / "release-all").touch)
+    stack.callback((repo / STREAMER / "release-more").touch)
     return server, repo
 
 
@@ -246,3 +301,69 @@ def test_unload_of_a_model_an_ensemble_request_runs_in(tmp_path: Path) -> None:
         "held": [1.0],
         "index at the end": [unloaded, unloaded],
     }
+
+
+def test_unload_while_a_stream_waits_for_more_responses(tmp_path: Path) -> None:
+    # What each server shows while the stream stays open after the last response.
+    stream_open: dict[str, tuple[str, str]] = {}
+
+    def scenario(kind: str) -> dict[str, Any]:
+        with ExitStack() as stack:
+            server, repo = _serve(stack, kind, tmp_path, load=STREAMER)
+            client = grpcclient.InferenceServerClient(server.grpc_url)
+            stack.callback(client.close)
+            answers: queue.Queue[Any] = queue.Queue()
+
+            def on_answer(result: Any, error: Any) -> None:
+                answers.put(
+                    str(error.message())
+                    if error
+                    else result.as_numpy("OUTPUT0").tolist()
+                )
+
+            client.start_stream(callback=on_answer)
+            stack.callback(client.stop_stream)
+
+            def send(value: float) -> None:
+                tensor = grpcclient.InferInput("INPUT0", [1], "FP32")
+                tensor.set_data_from_numpy(np.array([value], dtype=np.float32))
+                client.async_stream_infer(STREAMER, [tensor])
+
+            send(5)
+            seen: dict[str, Any] = {"first": answers.get(timeout=CONTROL_WAIT_S)}
+            seen["unload"] = _control(lambda: client.unload_model(STREAMER))
+            seen["index"] = _index_row(client, STREAMER)
+            send(7)  # on the same stream, after the unload
+            seen["new request"] = answers.get(timeout=CONTROL_WAIT_S)
+            (repo / STREAMER / "release-more").touch()
+            seen["rest"] = answers.get(timeout=CONTROL_WAIT_S)
+            finalized = repo / STREAMER / "finalized"
+            if kind == "tritonx":
+                wait_for(finalized)
+            else:
+                # Triton finalizes only once the stream ends; a moment's wait shows
+                # it still UNLOADING with the request long done.
+                time.sleep(2)
+            stream_open[kind] = _index_row(client, STREAMER)
+            client.stop_stream()
+            wait_until(
+                lambda: _index_row(client, STREAMER)[0] != "UNLOADING",
+                "the unload to end",
+            )
+            seen["index at the end"] = _index_row(client, STREAMER)
+            seen["finalized"] = finalized.exists()
+            return seen
+
+    assert differential(scenario) == {
+        "first": [5.0],
+        "unload": "answered",
+        "index": ("UNLOADING", ""),
+        "new request": f"Request for unknown model: '{STREAMER}' has no available "
+        "versions",
+        "rest": [6.0],
+        "index at the end": ("UNAVAILABLE", "unloaded"),
+        "finalized": True,
+    }
+    assert stream_open["tritonx"] == ("UNAVAILABLE", "unloaded")
+    if "reference" in stream_open:
+        assert stream_open["reference"] == ("UNLOADING", "")
