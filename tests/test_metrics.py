@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from serverutil import RunningServer, infer_json, run_server
 
 from tritonx.repository.repository import ModelId
+from tritonx.repository.series import MetricSeries
 
 COUNTERS = (
     "nv_inference_request_success",
@@ -80,8 +81,9 @@ class CoreModels:
     def __init__(self, *models: Any) -> None:
         self.models = models
         self.model_load_durations = {(m.name, m.version): 0.25 for m in models}
+        self.series = MetricSeries()
 
-    def ready_models(self) -> list[tuple[Any, Any]]:
+    def metric_models(self) -> list[tuple[Any, Any]]:
         return [
             (ModelId("", m.name), SimpleNamespace(core=m, version=m.version))
             for m in self.models

@@ -39,9 +39,9 @@ SHORT = [
     "--measurement-mode",
     "count_windows",
     "--measurement-request-count",
-    "40",
+    "20",
     "--max-trials",
-    "5",
+    "3",
     "--stability-percentage",
     "100",
 ]

@@ -25,6 +25,7 @@ from prometheus_client.metrics_core import Metric
 
 from tritonx.frontends.http_routes import log_request
 from tritonx.metrics_config import MetricsConfig
+from tritonx.repository.series import Counts, MetricSeries, total
 
 logger = logging.getLogger("tritonx.metrics")
 
@@ -154,8 +155,12 @@ class StatsSource(Protocol):
     # (model key, version) -> seconds; the key as ready_models' ids give it.
     model_load_durations: dict[tuple[str, int], float]
 
-    # (id with .namespace, .name and .key, loaded version with .version and .core).
-    def ready_models(self) -> Sequence[tuple[Any, Any]]: ...
+    # What retired versions left to their label sets' series (repository/series.py).
+    series: MetricSeries
+
+    # (id with .namespace, .name and .key, loaded version with .version and .core):
+    # every object a series counts, serving or still draining.
+    def metric_models(self) -> Sequence[tuple[Any, Any]]: ...
 
 
 class CpuSampler:
@@ -231,15 +236,24 @@ class TritonCollector:
         self.arena_stats = arena_stats
         self.gpu = gpu  # gpu_metrics.GpuSampler, or None: no GPU families
 
-    def _models(self) -> Iterator[tuple[dict[str, str], Any, float | None]]:
-        """(labels, loaded version, load seconds) of every READY version. With
-        --model-namespacing the labels name the namespace too, as Triton's."""
+    def _models(
+        self,
+    ) -> Iterator[tuple[dict[str, str], list[Any], Counts | None, float | None]]:
+        """Per label set, by namespace, name and version: its labels, the objects
+        it counts (the serving one first), what retired ones left it, and the
+        load seconds. With --model-namespacing the labels name the namespace too,
+        as Triton's."""
         durations = self.source.model_load_durations
-        for model_id, loaded in self.source.ready_models():
-            labels = {"model": model_id.name, "version": str(loaded.version)}
+        carried = self.source.series.carried
+        groups: dict[tuple[Any, int], list[Any]] = {}
+        for model_id, loaded in self.source.metric_models():
+            groups.setdefault((model_id, loaded.version), []).append(loaded)
+        for (model_id, version), members in sorted(groups.items(), key=lambda g: g[0]):
+            labels = {"model": model_id.name, "version": str(version)}
             if model_id.namespace:
                 labels["namespace"] = model_id.namespace
-            yield labels, loaded, durations.get((model_id.key, loaded.version))
+            key = (model_id.key, version)
+            yield labels, members, carried.get(key), durations.get(key)
 
     def collect(self) -> Iterable[Metric]:
         success = _family(
@@ -278,13 +292,13 @@ class TritonCollector:
         )
         cache = [(_family(n, h, "counter"), key, div) for n, h, key, div in _CACHE]
         summaries = [(_family(n, h, "summary"), key) for n, h, key in _SUMMARIES]
-        for labels, loaded, seconds in self._models():
-            instances = getattr(loaded, "instances", ())
+        for labels, members, carried, seconds in self._models():
+            instances = [i for m in members for i in getattr(m, "instances", ())]
             counts = [i.restarts for i in instances if hasattr(i, "restarts")]
             if counts:
                 restarts.add_sample(restarts.name, labels, sum(counts))
-            core = loaded.core
-            stats = core.statistics()
+            loaded = members[0]
+            stats = total((m.core.statistics() for m in members), carried)
             success.add_sample(success.name, labels, stats["success"][0])
             failures = stats.get("failures", {})
             for reason in FAILURE_REASONS:
@@ -305,9 +319,13 @@ class TritonCollector:
                     for family, key, div in cache:
                         value = stats[key][0] if div == 0 else stats[key][1] // div
                         family.add_sample(family.name, labels, value)
-            pending.add_sample(pending.name, labels, core.pending_count())
+            pending.add_sample(
+                pending.name, labels, sum(m.core.pending_count() for m in members)
+            )
+            # Quantiles do not add up: the serving object's (a draining one's
+            # requests are a reload's last few).
             if self.config.summary_latencies:
-                self._add_summaries(summaries, labels, core, cached)
+                self._add_summaries(summaries, labels, loaded.core, cached)
             if seconds is not None:
                 load.add_sample(load.name, labels, seconds)
         yield from (success, failure, count, execs)

@@ -32,6 +32,7 @@ from tritonx.repository.repository import (
     ModelId,
     RepositoryListing,
 )
+from tritonx.repository.series import MetricSeries
 
 
 def _unknown(name: str, what: str) -> str:
@@ -62,6 +63,8 @@ class ModelLookup:
         self._failed_to_initialize = False
         # (key, version) -> seconds the load took; for nv_model_load_duration_secs.
         self.model_load_durations: dict[tuple[str, int], float] = {}
+        # What the Prometheus series count beyond the READY versions (series.py).
+        self.series = MetricSeries()
 
     def _set_duration(self, key: str, version: int, seconds: float | None) -> None:
         # Replaced, not mutated: the metrics collector may be iterating the old one.
@@ -217,6 +220,12 @@ class ModelLookup:
                 if loaded is not None:
                     out.append((record.id, loaded))
         return out
+
+    def metric_models(self) -> list[tuple[ModelId, LoadedModel]]:
+        """What the Prometheus series count: the READY versions (ready_models'
+        order), then the objects that stopped serving and still drain (as long
+        as Triton's do, their series stay)."""
+        return self.ready_models() + list(self.series.draining.values())
 
     def get(self, name: str, version: str = "") -> LoadedModel:
         """The READY version asked for ("" = the highest READY version)."""

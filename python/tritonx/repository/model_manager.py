@@ -570,6 +570,7 @@ class ModelManager(
             self.registry.add(loaded.core, namespace=record.namespace)
             if old is not None and old.loaded is not None and old.state == READY:
                 retiring.append(old.loaded)
+                self.series.stopped_serving(record.id, old.loaded)
             record.versions[version] = VersionSlot(version, READY, "", loaded)
             self._set_duration(record.id.key, version, loaded.load_seconds)
         dropped = []

@@ -33,6 +33,7 @@ from tritonx.repository.records import (
     VersionSlot,
 )
 from tritonx.repository.repository import OverrideDirectory
+from tritonx.repository.series import MetricSeries
 
 log = logging.getLogger("tritonx.repository")
 
@@ -58,6 +59,8 @@ class ModelUnloading:
     unload: Callable[..., Coroutine[Any, Any, None]]
     _run: Callable[..., Awaitable[Any]]
     _set_duration: Callable[[str, int, float | None], None]
+    _records: dict[str, ModelRecord]
+    series: MetricSeries
 
     async def begin_unload(self, name: str, unload_dependents: bool = False) -> None:
         """Triton's unload call: returns once no version of ``name`` serves any more
@@ -127,6 +130,7 @@ class ModelUnloading:
             if slot.loaded is not None:
                 slot.loaded.state = UNLOADING
                 models.append(slot.loaded)
+                self.series.stopped_serving(record.id, slot.loaded)
             self._set_duration(record.id.key, slot.version, None)
         return models
 
@@ -168,6 +172,7 @@ class ModelUnloading:
         )
         for model, result in zip(models, results, strict=True):
             model.state, model.reason = UNAVAILABLE, UNLOADED_REASON
+            self.series.retired(model, self._label_set_lives_on(model))
             if isinstance(result, BaseException):
                 log.error(
                     "error while unloading '%s' version %d: %s",
@@ -175,3 +180,15 @@ class ModelUnloading:
                     model.version,
                     result,
                 )
+
+    def _label_set_lives_on(self, model: LoadedModel) -> bool:
+        """Whether another object with ``model``'s metric labels serves (a
+        reload's new version) or drains."""
+        entry = self.series.draining.get(id(model))
+        if entry is None:
+            return False
+        key = (entry[0].key, model.version)
+        record = self._records.get(key[0])
+        slot = record.versions.get(model.version) if record is not None else None
+        serving = slot is not None and slot.state == READY and slot.loaded is not model
+        return serving or self.series.draining_with(key, other_than=model)
