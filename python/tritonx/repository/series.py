@@ -17,24 +17,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from tritonx.repository.reports import INFERENCE_STATS_KEYS
+
 if TYPE_CHECKING:
     from tritonx.repository.records import LoadedModel
     from tritonx.repository.repository import ModelId
 
-# The fields of Model.statistics() behind the counter families: a count, a
-# (count, ns) pair, or a map of failure reasons to counts.
-COUNTED = (
-    "inference_count",
-    "execution_count",
-    "success",
-    "queue",
-    "compute_input",
-    "compute_infer",
-    "compute_output",
-    "cache_hit",
-    "cache_miss",
-    "failures",
-)
+# The fields of Model.statistics() behind the counter families: counts, (count,
+# ns) pairs, and the map of failure reasons to counts.
+COUNTED = ("inference_count", "execution_count", "failures", *INFERENCE_STATS_KEYS)
 
 Counts = dict[str, Any]
 LabelKey = tuple[str, int]  # (ModelId.key, version)
