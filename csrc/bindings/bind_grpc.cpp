@@ -73,6 +73,8 @@ class PyGrpcServer {
     server_->Stop(grace);
   }
 
+  void CloseStreams() { server_->CloseStreams(); }  // takes locks only: no wait
+
   bool running() const { return server_->running(); }
 
  private:
@@ -136,5 +138,9 @@ void RegisterGrpc(pybind11::module_& m) {
       .def("stop", &PyGrpcServer::Stop, py::arg("grace") = 0.0,
            "Stops accepting, waits up to `grace` seconds for in-flight calls, then "
            "cancels the rest. Blocking; idempotent.")
+      .def("close_streams", &PyGrpcServer::CloseStreams,
+           "Ends every stream once its requests in flight are answered (an idle "
+           "one at once) and refuses new ones: for a shutdown, once nothing is in "
+           "flight, while `stop` waits out its grace.")
       .def_property_readonly("running", &PyGrpcServer::running);
 }

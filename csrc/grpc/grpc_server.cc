@@ -286,6 +286,10 @@ Status GrpcServer::Impl::Start(const std::string& address, int port, int* bound_
 
   pool_ = std::make_unique<grpcfe::WorkerPool>(
       static_cast<size_t>(options_.control_threads));
+  {
+    std::lock_guard<std::mutex> lock(streams_mu_);
+    streams_closing_ = false;  // (a server started again after a Stop)
+  }
 
   grpcfe::TurnOffAbslDeadlockDetection();
   grpc::ServerBuilder builder;
@@ -351,6 +355,8 @@ Status GrpcServer::Start(const std::string& address, int port, int* bound_port) 
 }
 
 void GrpcServer::Stop(double grace_seconds) { impl_->Stop(grace_seconds); }
+
+void GrpcServer::CloseStreams() { impl_->CloseStreams(); }
 
 bool GrpcServer::running() const { return impl_->running(); }
 

@@ -80,6 +80,13 @@ class GrpcServer {
   // Blocking; idempotent.
   void Stop(double grace_seconds);
 
+  // Ends every stream (UNAVAILABLE "Server is shutting down") once the requests
+  // in flight on it are answered, an idle one at once, and refuses new streams:
+  // for a shutdown, once nothing is in flight any more, so that clients keeping
+  // a stream open do not hold it for the rest of Stop's grace period. Until then
+  // a stream still takes requests (a sequence may complete), as in Triton.
+  void CloseStreams();
+
   bool running() const;
 
  private:

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <unordered_set>
 
 #include "call_policy.h"
 #include "grpc_server.h"
@@ -51,8 +52,9 @@ grpc_compression_level CompressionLevelFromName(const std::string& name);
 }  // namespace grpcfe
 
 // ---------------------------------------------------------------------------
-// Thread safety: mu_ guards server_ and pool_; everything else is set before the
-// server starts serving and only read while it runs.
+// Thread safety: mu_ guards server_ and pool_, streams_mu_ the set of live
+// streams; everything else is set before the server starts serving and only read
+// while it runs.
 
 class GrpcServer::Impl {
  public:
@@ -69,6 +71,7 @@ class GrpcServer::Impl {
 
   Status Start(const std::string& address, int port, int* bound_port);
   void Stop(double grace_seconds);
+  void CloseStreams();  // (grpc_stream.cc)
   bool running() const {
     std::lock_guard<std::mutex> lock(mu_);
     return server_ != nullptr;
@@ -119,6 +122,13 @@ class GrpcServer::Impl {
 
   mutable std::mutex mu_;
   std::unique_ptr<grpc::Server> server_;
+
+  // The live streams (each registers itself when it starts and leaves in OnDone),
+  // for CloseStreams. streams_mu_ guards both; it is taken before a stream's own
+  // lock, never after it.
+  std::mutex streams_mu_;
+  std::unordered_set<StreamReactor*> streams_;
+  bool streams_closing_ = false;
 };
 
 }  // namespace tritonx

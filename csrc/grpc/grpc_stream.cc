@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "core/logging.h"
 #include "core/trace.h"
@@ -47,7 +48,11 @@ using inference::ModelStreamInferResponse;
 // buffers: a request's bytes go once parsed, and a response's large outputs are
 // sent from the tensors themselves (infer_codec). A message that does not parse
 // ends the reading, as in Triton 2.51 (the stream then finishes with OK once the
-// requests before it are answered).
+// requests before it are answered). When the server stops (CloseStreams), a
+// stream takes no more requests and ends with UNAVAILABLE once those in flight
+// are answered and written, an idle one at once: a client that keeps a stream
+// open does not hold the shutdown for the whole grace period (Triton 2.51 waits
+// for the client to close it, past its exit timeout).
 
 class GrpcServer::Impl::StreamReactor
     : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
@@ -69,7 +74,37 @@ class GrpcServer::Impl::StreamReactor
     const auto& metadata = ctx->client_metadata();
     auto mode = metadata.find("triton_grpc_error");
     errors_end_stream_ = mode != metadata.end() && mode->second == "true";
+    bool closing;
+    {
+      std::lock_guard<std::mutex> lock(impl_->streams_mu_);
+      closing = impl_->streams_closing_;
+      impl_->streams_.insert(this);
+    }
+    if (closing) {  // started as the server stops
+      finished_ = true;
+      Finish(ClosingStatus());
+      return;
+    }
     NextRead();
+  }
+
+  // CloseStreams, under the server's streams lock: no more requests; the stream
+  // ends once those in flight are answered and written. True when it is idle now:
+  // the caller then calls Finish(ClosingStatus()) past that lock (with finished_
+  // set here, nothing else finishes it, so it cannot be gone by then).
+  bool BeginClosing() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closing_ = true;
+    if (finished_ || writing_ || !writes_.empty() || outstanding_ != 0 ||
+        processing_ != 0) {
+      return false;
+    }
+    finished_ = true;
+    return true;
+  }
+
+  static grpc::Status ClosingStatus() {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "Server is shutting down");
   }
 
   void OnReadDone(bool ok) override {
@@ -87,22 +122,27 @@ class GrpcServer::Impl::StreamReactor
       return;
     }
     const uint64_t read_started_ns = read_started_ns_;
+    bool taken = true;
+    Action action;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (error_status_) {
-        // The stream is ending with an error: no more requests.
-        reads_done_ = true;
-        return;
+      if (error_status_ || closing_) {
+        // The stream is ending (an error, or the server stops): no more requests.
+        // This one was not taken; the status the stream ends with says why.
+        // Nothing more is read, so an idle stream finishes here.
+        taken = false;
+        action = NextActionLocked();
+      } else {
+        ++outstanding_;
+        ++processing_;  // the stream cannot finish under us until the next read is on
       }
-      ++outstanding_;
-      ++processing_;  // the stream cannot finish under us until the next read is on
     }
+    if (!taken) return Act(action);
     // The request is enqueued before the next one is read, as in Triton: requests
     // reach their models in the order they came (a sequence's steps, above all),
     // and keys follow that order. (gRPC goes on receiving meanwhile.)
     Process(std::move(message), read_started_ns);
     NextRead();
-    Action action;
     {
       std::lock_guard<std::mutex> lock(mu_);
       --processing_;
@@ -145,7 +185,13 @@ class GrpcServer::Impl::StreamReactor
     for (auto& [model, request] : inflight) model->Cancel(request);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    {
+      std::lock_guard<std::mutex> lock(impl_->streams_mu_);
+      impl_->streams_.erase(this);
+    }
+    delete this;
+  }
 
  private:
   struct Action {
@@ -174,11 +220,16 @@ class GrpcServer::Impl::StreamReactor
       action.write = writes_.front().response.get();
       action.trace = writes_.front().trace.get();
     } else if (!writing_ && writes_.empty() && outstanding_ == 0 && processing_ == 0 &&
-               !finished_ && (reads_done_ || error_status_)) {
-      // (After an error a read may still be pending: Finish ends it.)
+               !finished_ && (reads_done_ || error_status_ || closing_)) {
+      // (After an error, or once closing, a read may still be pending: Finish ends
+      // it.) A stream the client had half-closed ends with OK as usual.
       finished_ = true;
       action.finish = true;
-      if (error_status_) action.status = *error_status_;
+      if (error_status_) {
+        action.status = *error_status_;
+      } else if (closing_ && !reads_done_) {
+        action.status = ClosingStatus();
+      }
     }
     return action;
   }
@@ -400,6 +451,7 @@ class GrpcServer::Impl::StreamReactor
   bool reads_done_ = false;
   bool broken_ = false;
   bool finished_ = false;
+  bool closing_ = false;  // the server stops (BeginClosing)
   // `triton_grpc_error: true` (set before the first read, then only read).
   bool errors_end_stream_ = false;
   // The status the stream ends with, once a response error ended it (that mode).
@@ -409,6 +461,18 @@ class GrpcServer::Impl::StreamReactor
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 GrpcServer::Impl::InferService::ModelStreamInfer(grpc::CallbackServerContext* ctx) {
   return new StreamReactor(impl_, ctx);
+}
+
+void GrpcServer::Impl::CloseStreams() {
+  std::vector<StreamReactor*> idle;
+  {
+    std::lock_guard<std::mutex> lock(streams_mu_);
+    streams_closing_ = true;
+    for (StreamReactor* stream : streams_) {
+      if (stream->BeginClosing()) idle.push_back(stream);
+    }
+  }
+  for (StreamReactor* stream : idle) stream->Finish(StreamReactor::ClosingStatus());
 }
 
 }  // namespace tritonx

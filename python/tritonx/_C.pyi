@@ -525,6 +525,10 @@ class GrpcServer:
     def stop(self, grace: float = 0.0) -> None:
         """Stops accepting, waits up to `grace` seconds for in-flight calls, then
         cancels the rest. Blocking; idempotent."""
+    def close_streams(self) -> None:
+        """Ends every stream once its requests in flight are answered (an idle
+        one at once) and refuses new ones: for a shutdown, once nothing is in
+        flight, while `stop` waits out its grace."""
     @property
     def running(self) -> bool: ...
 

@@ -43,6 +43,7 @@ from tritonx.frontends import factory
 from tritonx.frontends.log_settings import AppliedLogSettings
 from tritonx.logging_setup import LOG_OBJECT
 from tritonx.metrics import MetricsService, render
+from tritonx.server_drain import drain_models, models_with_inflight
 from tritonx.server_metrics import MetricsSources
 from tritonx.startup_errors import EndpointStartError, report_startup_failure
 from tritonx.tracing import start_tracing
@@ -420,7 +421,7 @@ class Server:
         # the grace period; the pending-queue wait below covers the core's side.
         stops = [fe.stop(grace) for fe in self.frontends.values()]
         drain: asyncio.Future[Any] = asyncio.ensure_future(
-            asyncio.gather(*stops, self._wait_for_idle_models(deadline))
+            asyncio.gather(*stops, drain_models(self.manager, self.frontends, deadline))
         )
         # A second SIGINT/SIGTERM cuts the drain short (impatient Ctrl-C twice).
         self._force_stop = asyncio.Event()
@@ -442,7 +443,7 @@ class Server:
             self.abandoned_work = True
         elif drain.exception() is not None:
             logger.error("error while stopping frontends: %s", drain.exception())
-        if self._models_with_inflight():
+        if models_with_inflight(self.manager):
             self.abandoned_work = True  # unloading fails what is queued
         self.frontends.clear()
         logger.info("All models are stopped, unloading models")
@@ -490,34 +491,6 @@ class Server:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.context.close_response_cache)
         await loop.run_in_executor(None, store.close)
-
-    async def _wait_for_idle_models(self, deadline: float) -> None:
-        """Wait until no model has requests in flight, or the deadline. Sleeps on the
-        models' own idle signal (no polling), waking once a second to log like
-        Triton."""
-        loop = asyncio.get_running_loop()
-        while True:
-            busy = self._models_with_inflight()
-            left = deadline - time.monotonic()
-            logger.info(
-                "Timeout %d: Found %d model versions that have in-flight inferences",
-                max(0, int(left + 0.999)),
-                len(busy),
-            )
-            if not busy or left <= 0:
-                return
-            wait = min(1.0, left)
-            await asyncio.gather(
-                *(loop.run_in_executor(None, core.wait_idle, wait) for core in busy)
-            )
-
-    def _models_with_inflight(self) -> list[Any]:
-        """The core models of every ready version that still has requests in flight."""
-        busy = []
-        for _, model in self.manager.ready_models():
-            if model.core.inflight_count() > 0:
-                busy.append(model.core)
-        return busy
 
     # -- running ---------------------------------------------------------------
 

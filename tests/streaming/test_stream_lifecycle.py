@@ -1,5 +1,7 @@
-"""Streams and the server's life: SIGTERM waits for streams in flight, and a
-decoupled model with ``async def execute`` streams like a synchronous one."""
+"""Streams and the server's life: SIGTERM waits for streams in flight, then ends
+every stream the clients keep open (UNAVAILABLE) instead of waiting for them for
+the whole exit timeout; a decoupled model with ``async def execute`` streams like
+a synchronous one."""
 
 from __future__ import annotations
 
@@ -86,6 +88,33 @@ def test_sigterm_waits_for_streams_in_flight(repeat_repo: Path) -> None:
         client.stop_stream()
         client.close()
         assert server.process.wait(timeout=60) == 0
+
+
+def test_sigterm_ends_streams_the_clients_keep_open(repeat_repo: Path) -> None:
+    # Triton 2.51 waits for such a stream to close, past its exit timeout (rc 1
+    # once the client gives up). With an exit timeout of ten minutes, an exit
+    # within the wait below means the open streams did not hold the shutdown.
+    count = 300
+    with run_server(repeat_repo, "--exit-timeout-secs=600") as server:
+        idle, idle_events = _stream(server.grpc_url)
+        idle.async_stream_infer("repeat", _inputs(2, 1))
+        assert _values(idle_events, 2) == [0, 1]
+        busy, busy_events = _stream(server.grpc_url)
+        busy.async_stream_infer(
+            "repeat", _inputs(count, 1), enable_empty_final_response=True
+        )
+        first = _values(busy_events, 5)
+        server.process.send_signal(signal.SIGTERM)
+        rest = _values(busy_events, count + 1 - 5)
+        assert first + rest == [*range(count), None]  # the request in flight ends
+        assert server.process.wait(timeout=60) == 0  # both streams still open
+        for events in (idle_events, busy_events):
+            result, error = events.get(timeout=60)
+            assert result is None
+            assert "Server is shutting down" in str(error), error
+        for client in (idle, busy):
+            client.stop_stream()
+            client.close()
 
 
 def test_async_execute_decoupled_model(tmp_path: Path) -> None:

@@ -198,6 +198,7 @@ class GrpcFrontend:
         self.trace_settings = trace_settings or standalone_trace_settings(manager)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
+        self._closing: Any = None  # the server being stopped
         self._stopping = False
         # method path -> (request message class, handler)
         self._methods: dict[str, tuple[type[Message], Callable[[Any], Message]]] = {}
@@ -276,9 +277,18 @@ class GrpcFrontend:
         if server is None:
             return
         self._stopping = True
+        self._closing = server  # for close_streams while stop waits
         # Stopping blocks until in-flight calls end; a load/unload among them needs
         # this loop to finish, so the wait happens on another thread.
         await asyncio.get_running_loop().run_in_executor(None, server.stop, grace)
+
+    def close_streams(self) -> None:
+        """During stop: ends the streams clients keep open once their requests
+        in flight are answered (the server calls it when nothing is in flight),
+        instead of waiting for them for the rest of the grace period."""
+        server = self._server or self._closing
+        if server is not None:
+            server.close_streams()
 
     # -- dispatch (control threads) ----------------------------------------------------
 
