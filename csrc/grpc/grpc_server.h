@@ -53,7 +53,8 @@ struct GrpcServerOptions {
   std::shared_ptr<SharedMemoryRegistry> shared_memory;
 };
 
-// Thread safety: Start, Stop and running may be called from any thread; calls
+// Thread safety: Start, Stop, CloseStreams and running may be called from any
+// thread (CloseStreams also while Stop waits on another); calls
 // are served on grpc's threads and the control pool. Ownership: the caller owns
 // the server; it shares the registry and copies the handler.
 class GrpcServer {
