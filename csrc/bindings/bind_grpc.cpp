@@ -73,7 +73,12 @@ class PyGrpcServer {
     server_->Stop(grace);
   }
 
-  void CloseStreams() { server_->CloseStreams(); }  // takes locks only: no wait
+  void CloseStreams() {
+    // Waits only for the streams' locks, which grpc and core threads hold briefly
+    // and never while taking the GIL; released anyway, as around any C++ wait.
+    py::gil_scoped_release release;
+    server_->CloseStreams();
+  }
 
   bool running() const { return server_->running(); }
 
