@@ -275,11 +275,9 @@ def client_inputs(client_module: Any, tensors: dict[str, Any]) -> list[Any]:
     return inputs
 
 
-# perf_analyzer flags for a short, bounded run in tests (counts, not time windows;
-# a shared machine rarely meets the default stability band).
-SHORT_PERF_RUN = [
-    "--concurrency-range",
-    "2",
+# perf_analyzer's measurement flags for a short, bounded run in tests (counts, not
+# time windows; a shared machine rarely meets the default stability band).
+SHORT_MEASUREMENT = [
     "--measurement-mode",
     "count_windows",
     "--measurement-request-count",
@@ -291,6 +289,8 @@ SHORT_PERF_RUN = [
     "--stability-percentage",
     "100",
 ]
+# ... at concurrency 2.
+SHORT_PERF_RUN = ["--concurrency-range", "2", *SHORT_MEASUREMENT]
 
 
 # Differential tests: the real Triton, started the same way, when a command for it is

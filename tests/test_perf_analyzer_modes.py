@@ -26,7 +26,7 @@ from perfutil import (
     check_sequences,
     write_sequence_log_model,
 )
-from serverutil import RunningServer, run_server
+from serverutil import SHORT_MEASUREMENT, RunningServer, run_server
 from test_perf_analyzer import perf_analyzer
 from testmodels import ECHO_MODEL, write_model
 
@@ -34,19 +34,6 @@ pytestmark = pytest.mark.skipif(
     perf_analyzer() is None, reason="perf_analyzer not found ($PERF_ANALYZER or PATH)"
 )
 
-# Short windows: these runs check behaviour, not speed. A quiet machine stops
-# after three; a busy one (CI) may need more to find three in a row within 100 %
-# of each other, so up to ten.
-SHORT = [
-    "--measurement-mode",
-    "count_windows",
-    "--measurement-request-count",
-    "50",
-    "--max-trials",
-    "10",
-    "--stability-percentage",
-    "100",
-]
 
 # Two identity steps in a row.
 ENSEMBLE = """
@@ -122,7 +109,7 @@ def drive(
     assert binary is not None
     url = server.grpc_url if protocol == "grpc" else server.http_url
     result = subprocess.run(
-        [binary, "-u", url, "-i", protocol, *SHORT, *args],
+        [binary, "-u", url, "-i", protocol, *SHORT_MEASUREMENT, *args],
         capture_output=True,
         text=True,
         timeout=180,
