@@ -4,6 +4,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -22,6 +23,7 @@
 #endif
 
 #include "core/http_messages.h"
+#include "core/logging.h"
 #include "core/trace.h"
 #include "http_error_page.h"
 #include "http_server_impl.h"
@@ -130,6 +132,58 @@ void OnTrim(evutil_socket_t, short, void* arg) {
     malloc_trim(0);
   }
 #endif
+}
+
+namespace {
+
+// The worker whose loop runs on this thread: libevent hands the listener's error
+// callback the evhttp, not the worker.
+thread_local Worker* loop_worker = nullptr;
+
+// When OnAcceptError last logged, in steady-clock seconds: every worker's listener
+// fails at once when the process runs out of descriptors, one line says it.
+std::atomic<int64_t> last_accept_warning{-kAcceptWarnEverySeconds};
+
+// accept() failed with an error libevent does not retry by itself. For EMFILE,
+// ENFILE, ENOBUFS and ENOMEM the pending connection stays in the backlog and the
+// listening socket stays readable, so leaving the listener on would spin the loop
+// at full CPU and print libevent's warning millions of times a minute (Triton
+// 2.51 does both). Instead the worker stops accepting for kAcceptRetryMs; its open
+// connections are served meanwhile, and the backlog waits until descriptors free up.
+void OnAcceptError(evconnlistener* listener, void*) {
+  const int error = EVUTIL_SOCKET_ERROR();
+  Worker* worker = loop_worker;
+  if (worker == nullptr || worker->accept_retry == nullptr) return;
+  evconnlistener_disable(listener);
+  const timeval delay{0, kAcceptRetryMs * 1000};
+  evtimer_add(worker->accept_retry, &delay);
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t last = last_accept_warning.load(std::memory_order_relaxed);
+  if (now - last >= kAcceptWarnEverySeconds &&
+      last_accept_warning.compare_exchange_strong(last, now)) {
+    Log(LogLevel::kWarning, std::string("HTTP server cannot accept connections: ") +
+                                evutil_socket_error_to_string(error) +
+                                " (new connections wait; retrying every " +
+                                std::to_string(kAcceptRetryMs) + " ms)");
+  }
+}
+
+void OnAcceptRetry(evutil_socket_t, short, void* arg) {
+  auto* worker = static_cast<Worker*>(arg);
+  // Stop may have removed the listener since.
+  if (worker->bound != nullptr)
+    evconnlistener_enable(evhttp_bound_socket_get_listener(worker->bound));
+}
+
+}  // namespace
+
+void WatchAcceptErrors(Worker* worker) {
+  if (worker->bound == nullptr) return;
+  worker->accept_retry = evtimer_new(worker->base, &OnAcceptRetry, worker);
+  evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(worker->bound),
+                              &OnAcceptError);
 }
 
 void PostReply(const std::shared_ptr<Mailbox>& mailbox,
@@ -268,6 +322,7 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
     evhttp_set_default_content_type(worker->http, "text/plain");
     evhttp_set_timeout(worker->http, 600);
     worker->bound = evhttp_accept_socket_with_handle(worker->http, worker_fds[i]);
+    httpfe::WatchAcceptErrors(worker.get());
     worker->wake = event_new(worker->base, -1, 0, &Impl::OnWake, worker.get());
     worker->trim = evtimer_new(worker->base, &httpfe::OnTrim, worker.get());
     worker->background = parse_pool_.get();
@@ -279,6 +334,7 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
     const httpfe::ErrorPageLimits* limits = &page_limits_;
     worker->thread = std::thread([w, limits] {
       httpfe::SetThreadErrorPageLimits(limits);
+      httpfe::loop_worker = w;
       event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
     });
   }
@@ -359,6 +415,7 @@ void HttpServer::Impl::Stop(double grace_seconds) {
     evhttp_free(worker->http);
     event_free(worker->wake);
     if (worker->trim != nullptr) event_free(worker->trim);
+    if (worker->accept_retry != nullptr) event_free(worker->accept_retry);
     event_base_free(worker->base);
   }
   workers_.clear();

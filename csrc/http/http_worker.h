@@ -116,7 +116,20 @@ struct Worker {
   // Replies handed to evhttp and not yet written out (WatchFlush). Changed on the
   // loop thread; Stop reads it from its own.
   std::atomic<int64_t> unflushed{0};
+  // Resumes accepting after accept() ran out of descriptors (OnAcceptError).
+  // Loop thread only.
+  event* accept_retry = nullptr;
 };
+
+// How long a worker stops accepting after accept() failed for want of descriptors
+// or kernel memory; the connection waiting in the backlog is taken on the next try.
+constexpr int kAcceptRetryMs = 100;
+// At most one log line this often (per process) while accept() keeps failing.
+constexpr int kAcceptWarnEverySeconds = 10;
+
+// Installs the accept-failure pause (OnAcceptError) on `worker`'s listener. Loop
+// thread, or before the loop starts.
+void WatchAcceptErrors(Worker* worker);
 
 // A request of this many body bytes or more makes its worker hand freed memory back
 // to the OS once it is idle: parsing it leaves the worker thread's malloc arena full
