@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 from grpcutil import wait_until
 from serverutil import (
     RunningServer,
@@ -67,6 +70,16 @@ def quiet_server(kind: str, repo: Path, *args: str) -> Iterator[RunningServer]:
 
         wait_until(ready, "tritonx ready")
         yield server
+
+
+def infer_both(server: RunningServer) -> None:
+    data = np.arange(4, dtype=np.float32)
+    for module, url in ((httpclient, server.http_url), (grpcclient, server.grpc_url)):
+        client = module.InferenceServerClient(url)
+        inp = module.InferInput("INPUT0", [4], "FP32")
+        inp.set_data_from_numpy(data)
+        client.infer("echo", [inp])
+        client.close()
 
 
 def messages(text: str, levels: str = "IWE") -> list[str]:

@@ -26,6 +26,7 @@ from logutil import (
     FAKE,
     ISO_LINE,
     build_repo,
+    infer_both,
     leveled_lines,
     messages,
     post,
@@ -33,20 +34,9 @@ from logutil import (
     run_until_it_gives_up,
 )
 from serverutil import (
-    RunningServer,
     differential,
 )
 from tritonclient.utils import InferenceServerException
-
-
-def infer_both(server: RunningServer) -> None:
-    data = np.arange(4, dtype=np.float32)
-    for module, url in ((httpclient, server.http_url), (grpcclient, server.grpc_url)):
-        client = module.InferenceServerClient(url)
-        inp = module.InferInput("INPUT0", [4], "FP32")
-        inp.set_data_from_numpy(data)
-        client.infer("echo", [inp])
-        client.close()
 
 
 def file_scenario(tmp_path: Path, kind: str) -> dict[str, Any]:

@@ -17,6 +17,8 @@ is escaped, and the table follows on the lines below as it is.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -130,19 +132,84 @@ class _SeverityFilter(logging.Filter):
         return self.options.verbose > 0
 
 
+class _DroppingStreamHandler(logging.StreamHandler[TextIO]):
+    """Writes each entry with one write() and survives a sink it cannot write.
+
+    On a full disk (or a closed pipe) logging's default prints a traceback per entry
+    to stderr, which at --log-verbose is several per request; Triton drops such
+    lines silently. Here the first failure is reported once on the process's
+    stderr (when the log goes elsewhere), entries are dropped while writes fail,
+    and the first entry written afterwards is preceded by a count of the lost ones.
+    """
+
+    def __init__(self, stream: TextIO, sink: str) -> None:
+        super().__init__(stream)
+        self.sink = sink
+        self.dropped = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:  # a broken record, not a broken sink
+            self.handleError(record)
+            return
+        try:
+            if self.dropped:
+                self.stream.write(self._dropped_line(record))
+            self.stream.write(line)
+            self.flush()
+        except (OSError, ValueError) as error:  # ValueError: the stream was closed
+            self._drop(error)
+            return
+        self.dropped = 0
+
+    def _dropped_line(self, record: logging.LogRecord) -> str:
+        note = logging.makeLogRecord(
+            {
+                "name": record.name,
+                "levelno": logging.WARNING,
+                "levelname": "WARNING",
+                "msg": f"{self.dropped} log entries were dropped: {self.sink} "
+                "could not be written",
+                "created": record.created,
+                "filename": "logging_setup.py",
+                "lineno": 0,
+                "thread_native_id": getattr(record, "thread_native_id", 0),
+            }
+        )
+        return self.format(note) + self.terminator
+
+    def _drop(self, error: Exception) -> None:
+        self.dropped += 1
+        stderr = sys.__stderr__
+        if self.dropped == 1 and stderr is not None and self.stream is not stderr:
+            with contextlib.suppress(OSError, ValueError):
+                stderr.write(
+                    f"tritonx: cannot write the log to {self.sink}: {error}; "
+                    "entries are dropped until it can be written again\n"
+                )
+
+
+def _open_log_file(path: Path) -> TextIO:
+    # Unbuffered below the text layer: each entry leaves in one write(), so the file
+    # stays readable while the server runs and a failed write loses only its own
+    # entry (a buffer would keep it and retry it before every later one).
+    raw = open(path, "ab", buffering=0)  # noqa: SIM115
+    return io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
+
+
 def configure(options: LogOptions) -> logging.Logger:
     """Install one handler on the ``tritonx`` logger; returns that logger."""
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
-    stream: TextIO
     if options.file is not None:
-        # Line buffering keeps the file readable while the server runs.
-        stream = open(options.file, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        handler = _DroppingStreamHandler(
+            _open_log_file(options.file), str(options.file)
+        )
     else:
-        stream = sys.stderr
-    handler = logging.StreamHandler(stream)
+        handler = _DroppingStreamHandler(sys.stderr, "stderr")
     escape = os.environ.get(ESCAPE_VARIABLE) != "0"
     handler.setFormatter(
         TritonFormatter(iso8601=options.format == "ISO8601", escape=escape)
