@@ -279,3 +279,46 @@ def test_async_execute_model_serves_many_requests(
                 server, "async_echo", [{**tensor, "data": [i, 1]}]
             )
             assert status == 200, body
+
+
+# An initialize that never ends (weights that take very long to load).
+ENDLESS_INIT_MODEL = """
+import os
+import time
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        open(os.path.join(args["model_repository"], "loading"), "w").close()
+        time.sleep(3600)
+
+    def execute(self, requests):
+        return []
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_while_models_load(
+    write_model: Callable[..., Path], signum: signal.Signals
+) -> None:
+    # The server used to finish every load first (here: never) before it looked at
+    # the signal, then opened its endpoints only to close them.
+    repo: Path = write_model("slow", SLOW_CONFIG, SLOW_MODEL)
+    write_model(
+        "endless", SLOW_CONFIG.replace('"slow"', '"endless"'), ENDLESS_INIT_MODEL
+    )
+    with run_server(repo, "--exit-timeout-secs=600", services=[]) as server:
+        assert server.wait_for_log("successfully loaded 'slow'")
+        for _ in range(3000):
+            if (repo / "endless" / "loading").exists():
+                break
+            time.sleep(0.01)
+        server.process.send_signal(signum)
+        # Non-zero: a load was abandoned.
+        assert server.process.wait(timeout=120) == 1
+    text = server.log_text()
+    assert f"Signal ({int(signum)}) received." in text
+    assert "loads still running are abandoned" in text
+    assert "Started HTTPService" not in text and "Started GRPC" not in text
+    # The model that had loaded was unloaded: its finalize ran.
+    assert (repo / "slow" / "finalized").read_text() == "done"

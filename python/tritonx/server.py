@@ -492,6 +492,23 @@ class Server:
         await loop.run_in_executor(None, self.context.close_response_cache)
         await loop.run_in_executor(None, store.close)
 
+    async def _stop_while_loading(self, start: asyncio.Future[None]) -> None:
+        """SIGINT/SIGTERM before the start-up models have loaded: no endpoint is
+        opened, the models that loaded are unloaded (finalize runs), and the loads
+        still running are abandoned, since a model's ``initialize`` cannot be
+        interrupted; the process then leaves without joining their threads. Waiting
+        for them instead (minutes for large weights) ignored Ctrl-C and outlasted
+        Kubernetes' grace period; Triton 2.51 dies at once from the signal."""
+        logger.warning(
+            "Stopping before the server started: loads still running are abandoned"
+        )
+        start.cancel()
+        with contextlib.suppress(BaseException):
+            await start
+        self.manager.abandon_loads()
+        self.abandoned_work = True
+        await self.stop()
+
     # -- running ---------------------------------------------------------------
 
     def request_stop(self, signum: int | None = None) -> None:
@@ -509,8 +526,15 @@ class Server:
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.request_stop, signum)
+        start = asyncio.ensure_future(self.start())
+        signalled = asyncio.ensure_future(self._stop_requested.wait())
+        await asyncio.wait({start, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        signalled.cancel()
+        if not start.done() and not self.manager.started:
+            await self._stop_while_loading(start)
+            return 1
         try:
-            await self.start()
+            await start
         except Exception as error:
             if not isinstance(error, (TritonXError, EndpointStartError)):
                 logger.exception("unexpected error during startup")

@@ -117,6 +117,8 @@ class ModelManager(
             thread_name_prefix="tritonx-load",
         )
         self._shut_down = False
+        # Cleared when the server gives up on loads still running (abandon_loads).
+        self._join_load_threads = True
         self._retirements: set[asyncio.Future[Any]] = set()
         self._abandon_drains = threading.Event()  # set by the shutdown
         # The loop start() runs on: model control from backend threads goes there.
@@ -232,8 +234,14 @@ class ModelManager(
                     # The server has drained requests already (exit timeout).
                     await self._unload_record(record, drain=False)
         self._started = False
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=self._join_load_threads, cancel_futures=True)
         self.storage.close()
+
+    def abandon_loads(self) -> None:
+        """The server stops while models still load (a signal during start-up): the
+        shutdown does not wait for the load threads, whose model code (a long
+        ``initialize``) cannot be interrupted; the process leaves without them."""
+        self._join_load_threads = False
 
     # -- explicit control ------------------------------------------------------
 
