@@ -31,17 +31,9 @@ import pytest
 pytest.importorskip("tritonx._native", reason="core not built")
 import tritonclient.grpc as grpcclient
 from serverutil import RunningServer, run_server
-from testmodels import ECHO_MODEL, write_model
+from testmodels import ECHO_FP32_CONFIG, ECHO_MODEL, write_model
 
 from tritonx import _native
-
-CONFIG = """
-name: "echo"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-"""
 
 # Connections opened beyond what the lowered limit leaves room for.
 HEADROOM = 24
@@ -52,7 +44,7 @@ LIVE = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("fds")
-    write_model(root, "echo", CONFIG, ECHO_MODEL)
+    write_model(root, "echo", ECHO_FP32_CONFIG, ECHO_MODEL)
     return root
 
 
