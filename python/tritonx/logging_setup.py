@@ -21,6 +21,7 @@ import contextlib
 import io
 import logging
 import os
+import queue
 import sys
 import threading
 import time
@@ -52,6 +53,11 @@ _JSON_ESCAPES.update(
         ord("\t"): r"\t",
     }
 )
+
+# Bytes of entries waiting for a slow log sink; past this, new ones are dropped.
+LOG_QUEUE_BYTES = 1 << 20
+# How long a flush or a close waits for the queued entries to be written.
+LOG_FLUSH_WAIT_S = 1.0
 
 # Called with the tritonx logger's new level after each configure (stub processes
 # follow it: stub/metrics_sync.py).
@@ -132,62 +138,114 @@ class _SeverityFilter(logging.Filter):
         return self.options.verbose > 0
 
 
-class _DroppingStreamHandler(logging.StreamHandler[TextIO]):
-    """Writes each entry with one write() and survives a sink it cannot write.
+class _QueuedLogHandler(logging.Handler):
+    """Formats each entry on the thread that logs it and writes it from a thread of
+        its own, so that no request waits for the log's sink.
 
-    On a full disk (or a closed pipe) logging's default prints a traceback per entry
-    to stderr, which at --log-verbose is several per request; Triton drops such
-    lines silently. Here the first failure is reported once on the process's
-    stderr (when the log goes elsewhere), entries are dropped while writes fail,
-    and the first entry written afterwards is preceded by a count of the lost ones.
+        A sink that blocks (a pipe nobody reads, Docker's blocking log driver behind a
+        slow remote) used to stall every request that logged, a failed execute for one:
+        ~150 of them filled a 64 KiB pipe and the server stopped answering, and did not
+        exit on SIGTERM either (Triton 2.51 behaves the same). Here entries wait in a
+        queue of at most LOG_QUEUE_BYTES and, when it is full, are dropped. A sink that fails (a full disk,
+        a pipe whose reader left) drops its entries too, where logging's default printed
+        a traceback per entry to stderr (Triton drops them silently); the first failure
+        is reported once on the process's stderr when the log goes elsewhere. The first
+        entry written after any loss is preceded by a count of the lost ones. Thread
+        safety: emit from any thread; one writer thread owns the stream; the lock guards
+    the counts.
     """
 
     def __init__(self, stream: TextIO, sink: str) -> None:
-        super().__init__(stream)
+        super().__init__()
+        self.stream = stream
         self.sink = sink
-        self.dropped = 0
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._lost_lock = threading.Lock()  # guards the two counts below
+        self._lost = 0  # entries not written, since the last note about them
+        self._queued_bytes = 0  # characters queued and not yet written
+        self._failing = False  # the last write failed (writer thread only)
+        self._writer = threading.Thread(
+            target=self._write_entries, name="tritonx-log", daemon=True
+        )
+        self._writer.start()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + self.terminator
+            line = self.format(record) + "\n"
         except Exception:  # a broken record, not a broken sink
             self.handleError(record)
             return
-        try:
-            if self.dropped:
-                self.stream.write(self._dropped_line(record))
-            self.stream.write(line)
-            self.flush()
-        except (OSError, ValueError) as error:  # ValueError: the stream was closed
-            self._drop(error)
-            return
-        self.dropped = 0
+        with self._lost_lock:
+            if self._queued_bytes + len(line) > LOG_QUEUE_BYTES:
+                self._lost += 1
+                return
+            self._queued_bytes += len(line)
+        self._queue.put(line)
 
-    def _dropped_line(self, record: logging.LogRecord) -> str:
+    def _write_entries(self) -> None:
+        while (line := self._queue.get()) is not None:
+            self._write(line)
+            with self._lost_lock:
+                self._queued_bytes -= len(line)
+
+    def _write(self, line: str) -> None:
+        with self._lost_lock:
+            lost, self._lost = self._lost, 0
+        try:
+            if lost:
+                self.stream.write(self._lost_note(lost))
+            self.stream.write(line)
+            self.stream.flush()
+        except (OSError, ValueError) as error:  # ValueError: the stream closed
+            self._report_failure(error)
+            with self._lost_lock:
+                self._lost += lost + 1
+            return
+        self._failing = False
+
+    def _lost_note(self, lost: int) -> str:
         note = logging.makeLogRecord(
             {
-                "name": record.name,
+                "name": LOGGER_NAME,
                 "levelno": logging.WARNING,
                 "levelname": "WARNING",
-                "msg": f"{self.dropped} log entries were dropped: {self.sink} "
-                "could not be written",
-                "created": record.created,
+                "msg": f"{lost} log entries were dropped: {self.sink} could not "
+                "take them (failing, or not reading fast enough)",
                 "filename": "logging_setup.py",
                 "lineno": 0,
-                "thread_native_id": getattr(record, "thread_native_id", 0),
+                "thread_native_id": threading.get_native_id(),
             }
         )
-        return self.format(note) + self.terminator
+        return self.format(note) + "\n"
 
-    def _drop(self, error: Exception) -> None:
-        self.dropped += 1
+    def _report_failure(self, error: Exception) -> None:
+        if self._failing:
+            return
+        self._failing = True
         stderr = sys.__stderr__
-        if self.dropped == 1 and stderr is not None and self.stream is not stderr:
+        if stderr is not None and self.stream is not stderr:
             with contextlib.suppress(OSError, ValueError):
                 stderr.write(
                     f"tritonx: cannot write the log to {self.sink}: {error}; "
                     "entries are dropped until it can be written again\n"
                 )
+
+    def flush(self) -> None:
+        """Waits (a moment at most) for the entries queued so far to be written."""
+        deadline = time.monotonic() + LOG_FLUSH_WAIT_S
+        while self._queued_bytes and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        """Writes what is queued and stops the writer, waiting a moment at most: a
+        sink that blocks must not hold a reconfiguration or the process's exit."""
+        if self._writer.is_alive():
+            self._queue.put(None)
+            self._writer.join(LOG_FLUSH_WAIT_S)
+        if not self._writer.is_alive() and self.stream is not sys.stderr:
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.close()  # a writer still blocked keeps it instead
+        super().close()
 
 
 def _open_log_file(path: Path) -> TextIO:
@@ -198,6 +256,17 @@ def _open_log_file(path: Path) -> TextIO:
     return io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
 
 
+def _open_stderr() -> TextIO:
+    # A stream of its own over the same pipe or terminal: a writer blocked on a full
+    # pipe then holds no lock of sys.stderr, whose flush at the interpreter's exit
+    # would otherwise wait on it forever.
+    try:
+        raw = open(os.dup(sys.stderr.fileno()), "wb", buffering=0)  # noqa: SIM115
+    except (AttributeError, OSError, ValueError):  # no real descriptor (embedded)
+        return sys.stderr
+    return io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
+
+
 def configure(options: LogOptions) -> logging.Logger:
     """Install one handler on the ``tritonx`` logger; returns that logger."""
     logger = logging.getLogger(LOGGER_NAME)
@@ -205,11 +274,9 @@ def configure(options: LogOptions) -> logging.Logger:
         logger.removeHandler(handler)
         handler.close()
     if options.file is not None:
-        handler = _DroppingStreamHandler(
-            _open_log_file(options.file), str(options.file)
-        )
+        handler = _QueuedLogHandler(_open_log_file(options.file), str(options.file))
     else:
-        handler = _DroppingStreamHandler(sys.stderr, "stderr")
+        handler = _QueuedLogHandler(_open_stderr(), "stderr")
     escape = os.environ.get(ESCAPE_VARIABLE) != "0"
     handler.setFormatter(
         TritonFormatter(iso8601=options.format == "ISO8601", escape=escape)
