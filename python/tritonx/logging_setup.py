@@ -140,19 +140,19 @@ class _SeverityFilter(logging.Filter):
 
 class _QueuedLogHandler(logging.Handler):
     """Formats each entry on the thread that logs it and writes it from a thread of
-        its own, so that no request waits for the log's sink.
+    its own, so that no request waits for the log's sink.
 
-        A sink that blocks (a pipe nobody reads, Docker's blocking log driver behind a
-        slow remote) used to stall every request that logged, a failed execute for one:
-        ~150 of them filled a 64 KiB pipe and the server stopped answering, and did not
-        exit on SIGTERM either (Triton 2.51 behaves the same). Here entries wait in a
-        queue of at most LOG_QUEUE_BYTES and, when it is full, are dropped. A sink that fails (a full disk,
-        a pipe whose reader left) drops its entries too, where logging's default printed
-        a traceback per entry to stderr (Triton drops them silently); the first failure
-        is reported once on the process's stderr when the log goes elsewhere. The first
-        entry written after any loss is preceded by a count of the lost ones. Thread
-        safety: emit from any thread; one writer thread owns the stream; the lock guards
-    the counts.
+    A sink that blocks (a pipe nobody reads, Docker's blocking log driver behind a
+    slow remote) used to stall every request that logged, a failed execute for one:
+    ~150 of them filled a 64 KiB pipe and the server stopped answering, and did not
+    exit on SIGTERM either (Triton 2.51 behaves the same). Here entries wait in a
+    queue of at most LOG_QUEUE_BYTES and, when it is full, are dropped. A sink that
+    fails (a full disk, a pipe whose reader left) drops its entries too, where
+    logging's default printed a traceback per entry to stderr (Triton drops them
+    silently); the first failure is reported once on the process's stderr when the
+    log goes elsewhere. The first entry written after any loss is preceded by a
+    count of the lost ones. Thread safety: emit from any thread; one writer thread
+    owns the stream; the lock guards the counts.
     """
 
     def __init__(self, stream: TextIO, sink: str) -> None:
