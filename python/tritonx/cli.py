@@ -38,7 +38,7 @@ from tritonx.cli_values import (
 )
 from tritonx.frontends.grpc import PROTOCOL_GROUPS as GRPC_PROTOCOL_GROUPS
 from tritonx.frontends.http_routes import RESTRICTED_CATEGORIES as HTTP_API_GROUPS
-from tritonx.logging_setup import LogOptions, configure
+from tritonx.logging_setup import LogOptions, configure, write_console_line
 from tritonx.metrics_config import MetricsConfig
 from tritonx.repository.cloud import cloud_scheme
 from tritonx.server_options import (
@@ -477,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if warning.startswith("Warning: "):
             # Triton's own wording: its parser writes these to stderr as plain
             # lines, whatever the log settings (L0_cmdline_trace greps them).
-            print(warning, file=sys.stderr, flush=True)
+            write_console_line(warning)
         else:
             logger.warning("%s", warning)
     if argv is None:

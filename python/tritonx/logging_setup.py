@@ -237,15 +237,33 @@ class _QueuedLogHandler(logging.Handler):
             time.sleep(0.005)
 
     def close(self) -> None:
-        """Writes what is queued and stops the writer, waiting a moment at most: a
-        sink that blocks must not hold a reconfiguration or the process's exit."""
-        if self._writer.is_alive():
-            self._queue.put(None)
-            self._writer.join(LOG_FLUSH_WAIT_S)
+        """Writes what is queued (waiting a moment at most). The handler stays
+        usable: logging.config's dictConfig (uvicorn's, for one) closes every
+        handler it finds, ours included, and ours stays on the tritonx logger."""
+        self.flush()
+        super().close()
+
+    def retire(self) -> None:
+        """configure() replaces this handler: stop the writer once the queue is
+        written and close the stream, waiting a moment at most (a sink that blocks
+        must not hold a reconfiguration; a writer still blocked keeps its stream)."""
+        self._queue.put(None)
+        self._writer.join(LOG_FLUSH_WAIT_S)
         if not self._writer.is_alive() and self.stream is not sys.stderr:
             with contextlib.suppress(OSError, ValueError):
-                self.stream.close()  # a writer still blocked keeps it instead
-        super().close()
+                self.stream.close()
+        self.close()
+
+
+def write_console_line(text: str) -> None:
+    """A plain line on stderr (not a log record: Triton prints some such lines
+    itself), after the log entries queued before it and in one write, so that
+    neither reorders nor splits the other."""
+    for handler in logging.getLogger(LOGGER_NAME).handlers:
+        handler.flush()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 def _open_log_file(path: Path) -> TextIO:
@@ -272,7 +290,10 @@ def configure(options: LogOptions) -> logging.Logger:
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-        handler.close()
+        if isinstance(handler, _QueuedLogHandler):
+            handler.retire()
+        else:
+            handler.close()
     if options.file is not None:
         handler = _QueuedLogHandler(_open_log_file(options.file), str(options.file))
     else:

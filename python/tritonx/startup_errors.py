@@ -9,9 +9,9 @@ service: <Code> - <message>". Scripts and orchestrators grep for these.
 from __future__ import annotations
 
 import logging
-import sys
 
 from tritonx.errors import CODE_WORDS, TritonXError
+from tritonx.logging_setup import write_console_line
 
 logger = logging.getLogger("tritonx.server")
 
@@ -34,7 +34,7 @@ def report_startup_failure(error: BaseException) -> None:
     if isinstance(error, EndpointStartError):
         logger.error("%s", text)
     else:
-        print(text, file=sys.stderr, flush=True)
+        write_console_line(text)
 
 
 def creating_server_error(error: BaseException) -> str:

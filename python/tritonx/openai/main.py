@@ -21,7 +21,7 @@ from typing import Any
 
 from tritonx.api import ModelControlMode, Options, Server
 from tritonx.errors import TritonXError
-from tritonx.logging_setup import LogOptions, configure
+from tritonx.logging_setup import LogOptions, configure, write_console_line
 
 PROG = "tritonx-openai"
 EXIT_ERROR = 1
@@ -390,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         warnings = check_args(args)
     except UsageError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        write_console_line(f"{PROG}: error: {error}")
         return EXIT_ERROR
     for warning in warnings:
         logger.warning("%s", warning)
