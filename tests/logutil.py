@@ -59,17 +59,22 @@ def quiet_server(kind: str, repo: Path, *args: str) -> Iterator[RunningServer]:
     flags = [f"--{name}-port={port}" for name, port in ports.items()]
     with run_server(repo, *flags, *args, services=[]) as server:
         server.ports.update(ports)
-
-        def ready() -> bool:
-            try:
-                url = f"http://{server.http_url}/v2/health/ready"
-                with urllib.request.urlopen(url, timeout=1) as reply:
-                    return bool(reply.status == 200)
-            except OSError:
-                return False
-
-        wait_until(ready, "tritonx ready")
+        wait_until_ready(ports["http"])
         yield server
+
+
+def wait_until_ready(http_port: int) -> None:
+    """Waits for /v2/health/ready on ``http_port`` to answer 200."""
+
+    def ready() -> bool:
+        try:
+            url = f"http://127.0.0.1:{http_port}/v2/health/ready"
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    wait_until(ready, "tritonx ready")
 
 
 def infer_both(server: RunningServer) -> None:

@@ -26,7 +26,13 @@ from pathlib import Path
 
 import tritonclient.http as httpclient
 from grpcutil import wait_until
-from logutil import build_repo, infer_both, messages, quiet_server
+from logutil import (
+    build_repo,
+    infer_both,
+    messages,
+    quiet_server,
+    wait_until_ready,
+)
 from serverutil import free_ports, server_command, server_env, terminate
 from testmodels import ECHO_FP32_CONFIG, write_model
 
@@ -150,16 +156,7 @@ def test_console_nobody_reads(tmp_path: Path) -> None:
         env=server_env(),
     )
     try:
-
-        def ready() -> bool:
-            try:
-                url = f"http://127.0.0.1:{ports[0]}/v2/health/ready"
-                with urllib.request.urlopen(url, timeout=1) as reply:
-                    return bool(reply.status == 200)
-            except OSError:
-                return False
-
-        wait_until(ready, "tritonx ready")
+        wait_until_ready(ports[0])
         # 3,000 error lines of ~470 bytes: more than the pipe and the queue hold.
         statuses = {_post_infer(ports[0]) for _ in range(3000)}
         assert statuses == {500}, statuses
