@@ -183,23 +183,35 @@ class _QueuedLogHandler(logging.Handler):
         self._queue.put(line)
 
     def _write_entries(self) -> None:
-        while (line := self._queue.get()) is not None:
-            self._write(line)
+        stop = False
+        while not stop:
+            # Everything queued by now leaves in one write: under a burst (every
+            # request logging at --log-verbose) one system call and one wake-up carry
+            # many entries.
+            batch = [self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get())
+            if None in batch:
+                stop = True
+                batch = batch[: batch.index(None)]
+            text = "".join(batch)  # type: ignore[arg-type]
+            if text:
+                self._write(text, len(batch))
             with self._lost_lock:
-                self._queued_bytes -= len(line)
+                self._queued_bytes -= len(text)
 
-    def _write(self, line: str) -> None:
+    def _write(self, text: str, entries: int) -> None:
         with self._lost_lock:
             lost, self._lost = self._lost, 0
         try:
             if lost:
                 self.stream.write(self._lost_note(lost))
-            self.stream.write(line)
+            self.stream.write(text)
             self.stream.flush()
         except (OSError, ValueError) as error:  # ValueError: the stream closed
             self._report_failure(error)
             with self._lost_lock:
-                self._lost += lost + 1
+                self._lost += lost + entries
             return
         self._failing = False
 
