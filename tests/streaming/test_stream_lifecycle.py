@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from serverutil import run_server
+from serverutil import RunningServer, run_server
 
 ASYNC_CONFIG = """
 name: "async_repeat"
@@ -74,17 +74,28 @@ def _values(events: queue.Queue[tuple[Any, Any]], n: int) -> list[int | None]:
     return values
 
 
+def _sigterm_mid_stream(
+    server: RunningServer,
+    client: Any,
+    events: queue.Queue[tuple[Any, Any]],
+    count: int,
+) -> None:
+    """Streams ``count`` responses of one request, sends SIGTERM after the first
+    five, and checks that the rest arrive: nothing lost, FINAL last."""
+    client.async_stream_infer(
+        "repeat", _inputs(count, 1), enable_empty_final_response=True
+    )
+    first = _values(events, 5)
+    server.process.send_signal(signal.SIGTERM)
+    rest = _values(events, count + 1 - 5)
+    assert first + rest == [*range(count), None]
+
+
 def test_sigterm_waits_for_streams_in_flight(repeat_repo: Path) -> None:
     count = 300  # sent from a thread, 2 ms apart: still streaming at SIGTERM
     with run_server(repeat_repo, "--exit-timeout-secs=30") as server:
         client, events = _stream(server.grpc_url)
-        client.async_stream_infer(
-            "repeat", _inputs(count, 1), enable_empty_final_response=True
-        )
-        first = _values(events, 5)
-        server.process.send_signal(signal.SIGTERM)
-        rest = _values(events, count + 1 - 5)
-        assert first + rest == [*range(count), None]  # nothing lost, FINAL last
+        _sigterm_mid_stream(server, client, events, count)
         client.stop_stream()
         client.close()
         assert server.process.wait(timeout=60) == 0
@@ -100,13 +111,7 @@ def test_sigterm_ends_streams_the_clients_keep_open(repeat_repo: Path) -> None:
         idle.async_stream_infer("repeat", _inputs(2, 1))
         assert _values(idle_events, 2) == [0, 1]
         busy, busy_events = _stream(server.grpc_url)
-        busy.async_stream_infer(
-            "repeat", _inputs(count, 1), enable_empty_final_response=True
-        )
-        first = _values(busy_events, 5)
-        server.process.send_signal(signal.SIGTERM)
-        rest = _values(busy_events, count + 1 - 5)
-        assert first + rest == [*range(count), None]  # the request in flight ends
+        _sigterm_mid_stream(server, busy, busy_events, count)
         assert server.process.wait(timeout=60) == 0  # both streams still open
         for events in (idle_events, busy_events):
             result, error = events.get(timeout=60)
