@@ -11,8 +11,33 @@ using perf::InputData;
 using perf::LoadDriver;
 using perf::LoadOptions;
 using perf::OutputSpec;
+using perf::RequestParameter;
 using perf::RequestRecord;
 using perf::Target;
+
+// (name, value): the value's Python type (bool, int or str) is the parameter's.
+RequestParameter ParameterFrom(const py::handle& item) {
+  const auto t = item.cast<py::tuple>();
+  if (t.size() != 2) throw py::value_error("a request parameter is (name, value)");
+  RequestParameter param;
+  param.name = t[0].cast<std::string>();
+  const py::handle value = t[1];
+  // bool before int: a Python bool is an int too.
+  if (py::isinstance<py::bool_>(value)) {
+    param.kind = RequestParameter::Kind::kBool;
+    param.bool_value = value.cast<bool>();
+  } else if (py::isinstance<py::int_>(value)) {
+    param.kind = RequestParameter::Kind::kInt;
+    param.int_value = value.cast<int64_t>();
+  } else if (py::isinstance<py::str>(value)) {
+    param.kind = RequestParameter::Kind::kString;
+    param.string_value = value.cast<std::string>();
+  } else {
+    throw py::type_error("request parameter '" + param.name +
+                         "': the value is a bool, an int or a str");
+  }
+  return param;
+}
 
 // (name, datatype, shape, data: bytes | None, shm_region, shm_offset, shm_byte_size)
 InputData InputFrom(const py::tuple& t) {
@@ -86,7 +111,11 @@ void RegisterPerf(py::module_& m) {
                        const py::list& steps, const py::list& outputs, bool streaming,
                        bool decoupled,
                        std::vector<std::pair<std::string, std::string>> headers,
-                       bool json_inputs, bool json_outputs) {
+                       bool json_inputs, bool json_outputs, const py::list& parameters,
+                       const std::string& grpc_compression, bool grpc_use_ssl,
+                       const std::string& grpc_root_certs,
+                       const std::string& grpc_private_key,
+                       const std::string& grpc_cert_chain) {
              auto target = std::make_shared<Target>();
              target->protocol = protocol;
              target->url = url;
@@ -113,13 +142,28 @@ void RegisterPerf(py::module_& m) {
              target->http_headers = std::move(headers);
              target->json_inputs = json_inputs;
              target->json_outputs = json_outputs;
+             for (const auto& item : parameters) {
+               target->parameters.push_back(ParameterFrom(item));
+             }
+             if (grpc_compression != "none" && grpc_compression != "gzip" &&
+                 grpc_compression != "deflate") {
+               throw py::value_error("grpc_compression is none, gzip or deflate");
+             }
+             target->grpc_compression = grpc_compression;
+             target->grpc_tls.use_ssl = grpc_use_ssl;
+             target->grpc_tls.root_certs = grpc_root_certs;
+             target->grpc_tls.private_key = grpc_private_key;
+             target->grpc_tls.cert_chain = grpc_cert_chain;
              return target;
            }),
            py::arg("protocol"), py::arg("url"), py::arg("model"), py::arg("version"),
            py::arg("steps"), py::arg("outputs"), py::arg("streaming") = false,
            py::arg("decoupled") = false,
            py::arg("http_headers") = std::vector<std::pair<std::string, std::string>>{},
-           py::arg("json_inputs") = false, py::arg("json_outputs") = false);
+           py::arg("json_inputs") = false, py::arg("json_outputs") = false,
+           py::arg("parameters") = py::list(), py::arg("grpc_compression") = "none",
+           py::arg("grpc_use_ssl") = false, py::arg("grpc_root_certs") = "",
+           py::arg("grpc_private_key") = "", py::arg("grpc_cert_chain") = "");
 
   py::class_<LoadDriver>(m, "PerfLoad",
                          "One step of tritonx-perf's load: C++ client threads sending "
@@ -130,7 +174,7 @@ void RegisterPerf(py::module_& m) {
                        uint64_t sequence_id_start, uint64_t sequence_id_end,
                        uint64_t seed, bool async, uint64_t max_requests,
                        int num_sequences, std::vector<int> stream_lengths,
-                       bool length_from_stream) {
+                       bool length_from_stream, std::vector<int64_t> intervals_us) {
              LoadOptions options;
              options.concurrency = concurrency;
              options.request_rate = request_rate;
@@ -146,6 +190,10 @@ void RegisterPerf(py::module_& m) {
              options.num_sequences = num_sequences;
              options.stream_lengths = std::move(stream_lengths);
              options.length_from_stream = length_from_stream;
+             for (const int64_t us : intervals_us) {
+               if (us < 0) throw py::value_error("a request interval is negative");
+               options.intervals_ns.push_back(us * 1000);
+             }
              return std::make_unique<LoadDriver>(std::move(target), options);
            }),
            py::arg("target"), py::arg("concurrency") = 1, py::arg("request_rate") = 0.0,
@@ -155,7 +203,8 @@ void RegisterPerf(py::module_& m) {
            py::arg("seed") = 0, py::arg("async_mode") = false,
            py::arg("max_requests") = 0, py::arg("num_sequences") = 4,
            py::arg("stream_lengths") = std::vector<int>{},
-           py::arg("length_from_stream") = false)
+           py::arg("length_from_stream") = false,
+           py::arg("intervals_us") = std::vector<int64_t>{})
       .def(
           "start",
           [](LoadDriver& self) {

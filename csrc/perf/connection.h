@@ -30,6 +30,26 @@ struct OutputSpec {
   uint64_t shm_byte_size = 0;
 };
 
+// A request parameter sent with every inference request (perf_analyzer's
+// --request-parameter name:value:type), already typed.
+struct RequestParameter {
+  enum class Kind { kInt, kBool, kString };
+  std::string name;
+  Kind kind = Kind::kString;
+  int64_t int_value = 0;
+  bool bool_value = false;
+  std::string string_value;
+};
+
+// gRPC channel security (perf_analyzer's --ssl-grpc-*): PEM contents, not paths, so
+// that a file that cannot be read fails on the Python side before the load starts.
+struct GrpcTls {
+  bool use_ssl = false;
+  std::string root_certs;   // empty: grpc's default roots
+  std::string private_key;  // with cert_chain: a client certificate (mutual TLS)
+  std::string cert_chain;
+};
+
 // What every connection of a run talks to and sends. Immutable once the load
 // starts; shared read-only by all worker threads.
 struct Target {
@@ -47,6 +67,12 @@ struct Target {
   // (perf_analyzer's --input-tensor-format / --output-tensor-format json).
   bool json_inputs = false;
   bool json_outputs = false;
+  // Sent in every request's parameters, next to the sequence parameters.
+  std::vector<RequestParameter> parameters;
+  // gRPC only: "none" | "gzip" | "deflate", the compression of the requests the
+  // client sends (perf_analyzer's --grpc-compression-algorithm).
+  std::string grpc_compression = "none";
+  GrpcTls grpc_tls;
 };
 
 struct SequenceParams {

@@ -55,6 +55,20 @@ inference::ModelInferRequest BuildRequest(const Target& target,
              out.shm_byte_size);
     }
   }
+  auto& params = *request.mutable_parameters();
+  for (const RequestParameter& param : target.parameters) {
+    switch (param.kind) {
+      case RequestParameter::Kind::kInt:
+        params[param.name].set_int64_param(param.int_value);
+        break;
+      case RequestParameter::Kind::kBool:
+        params[param.name].set_bool_param(param.bool_value);
+        break;
+      case RequestParameter::Kind::kString:
+        params[param.name].set_string_param(param.string_value);
+        break;
+    }
+  }
   if (target.decoupled && target.streaming) {
     // Without it a decoupled model's last response may carry no final flag.
     (*request.mutable_parameters())["triton_enable_empty_final_response"]
@@ -93,15 +107,27 @@ grpc::ByteBuffer Serialize(const google::protobuf::Message& message) {
 // tritonclient's cached channels do for perf_analyzer; more get a new one.
 constexpr int kChannelShare = 6;
 
-std::shared_ptr<grpc::Channel> SharedChannel(const std::string& url) {
+std::shared_ptr<grpc::ChannelCredentials> Credentials(const GrpcTls& tls) {
+  if (!tls.use_ssl) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = tls.root_certs;
+  options.pem_private_key = tls.private_key;
+  options.pem_cert_chain = tls.cert_chain;
+  return grpc::SslCredentials(options);
+}
+
+std::shared_ptr<grpc::Channel> SharedChannel(const Target& target) {
   struct Entry {
     std::weak_ptr<grpc::Channel> channel;
     int users = 0;
   };
   static std::mutex mu;  // guards cache
   static std::map<std::string, Entry> cache;
+  // Channels of targets that differ in security or compression are not shared.
+  const std::string key = target.url + '\n' + target.grpc_compression + '\n' +
+                          (target.grpc_tls.use_ssl ? "ssl" : "plain");
   std::lock_guard<std::mutex> lock(mu);
-  Entry& entry = cache[url];
+  Entry& entry = cache[key];
   std::shared_ptr<grpc::Channel> channel = entry.channel.lock();
   if (channel && entry.users < kChannelShare) {
     ++entry.users;
@@ -114,7 +140,15 @@ std::shared_ptr<grpc::Channel> SharedChannel(const std::string& url) {
   // A channel of its own TCP connection (grpc otherwise multiplexes every channel
   // with equal arguments onto one).
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  channel = grpc::CreateCustomChannel(url, grpc::InsecureChannelCredentials(), args);
+  // The channel's default algorithm compresses every message the client sends
+  // (unary and stream), which is what tritonclient's per-call setting does for
+  // perf_analyzer; the server answers uncompressed unless it chooses otherwise.
+  if (target.grpc_compression == "gzip") {
+    args.SetCompressionAlgorithm(GRPC_COMPRESS_GZIP);
+  } else if (target.grpc_compression == "deflate") {
+    args.SetCompressionAlgorithm(GRPC_COMPRESS_DEFLATE);
+  }
+  channel = grpc::CreateCustomChannel(target.url, Credentials(target.grpc_tls), args);
   entry.channel = channel;
   entry.users = 1;
   return channel;
@@ -126,7 +160,7 @@ class GrpcConnection : public Connection {
  public:
   explicit GrpcConnection(std::shared_ptr<const Target> target)
       : target_(std::move(target)) {
-    channel_ = SharedChannel(target_->url);
+    channel_ = SharedChannel(*target_);
     generic_ = std::make_unique<grpc::GenericStub>(channel_);
     stub_ = inference::GRPCInferenceService::NewStub(channel_);
     for (const auto& step : target_->steps) {
@@ -269,7 +303,7 @@ class GrpcAsyncClient : public AsyncClient {
  public:
   explicit GrpcAsyncClient(std::shared_ptr<const Target> target)
       : target_(std::move(target)) {
-    channel_ = SharedChannel(target_->url);
+    channel_ = SharedChannel(*target_);
     generic_ = std::make_unique<grpc::GenericStub>(channel_);
     for (const auto& step : target_->steps) {
       requests_.push_back(BuildRequest(*target_, step));
@@ -383,7 +417,7 @@ class GrpcStreamAsyncClient : public AsyncClient {
  public:
   explicit GrpcStreamAsyncClient(std::shared_ptr<const Target> target)
       : target_(std::move(target)) {
-    stub_ = inference::GRPCInferenceService::NewStub(SharedChannel(target_->url));
+    stub_ = inference::GRPCInferenceService::NewStub(SharedChannel(*target_));
     for (const auto& step : target_->steps) {
       requests_.push_back(BuildRequest(*target_, step));
     }

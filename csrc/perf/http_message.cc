@@ -268,21 +268,45 @@ HttpMessages::HttpMessages(const Target& target) : target_(target) {
   path_ = "/v2/models/" + target.model;
   if (!target.version.empty()) path_ += "/versions/" + target.version;
   path_ += "/infer";
+  for (const RequestParameter& param : target.parameters) {
+    if (!parameters_.empty()) parameters_ += ",";
+    AppendJsonString(&parameters_, param.name);
+    parameters_ += ":";
+    switch (param.kind) {
+      case RequestParameter::Kind::kInt:
+        parameters_ += std::to_string(param.int_value);
+        break;
+      case RequestParameter::Kind::kBool:
+        parameters_ += param.bool_value ? "true" : "false";
+        break;
+      case RequestParameter::Kind::kString:
+        if (!IsUtf8(reinterpret_cast<const unsigned char*>(param.string_value.data()),
+                    param.string_value.size())) {
+          error_ = "request parameter '" + param.name + "' is not UTF-8 text";
+          return;
+        }
+        AppendJsonString(&parameters_, param.string_value);
+        break;
+    }
+  }
+  const std::string close =
+      parameters_.empty() ? "}" : ",\"parameters\":{" + parameters_ + "}}";
   for (const auto& step : target.steps) {
     std::string json, binary;
     if (!BuildBody(target, step, &json, &binary, &error_)) return;
     jsons_.push_back(std::move(json));
     binaries_.push_back(std::move(binary));
-    whole_.push_back(Compose(jsons_.back() + "}", binaries_.back()));
+    whole_.push_back(Compose(jsons_.back() + close, binaries_.back()));
   }
 }
 
 std::string HttpMessages::WithSequence(size_t step, const SequenceParams& seq) const {
   const size_t index = step % jsons_.size();
-  const std::string json =
-      jsons_[index] + ",\"parameters\":{\"sequence_id\":" + std::to_string(seq.id) +
-      ",\"sequence_start\":" + (seq.start ? "true" : "false") +
-      ",\"sequence_end\":" + (seq.end ? "true" : "false") + "}}";
+  std::string json = jsons_[index] + ",\"parameters\":{";
+  if (!parameters_.empty()) json += parameters_ + ",";
+  json += "\"sequence_id\":" + std::to_string(seq.id) +
+          ",\"sequence_start\":" + (seq.start ? "true" : "false") +
+          ",\"sequence_end\":" + (seq.end ? "true" : "false") + "}}";
   return Compose(json, binaries_[index]);
 }
 

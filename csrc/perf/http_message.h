@@ -32,6 +32,9 @@ class HttpMessages {
 
   const Target& target_;
   std::string path_;
+  // Target::parameters as JSON object members ("a":1,"b":true), empty when none:
+  // every request's "parameters" object starts with them.
+  std::string parameters_;
   std::string error_;
   // The JSON header of each template without its closing brace (request parameters
   // go there), and the binary tensor bytes that follow it (empty for JSON tensors).

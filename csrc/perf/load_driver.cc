@@ -54,7 +54,7 @@ LoadDriver::LoadDriver(std::shared_ptr<const Target> target, LoadOptions options
 LoadDriver::~LoadDriver() { Stop(); }
 
 bool LoadDriver::Start(std::string* error) {
-  const bool open_loop = options_.request_rate > 0;
+  const bool open_loop = OpenLoop();
   const bool async = options_.async;
   const bool sequences = options_.sequence_length > 0;
   int count = open_loop ? std::max(1, options_.max_threads) : options_.concurrency;
@@ -111,6 +111,7 @@ bool LoadDriver::Start(std::string* error) {
   stop_.store(false);
   sent_.store(0);
   next_send_ns_ = NowNs();
+  next_interval_ = 0;
   for (auto& worker : workers_) {
     Worker* w = worker.get();
     w->thread = std::thread([this, w, open_loop] {
@@ -260,6 +261,12 @@ void LoadDriver::RunClosed(Worker* w) {
 int64_t LoadDriver::NextSendTime() {
   std::lock_guard<std::mutex> lock(schedule_mu_);
   const int64_t at = next_send_ns_;
+  const auto& intervals = options_.intervals_ns;
+  if (!intervals.empty()) {
+    next_send_ns_ += intervals[next_interval_];
+    next_interval_ = (next_interval_ + 1) % intervals.size();
+    return at;
+  }
   double gap_s = 1.0 / options_.request_rate;
   if (options_.poisson) {
     std::exponential_distribution<double> exp(options_.request_rate);
@@ -307,7 +314,7 @@ void LoadDriver::Finish(Worker* w) {
 bool LoadDriver::CanSend(Worker* w) const {
   if (!w->sequences.empty()) return !w->free.empty();
   // The open loop sends at each scheduled time whatever is in flight.
-  return options_.request_rate > 0 || w->async->InFlight() < w->share;
+  return OpenLoop() || w->async->InFlight() < w->share;
 }
 
 void LoadDriver::SendNext(Worker* w) {

@@ -5,8 +5,9 @@
 //   - concurrency mode (closed loop): N workers, each with its own connection, send
 //     the next request as soon as the previous one is answered;
 //   - request-rate mode (open loop): a schedule of send times (constant or Poisson
-//     intervals) served by a pool of workers; a request whose worker was still busy
-//     at its time is sent late and counted in delayed().
+//     intervals, or the user's list of intervals in turn: perf_analyzer's
+//     --request-intervals) served by a pool of workers; a request whose worker was
+//     still busy at its time is sent late and counted in delayed().
 // With async (perf_analyzer's --async) a worker keeps many requests in flight
 // through an AsyncClient instead of one through a Connection: closed loop, the
 // concurrency is split over min(max_threads, concurrency) workers; open loop, every
@@ -36,11 +37,15 @@
 namespace tritonx::perf {
 
 struct LoadOptions {
-  int concurrency = 1;      // closed loop; ignored when request_rate > 0
+  int concurrency = 1;      // closed loop; ignored in the open loop
   double request_rate = 0;  // requests per second; > 0 selects the open loop
   bool poisson = false;     // open loop intervals: exponential instead of constant
-  int max_threads = 16;     // open loop workers
-  int sequence_length = 0;  // 0: requests carry no sequence
+  // Non-empty (also selects the open loop): the open loop's gaps between sends, used in
+  // turn and repeated (the first request goes at once, the next intervals_ns[0] later);
+  // request_rate and poisson are then unused.
+  std::vector<int64_t> intervals_ns;
+  int max_threads = 16;            // open loop workers
+  int sequence_length = 0;         // 0: requests carry no sequence
   double sequence_variation = 20;  // percent around sequence_length
   uint64_t sequence_id_start = 1;
   uint64_t sequence_id_end = 0;  // exclusive; 0: unbounded
@@ -101,6 +106,9 @@ class LoadDriver {
   // last one ended) and the data step it uses.
   SequenceParams NextInSequence(Worker* worker, Sequence* sequence, size_t* step);
   uint64_t NewSequenceId(size_t index);
+  bool OpenLoop() const {
+    return options_.request_rate > 0 || !options_.intervals_ns.empty();
+  }
   int64_t NextSendTime();
   bool TakeSend();  // false once max_requests were sent
 
@@ -115,6 +123,7 @@ class LoadDriver {
 
   std::mutex schedule_mu_;  // guards the open loop's schedule
   int64_t next_send_ns_ = 0;
+  size_t next_interval_ = 0;  // in options_.intervals_ns
   std::mt19937_64 rng_;
 
   std::mutex sequence_mu_;              // guards sequence_ids_ and sequence_counter_

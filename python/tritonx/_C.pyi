@@ -683,6 +683,12 @@ class PerfTarget:
         http_headers: list[tuple[str, str]] = ...,
         json_inputs: bool = False,
         json_outputs: bool = False,
+        parameters: list[tuple[str, bool | int | str]] = ...,
+        grpc_compression: str = "none",
+        grpc_use_ssl: bool = False,
+        grpc_root_certs: bytes = b"",
+        grpc_private_key: bytes = b"",
+        grpc_cert_chain: bytes = b"",
     ) -> None: ...
 
 class PerfLoad:
@@ -703,6 +709,7 @@ class PerfLoad:
         num_sequences: int = 4,
         stream_lengths: Sequence[int] = ...,
         length_from_stream: bool = False,
+        intervals_us: Sequence[int] = ...,
     ) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...

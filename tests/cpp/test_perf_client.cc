@@ -1,6 +1,7 @@
 // tritonx-perf's load generator core (csrc/perf): the HTTP response parser, the JSON
-// tensor encoding, and the LoadDriver's HTTP clients against a loopback server
-// written here (sync and async, closed and open loop, sequences).
+// tensor encoding and request parameters, and the LoadDriver's HTTP clients against
+// a loopback server written here (sync and async, closed and open loop, custom
+// intervals, sequences).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -152,6 +153,33 @@ TEST(HttpMessagesTest, BinaryAndJsonBodies) {
   EXPECT_NE(seq.find("\"parameters\":{\"sequence_id\":5,\"sequence_start\":true,"
                      "\"sequence_end\":false}}"),
             std::string::npos);
+}
+
+TEST(HttpMessagesTest, RequestParametersGoWithEveryRequest) {
+  Target target;
+  target.url = "127.0.0.1:1";
+  target.model = "m";
+  target.json_inputs = true;
+  target.steps = {{Tensor("INT32", Raw<int32_t>({1}))}};
+  target.steps[0][0].shape = {1};
+  RequestParameter n{"n", RequestParameter::Kind::kInt, -5, false, ""};
+  RequestParameter b{"b", RequestParameter::Kind::kBool, 0, true, ""};
+  RequestParameter s{"s", RequestParameter::Kind::kString, 0, false, "x\"y"};
+  target.parameters = {n, b, s};
+  HttpMessages messages(target);
+  ASSERT_TRUE(messages.error().empty());
+  const std::string& m = messages.Message(0);
+  const std::string body = m.substr(m.find("\r\n\r\n") + 4);
+  EXPECT_EQ(body,
+            "{\"inputs\":[{\"name\":\"X\",\"datatype\":\"INT32\",\"shape\":[1],"
+            "\"data\":[1]}],\"parameters\":{\"n\":-5,\"b\":true,\"s\":\"x\\\"y\"}}");
+  // A sequence's request carries both, in the one parameters object.
+  const std::string seq = messages.WithSequence(0, SequenceParams{5, true, false});
+  EXPECT_NE(seq.find("\"parameters\":{\"n\":-5,\"b\":true,\"s\":\"x\\\"y\","
+                     "\"sequence_id\":5,\"sequence_start\":true,"
+                     "\"sequence_end\":false}}"),
+            std::string::npos)
+      << seq;
 }
 
 // A KServe-shaped HTTP server on loopback: every request is answered 200 after
@@ -338,6 +366,37 @@ TEST(LoadDriverHttp, MaxRequestsSendsExactlyThatMany) {
     driver.Stop();
     EXPECT_EQ(driver.Drain().size(), 10u) << async;
     EXPECT_EQ(server.requests(), 10) << async;
+  }
+}
+
+TEST(LoadDriverHttp, CustomIntervalsAreTheGapsBetweenSends) {
+  // 30 ms, then two at once, in turn: sends due at 0, 30, 30, 30, 60 ms. A send is
+  // never early, so the k-th send is at least the k-th due time after Start (how
+  // late it may be is the machine's business and is not checked).
+  for (bool async : {false, true}) {
+    LoopbackServer server(std::chrono::milliseconds(0));
+    LoadOptions options;
+    options.intervals_ns = {30'000'000, 0, 0};
+    options.max_threads = 2;
+    options.async = async;
+    options.max_requests = 5;
+    LoadDriver driver(HttpTarget(server.url()), options);
+    const int64_t before = NowNs();
+    std::string error;
+    ASSERT_TRUE(driver.Start(&error)) << error;
+    while (driver.Completed() < 5)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    driver.Stop();
+    auto records = driver.Drain();
+    ASSERT_EQ(records.size(), 5u) << async;
+    EXPECT_EQ(server.requests(), 5) << async;
+    std::sort(records.begin(), records.end(),
+              [](const auto& a, const auto& b) { return a.start_ns < b.start_ns; });
+    const int64_t due_ms[] = {0, 30, 30, 30, 60};
+    for (size_t k = 0; k < records.size(); ++k) {
+      EXPECT_TRUE(records[k].ok);
+      EXPECT_GE(records[k].start_ns - before, due_ms[k] * 1'000'000) << k << async;
+    }
   }
 }
 

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from tritonx.tools.perf.errors import PerfError
 from tritonx.tools.perf.shm import CudaSharedMemory, SystemSharedMemory
+from tritonx.tools.perf.transport import add_transport_flags, transport_options
 
 
 class _Parser(argparse.ArgumentParser):
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds to wait for control-plane answers",
     )
+    add_transport_flags(p)
     return p
 
 
@@ -262,6 +264,7 @@ def _sequence_ids(text: str | None) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     _validate(args)
+    transport = transport_options(args)
     from tritonx import _native
     from tritonx.tools.perf import inputs as inp
     from tritonx.tools.perf.measure import MeasureOptions, run_step, warm_up
@@ -308,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
 
-    api = connect(args.protocol, url, headers, args.timeout)
+    api = connect(args.protocol, url, headers, args.timeout, **transport.connect)
     shm: SystemSharedMemory | CudaSharedMemory
     try:
         shm = (
@@ -395,6 +398,7 @@ def run(args: argparse.Namespace) -> int:
             list(headers.items()),
             json_inputs=args.input_tensor_format == "json",
             json_outputs=args.output_tensor_format == "json",
+            **transport.target,
         )
         options = MeasureOptions(
             interval_ms=args.measurement_interval,
@@ -461,6 +465,7 @@ def run(args: argparse.Namespace) -> int:
                     num_sequences=args.num_of_sequences,
                     stream_lengths=streams,
                     length_from_stream=args.sequence_length is None,
+                    intervals_us=transport.intervals_us,
                 )
                 try:
                     load.start()

@@ -61,6 +61,16 @@ class StatsSnapshot:
         )
 
 
+@dataclass(frozen=True)
+class GrpcSsl:
+    """PEM contents for a TLS gRPC channel (None: grpc's default roots, or no
+    client certificate)."""
+
+    root_certs: bytes | None = None
+    private_key: bytes | None = None
+    cert_chain: bytes | None = None
+
+
 class ServerApi(Protocol):
     def metadata(self, model: str, version: str) -> dict[str, Any]: ...
     def config(self, model: str, version: str) -> dict[str, Any]: ...
@@ -198,7 +208,7 @@ class HttpApi:
 
 
 class GrpcApi:
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, ssl: GrpcSsl | None = None) -> None:
         import grpc
         from google.protobuf import json_format
 
@@ -212,7 +222,16 @@ class GrpcApi:
         self._pb: Any = pb  # generated code: no stubs
         self._url = url
         self._timeout = timeout
-        self._channel = grpc.insecure_channel(url)
+        self._channel = (
+            grpc.secure_channel(
+                url,
+                grpc.ssl_channel_credentials(
+                    ssl.root_certs, ssl.private_key, ssl.cert_chain
+                ),
+            )
+            if ssl is not None
+            else grpc.insecure_channel(url)
+        )
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
 
     def _call(self, method: str, request: Any) -> Any:
@@ -318,8 +337,13 @@ class GrpcApi:
 
 
 def connect(
-    protocol: str, url: str, headers: dict[str, str], timeout: float
+    protocol: str,
+    url: str,
+    headers: dict[str, str],
+    timeout: float,
+    *,
+    grpc_ssl: GrpcSsl | None = None,
 ) -> ServerApi:
     if protocol == "http":
         return HttpApi(url, headers, timeout)
-    return GrpcApi(url, timeout)
+    return GrpcApi(url, timeout, grpc_ssl)
