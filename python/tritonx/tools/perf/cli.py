@@ -14,8 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from tritonx.tools.perf.composing import WithComposing, composing_models
 from tritonx.tools.perf.errors import PerfError
 from tritonx.tools.perf.shm import CudaSharedMemory, SystemSharedMemory
+from tritonx.tools.perf.sweep import add_sweep_flags, sweep_from_args
+from tritonx.tools.perf.trace_flags import (
+    add_trace_flags,
+    apply_trace_settings,
+    trace_settings,
+)
 from tritonx.tools.perf.transport import add_transport_flags, transport_options
 
 
@@ -23,6 +30,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # argparse prints usage + message; one line reads better in scripts.
         self.exit(2, f"error: {message} (see tritonx-perf --help)\n")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"tritonx-perf {version('tritonx')}"
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "tritonx-perf (source tree)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="ms; stop the sweep once the latency exceeds it",
     )
     p.add_argument("--shape", action="append", default=[], help="NAME:d1,d2,...")
-    p.add_argument("--input-data", default="random", help="zero, random or FILE.json")
+    p.add_argument(
+        "--input-data",
+        action="append",
+        default=[],
+        help="zero, random (the default), a JSON data file or a directory with a "
+        "file per input; files and directories may be given more than once",
+    )
+    p.add_argument("-z", dest="zero_input", action="store_true", help="zero input")
+    p.add_argument(
+        "--data-directory",
+        dest="input_data",
+        action="append",
+        help="deprecated: --input-data DIR",
+    )
     p.add_argument("--string-length", type=int, default=128)
     p.add_argument("--string-data", default=None)
     p.add_argument("--streaming", action="store_true", help="gRPC streaming API")
@@ -167,6 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-tensor-format", default="binary", choices=["binary", "json"]
     )
     p.add_argument("-v", dest="verbose", action="count", default=0)
+    add_sweep_flags(p)
+    add_trace_flags(p)
+    p.add_argument(
+        "--bls-composing-models",
+        default=None,
+        help="name[:version],... : models the measured BLS model calls, reported "
+        "beside it (an ensemble's steps are found in its config)",
+    )
+    p.add_argument(
+        "--service-kind",
+        default="triton",
+        help="triton (KServe V2 / Triton servers; the only kind tritonx-perf measures)",
+    )
+    p.add_argument("--version", action="version", version=_version())
     p.add_argument("--seed", type=int, default=0, help="random data and schedule seed")
     p.add_argument(
         "--timeout",
@@ -176,30 +219,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_transport_flags(p)
     return p
-
-
-def _parse_range(text: str, flag: str, integer: bool) -> list[float]:
-    parts = text.split(":")
-    if len(parts) > 3 or not parts[0]:
-        raise PerfError(f"{flag} '{text}' must be start[:end[:step]]")
-    try:
-        values = [int(v) if integer else float(v) for v in parts]
-    except ValueError:
-        kind = "integers" if integer else "numbers"
-        raise PerfError(
-            f"{flag} '{text}': start, end and step must be {kind}"
-        ) from None
-    start = values[0]
-    end = values[1] if len(values) > 1 else start
-    step = values[2] if len(values) > 2 else 1
-    if start <= 0 or step <= 0 or end < start:
-        raise PerfError(f"{flag} '{text}': need 0 < start <= end and step > 0")
-    out = []
-    value = start
-    while value <= end + 1e-9:
-        out.append(value)
-        value += step
-    return out
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -215,12 +234,13 @@ def _validate(args: argparse.Namespace) -> None:
             "--input-tensor-format/--output-tensor-format json need -i http "
             "(gRPC tensors are always binary)"
         )
+    if args.service_kind != "triton":
+        raise PerfError(
+            f"unsupported --service-kind '{args.service_kind}': tritonx-perf measures "
+            "KServe V2 / Triton servers (triton)"
+        )
     if args.async_mode and args.sync:
         raise PerfError("cannot specify both --async and --sync")
-    if args.concurrency_range and args.request_rate_range:
-        raise PerfError(
-            "cannot specify both --concurrency-range and --request-rate-range"
-        )
     checks = [
         (args.measurement_interval > 0, "--measurement-interval must be > 0"),
         (args.measurement_request_count > 0, "--measurement-request-count must be > 0"),
@@ -296,20 +316,9 @@ def run(args: argparse.Namespace) -> int:
         headers[name.strip()] = value.strip()
     shapes = inp.parse_shapes(args.shape)
     seq_start, seq_end = _sequence_ids(args.sequence_id_range)
-    if args.request_rate_range:
-        mode, values = (
-            "request_rate",
-            _parse_range(
-                args.request_rate_range, "--request-rate-range", integer=False
-            ),
-        )
-    else:
-        mode, values = (
-            "concurrency",
-            _parse_range(
-                args.concurrency_range or "1", "--concurrency-range", integer=True
-            ),
-        )
+    sweep = sweep_from_args(args)
+    tracing = trace_settings(args)
+    mode = sweep.mode
 
     api = connect(args.protocol, url, headers, args.timeout, **transport.connect)
     shm: SystemSharedMemory | CudaSharedMemory
@@ -332,6 +341,9 @@ def run(args: argparse.Namespace) -> int:
         except PerfError as exc:
             raise PerfError(f"failed to get model config: {exc}") from None
         info = inp.model_info(metadata, config, args.version)
+        apply_trace_settings(api, args.model, tracing)
+        composing = composing_models(config, args.bls_composing_models)
+        stats_api = WithComposing(api, composing) if composing else api
         inp.check_batch(info, args.batch)
         if info.sequence and args.batch > 1:
             raise PerfError(
@@ -341,21 +353,16 @@ def run(args: argparse.Namespace) -> int:
             raise PerfError(
                 f"model '{args.model}' is decoupled: measure it with --streaming -i grpc"
             )
-        streams: list[int] = []
-        if args.input_data in ("zero", "random"):
-            steps = inp.generated_steps(
-                info,
-                args.batch,
-                shapes,
-                args.input_data,
-                args.string_length,
-                args.string_data,
-                args.seed,
-            )
-        else:
-            steps, streams = inp.json_steps(
-                Path(args.input_data), info, args.batch, shapes
-            )
+        steps, streams = inp.request_steps(
+            args.input_data,
+            args.zero_input,
+            info,
+            args.batch,
+            shapes,
+            args.string_length,
+            args.string_data,
+            args.seed,
+        )
 
         wire_steps: list[list[tuple[str, str, list[int], bytes | None, str, int, int]]]
         outputs: list[tuple[str, str, int, int]]
@@ -430,7 +437,7 @@ def run(args: argparse.Namespace) -> int:
             if args.collect_metrics
             else None
         )
-        print_settings(args, info.sequence)
+        print_settings(args, info.sequence, sweep)
         progress = Progress()
         profile = (
             ProfileExport(args.model, args.version, args.protocol)
@@ -439,7 +446,9 @@ def run(args: argparse.Namespace) -> int:
         )
         summaries: list[Summary] = []
         warned_metrics = False
-        for value in values:
+        next_value: float | None = sweep.first()
+        while next_value is not None:
+            value = next_value
             threads = args.max_threads or (4 if mode == "request_rate" else 16)
             if mode == "request_rate" and info.sequence and not args.async_mode:
                 threads = args.num_of_sequences  # sync: one sequence per worker
@@ -480,7 +489,7 @@ def run(args: argparse.Namespace) -> int:
             stats_before = begin = None
             if args.request_count:
                 # The one window holds every request: it opens before the first.
-                stats_before = api.statistics(args.model, args.version)
+                stats_before = stats_api.statistics(args.model, args.version)
                 begin = _native.perf_now_ns()
             if collector:
                 collector.start()
@@ -488,7 +497,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 result = run_step(
                     load,
-                    api,
+                    stats_api,
                     args.model,
                     args.version,
                     options,
@@ -517,14 +526,15 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             if profile:
                 profile.add(result)
-            if args.latency_threshold and (
-                summary.stabilizing_latency > args.latency_threshold * 1000
-            ):
+            meets_threshold = not args.latency_threshold or (
+                summary.stabilizing_latency <= args.latency_threshold * 1000
+            )
+            if not meets_threshold:
                 print(
                     f"Measured latency went over the set limit of "
                     f"{args.latency_threshold:g} msec. ({step_label(summary)})"
                 )
-                break
+            next_value = sweep.next(meets_threshold)
         print_final(sys.stdout, summaries)
         if args.csv_file:
             try:

@@ -349,3 +349,128 @@ def json_steps(
             )
         steps.append(step)
     return steps, streams
+
+
+def _directory_tensor(
+    info: ModelInfo,
+    tensor: TensorInfo,
+    raw: bytes,
+    shapes: dict[str, list[int]],
+    batch: int,
+    where: str,
+) -> InputTensor:
+    """One input's file of a data directory: raw row-major bytes, or for BYTES one
+    element per line, for a batch-1 request."""
+    if tensor.datatype == "BYTES":
+        items = raw.decode("utf-8", "surrogateescape").splitlines()
+        count = len(items)
+    elif tensor.datatype in NUMPY_DTYPES:
+        itemsize = NUMPY_DTYPES[tensor.datatype].itemsize
+        if len(raw) % itemsize:
+            raise PerfError(
+                f"{where}: {len(raw)} bytes are not a whole number of "
+                f"{tensor.datatype} elements"
+            )
+        count = len(raw) // itemsize
+    else:
+        raise PerfError(f"{where}: unsupported datatype {tensor.datatype}")
+    shape = _resolve_dims(tensor, shapes)
+    if shape is None:
+        dynamic = [i for i, d in enumerate(tensor.dims) if d < 0]
+        fixed = _element_count([d for d in tensor.dims if d >= 0])
+        if len(dynamic) != 1 or not fixed or count % fixed:
+            raise PerfError(
+                f"{where}: the shape of {tensor.name} {tensor.dims} is not known; "
+                f"give it with --shape {tensor.name}:d1,d2,..."
+            )
+        shape = list(tensor.dims)
+        shape[dynamic[0]] = count // fixed
+    if count != _element_count(shape):
+        raise PerfError(
+            f"{where}: {count} elements do not fill the shape {shape} of {tensor.name}"
+        )
+    one = (
+        encode_bytes([item.encode("utf-8", "surrogateescape") for item in items])
+        if tensor.datatype == "BYTES"
+        else raw
+    )
+    return InputTensor(
+        tensor.name, tensor.datatype, _full_shape(info, shape, batch), one * batch
+    )
+
+
+def directory_steps(
+    path: Path, info: ModelInfo, batch: int, shapes: dict[str, list[int]]
+) -> list[list[InputTensor]]:
+    """perf_analyzer's data directory: a file per input named after it (an optional
+    input without a file is not sent), making one request."""
+    step = []
+    for tensor in info.inputs:
+        file = path / tensor.name
+        where = f"input data directory {path}, file {tensor.name}"
+        try:
+            raw = file.read_bytes()
+        except FileNotFoundError:
+            if tensor.optional:
+                continue
+            raise PerfError(f"{where}: not found (one file per input)") from None
+        except OSError as exc:
+            raise PerfError(f"{where}: cannot read it: {exc.strerror}") from None
+        step.append(_directory_tensor(info, tensor, raw, shapes, batch, where))
+    return [step]
+
+
+def data_steps(
+    sources: list[str],
+    info: ModelInfo,
+    batch: int,
+    shapes: dict[str, list[int]],
+) -> tuple[list[list[InputTensor]], list[int]]:
+    """The requests of ``--input-data`` given once or more (perf_analyzer's rule:
+    data files and directories are used together, in order; "zero" and "random"
+    stand alone): the steps, and the stream lengths of JSON files with streams."""
+    parts: list[tuple[list[list[InputTensor]], list[int]]] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            parts.append((directory_steps(path, info, batch, shapes), []))
+        elif path.exists():
+            parts.append(json_steps(path, info, batch, shapes))
+        else:
+            raise PerfError(
+                f"cannot read input data {source}: no such file or directory (give "
+                "zero, random, a JSON data file or a directory)"
+            )
+    steps = [step for more, _ in parts for step in more]
+    if not any(more_streams for _, more_streams in parts):
+        return steps, []
+    # Beside files with streams, a flat file or a directory is one stream.
+    return steps, [n for more, ms in parts for n in (ms or [len(more)])]
+
+
+def request_steps(
+    sources: list[str],
+    zero: bool,
+    info: ModelInfo,
+    batch: int,
+    shapes: dict[str, list[int]],
+    string_length: int,
+    string_data: str | None,
+    seed: int,
+) -> tuple[list[list[InputTensor]], list[int]]:
+    """The run's requests from ``--input-data`` (repeatable), ``-z`` and
+    ``--data-directory``, and the stream lengths (see ``data_steps``)."""
+    generated = [s for s in sources if s in ("zero", "random")]
+    files = [s for s in sources if s not in ("zero", "random")]
+    if files and (zero or generated):
+        raise PerfError(
+            "zero or random input can't be set when data files or a data directory "
+            "are provided"
+        )
+    if files:
+        return data_steps(files, info, batch, shapes)
+    mode = "zero" if zero or "zero" in generated else "random"
+    return (
+        generated_steps(info, batch, shapes, mode, string_length, string_data, seed),
+        [],
+    )

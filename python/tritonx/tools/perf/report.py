@@ -9,7 +9,8 @@ import argparse
 import csv
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -18,6 +19,8 @@ import numpy as np
 from tritonx import _native
 from tritonx.tools.perf.measure import StepResult, latencies_us, percentile_of
 from tritonx.tools.perf.metrics import METRIC_COLUMNS, StepMetrics, csv_cells
+from tritonx.tools.perf.server_api import StatsSnapshot
+from tritonx.tools.perf.sweep import Sweep
 
 
 @dataclass
@@ -48,6 +51,8 @@ class Summary:
     metrics: StepMetrics | None = None  # --collect-metrics
     sequences: bool = False  # a sequence model: report the sequence count
     latency_unstable: bool = False
+    # The composing models' numbers (name, version, as ``server``), when there are.
+    composing: list[tuple[str, str, dict[str, float]]] = field(default_factory=list)
 
     @property
     def response_wait(self) -> float:
@@ -75,29 +80,24 @@ def summarize(step: StepResult, batch: int, percentile: int) -> Summary:
     if percentile > 0 and percentile not in pcts:
         pcts[percentile] = percentile_of(ordered, percentile)
     avg = float(lat.mean()) if lat.size else 0.0
-    server = None
     stats = step.stats()
-    if stats is not None and stats.counts and stats.ns:
-        success = max(stats.counts.get("success", 0), 1)
-
-        def per(key: str) -> float:
-            n = stats.counts.get(key, 0) if stats.counts else 0
-            total = stats.ns.get(key, 0) if stats.ns else 0
-            return total / max(n, 1) / 1000.0
-
-        request = (stats.ns.get("success", 0)) / success / 1000.0
-        parts = {
-            k: per(k)
-            for k in ("queue", "compute_input", "compute_infer", "compute_output")
-        }
-        server = {
-            "inference_count": float(stats.inference_count),
-            "execution_count": float(stats.execution_count),
-            "success_count": float(stats.counts.get("success", 0)),
-            "request": request,
-            "overhead": max(request - sum(parts.values()), 0.0),
-            **parts,
-        }
+    server = _server_numbers(stats) if stats is not None else None
+    composing = [
+        (name, snapshot.version, numbers)
+        for name, snapshot in ((stats.composing or {}).items() if stats else ())
+        if (numbers := _server_numbers(snapshot)) is not None
+    ]
+    if server is not None and composing:
+        # perf_analyzer's totals for an ensemble or BLS model: the time its
+        # composing models' requests spent queued and computing, the rest overhead.
+        for key in ("queue", "compute_input", "compute_infer", "compute_output"):
+            server[key] = sum(numbers[key] for _, _, numbers in composing)
+        server["overhead"] = max(
+            server["request"]
+            - sum(server[k] for k in ("queue", "compute_input", "compute_infer"))
+            - server["compute_output"],
+            0.0,
+        )
     responses = records["response_count"][ok]
     first = (records["first_response_ns"][ok] - records["start_ns"][ok]) / 1000.0
     # Gaps between consecutive responses of the same (successful) request.
@@ -127,10 +127,34 @@ def summarize(step: StepResult, batch: int, percentile: int) -> Summary:
         inter_response=float(np.mean(gaps)) if gaps.size else 0.0,
         response_throughput=float(responses.sum()) / seconds if seconds else 0.0,
         latency_unstable=step.latency_unstable,
+        composing=composing,
     )
 
 
-def print_settings(args: argparse.Namespace, sequence: bool) -> None:
+def _server_numbers(stats: StatsSnapshot) -> dict[str, float] | None:
+    """Per-request averages (usec) from a window's statistics deltas."""
+    if not stats.counts or not stats.ns:
+        return None
+    counts, ns = stats.counts, stats.ns
+
+    def per(key: str) -> float:
+        return ns.get(key, 0) / max(counts.get(key, 0), 1) / 1000.0
+
+    request = per("success")
+    parts = {
+        k: per(k) for k in ("queue", "compute_input", "compute_infer", "compute_output")
+    }
+    return {
+        "inference_count": float(stats.inference_count),
+        "execution_count": float(stats.execution_count),
+        "success_count": float(counts.get("success", 0)),
+        "request": request,
+        "overhead": max(request - sum(parts.values()), 0.0),
+        **parts,
+    }
+
+
+def print_settings(args: argparse.Namespace, sequence: bool, sweep: Sweep) -> None:
     """perf_analyzer's "Measurement Settings" header, from the parsed flags."""
     print("*** Measurement Settings ***")
     print(f"  Batch size: {args.batch}")
@@ -148,14 +172,15 @@ def print_settings(args: argparse.Namespace, sequence: bool) -> None:
     else:
         print("  Stabilizing using average latency and throughput")
     print(f"  Latency limit: {args.latency_threshold:g} msec")
-    if args.request_rate_range:
-        print(f"  Request rate range: {args.request_rate_range} requests/sec")
-    else:
-        limit = (args.concurrency_range or "1").split(":")
+    if sweep.mode == "request_rate":
         print(
-            f"  Concurrency limit: {limit[1] if len(limit) > 1 else limit[0]} "
-            "concurrent requests"
+            f"  Request rate range: {sweep.start:g}:{sweep.end:g}:{sweep.step:g} "
+            "requests/sec"
         )
+    else:
+        print(f"  Concurrency limit: {sweep.end:g} concurrent requests")
+    if sweep.binary:
+        print("  Using binary search for the highest load within the latency limit")
     if sequence:
         print(
             f"  Sequence length: {args.sequence_length or 20} (+/- "
@@ -220,17 +245,13 @@ def print_step(
     if summary.delayed:
         w(f"    Delayed requests (sent late for the rate): {summary.delayed}\n")
     if summary.server is not None:
-        s = summary.server
         w("  Server: \n")
-        w(f"    Inference count: {int(s['inference_count'])}\n")
-        w(f"    Execution count: {int(s['execution_count'])}\n")
-        w(f"    Successful request count: {int(s['success_count'])}\n")
-        w(
-            f"    Avg request latency: {_us(s['request'])} usec (overhead "
-            f"{_us(s['overhead'])} usec + queue {_us(s['queue'])} usec + compute input "
-            f"{_us(s['compute_input'])} usec + compute infer {_us(s['compute_infer'])} "
-            f"usec + compute output {_us(s['compute_output'])} usec)\n"
-        )
+        _write_server(w, summary.server, "    ", totals=bool(summary.composing))
+        if summary.composing:
+            w("\n  Composing models: \n")
+            for name, version, numbers in summary.composing:
+                w(f"  {name}, version: {version}\n")
+                _write_server(w, numbers, "      ", totals=False)
     if summary.latency_unstable:
         w(
             "  Warning: request latency is not stabilizing (the throughput is); "
@@ -242,6 +263,28 @@ def print_step(
             "(--max-trials); the last windows are reported\n"
         )
     w("\n")
+
+
+def _write_server(
+    w: Callable[[str], object], s: dict[str, float], indent: str, totals: bool
+) -> None:
+    w(f"{indent}Inference count: {int(s['inference_count'])}\n")
+    w(f"{indent}Execution count: {int(s['execution_count'])}\n")
+    w(f"{indent}Successful request count: {int(s['success_count'])}\n")
+    head = f"{indent}Avg request latency: {_us(s['request'])} usec (overhead "
+    if totals:  # the composing models' time, as one queue and one compute figure
+        compute = s["compute_input"] + s["compute_infer"] + s["compute_output"]
+        w(
+            f"{head}{_us(s['overhead'])} usec + queue {_us(s['queue'])} usec + "
+            f"compute {_us(compute)} usec)\n"
+        )
+        return
+    w(
+        f"{head}{_us(s['overhead'])} usec + queue {_us(s['queue'])} usec + compute "
+        f"input {_us(s['compute_input'])} usec + compute infer "
+        f"{_us(s['compute_infer'])} usec + compute output "
+        f"{_us(s['compute_output'])} usec)\n"
+    )
 
 
 def print_final(out: TextIO, summaries: list[Summary], streaming: bool = False) -> None:

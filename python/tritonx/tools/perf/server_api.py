@@ -10,6 +10,7 @@ import http.client
 import importlib
 import json
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,6 +34,9 @@ class StatsSnapshot:
     execution_count: int = 0
     counts: dict[str, int] | None = None
     ns: dict[str, int] | None = None
+    version: str = ""  # the version these counters are of
+    # An ensemble's steps or a BLS model's --bls-composing-models, by name.
+    composing: dict[str, StatsSnapshot] | None = None
 
     def minus(self, earlier: StatsSnapshot) -> StatsSnapshot:
         counts = self.counts or {}
@@ -44,6 +48,8 @@ class StatsSnapshot:
             execution_count=self.execution_count - earlier.execution_count,
             counts={k: counts.get(k, 0) - before_c.get(k, 0) for k in STAT_KEYS},
             ns={k: ns.get(k, 0) - before_ns.get(k, 0) for k in STAT_KEYS},
+            version=self.version,
+            composing=_pairwise(self.composing, earlier.composing, StatsSnapshot.minus),
         )
 
     def plus(self, other: StatsSnapshot) -> StatsSnapshot:
@@ -58,7 +64,19 @@ class StatsSnapshot:
                 k: (self.ns or {}).get(k, 0) + (other.ns or {}).get(k, 0)
                 for k in STAT_KEYS
             },
+            version=self.version,
+            composing=_pairwise(self.composing, other.composing, StatsSnapshot.plus),
         )
+
+
+def _pairwise(
+    mine: dict[str, StatsSnapshot] | None,
+    other: dict[str, StatsSnapshot] | None,
+    combine: Callable[[StatsSnapshot, StatsSnapshot], StatsSnapshot],
+) -> dict[str, StatsSnapshot] | None:
+    if mine is None or other is None:
+        return mine
+    return {k: combine(v, other[k]) if k in other else v for k, v in mine.items()}
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,9 @@ class ServerApi(Protocol):
         self, name: str, raw_handle: bytes, device_id: int, byte_size: int
     ) -> None: ...
     def unregister_cuda_shm(self, name: str) -> None: ...
+    def update_trace_settings(
+        self, model: str, settings: dict[str, list[str]]
+    ) -> None: ...
     def close(self) -> None: ...
 
 
@@ -91,6 +112,7 @@ def _snapshot_from_json(stats: dict[str, Any]) -> StatsSnapshot:
         execution_count=int(stats.get("execution_count", 0)),
         counts={k: int(infer.get(k, {}).get("count", 0)) for k in STAT_KEYS},
         ns={k: int(infer.get(k, {}).get("ns", 0)) for k in STAT_KEYS},
+        version=str(stats.get("version", "")),
     )
 
 
@@ -201,6 +223,13 @@ class HttpApi:
             f"/v2/cudasharedmemory/region/{urllib.parse.quote(name)}/unregister",
         )
 
+    def update_trace_settings(self, model: str, settings: dict[str, list[str]]) -> None:
+        # Triton's HTTP trace API takes a list only for trace_level.
+        body = {k: v if k == "trace_level" else v[0] for k, v in settings.items()}
+        self._request(
+            "POST", f"/v2/models/{urllib.parse.quote(model)}/trace/setting", body
+        )
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -297,6 +326,7 @@ class GrpcApi:
             execution_count=chosen.execution_count,
             counts={k: getattr(infer, k).count for k in STAT_KEYS},
             ns={k: getattr(infer, k).ns for k in STAT_KEYS},
+            version=chosen.version,
         )
 
     def register_system_shm(self, name: str, key: str, byte_size: int) -> None:
@@ -331,6 +361,12 @@ class GrpcApi:
             "CudaSharedMemoryUnregister",
             self._pb.CudaSharedMemoryUnregisterRequest(name=name),
         )
+
+    def update_trace_settings(self, model: str, settings: dict[str, list[str]]) -> None:
+        request = self._pb.TraceSettingRequest(model_name=model)
+        for key, values in settings.items():
+            request.settings[key].value.extend(values)
+        self._call("TraceSetting", request)
 
     def close(self) -> None:
         self._channel.close()
