@@ -59,6 +59,18 @@ class TritonPythonModel:
                              "TritonError", "Logger", "MetricFamily")
             ),
             "shared memory type": type(c_utils.shared_memory).__name__,
+            # The enums behind pb_utils' constants, and the BLS response iterator.
+            "enums": [
+                c_utils.MemoryType.TRITONSERVER_MEMORY_GPU == pb_utils.TRITONSERVER_MEMORY_GPU,
+                c_utils.MemoryType.TRITONSERVER_MEMORY_CPU == pb_utils.TRITONSERVER_MEMORY_CPU,
+                c_utils.TRITONSERVER_MEMORY_GPU == pb_utils.TRITONSERVER_MEMORY_GPU,
+                c_utils.MetricKind.COUNTER == pb_utils.MetricFamily.COUNTER,
+                c_utils.MetricKind.GAUGE == pb_utils.MetricFamily.GAUGE,
+                c_utils.MetricKind.HISTOGRAM == pb_utils.MetricFamily.HISTOGRAM,
+                c_utils.HISTOGRAM == pb_utils.MetricFamily.HISTOGRAM,
+                c_utils.MetricKind.COUNTER != c_utils.MetricKind.GAUGE,
+                hasattr(c_utils.ResponseIterator, "__next__"),
+            ],
         }
         text = json.dumps(seen).encode()
         out = pb_utils.Tensor("OUTPUT0", np.array([text], dtype=object))
@@ -114,9 +126,11 @@ def test_c_python_backend_utils_and_model_dir(tmp_path: Path, mode: str) -> None
         "free is an int": True,
         "same classes": True,
         "shared memory type": "SharedMemory",
+        "enums": [True] * 9,
     }
     if reference_command() is not None:
-        assert seen == _observe("reference", tmp_path / "reference")
+        reference = _observe("reference", tmp_path / "reference")
+        assert seen == reference, (seen, reference)
 
 
 def _children(pid: int) -> list[int]:

@@ -15,9 +15,11 @@ that is what it reports, in both execution modes, for the model calling it.
 from __future__ import annotations
 
 import sys
+from enum import IntEnum
 from types import ModuleType
 
-from tritonx.backends.pb import bls
+from tritonx.backends.pb import bls, messages
+from tritonx.backends.pb.metrics import MetricFamily
 
 MODULE_NAME = "c_python_backend_utils"
 
@@ -40,6 +42,21 @@ _SHARED_NAMES = (
     "load_model",
     "unload_model",
 )
+
+
+class MemoryType(IntEnum):
+    """The enum behind pb_utils' TRITONSERVER_MEMORY_* (equal to those values)."""
+
+    TRITONSERVER_MEMORY_GPU = messages.TRITONSERVER_MEMORY_GPU
+    TRITONSERVER_MEMORY_CPU = messages.TRITONSERVER_MEMORY_CPU
+
+
+class MetricKind(IntEnum):
+    """The enum behind MetricFamily.COUNTER / GAUGE / HISTOGRAM."""
+
+    COUNTER = MetricFamily.COUNTER
+    GAUGE = MetricFamily.GAUGE
+    HISTOGRAM = MetricFamily.HISTOGRAM
 
 
 class SharedMemory:
@@ -83,7 +100,9 @@ def install() -> ModuleType:
     module.ResponseIterator = bls.ResponseIterator  # type: ignore[attr-defined]
     module.SharedMemory = SharedMemory  # type: ignore[attr-defined]
     module.shared_memory = SharedMemory()  # type: ignore[attr-defined]
-    for kind in ("COUNTER", "GAUGE", "HISTOGRAM"):
-        setattr(module, kind, getattr(pb_utils.MetricFamily, kind))
+    module.MemoryType = MemoryType  # type: ignore[attr-defined]
+    module.MetricKind = MetricKind  # type: ignore[attr-defined]
+    for kind in MetricKind:
+        setattr(module, kind.name, kind)
     sys.modules[MODULE_NAME] = module
     return module
