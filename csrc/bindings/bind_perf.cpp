@@ -15,6 +15,24 @@ using perf::RequestParameter;
 using perf::RequestRecord;
 using perf::Target;
 
+// {"verify_peer": int, "verify_host": int, "ca_file": str, "cert_file": str,
+// "cert_type": "PEM" | "DER", "key_file": str, "key_type": ...}: every key optional.
+perf::HttpsOptions HttpsFrom(const py::dict& d) {
+  perf::HttpsOptions https;
+  https.enabled = true;
+  auto get = [&d](const char* key, auto* out) {
+    if (d.contains(key)) *out = d[key].cast<std::remove_pointer_t<decltype(out)>>();
+  };
+  get("verify_peer", &https.verify_peer);
+  get("verify_host", &https.verify_host);
+  get("ca_file", &https.ca_file);
+  get("cert_file", &https.cert_file);
+  get("cert_type", &https.cert_type);
+  get("key_file", &https.key_file);
+  get("key_type", &https.key_type);
+  return https;
+}
+
 // (name, value): the value's Python type (bool, int or str) is the parameter's.
 RequestParameter ParameterFrom(const py::handle& item) {
   const auto t = item.cast<py::tuple>();
@@ -115,7 +133,7 @@ void RegisterPerf(py::module_& m) {
                        const std::string& grpc_compression, bool grpc_use_ssl,
                        const std::string& grpc_root_certs,
                        const std::string& grpc_private_key,
-                       const std::string& grpc_cert_chain) {
+                       const std::string& grpc_cert_chain, const py::object& https) {
              auto target = std::make_shared<Target>();
              target->protocol = protocol;
              target->url = url;
@@ -154,6 +172,7 @@ void RegisterPerf(py::module_& m) {
              target->grpc_tls.root_certs = grpc_root_certs;
              target->grpc_tls.private_key = grpc_private_key;
              target->grpc_tls.cert_chain = grpc_cert_chain;
+             if (!https.is_none()) target->https = HttpsFrom(https.cast<py::dict>());
              return target;
            }),
            py::arg("protocol"), py::arg("url"), py::arg("model"), py::arg("version"),
@@ -163,7 +182,8 @@ void RegisterPerf(py::module_& m) {
            py::arg("json_inputs") = false, py::arg("json_outputs") = false,
            py::arg("parameters") = py::list(), py::arg("grpc_compression") = "none",
            py::arg("grpc_use_ssl") = false, py::arg("grpc_root_certs") = "",
-           py::arg("grpc_private_key") = "", py::arg("grpc_cert_chain") = "");
+           py::arg("grpc_private_key") = "", py::arg("grpc_cert_chain") = "",
+           py::arg("https") = py::none());
 
   py::class_<LoadDriver>(m, "PerfLoad",
                          "One step of tritonx-perf's load: C++ client threads sending "

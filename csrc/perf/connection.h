@@ -50,6 +50,19 @@ struct GrpcTls {
   std::string cert_chain;
 };
 
+// HTTPS for the HTTP protocol (an https:// URL; perf_analyzer's --ssl-https-*, with
+// libcurl's meanings): file paths, loaded when the load starts.
+struct HttpsOptions {
+  bool enabled = false;
+  int verify_peer = 1;            // 0: accept any server certificate
+  int verify_host = 2;            // 0: do not match the certificate to the host name
+  std::string ca_file;            // empty: the system's CA store
+  std::string cert_file;          // client certificate (mutual TLS), with key_file
+  std::string cert_type = "PEM";  // PEM or DER
+  std::string key_file;
+  std::string key_type = "PEM";
+};
+
 // What every connection of a run talks to and sends. Immutable once the load
 // starts; shared read-only by all worker threads.
 struct Target {
@@ -73,6 +86,7 @@ struct Target {
   // client sends (perf_analyzer's --grpc-compression-algorithm).
   std::string grpc_compression = "none";
   GrpcTls grpc_tls;
+  HttpsOptions https;
 };
 
 struct SequenceParams {

@@ -17,20 +17,18 @@
 
 #include "connection.h"
 #include "http_message.h"
+#include "http_socket.h"
 
 namespace tritonx::perf {
 namespace {
 
-// Thread-safety: one thread (its worker). Ownership: owns its sockets.
+// Thread-safety: one thread (its worker). Ownership: owns its sockets; shares the TLS
+// context with the run's other clients.
 class HttpAsyncClient : public AsyncClient {
  public:
-  explicit HttpAsyncClient(std::shared_ptr<const Target> target)
-      : target_(std::move(target)), messages_(*target_) {}
-  ~HttpAsyncClient() override {
-    for (auto& conn : conns_) {
-      if (conn->fd >= 0) close(conn->fd);
-    }
-  }
+  HttpAsyncClient(std::shared_ptr<const Target> target,
+                  std::shared_ptr<HttpTlsContext> tls)
+      : target_(std::move(target)), messages_(*target_), tls_(std::move(tls)) {}
 
   const std::string& BuildError() const { return messages_.error(); }
 
@@ -74,7 +72,7 @@ class HttpAsyncClient : public AsyncClient {
     }
     fds_.resize(busy_.size());
     for (size_t i = 0; i < busy_.size(); ++i) {
-      fds_[i] = pollfd{busy_[i]->fd, POLLIN, 0};
+      fds_[i] = pollfd{busy_[i]->sock.fd(), POLLIN, 0};
     }
     timespec timeout{static_cast<time_t>(wait / 1'000'000'000),
                      static_cast<long>(wait % 1'000'000'000)};
@@ -101,7 +99,7 @@ class HttpAsyncClient : public AsyncClient {
 
  private:
   struct Conn {
-    int fd = -1;
+    HttpSocket sock;
     bool used = false;  // answered a request before: the server may have closed it
     bool retried = false;
     size_t step = 0;
@@ -113,8 +111,7 @@ class HttpAsyncClient : public AsyncClient {
   enum class Outcome { kPending, kDone, kResent };
 
   void Close(Conn* conn) {
-    if (conn->fd >= 0) close(conn->fd);
-    conn->fd = -1;
+    conn->sock.Close();
     conn->used = false;
     conn->buffer.clear();
   }
@@ -127,37 +124,19 @@ class HttpAsyncClient : public AsyncClient {
     conn->first_byte = 0;
     conn->buffer.clear();
     for (int attempt = 0; attempt < 2; ++attempt) {
-      if (conn->fd < 0) {
-        conn->fd = OpenHttpSocket(target_->url, &error_);
-        if (conn->fd < 0) return false;
+      // TLS reads need a non-blocking socket (a record may arrive in parts); plain
+      // reads use MSG_DONTWAIT on a blocking one.
+      if (!conn->sock.is_open() &&
+          !conn->sock.Open(target_->url, tls_, /*nonblocking=*/tls_ != nullptr,
+                           &error_)) {
+        return false;
       }
-      if (SendAll(conn->fd, message)) return true;
-      error_ = std::string("failed to send the request: ") + strerror(errno);
+      if (conn->sock.SendAll(message.data(), message.size(), &error_)) return true;
       const bool used = conn->used;
       Close(conn);
       if (!used) return false;
     }
     return false;
-  }
-
-  static bool SendAll(int fd, const std::string& message) {
-    const char* data = message.data();
-    size_t size = message.size();
-    while (size > 0) {
-      const ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN) {
-          pollfd p{fd, POLLOUT, 0};
-          poll(&p, 1, 1000);
-          continue;
-        }
-        return false;
-      }
-      data += n;
-      size -= static_cast<size_t>(n);
-    }
-    return true;
   }
 
   Outcome Fail(Conn* conn) {
@@ -170,19 +149,19 @@ class HttpAsyncClient : public AsyncClient {
   Outcome Read(Conn* conn) {
     char chunk[65536];
     for (;;) {
-      const ssize_t n = recv(conn->fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+      const ssize_t n = conn->sock.Recv(chunk, sizeof(chunk), /*wait=*/false, &error_);
       if (n > 0) {
         if (conn->first_byte == 0) conn->first_byte = NowNs();
         conn->buffer.append(chunk, static_cast<size_t>(n));
-        if (static_cast<size_t>(n) < sizeof(chunk)) break;
+        // A short read drained the socket; TLS returns a record at a time, and
+        // what OpenSSL already holds would never wake ppoll: read on until EAGAIN.
+        if (static_cast<size_t>(n) < sizeof(chunk) && !conn->sock.tls()) break;
         continue;
       }
-      if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       // EOF or error. Before any byte of an answer on a reused connection: the
       // request never reached the server, send it once more.
-      error_ = n == 0 ? "the server closed the connection"
-                      : std::string("failed to read the response: ") + strerror(errno);
+      if (n == 0) error_ = "the server closed the connection";
       if (conn->buffer.empty() && conn->used && !conn->retried) {
         Close(conn);
         conn->retried = true;
@@ -215,6 +194,7 @@ class HttpAsyncClient : public AsyncClient {
 
   std::shared_ptr<const Target> target_;
   HttpMessages messages_;
+  std::shared_ptr<HttpTlsContext> tls_;       // null: plain HTTP
   std::vector<std::unique_ptr<Conn>> conns_;  // every connection ever opened
   std::vector<Conn*> idle_;                   // free for the next request
   std::vector<Conn*> busy_;                   // a request in flight each
@@ -225,7 +205,10 @@ class HttpAsyncClient : public AsyncClient {
 
 std::unique_ptr<AsyncClient> MakeHttpAsync(const std::shared_ptr<const Target>& target,
                                            std::string* error) {
-  auto client = std::make_unique<HttpAsyncClient>(target);
+  bool ok;
+  auto tls = HttpTls(*target, error, &ok);
+  if (!ok) return nullptr;
+  auto client = std::make_unique<HttpAsyncClient>(target, std::move(tls));
   if (!client->BuildError().empty()) {
     *error = client->BuildError();
     return nullptr;

@@ -16,15 +16,18 @@
 
 #include "connection.h"
 #include "http_message.h"
+#include "http_socket.h"
 
 namespace tritonx::perf {
 namespace {
 
-// Thread-safety: one worker thread at a time. Ownership: owns its socket.
+// Thread-safety: one worker thread at a time. Ownership: owns its socket; shares the
+// TLS context with the run's other connections.
 class HttpConnection : public Connection {
  public:
-  explicit HttpConnection(std::shared_ptr<const Target> target)
-      : target_(std::move(target)), messages_(*target_) {}
+  HttpConnection(std::shared_ptr<const Target> target,
+                 std::shared_ptr<HttpTlsContext> tls)
+      : target_(std::move(target)), messages_(*target_), tls_(std::move(tls)) {}
   ~HttpConnection() override { Close(); }
 
   bool Open(std::string* error) {
@@ -33,9 +36,8 @@ class HttpConnection : public Connection {
       *error = messages_.error();
       return false;
     }
-    fd_ = OpenHttpSocket(target_->url, error);
     buffer_.clear();
-    return fd_ >= 0;
+    return socket_.Open(target_->url, tls_, /*nonblocking=*/false, error);
   }
 
   void Infer(size_t step, const SequenceParams& seq, RequestRecord* rec) override {
@@ -51,15 +53,14 @@ class HttpConnection : public Connection {
       // A kept-alive connection the server has closed in the meantime fails before
       // any byte of an answer: the request never reached it, so send it once more on
       // a fresh connection, as HTTP clients do.
-      const bool reused = fd_ >= 0;
+      const bool reused = socket_.is_open();
       if (!reused && !Open(&error_)) {
         Fail(rec);
         // Back off a little: an unreachable server must not become a busy loop.
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
         return;
       }
-      if (!SendAll(message.data(), message.size())) {
-        error_ = std::string("failed to send the request: ") + strerror(errno);
+      if (!socket_.SendAll(message.data(), message.size(), &error_)) {
         Close();
         if (reused && attempt == 0) continue;
         Fail(rec);
@@ -90,39 +91,21 @@ class HttpConnection : public Connection {
   }
 
   void Close() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
+    socket_.Close();
     buffer_.clear();
-  }
-
-  bool SendAll(const char* data, size_t size) {
-    while (size > 0) {
-      const ssize_t n = send(fd_, data, size, MSG_NOSIGNAL);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return false;
-      }
-      data += n;
-      size -= static_cast<size_t>(n);
-    }
-    return true;
   }
 
   // Appends at least one more byte to buffer_; false at EOF or error.
   bool Fill(int64_t* first_byte) {
     char chunk[65536];
-    for (;;) {
-      const ssize_t n = recv(fd_, chunk, sizeof(chunk), 0);
-      if (n > 0) {
-        if (*first_byte == 0) *first_byte = NowNs();
-        buffer_.append(chunk, static_cast<size_t>(n));
-        return true;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      error_ = n == 0 ? "the server closed the connection"
-                      : std::string("failed to read the response: ") + strerror(errno);
-      return false;
+    const ssize_t n = socket_.Recv(chunk, sizeof(chunk), /*wait=*/true, &error_);
+    if (n > 0) {
+      if (*first_byte == 0) *first_byte = NowNs();
+      buffer_.append(chunk, static_cast<size_t>(n));
+      return true;
     }
+    if (n == 0) error_ = "the server closed the connection";
+    return false;
   }
 
   bool ReadResponse(int* status, std::string* body, int64_t* first_byte) {
@@ -144,7 +127,8 @@ class HttpConnection : public Connection {
 
   std::shared_ptr<const Target> target_;
   HttpMessages messages_;
-  int fd_ = -1;
+  std::shared_ptr<HttpTlsContext> tls_;  // null: plain HTTP
+  HttpSocket socket_;
   std::string buffer_;
 };
 
@@ -182,9 +166,21 @@ int OpenHttpSocket(const std::string& url, std::string* error) {
   return opened;
 }
 
+std::shared_ptr<HttpTlsContext> HttpTls(const Target& target, std::string* error,
+                                        bool* ok) {
+  *ok = true;
+  if (!target.https.enabled) return nullptr;
+  auto tls = HttpTlsContext::Create(target.https, error);
+  *ok = tls != nullptr;
+  return tls;
+}
+
 std::unique_ptr<Connection> ConnectHttp(const std::shared_ptr<const Target>& target,
                                         std::string* error) {
-  auto connection = std::make_unique<HttpConnection>(target);
+  bool ok;
+  auto tls = HttpTls(*target, error, &ok);
+  if (!ok) return nullptr;
+  auto connection = std::make_unique<HttpConnection>(target, std::move(tls));
   if (!connection->Open(error)) return nullptr;
   return connection;
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,12 @@ ParseResult ParseHttpResponse(const std::string& buffer, HttpResponse* response,
 
 // A connected TCP socket (TCP_NODELAY) to host:port; -1 with *error when not.
 int OpenHttpSocket(const std::string& url, std::string* error);
+
+class HttpTlsContext;
+// The run's TLS context for an https:// target (nullptr for plain HTTP, or with
+// *ok false and *error set when its files cannot be loaded).
+std::shared_ptr<HttpTlsContext> HttpTls(const Target& target, std::string* error,
+                                        bool* ok);
 
 // {"error":"..."}: the message alone reads better than the JSON.
 std::string HttpErrorText(const std::string& body);

@@ -689,6 +689,7 @@ class PerfTarget:
         grpc_root_certs: bytes = b"",
         grpc_private_key: bytes = b"",
         grpc_cert_chain: bytes = b"",
+        https: dict[str, int | str] | None = None,
     ) -> None: ...
 
 class PerfLoad:

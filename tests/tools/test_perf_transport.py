@@ -11,8 +11,10 @@ send schedule other than the intervals' would break.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -364,6 +366,103 @@ def test_grpc_tls_flag_errors(pki: Pki) -> None:
         "--ssl-grpc-root-certifications-file=/nonexistent/ca.pem",
     )
     assert "cannot read --ssl-grpc-root-certifications-file" in one_error_line(missing)
+
+
+@pytest.fixture(scope="module")
+def https_served(
+    pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """HTTP over mutual TLS; gRPC in clear."""
+    repo = tmp_path_factory.mktemp("transport_https")
+    write_model(repo, "identity", IDENTITY, ECHO_MODEL)
+    with run_server(
+        repo,
+        "--http-use-ssl=true",
+        f"--http-server-cert={pki.server_cert}",
+        f"--http-server-key={pki.server_key}",
+        f"--http-root-cert={pki.ca_cert}",
+        "--http-use-ssl-mutual=true",
+    ) as server:
+        yield server
+
+
+def _https_successes(server: RunningServer, pki: Pki) -> int:
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+    context.load_cert_chain(pki.client_cert, pki.client_key)
+    conn = http.client.HTTPSConnection(
+        "localhost", server.ports["http"], timeout=30, context=context
+    )
+    try:
+        conn.request("GET", "/v2/models/identity/stats")
+        stats = json.loads(conn.getresponse().read())["model_stats"]
+    finally:
+        conn.close()
+    return sum(int(v["inference_stats"]["success"]["count"]) for v in stats)
+
+
+def _https_flags(pki: Pki, client_cert: bool = True) -> list[str]:
+    flags = [
+        "--ssl-https-verify-peer=1",
+        "--ssl-https-verify-host=2",
+        f"--ssl-https-ca-certificates-file={pki.ca_cert}",
+    ]
+    if client_cert:
+        flags += [
+            f"--ssl-https-client-certificate-file={pki.client_cert}",
+            "--ssl-https-client-certificate-type=PEM",
+            f"--ssl-https-private-key-file={pki.client_key}",
+            "--ssl-https-private-key-type=PEM",
+        ]
+    return flags
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_https(https_served: RunningServer, pki: Pki, mode: str) -> None:
+    before = _https_successes(https_served, pki)
+    ok_run(
+        "-m",
+        "identity",
+        "-u",
+        f"https://localhost:{https_served.ports['http']}",
+        "-i",
+        "http",
+        "--shape",
+        "INPUT0:4096",
+        "--request-count",
+        "20",
+        "--concurrency-range",
+        "3",
+        f"--{mode}",
+        *_https_flags(pki),
+    )
+    assert _https_successes(https_served, pki) - before == 20
+
+
+@pytest.mark.parametrize("case", ["plaintext", "no-client-cert", "other-ca"])
+def test_https_port_refuses_other_clients(
+    https_served: RunningServer, pki: Pki, case: str
+) -> None:
+    port = https_served.ports["http"]
+    args = {
+        "plaintext": [f"localhost:{port}"],
+        "no-client-cert": [f"https://localhost:{port}", *_https_flags(pki, False)],
+        "other-ca": [
+            f"https://localhost:{port}",
+            f"--ssl-https-ca-certificates-file={pki.rogue_ca_cert}",
+        ],
+    }[case]
+    result = perf(
+        "-m",
+        "identity",
+        "-u",
+        *args[:1],
+        "--request-count",
+        "2",
+        "--timeout",
+        "10",
+        *args[1:],
+    )
+    one_error_line(result)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

@@ -9,6 +9,7 @@ import base64
 import http.client
 import importlib
 import json
+import ssl
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,24 +127,38 @@ def _pick_version(entries: list[dict[str, Any]], version: str) -> dict[str, Any]
 
 
 class HttpApi:
-    def __init__(self, url: str, headers: dict[str, str], timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        timeout: float,
+        https: ssl.SSLContext | None = None,
+    ) -> None:
         parsed = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
         if parsed.scheme != "http":
-            raise PerfError(
-                f"unsupported URL scheme '{parsed.scheme}' (plain http only)"
-            )
+            raise PerfError(f"unsupported URL scheme '{parsed.scheme}' (http, https)")
         self._host = parsed.hostname or "localhost"
-        self._port = parsed.port or 80
+        self._port = parsed.port or (443 if https else 80)
         self._headers = headers
         self._timeout = timeout
+        self._https = https
         self._conn: http.client.HTTPConnection | None = None
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         for attempt in range(2):
             if self._conn is None:
-                self._conn = http.client.HTTPConnection(
-                    self._host, self._port, timeout=self._timeout
+                self._conn = (
+                    http.client.HTTPSConnection(
+                        self._host,
+                        self._port,
+                        timeout=self._timeout,
+                        context=self._https,
+                    )
+                    if self._https is not None
+                    else http.client.HTTPConnection(
+                        self._host, self._port, timeout=self._timeout
+                    )
                 )
             try:
                 self._conn.request(method, path, data, self._headers)
@@ -237,7 +252,7 @@ class HttpApi:
 
 
 class GrpcApi:
-    def __init__(self, url: str, timeout: float, ssl: GrpcSsl | None = None) -> None:
+    def __init__(self, url: str, timeout: float, tls: GrpcSsl | None = None) -> None:
         import grpc
         from google.protobuf import json_format
 
@@ -255,10 +270,10 @@ class GrpcApi:
             grpc.secure_channel(
                 url,
                 grpc.ssl_channel_credentials(
-                    ssl.root_certs, ssl.private_key, ssl.cert_chain
+                    tls.root_certs, tls.private_key, tls.cert_chain
                 ),
             )
-            if ssl is not None
+            if tls is not None
             else grpc.insecure_channel(url)
         )
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
@@ -379,7 +394,8 @@ def connect(
     timeout: float,
     *,
     grpc_ssl: GrpcSsl | None = None,
+    https: ssl.SSLContext | None = None,
 ) -> ServerApi:
     if protocol == "http":
-        return HttpApi(url, headers, timeout)
+        return HttpApi(url, headers, timeout, https)
     return GrpcApi(url, timeout, grpc_ssl)

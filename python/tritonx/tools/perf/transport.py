@@ -1,11 +1,13 @@
 """tritonx-perf's flags for what travels with the requests and how: request
-parameters, gRPC compression, TLS, and perf_analyzer's custom-interval load
-(--request-intervals). cli.py adds the flags with `add_transport_flags` and turns
-the parsed flags into keyword arguments with `transport_options`."""
+parameters, gRPC compression, TLS (gRPC, and HTTPS for an https:// URL), and
+perf_analyzer's custom-interval load (--request-intervals). cli.py adds the flags
+with `add_transport_flags` and turns the parsed flags into keyword arguments with
+`transport_options`."""
 
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +64,44 @@ def add_transport_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PEM",
         help="gRPC TLS: the client's certificate chain (mutual TLS)",
+    )
+    p.add_argument(
+        "--ssl-https-verify-peer",
+        type=int,
+        default=1,
+        choices=[0, 1],
+        help="HTTPS: 0 accepts any server certificate (default 1)",
+    )
+    p.add_argument(
+        "--ssl-https-verify-host",
+        type=int,
+        default=2,
+        choices=[0, 1, 2],
+        help="HTTPS: 0 skips matching the certificate to the host (default 2; 1 is 2)",
+    )
+    p.add_argument(
+        "--ssl-https-ca-certificates-file",
+        default=None,
+        metavar="PEM",
+        help="HTTPS: the CA certificates to verify the server with",
+    )
+    p.add_argument(
+        "--ssl-https-client-certificate-file",
+        default=None,
+        metavar="FILE",
+        help="HTTPS: the client's certificate (mutual TLS)",
+    )
+    p.add_argument(
+        "--ssl-https-client-certificate-type", default="PEM", choices=["PEM", "DER"]
+    )
+    p.add_argument(
+        "--ssl-https-private-key-file",
+        default=None,
+        metavar="FILE",
+        help="HTTPS: the client certificate's private key",
+    )
+    p.add_argument(
+        "--ssl-https-private-key-type", default="PEM", choices=["PEM", "DER"]
     )
 
 
@@ -188,6 +228,63 @@ def _grpc_ssl(args: argparse.Namespace) -> GrpcSsl | None:
     )
 
 
+def _https(args: argparse.Namespace, out: Transport) -> None:
+    """-u https://host:port over HTTP: TLS for the load and the control plane, with
+    the --ssl-https-* settings (libcurl's meanings, as perf_analyzer's)."""
+    files = {
+        "--ssl-https-ca-certificates-file": args.ssl_https_ca_certificates_file,
+        "--ssl-https-client-certificate-file": args.ssl_https_client_certificate_file,
+        "--ssl-https-private-key-file": args.ssl_https_private_key_file,
+    }
+    url = args.url or ""
+    if args.protocol != "http" or not url.startswith("https://"):
+        if any(files.values()):
+            print(
+                "warning: the --ssl-https-* files are ignored without -i http and "
+                "an https:// URL",
+                file=sys.stderr,
+            )
+        return
+    for flag, path in files.items():
+        if path is not None and not Path(path).is_file():
+            raise PerfError(f"cannot read {flag} {path}: no such file")
+    if "DER" in (
+        args.ssl_https_client_certificate_type,
+        args.ssl_https_private_key_type,
+    ):
+        # The control plane (Python's ssl) loads PEM only.
+        raise PerfError("DER client certificates and keys are not supported: use PEM")
+    cert = args.ssl_https_client_certificate_file
+    key = args.ssl_https_private_key_file
+    if key is not None and cert is None:
+        raise PerfError(
+            "--ssl-https-private-key-file needs --ssl-https-client-certificate-file"
+        )
+    context = ssl.create_default_context(cafile=args.ssl_https_ca_certificates_file)
+    if args.ssl_https_verify_peer == 0 or args.ssl_https_verify_host == 0:
+        context.check_hostname = False
+    if args.ssl_https_verify_peer == 0:
+        context.verify_mode = ssl.CERT_NONE
+    if cert is not None:
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise PerfError(
+                f"cannot load the client certificate {cert}: {exc}"
+            ) from None
+    out.connect["https"] = context
+    out.target["https"] = {
+        "verify_peer": args.ssl_https_verify_peer,
+        "verify_host": args.ssl_https_verify_host,
+        "ca_file": args.ssl_https_ca_certificates_file or "",
+        "cert_file": cert or "",
+        # A key may sit in the certificate's file, as Python's ssl allows.
+        "key_file": key or cert or "",
+    }
+    # The load's Host header and the control plane take host:port.
+    args.url = url.removeprefix("https://")
+
+
 def transport_options(args: argparse.Namespace) -> Transport:
     """Checks the transport flags against each other and the protocol, reads the
     files they name, and returns what they add (PerfError on any problem)."""
@@ -209,6 +306,7 @@ def transport_options(args: argparse.Namespace) -> Transport:
             grpc_private_key=ssl.private_key or b"",
             grpc_cert_chain=ssl.cert_chain or b"",
         )
+    _https(args, out)
     if args.request_intervals is not None:
         out.intervals_us = read_intervals(args.request_intervals)
         _as_request_rate_step(args, out.intervals_us)
