@@ -174,3 +174,22 @@ def test_log_frequency_rotates_files_and_tensors(tmp_path: Path) -> None:
         "dtype": "FP32",
     }
     assert by_activity["TENSOR_BACKEND_OUTPUT"]["data"] == "1,2,3,4"
+
+
+def test_a_trace_file_that_cannot_be_written(tmp_path: Path) -> None:
+    """A full disk (/dev/full): each failed write is one error line, requests are
+    answered, and the server exits cleanly (no traceback from closing the file)."""
+    repo = build_repo(tmp_path / "repo")
+    with run_server(
+        repo,
+        "--trace-config=triton,file=/dev/full",
+        "--trace-config=rate=1",
+        "--trace-config=level=TIMESTAMPS",
+    ) as server:
+        for i in range(5):
+            http_infer(server.http_url, "add_one", f"t{i}")
+        server.process.terminate()
+        assert server.process.wait(timeout=60) == 0
+    log = server.log_text()
+    assert "failed writing trace file /dev/full" in log, log
+    assert "Traceback" not in log and "closing the trace output failed" not in log

@@ -87,10 +87,14 @@ class TraceFile:
 
     def close(self) -> None:
         with self._lock:
-            if self._base is not None:
-                self._base.write("]")
-                self._base.close()
-                self._base = None
+            base, self._base = self._base, None
+            if base is None:
+                return
+            try:
+                base.write("]")
+                base.close()
+            except OSError as exc:  # a full disk: said once, as each failed save is
+                logger.error("failed writing trace file %s: %s", self.path, exc)
 
 
 @dataclass
