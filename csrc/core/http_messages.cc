@@ -100,6 +100,11 @@ std::string HttpBodyTooLarge(uint64_t bound) {
          std::to_string(bound) + std::string(kRaiseTheLimit);
 }
 
+std::string HttpBodyOutOfMemory(uint64_t size) {
+  return "failed to allocate memory for the request body (" + std::to_string(size) +
+         " bytes)";
+}
+
 std::string HttpHeadTooLarge(uint64_t max_size, uint64_t max_count) {
   return "request header fields too large: the request line and headers may take at "
          "most " +

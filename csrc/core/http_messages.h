@@ -40,6 +40,9 @@ std::string HttpInputSizeError(int64_t header_length, uint64_t body_size,
 uint64_t HttpBodyCap(uint64_t limit);
 // A body past `bound`: the cap, or the limit for a decompressed body.
 std::string HttpBodyTooLarge(uint64_t bound);
+// A body the server has no memory to hold in one piece (503: the request may be
+// retried; the server goes on serving).
+std::string HttpBodyOutOfMemory(uint64_t size);
 // A request head past the engines' bounds (431).
 std::string HttpHeadTooLarge(uint64_t max_size, uint64_t max_count);
 // Content-Encoding other than gzip / deflate (501) and a body that does not inflate.

@@ -9,7 +9,8 @@
 // behind it for scheduler ticks.
 //
 // Thread safety: Submit and Shutdown may be called from any thread. Ownership:
-// owned by its server; tasks run on the pool's own threads.
+// owned by its server; tasks run on the pool's own threads (on Submit's caller
+// only when the pool has none and none can be started).
 #pragma once
 
 #include <sys/resource.h>
@@ -20,6 +21,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -35,14 +37,29 @@ class WorkerPool {
       : max_threads_(max_threads ? max_threads : 1), nice_increment_(nice_increment) {}
   ~WorkerPool() { Shutdown(); }
 
+  // Queues `task` for a pool thread, starting one if none is idle and the cap
+  // allows. If no thread can be started (the process' thread or memory limit:
+  // a container's pids.max, RLIMIT_AS), a thread the pool already has takes the
+  // task when it is free; a pool without any runs it on the caller's thread, so
+  // the work is done late rather than the process ended by the exception.
   void Submit(std::function<void()> task) {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     queue_.push_back(std::move(task));
     if (queue_.size() > idle_ && threads_.size() < max_threads_) {
-      threads_.emplace_back([this] { Loop(); });
-    } else {
-      cv_.notify_one();
+      try {
+        threads_.emplace_back([this] { Loop(); });
+        return;
+      } catch (const std::exception&) {  // std::system_error, or the vector's bad_alloc
+        if (threads_.empty()) {
+          std::function<void()> run = std::move(queue_.back());
+          queue_.pop_back();
+          lock.unlock();
+          run();
+          return;
+        }
+      }
     }
+    cv_.notify_one();
   }
 
   // Runs what is queued, then joins every thread.

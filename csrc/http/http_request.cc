@@ -207,7 +207,8 @@ enum class Route { kOther, kInfer, kCloudInfer, kGenerate, kGenerateStream };
 // chain into a new one before it frees any, so a large body would take twice its
 // size at that moment; copying it out a step at a time (each step drains what it
 // copied) and handing the copy back as the buffer's only chain peaks at the body
-// plus one step. The caller is the buffer's only user.
+// plus one step. The caller is the buffer's only user. Null when the memory for the
+// copy cannot be had (the buffer is then left as it was).
 const char* MakeContiguous(evbuffer* buffer) {
   constexpr size_t kStep = size_t{16} << 20;
   constexpr size_t kTrimWhileCopyingBytes = size_t{64} << 20;
@@ -347,6 +348,10 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
     bool too_large = false;
     std::string error;
     const char* wire = reinterpret_cast<const char*>(evbuffer_pullup(input, -1));
+    if (wire == nullptr && wire_size != 0) {
+      Reply(worker, req, Error(503, HttpBodyOutOfMemory(wire_size)));
+      return;
+    }
     if (!Inflate(encoding, wire, wire_size, options_.max_input_size, inflated.get(),
                  &too_large, &error)) {
       Reply(worker, req, Error(400, HttpDecompressFailed(error)));
@@ -388,6 +393,10 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
                        size >= kParseOffloadBytes;
     if (!later) {
       body = size ? reinterpret_cast<const char*>(evbuffer_pullup(own.get(), -1)) : "";
+      if (body == nullptr) {
+        Reply(worker, req, Error(503, HttpBodyOutOfMemory(size)));
+        return;
+      }
     }
     owner = std::move(own);
   }
@@ -538,6 +547,9 @@ void HttpServer::Impl::ParseAndEnqueue(const std::shared_ptr<PendingCall>& call,
   if (body == nullptr) {
     // The body's own evbuffer (Handle), not yet contiguous; no one else uses it.
     body = MakeContiguous(static_cast<evbuffer*>(const_cast<void*>(owner.get())));
+    if (body == nullptr) {
+      return fail(Status(StatusCode::kUnavailable, HttpBodyOutOfMemory(size)));
+    }
   }
   const std::shared_ptr<Model>& model = call->model;
   InferenceRequest* request = call->request.get();
