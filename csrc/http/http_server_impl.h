@@ -10,7 +10,10 @@
 
 #include "../grpc/worker_pool.h"
 #include "core/http_messages.h"
+#include "core/infer_request.h"
+#include "http_compression.h"
 #include "http_error_page.h"
+#include "http_infer_codec.h"
 #include "http_server.h"
 #include "http_worker.h"
 
@@ -124,6 +127,12 @@ Outgoing Error(int status, const std::string& message, HttpHeaders extra = {});
 // The same as text/plain: how Triton answers what it refuses before a handler sets
 // a content type (libevhtp's default).
 Outgoing PlainError(int status, const std::string& message, HttpHeaders extra = {});
+// An infer response as the reply to its request: its error, or the KServe JSON
+// header and binary outputs (`encoding`), compressed when asked, under a cloud
+// endpoint's `binary_mime` when it has one (http_reply.cc).
+Outgoing RenderReply(std::unique_ptr<InferenceResponse> result,
+                     const std::string& request_id, const OutputEncoding& encoding,
+                     Encoding compression, const std::string& binary_mime);
 
 }  // namespace httpfe
 }  // namespace tritonx
