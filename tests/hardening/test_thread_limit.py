@@ -1,0 +1,151 @@
+"""At the thread limit: a server whose cgroup's pids.max (a Kubernetes pod's pid
+limit) leaves no room for new threads goes on serving.
+
+The server is moved into a pids cgroup of its own whose limit is two above the
+threads it has, then gets large JSON infer bodies (parsed on the HTTP engine's parse
+pool), gRPC control calls (the control pool) and BLS requests, all at once. Thread
+creation then fails with EAGAIN. The pools used to let the std::system_error of a
+thread that could not start reach std::terminate (exit 134 on the first burst;
+Triton 2.51 aborts the same way); now a pool without a thread runs the task on the
+caller's thread and one with threads queues it for them. Skipped where the test
+cannot create a pids cgroup (no cgroup v1 pids hierarchy it may write).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from serverutil import run_server
+from testmodels import ECHO_FP32_CONFIG, ECHO_MODEL, write_model
+
+pytestmark = pytest.mark.timeout(300)
+
+PIDS_ROOT = Path("/sys/fs/cgroup/pids")
+
+BLS_CONFIG = """
+name: "bls"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
+"""
+BLS_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "INPUT0")
+            reply = pb_utils.InferenceRequest(
+                model_name="echo", inputs=[pb_utils.Tensor("INPUT0", x.as_numpy())],
+                requested_output_names=["OUTPUT0"],
+            ).exec()
+            if reply.has_error():
+                raise pb_utils.TritonModelException(reply.error().message())
+            y = pb_utils.get_output_tensor_by_name(reply, "OUTPUT0").as_numpy()
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", y)]))
+        return out
+"""
+
+
+@pytest.fixture
+def pids_cgroup() -> Iterator[Path]:
+    group = PIDS_ROOT / f"tritonx-test-{os.getpid()}"
+    try:
+        group.mkdir()
+    except OSError as exc:
+        pytest.skip(f"cannot create a pids cgroup here: {exc}")
+    try:
+        yield group
+    finally:
+        for pid in (group / "cgroup.procs").read_text().split():
+            # Back to the root group, so that the directory can go.
+            with contextlib.suppress(OSError):
+                (PIDS_ROOT / "cgroup.procs").write_text(pid)
+        group.rmdir()
+
+
+def _burst(http_url: str, grpc_url: str) -> Counter[str]:
+    results: list[str] = []
+    big = np.ones(1 << 20, dtype=np.float32)  # ~4 MB of JSON: the parse pool's
+
+    def http_json() -> None:
+        client = httpclient.InferenceServerClient(http_url, network_timeout=120)
+        tensor = httpclient.InferInput("INPUT0", [big.size], "FP32")
+        tensor.set_data_from_numpy(big, binary_data=False)
+        out = client.infer("echo", [tensor]).as_numpy("OUTPUT0")
+        results.append("ok" if out is not None and out.size == big.size else "bad")
+
+    def grpc_control() -> None:
+        client = grpcclient.InferenceServerClient(grpc_url)
+        client.get_model_repository_index()
+        client.get_inference_statistics()
+        client.load_model("bls")  # already loaded: a no-op answered by the pool
+        results.append("ok")
+
+    def bls() -> None:
+        client = grpcclient.InferenceServerClient(grpc_url)
+        tensor = grpcclient.InferInput("INPUT0", [4], "FP32")
+        tensor.set_data_from_numpy(np.arange(4, dtype=np.float32))
+        out = client.infer("bls", [tensor]).as_numpy("OUTPUT0")
+        results.append(
+            "ok" if out is not None and out.tolist() == [0, 1, 2, 3] else "bad"
+        )
+
+    def guarded(call: Callable[[], None]) -> None:
+        try:
+            call()
+        except Exception as exc:  # an outcome to count
+            results.append(f"{type(exc).__name__}: {str(exc)[:160]}")
+
+    threads = [
+        threading.Thread(target=guarded, args=(call,))
+        for _ in range(8)
+        for call in (http_json, grpc_control, bls)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Counter(results)
+
+
+def test_serving_at_the_thread_limit(tmp_path: Path, pids_cgroup: Path) -> None:
+    write_model(tmp_path, "echo", ECHO_FP32_CONFIG, ECHO_MODEL)
+    write_model(tmp_path, "bls", BLS_CONFIG, BLS_MODEL)
+    # gRPC's own shutdown waits for a thread it counted but could not start, up to
+    # the exit timeout: a short one keeps that wait short.
+    with run_server(
+        tmp_path,
+        "--model-control-mode=explicit",
+        "--load-model=*",
+        "--exit-timeout-secs=5",
+    ) as server:
+        pid = server.process.pid
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+        (pids_cgroup / "pids.max").write_text(str(threads + 2))
+        (pids_cgroup / "cgroup.procs").write_text(str(pid))
+        outcomes: Counter[str] = Counter()
+        try:
+            for _ in range(2):
+                outcomes += _burst(server.http_url, server.grpc_url)
+                assert server.process.poll() is None, (outcomes, server.log_text())
+            events = (pids_cgroup / "pids.events").read_text().split()
+        finally:
+            # Room again before the server shuts down (its shutdown starts threads).
+            (pids_cgroup / "pids.max").write_text("max")
+    if int(events[1]) == 0:
+        pytest.skip(f"no thread was refused: the limit did not bite ({outcomes})")
+    # Every request was answered, none failed, by the same process.
+    assert outcomes == Counter({"ok": 48}), outcomes
