@@ -86,6 +86,7 @@ void RegisterTables(py::module_& m) {
            py::arg("body_size"), py::arg("limit"));
   http.def("body_cap", &HttpBodyCap, py::arg("limit"));
   http.def("body_too_large", &HttpBodyTooLarge, py::arg("bound"));
+  http.def("body_out_of_memory", &HttpBodyOutOfMemory, py::arg("size"));
   http.def("head_too_large", &HttpHeadTooLarge, py::arg("max_size"),
            py::arg("max_count"));
   http.def("unsupported_compression", &HttpUnsupportedCompression);

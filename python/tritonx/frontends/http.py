@@ -40,16 +40,18 @@ from tritonx.frontends.http_offload import OFFLOAD_BYTES, JsonOffload, MemoryRet
 from tritonx.frontends.http_protocol import (
     DEFAULT_MAX_HEADER_COUNT,
     DEFAULT_MAX_HEADER_SIZE,
+    HttpConnection,
+    HttpMessage,
+    Slot,
+    kserve_json_size,
+)
+from tritonx.frontends.http_responses import (
     JSON,
     OCTETS,
     TEXT,
     Buffer,
-    HttpConnection,
-    HttpMessage,
-    Slot,
     dumps,
     exception_response,
-    kserve_json_size,
     response,
     status_line,
 )

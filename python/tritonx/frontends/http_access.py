@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tritonx import _native
 from tritonx.errors import InvalidArgumentError
-from tritonx.frontends.http_protocol import TEXT, Buffer, response
+from tritonx.frontends.http_responses import TEXT, Buffer, response
 from tritonx.frontends.http_routes import ROUTE_CATEGORIES
 
 # category -> (header name, expected value)

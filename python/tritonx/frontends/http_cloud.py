@@ -22,14 +22,8 @@ from typing import ClassVar
 from tritonx import _native
 from tritonx.errors import InvalidArgumentError, TritonXError
 from tritonx.frontends.http import HttpFrontend
-from tritonx.frontends.http_protocol import (
-    TEXT,
-    Buffer,
-    HttpMessage,
-    Slot,
-    dumps,
-    response,
-)
+from tritonx.frontends.http_protocol import HttpMessage, Slot
+from tritonx.frontends.http_responses import TEXT, Buffer, dumps, response
 from tritonx.frontends.http_routes import Route
 
 _HEADER_LENGTH = b"inference-header-content-length"

@@ -17,11 +17,10 @@ from typing import Any
 
 from tritonx.errors import InternalError, TritonXError, UnsupportedError
 from tritonx.frontends import http_infer
-from tritonx.frontends.http_protocol import (
+from tritonx.frontends.http_protocol import HttpMessage, Slot
+from tritonx.frontends.http_responses import (
     JSON,
     Buffer,
-    HttpMessage,
-    Slot,
     dumps,
     exception_response,
     response,

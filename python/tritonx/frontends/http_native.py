@@ -23,10 +23,9 @@ from tritonx.frontends.http_access import Restrictions
 from tritonx.frontends.http_protocol import (
     DEFAULT_MAX_HEADER_COUNT,
     DEFAULT_MAX_HEADER_SIZE,
-    Buffer,
     HttpMessage,
-    error_response,
 )
+from tritonx.frontends.http_responses import Buffer, error_response
 
 Reply = Callable[[int, list[tuple[str, str]], bytes], None]
 

@@ -18,27 +18,18 @@ server does; a head over ``max_header_size`` bytes or with more than
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import httptools
 
 from tritonx import _native
 from tritonx.errors import TritonXError
+from tritonx.frontends.http_responses import TEXT, Buffer, error_response
 from tritonx.frontends.http_routes import log_request
-
-Buffer = bytes | bytearray | memoryview
-
-# Status lines as sent, filled on first use (reason phrases: the core's table,
-# shared with the native engine).
-_STATUS_LINES: dict[int, bytes] = {}
-JSON = b"application/json"
-TEXT = b"text/plain"
-OCTETS = b"application/octet-stream"
 
 # Pipelined requests beyond this many unanswered ones stop the reads until the
 # connection catches up, so one client cannot queue unbounded work.
@@ -52,55 +43,6 @@ DEFAULT_MAX_HEADER_SIZE = 64 * 1024
 # Two fields of the largest allowed size plus separators and the request line's.
 _MAX_UNREPORTED = 2 * (MAX_FIELD_SIZE + 4) + 32
 DEFAULT_MAX_HEADER_COUNT = 1000
-
-
-def status_line(status: int) -> bytes:
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        reason = _native.http_messages.reason_phrase(status)
-        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {reason}\r\n".encode()
-    return line
-
-
-def response(
-    status: int,
-    body: Buffer = b"",
-    content_type: bytes | None = JSON,
-    extra_headers: bytes = b"",
-) -> list[Buffer]:
-    """A complete response as buffers to write (head first)."""
-    head = [status_line(status)]
-    if content_type is not None:
-        head.append(b"Content-Type: " + content_type + b"\r\n")
-    head.append(extra_headers)
-    head.append(b"Content-Length: %d\r\n\r\n" % len(body))
-    if not body:
-        return [b"".join(head)]
-    return [b"".join(head), body]
-
-
-def error_response(
-    status: int,
-    message: str,
-    extra_headers: bytes = b"",
-    content_type: bytes = JSON,
-) -> list[Buffer]:
-    # Triton's bytes: compact JSON, UTF-8 as it is.
-    text = json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":"))
-    return response(status, text.encode(), content_type, extra_headers)
-
-
-def dumps(obj: Any) -> bytes:
-    """Compact JSON, UTF-8 as it is (Triton's bytes)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def exception_response(exc: BaseException, content_type: bytes = JSON) -> list[Buffer]:
-    """The error response for an exception: a ``TritonXError``'s status and
-    message, else 500."""
-    if isinstance(exc, TritonXError):
-        return error_response(exc.http_status, exc.message, b"", content_type)
-    return error_response(500, str(exc) or type(exc).__name__, b"", content_type)
 
 
 class HttpMessage:
@@ -216,6 +158,7 @@ class HttpConnection(asyncio.Protocol):
         "_pipeline_paused",
         "_queue",
         "_refusal",
+        "_refusal_status",
         "_refused",
         "_transport",
         "_write_paused",
@@ -256,6 +199,7 @@ class HttpConnection(asyncio.Protocol):
         self._body_size = 0
         # The answer to a body refused while it arrives (its bytes are dropped).
         self._refusal: str | None = None
+        self._refusal_status = 400
         self._pipeline_paused = False
         self._write_paused = False
         self._closing = False
@@ -368,6 +312,7 @@ class HttpConnection(asyncio.Protocol):
         self._body = b""
         self._body_size = 0
         self._refusal = None
+        self._refusal_status = 400
         self._head_seen = 0
         self._head_fields = 0
 
@@ -417,14 +362,21 @@ class HttpConnection(asyncio.Protocol):
             self._body = b""
             return
         current = self._body
-        if not current:
-            self._body = body
-        elif isinstance(current, bytearray):
-            current += body
-        else:
-            grown = bytearray(current)
-            grown += body
-            self._body = grown
+        try:
+            if not current:
+                self._body = body
+            elif isinstance(current, bytearray):
+                current += body
+            else:
+                grown = bytearray(current)
+                grown += body
+                self._body = grown
+        except MemoryError:  # the server's memory, not the request: 503, as native
+            length = self._message.headers.get(b"content-length", b"")
+            size = int(length) if length.isdigit() else self._body_size
+            self._refusal = _native.http_messages.body_out_of_memory(size)
+            self._refusal_status = 503
+            self._body = b""
 
     def on_message_complete(self) -> None:
         self._in_head = True
@@ -445,7 +397,7 @@ class HttpConnection(asyncio.Protocol):
             self._refusal = self._size_refusal(message.headers, self._body_size)
         if self._refusal is not None:
             self._body = b""
-            slot.done(error_response(400, self._refusal))
+            slot.done(error_response(self._refusal_status, self._refusal))
             return
         message.body = self._body
         self._body = b""

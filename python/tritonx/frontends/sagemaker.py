@@ -68,17 +68,9 @@ from tritonx.frontends.http_cloud import (
     c_atoi,
 )
 from tritonx.frontends.http_cloud import error_body as _error_body
-from tritonx.frontends.http_protocol import (
-    JSON,
-    TEXT,
-    Buffer,
-    HttpMessage,
-    SendTrace,
-    Slot,
-    response,
-    status_line,
-)
-from tritonx.frontends.http_protocol import dumps as _dumps
+from tritonx.frontends.http_protocol import HttpMessage, SendTrace, Slot
+from tritonx.frontends.http_responses import JSON, TEXT, Buffer, response, status_line
+from tritonx.frontends.http_responses import dumps as _dumps
 
 __all__ = ["SageMakerFrontend", "SageMakerSettings", "c_atoi", "header_length"]
 
