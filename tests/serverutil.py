@@ -6,6 +6,7 @@ lines, which use Triton's wording ("Started HTTPService at 0.0.0.0:PORT", ...).
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import subprocess
@@ -344,18 +345,29 @@ def _pick_range() -> tuple[int, int]:
     return low, high
 
 
+# Ports this process handed out lately: a port picked for one server (say a
+# --sagemaker-port) is free again until that server binds it, so a pick for the
+# next server could return it (seen in CI: the reference refused to start, its
+# metrics and SageMaker ports equal).
+_RECENT_PORTS: collections.deque[int] = collections.deque(maxlen=256)
+
+
 def _bind_unused(sock: Any) -> int:
-    """Binds ``sock`` to a free port of this process' range; returns it."""
+    """Binds ``sock`` to a free port of this process' range, not one handed out
+    lately; returns it."""
     import random
 
     low, high = _pick_range()
     for _ in range(500):
         port = random.randrange(low, high)
+        if port in _RECENT_PORTS:
+            continue
         try:
             sock.bind(("127.0.0.1", port))
-            return port
         except OSError:
             continue
+        _RECENT_PORTS.append(port)
+        return port
     sock.bind(("127.0.0.1", 0))  # all taken: any free one
     return int(sock.getsockname()[1])
 

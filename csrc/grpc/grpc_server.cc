@@ -285,7 +285,7 @@ Status GrpcServer::Impl::Start(const std::string& address, int port, int* bound_
   }
 
   pool_ = std::make_unique<grpcfe::WorkerPool>(
-      static_cast<size_t>(options_.control_threads));
+      static_cast<size_t>(options_.control_threads), 0, "gRPC control");
   {
     std::lock_guard<std::mutex> lock(streams_mu_);
     streams_closing_ = false;  // (a server started again after a Stop)

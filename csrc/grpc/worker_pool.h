@@ -17,24 +17,33 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "core/logging.h"
 
 namespace tritonx {
 namespace grpcfe {
 
 class WorkerPool {
  public:
-  explicit WorkerPool(size_t max_threads, int nice_increment = 0)
-      : max_threads_(max_threads ? max_threads : 1), nice_increment_(nice_increment) {}
+  // `name` says which pool in the warning logged when no thread can start.
+  explicit WorkerPool(size_t max_threads, int nice_increment = 0,
+                      const char* name = "worker")
+      : max_threads_(max_threads ? max_threads : 1),
+        nice_increment_(nice_increment),
+        name_(name) {}
   ~WorkerPool() { Shutdown(); }
 
   // Queues `task` for a pool thread, starting one if none is idle and the cap
@@ -49,14 +58,19 @@ class WorkerPool {
       try {
         threads_.emplace_back([this] { Loop(); });
         return;
-      } catch (const std::exception&) {  // std::system_error, or the vector's bad_alloc
-        if (threads_.empty()) {
-          std::function<void()> run = std::move(queue_.back());
+      } catch (const std::exception& error) {  // std::system_error, or bad_alloc
+        const bool inline_run = threads_.empty();
+        std::function<void()> run;
+        if (inline_run) {
+          run = std::move(queue_.back());
           queue_.pop_back();
-          lock.unlock();
-          run();
-          return;
+        } else {
+          cv_.notify_one();
         }
+        lock.unlock();
+        WarnNoThread(error.what(), inline_run);
+        if (run) run();
+        return;
       }
     }
     cv_.notify_one();
@@ -98,8 +112,23 @@ class WorkerPool {
     }
   }
 
+  // One warning per 10 s per process: at a thread limit every Submit may fail.
+  void WarnNoThread(const char* what, bool inline_run) {
+    static std::atomic<int64_t> last_warning{-10};
+    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    int64_t last = last_warning.load(std::memory_order_relaxed);
+    if (now - last < 10 || !last_warning.compare_exchange_strong(last, now)) return;
+    Log(LogLevel::kWarning,
+        std::string("the ") + name_ + " pool cannot start a thread (" + what + "): " +
+            (inline_run ? "its tasks run on the threads that submit them"
+                        : "its tasks wait for the threads it has"));
+  }
+
   const size_t max_threads_;
   const int nice_increment_;
+  const char* const name_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;

@@ -276,11 +276,12 @@ Status HttpServer::Impl::Start(const std::string& address, int port, bool reuse_
   }
 
   pool_ = std::make_unique<grpcfe::WorkerPool>(
-      static_cast<size_t>(options_.control_threads));
+      static_cast<size_t>(options_.control_threads), 0, "HTTP control");
   // Large bodies are parsed at a lower priority than the event loops (nice +10,
   // about a tenth of the CPU share under contention), so that a 30 MB JSON
   // tensor does not delay other connections' requests on a loaded machine.
-  parse_pool_ = std::make_unique<grpcfe::WorkerPool>(2, /*nice_increment=*/10);
+  parse_pool_ =
+      std::make_unique<grpcfe::WorkerPool>(2, /*nice_increment=*/10, "HTTP parse");
   for (int i = 0; i < worker_count; ++i) {
     auto worker = std::make_unique<Worker>();
     worker->owner = this;
