@@ -498,6 +498,8 @@ def test_request_intervals(
     assert success_count(served, "identity") - before == 4
     # perf_analyzer's label: three intervals in 0.3 s, 10 requests/s.
     assert "Request Rate: 10, throughput:" in text
+    # The settings name the file, not a rate range (perf_analyzer prints none).
+    assert "  Request intervals: " in text and "Request rate range" not in text
     header, rows = read_csv(csv_file)
     assert header[0] == "Request Rate" and [r["Request Rate"] for r in rows] == ["10"]
     (experiment,) = json.loads(export.read_text())["experiments"]

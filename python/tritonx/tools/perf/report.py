@@ -172,7 +172,10 @@ def print_settings(args: argparse.Namespace, sequence: bool, sweep: Sweep) -> No
     else:
         print("  Stabilizing using average latency and throughput")
     print(f"  Latency limit: {args.latency_threshold:g} msec")
-    if sweep.mode == "request_rate":
+    if getattr(args, "request_intervals", None):
+        # The intervals' step runs as a request rate (transport.py): no range.
+        print(f"  Request intervals: {args.request_intervals}")
+    elif sweep.mode == "request_rate":
         print(
             f"  Request rate range: {sweep.start:g}:{sweep.end:g}:{sweep.step:g} "
             "requests/sec"
