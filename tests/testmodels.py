@@ -230,3 +230,46 @@ class TritonPythonModel:
             ]))
         return responses
 """
+
+
+# A BLS model "bls": FP32 INPUT0 sent through TARGET CALLS times in turn (each call's
+# OUTPUT0 the next one's INPUT0), the last OUTPUT0 answered. BATCH adds a batch
+# dimension of 1 for a TARGET that batches. See bls_chain_model.
+BLS_CHAIN_CONFIG = """
+name: "bls"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
+output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
+"""
+_BLS_CHAIN_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
+            x = x[None] if BATCH else x
+            for _ in range(CALLS):
+                reply = pb_utils.InferenceRequest(
+                    model_name="TARGET",
+                    inputs=[pb_utils.Tensor("INPUT0", x)],
+                    requested_output_names=["OUTPUT0"],
+                ).exec()
+                if reply.has_error():
+                    raise pb_utils.TritonModelException(reply.error().message())
+                x = pb_utils.get_output_tensor_by_name(reply, "OUTPUT0").as_numpy()
+            y = x[0] if BATCH else x
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", y)]))
+        return out
+"""
+
+
+def bls_chain_model(target: str, calls: int, batch: bool) -> str:
+    return (
+        _BLS_CHAIN_MODEL.replace("TARGET", target)
+        .replace("CALLS", str(calls))
+        .replace("BATCH", str(batch))
+    )

@@ -26,38 +26,17 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from serverutil import run_server
-from testmodels import ECHO_FP32_CONFIG, ECHO_MODEL, write_model
+from testmodels import (
+    BLS_CHAIN_CONFIG,
+    ECHO_FP32_CONFIG,
+    ECHO_MODEL,
+    bls_chain_model,
+    write_model,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
 PIDS_ROOT = Path("/sys/fs/cgroup/pids")
-
-BLS_CONFIG = """
-name: "bls"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
-output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
-"""
-BLS_MODEL = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        out = []
-        for r in requests:
-            x = pb_utils.get_input_tensor_by_name(r, "INPUT0")
-            reply = pb_utils.InferenceRequest(
-                model_name="echo", inputs=[pb_utils.Tensor("INPUT0", x.as_numpy())],
-                requested_output_names=["OUTPUT0"],
-            ).exec()
-            if reply.has_error():
-                raise pb_utils.TritonModelException(reply.error().message())
-            y = pb_utils.get_output_tensor_by_name(reply, "OUTPUT0").as_numpy()
-            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", y)]))
-        return out
-"""
 
 
 @pytest.fixture
@@ -124,7 +103,7 @@ def _burst(http_url: str, grpc_url: str) -> Counter[str]:
 
 def test_serving_at_the_thread_limit(tmp_path: Path, pids_cgroup: Path) -> None:
     write_model(tmp_path, "echo", ECHO_FP32_CONFIG, ECHO_MODEL)
-    write_model(tmp_path, "bls", BLS_CONFIG, BLS_MODEL)
+    write_model(tmp_path, "bls", BLS_CHAIN_CONFIG, bls_chain_model("echo", 1, False))
     # gRPC's own shutdown waits for a thread it counted but could not start, up to
     # the exit timeout: a short one keeps that wait short.
     with run_server(

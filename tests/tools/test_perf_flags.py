@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from perfutil import IDENTITY, SHORT, ok_run, one_error_line, perf, write_model
 from serverutil import RunningServer, reference_command, run_reference, run_server
-from testmodels import ECHO_MODEL
+from testmodels import BLS_CHAIN_CONFIG, ECHO_MODEL, bls_chain_model
 
 from tritonx.tools.perf.errors import PerfError
 from tritonx.tools.perf.sweep import add_sweep_flags, sweep_from_args
@@ -91,6 +91,7 @@ class TritonPythonModel:
 
 # An ensemble of two identity steps, and a BLS model calling identity twice per
 # request: both report identity as their composing model.
+IDENTITY_TWICE = bls_chain_model("identity", calls=2, batch=True)
 PIPELINE = """
 name: "pipeline"
 platform: "ensemble"
@@ -104,34 +105,6 @@ ensemble_scheduling { step [
     input_map { key: "INPUT0" value: "mid" } output_map { key: "OUTPUT0" value: "OUTPUT0" } }
 ] }
 """
-BLS = """
-name: "bls"
-backend: "python"
-max_batch_size: 0
-input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
-output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
-"""
-BLS_MODEL = """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        out = []
-        for r in requests:
-            x = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()[None]
-            for _ in range(2):
-                reply = pb_utils.InferenceRequest(
-                    model_name="identity",
-                    inputs=[pb_utils.Tensor("INPUT0", x)],
-                    requested_output_names=["OUTPUT0"],
-                ).exec()
-                if reply.has_error():
-                    raise pb_utils.TritonModelException(reply.error().message())
-                x = pb_utils.get_output_tensor_by_name(reply, "OUTPUT0").as_numpy()
-            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", x[0])]))
-        return out
-"""
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +113,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> RunningServer:
     write_model(repo, "slow", SLOW, SLOW_MODEL)
     write_model(repo, "checker", CHECKER, CHECKER_MODEL)
     write_model(repo, "identity", IDENTITY, ECHO_MODEL)
-    write_model(repo, "bls", BLS, BLS_MODEL)
+    write_model(repo, "bls", BLS_CHAIN_CONFIG, IDENTITY_TWICE)
     (repo / "pipeline" / "1").mkdir(parents=True)
     (repo / "pipeline" / "config.pbtxt").write_text(PIPELINE)
     trace_file = tmp_path_factory.mktemp("perf_flags_trace") / "trace.json"
@@ -324,7 +297,7 @@ def test_composing_models_and_trace_flags_on_the_real_triton(tmp_path: Path) -> 
     """Triton 2.51 answers the same statistics and trace calls: the same report."""
     repo = tmp_path / "repo"
     write_model(repo, "identity", IDENTITY, ECHO_MODEL)
-    write_model(repo, "bls", BLS, BLS_MODEL)
+    write_model(repo, "bls", BLS_CHAIN_CONFIG, IDENTITY_TWICE)
     (repo / "pipeline" / "1").mkdir(parents=True)
     (repo / "pipeline" / "config.pbtxt").write_text(PIPELINE)
     trace = f"triton,file={tmp_path / 'trace.json'}"
