@@ -1,10 +1,13 @@
 #include "model.h"
 
 #include <algorithm>
+#include <string>
+#include <system_error>
 #include <thread>
 
 #include "ensemble_scheduler.h"
 #include "inflight_limit.h"
+#include "logging.h"
 #include "request_parameters.h"
 #include "scheduler.h"
 #include "server_context.h"
@@ -46,10 +49,22 @@ Model::~Model() {
     // callback releasing it), whose stack still runs inside the scheduler. Hand the
     // scheduler to a thread of its own: it stops it, joins every worker (this one once
     // it has unwound) and frees it.
-    std::thread([scheduler = std::move(scheduler_)]() mutable {
-      scheduler->Stop(/*drain=*/true);
-      scheduler.reset();
-    }).detach();
+    Scheduler* scheduler = scheduler_.release();
+    try {
+      std::thread([scheduler] {
+        scheduler->Stop(/*drain=*/true);
+        delete scheduler;
+      }).detach();
+    } catch (const std::system_error& error) {
+      // No thread can start (a pids limit, no address space). This worker cannot
+      // stop a scheduler that would join it, so the scheduler is left running: its
+      // workers finish what is queued, then idle until the process exits. A leak,
+      // not the std::terminate a destructor's exception would be.
+      Log(LogLevel::kError,
+          std::string("cannot start a thread to stop the scheduler of model '") +
+              spec_->name + "' (" + error.what() +
+              "); its worker threads stay until the server exits");
+    }
     return;
   }
   Stop();

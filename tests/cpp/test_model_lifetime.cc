@@ -2,9 +2,17 @@
 // Stop called, from inside a response callback; and what a refused request's
 // callbacks hold.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
+#include <chrono>
+#include <fstream>
 #include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
 
+#include "core/logging.h"
 #include "core/model.h"
 #include "test_util.h"
 
@@ -68,6 +76,89 @@ TEST(DynamicBatcherLifetime, ModelDestroyedFromItsOwnResponseCallback) {
   // The model's executor is destroyed once the model is fully gone.
   ASSERT_EQ(destroyed_future.wait_for(std::chrono::seconds(10)),
             std::future_status::ready);
+}
+
+// The same with no thread to be had (a pids limit or, here, no address space for a
+// new thread's stack): the model cannot hand its scheduler to a thread of its own.
+// It used to end the process (std::system_error out of a destructor); now it says
+// so and leaves the scheduler running, and the request is answered.
+size_t VirtualBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmSize:", 0) == 0) return std::stoull(line.substr(7)) * 1024;
+  }
+  return 0;
+}
+
+TEST(DynamicBatcherLifetime, DestroyedOnItsWorkerWhenNoThreadCanStart) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "address-space limits under a sanitizer";
+#endif
+  std::mutex mu;
+  std::vector<std::string> logged;
+  SetLogSink([&](LogLevel, const std::string& message) {
+    std::lock_guard<std::mutex> lock(mu);
+    logged.push_back(message);
+  });
+  auto log = std::make_shared<ExecutionLog>();
+  auto gate = std::make_shared<Gate>();
+  std::vector<std::shared_ptr<Executor>> executors;
+  executors.push_back(
+      std::make_shared<TestExecutor>(log, [gate](Batch&) { gate->Wait(); }));
+  SchedulerConfig config;
+  config.dynamic_batching = true;
+  auto model = std::make_shared<Model>(MakeSpec(8), config, std::move(executors));
+  auto answered = std::make_shared<std::promise<StatusCode>>();
+  std::future<StatusCode> answered_future = answered->get_future();
+  RequestPtr request = MakeRequest("last");
+  std::shared_ptr<Model> keep_alive = model;
+  request->SetResponseCallback(
+      [keep_alive, answered](std::unique_ptr<InferenceResponse> r) mutable {
+        answered->set_value(r->status.code());
+        keep_alive.reset();  // the last reference, on the worker thread
+      });
+  keep_alive.reset();
+  ASSERT_TRUE(model->Enqueue(request).ok());
+  ASSERT_TRUE(log->WaitForStarted(1));
+  model.reset();
+  request.reset();
+  rlimit saved{};
+  getrlimit(RLIMIT_AS, &saved);
+  rlimit tight = saved;
+  tight.rlim_cur = VirtualBytes() + (size_t{4} << 20);  // less than a thread stack
+  ASSERT_EQ(setrlimit(RLIMIT_AS, &tight), 0);
+  bool can_start = true;
+  try {
+    std::thread([] {}).join();
+  } catch (const std::system_error&) {
+    can_start = false;
+  }
+  if (can_start) {
+    setrlimit(RLIMIT_AS, &saved);
+    gate->Open();
+    SetLogSink(nullptr);
+    GTEST_SKIP() << "a kept thread stack let a thread start under the limit; run "
+                    "this test in a process of its own (ctest does)";
+  }
+  gate->Open();
+  const auto answer = answered_future.wait_for(std::chrono::seconds(10));
+  bool said = false;
+  for (int i = 0; i < 1000 && !said; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (const auto& m : logged) {
+        said = said || m.find("cannot start a thread to stop the scheduler") !=
+                           std::string::npos;
+      }
+    }
+    if (!said) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  setrlimit(RLIMIT_AS, &saved);
+  SetLogSink(nullptr);
+  ASSERT_EQ(answer, std::future_status::ready);
+  EXPECT_EQ(answered_future.get(), StatusCode::kOk);
+  EXPECT_TRUE(said);
 }
 
 TEST(DynamicBatcherLifetime, StopFromResponseCallbackThenDestroy) {
