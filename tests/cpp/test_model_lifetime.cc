@@ -24,6 +24,7 @@ using testing::Gate;
 using testing::MakeRequest;
 using testing::MakeSpec;
 using testing::TestExecutor;
+using testing::VirtualBytes;
 
 // The last reference to a model can be dropped by a response callback, i.e. on one
 // of the model's own worker threads (a frontend keeping the model alive for its
@@ -82,15 +83,6 @@ TEST(DynamicBatcherLifetime, ModelDestroyedFromItsOwnResponseCallback) {
 // new thread's stack): the model cannot hand its scheduler to a thread of its own.
 // It used to end the process (std::system_error out of a destructor); now it says
 // so and leaves the scheduler running, and the request is answered.
-size_t VirtualBytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmSize:", 0) == 0) return std::stoull(line.substr(7)) * 1024;
-  }
-  return 0;
-}
-
 TEST(DynamicBatcherLifetime, DestroyedOnItsWorkerWhenNoThreadCanStart) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "address-space limits under a sanitizer";

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,6 +27,17 @@
 #include "core/tensor.h"
 
 namespace tritonx::testing {
+
+// The process' current virtual size, from /proc/self/status (VmSize): the base for
+// an address-space limit (RLIMIT_AS) that leaves no room for a new thread's stack.
+inline size_t VirtualBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmSize:", 0) == 0) return std::stoull(line.substr(7)) * 1024;
+  }
+  return 0;
+}
 
 using std::chrono::milliseconds;
 

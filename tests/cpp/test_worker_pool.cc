@@ -12,19 +12,12 @@
 
 #include "grpc/worker_pool.h"
 #include "gtest/gtest.h"
+#include "test_util.h"
 
 namespace tritonx {
 namespace {
 
-// The process' current virtual size, from /proc/self/status (VmSize, kB).
-size_t VirtualBytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmSize:", 0) == 0) return std::stoull(line.substr(7)) * 1024;
-  }
-  return 0;
-}
+using testing::VirtualBytes;
 
 // Lowers RLIMIT_AS to `headroom` bytes above the current size for its lifetime.
 class AddressSpaceLimit {
