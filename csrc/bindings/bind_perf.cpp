@@ -1,6 +1,8 @@
 // tritonx-perf's load generator (csrc/perf) for python/tritonx/tools/perf: the Python
 // side describes the requests, starts a load, and reads the finished requests back
 // between measurement windows. The load itself never takes the GIL.
+#include <algorithm>
+
 #include "load_driver.h"
 #include "pybind_common.h"
 
@@ -194,7 +196,8 @@ void RegisterPerf(py::module_& m) {
                        uint64_t sequence_id_start, uint64_t sequence_id_end,
                        uint64_t seed, bool async, uint64_t max_requests,
                        int num_sequences, std::vector<int> stream_lengths,
-                       bool length_from_stream, std::vector<int64_t> intervals_us) {
+                       bool length_from_stream, std::vector<int64_t> intervals_us,
+                       std::vector<std::pair<int64_t, size_t>> schedule_us) {
              LoadOptions options;
              options.concurrency = concurrency;
              options.request_rate = request_rate;
@@ -214,6 +217,14 @@ void RegisterPerf(py::module_& m) {
                if (us < 0) throw py::value_error("a request interval is negative");
                options.intervals_ns.push_back(us * 1000);
              }
+             for (const auto& [us, step] : schedule_us) {
+               if (us < 0) throw py::value_error("a scheduled time is negative");
+               options.schedule.emplace_back(us * 1000, step);
+             }
+             // Sent in time order; requests due at the same time in the given order.
+             std::stable_sort(
+                 options.schedule.begin(), options.schedule.end(),
+                 [](const auto& a, const auto& b) { return a.first < b.first; });
              return std::make_unique<LoadDriver>(std::move(target), options);
            }),
            py::arg("target"), py::arg("concurrency") = 1, py::arg("request_rate") = 0.0,
@@ -224,7 +235,8 @@ void RegisterPerf(py::module_& m) {
            py::arg("max_requests") = 0, py::arg("num_sequences") = 4,
            py::arg("stream_lengths") = std::vector<int>{},
            py::arg("length_from_stream") = false,
-           py::arg("intervals_us") = std::vector<int64_t>{})
+           py::arg("intervals_us") = std::vector<int64_t>{},
+           py::arg("schedule_us") = std::vector<std::pair<int64_t, size_t>>{})
       .def(
           "start",
           [](LoadDriver& self) {

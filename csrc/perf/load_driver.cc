@@ -110,8 +110,9 @@ bool LoadDriver::Start(std::string* error) {
   }
   stop_.store(false);
   sent_.store(0);
-  next_send_ns_ = NowNs();
+  next_send_ns_ = start_ns_ = NowNs();
   next_interval_ = 0;
+  next_scheduled_ = 0;
   for (auto& worker : workers_) {
     Worker* w = worker.get();
     w->thread = std::thread([this, w, open_loop] {
@@ -258,14 +259,23 @@ void LoadDriver::RunClosed(Worker* w) {
   EndSequence(w);
 }
 
-int64_t LoadDriver::NextSendTime() {
+bool LoadDriver::NextSend(int64_t* at, size_t* step) {
   std::lock_guard<std::mutex> lock(schedule_mu_);
-  const int64_t at = next_send_ns_;
+  if (!options_.schedule.empty()) {
+    // Time and step are taken together: the request due first sends its own data.
+    if (next_scheduled_ == options_.schedule.size()) return false;
+    *at = start_ns_ + options_.schedule[next_scheduled_].first;
+    *step = options_.schedule[next_scheduled_].second;
+    ++next_scheduled_;
+    return true;
+  }
+  *at = next_send_ns_;
+  *step = next_step_.fetch_add(1, std::memory_order_relaxed);
   const auto& intervals = options_.intervals_ns;
   if (!intervals.empty()) {
     next_send_ns_ += intervals[next_interval_];
     next_interval_ = (next_interval_ + 1) % intervals.size();
-    return at;
+    return true;
   }
   double gap_s = 1.0 / options_.request_rate;
   if (options_.poisson) {
@@ -273,14 +283,15 @@ int64_t LoadDriver::NextSendTime() {
     gap_s = exp(rng_);
   }
   next_send_ns_ += static_cast<int64_t>(gap_s * 1e9);
-  return at;
+  return true;
 }
 
 void LoadDriver::RunOpen(Worker* w) {
   // Late by more than this counts as delayed (the pool could not keep the rate).
   constexpr int64_t kLateNs = 1'000'000;
-  while (!stop_.load(std::memory_order_relaxed)) {
-    const int64_t at = NextSendTime();
+  int64_t at = 0;
+  size_t step = 0;
+  while (!stop_.load(std::memory_order_relaxed) && NextSend(&at, &step)) {
     // Sleep in short slices so that Stop is not held up by a low rate.
     for (;;) {
       if (stop_.load(std::memory_order_relaxed)) break;
@@ -291,7 +302,7 @@ void LoadDriver::RunOpen(Worker* w) {
     }
     if (stop_.load(std::memory_order_relaxed) || !TakeSend()) break;
     if (NowNs() - at > kLateNs) delayed_.fetch_add(1, std::memory_order_relaxed);
-    Execute(w, next_step_.fetch_add(1, std::memory_order_relaxed));
+    Execute(w, step);
   }
   EndSequence(w);
 }
@@ -317,8 +328,7 @@ bool LoadDriver::CanSend(Worker* w) const {
   return OpenLoop() || w->async->InFlight() < w->share;
 }
 
-void LoadDriver::SendNext(Worker* w) {
-  size_t step = next_step_.fetch_add(1, std::memory_order_relaxed);
+void LoadDriver::SendNext(Worker* w, size_t step) {
   SequenceParams seq;
   Sequence* sequence = nullptr;
   if (!w->sequences.empty()) {
@@ -373,7 +383,7 @@ void LoadDriver::EndSequencesAsync(Worker* w) {
       s.left = 1;
       w->free.erase(std::find(w->free.begin(), w->free.end(), k));
       w->free.push_front(k);
-      SendNext(w);
+      SendNext(w, 0);  // the sequence picks its own step
     }
     if (!pending || NowNs() >= limit) return;
     w->async->Poll(std::min(NowNs() + kPollSliceNs, limit), &w->done);
@@ -389,7 +399,7 @@ void LoadDriver::RunAsyncClosed(Worker* w) {
         more = false;
         break;
       }
-      SendNext(w);
+      SendNext(w, next_step_.fetch_add(1, std::memory_order_relaxed));
     }
     w->async->Poll(NowNs() + kPollSliceNs, &w->done);
     Collect(w);
@@ -400,8 +410,9 @@ void LoadDriver::RunAsyncClosed(Worker* w) {
 
 void LoadDriver::RunAsyncOpen(Worker* w) {
   constexpr int64_t kLateNs = 1'000'000;
-  while (!stop_.load(std::memory_order_relaxed)) {
-    const int64_t at = NextSendTime();
+  int64_t at = 0;
+  size_t step = 0;
+  while (!stop_.load(std::memory_order_relaxed) && NextSend(&at, &step)) {
     // Until the request's time: collect answers (or just wait when none is due).
     for (;;) {
       if (stop_.load(std::memory_order_relaxed)) break;
@@ -423,7 +434,7 @@ void LoadDriver::RunAsyncOpen(Worker* w) {
     }
     if (stop_.load(std::memory_order_relaxed) || !TakeSend()) break;
     if (NowNs() - at > kLateNs) delayed_.fetch_add(1, std::memory_order_relaxed);
-    SendNext(w);
+    SendNext(w, step);
   }
   EndSequencesAsync(w);
   Finish(w);

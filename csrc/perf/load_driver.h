@@ -7,7 +7,9 @@
 //   - request-rate mode (open loop): a schedule of send times (constant or Poisson
 //     intervals, or the user's list of intervals in turn: perf_analyzer's
 //     --request-intervals) served by a pool of workers; a request whose worker was
-//     still busy at its time is sent late and counted in delayed().
+//     still busy at its time is sent late and counted in delayed();
+//   - fixed schedule (perf_analyzer's --fixed-schedule, an open loop too): each
+//     request at its own time after the start, with its own data step, once.
 // With async (perf_analyzer's --async) a worker keeps many requests in flight
 // through an AsyncClient instead of one through a Connection: closed loop, the
 // concurrency is split over min(max_threads, concurrency) workers; open loop, every
@@ -44,6 +46,10 @@ struct LoadOptions {
   // turn and repeated (the first request goes at once, the next intervals_ns[0] later);
   // request_rate and poisson are then unused.
   std::vector<int64_t> intervals_ns;
+  // Non-empty (selects the open loop): the requests of a fixed schedule, in the
+  // order they go: when (ns after Start) and which data step; the load sends each
+  // once and no more. request_rate, poisson and intervals_ns are then unused.
+  std::vector<std::pair<int64_t, size_t>> schedule;
   int max_threads = 16;            // open loop workers
   int sequence_length = 0;         // 0: requests carry no sequence
   double sequence_variation = 20;  // percent around sequence_length
@@ -99,7 +105,7 @@ class LoadDriver {
   // Async: whether another request may go now (a free sequence, or room in the
   // worker's share), sending it; Collect records Poll's output and frees sequences.
   bool CanSend(Worker* worker) const;
-  void SendNext(Worker* worker);
+  void SendNext(Worker* worker, size_t step);
   void Collect(Worker* worker);
   void EndSequencesAsync(Worker* worker);
   // The parameters of the sequence's next request (starting a new sequence when the
@@ -107,9 +113,12 @@ class LoadDriver {
   SequenceParams NextInSequence(Worker* worker, Sequence* sequence, size_t* step);
   uint64_t NewSequenceId(size_t index);
   bool OpenLoop() const {
-    return options_.request_rate > 0 || !options_.intervals_ns.empty();
+    return options_.request_rate > 0 || !options_.intervals_ns.empty() ||
+           !options_.schedule.empty();
   }
-  int64_t NextSendTime();
+  // The open loop's next request: when it goes (*at) and its data step (*step);
+  // false once a fixed schedule is spent.
+  bool NextSend(int64_t* at, size_t* step);
   bool TakeSend();  // false once max_requests were sent
 
   std::shared_ptr<const Target> target_;
@@ -123,7 +132,9 @@ class LoadDriver {
 
   std::mutex schedule_mu_;  // guards the open loop's schedule
   int64_t next_send_ns_ = 0;
-  size_t next_interval_ = 0;  // in options_.intervals_ns
+  size_t next_interval_ = 0;   // in options_.intervals_ns
+  size_t next_scheduled_ = 0;  // in options_.schedule
+  int64_t start_ns_ = 0;
   std::mt19937_64 rng_;
 
   std::mutex sequence_mu_;              // guards sequence_ids_ and sequence_counter_

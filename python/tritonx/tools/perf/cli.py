@@ -16,6 +16,10 @@ from typing import Any, NoReturn
 
 from tritonx.tools.perf.composing import WithComposing, composing_models
 from tritonx.tools.perf.errors import PerfError
+from tritonx.tools.perf.fixed_schedule import (
+    add_fixed_schedule_flag,
+    fixed_schedule_from_args,
+)
 from tritonx.tools.perf.shm import CudaSharedMemory, SystemSharedMemory
 from tritonx.tools.perf.sweep import add_sweep_flags, sweep_from_args
 from tritonx.tools.perf.trace_flags import (
@@ -197,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", dest="verbose", action="count", default=0)
     add_sweep_flags(p)
+    add_fixed_schedule_flag(p)
     add_trace_flags(p)
     p.add_argument(
         "--bls-composing-models",
@@ -316,7 +321,8 @@ def run(args: argparse.Namespace) -> int:
         headers[name.strip()] = value.strip()
     shapes = inp.parse_shapes(args.shape)
     seq_start, seq_end = _sequence_ids(args.sequence_id_range)
-    sweep = sweep_from_args(args)
+    schedule = fixed_schedule_from_args(args)
+    sweep = schedule.sweep() if schedule else sweep_from_args(args)
     tracing = trace_settings(args)
     mode = sweep.mode
 
@@ -362,6 +368,7 @@ def run(args: argparse.Namespace) -> int:
             args.string_length,
             args.string_data,
             args.seed,
+            skip=frozenset({"timestamp"} if schedule else ()),
         )
 
         wire_steps: list[list[tuple[str, str, list[int], bytes | None, str, int, int]]]
@@ -454,7 +461,10 @@ def run(args: argparse.Namespace) -> int:
                 threads = args.num_of_sequences  # sync: one sequence per worker
 
             def make_load(
-                max_requests: int, value: float = value, threads: int = threads
+                max_requests: int,
+                schedule_us: list[tuple[int, int]],
+                value: float = value,
+                threads: int = threads,
             ) -> Any:
                 load = _native.PerfLoad(
                     target,
@@ -475,6 +485,7 @@ def run(args: argparse.Namespace) -> int:
                     stream_lengths=streams,
                     length_from_stream=args.sequence_length is None,
                     intervals_us=transport.intervals_us,
+                    schedule_us=schedule_us,
                 )
                 try:
                     load.start()
@@ -483,7 +494,12 @@ def run(args: argparse.Namespace) -> int:
                 return load
 
             if args.warmup_request_count:
-                warm_up(make_load(args.warmup_request_count), args.warmup_request_count)
+                warm_up(
+                    make_load(
+                        args.warmup_request_count, schedule.warmup if schedule else []
+                    ),
+                    args.warmup_request_count,
+                )
             label = "Concurrency" if mode == "concurrency" else "Request rate"
             progress.start_step(f"{label} {value:g}", args.max_trials)
             stats_before = begin = None
@@ -493,7 +509,7 @@ def run(args: argparse.Namespace) -> int:
                 begin = _native.perf_now_ns()
             if collector:
                 collector.start()
-            load = make_load(args.request_count)
+            load = make_load(args.request_count, schedule.measured if schedule else [])
             try:
                 result = run_step(
                     load,

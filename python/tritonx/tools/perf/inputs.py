@@ -311,9 +311,11 @@ def json_steps(
     info: ModelInfo,
     batch: int,
     shapes: dict[str, list[int]],
+    skip: frozenset[str] = frozenset(),
 ) -> tuple[list[list[InputTensor]], list[int]]:
     """The file's requests in order, and the length of each of its streams (a list
-    of lists: perf_analyzer's per-sequence streams; [] for a flat list)."""
+    of lists: perf_analyzer's per-sequence streams; [] for a flat list). Members
+    named in ``skip`` are not inputs (--fixed-schedule's timestamp)."""
     try:
         document = json.loads(path.read_text())
     except OSError as exc:
@@ -336,7 +338,7 @@ def json_steps(
         if not isinstance(entry, dict):
             raise PerfError(f"{where}: expected an object of input name -> data")
         for name in entry:
-            if name not in by_name:
+            if name not in by_name and name not in skip:
                 raise PerfError(f"{where}: the model has no input '{name}'")
         step = []
         for tensor in info.inputs:
@@ -425,6 +427,7 @@ def data_steps(
     info: ModelInfo,
     batch: int,
     shapes: dict[str, list[int]],
+    skip: frozenset[str] = frozenset(),
 ) -> tuple[list[list[InputTensor]], list[int]]:
     """The requests of ``--input-data`` given once or more (perf_analyzer's rule:
     data files and directories are used together, in order; "zero" and "random"
@@ -435,7 +438,7 @@ def data_steps(
         if path.is_dir():
             parts.append((directory_steps(path, info, batch, shapes), []))
         elif path.exists():
-            parts.append(json_steps(path, info, batch, shapes))
+            parts.append(json_steps(path, info, batch, shapes, skip))
         else:
             raise PerfError(
                 f"cannot read input data {source}: no such file or directory (give "
@@ -457,6 +460,7 @@ def request_steps(
     string_length: int,
     string_data: str | None,
     seed: int,
+    skip: frozenset[str] = frozenset(),
 ) -> tuple[list[list[InputTensor]], list[int]]:
     """The run's requests from ``--input-data`` (repeatable), ``-z`` and
     ``--data-directory``, and the stream lengths (see ``data_steps``)."""
@@ -468,7 +472,7 @@ def request_steps(
             "are provided"
         )
     if files:
-        return data_steps(files, info, batch, shapes)
+        return data_steps(files, info, batch, shapes, skip)
     mode = "zero" if zero or "zero" in generated else "random"
     return (
         generated_steps(info, batch, shapes, mode, string_length, string_data, seed),

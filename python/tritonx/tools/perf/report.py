@@ -172,7 +172,13 @@ def print_settings(args: argparse.Namespace, sequence: bool, sweep: Sweep) -> No
     else:
         print("  Stabilizing using average latency and throughput")
     print(f"  Latency limit: {args.latency_threshold:g} msec")
-    if getattr(args, "request_intervals", None):
+    if getattr(args, "fixed_schedule", False):
+        # One step at the schedule's times (fixed_schedule.py): no range.
+        print(
+            f"  Fixed schedule: {args.request_count} requests, "
+            f"{sweep.start:g} requests/sec on average"
+        )
+    elif getattr(args, "request_intervals", None):
         # The intervals' step runs as a request rate (transport.py): no range.
         print(f"  Request intervals: {args.request_intervals}")
     elif sweep.mode == "request_rate":

@@ -1,0 +1,139 @@
+"""perf_analyzer's ``--fixed-schedule``: replay a recorded load. Every entry of the
+``--input-data`` JSON is one request, sent once, ``timestamp`` milliseconds after
+the run starts (a number, or a one-element list as perf_analyzer writes its tensors),
+with the entry's other members as its inputs. The first ``--warmup-request-count``
+entries are the warm-up (sent on their own schedule first); the rest are measured as
+one window, as with ``--request-count``, which the schedule's length replaces.
+
+The requests are sent in time order whatever the file's order; requests due at the
+same time go in file order. Unlike perf_analyzer, which reports windows rounded up
+to whole seconds, the window ends with the last answer, so the throughput is the
+schedule's own rate when the server keeps up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tritonx.tools.perf.errors import PerfError
+from tritonx.tools.perf.sweep import Sweep
+
+TIMESTAMP = "timestamp"
+
+
+def add_fixed_schedule_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fixed-schedule",
+        action="store_true",
+        help="send each --input-data entry once, at its 'timestamp' (ms after the "
+        "start)",
+    )
+
+
+@dataclass
+class FixedSchedule:
+    # (microseconds after the start, data step), per request, in file order.
+    warmup: list[tuple[int, int]]
+    measured: list[tuple[int, int]]
+
+    def rate(self) -> float:
+        """The measured requests' average rate over their span (requests/s)."""
+        times = [us for us, _ in self.measured]
+        span_s = (max(times) - min(times)) / 1e6
+        return len(times) / span_s if span_s > 0 else float(len(times))
+
+    def sweep(self) -> Sweep:
+        """One step, labelled as a request rate (perf_analyzer's report does too)."""
+        rate = round(self.rate(), 3)
+        return Sweep("request_rate", rate, rate, 1.0, False)
+
+
+def check_fixed_schedule_flags(args: argparse.Namespace) -> None:
+    """perf_analyzer's refusals around --fixed-schedule (its words)."""
+    if not args.fixed_schedule:
+        return
+    others = [
+        (args.concurrency_range, "Concurrency"),
+        (args.request_rate_range, "RequestRate"),
+        (getattr(args, "request_intervals", None), "CustomInterval"),
+    ]
+    for given, mode in others:
+        if given:
+            raise PerfError(
+                f"Cannot use both FixedSchedule and {mode} inference load modes."
+            )
+    files = [s for s in args.input_data if s not in ("zero", "random")]
+    if not files:
+        raise PerfError(
+            "When using `--fixed-schedule`, you must provide a dataset using "
+            "`--input-data`."
+        )
+    if args.request_count:
+        raise PerfError(
+            "Cannot specify `--request-count` when using `--fixed-schedule`. The "
+            "request count will be equal to the number of requests in the input data "
+            "minus the warmup request count."
+        )
+
+
+def _timestamp_ms(entry: Any, where: str) -> float:
+    if not isinstance(entry, dict) or TIMESTAMP not in entry:
+        raise PerfError(f"{where}: missing '{TIMESTAMP}' (needed by --fixed-schedule)")
+    value = entry[TIMESTAMP]
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise PerfError(
+            f"{where}: '{TIMESTAMP}' must be a number of milliseconds >= 0, "
+            f"not {json.dumps(entry[TIMESTAMP])}"
+        )
+    return float(value)
+
+
+def read_fixed_schedule(sources: list[str], warmup_count: int) -> FixedSchedule:
+    """The schedule of the --input-data JSON files, in the order their entries
+    become data steps (tools/perf/inputs.py reads the same files, without the
+    timestamps)."""
+    times_ms: list[float] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            raise PerfError(
+                f"--fixed-schedule needs JSON input data with timestamps; {source} "
+                "is a directory"
+            )
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # inputs.py reports what is wrong with the file
+        entries = document.get("data") if isinstance(document, dict) else None
+        if not isinstance(entries, list):
+            continue
+        if entries and all(isinstance(e, list) for e in entries):
+            entries = [step for stream in entries for step in stream]
+        for index, entry in enumerate(entries):
+            times_ms.append(
+                _timestamp_ms(entry, f"input data file {path}, step {index}")
+            )
+    if warmup_count >= len(times_ms):
+        raise PerfError(
+            f"--fixed-schedule: the input data holds {len(times_ms)} request(s), "
+            f"none left after {warmup_count} warm-up request(s)"
+        )
+    steps = [(round(ms * 1000), step) for step, ms in enumerate(times_ms)]
+    return FixedSchedule(steps[:warmup_count], steps[warmup_count:])
+
+
+def fixed_schedule_from_args(args: argparse.Namespace) -> FixedSchedule | None:
+    """The run's schedule (None without --fixed-schedule); sets args.request_count
+    to the measured requests, as perf_analyzer does."""
+    check_fixed_schedule_flags(args)
+    if not args.fixed_schedule:
+        return None
+    schedule = read_fixed_schedule(args.input_data, args.warmup_request_count)
+    args.request_count = len(schedule.measured)
+    return schedule
