@@ -400,6 +400,37 @@ TEST(LoadDriverHttp, CustomIntervalsAreTheGapsBetweenSends) {
   }
 }
 
+TEST(LoadDriverHttp, FixedScheduleSendsEachRequestOnceAtItsTime) {
+  // Due at 0, 25, 25 and 50 ms; the load sends those four and no more (no
+  // max_requests), never early, and ends by itself.
+  for (bool async : {false, true}) {
+    LoopbackServer server(std::chrono::milliseconds(0));
+    LoadOptions options;
+    options.schedule = {{0, 3}, {25'000'000, 0}, {25'000'000, 1}, {50'000'000, 2}};
+    options.max_threads = 2;
+    options.async = async;
+    LoadDriver driver(HttpTarget(server.url()), options);
+    const int64_t before = NowNs();
+    std::string error;
+    ASSERT_TRUE(driver.Start(&error)) << error;
+    while (driver.Completed() < 4)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    // Nothing more is due: a while later, still four.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    driver.Stop();
+    auto records = driver.Drain();
+    ASSERT_EQ(records.size(), 4u) << async;
+    EXPECT_EQ(server.requests(), 4) << async;
+    std::sort(records.begin(), records.end(),
+              [](const auto& a, const auto& b) { return a.start_ns < b.start_ns; });
+    const int64_t due_ms[] = {0, 25, 25, 50};
+    for (size_t k = 0; k < records.size(); ++k) {
+      EXPECT_TRUE(records[k].ok);
+      EXPECT_GE(records[k].start_ns - before, due_ms[k] * 1'000'000) << k << async;
+    }
+  }
+}
+
 // Client-side view of the sequences a load sent: per id, requests in order START
 // ... END, never two in flight at once, never two sequences on one id at once.
 void ExpectWholeSequences(std::vector<RequestRecord> records, uint64_t first_id,
