@@ -99,6 +99,12 @@ void RegisterTables(py::module_& m) {
       "accept_encoding",
       [](const std::string& accept) { return std::string(HttpAcceptEncoding(accept)); },
       py::arg("accept"));
+  http.def(
+      "origin_form",
+      [](const py::bytes& target) {
+        return py::bytes(std::string(HttpOriginForm(std::string_view(target))));
+      },
+      py::arg("target"));
   http.def("tls_needs_cert", &HttpTlsNeedsCert);
   http.def("tls_needs_root", &HttpTlsNeedsRoot);
   http.def("tls_bad_server_cert", &HttpTlsBadServerCert, py::arg("cert"),

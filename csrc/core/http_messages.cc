@@ -194,6 +194,22 @@ std::string HttpRequestLogLine(std::string_view method, std::string_view path) {
          std::string(path);
 }
 
+std::string_view HttpOriginForm(std::string_view target) {
+  if (target.empty() || !std::isalpha(static_cast<unsigned char>(target[0]))) {
+    return target;
+  }
+  // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then "://" and the authority.
+  size_t end = 1;
+  while (end < target.size() &&
+         (std::isalnum(static_cast<unsigned char>(target[end])) || target[end] == '+' ||
+          target[end] == '-' || target[end] == '.')) {
+    ++end;
+  }
+  if (target.compare(end, 3, "://") != 0) return target;
+  const size_t path = target.find_first_of("/?#", end + 3);
+  return path == std::string_view::npos ? std::string_view() : target.substr(path);
+}
+
 std::string HttpErrorLogLine(std::string_view method, std::string_view path,
                              int status) {
   return "HTTP error: " + std::to_string(EvhtpMethodNumber(method)) + " " +

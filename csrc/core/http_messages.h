@@ -59,6 +59,11 @@ std::string HttpTlsNeedsRoot();
 std::string HttpTlsBadServerCert(std::string_view cert, std::string_view key,
                                  std::string_view reason);
 std::string HttpTlsBadRootCert(std::string_view root, std::string_view reason);
+// A request target in absolute form ("http://host:port/path?query": RFC 9112 section
+// 3.2.2 says a server must accept it, and proxies send it) as its origin form
+// ("/path?query"; "" when it has no path); any other target as it is. Triton's HTTP
+// library routes an absolute target by its path whatever the scheme, as this does.
+std::string_view HttpOriginForm(std::string_view target);
 // The verbose log lines Triton writes per HTTP request ("HTTP request: 2
 // /v2/models/m/infer") and for a path no route matches ("HTTP error: 0 /x - 404"):
 // the method as Triton's HTTP library numbers it (GET 0, HEAD 1, POST 2, ...), the

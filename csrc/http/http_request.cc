@@ -201,7 +201,7 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
     return;
   }
 
-  std::string path(uri);
+  std::string path(HttpOriginForm(uri));
   path = path.substr(0, path.find_first_of("?#"));
   if (VerboseLogging())
     Log(LogLevel::kVerbose, HttpRequestLogLine(MethodName(cmd), path));
@@ -511,7 +511,7 @@ void HttpServer::Impl::HandleControl(Worker* worker, evhttp_request* req,
                                      std::string body) {
   HttpControlRequest request;
   request.method = httpfe::MethodName(evhttp_request_get_command(req));
-  request.url = evhttp_request_get_uri(req);
+  request.url = HttpOriginForm(evhttp_request_get_uri(req));
   evkeyvalq* in = evhttp_request_get_input_headers(req);
   for (evkeyval* kv = in->tqh_first; kv != nullptr; kv = kv->next.tqe_next) {
     request.headers.emplace_back(kv->key, kv->value);

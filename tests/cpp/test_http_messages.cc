@@ -50,5 +50,21 @@ TEST(HttpInputSize, TheCapIsTwiceTheLimitAndAtLeastTritonsIntBound) {
       "Request body size exceeds the maximum allowed value of 2147483647" + kRaise);
 }
 
+TEST(HttpOriginForm, AnAbsoluteTargetIsRoutedByItsPath) {
+  EXPECT_EQ(HttpOriginForm("http://h:8000/v2/health/ready?x=1"),
+            "/v2/health/ready?x=1");
+  EXPECT_EQ(HttpOriginForm("HTTPS://h/v2"), "/v2");
+  EXPECT_EQ(HttpOriginForm("svn+ssh://h/a"), "/a");  // any scheme, as Triton
+  EXPECT_EQ(HttpOriginForm("http://h?q"), "?q");     // no path: no route matches
+  EXPECT_EQ(HttpOriginForm("http://h"), "");
+  // Anything else is left as it is.
+  EXPECT_EQ(HttpOriginForm("/v2/health/ready"), "/v2/health/ready");
+  EXPECT_EQ(HttpOriginForm("//h/v2"), "//h/v2");
+  EXPECT_EQ(HttpOriginForm("http:/v2"), "http:/v2");
+  EXPECT_EQ(HttpOriginForm("1http://h/v2"), "1http://h/v2");
+  EXPECT_EQ(HttpOriginForm("*"), "*");
+  EXPECT_EQ(HttpOriginForm(""), "");
+}
+
 }  // namespace
 }  // namespace tritonx

@@ -386,6 +386,8 @@ class HttpConnection(asyncio.Protocol):
         # not hold on to the last (maybe huge) body.
         self._message = _NO_MESSAGE
         message.keep_alive = self._parser.should_keep_alive()
+        if message.url[:1] != b"/":  # an absolute-form target: routed by its path
+            message.url = _native.http_messages.origin_form(message.url)
         log_request(message.method, message.url)
         slot = Slot(self, message.keep_alive)
         self._queue.append(slot)
