@@ -2,6 +2,7 @@
 // side describes the requests, starts a load, and reads the finished requests back
 // between measurement windows. The load itself never takes the GIL.
 #include <algorithm>
+#include <tuple>
 
 #include "load_driver.h"
 #include "pybind_common.h"
@@ -197,7 +198,8 @@ void RegisterPerf(py::module_& m) {
                        uint64_t seed, bool async, uint64_t max_requests,
                        int num_sequences, std::vector<int> stream_lengths,
                        bool length_from_stream, std::vector<int64_t> intervals_us,
-                       std::vector<std::pair<int64_t, size_t>> schedule_us) {
+                       std::vector<std::pair<int64_t, size_t>> schedule_us,
+                       std::tuple<int, int, int> periodic, int request_period) {
              LoadOptions options;
              options.concurrency = concurrency;
              options.request_rate = request_rate;
@@ -221,6 +223,9 @@ void RegisterPerf(py::module_& m) {
                if (us < 0) throw py::value_error("a scheduled time is negative");
                options.schedule.emplace_back(us * 1000, step);
              }
+             std::tie(options.periodic_start, options.periodic_end,
+                      options.periodic_step) = periodic;
+             options.request_period = request_period;
              // Sent in time order; requests due at the same time in the given order.
              std::stable_sort(
                  options.schedule.begin(), options.schedule.end(),
@@ -236,7 +241,9 @@ void RegisterPerf(py::module_& m) {
            py::arg("stream_lengths") = std::vector<int>{},
            py::arg("length_from_stream") = false,
            py::arg("intervals_us") = std::vector<int64_t>{},
-           py::arg("schedule_us") = std::vector<std::pair<int64_t, size_t>>{})
+           py::arg("schedule_us") = std::vector<std::pair<int64_t, size_t>>{},
+           py::arg("periodic") = std::tuple<int, int, int>{1, 0, 1},
+           py::arg("request_period") = 10)
       .def(
           "start",
           [](LoadDriver& self) {

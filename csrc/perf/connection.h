@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -149,6 +150,13 @@ class AsyncClient {
   // the records of those that did; returns as soon as at least one finished.
   virtual void Poll(int64_t deadline_ns, std::vector<RequestRecord>* done) = 0;
   virtual size_t InFlight() const = 0;
+  // The responses with data the n-th request this client was given (1-based, every
+  // Send counted) has received so far while it is in flight; nullopt once it has
+  // finished or failed. Streams only (perf_analyzer's periodic concurrency); a
+  // unary client reports every request finished.
+  virtual std::optional<size_t> ResponsesSoFar(uint64_t nth) const {
+    return std::nullopt;
+  }
   const std::string& error() const { return error_; }
 
  protected:

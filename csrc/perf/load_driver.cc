@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 namespace tritonx::perf {
 
@@ -54,10 +55,17 @@ LoadDriver::LoadDriver(std::shared_ptr<const Target> target, LoadOptions options
 LoadDriver::~LoadDriver() { Stop(); }
 
 bool LoadDriver::Start(std::string* error) {
+  const bool periodic = options_.periodic_end > 0;
+  if (periodic && !(options_.async && target_->streaming)) {
+    *error = "periodic concurrency needs an asynchronous gRPC stream";
+    return false;
+  }
   const bool open_loop = OpenLoop();
   const bool async = options_.async;
   const bool sequences = options_.sequence_length > 0;
-  int count = open_loop ? std::max(1, options_.max_threads) : options_.concurrency;
+  int count = periodic    ? 1
+              : open_loop ? std::max(1, options_.max_threads)
+                          : options_.concurrency;
   // Async: requests (closed loop) or sequences (open loop) spread over the workers.
   int spread = options_.concurrency;
   if (async && open_loop && sequences) {
@@ -115,8 +123,10 @@ bool LoadDriver::Start(std::string* error) {
   next_scheduled_ = 0;
   for (auto& worker : workers_) {
     Worker* w = worker.get();
-    w->thread = std::thread([this, w, open_loop] {
-      if (w->async) {
+    w->thread = std::thread([this, w, open_loop, periodic] {
+      if (periodic) {
+        RunPeriodic(w);
+      } else if (w->async) {
         if (open_loop) {
           RunAsyncOpen(w);
         } else {
@@ -437,6 +447,39 @@ void LoadDriver::RunAsyncOpen(Worker* w) {
     SendNext(w, step);
   }
   EndSequencesAsync(w);
+  Finish(w);
+}
+
+bool LoadDriver::GroupReachedPeriod(Worker* w, uint64_t first, uint64_t last) const {
+  for (uint64_t n = first; n <= last; ++n) {
+    const std::optional<size_t> responses = w->async->ResponsesSoFar(n);
+    if (responses && *responses < static_cast<size_t>(options_.request_period)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void LoadDriver::RunPeriodic(Worker* w) {
+  const uint64_t end = static_cast<uint64_t>(options_.periodic_end);
+  uint64_t sent = 0;         // numbered as the client numbers them, from 1
+  uint64_t group_first = 1;  // the latest group: group_first..sent
+  auto send_group = [&](int size) {
+    group_first = sent + 1;
+    for (int k = 0; k < size && sent < end; ++k, ++sent) {
+      SendNext(w, next_step_.fetch_add(1, std::memory_order_relaxed));
+    }
+  };
+  send_group(std::max(1, options_.periodic_start));
+  while (!stop_.load(std::memory_order_relaxed) &&
+         (sent < end || w->async->InFlight() > 0)) {
+    // A stream's Poll returns on any response, so each is seen as it comes.
+    w->async->Poll(NowNs() + kPollSliceNs, &w->done);
+    Collect(w);
+    if (sent < end && GroupReachedPeriod(w, group_first, sent)) {
+      send_group(std::max(1, options_.periodic_step));
+    }
+  }
   Finish(w);
 }
 

@@ -10,6 +10,9 @@
 //     still busy at its time is sent late and counted in delayed();
 //   - fixed schedule (perf_analyzer's --fixed-schedule, an open loop too): each
 //     request at its own time after the start, with its own data step, once.
+//   - periodic concurrency (perf_analyzer's --periodic-concurrency-range, a gRPC
+//     stream): a first group of requests, then another each time every request of
+//     the latest group has had request_period responses, up to a total.
 // With async (perf_analyzer's --async) a worker keeps many requests in flight
 // through an AsyncClient instead of one through a Connection: closed loop, the
 // concurrency is split over min(max_threads, concurrency) workers; open loop, every
@@ -50,6 +53,14 @@ struct LoadOptions {
   // order they go: when (ns after Start) and which data step; the load sends each
   // once and no more. request_rate, poisson and intervals_ns are then unused.
   std::vector<std::pair<int64_t, size_t>> schedule;
+  // periodic_end > 0 selects periodic concurrency (async streaming only): one worker
+  // sends periodic_start requests on its stream, then periodic_step more each time
+  // every request of the latest group has received request_period responses (or
+  // finished), until periodic_end were sent; it ends once all are answered.
+  int periodic_start = 1;
+  int periodic_end = 0;
+  int periodic_step = 1;
+  int request_period = 10;
   int max_threads = 16;            // open loop workers
   int sequence_length = 0;         // 0: requests carry no sequence
   double sequence_variation = 20;  // percent around sequence_length
@@ -98,6 +109,10 @@ class LoadDriver {
   void RunOpen(Worker* worker);
   void RunAsyncClosed(Worker* worker);
   void RunAsyncOpen(Worker* worker);
+  void RunPeriodic(Worker* worker);
+  // Periodic: whether the requests numbered first..last (the latest group, as the
+  // worker's client numbers them) have each had request_period responses.
+  bool GroupReachedPeriod(Worker* worker, uint64_t first, uint64_t last) const;
   void Finish(Worker* worker);  // async: waits for the requests still in flight
   void Record(Worker* worker, RequestRecord&& record, const std::string& error);
   void Execute(Worker* worker, size_t step);

@@ -431,6 +431,20 @@ TEST(LoadDriverHttp, FixedScheduleSendsEachRequestOnceAtItsTime) {
   }
 }
 
+TEST(LoadDriverHttp, PeriodicConcurrencyNeedsAStream) {
+  // Its groups follow the responses each request has had, which only a stream shows
+  // (tests/tools/test_perf_load_modes.py runs it over gRPC).
+  LoopbackServer server(std::chrono::milliseconds(0));
+  LoadOptions options;
+  options.periodic_end = 4;
+  options.async = true;
+  LoadDriver driver(HttpTarget(server.url()), options);
+  std::string error;
+  EXPECT_FALSE(driver.Start(&error));
+  EXPECT_EQ(error, "periodic concurrency needs an asynchronous gRPC stream");
+  EXPECT_EQ(server.requests(), 0);
+}
+
 // Client-side view of the sequences a load sent: per id, requests in order START
 // ... END, never two in flight at once, never two sequences on one id at once.
 void ExpectWholeSequences(std::vector<RequestRecord> records, uint64_t first_id,

@@ -16,11 +16,16 @@ from typing import Any, NoReturn
 
 from tritonx.tools.perf.composing import WithComposing, composing_models
 from tritonx.tools.perf.errors import PerfError
-from tritonx.tools.perf.fixed_schedule import (
-    add_fixed_schedule_flag,
+from tritonx.tools.perf.load_modes import (
+    add_load_mode_flags,
     fixed_schedule_from_args,
+    periodic_from_args,
 )
-from tritonx.tools.perf.shm import CudaSharedMemory, SystemSharedMemory
+from tritonx.tools.perf.shm import (
+    CudaSharedMemory,
+    SystemSharedMemory,
+    wire_requests,
+)
 from tritonx.tools.perf.sweep import add_sweep_flags, sweep_from_args
 from tritonx.tools.perf.trace_flags import (
     add_trace_flags,
@@ -201,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", dest="verbose", action="count", default=0)
     add_sweep_flags(p)
-    add_fixed_schedule_flag(p)
+    add_load_mode_flags(p)
     add_trace_flags(p)
     p.add_argument(
         "--bls-composing-models",
@@ -322,7 +327,14 @@ def run(args: argparse.Namespace) -> int:
     shapes = inp.parse_shapes(args.shape)
     seq_start, seq_end = _sequence_ids(args.sequence_id_range)
     schedule = fixed_schedule_from_args(args)
-    sweep = schedule.sweep() if schedule else sweep_from_args(args)
+    periodic = periodic_from_args(args)
+    mode_load: dict[str, object] = {}  # the measured load's mode options
+    if schedule:
+        sweep, mode_load = schedule.sweep(), {"schedule_us": schedule.measured}
+    elif periodic:
+        sweep, mode_load = periodic.sweep(), periodic.load_options()
+    else:
+        sweep = sweep_from_args(args)
     tracing = trace_settings(args)
     mode = sweep.mode
 
@@ -371,34 +383,12 @@ def run(args: argparse.Namespace) -> int:
             skip=frozenset({"timestamp"} if schedule else ()),
         )
 
-        wire_steps: list[list[tuple[str, str, list[int], bytes | None, str, int, int]]]
-        outputs: list[tuple[str, str, int, int]]
-        if args.shared_memory != "none":
-            total = sum(len(t.data) for step in steps for t in step)
-            region = shm.create("input", total)
-            offset = 0
-            wire_steps = []
-            for step in steps:
-                wire: list[tuple[str, str, list[int], bytes | None, str, int, int]] = []
-                for t in step:
-                    shm.write(region, offset, t.data)
-                    wire.append(
-                        (t.name, t.datatype, t.shape, None, region, offset, len(t.data))
-                    )
-                    offset += len(t.data)
-                wire_steps.append(wire)
-            if isinstance(shm, CudaSharedMemory):
-                shm.flush()
-            outputs = []
-            for i, out in enumerate(info.outputs):
-                name = shm.create(f"output{i}", args.output_shared_memory_size)
-                outputs.append((out.name, name, 0, args.output_shared_memory_size))
-        else:
-            wire_steps = [
-                [(t.name, t.datatype, t.shape, t.data, "", 0, 0) for t in step]
-                for step in steps
-            ]
-            outputs = [(out.name, "", 0, 0) for out in info.outputs]
+        wire_steps, outputs = wire_requests(
+            shm if args.shared_memory != "none" else None,
+            steps,
+            [out.name for out in info.outputs],
+            args.output_shared_memory_size,
+        )
 
         target = _native.PerfTarget(
             args.protocol,
@@ -462,7 +452,7 @@ def run(args: argparse.Namespace) -> int:
 
             def make_load(
                 max_requests: int,
-                schedule_us: list[tuple[int, int]],
+                mode_options: dict[str, object],
                 value: float = value,
                 threads: int = threads,
             ) -> Any:
@@ -485,7 +475,7 @@ def run(args: argparse.Namespace) -> int:
                     stream_lengths=streams,
                     length_from_stream=args.sequence_length is None,
                     intervals_us=transport.intervals_us,
-                    schedule_us=schedule_us,
+                    **mode_options,  # type: ignore[arg-type]
                 )
                 try:
                     load.start()
@@ -496,7 +486,8 @@ def run(args: argparse.Namespace) -> int:
             if args.warmup_request_count:
                 warm_up(
                     make_load(
-                        args.warmup_request_count, schedule.warmup if schedule else []
+                        args.warmup_request_count,
+                        {"schedule_us": schedule.warmup} if schedule else {},
                     ),
                     args.warmup_request_count,
                 )
@@ -509,7 +500,7 @@ def run(args: argparse.Namespace) -> int:
                 begin = _native.perf_now_ns()
             if collector:
                 collector.start()
-            load = make_load(args.request_count, schedule.measured if schedule else [])
+            load = make_load(args.request_count, mode_load)
             try:
                 result = run_step(
                     load,

@@ -173,10 +173,15 @@ def print_settings(args: argparse.Namespace, sequence: bool, sweep: Sweep) -> No
         print("  Stabilizing using average latency and throughput")
     print(f"  Latency limit: {args.latency_threshold:g} msec")
     if getattr(args, "fixed_schedule", False):
-        # One step at the schedule's times (fixed_schedule.py): no range.
+        # One step at the schedule's times (load_modes.py): no range.
         print(
             f"  Fixed schedule: {args.request_count} requests, "
             f"{sweep.start:g} requests/sec on average"
+        )
+    elif getattr(args, "periodic_concurrency_range", None):
+        print(
+            f"  Periodic concurrency: {args.periodic_concurrency_range} "
+            f"(a group more each {args.request_period} responses)"
         )
     elif getattr(args, "request_intervals", None):
         # The intervals' step runs as a request rate (transport.py): no range.

@@ -135,3 +135,40 @@ class CudaSharedMemory:
                 self._cudashm.destroy_shared_memory_region(handle)
         self._registered = []
         self._handles = {}
+
+
+WireTensor = tuple[str, str, list[int], bytes | None, str, int, int]
+
+
+def wire_requests(
+    shm: SystemSharedMemory | CudaSharedMemory | None,
+    steps: list[list[Any]],
+    output_names: list[str],
+    output_size: int,
+) -> tuple[list[list[WireTensor]], list[tuple[str, str, int, int]]]:
+    """The request templates as PerfTarget takes them: each input (name, datatype,
+    shape, bytes or None, region, offset, size) inline, or, with ``shm``, written into
+    one input region; each output (name, region, offset, size), with ``shm`` a region
+    of ``output_size`` bytes per output."""
+    if shm is None:
+        wire = [
+            [(t.name, t.datatype, t.shape, t.data, "", 0, 0) for t in s] for s in steps
+        ]
+        return wire, [(name, "", 0, 0) for name in output_names]
+    region = shm.create("input", sum(len(t.data) for step in steps for t in step))
+    offset = 0
+    wire_steps: list[list[WireTensor]] = []
+    for step in steps:
+        one: list[WireTensor] = []
+        for t in step:
+            shm.write(region, offset, t.data)
+            one.append((t.name, t.datatype, t.shape, None, region, offset, len(t.data)))
+            offset += len(t.data)
+        wire_steps.append(one)
+    if isinstance(shm, CudaSharedMemory):
+        shm.flush()
+    outputs = [
+        (name, shm.create(f"output{i}", output_size), 0, output_size)
+        for i, name in enumerate(output_names)
+    ]
+    return wire_steps, outputs

@@ -1,14 +1,22 @@
-"""perf_analyzer's ``--fixed-schedule``: replay a recorded load. Every entry of the
-``--input-data`` JSON is one request, sent once, ``timestamp`` milliseconds after
-the run starts (a number, or a one-element list as perf_analyzer writes its tensors),
-with the entry's other members as its inputs. The first ``--warmup-request-count``
-entries are the warm-up (sent on their own schedule first); the rest are measured as
-one window, as with ``--request-count``, which the schedule's length replaces.
+"""perf_analyzer's two load modes beside the concurrency and request-rate sweeps.
 
-The requests are sent in time order whatever the file's order; requests due at the
-same time go in file order. Unlike perf_analyzer, which reports windows rounded up
-to whole seconds, the window ends with the last answer, so the throughput is the
-schedule's own rate when the server keeps up.
+``--fixed-schedule``: replay a recorded load. Every entry of the ``--input-data``
+JSON is one request, sent once, ``timestamp`` milliseconds after the run starts (a
+number, or a one-element list as perf_analyzer writes its tensors), with the entry's
+other members as its inputs. The first ``--warmup-request-count`` entries are the
+warm-up (sent on their own schedule first); the rest are measured as one window, as
+with ``--request-count``, which the schedule's length replaces. The requests are sent
+in time order whatever the file's order; requests due at the same time go in file
+order. Unlike perf_analyzer, which reports windows rounded up to whole seconds, the
+window ends with the last answer, so the throughput is the schedule's own rate when
+the server keeps up.
+
+``--periodic-concurrency-range start:end:step`` with ``--request-period N``: on one
+gRPC stream, ``start`` requests, then ``step`` more each time every request of the
+latest group has had N responses (or finished), until ``end`` were sent (decoupled
+models that stream, like an LLM's tokens). Measured as one window of ``end``
+requests; the profile export (required, as by perf_analyzer) has every response's
+time.
 """
 
 from __future__ import annotations
@@ -25,12 +33,26 @@ from tritonx.tools.perf.sweep import Sweep
 TIMESTAMP = "timestamp"
 
 
-def add_fixed_schedule_flag(parser: argparse.ArgumentParser) -> None:
+def add_load_mode_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fixed-schedule",
         action="store_true",
         help="send each --input-data entry once, at its 'timestamp' (ms after the "
         "start)",
+    )
+    parser.add_argument(
+        "--periodic-concurrency-range",
+        default=None,
+        metavar="START:END:STEP",
+        help="streaming: START requests, then STEP more each time the latest ones "
+        "have --request-period responses, up to END",
+    )
+    parser.add_argument(
+        "--request-period",
+        type=int,
+        default=10,
+        help="responses each request of the latest group needs before the next "
+        "group goes (default 10)",
     )
 
 
@@ -60,6 +82,7 @@ def check_fixed_schedule_flags(args: argparse.Namespace) -> None:
         (args.concurrency_range, "Concurrency"),
         (args.request_rate_range, "RequestRate"),
         (getattr(args, "request_intervals", None), "CustomInterval"),
+        (args.periodic_concurrency_range, "PeriodicConcurrency"),
     ]
     for given, mode in others:
         if given:
@@ -137,3 +160,78 @@ def fixed_schedule_from_args(args: argparse.Namespace) -> FixedSchedule | None:
     schedule = read_fixed_schedule(args.input_data, args.warmup_request_count)
     args.request_count = len(schedule.measured)
     return schedule
+
+
+@dataclass
+class PeriodicConcurrency:
+    start: int
+    end: int
+    step: int
+    period: int
+
+    def sweep(self) -> Sweep:
+        """One step, labelled by the concurrency it reaches."""
+        return Sweep("concurrency", self.end, self.end, 1, False)
+
+    def load_options(self) -> dict[str, object]:
+        return {
+            "periodic": (self.start, self.end, self.step),
+            "request_period": self.period,
+        }
+
+
+def periodic_from_args(args: argparse.Namespace) -> PeriodicConcurrency | None:
+    """--periodic-concurrency-range's settings (None without it), after
+    perf_analyzer's refusals (its words); sets args.request_count to the requests it
+    sends."""
+    text = args.periodic_concurrency_range
+    if text is None:
+        return None
+    for given, mode in (
+        (args.concurrency_range, "Concurrency"),
+        (args.request_rate_range, "RequestRate"),
+        (getattr(args, "request_intervals", None), "CustomInterval"),
+    ):
+        if given:
+            raise PerfError(
+                f"Cannot use both PeriodicConcurrency and {mode} inference load modes."
+            )
+    parts = text.split(":")
+    try:
+        values = [int(v) for v in parts] + [1] * (3 - len(parts))
+    except ValueError:
+        values = []
+    if len(parts) > 3 or len(values) != 3 or min(values) <= 0:
+        raise PerfError(
+            f"Failed to parse --periodic-concurrency-range '{text}': expected "
+            "start:end:step, positive integers"
+        )
+    start, end, step = values
+    if start > end:
+        raise PerfError(
+            "Failed to parse --periodic-concurrency-range. The <start> must be <= <end>."
+        )
+    if (end - start) % step:
+        raise PerfError(
+            "Failed to parse --periodic-concurrency-range. The <step> value must be a "
+            "factor of the range size (<end> - <start>)."
+        )
+    if args.request_period <= 0:
+        raise PerfError("Failed to parse --request-period. The value must be > 0")
+    if not args.profile_export_file:
+        raise PerfError(
+            "Must provide --profile-export-file when using the "
+            "--periodic-concurrency-range option."
+        )
+    if args.protocol != "grpc" or not args.streaming:
+        raise PerfError(
+            "The --periodic-concurrency-range option requires bi-directional gRPC "
+            "streaming."
+        )
+    if args.request_count:
+        raise PerfError(
+            "Cannot specify --request-count with --periodic-concurrency-range: it "
+            "sends <end> requests"
+        )
+    args.request_count = end
+    return PeriodicConcurrency(start, end, step, args.request_period)

@@ -1,12 +1,19 @@
-"""tritonx-perf --fixed-schedule (perf_analyzer's trace replay): every --input-data
-entry is one request, sent once at its "timestamp" (ms after the start).
+"""tritonx-perf's two load modes from perf_analyzer beside the sweeps
+(tools/perf/load_modes.py).
 
-The model logs the id each request carries (INPUT0 holds it), so the tests see which
+--fixed-schedule (trace replay): every --input-data entry is one request, sent once
+at its "timestamp" (ms after the start). The model logs the id each request carries (INPUT0 holds it), so the tests see which
 entries reached the server and in which order: time order, not file order, with the
 warm-up entries (the first --warmup-request-count of the file) first. The schedule
 is 150 ms apart or more, so that order survives a loaded machine; times are only
 checked from below (a request never goes before its time: late is possible on a
 busy machine, early is a bug).
+
+--periodic-concurrency-range start:end:step with --request-period P (one gRPC
+stream): a decoupled model logs, in one file and in the order it happens, when each
+request begins and each response it sends; every request of a group must have sent
+P responses before any request of the next group begins (a response is sent before
+the client can see it, and the next group is sent after). No timing is checked.
 """
 
 from __future__ import annotations
@@ -200,3 +207,163 @@ def test_same_requests_as_perf_analyzer(
         ]
         runs[name] = (_seen(log), counts[-1])
     assert runs["tritonx-perf"] == runs["perf_analyzer"] == ([1, 5, 2, 4, 3], "4")
+
+
+# Decoupled: RESPONSES responses per request, 20 ms apart; logs "begin <key>" and
+# "sent <key> <k>" (a key per request) in the order they happen, from every
+# instance (in Triton each is a process of its own: one appending file, lines
+# written whole).
+TALKER = """
+name: "talker"
+backend: "python"
+max_batch_size: 0
+model_transaction_policy { decoupled: true }
+input [ { name: "IN", data_type: TYPE_INT32, dims: [ 1 ] } ]
+output [ { name: "OUT", data_type: TYPE_INT32, dims: [ 1 ] } ]
+instance_group [ { count: 6, kind: KIND_CPU } ]
+parameters { key: "log" value: { string_value: "LOG" } }
+"""
+TALKER_MODEL = """
+import json
+import os
+import time
+import uuid
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+RESPONSES = 12
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.path = config["parameters"]["log"]["string_value"]
+
+    def note(self, line):
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, (line + "\\n").encode())
+        finally:
+            os.close(fd)
+
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            key = uuid.uuid4().hex
+            self.note(f"begin {key}")
+            for k in range(1, RESPONSES + 1):
+                time.sleep(0.02)
+                out = pb_utils.Tensor("OUT", np.array([k], np.int32))
+                sender.send(pb_utils.InferenceResponse([out]))
+                self.note(f"sent {key} {k}")
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+"""
+
+
+@pytest.fixture(scope="module")
+def talker(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunningServer]:
+    root = tmp_path_factory.mktemp("periodic")
+    log = root / "talk.log"
+    config = TALKER.replace("LOG", str(log))
+    write_model(root / "repo", "talker", config, TALKER_MODEL)
+    (root / "in.json").write_text(json.dumps({"data": [{"IN": [1]}]}))
+    with run_server(root / "repo") as server:
+        yield log, server
+
+
+def _check_groups(log: Path, groups: list[int], period: int) -> None:
+    """Each group begins only once every request of the one before has sent
+    `period` responses; every request sends all of its responses."""
+    lines = [line.split() for line in log.read_text().splitlines() if line]
+    firsts = [sum(groups[:g]) for g in range(len(groups))]  # begin positions
+    begun: list[str] = []
+    sent: dict[str, int] = {}
+    for kind, key, *count in lines:
+        if kind == "sent":
+            sent[key] = int(count[0])
+            continue
+        if len(begun) in firsts[1:]:
+            g = firsts.index(len(begun))
+            previous = begun[firsts[g - 1] : firsts[g]]
+            short = {k: sent.get(k, 0) for k in previous if sent.get(k, 0) < period}
+            assert not short, (f"group {g} began early", short, lines)
+        begun.append(key)
+    assert len(begun) == sum(groups), lines
+    assert all(sent[key] == 12 for key in begun), sent
+
+
+def _periodic_args(server: RunningServer, log: Path, export: Path) -> list[str]:
+    return [
+        *("-m", "talker", "-u", server.grpc_url, "-i", "grpc", "--streaming"),
+        *("--periodic-concurrency-range", "2:6:2", "--request-period", "3"),
+        *("--input-data", str(log.parent / "in.json")),
+        *("--profile-export-file", str(export)),
+    ]
+
+
+def test_periodic_concurrency_groups(
+    talker: tuple[Path, RunningServer], tmp_path: Path
+) -> None:
+    log, server = talker
+    log.write_text("")
+    export = tmp_path / "export.json"
+    out = ok_run(*_periodic_args(server, log, export))
+    # 2, then 2 more twice.
+    _check_groups(log, [2, 2, 2], period=3)
+    assert "Periodic concurrency: 2:6:2" in out and "Request count: 6" in out, out
+    requests = json.loads(export.read_text())["experiments"][0]["requests"]
+    assert [len(r["response_timestamps"]) for r in requests] == [12] * 6
+
+
+def test_periodic_concurrency_refusals(
+    talker: tuple[Path, RunningServer], tmp_path: Path
+) -> None:
+    log, server = talker
+    args = _periodic_args(server, log, tmp_path / "e.json")
+    without_export = args[: args.index("--profile-export-file")]
+    cases = {
+        "no export": (without_export, "Must provide --profile-export-file"),
+        "no stream": (
+            [a for a in args if a != "--streaming"],
+            "requires bi-directional gRPC streaming",
+        ),
+        "with a range": (
+            [*args, "--concurrency-range", "2"],
+            "Cannot use both PeriodicConcurrency and Concurrency",
+        ),
+        "backwards": (
+            [*args, "--periodic-concurrency-range", "6:2:2"],
+            "The <start> must be <= <end>.",
+        ),
+        "period": ([*args, "--request-period", "0"], "The value must be > 0"),
+        "step": (
+            [*args, "--periodic-concurrency-range", "2:7:2"],
+            "The <step> value must be a factor of the range size",
+        ),
+    }
+    for name, (case, expected) in cases.items():
+        line = one_error_line(perf(*case, timeout=60))
+        assert expected in line, (name, line)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("PERF_ANALYZER"), reason="set PERF_ANALYZER to compare"
+)
+def test_periodic_groups_as_perf_analyzer(
+    talker: tuple[Path, RunningServer], tmp_path: Path
+) -> None:
+    """perf_analyzer 2.60 with the same flags against the same model: the same groups,
+    each after the same period (the check the tritonx-perf run passes)."""
+    log, server = talker
+    log.write_text("")
+    args = _periodic_args(server, log, tmp_path / "pa.json")
+    done = subprocess.run(
+        [os.environ["PERF_ANALYZER"], *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    _check_groups(log, [2, 2, 2], period=3)
