@@ -21,6 +21,12 @@ from diff_allowlist_control import (
     shm_unaligned_offset,
     stream_default_policy_final,
 )
+from diff_allowlist_http import (
+    head_without_body,
+    odd_target_refused,
+    percent_escape,
+    unknown_method,
+)
 from diffutil import (
     INT64_MAX,
     INVALID_ENCODING,
@@ -163,81 +169,6 @@ def _nul(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
         keys = params if isinstance(params, dict) else {}
         return any("\0" in key and key.split("\0")[0] == found.group(1) for key in keys)
     return False
-
-
-_MODEL_SEGMENT = re.compile(rb"^(/v2/(?:repository/)?models/)([^/?]*)")
-
-
-def _percent_escape(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    """tritonx decodes %XX in a URL's model name (tritonclient quotes names);
-    Triton does not: it answers as tritonx does for the name with its '%' kept."""
-    match = _MODEL_SEGMENT.match(sent.path)
-    if theirs is None or sent.ask_ours is None or match is None:
-        return False
-    if b"%" not in match.group(2):
-        return False
-    kept = match.group(2).replace(b"%", b"%25")
-    path = match.group(1) + kept + sent.path[match.end() :]
-    method, _, rest = sent.wire.partition(b" ")
-    replay = method + b" " + path + rest[len(sent.path) :]
-    return sent.ask_ours(replay) == theirs
-
-
-# Methods tritonx's HTTP parsers know; others are refused as a bad request.
-KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
-KNOWN_METHODS |= {"PATCH"}
-
-
-def _unknown_method(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    return (
-        sent.method not in KNOWN_METHODS
-        and ours == Answer("400", "Bad Request")
-        and theirs in (Answer("405", "Method Not Allowed"), Answer("404", "Not Found"))
-    )
-
-
-# The bytes RFC 3986 allows in a request target (with '%' escapes); llhttp, the
-# native engine's parser, refuses others.
-_TARGET_BYTES = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-    b"-._~:/?#[]@!$&'()*+,;=%"
-)
-
-
-# After "//" a target begins with an authority (RFC 3986: userinfo@host:port),
-# which evhttp, the native engine's URI reader, refuses when it is none.
-_PCHAR = rb"[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2}"
-_AUTHORITY = re.compile(
-    rb"(?:(?:" + _PCHAR + rb"|:)*@)?(?:\[[0-9A-Fa-f:.]*\]|(?:" + _PCHAR + rb")*)"
-    rb"(?::[0-9]*)?"
-)
-
-
-def odd_target(target: bytes) -> bool:
-    """Whether a request target has bytes RFC 3986 does not allow, or an
-    authority after "//" that is none."""
-    if any(byte not in _TARGET_BYTES for byte in target):
-        return True
-    authority = re.split(rb"[/?#]", target[2:], maxsplit=1)[0]
-    return target.startswith(b"//") and _AUTHORITY.fullmatch(authority) is None
-
-
-def _odd_target(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    return (
-        sent.is_http
-        and odd_target(sent.path)
-        and ours == Answer("400", "Bad Request")
-        and theirs is not None
-    )
-
-
-def _head_without_body(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    return (
-        sent.method == "HEAD"
-        and theirs is not None
-        and ours.code == theirs.code
-        and ours.text == ""
-    )
 
 
 def _server_metadata(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
@@ -449,14 +380,14 @@ ALLOWLIST = [
         # Excused when tritonx, asked for the name with its '%' kept (%25), answers
         # as Triton did.
         "a percent-escape in a URL's model name",
-        _percent_escape,
+        percent_escape,
     ),
     Deviation(
         "unknown-method",
         # A method tritonx's HTTP parsers do not know (FOO): 400 Bad Request;
         # Triton: 405 on a route, 404 elsewhere.
         "an unknown HTTP method",
-        _unknown_method,
+        unknown_method,
     ),
     Deviation(
         "odd-request-target",
@@ -466,14 +397,14 @@ ALLOWLIST = [
         # smuggling; Triton's evhtp routes it (404, 405, or an answer: a DEL in
         # the query of /v2/repository/index is served).
         "a request target that is no RFC 3986 URI",
-        _odd_target,
+        odd_target_refused,
     ),
     Deviation(
         "head-without-body",
         # HTTP forbids a body in an answer to HEAD: tritonx sends none, Triton
         # sends the error body; the statuses must be equal.
         "an answer to HEAD without its body",
-        _head_without_body,
+        head_without_body,
     ),
     Deviation(
         "server-metadata",

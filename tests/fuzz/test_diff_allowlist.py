@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from diff_allowlist import excused, odd_target
+from diff_allowlist import excused
+from diff_allowlist_http import odd_target
 from diffutil import (
     INVALID_ENCODING,
     PARSE,
