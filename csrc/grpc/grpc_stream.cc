@@ -13,6 +13,10 @@
 
 namespace tritonx {
 namespace {
+
+// A stream whose unwritten responses reached this many bytes returns the freed
+// memory to the OS when it ends (TrimHeapInBackground).
+constexpr size_t kTrimAfterQueuedBytes = size_t{64} << 20;
 using inference::ModelInferRequest;
 using inference::ModelInferResponse;
 using inference::ModelStreamInferResponse;
@@ -157,12 +161,14 @@ class GrpcServer::Impl::StreamReactor
     {
       std::lock_guard<std::mutex> lock(mu_);
       written = std::move(writes_.front().trace);
+      queued_bytes_ -= writes_.front().response->Length();
       writes_.pop_front();
       writing_ = false;
       if (!ok) {
         // The client is gone; nothing more can be delivered.
         broken_ = true;
         writes_.clear();
+        queued_bytes_ = 0;
       }
       action = NextActionLocked();
     }
@@ -186,11 +192,16 @@ class GrpcServer::Impl::StreamReactor
   }
 
   void OnDone() override {
+    const bool backlog_was_large = backlog_was_large_;
     {
       std::lock_guard<std::mutex> lock(impl_->streams_mu_);
       impl_->streams_.erase(this);
     }
     delete this;
+    // A client that read slowly (or not at all) left responses queued here, freed
+    // now in blocks glibc keeps mapped: without a trim the server's resident size
+    // would stay at that peak for good.
+    if (backlog_was_large) grpcfe::TrimHeapInBackground();
   }
 
  private:
@@ -205,6 +216,13 @@ class GrpcServer::Impl::StreamReactor
     std::unique_ptr<grpc::ByteBuffer> response;
     std::shared_ptr<RequestTrace> trace;
   };
+
+  // With mu_ held: queues a response to write, counting the bytes waiting.
+  void QueueWriteLocked(Write&& write) {
+    queued_bytes_ += write.response->Length();
+    backlog_was_large_ = backlog_was_large_ || queued_bytes_ >= kTrimAfterQueuedBytes;
+    writes_.push_back(std::move(write));
+  }
 
   void NextRead() {
     read_started_ns_ = NowNs();  // for a trace: GRPC_WAITREAD_START
@@ -270,12 +288,12 @@ class GrpcServer::Impl::StreamReactor
         while (!ordered_.empty() && ordered_.front().done) {
           Write& write = ordered_.front().write;
           if (write.response && !broken_ && !error_status_) {
-            writes_.push_back(std::move(write));
+            QueueWriteLocked(std::move(write));
           }
           ordered_.pop_front();
         }
       } else if (deliver) {
-        writes_.push_back({std::move(response), std::move(trace)});
+        QueueWriteLocked({std::move(response), std::move(trace)});
       }
       action = NextActionLocked();
     }
@@ -442,7 +460,9 @@ class GrpcServer::Impl::StreamReactor
 
   std::mutex mu_;
   std::deque<Write> writes_;
-  std::deque<Ordered> ordered_;  // in request order, until their turn to be written
+  size_t queued_bytes_ = 0;         // of the responses in writes_
+  bool backlog_was_large_ = false;  // queued_bytes_ reached kTrimAfterQueuedBytes
+  std::deque<Ordered> ordered_;     // in request order, until their turn to be written
   std::unordered_map<uint64_t, std::pair<std::shared_ptr<Model>, RequestPtr>> inflight_;
   uint64_t next_key_ = 0;
   int64_t outstanding_ = 0;

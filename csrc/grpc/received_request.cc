@@ -6,9 +6,13 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <system_error>
+#include <thread>
 
 namespace tritonx {
 namespace grpcfe {
@@ -24,6 +28,29 @@ void TrimHeap() {
 void TrimIfLarge(size_t length) {
   if (length >= kTrimAfterReceivedBytes) TrimHeap();
 }
+
+std::atomic<bool> background_trim_running{false};
+
+}  // namespace
+
+void TrimHeapInBackground() {
+  if (background_trim_running.exchange(true)) return;  // one is on its way
+  auto trim = [] {
+    // Some of the memory is freed later than the call's end: a Python model's output
+    // arrays are let go under the GIL by the bindings' release pump, which runs at
+    // least once a second (tritonx._native); trimming before that would miss them.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    TrimHeap();
+    background_trim_running.store(false);
+  };
+  try {
+    std::thread(trim).detach();
+  } catch (const std::system_error&) {
+    trim();  // no thread can start (a pids limit): on this one
+  }
+}
+
+namespace {
 
 // Reads through a message's slices in order. With `release`, each slice is
 // dropped as soon as the cursor has passed it, and for a large message the freed

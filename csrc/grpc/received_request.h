@@ -40,6 +40,13 @@ inline constexpr size_t kSplitRawInputsBytes = size_t{1} << 20;
 // arrived as many small slices, which glibc keeps mapped once freed).
 inline constexpr size_t kTrimAfterReceivedBytes = size_t{64} << 20;
 
+// Hands freed heap memory back to the OS (glibc keeps medium blocks mapped once
+// freed) on a thread of its own, 1.5 s later (trimming a large heap takes
+// milliseconds, and a Python model's arrays are freed up to a second after the call
+// that held them); at most one such trim is pending at a time, and one asked for
+// meanwhile is folded into it. Thread safe.
+void TrimHeapInBackground();
+
 // Parses `received` into `msg` from its slices (no flattening), then lets the bytes
 // go: the parsed message holds its own copy, and the received ones would otherwise
 // stay until the call ends. False when the bytes do not parse.
