@@ -11,9 +11,10 @@ busy machine, early is a bug).
 
 --periodic-concurrency-range start:end:step with --request-period P (one gRPC
 stream): a decoupled model logs, in one file and in the order it happens, when each
-request begins and each response it sends; every request of a group must have sent
-P responses before any request of the next group begins (a response is sent before
-the client can see it, and the next group is sent after). No timing is checked.
+request begins and each response just before sending it; every request of a group
+must have logged P responses before any request of the next group begins (a response
+is logged before the client can see it, and the next group is sent after). No timing
+is checked.
 """
 
 from __future__ import annotations
@@ -210,7 +211,8 @@ def test_same_requests_as_perf_analyzer(
 
 
 # Decoupled: RESPONSES responses per request, 20 ms apart; logs "begin <key>" and
-# "sent <key> <k>" (a key per request) in the order they happen, from every
+# "sent <key> <k>" (a key per request; each response's line just before it goes) in
+# the order they happen, from every
 # instance (in Triton each is a process of its own: one appending file, lines
 # written whole).
 TALKER = """
@@ -255,8 +257,10 @@ class TritonPythonModel:
             for k in range(1, RESPONSES + 1):
                 time.sleep(0.02)
                 out = pb_utils.Tensor("OUT", np.array([k], np.int32))
-                sender.send(pb_utils.InferenceResponse([out]))
+                # Logged before it goes: a client may act on a response (and the
+                # next group begin) before a line written after send() would be.
                 self.note(f"sent {key} {k}")
+                sender.send(pb_utils.InferenceResponse([out]))
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
 """
