@@ -211,10 +211,9 @@ def test_same_requests_as_perf_analyzer(
 
 
 # Decoupled: RESPONSES responses per request, 20 ms apart; logs "begin <key>" and
-# "sent <key> <k>" (a key per request; each response's line just before it goes) in
-# the order they happen, from every
-# instance (in Triton each is a process of its own: one appending file, lines
-# written whole).
+# "sent <key> <k>" (a key per request; each response's line just before it goes)
+# in the order they happen, from every instance (in Triton each is a process of its
+# own: one appending file, lines written whole).
 TALKER = """
 name: "talker"
 backend: "python"
