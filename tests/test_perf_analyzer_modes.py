@@ -14,6 +14,7 @@ that reached it. The binary comes from $PERF_ANALYZER or PATH.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,11 +101,28 @@ def served(
         yield server, repo
 
 
+# perf_analyzer's own race when a sequence run stops: it ends a sequence in flight by
+# sending its last step early, and may then still send the step that was due; the
+# server refuses that one, the sequence being over (Triton 2.51 alike). Seen once in
+# a CI run (the model's log: START, END, then the refused request).
+_LATE_STEP = re.compile(
+    r"Thread \[\d+\] had error: inference request for sequence (\d+) to model "
+    r"'[^']+' must specify the START flag on the first request of the sequence"
+)
+
+
 def drive(
-    server: RunningServer, protocol: str, *args: str, summary: bool = True
+    server: RunningServer,
+    protocol: str,
+    *args: str,
+    summary: bool = True,
+    late_steps: list[int] | None = None,
 ) -> str:
     """One perf_analyzer run that must succeed without an error; its output. The
-    periodic concurrency mode prints no summary (``summary`` False)."""
+    periodic concurrency mode prints no summary (``summary`` False). With
+    ``late_steps``, the ids of sequences whose late step was refused (see
+    _LATE_STEP) are put there instead of failing the run; the caller checks those
+    sequences had ended."""
     binary = perf_analyzer()
     assert binary is not None
     url = server.grpc_url if protocol == "grpc" else server.http_url
@@ -117,7 +135,11 @@ def drive(
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert ("Throughput:" in output) == summary, output
-    assert "error" not in output.lower(), output
+    checked = output
+    if late_steps is not None:
+        late_steps.extend(int(m.group(1)) for m in _LATE_STEP.finditer(output))
+        checked = _LATE_STEP.sub("", output)
+    assert "error" not in checked.lower(), output
     return output
 
 
@@ -144,12 +166,17 @@ def test_sequences_arrive_whole(
     served: tuple[RunningServer, Path], model: str, protocol: str, extra: list[str]
 ) -> None:
     server, repo = served
-    drive(server, protocol, "-m", model, "--sequence-length", "4", *extra)
-    ids, most_open = check_sequences(
-        [" ".join(map(str, r)) for r in logged(repo, model)]
+    late: list[int] = []
+    drive(
+        server, protocol, "-m", model, "--sequence-length", "4", *extra, late_steps=late
     )
+    requests = logged(repo, model)
+    ids, most_open = check_sequences([" ".join(map(str, r)) for r in requests])
     assert len(ids) >= 4, ids
     assert most_open >= 2  # several sequences in flight at once
+    # A late step was refused only after its sequence had run whole.
+    ended = {corrid for corrid, _, end, _ in requests if end}
+    assert set(late) <= ended, (late, requests[-8:])
 
 
 def test_sequence_data_file_steps_in_order(served: tuple[RunningServer, Path]) -> None:
