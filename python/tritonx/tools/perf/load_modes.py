@@ -74,21 +74,24 @@ class FixedSchedule:
         return Sweep("request_rate", rate, rate, 1.0, False)
 
 
+def _refuse_other_modes(args: argparse.Namespace, mode: str) -> None:
+    """perf_analyzer's refusal of `mode` beside another load mode (its words)."""
+    given = {
+        "Concurrency": args.concurrency_range,
+        "RequestRate": args.request_rate_range,
+        "CustomInterval": getattr(args, "request_intervals", None),
+        "PeriodicConcurrency": args.periodic_concurrency_range,
+    }
+    for other, value in given.items():
+        if value and other != mode:
+            raise PerfError(f"Cannot use both {mode} and {other} inference load modes.")
+
+
 def check_fixed_schedule_flags(args: argparse.Namespace) -> None:
     """perf_analyzer's refusals around --fixed-schedule (its words)."""
     if not args.fixed_schedule:
         return
-    others = [
-        (args.concurrency_range, "Concurrency"),
-        (args.request_rate_range, "RequestRate"),
-        (getattr(args, "request_intervals", None), "CustomInterval"),
-        (args.periodic_concurrency_range, "PeriodicConcurrency"),
-    ]
-    for given, mode in others:
-        if given:
-            raise PerfError(
-                f"Cannot use both FixedSchedule and {mode} inference load modes."
-            )
+    _refuse_other_modes(args, "FixedSchedule")
     files = [s for s in args.input_data if s not in ("zero", "random")]
     if not files:
         raise PerfError(
@@ -187,15 +190,7 @@ def periodic_from_args(args: argparse.Namespace) -> PeriodicConcurrency | None:
     text = args.periodic_concurrency_range
     if text is None:
         return None
-    for given, mode in (
-        (args.concurrency_range, "Concurrency"),
-        (args.request_rate_range, "RequestRate"),
-        (getattr(args, "request_intervals", None), "CustomInterval"),
-    ):
-        if given:
-            raise PerfError(
-                f"Cannot use both PeriodicConcurrency and {mode} inference load modes."
-            )
+    _refuse_other_modes(args, "PeriodicConcurrency")
     parts = text.split(":")
     try:
         values = [int(v) for v in parts] + [1] * (3 - len(parts))
