@@ -10,6 +10,13 @@ Triton 2.51 aborts the same way); now a pool without a thread runs the task on t
 caller's thread and one with threads queues it for them, and a warning says so
 (at most one per 10 s). Skipped where the test
 cannot create a pids cgroup (no cgroup v1 pids hierarchy it may write).
+
+Under load the same burst used to leave some gRPC calls unanswered for good (12 of
+48 DEADLINE_EXCEEDED in one CI run, 3-5 of 48 in 3 of 20 runs under busy loops):
+grpc's legacy closure executor counts a thread before it knows the thread started,
+and the closures it later queues for the missing thread (a connection's combiner
+offloads there when contended) never run. The server now has those executors run
+their closures in place (grpc_process.h), so they start no thread at all.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,12 +48,6 @@ PIDS_ROOT = Path("/sys/fs/cgroup/pids")
 
 @pytest.fixture
 def pids_cgroup() -> Iterator[Path]:
-    # Opt-in: in a fresh-clone CI run (4 pytest workers, 2 CPUs) 12 of the 48 calls
-    # got no answer within their 60 s deadline (gRPC DEADLINE_EXCEEDED) while the
-    # limit held; alone it passes. A real stall at the thread limit, not yet found
-    # (see docs/reliability.md, "Out of memory"): run it with this set.
-    if os.environ.get("TRITONX_THREAD_LIMIT_TEST") != "1":
-        pytest.skip("set TRITONX_THREAD_LIMIT_TEST=1 to run the thread-limit test")
     group = PIDS_ROOT / f"tritonx-test-{os.getpid()}"
     try:
         group.mkdir()
@@ -120,8 +122,9 @@ def _burst(server: RunningServer) -> Counter[str]:
 def test_serving_at_the_thread_limit(tmp_path: Path, pids_cgroup: Path) -> None:
     write_model(tmp_path, "echo", ECHO_FP32_CONFIG, ECHO_MODEL)
     write_model(tmp_path, "bls", BLS_CHAIN_CONFIG, bls_chain_model("echo", 1, False))
-    # gRPC's own shutdown waits for a thread it counted but could not start, up to
-    # the exit timeout: a short one keeps that wait short.
+    # Should any part of grpc again wait at shutdown for a thread it counted but
+    # could not start (its executors did, for the whole exit timeout, until they ran
+    # in place), a short exit timeout bounds the wait.
     with run_server(
         tmp_path,
         "--model-control-mode=explicit",
@@ -133,11 +136,13 @@ def test_serving_at_the_thread_limit(tmp_path: Path, pids_cgroup: Path) -> None:
         (pids_cgroup / "pids.max").write_text(str(threads + 2))
         (pids_cgroup / "cgroup.procs").write_text(str(pid))
         outcomes: Counter[str] = Counter()
+        limited_at = time.monotonic()
         try:
             for _ in range(2):
                 outcomes += _burst(server)
                 assert server.process.poll() is None, (outcomes, server.log_text())
             events = (pids_cgroup / "pids.events").read_text().split()
+            limited_s = time.monotonic() - limited_at
         finally:
             # Room again before the server shuts down (its shutdown starts threads).
             (pids_cgroup / "pids.max").write_text("max")
@@ -145,6 +150,40 @@ def test_serving_at_the_thread_limit(tmp_path: Path, pids_cgroup: Path) -> None:
         pytest.skip(f"no thread was refused: the limit did not bite ({outcomes})")
     # Every request was answered, none failed, by the same process.
     assert outcomes == Counter({"ok": 48}), outcomes
-    # An operator is told, once in a while, not per task.
+    # An operator is told, once in a while (at most every 10 s), not per task.
     told = server.log_text().count("pool cannot start a thread")
-    assert 1 <= told <= 3, server.log_text()
+    assert 1 <= told <= 1 + limited_s // 10, (limited_s, server.log_text())
+
+
+def _thread_names(pid: int) -> Counter[str]:
+    names: Counter[str] = Counter()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            names[(task / "comm").read_text().strip()] += 1
+    return names
+
+
+def test_grpc_executors_start_no_threads(tmp_path: Path) -> None:
+    """grpc's legacy executors run their closures in place in the server: they have
+    no thread of their own, so none can be counted without having started. (grpc
+    starts one per executor at initialisation; the thread names are grpc's,
+    truncated to 15 characters by the kernel.)"""
+    write_model(tmp_path, "echo", ECHO_FP32_CONFIG, ECHO_MODEL)
+    with run_server(tmp_path) as server:
+
+        def calls() -> None:
+            client = grpcclient.InferenceServerClient(server.grpc_url)
+            tensor = grpcclient.InferInput("INPUT0", [4], "FP32")
+            tensor.set_data_from_numpy(np.ones(4, dtype=np.float32))
+            for _ in range(20):
+                client.infer("echo", [tensor], client_timeout=CALL_TIMEOUT_S)
+                client.get_inference_statistics("echo", client_timeout=CALL_TIMEOUT_S)
+
+        threads = [threading.Thread(target=calls) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        names = _thread_names(server.process.pid)
+    executors = {name: n for name, n in names.items() if "execut" in name}
+    assert executors == {}, names
