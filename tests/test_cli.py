@@ -225,6 +225,7 @@ def test_repoagent_directory_is_recorded() -> None:
         ),
         (["--cuda-memory-pool-byte-size=0:x"], "Invalid option value. Got x"),
         (["--pinned-memory-pool-byte-size=big"], "Invalid option value. Got big"),
+        (["--grpc-max-stream-backlog-bytes=-1"], "Invalid option value. Got -1"),
     ],
 )
 def test_bad_values(args: list[str], message: str) -> None:
@@ -594,3 +595,13 @@ def test_allow_client_shm() -> None:
     assert options.allow_client_shm is True  # Triton 2.51 always allows it
     options, _, _ = parse_args(["--model-store=/m", "--allow-client-shm=false"])
     assert options.allow_client_shm is False
+
+
+def test_grpc_stream_backlog_bound() -> None:
+    # tritonx's bound on a stream's unread responses; 0 lifts it (Triton has none).
+    defaults, _, _ = parse_args(["--model-store=/m"])
+    assert defaults.grpc_max_stream_backlog_bytes == 1 << 30
+    options, _, _ = parse_args(
+        ["--model-store=/m", "--grpc-max-stream-backlog-bytes=0"]
+    )
+    assert options.grpc_max_stream_backlog_bytes == 0

@@ -106,7 +106,8 @@ void RegisterGrpc(pybind11::module_& m) {
                   const std::vector<std::tuple<std::string, std::string, std::string>>&
                       restricted_protocols,
                   const std::string& header_forward_pattern,
-                  std::shared_ptr<SharedMemoryRegistry> shared_memory) {
+                  std::shared_ptr<SharedMemoryRegistry> shared_memory,
+                  size_t max_stream_backlog_bytes) {
                  if (!registry) throw py::value_error("registry must not be None");
                  if (!PyCallable_Check(handler.ptr())) {
                    throw py::type_error("handler must be callable");
@@ -125,6 +126,7 @@ void RegisterGrpc(pybind11::module_& m) {
                  }
                  options.header_forward_pattern = header_forward_pattern;
                  options.shared_memory = std::move(shared_memory);
+                 options.max_stream_backlog_bytes = max_stream_backlog_bytes;
                  return std::make_unique<PyGrpcServer>(
                      std::move(registry), std::move(handler), std::move(options));
                }),
@@ -137,7 +139,8 @@ void RegisterGrpc(pybind11::module_& m) {
            py::arg("restricted_protocols") =
                std::vector<std::tuple<std::string, std::string, std::string>>(),
            py::arg("header_forward_pattern") = "",
-           py::arg("shared_memory") = std::shared_ptr<tritonx::SharedMemoryRegistry>())
+           py::arg("shared_memory") = std::shared_ptr<tritonx::SharedMemoryRegistry>(),
+           py::arg("max_stream_backlog_bytes") = size_t{1} << 30)
       .def("start", &PyGrpcServer::Start, py::arg("address"), py::arg("port"),
            "Binds and starts serving; returns the bound port (port 0 picks one).")
       .def("stop", &PyGrpcServer::Stop, py::arg("grace") = 0.0,

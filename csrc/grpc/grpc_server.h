@@ -51,6 +51,10 @@ struct GrpcServerOptions {
   // The server's system shared memory regions, for tensors that name one; null:
   // such tensors are refused.
   std::shared_ptr<SharedMemoryRegistry> shared_memory;
+  // A ModelStreamInfer stream whose responses waiting to be written (its client
+  // does not read them) would pass this many bytes is cancelled, with its requests
+  // in flight; 0: no bound (as Triton). See grpc_stream.cc.
+  size_t max_stream_backlog_bytes = size_t{1} << 30;
 };
 
 // Thread safety: Start, Stop, CloseStreams and running may be called from any

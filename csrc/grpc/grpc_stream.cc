@@ -56,7 +56,11 @@ using inference::ModelStreamInferResponse;
 // stream takes no more requests and ends with UNAVAILABLE once those in flight
 // are answered and written, an idle one at once: a client that keeps a stream
 // open does not hold the shutdown for the whole grace period (Triton 2.51 waits
-// for the client to close it, past its exit timeout).
+// for the client to close it, past its exit timeout). A client that stops reading
+// while a model goes on answering would otherwise grow the queue without bound (in
+// Triton too, until the server runs out of memory): once what waits behind the
+// write in progress would pass --grpc-max-stream-backlog-bytes (default 1 GiB), the
+// stream is cancelled with its requests in flight, and a warning names the peer.
 
 class GrpcServer::Impl::StreamReactor
     : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
@@ -217,11 +221,63 @@ class GrpcServer::Impl::StreamReactor
     std::shared_ptr<RequestTrace> trace;
   };
 
-  // With mu_ held: queues a response to write, counting the bytes waiting.
-  void QueueWriteLocked(Write&& write) {
-    queued_bytes_ += write.response->Length();
+  // With mu_ held: queues a response to write, counting the bytes waiting. False
+  // when the response would take what waits behind the write in progress past
+  // --grpc-max-stream-backlog-bytes: the client is not reading. The stream is then
+  // broken (nothing more is delivered, what waits is dropped) and held open
+  // (processing_) until the caller has cancelled it (CancelForBacklog).
+  bool QueueWriteLocked(Write&& write) {
+    const size_t length = write.response->Length();
+    const size_t limit = impl_->options_.max_stream_backlog_bytes;
+    if (limit != 0 && writing_ && !writes_.empty()) {
+      const size_t waiting = queued_bytes_ - writes_.front().response->Length();
+      if (waiting + length > limit) {
+        error_status_ =
+            grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                         "the client has not read " + std::to_string(waiting + length) +
+                             " bytes of responses (--grpc-max-stream-backlog-bytes " +
+                             std::to_string(limit) + "): stream cancelled");
+        broken_ = true;
+        writes_.resize(1);  // the write in progress ends with the cancellation
+        queued_bytes_ = writes_.front().response->Length();
+        backlog_was_large_ = true;
+        ++processing_;
+        return false;
+      }
+    }
+    queued_bytes_ += length;
     backlog_was_large_ = backlog_was_large_ || queued_bytes_ >= kTrimAfterQueuedBytes;
     writes_.push_back(std::move(write));
+    return true;
+  }
+
+  // After QueueWriteLocked refused a response, past the lock: logs why, cancels the
+  // call (the write in progress and the pending read end) and the requests in
+  // flight, then lets the stream finish once they are answered. `action` is the
+  // step decided with the refusal (at most a write to start: processing_ keeps the
+  // stream from finishing). As in Complete, `this` must not be used after the last
+  // Act.
+  void CancelForBacklog(const Action& action) {
+    if (action.write != nullptr) Act(action);
+    std::vector<std::pair<std::shared_ptr<Model>, RequestPtr>> inflight;
+    std::string why;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& entry : inflight_) inflight.push_back(entry.second);
+      why = error_status_->error_message();
+    }
+    Log(LogLevel::kWarning, "ModelStreamInfer from " + ctx_->peer() + ": " + why +
+                                ", with " + std::to_string(inflight.size()) +
+                                " request(s) in flight");
+    ctx_->TryCancel();
+    for (auto& [model, request] : inflight) model->Cancel(request);
+    Action next;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --processing_;
+      next = NextActionLocked();
+    }
+    if (next.write != nullptr || next.finish) Act(next);
   }
 
   void NextRead() {
@@ -267,6 +323,7 @@ class GrpcServer::Impl::StreamReactor
   void Complete(uint64_t key, std::unique_ptr<grpc::ByteBuffer> response,
                 bool final = true, std::shared_ptr<RequestTrace> trace = nullptr) {
     Action action;
+    bool over_backlog = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (final) {
@@ -288,15 +345,16 @@ class GrpcServer::Impl::StreamReactor
         while (!ordered_.empty() && ordered_.front().done) {
           Write& write = ordered_.front().write;
           if (write.response && !broken_ && !error_status_) {
-            QueueWriteLocked(std::move(write));
+            over_backlog = !QueueWriteLocked(std::move(write));
           }
           ordered_.pop_front();
         }
       } else if (deliver) {
-        QueueWriteLocked({std::move(response), std::move(trace)});
+        over_backlog = !QueueWriteLocked({std::move(response), std::move(trace)});
       }
       action = NextActionLocked();
     }
+    if (over_backlog) return CancelForBacklog(action);
     // Past the lock another thread may finish the stream and delete `this`. With a
     // write or the finish to start, none can (writing_ or finished_ is set), and
     // Act is the last use of `this`; with nothing to do, not even a member call may
@@ -474,7 +532,8 @@ class GrpcServer::Impl::StreamReactor
   bool closing_ = false;  // the server stops (BeginClosing)
   // `triton_grpc_error: true` (set before the first read, then only read).
   bool errors_end_stream_ = false;
-  // The status the stream ends with, once a response error ended it (that mode).
+  // The status the stream ends with, once a response error ended it (that mode)
+  // or its client stopped reading (QueueWriteLocked).
   std::optional<grpc::Status> error_status_;
 };
 

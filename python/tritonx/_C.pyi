@@ -517,6 +517,7 @@ class GrpcServer:
         restricted_protocols: Sequence[tuple[str, str, str]] = (),
         header_forward_pattern: str = "",
         shared_memory: SharedMemoryRegistry | None = None,
+        max_stream_backlog_bytes: int = 1 << 30,
     ) -> None:
         """restricted_protocols: (group, full metadata key, value) per restricted
         protocol group; header_forward_pattern: RE2, case-insensitive by default."""

@@ -421,6 +421,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ServerOptions, LogOptions, list[str
         grpc_infer_response_compression_level=(
             args.grpc_infer_response_compression_level
         ),
+        grpc_max_stream_backlog_bytes=args.grpc_max_stream_backlog_bytes,
         grpc_channel_args={
             arg: value
             for flag, arg in GRPC_CHANNEL_FLAGS.items()

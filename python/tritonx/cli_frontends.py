@@ -14,6 +14,7 @@ from tritonx.cli_values import (
     GRPC_CHANNEL_FLAGS,
     parse_bool,
     parse_choice,
+    parse_count,
     parse_int,
 )
 from tritonx.frontends.http_protocol import (
@@ -21,6 +22,7 @@ from tritonx.frontends.http_protocol import (
     DEFAULT_MAX_HEADER_SIZE,
 )
 from tritonx.frontends.http_routes import RESTRICTED_CATEGORIES as HTTP_API_GROUPS
+from tritonx.server_options import DEFAULT_MAX_STREAM_BACKLOG_BYTES
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -169,6 +171,15 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         metavar="<string>",
         help="<protocol>,...:<key>=<value>: calls of these protocol groups must "
         "carry the metadata 'triton-grpc-protocol-<key>: <value>' (repeatable).",
+    )
+    g.add_argument(
+        "--grpc-max-stream-backlog-bytes",
+        type=parse_count,
+        default=DEFAULT_MAX_STREAM_BACKLOG_BYTES,
+        metavar="<integer>",
+        help="tritonx: a ModelStreamInfer stream whose unread responses would pass "
+        f"this many bytes is cancelled (default {DEFAULT_MAX_STREAM_BACKLOG_BYTES}; "
+        "0: no bound, as Triton).",
     )
     g.add_argument(
         "--grpc-header-forward-pattern",

@@ -67,6 +67,14 @@ def parse_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"Invalid option value. Got {text}") from None
 
 
+def parse_count(text: str) -> int:
+    """A non-negative integer (a size or a count where 0 may mean "no bound")."""
+    value = parse_int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"Invalid option value. Got {text}")
+    return value
+
+
 def parse_float(text: str) -> float:
     try:
         return float(text)

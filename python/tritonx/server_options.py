@@ -28,6 +28,9 @@ DEFAULT_SWITCH_INTERVAL_S = 0.0002
 # Enough for thousands of concurrent clients; small enough that a flood of requests
 # against models without max_queue_size cannot exhaust memory.
 DEFAULT_MAX_INFLIGHT_REQUESTS = 10_000
+# --grpc-max-stream-backlog-bytes: what a ModelStreamInfer stream may hold of
+# responses its client has not read before it is cancelled (0: no bound, as Triton).
+DEFAULT_MAX_STREAM_BACKLOG_BYTES = 1 << 30
 
 
 @dataclass
@@ -108,6 +111,7 @@ class ServerOptions:
     # gRPC core channel arguments (keepalive, max connection age), by grpc's name.
     grpc_channel_args: dict[str, int] = field(default_factory=dict)
     grpc_reuse_port: bool = False  # several servers may listen on the gRPC port
+    grpc_max_stream_backlog_bytes: int = DEFAULT_MAX_STREAM_BACKLOG_BYTES
     # --allow-sagemaker, --sagemaker-port, --sagemaker-thread-count (event threads
     # of its native server); --sagemaker-safe-port-range is checked by the CLI.
     allow_sagemaker: bool = False

@@ -1,7 +1,8 @@
 """A gRPC stream whose client stops reading: the server queues the decoupled model's
-responses for it (as Triton 2.51 does: HTTP/2 flow control holds them back), and
-once the client goes the memory they took goes back to the OS, not only to the
-allocator. Before, a client that asked for 300 x 1 MB responses and never read them
+responses for it (as Triton 2.51 does: HTTP/2 flow control holds them back) up to
+--grpc-max-stream-backlog-bytes, past which it cancels the stream (Triton has no
+bound), and once the client goes the memory they took goes back to the OS, not only
+to the allocator. Before, a client that asked for 300 x 1 MB responses and never read them
 left the server's resident size ~300 MB higher for good (Triton 2.51: the same, and
 a second such client added as much again).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -119,3 +121,82 @@ def test_memory_of_an_unread_backlog_goes_back_to_the_os(server: RunningServer) 
     assert all(not isinstance(r, Exception) for r in received), received
     client.stop_stream()
     client.close()
+
+
+# Sends IN[0] responses of 1 MiB until its request is cancelled, then logs how many
+# it sent to the file "sent" beside its config.
+COUNTED_MODEL = """
+import os
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.log = os.path.join(args["model_repository"], "sent")
+
+    def execute(self, requests):
+        for request in requests:
+            count = int(pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0])
+            sender = request.get_response_sender()
+            sent = 0
+            while sent < count and not sender.is_cancelled():
+                out = pb_utils.Tensor("OUT", np.full(1 << 20, sent % 256, np.uint8))
+                sender.send(pb_utils.InferenceResponse([out]))
+                sent += 1
+            with open(self.log, "a") as log:
+                log.write(f"{sent} {sender.is_cancelled()}\\n")
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+"""
+
+
+def test_a_stream_whose_client_stops_reading_is_cancelled_at_the_bound(
+    tmp_path: Path,
+) -> None:
+    """--grpc-max-stream-backlog-bytes: once 16 MiB of responses wait behind the one
+    being written, the stream is cancelled with its request, the model sees the
+    cancellation and stops, and other clients are served as before. Unbounded (as
+    Triton), the 2,000 responses asked for would have taken ~2 GB."""
+    write_model(tmp_path, "big", BIG, COUNTED_MODEL)
+    sent_log = tmp_path / "big" / "sent"
+    with run_server(tmp_path, f"--grpc-max-stream-backlog-bytes={16 * MIB}") as server:
+        channel = grpc.insecure_channel(
+            server.grpc_url, options=[("grpc.max_receive_message_length", -1)]
+        )
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        call = stub.ModelStreamInfer(iter([_request(2000)]))  # never read
+        try:
+            assert _wait_for(sent_log.exists, 60), server.log_text()
+            sent, cancelled = sent_log.read_text().split()
+            assert cancelled == "True" and int(sent) < 500, (sent, cancelled)
+            # Reading now, the client gets what had reached it before the
+            # cancellation (no more than flow control let through), then the end.
+            read = 0
+            with pytest.raises(grpc.RpcError) as ended:
+                for _ in call:
+                    read += 1
+            assert ended.value.code() == grpc.StatusCode.CANCELLED
+            assert read < int(sent), (read, sent)
+        finally:
+            call.cancel()
+            channel.close()
+        log = server.log_text()
+        assert "--grpc-max-stream-backlog-bytes 16777216): stream cancelled" in log, log
+        assert "ModelStreamInfer from ipv4:127.0.0.1:" in log, log
+
+        # Another client gets every response, on the same server. (Fewer than the
+        # bound: the bound counts what waits, however fast the client reads, so a
+        # client slower than its model by more than the bound is cancelled too.)
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        received: list[object] = []
+        client.start_stream(
+            callback=lambda result, error: received.append(error or result)
+        )
+        tensor = grpcclient.InferInput("IN", [1], "INT32")
+        tensor.set_data_from_numpy(np.array([8], np.int32))
+        client.async_stream_infer("big", [tensor])
+        assert _wait_for(lambda: len(received) == 8, 60), received
+        assert all(not isinstance(r, Exception) for r in received), received
+        client.stop_stream()
+        client.close()

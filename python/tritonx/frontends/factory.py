@@ -69,6 +69,7 @@ def grpc_frontend(server: Server, opts: ServerOptions) -> Frontend:
         log_settings=server.log_settings,
         trace_settings=server.trace.settings if server.trace is not None else None,
         shared_memory=server.context.shared_memory,
+        max_stream_backlog_bytes=opts.grpc_max_stream_backlog_bytes,
     )
 
 

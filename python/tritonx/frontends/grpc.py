@@ -36,6 +36,7 @@ from tritonx.frontends.base import server_extensions
 from tritonx.frontends.log_settings import grpc_update
 from tritonx.frontends.shared_memory import SharedMemoryControl, default_registry
 from tritonx.repository.reports import INFERENCE_STATS_KEYS
+from tritonx.server_options import DEFAULT_MAX_STREAM_BACKLOG_BYTES
 
 logger = logging.getLogger("tritonx.grpc")
 
@@ -152,6 +153,7 @@ class GrpcFrontend:
         log_settings: Any = None,
         trace_settings: Any = None,
         shared_memory: Any = None,
+        max_stream_backlog_bytes: int = DEFAULT_MAX_STREAM_BACKLOG_BYTES,
     ) -> None:
         """``server_cert``, ``server_key`` and ``root_cert`` are PEM contents (the
         server reads the files named on the command line). ``restricted_protocols``
@@ -188,6 +190,7 @@ class GrpcFrontend:
                 for group, key, value in restricted_protocols
             ],
             "header_forward_pattern": header_forward_pattern,
+            "max_stream_backlog_bytes": max_stream_backlog_bytes,
         }
         if shared_memory is None:
             shared_memory = default_registry()
