@@ -140,7 +140,9 @@ void RegisterGrpc(pybind11::module_& m) {
                std::vector<std::tuple<std::string, std::string, std::string>>(),
            py::arg("header_forward_pattern") = "",
            py::arg("shared_memory") = std::shared_ptr<tritonx::SharedMemoryRegistry>(),
-           py::arg("max_stream_backlog_bytes") = size_t{1} << 30)
+           // (The C++ default, so that it is stated once on this side.)
+           py::arg("max_stream_backlog_bytes") =
+               GrpcServerOptions().max_stream_backlog_bytes)
       .def("start", &PyGrpcServer::Start, py::arg("address"), py::arg("port"),
            "Binds and starts serving; returns the bound port (port 0 picks one).")
       .def("stop", &PyGrpcServer::Stop, py::arg("grace") = 0.0,

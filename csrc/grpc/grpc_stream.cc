@@ -251,26 +251,25 @@ class GrpcServer::Impl::StreamReactor
     return true;
   }
 
-  // After QueueWriteLocked refused a response, past the lock: logs why, cancels the
-  // call (the write in progress and the pending read end) and the requests in
-  // flight, then lets the stream finish once they are answered. `action` is the
-  // step decided with the refusal (at most a write to start: processing_ keeps the
-  // stream from finishing). As in Complete, `this` must not be used after the last
-  // Act.
+  // After QueueWriteLocked refused a response, past the lock: logs why and cancels
+  // the call (the write in progress and the pending read end; grpc then calls
+  // OnCancel, which cancels the requests in flight), then lets the stream finish
+  // once they are answered. `action` is the step decided with the refusal (at most
+  // a write to start: processing_ keeps the stream from finishing). As in Complete,
+  // `this` must not be used after the last Act.
   void CancelForBacklog(const Action& action) {
     if (action.write != nullptr) Act(action);
-    std::vector<std::pair<std::shared_ptr<Model>, RequestPtr>> inflight;
     std::string why;
+    size_t inflight;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& entry : inflight_) inflight.push_back(entry.second);
       why = error_status_->error_message();
+      inflight = inflight_.size();
     }
     Log(LogLevel::kWarning, "ModelStreamInfer from " + ctx_->peer() + ": " + why +
-                                ", with " + std::to_string(inflight.size()) +
+                                ", with " + std::to_string(inflight) +
                                 " request(s) in flight");
     ctx_->TryCancel();
-    for (auto& [model, request] : inflight) model->Cancel(request);
     Action next;
     {
       std::lock_guard<std::mutex> lock(mu_);
