@@ -51,7 +51,13 @@ ensemble_scheduling { step [
 ] }
 """
 
-# Three responses per request, then a FINAL flag alone.
+# Three responses per request, then a FINAL flag alone. The FINAL flag waits a
+# moment: perf_analyzer 2.60's periodic-concurrency worker re-checks its free
+# context after its send returns, so a request answered whole before that check is
+# sent again on the same context, whose final-response flag is never reset; the
+# second request's first response then aborts it ("Request received final response
+# before request period was reached"). Seen in loaded CI runs against this fast
+# model; a request that stays open past the send cannot be reused that way.
 DECOUPLED = """
 name: "triple"
 backend: "python"
@@ -61,6 +67,8 @@ input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
 output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ -1 ] } ]
 """
 DECOUPLED_MODEL = """
+import time
+
 import triton_python_backend_utils as pb_utils
 
 
@@ -71,6 +79,7 @@ class TritonPythonModel:
             x = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
             for _ in range(3):
                 sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", x)]))
+            time.sleep(0.2)
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
 """
