@@ -1,5 +1,7 @@
 #include "grpc_process.h"
 
+#include <grpc/grpc.h>
+
 #if TRITONX_HAVE_ABSL_MUTEX
 #include <absl/synchronization/mutex.h>
 #endif
@@ -16,6 +18,15 @@ void TurnOffAbslDeadlockDetection() {
   }();
   (void)kTurnedOff;
 #endif
+}
+
+void KeepGrpcForProcess() {
+  // Never matched by grpc_shutdown (see the header).
+  static const bool kKept = [] {
+    grpc_init();
+    return true;
+  }();
+  (void)kKept;
 }
 
 }  // namespace grpcfe

@@ -292,6 +292,7 @@ Status GrpcServer::Impl::Start(const std::string& address, int port, int* bound_
   }
 
   grpcfe::TurnOffAbslDeadlockDetection();
+  grpcfe::KeepGrpcForProcess();
   grpc::ServerBuilder builder;
   int selected_port = 0;
   builder.AddListeningPort(target, credentials, &selected_port);

@@ -121,6 +121,7 @@ std::shared_ptr<grpc::Channel> SharedChannel(const Target& target) {
     return channel;
   }
   grpcfe::TurnOffAbslDeadlockDetection();
+  grpcfe::KeepGrpcForProcess();
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);

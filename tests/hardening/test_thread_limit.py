@@ -129,8 +129,7 @@ def _burst(server: RunningServer) -> Counter[str]:
 def test_serving_at_the_thread_limit(tmp_path: Path, pids_cgroup: Path) -> None:
     write_model(tmp_path, "echo", ECHO_FP32_CONFIG, ECHO_MODEL)
     write_model(tmp_path, "bls", BLS_CHAIN_CONFIG, bls_chain_model("echo", 1, False))
-    # gRPC's own shutdown waits for a thread its executor counted but could not
-    # start, up to the exit timeout: a short one keeps that wait short.
+    # A short exit timeout bounds the stop if a stalled call (above) is still open.
     with run_server(
         tmp_path,
         "--model-control-mode=explicit",
