@@ -108,6 +108,9 @@ struct RequestRecord {
   bool ok = false;
   // Arrival of each response that carried data (streaming; unary: the one answer).
   std::vector<int64_t> response_ns;
+  // Streams: every response read for it, an empty FINAL flag included (the count
+  // perf_analyzer's --request-period is checked against).
+  size_t responses = 0;
 };
 
 int64_t NowNs();
@@ -150,10 +153,10 @@ class AsyncClient {
   // the records of those that did; returns as soon as at least one finished.
   virtual void Poll(int64_t deadline_ns, std::vector<RequestRecord>* done) = 0;
   virtual size_t InFlight() const = 0;
-  // The responses with data the n-th request this client was given (1-based, every
-  // Send counted) has received so far while it is in flight; nullopt once it has
-  // finished or failed. Streams only (perf_analyzer's periodic concurrency); a
-  // unary client reports every request finished.
+  // The responses (RequestRecord::responses) the n-th request this client was
+  // given (1-based, every Send counted) has received so far while it is in flight;
+  // nullopt once it has finished or failed. Streams only (perf_analyzer's periodic
+  // concurrency); a unary client reports every request finished.
   virtual std::optional<size_t> ResponsesSoFar(uint64_t nth) const {
     return std::nullopt;
   }

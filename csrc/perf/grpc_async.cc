@@ -207,7 +207,7 @@ class GrpcStreamAsyncClient : public AsyncClient {
   std::optional<size_t> ResponsesSoFar(uint64_t nth) const override {
     const auto it = pending_.find(std::to_string(nth));
     if (it == pending_.end()) return std::nullopt;
-    return it->second.response_ns.size();
+    return it->second.responses;
   }
 
  private:
@@ -284,6 +284,7 @@ class GrpcStreamAsyncClient : public AsyncClient {
       rec.ok = false;
       final = true;
     } else {
+      ++rec.responses;
       if (infer.outputs_size() > 0) rec.response_ns.push_back(arrived);
       const auto param = infer.parameters().find("triton_final_response");
       if (param != infer.parameters().end()) final = param->second.bool_param();

@@ -460,6 +460,27 @@ bool LoadDriver::GroupReachedPeriod(Worker* w, uint64_t first, uint64_t last) co
   return true;
 }
 
+bool LoadDriver::EndedBeforePeriod(std::vector<RequestRecord>* done) {
+  bool ended = false;
+  for (RequestRecord& record : *done) {
+    if (record.ok && record.responses < static_cast<size_t>(options_.request_period)) {
+      // perf_analyzer aborts the run here; the request fails with its words.
+      record.ok = false;
+      ended = true;
+    }
+  }
+  if (ended) {
+    std::lock_guard<std::mutex> lock(error_mu_);
+    if (first_error_.empty()) {
+      first_error_ =
+          "Request received final response before request period was reached. "
+          "Request period must be at most the total number of responses received "
+          "by any request.";
+    }
+  }
+  return ended;
+}
+
 void LoadDriver::RunPeriodic(Worker* w) {
   const uint64_t end = static_cast<uint64_t>(options_.periodic_end);
   uint64_t sent = 0;         // numbered as the client numbers them, from 1
@@ -475,7 +496,9 @@ void LoadDriver::RunPeriodic(Worker* w) {
          (sent < end || w->async->InFlight() > 0)) {
     // A stream's Poll returns on any response, so each is seen as it comes.
     w->async->Poll(NowNs() + kPollSliceNs, &w->done);
+    const bool period_too_long = EndedBeforePeriod(&w->done);
     Collect(w);
+    if (period_too_long) break;  // the rest are answered in Finish; nothing more sent
     if (sent < end && GroupReachedPeriod(w, group_first, sent)) {
       send_group(std::max(1, options_.periodic_step));
     }

@@ -113,6 +113,10 @@ class LoadDriver {
   // Periodic: whether the requests numbered first..last (the latest group, as the
   // worker's client numbers them) have each had request_period responses.
   bool GroupReachedPeriod(Worker* worker, uint64_t first, uint64_t last) const;
+  // Periodic: fails the finished requests in `done` that had fewer responses than
+  // the request period (their group could never reach it) with perf_analyzer's
+  // error, and tells whether there were any.
+  bool EndedBeforePeriod(std::vector<RequestRecord>* done);
   void Finish(Worker* worker);  // async: waits for the requests still in flight
   void Record(Worker* worker, RequestRecord&& record, const std::string& error);
   void Execute(Worker* worker, size_t step);

@@ -370,3 +370,43 @@ def test_periodic_groups_as_perf_analyzer(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     _check_groups(log, [2, 2, 2], period=3)
+
+
+def test_request_period_past_the_last_response(
+    talker: tuple[Path, RunningServer], tmp_path: Path
+) -> None:
+    """perf_analyzer counts every response a request gets, the FINAL flag's empty one
+    included (12 + 1 here): a period of 13 is reached at the FINAL flag; 14 never is,
+    and the run fails with perf_analyzer's words instead of going on without it."""
+    log, server = talker
+    args = _periodic_args(server, log, tmp_path / "a.json")
+    log.write_text("")
+    ok_run(*[*args, "--request-period", "13"])
+    _check_groups(log, [2, 2, 2], period=12)
+    log.write_text("")
+    failed = perf(*[*args[:-1], str(tmp_path / "b.json"), "--request-period", "14"])
+    assert failed.returncode != 0
+    assert "Request received final response before request period was reached" in (
+        one_error_line(failed)
+    )
+    # The first group ended short: nothing more was sent.
+    assert log.read_text().count("begin") == 2, log.read_text()
+    if os.environ.get("PERF_ANALYZER"):
+        # perf_analyzer throws from its response callback: it aborts, its message
+        # garbled when both requests of the group throw at once ("terminate called
+        # recursively").
+        log.write_text("")
+        done = subprocess.run(
+            [
+                os.environ["PERF_ANALYZER"],
+                *args[:-1],
+                str(tmp_path / "c.json"),
+                "--request-period",
+                "14",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode != 0 and "terminate called" in done.stderr, done.stderr
+        assert log.read_text().count("begin") == 2, log.read_text()
