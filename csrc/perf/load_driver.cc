@@ -235,11 +235,13 @@ void LoadDriver::Execute(Worker* w, size_t step) {
   Record(w, std::move(record), w->connection->error());
 }
 
+void LoadDriver::NoteError(const std::string& error) {
+  std::lock_guard<std::mutex> lock(error_mu_);
+  if (first_error_.empty()) first_error_ = error.empty() ? "request failed" : error;
+}
+
 void LoadDriver::Record(Worker* w, RequestRecord&& record, const std::string& error) {
-  if (!record.ok) {
-    std::lock_guard<std::mutex> lock(error_mu_);
-    if (first_error_.empty()) first_error_ = error.empty() ? "request failed" : error;
-  }
+  if (!record.ok) NoteError(error);
   {
     std::lock_guard<std::mutex> lock(w->mu);
     w->records.push_back(std::move(record));
@@ -470,13 +472,10 @@ bool LoadDriver::EndedBeforePeriod(std::vector<RequestRecord>* done) {
     }
   }
   if (ended) {
-    std::lock_guard<std::mutex> lock(error_mu_);
-    if (first_error_.empty()) {
-      first_error_ =
-          "Request received final response before request period was reached. "
-          "Request period must be at most the total number of responses received "
-          "by any request.";
-    }
+    NoteError(
+        "Request received final response before request period was reached. "
+        "Request period must be at most the total number of responses received by "
+        "any request.");
   }
   return ended;
 }

@@ -119,6 +119,8 @@ class LoadDriver {
   bool EndedBeforePeriod(std::vector<RequestRecord>* done);
   void Finish(Worker* worker);  // async: waits for the requests still in flight
   void Record(Worker* worker, RequestRecord&& record, const std::string& error);
+  // Keeps `error` as the run's first error unless one was kept already.
+  void NoteError(const std::string& error);
   void Execute(Worker* worker, size_t step);
   void EndSequence(Worker* worker);
   // Async: whether another request may go now (a free sequence, or room in the

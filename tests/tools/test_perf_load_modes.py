@@ -379,12 +379,16 @@ def test_request_period_past_the_last_response(
     included (12 + 1 here): a period of 13 is reached at the FINAL flag; 14 never is,
     and the run fails with perf_analyzer's words instead of going on without it."""
     log, server = talker
-    args = _periodic_args(server, log, tmp_path / "a.json")
     log.write_text("")
-    ok_run(*[*args, "--request-period", "13"])
+    ok_run(*_periodic_args(server, log, tmp_path / "a.json"), "--request-period", "13")
     _check_groups(log, [2, 2, 2], period=12)
     log.write_text("")
-    failed = perf(*[*args[:-1], str(tmp_path / "b.json"), "--request-period", "14"])
+    short = [
+        *_periodic_args(server, log, tmp_path / "b.json"),
+        "--request-period",
+        "14",
+    ]
+    failed = perf(*short)
     assert failed.returncode != 0
     assert "Request received final response before request period was reached" in (
         one_error_line(failed)
@@ -396,14 +400,9 @@ def test_request_period_past_the_last_response(
         # garbled when both requests of the group throw at once ("terminate called
         # recursively").
         log.write_text("")
+        pa_args = _periodic_args(server, log, tmp_path / "c.json")
         done = subprocess.run(
-            [
-                os.environ["PERF_ANALYZER"],
-                *args[:-1],
-                str(tmp_path / "c.json"),
-                "--request-period",
-                "14",
-            ],
+            [os.environ["PERF_ANALYZER"], *pa_args, "--request-period", "14"],
             capture_output=True,
             text=True,
             timeout=120,

@@ -15,9 +15,9 @@ the server keeps up.
 gRPC stream, ``start`` requests, then ``step`` more each time every request of the
 latest group has had N responses (counted as perf_analyzer counts them, an empty
 FINAL flag included), until ``end`` were sent (decoupled models that stream, like an
-LLM's tokens); a request that ends with fewer fails the run, in perf_analyzer's words. Measured as one window of ``end``
-requests; the profile export (required, as by perf_analyzer) has every response's
-time.
+LLM's tokens); a request that ends with fewer fails the run, in perf_analyzer's
+words. Measured as one window of ``end`` requests; the profile export (required, as
+by perf_analyzer) has every response's time.
 """
 
 from __future__ import annotations
