@@ -241,11 +241,14 @@ void LoadDriver::NoteError(const std::string& error) {
 }
 
 void LoadDriver::Record(Worker* w, RequestRecord&& record, const std::string& error) {
-  if (!record.ok) NoteError(error);
+  const bool failed = !record.ok;
   {
     std::lock_guard<std::mutex> lock(w->mu);
     w->records.push_back(std::move(record));
   }
+  // Noted after the record is stored: a reader that sees the error and then Drains
+  // finds the failed record.
+  if (failed) NoteError(error);
   // Counted after it is stored: a reader that sees the count can Drain the record.
   completed_.fetch_add(1, std::memory_order_release);
 }
@@ -361,7 +364,7 @@ void LoadDriver::SendNext(Worker* w, size_t step) {
   }
 }
 
-void LoadDriver::Collect(Worker* w) {
+void LoadDriver::Collect(Worker* w, const std::string& failure) {
   for (auto& record : w->done) {
     if (record.sequence_id != 0) {
       // Its sequence may send again (ids of sequences in progress are distinct).
@@ -376,7 +379,7 @@ void LoadDriver::Collect(Worker* w) {
     }
     // A server that is down fails every call at once: keep that from spinning.
     if (!record.ok) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    Record(w, std::move(record), w->async->error());
+    Record(w, std::move(record), failure.empty() ? w->async->error() : failure);
   }
   w->done.clear();
 }
@@ -462,20 +465,19 @@ bool LoadDriver::GroupReachedPeriod(Worker* w, uint64_t first, uint64_t last) co
   return true;
 }
 
+// perf_analyzer's words, where it aborts.
+const char* const kEndedBeforePeriod =
+    "Request received final response before request period was reached. Request "
+    "period must be at most the total number of responses received by any request.";
+
 bool LoadDriver::EndedBeforePeriod(std::vector<RequestRecord>* done) {
   bool ended = false;
   for (RequestRecord& record : *done) {
     if (record.ok && record.responses < static_cast<size_t>(options_.request_period)) {
-      // perf_analyzer aborts the run here; the request fails with its words.
+      // perf_analyzer aborts the run here; the request fails (kEndedBeforePeriod).
       record.ok = false;
       ended = true;
     }
-  }
-  if (ended) {
-    NoteError(
-        "Request received final response before request period was reached. "
-        "Request period must be at most the total number of responses received by "
-        "any request.");
   }
   return ended;
 }
@@ -496,7 +498,7 @@ void LoadDriver::RunPeriodic(Worker* w) {
     // A stream's Poll returns on any response, so each is seen as it comes.
     w->async->Poll(NowNs() + kPollSliceNs, &w->done);
     const bool period_too_long = EndedBeforePeriod(&w->done);
-    Collect(w);
+    Collect(w, period_too_long ? kEndedBeforePeriod : "");
     if (period_too_long) break;  // the rest are answered in Finish; nothing more sent
     if (sent < end && GroupReachedPeriod(w, group_first, sent)) {
       send_group(std::max(1, options_.periodic_step));

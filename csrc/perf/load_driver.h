@@ -114,8 +114,8 @@ class LoadDriver {
   // worker's client numbers them) have each had request_period responses.
   bool GroupReachedPeriod(Worker* worker, uint64_t first, uint64_t last) const;
   // Periodic: fails the finished requests in `done` that had fewer responses than
-  // the request period (their group could never reach it) with perf_analyzer's
-  // error, and tells whether there were any.
+  // the request period (their group could never reach it) and tells whether there
+  // were any; Collect then records them with perf_analyzer's error.
   bool EndedBeforePeriod(std::vector<RequestRecord>* done);
   void Finish(Worker* worker);  // async: waits for the requests still in flight
   void Record(Worker* worker, RequestRecord&& record, const std::string& error);
@@ -124,10 +124,11 @@ class LoadDriver {
   void Execute(Worker* worker, size_t step);
   void EndSequence(Worker* worker);
   // Async: whether another request may go now (a free sequence, or room in the
-  // worker's share), sending it; Collect records Poll's output and frees sequences.
+  // worker's share), sending it; Collect records Poll's output and frees sequences
+  // (a failed request's error: `failure`, or the client's own when empty).
   bool CanSend(Worker* worker) const;
   void SendNext(Worker* worker, size_t step);
-  void Collect(Worker* worker);
+  void Collect(Worker* worker, const std::string& failure = "");
   void EndSequencesAsync(Worker* worker);
   // The parameters of the sequence's next request (starting a new sequence when the
   // last one ended) and the data step it uses.
