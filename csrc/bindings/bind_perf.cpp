@@ -83,11 +83,14 @@ py::array_t<T> ToArray(std::vector<T>&& values) {
 
 // Column-wise records: numpy arrays are what the statistics need, and a few
 // arrays cost far less than one Python object per request.
-py::dict RecordsToDict(std::vector<RequestRecord>&& records) {
+// With `bodies` (Target::keep_bodies) also "request_body" per request and
+// "response_body" per response (aligned with "response_ns"), as object arrays.
+py::dict RecordsToDict(std::vector<RequestRecord>&& records, bool bodies) {
   const size_t n = records.size();
   std::vector<int64_t> start(n), end(n), send(n), recv(n), first(n), count(n),
       offsets(n + 1);
-  std::vector<uint64_t> sequence(n);
+  std::vector<uint64_t> sequence(n), step(n);
+  py::list request_bodies, response_bodies;
   std::vector<uint8_t> ok(n), seq_start(n), seq_end(n);
   std::vector<int64_t> responses;
   offsets[0] = 0;
@@ -98,6 +101,13 @@ py::dict RecordsToDict(std::vector<RequestRecord>&& records) {
     send[i] = r.send_ns;
     recv[i] = r.recv_ns;
     sequence[i] = r.sequence_id;
+    step[i] = r.step;
+    if (bodies) {
+      request_bodies.append(py::str(r.request_body));
+      for (const std::string& body : r.response_bodies) {
+        response_bodies.append(py::str(body));
+      }
+    }
     ok[i] = r.ok ? 1 : 0;
     seq_start[i] = r.sequence_start ? 1 : 0;
     seq_end[i] = r.sequence_end ? 1 : 0;
@@ -119,6 +129,13 @@ py::dict RecordsToDict(std::vector<RequestRecord>&& records) {
   out["first_response_ns"] = ToArray(std::move(first));
   out["response_ns"] = ToArray(std::move(responses));
   out["response_offsets"] = ToArray(std::move(offsets));
+  out["step"] = ToArray(std::move(step));
+  if (bodies) {
+    const py::module_ np = py::module_::import("numpy");
+    out["request_body"] = np.attr("array")(request_bodies, py::arg("dtype") = "object");
+    out["response_body"] =
+        np.attr("array")(response_bodies, py::arg("dtype") = "object");
+  }
   return out;
 }
 
@@ -136,7 +153,9 @@ void RegisterPerf(py::module_& m) {
                        const std::string& grpc_compression, bool grpc_use_ssl,
                        const std::string& grpc_root_certs,
                        const std::string& grpc_private_key,
-                       const std::string& grpc_cert_chain, const py::object& https) {
+                       const std::string& grpc_cert_chain, const py::object& https,
+                       const std::string& endpoint, std::vector<std::string> payloads,
+                       bool keep_bodies) {
              auto target = std::make_shared<Target>();
              target->protocol = protocol;
              target->url = url;
@@ -176,6 +195,9 @@ void RegisterPerf(py::module_& m) {
              target->grpc_tls.private_key = grpc_private_key;
              target->grpc_tls.cert_chain = grpc_cert_chain;
              if (!https.is_none()) target->https = HttpsFrom(https.cast<py::dict>());
+             target->endpoint = endpoint;
+             target->payloads = std::move(payloads);
+             target->keep_bodies = keep_bodies;
              return target;
            }),
            py::arg("protocol"), py::arg("url"), py::arg("model"), py::arg("version"),
@@ -186,7 +208,9 @@ void RegisterPerf(py::module_& m) {
            py::arg("parameters") = py::list(), py::arg("grpc_compression") = "none",
            py::arg("grpc_use_ssl") = false, py::arg("grpc_root_certs") = "",
            py::arg("grpc_private_key") = "", py::arg("grpc_cert_chain") = "",
-           py::arg("https") = py::none());
+           py::arg("https") = py::none(), py::arg("endpoint") = "",
+           py::arg("payloads") = std::vector<std::string>{},
+           py::arg("keep_bodies") = false);
 
   py::class_<LoadDriver>(m, "PerfLoad",
                          "One step of tritonx-perf's load: C++ client threads sending "
@@ -199,7 +223,10 @@ void RegisterPerf(py::module_& m) {
                        int num_sequences, std::vector<int> stream_lengths,
                        bool length_from_stream, std::vector<int64_t> intervals_us,
                        std::vector<std::pair<int64_t, size_t>> schedule_us,
-                       std::tuple<int, int, int> periodic, int request_period) {
+                       std::tuple<int, int, int> periodic, int request_period,
+                       int session_concurrency,
+                       std::vector<std::vector<size_t>> sessions,
+                       std::vector<int64_t> turn_delays_us) {
              LoadOptions options;
              options.concurrency = concurrency;
              options.request_rate = request_rate;
@@ -226,6 +253,12 @@ void RegisterPerf(py::module_& m) {
              std::tie(options.periodic_start, options.periodic_end,
                       options.periodic_step) = periodic;
              options.request_period = request_period;
+             options.session_concurrency = session_concurrency;
+             options.sessions = std::move(sessions);
+             for (const int64_t us : turn_delays_us) {
+               if (us < 0) throw py::value_error("a turn's delay is negative");
+               options.turn_delays_ns.push_back(us * 1000);
+             }
              // Sent in time order; requests due at the same time in the given order.
              std::stable_sort(
                  options.schedule.begin(), options.schedule.end(),
@@ -243,7 +276,9 @@ void RegisterPerf(py::module_& m) {
            py::arg("intervals_us") = std::vector<int64_t>{},
            py::arg("schedule_us") = std::vector<std::pair<int64_t, size_t>>{},
            py::arg("periodic") = std::tuple<int, int, int>{1, 0, 1},
-           py::arg("request_period") = 10)
+           py::arg("request_period") = 10, py::arg("session_concurrency") = 0,
+           py::arg("sessions") = std::vector<std::vector<size_t>>{},
+           py::arg("turn_delays_us") = std::vector<int64_t>{})
       .def(
           "start",
           [](LoadDriver& self) {
@@ -266,7 +301,7 @@ void RegisterPerf(py::module_& m) {
               py::gil_scoped_release release;
               records = self.Drain();
             }
-            return RecordsToDict(std::move(records));
+            return RecordsToDict(std::move(records), self.KeepsBodies());
           },
           "Requests finished since the last drain, as numpy columns.")
       .def("first_error", &LoadDriver::FirstError)

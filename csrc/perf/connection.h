@@ -88,6 +88,15 @@ struct Target {
   std::string grpc_compression = "none";
   GrpcTls grpc_tls;
   HttpsOptions https;
+  // OpenAI service kind (perf_analyzer's --service-kind openai, HTTP only): a
+  // non-empty endpoint ("v1/chat/completions") makes each request an HTTP POST of
+  // payloads[step % size] there instead of a KServe infer request (steps unused);
+  // a server-sent event stream is read event by event, each event a response.
+  std::string endpoint;
+  std::vector<std::string> payloads;
+  // Keep the bodies sent and received in each RequestRecord (the profile export's
+  // request_inputs / response_outputs, and a chat session's history).
+  bool keep_bodies = false;
 };
 
 struct SequenceParams {
@@ -111,6 +120,11 @@ struct RequestRecord {
   // Streams: every response read for it, an empty FINAL flag included (the count
   // perf_analyzer's --request-period is checked against).
   size_t responses = 0;
+  // OpenAI service kind: the payload it sent (its data step, or a chat session's
+  // turn with the history) and one body per response, when Target::keep_bodies.
+  size_t step = 0;
+  std::string request_body;
+  std::vector<std::string> response_bodies;
 };
 
 int64_t NowNs();
@@ -149,6 +163,14 @@ class AsyncClient {
   // (and error()) when it could not even be sent, in which case *failed holds its
   // record.
   virtual bool Send(size_t step, const SequenceParams& seq, RequestRecord* failed) = 0;
+  // OpenAI service kind: like Send, with `payload` as the body instead of the
+  // step's own (a chat session's turn, its history included).
+  virtual bool SendPayload(size_t step, const std::string& payload,
+                           RequestRecord* failed) {
+    error_ = "this client sends no OpenAI payloads";
+    failed->ok = false;
+    return false;
+  }
   // Waits until deadline_ns (steady ns) at most for requests to finish and appends
   // the records of those that did; returns as soon as at least one finished.
   virtual void Poll(int64_t deadline_ns, std::vector<RequestRecord>* done) = 0;

@@ -2,7 +2,8 @@
 // keep-alive connections, one request in flight on each (HTTP/1.1 answers in order,
 // so a connection is busy until its answer is read), a new connection opened when
 // every one is busy, and ppoll() over the busy ones, as libcurl's multi interface
-// does for perf_analyzer.
+// does for perf_analyzer. The OpenAI service kind uses it too: JSON payloads
+// POSTed to an endpoint, each event of a streamed answer a response of its own.
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 
 #include "connection.h"
 #include "http_message.h"
+#include "http_response_reader.h"
 #include "http_socket.h"
 
 namespace tritonx::perf {
@@ -33,35 +35,26 @@ class HttpAsyncClient : public AsyncClient {
   const std::string& BuildError() const { return messages_.error(); }
 
   bool Send(size_t step, const SequenceParams& seq, RequestRecord* failed) override {
-    Conn* conn;
-    if (idle_.empty()) {
-      conns_.push_back(std::make_unique<Conn>());
-      conn = conns_.back().get();
-    } else {
-      conn = idle_.back();
-      idle_.pop_back();
-    }
-    conn->rec = RequestRecord{};
+    Conn* conn = TakeConn();
     MarkSequence(seq, &conn->rec);
-    conn->rec.start_ns = NowNs();
-    conn->step = step;
     // A sequence's request carries its parameters; others are sent prebuilt.
     if (seq.id != 0) {
       conn->message = messages_.WithSequence(step, seq);
     } else {
       conn->message.clear();
     }
-    conn->retried = false;
-    if (!Transmit(conn)) {
-      conn->rec.ok = false;
-      conn->rec.end_ns = NowNs();
-      *failed = std::move(conn->rec);
-      idle_.push_back(conn);
-      return false;
+    if (openai_ && target_->keep_bodies) {
+      conn->rec.request_body = target_->payloads[step % target_->payloads.size()];
     }
-    conn->rec.send_ns = NowNs() - conn->rec.start_ns;
-    busy_.push_back(conn);
-    return true;
+    return Start(conn, step, failed);
+  }
+
+  bool SendPayload(size_t step, const std::string& payload,
+                   RequestRecord* failed) override {
+    Conn* conn = TakeConn();
+    conn->message = messages_.OpenAIRequest(payload);
+    if (target_->keep_bodies) conn->rec.request_body = payload;
+    return Start(conn, step, failed);
   }
 
   void Poll(int64_t deadline_ns, std::vector<RequestRecord>* done) override {
@@ -103,12 +96,57 @@ class HttpAsyncClient : public AsyncClient {
     bool used = false;  // answered a request before: the server may have closed it
     bool retried = false;
     size_t step = 0;
-    std::string message;  // a sequence request's own bytes; empty: the prebuilt one
+    std::string message;  // a request's own bytes; empty: the step's prebuilt one
     int64_t first_byte = 0;
-    std::string buffer;
+    std::string buffer;  // bytes read and not yet parsed
+    HttpResponseReader reader;
+    int64_t reading_ns = 0;  // time spent in Read for the request in flight
     RequestRecord rec;
   };
   enum class Outcome { kPending, kDone, kResent };
+
+  Conn* TakeConn() {
+    Conn* conn;
+    if (idle_.empty()) {
+      conns_.push_back(std::make_unique<Conn>());
+      conn = conns_.back().get();
+    } else {
+      conn = idle_.back();
+      idle_.pop_back();
+    }
+    conn->rec = RequestRecord{};
+    return conn;
+  }
+
+  // Sends conn's request (its message, or the step's prebuilt one); false with
+  // *failed when it could not be sent.
+  bool Start(Conn* conn, size_t step, RequestRecord* failed) {
+    conn->rec.start_ns = NowNs();
+    // The data step the request used (the load counts steps without wrapping).
+    conn->rec.step = openai_ ? step % target_->payloads.size() : step;
+    conn->step = step;
+    conn->retried = false;
+    if (!Transmit(conn)) {
+      conn->rec.ok = false;
+      conn->rec.end_ns = NowNs();
+      *failed = std::move(conn->rec);
+      idle_.push_back(conn);
+      return false;
+    }
+    conn->rec.send_ns = NowNs() - conn->rec.start_ns;
+    busy_.push_back(conn);
+    return true;
+  }
+
+  // OpenAI event streams: each whole event read so far is a response, timed now.
+  void TakeEvents(Conn* conn, bool at_end) {
+    std::string event;
+    while (conn->reader.NextEvent(at_end, &event)) {
+      conn->rec.response_ns.push_back(NowNs());
+      ++conn->rec.responses;
+      if (target_->keep_bodies) conn->rec.response_bodies.push_back(std::move(event));
+    }
+  }
 
   void Close(Conn* conn) {
     conn->sock.Close();
@@ -122,7 +160,10 @@ class HttpAsyncClient : public AsyncClient {
     const std::string& message =
         conn->message.empty() ? messages_.Message(conn->step) : conn->message;
     conn->first_byte = 0;
+    conn->reading_ns = 0;
     conn->buffer.clear();
+    // OpenAI answers are read for their events or body; KServe ones for errors only.
+    conn->reader.Reset(/*keep_body=*/openai_);
     for (int attempt = 0; attempt < 2; ++attempt) {
       // TLS reads need a non-blocking socket (a record may arrive in parts); plain
       // reads use MSG_DONTWAIT on a blocking one.
@@ -147,6 +188,7 @@ class HttpAsyncClient : public AsyncClient {
   }
 
   Outcome Read(Conn* conn) {
+    const int64_t began = NowNs();
     char chunk[65536];
     for (;;) {
       const ssize_t n = conn->sock.Recv(chunk, sizeof(chunk), /*wait=*/false, &error_);
@@ -162,37 +204,49 @@ class HttpAsyncClient : public AsyncClient {
       // EOF or error. Before any byte of an answer on a reused connection: the
       // request never reached the server, send it once more.
       if (n == 0) error_ = "the server closed the connection";
-      if (conn->buffer.empty() && conn->used && !conn->retried) {
+      if (conn->first_byte == 0 && conn->used && !conn->retried) {
         Close(conn);
         conn->retried = true;
         if (Transmit(conn)) return Outcome::kResent;
       }
       return Fail(conn);
     }
-    HttpResponse response;
-    size_t consumed = 0;
-    const ParseResult parsed =
-        ParseHttpResponse(conn->buffer, &response, &consumed, &error_);
-    if (parsed == ParseResult::kIncomplete) return Outcome::kPending;
+    HttpResponseReader& reader = conn->reader;
+    const ParseResult parsed = reader.Feed(&conn->buffer, &error_);
     if (parsed == ParseResult::kError) return Fail(conn);
+    const bool events = openai_ && reader.event_stream() && reader.status() == 200;
+    if (events) TakeEvents(conn, parsed == ParseResult::kComplete);
+    if (parsed == ParseResult::kIncomplete) {
+      conn->reading_ns += NowNs() - began;
+      return Outcome::kPending;
+    }
     RequestRecord& rec = conn->rec;
     rec.end_ns = NowNs();
-    rec.recv_ns = rec.end_ns - conn->first_byte;
-    conn->buffer.erase(0, consumed);
+    // An event stream's bytes come as the model makes them: its receive time is the
+    // time spent reading them, not the span from the first byte to the last.
+    rec.recv_ns = events ? conn->reading_ns + (rec.end_ns - began)
+                         : rec.end_ns - conn->first_byte;
     conn->used = true;
-    if (response.close) Close(conn);
-    if (response.status != 200) {
-      error_ = "HTTP " + std::to_string(response.status) + ": " +
-               HttpErrorText(response.body);
+    if (reader.close()) Close(conn);
+    if (reader.status() != 200) {
+      error_ = "HTTP " + std::to_string(reader.status()) + ": " +
+               HttpErrorText(reader.body());
       rec.ok = false;
       return Outcome::kDone;
     }
     rec.ok = true;
-    rec.response_ns.push_back(rec.end_ns);
+    if (!events) {  // one answer: a KServe response or a whole OpenAI body
+      rec.response_ns.push_back(rec.end_ns);
+      rec.responses = 1;
+      if (openai_ && target_->keep_bodies) {
+        rec.response_bodies.push_back(std::move(reader.body()));
+      }
+    }
     return Outcome::kDone;
   }
 
   std::shared_ptr<const Target> target_;
+  const bool openai_ = !target_->endpoint.empty();
   HttpMessages messages_;
   std::shared_ptr<HttpTlsContext> tls_;       // null: plain HTTP
   std::vector<std::unique_ptr<Conn>> conns_;  // every connection ever opened

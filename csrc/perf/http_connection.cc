@@ -16,6 +16,7 @@
 
 #include "connection.h"
 #include "http_message.h"
+#include "http_response_reader.h"
 #include "http_socket.h"
 
 namespace tritonx::perf {
@@ -109,19 +110,16 @@ class HttpConnection : public Connection {
   }
 
   bool ReadResponse(int* status, std::string* body, int64_t* first_byte) {
-    HttpResponse response;
-    size_t consumed = 0;
+    reader_.Reset(/*keep_body=*/false);
     for (;;) {
-      const ParseResult parsed =
-          ParseHttpResponse(buffer_, &response, &consumed, &error_);
+      const ParseResult parsed = reader_.Feed(&buffer_, &error_);
       if (parsed == ParseResult::kError) return false;
       if (parsed == ParseResult::kComplete) break;
       if (!Fill(first_byte)) return false;
     }
-    *status = response.status;
-    *body = std::move(response.body);
-    buffer_.erase(0, consumed);
-    if (response.close) Close();
+    *status = reader_.status();
+    *body = std::move(reader_.body());
+    if (reader_.close()) Close();
     return true;
   }
 
@@ -129,7 +127,8 @@ class HttpConnection : public Connection {
   HttpMessages messages_;
   std::shared_ptr<HttpTlsContext> tls_;  // null: plain HTTP
   HttpSocket socket_;
-  std::string buffer_;
+  std::string buffer_;  // bytes read and not yet parsed
+  HttpResponseReader reader_;
 };
 
 }  // namespace

@@ -166,14 +166,6 @@ bool BuildBody(const Target& target, const std::vector<InputData>& inputs,
   return true;
 }
 
-bool IEquals(const char* a, size_t n, const char* b) {
-  if (strlen(b) != n) return false;
-  for (size_t i = 0; i < n; ++i) {
-    if (tolower(static_cast<unsigned char>(a[i])) != b[i]) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 bool AppendJsonTensorData(const InputData& in, std::string* out, std::string* error) {
@@ -265,6 +257,14 @@ bool AppendJsonTensorData(const InputData& in, std::string* out, std::string* er
 }
 
 HttpMessages::HttpMessages(const Target& target) : target_(target) {
+  if (!target.endpoint.empty()) {
+    path_ = "/" + target.endpoint.substr(target.endpoint.find_first_not_of('/'));
+    for (const std::string& payload : target.payloads) {
+      whole_.push_back(OpenAIRequest(payload));
+    }
+    if (whole_.empty()) error_ = "no request to send";
+    return;
+  }
   path_ = "/v2/models/" + target.model;
   if (!target.version.empty()) path_ += "/versions/" + target.version;
   path_ += "/infer";
@@ -310,10 +310,14 @@ std::string HttpMessages::WithSequence(size_t step, const SequenceParams& seq) c
   return Compose(json, binaries_[index]);
 }
 
+std::string HttpMessages::OpenAIRequest(const std::string& payload) const {
+  return Compose(payload, "");
+}
+
 std::string HttpMessages::Compose(const std::string& json,
                                   const std::string& binary) const {
   std::string message = "POST " + path_ + " HTTP/1.1\r\nHost: " + target_.url + "\r\n";
-  if (target_.json_inputs) {
+  if (target_.json_inputs || !target_.endpoint.empty()) {
     // Plain JSON: no binary tensor extension header.
     message += "Content-Type: application/json\r\n";
   } else {
@@ -329,71 +333,6 @@ std::string HttpMessages::Compose(const std::string& json,
   message += json;
   message += binary;
   return message;
-}
-
-ParseResult ParseHttpResponse(const std::string& buffer, HttpResponse* response,
-                              size_t* consumed, std::string* error) {
-  const size_t header_end = buffer.find("\r\n\r\n");
-  if (header_end == std::string::npos) return ParseResult::kIncomplete;
-  // Status line: HTTP/1.1 200 OK
-  const auto space = buffer.find(' ');
-  if (buffer.compare(0, 5, "HTTP/") != 0 || space == std::string::npos ||
-      space > header_end) {
-    *error = "malformed HTTP response";
-    return ParseResult::kError;
-  }
-  response->status = atoi(buffer.c_str() + space + 1);
-  response->close = false;
-  response->body.clear();
-  int64_t content_length = -1;
-  bool chunked = false;
-  size_t line = buffer.find("\r\n") + 2;
-  while (line < header_end) {
-    const size_t eol = buffer.find("\r\n", line);
-    const size_t colon = buffer.find(':', line);
-    if (colon != std::string::npos && colon < eol) {
-      size_t value = colon + 1;
-      while (value < eol && buffer[value] == ' ') ++value;
-      const char* name = buffer.data() + line;
-      const size_t name_len = colon - line;
-      const std::string v = buffer.substr(value, eol - value);
-      if (IEquals(name, name_len, "content-length")) {
-        content_length = atoll(v.c_str());
-      } else if (IEquals(name, name_len, "transfer-encoding")) {
-        chunked = v.find("chunked") != std::string::npos;
-      } else if (IEquals(name, name_len, "connection")) {
-        response->close = v.find("close") != std::string::npos;
-      }
-    }
-    line = eol + 2;
-  }
-  const bool keep = response->status != 200;
-  size_t pos = header_end + 4;
-  if (chunked) {
-    for (;;) {
-      const size_t eol = buffer.find("\r\n", pos);
-      if (eol == std::string::npos) return ParseResult::kIncomplete;
-      char* end = nullptr;
-      const size_t size = strtoull(buffer.c_str() + pos, &end, 16);
-      if (end == buffer.c_str() + pos) {
-        *error = "malformed chunked HTTP response";
-        return ParseResult::kError;
-      }
-      if (buffer.size() < eol + 2 + size + 2) return ParseResult::kIncomplete;
-      if (keep) response->body.append(buffer, eol + 2, size);
-      pos = eol + 2 + size + 2;
-      if (size == 0) break;
-    }
-  } else {
-    if (content_length < 0) content_length = 0;
-    if (buffer.size() < pos + static_cast<size_t>(content_length)) {
-      return ParseResult::kIncomplete;
-    }
-    if (keep) response->body.assign(buffer, pos, static_cast<size_t>(content_length));
-    pos += static_cast<size_t>(content_length);
-  }
-  *consumed = pos;
-  return ParseResult::kComplete;
 }
 
 std::string HttpErrorText(const std::string& body) {

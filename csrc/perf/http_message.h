@@ -13,7 +13,8 @@
 
 namespace tritonx::perf {
 
-// Every request template of a Target as complete HTTP messages, built once.
+// Every request template of a Target as complete HTTP messages, built once (for
+// the OpenAI service kind: each payload POSTed to the endpoint).
 // Thread-safety: immutable after construction; Message/WithSequence are const.
 // Ownership: owns the built messages; borrows the Target, which outlives it.
 class HttpMessages {
@@ -27,6 +28,8 @@ class HttpMessages {
   const std::string& Message(size_t step) const { return whole_[step % whole_.size()]; }
   // The same request carrying sequence id/start/end parameters.
   std::string WithSequence(size_t step, const SequenceParams& seq) const;
+  // OpenAI service kind: a POST of `payload` (JSON) to the target's endpoint.
+  std::string OpenAIRequest(const std::string& payload) const;
 
  private:
   std::string Compose(const std::string& json, const std::string& binary) const;
@@ -46,20 +49,6 @@ class HttpMessages {
 // tensor format) decoded from its raw little-endian bytes; false with *error when
 // the bytes do not fit the datatype and shape.
 bool AppendJsonTensorData(const InputData& input, std::string* out, std::string* error);
-
-// One parsed response. Only a non-200 answer keeps its body (the error text).
-struct HttpResponse {
-  int status = 0;
-  bool close = false;  // the server ends the connection after it
-  std::string body;
-};
-
-enum class ParseResult { kIncomplete, kComplete, kError };
-
-// Parses the response at the front of `buffer` (Content-Length or chunked body).
-// kComplete sets *consumed to its length; kError sets *error.
-ParseResult ParseHttpResponse(const std::string& buffer, HttpResponse* response,
-                              size_t* consumed, std::string* error);
 
 // A connected TCP socket (TCP_NODELAY) to host:port; -1 with *error when not.
 int OpenHttpSocket(const std::string& url, std::string* error);

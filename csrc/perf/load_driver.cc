@@ -1,5 +1,9 @@
 #include "load_driver.h"
 
+#ifdef TRITONX_PERF_CHAT
+#include "chat_history.h"
+#endif
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -60,10 +64,13 @@ bool LoadDriver::Start(std::string* error) {
     *error = "periodic concurrency needs an asynchronous gRPC stream";
     return false;
   }
+  const bool sessions = options_.session_concurrency > 0;
+  if (sessions && !SessionsReady(error)) return false;
   const bool open_loop = OpenLoop();
-  const bool async = options_.async;
+  const bool async = options_.async || sessions;
   const bool sequences = options_.sequence_length > 0;
   int count = periodic    ? 1
+              : sessions  ? options_.session_concurrency
               : open_loop ? std::max(1, options_.max_threads)
                           : options_.concurrency;
   // Async: requests (closed loop) or sequences (open loop) spread over the workers.
@@ -74,7 +81,7 @@ bool LoadDriver::Start(std::string* error) {
   } else if (async && !open_loop) {
     count = std::min(count, std::max(1, options_.max_threads));
   }
-  if (target_->steps.empty()) {
+  if (target_->steps.empty() && target_->payloads.empty()) {
     *error = "no request to send";
     return false;
   }
@@ -118,13 +125,16 @@ bool LoadDriver::Start(std::string* error) {
   }
   stop_.store(false);
   sent_.store(0);
+  next_session_.store(0);
   next_send_ns_ = start_ns_ = NowNs();
   next_interval_ = 0;
   next_scheduled_ = 0;
   for (auto& worker : workers_) {
     Worker* w = worker.get();
-    w->thread = std::thread([this, w, open_loop, periodic] {
-      if (periodic) {
+    w->thread = std::thread([this, w, open_loop, periodic, sessions] {
+      if (sessions) {
+        RunSessions(w);
+      } else if (periodic) {
         RunPeriodic(w);
       } else if (w->async) {
         if (open_loop) {
@@ -505,6 +515,81 @@ void LoadDriver::RunPeriodic(Worker* w) {
     }
   }
   Finish(w);
+}
+
+bool LoadDriver::SessionsReady(std::string* error) const {
+#ifndef TRITONX_PERF_CHAT
+  *error = "chat sessions are not available in this build (RapidJSON was missing)";
+  return false;
+#else
+  if (target_->endpoint.empty()) {
+    *error = "chat sessions need the OpenAI service kind";
+    return false;
+  }
+  for (const auto& session : options_.sessions) {
+    for (const size_t turn : session) {
+      if (turn >= target_->payloads.size() || turn >= options_.turn_delays_ns.size()) {
+        *error = "a session's turn has no payload";
+        return false;
+      }
+    }
+  }
+  return true;
+#endif
+}
+
+bool LoadDriver::Pause(int64_t ns) const {
+  const int64_t until = NowNs() + ns;
+  while (!stop_.load(std::memory_order_relaxed)) {
+    const int64_t left = until - NowNs();
+    if (left <= 0) return true;
+    std::this_thread::sleep_for(std::chrono::nanoseconds(std::min(left, kPollSliceNs)));
+  }
+  return false;
+}
+
+void LoadDriver::RunSessions(Worker* w) {
+#ifdef TRITONX_PERF_CHAT
+  for (;;) {
+    const size_t index = next_session_.fetch_add(1);
+    if (index >= options_.sessions.size()) return;
+    const std::vector<size_t>& turns = options_.sessions[index];
+    ChatHistory history;
+    for (size_t k = 0; k < turns.size(); ++k) {
+      if (stop_.load(std::memory_order_relaxed)) return;
+      const size_t step = turns[k];
+      std::string payload, error;
+      RequestRecord record;
+      if (!history.NextPayload(target_->payloads[step], &payload, &error)) {
+        record.step = step;
+        record.start_ns = record.end_ns = NowNs();
+        Record(w, std::move(record), error);
+        return;
+      }
+      if (!w->async->SendPayload(step, payload, &record)) {
+        Record(w, std::move(record), w->async->error());
+        return;
+      }
+      // One turn in flight: its answer is the next turn's history.
+      while (w->done.empty()) {
+        if (stop_.load(std::memory_order_relaxed)) return Finish(w);
+        w->async->Poll(NowNs() + kPollSliceNs, &w->done);
+      }
+      record = std::move(w->done.front());
+      w->done.clear();
+      error = w->async->error();
+      if (record.ok && !history.AddAnswer(record.response_bodies, &error)) {
+        record.ok = false;
+      }
+      const bool ok = record.ok;
+      Record(w, std::move(record), error);
+      if (!ok) return;  // the rest of this session would lack its history
+      if (k + 1 < turns.size() && !Pause(options_.turn_delays_ns[step])) return;
+    }
+  }
+#else
+  (void)w;
+#endif
 }
 
 }  // namespace tritonx::perf

@@ -12,7 +12,10 @@
 //     request at its own time after the start, with its own data step, once.
 //   - periodic concurrency (perf_analyzer's --periodic-concurrency-range, a gRPC
 //     stream): a first group of requests, then another each time every request of
-//     the latest group has had request_period responses, up to a total.
+//     the latest group has had request_period responses, up to a total;
+//   - chat sessions (perf_analyzer's --session-concurrency, OpenAI service kind):
+//     N sessions at a time, each sending its turns one by one with the
+//     conversation so far, pausing between them as the data says.
 // With async (perf_analyzer's --async) a worker keeps many requests in flight
 // through an AsyncClient instead of one through a Connection: closed loop, the
 // concurrency is split over min(max_threads, concurrency) workers; open loop, every
@@ -78,6 +81,15 @@ struct LoadOptions {
   // Requests to send in all (perf_analyzer's --request-count and the warm-up);
   // 0: until Stop. Workers end by themselves once the last one is answered.
   uint64_t max_requests = 0;
+  // session_concurrency > 0 selects chat sessions (perf_analyzer's
+  // --session-concurrency; OpenAI service kind): that many workers, each running
+  // whole sessions one after another until every session ran once. A session sends
+  // its turns (indexes into Target::payloads) in order, one at a time, each with
+  // the conversation so far (chat_history.h), and waits turn_delays_ns[turn's
+  // payload] after each answer but the last before the next turn.
+  int session_concurrency = 0;
+  std::vector<std::vector<size_t>> sessions;
+  std::vector<int64_t> turn_delays_ns;
 };
 
 // Thread-safety: Start/Stop from one controlling thread; Drain, FirstError,
@@ -101,6 +113,7 @@ class LoadDriver {
   std::string FirstError();
   uint64_t Delayed() const { return delayed_.load(); }
   uint64_t Completed() const { return completed_.load(); }
+  bool KeepsBodies() const { return target_->keep_bodies; }
 
  private:
   struct Worker;
@@ -110,6 +123,11 @@ class LoadDriver {
   void RunAsyncClosed(Worker* worker);
   void RunAsyncOpen(Worker* worker);
   void RunPeriodic(Worker* worker);
+  void RunSessions(Worker* worker);
+  // Sessions: whether this build and the options can run them (else *error).
+  bool SessionsReady(std::string* error) const;
+  // Sessions: sleeps up to `ns`, waking early on Stop; false when stopped.
+  bool Pause(int64_t ns) const;
   // Periodic: whether the requests numbered first..last (the latest group, as the
   // worker's client numbers them) have each had request_period responses.
   bool GroupReachedPeriod(Worker* worker, uint64_t first, uint64_t last) const;
@@ -148,6 +166,7 @@ class LoadDriver {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> next_step_{0};
+  std::atomic<size_t> next_session_{0};
   std::atomic<uint64_t> sent_{0};
   std::atomic<uint64_t> delayed_{0};
   std::atomic<uint64_t> completed_{0};

@@ -695,6 +695,9 @@ class PerfTarget:
         grpc_private_key: bytes = b"",
         grpc_cert_chain: bytes = b"",
         https: dict[str, int | str] | None = None,
+        endpoint: str = "",
+        payloads: Sequence[str] = ...,
+        keep_bodies: bool = False,
     ) -> None: ...
 
 class PerfLoad:
@@ -719,6 +722,9 @@ class PerfLoad:
         schedule_us: Sequence[tuple[int, int]] = ...,
         periodic: tuple[int, int, int] = (1, 0, 1),
         request_period: int = 10,
+        session_concurrency: int = 0,
+        sessions: Sequence[Sequence[int]] = ...,
+        turn_delays_us: Sequence[int] = ...,
     ) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...

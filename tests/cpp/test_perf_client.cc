@@ -1,7 +1,7 @@
-// tritonx-perf's load generator core (csrc/perf): the HTTP response parser, the JSON
-// tensor encoding and request parameters, and the LoadDriver's HTTP clients against
-// a loopback server written here (sync and async, closed and open loop, custom
-// intervals, sequences).
+// tritonx-perf's load generator core (csrc/perf): the JSON tensor encoding and
+// request parameters, and the LoadDriver's HTTP clients against a loopback server
+// written here (sync and async, closed and open loop, custom intervals, sequences).
+// The HTTP response reader has its own file (test_http_response_reader.cc).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -25,53 +25,6 @@
 
 namespace tritonx::perf {
 namespace {
-
-ParseResult Parse(const std::string& text, HttpResponse* response, size_t* consumed) {
-  std::string error;
-  return ParseHttpResponse(text, response, consumed, &error);
-}
-
-TEST(HttpParse, ContentLengthAndPartialReads) {
-  const std::string full =
-      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n"
-      "hello";
-  HttpResponse response;
-  size_t consumed = 0;
-  // Every proper prefix is incomplete, the whole is complete.
-  for (size_t n = 0; n < full.size(); ++n) {
-    EXPECT_EQ(Parse(full.substr(0, n), &response, &consumed), ParseResult::kIncomplete)
-        << n;
-  }
-  // A following response stays in the buffer.
-  ASSERT_EQ(Parse(full + "HTTP/1.1 200", &response, &consumed), ParseResult::kComplete);
-  EXPECT_EQ(consumed, full.size());
-  EXPECT_EQ(response.status, 200);
-  EXPECT_FALSE(response.close);
-  EXPECT_TRUE(response.body.empty());  // success bodies are only consumed
-}
-
-TEST(HttpParse, ChunkedErrorBodyAndClose) {
-  const std::string text =
-      "HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\nconnection: close\r\n"
-      "\r\n9\r\n{\"error\":\r\n7\r\n\"bad x\"\r\n1\r\n}\r\n0\r\n\r\n";
-  HttpResponse response;
-  size_t consumed = 0;
-  ASSERT_EQ(Parse(text, &response, &consumed), ParseResult::kComplete);
-  EXPECT_EQ(consumed, text.size());
-  EXPECT_EQ(response.status, 400);
-  EXPECT_TRUE(response.close);
-  EXPECT_EQ(response.body, "{\"error\":\"bad x\"}");
-  EXPECT_EQ(HttpErrorText(response.body), "bad x");
-  EXPECT_EQ(Parse(text.substr(0, text.size() - 2), &response, &consumed),
-            ParseResult::kIncomplete);
-}
-
-TEST(HttpParse, MalformedStatusLine) {
-  HttpResponse response;
-  size_t consumed = 0;
-  EXPECT_EQ(Parse("SSH-2.0-OpenSSH\r\n\r\n", &response, &consumed),
-            ParseResult::kError);
-}
 
 InputData Tensor(const std::string& datatype, std::string data) {
   InputData in;

@@ -361,7 +361,10 @@ def test_flag_refusals_and_version(server: RunningServer) -> None:
         "rate": (["--trace-rate", "0"], "--trace-rate must be > 0"),
         # The server refuses what its network API may not change, as Triton does.
         "trace file": (["--trace-file", "/tmp/x.json"], "trace file location"),
-        "service kind": (["--service-kind", "openai"], "unsupported --service-kind"),
+        "service kind": (
+            ["--service-kind", "openai"],
+            "Must supply --input-data for OpenAI service kind.",
+        ),
         "binary without threshold": (
             ["--binary-search", "--concurrency-range", "1:4"],
             "latency threshold can not be 0",

@@ -21,6 +21,11 @@ from tritonx.tools.perf.load_modes import (
     fixed_schedule_from_args,
     periodic_from_args,
 )
+from tritonx.tools.perf.openai_kind import (
+    add_openai_flags,
+    check_openai_flags,
+    run_openai,
+)
 from tritonx.tools.perf.shm import (
     CudaSharedMemory,
     SystemSharedMemory,
@@ -214,11 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="name[:version],... : models the measured BLS model calls, reported "
         "beside it (an ensemble's steps are found in its config)",
     )
-    p.add_argument(
-        "--service-kind",
-        default="triton",
-        help="triton (KServe V2 / Triton servers; the only kind tritonx-perf measures)",
-    )
+    add_openai_flags(p)
     p.add_argument("--version", action="version", version=_version())
     p.add_argument("--seed", type=int, default=0, help="random data and schedule seed")
     p.add_argument(
@@ -244,11 +245,7 @@ def _validate(args: argparse.Namespace) -> None:
             "--input-tensor-format/--output-tensor-format json need -i http "
             "(gRPC tensors are always binary)"
         )
-    if args.service_kind != "triton":
-        raise PerfError(
-            f"unsupported --service-kind '{args.service_kind}': tritonx-perf measures "
-            "KServe V2 / Triton servers (triton)"
-        )
+    check_openai_flags(args)
     if args.async_mode and args.sync:
         raise PerfError("cannot specify both --async and --sync")
     checks = [
@@ -294,10 +291,18 @@ def _sequence_ids(text: str | None) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     _validate(args)
+    if args.service_kind == "openai":
+        args.protocol = "http"  # what the OpenAI kind speaks, whatever -i says
+        return run_openai(args, transport_options(args))
     transport = transport_options(args)
     from tritonx import _native
     from tritonx.tools.perf import inputs as inp
-    from tritonx.tools.perf.measure import MeasureOptions, run_step, warm_up
+    from tritonx.tools.perf.measure import (
+        measure_options,
+        run_step,
+        started,
+        warm_up,
+    )
     from tritonx.tools.perf.metrics import MetricsCollector, report_lines
     from tritonx.tools.perf.progress import Progress
     from tritonx.tools.perf.report import (
@@ -404,17 +409,7 @@ def run(args: argparse.Namespace) -> int:
             json_outputs=args.output_tensor_format == "json",
             **transport.target,
         )
-        options = MeasureOptions(
-            interval_ms=args.measurement_interval,
-            count_windows=args.measurement_mode == "count_windows",
-            request_count=args.measurement_request_count,
-            stability_pct=args.stability_percentage,
-            max_trials=args.max_trials,
-            percentile=args.percentile,
-            batch=args.batch,
-            total_requests=args.request_count,
-            latency_threshold_us=args.latency_threshold * 1000,
-        )
+        options = measure_options(args)
         # As perf_analyzer: async by default at a request rate (so --max-threads
         # does not cap the requests in flight), for sequence models (many
         # sequences in flight, one request each) and for streaming (many requests
@@ -477,11 +472,7 @@ def run(args: argparse.Namespace) -> int:
                     intervals_us=transport.intervals_us,
                     **mode_options,  # type: ignore[arg-type]
                 )
-                try:
-                    load.start()
-                except RuntimeError as exc:
-                    raise PerfError(str(exc)) from None
-                return load
+                return started(load)
 
             if args.warmup_request_count:
                 warm_up(

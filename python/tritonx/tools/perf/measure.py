@@ -23,6 +23,7 @@ latency distribution depends on it:
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,22 @@ class MeasureOptions:
     total_requests: int = 0  # --request-count: one window of this many requests
     latency_threshold_us: float = 0.0  # --latency-threshold; 0: none
     async_mode: bool = False
+
+
+def measure_options(args: argparse.Namespace) -> MeasureOptions:
+    """The measurement flags of a parsed tritonx-perf command line."""
+    return MeasureOptions(
+        interval_ms=args.measurement_interval,
+        count_windows=args.measurement_mode == "count_windows",
+        request_count=args.measurement_request_count,
+        stability_pct=args.stability_percentage,
+        max_trials=args.max_trials,
+        percentile=args.percentile,
+        batch=args.batch,
+        total_requests=args.request_count,
+        latency_threshold_us=args.latency_threshold * 1000,
+        async_mode=args.async_mode,
+    )
 
 
 # perf_analyzer sleeps this multiple of --measurement-interval per time window.
@@ -118,29 +135,28 @@ class StepResult:
         return sum(w.seconds for w in self.windows)
 
 
+# Columns with one entry per response (the others have one per request), and the
+# offsets that map requests to their responses.
+RESPONSE_COLUMNS = ("response_ns", "response_body")
+OFFSETS = "response_offsets"
+
+
+def _offsets(counts: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
 def concat(chunks: list[Columns]) -> Columns:
     chunks = [c for c in chunks if c and len(c["start_ns"])]
     if not chunks:
         return empty_columns()
-    out: Columns = {}
-    for key in (
-        "start_ns",
-        "end_ns",
-        "send_ns",
-        "recv_ns",
-        "sequence_id",
-        "ok",
-        "sequence_start",
-        "sequence_end",
-        "response_count",
-        "first_response_ns",
-    ):
-        out[key] = np.concatenate([c[key] for c in chunks])
-    # Per-request response times: rebuild the offsets over the concatenation.
-    out["response_ns"] = np.concatenate([c["response_ns"] for c in chunks])
-    out["response_offsets"] = np.concatenate(
-        [[0], np.cumsum(out["response_count"])]
-    ).astype(np.int64)
+    # Optional columns ("step", the OpenAI bodies) are those of the first chunk:
+    # every drain of one load has the same.
+    out: Columns = {
+        key: np.concatenate([c[key] for c in chunks])
+        for key in chunks[0]
+        if key != OFFSETS
+    }
+    out[OFFSETS] = _offsets(out["response_count"])
     return out
 
 
@@ -158,22 +174,19 @@ def empty_columns() -> Columns:
         "response_count": ints,
         "first_response_ns": ints,
         "response_ns": ints,
-        "response_offsets": np.zeros(1, dtype=np.int64),
+        OFFSETS: np.zeros(1, dtype=np.int64),
     }
 
 
 def select(columns: Columns, mask: np.ndarray[Any, Any]) -> Columns:
-    out = {
-        k: v[mask]
-        for k, v in columns.items()
-        if k not in ("response_ns", "response_offsets")
-    }
-    # Each request's response times follow each other: keep those of the kept ones.
+    # Each request's responses follow each other: keep those of the kept requests.
     keep = np.repeat(mask, columns["response_count"])
-    out["response_ns"] = columns["response_ns"][keep]
-    out["response_offsets"] = np.concatenate(
-        [[0], np.cumsum(out["response_count"])]
-    ).astype(np.int64)
+    out = {
+        k: v[keep] if k in RESPONSE_COLUMNS else v[mask]
+        for k, v in columns.items()
+        if k != OFFSETS
+    }
+    out[OFFSETS] = _offsets(out["response_count"])
     return out
 
 
@@ -380,6 +393,15 @@ def _run_counted(
     )
     window = Window(start, end, records, delta)
     return StepResult(mode, value, [window], [window], True, int(load.delayed))
+
+
+def started(load: Any) -> Any:
+    """Starts a _native.PerfLoad; a connection it cannot open is a PerfError."""
+    try:
+        load.start()
+    except RuntimeError as exc:
+        raise PerfError(str(exc)) from None
+    return load
 
 
 def warm_up(load: Any, count: int) -> None:

@@ -158,7 +158,7 @@ def print_settings(args: argparse.Namespace, sequence: bool, sweep: Sweep) -> No
     """perf_analyzer's "Measurement Settings" header, from the parsed flags."""
     print("*** Measurement Settings ***")
     print(f"  Batch size: {args.batch}")
-    print("  Service Kind: TRITON")
+    print(f"  Service Kind: {getattr(args, 'service_kind', 'triton').upper()}")
     if args.measurement_mode == "count_windows":
         print('  Using "count_windows" mode for stabilization')
         print(
@@ -182,6 +182,11 @@ def print_settings(args: argparse.Namespace, sequence: bool, sweep: Sweep) -> No
         print(
             f"  Periodic concurrency: {args.periodic_concurrency_range} "
             f"(a group more each {args.request_period} responses)"
+        )
+    elif getattr(args, "session_concurrency", None):
+        print(
+            f"  Session concurrency: {args.session_concurrency} chat sessions at a "
+            f"time ({args.request_count} turns in all)"
         )
     elif getattr(args, "request_intervals", None):
         # The intervals' step runs as a request rate (transport.py): no range.
@@ -396,17 +401,35 @@ def write_csv(
             writer.writerow(row)
 
 
+# The profile export's request_inputs of an OpenAI request: (its data step, the body
+# it sent) -> {"payload": ..., and for a chat turn "session_id" and "delay"}.
+RequestInputs = Callable[[int, str], dict[str, Any]]
+
+
 class ProfileExport:
     """--profile-export-file: every request of every window, with wall-clock
-    nanosecond timestamps (perf_analyzer's `experiments` layout)."""
+    nanosecond timestamps (perf_analyzer's `experiments` layout); for the OpenAI
+    service kind also what each request sent and each response said, as
+    perf_analyzer writes them (genai-perf reads them)."""
 
-    def __init__(self, model: str, version: str, protocol: str) -> None:
+    def __init__(
+        self,
+        model: str,
+        version: str,
+        protocol: str,
+        service_kind: str = "triton",
+        endpoint: str = "",
+        request_inputs: RequestInputs | None = None,
+    ) -> None:
         # The load's clock is monotonic; one offset turns it into epoch time.
         self._offset = time.time_ns() - _native.perf_now_ns()
         self._experiments: list[dict[str, Any]] = []
         self._model = model
         self._version = version
         self._protocol = protocol
+        self._service_kind = service_kind
+        self._endpoint = endpoint
+        self._request_inputs = request_inputs
 
     def add(self, step: StepResult) -> None:
         requests = []
@@ -415,17 +438,25 @@ class ProfileExport:
             boundaries += [window.start_ns + self._offset, window.end_ns + self._offset]
             r = window.records
             offsets = r["response_offsets"]
+            bodies = self._request_inputs is not None and "request_body" in r
             for i in range(len(r["start_ns"])):
                 times = r["response_ns"][offsets[i] : offsets[i + 1]] + self._offset
-                requests.append(
-                    {
-                        "timestamp": int(r["start_ns"][i] + self._offset),
-                        "sequence_id": int(r["sequence_id"][i]),
-                        "response_timestamps": [int(t) for t in times],
-                        "end_timestamp": int(r["end_ns"][i] + self._offset),
-                        "success": bool(r["ok"][i]),
-                    }
-                )
+                request: dict[str, Any] = {
+                    "timestamp": int(r["start_ns"][i] + self._offset),
+                    "sequence_id": int(r["sequence_id"][i]),
+                    "response_timestamps": [int(t) for t in times],
+                    "end_timestamp": int(r["end_ns"][i] + self._offset),
+                    "success": bool(r["ok"][i]),
+                }
+                if bodies and self._request_inputs is not None:
+                    request["request_inputs"] = self._request_inputs(
+                        int(r["step"][i]), str(r["request_body"][i])
+                    )
+                    request["response_outputs"] = [
+                        {"response": str(text)}
+                        for text in r["response_body"][offsets[i] : offsets[i + 1]]
+                    ]
+                requests.append(request)
         value: float | int = (
             int(step.value) if step.mode == "concurrency" else step.value
         )
@@ -443,8 +474,8 @@ class ProfileExport:
         document = {
             "experiments": self._experiments,
             "version": f"tritonx-perf {__version__}",
-            "service_kind": "triton",
-            "endpoint": "",
+            "service_kind": self._service_kind,
+            "endpoint": self._endpoint,
             "model": self._model,
             "model_version": self._version,
             "protocol": self._protocol,
