@@ -119,6 +119,12 @@ def _input_names(wire: bytes) -> Answer:
     return Answer("INVALID_ARGUMENT", ",".join(repr(t.name) for t in request.inputs))
 
 
+def _named_alone(wire: bytes) -> Answer:
+    """A stand-in for tritonx: the first parameter of the request named invalid."""
+    request = service_pb2.ModelInferRequest.FromString(wire)
+    return Answer("INVALID_ARGUMENT", BAD_TYPE.format(sorted(request.parameters)[0]))
+
+
 def _http(method: str, path: str, json_text: bytes = b"", replay: Any = None) -> Sent:
     wire = f"{method} {path} HTTP/1.1\r\n\r\n".encode() + json_text
     return Sent("http", wire, json_text, ask_ours=replay)
@@ -247,6 +253,30 @@ def _bytes_input(shape: list[int]) -> bytes:
             Answer("200", '{"id": "ab\\u0000cd", "model_name": "m"}'),
             Answer("500", "parameter key 'k' was not found in the JSON"),
             "nul-in-string",
+        ),
+        (  # generate: the body's fields are parameters, a NUL key cut too
+            _http("POST", "/v2/models/m/generate", b'{"\\u0000": null}'),
+            Answer("400", "parameter '\0' has invalid type."),
+            Answer("500", "parameter key '' was not found in the JSON"),
+            "nul-in-string",
+        ),
+        (  # generate's own "parameters" object
+            _http(
+                "POST", "/v2/models/m/generate", b'{"parameters": {"\\u0000": null}}'
+            ),
+            Answer("400", "Converting keyword: 'parameters': parameter '\0' ..."),
+            Answer(
+                "500",
+                "Converting keyword: 'parameters': parameter key '' was not found in "
+                "the JSON",
+            ),
+            "nul-in-string",
+        ),
+        (  # not generate: a top-level field is no parameter
+            _http("POST", "/v2/models/m/infer", b'{"\\u0000": null}'),
+            Answer("400", "parameter '\0' has invalid type."),
+            Answer("500", "parameter key '' was not found in the JSON"),
+            None,
         ),
         (  # an id cut to nothing: Triton's answer has none
             _http("POST", "/", b'{"id": "\\u0000ab"}'),
@@ -506,6 +536,19 @@ def _bytes_input(shape: list[int]) -> bytes:
             ),
             Answer("INVALID_ARGUMENT", BAD_TYPE.format("b")),
             Answer("INVALID_ARGUMENT", BAD_TYPE.format("a")),
+            None,
+        ),
+        # On a stream, Triton's stream and unary answers named different keys.
+        (
+            _grpc(_request(unset_parameters=["a", "b"]), replay=_named_alone),
+            Answer("INVALID_ARGUMENT", BAD_TYPE.format("a")),
+            Answer("in-band", BAD_TYPE.format("a")),
+            "grpc-parameter-named",
+        ),
+        (  # only one key invalid: no excuse for the codes
+            _grpc(_request(unset_parameters=["a"]), replay=_named_alone),
+            Answer("INVALID_ARGUMENT", BAD_TYPE.format("a")),
+            Answer("in-band", BAD_TYPE.format("a")),
             None,
         ),
         # Invalid UTF-8 in a string (no reference needed).
