@@ -284,6 +284,12 @@ def _bytes_input(shape: list[int]) -> bytes:
             Answer("200", '{"model_name": "m"}'),
             "nul-in-string",
         ),
+        (  # generate: the id follows the outputs
+            _http("POST", "/v2/models/m/generate", b'{"id": "\\u0000"}'),
+            Answer("200", '{"OUTPUT0": "", "id": "\\u0000", "model_name": "m"}'),
+            Answer("200", '{"OUTPUT0": "", "model_name": "m"}'),
+            "nul-in-string",
+        ),
         (  # BYTES data keep their NUL
             _http(
                 "POST", "/", b'{"id": "\\u0000", "inputs": [{"data": ["a\\u0000"]}]}'
