@@ -37,7 +37,11 @@ from tritonx.tools.perf.trace_flags import (
     apply_trace_settings,
     trace_settings,
 )
-from tritonx.tools.perf.transport import add_transport_flags, transport_options
+from tritonx.tools.perf.transport import (
+    add_transport_flags,
+    parse_headers,
+    transport_options,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -323,12 +327,7 @@ def run(args: argparse.Namespace) -> int:
     url = url.removeprefix("http://")
     if args.protocol == "grpc":
         url = url.removeprefix("grpc://")
-    headers = {}
-    for header in args.headers:
-        name, sep, value = header.partition(":")
-        if not sep or not name.strip():
-            raise PerfError(f"-H '{header}' must be 'Name:Value'")
-        headers[name.strip()] = value.strip()
+    headers = parse_headers(args.headers)
     shapes = inp.parse_shapes(args.shape)
     seq_start, seq_end = _sequence_ids(args.sequence_id_range)
     schedule = fixed_schedule_from_args(args)

@@ -33,7 +33,7 @@ from typing import Any
 
 from tritonx.tools.perf.errors import PerfError
 from tritonx.tools.perf.sweep import Sweep
-from tritonx.tools.perf.transport import Transport
+from tritonx.tools.perf.transport import Transport, parse_headers
 
 
 @dataclass
@@ -242,11 +242,7 @@ def run_openai(args: argparse.Namespace, transport: Transport) -> int:
         session_sweep(args.session_concurrency) if sessions else sweep_from_args(args)
     )
     url = (args.url or "localhost:8000").removeprefix("http://")
-    headers = [
-        (name.strip(), value.strip())
-        for name, sep, value in (h.partition(":") for h in args.headers)
-        if sep and name.strip()
-    ]
+    headers = list(parse_headers(args.headers).items())
     target = _native.PerfTarget(
         "http",
         url,

@@ -115,6 +115,17 @@ class Transport:
     intervals_us: list[int] = field(default_factory=list)
 
 
+def parse_headers(headers: list[str]) -> dict[str, str]:
+    """-H Name:Value (repeatable): the HTTP headers every request carries."""
+    parsed = {}
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise PerfError(f"-H '{header}' must be 'Name:Value'")
+        parsed[name.strip()] = value.strip()
+    return parsed
+
+
 def parse_request_parameter(text: str) -> tuple[str, bool | int | str]:
     """One --request-parameter, NAME:VALUE:TYPE, as (name, typed value)."""
     parts = text.split(":")
