@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -115,9 +116,25 @@ def _reference_crash(item: pytest.Item) -> str | None:
     for value in getattr(item, "funcargs", {}).values():
         for candidate in value if isinstance(value, tuple) else (value,):
             running = isinstance(candidate, serverutil.RunningServer)
-            if running and candidate.crashed_reference():
+            if running and _crashed_by_now(candidate):
                 return "its server had crashed before"
     return None
+
+
+def _crashed_by_now(server: Any) -> bool:
+    """Whether ``server`` is a reference that crashed. A crash fails the test as
+    the connection drops, which can be before the reader thread has passed the
+    crash's line on: a reference that is gone gets a moment for it."""
+    if not server.reference:
+        return False
+    try:
+        server.process.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        return server.crashed_reference()
+    deadline = time.monotonic() + 2
+    while not server.crashed_reference() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server.crashed_reference()
 
 
 @pytest.hookimpl(hookwrapper=True)

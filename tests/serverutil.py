@@ -414,6 +414,21 @@ def skip_if_the_reference_aborted(server: RunningServer) -> None:
         )
 
 
+# Triton 2.51's python backend, on a loaded machine, now and then misses its own
+# stub health check and fails the request it was running with this (the server
+# logs nothing and carries on).
+REFERENCE_STUB_UNHEALTHY = re.compile(r"Stub process '[^']*' is not healthy\.")
+
+
+def skip_if_the_reference_stub_failed(server: RunningServer, error: Exception) -> None:
+    """Skips the test when ``error`` is the reference's stub failing its health
+    check: there is no answer of Triton's to compare with."""
+    if server.reference and REFERENCE_STUB_UNHEALTHY.search(str(error)):
+        import pytest
+
+        pytest.skip(f"the reference Triton's stub failed under load ({error})")
+
+
 @contextmanager
 def run_reference(
     repos: Sequence[Path | str],

@@ -18,7 +18,12 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from serverutil import PYTHON_MODEL_SERVERS, RunningServer, run_python_model_server
+from serverutil import (
+    PYTHON_MODEL_SERVERS,
+    RunningServer,
+    run_python_model_server,
+    skip_if_the_reference_stub_failed,
+)
 from testmodels import write_model
 
 CONFIG = """
@@ -128,7 +133,9 @@ def _stream(server: RunningServer, model: str, values: list[int]) -> dict[str, A
     open_ids = set(got)
     while open_ids:
         result, error = answers.get(timeout=60)
-        assert error is None, error
+        if error is not None:
+            skip_if_the_reference_stub_failed(server, error)
+            raise AssertionError(f"request failed: {error}")
         response = result.get_response()
         out = result.as_numpy("OUT")
         if out is not None:

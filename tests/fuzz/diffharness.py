@@ -38,7 +38,6 @@ import base64
 import hashlib
 import json
 import os
-import re
 import shlex
 import subprocess
 from collections.abc import Callable, Iterator
@@ -67,6 +66,7 @@ from fuzzutil import (
 from google.protobuf import text_format
 from hypothesis import reject
 from serverutil import (
+    REFERENCE_STUB_UNHEALTHY,
     RunningServer,
     run_reference,
     run_server,
@@ -260,10 +260,6 @@ def skip_example(protocol: str, why: str, description: str) -> None:
     reject()
 
 
-# Triton's answer when a model's Python stub process is gone (its python backend).
-STUB_DIED = re.compile(r"Stub process '[^']*' is not healthy\.")
-
-
 def compare(
     pair: Pair,
     kind: str,
@@ -307,7 +303,9 @@ def compare(
     if ours == theirs:
         TALLY.record(kind, ["same"], None)
         return "same"
-    if theirs.code in ("500", "INTERNAL") and STUB_DIED.fullmatch(theirs.text):
+    if theirs.code in ("500", "INTERNAL") and REFERENCE_STUB_UNHEALTHY.fullmatch(
+        theirs.text
+    ):
         # Triton's Python stub process died or missed its health check (seen once,
         # for a program it answers normally, in a loaded CI run): the reference's
         # own failure, not an answer to judge tritonx by.

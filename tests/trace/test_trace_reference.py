@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from serverutil import (
+    REFERENCE_STUB_UNHEALTHY,
     RunningServer,
     needs_reference,
     run_reference,
@@ -61,7 +62,7 @@ def observe_reference(repo: Path, out: Path) -> None:
             observe(run_reference([repo], *args), sse=True)
             return
         except InferenceServerException as error:
-            if "is not healthy" not in str(error) or attempt == 2:
+            if not REFERENCE_STUB_UNHEALTHY.search(str(error)) or attempt == 2:
                 raise
 
 
