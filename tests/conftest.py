@@ -121,6 +121,24 @@ def _reference_crash(item: pytest.Item) -> str | None:
     return None
 
 
+def _reference_stub_failure(item: pytest.Item, report: pytest.TestReport) -> str | None:
+    """The reference's stub failing its health check under load (see
+    serverutil.REFERENCE_STUB_UNHEALTHY) in a test whose only servers among its
+    fixtures are references: their failure cannot be tritonx's."""
+    import serverutil
+
+    servers = [
+        candidate
+        for value in getattr(item, "funcargs", {}).values()
+        for candidate in (value if isinstance(value, tuple) else (value,))
+        if isinstance(candidate, serverutil.RunningServer)
+    ]
+    if not servers or not all(server.reference for server in servers):
+        return None
+    found = serverutil.REFERENCE_STUB_UNHEALTHY.search(report.longreprtext)
+    return f"its stub failed under load: {found.group(0)}" if found else None
+
+
 def _crashed_by_now(server: Any) -> bool:
     """Whether ``server`` is a reference that crashed. A crash fails the test as
     the connection drops, which can be before the reader thread has passed the
@@ -141,7 +159,8 @@ def _crashed_by_now(server: Any) -> bool:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Iterator[None]:
-    """A test that failed because the reference Triton crashed under it is skipped:
+    """A test that failed because the reference Triton crashed under it (or, where
+    only references serve it, its stub failed) is skipped:
     there was nothing to compare with (tritonx's own answers are checked elsewhere
     in the test, before or without the reference)."""
     outcome: Any = yield
@@ -149,13 +168,13 @@ def pytest_runtest_makereport(
     if item.get_closest_marker("replaces_crashed_reference") is not None:
         return
     if report.failed and call.when in ("setup", "call"):
-        crash = _reference_crash(item)
+        crash = _reference_crash(item) or _reference_stub_failure(item, report)
         if crash is not None:
             report.outcome = "skipped"
             report.longrepr = (
                 str(item.path),
                 item.location[1] or 0,
-                f"Skipped: the reference Triton crashed ({crash})",
+                f"Skipped: the reference Triton failed ({crash})",
             )
 
 
