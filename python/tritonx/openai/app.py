@@ -13,6 +13,7 @@ side; OpenAI's error object with 413 for bodies over ``--http-max-input-size`` a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -47,7 +48,8 @@ DEFAULT_MAX_INPUT_SIZE = 1 << 26
 SSE_MEDIA_TYPE = "text/event-stream"
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
+    # A coroutine function for the reason access.requires gives.
     engine: Engine | None = getattr(request.app.state, "engine", None)
     if engine is None:
         raise HTTPException(status_code=500, detail="No attached inference engine")
@@ -78,8 +80,41 @@ async def _serve(call: Any) -> Any:
         raise HTTPException(status_code=500, detail="Internal server error") from None
 
 
+class EventStreamResponse(StreamingResponse):
+    """Server-sent events: Starlette's StreamingResponse, watching for the client
+    leaving with one plain asyncio task. Starlette opens an anyio task group for
+    that on every response (its cancel scope formats the task's repr when the
+    stream ends), about a tenth of the event loop's time under streaming load,
+    measured. When the client leaves, the watcher cancels the streaming task; the
+    event iterator's cleanup then cancels the inference, as with Starlette's."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streaming = asyncio.current_task()
+        assert streaming is not None
+        client_left = False
+
+        async def watch() -> None:
+            nonlocal client_left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            client_left = True
+            streaming.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            if not client_left:
+                raise
+            uncancel = getattr(streaming, "uncancel", None)  # Python 3.11+
+            if uncancel is not None:
+                uncancel()
+        finally:
+            watcher.cancel()
+
+
 def _stream(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(events, media_type=SSE_MEDIA_TYPE)
+    return EventStreamResponse(events, media_type=SSE_MEDIA_TYPE)
 
 
 def _oversized(size: int, limit: int) -> str:

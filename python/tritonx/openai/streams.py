@@ -53,6 +53,35 @@ def _sse(payload: Any) -> str:
     return f"data: {payload.model_dump_json()}\n\n"
 
 
+class TextEvents:
+    """The event of a chunk in which only one text and whether it is the last
+    change from token to token. Its JSON is pydantic's own, made once per kind
+    (last or not) with a marker where the text goes, and filled in per token:
+    building and dumping the models for every token took about a tenth of the
+    event loop under streaming load (measured). ``build(text, last)`` makes the
+    chunk; if its JSON does not hold the marker exactly once, every token is
+    built in full."""
+
+    _MARK = "\x00tritonx-text\x00"
+
+    def __init__(self, build: Callable[[str, bool], Any]) -> None:
+        self._build = build
+        self._parts: dict[bool, tuple[str, str] | None] = {}
+
+    def _template(self, last: bool) -> tuple[str, str] | None:
+        if last not in self._parts:
+            whole = self._build(self._MARK, last).model_dump_json()
+            pieces = whole.split(json.dumps(self._MARK))
+            self._parts[last] = (pieces[0], pieces[1]) if len(pieces) == 2 else None
+        return self._parts[last]
+
+    def __call__(self, text: str, last: bool) -> str:
+        parts = self._template(last)
+        if parts is None or self._MARK in text:
+            return _sse(self._build(text, last))
+        return f"data: {parts[0]}{json.dumps(text, ensure_ascii=False)}{parts[1]}\n\n"
+
+
 def _error_event(message: str, code: int) -> str:
     """An error in a stream whose status line is already sent: OpenAI's error
     object (the ``openai`` client raises ``APIError`` with it)."""
@@ -174,15 +203,11 @@ def completion_events(
     want_logprobs = tensors.wants_logprobs(request)
     offset = 0
 
-    def chunk(response: Any) -> CompletionResponse:
-        nonlocal offset
-        text = text_of(response)
-        logprobs = (
-            tensors.completion_logprobs(response, offset) if want_logprobs else None
-        )
-        offset += len(text)
+    def completion(
+        text: str, last: bool, logprobs: dict[str, Any] | None = None
+    ) -> CompletionResponse:
         choice = CompletionChoice(
-            finish_reason="stop" if response.final else None,
+            finish_reason="stop" if last else None,
             index=0,
             logprobs=logprobs,
             text=text,
@@ -197,10 +222,18 @@ def completion_events(
             usage=None,
         )
 
+    plain_event = TextEvents(completion)
+
     def chunks(response: Any) -> list[str]:
+        nonlocal offset
         if include_usage:
             usage.add(response)
-        return [_sse(chunk(response))]
+        text = text_of(response)
+        if not want_logprobs:
+            return [plain_event(text, response.final)]
+        logprobs = tensors.completion_logprobs(response, offset)
+        offset += len(text)
+        return [_sse(completion(text, response.final, logprobs))]
 
     def final() -> list[str]:
         total = usage.usage() if include_usage else None
@@ -232,18 +265,21 @@ def chat_events(
         request.stream_options and request.stream_options.include_usage
     )
 
-    def chunk(choices: list[ChatStreamChoice], total: Usage | None = None) -> str:
-        return _sse(
-            ChatCompletionChunk(
-                id=request_id,
-                choices=choices,
-                created=created,
-                model=request.model,
-                system_fingerprint=None,
-                object="chat.completion.chunk",
-                usage=total,
-            )
+    def chunk_model(
+        choices: list[ChatStreamChoice], total: Usage | None = None
+    ) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=request_id,
+            choices=choices,
+            created=created,
+            model=request.model,
+            system_fingerprint=None,
+            object="chat.completion.chunk",
+            usage=total,
         )
+
+    def chunk(choices: list[ChatStreamChoice], total: Usage | None = None) -> str:
+        return _sse(chunk_model(choices, total))
 
     def choice(
         delta: ChatDelta,
@@ -280,6 +316,14 @@ def chat_events(
         choices[-1].finish_reason = reason
         return [chunk([c]) for c in choices]
 
+    def content(
+        text: str, last: bool, logprobs: dict[str, Any] | None = None
+    ) -> ChatCompletionChunk:
+        delta = ChatDelta(role=None, content=text, function_call=None)
+        return chunk_model([choice(delta, "stop" if last else None, logprobs)])
+
+    content_event = TextEvents(content)
+
     def chunks(response: Any) -> list[str]:
         if include_usage:
             usage.add(response)
@@ -287,8 +331,9 @@ def chat_events(
         logprobs = tensors.chat_logprobs(response) if request.logprobs else None
         if tool_stream is not None:
             return tool_chunks(response, text, logprobs)
-        delta = ChatDelta(role=None, content=text, function_call=None)
-        return [chunk([choice(delta, "stop" if response.final else None, logprobs)])]
+        if logprobs is None:
+            return [content_event(text, response.final)]
+        return [_sse(content(text, response.final, logprobs))]
 
     def final() -> list[str]:
         total = usage.usage() if include_usage else None
