@@ -95,7 +95,10 @@ class EventStreamResponse(StreamingResponse):
 
         async def watch() -> None:
             nonlocal client_left
-            while (await receive())["type"] != "http.disconnect":
+            try:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+            except Exception:  # a receive that fails: the connection is gone too
                 pass
             client_left = True
             streaming.cancel()
