@@ -292,11 +292,6 @@ SHORT_MEASUREMENT = [
 ]
 # ... at concurrency 2.
 SHORT_PERF_RUN = ["--concurrency-range", "2", *SHORT_MEASUREMENT]
-# One window of exactly this many requests: no stability loop, which a loaded CI
-# machine can fail even with SHORT_MEASUREMENT's 100 % band ("Failed to obtain
-# stable measurement within 10 measurement windows", seen once), for tests that
-# check what the requests carried and returned, not the measurement.
-ONE_WINDOW = ["--request-count", "100"]
 
 
 # Differential tests: the real Triton, started the same way, when a command for it is

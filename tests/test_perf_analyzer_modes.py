@@ -27,7 +27,7 @@ from perfutil import (
     check_sequences,
     write_sequence_log_model,
 )
-from serverutil import ONE_WINDOW, SHORT_MEASUREMENT, RunningServer, run_server
+from serverutil import SHORT_MEASUREMENT, RunningServer, run_server
 from test_perf_analyzer import perf_analyzer
 from testmodels import ECHO_MODEL, write_model
 
@@ -126,21 +126,17 @@ def drive(
     *args: str,
     summary: bool = True,
     late_steps: list[int] | None = None,
-    measurement: list[str] = ONE_WINDOW,
 ) -> str:
     """One perf_analyzer run that must succeed without an error; its output. The
     periodic concurrency mode prints no summary (``summary`` False). With
     ``late_steps``, the ids of sequences whose late step was refused (see
     _LATE_STEP) are put there instead of failing the run; the caller checks those
-    sequences had ended. ``measurement``: one window of a fixed count by default
-    (no stability loop to fail on a loaded machine); sequence runs measure in
-    windows (SHORT_MEASUREMENT), as a request count stops perf_analyzer in the
-    middle of its sequences, leaving them open or sending a step with no START."""
+    sequences had ended."""
     binary = perf_analyzer()
     assert binary is not None
     url = server.grpc_url if protocol == "grpc" else server.http_url
     result = subprocess.run(
-        [binary, "-u", url, "-i", protocol, *measurement, *args],
+        [binary, "-u", url, "-i", protocol, *SHORT_MEASUREMENT, *args],
         capture_output=True,
         text=True,
         timeout=180,
@@ -181,15 +177,7 @@ def test_sequences_arrive_whole(
     server, repo = served
     late: list[int] = []
     drive(
-        server,
-        protocol,
-        "-m",
-        model,
-        "--sequence-length",
-        "4",
-        *extra,
-        late_steps=late,
-        measurement=SHORT_MEASUREMENT,
+        server, protocol, "-m", model, "--sequence-length", "4", *extra, late_steps=late
     )
     requests = logged(repo, model)
     ids, most_open = check_sequences([" ".join(map(str, r)) for r in requests])
@@ -204,15 +192,7 @@ def test_sequence_data_file_steps_in_order(served: tuple[RunningServer, Path]) -
     server, repo = served
     data = repo / "steps.json"
     data.write_text(json.dumps({"data": [{"INPUT": [v]} for v in (7, 8, 9)]}))
-    drive(
-        server,
-        "grpc",
-        "-m",
-        "seq_data",
-        "--input-data",
-        str(data),
-        measurement=SHORT_MEASUREMENT,
-    )
+    drive(server, "grpc", "-m", "seq_data", "--input-data", str(data))
     steps: dict[int, list[int]] = {}
     cut_short = []
     for corrid, start, end, value in logged(repo, "seq_data"):
@@ -243,7 +223,6 @@ def test_sequence_id_range(served: tuple[RunningServer, Path]) -> None:
         "--serial-sequences",
         "--concurrency-range",
         "2",
-        measurement=SHORT_MEASUREMENT,
     )
     ids, _ = check_sequences([" ".join(map(str, r)) for r in logged(repo, "seq_ids")])
     assert ids and set(ids) <= set(range(100, 110)), ids
@@ -277,7 +256,6 @@ def test_decoupled_stream_profile_export(
         "--profile-export-file",
         str(export),
         summary=False,
-        measurement=SHORT_MEASUREMENT,
     )
     requests = json.loads(export.read_text())["experiments"][0]["requests"]
     assert requests
