@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from perfutil import IDENTITY, success_count
-from serverutil import RunningServer, run_server
+from serverutil import SHORT_MEASUREMENT, RunningServer, run_server
 from test_perf_analyzer import perf_analyzer
 from testmodels import ECHO_MODEL, write_model
 from tlsutil import Pki, make_pki
@@ -103,18 +103,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         yield server
 
 
-# One window of exactly this many requests: no stability loop, which a loaded CI
-# machine can fail even with SHORT_MEASUREMENT's 100 % band ("Failed to obtain
-# stable measurement within 10 measurement windows", seen once); these tests check
-# what the requests carried and returned, not the measurement.
-ONE_WINDOW = ["--request-count", "100"]
-
-
 def run_pa(url: str, protocol: str, *args: str) -> subprocess.CompletedProcess[str]:
     binary = perf_analyzer()
     assert binary is not None
     return subprocess.run(
-        [binary, "-u", url, "-i", protocol, *ONE_WINDOW, *args],
+        [binary, "-u", url, "-i", protocol, *SHORT_MEASUREMENT, *args],
         capture_output=True,
         text=True,
         timeout=180,
