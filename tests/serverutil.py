@@ -278,10 +278,10 @@ def client_inputs(client_module: Any, tensors: dict[str, Any]) -> list[Any]:
 
 # perf_analyzer's measurement flags for a short, bounded run in tests (counts, not
 # time windows; a shared machine rarely meets the default stability band). Not
-# --request-count: perf_analyzer 2.60 with it, on a loaded machine, now and then
-# never ends although the server answered every request (6 of 69 runs against
-# tritonx, 0 of 149 against Triton 2.51, side by side; its worker thread gone, its
-# main thread waiting for records it will not get).
+# --request-count N: perf_analyzer starts its workers (exactly N requests), then
+# empties its request records and waits for N of them; an answer that comes in
+# between is dropped and the wait never ends. The faster the server, the likelier
+# (on a loaded machine: 6 of 69 runs against tritonx, 0 of 149 against Triton 2.51).
 SHORT_MEASUREMENT = [
     "--measurement-mode",
     "count_windows",
