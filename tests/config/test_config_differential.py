@@ -169,6 +169,9 @@ class Servers:
 # Triton's Python stub starting (~1.5 s) and stopping (~1 s per instance), which
 # overlap across models; one case at a time took 5 minutes for the module.
 CASES_AT_ONCE = 4
+# observe_ahead runs in the first test's setup, which the timeout covers: 80 s on
+# a quiet CI runner, 174 s on a loaded one (seen), against the default 300.
+pytestmark = pytest.mark.timeout(900)
 
 
 def observe_ahead(servers: Servers, names: list[str]) -> None:
