@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from perfutil import IDENTITY, success_count
-from serverutil import SHORT_MEASUREMENT, RunningServer, run_server
+from serverutil import SHORT_MEASUREMENT, RunningServer, run_perf_analyzer, run_server
 from test_perf_analyzer import perf_analyzer
 from testmodels import ECHO_MODEL, write_model
 from tlsutil import Pki, make_pki
@@ -106,11 +106,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 def run_pa(url: str, protocol: str, *args: str) -> subprocess.CompletedProcess[str]:
     binary = perf_analyzer()
     assert binary is not None
-    return subprocess.run(
-        [binary, "-u", url, "-i", protocol, *SHORT_MEASUREMENT, *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
+    return run_perf_analyzer(
+        [binary, "-u", url, "-i", protocol, *SHORT_MEASUREMENT, *args]
     )
 
 

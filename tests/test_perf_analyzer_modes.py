@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from perfutil import (
     check_sequences,
     write_sequence_log_model,
 )
-from serverutil import SHORT_MEASUREMENT, RunningServer, run_server
+from serverutil import SHORT_MEASUREMENT, RunningServer, run_perf_analyzer, run_server
 from test_perf_analyzer import perf_analyzer
 from testmodels import ECHO_MODEL, write_model
 
@@ -135,11 +134,9 @@ def drive(
     binary = perf_analyzer()
     assert binary is not None
     url = server.grpc_url if protocol == "grpc" else server.http_url
-    result = subprocess.run(
+    result = run_perf_analyzer(
         [binary, "-u", url, "-i", protocol, *SHORT_MEASUREMENT, *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
+        retry_unstable=late_steps is None and "--sequence-length" not in args,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
