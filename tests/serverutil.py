@@ -444,15 +444,6 @@ def skip_if_the_reference_aborted(server: RunningServer) -> None:
 REFERENCE_STUB_UNHEALTHY = re.compile(r"Stub process '[^']*' is not healthy\.")
 
 
-def skip_if_the_reference_stub_failed(server: RunningServer, error: Exception) -> None:
-    """Skips the test when ``error`` is the reference's stub failing its health
-    check: there is no answer of Triton's to compare with."""
-    if server.reference and REFERENCE_STUB_UNHEALTHY.search(str(error)):
-        import pytest
-
-        pytest.skip(f"the reference Triton's stub failed under load ({error})")
-
-
 @contextmanager
 def run_reference(
     repos: Sequence[Path | str],

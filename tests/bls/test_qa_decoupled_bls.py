@@ -18,12 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from serverutil import (
-    PYTHON_MODEL_SERVERS,
-    RunningServer,
-    run_python_model_server,
-    skip_if_the_reference_stub_failed,
-)
+from serverutil import PYTHON_MODEL_SERVERS, RunningServer, run_python_model_server
 from testmodels import write_model
 
 CONFIG = """
@@ -133,9 +128,9 @@ def _stream(server: RunningServer, model: str, values: list[int]) -> dict[str, A
     open_ids = set(got)
     while open_ids:
         result, error = answers.get(timeout=60)
-        if error is not None:
-            skip_if_the_reference_stub_failed(server, error)
-            raise AssertionError(f"request failed: {error}")
+        # The message shows in the failure (conftest skips the reference's stub
+        # failing under load by it).
+        assert error is None, f"request failed: {error}"
         response = result.get_response()
         out = result.as_numpy("OUT")
         if out is not None:
