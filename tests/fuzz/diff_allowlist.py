@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from diff_allowlist_control import (
@@ -18,6 +18,7 @@ from diff_allowlist_control import (
     no_cuda,
     shm_key_reuse,
     shm_range_wraps,
+    shm_register_range_wraps,
     shm_unaligned_offset,
     stream_default_policy_final,
 )
@@ -297,6 +298,22 @@ def _size_past_int64(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
 
 
 _PARAMETER_TYPE = re.compile(r"invalid value type for '(.*)' parameter, expected .*\.")
+_ALLOWED_RESERVED = "triton_enable_empty_final_response"
+_RESERVED_KEYS = (
+    "parameter keys starting with 'triton_' are reserved for Triton usage. Only the "
+    f"following keys starting with 'triton_' are allowed: {_ALLOWED_RESERVED}"
+)
+
+
+def _keys_named(text: str, keys: Iterable[str]) -> set[str]:
+    """The request parameters an error is about: the one a type error names, or
+    for the reserved-prefix refusal (which names none) every reserved key."""
+    found = _PARAMETER_TYPE.fullmatch(text)
+    if found is not None:
+        return {found.group(1)} & set(keys)
+    if text == _RESERVED_KEYS:
+        return {k for k in keys if k.startswith("triton_") and k != _ALLOWED_RESERVED}
+    return set()
 
 
 def _alone(sent: Sent, key: str) -> Answer:
@@ -311,8 +328,9 @@ def _alone(sent: Sent, key: str) -> Answer:
 
 
 def _parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    """Of several invalid request parameters, Triton names the first of its
-    protobuf map's order; tritonx the first in key order (deterministic).
+    """Of several invalid request parameters (a wrong value type, a reserved
+    'triton_' key), Triton refuses the first of its protobuf map's order; tritonx
+    the first in key order (deterministic).
 
     On a stream, diffharness.grpc_stream_answer puts an in-band error in unary
     terms by asking the unary call too, and Triton's two answers may name two
@@ -320,25 +338,20 @@ def _parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     became INVALID_ARGUMENT, whichever parameter each names."""
     if sent.infer is None or theirs is None or sent.ask_ours is None:
         return False
-    mine, triton = (
-        _PARAMETER_TYPE.fullmatch(ours.text),
-        _PARAMETER_TYPE.fullmatch(theirs.text),
-    )
-    if mine is None or triton is None:
+    keys = list(sent.infer.parameters)
+    mine, triton = _keys_named(ours.text, keys), _keys_named(theirs.text, keys)
+    if not mine or not triton:
         return False
-    named, other = mine.group(1), triton.group(1)
-    keys = sent.infer.parameters
-    if named not in keys or other not in keys:
-        return False
+    named = min(mine)  # tritonx refuses the first in key order
     if ours.code == theirs.code:
-        # The key tritonx names comes first and is invalid on its own.
-        return named < other and _alone(sent, named) == ours
+        # The key tritonx refuses comes first and is invalid on its own.
+        others = triton - {named}
+        return bool(others) and named < min(others) and _alone(sent, named) == ours
     if {ours.code, theirs.code} != {"INVALID_ARGUMENT", "in-band"}:
         return False
     # Another key is invalid on its own too: Triton may have named either.
     return _alone(sent, named) == ours and any(
-        key != named and _PARAMETER_TYPE.fullmatch(_alone(sent, key).text)
-        for key in keys
+        key != named and _keys_named(_alone(sent, key).text, keys) for key in keys
     )
 
 
@@ -500,6 +513,14 @@ ALLOWLIST = [
         # below; Triton 2.51's mmap refuses it. Undone on tritonx.
         "a shared memory offset that is not page aligned",
         shm_unaligned_offset,
+    ),
+    Deviation(
+        "shm-register-range-wraps",
+        # A region registered with offset + byte_size past 2^64: tritonx refuses
+        # the range as it refuses any range past the object; Triton 2.51's check
+        # wraps and its mmap then fails.
+        "a shared memory registration whose end wraps past 2^64",
+        shm_register_range_wraps,
     ),
     Deviation(
         "shm-range-wraps",

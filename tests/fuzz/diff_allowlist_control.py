@@ -1,7 +1,7 @@
 """The allowlist's predicates for the control plane and shared memory
 (diff_allowlist.py holds the entries and why each exists): CUDA shared memory in a
 build without CUDA, system shared memory registrations Triton 2.51 cannot make, a
-shared memory range whose end wraps past 2^64, which of several bad load
+shared memory range whose end wraps past 2^64 (registered or used), which of several bad load
 parameters is named, and four of a Python model's response flows: the status of a
 generate request the model failed, the final flag of a default-policy response sent
 before FINAL, an error response sent before FINAL, and the code of an error a BLS
@@ -59,6 +59,23 @@ def shm_unaligned_offset(sent: Sent, ours: Answer, theirs: Answer | None) -> boo
         and ours.code in ("OK", "200")
         and theirs.code in ("INVALID_ARGUMENT", "400")
         and theirs.text in (refused, refused.split("\0")[0])
+    )
+
+
+def shm_register_range_wraps(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
+    """A registration whose offset + byte_size is 2^64 or more: tritonx refuses the
+    range (invalid args); Triton 2.51's end check wraps, so it goes on to map the
+    range and its mmap fails (ENOMEM, EINVAL), in its words for a failed map."""
+    registration = shm_registration(sent)
+    if registration is None or registration.byte_size is None or theirs is None:
+        return False
+    prefix = f"failed to register shared memory region '{registration.name}': "
+    return (
+        registration.offset + registration.byte_size >= 2**64
+        and ours.code in ("INVALID_ARGUMENT", "400")
+        and ours.text == prefix + "invalid args"
+        and theirs.code == ours.code
+        and theirs.text.startswith(prefix + "unable to process address space")
     )
 
 

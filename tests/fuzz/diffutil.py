@@ -216,13 +216,15 @@ class ShmRegistration(NamedTuple):
     name: str
     key: str
     offset: int
+    byte_size: int | None = None  # None: not an integer (HTTP)
 
 
 def shm_registration(sent: Sent) -> ShmRegistration | None:
     """The system shared memory registration a request asks for (gRPC, or HTTP
     with a JSON body whose key is a string and offset an integer), else None."""
     if sent.grpc_method == "SystemSharedMemoryRegister" and sent.grpc is not None:
-        return ShmRegistration(sent.grpc.name, sent.grpc.key, sent.grpc.offset)
+        grpc = sent.grpc
+        return ShmRegistration(grpc.name, grpc.key, grpc.offset, grpc.byte_size)
     match = _SHM_REGISTER.fullmatch(sent.path) if sent.is_http else None
     if match is None:
         return None
@@ -235,7 +237,13 @@ def shm_registration(sent: Sent) -> ShmRegistration | None:
     key, offset = body.get("key"), body.get("offset")
     if not isinstance(key, str) or type(offset) is not int:
         return None
-    return ShmRegistration(match.group(1).decode("latin-1"), key, offset)
+    size = body.get("byte_size")
+    return ShmRegistration(
+        match.group(1).decode("latin-1"),
+        key,
+        offset,
+        size if type(size) is int else None,
+    )
 
 
 class ShmReference(NamedTuple):

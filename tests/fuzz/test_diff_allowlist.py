@@ -159,6 +159,11 @@ TRITON_METADATA = {
     "extensions": ["a", "cuda_shared_memory", "b"],
 }
 BAD_TYPE = "invalid value type for '{}' parameter, expected int64_param, bool_param, or string_param."
+RESERVED = (
+    "parameter keys starting with 'triton_' are reserved for Triton usage. Only the "
+    "following keys starting with 'triton_' are allowed: "
+    "triton_enable_empty_final_response"
+)
 
 
 TOO_BIG_BATCH = (
@@ -543,6 +548,25 @@ def _bytes_input(shape: list[int]) -> bytes:
             Answer("INVALID_ARGUMENT", BAD_TYPE.format("b")),
             Answer("INVALID_ARGUMENT", BAD_TYPE.format("a")),
             None,
+        ),
+        # A reserved 'triton_' key among them: Triton's refusal names no key.
+        (
+            _grpc(
+                _request(unset_parameters=["a", "triton_x"]),
+                replay=lambda w: Answer("INVALID_ARGUMENT", BAD_TYPE.format("a")),
+            ),
+            Answer("INVALID_ARGUMENT", BAD_TYPE.format("a")),
+            Answer("INVALID_ARGUMENT", RESERVED),
+            "grpc-parameter-named",
+        ),
+        (
+            _grpc(
+                _request(unset_parameters=["triton_x", "z"]),
+                replay=lambda w: Answer("INVALID_ARGUMENT", BAD_TYPE.format("z")),
+            ),
+            Answer("INVALID_ARGUMENT", BAD_TYPE.format("z")),
+            Answer("INVALID_ARGUMENT", RESERVED),
+            None,  # tritonx named a later key
         ),
         # On a stream, Triton's stream and unary answers named different keys.
         (

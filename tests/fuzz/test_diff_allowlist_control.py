@@ -18,6 +18,11 @@ UNALIGNED = (
     "failed to register shared memory region 'r': unable to process address "
     "spaceInvalid argument"
 )
+ARGS = "failed to register shared memory region 'r': invalid args"
+NO_MEMORY = (
+    "failed to register shared memory region 'r': unable to process address "
+    "spaceCannot allocate memory"
+)
 NO_CUDA = "failed to register CUDA shared memory region: 'r', GPUs not supported"
 UNKNOWN_LOAD = "unrecognized load parameter '{}'."
 
@@ -28,10 +33,12 @@ def _call(method: str, keys: frozenset[str] = frozenset(), **fields: Any) -> Sen
     return Sent("grpc", wire, grpc=request, grpc_method=method, shm_keys=keys)
 
 
-def _register(offset: int = 0, keys: frozenset[str] = frozenset()) -> Sent:
+def _register(
+    offset: int = 0, keys: frozenset[str] = frozenset(), byte_size: int = 8
+) -> Sent:
     return _call(
         "SystemSharedMemoryRegister", keys, name="r", key=KEY, offset=offset,
-        byte_size=8,
+        byte_size=byte_size,
     )  # fmt: skip
 
 
@@ -163,6 +170,37 @@ INVALID = "INVALID_ARGUMENT"
                 INVALID, "failed to register shared memory region 'r': invalid args"
             ),
             None,
+        ),
+        # A range whose end wraps past 2^64: Triton maps it and its mmap fails.
+        (
+            _register(offset=2**63, byte_size=2**63),
+            Answer(INVALID, ARGS),
+            Answer(INVALID, NO_MEMORY),
+            "shm-register-range-wraps",
+        ),
+        (
+            _register(offset=2**64 - 1, byte_size=2),
+            Answer(INVALID, ARGS),
+            Answer(INVALID, UNALIGNED),
+            "shm-register-range-wraps",
+        ),
+        (
+            _register(offset=2**63, byte_size=2**63 - 1),  # no wrap
+            Answer(INVALID, ARGS),
+            Answer(INVALID, NO_MEMORY),
+            None,
+        ),
+        (
+            _register(offset=2**63, byte_size=2**63),
+            Answer(INVALID, ARGS),
+            Answer("INTERNAL", NO_MEMORY),
+            None,
+        ),
+        (
+            _http_register("r", 2**64 - 8, reuse=False),
+            Answer("400", ARGS),
+            Answer("400", NO_MEMORY),
+            "shm-register-range-wraps",
         ),
         # The same over HTTP (the region's name from the path, the rest from the body).
         (
