@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,34 +219,29 @@ def per_call_us(fn: Callable[[], Any], iters: int) -> float:
     return float(np.median(samples)) / 1e3
 
 
-async def executor_per_call_us(
-    executor: concurrent.futures.Executor, fn: Callable[[], Any], iters: int
-) -> float:
-    """Median latency of `await loop.run_in_executor(executor, fn)`, in us."""
-    loop = asyncio.get_running_loop()
+async def async_per_call_us(call: Callable[[], Awaitable[Any]], iters: int) -> float:
+    """Median latency of `await call()` over `iters` calls, in us."""
     samples = np.empty(iters, dtype=np.int64)
     clock = time.perf_counter_ns
     for i in range(iters):
         t0 = clock()
-        await loop.run_in_executor(executor, fn)
+        await call()
         samples[i] = clock() - t0
     return float(np.median(samples)) / 1e3
 
 
-async def async_per_call_us(
-    model: _native.Model, feed: dict[str, np.ndarray], iters: int
-) -> float:
-    loop = asyncio.get_running_loop()
-    samples = np.empty(iters, dtype=np.int64)
-    clock = time.perf_counter_ns
-    for i in range(iters):
-        t0 = clock()
+def submit_call(
+    model: _native.Model, feed: dict[str, np.ndarray]
+) -> Callable[[], Awaitable[None]]:
+    """One request through Model.submit, awaited on the running loop."""
+
+    async def call() -> None:
+        loop = asyncio.get_running_loop()
         future: asyncio.Future[_native.Response] = loop.create_future()
-        model.submit(make_request(feed), _native.settle(future), future.get_loop())
-        response = await future
-        response.outputs[0].as_numpy()
-        samples[i] = clock() - t0
-    return float(np.median(samples)) / 1e3
+        model.submit(make_request(feed), _native.settle(future), loop)
+        (await future).outputs[0].as_numpy()
+
+    return call
 
 
 # -- scenario 1: per-request overhead -----------------------------------------------
@@ -282,15 +277,19 @@ async def overhead_rows(
         "bare executor": [],
         "asyncio submit": [],
     }
+    loop = asyncio.get_running_loop()
+    submit = submit_call(model, feed)
     with concurrent.futures.ThreadPoolExecutor(1) as executor:
+
+        def bare_executor() -> Awaitable[None]:
+            return loop.run_in_executor(executor, bare)
+
         # Interleave the four so drift (thermal, other load) hits them alike.
         for _ in range(repeats + 1):
             runs["bare"].append(per_call_us(bare, iters))
             runs["infer"].append(per_call_us(infer, iters))
-            runs["bare executor"].append(
-                await executor_per_call_us(executor, bare, iters)
-            )
-            runs["asyncio submit"].append(await async_per_call_us(model, feed, iters))
+            runs["bare executor"].append(await async_per_call_us(bare_executor, iters))
+            runs["asyncio submit"].append(await async_per_call_us(submit, iters))
     # The first round is warm-up.
     medians = {key: statistics.median(values[1:]) for key, values in runs.items()}
     rows = []
