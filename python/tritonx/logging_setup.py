@@ -228,7 +228,10 @@ class _QueuedLogHandler(logging.Handler):
                 "thread_native_id": threading.get_native_id(),
             }
         )
-        return self.format(note) + "\n"
+        try:
+            return self.format(note) + "\n"
+        except Exception:  # a formatter made for other records (uvicorn's access)
+            return f"{note.levelname}: {note.getMessage()}\n"
 
     def _report_failure(self, error: Exception) -> None:
         if self._failing:
@@ -261,7 +264,7 @@ class _QueuedLogHandler(logging.Handler):
         must not hold a reconfiguration; a writer still blocked keeps its stream)."""
         self._queue.put(None)
         self._writer.join(LOG_FLUSH_WAIT_S)
-        if not self._writer.is_alive() and self.stream is not sys.stderr:
+        if not self._writer.is_alive() and self.stream not in (sys.stderr, sys.stdout):
             with contextlib.suppress(OSError, ValueError):
                 self.stream.close()
         self.close()
@@ -286,15 +289,27 @@ def _open_log_file(path: Path) -> TextIO:
     return io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
 
 
-def _open_stderr() -> TextIO:
-    # A stream of its own over the same pipe or terminal: a writer blocked on a full
-    # pipe then holds no lock of sys.stderr, whose flush at the interpreter's exit
-    # would otherwise wait on it forever.
+def _open_console(name: str = "stderr") -> TextIO:
+    """``sys.stderr`` or ``sys.stdout`` (``name``) as a stream of its own over the
+    same pipe or terminal: a writer blocked on a full pipe then holds no lock of
+    the sys stream, whose flush at the interpreter's exit would otherwise wait on
+    it forever."""
+    console: TextIO = getattr(sys, name)
     try:
-        raw = open(os.dup(sys.stderr.fileno()), "wb", buffering=0)  # noqa: SIM115
+        raw = open(os.dup(console.fileno()), "wb", buffering=0)  # noqa: SIM115
     except (AttributeError, OSError, ValueError):  # no real descriptor (embedded)
-        return sys.stderr
+        return console
     return io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
+
+
+def console_handler(stream: str = "stderr") -> logging.Handler:
+    """A handler for loggers other than tritonx's (uvicorn's, through its
+    ``log_config``) that writes to this process's ``stream`` ("stderr" or
+    "stdout") from a thread of its own, with the same bounded queue: a console
+    nobody reads must not stall the event loop that logs each request."""
+    if stream not in ("stderr", "stdout"):
+        raise ValueError(f"console_handler: unknown stream {stream!r}")
+    return _QueuedLogHandler(_open_console(stream), stream)
 
 
 def configure(options: LogOptions) -> logging.Logger:
@@ -309,7 +324,7 @@ def configure(options: LogOptions) -> logging.Logger:
     if options.file is not None:
         handler = _QueuedLogHandler(_open_log_file(options.file), str(options.file))
     else:
-        handler = _QueuedLogHandler(_open_stderr(), "stderr")
+        handler = _QueuedLogHandler(_open_console(), "stderr")
     escape = os.environ.get(ESCAPE_VARIABLE) != "0"
     handler.setFormatter(
         TritonFormatter(iso8601=options.format == "ISO8601", escape=escape)

@@ -10,6 +10,7 @@ command that tritonx cannot honour are refused (exit 1) rather than ignored.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import signal
 import socket
@@ -311,6 +312,22 @@ def serve(args: argparse.Namespace) -> int:
         server.stop()
 
 
+def _uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's own logging settings, its console handlers replaced by tritonx's
+    queued ones (written from a thread, bounded, dropped when the console does not
+    take them): its access log writes a line per request on the event loop, and a
+    console nobody reads (a full pipe) stopped every route after ~1,000 requests."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for handler in config["handlers"].values():
+        stream = handler.pop("stream")  # "ext://sys.stderr" or "ext://sys.stdout"
+        del handler["class"]
+        handler["()"] = "tritonx.logging_setup.console_handler"
+        handler["stream"] = stream.rsplit(".", 1)[-1]
+    return config
+
+
 def _run_frontend(
     server: Server,
     args: argparse.Namespace,
@@ -361,6 +378,7 @@ def _run_frontend(
     logger.info("Started OpenAI frontend at %s:%d", args.host, port)
     config = uvicorn.Config(
         app=app,
+        log_config=_uvicorn_log_config(),
         log_level=args.uvicorn_log_level,
         timeout_keep_alive=5,
         # A signal waits this long for requests in flight (streams included),
