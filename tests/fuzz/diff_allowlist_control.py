@@ -86,6 +86,25 @@ _LOAD_PARAMETER = re.compile(
 )
 
 
+_LOAD_PARAMETER_CUT = re.compile(
+    r"(?:unrecognized load parameter|invalid value type for load parameter) '(.*)",
+    re.S,
+)
+
+
+def _triton_load_key(text: str, keys: list[str]) -> str | None:
+    """The load parameter Triton's refusal names. Its messages are C strings: a
+    key with a NUL ends the whole message there, quote and all."""
+    found = _LOAD_PARAMETER.fullmatch(text)
+    if found is not None:
+        return found.group(1) if found.group(1) is not None else found.group(2)
+    cut = _LOAD_PARAMETER_CUT.fullmatch(text)
+    if cut is None:
+        return None
+    named = [k for k in keys if "\0" in k and k.split("\0")[0] == cut.group(1)]
+    return named[0] if len(named) == 1 else None
+
+
 def load_parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     """gRPC RepositoryModelLoad with several invalid parameters: Triton names the
     first of its protobuf map's order, tritonx the first in key order."""
@@ -93,15 +112,12 @@ def load_parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> boo
         return False
     if (ours.code, theirs.code) != ("INVALID_ARGUMENT", "INVALID_ARGUMENT"):
         return False
-    mine, triton = (
-        _LOAD_PARAMETER.fullmatch(ours.text),
-        _LOAD_PARAMETER.fullmatch(theirs.text),
-    )
-    if mine is None or triton is None:
+    mine = _LOAD_PARAMETER.fullmatch(ours.text)
+    keys = list(sent.grpc.parameters)
+    other = _triton_load_key(theirs.text, keys)
+    if mine is None or other is None:
         return False
     named = mine.group(1) if mine.group(1) is not None else mine.group(2)
-    other = triton.group(1) if triton.group(1) is not None else triton.group(2)
-    keys = sent.grpc.parameters
     return named in keys and other in keys and named < other
 
 

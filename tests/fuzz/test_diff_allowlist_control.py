@@ -291,6 +291,19 @@ INVALID = "INVALID_ARGUMENT"
             Answer(INVALID, UNKNOWN_LOAD.format("c")),
             None,
         ),
+        # Triton's message is a C string: a key with a NUL ends it there.
+        (
+            _load("a", "b\0c"),
+            Answer(INVALID, UNKNOWN_LOAD.format("a")),
+            Answer(INVALID, "unrecognized load parameter 'b"),
+            "load-parameter-named",
+        ),
+        (
+            _load("c", "b\0c"),
+            Answer(INVALID, UNKNOWN_LOAD.format("c")),
+            Answer(INVALID, "unrecognized load parameter 'b"),
+            None,  # tritonx named a later key
+        ),
         # A model's error answering generate: tritonx's status is its code's.
         (
             _http("/v2/models/m/generate"),
