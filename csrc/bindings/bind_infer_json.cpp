@@ -1,14 +1,18 @@
-// The Python HTTP engine's way into the infer JSON walk both HTTP engines share
-// (core/infer_json.h): Python's json module parses (builds without RapidJSON), this
-// file walks the objects it made with the same checks and messages as the native
-// engine, and hands back the request builder's descriptions as Python values, so
-// that the walk can run in a helper process (the builder needs the server's shared
-// memory registry and runs in the server process, through build_request).
+// The Python HTTP engine's way into the infer and generate JSON walks both HTTP
+// engines share (core/infer_json.h, core/generate_json.h): Python's json module parses
+// (builds without RapidJSON), this file walks the objects it made with the same checks
+// and messages as the native engine, and hands back the request builder's descriptions
+// as Python values, so that the walk can run in a helper process (the builder needs the
+// server's shared memory registry and runs in the server process, through
+// build_request).
 #include <cmath>
 #include <string>
 #include <unordered_set>
 
+#include "core/generate_json.h"
 #include "core/infer_json.h"
+#include "core/model.h"
+#include "core/model_spec.h"
 #include "core/request_builder.h"
 #include "pybind_common.h"
 
@@ -263,6 +267,62 @@ py::tuple DecodeInferJsonFromPy(const py::object& doc, const py::buffer& header,
                         sink.binary_outputs, parameters, error);
 }
 
+// What generate's walk needs of a model, as plain values that a JSON helper process
+// can take: (model name, max_batch_size, ((input, datatype, dims), ...)).
+py::tuple GenerateSpecOf(const py::handle& model) {
+  const ModelSpec& spec = ModelOf(model)->spec();
+  py::list inputs;
+  for (const TensorSpec& input : spec.inputs) {
+    py::list dims;
+    for (int64_t dim : input.dims) dims.append(dim);
+    inputs.append(py::make_tuple(input.name, std::string(DataTypeName(input.dtype)),
+                                 py::tuple(dims)));
+  }
+  return py::make_tuple(spec.name, spec.max_batch_size, py::tuple(inputs));
+}
+
+ModelSpec GenerateSpecFromPy(const py::tuple& given) {
+  ModelSpec spec;
+  spec.name = given[0].cast<std::string>();
+  spec.max_batch_size = given[1].cast<int32_t>();
+  for (const py::handle item : given[2].cast<py::tuple>()) {
+    const auto input = item.cast<py::tuple>();
+    TensorSpec tensor;
+    tensor.name = input[0].cast<std::string>();
+    tensor.dtype = DataTypeFromName(input[1].cast<std::string>());
+    for (const py::handle dim : input[2].cast<py::tuple>()) {
+      tensor.dims.push_back(dim.cast<int64_t>());
+    }
+    spec.inputs.push_back(std::move(tensor));
+  }
+  return spec;
+}
+
+// A generate body as json.loads decoded it, walked as the native engine walks it
+// for the model `spec` (GenerateSpecOf): (id, inputs as build_request takes them,
+// JSON data already wire bytes, parameters as (key, value) pairs, uninterpreted).
+// Raises the native engine's errors.
+py::tuple DecodeGenerateFromPy(const py::object& doc, const py::buffer& body,
+                               const py::tuple& spec) {
+  {
+    py::buffer_info info = body.request();
+    const std::string_view text(static_cast<const char*>(info.ptr),
+                                static_cast<size_t>(info.size * info.itemsize));
+    if (MentionsSurrogate(text) && HasLoneSurrogate(doc.ptr())) {
+      ThrowIfError(InvalidSurrogate());
+    }
+  }
+  PySink sink;
+  Parameters params;
+  ThrowIfError(DecodeGenerateJson<PyJsonReader>(doc.ptr(), GenerateSpecFromPy(spec),
+                                                &sink, &params));
+  py::list parameters;
+  for (const auto& [key, value] : params) {
+    parameters.append(py::make_tuple(key, ParameterToPy(value)));
+  }
+  return py::make_tuple(sink.id, sink.inputs, parameters);
+}
+
 }  // namespace
 
 void RegisterInferJson(py::module_& m) {
@@ -273,6 +333,14 @@ void RegisterInferJson(py::module_& m) {
         "checks it: (id, default_binary, inputs, outputs, binary_outputs, parameters "
         "| None, error | None); the error is the first one in request order, and "
         "what was decoded before it is there for build_request");
+  m.attr("GENERATE_ONE_RESPONSE") = kGenerateOneResponse;
+  m.def("generate_spec", &GenerateSpecOf, py::arg("model"),
+        "What the generate walk needs of a core model, as plain (picklable) values");
+  m.def("decode_generate_json", &DecodeGenerateFromPy, py::arg("doc"), py::arg("body"),
+        py::arg("spec"),
+        "A generate request (Triton's generate extension) as json.loads decoded it, "
+        "checked as the native HTTP engine checks it: (id, inputs, parameters as "
+        "(key, value) pairs); raises the native engine's errors");
   m.def(
       "parse_header_length",
       [](const std::string& value, size_t body_size) {

@@ -166,7 +166,8 @@ struct PyShmTargets {
 // byte_size)); outputs are (name, (region, offset, byte_size) | None, class_count).
 py::tuple BuildRequestFromPy(const std::string& model_name, const py::object& id,
                              const py::sequence& inputs, const py::sequence& outputs,
-                             const py::object& parameters, const py::object& shm) {
+                             const py::object& parameters, const py::object& shm,
+                             const py::object& raw_parameters) {
   auto wrapper = std::make_shared<PyRequest>();
   wrapper->request = std::make_shared<InferenceRequest>();
   InferenceRequest& request = *wrapper->request;
@@ -203,6 +204,15 @@ py::tuple BuildRequestFromPy(const std::string& model_name, const py::object& id
     ThrowIfError(builder.AddOutput(std::move(output), &targets.targets));
   }
   ThrowIfError(builder.SetParameters(ParametersFromPy(parameters)));
+  // Triton's generate passes its parameters on without reading reserved names.
+  if (!raw_parameters.is_none()) {
+    for (const py::handle item : raw_parameters) {
+      const auto pair = py::reinterpret_borrow<py::sequence>(item);
+      std::string name = TextFromPy(pair[0], "parameter name");
+      ParameterValue value = ClientParameterFromPy(pair[1], name);
+      request.parameters.emplace_back(std::move(name), std::move(value));
+    }
+  }
   py::object shm_targets = py::none();
   if (!targets.targets.empty()) shm_targets = py::cast(std::move(targets));
   return py::make_tuple(std::move(wrapper), std::move(shm_targets));
@@ -286,7 +296,9 @@ void RegisterRequest(py::module_& m) {
           "Copies an output into its region (INTERNAL when it does not fit)");
   m.def("build_request", &BuildRequestFromPy, py::arg("model_name"), py::arg("id"),
         py::arg("inputs"), py::arg("outputs"), py::arg("parameters"), py::arg("shm"),
-        "(Request, ShmTargets | None) through the core's request builder");
+        py::arg("raw_parameters") = py::none(),
+        "(Request, ShmTargets | None) through the core's request builder; "
+        "raw_parameters: (key, value) pairs added as they are, after `parameters`");
   m.def(
       "deduce_raw_input",
       [](const py::handle& model, const py::object& body,

@@ -14,123 +14,13 @@
 
 namespace tritonx {
 namespace httpfe {
-namespace {
-
-using rapidjson::Value;
-
-// The shape `count` elements take for `input`, or false when none fits, as Triton
-// pads a generate value (a scalar or a 1-D array) to the input's shape: working
-// from the innermost dim, fixed dims divide the count; then the innermost variable
-// dim takes what is left and every other variable dim (the batch dim among them)
-// is 1, so a batching model sees one request of `count` elements, never a batch
-// of `count`.
-bool ShapeFor(const TensorSpec& input, bool batched, int64_t count, Shape* shape) {
-  shape->clear();
-  if (batched) shape->push_back(-1);
-  shape->insert(shape->end(), input.dims.begin(), input.dims.end());
-  int64_t left = count;
-  for (auto d = shape->rbegin(); d != shape->rend(); ++d) {
-    if (*d < 0) continue;
-    if (*d == 0) {  // no elements at all; Triton divides by it
-      if (left != 0) return false;
-      left = 1;
-      continue;
-    }
-    if (left % *d != 0) return false;
-    left /= *d;
-  }
-  for (auto d = shape->rbegin(); d != shape->rend(); ++d) {
-    if (*d >= 0) continue;
-    *d = left;
-    left = 1;
-  }
-  return left == 1;
-}
-
-Status ParseInput(const ModelSpec& spec, const TensorSpec& input, bool batched,
-                  const Value& given, rapidjson::Document::AllocatorType& allocator,
-                  InferenceRequest* out) {
-  Value wrapped;
-  const Value* data = &given;
-  if (!given.IsArray()) {
-    wrapped.SetArray();
-    wrapped.PushBack(Value(given, allocator), allocator);
-    data = &wrapped;
-  }
-  InputDescription desc;
-  desc.name = input.name;
-  desc.datatype = DataTypeName(input.dtype);
-  if (!ShapeFor(input, batched, static_cast<int64_t>(data->Size()), &desc.shape)) {
-    return InvalidArgError("The schema can not convert input '" + input.name +
-                           "' to tensor with proper shape");
-  }
-  JsonDataToInput(*data, &desc);
-  RequestBuilder builder(out, WireProtocol::kHttp, spec.name, nullptr);
-  Status status = builder.AddInput(std::move(desc));
-  if (!status.ok()) {
-    static const char kBytesData[] =
-        "Unable to parse 'data': attempt to access JSON non-string as string";
-    if (input.dtype == DataType::kBytes && status.message() == kBytesData) {
-      return InternalError(
-          "Unable to parse JSON bytes array: attempt to access JSON non-string as "
-          "string");
-    }
-    return status;
-  }
-  return Status::Ok();
-}
-
-}  // namespace
 
 Status ParseGenerateBody(const char* body, size_t size, const ModelSpec& spec,
                          InferenceRequest* out) {
   rapidjson::Document doc;
   Status status = ParseRequestJson(body, size, &doc);
   if (!status.ok()) return status;
-  if (!doc.IsObject()) return InternalError("attempt to get members for non-object");
-  const bool batched = spec.max_batch_size > 0;
-  // Triton reads the id before any other member: its type error comes first.
-  const auto id = doc.FindMember("id");
-  if (id != doc.MemberEnd() && !id->value.IsString()) {
-    return InternalError(
-        "Unable to parse 'id': attempt to access JSON non-string as string");
-  }
-  for (const auto& member : doc.GetObject()) {
-    const std::string key(member.name.GetString(), member.name.GetStringLength());
-    const Value& value = member.value;
-    if (key == "parameters") {
-      if (!value.IsObject()) {
-        return InternalError(
-            "Expected JSON object for keyword: 'parameters': attempt to access JSON "
-            "non-object as object");
-      }
-      for (const auto& p : value.GetObject()) {
-        std::string name(p.name.GetString(), p.name.GetStringLength());
-        ParameterValue converted;
-        status = ConvertCustomParameter(name, p.value, &converted);
-        if (!status.ok()) {
-          return InvalidArgError("Converting keyword: 'parameters': " +
-                                 status.message());
-        }
-        out->parameters.emplace_back(std::move(name), std::move(converted));
-      }
-      continue;
-    }
-    if (const TensorSpec* input = spec.FindInput(key)) {
-      status = ParseInput(spec, *input, batched, value, doc.GetAllocator(), out);
-      if (!status.ok()) return status;
-      continue;
-    }
-    // (A repeated "id" of another type, after the checked first, is a parameter.)
-    if (key == "id" && value.IsString()) {
-      out->id.assign(value.GetString(), value.GetStringLength());
-    }
-    ParameterValue converted;
-    status = ConvertCustomParameter(key, value, &converted);
-    if (!status.ok()) return status;
-    out->parameters.emplace_back(key, std::move(converted));
-  }
-  return Status::Ok();
+  return BuildGenerateRequest<RapidJsonReader>(&doc, spec, out);
 }
 
 Status RenderGenerateResponse(const InferenceResponse& response,

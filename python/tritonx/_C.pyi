@@ -603,14 +603,16 @@ def build_request(
     outputs: Sequence[tuple[str, tuple[str, int, int] | None, int]],
     parameters: Mapping[str, Any] | None,
     shm: SharedMemoryRegistry | None,
+    raw_parameters: Sequence[tuple[str, Any]] | None = None,
 ) -> tuple[Request, ShmTargets | None]: ...
 def deduce_raw_input(
     model: Model, body: Any, parameters: Mapping[str, Any] | None = None
 ) -> Request: ...
 def check_transaction_policy(model: Model, protocol: str) -> None: ...
 
-# The infer JSON walk both HTTP engines share (bind_infer_json.cpp).
+# The infer and generate JSON walks both HTTP engines share (bind_infer_json.cpp).
 MAX_REQUEST_TENSORS: int
+GENERATE_ONE_RESPONSE: str
 
 def decode_infer_json(
     doc: Any, header: Any, header_length: int | None, body_size: int, model: str
@@ -623,6 +625,13 @@ def decode_infer_json(
     dict[str, Any] | None,
     Exception | None,
 ]: ...
+
+GenerateSpec = tuple[str, int, tuple[tuple[str, str, tuple[int, ...]], ...]]
+
+def generate_spec(model: Model) -> GenerateSpec: ...
+def decode_generate_json(
+    doc: Any, body: bytes | bytearray | memoryview, spec: GenerateSpec
+) -> tuple[str, list[tuple[str, str, list[int], str, Any]], list[tuple[str, Any]]]: ...
 def parse_header_length(value: str, body_size: int) -> int: ...
 def json_parse_error(kind: str, detail: str = "") -> Exception: ...
 def native_json_error(

@@ -76,8 +76,11 @@ datatypes = _C.datatypes
 serialize_bytes = _C.serialize_bytes
 deserialize_bytes = _C.deserialize_bytes
 build_request = _C.build_request
-# The infer JSON walk both HTTP engines share (bind_infer_json.cpp).
+# The infer and generate JSON walks both HTTP engines share (bind_infer_json.cpp).
 decode_infer_json = _C.decode_infer_json
+generate_spec = _C.generate_spec
+decode_generate_json = _C.decode_generate_json
+GENERATE_ONE_RESPONSE: str = _C.GENERATE_ONE_RESPONSE
 parse_header_length = _C.parse_header_length
 json_parse_error = _C.json_parse_error
 # The native HTTP engine's JSON reader (bind_http.cpp); absent from builds without it.

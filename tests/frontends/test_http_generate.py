@@ -1,29 +1,24 @@
 """Triton's generate extension (``POST .../generate`` and ``.../generate_stream``) on
-``--http-engine=native``, through the wire with raw HTTP. Each test that states
-Triton's behaviour runs against the reference Triton too when
-$TRITONX_REFERENCE_CMD names one (python-backend models only); cancellation and the
-slow-reader bound are tritonx's own. The Python engine does not serve these routes
-(it answers 404)."""
+both HTTP engines (``--http-engine=native`` and ``python``), through the wire with raw
+HTTP. Each test that states Triton's behaviour runs against the reference Triton too
+when $TRITONX_REFERENCE_CMD names one (python-backend models only); cancellation, the
+slow-reader bound and HTTP/1.0 streams are tritonx's own."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 pytest.importorskip("tritonx._native", reason="core not built")
-from tritonx import _native
-
-if getattr(_native, "HttpServer", None) is None:
-    pytest.skip("built without the C++ HTTP server", allow_module_level=True)
-
 from serverutil import (
     REFERENCE_CMD_ENV,
     RunningServer,
@@ -32,6 +27,8 @@ from serverutil import (
     run_server,
 )
 from testmodels import REPEAT_CONFIG, REPEAT_MODEL
+
+from tritonx import _native
 
 # "gen" is testmodels' decoupled `repeat` model (MODE 0-5) under another name.
 GEN_CONFIG = REPEAT_CONFIG.replace('name: "repeat"', 'name: "gen"')
@@ -215,29 +212,56 @@ def _write_models(repo: Path) -> None:
         (repo / name / "1" / "model.py").write_text(code)
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("generate_repo")
-    _write_models(root)
-    return root
+# A build without the C++ HTTP server has the Python engine only.
+ENGINES = ("native", "python") if _native.HttpServer is not None else ("python",)
 
 
 @pytest.fixture(scope="module")
-def native(repo: Path) -> Iterator[RunningServer]:
-    with run_server(
-        repo, "--http-engine=native", "--http-thread-count=2", "--allow-grpc=false"
-    ) as running:
-        yield running
+def started(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[str], tuple[RunningServer, Path]]]:
+    """A tritonx server per HTTP engine, started when first asked for, each with
+    its own repository (models mark how their requests ended there)."""
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, tuple[RunningServer, Path]] = {}
+
+        def get(engine: str) -> tuple[RunningServer, Path]:
+            if engine not in servers:
+                root = tmp_path_factory.mktemp(f"generate_{engine}")
+                _write_models(root)
+                running = stack.enter_context(
+                    run_server(
+                        root,
+                        f"--http-engine={engine}",
+                        "--http-thread-count=2",
+                        "--allow-grpc=false",
+                    )
+                )
+                servers[engine] = (running, root)
+            return servers[engine]
+
+        yield get
 
 
-@pytest.fixture(scope="module", params=["tritonx", "triton"])
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(
+    request: pytest.FixtureRequest,
+    started: Callable[[str], tuple[RunningServer, Path]],
+) -> tuple[RunningServer, Path]:
+    """A tritonx server (each HTTP engine in turn) and its repository."""
+    return started(request.param)
+
+
+@pytest.fixture(scope="module", params=[*ENGINES, "triton"])
 def server(
-    request: pytest.FixtureRequest, repo: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    started: Callable[[str], tuple[RunningServer, Path]],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningServer]:
-    """The native tritonx server, and the reference Triton when one is given: the
-    same assertions hold for both."""
-    if request.param == "tritonx":
-        yield request.getfixturevalue("native")
+    """tritonx (each HTTP engine), and the reference Triton when one is given: the
+    same assertions hold for all."""
+    if request.param != "triton":
+        yield started(request.param)[0]
         return
     if reference_command() is None:
         pytest.skip(f"{REFERENCE_CMD_ENV} not set: no reference Triton")
@@ -505,9 +529,10 @@ def _wait_for(path: Path, timeout: float = 60.0) -> bool:
     return path.exists()
 
 
-def test_disconnect_cancels_the_stream(native: RunningServer, repo: Path) -> None:
+def test_disconnect_cancels_the_stream(engine: tuple[RunningServer, Path]) -> None:
+    ours, repo = engine
     # Before the first response: nothing has been answered yet.
-    sock = socket.create_connection(("127.0.0.1", native.ports["http"]))
+    sock = socket.create_connection(("127.0.0.1", ours.ports["http"]))
     body = b'{"COUNT": 0, "MODE": 3, "id": "before"}'
     sock.sendall(
         b"POST /v2/models/gen/generate_stream HTTP/1.1\r\nHost: x\r\n"
@@ -518,7 +543,7 @@ def test_disconnect_cancels_the_stream(native: RunningServer, repo: Path) -> Non
     assert _wait_for(repo / "gen" / "cancelled-before")
     # After the first event.
     reply, conn = _post(
-        native, "/v2/models/gen/generate_stream", {"COUNT": 0, "MODE": 5, "id": "after"}
+        ours, "/v2/models/gen/generate_stream", {"COUNT": 0, "MODE": 5, "id": "after"}
     )
     assert reply.status == 200
     assert next(read_events(reply)) == _out("gen", OUT=0, id="after")
@@ -527,13 +552,14 @@ def test_disconnect_cancels_the_stream(native: RunningServer, repo: Path) -> Non
     assert _wait_for(repo / "gen" / "cancelled-after")
 
 
-def test_slow_reader_is_cut_and_cancelled(native: RunningServer, repo: Path) -> None:
+def test_slow_reader_is_cut_and_cancelled(engine: tuple[RunningServer, Path]) -> None:
     """A client that stops reading: past the per-connection bound (32 MiB of
     queued output) the server drops the connection and cancels the request instead
     of buffering all 400 MiB the model would send."""
+    ours, repo = engine
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", native.ports["http"]))
+    sock.connect(("127.0.0.1", ours.ports["http"]))
     body = b'{"COUNT": 400}'
     sock.sendall(
         b"POST /v2/models/flood/generate_stream HTTP/1.1\r\nHost: x\r\n"
@@ -562,21 +588,117 @@ def test_slow_reader_is_cut_and_cancelled(native: RunningServer, repo: Path) -> 
     finally:
         sock.close()
     ready = urllib.request.urlopen(
-        f"http://{native.http_url}/v2/health/ready", timeout=10
+        f"http://{ours.http_url}/v2/health/ready", timeout=10
     )
     assert ready.status == 200
 
 
-def test_response_parameters_are_fields(native: RunningServer) -> None:
+def test_response_parameters_are_fields(engine: tuple[RunningServer, Path]) -> None:
     """As Triton's generate: each response parameter is a field beside the outputs;
     of two fields of one name, a reserved one wins over a parameter, which wins
     over an output."""
+    ours, _ = engine
     for route in ("generate", "generate_stream"):
         if route == "generate":
-            status, body = generate(native, "params", {"text_input": "a"})
+            status, body = generate(ours, "params", {"text_input": "a"})
         else:
-            status, events = stream(native, "params", {"text_input": "a"})
+            status, events = stream(ours, "params", {"text_input": "a"})
             (body,) = events
         assert status == 200
         assert body == _out("params", text_output=7, note="hi", flag=True, n=-3)
         assert list(body) == sorted(body)
+
+
+def _raw_post(path: str, body: bytes, version: str = "1.1") -> bytes:
+    return b"POST %s HTTP/%s\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
+        path.encode(),
+        version.encode(),
+        len(body),
+        body,
+    )
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    sock.settimeout(60)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_http10_stream_ends_with_the_connection(
+    engine: tuple[RunningServer, Path],
+) -> None:
+    """HTTP/1.0 has no chunked encoding: the events come as they are and the server
+    closes the connection after the last."""
+    ours, _ = engine
+    with socket.create_connection(("127.0.0.1", ours.ports["http"])) as sock:
+        body = b'{"COUNT": 2, "MODE": 0}'
+        sock.sendall(_raw_post("/v2/models/gen/generate_stream", body, "1.0"))
+        head, _, rest = _read_until_closed(sock).partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0].split(b" ")[1] == b"200"
+    assert b"Content-Type: " + SSE_TYPE.encode() in lines
+    assert not any(line.lower().startswith(b"transfer-encoding") for line in lines)
+    assert rest == b"".join(
+        b'data: {"OUT":%d,"model_name":"gen","model_version":"1"}\n\n' % i
+        for i in range(2)
+    )
+
+
+def test_pipelined_requests_wait_for_the_stream(
+    engine: tuple[RunningServer, Path],
+) -> None:
+    """A request pipelined behind a stream on one connection is answered after
+    the stream's last chunk, in order."""
+    ours, _ = engine
+    with socket.create_connection(("127.0.0.1", ours.ports["http"])) as sock:
+        stream_body = b'{"COUNT": 3, "MODE": 1}'
+        sock.sendall(
+            _raw_post("/v2/models/gen/generate_stream", stream_body)
+            + _raw_post("/v2/models/gen/generate", b'{"COUNT": 1, "MODE": 0}')
+            + b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        data = _read_until_closed(sock)
+    first, _, rest = data.partition(b"0\r\n\r\n")
+    assert first.count(b"data: ") == 3
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n")
+    generated, _, ready = rest.partition(b'"model_version":"1"}')
+    assert generated.endswith(b'{"OUT":0,"model_name":"gen",')
+    assert ready.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_half_close_mid_stream_cancels(engine: tuple[RunningServer, Path]) -> None:
+    """A client that half-closes once its stream has begun counts as gone (nothing
+    can tell it apart from one that left): its request is cancelled."""
+    ours, repo = engine
+    with socket.create_connection(("127.0.0.1", ours.ports["http"])) as sock:
+        body = b'{"COUNT": 0, "MODE": 5, "id": "halfclosed"}'
+        sock.sendall(_raw_post("/v2/models/gen/generate_stream", body))
+        sock.settimeout(60)
+        seen = b""
+        while b"data: " not in seen:
+            seen += sock.recv(65536)
+        sock.shutdown(socket.SHUT_WR)
+        assert _wait_for(repo / "gen" / "cancelled-halfclosed")
+
+
+def test_large_bodies(server: RunningServer) -> None:
+    """Bodies past 256 KiB (decoded in a JSON helper process by the Python engine)
+    take the same rules and words as small ones."""
+    values = [0.5 + i for i in range(60_000)]
+    status, body = generate(server, "probe", {"text_input": "a", "V": values})
+    assert status == 200
+    assert json.loads(body["INFO"])["V"] == [[60_000], values]
+    assert body["VOUT"] == values
+    pad = "x" * 300_000
+    status, events = stream(server, "probe", {"text_input": 5, "pad": pad})
+    assert (status, events) == (
+        500,
+        [
+            {
+                "error": "Unable to parse JSON bytes array: attempt to access JSON "
+                "non-string as string"
+            }
+        ],
+    )

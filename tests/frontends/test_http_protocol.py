@@ -19,7 +19,8 @@ from collections.abc import Iterator
 import pytest
 import uvloop
 
-from tritonx.frontends.http_protocol import HttpConnection, HttpMessage, Slot
+from tritonx.frontends.http_message import HttpMessage, Slot
+from tritonx.frontends.http_protocol import HttpConnection
 from tritonx.frontends.http_responses import response
 
 LIMIT = 1000

@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import textwrap
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -151,8 +152,6 @@ def test_server_without_grpc_serves_http_and_metrics(
     env = _without(tmp_path, "GrpcServer")
     with run_server(echo_repo, env=env, services=("http", "metrics")) as server:
         _infer_echo(server.http_url)
-        import urllib.request
-
         with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
             metrics = response.read().decode()
         assert 'nv_inference_request_success{model="echo",version="1"} 1' in metrics
@@ -167,9 +166,21 @@ def test_server_without_grpc_serves_http_and_metrics(
 def test_http_auto_falls_back_to_python_engine_and_says_so(
     tmp_path: Path, echo_repo: Path
 ) -> None:
-    env = _without(tmp_path, "HttpServer")
+    # What bind_http.cpp adds to the module (the server and its JSON reader).
+    env = _without(tmp_path, "HttpServer", "native_json_loads")
     with run_server(echo_repo, env=env) as server:
         _infer_echo(server.http_url)
+        # The generate extension too (its walk needs no RapidJSON).
+        for route in ("generate", "generate_stream"):
+            request = urllib.request.Request(
+                f"http://{server.http_url}/v2/models/echo/{route}",
+                b'{"INPUT0": [1.5, -2.0], "id": "g"}',
+                {"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                text = reply.read().decode()
+            answer = '{"OUTPUT0":[1.5,-2.0],"id":"g","model_name":"echo","model_version":"1"}'
+            assert text == (answer if route == "generate" else f"data: {answer}\n\n")
         log = server.log_text()
     assert (
         "HTTP is served by the Python engine: this build of tritonx has no C++ " in log

@@ -28,7 +28,12 @@ from typing import Any
 
 from tritonx import __version__, _native
 from tritonx.errors import InvalidArgumentError, TritonXError, UnavailableError
-from tritonx.frontends import http_extensions, http_infer, http_models
+from tritonx.frontends import (
+    http_extensions,
+    http_generate,
+    http_infer,
+    http_models,
+)
 from tritonx.frontends.base import server_extensions
 from tritonx.frontends.http_access import (
     AccessRules,
@@ -36,13 +41,12 @@ from tritonx.frontends.http_access import (
     compile_forward_pattern,
     forwarded_headers,
 )
+from tritonx.frontends.http_message import HttpMessage, Slot
 from tritonx.frontends.http_offload import OFFLOAD_BYTES, JsonOffload, MemoryReturn
 from tritonx.frontends.http_protocol import (
     DEFAULT_MAX_HEADER_COUNT,
     DEFAULT_MAX_HEADER_SIZE,
     HttpConnection,
-    HttpMessage,
-    Slot,
     kserve_json_size,
 )
 from tritonx.frontends.http_responses import (
@@ -158,8 +162,9 @@ class HttpFrontend:
                 http_models.metadata_reply(self._manager, r)
             ),
             "infer": self._infer,
-            # Served by the native engine only (it answers a POST there itself).
-            "generate": lambda m, s, r: s.done(_NOT_FOUND),
+            "generate": http_generate.GenerateRoutes(
+                registry, self._forward, self._offload, lambda: self._loop
+            ).handle,
             "model_ready": self._model_ready,
             "model_config": lambda m, s, r: s.done(
                 http_models.config_reply(self._manager, r)

@@ -22,7 +22,7 @@ from typing import ClassVar
 from tritonx import _native
 from tritonx.errors import InvalidArgumentError, TritonXError
 from tritonx.frontends.http import HttpFrontend
-from tritonx.frontends.http_protocol import HttpMessage, Slot
+from tritonx.frontends.http_message import HttpMessage, Slot
 from tritonx.frontends.http_responses import TEXT, Buffer, dumps, response
 from tritonx.frontends.http_routes import Route
 

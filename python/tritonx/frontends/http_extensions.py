@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tritonx.frontends import http_infer
-from tritonx.frontends.http_protocol import HttpMessage
+from tritonx.frontends.http_message import HttpMessage
 from tritonx.frontends.http_responses import (
     JSON,
     Buffer,

@@ -17,7 +17,7 @@ from typing import Any
 
 from tritonx.errors import InternalError, TritonXError, UnsupportedError
 from tritonx.frontends import http_infer
-from tritonx.frontends.http_protocol import HttpMessage, Slot
+from tritonx.frontends.http_message import HttpMessage, Slot
 from tritonx.frontends.http_responses import (
     JSON,
     Buffer,

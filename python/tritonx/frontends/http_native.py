@@ -20,10 +20,10 @@ from tritonx import __version__
 from tritonx.errors import InvalidArgumentError
 from tritonx.frontends.http import DEFAULT_MAX_INPUT_SIZE, HttpFrontend
 from tritonx.frontends.http_access import Restrictions
+from tritonx.frontends.http_message import HttpMessage
 from tritonx.frontends.http_protocol import (
     DEFAULT_MAX_HEADER_COUNT,
     DEFAULT_MAX_HEADER_SIZE,
-    HttpMessage,
 )
 from tritonx.frontends.http_responses import Buffer, error_response
 
@@ -31,7 +31,7 @@ Reply = Callable[[int, list[tuple[str, str]], bytes], None]
 
 
 class _NativeSlot:
-    """``http_protocol.Slot`` for one request from C++: the complete response the
+    """``http_message.Slot`` for one request from C++: the complete response the
     Python handlers produce (status line, headers, body, all written by
     ``http_protocol.response``) is split up again and handed to ``reply``."""
 

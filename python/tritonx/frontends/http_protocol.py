@@ -21,14 +21,14 @@ import asyncio
 import socket
 import zlib
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable
 
 import httptools
 
 from tritonx import _native
 from tritonx.errors import TritonXError
-from tritonx.frontends.http_responses import TEXT, Buffer, error_response
+from tritonx.frontends.http_message import HttpMessage, Slot
+from tritonx.frontends.http_responses import TEXT, error_response
 from tritonx.frontends.http_routes import log_request
 
 # Pipelined requests beyond this many unanswered ones stop the reads until the
@@ -43,62 +43,6 @@ DEFAULT_MAX_HEADER_SIZE = 64 * 1024
 # Two fields of the largest allowed size plus separators and the request line's.
 _MAX_UNREPORTED = 2 * (MAX_FIELD_SIZE + 4) + 32
 DEFAULT_MAX_HEADER_COUNT = 1000
-
-
-class HttpMessage:
-    """One complete request as the handler sees it."""
-
-    __slots__ = ("body", "headers", "keep_alive", "method", "raw_headers", "url")
-
-    def __init__(self) -> None:
-        self.method = b""
-        self.url = b""
-        # Lower-cased names; the first of repeated headers wins, as in libevhtp.
-        self.headers: dict[bytes, bytes] = {}
-        # Names as sent, in order; kept only for header forwarding.
-        self.raw_headers: list[tuple[bytes, bytes]] | None = None
-        self.body: bytes | bytearray = b""
-        self.keep_alive = True
-
-
-class SendTrace(Protocol):
-    """What a traced request's slot stamps around the write of its response."""
-
-    def sending(self) -> None: ...
-    def sent(self) -> None: ...
-
-
-class Slot:
-    """Where the response to one request goes; filled exactly once."""
-
-    __slots__ = ("_conn", "data", "keep_alive", "on_done", "on_lost", "trace")
-
-    def __init__(self, conn: HttpConnection, keep_alive: bool) -> None:
-        self._conn = conn
-        self.keep_alive = keep_alive
-        self.data: Sequence[Buffer] | None = None
-        # Called once the response is handed to the connection (optional).
-        self.on_done: Callable[[], None] | None = None
-        # Called if the client goes away before the response is ready (optional):
-        # the handler cancels the work it started for this request.
-        self.on_lost: Callable[[], None] | None = None
-        # Stamps the write of the response for a request trace (optional).
-        self.trace: SendTrace | None = None
-
-    def done(self, data: Sequence[Buffer]) -> None:
-        if self.data is None:
-            self.data = data
-            self.on_lost = None  # answered: nothing left to cancel
-            trace = self.trace
-            if trace is None:
-                self._conn.flush()
-            else:
-                self.trace = None
-                trace.sending()
-                self._conn.flush()
-                trace.sent()
-            if self.on_done is not None:
-                self.on_done()
 
 
 Handler = Callable[[HttpMessage, Slot], None]
@@ -267,6 +211,11 @@ class HttpConnection(asyncio.Protocol):
         stay half-open, so it closes at once."""
         transport = self._transport
         if transport is None or transport.get_extra_info("sslcontext") is not None:
+            return None
+        if self._queue and self._queue[0].streaming:
+            # Mid-stream, an interim response cannot be sent: a client that
+            # half-closes a stream counts as gone (the native engine's rule).
+            self._queue[0].abandon()
             return None
         if any(slot.data is None for slot in self._queue):
             # A FIN means either "done sending" or "gone". An interim response
@@ -476,18 +425,27 @@ class HttpConnection(asyncio.Protocol):
         return out
 
     def flush(self) -> None:
-        """Write every finished response at the head of the queue."""
+        """Write every finished response at the head of the queue, and the parts of
+        a streamed one that has reached the head."""
         transport = self._transport
         queue = self._queue
-        while queue and queue[0].data is not None:
-            slot = queue.popleft()
+        while queue:
+            slot = queue[0]
+            parts = slot.parts
+            if parts is not None:
+                slot.parts = None
+                slot.parts_size = 0
+                if transport is not None:
+                    transport.writelines(parts)
+            data = slot.data
+            if data is None:
+                break
+            queue.popleft()
             if transport is None:
                 continue
-            data = slot.data
-            assert data is not None
             if len(data) == 1:
                 transport.write(data[0])
-            else:
+            elif data:
                 transport.writelines(data)
             if not slot.keep_alive:
                 transport.close()
@@ -497,6 +455,22 @@ class HttpConnection(asyncio.Protocol):
             self._update_reading()
         if self._closing and not queue and transport is not None:
             transport.close()
+
+    def unsent_bytes(self) -> int:
+        transport = self._transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    def http11(self) -> bool:
+        """Whether the request being handled (handlers run from the parser's
+        callback) is HTTP/1.1, which has chunked replies."""
+        return self._parser.get_http_version() == "1.1"
+
+    def drop(self) -> None:
+        """Abort the connection now; nothing more is written to it."""
+        transport = self._transport
+        self._transport = None
+        if transport is not None:
+            transport.abort()
 
     def _update_reading(self) -> None:
         transport = self._transport

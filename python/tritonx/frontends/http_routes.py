@@ -1,11 +1,9 @@
 """URL -> route for the KServe v2 / Triton HTTP API, with a cache per raw path.
 
 The patterns follow Triton's server regexes. Resolving a path costs one dict lookup
-once it has been seen, so the inference path never runs a regex. Routes of Triton's
-that the Python engine does not serve (generate) still resolve to their own kinds so
-that ``--http-restricted-api`` and the method check guard them as Triton does; the
-frontend answers a POST there 404 (the native engine serves it before). Shared memory routes carry the memory kind ("system"/"cuda"), the region
-and the action.
+once it has been seen, so the inference path never runs a regex. Shared memory
+routes carry the memory kind ("system"/"cuda"), the region and the action;
+``generate_stream`` is the generate route with the action "stream".
 """
 
 from __future__ import annotations
@@ -27,7 +25,9 @@ class Route(NamedTuple):
     repository: str = ""
     memory: str = ""  # shared memory routes: "system" or "cuda"
     region: str = ""
-    action: str = ""  # shared memory routes: "status", "register" or "unregister"
+    # shared memory routes: "status", "register" or "unregister"; generate: "stream"
+    # for generate_stream
+    action: str = ""
 
 
 NOT_FOUND = Route("not_found")
@@ -161,7 +161,8 @@ def _resolve(url: bytes) -> Route:
         kind = _MODEL_ACTIONS[match.group(3)]
         if kind == "trace" and match.group(2):
             return NOT_FOUND  # Triton: a model's trace settings have no version
-        return Route(kind, _decode(match.group(1)), match.group(2) or "")
+        action = "stream" if match.group(3) == "generate_stream" else ""
+        return Route(kind, _decode(match.group(1)), match.group(2) or "", action=action)
     match = _REPOSITORY.fullmatch(path)
     if match:
         repo = _decode(match.group(1) or "")

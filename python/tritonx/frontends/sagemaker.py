@@ -68,7 +68,7 @@ from tritonx.frontends.http_cloud import (
     c_atoi,
 )
 from tritonx.frontends.http_cloud import error_body as _error_body
-from tritonx.frontends.http_protocol import HttpMessage, SendTrace, Slot
+from tritonx.frontends.http_message import HttpMessage, SendTrace, Slot
 from tritonx.frontends.http_responses import JSON, TEXT, Buffer, response, status_line
 from tritonx.frontends.http_responses import dumps as _dumps
 

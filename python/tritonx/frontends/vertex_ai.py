@@ -36,7 +36,7 @@ from typing import Any
 
 from tritonx.errors import InvalidArgumentError
 from tritonx.frontends.http_cloud import CloudFrontend, rebuilt
-from tritonx.frontends.http_protocol import HttpMessage, Slot
+from tritonx.frontends.http_message import HttpMessage, Slot
 from tritonx.frontends.http_responses import TEXT, response
 from tritonx.frontends.http_routes import resolve
 

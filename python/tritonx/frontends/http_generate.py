@@ -1,0 +1,285 @@
+"""Triton's generate extension on the Python HTTP engine: ``POST .../generate`` (one
+JSON reply) and ``.../generate_stream`` (Server-Sent Events, one ``data: {...}``
+event per response).
+
+The request is read by the walk the native engine uses (``core/generate_json.h``
+through ``_native.decode_generate_json``, in a JSON helper process for bodies past
+``OFFLOAD_BYTES``, as ``/infer``'s), so its rules and messages exist once; the
+response objects are written here as ``csrc/http/http_generate.cc`` writes them:
+keys in byte order, the first of a repeated key winning (id, model_name and
+model_version, then the response's parameters, then its outputs, as Triton fills a
+std::map), an output of one element as a scalar, otherwise as the flat list of its
+elements.
+
+A stream's head waits for the first response, whose status it carries (an error
+first: the error's status, as Triton does); FINAL ends it. A client that goes away
+cancels the request, as for ``/infer``; a client that reads slower than the model
+writes is cut once ``MAX_STREAM_BUFFER`` bytes wait in the connection's output
+buffer (the native engine's bound), and its request cancelled, so one connection
+never holds much more than that. Everything here runs on the engine's loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tritonx import _native
+from tritonx.errors import TritonXError
+from tritonx.frontends import codec, http_infer, request_json
+from tritonx.frontends.http_access import forwarded_headers
+from tritonx.frontends.http_message import HttpMessage, Slot
+from tritonx.frontends.http_offload import OFFLOAD_BYTES, JsonOffload
+from tritonx.frontends.http_responses import (
+    JSON,
+    Buffer,
+    exception_response,
+    response,
+    status_line,
+)
+from tritonx.frontends.http_routes import Route
+
+# The most a stream may queue for a slow reader before it is cut (as the native
+# engine's HttpServer::Options::max_stream_buffer).
+MAX_STREAM_BUFFER = 32 * 1024 * 1024
+_EVENT_STREAM = b"Content-Type: text/event-stream; charset=utf-8\r\n"
+
+
+def error_json(exc: BaseException) -> tuple[int, bytes]:
+    """(HTTP status, Triton's ``{"error": ...}`` body) of an exception."""
+    if isinstance(exc, TritonXError):
+        status, message = exc.http_status, exc.message
+    else:
+        status, message = 500, str(exc) or type(exc).__name__
+    return status, b'{"error":' + codec.json_value(message) + b"}"
+
+
+def render(result: Any, request_id: str) -> bytes:
+    """One response as its generate JSON object (see the module docstring)."""
+    value = codec.json_value
+    entries: dict[bytes, Any] = {}
+    rid = result.id or request_id
+    if rid:
+        entries[b"id"] = value(rid)
+    entries[b"model_name"] = value(result.model_name)
+    entries[b"model_version"] = value(result.model_version)
+    for key, parameter in (result.parameters or {}).items():
+        entries.setdefault(key.encode("utf-8", "surrogatepass"), value(parameter))
+    for out in result.outputs:
+        entries.setdefault(out.name.encode("utf-8", "surrogatepass"), out)
+    parts = []
+    for key in sorted(entries):
+        item = entries[key]
+        if not isinstance(item, bytes):
+            data = codec.wire_to_json(item.datatype, item.shape, item.raw())
+            item = data[1:-1] if codec.element_count(item.shape) == 1 else data
+        parts.append(codec.json_string(key) + b":" + item)
+    return b"{" + b",".join(parts) + b"}"
+
+
+class _Call:
+    """One generate request: what it has answered so far."""
+
+    __slots__ = (
+        "chunked",
+        "count",
+        "first",
+        "head_sent",
+        "id",
+        "slot",
+        "stamps",
+        "stream",
+    )
+
+    def __init__(self, slot: Slot, stream: bool, chunked: bool) -> None:
+        self.slot = slot
+        self.stream = stream
+        self.chunked = chunked
+        self.head_sent = False
+        self.count = 0  # responses so far (/generate)
+        self.first: tuple[int, bytes] = (200, b"")
+        self.id = ""
+        self.stamps: http_infer.SendStamps | None = None
+
+
+Decoded = tuple[str, list[Any], list[tuple[str, Any]]]
+
+
+def decode(body: Buffer, spec: Any) -> Decoded:
+    """(id, inputs, parameters) of a generate body for the model ``spec``
+    (``_native.generate_spec``); a pure function, so that it can run in a helper."""
+    return _native.decode_generate_json(request_json.loads(body), body, spec)
+
+
+class GenerateRoutes:
+    """``/generate`` and ``/generate_stream`` for the Python engine's
+    ``HttpFrontend``: its registry, header forwarding (--http-header-forward-pattern),
+    JSON helpers (bodies past ``OFFLOAD_BYTES`` are decoded there, so a large body
+    does not stall the loop) and loop."""
+
+    def __init__(
+        self,
+        registry: Any,
+        forward: re.Pattern[str] | None,
+        offload: JsonOffload,
+        loop: Callable[[], asyncio.AbstractEventLoop | None],
+    ) -> None:
+        self._registry = registry
+        self._forward = forward
+        self._offload = offload
+        self._loop = loop
+
+    def handle(self, message: HttpMessage, slot: Slot, route: Route) -> None:
+        try:
+            model = self._registry.find(route.model, route.version)
+            received = time.monotonic_ns() if model.tracing else 0
+            spec = _native.generate_spec(model)
+            body = message.body
+            if len(body) > OFFLOAD_BYTES:
+                call = _Call(slot, route.action == "stream", slot.http11())
+                parsing = self._offload.run(decode, body, spec)
+                parsing.add_done_callback(
+                    lambda f: self._decoded(f, call, message, model, received)
+                )
+                return
+            decoded = decode(body, spec)
+        except Exception as exc:
+            slot.done(exception_response(exc))
+            return
+        call = _Call(slot, route.action == "stream", slot.http11())
+        self._submit(call, message, model, decoded, received)
+
+    def _decoded(
+        self,
+        parsing: asyncio.Future[Decoded],
+        call: _Call,
+        message: HttpMessage,
+        model: Any,
+        received: int,
+    ) -> None:
+        try:
+            decoded = self._offload.result(parsing)
+        except Exception as exc:
+            call.slot.done(exception_response(exc))
+            return
+        self._submit(call, message, model, decoded, received)
+
+    def _submit(
+        self,
+        call: _Call,
+        message: HttpMessage,
+        model: Any,
+        decoded: Decoded,
+        received: int,
+    ) -> None:
+        """``received``: HTTP_RECV_START while tracing is on, else 0."""
+        slot = call.slot
+        rid, inputs, parameters = decoded
+        try:
+            if self._forward is not None and message.raw_headers:
+                forwarded = forwarded_headers(self._forward, message.raw_headers)
+                parameters.extend(forwarded.items())
+            request, _ = _native.build_request(
+                model.name, rid, inputs, (), None, None, parameters
+            )
+            call.id = rid
+            if received:
+                parent = message.headers.get(b"traceparent")
+                state = message.headers.get(b"tracestate")
+                _native.trace_received(
+                    request,
+                    received,
+                    time.monotonic_ns(),
+                    None if parent is None else parent.decode("latin-1"),
+                    None if state is None else state.decode("latin-1"),
+                )
+                call.stamps = http_infer.SendStamps(request)
+            if call.stream and not call.chunked:
+                # HTTP/1.0 has no chunked encoding: the end of the connection ends it.
+                slot.keep_alive = False
+            model.submit(
+                request,
+                lambda value, final: _on_response(call, value, final),
+                self._loop(),
+            )
+        except Exception as exc:
+            slot.done(exception_response(exc))
+            return
+        slot.on_lost = lambda: model.cancel(request)
+
+
+def _on_response(call: _Call, value: Any, final: bool) -> None:
+    slot = call.slot
+    if slot.data is not None:  # answered (cut, or the connection is gone)
+        return
+    event: tuple[int, bytes] | None = None
+    if value is not None:
+        if isinstance(value, BaseException):
+            event = error_json(value)
+        else:
+            try:
+                event = (200, render(value, call.id))
+            except Exception as exc:
+                event = error_json(exc)
+    if not call.stream:
+        if event is not None:
+            call.count += 1
+            if call.count == 1:
+                call.first = event
+        if final:
+            _answer_once(call)
+        return
+    if event is not None:
+        if not call.head_sent:
+            _start_stream(call, event[0])
+        _write_event(call, event[1])
+    if final:
+        _finish_stream(call)
+
+
+def _answer_once(call: _Call) -> None:
+    """/generate at FINAL: the one response, or Triton's error for another count
+    (with the first response's status: Triton starts its reply with it)."""
+    status, body = call.first
+    if call.count != 1:
+        status = 200 if call.count == 0 else status
+        body = b'{"error":' + codec.json_value(_native.GENERATE_ONE_RESPONSE) + b"}"
+    slot = call.slot
+    if call.stamps is not None:
+        slot.trace = call.stamps
+    slot.done(response(status, body, JSON))
+
+
+def _start_stream(call: _Call, status: int) -> None:
+    head = status_line(status) + _EVENT_STREAM
+    if call.chunked:
+        head += b"Transfer-Encoding: chunked\r\n\r\n"
+    else:
+        head += b"Connection: close\r\n\r\n"
+    call.head_sent = True
+    call.slot.send_part([head])
+
+
+def _write_event(call: _Call, data: bytes) -> None:
+    event = b"data: " + data + b"\n\n"
+    parts: Sequence[Buffer] = (
+        [b"%x\r\n" % len(event), event, b"\r\n"] if call.chunked else [event]
+    )
+    stamps = call.stamps
+    if stamps is not None:
+        stamps.sending()
+    written = call.slot.send_part(parts)
+    if stamps is not None:
+        stamps.sent()
+    if written > MAX_STREAM_BUFFER:
+        # Too far behind: cut the stream and cancel the request.
+        call.slot.abandon()
+
+
+def _finish_stream(call: _Call) -> None:
+    if not call.head_sent:  # Triton answers a stream without responses with 200
+        _start_stream(call, 200)
+    call.slot.done([b"0\r\n\r\n"] if call.chunked else [])
