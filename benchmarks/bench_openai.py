@@ -6,7 +6,9 @@ The model ("tokens", vLLM's request format on the python backend) streams
 the serving path per token (SSE framing, JSON, the frontend), not a model. Triton
 2.51 has no OpenAI frontend, so the reference's row is its generate_stream, the
 closest thing it serves; tritonx's generate_stream row shows what the OpenAI layer
-adds on top of the same core.
+adds on top of the same core. ``--python-engine`` adds a generate_stream row for
+tritonx's Python HTTP engine (``--http-engine=python``, what a build without the C++
+HTTP server serves).
 
 Each client task sends one streaming request at a time (``--concurrency`` tasks,
 aiohttp), reads the Server-Sent Events to the end and records the time to the
@@ -209,6 +211,9 @@ def one_round(args: argparse.Namespace, repo: Path) -> list[Row]:
     }
     rows: list[Row] = []
     servers = [("tritonx", shlex.split(args.tritonx_cmd))]
+    if args.python_engine:
+        python = [*shlex.split(args.tritonx_cmd), "--http-engine=python"]
+        servers.append(("tritonx-python", python))
     if args.reference_cmd:
         servers.append(("reference", shlex.split(args.reference_cmd)))
     for name, cmd in servers:
@@ -229,6 +234,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8]
+    )
+    parser.add_argument(
+        "--python-engine",
+        action="store_true",
+        help="also measure tritonx's Python HTTP engine (--http-engine=python)",
     )
     parser.add_argument("--tokens", type=int, default=32, help="tokens per request")
     parser.add_argument("--requests", type=int, default=300, help="per row")

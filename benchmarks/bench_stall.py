@@ -3,6 +3,7 @@ wait while one connection sends a huge request?
 
 Hostile requests (each repeated `--repeat` times, one at a time):
   json30   POST .../infer with a ~30 MB JSON tensor (3M FP32 values, identity model)
+  gen30    POST .../generate with the same values as a generate body
   header1  a request head with a 1 MB header line, sent in 64 KiB pieces
 While one is in flight, health checks go round-robin over `--probes` keep-alive
 connections (several, so that some share the hostile connection's server thread);
@@ -74,22 +75,35 @@ def json30_body() -> bytes:
     ).encode()
 
 
+def gen30_body() -> bytes:
+    return json.dumps({"INPUT0": [1.2345678] * 3_000_000}).encode()
+
+
 # Built once, before any probe. The hostile request runs in a forked child process:
 # in a thread of this one, its encoding and its reply's reads would hold this
 # process's GIL and show up as probe latency that the server never caused.
 JSON30: list[bytes] = []
+GEN30: list[bytes] = []
 
 
-def json30(port: int) -> None:
+def post_big(port: int, route: str, body: bytes) -> None:
     os.setpriority(os.PRIO_PROCESS, 0, 0)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     try:
-        conn.request("POST", "/v2/models/identity_any/infer", JSON30[0])
+        conn.request("POST", f"/v2/models/identity_any/{route}", body)
         reply = conn.getresponse()
         reply.read()
         assert reply.status == 200, reply.status
     finally:
         conn.close()
+
+
+def json30(port: int) -> None:
+    post_big(port, "infer", JSON30[0])
+
+
+def gen30(port: int) -> None:
+    post_big(port, "generate", GEN30[0])
 
 
 def header1(port: int) -> None:
@@ -158,7 +172,11 @@ def bench(
 ) -> list[tuple[str, str, list[float], list[float]]]:
     rows = []
     with running(name, cmd, repo, {}, 120.0, args.extra) as (http_port, _):
-        for kind, hostile in (("json30", json30), ("header1", header1)):
+        for kind, hostile in (
+            ("json30", json30),
+            ("gen30", gen30),
+            ("header1", header1),
+        ):
             base, seen = during(
                 http_port, args.probes, hostile, args.repeat, args.probe_nice
             )
@@ -195,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     rows = []
     JSON30.append(json30_body())
+    GEN30.append(gen30_body())
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp))
         args.extra = shlex.split(args.tritonx_args)

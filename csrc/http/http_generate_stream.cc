@@ -20,8 +20,13 @@
 // shut down (the client sees the stream cut) and the request cancelled, so one
 // connection never holds more than about that bound plus one response.
 //
-// Thread safety: everything here but the response callback runs on the worker's
-// loop thread; the callback only renders and posts to the mailbox.
+// Bodies of kParseOffloadBytes or more are parsed (and enqueued) on the parse pool,
+// as infer's, so a large one does not delay the worker's other connections.
+//
+// Thread safety: everything here but ParseGenerateAndEnqueue (parse pool for large
+// bodies; it touches only the call's request and model, then answers through the
+// mailbox) and the response callback runs on the worker's loop thread; the callback
+// only renders and posts to the mailbox.
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
@@ -63,34 +68,78 @@ void ForgetWatchers(PendingCall* call) {
 void HttpServer::Impl::HandleGenerate(Worker* worker, evhttp_request* req,
                                       const std::string& name,
                                       const std::string& version, bool stream,
+                                      std::shared_ptr<const void> owner,
                                       const char* body, size_t size) {
   using namespace httpfe;
   const uint64_t received_ns = NowNs();  // for a trace: HTTP_RECV_START
   if (!AdmitInfer(worker, req)) return;
   std::shared_ptr<Model> model;
   Status status = registry_->Find(name, version, &model);
-  auto request = std::make_shared<InferenceRequest>();
-  if (status.ok()) status = ParseGenerateBody(body, size, model->spec(), request.get());
-  request->recv_start_ns = received_ns;
-  if (status.ok() && model->Tracing()) {
-    request->recv_end_ns = NowNs();
-    ReadTraceContext(evhttp_request_get_input_headers(req), request.get());
-  }
+  Parameters forwarded;
   if (status.ok() && options_.forward) {
-    status = options_.forward->Forward(evhttp_request_get_input_headers(req),
-                                       &request->parameters);
+    status =
+        options_.forward->Forward(evhttp_request_get_input_headers(req), &forwarded);
   }
   if (!status.ok()) {
     Reply(worker, req, Error(HttpStatusOf(status.code()), status.message()));
     return;
   }
-
   std::shared_ptr<PendingCall> call = Track(worker, req);
   call->model = model;
-  call->request = request;
+  call->request = std::make_shared<InferenceRequest>();
+  call->request->recv_start_ns = received_ns;
+  if (model->Tracing()) {
+    ReadTraceContext(evhttp_request_get_input_headers(req), call->request.get());
+  }
   call->generate = std::make_unique<GenerateState>();
   call->generate->stream = stream;
-  std::shared_ptr<Mailbox> mailbox = worker->mailbox;
+  evhttp_connection* conn = evhttp_request_get_connection(req);
+  const evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(conn));
+  call->http11 = req->major > 1 || (req->major == 1 && req->minor >= 1);
+  call->closed_ev =
+      event_new(worker->base, fd, EV_CLOSED, &Impl::OnPeerClosed, call.get());
+  event_add(call->closed_ev, nullptr);
+  if (body != nullptr) {
+    ParseGenerateAndEnqueue(call, worker->mailbox, owner, body, size,
+                            std::move(forwarded), true);
+    return;
+  }
+  // A large body (kParseOffloadBytes): parsing it would delay every other
+  // connection of this worker, so it runs on the parse pool, as infer's.
+  parse_pool_->Submit([this, call, mailbox = worker->mailbox, owner = std::move(owner),
+                       size, forwarded = std::move(forwarded)]() mutable {
+    ParseGenerateAndEnqueue(call, mailbox, owner, nullptr, size, std::move(forwarded),
+                            false);
+  });
+}
+
+void HttpServer::Impl::ParseGenerateAndEnqueue(const std::shared_ptr<PendingCall>& call,
+                                               const std::shared_ptr<Mailbox>& mailbox,
+                                               const std::shared_ptr<const void>& owner,
+                                               const char* body, size_t size,
+                                               Parameters forwarded, bool on_loop) {
+  using namespace httpfe;
+  auto fail = [&](const Status& status) {
+    Outgoing out = Error(HttpStatusOf(status.code()), status.message());
+    if (on_loop) {
+      SendOnLoop(call, std::move(out), &inflight_);
+    } else {
+      PostReply(mailbox, call, std::move(out), &inflight_);
+    }
+  };
+  if (body == nullptr) {
+    // The body's own evbuffer (Handle), not yet contiguous; no one else uses it.
+    body = MakeContiguous(static_cast<evbuffer*>(const_cast<void*>(owner.get())));
+    if (body == nullptr) {
+      return fail(Status(StatusCode::kUnavailable, HttpBodyOutOfMemory(size)));
+    }
+  }
+  const std::shared_ptr<Model>& model = call->model;
+  const std::shared_ptr<InferenceRequest>& request = call->request;
+  Status status = ParseGenerateBody(body, size, model->spec(), request.get());
+  if (!status.ok()) return fail(status);
+  if (model->Tracing()) request->recv_end_ns = NowNs();
+  for (auto& param : forwarded) request->parameters.push_back(std::move(param));
   request->SetResponseStream(
       [this, call, mailbox, id = request->id](std::unique_ptr<InferenceResponse> result,
                                               uint32_t flags) {
@@ -109,18 +158,9 @@ void HttpServer::Impl::HandleGenerate(Worker* worker, evhttp_request* req,
         // Dropped when the server has stopped.
         mailbox->Post([this, call, event] { OnGenerateEvent(call, *event); });
       });
-
-  evhttp_connection* conn = evhttp_request_get_connection(req);
-  const evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(conn));
-  call->http11 = req->major > 1 || (req->major == 1 && req->minor >= 1);
-  call->closed_ev =
-      event_new(worker->base, fd, EV_CLOSED, &Impl::OnPeerClosed, call.get());
-  event_add(call->closed_ev, nullptr);
   status = model->Enqueue(request);
-  if (!status.ok()) {
-    // Not taken: no response will come (Enqueue dropped the callback).
-    SendOnLoop(call, Error(HttpStatusOf(status.code()), status.message()), &inflight_);
-  }
+  // Not taken: no response will come (Enqueue dropped the callback).
+  if (!status.ok()) fail(status);
 }
 
 void HttpServer::Impl::OnGenerateEvent(const std::shared_ptr<PendingCall>& call,

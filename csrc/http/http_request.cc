@@ -122,6 +122,8 @@ bool MatchModelRoute(const std::string& path, const char* suffix, std::string* m
 
 enum class Route { kOther, kInfer, kCloudInfer, kGenerate, kGenerateStream };
 
+}  // namespace
+
 // `buffer`'s bytes in one piece, owned by `buffer`. evbuffer_pullup copies every
 // chain into a new one before it frees any, so a large body would take twice its
 // size at that moment; copying it out a step at a time (each step drains what it
@@ -158,7 +160,6 @@ const char* MakeContiguous(evbuffer* buffer) {
   return data;
 }
 
-}  // namespace
 }  // namespace httpfe
 
 void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
@@ -306,10 +307,11 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
     std::shared_ptr<evbuffer> own(evbuffer_new(), evbuffer_free);
     evbuffer_add_buffer(own.get(), input);
     size = evbuffer_get_length(own.get());
-    // A large infer body is made contiguous (a copy) where it is parsed, off the
-    // loop; body stays null until then.
-    const bool later = (route == Route::kInfer || route == Route::kCloudInfer) &&
-                       size >= kParseOffloadBytes;
+    // A large infer or generate body is made contiguous (a copy) where it is
+    // parsed, off the loop; body stays null until then.
+    const bool later =
+        (route == Route::kInfer || route == Route::kCloudInfer || generate) &&
+        size >= kParseOffloadBytes;
     if (!later) {
       body = size ? reinterpret_cast<const char*>(evbuffer_pullup(own.get(), -1)) : "";
       if (body == nullptr) {
@@ -330,8 +332,8 @@ void HttpServer::Impl::Handle(Worker* worker, evhttp_request* req) {
     return;
   }
   if (generate) {
-    HandleGenerate(worker, req, model, version, route == Route::kGenerateStream, body,
-                   size);
+    HandleGenerate(worker, req, model, version, route == Route::kGenerateStream,
+                   std::move(owner), body, size);
     return;
   }
   if (cmd == EVHTTP_REQ_GET && options_.live_in_cpp && path == "/v2/health/live") {

@@ -85,9 +85,18 @@ class HttpServer::Impl {
 
   // Triton's generate extension (http_generate_stream.cc).
   struct GenerateEvent;
+  // `body` null: a large body, left in `owner` (its evbuffer) to be made
+  // contiguous and parsed on the parse pool, as infer's.
   void HandleGenerate(Worker* worker, evhttp_request* req, const std::string& model,
-                      const std::string& version, bool stream, const char* body,
-                      size_t size);
+                      const std::string& version, bool stream,
+                      std::shared_ptr<const void> owner, const char* body, size_t size);
+  // Parses a generate body into call->request and enqueues it; answers errors (from
+  // the loop thread directly, else through the worker's mailbox).
+  void ParseGenerateAndEnqueue(const std::shared_ptr<PendingCall>& call,
+                               const std::shared_ptr<Mailbox>& mailbox,
+                               const std::shared_ptr<const void>& owner,
+                               const char* body, size_t size, Parameters forwarded,
+                               bool on_loop);
   void OnGenerateEvent(const std::shared_ptr<PendingCall>& call, GenerateEvent& event);
   void StartStream(const std::shared_ptr<PendingCall>& call, int status);
   void WriteEvent(const std::shared_ptr<PendingCall>& call, const std::string& json);

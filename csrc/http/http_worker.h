@@ -162,5 +162,10 @@ void PostReply(const std::shared_ptr<Mailbox>& mailbox,
 
 const char* ReasonPhrase(int status);
 
+// `buffer`'s bytes in one piece, owned by `buffer`, copied with a bounded peak (see
+// http_request.cc); null when the memory for the copy cannot be had. The caller is
+// the buffer's only user.
+const char* MakeContiguous(evbuffer* buffer);
+
 }  // namespace httpfe
 }  // namespace tritonx

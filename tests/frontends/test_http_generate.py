@@ -191,6 +191,35 @@ class TritonPythonModel:
                 for _ in requests]
 """
 
+# Decoupled: COUNT responses, the odd ones 100,000 elements (400 KB: rendered by a
+# JSON helper on the Python engine), the even ones one; every element holds i.
+SIZES_CONFIG = """
+name: "sizes"
+backend: "python"
+max_batch_size: 0
+input [ { name: "COUNT", data_type: TYPE_INT32, dims: [ 1 ] } ]
+output [ { name: "OUT", data_type: TYPE_FP32, dims: [ -1 ] } ]
+model_transaction_policy { decoupled: true }
+"""
+SIZES_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for r in requests:
+            sender = r.get_response_sender()
+            count = int(pb_utils.get_input_tensor_by_name(r, "COUNT").as_numpy()[0])
+            for i in range(count):
+                out = np.full(100_000 if i % 2 else 1, i, np.float32)
+                sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", out)]))
+            sender.send(flags=FINAL)
+        return None
+"""
+
 SSE_TYPE = "text/event-stream; charset=utf-8"
 ONE_RESPONSE = (
     "generate expects model to produce exactly 1 response, use generate stream for "
@@ -206,6 +235,7 @@ def _write_models(repo: Path) -> None:
         ("flood", FLOOD_CONFIG, FLOOD_MODEL),
         ("shapes", SHAPES_CONFIG, SHAPES_MODEL),
         ("params", PARAMS_CONFIG, PARAMS_MODEL),
+        ("sizes", SIZES_CONFIG, SIZES_MODEL),
     ):
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(config)
@@ -702,3 +732,15 @@ def test_large_bodies(server: RunningServer) -> None:
             }
         ],
     )
+
+
+def test_large_outputs_keep_their_order(server: RunningServer) -> None:
+    """Large and small responses alternate; the events come in the model's order
+    (the Python engine renders the large ones in a JSON helper)."""
+    status, events = stream(server, "sizes", {"COUNT": 6})
+    assert status == 200
+    assert [e["OUT"] for e in events] == [
+        [float(i)] * 100_000 if i % 2 else float(i) for i in range(6)
+    ]
+    status, body = generate(server, "sizes", {"COUNT": 1})
+    assert (status, body) == (200, _out("sizes", OUT=0.0))

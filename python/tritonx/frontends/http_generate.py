@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -57,31 +58,54 @@ def error_json(exc: BaseException) -> tuple[int, bytes]:
     return status, b'{"error":' + codec.json_value(message) + b"}"
 
 
-def render(result: Any, request_id: str) -> bytes:
-    """One response as its generate JSON object (see the module docstring)."""
+# An output as render takes it: (name, datatype, shape, wire bytes).
+OutputItem = tuple[str, str, list[int], Buffer]
+
+
+def render(
+    rid: str,
+    model_name: str,
+    model_version: str,
+    parameters: dict[str, Any] | None,
+    outputs: Sequence[OutputItem],
+) -> bytes:
+    """One response as its generate JSON object (see the module docstring); a pure
+    function, so that large outputs can be rendered in a helper."""
     value = codec.json_value
-    entries: dict[bytes, Any] = {}
-    rid = result.id or request_id
+    entries: dict[bytes, bytes | OutputItem] = {}
     if rid:
         entries[b"id"] = value(rid)
-    entries[b"model_name"] = value(result.model_name)
-    entries[b"model_version"] = value(result.model_version)
-    for key, parameter in (result.parameters or {}).items():
-        entries.setdefault(key.encode("utf-8", "surrogatepass"), value(parameter))
-    for out in result.outputs:
-        entries.setdefault(out.name.encode("utf-8", "surrogatepass"), out)
+    entries[b"model_name"] = value(model_name)
+    entries[b"model_version"] = value(model_version)
+    for name, parameter in (parameters or {}).items():
+        entries.setdefault(name.encode("utf-8", "surrogatepass"), value(parameter))
+    for out in outputs:
+        entries.setdefault(out[0].encode("utf-8", "surrogatepass"), out)
     parts = []
     for key in sorted(entries):
         item = entries[key]
         if not isinstance(item, bytes):
-            data = codec.wire_to_json(item.datatype, item.shape, item.raw())
-            item = data[1:-1] if codec.element_count(item.shape) == 1 else data
+            _, datatype, shape, raw = item
+            data = codec.wire_to_json(datatype, shape, raw)
+            item = data[1:-1] if codec.element_count(shape) == 1 else data
         parts.append(codec.json_string(key) + b":" + item)
     return b"{" + b",".join(parts) + b"}"
 
 
+class _Rendering:
+    """A response a helper renders: its future and the wire bytes it was given."""
+
+    __slots__ = ("future", "size")
+
+    def __init__(self, future: asyncio.Future[bytes], size: int) -> None:
+        self.future = future
+        self.size = size
+
+
 class _Call:
-    """One generate request: what it has answered so far."""
+    """One generate request: what it has answered so far. Events are handled in
+    the order their responses came, also when one waits for a helper to render
+    it. Loop thread only."""
 
     __slots__ = (
         "chunked",
@@ -89,20 +113,94 @@ class _Call:
         "first",
         "head_sent",
         "id",
+        "offload",
+        "pending",
+        "rendering_bytes",
         "slot",
         "stamps",
         "stream",
     )
 
-    def __init__(self, slot: Slot, stream: bool, chunked: bool) -> None:
+    def __init__(
+        self, slot: Slot, stream: bool, chunked: bool, offload: JsonOffload
+    ) -> None:
         self.slot = slot
         self.stream = stream
         self.chunked = chunked
+        self.offload = offload
         self.head_sent = False
         self.count = 0  # responses so far (/generate)
         self.first: tuple[int, bytes] = (200, b"")
         self.id = ""
         self.stamps: http_infer.SendStamps | None = None
+        # Events not yet handled: (status, JSON), a helper's rendering, or None for
+        # FINAL; the bytes the renderings hold count against the stream's bound.
+        self.pending: deque[tuple[int, bytes] | _Rendering | None] = deque()
+        self.rendering_bytes = 0
+
+    def on_response(self, value: Any, final: bool) -> None:
+        if self.slot.data is not None:  # answered (cut, or the connection is gone)
+            return
+        if value is not None:
+            self.count += 1
+            if self.stream or self.count == 1:
+                self.pending.append(self._event(value))
+        if final:
+            self.pending.append(None)
+        self._drain()
+        if self.stream and self.unsent() > MAX_STREAM_BUFFER:
+            self.slot.abandon()  # too far behind: cut the stream, cancel the request
+
+    def unsent(self) -> int:
+        """Bytes this stream holds that the client has not read yet."""
+        return self.slot.unsent_bytes() + self.rendering_bytes
+
+    def _event(self, value: Any) -> tuple[int, bytes] | _Rendering:
+        if isinstance(value, BaseException):
+            return error_json(value)
+        try:
+            outputs = value.outputs
+            args = (value.id or self.id, value.model_name, value.model_version)
+            if sum(out.byte_size for out in outputs) <= OFFLOAD_BYTES:
+                items = [(o.name, o.datatype, list(o.shape), o.raw()) for o in outputs]
+                return 200, render(*args, value.parameters, items)
+            # Millions of numbers as text hold the GIL for seconds: a helper gets
+            # a copy of the wire bytes.
+            items = [
+                (o.name, o.datatype, list(o.shape), bytes(o.raw())) for o in outputs
+            ]
+            job = self.offload.run(render, *args, value.parameters, items)
+            job.add_done_callback(lambda _: self._drain())
+            size = sum(len(item[3]) for item in items)
+            self.rendering_bytes += size
+            return _Rendering(job, size)
+        except Exception as exc:
+            return error_json(exc)
+
+    def _drain(self) -> None:
+        pending = self.pending
+        while pending and self.slot.data is None:
+            item = pending[0]
+            if isinstance(item, _Rendering):
+                if not item.future.done():
+                    return
+                self.rendering_bytes -= item.size
+                try:
+                    item = (200, self.offload.result(item.future))
+                except Exception as exc:
+                    item = error_json(exc)
+            pending.popleft()
+            if item is None:
+                if self.stream:
+                    _finish_stream(self)
+                else:
+                    _answer_once(self)
+            elif not self.stream:
+                self.first = item
+            else:
+                if not self.head_sent:
+                    _start_stream(self, item[0])
+                _write_event(self, item[1])
 
 
 Decoded = tuple[str, list[Any], list[tuple[str, Any]]]
@@ -139,7 +237,7 @@ class GenerateRoutes:
             spec = _native.generate_spec(model)
             body = message.body
             if len(body) > OFFLOAD_BYTES:
-                call = _Call(slot, route.action == "stream", slot.http11())
+                call = self._call(slot, route)
                 parsing = self._offload.run(decode, body, spec)
                 parsing.add_done_callback(
                     lambda f: self._decoded(f, call, message, model, received)
@@ -149,8 +247,11 @@ class GenerateRoutes:
         except Exception as exc:
             slot.done(exception_response(exc))
             return
-        call = _Call(slot, route.action == "stream", slot.http11())
+        call = self._call(slot, route)
         self._submit(call, message, model, decoded, received)
+
+    def _call(self, slot: Slot, route: Route) -> _Call:
+        return _Call(slot, route.action == "stream", slot.http11(), self._offload)
 
     def _decoded(
         self,
@@ -202,42 +303,13 @@ class GenerateRoutes:
                 slot.keep_alive = False
             model.submit(
                 request,
-                lambda value, final: _on_response(call, value, final),
+                call.on_response,
                 self._loop(),
             )
         except Exception as exc:
             slot.done(exception_response(exc))
             return
         slot.on_lost = lambda: model.cancel(request)
-
-
-def _on_response(call: _Call, value: Any, final: bool) -> None:
-    slot = call.slot
-    if slot.data is not None:  # answered (cut, or the connection is gone)
-        return
-    event: tuple[int, bytes] | None = None
-    if value is not None:
-        if isinstance(value, BaseException):
-            event = error_json(value)
-        else:
-            try:
-                event = (200, render(value, call.id))
-            except Exception as exc:
-                event = error_json(exc)
-    if not call.stream:
-        if event is not None:
-            call.count += 1
-            if call.count == 1:
-                call.first = event
-        if final:
-            _answer_once(call)
-        return
-    if event is not None:
-        if not call.head_sent:
-            _start_stream(call, event[0])
-        _write_event(call, event[1])
-    if final:
-        _finish_stream(call)
 
 
 def _answer_once(call: _Call) -> None:
@@ -271,10 +343,10 @@ def _write_event(call: _Call, data: bytes) -> None:
     stamps = call.stamps
     if stamps is not None:
         stamps.sending()
-    written = call.slot.send_part(parts)
+    call.slot.send_part(parts)
     if stamps is not None:
         stamps.sent()
-    if written > MAX_STREAM_BUFFER:
+    if call.unsent() > MAX_STREAM_BUFFER:
         # Too far behind: cut the stream and cancel the request.
         call.slot.abandon()
 

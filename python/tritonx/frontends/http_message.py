@@ -84,10 +84,8 @@ class Slot:
             if self.on_done is not None:
                 self.on_done()
 
-    def send_part(self, parts: Sequence[Buffer]) -> int:
-        """Queues part of a streamed response and writes what may be written; returns
-        the bytes of this connection not yet sent (the transport's buffer and parts
-        still waiting behind earlier answers)."""
+    def send_part(self, parts: Sequence[Buffer]) -> None:
+        """Queues part of a streamed response and writes what may be written."""
         self.streaming = True
         if self.parts is None:
             self.parts = list(parts)
@@ -95,6 +93,10 @@ class Slot:
             self.parts.extend(parts)
         self.parts_size += sum(len(p) for p in parts)
         self._conn.flush()
+
+    def unsent_bytes(self) -> int:
+        """Bytes of this connection not yet sent: the transport's buffer and this
+        response's parts still waiting behind earlier answers."""
         return self._conn.unsent_bytes() + self.parts_size
 
     def http11(self) -> bool:
