@@ -744,3 +744,48 @@ def test_large_outputs_keep_their_order(server: RunningServer) -> None:
     ]
     status, body = generate(server, "sizes", {"COUNT": 1})
     assert (status, body) == (200, _out("sizes", OUT=0.0))
+
+
+@pytest.mark.parametrize(
+    ("body", "params", "rid"),
+    [
+        (b'{"text_input":"a","x":1,"x":"two"}', {"x": 1}, None),
+        (
+            b'{"text_input":"a","parameters":{"q":1},"parameters":{"r":2}}',
+            {"q": 1},
+            None,
+        ),
+        (b'{"text_input":"a","parameters":{"q":1,"q":2}}', {"q": 1}, None),
+        (b'{"text_input":"a","parameters":{"r":2},"parameters":5}', {"r": 2}, None),
+        (b'{"text_input":"a","parameters":{"x":1},"x":2}', {"x": 2}, None),
+        (b'{"text_input":"a","x":2,"parameters":{"x":1}}', {"x": 1}, None),
+        (b'{"text_input":"a","id":"a","id":"b"}', {"id": "a"}, "a"),
+        (b'{"text_input":"a","id":"a","id":3}', {"id": "a"}, "a"),
+    ],
+)
+def test_repeated_names_take_their_first_value(
+    server: RunningServer, body: bytes, params: dict[str, Any], rid: str | None
+) -> None:
+    """Triton reads each member name in order, repeats included, with the value of
+    its first member; of one parameter set twice, the backend sees the last set."""
+    status, answer = generate(server, "probe", body)
+    assert status == 200
+    assert json.loads(answer["INFO"])["params"] == params
+    assert answer.get("id") == rid
+
+
+def test_repeated_input_is_refused(
+    server: RunningServer, request: pytest.FixtureRequest
+) -> None:
+    """An input named twice is added twice: refused. (The Python engine reads
+    bodies into dicts, which keep one member per name: it serves the first.)"""
+    status, answer = generate(server, "probe", b'{"text_input":"a","text_input":"b"}')
+    if request.node.callspec.params["server"] == "python":
+        assert status == 200 and json.loads(answer["INFO"])["text_input"][1] == ["a"]
+        return
+    assert (status, answer) == (
+        400,
+        {
+            "error": "[request id: <id_unknown>] input 'text_input' already exists in request"
+        },
+    )
