@@ -7,7 +7,7 @@
 // the reference server:
 //
 // * The body is one JSON object, read member by member in document order, each
-//   member name with the value of its first member (FirstOfName). A key
+//   member name with the value of its first member (infer_json::FirstOfName). A key
 //   naming a model input becomes that input; `parameters` (an object) gives request
 //   parameters; every other key, `id` included, becomes a request parameter too
 //   (string, int, bool or double; anything else is refused). A string `id` is also
@@ -101,18 +101,6 @@ Status DecodeInput(const TensorSpec& spec, bool batched, typename Json::Value va
   return status.ok() ? status : Reworded(spec, status);
 }
 
-// Triton walks an object's member names in order, repeats included, and reads each
-// name's value by a lookup: the first member of that name. So a repeated input is
-// refused (added twice) and a repeated parameter gets its first value each time. A
-// name holding a NUL, which that lookup's C string would cut, keeps its own value.
-template <class Json>
-typename Json::Value FirstOfName(typename Json::Value obj, const std::string& name,
-                                 typename Json::Value own) {
-  typename Json::Value first = own;
-  if (name.find('\0') == std::string::npos) Json::Find(obj, name.c_str(), &first);
-  return first;
-}
-
 // Feeds the request builder as the walk decodes. One request, one thread.
 class BuilderSink final : public InferJsonSink {
  public:
@@ -148,12 +136,13 @@ Status DecodeGenerateJson(typename Json::Value doc, const ModelSpec& spec,
   }
   return Json::Members(doc, [&](std::string_view name, typename Json::Value own) {
     std::string key(name);
-    const typename Json::Value value = FirstOfName<Json>(doc, key, own);
+    const typename Json::Value value = infer_json::FirstOfName<Json>(doc, key, own);
     if (key == "parameters") {
       if (Json::Kind(value) != JsonKind::kObject) return ParametersNotAnObject();
       return Json::Members(value, [&](std::string_view p, typename Json::Value v_own) {
         std::string parameter(p);
-        const typename Json::Value v = FirstOfName<Json>(value, parameter, v_own);
+        const typename Json::Value v =
+            infer_json::FirstOfName<Json>(value, parameter, v_own);
         ParameterValue converted;
         Status status = DecodeCustomParameter<Json>(parameter, v, &converted);
         if (!status.ok()) return BadParameter(status);

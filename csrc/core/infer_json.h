@@ -194,6 +194,19 @@ namespace infer_json {
 template <class Json>
 using V = typename Json::Value;
 
+// Triton walks an object's member names in order, repeats included, and reads each
+// name's value by a lookup (TritonJson's Find): the first member of that name. So
+// a repeated parameter gets its first value each time, and generate refuses a
+// repeated input (added twice). A name holding a NUL, which that lookup's C string
+// would cut, keeps its own value.
+template <class Json>
+typename Json::Value FirstOfName(typename Json::Value obj, const std::string& name,
+                                 typename Json::Value own) {
+  typename Json::Value first = own;
+  if (name.find('\0') == std::string::npos) Json::Find(obj, name.c_str(), &first);
+  return first;
+}
+
 template <class Json>
 bool Unsigned(V<Json> v, uint64_t* out) {
   switch (Json::Kind(v)) {
@@ -397,7 +410,8 @@ Status DecodeInferJson(typename Json::Value doc, const InferBodyLayout& layout,
   // Request parameters: null is not "absent" here, as in Triton (not an object).
   if (Json::Find(doc, "parameters", &value)) {
     if (Json::Kind(value) != JsonKind::kObject) return NotRequestParameters();
-    Status status = Json::Members(value, [&](std::string_view key, V<Json> v) {
+    Status status = Json::Members(value, [&](std::string_view key, V<Json> own) {
+      const V<Json> v = FirstOfName<Json>(value, std::string(key), own);
       if (key == "binary_data_output") {
         if (Json::Kind(v) != JsonKind::kBool) return JsonWrongType(key, kNotBool);
         sink->SetDefaultBinary(Json::Bool(v));

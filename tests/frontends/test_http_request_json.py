@@ -108,6 +108,15 @@ CASES: dict[str, tuple[str, bytes, dict[str, str], int, Any]] = {
         200,
         [1.0],
     ),
+    # A repeated request parameter: Triton reads each name by a lookup, so the
+    # first value counts every time (the native engine checked the second).
+    "repeated parameter": (
+        "echo",
+        b'{"parameters":{"priority":1,"priority":"x"},' + _echo("5")[1:],
+        JSON,
+        200,
+        [5.0],
+    ),
     # The text ends at a NUL byte; a byte order mark in front is skipped.
     "after a NUL byte": ("echo", _echo("3") + b"\0}", JSON, 200, [3.0]),
     "byte order mark": ("echo", b"\xef\xbb\xbf" + _echo("4"), JSON, 200, [4.0]),
