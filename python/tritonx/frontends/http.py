@@ -397,6 +397,8 @@ class HttpFrontend:
         name: str,
         received: int,
     ) -> None:
+        if not slot.connected():  # gone while a helper parsed its body
+            return
         try:
             parsed = self._offload.result(parsing)
             http_infer.attach_binary(parsed, message.body)

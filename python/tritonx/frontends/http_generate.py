@@ -278,6 +278,8 @@ class GenerateRoutes:
     ) -> None:
         """``received``: HTTP_RECV_START while tracing is on, else 0."""
         slot = call.slot
+        if not slot.connected():  # gone while a helper decoded its body
+            return
         rid, inputs, parameters = decoded
         try:
             if self._forward is not None and message.raw_headers:

@@ -99,6 +99,10 @@ class Slot:
         response's parts still waiting behind earlier answers."""
         return self._conn.unsent_bytes() + self.parts_size
 
+    def connected(self) -> bool:
+        """False once the client is gone: work not started for it can be skipped."""
+        return self._conn.connected()
+
     def http11(self) -> bool:
         """Whether the request is HTTP/1.1 (asked while its handler runs)."""
         return self._conn.http11()

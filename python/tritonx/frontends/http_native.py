@@ -46,6 +46,9 @@ class _NativeSlot:
         # requests that come through here are not cancelled.
         self.on_lost: Callable[[], None] | None = None
 
+    def connected(self) -> bool:
+        return True  # C++ watches the connection
+
     def done(self, data: Sequence[Buffer]) -> None:
         if self.data is not None:
             return

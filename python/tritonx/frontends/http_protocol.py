@@ -456,6 +456,9 @@ class HttpConnection(asyncio.Protocol):
         if self._closing and not queue and transport is not None:
             transport.close()
 
+    def connected(self) -> bool:
+        return self._transport is not None
+
     def unsent_bytes(self) -> int:
         transport = self._transport
         return 0 if transport is None else transport.get_write_buffer_size()

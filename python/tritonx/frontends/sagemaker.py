@@ -492,6 +492,9 @@ class _MultiModelSlot(Slot):
     def trace(self, value: SendTrace | None) -> None:
         self._inner.trace = value
 
+    def connected(self) -> bool:
+        return self._inner.connected()
+
     def done(self, data: Sequence[Buffer]) -> None:
         head = bytes(data[0]) if data else b""
         if head[9:12] == b"200":
