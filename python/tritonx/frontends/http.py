@@ -426,16 +426,9 @@ class HttpFrontend:
                     params = {**params, **forwarded} if params else forwarded
             request = parsed.core_request(params, self._shm, name)
             if received:
-                parent = message.headers.get(b"traceparent")
-                state = message.headers.get(b"tracestate")
-                _native.trace_received(
-                    request,
-                    received,
-                    time.monotonic_ns(),
-                    None if parent is None else parent.decode("latin-1"),
-                    None if state is None else state.decode("latin-1"),
+                slot.trace = http_infer.trace_received(
+                    request, received, message.headers
                 )
-                slot.trace = http_infer.SendStamps(request)
             accept = message.headers.get(b"accept-encoding")
             # Non-decoupled (checked above): exactly one response, final, answered
             # on this loop.

@@ -290,16 +290,9 @@ class GenerateRoutes:
             )
             call.id = rid
             if received:
-                parent = message.headers.get(b"traceparent")
-                state = message.headers.get(b"tracestate")
-                _native.trace_received(
-                    request,
-                    received,
-                    time.monotonic_ns(),
-                    None if parent is None else parent.decode("latin-1"),
-                    None if state is None else state.decode("latin-1"),
+                call.stamps = http_infer.trace_received(
+                    request, received, message.headers
                 )
-                call.stamps = http_infer.SendStamps(request)
             if call.stream and not call.chunked:
                 # HTTP/1.0 has no chunked encoding: the end of the connection ends it.
                 slot.keep_alive = False

@@ -24,6 +24,7 @@ inputs as ``slice`` objects into the body, which ``attach_binary`` turns into vi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -111,6 +112,24 @@ class SendStamps:
 
     def sent(self) -> None:
         _native.trace_stamp(self._request, "HTTP_SEND_END")
+
+
+def trace_received(
+    request: Any, received: int, headers: dict[bytes, bytes]
+) -> SendStamps:
+    """Records a request's HTTP_RECV_START (``received``) and HTTP_RECV_END (now)
+    with the W3C trace context of its headers, when a trace samples it; returns the
+    stamps for the write of its response."""
+    parent = headers.get(b"traceparent")
+    state = headers.get(b"tracestate")
+    _native.trace_received(
+        request,
+        received,
+        time.monotonic_ns(),
+        None if parent is None else parent.decode("latin-1"),
+        None if state is None else state.decode("latin-1"),
+    )
+    return SendStamps(request)
 
 
 class OutputTensor(Protocol):
