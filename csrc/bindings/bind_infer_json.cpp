@@ -181,6 +181,15 @@ bool MentionsSurrogate(std::string_view text) {
   return false;
 }
 
+// The text of `body` has a lone surrogate escape where `doc` (json.loads of it) holds
+// it: RapidJSON's refusal, made first, as its parse would.
+bool LoneSurrogateIn(const py::buffer& body, const py::object& doc) {
+  py::buffer_info info = body.request();
+  const std::string_view text(static_cast<const char*>(info.ptr),
+                              static_cast<size_t>(info.size * info.itemsize));
+  return MentionsSurrogate(text) && HasLoneSurrogate(doc.ptr());
+}
+
 py::tuple ShmTuple(const ShmReference& ref) {
   return py::make_tuple(ref.region, ref.offset, ref.byte_size);
 }
@@ -249,14 +258,7 @@ py::tuple DecodeInferJsonFromPy(const py::object& doc, const py::buffer& header,
   layout.header_length = layout.has_header_length ? header_length.cast<size_t>() : 0;
   layout.body_size = body_size;
   Status status;
-  {
-    py::buffer_info info = header.request();
-    const std::string_view text(static_cast<const char*>(info.ptr),
-                                static_cast<size_t>(info.size * info.itemsize));
-    if (MentionsSurrogate(text) && HasLoneSurrogate(doc.ptr())) {
-      status = InvalidSurrogate();
-    }
-  }
+  if (LoneSurrogateIn(header, doc)) status = InvalidSurrogate();
   if (status.ok()) {
     status = DecodeInferJson<PyJsonReader>(doc.ptr(), layout, model, &sink, &params);
   }
@@ -304,14 +306,7 @@ ModelSpec GenerateSpecFromPy(const py::tuple& given) {
 // Raises the native engine's errors.
 py::tuple DecodeGenerateFromPy(const py::object& doc, const py::buffer& body,
                                const py::tuple& spec) {
-  {
-    py::buffer_info info = body.request();
-    const std::string_view text(static_cast<const char*>(info.ptr),
-                                static_cast<size_t>(info.size * info.itemsize));
-    if (MentionsSurrogate(text) && HasLoneSurrogate(doc.ptr())) {
-      ThrowIfError(InvalidSurrogate());
-    }
-  }
+  if (LoneSurrogateIn(body, doc)) ThrowIfError(InvalidSurrogate());
   PySink sink;
   Parameters params;
   ThrowIfError(DecodeGenerateJson<PyJsonReader>(doc.ptr(), GenerateSpecFromPy(spec),

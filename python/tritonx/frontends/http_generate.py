@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tritonx import _native
-from tritonx.errors import TritonXError
 from tritonx.frontends import codec, http_infer, request_json
 from tritonx.frontends.http_access import forwarded_headers
 from tritonx.frontends.http_message import HttpMessage, Slot
@@ -38,6 +37,7 @@ from tritonx.frontends.http_responses import (
     JSON,
     Buffer,
     exception_response,
+    exception_status,
     response,
     status_line,
 )
@@ -49,13 +49,15 @@ MAX_STREAM_BUFFER = 32 * 1024 * 1024
 _EVENT_STREAM = b"Content-Type: text/event-stream; charset=utf-8\r\n"
 
 
+def error_body(message: str) -> bytes:
+    """Triton's ``{"error": ...}`` as its RapidJSON writer writes it."""
+    return b'{"error":' + codec.json_value(message) + b"}"
+
+
 def error_json(exc: BaseException) -> tuple[int, bytes]:
-    """(HTTP status, Triton's ``{"error": ...}`` body) of an exception."""
-    if isinstance(exc, TritonXError):
-        status, message = exc.http_status, exc.message
-    else:
-        status, message = 500, str(exc) or type(exc).__name__
-    return status, b'{"error":' + codec.json_value(message) + b"}"
+    """(HTTP status, error body) of an exception."""
+    status, message = exception_status(exc)
+    return status, error_body(message)
 
 
 # An output as render takes it: (name, datatype, shape, wire bytes).
@@ -313,7 +315,7 @@ def _answer_once(call: _Call) -> None:
     status, body = call.first
     if call.count != 1:
         status = 200 if call.count == 0 else status
-        body = b'{"error":' + codec.json_value(_native.GENERATE_ONE_RESPONSE) + b"}"
+        body = error_body(_native.GENERATE_ONE_RESPONSE)
     slot = call.slot
     if call.stamps is not None:
         slot.trace = call.stamps

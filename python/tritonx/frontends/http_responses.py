@@ -61,9 +61,14 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def exception_response(exc: BaseException, content_type: bytes = JSON) -> list[Buffer]:
-    """The error response for an exception: a ``TritonXError``'s status and
-    message, else 500."""
+def exception_status(exc: BaseException) -> tuple[int, str]:
+    """An exception's HTTP status and message: a ``TritonXError``'s, else 500."""
     if isinstance(exc, TritonXError):
-        return error_response(exc.http_status, exc.message, b"", content_type)
-    return error_response(500, str(exc) or type(exc).__name__, b"", content_type)
+        return exc.http_status, exc.message
+    return 500, str(exc) or type(exc).__name__
+
+
+def exception_response(exc: BaseException, content_type: bytes = JSON) -> list[Buffer]:
+    """The error response for an exception (``exception_status``)."""
+    status, message = exception_status(exc)
+    return error_response(status, message, b"", content_type)
