@@ -5,6 +5,7 @@ Hostile requests (each repeated `--repeat` times, one at a time):
   json30   POST .../infer with a ~30 MB JSON tensor (3M FP32 values, identity model)
   gen30    POST .../generate with the same values as a generate body
   header1  a request head with a 1 MB header line, sent in 64 KiB pieces
+  pipe240  240 small infer requests pipelined in one write, 20 times over
 While one is in flight, health checks go round-robin over `--probes` keep-alive
 connections (several, so that some share the hostile connection's server thread);
 the table shows their latency before (baseline) and during each kind, and the added
@@ -123,6 +124,55 @@ def header1(port: int) -> None:
             pass
 
 
+PIPELINED = 240
+PIPE_ROUNDS = 20
+
+
+def small_infer() -> bytes:
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": "INPUT0", "datatype": "FP32", "shape": [4], "data": [1] * 4}
+            ]
+        }
+    ).encode()
+    head = (
+        "POST /v2/models/identity_any/infer HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def pipe240(port: int) -> None:
+    os.setpriority(os.PRIO_PROCESS, 0, 0)
+    wire = small_infer() * PIPELINED
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        for _ in range(PIPE_ROUNDS):
+            sock.sendall(wire)
+            received = b""
+            answered = 0
+            while answered < PIPELINED:
+                chunk = sock.recv(1 << 16)
+                assert chunk, "closed by the server"
+                received += chunk
+                while (end := received.find(b"\r\n\r\n")) >= 0:
+                    head = received[:end].lower()
+                    length = int(head.split(b"content-length: ", 1)[1].split(b"\r")[0])
+                    if len(received) < end + 4 + length:
+                        break
+                    assert head.startswith(b"http/1.1 200"), head[:40]
+                    received = received[end + 4 + length :]
+                    answered += 1
+
+
+HOSTILE: dict[str, Callable[[int], None]] = {
+    "json30": json30,
+    "gen30": gen30,
+    "header1": header1,
+    "pipe240": pipe240,
+}
+
+
 def probe_once(conns: list[http.client.HTTPConnection], i: int) -> float:
     conn = conns[i % len(conns)]
     start = time.perf_counter()
@@ -172,11 +222,8 @@ def bench(
 ) -> list[tuple[str, str, list[float], list[float]]]:
     rows = []
     with running(name, cmd, repo, {}, 120.0, args.extra) as (http_port, _):
-        for kind, hostile in (
-            ("json30", json30),
-            ("gen30", gen30),
-            ("header1", header1),
-        ):
+        for kind in args.hostile:
+            hostile = HOSTILE[kind]
             base, seen = during(
                 http_port, args.probes, hostile, args.repeat, args.probe_nice
             )
@@ -198,6 +245,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--probes", type=int, default=4, help="health connections")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument(
+        "--hostile",
+        nargs="+",
+        choices=sorted(HOSTILE),
+        default=list(HOSTILE),
+        help="which hostile requests to run (default: all)",
+    )
+    p.add_argument(
         "--probe-nice",
         type=int,
         default=0,
@@ -212,8 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     rows = []
-    JSON30.append(json30_body())
-    GEN30.append(gen30_body())
+    if "json30" in args.hostile:
+        JSON30.append(json30_body())
+    if "gen30" in args.hostile:
+        GEN30.append(gen30_body())
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp))
         args.extra = shlex.split(args.tritonx_args)

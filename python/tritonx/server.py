@@ -31,7 +31,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tritonx import caches, loops
+from tritonx import caches, heap, loops
 from tritonx.errors import (
     CODE_WORDS,
     InternalError,
@@ -541,6 +541,7 @@ class Server:
             await self.stop()
             report_startup_failure(error)
             return 1
+        heap.freeze_long_lived()
         flusher = asyncio.ensure_future(_flush_core_logs())
         try:
             await self._stop_requested.wait()

@@ -184,3 +184,59 @@ def test_half_closed_client_gets_its_answers(port: int) -> None:
             data += chunk
     assert data.count(b"HTTP/1.1 200 OK") == 2
     assert data.index(b'"url": "/slow/1"') < data.index(b'"url": "/fast/2"')
+
+
+def test_a_long_pipeline_lets_other_connections_in() -> None:
+    """Handlers of one read's pipelined requests run a time slice per loop
+    iteration: a request on another connection, sent once the first pipelined one
+    was handled, is handled before the pipeline's last (one read holds all 4000)."""
+    loop = uvloop.new_event_loop()
+    connections: set[HttpConnection] = set()
+    handled: list[bytes] = []
+    other = socket.socket()
+
+    def record(message: HttpMessage, slot: Slot) -> None:
+        handled.append(message.url)
+        if message.url == b"/p0":
+            other.send(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+        slot.done(response(200, b"ok"))
+
+    server = loop.run_until_complete(
+        loop.create_server(
+            lambda: HttpConnection(record, LIMIT, connections), "127.0.0.1", 0
+        )
+    )
+    port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    count = 4000
+    pipeline = b"".join(b"GET /p%d HTTP/1.1\r\n\r\n" % i for i in range(count))
+    try:
+        other.connect(("127.0.0.1", port))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            while len(connections) < 2:  # both accepted
+                threading.Event().wait(0.01)
+            # The server reads the whole pipeline at once: reading is paused while
+            # it is sent (what a full write buffer does), then resumed.
+            paused = threading.Event()
+            for conn in connections:
+                loop.call_soon_threadsafe(conn.pause_writing)
+            loop.call_soon_threadsafe(paused.set)  # after the pauses (FIFO)
+            paused.wait(5)
+            sock.sendall(pipeline)
+            for conn in connections:
+                loop.call_soon_threadsafe(conn.resume_writing)
+            received = b""
+            while received.count(b"HTTP/1.1 200") < count:
+                chunk = sock.recv(1 << 16)
+                assert chunk
+                received += chunk
+        other.settimeout(10)
+        assert other.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        other.close()
+        loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    assert len(handled) == count + 1
+    assert handled.index(b"/other") < handled.index(b"/p%d" % (count - 1))

@@ -239,7 +239,7 @@ class GenerateRoutes:
             spec = _native.generate_spec(model)
             body = message.body
             if len(body) > OFFLOAD_BYTES:
-                call = self._call(slot, route)
+                call = self._call(message, slot, route)
                 parsing = self._offload.run(decode, body, spec)
                 parsing.add_done_callback(
                     lambda f: self._decoded(f, call, message, model, received)
@@ -249,11 +249,11 @@ class GenerateRoutes:
         except Exception as exc:
             slot.done(exception_response(exc))
             return
-        call = self._call(slot, route)
+        call = self._call(message, slot, route)
         self._submit(call, message, model, decoded, received)
 
-    def _call(self, slot: Slot, route: Route) -> _Call:
-        return _Call(slot, route.action == "stream", slot.http11(), self._offload)
+    def _call(self, message: HttpMessage, slot: Slot, route: Route) -> _Call:
+        return _Call(slot, route.action == "stream", message.http11, self._offload)
 
     def _decoded(
         self,

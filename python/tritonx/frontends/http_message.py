@@ -16,7 +16,15 @@ if TYPE_CHECKING:
 class HttpMessage:
     """One complete request as the handler sees it."""
 
-    __slots__ = ("body", "headers", "keep_alive", "method", "raw_headers", "url")
+    __slots__ = (
+        "body",
+        "headers",
+        "http11",
+        "keep_alive",
+        "method",
+        "raw_headers",
+        "url",
+    )
 
     def __init__(self) -> None:
         self.method = b""
@@ -27,6 +35,7 @@ class HttpMessage:
         self.raw_headers: list[tuple[bytes, bytes]] | None = None
         self.body: bytes | bytearray = b""
         self.keep_alive = True
+        self.http11 = True  # False for HTTP/1.0, which has no chunked replies
 
 
 class SendTrace(Protocol):
@@ -102,10 +111,6 @@ class Slot:
     def connected(self) -> bool:
         """False once the client is gone: work not started for it can be skipped."""
         return self._conn.connected()
-
-    def http11(self) -> bool:
-        """Whether the request is HTTP/1.1 (asked while its handler runs)."""
-        return self._conn.http11()
 
     def abandon(self) -> None:
         """Gives up on a streamed response: the connection is dropped at once (what

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -35,6 +36,10 @@ from tritonx.frontends.http_routes import log_request
 # connection catches up, so one client cannot queue unbounded work.
 _MAX_PIPELINE = 128
 _RESUME_PIPELINE = 32
+# One read can hold hundreds of pipelined requests. Their handlers run for at most
+# this long per loop iteration; the rest wait for the next one, so that other
+# connections (health probes) are served in between.
+_HANDLER_SLICE_S = 0.002
 
 # Triton (libevhtp) drops the connection, without answering, when a URL, header
 # name or header value reaches 8 KiB; checked with tritonserver 2.51.
@@ -86,6 +91,7 @@ class HttpConnection(asyncio.Protocol):
         "_body_size",
         "_closing",
         "_connections",
+        "_deferred",
         "_handler",
         "_head_bytes",
         "_head_fields",
@@ -104,6 +110,7 @@ class HttpConnection(asyncio.Protocol):
         "_refusal",
         "_refusal_status",
         "_refused",
+        "_slice_end",
         "_transport",
         "_write_paused",
     )
@@ -154,6 +161,10 @@ class HttpConnection(asyncio.Protocol):
         self._head_seen = 0
         self._head_fields = 0
         self._refused = 0  # 0, _CLOSE or the status answered
+        # Complete requests whose handlers wait for a later loop iteration, in
+        # order, and when the current iteration's handler time ends.
+        self._deferred: deque[_Completed] = deque()
+        self._slice_end = 0.0
 
     # -- asyncio.Protocol -------------------------------------------------------
 
@@ -167,6 +178,7 @@ class HttpConnection(asyncio.Protocol):
         # Nobody will read these answers: cancel what is still being worked on.
         abandoned = [slot for slot in self._queue if slot.data is None]
         self._queue.clear()
+        self._deferred.clear()  # never handled: nobody is there to answer
         for slot in abandoned:
             if slot.on_lost is not None:
                 slot.on_lost()
@@ -178,6 +190,7 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # the connection is being closed; what follows is not read
+        self._slice_end = time.perf_counter() + _HANDLER_SLICE_S
         if self._in_head:
             # httptools buffers a partial URL or header field internally and
             # reports it only once complete, so the head is bounded here, per
@@ -337,6 +350,7 @@ class HttpConnection(asyncio.Protocol):
         message.keep_alive = self._parser.should_keep_alive()
         if message.url[:1] != b"/":  # an absolute-form target: routed by its path
             message.url = _native.http_messages.origin_form(message.url)
+        message.http11 = self._parser.get_http_version() == "1.1"
         log_request(message.method, message.url)
         slot = Slot(self, message.keep_alive)
         self._queue.append(slot)
@@ -346,12 +360,38 @@ class HttpConnection(asyncio.Protocol):
         if self._refusal is None and b"content-length" not in message.headers:
             # a chunked body: its size is known only now
             self._refusal = self._size_refusal(message.headers, self._body_size)
-        if self._refusal is not None:
-            self._body = b""
-            slot.done(error_response(self._refusal_status, self._refusal))
-            return
-        message.body = self._body
+        completed = _Completed(message, slot, self._refusal, self._refusal_status)
+        if self._refusal is None:
+            message.body = self._body
         self._body = b""
+        if self._deferred or time.perf_counter() > self._slice_end:
+            self._deferred.append(completed)
+            if len(self._deferred) == 1:
+                asyncio.get_running_loop().call_soon(self._handle_deferred)
+        else:
+            self._handle(completed)
+
+    def _handle_deferred(self) -> None:
+        """Runs deferred handlers for one time slice; reschedules itself for the rest."""
+        deferred = self._deferred
+        if not deferred:
+            return  # the connection was lost
+        self._slice_end = time.perf_counter() + _HANDLER_SLICE_S
+        self._handle(deferred.popleft())
+        while deferred and time.perf_counter() <= self._slice_end:
+            self._handle(deferred.popleft())
+        if deferred:
+            asyncio.get_running_loop().call_soon(self._handle_deferred)
+
+    def _handle_all_deferred(self) -> None:
+        while self._deferred:
+            self._handle(self._deferred.popleft())
+
+    def _handle(self, completed: _Completed) -> None:
+        message, slot = completed.message, completed.slot
+        if completed.refusal is not None:
+            slot.done(error_response(completed.refusal_status, completed.refusal))
+            return
         encoding = message.headers.get(b"content-encoding")
         if encoding is not None and message.body and self._inflate:
             try:
@@ -463,11 +503,6 @@ class HttpConnection(asyncio.Protocol):
         transport = self._transport
         return 0 if transport is None else transport.get_write_buffer_size()
 
-    def http11(self) -> bool:
-        """Whether the request being handled (handlers run from the parser's
-        callback) is HTTP/1.1, which has chunked replies."""
-        return self._parser.get_http_version() == "1.1"
-
     def drop(self) -> None:
         """Abort the connection now; nothing more is written to it."""
         transport = self._transport
@@ -507,6 +542,8 @@ class HttpConnection(asyncio.Protocol):
             self.shutdown()
 
     def _fail(self, status: int, message: str) -> None:
+        # The requests before the bad one are handled first, as if handled inline.
+        self._handle_all_deferred()
         transport = self._transport
         if transport is not None:
             data = error_response(status, message, b"Connection: close\r\n")
@@ -530,3 +567,17 @@ class HttpConnection(asyncio.Protocol):
 
 class _Unsupported(Exception):
     pass
+
+
+class _Completed:
+    """A complete request waiting for its handler: what the parser knew of it."""
+
+    __slots__ = ("message", "refusal", "refusal_status", "slot")
+
+    def __init__(
+        self, message: HttpMessage, slot: Slot, refusal: str | None, status: int
+    ) -> None:
+        self.message = message
+        self.slot = slot
+        self.refusal = refusal  # the answer to a body refused while it arrived
+        self.refusal_status = status

@@ -22,6 +22,7 @@ import threading
 from collections import defaultdict
 from typing import Any
 
+from tritonx import heap
 from tritonx.config import ModelConfig
 from tritonx.config.to_core import instance_rate_limit
 from tritonx.repository.loader import LoadSettings, create_instances, first_failure
@@ -189,6 +190,8 @@ def _finalize_later(loaded: LoadedModel, instance: Any, ids: list[int]) -> None:
     more, on a thread of its own: a retired instance may hold sequences for long,
     and each goes as soon as it can. retire_version waits for the thread before the
     backend unloads the rest."""
+
+    heap.thaw()  # the retired instance's cycles must be collectable
 
     def finalize() -> None:
         while ids and not loaded.core.wait_retired(ids, _RETIRE_POLL_S):

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from tritonx import heap
 from tritonx.repository.agents import AgentChain
 from tritonx.repository.loader import retire_version
 from tritonx.repository.records import (
@@ -159,6 +160,7 @@ class ModelUnloading:
         # Draining may take as long as the slowest in-flight request, so it does
         # not occupy the load threads.
         loop = asyncio.get_running_loop()
+        heap.thaw()  # the retired models' cycles must be collectable
         for model in models:
             model.state = UNLOADING
         results = await asyncio.gather(
