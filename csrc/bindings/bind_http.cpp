@@ -2,6 +2,7 @@
 // Python runs only for control-plane routes, through `handler(method, url, headers,
 // body, reply)`, called on the server's control pool with the GIL; the handler
 // answers by calling `reply(status, headers, body)` once, from any thread.
+#include "core/generate_json.h"
 #include "core/model_registry.h"
 #include "http/http_cloud.h"
 #include "http/http_forward.h"
@@ -9,6 +10,7 @@
 #include "http/http_json_tensor.h"
 #include "http_server.h"
 #include "http_tls.h"
+#include "py_json_sink.h"
 #include "pybind_common.h"
 
 namespace tritonx::bindings {
@@ -217,6 +219,33 @@ void RegisterHttp(py::module_& m) {
       "The JSON document in `body` as the native engine reads it (Python values); "
       "raises its parse error (InternalError, or InvalidArgumentError for a lone "
       "surrogate).");
+  // Generate bodies are walked over the document itself: inputs are its member
+  // names, and a name given twice must be refused as the native engine refuses it
+  // (a dict of the document keeps one member per name).
+  m.def(
+      "native_decode_generate",
+      [](const py::buffer& body, const py::tuple& spec) -> py::tuple {
+        py::buffer_info info = body.request();
+        const auto* data = static_cast<const char*>(info.ptr);
+        const auto size = static_cast<size_t>(info.size * info.itemsize);
+        const ModelSpec model = GenerateSpecFromPy(spec);
+        rapidjson::Document doc;
+        Status status;
+        {
+          py::gil_scoped_release release;
+          status = httpfe::ParseRequestJson(data, size, &doc);
+        }
+        ThrowIfError(status);
+        PySink sink;
+        Parameters params;
+        ThrowIfError(
+            DecodeGenerateJson<httpfe::RapidJsonReader>(&doc, model, &sink, &params));
+        return GenerateDecoded(sink, params);
+      },
+      py::arg("body"), py::arg("spec"),
+      "decode_generate_json for the raw body, read and walked as the native engine "
+      "does (RapidJSON): (id, inputs, parameters as (key, value) pairs); raises the "
+      "native engine's errors.");
 }
 
 }  // namespace tritonx::bindings

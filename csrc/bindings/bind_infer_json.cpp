@@ -14,9 +14,76 @@
 #include "core/model.h"
 #include "core/model_spec.h"
 #include "core/request_builder.h"
+#include "py_json_sink.h"
 #include "pybind_common.h"
 
 namespace tritonx::bindings {
+
+py::tuple ShmTuple(const ShmReference& ref) {
+  return py::make_tuple(ref.region, ref.offset, ref.byte_size);
+}
+
+Status PySink::AddInput(InputDescription input, size_t offset) {
+  if (!names.insert(input.name).second) {
+    return InputAlreadyExists(id.cast<std::string>(), input.name);
+  }
+  py::list shape;
+  for (int64_t dim : input.shape) shape.append(dim);
+  py::object data;
+  const char* kind = "bytes";
+  if (input.source == InputDescription::Source::kSharedMemory) {
+    kind = "shm";
+    data = ShmTuple(input.shm);
+  } else if (input.source == InputDescription::Source::kBytes) {
+    data = py::reinterpret_steal<py::object>(PySlice_New(
+        py::int_(offset).ptr(), py::int_(offset + input.byte_size).ptr(), nullptr));
+  } else {
+    DataType dtype = DataType::kInvalid;
+    Status status =
+        ParseDataType(input.datatype, input.name, WireProtocol::kHttp, &dtype);
+    std::string bytes;
+    if (status.ok())
+      status = JsonDataToWire(input.name, dtype, input.shape, input, &bytes);
+    if (!status.ok()) return status;
+    data = py::bytes(bytes);
+  }
+  inputs.append(
+      py::make_tuple(input.name, std::string(input.datatype), shape, kind, data));
+  return Status::Ok();
+}
+
+Status PySink::AddOutput(OutputDescription output, int binary) {
+  if (binary >= 0) binary_outputs[py::str(output.name)] = py::bool_(binary == 1);
+  py::object shm = output.to_shm ? py::object(ShmTuple(output.shm)) : py::none();
+  outputs.append(py::make_tuple(output.name, shm, output.class_count));
+  return Status::Ok();
+}
+
+ModelSpec GenerateSpecFromPy(const py::tuple& given) {
+  ModelSpec spec;
+  spec.name = given[0].cast<std::string>();
+  spec.max_batch_size = given[1].cast<int32_t>();
+  for (const py::handle item : given[2].cast<py::tuple>()) {
+    const auto input = item.cast<py::tuple>();
+    TensorSpec tensor;
+    tensor.name = input[0].cast<std::string>();
+    tensor.dtype = DataTypeFromName(input[1].cast<std::string>());
+    for (const py::handle dim : input[2].cast<py::tuple>()) {
+      tensor.dims.push_back(dim.cast<int64_t>());
+    }
+    spec.inputs.push_back(std::move(tensor));
+  }
+  return spec;
+}
+
+py::tuple GenerateDecoded(const PySink& sink, const Parameters& params) {
+  py::list parameters;
+  for (const auto& [key, value] : params) {
+    parameters.append(py::make_tuple(key, ParameterToPy(value)));
+  }
+  return py::make_tuple(sink.id, sink.inputs, parameters);
+}
+
 namespace {
 
 // Integers past 64 bits are doubles, as RapidJSON reads them.
@@ -190,64 +257,6 @@ bool LoneSurrogateIn(const py::buffer& body, const py::object& doc) {
   return MentionsSurrogate(text) && HasLoneSurrogate(doc.ptr());
 }
 
-py::tuple ShmTuple(const ShmReference& ref) {
-  return py::make_tuple(ref.region, ref.offset, ref.byte_size);
-}
-
-// Collects the descriptions as build_request takes them: inputs (name, datatype,
-// shape, "bytes" | "shm", bytes | slice into the body | (region, offset, size)),
-// outputs (name, (region, offset, size) | None, class count). JSON `data` is
-// converted to wire bytes here, by the builder's rules, so a helper process hands
-// back bytes. One request, one thread, GIL held.
-class PySink final : public InferJsonSink {
- public:
-  py::object id = py::str("");
-  bool default_binary = false;
-  py::list inputs;
-  py::list outputs;
-  py::dict binary_outputs;
-  std::unordered_set<std::string> names;  // of the inputs so far
-
-  void SetId(std::string_view value) override {
-    id = py::str(value.data(), value.size());
-  }
-  void SetDefaultBinary(bool binary) override { default_binary = binary; }
-  Status AddInput(InputDescription input, size_t offset) override {
-    if (!names.insert(input.name).second) {
-      return InputAlreadyExists(id.cast<std::string>(), input.name);
-    }
-    py::list shape;
-    for (int64_t dim : input.shape) shape.append(dim);
-    py::object data;
-    const char* kind = "bytes";
-    if (input.source == InputDescription::Source::kSharedMemory) {
-      kind = "shm";
-      data = ShmTuple(input.shm);
-    } else if (input.source == InputDescription::Source::kBytes) {
-      data = py::reinterpret_steal<py::object>(PySlice_New(
-          py::int_(offset).ptr(), py::int_(offset + input.byte_size).ptr(), nullptr));
-    } else {
-      DataType dtype = DataType::kInvalid;
-      Status status =
-          ParseDataType(input.datatype, input.name, WireProtocol::kHttp, &dtype);
-      std::string bytes;
-      if (status.ok())
-        status = JsonDataToWire(input.name, dtype, input.shape, input, &bytes);
-      if (!status.ok()) return status;
-      data = py::bytes(bytes);
-    }
-    inputs.append(
-        py::make_tuple(input.name, std::string(input.datatype), shape, kind, data));
-    return Status::Ok();
-  }
-  Status AddOutput(OutputDescription output, int binary) override {
-    if (binary >= 0) binary_outputs[py::str(output.name)] = py::bool_(binary == 1);
-    py::object shm = output.to_shm ? py::object(ShmTuple(output.shm)) : py::none();
-    outputs.append(py::make_tuple(output.name, shm, output.class_count));
-    return Status::Ok();
-  }
-};
-
 py::tuple DecodeInferJsonFromPy(const py::object& doc, const py::buffer& header,
                                 const py::object& header_length, size_t body_size,
                                 const std::string& model) {
@@ -283,23 +292,6 @@ py::tuple GenerateSpecOf(const py::handle& model) {
   return py::make_tuple(spec.name, spec.max_batch_size, py::tuple(inputs));
 }
 
-ModelSpec GenerateSpecFromPy(const py::tuple& given) {
-  ModelSpec spec;
-  spec.name = given[0].cast<std::string>();
-  spec.max_batch_size = given[1].cast<int32_t>();
-  for (const py::handle item : given[2].cast<py::tuple>()) {
-    const auto input = item.cast<py::tuple>();
-    TensorSpec tensor;
-    tensor.name = input[0].cast<std::string>();
-    tensor.dtype = DataTypeFromName(input[1].cast<std::string>());
-    for (const py::handle dim : input[2].cast<py::tuple>()) {
-      tensor.dims.push_back(dim.cast<int64_t>());
-    }
-    spec.inputs.push_back(std::move(tensor));
-  }
-  return spec;
-}
-
 // A generate body as json.loads decoded it, walked as the native engine walks it
 // for the model `spec` (GenerateSpecOf): (id, inputs as build_request takes them,
 // JSON data already wire bytes, parameters as (key, value) pairs, uninterpreted).
@@ -311,11 +303,7 @@ py::tuple DecodeGenerateFromPy(const py::object& doc, const py::buffer& body,
   Parameters params;
   ThrowIfError(DecodeGenerateJson<PyJsonReader>(doc.ptr(), GenerateSpecFromPy(spec),
                                                 &sink, &params));
-  py::list parameters;
-  for (const auto& [key, value] : params) {
-    parameters.append(py::make_tuple(key, ParameterToPy(value)));
-  }
-  return py::make_tuple(sink.id, sink.inputs, parameters);
+  return GenerateDecoded(sink, params);
 }
 
 }  // namespace

@@ -211,6 +211,8 @@ Decoded = tuple[str, list[Any], list[tuple[str, Any]]]
 def decode(body: Buffer, spec: Any) -> Decoded:
     """(id, inputs, parameters) of a generate body for the model ``spec``
     (``_native.generate_spec``); a pure function, so that it can run in a helper."""
+    if _native.native_decode_generate is not None:
+        return _native.native_decode_generate(body, spec)
     return _native.decode_generate_json(request_json.loads(body), body, spec)
 
 
