@@ -90,6 +90,17 @@ void Pack(const std::vector<JsonScalar>& leaves, std::string* out) {
   }
 }
 
+// Whether a shape of non-negative dims has a zero dim: it has no elements, even when
+// the dims before the zero overflow a count taken in order (CheckedElementCount).
+bool HasZeroDim(const Shape& shape) {
+  bool zero = false;
+  for (int64_t dim : shape) {
+    if (dim < 0) return false;
+    zero = zero || dim == 0;
+  }
+  return zero;
+}
+
 }  // namespace
 
 Status InvalidSurrogate() {
@@ -275,8 +286,12 @@ Status JsonDataToWire(const std::string& name, DataType dtype, const Shape& shap
   const bool counted = CheckedElementCount(shape, &expected) == ShapeCount::kOk;
   // Triton sizes JSON `data` by the shape's element count, which it takes to be 0
   // for a shape without dims: then it reads nothing (not even the type), and the
-  // core words whatever is wrong with the shape.
-  if (shape.empty() || (counted && expected == 0)) return Status::Ok();
+  // core words whatever is wrong with the shape. A zero dim makes the count 0 even
+  // after dims whose product overflows. (A product of 2^64 without one, which
+  // Triton's wrapping count also takes to be 0, is refused: diff_allowlist.py.)
+  if (shape.empty() || (counted && expected == 0) || HasZeroDim(shape)) {
+    return Status::Ok();
+  }
   // Then Triton's order: `data` is an array, BYTES elements are strings, the type
   // can be read from JSON at all, then element by element.
   if (!input.json_is_array) {

@@ -180,6 +180,14 @@ CASES: dict[str, tuple[str, str, bytes | None, dict[str, str]]] = {
         _json_infer("FP32", [2**2, 2**60 + 2], [1.0]),
         {},
     ),
+    # A zero dim after dims whose product overflows: no elements, so 'data' is
+    # not read and the core words the shape (found by the differential fuzz).
+    "a zero dim after an overflow": (
+        "POST",
+        "/v2/models/fp32/infer",
+        _json_infer("FP32", [2, 2**63 - 1, 3, 0], [1.0]),
+        {},
+    ),
     # test_json_recursion_depth_limit: 2.51 has no nesting limit on 'data'.
     "strings nested 50 deep": (
         "POST",
@@ -387,6 +395,12 @@ def test_expected_answers(answers: dict[str, Any]) -> None:
     mismatch = "Unable to parse 'data': Shape does not match true shape of 'data' field"
     for name in ("a shape whose element count wraps", "a shape whose byte size wraps"):
         assert _error(answers[name]) == (500, mismatch), name
+    status, message = _error(answers["a zero dim after an overflow"])
+    assert status == 400
+    assert message.startswith(
+        "[request id: <id_unknown>] unexpected shape for input 'INPUT0' for model "
+        "'fp32'. Expected [-1,-1], got [2,9223372036854775807,3,0]. "
+    )
     for name, value in (("strings", "hello"), ("integers", 123)):
         for depth in (50, 120):
             status, _, _, data = answers[f"{name} nested {depth} deep"]

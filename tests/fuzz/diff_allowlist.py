@@ -298,6 +298,9 @@ def _size_past_int64(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
 
 
 _PARAMETER_TYPE = re.compile(r"invalid value type for '(.*)' parameter, expected .*\.")
+# A value a reserved parameter may not take ("invalid value for 'priority', expected
+# value >= 0.").
+_PARAMETER_VALUE = re.compile(r"invalid value for '(.*)', expected .*\.")
 _ALLOWED_RESERVED = "triton_enable_empty_final_response"
 _RESERVED_KEYS = (
     "parameter keys starting with 'triton_' are reserved for Triton usage. Only the "
@@ -308,7 +311,7 @@ _RESERVED_KEYS = (
 def _keys_named(text: str, keys: Iterable[str]) -> set[str]:
     """The request parameters an error is about: the one a type error names, or
     for the reserved-prefix refusal (which names none) every reserved key."""
-    found = _PARAMETER_TYPE.fullmatch(text)
+    found = _PARAMETER_TYPE.fullmatch(text) or _PARAMETER_VALUE.fullmatch(text)
     if found is not None:
         return {found.group(1)} & set(keys)
     if text == _RESERVED_KEYS:
@@ -328,8 +331,8 @@ def _alone(sent: Sent, key: str) -> Answer:
 
 
 def _parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    """Of several invalid request parameters (a wrong value type, a reserved
-    'triton_' key), Triton refuses the first of its protobuf map's order; tritonx
+    """Of several invalid request parameters (a wrong value type, a value a
+    reserved one may not take, a reserved 'triton_' key), Triton refuses the first of its protobuf map's order; tritonx
     the first in key order (deterministic).
 
     On a stream, diffharness.grpc_stream_answer puts an in-band error in unary

@@ -125,6 +125,25 @@ def _named_alone(wire: bytes) -> Answer:
     return Answer("INVALID_ARGUMENT", BAD_TYPE.format(sorted(request.parameters)[0]))
 
 
+BAD_PRIORITY = "invalid value for 'priority', expected value >= 0."
+
+
+def _negative_priority(invalid_keys: list[str]) -> Any:
+    """A request with priority -1 and parameters of no type named ``invalid_keys``."""
+    request = _request(unset_parameters=invalid_keys)
+    request.parameters["priority"].int64_param = -1
+    return request
+
+
+def _priority_first(wire: bytes) -> Answer:
+    """A stand-in for tritonx: a negative priority is refused before the other
+    parameters (it sorts first among this test's keys)."""
+    request = service_pb2.ModelInferRequest.FromString(wire)
+    if request.parameters["priority"].int64_param < 0:
+        return Answer("INVALID_ARGUMENT", BAD_PRIORITY)
+    return _named_alone(wire)
+
+
 def _http(method: str, path: str, json_text: bytes = b"", replay: Any = None) -> Sent:
     wire = f"{method} {path} HTTP/1.1\r\n\r\n".encode() + json_text
     return Sent("http", wire, json_text, ask_ours=replay)
@@ -574,6 +593,20 @@ def _bytes_input(shape: list[int]) -> bytes:
             Answer("INVALID_ARGUMENT", BAD_TYPE.format("a")),
             Answer("in-band", BAD_TYPE.format("a")),
             "grpc-parameter-named",
+        ),
+        # A negative priority and another invalid key (found by the differential
+        # fuzz): Triton's stream named the priority, its unary call the other key.
+        (
+            _grpc(_negative_priority(["z"]), replay=_priority_first),
+            Answer("INVALID_ARGUMENT", BAD_PRIORITY),
+            Answer("in-band", BAD_PRIORITY),
+            "grpc-parameter-named",
+        ),
+        (  # the negative priority alone: no excuse for the codes
+            _grpc(_negative_priority([]), replay=_priority_first),
+            Answer("INVALID_ARGUMENT", BAD_PRIORITY),
+            Answer("in-band", BAD_PRIORITY),
+            None,
         ),
         (  # only one key invalid: no excuse for the codes
             _grpc(_request(unset_parameters=["a"]), replay=_named_alone),

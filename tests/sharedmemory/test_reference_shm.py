@@ -73,6 +73,13 @@ def scenario(server: RunningServer, region: Region) -> list[Any]:
             sorted((name, row.get("byte_size")) for name, row in status.items())
         )
         grpc_call("status", client.get_system_shared_memory_status, "nope")
+        # A name with a NUL: the status map's key is the name cut there (a C
+        # string), the entry's name is whole (found by the differential fuzz).
+        nul_key, _ = region(8)
+        client.register_system_shared_memory("a\0b", nul_key, 8)
+        regions = client.get_system_shared_memory_status().regions
+        seen.append(sorted((k, v.name) for k, v in regions.items()))
+        client.unregister_system_shared_memory("a\0b")
         good = {"shared_memory_region": "in", "shared_memory_byte_size": 16}
         out = {"shared_memory_region": "out", "shared_memory_byte_size": 64}
         infer = "/v2/models/echo/infer"

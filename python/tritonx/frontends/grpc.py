@@ -442,7 +442,7 @@ class GrpcFrontend:
     def _system_shm_status(self, request: Any) -> Message:
         response = self._pb.SystemSharedMemoryStatusResponse()
         for row in self._shm.system_status(request.name):
-            entry = response.regions[row["name"]]
+            entry = response.regions[_region_key(row["name"])]
             entry.name = row["name"]
             entry.key = row["key"]
             entry.offset = row["offset"]
@@ -462,7 +462,7 @@ class GrpcFrontend:
     def _cuda_shm_status(self, request: Any) -> Message:
         response = self._pb.CudaSharedMemoryStatusResponse()
         for row in self._shm.cuda_status(request.name):
-            entry = response.regions[row["name"]]
+            entry = response.regions[_region_key(row["name"])]
             entry.name = row["name"]
             entry.device_id = row["device_id"]
             entry.byte_size = row["byte_size"]
@@ -519,3 +519,9 @@ def _json_safe(row: Mapping[str, Any]) -> dict[str, Any]:
     if "version" in out:
         out["version"] = str(out["version"])
     return out
+
+
+def _region_key(name: str) -> str:
+    """A region's key in a status response's map: Triton keys it by the name as a C
+    string (cut at a NUL), while the entry's ``name`` keeps every character."""
+    return name.split("\0", 1)[0]
