@@ -109,3 +109,17 @@ def test_unload_thaws_the_frozen_heap(tmp_path: Path) -> None:
         frozen, collected = collect(client)
         assert frozen == 0
         assert collected, "the unloaded model's cycle was never collected"
+
+
+def test_a_stub_process_freezes_its_model(tmp_path: Path) -> None:
+    """A model in a stub process (EXECUTION_MODE "process") lives as long as its
+    process: the stub freezes its heap once the model is initialized (and the
+    zygote the objects every stub inherits)."""
+    repo = tmp_path / "repo"
+    config = COLLECTOR_CONFIG.replace("MARKER", str(tmp_path / "unused"))
+    config += 'parameters { key: "EXECUTION_MODE" value { string_value: "process" } }\n'
+    write_model(repo, "collector", config, COLLECTOR_MODEL)
+    with run_server(repo) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        frozen, _ = collect(client)
+        assert frozen > 0, "the stub's heap is not frozen"

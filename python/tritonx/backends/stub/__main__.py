@@ -28,6 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from tritonx import heap
 from tritonx.backends.stub.bls_remote import StubBls
 from tritonx.backends.stub.channel import (
     Channel,
@@ -295,6 +296,9 @@ class Stub:
             return False
         finally:
             self._listening = False
+        # The model's objects live as long as this process: frozen, full
+        # collections during executes walk only what came later (tritonx.heap).
+        heap.freeze_long_lived()
         fds = [self._ring.out_fd, server_end.fileno(), calls_server_end.fileno()]
         fds += [self._stream.fd, stream_server_end.fileno()]
         # The server's /metrics asks over this socket for pending metric records
@@ -499,6 +503,9 @@ def run_zygote(fd: int) -> None:
     import tritonx.backends.pb_utils
     import tritonx.backends.python_backend  # noqa: F401
 
+    # Every stub inherits these objects: frozen, its collections never walk them
+    # (nor write to their pages, which the stubs then keep sharing with the zygote).
+    heap.freeze_long_lived()
     channel = Channel(socket.socket(fileno=fd))
     statuses: dict[int, int] = {}
 
