@@ -140,6 +140,22 @@ _PARAMETER_NOT_FOUND = re.compile(
 )
 
 
+# The control RPCs that change a server (registrations, loads, settings): the
+# allowlist never sends one of them to tritonx again.
+_CHANGES_STATE = frozenset(
+    {
+        "SystemSharedMemoryRegister",
+        "SystemSharedMemoryUnregister",
+        "CudaSharedMemoryRegister",
+        "CudaSharedMemoryUnregister",
+        "RepositoryModelLoad",
+        "RepositoryModelUnload",
+        "TraceSetting",
+        "LogSettings",
+    }
+)
+
+
 def _nul(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     strings = nul_strings(sent)
     if theirs is None or not strings:
@@ -159,7 +175,13 @@ def _nul(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
             return True
     # Where cutting changes what Triton checks (an input "\0" is then a second
     # input named ""): tritonx asked the request with its strings cut answers so.
-    if sent.grpc is not None and sent.ask_ours is not None:
+    # Never for a call that changes the server: asking it would (a registration
+    # "\0" refused by Triton left a region "" on tritonx alone).
+    if (
+        sent.grpc is not None
+        and sent.ask_ours is not None
+        and sent.grpc_method not in _CHANGES_STATE
+    ):
         cut_request = type(sent.grpc)()
         cut_request.CopyFrom(sent.grpc)
         if cut_message(cut_request):

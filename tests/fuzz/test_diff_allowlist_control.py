@@ -415,3 +415,14 @@ def test_the_control_plane_entries_excuse_only_their_requests(
 ) -> None:
     deviation = excused(sent, ours, theirs)
     assert (deviation.name if deviation else None) == expected
+
+
+def test_a_registration_is_never_asked_again() -> None:
+    """The NUL entry asks tritonx a request with its strings cut at their NUL; for
+    a registration that would register a second region on tritonx alone (found by
+    the differential fuzz: a later registration of "" was refused as a duplicate)."""
+    asked: list[bytes] = []
+    sent = _call("SystemSharedMemoryRegister", name="\0", key=KEY, offset=1)
+    sent.ask_ours = lambda wire: asked.append(wire) or Answer("OK", "")
+    excused(sent, Answer("OK", ""), Answer("INVALID_ARGUMENT", UNALIGNED))
+    assert asked == []
