@@ -634,3 +634,25 @@ def test_the_allowlist_excuses_only_its_requests(
 ) -> None:
     deviation = excused(sent, ours, theirs)
     assert (deviation.name if deviation else None) == expected
+
+
+def test_a_sequence_control_is_never_asked_alone() -> None:
+    """A request of a sequence with an invalid parameter: asked with only its valid
+    sequence_id, tritonx would run it into the sequence on its own (found by the
+    differential fuzz: the sequence's total then differed at its end)."""
+    asked: list[Any] = []
+
+    def replay(wire: bytes) -> Answer:
+        request = service_pb2.ModelInferRequest.FromString(wire)
+        asked.append(sorted(request.parameters))
+        return _priority_first(wire)
+
+    request = _negative_priority([])
+    request.parameters["sequence_id"].int64_param = 7
+    deviation = excused(
+        _grpc(request, replay=replay),
+        Answer("INVALID_ARGUMENT", BAD_PRIORITY),
+        Answer("in-band", BAD_PRIORITY),
+    )
+    assert deviation is None  # no other invalid key
+    assert asked == [["priority"]]  # the refused key alone, not the sequence_id
