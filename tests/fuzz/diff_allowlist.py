@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from diff_allowlist_control import (
     bls_error_code,
@@ -352,7 +353,16 @@ def _alone(sent: Sent, key: str) -> Answer:
     return sent.ask_ours(alone.SerializeToString())
 
 
-_SEQUENCE_CONTROLS = frozenset({"sequence_id", "sequence_start", "sequence_end"})
+# The value types Triton takes for each sequence control.
+_SEQUENCE_CONTROLS = {
+    "sequence_id": ("int64_param", "string_param"),
+    "sequence_start": ("bool_param",),
+    "sequence_end": ("bool_param",),
+}
+
+
+def _valid_sequence_control(key: str, value: Any) -> bool:
+    return value.WhichOneof("parameter_choice") in _SEQUENCE_CONTROLS.get(key, ())
 
 
 def _parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
@@ -378,11 +388,12 @@ def _parameter_named(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
     if {ours.code, theirs.code} != {"INVALID_ARGUMENT", "in-band"}:
         return False
     # Another key is invalid on its own too: Triton may have named either. A
-    # sequence control alone is not asked: a valid one would run the request on
-    # tritonx alone, into a sequence the two servers then hold differently.
+    # sequence control of a valid type is not asked alone: it would run the
+    # request on tritonx alone, into a sequence the two servers then hold
+    # differently (and such a key is not the invalid one anyway).
     return _alone(sent, named) == ours and any(
         key != named
-        and key not in _SEQUENCE_CONTROLS
+        and not _valid_sequence_control(key, sent.infer.parameters[key])
         and _keys_named(_alone(sent, key).text, keys)
         for key in keys
     )
