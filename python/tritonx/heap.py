@@ -39,7 +39,3 @@ def thaw() -> None:
         if _frozen:
             gc.unfreeze()
             _frozen = False
-
-
-def frozen() -> bool:
-    return _frozen
