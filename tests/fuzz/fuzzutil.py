@@ -136,6 +136,7 @@ TRITON_HTTP_INTERNAL = (
     "Unable to parse '",
     "Unable to parse JSON bytes array: ",  # BYTES `data` of another JSON type
     "attempt to access ",
+    "attempt to get members for non-object",  # a load's `parameters` not an object
     "failed to get request params.",
     "unexpected error on creating Triton parameter",
 )
