@@ -191,12 +191,13 @@ def _finalize_later(loaded: LoadedModel, instance: Any, ids: list[int]) -> None:
     and each goes as soon as it can. retire_version waits for the thread before the
     backend unloads the rest."""
 
-    heap.thaw()  # the retired instance's cycles must be collectable
+    heap.thaw(instance)  # the retired instance's cycles must be collectable
 
     def finalize() -> None:
         while ids and not loaded.core.wait_retired(ids, _RETIRE_POLL_S):
             pass
         _remove(loaded, instance)
+        heap.refreeze_when_collected()
 
     thread = threading.Thread(
         target=finalize, name=f"tritonx-retire-{loaded.name}", daemon=True

@@ -160,8 +160,8 @@ class ModelUnloading:
         # Draining may take as long as the slowest in-flight request, so it does
         # not occupy the load threads.
         loop = asyncio.get_running_loop()
-        heap.thaw()  # the retired models' cycles must be collectable
         for model in models:
+            heap.thaw(model)  # the retired models' cycles must be collectable
             model.state = UNLOADING
         results = await asyncio.gather(
             *(
@@ -172,6 +172,7 @@ class ModelUnloading:
             ),
             return_exceptions=True,
         )
+        heap.refreeze_when_collected()
         for model, result in zip(models, results, strict=True):
             model.state, model.reason = UNAVAILABLE, UNLOADED_REASON
             self.series.retired(model, self._label_set_lives_on(model))
