@@ -162,8 +162,8 @@ class HttpConnection(asyncio.Protocol):
         self._head_fields = 0
         self._refused = 0  # 0, _CLOSE or the status answered
         # Complete requests whose handlers wait for a later loop iteration, in
-        # order, and when the current iteration's handler time ends.
-        self._deferred: deque[_Completed] = deque()
+        # order (as _handle takes them), and when this iteration's handler time ends.
+        self._deferred: deque[tuple[HttpMessage, Slot, str | None, int]] = deque()
         self._slice_end = 0.0
 
     # -- asyncio.Protocol -------------------------------------------------------
@@ -360,16 +360,16 @@ class HttpConnection(asyncio.Protocol):
         if self._refusal is None and b"content-length" not in message.headers:
             # a chunked body: its size is known only now
             self._refusal = self._size_refusal(message.headers, self._body_size)
-        completed = _Completed(message, slot, self._refusal, self._refusal_status)
-        if self._refusal is None:
+        refusal, status = self._refusal, self._refusal_status
+        if refusal is None:
             message.body = self._body
         self._body = b""
         if self._deferred or time.perf_counter() > self._slice_end:
-            self._deferred.append(completed)
+            self._deferred.append((message, slot, refusal, status))
             if len(self._deferred) == 1:
                 asyncio.get_running_loop().call_soon(self._handle_deferred)
         else:
-            self._handle(completed)
+            self._handle(message, slot, refusal, status)
 
     def _handle_deferred(self) -> None:
         """Runs deferred handlers for one time slice; reschedules itself for the rest."""
@@ -377,20 +377,23 @@ class HttpConnection(asyncio.Protocol):
         if not deferred:
             return  # the connection was lost
         self._slice_end = time.perf_counter() + _HANDLER_SLICE_S
-        self._handle(deferred.popleft())
+        self._handle(*deferred.popleft())
         while deferred and time.perf_counter() <= self._slice_end:
-            self._handle(deferred.popleft())
+            self._handle(*deferred.popleft())
         if deferred:
             asyncio.get_running_loop().call_soon(self._handle_deferred)
 
     def _handle_all_deferred(self) -> None:
         while self._deferred:
-            self._handle(self._deferred.popleft())
+            self._handle(*self._deferred.popleft())
 
-    def _handle(self, completed: _Completed) -> None:
-        message, slot = completed.message, completed.slot
-        if completed.refusal is not None:
-            slot.done(error_response(completed.refusal_status, completed.refusal))
+    def _handle(
+        self, message: HttpMessage, slot: Slot, refusal: str | None, status: int
+    ) -> None:
+        """Answers a complete request: ``refusal`` (with ``status``) when its body
+        was refused while it arrived, else through the handler."""
+        if refusal is not None:
+            slot.done(error_response(status, refusal))
             return
         encoding = message.headers.get(b"content-encoding")
         if encoding is not None and message.body and self._inflate:
@@ -567,17 +570,3 @@ class HttpConnection(asyncio.Protocol):
 
 class _Unsupported(Exception):
     pass
-
-
-class _Completed:
-    """A complete request waiting for its handler: what the parser knew of it."""
-
-    __slots__ = ("message", "refusal", "refusal_status", "slot")
-
-    def __init__(
-        self, message: HttpMessage, slot: Slot, refusal: str | None, status: int
-    ) -> None:
-        self.message = message
-        self.slot = slot
-        self.refusal = refusal  # the answer to a body refused while it arrived
-        self.refusal_status = status
