@@ -229,23 +229,60 @@ void RegisterHttp(py::module_& m) {
         const auto* data = static_cast<const char*>(info.ptr);
         const auto size = static_cast<size_t>(info.size * info.itemsize);
         const ModelSpec model = GenerateSpecFromPy(spec);
-        rapidjson::Document doc;
+        DescriptionSink sink;
+        Parameters params;
         Status status;
         {
           py::gil_scoped_release release;
+          rapidjson::Document doc;
           status = httpfe::ParseRequestJson(data, size, &doc);
+          if (status.ok()) {
+            status = DecodeGenerateJson<httpfe::RapidJsonReader>(&doc, model, &sink,
+                                                                 &params);
+          }
         }
         ThrowIfError(status);
-        PySink sink;
-        Parameters params;
-        ThrowIfError(
-            DecodeGenerateJson<httpfe::RapidJsonReader>(&doc, model, &sink, &params));
         return GenerateDecoded(sink, params);
       },
       py::arg("body"), py::arg("spec"),
       "decode_generate_json for the raw body, read and walked as the native engine "
-      "does (RapidJSON): (id, inputs, parameters as (key, value) pairs); raises the "
-      "native engine's errors.");
+      "does (RapidJSON), with the GIL released: (id, inputs, parameters as (key, "
+      "value) pairs); raises the native engine's errors.");
+  // The Python engine's infer bodies, read and walked as the native engine reads
+  // them; only the few Python values of the result are made with the GIL, so a
+  // large body can be decoded on a thread while the event loop runs.
+  m.def(
+      "native_parse_infer",
+      [](const py::buffer& header, const py::object& header_length, size_t body_size,
+         const std::string& model) -> py::tuple {
+        py::buffer_info info = header.request();
+        const auto* data = static_cast<const char*>(info.ptr);
+        const auto size = static_cast<size_t>(info.size * info.itemsize);
+        InferBodyLayout layout;
+        layout.has_header_length = !header_length.is_none();
+        layout.header_length =
+            layout.has_header_length ? header_length.cast<size_t>() : 0;
+        layout.body_size = body_size;
+        DescriptionSink sink;
+        Parameters params;
+        Status status;
+        {
+          py::gil_scoped_release release;
+          rapidjson::Document doc;
+          status = httpfe::ParseRequestJson(data, size, &doc);
+          if (status.ok()) {
+            status = DecodeInferJson<httpfe::RapidJsonReader>(&doc, layout, model,
+                                                              &sink, &params);
+          }
+        }
+        return InferDecoded(sink, params, status);
+      },
+      py::arg("header"), py::arg("header_length"), py::arg("body_size"),
+      py::arg("model"),
+      "decode_infer_json for the JSON text `header` (the whole body when "
+      "`header_length` is None), read and walked as the native engine does "
+      "(RapidJSON) with the GIL released; a parse error is returned as the "
+      "result's error, as a walk error is.");
 }
 
 }  // namespace tritonx::bindings

@@ -23,40 +23,87 @@ py::tuple ShmTuple(const ShmReference& ref) {
   return py::make_tuple(ref.region, ref.offset, ref.byte_size);
 }
 
-Status PySink::AddInput(InputDescription input, size_t offset) {
-  if (!names.insert(input.name).second) {
-    return InputAlreadyExists(id.cast<std::string>(), input.name);
-  }
-  py::list shape;
-  for (int64_t dim : input.shape) shape.append(dim);
-  py::object data;
-  const char* kind = "bytes";
+Status DescriptionSink::AddInput(InputDescription input, size_t offset) {
+  if (!names_.insert(input.name).second) return InputAlreadyExists(id, input.name);
+  Input out;
+  out.source = input.source;
   if (input.source == InputDescription::Source::kSharedMemory) {
-    kind = "shm";
-    data = ShmTuple(input.shm);
+    out.shm = std::move(input.shm);
   } else if (input.source == InputDescription::Source::kBytes) {
-    data = py::reinterpret_steal<py::object>(PySlice_New(
-        py::int_(offset).ptr(), py::int_(offset + input.byte_size).ptr(), nullptr));
+    out.offset = offset;
+    out.size = input.byte_size;
   } else {
     DataType dtype = DataType::kInvalid;
     Status status =
         ParseDataType(input.datatype, input.name, WireProtocol::kHttp, &dtype);
-    std::string bytes;
     if (status.ok())
-      status = JsonDataToWire(input.name, dtype, input.shape, input, &bytes);
+      status = JsonDataToWire(input.name, dtype, input.shape, input, &out.wire);
     if (!status.ok()) return status;
-    data = py::bytes(bytes);
   }
-  inputs.append(
-      py::make_tuple(input.name, std::string(input.datatype), shape, kind, data));
+  out.name = std::move(input.name);
+  out.datatype = std::string(input.datatype);
+  out.shape = std::move(input.shape);
+  inputs.push_back(std::move(out));
   return Status::Ok();
 }
 
-Status PySink::AddOutput(OutputDescription output, int binary) {
-  if (binary >= 0) binary_outputs[py::str(output.name)] = py::bool_(binary == 1);
-  py::object shm = output.to_shm ? py::object(ShmTuple(output.shm)) : py::none();
-  outputs.append(py::make_tuple(output.name, shm, output.class_count));
+Status DescriptionSink::AddOutput(OutputDescription output, int binary) {
+  outputs.push_back({std::move(output), binary});
   return Status::Ok();
+}
+
+namespace {
+
+// JSON `data` converted to wire bytes, handed to build_request without a copy: a
+// 3M-value tensor's 12 MB would otherwise be copied, and its fresh pages touched,
+// with the GIL held (~7 ms here). Pickles as bytes (JSON helper processes).
+// Immutable; owns its bytes.
+struct WireBytes {
+  std::string bytes;
+};
+
+}  // namespace
+
+py::list InputsToPy(DescriptionSink& sink) {
+  py::list inputs;
+  for (DescriptionSink::Input& input : sink.inputs) {
+    py::list shape;
+    for (int64_t dim : input.shape) shape.append(dim);
+    py::object data;
+    const char* kind = "bytes";
+    if (input.source == InputDescription::Source::kSharedMemory) {
+      kind = "shm";
+      data = ShmTuple(input.shm);
+    } else if (input.source == InputDescription::Source::kBytes) {
+      data = py::reinterpret_steal<py::object>(
+          PySlice_New(py::int_(input.offset).ptr(),
+                      py::int_(input.offset + input.size).ptr(), nullptr));
+    } else {
+      data = py::cast(WireBytes{std::move(input.wire)});
+    }
+    inputs.append(py::make_tuple(input.name, input.datatype, shape, kind, data));
+  }
+  return inputs;
+}
+
+py::list OutputsToPy(const DescriptionSink& sink) {
+  py::list outputs;
+  for (const DescriptionSink::Output& output : sink.outputs) {
+    const OutputDescription& o = output.description;
+    py::object shm = o.to_shm ? py::object(ShmTuple(o.shm)) : py::none();
+    outputs.append(py::make_tuple(o.name, shm, o.class_count));
+  }
+  return outputs;
+}
+
+py::dict BinaryOutputsToPy(const DescriptionSink& sink) {
+  py::dict flags;
+  for (const DescriptionSink::Output& output : sink.outputs) {
+    if (output.binary >= 0) {
+      flags[py::str(output.description.name)] = py::bool_(output.binary == 1);
+    }
+  }
+  return flags;
 }
 
 ModelSpec GenerateSpecFromPy(const py::tuple& given) {
@@ -76,12 +123,21 @@ ModelSpec GenerateSpecFromPy(const py::tuple& given) {
   return spec;
 }
 
-py::tuple GenerateDecoded(const PySink& sink, const Parameters& params) {
+py::tuple GenerateDecoded(DescriptionSink& sink, const Parameters& params) {
   py::list parameters;
   for (const auto& [key, value] : params) {
     parameters.append(py::make_tuple(key, ParameterToPy(value)));
   }
-  return py::make_tuple(sink.id, sink.inputs, parameters);
+  return py::make_tuple(py::str(sink.id), InputsToPy(sink), parameters);
+}
+
+py::tuple InferDecoded(DescriptionSink& sink, const Parameters& params,
+                       const Status& status) {
+  py::object parameters = py::none();
+  if (status.ok() && !params.empty()) parameters = ParametersToDict(params);
+  py::object error = status.ok() ? py::object(py::none()) : MakeError(status);
+  return py::make_tuple(py::str(sink.id), sink.default_binary, InputsToPy(sink),
+                        OutputsToPy(sink), BinaryOutputsToPy(sink), parameters, error);
 }
 
 namespace {
@@ -260,7 +316,7 @@ bool LoneSurrogateIn(const py::buffer& body, const py::object& doc) {
 py::tuple DecodeInferJsonFromPy(const py::object& doc, const py::buffer& header,
                                 const py::object& header_length, size_t body_size,
                                 const std::string& model) {
-  PySink sink;
+  DescriptionSink sink;
   Parameters params;
   InferBodyLayout layout;
   layout.has_header_length = !header_length.is_none();
@@ -271,11 +327,7 @@ py::tuple DecodeInferJsonFromPy(const py::object& doc, const py::buffer& header,
   if (status.ok()) {
     status = DecodeInferJson<PyJsonReader>(doc.ptr(), layout, model, &sink, &params);
   }
-  py::object parameters = py::none();
-  if (status.ok() && !params.empty()) parameters = ParametersToDict(params);
-  py::object error = status.ok() ? py::object(py::none()) : MakeError(status);
-  return py::make_tuple(sink.id, sink.default_binary, sink.inputs, sink.outputs,
-                        sink.binary_outputs, parameters, error);
+  return InferDecoded(sink, params, status);
 }
 
 // What generate's walk needs of a model, as plain values that a JSON helper process
@@ -299,7 +351,7 @@ py::tuple GenerateSpecOf(const py::handle& model) {
 py::tuple DecodeGenerateFromPy(const py::object& doc, const py::buffer& body,
                                const py::tuple& spec) {
   if (LoneSurrogateIn(body, doc)) ThrowIfError(InvalidSurrogate());
-  PySink sink;
+  DescriptionSink sink;
   Parameters params;
   ThrowIfError(DecodeGenerateJson<PyJsonReader>(doc.ptr(), GenerateSpecFromPy(spec),
                                                 &sink, &params));
@@ -309,6 +361,18 @@ py::tuple DecodeGenerateFromPy(const py::object& doc, const py::buffer& body,
 }  // namespace
 
 void RegisterInferJson(py::module_& m) {
+  py::class_<WireBytes>(m, "WireBytes", py::buffer_protocol(),
+                        "Wire bytes a JSON walk converted (read-only buffer)")
+      .def_buffer([](WireBytes& wire) {
+        return py::buffer_info(wire.bytes.data(),
+                               static_cast<py::ssize_t>(wire.bytes.size()), true);
+      })
+      .def("__len__", [](const WireBytes& wire) { return wire.bytes.size(); })
+      .def("__bytes__", [](const WireBytes& wire) { return py::bytes(wire.bytes); })
+      .def("__reduce__", [](const WireBytes& wire) {
+        return py::make_tuple(py::module_::import("builtins").attr("bytes"),
+                              py::make_tuple(py::bytes(wire.bytes)));
+      });
   m.attr("MAX_REQUEST_TENSORS") = kMaxRequestTensors;
   m.def("decode_infer_json", &DecodeInferJsonFromPy, py::arg("doc"), py::arg("header"),
         py::arg("header_length"), py::arg("body_size"), py::arg("model"),

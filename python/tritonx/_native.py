@@ -86,6 +86,7 @@ json_parse_error = _C.json_parse_error
 # The native HTTP engine's JSON reader (bind_http.cpp); absent from builds without it.
 native_json_loads = getattr(_C, "native_json_loads", None)
 native_decode_generate = getattr(_C, "native_decode_generate", None)
+native_parse_infer = getattr(_C, "native_parse_infer", None)
 MAX_REQUEST_TENSORS: int = _C.MAX_REQUEST_TENSORS
 # Texts both HTTP engines answer for checks each makes itself (core/http_messages.h).
 http_messages = _C.http_messages

@@ -137,7 +137,8 @@ def test_parse_binary_inputs_are_views_into_the_body() -> None:
     name, dtype, shape, kind, data = parsed.inputs[0]
     assert (name, dtype, shape, kind) == ("A", "FP32", [1, 4], "bytes")
     assert isinstance(data, memoryview) and data.obj is body and bytes(data) == a
-    assert parsed.inputs[1][3:] == ("bytes", _wire("INT32", [7, 8]))
+    kind, data = parsed.inputs[1][3:]  # JSON data: converted, a read-only buffer
+    assert kind == "bytes" and bytes(data) == _wire("INT32", [7, 8])
     assert parsed.outputs == [("O", None, 2)]
     assert parsed.binary_outputs == {"O": True}
     assert parsed.default_binary is False

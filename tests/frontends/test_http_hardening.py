@@ -36,6 +36,7 @@ from hardeningutil import (  # noqa: F401 (the server fixture)
 from serverutil import RunningServer, run_http_only
 from testmodels import ECHO_MODEL
 
+from tritonx import _native
 from tritonx.frontends.http_infer import MAX_TENSORS
 
 HEALTH_BOUND_S = 1.0
@@ -387,6 +388,26 @@ def _helpers(pid: int) -> list[psutil.Process]:
     ]
 
 
+def test_large_json_bodies_are_decoded_without_helper_processes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """With the native reader built, the Python engine decodes a large body on a
+    thread (the reader releases the GIL): no helper process, nothing pickled."""
+    if _native.native_parse_infer is None:
+        pytest.skip("this build has no native JSON reader (helpers decode)")
+    repo = tmp_path_factory.mktemp("threads")
+    (repo / "identity" / "1").mkdir(parents=True)
+    (repo / "identity" / "config.pbtxt").write_text(IDENTITY_CONFIG)
+    (repo / "identity" / "1" / "model.py").write_text(ECHO_MODEL)
+    body = _tensor_body(100_000, binary_output=True)  # ~1 MB: decoded off the loop
+    with run_http_only(repo, "python") as server:
+        status, data = post(server, "/v2/models/identity/infer", body)
+        assert status == 200
+        expected = np.full(100_000, 1.2345678, dtype=np.float32).tobytes()
+        assert data.endswith(b'"binary_data_size":400000}}]}' + expected)
+        assert not _helpers(server.process.pid)
+
+
 def test_json_helpers_recover_and_never_outlive_the_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -394,7 +415,8 @@ def test_json_helpers_recover_and_never_outlive_the_server(
     (repo / "identity" / "1").mkdir(parents=True)
     (repo / "identity" / "config.pbtxt").write_text(IDENTITY_CONFIG)
     (repo / "identity" / "1" / "model.py").write_text(ECHO_MODEL)
-    body = _tensor_body(100_000, binary_output=True)  # ~1 MB: parsed in a helper
+    # ~1 MB in and 400 KB of output values rendered as JSON: in a helper.
+    body = _tensor_body(100_000, binary_output=False)
     with run_http_only(repo, "python") as server:
         assert post(server, "/v2/models/identity/infer", body)[0] == 200
         helpers = _helpers(server.process.pid)

@@ -16,6 +16,7 @@ bind_http.cpp out of it).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import tritonclient.http as httpclient
 from serverutil import run_server
@@ -167,9 +169,44 @@ def test_http_auto_falls_back_to_python_engine_and_says_so(
     tmp_path: Path, echo_repo: Path
 ) -> None:
     # What bind_http.cpp adds to the module (the server and its JSON reader).
-    env = _without(tmp_path, "HttpServer", "native_json_loads")
+    env = _without(
+        tmp_path,
+        "HttpServer",
+        "native_json_loads",
+        "native_decode_generate",
+        "native_parse_infer",
+    )
     with run_server(echo_repo, env=env) as server:
         _infer_echo(server.http_url)
+        # A body past http_offload.OFFLOAD_BYTES: json.loads holds the GIL, so a
+        # helper process decodes it.
+        body = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "INPUT0",
+                        "datatype": "FP32",
+                        "shape": [2],
+                        "data": [1.5, -2.0],
+                    }
+                ],
+                "parameters": {"padding": "x" * 400_000},
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"http://{server.http_url}/v2/models/echo/infer",
+            body,
+            {"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            outputs = json.loads(reply.read())["outputs"]
+        assert outputs[0]["data"] == [1.5, -2.0]
+        helpers = [
+            child
+            for child in psutil.Process(server.process.pid).children()
+            if "spawn_main" in " ".join(child.cmdline())
+        ]
+        assert helpers
         # The generate extension too (its walk needs no RapidJSON).
         for route in ("generate", "generate_stream"):
             request = urllib.request.Request(

@@ -6,7 +6,7 @@ parses the body, submits to the core with a future and writes the response from 
 future's done-callback, so the per-request Python work is a JSON parse, one core
 call and one bytes join. The control-plane routes (load/unload) run as tasks.
 JSON bodies and JSON output data beyond ``http_offload.OFFLOAD_BYTES`` are parsed and
-rendered in helper processes, so one large request cannot stall the loop.
+rendered off the loop (``http_offload``), so one large request cannot stall it.
 
 Access control (restricted API groups, header forwarding, TLS) lives in
 ``http_access``; request-head limits in ``http_protocol``; the model metadata, config,
@@ -370,9 +370,9 @@ class HttpFrontend:
                 parsed.raw = (model, body)
                 parsed.default_binary = True
             elif (len(body) if hlen is None else hlen) > OFFLOAD_BYTES:
-                # Only the JSON part travels; binary inputs stay here as views.
-                header = body if hlen is None else bytes(memoryview(body)[:hlen])
-                parsing = self._offload.run(
+                # Only the JSON part is decoded there; binary inputs stay views.
+                header = body if hlen is None else memoryview(body)[:hlen]
+                parsing = self._offload.run_decode(
                     http_infer.parse_header, header, hlen, len(body), name
                 )
                 parsing.add_done_callback(

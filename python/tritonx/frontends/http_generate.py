@@ -3,8 +3,9 @@ JSON reply) and ``.../generate_stream`` (Server-Sent Events, one ``data: {...}``
 event per response).
 
 The request is read by the walk the native engine uses (``core/generate_json.h``
-through ``_native.decode_generate_json``, in a JSON helper process for bodies past
-``OFFLOAD_BYTES``, as ``/infer``'s), so its rules and messages exist once; the
+through ``_native.native_decode_generate`` or ``decode_generate_json``, off the loop
+for bodies past ``OFFLOAD_BYTES``, as ``/infer``'s), so its rules and messages exist
+once; the
 response objects are written here as ``csrc/http/http_generate.cc`` writes them:
 keys in byte order, the first of a repeated key winning (id, model_name and
 model_version, then the response's parameters, then its outputs, as Triton fills a
@@ -219,8 +220,8 @@ def decode(body: Buffer, spec: Any) -> Decoded:
 class GenerateRoutes:
     """``/generate`` and ``/generate_stream`` for the Python engine's
     ``HttpFrontend``: its registry, header forwarding (--http-header-forward-pattern),
-    JSON helpers (bodies past ``OFFLOAD_BYTES`` are decoded there, so a large body
-    does not stall the loop) and loop."""
+    JSON offload (bodies past ``OFFLOAD_BYTES`` are decoded off the loop, so a large
+    body does not stall it) and loop."""
 
     def __init__(
         self,
@@ -242,7 +243,7 @@ class GenerateRoutes:
             body = message.body
             if len(body) > OFFLOAD_BYTES:
                 call = self._call(message, slot, route)
-                parsing = self._offload.run(decode, body, spec)
+                parsing = self._offload.run_decode(decode, body, spec)
                 parsing.add_done_callback(
                     lambda f: self._decoded(f, call, message, model, received)
                 )

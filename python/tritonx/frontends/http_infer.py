@@ -1,12 +1,13 @@
 """KServe v2 infer bodies over HTTP for the Python engine: JSON decoding and
 response encoding.
 
-Python's json module parses the text (the engine must work in builds without
-RapidJSON), with RapidJSON's reading of the text where the two differ
-(``request_json``: what Triton refuses, and how it words it); the decoded document
-is walked in C++ by the walk the native engine uses
-too (``csrc/core/infer_json.h`` through ``_native.decode_infer_json``), so every
-check and message of Triton's HTTP frontend exists once. What it decodes is the core
+With the native engine built, its RapidJSON reader parses the text and the walk
+the native engine uses (``csrc/core/infer_json.h``) reads the document, both with
+the GIL released (``_native.native_parse_infer``). Builds without RapidJSON parse
+with Python's json module, with RapidJSON's reading of the text where the two
+differ (``request_json``: what Triton refuses, and how it words it), and the same
+walk reads the objects it made (``_native.decode_infer_json``), so every check and
+message of Triton's HTTP frontend exists once. What it decodes is the core
 request builder's neutral description; every rule that is not about the syntax
 (datatypes, JSON values to wire bytes, shared memory, reserved parameters, raw
 bodies, the decoupled check) is the builder's (``csrc/core/request_builder.h``
@@ -17,9 +18,10 @@ tensors' ``raw()`` views. A decoding error is held (``ParsedInfer.error``) until
 builder has seen what came before it, so that an earlier input's error wins, as in
 the native engine where decoding and building interleave.
 
-Parsing is split so that the JSON part can run in a helper process
-(``http_offload``): ``parse_header`` needs only the JSON bytes and returns binary
-inputs as ``slice`` objects into the body, which ``attach_binary`` turns into views.
+Parsing is split so that the JSON part of a large body can run off the event loop
+(``http_offload``: on a thread, or in a helper process without RapidJSON):
+``parse_header`` needs only the JSON bytes and returns binary inputs as ``slice``
+objects into the body, which ``attach_binary`` turns into views.
 """
 
 from __future__ import annotations
@@ -178,11 +180,15 @@ def parse_header(
     """The JSON part of an infer body; ``body_size`` is the whole body's length.
     A decoding error is kept in ``error`` (see the module docstring)."""
     parsed = ParsedInfer()
-    try:
-        doc = load_json(header)
-    except TritonXError as exc:
-        parsed.error = exc
-        return parsed
+    if _native.native_parse_infer is not None:
+        decoded = _native.native_parse_infer(header, hlen, body_size, model)
+    else:
+        try:
+            doc = load_json(header)
+        except TritonXError as exc:
+            parsed.error = exc
+            return parsed
+        decoded = _native.decode_infer_json(doc, header, hlen, body_size, model)
     (
         parsed.id,
         parsed.default_binary,
@@ -191,7 +197,7 @@ def parse_header(
         parsed.binary_outputs,
         parsed.parameters,
         parsed.error,
-    ) = _native.decode_infer_json(doc, header, hlen, body_size, model)
+    ) = decoded
     # An output the request lists is JSON unless its own binary_data says binary:
     # binary_data_output is the default of the outputs it does not list (Triton).
     for name, _, _ in parsed.outputs:

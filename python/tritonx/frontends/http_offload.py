@@ -1,15 +1,19 @@
-"""Large JSON infer bodies are parsed, and large JSON outputs rendered, in helper
-processes instead of on the event loop.
+"""Large JSON infer bodies are decoded, and large JSON outputs rendered, off the
+event loop.
 
-``json.loads`` and numpy's list conversions run in C and hold the GIL until they
-return, so a thread would not keep the loop responsive: a 60 MB body of a million
-small inputs holds the GIL for about four seconds of ``json.loads`` alone, and
-health checks starve meanwhile. Helper processes run the same pure functions
-(``http_infer.parse_header``, ``http_infer.render_json_data``) in parallel while the
-loop only hands bytes to a pipe. The millions of short-lived Python objects such a
-body makes also live and die in the helper, so the server's own memory stays flat.
+With the native engine built, request bodies are parsed and walked by its RapidJSON
+reader with the GIL released (``_native.native_parse_infer``,
+``native_decode_generate``), so a thread does it (``run_decode``) while the loop
+goes on, and nothing is copied or pickled. Without it, ``json.loads`` and numpy's
+list conversions run in C and hold the GIL until they return, so a thread would not
+keep the loop responsive: a 60 MB body of a million small inputs holds the GIL for
+about four seconds of ``json.loads`` alone, and health checks starve meanwhile.
+Helper processes run the same pure functions (``http_infer.parse_header``,
+``http_infer.render_json_data``) in parallel while the loop only hands bytes to a
+pipe. The millions of short-lived Python objects such a body makes also live and
+die in the helper, so the server's own memory stays flat.
 
-Below ``OFFLOAD_BYTES`` everything stays inline: the pipe round trip would cost more
+Below ``OFFLOAD_BYTES`` everything stays inline: the hand-over would cost more
 than the work. Helpers are started (``spawn``: the server has native threads, so no
 fork) on the first large request and exit with the server; if the server is killed
 outright they notice their parent is gone and exit too.
@@ -31,6 +35,7 @@ from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from tritonx import _native
 from tritonx.errors import InternalError, TritonXError, UnavailableError
 
 logger = logging.getLogger("tritonx.http")
@@ -54,13 +59,38 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+# Request decoders release the GIL for all their work when the native engine's
+# reader is built (see the module docstring).
+DECODE_RELEASES_GIL = _native.native_parse_infer is not None
+
+
 class JsonOffload:
-    """A small process pool, created on first use, for CPU-heavy JSON work."""
+    """Small pools, created on first use, for CPU-heavy JSON work: threads for the
+    native decoders, which release the GIL, helper processes for the rest."""
 
     def __init__(self, helpers: int = HELPERS) -> None:
         self._helpers = helpers
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
+
+    def run_decode(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run the request decoder ``fn(*args)`` off the loop: on a thread where
+        decoding releases the GIL (memoryviews are passed as they are), in a helper
+        otherwise (memoryviews are copied to bytes, which pickle)."""
+        if not DECODE_RELEASES_GIL:
+            picklable = (bytes(a) if isinstance(a, memoryview) else a for a in args)
+            return self.run(fn, *picklable)
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            future: asyncio.Future[T] = loop.create_future()
+            future.set_exception(_stopping())
+            return future
+        if self._threads is None:
+            self._threads = concurrent.futures.ThreadPoolExecutor(
+                self._helpers, thread_name_prefix="tritonx-json"
+            )
+        return loop.run_in_executor(self._threads, fn, *args)
 
     def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run ``fn(*args)`` in a helper; the future completes on the running loop.
@@ -123,6 +153,10 @@ class JsonOffload:
     def close(self) -> None:
         self._closed = True
         self._drop_pool()
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            # A decode in flight finishes on its own (its result is dropped).
+            threads.shutdown(wait=False, cancel_futures=True)
 
     def _drop_pool(self) -> None:
         pool, self._pool = self._pool, None

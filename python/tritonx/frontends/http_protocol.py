@@ -40,6 +40,11 @@ _RESUME_PIPELINE = 32
 # this long per loop iteration; the rest wait for the next one, so that other
 # connections (health probes) are served in between.
 _HANDLER_SLICE_S = 0.002
+# uvloop (libuv) reads a readable socket up to 32 times in one go; while a large
+# body arrives each read costs ~0.25 ms (parse, copy, fresh pages), so one upload
+# held the loop for ~8 ms at a time. After this many bytes a connection stops
+# reading until the loop has gone round once (other connections served).
+_READ_SLICE_BYTES = 256 * 1024
 
 # Triton (libevhtp) drops the connection, without answering, when a URL, header
 # name or header value reaches 8 KiB; checked with tritonserver 2.51.
@@ -107,6 +112,8 @@ class HttpConnection(asyncio.Protocol):
         "_parser",
         "_pipeline_paused",
         "_queue",
+        "_read_bytes",
+        "_read_yield",
         "_refusal",
         "_refusal_status",
         "_refused",
@@ -153,6 +160,10 @@ class HttpConnection(asyncio.Protocol):
         self._refusal_status = 400
         self._pipeline_paused = False
         self._write_paused = False
+        # Bytes read since this connection last let the loop go round, and whether
+        # it is doing so now (see _READ_SLICE_BYTES).
+        self._read_bytes = 0
+        self._read_yield = False
         self._closing = False
         # Head accounting: bytes received while a head is incomplete, bytes of the
         # URL and fields httptools has reported, and the field count.
@@ -191,6 +202,11 @@ class HttpConnection(asyncio.Protocol):
         if self._refused:
             return  # the connection is being closed; what follows is not read
         self._slice_end = time.perf_counter() + _HANDLER_SLICE_S
+        self._read_bytes += len(data)
+        if self._read_bytes >= _READ_SLICE_BYTES and not self._read_yield:
+            self._read_yield = True
+            self._update_reading()
+            asyncio.get_running_loop().call_soon(self._end_read_yield)
         if self._in_head:
             # httptools buffers a partial URL or header field internally and
             # reports it only once complete, so the head is bounded here, per
@@ -513,11 +529,21 @@ class HttpConnection(asyncio.Protocol):
         if transport is not None:
             transport.abort()
 
+    def _end_read_yield(self) -> None:
+        self._read_bytes = 0
+        self._read_yield = False
+        self._update_reading()
+
     def _update_reading(self) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if self._pipeline_paused or self._write_paused or self._refused:
+        if (
+            self._pipeline_paused
+            or self._write_paused
+            or self._refused
+            or self._read_yield
+        ):
             transport.pause_reading()
         else:
             transport.resume_reading()
