@@ -186,6 +186,49 @@ def test_half_closed_client_gets_its_answers(port: int) -> None:
     assert data.index(b'"url": "/slow/1"') < data.index(b'"url": "/fast/2"')
 
 
+def test_a_large_body_lets_the_loop_go_round_while_it_arrives() -> None:
+    """uvloop reads a readable socket up to 32 times in one go: a connection stops
+    reading after each 256 KiB it read, until the loop has gone round once (other
+    connections' events in between), and then reads on; the body arrives whole."""
+    loop = uvloop.new_event_loop()
+    connections: set[HttpConnection] = set()
+    reading: list[bool] = []
+    bodies: list[bytes] = []
+
+    class Watched(HttpConnection):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            transport = self._transport
+            reading.append(transport is not None and transport.is_reading())
+
+    def record(message: HttpMessage, slot: Slot) -> None:
+        bodies.append(bytes(message.body))
+        slot.done(response(200, b"ok"))
+
+    server = loop.run_until_complete(
+        loop.create_server(
+            lambda: Watched(record, 64 << 20, connections), "127.0.0.1", 0
+        )
+    )
+    port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    body = bytes(range(256)) * (16 << 12)  # 16 MiB
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            head = b"POST /big HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body)
+            sock.sendall(head + body)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    assert bodies == [body]
+    assert False in reading, "never stopped reading"
+    # Each pause lasted one loop iteration: reads went on after it.
+    assert reading.count(False) >= (len(body) >> 18) // 2
+
+
 def test_a_long_pipeline_lets_other_connections_in() -> None:
     """Handlers of one read's pipelined requests run a time slice per loop
     iteration: a request on another connection, sent once the first pipelined one
