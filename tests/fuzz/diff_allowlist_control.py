@@ -28,16 +28,22 @@ def no_cuda(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
 
 
 def shm_key_reuse(sent: Sent, ours: Answer, theirs: Answer | None) -> bool:
-    """A second region on a key already registered: tritonx maps it; Triton 2.51
-    reuses the first region's descriptor, which it closed after mapping, and fails
-    (or maps whatever file that descriptor number now is)."""
+    """A second region on a key already registered: tritonx maps it, or refuses it
+    as it would on a fresh key (a range past the object); Triton 2.51 reuses the
+    first region's descriptor, which it closed after mapping, and fails (or maps
+    whatever file that descriptor number now is). Its fstat on the closed
+    descriptor fails before its range check, so its refusal then names the key."""
     registration = shm_registration(sent)
-    return (
-        registration is not None
-        and registration.key in sent.shm_keys
-        and ours.code in ("OK", "200")
-        and theirs is not None
-        and theirs.code not in ("OK", "200")
+    if (
+        registration is None
+        or registration.key not in sent.shm_keys
+        or theirs is None
+        or theirs.code in ("OK", "200")
+    ):
+        return False
+    closed = f"Invalid shared memory region: '{registration.key}'"
+    return ours.code in ("OK", "200") or (
+        theirs.code in ("INTERNAL", "500") and theirs.text == closed
     )
 
 

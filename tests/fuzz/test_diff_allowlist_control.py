@@ -160,6 +160,32 @@ INVALID = "INVALID_ARGUMENT"
             Answer("INTERNAL", f"Invalid shared memory region: '{KEY}'"),
             None,
         ),
+        # ... past the object's end: Triton's fstat of the closed descriptor fails
+        # before its range check (found by the differential fuzz, over HTTP).
+        (
+            _register(keys=frozenset([KEY]), offset=1),
+            Answer(INVALID, ARGS),
+            Answer("INTERNAL", f"Invalid shared memory region: '{KEY}'"),
+            "shm-key-reuse",
+        ),
+        (
+            _http_register("r", 1),
+            Answer("400", ARGS),
+            Answer("500", f"Invalid shared memory region: '{KEY}'"),
+            "shm-key-reuse",
+        ),
+        (
+            _http_register("r", 1, reuse=False),
+            Answer("400", ARGS),
+            Answer("500", f"Invalid shared memory region: '{KEY}'"),
+            None,
+        ),
+        (
+            _register(keys=frozenset([KEY]), offset=1),
+            Answer(INVALID, ARGS),
+            Answer(INVALID, UNALIGNED),
+            None,
+        ),
         # An offset that is not page aligned.
         (_register(offset=1), OK, Answer(INVALID, UNALIGNED), "shm-unaligned-offset"),
         (_register(offset=4096), OK, Answer(INVALID, UNALIGNED), None),
