@@ -2,6 +2,8 @@
 // Python runs only for control-plane routes, through `handler(method, url, headers,
 // body, reply)`, called on the server's control pool with the GIL; the handler
 // answers by calling `reply(status, headers, body)` once, from any thread.
+#include <optional>
+
 #include "core/generate_json.h"
 #include "core/model_registry.h"
 #include "http/http_cloud.h"
@@ -84,6 +86,18 @@ class PyHttpServer {
  private:
   py::object handler_;
   std::unique_ptr<HttpServer> server_;
+};
+
+// Releases the GIL for the scope when the JSON is large enough to be read off the
+// event loop (kJsonOffLoopBytes); a small body is read with the GIL kept (see there).
+class GilReleaseForLargeJson {
+ public:
+  explicit GilReleaseForLargeJson(size_t size) {
+    if (size >= kJsonOffLoopBytes) release_.emplace();
+  }
+
+ private:
+  std::optional<py::gil_scoped_release> release_;
 };
 
 }  // namespace
@@ -209,7 +223,7 @@ void RegisterHttp(py::module_& m) {
         rapidjson::Document doc;
         Status status;
         {
-          py::gil_scoped_release release;
+          GilReleaseForLargeJson release(size);
           status = httpfe::ParseRequestJson(data, size, &doc);
         }
         ThrowIfError(status);
@@ -233,7 +247,7 @@ void RegisterHttp(py::module_& m) {
         Parameters params;
         Status status;
         {
-          py::gil_scoped_release release;
+          GilReleaseForLargeJson release(size);
           rapidjson::Document doc;
           status = httpfe::ParseRequestJson(data, size, &doc);
           if (status.ok()) {
@@ -267,7 +281,7 @@ void RegisterHttp(py::module_& m) {
         Parameters params;
         Status status;
         {
-          py::gil_scoped_release release;
+          GilReleaseForLargeJson release(size);
           rapidjson::Document doc;
           status = httpfe::ParseRequestJson(data, size, &doc);
           if (status.ok()) {

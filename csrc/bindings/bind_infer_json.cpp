@@ -374,6 +374,7 @@ void RegisterInferJson(py::module_& m) {
                               py::make_tuple(py::bytes(wire.bytes)));
       });
   m.attr("MAX_REQUEST_TENSORS") = kMaxRequestTensors;
+  m.attr("JSON_OFF_LOOP_BYTES") = kJsonOffLoopBytes;
   m.def("decode_infer_json", &DecodeInferJsonFromPy, py::arg("doc"), py::arg("header"),
         py::arg("header_length"), py::arg("body_size"), py::arg("model"),
         "An infer request as json.loads decoded it, checked as the native HTTP engine "

@@ -62,6 +62,14 @@ enum class JsonKind : uint8_t {
 // costs work before the core can refuse it.
 inline constexpr size_t kMaxRequestTensors = 4096;
 
+// Request JSON of this many bytes or more is parsed off the event loop by both HTTP
+// engines (the native one's parse pool, the Python one's decode threads): parsing
+// costs ~10 ms per MB, which every other connection of that loop would wait for.
+// Below it the Python engine's reader keeps the GIL: releasing it for a few
+// microseconds of parsing can leave the loop waiting a switch interval (5 ms) for a
+// model's thread.
+inline constexpr size_t kJsonOffLoopBytes = size_t{256} << 10;
+
 // Where the body's parts are: with `has_header_length` the first `header_length`
 // bytes are the JSON and binary inputs follow; otherwise the body is all JSON.
 struct InferBodyLayout {

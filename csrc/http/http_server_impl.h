@@ -10,6 +10,7 @@
 
 #include "../grpc/worker_pool.h"
 #include "core/http_messages.h"
+#include "core/infer_json.h"
 #include "core/infer_request.h"
 #include "http_compression.h"
 #include "http_error_page.h"
@@ -28,9 +29,8 @@ struct InferFraming {
   std::shared_ptr<Model> model;  // cloud: found and checked already
 };
 // Infer bodies of this many bytes or more are parsed on the parse pool, not on the
-// loop thread: parsing a JSON tensor costs ~10 ms per MB, which every other
-// connection of that worker would wait for.
-inline constexpr size_t kParseOffloadBytes = size_t{256} << 10;
+// loop thread (core/infer_json.h).
+inline constexpr size_t kParseOffloadBytes = kJsonOffLoopBytes;
 }  // namespace httpfe
 
 using httpfe::Mailbox;

@@ -612,6 +612,7 @@ def check_transaction_policy(model: Model, protocol: str) -> None: ...
 
 # The infer and generate JSON walks both HTTP engines share (bind_infer_json.cpp).
 MAX_REQUEST_TENSORS: int
+JSON_OFF_LOOP_BYTES: int
 GENERATE_ONE_RESPONSE: str
 
 def decode_infer_json(

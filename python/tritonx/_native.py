@@ -88,6 +88,7 @@ native_json_loads = getattr(_C, "native_json_loads", None)
 native_decode_generate = getattr(_C, "native_decode_generate", None)
 native_parse_infer = getattr(_C, "native_parse_infer", None)
 MAX_REQUEST_TENSORS: int = _C.MAX_REQUEST_TENSORS
+JSON_OFF_LOOP_BYTES: int = _C.JSON_OFF_LOOP_BYTES
 # Texts both HTTP engines answer for checks each makes itself (core/http_messages.h).
 http_messages = _C.http_messages
 deduce_raw_input = _C.deduce_raw_input

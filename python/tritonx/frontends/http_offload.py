@@ -41,8 +41,9 @@ from tritonx.errors import InternalError, TritonXError, UnavailableError
 logger = logging.getLogger("tritonx.http")
 
 # JSON text above this size is parsed (and JSON output data above this many wire
-# bytes is rendered) in a helper. A 256 KiB body of tiny objects takes ~25 ms inline.
-OFFLOAD_BYTES = 256 * 1024
+# bytes is rendered) off the loop, as the native engine does (core/infer_json.h). A
+# 256 KiB body of tiny objects takes ~25 ms with json.loads.
+OFFLOAD_BYTES = _native.JSON_OFF_LOOP_BYTES
 HELPERS = 2
 
 T = TypeVar("T")
