@@ -163,13 +163,21 @@ def proto_strings(message: Any) -> list[str]:
     return out
 
 
+def _as_shown_in_repr(value: str) -> str:
+    """``value`` as a JSON string written as UTF-8, as it shows in the ``repr`` of
+    an answer that is not JSON (BYTES data that is not UTF-8)."""
+    written = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return repr(written)[2:-1]
+
+
 def cut_at_nul(text: str, strings: set[str]) -> str:
-    """``text`` with each of ``strings`` (raw, or a whole JSON string) cut at its
-    NUL."""
+    """``text`` with each of ``strings`` (raw, a whole JSON string, or one shown in
+    a ``repr``) cut at its NUL."""
     for whole in sorted(strings, key=len, reverse=True):
         cut = whole[: whole.index("\0")]
         text = text.replace(whole, cut)
         text = text.replace(json.dumps(whole), json.dumps(cut))
+        text = text.replace(_as_shown_in_repr(whole), _as_shown_in_repr(cut))
     return text
 
 

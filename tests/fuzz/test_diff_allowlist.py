@@ -302,6 +302,18 @@ def _bytes_input(shape: list[int]) -> bytes:
             Answer("500", "parameter key '' was not found in the JSON"),
             None,
         ),
+        (  # an answer that is no JSON (BYTES data not UTF-8) shows as its repr
+            _http("POST", "/", NUL_BODY),
+            Answer("200", str(b'{"id":"ab\\u0000cd","model_name":"m","d":["\x93"]}')),
+            Answer("200", str(b'{"id":"ab","model_name":"m","d":["\x93"]}')),
+            "nul-in-string",
+        ),
+        (
+            _http("POST", "/", NUL_BODY),
+            Answer("200", str(b'{"id":"ab\\u0000cd","model_name":"m","d":["\x93"]}')),
+            Answer("200", str(b'{"id":"ab\\u0000cd","model_name":"n","d":["\x93"]}')),
+            None,
+        ),
         (  # an id cut to nothing: Triton's answer has none
             _http("POST", "/", b'{"id": "\\u0000ab"}'),
             Answer("200", '{"id": "\\u0000ab", "model_name": "m"}'),
