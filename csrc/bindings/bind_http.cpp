@@ -100,6 +100,21 @@ class GilReleaseForLargeJson {
   std::optional<py::gil_scoped_release> release_;
 };
 
+// Parses `body` as the native engine reads request JSON and hands the document to
+// `walk` (Status(const rapidjson::Document&)), the GIL released for a large body:
+// `walk` must not touch Python objects. Returns the parse's status or the walk's.
+// The buffer view is released after the GIL is back (declaration order).
+template <class Walk>
+Status ParseAndWalk(const py::buffer& body, Walk walk) {
+  py::buffer_info info = body.request();
+  const auto* data = static_cast<const char*>(info.ptr);
+  const auto size = static_cast<size_t>(info.size * info.itemsize);
+  GilReleaseForLargeJson release(size);
+  rapidjson::Document doc;
+  Status status = httpfe::ParseRequestJson(data, size, &doc);
+  return status.ok() ? walk(doc) : status;
+}
+
 }  // namespace
 
 // A RapidJSON value as Python's json module would give it; a repeated member name
@@ -239,23 +254,13 @@ void RegisterHttp(py::module_& m) {
   m.def(
       "native_decode_generate",
       [](const py::buffer& body, const py::tuple& spec) -> py::tuple {
-        py::buffer_info info = body.request();
-        const auto* data = static_cast<const char*>(info.ptr);
-        const auto size = static_cast<size_t>(info.size * info.itemsize);
         const ModelSpec model = GenerateSpecFromPy(spec);
         DescriptionSink sink;
         Parameters params;
-        Status status;
-        {
-          GilReleaseForLargeJson release(size);
-          rapidjson::Document doc;
-          status = httpfe::ParseRequestJson(data, size, &doc);
-          if (status.ok()) {
-            status = DecodeGenerateJson<httpfe::RapidJsonReader>(&doc, model, &sink,
-                                                                 &params);
-          }
-        }
-        ThrowIfError(status);
+        ThrowIfError(ParseAndWalk(body, [&](const rapidjson::Document& doc) {
+          return DecodeGenerateJson<httpfe::RapidJsonReader>(&doc, model, &sink,
+                                                             &params);
+        }));
         return GenerateDecoded(sink, params);
       },
       py::arg("body"), py::arg("spec"),
@@ -269,9 +274,6 @@ void RegisterHttp(py::module_& m) {
       "native_parse_infer",
       [](const py::buffer& header, const py::object& header_length, size_t body_size,
          const std::string& model) -> py::tuple {
-        py::buffer_info info = header.request();
-        const auto* data = static_cast<const char*>(info.ptr);
-        const auto size = static_cast<size_t>(info.size * info.itemsize);
         InferBodyLayout layout;
         layout.has_header_length = !header_length.is_none();
         layout.header_length =
@@ -279,16 +281,10 @@ void RegisterHttp(py::module_& m) {
         layout.body_size = body_size;
         DescriptionSink sink;
         Parameters params;
-        Status status;
-        {
-          GilReleaseForLargeJson release(size);
-          rapidjson::Document doc;
-          status = httpfe::ParseRequestJson(data, size, &doc);
-          if (status.ok()) {
-            status = DecodeInferJson<httpfe::RapidJsonReader>(&doc, layout, model,
-                                                              &sink, &params);
-          }
-        }
+        const Status status = ParseAndWalk(header, [&](const rapidjson::Document& doc) {
+          return DecodeInferJson<httpfe::RapidJsonReader>(&doc, layout, model, &sink,
+                                                          &params);
+        });
         return InferDecoded(sink, params, status);
       },
       py::arg("header"), py::arg("header_length"), py::arg("body_size"),
