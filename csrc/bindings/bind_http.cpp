@@ -267,6 +267,34 @@ void RegisterHttp(py::module_& m) {
       "decode_generate_json for the raw body, read and walked as the native engine "
       "does (RapidJSON), with the GIL released: (id, inputs, parameters as (key, "
       "value) pairs); raises the native engine's errors.");
+  // Output data as the native engine (and Triton's RapidJSON writer) writes it, for
+  // the Python engine: the same number forms (1e-5, not Python's 1e-05), and a
+  // tenth of numpy's tolist() + json.dumps for a large tensor.
+  m.def(
+      "native_json_data",
+      [](const std::string& datatype, const Shape& shape,
+         const py::buffer& raw) -> py::bytes {
+        py::buffer_info info = raw.request();
+        Tensor tensor;
+        tensor.dtype = DataTypeFromName(datatype);
+        tensor.shape = shape;
+        tensor.data = static_cast<const char*>(info.ptr);
+        tensor.byte_size = static_cast<size_t>(info.size * info.itemsize);
+        rapidjson::StringBuffer text;
+        Status status;
+        {
+          GilReleaseForLargeJson release(tensor.byte_size);
+          httpfe::JsonWriter writer(text);
+          writer.StartArray();
+          status = httpfe::WriteTensorElements(tensor, &writer);
+          writer.EndArray();
+        }
+        ThrowIfError(status);
+        return py::bytes(text.GetString(), text.GetSize());
+      },
+      py::arg("datatype"), py::arg("shape"), py::arg("raw"),
+      "The JSON text of an output's flat `data` array from its wire bytes; raises "
+      "InvalidArgumentError for a datatype without a JSON form (FP16, BF16).");
   // The Python engine's infer bodies, read and walked as the native engine reads
   // them; only the few Python values of the result are made with the GIL, so a
   // large body can be decoded on a thread while the event loop runs.

@@ -87,6 +87,7 @@ json_parse_error = _C.json_parse_error
 native_json_loads = getattr(_C, "native_json_loads", None)
 native_decode_generate = getattr(_C, "native_decode_generate", None)
 native_parse_infer = getattr(_C, "native_parse_infer", None)
+native_json_data = getattr(_C, "native_json_data", None)
 MAX_REQUEST_TENSORS: int = _C.MAX_REQUEST_TENSORS
 JSON_OFF_LOOP_BYTES: int = _C.JSON_OFF_LOOP_BYTES
 # Texts both HTTP engines answer for checks each makes itself (core/http_messages.h).

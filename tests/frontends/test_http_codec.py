@@ -9,6 +9,7 @@ import struct
 import numpy as np
 import pytest
 
+from tritonx import _native
 from tritonx.errors import InternalError, InvalidArgumentError
 from tritonx.frontends import codec, http_infer
 from tritonx.frontends.http_routes import Route, resolve
@@ -69,6 +70,18 @@ def test_float_json_matches_triton_rendering() -> None:
     wire = _wire("FP32", [0.1, 2.0, math.nan, math.inf])
     assert codec.wire_to_json("FP32", [4], wire) == (
         b"[0.10000000149011612,2.0,NaN,Infinity]"
+    )
+
+
+@pytest.mark.skipif(
+    _native.native_json_data is None, reason="this build has no native JSON writer"
+)
+def test_number_forms_are_the_native_engines() -> None:
+    """Written by RapidJSON's writer, as the native engine and Triton 2.51 write
+    them (Python's repr would give 1e-05 and 1e+16)."""
+    wire = _wire("FP64", [1e-5, 1e16, -0.0, 1.5e300])
+    assert codec.wire_to_json("FP64", [4], wire) == (
+        b"[0.00001,10000000000000000.0,-0.0,1.5e300]"
     )
 
 

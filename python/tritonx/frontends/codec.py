@@ -40,7 +40,10 @@ def element_count(shape: Sequence[int]) -> int:
 def wire_to_json(
     datatype: str, shape: Sequence[int], raw: bytes | bytearray | memoryview
 ) -> bytes:
-    """Wire bytes of one output -> the JSON text of its flat ``data`` array."""
+    """Wire bytes of one output -> the JSON text of its flat ``data`` array, as the
+    native engine writes it where that is built (``_native.native_json_data``)."""
+    if _native.native_json_data is not None:
+        return _native.native_json_data(datatype, list(shape), raw)
     if datatype == "FP16" or datatype == "BF16":
         raise InvalidArgumentError(_native.http_messages.output_not_json(datatype))
     if datatype == "BYTES":
