@@ -265,8 +265,8 @@ void RegisterHttp(py::module_& m) {
       },
       py::arg("body"), py::arg("spec"),
       "decode_generate_json for the raw body, read and walked as the native engine "
-      "does (RapidJSON), with the GIL released: (id, inputs, parameters as (key, "
-      "value) pairs); raises the native engine's errors.");
+      "does (RapidJSON; the GIL released for a large body): (id, inputs, parameters "
+      "as (key, value) pairs); raises the native engine's errors.");
   // Output data as the native engine (and Triton's RapidJSON writer) writes it, for
   // the Python engine: the same number forms (1e-5, not Python's 1e-05), and a
   // tenth of numpy's tolist() + json.dumps for a large tensor.
@@ -319,7 +319,8 @@ void RegisterHttp(py::module_& m) {
       py::arg("model"),
       "decode_infer_json for the JSON text `header` (the whole body when "
       "`header_length` is None), read and walked as the native engine does "
-      "(RapidJSON) with the GIL released; a parse error is returned as the "
+      "(RapidJSON; the GIL released for a large body); a parse error is returned as "
+      "the "
       "result's error, as a walk error is.");
 }
 

@@ -368,7 +368,6 @@ void RegisterInferJson(py::module_& m) {
                                static_cast<py::ssize_t>(wire.bytes.size()), true);
       })
       .def("__len__", [](const WireBytes& wire) { return wire.bytes.size(); })
-      .def("__bytes__", [](const WireBytes& wire) { return py::bytes(wire.bytes); })
       .def("__reduce__", [](const WireBytes& wire) {
         return py::make_tuple(py::module_::import("builtins").attr("bytes"),
                               py::make_tuple(py::bytes(wire.bytes)));

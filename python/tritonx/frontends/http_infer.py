@@ -2,8 +2,9 @@
 response encoding.
 
 With the native engine built, its RapidJSON reader parses the text and the walk
-the native engine uses (``csrc/core/infer_json.h``) reads the document, both with
-the GIL released (``_native.native_parse_infer``). Builds without RapidJSON parse
+the native engine uses (``csrc/core/infer_json.h``) reads the document, with the
+GIL released for a body large enough to be decoded off the loop
+(``_native.native_parse_infer``). Builds without RapidJSON parse
 with Python's json module, with RapidJSON's reading of the text where the two
 differ (``request_json``: what Triton refuses, and how it words it), and the same
 walk reads the objects it made (``_native.decode_infer_json``), so every check and
